@@ -1,0 +1,20 @@
+/* Login failure throttling per key (an IP address, or an account name).
+ * A key with max_failures failures in the last window_s seconds is blocked
+ * until the oldest of them ages out. Memory is bounded: at most max_keys keys
+ * are tracked (the stalest are forgotten first). Loop thread only. */
+#ifndef POSTERN_AUTH_THROTTLE_H
+#define POSTERN_AUTH_THROTTLE_H
+#include <stdbool.h>
+#include <stdint.h>
+
+struct throttle;
+
+struct throttle *throttle_new(unsigned max_failures, unsigned window_s, unsigned max_keys);
+void throttle_free(struct throttle **tp);
+/* now in seconds (monotonic). */
+bool throttle_blocked(struct throttle *t, const char *key, uint64_t now);
+void throttle_fail(struct throttle *t, const char *key, uint64_t now);
+/* A success forgets the key's failures. */
+void throttle_clear(struct throttle *t, const char *key);
+
+#endif

@@ -1,0 +1,62 @@
+/* Configuration: one option table (config.c, config_options[]) is the single
+ * source of truth for names, types, defaults, ranges and docs. Parsing,
+ * validation, `postern config defaults` and docs/config.md all come from it.
+ *
+ * File format: "key = value" lines; '#' starts a comment line; blank lines
+ * ignored. Values are taken verbatim after trimming (no quoting). Sizes accept
+ * k/m/g suffixes (1024-based); durations accept s/m/h suffixes (default
+ * seconds). Lists are comma-separated. */
+#ifndef POSTERN_CORE_CONFIG_H
+#define POSTERN_CORE_CONFIG_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+struct config {
+	/* general */
+	char *hostname;          /* name in greetings and Received; default: gethostname() */
+	char *data_dir;          /* SQLite database, blobs, spool */
+	char *log_level;
+	char *user;              /* drop privileges to this user when started as root */
+	int workers;             /* worker threads for blocking work */
+	/* TLS */
+	char *tls_cert;          /* default: <data_dir>/tls/cert.pem (self-signed if absent) */
+	char *tls_key;
+	/* listeners: comma-separated lists of host:port, empty = off */
+	char *smtp_listen;        /* MX role: port 25 */
+	char *submission_listen;  /* 587 role: STARTTLS + AUTH required */
+	char *submissions_listen; /* 465 role: implicit TLS */
+	/* SMTP limits */
+	size_t smtp_max_message_size;
+	int smtp_max_recipients;
+	size_t smtp_max_line;         /* command line length incl. CRLF */
+	size_t smtp_max_data_line;    /* DATA line length incl. CRLF */
+	int smtp_max_errors;          /* protocol errors before 421 and close */
+	unsigned smtp_timeout;        /* seconds of client silence before 421 */
+	unsigned smtp_data_timeout;   /* seconds of silence inside DATA/BDAT */
+	int smtp_max_connections;     /* total */
+	int smtp_max_connections_per_ip;
+	bool smtp_auth_plaintext_loopback; /* allow AUTH without TLS from loopback */
+	int auth_max_failures;        /* failed AUTHs per IP within auth_failure_window */
+	unsigned auth_failure_window; /* seconds */
+	/* store */
+	unsigned commit_delay_us;     /* group commit: extra wait to gather a batch */
+};
+
+/* Fills c with the defaults. */
+void config_defaults(struct config *c);
+/* Loads path over the current values. On error returns -1 and *err_r is a
+ * heap string "path:line: option: problem". A missing file is an error. */
+int config_load(struct config *c, const char *path, char **err_r);
+/* Sets one option from text ("key", "value"); for -o key=value overrides.
+ * Returns -1 with *err_r on unknown key or bad value. */
+int config_set(struct config *c, const char *key, const char *value, char **err_r);
+/* Cross-option checks and derived defaults (tls paths from data_dir). */
+int config_finish(struct config *c, char **err_r);
+void config_free(struct config *c);
+/* Writes every option with default and doc, as a commented example file. */
+void config_print_defaults(FILE *f);
+/* Writes docs/config.md style markdown reference. */
+void config_print_reference(FILE *f);
+
+#endif

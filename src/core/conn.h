@@ -1,0 +1,82 @@
+/* A buffered, non-blocking stream connection on the loop, with optional TLS
+ * (OpenSSL). The protocol session above it sees only two things: bytes that
+ * arrived (in conn->rbuf, to consume as it likes) and "closed".
+ *
+ * Ownership: the conn owns its fd, SSL and buffers. After the on_close callback
+ * returns, the conn is freed: the session must drop its pointer there.
+ * on_close is called exactly once, always from the loop (never from inside a
+ * conn_* call made by the session), so a session may call conn_close() from
+ * anywhere, including its on_data callback. */
+#ifndef POSTERN_CORE_CONN_H
+#define POSTERN_CORE_CONN_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <openssl/ssl.h>
+#include "core/buf.h"
+#include "core/loop.h"
+
+enum conn_close_reason {
+	CONN_CLOSED_BY_US,  /* conn_close() was called and the output was flushed */
+	CONN_EOF,           /* the peer closed */
+	CONN_ERROR,         /* socket or TLS error */
+	CONN_TIMEOUT,       /* idle timeout */
+};
+
+struct conn;
+
+struct conn_handler {
+	/* New bytes were appended to conn->rbuf. Not called while paused. */
+	void (*on_data)(struct conn *c, void *arg);
+	/* The connection is gone; c is freed right after this returns. */
+	void (*on_close)(struct conn *c, void *arg, enum conn_close_reason why);
+	/* Optional: TLS handshake finished (after conn_starttls or for implicit TLS). */
+	void (*on_tls)(struct conn *c, void *arg);
+};
+
+struct conn {
+	struct buf rbuf;        /* received, not yet consumed (plaintext after TLS) */
+	char peer_ip[64];       /* textual address of the peer, no port */
+	int peer_port;
+	char local_ip[64];
+	int local_port;
+	/* private */
+	struct conn_priv *priv;
+};
+
+/* Takes ownership of fd (made non-blocking here). If tls_ctx is not NULL the
+ * connection starts with a server-side TLS handshake (implicit TLS); on_tls is
+ * called when it completes, and no on_data before that. */
+struct conn *conn_new(struct loop *l, int fd, SSL_CTX *tls_ctx, const struct conn_handler *h,
+		      void *arg);
+
+/* Queues bytes for sending; sends as soon as the socket allows. */
+void conn_write(struct conn *c, const void *p, size_t n);
+void conn_writes(struct conn *c, const char *s);
+/* Bytes queued and not yet sent. */
+size_t conn_pending_output(const struct conn *c);
+
+/* Starts a server-side TLS handshake now. Anything already in rbuf (plaintext
+ * pipelined after STARTTLS) is discarded, as RFC 3207 section 4.2 and the
+ * command-injection attacks require; on_tls is called when it completes.
+ * The caller must have flushed its reply first: conn_starttls sends queued
+ * output in plaintext before starting TLS. Returns 0 or -1. */
+int conn_starttls(struct conn *c, SSL_CTX *ctx);
+bool conn_is_tls(const struct conn *c);
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384" or "" when not TLS. */
+const char *conn_tls_info(const struct conn *c);
+
+/* Stop / restart delivering on_data (input stays in the kernel; TCP backpressure). */
+void conn_pause(struct conn *c);
+void conn_resume(struct conn *c);
+/* If rbuf has unconsumed bytes after resume, on_data is called again soon (from the loop). */
+
+/* Idle timeout: the connection closes with CONN_TIMEOUT after ms milliseconds
+ * without receiving any byte. 0 disables. Restarted by each read. */
+void conn_set_timeout(struct conn *c, unsigned ms);
+
+/* Flushes pending output, then closes; on_close(CONN_CLOSED_BY_US) follows.
+ * Further input is ignored. Idempotent. */
+void conn_close(struct conn *c);
+
+#endif

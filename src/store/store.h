@@ -1,0 +1,115 @@
+/* The store: accounts, domains, aliases, mailboxes, messages, the outbound
+ * queue, and blobs. Nothing above this interface writes SQL or touches blob
+ * paths. Backend now: SQLite (WAL, synchronous=FULL) + immutable blob files
+ * under <data_dir>/blobs; scale-out (PostgreSQL) later behind the same API.
+ *
+ * Threads: every function here except store_commit's worker side runs on the
+ * caller's thread and is short (indexed statements on a small database).
+ * store_commit hands the durable part to the committer thread (group commit).
+ *
+ * Addresses: "local@domain". Domains are stored and compared lowercase; local
+ * parts are compared ASCII-case-insensitively (as Postfix and Dovecot do). */
+#ifndef POSTERN_STORE_STORE_H
+#define POSTERN_STORE_STORE_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include "core/loop.h"
+
+struct store;
+
+/* Opens (creating if needed) the store in data_dir: database schema, blobs/
+ * and spool/ directories (mode 0700). Removes leftovers of a crash: every file
+ * in spool/, and blob files no message row points to. NULL with *err_r on error. */
+struct store *store_open(const char *data_dir, char **err_r);
+/* Stops the committer (after finishing queued commits) and closes. */
+void store_close(struct store **stp);
+/* Starts the committer thread; commit completions are posted to l. */
+int store_start(struct store *st, struct loop *l, unsigned commit_delay_us);
+
+/* ---- accounts (0 ok, -1 error with *err_r a heap string saying why) ---- */
+typedef void store_list_cb(void *arg, const char *name, const char *detail);
+
+int store_domain_add(struct store *st, const char *domain, char **err_r);
+/* Refuses while the domain has users; removes its aliases. */
+int store_domain_del(struct store *st, const char *domain, char **err_r);
+int store_domain_list(struct store *st, store_list_cb *cb, void *arg);
+bool store_domain_is_local(struct store *st, const char *domain);
+
+/* Creates the user (its domain must exist) with INBOX. hash: see auth/password.h. */
+int store_user_add(struct store *st, const char *addr, const char *hash, char **err_r);
+/* Removes the user, its mailboxes and its mailbox entries (blobs with no other
+ * reference are removed too). */
+int store_user_del(struct store *st, const char *addr, char **err_r);
+int store_user_passwd(struct store *st, const char *addr, const char *hash, char **err_r);
+/* domain NULL = all; detail is empty. */
+int store_user_list(struct store *st, const char *domain, store_list_cb *cb, void *arg);
+/* 1 and *hash_r (heap) if the user exists, 0 if not, -1 on error. */
+int store_user_hash(struct store *st, const char *addr, char **hash_r);
+
+/* alias "x@domain" or "@domain" (catch-all) -> target address (local or remote).
+ * Adding the same alias with another target adds a target (distribution list). */
+int store_alias_add(struct store *st, const char *alias, const char *target, char **err_r);
+/* target NULL removes every target of alias. */
+int store_alias_del(struct store *st, const char *alias, const char *target, char **err_r);
+/* name = alias, detail = target; domain NULL = all. */
+int store_alias_list(struct store *st, const char *domain, store_list_cb *cb, void *arg);
+
+/* ---- recipients ---- */
+struct store_target {
+	int64_t user_id; /* > 0: local account; 0: remote address */
+	char *addr;      /* the account's address, or the remote address */
+};
+struct store_targets {
+	size_t n;
+	struct store_target *v;
+};
+/* Resolves a recipient in a local domain: exact account, then alias, then the
+ * same without "+tag" (plus-addressing), then the domain's catch-all. Aliases
+ * expand recursively (depth limit 8); local accounts appear once.
+ * Returns 1 with targets appended to *t, 0 if no such recipient, -1 on error. */
+int store_resolve(struct store *st, const char *addr, struct store_targets *t);
+void store_targets_free(struct store_targets *t);
+/* 1 if the authenticated user may use from as envelope/header sender: its own
+ * address, its address with +tag, or an alias one of whose targets is the user. */
+int store_may_send_as(struct store *st, const char *user, const char *from);
+
+/* ---- delivery ---- */
+struct store_spool;
+/* A new temporary blob file in spool/. NULL with *err_r on error. */
+struct store_spool *store_spool_new(struct store *st, char **err_r);
+/* 0, or -1 with errno (ENOSPC, EIO...). Buffered: the write may hit the disk later;
+ * errors then surface at commit. */
+int store_spool_write(struct store_spool *sp, const void *p, size_t n);
+size_t store_spool_size(const struct store_spool *sp);
+void store_spool_discard(struct store_spool **spp);
+
+struct store_remote_rcpt {
+	const char *addr;
+	const char *orcpt;  /* DSN ORCPT= as given, or NULL */
+	const char *notify; /* DSN NOTIFY= as given, or NULL */
+};
+struct store_delivery {
+	const char *txid;       /* the session's transaction id, for logs */
+	const char *mail_from;  /* envelope sender, "" for <> */
+	const char *envid;      /* DSN ENVID= or NULL */
+	const char *ret;        /* DSN RET= ("FULL"/"HDRS") or NULL */
+	const char *auth_user;  /* or NULL */
+	time_t received;        /* becomes INTERNALDATE */
+	const int64_t *user_ids; /* local recipients, delivered to INBOX */
+	size_t n_users;
+	const struct store_remote_rcpt *remote; /* queued for outbound delivery */
+	size_t n_remote;
+};
+/* result: 0 durable; -1 temporary failure (disk full, I/O error), nothing stored. */
+typedef void store_commit_cb(void *arg, int result);
+/* Takes ownership of sp. Copies d. On the committer thread: flush and fsync
+ * the blob, rename it into blobs/, fsync the directory, then one transaction
+ * (batched with concurrent commits: group commit) that stores the message once,
+ * adds it to each local user's INBOX (new UID, MODSEQ) and creates the queue
+ * entries. Then cb(arg, result) runs on the loop thread. */
+void store_commit(struct store *st, struct store_spool *sp, const struct store_delivery *d,
+		  store_commit_cb *cb, void *arg);
+
+#endif
