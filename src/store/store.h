@@ -112,4 +112,24 @@ typedef void store_commit_cb(void *arg, int result);
 void store_commit(struct store *st, struct store_spool *sp, const struct store_delivery *d,
 		  store_commit_cb *cb, void *arg);
 
+/* ---- reading (admin CLI now; IMAP/POP3 build on the same tables) ---- */
+struct store_mail_info {
+	uint32_t uid;
+	uint64_t size;     /* octets of the stored message */
+	time_t internaldate;
+	uint64_t modseq;
+	const char *flags; /* space-separated system flags and keywords, may be "" */
+};
+typedef void store_mail_cb(void *arg, const struct store_mail_info *m);
+/* name = mailbox name, detail = "uidvalidity=N uidnext=N highestmodseq=N messages=N" */
+int store_mailbox_list(struct store *st, const char *user, store_list_cb *cb, void *arg);
+/* mailbox NULL = INBOX. 0, or -1 with *err_r (unknown user or mailbox). */
+int store_mail_list(struct store *st, const char *user, const char *mailbox, store_mail_cb *cb,
+		    void *arg, char **err_r);
+/* Opens the blob of one message read-only: 0 with *fd_r, or -1 with *err_r. */
+int store_mail_open(struct store *st, const char *user, const char *mailbox, uint32_t uid,
+		    int *fd_r, char **err_r);
+/* Outbound queue: name = "id from", detail = "rcpt attempts next-try". */
+int store_queue_list(struct store *st, store_list_cb *cb, void *arg);
+
 #endif
