@@ -44,7 +44,7 @@ $(BUILD)/%.o: %.c
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 .SECONDEXPANSION:
-$(BUILD)/test_%: $$(patsubst %.c,$(BUILD)/%.o,$$(wildcard tests/unit/$$*/*.c)) $(BUILD)/libpostern.a
+$(BUILD)/test_%: $$(foreach f,$$(wildcard tests/unit/$$*/*.c),$(BUILD)/$$(basename $$(f)).o) $(BUILD)/libpostern.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 unit: $(UNIT_BIN)

@@ -40,7 +40,7 @@ struct config {
 	int auth_max_failures;        /* failed AUTHs per IP within auth_failure_window */
 	unsigned auth_failure_window; /* seconds */
 	/* store */
-	unsigned commit_delay_us;     /* group commit: extra wait to gather a batch */
+	int commit_delay_us;          /* group commit: extra wait to gather a batch */
 };
 
 /* Fills c with the defaults. */

@@ -23,6 +23,7 @@ int log_level_parse(const char *s)
 	return -1;
 }
 
+static void log_vwrite(enum log_level level, const char *fmt, va_list ap) PRINTF_LIKE(2, 0);
 static void log_vwrite(enum log_level level, const char *fmt, va_list ap)
 {
 	char line[4096];

@@ -20,13 +20,24 @@
 struct store;
 
 /* Opens (creating if needed) the store in data_dir: database schema, blobs/
- * and spool/ directories (mode 0700). Removes leftovers of a crash: every file
- * in spool/, and blob files no message row points to. NULL with *err_r on error. */
+ * and spool/ directories (mode 0700). NULL with *err_r on error. Admin
+ * commands may open a store while the daemon runs (SQLite WAL). */
 struct store *store_open(const char *data_dir, char **err_r);
 /* Stops the committer (after finishing queued commits) and closes. */
 void store_close(struct store **stp);
-/* Starts the committer thread; commit completions are posted to l. */
+/* For the daemon only: takes the data directory's lock (-1 if another daemon
+ * holds it), removes the leftovers of a crash (every file in spool/, blob
+ * files no message row points to), then starts the committer thread; commit
+ * completions are posted to l. */
 int store_start(struct store *st, struct loop *l, unsigned commit_delay_us);
+
+/* Commits accepted (each store_commit call that completed) and batches
+ * (committer rounds, i.e. transactions) so far: commits/batches is the
+ * group-commit factor. */
+void store_stats(struct store *st, uint64_t *commits_r, uint64_t *batches_r);
+/* Helper threads that fdatasync blobs of one batch in parallel (default 4;
+ * 0 = the committer syncs them one by one). Call before store_start. */
+void store_set_sync_threads(struct store *st, unsigned n);
 
 /* ---- accounts (0 ok, -1 error with *err_r a heap string saying why) ---- */
 typedef void store_list_cb(void *arg, const char *name, const char *detail);

@@ -1,0 +1,225 @@
+/* Login failure throttling: a sliding window of failure times per key.
+ *
+ * Each key keeps its last max_failures failure times in a ring; the key is
+ * blocked while the ring is full and its oldest entry is younger than the
+ * window. Keys live in a chained hash table (keyed SipHash, so clients that
+ * pick account names cannot build long chains) and on an LRU list ordered by
+ * last failure, whose head is evicted when max_keys is reached. */
+#include "auth/throttle.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "core/log.h"
+#include "core/xmalloc.h"
+
+struct throttle_entry {
+	char *key;
+	struct throttle_entry *hnext;               /* hash chain */
+	struct throttle_entry *lru_prev, *lru_next; /* head = stalest */
+	unsigned n, head;                           /* ring: times[head] is the oldest */
+	uint64_t times[];                           /* max_failures slots */
+};
+
+struct throttle {
+	unsigned max_failures, window_s, max_keys, nkeys;
+	size_t nbuckets; /* power of two */
+	struct throttle_entry **buckets;
+	struct throttle_entry *lru_head, *lru_tail;
+	uint64_t k0, k1; /* SipHash key */
+};
+
+#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+
+static void throttle_sipround(uint64_t v[4])
+{
+	v[0] += v[1];
+	v[1] = ROTL64(v[1], 13);
+	v[1] ^= v[0];
+	v[0] = ROTL64(v[0], 32);
+	v[2] += v[3];
+	v[3] = ROTL64(v[3], 16);
+	v[3] ^= v[2];
+	v[0] += v[3];
+	v[3] = ROTL64(v[3], 21);
+	v[3] ^= v[0];
+	v[2] += v[1];
+	v[1] = ROTL64(v[1], 17);
+	v[1] ^= v[2];
+	v[2] = ROTL64(v[2], 32);
+}
+
+/* SipHash-2-4 (Aumasson, Bernstein 2012). */
+static uint64_t throttle_hash(const struct throttle *t, const char *key)
+{
+	const unsigned char *p = (const unsigned char *)key;
+	size_t len = strlen(key), i;
+	uint64_t v[4] = {t->k0 ^ 0x736f6d6570736575ULL, t->k1 ^ 0x646f72616e646f6dULL,
+	                 t->k0 ^ 0x6c7967656e657261ULL, t->k1 ^ 0x7465646279746573ULL};
+	uint64_t m, last = (uint64_t)len << 56;
+
+	for (i = 0; i + 8 <= len; i += 8) {
+		memcpy(&m, p + i, 8); /* little-endian hosts; the hash is local only */
+		v[3] ^= m;
+		throttle_sipround(v);
+		throttle_sipround(v);
+		v[0] ^= m;
+	}
+	for (size_t j = 0; i + j < len; j++)
+		last |= (uint64_t)p[i + j] << (8 * j);
+	v[3] ^= last;
+	throttle_sipround(v);
+	throttle_sipround(v);
+	v[0] ^= last;
+	v[2] ^= 0xff;
+	for (int r = 0; r < 4; r++)
+		throttle_sipround(v);
+	return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+struct throttle *throttle_new(unsigned max_failures, unsigned window_s, unsigned max_keys)
+{
+	struct throttle *t = xcalloc(1, sizeof(*t));
+	uint64_t seed[2];
+
+	x_assert(max_failures > 0 && max_keys > 0);
+	t->max_failures = max_failures;
+	t->window_s = window_s;
+	t->max_keys = max_keys;
+	t->nbuckets = 16;
+	while (t->nbuckets < max_keys && t->nbuckets < ((size_t)1 << 30))
+		t->nbuckets <<= 1;
+	t->buckets = xcalloc(t->nbuckets, sizeof(*t->buckets));
+	while (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
+		if (errno != EINTR)
+			fatal("getrandom: %s", strerror(errno));
+	}
+	t->k0 = seed[0];
+	t->k1 = seed[1];
+	return t;
+}
+
+static struct throttle_entry **throttle_slot(struct throttle *t, const char *key)
+{
+	struct throttle_entry **ep = &t->buckets[throttle_hash(t, key) & (t->nbuckets - 1)];
+
+	while (*ep != NULL && strcmp((*ep)->key, key) != 0)
+		ep = &(*ep)->hnext;
+	return ep;
+}
+
+static void throttle_lru_unlink(struct throttle *t, struct throttle_entry *e)
+{
+	if (e->lru_prev != NULL)
+		e->lru_prev->lru_next = e->lru_next;
+	else
+		t->lru_head = e->lru_next;
+	if (e->lru_next != NULL)
+		e->lru_next->lru_prev = e->lru_prev;
+	else
+		t->lru_tail = e->lru_prev;
+	e->lru_prev = e->lru_next = NULL;
+}
+
+static void throttle_lru_append(struct throttle *t, struct throttle_entry *e)
+{
+	e->lru_prev = t->lru_tail;
+	e->lru_next = NULL;
+	if (t->lru_tail != NULL)
+		t->lru_tail->lru_next = e;
+	else
+		t->lru_head = e;
+	t->lru_tail = e;
+}
+
+/* Removes the entry at *ep (a hash slot) from both structures. */
+static void throttle_remove(struct throttle *t, struct throttle_entry **ep)
+{
+	struct throttle_entry *e = *ep;
+
+	*ep = e->hnext;
+	throttle_lru_unlink(t, e);
+	t->nkeys--;
+	free(e->key);
+	free(e);
+}
+
+/* Drops failures that have left the window ending at now. */
+static void throttle_expire(const struct throttle *t, struct throttle_entry *e, uint64_t now)
+{
+	while (e->n > 0) {
+		uint64_t oldest = e->times[e->head];
+
+		if (now >= oldest && now - oldest >= t->window_s) {
+			e->head = (e->head + 1) % t->max_failures;
+			e->n--;
+		} else {
+			break;
+		}
+	}
+}
+
+bool throttle_blocked(struct throttle *t, const char *key, uint64_t now)
+{
+	struct throttle_entry **ep = throttle_slot(t, key);
+	struct throttle_entry *e = *ep;
+
+	if (e == NULL)
+		return false;
+	throttle_expire(t, e, now);
+	if (e->n == 0) {
+		throttle_remove(t, ep);
+		return false;
+	}
+	return e->n >= t->max_failures;
+}
+
+void throttle_fail(struct throttle *t, const char *key, uint64_t now)
+{
+	struct throttle_entry **ep = throttle_slot(t, key);
+	struct throttle_entry *e = *ep;
+
+	if (e == NULL) {
+		if (t->nkeys >= t->max_keys) {
+			/* Evict the stalest; it may share our chain, so look again. */
+			throttle_remove(t, throttle_slot(t, t->lru_head->key));
+			ep = throttle_slot(t, key);
+		}
+		e = xcalloc(1, sizeof(*e) + t->max_failures * sizeof(e->times[0]));
+		e->key = xstrdup(key);
+		*ep = e;
+		t->nkeys++;
+	} else {
+		throttle_lru_unlink(t, e);
+	}
+	throttle_lru_append(t, e);
+	throttle_expire(t, e, now);
+	/* A full ring forgets its oldest entry: only the newest max_failures matter. */
+	if (e->n == t->max_failures) {
+		e->head = (e->head + 1) % t->max_failures;
+		e->n--;
+	}
+	e->times[(e->head + e->n) % t->max_failures] = now;
+	e->n++;
+}
+
+void throttle_clear(struct throttle *t, const char *key)
+{
+	struct throttle_entry **ep = throttle_slot(t, key);
+
+	if (*ep != NULL)
+		throttle_remove(t, ep);
+}
+
+void throttle_free(struct throttle **tp)
+{
+	struct throttle *t = *tp;
+
+	if (t == NULL)
+		return;
+	while (t->lru_head != NULL)
+		throttle_remove(t, throttle_slot(t, t->lru_head->key));
+	free(t->buckets);
+	x_free(tp);
+}

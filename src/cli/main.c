@@ -1,0 +1,543 @@
+/* postern: the daemon and its admin commands.
+ *
+ *   postern [-c FILE] [-o key=value]... COMMAND [ARGS]
+ *
+ * The config file defaults to $POSTERN_CONFIG, else ./postern.conf when it
+ * exists, else the built-in defaults. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "auth/password.h"
+#include "core/config.h"
+#include "core/listener.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/pool.h"
+#include "core/tls.h"
+#include "core/xmalloc.h"
+#include "smtp/server.h"
+#include "store/store.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: postern [-c FILE] [-o key=value]... COMMAND\n"
+		"\n"
+		"  serve                          run the daemon in the foreground\n"
+		"  check-config                   validate the configuration\n"
+		"  config defaults|reference      print every option (example file / markdown)\n"
+		"  domain add|del DOMAIN          manage local domains\n"
+		"  domain list\n"
+		"  user add ADDR [--hash HASH]    add an account (password read from stdin)\n"
+		"  user passwd ADDR               set a password (read from stdin)\n"
+		"  user del ADDR\n"
+		"  user list [DOMAIN]\n"
+		"  alias add ALIAS TARGET...      ALIAS may be @domain (catch-all)\n"
+		"  alias del ALIAS [TARGET]\n"
+		"  alias list [DOMAIN]\n"
+		"  mailbox list USER\n"
+		"  mail list USER [MAILBOX]       UID SIZE INTERNALDATE FLAGS\n"
+		"  mail cat USER UID [MAILBOX]    write the stored message to stdout\n"
+		"  queue list                     outbound recipients waiting for delivery\n");
+}
+
+/* ---- configuration ---- */
+
+static int load_config(struct config *cfg, const char *path, char **overrides, int n_over)
+{
+	char *err = NULL;
+	config_defaults(cfg);
+	if (path == NULL) {
+		path = getenv("POSTERN_CONFIG");
+		if (path == NULL && access("postern.conf", F_OK) == 0)
+			path = "postern.conf";
+	}
+	if (path != NULL && config_load(cfg, path, &err) < 0)
+		goto fail;
+	for (int i = 0; i < n_over; i++) {
+		char *eq = strchr(overrides[i], '=');
+		if (eq == NULL) {
+			err = xasprintf("-o %s: expected key=value", overrides[i]);
+			goto fail;
+		}
+		*eq = '\0';
+		int r = config_set(cfg, overrides[i], eq + 1, &err);
+		*eq = '=';
+		if (r < 0) {
+			char *e2 = xasprintf("-o %s", err);
+			free(err);
+			err = e2;
+			goto fail;
+		}
+	}
+	if (config_finish(cfg, &err) < 0) {
+		if (path) {
+			char *e2 = xasprintf("%s: %s", path, err);
+			free(err);
+			err = e2;
+		}
+		goto fail;
+	}
+	log_set_level((enum log_level)log_level_parse(cfg->log_level));
+	return 0;
+fail:
+	fprintf(stderr, "postern: %s\n", err);
+	free(err);
+	return -1;
+}
+
+static int mkdir_private(const char *dir)
+{
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		fprintf(stderr, "postern: cannot create %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static struct store *open_store(const struct config *cfg)
+{
+	char *err = NULL;
+	if (mkdir_private(cfg->data_dir) < 0)
+		return NULL;
+	struct store *st = store_open(cfg->data_dir, &err);
+	if (st == NULL) {
+		fprintf(stderr, "postern: store: %s\n", err);
+		free(err);
+	}
+	return st;
+}
+
+/* ---- serve ---- */
+
+struct daemon {
+	struct loop *loop;
+	struct smtp_server *smtp;
+	struct listener *listeners[64];
+	enum smtp_role roles[64];
+	int n_listeners;
+	int sigfd;
+};
+
+struct accept_ctx {
+	struct daemon *d;
+	enum smtp_role role;
+};
+
+static void on_accept(void *arg, int fd)
+{
+	struct accept_ctx *a = arg;
+	smtp_server_accept(a->d->smtp, fd, a->role);
+}
+
+static void on_signal(void *arg, uint32_t events)
+{
+	struct daemon *d = arg;
+	struct signalfd_siginfo si;
+	while (read(d->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+		log_info("signal %u received: shutting down", si.ssi_signo);
+		loop_stop(d->loop);
+	}
+}
+
+static int open_listeners(struct daemon *d, struct accept_ctx *ctx, const char *list,
+			  enum smtp_role role)
+{
+	char *copy = xstrdup(list), *save = NULL;
+	int ret = 0;
+	ctx->d = d;
+	ctx->role = role;
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		while (*t == ' ')
+			t++;
+		char *err = NULL;
+		if (d->n_listeners == 64) {
+			log_err("too many listeners");
+			ret = -1;
+			break;
+		}
+		struct listener *ls = listener_open(d->loop, t, on_accept, ctx, &err);
+		if (ls == NULL) {
+			log_err("listen %s: %s", t, err);
+			free(err);
+			ret = -1;
+			break;
+		}
+		static const char *const names[] = {"smtp", "submission", "submissions"};
+		log_info("listening on %s (%s)", t, names[role]);
+		d->roles[d->n_listeners] = role;
+		d->listeners[d->n_listeners++] = ls;
+	}
+	free(copy);
+	return ret;
+}
+
+/* Binds need root for ports < 1024; everything after runs as cfg->user. */
+static int drop_privileges(const struct config *cfg)
+{
+	if (geteuid() != 0)
+		return 0;
+	if (cfg->user[0] == '\0') {
+		log_warn("running as root: set `user` in the configuration to drop privileges");
+		return 0;
+	}
+	struct passwd *pw = getpwnam(cfg->user);
+	if (pw == NULL) {
+		log_err("user: no such system user \"%s\"", cfg->user);
+		return -1;
+	}
+	if (chown(cfg->data_dir, pw->pw_uid, pw->pw_gid) < 0 ||
+	    setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+		log_err("cannot drop privileges to %s: %s", cfg->user, strerror(errno));
+		return -1;
+	}
+	log_info("running as user %s", cfg->user);
+	return 0;
+}
+
+static SSL_CTX *setup_tls(const struct config *cfg)
+{
+	char *err = NULL;
+	/* tls.c logs when it generates one */
+	int r = tls_selfsigned_ensure(cfg->tls_cert, cfg->tls_key, cfg->hostname, &err);
+	if (r < 0) {
+		log_err("tls: %s", err);
+		free(err);
+		return NULL;
+	}
+	SSL_CTX *ctx = tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, &err);
+	if (ctx == NULL) {
+		log_err("tls: %s", err);
+		free(err);
+	}
+	return ctx;
+}
+
+static int cmd_serve(const struct config *cfg)
+{
+	struct daemon d = {.sigfd = -1};
+	struct accept_ctx ctx[3];
+	struct store *st = NULL;
+	struct pool *workers = NULL;
+	SSL_CTX *tls = NULL;
+	int ret = 1;
+	sigset_t mask;
+
+	/* SIGPIPE: a peer that closes mid-write is an ordinary EPIPE. SIGXFSZ: a
+	 * file size limit must surface as EFBIG (a 452), not kill the daemon. */
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGXFSZ, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL); /* before any thread starts */
+
+	d.loop = loop_new();
+	if (open_listeners(&d, &ctx[0], cfg->smtp_listen, SMTP_ROLE_MX) < 0 ||
+	    open_listeners(&d, &ctx[1], cfg->submission_listen, SMTP_ROLE_SUBMISSION) < 0 ||
+	    open_listeners(&d, &ctx[2], cfg->submissions_listen, SMTP_ROLE_SUBMISSIONS) < 0)
+		goto out;
+	/* Created before dropping privileges so that it can be given to cfg->user. */
+	if (mkdir_private(cfg->data_dir) < 0 || drop_privileges(cfg) < 0)
+		goto out;
+	umask(077);
+	if ((st = open_store(cfg)) == NULL)
+		goto out;
+	if ((tls = setup_tls(cfg)) == NULL)
+		goto out;
+	workers = pool_new(d.loop, cfg->workers);
+	if (store_start(st, d.loop, (unsigned)cfg->commit_delay_us) < 0) {
+		log_err("store: cannot start the committer");
+		goto out;
+	}
+	d.smtp = smtp_server_new(d.loop, workers, st, cfg, tls);
+	d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (d.sigfd < 0 || loop_add(d.loop, d.sigfd, LOOP_READ, on_signal, &d) < 0) {
+		log_err("signalfd: %s", strerror(errno));
+		goto out;
+	}
+	log_info("postern ready: hostname=%s data_dir=%s", cfg->hostname, cfg->data_dir);
+	loop_run(d.loop);
+	ret = 0;
+out:
+	for (int i = 0; i < d.n_listeners; i++)
+		listener_close(&d.listeners[i]);
+	if (d.smtp)
+		smtp_server_free(&d.smtp);
+	if (d.sigfd >= 0) {
+		loop_del(d.loop, d.sigfd);
+		close(d.sigfd);
+	}
+	if (workers)
+		pool_free(&workers);
+	if (st)
+		store_close(&st);
+	if (tls)
+		SSL_CTX_free(tls);
+	loop_free(&d.loop);
+	log_info("postern stopped");
+	return ret;
+}
+
+/* ---- admin commands ---- */
+
+/* Reads a password: from a terminal, prompted twice without echo; otherwise
+ * the first line of stdin. Never from the command line (it would show in ps). */
+static char *read_password(void)
+{
+	char *line = NULL, *again = NULL;
+	size_t cap = 0, cap2 = 0;
+	bool tty = isatty(0);
+	struct termios old, noecho;
+
+	if (tty) {
+		tcgetattr(0, &old);
+		noecho = old;
+		noecho.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(0, TCSAFLUSH, &noecho);
+		fputs("Password: ", stderr);
+	}
+	ssize_t n = getline(&line, &cap, stdin);
+	if (tty) {
+		fputs("\nAgain: ", stderr);
+		if (getline(&again, &cap2, stdin) < 0 || strcmp(again, line ? line : "") != 0) {
+			n = -2;
+		}
+		fputs("\n", stderr);
+		tcsetattr(0, TCSAFLUSH, &old);
+		free(again);
+	}
+	if (n < 0) {
+		fprintf(stderr, n == -2 ? "postern: passwords differ\n"
+					: "postern: no password on standard input\n");
+		free(line);
+		return NULL;
+	}
+	line[strcspn(line, "\r\n")] = '\0';
+	if (line[0] == '\0') {
+		fprintf(stderr, "postern: empty password refused\n");
+		free(line);
+		return NULL;
+	}
+	return line;
+}
+
+static void print_name(void *arg, const char *name, const char *detail)
+{
+	if (detail && detail[0])
+		printf("%s %s\n", name, detail);
+	else
+		printf("%s\n", name);
+}
+
+static int report(int r, char *err)
+{
+	if (r < 0) {
+		fprintf(stderr, "postern: %s\n", err ? err : "failed");
+		free(err);
+		return 1;
+	}
+	return 0;
+}
+
+static int cmd_domain(struct store *st, int argc, char **argv)
+{
+	char *err = NULL;
+	if (argc == 1 && strcmp(argv[0], "list") == 0)
+		return store_domain_list(st, print_name, NULL) < 0;
+	if (argc == 2 && strcmp(argv[0], "add") == 0)
+		return report(store_domain_add(st, argv[1], &err), err);
+	if (argc == 2 && strcmp(argv[0], "del") == 0)
+		return report(store_domain_del(st, argv[1], &err), err);
+	usage(stderr);
+	return 2;
+}
+
+static int cmd_user(struct store *st, int argc, char **argv)
+{
+	char *err = NULL, *pw, *hash;
+	int r;
+	if (argc >= 1 && strcmp(argv[0], "list") == 0 && argc <= 2)
+		return store_user_list(st, argc == 2 ? argv[1] : NULL, print_name, NULL) < 0;
+	if (argc == 2 && strcmp(argv[0], "del") == 0)
+		return report(store_user_del(st, argv[1], &err), err);
+	if (argc == 4 && strcmp(argv[0], "add") == 0 && strcmp(argv[2], "--hash") == 0) {
+		/* Imported hashes are checked for a scheme we can verify. */
+		if (password_verify(argv[3], "") < 0) {
+			fprintf(stderr, "postern: unsupported or malformed hash\n");
+			return 1;
+		}
+		return report(store_user_add(st, argv[1], argv[3], &err), err);
+	}
+	if (argc == 2 && (strcmp(argv[0], "add") == 0 || strcmp(argv[0], "passwd") == 0)) {
+		if ((pw = read_password()) == NULL)
+			return 1;
+		hash = password_hash(pw);
+		explicit_bzero(pw, strlen(pw));
+		free(pw);
+		if (strcmp(argv[0], "add") == 0)
+			r = store_user_add(st, argv[1], hash, &err);
+		else
+			r = store_user_passwd(st, argv[1], hash, &err);
+		free(hash);
+		return report(r, err);
+	}
+	usage(stderr);
+	return 2;
+}
+
+static int cmd_alias(struct store *st, int argc, char **argv)
+{
+	char *err = NULL;
+	if (argc >= 1 && strcmp(argv[0], "list") == 0 && argc <= 2)
+		return store_alias_list(st, argc == 2 ? argv[1] : NULL, print_name, NULL) < 0;
+	if (argc >= 3 && strcmp(argv[0], "add") == 0) {
+		for (int i = 2; i < argc; i++)
+			if (store_alias_add(st, argv[1], argv[i], &err) < 0)
+				return report(-1, err);
+		return 0;
+	}
+	if ((argc == 2 || argc == 3) && strcmp(argv[0], "del") == 0)
+		return report(store_alias_del(st, argv[1], argc == 3 ? argv[2] : NULL, &err), err);
+	usage(stderr);
+	return 2;
+}
+
+static void print_mail(void *arg, const struct store_mail_info *m)
+{
+	printf("%u %llu %lld %s\n", m->uid, (unsigned long long)m->size, (long long)m->internaldate,
+	       m->flags ? m->flags : "");
+}
+
+static int cat_fd(int fd)
+{
+	char b[65536];
+	ssize_t n;
+	while ((n = read(fd, b, sizeof b)) > 0)
+		if (fwrite(b, 1, (size_t)n, stdout) != (size_t)n)
+			return -1;
+	return n < 0 ? -1 : 0;
+}
+
+static int cmd_mail(struct store *st, int argc, char **argv)
+{
+	char *err = NULL;
+	if ((argc == 2 || argc == 3) && strcmp(argv[0], "list") == 0)
+		return report(store_mail_list(st, argv[1], argc == 3 ? argv[2] : NULL, print_mail,
+					      NULL, &err),
+			      err);
+	if ((argc == 3 || argc == 4) && strcmp(argv[0], "cat") == 0) {
+		char *end;
+		unsigned long uid = strtoul(argv[2], &end, 10);
+		int fd;
+		if (*end != '\0' || uid == 0 || uid > 0xffffffffUL) {
+			fprintf(stderr, "postern: bad UID %s\n", argv[2]);
+			return 2;
+		}
+		if (store_mail_open(st, argv[1], argc == 4 ? argv[3] : NULL, (uint32_t)uid, &fd,
+				    &err) < 0)
+			return report(-1, err);
+		int r = cat_fd(fd);
+		close(fd);
+		return r < 0 || fflush(stdout) != 0;
+	}
+	usage(stderr);
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	const char *cfg_path = NULL;
+	char **overrides = xcalloc((size_t)argc, sizeof *overrides);
+	int n_over = 0, opt, ret = 2;
+	struct config cfg;
+
+	while ((opt = getopt(argc, argv, "+c:o:h")) != -1) {
+		switch (opt) {
+		case 'c':
+			cfg_path = optarg;
+			break;
+		case 'o':
+			overrides[n_over++] = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			free(overrides);
+			return 0;
+		default:
+			usage(stderr);
+			free(overrides);
+			return 2;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1) {
+		usage(stderr);
+		free(overrides);
+		return 2;
+	}
+	const char *cmd = argv[0];
+
+	if (strcmp(cmd, "config") == 0 && argc == 2 &&
+	    (strcmp(argv[1], "defaults") == 0 || strcmp(argv[1], "reference") == 0)) {
+		if (strcmp(argv[1], "defaults") == 0)
+			config_print_defaults(stdout);
+		else
+			config_print_reference(stdout);
+		free(overrides);
+		return 0;
+	}
+	if (load_config(&cfg, cfg_path, overrides, n_over) < 0) {
+		free(overrides);
+		return 1;
+	}
+	free(overrides);
+
+	if (strcmp(cmd, "check-config") == 0) {
+		printf("configuration ok\n");
+		ret = 0;
+	} else if (strcmp(cmd, "serve") == 0) {
+		ret = cmd_serve(&cfg);
+	} else if (strcmp(cmd, "domain") == 0 || strcmp(cmd, "user") == 0 ||
+		   strcmp(cmd, "alias") == 0 || strcmp(cmd, "mailbox") == 0 ||
+		   strcmp(cmd, "mail") == 0 || strcmp(cmd, "queue") == 0) {
+		struct store *st = open_store(&cfg);
+		if (st == NULL) {
+			config_free(&cfg);
+			return 1;
+		}
+		if (strcmp(cmd, "domain") == 0)
+			ret = cmd_domain(st, argc - 1, argv + 1);
+		else if (strcmp(cmd, "user") == 0)
+			ret = cmd_user(st, argc - 1, argv + 1);
+		else if (strcmp(cmd, "alias") == 0)
+			ret = cmd_alias(st, argc - 1, argv + 1);
+		else if (strcmp(cmd, "mail") == 0)
+			ret = cmd_mail(st, argc - 1, argv + 1);
+		else if (strcmp(cmd, "mailbox") == 0 && argc == 3 && strcmp(argv[1], "list") == 0)
+			ret = store_mailbox_list(st, argv[2], print_name, NULL) < 0;
+		else if (strcmp(cmd, "queue") == 0 && argc == 2 && strcmp(argv[1], "list") == 0)
+			ret = store_queue_list(st, print_name, NULL) < 0;
+		else
+			usage(stderr);
+		store_close(&st);
+	} else {
+		fprintf(stderr, "postern: unknown command \"%s\"\n", cmd);
+		usage(stderr);
+	}
+	config_free(&cfg);
+	return ret;
+}

@@ -1,0 +1,369 @@
+/* The option table below is the single source of truth for every setting:
+ * parsing, validation, `postern config defaults` and the reference page all
+ * walk it (STYLE.md: Redis static_configs[], Dovecot DEF()). */
+#include "core/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/xmalloc.h"
+
+enum opt_type { OPT_STRING, OPT_INT, OPT_SIZE, OPT_DURATION, OPT_BOOL, OPT_LIST };
+
+struct option {
+	const char *name;
+	enum opt_type type;
+	size_t offset;
+	const char *def; /* default, as text; NULL = derived (see doc) */
+	long long min, max;
+	const char *doc;
+};
+
+#define OFF(field) offsetof(struct config, field)
+#define NOLIMIT 0, 0
+
+static const struct option config_options[] = {
+	{"hostname", OPT_STRING, OFF(hostname), NULL, NOLIMIT,
+	 "Name used in greetings, Received headers and generated Message-IDs. "
+	 "Default: the machine's host name."},
+	{"data_dir", OPT_STRING, OFF(data_dir), "./data", NOLIMIT,
+	 "Directory holding the SQLite database (postern.db), message blobs and the spool."},
+	{"log_level", OPT_STRING, OFF(log_level), "info", NOLIMIT,
+	 "One of debug, info, warn, error."},
+	{"user", OPT_STRING, OFF(user), "", NOLIMIT,
+	 "When started as root, drop privileges to this user after binding listeners. "
+	 "Empty: stay as the starting user (refused when that is root)."},
+	{"workers", OPT_INT, OFF(workers), "4", 1, 256,
+	 "Worker threads for blocking work (password hashing and the like)."},
+	{"tls_cert", OPT_STRING, OFF(tls_cert), NULL, NOLIMIT,
+	 "PEM certificate chain. Default: <data_dir>/tls/cert.pem; when neither it nor the key "
+	 "exists, a self-signed certificate is generated on first start."},
+	{"tls_key", OPT_STRING, OFF(tls_key), NULL, NOLIMIT,
+	 "PEM private key. Default: <data_dir>/tls/key.pem."},
+	{"smtp_listen", OPT_LIST, OFF(smtp_listen), "127.0.0.1:2525", NOLIMIT,
+	 "MX listeners (the port 25 role): mail for local domains, no AUTH needed, no relay. "
+	 "Comma-separated host:port list; empty disables. Production: *:25"},
+	{"submission_listen", OPT_LIST, OFF(submission_listen), "127.0.0.1:2587", NOLIMIT,
+	 "Submission listeners (the port 587 role): STARTTLS, then AUTH, required before MAIL. "
+	 "Production: *:587"},
+	{"submissions_listen", OPT_LIST, OFF(submissions_listen), "127.0.0.1:2465", NOLIMIT,
+	 "Submission over implicit TLS (the port 465 role, RFC 8314). Production: *:465"},
+	{"smtp_max_message_size", OPT_SIZE, OFF(smtp_max_message_size), "50m", 1024,
+	 (long long)1 << 40, "Largest message accepted (announced as SIZE)."},
+	{"smtp_max_recipients", OPT_INT, OFF(smtp_max_recipients), "100", 1, 100000,
+	 "Recipients per transaction; more get 452 4.5.3 (RFC 5321 4.5.3.1.8)."},
+	{"smtp_max_line", OPT_SIZE, OFF(smtp_max_line), "2048", 512, 65536,
+	 "Longest command line, CRLF included (RFC 5321 4.5.3.1.4 says at least 512)."},
+	{"smtp_max_data_line", OPT_SIZE, OFF(smtp_max_data_line), "64k", 1000, 16 * 1024 * 1024,
+	 "Longest line inside a message, CRLF included; longer lines reject the message."},
+	{"smtp_max_errors", OPT_INT, OFF(smtp_max_errors), "10", 1, 1000,
+	 "Protocol errors in one session before 421 and disconnect."},
+	{"smtp_timeout", OPT_DURATION, OFF(smtp_timeout), "300", 1, 86400,
+	 "Seconds a client may stay silent between commands (RFC 5321 4.5.3.2.7: 5 minutes)."},
+	{"smtp_data_timeout", OPT_DURATION, OFF(smtp_data_timeout), "600", 1, 86400,
+	 "Seconds a client may stay silent inside DATA or BDAT (RFC 5321 4.5.3.2.6)."},
+	{"smtp_max_connections", OPT_INT, OFF(smtp_max_connections), "1000", 1, 1000000,
+	 "Concurrent SMTP connections in total; more get 421 at connect."},
+	{"smtp_max_connections_per_ip", OPT_INT, OFF(smtp_max_connections_per_ip), "50", 1, 1000000,
+	 "Concurrent SMTP connections from one address."},
+	{"smtp_auth_plaintext_loopback", OPT_BOOL, OFF(smtp_auth_plaintext_loopback), "no", NOLIMIT,
+	 "Offer AUTH without TLS to clients on loopback (127.0.0.0/8, ::1). Never off loopback."},
+	{"auth_max_failures", OPT_INT, OFF(auth_max_failures), "5", 1, 100000,
+	 "Failed logins from one address within auth_failure_window before further attempts "
+	 "are refused."},
+	{"auth_failure_window", OPT_DURATION, OFF(auth_failure_window), "300", 1, 86400,
+	 "Window in seconds for auth_max_failures."},
+	{"commit_delay_us", OPT_INT, OFF(commit_delay_us), "0", 0, 100000,
+	 "Group commit: microseconds the committer waits for more messages before syncing a "
+	 "batch. 0: batch only what is already waiting (batches still form under load)."},
+};
+
+#define N_OPTIONS (sizeof config_options / sizeof config_options[0])
+
+static const struct option *option_find(const char *name)
+{
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		if (strcmp(config_options[i].name, name) == 0)
+			return &config_options[i];
+	return NULL;
+}
+
+/* Parses a number with an optional unit suffix; scale table per type. */
+static int parse_scaled(const char *v, enum opt_type type, long long *out_r)
+{
+	errno = 0;
+	char *end;
+	long long n = strtoll(v, &end, 10);
+	if (end == v || errno != 0 || n < 0)
+		return -1;
+	long long mul = 1;
+	if (*end != '\0') {
+		char u = (char)tolower((unsigned char)*end);
+		if (end[1] != '\0' && !(type == OPT_SIZE && tolower((unsigned char)end[1]) == 'b' &&
+					end[2] == '\0'))
+			return -1;
+		if (type == OPT_SIZE && u == 'k')
+			mul = 1024;
+		else if (type == OPT_SIZE && u == 'm')
+			mul = 1024 * 1024;
+		else if (type == OPT_SIZE && u == 'g')
+			mul = 1024LL * 1024 * 1024;
+		else if (type == OPT_DURATION && u == 's')
+			mul = 1;
+		else if (type == OPT_DURATION && u == 'm')
+			mul = 60;
+		else if (type == OPT_DURATION && u == 'h')
+			mul = 3600;
+		else
+			return -1;
+	}
+	if (n > LLONG_MAX / mul)
+		return -1;
+	*out_r = n * mul;
+	return 0;
+}
+
+static int parse_bool(const char *v, bool *out_r)
+{
+	static const char *const yes[] = {"yes", "true", "on", "1"};
+	static const char *const no[] = {"no", "false", "off", "0"};
+	for (int i = 0; i < 4; i++) {
+		if (strcasecmp(v, yes[i]) == 0)
+			return *out_r = true, 0;
+		if (strcasecmp(v, no[i]) == 0)
+			return *out_r = false, 0;
+	}
+	return -1;
+}
+
+static int option_set(struct config *c, const struct option *o, const char *v, char **err_r)
+{
+	char *field = (char *)c + o->offset;
+	long long n;
+	bool b;
+
+	switch (o->type) {
+	case OPT_STRING:
+	case OPT_LIST:
+		free(*(char **)field);
+		*(char **)field = xstrdup(v);
+		return 0;
+	case OPT_BOOL:
+		if (parse_bool(v, &b) < 0) {
+			*err_r = xasprintf("%s: \"%s\" is not yes or no", o->name, v);
+			return -1;
+		}
+		*(bool *)field = b;
+		return 0;
+	case OPT_INT:
+	case OPT_SIZE:
+	case OPT_DURATION:
+		if (parse_scaled(v, o->type, &n) < 0) {
+			*err_r = xasprintf("%s: \"%s\" is not a valid %s", o->name, v,
+					   o->type == OPT_SIZE       ? "size (e.g. 10m)"
+					   : o->type == OPT_DURATION ? "duration (e.g. 300, 5m)"
+								     : "number");
+			return -1;
+		}
+		if (o->min != o->max && (n < o->min || n > o->max)) {
+			*err_r = xasprintf("%s: %s is out of range [%lld, %lld]", o->name, v, o->min,
+					   o->max);
+			return -1;
+		}
+		if (o->type == OPT_SIZE)
+			*(size_t *)field = (size_t)n;
+		else if (o->type == OPT_DURATION)
+			*(unsigned *)field = (unsigned)n;
+		else
+			*(int *)field = (int)n;
+		return 0;
+	}
+	return -1;
+}
+
+void config_defaults(struct config *c)
+{
+	memset(c, 0, sizeof *c);
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		char *err = NULL;
+		if (config_options[i].def && option_set(c, &config_options[i],
+							config_options[i].def, &err) < 0)
+			fatal("config default: %s", err);
+	}
+	char host[256];
+	if (gethostname(host, sizeof host) != 0 || host[0] == '\0')
+		strcpy(host, "localhost");
+	host[sizeof host - 1] = '\0';
+	c->hostname = xstrdup(host);
+}
+
+int config_set(struct config *c, const char *key, const char *value, char **err_r)
+{
+	const struct option *o = option_find(key);
+	if (o == NULL) {
+		*err_r = xasprintf("%s: unknown option", key);
+		return -1;
+	}
+	return option_set(c, o, value, err_r);
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	char *e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+int config_load(struct config *c, const char *path, char **err_r)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		*err_r = xasprintf("%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	int lineno = 0, ret = 0;
+	while (getline(&line, &cap, f) >= 0) {
+		lineno++;
+		char *s = trim(line);
+		if (*s == '\0' || *s == '#')
+			continue;
+		char *eq = strchr(s, '=');
+		if (eq == NULL) {
+			*err_r = xasprintf("%s:%d: expected \"key = value\"", path, lineno);
+			ret = -1;
+			break;
+		}
+		*eq = '\0';
+		char *key = trim(s), *value = trim(eq + 1), *err = NULL;
+		if (config_set(c, key, value, &err) < 0) {
+			*err_r = xasprintf("%s:%d: %s", path, lineno, err);
+			free(err);
+			ret = -1;
+			break;
+		}
+	}
+	free(line);
+	fclose(f);
+	return ret;
+}
+
+static bool listen_list_valid(const char *list, char **bad_r)
+{
+	char *copy = xstrdup(list), *save = NULL;
+	bool ok = true;
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		t = trim(t);
+		char *colon = strrchr(t, ':');
+		char *end;
+		long port = colon ? strtol(colon + 1, &end, 10) : -1;
+		if (colon == NULL || colon[1] == '\0' || *end != '\0' || port < 0 || port > 65535) {
+			*bad_r = xstrdup(t);
+			ok = false;
+			break;
+		}
+	}
+	free(copy);
+	return ok;
+}
+
+int config_finish(struct config *c, char **err_r)
+{
+	if (log_level_parse(c->log_level) < 0) {
+		*err_r = xasprintf("log_level: \"%s\" is not debug, info, warn or error",
+				   c->log_level);
+		return -1;
+	}
+	if (c->data_dir[0] == '\0') {
+		*err_r = xstrdup("data_dir: must not be empty");
+		return -1;
+	}
+	if (c->hostname[0] == '\0' || strpbrk(c->hostname, " \t<>[]@") != NULL) {
+		*err_r = xasprintf("hostname: \"%s\" is not a valid host name", c->hostname);
+		return -1;
+	}
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const struct option *o = &config_options[i];
+		char *bad = NULL;
+		if (o->type == OPT_LIST &&
+		    !listen_list_valid(*(char **)((char *)c + o->offset), &bad)) {
+			*err_r = xasprintf("%s: \"%s\" is not host:port", o->name, bad);
+			free(bad);
+			return -1;
+		}
+	}
+	if (c->tls_cert == NULL)
+		c->tls_cert = xasprintf("%s/tls/cert.pem", c->data_dir);
+	if (c->tls_key == NULL)
+		c->tls_key = xasprintf("%s/tls/key.pem", c->data_dir);
+	if (c->smtp_max_message_size < 1024) {
+		*err_r = xstrdup("smtp_max_message_size: must be at least 1k");
+		return -1;
+	}
+	return 0;
+}
+
+void config_free(struct config *c)
+{
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const struct option *o = &config_options[i];
+		if (o->type == OPT_STRING || o->type == OPT_LIST)
+			x_free((char **)((char *)c + o->offset));
+	}
+}
+
+static const char *const type_names[] = {"string", "integer", "size", "duration", "yes/no",
+					 "list"};
+
+void config_print_defaults(FILE *f)
+{
+	fprintf(f, "# postern configuration: every option with its default.\n"
+		   "# Format: key = value; sizes take k/m/g, durations s/m/h.\n\n");
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const struct option *o = &config_options[i];
+		fprintf(f, "# %s (%s)\n", o->doc, type_names[o->type]);
+		if (o->def)
+			fprintf(f, "#%s = %s\n\n", o->name, o->def);
+		else
+			fprintf(f, "#%s =\n\n", o->name);
+	}
+}
+
+void config_print_reference(FILE *f)
+{
+	fprintf(f, "# postern configuration reference\n\n"
+		   "Generated by `postern config reference` from the option table in "
+		   "src/core/config.c.\n\n"
+		   "The file holds `key = value` lines; `#` starts a comment. Sizes accept k, m, g "
+		   "(1024-based); durations accept s, m, h (plain numbers are seconds). `postern "
+		   "check-config` reports errors as `file:line: option: problem`; `-o key=value` on "
+		   "the command line overrides the file.\n\n"
+		   "| option | type | default | range | meaning |\n|---|---|---|---|---|\n");
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const struct option *o = &config_options[i];
+		char range[64] = "";
+		if (o->min != o->max)
+			snprintf(range, sizeof range, "%lld – %lld", o->min, o->max);
+		fprintf(f, "| `%s` | %s | %s | %s | %s |\n", o->name, type_names[o->type],
+			o->def ? (o->def[0] ? o->def : "(empty)") : "(derived)", range, o->doc);
+	}
+	fprintf(f, "\n## Example\n\n```\nhostname = mail.example.org\ndata_dir = "
+		   "/var/lib/postern\nuser = postern\nsmtp_listen = *:25\nsubmission_listen = "
+		   "*:587\nsubmissions_listen = *:465\ntls_cert = "
+		   "/etc/letsencrypt/live/mail.example.org/fullchain.pem\ntls_key = "
+		   "/etc/letsencrypt/live/mail.example.org/privkey.pem\nsmtp_max_message_size = "
+		   "25m\n```\n");
+}

@@ -1,0 +1,695 @@
+/* SMTP commands: one table {name, flags, handler}; smtp_dispatch() enforces
+ * every flag's rule in one place, so handlers only do their own work. */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "auth/password.h"
+#include "auth/sasl.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "core/xmalloc.h"
+#include "mime/addr.h"
+#include "smtp/parse.h"
+#include "smtp/session.h"
+
+#define CMD_HELO 0x001      /* after HELO/EHLO (RFC 5321 4.1.4) */
+#define CMD_TLS_SUBM 0x002  /* submission roles: after TLS (or the loopback exception) */
+#define CMD_AUTH_SUBM 0x004 /* submission roles: after AUTH (RFC 6409 4.3) */
+#define CMD_TX 0x008        /* inside a transaction (after MAIL) */
+#define CMD_NOTX 0x010      /* outside a transaction */
+#define CMD_RCPT 0x020      /* at least one accepted RCPT */
+#define CMD_CHUNK 0x040     /* carries a chunk (BDAT): read even when refused */
+#define CMD_NOTLS 0x080     /* before TLS only (STARTTLS) */
+#define CMD_NOAUTH 0x100    /* before AUTH only */
+#define CMD_AUTHOK 0x200    /* only where AUTH is offered */
+
+#define SMTP_AUTH_FAIL_DELAY_MS 1000
+
+enum { MECH_NONE, MECH_PLAIN, MECH_LOGIN };
+
+struct smtp_cmd {
+	const char *name;
+	unsigned flags;
+	void (*handler)(struct smtp_session *s, const char *args);
+};
+
+static const char *hostname(const struct smtp_session *s)
+{
+	return s->srv->cfg->hostname;
+}
+
+/* ---- HELO / EHLO ---- */
+
+/* Keeps the client's name printable for replies, logs and Received. */
+static char *clean_helo(const char *args)
+{
+	size_t n = strcspn(args, " ");
+	if (n > 255)
+		n = 255;
+	char *h = xstrndup(args, n);
+	for (char *p = h; *p; p++) {
+		if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e || *p == '(' || *p == ')')
+			*p = '?';
+	}
+	return h;
+}
+
+static void cmd_helo_common(struct smtp_session *s, const char *args, bool esmtp)
+{
+	/* RFC 5321 4.1.4: HELO/EHLO implies RSET. */
+	smtp_tx_free(s);
+	x_free(&s->helo);
+	s->helo = clean_helo(args);
+	s->esmtp = esmtp;
+}
+
+static void cmd_ehlo(struct smtp_session *s, const char *args)
+{
+	const struct config *cfg = s->srv->cfg;
+	const char *lines[16];
+	char first[300], size[48];
+	size_t n = 0;
+
+	if (*args == '\0') {
+		smtp_reply(s, 501, "5.5.4", "Syntax: EHLO hostname");
+		return;
+	}
+	cmd_helo_common(s, args, true);
+	snprintf(first, sizeof(first), "%s", hostname(s));
+	snprintf(size, sizeof(size), "SIZE %zu", cfg->smtp_max_message_size);
+	lines[n++] = first;
+	lines[n++] = "PIPELINING";              /* RFC 2920 */
+	lines[n++] = size;                      /* RFC 1870 */
+	if (!s->tls && s->srv->tls != NULL)
+		lines[n++] = "STARTTLS";        /* RFC 3207 */
+	if (smtp_auth_allowed(s) && s->auth_user == NULL)
+		lines[n++] = "AUTH PLAIN LOGIN"; /* RFC 4954 */
+	lines[n++] = "ENHANCEDSTATUSCODES";     /* RFC 2034 */
+	lines[n++] = "8BITMIME";                /* RFC 6152 */
+	lines[n++] = "SMTPUTF8";                /* RFC 6531 */
+	lines[n++] = "CHUNKING";                /* RFC 3030 */
+	lines[n++] = "DSN";                     /* RFC 3461 */
+	smtp_reply_lines(s, 250, lines, n);
+}
+
+static void cmd_helo(struct smtp_session *s, const char *args)
+{
+	if (*args == '\0') {
+		smtp_reply(s, 501, "5.5.4", "Syntax: HELO hostname");
+		return;
+	}
+	cmd_helo_common(s, args, false);
+	smtp_reply(s, 250, NULL, "%s", hostname(s));
+}
+
+/* ---- MAIL / RCPT ---- */
+
+static void cmd_mail(struct smtp_session *s, const char *args)
+{
+	struct smtp_mail_args m;
+	struct smtp_perr e;
+
+	if (smtp_parse_mail(args, &m, &e) < 0) {
+		smtp_reply(s, e.code, e.ecode, "%s", e.text);
+		return;
+	}
+	/* RFC 1870 6.1 */
+	if (m.has_size && m.size > s->srv->cfg->smtp_max_message_size) {
+		smtp_reply(s, 552, "5.3.4", "Message size exceeds fixed limit");
+		smtp_mail_args_free(&m);
+		return;
+	}
+	if (s->auth_user != NULL && m.addr[0] != '\0') {
+		int k = store_may_send_as(s->srv->st, s->auth_user, m.addr);
+		if (k != 1) {
+			if (k < 0)
+				smtp_reply(s, 451, "4.3.0", "Error: temporary lookup failure");
+			else
+				smtp_reply(s, 553, "5.7.1",
+					   "<%s>: Sender address rejected: not owned by user %s",
+					   m.addr, s->auth_user);
+			smtp_mail_args_free(&m);
+			return;
+		}
+	}
+	smtp_tx_new(s);
+	struct smtp_tx *tx = s->tx;
+	tx->from = m.addr;
+	tx->smtputf8 = m.smtputf8;
+	tx->body8 = m.body == SMTP_BODY_8BITMIME;
+	tx->ret = m.ret;
+	tx->envid = m.envid;
+	m.addr = m.ret = m.envid = NULL;
+	smtp_mail_args_free(&m);
+	smtp_reply(s, 250, "2.1.0", "Ok");
+}
+
+static void add_user(struct smtp_tx *tx, int64_t id)
+{
+	/* One message to many local recipients is stored once per user. */
+	for (size_t i = 0; i < tx->n_users; i++) {
+		if (tx->user_ids[i] == id)
+			return;
+	}
+	tx->user_ids = xrealloc(tx->user_ids, (tx->n_users + 1) * sizeof(*tx->user_ids));
+	tx->user_ids[tx->n_users++] = id;
+}
+
+static void add_remote(struct smtp_tx *tx, const char *addr, const struct smtp_rcpt_args *r)
+{
+	for (size_t i = 0; i < tx->n_remote; i++) {
+		if (strcasecmp(tx->remote[i].addr, addr) == 0)
+			return;
+	}
+	tx->remote = xrealloc(tx->remote, (tx->n_remote + 1) * sizeof(*tx->remote));
+	struct store_remote_rcpt *rr = &tx->remote[tx->n_remote++];
+	rr->addr = xstrdup(addr);
+	rr->orcpt = r->orcpt ? xstrdup(r->orcpt) : NULL;
+	rr->notify = r->notify ? xstrdup(r->notify) : NULL;
+}
+
+static void cmd_rcpt(struct smtp_session *s, const char *args)
+{
+	struct smtp_tx *tx = s->tx;
+	struct smtp_rcpt_args r;
+	struct smtp_perr e;
+	struct store *st = s->srv->st;
+
+	if (smtp_parse_rcpt(args, tx->smtputf8, &r, &e) < 0) {
+		smtp_reply(s, e.code, e.ecode, "%s", e.text);
+		return;
+	}
+	/* RFC 5321 4.5.3.1.8 */
+	if (tx->n_rcpts >= (size_t)s->srv->cfg->smtp_max_recipients) {
+		smtp_reply(s, 452, "4.5.3", "Error: too many recipients");
+		smtp_rcpt_args_free(&r);
+		return;
+	}
+	/* RFC 5321 4.5.1: <Postmaster> is this host's postmaster. */
+	if (strcmp(r.addr, "postmaster") == 0) {
+		free(r.addr);
+		r.addr = xasprintf("postmaster@%s", hostname(s));
+	}
+	const char *domain = addr_domain(r.addr);
+	if (domain != NULL && store_domain_is_local(st, domain)) {
+		struct store_targets t = {0, NULL};
+		int k = store_resolve(st, r.addr, &t);
+		if (k <= 0) {
+			if (k < 0)
+				smtp_reply(s, 451, "4.3.0", "<%s>: Temporary lookup failure", r.addr);
+			else
+				smtp_reply(s, 550, "5.1.1",
+					   "<%s>: Recipient address rejected: User unknown",
+					   r.addr);
+			store_targets_free(&t);
+			smtp_rcpt_args_free(&r);
+			return;
+		}
+		for (size_t i = 0; i < t.n; i++) {
+			if (t.v[i].user_id > 0)
+				add_user(tx, t.v[i].user_id);
+			else
+				add_remote(tx, t.v[i].addr, &r);
+		}
+		store_targets_free(&t);
+	} else if (s->auth_user != NULL) {
+		/* Authenticated submission to another domain: queued. */
+		add_remote(tx, r.addr, &r);
+	} else {
+		smtp_reply(s, 554, "5.7.1", "<%s>: Relay access denied", r.addr);
+		smtp_rcpt_args_free(&r);
+		return;
+	}
+	tx->rcpts = xrealloc(tx->rcpts, (tx->n_rcpts + 1) * sizeof(*tx->rcpts));
+	tx->rcpts[tx->n_rcpts].addr = r.addr;
+	tx->rcpts[tx->n_rcpts].notify = r.notify;
+	tx->rcpts[tx->n_rcpts].orcpt = r.orcpt;
+	tx->n_rcpts++;
+	smtp_reply(s, 250, "2.1.5", "Ok");
+}
+
+/* ---- DATA / BDAT ---- */
+
+static void cmd_data(struct smtp_session *s, const char *args)
+{
+	struct smtp_tx *tx = s->tx;
+
+	if (*args != '\0') {
+		smtp_reply(s, 501, "5.5.4", "Syntax: DATA");
+		return;
+	}
+	/* RFC 3030 2: DATA and BDAT do not mix in one transaction. */
+	if (tx->bdat_used) {
+		smtp_reply(s, 503, "5.5.1", "Error: DATA after BDAT");
+		return;
+	}
+	if (smtp_content_start(s, SMTP_DATA_DOT) < 0) {
+		smtp_reply(s, 451, "4.3.0", "Error: queue file write error");
+		return;
+	}
+	tx->data_used = true;
+	smtp_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+	smtp_set_state(s, SMTP_S_DATA);
+}
+
+/* Reads (and drops) the announced chunk, then replies (smtp_bdat_chunk_done). */
+static void bdat_refuse(struct smtp_session *s, int code, const char *ecode, const char *text,
+			bool abort_tx)
+{
+	s->bdat_discard = true;
+	s->bdat_abort = abort_tx;
+	s->bdat_code = code;
+	s->bdat_ecode = ecode;
+	s->bdat_text = text;
+	if (s->bdat_left == 0)
+		smtp_bdat_chunk_done(s);
+	else
+		smtp_set_state(s, SMTP_S_BDAT);
+}
+
+static void cmd_bdat(struct smtp_session *s, const char *args)
+{
+	struct smtp_tx *tx = s->tx;
+
+	/* size and LAST were parsed by the dispatcher (CMD_CHUNK) */
+	if (!tx->bdat_used) {
+		if (smtp_content_start(s, SMTP_DATA_BDAT) < 0) {
+			bdat_refuse(s, 451, "4.3.0", "Error: queue file write error", true);
+			return;
+		}
+		tx->bdat_used = true;
+	}
+	s->bdat_discard = false;
+	if (s->bdat_left == 0)
+		smtp_bdat_chunk_done(s);
+	else
+		smtp_set_state(s, SMTP_S_BDAT);
+}
+
+/* ---- small commands ---- */
+
+static void cmd_rset(struct smtp_session *s, const char *args)
+{
+	if (*args != '\0') {
+		smtp_reply(s, 501, "5.5.4", "Syntax: RSET");
+		return;
+	}
+	smtp_tx_free(s);
+	smtp_reply(s, 250, "2.0.0", "Ok");
+}
+
+static void cmd_noop(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, 250, "2.0.0", "Ok");
+}
+
+static void cmd_quit(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, 221, "2.0.0", "Bye");
+	smtp_close(s, "quit");
+}
+
+static void cmd_vrfy(struct smtp_session *s, const char *args)
+{
+	if (*args == '\0') {
+		smtp_reply(s, 501, "5.5.4", "Syntax: VRFY address");
+		return;
+	}
+	/* RFC 5321 3.5.3: no address harvesting. */
+	smtp_reply(s, 252, "2.5.0", "Cannot VRFY user, but will accept message");
+}
+
+static void cmd_expn(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, 502, "5.5.1", "Error: command not implemented");
+}
+
+static void cmd_help(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, 214, "2.0.0",
+		   "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
+}
+
+static void cmd_forbidden(struct smtp_session *s, const char *args)
+{
+	/* An HTTP or proxy request sent to the mail port (cross-protocol). */
+	smtp_reply(s, 221, "2.7.0", "Error: I can break rules, too. Goodbye.");
+	smtp_close(s, "forbidden command");
+}
+
+static void cmd_starttls(struct smtp_session *s, const char *args)
+{
+	if (*args != '\0') {
+		smtp_reply(s, 501, "5.5.4", "Syntax: STARTTLS");
+		return;
+	}
+	if (s->srv->tls == NULL) {
+		smtp_reply(s, 454, "4.7.0", "TLS not available");
+		return;
+	}
+	smtp_reply(s, 220, "2.0.0", "Ready to start TLS");
+	smtp_set_state(s, SMTP_S_TLSWAIT);
+	/* conn_starttls flushes the 220, drops pipelined plaintext (RFC 3207
+	 * 4.2, command injection) and calls on_tls when done. */
+	if (conn_starttls(s->c, s->srv->tls) < 0)
+		smtp_close(s, "starttls failed");
+}
+
+/* ---- AUTH (RFC 4954) ---- */
+
+struct auth_job {
+	struct smtp_session *s;
+	char *user;
+	char *pass;
+	char *hash;   /* NULL: unknown user and no dummy hash yet */
+	bool unknown; /* the account does not exist */
+	int result;
+};
+
+static void auth_work(void *arg)
+{
+	struct auth_job *j = arg;
+
+	/* Slow on purpose (argon2id): on a worker, never on the loop. */
+	j->result = j->hash != NULL ? password_verify(j->hash, j->pass) : 0;
+	if (j->unknown)
+		j->result = 0;
+	explicit_bzero(j->pass, strlen(j->pass));
+}
+
+static void auth_job_free(struct auth_job *j)
+{
+	free(j->user);
+	free(j->pass);
+	free(j->hash);
+	free(j);
+}
+
+static void auth_fail_reply(void *arg)
+{
+	struct smtp_session *s = arg;
+
+	s->delay = NULL;
+	if (s->c == NULL || s->state == SMTP_S_CLOSING)
+		return;
+	smtp_reply(s, 535, "5.7.8", "Error: authentication failed");
+	smtp_unpark(s);
+	if (s->srv->cfg->smtp_max_errors > 0 && s->errors >= s->srv->cfg->smtp_max_errors) {
+		smtp_reply(s, 421, "4.7.0", "%s Error: too many errors", hostname(s));
+		smtp_close(s, "too many errors");
+	}
+}
+
+/* A failed attempt: counted per IP; a small delay before the 535 slows
+ * guessing down; past the limit the connection is closed. */
+static void auth_failed(struct smtp_session *s, const char *user)
+{
+	struct smtp_server *srv = s->srv;
+	uint64_t now = loop_now(s->l) / 1000;
+
+	log_info("smtp auth failed client=%s user=%s", s->ip, user ? user : "-");
+	throttle_fail(srv->auth_fail, s->ip, now);
+	if (throttle_blocked(srv->auth_fail, s->ip, now)) {
+		smtp_reply(s, 421, "4.7.0", "%s Error: too many failed logins", hostname(s));
+		smtp_close(s, "too many failed logins");
+		return;
+	}
+	if (s->state != SMTP_S_WAIT)
+		smtp_park(s);
+	loop_timer_cancel(s->l, &s->delay);
+	s->delay = loop_timer_add(s->l, SMTP_AUTH_FAIL_DELAY_MS, auth_fail_reply, s);
+}
+
+static void auth_done(void *arg)
+{
+	struct auth_job *j = arg;
+	struct smtp_session *s = j->s;
+
+	if (s->c == NULL || s->srv == NULL || s->state == SMTP_S_CLOSING) {
+		smtp_release(s);
+		auth_job_free(j);
+		return;
+	}
+	if (j->result == 1) {
+		throttle_clear(s->srv->auth_fail, s->ip);
+		s->auth_user = j->user;
+		j->user = NULL;
+		log_info("smtp auth ok client=%s user=%s", s->ip, s->auth_user);
+		smtp_reply(s, 235, "2.7.0", "Authentication successful");
+		smtp_release(s);
+		smtp_unpark(s);
+	} else {
+		smtp_release(s);
+		auth_failed(s, j->user);
+	}
+	auth_job_free(j);
+}
+
+/* Takes ownership of the three strings. */
+static void auth_check(struct smtp_session *s, char *authz, char *user, char *pass)
+{
+	struct smtp_server *srv = s->srv;
+	char *hash = NULL;
+
+	/* We do not let one user act as another (authzid must be empty or self). */
+	if (*authz != '\0' && strcasecmp(authz, user) != 0) {
+		auth_failed(s, user);
+		free(authz);
+		free(user);
+		explicit_bzero(pass, strlen(pass));
+		free(pass);
+		return;
+	}
+	free(authz);
+	int k = store_user_hash(srv->st, user, &hash);
+	if (k < 0) {
+		smtp_reply(s, 454, "4.7.0", "Temporary authentication failure");
+		free(user);
+		explicit_bzero(pass, strlen(pass));
+		free(pass);
+		return;
+	}
+	struct auth_job *j = xcalloc(1, sizeof(*j));
+	j->s = s;
+	j->user = user;
+	j->pass = pass;
+	if (k == 0) {
+		j->unknown = true;
+		j->hash = srv->dummy_ready ? xstrdup(srv->dummy_hash) : NULL;
+	} else {
+		j->hash = hash;
+	}
+	s->busy++;
+	smtp_park(s);
+	pool_submit(srv->workers, auth_work, auth_done, j);
+}
+
+static void auth_plain(struct smtp_session *s, const char *resp)
+{
+	char *authz = NULL, *user = NULL, *pass = NULL;
+
+	if (sasl_plain_decode(resp, &authz, &user, &pass) < 0) {
+		smtp_reply(s, 501, "5.5.2", "Error: invalid SASL PLAIN response");
+		return;
+	}
+	auth_check(s, authz, user, pass);
+}
+
+static void cmd_auth(struct smtp_session *s, const char *args)
+{
+	char mech[32];
+	size_t n = strcspn(args, " ");
+	const char *ir = args + n;
+
+	while (*ir == ' ')
+		ir++;
+	if (n == 0 || n >= sizeof(mech)) {
+		smtp_reply(s, 501, "5.5.4", "Syntax: AUTH mechanism");
+		return;
+	}
+	memcpy(mech, args, n);
+	mech[n] = '\0';
+	if (throttle_blocked(s->srv->auth_fail, s->ip, loop_now(s->l) / 1000)) {
+		smtp_reply(s, 454, "4.7.0", "Error: too many failed logins, try again later");
+		return;
+	}
+	if (strcasecmp(mech, "PLAIN") == 0) {
+		if (*ir != '\0') {
+			/* RFC 4954 4: "=" is an empty initial response */
+			auth_plain(s, strcmp(ir, "=") == 0 ? "" : ir);
+			return;
+		}
+		s->auth_mech = MECH_PLAIN;
+		smtp_reply(s, 334, NULL, "%s", "");
+		smtp_set_state(s, SMTP_S_AUTHLINE);
+	} else if (strcasecmp(mech, "LOGIN") == 0) {
+		s->auth_mech = MECH_LOGIN;
+		x_free(&s->auth_login_user);
+		if (*ir != '\0') {
+			if (sasl_login_decode(ir, &s->auth_login_user) < 0) {
+				s->auth_mech = MECH_NONE;
+				smtp_reply(s, 501, "5.5.2", "Error: invalid base64");
+				return;
+			}
+			smtp_reply(s, 334, NULL, "UGFzc3dvcmQ6"); /* "Password:" */
+		} else {
+			smtp_reply(s, 334, NULL, "VXNlcm5hbWU6"); /* "Username:" */
+		}
+		smtp_set_state(s, SMTP_S_AUTHLINE);
+	} else {
+		smtp_reply(s, 504, "5.5.4", "Error: unsupported authentication mechanism");
+	}
+}
+
+void smtp_auth_line(struct smtp_session *s, char *line)
+{
+	int mech = s->auth_mech;
+
+	smtp_set_state(s, SMTP_S_CMD);
+	/* RFC 4954 4: "*" cancels the exchange. */
+	if (strcmp(line, "*") == 0) {
+		s->auth_mech = MECH_NONE;
+		x_free(&s->auth_login_user);
+		smtp_reply(s, 501, "5.7.0", "Authentication cancelled");
+		return;
+	}
+	if (mech == MECH_PLAIN) {
+		s->auth_mech = MECH_NONE;
+		auth_plain(s, line);
+		return;
+	}
+	if (s->auth_login_user == NULL) {
+		if (sasl_login_decode(line, &s->auth_login_user) < 0) {
+			s->auth_mech = MECH_NONE;
+			smtp_reply(s, 501, "5.5.2", "Error: invalid base64");
+			return;
+		}
+		smtp_reply(s, 334, NULL, "UGFzc3dvcmQ6");
+		smtp_set_state(s, SMTP_S_AUTHLINE);
+		return;
+	}
+	char *pass = NULL, *user = s->auth_login_user;
+	s->auth_login_user = NULL;
+	s->auth_mech = MECH_NONE;
+	if (sasl_login_decode(line, &pass) < 0) {
+		free(user);
+		smtp_reply(s, 501, "5.5.2", "Error: invalid base64");
+		return;
+	}
+	auth_check(s, xstrdup(""), user, pass);
+}
+
+/* ---- the table and the dispatcher ---- */
+
+static const struct smtp_cmd smtp_cmds[] = {
+	{"EHLO", 0, cmd_ehlo},
+	{"HELO", 0, cmd_helo},
+	{"MAIL", CMD_HELO | CMD_TLS_SUBM | CMD_AUTH_SUBM | CMD_NOTX, cmd_mail},
+	{"RCPT", CMD_TX, cmd_rcpt},
+	{"DATA", CMD_TX | CMD_RCPT, cmd_data},
+	{"BDAT", CMD_CHUNK | CMD_TX | CMD_RCPT, cmd_bdat},
+	{"RSET", 0, cmd_rset},
+	{"NOOP", 0, cmd_noop},
+	{"QUIT", 0, cmd_quit},
+	{"VRFY", 0, cmd_vrfy},
+	{"EXPN", 0, cmd_expn},
+	{"HELP", 0, cmd_help},
+	{"STARTTLS", CMD_HELO | CMD_NOTLS, cmd_starttls},
+	{"AUTH", CMD_HELO | CMD_TLS_SUBM | CMD_NOAUTH | CMD_AUTHOK | CMD_NOTX, cmd_auth},
+	/* Postfix smtpd_forbidden_commands */
+	{"GET", 0, cmd_forbidden},
+	{"POST", 0, cmd_forbidden},
+	{"PUT", 0, cmd_forbidden},
+	{"HEAD", 0, cmd_forbidden},
+	{"CONNECT", 0, cmd_forbidden},
+};
+
+struct rule_err {
+	int code;
+	const char *ecode;
+	const char *text;
+};
+
+/* The cross-cutting rules, in order; first failure wins. */
+static bool check_rules(struct smtp_session *s, unsigned f, struct rule_err *e)
+{
+	bool subm = s->role != SMTP_ROLE_MX;
+
+#define FAIL(c, ec, t)                                                                             \
+	do {                                                                                       \
+		e->code = (c);                                                                     \
+		e->ecode = (ec);                                                                   \
+		e->text = (t);                                                                     \
+		return false;                                                                      \
+	} while (0)
+	if ((f & CMD_NOTLS) && s->tls)
+		FAIL(503, "5.5.1", "Error: TLS already active");
+	if ((f & CMD_HELO) && s->helo == NULL)
+		FAIL(503, "5.5.1", "Error: send HELO/EHLO first");
+	if ((f & CMD_TLS_SUBM) && subm && !smtp_auth_allowed(s))
+		FAIL(530, "5.7.0", "Must issue a STARTTLS command first");
+	if ((f & CMD_NOAUTH) && s->auth_user != NULL)
+		FAIL(503, "5.5.1", "Error: already authenticated");
+	if ((f & CMD_AUTHOK) && !smtp_auth_allowed(s))
+		FAIL(503, "5.5.1", "Error: authentication not enabled");
+	if ((f & CMD_AUTH_SUBM) && subm && s->auth_user == NULL)
+		FAIL(530, "5.7.0", "Authentication required");
+	if ((f & CMD_NOTX) && s->tx != NULL)
+		FAIL(503, "5.5.1", "Error: nested MAIL command");
+	if ((f & CMD_TX) && s->tx == NULL)
+		FAIL(503, "5.5.1", "Error: need MAIL command");
+	/* RFC 5321 3.3: DATA without a valid recipient */
+	if ((f & CMD_RCPT) && s->tx->n_rcpts == 0)
+		FAIL(554, "5.5.1", "Error: no valid recipients");
+#undef FAIL
+	return true;
+}
+
+void smtp_dispatch(struct smtp_session *s, char *line)
+{
+	char verb[16];
+	const char *args;
+	const struct smtp_cmd *cmd = NULL;
+	struct rule_err e;
+
+	if (smtp_parse_verb(line, verb, sizeof(verb), &args) == 0) {
+		for (size_t i = 0; i < sizeof(smtp_cmds) / sizeof(smtp_cmds[0]); i++) {
+			if (strcmp(verb, smtp_cmds[i].name) == 0) {
+				cmd = &smtp_cmds[i];
+				break;
+			}
+		}
+	}
+	if (cmd == NULL) {
+		smtp_reply(s, 500, "5.5.2", "Error: command not recognized");
+		return;
+	}
+	if (cmd->flags & CMD_CHUNK) {
+		/* The chunk follows the command line whatever the verdict: its
+		 * size must be known to stay in sync (RFC 3030 2). */
+		uint64_t size;
+		bool last;
+		if (smtp_parse_bdat(args, &size, &last) < 0) {
+			smtp_reply(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
+			return;
+		}
+		s->bdat_left = s->bdat_size = size;
+		s->bdat_last = last;
+		if (!check_rules(s, cmd->flags, &e)) {
+			bdat_refuse(s, e.code, e.ecode, e.text, false);
+			return;
+		}
+		if (s->tx->data_used) {
+			bdat_refuse(s, 503, "5.5.1", "Error: BDAT after DATA", false);
+			return;
+		}
+		cmd->handler(s, args);
+		return;
+	}
+	if (!check_rules(s, cmd->flags, &e)) {
+		smtp_reply(s, e.code, e.ecode, "%s", e.text);
+		return;
+	}
+	cmd->handler(s, args);
+}

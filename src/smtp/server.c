@@ -1,0 +1,560 @@
+/* SMTP server: listener roles, session lifecycle, input framing, replies,
+ * timers. Commands and their handlers are in cmd.c; the content path (DATA,
+ * BDAT, commit) in tx.c. */
+#include "smtp/server.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth/password.h"
+#include "core/log.h"
+#include "core/xmalloc.h"
+#include "smtp/session.h"
+
+/* Postfix postscreen's pregreet test, in small: an MX client that talks
+ * before the banner is a bot that does not wait for replies. */
+#define SMTP_PREGREET_MS 300
+/* Extra seconds on top of our own timers for the conn's backstop timeout. */
+#define SMTP_BACKSTOP_S 60
+#define SMTP_THROTTLE_KEYS 65536
+
+static const char *role_name(enum smtp_role r)
+{
+	switch (r) {
+	case SMTP_ROLE_MX:
+		return "mx";
+	case SMTP_ROLE_SUBMISSION:
+		return "submission";
+	case SMTP_ROLE_SUBMISSIONS:
+		return "submissions";
+	}
+	return "?";
+}
+
+/* ---- replies ---- */
+
+void smtp_reply(struct smtp_session *s, int code, const char *ecode, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	int n;
+
+	if (s->c == NULL || s->state == SMTP_S_CLOSING)
+		return;
+	n = ecode != NULL ? snprintf(line, sizeof(line), "%03d %s ", code, ecode)
+			  : snprintf(line, sizeof(line), "%03d ", code);
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof(line) - (size_t)n - 2, fmt, ap);
+	va_end(ap);
+	/* Text may quote client input: never let it break the reply framing. */
+	for (char *p = line; *p; p++) {
+		if (*p == '\r' || *p == '\n')
+			*p = ' ';
+	}
+	size_t len = strlen(line);
+	memcpy(line + len, "\r\n", 3);
+	conn_write(s->c, line, len + 2);
+	/* RFC 5321 4.2.1: 5yz is a permanent failure; each counts as a client
+	 * error toward smtp_max_errors (smtp_check_errors). */
+	if (code >= 500)
+		s->errors++;
+	log_debug("smtp %s < %.*s", s->ip, (int)len, line);
+}
+
+void smtp_reply_lines(struct smtp_session *s, int code, const char *const *lines, size_t n)
+{
+	struct buf b = BUF_INIT;
+
+	if (s->c == NULL || s->state == SMTP_S_CLOSING || n == 0)
+		return;
+	/* RFC 5321 4.2.1: "code-text" for every line but the last. */
+	for (size_t i = 0; i < n; i++)
+		buf_printf(&b, "%03d%c%s\r\n", code, i + 1 < n ? '-' : ' ', lines[i]);
+	conn_write(s->c, b.data, b.len);
+	buf_free(&b);
+}
+
+/* ---- timers ---- */
+
+static unsigned idle_ms(const struct smtp_session *s)
+{
+	const struct config *cfg = s->srv->cfg;
+	unsigned sec = s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT ? cfg->smtp_data_timeout
+									    : cfg->smtp_timeout;
+	return sec * 1000u;
+}
+
+static void on_idle(void *arg);
+
+static void timer_arm(struct smtp_session *s, uint64_t ms)
+{
+	loop_timer_cancel(s->l, &s->timer);
+	s->timer = loop_timer_add(s->l, ms, on_idle, s);
+}
+
+/* RFC 5321 4.5.3.2: timeouts; ours is per session state, with the last input
+ * time checked when the timer fires (one timer per session, not one per read). */
+static void on_idle(void *arg)
+{
+	struct smtp_session *s = arg;
+
+	s->timer = NULL; /* freed by the loop before this call */
+	if (s->srv == NULL || s->c == NULL || s->state == SMTP_S_CLOSING)
+		return;
+	if (s->state == SMTP_S_WAIT) {
+		timer_arm(s, idle_ms(s)); /* our own async step: not the client's fault */
+		return;
+	}
+	uint64_t now = loop_now(s->l), limit = idle_ms(s);
+	if (now - s->last_input_ms < limit) {
+		timer_arm(s, limit - (now - s->last_input_ms));
+		return;
+	}
+	if (s->state != SMTP_S_TLSWAIT)
+		smtp_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->srv->cfg->hostname);
+	smtp_close(s, "timeout");
+}
+
+static void backstop(struct smtp_session *s)
+{
+	const struct config *cfg = s->srv->cfg;
+	unsigned sec = cfg->smtp_timeout > cfg->smtp_data_timeout ? cfg->smtp_timeout
+								  : cfg->smtp_data_timeout;
+	conn_set_timeout(s->c, (sec + SMTP_BACKSTOP_S) * 1000u);
+}
+
+void smtp_set_state(struct smtp_session *s, enum smtp_state st)
+{
+	if (s->state == SMTP_S_CLOSING)
+		return;
+	bool was_data = s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT;
+	bool is_data = st == SMTP_S_DATA || st == SMTP_S_BDAT;
+	s->state = st;
+	/* The data timeout and the command timeout differ: restart the clock. */
+	if (was_data != is_data && s->srv != NULL && s->c != NULL) {
+		s->last_input_ms = loop_now(s->l);
+		timer_arm(s, idle_ms(s));
+	}
+}
+
+/* ---- parking for async steps ---- */
+
+void smtp_park(struct smtp_session *s)
+{
+	smtp_set_state(s, SMTP_S_WAIT);
+	if (s->c != NULL) {
+		conn_pause(s->c);
+		conn_set_timeout(s->c, 0);
+	}
+}
+
+void smtp_unpark(struct smtp_session *s)
+{
+	if (s->c == NULL || s->state == SMTP_S_CLOSING)
+		return;
+	smtp_set_state(s, SMTP_S_CMD);
+	s->last_input_ms = loop_now(s->l);
+	timer_arm(s, idle_ms(s));
+	backstop(s);
+	/* Pipelined commands already in rbuf: conn_resume re-triggers on_data. */
+	conn_resume(s->c);
+}
+
+/* ---- session lifetime ---- */
+
+static void session_free(struct smtp_session *s)
+{
+	smtp_tx_free(s);
+	loop_timer_cancel(s->l, &s->timer);
+	loop_timer_cancel(s->l, &s->delay);
+	x_free(&s->helo);
+	x_free(&s->auth_user);
+	x_free(&s->auth_login_user);
+	free(s);
+}
+
+bool smtp_release(struct smtp_session *s)
+{
+	x_assert(s->busy > 0);
+	s->busy--;
+	if (s->c == NULL && s->busy == 0) {
+		session_free(s);
+		return true;
+	}
+	return false;
+}
+
+void smtp_close(struct smtp_session *s, const char *reason)
+{
+	if (s->c == NULL || s->state == SMTP_S_CLOSING)
+		return;
+	s->state = SMTP_S_CLOSING;
+	if (s->close_reason == NULL)
+		s->close_reason = reason;
+	loop_timer_cancel(s->l, &s->timer);
+	loop_timer_cancel(s->l, &s->delay);
+	conn_close(s->c);
+}
+
+static void unlink_session(struct smtp_session *s)
+{
+	struct smtp_server *srv = s->srv;
+
+	if (srv == NULL)
+		return;
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	s->prev = s->next = NULL;
+	srv->nsessions--;
+	s->srv = NULL;
+}
+
+static void on_close(struct conn *c, void *arg, enum conn_close_reason why)
+{
+	struct smtp_session *s = arg;
+	static const char *const whys[] = {"closed", "eof", "error", "timeout"};
+	const char *reason = s->close_reason;
+
+	if (reason == NULL)
+		reason = (unsigned)why < 4 ? whys[why] : "?";
+	log_info("smtp close client=%s reason=%s errors=%d time=%llums", s->ip, reason, s->errors,
+		 (unsigned long long)(loop_now(s->l) - s->connect_ms));
+	s->c = NULL;
+	s->state = SMTP_S_CLOSING;
+	loop_timer_cancel(s->l, &s->timer);
+	loop_timer_cancel(s->l, &s->delay);
+	unlink_session(s);
+	/* An async step in flight (password check, commit) still points at s:
+	 * its completion frees the session (smtp_release). */
+	if (s->busy == 0)
+		session_free(s);
+}
+
+/* ---- input ---- */
+
+static void check_errors(struct smtp_session *s)
+{
+	if (s->c == NULL || s->state == SMTP_S_CLOSING || s->srv == NULL)
+		return;
+	if (s->srv->cfg->smtp_max_errors > 0 && s->errors >= s->srv->cfg->smtp_max_errors) {
+		smtp_reply(s, 421, "4.7.0", "%s Error: too many errors", s->srv->cfg->hostname);
+		smtp_close(s, "too many errors");
+	}
+}
+
+/* Frames one command (or SASL) line. false: need more input. */
+static bool read_line(struct smtp_session *s, struct buf *rb)
+{
+	size_t max = s->srv->cfg->smtp_max_line;
+	char *lf = rb->len > 0 ? memchr(rb->data, '\n', rb->len) : NULL;
+
+	if (lf == NULL) {
+		/* Already longer than any valid line: drop it as it comes,
+		 * never buffering more than one read (RFC 5321 4.5.3.1.4). */
+		if (rb->len >= max) {
+			s->discarding = true;
+			buf_consume(rb, rb->len);
+		}
+		return false;
+	}
+	size_t total = (size_t)(lf - rb->data) + 1;
+	if (s->discarding || total > max) {
+		buf_consume(rb, total);
+		s->discarding = false;
+		if (s->state == SMTP_S_AUTHLINE) {
+			s->auth_mech = 0;
+			x_free(&s->auth_login_user);
+			smtp_set_state(s, SMTP_S_CMD);
+		}
+		smtp_reply(s, 500, "5.5.2", "Error: line too long");
+		return true;
+	}
+	/* Commands end with CRLF; a bare LF is tolerated here (not in DATA). */
+	size_t len = total - 1;
+	if (len > 0 && rb->data[len - 1] == '\r')
+		len--;
+	char *line = xstrndup(rb->data, len);
+	buf_consume(rb, total);
+	if (strlen(line) != len)
+		smtp_reply(s, 500, "5.5.2", "Error: NUL byte in command");
+	else if (s->state == SMTP_S_AUTHLINE)
+		smtp_auth_line(s, line);
+	else
+		smtp_dispatch(s, line);
+	/* The line may hold a password (AUTH PLAIN initial response). */
+	explicit_bzero(line, len);
+	free(line);
+	return true;
+}
+
+static void process(struct smtp_session *s)
+{
+	while (s->c != NULL && s->srv != NULL) {
+		struct buf *rb = &s->c->rbuf;
+		size_t used;
+
+		switch (s->state) {
+		case SMTP_S_PREGREET:
+			if (rb->len > 0) {
+				smtp_reply(s, 554, "5.5.0",
+					   "SMTP protocol violation: input before greeting");
+				smtp_close(s, "pregreet");
+			}
+			return;
+		case SMTP_S_TLSWAIT:
+		case SMTP_S_WAIT:
+		case SMTP_S_CLOSING:
+			return;
+		case SMTP_S_CMD:
+		case SMTP_S_AUTHLINE:
+			if (!read_line(s, rb))
+				return;
+			break;
+		case SMTP_S_DATA:
+			if (rb->len == 0)
+				return;
+			if (smtp_data_feed(&s->tx->dec, rb->data, rb->len, &used) == 1) {
+				buf_consume(rb, used);
+				smtp_data_done(s);
+			} else {
+				buf_consume(rb, used);
+				return;
+			}
+			break;
+		case SMTP_S_BDAT:
+			if (s->bdat_left > 0) {
+				if (rb->len == 0)
+					return;
+				size_t n = rb->len;
+				if ((uint64_t)n > s->bdat_left)
+					n = (size_t)s->bdat_left;
+				if (!s->bdat_discard)
+					smtp_data_feed(&s->tx->dec, rb->data, n, &used);
+				buf_consume(rb, n);
+				s->bdat_left -= n;
+			}
+			if (s->bdat_left > 0)
+				return;
+			smtp_bdat_chunk_done(s);
+			break;
+		}
+		check_errors(s);
+	}
+}
+
+static void on_data(struct conn *c, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	s->last_input_ms = loop_now(s->l);
+	process(s);
+}
+
+static void greet(struct smtp_session *s)
+{
+	s->greeted = true;
+	smtp_set_state(s, SMTP_S_CMD);
+	s->last_input_ms = loop_now(s->l);
+	timer_arm(s, idle_ms(s));
+	backstop(s);
+	/* RFC 5321 4.3.1 / 3.1 */
+	smtp_reply(s, 220, NULL, "%s ESMTP postern", s->srv->cfg->hostname);
+	if (s->c != NULL && s->c->rbuf.len > 0)
+		process(s);
+}
+
+static void on_pregreet(void *arg)
+{
+	struct smtp_session *s = arg;
+
+	s->timer = NULL;
+	if (s->srv == NULL || s->c == NULL || s->state != SMTP_S_PREGREET)
+		return;
+	greet(s);
+}
+
+void smtp_reset_session(struct smtp_session *s)
+{
+	smtp_tx_free(s);
+	x_free(&s->helo);
+	x_free(&s->auth_user);
+	x_free(&s->auth_login_user);
+	s->auth_mech = 0;
+	s->esmtp = false;
+}
+
+static void on_tls(struct conn *c, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (s->srv == NULL || s->c == NULL || s->state == SMTP_S_CLOSING)
+		return;
+	s->tls = true;
+	log_debug("smtp %s tls %s", s->ip, conn_tls_info(c));
+	if (!s->greeted) {
+		greet(s); /* implicit TLS (submissions) */
+		return;
+	}
+	/* RFC 3207 4.2: after STARTTLS the session starts over (no greeting). */
+	smtp_reset_session(s);
+	smtp_set_state(s, SMTP_S_CMD);
+	s->last_input_ms = loop_now(s->l);
+	timer_arm(s, idle_ms(s));
+	if (c->rbuf.len > 0)
+		process(s);
+}
+
+static const struct conn_handler smtp_conn_handler = {
+	.on_data = on_data,
+	.on_close = on_close,
+	.on_tls = on_tls,
+};
+
+bool smtp_auth_allowed(const struct smtp_session *s)
+{
+	/* RFC 4954 4: no plaintext passwords on an unprotected channel, except
+	 * from loopback when configured (local webmail, tests). */
+	return s->tls || (s->loopback && s->srv->cfg->smtp_auth_plaintext_loopback);
+}
+
+static bool is_loopback(const char *ip)
+{
+	return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
+	       strncmp(ip, "::ffff:127.", 11) == 0;
+}
+
+void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role)
+{
+	struct smtp_session *s = xcalloc(1, sizeof(*s));
+	SSL_CTX *ctx = role == SMTP_ROLE_SUBMISSIONS ? srv->tls : NULL;
+
+	s->srv = srv;
+	s->l = srv->l;
+	s->role = role;
+	s->connect_ms = s->last_input_ms = loop_now(srv->l);
+	s->state = role == SMTP_ROLE_SUBMISSIONS ? SMTP_S_TLSWAIT : SMTP_S_PREGREET;
+	if (role == SMTP_ROLE_SUBMISSIONS && ctx == NULL) {
+		log_err("smtp: submissions listener without TLS context; closing");
+		close(fd);
+		free(s);
+		return;
+	}
+	s->c = conn_new(srv->l, fd, ctx, &smtp_conn_handler, s);
+	if (s->c == NULL) {
+		free(s);
+		return;
+	}
+	snprintf(s->ip, sizeof(s->ip), "%s", s->c->peer_ip);
+	s->loopback = is_loopback(s->ip);
+	s->next = srv->sessions;
+	if (srv->sessions != NULL)
+		srv->sessions->prev = s;
+	srv->sessions = s;
+	srv->nsessions++;
+	log_info("smtp connect client=%s port=%d role=%s", s->ip, s->c->peer_port,
+		 role_name(role));
+
+	/* Connection limits, total and per IP (linear: limits are small). */
+	int same = 0;
+	for (struct smtp_session *o = srv->sessions; o != NULL; o = o->next) {
+		if (strcmp(o->ip, s->ip) == 0)
+			same++;
+	}
+	const struct config *cfg = srv->cfg;
+	if ((cfg->smtp_max_connections > 0 && srv->nsessions > cfg->smtp_max_connections) ||
+	    (cfg->smtp_max_connections_per_ip > 0 && same > cfg->smtp_max_connections_per_ip)) {
+		if (role != SMTP_ROLE_SUBMISSIONS)
+			smtp_reply(s, 421, "4.7.0", "%s Error: too many connections",
+				   cfg->hostname);
+		smtp_close(s, "too many connections");
+		return;
+	}
+	backstop(s);
+	if (role == SMTP_ROLE_SUBMISSIONS) {
+		timer_arm(s, idle_ms(s)); /* handshake must finish in time */
+	} else if (role == SMTP_ROLE_MX) {
+		s->timer = loop_timer_add(srv->l, SMTP_PREGREET_MS, on_pregreet, s);
+	} else {
+		greet(s);
+	}
+}
+
+/* ---- the server ---- */
+
+/* A hash to verify unknown users' passwords against, so that a missing
+ * account takes as long as a wrong password. Made once on a worker. */
+struct dummy_job {
+	struct smtp_server *srv; /* NULL if the server was freed meanwhile */
+	char *hash;
+};
+
+static void dummy_work(void *arg)
+{
+	struct dummy_job *j = arg;
+	j->hash = password_hash("postern timing equaliser");
+}
+
+static void dummy_done(void *arg)
+{
+	struct dummy_job *j = arg;
+	if (j->srv != NULL) {
+		j->srv->dummy_hash = j->hash;
+		j->srv->dummy_ready = true;
+		j->srv->dummy_job = NULL;
+	} else {
+		free(j->hash);
+	}
+	free(j);
+}
+
+struct smtp_server *smtp_server_new(struct loop *l, struct pool *workers, struct store *st,
+				    const struct config *cfg, SSL_CTX *tls)
+{
+	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
+	struct timespec ts;
+
+	srv->l = l;
+	srv->workers = workers;
+	srv->st = st;
+	srv->cfg = cfg;
+	srv->tls = tls;
+	srv->auth_fail = throttle_new((unsigned)(cfg->auth_max_failures > 0 ? cfg->auth_max_failures
+									     : 1),
+				      cfg->auth_failure_window, SMTP_THROTTLE_KEYS);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	srv->txseq = (uint32_t)ts.tv_nsec;
+	struct dummy_job *j = xcalloc(1, sizeof(*j));
+	j->srv = srv;
+	srv->dummy_job = j;
+	pool_submit(workers, dummy_work, dummy_done, j);
+	return srv;
+}
+
+void smtp_server_free(struct smtp_server **srvp)
+{
+	struct smtp_server *srv = *srvp;
+
+	if (srv == NULL)
+		return;
+	while (srv->sessions != NULL) {
+		struct smtp_session *s = srv->sessions;
+		smtp_reply(s, 421, "4.3.2", "%s Service shutting down", srv->cfg->hostname);
+		smtp_close(s, "shutdown");
+		/* The conn's on_close (from the loop) frees the session. */
+		unlink_session(s);
+	}
+	if (srv->dummy_job != NULL)
+		srv->dummy_job->srv = NULL;
+	throttle_free(&srv->auth_fail);
+	x_free(&srv->dummy_hash);
+	free(srv);
+	*srvp = NULL;
+}

@@ -1,0 +1,156 @@
+/* Private to src/smtp: the server, the session and the transaction.
+ *
+ * Session states (enum smtp_state):
+ *   PREGREET  connected, greeting delayed (MX); any input is a violation
+ *   TLSWAIT   implicit TLS handshake or STARTTLS in progress; input ignored
+ *   CMD       reading command lines
+ *   AUTHLINE  reading a SASL response line (after 334)
+ *   DATA      streaming DATA content into the decoder
+ *   BDAT      streaming (or discarding) a BDAT chunk of exact size
+ *   WAIT      parked on an async step (password check, commit, delay); the
+ *             conn is paused, the step's completion resumes it
+ *   CLOSING   conn_close() was called; nothing more is processed
+ * Which commands are valid where is expressed by flags in the command table
+ * (cmd.c) and enforced by smtp_dispatch() alone. */
+#ifndef POSTERN_SMTP_SESSION_H
+#define POSTERN_SMTP_SESSION_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth/throttle.h"
+#include "core/conn.h"
+#include "smtp/data.h"
+#include "smtp/server.h"
+
+struct smtp_session;
+
+struct smtp_server {
+	struct loop *l;
+	struct pool *workers;
+	struct store *st;
+	const struct config *cfg;
+	SSL_CTX *tls;
+	struct throttle *auth_fail; /* per client IP */
+	struct smtp_session *sessions; /* doubly linked */
+	int nsessions;
+	uint32_t txseq;
+	char *dummy_hash; /* verified against for unknown users (timing) */
+	bool dummy_ready;
+	struct dummy_job *dummy_job; /* while the dummy hash is being made */
+};
+
+enum smtp_state {
+	SMTP_S_PREGREET,
+	SMTP_S_TLSWAIT,
+	SMTP_S_CMD,
+	SMTP_S_AUTHLINE,
+	SMTP_S_DATA,
+	SMTP_S_BDAT,
+	SMTP_S_WAIT,
+	SMTP_S_CLOSING,
+};
+
+struct smtp_rcpt {
+	char *addr;
+	char *notify;
+	char *orcpt;
+};
+
+/* One mail transaction: allocated at MAIL, freed at its end (RSET, EHLO,
+ * STARTTLS, the end of data, or the session's end). */
+struct smtp_tx {
+	char txid[24];
+	uint64_t start_ms;
+	char *from; /* "" for <> */
+	bool smtputf8;
+	bool body8;
+	char *ret;
+	char *envid;
+	struct smtp_rcpt *rcpts;
+	size_t n_rcpts;
+	int64_t *user_ids; /* local accounts, deduplicated */
+	size_t n_users;
+	struct store_remote_rcpt *remote; /* strings owned (cast away const on free) */
+	size_t n_remote;
+	/* content */
+	struct store_spool *sp;
+	struct smtp_data dec;
+	bool data_used; /* DATA was given: BDAT no longer allowed */
+	bool bdat_used; /* BDAT was given: DATA no longer allowed */
+	bool too_big;
+	bool write_failed;
+	char *ins_msgid; /* header lines to insert (submission) */
+	char *ins_date;
+	int result; /* reply code logged, 0 while running */
+};
+
+struct smtp_session {
+	struct smtp_server *srv; /* NULL once the server is freed */
+	struct smtp_session *prev, *next;
+	struct loop *l;
+	struct conn *c; /* NULL once closed */
+	enum smtp_role role;
+	enum smtp_state state;
+	uint64_t connect_ms;
+	uint64_t last_input_ms;
+	struct timer *timer; /* pre-greet delay or idle timeout */
+	struct timer *delay; /* delayed reply (failed AUTH) */
+	bool greeted; /* the 220 banner was sent */
+	char *helo;
+	bool esmtp;
+	bool tls;
+	bool loopback;
+	char *auth_user;
+	int errors;
+	bool discarding; /* dropping an over-long command line up to its LF */
+	int busy;        /* async steps in flight holding a pointer to s */
+	const char *close_reason;
+	/* SASL exchange */
+	int auth_mech; /* 0 none, 1 PLAIN, 2 LOGIN */
+	char *auth_login_user;
+	/* BDAT chunk being read */
+	uint64_t bdat_left;
+	bool bdat_last;
+	bool bdat_discard;
+	uint64_t bdat_size; /* octets announced by the current BDAT */
+	bool bdat_abort;    /* after the discarded chunk, end the transaction */
+	int bdat_code; /* reply to give after a discarded chunk */
+	const char *bdat_ecode;
+	const char *bdat_text;
+	struct smtp_tx *tx;
+	char ip[64];
+};
+
+/* server.c */
+void smtp_reply(struct smtp_session *s, int code, const char *ecode, const char *fmt, ...)
+	PRINTF_LIKE(4, 5);
+/* Multi-line reply: "code-line\r\n" ... "code last\r\n" (n >= 1). */
+void smtp_reply_lines(struct smtp_session *s, int code, const char *const *lines, size_t n);
+/* Replies (if the conn is still there) and closes. */
+void smtp_close(struct smtp_session *s, const char *reason);
+/* Parks the session: no more input is processed until smtp_unpark(). */
+void smtp_park(struct smtp_session *s);
+void smtp_unpark(struct smtp_session *s);
+/* Drops the async hold taken by an async step; true if the session is gone
+ * (freed) and the caller must not touch it any more. */
+bool smtp_release(struct smtp_session *s);
+void smtp_set_state(struct smtp_session *s, enum smtp_state st);
+void smtp_reset_session(struct smtp_session *s);
+bool smtp_auth_allowed(const struct smtp_session *s);
+
+/* tx.c */
+void smtp_tx_new(struct smtp_session *s);
+void smtp_tx_free(struct smtp_session *s);
+/* Opens the spool, writes the trace fields, starts the decoder. 0 or -1. */
+int smtp_content_start(struct smtp_session *s, enum smtp_data_mode mode);
+/* Logs the transaction's line once (result: reply code, or -1 = aborted). */
+void smtp_tx_log(struct smtp_session *s, int result);
+
+/* cmd.c */
+void smtp_dispatch(struct smtp_session *s, char *line);
+void smtp_auth_line(struct smtp_session *s, char *line);
+/* tx.c: the data ended (DATA terminator / BDAT LAST) / a chunk was read */
+void smtp_data_done(struct smtp_session *s);
+void smtp_bdat_chunk_done(struct smtp_session *s);
+
+#endif

@@ -1,0 +1,259 @@
+/* The mail transaction's content path: spool, trace headers, DATA/BDAT end,
+ * commit, and the per-transaction log line. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/xmalloc.h"
+#include "mime/header.h"
+#include "smtp/session.h"
+
+static uint32_t rand32(void)
+{
+	uint32_t r = 0;
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+		r = (uint32_t)clock();
+	return r;
+}
+
+void smtp_tx_new(struct smtp_session *s)
+{
+	struct smtp_tx *tx = xcalloc(1, sizeof(*tx));
+	struct smtp_server *srv = s->srv;
+
+	/* Unique per process: seconds, a sequence within them, and noise so
+	 * ids from a restarted daemon do not repeat. */
+	snprintf(tx->txid, sizeof(tx->txid), "%08X%05X%03X", (unsigned)time(NULL),
+		 (unsigned)(srv->txseq++ & 0xFFFFFu), (unsigned)(rand32() & 0xFFFu));
+	tx->start_ms = loop_now(s->l);
+	s->tx = tx;
+}
+
+void smtp_tx_log(struct smtp_session *s, int result)
+{
+	struct smtp_tx *tx = s->tx;
+	struct buf r = BUF_INIT;
+
+	if (tx == NULL || tx->result != 0)
+		return;
+	tx->result = result;
+	for (size_t i = 0; i < tx->n_rcpts; i++)
+		buf_printf(&r, "%s%s", i ? "," : "", tx->rcpts[i].addr);
+	char res[16];
+	if (result < 0)
+		snprintf(res, sizeof(res), "aborted");
+	else
+		snprintf(res, sizeof(res), "%d", result);
+	log_info("smtp tx id=%s client=%s helo=%s auth=%s from=<%s> rcpts=%s size=%llu result=%s "
+		 "time=%llums",
+		 tx->txid, s->ip, s->helo ? s->helo : "-", s->auth_user ? s->auth_user : "-",
+		 tx->from ? tx->from : "", r.len ? r.data : "-",
+		 (unsigned long long)tx->dec.out_bytes, res,
+		 (unsigned long long)(loop_now(s->l) - tx->start_ms));
+	buf_free(&r);
+}
+
+void smtp_tx_free(struct smtp_session *s)
+{
+	struct smtp_tx *tx = s->tx;
+
+	if (tx == NULL)
+		return;
+	if (tx->result == 0 && tx->from != NULL)
+		smtp_tx_log(s, -1);
+	if (tx->sp != NULL)
+		store_spool_discard(&tx->sp);
+	for (size_t i = 0; i < tx->n_rcpts; i++) {
+		free(tx->rcpts[i].addr);
+		free(tx->rcpts[i].notify);
+		free(tx->rcpts[i].orcpt);
+	}
+	free(tx->rcpts);
+	for (size_t i = 0; i < tx->n_remote; i++) {
+		free((char *)tx->remote[i].addr);
+		free((char *)tx->remote[i].orcpt);
+		free((char *)tx->remote[i].notify);
+	}
+	free(tx->remote);
+	free(tx->user_ids);
+	free(tx->from);
+	free(tx->ret);
+	free(tx->envid);
+	free(tx->ins_msgid);
+	free(tx->ins_date);
+	free(tx);
+	s->tx = NULL;
+}
+
+/* ---- content ---- */
+
+static void on_content(void *arg, const char *p, size_t n)
+{
+	struct smtp_session *s = arg;
+	struct smtp_tx *tx = s->tx;
+
+	if (tx->too_big || tx->write_failed)
+		return;
+	/* RFC 1870 6: past the limit, keep reading but store nothing. */
+	if (tx->dec.out_bytes + n > s->srv->cfg->smtp_max_message_size) {
+		tx->too_big = true;
+		return;
+	}
+	if (store_spool_write(tx->sp, p, n) < 0) {
+		log_err("smtp tx id=%s: spool write: %s", tx->txid, strerror(errno));
+		tx->write_failed = true;
+	}
+}
+
+/* RFC 3848 / RFC 6531 3.7.3: the "with" protocol of the Received field. */
+static const char *with_proto(const struct smtp_session *s)
+{
+	static const char *const esmtp[] = {"ESMTP", "ESMTPA", "ESMTPS", "ESMTPSA"};
+	static const char *const utf8[] = {"UTF8SMTP", "UTF8SMTPA", "UTF8SMTPS", "UTF8SMTPSA"};
+	int k = (s->tls ? 2 : 0) + (s->auth_user != NULL ? 1 : 0);
+
+	if (!s->esmtp)
+		return "SMTP";
+	return s->tx->smtputf8 ? utf8[k] : esmtp[k];
+}
+
+/* Starts the spool: trace fields first (RFC 5321 4.4), then the decoder. */
+int smtp_content_start(struct smtp_session *s, enum smtp_data_mode mode)
+{
+	struct smtp_tx *tx = s->tx;
+	const struct config *cfg = s->srv->cfg;
+	char *err = NULL, date[64];
+	struct buf h = BUF_INIT;
+	time_t now = time(NULL);
+
+	tx->sp = store_spool_new(s->srv->st, &err);
+	if (tx->sp == NULL) {
+		log_err("smtp tx id=%s: spool: %s", tx->txid, err ? err : "?");
+		free(err);
+		return -1;
+	}
+	header_date(now, date, sizeof(date));
+	buf_printf(&h, "Return-Path: <%s>\r\n", tx->from);
+	buf_printf(&h, "Received: from %s (unknown [%s])\r\n", s->helo ? s->helo : "unknown", s->ip);
+	if (s->tls)
+		buf_printf(&h, "\t(using %s)\r\n", conn_tls_info(s->c));
+	buf_printf(&h, "\tby %s (postern) with %s id %s", cfg->hostname, with_proto(s), tx->txid);
+	if (tx->n_rcpts == 1)
+		buf_printf(&h, "\r\n\tfor <%s>", tx->rcpts[0].addr);
+	buf_printf(&h, ";\r\n\t%s\r\n", date);
+	if (store_spool_write(tx->sp, h.data, h.len) < 0)
+		tx->write_failed = true;
+	buf_free(&h);
+
+	smtp_data_init(&tx->dec, mode, cfg->smtp_max_data_line, on_content, s);
+	/* RFC 6409 8.2, 8.3: a submission server may add Message-ID and Date. */
+	if (s->role != SMTP_ROLE_MX) {
+		tx->ins_msgid = xasprintf("Message-ID: <%s.%08X@%s>\r\n", tx->txid, rand32(),
+					  cfg->hostname);
+		tx->ins_date = xasprintf("Date: %s\r\n", date);
+		smtp_data_set_insert(&tx->dec, tx->ins_msgid, tx->ins_date);
+	}
+	return 0;
+}
+
+/* ---- the end of the data ---- */
+
+static void end_tx(struct smtp_session *s, int code)
+{
+	smtp_tx_log(s, code);
+	smtp_tx_free(s);
+}
+
+static void on_commit(void *arg, int result)
+{
+	struct smtp_session *s = arg;
+
+	if (result == 0) {
+		smtp_reply(s, 250, "2.0.0", "Ok: queued as %s", s->tx->txid);
+		end_tx(s, 250);
+	} else {
+		smtp_reply(s, 451, "4.3.0", "Error: queue file write error");
+		end_tx(s, 451);
+	}
+	if (smtp_release(s))
+		return;
+	smtp_unpark(s);
+}
+
+void smtp_data_done(struct smtp_session *s)
+{
+	struct smtp_tx *tx = s->tx;
+	struct smtp_data *d = &tx->dec;
+
+	smtp_set_state(s, SMTP_S_CMD);
+	/* RFC 5321 2.3.8, 4.1.1.4: only CRLF ends a line. Refusing every bare CR
+	 * or LF, for DATA and BDAT alike, closes the SMTP smuggling hole. */
+	if (smtp_data_bad_eol(d)) {
+		smtp_reply(s, 550, "5.6.11", "bare CR or LF in message (SMTP smuggling protection)");
+		end_tx(s, 550);
+	} else if (tx->too_big) {
+		smtp_reply(s, 552, "5.3.4", "Error: message file too big");
+		end_tx(s, 552);
+	} else if (tx->write_failed) {
+		smtp_reply(s, 452, "4.3.1", "Error: insufficient system storage");
+		end_tx(s, 452);
+	} else if (d->long_line) {
+		/* RFC 5321 4.5.3.1.6 */
+		smtp_reply(s, 550, "5.6.0", "Error: message line longer than %zu octets",
+			   s->srv->cfg->smtp_max_data_line);
+		end_tx(s, 550);
+	} else {
+		struct store_delivery del = {
+			.txid = tx->txid,
+			.mail_from = tx->from,
+			.envid = tx->envid,
+			.ret = tx->ret,
+			.auth_user = s->auth_user,
+			.received = time(NULL),
+			.user_ids = tx->user_ids,
+			.n_users = tx->n_users,
+			.remote = tx->remote,
+			.n_remote = tx->n_remote,
+		};
+		struct store_spool *sp = tx->sp;
+		tx->sp = NULL; /* store_commit owns it now */
+		/* Durability contract: 250 only from the commit completion. */
+		s->busy++;
+		smtp_park(s);
+		store_commit(s->srv->st, sp, &del, on_commit, s);
+	}
+}
+
+void smtp_bdat_chunk_done(struct smtp_session *s)
+{
+	struct smtp_tx *tx = s->tx;
+
+	smtp_set_state(s, SMTP_S_CMD);
+	if (s->bdat_discard) {
+		/* RFC 3030 2: a refused chunk is still read whole before the reply. */
+		s->bdat_discard = false;
+		smtp_reply(s, s->bdat_code, s->bdat_ecode, "%s", s->bdat_text);
+		if (s->bdat_abort && tx != NULL)
+			end_tx(s, s->bdat_code);
+		s->bdat_abort = false;
+		return;
+	}
+	if (s->bdat_last) {
+		smtp_data_finish(&tx->dec);
+		smtp_data_done(s);
+		return;
+	}
+	if (tx->too_big) {
+		smtp_reply(s, 552, "5.3.4", "Error: message file too big");
+		end_tx(s, 552);
+	} else if (tx->write_failed) {
+		smtp_reply(s, 452, "4.3.1", "Error: insufficient system storage");
+		end_tx(s, 452);
+	} else {
+		smtp_reply(s, 250, "2.0.0", "%llu octets received",
+			   (unsigned long long)s->bdat_size);
+	}
+}

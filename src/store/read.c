@@ -1,0 +1,187 @@
+/* The reading side: mailbox and message listings, opening a blob, and the
+ * outbound queue listing. Admin CLI now; IMAP and POP3 use the same tables. */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/xmalloc.h"
+
+static sqlite3_stmt *prep(struct store *st, const char *sql, char **err_r)
+{
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(st->main.db, sql, -1, &s, NULL) != SQLITE_OK) {
+		if (err_r)
+			*err_r = store_db_err(&st->main);
+		else
+			log_err("store: %s", sqlite3_errmsg(st->main.db));
+		return NULL;
+	}
+	return s;
+}
+
+/* RFC 3501 5.1: INBOX is case-insensitive; other names are as stored. */
+static const char *mailbox_name(const char *mailbox)
+{
+	return mailbox == NULL || strcasecmp(mailbox, "INBOX") == 0 ? "INBOX" : mailbox;
+}
+
+/* The mailbox's id, or 0 with *err_r. */
+static int64_t mailbox_id(struct store *st, const char *user, const char *mailbox, char **err_r)
+{
+	int64_t uid = store_user_id(&st->main, user, err_r);
+	if (uid <= 0)
+		return 0;
+	const char *name = mailbox_name(mailbox);
+	sqlite3_stmt *s = prep(st, "SELECT id FROM mailboxes WHERE user_id = ?1 AND name = ?2",
+			       err_r);
+	if (s == NULL)
+		return 0;
+	sqlite3_bind_int64(s, 1, uid);
+	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	int64_t id = 0;
+	if (rc == SQLITE_ROW)
+		id = sqlite3_column_int64(s, 0);
+	else if (rc == SQLITE_DONE)
+		*err_r = xasprintf("no such mailbox %s for %s", name, user);
+	else
+		*err_r = store_db_err(&st->main);
+	sqlite3_finalize(s);
+	return id;
+}
+
+int store_mailbox_list(struct store *st, const char *user, store_list_cb *cb, void *arg)
+{
+	char *err = NULL;
+	int64_t uid = store_user_id(&st->main, user, &err);
+	if (uid <= 0) {
+		free(err);
+		return -1;
+	}
+	sqlite3_stmt *s = prep(st,
+			       "SELECT b.name, b.uidvalidity, b.uidnext, b.highestmodseq,"
+			       " (SELECT count(*) FROM mailbox_messages mm WHERE mm.mailbox_id = b.id)"
+			       " FROM mailboxes b WHERE b.user_id = ?1"
+			       " ORDER BY b.name <> 'INBOX', b.name",
+			       NULL);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, uid);
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		char detail[160];
+		snprintf(detail, sizeof detail,
+			 "uidvalidity=%lld uidnext=%lld highestmodseq=%lld messages=%lld",
+			 (long long)sqlite3_column_int64(s, 1), (long long)sqlite3_column_int64(s, 2),
+			 (long long)sqlite3_column_int64(s, 3), (long long)sqlite3_column_int64(s, 4));
+		cb(arg, (const char *)sqlite3_column_text(s, 0), detail);
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_mail_list(struct store *st, const char *user, const char *mailbox, store_mail_cb *cb,
+		    void *arg, char **err_r)
+{
+	int64_t mbid = mailbox_id(st, user, mailbox, err_r);
+	if (mbid == 0)
+		return -1;
+	sqlite3_stmt *s = prep(st,
+			       "SELECT mm.uid, m.size, mm.internaldate, mm.modseq, mm.flags"
+			       " FROM mailbox_messages mm JOIN messages m ON m.id = mm.message_id"
+			       " WHERE mm.mailbox_id = ?1 ORDER BY mm.uid",
+			       err_r);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, mbid);
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_mail_info m = {
+			.uid = (uint32_t)sqlite3_column_int64(s, 0),
+			.size = (uint64_t)sqlite3_column_int64(s, 1),
+			.internaldate = (time_t)sqlite3_column_int64(s, 2),
+			.modseq = (uint64_t)sqlite3_column_int64(s, 3),
+			.flags = (const char *)sqlite3_column_text(s, 4),
+		};
+		if (m.flags == NULL)
+			m.flags = "";
+		cb(arg, &m);
+	}
+	if (rc != SQLITE_DONE)
+		*err_r = store_db_err(&st->main);
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_mail_open(struct store *st, const char *user, const char *mailbox, uint32_t uid,
+		    int *fd_r, char **err_r)
+{
+	int64_t mbid = mailbox_id(st, user, mailbox, err_r);
+	if (mbid == 0)
+		return -1;
+	sqlite3_stmt *s = prep(st,
+			       "SELECT m.blob FROM mailbox_messages mm JOIN messages m"
+			       " ON m.id = mm.message_id WHERE mm.mailbox_id = ?1 AND mm.uid = ?2",
+			       err_r);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, mbid);
+	sqlite3_bind_int64(s, 2, uid);
+	int rc = sqlite3_step(s);
+	int r = -1;
+	if (rc == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(s, 0);
+		char path[64];
+		store_blob_path(name, path, sizeof path);
+		int fd = openat(st->blob_dfd[store_blob_dir(name)], name,
+				O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			*fd_r = fd;
+			r = 0;
+		} else {
+			*err_r = xasprintf("blob %s: %s", path, strerror(errno));
+		}
+	} else if (rc == SQLITE_DONE) {
+		*err_r = xasprintf("no message with UID %u in %s of %s", uid, mailbox_name(mailbox),
+				   user);
+	} else {
+		*err_r = store_db_err(&st->main);
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+int store_queue_list(struct store *st, store_list_cb *cb, void *arg)
+{
+	sqlite3_stmt *s = prep(st,
+			       "SELECT q.id, m.mail_from, q.rcpt, q.attempts, q.next_try"
+			       " FROM queue q JOIN messages m ON m.id = q.message_id"
+			       " ORDER BY q.next_try, q.id",
+			       NULL);
+	if (s == NULL)
+		return -1;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *from = (const char *)sqlite3_column_text(s, 1);
+		char *name = xasprintf("%lld %s", (long long)sqlite3_column_int64(s, 0),
+				       from && *from ? from : "<>");
+		time_t next = (time_t)sqlite3_column_int64(s, 4);
+		struct tm tm;
+		char when[32];
+		gmtime_r(&next, &tm);
+		strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+		char *detail = xasprintf("%s %lld %s", (const char *)sqlite3_column_text(s, 2),
+					 (long long)sqlite3_column_int64(s, 3), when);
+		cb(arg, name, detail);
+		free(name);
+		free(detail);
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}

@@ -1,0 +1,457 @@
+/* The store: opening the data directory, the schema, crash cleanup, closing,
+ * and the statement cache shared by the other store files. */
+#include "store/store_int.h"
+
+#include <dirent.h>
+#include <sys/file.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/xmalloc.h"
+
+static const char *const stmt_sql[STMT_N] = {
+	[STMT_DOMAIN_ID] = "SELECT id FROM domains WHERE name = ?1",
+	[STMT_USER_ID] = "SELECT u.id FROM users u JOIN domains d ON d.id = u.domain_id"
+			 " WHERE d.name = ?1 AND u.localpart = ?2",
+	[STMT_USER_HASH] = "SELECT u.password_hash FROM users u JOIN domains d ON d.id = u.domain_id"
+			   " WHERE d.name = ?1 AND u.localpart = ?2",
+	[STMT_ALIAS_TARGETS] = "SELECT target FROM aliases WHERE domain_id = ?1 AND localpart = ?2"
+			       " ORDER BY id",
+	[STMT_BLOB_EXISTS] = "SELECT 1 FROM messages WHERE blob = ?1",
+	[STMT_BEGIN] = "BEGIN IMMEDIATE",
+	[STMT_COMMIT] = "COMMIT",
+	[STMT_ROLLBACK] = "ROLLBACK",
+	[STMT_INS_MESSAGE] = "INSERT INTO messages(blob, size, received, mail_from, envid, ret,"
+			     " auth_user) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	/* One statement allocates the UID and the MODSEQ (RETURNING, SQLite >= 3.35). */
+	[STMT_BUMP_INBOX] = "UPDATE mailboxes SET uidnext = uidnext + 1,"
+			    " highestmodseq = highestmodseq + 1"
+			    " WHERE user_id = ?1 AND name = 'INBOX'"
+			    " RETURNING id, uidnext - 1, highestmodseq",
+	[STMT_INS_MAILBOX_MSG] = "INSERT INTO mailbox_messages(mailbox_id, uid, message_id, flags,"
+				 " modseq, internaldate) VALUES(?1, ?2, ?3, '', ?4, ?5)",
+	[STMT_INS_QUEUE] = "INSERT INTO queue(message_id, rcpt, orcpt, notify, attempts, next_try,"
+			   " last_error, created) VALUES(?1, ?2, ?3, ?4, 0, ?5, NULL, ?6)",
+};
+
+/* Version 1. Later versions add migration steps keyed on PRAGMA user_version. */
+static const char schema_v1[] =
+	"CREATE TABLE domains ("
+	" id INTEGER PRIMARY KEY,"
+	" name TEXT NOT NULL UNIQUE);"
+	"CREATE TABLE users ("
+	" id INTEGER PRIMARY KEY,"
+	" domain_id INTEGER NOT NULL REFERENCES domains(id),"
+	" localpart TEXT NOT NULL,"
+	" password_hash TEXT NOT NULL,"
+	" created INTEGER NOT NULL,"
+	" UNIQUE(domain_id, localpart));"
+	"CREATE TABLE aliases ("
+	" id INTEGER PRIMARY KEY,"
+	" domain_id INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,"
+	" localpart TEXT NOT NULL," /* '' = catch-all */
+	" target TEXT NOT NULL,"
+	" UNIQUE(domain_id, localpart, target));"
+	"CREATE TABLE mailboxes ("
+	" id INTEGER PRIMARY KEY,"
+	" user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	" name TEXT NOT NULL,"
+	" uidvalidity INTEGER NOT NULL,"
+	" uidnext INTEGER NOT NULL DEFAULT 1,"
+	" highestmodseq INTEGER NOT NULL DEFAULT 1,"
+	" subscribed INTEGER NOT NULL DEFAULT 1,"
+	" UNIQUE(user_id, name));"
+	"CREATE TABLE messages ("
+	" id INTEGER PRIMARY KEY,"
+	" blob TEXT NOT NULL UNIQUE,"
+	" size INTEGER NOT NULL,"
+	" received INTEGER NOT NULL,"
+	" mail_from TEXT NOT NULL,"
+	" envid TEXT,"
+	" ret TEXT,"
+	" auth_user TEXT);"
+	"CREATE TABLE mailbox_messages ("
+	" mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,"
+	" uid INTEGER NOT NULL,"
+	" message_id INTEGER NOT NULL REFERENCES messages(id),"
+	" flags TEXT NOT NULL DEFAULT '',"
+	" modseq INTEGER NOT NULL,"
+	" internaldate INTEGER NOT NULL,"
+	" PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;"
+	"CREATE INDEX mailbox_messages_message ON mailbox_messages(message_id);"
+	"CREATE TABLE queue ("
+	" id INTEGER PRIMARY KEY,"
+	" message_id INTEGER NOT NULL REFERENCES messages(id),"
+	" rcpt TEXT NOT NULL,"
+	" orcpt TEXT,"
+	" notify TEXT,"
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" next_try INTEGER NOT NULL,"
+	" last_error TEXT,"
+	" created INTEGER NOT NULL);"
+	"CREATE INDEX queue_message ON queue(message_id);"
+	"CREATE INDEX queue_next_try ON queue(next_try);";
+
+sqlite3_stmt *store_stmt(struct store_db *d, enum store_stmt_id id)
+{
+	if (d->stmts[id] == NULL &&
+	    sqlite3_prepare_v3(d->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &d->stmts[id],
+			       NULL) != SQLITE_OK) {
+		log_err("store: prepare %d: %s", (int)id, sqlite3_errmsg(d->db));
+		return NULL;
+	}
+	return d->stmts[id];
+}
+
+void store_stmt_done(sqlite3_stmt *s)
+{
+	if (s == NULL)
+		return;
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+}
+
+char *store_db_err(struct store_db *d)
+{
+	return xasprintf("database error: %s", sqlite3_errmsg(d->db));
+}
+
+int store_exec(struct store_db *d, const char *sql, char **err_r)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(d->db, sql, NULL, NULL, &msg) == SQLITE_OK)
+		return 0;
+	if (err_r)
+		*err_r = xasprintf("database error: %s", msg ? msg : sqlite3_errmsg(d->db));
+	sqlite3_free(msg);
+	return -1;
+}
+
+/* The directory comes from the name's counter field (hex 16..23), in runs of
+ * 64: messages spooled at about the same time, which are committed in one
+ * batch, share a directory, so a batch fsyncs one or two directories instead
+ * of one per message; over time the 256 directories fill evenly. */
+int store_blob_dir(const char *name)
+{
+	if (strlen(name) != STORE_BLOB_NAME_LEN)
+		return 0;
+	char hex[9];
+	memcpy(hex, name + 16, 8);
+	hex[8] = '\0';
+	return (int)((strtoul(hex, NULL, 16) >> 6) & 0xff);
+}
+
+void store_blob_path(const char *name, char *path, size_t size)
+{
+	snprintf(path, size, "%02x/%s", store_blob_dir(name), name);
+}
+
+static int db_open(struct store_db *d, const char *path, char **err_r)
+{
+	/* NOMUTEX: each connection is used by one thread at a time. */
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+	if (sqlite3_open_v2(path, &d->db, flags, NULL) != SQLITE_OK) {
+		*err_r = xasprintf("%s: %s", path, d->db ? sqlite3_errmsg(d->db) : "cannot open");
+		return -1;
+	}
+	sqlite3_busy_timeout(d->db, 10000);
+	/* FULL: a COMMIT that returned is on disk even after power loss. */
+	return store_exec(d,
+			  "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+			  " PRAGMA foreign_keys = ON;",
+			  err_r);
+}
+
+/* SQLite gives its -wal and -shm files the database file's mode, so creating
+ * the file 0600 first keeps all three private without touching the umask
+ * (process-wide, and other threads may be creating files). */
+static int db_file_create(const char *path, char **err_r)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		*err_r = xasprintf("%s: %s", path, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+static void db_close(struct store_db *d)
+{
+	for (int i = 0; i < STMT_N; i++) {
+		sqlite3_finalize(d->stmts[i]);
+		d->stmts[i] = NULL;
+	}
+	if (d->db)
+		sqlite3_close(d->db);
+	d->db = NULL;
+}
+
+static int schema_ensure(struct store_db *d, char **err_r)
+{
+	sqlite3_stmt *s;
+	int version = -1;
+	if (sqlite3_prepare_v2(d->db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK) {
+		*err_r = store_db_err(d);
+		return -1;
+	}
+	if (sqlite3_step(s) == SQLITE_ROW)
+		version = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	if (version == STORE_SCHEMA_VERSION)
+		return 0;
+	if (version > STORE_SCHEMA_VERSION || version < 0) {
+		*err_r = xasprintf("database schema version %d is not supported (this postern knows "
+				   "%d)",
+				   version, STORE_SCHEMA_VERSION);
+		return -1;
+	}
+	/* version 0: a new database */
+	if (store_exec(d, "BEGIN IMMEDIATE", err_r) < 0)
+		return -1;
+	char *sql = xasprintf("%s PRAGMA user_version = %d;", schema_v1, STORE_SCHEMA_VERSION);
+	int r = store_exec(d, sql, err_r);
+	free(sql);
+	if (r == 0)
+		r = store_exec(d, "COMMIT", err_r);
+	if (r < 0)
+		store_exec(d, "ROLLBACK", NULL);
+	return r;
+}
+
+static int fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int r = fsync(fd);
+	close(fd);
+	return r;
+}
+
+static int mkdir_private(const char *path, bool *created_r, char **err_r)
+{
+	if (mkdir(path, 0700) == 0) {
+		if (created_r)
+			*created_r = true;
+		return 0;
+	}
+	if (errno == EEXIST)
+		return 0;
+	*err_r = xasprintf("mkdir %s: %s", path, strerror(errno));
+	return -1;
+}
+
+/* blobs/00 .. blobs/ff exist from the start so the hot path never mkdirs. */
+static int dirs_create(struct store *st, char **err_r)
+{
+	char path[4096];
+	bool created = false;
+	if (mkdir_private(st->dir, NULL, err_r) < 0)
+		return -1;
+	snprintf(path, sizeof path, "%s/spool", st->dir);
+	if (mkdir_private(path, &created, err_r) < 0)
+		return -1;
+	st->spool_dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (st->spool_dfd < 0) {
+		*err_r = xasprintf("open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof path, "%s/blobs", st->dir);
+	if (mkdir_private(path, &created, err_r) < 0)
+		return -1;
+	bool sub_created = false;
+	for (int i = 0; i < STORE_BLOB_DIRS; i++) {
+		snprintf(path, sizeof path, "%s/blobs/%02x", st->dir, i);
+		if (mkdir_private(path, &sub_created, err_r) < 0)
+			return -1;
+		st->blob_dfd[i] = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (st->blob_dfd[i] < 0) {
+			*err_r = xasprintf("open %s: %s", path, strerror(errno));
+			return -1;
+		}
+	}
+	/* New directory entries must survive a crash before any blob relies on them. */
+	if (sub_created) {
+		snprintf(path, sizeof path, "%s/blobs", st->dir);
+		fsync_path(path);
+	}
+	if (created)
+		fsync_path(st->dir);
+	return 0;
+}
+
+static void spool_clean(struct store *st)
+{
+	int fd = dup(st->spool_dfd);
+	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+	if (dir == NULL) {
+		if (fd >= 0)
+			close(fd);
+		log_warn("store: cannot read spool: %s", strerror(errno));
+		return;
+	}
+	rewinddir(dir);
+	struct dirent *de;
+	unsigned n = 0;
+	while ((de = readdir(dir)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (unlinkat(st->spool_dfd, de->d_name, 0) == 0)
+			n++;
+		else
+			log_warn("store: unlink spool/%s: %s", de->d_name, strerror(errno));
+	}
+	closedir(dir);
+	if (n)
+		log_info("store: removed %u unfinished spool files", n);
+}
+
+static int blob_known(struct store *st, const char *name)
+{
+	sqlite3_stmt *s = store_stmt(&st->main, STMT_BLOB_EXISTS);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	store_stmt_done(s);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* A blob with no message row is what a crash between rename and COMMIT leaves. */
+static void blobs_clean(struct store *st)
+{
+	unsigned n = 0;
+	for (int i = 0; i < STORE_BLOB_DIRS; i++) {
+		int fd = dup(st->blob_dfd[i]);
+		DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+		if (dir == NULL) {
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		rewinddir(dir);
+		struct dirent *de;
+		while ((de = readdir(dir)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			if (blob_known(st, de->d_name) != 0)
+				continue; /* known, or cannot tell: keep */
+			if (unlinkat(st->blob_dfd[i], de->d_name, 0) == 0)
+				n++;
+		}
+		closedir(dir);
+	}
+	if (n)
+		log_info("store: removed %u orphan blobs", n);
+}
+
+struct store *store_open(const char *data_dir, char **err_r)
+{
+	struct store *st = xcalloc(1, sizeof *st);
+	st->dir = xstrdup(data_dir);
+	st->spool_dfd = -1;
+	st->lock_fd = -1;
+	for (int i = 0; i < STORE_BLOB_DIRS; i++)
+		st->blob_dfd[i] = -1;
+	pthread_mutex_init(&st->mu, NULL);
+	pthread_cond_init(&st->cond, NULL);
+	pthread_cond_init(&st->stock_cond, NULL);
+	pthread_mutex_init(&st->sync_mu, NULL);
+	pthread_cond_init(&st->sync_go, NULL);
+	pthread_cond_init(&st->sync_done, NULL);
+	st->n_syncers = 4;
+
+	int r = dirs_create(st, err_r);
+	char *db_path = xasprintf("%s/postern.db", data_dir);
+	if (r == 0)
+		r = db_file_create(db_path, err_r);
+	if (r == 0)
+		r = db_open(&st->main, db_path, err_r);
+	if (r == 0)
+		r = schema_ensure(&st->main, err_r);
+	if (r == 0)
+		r = db_open(&st->cdb, db_path, err_r);
+	free(db_path);
+	if (r < 0) {
+		store_close(&st);
+		return NULL;
+	}
+	return st;
+}
+
+/* One daemon per data directory: it alone may treat spool files and blobs
+ * without a message row as crash leftovers. Admin commands open the store
+ * beside a running daemon and must not touch them. */
+static int store_lock(struct store *st)
+{
+	char *path = xasprintf("%s/postern.lock", st->dir);
+	st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	free(path);
+	if (st->lock_fd < 0 || flock(st->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		log_err("store: %s is in use by another postern daemon (%s)", st->dir,
+			strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int store_start(struct store *st, struct loop *l, unsigned commit_delay_us)
+{
+	x_assert(!st->started);
+	if (store_lock(st) < 0)
+		return -1;
+	spool_clean(st);
+	blobs_clean(st);
+	st->loop = l;
+	st->commit_delay_us = commit_delay_us;
+	if (store_committer_start(st) < 0)
+		return -1;
+	st->started = true;
+	return 0;
+}
+
+void store_close(struct store **stp)
+{
+	struct store *st = *stp;
+	if (st == NULL)
+		return;
+	if (st->started)
+		store_committer_stop(st);
+	db_close(&st->cdb);
+	db_close(&st->main);
+	if (st->spool_dfd >= 0)
+		close(st->spool_dfd);
+	if (st->lock_fd >= 0)
+		close(st->lock_fd); /* releases the daemon lock */
+	for (int i = 0; i < STORE_BLOB_DIRS; i++)
+		if (st->blob_dfd[i] >= 0)
+			close(st->blob_dfd[i]);
+	pthread_mutex_destroy(&st->mu);
+	pthread_cond_destroy(&st->cond);
+	pthread_cond_destroy(&st->stock_cond);
+	pthread_mutex_destroy(&st->sync_mu);
+	pthread_cond_destroy(&st->sync_go);
+	pthread_cond_destroy(&st->sync_done);
+	free(st->dir);
+	x_free(stp);
+}
+
+void store_stats(struct store *st, uint64_t *commits_r, uint64_t *batches_r)
+{
+	pthread_mutex_lock(&st->mu);
+	*commits_r = st->n_commits;
+	*batches_r = st->n_batches;
+	pthread_mutex_unlock(&st->mu);
+}
+
+void store_set_sync_threads(struct store *st, unsigned n)
+{
+	x_assert(!st->started);
+	st->n_syncers = n;
+}

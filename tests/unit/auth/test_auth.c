@@ -1,0 +1,416 @@
+/* Unit tests: base64, password, sasl, throttle. */
+#include <argon2.h>
+#include <crypt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/password.h"
+#include "auth/sasl.h"
+#include "auth/throttle.h"
+#include "core/base64.h"
+#include "core/xmalloc.h"
+#include "../test.h"
+
+static void test_base64_encode(void)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+	    /* RFC 4648 10 */
+	    {"", ""},
+	    {"f", "Zg=="},
+	    {"fo", "Zm8="},
+	    {"foo", "Zm9v"},
+	    {"foob", "Zm9vYg=="},
+	    {"fooba", "Zm9vYmE="},
+	    {"foobar", "Zm9vYmFy"},
+	    {"\xff\xfe\xfd", "//79"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *got = base64_encode(cases[i].in, strlen(cases[i].in));
+
+		CHECK_STR((int)i, got, cases[i].out);
+		free(got);
+	}
+}
+
+static void test_base64_decode(void)
+{
+	static const struct {
+		const char *in;
+		int rc;
+		const char *out;
+		size_t n;
+	} cases[] = {
+	    {"", 0, "", 0},
+	    {"Zg==", 0, "f", 1},
+	    {"Zm8=", 0, "fo", 2},
+	    {"Zm9v", 0, "foo", 3},
+	    {"Zm9vYmFy", 0, "foobar", 6},
+	    {"AGEAYg==", 0, "\0a\0b", 4},
+	    {"//79", 0, "\xff\xfe\xfd", 3},
+	    {"Zg", -1, NULL, 0},  /* padding required */
+	    {"Zg=", -1, NULL, 0}, /* length not a multiple of 4 */
+	    {"Zm9", -1, NULL, 0},
+	    {"Zm9v\n", -1, NULL, 0}, /* no whitespace */
+	    {"Zm 9", -1, NULL, 0},
+	    {"Zm9-", -1, NULL, 0}, /* base64url alphabet is not ours */
+	    {"Z===", -1, NULL, 0},
+	    {"====", -1, NULL, 0},
+	    {"Zg==Zg==", -1, NULL, 0}, /* pad in the middle */
+	    {"Zm=v", -1, NULL, 0},     /* data after pad */
+	    {"Zh==", -1, NULL, 0},     /* non-zero pad bits (RFC 4648 3.5) */
+	    {"Zm9=", -1, NULL, 0},
+	    {"=", -1, NULL, 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		unsigned char *out = NULL;
+		size_t n = 0;
+		int rc = base64_decode(cases[i].in, strlen(cases[i].in), &out, &n);
+
+		CHECK_INT((int)i, rc, cases[i].rc);
+		if (rc == 0 && cases[i].rc == 0) {
+			CHECK_INT((int)i, n, cases[i].n);
+			CHECK_INT((int)i, memcmp(out, cases[i].out, n), 0);
+			CHECK_INT((int)i, out[n], 0);
+		}
+		free(out);
+	}
+}
+
+static void test_base64_roundtrip(void)
+{
+	unsigned char in[256];
+
+	for (size_t i = 0; i < sizeof(in); i++)
+		in[i] = (unsigned char)(i * 7 + 3);
+	for (size_t n = 0; n <= sizeof(in); n += 37) {
+		char *enc = base64_encode(in, n);
+		unsigned char *dec = NULL;
+		size_t m = 0;
+
+		CHECK_INT((int)n, base64_decode(enc, strlen(enc), &dec, &m), 0);
+		CHECK_INT((int)n, m, n);
+		CHECK_INT((int)n, dec != NULL && memcmp(dec, in, n) == 0, 1);
+		free(enc);
+		free(dec);
+	}
+}
+
+/* Hashes made with lower argon2 costs than ours, to keep the test quick. */
+static char *test_argon2(argon2_type type, const char *pw)
+{
+	static const unsigned char salt[16] = "0123456789abcdef";
+	size_t len = argon2_encodedlen(1, 1024, 1, sizeof(salt), 32, type);
+	char *enc = xmalloc(len);
+	int rc = argon2_hash(1, 1024, 1, pw, strlen(pw), salt, sizeof(salt), NULL, 32, enc, len,
+	                     type, ARGON2_VERSION_NUMBER);
+
+	CHECK_INT(0, rc, ARGON2_OK);
+	return enc;
+}
+
+static char *test_crypt(const char *pw, const char *prefix)
+{
+	struct crypt_data *cd = xcalloc(1, sizeof(*cd));
+	char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+	const char *out = NULL;
+	char *ret;
+
+	if (crypt_gensalt_rn(prefix, 0, NULL, 0, setting, sizeof(setting)) != NULL)
+		out = crypt_rn(pw, setting, cd, sizeof(*cd));
+	CHECK(out != NULL);
+	ret = xstrdup(out != NULL ? out : "*");
+	free(cd);
+	return ret;
+}
+
+static void test_password_roundtrip(void)
+{
+	char *h = password_hash("correct horse");
+	char *h2 = password_hash("correct horse");
+
+	CHECK_INT(0, strncmp(h, "$argon2id$v=19$m=65536,t=3,p=1$", 31), 0);
+	CHECK_INT(1, password_verify(h, "correct horse"), 1);
+	CHECK_INT(2, password_verify(h, "correct horsf"), 0);
+	CHECK_INT(3, password_verify(h, ""), 0);
+	CHECK_INT(4, strcmp(h, h2) != 0, 1); /* fresh salt each time */
+	free(h);
+	free(h2);
+}
+
+static void test_password_vectors(void)
+{
+	char *a2id = test_argon2(Argon2_id, "pw");
+	char *a2i = test_argon2(Argon2_i, "pw");
+	char *y = test_crypt("pw", "$y$");
+	char *b2y = test_crypt("pw", "$2y$");
+	char *s6 = test_crypt("pw", "$6$");
+	char *pre_a2id = xasprintf("{argon2id}%s", a2id);
+	char *pre_a2i = xasprintf("{ARGON2I}%s", a2i);
+	char *pre_a2id_i = xasprintf("{ARGON2ID}%s", a2i);
+	char *pre_s6 = xasprintf("{SHA512-CRYPT}%s", s6);
+	char *pre_b2y = xasprintf("{BLF-CRYPT}%s", b2y);
+	char *pre_y = xasprintf("{CRYPT}%s", y);
+	const struct {
+		const char *hash, *pw;
+		int want;
+	} cases[] = {
+	    /* Published vectors: Drepper's SHA-crypt spec, crypt_blowfish. */
+	    {"$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiB"
+	     "FdcbYEdFCoEOfaS35inz1",
+	     "Hello world!", 1},
+	    {"$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiB"
+	     "FdcbYEdFCoEOfaS35inz1",
+	     "Hello world", 0},
+	    {"$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5", "Hello world!", 1},
+	    {"{SHA256-CRYPT}$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5",
+	     "Hello world!", 1},
+	    {"$2y$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW", "U*U", 1},
+	    {"$2b$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW", "U*U", 1},
+	    {"$2b$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW", "U*V", 0},
+	    {"{blf-crypt}$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW", "U*U", 1},
+	    /* Generated here with crypt_rn / libargon2. */
+	    {a2id, "pw", 1},
+	    {a2id, "pW", 0},
+	    {a2i, "pw", 1},
+	    {pre_a2id, "pw", 1},
+	    {pre_a2i, "pw", 1},
+	    {pre_a2i, "px", 0},
+	    {y, "pw", 1},
+	    {y, "px", 0},
+	    {b2y, "pw", 1},
+	    {s6, "pw", 1},
+	    {pre_s6, "pw", 1},
+	    {pre_s6, "", 0},
+	    {pre_b2y, "pw", 1},
+	    {pre_y, "pw", 1},
+	    {"{CRYPT}abNANd1rDfiNc", "secret", 1}, /* traditional DES, {CRYPT} only */
+	    {"{CRYPT}abNANd1rDfiNc", "secreT", 0},
+	    /* Unknown or malformed. */
+	    {pre_a2id_i, "pw", -1}, /* {ARGON2ID} over an argon2i hash */
+	    {"{SHA512-CRYPT}$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5",
+	     "Hello world!", -1},
+	    {"abNANd1rDfiNc", "secret", -1},                  /* bare DES is not accepted */
+	    {"$1$saltsalt$qjXMvbEw8oaL.CzflDugX/", "pw", -1}, /* bare MD5-crypt */
+	    {"{PLAIN}pw", "pw", -1},
+	    {"{SHA512-CRYPT}", "pw", -1},
+	    {"{CRYPT}", "pw", -1},
+	    {"{CRYPT}*", "pw", -1},
+	    {"", "", -1},
+	    {"$argon2id$", "pw", -1},
+	    {"$argon2id$v=19$m=65536,t=3,p=1$c2FsdA$", "pw", -1},
+	    {"$6$", "pw", -1},
+	    {"$2y$05$short", "pw", -1},
+	    {"$y$", "pw", -1},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		CHECK_INT((int)i, password_verify(cases[i].hash, cases[i].pw), cases[i].want);
+	free(a2id);
+	free(a2i);
+	free(y);
+	free(b2y);
+	free(s6);
+	free(pre_a2id);
+	free(pre_a2i);
+	free(pre_a2id_i);
+	free(pre_s6);
+	free(pre_b2y);
+	free(pre_y);
+}
+
+static void test_sasl_plain(void)
+{
+	static const struct {
+		const char *raw;
+		size_t rawlen; /* 0: not used, b64 given literally */
+		const char *b64;
+		int rc;
+		const char *authzid, *user, *pass;
+	} cases[] = {
+	    {"\0tim\0tanstaaftanstaaf", 21, NULL, 0, "", "tim", "tanstaaftanstaaf"},
+	    {"Ursel\0Kurt\0xipj3plmq", 20, NULL, 0, "Ursel", "Kurt", "xipj3plmq"},
+	    {"\0u\0p", 4, NULL, 0, "", "u", "p"},
+	    {"\0\xc3\xa9t\xc3\xa9\0p w", 10, NULL, 0, "", "\xc3\xa9t\xc3\xa9", "p w"},
+	    {"\0\0pass", 6, NULL, -1, NULL, NULL, NULL},        /* empty authcid */
+	    {"\0user\0", 6, NULL, -1, NULL, NULL, NULL},        /* empty passwd */
+	    {"\0user\0pa\0ss", 11, NULL, -1, NULL, NULL, NULL}, /* NUL in passwd */
+	    {"userpass", 8, NULL, -1, NULL, NULL, NULL},        /* no NULs */
+	    {"\0userpass", 9, NULL, -1, NULL, NULL, NULL},      /* one NUL */
+	    {NULL, 0, "", -1, NULL, NULL, NULL},
+	    {NULL, 0, "=", -1, NULL, NULL, NULL},
+	    {NULL, 0, "AHRpbQB0YW5zdGFhZnRhbnN0YWFm", 0, "", "tim", "tanstaaftanstaaf"},
+	    {NULL, 0, "AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n", -1, NULL, NULL, NULL},
+	    {NULL, 0, "AHRpbQB0YW5zdGFhZnRhbnN0YWF", -1, NULL, NULL, NULL},
+	    {NULL, 0, "*", -1, NULL, NULL, NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *b64 = cases[i].raw ? base64_encode(cases[i].raw, cases[i].rawlen)
+		                         : xstrdup(cases[i].b64);
+		char *z = NULL, *u = NULL, *p = NULL;
+		int rc = sasl_plain_decode(b64, &z, &u, &p);
+
+		CHECK_INT((int)i, rc, cases[i].rc);
+		if (rc == 0) {
+			CHECK_STR((int)i, z, cases[i].authzid);
+			CHECK_STR((int)i, u, cases[i].user);
+			CHECK_STR((int)i, p, cases[i].pass);
+		}
+		free(b64);
+		free(z);
+		free(u);
+		free(p);
+	}
+}
+
+/* Limits: 1024 decoded bytes pass, 1025 do not. */
+static void test_sasl_limits(void)
+{
+	for (int i = 0; i < 2; i++) {
+		size_t n = SASL_MAX_DECODED + (size_t)i;
+		char *raw = xmalloc(n);
+		char *b64, *z = NULL, *u = NULL, *p = NULL, *t = NULL;
+
+		memset(raw, 'x', n);
+		raw[0] = '\0';
+		raw[5] = '\0';
+		b64 = base64_encode(raw, n);
+		CHECK_INT(i, sasl_plain_decode(b64, &z, &u, &p), i == 0 ? 0 : -1);
+		CHECK_INT(i, sasl_login_decode(b64, &t), -1); /* has NULs */
+		free(b64);
+		memset(raw, 'x', n);
+		b64 = base64_encode(raw, n);
+		CHECK_INT(10 + i, sasl_login_decode(b64, &t), i == 0 ? 0 : -1);
+		CHECK_INT(10 + i, t != NULL ? strlen(t) : 0, i == 0 ? n : 0);
+		free(b64);
+		free(raw);
+		free(z);
+		free(u);
+		free(p);
+		free(t);
+	}
+}
+
+static void test_sasl_login(void)
+{
+	static const struct {
+		const char *b64;
+		int rc;
+		const char *text;
+	} cases[] = {
+	    {"dXNlcm5hbWU=", 0, "username"},
+	    {"cGFzcw==", 0, "pass"},
+	    {"", 0, ""},
+	    {"dXNlcm5hbWU", -1, NULL},
+	    {"dXNl cm5h", -1, NULL},
+	    {"AGE=", -1, NULL}, /* "\0a" */
+	    {"=", -1, NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *t = NULL;
+
+		CHECK_INT((int)i, sasl_login_decode(cases[i].b64, &t), cases[i].rc);
+		CHECK_STR((int)i, t, cases[i].text);
+		free(t);
+	}
+}
+
+/* A script of steps against one throttle(3 failures, 60 s, 4 keys). */
+static void test_throttle_window(void)
+{
+	enum { FAIL, BLOCKED, CLEAR };
+	static const struct {
+		int op;
+		const char *key;
+		uint64_t now;
+		bool want; /* for BLOCKED */
+	} steps[] = {
+	    {BLOCKED, "1.2.3.4", 100, false},
+	    {FAIL, "1.2.3.4", 100, false},
+	    {FAIL, "1.2.3.4", 110, false},
+	    {BLOCKED, "1.2.3.4", 110, false},
+	    {FAIL, "1.2.3.4", 120, false},
+	    {BLOCKED, "1.2.3.4", 120, true},
+	    {BLOCKED, "1.2.3.5", 120, false}, /* other keys are separate */
+	    {BLOCKED, "1.2.3.4", 159, true},
+	    {BLOCKED, "1.2.3.4", 160, false}, /* failure at 100 aged out */
+	    {FAIL, "1.2.3.4", 161, false},
+	    {BLOCKED, "1.2.3.4", 161, true},  /* 110, 120, 161 */
+	    {BLOCKED, "1.2.3.4", 170, false}, /* 110 aged out */
+	    {CLEAR, "1.2.3.4", 0, false},
+	    {FAIL, "1.2.3.4", 171, false},
+	    {FAIL, "1.2.3.4", 172, false},
+	    {BLOCKED, "1.2.3.4", 172, false}, /* cleared: only 2 now */
+	    {FAIL, "1.2.3.4", 173, false},
+	    {FAIL, "1.2.3.4", 174, false},   /* more than max keeps newest */
+	    {BLOCKED, "1.2.3.4", 231, true}, /* 172, 173, 174 */
+	    {BLOCKED, "1.2.3.4", 232, false},
+	    {BLOCKED, "1.2.3.4", 500, false},
+	    {CLEAR, "never-seen", 0, false},
+	};
+	struct throttle *t = throttle_new(3, 60, 4);
+
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		switch (steps[i].op) {
+		case FAIL:
+			throttle_fail(t, steps[i].key, steps[i].now);
+			break;
+		case CLEAR:
+			throttle_clear(t, steps[i].key);
+			break;
+		case BLOCKED:
+			CHECK_INT((int)i, throttle_blocked(t, steps[i].key, steps[i].now),
+			          steps[i].want);
+			break;
+		}
+	}
+	throttle_free(&t);
+	CHECK(t == NULL);
+	throttle_free(&t);
+}
+
+/* max_keys bounds memory; the key that failed least recently goes first. */
+static void test_throttle_evict(void)
+{
+	struct throttle *t = throttle_new(2, 1000, 3);
+	char key[32];
+
+	for (int k = 0; k < 3; k++) {
+		snprintf(key, sizeof(key), "k%d", k);
+		throttle_fail(t, key, 10);
+		throttle_fail(t, key, 11);
+	}
+	throttle_fail(t, "k0", 12); /* k0 is now the freshest */
+	throttle_fail(t, "k3", 13); /* evicts k1 */
+	CHECK_INT(0, throttle_blocked(t, "k0", 14), true);
+	CHECK_INT(1, throttle_blocked(t, "k1", 14), false);
+	CHECK_INT(2, throttle_blocked(t, "k2", 14), true);
+	throttle_fail(t, "k3", 15);
+	CHECK_INT(3, throttle_blocked(t, "k3", 15), true);
+	/* Many keys: the table stays at max_keys, lookups still work. */
+	for (int k = 0; k < 10000; k++) {
+		snprintf(key, sizeof(key), "many%d", k);
+		throttle_fail(t, key, 20);
+		throttle_fail(t, key, 20);
+	}
+	CHECK_INT(4, throttle_blocked(t, "many9999", 21), true);
+	CHECK_INT(5, throttle_blocked(t, "many9997", 21), true);
+	CHECK_INT(6, throttle_blocked(t, "many9996", 21), false);
+	CHECK_INT(7, throttle_blocked(t, "k0", 21), false);
+	throttle_free(&t);
+}
+
+int main(void)
+{
+	test_run("base64_encode", test_base64_encode);
+	test_run("base64_decode", test_base64_decode);
+	test_run("base64_roundtrip", test_base64_roundtrip);
+	test_run("password_roundtrip", test_password_roundtrip);
+	test_run("password_vectors", test_password_vectors);
+	test_run("sasl_plain", test_sasl_plain);
+	test_run("sasl_limits", test_sasl_limits);
+	test_run("sasl_login", test_sasl_login);
+	test_run("throttle_window", test_throttle_window);
+	test_run("throttle_evict", test_throttle_evict);
+	return test_done("test_auth");
+}

@@ -1,0 +1,765 @@
+/* Unit tests for the store: schema, accounts, resolution, group commit,
+ * crash cleanup, reading. Each test works in its own temporary directory. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../test.h"
+#include "core/loop.h"
+#include "core/xmalloc.h"
+#include "store/store.h"
+
+static char tmpdir[64];
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void dir_new(void)
+{
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_store.XXXXXX");
+	if (mkdtemp(tmpdir) == NULL) {
+		perror("mkdtemp");
+		exit(2);
+	}
+}
+
+static void dir_remove(void)
+{
+	nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* data dir = tmpdir/data, so store_open creates it */
+static struct store *open_store(void)
+{
+	char *err = NULL;
+	char *path = xasprintf("%s/data", tmpdir);
+	struct store *st = store_open(path, &err);
+	if (st == NULL)
+		printf("  store_open: %s\n", err);
+	free(err);
+	free(path);
+	return st;
+}
+
+static long long sql_int(const char *sql)
+{
+	char *path = xasprintf("%s/data/postern.db", tmpdir);
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	long long v = -1;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
+		if (sqlite3_step(s) == SQLITE_ROW)
+			v = sqlite3_column_int64(s, 0);
+		sqlite3_finalize(s);
+	}
+	sqlite3_close(db);
+	free(path);
+	return v;
+}
+
+/* Files in sub (skipping empty ones if nonempty_only: the committer keeps a
+ * stock of empty spool files ready). */
+static int count_files_x(const char *sub, bool nonempty_only)
+{
+	int n = 0;
+	char path[256];
+	snprintf(path, sizeof path, "%s/data/%s", tmpdir, sub);
+	DIR *d = opendir(path);
+	if (d == NULL)
+		return -1;
+	struct dirent *de;
+	struct stat sb;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.' &&
+		    (!nonempty_only || (fstatat(dirfd(d), de->d_name, &sb, 0) == 0 && sb.st_size > 0)))
+			n++;
+	closedir(d);
+	return n;
+}
+
+static int count_files(const char *sub)
+{
+	return count_files_x(sub, false);
+}
+
+static int count_blobs(void)
+{
+	int n = 0;
+	for (int i = 0; i < 256; i++) {
+		char sub[16];
+		snprintf(sub, sizeof sub, "blobs/%02x", i);
+		n += count_files(sub);
+	}
+	return n;
+}
+
+/* runs an account call and compares its error text ("" = success expected) */
+static void check_err(int casenum, int r, char **errp, const char *want)
+{
+	char *err = *errp;
+	*errp = NULL;
+	if (*want == '\0') {
+		CHECK_INT(casenum, r, 0);
+		if (r != 0)
+			printf("    error: %s\n", err ? err : "(null)");
+	} else {
+		CHECK_INT(casenum, r, -1);
+		CHECK_STR(casenum, err, want);
+	}
+	free(err);
+}
+
+/* ---- schema ---- */
+
+static void test_schema(void)
+{
+	dir_new();
+	struct store *st = open_store();
+	CHECK(st != NULL);
+	if (st == NULL)
+		return;
+	struct stat sb;
+	char path[256];
+	snprintf(path, sizeof path, "%s/data", tmpdir);
+	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0700);
+	snprintf(path, sizeof path, "%s/data/blobs/ff", tmpdir);
+	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0700);
+	snprintf(path, sizeof path, "%s/data/spool", tmpdir);
+	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0700);
+	snprintf(path, sizeof path, "%s/data/postern.db", tmpdir);
+	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
+	CHECK_INT(1, sql_int("PRAGMA user_version"), 1);
+	CHECK_INT(2, sql_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"),
+		  1);
+	CHECK_INT(3, sql_int("SELECT count(*) FROM sqlite_master WHERE type = 'table'"), 7);
+	CHECK_INT(4, sql_int("SELECT count(*) FROM sqlite_master WHERE name = "
+			     "'mailbox_messages_message'"),
+		  1);
+	store_close(&st);
+	CHECK(st == NULL);
+	/* reopening an existing store keeps it */
+	st = open_store();
+	CHECK(st != NULL);
+	store_close(&st);
+	dir_remove();
+}
+
+/* ---- accounts ---- */
+
+struct list_acc {
+	char text[1024];
+};
+
+static void list_cb(void *arg, const char *name, const char *detail)
+{
+	struct list_acc *a = arg;
+	size_t n = strlen(a->text);
+	snprintf(a->text + n, sizeof a->text - n, "%s%s%s%s", n ? ";" : "", name, *detail ? "=" : "",
+		 detail);
+}
+
+static void test_accounts(void)
+{
+	dir_new();
+	struct store *st = open_store();
+	if (st == NULL) {
+		CHECK(0);
+		return;
+	}
+	char *err = NULL;
+	check_err(1, store_domain_add(st, "Example.COM", &err), &err, "");
+	err = NULL;
+	check_err(2, store_domain_add(st, "example.com", &err), &err,
+		  "domain example.com already exists");
+	err = NULL;
+	check_err(3, store_domain_add(st, "bad domain", &err), &err, "invalid domain \"bad domain\"");
+	err = NULL;
+	check_err(4, store_user_add(st, "Alice@example.com", "h1", &err), &err, "");
+	err = NULL;
+	check_err(5, store_user_add(st, "alice@EXAMPLE.com", "h1", &err), &err,
+		  "user alice@example.com already exists");
+	err = NULL;
+	check_err(6, store_user_add(st, "bob@nowhere.org", "h", &err), &err,
+		  "no such domain nowhere.org");
+	err = NULL;
+	check_err(7, store_user_add(st, "bob@example.com", "h2", &err), &err, "");
+	err = NULL;
+	check_err(8, store_domain_del(st, "example.com", &err), &err,
+		  "domain example.com has 2 users; delete them first");
+	err = NULL;
+	check_err(9, store_user_del(st, "carol@example.com", &err), &err,
+		  "no such user carol@example.com");
+	err = NULL;
+	check_err(10, store_user_passwd(st, "ALICE@example.com", "h3", &err), &err, "");
+	char *hash = NULL;
+	CHECK_INT(11, store_user_hash(st, "alice@example.com", &hash), 1);
+	CHECK_STR(11, hash, "h3");
+	free(hash);
+	CHECK_INT(12, store_user_hash(st, "carol@example.com", &hash), 0);
+	CHECK(store_domain_is_local(st, "EXAMPLE.com"));
+	CHECK(!store_domain_is_local(st, "example.org"));
+
+	struct list_acc a = {""};
+	CHECK_INT(13, store_user_list(st, NULL, list_cb, &a), 0);
+	CHECK_STR(13, a.text, "alice@example.com;bob@example.com");
+	memset(&a, 0, sizeof a);
+	CHECK_INT(14, store_domain_list(st, list_cb, &a), 0);
+	CHECK_STR(14, a.text, "example.com=users=2");
+
+	err = NULL;
+	check_err(15, store_alias_add(st, "Team@example.com", "alice@example.com", &err), &err, "");
+	err = NULL;
+	check_err(16, store_alias_add(st, "team@example.com", "Bob@Example.com", &err), &err, "");
+	err = NULL;
+	check_err(17, store_alias_add(st, "team@example.com", "bob@example.com", &err), &err,
+		  "alias team@example.com -> bob@example.com already exists");
+	err = NULL;
+	check_err(18, store_alias_add(st, "x@other.org", "bob@example.com", &err), &err,
+		  "no such domain other.org");
+	err = NULL;
+	check_err(19, store_alias_add(st, "@example.com", "bob@example.com", &err), &err, "");
+	memset(&a, 0, sizeof a);
+	CHECK_INT(20, store_alias_list(st, "example.com", list_cb, &a), 0);
+	CHECK_STR(20, a.text,
+		  "@example.com=bob@example.com;team@example.com=alice@example.com;"
+		  "team@example.com=bob@example.com");
+	err = NULL;
+	check_err(21, store_alias_del(st, "team@example.com", "alice@example.com", &err), &err, "");
+	err = NULL;
+	check_err(22, store_alias_del(st, "team@example.com", "alice@example.com", &err), &err,
+		  "no such alias team@example.com -> alice@example.com");
+	err = NULL;
+	check_err(23, store_alias_del(st, "team@example.com", NULL, &err), &err, "");
+	err = NULL;
+	check_err(24, store_alias_del(st, "team@example.com", NULL, &err), &err,
+		  "no such alias team@example.com");
+
+	err = NULL;
+	check_err(25, store_user_del(st, "alice@example.com", &err), &err, "");
+	err = NULL;
+	check_err(26, store_user_del(st, "bob@example.com", &err), &err, "");
+	CHECK_INT(27, sql_int("SELECT count(*) FROM mailboxes"), 0);
+	err = NULL;
+	check_err(28, store_domain_del(st, "example.com", &err), &err, "");
+	CHECK_INT(29, sql_int("SELECT count(*) FROM aliases"), 0);
+	err = NULL;
+	check_err(30, store_domain_del(st, "example.com", &err), &err,
+		  "no such domain example.com");
+	store_close(&st);
+	dir_remove();
+}
+
+/* ---- resolution ---- */
+
+static void add_ok(int r, char **errp)
+{
+	char *err = *errp;
+	*errp = NULL;
+	if (r != 0) {
+		printf("  setup failed: %s\n", err ? err : "?");
+		test_cur_failed = 1;
+	}
+	free(err);
+}
+
+static void setup_accounts(struct store *st)
+{
+	char *err = NULL;
+	add_ok(store_domain_add(st, "example.com", &err), &err);
+	add_ok(store_domain_add(st, "lists.example.com", &err), &err);
+	add_ok(store_user_add(st, "alice@example.com", "x", &err), &err);
+	add_ok(store_user_add(st, "bob@example.com", "x", &err), &err);
+	add_ok(store_user_add(st, "carol@example.com", "x", &err), &err);
+	add_ok(store_user_add(st, "postmaster@lists.example.com", "x", &err), &err);
+	/* a list with a remote member and a duplicate path to bob */
+	add_ok(store_alias_add(st, "team@example.com", "alice@example.com", &err), &err);
+	add_ok(store_alias_add(st, "team@example.com", "bob@example.com", &err), &err);
+	add_ok(store_alias_add(st, "team@example.com", "ext@remote.org", &err), &err);
+	add_ok(store_alias_add(st, "team@example.com", "boss@example.com", &err), &err);
+	add_ok(store_alias_add(st, "boss@example.com", "bob@example.com", &err), &err);
+	/* a loop */
+	add_ok(store_alias_add(st, "loopa@example.com", "loopb@example.com", &err), &err);
+	add_ok(store_alias_add(st, "loopb@example.com", "loopa@example.com", &err), &err);
+	/* a loop that also reaches carol */
+	add_ok(store_alias_add(st, "ring@example.com", "ring2@example.com", &err), &err);
+	add_ok(store_alias_add(st, "ring2@example.com", "ring@example.com", &err), &err);
+	add_ok(store_alias_add(st, "ring2@example.com", "carol@example.com", &err), &err);
+	add_ok(store_alias_add(st, "@lists.example.com", "postmaster@lists.example.com", &err),
+	       &err);
+}
+
+static void targets_text(const struct store_targets *t, char *out, size_t size)
+{
+	out[0] = '\0';
+	for (size_t i = 0; i < t->n; i++) {
+		size_t n = strlen(out);
+		snprintf(out + n, size - n, "%s%s%s", n ? "," : "", t->v[i].user_id ? "" : "R:",
+			 t->v[i].addr);
+	}
+}
+
+static void test_resolve(void)
+{
+	static const struct {
+		const char *addr;
+		int want;
+		const char *targets; /* "R:" marks remote */
+	} cases[] = {
+		{"alice@example.com", 1, "alice@example.com"},
+		{"ALICE@Example.Com", 1, "alice@example.com"},
+		{"alice+news@example.com", 1, "alice@example.com"},
+		{"team@example.com", 1, "alice@example.com,bob@example.com,R:ext@remote.org"},
+		{"team+x@example.com", 1, "alice@example.com,bob@example.com,R:ext@remote.org"},
+		{"loopa@example.com", 0, ""},
+		{"ring@example.com", 1, "carol@example.com"},
+		{"nobody@example.com", 0, ""},
+		{"anything@lists.example.com", 1, "postmaster@lists.example.com"},
+		{"x@unknown.org", 0, ""},
+		{"garbage", 0, ""},
+	};
+	dir_new();
+	struct store *st = open_store();
+	if (st == NULL) {
+		CHECK(0);
+		return;
+	}
+	setup_accounts(st);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct store_targets t = {0};
+		char text[512];
+		CHECK_INT((int)i, store_resolve(st, cases[i].addr, &t), cases[i].want);
+		targets_text(&t, text, sizeof text);
+		CHECK_STR((int)i, text, cases[i].targets);
+		for (size_t j = 0; j < t.n; j++)
+			if (t.v[j].user_id < 0)
+				CHECK(0);
+		store_targets_free(&t);
+	}
+	/* appending to an existing list deduplicates local users across calls */
+	struct store_targets t = {0};
+	store_resolve(st, "alice@example.com", &t);
+	store_resolve(st, "team@example.com", &t);
+	CHECK_INT(100, t.n, 3);
+	store_targets_free(&t);
+	store_close(&st);
+	dir_remove();
+}
+
+static void test_may_send_as(void)
+{
+	static const struct {
+		const char *user, *from;
+		int want;
+	} cases[] = {
+		{"alice@example.com", "alice@example.com", 1},
+		{"alice@example.com", "Alice@EXAMPLE.com", 1},
+		{"alice@example.com", "alice+tag@example.com", 1},
+		{"alice@example.com", "team@example.com", 1},
+		{"bob@example.com", "team@example.com", 1},   /* also via boss */
+		{"bob@example.com", "boss@example.com", 1},
+		{"alice@example.com", "boss@example.com", 0},
+		{"alice@example.com", "bob@example.com", 0},
+		{"alice@example.com", "alice@other.org", 0},
+		{"alice@example.com", "random@lists.example.com", 0}, /* catch-all never counts */
+		{"carol@example.com", "ring@example.com", 1},
+		{"alice@example.com", "", 0},
+	};
+	dir_new();
+	struct store *st = open_store();
+	if (st == NULL) {
+		CHECK(0);
+		return;
+	}
+	setup_accounts(st);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		CHECK_INT((int)i, store_may_send_as(st, cases[i].user, cases[i].from),
+			  cases[i].want);
+	store_close(&st);
+	dir_remove();
+}
+
+/* ---- delivery ---- */
+
+struct waiter {
+	struct loop *l;
+	int expected;
+	int done;
+	int failed;
+	bool timed_out;
+};
+
+static void commit_cb(void *arg, int result)
+{
+	struct waiter *w = arg;
+	w->done++;
+	if (result != 0)
+		w->failed++;
+	if (w->done == w->expected)
+		loop_stop(w->l);
+}
+
+static void timeout_cb(void *arg)
+{
+	struct waiter *w = arg;
+	w->timed_out = true;
+	loop_stop(w->l);
+}
+
+static void wait_commits(struct waiter *w)
+{
+	struct timer *t = loop_timer_add(w->l, 60000, timeout_cb, w);
+	if (w->done < w->expected)
+		loop_run(w->l);
+	if (!w->timed_out)
+		loop_timer_cancel(w->l, &t);
+	CHECK(!w->timed_out);
+}
+
+static int64_t user_id_of(struct store *st, const char *addr)
+{
+	struct store_targets t = {0};
+	int64_t id = 0;
+	if (store_resolve(st, addr, &t) == 1 && t.n == 1)
+		id = t.v[0].user_id;
+	store_targets_free(&t);
+	return id;
+}
+
+static void spool_fill(struct store_spool *sp, const char *body, size_t n)
+{
+	/* odd chunk sizes exercise the buffer's edges */
+	size_t chunk = 7;
+	for (size_t off = 0; off < n; off += chunk, chunk = chunk * 3 + 1) {
+		size_t m = n - off < chunk ? n - off : chunk;
+		if (store_spool_write(sp, body + off, m) != 0)
+			CHECK(0);
+	}
+}
+
+static void commit_one(struct store *st, struct waiter *w, const char *body, size_t n,
+		       const int64_t *users, size_t n_users, const struct store_remote_rcpt *remote,
+		       size_t n_remote)
+{
+	char *err = NULL;
+	struct store_spool *sp = store_spool_new(st, &err);
+	CHECK(sp != NULL);
+	if (sp == NULL) {
+		free(err);
+		return;
+	}
+	spool_fill(sp, body, n);
+	CHECK_INT(1, store_spool_size(sp), n);
+	struct store_delivery d = {
+		.txid = "T1",
+		.mail_from = "sender@remote.org",
+		.received = 1700000000,
+		.user_ids = users,
+		.n_users = n_users,
+		.remote = remote,
+		.n_remote = n_remote,
+	};
+	w->expected++;
+	store_commit(st, sp, &d, commit_cb, w);
+}
+
+static void check_content(struct store *st, const char *user, uint32_t uid, const char *body,
+			  size_t n)
+{
+	int fd = -1;
+	char *err = NULL;
+	if (store_mail_open(st, user, NULL, uid, &fd, &err) != 0) {
+		printf("  store_mail_open %s %u: %s\n", user, uid, err);
+		free(err);
+		CHECK(0);
+		return;
+	}
+	char *got = xmalloc(n + 1);
+	ssize_t r = read(fd, got, n + 1);
+	CHECK_INT(uid, r, (long long)n);
+	CHECK(r == (ssize_t)n && memcmp(got, body, n) == 0);
+	free(got);
+	close(fd);
+}
+
+static void mail_cb(void *arg, const struct store_mail_info *m)
+{
+	struct list_acc *a = arg;
+	size_t n = strlen(a->text);
+	snprintf(a->text + n, sizeof a->text - n, "%s%u:%llu:%lld:%llu:%s", n ? ";" : "", m->uid,
+		 (unsigned long long)m->size, (long long)m->internaldate,
+		 (unsigned long long)m->modseq, m->flags);
+}
+
+static char *make_body(size_t n, unsigned seed)
+{
+	char *b = xmalloc(n);
+	for (size_t i = 0; i < n; i++)
+		b[i] = (char)((i * 31 + seed) % 251); /* includes NUL and CR/LF bytes */
+	return b;
+}
+
+static void test_commit(void)
+{
+	dir_new();
+	struct store *st = open_store();
+	struct loop *l = loop_new();
+	if (st == NULL) {
+		CHECK(0);
+		return;
+	}
+	setup_accounts(st);
+	CHECK_INT(0, store_start(st, l, 0), 0);
+	int64_t users[3] = {user_id_of(st, "alice@example.com"), user_id_of(st, "bob@example.com"),
+			    user_id_of(st, "carol@example.com")};
+	CHECK(users[0] > 0 && users[1] > 0 && users[2] > 0);
+	struct store_remote_rcpt remote[1] = {{"ext@remote.org", "rfc822;ext@remote.org", "FAILURE"}};
+	struct waiter w = {.l = l};
+
+	size_t n1 = 200000; /* larger than the spool buffer */
+	char *b1 = make_body(n1, 1);
+	commit_one(st, &w, b1, n1, users, 3, remote, 1);
+	wait_commits(&w);
+	CHECK_INT(1, w.failed, 0);
+	CHECK_INT(2, count_blobs(), 1);
+	CHECK_INT(3, count_files_x("spool", true), 0);
+	CHECK_INT(4, sql_int("SELECT count(*) FROM messages"), 1);
+	CHECK_INT(5, sql_int("SELECT count(*) FROM mailbox_messages WHERE uid = 1"), 3);
+	CHECK_INT(6, sql_int("SELECT count(*) FROM queue"), 1);
+	check_content(st, "alice@example.com", 1, b1, n1);
+	check_content(st, "carol@example.com", 1, b1, n1);
+
+	/* second and third message: UIDs and MODSEQs grow */
+	size_t n2 = 10, n3 = 70000;
+	char *b2 = make_body(n2, 2), *b3 = make_body(n3, 3);
+	commit_one(st, &w, b2, n2, users, 1, NULL, 0);
+	commit_one(st, &w, b3, n3, users, 2, NULL, 0);
+	wait_commits(&w);
+	CHECK_INT(7, w.failed, 0);
+	check_content(st, "alice@example.com", 2, b2, n2);
+	check_content(st, "alice@example.com", 3, b3, n3);
+	check_content(st, "bob@example.com", 2, b3, n3);
+
+	struct list_acc a = {""};
+	char *err = NULL;
+	CHECK_INT(8, store_mail_list(st, "alice@example.com", NULL, mail_cb, &a, &err), 0);
+	CHECK_STR(8, a.text,
+		  "1:200000:1700000000:2:;2:10:1700000000:3:;3:70000:1700000000:4:");
+	memset(&a, 0, sizeof a);
+	CHECK_INT(9, store_mail_list(st, "alice@example.com", "Archive", mail_cb, &a, &err), -1);
+	CHECK_STR(9, err, "no such mailbox Archive for alice@example.com");
+	free(err);
+	err = NULL;
+	int fd;
+	CHECK_INT(10, store_mail_open(st, "alice@example.com", "inbox", 9, &fd, &err), -1);
+	CHECK_STR(10, err, "no message with UID 9 in INBOX of alice@example.com");
+	free(err);
+	memset(&a, 0, sizeof a);
+	CHECK_INT(11, store_mailbox_list(st, "bob@example.com", list_cb, &a), 0);
+	char want[128];
+	snprintf(want, sizeof want, "INBOX=uidvalidity=%lld uidnext=3 highestmodseq=3 messages=2",
+		 sql_int("SELECT uidvalidity FROM mailboxes WHERE name = 'INBOX' LIMIT 1"));
+	CHECK_STR(11, a.text, want);
+	memset(&a, 0, sizeof a);
+	CHECK_INT(12, store_queue_list(st, list_cb, &a), 0);
+	CHECK(strstr(a.text, " sender@remote.org=ext@remote.org 0 ") != NULL);
+
+	/* a delivery with no recipient stores nothing and succeeds */
+	commit_one(st, &w, b2, n2, NULL, 0, NULL, 0);
+	wait_commits(&w);
+	CHECK_INT(13, w.failed, 0);
+	CHECK_INT(14, count_blobs(), 3);
+
+	/* discard removes the spool file */
+	struct store_spool *sp = store_spool_new(st, &err);
+	CHECK(sp != NULL);
+	spool_fill(sp, b3, n3); /* beyond the buffer: on disk */
+	CHECK_INT(15, count_files_x("spool", true), 1);
+	store_spool_discard(&sp);
+	CHECK(sp == NULL);
+	CHECK_INT(16, count_files_x("spool", true), 0);
+
+	/* user_del: a blob still referenced (by another user or the queue) stays */
+	err = NULL;
+	check_err(17, store_user_del(st, "carol@example.com", &err), &err, "");
+	CHECK_INT(18, count_blobs(), 3);
+	check_err(19, store_user_del(st, "alice@example.com", &err), &err, ""); /* frees b2 */
+	CHECK_INT(20, count_blobs(), 2);
+	CHECK_INT(21, sql_int("SELECT count(*) FROM messages"), 2);
+	check_err(22, store_user_del(st, "bob@example.com", &err), &err, ""); /* frees b3 */
+	CHECK_INT(23, count_blobs(), 1); /* b1 stays: queued for ext@remote.org */
+	CHECK_INT(24, sql_int("SELECT count(*) FROM mailbox_messages"), 0);
+
+	store_close(&st);
+	loop_free(&l);
+	free(b1);
+	free(b2);
+	free(b3);
+	dir_remove();
+}
+
+/* ---- group commit under concurrency ---- */
+
+#define CONC_THREADS 20
+#define CONC_PER_THREAD 50
+#define CONC_SIZE 10240
+
+struct conc {
+	struct store *st;
+	struct waiter *w;
+	int64_t user;
+	char *body;
+};
+
+static void *conc_thread(void *arg)
+{
+	struct conc *c = arg;
+	for (int i = 0; i < CONC_PER_THREAD; i++) {
+		char *err = NULL;
+		struct store_spool *sp = store_spool_new(c->st, &err);
+		if (sp == NULL) {
+			printf("  spool: %s\n", err);
+			free(err);
+			continue;
+		}
+		store_spool_write(sp, c->body, CONC_SIZE);
+		struct store_delivery d = {.mail_from = "", .received = time(NULL),
+					   .user_ids = &c->user, .n_users = 1};
+		store_commit(c->st, sp, &d, commit_cb, c->w);
+		/* pace like an SMTP session: the next message only after a little while */
+		usleep(200);
+	}
+	return NULL;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void conc_run(unsigned sync_threads)
+{
+	dir_new();
+	struct store *st = open_store();
+	struct loop *l = loop_new();
+	if (st == NULL) {
+		CHECK(0);
+		return;
+	}
+	setup_accounts(st);
+	store_set_sync_threads(st, sync_threads);
+	CHECK_INT(0, store_start(st, l, 0), 0);
+	struct waiter w = {.l = l, .expected = CONC_THREADS * CONC_PER_THREAD};
+	struct conc c = {st, &w, user_id_of(st, "alice@example.com"), make_body(CONC_SIZE, 9)};
+	pthread_t th[CONC_THREADS];
+	double t0 = now_s();
+	for (int i = 0; i < CONC_THREADS; i++)
+		pthread_create(&th[i], NULL, conc_thread, &c);
+	wait_commits(&w);
+	double dt = now_s() - t0;
+	for (int i = 0; i < CONC_THREADS; i++)
+		pthread_join(th[i], NULL);
+	uint64_t commits, batches;
+	store_stats(st, &commits, &batches);
+	CHECK_INT(1, w.failed, 0);
+	CHECK_INT(2, commits, CONC_THREADS * CONC_PER_THREAD);
+	CHECK(batches < commits);
+	printf("  group commit (sync threads %u): %llu commits in %llu batches, %.0f msgs/s\n",
+	       sync_threads, (unsigned long long)commits, (unsigned long long)batches,
+	       (double)commits / dt);
+	/* UIDs are dense and unique */
+	CHECK_INT(3, sql_int("SELECT count(DISTINCT uid) FROM mailbox_messages"),
+		  CONC_THREADS * CONC_PER_THREAD);
+	CHECK_INT(4, sql_int("SELECT max(uid) FROM mailbox_messages"),
+		  CONC_THREADS * CONC_PER_THREAD);
+	CHECK_INT(5, count_blobs(), CONC_THREADS * CONC_PER_THREAD);
+	store_close(&st);
+	loop_free(&l);
+	free(c.body);
+	dir_remove();
+}
+
+static void test_group_commit(void)
+{
+	conc_run(4);
+	if (getenv("STORE_BENCH"))
+		conc_run(0);
+}
+
+/* ---- crash cleanup ---- */
+
+static void test_crash_cleanup(void)
+{
+	dir_new();
+	struct store *st = open_store();
+	struct loop *l = loop_new();
+	if (st == NULL) {
+		CHECK(0);
+		return;
+	}
+	setup_accounts(st);
+	store_start(st, l, 0);
+	int64_t alice = user_id_of(st, "alice@example.com");
+	struct waiter w = {.l = l};
+	char *body = make_body(5000, 5);
+	commit_one(st, &w, body, 5000, &alice, 1, NULL, 0);
+	wait_commits(&w);
+	store_close(&st);
+	CHECK_INT(4, count_files("spool"), 0); /* the stock is removed at close */
+
+	/* what a crash leaves: a half-written spool file and an uncommitted blob */
+	char path[256], spool_path[256];
+	snprintf(spool_path, sizeof spool_path, "%s/data/spool/0000000000000001000000010000abcd",
+		 tmpdir);
+	int fd = open(spool_path, O_CREAT | O_WRONLY, 0600);
+	CHECK(fd >= 0 && write(fd, "partial", 7) == 7);
+	close(fd);
+	snprintf(path, sizeof path, "%s/data/blobs/cd/0000000000000002000000020000abcd", tmpdir);
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	CHECK(fd >= 0 && write(fd, "orphan", 6) == 6);
+	close(fd);
+	CHECK_INT(1, count_blobs(), 2);
+
+	st = open_store();
+	CHECK(st != NULL);
+	if (st) {
+		/* admin commands open the store without store_start: nothing removed */
+		CHECK_INT(5, count_blobs(), 2);
+		CHECK_INT(6, count_files("spool"), 1);
+		struct store *second = open_store();
+		CHECK_INT(7, store_start(st, l, 0), 0);
+		/* a second daemon on the same data directory is refused */
+		CHECK_INT(8, second ? store_start(second, l, 0) : 0, -1);
+		if (second)
+			store_close(&second);
+		CHECK_INT(2, access(spool_path, F_OK), -1);
+		CHECK_INT(3, count_blobs(), 1);
+		check_content(st, "alice@example.com", 1, body, 5000);
+		store_close(&st);
+	}
+	loop_free(&l);
+	free(body);
+	dir_remove();
+}
+
+int main(void)
+{
+	test_run("schema", test_schema);
+	test_run("accounts", test_accounts);
+	test_run("resolve", test_resolve);
+	test_run("may_send_as", test_may_send_as);
+	test_run("commit", test_commit);
+	test_run("group_commit", test_group_commit);
+	test_run("crash_cleanup", test_crash_cleanup);
+	return test_done("test_store");
+}
