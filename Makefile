@@ -31,7 +31,7 @@ UNIT_BIN  := $(patsubst tests/unit/%/,$(BUILD)/test_%,$(UNIT_DIRS))
 all: postern
 
 postern: $(BUILD)/postern
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/postern: $(CLI_OBJ) $(BUILD)/libpostern.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
