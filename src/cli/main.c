@@ -26,6 +26,7 @@
 #include "core/pool.h"
 #include "core/tls.h"
 #include "core/xmalloc.h"
+#include "pop3/server.h"
 #include "smtp/server.h"
 #include "store/store.h"
 
@@ -121,24 +122,32 @@ static struct store *open_store(const struct config *cfg)
 
 /* ---- serve ---- */
 
-struct daemon {
-	struct loop *loop;
-	struct smtp_server *smtp;
-	struct listener *listeners[64];
-	enum smtp_role roles[64];
-	int n_listeners;
-	int sigfd;
-};
+/* What a listener serves: one of the SMTP roles or one of the POP3 roles. */
+enum listen_kind { LISTEN_SMTP, LISTEN_POP3 };
 
 struct accept_ctx {
 	struct daemon *d;
-	enum smtp_role role;
+	enum listen_kind kind;
+	int role; /* enum smtp_role or enum pop3_role */
+	const char *name;
+};
+
+struct daemon {
+	struct loop *loop;
+	struct smtp_server *smtp;
+	struct pop3_server *pop3;
+	struct listener *listeners[64];
+	int n_listeners;
+	int sigfd;
 };
 
 static void on_accept(void *arg, int fd)
 {
 	struct accept_ctx *a = arg;
-	smtp_server_accept(a->d->smtp, fd, a->role);
+	if (a->kind == LISTEN_POP3)
+		pop3_server_accept(a->d->pop3, fd, (enum pop3_role)a->role);
+	else
+		smtp_server_accept(a->d->smtp, fd, (enum smtp_role)a->role);
 }
 
 static void on_signal(void *arg, uint32_t events)
@@ -151,13 +160,11 @@ static void on_signal(void *arg, uint32_t events)
 	}
 }
 
-static int open_listeners(struct daemon *d, struct accept_ctx *ctx, const char *list,
-			  enum smtp_role role)
+static int open_listeners(struct daemon *d, struct accept_ctx *ctx, const char *list)
 {
 	char *copy = xstrdup(list), *save = NULL;
 	int ret = 0;
 	ctx->d = d;
-	ctx->role = role;
 	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
 		while (*t == ' ')
 			t++;
@@ -174,9 +181,7 @@ static int open_listeners(struct daemon *d, struct accept_ctx *ctx, const char *
 			ret = -1;
 			break;
 		}
-		static const char *const names[] = {"smtp", "submission", "submissions"};
-		log_info("listening on %s (%s)", t, names[role]);
-		d->roles[d->n_listeners] = role;
+		log_info("listening on %s (%s)", t, ctx->name);
 		d->listeners[d->n_listeners++] = ls;
 	}
 	free(copy);
@@ -227,7 +232,17 @@ static SSL_CTX *setup_tls(const struct config *cfg)
 static int cmd_serve(const struct config *cfg)
 {
 	struct daemon d = {.sigfd = -1};
-	struct accept_ctx ctx[3];
+	/* Listeners are opened before anything else (ports < 1024 need root);
+	 * the servers they dispatch to exist before the loop runs. */
+	struct accept_ctx ctx[] = {
+		{&d, LISTEN_SMTP, SMTP_ROLE_MX, "smtp"},
+		{&d, LISTEN_SMTP, SMTP_ROLE_SUBMISSION, "submission"},
+		{&d, LISTEN_SMTP, SMTP_ROLE_SUBMISSIONS, "submissions"},
+		{&d, LISTEN_POP3, POP3_ROLE_POP3, "pop3"},
+		{&d, LISTEN_POP3, POP3_ROLE_POP3S, "pop3s"},
+	};
+	const char *lists[] = {cfg->smtp_listen, cfg->submission_listen, cfg->submissions_listen,
+			       cfg->pop3_listen, cfg->pop3s_listen};
 	struct store *st = NULL;
 	struct pool *workers = NULL;
 	SSL_CTX *tls = NULL;
@@ -245,10 +260,9 @@ static int cmd_serve(const struct config *cfg)
 	pthread_sigmask(SIG_BLOCK, &mask, NULL); /* before any thread starts */
 
 	d.loop = loop_new();
-	if (open_listeners(&d, &ctx[0], cfg->smtp_listen, SMTP_ROLE_MX) < 0 ||
-	    open_listeners(&d, &ctx[1], cfg->submission_listen, SMTP_ROLE_SUBMISSION) < 0 ||
-	    open_listeners(&d, &ctx[2], cfg->submissions_listen, SMTP_ROLE_SUBMISSIONS) < 0)
-		goto out;
+	for (size_t i = 0; i < sizeof ctx / sizeof ctx[0]; i++)
+		if (open_listeners(&d, &ctx[i], lists[i]) < 0)
+			goto out;
 	/* Created before dropping privileges so that it can be given to cfg->user. */
 	if (mkdir_private(cfg->data_dir) < 0 || drop_privileges(cfg) < 0)
 		goto out;
@@ -263,6 +277,7 @@ static int cmd_serve(const struct config *cfg)
 		goto out;
 	}
 	d.smtp = smtp_server_new(d.loop, workers, st, cfg, tls);
+	d.pop3 = pop3_server_new(d.loop, workers, st, cfg, tls);
 	d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (d.sigfd < 0 || loop_add(d.loop, d.sigfd, LOOP_READ, on_signal, &d) < 0) {
 		log_err("signalfd: %s", strerror(errno));
@@ -276,6 +291,8 @@ out:
 		listener_close(&d.listeners[i]);
 	if (d.smtp)
 		smtp_server_free(&d.smtp);
+	if (d.pop3)
+		pop3_server_free(&d.pop3);
 	if (d.sigfd >= 0) {
 		loop_del(d.loop, d.sigfd);
 		close(d.sigfd);

@@ -26,7 +26,12 @@ struct option {
 	const char *def; /* default, as text; NULL = derived (see doc) */
 	long long min, max;
 	const char *doc;
+	/* Optional check of a string or list value; returns an error text or NULL. */
+	const char *(*check)(const char *value);
 };
+
+static const char *check_log_level(const char *v);
+static const char *check_listen(const char *v);
 
 #define OFF(field) offsetof(struct config, field)
 #define NOLIMIT 0, 0
@@ -34,60 +39,108 @@ struct option {
 static const struct option config_options[] = {
 	{"hostname", OPT_STRING, OFF(hostname), NULL, NOLIMIT,
 	 "Name used in greetings, Received headers and generated Message-IDs. "
-	 "Default: the machine's host name."},
+	 "Default: the machine's host name.", NULL},
 	{"data_dir", OPT_STRING, OFF(data_dir), "./data", NOLIMIT,
-	 "Directory holding the SQLite database (postern.db), message blobs and the spool."},
+	 "Directory holding the SQLite database (postern.db), message blobs and the spool.", NULL},
 	{"log_level", OPT_STRING, OFF(log_level), "info", NOLIMIT,
-	 "One of debug, info, warn, error."},
+	 "One of debug, info, warn, error.", check_log_level},
 	{"user", OPT_STRING, OFF(user), "", NOLIMIT,
 	 "When started as root, drop privileges to this user after binding listeners. "
-	 "Empty: stay as the starting user (refused when that is root)."},
+	 "Empty: stay as the starting user (refused when that is root).", NULL},
 	{"workers", OPT_INT, OFF(workers), "4", 1, 256,
-	 "Worker threads for blocking work (password hashing and the like)."},
+	 "Worker threads for blocking work (password hashing and the like).", NULL},
 	{"tls_cert", OPT_STRING, OFF(tls_cert), NULL, NOLIMIT,
 	 "PEM certificate chain. Default: <data_dir>/tls/cert.pem; when neither it nor the key "
-	 "exists, a self-signed certificate is generated on first start."},
+	 "exists, a self-signed certificate is generated on first start.", NULL},
 	{"tls_key", OPT_STRING, OFF(tls_key), NULL, NOLIMIT,
-	 "PEM private key. Default: <data_dir>/tls/key.pem."},
+	 "PEM private key. Default: <data_dir>/tls/key.pem.", NULL},
 	{"smtp_listen", OPT_LIST, OFF(smtp_listen), "127.0.0.1:2525", NOLIMIT,
 	 "MX listeners (the port 25 role): mail for local domains, no AUTH needed, no relay. "
-	 "Comma-separated host:port list; empty disables. Production: *:25"},
+	 "Comma-separated host:port list; empty disables. Production: *:25", check_listen},
 	{"submission_listen", OPT_LIST, OFF(submission_listen), "127.0.0.1:2587", NOLIMIT,
 	 "Submission listeners (the port 587 role): STARTTLS, then AUTH, required before MAIL. "
-	 "Production: *:587"},
+	 "Production: *:587", check_listen},
 	{"submissions_listen", OPT_LIST, OFF(submissions_listen), "127.0.0.1:2465", NOLIMIT,
-	 "Submission over implicit TLS (the port 465 role, RFC 8314). Production: *:465"},
+	 "Submission over implicit TLS (the port 465 role, RFC 8314). Production: *:465", check_listen},
 	{"smtp_max_message_size", OPT_SIZE, OFF(smtp_max_message_size), "50m", 1024,
-	 (long long)1 << 40, "Largest message accepted (announced as SIZE)."},
+	 (long long)1 << 40, "Largest message accepted (announced as SIZE).", NULL},
 	{"smtp_max_recipients", OPT_INT, OFF(smtp_max_recipients), "100", 1, 100000,
-	 "Recipients per transaction; more get 452 4.5.3 (RFC 5321 4.5.3.1.8)."},
+	 "Recipients per transaction; more get 452 4.5.3 (RFC 5321 4.5.3.1.8).", NULL},
 	{"smtp_max_line", OPT_SIZE, OFF(smtp_max_line), "2048", 512, 65536,
-	 "Longest command line, CRLF included (RFC 5321 4.5.3.1.4 says at least 512)."},
+	 "Longest command line, CRLF included (RFC 5321 4.5.3.1.4 says at least 512).", NULL},
 	{"smtp_max_data_line", OPT_SIZE, OFF(smtp_max_data_line), "64k", 1000, 16 * 1024 * 1024,
-	 "Longest line inside a message, CRLF included; longer lines reject the message."},
+	 "Longest line inside a message, CRLF included; longer lines reject the message.", NULL},
 	{"smtp_max_errors", OPT_INT, OFF(smtp_max_errors), "10", 1, 1000,
-	 "Protocol errors in one session before 421 and disconnect."},
+	 "Protocol errors in one session before 421 and disconnect.", NULL},
 	{"smtp_timeout", OPT_DURATION, OFF(smtp_timeout), "300", 1, 86400,
-	 "Seconds a client may stay silent between commands (RFC 5321 4.5.3.2.7: 5 minutes)."},
+	 "Seconds a client may stay silent between commands (RFC 5321 4.5.3.2.7: 5 minutes).", NULL},
 	{"smtp_data_timeout", OPT_DURATION, OFF(smtp_data_timeout), "600", 1, 86400,
-	 "Seconds a client may stay silent inside DATA or BDAT (RFC 5321 4.5.3.2.6)."},
+	 "Seconds a client may stay silent inside DATA or BDAT (RFC 5321 4.5.3.2.6).", NULL},
 	{"smtp_max_connections", OPT_INT, OFF(smtp_max_connections), "1000", 1, 1000000,
-	 "Concurrent SMTP connections in total; more get 421 at connect."},
+	 "Concurrent SMTP connections in total; more get 421 at connect.", NULL},
 	{"smtp_max_connections_per_ip", OPT_INT, OFF(smtp_max_connections_per_ip), "50", 1, 1000000,
-	 "Concurrent SMTP connections from one address."},
+	 "Concurrent SMTP connections from one address.", NULL},
+	{"smtp_pregreet_delay_ms", OPT_INT, OFF(smtp_pregreet_delay_ms), "300", 0, 10000,
+	 "MX only: milliseconds to hold the banner back from a client not seen before; a client "
+	 "that talks first (a bot that does not wait for replies) gets 554 and is closed, as "
+	 "with Postfix postscreen's pregreet test. Clients that passed skip the wait for a day. "
+	 "0 disables.", NULL},
 	{"smtp_auth_plaintext_loopback", OPT_BOOL, OFF(smtp_auth_plaintext_loopback), "no", NOLIMIT,
-	 "Offer AUTH without TLS to clients on loopback (127.0.0.0/8, ::1). Never off loopback."},
+	 "Offer AUTH without TLS to clients on loopback (127.0.0.0/8, ::1). Never off loopback.", NULL},
+	{"pop3_listen", OPT_LIST, OFF(pop3_listen), "127.0.0.1:2110", NOLIMIT,
+	 "POP3 listeners (the port 110 role): STLS, then USER/PASS or AUTH. Production: *:110", check_listen},
+	{"pop3s_listen", OPT_LIST, OFF(pop3s_listen), "127.0.0.1:2995", NOLIMIT,
+	 "POP3 over implicit TLS (the port 995 role, RFC 8314). Production: *:995", check_listen},
+	{"pop3_timeout", OPT_DURATION, OFF(pop3_timeout), "600", 1, 86400,
+	 "Seconds a POP3 client may stay silent before the session is closed. RFC 1939 3 asks "
+	 "for at least 10 minutes (600, the default); smaller values are for tests.", NULL},
+	{"pop3_auth_plaintext_loopback", OPT_BOOL, OFF(pop3_auth_plaintext_loopback), "no",
+	 NOLIMIT,
+	 "Allow USER/PASS and AUTH without TLS to clients on loopback (127.0.0.0/8, ::1). "
+	 "Never off loopback.", NULL},
+	{"pop3_max_connections", OPT_INT, OFF(pop3_max_connections), "1000", 1, 1000000,
+	 "Concurrent POP3 connections in total; more get -ERR [SYS/TEMP] at connect.", NULL},
+	{"pop3_max_connections_per_ip", OPT_INT, OFF(pop3_max_connections_per_ip), "50", 1, 1000000,
+	 "Concurrent POP3 connections from one address.", NULL},
+	{"pop3_max_errors", OPT_INT, OFF(pop3_max_errors), "10", 1, 1000,
+	 "Bad POP3 commands in one session before -ERR and disconnect.", NULL},
 	{"auth_max_failures", OPT_INT, OFF(auth_max_failures), "5", 1, 100000,
 	 "Failed logins from one address within auth_failure_window before further attempts "
-	 "are refused."},
+	 "are refused.", NULL},
 	{"auth_failure_window", OPT_DURATION, OFF(auth_failure_window), "300", 1, 86400,
-	 "Window in seconds for auth_max_failures."},
+	 "Window in seconds for auth_max_failures.", NULL},
 	{"commit_delay_us", OPT_INT, OFF(commit_delay_us), "0", 0, 100000,
 	 "Group commit: microseconds the committer waits for more messages before syncing a "
-	 "batch. 0: batch only what is already waiting (batches still form under load)."},
+	 "batch. 0: batch only what is already waiting (batches still form under load).", NULL},
 };
 
 #define N_OPTIONS (sizeof config_options / sizeof config_options[0])
+
+static const char *check_log_level(const char *v)
+{
+	return log_level_parse(v) < 0 ? "is not debug, info, warn or error" : NULL;
+}
+
+/* A comma-separated list of host:port ("[v6]:port", "*:port"); empty = off. */
+static const char *check_listen(const char *v)
+{
+	const char *p = v;
+	while (*p != '\0') {
+		size_t n = strcspn(p, ",");
+		const char *colon = memrchr(p, ':', n);
+		if (colon == NULL || colon + 1 == p + n)
+			return "is not a list of host:port";
+		for (const char *d = colon + 1; d < p + n; d++)
+			if (!isdigit((unsigned char)*d) && !isspace((unsigned char)*d))
+				return "is not a list of host:port";
+		if (atol(colon + 1) > 65535)
+			return "has a port above 65535";
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	return NULL;
+}
 
 static const struct option *option_find(const char *name)
 {
@@ -154,6 +207,10 @@ static int option_set(struct config *c, const struct option *o, const char *v, c
 	switch (o->type) {
 	case OPT_STRING:
 	case OPT_LIST:
+		if (o->check != NULL && o->check(v) != NULL) {
+			*err_r = xasprintf("%s: \"%s\" %s", o->name, v, o->check(v));
+			return -1;
+		}
 		free(*(char **)field);
 		*(char **)field = xstrdup(v);
 		return 0;
@@ -261,32 +318,8 @@ int config_load(struct config *c, const char *path, char **err_r)
 	return ret;
 }
 
-static bool listen_list_valid(const char *list, char **bad_r)
-{
-	char *copy = xstrdup(list), *save = NULL;
-	bool ok = true;
-	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		t = trim(t);
-		char *colon = strrchr(t, ':');
-		char *end;
-		long port = colon ? strtol(colon + 1, &end, 10) : -1;
-		if (colon == NULL || colon[1] == '\0' || *end != '\0' || port < 0 || port > 65535) {
-			*bad_r = xstrdup(t);
-			ok = false;
-			break;
-		}
-	}
-	free(copy);
-	return ok;
-}
-
 int config_finish(struct config *c, char **err_r)
 {
-	if (log_level_parse(c->log_level) < 0) {
-		*err_r = xasprintf("log_level: \"%s\" is not debug, info, warn or error",
-				   c->log_level);
-		return -1;
-	}
 	if (c->data_dir[0] == '\0') {
 		*err_r = xstrdup("data_dir: must not be empty");
 		return -1;
@@ -294,16 +327,6 @@ int config_finish(struct config *c, char **err_r)
 	if (c->hostname[0] == '\0' || strpbrk(c->hostname, " \t<>[]@") != NULL) {
 		*err_r = xasprintf("hostname: \"%s\" is not a valid host name", c->hostname);
 		return -1;
-	}
-	for (size_t i = 0; i < N_OPTIONS; i++) {
-		const struct option *o = &config_options[i];
-		char *bad = NULL;
-		if (o->type == OPT_LIST &&
-		    !listen_list_valid(*(char **)((char *)c + o->offset), &bad)) {
-			*err_r = xasprintf("%s: \"%s\" is not host:port", o->name, bad);
-			free(bad);
-			return -1;
-		}
 	}
 	if (c->tls_cert == NULL)
 		c->tls_cert = xasprintf("%s/tls/cert.pem", c->data_dir);

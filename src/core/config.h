@@ -36,7 +36,16 @@ struct config {
 	unsigned smtp_data_timeout;   /* seconds of silence inside DATA/BDAT */
 	int smtp_max_connections;     /* total */
 	int smtp_max_connections_per_ip;
+	int smtp_pregreet_delay_ms;   /* MX: wait before the banner; talkers are refused */
 	bool smtp_auth_plaintext_loopback; /* allow AUTH without TLS from loopback */
+	/* POP3 */
+	char *pop3_listen;            /* 110 role: STLS */
+	char *pop3s_listen;           /* 995 role: implicit TLS */
+	unsigned pop3_timeout;        /* seconds of client silence before close */
+	bool pop3_auth_plaintext_loopback; /* allow USER/PASS/AUTH without TLS from loopback */
+	int pop3_max_connections;
+	int pop3_max_connections_per_ip;
+	int pop3_max_errors;          /* bad commands before -ERR and close */
 	int auth_max_failures;        /* failed AUTHs per IP within auth_failure_window */
 	unsigned auth_failure_window; /* seconds */
 	/* store */

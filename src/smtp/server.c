@@ -16,8 +16,11 @@
 #include "smtp/session.h"
 
 /* Postfix postscreen's pregreet test, in small: an MX client that talks
- * before the banner is a bot that does not wait for replies. */
-#define SMTP_PREGREET_MS 300
+ * before the banner is a bot that does not wait for replies. An address that
+ * passed is remembered (bounded, direct-mapped: a collision only costs a
+ * repeated test) so that real servers do not pay the delay on every session. */
+#define SMTP_PREGREET_SLOTS 4096
+#define SMTP_PREGREET_TTL_MS (24ULL * 3600 * 1000)
 /* Extra seconds on top of our own timers for the conn's backstop timeout. */
 #define SMTP_BACKSTOP_S 60
 #define SMTP_THROTTLE_KEYS 65536
@@ -371,6 +374,20 @@ static void greet(struct smtp_session *s)
 		process(s);
 }
 
+static struct smtp_pregreet_pass *pregreet_slot(struct smtp_server *srv, const char *ip)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (const char *p = ip; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return &srv->pregreet_passed[h % SMTP_PREGREET_SLOTS];
+}
+
+static bool pregreet_known(struct smtp_server *srv, const char *ip)
+{
+	const struct smtp_pregreet_pass *p = pregreet_slot(srv, ip);
+	return strcmp(p->ip, ip) == 0 && p->until_ms > loop_now(srv->l);
+}
+
 static void on_pregreet(void *arg)
 {
 	struct smtp_session *s = arg;
@@ -378,6 +395,9 @@ static void on_pregreet(void *arg)
 	s->timer = NULL;
 	if (s->srv == NULL || s->c == NULL || s->state != SMTP_S_PREGREET)
 		return;
+	struct smtp_pregreet_pass *p = pregreet_slot(s->srv, s->ip);
+	snprintf(p->ip, sizeof(p->ip), "%s", s->ip);
+	p->until_ms = loop_now(s->l) + SMTP_PREGREET_TTL_MS;
 	greet(s);
 }
 
@@ -480,8 +500,10 @@ void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role)
 	backstop(s);
 	if (role == SMTP_ROLE_SUBMISSIONS) {
 		timer_arm(s, idle_ms(s)); /* handshake must finish in time */
-	} else if (role == SMTP_ROLE_MX) {
-		s->timer = loop_timer_add(srv->l, SMTP_PREGREET_MS, on_pregreet, s);
+	} else if (role == SMTP_ROLE_MX && cfg->smtp_pregreet_delay_ms > 0 &&
+		   !pregreet_known(srv, s->ip)) {
+		s->timer = loop_timer_add(srv->l, (uint64_t)cfg->smtp_pregreet_delay_ms,
+					  on_pregreet, s);
 	} else {
 		greet(s);
 	}
@@ -529,6 +551,7 @@ struct smtp_server *smtp_server_new(struct loop *l, struct pool *workers, struct
 	srv->auth_fail = throttle_new((unsigned)(cfg->auth_max_failures > 0 ? cfg->auth_max_failures
 									     : 1),
 				      cfg->auth_failure_window, SMTP_THROTTLE_KEYS);
+	srv->pregreet_passed = xcalloc(SMTP_PREGREET_SLOTS, sizeof(*srv->pregreet_passed));
 	clock_gettime(CLOCK_REALTIME, &ts);
 	srv->txseq = (uint32_t)ts.tv_nsec;
 	struct dummy_job *j = xcalloc(1, sizeof(*j));
@@ -554,6 +577,7 @@ void smtp_server_free(struct smtp_server **srvp)
 	if (srv->dummy_job != NULL)
 		srv->dummy_job->srv = NULL;
 	throttle_free(&srv->auth_fail);
+	free(srv->pregreet_passed);
 	x_free(&srv->dummy_hash);
 	free(srv);
 	*srvp = NULL;

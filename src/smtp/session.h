@@ -24,6 +24,12 @@
 
 struct smtp_session;
 
+/* A client address that passed the pregreet test, and until when it may skip it. */
+struct smtp_pregreet_pass {
+	char ip[64];
+	uint64_t until_ms;
+};
+
 struct smtp_server {
 	struct loop *l;
 	struct pool *workers;
@@ -34,6 +40,7 @@ struct smtp_server {
 	struct smtp_session *sessions; /* doubly linked */
 	int nsessions;
 	uint32_t txseq;
+	struct smtp_pregreet_pass *pregreet_passed; /* SMTP_PREGREET_SLOTS, direct-mapped */
 	char *dummy_hash; /* verified against for unknown users (timing) */
 	bool dummy_ready;
 	struct dummy_job *dummy_job; /* while the dummy hash is being made */

@@ -306,7 +306,24 @@ static void commit_done(void *arg)
 {
 	struct store_commit_req *req = arg;
 	req->cb(req->arg, req->result);
+	/* Sessions holding the INBOX hear of it only once it is durable. */
+	for (size_t i = 0; req->result == 0 && !req->empty && i < req->n_users; i++)
+		store_notify_delivery(req->st, req->user_ids[i]);
 	req_free(req);
+}
+
+void store_job_queue(struct store *st, struct store_job *job)
+{
+	x_assert(st->started);
+	job->next = NULL;
+	pthread_mutex_lock(&st->mu);
+	if (st->jobs_tail)
+		st->jobs_tail->next = job;
+	else
+		st->jobs_head = job;
+	st->jobs_tail = job;
+	pthread_cond_signal(&st->cond);
+	pthread_mutex_unlock(&st->mu);
 }
 
 /* ---- step 1: data to disk ---- */
@@ -617,20 +634,28 @@ static void *committer_main(void *arg)
 	struct store *st = arg;
 	pthread_mutex_lock(&st->mu);
 	for (;;) {
-		while (st->head == NULL && !st->stopping)
+		while (st->head == NULL && st->jobs_head == NULL && !st->stopping)
 			pthread_cond_wait(&st->cond, &st->mu);
-		if (st->head == NULL)
+		if (st->head == NULL && st->jobs_head == NULL)
 			break; /* stopping, and nothing left */
-		if (st->commit_delay_us && !st->stopping) {
+		if (st->commit_delay_us && st->head != NULL && !st->stopping) {
 			/* let concurrent sessions join this batch */
 			pthread_mutex_unlock(&st->mu);
 			usleep(st->commit_delay_us);
 			pthread_mutex_lock(&st->mu);
 		}
 		struct store_commit_req *list = st->head;
+		struct store_job *jobs = st->jobs_head;
 		st->head = st->tail = NULL;
+		st->jobs_head = st->jobs_tail = NULL;
 		pthread_mutex_unlock(&st->mu);
-		batch_run(st, list);
+		if (list != NULL)
+			batch_run(st, list);
+		while (jobs != NULL) {
+			struct store_job *j = jobs;
+			jobs = j->next;
+			j->run(st, j);
+		}
 		pthread_mutex_lock(&st->mu);
 	}
 	pthread_mutex_unlock(&st->mu);

@@ -143,4 +143,54 @@ int store_mail_open(struct store *st, const char *user, const char *mailbox, uin
 /* Outbound queue: name = "id from", detail = "rcpt attempts next-try". */
 int store_queue_list(struct store *st, store_list_cb *cb, void *arg);
 
+/* ---- mailbox state, expunge, change notification (expunge.c) ---- */
+struct store_mailbox_status {
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	uint64_t highestmodseq;
+	uint32_t messages;
+};
+/* mailbox NULL = INBOX. 0, or -1 with *err_r (unknown user or mailbox). */
+int store_mailbox_status(struct store *st, const char *user, const char *mailbox,
+			 struct store_mailbox_status *status_r, char **err_r);
+
+/* result: 0 done (UIDs that were already gone are ignored), -1 failure
+ * (nothing removed). */
+typedef void store_expunge_cb(void *arg, int result);
+/* Removes the messages with the given UIDs from the mailbox (mailbox NULL =
+ * INBOX). Copies uids. On the committer thread, in one transaction: deletes
+ * the mailbox entries, bumps HIGHESTMODSEQ, deletes the messages no other
+ * mailbox entry or queue entry refers to; after COMMIT their blobs are
+ * unlinked (an fd opened before stays readable). Then, on the loop thread,
+ * cb(arg, result) — always later, never from inside this call — and then the
+ * change notification (STORE_CHANGE_EXPUNGE) to the mailbox's subscribers.
+ * Requires store_start. */
+void store_expunge(struct store *st, const char *user, const char *mailbox, const uint32_t *uids,
+		   size_t n, store_expunge_cb *cb, void *arg);
+
+/* In-process announcements of mailbox changes, so that sessions holding a
+ * mailbox (IMAP IDLE, NOOP) learn of them without polling. Loop thread only. */
+enum store_change_kind {
+	STORE_CHANGE_NEW,     /* a delivery was committed (uids: none; re-read from uidnext) */
+	STORE_CHANGE_EXPUNGE, /* uids were expunged */
+};
+struct store_change {
+	enum store_change_kind kind;
+	const char *user;    /* as given to store_subscribe */
+	const char *mailbox; /* "INBOX" or the stored name */
+	const uint32_t *uids; /* valid during the callback only */
+	size_t n_uids;
+	uint64_t highestmodseq; /* after the change; 0 if not known (NEW) */
+};
+typedef void store_change_cb(void *arg, const struct store_change *ch);
+struct store_sub;
+/* Calls cb(arg, change) on the loop thread after each change to the mailbox
+ * (mailbox NULL = INBOX) is committed. NULL with *err_r if the user or mailbox
+ * does not exist. A callback may unsubscribe itself or any other subscriber. */
+struct store_sub *store_subscribe(struct store *st, const char *user, const char *mailbox,
+				  store_change_cb *cb, void *arg, char **err_r);
+/* Cancels and frees *subp if not NULL; sets *subp = NULL. No callback for it
+ * follows, even within the notification round in progress. */
+void store_unsubscribe(struct store *st, struct store_sub **subp);
+
 #endif

@@ -38,6 +38,15 @@ struct store_db {
 };
 
 struct store_commit_req;
+struct store_sub;
+
+/* Work other than deliveries for the committer thread (it owns the write
+ * connection cdb): run() is called there, in queue order, after the
+ * deliveries taken in the same round; it owns the job from then on. */
+struct store_job {
+	struct store_job *next;
+	void (*run)(struct store *st, struct store_job *job);
+};
 
 /* One fsync for the helper threads. */
 struct store_sync_item {
@@ -67,6 +76,11 @@ struct store {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	struct store_commit_req *head, *tail;
+	struct store_job *jobs_head, *jobs_tail; /* under mu */
+	/* change subscribers (loop thread only) */
+	struct store_sub *subs;
+	int notifying;  /* depth of notification rounds in progress */
+	bool subs_dead; /* some subs were cancelled during a round */
 	uint64_t n_commits, n_batches; /* under mu */
 	/* spool files created ahead by the committer (under mu): creating a file
 	 * contends with the committer's renames in spool/, which must not stall
@@ -111,6 +125,12 @@ int64_t store_user_id(struct store_db *d, const char *addr, char **err_r);
 
 /* commit.c */
 int store_committer_start(struct store *st);
+/* Queues a job for the committer (any thread; requires store_start). */
+void store_job_queue(struct store *st, struct store_job *job);
+
+/* expunge.c: announces a committed delivery to the user's INBOX subscribers
+ * (loop thread). */
+void store_notify_delivery(struct store *st, int64_t user_id);
 void store_committer_stop(struct store *st);
 
 #endif

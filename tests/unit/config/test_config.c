@@ -51,6 +51,12 @@ static void test_values(void)
 		{"no_such_option", "1", -1},
 		{"smtp_max_line", "511", -1},
 		{"smtp_max_line", "99999999999999999999", -1},
+		{"log_level", "loud", -1},
+		{"log_level", "debug", 0},
+		{"smtp_listen", "", 0},
+		{"smtp_listen", "127.0.0.1:25,[::1]:25", 0},
+		{"smtp_listen", "127.0.0.1:99999", -1},
+		{"smtp_listen", "127.0.0.1:", -1},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct config c;
@@ -105,8 +111,7 @@ static void test_file(void)
 	config_free(&c);
 
 	config_defaults(&c);
-	config_set(&c, "smtp_listen", "localhost", &err);
-	CHECK_INT(6, config_finish(&c, &err), -1);
+	CHECK_INT(6, config_set(&c, "smtp_listen", "localhost", &err), -1);
 	CHECK(err && strstr(err, "smtp_listen") != NULL);
 	free(err);
 	config_free(&c);

@@ -1,0 +1,699 @@
+/* POP3 commands: one table {name, flags, handler}; pop3_dispatch() enforces
+ * every flag's rule in one place, so handlers only do their own work. */
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "auth/password.h"
+#include "auth/sasl.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "core/xmalloc.h"
+#include "pop3/session.h"
+
+#define CMD_AUTHZ 0x01 /* AUTHORIZATION state only */
+#define CMD_TRANS 0x02 /* TRANSACTION state only */
+#define CMD_CREDS 0x04 /* carries credentials: TLS first (or the loopback exception) */
+#define CMD_NOTLS 0x08 /* before TLS only (STLS) */
+
+#define POP3_AUTH_FAIL_DELAY_MS 1000
+#define POP3_MAX_AUTH_FAILS_SESSION 3
+#define POP3_MAX_USER 255
+
+enum { MECH_NONE, MECH_PLAIN, MECH_LOGIN };
+
+struct pop3_cmd {
+	const char *name;
+	unsigned flags;
+	void (*handler)(struct pop3_session *s, const char *args);
+};
+
+/* ---- message arguments ---- */
+
+/* Message n of the maildrop, or NULL after a -ERR reply. */
+static struct pop3_msg *msg_arg(struct pop3_session *s, uint32_t n)
+{
+	struct pop3_maildrop *m = s->maildrop;
+
+	if (n == 0 || n > m->n) {
+		pop3_reply(s, false, NULL, "no such message, only %zu in maildrop", m->n);
+		return NULL;
+	}
+	if (m->v[n - 1].deleted) {
+		pop3_reply(s, false, NULL, "message %" PRIu32 " already deleted", n);
+		return NULL;
+	}
+	return &m->v[n - 1];
+}
+
+static void uidl_of(const struct pop3_session *s, const struct pop3_msg *msg, char out[20])
+{
+	/* Stable across sessions and restarts: UIDVALIDITY and UID never repeat
+	 * together (RFC 1939 7: 1 to 70 characters 0x21..0x7E). */
+	snprintf(out, 20, "%08" PRIx32 "%08" PRIx32, s->maildrop->uidvalidity, msg->uid);
+}
+
+/* ---- TRANSACTION commands (RFC 1939 5) ---- */
+
+static void cmd_stat(struct pop3_session *s, const char *args)
+{
+	struct pop3_maildrop *m = s->maildrop;
+
+	if (*args != '\0') {
+		pop3_reply(s, false, NULL, "syntax: STAT");
+		return;
+	}
+	pop3_reply(s, true, NULL, "%zu %" PRIu64, m->n - m->n_deleted,
+		   m->total_bytes - m->deleted_bytes);
+}
+
+static void cmd_list(struct pop3_session *s, const char *args)
+{
+	struct pop3_maildrop *m = s->maildrop;
+	uint32_t n;
+	int k = pop3_parse_numbers(args, &n, 0, 1);
+
+	if (k < 0) {
+		pop3_reply(s, false, NULL, "syntax: LIST [message-number]");
+		return;
+	}
+	if (k == 1) {
+		struct pop3_msg *msg = msg_arg(s, n);
+		if (msg != NULL)
+			pop3_reply(s, true, NULL, "%" PRIu32 " %" PRIu64, n, msg->size);
+		return;
+	}
+	struct buf b = BUF_INIT;
+	char first[96];
+	for (size_t i = 0; i < m->n; i++)
+		if (!m->v[i].deleted)
+			buf_printf(&b, "%zu %" PRIu64 "\r\n", i + 1, m->v[i].size);
+	snprintf(first, sizeof first, "%zu messages (%" PRIu64 " octets)", m->n - m->n_deleted,
+		 m->total_bytes - m->deleted_bytes);
+	pop3_reply_multi(s, first, &b);
+	buf_free(&b);
+}
+
+static void cmd_uidl(struct pop3_session *s, const char *args)
+{
+	struct pop3_maildrop *m = s->maildrop;
+	uint32_t n;
+	char id[20];
+	int k = pop3_parse_numbers(args, &n, 0, 1);
+
+	if (k < 0) {
+		pop3_reply(s, false, NULL, "syntax: UIDL [message-number]");
+		return;
+	}
+	if (k == 1) {
+		struct pop3_msg *msg = msg_arg(s, n);
+		if (msg != NULL) {
+			uidl_of(s, msg, id);
+			pop3_reply(s, true, NULL, "%" PRIu32 " %s", n, id);
+		}
+		return;
+	}
+	struct buf b = BUF_INIT;
+	for (size_t i = 0; i < m->n; i++) {
+		if (m->v[i].deleted)
+			continue;
+		uidl_of(s, &m->v[i], id);
+		buf_printf(&b, "%zu %s\r\n", i + 1, id);
+	}
+	pop3_reply_multi(s, "unique-id listing follows", &b);
+	buf_free(&b);
+}
+
+static void cmd_retr(struct pop3_session *s, const char *args)
+{
+	uint32_t n;
+
+	if (pop3_parse_numbers(args, &n, 1, 1) < 0) {
+		pop3_reply(s, false, NULL, "syntax: RETR message-number");
+		return;
+	}
+	if (msg_arg(s, n) != NULL)
+		pop3_send_message(s, n, false, 0);
+}
+
+static void cmd_top(struct pop3_session *s, const char *args)
+{
+	uint32_t v[2];
+
+	if (pop3_parse_numbers(args, v, 2, 2) < 0) {
+		pop3_reply(s, false, NULL, "syntax: TOP message-number lines");
+		return;
+	}
+	if (msg_arg(s, v[0]) != NULL)
+		pop3_send_message(s, v[0], true, v[1]);
+}
+
+static void cmd_dele(struct pop3_session *s, const char *args)
+{
+	struct pop3_maildrop *m = s->maildrop;
+	uint32_t n;
+
+	if (pop3_parse_numbers(args, &n, 1, 1) < 0) {
+		pop3_reply(s, false, NULL, "syntax: DELE message-number");
+		return;
+	}
+	struct pop3_msg *msg = msg_arg(s, n);
+	if (msg == NULL)
+		return;
+	/* RFC 1939 5: only marked now; removed in the UPDATE state (QUIT). */
+	msg->deleted = true;
+	m->n_deleted++;
+	m->deleted_bytes += msg->size;
+	s->n_dele++;
+	pop3_reply(s, true, NULL, "message %" PRIu32 " deleted", n);
+}
+
+static void cmd_noop(struct pop3_session *s, const char *args)
+{
+	if (*args != '\0') {
+		pop3_reply(s, false, NULL, "syntax: NOOP");
+		return;
+	}
+	pop3_reply(s, true, NULL, "done");
+}
+
+static void cmd_rset(struct pop3_session *s, const char *args)
+{
+	struct pop3_maildrop *m = s->maildrop;
+
+	if (*args != '\0') {
+		pop3_reply(s, false, NULL, "syntax: RSET");
+		return;
+	}
+	for (size_t i = 0; i < m->n; i++)
+		m->v[i].deleted = false;
+	m->n_deleted = 0;
+	m->deleted_bytes = 0;
+	s->n_dele = 0;
+	pop3_reply(s, true, NULL, "maildrop has %zu messages (%" PRIu64 " octets)", m->n,
+		   m->total_bytes);
+}
+
+/* ---- QUIT and the UPDATE state (RFC 1939 6) ---- */
+
+static void expunge_done(void *arg, int result)
+{
+	struct pop3_session *s = arg;
+	size_t n = s->maildrop->n_deleted;
+
+	if (pop3_release(s))
+		return; /* the client went away after QUIT: the removal stands */
+	if (s->c == NULL || s->state == POP3_S_CLOSING)
+		return;
+	if (result == 0) {
+		s->result = "quit";
+		pop3_reply(s, true, NULL, "%s POP3 server signing off (%zu messages deleted)",
+			   s->srv ? s->srv->cfg->hostname : "postern", n);
+	} else {
+		/* RFC 1939 6: -ERR if some deleted messages were not removed. */
+		s->result = "quit, expunge failed";
+		s->n_dele = 0;
+		pop3_reply_err(s, "SYS/TEMP", "some deleted messages not removed");
+	}
+	pop3_close(s, "quit");
+}
+
+static void cmd_quit(struct pop3_session *s, const char *args)
+{
+	struct pop3_maildrop *m = s->maildrop;
+
+	if (m == NULL || m->n_deleted == 0) {
+		/* AUTHORIZATION: no UPDATE (RFC 1939 4). */
+		s->result = "quit";
+		pop3_reply(s, true, NULL, "%s POP3 server signing off", s->srv->cfg->hostname);
+		pop3_close(s, "quit");
+		return;
+	}
+	uint32_t *uids = xcalloc(m->n_deleted, sizeof *uids);
+	size_t k = 0;
+	for (size_t i = 0; i < m->n; i++)
+		if (m->v[i].deleted)
+			uids[k++] = m->v[i].uid;
+	s->quitting = true;
+	s->busy++;
+	pop3_park(s);
+	store_expunge(s->srv->st, m->user, NULL, uids, k, expunge_done, s);
+	free(uids);
+}
+
+/* ---- AUTHORIZATION: STLS, CAPA, UTF8 ---- */
+
+static void cmd_capa(struct pop3_session *s, const char *args)
+{
+	struct buf b = BUF_INIT;
+
+	/* RFC 2449 5, 6 */
+	buf_appends(&b, "TOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n");
+	if (s->maildrop == NULL && pop3_creds_allowed(s))
+		buf_appends(&b, "USER\r\nSASL PLAIN LOGIN\r\n"); /* RFC 5034 5 */
+	if (s->maildrop == NULL && !s->tls && s->srv->tls != NULL)
+		buf_appends(&b, "STLS\r\n"); /* RFC 2595 4 */
+	buf_appends(&b, "UTF8\r\n");     /* RFC 6856 2 */
+	buf_appends(&b, "EXPIRE NEVER\r\n");
+	buf_appends(&b, "IMPLEMENTATION postern\r\n");
+	pop3_reply_multi(s, "Capability list follows", &b);
+	buf_free(&b);
+}
+
+static void cmd_stls(struct pop3_session *s, const char *args)
+{
+	if (*args != '\0') {
+		pop3_reply(s, false, NULL, "syntax: STLS");
+		return;
+	}
+	if (s->srv->tls == NULL) {
+		pop3_reply(s, false, NULL, "TLS not available");
+		return;
+	}
+	pop3_reply(s, true, NULL, "Begin TLS negotiation");
+	pop3_set_state(s, POP3_S_TLSWAIT);
+	/* conn_starttls flushes the +OK, drops pipelined plaintext (RFC 2595 4
+	 * / command injection) and calls on_tls when done. */
+	if (conn_starttls(s->c, s->srv->tls) < 0)
+		pop3_close(s, "stls failed");
+}
+
+static void cmd_utf8(struct pop3_session *s, const char *args)
+{
+	if (*args != '\0') {
+		pop3_reply(s, false, NULL, "syntax: UTF8");
+		return;
+	}
+	/* RFC 6856 2: our messages and names are sent as stored. */
+	s->utf8 = true;
+	pop3_reply(s, true, NULL, "UTF8 enabled");
+}
+
+/* ---- login ---- */
+
+struct auth_job {
+	struct pop3_session *s;
+	char *user;
+	char *pass;
+	char *hash;   /* NULL: unknown user and no dummy hash yet */
+	bool unknown; /* the account does not exist */
+	int result;
+};
+
+static void auth_work(void *arg)
+{
+	struct auth_job *j = arg;
+
+	/* Slow on purpose (argon2id): on a worker, never on the loop. */
+	j->result = j->hash != NULL ? password_verify(j->hash, j->pass) : 0;
+	if (j->unknown)
+		j->result = 0;
+	explicit_bzero(j->pass, strlen(j->pass));
+}
+
+static void auth_job_free(struct auth_job *j)
+{
+	free(j->user);
+	free(j->pass);
+	free(j->hash);
+	free(j);
+}
+
+static char *canonical_user(const char *user)
+{
+	char *u = xstrdup(user);
+	for (char *p = u; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return u;
+}
+
+static void fail_reply(void *arg)
+{
+	struct pop3_session *s = arg;
+
+	s->delay = NULL;
+	if (s->c == NULL || s->state == POP3_S_CLOSING || s->srv == NULL)
+		return;
+	pop3_reply_err(s, "AUTH", "authentication failed");
+	if (s->auth_failures >= POP3_MAX_AUTH_FAILS_SESSION) {
+		pop3_reply_err(s, "AUTH", "too many failed logins, closing");
+		s->result = "too many failed logins";
+		pop3_close(s, "too many failed logins");
+		return;
+	}
+	pop3_unpark(s);
+}
+
+/* A failed login: counted per IP and per account; the -ERR comes after a
+ * delay that slows guessing down; past the limit the connection is closed. */
+static void login_failed(struct pop3_session *s, const char *user)
+{
+	struct pop3_server *srv = s->srv;
+	uint64_t now = loop_now(s->l) / 1000;
+
+	log_info("pop3 auth failed client=%s user=%s", s->ip, user ? user : "-");
+	s->auth_failures++;
+	throttle_fail(srv->fail_ip, s->ip, now);
+	if (user != NULL) {
+		char *key = canonical_user(user);
+		throttle_fail(srv->fail_user, key, now);
+		free(key);
+	}
+	if (throttle_blocked(srv->fail_ip, s->ip, now)) {
+		pop3_reply_err(s, "AUTH", "too many failed logins, closing");
+		s->result = "too many failed logins";
+		pop3_close(s, "too many failed logins");
+		return;
+	}
+	if (s->state != POP3_S_WAIT)
+		pop3_park(s);
+	loop_timer_cancel(s->l, &s->delay);
+	s->delay = loop_timer_add(s->l, POP3_AUTH_FAIL_DELAY_MS, fail_reply, s);
+}
+
+struct snap {
+	struct pop3_msg *v;
+	size_t n, cap;
+	uint64_t total;
+};
+
+static void snap_add(void *arg, const struct store_mail_info *mi)
+{
+	struct snap *sn = arg;
+	if (sn->n == sn->cap) {
+		sn->cap = sn->cap ? sn->cap * 2 : 64;
+		sn->v = xrealloc(sn->v, sn->cap * sizeof *sn->v);
+	}
+	sn->v[sn->n++] = (struct pop3_msg){.uid = mi->uid, .size = mi->size};
+	sn->total += mi->size;
+}
+
+/* The password was right: lock and snapshot the maildrop (RFC 1939 4). */
+static void login_ok(struct pop3_session *s, const char *user)
+{
+	struct pop3_server *srv = s->srv;
+	char *key = canonical_user(user);
+	struct store_mailbox_status status;
+	struct snap sn = {0};
+	char *err = NULL;
+
+	throttle_clear(srv->fail_ip, s->ip);
+	throttle_clear(srv->fail_user, key);
+	if (pop3_lock(srv, key) < 0) {
+		log_info("pop3 login client=%s user=%s: maildrop in use", s->ip, key);
+		pop3_reply_err(s, "IN-USE", "maildrop already locked by another session");
+		free(key);
+		return;
+	}
+	/* One snapshot: the status and the list come from the same connection
+	 * on the loop thread, between which no commit can land (completions
+	 * run on the loop too). */
+	if (store_mailbox_status(srv->st, key, NULL, &status, &err) < 0 ||
+	    store_mail_list(srv->st, key, NULL, snap_add, &sn, &err) < 0) {
+		log_err("pop3 login client=%s user=%s: %s", s->ip, key, err ? err : "store error");
+		free(err);
+		free(sn.v);
+		pop3_unlock(srv, key);
+		free(key);
+		pop3_reply_err(s, "SYS/TEMP", "unable to open maildrop, try again later");
+		return;
+	}
+	struct pop3_maildrop *m = xcalloc(1, sizeof *m);
+	m->user = key;
+	m->uidvalidity = status.uidvalidity;
+	m->v = sn.v;
+	m->n = sn.n;
+	m->total_bytes = sn.total;
+	s->maildrop = m;
+	x_free(&s->auth_user);
+	s->auth_user = xstrdup(key);
+	log_info("pop3 login client=%s user=%s messages=%zu tls=%s", s->ip, key, m->n,
+		 s->tls ? "yes" : "no");
+	pop3_reply(s, true, NULL, "maildrop has %zu messages (%" PRIu64 " octets)", m->n,
+		   m->total_bytes);
+}
+
+static void auth_done(void *arg)
+{
+	struct auth_job *j = arg;
+	struct pop3_session *s = j->s;
+
+	if (pop3_release(s) || s->c == NULL || s->srv == NULL || s->state == POP3_S_CLOSING) {
+		auth_job_free(j);
+		return;
+	}
+	if (j->result == 1) {
+		login_ok(s, j->user);
+		pop3_unpark(s);
+	} else {
+		login_failed(s, j->user);
+	}
+	auth_job_free(j);
+}
+
+/* Takes ownership of the three strings. */
+static void login_check(struct pop3_session *s, char *authz, char *user, char *pass)
+{
+	struct pop3_server *srv = s->srv;
+	uint64_t now = loop_now(s->l) / 1000;
+	char *hash = NULL, *key = canonical_user(user);
+	bool user_blocked = throttle_blocked(srv->fail_user, key, now);
+
+	free(key);
+	if (throttle_blocked(srv->fail_ip, s->ip, now)) {
+		pop3_reply_err(s, "AUTH", "too many failed logins, try again later");
+		goto out;
+	}
+	if (user_blocked) {
+		/* RFC 2449 8.1.1 */
+		pop3_reply_err(s, "LOGIN-DELAY", "too many failed logins for this account, "
+						 "try again later");
+		goto out;
+	}
+	/* Nobody acts as another user (authzid must be empty or self). */
+	if (*authz != '\0' && strcasecmp(authz, user) != 0) {
+		login_failed(s, user);
+		goto out;
+	}
+	int k = store_user_hash(srv->st, user, &hash);
+	if (k < 0) {
+		pop3_reply_err(s, "SYS/TEMP", "temporary authentication failure");
+		goto out;
+	}
+	struct auth_job *j = xcalloc(1, sizeof *j);
+	j->s = s;
+	j->user = user;
+	j->pass = pass;
+	user = pass = NULL;
+	if (k == 0) {
+		j->unknown = true;
+		j->hash = srv->dummy_ready ? xstrdup(srv->dummy_hash) : NULL;
+	} else {
+		j->hash = hash;
+	}
+	s->busy++;
+	pop3_park(s);
+	pool_submit(srv->workers, auth_work, auth_done, j);
+out:
+	free(authz);
+	free(user);
+	if (pass != NULL) {
+		explicit_bzero(pass, strlen(pass));
+		free(pass);
+	}
+}
+
+static void cmd_user(struct pop3_session *s, const char *args)
+{
+	if (*args == '\0' || strlen(args) > POP3_MAX_USER || strchr(args, ' ') != NULL) {
+		pop3_reply(s, false, NULL, "syntax: USER name");
+		return;
+	}
+	x_free(&s->user_arg);
+	s->user_arg = xstrdup(args);
+	/* RFC 1939 7: no hint whether the name exists. */
+	pop3_reply(s, true, NULL, "send PASS");
+}
+
+static void cmd_pass(struct pop3_session *s, const char *args)
+{
+	if (s->user_arg == NULL) {
+		pop3_reply(s, false, NULL, "USER first");
+		return;
+	}
+	if (*args == '\0') {
+		x_free(&s->user_arg);
+		pop3_reply(s, false, NULL, "syntax: PASS password");
+		return;
+	}
+	char *user = s->user_arg;
+	s->user_arg = NULL;
+	/* RFC 1939 7: the password may contain spaces: the rest of the line. */
+	login_check(s, xstrdup(""), user, xstrdup(args));
+}
+
+/* ---- AUTH (RFC 5034) ---- */
+
+static void auth_plain(struct pop3_session *s, const char *resp)
+{
+	char *authz = NULL, *user = NULL, *pass = NULL;
+
+	if (sasl_plain_decode(resp, &authz, &user, &pass) < 0) {
+		pop3_reply(s, false, NULL, "invalid SASL PLAIN response");
+		return;
+	}
+	login_check(s, authz, user, pass);
+}
+
+static void cmd_auth(struct pop3_session *s, const char *args)
+{
+	char mech[32];
+	size_t n = strcspn(args, " ");
+	const char *ir = args + n;
+
+	if (n == 0) {
+		/* Not in RFC 5034, but widely used to list the mechanisms. */
+		struct buf b = BUF_INIT;
+		buf_appends(&b, "PLAIN\r\nLOGIN\r\n");
+		pop3_reply_multi(s, "supported mechanisms follow", &b);
+		buf_free(&b);
+		return;
+	}
+	if (*ir == ' ')
+		ir++;
+	if (n >= sizeof mech || strchr(ir, ' ') != NULL) {
+		pop3_reply(s, false, NULL, "syntax: AUTH mechanism [initial-response]");
+		return;
+	}
+	memcpy(mech, args, n);
+	mech[n] = '\0';
+	if (strcasecmp(mech, "PLAIN") == 0) {
+		if (*ir != '\0') {
+			/* RFC 5034 4: "=" is an empty initial response */
+			auth_plain(s, strcmp(ir, "=") == 0 ? "" : ir);
+			return;
+		}
+		s->auth_mech = MECH_PLAIN;
+		pop3_send_raw(s, "+ \r\n", 4);
+		pop3_set_state(s, POP3_S_AUTHLINE);
+	} else if (strcasecmp(mech, "LOGIN") == 0) {
+		s->auth_mech = MECH_LOGIN;
+		x_free(&s->auth_login_user);
+		if (*ir != '\0') {
+			if (sasl_login_decode(ir, &s->auth_login_user) < 0) {
+				s->auth_mech = MECH_NONE;
+				pop3_reply(s, false, NULL, "invalid base64");
+				return;
+			}
+			pop3_send_raw(s, "+ UGFzc3dvcmQ6\r\n", 16); /* "Password:" */
+		} else {
+			pop3_send_raw(s, "+ VXNlcm5hbWU6\r\n", 16); /* "Username:" */
+		}
+		pop3_set_state(s, POP3_S_AUTHLINE);
+	} else {
+		pop3_reply(s, false, NULL, "unsupported authentication mechanism");
+	}
+}
+
+void pop3_auth_line(struct pop3_session *s, char *line)
+{
+	int mech = s->auth_mech;
+
+	pop3_set_state(s, POP3_S_CMD);
+	/* RFC 5034 4: "*" cancels the exchange. */
+	if (strcmp(line, "*") == 0) {
+		s->auth_mech = MECH_NONE;
+		x_free(&s->auth_login_user);
+		pop3_reply_err(s, NULL, "authentication cancelled");
+		return;
+	}
+	if (mech == MECH_PLAIN) {
+		s->auth_mech = MECH_NONE;
+		auth_plain(s, line);
+		return;
+	}
+	if (s->auth_login_user == NULL) {
+		if (sasl_login_decode(line, &s->auth_login_user) < 0) {
+			s->auth_mech = MECH_NONE;
+			pop3_reply(s, false, NULL, "invalid base64");
+			return;
+		}
+		pop3_send_raw(s, "+ UGFzc3dvcmQ6\r\n", 16);
+		pop3_set_state(s, POP3_S_AUTHLINE);
+		return;
+	}
+	char *pass = NULL, *user = s->auth_login_user;
+	s->auth_login_user = NULL;
+	s->auth_mech = MECH_NONE;
+	if (sasl_login_decode(line, &pass) < 0) {
+		free(user);
+		pop3_reply(s, false, NULL, "invalid base64");
+		return;
+	}
+	login_check(s, xstrdup(""), user, pass);
+}
+
+/* ---- the table and the dispatcher ---- */
+
+static const struct pop3_cmd pop3_cmds[] = {
+	{"USER", CMD_AUTHZ | CMD_CREDS, cmd_user},
+	{"PASS", CMD_AUTHZ | CMD_CREDS, cmd_pass},
+	{"AUTH", CMD_AUTHZ | CMD_CREDS, cmd_auth},
+	{"STLS", CMD_AUTHZ | CMD_NOTLS, cmd_stls},
+	{"CAPA", 0, cmd_capa},
+	{"UTF8", CMD_AUTHZ, cmd_utf8},
+	{"QUIT", 0, cmd_quit},
+	{"STAT", CMD_TRANS, cmd_stat},
+	{"LIST", CMD_TRANS, cmd_list},
+	{"RETR", CMD_TRANS, cmd_retr},
+	{"DELE", CMD_TRANS, cmd_dele},
+	{"NOOP", CMD_TRANS, cmd_noop},
+	{"RSET", CMD_TRANS, cmd_rset},
+	{"TOP", CMD_TRANS, cmd_top},
+	{"UIDL", CMD_TRANS, cmd_uidl},
+};
+
+void pop3_dispatch(struct pop3_session *s, char *line)
+{
+	char verb[POP3_MAX_VERB + 1];
+	const char *args;
+	const struct pop3_cmd *cmd = NULL;
+
+	if (pop3_parse_command(line, verb, &args) == 0) {
+		for (size_t i = 0; i < sizeof pop3_cmds / sizeof pop3_cmds[0]; i++) {
+			if (strcmp(verb, pop3_cmds[i].name) == 0) {
+				cmd = &pop3_cmds[i];
+				break;
+			}
+		}
+	}
+	if (cmd == NULL) {
+		pop3_reply(s, false, NULL, "unknown command");
+		return;
+	}
+	/* Any other command between USER and PASS starts the login over. */
+	if (strcmp(cmd->name, "PASS") != 0)
+		x_free(&s->user_arg);
+	unsigned f = cmd->flags;
+	if ((f & CMD_AUTHZ) && s->maildrop != NULL) {
+		pop3_reply(s, false, NULL, "%s not valid in the TRANSACTION state", cmd->name);
+		return;
+	}
+	if ((f & CMD_TRANS) && s->maildrop == NULL) {
+		pop3_reply(s, false, NULL, "%s not valid before login", cmd->name);
+		return;
+	}
+	if ((f & CMD_NOTLS) && s->tls) {
+		pop3_reply(s, false, NULL, "TLS already active");
+		return;
+	}
+	if ((f & CMD_CREDS) && !pop3_creds_allowed(s)) {
+		/* RFC 2595 2.2, RFC 3206 4 */
+		pop3_reply(s, false, "AUTH", "plaintext authentication disallowed without TLS; "
+					     "use STLS first");
+		return;
+	}
+	cmd->handler(s, args);
+}

@@ -1,0 +1,356 @@
+/* Mailbox status, expunge, and the in-process change notification.
+ *
+ * Expunge runs on the committer thread (the only writer of cdb, so it
+ * serialises with deliveries without any lock of its own): one transaction
+ * removes the mailbox entries, bumps HIGHESTMODSEQ and removes the messages
+ * left without any reference; their blobs are unlinked only after COMMIT, so a
+ * crash in between leaves orphan blobs (removed at start-up), never a row
+ * pointing at a missing blob. Completion and notification come back to the
+ * loop with loop_post.
+ *
+ * Subscriptions are a plain list on the loop thread: a handful per mailbox at
+ * most, and changes are rare next to reads. */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/xmalloc.h"
+
+struct store_sub {
+	struct store_sub *next;
+	int64_t user_id;
+	int64_t mailbox_id;
+	bool inbox;
+	bool dead; /* unsubscribed during a notification round; freed after it */
+	char *user;
+	char *mailbox;
+	store_change_cb *cb;
+	void *arg;
+};
+
+/* RFC 3501 5.1: INBOX is case-insensitive; other names are as stored. */
+static const char *mbox_name(const char *mailbox)
+{
+	return mailbox == NULL || strcasecmp(mailbox, "INBOX") == 0 ? "INBOX" : mailbox;
+}
+
+/* On the loop thread (st->main). 1 with the row, 0 no such user/mailbox, -1 error;
+ * *err_r set unless 1. */
+static int mailbox_row(struct store *st, const char *user, const char *mailbox, int64_t *user_id_r,
+		       int64_t *mailbox_id_r, struct store_mailbox_status *status_r, char **err_r)
+{
+	int64_t uid = store_user_id(&st->main, user, err_r);
+	if (uid < 0)
+		return -1;
+	if (uid == 0) {
+		if (*err_r == NULL)
+			*err_r = xasprintf("no such user %s", user);
+		return 0;
+	}
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(st->main.db,
+			       "SELECT b.id, b.uidvalidity, b.uidnext, b.highestmodseq,"
+			       " (SELECT count(*) FROM mailbox_messages mm WHERE mm.mailbox_id = b.id)"
+			       " FROM mailboxes b WHERE b.user_id = ?1 AND b.name = ?2",
+			       -1, &s, NULL) != SQLITE_OK) {
+		*err_r = store_db_err(&st->main);
+		return -1;
+	}
+	const char *name = mbox_name(mailbox);
+	sqlite3_bind_int64(s, 1, uid);
+	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s), r;
+	if (rc == SQLITE_ROW) {
+		*user_id_r = uid;
+		*mailbox_id_r = sqlite3_column_int64(s, 0);
+		if (status_r != NULL) {
+			status_r->uidvalidity = (uint32_t)sqlite3_column_int64(s, 1);
+			status_r->uidnext = (uint32_t)sqlite3_column_int64(s, 2);
+			status_r->highestmodseq = (uint64_t)sqlite3_column_int64(s, 3);
+			status_r->messages = (uint32_t)sqlite3_column_int64(s, 4);
+		}
+		r = 1;
+	} else if (rc == SQLITE_DONE) {
+		*err_r = xasprintf("no such mailbox %s for %s", name, user);
+		r = 0;
+	} else {
+		*err_r = store_db_err(&st->main);
+		r = -1;
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+int store_mailbox_status(struct store *st, const char *user, const char *mailbox,
+			 struct store_mailbox_status *status_r, char **err_r)
+{
+	int64_t user_id, mailbox_id;
+	return mailbox_row(st, user, mailbox, &user_id, &mailbox_id, status_r, err_r) == 1 ? 0 : -1;
+}
+
+/* ---- notification ---- */
+
+static void notify(struct store *st, const struct store_change *proto, int64_t user_id,
+		   int64_t mailbox_id)
+{
+	st->notifying++;
+	for (struct store_sub *sub = st->subs; sub != NULL; sub = sub->next) {
+		if (sub->dead)
+			continue;
+		bool match = mailbox_id > 0 ? sub->mailbox_id == mailbox_id
+					    : sub->user_id == user_id && sub->inbox;
+		if (!match)
+			continue;
+		struct store_change ch = *proto;
+		ch.user = sub->user;
+		ch.mailbox = sub->mailbox;
+		sub->cb(sub->arg, &ch);
+	}
+	/* Cancellations made by callbacks are freed once no round walks the list. */
+	if (--st->notifying == 0 && st->subs_dead) {
+		struct store_sub **pp = &st->subs;
+		while (*pp != NULL) {
+			struct store_sub *sub = *pp;
+			if (sub->dead) {
+				*pp = sub->next;
+				free(sub->user);
+				free(sub->mailbox);
+				free(sub);
+			} else {
+				pp = &sub->next;
+			}
+		}
+		st->subs_dead = false;
+	}
+}
+
+void store_notify_delivery(struct store *st, int64_t user_id)
+{
+	struct store_change ch = {.kind = STORE_CHANGE_NEW};
+	if (st->subs != NULL)
+		notify(st, &ch, user_id, 0);
+}
+
+struct store_sub *store_subscribe(struct store *st, const char *user, const char *mailbox,
+				  store_change_cb *cb, void *arg, char **err_r)
+{
+	int64_t user_id = 0, mailbox_id = 0;
+	char *err = NULL;
+	if (mailbox_row(st, user, mailbox, &user_id, &mailbox_id, NULL, &err) != 1) {
+		*err_r = err;
+		return NULL;
+	}
+	struct store_sub *sub = xcalloc(1, sizeof *sub);
+	sub->user_id = user_id;
+	sub->mailbox_id = mailbox_id;
+	sub->inbox = strcmp(mbox_name(mailbox), "INBOX") == 0;
+	sub->user = xstrdup(user);
+	sub->mailbox = xstrdup(mbox_name(mailbox));
+	sub->cb = cb;
+	sub->arg = arg;
+	sub->next = st->subs;
+	st->subs = sub;
+	return sub;
+}
+
+void store_unsubscribe(struct store *st, struct store_sub **subp)
+{
+	struct store_sub *sub = *subp;
+	if (sub == NULL)
+		return;
+	*subp = NULL;
+	if (st->notifying > 0) {
+		/* A round is walking the list: unlinking now would break it. */
+		sub->dead = true;
+		st->subs_dead = true;
+		return;
+	}
+	for (struct store_sub **pp = &st->subs; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == sub) {
+			*pp = sub->next;
+			break;
+		}
+	}
+	free(sub->user);
+	free(sub->mailbox);
+	free(sub);
+}
+
+/* ---- expunge ---- */
+
+struct expunge_job {
+	struct store_job job; /* first: the committer sees only this */
+	struct store *st;
+	int64_t mailbox_id;
+	uint32_t *uids; /* asked for; then those actually removed */
+	size_t n_uids;
+	uint64_t highestmodseq;
+	char **blobs;
+	size_t n_blobs;
+	store_expunge_cb *cb;
+	void *arg;
+	int result;
+};
+
+static void expunge_job_free(struct expunge_job *j)
+{
+	for (size_t i = 0; i < j->n_blobs; i++)
+		free(j->blobs[i]);
+	free(j->blobs);
+	free(j->uids);
+	free(j);
+}
+
+static void expunge_done(void *arg)
+{
+	struct expunge_job *j = arg;
+	struct store *st = j->st;
+
+	if (j->cb != NULL)
+		j->cb(j->arg, j->result);
+	if (j->result == 0 && j->n_uids > 0 && j->mailbox_id > 0 && st->subs != NULL) {
+		struct store_change ch = {
+			.kind = STORE_CHANGE_EXPUNGE,
+			.uids = j->uids,
+			.n_uids = j->n_uids,
+			.highestmodseq = j->highestmodseq,
+		};
+		notify(st, &ch, 0, j->mailbox_id);
+	}
+	expunge_job_free(j);
+}
+
+static sqlite3_stmt *cprep(struct store *st, const char *sql)
+{
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(st->cdb.db, sql, -1, &s, NULL) != SQLITE_OK) {
+		log_err("store: expunge: %s", sqlite3_errmsg(st->cdb.db));
+		return NULL;
+	}
+	return s;
+}
+
+/* Inside the transaction. 0 or -1. */
+static int expunge_rows(struct store *st, struct expunge_job *j)
+{
+	sqlite3_stmt *del = cprep(st, "DELETE FROM mailbox_messages WHERE mailbox_id = ?1"
+				      " AND uid = ?2 RETURNING message_id");
+	sqlite3_stmt *gc = cprep(st, "DELETE FROM messages WHERE id = ?1 AND NOT EXISTS"
+				     " (SELECT 1 FROM mailbox_messages WHERE message_id = ?1)"
+				     " AND NOT EXISTS (SELECT 1 FROM queue WHERE message_id = ?1)"
+				     " RETURNING blob");
+	sqlite3_stmt *bump = cprep(st, "UPDATE mailboxes SET highestmodseq = highestmodseq + 1"
+				       " WHERE id = ?1 RETURNING highestmodseq");
+	int r = -1;
+	size_t kept = 0;
+	if (del == NULL || gc == NULL || bump == NULL)
+		goto out;
+	j->blobs = xcalloc(j->n_uids ? j->n_uids : 1, sizeof *j->blobs);
+	for (size_t i = 0; i < j->n_uids; i++) {
+		sqlite3_bind_int64(del, 1, j->mailbox_id);
+		sqlite3_bind_int64(del, 2, j->uids[i]);
+		int rc = sqlite3_step(del);
+		int64_t msg_id = rc == SQLITE_ROW ? sqlite3_column_int64(del, 0) : 0;
+		if (rc == SQLITE_ROW)
+			rc = sqlite3_step(del); /* RETURNING: run to the end */
+		sqlite3_reset(del);
+		if (rc != SQLITE_DONE)
+			goto out;
+		if (msg_id == 0)
+			continue; /* already gone: not an error */
+		j->uids[kept++] = j->uids[i];
+		sqlite3_bind_int64(gc, 1, msg_id);
+		rc = sqlite3_step(gc);
+		if (rc == SQLITE_ROW) {
+			j->blobs[j->n_blobs++] = xstrdup((const char *)sqlite3_column_text(gc, 0));
+			rc = sqlite3_step(gc);
+		}
+		sqlite3_reset(gc);
+		if (rc != SQLITE_DONE)
+			goto out;
+	}
+	if (kept > 0) {
+		/* RFC 7162 3.2: an expunge is a change: the mailbox's MODSEQ moves. */
+		sqlite3_bind_int64(bump, 1, j->mailbox_id);
+		int rc = sqlite3_step(bump);
+		if (rc == SQLITE_ROW) {
+			j->highestmodseq = (uint64_t)sqlite3_column_int64(bump, 0);
+			rc = sqlite3_step(bump);
+		}
+		if (rc != SQLITE_DONE)
+			goto out;
+	}
+	j->n_uids = kept;
+	r = 0;
+out:
+	sqlite3_finalize(del);
+	sqlite3_finalize(gc);
+	sqlite3_finalize(bump);
+	return r;
+}
+
+/* On the committer thread. */
+static void expunge_run(struct store *st, struct store_job *job)
+{
+	struct expunge_job *j = (struct expunge_job *)job;
+
+	j->result = -1;
+	if (store_exec(&st->cdb, "BEGIN IMMEDIATE", NULL) == 0) {
+		if (expunge_rows(st, j) == 0 && store_exec(&st->cdb, "COMMIT", NULL) == 0) {
+			j->result = 0;
+		} else {
+			log_err("store: expunge failed: %s", sqlite3_errmsg(st->cdb.db));
+			store_exec(&st->cdb, "ROLLBACK", NULL);
+		}
+	} else {
+		log_err("store: expunge: begin failed: %s", sqlite3_errmsg(st->cdb.db));
+	}
+	if (j->result < 0) {
+		j->n_uids = 0;
+		for (size_t i = 0; i < j->n_blobs; i++)
+			x_free(&j->blobs[i]);
+		j->n_blobs = 0;
+	}
+	/* Only after COMMIT (see the top of this file). */
+	for (size_t i = 0; i < j->n_blobs; i++) {
+		int dir = store_blob_dir(j->blobs[i]);
+		if (unlinkat(st->blob_dfd[dir], j->blobs[i], 0) < 0 && errno != ENOENT)
+			log_warn("store: unlink blob %s: %s", j->blobs[i], strerror(errno));
+	}
+	loop_post(st->loop, expunge_done, j);
+}
+
+void store_expunge(struct store *st, const char *user, const char *mailbox, const uint32_t *uids,
+		   size_t n, store_expunge_cb *cb, void *arg)
+{
+	x_assert(st->started);
+	struct expunge_job *j = xcalloc(1, sizeof *j);
+	char *err = NULL;
+	int64_t user_id = 0;
+
+	j->st = st;
+	j->cb = cb;
+	j->arg = arg;
+	j->job.run = expunge_run;
+	if (mailbox_row(st, user, mailbox, &user_id, &j->mailbox_id, NULL, &err) != 1) {
+		log_warn("store: expunge: %s", err ? err : "lookup failed");
+		free(err);
+		j->result = -1;
+		loop_post(st->loop, expunge_done, j);
+		return;
+	}
+	j->uids = xcalloc(n ? n : 1, sizeof *j->uids);
+	if (n > 0)
+		memcpy(j->uids, uids, n * sizeof *uids);
+	j->n_uids = n;
+	if (n == 0) {
+		loop_post(st->loop, expunge_done, j);
+		return;
+	}
+	store_job_queue(st, &j->job);
+}

@@ -1,0 +1,531 @@
+"""End-to-end test infrastructure: start the real daemon on free loopback ports
+with a generated config and talk to it over sockets.
+
+The Makefile builds ./postern before pytest runs; nothing is built here.
+Override the binary with POSTERN_BIN=/path/to/postern.
+
+Every socket operation has a timeout and every wait loop is bounded.
+"""
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+POSTERN = os.environ.get("POSTERN_BIN", os.path.join(ROOT, "postern"))
+DOMAIN = "example.test"
+USERS = {
+    "alice@example.test": "alice-Secret-1",
+    "bob@example.test": "bob-Secret-2",
+    "carol@example.test": "carol-Secret-3",
+}
+SOCK_TIMEOUT = 15.0
+READY_TIMEOUT = 15.0
+CLI_TIMEOUT = 30.0
+
+# Options every test server gets; tests override with **opts.
+BASE_OPTS = {
+    "hostname": "mx.example.test",
+    "log_level": "info",
+    "workers": "2",
+    "smtp_max_message_size": "32m",
+    "smtp_max_recipients": "100",
+    "smtp_timeout": "30",
+    "smtp_data_timeout": "30",
+    "smtp_max_errors": "20",
+    "smtp_max_connections": "500",
+    "smtp_max_connections_per_ip": "500",
+    "smtp_auth_plaintext_loopback": "no",
+    "auth_max_failures": "1000",
+    "auth_failure_window": "60",
+}
+
+
+# --------------------------------------------------------------------------
+# TLS
+# --------------------------------------------------------------------------
+def client_tls_context():
+    """The test server's certificate is self-signed: do not verify it."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+@pytest.fixture(scope="session")
+def tls_pair(tmp_path_factory):
+    """One self-signed certificate for all test servers (faster than letting
+    every daemon generate its own; one test covers the daemon's generation)."""
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", key, "-out", cert, "-days", "30", "-subj", "/CN=mx.example.test"],
+        check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+# --------------------------------------------------------------------------
+# A line-oriented SMTP client that does exactly what it is told
+# --------------------------------------------------------------------------
+class Reply:
+    def __init__(self, code, lines):
+        self.code = code
+        self.lines = lines  # text after "NNN-" / "NNN "
+        m = re.match(r"^([245]\.\d{1,3}\.\d{1,3})\b", lines[-1] if lines else "")
+        self.enh = m.group(1) if m else None
+        self.text = "\n".join(lines)
+
+    def __repr__(self):
+        return "Reply(%d %r)" % (self.code, self.lines)
+
+
+class ClosedError(Exception):
+    pass
+
+
+class Client:
+    """Raw SMTP client: send bytes, read replies. No hidden retries."""
+
+    def __init__(self, host, port, tls=False, timeout=SOCK_TIMEOUT, read_greeting=True, source=None):
+        self.host, self.port, self.timeout = host, port, timeout
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
+        self.sock.settimeout(timeout)
+        if tls:
+            self.sock = client_tls_context().wrap_socket(self.sock)
+        self.buf = b""
+        self.greeting = self.reply() if read_greeting else None
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.sock.sendall(data)
+
+    def _fill(self, deadline):
+        if time.monotonic() > deadline:
+            raise socket.timeout("no complete line within %.0fs; have %r" % (self.timeout, self.buf[:200]))
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ClosedError("connection closed; pending %r" % self.buf[:200])
+        self.buf += chunk
+
+    def readline(self):
+        deadline = time.monotonic() + self.timeout
+        while b"\r\n" not in self.buf:
+            self._fill(deadline)
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line.decode("utf-8", "replace")
+
+    def reply(self):
+        lines = []
+        for _ in range(1000):
+            line = self.readline()
+            if not re.match(r"^\d{3}[ -]", line) and not re.match(r"^\d{3}$", line):
+                raise AssertionError("malformed reply line %r (so far %r)" % (line, lines))
+            lines.append(line[4:])
+            if len(line) == 3 or line[3] == " ":
+                return Reply(int(line[:3]), lines)
+        raise AssertionError("reply too long")
+
+    def cmd(self, line):
+        self.send(line + "\r\n" if isinstance(line, str) else line + b"\r\n")
+        return self.reply()
+
+    def ehlo(self, name="client.example.net"):
+        r = self.cmd("EHLO " + name)
+        assert r.code == 250, r
+        return [l.split(" ", 1)[0].upper() for l in r.lines[1:]], r
+
+    def starttls(self):
+        r = self.cmd("STARTTLS")
+        assert r.code == 220, r
+        assert self.buf == b"", "server sent bytes after 220 to STARTTLS: %r" % self.buf
+        self.sock = client_tls_context().wrap_socket(self.sock)
+        return r
+
+    def auth_plain(self, user, password):
+        import base64
+        tok = base64.b64encode(("\0%s\0%s" % (user, password)).encode()).decode()
+        return self.cmd("AUTH PLAIN " + tok)
+
+    def auth_login(self, user, password):
+        import base64
+        r = self.cmd("AUTH LOGIN")
+        if r.code != 334:
+            return r
+        r = self.cmd(base64.b64encode(user.encode()).decode())
+        if r.code != 334:
+            return r
+        return self.cmd(base64.b64encode(password.encode()).decode())
+
+    def data(self, message):
+        """DATA with dot-stuffing; message is bytes with CRLF line ends.
+        Returns the reply to the final dot (or to DATA if it was not 354)."""
+        r = self.cmd("DATA")
+        if r.code != 354:
+            return r
+        self.send(dot_stuff(message) + b".\r\n")
+        return self.reply()
+
+    def mail(self, mail_from, rcpts, message, mail_params="", expect_ok=True):
+        r = self.cmd("MAIL FROM:<%s>%s" % (mail_from, (" " + mail_params) if mail_params else ""))
+        if expect_ok:
+            assert r.code == 250, r
+        for rc in rcpts:
+            rr = self.cmd("RCPT TO:<%s>" % rc)
+            if expect_ok:
+                assert rr.code == 250, (rc, rr)
+        return self.data(message)
+
+    def expect_closed(self, timeout=5.0):
+        """True if the server closes the connection within timeout (any pending
+        bytes are collected into self.buf)."""
+        deadline = time.monotonic() + timeout
+        self.sock.settimeout(0.5)
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    chunk = self.sock.recv(65536)
+                except socket.timeout:
+                    continue
+                except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+                    return True
+                if not chunk:
+                    return True
+                self.buf += chunk
+            return False
+        finally:
+            self.sock.settimeout(self.timeout)
+
+    def pending(self, wait=0.5):
+        """Bytes that arrive within wait seconds without being asked for."""
+        self.sock.settimeout(wait)
+        try:
+            chunk = self.sock.recv(65536)
+            self.buf += chunk
+        except (socket.timeout, ssl.SSLWantReadError):
+            pass
+        finally:
+            self.sock.settimeout(self.timeout)
+        return self.buf
+
+
+def dot_stuff(message):
+    if isinstance(message, str):
+        message = message.encode("utf-8")
+    out = re.sub(rb"(^|\r\n)\.", rb"\1..", message)
+    if not out.endswith(b"\r\n"):
+        out += b"\r\n"
+    return out
+
+
+def crlf(text):
+    """Normalize any line ends to CRLF; returns bytes."""
+    if isinstance(text, str):
+        text = text.encode("utf-8")
+    return re.sub(rb"\r?\n", b"\r\n", text)
+
+
+def make_message(frm, to, subject, body, extra_headers=(), message_id=True, date=True):
+    h = ["From: <%s>" % frm, "To: <%s>" % to, "Subject: %s" % subject]
+    if date:
+        h.append("Date: Mon, 01 Jan 2024 00:00:00 +0000")
+    if message_id:
+        h.append("Message-ID: <%s.%d@client.example.net>" % (subject.replace(" ", "-"), random.getrandbits(48)))
+    h.extend(extra_headers)
+    return crlf("\r\n".join(h) + "\r\n\r\n" + body)
+
+
+def split_prepended(stored):
+    """Splits a stored message into (Return-Path value, [Received header bytes], rest).
+    postern prepends exactly "Return-Path: <...>\\r\\n" then one Received header
+    (possibly folded). Raises AssertionError if the stored message does not
+    start that way."""
+    assert stored.startswith(b"Return-Path: <"), "stored message does not begin with Return-Path: %r" % stored[:200]
+    eol = stored.index(b"\r\n")
+    rp = stored[len(b"Return-Path: "):eol]
+    rest = stored[eol + 2:]
+    assert rest.startswith(b"Received:"), "no Received header after Return-Path: %r" % rest[:200]
+    # The Received header: its first line plus continuation lines (start with WSP).
+    pos = rest.index(b"\r\n") + 2
+    for _ in range(100):
+        if rest[pos:pos + 1] in (b" ", b"\t"):
+            pos = rest.index(b"\r\n", pos) + 2
+        else:
+            break
+    return rp, rest[:pos], rest[pos:]
+
+
+# --------------------------------------------------------------------------
+# The daemon
+# --------------------------------------------------------------------------
+def _random_loopback():
+    return "127.%d.%d.%d" % (random.randint(1, 254), random.randint(0, 255), random.randint(2, 254))
+
+
+def _free_ports(host, n):
+    """n distinct free TCP ports on host (bind port 0; the small race until the
+    daemon binds is made unlikely by the random 127.x.y.z address)."""
+    socks, ports = [], []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind((host, 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+ALL_SERVERS = []
+
+
+class Postern:
+    def __init__(self, workdir, tls_pair=None, data_dir=None, **opts):
+        self.dir = str(workdir)
+        self.host = _random_loopback()
+        self.ports = dict(zip(("mx", "submission", "submissions", "pop3", "pop3s"),
+                              _free_ports(self.host, 5)))
+        self.data_dir = data_dir or os.path.join(self.dir, "data")
+        self.conf = os.path.join(self.dir, "postern.conf")
+        self.log_path = os.path.join(self.dir, "postern.log")
+        self.proc = None
+        self.starts = 0
+        o = dict(BASE_OPTS)
+        o["data_dir"] = self.data_dir
+        o["smtp_listen"] = "%s:%d" % (self.host, self.ports["mx"])
+        o["submission_listen"] = "%s:%d" % (self.host, self.ports["submission"])
+        o["submissions_listen"] = "%s:%d" % (self.host, self.ports["submissions"])
+        o["pop3_listen"] = "%s:%d" % (self.host, self.ports["pop3"])
+        o["pop3s_listen"] = "%s:%d" % (self.host, self.ports["pop3s"])
+        if tls_pair:
+            o["tls_cert"], o["tls_key"] = tls_pair
+        o.update({k: str(v) for k, v in opts.items() if v is not None})
+        for k in [k for k, v in opts.items() if v is None]:
+            o.pop(k, None)
+        self.opts = o
+        with open(self.conf, "w") as f:
+            f.write("# generated by tests/e2e/conftest.py\n")
+            for k, v in o.items():
+                f.write("%s = %s\n" % (k, v))
+        ALL_SERVERS.append(self)
+
+    # ---- CLI ----
+    def cli(self, *args, input=None, check=True, timeout=CLI_TIMEOUT):
+        """Runs `postern -c CONF ARGS...`; returns CompletedProcess with bytes."""
+        if isinstance(input, str):
+            input = input.encode("utf-8")
+        cmd = [POSTERN, "-c", self.conf] + [str(a) for a in args]
+        p = subprocess.run(cmd, input=input if input is not None else b"", capture_output=True,
+                           timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError("%s exited %d\nstdout: %s\nstderr: %s" % (
+                " ".join(cmd), p.returncode, p.stdout.decode("utf-8", "replace"),
+                p.stderr.decode("utf-8", "replace")))
+        return p
+
+    def cli_out(self, *args, **kw):
+        return self.cli(*args, **kw).stdout.decode("utf-8", "replace")
+
+    def setup_accounts(self, users=USERS):
+        self.cli("domain", "add", DOMAIN)
+        for addr, pw in users.items():
+            self.cli("user", "add", addr, input=pw + "\n")
+
+    def mail_list(self, user, mailbox=None):
+        """[(uid, size, internaldate, flags)]"""
+        args = ["mail", "list", user] + ([mailbox] if mailbox else [])
+        out = []
+        for line in self.cli_out(*args).splitlines():
+            if not line.strip():
+                continue
+            parts = line.split(None, 3)
+            assert len(parts) >= 3 and parts[0].isdigit(), "bad `mail list` line %r" % line
+            out.append((int(parts[0]), int(parts[1]), int(parts[2]), parts[3] if len(parts) > 3 else ""))
+        return out
+
+    def mail_cat(self, user, uid, mailbox=None):
+        args = ["mail", "cat", user, str(uid)] + ([mailbox] if mailbox else [])
+        return self.cli(*args).stdout
+
+    def messages(self, user, mailbox=None):
+        """All stored messages of user's mailbox as bytes, in UID order."""
+        return [self.mail_cat(user, m[0], mailbox) for m in self.mail_list(user, mailbox)]
+
+    def count(self, user):
+        return len(self.mail_list(user))
+
+    def queue(self):
+        return [l for l in self.cli_out("queue", "list").splitlines() if l.strip()]
+
+    def db(self):
+        import sqlite3
+        return sqlite3.connect("file:%s?mode=ro" % os.path.join(self.data_dir, "postern.db"), uri=True,
+                               timeout=10)
+
+    # ---- process ----
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def start(self):
+        assert self.proc is None or self.proc.poll() is not None
+        self.starts += 1
+        logf = open(self.log_path, "ab")
+        logf.write(b"---- start %d ----\n" % self.starts)
+        logf.flush()
+        self.proc = subprocess.Popen([POSTERN, "-c", self.conf, "serve"], stdin=subprocess.DEVNULL,
+                                     stdout=logf, stderr=logf, cwd=self.dir)
+        logf.close()
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=READY_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        marker = "---- start %d ----" % self.starts
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("postern serve exited with %s before ready; log:\n%s" % (
+                    self.proc.returncode, self.log()))
+            log = self.log()
+            if "ready" in log[log.rfind(marker):] and self._ports_accept():
+                return
+            time.sleep(0.05)
+        raise AssertionError("postern not ready within %.0fs; log:\n%s" % (timeout, self.log()))
+
+    def _ports_accept(self):
+        for port in self.ports.values():
+            try:
+                socket.create_connection((self.host, port), timeout=1).close()
+            except OSError:
+                return False
+        return True
+
+    def stop(self, timeout=10.0):
+        """SIGTERM by PID, SIGKILL after timeout. Returns the exit status."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError("postern did not exit within %.0fs of SIGTERM" % timeout)
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    # ---- clients ----
+    def client(self, role="mx", tls=None, **kw):
+        if tls is None:
+            tls = role == "submissions"
+        return Client(self.host, self.ports[role], tls=tls, **kw)
+
+    def authed(self, user="alice@example.test", password=None, role="submission"):
+        """A submission session after EHLO, STARTTLS (587), EHLO, AUTH PLAIN."""
+        c = self.client(role)
+        c.ehlo()
+        if role == "submission":
+            c.starttls()
+            c.ehlo()
+        r = c.auth_plain(user, password or USERS[user])
+        assert r.code == 235, r
+        return c
+
+
+def _new_server(tmp_path_factory, tls_pair, name, accounts=True, start=True, **opts):
+    d = tmp_path_factory.mktemp(name)
+    srv = Postern(d, tls_pair, **opts)
+    if accounts:
+        srv.setup_accounts()
+    if start:
+        srv.start()
+    return srv
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tls_pair):
+    """A running daemon shared by a test module, with example.test and alice,
+    bob, carol."""
+    srv = _new_server(tmp_path_factory, tls_pair, "postern")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def make_server(tmp_path_factory, tls_pair):
+    """Factory for a private daemon with option overrides:
+    make_server(smtp_timeout=2, start=True, accounts=True)."""
+    made = []
+
+    def make(name="postern", accounts=True, start=True, **opts):
+        srv = _new_server(tmp_path_factory, tls_pair, name, accounts=accounts, start=start, **opts)
+        made.append(srv)
+        return srv
+
+    yield make
+    for srv in made:
+        try:
+            srv.stop()
+        except AssertionError as e:
+            print(e)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On failure, attach what each daemon logged during the test to the report."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when not in ("setup", "call") or not rep.failed:
+        return
+    offsets = getattr(item, "_postern_offsets", {})
+    for s in ALL_SERVERS:
+        text = s.log()[offsets.get(id(s), 0):]
+        if text:
+            rep.sections.append(("postern log %s (%s)" % (s.dir, s.host), text[-20000:]))
+
+
+@pytest.fixture(autouse=True)
+def _log_offsets(request):
+    request.node._postern_offsets = {id(s): len(s.log()) for s in ALL_SERVERS}
+    yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _check_binary():
+    if not os.access(POSTERN, os.X_OK):
+        pytest.exit("no executable %s: run `make` first" % POSTERN, returncode=2)
+    yield
