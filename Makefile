@@ -67,4 +67,5 @@ clean:
 	rm -rf build build-san postern
 
 .PHONY: all unit e2e test deps format clean postern
+.SECONDARY:
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -18,6 +18,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "auth/login.h"
 #include "auth/password.h"
 #include "core/config.h"
 #include "core/listener.h"
@@ -245,6 +246,7 @@ static int cmd_serve(const struct config *cfg)
 			       cfg->pop3_listen, cfg->pop3s_listen};
 	struct store *st = NULL;
 	struct pool *workers = NULL;
+	struct auth_login *login = NULL;
 	SSL_CTX *tls = NULL;
 	int ret = 1;
 	sigset_t mask;
@@ -276,8 +278,9 @@ static int cmd_serve(const struct config *cfg)
 		log_err("store: cannot start the committer");
 		goto out;
 	}
-	d.smtp = smtp_server_new(d.loop, workers, st, cfg, tls);
-	d.pop3 = pop3_server_new(d.loop, workers, st, cfg, tls);
+	login = auth_login_new(cfg->auth_cache_ttl);
+	d.smtp = smtp_server_new(d.loop, workers, st, cfg, tls, login);
+	d.pop3 = pop3_server_new(d.loop, workers, st, cfg, tls, login);
 	d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (d.sigfd < 0 || loop_add(d.loop, d.sigfd, LOOP_READ, on_signal, &d) < 0) {
 		log_err("signalfd: %s", strerror(errno));
@@ -299,6 +302,7 @@ out:
 	}
 	if (workers)
 		pool_free(&workers);
+	auth_login_free(&login); /* after the workers that use it */
 	if (st)
 		store_close(&st);
 	if (tls)

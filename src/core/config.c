@@ -109,6 +109,10 @@ static const struct option config_options[] = {
 	 "are refused.", NULL},
 	{"auth_failure_window", OPT_DURATION, OFF(auth_failure_window), "300", 1, 86400,
 	 "Window in seconds for auth_max_failures.", NULL},
+	{"auth_cache_ttl", OPT_DURATION, OFF(auth_cache_ttl), "1h", 0, 7 * 86400,
+	 "How long a successful login is remembered (as a keyed MAC, in memory only) so that "
+	 "repeated logins skip the deliberately slow password hash. Failed logins are never "
+	 "cached. 0 disables.", NULL},
 	{"commit_delay_us", OPT_INT, OFF(commit_delay_us), "0", 0, 100000,
 	 "Group commit: microseconds the committer waits for more messages before syncing a "
 	 "batch. 0: batch only what is already waiting (batches still form under load).", NULL},

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "auth/password.h"
+#include "auth/login.h"
 #include "auth/sasl.h"
 #include "core/log.h"
 #include "core/pool.h"
@@ -297,8 +297,8 @@ struct auth_job {
 	struct pop3_session *s;
 	char *user;
 	char *pass;
-	char *hash;   /* NULL: unknown user and no dummy hash yet */
-	bool unknown; /* the account does not exist */
+	char *hash; /* NULL: no such account */
+	struct auth_login *login;
 	int result;
 };
 
@@ -307,9 +307,7 @@ static void auth_work(void *arg)
 	struct auth_job *j = arg;
 
 	/* Slow on purpose (argon2id): on a worker, never on the loop. */
-	j->result = j->hash != NULL ? password_verify(j->hash, j->pass) : 0;
-	if (j->unknown)
-		j->result = 0;
+	j->result = auth_login_verify(j->login, j->user, j->hash, j->pass);
 	explicit_bzero(j->pass, strlen(j->pass));
 }
 
@@ -399,7 +397,8 @@ static void login_ok(struct pop3_session *s, const char *user)
 	struct snap sn = {0};
 	char *err = NULL;
 
-	throttle_clear(srv->fail_ip, s->ip);
+	/* Only the account's own failures are forgiven: one valid account must
+	 * not reset the IP's budget for guessing others. */
 	throttle_clear(srv->fail_user, key);
 	if (pop3_lock(srv, key) < 0) {
 		log_info("pop3 login client=%s user=%s: maildrop in use", s->ip, key);
@@ -487,12 +486,8 @@ static void login_check(struct pop3_session *s, char *authz, char *user, char *p
 	j->user = user;
 	j->pass = pass;
 	user = pass = NULL;
-	if (k == 0) {
-		j->unknown = true;
-		j->hash = srv->dummy_ready ? xstrdup(srv->dummy_hash) : NULL;
-	} else {
-		j->hash = hash;
-	}
+	j->hash = hash; /* NULL when k == 0: no such account */
+	j->login = srv->login;
 	s->busy++;
 	pop3_park(s);
 	pool_submit(srv->workers, auth_work, auth_done, j);

@@ -9,7 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "auth/password.h"
 #include "auth/sasl.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
@@ -486,32 +485,8 @@ void pop3_server_accept(struct pop3_server *srv, int fd, enum pop3_role role)
 
 /* ---- the server ---- */
 
-struct pop3_dummy_job {
-	struct pop3_server *srv; /* NULL if the server was freed meanwhile */
-	char *hash;
-};
-
-static void dummy_work(void *arg)
-{
-	struct pop3_dummy_job *j = arg;
-	j->hash = password_hash("postern pop3 timing equaliser");
-}
-
-static void dummy_done(void *arg)
-{
-	struct pop3_dummy_job *j = arg;
-	if (j->srv != NULL) {
-		j->srv->dummy_hash = j->hash;
-		j->srv->dummy_ready = true;
-		j->srv->dummy_job = NULL;
-	} else {
-		free(j->hash);
-	}
-	free(j);
-}
-
 struct pop3_server *pop3_server_new(struct loop *l, struct pool *workers, struct store *st,
-				    const struct config *cfg, SSL_CTX *tls)
+				    const struct config *cfg, SSL_CTX *tls, struct auth_login *login)
 {
 	struct pop3_server *srv = xcalloc(1, sizeof *srv);
 	unsigned max = (unsigned)(cfg->auth_max_failures > 0 ? cfg->auth_max_failures : 1);
@@ -521,14 +496,11 @@ struct pop3_server *pop3_server_new(struct loop *l, struct pool *workers, struct
 	srv->st = st;
 	srv->cfg = cfg;
 	srv->tls = tls;
+	srv->login = login;
 	srv->fail_ip = throttle_new(max, cfg->auth_failure_window, POP3_THROTTLE_KEYS);
 	/* Per account, twice the per-IP budget: guessing from many addresses is
 	 * slowed down without letting one address lock a user out cheaply. */
 	srv->fail_user = throttle_new(2 * max, cfg->auth_failure_window, POP3_THROTTLE_KEYS);
-	struct pop3_dummy_job *j = xcalloc(1, sizeof *j);
-	j->srv = srv;
-	srv->dummy_job = j;
-	pool_submit(workers, dummy_work, dummy_done, j);
 	return srv;
 }
 
@@ -547,14 +519,11 @@ void pop3_server_free(struct pop3_server **srvp)
 		 * frees the session. */
 		unlink_session(s);
 	}
-	if (srv->dummy_job != NULL)
-		srv->dummy_job->srv = NULL;
 	throttle_free(&srv->fail_ip);
 	throttle_free(&srv->fail_user);
 	for (size_t i = 0; i < srv->n_locks; i++)
 		free(srv->locks[i]);
 	free(srv->locks);
-	x_free(&srv->dummy_hash);
 	free(srv);
 	*srvp = NULL;
 }

@@ -3,6 +3,7 @@
 #ifndef POSTERN_POP3_SERVER_H
 #define POSTERN_POP3_SERVER_H
 #include <openssl/ssl.h>
+#include "auth/login.h"
 #include "core/config.h"
 #include "core/loop.h"
 #include "core/pool.h"
@@ -18,7 +19,8 @@ struct pop3_server;
 /* cfg, store, pool and tls must outlive the server; tls may be NULL only if
  * no POP3S listener exists (then STLS is not offered). */
 struct pop3_server *pop3_server_new(struct loop *l, struct pool *workers, struct store *st,
-				    const struct config *cfg, SSL_CTX *tls);
+				    const struct config *cfg, SSL_CTX *tls,
+				    struct auth_login *login);
 /* Closes every session (no deletions happen for sessions not in UPDATE) and
  * frees. */
 void pop3_server_free(struct pop3_server **srvp);

@@ -38,9 +38,7 @@ struct pop3_server {
 	 * (lower-case) user names of sessions in TRANSACTION or UPDATE. */
 	char **locks;
 	size_t n_locks, cap_locks;
-	char *dummy_hash; /* verified against for unknown users (timing) */
-	bool dummy_ready;
-	struct pop3_dummy_job *dummy_job;
+	struct auth_login *login; /* password checks, shared by all protocols */
 };
 
 enum pop3_state {

@@ -4,7 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "auth/password.h"
+#include "auth/login.h"
 #include "auth/sasl.h"
 #include "core/log.h"
 #include "core/pool.h"
@@ -362,8 +362,8 @@ struct auth_job {
 	struct smtp_session *s;
 	char *user;
 	char *pass;
-	char *hash;   /* NULL: unknown user and no dummy hash yet */
-	bool unknown; /* the account does not exist */
+	char *hash; /* NULL: no such account */
+	struct auth_login *login;
 	int result;
 };
 
@@ -372,9 +372,7 @@ static void auth_work(void *arg)
 	struct auth_job *j = arg;
 
 	/* Slow on purpose (argon2id): on a worker, never on the loop. */
-	j->result = j->hash != NULL ? password_verify(j->hash, j->pass) : 0;
-	if (j->unknown)
-		j->result = 0;
+	j->result = auth_login_verify(j->login, j->user, j->hash, j->pass);
 	explicit_bzero(j->pass, strlen(j->pass));
 }
 
@@ -432,7 +430,8 @@ static void auth_done(void *arg)
 		return;
 	}
 	if (j->result == 1) {
-		throttle_clear(s->srv->auth_fail, s->ip);
+		/* The IP's failures are not forgiven on success: one valid
+		 * account must not reset the budget for guessing others. */
 		s->auth_user = j->user;
 		j->user = NULL;
 		log_info("smtp auth ok client=%s user=%s", s->ip, s->auth_user);
@@ -474,12 +473,8 @@ static void auth_check(struct smtp_session *s, char *authz, char *user, char *pa
 	j->s = s;
 	j->user = user;
 	j->pass = pass;
-	if (k == 0) {
-		j->unknown = true;
-		j->hash = srv->dummy_ready ? xstrdup(srv->dummy_hash) : NULL;
-	} else {
-		j->hash = hash;
-	}
+	j->hash = hash; /* NULL when k == 0: no such account */
+	j->login = srv->login;
 	s->busy++;
 	smtp_park(s);
 	pool_submit(srv->workers, auth_work, auth_done, j);

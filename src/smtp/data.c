@@ -200,6 +200,27 @@ static inline void raw_byte(struct smtp_data *d, struct obuf *o, unsigned char c
 	hdr_byte(d, o, c);
 }
 
+/* Fast path: inside a line (not at its start, no CR pending, no header
+ * field name being collected), a run of bytes other than CR and LF changes no
+ * state but the line length, so it is copied whole instead of byte by byte. */
+static size_t plain_run(struct smtp_data *d, struct obuf *o, const char *p, size_t n)
+{
+	if (d->dot != 0 || d->bol || d->cr || (d->in_headers && d->hcollect))
+		return 0;
+	size_t k = 0;
+	while (k < n && p[k] != '\r' && p[k] != '\n')
+		k++;
+	if (k == 0)
+		return 0;
+	d->line_len += k;
+	if (d->line_len > d->max_line)
+		d->long_line = true;
+	if (d->in_headers)
+		d->hprev = (unsigned char)p[k - 1];
+	ob_put(o, p, k);
+	return k;
+}
+
 int smtp_data_feed(struct smtp_data *d, const char *p, size_t n, size_t *used_r)
 {
 	struct obuf o;
@@ -208,6 +229,11 @@ int smtp_data_feed(struct smtp_data *d, const char *p, size_t n, size_t *used_r)
 	o.d = d;
 	o.n = 0;
 	for (i = 0; i < n; i++) {
+		size_t run = plain_run(d, &o, p + i, n - i);
+		if (run > 0) {
+			i += run - 1; /* the loop adds the last one */
+			continue;
+		}
 		unsigned char c = (unsigned char)p[i];
 
 		/* RFC 5321 4.5.3.1.6: text line limit, CRLF included. */

@@ -10,7 +10,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "auth/password.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "smtp/session.h"
@@ -511,34 +510,8 @@ void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role)
 
 /* ---- the server ---- */
 
-/* A hash to verify unknown users' passwords against, so that a missing
- * account takes as long as a wrong password. Made once on a worker. */
-struct dummy_job {
-	struct smtp_server *srv; /* NULL if the server was freed meanwhile */
-	char *hash;
-};
-
-static void dummy_work(void *arg)
-{
-	struct dummy_job *j = arg;
-	j->hash = password_hash("postern timing equaliser");
-}
-
-static void dummy_done(void *arg)
-{
-	struct dummy_job *j = arg;
-	if (j->srv != NULL) {
-		j->srv->dummy_hash = j->hash;
-		j->srv->dummy_ready = true;
-		j->srv->dummy_job = NULL;
-	} else {
-		free(j->hash);
-	}
-	free(j);
-}
-
 struct smtp_server *smtp_server_new(struct loop *l, struct pool *workers, struct store *st,
-				    const struct config *cfg, SSL_CTX *tls)
+				    const struct config *cfg, SSL_CTX *tls, struct auth_login *login)
 {
 	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
 	struct timespec ts;
@@ -548,16 +521,13 @@ struct smtp_server *smtp_server_new(struct loop *l, struct pool *workers, struct
 	srv->st = st;
 	srv->cfg = cfg;
 	srv->tls = tls;
+	srv->login = login;
 	srv->auth_fail = throttle_new((unsigned)(cfg->auth_max_failures > 0 ? cfg->auth_max_failures
 									     : 1),
 				      cfg->auth_failure_window, SMTP_THROTTLE_KEYS);
 	srv->pregreet_passed = xcalloc(SMTP_PREGREET_SLOTS, sizeof(*srv->pregreet_passed));
 	clock_gettime(CLOCK_REALTIME, &ts);
 	srv->txseq = (uint32_t)ts.tv_nsec;
-	struct dummy_job *j = xcalloc(1, sizeof(*j));
-	j->srv = srv;
-	srv->dummy_job = j;
-	pool_submit(workers, dummy_work, dummy_done, j);
 	return srv;
 }
 
@@ -574,11 +544,8 @@ void smtp_server_free(struct smtp_server **srvp)
 		/* The conn's on_close (from the loop) frees the session. */
 		unlink_session(s);
 	}
-	if (srv->dummy_job != NULL)
-		srv->dummy_job->srv = NULL;
 	throttle_free(&srv->auth_fail);
 	free(srv->pregreet_passed);
-	x_free(&srv->dummy_hash);
 	free(srv);
 	*srvp = NULL;
 }

@@ -41,9 +41,7 @@ struct smtp_server {
 	int nsessions;
 	uint32_t txseq;
 	struct smtp_pregreet_pass *pregreet_passed; /* SMTP_PREGREET_SLOTS, direct-mapped */
-	char *dummy_hash; /* verified against for unknown users (timing) */
-	bool dummy_ready;
-	struct dummy_job *dummy_job; /* while the dummy hash is being made */
+	struct auth_login *login; /* password checks, shared by all protocols */
 };
 
 enum smtp_state {

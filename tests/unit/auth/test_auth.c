@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/login.h"
 #include "auth/password.h"
 #include "auth/sasl.h"
 #include "auth/throttle.h"
@@ -400,6 +401,38 @@ static void test_throttle_evict(void)
 	throttle_free(&t);
 }
 
+/* The verified-login cache: hits only for the same user, hash and password;
+ * failures and unknown accounts are never remembered. */
+static void test_login_cache(void)
+{
+	char *h1 = password_hash("right"), *h2 = password_hash("newpass");
+	struct auth_login *al = auth_login_new(3600);
+
+	CHECK_INT(1, auth_login_verify(al, "a@x.test", h1, "right"), 1);
+	CHECK_INT(2, auth_login_cache_hits(al), 0);
+	CHECK_INT(3, auth_login_verify(al, "a@x.test", h1, "right"), 1);
+	CHECK_INT(4, auth_login_cache_hits(al), 1);
+	CHECK_INT(5, auth_login_verify(al, "a@x.test", h1, "wrong"), 0);
+	CHECK_INT(6, auth_login_verify(al, "a@x.test", h1, "wrong"), 0);
+	CHECK_INT(7, auth_login_cache_hits(al), 1);
+	/* password changed: the old one must not be let in from the cache */
+	CHECK_INT(8, auth_login_verify(al, "a@x.test", h2, "right"), 0);
+	CHECK_INT(9, auth_login_verify(al, "b@x.test", h1, "right"), 1); /* other user: full check */
+	CHECK_INT(10, auth_login_cache_hits(al), 1);
+	CHECK_INT(11, auth_login_verify(al, "nobody@x.test", NULL, "right"), 0);
+	CHECK_INT(12, auth_login_verify(al, "a@x.test", "{BOGUS}zz", "right"), -1);
+	auth_login_free(&al);
+	CHECK(al == NULL);
+
+	al = auth_login_new(0); /* cache off */
+	CHECK_INT(13, auth_login_verify(al, "a@x.test", h1, "right"), 1);
+	CHECK_INT(14, auth_login_verify(al, "a@x.test", h1, "right"), 1);
+	CHECK_INT(15, auth_login_cache_hits(al), 0);
+	auth_login_free(&al);
+	free(h1);
+	free(h2);
+}
+
 int main(void)
 {
 	test_run("base64_encode", test_base64_encode);
@@ -412,5 +445,6 @@ int main(void)
 	test_run("sasl_login", test_sasl_login);
 	test_run("throttle_window", test_throttle_window);
 	test_run("throttle_evict", test_throttle_evict);
+	test_run("login_cache", test_login_cache);
 	return test_done("test_auth");
 }
