@@ -13,6 +13,7 @@
 
 #include "auth/password.h"
 #include "core/log.h"
+#include "core/pool.h"
 #include "core/xmalloc.h"
 
 /* Direct-mapped: a collision only costs one full verification. 72 bytes a
@@ -159,4 +160,42 @@ unsigned long auth_login_cache_hits(struct auth_login *al)
 	unsigned long n = al->hits;
 	pthread_mutex_unlock(&al->mu);
 	return n;
+}
+
+struct login_job {
+	struct auth_login *al;
+	char *user, *hash, *pass;
+	int result;
+	auth_login_cb *cb;
+	void *arg;
+};
+
+static void login_work(void *arg)
+{
+	struct login_job *j = arg;
+	j->result = auth_login_verify(j->al, j->user, j->hash, j->pass);
+	explicit_bzero(j->pass, strlen(j->pass));
+}
+
+static void login_done(void *arg)
+{
+	struct login_job *j = arg;
+	j->cb(j->arg, j->result, j->user);
+	free(j->user);
+	free(j->hash);
+	free(j->pass);
+	free(j);
+}
+
+void auth_login_check(struct auth_login *al, struct pool *workers, char *user, char *hash,
+		      char *password, auth_login_cb *cb, void *arg)
+{
+	struct login_job *j = xcalloc(1, sizeof(*j));
+	j->al = al;
+	j->user = user;
+	j->hash = hash;
+	j->pass = password;
+	j->cb = cb;
+	j->arg = arg;
+	pool_submit(workers, login_work, login_done, j);
 }

@@ -23,6 +23,18 @@ void auth_login_free(struct auth_login **alp);
 int auth_login_verify(struct auth_login *al, const char *user, const char *hash,
 		      const char *password);
 
+struct pool;
+/* Result of auth_login_check, on the loop thread: result as auth_login_verify;
+ * user is the name that was checked (valid during the call only). */
+typedef void auth_login_cb(void *arg, int result, const char *user);
+
+/* The asynchronous form every protocol uses: runs auth_login_verify on a
+ * worker of workers, then cb(arg, result, user) on the loop. Takes ownership
+ * of user, hash (NULL: no such account) and password (wiped after use). The
+ * caller keeps arg alive until cb runs (it parks its session meanwhile). */
+void auth_login_check(struct auth_login *al, struct pool *workers, char *user, char *hash,
+		      char *password, auth_login_cb *cb, void *arg);
+
 /* Logins answered from the cache so far (for metrics and tests). */
 unsigned long auth_login_cache_hits(struct auth_login *al);
 

@@ -771,3 +771,9 @@ void conn_close(struct conn *c)
 		return; /* conn_deliver flushes when on_data returns */
 	conn_flush(c);
 }
+
+bool conn_peer_is_loopback(const struct conn *c)
+{
+	return strncmp(c->peer_ip, "127.", 4) == 0 || strcmp(c->peer_ip, "::1") == 0 ||
+	       strncmp(c->peer_ip, "::ffff:127.", 11) == 0;
+}

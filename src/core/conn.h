@@ -66,6 +66,9 @@ bool conn_is_tls(const struct conn *c);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" or "" when not TLS. */
 const char *conn_tls_info(const struct conn *c);
 
+/* True if the peer is on loopback (127.0.0.0/8, ::1, or IPv4-mapped 127/8). */
+bool conn_peer_is_loopback(const struct conn *c);
+
 /* Stop / restart delivering on_data (input stays in the kernel; TCP backpressure). */
 void conn_pause(struct conn *c);
 void conn_resume(struct conn *c);

@@ -293,32 +293,6 @@ static void cmd_utf8(struct pop3_session *s, const char *args)
 
 /* ---- login ---- */
 
-struct auth_job {
-	struct pop3_session *s;
-	char *user;
-	char *pass;
-	char *hash; /* NULL: no such account */
-	struct auth_login *login;
-	int result;
-};
-
-static void auth_work(void *arg)
-{
-	struct auth_job *j = arg;
-
-	/* Slow on purpose (argon2id): on a worker, never on the loop. */
-	j->result = auth_login_verify(j->login, j->user, j->hash, j->pass);
-	explicit_bzero(j->pass, strlen(j->pass));
-}
-
-static void auth_job_free(struct auth_job *j)
-{
-	free(j->user);
-	free(j->pass);
-	free(j->hash);
-	free(j);
-}
-
 static char *canonical_user(const char *user)
 {
 	char *u = xstrdup(user);
@@ -434,22 +408,18 @@ static void login_ok(struct pop3_session *s, const char *user)
 		   m->total_bytes);
 }
 
-static void auth_done(void *arg)
+static void auth_done(void *arg, int result, const char *user)
 {
-	struct auth_job *j = arg;
-	struct pop3_session *s = j->s;
+	struct pop3_session *s = arg;
 
-	if (pop3_release(s) || s->c == NULL || s->srv == NULL || s->state == POP3_S_CLOSING) {
-		auth_job_free(j);
+	if (pop3_release(s) || s->c == NULL || s->srv == NULL || s->state == POP3_S_CLOSING)
 		return;
-	}
-	if (j->result == 1) {
-		login_ok(s, j->user);
+	if (result == 1) {
+		login_ok(s, user);
 		pop3_unpark(s);
 	} else {
-		login_failed(s, j->user);
+		login_failed(s, user);
 	}
-	auth_job_free(j);
 }
 
 /* Takes ownership of the three strings. */
@@ -481,16 +451,11 @@ static void login_check(struct pop3_session *s, char *authz, char *user, char *p
 		pop3_reply_err(s, "SYS/TEMP", "temporary authentication failure");
 		goto out;
 	}
-	struct auth_job *j = xcalloc(1, sizeof *j);
-	j->s = s;
-	j->user = user;
-	j->pass = pass;
-	user = pass = NULL;
-	j->hash = hash; /* NULL when k == 0: no such account */
-	j->login = srv->login;
 	s->busy++;
 	pop3_park(s);
-	pool_submit(srv->workers, auth_work, auth_done, j);
+	/* hash is NULL when k == 0: no such account (checked all the same) */
+	auth_login_check(srv->login, srv->workers, user, hash, pass, auth_done, s);
+	user = pass = NULL;
 out:
 	free(authz);
 	free(user);

@@ -426,12 +426,6 @@ bool pop3_creds_allowed(const struct pop3_session *s)
 	return s->tls || (s->loopback && s->srv->cfg->pop3_auth_plaintext_loopback);
 }
 
-static bool is_loopback(const char *ip)
-{
-	return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
-	       strncmp(ip, "::ffff:127.", 11) == 0;
-}
-
 void pop3_server_accept(struct pop3_server *srv, int fd, enum pop3_role role)
 {
 	SSL_CTX *ctx = role == POP3_ROLE_POP3S ? srv->tls : NULL;
@@ -454,7 +448,7 @@ void pop3_server_accept(struct pop3_server *srv, int fd, enum pop3_role role)
 		return;
 	}
 	snprintf(s->ip, sizeof s->ip, "%s", s->c->peer_ip);
-	s->loopback = is_loopback(s->ip);
+	s->loopback = conn_peer_is_loopback(s->c);
 	s->next = srv->sessions;
 	if (srv->sessions != NULL)
 		srv->sessions->prev = s;

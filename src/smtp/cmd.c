@@ -358,32 +358,6 @@ static void cmd_starttls(struct smtp_session *s, const char *args)
 
 /* ---- AUTH (RFC 4954) ---- */
 
-struct auth_job {
-	struct smtp_session *s;
-	char *user;
-	char *pass;
-	char *hash; /* NULL: no such account */
-	struct auth_login *login;
-	int result;
-};
-
-static void auth_work(void *arg)
-{
-	struct auth_job *j = arg;
-
-	/* Slow on purpose (argon2id): on a worker, never on the loop. */
-	j->result = auth_login_verify(j->login, j->user, j->hash, j->pass);
-	explicit_bzero(j->pass, strlen(j->pass));
-}
-
-static void auth_job_free(struct auth_job *j)
-{
-	free(j->user);
-	free(j->pass);
-	free(j->hash);
-	free(j);
-}
-
 static void auth_fail_reply(void *arg)
 {
 	struct smtp_session *s = arg;
@@ -419,30 +393,26 @@ static void auth_failed(struct smtp_session *s, const char *user)
 	s->delay = loop_timer_add(s->l, SMTP_AUTH_FAIL_DELAY_MS, auth_fail_reply, s);
 }
 
-static void auth_done(void *arg)
+static void auth_done(void *arg, int result, const char *user)
 {
-	struct auth_job *j = arg;
-	struct smtp_session *s = j->s;
+	struct smtp_session *s = arg;
 
 	if (s->c == NULL || s->srv == NULL || s->state == SMTP_S_CLOSING) {
 		smtp_release(s);
-		auth_job_free(j);
 		return;
 	}
-	if (j->result == 1) {
+	if (result == 1) {
 		/* The IP's failures are not forgiven on success: one valid
 		 * account must not reset the budget for guessing others. */
-		s->auth_user = j->user;
-		j->user = NULL;
+		s->auth_user = xstrdup(user);
 		log_info("smtp auth ok client=%s user=%s", s->ip, s->auth_user);
 		smtp_reply(s, 235, "2.7.0", "Authentication successful");
 		smtp_release(s);
 		smtp_unpark(s);
 	} else {
 		smtp_release(s);
-		auth_failed(s, j->user);
+		auth_failed(s, user);
 	}
-	auth_job_free(j);
 }
 
 /* Takes ownership of the three strings. */
@@ -469,15 +439,10 @@ static void auth_check(struct smtp_session *s, char *authz, char *user, char *pa
 		free(pass);
 		return;
 	}
-	struct auth_job *j = xcalloc(1, sizeof(*j));
-	j->s = s;
-	j->user = user;
-	j->pass = pass;
-	j->hash = hash; /* NULL when k == 0: no such account */
-	j->login = srv->login;
 	s->busy++;
 	smtp_park(s);
-	pool_submit(srv->workers, auth_work, auth_done, j);
+	/* hash is NULL when k == 0: no such account (checked all the same) */
+	auth_login_check(srv->login, srv->workers, user, hash, pass, auth_done, s);
 }
 
 static void auth_plain(struct smtp_session *s, const char *resp)

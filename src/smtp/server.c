@@ -444,12 +444,6 @@ bool smtp_auth_allowed(const struct smtp_session *s)
 	return s->tls || (s->loopback && s->srv->cfg->smtp_auth_plaintext_loopback);
 }
 
-static bool is_loopback(const char *ip)
-{
-	return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
-	       strncmp(ip, "::ffff:127.", 11) == 0;
-}
-
 void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role)
 {
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
@@ -472,7 +466,7 @@ void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role)
 		return;
 	}
 	snprintf(s->ip, sizeof(s->ip), "%s", s->c->peer_ip);
-	s->loopback = is_loopback(s->ip);
+	s->loopback = conn_peer_is_loopback(s->c);
 	s->next = srv->sessions;
 	if (srv->sessions != NULL)
 		srv->sessions->prev = s;
