@@ -6,6 +6,7 @@
  * exists, else the built-in defaults. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <grp.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -189,7 +190,23 @@ static int open_listeners(struct daemon *d, struct accept_ctx *ctx, const char *
 	return ret;
 }
 
-/* Binds need root for ports < 1024; everything after runs as cfg->user. */
+static uid_t chown_uid;
+static gid_t chown_gid;
+
+static int chown_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	if ((sb->st_uid != chown_uid || sb->st_gid != chown_gid) &&
+	    lchown(path, chown_uid, chown_gid) < 0) {
+		log_err("cannot give %s to the postern user: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Started as root (to bind ports below 1024), postern runs as cfg->user: the
+ * daemon after binding its listeners and loading its certificate, the admin
+ * commands before touching the store. The data directory is handed to that
+ * user first, so files an earlier root run created stay usable. */
 static int drop_privileges(const struct config *cfg)
 {
 	if (geteuid() != 0)
@@ -203,12 +220,15 @@ static int drop_privileges(const struct config *cfg)
 		log_err("user: no such system user \"%s\"", cfg->user);
 		return -1;
 	}
-	if (chown(cfg->data_dir, pw->pw_uid, pw->pw_gid) < 0 ||
-	    setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+	chown_uid = pw->pw_uid;
+	chown_gid = pw->pw_gid;
+	if (nftw(cfg->data_dir, chown_entry, 16, FTW_PHYS) != 0)
+		return -1;
+	if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
 		log_err("cannot drop privileges to %s: %s", cfg->user, strerror(errno));
 		return -1;
 	}
-	log_info("running as user %s", cfg->user);
+	log_debug("running as user %s (uid %u)", cfg->user, (unsigned)pw->pw_uid);
 	return 0;
 }
 
@@ -265,13 +285,13 @@ static int cmd_serve(const struct config *cfg)
 	for (size_t i = 0; i < sizeof ctx / sizeof ctx[0]; i++)
 		if (open_listeners(&d, &ctx[i], lists[i]) < 0)
 			goto out;
-	/* Created before dropping privileges so that it can be given to cfg->user. */
-	if (mkdir_private(cfg->data_dir) < 0 || drop_privileges(cfg) < 0)
-		goto out;
+	/* The certificate is read (or made) before dropping privileges: keys
+	 * such as /etc/letsencrypt/.../privkey.pem are readable by root only. */
 	umask(077);
-	if ((st = open_store(cfg)) == NULL)
+	if (mkdir_private(cfg->data_dir) < 0 || (tls = setup_tls(cfg)) == NULL ||
+	    drop_privileges(cfg) < 0)
 		goto out;
-	if ((tls = setup_tls(cfg)) == NULL)
+	if ((st = open_store(cfg)) == NULL)
 		goto out;
 	workers = pool_new(d.loop, cfg->workers);
 	if (store_start(st, d.loop, (unsigned)cfg->commit_delay_us) < 0) {
@@ -535,7 +555,10 @@ int main(int argc, char **argv)
 	} else if (strcmp(cmd, "domain") == 0 || strcmp(cmd, "user") == 0 ||
 		   strcmp(cmd, "alias") == 0 || strcmp(cmd, "mailbox") == 0 ||
 		   strcmp(cmd, "mail") == 0 || strcmp(cmd, "queue") == 0) {
-		struct store *st = open_store(&cfg);
+		umask(077);
+		struct store *st = mkdir_private(cfg.data_dir) == 0 && drop_privileges(&cfg) == 0
+					   ? open_store(&cfg)
+					   : NULL;
 		if (st == NULL) {
 			config_free(&cfg);
 			return 1;

@@ -263,3 +263,40 @@ def test_self_signed_certificate_and_sigterm(make_server):
     srv.start()
     assert open(cert, "rb").read() == first, "the certificate must be kept across restarts"
     assert srv.stop() == 0
+
+
+def test_privilege_drop_to_configured_user(make_server):
+    """Started as root with `user` set, the daemon and the admin commands run as
+    that user, and every file of the data directory belongs to it."""
+    import pwd
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a system user and switch to it")
+    name = "postern-test"
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        name], check=True, timeout=30)
+        pw = pwd.getpwnam(name)
+    top = tempfile.mkdtemp(prefix="postern-priv-")
+    try:
+        os.chmod(top, 0o755)  # pytest's own tmp dirs are root-only
+        data = os.path.join(top, "data")
+        srv = make_server("priv", data_dir=data, user=name)
+        with open("/proc/%d/status" % srv.proc.pid) as f:
+            uids = [l.split()[1:] for l in f if l.startswith("Uid:")][0]
+        assert uids == [str(pw.pw_uid)] * 4, "daemon uids %r, want %d" % (uids, pw.pw_uid)
+        deliver(srv, ALICE, "as an unprivileged user")
+        assert srv.count(ALICE) == 1
+        srv.cli("user", "add", "dave@example.test", input="pw-dave\n")  # admin command as root
+        deliver(srv, "dave@example.test", "after an admin command")
+        assert srv.count("dave@example.test") == 1
+        for root, dirs, files in os.walk(data):
+            for n in dirs + files:
+                st = os.lstat(os.path.join(root, n))
+                assert st.st_uid == pw.pw_uid, "%s belongs to uid %d" % (os.path.join(root, n), st.st_uid)
+        srv.stop()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
