@@ -207,12 +207,14 @@ static int chown_entry(const char *path, const struct stat *sb, int flag, struct
  * daemon after binding its listeners and loading its certificate, the admin
  * commands before touching the store. The data directory is handed to that
  * user first, so files an earlier root run created stay usable. */
-static int drop_privileges(const struct config *cfg)
+static int drop_privileges(const struct config *cfg, bool daemon)
 {
 	if (geteuid() != 0)
 		return 0;
 	if (cfg->user[0] == '\0') {
-		log_warn("running as root: set `user` in the configuration to drop privileges");
+		if (daemon)
+			log_warn("running as root: set `user` in the configuration to drop "
+				 "privileges");
 		return 0;
 	}
 	struct passwd *pw = getpwnam(cfg->user);
@@ -289,7 +291,7 @@ static int cmd_serve(const struct config *cfg)
 	 * such as /etc/letsencrypt/.../privkey.pem are readable by root only. */
 	umask(077);
 	if (mkdir_private(cfg->data_dir) < 0 || (tls = setup_tls(cfg)) == NULL ||
-	    drop_privileges(cfg) < 0)
+	    drop_privileges(cfg, true) < 0)
 		goto out;
 	if ((st = open_store(cfg)) == NULL)
 		goto out;
@@ -556,7 +558,7 @@ int main(int argc, char **argv)
 		   strcmp(cmd, "alias") == 0 || strcmp(cmd, "mailbox") == 0 ||
 		   strcmp(cmd, "mail") == 0 || strcmp(cmd, "queue") == 0) {
 		umask(077);
-		struct store *st = mkdir_private(cfg.data_dir) == 0 && drop_privileges(&cfg) == 0
+		struct store *st = mkdir_private(cfg.data_dir) == 0 && drop_privileges(&cfg, false) == 0
 					   ? open_store(&cfg)
 					   : NULL;
 		if (st == NULL) {
