@@ -174,7 +174,8 @@ static void hdr_end(struct smtp_data *d, struct obuf *o)
 		d->pfx_len = 0;
 		d->hcollect = false;
 	}
-	if (d->ins_msgid == NULL && d->ins_date == NULL)
+	/* Nothing missing: the content stays as sent, without a CRLF added. */
+	if ((d->saw_msgid || d->ins_msgid == NULL) && (d->saw_date || d->ins_date == NULL))
 		return;
 	/* Only BDAT content can end inside a line; close it first. */
 	if (!d->hcollect && !(d->hprev == '\n'))

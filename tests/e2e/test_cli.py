@@ -300,3 +300,23 @@ def test_privilege_drop_to_configured_user(make_server):
         srv.stop()
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_config_docs_current(tmp_path):
+    """docs/config.md is `postern config reference` verbatim (regenerate it with
+    `./postern config reference > docs/config.md`), and `config defaults`, as
+    printed and with its defaults uncommented, is a configuration check-config
+    accepts."""
+    doc = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "config.md")
+    p = run("config", "reference")
+    assert p.returncode == 0
+    with open(doc, "rb") as f:
+        assert p.stdout == f.read(), "docs/config.md is stale: ./postern config reference > docs/config.md"
+    p = run("config", "defaults")
+    assert p.returncode == 0
+    text = p.stdout.decode()
+    uncommented = re.sub(r"(?m)^#([a-z_0-9]+ = \S)", r"\1", text)
+    assert uncommented != text
+    for name, body in (("defaults.conf", text), ("uncommented.conf", uncommented)):
+        p = run("-c", write(tmp_path, name, body), "check-config")
+        assert p.returncode == 0, (name, (p.stdout + p.stderr).decode())

@@ -479,6 +479,14 @@ static void test_bdat_decoder(void)
 	decode(SMTP_DATA_BDAT, "Subject: a\r\n\r\nb", 16, 1, 1000, MID, NULL, &r);
 	CHECK_STR(301, r.out.data, "Subject: a\r\n" MID "\r\nb");
 	buf_free(&r.out);
+	/* Nothing missing: no CRLF added after a last line without one (fuzz_smtp_data). */
+	decode(SMTP_DATA_BDAT, "Message-ID: <m@x>\r\nDate: x\r\nSubject: a", 38, 2, 1000, MID, DATE,
+	       &r);
+	CHECK_STR(302, r.out.data, "Message-ID: <m@x>\r\nDate: x\r\nSubject: a");
+	buf_free(&r.out);
+	decode(SMTP_DATA_BDAT, "Message-ID:\xff\xffP", 14, 0, 1000, MID, NULL, &r);
+	CHECK_STR(303, r.out.data, "Message-ID:\xff\xffP");
+	buf_free(&r.out);
 	/* Long line in BDAT */
 	struct buf in = BUF_INIT;
 	for (int k = 0; k < 1200; k++)
