@@ -61,6 +61,7 @@ struct conn_priv {
 	uint32_t events; /* currently registered with the loop */
 	bool registered;
 	bool paused;
+	bool pause_armed; /* input arrived while paused: stop watching for it */
 	bool throttled;       /* output backlog above CONN_WBUF_HIGH */
 	bool eof;             /* peer sent FIN / close_notify */
 	bool closing;         /* flush, then finish with close_reason */
@@ -177,12 +178,23 @@ static bool conn_can_write(const struct conn_priv *p)
 	}
 }
 
+/* A pause is lazy: the socket stays watched until input actually arrives
+ * while paused. Most pauses (a commit, a password check) end before the
+ * client sends anything, and this saves two epoll_ctl calls for each. */
+static bool conn_watch_read(const struct conn_priv *p)
+{
+	if (p->state == CONN_ST_OPEN && p->paused && !p->pause_armed && !p->eof &&
+	    !p->closing && !p->throttled)
+		return true;
+	return conn_can_read(p);
+}
+
 static void conn_update_events(struct conn *c)
 {
 	struct conn_priv *p = c->priv;
 	if (p->state == CONN_ST_DEAD)
 		return;
-	uint32_t ev = (conn_can_read(p) ? LOOP_READ : 0) | (conn_can_write(p) ? LOOP_WRITE : 0);
+	uint32_t ev = (conn_watch_read(p) ? LOOP_READ : 0) | (conn_can_write(p) ? LOOP_WRITE : 0);
 	if (ev == p->events)
 		return;
 	if (loop_mod(p->l, p->fd, ev) < 0) {
@@ -649,6 +661,8 @@ static void conn_on_io(void *arg, uint32_t events)
 		if (p->state == CONN_ST_DEAD)
 			return;
 	}
+	if ((events & LOOP_READ) && p->paused && !conn_can_read(p))
+		p->pause_armed = true; /* now stop watching (level-triggered) */
 	if ((events & LOOP_READ) || ((events & LOOP_WRITE) && p->rd_want_write))
 		conn_input(c, false);
 	conn_update_events(c);
@@ -739,6 +753,7 @@ void conn_resume(struct conn *c)
 	if (!p->paused)
 		return;
 	p->paused = false;
+	p->pause_armed = false;
 	conn_update_events(c);
 	/* Pipelined input already buffered (in rbuf or inside OpenSSL) will not
 	 * make the socket readable again: re-deliver it from the loop. */
