@@ -128,24 +128,11 @@ int64_t store_user_id(struct store_db *d, const char *addr, char **err_r)
 	return id;
 }
 
-static sqlite3_stmt *prep(struct store *st, const char *sql, char **err_r)
-{
-	sqlite3_stmt *s = NULL;
-	if (sqlite3_prepare_v2(st->main.db, sql, -1, &s, NULL) != SQLITE_OK) {
-		if (err_r)
-			*err_r = store_db_err(&st->main);
-		else
-			log_err("store: %s", sqlite3_errmsg(st->main.db));
-		return NULL;
-	}
-	return s;
-}
-
 /* Runs a statement expected to produce no rows; finalizes it. */
 static int step_done(struct store *st, sqlite3_stmt *s, char **err_r)
 {
 	int rc = sqlite3_step(s);
-	sqlite3_finalize(s);
+	store_stmt_done(s);
 	if (rc == SQLITE_DONE)
 		return 0;
 	if (err_r)
@@ -155,12 +142,12 @@ static int step_done(struct store *st, sqlite3_stmt *s, char **err_r)
 
 static int64_t count_rows(struct store *st, const char *sql, int64_t id)
 {
-	sqlite3_stmt *s = prep(st, sql, NULL);
+	sqlite3_stmt *s = store_sql(&st->main, sql, NULL);
 	if (s == NULL)
 		return -1;
 	sqlite3_bind_int64(s, 1, id);
 	int64_t n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
-	sqlite3_finalize(s);
+	store_stmt_done(s);
 	return n;
 }
 
@@ -171,7 +158,7 @@ int store_domain_add(struct store *st, const char *domain, char **err_r)
 	char *d = domain_norm(domain, err_r);
 	if (d == NULL)
 		return -1;
-	sqlite3_stmt *s = prep(st, "INSERT INTO domains(name) VALUES(?1)", err_r);
+	sqlite3_stmt *s = store_sql(&st->main, "INSERT INTO domains(name) VALUES(?1)", err_r);
 	int r = -1;
 	if (s) {
 		sqlite3_bind_text(s, 1, d, -1, SQLITE_STATIC);
@@ -182,7 +169,7 @@ int store_domain_add(struct store *st, const char *domain, char **err_r)
 			*err_r = xasprintf("domain %s already exists", d);
 		else
 			*err_r = store_db_err(&st->main);
-		sqlite3_finalize(s);
+		store_stmt_done(s);
 	}
 	free(d);
 	return r;
@@ -207,7 +194,7 @@ static int domain_del_locked(struct store *st, const char *d, char **err_r)
 		return -1;
 	}
 	/* Aliases go with the domain (ON DELETE CASCADE). */
-	sqlite3_stmt *s = prep(st, "DELETE FROM domains WHERE id = ?1", err_r);
+	sqlite3_stmt *s = store_sql(&st->main, "DELETE FROM domains WHERE id = ?1", err_r);
 	if (s == NULL)
 		return -1;
 	sqlite3_bind_int64(s, 1, id);
@@ -233,7 +220,7 @@ int store_domain_del(struct store *st, const char *domain, char **err_r)
 
 int store_domain_list(struct store *st, store_list_cb *cb, void *arg)
 {
-	sqlite3_stmt *s = prep(st,
+	sqlite3_stmt *s = store_sql(&st->main,
 			       "SELECT d.name, (SELECT count(*) FROM users u WHERE u.domain_id = d.id)"
 			       " FROM domains d ORDER BY d.name",
 			       NULL);
@@ -245,7 +232,7 @@ int store_domain_list(struct store *st, store_list_cb *cb, void *arg)
 		snprintf(detail, sizeof detail, "users=%lld", (long long)sqlite3_column_int64(s, 1));
 		cb(arg, (const char *)sqlite3_column_text(s, 0), detail);
 	}
-	sqlite3_finalize(s);
+	store_stmt_done(s);
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -271,7 +258,7 @@ static int user_add_locked(struct store *st, const char *local, const char *doma
 		*err_r = did < 0 ? store_db_err(&st->main) : xasprintf("no such domain %s", domain);
 		return -1;
 	}
-	sqlite3_stmt *s = prep(st,
+	sqlite3_stmt *s = store_sql(&st->main,
 			       "INSERT INTO users(domain_id, localpart, password_hash, created)"
 			       " VALUES(?1, ?2, ?3, ?4)",
 			       err_r);
@@ -286,14 +273,14 @@ static int user_add_locked(struct store *st, const char *local, const char *doma
 			*err_r = xasprintf("user %s@%s already exists", local, domain);
 		else
 			*err_r = store_db_err(&st->main);
-		sqlite3_finalize(s);
+		store_stmt_done(s);
 		return -1;
 	}
-	sqlite3_finalize(s);
+	store_stmt_done(s);
 	int64_t uid = sqlite3_last_insert_rowid(st->main.db);
 	/* RFC 3501 2.3.1.1: UIDVALIDITY must change if a mailbox name is reused
 	 * with other UIDs; the creation time does that across delete/re-create. */
-	s = prep(st, "INSERT INTO mailboxes(user_id, name, uidvalidity) VALUES(?1, 'INBOX', ?2)",
+	s = store_sql(&st->main, "INSERT INTO mailboxes(user_id, name, uidvalidity) VALUES(?1, 'INBOX', ?2)",
 		 err_r);
 	if (s == NULL)
 		return -1;
@@ -359,7 +346,7 @@ static int user_del_locked(struct store *st, int64_t uid, struct blob_list *bl, 
 		" OR id IN (SELECT message_id FROM queue)",
 	};
 	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
-		sqlite3_stmt *s = prep(st, steps[i], err_r);
+		sqlite3_stmt *s = store_sql(&st->main, steps[i], err_r);
 		if (s == NULL)
 			return -1;
 		if (sqlite3_bind_parameter_count(s) > 0)
@@ -367,7 +354,7 @@ static int user_del_locked(struct store *st, int64_t uid, struct blob_list *bl, 
 		if (step_done(st, s, err_r) < 0)
 			return -1;
 	}
-	sqlite3_stmt *s = prep(st,
+	sqlite3_stmt *s = store_sql(&st->main,
 			       "DELETE FROM messages WHERE id IN (SELECT id FROM temp.user_del_msgs)"
 			       " RETURNING blob",
 			       err_r);
@@ -376,7 +363,7 @@ static int user_del_locked(struct store *st, int64_t uid, struct blob_list *bl, 
 	int rc;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
 		blob_list_add(bl, (const char *)sqlite3_column_text(s, 0));
-	sqlite3_finalize(s);
+	store_stmt_done(s);
 	if (rc != SQLITE_DONE) {
 		*err_r = store_db_err(&st->main);
 		return -1;
@@ -414,7 +401,7 @@ int store_user_passwd(struct store *st, const char *addr, const char *hash, char
 	int64_t uid = store_user_id(&st->main, addr, err_r);
 	if (uid <= 0)
 		return -1;
-	sqlite3_stmt *s = prep(st, "UPDATE users SET password_hash = ?1 WHERE id = ?2", err_r);
+	sqlite3_stmt *s = store_sql(&st->main, "UPDATE users SET password_hash = ?1 WHERE id = ?2", err_r);
 	if (s == NULL)
 		return -1;
 	sqlite3_bind_text(s, 1, hash, -1, SQLITE_STATIC);
@@ -424,7 +411,7 @@ int store_user_passwd(struct store *st, const char *addr, const char *hash, char
 
 int store_user_list(struct store *st, const char *domain, store_list_cb *cb, void *arg)
 {
-	sqlite3_stmt *s = prep(st,
+	sqlite3_stmt *s = store_sql(&st->main,
 			       "SELECT u.localpart || '@' || d.name FROM users u"
 			       " JOIN domains d ON d.id = u.domain_id"
 			       " WHERE ?1 IS NULL OR d.name = ?1 ORDER BY d.name, u.localpart",
@@ -440,7 +427,7 @@ int store_user_list(struct store *st, const char *domain, store_list_cb *cb, voi
 	int rc;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
 		cb(arg, (const char *)sqlite3_column_text(s, 0), "");
-	sqlite3_finalize(s);
+	store_stmt_done(s);
 	free(d);
 	return rc == SQLITE_DONE ? 0 : -1;
 }
@@ -512,7 +499,7 @@ int store_alias_add(struct store *st, const char *alias, const char *target, cha
 		return -1;
 	int r = -1;
 	sqlite3_stmt *s =
-		prep(st, "INSERT INTO aliases(domain_id, localpart, target) VALUES(?1, ?2, ?3)", err_r);
+		store_sql(&st->main, "INSERT INTO aliases(domain_id, localpart, target) VALUES(?1, ?2, ?3)", err_r);
 	if (s) {
 		sqlite3_bind_int64(s, 1, did);
 		sqlite3_bind_text(s, 2, local, -1, SQLITE_STATIC);
@@ -523,7 +510,7 @@ int store_alias_add(struct store *st, const char *alias, const char *target, cha
 			*err_r = xasprintf("alias %s -> %s already exists", alias, t);
 		else
 			*err_r = store_db_err(&st->main);
-		sqlite3_finalize(s);
+		store_stmt_done(s);
 	}
 	free(local);
 	free(t);
@@ -537,7 +524,7 @@ int store_alias_del(struct store *st, const char *alias, const char *target, cha
 	if (alias_prepare(st, alias, target, &did, &local, &t, err_r) < 0)
 		return -1;
 	int r = -1;
-	sqlite3_stmt *s = prep(st,
+	sqlite3_stmt *s = store_sql(&st->main,
 			       "DELETE FROM aliases WHERE domain_id = ?1 AND localpart = ?2"
 			       " AND (?3 IS NULL OR target = ?3)",
 			       err_r);
@@ -553,7 +540,7 @@ int store_alias_del(struct store *st, const char *alias, const char *target, cha
 				   : xasprintf("no such alias %s", alias);
 		else
 			r = 0;
-		sqlite3_finalize(s);
+		store_stmt_done(s);
 	}
 	free(local);
 	free(t);
@@ -562,7 +549,7 @@ int store_alias_del(struct store *st, const char *alias, const char *target, cha
 
 int store_alias_list(struct store *st, const char *domain, store_list_cb *cb, void *arg)
 {
-	sqlite3_stmt *s = prep(st,
+	sqlite3_stmt *s = store_sql(&st->main,
 			       "SELECT a.localpart || '@' || d.name, a.target FROM aliases a"
 			       " JOIN domains d ON d.id = a.domain_id"
 			       " WHERE ?1 IS NULL OR d.name = ?1 ORDER BY d.name, a.localpart, a.id",
@@ -579,7 +566,7 @@ int store_alias_list(struct store *st, const char *domain, store_list_cb *cb, vo
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
 		cb(arg, (const char *)sqlite3_column_text(s, 0),
 		   (const char *)sqlite3_column_text(s, 1));
-	sqlite3_finalize(s);
+	store_stmt_done(s);
 	free(d);
 	return rc == SQLITE_DONE ? 0 : -1;
 }

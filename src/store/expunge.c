@@ -52,15 +52,14 @@ static int mailbox_row(struct store *st, const char *user, const char *mailbox, 
 			*err_r = xasprintf("no such user %s", user);
 		return 0;
 	}
-	sqlite3_stmt *s = NULL;
-	if (sqlite3_prepare_v2(st->main.db,
-			       "SELECT b.id, b.uidvalidity, b.uidnext, b.highestmodseq,"
-			       " (SELECT count(*) FROM mailbox_messages mm WHERE mm.mailbox_id = b.id)"
-			       " FROM mailboxes b WHERE b.user_id = ?1 AND b.name = ?2",
-			       -1, &s, NULL) != SQLITE_OK) {
-		*err_r = store_db_err(&st->main);
+	sqlite3_stmt *s = store_sql(&st->main,
+				    "SELECT b.id, b.uidvalidity, b.uidnext, b.highestmodseq,"
+				    " (SELECT count(*) FROM mailbox_messages mm"
+				    " WHERE mm.mailbox_id = b.id)"
+				    " FROM mailboxes b WHERE b.user_id = ?1 AND b.name = ?2",
+				    err_r);
+	if (s == NULL)
 		return -1;
-	}
 	const char *name = mbox_name(mailbox);
 	sqlite3_bind_int64(s, 1, uid);
 	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
@@ -82,7 +81,7 @@ static int mailbox_row(struct store *st, const char *user, const char *mailbox, 
 		*err_r = store_db_err(&st->main);
 		r = -1;
 	}
-	sqlite3_finalize(s);
+	store_stmt_done(s);
 	return r;
 }
 
@@ -225,27 +224,17 @@ static void expunge_done(void *arg)
 	expunge_job_free(j);
 }
 
-static sqlite3_stmt *cprep(struct store *st, const char *sql)
-{
-	sqlite3_stmt *s = NULL;
-	if (sqlite3_prepare_v2(st->cdb.db, sql, -1, &s, NULL) != SQLITE_OK) {
-		log_err("store: expunge: %s", sqlite3_errmsg(st->cdb.db));
-		return NULL;
-	}
-	return s;
-}
-
 /* Inside the transaction. 0 or -1. */
 static int expunge_rows(struct store *st, struct expunge_job *j)
 {
-	sqlite3_stmt *del = cprep(st, "DELETE FROM mailbox_messages WHERE mailbox_id = ?1"
-				      " AND uid = ?2 RETURNING message_id");
-	sqlite3_stmt *gc = cprep(st, "DELETE FROM messages WHERE id = ?1 AND NOT EXISTS"
+	sqlite3_stmt *del = store_sql(&st->cdb, "DELETE FROM mailbox_messages WHERE mailbox_id = ?1"
+				      " AND uid = ?2 RETURNING message_id", NULL);
+	sqlite3_stmt *gc = store_sql(&st->cdb, "DELETE FROM messages WHERE id = ?1 AND NOT EXISTS"
 				     " (SELECT 1 FROM mailbox_messages WHERE message_id = ?1)"
 				     " AND NOT EXISTS (SELECT 1 FROM queue WHERE message_id = ?1)"
-				     " RETURNING blob");
-	sqlite3_stmt *bump = cprep(st, "UPDATE mailboxes SET highestmodseq = highestmodseq + 1"
-				       " WHERE id = ?1 RETURNING highestmodseq");
+				     " RETURNING blob", NULL);
+	sqlite3_stmt *bump = store_sql(&st->cdb, "UPDATE mailboxes SET highestmodseq = highestmodseq + 1"
+				       " WHERE id = ?1 RETURNING highestmodseq", NULL);
 	int r = -1;
 	size_t kept = 0;
 	if (del == NULL || gc == NULL || bump == NULL)
@@ -288,9 +277,9 @@ static int expunge_rows(struct store *st, struct expunge_job *j)
 	j->n_uids = kept;
 	r = 0;
 out:
-	sqlite3_finalize(del);
-	sqlite3_finalize(gc);
-	sqlite3_finalize(bump);
+	store_stmt_done(del);
+	store_stmt_done(gc);
+	store_stmt_done(bump);
 	return r;
 }
 

@@ -12,19 +12,6 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 
-static sqlite3_stmt *prep(struct store *st, const char *sql, char **err_r)
-{
-	sqlite3_stmt *s = NULL;
-	if (sqlite3_prepare_v2(st->main.db, sql, -1, &s, NULL) != SQLITE_OK) {
-		if (err_r)
-			*err_r = store_db_err(&st->main);
-		else
-			log_err("store: %s", sqlite3_errmsg(st->main.db));
-		return NULL;
-	}
-	return s;
-}
-
 /* RFC 3501 5.1: INBOX is case-insensitive; other names are as stored. */
 static const char *mailbox_name(const char *mailbox)
 {
@@ -38,7 +25,7 @@ static int64_t mailbox_id(struct store *st, const char *user, const char *mailbo
 	if (uid <= 0)
 		return 0;
 	const char *name = mailbox_name(mailbox);
-	sqlite3_stmt *s = prep(st, "SELECT id FROM mailboxes WHERE user_id = ?1 AND name = ?2",
+	sqlite3_stmt *s = store_sql(&st->main, "SELECT id FROM mailboxes WHERE user_id = ?1 AND name = ?2",
 			       err_r);
 	if (s == NULL)
 		return 0;
@@ -52,7 +39,7 @@ static int64_t mailbox_id(struct store *st, const char *user, const char *mailbo
 		*err_r = xasprintf("no such mailbox %s for %s", name, user);
 	else
 		*err_r = store_db_err(&st->main);
-	sqlite3_finalize(s);
+	store_stmt_done(s);
 	return id;
 }
 
@@ -64,7 +51,7 @@ int store_mailbox_list(struct store *st, const char *user, store_list_cb *cb, vo
 		free(err);
 		return -1;
 	}
-	sqlite3_stmt *s = prep(st,
+	sqlite3_stmt *s = store_sql(&st->main,
 			       "SELECT b.name, b.uidvalidity, b.uidnext, b.highestmodseq,"
 			       " (SELECT count(*) FROM mailbox_messages mm WHERE mm.mailbox_id = b.id)"
 			       " FROM mailboxes b WHERE b.user_id = ?1"
@@ -82,7 +69,7 @@ int store_mailbox_list(struct store *st, const char *user, store_list_cb *cb, vo
 			 (long long)sqlite3_column_int64(s, 3), (long long)sqlite3_column_int64(s, 4));
 		cb(arg, (const char *)sqlite3_column_text(s, 0), detail);
 	}
-	sqlite3_finalize(s);
+	store_stmt_done(s);
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -92,7 +79,7 @@ int store_mail_list(struct store *st, const char *user, const char *mailbox, sto
 	int64_t mbid = mailbox_id(st, user, mailbox, err_r);
 	if (mbid == 0)
 		return -1;
-	sqlite3_stmt *s = prep(st,
+	sqlite3_stmt *s = store_sql(&st->main,
 			       "SELECT mm.uid, m.size, mm.internaldate, mm.modseq, mm.flags"
 			       " FROM mailbox_messages mm JOIN messages m ON m.id = mm.message_id"
 			       " WHERE mm.mailbox_id = ?1 ORDER BY mm.uid",
@@ -115,7 +102,7 @@ int store_mail_list(struct store *st, const char *user, const char *mailbox, sto
 	}
 	if (rc != SQLITE_DONE)
 		*err_r = store_db_err(&st->main);
-	sqlite3_finalize(s);
+	store_stmt_done(s);
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -125,7 +112,7 @@ int store_mail_open(struct store *st, const char *user, const char *mailbox, uin
 	int64_t mbid = mailbox_id(st, user, mailbox, err_r);
 	if (mbid == 0)
 		return -1;
-	sqlite3_stmt *s = prep(st,
+	sqlite3_stmt *s = store_sql(&st->main,
 			       "SELECT m.blob FROM mailbox_messages mm JOIN messages m"
 			       " ON m.id = mm.message_id WHERE mm.mailbox_id = ?1 AND mm.uid = ?2",
 			       err_r);
@@ -153,13 +140,13 @@ int store_mail_open(struct store *st, const char *user, const char *mailbox, uin
 	} else {
 		*err_r = store_db_err(&st->main);
 	}
-	sqlite3_finalize(s);
+	store_stmt_done(s);
 	return r;
 }
 
 int store_queue_list(struct store *st, store_list_cb *cb, void *arg)
 {
-	sqlite3_stmt *s = prep(st,
+	sqlite3_stmt *s = store_sql(&st->main,
 			       "SELECT q.id, m.mail_from, q.rcpt, q.attempts, q.next_try"
 			       " FROM queue q JOIN messages m ON m.id = q.message_id"
 			       " ORDER BY q.next_try, q.id",
@@ -182,6 +169,6 @@ int store_queue_list(struct store *st, store_list_cb *cb, void *arg)
 		free(name);
 		free(detail);
 	}
-	sqlite3_finalize(s);
+	store_stmt_done(s);
 	return rc == SQLITE_DONE ? 0 : -1;
 }

@@ -108,6 +108,26 @@ sqlite3_stmt *store_stmt(struct store_db *d, enum store_stmt_id id)
 	return d->stmts[id];
 }
 
+sqlite3_stmt *store_sql(struct store_db *d, const char *sql, char **err_r)
+{
+	for (int i = 0; i < d->n_cache; i++)
+		if (d->cache[i].sql == sql)
+			return d->cache[i].s;
+	/* The SQL texts are a fixed set of literals: running out is a bug. */
+	x_assert(d->n_cache < STORE_SQL_CACHE);
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v3(d->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK) {
+		if (err_r)
+			*err_r = store_db_err(d);
+		else
+			log_err("store: prepare: %s", sqlite3_errmsg(d->db));
+		return NULL;
+	}
+	d->cache[d->n_cache].sql = sql;
+	d->cache[d->n_cache++].s = s;
+	return s;
+}
+
 void store_stmt_done(sqlite3_stmt *s)
 {
 	if (s == NULL)
@@ -187,6 +207,9 @@ static void db_close(struct store_db *d)
 		sqlite3_finalize(d->stmts[i]);
 		d->stmts[i] = NULL;
 	}
+	for (int i = 0; i < d->n_cache; i++)
+		sqlite3_finalize(d->cache[i].s);
+	d->n_cache = 0;
 	if (d->db)
 		sqlite3_close(d->db);
 	d->db = NULL;

@@ -32,9 +32,18 @@ enum store_stmt_id {
 	STMT_N
 };
 
+#define STORE_SQL_CACHE 64
+
 struct store_db {
 	sqlite3 *db;
 	sqlite3_stmt *stmts[STMT_N];
+	/* store_sql(): statements prepared once per connection, keyed by the
+	 * address of their (static) SQL text. */
+	struct {
+		const char *sql;
+		sqlite3_stmt *s;
+	} cache[STORE_SQL_CACHE];
+	int n_cache;
 };
 
 struct store_commit_req;
@@ -104,6 +113,10 @@ struct store {
 
 /* store.c */
 sqlite3_stmt *store_stmt(struct store_db *d, enum store_stmt_id id);
+/* The cached statement for a static SQL text on connection d, prepared on
+ * first use; NULL with *err_r (or a log line when err_r is NULL) on error.
+ * Give it back with store_stmt_done(), never sqlite3_finalize(). */
+sqlite3_stmt *store_sql(struct store_db *d, const char *sql, char **err_r);
 /* Resets (and clears bindings of) a cached statement after use. */
 void store_stmt_done(sqlite3_stmt *s);
 char *store_db_err(struct store_db *d);
