@@ -51,11 +51,11 @@ static void send_end(struct pop3_session *s)
 
 static void pump(struct pop3_session *s)
 {
-	char *chunk = xmalloc(POP3_READ_CHUNK);
+	char chunk[POP3_READ_CHUNK]; /* the loop thread's stack: no per-call malloc */
 	struct buf out = BUF_INIT;
 
 	while (s->c != NULL && conn_pending_output(s->c) < POP3_OUT_HIGH) {
-		ssize_t r = read(s->send_fd, chunk, POP3_READ_CHUNK);
+		ssize_t r = read(s->send_fd, chunk, sizeof(chunk));
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
@@ -79,7 +79,6 @@ static void pump(struct pop3_session *s)
 	if (s->c != NULL && s->state == POP3_S_SEND)
 		s->pace = loop_timer_add(s->l, POP3_PACE_MS, on_pace, s);
 	buf_free(&out);
-	free(chunk);
 }
 
 void pop3_send_message(struct pop3_session *s, size_t n, bool top, uint64_t lines)
