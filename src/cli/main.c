@@ -400,8 +400,16 @@ static int cmd_domain(struct store *st, int argc, char **argv)
 	char *err = NULL;
 	if (argc == 1 && strcmp(argv[0], "list") == 0)
 		return store_domain_list(st, print_name, NULL) < 0;
-	if (argc == 2 && strcmp(argv[0], "add") == 0)
-		return report(store_domain_add(st, argv[1], &err), err);
+	if (argc == 2 && strcmp(argv[0], "add") == 0) {
+		if (store_domain_add(st, argv[1], &err) < 0)
+			return report(-1, err);
+		/* RFC 5321 4.5.1: every mail domain must accept postmaster. */
+		fprintf(stderr,
+			"postern: domain %s added; give it a postmaster (RFC 5321 4.5.1):\n"
+			"  postern alias add postmaster@%s YOU@%s\n",
+			argv[1], argv[1], argv[1]);
+		return 0;
+	}
 	if (argc == 2 && strcmp(argv[0], "del") == 0)
 		return report(store_domain_del(st, argv[1], &err), err);
 	usage(stderr);
