@@ -203,9 +203,9 @@ static void expunge_done(void *arg, int result)
 	struct pop3_session *s = arg;
 	size_t n = s->maildrop->n_deleted;
 
-	if (pop3_release(s))
+	if (session_release(&s->base))
 		return; /* the client went away after QUIT: the removal stands */
-	if (s->c == NULL || s->state == POP3_S_CLOSING)
+	if (s->base.c == NULL || s->base.phase == SESSION_CLOSING)
 		return;
 	if (result == 0) {
 		s->result = "quit";
@@ -217,7 +217,7 @@ static void expunge_done(void *arg, int result)
 		s->n_dele = 0;
 		pop3_reply_err(s, "SYS/TEMP", "some deleted messages not removed");
 	}
-	pop3_close(s, "quit");
+	session_close(&s->base, "quit");
 }
 
 static void cmd_quit(struct pop3_session *s, const char *args)
@@ -228,7 +228,7 @@ static void cmd_quit(struct pop3_session *s, const char *args)
 		/* AUTHORIZATION: no UPDATE (RFC 1939 4). */
 		s->result = "quit";
 		pop3_reply(s, true, NULL, "%s POP3 server signing off", s->srv->cfg->hostname);
-		pop3_close(s, "quit");
+		session_close(&s->base, "quit");
 		return;
 	}
 	uint32_t *uids = xcalloc(m->n_deleted, sizeof *uids);
@@ -237,8 +237,8 @@ static void cmd_quit(struct pop3_session *s, const char *args)
 		if (m->v[i].deleted)
 			uids[k++] = m->v[i].uid;
 	s->quitting = true;
-	s->busy++;
-	pop3_park(s);
+	s->base.busy++;
+	session_park(&s->base);
 	store_expunge(s->srv->st, m->user, NULL, uids, k, expunge_done, s);
 	free(uids);
 }
@@ -253,7 +253,7 @@ static void cmd_capa(struct pop3_session *s, const char *args)
 	buf_appends(&b, "TOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n");
 	if (s->maildrop == NULL && pop3_creds_allowed(s))
 		buf_appends(&b, "USER\r\nSASL PLAIN LOGIN\r\n"); /* RFC 5034 5 */
-	if (s->maildrop == NULL && !s->tls && s->srv->tls != NULL)
+	if (s->maildrop == NULL && !s->base.tls && s->srv->tls != NULL)
 		buf_appends(&b, "STLS\r\n"); /* RFC 2595 4 */
 	buf_appends(&b, "UTF8\r\n");     /* RFC 6856 2 */
 	buf_appends(&b, "EXPIRE NEVER\r\n");
@@ -276,8 +276,8 @@ static void cmd_stls(struct pop3_session *s, const char *args)
 	pop3_set_state(s, POP3_S_TLSWAIT);
 	/* conn_starttls flushes the +OK, drops pipelined plaintext (RFC 2595 4
 	 * / command injection) and calls on_tls when done. */
-	if (conn_starttls(s->c, s->srv->tls) < 0)
-		pop3_close(s, "stls failed");
+	if (conn_starttls(s->base.c, s->srv->tls) < 0)
+		session_close(&s->base, "stls failed");
 }
 
 static void cmd_utf8(struct pop3_session *s, const char *args)
@@ -305,17 +305,17 @@ static void fail_reply(void *arg)
 {
 	struct pop3_session *s = arg;
 
-	s->delay = NULL;
-	if (s->c == NULL || s->state == POP3_S_CLOSING || s->srv == NULL)
+	s->base.delay = NULL;
+	if (s->base.c == NULL || s->base.phase == SESSION_CLOSING || s->srv == NULL)
 		return;
 	pop3_reply_err(s, "AUTH", "authentication failed");
 	if (s->auth_failures >= POP3_MAX_AUTH_FAILS_SESSION) {
 		pop3_reply_err(s, "AUTH", "too many failed logins, closing");
 		s->result = "too many failed logins";
-		pop3_close(s, "too many failed logins");
+		session_close(&s->base, "too many failed logins");
 		return;
 	}
-	pop3_unpark(s);
+	session_unpark(&s->base);
 }
 
 /* A failed login: counted per IP and per account; the -ERR comes after a
@@ -323,26 +323,26 @@ static void fail_reply(void *arg)
 static void login_failed(struct pop3_session *s, const char *user)
 {
 	struct pop3_server *srv = s->srv;
-	uint64_t now = loop_now(s->l) / 1000;
+	uint64_t now = loop_now(s->base.l) / 1000;
 
-	log_info("pop3 auth failed client=%s user=%s", s->ip, user ? user : "-");
+	log_info("pop3 auth failed client=%s user=%s", s->base.ip, user ? user : "-");
 	s->auth_failures++;
-	throttle_fail(srv->fail_ip, s->ip, now);
+	throttle_fail(srv->fail_ip, s->base.ip, now);
 	if (user != NULL) {
 		char *key = canonical_user(user);
 		throttle_fail(srv->fail_user, key, now);
 		free(key);
 	}
-	if (throttle_blocked(srv->fail_ip, s->ip, now)) {
+	if (throttle_blocked(srv->fail_ip, s->base.ip, now)) {
 		pop3_reply_err(s, "AUTH", "too many failed logins, closing");
 		s->result = "too many failed logins";
-		pop3_close(s, "too many failed logins");
+		session_close(&s->base, "too many failed logins");
 		return;
 	}
-	if (s->state != POP3_S_WAIT)
-		pop3_park(s);
-	loop_timer_cancel(s->l, &s->delay);
-	s->delay = loop_timer_add(s->l, POP3_AUTH_FAIL_DELAY_MS, fail_reply, s);
+	if (s->base.phase != SESSION_PARKED)
+		session_park(&s->base);
+	loop_timer_cancel(s->base.l, &s->base.delay);
+	s->base.delay = loop_timer_add(s->base.l, POP3_AUTH_FAIL_DELAY_MS, fail_reply, s);
 }
 
 struct snap {
@@ -375,7 +375,7 @@ static void login_ok(struct pop3_session *s, const char *user)
 	 * not reset the IP's budget for guessing others. */
 	throttle_clear(srv->fail_user, key);
 	if (pop3_lock(srv, key) < 0) {
-		log_info("pop3 login client=%s user=%s: maildrop in use", s->ip, key);
+		log_info("pop3 login client=%s user=%s: maildrop in use", s->base.ip, key);
 		pop3_reply_err(s, "IN-USE", "maildrop already locked by another session");
 		free(key);
 		return;
@@ -385,7 +385,8 @@ static void login_ok(struct pop3_session *s, const char *user)
 	 * run on the loop too). */
 	if (store_mailbox_status(srv->st, key, NULL, &status, &err) < 0 ||
 	    store_mail_list(srv->st, key, NULL, snap_add, &sn, &err) < 0) {
-		log_err("pop3 login client=%s user=%s: %s", s->ip, key, err ? err : "store error");
+		log_err("pop3 login client=%s user=%s: %s", s->base.ip, key,
+			err ? err : "store error");
 		free(err);
 		free(sn.v);
 		pop3_unlock(srv, key);
@@ -402,8 +403,8 @@ static void login_ok(struct pop3_session *s, const char *user)
 	s->maildrop = m;
 	x_free(&s->auth_user);
 	s->auth_user = xstrdup(key);
-	log_info("pop3 login client=%s user=%s messages=%zu tls=%s", s->ip, key, m->n,
-		 s->tls ? "yes" : "no");
+	log_info("pop3 login client=%s user=%s messages=%zu tls=%s", s->base.ip, key, m->n,
+		 s->base.tls ? "yes" : "no");
 	pop3_reply(s, true, NULL, "maildrop has %zu messages (%" PRIu64 " octets)", m->n,
 		   m->total_bytes);
 }
@@ -412,11 +413,12 @@ static void auth_done(void *arg, int result, const char *user)
 {
 	struct pop3_session *s = arg;
 
-	if (pop3_release(s) || s->c == NULL || s->srv == NULL || s->state == POP3_S_CLOSING)
+	if (session_release(&s->base) || s->base.c == NULL || s->srv == NULL ||
+	    s->base.phase == SESSION_CLOSING)
 		return;
 	if (result == 1) {
 		login_ok(s, user);
-		pop3_unpark(s);
+		session_unpark(&s->base);
 	} else {
 		login_failed(s, user);
 	}
@@ -426,12 +428,12 @@ static void auth_done(void *arg, int result, const char *user)
 static void login_check(struct pop3_session *s, char *authz, char *user, char *pass)
 {
 	struct pop3_server *srv = s->srv;
-	uint64_t now = loop_now(s->l) / 1000;
+	uint64_t now = loop_now(s->base.l) / 1000;
 	char *hash = NULL, *key = canonical_user(user);
 	bool user_blocked = throttle_blocked(srv->fail_user, key, now);
 
 	free(key);
-	if (throttle_blocked(srv->fail_ip, s->ip, now)) {
+	if (throttle_blocked(srv->fail_ip, s->base.ip, now)) {
 		pop3_reply_err(s, "AUTH", "too many failed logins, try again later");
 		goto out;
 	}
@@ -451,8 +453,8 @@ static void login_check(struct pop3_session *s, char *authz, char *user, char *p
 		pop3_reply_err(s, "SYS/TEMP", "temporary authentication failure");
 		goto out;
 	}
-	s->busy++;
-	pop3_park(s);
+	s->base.busy++;
+	session_park(&s->base);
 	/* hash is NULL when k == 0: no such account (checked all the same) */
 	auth_login_check(srv->login, srv->workers, user, hash, pass, auth_done, s);
 	user = pass = NULL;
@@ -645,7 +647,7 @@ void pop3_dispatch(struct pop3_session *s, char *line)
 		pop3_reply(s, false, NULL, "%s not valid before login", cmd->name);
 		return;
 	}
-	if ((f & CMD_NOTLS) && s->tls) {
+	if ((f & CMD_NOTLS) && s->base.tls) {
 		pop3_reply(s, false, NULL, "TLS already active");
 		return;
 	}

@@ -18,21 +18,27 @@
 
 static void pump(struct pop3_session *s);
 
+/* A RETR/TOP response is being streamed (and the session is not closing). */
+static bool sending(const struct pop3_session *s)
+{
+	return s->base.c != NULL && s->base.phase != SESSION_CLOSING && s->state == POP3_S_SEND;
+}
+
 static void on_pace(void *arg)
 {
 	struct pop3_session *s = arg;
 
 	s->pace = NULL;
-	if (s->c == NULL || s->state != POP3_S_SEND)
+	if (!sending(s))
 		return;
-	size_t pending = conn_pending_output(s->c);
-	uint64_t now = loop_now(s->l);
+	size_t pending = conn_pending_output(s->base.c);
+	uint64_t now = loop_now(s->base.l);
 	if (pending != s->send_last_pending) {
 		s->send_last_pending = pending;
 		s->send_progress_ms = now;
 	} else if (now - s->send_progress_ms > (uint64_t)s->srv->cfg->pop3_timeout * 1000u) {
 		s->result = "send timeout";
-		pop3_close(s, "send timeout");
+		session_close(&s->base, "send timeout");
 		return;
 	}
 	pump(s);
@@ -46,7 +52,8 @@ static void send_end(struct pop3_session *s)
 	buf_free(&b);
 	close(s->send_fd);
 	s->send_fd = -1;
-	pop3_unpark(s); /* back to CMD; pipelined commands run now */
+	pop3_set_state(s, POP3_S_CMD);
+	session_unpark(&s->base); /* pipelined commands run now */
 }
 
 static void pump(struct pop3_session *s)
@@ -54,16 +61,16 @@ static void pump(struct pop3_session *s)
 	char chunk[POP3_READ_CHUNK]; /* the loop thread's stack: no per-call malloc */
 	struct buf out = BUF_INIT;
 
-	while (s->c != NULL && conn_pending_output(s->c) < POP3_OUT_HIGH) {
+	while (s->base.c != NULL && conn_pending_output(s->base.c) < POP3_OUT_HIGH) {
 		ssize_t r = read(s->send_fd, chunk, sizeof(chunk));
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
 			/* Mid-response: no -ERR can be framed; the client sees the
 			 * connection drop without ".", never a truncated message as whole. */
-			log_err("pop3 %s: read message: %s", s->ip, strerror(errno));
+			log_err("pop3 %s: read message: %s", s->base.ip, strerror(errno));
 			s->result = "read error";
-			pop3_close(s, "read error");
+			session_close(&s->base, "read error");
 			break;
 		}
 		int done = r == 0 ? 1 : pop3_dot_feed(&s->dot, chunk, (size_t)r, &out);
@@ -76,8 +83,8 @@ static void pump(struct pop3_session *s)
 			break;
 		}
 	}
-	if (s->c != NULL && s->state == POP3_S_SEND)
-		s->pace = loop_timer_add(s->l, POP3_PACE_MS, on_pace, s);
+	if (sending(s))
+		s->pace = loop_timer_add(s->base.l, POP3_PACE_MS, on_pace, s);
 	buf_free(&out);
 }
 
@@ -89,7 +96,8 @@ void pop3_send_message(struct pop3_session *s, size_t n, bool top, uint64_t line
 
 	if (store_mail_open(s->srv->st, s->maildrop->user, NULL, msg->uid, &fd, &err) < 0) {
 		/* Gone from under us (another client expunged it) or I/O. */
-		log_err("pop3 %s: open message %zu (uid %" PRIu32 "): %s", s->ip, n, msg->uid, err);
+		log_err("pop3 %s: open message %zu (uid %" PRIu32 "): %s", s->base.ip, n, msg->uid,
+			err);
 		free(err);
 		pop3_reply_err(s, "SYS/PERM", "message %zu is no longer available", n);
 		return;
@@ -104,18 +112,18 @@ void pop3_send_message(struct pop3_session *s, size_t n, bool top, uint64_t line
 	s->send_fd = fd;
 	pop3_dot_init(&s->dot, top, lines);
 	s->send_last_pending = 0;
-	s->send_progress_ms = loop_now(s->l);
+	s->send_progress_ms = loop_now(s->base.l);
 	/* Input waits until the response is complete (RFC 2449 6.6 pipelining:
 	 * responses stay in order). */
 	pop3_set_state(s, POP3_S_SEND);
-	conn_pause(s->c);
+	session_pause(&s->base);
 	pump(s);
 }
 
 void pop3_send_abort(struct pop3_session *s)
 {
 	if (s->pace != NULL)
-		loop_timer_cancel(s->l, &s->pace);
+		loop_timer_cancel(s->base.l, &s->pace);
 	if (s->send_fd >= 0) {
 		close(s->send_fd);
 		s->send_fd = -1;

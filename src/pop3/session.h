@@ -6,10 +6,11 @@
  *   TLSWAIT   implicit TLS handshake or STLS in progress; input ignored
  *   CMD       reading command lines
  *   AUTHLINE  reading a SASL response line (after "+ ")
- *   WAIT      parked on an async step (password check, failed-login delay,
- *             expunge at QUIT); the conn is paused, the step resumes it
- *   SEND      streaming a RETR/TOP response; input paused until it ends
- *   CLOSING   pop3_close() was called; nothing more is processed
+ *   SEND      streaming a RETR/TOP response; input paused (session_pause)
+ *             until it ends
+ * Parked on an async step (password check, failed-login delay, expunge at
+ * QUIT) and closing are the core session's phases (core/session.h): the
+ * state stays what it was while parked and is not looked at once closing.
  * Which commands are valid where is expressed by flags in the command table
  * (cmd.c) and enforced by pop3_dispatch() alone. */
 #ifndef POSTERN_POP3_SESSION_H
@@ -19,6 +20,7 @@
 
 #include "auth/throttle.h"
 #include "core/conn.h"
+#include "core/session.h"
 #include "pop3/parse.h"
 #include "pop3/server.h"
 
@@ -32,8 +34,7 @@ struct pop3_server {
 	SSL_CTX *tls;
 	struct throttle *fail_ip;   /* failed logins per client IP */
 	struct throttle *fail_user; /* failed logins per account name */
-	struct pop3_session *sessions; /* doubly linked */
-	int nsessions;
+	struct session_list sessions;
 	/* Maildrop locks (RFC 1939 8: one session per maildrop): canonical
 	 * (lower-case) user names of sessions in TRANSACTION or UPDATE. */
 	char **locks;
@@ -45,9 +46,7 @@ enum pop3_state {
 	POP3_S_TLSWAIT,
 	POP3_S_CMD,
 	POP3_S_AUTHLINE,
-	POP3_S_WAIT,
 	POP3_S_SEND,
-	POP3_S_CLOSING,
 };
 
 /* The snapshot of INBOX taken at login: message n is v[n - 1]. */
@@ -66,26 +65,21 @@ struct pop3_maildrop {
 	uint64_t total_bytes;
 };
 
+/* Owned by the core session's lifetime rules (core/session.h): freed when the
+ * conn is gone and no async step holds it (base.busy). */
 struct pop3_session {
-	struct pop3_server *srv; /* NULL once the server is freed */
-	struct pop3_session *prev, *next;
-	struct loop *l;
-	struct conn *c; /* NULL once closed */
+	struct session base; /* first: the core's callbacks hand back &s->base */
+	/* NULL once unlinked: at the session's end (it stays listed, holding its
+	 * maildrop lock, while an async step runs after the conn went away), or
+	 * when the server is freed */
+	struct pop3_server *srv;
 	enum pop3_role role;
 	enum pop3_state state;
-	uint64_t connect_ms;
-	uint64_t last_input_ms;
-	struct timer *timer; /* idle timeout */
-	struct timer *delay; /* delayed reply (failed login) */
-	bool greeted;
-	bool tls;
-	bool loopback;
+	/* base.timer: the idle timeout; base.delay: the delayed reply to a
+	 * failed login */
 	bool utf8;       /* RFC 6856 UTF8 given */
 	int errors;
 	int auth_failures; /* in this session */
-	bool discarding;   /* dropping an over-long line up to its LF */
-	int busy;          /* async steps in flight holding a pointer to s */
-	const char *close_reason;
 	char *user_arg;    /* USER given, waiting for PASS */
 	/* SASL exchange */
 	int auth_mech; /* 0 none, 1 PLAIN, 2 LOGIN */
@@ -103,8 +97,13 @@ struct pop3_session {
 	unsigned n_retr, n_top, n_dele;
 	uint64_t bytes_out;
 	const char *result;
-	char ip[64];
 };
+
+static inline struct pop3_session *pop3_session_of(struct session *base)
+{
+	return (struct pop3_session *)base;
+}
+_Static_assert(offsetof(struct pop3_session, base) == 0, "base must come first");
 
 /* server.c */
 /* "+OK text" or "-ERR [code] text" (code may be NULL). -ERR replies for
@@ -119,11 +118,9 @@ void pop3_reply_err(struct pop3_session *s, const char *code, const char *fmt, .
 void pop3_reply_multi(struct pop3_session *s, const char *first, const struct buf *body);
 /* Raw bytes of a multi-line response in progress (retr.c). */
 void pop3_send_raw(struct pop3_session *s, const void *p, size_t n);
-void pop3_close(struct pop3_session *s, const char *reason);
-void pop3_park(struct pop3_session *s);
-void pop3_unpark(struct pop3_session *s);
-/* Drops an async hold; true if the session was freed meanwhile. */
-bool pop3_release(struct pop3_session *s);
+/* Closing, parking and async holds: session_close(), session_park(),
+ * session_unpark() (with the state back to CMD), session_release() on
+ * &s->base. */
 void pop3_set_state(struct pop3_session *s, enum pop3_state st);
 bool pop3_creds_allowed(const struct pop3_session *s);
 /* Lock table: 0 locked for s, -1 in use. */

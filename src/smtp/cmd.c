@@ -81,7 +81,7 @@ static void cmd_ehlo(struct smtp_session *s, const char *args)
 	lines[n++] = first;
 	lines[n++] = "PIPELINING";              /* RFC 2920 */
 	lines[n++] = size;                      /* RFC 1870 */
-	if (!s->tls && s->srv->tls != NULL)
+	if (!s->base.tls && s->srv->tls != NULL)
 		lines[n++] = "STARTTLS";        /* RFC 3207 */
 	if (smtp_auth_allowed(s) && s->auth_user == NULL)
 		lines[n++] = "AUTH PLAIN LOGIN"; /* RFC 4954 */
@@ -307,7 +307,7 @@ static void cmd_noop(struct smtp_session *s, const char *args)
 static void cmd_quit(struct smtp_session *s, const char *args)
 {
 	smtp_reply(s, 221, "2.0.0", "Bye");
-	smtp_close(s, "quit");
+	session_close(&s->base, "quit");
 }
 
 static void cmd_vrfy(struct smtp_session *s, const char *args)
@@ -335,7 +335,7 @@ static void cmd_forbidden(struct smtp_session *s, const char *args)
 {
 	/* An HTTP or proxy request sent to the mail port (cross-protocol). */
 	smtp_reply(s, 221, "2.7.0", "Error: I can break rules, too. Goodbye.");
-	smtp_close(s, "forbidden command");
+	session_close(&s->base, "forbidden command");
 }
 
 static void cmd_starttls(struct smtp_session *s, const char *args)
@@ -352,8 +352,8 @@ static void cmd_starttls(struct smtp_session *s, const char *args)
 	smtp_set_state(s, SMTP_S_TLSWAIT);
 	/* conn_starttls flushes the 220, drops pipelined plaintext (RFC 3207
 	 * 4.2, command injection) and calls on_tls when done. */
-	if (conn_starttls(s->c, s->srv->tls) < 0)
-		smtp_close(s, "starttls failed");
+	if (conn_starttls(s->base.c, s->srv->tls) < 0)
+		session_close(&s->base, "starttls failed");
 }
 
 /* ---- AUTH (RFC 4954) ---- */
@@ -362,14 +362,14 @@ static void auth_fail_reply(void *arg)
 {
 	struct smtp_session *s = arg;
 
-	s->delay = NULL;
-	if (s->c == NULL || s->state == SMTP_S_CLOSING)
+	s->base.delay = NULL;
+	if (s->base.c == NULL || s->base.phase == SESSION_CLOSING)
 		return;
 	smtp_reply(s, 535, "5.7.8", "Error: authentication failed");
-	smtp_unpark(s);
+	session_unpark(&s->base);
 	if (s->srv->cfg->smtp_max_errors > 0 && s->errors >= s->srv->cfg->smtp_max_errors) {
 		smtp_reply(s, 421, "4.7.0", "%s Error: too many errors", hostname(s));
-		smtp_close(s, "too many errors");
+		session_close(&s->base, "too many errors");
 	}
 }
 
@@ -378,39 +378,39 @@ static void auth_fail_reply(void *arg)
 static void auth_failed(struct smtp_session *s, const char *user)
 {
 	struct smtp_server *srv = s->srv;
-	uint64_t now = loop_now(s->l) / 1000;
+	uint64_t now = loop_now(s->base.l) / 1000;
 
-	log_info("smtp auth failed client=%s user=%s", s->ip, user ? user : "-");
-	throttle_fail(srv->auth_fail, s->ip, now);
-	if (throttle_blocked(srv->auth_fail, s->ip, now)) {
+	log_info("smtp auth failed client=%s user=%s", s->base.ip, user ? user : "-");
+	throttle_fail(srv->auth_fail, s->base.ip, now);
+	if (throttle_blocked(srv->auth_fail, s->base.ip, now)) {
 		smtp_reply(s, 421, "4.7.0", "%s Error: too many failed logins", hostname(s));
-		smtp_close(s, "too many failed logins");
+		session_close(&s->base, "too many failed logins");
 		return;
 	}
-	if (s->state != SMTP_S_WAIT)
-		smtp_park(s);
-	loop_timer_cancel(s->l, &s->delay);
-	s->delay = loop_timer_add(s->l, SMTP_AUTH_FAIL_DELAY_MS, auth_fail_reply, s);
+	if (s->base.phase != SESSION_PARKED)
+		session_park(&s->base);
+	loop_timer_cancel(s->base.l, &s->base.delay);
+	s->base.delay = loop_timer_add(s->base.l, SMTP_AUTH_FAIL_DELAY_MS, auth_fail_reply, s);
 }
 
 static void auth_done(void *arg, int result, const char *user)
 {
 	struct smtp_session *s = arg;
 
-	if (s->c == NULL || s->srv == NULL || s->state == SMTP_S_CLOSING) {
-		smtp_release(s);
+	if (s->base.c == NULL || s->srv == NULL || s->base.phase == SESSION_CLOSING) {
+		session_release(&s->base);
 		return;
 	}
 	if (result == 1) {
 		/* The IP's failures are not forgiven on success: one valid
 		 * account must not reset the budget for guessing others. */
 		s->auth_user = xstrdup(user);
-		log_info("smtp auth ok client=%s user=%s", s->ip, s->auth_user);
+		log_info("smtp auth ok client=%s user=%s", s->base.ip, s->auth_user);
 		smtp_reply(s, 235, "2.7.0", "Authentication successful");
-		smtp_release(s);
-		smtp_unpark(s);
+		session_release(&s->base);
+		session_unpark(&s->base);
 	} else {
-		smtp_release(s);
+		session_release(&s->base);
 		auth_failed(s, user);
 	}
 }
@@ -439,8 +439,8 @@ static void auth_check(struct smtp_session *s, char *authz, char *user, char *pa
 		free(pass);
 		return;
 	}
-	s->busy++;
-	smtp_park(s);
+	s->base.busy++;
+	session_park(&s->base);
 	/* hash is NULL when k == 0: no such account (checked all the same) */
 	auth_login_check(srv->login, srv->workers, user, hash, pass, auth_done, s);
 }
@@ -470,7 +470,7 @@ static void cmd_auth(struct smtp_session *s, const char *args)
 	}
 	memcpy(mech, args, n);
 	mech[n] = '\0';
-	if (throttle_blocked(s->srv->auth_fail, s->ip, loop_now(s->l) / 1000)) {
+	if (throttle_blocked(s->srv->auth_fail, s->base.ip, loop_now(s->base.l) / 1000)) {
 		smtp_reply(s, 454, "4.7.0", "Error: too many failed logins, try again later");
 		return;
 	}
@@ -583,7 +583,7 @@ static bool check_rules(struct smtp_session *s, unsigned f, struct rule_err *e)
 		e->text = (t);                                                                     \
 		return false;                                                                      \
 	} while (0)
-	if ((f & CMD_NOTLS) && s->tls)
+	if ((f & CMD_NOTLS) && s->base.tls)
 		FAIL(503, "5.5.1", "Error: TLS already active");
 	if ((f & CMD_HELO) && s->helo == NULL)
 		FAIL(503, "5.5.1", "Error: send HELO/EHLO first");

@@ -45,7 +45,7 @@ void smtp_reply(struct smtp_session *s, int code, const char *ecode, const char 
 	va_list ap;
 	int n;
 
-	if (s->c == NULL || s->state == SMTP_S_CLOSING)
+	if (s->base.c == NULL || s->base.phase == SESSION_CLOSING)
 		return;
 	n = ecode != NULL ? snprintf(line, sizeof(line), "%03d %s ", code, ecode)
 			  : snprintf(line, sizeof(line), "%03d ", code);
@@ -59,218 +59,113 @@ void smtp_reply(struct smtp_session *s, int code, const char *ecode, const char 
 	}
 	size_t len = strlen(line);
 	memcpy(line + len, "\r\n", 3);
-	conn_write(s->c, line, len + 2);
+	conn_write(s->base.c, line, len + 2);
 	/* RFC 5321 4.2.1: 5yz is a permanent failure; each counts as a client
 	 * error toward smtp_max_errors (smtp_check_errors). */
 	if (code >= 500)
 		s->errors++;
-	log_debug("smtp %s < %.*s", s->ip, (int)len, line);
+	log_debug("smtp %s < %.*s", s->base.ip, (int)len, line);
 }
 
 void smtp_reply_lines(struct smtp_session *s, int code, const char *const *lines, size_t n)
 {
 	struct buf b = BUF_INIT;
 
-	if (s->c == NULL || s->state == SMTP_S_CLOSING || n == 0)
+	if (s->base.c == NULL || s->base.phase == SESSION_CLOSING || n == 0)
 		return;
 	/* RFC 5321 4.2.1: "code-text" for every line but the last. */
 	for (size_t i = 0; i < n; i++)
 		buf_printf(&b, "%03d%c%s\r\n", code, i + 1 < n ? '-' : ' ', lines[i]);
-	conn_write(s->c, b.data, b.len);
+	conn_write(s->base.c, b.data, b.len);
 	buf_free(&b);
 }
 
 /* ---- timers ---- */
 
-static unsigned idle_ms(const struct smtp_session *s)
+/* RFC 5321 4.5.3.2: timeouts; ours is per session state. */
+static uint64_t idle_ms(const struct session *base)
 {
+	const struct smtp_session *s = (const struct smtp_session *)base;
 	const struct config *cfg = s->srv->cfg;
 	unsigned sec = s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT ? cfg->smtp_data_timeout
 									    : cfg->smtp_timeout;
 	return sec * 1000u;
 }
 
-static void on_idle(void *arg);
-
-static void timer_arm(struct smtp_session *s, uint64_t ms)
+static void on_timeout(struct session *base)
 {
-	loop_timer_cancel(s->l, &s->timer);
-	s->timer = loop_timer_add(s->l, ms, on_idle, s);
-}
+	struct smtp_session *s = smtp_session_of(base);
 
-/* RFC 5321 4.5.3.2: timeouts; ours is per session state, with the last input
- * time checked when the timer fires (one timer per session, not one per read). */
-static void on_idle(void *arg)
-{
-	struct smtp_session *s = arg;
-
-	s->timer = NULL; /* freed by the loop before this call */
-	if (s->srv == NULL || s->c == NULL || s->state == SMTP_S_CLOSING)
-		return;
-	if (s->state == SMTP_S_WAIT) {
-		timer_arm(s, idle_ms(s)); /* our own async step: not the client's fault */
-		return;
-	}
-	uint64_t now = loop_now(s->l), limit = idle_ms(s);
-	if (now - s->last_input_ms < limit) {
-		timer_arm(s, limit - (now - s->last_input_ms));
-		return;
-	}
 	if (s->state != SMTP_S_TLSWAIT)
 		smtp_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->srv->cfg->hostname);
-	smtp_close(s, "timeout");
-}
-
-static void backstop(struct smtp_session *s)
-{
-	const struct config *cfg = s->srv->cfg;
-	unsigned sec = cfg->smtp_timeout > cfg->smtp_data_timeout ? cfg->smtp_timeout
-								  : cfg->smtp_data_timeout;
-	conn_set_timeout(s->c, (sec + SMTP_BACKSTOP_S) * 1000u);
 }
 
 void smtp_set_state(struct smtp_session *s, enum smtp_state st)
 {
-	if (s->state == SMTP_S_CLOSING)
+	if (s->base.phase == SESSION_CLOSING)
 		return;
 	bool was_data = s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT;
 	bool is_data = st == SMTP_S_DATA || st == SMTP_S_BDAT;
 	s->state = st;
 	/* The data timeout and the command timeout differ: restart the clock. */
-	if (was_data != is_data && s->srv != NULL && s->c != NULL) {
-		s->last_input_ms = loop_now(s->l);
-		timer_arm(s, idle_ms(s));
-	}
-}
-
-/* ---- parking for async steps ---- */
-
-void smtp_park(struct smtp_session *s)
-{
-	smtp_set_state(s, SMTP_S_WAIT);
-	if (s->c != NULL) {
-		conn_pause(s->c);
-		conn_set_timeout(s->c, 0);
-	}
-}
-
-void smtp_unpark(struct smtp_session *s)
-{
-	if (s->c == NULL || s->state == SMTP_S_CLOSING)
-		return;
-	smtp_set_state(s, SMTP_S_CMD);
-	s->last_input_ms = loop_now(s->l);
-	timer_arm(s, idle_ms(s));
-	backstop(s);
-	/* Pipelined commands already in rbuf: conn_resume re-triggers on_data. */
-	conn_resume(s->c);
+	if (was_data != is_data && s->srv != NULL && s->base.c != NULL)
+		session_idle_restart(&s->base);
 }
 
 /* ---- session lifetime ---- */
 
-static void session_free(struct smtp_session *s)
+static void session_free(struct session *base)
 {
+	struct smtp_session *s = smtp_session_of(base);
+
 	smtp_tx_free(s);
-	loop_timer_cancel(s->l, &s->timer);
-	loop_timer_cancel(s->l, &s->delay);
 	x_free(&s->helo);
 	x_free(&s->auth_user);
 	x_free(&s->auth_login_user);
 	free(s);
 }
 
-bool smtp_release(struct smtp_session *s)
-{
-	x_assert(s->busy > 0);
-	s->busy--;
-	if (s->c == NULL && s->busy == 0) {
-		session_free(s);
-		return true;
-	}
-	return false;
-}
-
-void smtp_close(struct smtp_session *s, const char *reason)
-{
-	if (s->c == NULL || s->state == SMTP_S_CLOSING)
-		return;
-	s->state = SMTP_S_CLOSING;
-	if (s->close_reason == NULL)
-		s->close_reason = reason;
-	loop_timer_cancel(s->l, &s->timer);
-	loop_timer_cancel(s->l, &s->delay);
-	conn_close(s->c);
-}
-
 static void unlink_session(struct smtp_session *s)
 {
-	struct smtp_server *srv = s->srv;
-
-	if (srv == NULL)
+	if (s->srv == NULL)
 		return;
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		srv->sessions = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
-	s->prev = s->next = NULL;
-	srv->nsessions--;
+	session_unlink(&s->base);
 	s->srv = NULL;
 }
 
-static void on_close(struct conn *c, void *arg, enum conn_close_reason why)
+static void on_closed(struct session *base, const char *reason)
 {
-	struct smtp_session *s = arg;
-	static const char *const whys[] = {"closed", "eof", "error", "timeout"};
-	const char *reason = s->close_reason;
+	struct smtp_session *s = smtp_session_of(base);
 
-	if (reason == NULL)
-		reason = (unsigned)why < 4 ? whys[why] : "?";
-	log_info("smtp close client=%s reason=%s errors=%d time=%llums", s->ip, reason, s->errors,
-		 (unsigned long long)(loop_now(s->l) - s->connect_ms));
-	s->c = NULL;
-	s->state = SMTP_S_CLOSING;
-	loop_timer_cancel(s->l, &s->timer);
-	loop_timer_cancel(s->l, &s->delay);
+	log_info("smtp close client=%s reason=%s errors=%d time=%llums", s->base.ip, reason,
+		 s->errors, (unsigned long long)(loop_now(s->base.l) - s->base.connect_ms));
 	unlink_session(s);
-	/* An async step in flight (password check, commit) still points at s:
-	 * its completion frees the session (smtp_release). */
-	if (s->busy == 0)
-		session_free(s);
 }
 
 /* ---- input ---- */
 
 static void check_errors(struct smtp_session *s)
 {
-	if (s->c == NULL || s->state == SMTP_S_CLOSING || s->srv == NULL)
+	if (s->base.c == NULL || s->base.phase == SESSION_CLOSING || s->srv == NULL)
 		return;
 	if (s->srv->cfg->smtp_max_errors > 0 && s->errors >= s->srv->cfg->smtp_max_errors) {
 		smtp_reply(s, 421, "4.7.0", "%s Error: too many errors", s->srv->cfg->hostname);
-		smtp_close(s, "too many errors");
+		session_close(&s->base, "too many errors");
 	}
 }
 
 /* Frames one command (or SASL) line. false: need more input. */
 static bool read_line(struct smtp_session *s, struct buf *rb)
 {
-	size_t max = s->srv->cfg->smtp_max_line;
-	char *lf = rb->len > 0 ? memchr(rb->data, '\n', rb->len) : NULL;
+	char *line;
+	size_t len;
+	int r = session_read_line(rb, s->srv->cfg->smtp_max_line, &s->base.discarding, &line,
+				  &len);
 
-	if (lf == NULL) {
-		/* Already longer than any valid line: drop it as it comes,
-		 * never buffering more than one read (RFC 5321 4.5.3.1.4). */
-		if (rb->len >= max) {
-			s->discarding = true;
-			buf_consume(rb, rb->len);
-		}
+	if (r == 0)
 		return false;
-	}
-	size_t total = (size_t)(lf - rb->data) + 1;
-	if (s->discarding || total > max) {
-		buf_consume(rb, total);
-		s->discarding = false;
+	if (r < 0) {
+		/* RFC 5321 4.5.3.1.4 */
 		if (s->state == SMTP_S_AUTHLINE) {
 			s->auth_mech = 0;
 			x_free(&s->auth_login_user);
@@ -279,12 +174,6 @@ static bool read_line(struct smtp_session *s, struct buf *rb)
 		smtp_reply(s, 500, "5.5.2", "Error: line too long");
 		return true;
 	}
-	/* Commands end with CRLF; a bare LF is tolerated here (not in DATA). */
-	size_t len = total - 1;
-	if (len > 0 && rb->data[len - 1] == '\r')
-		len--;
-	char *line = xstrndup(rb->data, len);
-	buf_consume(rb, total);
 	if (strlen(line) != len)
 		smtp_reply(s, 500, "5.5.2", "Error: NUL byte in command");
 	else if (s->state == SMTP_S_AUTHLINE)
@@ -299,8 +188,8 @@ static bool read_line(struct smtp_session *s, struct buf *rb)
 
 static void process(struct smtp_session *s)
 {
-	while (s->c != NULL && s->srv != NULL) {
-		struct buf *rb = &s->c->rbuf;
+	while (s->base.c != NULL && s->srv != NULL && s->base.phase == SESSION_OPEN) {
+		struct buf *rb = &s->base.c->rbuf;
 		size_t used;
 
 		switch (s->state) {
@@ -308,12 +197,10 @@ static void process(struct smtp_session *s)
 			if (rb->len > 0) {
 				smtp_reply(s, 554, "5.5.0",
 					   "SMTP protocol violation: input before greeting");
-				smtp_close(s, "pregreet");
+				session_close(&s->base, "pregreet");
 			}
 			return;
 		case SMTP_S_TLSWAIT:
-		case SMTP_S_WAIT:
-		case SMTP_S_CLOSING:
 			return;
 		case SMTP_S_CMD:
 		case SMTP_S_AUTHLINE:
@@ -352,24 +239,20 @@ static void process(struct smtp_session *s)
 	}
 }
 
-static void on_data(struct conn *c, void *arg)
+static void on_input(struct session *base)
 {
-	struct smtp_session *s = arg;
-
-	s->last_input_ms = loop_now(s->l);
-	process(s);
+	process(smtp_session_of(base));
 }
 
 static void greet(struct smtp_session *s)
 {
-	s->greeted = true;
+	s->base.greeted = true;
 	smtp_set_state(s, SMTP_S_CMD);
-	s->last_input_ms = loop_now(s->l);
-	timer_arm(s, idle_ms(s));
-	backstop(s);
+	session_idle_restart(&s->base);
+	session_backstop(&s->base);
 	/* RFC 5321 4.3.1 / 3.1 */
 	smtp_reply(s, 220, NULL, "%s ESMTP postern", s->srv->cfg->hostname);
-	if (s->c != NULL && s->c->rbuf.len > 0)
+	if (s->base.c != NULL && s->base.c->rbuf.len > 0)
 		process(s);
 }
 
@@ -391,12 +274,13 @@ static void on_pregreet(void *arg)
 {
 	struct smtp_session *s = arg;
 
-	s->timer = NULL;
-	if (s->srv == NULL || s->c == NULL || s->state != SMTP_S_PREGREET)
+	s->base.timer = NULL;
+	if (s->srv == NULL || s->base.c == NULL || s->base.phase == SESSION_CLOSING ||
+	    s->state != SMTP_S_PREGREET)
 		return;
-	struct smtp_pregreet_pass *p = pregreet_slot(s->srv, s->ip);
-	snprintf(p->ip, sizeof(p->ip), "%s", s->ip);
-	p->until_ms = loop_now(s->l) + SMTP_PREGREET_TTL_MS;
+	struct smtp_pregreet_pass *p = pregreet_slot(s->srv, s->base.ip);
+	snprintf(p->ip, sizeof(p->ip), "%s", s->base.ip);
+	p->until_ms = loop_now(s->base.l) + SMTP_PREGREET_TTL_MS;
 	greet(s);
 }
 
@@ -410,49 +294,47 @@ void smtp_reset_session(struct smtp_session *s)
 	s->esmtp = false;
 }
 
-static void on_tls(struct conn *c, void *arg)
+static void on_tls_ready(struct session *base)
 {
-	struct smtp_session *s = arg;
+	struct smtp_session *s = smtp_session_of(base);
 
-	if (s->srv == NULL || s->c == NULL || s->state == SMTP_S_CLOSING)
-		return;
-	s->tls = true;
-	log_debug("smtp %s tls %s", s->ip, conn_tls_info(c));
-	if (!s->greeted) {
+	if (!s->base.greeted) {
 		greet(s); /* implicit TLS (submissions) */
 		return;
 	}
 	/* RFC 3207 4.2: after STARTTLS the session starts over (no greeting). */
 	smtp_reset_session(s);
 	smtp_set_state(s, SMTP_S_CMD);
-	s->last_input_ms = loop_now(s->l);
-	timer_arm(s, idle_ms(s));
-	if (c->rbuf.len > 0)
+	session_idle_restart(&s->base);
+	if (s->base.c->rbuf.len > 0)
 		process(s);
 }
 
-static const struct conn_handler smtp_conn_handler = {
-	.on_data = on_data,
-	.on_close = on_close,
-	.on_tls = on_tls,
+static const struct session_ops smtp_session_ops = {
+	.name = "smtp",
+	.input = on_input,
+	.tls_ready = on_tls_ready,
+	.idle_ms = idle_ms,
+	.timeout = on_timeout,
+	.closed = on_closed,
+	.free = session_free,
 };
 
 bool smtp_auth_allowed(const struct smtp_session *s)
 {
 	/* RFC 4954 4: no plaintext passwords on an unprotected channel, except
 	 * from loopback when configured (local webmail, tests). */
-	return s->tls || (s->loopback && s->srv->cfg->smtp_auth_plaintext_loopback);
+	return s->base.tls || (s->base.loopback && s->srv->cfg->smtp_auth_plaintext_loopback);
 }
 
 void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role)
 {
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
 	SSL_CTX *ctx = role == SMTP_ROLE_SUBMISSIONS ? srv->tls : NULL;
+	const struct config *cfg = srv->cfg;
 
 	s->srv = srv;
-	s->l = srv->l;
 	s->role = role;
-	s->connect_ms = s->last_input_ms = loop_now(srv->l);
 	s->state = role == SMTP_ROLE_SUBMISSIONS ? SMTP_S_TLSWAIT : SMTP_S_PREGREET;
 	if (role == SMTP_ROLE_SUBMISSIONS && ctx == NULL) {
 		log_err("smtp: submissions listener without TLS context; closing");
@@ -460,43 +342,33 @@ void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role)
 		free(s);
 		return;
 	}
-	s->c = conn_new(srv->l, fd, ctx, &smtp_conn_handler, s);
-	if (s->c == NULL) {
+	if (session_open(&s->base, &smtp_session_ops, srv->l, &srv->sessions, fd, ctx) < 0) {
 		free(s);
 		return;
 	}
-	snprintf(s->ip, sizeof(s->ip), "%s", s->c->peer_ip);
-	s->loopback = conn_peer_is_loopback(s->c);
-	s->next = srv->sessions;
-	if (srv->sessions != NULL)
-		srv->sessions->prev = s;
-	srv->sessions = s;
-	srv->nsessions++;
-	log_info("smtp connect client=%s port=%d role=%s", s->ip, s->c->peer_port,
+	unsigned sec = cfg->smtp_timeout > cfg->smtp_data_timeout ? cfg->smtp_timeout
+								  : cfg->smtp_data_timeout;
+	s->base.backstop_ms = (sec + SMTP_BACKSTOP_S) * 1000u;
+	log_info("smtp connect client=%s port=%d role=%s", s->base.ip, s->base.c->peer_port,
 		 role_name(role));
 
-	/* Connection limits, total and per IP (linear: limits are small). */
-	int same = 0;
-	for (struct smtp_session *o = srv->sessions; o != NULL; o = o->next) {
-		if (strcmp(o->ip, s->ip) == 0)
-			same++;
-	}
-	const struct config *cfg = srv->cfg;
-	if ((cfg->smtp_max_connections > 0 && srv->nsessions > cfg->smtp_max_connections) ||
+	/* Connection limits, total and per IP. */
+	int same = session_list_count_ip(&srv->sessions, s->base.ip);
+	if ((cfg->smtp_max_connections > 0 && srv->sessions.n > cfg->smtp_max_connections) ||
 	    (cfg->smtp_max_connections_per_ip > 0 && same > cfg->smtp_max_connections_per_ip)) {
 		if (role != SMTP_ROLE_SUBMISSIONS)
 			smtp_reply(s, 421, "4.7.0", "%s Error: too many connections",
 				   cfg->hostname);
-		smtp_close(s, "too many connections");
+		session_close(&s->base, "too many connections");
 		return;
 	}
-	backstop(s);
+	session_backstop(&s->base);
 	if (role == SMTP_ROLE_SUBMISSIONS) {
-		timer_arm(s, idle_ms(s)); /* handshake must finish in time */
+		session_idle_restart(&s->base); /* handshake must finish in time */
 	} else if (role == SMTP_ROLE_MX && cfg->smtp_pregreet_delay_ms > 0 &&
-		   !pregreet_known(srv, s->ip)) {
-		s->timer = loop_timer_add(srv->l, (uint64_t)cfg->smtp_pregreet_delay_ms,
-					  on_pregreet, s);
+		   !pregreet_known(srv, s->base.ip)) {
+		s->base.timer = loop_timer_add(srv->l, (uint64_t)cfg->smtp_pregreet_delay_ms,
+					       on_pregreet, s);
 	} else {
 		greet(s);
 	}
@@ -531,10 +403,10 @@ void smtp_server_free(struct smtp_server **srvp)
 
 	if (srv == NULL)
 		return;
-	while (srv->sessions != NULL) {
-		struct smtp_session *s = srv->sessions;
+	while (srv->sessions.head != NULL) {
+		struct smtp_session *s = smtp_session_of(srv->sessions.head);
 		smtp_reply(s, 421, "4.3.2", "%s Service shutting down", srv->cfg->hostname);
-		smtp_close(s, "shutdown");
+		session_close(&s->base, "shutdown");
 		/* The conn's on_close (from the loop) frees the session. */
 		unlink_session(s);
 	}

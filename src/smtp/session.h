@@ -7,9 +7,9 @@
  *   AUTHLINE  reading a SASL response line (after 334)
  *   DATA      streaming DATA content into the decoder
  *   BDAT      streaming (or discarding) a BDAT chunk of exact size
- *   WAIT      parked on an async step (password check, commit, delay); the
- *             conn is paused, the step's completion resumes it
- *   CLOSING   conn_close() was called; nothing more is processed
+ * Parked on an async step (password check, commit, delay) and closing are
+ * the core session's phases (core/session.h): the protocol state stays what
+ * it was (CMD) while parked and is not looked at once closing.
  * Which commands are valid where is expressed by flags in the command table
  * (cmd.c) and enforced by smtp_dispatch() alone. */
 #ifndef POSTERN_SMTP_SESSION_H
@@ -19,6 +19,7 @@
 
 #include "auth/throttle.h"
 #include "core/conn.h"
+#include "core/session.h"
 #include "smtp/data.h"
 #include "smtp/server.h"
 
@@ -37,8 +38,7 @@ struct smtp_server {
 	const struct config *cfg;
 	SSL_CTX *tls;
 	struct throttle *auth_fail; /* per client IP */
-	struct smtp_session *sessions; /* doubly linked */
-	int nsessions;
+	struct session_list sessions;
 	uint32_t txseq;
 	struct smtp_pregreet_pass *pregreet_passed; /* SMTP_PREGREET_SLOTS, direct-mapped */
 	struct auth_login *login; /* password checks, shared by all protocols */
@@ -51,8 +51,6 @@ enum smtp_state {
 	SMTP_S_AUTHLINE,
 	SMTP_S_DATA,
 	SMTP_S_BDAT,
-	SMTP_S_WAIT,
-	SMTP_S_CLOSING,
 };
 
 struct smtp_rcpt {
@@ -89,27 +87,19 @@ struct smtp_tx {
 	int result; /* reply code logged, 0 while running */
 };
 
+/* Owned by the core session's lifetime rules (core/session.h): freed when the
+ * conn is gone and no async step holds it (base.busy). */
 struct smtp_session {
-	struct smtp_server *srv; /* NULL once the server is freed */
-	struct smtp_session *prev, *next;
-	struct loop *l;
-	struct conn *c; /* NULL once closed */
+	struct session base; /* first: the core's callbacks hand back &s->base */
+	struct smtp_server *srv; /* NULL once unlinked (closed, or the server freed) */
 	enum smtp_role role;
 	enum smtp_state state;
-	uint64_t connect_ms;
-	uint64_t last_input_ms;
-	struct timer *timer; /* pre-greet delay or idle timeout */
-	struct timer *delay; /* delayed reply (failed AUTH) */
-	bool greeted; /* the 220 banner was sent */
+	/* base.timer: the pre-greet delay, then the idle timeout;
+	 * base.delay: the delayed reply to a failed AUTH */
 	char *helo;
 	bool esmtp;
-	bool tls;
-	bool loopback;
 	char *auth_user;
 	int errors;
-	bool discarding; /* dropping an over-long command line up to its LF */
-	int busy;        /* async steps in flight holding a pointer to s */
-	const char *close_reason;
 	/* SASL exchange */
 	int auth_mech; /* 0 none, 1 PLAIN, 2 LOGIN */
 	char *auth_login_user;
@@ -123,22 +113,22 @@ struct smtp_session {
 	const char *bdat_ecode;
 	const char *bdat_text;
 	struct smtp_tx *tx;
-	char ip[64];
 };
+
+static inline struct smtp_session *smtp_session_of(struct session *base)
+{
+	return (struct smtp_session *)base;
+}
+_Static_assert(offsetof(struct smtp_session, base) == 0, "base must come first");
 
 /* server.c */
 void smtp_reply(struct smtp_session *s, int code, const char *ecode, const char *fmt, ...)
 	PRINTF_LIKE(4, 5);
 /* Multi-line reply: "code-line\r\n" ... "code last\r\n" (n >= 1). */
 void smtp_reply_lines(struct smtp_session *s, int code, const char *const *lines, size_t n);
-/* Replies (if the conn is still there) and closes. */
-void smtp_close(struct smtp_session *s, const char *reason);
-/* Parks the session: no more input is processed until smtp_unpark(). */
-void smtp_park(struct smtp_session *s);
-void smtp_unpark(struct smtp_session *s);
-/* Drops the async hold taken by an async step; true if the session is gone
- * (freed) and the caller must not touch it any more. */
-bool smtp_release(struct smtp_session *s);
+/* Closing, parking and async holds: session_close(), session_park(),
+ * session_unpark() (with the state back to CMD), session_release() on
+ * &s->base. */
 void smtp_set_state(struct smtp_session *s, enum smtp_state st);
 void smtp_reset_session(struct smtp_session *s);
 bool smtp_auth_allowed(const struct smtp_session *s);

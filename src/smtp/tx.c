@@ -28,7 +28,7 @@ void smtp_tx_new(struct smtp_session *s)
 	 * ids from a restarted daemon do not repeat. */
 	snprintf(tx->txid, sizeof(tx->txid), "%08X%05X%03X", (unsigned)time(NULL),
 		 (unsigned)(srv->txseq++ & 0xFFFFFu), (unsigned)(rand32() & 0xFFFu));
-	tx->start_ms = loop_now(s->l);
+	tx->start_ms = loop_now(s->base.l);
 	s->tx = tx;
 }
 
@@ -49,10 +49,10 @@ void smtp_tx_log(struct smtp_session *s, int result)
 		snprintf(res, sizeof(res), "%d", result);
 	log_info("smtp tx id=%s client=%s helo=%s auth=%s from=<%s> rcpts=%s size=%llu result=%s "
 		 "time=%llums",
-		 tx->txid, s->ip, s->helo ? s->helo : "-", s->auth_user ? s->auth_user : "-",
+		 tx->txid, s->base.ip, s->helo ? s->helo : "-", s->auth_user ? s->auth_user : "-",
 		 tx->from ? tx->from : "", r.len ? r.data : "-",
 		 (unsigned long long)tx->dec.out_bytes, res,
-		 (unsigned long long)(loop_now(s->l) - tx->start_ms));
+		 (unsigned long long)(loop_now(s->base.l) - tx->start_ms));
 	buf_free(&r);
 }
 
@@ -113,7 +113,7 @@ static const char *with_proto(const struct smtp_session *s)
 {
 	static const char *const esmtp[] = {"ESMTP", "ESMTPA", "ESMTPS", "ESMTPSA"};
 	static const char *const utf8[] = {"UTF8SMTP", "UTF8SMTPA", "UTF8SMTPS", "UTF8SMTPSA"};
-	int k = (s->tls ? 2 : 0) + (s->auth_user != NULL ? 1 : 0);
+	int k = (s->base.tls ? 2 : 0) + (s->auth_user != NULL ? 1 : 0);
 
 	if (!s->esmtp)
 		return "SMTP";
@@ -137,9 +137,10 @@ int smtp_content_start(struct smtp_session *s, enum smtp_data_mode mode)
 	}
 	header_date(now, date, sizeof(date));
 	buf_printf(&h, "Return-Path: <%s>\r\n", tx->from);
-	buf_printf(&h, "Received: from %s (unknown [%s])\r\n", s->helo ? s->helo : "unknown", s->ip);
-	if (s->tls)
-		buf_printf(&h, "\t(using %s)\r\n", conn_tls_info(s->c));
+	buf_printf(&h, "Received: from %s (unknown [%s])\r\n", s->helo ? s->helo : "unknown",
+		   s->base.ip);
+	if (s->base.tls)
+		buf_printf(&h, "\t(using %s)\r\n", conn_tls_info(s->base.c));
 	buf_printf(&h, "\tby %s (postern) with %s id %s", cfg->hostname, with_proto(s), tx->txid);
 	if (tx->n_rcpts == 1)
 		buf_printf(&h, "\r\n\tfor <%s>", tx->rcpts[0].addr);
@@ -178,9 +179,9 @@ static void on_commit(void *arg, int result)
 		smtp_reply(s, 451, "4.3.0", "Error: queue file write error");
 		end_tx(s, 451);
 	}
-	if (smtp_release(s))
+	if (session_release(&s->base))
 		return;
-	smtp_unpark(s);
+	session_unpark(&s->base);
 }
 
 void smtp_data_done(struct smtp_session *s)
@@ -221,8 +222,8 @@ void smtp_data_done(struct smtp_session *s)
 		struct store_spool *sp = tx->sp;
 		tx->sp = NULL; /* store_commit owns it now */
 		/* Durability contract: 250 only from the commit completion. */
-		s->busy++;
-		smtp_park(s);
+		s->base.busy++;
+		session_park(&s->base);
 		store_commit(s->srv->st, sp, &del, on_commit, s);
 	}
 }

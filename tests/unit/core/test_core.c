@@ -28,6 +28,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/pool.h"
+#include "core/session.h"
 #include "core/tls.h"
 
 /* ---- helpers ---- */
@@ -939,6 +940,109 @@ static void tls_cleanup(void)
 	(void)!system(cmd);
 }
 
+/* ---- session: line framing and the session list ---- */
+
+/* Feeds chunks into a buf one at a time, framing after each until it needs
+ * more, and records every result of session_read_line. */
+static void test_session_read_line(void)
+{
+	static const struct {
+		const char *chunks[4];
+		size_t max;
+		const char *want; /* per call: "L<line>", "E" (too long), "." (need more) */
+		size_t left;      /* octets left in the buf at the end */
+	} cases[] = {
+		{{"NOOP\r\n"}, 16, "LNOOP.", 0},
+		{{"NO", "OP\r", "\n"}, 16, "..LNOOP.", 0},
+		{{"A\nB\r\nC"}, 16, "LALB.", 1},            /* bare LF accepted */
+		{{"\r\n"}, 16, "L.", 0},                      /* empty line */
+		{{"12345678\r\n"}, 10, "L12345678.", 0},     /* exactly max */
+		{{"123456789\r\n"}, 10, "E.", 0},            /* one over */
+		{{"0123456789", "abc", "def\nOK\n"}, 10, "..ELOK.", 0}, /* discarded as it comes */
+		{{"0123456789", "\nX\n"}, 10, ".ELX.", 0},   /* LF right after the drop */
+		{{"0123456", "x\n"}, 8, ".E.", 0},           /* too long once complete */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct buf rb = BUF_INIT, got = BUF_INIT;
+		bool discarding = false;
+
+		for (size_t k = 0; k < 4 && cases[i].chunks[k] != NULL; k++) {
+			buf_appends(&rb, cases[i].chunks[k]);
+			/* Never more than one read beyond the limit is buffered. */
+			CHECK(rb.len < cases[i].max + strlen(cases[i].chunks[k]));
+			for (;;) {
+				char *line = NULL;
+				size_t len = 0;
+				int r = session_read_line(&rb, cases[i].max, &discarding, &line,
+							  &len);
+				if (r == 0) {
+					buf_appendc(&got, '.');
+					break;
+				}
+				if (r < 0) {
+					buf_appendc(&got, 'E');
+					continue;
+				}
+				CHECK_INT((int)i, strlen(line), len);
+				buf_printf(&got, "L%s", line);
+				free(line);
+			}
+		}
+		CHECK_STR((int)i, got.data, cases[i].want);
+		CHECK_INT((int)i, rb.len, cases[i].left);
+		buf_free(&rb);
+		buf_free(&got);
+	}
+}
+
+static void test_session_read_line_nul(void)
+{
+	struct buf rb = BUF_INIT;
+	bool discarding = false;
+	char *line = NULL;
+	size_t len = 0;
+
+	buf_append(&rb, "AB\0CD\r\n", 7);
+	CHECK_INT(1, session_read_line(&rb, 16, &discarding, &line, &len), 1);
+	CHECK_INT(1, len, 5);
+	CHECK_INT(1, strlen(line), 2); /* the NUL shows as a short copy */
+	CHECK_INT(1, rb.len, 0);
+	free(line);
+	buf_free(&rb);
+}
+
+static void test_session_list_count_ip(void)
+{
+	struct session a = {0}, b = {0}, c = {0};
+	struct session_list list = {0};
+	struct session *v[] = {&a, &b, &c};
+	const char *ips[] = {"192.0.2.1", "192.0.2.2", "192.0.2.1"};
+
+	/* Linked by hand, as session_open does (without a conn). */
+	for (int i = 0; i < 3; i++) {
+		snprintf(v[i]->ip, sizeof(v[i]->ip), "%s", ips[i]);
+		v[i]->list = &list;
+		v[i]->next = list.head;
+		if (list.head != NULL)
+			list.head->prev = v[i];
+		list.head = v[i];
+		list.n++;
+	}
+	CHECK_INT(1, session_list_count_ip(&list, "192.0.2.1"), 2);
+	CHECK_INT(2, session_list_count_ip(&list, "192.0.2.2"), 1);
+	CHECK_INT(3, session_list_count_ip(&list, "192.0.2.3"), 0);
+	session_unlink(&b);
+	session_unlink(&b); /* idempotent */
+	CHECK_INT(4, list.n, 2);
+	CHECK(b.list == NULL && list.head == &c && c.next == &a && a.prev == &c);
+	session_unlink(&c);
+	CHECK_INT(5, session_list_count_ip(&list, "192.0.2.1"), 1);
+	CHECK(list.head == &a && a.prev == NULL);
+	session_unlink(&a);
+	CHECK_INT(6, list.n, 0);
+	CHECK(list.head == NULL);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -961,6 +1065,9 @@ int main(void)
 	test_run("tls_implicit", test_tls_implicit);
 	test_run("tls_starttls", test_tls_starttls);
 	test_run("tls_close_flush", test_tls_close_flush);
+	test_run("session_read_line", test_session_read_line);
+	test_run("session_read_line_nul", test_session_read_line_nul);
+	test_run("session_list_count_ip", test_session_list_count_ip);
 	tls_cleanup();
 	return test_done("test_core");
 }

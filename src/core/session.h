@@ -1,0 +1,139 @@
+/* The protocol-independent part of a server session (SMTP, POP3, IMAP): its
+ * conn, its lifetime, the idle timer, parking for async steps, line framing,
+ * and the server's list of sessions for connection limits.
+ *
+ * A protocol session embeds a struct session as its first member (so that
+ * the core's callbacks can hand the same pointer back) and supplies a
+ * struct session_ops. The protocol keeps its own input state (command line,
+ * SASL line, DATA...); the core keeps only the phase:
+ *   OPEN     the protocol's state says what input means
+ *   PARKED   input paused for a step of ours (session_park / session_pause);
+ *            the idle timer does not count it against the client
+ *   CLOSING  session_close() was called or the conn is gone; nothing more is
+ *            processed and the phase never changes again
+ *
+ * Lifetime: the session is freed (ops->free) once its conn is gone and no
+ * async step holds it: on_close frees it if busy == 0, otherwise the last
+ * session_release() does. An async step that keeps a pointer to s does
+ * busy++ when it starts and calls session_release() when it ends. */
+#ifndef POSTERN_CORE_SESSION_H
+#define POSTERN_CORE_SESSION_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/ssl.h>
+
+#include "core/buf.h"
+#include "core/conn.h"
+#include "core/loop.h"
+
+struct session;
+
+enum session_phase {
+	SESSION_OPEN,
+	SESSION_PARKED,
+	SESSION_CLOSING,
+};
+
+/* The protocol's hooks; all but stop are required. s is the embedded base. */
+struct session_ops {
+	const char *name; /* "smtp": the prefix of the core's log lines */
+	/* New bytes are in s->c->rbuf (s->last_input_ms is already updated). */
+	void (*input)(struct session *s);
+	/* The TLS handshake finished (implicit TLS or STARTTLS); s->tls is set. */
+	void (*tls_ready)(struct session *s);
+	/* The idle limit of the current protocol state, in ms. */
+	uint64_t (*idle_ms)(const struct session *s);
+	/* The client was idle too long: reply if the state allows it. The core
+	 * closes the session with reason "timeout" right after. */
+	void (*timeout)(struct session *s);
+	/* The session stops (session_close, or the conn went away): end the
+	 * protocol's own output and timers. May run twice; may be NULL. */
+	void (*stop)(struct session *s);
+	/* The conn is gone (called once, before s->c becomes NULL): the
+	 * session's log line; reason is the close reason or the conn's. */
+	void (*closed)(struct session *s, const char *reason);
+	/* Frees the protocol session (the core's timers are already cancelled). */
+	void (*free)(struct session *s);
+};
+
+/* A server's sessions (doubly linked), for the connection limits and for
+ * closing them all at shutdown. Embedded in the protocol's server. */
+struct session_list {
+	struct session *head;
+	int n;
+};
+
+struct session {
+	const struct session_ops *ops;
+	struct loop *l;
+	struct conn *c;            /* NULL once the conn is gone */
+	struct session_list *list; /* NULL once unlinked (see session_unlink) */
+	struct session *prev, *next;
+	enum session_phase phase;
+	uint64_t connect_ms;
+	uint64_t last_input_ms;
+	unsigned backstop_ms;   /* the conn's own timeout, above every idle limit */
+	struct timer *timer;    /* idle timeout (or a protocol's pre-greet delay) */
+	struct timer *delay;    /* a protocol's delayed reply (failed login) */
+	int busy;               /* async steps in flight holding a pointer to s */
+	bool discarding;        /* dropping an over-long line up to its LF */
+	bool greeted;           /* the banner was sent */
+	bool tls;
+	bool loopback;
+	const char *close_reason; /* static string; the first one given wins */
+	char ip[64];
+};
+
+/* Starts s on an accepted socket. s must be zeroed apart from protocol
+ * fields; ops, l and list must outlive s (list until session_unlink).
+ * Makes the conn (it takes fd; with tls not NULL the conn starts with
+ * implicit TLS and ops->tls_ready follows the handshake), fills in the
+ * times, ip and loopback, and links s at the head of list. Returns 0, or -1
+ * if the conn could not be made (s is not linked; the caller frees it). */
+int session_open(struct session *s, const struct session_ops *ops, struct loop *l,
+		 struct session_list *list, int fd, SSL_CTX *tls);
+/* Takes s off its list (idempotent). The protocol calls it when s must stop
+ * counting toward the limits; afterwards the idle timer and on_tls ignore s. */
+void session_unlink(struct session *s);
+/* Sessions in list whose client address is ip. */
+int session_list_count_ip(const struct session_list *list, const char *ip);
+
+/* Closes: no more input is processed, output already queued is flushed.
+ * Does nothing if the conn is gone or the session is already closing.
+ * reason (static) is kept for the log line unless one was given before. */
+void session_close(struct session *s, const char *reason);
+/* Drops the hold of an async step (busy--); true if the session was freed
+ * and the caller must not touch it any more. */
+bool session_release(struct session *s);
+
+/* Parks for an async step: input and the conn's backstop timeout are paused
+ * until session_unpark(). */
+void session_park(struct session *s);
+/* Pauses input while streaming output; the backstop keeps running.
+ * Ends with session_unpark() too. */
+void session_pause(struct session *s);
+/* Back to OPEN: the idle timer restarts, the backstop is set again and
+ * pipelined input already received is processed (ops->input, from the loop).
+ * Does nothing once closing. The caller sets its own input state first. */
+void session_unpark(struct session *s);
+
+/* Counts the client's idle time from now, with the limit of the current
+ * state (ops->idle_ms). */
+void session_idle_restart(struct session *s);
+/* (Re)sets the conn's backstop timeout to s->backstop_ms. */
+void session_backstop(struct session *s);
+
+/* Frames one line at the start of rb, at most max octets including its LF;
+ * a CR before the LF is removed, a bare LF is accepted.
+ *  1: the line (*len_r octets) is consumed from rb; *line_r is its copy,
+ *     NUL-terminated (xmalloc: the caller frees it, wiping it first, as it
+ *     may hold a password). A NUL byte in the line ends the copy early:
+ *     then strlen(*line_r) < *len_r.
+ *  0: need more input (an over-long partial line is consumed as it comes
+ *     and *discarding is set: at most one read is ever buffered).
+ * -1: an over-long line ended and was dropped: report it once. */
+int session_read_line(struct buf *rb, size_t max, bool *discarding, char **line_r,
+		      size_t *len_r);
+
+#endif
