@@ -32,6 +32,8 @@
 #include "smtp/server.h"
 #include "store/store.h"
 
+#define SHUTDOWN_DRAIN_MS 500
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -252,6 +254,22 @@ static SSL_CTX *setup_tls(const struct config *cfg)
 	return ctx;
 }
 
+static void on_drained(void *arg)
+{
+	loop_stop(arg);
+}
+
+/* Shutdown: the servers have told every session (421 / -ERR) and closed it;
+ * the loop runs a little longer so that those replies, TLS close_notify,
+ * and completions still in flight (a commit's 250, a password check) are
+ * delivered and their sessions freed. Bounded: a client that does not read
+ * is not waited for. */
+static void drain(struct loop *l)
+{
+	loop_timer_add(l, SHUTDOWN_DRAIN_MS, on_drained, l);
+	loop_run(l);
+}
+
 static int cmd_serve(const struct config *cfg)
 {
 	struct daemon d = {.sigfd = -1};
@@ -318,6 +336,8 @@ out:
 		smtp_server_free(&d.smtp);
 	if (d.pop3)
 		pop3_server_free(&d.pop3);
+	if (ret == 0)
+		drain(d.loop);
 	if (d.sigfd >= 0) {
 		loop_del(d.loop, d.sigfd);
 		close(d.sigfd);
