@@ -53,19 +53,14 @@ void session_backstop(struct session *s)
 
 /* ---- parking ---- */
 
-void session_pause(struct session *s)
+void session_park(struct session *s)
 {
 	if (s->phase != SESSION_CLOSING)
 		s->phase = SESSION_PARKED;
-	if (s->c != NULL)
+	if (s->c != NULL) {
 		conn_pause(s->c);
-}
-
-void session_park(struct session *s)
-{
-	session_pause(s);
-	if (s->c != NULL)
 		conn_set_timeout(s->c, 0);
+	}
 }
 
 void session_unpark(struct session *s)

@@ -7,7 +7,7 @@
  * struct session_ops. The protocol keeps its own input state (command line,
  * SASL line, DATA...); the core keeps only the phase:
  *   OPEN     the protocol's state says what input means
- *   PARKED   input paused for a step of ours (session_park / session_pause);
+ *   PARKED   input paused for a step of ours (session_park);
  *            the idle timer does not count it against the client
  *   CLOSING  session_close() was called or the conn is gone; nothing more is
  *            processed and the phase never changes again
@@ -107,12 +107,10 @@ void session_close(struct session *s, const char *reason);
  * and the caller must not touch it any more. */
 bool session_release(struct session *s);
 
-/* Parks for an async step: input and the conn's backstop timeout are paused
- * until session_unpark(). */
+/* Parks for an async step or while streaming a long response: input, the
+ * idle timer and the conn's backstop timeout wait until session_unpark(). A
+ * streaming caller keeps its own no-progress timeout. */
 void session_park(struct session *s);
-/* Pauses input while streaming output; the backstop keeps running.
- * Ends with session_unpark() too. */
-void session_pause(struct session *s);
 /* Back to OPEN: the idle timer restarts, the backstop is set again and
  * pipelined input already received is processed (ops->input, from the loop).
  * Does nothing once closing. The caller sets its own input state first. */

@@ -114,9 +114,10 @@ void pop3_send_message(struct pop3_session *s, size_t n, bool top, uint64_t line
 	s->send_last_pending = 0;
 	s->send_progress_ms = loop_now(s->base.l);
 	/* Input waits until the response is complete (RFC 2449 6.6 pipelining:
-	 * responses stay in order). */
+	 * responses stay in order). Parked, not idle: a long download sends no
+	 * input, and on_pace's own no-progress timeout guards a stalled reader. */
 	pop3_set_state(s, POP3_S_SEND);
-	session_pause(&s->base);
+	session_park(&s->base);
 	pump(s);
 }
 

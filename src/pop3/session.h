@@ -6,7 +6,7 @@
  *   TLSWAIT   implicit TLS handshake or STLS in progress; input ignored
  *   CMD       reading command lines
  *   AUTHLINE  reading a SASL response line (after "+ ")
- *   SEND      streaming a RETR/TOP response; input paused (session_pause)
+ *   SEND      streaming a RETR/TOP response; input parked (session_park)
  *             until it ends
  * Parked on an async step (password check, failed-login delay, expunge at
  * QUIT) and closing are the core session's phases (core/session.h): the
