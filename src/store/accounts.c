@@ -409,13 +409,12 @@ int store_user_passwd(struct store *st, const char *addr, const char *hash, char
 	return step_done(st, s, err_r);
 }
 
-int store_user_list(struct store *st, const char *domain, store_list_cb *cb, void *arg)
+/* Runs a listing whose ?1 is a domain filter (NULL: all); each row's first
+ * column is the name, its second (when present) the detail. */
+static int list_by_domain(struct store *st, const char *sql, const char *domain,
+			  store_list_cb *cb, void *arg)
 {
-	sqlite3_stmt *s = store_sql(&st->main,
-			       "SELECT u.localpart || '@' || d.name FROM users u"
-			       " JOIN domains d ON d.id = u.domain_id"
-			       " WHERE ?1 IS NULL OR d.name = ?1 ORDER BY d.name, u.localpart",
-			       NULL);
+	sqlite3_stmt *s = store_sql(&st->main, sql, NULL);
 	if (s == NULL)
 		return -1;
 	char *d = NULL;
@@ -425,11 +424,22 @@ int store_user_list(struct store *st, const char *domain, store_list_cb *cb, voi
 		sqlite3_bind_text(s, 1, d, -1, SQLITE_STATIC);
 	}
 	int rc;
+	bool detail = sqlite3_column_count(s) > 1;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		cb(arg, (const char *)sqlite3_column_text(s, 0), "");
+		cb(arg, (const char *)sqlite3_column_text(s, 0),
+		   detail ? (const char *)sqlite3_column_text(s, 1) : "");
 	store_stmt_done(s);
 	free(d);
 	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_user_list(struct store *st, const char *domain, store_list_cb *cb, void *arg)
+{
+	return list_by_domain(st,
+			      "SELECT u.localpart || '@' || d.name FROM users u"
+			      " JOIN domains d ON d.id = u.domain_id"
+			      " WHERE ?1 IS NULL OR d.name = ?1 ORDER BY d.name, u.localpart",
+			      domain, cb, arg);
 }
 
 int store_user_hash(struct store *st, const char *addr, char **hash_r)
@@ -549,26 +559,11 @@ int store_alias_del(struct store *st, const char *alias, const char *target, cha
 
 int store_alias_list(struct store *st, const char *domain, store_list_cb *cb, void *arg)
 {
-	sqlite3_stmt *s = store_sql(&st->main,
-			       "SELECT a.localpart || '@' || d.name, a.target FROM aliases a"
-			       " JOIN domains d ON d.id = a.domain_id"
-			       " WHERE ?1 IS NULL OR d.name = ?1 ORDER BY d.name, a.localpart, a.id",
-			       NULL);
-	if (s == NULL)
-		return -1;
-	char *d = NULL;
-	if (domain) {
-		d = xstrdup(domain);
-		ascii_lower(d);
-		sqlite3_bind_text(s, 1, d, -1, SQLITE_STATIC);
-	}
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		cb(arg, (const char *)sqlite3_column_text(s, 0),
-		   (const char *)sqlite3_column_text(s, 1));
-	store_stmt_done(s);
-	free(d);
-	return rc == SQLITE_DONE ? 0 : -1;
+	return list_by_domain(st,
+			      "SELECT a.localpart || '@' || d.name, a.target FROM aliases a"
+			      " JOIN domains d ON d.id = a.domain_id"
+			      " WHERE ?1 IS NULL OR d.name = ?1 ORDER BY d.name, a.localpart, a.id",
+			      domain, cb, arg);
 }
 
 /* ---- resolution ---- */
