@@ -23,6 +23,34 @@ int log_level_parse(const char *s)
 	return -1;
 }
 
+size_t log_escape(char *out, size_t cap, const char *in, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)in[i];
+		if (ch >= 0x20 && ch != 0x7f && ch != '\\') {
+			if (o + 1 > cap)
+				break;
+			out[o++] = (char)ch;
+			continue;
+		}
+		/* Never split an escape: a cut line ends before it. */
+		if (o + 4 > cap)
+			break;
+		out[o++] = '\\';
+		if (ch == '\\') {
+			out[o++] = '\\';
+			continue;
+		}
+		out[o++] = 'x';
+		out[o++] = hex[ch >> 4];
+		out[o++] = hex[ch & 15];
+	}
+	return o;
+}
+
 static void log_vwrite(enum log_level level, const char *fmt, va_list ap) PRINTF_LIKE(2, 0);
 static void log_vwrite(enum log_level level, const char *fmt, va_list ap)
 {
@@ -34,12 +62,13 @@ static void log_vwrite(enum log_level level, const char *fmt, va_list ap)
 	size_t n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
 	n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ %s ", (long)tv.tv_usec / 1000,
 			      level_names[level]);
-	int m = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
+	char text[3072];
+	int m = vsnprintf(text, sizeof text, fmt, ap);
 	if (m < 0)
 		m = 0;
-	n += (size_t)m;
-	if (n > sizeof line - 2)
-		n = sizeof line - 2; /* truncated: keep one line per event */
+	if ((size_t)m >= sizeof text)
+		m = (int)sizeof text - 1; /* truncated: keep one line per event */
+	n += log_escape(line + n, sizeof line - n - 1, text, (size_t)m);
 	line[n++] = '\n';
 	/* One write() per line keeps lines from different threads whole. */
 	(void)!write(2, line, n);

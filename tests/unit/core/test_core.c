@@ -1043,6 +1043,38 @@ static void test_session_list_count_ip(void)
 	CHECK(list.head == NULL);
 }
 
+/* The logger's one escaping step (log_escape): no client string can start a
+ * line of its own. */
+static void test_log_escape(void)
+{
+	static const struct {
+		const char *in;
+		size_t cap;
+		const char *want;
+	} cases[] = {
+		{"plain text user=ann@example.org", 64, "plain text user=ann@example.org"},
+		{"x\n2026-01-01T00:00:00.000Z info smtp auth failed", 128,
+		 "x\\x0a2026-01-01T00:00:00.000Z info smtp auth failed"},
+		{"cr\rlf\r\n", 64, "cr\\x0dlf\\x0d\\x0a"},
+		{"tab\there\x7f", 64, "tab\\x09here\\x7f"},
+		{"back\\slash", 64, "back\\\\slash"},
+		{"utf8 \xc3\xa9", 64, "utf8 \xc3\xa9"},
+		{"ab\n", 5, "ab"}, /* an escape is never cut in half */
+		{"abcdef", 3, "abc"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char out[256];
+		size_t n = log_escape(out, cases[i].cap, cases[i].in, strlen(cases[i].in));
+		out[n] = '\0';
+		CHECK_STR((int)i, out, cases[i].want);
+	}
+	/* A NUL inside the text is escaped too (n counts it). */
+	char out[16];
+	size_t n = log_escape(out, sizeof out - 1, "a\0b", 3);
+	out[n] = '\0';
+	CHECK_STR(100, out, "a\\x00b");
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -1068,6 +1100,7 @@ int main(void)
 	test_run("session_read_line", test_session_read_line);
 	test_run("session_read_line_nul", test_session_read_line_nul);
 	test_run("session_list_count_ip", test_session_list_count_ip);
+	test_run("log_escape", test_log_escape);
 	tls_cleanup();
 	return test_done("test_core");
 }
