@@ -172,9 +172,14 @@ static void on_commit(void *arg, int result)
 {
 	struct smtp_session *s = arg;
 
-	if (result == 0) {
+	if (result == STORE_COMMIT_OK) {
 		smtp_reply(s, 250, "2.0.0", "Ok: queued as %s", s->tx->txid);
 		end_tx(s, 250);
+	} else if (result == STORE_COMMIT_RCPT_GONE) {
+		/* A recipient was deleted during the transaction: the retry's RCPT
+		 * TO decides (550 5.1.1 if it stays gone). */
+		smtp_reply(s, 451, "4.3.0", "Error: a recipient changed during delivery, try again");
+		end_tx(s, 451);
 	} else {
 		smtp_reply(s, 451, "4.3.0", "Error: queue file write error");
 		end_tx(s, 451);

@@ -279,13 +279,16 @@ static int user_add_locked(struct store *st, const char *local, const char *doma
 	store_stmt_done(s);
 	int64_t uid = sqlite3_last_insert_rowid(st->main.db);
 	/* RFC 3501 2.3.1.1: UIDVALIDITY must change if a mailbox name is reused
-	 * with other UIDs; the creation time does that across delete/re-create. */
+	 * with other UIDs, across delete/re-create too: a store-wide counter. */
+	uint32_t uidvalidity;
+	if (store_uidvalidity_next(&st->main, &uidvalidity, err_r) < 0)
+		return -1;
 	s = store_sql(&st->main, "INSERT INTO mailboxes(user_id, name, uidvalidity) VALUES(?1, 'INBOX', ?2)",
 		 err_r);
 	if (s == NULL)
 		return -1;
 	sqlite3_bind_int64(s, 1, uid);
-	sqlite3_bind_int64(s, 2, (int64_t)(uint32_t)time(NULL));
+	sqlite3_bind_int64(s, 2, (int64_t)uidvalidity);
 	return step_done(st, s, err_r);
 }
 

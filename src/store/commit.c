@@ -55,6 +55,7 @@ struct store_commit_req {
 	int err;  /* errno of the blob's failure, 0 while fine */
 	bool renamed;
 	bool empty; /* no recipients: nothing to store, success */
+	bool gone;  /* a local recipient no longer exists: nothing stored */
 	int result;
 };
 
@@ -483,11 +484,10 @@ static int insert_entry(struct store_db *d, int64_t user_id, int64_t msg_id, tim
 	sqlite3_bind_int64(s, 1, user_id);
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_DONE) {
-		/* deleted between RCPT TO and now: nothing to file into */
+		/* rcpts_exist() said it was there, under the same write lock */
 		store_stmt_done(s);
-		log_warn("store: user id %lld has no INBOX any more; not delivered",
-			 (long long)user_id);
-		return 0;
+		log_err("store: user id %lld has no INBOX", (long long)user_id);
+		return -1;
 	}
 	if (rc != SQLITE_ROW) {
 		store_stmt_done(s);
@@ -510,6 +510,30 @@ static int insert_entry(struct store_db *d, int64_t user_id, int64_t msg_id, tim
 	sqlite3_bind_int64(s, 4, modseq);
 	sqlite3_bind_int64(s, 5, (int64_t)received);
 	return step_stmt(s);
+}
+
+/* 1 if every local recipient still has its INBOX, 0 if one was deleted since
+ * RCPT TO, -1 on error. Inside the write transaction, so the answer holds
+ * until COMMIT (user_del takes the same lock). */
+static int rcpts_exist(struct store_db *d, struct store_commit_req *req)
+{
+	for (size_t i = 0; i < req->n_users; i++) {
+		sqlite3_stmt *s = store_stmt(d, STMT_RCPT_INBOX);
+		if (s == NULL)
+			return -1;
+		sqlite3_bind_int64(s, 1, req->user_ids[i]);
+		int rc = sqlite3_step(s);
+		store_stmt_done(s);
+		if (rc == SQLITE_DONE) {
+			log_warn("store: %s: recipient user id %lld was deleted after RCPT TO;"
+				 " not stored, temporary failure",
+				 req->txid, (long long)req->user_ids[i]);
+			return 0;
+		}
+		if (rc != SQLITE_ROW)
+			return -1;
+	}
+	return 1;
 }
 
 static int insert_one(struct store_db *d, struct store_commit_req *req, time_t now)
@@ -555,7 +579,11 @@ static int batch_metadata(struct store *st, struct store_commit_req **v, size_t 
 	for (size_t i = 0; i < n; i++) {
 		if (v[i]->err || v[i]->empty)
 			continue;
-		if (insert_one(d, v[i], now) < 0)
+		int ok = rcpts_exist(d, v[i]);
+		if (ok < 0)
+			goto rollback;
+		v[i]->gone = ok == 0;
+		if (!v[i]->gone && insert_one(d, v[i], now) < 0)
 			goto rollback;
 	}
 	if (step_stmt(store_stmt(d, STMT_COMMIT)) < 0)
@@ -602,7 +630,7 @@ static void batch_run(struct store *st, struct store_commit_req *list)
 			log_err("store: %s: blob %s: %s", v[i]->txid, v[i]->sp->name,
 				strerror(v[i]->err));
 			blob_unlink(st, v[i]);
-			v[i]->result = -1;
+			v[i]->result = STORE_COMMIT_FAILED;
 		} else {
 			n_ok++;
 		}
@@ -612,7 +640,10 @@ static void batch_run(struct store *st, struct store_commit_req *list)
 		struct store_commit_req *req = v[i];
 		if (!req->err && !req->empty && r < 0) {
 			blob_unlink(st, req);
-			req->result = -1;
+			req->result = STORE_COMMIT_FAILED;
+		} else if (!req->err && !req->empty && req->gone) {
+			blob_unlink(st, req);
+			req->result = STORE_COMMIT_RCPT_GONE;
 		}
 		/* The fd is no longer needed; close it here rather than on the loop. */
 		close(req->sp->fd);

@@ -28,6 +28,9 @@ static const char *const stmt_sql[STMT_N] = {
 	[STMT_ROLLBACK] = "ROLLBACK",
 	[STMT_INS_MESSAGE] = "INSERT INTO messages(blob, size, received, mail_from, envid, ret,"
 			     " auth_user) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	/* Does a local recipient (resolved at RCPT time) still have its INBOX? */
+	[STMT_RCPT_INBOX] = "SELECT b.id FROM users u JOIN mailboxes b ON b.user_id = u.id"
+			    " WHERE u.id = ?1 AND b.name = 'INBOX'",
 	/* One statement allocates the UID and the MODSEQ (RETURNING, SQLite >= 3.35). */
 	[STMT_BUMP_INBOX] = "UPDATE mailboxes SET uidnext = uidnext + 1,"
 			    " highestmodseq = highestmodseq + 1"
@@ -39,7 +42,12 @@ static const char *const stmt_sql[STMT_N] = {
 			   " last_error, created) VALUES(?1, ?2, ?3, ?4, 0, ?5, NULL, ?6)",
 };
 
-/* Version 1. Later versions add migration steps keyed on PRAGMA user_version. */
+/* The schema is versioned by PRAGMA user_version: version N means that the
+ * first N steps of schema_steps[] have run. A new database runs them all, so
+ * the path an existing data directory takes is the path every new one takes.
+ * The steps are frozen once released: a change is a new step at the end. */
+
+/* Step 1: the first schema. */
 static const char schema_v1[] =
 	"CREATE TABLE domains ("
 	" id INTEGER PRIMARY KEY,"
@@ -96,6 +104,90 @@ static const char schema_v1[] =
 	" created INTEGER NOT NULL);"
 	"CREATE INDEX queue_message ON queue(message_id);"
 	"CREATE INDEX queue_next_try ON queue(next_try);";
+
+/* Step 2: ids are never reused. A plain INTEGER PRIMARY KEY hands out
+ * max(id)+1, so deleting the newest user gave its id to the next one, and a
+ * delivery resolved to that id at RCPT time went to the wrong account.
+ * AUTOINCREMENT (sqlite_sequence) never goes back. SQLite cannot add it to a
+ * table, so each table is rebuilt (https://sqlite.org/lang_altertable.html,
+ * "other kinds of table schema changes"), rows and ids kept; the sequences
+ * start at the largest id present. Also the store-wide counters: UIDVALIDITY
+ * is handed out from one (store_uidvalidity_next), seeded with the largest
+ * value in use. Runs with foreign keys off, in one transaction. */
+static const char schema_v2[] =
+	"CREATE TABLE domains_v2 ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" name TEXT NOT NULL UNIQUE);"
+	"INSERT INTO domains_v2(id, name) SELECT id, name FROM domains;"
+	"CREATE TABLE users_v2 ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" domain_id INTEGER NOT NULL REFERENCES domains(id),"
+	" localpart TEXT NOT NULL,"
+	" password_hash TEXT NOT NULL,"
+	" created INTEGER NOT NULL,"
+	" UNIQUE(domain_id, localpart));"
+	"INSERT INTO users_v2(id, domain_id, localpart, password_hash, created)"
+	" SELECT id, domain_id, localpart, password_hash, created FROM users;"
+	"CREATE TABLE aliases_v2 ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" domain_id INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,"
+	" localpart TEXT NOT NULL,"
+	" target TEXT NOT NULL,"
+	" UNIQUE(domain_id, localpart, target));"
+	"INSERT INTO aliases_v2(id, domain_id, localpart, target)"
+	" SELECT id, domain_id, localpart, target FROM aliases;"
+	"CREATE TABLE mailboxes_v2 ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	" name TEXT NOT NULL,"
+	" uidvalidity INTEGER NOT NULL,"
+	" uidnext INTEGER NOT NULL DEFAULT 1,"
+	" highestmodseq INTEGER NOT NULL DEFAULT 1,"
+	" subscribed INTEGER NOT NULL DEFAULT 1,"
+	" UNIQUE(user_id, name));"
+	"INSERT INTO mailboxes_v2(id, user_id, name, uidvalidity, uidnext, highestmodseq,"
+	" subscribed) SELECT id, user_id, name, uidvalidity, uidnext, highestmodseq, subscribed"
+	" FROM mailboxes;"
+	"CREATE TABLE messages_v2 ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" blob TEXT NOT NULL UNIQUE,"
+	" size INTEGER NOT NULL,"
+	" received INTEGER NOT NULL,"
+	" mail_from TEXT NOT NULL,"
+	" envid TEXT,"
+	" ret TEXT,"
+	" auth_user TEXT);"
+	"INSERT INTO messages_v2(id, blob, size, received, mail_from, envid, ret, auth_user)"
+	" SELECT id, blob, size, received, mail_from, envid, ret, auth_user FROM messages;"
+	"CREATE TABLE queue_v2 ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" message_id INTEGER NOT NULL REFERENCES messages(id),"
+	" rcpt TEXT NOT NULL,"
+	" orcpt TEXT,"
+	" notify TEXT,"
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" next_try INTEGER NOT NULL,"
+	" last_error TEXT,"
+	" created INTEGER NOT NULL);"
+	"INSERT INTO queue_v2(id, message_id, rcpt, orcpt, notify, attempts, next_try,"
+	" last_error, created) SELECT id, message_id, rcpt, orcpt, notify, attempts, next_try,"
+	" last_error, created FROM queue;"
+	/* The other tables' REFERENCES name the table, so they follow the rename. */
+	"DROP TABLE domains; ALTER TABLE domains_v2 RENAME TO domains;"
+	"DROP TABLE users; ALTER TABLE users_v2 RENAME TO users;"
+	"DROP TABLE aliases; ALTER TABLE aliases_v2 RENAME TO aliases;"
+	"DROP TABLE mailboxes; ALTER TABLE mailboxes_v2 RENAME TO mailboxes;"
+	"DROP TABLE messages; ALTER TABLE messages_v2 RENAME TO messages;"
+	"DROP TABLE queue; ALTER TABLE queue_v2 RENAME TO queue;"
+	"CREATE INDEX queue_message ON queue(message_id);"
+	"CREATE INDEX queue_next_try ON queue(next_try);"
+	"CREATE TABLE counters ("
+	" name TEXT PRIMARY KEY,"
+	" value INTEGER NOT NULL) WITHOUT ROWID;"
+	"INSERT INTO counters(name, value)"
+	" SELECT 'uidvalidity', coalesce(max(uidvalidity), 0) FROM mailboxes;";
+
+static const char *const schema_steps[] = {schema_v1, schema_v2};
 
 sqlite3_stmt *store_stmt(struct store_db *d, enum store_stmt_id id)
 {
@@ -215,7 +307,7 @@ static void db_close(struct store_db *d)
 	d->db = NULL;
 }
 
-static int schema_ensure(struct store_db *d, char **err_r)
+static int schema_version(struct store_db *d, char **err_r)
 {
 	sqlite3_stmt *s;
 	int version = -1;
@@ -226,24 +318,75 @@ static int schema_ensure(struct store_db *d, char **err_r)
 	if (sqlite3_step(s) == SQLITE_ROW)
 		version = sqlite3_column_int(s, 0);
 	sqlite3_finalize(s);
-	if (version == STORE_SCHEMA_VERSION)
-		return 0;
 	if (version > STORE_SCHEMA_VERSION || version < 0) {
 		*err_r = xasprintf("database schema version %d is not supported (this postern knows "
 				   "%d)",
 				   version, STORE_SCHEMA_VERSION);
 		return -1;
 	}
-	/* version 0: a new database */
-	if (store_exec(d, "BEGIN IMMEDIATE", err_r) < 0)
+	return version;
+}
+
+/* Rows that break a foreign key after the rebuild were there before it
+ * (foreign keys are always on): worth a line, not a refusal to start. */
+static void schema_fk_check(struct store_db *d)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(d->db, "PRAGMA foreign_key_check", -1, &s, NULL) != SQLITE_OK)
+		return;
+	int n = 0;
+	while (sqlite3_step(s) == SQLITE_ROW)
+		n++;
+	sqlite3_finalize(s);
+	if (n)
+		log_warn("store: %d rows refer to rows that do not exist (kept as they were)", n);
+}
+
+/* Runs the steps a database lacks, all in one transaction. Another process
+ * (the CLI beside a starting daemon) may be doing the same: the version is
+ * read again under the write lock. Foreign keys are off meanwhile (a table
+ * rebuild drops tables that others refer to; the pragma has no effect inside
+ * a transaction). */
+static int schema_ensure(struct store_db *d, char **err_r)
+{
+	_Static_assert(sizeof schema_steps / sizeof schema_steps[0] == STORE_SCHEMA_VERSION,
+		       "one schema step per version");
+	int version = schema_version(d, err_r);
+	if (version < 0)
 		return -1;
-	char *sql = xasprintf("%s PRAGMA user_version = %d;", schema_v1, STORE_SCHEMA_VERSION);
-	int r = store_exec(d, sql, err_r);
-	free(sql);
-	if (r == 0)
-		r = store_exec(d, "COMMIT", err_r);
-	if (r < 0)
-		store_exec(d, "ROLLBACK", NULL);
+	if (version == STORE_SCHEMA_VERSION)
+		return 0;
+	if (store_exec(d, "PRAGMA foreign_keys = OFF", err_r) < 0)
+		return -1;
+	int r = store_exec(d, "BEGIN IMMEDIATE", err_r);
+	if (r == 0) {
+		version = schema_version(d, err_r);
+		r = version < 0 ? -1 : 0;
+		int from = version;
+		for (; r == 0 && version < STORE_SCHEMA_VERSION; version++)
+			r = store_exec(d, schema_steps[version], err_r);
+		if (r == 0 && from < STORE_SCHEMA_VERSION) {
+			schema_fk_check(d);
+			char *sql = xasprintf("PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
+			r = store_exec(d, sql, err_r);
+			free(sql);
+		}
+		if (r == 0)
+			r = store_exec(d, "COMMIT", err_r);
+		if (r < 0)
+			store_exec(d, "ROLLBACK", NULL);
+		else if (from > 0 && from < STORE_SCHEMA_VERSION)
+			log_info("store: database schema upgraded from version %d to %d", from,
+				 STORE_SCHEMA_VERSION);
+	}
+	char *e = NULL;
+	if (store_exec(d, "PRAGMA foreign_keys = ON", &e) < 0) {
+		if (r == 0)
+			*err_r = e;
+		else
+			free(e);
+		return -1;
+	}
 	return r;
 }
 
@@ -477,4 +620,38 @@ void store_set_sync_threads(struct store *st, unsigned n)
 {
 	x_assert(!st->started);
 	st->n_syncers = n;
+}
+
+/* RFC 3501 2.3.1.1, RFC 9051 2.3.1.1: UIDVALIDITY must change whenever a
+ * mailbox name could come back with other UIDs, and is a nonzero 32-bit
+ * value. The creation time alone repeats for a mailbox deleted and re-created
+ * within a second, or after the clock stepped back; the counter does not. It
+ * follows the clock while the clock is ahead (values stay meaningful across a
+ * restore from backup) and goes up by one otherwise. */
+int store_uidvalidity_next(struct store_db *d, uint32_t *uidvalidity_r, char **err_r)
+{
+	static const char sql[] = "UPDATE counters SET value = max(value + 1, ?1)"
+				  " WHERE name = 'uidvalidity' RETURNING value";
+	sqlite3_stmt *s = store_sql(d, sql, err_r);
+	if (s == NULL)
+		return -1;
+	time_t now = time(NULL);
+	sqlite3_bind_int64(s, 1, now > 0 && (uint64_t)now <= UINT32_MAX ? (int64_t)now : 1);
+	int rc = sqlite3_step(s);
+	int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+	if (rc == SQLITE_ROW)
+		rc = sqlite3_step(s); /* RETURNING: the update is final at the end */
+	store_stmt_done(s);
+	if (rc != SQLITE_DONE || v < 0) {
+		*err_r = rc == SQLITE_DONE ? xasprintf("database error: no uidvalidity counter")
+					   : store_db_err(d);
+		return -1;
+	}
+	if (v == 0 || v > UINT32_MAX) {
+		/* 4 billion mailboxes beyond the clock: refuse rather than repeat */
+		*err_r = xasprintf("UIDVALIDITY values exhausted");
+		return -1;
+	}
+	*uidvalidity_r = (uint32_t)v;
+	return 0;
 }

@@ -108,18 +108,34 @@ struct store_delivery {
 	const char *ret;        /* DSN RET= ("FULL"/"HDRS") or NULL */
 	const char *auth_user;  /* or NULL */
 	time_t received;        /* becomes INTERNALDATE */
-	const int64_t *user_ids; /* local recipients, delivered to INBOX */
+	/* local recipients (store_target.user_id), delivered to INBOX. An id
+	 * names one account for ever: ids of users, mailboxes and messages are
+	 * never reused. */
+	const int64_t *user_ids;
 	size_t n_users;
 	const struct store_remote_rcpt *remote; /* queued for outbound delivery */
 	size_t n_remote;
 };
-/* result: 0 durable; -1 temporary failure (disk full, I/O error), nothing stored. */
+/* The result of a commit. Both failures are temporary (the client may try
+ * again) and store nothing: no message row, no mailbox or queue entry, no blob. */
+enum store_commit_result {
+	STORE_COMMIT_OK = 0,         /* durable */
+	STORE_COMMIT_FAILED = -1,    /* disk full, I/O or database error */
+	/* A local recipient (its account or its INBOX) was deleted after
+	 * store_resolve gave its id: ids are never reused, so the message would
+	 * otherwise go nowhere. Resolving the address again decides (550 if it is
+	 * gone for good). */
+	STORE_COMMIT_RCPT_GONE = -2,
+};
+/* result: an enum store_commit_result. */
 typedef void store_commit_cb(void *arg, int result);
 /* Takes ownership of sp. Copies d. On the committer thread: flush and fsync
  * the blob, rename it into blobs/, fsync the directory, then one transaction
- * (batched with concurrent commits: group commit) that stores the message once,
- * adds it to each local user's INBOX (new UID, MODSEQ) and creates the queue
- * entries. Then cb(arg, result) runs on the loop thread. */
+ * (batched with concurrent commits: group commit) that checks every local
+ * recipient still exists, stores the message once, adds it to each local
+ * user's INBOX (new UID, MODSEQ) and creates the queue entries. A delivery
+ * with a vanished recipient fails alone (STORE_COMMIT_RCPT_GONE); the others
+ * in the batch are stored. Then cb(arg, result) runs on the loop thread. */
 void store_commit(struct store *st, struct store_spool *sp, const struct store_delivery *d,
 		  store_commit_cb *cb, void *arg);
 

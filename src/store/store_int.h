@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include "store/store.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_BLOB_DIRS 256
 #define STORE_BLOB_NAME_LEN 32 /* 16 hex µs + 8 hex counter + 8 hex random */
 #define STORE_SPOOL_STOCK 64
@@ -26,6 +26,7 @@ enum store_stmt_id {
 	STMT_COMMIT,
 	STMT_ROLLBACK,
 	STMT_INS_MESSAGE,
+	STMT_RCPT_INBOX,
 	STMT_BUMP_INBOX,
 	STMT_INS_MAILBOX_MSG,
 	STMT_INS_QUEUE,
@@ -125,6 +126,11 @@ int store_exec(struct store_db *d, const char *sql, char **err_r);
 int store_blob_dir(const char *name);
 /* "xx/name" relative to blobs/, for messages. */
 void store_blob_path(const char *name, char *path, size_t size);
+/* The UIDVALIDITY for a new mailbox: strictly greater than every one handed
+ * out before by this store, nonzero, 32 bits. Call inside the write
+ * transaction that creates the mailbox (the counter is a row of the same
+ * database). 0, or -1 with *err_r. */
+int store_uidvalidity_next(struct store_db *d, uint32_t *uidvalidity_r, char **err_r);
 
 /* accounts.c: address helpers */
 /* Splits "local@domain" at the last '@' into lowercase copies. local may be

@@ -66,6 +66,26 @@ static long long sql_int(const char *sql)
 	return v;
 }
 
+/* Runs SQL on the database file beside the store (as another process would). */
+static int sql_exec(const char *sql)
+{
+	char *path = xasprintf("%s/data/postern.db", tmpdir);
+	sqlite3 *db;
+	char *msg = NULL;
+	int r = -1;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) ==
+	    SQLITE_OK) {
+		sqlite3_busy_timeout(db, 10000);
+		r = sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK ? 0 : -1;
+		if (r < 0)
+			printf("  sql_exec: %s\n", msg ? msg : sqlite3_errmsg(db));
+	}
+	sqlite3_free(msg);
+	sqlite3_close(db);
+	free(path);
+	return r;
+}
+
 /* Files in sub (skipping empty ones if nonempty_only: the committer keeps a
  * stock of empty spool files ready). */
 static int count_files_x(const char *sub, bool nonempty_only)
@@ -137,10 +157,11 @@ static void test_schema(void)
 	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0700);
 	snprintf(path, sizeof path, "%s/data/postern.db", tmpdir);
 	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
-	CHECK_INT(1, sql_int("PRAGMA user_version"), 1);
+	CHECK_INT(1, sql_int("PRAGMA user_version"), 2);
 	CHECK_INT(2, sql_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"),
 		  1);
-	CHECK_INT(3, sql_int("SELECT count(*) FROM sqlite_master WHERE type = 'table'"), 7);
+	/* 7 + counters + sqlite_sequence (AUTOINCREMENT) */
+	CHECK_INT(3, sql_int("SELECT count(*) FROM sqlite_master WHERE type = 'table'"), 9);
 	CHECK_INT(4, sql_int("SELECT count(*) FROM sqlite_master WHERE name = "
 			     "'mailbox_messages_message'"),
 		  1);
@@ -395,11 +416,14 @@ struct waiter {
 	int done;
 	int failed;
 	bool timed_out;
+	int results[16]; /* of the first 16 completions, in order */
 };
 
 static void commit_cb(void *arg, int result)
 {
 	struct waiter *w = arg;
+	if (w->done < 16)
+		w->results[w->done] = result;
 	w->done++;
 	if (result != 0)
 		w->failed++;
@@ -566,7 +590,8 @@ static void test_commit(void)
 	CHECK_INT(11, store_mailbox_list(st, "bob@example.com", list_cb, &a), 0);
 	char want[128];
 	snprintf(want, sizeof want, "INBOX=uidvalidity=%lld uidnext=3 highestmodseq=3 messages=2",
-		 sql_int("SELECT uidvalidity FROM mailboxes WHERE name = 'INBOX' LIMIT 1"));
+		 sql_int("SELECT b.uidvalidity FROM mailboxes b JOIN users u ON u.id = b.user_id"
+			 " WHERE u.localpart = 'bob' AND b.name = 'INBOX'"));
 	CHECK_STR(11, a.text, want);
 	memset(&a, 0, sizeof a);
 	CHECK_INT(12, store_queue_list(st, list_cb, &a), 0);
@@ -752,6 +777,334 @@ static void test_crash_cleanup(void)
 	dir_remove();
 }
 
+/* ---- ids, UIDVALIDITY, vanished recipients ---- */
+
+/* query ends in "localpart = ", the user's local part is appended */
+static long long user_col(const char *user, const char *query)
+{
+	char sql[256];
+	snprintf(sql, sizeof sql, "%s'%s'", query, user);
+	return sql_int(sql);
+}
+
+#define SQL_USER_ID "SELECT id FROM users WHERE localpart = "
+#define SQL_INBOX_ID                                                                               \
+	"SELECT b.id FROM mailboxes b JOIN users u ON u.id = b.user_id"                            \
+	" WHERE b.name = 'INBOX' AND u.localpart = "
+#define SQL_UIDVALIDITY                                                                            \
+	"SELECT b.uidvalidity FROM mailboxes b JOIN users u ON u.id = b.user_id"                   \
+	" WHERE b.name = 'INBOX' AND u.localpart = "
+#define SQL_INBOX_COUNT                                                                            \
+	"SELECT count(*) FROM mailbox_messages mm JOIN mailboxes b ON b.id = mm.mailbox_id"        \
+	" JOIN users u ON u.id = b.user_id WHERE u.localpart = "
+
+/* Deleting the newest user, mailbox or message must not hand its id to the
+ * next one (SQLite's plain rowid is max+1). */
+static void test_ids_not_reused(void)
+{
+	dir_new();
+	struct store *st = open_store();
+	struct loop *l = loop_new();
+	if (st == NULL) {
+		CHECK(0);
+		return;
+	}
+	char *err = NULL;
+	add_ok(store_domain_add(st, "example.com", &err), &err);
+	add_ok(store_user_add(st, "u1@example.com", "x", &err), &err);
+	add_ok(store_user_add(st, "u2@example.com", "x", &err), &err);
+	CHECK_INT(0, store_start(st, l, 0), 0);
+	struct waiter w = {.l = l};
+	int64_t u2 = user_id_of(st, "u2@example.com");
+	commit_one(st, &w, "hello\r\n", 7, &u2, 1, NULL, 0);
+	wait_commits(&w);
+	CHECK_INT(1, w.failed, 0);
+	long long old_user = user_col("u2", SQL_USER_ID);
+	long long old_inbox = user_col("u2", SQL_INBOX_ID);
+	long long old_msg = sql_int("SELECT max(id) FROM messages");
+	CHECK(old_user > 0 && old_inbox > 0 && old_msg > 0);
+
+	/* the newest of each goes: user, INBOX and (only reference) message */
+	check_err(2, store_user_del(st, "u2@example.com", &err), &err, "");
+	CHECK_INT(3, sql_int("SELECT count(*) FROM messages"), 0);
+	add_ok(store_user_add(st, "u3@example.com", "x", &err), &err);
+	int64_t u3 = user_id_of(st, "u3@example.com");
+	commit_one(st, &w, "again\r\n", 7, &u3, 1, NULL, 0);
+	wait_commits(&w);
+	CHECK_INT(4, w.failed, 0);
+
+	struct {
+		const char *what;
+		long long old, now;
+	} cases[] = {
+		{"user", old_user, user_col("u3", SQL_USER_ID)},
+		{"mailbox", old_inbox, user_col("u3", SQL_INBOX_ID)},
+		{"message", old_msg, sql_int("SELECT max(id) FROM messages")},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		if (cases[i].now <= cases[i].old)
+			printf("  %s id: old %lld, new %lld\n", cases[i].what, cases[i].old,
+			       cases[i].now);
+		CHECK_INT(10 + (int)i, cases[i].now > cases[i].old, 1);
+	}
+	store_close(&st);
+	loop_free(&l);
+	dir_remove();
+}
+
+/* RFC 3501 2.3.1.1: a re-created mailbox gets a new UIDVALIDITY, even within
+ * the same second or after the clock went back. */
+static void test_uidvalidity(void)
+{
+	dir_new();
+	struct store *st = open_store();
+	if (st == NULL) {
+		CHECK(0);
+		return;
+	}
+	char *err = NULL;
+	add_ok(store_domain_add(st, "example.com", &err), &err);
+	long long prev = 0;
+	/* well within one second: the old creation-time value repeats */
+	for (int i = 0; i < 5; i++) {
+		add_ok(store_user_add(st, "x@example.com", "x", &err), &err);
+		long long v = user_col("x", SQL_UIDVALIDITY);
+		CHECK_INT(i, v > prev, 1);
+		CHECK_INT(i, v > 0 && v <= 0xffffffffLL, 1);
+		struct store_mailbox_status status;
+		CHECK_INT(i, store_mailbox_status(st, "x@example.com", NULL, &status, &err), 0);
+		CHECK_INT(i, status.uidvalidity, v);
+		prev = v;
+		check_err(i, store_user_del(st, "x@example.com", &err), &err, "");
+	}
+	/* the clock is behind the counter (it stepped back): counter + 1 */
+	long long ahead = (long long)time(NULL) + 100000;
+	char sql[128];
+	snprintf(sql, sizeof sql, "UPDATE counters SET value = %lld WHERE name = 'uidvalidity'",
+		 ahead);
+	CHECK_INT(10, sql_exec(sql), 0);
+	add_ok(store_user_add(st, "y@example.com", "x", &err), &err);
+	CHECK_INT(11, user_col("y", SQL_UIDVALIDITY), ahead + 1);
+	CHECK_INT(12, sql_int("SELECT value FROM counters WHERE name = 'uidvalidity'"), ahead + 1);
+	/* no 32-bit value left: refused, and nothing created */
+	CHECK_INT(13, sql_exec("UPDATE counters SET value = 4294967295"), 0);
+	check_err(14, store_user_add(st, "z@example.com", "x", &err), &err,
+		  "UIDVALIDITY values exhausted");
+	char *hash = NULL;
+	CHECK_INT(15, store_user_hash(st, "z@example.com", &hash), 0);
+	free(hash);
+	store_close(&st);
+	dir_remove();
+}
+
+/* A recipient resolved at RCPT TO and deleted before the commit: the commit
+ * fails temporarily and stores nothing; it never lands in another account. */
+static void test_commit_rcpt_gone(void)
+{
+	dir_new();
+	struct store *st = open_store();
+	struct loop *l = loop_new();
+	if (st == NULL) {
+		CHECK(0);
+		return;
+	}
+	setup_accounts(st);
+	char *err = NULL;
+	CHECK_INT(0, store_start(st, l, 0), 0);
+	struct waiter w = {.l = l};
+	int64_t alice = user_id_of(st, "alice@example.com");
+
+	/* 1: deleted, then a new user: the old code gave it the same id */
+	add_ok(store_user_add(st, "victim@example.com", "x", &err), &err);
+	int64_t victim = user_id_of(st, "victim@example.com");
+	check_err(1, store_user_del(st, "victim@example.com", &err), &err, "");
+	add_ok(store_user_add(st, "newbie@example.com", "x", &err), &err);
+	commit_one(st, &w, "for victim\r\n", 12, &victim, 1, NULL, 0);
+	wait_commits(&w);
+	CHECK_INT(2, w.results[0], STORE_COMMIT_RCPT_GONE);
+	CHECK_INT(3, user_col("newbie", SQL_INBOX_COUNT), 0);
+	CHECK_INT(4, sql_int("SELECT count(*) FROM messages"), 0);
+	CHECK_INT(5, count_blobs(), 0);
+
+	/* 2: deleted only, with a live local and a remote recipient beside it:
+	 * the whole delivery fails, nothing of it is left */
+	add_ok(store_user_add(st, "victim2@example.com", "x", &err), &err);
+	int64_t both[2] = {alice, user_id_of(st, "victim2@example.com")};
+	struct store_remote_rcpt remote[1] = {{"ext@remote.org", NULL, NULL}};
+	check_err(6, store_user_del(st, "victim2@example.com", &err), &err, "");
+	commit_one(st, &w, "for victim2\r\n", 13, both, 2, remote, 1);
+	wait_commits(&w);
+	CHECK_INT(7, w.results[1], STORE_COMMIT_RCPT_GONE);
+	CHECK_INT(8, sql_int("SELECT count(*) FROM messages"), 0);
+	CHECK_INT(9, sql_int("SELECT count(*) FROM mailbox_messages"), 0);
+	CHECK_INT(10, sql_int("SELECT count(*) FROM queue"), 0);
+	CHECK_INT(11, count_blobs(), 0);
+	CHECK_INT(12, count_files_x("spool", true), 0);
+	store_close(&st);
+
+	/* 3: in one batch with a good delivery: only the bad one fails */
+	st = open_store();
+	CHECK_INT(20, st ? store_start(st, l, 200000) : -1, 0);
+	if (st) {
+		struct waiter w2 = {.l = l};
+		commit_one(st, &w2, "good\r\n", 6, &alice, 1, NULL, 0);
+		commit_one(st, &w2, "bad\r\n", 5, &victim, 1, NULL, 0);
+		wait_commits(&w2);
+		CHECK_INT(21, w2.results[0], STORE_COMMIT_OK);
+		CHECK_INT(22, w2.results[1], STORE_COMMIT_RCPT_GONE);
+		/* the committer counts its round just after posting the results */
+		uint64_t commits = 0, batches = 0;
+		for (int i = 0; i < 1000 && commits < 2; i++) {
+			store_stats(st, &commits, &batches);
+			if (commits < 2)
+				usleep(1000);
+		}
+		CHECK_INT(23, batches, 1);
+		CHECK_INT(24, user_col("alice", SQL_INBOX_COUNT), 1);
+		CHECK_INT(25, sql_int("SELECT count(*) FROM messages"), 1);
+		CHECK_INT(26, count_blobs(), 1);
+		check_content(st, "alice@example.com", 1, "good\r\n", 6);
+		store_close(&st);
+	}
+	loop_free(&l);
+	dir_remove();
+}
+
+/* The schema as postern 1 (user_version 1) created it, verbatim. */
+static const char schema_v1_old[] =
+	"CREATE TABLE domains (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
+	"CREATE TABLE users (id INTEGER PRIMARY KEY,"
+	" domain_id INTEGER NOT NULL REFERENCES domains(id), localpart TEXT NOT NULL,"
+	" password_hash TEXT NOT NULL, created INTEGER NOT NULL, UNIQUE(domain_id, localpart));"
+	"CREATE TABLE aliases (id INTEGER PRIMARY KEY,"
+	" domain_id INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,"
+	" localpart TEXT NOT NULL, target TEXT NOT NULL, UNIQUE(domain_id, localpart, target));"
+	"CREATE TABLE mailboxes (id INTEGER PRIMARY KEY,"
+	" user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, name TEXT NOT NULL,"
+	" uidvalidity INTEGER NOT NULL, uidnext INTEGER NOT NULL DEFAULT 1,"
+	" highestmodseq INTEGER NOT NULL DEFAULT 1, subscribed INTEGER NOT NULL DEFAULT 1,"
+	" UNIQUE(user_id, name));"
+	"CREATE TABLE messages (id INTEGER PRIMARY KEY, blob TEXT NOT NULL UNIQUE,"
+	" size INTEGER NOT NULL, received INTEGER NOT NULL, mail_from TEXT NOT NULL, envid TEXT,"
+	" ret TEXT, auth_user TEXT);"
+	"CREATE TABLE mailbox_messages ("
+	" mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,"
+	" uid INTEGER NOT NULL, message_id INTEGER NOT NULL REFERENCES messages(id),"
+	" flags TEXT NOT NULL DEFAULT '', modseq INTEGER NOT NULL, internaldate INTEGER NOT NULL,"
+	" PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;"
+	"CREATE INDEX mailbox_messages_message ON mailbox_messages(message_id);"
+	"CREATE TABLE queue (id INTEGER PRIMARY KEY,"
+	" message_id INTEGER NOT NULL REFERENCES messages(id), rcpt TEXT NOT NULL, orcpt TEXT,"
+	" notify TEXT, attempts INTEGER NOT NULL DEFAULT 0, next_try INTEGER NOT NULL,"
+	" last_error TEXT, created INTEGER NOT NULL);"
+	"CREATE INDEX queue_message ON queue(message_id);"
+	"CREATE INDEX queue_next_try ON queue(next_try);"
+	"PRAGMA user_version = 1;"
+	/* rows with gaps in their ids, as deletions leave them */
+	"INSERT INTO domains VALUES(1, 'example.com'), (3, 'old.example.com');"
+	"INSERT INTO users VALUES(1, 1, 'alice', 'h1', 100), (4, 1, 'bob', 'h2', 101);"
+	"INSERT INTO aliases VALUES(5, 1, 'team', 'alice@example.com'),"
+	" (6, 3, '', 'bob@example.com');"
+	"INSERT INTO mailboxes VALUES(1, 1, 'INBOX', 1600000000, 3, 4, 1),"
+	" (2, 4, 'INBOX', 1600000001, 2, 2, 1), (7, 1, 'Archive', 1600000500, 1, 1, 0);"
+	"INSERT INTO messages VALUES(1, 'blobA', 10, 1700000000, 's@remote.org', NULL, NULL, NULL),"
+	" (9, 'blobB', 20, 1700000001, '', 'env', 'HDRS', 'alice@example.com');"
+	"INSERT INTO mailbox_messages VALUES(1, 1, 1, '\\Seen', 2, 1700000000),"
+	" (1, 2, 9, '', 3, 1700000001), (2, 1, 9, '', 2, 1700000001);"
+	"INSERT INTO queue VALUES(4, 1, 'ext@remote.org', 'rfc822;ext@remote.org', 'FAILURE', 2,"
+	" 1700000100, 'timeout', 1700000000);";
+
+/* A data directory from before AUTOINCREMENT opens, is upgraded in place with
+ * every row and id kept, and from then on ids are not reused. */
+static void test_migration(void)
+{
+	dir_new();
+	char path[256];
+	snprintf(path, sizeof path, "%s/data", tmpdir);
+	CHECK(mkdir(path, 0700) == 0);
+	CHECK_INT(0, sql_exec(schema_v1_old), 0);
+	struct store *st = open_store();
+	if (st == NULL) {
+		CHECK(0);
+		dir_remove();
+		return;
+	}
+	static const struct {
+		const char *sql;
+		long long want;
+	} cases[] = {
+		{"PRAGMA user_version", 2},
+		{"SELECT count(*) FROM domains", 2},
+		{"SELECT count(*) FROM users", 2},
+		{"SELECT count(*) FROM aliases", 2},
+		{"SELECT count(*) FROM mailboxes", 3},
+		{"SELECT count(*) FROM messages", 2},
+		{"SELECT count(*) FROM mailbox_messages", 3},
+		{"SELECT count(*) FROM queue", 1},
+		/* ids and values kept */
+		{"SELECT id FROM users WHERE localpart = 'bob'", 4},
+		{"SELECT uidnext * 10 + highestmodseq FROM mailboxes WHERE id = 1", 34},
+		{"SELECT subscribed FROM mailboxes WHERE id = 7", 0},
+		{"SELECT size FROM messages WHERE id = 9 AND envid = 'env' AND ret = 'HDRS'"
+		 " AND auth_user = 'alice@example.com' AND mail_from = ''",
+		 20},
+		{"SELECT attempts FROM queue WHERE id = 4 AND last_error = 'timeout'"
+		 " AND orcpt = 'rfc822;ext@remote.org'",
+		 2},
+		/* the sequences start at the largest id present */
+		{"SELECT seq FROM sqlite_sequence WHERE name = 'users'", 4},
+		{"SELECT seq FROM sqlite_sequence WHERE name = 'mailboxes'", 7},
+		{"SELECT seq FROM sqlite_sequence WHERE name = 'messages'", 9},
+		{"SELECT seq FROM sqlite_sequence WHERE name = 'queue'", 4},
+		{"SELECT seq FROM sqlite_sequence WHERE name = 'domains'", 3},
+		{"SELECT value FROM counters WHERE name = 'uidvalidity'", 1600000500},
+		/* the rebuilt tables are the real ones: names, references, indexes */
+		{"SELECT count(*) FROM sqlite_master WHERE name LIKE '%_v2' OR sql LIKE '%_v2%'", 0},
+		{"SELECT count(*) FROM pragma_foreign_key_list('mailboxes') WHERE \"table\" = 'users'",
+		 1},
+		{"SELECT count(*) FROM pragma_foreign_key_list('mailbox_messages')"
+		 " WHERE \"table\" IN ('mailboxes', 'messages')",
+		 2},
+		{"SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN"
+		 " ('queue_message', 'queue_next_try', 'mailbox_messages_message')",
+		 3},
+		{"SELECT count(*) FROM pragma_foreign_key_check", 0},
+		{"SELECT count(*) FROM sqlite_master WHERE sql LIKE '%AUTOINCREMENT%'", 6},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		long long got = sql_int(cases[i].sql);
+		if (got != cases[i].want)
+			printf("    %s\n", cases[i].sql);
+		CHECK_INT((int)i, got, cases[i].want);
+	}
+	/* the store works on the upgraded data */
+	struct list_acc a = {""};
+	char *err = NULL;
+	CHECK_INT(40, store_mail_list(st, "alice@example.com", NULL, mail_cb, &a, &err), 0);
+	CHECK_STR(40, a.text, "1:10:1700000000:2:\\Seen;2:20:1700000001:3:");
+	free(err);
+	err = NULL;
+	/* the newest user goes; the next one gets a fresh id, INBOX and UIDVALIDITY */
+	check_err(41, store_user_del(st, "bob@example.com", &err), &err, "");
+	add_ok(store_user_add(st, "carol@example.com", "x", &err), &err);
+	CHECK_INT(42, user_col("carol", SQL_USER_ID), 5);
+	CHECK_INT(43, user_col("carol", SQL_INBOX_ID), 8);
+	CHECK_INT(44, user_col("carol", SQL_UIDVALIDITY) >= (long long)time(NULL) - 5, 1);
+	/* foreign keys are enforced again after the upgrade */
+	CHECK_INT(45, sql_int("SELECT count(*) FROM pragma_foreign_key_check"), 0);
+	check_err(46, store_domain_del(st, "example.com", &err), &err,
+		  "domain example.com has 2 users; delete them first");
+	check_err(47, store_domain_del(st, "old.example.com", &err), &err, "");
+	CHECK_INT(48, sql_int("SELECT count(*) FROM aliases"), 1); /* ON DELETE CASCADE */
+	store_close(&st);
+	/* reopening does not migrate again */
+	st = open_store();
+	CHECK(st != NULL);
+	CHECK_INT(49, sql_int("SELECT count(*) FROM users"), 2);
+	store_close(&st);
+	dir_remove();
+}
+
 int main(void)
 {
 	test_run("schema", test_schema);
@@ -761,5 +1114,9 @@ int main(void)
 	test_run("commit", test_commit);
 	test_run("group_commit", test_group_commit);
 	test_run("crash_cleanup", test_crash_cleanup);
+	test_run("ids_not_reused", test_ids_not_reused);
+	test_run("uidvalidity", test_uidvalidity);
+	test_run("commit_rcpt_gone", test_commit_rcpt_gone);
+	test_run("migration", test_migration);
 	return test_done("test_store");
 }
