@@ -252,7 +252,7 @@ static int drop_privileges(const struct config *cfg, bool daemon)
 		return -1;
 	}
 	free(abs);
-	if (pw->pw_uid == 0)
+	if (pw->pw_uid == 0 && daemon)
 		log_warn("running as root (`user = %s`)", cfg->user);
 	else
 		log_debug("running as user %s (uid %u)", cfg->user, (unsigned)pw->pw_uid);
