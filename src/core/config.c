@@ -1,6 +1,6 @@
 /* The option table below is the single source of truth for every setting:
  * parsing, validation, `postern config defaults` and the reference page all
- * walk it (STYLE.md: Redis static_configs[], Dovecot DEF()). */
+ * walk it (docs/style.md: Redis static_configs[], Dovecot DEF()). */
 #include "core/config.h"
 
 #include <ctype.h>
