@@ -231,6 +231,11 @@ static int drop_privileges(const struct config *cfg, bool daemon)
 		log_err("user: no such system user \"%s\"", cfg->user);
 		return -1;
 	}
+	if (pw->pw_uid == 0) { /* `user = root`: stay root, deliberately */
+		if (daemon)
+			log_warn("running as root (`user = %s`)", cfg->user);
+		return 0;
+	}
 	chown_uid = pw->pw_uid;
 	chown_gid = pw->pw_gid;
 	if (nftw(cfg->data_dir, chown_entry, 16, FTW_PHYS) != 0)
@@ -252,10 +257,7 @@ static int drop_privileges(const struct config *cfg, bool daemon)
 		return -1;
 	}
 	free(abs);
-	if (pw->pw_uid == 0 && daemon)
-		log_warn("running as root (`user = %s`)", cfg->user);
-	else
-		log_debug("running as user %s (uid %u)", cfg->user, (unsigned)pw->pw_uid);
+	log_debug("running as user %s (uid %u)", cfg->user, (unsigned)pw->pw_uid);
 	return 0;
 }
 

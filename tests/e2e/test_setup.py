@@ -74,6 +74,19 @@ def test_root_with_empty_user_refuses_to_start(tmp_path, tls_pair):
 
 
 @needs_root
+def test_root_with_user_root_stays_root_and_says_so(tmp_path, tls_pair):
+    """`user = root` is the deliberate way to run as root: it starts, with a warning."""
+    srv = Postern(tmp_path, tls_pair, user="root")
+    srv.setup_accounts()
+    srv.start()
+    try:
+        assert _uids(srv.proc.pid) == ["0"] * 4
+        assert "warn running as root (`user = root`)" in srv.log()
+    finally:
+        assert srv.stop() == 0
+
+
+@needs_root
 def test_root_drops_to_configured_system_user(tmp_path, tls_pair):
     """Started as root with `user` naming a system user, the daemon runs as
     that user (all four uids) and the data directory belongs to it."""
