@@ -208,30 +208,55 @@ static int chown_entry(const char *path, const struct stat *sb, int flag, struct
 /* Started as root (to bind ports below 1024), postern runs as cfg->user: the
  * daemon after binding its listeners and loading its certificate, the admin
  * commands before touching the store. The data directory is handed to that
- * user first, so files an earlier root run created stay usable. */
+ * user first, so files an earlier root run created stay usable. The daemon
+ * started as root with `user` empty refuses to start: a network server left
+ * running as root by an omission is worse than one that does not start.
+ * `user = root` keeps root deliberately. Admin commands with `user` empty run
+ * as whoever started them. */
 static int drop_privileges(const struct config *cfg, bool daemon)
 {
 	if (geteuid() != 0)
 		return 0;
 	if (cfg->user[0] == '\0') {
-		if (daemon)
-			log_warn("running as root: set `user` in the configuration to drop "
-				 "privileges");
-		return 0;
+		if (!daemon)
+			return 0;
+		log_err("user: started as root with `user` empty; refusing to run as root. Set "
+			"`user` to the unprivileged system user postern should run as (e.g. "
+			"useradd --system --no-create-home --shell /usr/sbin/nologin postern; "
+			"user = postern), or `user = root` to run as root deliberately");
+		return -1;
 	}
 	struct passwd *pw = getpwnam(cfg->user);
 	if (pw == NULL) {
 		log_err("user: no such system user \"%s\"", cfg->user);
 		return -1;
 	}
+	if (pw->pw_uid == 0) { /* `user = root`: stay root, deliberately */
+		if (daemon)
+			log_warn("running as root (`user = %s`)", cfg->user);
+		return 0;
+	}
 	chown_uid = pw->pw_uid;
 	chown_gid = pw->pw_gid;
 	if (nftw(cfg->data_dir, chown_entry, 16, FTW_PHYS) != 0)
 		return -1;
+	/* SQLite opens the database by its absolute path, so every directory above
+	 * the data directory must be searchable by the user too: checked here, with
+	 * a message that says so, instead of "unable to open database file". */
+	char *abs = realpath(cfg->data_dir, NULL);
 	if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
 		log_err("cannot drop privileges to %s: %s", cfg->user, strerror(errno));
+		free(abs);
 		return -1;
 	}
+	if (abs != NULL && access(abs, R_OK | W_OK | X_OK) < 0) {
+		log_err("user %s cannot use the data directory %s: %s (it and every directory "
+			"above it must be searchable by that user)",
+			cfg->user, abs, strerror(errno));
+		free(abs);
+		return -1;
+	}
+	free(abs);
 	log_debug("running as user %s (uid %u)", cfg->user, (unsigned)pw->pw_uid);
 	return 0;
 }

@@ -1,6 +1,6 @@
 /* The option table below is the single source of truth for every setting:
  * parsing, validation, `postern config defaults` and the reference page all
- * walk it (STYLE.md: Redis static_configs[], Dovecot DEF()). */
+ * walk it (docs/style.md: Redis static_configs[], Dovecot DEF()). */
 #include "core/config.h"
 
 #include <ctype.h>
@@ -45,8 +45,10 @@ static const struct option config_options[] = {
 	{"log_level", OPT_STRING, OFF(log_level), "info", NOLIMIT,
 	 "One of debug, info, warn, error.", check_log_level},
 	{"user", OPT_STRING, OFF(user), "", NOLIMIT,
-	 "When started as root, drop privileges to this user after binding listeners. "
-	 "Empty: stay as the starting user (refused when that is root).", NULL},
+	 "When started as root, drop privileges to this user after binding listeners and "
+	 "reading the TLS key; the data directory is handed to it. Empty: stay as the starting "
+	 "user; the daemon refuses to start when that is root (`user = root` runs as root "
+	 "deliberately).", NULL},
 	{"workers", OPT_INT, OFF(workers), "4", 1, 256,
 	 "Worker threads for blocking work (password hashing and the like).", NULL},
 	{"tls_cert", OPT_STRING, OFF(tls_cert), NULL, NOLIMIT,

@@ -1,5 +1,5 @@
 /* Allocation that never returns NULL: on failure the process logs and aborts
- * (STYLE.md rule 2). Nobody writes out-of-memory paths. */
+ * (docs/style.md, rule 2). Nobody writes out-of-memory paths. */
 #ifndef POSTERN_CORE_XMALLOC_H
 #define POSTERN_CORE_XMALLOC_H
 #include <stdarg.h>

@@ -7,6 +7,7 @@ Override the binary with POSTERN_BIN=/path/to/postern.
 Every socket operation has a timeout and every wait loop is bounded.
 """
 import os
+import pwd
 import random
 import re
 import shutil
@@ -46,6 +47,9 @@ BASE_OPTS = {
     "smtp_auth_plaintext_loopback": "no",
     "auth_max_failures": "1000",
     "auth_failure_window": "60",
+    # The daemon started as root refuses an empty `user`: name the user the suite
+    # runs as (root in CI: `user = root` keeps root deliberately).
+    "user": pwd.getpwuid(os.geteuid()).pw_name,
 }
 
 
