@@ -13,6 +13,10 @@ struct throttle *throttle_new(unsigned max_failures, unsigned window_s, unsigned
 void throttle_free(struct throttle **tp);
 /* now in seconds (monotonic). */
 bool throttle_blocked(struct throttle *t, const char *key, uint64_t now);
+/* The key's failures within the window ending at now (at most max_failures),
+ * and in *last_r (may be NULL) the time of the newest; 0 and no *last_r when
+ * there are none. */
+unsigned throttle_count(struct throttle *t, const char *key, uint64_t now, uint64_t *last_r);
 void throttle_fail(struct throttle *t, const char *key, uint64_t now);
 /* A success forgets the key's failures. */
 void throttle_clear(struct throttle *t, const char *key);
