@@ -1,4 +1,5 @@
-/* Login failure throttling per key (an IP address, or an account name).
+/* Login failure throttling per key (a client address, or an account and a
+ * client network: see auth/login.h).
  * A key with max_failures failures in the last window_s seconds is blocked
  * until the oldest of them ages out. Memory is bounded: at most max_keys keys
  * are tracked (the stalest are forgotten first). Loop thread only. */
