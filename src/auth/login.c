@@ -191,6 +191,26 @@ unsigned long auth_login_cache_hits(struct auth_login *al)
 
 /* ---- throttling (loop thread) ---- */
 
+/* The key of the per-address count: the address itself, but for IPv6 its
+ * /64, which one subscriber usually holds whole (counting single IPv6
+ * addresses would give each host 2^64 fresh ones). An IPv4-mapped IPv6
+ * address is its IPv4 address. */
+static void addr_key(const char *ip, char out[INET6_ADDRSTRLEN + 8])
+{
+	unsigned char a[16];
+	static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	if (inet_pton(AF_INET6, ip, a) != 1) {
+		snprintf(out, INET6_ADDRSTRLEN + 8, "%.*s", INET6_ADDRSTRLEN, ip);
+	} else if (memcmp(a, v4mapped, 12) == 0) {
+		snprintf(out, INET6_ADDRSTRLEN + 8, "%u.%u.%u.%u", a[12], a[13], a[14], a[15]);
+	} else {
+		memset(a + 8, 0, 8);
+		inet_ntop(AF_INET6, a, out, INET6_ADDRSTRLEN);
+		strcat(out, "/64");
+	}
+}
+
 /* "net\naccount": the client's network (IPv4 /24, IPv6 /64; an IPv4-mapped
  * IPv6 address counts as IPv4) and the account name in lower case. No
  * network text holds a newline, so no two pairs share a key. */
@@ -231,19 +251,24 @@ static unsigned login_delay_s(const struct auth_login *al, unsigned n)
 
 bool auth_login_blocked(struct auth_login *al, const char *ip)
 {
-	return throttle_blocked(al->fail_ip, ip, now_s());
+	char akey[INET6_ADDRSTRLEN + 8];
+
+	addr_key(ip, akey);
+	return throttle_blocked(al->fail_ip, akey, now_s());
 }
 
 enum auth_verdict auth_login_admit(struct auth_login *al, const char *ip, const char *user,
 				   uint64_t now, unsigned *retry_s_r)
 {
+	char akey[INET6_ADDRSTRLEN + 8];
 	uint64_t last = 0;
 
-	if (throttle_blocked(al->fail_ip, ip, now))
+	addr_key(ip, akey);
+	if (throttle_blocked(al->fail_ip, akey, now))
 		return AUTH_BLOCKED;
 	/* An address without a recent failure is always checked: this is what
 	 * keeps the real user in, wherever the guessing comes from. */
-	if (throttle_count(al->fail_ip, ip, now, NULL) == 0)
+	if (throttle_count(al->fail_ip, akey, now, NULL) == 0)
 		return AUTH_OK;
 	char *key = net_key(ip, user);
 	unsigned n = throttle_count(al->fail_net, key, now, &last);
@@ -261,8 +286,9 @@ enum auth_verdict auth_login_admit(struct auth_login *al, const char *ip, const 
 void auth_login_record(struct auth_login *al, const char *ip, const char *user, bool ok,
 		       uint64_t now, struct auth_outcome *o)
 {
-	char *key = net_key(ip, user);
+	char *key = net_key(ip, user), akey[INET6_ADDRSTRLEN + 8];
 
+	addr_key(ip, akey);
 	o->delay_ms = 0;
 	o->close = false;
 	if (ok) {
@@ -274,10 +300,10 @@ void auth_login_record(struct auth_login *al, const char *ip, const char *user, 
 		return;
 	}
 	o->verdict = AUTH_FAIL;
-	throttle_fail(al->fail_ip, ip, now);
+	throttle_fail(al->fail_ip, akey, now);
 	throttle_fail(al->fail_net, key, now);
 	o->delay_ms = 1000 * login_delay_s(al, throttle_count(al->fail_net, key, now, NULL));
-	o->close = throttle_blocked(al->fail_ip, ip, now);
+	o->close = throttle_blocked(al->fail_ip, akey, now);
 	free(key);
 }
 
@@ -286,6 +312,8 @@ void auth_login_record(struct auth_login *al, const char *ip, const char *user, 
 struct login_job {
 	struct auth_login *al;
 	struct session *s;
+	char ip[sizeof(((struct session *)0)->ip)];
+	const char *proto; /* s->ops->name: static */
 	auth_login_done_fn *done;
 	struct sasl_creds c;
 	char *hash;
@@ -299,16 +327,19 @@ static void login_job_free(struct login_job *j)
 	free(j);
 }
 
-/* The verdict of a check, counted, logged and handed to the protocol. */
-static void login_finish(struct auth_login *al, struct session *s, const char *user, bool ok,
-			 auth_login_done_fn *done)
+/* The verdict of a check: counted and logged even when the session has
+ * gone (a client that hangs up before the answer still pays for its
+ * guess), then handed to the protocol if s is still open (s NULL: gone). */
+static void login_finish(struct auth_login *al, struct session *s, const char *proto,
+			 const char *ip, const char *user, bool ok, auth_login_done_fn *done)
 {
 	struct auth_outcome o = {.user = user};
 
-	auth_login_record(al, s->ip, user, ok, now_s(), &o);
+	auth_login_record(al, ip, user, ok, now_s(), &o);
 	if (!ok)
-		log_info("%s auth failed client=%s user=%s", s->ops->name, s->ip, user);
-	done(s, &o);
+		log_info("%s auth failed client=%s user=%s", proto, ip, user);
+	if (s != NULL)
+		done(s, &o);
 }
 
 static void login_refuse(struct session *s, const char *user, enum auth_verdict v,
@@ -336,8 +367,9 @@ static void login_done(void *arg)
 	struct login_job *j = arg;
 	struct session *s = j->s;
 
-	if (!session_release(s) && s->c != NULL && s->phase != SESSION_CLOSING)
-		login_finish(j->al, s, j->c.authcid, j->result == 1, j->done);
+	if (session_release(s) || s->c == NULL || s->phase == SESSION_CLOSING)
+		s = NULL;
+	login_finish(j->al, s, j->proto, j->ip, j->c.authcid, j->result == 1, j->done);
 	login_job_free(j);
 }
 
@@ -350,6 +382,8 @@ void auth_login_start(struct auth_login *al, struct session *s, struct sasl_cred
 	j->al = al;
 	j->s = s;
 	j->done = done;
+	j->proto = s->ops->name;
+	snprintf(j->ip, sizeof(j->ip), "%s", s->ip);
 	j->c = *creds;
 	memset(creds, 0, sizeof(*creds));
 	const char *user = j->c.authcid;
@@ -362,7 +396,7 @@ void auth_login_start(struct auth_login *al, struct session *s, struct sasl_cred
 	/* Nobody acts as another user: the authzid is empty or the user
 	 * (RFC 4616 2 leaves the policy to the server). */
 	if (j->c.authzid[0] != '\0' && strcasecmp(j->c.authzid, user) != 0) {
-		login_finish(al, s, user, false, done);
+		login_finish(al, s, j->proto, j->ip, user, false, done);
 		login_job_free(j);
 		return;
 	}

@@ -7,7 +7,8 @@
  * throttling.
  *
  * Throttling, and why it cannot lock a user out:
- *  - Per client address: max_failures failed logins within window_s and
+ *  - Per client address (an IPv6 client's /64): max_failures failed
+ *    logins within window_s and
  *    the address is refused (not checked) until the oldest ages out; the
  *    failure that reaches the limit closes the connection. A success does
  *    not reset the count (one valid account must not buy more guesses at

@@ -632,6 +632,14 @@ static void test_login_throttle(void)
 	    {FAIL, "2001:db8:0:1::1", "carol@x.test", 500, 0, 1000, false},
 	    {ADMIT, "2001:db8::1", "carol@x.test", 501, AUTH_WAIT, 1, false},
 	    {ADMIT, "2001:db8::1", "carol@x.test", 502, AUTH_OK, 0, false},
+	    /* the per-address count is the /64's: no fresh address in it */
+	    {ADMIT, "2001:db8::99", "carol@x.test", 501, AUTH_WAIT, 1, false},
+	    {ADMIT, "2001:db8:0:2::1", "carol@x.test", 501, AUTH_OK, 0, false},
+	    {FAIL, "2001:db8::3", "dave@x.test", 503, 0, 1000, false},
+	    {FAIL, "2001:db8::4", "erin@x.test", 503, 0, 1000, false},
+	    {FAIL, "2001:db8::5", "frank@x.test", 503, 0, 1000, true}, /* 5th in the /64 */
+	    {ADMIT, "2001:db8::77", "carol@x.test", 504, AUTH_BLOCKED, 0, false},
+	    {ADMIT, "2001:db8:0:1::1", "carol@x.test", 504, AUTH_OK, 0, false}, /* its own /64 */
 	    /* a success does not reset the address's count */
 	    {FAIL, "198.51.100.1", "a@x.test", 600, 0, 1000, false},
 	    {FAIL, "198.51.100.1", "b@x.test", 600, 0, 1000, false},
