@@ -105,8 +105,8 @@ static const struct option config_options[] = {
 	{"pop3_max_errors", OPT_INT, OFF(pop3_max_errors), "10", 1, 1000,
 	 "Bad POP3 commands in one session before -ERR and disconnect.", NULL},
 	{"auth_max_failures", OPT_INT, OFF(auth_max_failures), "5", 1, 100000,
-	 "Failed logins from one address within auth_failure_window before further attempts "
-	 "are refused.", NULL},
+	 "Failed logins from one address (for IPv6, one /64) within auth_failure_window before "
+	 "further attempts are refused. A success does not reset the count.", NULL},
 	{"auth_failure_window", OPT_DURATION, OFF(auth_failure_window), "300", 1, 86400,
 	 "Window in seconds for auth_max_failures.", NULL},
 	{"auth_failure_delay_max", OPT_DURATION, OFF(auth_failure_delay_max), "15", 1, 3600,
