@@ -100,13 +100,13 @@ static uint64_t now_s(void)
 /* HMAC-SHA256 over the parts, each followed by a NUL so that no two
  * different (user, hash, password) triples feed the same bytes. */
 static void mac_parts(const struct auth_login *al, const char *const *parts, int n,
-		      unsigned char out[MAC_LEN])
+                      unsigned char out[MAC_LEN])
 {
 	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
 	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
 	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
-		OSSL_PARAM_construct_end(),
+	    OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+	    OSSL_PARAM_construct_end(),
 	};
 	size_t len = 0;
 	if (ctx == NULL || !EVP_MAC_init(ctx, al->key, sizeof(al->key), params))
@@ -126,7 +126,7 @@ static struct login_slot *slot_of(struct auth_login *al, const unsigned char id[
 }
 
 static bool cache_hit(struct auth_login *al, const unsigned char id[MAC_LEN],
-		      const unsigned char mac[MAC_LEN])
+                      const unsigned char mac[MAC_LEN])
 {
 	bool hit;
 	pthread_mutex_lock(&al->mu);
@@ -139,7 +139,7 @@ static bool cache_hit(struct auth_login *al, const unsigned char id[MAC_LEN],
 }
 
 static void cache_put(struct auth_login *al, const unsigned char id[MAC_LEN],
-		      const unsigned char mac[MAC_LEN])
+                      const unsigned char mac[MAC_LEN])
 {
 	pthread_mutex_lock(&al->mu);
 	struct login_slot *sl = slot_of(al, id);
@@ -160,7 +160,7 @@ static void verify_dummy(struct auth_login *al, const char *password)
 }
 
 int auth_login_verify(struct auth_login *al, const char *user, const char *hash,
-		      const char *password)
+                      const char *password)
 {
 	if (hash == NULL) {
 		verify_dummy(al, password);
@@ -222,7 +222,8 @@ static char *net_key(const char *ip, const char *user)
 	if (inet_pton(AF_INET, ip, a) == 1) {
 		snprintf(net, sizeof(net), "%u.%u.%u.0/24", a[0], a[1], a[2]);
 	} else if (inet_pton(AF_INET6, ip, a) == 1) {
-		static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0,    0,
+		                                           0, 0, 0, 0, 0xff, 0xff};
 		if (memcmp(a, v4mapped, 12) == 0) {
 			snprintf(net, sizeof(net), "%u.%u.%u.0/24", a[12], a[13], a[14]);
 		} else {
@@ -258,7 +259,7 @@ bool auth_login_blocked(struct auth_login *al, const char *ip)
 }
 
 enum auth_verdict auth_login_admit(struct auth_login *al, const char *ip, const char *user,
-				   uint64_t now, unsigned *retry_s_r)
+                                   uint64_t now, unsigned *retry_s_r)
 {
 	char akey[INET6_ADDRSTRLEN + 8];
 	uint64_t last = 0;
@@ -284,7 +285,7 @@ enum auth_verdict auth_login_admit(struct auth_login *al, const char *ip, const 
 }
 
 void auth_login_record(struct auth_login *al, const char *ip, const char *user, bool ok,
-		       uint64_t now, struct auth_outcome *o)
+                       uint64_t now, struct auth_outcome *o)
 {
 	char *key = net_key(ip, user), akey[INET6_ADDRSTRLEN + 8];
 
@@ -331,7 +332,7 @@ static void login_job_free(struct login_job *j)
  * gone (a client that hangs up before the answer still pays for its
  * guess), then handed to the protocol if s is still open (s NULL: gone). */
 static void login_finish(struct auth_login *al, struct session *s, const char *proto,
-			 const char *ip, const char *user, bool ok, auth_login_done_fn *done)
+                         const char *ip, const char *user, bool ok, auth_login_done_fn *done)
 {
 	struct auth_outcome o = {.user = user};
 
@@ -342,15 +343,15 @@ static void login_finish(struct auth_login *al, struct session *s, const char *p
 		done(s, &o);
 }
 
-static void login_refuse(struct session *s, const char *user, enum auth_verdict v,
-			 unsigned retry_s, auth_login_done_fn *done)
+static void login_refuse(struct session *s, const char *user, enum auth_verdict v, unsigned retry_s,
+                         auth_login_done_fn *done)
 {
 	struct auth_outcome o = {.verdict = v, .user = user, .retry_s = retry_s};
 
 	log_info("%s auth refused client=%s user=%s reason=%s", s->ops->name, s->ip, user,
-		 v == AUTH_BLOCKED ? "too-many-failures"
-		 : v == AUTH_WAIT  ? "account-delay"
-				   : "lookup-failed");
+	         v == AUTH_BLOCKED ? "too-many-failures"
+	         : v == AUTH_WAIT  ? "account-delay"
+	                           : "lookup-failed");
 	done(s, &o);
 }
 
@@ -374,7 +375,7 @@ static void login_done(void *arg)
 }
 
 void auth_login_start(struct auth_login *al, struct session *s, struct sasl_creds *creds,
-		      auth_login_done_fn *done)
+                      auth_login_done_fn *done)
 {
 	struct login_job *j = xcalloc(1, sizeof(*j));
 	unsigned retry_s = 0;

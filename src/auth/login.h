@@ -48,8 +48,8 @@ struct auth_login_config {
 	unsigned cache_ttl_s;  /* how long a successful check is remembered (0: never) */
 	unsigned max_failures; /* per client address within window_s (>= 1) */
 	unsigned window_s;
-	unsigned delay_max_s;  /* cap of the growing failure delay (>= 1) */
-	struct pool *workers;  /* runs the password checks (auth_login_start) */
+	unsigned delay_max_s; /* cap of the growing failure delay (>= 1) */
+	struct pool *workers; /* runs the password checks (auth_login_start) */
 	auth_lookup_fn *lookup;
 	void *lookup_arg;
 };
@@ -69,17 +69,17 @@ void auth_login_free(struct auth_login **alp);
  * cached, so guessing still pays full price; a password change alters the
  * stored hash and so misses the cache. Dovecot's auth_cache plays this role. */
 int auth_login_verify(struct auth_login *al, const char *user, const char *hash,
-		      const char *password);
+                      const char *password);
 
 enum auth_verdict {
 	AUTH_OK,       /* the credentials are valid */
 	AUTH_FAIL,     /* wrong password, unknown account, or an authzid that is
-			* not the user: reply after delay_ms, or close */
+	                * not the user: reply after delay_ms, or close */
 	AUTH_BLOCKED,  /* the client address has too many failures: refused
-			* without a check */
+	                * without a check */
 	AUTH_WAIT,     /* this address failed recently and the account's delay
-			* for its network runs: refused without a check, try
-			* again in retry_s */
+	                * for its network runs: refused without a check, try
+	                * again in retry_s */
 	AUTH_TEMPFAIL, /* the account lookup failed */
 };
 
@@ -89,7 +89,7 @@ struct auth_outcome {
 	unsigned delay_ms; /* AUTH_FAIL: wait this long before the failure reply */
 	unsigned retry_s;  /* AUTH_WAIT */
 	bool close;        /* AUTH_FAIL: the address just reached its limit:
-			    * reply at once and close */
+	                    * reply at once and close */
 };
 
 /* Called on the loop thread with the verdict, only while s is open (not if
@@ -104,7 +104,7 @@ typedef void auth_login_done_fn(struct session *s, const struct auth_outcome *o)
  * and held (s->busy). The log lines ("<proto> auth failed client=...") are
  * written here, with the protocol's name (s->ops->name). */
 void auth_login_start(struct auth_login *al, struct session *s, struct sasl_creds *creds,
-		      auth_login_done_fn *done);
+                      auth_login_done_fn *done);
 
 /* True if the address ip is refused (too many failures); for a protocol
  * that wants to refuse before an exchange starts. Loop thread. */
@@ -117,12 +117,12 @@ bool auth_login_blocked(struct auth_login *al, const char *ip);
 /* Before a check: AUTH_OK (check it), AUTH_BLOCKED, or AUTH_WAIT with
  * *retry_s_r set. */
 enum auth_verdict auth_login_admit(struct auth_login *al, const char *ip, const char *user,
-				   uint64_t now, unsigned *retry_s_r);
+                                   uint64_t now, unsigned *retry_s_r);
 /* After a check: ok forgets the (account, network) failures; a failure is
  * counted for the address and the (account, network), and o->delay_ms and
  * o->close are set (o->verdict too: AUTH_OK or AUTH_FAIL). */
 void auth_login_record(struct auth_login *al, const char *ip, const char *user, bool ok,
-		       uint64_t now, struct auth_outcome *o);
+                       uint64_t now, struct auth_outcome *o);
 
 /* Logins answered from the cache so far (for metrics and tests). */
 unsigned long auth_login_cache_hits(struct auth_login *al);

@@ -108,7 +108,7 @@ bool sasl_server_active(const struct sasl_server *ss)
 }
 
 static enum sasl_status sasl_malformed(struct sasl_server *ss, struct sasl_out *out,
-				       const char *why)
+                                       const char *why)
 {
 	sasl_server_reset(ss);
 	out->error = why;
@@ -116,7 +116,7 @@ static enum sasl_status sasl_malformed(struct sasl_server *ss, struct sasl_out *
 }
 
 static enum sasl_status sasl_continue(struct sasl_server *ss, struct sasl_out *out,
-				      enum sasl_mech mech, const char *challenge)
+                                      enum sasl_mech mech, const char *challenge)
 {
 	ss->mech = mech;
 	out->challenge = challenge;
@@ -125,7 +125,7 @@ static enum sasl_status sasl_continue(struct sasl_server *ss, struct sasl_out *o
 
 /* PLAIN is one message (RFC 4616 2). */
 static enum sasl_status sasl_plain_msg(struct sasl_server *ss, const char *b64,
-				       struct sasl_out *out)
+                                       struct sasl_out *out)
 {
 	struct sasl_creds *c = &out->creds;
 
@@ -137,7 +137,7 @@ static enum sasl_status sasl_plain_msg(struct sasl_server *ss, const char *b64,
 
 /* LOGIN: the user name, then the password, each answering a challenge. */
 static enum sasl_status sasl_login_msg(struct sasl_server *ss, const char *b64,
-				       struct sasl_out *out)
+                                       struct sasl_out *out)
 {
 	char *text;
 
@@ -159,7 +159,7 @@ static enum sasl_status sasl_login_msg(struct sasl_server *ss, const char *b64,
 }
 
 enum sasl_status sasl_server_start(struct sasl_server *ss, const char *mech, const char *ir,
-				   struct sasl_out *out)
+                                   struct sasl_out *out)
 {
 	memset(out, 0, sizeof(*out));
 	sasl_server_reset(ss);

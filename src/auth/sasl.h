@@ -74,7 +74,7 @@ struct sasl_out {
  * none, "=" for an empty one (RFC 4954 4, RFC 5034 4, RFC 4959 3), else
  * base64. Every status but SASL_CONTINUE ends the exchange (ss is reset). */
 enum sasl_status sasl_server_start(struct sasl_server *ss, const char *mech, const char *ir,
-				   struct sasl_out *out);
+                                   struct sasl_out *out);
 /* Feeds the client's line (CRLF removed) during an exchange (after
  * SASL_CONTINUE). Same statuses as start, never SASL_NOMECH. */
 enum sasl_status sasl_server_step(struct sasl_server *ss, const char *line, struct sasl_out *out);

@@ -407,8 +407,8 @@ static void test_throttle_evict(void)
 static void test_login_cache(void)
 {
 	char *h1 = password_hash("right"), *h2 = password_hash("newpass");
-	struct auth_login_config cfg = {.cache_ttl_s = 3600, .max_failures = 5, .window_s = 300,
-					.delay_max_s = 15};
+	struct auth_login_config cfg = {
+	    .cache_ttl_s = 3600, .max_failures = 5, .window_s = 300, .delay_max_s = 15};
 	struct auth_login *al = auth_login_new(&cfg);
 
 	CHECK_INT(1, auth_login_verify(al, "a@x.test", h1, "right"), 1);
@@ -420,7 +420,8 @@ static void test_login_cache(void)
 	CHECK_INT(7, auth_login_cache_hits(al), 1);
 	/* password changed: the old one must not be let in from the cache */
 	CHECK_INT(8, auth_login_verify(al, "a@x.test", h2, "right"), 0);
-	CHECK_INT(9, auth_login_verify(al, "b@x.test", h1, "right"), 1); /* other user: full check */
+	CHECK_INT(9, auth_login_verify(al, "b@x.test", h1, "right"),
+	          1); /* other user: full check */
 	CHECK_INT(10, auth_login_cache_hits(al), 1);
 	CHECK_INT(11, auth_login_verify(al, "nobody@x.test", NULL, "right"), 0);
 	CHECK_INT(12, auth_login_verify(al, "a@x.test", "{BOGUS}zz", "right"), -1);
@@ -476,54 +477,110 @@ static void test_sasl_server(void)
 	    /* 0: PLAIN with an initial response */
 	    {"PLAIN", "AGFsaWNlAHB3", {{NULL, SASL_DONE, "|alice|pw"}, {NULL, END, NULL}}},
 	    /* 1: PLAIN without: an empty challenge, then the message */
-	    {"plain", NULL, {{NULL, SASL_CONTINUE, ""}, {"Ym9iAGFsaWNlAHB3", SASL_DONE, "bob|alice|pw"},
-			     {NULL, END, NULL}}},
+	    {"plain",
+	     NULL,
+	     {{NULL, SASL_CONTINUE, ""},
+	      {"Ym9iAGFsaWNlAHB3", SASL_DONE, "bob|alice|pw"},
+	      {NULL, END, NULL}}},
 	    /* 2: PLAIN "=": an empty message is not a PLAIN message */
-	    {"PLAIN", "=", {{NULL, SASL_MALFORMED, "invalid SASL PLAIN response"}, {NULL, END, NULL}}},
+	    {"PLAIN",
+	     "=",
+	     {{NULL, SASL_MALFORMED, "invalid SASL PLAIN response"}, {NULL, END, NULL}}},
 	    /* 3: LOGIN in two steps */
-	    {"LOGIN", NULL, {{NULL, SASL_CONTINUE, "VXNlcm5hbWU6"}, {"YWxpY2U=", SASL_CONTINUE, "UGFzc3dvcmQ6"},
-			     {"cHc=", SASL_DONE, "|alice|pw"}, {NULL, END, NULL}}},
+	    {"LOGIN",
+	     NULL,
+	     {{NULL, SASL_CONTINUE, "VXNlcm5hbWU6"},
+	      {"YWxpY2U=", SASL_CONTINUE, "UGFzc3dvcmQ6"},
+	      {"cHc=", SASL_DONE, "|alice|pw"},
+	      {NULL, END, NULL}}},
 	    /* 4: LOGIN with the user name as initial response */
-	    {"Login", "YWxpY2U=", {{NULL, SASL_CONTINUE, "UGFzc3dvcmQ6"}, {"cHc=", SASL_DONE, "|alice|pw"},
-				   {NULL, END, NULL}}},
+	    {"Login",
+	     "YWxpY2U=",
+	     {{NULL, SASL_CONTINUE, "UGFzc3dvcmQ6"},
+	      {"cHc=", SASL_DONE, "|alice|pw"},
+	      {NULL, END, NULL}}},
 	    /* 5: LOGIN "=": no user name yet, so it is asked for (Dovecot, Cyrus) */
-	    {"LOGIN", "=", {{NULL, SASL_CONTINUE, "VXNlcm5hbWU6"}, {"YWxpY2U=", SASL_CONTINUE, "UGFzc3dvcmQ6"},
-			    {"cHc=", SASL_DONE, "|alice|pw"}, {NULL, END, NULL}}},
+	    {"LOGIN",
+	     "=",
+	     {{NULL, SASL_CONTINUE, "VXNlcm5hbWU6"},
+	      {"YWxpY2U=", SASL_CONTINUE, "UGFzc3dvcmQ6"},
+	      {"cHc=", SASL_DONE, "|alice|pw"},
+	      {NULL, END, NULL}}},
 	    /* 6: LOGIN with an empty user name and password: handed on (the
 	     * login check fails it like an unknown account) */
-	    {"LOGIN", NULL, {{NULL, SASL_CONTINUE, "VXNlcm5hbWU6"}, {"", SASL_CONTINUE, "UGFzc3dvcmQ6"},
-			     {"", SASL_DONE, "||"}, {NULL, END, NULL}}},
+	    {"LOGIN",
+	     NULL,
+	     {{NULL, SASL_CONTINUE, "VXNlcm5hbWU6"},
+	      {"", SASL_CONTINUE, "UGFzc3dvcmQ6"},
+	      {"", SASL_DONE, "||"},
+	      {NULL, END, NULL}}},
 	    /* 7-12: "*" cancels at every step, and as an initial response */
-	    {"PLAIN", NULL, {{NULL, SASL_CONTINUE, ""}, {"*", SASL_CANCELLED, NULL}, {NULL, END, NULL}}},
-	    {"LOGIN", NULL, {{NULL, SASL_CONTINUE, "VXNlcm5hbWU6"}, {"*", SASL_CANCELLED, NULL},
-			     {NULL, END, NULL}}},
-	    {"LOGIN", NULL, {{NULL, SASL_CONTINUE, "VXNlcm5hbWU6"}, {"YWxpY2U=", SASL_CONTINUE, "UGFzc3dvcmQ6"},
-			     {"*", SASL_CANCELLED, NULL}, {NULL, END, NULL}}},
-	    {"LOGIN", "YWxpY2U=", {{NULL, SASL_CONTINUE, "UGFzc3dvcmQ6"}, {"*", SASL_CANCELLED, NULL},
-				   {NULL, END, NULL}}},
+	    {"PLAIN",
+	     NULL,
+	     {{NULL, SASL_CONTINUE, ""}, {"*", SASL_CANCELLED, NULL}, {NULL, END, NULL}}},
+	    {"LOGIN",
+	     NULL,
+	     {{NULL, SASL_CONTINUE, "VXNlcm5hbWU6"},
+	      {"*", SASL_CANCELLED, NULL},
+	      {NULL, END, NULL}}},
+	    {"LOGIN",
+	     NULL,
+	     {{NULL, SASL_CONTINUE, "VXNlcm5hbWU6"},
+	      {"YWxpY2U=", SASL_CONTINUE, "UGFzc3dvcmQ6"},
+	      {"*", SASL_CANCELLED, NULL},
+	      {NULL, END, NULL}}},
+	    {"LOGIN",
+	     "YWxpY2U=",
+	     {{NULL, SASL_CONTINUE, "UGFzc3dvcmQ6"},
+	      {"*", SASL_CANCELLED, NULL},
+	      {NULL, END, NULL}}},
 	    {"PLAIN", "*", {{NULL, SASL_CANCELLED, NULL}, {NULL, END, NULL}}},
 	    {"LOGIN", "*", {{NULL, SASL_CANCELLED, NULL}, {NULL, END, NULL}}},
 	    /* 13-17: bad base64 at each place */
-	    {"PLAIN", "AGFsaWNlAHB", {{NULL, SASL_MALFORMED, "invalid SASL PLAIN response"}, {NULL, END, NULL}}},
-	    {"PLAIN", NULL, {{NULL, SASL_CONTINUE, ""}, {"not base64!", SASL_MALFORMED,
-							 "invalid SASL PLAIN response"}, {NULL, END, NULL}}},
+	    {"PLAIN",
+	     "AGFsaWNlAHB",
+	     {{NULL, SASL_MALFORMED, "invalid SASL PLAIN response"}, {NULL, END, NULL}}},
+	    {"PLAIN",
+	     NULL,
+	     {{NULL, SASL_CONTINUE, ""},
+	      {"not base64!", SASL_MALFORMED, "invalid SASL PLAIN response"},
+	      {NULL, END, NULL}}},
 	    {"LOGIN", "YWxpY2U", {{NULL, SASL_MALFORMED, "invalid base64"}, {NULL, END, NULL}}},
-	    {"LOGIN", NULL, {{NULL, SASL_CONTINUE, "VXNlcm5hbWU6"}, {"=", SASL_MALFORMED, "invalid base64"},
-			     {NULL, END, NULL}}},
-	    {"LOGIN", "YWxpY2U=", {{NULL, SASL_CONTINUE, "UGFzc3dvcmQ6"}, {"cHc", SASL_MALFORMED,
-									"invalid base64"}, {NULL, END, NULL}}},
+	    {"LOGIN",
+	     NULL,
+	     {{NULL, SASL_CONTINUE, "VXNlcm5hbWU6"},
+	      {"=", SASL_MALFORMED, "invalid base64"},
+	      {NULL, END, NULL}}},
+	    {"LOGIN",
+	     "YWxpY2U=",
+	     {{NULL, SASL_CONTINUE, "UGFzc3dvcmQ6"},
+	      {"cHc", SASL_MALFORMED, "invalid base64"},
+	      {NULL, END, NULL}}},
 	    /* 18: a NUL inside a LOGIN answer would cut the string short */
-	    {"LOGIN", "YWxpY2UAeA==", {{NULL, SASL_MALFORMED, "invalid base64"}, {NULL, END, NULL}}},
+	    {"LOGIN",
+	     "YWxpY2UAeA==",
+	     {{NULL, SASL_MALFORMED, "invalid base64"}, {NULL, END, NULL}}},
 	    /* 19: PLAIN's form: an empty password */
-	    {"PLAIN", "AGFsaWNlAA==", {{NULL, SASL_MALFORMED, "invalid SASL PLAIN response"},
-				       {NULL, END, NULL}}},
+	    {"PLAIN",
+	     "AGFsaWNlAA==",
+	     {{NULL, SASL_MALFORMED, "invalid SASL PLAIN response"}, {NULL, END, NULL}}},
 	    /* 20-23: over-long input, as initial response and as a line */
-	    {"PLAIN", "LONG", {{NULL, SASL_MALFORMED, "initial response too long"}, {NULL, END, NULL}}},
-	    {"LOGIN", "LONG", {{NULL, SASL_MALFORMED, "initial response too long"}, {NULL, END, NULL}}},
-	    {"PLAIN", NULL, {{NULL, SASL_CONTINUE, ""}, {"LONG", SASL_MALFORMED, "response too long"},
-			     {NULL, END, NULL}}},
-	    {"LOGIN", "YWxpY2U=", {{NULL, SASL_CONTINUE, "UGFzc3dvcmQ6"}, {"LONG", SASL_MALFORMED,
-									"response too long"}, {NULL, END, NULL}}},
+	    {"PLAIN",
+	     "LONG",
+	     {{NULL, SASL_MALFORMED, "initial response too long"}, {NULL, END, NULL}}},
+	    {"LOGIN",
+	     "LONG",
+	     {{NULL, SASL_MALFORMED, "initial response too long"}, {NULL, END, NULL}}},
+	    {"PLAIN",
+	     NULL,
+	     {{NULL, SASL_CONTINUE, ""},
+	      {"LONG", SASL_MALFORMED, "response too long"},
+	      {NULL, END, NULL}}},
+	    {"LOGIN",
+	     "YWxpY2U=",
+	     {{NULL, SASL_CONTINUE, "UGFzc3dvcmQ6"},
+	      {"LONG", SASL_MALFORMED, "response too long"},
+	      {NULL, END, NULL}}},
 	    /* 24-25: unknown mechanisms */
 	    {"CRAM-MD5", NULL, {{NULL, SASL_NOMECH, NULL}, {NULL, END, NULL}}},
 	    {"PLAINX", "AGFsaWNlAHB3", {{NULL, SASL_NOMECH, NULL}, {NULL, END, NULL}}},
@@ -556,7 +613,7 @@ static void test_sasl_server(void)
 				CHECK_STR(c * 10 + (int)k, out.error, cases[i].steps[k].out);
 			} else if (st == SASL_DONE) {
 				char *got = xasprintf("%s|%s|%s", out.creds.authzid,
-						      out.creds.authcid, out.creds.password);
+				                      out.creds.authcid, out.creds.password);
 				CHECK_STR(c * 10 + (int)k, got, cases[i].steps[k].out);
 				free(got);
 				sasl_creds_clear(&out.creds);
@@ -591,9 +648,9 @@ static void test_login_throttle(void)
 		int op;
 		const char *ip, *user;
 		uint64_t now;
-		int want;      /* ADMIT: verdict */
-		unsigned num;  /* ADMIT: retry_s (AUTH_WAIT); FAIL: delay_ms */
-		bool close;    /* FAIL */
+		int want;     /* ADMIT: verdict */
+		unsigned num; /* ADMIT: retry_s (AUTH_WAIT); FAIL: delay_ms */
+		bool close;   /* FAIL */
 	} steps[] = {
 	    /* attacker one, 127.0.0.2: each retry waits for the growing delay */
 	    {ADMIT, "127.0.0.2", "alice@x.test", 100, AUTH_OK, 0, false},
@@ -662,15 +719,16 @@ static void test_login_throttle(void)
 
 		switch (steps[i].op) {
 		case ADMIT:
-			CHECK_INT(c, auth_login_admit(al, steps[i].ip, steps[i].user, steps[i].now,
-						      &retry),
-				  steps[i].want);
+			CHECK_INT(
+			    c,
+			    auth_login_admit(al, steps[i].ip, steps[i].user, steps[i].now, &retry),
+			    steps[i].want);
 			CHECK_INT(c, retry, steps[i].num);
 			break;
 		case FAIL:
 		case OK:
 			auth_login_record(al, steps[i].ip, steps[i].user, steps[i].op == OK,
-					  steps[i].now, &o);
+			                  steps[i].now, &o);
 			CHECK_INT(c, o.verdict, steps[i].op == OK ? AUTH_OK : AUTH_FAIL);
 			CHECK_INT(c, o.delay_ms, steps[i].num);
 			CHECK_INT(c, o.close, steps[i].close);
