@@ -1,8 +1,9 @@
 /* SASL message decoding: PLAIN (RFC 4616) and LOGIN
- * (draft-murchison-sasl-login-00). */
+ * (draft-murchison-sasl-login-00), and the server state machine. */
 #include "auth/sasl.h"
 
 #include <string.h>
+#include <strings.h>
 
 #include "core/base64.h"
 #include "core/xmalloc.h"
@@ -77,4 +78,126 @@ int sasl_login_decode(const char *b64, char **text_r)
 	}
 	*text_r = (char *)msg;
 	return 0;
+}
+
+/* ---- the server state machine ---- */
+
+/* LOGIN's challenges, base64 of "Username:" and "Password:" (the text every
+ * client expects, though it ignores it). */
+#define LOGIN_USERNAME "VXNlcm5hbWU6"
+#define LOGIN_PASSWORD "UGFzc3dvcmQ6"
+
+void sasl_creds_clear(struct sasl_creds *c)
+{
+	if (c->password != NULL)
+		explicit_bzero(c->password, strlen(c->password));
+	x_free(&c->authzid);
+	x_free(&c->authcid);
+	x_free(&c->password);
+}
+
+void sasl_server_reset(struct sasl_server *ss)
+{
+	ss->mech = SASL_MECH_NONE;
+	x_free(&ss->login_user);
+}
+
+bool sasl_server_active(const struct sasl_server *ss)
+{
+	return ss->mech != SASL_MECH_NONE;
+}
+
+static enum sasl_status sasl_malformed(struct sasl_server *ss, struct sasl_out *out,
+                                       const char *why)
+{
+	sasl_server_reset(ss);
+	out->error = why;
+	return SASL_MALFORMED;
+}
+
+static enum sasl_status sasl_continue(struct sasl_server *ss, struct sasl_out *out,
+                                      enum sasl_mech mech, const char *challenge)
+{
+	ss->mech = mech;
+	out->challenge = challenge;
+	return SASL_CONTINUE;
+}
+
+/* PLAIN is one message (RFC 4616 2). */
+static enum sasl_status sasl_plain_msg(struct sasl_server *ss, const char *b64,
+                                       struct sasl_out *out)
+{
+	struct sasl_creds *c = &out->creds;
+
+	sasl_server_reset(ss);
+	if (sasl_plain_decode(b64, &c->authzid, &c->authcid, &c->password) < 0)
+		return sasl_malformed(ss, out, "invalid SASL PLAIN response");
+	return SASL_DONE;
+}
+
+/* LOGIN: the user name, then the password, each answering a challenge. */
+static enum sasl_status sasl_login_msg(struct sasl_server *ss, const char *b64,
+                                       struct sasl_out *out)
+{
+	char *text;
+
+	if (sasl_login_decode(b64, &text) < 0)
+		return sasl_malformed(ss, out, "invalid base64");
+	if (ss->login_user == NULL) {
+		/* An empty user name is not refused here: the login check
+		 * fails it as it would an unknown account (Cyrus SASL's LOGIN
+		 * does the same), so the answer says nothing more. */
+		ss->login_user = text;
+		return sasl_continue(ss, out, SASL_MECH_LOGIN, LOGIN_PASSWORD);
+	}
+	out->creds.authzid = xstrdup("");
+	out->creds.authcid = ss->login_user;
+	out->creds.password = text;
+	ss->login_user = NULL;
+	sasl_server_reset(ss);
+	return SASL_DONE;
+}
+
+enum sasl_status sasl_server_start(struct sasl_server *ss, const char *mech, const char *ir,
+                                   struct sasl_out *out)
+{
+	memset(out, 0, sizeof(*out));
+	sasl_server_reset(ss);
+	if (strcasecmp(mech, "PLAIN") != 0 && strcasecmp(mech, "LOGIN") != 0)
+		return SASL_NOMECH;
+	if (ir != NULL && strcmp(ir, "*") == 0)
+		return SASL_CANCELLED;
+	if (ir != NULL && strnlen(ir, SASL_MAX_B64 + 1) > SASL_MAX_B64)
+		return sasl_malformed(ss, out, "initial response too long");
+	if (strcasecmp(mech, "PLAIN") == 0) {
+		/* No initial response: an empty challenge asks for the
+		 * message. "=" is an empty one (RFC 4954 4, RFC 5034 4), which
+		 * PLAIN cannot be (RFC 4616 2 needs two NULs). */
+		if (ir == NULL)
+			return sasl_continue(ss, out, SASL_MECH_PLAIN, "");
+		return sasl_plain_msg(ss, strcmp(ir, "=") == 0 ? "" : ir, out);
+	}
+	/* LOGIN: the initial response is the user name. An empty one ("=")
+	 * carries no user name, so the server asks for it, as Dovecot
+	 * (mech-login.c) and Cyrus SASL (plugins/login.c, used by Postfix) do. */
+	if (ir == NULL || strcmp(ir, "=") == 0)
+		return sasl_continue(ss, out, SASL_MECH_LOGIN, LOGIN_USERNAME);
+	return sasl_login_msg(ss, ir, out);
+}
+
+enum sasl_status sasl_server_step(struct sasl_server *ss, const char *line, struct sasl_out *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (ss->mech == SASL_MECH_NONE)
+		return sasl_malformed(ss, out, "no authentication exchange in progress");
+	/* RFC 4954 4, RFC 5034 4, RFC 3501 6.2.2: "*" cancels. */
+	if (strcmp(line, "*") == 0) {
+		sasl_server_reset(ss);
+		return SASL_CANCELLED;
+	}
+	if (strnlen(line, SASL_MAX_B64 + 1) > SASL_MAX_B64)
+		return sasl_malformed(ss, out, "response too long");
+	if (ss->mech == SASL_MECH_PLAIN)
+		return sasl_plain_msg(ss, line, out);
+	return sasl_login_msg(ss, line, out);
 }

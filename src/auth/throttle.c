@@ -175,6 +175,23 @@ bool throttle_blocked(struct throttle *t, const char *key, uint64_t now)
 	return e->n >= t->max_failures;
 }
 
+unsigned throttle_count(struct throttle *t, const char *key, uint64_t now, uint64_t *last_r)
+{
+	struct throttle_entry **ep = throttle_slot(t, key);
+	struct throttle_entry *e = *ep;
+
+	if (e == NULL)
+		return 0;
+	throttle_expire(t, e, now);
+	if (e->n == 0) {
+		throttle_remove(t, ep);
+		return 0;
+	}
+	if (last_r != NULL)
+		*last_r = e->times[(e->head + e->n - 1) % t->max_failures];
+	return e->n;
+}
+
 void throttle_fail(struct throttle *t, const char *key, uint64_t now)
 {
 	struct throttle_entry **ep = throttle_slot(t, key);

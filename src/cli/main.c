@@ -295,6 +295,12 @@ static void drain(struct loop *l)
 	loop_run(l);
 }
 
+/* The login service's account lookup (auth sits below the store). */
+static int lookup_user_hash(void *arg, const char *user, char **hash_r)
+{
+	return store_user_hash(arg, user, hash_r);
+}
+
 static int cmd_serve(const struct config *cfg)
 {
 	struct daemon d = {.sigfd = -1};
@@ -343,7 +349,16 @@ static int cmd_serve(const struct config *cfg)
 		log_err("store: cannot start the committer");
 		goto out;
 	}
-	login = auth_login_new(cfg->auth_cache_ttl);
+	struct auth_login_config lc = {
+		.cache_ttl_s = cfg->auth_cache_ttl,
+		.max_failures = (unsigned)cfg->auth_max_failures,
+		.window_s = cfg->auth_failure_window,
+		.delay_max_s = cfg->auth_failure_delay_max,
+		.workers = workers,
+		.lookup = lookup_user_hash,
+		.lookup_arg = st,
+	};
+	login = auth_login_new(&lc);
 	d.smtp = smtp_server_new(d.loop, workers, st, cfg, tls, login);
 	d.pop3 = pop3_server_new(d.loop, workers, st, cfg, tls, login);
 	d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);

@@ -107,10 +107,16 @@ static const struct option config_options[] = {
 	{"pop3_max_errors", OPT_INT, OFF(pop3_max_errors), "10", 1, 1000,
 	 "Bad POP3 commands in one session before -ERR and disconnect.", NULL},
 	{"auth_max_failures", OPT_INT, OFF(auth_max_failures), "5", 1, 100000,
-	 "Failed logins from one address within auth_failure_window before further attempts "
-	 "are refused.", NULL},
+	 "Failed logins from one address (for IPv6, one /64) within auth_failure_window before "
+	 "further attempts are refused. A success does not reset the count.", NULL},
 	{"auth_failure_window", OPT_DURATION, OFF(auth_failure_window), "300", 1, 86400,
 	 "Window in seconds for auth_max_failures.", NULL},
+	{"auth_failure_delay_max", OPT_DURATION, OFF(auth_failure_delay_max), "15", 1, 3600,
+	 "Longest wait before a failed login is answered. The wait starts at 1 second and "
+	 "doubles with each failure for the same account from the same network (IPv4 /24, "
+	 "IPv6 /64) within auth_failure_window; an address that failed recently may not try "
+	 "that account again until the wait has passed. An address with no recent failure is "
+	 "always checked at once, so nobody can lock a user out.", NULL},
 	{"auth_cache_ttl", OPT_DURATION, OFF(auth_cache_ttl), "1h", 0, 7 * 86400,
 	 "How long a successful login is remembered (as a keyed MAC, in memory only) so that "
 	 "repeated logins skip the deliberately slow password hash. Failed logins are never "

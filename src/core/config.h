@@ -48,6 +48,7 @@ struct config {
 	int pop3_max_errors;          /* bad commands before -ERR and close */
 	int auth_max_failures;        /* failed AUTHs per IP within auth_failure_window */
 	unsigned auth_failure_window; /* seconds */
+	unsigned auth_failure_delay_max; /* seconds: cap of the growing failed-login delay */
 	unsigned auth_cache_ttl;      /* seconds a verified login is remembered; 0 = off */
 	/* store */
 	int commit_delay_us;          /* group commit: extra wait to gather a batch */

@@ -18,11 +18,8 @@
 #define CMD_CREDS 0x04 /* carries credentials: TLS first (or the loopback exception) */
 #define CMD_NOTLS 0x08 /* before TLS only (STLS) */
 
-#define POP3_AUTH_FAIL_DELAY_MS 1000
 #define POP3_MAX_AUTH_FAILS_SESSION 3
 #define POP3_MAX_USER 255
-
-enum { MECH_NONE, MECH_PLAIN, MECH_LOGIN };
 
 struct pop3_cmd {
 	const char *name;
@@ -318,33 +315,6 @@ static void fail_reply(void *arg)
 	session_unpark(&s->base);
 }
 
-/* A failed login: counted per IP and per account; the -ERR comes after a
- * delay that slows guessing down; past the limit the connection is closed. */
-static void login_failed(struct pop3_session *s, const char *user)
-{
-	struct pop3_server *srv = s->srv;
-	uint64_t now = loop_now(s->base.l) / 1000;
-
-	log_info("pop3 auth failed client=%s user=%s", s->base.ip, user ? user : "-");
-	s->auth_failures++;
-	throttle_fail(srv->fail_ip, s->base.ip, now);
-	if (user != NULL) {
-		char *key = canonical_user(user);
-		throttle_fail(srv->fail_user, key, now);
-		free(key);
-	}
-	if (throttle_blocked(srv->fail_ip, s->base.ip, now)) {
-		pop3_reply_err(s, "AUTH", "too many failed logins, closing");
-		s->result = "too many failed logins";
-		session_close(&s->base, "too many failed logins");
-		return;
-	}
-	if (s->base.phase != SESSION_PARKED)
-		session_park(&s->base);
-	loop_timer_cancel(s->base.l, &s->base.delay);
-	s->base.delay = loop_timer_add(s->base.l, POP3_AUTH_FAIL_DELAY_MS, fail_reply, s);
-}
-
 struct snap {
 	struct pop3_msg *v;
 	size_t n, cap;
@@ -371,9 +341,6 @@ static void login_ok(struct pop3_session *s, const char *user)
 	struct snap sn = {0};
 	char *err = NULL;
 
-	/* Only the account's own failures are forgiven: one valid account must
-	 * not reset the IP's budget for guessing others. */
-	throttle_clear(srv->fail_user, key);
 	if (pop3_lock(srv, key) < 0) {
 		log_info("pop3 login client=%s user=%s: maildrop in use", s->base.ip, key);
 		pop3_reply_err(s, "IN-USE", "maildrop already locked by another session");
@@ -409,62 +376,47 @@ static void login_ok(struct pop3_session *s, const char *user)
 		   m->total_bytes);
 }
 
-static void auth_done(void *arg, int result, const char *user)
+/* The login service's verdict (auth/login.h) in POP3 terms. */
+static void login_done(struct session *base, const struct auth_outcome *o)
 {
-	struct pop3_session *s = arg;
+	struct pop3_session *s = pop3_session_of(base);
 
-	if (session_release(&s->base) || s->base.c == NULL || s->srv == NULL ||
-	    s->base.phase == SESSION_CLOSING)
+	if (s->srv == NULL)
 		return;
-	if (result == 1) {
-		login_ok(s, user);
+	switch (o->verdict) {
+	case AUTH_OK:
+		login_ok(s, o->user);
 		session_unpark(&s->base);
-	} else {
-		login_failed(s, user);
-	}
-}
-
-/* Takes ownership of the three strings. */
-static void login_check(struct pop3_session *s, char *authz, char *user, char *pass)
-{
-	struct pop3_server *srv = s->srv;
-	uint64_t now = loop_now(s->base.l) / 1000;
-	char *hash = NULL, *key = canonical_user(user);
-	bool user_blocked = throttle_blocked(srv->fail_user, key, now);
-
-	free(key);
-	if (throttle_blocked(srv->fail_ip, s->base.ip, now)) {
+		return;
+	case AUTH_FAIL:
+		s->auth_failures++;
+		if (o->close) {
+			pop3_reply_err(s, "AUTH", "too many failed logins, closing");
+			s->result = "too many failed logins";
+			session_close(&s->base, "too many failed logins");
+			return;
+		}
+		/* The -ERR comes after the service's delay: guessing slows down. */
+		if (s->base.phase != SESSION_PARKED)
+			session_park(&s->base);
+		loop_timer_cancel(s->base.l, &s->base.delay);
+		s->base.delay = loop_timer_add(s->base.l, o->delay_ms, fail_reply, s);
+		return;
+	case AUTH_BLOCKED:
 		pop3_reply_err(s, "AUTH", "too many failed logins, try again later");
-		goto out;
-	}
-	if (user_blocked) {
-		/* RFC 2449 8.1.1 */
-		pop3_reply_err(s, "LOGIN-DELAY", "too many failed logins for this account, "
-						 "try again later");
-		goto out;
-	}
-	/* Nobody acts as another user (authzid must be empty or self). */
-	if (*authz != '\0' && strcasecmp(authz, user) != 0) {
-		login_failed(s, user);
-		goto out;
-	}
-	int k = store_user_hash(srv->st, user, &hash);
-	if (k < 0) {
+		break;
+	case AUTH_WAIT:
+		/* RFC 3206 4: temporary, no need to ask the user again */
+		pop3_reply_err(s, "SYS/TEMP",
+			       "too many failed logins for this account, try again in %u seconds",
+			       o->retry_s);
+		break;
+	case AUTH_TEMPFAIL:
 		pop3_reply_err(s, "SYS/TEMP", "temporary authentication failure");
-		goto out;
+		break;
 	}
-	s->base.busy++;
-	session_park(&s->base);
-	/* hash is NULL when k == 0: no such account (checked all the same) */
-	auth_login_check(srv->login, srv->workers, user, hash, pass, auth_done, s);
-	user = pass = NULL;
-out:
-	free(authz);
-	free(user);
-	if (pass != NULL) {
-		explicit_bzero(pass, strlen(pass));
-		free(pass);
-	}
+	if (s->base.phase == SESSION_PARKED)
+		session_unpark(&s->base);
 }
 
 static void cmd_user(struct pop3_session *s, const char *args)
@@ -490,23 +442,41 @@ static void cmd_pass(struct pop3_session *s, const char *args)
 		pop3_reply(s, false, NULL, "syntax: PASS password");
 		return;
 	}
-	char *user = s->user_arg;
+	struct sasl_creds c = {.authzid = xstrdup(""), .authcid = s->user_arg};
+
 	s->user_arg = NULL;
 	/* RFC 1939 7: the password may contain spaces: the rest of the line. */
-	login_check(s, xstrdup(""), user, xstrdup(args));
+	c.password = xstrdup(args);
+	auth_login_start(s->srv->login, &s->base, &c, login_done);
 }
 
 /* ---- AUTH (RFC 5034) ---- */
 
-static void auth_plain(struct pop3_session *s, const char *resp)
+/* The SASL state machine's answer (auth/sasl.h) framed in POP3. */
+static void auth_sasl(struct pop3_session *s, enum sasl_status st, struct sasl_out *out)
 {
-	char *authz = NULL, *user = NULL, *pass = NULL;
-
-	if (sasl_plain_decode(resp, &authz, &user, &pass) < 0) {
-		pop3_reply(s, false, NULL, "invalid SASL PLAIN response");
-		return;
+	switch (st) {
+	case SASL_CONTINUE:
+		/* RFC 5034 4: "+" SP base64 challenge */
+		pop3_send_raw(s, "+ ", 2);
+		pop3_send_raw(s, out->challenge, strlen(out->challenge));
+		pop3_send_raw(s, "\r\n", 2);
+		pop3_set_state(s, POP3_S_AUTHLINE);
+		break;
+	case SASL_DONE:
+		auth_login_start(s->srv->login, &s->base, &out->creds, login_done);
+		break;
+	case SASL_CANCELLED:
+		/* RFC 5034 4: the exchange ends with -ERR */
+		pop3_reply_err(s, NULL, "authentication cancelled");
+		break;
+	case SASL_MALFORMED:
+		pop3_reply(s, false, NULL, "%s", out->error);
+		break;
+	case SASL_NOMECH:
+		pop3_reply(s, false, NULL, "unsupported authentication mechanism");
+		break;
 	}
-	login_check(s, authz, user, pass);
 }
 
 static void cmd_auth(struct pop3_session *s, const char *args)
@@ -514,6 +484,7 @@ static void cmd_auth(struct pop3_session *s, const char *args)
 	char mech[32];
 	size_t n = strcspn(args, " ");
 	const char *ir = args + n;
+	struct sasl_out out;
 
 	if (n == 0) {
 		/* Not in RFC 5034, but widely used to list the mechanisms. */
@@ -531,70 +502,16 @@ static void cmd_auth(struct pop3_session *s, const char *args)
 	}
 	memcpy(mech, args, n);
 	mech[n] = '\0';
-	if (strcasecmp(mech, "PLAIN") == 0) {
-		if (*ir != '\0') {
-			/* RFC 5034 4: "=" is an empty initial response */
-			auth_plain(s, strcmp(ir, "=") == 0 ? "" : ir);
-			return;
-		}
-		s->auth_mech = MECH_PLAIN;
-		pop3_send_raw(s, "+ \r\n", 4);
-		pop3_set_state(s, POP3_S_AUTHLINE);
-	} else if (strcasecmp(mech, "LOGIN") == 0) {
-		s->auth_mech = MECH_LOGIN;
-		x_free(&s->auth_login_user);
-		if (*ir != '\0') {
-			if (sasl_login_decode(ir, &s->auth_login_user) < 0) {
-				s->auth_mech = MECH_NONE;
-				pop3_reply(s, false, NULL, "invalid base64");
-				return;
-			}
-			pop3_send_raw(s, "+ UGFzc3dvcmQ6\r\n", 16); /* "Password:" */
-		} else {
-			pop3_send_raw(s, "+ VXNlcm5hbWU6\r\n", 16); /* "Username:" */
-		}
-		pop3_set_state(s, POP3_S_AUTHLINE);
-	} else {
-		pop3_reply(s, false, NULL, "unsupported authentication mechanism");
-	}
+	/* RFC 5034 4: the initial response is optional; "=" is an empty one. */
+	auth_sasl(s, sasl_server_start(&s->sasl, mech, *ir != '\0' ? ir : NULL, &out), &out);
 }
 
 void pop3_auth_line(struct pop3_session *s, char *line)
 {
-	int mech = s->auth_mech;
+	struct sasl_out out;
 
 	pop3_set_state(s, POP3_S_CMD);
-	/* RFC 5034 4: "*" cancels the exchange. */
-	if (strcmp(line, "*") == 0) {
-		s->auth_mech = MECH_NONE;
-		x_free(&s->auth_login_user);
-		pop3_reply_err(s, NULL, "authentication cancelled");
-		return;
-	}
-	if (mech == MECH_PLAIN) {
-		s->auth_mech = MECH_NONE;
-		auth_plain(s, line);
-		return;
-	}
-	if (s->auth_login_user == NULL) {
-		if (sasl_login_decode(line, &s->auth_login_user) < 0) {
-			s->auth_mech = MECH_NONE;
-			pop3_reply(s, false, NULL, "invalid base64");
-			return;
-		}
-		pop3_send_raw(s, "+ UGFzc3dvcmQ6\r\n", 16);
-		pop3_set_state(s, POP3_S_AUTHLINE);
-		return;
-	}
-	char *pass = NULL, *user = s->auth_login_user;
-	s->auth_login_user = NULL;
-	s->auth_mech = MECH_NONE;
-	if (sasl_login_decode(line, &pass) < 0) {
-		free(user);
-		pop3_reply(s, false, NULL, "invalid base64");
-		return;
-	}
-	login_check(s, xstrdup(""), user, pass);
+	auth_sasl(s, sasl_server_step(&s->sasl, line, &out), &out);
 }
 
 /* ---- the table and the dispatcher ---- */

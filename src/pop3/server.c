@@ -16,7 +16,6 @@
 
 /* Extra seconds on top of our own idle timer for the conn's backstop. */
 #define POP3_BACKSTOP_S 60
-#define POP3_THROTTLE_KEYS 65536
 
 /* ---- replies ---- */
 
@@ -195,7 +194,7 @@ static void session_free(struct session *base)
 	unlink_session(s);
 	pop3_maildrop_free(&s->maildrop);
 	x_free(&s->user_arg);
-	x_free(&s->auth_login_user);
+	sasl_server_reset(&s->sasl);
 	x_free(&s->auth_user);
 	free(s);
 }
@@ -226,8 +225,7 @@ static bool read_line(struct pop3_session *s, struct buf *rb)
 		return false;
 	if (r < 0) {
 		if (s->state == POP3_S_AUTHLINE) {
-			s->auth_mech = 0;
-			x_free(&s->auth_login_user);
+			sasl_server_reset(&s->sasl);
 			pop3_set_state(s, POP3_S_CMD);
 		}
 		pop3_reply(s, false, NULL, "line too long (limit %zu octets)", max);
@@ -359,7 +357,6 @@ struct pop3_server *pop3_server_new(struct loop *l, struct pool *workers, struct
 				    const struct config *cfg, SSL_CTX *tls, struct auth_login *login)
 {
 	struct pop3_server *srv = xcalloc(1, sizeof *srv);
-	unsigned max = (unsigned)(cfg->auth_max_failures > 0 ? cfg->auth_max_failures : 1);
 
 	srv->l = l;
 	srv->workers = workers;
@@ -367,10 +364,6 @@ struct pop3_server *pop3_server_new(struct loop *l, struct pool *workers, struct
 	srv->cfg = cfg;
 	srv->tls = tls;
 	srv->login = login;
-	srv->fail_ip = throttle_new(max, cfg->auth_failure_window, POP3_THROTTLE_KEYS);
-	/* Per account, twice the per-IP budget: guessing from many addresses is
-	 * slowed down without letting one address lock a user out cheaply. */
-	srv->fail_user = throttle_new(2 * max, cfg->auth_failure_window, POP3_THROTTLE_KEYS);
 	return srv;
 }
 
@@ -389,8 +382,6 @@ void pop3_server_free(struct pop3_server **srvp)
 		 * frees the session. */
 		unlink_session(s);
 	}
-	throttle_free(&srv->fail_ip);
-	throttle_free(&srv->fail_user);
 	for (size_t i = 0; i < srv->n_locks; i++)
 		free(srv->locks[i]);
 	free(srv->locks);

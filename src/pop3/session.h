@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "auth/throttle.h"
+#include "auth/sasl.h"
 #include "core/conn.h"
 #include "core/session.h"
 #include "pop3/parse.h"
@@ -32,14 +32,12 @@ struct pop3_server {
 	struct store *st;
 	const struct config *cfg;
 	SSL_CTX *tls;
-	struct throttle *fail_ip;   /* failed logins per client IP */
-	struct throttle *fail_user; /* failed logins per account name */
 	struct session_list sessions;
 	/* Maildrop locks (RFC 1939 8: one session per maildrop): canonical
 	 * (lower-case) user names of sessions in TRANSACTION or UPDATE. */
 	char **locks;
 	size_t n_locks, cap_locks;
-	struct auth_login *login; /* password checks, shared by all protocols */
+	struct auth_login *login; /* the login service, shared by all protocols */
 };
 
 enum pop3_state {
@@ -81,9 +79,7 @@ struct pop3_session {
 	int errors;
 	int auth_failures; /* in this session */
 	char *user_arg;    /* USER given, waiting for PASS */
-	/* SASL exchange */
-	int auth_mech; /* 0 none, 1 PLAIN, 2 LOGIN */
-	char *auth_login_user;
+	struct sasl_server sasl; /* the AUTH exchange (state AUTHLINE) */
 	struct pop3_maildrop *maildrop; /* TRANSACTION state */
 	char *auth_user;                /* for the log */
 	bool quitting;                  /* UPDATE state */

@@ -24,10 +24,6 @@
 #define CMD_NOAUTH 0x100    /* before AUTH only */
 #define CMD_AUTHOK 0x200    /* only where AUTH is offered */
 
-#define SMTP_AUTH_FAIL_DELAY_MS 1000
-
-enum { MECH_NONE, MECH_PLAIN, MECH_LOGIN };
-
 struct smtp_cmd {
 	const char *name;
 	unsigned flags;
@@ -373,87 +369,67 @@ static void auth_fail_reply(void *arg)
 	}
 }
 
-/* A failed attempt: counted per IP; a small delay before the 535 slows
- * guessing down; past the limit the connection is closed. */
-static void auth_failed(struct smtp_session *s, const char *user)
+/* The login service's verdict (auth/login.h) in SMTP terms. */
+static void auth_done(struct session *base, const struct auth_outcome *o)
 {
-	struct smtp_server *srv = s->srv;
-	uint64_t now = loop_now(s->base.l) / 1000;
+	struct smtp_session *s = smtp_session_of(base);
 
-	log_info("smtp auth failed client=%s user=%s", s->base.ip, user ? user : "-");
-	throttle_fail(srv->auth_fail, s->base.ip, now);
-	if (throttle_blocked(srv->auth_fail, s->base.ip, now)) {
-		smtp_reply(s, 421, "4.7.0", "%s Error: too many failed logins", hostname(s));
-		session_close(&s->base, "too many failed logins");
-		return;
-	}
-	if (s->base.phase != SESSION_PARKED)
-		session_park(&s->base);
-	loop_timer_cancel(s->base.l, &s->base.delay);
-	s->base.delay = loop_timer_add(s->base.l, SMTP_AUTH_FAIL_DELAY_MS, auth_fail_reply, s);
-}
-
-static void auth_done(void *arg, int result, const char *user)
-{
-	struct smtp_session *s = arg;
-
-	if (s->base.c == NULL || s->srv == NULL || s->base.phase == SESSION_CLOSING) {
-		session_release(&s->base);
-		return;
-	}
-	if (result == 1) {
-		/* The IP's failures are not forgiven on success: one valid
-		 * account must not reset the budget for guessing others. */
-		s->auth_user = xstrdup(user);
+	switch (o->verdict) {
+	case AUTH_OK:
+		s->auth_user = xstrdup(o->user);
 		log_info("smtp auth ok client=%s user=%s", s->base.ip, s->auth_user);
 		smtp_reply(s, 235, "2.7.0", "Authentication successful");
-		session_release(&s->base);
-		session_unpark(&s->base);
-	} else {
-		session_release(&s->base);
-		auth_failed(s, user);
-	}
-}
-
-/* Takes ownership of the three strings. */
-static void auth_check(struct smtp_session *s, char *authz, char *user, char *pass)
-{
-	struct smtp_server *srv = s->srv;
-	char *hash = NULL;
-
-	/* We do not let one user act as another (authzid must be empty or self). */
-	if (*authz != '\0' && strcasecmp(authz, user) != 0) {
-		auth_failed(s, user);
-		free(authz);
-		free(user);
-		explicit_bzero(pass, strlen(pass));
-		free(pass);
+		break;
+	case AUTH_FAIL:
+		if (o->close) {
+			smtp_reply(s, 421, "4.7.0", "%s Error: too many failed logins", hostname(s));
+			session_close(&s->base, "too many failed logins");
+			return;
+		}
+		/* The 535 comes after the service's delay: guessing slows down. */
+		if (s->base.phase != SESSION_PARKED)
+			session_park(&s->base);
+		loop_timer_cancel(s->base.l, &s->base.delay);
+		s->base.delay = loop_timer_add(s->base.l, o->delay_ms, auth_fail_reply, s);
 		return;
-	}
-	free(authz);
-	int k = store_user_hash(srv->st, user, &hash);
-	if (k < 0) {
+	case AUTH_BLOCKED:
+		smtp_reply(s, 454, "4.7.0", "Error: too many failed logins, try again later");
+		break;
+	case AUTH_WAIT:
+		smtp_reply(s, 454, "4.7.0",
+			   "Error: too many failed logins for this account, try again in %u seconds",
+			   o->retry_s);
+		break;
+	case AUTH_TEMPFAIL:
 		smtp_reply(s, 454, "4.7.0", "Temporary authentication failure");
-		free(user);
-		explicit_bzero(pass, strlen(pass));
-		free(pass);
-		return;
+		break;
 	}
-	s->base.busy++;
-	session_park(&s->base);
-	/* hash is NULL when k == 0: no such account (checked all the same) */
-	auth_login_check(srv->login, srv->workers, user, hash, pass, auth_done, s);
+	if (s->base.phase == SESSION_PARKED)
+		session_unpark(&s->base);
 }
 
-static void auth_plain(struct smtp_session *s, const char *resp)
+/* The SASL state machine's answer (auth/sasl.h) framed in SMTP. */
+static void auth_sasl(struct smtp_session *s, enum sasl_status st, struct sasl_out *out)
 {
-	char *authz = NULL, *user = NULL, *pass = NULL;
-
-	if (sasl_plain_decode(resp, &authz, &user, &pass) < 0) {
-		smtp_reply(s, 501, "5.5.2", "Error: invalid SASL PLAIN response");
-		return;
+	switch (st) {
+	case SASL_CONTINUE:
+		/* RFC 4954 4: "334" SP base64 challenge */
+		smtp_reply(s, 334, NULL, "%s", out->challenge);
+		smtp_set_state(s, SMTP_S_AUTHLINE);
+		break;
+	case SASL_DONE:
+		auth_login_start(s->srv->login, &s->base, &out->creds, auth_done);
+		break;
+	case SASL_CANCELLED:
+		smtp_reply(s, 501, "5.7.0", "Authentication cancelled");
+		break;
+	case SASL_MALFORMED:
+		smtp_reply(s, 501, "5.5.2", "Error: %s", out->error);
+		break;
+	case SASL_NOMECH:
+		smtp_reply(s, 504, "5.5.4", "Error: unsupported authentication mechanism");
+		break;
 	}
-	auth_check(s, authz, user, pass);
 }
 
 static void cmd_auth(struct smtp_session *s, const char *args)
@@ -461,6 +437,7 @@ static void cmd_auth(struct smtp_session *s, const char *args)
 	char mech[32];
 	size_t n = strcspn(args, " ");
 	const char *ir = args + n;
+	struct sasl_out out;
 
 	while (*ir == ' ')
 		ir++;
@@ -470,74 +447,20 @@ static void cmd_auth(struct smtp_session *s, const char *args)
 	}
 	memcpy(mech, args, n);
 	mech[n] = '\0';
-	if (throttle_blocked(s->srv->auth_fail, s->base.ip, loop_now(s->base.l) / 1000)) {
+	if (auth_login_blocked(s->srv->login, s->base.ip)) {
 		smtp_reply(s, 454, "4.7.0", "Error: too many failed logins, try again later");
 		return;
 	}
-	if (strcasecmp(mech, "PLAIN") == 0) {
-		if (*ir != '\0') {
-			/* RFC 4954 4: "=" is an empty initial response */
-			auth_plain(s, strcmp(ir, "=") == 0 ? "" : ir);
-			return;
-		}
-		s->auth_mech = MECH_PLAIN;
-		smtp_reply(s, 334, NULL, "%s", "");
-		smtp_set_state(s, SMTP_S_AUTHLINE);
-	} else if (strcasecmp(mech, "LOGIN") == 0) {
-		s->auth_mech = MECH_LOGIN;
-		x_free(&s->auth_login_user);
-		if (*ir != '\0') {
-			if (sasl_login_decode(ir, &s->auth_login_user) < 0) {
-				s->auth_mech = MECH_NONE;
-				smtp_reply(s, 501, "5.5.2", "Error: invalid base64");
-				return;
-			}
-			smtp_reply(s, 334, NULL, "UGFzc3dvcmQ6"); /* "Password:" */
-		} else {
-			smtp_reply(s, 334, NULL, "VXNlcm5hbWU6"); /* "Username:" */
-		}
-		smtp_set_state(s, SMTP_S_AUTHLINE);
-	} else {
-		smtp_reply(s, 504, "5.5.4", "Error: unsupported authentication mechanism");
-	}
+	/* RFC 4954 4: the initial response is optional; "=" is an empty one. */
+	auth_sasl(s, sasl_server_start(&s->sasl, mech, *ir != '\0' ? ir : NULL, &out), &out);
 }
 
 void smtp_auth_line(struct smtp_session *s, char *line)
 {
-	int mech = s->auth_mech;
+	struct sasl_out out;
 
 	smtp_set_state(s, SMTP_S_CMD);
-	/* RFC 4954 4: "*" cancels the exchange. */
-	if (strcmp(line, "*") == 0) {
-		s->auth_mech = MECH_NONE;
-		x_free(&s->auth_login_user);
-		smtp_reply(s, 501, "5.7.0", "Authentication cancelled");
-		return;
-	}
-	if (mech == MECH_PLAIN) {
-		s->auth_mech = MECH_NONE;
-		auth_plain(s, line);
-		return;
-	}
-	if (s->auth_login_user == NULL) {
-		if (sasl_login_decode(line, &s->auth_login_user) < 0) {
-			s->auth_mech = MECH_NONE;
-			smtp_reply(s, 501, "5.5.2", "Error: invalid base64");
-			return;
-		}
-		smtp_reply(s, 334, NULL, "UGFzc3dvcmQ6");
-		smtp_set_state(s, SMTP_S_AUTHLINE);
-		return;
-	}
-	char *pass = NULL, *user = s->auth_login_user;
-	s->auth_login_user = NULL;
-	s->auth_mech = MECH_NONE;
-	if (sasl_login_decode(line, &pass) < 0) {
-		free(user);
-		smtp_reply(s, 501, "5.5.2", "Error: invalid base64");
-		return;
-	}
-	auth_check(s, xstrdup(""), user, pass);
+	auth_sasl(s, sasl_server_step(&s->sasl, line, &out), &out);
 }
 
 /* ---- the table and the dispatcher ---- */

@@ -22,7 +22,6 @@
 #define SMTP_PREGREET_TTL_MS (24ULL * 3600 * 1000)
 /* Extra seconds on top of our own timers for the conn's backstop timeout. */
 #define SMTP_BACKSTOP_S 60
-#define SMTP_THROTTLE_KEYS 65536
 
 static const char *role_name(enum smtp_role r)
 {
@@ -121,7 +120,7 @@ static void session_free(struct session *base)
 	smtp_tx_free(s);
 	x_free(&s->helo);
 	x_free(&s->auth_user);
-	x_free(&s->auth_login_user);
+	sasl_server_reset(&s->sasl);
 	free(s);
 }
 
@@ -167,8 +166,7 @@ static bool read_line(struct smtp_session *s, struct buf *rb)
 	if (r < 0) {
 		/* RFC 5321 4.5.3.1.4 */
 		if (s->state == SMTP_S_AUTHLINE) {
-			s->auth_mech = 0;
-			x_free(&s->auth_login_user);
+			sasl_server_reset(&s->sasl);
 			smtp_set_state(s, SMTP_S_CMD);
 		}
 		smtp_reply(s, 500, "5.5.2", "Error: line too long");
@@ -289,8 +287,7 @@ void smtp_reset_session(struct smtp_session *s)
 	smtp_tx_free(s);
 	x_free(&s->helo);
 	x_free(&s->auth_user);
-	x_free(&s->auth_login_user);
-	s->auth_mech = 0;
+	sasl_server_reset(&s->sasl);
 	s->esmtp = false;
 }
 
@@ -388,9 +385,6 @@ struct smtp_server *smtp_server_new(struct loop *l, struct pool *workers, struct
 	srv->cfg = cfg;
 	srv->tls = tls;
 	srv->login = login;
-	srv->auth_fail = throttle_new((unsigned)(cfg->auth_max_failures > 0 ? cfg->auth_max_failures
-									     : 1),
-				      cfg->auth_failure_window, SMTP_THROTTLE_KEYS);
 	srv->pregreet_passed = xcalloc(SMTP_PREGREET_SLOTS, sizeof(*srv->pregreet_passed));
 	clock_gettime(CLOCK_REALTIME, &ts);
 	srv->txseq = (uint32_t)ts.tv_nsec;
@@ -410,7 +404,6 @@ void smtp_server_free(struct smtp_server **srvp)
 		/* The conn's on_close (from the loop) frees the session. */
 		unlink_session(s);
 	}
-	throttle_free(&srv->auth_fail);
 	free(srv->pregreet_passed);
 	free(srv);
 	*srvp = NULL;

@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "auth/throttle.h"
+#include "auth/sasl.h"
 #include "core/conn.h"
 #include "core/session.h"
 #include "smtp/data.h"
@@ -37,11 +37,10 @@ struct smtp_server {
 	struct store *st;
 	const struct config *cfg;
 	SSL_CTX *tls;
-	struct throttle *auth_fail; /* per client IP */
 	struct session_list sessions;
 	uint32_t txseq;
 	struct smtp_pregreet_pass *pregreet_passed; /* SMTP_PREGREET_SLOTS, direct-mapped */
-	struct auth_login *login; /* password checks, shared by all protocols */
+	struct auth_login *login; /* the login service, shared by all protocols */
 };
 
 enum smtp_state {
@@ -100,9 +99,7 @@ struct smtp_session {
 	bool esmtp;
 	char *auth_user;
 	int errors;
-	/* SASL exchange */
-	int auth_mech; /* 0 none, 1 PLAIN, 2 LOGIN */
-	char *auth_login_user;
+	struct sasl_server sasl; /* the AUTH exchange (state AUTHLINE) */
 	/* BDAT chunk being read */
 	uint64_t bdat_left;
 	bool bdat_last;

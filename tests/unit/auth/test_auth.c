@@ -1,4 +1,5 @@
-/* Unit tests: base64, password, sasl, throttle. */
+/* Unit tests: base64, password, sasl (decoding and the server state
+ * machine), throttle, and the login service's cache and throttling rules. */
 #include <argon2.h>
 #include <crypt.h>
 #include <stdlib.h>
@@ -406,7 +407,9 @@ static void test_throttle_evict(void)
 static void test_login_cache(void)
 {
 	char *h1 = password_hash("right"), *h2 = password_hash("newpass");
-	struct auth_login *al = auth_login_new(3600);
+	struct auth_login_config cfg = {
+	    .cache_ttl_s = 3600, .max_failures = 5, .window_s = 300, .delay_max_s = 15};
+	struct auth_login *al = auth_login_new(&cfg);
 
 	CHECK_INT(1, auth_login_verify(al, "a@x.test", h1, "right"), 1);
 	CHECK_INT(2, auth_login_cache_hits(al), 0);
@@ -417,20 +420,322 @@ static void test_login_cache(void)
 	CHECK_INT(7, auth_login_cache_hits(al), 1);
 	/* password changed: the old one must not be let in from the cache */
 	CHECK_INT(8, auth_login_verify(al, "a@x.test", h2, "right"), 0);
-	CHECK_INT(9, auth_login_verify(al, "b@x.test", h1, "right"), 1); /* other user: full check */
+	CHECK_INT(9, auth_login_verify(al, "b@x.test", h1, "right"),
+	          1); /* other user: full check */
 	CHECK_INT(10, auth_login_cache_hits(al), 1);
 	CHECK_INT(11, auth_login_verify(al, "nobody@x.test", NULL, "right"), 0);
 	CHECK_INT(12, auth_login_verify(al, "a@x.test", "{BOGUS}zz", "right"), -1);
 	auth_login_free(&al);
 	CHECK(al == NULL);
 
-	al = auth_login_new(0); /* cache off */
+	cfg.cache_ttl_s = 0; /* cache off */
+	al = auth_login_new(&cfg);
 	CHECK_INT(13, auth_login_verify(al, "a@x.test", h1, "right"), 1);
 	CHECK_INT(14, auth_login_verify(al, "a@x.test", h1, "right"), 1);
 	CHECK_INT(15, auth_login_cache_hits(al), 0);
 	auth_login_free(&al);
 	free(h1);
 	free(h2);
+}
+
+/* throttle_count: failures in the window and the newest one's time. */
+static void test_throttle_count(void)
+{
+	struct throttle *t = throttle_new(3, 60, 4);
+	uint64_t last = 0;
+
+	CHECK_INT(0, throttle_count(t, "k", 10, &last), 0);
+	throttle_fail(t, "k", 10);
+	throttle_fail(t, "k", 20);
+	CHECK_INT(1, throttle_count(t, "k", 20, &last), 2);
+	CHECK_INT(2, last, 20);
+	throttle_fail(t, "k", 30);
+	throttle_fail(t, "k", 40); /* the ring keeps the newest three */
+	CHECK_INT(3, throttle_count(t, "k", 40, &last), 3);
+	CHECK_INT(4, last, 40);
+	CHECK_INT(5, throttle_count(t, "k", 85, NULL), 2); /* 20 aged out */
+	CHECK_INT(6, throttle_count(t, "k", 91, NULL), 1); /* and 30 */
+	CHECK_INT(7, throttle_count(t, "k", 100, NULL), 0);
+	throttle_free(&t);
+}
+
+/* The SASL server state machine, one exchange per case: start (mech, ir)
+ * then the client's lines. Each step gives the status wanted and, for
+ * SASL_CONTINUE the challenge, for SASL_DONE "authzid|authcid|password",
+ * for SASL_MALFORMED the error. "LONG" stands for an over-long line. */
+static void test_sasl_server(void)
+{
+	enum { END = -1 };
+	static const struct {
+		const char *mech, *ir; /* ir NULL: no initial response */
+		struct {
+			const char *line; /* NULL for the start */
+			int st;
+			const char *out;
+		} steps[4];
+	} cases[] = {
+	    /* 0: PLAIN with an initial response */
+	    {"PLAIN", "AGFsaWNlAHB3", {{NULL, SASL_DONE, "|alice|pw"}, {NULL, END, NULL}}},
+	    /* 1: PLAIN without: an empty challenge, then the message */
+	    {"plain",
+	     NULL,
+	     {{NULL, SASL_CONTINUE, ""},
+	      {"Ym9iAGFsaWNlAHB3", SASL_DONE, "bob|alice|pw"},
+	      {NULL, END, NULL}}},
+	    /* 2: PLAIN "=": an empty message is not a PLAIN message */
+	    {"PLAIN",
+	     "=",
+	     {{NULL, SASL_MALFORMED, "invalid SASL PLAIN response"}, {NULL, END, NULL}}},
+	    /* 3: LOGIN in two steps */
+	    {"LOGIN",
+	     NULL,
+	     {{NULL, SASL_CONTINUE, "VXNlcm5hbWU6"},
+	      {"YWxpY2U=", SASL_CONTINUE, "UGFzc3dvcmQ6"},
+	      {"cHc=", SASL_DONE, "|alice|pw"},
+	      {NULL, END, NULL}}},
+	    /* 4: LOGIN with the user name as initial response */
+	    {"Login",
+	     "YWxpY2U=",
+	     {{NULL, SASL_CONTINUE, "UGFzc3dvcmQ6"},
+	      {"cHc=", SASL_DONE, "|alice|pw"},
+	      {NULL, END, NULL}}},
+	    /* 5: LOGIN "=": no user name yet, so it is asked for (Dovecot, Cyrus) */
+	    {"LOGIN",
+	     "=",
+	     {{NULL, SASL_CONTINUE, "VXNlcm5hbWU6"},
+	      {"YWxpY2U=", SASL_CONTINUE, "UGFzc3dvcmQ6"},
+	      {"cHc=", SASL_DONE, "|alice|pw"},
+	      {NULL, END, NULL}}},
+	    /* 6: LOGIN with an empty user name and password: handed on (the
+	     * login check fails it like an unknown account) */
+	    {"LOGIN",
+	     NULL,
+	     {{NULL, SASL_CONTINUE, "VXNlcm5hbWU6"},
+	      {"", SASL_CONTINUE, "UGFzc3dvcmQ6"},
+	      {"", SASL_DONE, "||"},
+	      {NULL, END, NULL}}},
+	    /* 7-12: "*" cancels at every step, and as an initial response */
+	    {"PLAIN",
+	     NULL,
+	     {{NULL, SASL_CONTINUE, ""}, {"*", SASL_CANCELLED, NULL}, {NULL, END, NULL}}},
+	    {"LOGIN",
+	     NULL,
+	     {{NULL, SASL_CONTINUE, "VXNlcm5hbWU6"},
+	      {"*", SASL_CANCELLED, NULL},
+	      {NULL, END, NULL}}},
+	    {"LOGIN",
+	     NULL,
+	     {{NULL, SASL_CONTINUE, "VXNlcm5hbWU6"},
+	      {"YWxpY2U=", SASL_CONTINUE, "UGFzc3dvcmQ6"},
+	      {"*", SASL_CANCELLED, NULL},
+	      {NULL, END, NULL}}},
+	    {"LOGIN",
+	     "YWxpY2U=",
+	     {{NULL, SASL_CONTINUE, "UGFzc3dvcmQ6"},
+	      {"*", SASL_CANCELLED, NULL},
+	      {NULL, END, NULL}}},
+	    {"PLAIN", "*", {{NULL, SASL_CANCELLED, NULL}, {NULL, END, NULL}}},
+	    {"LOGIN", "*", {{NULL, SASL_CANCELLED, NULL}, {NULL, END, NULL}}},
+	    /* 13-17: bad base64 at each place */
+	    {"PLAIN",
+	     "AGFsaWNlAHB",
+	     {{NULL, SASL_MALFORMED, "invalid SASL PLAIN response"}, {NULL, END, NULL}}},
+	    {"PLAIN",
+	     NULL,
+	     {{NULL, SASL_CONTINUE, ""},
+	      {"not base64!", SASL_MALFORMED, "invalid SASL PLAIN response"},
+	      {NULL, END, NULL}}},
+	    {"LOGIN", "YWxpY2U", {{NULL, SASL_MALFORMED, "invalid base64"}, {NULL, END, NULL}}},
+	    {"LOGIN",
+	     NULL,
+	     {{NULL, SASL_CONTINUE, "VXNlcm5hbWU6"},
+	      {"=", SASL_MALFORMED, "invalid base64"},
+	      {NULL, END, NULL}}},
+	    {"LOGIN",
+	     "YWxpY2U=",
+	     {{NULL, SASL_CONTINUE, "UGFzc3dvcmQ6"},
+	      {"cHc", SASL_MALFORMED, "invalid base64"},
+	      {NULL, END, NULL}}},
+	    /* 18: a NUL inside a LOGIN answer would cut the string short */
+	    {"LOGIN",
+	     "YWxpY2UAeA==",
+	     {{NULL, SASL_MALFORMED, "invalid base64"}, {NULL, END, NULL}}},
+	    /* 19: PLAIN's form: an empty password */
+	    {"PLAIN",
+	     "AGFsaWNlAA==",
+	     {{NULL, SASL_MALFORMED, "invalid SASL PLAIN response"}, {NULL, END, NULL}}},
+	    /* 20-23: over-long input, as initial response and as a line */
+	    {"PLAIN",
+	     "LONG",
+	     {{NULL, SASL_MALFORMED, "initial response too long"}, {NULL, END, NULL}}},
+	    {"LOGIN",
+	     "LONG",
+	     {{NULL, SASL_MALFORMED, "initial response too long"}, {NULL, END, NULL}}},
+	    {"PLAIN",
+	     NULL,
+	     {{NULL, SASL_CONTINUE, ""},
+	      {"LONG", SASL_MALFORMED, "response too long"},
+	      {NULL, END, NULL}}},
+	    {"LOGIN",
+	     "YWxpY2U=",
+	     {{NULL, SASL_CONTINUE, "UGFzc3dvcmQ6"},
+	      {"LONG", SASL_MALFORMED, "response too long"},
+	      {NULL, END, NULL}}},
+	    /* 24-25: unknown mechanisms */
+	    {"CRAM-MD5", NULL, {{NULL, SASL_NOMECH, NULL}, {NULL, END, NULL}}},
+	    {"PLAINX", "AGFsaWNlAHB3", {{NULL, SASL_NOMECH, NULL}, {NULL, END, NULL}}},
+	};
+	char *longline = xmalloc(SASL_MAX_B64 + 5);
+
+	memset(longline, 'A', SASL_MAX_B64 + 4);
+	longline[SASL_MAX_B64 + 4] = '\0';
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sasl_server ss = {0};
+		struct sasl_out out;
+		int c = (int)i;
+
+		for (size_t k = 0; k < 4 && cases[i].steps[k].st != END; k++) {
+			const char *in = k == 0 ? cases[i].ir : cases[i].steps[k].line;
+			int st;
+
+			if (in != NULL && strcmp(in, "LONG") == 0)
+				in = longline;
+			if (k == 0)
+				st = sasl_server_start(&ss, cases[i].mech, in, &out);
+			else
+				st = sasl_server_step(&ss, in, &out);
+			CHECK_INT(c * 10 + (int)k, st, cases[i].steps[k].st);
+			/* only a continuation leaves an exchange open */
+			CHECK_INT(c * 10 + (int)k, sasl_server_active(&ss), st == SASL_CONTINUE);
+			if (st == SASL_CONTINUE) {
+				CHECK_STR(c * 10 + (int)k, out.challenge, cases[i].steps[k].out);
+			} else if (st == SASL_MALFORMED) {
+				CHECK_STR(c * 10 + (int)k, out.error, cases[i].steps[k].out);
+			} else if (st == SASL_DONE) {
+				char *got = xasprintf("%s|%s|%s", out.creds.authzid,
+				                      out.creds.authcid, out.creds.password);
+				CHECK_STR(c * 10 + (int)k, got, cases[i].steps[k].out);
+				free(got);
+				sasl_creds_clear(&out.creds);
+				CHECK(out.creds.password == NULL);
+			}
+			if (st != SASL_CONTINUE)
+				break;
+		}
+		sasl_server_reset(&ss);
+	}
+	/* A new start abandons an exchange in progress. */
+	struct sasl_server ss = {0};
+	struct sasl_out out;
+	CHECK_INT(100, sasl_server_start(&ss, "LOGIN", "YWxpY2U=", &out), SASL_CONTINUE);
+	CHECK_INT(101, sasl_server_start(&ss, "PLAIN", NULL, &out), SASL_CONTINUE);
+	CHECK_INT(102, sasl_server_step(&ss, "AGFsaWNlAHB3", &out), SASL_DONE);
+	sasl_creds_clear(&out.creds);
+	/* A line with no exchange in progress is refused, not crashed on. */
+	CHECK_INT(103, sasl_server_step(&ss, "cHc=", &out), SASL_MALFORMED);
+	sasl_server_reset(&ss);
+	free(longline);
+}
+
+/* The login service's throttling, as a script with a made-up clock (seconds):
+ * the two-address lockout attack of issue 6, the growing delay per
+ * (account, network), the per-address limit, and what a success resets.
+ * max_failures 5, window 300 s, delays 1, 2, 4, 8, 15 (cap) s. */
+static void test_login_throttle(void)
+{
+	enum { ADMIT, FAIL, OK };
+	static const struct {
+		int op;
+		const char *ip, *user;
+		uint64_t now;
+		int want;     /* ADMIT: verdict */
+		unsigned num; /* ADMIT: retry_s (AUTH_WAIT); FAIL: delay_ms */
+		bool close;   /* FAIL */
+	} steps[] = {
+	    /* attacker one, 127.0.0.2: each retry waits for the growing delay */
+	    {ADMIT, "127.0.0.2", "alice@x.test", 100, AUTH_OK, 0, false},
+	    {FAIL, "127.0.0.2", "alice@x.test", 100, 0, 1000, false},
+	    {ADMIT, "127.0.0.2", "alice@x.test", 100, AUTH_WAIT, 1, false},
+	    {ADMIT, "127.0.0.2", "ALICE@x.test", 101, AUTH_OK, 0, false}, /* case-blind */
+	    {FAIL, "127.0.0.2", "alice@x.test", 101, 0, 2000, false},
+	    {ADMIT, "127.0.0.2", "alice@x.test", 102, AUTH_WAIT, 1, false},
+	    {ADMIT, "127.0.0.2", "bob@x.test", 102, AUTH_OK, 0, false}, /* other account */
+	    {FAIL, "127.0.0.2", "alice@x.test", 103, 0, 4000, false},
+	    {FAIL, "127.0.0.2", "alice@x.test", 107, 0, 8000, false},
+	    {FAIL, "127.0.0.2", "alice@x.test", 115, 0, 15000, true}, /* 5th: closed */
+	    {ADMIT, "127.0.0.2", "alice@x.test", 200, AUTH_BLOCKED, 0, false},
+	    {ADMIT, "127.0.0.2", "bob@x.test", 200, AUTH_BLOCKED, 0, false},
+	    /* attacker two, 127.0.0.3, same /24: fresh, so checked at once */
+	    {ADMIT, "127.0.0.3", "alice@x.test", 116, AUTH_OK, 0, false},
+	    {FAIL, "127.0.0.3", "alice@x.test", 116, 0, 15000, false},
+	    {ADMIT, "127.0.0.3", "alice@x.test", 117, AUTH_WAIT, 14, false},
+	    {FAIL, "127.0.0.3", "alice@x.test", 131, 0, 15000, false},
+	    {FAIL, "127.0.0.3", "alice@x.test", 146, 0, 15000, false},
+	    {FAIL, "127.0.0.3", "alice@x.test", 161, 0, 15000, false},
+	    {FAIL, "127.0.0.3", "alice@x.test", 176, 0, 15000, true},
+	    /* ten failures on alice from 127.0.0.0/24: the real user is not
+	     * locked out, from the same /24 or from elsewhere */
+	    {ADMIT, "127.0.0.4", "alice@x.test", 177, AUTH_OK, 0, false},
+	    {ADMIT, "192.0.2.7", "alice@x.test", 177, AUTH_OK, 0, false},
+	    {ADMIT, "::ffff:127.0.0.9", "alice@x.test", 177, AUTH_OK, 0, false},
+	    /* a success clears only that (account, network) record */
+	    {OK, "127.0.0.4", "alice@x.test", 177, AUTH_OK, 0, false},
+	    {FAIL, "127.0.0.4", "alice@x.test", 178, 0, 1000, false}, /* count restarts */
+	    /* an IPv4-mapped address is its IPv4 /24 */
+	    {FAIL, "::ffff:127.0.0.9", "alice@x.test", 178, 0, 2000, false},
+	    /* IPv6: one /64 is one network, the next /64 another */
+	    {FAIL, "2001:db8::1", "carol@x.test", 500, 0, 1000, false},
+	    {FAIL, "2001:db8::2", "carol@x.test", 500, 0, 2000, false},
+	    {FAIL, "2001:db8:0:1::1", "carol@x.test", 500, 0, 1000, false},
+	    {ADMIT, "2001:db8::1", "carol@x.test", 501, AUTH_WAIT, 1, false},
+	    {ADMIT, "2001:db8::1", "carol@x.test", 502, AUTH_OK, 0, false},
+	    /* the per-address count is the /64's: no fresh address in it */
+	    {ADMIT, "2001:db8::99", "carol@x.test", 501, AUTH_WAIT, 1, false},
+	    {ADMIT, "2001:db8:0:2::1", "carol@x.test", 501, AUTH_OK, 0, false},
+	    {FAIL, "2001:db8::3", "dave@x.test", 503, 0, 1000, false},
+	    {FAIL, "2001:db8::4", "erin@x.test", 503, 0, 1000, false},
+	    {FAIL, "2001:db8::5", "frank@x.test", 503, 0, 1000, true}, /* 5th in the /64 */
+	    {ADMIT, "2001:db8::77", "carol@x.test", 504, AUTH_BLOCKED, 0, false},
+	    {ADMIT, "2001:db8:0:1::1", "carol@x.test", 504, AUTH_OK, 0, false}, /* its own /64 */
+	    /* a success does not reset the address's count */
+	    {FAIL, "198.51.100.1", "a@x.test", 600, 0, 1000, false},
+	    {FAIL, "198.51.100.1", "b@x.test", 600, 0, 1000, false},
+	    {FAIL, "198.51.100.1", "c@x.test", 600, 0, 1000, false},
+	    {FAIL, "198.51.100.1", "d@x.test", 600, 0, 1000, false},
+	    {OK, "198.51.100.1", "e@x.test", 601, AUTH_OK, 0, false},
+	    {FAIL, "198.51.100.1", "f@x.test", 601, 0, 1000, true},
+	    {ADMIT, "198.51.100.1", "e@x.test", 602, AUTH_BLOCKED, 0, false},
+	    /* everything ages out with the window */
+	    {ADMIT, "198.51.100.1", "e@x.test", 901, AUTH_OK, 0, false},
+	    {ADMIT, "127.0.0.3", "alice@x.test", 480, AUTH_OK, 0, false},
+	};
+	struct auth_login_config cfg = {.max_failures = 5, .window_s = 300, .delay_max_s = 15};
+	struct auth_login *al = auth_login_new(&cfg);
+
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		struct auth_outcome o = {0};
+		unsigned retry = 0;
+		int c = (int)i;
+
+		switch (steps[i].op) {
+		case ADMIT:
+			CHECK_INT(
+			    c,
+			    auth_login_admit(al, steps[i].ip, steps[i].user, steps[i].now, &retry),
+			    steps[i].want);
+			CHECK_INT(c, retry, steps[i].num);
+			break;
+		case FAIL:
+		case OK:
+			auth_login_record(al, steps[i].ip, steps[i].user, steps[i].op == OK,
+			                  steps[i].now, &o);
+			CHECK_INT(c, o.verdict, steps[i].op == OK ? AUTH_OK : AUTH_FAIL);
+			CHECK_INT(c, o.delay_ms, steps[i].num);
+			CHECK_INT(c, o.close, steps[i].close);
+			break;
+		}
+	}
+	auth_login_free(&al);
 }
 
 int main(void)
@@ -445,6 +750,9 @@ int main(void)
 	test_run("sasl_login", test_sasl_login);
 	test_run("throttle_window", test_throttle_window);
 	test_run("throttle_evict", test_throttle_evict);
+	test_run("throttle_count", test_throttle_count);
+	test_run("sasl_server", test_sasl_server);
 	test_run("login_cache", test_login_cache);
+	test_run("login_throttle", test_login_throttle);
 	return test_done("test_auth");
 }
