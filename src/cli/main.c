@@ -557,7 +557,7 @@ static int cmd_mail(struct store *st, int argc, char **argv)
 			fprintf(stderr, "postern: bad UID %s\n", argv[2]);
 			return 2;
 		}
-		if (store_mail_open(st, argv[1], argc == 4 ? argv[3] : NULL, (uint32_t)uid, &fd,
+		if (store_mail_open(st, argv[1], argc == 4 ? argv[3] : NULL, 0, (uint32_t)uid, &fd,
 				    &err) < 0)
 			return report(-1, err);
 		int r = cat_fd(fd);

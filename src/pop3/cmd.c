@@ -236,7 +236,9 @@ static void cmd_quit(struct pop3_session *s, const char *args)
 	s->quitting = true;
 	s->base.busy++;
 	session_park(&s->base);
-	store_expunge(s->srv->st, m->user, NULL, uids, k, expunge_done, s);
+	/* The maildrop's UIDs are those of the INBOX it snapshotted: not of one
+	 * deleted and re-created under the same address since. */
+	store_expunge(s->srv->st, m->user, NULL, m->uidvalidity, uids, k, expunge_done, s);
 	free(uids);
 }
 

@@ -94,7 +94,8 @@ void pop3_send_message(struct pop3_session *s, size_t n, bool top, uint64_t line
 	char *err = NULL;
 	int fd;
 
-	if (store_mail_open(s->srv->st, s->maildrop->user, NULL, msg->uid, &fd, &err) < 0) {
+	if (store_mail_open(s->srv->st, s->maildrop->user, NULL, s->maildrop->uidvalidity,
+			    msg->uid, &fd, &err) < 0) {
 		/* Gone from under us (another client expunged it) or I/O. */
 		log_err("pop3 %s: open message %zu (uid %" PRIu32 "): %s", s->base.ip, n, msg->uid,
 			err);

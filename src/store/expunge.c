@@ -13,6 +13,7 @@
 #include "store/store_int.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -314,11 +315,12 @@ static void expunge_run(struct store *st, struct store_job *job)
 	loop_post(st->loop, expunge_done, j);
 }
 
-void store_expunge(struct store *st, const char *user, const char *mailbox, const uint32_t *uids,
-		   size_t n, store_expunge_cb *cb, void *arg)
+void store_expunge(struct store *st, const char *user, const char *mailbox, uint32_t uidvalidity,
+		   const uint32_t *uids, size_t n, store_expunge_cb *cb, void *arg)
 {
 	x_assert(st->started);
 	struct expunge_job *j = xcalloc(1, sizeof *j);
+	struct store_mailbox_status status;
 	char *err = NULL;
 	int64_t user_id = 0;
 
@@ -326,7 +328,17 @@ void store_expunge(struct store *st, const char *user, const char *mailbox, cons
 	j->cb = cb;
 	j->arg = arg;
 	j->job.run = expunge_run;
-	if (mailbox_row(st, user, mailbox, &user_id, &j->mailbox_id, NULL, &err) != 1) {
+	int found = mailbox_row(st, user, mailbox, &user_id, &j->mailbox_id, &status, &err);
+	if (found == 1 && uidvalidity != 0 && status.uidvalidity != uidvalidity) {
+		/* Deleted and re-created since the caller listed it (RFC 3501
+		 * 2.3.1.1): its UIDs are not this mailbox's. Mailbox ids are never
+		 * reused, so the id taken here stays this mailbox's until the job runs. */
+		err = xasprintf("%s of %s was re-created (UIDVALIDITY %" PRIu32 ", now %" PRIu32
+				"); not removed",
+				mbox_name(mailbox), user, uidvalidity, status.uidvalidity);
+		found = 0;
+	}
+	if (found != 1) {
 		log_warn("store: expunge: %s", err ? err : "lookup failed");
 		free(err);
 		j->result = -1;

@@ -19,28 +19,36 @@ static const char *mailbox_name(const char *mailbox)
 }
 
 /* The mailbox's id, or 0 with *err_r. */
-static int64_t mailbox_id(struct store *st, const char *user, const char *mailbox, char **err_r)
+static int64_t mailbox_id_v(struct store *st, const char *user, const char *mailbox,
+			    uint32_t *uidvalidity_r, char **err_r)
 {
 	int64_t uid = store_user_id(&st->main, user, err_r);
 	if (uid <= 0)
 		return 0;
 	const char *name = mailbox_name(mailbox);
-	sqlite3_stmt *s = store_sql(&st->main, "SELECT id FROM mailboxes WHERE user_id = ?1 AND name = ?2",
-			       err_r);
+	sqlite3_stmt *s = store_sql(&st->main, "SELECT id, uidvalidity FROM mailboxes"
+				    " WHERE user_id = ?1 AND name = ?2", err_r);
 	if (s == NULL)
 		return 0;
 	sqlite3_bind_int64(s, 1, uid);
 	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s);
 	int64_t id = 0;
-	if (rc == SQLITE_ROW)
+	if (rc == SQLITE_ROW) {
 		id = sqlite3_column_int64(s, 0);
-	else if (rc == SQLITE_DONE)
+		*uidvalidity_r = (uint32_t)sqlite3_column_int64(s, 1);
+	} else if (rc == SQLITE_DONE)
 		*err_r = xasprintf("no such mailbox %s for %s", name, user);
 	else
 		*err_r = store_db_err(&st->main);
 	store_stmt_done(s);
 	return id;
+}
+
+static int64_t mailbox_id(struct store *st, const char *user, const char *mailbox, char **err_r)
+{
+	uint32_t uidvalidity;
+	return mailbox_id_v(st, user, mailbox, &uidvalidity, err_r);
 }
 
 int store_mailbox_list(struct store *st, const char *user, store_list_cb *cb, void *arg)
@@ -106,12 +114,19 @@ int store_mail_list(struct store *st, const char *user, const char *mailbox, sto
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
-int store_mail_open(struct store *st, const char *user, const char *mailbox, uint32_t uid,
-		    int *fd_r, char **err_r)
+int store_mail_open(struct store *st, const char *user, const char *mailbox, uint32_t uidvalidity,
+		    uint32_t uid, int *fd_r, char **err_r)
 {
-	int64_t mbid = mailbox_id(st, user, mailbox, err_r);
+	uint32_t now_uidvalidity = 0;
+	int64_t mbid = mailbox_id_v(st, user, mailbox, &now_uidvalidity, err_r);
 	if (mbid == 0)
 		return -1;
+	if (uidvalidity != 0 && uidvalidity != now_uidvalidity) {
+		/* deleted and re-created since: uid names another message */
+		*err_r = xasprintf("%s of %s was re-created (UIDVALIDITY %u, now %u)",
+				   mailbox_name(mailbox), user, uidvalidity, now_uidvalidity);
+		return -1;
+	}
 	sqlite3_stmt *s = store_sql(&st->main,
 			       "SELECT m.blob FROM mailbox_messages mm JOIN messages m"
 			       " ON m.id = mm.message_id WHERE mm.mailbox_id = ?1 AND mm.uid = ?2",

@@ -153,9 +153,11 @@ int store_mailbox_list(struct store *st, const char *user, store_list_cb *cb, vo
 /* mailbox NULL = INBOX. 0, or -1 with *err_r (unknown user or mailbox). */
 int store_mail_list(struct store *st, const char *user, const char *mailbox, store_mail_cb *cb,
 		    void *arg, char **err_r);
-/* Opens the blob of one message read-only: 0 with *fd_r, or -1 with *err_r. */
-int store_mail_open(struct store *st, const char *user, const char *mailbox, uint32_t uid,
-		    int *fd_r, char **err_r);
+/* Opens the blob of one message read-only: 0 with *fd_r, or -1 with *err_r.
+ * uidvalidity: the mailbox's when the caller took uid, or 0 for the mailbox
+ * as it is now; a mailbox re-created since (another UIDVALIDITY) is refused. */
+int store_mail_open(struct store *st, const char *user, const char *mailbox, uint32_t uidvalidity,
+		    uint32_t uid, int *fd_r, char **err_r);
 /* Outbound queue: name = "id from", detail = "rcpt attempts next-try". */
 int store_queue_list(struct store *st, store_list_cb *cb, void *arg);
 
@@ -180,9 +182,13 @@ typedef void store_expunge_cb(void *arg, int result);
  * unlinked (an fd opened before stays readable). Then, on the loop thread,
  * cb(arg, result) — always later, never from inside this call — and then the
  * change notification (STORE_CHANGE_EXPUNGE) to the mailbox's subscribers.
+ * uidvalidity: the mailbox's UIDVALIDITY when the caller took its UIDs, or
+ * 0 for the mailbox as it is now. If the mailbox was deleted and re-created
+ * since (the same name, another UIDVALIDITY), the UIDs name other messages:
+ * nothing is removed and the result is -1.
  * Requires store_start. */
-void store_expunge(struct store *st, const char *user, const char *mailbox, const uint32_t *uids,
-		   size_t n, store_expunge_cb *cb, void *arg);
+void store_expunge(struct store *st, const char *user, const char *mailbox, uint32_t uidvalidity,
+		   const uint32_t *uids, size_t n, store_expunge_cb *cb, void *arg);
 
 /* In-process announcements of mailbox changes, so that sessions holding a
  * mailbox (IMAP IDLE, NOOP) learn of them without polling. Loop thread only. */

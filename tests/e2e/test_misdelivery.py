@@ -134,3 +134,35 @@ def test_recreated_mailbox_gets_new_uidvalidity(make_server):
              if l.split()[:1] == ["INBOX"]]
     fields = dict(kv.split("=", 1) for kv in inbox[0].split()[1:])
     assert int(fields["uidvalidity"]) > seen[-1], inbox
+
+
+def test_pop3_session_across_account_recreated(make_server):
+    """A POP3 session of an account that is deleted and re-created (same
+    address) while the session is open: its RETR must not show the new
+    account's messages, nor its DELE+QUIT remove them (they got 250 and were
+    never in this maildrop). The maildrop's UIDVALIDITY tells the two INBOXes
+    apart."""
+    from test_pop3 import deliver, pop
+    srv = new_victim(make_server)
+    for subject in ("old1", "old2"):
+        deliver(srv, VICTIM, make_message("sender@remote.test", VICTIM, subject, subject + "\r\n"))
+    p = pop(srv, role="pop3s")
+    try:
+        assert p.cmd("USER " + VICTIM).startswith("+OK")
+        assert p.cmd("PASS victim-Secret-9").startswith("+OK maildrop has 2 messages")
+        assert p.cmd("DELE 1").startswith("+OK")
+        srv.cli("user", "del", VICTIM)
+        srv.cli("user", "add", VICTIM, input="another-Owner-7\n")
+        for subject in ("new1", "new2"):
+            deliver(srv, VICTIM, make_message("sender@remote.test", VICTIM, subject,
+                                              subject + "\r\n"))
+        assert len(srv.mail_list(VICTIM)) == 2
+        first, body = p.multi("RETR 2")
+        assert first.startswith("-ERR") and body is None, (first, body)
+        r = p.cmd("QUIT")
+        assert r.startswith("-ERR"), r  # RFC 1939 6: not removed
+    finally:
+        p.close()
+    new = srv.mail_list(VICTIM)
+    assert [m[0] for m in new] == [1, 2], new  # the acknowledged messages are all there
+    assert b"new1\r\n" in srv.mail_cat(VICTIM, 1)

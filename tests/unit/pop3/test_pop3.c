@@ -306,7 +306,7 @@ static void test_store_expunge(void)
 	c.self_unsub = true;
 	c.n_new = 0;
 	uint32_t uids[] = {1, 3, 99};
-	store_expunge(c.st, "u@example.test", NULL, uids, 3, on_expunge, &c);
+	store_expunge(c.st, "u@example.test", NULL, 0, uids, 3, on_expunge, &c);
 	CHECK_INT(9, c.expunged, 0); /* never from inside the call */
 	run(&c);
 	CHECK_INT(10, c.expunged, 1);
@@ -327,10 +327,28 @@ static void test_store_expunge(void)
 
 	/* unknown user: cb later with -1 */
 	c.result = 0;
-	store_expunge(c.st, "zz@example.test", NULL, uids, 1, on_expunge, &c);
+	store_expunge(c.st, "zz@example.test", NULL, 0, uids, 1, on_expunge, &c);
 	run_for(&c, 300);
 	CHECK_INT(23, c.expunged, 2);
 	CHECK_INT(24, c.result, -1);
+
+	/* the UIDs were taken from an INBOX with another UIDVALIDITY (deleted and
+	 * re-created since): nothing removed, cb with -1 */
+	c.result = 0;
+	uint32_t left = 2;
+	store_expunge(c.st, "u@example.test", NULL, stt.uidvalidity + 1, &left, 1, on_expunge, &c);
+	run_for(&c, 300);
+	CHECK_INT(25, c.expunged, 3);
+	CHECK_INT(26, c.result, -1);
+	CHECK_INT(27, store_mailbox_status(c.st, "u@example.test", NULL, &stt, &err), 0);
+	CHECK_INT(28, stt.messages, 1);
+	CHECK_INT(29, count_blobs(), 1);
+	/* the right one removes it */
+	store_expunge(c.st, "u@example.test", NULL, stt.uidvalidity, &left, 1, on_expunge, &c);
+	run(&c);
+	CHECK_INT(30, c.expunged, 4);
+	CHECK_INT(31, c.result, 0);
+	CHECK_INT(32, count_blobs(), 0);
 
 	store_unsubscribe(c.st, &c.sub);
 	CHECK(c.sub == NULL);

@@ -500,7 +500,7 @@ static void check_content(struct store *st, const char *user, uint32_t uid, cons
 {
 	int fd = -1;
 	char *err = NULL;
-	if (store_mail_open(st, user, NULL, uid, &fd, &err) != 0) {
+	if (store_mail_open(st, user, NULL, 0, uid, &fd, &err) != 0) {
 		printf("  store_mail_open %s %u: %s\n", user, uid, err);
 		free(err);
 		CHECK(0);
@@ -583,7 +583,7 @@ static void test_commit(void)
 	free(err);
 	err = NULL;
 	int fd;
-	CHECK_INT(10, store_mail_open(st, "alice@example.com", "inbox", 9, &fd, &err), -1);
+	CHECK_INT(10, store_mail_open(st, "alice@example.com", "inbox", 0, 9, &fd, &err), -1);
 	CHECK_STR(10, err, "no message with UID 9 in INBOX of alice@example.com");
 	free(err);
 	memset(&a, 0, sizeof a);
