@@ -32,7 +32,12 @@
 #include "smtp/server.h"
 #include "store/store.h"
 
+/* Shutdown (drain): how long sessions waiting on a commit, a login or an
+ * expunge are waited for; then how long output still queued for clients is;
+ * how often the servers are swept meanwhile. */
+#define SHUTDOWN_WAIT_MS 10000
 #define SHUTDOWN_DRAIN_MS 500
+#define SHUTDOWN_TICK_MS 10
 
 static void usage(FILE *f)
 {
@@ -254,20 +259,56 @@ static SSL_CTX *setup_tls(const struct config *cfg)
 	return ctx;
 }
 
-static void on_drained(void *arg)
+struct drain {
+	struct daemon *d;
+	uint64_t start_ms;
+	uint64_t idle_ms; /* when no async step was left, or 0 */
+};
+
+static void drain_tick(void *arg)
 {
-	loop_stop(arg);
+	struct drain *dr = arg;
+	struct loop *l = dr->d->loop;
+	int busy_smtp = 0, busy_pop3 = 0;
+	int left = smtp_server_shutdown(dr->d->smtp, &busy_smtp) +
+		   pop3_server_shutdown(dr->d->pop3, &busy_pop3);
+	uint64_t now = loop_now(l);
+
+	if (left == 0) {
+		loop_stop(l);
+		return;
+	}
+	if (busy_smtp + busy_pop3 == 0 && dr->idle_ms == 0)
+		dr->idle_ms = now;
+	if (now - dr->start_ms >= SHUTDOWN_WAIT_MS) {
+		log_warn("shutdown: %d sessions left after %u ms (%d waiting on a commit, "
+			 "login or expunge); closing them",
+			 left, SHUTDOWN_WAIT_MS, busy_smtp + busy_pop3);
+		loop_stop(l);
+		return;
+	}
+	if (dr->idle_ms != 0 && now - dr->idle_ms >= SHUTDOWN_DRAIN_MS) {
+		loop_stop(l); /* what is left is output to clients that do not read */
+		return;
+	}
+	loop_timer_add(l, SHUTDOWN_TICK_MS, drain_tick, dr);
 }
 
-/* Shutdown: the servers have told every session (421 / -ERR) and closed it;
- * the loop runs a little longer so that those replies, TLS close_notify,
- * and completions still in flight (a commit's 250, a password check) are
- * delivered and their sessions freed. Bounded: a client that does not read
- * is not waited for. */
-static void drain(struct loop *l)
+/* Shutdown: sessions waiting on nothing are told 421 / -ERR and closed at
+ * once. A session parked on a commit, a password check or the expunge of a
+ * POP3 QUIT keeps running: a 421 to a message that is in fact stored would
+ * make the sender send it twice. Its completion gives the real answer, then
+ * the session is closed. The loop runs until every session is gone (replies
+ * and TLS close_notify delivered), bounded: SHUTDOWN_WAIT_MS for async steps
+ * (the committer finishes a batch in milliseconds on a healthy disk), then
+ * SHUTDOWN_DRAIN_MS for output to clients that do not read. A second
+ * signal ends the wait (on_signal). */
+static void drain(struct daemon *d)
 {
-	loop_timer_add(l, SHUTDOWN_DRAIN_MS, on_drained, l);
-	loop_run(l);
+	struct drain dr = {.d = d, .start_ms = loop_now(d->loop)};
+
+	drain_tick(&dr);
+	loop_run(d->loop); /* returns at once if drain_tick stopped it */
 }
 
 static int cmd_serve(const struct config *cfg)
@@ -332,12 +373,12 @@ static int cmd_serve(const struct config *cfg)
 out:
 	for (int i = 0; i < d.n_listeners; i++)
 		listener_close(&d.listeners[i]);
+	if (ret == 0)
+		drain(&d);
 	if (d.smtp)
 		smtp_server_free(&d.smtp);
 	if (d.pop3)
 		pop3_server_free(&d.pop3);
-	if (ret == 0)
-		drain(d.loop);
 	if (d.sigfd >= 0) {
 		loop_del(d.loop, d.sigfd);
 		close(d.sigfd);

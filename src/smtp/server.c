@@ -114,17 +114,6 @@ void smtp_set_state(struct smtp_session *s, enum smtp_state st)
 
 /* ---- session lifetime ---- */
 
-static void session_free(struct session *base)
-{
-	struct smtp_session *s = smtp_session_of(base);
-
-	smtp_tx_free(s);
-	x_free(&s->helo);
-	x_free(&s->auth_user);
-	x_free(&s->auth_login_user);
-	free(s);
-}
-
 static void unlink_session(struct smtp_session *s)
 {
 	if (s->srv == NULL)
@@ -133,13 +122,28 @@ static void unlink_session(struct smtp_session *s)
 	s->srv = NULL;
 }
 
+static void session_free(struct session *base)
+{
+	struct smtp_session *s = smtp_session_of(base);
+
+	unlink_session(s);
+	smtp_tx_free(s);
+	x_free(&s->helo);
+	x_free(&s->auth_user);
+	x_free(&s->auth_login_user);
+	free(s);
+}
+
 static void on_closed(struct session *base, const char *reason)
 {
 	struct smtp_session *s = smtp_session_of(base);
 
 	log_info("smtp close client=%s reason=%s errors=%d time=%llums", s->base.ip, reason,
 		 s->errors, (unsigned long long)(loop_now(s->base.l) - s->base.connect_ms));
-	unlink_session(s);
+	/* A commit or password check still in flight keeps the session listed
+	 * until it ends (session_free): shutdown waits for it. */
+	if (s->base.busy == 0)
+		unlink_session(s);
 }
 
 /* ---- input ---- */
@@ -395,6 +399,45 @@ struct smtp_server *smtp_server_new(struct loop *l, struct pool *workers, struct
 	clock_gettime(CLOCK_REALTIME, &ts);
 	srv->txseq = (uint32_t)ts.tv_nsec;
 	return srv;
+}
+
+/* Ends s at shutdown: 421 (RFC 5321 3.8), then close. */
+static void shutdown_session(struct smtp_session *s, const char *hostname)
+{
+	smtp_reply(s, 421, "4.3.2", "%s Service shutting down", hostname);
+	session_close(&s->base, "shutdown");
+}
+
+void smtp_session_resume(struct smtp_session *s)
+{
+	if (s->srv == NULL || s->srv->stopping) {
+		/* The real answer was given; nothing more is read. */
+		shutdown_session(s, s->srv != NULL ? s->srv->cfg->hostname : "postern");
+		return;
+	}
+	session_unpark(&s->base);
+}
+
+/* A session parked on an async step would lose its answer if closed now:
+ * for a commit, a 421 to a message that is in fact stored makes the sender
+ * send it again. Those are left to finish (smtp_session_resume closes them);
+ * every other session is told 421 now. */
+int smtp_server_shutdown(struct smtp_server *srv, int *busy_r)
+{
+	struct session *next;
+	int busy = 0;
+
+	srv->stopping = true;
+	for (struct session *b = srv->sessions.head; b != NULL; b = next) {
+		struct smtp_session *s = smtp_session_of(b);
+		next = b->next;
+		if (b->busy > 0)
+			busy++;
+		else if (b->c != NULL && b->phase != SESSION_CLOSING)
+			shutdown_session(s, srv->cfg->hostname);
+	}
+	*busy_r = busy;
+	return srv->sessions.n;
 }
 
 void smtp_server_free(struct smtp_server **srvp)

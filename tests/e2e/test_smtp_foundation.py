@@ -1,0 +1,144 @@
+"""Issue 6 (foundation defects), SMTP side: what shutdown answers to sessions
+waiting on a commit (and POP3 sessions waiting on their QUIT expunge), the
+<Postmaster> recipient and the postmaster fallback, and resynchronisation
+after a bad BDAT."""
+import re
+import socket
+import struct
+import time
+
+from conftest import SOCK_TIMEOUT, USERS, ClosedError, Client, make_message
+
+ALICE, BOB = "alice@example.test", "bob@example.test"
+
+
+def tx_lines(log):
+    return [l for l in log.splitlines() if " smtp tx " in l]
+
+
+def open_at_end_of_data(srv, rcpt, subject):
+    """A session with everything but the final dot of one message sent."""
+    c = srv.client("mx")
+    # Without it, Nagle holds the final dot back until the message bytes
+    # are acknowledged (a delayed ACK: up to 40 ms).
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c.ehlo()
+    assert c.cmd("MAIL FROM:<sender@remote.test>").code == 250
+    assert c.cmd("RCPT TO:<%s>" % rcpt).code == 250
+    assert c.cmd("DATA").code == 354
+    c.send(make_message("sender@remote.test", rcpt, subject, "body of %s\r\n" % subject))
+    return c
+
+
+# --------------------------------------------------------------------------
+# 6. Shutdown with commits in flight
+# --------------------------------------------------------------------------
+def test_sigterm_with_commits_in_flight_answers_250_once(make_server):
+    srv = make_server("shutdown", commit_delay_us=50000)
+    n = 5
+    clients = [open_at_end_of_data(srv, ALICE, "inflight-%d" % i) for i in range(n)]
+    idle = srv.client("mx")  # an idle session: it gets the 421
+    idle.ehlo()
+    for c in clients:
+        c.send(b".\r\n")
+    # The loop has read every end of data once it answers a command sent
+    # after them (one thread, level-triggered: the dots were ready first);
+    # each commit then waits commit_delay_us for others to join its batch.
+    assert idle.cmd("NOOP").code == 250
+    t0 = time.monotonic()
+    srv.proc.send_signal(15)
+    replies = []
+    for c in clients:
+        r = c.reply()
+        replies.append(r)
+        # After its real answer the session is closed: 421, then EOF.
+        try:
+            after = c.reply()
+            assert after.code == 421, after
+        except ClosedError:
+            pass
+        assert c.expect_closed(10), "session not closed after its answer"
+        c.close()
+    r = idle.reply()
+    assert r.code == 421 and r.enh == "4.3.2", r
+    idle.close()
+    assert srv.proc.wait(20) == 0
+    elapsed = time.monotonic() - t0
+    assert elapsed < 15, "shutdown took %.1fs" % elapsed
+    assert [r.code for r in replies] == [250] * n, replies
+    subjects = []
+    for m in srv.messages(ALICE):
+        subjects += re.findall(rb"Subject: (inflight-\d)", m)
+    assert sorted(subjects) == sorted(b"inflight-%d" % i for i in range(n)), subjects
+    log = srv.log()
+    queued = [re.search(r"queued as (\S+)", r.text).group(1) for r in replies]
+    for txid in queued:
+        lines = [l for l in tx_lines(log) if "id=%s " % txid in l]
+        assert len(lines) == 1 and "result=250 " in lines[0], (txid, lines)
+
+
+class Pop:
+    def __init__(self, host, port):
+        self.sock = socket.create_connection((host, port), timeout=SOCK_TIMEOUT)
+        self.buf = b""
+        assert self.line().startswith("+OK")
+
+    def line(self):
+        deadline = time.monotonic() + SOCK_TIMEOUT
+        while b"\r\n" not in self.buf:
+            assert time.monotonic() < deadline, "no line"
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ClosedError("closed; pending %r" % self.buf)
+            self.buf += chunk
+        l, self.buf = self.buf.split(b"\r\n", 1)
+        return l.decode("utf-8", "replace")
+
+    def cmd(self, line):
+        self.sock.sendall(line.encode() + b"\r\n")
+        return self.line()
+
+
+def test_sigterm_with_pop3_quit_expunge_in_flight(make_server):
+    srv = make_server("popshutdown", commit_delay_us=50000, pop3_auth_plaintext_loopback="yes")
+    with srv.client("mx") as c:
+        c.ehlo()
+        for i in range(3):
+            assert c.mail("sender@remote.test", [BOB], make_message(
+                "sender@remote.test", BOB, "pop-%d" % i, "x\r\n")).code == 250
+    p = Pop(srv.host, srv.ports["pop3"])
+    assert p.cmd("USER " + BOB).startswith("+OK")
+    assert p.cmd("PASS " + USERS[BOB]).startswith("+OK")
+    assert p.cmd("DELE 1").startswith("+OK")
+    assert p.cmd("DELE 2").startswith("+OK")
+    # A commit in flight holds the committer for commit_delay_us; the
+    # expunge queued behind it is still running when the signal arrives.
+    s = open_at_end_of_data(srv, ALICE, "pop-side")
+    s.send(b".\r\n")
+    p.sock.sendall(b"QUIT\r\n")
+    with srv.client("mx") as sync:
+        assert sync.cmd("NOOP").code == 250
+    srv.proc.send_signal(15)
+    r = p.line()
+    assert r.startswith("+OK") and "2 messages deleted" in r, r
+    assert s.reply().code == 250
+    assert srv.proc.wait(20) == 0
+    assert srv.count(BOB) == 1
+    assert "result=quit " in srv.log(), srv.log()[-2000:]
+
+
+def test_log_says_unsent_when_the_client_left_during_the_commit(make_server):
+    srv = make_server("unsent", commit_delay_us=100000)
+    c = open_at_end_of_data(srv, ALICE, "left-early")
+    c.send(b".\r\n")
+    with srv.client("mx") as sync:
+        assert sync.cmd("NOOP").code == 250  # the dot was read: the commit runs
+    # A reset: the 250 to come can no longer be sent.
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not tx_lines(srv.log()):
+        time.sleep(0.05)
+    lines = tx_lines(srv.log())
+    assert len(lines) == 1 and "result=unsent-250 " in lines[0], lines
+    assert srv.count(ALICE) == 1  # stored all the same: the sender will retry
