@@ -125,7 +125,9 @@ static struct store *open_store(const struct config *cfg)
 	if (st == NULL) {
 		fprintf(stderr, "postern: store: %s\n", err);
 		free(err);
+		return NULL;
 	}
+	store_set_postmaster(st, cfg->postmaster, cfg->hostname);
 	return st;
 }
 
@@ -259,6 +261,29 @@ static SSL_CTX *setup_tls(const struct config *cfg)
 	return ctx;
 }
 
+/* RFC 5321 4.5.1: <Postmaster> must reach someone; say who, or warn. */
+static void check_postmaster(struct store *st, const struct config *cfg)
+{
+	struct store_targets t = {0, NULL};
+	int k = store_resolve(st, "postmaster", &t);
+	char *pm = store_postmaster(st);
+
+	if (k > 0)
+		log_info("postmaster: <Postmaster> and unclaimed postmaster@ addresses go to %s", pm);
+	else if (k == 0 && pm == NULL)
+		log_warn("postmaster: no `postmaster` set and no local domain among %s's: mail to "
+			 "<Postmaster> (RFC 5321 4.5.1) and to postmaster@ domains without their own "
+			 "is refused; set `postmaster` to an address that receives mail",
+			 cfg->hostname);
+	else if (k == 0)
+		log_warn("postmaster: %s is no account or alias: mail to <Postmaster> (RFC 5321 "
+			 "4.5.1) and to postmaster@ domains without their own is refused; set "
+			 "`postmaster`, or run: postern alias add %s YOU@DOMAIN",
+			 pm, pm);
+	store_targets_free(&t);
+	free(pm);
+}
+
 struct drain {
 	struct daemon *d;
 	uint64_t start_ms;
@@ -354,6 +379,7 @@ static int cmd_serve(const struct config *cfg)
 		goto out;
 	if ((st = open_store(cfg)) == NULL)
 		goto out;
+	check_postmaster(st, cfg);
 	workers = pool_new(d.loop, cfg->workers);
 	if (store_start(st, d.loop, (unsigned)cfg->commit_delay_us) < 0) {
 		log_err("store: cannot start the committer");
@@ -465,10 +491,24 @@ static int cmd_domain(struct store *st, int argc, char **argv)
 		if (store_domain_add(st, argv[1], &err) < 0)
 			return report(-1, err);
 		/* RFC 5321 4.5.1: every mail domain must accept postmaster. */
-		fprintf(stderr,
-			"postern: domain %s added; give it a postmaster (RFC 5321 4.5.1):\n"
-			"  postern alias add postmaster@%s YOU@%s\n",
-			argv[1], argv[1], argv[1]);
+		struct store_targets t = {0, NULL};
+		char *addr = xasprintf("postmaster@%s", argv[1]);
+		char *pm = store_postmaster(st);
+		if (store_resolve(st, addr, &t) > 0)
+			fprintf(stderr,
+				"postern: domain %s added; mail to %s goes to %s (the postmaster "
+				"target), unless you give the domain its own:\n"
+				"  postern alias add %s YOU@%s\n",
+				argv[1], addr, pm ? pm : "?", addr, argv[1]);
+		else
+			fprintf(stderr,
+				"postern: domain %s added; %s reaches nobody yet (RFC 5321 4.5.1): "
+				"set `postmaster` in the configuration, or\n"
+				"  postern alias add %s YOU@%s\n",
+				argv[1], addr, addr, argv[1]);
+		store_targets_free(&t);
+		free(pm);
+		free(addr);
 		return 0;
 	}
 	if (argc == 2 && strcmp(argv[0], "del") == 0)

@@ -186,13 +186,12 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 		smtp_rcpt_args_free(&r);
 		return;
 	}
-	/* RFC 5321 4.5.1: <Postmaster> is this host's postmaster. */
-	if (strcmp(r.addr, "postmaster") == 0) {
-		free(r.addr);
-		r.addr = xasprintf("postmaster@%s", hostname(s));
-	}
+	/* RFC 5321 4.5.1: <Postmaster> (no domain, any case; the parser gives
+	 * "postmaster") must be accepted: the store resolves it to the
+	 * postmaster target, whatever the relay rules. */
+	bool postmaster = strcmp(r.addr, "postmaster") == 0;
 	const char *domain = addr_domain(r.addr);
-	if (domain != NULL && store_domain_is_local(st, domain)) {
+	if (postmaster || (domain != NULL && store_domain_is_local(st, domain))) {
 		struct store_targets t = {0, NULL};
 		int k = store_resolve(st, r.addr, &t);
 		if (k <= 0) {

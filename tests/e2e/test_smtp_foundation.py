@@ -142,3 +142,65 @@ def test_log_says_unsent_when_the_client_left_during_the_commit(make_server):
     lines = tx_lines(srv.log())
     assert len(lines) == 1 and "result=unsent-250 " in lines[0], lines
     assert srv.count(ALICE) == 1  # stored all the same: the sender will retry
+
+
+# --------------------------------------------------------------------------
+# 8. <Postmaster> and postmaster@ every local domain (RFC 5321 4.5.1)
+# --------------------------------------------------------------------------
+def send_to(srv, rcpt, subject):
+    """Delivers one message on the MX role; returns the RCPT reply (and the
+    end-of-data reply when RCPT was accepted)."""
+    with srv.client("mx") as c:
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<sender@remote.test>").code == 250
+        r = c.cmd("RCPT TO:<%s>" % rcpt)
+        if r.code != 250:
+            return r, None
+        return r, c.data(make_message("sender@remote.test", rcpt, subject, "x\r\n"))
+
+
+def subjects(srv, user):
+    out = []
+    for m in srv.messages(user):
+        out += [s.decode() for s in re.findall(rb"(?m)^Subject: (\S+)", m)]
+    return out
+
+
+def test_postmaster_goes_to_the_configured_target(make_server):
+    srv = make_server("pmconf", postmaster=ALICE)
+    assert "<Postmaster> and unclaimed postmaster@ addresses go to %s" % ALICE in srv.log()
+    out = srv.cli("domain", "add", "other.test").stderr.decode()
+    assert "postmaster@other.test goes to %s" % ALICE in out, out
+    srv.cli("domain", "add", "own.test")
+    srv.cli("alias", "add", "postmaster@own.test", BOB)
+    for i, rcpt in enumerate(["Postmaster", "postmaster", "POSTMASTER", "postmaster@other.test",
+                              "PostMaster@Other.Test", "postmaster@example.test"]):
+        r, d = send_to(srv, rcpt, "pm-%d" % i)
+        assert r.code == 250, (rcpt, r)
+        assert d.code == 250, (rcpt, d)
+    # A domain's own postmaster alias wins over the fallback.
+    r, d = send_to(srv, "postmaster@own.test", "pm-own")
+    assert r.code == 250 and d.code == 250, (r, d)
+    assert sorted(subjects(srv, ALICE)) == ["pm-%d" % i for i in range(6)]
+    assert subjects(srv, BOB) == ["pm-own"]
+    # Only postmaster falls back: other unknown names are still unknown,
+    # and a remote domain's postmaster is still relaying.
+    assert send_to(srv, "nobody@other.test", "x")[0].code == 550
+    assert send_to(srv, "postmaster@remote.test", "x")[0].code == 554
+
+
+def test_postmaster_default_is_the_host_domains(make_server):
+    # hostname mx.example.test: the default target is postmaster@example.test
+    srv = make_server("pmdefault")
+    log = srv.log()
+    assert "postmaster: postmaster@example.test is no account or alias" in log, log
+    assert send_to(srv, "Postmaster", "x")[0].code == 550
+    out = srv.cli("domain", "add", "other.test").stderr.decode()
+    assert "postmaster@other.test reaches nobody yet" in out, out
+    srv.cli("alias", "add", "postmaster@example.test", BOB)
+    out = srv.cli("domain", "add", "third.test").stderr.decode()
+    assert "postmaster@third.test goes to postmaster@example.test" in out, out
+    for i, rcpt in enumerate(["Postmaster", "postmaster@other.test", "postmaster@third.test"]):
+        r, d = send_to(srv, rcpt, "dflt-%d" % i)
+        assert r.code == 250 and d.code == 250, (rcpt, r, d)
+    assert sorted(subjects(srv, BOB)) == ["dflt-0", "dflt-1", "dflt-2"]
