@@ -252,6 +252,15 @@ static void cmd_data(struct smtp_session *s, const char *args)
 	smtp_set_state(s, SMTP_S_DATA);
 }
 
+/* After a BDAT whose chunk will not be read: the stream cannot be
+ * resynchronised, so the channel is closed (RFC 5321 3.8: with 421). */
+static void bdat_close(struct smtp_session *s)
+{
+	smtp_reply(s, 421, "4.5.0", "%s Error: BDAT chunk not read, closing connection",
+		   hostname(s));
+	session_close(&s->base, "bdat error");
+}
+
 /* Reads (and drops) the announced chunk, then replies (smtp_bdat_chunk_done). */
 static void bdat_refuse(struct smtp_session *s, int code, const char *ecode, const char *text,
 			bool abort_tx)
@@ -630,7 +639,18 @@ void smtp_dispatch(struct smtp_session *s, char *line)
 		uint64_t size;
 		bool last;
 		if (smtp_parse_bdat(args, &size, &last) < 0) {
+			/* Where the chunk ends is unknown: its bytes, which may
+			 * hold anything, must never be read as commands. */
 			smtp_reply(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
+			bdat_close(s);
+			return;
+		}
+		if (size > s->srv->cfg->smtp_max_message_size) {
+			/* RFC 1870 6.3 / RFC 3030 2: too big a chunk is refused;
+			 * reading up to 10^18 octets just to skip it is not
+			 * worth it. */
+			smtp_reply(s, 552, "5.3.4", "Error: chunk exceeds the message size limit");
+			bdat_close(s);
 			return;
 		}
 		s->bdat_left = s->bdat_size = size;

@@ -204,3 +204,54 @@ def test_postmaster_default_is_the_host_domains(make_server):
         r, d = send_to(srv, rcpt, "dflt-%d" % i)
         assert r.code == 250 and d.code == 250, (rcpt, r, d)
     assert sorted(subjects(srv, BOB)) == ["dflt-0", "dflt-1", "dflt-2"]
+
+
+# --------------------------------------------------------------------------
+# 8. BDAT: a chunk that will not be read ends the session
+# --------------------------------------------------------------------------
+SMUGGLED = (b"RSET\r\nMAIL FROM:<evil@remote.test>\r\nRCPT TO:<%s>\r\nDATA\r\n"
+            b"Subject: smuggled\r\n\r\nsmuggled\r\n.\r\n" % ALICE.encode())
+
+
+def bdat_then_smuggled(srv, bdat_line):
+    before = srv.count(ALICE)
+    with srv.client("mx", timeout=3) as c:
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<sender@remote.test>").code == 250
+        assert c.cmd("RCPT TO:<%s>" % ALICE).code == 250
+        c.send(bdat_line + b"\r\n" + SMUGGLED)
+        codes = []
+        try:
+            for _ in range(8):
+                codes.append(c.reply().code)
+        except (ClosedError, ConnectionResetError, socket.timeout):
+            pass
+        assert codes[-1:] == [421], (bdat_line, codes)
+        assert c.expect_closed(5), "session still open: %r" % codes
+    return codes, before
+
+
+def test_bdat_syntax_error_closes_instead_of_parsing_the_chunk(make_server):
+    srv = make_server("bdat")
+    for line in (b"BDAT %d LASTX" % len(SMUGGLED), b"BDAT -%d" % len(SMUGGLED),
+                 b"BDAT 99999999999999999999 LAST", b"BDAT"):
+        codes, before = bdat_then_smuggled(srv, line)
+        assert codes == [501, 421], (line, codes)
+        assert srv.count(ALICE) == before, line
+    assert "evil@remote.test" not in srv.log()
+    assert not [l for l in tx_lines(srv.log()) if "result=250" in l]
+
+
+def test_bdat_chunk_over_the_size_limit_closes(make_server):
+    srv = make_server("bdatbig", smtp_max_message_size="64k")
+    codes, before = bdat_then_smuggled(srv, b"BDAT %d LAST" % (64 * 1024 + 1))
+    assert codes == [552, 421], codes
+    assert srv.count(ALICE) == before
+    # A chunk within the limit is still read whole (RFC 3030 2), even when
+    # the command is refused: its bytes are never commands.
+    with srv.client("mx") as c:
+        c.ehlo()
+        c.send(b"BDAT %d LAST\r\n" % len(SMUGGLED) + SMUGGLED)
+        assert c.reply().code == 503  # no MAIL first
+        assert c.cmd("NOOP").code == 250
+    assert srv.count(ALICE) == before
