@@ -306,7 +306,7 @@ static void drain_tick(void *arg)
 	if (busy_smtp + busy_pop3 == 0 && dr->idle_ms == 0)
 		dr->idle_ms = now;
 	if (now - dr->start_ms >= SHUTDOWN_WAIT_MS) {
-		log_warn("shutdown: %d sessions left after %u ms (%d waiting on a commit, "
+		log_warn("shutdown: %d sessions left after %d ms (%d waiting on a commit, "
 			 "login or expunge); closing them",
 			 left, SHUTDOWN_WAIT_MS, busy_smtp + busy_pop3);
 		loop_stop(l);
