@@ -377,8 +377,9 @@ struct pop3_server *pop3_server_new(struct loop *l, struct pool *workers, struct
 static void shutdown_session(struct pop3_session *s)
 {
 	/* In the middle of a RETR/TOP response a -ERR line would read as
-	 * message content: the cut response and the close say enough. */
-	if (s->state != POP3_S_SEND)
+	 * message content, in a TLS handshake as garbage: the cut response
+	 * and the close say enough. */
+	if (s->state != POP3_S_SEND && s->state != POP3_S_TLSWAIT)
 		pop3_reply_err(s, "SYS/TEMP", "server shutting down");
 	s->result = "shutdown";
 	session_close(&s->base, "shutdown");

@@ -404,7 +404,9 @@ struct smtp_server *smtp_server_new(struct loop *l, struct pool *workers, struct
 /* Ends s at shutdown: 421 (RFC 5321 3.8), then close. */
 static void shutdown_session(struct smtp_session *s, const char *hostname)
 {
-	smtp_reply(s, 421, "4.3.2", "%s Service shutting down", hostname);
+	/* not in the middle of a TLS handshake (as on_timeout) */
+	if (s->state != SMTP_S_TLSWAIT)
+		smtp_reply(s, 421, "4.3.2", "%s Service shutting down", hostname);
 	session_close(&s->base, "shutdown");
 }
 
@@ -448,8 +450,7 @@ void smtp_server_free(struct smtp_server **srvp)
 		return;
 	while (srv->sessions.head != NULL) {
 		struct smtp_session *s = smtp_session_of(srv->sessions.head);
-		smtp_reply(s, 421, "4.3.2", "%s Service shutting down", srv->cfg->hostname);
-		session_close(&s->base, "shutdown");
+		shutdown_session(s, srv->cfg->hostname);
 		/* The conn's on_close (from the loop) frees the session. */
 		unlink_session(s);
 	}
