@@ -645,14 +645,6 @@ void smtp_dispatch(struct smtp_session *s, char *line)
 			bdat_close(s);
 			return;
 		}
-		if (size > s->srv->cfg->smtp_max_message_size) {
-			/* RFC 1870 6.3 / RFC 3030 2: too big a chunk is refused;
-			 * reading up to 10^18 octets just to skip it is not
-			 * worth it. */
-			smtp_reply(s, 552, "5.3.4", "Error: chunk exceeds the message size limit");
-			bdat_close(s);
-			return;
-		}
 		s->bdat_left = s->bdat_size = size;
 		s->bdat_last = last;
 		if (!check_rules(s, cmd->flags, &e)) {
