@@ -32,7 +32,12 @@
 #include "smtp/server.h"
 #include "store/store.h"
 
+/* Shutdown (drain): how long sessions waiting on a commit, a login or an
+ * expunge are waited for; then how long output still queued for clients is;
+ * how often the servers are swept meanwhile. */
+#define SHUTDOWN_WAIT_MS 10000
 #define SHUTDOWN_DRAIN_MS 500
+#define SHUTDOWN_TICK_MS 10
 
 static void usage(FILE *f)
 {
@@ -120,7 +125,9 @@ static struct store *open_store(const struct config *cfg)
 	if (st == NULL) {
 		fprintf(stderr, "postern: store: %s\n", err);
 		free(err);
+		return NULL;
 	}
+	store_set_postmaster(st, cfg->postmaster, cfg->hostname);
 	return st;
 }
 
@@ -279,20 +286,79 @@ static SSL_CTX *setup_tls(const struct config *cfg)
 	return ctx;
 }
 
-static void on_drained(void *arg)
+/* RFC 5321 4.5.1: <Postmaster> must reach someone; say who, or warn. */
+static void check_postmaster(struct store *st, const struct config *cfg)
 {
-	loop_stop(arg);
+	struct store_targets t = {0, NULL};
+	int k = store_resolve(st, "postmaster", &t);
+	char *pm = store_postmaster(st);
+
+	if (k > 0)
+		log_info("postmaster: <Postmaster> and unclaimed postmaster@ addresses go to %s", pm);
+	else if (k == 0 && pm == NULL)
+		log_warn("postmaster: no `postmaster` set and no local domain among %s's: mail to "
+			 "<Postmaster> (RFC 5321 4.5.1) and to postmaster@ domains without their own "
+			 "is refused; set `postmaster` to an address that receives mail",
+			 cfg->hostname);
+	else if (k == 0)
+		log_warn("postmaster: %s is no account or alias: mail to <Postmaster> (RFC 5321 "
+			 "4.5.1) and to postmaster@ domains without their own is refused; set "
+			 "`postmaster`, or run: postern alias add %s YOU@DOMAIN",
+			 pm, pm);
+	store_targets_free(&t);
+	free(pm);
 }
 
-/* Shutdown: the servers have told every session (421 / -ERR) and closed it;
- * the loop runs a little longer so that those replies, TLS close_notify,
- * and completions still in flight (a commit's 250, a password check) are
- * delivered and their sessions freed. Bounded: a client that does not read
- * is not waited for. */
-static void drain(struct loop *l)
+struct drain {
+	struct daemon *d;
+	uint64_t start_ms;
+	uint64_t idle_ms; /* when no async step was left, or 0 */
+};
+
+static void drain_tick(void *arg)
 {
-	loop_timer_add(l, SHUTDOWN_DRAIN_MS, on_drained, l);
-	loop_run(l);
+	struct drain *dr = arg;
+	struct loop *l = dr->d->loop;
+	int busy_smtp = 0, busy_pop3 = 0;
+	int left = smtp_server_shutdown(dr->d->smtp, &busy_smtp) +
+		   pop3_server_shutdown(dr->d->pop3, &busy_pop3);
+	uint64_t now = loop_now(l);
+
+	if (left == 0) {
+		loop_stop(l);
+		return;
+	}
+	if (busy_smtp + busy_pop3 == 0 && dr->idle_ms == 0)
+		dr->idle_ms = now;
+	if (now - dr->start_ms >= SHUTDOWN_WAIT_MS) {
+		log_warn("shutdown: %d sessions left after %d ms (%d waiting on a commit, "
+			 "login or expunge); closing them",
+			 left, SHUTDOWN_WAIT_MS, busy_smtp + busy_pop3);
+		loop_stop(l);
+		return;
+	}
+	if (dr->idle_ms != 0 && now - dr->idle_ms >= SHUTDOWN_DRAIN_MS) {
+		loop_stop(l); /* what is left is output to clients that do not read */
+		return;
+	}
+	loop_timer_add(l, SHUTDOWN_TICK_MS, drain_tick, dr);
+}
+
+/* Shutdown: sessions waiting on nothing are told 421 / -ERR and closed at
+ * once. A session parked on a commit, a password check or the expunge of a
+ * POP3 QUIT keeps running: a 421 to a message that is in fact stored would
+ * make the sender send it twice. Its completion gives the real answer, then
+ * the session is closed. The loop runs until every session is gone (replies
+ * and TLS close_notify delivered), bounded: SHUTDOWN_WAIT_MS for async steps
+ * (the committer finishes a batch in milliseconds on a healthy disk), then
+ * SHUTDOWN_DRAIN_MS for output to clients that do not read. A second
+ * signal ends the wait (on_signal). */
+static void drain(struct daemon *d)
+{
+	struct drain dr = {.d = d, .start_ms = loop_now(d->loop)};
+
+	drain_tick(&dr);
+	loop_run(d->loop); /* returns at once if drain_tick stopped it */
 }
 
 /* The login service's account lookup (auth sits below the store). */
@@ -344,6 +410,7 @@ static int cmd_serve(const struct config *cfg)
 		goto out;
 	if ((st = open_store(cfg)) == NULL)
 		goto out;
+	check_postmaster(st, cfg);
 	workers = pool_new(d.loop, cfg->workers);
 	if (store_start(st, d.loop, (unsigned)cfg->commit_delay_us) < 0) {
 		log_err("store: cannot start the committer");
@@ -372,12 +439,12 @@ static int cmd_serve(const struct config *cfg)
 out:
 	for (int i = 0; i < d.n_listeners; i++)
 		listener_close(&d.listeners[i]);
+	if (ret == 0)
+		drain(&d);
 	if (d.smtp)
 		smtp_server_free(&d.smtp);
 	if (d.pop3)
 		pop3_server_free(&d.pop3);
-	if (ret == 0)
-		drain(d.loop);
 	if (d.sigfd >= 0) {
 		loop_del(d.loop, d.sigfd);
 		close(d.sigfd);
@@ -464,10 +531,24 @@ static int cmd_domain(struct store *st, int argc, char **argv)
 		if (store_domain_add(st, argv[1], &err) < 0)
 			return report(-1, err);
 		/* RFC 5321 4.5.1: every mail domain must accept postmaster. */
-		fprintf(stderr,
-			"postern: domain %s added; give it a postmaster (RFC 5321 4.5.1):\n"
-			"  postern alias add postmaster@%s YOU@%s\n",
-			argv[1], argv[1], argv[1]);
+		struct store_targets t = {0, NULL};
+		char *addr = xasprintf("postmaster@%s", argv[1]);
+		char *pm = store_postmaster(st);
+		if (store_resolve(st, addr, &t) > 0)
+			fprintf(stderr,
+				"postern: domain %s added; mail to %s goes to %s (the postmaster "
+				"target), unless you give the domain its own:\n"
+				"  postern alias add %s YOU@%s\n",
+				argv[1], addr, pm ? pm : "?", addr, argv[1]);
+		else
+			fprintf(stderr,
+				"postern: domain %s added; %s reaches nobody yet (RFC 5321 4.5.1): "
+				"set `postmaster` in the configuration, or\n"
+				"  postern alias add %s YOU@%s\n",
+				argv[1], addr, addr, argv[1]);
+		store_targets_free(&t);
+		free(pm);
+		free(addr);
 		return 0;
 	}
 	if (argc == 2 && strcmp(argv[0], "del") == 0)

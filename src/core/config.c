@@ -32,6 +32,7 @@ struct option {
 
 static const char *check_log_level(const char *v);
 static const char *check_listen(const char *v);
+static const char *check_postmaster(const char *v);
 
 #define OFF(field) offsetof(struct config, field)
 #define NOLIMIT 0, 0
@@ -40,6 +41,13 @@ static const struct option config_options[] = {
 	{"hostname", OPT_STRING, OFF(hostname), NULL, NOLIMIT,
 	 "Name used in greetings, Received headers and generated Message-IDs. "
 	 "Default: the machine's host name.", NULL},
+	{"postmaster", OPT_STRING, OFF(postmaster), "", NOLIMIT,
+	 "Where mail for <Postmaster> (RFC 5321 4.5.1) and for postmaster@ each local domain "
+	 "that has no account, alias or catch-all of that name goes: an address, local or "
+	 "remote. Empty: postmaster@ the first local domain among hostname and its parent "
+	 "domains (mx.example.org, then example.org), which must then be an account or an "
+	 "alias; when it leads nowhere such mail is refused and the daemon warns at start.",
+	 check_postmaster},
 	{"data_dir", OPT_STRING, OFF(data_dir), "./data", NOLIMIT,
 	 "Directory holding the SQLite database (postern.db), message blobs and the spool.", NULL},
 	{"log_level", OPT_STRING, OFF(log_level), "info", NOLIMIT,
@@ -151,6 +159,18 @@ static const char *check_listen(const char *v)
 		if (*p == ',')
 			p++;
 	}
+	return NULL;
+}
+
+/* local@domain, or empty. */
+static const char *check_postmaster(const char *v)
+{
+	const char *at = strrchr(v, '@');
+
+	if (*v == '\0')
+		return NULL;
+	if (at == NULL || at == v || at[1] == '\0' || strpbrk(v, " \t<>()[],;:\"\\") != NULL)
+		return "is not an address (local@domain)";
 	return NULL;
 }
 

@@ -15,6 +15,7 @@
 struct config {
 	/* general */
 	char *hostname;          /* name in greetings and Received; default: gethostname() */
+	char *postmaster;        /* target of <Postmaster> and unclaimed postmaster@ */
 	char *data_dir;          /* SQLite database, blobs, spool */
 	char *log_level;
 	char *user;              /* drop privileges to this user when started as root */

@@ -367,6 +367,37 @@ struct pop3_server *pop3_server_new(struct loop *l, struct pool *workers, struct
 	return srv;
 }
 
+static void shutdown_session(struct pop3_session *s)
+{
+	/* In the middle of a RETR/TOP response a -ERR line would read as
+	 * message content, in a TLS handshake as garbage: the cut response
+	 * and the close say enough. */
+	if (s->state != POP3_S_SEND && s->state != POP3_S_TLSWAIT)
+		pop3_reply_err(s, "SYS/TEMP", "server shutting down");
+	s->result = "shutdown";
+	session_close(&s->base, "shutdown");
+}
+
+/* A session parked on an async step keeps it: the expunge of a QUIT ends
+ * with its real answer and the close (RFC 1939 6: the client must learn
+ * whether its deletions were made); a login ends open, and the next call
+ * closes it. */
+int pop3_server_shutdown(struct pop3_server *srv, int *busy_r)
+{
+	struct session *next;
+	int busy = 0;
+
+	for (struct session *b = srv->sessions.head; b != NULL; b = next) {
+		next = b->next;
+		if (b->busy > 0)
+			busy++;
+		else if (b->c != NULL && b->phase != SESSION_CLOSING)
+			shutdown_session(pop3_session_of(b));
+	}
+	*busy_r = busy;
+	return srv->sessions.n;
+}
+
 void pop3_server_free(struct pop3_server **srvp)
 {
 	struct pop3_server *srv = *srvp;
@@ -375,9 +406,7 @@ void pop3_server_free(struct pop3_server **srvp)
 		return;
 	while (srv->sessions.head != NULL) {
 		struct pop3_session *s = pop3_session_of(srv->sessions.head);
-		pop3_reply_err(s, "SYS/TEMP", "server shutting down");
-		s->result = "shutdown";
-		session_close(&s->base, "shutdown");
+		shutdown_session(s);
 		/* The conn's on_close (from the loop) or the async step's end
 		 * frees the session. */
 		unlink_session(s);

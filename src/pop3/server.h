@@ -21,6 +21,11 @@ struct pop3_server;
 struct pop3_server *pop3_server_new(struct loop *l, struct pool *workers, struct store *st,
 				    const struct config *cfg, SSL_CTX *tls,
 				    struct auth_login *login);
+/* Shutdown, first step (call again as often as wanted): sessions waiting on
+ * nothing get -ERR [SYS/TEMP] and are closed; a session parked on an async
+ * step (password check, the expunge of QUIT) is left to finish first.
+ * Returns the sessions not yet freed; *busy_r: those with a step in flight. */
+int pop3_server_shutdown(struct pop3_server *srv, int *busy_r);
 /* Closes every session (no deletions happen for sessions not in UPDATE) and
  * frees. */
 void pop3_server_free(struct pop3_server **srvp);

@@ -182,13 +182,12 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 		smtp_rcpt_args_free(&r);
 		return;
 	}
-	/* RFC 5321 4.5.1: <Postmaster> is this host's postmaster. */
-	if (strcmp(r.addr, "postmaster") == 0) {
-		free(r.addr);
-		r.addr = xasprintf("postmaster@%s", hostname(s));
-	}
+	/* RFC 5321 4.5.1: <Postmaster> (no domain, any case; the parser gives
+	 * "postmaster") must be accepted: the store resolves it to the
+	 * postmaster target, whatever the relay rules. */
+	bool postmaster = strcmp(r.addr, "postmaster") == 0;
 	const char *domain = addr_domain(r.addr);
-	if (domain != NULL && store_domain_is_local(st, domain)) {
+	if (postmaster || (domain != NULL && store_domain_is_local(st, domain))) {
 		struct store_targets t = {0, NULL};
 		int k = store_resolve(st, r.addr, &t);
 		if (k <= 0) {
@@ -247,6 +246,15 @@ static void cmd_data(struct smtp_session *s, const char *args)
 	tx->data_used = true;
 	smtp_reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
 	smtp_set_state(s, SMTP_S_DATA);
+}
+
+/* After a BDAT whose chunk will not be read: the stream cannot be
+ * resynchronised, so the channel is closed (RFC 5321 3.8: with 421). */
+static void bdat_close(struct smtp_session *s)
+{
+	smtp_reply(s, 421, "4.5.0", "%s Error: BDAT chunk not read, closing connection",
+		   hostname(s));
+	session_close(&s->base, "bdat error");
 }
 
 /* Reads (and drops) the announced chunk, then replies (smtp_bdat_chunk_done). */
@@ -362,11 +370,13 @@ static void auth_fail_reply(void *arg)
 	if (s->base.c == NULL || s->base.phase == SESSION_CLOSING)
 		return;
 	smtp_reply(s, 535, "5.7.8", "Error: authentication failed");
-	session_unpark(&s->base);
-	if (s->srv->cfg->smtp_max_errors > 0 && s->errors >= s->srv->cfg->smtp_max_errors) {
+	if (s->srv != NULL && s->srv->cfg->smtp_max_errors > 0 &&
+	    s->errors >= s->srv->cfg->smtp_max_errors) {
 		smtp_reply(s, 421, "4.7.0", "%s Error: too many errors", hostname(s));
 		session_close(&s->base, "too many errors");
+		return;
 	}
+	smtp_session_resume(s); /* at shutdown: the 535 was given, then 421 */
 }
 
 /* The login service's verdict (auth/login.h) in SMTP terms. */
@@ -405,7 +415,7 @@ static void auth_done(struct session *base, const struct auth_outcome *o)
 		break;
 	}
 	if (s->base.phase == SESSION_PARKED)
-		session_unpark(&s->base);
+		smtp_session_resume(s);
 }
 
 /* The SASL state machine's answer (auth/sasl.h) framed in SMTP. */
@@ -554,7 +564,10 @@ void smtp_dispatch(struct smtp_session *s, char *line)
 		uint64_t size;
 		bool last;
 		if (smtp_parse_bdat(args, &size, &last) < 0) {
+			/* Where the chunk ends is unknown: its bytes, which may
+			 * hold anything, must never be read as commands. */
 			smtp_reply(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
+			bdat_close(s);
 			return;
 		}
 		s->bdat_left = s->bdat_size = size;

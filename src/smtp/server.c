@@ -113,17 +113,6 @@ void smtp_set_state(struct smtp_session *s, enum smtp_state st)
 
 /* ---- session lifetime ---- */
 
-static void session_free(struct session *base)
-{
-	struct smtp_session *s = smtp_session_of(base);
-
-	smtp_tx_free(s);
-	x_free(&s->helo);
-	x_free(&s->auth_user);
-	sasl_server_reset(&s->sasl);
-	free(s);
-}
-
 static void unlink_session(struct smtp_session *s)
 {
 	if (s->srv == NULL)
@@ -132,13 +121,28 @@ static void unlink_session(struct smtp_session *s)
 	s->srv = NULL;
 }
 
+static void session_free(struct session *base)
+{
+	struct smtp_session *s = smtp_session_of(base);
+
+	unlink_session(s);
+	smtp_tx_free(s);
+	x_free(&s->helo);
+	x_free(&s->auth_user);
+	sasl_server_reset(&s->sasl);
+	free(s);
+}
+
 static void on_closed(struct session *base, const char *reason)
 {
 	struct smtp_session *s = smtp_session_of(base);
 
 	log_info("smtp close client=%s reason=%s errors=%d time=%llums", s->base.ip, reason,
 		 s->errors, (unsigned long long)(loop_now(s->base.l) - s->base.connect_ms));
-	unlink_session(s);
+	/* A commit or password check still in flight keeps the session listed
+	 * until it ends (session_free): shutdown waits for it. */
+	if (s->base.busy == 0)
+		unlink_session(s);
 }
 
 /* ---- input ---- */
@@ -391,6 +395,47 @@ struct smtp_server *smtp_server_new(struct loop *l, struct pool *workers, struct
 	return srv;
 }
 
+/* Ends s at shutdown: 421 (RFC 5321 3.8), then close. */
+static void shutdown_session(struct smtp_session *s, const char *hostname)
+{
+	/* not in the middle of a TLS handshake (as on_timeout) */
+	if (s->state != SMTP_S_TLSWAIT)
+		smtp_reply(s, 421, "4.3.2", "%s Service shutting down", hostname);
+	session_close(&s->base, "shutdown");
+}
+
+void smtp_session_resume(struct smtp_session *s)
+{
+	if (s->srv == NULL || s->srv->stopping) {
+		/* The real answer was given; nothing more is read. */
+		shutdown_session(s, s->srv != NULL ? s->srv->cfg->hostname : "postern");
+		return;
+	}
+	session_unpark(&s->base);
+}
+
+/* A session parked on an async step would lose its answer if closed now:
+ * for a commit, a 421 to a message that is in fact stored makes the sender
+ * send it again. Those are left to finish (smtp_session_resume closes them);
+ * every other session is told 421 now. */
+int smtp_server_shutdown(struct smtp_server *srv, int *busy_r)
+{
+	struct session *next;
+	int busy = 0;
+
+	srv->stopping = true;
+	for (struct session *b = srv->sessions.head; b != NULL; b = next) {
+		struct smtp_session *s = smtp_session_of(b);
+		next = b->next;
+		if (b->busy > 0)
+			busy++;
+		else if (b->c != NULL && b->phase != SESSION_CLOSING)
+			shutdown_session(s, srv->cfg->hostname);
+	}
+	*busy_r = busy;
+	return srv->sessions.n;
+}
+
 void smtp_server_free(struct smtp_server **srvp)
 {
 	struct smtp_server *srv = *srvp;
@@ -399,8 +444,7 @@ void smtp_server_free(struct smtp_server **srvp)
 		return;
 	while (srv->sessions.head != NULL) {
 		struct smtp_session *s = smtp_session_of(srv->sessions.head);
-		smtp_reply(s, 421, "4.3.2", "%s Service shutting down", srv->cfg->hostname);
-		session_close(&s->base, "shutdown");
+		shutdown_session(s, srv->cfg->hostname);
 		/* The conn's on_close (from the loop) frees the session. */
 		unlink_session(s);
 	}

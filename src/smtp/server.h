@@ -21,7 +21,14 @@ struct smtp_server;
 struct smtp_server *smtp_server_new(struct loop *l, struct pool *workers, struct store *st,
 				    const struct config *cfg, SSL_CTX *tls,
 				    struct auth_login *login);
-/* Closes every session (421) and frees. */
+/* Shutdown, first step (call again as often as wanted): sessions waiting on
+ * nothing are told 421 and closed; a session parked on a commit or a
+ * password check is left to finish, gets its real answer, then 421 and is
+ * closed. Returns the sessions not yet freed; *busy_r: those of them with
+ * an async step in flight. */
+int smtp_server_shutdown(struct smtp_server *srv, int *busy_r);
+/* Closes every session left (421) and frees. An async step still in flight
+ * then finds its session unlinked (srv NULL) and only closes it. */
 void smtp_server_free(struct smtp_server **srvp);
 /* Starts a session on an accepted socket (takes ownership of fd). */
 void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role);

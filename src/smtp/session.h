@@ -41,6 +41,7 @@ struct smtp_server {
 	uint32_t txseq;
 	struct smtp_pregreet_pass *pregreet_passed; /* SMTP_PREGREET_SLOTS, direct-mapped */
 	struct auth_login *login; /* the login service, shared by all protocols */
+	bool stopping; /* smtp_server_shutdown was called */
 };
 
 enum smtp_state {
@@ -127,6 +128,9 @@ void smtp_reply_lines(struct smtp_session *s, int code, const char *const *lines
  * session_unpark() (with the state back to CMD), session_release() on
  * &s->base. */
 void smtp_set_state(struct smtp_session *s, enum smtp_state st);
+/* The end of an async step that parked s (its reply already given): back to
+ * reading commands, or, once the server is stopping, 421 and close. */
+void smtp_session_resume(struct smtp_session *s);
 void smtp_reset_session(struct smtp_session *s);
 bool smtp_auth_allowed(const struct smtp_session *s);
 
@@ -135,7 +139,9 @@ void smtp_tx_new(struct smtp_session *s);
 void smtp_tx_free(struct smtp_session *s);
 /* Opens the spool, writes the trace fields, starts the decoder. 0 or -1. */
 int smtp_content_start(struct smtp_session *s, enum smtp_data_mode mode);
-/* Logs the transaction's line once (result: reply code, or -1 = aborted). */
+/* Logs the transaction's line once (result: the reply code just given, or
+ * -1 = aborted). Called after the reply: a code the session could no longer
+ * send (conn gone, or closing) is logged as "unsent-CODE". */
 void smtp_tx_log(struct smtp_session *s, int result);
 
 /* cmd.c */

@@ -42,9 +42,13 @@ void smtp_tx_log(struct smtp_session *s, int result)
 	tx->result = result;
 	for (size_t i = 0; i < tx->n_rcpts; i++)
 		buf_printf(&r, "%s%s", i ? "," : "", tx->rcpts[i].addr);
-	char res[16];
+	char res[24];
 	if (result < 0)
 		snprintf(res, sizeof(res), "aborted");
+	else if (s->base.c == NULL || s->base.phase == SESSION_CLOSING)
+		/* The reply was not sent (the client left, or the session was
+		 * closed first): the log says what the client was told. */
+		snprintf(res, sizeof(res), "unsent-%d", result);
 	else
 		snprintf(res, sizeof(res), "%d", result);
 	log_info("smtp tx id=%s client=%s helo=%s auth=%s from=<%s> rcpts=%s size=%llu result=%s "
@@ -186,7 +190,7 @@ static void on_commit(void *arg, int result)
 	}
 	if (session_release(&s->base))
 		return;
-	session_unpark(&s->base);
+	smtp_session_resume(s);
 }
 
 void smtp_data_done(struct smtp_session *s)

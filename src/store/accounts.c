@@ -693,11 +693,68 @@ static int resolve_addr(struct resolve_ctx *c, const char *addr, int depth)
 	return r;
 }
 
+void store_set_postmaster(struct store *st, const char *addr, const char *hostname)
+{
+	x_free(&st->postmaster);
+	x_free(&st->hostname);
+	if (addr != NULL && *addr != '\0')
+		st->postmaster = xstrdup(addr);
+	if (hostname != NULL && *hostname != '\0')
+		st->hostname = xstrdup(hostname);
+}
+
+char *store_postmaster(struct store *st)
+{
+	if (st->postmaster != NULL)
+		return xstrdup(st->postmaster);
+	/* mx.example.org, then example.org; never a bare top-level label */
+	for (const char *d = st->hostname; d != NULL && strchr(d, '.') != NULL;
+	     d = strchr(d, '.') + 1) {
+		char *err = NULL, *norm = domain_norm(d, &err);
+		free(err);
+		int64_t did = norm != NULL ? store_domain_id(&st->main, norm) : 0;
+		free(norm);
+		if (did > 0)
+			return xasprintf("postmaster@%s", d);
+	}
+	return NULL;
+}
+
+/* 1 if addr is <Postmaster> or postmaster@ a local domain, 0 if not, -1 on
+ * error. */
+static int is_postmaster(struct store *st, const char *addr)
+{
+	char *local, *domain, *err = NULL;
+
+	if (strcasecmp(addr, "postmaster") == 0)
+		return 1;
+	if (store_addr_split(addr, false, &local, &domain, &err) < 0) {
+		free(err);
+		return 0;
+	}
+	int r = 0;
+	if (strcmp(local, "postmaster") == 0) {
+		int64_t did = store_domain_id(&st->main, domain);
+		r = did < 0 ? -1 : did > 0;
+	}
+	free(local);
+	free(domain);
+	return r;
+}
+
 int store_resolve(struct store *st, const char *addr, struct store_targets *t)
 {
 	struct resolve_ctx c = {.st = st, .t = t};
 	size_t before = t->n;
-	int r = resolve_addr(&c, addr, 0);
+	int r = strcasecmp(addr, "postmaster") == 0 ? 0 : resolve_addr(&c, addr, 0);
+	/* RFC 5321 4.5.1: every domain's postmaster reaches someone. The
+	 * target is resolved as an alias's would be (a remote one is queued);
+	 * it never falls back again, so postmaster@ itself cannot loop. */
+	if (r == 0 && (r = is_postmaster(st, addr)) > 0) {
+		char *pm = store_postmaster(st);
+		r = pm != NULL ? resolve_addr(&c, pm, 1) : 0;
+		free(pm);
+	}
 	blob_list_free(&c.seen);
 	if (r < 0)
 		return -1;

@@ -605,6 +605,8 @@ void store_close(struct store **stp)
 	pthread_cond_destroy(&st->sync_go);
 	pthread_cond_destroy(&st->sync_done);
 	free(st->dir);
+	free(st->postmaster);
+	free(st->hostname);
 	x_free(stp);
 }
 

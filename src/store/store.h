@@ -79,8 +79,19 @@ struct store_targets {
 /* Resolves a recipient in a local domain: exact account, then alias, then the
  * same without "+tag" (plus-addressing), then the domain's catch-all. Aliases
  * expand recursively (depth limit 8); local accounts appear once.
+ * postmaster@ a local domain that none of these claims, and "postmaster"
+ * alone (RFC 5321 4.5.1 <Postmaster>, any case), resolve to the postmaster
+ * target (store_set_postmaster).
  * Returns 1 with targets appended to *t, 0 if no such recipient, -1 on error. */
 int store_resolve(struct store *st, const char *addr, struct store_targets *t);
+/* The postmaster target: addr (an address, local or remote), or, when addr
+ * is NULL or empty, postmaster@ the first local domain among hostname and its
+ * parent domains. Both are copied. Unset: no fallback. */
+void store_set_postmaster(struct store *st, const char *addr, const char *hostname);
+/* The postmaster target's address now (xmalloc), or NULL when there is none
+ * (no address set and no local domain among the hostname's). It may itself
+ * lead nowhere: store_resolve(st, "postmaster", ...) tells. */
+char *store_postmaster(struct store *st);
 void store_targets_free(struct store_targets *t);
 /* 1 if the authenticated user may use from as envelope/header sender: its own
  * address, its address with +tag, or an alias one of whose targets is the user. */

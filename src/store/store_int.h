@@ -74,6 +74,9 @@ struct store {
 	struct store_db main;          /* the caller's (loop) thread */
 	struct store_db cdb;           /* the committer thread only */
 	uint32_t spool_counter;
+	/* the postmaster target (store_set_postmaster) */
+	char *postmaster;
+	char *hostname;
 
 	/* committer */
 	struct loop *loop;

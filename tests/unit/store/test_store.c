@@ -375,6 +375,67 @@ static void test_resolve(void)
 	dir_remove();
 }
 
+/* RFC 5321 4.5.1: <Postmaster> and unclaimed postmaster@ a local domain go
+ * to the postmaster target; a domain's own account, alias or catch-all wins. */
+static void test_resolve_postmaster(void)
+{
+	static const struct {
+		const char *setting; /* NULL: derived from the hostname */
+		const char *hostname;
+		const char *addr;
+		int want;
+		const char *targets;
+		const char *effective;
+	} cases[] = {
+		{NULL, NULL, "postmaster", 0, "", NULL},
+		{NULL, NULL, "postmaster@empty.org", 0, "", NULL},
+		{NULL, "mx.example.com", "Postmaster", 1, "carol@example.com", "postmaster@example.com"},
+		{NULL, "mx.example.com", "postmaster@empty.org", 1, "carol@example.com",
+		 "postmaster@example.com"},
+		{NULL, "example.com", "postmaster", 1, "carol@example.com", "postmaster@example.com"},
+		{NULL, "mx.nowhere.net", "postmaster", 0, "", NULL},
+		{"bob@example.com", "mx.example.com", "POSTMASTER", 1, "bob@example.com",
+		 "bob@example.com"},
+		{"bob@example.com", NULL, "postmaster@EMPTY.org", 1, "bob@example.com",
+		 "bob@example.com"},
+		{"bob@example.com", NULL, "postmaster@example.com", 1, "carol@example.com",
+		 "bob@example.com"},
+		{"bob@example.com", NULL, "postmaster@lists.example.com", 1,
+		 "postmaster@lists.example.com", "bob@example.com"},
+		{"bob@example.com", NULL, "postmaster@remote.org", 0, "", "bob@example.com"},
+		{"bob@example.com", NULL, "webmaster@empty.org", 0, "", "bob@example.com"},
+		{"pm@remote.org", NULL, "postmaster", 1, "R:pm@remote.org", "pm@remote.org"},
+		/* a target that is itself an unclaimed postmaster does not loop */
+		{"postmaster@empty.org", NULL, "postmaster@empty.org", 0, "", "postmaster@empty.org"},
+		{"postmaster@empty.org", NULL, "postmaster", 0, "", "postmaster@empty.org"},
+	};
+	char *err = NULL;
+	dir_new();
+	struct store *st = open_store();
+	if (st == NULL) {
+		CHECK(0);
+		return;
+	}
+	setup_accounts(st);
+	add_ok(store_domain_add(st, "empty.org", &err), &err);
+	add_ok(store_alias_add(st, "postmaster@example.com", "carol@example.com", &err), &err);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct store_targets t = {0};
+		char text[512];
+		store_set_postmaster(st, cases[i].setting, cases[i].hostname);
+		CHECK_INT((int)i, store_resolve(st, cases[i].addr, &t), cases[i].want);
+		targets_text(&t, text, sizeof text);
+		CHECK_STR((int)i, text, cases[i].targets);
+		store_targets_free(&t);
+		char *pm = store_postmaster(st);
+		CHECK_STR((int)i, pm ? pm : "(none)",
+			  cases[i].effective ? cases[i].effective : "(none)");
+		free(pm);
+	}
+	store_close(&st);
+	dir_remove();
+}
+
 static void test_may_send_as(void)
 {
 	static const struct {
@@ -1110,6 +1171,7 @@ int main(void)
 	test_run("schema", test_schema);
 	test_run("accounts", test_accounts);
 	test_run("resolve", test_resolve);
+	test_run("resolve_postmaster", test_resolve_postmaster);
 	test_run("may_send_as", test_may_send_as);
 	test_run("commit", test_commit);
 	test_run("group_commit", test_group_commit);
