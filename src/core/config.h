@@ -49,6 +49,8 @@ struct config {
 	int auth_max_failures;        /* failed AUTHs per IP within auth_failure_window */
 	unsigned auth_failure_window; /* seconds */
 	unsigned auth_cache_ttl;      /* seconds a verified login is remembered; 0 = off */
+	/* every protocol's sessions */
+	size_t session_output_limit;  /* pending output above which a session runs nothing */
 	/* store */
 	int commit_delay_us;          /* group commit: extra wait to gather a batch */
 };

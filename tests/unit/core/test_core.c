@@ -404,8 +404,9 @@ static void srv_on_tls(struct conn *c, void *arg)
 	snprintf(s->tls_info, sizeof s->tls_info, "%s", conn_tls_info(c));
 }
 
-static const struct conn_handler srv_handler = {srv_on_data, srv_on_close, srv_on_tls};
-static const struct conn_handler srv_handler_pause = {srv_on_data_pause, srv_on_close, srv_on_tls};
+static const struct conn_handler srv_handler = {srv_on_data, srv_on_close, srv_on_tls, NULL};
+static const struct conn_handler srv_handler_pause = {srv_on_data_pause, srv_on_close, srv_on_tls,
+							 NULL};
 
 static void srv_accept(void *arg, int fd)
 {
@@ -702,7 +703,7 @@ static void idle_on_close(struct conn *c, void *arg, enum conn_close_reason why)
 		loop_stop(r->l);
 }
 
-static const struct conn_handler idle_handler = {idle_on_data, idle_on_close, NULL};
+static const struct conn_handler idle_handler = {idle_on_data, idle_on_close, NULL, NULL};
 
 static void idle_accept(void *arg, int fd)
 {
