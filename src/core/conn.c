@@ -49,10 +49,11 @@ enum conn_state {
 	CONN_ST_DEAD,           /* fd closed, on_close pending */
 };
 
+/* Packed by size (an idle conn is this struct): the enums are kept in bytes. */
 struct conn_priv {
 	struct loop *l;
 	int fd;
-	enum conn_state state;
+	uint32_t drain_mark; /* see conn_notify_drain (clamped to 32 bits) */
 	const struct conn_handler *h;
 	void *arg;
 
@@ -65,6 +66,9 @@ struct conn_priv {
 	size_t tls_wlen; /* length of an SSL_write to retry unchanged, or 0 */
 
 	uint32_t events; /* currently registered with the loop */
+	uint8_t state;        /* enum conn_state */
+	uint8_t close_reason; /* enum conn_close_reason */
+	uint8_t dead_reason;  /* enum conn_close_reason */
 	bool registered;
 	bool paused;
 	bool pause_armed; /* input arrived while paused: stop watching for it */
@@ -78,13 +82,10 @@ struct conn_priv {
 	bool op_want_write;   /* handshake/shutdown needs the socket writable */
 	bool drain_armed;     /* on_drain wanted at drain_mark */
 	bool kick_input;      /* the kick is for input, not only for on_drain */
-	enum conn_close_reason close_reason;
-	enum conn_close_reason dead_reason;
 
 	unsigned timeout_ms;
 	uint64_t last_rx;
-	uint64_t last_tx;  /* last write that moved bytes */
-	size_t drain_mark; /* see conn_notify_drain */
+	uint64_t last_tx; /* last write that moved bytes */
 	struct timer *idle_timer;
 	struct timer *flush_timer;
 	struct timer *kick_timer;
@@ -673,7 +674,7 @@ void conn_notify_drain(struct conn *c, size_t low)
 	if (p->state == CONN_ST_DEAD || p->closing || p->h->on_drain == NULL)
 		return;
 	p->drain_armed = true;
-	p->drain_mark = low;
+	p->drain_mark = low < UINT32_MAX ? (uint32_t)low : UINT32_MAX;
 	if (conn_drain_due(p))
 		conn_kick(c, false);
 }

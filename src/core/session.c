@@ -93,7 +93,7 @@ bool session_input_ok(struct session *s)
 	 * more until it has. The conn's backstop (an input timeout) is off
 	 * meanwhile; the idle timer watches the reader's progress instead. */
 	if (!s->out_blocked)
-		log_debug("%s %s output above %zu octets: input waits", s->ops->name, s->ip,
+		log_debug("%s %s output above %u octets: input waits", s->ops->name, s->ip,
 			  s->output_limit);
 	s->out_blocked = true;
 	conn_pause(s->c);

@@ -88,10 +88,12 @@ struct session {
 	struct session_list *list; /* NULL once unlinked (see session_unlink) */
 	struct session *prev, *next;
 	enum session_phase phase;
+	unsigned output_limit;  /* pending output above which nothing more runs */
 	uint64_t connect_ms;
 	uint64_t last_input_ms;
 	unsigned backstop_ms;   /* the conn's own timeout, above every idle limit */
-	size_t output_limit;    /* pending output above which nothing more runs */
+	bool out_blocked;       /* input paused: output above the limit */
+	bool out_stream;        /* a long response waits for the drained event */
 	struct timer *timer;    /* idle timeout (or a protocol's pre-greet delay) */
 	struct timer *delay;    /* a protocol's delayed reply (failed login) */
 	int busy;               /* async steps in flight holding a pointer to s */
@@ -99,8 +101,6 @@ struct session {
 	bool greeted;           /* the banner was sent */
 	bool tls;
 	bool loopback;
-	bool out_blocked;       /* input paused: output above the limit */
-	bool out_stream;        /* a long response waits for the drained event */
 	const char *close_reason; /* static string; the first one given wins */
 	char ip[64];
 };

@@ -347,7 +347,7 @@ void pop3_server_accept(struct pop3_server *srv, int fd, enum pop3_role role)
 		return;
 	}
 	s->base.backstop_ms = (cfg->pop3_timeout + POP3_BACKSTOP_S) * 1000u;
-	s->base.output_limit = cfg->session_output_limit;
+	s->base.output_limit = (unsigned)cfg->session_output_limit; /* at most 1 GiB */
 	log_debug("pop3 connect client=%s port=%d role=%s", s->base.ip, s->base.c->peer_port,
 		  role == POP3_ROLE_POP3S ? "pop3s" : "pop3");
 

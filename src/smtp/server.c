@@ -352,7 +352,7 @@ void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role)
 	unsigned sec = cfg->smtp_timeout > cfg->smtp_data_timeout ? cfg->smtp_timeout
 								  : cfg->smtp_data_timeout;
 	s->base.backstop_ms = (sec + SMTP_BACKSTOP_S) * 1000u;
-	s->base.output_limit = cfg->session_output_limit;
+	s->base.output_limit = (unsigned)cfg->session_output_limit; /* at most 1 GiB */
 	log_info("smtp connect client=%s port=%d role=%s", s->base.ip, s->base.c->peer_port,
 		 role_name(role));
 
