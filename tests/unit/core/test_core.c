@@ -436,8 +436,9 @@ static void srv_accept(void *arg, int fd)
 {
 	struct srv *s = arg;
 	s->accepted++;
-	if (s->mode == SRV_DRAIN) {
-		/* Keep most of the output in the conn, not in the kernel. */
+	if (s->mode == SRV_DRAIN || s->mode == SRV_BIGWRITE) {
+		/* Keep most of the output in the conn, not in the kernel (which
+		 * on loopback could otherwise take all 4 MiB at once). */
 		int sndbuf = 64 * 1024;
 		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
 	}
