@@ -187,6 +187,7 @@ def test_pop3_pipelined_listings_bounded(make_server):
         t, err = sender(s, b"UIDL\r\nLIST\r\n" * pairs + b"NOOP\r\n")
         time.sleep(3)
         grown = rss_kb(srv.proc.pid) - before
+        print("64 KiB of pipelined UIDL+LIST unread: RSS +%d KB" % grown)
         # Unbounded, this was ~370 MB of listings (221 MB RSS measured).
         assert grown < rss_bound_kb(srv.proc.pid), \
             "RSS grew by %d KB while the client did not read" % grown
@@ -355,6 +356,7 @@ def test_stalled_retr_readers_cost_nothing(make_server):
         cpu0, wake0 = cpu_seconds(pid), loop_wakeups(pid)
         time.sleep(3)
         cpu, wakeups = cpu_seconds(pid) - cpu0, loop_wakeups(pid) - wake0
+        print("10 stalled RETR readers, 3 s: %d loop wakeups, %.2f s CPU" % (wakeups, cpu))
         # Polling every 1 ms per download woke the loop thousands of times
         # (and cost a few % CPU); waiting for the drained event, nothing runs.
         assert wakeups < 300, "the event loop woke %d times in 3 s for stalled readers" % wakeups
