@@ -425,3 +425,47 @@ def test_stalled_reader_closed_slow_reader_not(make_server):
     finally:
         stalled.close()
         slow.close()
+
+
+def test_smtp_blocked_session_idle_timeout(make_server):
+    """A session waiting for its client to read: one that reads nothing is
+    closed after smtp_timeout; one that reads slowly, for longer than the
+    timeout in all, keeps going to the end of its pipeline."""
+    srv = make_server("smtpidle", smtp_pregreet_delay_ms=0, smtp_timeout=2,
+                      session_output_limit="4k")
+    noops = 40000
+    stalled, sr, st, serr = _smtp_pipeline(srv, noops)
+    slow, lr, lt, lerr = _smtp_pipeline(srv, noops)
+    try:
+        t0 = time.monotonic()
+        first = lr.line()
+        assert first.startswith("250 2.0.0"), first
+        got, want = 0, (len(first) + 2) * (noops - 1)
+        while got < want:  # at most 8 KB every 50 ms: ~3.5 s for 560 KB
+            time.sleep(0.05)
+            if not lr.buf:
+                lr.buf = lr.sock.recv(32 * 1024)
+                assert lr.buf, "closed in the middle of its replies"
+            take = min(len(lr.buf), want - got)
+            assert lr.buf[:take] == ((first + "\r\n").encode() * (take // (len(first) + 2) + 2))[
+                got % (len(first) + 2):got % (len(first) + 2) + take]
+            lr.buf = lr.buf[take:]
+            got += take
+        assert time.monotonic() - t0 > 3, "read too fast to show anything"
+        assert lr.line().startswith("250 2.1.0")
+        assert lr.line().startswith("250 2.1.5")
+        assert lr.line().startswith("354 ")
+        assert lr.line().startswith("250 2.0.0")
+        assert lr.line().startswith("221 ")
+        lt.join(30)
+        assert not lerr, lerr
+        # The stalled one: 421 queued behind its unread replies, closed once
+        # the close's flush deadline passes; its transaction never ran.
+        deadline = time.monotonic() + 30
+        while "reason=timeout" not in srv.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "reason=timeout" in srv.log()
+        assert srv.count(ALICE) == 1
+    finally:
+        stalled.close()
+        slow.close()
