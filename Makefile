@@ -111,4 +111,5 @@ clean:
 
 .PHONY: all unit e2e test deps format clean postern fuzz fuzz-smoke
 .SECONDARY:
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) $(FUZZ_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) $(FUZZ_BIN:=.d) \
+	 $(wildcard $(BUILD)/tests/unit/*/*.d)

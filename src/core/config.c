@@ -129,6 +129,12 @@ static const struct option config_options[] = {
 	 "How long a successful login is remembered (as a keyed MAC, in memory only) so that "
 	 "repeated logins skip the deliberately slow password hash. Failed logins are never "
 	 "cached. 0 disables.", NULL},
+	{"session_output_limit", OPT_SIZE, OFF(session_output_limit), "256k", 4096,
+	 (long long)1 << 30,
+	 "Replies a session (SMTP, POP3) may have queued for a client that is not reading them. "
+	 "Above it the session executes no more commands and long responses (RETR, LIST, UIDL) "
+	 "stop producing; both resume once the client has read half of it. Bounds the memory "
+	 "one connection can make the server hold, whatever it pipelines.", NULL},
 	{"commit_delay_us", OPT_INT, OFF(commit_delay_us), "0", 0, 100000,
 	 "Group commit: microseconds the committer waits for more messages before syncing a "
 	 "batch. 0: batch only what is already waiting (batches still form under load).", NULL},

@@ -51,6 +51,8 @@ struct config {
 	unsigned auth_failure_window; /* seconds */
 	unsigned auth_failure_delay_max; /* seconds: cap of the growing failed-login delay */
 	unsigned auth_cache_ttl;      /* seconds a verified login is remembered; 0 = off */
+	/* every protocol's sessions */
+	size_t session_output_limit;  /* pending output above which a session runs nothing */
 	/* store */
 	int commit_delay_us;          /* group commit: extra wait to gather a batch */
 };

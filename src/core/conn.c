@@ -9,6 +9,12 @@
  * finish() closes the socket at once but defers on_close to a 0 ms timer, so
  * on_close always runs from the loop and never inside a conn_* call.
  *
+ * Drained: conn_notify_drain() arms a one-shot mark; whenever a flush leaves
+ * the pending output at or below it, the kick timer (0 ms) delivers on_drain
+ * from the loop. One path for every case (a socket-writable event, a flush
+ * inside a session's own conn_write, a mark already met when armed), and a
+ * fast reader's refills go through the loop, never recursing.
+ *
  * Memory: an idle conn holds only this struct and an empty wbuf; input is read
  * into a stack buffer and appended to rbuf, and wbuf is freed once drained. */
 #include "core/conn.h"
@@ -43,10 +49,11 @@ enum conn_state {
 	CONN_ST_DEAD,           /* fd closed, on_close pending */
 };
 
+/* Packed by size (an idle conn is this struct): the enums are kept in bytes. */
 struct conn_priv {
 	struct loop *l;
 	int fd;
-	enum conn_state state;
+	uint32_t drain_mark; /* see conn_notify_drain (clamped to 32 bits) */
 	const struct conn_handler *h;
 	void *arg;
 
@@ -59,6 +66,9 @@ struct conn_priv {
 	size_t tls_wlen; /* length of an SSL_write to retry unchanged, or 0 */
 
 	uint32_t events; /* currently registered with the loop */
+	uint8_t state;        /* enum conn_state */
+	uint8_t close_reason; /* enum conn_close_reason */
+	uint8_t dead_reason;  /* enum conn_close_reason */
 	bool registered;
 	bool paused;
 	bool pause_armed; /* input arrived while paused: stop watching for it */
@@ -70,11 +80,12 @@ struct conn_priv {
 	bool rd_want_write;   /* SSL_read needs the socket writable */
 	bool wr_want_read;    /* SSL_write needs the socket readable */
 	bool op_want_write;   /* handshake/shutdown needs the socket writable */
-	enum conn_close_reason close_reason;
-	enum conn_close_reason dead_reason;
+	bool drain_armed;     /* on_drain wanted at drain_mark */
+	bool kick_input;      /* the kick is for input, not only for on_drain */
 
 	unsigned timeout_ms;
 	uint64_t last_rx;
+	uint64_t last_tx; /* last write that moved bytes */
 	struct timer *idle_timer;
 	struct timer *flush_timer;
 	struct timer *kick_timer;
@@ -131,6 +142,7 @@ static void conn_finish(struct conn *c, enum conn_close_reason why)
 	loop_timer_cancel(p->l, &p->idle_timer);
 	loop_timer_cancel(p->l, &p->flush_timer);
 	loop_timer_cancel(p->l, &p->kick_timer);
+	p->drain_armed = false;
 	if (p->ssl) {
 		ERR_clear_error();
 		SSL_free(p->ssl);
@@ -207,11 +219,23 @@ static void conn_update_events(struct conn *c)
 
 static void conn_on_kick(void *arg);
 
-static void conn_kick(struct conn *c)
+/* Comes back from the loop: for input (re-deliver rbuf, read what OpenSSL
+ * holds) when input is true, and to deliver on_drain if it is due. */
+static void conn_kick(struct conn *c, bool input)
 {
 	struct conn_priv *p = c->priv;
-	if (p->kick_timer == NULL && p->state != CONN_ST_DEAD)
+	if (p->state == CONN_ST_DEAD)
+		return;
+	if (input)
+		p->kick_input = true;
+	if (p->kick_timer == NULL)
 		p->kick_timer = loop_timer_add(p->l, 0, conn_on_kick, c);
+}
+
+static bool conn_drain_due(const struct conn_priv *p)
+{
+	return p->drain_armed && p->state == CONN_ST_OPEN && !p->closing &&
+	       conn_wpending(p) <= p->drain_mark;
 }
 
 /* ---- addresses ---- */
@@ -278,9 +302,11 @@ void conn_set_timeout(struct conn *c, unsigned ms)
 	p->timeout_ms = ms;
 	if (ms == 0 || p->closing)
 		return;
-	uint64_t now = loop_now(p->l);
-	uint64_t deadline = p->last_rx + ms;
-	p->idle_timer = loop_timer_add(p->l, deadline > now ? deadline - now : 0, conn_on_idle, c);
+	/* Counted from now: after a long pause (a slow download, a reader that
+	 * held the session on its output) the old last_rx is not the client's
+	 * idleness, and must not close the conn the moment it is set again. */
+	p->last_rx = loop_now(p->l);
+	p->idle_timer = loop_timer_add(p->l, ms, conn_on_idle, c);
 }
 
 static void conn_on_flush_deadline(void *arg)
@@ -422,7 +448,7 @@ static size_t conn_read_batch(struct conn *c)
 	 * back for them instead of waiting for more traffic. */
 	if (p->state == CONN_ST_OPEN && p->ssl && total >= CONN_READ_BATCH &&
 	    SSL_has_pending(p->ssl))
-		conn_kick(c);
+		conn_kick(c, true);
 	return total;
 }
 
@@ -469,11 +495,29 @@ static void conn_input(struct conn *c, bool force_deliver)
 	conn_check_eof(c);
 }
 
+/* on_drain, if due; like on_data, its writes leave in one flush. */
+static void conn_drain(struct conn *c)
+{
+	struct conn_priv *p = c->priv;
+	if (!conn_drain_due(p))
+		return;
+	p->drain_armed = false;
+	p->in_data = true;
+	p->h->on_drain(c, p->arg);
+	p->in_data = false;
+	conn_flush(c);
+}
+
 static void conn_on_kick(void *arg)
 {
 	struct conn *c = arg;
-	c->priv->kick_timer = NULL;
-	conn_input(c, true);
+	struct conn_priv *p = c->priv;
+	bool input = p->kick_input;
+	p->kick_timer = NULL;
+	p->kick_input = false;
+	if (input)
+		conn_input(c, true);
+	conn_drain(c);
 	conn_update_events(c);
 }
 
@@ -534,7 +578,7 @@ static void conn_update_throttle(struct conn *c)
 	} else if (p->throttled && pending < CONN_WBUF_LOW) {
 		p->throttled = false;
 		if (p->ssl)
-			conn_kick(c); /* records may wait inside OpenSSL */
+			conn_kick(c, true); /* records may wait inside OpenSSL */
 	}
 }
 
@@ -573,6 +617,7 @@ static void conn_flush(struct conn *c)
 		if (r == 0)
 			break;
 		p->woff += (size_t)r;
+		p->last_tx = loop_now(p->l);
 	}
 	if (conn_wpending(p) == 0) {
 		/* Idle conns hold no output memory. */
@@ -596,6 +641,8 @@ static void conn_flush(struct conn *c)
 	}
 	conn_update_throttle(c);
 	conn_update_events(c);
+	if (conn_drain_due(p))
+		conn_kick(c, false);
 }
 
 void conn_write(struct conn *c, const void *data, size_t n)
@@ -619,6 +666,22 @@ void conn_writes(struct conn *c, const char *s)
 size_t conn_pending_output(const struct conn *c)
 {
 	return conn_wpending(c->priv);
+}
+
+void conn_notify_drain(struct conn *c, size_t low)
+{
+	struct conn_priv *p = c->priv;
+	if (p->state == CONN_ST_DEAD || p->closing || p->h->on_drain == NULL)
+		return;
+	p->drain_armed = true;
+	p->drain_mark = low < UINT32_MAX ? (uint32_t)low : UINT32_MAX;
+	if (conn_drain_due(p))
+		conn_kick(c, false);
+}
+
+uint64_t conn_last_output(const struct conn *c)
+{
+	return c->priv->last_tx;
 }
 
 /* ---- events ---- */
@@ -684,7 +747,7 @@ struct conn *conn_new(struct loop *l, int fd, SSL_CTX *tls_ctx, const struct con
 	p->h = h;
 	p->arg = arg;
 	p->state = CONN_ST_OPEN;
-	p->last_rx = loop_now(l);
+	p->last_rx = p->last_tx = loop_now(l);
 
 	int fl = fcntl(fd, F_GETFL);
 	if (fl >= 0 && !(fl & O_NONBLOCK))
@@ -758,7 +821,7 @@ void conn_resume(struct conn *c)
 	/* Pipelined input already buffered (in rbuf or inside OpenSSL) will not
 	 * make the socket readable again: re-deliver it from the loop. */
 	if (c->rbuf.len > 0 || p->eof || (p->ssl && SSL_has_pending(p->ssl)))
-		conn_kick(c);
+		conn_kick(c, true);
 }
 
 void conn_close(struct conn *c)
@@ -769,6 +832,7 @@ void conn_close(struct conn *c)
 	bool was_closing = p->closing;
 	p->closing = true;
 	p->close_reason = CONN_CLOSED_BY_US;
+	p->drain_armed = false;
 	buf_free(&c->rbuf); /* further input is ignored */
 	if (p->state == CONN_ST_HANDSHAKE && conn_wpending(p) == 0) {
 		conn_finish(c, CONN_CLOSED_BY_US);

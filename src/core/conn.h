@@ -1,16 +1,19 @@
 /* A buffered, non-blocking stream connection on the loop, with optional TLS
- * (OpenSSL). The protocol session above it sees only two things: bytes that
- * arrived (in conn->rbuf, to consume as it likes) and "closed".
+ * (OpenSSL). The protocol session above it sees three things: bytes that
+ * arrived (in conn->rbuf, to consume as it likes), "output drained" (when it
+ * asked, see conn_notify_drain) and "closed".
  *
  * Ownership: the conn owns its fd, SSL and buffers. After the on_close callback
  * returns, the conn is freed: the session must drop its pointer there.
  * on_close is called exactly once, always from the loop (never from inside a
  * conn_* call made by the session), so a session may call conn_close() from
- * anywhere, including its on_data callback. */
+ * anywhere, including its on_data callback. The same holds for on_drain: it
+ * never runs inside a conn_* call. */
 #ifndef POSTERN_CORE_CONN_H
 #define POSTERN_CORE_CONN_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <openssl/ssl.h>
 #include "core/buf.h"
@@ -32,6 +35,9 @@ struct conn_handler {
 	void (*on_close)(struct conn *c, void *arg, enum conn_close_reason why);
 	/* Optional: TLS handshake finished (after conn_starttls or for implicit TLS). */
 	void (*on_tls)(struct conn *c, void *arg);
+	/* Optional: the output fell to the mark given to conn_notify_drain().
+	 * Writes made here leave in one batch when it returns. */
+	void (*on_drain)(struct conn *c, void *arg);
 };
 
 struct conn {
@@ -55,6 +61,15 @@ void conn_write(struct conn *c, const void *p, size_t n);
 void conn_writes(struct conn *c, const char *s);
 /* Bytes queued and not yet sent. */
 size_t conn_pending_output(const struct conn *c);
+/* One-shot: on_drain is called once, from the loop, as soon as the pending
+ * output is at most low bytes (at once, i.e. on the next loop pass, if it
+ * already is). A new call replaces the mark; nothing is called once the conn
+ * is closing. This is how a producer waits for a client that reads slowly
+ * without polling (a session's output limit, RETR, long listings). */
+void conn_notify_drain(struct conn *c, size_t low);
+/* Loop time (loop_now) of the last write that moved bytes to the socket, or
+ * of the conn's creation: a reader's progress, for no-progress timeouts. */
+uint64_t conn_last_output(const struct conn *c);
 
 /* Starts a server-side TLS handshake now. Anything already in rbuf (plaintext
  * pipelined after STARTTLS) is discarded, as RFC 3207 section 4.2 and the
@@ -75,7 +90,8 @@ void conn_resume(struct conn *c);
 /* If rbuf has unconsumed bytes after resume, on_data is called again soon (from the loop). */
 
 /* Idle timeout: the connection closes with CONN_TIMEOUT after ms milliseconds
- * without receiving any byte. 0 disables. Restarted by each read. */
+ * without receiving any byte. 0 disables. Restarted by each read and by this
+ * call (a timeout set again after a long pause counts from now). */
 void conn_set_timeout(struct conn *c, unsigned ms);
 
 /* Flushes pending output, then closes; on_close(CONN_CLOSED_BY_US) follows.

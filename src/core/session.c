@@ -18,8 +18,10 @@ static void timer_arm(struct session *s, uint64_t ms)
 	s->timer = loop_timer_add(s->l, ms, on_idle, s);
 }
 
-/* One timer per session, not one per read: the last input time is checked
- * when it fires. */
+/* One timer per session, not one per read: the last activity is checked
+ * when it fires. Activity is input, and also the client reading our output:
+ * a slow reader working through a long response or a pipelined batch's
+ * replies is not idle; one that reads nothing for the limit is. */
 static void on_idle(void *arg)
 {
 	struct session *s = arg;
@@ -28,12 +30,15 @@ static void on_idle(void *arg)
 	if (s->list == NULL || s->c == NULL || s->phase == SESSION_CLOSING)
 		return;
 	uint64_t now = loop_now(s->l), limit = s->ops->idle_ms(s);
-	if (s->phase == SESSION_PARKED) {
+	if (s->phase == SESSION_PARKED && !s->out_stream) {
 		timer_arm(s, limit); /* our own step: not the client's fault */
 		return;
 	}
-	if (now - s->last_input_ms < limit) {
-		timer_arm(s, limit - (now - s->last_input_ms));
+	uint64_t last = s->last_input_ms, out = conn_last_output(s->c);
+	if (out > last)
+		last = out;
+	if (now - last < limit) {
+		timer_arm(s, limit - (now - last));
 		return;
 	}
 	s->ops->timeout(s);
@@ -71,6 +76,67 @@ void session_unpark(struct session *s)
 	session_idle_restart(s);
 	session_backstop(s);
 	/* Pipelined input already in rbuf: conn_resume calls on_data again. */
+	conn_resume(s->c);
+}
+
+/* ---- the output limit ---- */
+
+bool session_input_ok(struct session *s)
+{
+	if (s->c == NULL || s->phase != SESSION_OPEN)
+		return false;
+	if (conn_pending_output(s->c) <= s->output_limit) {
+		s->out_blocked = false;
+		return true;
+	}
+	/* The client is not reading (or not as fast as it asks): run nothing
+	 * more until it has. The conn's backstop (an input timeout) is off
+	 * meanwhile; the idle timer watches the reader's progress instead. */
+	if (!s->out_blocked)
+		log_debug("%s %s output above %u octets: input waits", s->ops->name, s->ip,
+			  s->output_limit);
+	s->out_blocked = true;
+	conn_pause(s->c);
+	conn_set_timeout(s->c, 0);
+	conn_notify_drain(s->c, s->output_limit / 2);
+	return false;
+}
+
+bool session_output_room(const struct session *s)
+{
+	return s->c != NULL && s->phase != SESSION_CLOSING &&
+	       conn_pending_output(s->c) < s->output_limit;
+}
+
+void session_output_wait(struct session *s)
+{
+	if (s->c == NULL || s->phase == SESSION_CLOSING)
+		return;
+	s->out_stream = true;
+	conn_notify_drain(s->c, s->output_limit / 2);
+}
+
+static void on_drain(struct conn *c, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->c == NULL || s->phase == SESSION_CLOSING)
+		return;
+	if (s->out_stream) {
+		s->out_stream = false;
+		if (s->ops->drained != NULL)
+			s->ops->drained(s);
+		return;
+	}
+	if (!s->out_blocked)
+		return;
+	s->out_blocked = false;
+	/* Parked meanwhile (cannot happen today: nothing runs while blocked):
+	 * session_unpark resumes input. */
+	if (s->phase != SESSION_OPEN)
+		return;
+	session_backstop(s);
+	/* Buffered pipelined input: conn_resume calls on_data again. */
 	conn_resume(s->c);
 }
 
@@ -152,6 +218,7 @@ static const struct conn_handler session_conn_handler = {
 	.on_data = on_data,
 	.on_close = on_close,
 	.on_tls = on_tls,
+	.on_drain = on_drain,
 };
 
 /* ---- the server's list ---- */
@@ -162,6 +229,7 @@ int session_open(struct session *s, const struct session_ops *ops, struct loop *
 	s->ops = ops;
 	s->l = l;
 	s->connect_ms = s->last_input_ms = loop_now(l);
+	s->output_limit = SESSION_OUTPUT_LIMIT;
 	s->c = conn_new(l, fd, tls, &session_conn_handler, s);
 	if (s->c == NULL)
 		return -1;

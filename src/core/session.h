@@ -12,6 +12,17 @@
  *   CLOSING  session_close() was called or the conn is gone; nothing more is
  *            processed and the phase never changes again
  *
+ * Output: a session's pending output is bounded by s->output_limit. While
+ * more than that is queued, no command runs (a protocol's input loop asks
+ * session_input_ok() before each one; input is paused meanwhile) and a long
+ * response (RETR, LIST, FETCH) stops producing (session_output_room(),
+ * session_output_wait()). Both resume on the conn's drained event once the
+ * client has read the output down to half the limit; nothing polls. A client
+ * that pipelines commands and never reads cannot make us allocate: what we
+ * hold is the limit plus one step's output. The idle timer counts the
+ * reader's progress as activity (conn_last_output): a slow reader is not cut
+ * off, one that reads nothing for the idle limit is closed.
+ *
  * Lifetime: the session is freed (ops->free) once its conn is gone and no
  * async step holds it: on_close frees it if busy == 0, otherwise the last
  * session_release() does. An async step that keeps a pointer to s does
@@ -26,6 +37,9 @@
 #include "core/buf.h"
 #include "core/conn.h"
 #include "core/loop.h"
+
+/* The default of s->output_limit (config: session_output_limit). */
+#define SESSION_OUTPUT_LIMIT (256 * 1024)
 
 struct session;
 
@@ -50,6 +64,9 @@ struct session_ops {
 	/* The session stops (session_close, or the conn went away): end the
 	 * protocol's own output and timers. May run twice; may be NULL. */
 	void (*stop)(struct session *s);
+	/* Optional: after session_output_wait(), the client read the output
+	 * down: a long response may produce more (session_output_room). */
+	void (*drained)(struct session *s);
 	/* The conn is gone (called once, before s->c becomes NULL): the
 	 * session's log line; reason is the close reason or the conn's. */
 	void (*closed)(struct session *s, const char *reason);
@@ -71,9 +88,12 @@ struct session {
 	struct session_list *list; /* NULL once unlinked (see session_unlink) */
 	struct session *prev, *next;
 	enum session_phase phase;
+	unsigned output_limit;  /* pending output above which nothing more runs */
 	uint64_t connect_ms;
 	uint64_t last_input_ms;
 	unsigned backstop_ms;   /* the conn's own timeout, above every idle limit */
+	bool out_blocked;       /* input paused: output above the limit */
+	bool out_stream;        /* a long response waits for the drained event */
 	struct timer *timer;    /* idle timeout (or a protocol's pre-greet delay) */
 	struct timer *delay;    /* a protocol's delayed reply (failed login) */
 	int busy;               /* async steps in flight holding a pointer to s */
@@ -115,6 +135,21 @@ void session_park(struct session *s);
  * pipelined input already received is processed (ops->input, from the loop).
  * Does nothing once closing. The caller sets its own input state first. */
 void session_unpark(struct session *s);
+
+/* For a protocol's input loop, before each command (or unit of input): true
+ * if it may run now. false if the session is gone, closing or parked, or its
+ * pending output is above s->output_limit: then input is paused and, once
+ * the client has read enough, ops->input is called again (from the loop) for
+ * what is already buffered. */
+bool session_input_ok(struct session *s);
+/* For a long response: true while the pending output is below the limit. */
+bool session_output_room(const struct session *s);
+/* For a long response that found no room: ops->drained is called (once, from
+ * the loop) when the client has read the output down to half the limit. The
+ * session is normally parked meanwhile; the idle limit then applies to the
+ * reader's progress (a reader that stalls for it is closed by the idle
+ * timer: ops->timeout, then close). */
+void session_output_wait(struct session *s);
 
 /* Counts the client's idle time from now, with the limit of the current
  * state (ops->idle_ms). */

@@ -66,6 +66,38 @@ static void cmd_stat(struct pop3_session *s, const char *args)
 		   m->total_bytes - m->deleted_bytes);
 }
 
+/* Listings are streamed as the client reads (retr.c): a few KiB of lines
+ * per call, from the cursor s->send_next on; never the whole maildrop. The
+ * maildrop cannot change meanwhile: input is parked until the "." */
+#define LISTING_CHUNK 4096
+
+static bool list_fill(struct pop3_session *s, struct buf *out)
+{
+	const struct pop3_maildrop *m = s->maildrop;
+
+	for (; s->send_next < m->n && out->len < LISTING_CHUNK; s->send_next++) {
+		const struct pop3_msg *msg = &m->v[s->send_next];
+		if (!msg->deleted)
+			buf_printf(out, "%zu %" PRIu64 "\r\n", s->send_next + 1, msg->size);
+	}
+	return s->send_next == m->n;
+}
+
+static bool uidl_fill(struct pop3_session *s, struct buf *out)
+{
+	const struct pop3_maildrop *m = s->maildrop;
+	char id[20];
+
+	for (; s->send_next < m->n && out->len < LISTING_CHUNK; s->send_next++) {
+		const struct pop3_msg *msg = &m->v[s->send_next];
+		if (msg->deleted)
+			continue;
+		uidl_of(s, msg, id);
+		buf_printf(out, "%zu %s\r\n", s->send_next + 1, id);
+	}
+	return s->send_next == m->n;
+}
+
 static void cmd_list(struct pop3_session *s, const char *args)
 {
 	struct pop3_maildrop *m = s->maildrop;
@@ -82,20 +114,14 @@ static void cmd_list(struct pop3_session *s, const char *args)
 			pop3_reply(s, true, NULL, "%" PRIu32 " %" PRIu64, n, msg->size);
 		return;
 	}
-	struct buf b = BUF_INIT;
 	char first[96];
-	for (size_t i = 0; i < m->n; i++)
-		if (!m->v[i].deleted)
-			buf_printf(&b, "%zu %" PRIu64 "\r\n", i + 1, m->v[i].size);
 	snprintf(first, sizeof first, "%zu messages (%" PRIu64 " octets)", m->n - m->n_deleted,
 		 m->total_bytes - m->deleted_bytes);
-	pop3_reply_multi(s, first, &b);
-	buf_free(&b);
+	pop3_send_listing(s, first, list_fill);
 }
 
 static void cmd_uidl(struct pop3_session *s, const char *args)
 {
-	struct pop3_maildrop *m = s->maildrop;
 	uint32_t n;
 	char id[20];
 	int k = pop3_parse_numbers(args, &n, 0, 1);
@@ -112,15 +138,7 @@ static void cmd_uidl(struct pop3_session *s, const char *args)
 		}
 		return;
 	}
-	struct buf b = BUF_INIT;
-	for (size_t i = 0; i < m->n; i++) {
-		if (m->v[i].deleted)
-			continue;
-		uidl_of(s, &m->v[i], id);
-		buf_printf(&b, "%zu %s\r\n", i + 1, id);
-	}
-	pop3_reply_multi(s, "unique-id listing follows", &b);
-	buf_free(&b);
+	pop3_send_listing(s, "unique-id listing follows", uidl_fill);
 }
 
 static void cmd_retr(struct pop3_session *s, const char *args)

@@ -1,7 +1,11 @@
-/* RETR and TOP: the message is streamed from its blob in chunks as the
- * socket drains, never loaded whole. The conn has no "drained" event, so a
- * short pacing timer looks at conn_pending_output(); a client that stops
- * reading for pop3_timeout seconds is disconnected. */
+/* Multi-line responses that grow with the data, never built whole: RETR and
+ * TOP stream the message from its blob in chunks; LIST and UIDL walk the
+ * maildrop with a cursor (the listing's fill function, cmd.c). Each produces
+ * while the session's pending output is below its limit and then waits for
+ * the conn's drained event (session_output_wait, then ops->drained calls
+ * pop3_send_drained): nothing polls while the reader is slow. A reader that
+ * reads nothing for pop3_timeout is closed by the core's idle timer, which
+ * counts the reader's progress while a response waits. */
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
@@ -12,48 +16,49 @@
 #include "pop3/session.h"
 
 #define POP3_READ_CHUNK (64 * 1024)
-/* Refill below this much queued output; one chunk more keeps the socket busy. */
-#define POP3_OUT_HIGH (256 * 1024)
-#define POP3_PACE_MS 1
 
-static void pump(struct pop3_session *s);
-
-/* A RETR/TOP response is being streamed (and the session is not closing). */
+/* A response is being streamed (and the session is not closing). */
 static bool sending(const struct pop3_session *s)
 {
 	return s->base.c != NULL && s->base.phase != SESSION_CLOSING && s->state == POP3_S_SEND;
 }
 
-static void on_pace(void *arg)
-{
-	struct pop3_session *s = arg;
-
-	s->pace = NULL;
-	if (!sending(s))
-		return;
-	size_t pending = conn_pending_output(s->base.c);
-	uint64_t now = loop_now(s->base.l);
-	if (pending != s->send_last_pending) {
-		s->send_last_pending = pending;
-		s->send_progress_ms = now;
-	} else if (now - s->send_progress_ms > (uint64_t)s->srv->cfg->pop3_timeout * 1000u) {
-		s->result = "send timeout";
-		session_close(&s->base, "send timeout");
-		return;
-	}
-	pump(s);
-}
-
 static void send_end(struct pop3_session *s)
 {
 	struct buf b = BUF_INIT;
-	pop3_dot_end(&s->dot, &b);
-	pop3_send_raw(s, b.data, b.len);
+
+	if (s->send_fd >= 0) {
+		pop3_dot_end(&s->dot, &b);
+		pop3_send_raw(s, b.data, b.len);
+		close(s->send_fd);
+		s->send_fd = -1;
+	} else {
+		conn_write(s->base.c, ".\r\n", 3); /* RFC 1939 3 */
+	}
 	buf_free(&b);
-	close(s->send_fd);
-	s->send_fd = -1;
+	s->send_fill = NULL;
 	pop3_set_state(s, POP3_S_CMD);
 	session_unpark(&s->base); /* pipelined commands run now */
+}
+
+/* One step of a RETR/TOP: reads a chunk of the blob into out.
+ * 1 the message is complete, 0 more to come, -1 the session was closed. */
+static int message_step(struct pop3_session *s, char *chunk, struct buf *out)
+{
+	ssize_t r;
+
+	do
+		r = read(s->send_fd, chunk, POP3_READ_CHUNK);
+	while (r < 0 && errno == EINTR);
+	if (r < 0) {
+		/* Mid-response: no -ERR can be framed; the client sees the
+		 * connection drop without ".", never a truncated message as whole. */
+		log_err("pop3 %s: read message: %s", s->base.ip, strerror(errno));
+		s->result = "read error";
+		session_close(&s->base, "read error");
+		return -1;
+	}
+	return r == 0 ? 1 : pop3_dot_feed(&s->dot, chunk, (size_t)r, out);
 }
 
 static void pump(struct pop3_session *s)
@@ -61,21 +66,16 @@ static void pump(struct pop3_session *s)
 	char chunk[POP3_READ_CHUNK]; /* the loop thread's stack: no per-call malloc */
 	struct buf out = BUF_INIT;
 
-	while (s->base.c != NULL && conn_pending_output(s->base.c) < POP3_OUT_HIGH) {
-		ssize_t r = read(s->send_fd, chunk, sizeof(chunk));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			/* Mid-response: no -ERR can be framed; the client sees the
-			 * connection drop without ".", never a truncated message as whole. */
-			log_err("pop3 %s: read message: %s", s->base.ip, strerror(errno));
-			s->result = "read error";
-			session_close(&s->base, "read error");
+	while (sending(s) && session_output_room(&s->base)) {
+		int done = s->send_fill != NULL ? s->send_fill(s, &out)
+						: message_step(s, chunk, &out);
+		if (done < 0)
 			break;
-		}
-		int done = r == 0 ? 1 : pop3_dot_feed(&s->dot, chunk, (size_t)r, &out);
 		if (out.len > 0) {
-			pop3_send_raw(s, out.data, out.len);
+			if (s->send_fill != NULL)
+				conn_write(s->base.c, out.data, out.len);
+			else
+				pop3_send_raw(s, out.data, out.len);
 			buf_reset(&out);
 		}
 		if (done) {
@@ -84,8 +84,18 @@ static void pump(struct pop3_session *s)
 		}
 	}
 	if (sending(s))
-		s->pace = loop_timer_add(s->base.l, POP3_PACE_MS, on_pace, s);
+		session_output_wait(&s->base); /* pop3_send_drained follows */
 	buf_free(&out);
+}
+
+/* Input waits until the response is complete (RFC 2449 6.6 pipelining:
+ * responses stay in order). Parked, not idle: a long download sends no
+ * input; the idle timer watches the reader's progress instead. */
+static void send_start(struct pop3_session *s)
+{
+	pop3_set_state(s, POP3_S_SEND);
+	session_park(&s->base);
+	pump(s);
 }
 
 void pop3_send_message(struct pop3_session *s, size_t n, bool top, uint64_t lines)
@@ -111,21 +121,28 @@ void pop3_send_message(struct pop3_session *s, size_t n, bool top, uint64_t line
 		pop3_reply(s, true, NULL, "%" PRIu64 " octets", msg->size);
 	}
 	s->send_fd = fd;
+	s->send_fill = NULL;
 	pop3_dot_init(&s->dot, top, lines);
-	s->send_last_pending = 0;
-	s->send_progress_ms = loop_now(s->base.l);
-	/* Input waits until the response is complete (RFC 2449 6.6 pipelining:
-	 * responses stay in order). Parked, not idle: a long download sends no
-	 * input, and on_pace's own no-progress timeout guards a stalled reader. */
-	pop3_set_state(s, POP3_S_SEND);
-	session_park(&s->base);
-	pump(s);
+	send_start(s);
+}
+
+void pop3_send_listing(struct pop3_session *s, const char *first, pop3_fill_fn *fill)
+{
+	pop3_reply(s, true, NULL, "%s", first);
+	s->send_fill = fill;
+	s->send_next = 0;
+	send_start(s);
+}
+
+void pop3_send_drained(struct pop3_session *s)
+{
+	if (sending(s))
+		pump(s);
 }
 
 void pop3_send_abort(struct pop3_session *s)
 {
-	if (s->pace != NULL)
-		loop_timer_cancel(s->base.l, &s->pace);
+	s->send_fill = NULL;
 	if (s->send_fd >= 0) {
 		close(s->send_fd);
 		s->send_fd = -1;

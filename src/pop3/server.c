@@ -102,6 +102,11 @@ static void on_timeout(struct session *base)
 {
 	struct pop3_session *s = pop3_session_of(base);
 
+	if (s->state == POP3_S_SEND) {
+		/* The reader stalled mid-response: no -ERR can be framed there. */
+		s->result = "send timeout";
+		return;
+	}
 	if (s->state != POP3_S_TLSWAIT)
 		pop3_reply_err(s, NULL, "autologout: idle for too long");
 	s->result = "timeout";
@@ -168,6 +173,11 @@ static void on_closed(struct session *base, const char *reason)
 static void on_stop(struct session *base)
 {
 	pop3_send_abort(pop3_session_of(base));
+}
+
+static void on_drained(struct session *base)
+{
+	pop3_send_drained(pop3_session_of(base));
 }
 
 /* Takes s off the server's list and releases its maildrop lock. A session
@@ -245,7 +255,9 @@ static bool read_line(struct pop3_session *s, struct buf *rb)
 
 static void process(struct pop3_session *s)
 {
-	while (s->base.c != NULL && s->srv != NULL && s->base.phase == SESSION_OPEN) {
+	/* session_input_ok: also stops while the client is not reading our
+	 * replies, so pipelined commands cannot pile up output. */
+	while (s->srv != NULL && session_input_ok(&s->base)) {
 		switch (s->state) {
 		case POP3_S_TLSWAIT:
 		case POP3_S_SEND:
@@ -301,6 +313,7 @@ static const struct session_ops pop3_session_ops = {
 	.idle_ms = idle_ms,
 	.timeout = on_timeout,
 	.stop = on_stop,
+	.drained = on_drained,
 	.closed = on_closed,
 	.free = session_free,
 };
@@ -332,6 +345,7 @@ void pop3_server_accept(struct pop3_server *srv, int fd, enum pop3_role role)
 		return;
 	}
 	s->base.backstop_ms = (cfg->pop3_timeout + POP3_BACKSTOP_S) * 1000u;
+	s->base.output_limit = (unsigned)cfg->session_output_limit; /* at most 1 GiB */
 	log_debug("pop3 connect client=%s port=%d role=%s", s->base.ip, s->base.c->peer_port,
 		  role == POP3_ROLE_POP3S ? "pop3s" : "pop3");
 

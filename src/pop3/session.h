@@ -6,8 +6,8 @@
  *   TLSWAIT   implicit TLS handshake or STLS in progress; input ignored
  *   CMD       reading command lines
  *   AUTHLINE  reading a SASL response line (after "+ ")
- *   SEND      streaming a RETR/TOP response; input parked (session_park)
- *             until it ends
+ *   SEND      streaming a RETR/TOP/LIST/UIDL response; input parked
+ *             (session_park) until it ends
  * Parked on an async step (password check, failed-login delay, expunge at
  * QUIT) and closing are the core session's phases (core/session.h): the
  * state stays what it was while parked and is not looked at once closing.
@@ -25,6 +25,12 @@
 #include "pop3/server.h"
 
 struct pop3_session;
+struct buf;
+
+/* Appends the next lines of a listing (CRLF-terminated, not starting with
+ * "."), a few KiB at most, advancing s->send_next; returns true when the
+ * listing is complete. */
+typedef bool pop3_fill_fn(struct pop3_session *s, struct buf *out);
 
 struct pop3_server {
 	struct loop *l;
@@ -83,12 +89,12 @@ struct pop3_session {
 	struct pop3_maildrop *maildrop; /* TRANSACTION state */
 	char *auth_user;                /* for the log */
 	bool quitting;                  /* UPDATE state */
-	/* RETR/TOP in progress */
+	/* A multi-line response streamed as the client reads (retr.c): RETR/TOP
+	 * read the blob send_fd through dot; a listing calls send_fill. */
 	int send_fd;
 	struct pop3_dot dot;
-	struct timer *pace;
-	uint64_t send_progress_ms;
-	size_t send_last_pending;
+	pop3_fill_fn *send_fill;
+	size_t send_next; /* the listing's cursor: index into maildrop->v */
 	/* for the session's log line */
 	unsigned n_retr, n_top, n_dele;
 	uint64_t bytes_out;
@@ -132,6 +138,10 @@ void pop3_auth_line(struct pop3_session *s, char *line);
 
 /* retr.c: streams message n (1-based) of the maildrop; top: TOP's line count. */
 void pop3_send_message(struct pop3_session *s, size_t n, bool top, uint64_t lines);
+/* retr.c: "+OK first", then fill's lines as the client reads, then ".". */
+void pop3_send_listing(struct pop3_session *s, const char *first, pop3_fill_fn *fill);
+/* retr.c: the client read the output down (ops->drained): produce more. */
+void pop3_send_drained(struct pop3_session *s);
 void pop3_send_abort(struct pop3_session *s);
 
 #endif

@@ -190,7 +190,10 @@ static bool read_line(struct smtp_session *s, struct buf *rb)
 
 static void process(struct smtp_session *s)
 {
-	while (s->base.c != NULL && s->srv != NULL && s->base.phase == SESSION_OPEN) {
+	/* session_input_ok: also stops while the client is not reading our
+	 * replies (RFC 2920 pipelining lets it send many commands at once), so
+	 * pipelined commands cannot pile up output. */
+	while (s->srv != NULL && session_input_ok(&s->base)) {
 		struct buf *rb = &s->base.c->rbuf;
 		size_t used;
 
@@ -350,6 +353,7 @@ void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role)
 	unsigned sec = cfg->smtp_timeout > cfg->smtp_data_timeout ? cfg->smtp_timeout
 								  : cfg->smtp_data_timeout;
 	s->base.backstop_ms = (sec + SMTP_BACKSTOP_S) * 1000u;
+	s->base.output_limit = (unsigned)cfg->session_output_limit; /* at most 1 GiB */
 	log_info("smtp connect client=%s port=%d role=%s", s->base.ip, s->base.c->peer_port,
 		 role_name(role));
 
