@@ -1,6 +1,8 @@
 /* Spool files and the group committer.
  *
- * A session streams DATA into a spool file (user-space buffered). store_commit
+ * A session streams DATA into a spool file (user-space buffered; once its
+ * 64 KiB buffer fills, a worker writes it while the session fills a second
+ * one: store_spool_async). store_commit
  * queues the spool and the delivery for the committer thread, which takes every
  * pending commit at once and, per batch:
  *   1. writes each spool's remaining buffer and fdatasyncs it (in parallel, so
@@ -26,13 +28,29 @@
 
 #define SPOOL_BUF_SIZE (64 * 1024)
 
+/* Async writing: the loop thread appends to bbuf; when it holds a full
+ * buffer and no write is in flight, bbuf and wbuf swap and a worker writes
+ * wbuf. Only one write is in flight, so the file gets the bytes in order.
+ * While writing, the worker alone touches fd, wbuf, wlen and werr; the
+ * loop thread alone everything else. The completion (loop thread) hands on
+ * whatever happened meanwhile: a discard, a commit, the next full buffer. */
 struct store_spool {
 	struct store *st;
 	int fd;
 	int err; /* sticky errno of a failed write: surfaces at commit */
 	size_t size;
-	size_t blen;
+	size_t blen, bcap;
 	char *bbuf;
+	/* store_spool_async */
+	struct pool *pool;
+	store_spool_cb *ready;
+	void *ready_arg;
+	bool writing;   /* a worker is writing wbuf */
+	bool discarded; /* store_spool_discard during a write: the completion frees */
+	struct store_commit_req *commit; /* store_commit during a write: queued after it */
+	char *wbuf;
+	size_t wlen, wcap;
+	int werr;
 	char name[STORE_BLOB_NAME_LEN + 1];
 };
 
@@ -155,6 +173,7 @@ struct store_spool *store_spool_new(struct store *st, char **err_r)
 		}
 	}
 	sp->bbuf = xmalloc(SPOOL_BUF_SIZE);
+	sp->bcap = SPOOL_BUF_SIZE;
 	return sp;
 }
 
@@ -185,11 +204,92 @@ static int spool_flush(struct store_spool *sp)
 	return 0;
 }
 
+static void spool_write_work(void *arg)
+{
+	struct store_spool *sp = arg;
+	if (write_all(sp->fd, sp->wbuf, sp->wlen) < 0)
+		sp->werr = errno;
+}
+
+static void spool_write_done(void *arg);
+
+/* Hands the full buffer to a worker; the caller keeps filling the other. */
+static void spool_write_start(struct store_spool *sp)
+{
+	char *b = sp->wbuf;
+	size_t cap = sp->wcap;
+	sp->wbuf = sp->bbuf;
+	sp->wcap = sp->bcap;
+	sp->wlen = sp->blen;
+	if (b == NULL) {
+		b = xmalloc(SPOOL_BUF_SIZE);
+		cap = SPOOL_BUF_SIZE;
+	}
+	sp->bbuf = b;
+	sp->bcap = cap;
+	sp->blen = 0;
+	sp->writing = true;
+	pool_submit(sp->pool, spool_write_work, spool_write_done, sp);
+}
+
+static void queue_commit(struct store *st, struct store_commit_req *req);
+static void spool_free(struct store_spool *sp, bool unlink_spool);
+
+static void spool_write_done(void *arg)
+{
+	struct store_spool *sp = arg;
+	sp->writing = false;
+	if (sp->werr && !sp->err)
+		sp->err = sp->werr;
+	if (sp->discarded) {
+		spool_free(sp, true);
+		return;
+	}
+	if (sp->commit != NULL) {
+		/* The committer writes the rest (and sees sp->err). */
+		struct store_commit_req *req = sp->commit;
+		sp->commit = NULL;
+		queue_commit(sp->st, req);
+		return;
+	}
+	if (!sp->err && sp->blen >= SPOOL_BUF_SIZE)
+		spool_write_start(sp);
+	/* Last: the callback may discard the spool. */
+	if (sp->ready != NULL)
+		sp->ready(sp->ready_arg);
+}
+
+void store_spool_async(struct store_spool *sp, struct pool *p, store_spool_cb *ready, void *arg)
+{
+	sp->pool = p;
+	sp->ready = ready;
+	sp->ready_arg = arg;
+}
+
+bool store_spool_busy(const struct store_spool *sp)
+{
+	return sp->writing && sp->blen >= SPOOL_BUF_SIZE;
+}
+
 int store_spool_write(struct store_spool *sp, const void *p, size_t n)
 {
 	if (sp->err) {
 		errno = sp->err;
 		return -1;
+	}
+	if (sp->pool != NULL) {
+		/* Never touches the disk here: a full buffer goes to a worker. */
+		if (sp->blen + n > sp->bcap) {
+			while (sp->blen + n > sp->bcap)
+				sp->bcap *= 2;
+			sp->bbuf = xrealloc(sp->bbuf, sp->bcap);
+		}
+		memcpy(sp->bbuf + sp->blen, p, n);
+		sp->blen += n;
+		sp->size += n;
+		if (sp->blen >= SPOOL_BUF_SIZE && !sp->writing)
+			spool_write_start(sp);
+		return 0;
 	}
 	if (sp->blen + n > SPOOL_BUF_SIZE) {
 		if (spool_flush(sp) < 0)
@@ -222,15 +322,22 @@ static void spool_free(struct store_spool *sp, bool unlink_spool)
 	if (unlink_spool)
 		unlinkat(sp->st->spool_dfd, sp->name, 0);
 	free(sp->bbuf);
+	free(sp->wbuf);
 	free(sp);
 }
 
 void store_spool_discard(struct store_spool **spp)
 {
-	if (*spp == NULL)
+	struct store_spool *sp = *spp;
+	if (sp == NULL)
 		return;
-	spool_free(*spp, true);
 	*spp = NULL;
+	sp->ready = NULL;
+	if (sp->writing) {
+		sp->discarded = true; /* the worker still uses it */
+		return;
+	}
+	spool_free(sp, true);
 }
 
 /* ---- requests ---- */
@@ -292,6 +399,18 @@ void store_commit(struct store *st, struct store_spool *sp, const struct store_d
 	req->cb = cb;
 	req->arg = arg;
 
+	sp->ready = NULL;
+	if (sp->writing) {
+		/* The committer must not wait on a worker: spool_write_done
+		 * queues it once the write in flight has ended. */
+		sp->commit = req;
+		return;
+	}
+	queue_commit(st, req);
+}
+
+static void queue_commit(struct store *st, struct store_commit_req *req)
+{
 	pthread_mutex_lock(&st->mu);
 	if (st->tail)
 		st->tail->next = req;
