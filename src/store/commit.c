@@ -31,9 +31,14 @@
 /* Async writing: the loop thread appends to bbuf; when it holds a full
  * buffer and no write is in flight, bbuf and wbuf swap and a worker writes
  * wbuf. Only one write is in flight, so the file gets the bytes in order.
- * While writing, the worker alone touches fd, wbuf, wlen and werr; the
- * loop thread alone everything else. The completion (loop thread) hands on
- * whatever happened meanwhile: a discard, a commit, the next full buffer. */
+ * While a write is in flight the worker alone touches fd, wbuf, wlen and
+ * werr. When a commit comes in meanwhile, the committer waits for the
+ * worker's write (wstate, under wmu), or does the write itself if no worker
+ * has started it yet: the commit path never waits for the loop to relay a
+ * completion, nor for a busy pool to get round to the job. The completion on the
+ * loop thread (writing) then starts the next write or wakes the session; a
+ * spool discarded or freed meanwhile is freed by it (the loop thread owns
+ * the spool's lifetime). */
 struct store_spool {
 	struct store *st;
 	int fd;
@@ -45,9 +50,13 @@ struct store_spool {
 	struct pool *pool;
 	store_spool_cb *ready;
 	void *ready_arg;
-	bool writing;   /* a worker is writing wbuf */
-	bool discarded; /* store_spool_discard during a write: the completion frees */
-	struct store_commit_req *commit; /* store_commit during a write: queued after it */
+	bool writing;   /* loop thread: a write's completion has not run yet */
+	bool discarded; /* loop thread: freed during a write; the completion frees */
+	bool committed; /* loop thread: store_commit took it */
+	bool unlink_at_free;
+	pthread_mutex_t wmu;
+	pthread_cond_t wcv;
+	enum { W_IDLE, W_QUEUED, W_RUNNING, W_TAKEN } wstate; /* under wmu */
 	char *wbuf;
 	size_t wlen, wcap;
 	int werr;
@@ -174,6 +183,8 @@ struct store_spool *store_spool_new(struct store *st, char **err_r)
 	}
 	sp->bbuf = xmalloc(SPOOL_BUF_SIZE);
 	sp->bcap = SPOOL_BUF_SIZE;
+	pthread_mutex_init(&sp->wmu, NULL);
+	pthread_cond_init(&sp->wcv, NULL);
 	return sp;
 }
 
@@ -207,8 +218,19 @@ static int spool_flush(struct store_spool *sp)
 static void spool_write_work(void *arg)
 {
 	struct store_spool *sp = arg;
-	if (write_all(sp->fd, sp->wbuf, sp->wlen) < 0)
-		sp->werr = errno;
+	pthread_mutex_lock(&sp->wmu);
+	bool mine = sp->wstate == W_QUEUED;
+	if (mine)
+		sp->wstate = W_RUNNING;
+	pthread_mutex_unlock(&sp->wmu);
+	if (!mine)
+		return; /* the committer took it */
+	int err = write_all(sp->fd, sp->wbuf, sp->wlen) < 0 ? errno : 0;
+	pthread_mutex_lock(&sp->wmu);
+	sp->werr = err;
+	sp->wstate = W_IDLE;
+	pthread_cond_broadcast(&sp->wcv);
+	pthread_mutex_unlock(&sp->wmu);
 }
 
 static void spool_write_done(void *arg);
@@ -229,29 +251,46 @@ static void spool_write_start(struct store_spool *sp)
 	sp->bcap = cap;
 	sp->blen = 0;
 	sp->writing = true;
+	sp->wstate = W_QUEUED; /* no other thread looks at it yet */
 	pool_submit(sp->pool, spool_write_work, spool_write_done, sp);
 }
 
-static void queue_commit(struct store *st, struct store_commit_req *req);
 static void spool_free(struct store_spool *sp, bool unlink_spool);
 
+/* Committer thread: the write in flight (if any) has ended; 0, or -1 with
+ * sp->err set if it failed. */
+static int spool_write_wait(struct store_spool *sp)
+{
+	if (sp->pool == NULL)
+		return 0;
+	pthread_mutex_lock(&sp->wmu);
+	bool take = sp->wstate == W_QUEUED;
+	if (take)
+		sp->wstate = W_TAKEN;
+	while (sp->wstate == W_RUNNING)
+		pthread_cond_wait(&sp->wcv, &sp->wmu);
+	int err = sp->werr;
+	pthread_mutex_unlock(&sp->wmu);
+	if (take && write_all(sp->fd, sp->wbuf, sp->wlen) < 0)
+		err = errno;
+	if (err && !sp->err)
+		sp->err = err;
+	return sp->err ? -1 : 0;
+}
+
+/* The worker's completion, on the loop thread. */
 static void spool_write_done(void *arg)
 {
 	struct store_spool *sp = arg;
 	sp->writing = false;
+	if (sp->discarded) {
+		spool_free(sp, sp->unlink_at_free);
+		return;
+	}
+	if (sp->committed)
+		return; /* the committer has it (and waited for this write) */
 	if (sp->werr && !sp->err)
 		sp->err = sp->werr;
-	if (sp->discarded) {
-		spool_free(sp, true);
-		return;
-	}
-	if (sp->commit != NULL) {
-		/* The committer writes the rest (and sees sp->err). */
-		struct store_commit_req *req = sp->commit;
-		sp->commit = NULL;
-		queue_commit(sp->st, req);
-		return;
-	}
 	if (!sp->err && sp->blen >= SPOOL_BUF_SIZE)
 		spool_write_start(sp);
 	/* Last: the callback may discard the spool. */
@@ -317,12 +356,20 @@ size_t store_spool_size(const struct store_spool *sp)
 
 static void spool_free(struct store_spool *sp, bool unlink_spool)
 {
+	if (sp->writing) {
+		/* The worker's completion is still to run: it frees. */
+		sp->discarded = true;
+		sp->unlink_at_free = unlink_spool;
+		return;
+	}
 	if (sp->fd >= 0)
 		close(sp->fd);
 	if (unlink_spool)
 		unlinkat(sp->st->spool_dfd, sp->name, 0);
 	free(sp->bbuf);
 	free(sp->wbuf);
+	pthread_mutex_destroy(&sp->wmu);
+	pthread_cond_destroy(&sp->wcv);
 	free(sp);
 }
 
@@ -333,11 +380,7 @@ void store_spool_discard(struct store_spool **spp)
 		return;
 	*spp = NULL;
 	sp->ready = NULL;
-	if (sp->writing) {
-		sp->discarded = true; /* the worker still uses it */
-		return;
-	}
-	spool_free(sp, true);
+	spool_free(sp, true); /* or the completion of a write in flight does */
 }
 
 /* ---- requests ---- */
@@ -399,18 +442,9 @@ void store_commit(struct store *st, struct store_spool *sp, const struct store_d
 	req->cb = cb;
 	req->arg = arg;
 
+	/* A write still in flight: the committer waits for it (batch_blobs). */
 	sp->ready = NULL;
-	if (sp->writing) {
-		/* The committer must not wait on a worker: spool_write_done
-		 * queues it once the write in flight has ended. */
-		sp->commit = req;
-		return;
-	}
-	queue_commit(st, req);
-}
-
-static void queue_commit(struct store *st, struct store_commit_req *req)
-{
+	sp->committed = true;
 	pthread_mutex_lock(&st->mu);
 	if (st->tail)
 		st->tail->next = req;
@@ -538,7 +572,7 @@ static void batch_blobs(struct store *st, struct store_commit_req **v, size_t n)
 
 	for (size_t i = 0; i < n; i++) {
 		struct store_spool *sp = v[i]->sp;
-		if (sp->err || spool_flush(sp) < 0) {
+		if (spool_write_wait(sp) < 0 || spool_flush(sp) < 0) {
 			v[i]->err = sp->err;
 			continue;
 		}
