@@ -335,65 +335,94 @@ static void fail_reply(void *arg)
 	session_unpark(&s->base);
 }
 
-struct snap {
-	struct pop3_msg *v;
+/* The maildrop being loaded on a worker (login_ok .. load_done). */
+struct load {
+	struct pop3_session *s;
+	struct pop3_msg *v; /* filled on the worker */
 	size_t n, cap;
 	uint64_t total;
 };
 
-static void snap_add(void *arg, const struct store_mail_info *mi)
+/* On the worker thread: only the load's own memory is touched. */
+static void load_add(void *arg, const struct store_mail_info *mi)
 {
-	struct snap *sn = arg;
-	if (sn->n == sn->cap) {
-		sn->cap = sn->cap ? sn->cap * 2 : 64;
-		sn->v = xrealloc(sn->v, sn->cap * sizeof *sn->v);
+	struct load *ld = arg;
+	if (ld->n == ld->cap) {
+		ld->cap = ld->cap ? ld->cap * 2 : 64;
+		ld->v = xrealloc(ld->v, ld->cap * sizeof *ld->v);
 	}
-	sn->v[sn->n++] = (struct pop3_msg){.uid = mi->uid, .size = mi->size};
-	sn->total += mi->size;
+	ld->v[ld->n++] = (struct pop3_msg){.uid = mi->uid, .size = mi->size};
+	ld->total += mi->size;
 }
 
-/* The password was right: lock and snapshot the maildrop (RFC 1939 4). */
+/* The maildrop is loaded (loop thread): the TRANSACTION state starts, or
+ * the login ends with -ERR and the lock is released. */
+static void load_done(void *arg, int result, const struct store_mailbox_status *status,
+		      const char *err)
+{
+	struct load *ld = arg;
+	struct pop3_session *s = ld->s;
+	struct pop3_maildrop *m = s->maildrop;
+
+	if (result == 0) {
+		m->uidvalidity = status->uidvalidity;
+		m->v = ld->v;
+		m->n = ld->n;
+		m->total_bytes = ld->total;
+	} else {
+		free(ld->v);
+	}
+	free(ld);
+	/* Gone or closing: session_free releases the lock with the maildrop. */
+	if (session_release(&s->base) || s->base.c == NULL || s->srv == NULL ||
+	    s->base.phase == SESSION_CLOSING)
+		return;
+	if (result < 0) {
+		log_err("pop3 login client=%s user=%s: %s", s->base.ip, m->user,
+			err ? err : "store error");
+		pop3_unlock(s->srv, m->user);
+		pop3_maildrop_free(&s->maildrop);
+		pop3_reply_err(s, "SYS/TEMP", "unable to open maildrop, try again later");
+		session_unpark(&s->base);
+		return;
+	}
+	x_free(&s->auth_user);
+	s->auth_user = xstrdup(m->user);
+	log_info("pop3 login client=%s user=%s messages=%zu tls=%s", s->base.ip, m->user, m->n,
+		 s->base.tls ? "yes" : "no");
+	pop3_reply(s, true, NULL, "maildrop has %zu messages (%" PRIu64 " octets)", m->n,
+		   m->total_bytes);
+	session_unpark(&s->base);
+}
+
+/* The password was right: lock and snapshot the maildrop (RFC 1939 4). The
+ * session is parked: it stays so while the maildrop loads on a worker (its
+ * size grows with the mailbox: never on the loop thread), and load_done
+ * unparks it. */
 static void login_ok(struct pop3_session *s, const char *user)
 {
 	struct pop3_server *srv = s->srv;
 	char *key = canonical_user(user);
-	struct store_mailbox_status status;
-	struct snap sn = {0};
-	char *err = NULL;
 
 	if (pop3_lock(srv, key) < 0) {
 		log_info("pop3 login client=%s user=%s: maildrop in use", s->base.ip, key);
 		pop3_reply_err(s, "IN-USE", "maildrop already locked by another session");
 		free(key);
+		session_unpark(&s->base);
 		return;
 	}
-	/* One snapshot: the status and the list come from the same connection
-	 * on the loop thread, between which no commit can land (completions
-	 * run on the loop too). */
-	if (store_mailbox_status(srv->st, key, NULL, &status, &err) < 0 ||
-	    store_mail_list(srv->st, key, NULL, snap_add, &sn, &err) < 0) {
-		log_err("pop3 login client=%s user=%s: %s", s->base.ip, key,
-			err ? err : "store error");
-		free(err);
-		free(sn.v);
-		pop3_unlock(srv, key);
-		free(key);
-		pop3_reply_err(s, "SYS/TEMP", "unable to open maildrop, try again later");
-		return;
-	}
+	/* The maildrop (empty until loaded) holds the lock from now on: if the
+	 * session ends during the load, session_free releases it. Nothing reads
+	 * the maildrop while the session is parked. */
 	struct pop3_maildrop *m = xcalloc(1, sizeof *m);
 	m->user = key;
-	m->uidvalidity = status.uidvalidity;
-	m->v = sn.v;
-	m->n = sn.n;
-	m->total_bytes = sn.total;
 	s->maildrop = m;
-	x_free(&s->auth_user);
-	s->auth_user = xstrdup(key);
-	log_info("pop3 login client=%s user=%s messages=%zu tls=%s", s->base.ip, key, m->n,
-		 s->base.tls ? "yes" : "no");
-	pop3_reply(s, true, NULL, "maildrop has %zu messages (%" PRIu64 " octets)", m->n,
-		   m->total_bytes);
+	struct load *ld = xcalloc(1, sizeof *ld);
+	ld->s = s;
+	s->base.busy++;
+	/* One snapshot: the status (UIDVALIDITY) and the list come from one
+	 * read transaction. */
+	store_mail_list_async(srv->st, srv->workers, key, NULL, load_add, load_done, ld);
 }
 
 /* The login service's verdict (auth/login.h) in POP3 terms. */
@@ -405,8 +434,7 @@ static void login_done(struct session *base, const struct auth_outcome *o)
 		return;
 	switch (o->verdict) {
 	case AUTH_OK:
-		login_ok(s, o->user);
-		session_unpark(&s->base);
+		login_ok(s, o->user); /* unparks when the maildrop is loaded */
 		return;
 	case AUTH_FAIL:
 		s->auth_failures++;

@@ -82,6 +82,7 @@ struct smtp_tx {
 	bool bdat_used; /* BDAT was given: DATA no longer allowed */
 	bool too_big;
 	bool write_failed;
+	bool spool_wait; /* parked (busy held) until the spool's write in flight ends */
 	char *ins_msgid; /* header lines to insert (submission) */
 	char *ins_date;
 	int result; /* reply code logged, 0 while running */

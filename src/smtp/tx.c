@@ -60,12 +60,28 @@ void smtp_tx_log(struct smtp_session *s, int result)
 	buf_free(&r);
 }
 
+/* Ends a wait for the spool (the transaction ends, or its data did): the
+ * session goes back to OPEN unless a caller parks it again. Never frees s:
+ * its conn is there (the data ended) or busy was already 0 (session_free). */
+static void spool_wait_end(struct smtp_session *s)
+{
+	struct smtp_tx *tx = s->tx;
+
+	if (!tx->spool_wait)
+		return;
+	tx->spool_wait = false;
+	bool freed = session_release(&s->base);
+	x_assert(!freed);
+	session_unpark(&s->base);
+}
+
 void smtp_tx_free(struct smtp_session *s)
 {
 	struct smtp_tx *tx = s->tx;
 
 	if (tx == NULL)
 		return;
+	spool_wait_end(s);
 	if (tx->result == 0 && tx->from != NULL)
 		smtp_tx_log(s, -1);
 	if (tx->sp != NULL)
@@ -109,7 +125,28 @@ static void on_content(void *arg, const char *p, size_t n)
 	if (store_spool_write(tx->sp, p, n) < 0) {
 		log_err("smtp tx id=%s: spool write: %s", tx->txid, strerror(errno));
 		tx->write_failed = true;
+	} else if (!tx->spool_wait && store_spool_busy(tx->sp)) {
+		/* The disk is slower than the client: stop reading until the
+		 * worker's write ends (on_spool_ready). What the current read
+		 * still holds is buffered meanwhile. */
+		tx->spool_wait = true;
+		s->base.busy++;
+		session_park(&s->base);
 	}
+}
+
+/* A worker finished writing a full buffer of the spool (loop thread). */
+static void on_spool_ready(void *arg)
+{
+	struct smtp_session *s = arg;
+	struct smtp_tx *tx = s->tx;
+
+	if (!tx->spool_wait || store_spool_busy(tx->sp))
+		return;
+	tx->spool_wait = false;
+	if (session_release(&s->base))
+		return; /* the conn went away meanwhile */
+	session_unpark(&s->base);
 }
 
 /* RFC 3848 / RFC 6531 3.7.3: the "with" protocol of the Received field. */
@@ -139,6 +176,9 @@ int smtp_content_start(struct smtp_session *s, enum smtp_data_mode mode)
 		free(err);
 		return -1;
 	}
+	/* Only messages above the spool's buffer (64 KiB) reach a worker;
+	 * smaller ones are written once, by the committer. */
+	store_spool_async(tx->sp, s->srv->workers, on_spool_ready, s);
 	header_date(now, date, sizeof(date));
 	buf_printf(&h, "Return-Path: <%s>\r\n", tx->from);
 	buf_printf(&h, "Received: from %s (unknown [%s])\r\n", s->helo ? s->helo : "unknown",
@@ -198,6 +238,7 @@ void smtp_data_done(struct smtp_session *s)
 	struct smtp_tx *tx = s->tx;
 	struct smtp_data *d = &tx->dec;
 
+	spool_wait_end(s); /* the write in flight is store_commit's to wait for */
 	smtp_set_state(s, SMTP_S_CMD);
 	/* RFC 5321 2.3.8, 4.1.1.4: only CRLF ends a line. Refusing every bare CR
 	 * or LF, for DATA and BDAT alike, closes the SMTP smuggling hole. */

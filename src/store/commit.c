@@ -1,6 +1,8 @@
 /* Spool files and the group committer.
  *
- * A session streams DATA into a spool file (user-space buffered). store_commit
+ * A session streams DATA into a spool file (user-space buffered; once its
+ * 64 KiB buffer fills, a worker writes it while the session fills a second
+ * one: store_spool_async). store_commit
  * queues the spool and the delivery for the committer thread, which takes every
  * pending commit at once and, per batch:
  *   1. writes each spool's remaining buffer and fdatasyncs it (in parallel, so
@@ -26,13 +28,38 @@
 
 #define SPOOL_BUF_SIZE (64 * 1024)
 
+/* Async writing: the loop thread appends to bbuf; when it holds a full
+ * buffer and no write is in flight, bbuf and wbuf swap and a worker writes
+ * wbuf. Only one write is in flight, so the file gets the bytes in order.
+ * While a write is in flight the worker alone touches fd, wbuf, wlen and
+ * werr. When a commit comes in meanwhile, the committer waits for the
+ * worker's write (wstate, under wmu), or does the write itself if no worker
+ * has started it yet: the commit path never waits for the loop to relay a
+ * completion, nor for a busy pool to get round to the job. The completion on the
+ * loop thread (writing) then starts the next write or wakes the session; a
+ * spool discarded or freed meanwhile is freed by it (the loop thread owns
+ * the spool's lifetime). */
 struct store_spool {
 	struct store *st;
 	int fd;
 	int err; /* sticky errno of a failed write: surfaces at commit */
 	size_t size;
-	size_t blen;
+	size_t blen, bcap;
 	char *bbuf;
+	/* store_spool_async */
+	struct pool *pool;
+	store_spool_cb *ready;
+	void *ready_arg;
+	bool writing;   /* loop thread: a write's completion has not run yet */
+	bool discarded; /* loop thread: freed during a write; the completion frees */
+	bool committed; /* loop thread: store_commit took it */
+	bool unlink_at_free;
+	pthread_mutex_t wmu;
+	pthread_cond_t wcv;
+	enum { W_IDLE, W_QUEUED, W_RUNNING, W_TAKEN } wstate; /* under wmu */
+	char *wbuf;
+	size_t wlen, wcap;
+	int werr;
 	char name[STORE_BLOB_NAME_LEN + 1];
 };
 
@@ -156,6 +183,9 @@ struct store_spool *store_spool_new(struct store *st, char **err_r)
 		}
 	}
 	sp->bbuf = xmalloc(SPOOL_BUF_SIZE);
+	sp->bcap = SPOOL_BUF_SIZE;
+	pthread_mutex_init(&sp->wmu, NULL);
+	pthread_cond_init(&sp->wcv, NULL);
 	return sp;
 }
 
@@ -186,11 +216,120 @@ static int spool_flush(struct store_spool *sp)
 	return 0;
 }
 
+static void spool_write_work(void *arg)
+{
+	struct store_spool *sp = arg;
+	pthread_mutex_lock(&sp->wmu);
+	bool mine = sp->wstate == W_QUEUED;
+	if (mine)
+		sp->wstate = W_RUNNING;
+	pthread_mutex_unlock(&sp->wmu);
+	if (!mine)
+		return; /* the committer took it */
+	int err = write_all(sp->fd, sp->wbuf, sp->wlen) < 0 ? errno : 0;
+	pthread_mutex_lock(&sp->wmu);
+	sp->werr = err;
+	sp->wstate = W_IDLE;
+	pthread_cond_broadcast(&sp->wcv);
+	pthread_mutex_unlock(&sp->wmu);
+}
+
+static void spool_write_done(void *arg);
+
+/* Hands the full buffer to a worker; the caller keeps filling the other. */
+static void spool_write_start(struct store_spool *sp)
+{
+	char *b = sp->wbuf;
+	size_t cap = sp->wcap;
+	sp->wbuf = sp->bbuf;
+	sp->wcap = sp->bcap;
+	sp->wlen = sp->blen;
+	if (b == NULL) {
+		b = xmalloc(SPOOL_BUF_SIZE);
+		cap = SPOOL_BUF_SIZE;
+	}
+	sp->bbuf = b;
+	sp->bcap = cap;
+	sp->blen = 0;
+	sp->writing = true;
+	sp->wstate = W_QUEUED; /* no other thread looks at it yet */
+	pool_submit(sp->pool, spool_write_work, spool_write_done, sp);
+}
+
+static void spool_free(struct store_spool *sp, bool unlink_spool);
+
+/* Committer thread: the write in flight (if any) has ended; 0, or -1 with
+ * sp->err set if it failed. */
+static int spool_write_wait(struct store_spool *sp)
+{
+	if (sp->pool == NULL)
+		return 0;
+	pthread_mutex_lock(&sp->wmu);
+	bool take = sp->wstate == W_QUEUED;
+	if (take)
+		sp->wstate = W_TAKEN;
+	while (sp->wstate == W_RUNNING)
+		pthread_cond_wait(&sp->wcv, &sp->wmu);
+	int err = sp->werr;
+	pthread_mutex_unlock(&sp->wmu);
+	if (take && write_all(sp->fd, sp->wbuf, sp->wlen) < 0)
+		err = errno;
+	if (err && !sp->err)
+		sp->err = err;
+	return sp->err ? -1 : 0;
+}
+
+/* The worker's completion, on the loop thread. */
+static void spool_write_done(void *arg)
+{
+	struct store_spool *sp = arg;
+	sp->writing = false;
+	if (sp->discarded) {
+		spool_free(sp, sp->unlink_at_free);
+		return;
+	}
+	if (sp->committed)
+		return; /* the committer has it (and waited for this write) */
+	if (sp->werr && !sp->err)
+		sp->err = sp->werr;
+	if (!sp->err && sp->blen >= SPOOL_BUF_SIZE)
+		spool_write_start(sp);
+	/* Last: the callback may discard the spool. */
+	if (sp->ready != NULL)
+		sp->ready(sp->ready_arg);
+}
+
+void store_spool_async(struct store_spool *sp, struct pool *p, store_spool_cb *ready, void *arg)
+{
+	sp->pool = p;
+	sp->ready = ready;
+	sp->ready_arg = arg;
+}
+
+bool store_spool_busy(const struct store_spool *sp)
+{
+	return sp->writing && sp->blen >= SPOOL_BUF_SIZE;
+}
+
 int store_spool_write(struct store_spool *sp, const void *p, size_t n)
 {
 	if (sp->err) {
 		errno = sp->err;
 		return -1;
+	}
+	if (sp->pool != NULL) {
+		/* Never touches the disk here: a full buffer goes to a worker. */
+		if (sp->blen + n > sp->bcap) {
+			while (sp->blen + n > sp->bcap)
+				sp->bcap *= 2;
+			sp->bbuf = xrealloc(sp->bbuf, sp->bcap);
+		}
+		memcpy(sp->bbuf + sp->blen, p, n);
+		sp->blen += n;
+		sp->size += n;
+		if (sp->blen >= SPOOL_BUF_SIZE && !sp->writing)
+			spool_write_start(sp);
+		return 0;
 	}
 	if (sp->blen + n > SPOOL_BUF_SIZE) {
 		if (spool_flush(sp) < 0)
@@ -218,20 +357,31 @@ size_t store_spool_size(const struct store_spool *sp)
 
 static void spool_free(struct store_spool *sp, bool unlink_spool)
 {
+	if (sp->writing) {
+		/* The worker's completion is still to run: it frees. */
+		sp->discarded = true;
+		sp->unlink_at_free = unlink_spool;
+		return;
+	}
 	if (sp->fd >= 0)
 		close(sp->fd);
 	if (unlink_spool)
 		unlinkat(sp->st->spool_dfd, sp->name, 0);
 	free(sp->bbuf);
+	free(sp->wbuf);
+	pthread_mutex_destroy(&sp->wmu);
+	pthread_cond_destroy(&sp->wcv);
 	free(sp);
 }
 
 void store_spool_discard(struct store_spool **spp)
 {
-	if (*spp == NULL)
+	struct store_spool *sp = *spp;
+	if (sp == NULL)
 		return;
-	spool_free(*spp, true);
 	*spp = NULL;
+	sp->ready = NULL;
+	spool_free(sp, true); /* or the completion of a write in flight does */
 }
 
 /* ---- requests ---- */
@@ -293,6 +443,9 @@ void store_commit(struct store *st, struct store_spool *sp, const struct store_d
 	req->cb = cb;
 	req->arg = arg;
 
+	/* A write still in flight: the committer waits for it (batch_blobs). */
+	sp->ready = NULL;
+	sp->committed = true;
 	pthread_mutex_lock(&st->mu);
 	if (st->tail)
 		st->tail->next = req;
@@ -420,7 +573,7 @@ static void batch_blobs(struct store *st, struct store_commit_req **v, size_t n)
 
 	for (size_t i = 0; i < n; i++) {
 		struct store_spool *sp = v[i]->sp;
-		if (sp->err || spool_flush(sp) < 0) {
+		if (spool_write_wait(sp) < 0 || spool_flush(sp) < 0) {
 			v[i]->err = sp->err;
 			continue;
 		}

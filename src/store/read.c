@@ -1,5 +1,7 @@
 /* The reading side: mailbox and message listings, opening a blob, and the
- * outbound queue listing. Admin CLI now; IMAP and POP3 use the same tables. */
+ * outbound queue listing. The listings whose cost grows with a mailbox take
+ * the connection to run on (store_db_*): the caller's own (st->main, admin
+ * CLI) or a worker's read connection inside a snapshot (async.c). */
 #include "store/store_int.h"
 
 #include <errno.h>
@@ -19,14 +21,14 @@ static const char *mailbox_name(const char *mailbox)
 }
 
 /* The mailbox's id, or 0 with *err_r. */
-static int64_t mailbox_id_v(struct store *st, const char *user, const char *mailbox,
+static int64_t mailbox_id_v(struct store_db *d, const char *user, const char *mailbox,
 			    uint32_t *uidvalidity_r, char **err_r)
 {
-	int64_t uid = store_user_id(&st->main, user, err_r);
+	int64_t uid = store_user_id(d, user, err_r);
 	if (uid <= 0)
 		return 0;
 	const char *name = mailbox_name(mailbox);
-	sqlite3_stmt *s = store_sql(&st->main, "SELECT id, uidvalidity FROM mailboxes"
+	sqlite3_stmt *s = store_sql(d, "SELECT id, uidvalidity FROM mailboxes"
 				    " WHERE user_id = ?1 AND name = ?2", err_r);
 	if (s == NULL)
 		return 0;
@@ -40,15 +42,46 @@ static int64_t mailbox_id_v(struct store *st, const char *user, const char *mail
 	} else if (rc == SQLITE_DONE)
 		*err_r = xasprintf("no such mailbox %s for %s", name, user);
 	else
-		*err_r = store_db_err(&st->main);
+		*err_r = store_db_err(d);
 	store_stmt_done(s);
 	return id;
 }
 
-static int64_t mailbox_id(struct store *st, const char *user, const char *mailbox, char **err_r)
+static int64_t mailbox_id(struct store_db *d, const char *user, const char *mailbox, char **err_r)
 {
 	uint32_t uidvalidity;
-	return mailbox_id_v(st, user, mailbox, &uidvalidity, err_r);
+	return mailbox_id_v(d, user, mailbox, &uidvalidity, err_r);
+}
+
+int store_db_mailbox_status(struct store_db *d, const char *user, const char *mailbox,
+			    struct store_mailbox_status *status_r, char **err_r)
+{
+	int64_t mbid = mailbox_id(d, user, mailbox, err_r);
+	if (mbid == 0)
+		return -1;
+	sqlite3_stmt *s = store_sql(d,
+				    "SELECT uidvalidity, uidnext, highestmodseq,"
+				    " (SELECT count(*) FROM mailbox_messages WHERE mailbox_id = ?1)"
+				    " FROM mailboxes WHERE id = ?1",
+				    err_r);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, mbid);
+	int rc = sqlite3_step(s), r = -1;
+	if (rc == SQLITE_ROW) {
+		status_r->uidvalidity = (uint32_t)sqlite3_column_int64(s, 0);
+		status_r->uidnext = (uint32_t)sqlite3_column_int64(s, 1);
+		status_r->highestmodseq = (uint64_t)sqlite3_column_int64(s, 2);
+		status_r->messages = (uint32_t)sqlite3_column_int64(s, 3);
+		r = 0;
+	} else if (rc == SQLITE_DONE) {
+		/* removed since mailbox_id, outside a transaction */
+		*err_r = xasprintf("no such mailbox %s for %s", mailbox_name(mailbox), user);
+	} else {
+		*err_r = store_db_err(d);
+	}
+	store_stmt_done(s);
+	return r;
 }
 
 int store_mailbox_list(struct store *st, const char *user, store_list_cb *cb, void *arg)
@@ -84,10 +117,16 @@ int store_mailbox_list(struct store *st, const char *user, store_list_cb *cb, vo
 int store_mail_list(struct store *st, const char *user, const char *mailbox, store_mail_cb *cb,
 		    void *arg, char **err_r)
 {
-	int64_t mbid = mailbox_id(st, user, mailbox, err_r);
+	return store_db_mail_list(&st->main, user, mailbox, cb, arg, err_r);
+}
+
+int store_db_mail_list(struct store_db *d, const char *user, const char *mailbox,
+		       store_mail_cb *cb, void *arg, char **err_r)
+{
+	int64_t mbid = mailbox_id(d, user, mailbox, err_r);
 	if (mbid == 0)
 		return -1;
-	sqlite3_stmt *s = store_sql(&st->main,
+	sqlite3_stmt *s = store_sql(d,
 			       "SELECT mm.uid, m.size, mm.internaldate, mm.modseq, mm.flags"
 			       " FROM mailbox_messages mm JOIN messages m ON m.id = mm.message_id"
 			       " WHERE mm.mailbox_id = ?1 ORDER BY mm.uid",
@@ -109,7 +148,7 @@ int store_mail_list(struct store *st, const char *user, const char *mailbox, sto
 		cb(arg, &m);
 	}
 	if (rc != SQLITE_DONE)
-		*err_r = store_db_err(&st->main);
+		*err_r = store_db_err(d);
 	store_stmt_done(s);
 	return rc == SQLITE_DONE ? 0 : -1;
 }
@@ -118,7 +157,7 @@ int store_mail_open(struct store *st, const char *user, const char *mailbox, uin
 		    uint32_t uid, int *fd_r, char **err_r)
 {
 	uint32_t now_uidvalidity = 0;
-	int64_t mbid = mailbox_id_v(st, user, mailbox, &now_uidvalidity, err_r);
+	int64_t mbid = mailbox_id_v(&st->main, user, mailbox, &now_uidvalidity, err_r);
 	if (mbid == 0)
 		return -1;
 	if (uidvalidity != 0 && uidvalidity != now_uidvalidity) {

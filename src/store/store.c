@@ -589,6 +589,7 @@ void store_close(struct store **stp)
 		return;
 	if (st->started)
 		store_committer_stop(st);
+	store_readers_free(st);
 	db_close(&st->cdb);
 	db_close(&st->main);
 	if (st->spool_dfd >= 0)

@@ -3,9 +3,25 @@
  * paths. Backend now: SQLite (WAL, synchronous=FULL) + immutable blob files
  * under <data_dir>/blobs; scale-out (PostgreSQL) later behind the same API.
  *
- * Threads: every function here except store_commit's worker side runs on the
- * caller's thread and is short (indexed statements on a small database).
- * store_commit hands the durable part to the committer thread (group commit).
+ * Threads: the store has one connection for the caller's thread ("main": the
+ * loop thread in the daemon, the only thread in admin commands), one for the
+ * committer thread, and read connections for worker threads.
+ *  - Functions without _async or a callback run on the caller's thread and
+ *    must stay short there: indexed statements whose cost does not grow with
+ *    a mailbox (an account, an alias, one message row).
+ *  - store_commit and store_expunge hand the durable part to the committer
+ *    thread (group commit); their callbacks run on the loop thread.
+ *  - Reads that grow with a mailbox (a maildrop, a listing, later FETCH and
+ *    SEARCH) run on a worker of a core pool through store_read() /
+ *    store_mail_list_async(): the worker takes a read connection of its own
+ *    (opened on first use, kept for reuse; WAL lets readers run beside the
+ *    committer), runs the read in one transaction (one consistent snapshot),
+ *    and the completion runs on the loop thread (core/pool.h).
+ *  - Spool writes of a session's message go to a worker once the spool's
+ *    buffer fills (store_spool_async); smaller messages are written by the
+ *    committer at commit.
+ * Calls that start asynchronous work (store_read, store_mail_list_async,
+ * store_spool_*, store_commit, store_expunge) are made from the loop thread.
  *
  * Addresses: "local@domain". Domains are stored and compared lowercase; local
  * parts are compared ASCII-case-insensitively (as Postfix and Dovecot do). */
@@ -16,6 +32,7 @@
 #include <stdint.h>
 #include <time.h>
 #include "core/loop.h"
+#include "core/pool.h"
 
 struct store;
 
@@ -102,8 +119,21 @@ struct store_spool;
 /* A new temporary blob file in spool/. NULL with *err_r on error. */
 struct store_spool *store_spool_new(struct store *st, char **err_r);
 /* 0, or -1 with errno (ENOSPC, EIO...). Buffered: the write may hit the disk later;
- * errors then surface at commit. */
+ * errors then surface at a later store_spool_write or at commit (-1 result).
+ * Without store_spool_async, a full buffer (64 KiB) is written on the calling
+ * thread; with it, on a worker, never on the caller's thread. */
 int store_spool_write(struct store_spool *sp, const void *p, size_t n);
+/* Called on the loop thread when a worker's write of the spool finished. */
+typedef void store_spool_cb(void *arg);
+/* From now on, a full buffer is handed to a worker of p (one write in flight
+ * at a time, in order) while the caller fills a second buffer; ready(arg)
+ * runs on the loop thread after each such write (ready may be NULL). The
+ * callback is dropped by store_spool_discard and store_commit. */
+void store_spool_async(struct store_spool *sp, struct pool *p, store_spool_cb *ready, void *arg);
+/* True while a write is in flight and the second buffer is full too: the
+ * caller should stop feeding the spool (pause its input) until ready() runs.
+ * Bytes written meanwhile are still accepted (the buffer grows). */
+bool store_spool_busy(const struct store_spool *sp);
 size_t store_spool_size(const struct store_spool *sp);
 void store_spool_discard(struct store_spool **spp);
 
@@ -140,7 +170,8 @@ enum store_commit_result {
 };
 /* result: an enum store_commit_result. */
 typedef void store_commit_cb(void *arg, int result);
-/* Takes ownership of sp. Copies d. On the committer thread: flush and fsync
+/* Takes ownership of sp (a write of it still in flight is waited for first,
+ * off the loop thread). Copies d. On the committer thread: flush and fsync
  * the blob, rename it into blobs/, fsync the directory, then one transaction
  * (batched with concurrent commits: group commit) that checks every local
  * recipient still exists, stores the message once, adds it to each local
@@ -171,6 +202,42 @@ int store_mail_open(struct store *st, const char *user, const char *mailbox, uin
 		    uint32_t uid, int *fd_r, char **err_r);
 /* Outbound queue: name = "id from", detail = "rcpt attempts next-try". */
 int store_queue_list(struct store *st, store_list_cb *cb, void *arg);
+
+/* ---- asynchronous reads (read.c, async.c) ---- */
+struct store_mailbox_status;
+/* A read transaction on a worker thread's own connection: every read made
+ * through it sees the same committed state. Valid during store_read_fn only. */
+struct store_snap;
+/* Runs on a worker thread. Returns 0 or -1 (with *err_r, heap); passed on
+ * to done. May only use sn, its own memory and the memory arg points to
+ * (the loop thread does not touch that until done runs). */
+typedef int store_read_fn(struct store_snap *sn, void *arg, char **err_r);
+/* Runs on the loop thread after fn: result is fn's, or -1 if no snapshot
+ * could be taken; err (NULL when result is 0) is valid during the call. */
+typedef void store_read_done_cb(void *arg, int result, const char *err);
+/* Runs fn(sn, arg) on a worker of p inside one read transaction (BEGIN ...
+ * COMMIT on that thread's read connection), then done(arg, ...) on the loop
+ * thread: always later, never from inside this call. The daemon frees p
+ * before closing st. */
+void store_read(struct store *st, struct pool *p, store_read_fn *fn, store_read_done_cb *done,
+		void *arg);
+/* The snapshot's versions of store_mailbox_status and store_mail_list (for
+ * store_read_fn; cb runs on the worker thread). */
+int store_snap_mailbox_status(struct store_snap *sn, const char *user, const char *mailbox,
+			      struct store_mailbox_status *status_r, char **err_r);
+int store_snap_mail_list(struct store_snap *sn, const char *user, const char *mailbox,
+			 store_mail_cb *cb, void *arg, char **err_r);
+
+/* Loading a mailbox (POP3 login, IMAP SELECT): its status and every message,
+ * from one snapshot, on a worker of p. each(arg, m) runs on the worker for
+ * every message in UID order (m is valid during the call only); then
+ * done(arg, result, status, err) runs on the loop thread: result 0 with
+ * status, or -1 with err (unknown user or mailbox, database error), valid
+ * during the call only. mailbox NULL = INBOX. */
+typedef void store_mail_list_done_cb(void *arg, int result,
+				     const struct store_mailbox_status *status, const char *err);
+void store_mail_list_async(struct store *st, struct pool *p, const char *user, const char *mailbox,
+			   store_mail_cb *each, store_mail_list_done_cb *done, void *arg);
 
 /* ---- mailbox state, expunge, change notification (expunge.c) ---- */
 struct store_mailbox_status {

@@ -73,6 +73,7 @@ struct store {
 	int blob_dfd[STORE_BLOB_DIRS]; /* kept open: the hot path renames and fsyncs by fd */
 	struct store_db main;          /* the caller's (loop) thread */
 	struct store_db cdb;           /* the committer thread only */
+	struct store_readers *readers; /* workers' read connections (async.c) */
 	uint32_t spool_counter;
 	/* the postmaster target (store_set_postmaster) */
 	char *postmaster;
@@ -149,6 +150,16 @@ int64_t store_user_id(struct store_db *d, const char *addr, char **err_r);
 int store_committer_start(struct store *st);
 /* Queues a job for the committer (any thread; requires store_start). */
 void store_job_queue(struct store *st, struct store_job *job);
+
+/* read.c: the reads on a given connection (main or a worker's). */
+int store_db_mailbox_status(struct store_db *d, const char *user, const char *mailbox,
+			    struct store_mailbox_status *status_r, char **err_r);
+int store_db_mail_list(struct store_db *d, const char *user, const char *mailbox,
+		       store_mail_cb *cb, void *arg, char **err_r);
+
+/* async.c: closes the workers' read connections (store_close, after the
+ * pools that used them are gone). */
+void store_readers_free(struct store *st);
 
 /* expunge.c: announces a committed delivery to the user's INBOX subscribers
  * (loop thread). */

@@ -1,0 +1,429 @@
+/* Unit tests for the store's work on worker threads: store_read snapshots,
+ * store_mail_list_async, and spool buffers written by a worker
+ * (store_spool_async). A binary of its own (test.h keeps its counters per
+ * file), beside tests/unit/store. Each test works in its own temporary
+ * directory and runs a real loop and pool. */
+#include <dirent.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../test.h"
+#include "core/loop.h"
+#include "core/pool.h"
+#include "core/xmalloc.h"
+#include "store/store.h"
+
+static char tmpdir[64];
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+struct env {
+	struct store *st;
+	struct loop *l;
+	struct pool *p;
+};
+
+static bool env_new(struct env *e)
+{
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_store_async.XXXXXX");
+	if (mkdtemp(tmpdir) == NULL) {
+		perror("mkdtemp");
+		exit(2);
+	}
+	char *err = NULL, *path = xasprintf("%s/data", tmpdir);
+	e->st = store_open(path, &err);
+	free(path);
+	if (e->st == NULL) {
+		printf("  store_open: %s\n", err);
+		free(err);
+		return false;
+	}
+	e->l = loop_new();
+	if (store_start(e->st, e->l, 0) < 0)
+		return false;
+	e->p = pool_new(e->l, 2);
+	if (store_domain_add(e->st, "example.com", &err) < 0 ||
+	    store_user_add(e->st, "alice@example.com", "x", &err) < 0 ||
+	    store_user_add(e->st, "bob@example.com", "x", &err) < 0) {
+		printf("  accounts: %s\n", err);
+		free(err);
+		return false;
+	}
+	return true;
+}
+
+/* The pool goes before the store (its workers use read connections). */
+static void env_free(struct env *e)
+{
+	pool_free(&e->p);
+	store_close(&e->st);
+	loop_free(&e->l);
+	nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- running the loop until something happened ---- */
+
+static void on_deadline(void *arg)
+{
+	*(bool *)arg = true;
+}
+
+static void stop_cb(void *arg)
+{
+	loop_stop(arg);
+}
+
+/* Runs the loop for about 1 ms (what is due runs). */
+static void run_a_bit(struct loop *l)
+{
+	loop_timer_add(l, 1, stop_cb, l);
+	loop_run(l);
+}
+
+/* Runs the loop (one wake at a time) until *flag or 30 s. */
+static void run_until(struct loop *l, const bool *flag)
+{
+	bool late = false;
+	struct timer *t = loop_timer_add(l, 30000, on_deadline, &late);
+	while (!*flag && !late)
+		run_a_bit(l);
+	if (!late)
+		loop_timer_cancel(l, &t);
+	CHECK(!late);
+}
+
+/* ---- deliveries ---- */
+
+struct commit_wait {
+	bool done;
+	int result;
+};
+
+static void commit_cb(void *arg, int result)
+{
+	struct commit_wait *w = arg;
+	w->done = true;
+	w->result = result;
+}
+
+static int64_t user_id_of(struct store *st, const char *addr)
+{
+	struct store_targets t = {0};
+	int64_t id = 0;
+	if (store_resolve(st, addr, &t) == 1 && t.n == 1)
+		id = t.v[0].user_id;
+	store_targets_free(&t);
+	return id;
+}
+
+static char *make_body(size_t n, unsigned seed)
+{
+	char *b = xmalloc(n);
+	for (size_t i = 0; i < n; i++)
+		b[i] = (char)((i * 31 + seed) % 251);
+	return b;
+}
+
+static void deliver_spool(struct env *e, struct store_spool *sp, const char *user,
+			  struct commit_wait *w)
+{
+	int64_t id = user_id_of(e->st, user);
+	struct store_delivery d = {
+		.txid = "T",
+		.mail_from = "sender@remote.org",
+		.received = 1700000000,
+		.user_ids = &id,
+		.n_users = 1,
+	};
+	store_commit(e->st, sp, &d, commit_cb, w);
+}
+
+static int deliver(struct env *e, const char *user, size_t n, unsigned seed)
+{
+	char *err = NULL, *b = make_body(n, seed);
+	struct store_spool *sp = store_spool_new(e->st, &err);
+	struct commit_wait w = {0};
+	CHECK(sp != NULL);
+	store_spool_write(sp, b, n);
+	free(b);
+	deliver_spool(e, sp, user, &w);
+	run_until(e->l, &w.done);
+	return w.result;
+}
+
+static void check_content(struct env *e, const char *user, uint32_t uid, const char *body,
+			  size_t n)
+{
+	int fd = -1;
+	char *err = NULL;
+	if (store_mail_open(e->st, user, NULL, 0, uid, &fd, &err) != 0) {
+		printf("  store_mail_open %s %u: %s\n", user, uid, err);
+		free(err);
+		CHECK(0);
+		return;
+	}
+	char *got = xmalloc(n + 1);
+	size_t have = 0;
+	ssize_t r;
+	while (have < n + 1 && (r = read(fd, got + have, n + 1 - have)) > 0)
+		have += (size_t)r;
+	CHECK_INT(uid, have, n);
+	CHECK(have == n && memcmp(got, body, n) == 0);
+	free(got);
+	close(fd);
+}
+
+/* ---- store_mail_list_async ---- */
+
+struct load {
+	char text[512]; /* "uid:size;..." built on the worker */
+	bool done;
+	int result;
+	struct store_mailbox_status status;
+	char err[128];
+};
+
+static void load_each(void *arg, const struct store_mail_info *m)
+{
+	struct load *ld = arg;
+	size_t n = strlen(ld->text);
+	snprintf(ld->text + n, sizeof ld->text - n, "%s%u:%llu", n ? ";" : "", m->uid,
+		 (unsigned long long)m->size);
+}
+
+static void load_done(void *arg, int result, const struct store_mailbox_status *status,
+		      const char *err)
+{
+	struct load *ld = arg;
+	ld->done = true;
+	ld->result = result;
+	if (status != NULL)
+		ld->status = *status;
+	snprintf(ld->err, sizeof ld->err, "%s", err ? err : "");
+}
+
+static void test_mail_list_async(void)
+{
+	struct env e = {0};
+	if (!env_new(&e)) {
+		CHECK(0);
+		return;
+	}
+	CHECK_INT(1, deliver(&e, "alice@example.com", 10, 1), 0);
+	CHECK_INT(2, deliver(&e, "alice@example.com", 70000, 2), 0);
+	CHECK_INT(3, deliver(&e, "bob@example.com", 5, 3), 0);
+	struct store_mailbox_status want;
+	char *err = NULL;
+	CHECK_INT(4, store_mailbox_status(e.st, "alice@example.com", NULL, &want, &err), 0);
+
+	static const struct {
+		const char *user, *mailbox;
+		int result;
+		const char *text, *err;
+	} cases[] = {
+		{"alice@example.com", NULL, 0, "1:10;2:70000", ""},
+		{"ALICE@Example.com", "inbox", 0, "1:10;2:70000", ""},
+		{"bob@example.com", "INBOX", 0, "1:5", ""},
+		{"carol@example.com", NULL, -1, "", "no such user carol@example.com"},
+		{"alice@example.com", "Archive", -1, "", "no such mailbox Archive for alice@example.com"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct load ld = {.result = 99};
+		store_mail_list_async(e.st, e.p, cases[i].user, cases[i].mailbox, load_each,
+				      load_done, &ld);
+		CHECK(!ld.done); /* never from inside the call */
+		run_until(e.l, &ld.done);
+		CHECK_INT((int)i, ld.result, cases[i].result);
+		CHECK_STR((int)i, ld.text, cases[i].text);
+		CHECK_STR((int)i, ld.err, cases[i].err);
+		if (i == 0) {
+			CHECK_INT(10, ld.status.uidvalidity, want.uidvalidity);
+			CHECK_INT(11, ld.status.uidnext, 3);
+			CHECK_INT(12, ld.status.messages, 2);
+		}
+	}
+	env_free(&e);
+}
+
+/* ---- one snapshot: a commit between two reads of one store_read ---- */
+
+struct snap_test {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool status_read, committed, done;
+	int result;
+	struct store_mailbox_status status;
+	int n_listed;
+};
+
+static void count_each(void *arg, const struct store_mail_info *m)
+{
+	((struct snap_test *)arg)->n_listed++;
+}
+
+/* On the worker: status, then wait for the test to commit a message, then
+ * the list. */
+static int snap_fn(struct store_snap *sn, void *arg, char **err_r)
+{
+	struct snap_test *t = arg;
+	if (store_snap_mailbox_status(sn, "alice@example.com", NULL, &t->status, err_r) < 0)
+		return -1;
+	pthread_mutex_lock(&t->mu);
+	t->status_read = true;
+	pthread_cond_broadcast(&t->cv);
+	while (!t->committed)
+		pthread_cond_wait(&t->cv, &t->mu);
+	pthread_mutex_unlock(&t->mu);
+	return store_snap_mail_list(sn, "alice@example.com", NULL, count_each, t, err_r);
+}
+
+static void snap_done(void *arg, int result, const char *err)
+{
+	struct snap_test *t = arg;
+	t->done = true;
+	t->result = result;
+}
+
+static void test_snapshot(void)
+{
+	struct env e = {0};
+	if (!env_new(&e)) {
+		CHECK(0);
+		return;
+	}
+	CHECK_INT(1, deliver(&e, "alice@example.com", 100, 1), 0);
+	struct snap_test t = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	store_read(e.st, e.p, snap_fn, snap_done, &t);
+	pthread_mutex_lock(&t.mu);
+	while (!t.status_read)
+		pthread_cond_wait(&t.cv, &t.mu);
+	pthread_mutex_unlock(&t.mu);
+	/* the snapshot is open on the worker: a second message is committed */
+	CHECK_INT(2, deliver(&e, "alice@example.com", 200, 2), 0);
+	pthread_mutex_lock(&t.mu);
+	t.committed = true;
+	pthread_cond_broadcast(&t.cv);
+	pthread_mutex_unlock(&t.mu);
+	run_until(e.l, &t.done);
+	CHECK_INT(3, t.result, 0);
+	CHECK_INT(4, t.status.messages, 1);
+	CHECK_INT(5, t.n_listed, 1); /* the list is from the status's snapshot */
+	/* a new read sees both */
+	struct load ld = {0};
+	store_mail_list_async(e.st, e.p, "alice@example.com", NULL, load_each, load_done, &ld);
+	run_until(e.l, &ld.done);
+	CHECK_STR(6, ld.text, "1:100;2:200");
+	CHECK_INT(7, ld.status.messages, 2);
+	env_free(&e);
+}
+
+/* ---- spool buffers written by a worker ---- */
+
+struct ready_count {
+	int n;
+};
+
+static void on_ready(void *arg)
+{
+	((struct ready_count *)arg)->n++;
+}
+
+/* Writes body in odd chunks, waiting (as a session pauses its input)
+ * whenever the spool says it is busy. */
+static void spool_feed(struct env *e, struct store_spool *sp, const char *body, size_t n,
+		       struct ready_count *rc)
+{
+	size_t chunk = 7;
+	for (size_t off = 0; off < n; off += chunk, chunk = chunk * 3 + 1) {
+		if (chunk > 300000)
+			chunk = 1001;
+		size_t m = n - off < chunk ? n - off : chunk;
+		CHECK_INT(1, store_spool_write(sp, body + off, m), 0);
+		while (store_spool_busy(sp)) {
+			int before = rc->n;
+			bool ready = false;
+			while (!ready) {
+				run_a_bit(e->l);
+				ready = rc->n > before;
+			}
+		}
+	}
+}
+
+static int count_nonempty_spool(void)
+{
+	char path[128];
+	snprintf(path, sizeof path, "%s/data/spool", tmpdir);
+	DIR *d = opendir(path);
+	struct dirent *de;
+	struct stat sb;
+	int n = 0;
+	while (d != NULL && (de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.' && fstatat(dirfd(d), de->d_name, &sb, 0) == 0 &&
+		    sb.st_size > 0)
+			n++;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static void test_spool_async(void)
+{
+	struct env e = {0};
+	if (!env_new(&e)) {
+		CHECK(0);
+		return;
+	}
+	char *err = NULL;
+	static const size_t sizes[] = {100, 65536, 65537, 200000, 3000000};
+	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		size_t n = sizes[i];
+		char *b = make_body(n, (unsigned)i);
+		struct ready_count rc = {0};
+		struct store_spool *sp = store_spool_new(e.st, &err);
+		CHECK(sp != NULL);
+		store_spool_async(sp, e.p, on_ready, &rc);
+		spool_feed(&e, sp, b, n, &rc);
+		CHECK_INT((int)i, store_spool_size(sp), n);
+		/* committed at once: a write may still be in flight */
+		struct commit_wait w = {0};
+		deliver_spool(&e, sp, "alice@example.com", &w);
+		run_until(e.l, &w.done);
+		CHECK_INT((int)i, w.result, 0);
+		check_content(&e, "alice@example.com", (uint32_t)i + 1, b, n);
+		if (n < 65536)
+			CHECK_INT((int)i, rc.n, 0); /* small: written by the committer only */
+		free(b);
+	}
+
+	/* discarded while a write is in flight: the worker's completion frees it */
+	char *b = make_body(500000, 9);
+	struct store_spool *sp = store_spool_new(e.st, &err);
+	struct ready_count rc = {0};
+	store_spool_async(sp, e.p, on_ready, &rc);
+	store_spool_write(sp, b, 500000);
+	store_spool_discard(&sp);
+	CHECK(sp == NULL);
+	pool_free(&e.p); /* waits for the write; its completion is posted */
+	e.p = pool_new(e.l, 2);
+	for (int k = 0; k < 20; k++) /* deliver the posted completion */
+		run_a_bit(e.l);
+	CHECK_INT(20, rc.n, 0); /* no callback after the discard */
+	CHECK_INT(21, count_nonempty_spool(), 0);
+	free(b);
+	env_free(&e);
+}
+
+int main(void)
+{
+	test_run("mail_list_async", test_mail_list_async);
+	test_run("snapshot", test_snapshot);
+	test_run("spool_async", test_spool_async);
+	return test_done("test_store_async");
+}
