@@ -5,17 +5,22 @@
  * the conn's drained event (session_output_wait, then ops->drained calls
  * pop3_send_drained): nothing polls while the reader is slow. A reader that
  * reads nothing for pop3_timeout is closed by the core's idle timer, which
- * counts the reader's progress while a response waits. */
+ * counts the reader's progress while a response waits. The blob is read on
+ * a worker, one chunk at a time (read_work / read_done), so a slow disk
+ * never stalls the loop. */
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/pool.h"
 #include "core/xmalloc.h"
 #include "pop3/session.h"
 
 #define POP3_READ_CHUNK (64 * 1024)
+/* Most listing output made in one loop step (a fraction of a millisecond). */
+#define POP3_SLICE (64 * 1024)
 
 /* A response is being streamed (and the session is not closing). */
 static bool sending(const struct pop3_session *s)
@@ -32,6 +37,7 @@ static void send_end(struct pop3_session *s)
 		pop3_send_raw(s, b.data, b.len);
 		close(s->send_fd);
 		s->send_fd = -1;
+		x_free(&s->send_buf);
 	} else {
 		conn_write(s->base.c, ".\r\n", 3); /* RFC 1939 3 */
 	}
@@ -41,41 +47,105 @@ static void send_end(struct pop3_session *s)
 	session_unpark(&s->base); /* pipelined commands run now */
 }
 
-/* One step of a RETR/TOP: reads a chunk of the blob into out.
- * 1 the message is complete, 0 more to come, -1 the session was closed. */
-static int message_step(struct pop3_session *s, char *chunk, struct buf *out)
+/* The worker's half of a RETR/TOP step: one chunk of the blob. A cold disk
+ * may take milliseconds per read; the loop never waits for it. */
+static void read_work(void *arg)
 {
+	struct pop3_session *s = arg;
 	ssize_t r;
 
 	do
-		r = read(s->send_fd, chunk, POP3_READ_CHUNK);
+		r = read(s->send_fd, s->send_buf, POP3_READ_CHUNK);
 	while (r < 0 && errno == EINTR);
-	if (r < 0) {
+	s->send_got = r;
+	s->send_errno = r < 0 ? errno : 0;
+}
+
+static void pump(struct pop3_session *s);
+
+/* The loop's half: the chunk goes through the dot-stuffer to the client. */
+static void read_done(void *arg)
+{
+	struct pop3_session *s = arg;
+	struct buf out = BUF_INIT;
+	int done;
+
+	s->send_reading = false;
+	if (session_release(&s->base))
+		return; /* freed: session_free closed the blob */
+	if (!sending(s)) {
+		pop3_send_abort(s); /* closed meanwhile: deferred until now */
+		return;
+	}
+	if (s->send_got < 0) {
 		/* Mid-response: no -ERR can be framed; the client sees the
 		 * connection drop without ".", never a truncated message as whole. */
-		log_err("pop3 %s: read message: %s", s->base.ip, strerror(errno));
+		log_err("pop3 %s: read message: %s", s->base.ip, strerror(s->send_errno));
 		s->result = "read error";
 		session_close(&s->base, "read error");
-		return -1;
+		return;
 	}
-	return r == 0 ? 1 : pop3_dot_feed(&s->dot, chunk, (size_t)r, out);
+	done = s->send_got == 0 ? 1
+				: pop3_dot_feed(&s->dot, s->send_buf, (size_t)s->send_got, &out);
+	if (out.len > 0)
+		pop3_send_raw(s, out.data, out.len);
+	buf_free(&out);
+	if (done)
+		send_end(s);
+	else
+		pump(s);
+}
+
+/* A listing that used up its slice goes on from here, after the loop has
+ * served everybody else. */
+static void listing_continue(void *arg)
+{
+	struct pop3_session *s = arg;
+
+	s->send_reading = false;
+	if (session_release(&s->base))
+		return;
+	if (!sending(s)) {
+		pop3_send_abort(s);
+		return;
+	}
+	pump(s);
 }
 
 static void pump(struct pop3_session *s)
 {
-	char chunk[POP3_READ_CHUNK]; /* the loop thread's stack: no per-call malloc */
 	struct buf out = BUF_INIT;
+	size_t slice = 0;
 
+	if (s->send_reading)
+		return; /* read_done or listing_continue goes on */
 	while (sending(s) && session_output_room(&s->base)) {
-		int done = s->send_fill != NULL ? s->send_fill(s, &out)
-						: message_step(s, chunk, &out);
-		if (done < 0)
-			break;
+		if (s->send_fill != NULL && slice >= POP3_SLICE) {
+			/* conn_write hands output to the kernel at once, so a fast
+			 * reader never leaves the output limit: bound the work of
+			 * one loop step by itself and continue from the loop. */
+			s->send_reading = true;
+			s->base.busy++;
+			loop_post(s->base.l, listing_continue, s);
+			buf_free(&out);
+			return;
+		}
+		if (s->send_fill == NULL) {
+			/* RETR/TOP: the next chunk comes from a worker. */
+			if (s->srv == NULL) {
+				session_close(&s->base, "shutdown");
+				break;
+			}
+			s->send_reading = true;
+			s->base.busy++;
+			pool_submit(s->srv->workers, read_work, read_done, s);
+			buf_free(&out);
+			return;
+		}
+		bool done = s->send_fill(s, &out);
+		slice += out.len;
 		if (out.len > 0) {
-			if (s->send_fill != NULL)
-				conn_write(s->base.c, out.data, out.len);
-			else
-				pop3_send_raw(s, out.data, out.len);
+			conn_write(s->base.c, out.data, out.len);
 			buf_reset(&out);
 		}
 		if (done) {
@@ -121,6 +191,7 @@ void pop3_send_message(struct pop3_session *s, size_t n, bool top, uint64_t line
 		pop3_reply(s, true, NULL, "%" PRIu64 " octets", msg->size);
 	}
 	s->send_fd = fd;
+	s->send_buf = xmalloc(POP3_READ_CHUNK);
 	s->send_fill = NULL;
 	pop3_dot_init(&s->dot, top, lines);
 	send_start(s);
@@ -143,8 +214,11 @@ void pop3_send_drained(struct pop3_session *s)
 void pop3_send_abort(struct pop3_session *s)
 {
 	s->send_fill = NULL;
+	if (s->send_reading)
+		return; /* the worker still uses fd and buffer: read_done ends it */
 	if (s->send_fd >= 0) {
 		close(s->send_fd);
 		s->send_fd = -1;
 	}
+	x_free(&s->send_buf);
 }

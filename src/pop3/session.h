@@ -17,6 +17,7 @@
 #define POSTERN_POP3_SESSION_H
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "auth/sasl.h"
 #include "core/conn.h"
@@ -92,6 +93,15 @@ struct pop3_session {
 	/* A multi-line response streamed as the client reads (retr.c): RETR/TOP
 	 * read the blob send_fd through dot; a listing calls send_fill. */
 	int send_fd;
+	/* RETR/TOP: the blob is read on a worker, one chunk at a time, into
+	 * send_buf (allocated for the response, freed at its end); while
+	 * send_reading, the worker owns send_fd, send_buf, send_got and
+	 * send_errno, and base.busy holds the session. A listing sets
+	 * send_reading too while its next slice is posted to the loop. */
+	char *send_buf;
+	ssize_t send_got;
+	int send_errno;
+	bool send_reading;
 	struct pop3_dot dot;
 	pop3_fill_fn *send_fill;
 	size_t send_next; /* the listing's cursor: index into maildrop->v */
