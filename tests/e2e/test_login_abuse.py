@@ -259,3 +259,41 @@ def test_pop3_auth_login_empty_initial_response(server):
         r = p.cmd(b64(USERS[BOB]))
         assert r.startswith("+OK"), r
         assert p.cmd("QUIT").startswith("+OK")
+
+
+def test_concurrent_guesses_from_one_address_respect_the_limit(abuse_srv):
+    """The per-address limit must hold for guesses sent at the same time on
+    many connections: a check in flight counts against the address before
+    its answer, or else a fresh address gets one guess per connection
+    (50 POP3 + 50 SMTP by default) instead of auth_max_failures."""
+    srv = abuse_srv
+    n = 20
+    conns = [Pop(srv, "127.0.4.2") for _ in range(n)]
+    try:
+        for i, p in enumerate(conns):
+            p.sock.sendall(("AUTH PLAIN %s\r\n" % b64("\0%s\0wrong-%d" % (ALICE, i))).encode())
+        replies = [p.line() for p in conns]
+    finally:
+        for p in conns:
+            p.__exit__()
+    checked = log_count(srv, "pop3 auth failed client=127.0.4.2 ")
+    assert checked <= 5, "%d guesses checked from one address (limit 5): %r" % (checked, replies)
+    assert sum("too many failed logins" in r for r in replies) >= n - 5, replies
+
+
+def test_concurrent_right_logins_from_one_address_all_get_in(abuse_srv):
+    """Past the budget, concurrent attempts wait for a check in flight to end
+    rather than being refused: a user's many clients behind one address,
+    logging in at the same moment, all get in."""
+    srv = abuse_srv
+    clients = [srv.client("submissions", source="127.0.4.3") for _ in range(8)]
+    try:
+        for c in clients:
+            c.ehlo()
+        for c in clients:
+            c.send("AUTH PLAIN %s\r\n" % b64("\0%s\0%s" % (BOB, USERS[BOB])))
+        codes = [c.reply().code for c in clients]
+    finally:
+        for c in clients:
+            c.close()
+    assert codes == [235] * 8, codes
