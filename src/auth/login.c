@@ -38,6 +38,11 @@
 /* How often an attempt waiting for its address's checks in flight looks
  * again. */
 #define LOGIN_BUSY_RETRY_MS 50
+/* The longest account name kept in a per-(account, network) key: no
+ * address is longer (RFC 5321 4.5.3.1: 64 local, "@", 255 domain), so
+ * longer names, which cannot be accounts, share a key, and a client sending
+ * 1 KiB SASL user names cannot make each of the 65536 keys 1 KiB. */
+#define LOGIN_USER_KEY_MAX 320
 /* The first failure delay; it doubles with each further failure. */
 #define LOGIN_DELAY_BASE_S 1
 
@@ -243,7 +248,7 @@ static char *net_key(const char *ip, const char *user)
 	} else {
 		snprintf(net, sizeof(net), "%.*s", INET6_ADDRSTRLEN, ip);
 	}
-	char *key = xasprintf("%s\n%s", net, user);
+	char *key = xasprintf("%s\n%.*s", net, LOGIN_USER_KEY_MAX, user);
 	for (char *p = key + strlen(net) + 1; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
 	return key;

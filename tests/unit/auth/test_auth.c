@@ -797,6 +797,30 @@ static void test_login_inflight(void)
 	auth_login_free(&al);
 }
 
+/* An account name longer than any address is cut in the (account, network)
+ * key, so over-long names cannot make the throttle's keys large: two such
+ * names with the same first 320 bytes share one growing delay. */
+static void test_login_long_user_key(void)
+{
+	struct auth_login_config cfg = {.max_failures = 50, .window_s = 300, .delay_max_s = 15};
+	struct auth_login *al = auth_login_new(&cfg);
+	struct auth_outcome o = {0};
+	char a[1001], b[1001];
+
+	memset(a, 'a', 1000);
+	a[1000] = '\0';
+	memcpy(b, a, sizeof(b));
+	b[500] = 'b';
+	auth_login_record(al, "192.0.2.1", a, false, 100, &o);
+	CHECK_INT(0, o.delay_ms, 1000);
+	auth_login_record(al, "192.0.2.1", b, false, 100, &o);
+	CHECK_INT(1, o.delay_ms, 2000);
+	b[100] = 'b'; /* within the kept part: another key */
+	auth_login_record(al, "192.0.2.1", b, false, 100, &o);
+	CHECK_INT(2, o.delay_ms, 1000);
+	auth_login_free(&al);
+}
+
 int main(void)
 {
 	test_run("base64_encode", test_base64_encode);
@@ -815,5 +839,6 @@ int main(void)
 	test_run("login_throttle", test_login_throttle);
 	test_run("throttle_unfail", test_throttle_unfail);
 	test_run("login_inflight", test_login_inflight);
+	test_run("login_long_user_key", test_login_long_user_key);
 	return test_done("test_auth");
 }
