@@ -297,3 +297,27 @@ def test_concurrent_right_logins_from_one_address_all_get_in(abuse_srv):
         for c in clients:
             c.close()
     assert codes == [235] * 8, codes
+
+
+def test_nul_in_a_sasl_response_ends_the_exchange(server):
+    """A SASL response holding a NUL byte is refused, and that refusal ends
+    the exchange: the client's next line is a command again, not taken as
+    the password (where "NOOP" is valid base64 and became a failed login)."""
+    failed = log_count(server, "auth failed")
+    with server.client("submissions") as c:
+        c.ehlo()
+        assert c.cmd("AUTH LOGIN %s" % b64(ALICE)).code == 334
+        c.send("YW\0Jj\r\n")
+        assert c.reply().code == 500
+        r = c.cmd("NOOP")
+        assert r.code == 250, r
+        assert c.auth_plain(ALICE, USERS[ALICE]).code == 235
+    with Pop(server, "127.0.0.1") as p:
+        assert p.cmd("AUTH LOGIN %s" % b64(BOB)) == "+ UGFzc3dvcmQ6"
+        p.sock.sendall(b"YW\0Jj\r\n")
+        assert p.line().startswith("-ERR")
+        r = p.cmd("NOOP")
+        assert r.startswith("-ERR") and "AUTH" not in r, r  # NOOP before login
+        r = p.cmd("AUTH PLAIN " + b64("\0%s\0%s" % (BOB, USERS[BOB])))
+        assert r.startswith("+OK"), r
+    assert log_count(server, "auth failed") == failed
