@@ -321,3 +321,28 @@ def test_nul_in_a_sasl_response_ends_the_exchange(server):
         r = p.cmd("AUTH PLAIN " + b64("\0%s\0%s" % (BOB, USERS[BOB])))
         assert r.startswith("+OK"), r
     assert log_count(server, "auth failed") == failed
+
+
+def test_refused_auth_repeated_in_one_session_is_bounded(make_server):
+    """A refusal for the account's delay (454) writes a log line; a client
+    repeating AUTH in one session is closed after smtp_max_errors of them,
+    as for 5yz replies, instead of writing one line per command for ever."""
+    srv = make_server("abuserepeat", auth_max_failures=10, auth_failure_delay_max=30,
+                      smtp_max_errors=10)
+    with srv.client("submissions", source="127.0.5.2") as a:
+        a.ehlo()
+        assert a.auth_plain(ALICE, "wrong-1").code == 535
+        a.send("AUTH PLAIN %s\r\n" % b64("\0%s\0wrong-2" % ALICE))
+        wait_log(srv, "smtp auth failed client=127.0.5.2", 2)  # its 535 waits 2 s
+        with srv.client("submissions", source="127.0.5.2") as b:
+            b.ehlo()
+            b.send("AUTH PLAIN %s\r\n" % b64("\0%s\0guess" % ALICE) * 200)
+            codes = []
+            try:
+                while True:
+                    codes.append(b.reply().code)
+            except Exception:  # closed (conftest.ClosedError) after the 421
+                pass
+        assert codes[-1] == 421, codes
+        assert len(codes) <= 12, codes
+    assert log_count(srv, "smtp auth refused client=127.0.5.2") <= 10
