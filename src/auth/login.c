@@ -33,6 +33,16 @@
 /* Failures remembered per (account, network): enough for the delay to
  * reach any sensible cap (2^15 s). */
 #define LOGIN_NET_RING 16
+/* A check in flight is forgotten after this long even if never ended. */
+#define LOGIN_INFLIGHT_MAX_S 3600
+/* How often an attempt waiting for its address's checks in flight looks
+ * again. */
+#define LOGIN_BUSY_RETRY_MS 50
+/* The longest account name kept in a per-(account, network) key: no
+ * address is longer (RFC 5321 4.5.3.1: 64 local, "@", 255 domain), so
+ * longer names, which cannot be accounts, share a key, and a client sending
+ * 1 KiB SASL user names cannot make each of the 65536 keys 1 KiB. */
+#define LOGIN_USER_KEY_MAX 320
 /* The first failure delay; it doubles with each further failure. */
 #define LOGIN_DELAY_BASE_S 1
 
@@ -46,6 +56,7 @@ struct auth_login {
 	struct auth_login_config cfg;
 	struct throttle *fail_ip;  /* failures per client address */
 	struct throttle *fail_net; /* failures per (account, client network) */
+	struct throttle *inflight; /* password checks running, per client address */
 	unsigned ttl;
 	unsigned char key[32];
 	pthread_mutex_t mu;
@@ -65,6 +76,8 @@ struct auth_login *auth_login_new(const struct auth_login_config *cfg)
 		al->cfg.delay_max_s = 1;
 	al->fail_ip = throttle_new(al->cfg.max_failures, al->cfg.window_s, LOGIN_THROTTLE_KEYS);
 	al->fail_net = throttle_new(LOGIN_NET_RING, al->cfg.window_s, LOGIN_THROTTLE_KEYS);
+	al->inflight =
+	    throttle_new(al->cfg.max_failures, LOGIN_INFLIGHT_MAX_S, LOGIN_THROTTLE_KEYS);
 	al->ttl = cfg->cache_ttl_s;
 	if (getrandom(al->key, sizeof(al->key), 0) != (ssize_t)sizeof(al->key))
 		fatal("getrandom: cannot key the login cache");
@@ -85,6 +98,7 @@ void auth_login_free(struct auth_login **alp)
 	free(al->dummy_hash);
 	throttle_free(&al->fail_ip);
 	throttle_free(&al->fail_net);
+	throttle_free(&al->inflight);
 	pthread_mutex_destroy(&al->mu);
 	pthread_mutex_destroy(&al->dummy_mu);
 	x_free(alp);
@@ -234,7 +248,7 @@ static char *net_key(const char *ip, const char *user)
 	} else {
 		snprintf(net, sizeof(net), "%.*s", INET6_ADDRSTRLEN, ip);
 	}
-	char *key = xasprintf("%s\n%s", net, user);
+	char *key = xasprintf("%s\n%.*s", net, LOGIN_USER_KEY_MAX, user);
 	for (char *p = key + strlen(net) + 1; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
 	return key;
@@ -284,6 +298,32 @@ enum auth_verdict auth_login_admit(struct auth_login *al, const char *ip, const 
 	return AUTH_OK;
 }
 
+void auth_login_check_begin(struct auth_login *al, const char *ip, uint64_t now)
+{
+	char akey[INET6_ADDRSTRLEN + 8];
+
+	addr_key(ip, akey);
+	throttle_fail(al->inflight, akey, now);
+}
+
+void auth_login_check_end(struct auth_login *al, const char *ip, uint64_t began)
+{
+	char akey[INET6_ADDRSTRLEN + 8];
+
+	addr_key(ip, akey);
+	throttle_unfail(al->inflight, akey, began);
+}
+
+bool auth_login_busy(struct auth_login *al, const char *ip, uint64_t now)
+{
+	char akey[INET6_ADDRSTRLEN + 8];
+
+	addr_key(ip, akey);
+	return throttle_count(al->fail_ip, akey, now, NULL) +
+	           throttle_count(al->inflight, akey, now, NULL) >=
+	       al->cfg.max_failures;
+}
+
 void auth_login_record(struct auth_login *al, const char *ip, const char *user, bool ok,
                        uint64_t now, struct auth_outcome *o)
 {
@@ -319,6 +359,7 @@ struct login_job {
 	struct sasl_creds c;
 	char *hash;
 	int result;
+	uint64_t began; /* when the check was submitted (auth_login_check_begin) */
 };
 
 static void login_job_free(struct login_job *j)
@@ -368,17 +409,76 @@ static void login_done(void *arg)
 	struct login_job *j = arg;
 	struct session *s = j->s;
 
+	auth_login_check_end(j->al, j->ip, j->began);
 	if (session_release(s) || s->c == NULL || s->phase == SESSION_CLOSING)
 		s = NULL;
 	login_finish(j->al, s, j->proto, j->ip, j->c.authcid, j->result == 1, j->done);
 	login_job_free(j);
 }
 
+static void login_attempt(struct login_job *j);
+
+/* An attempt that waited for its address's checks in flight: try again if
+ * the session is still open (an attempt never checked is not counted). */
+static void login_retry(void *arg)
+{
+	struct login_job *j = arg;
+	struct session *s = j->s;
+
+	if (session_release(s) || s->c == NULL || s->phase == SESSION_CLOSING) {
+		login_job_free(j);
+		return;
+	}
+	login_attempt(j);
+}
+
+/* s is open: parked if this is a retry, else as the caller left it. */
+static void login_attempt(struct login_job *j)
+{
+	struct auth_login *al = j->al;
+	struct session *s = j->s;
+	const char *user = j->c.authcid;
+	uint64_t now = now_s();
+	unsigned retry_s = 0;
+	enum auth_verdict v = auth_login_admit(al, j->ip, user, now, &retry_s);
+
+	if (v != AUTH_OK) {
+		login_refuse(s, user, v, retry_s, j->done);
+		login_job_free(j);
+		return;
+	}
+	/* Nobody acts as another user: the authzid is empty or the user
+	 * (RFC 4616 2 leaves the policy to the server). */
+	if (j->c.authzid[0] != '\0' && strcasecmp(j->c.authzid, user) != 0) {
+		login_finish(al, s, j->proto, j->ip, user, false, j->done);
+		login_job_free(j);
+		return;
+	}
+	/* The address's failures and checks in flight use up its budget:
+	 * wait for one to end rather than check more guesses than it has. */
+	if (auth_login_busy(al, j->ip, now)) {
+		s->busy++;
+		session_park(s);
+		loop_timer_add(s->l, LOGIN_BUSY_RETRY_MS, login_retry, j);
+		return;
+	}
+	/* hash stays NULL for an unknown account: checked all the same */
+	if (al->cfg.lookup(al->cfg.lookup_arg, user, &j->hash) < 0) {
+		login_refuse(s, user, AUTH_TEMPFAIL, 0, j->done);
+		login_job_free(j);
+		return;
+	}
+	auth_login_check_begin(al, j->ip, now);
+	j->began = now;
+	s->busy++;
+	session_park(s);
+	pool_submit(al->cfg.workers, login_work, login_done, j);
+}
+
 void auth_login_start(struct auth_login *al, struct session *s, struct sasl_creds *creds,
                       auth_login_done_fn *done)
 {
 	struct login_job *j = xcalloc(1, sizeof(*j));
-	unsigned retry_s = 0;
 
 	j->al = al;
 	j->s = s;
@@ -387,27 +487,5 @@ void auth_login_start(struct auth_login *al, struct session *s, struct sasl_cred
 	snprintf(j->ip, sizeof(j->ip), "%s", s->ip);
 	j->c = *creds;
 	memset(creds, 0, sizeof(*creds));
-	const char *user = j->c.authcid;
-	enum auth_verdict v = auth_login_admit(al, s->ip, user, now_s(), &retry_s);
-	if (v != AUTH_OK) {
-		login_refuse(s, user, v, retry_s, done);
-		login_job_free(j);
-		return;
-	}
-	/* Nobody acts as another user: the authzid is empty or the user
-	 * (RFC 4616 2 leaves the policy to the server). */
-	if (j->c.authzid[0] != '\0' && strcasecmp(j->c.authzid, user) != 0) {
-		login_finish(al, s, j->proto, j->ip, user, false, done);
-		login_job_free(j);
-		return;
-	}
-	/* hash stays NULL for an unknown account: checked all the same */
-	if (al->cfg.lookup(al->cfg.lookup_arg, user, &j->hash) < 0) {
-		login_refuse(s, user, AUTH_TEMPFAIL, 0, done);
-		login_job_free(j);
-		return;
-	}
-	s->busy++;
-	session_park(s);
-	pool_submit(al->cfg.workers, login_work, login_done, j);
+	login_attempt(j);
 }

@@ -12,7 +12,10 @@
  *    the address is refused (not checked) until the oldest ages out; the
  *    failure that reaches the limit closes the connection. A success does
  *    not reset the count (one valid account must not buy more guesses at
- *    others). This is what stops one address guessing.
+ *    others). Checks still running count too: an attempt that would take
+ *    the address past its budget waits for one of them to end, so many
+ *    connections sending guesses at once get no more checked than one.
+ *    This is what stops one address guessing.
  *  - Per (account, client network): IPv4 /24, IPv6 /64. Each failure there
  *    makes the next failure reply wait longer (1 s, 2 s, 4 s ... up to
  *    delay_max_s), and an address that has failed recently may not try that
@@ -118,6 +121,15 @@ bool auth_login_blocked(struct auth_login *al, const char *ip);
  * *retry_s_r set. */
 enum auth_verdict auth_login_admit(struct auth_login *al, const char *ip, const char *user,
                                    uint64_t now, unsigned *retry_s_r);
+/* Checks in flight count against their address's failure budget, or a
+ * fresh address could send one guess per connection at once, all admitted
+ * before the first answer. begin when a check is submitted, end (with the
+ * same time) when it is answered; busy is true while the address's
+ * failures plus its checks in flight reach max_failures: a further attempt
+ * waits (parked) for one of them to end. Loop thread. */
+void auth_login_check_begin(struct auth_login *al, const char *ip, uint64_t now);
+void auth_login_check_end(struct auth_login *al, const char *ip, uint64_t began);
+bool auth_login_busy(struct auth_login *al, const char *ip, uint64_t now);
 /* After a check: ok forgets the (account, network) failures; a failure is
  * counted for the address and the (account, network), and o->delay_ms and
  * o->close are set (o->verdict too: AUTH_OK or AUTH_FAIL). */

@@ -221,6 +221,27 @@ void throttle_fail(struct throttle *t, const char *key, uint64_t now)
 	e->n++;
 }
 
+void throttle_unfail(struct throttle *t, const char *key, uint64_t when)
+{
+	struct throttle_entry **ep = throttle_slot(t, key);
+	struct throttle_entry *e = *ep;
+	unsigned i;
+
+	if (e == NULL)
+		return;
+	for (i = 0; i < e->n; i++)
+		if (e->times[(e->head + i) % t->max_failures] == when)
+			break;
+	if (i == e->n)
+		return;
+	/* Close the gap: the newer entries move one slot toward the oldest. */
+	for (; i + 1 < e->n; i++)
+		e->times[(e->head + i) % t->max_failures] =
+		    e->times[(e->head + i + 1) % t->max_failures];
+	if (--e->n == 0)
+		throttle_remove(t, ep);
+}
+
 void throttle_clear(struct throttle *t, const char *key)
 {
 	struct throttle_entry **ep = throttle_slot(t, key);

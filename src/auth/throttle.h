@@ -19,6 +19,9 @@ bool throttle_blocked(struct throttle *t, const char *key, uint64_t now);
  * there are none. */
 unsigned throttle_count(struct throttle *t, const char *key, uint64_t now, uint64_t *last_r);
 void throttle_fail(struct throttle *t, const char *key, uint64_t now);
+/* Forgets one failure of the key: the one recorded at time when if the
+ * ring still holds it, else none (it aged out or the key was evicted). */
+void throttle_unfail(struct throttle *t, const char *key, uint64_t when);
 /* A success forgets the key's failures. */
 void throttle_clear(struct throttle *t, const char *key);
 

@@ -241,8 +241,15 @@ static bool read_line(struct pop3_session *s, struct buf *rb)
 		pop3_reply(s, false, NULL, "line too long (limit %zu octets)", max);
 		return true;
 	}
-	if (strlen(line) != len)
+	if (strlen(line) != len) {
+		/* The refusal ends a SASL exchange (RFC 4954 4, RFC 5034 4):
+		 * the next line is a command, not the SASL response. */
+		if (s->state == POP3_S_AUTHLINE) {
+			sasl_server_reset(&s->sasl);
+			pop3_set_state(s, POP3_S_CMD);
+		}
 		pop3_reply(s, false, NULL, "NUL byte in command");
+	}
 	else if (s->state == POP3_S_AUTHLINE)
 		pop3_auth_line(s, line);
 	else

@@ -404,11 +404,16 @@ static void auth_done(struct session *base, const struct auth_outcome *o)
 		return;
 	case AUTH_BLOCKED:
 		smtp_reply(s, 454, "4.7.0", "Error: too many failed logins, try again later");
+		s->errors++; /* see AUTH_WAIT */
 		break;
 	case AUTH_WAIT:
 		smtp_reply(s, 454, "4.7.0",
 			   "Error: too many failed logins for this account, try again in %u seconds",
 			   o->retry_s);
+		/* A 4yz is no error (smtp_reply), but a client repeating a
+		 * refused AUTH gets a log line each time: smtp_max_errors
+		 * bounds them per session as it does 5yz replies. */
+		s->errors++;
 		break;
 	case AUTH_TEMPFAIL:
 		smtp_reply(s, 454, "4.7.0", "Temporary authentication failure");
@@ -459,6 +464,7 @@ static void cmd_auth(struct smtp_session *s, const char *args)
 	mech[n] = '\0';
 	if (auth_login_blocked(s->srv->login, s->base.ip)) {
 		smtp_reply(s, 454, "4.7.0", "Error: too many failed logins, try again later");
+		s->errors++; /* as the service's refusals (auth_done) */
 		return;
 	}
 	/* RFC 4954 4: the initial response is optional; "=" is an empty one. */

@@ -259,3 +259,90 @@ def test_pop3_auth_login_empty_initial_response(server):
         r = p.cmd(b64(USERS[BOB]))
         assert r.startswith("+OK"), r
         assert p.cmd("QUIT").startswith("+OK")
+
+
+def test_concurrent_guesses_from_one_address_respect_the_limit(abuse_srv):
+    """The per-address limit must hold for guesses sent at the same time on
+    many connections: a check in flight counts against the address before
+    its answer, or else a fresh address gets one guess per connection
+    (50 POP3 + 50 SMTP by default) instead of auth_max_failures."""
+    srv = abuse_srv
+    n = 20
+    conns = [Pop(srv, "127.0.4.2") for _ in range(n)]
+    try:
+        for i, p in enumerate(conns):
+            p.sock.sendall(("AUTH PLAIN %s\r\n" % b64("\0%s\0wrong-%d" % (ALICE, i))).encode())
+        replies = [p.line() for p in conns]
+    finally:
+        for p in conns:
+            p.__exit__()
+    checked = log_count(srv, "pop3 auth failed client=127.0.4.2 ")
+    assert checked <= 5, "%d guesses checked from one address (limit 5): %r" % (checked, replies)
+    assert sum("too many failed logins" in r for r in replies) >= n - 5, replies
+
+
+def test_concurrent_right_logins_from_one_address_all_get_in(abuse_srv):
+    """Past the budget, concurrent attempts wait for a check in flight to end
+    rather than being refused: a user's many clients behind one address,
+    logging in at the same moment, all get in."""
+    srv = abuse_srv
+    clients = [srv.client("submissions", source="127.0.4.3") for _ in range(8)]
+    try:
+        for c in clients:
+            c.ehlo()
+        for c in clients:
+            c.send("AUTH PLAIN %s\r\n" % b64("\0%s\0%s" % (BOB, USERS[BOB])))
+        codes = [c.reply().code for c in clients]
+    finally:
+        for c in clients:
+            c.close()
+    assert codes == [235] * 8, codes
+
+
+def test_nul_in_a_sasl_response_ends_the_exchange(server):
+    """A SASL response holding a NUL byte is refused, and that refusal ends
+    the exchange: the client's next line is a command again, not taken as
+    the password (where "NOOP" is valid base64 and became a failed login)."""
+    failed = log_count(server, "auth failed")
+    with server.client("submissions") as c:
+        c.ehlo()
+        assert c.cmd("AUTH LOGIN %s" % b64(ALICE)).code == 334
+        c.send("YW\0Jj\r\n")
+        assert c.reply().code == 500
+        r = c.cmd("NOOP")
+        assert r.code == 250, r
+        assert c.auth_plain(ALICE, USERS[ALICE]).code == 235
+    with Pop(server, "127.0.0.1") as p:
+        assert p.cmd("AUTH LOGIN %s" % b64(BOB)) == "+ UGFzc3dvcmQ6"
+        p.sock.sendall(b"YW\0Jj\r\n")
+        assert p.line().startswith("-ERR")
+        r = p.cmd("NOOP")
+        assert r.startswith("-ERR") and "AUTH" not in r, r  # NOOP before login
+        r = p.cmd("AUTH PLAIN " + b64("\0%s\0%s" % (BOB, USERS[BOB])))
+        assert r.startswith("+OK"), r
+    assert log_count(server, "auth failed") == failed
+
+
+def test_refused_auth_repeated_in_one_session_is_bounded(make_server):
+    """A refusal for the account's delay (454) writes a log line; a client
+    repeating AUTH in one session is closed after smtp_max_errors of them,
+    as for 5yz replies, instead of writing one line per command for ever."""
+    srv = make_server("abuserepeat", auth_max_failures=10, auth_failure_delay_max=30,
+                      smtp_max_errors=10)
+    with srv.client("submissions", source="127.0.5.2") as a:
+        a.ehlo()
+        assert a.auth_plain(ALICE, "wrong-1").code == 535
+        a.send("AUTH PLAIN %s\r\n" % b64("\0%s\0wrong-2" % ALICE))
+        wait_log(srv, "smtp auth failed client=127.0.5.2", 2)  # its 535 waits 2 s
+        with srv.client("submissions", source="127.0.5.2") as b:
+            b.ehlo()
+            b.send("AUTH PLAIN %s\r\n" % b64("\0%s\0guess" % ALICE) * 200)
+            codes = []
+            try:
+                while True:
+                    codes.append(b.reply().code)
+            except Exception:  # closed (conftest.ClosedError) after the 421
+                pass
+        assert codes[-1] == 421, codes
+        assert len(codes) <= 12, codes
+    assert log_count(srv, "smtp auth refused client=127.0.5.2") <= 10

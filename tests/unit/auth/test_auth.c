@@ -738,6 +738,89 @@ static void test_login_throttle(void)
 	auth_login_free(&al);
 }
 
+/* throttle_unfail forgets the one failure recorded at that time, wherever
+ * it sits in the ring, and the key when it was the last. */
+static void test_throttle_unfail(void)
+{
+	struct throttle *t = throttle_new(3, 60, 4);
+	uint64_t last = 0;
+
+	throttle_fail(t, "k", 10);
+	throttle_fail(t, "k", 20);
+	throttle_fail(t, "k", 30);
+	throttle_unfail(t, "k", 20); /* the middle one */
+	CHECK_INT(0, throttle_count(t, "k", 30, &last), 2);
+	CHECK_INT(1, last, 30);
+	throttle_unfail(t, "k", 99); /* not there: nothing */
+	CHECK_INT(2, throttle_count(t, "k", 30, NULL), 2);
+	throttle_unfail(t, "k", 30);
+	CHECK_INT(3, throttle_count(t, "k", 30, &last), 1);
+	CHECK_INT(4, last, 10);
+	throttle_fail(t, "k", 40); /* the ring still works after a gap closed */
+	throttle_fail(t, "k", 50);
+	CHECK_INT(5, throttle_blocked(t, "k", 50), true);
+	throttle_unfail(t, "k", 10);
+	throttle_unfail(t, "k", 40);
+	throttle_unfail(t, "k", 50);
+	CHECK_INT(6, throttle_count(t, "k", 50, NULL), 0);
+	throttle_unfail(t, "gone", 1);
+	throttle_free(&t);
+}
+
+/* Checks in flight count against the address's budget: with 5 allowed and
+ * 2 failures, 3 checks may run at once; the 4th waits until one ends. A
+ * check that ends leaves no trace (its failure, if any, is recorded apart). */
+static void test_login_inflight(void)
+{
+	struct auth_login_config cfg = {.max_failures = 5, .window_s = 300, .delay_max_s = 15};
+	struct auth_login *al = auth_login_new(&cfg);
+	struct auth_outcome o = {0};
+
+	CHECK_INT(0, auth_login_busy(al, "192.0.2.1", 100), false);
+	auth_login_record(al, "192.0.2.1", "a@x.test", false, 100, &o);
+	auth_login_record(al, "192.0.2.1", "b@x.test", false, 100, &o);
+	auth_login_check_begin(al, "192.0.2.1", 101);
+	auth_login_check_begin(al, "::ffff:192.0.2.1", 101); /* the same address */
+	CHECK_INT(1, auth_login_busy(al, "192.0.2.1", 101), false);
+	auth_login_check_begin(al, "192.0.2.1", 102);
+	CHECK_INT(2, auth_login_busy(al, "192.0.2.1", 102), true);
+	CHECK_INT(3, auth_login_busy(al, "192.0.2.2", 102), false); /* another address */
+	auth_login_check_end(al, "192.0.2.1", 101);
+	CHECK_INT(4, auth_login_busy(al, "192.0.2.1", 103), false);
+	/* one /64 is one address for IPv6 */
+	for (int i = 0; i < 5; i++)
+		auth_login_check_begin(al, "2001:db8::1", 200);
+	CHECK_INT(5, auth_login_busy(al, "2001:db8::ffff", 200), true);
+	for (int i = 0; i < 5; i++)
+		auth_login_check_end(al, "2001:db8::1", 200);
+	CHECK_INT(6, auth_login_busy(al, "2001:db8::ffff", 200), false);
+	auth_login_free(&al);
+}
+
+/* An account name longer than any address is cut in the (account, network)
+ * key, so over-long names cannot make the throttle's keys large: two such
+ * names with the same first 320 bytes share one growing delay. */
+static void test_login_long_user_key(void)
+{
+	struct auth_login_config cfg = {.max_failures = 50, .window_s = 300, .delay_max_s = 15};
+	struct auth_login *al = auth_login_new(&cfg);
+	struct auth_outcome o = {0};
+	char a[1001], b[1001];
+
+	memset(a, 'a', 1000);
+	a[1000] = '\0';
+	memcpy(b, a, sizeof(b));
+	b[500] = 'b';
+	auth_login_record(al, "192.0.2.1", a, false, 100, &o);
+	CHECK_INT(0, o.delay_ms, 1000);
+	auth_login_record(al, "192.0.2.1", b, false, 100, &o);
+	CHECK_INT(1, o.delay_ms, 2000);
+	b[100] = 'b'; /* within the kept part: another key */
+	auth_login_record(al, "192.0.2.1", b, false, 100, &o);
+	CHECK_INT(2, o.delay_ms, 1000);
+	auth_login_free(&al);
+}
+
 int main(void)
 {
 	test_run("base64_encode", test_base64_encode);
@@ -754,5 +837,8 @@ int main(void)
 	test_run("sasl_server", test_sasl_server);
 	test_run("login_cache", test_login_cache);
 	test_run("login_throttle", test_login_throttle);
+	test_run("throttle_unfail", test_throttle_unfail);
+	test_run("login_inflight", test_login_inflight);
+	test_run("login_long_user_key", test_login_long_user_key);
 	return test_done("test_auth");
 }
