@@ -313,6 +313,7 @@ struct drain {
 	struct daemon *d;
 	uint64_t start_ms;
 	uint64_t idle_ms; /* when no async step was left, or 0 */
+	uint64_t wait_ms; /* the bound for async steps */
 };
 
 static void drain_tick(void *arg)
@@ -330,10 +331,10 @@ static void drain_tick(void *arg)
 	}
 	if (busy_smtp + busy_pop3 == 0 && dr->idle_ms == 0)
 		dr->idle_ms = now;
-	if (now - dr->start_ms >= SHUTDOWN_WAIT_MS) {
-		log_warn("shutdown: %d sessions left after %d ms (%d waiting on a commit, "
+	if (busy_smtp + busy_pop3 > 0 && now - dr->start_ms >= dr->wait_ms) {
+		log_warn("shutdown: %d sessions left after %llu ms (%d waiting on a commit, "
 			 "login or expunge); closing them",
-			 left, SHUTDOWN_WAIT_MS, busy_smtp + busy_pop3);
+			 left, (unsigned long long)dr->wait_ms, busy_smtp + busy_pop3);
 		loop_stop(l);
 		return;
 	}
@@ -352,10 +353,11 @@ static void drain_tick(void *arg)
  * and TLS close_notify delivered), bounded: SHUTDOWN_WAIT_MS for async steps
  * (the committer finishes a batch in milliseconds on a healthy disk), then
  * SHUTDOWN_DRAIN_MS for output to clients that do not read. A second
- * signal ends the wait (on_signal). */
-static void drain(struct daemon *d)
+ * signal ends the wait (on_signal); commits already handed to the store are
+ * still finished and answered (cmd_serve). */
+static void drain(struct daemon *d, uint64_t wait_ms)
 {
-	struct drain dr = {.d = d, .start_ms = loop_now(d->loop)};
+	struct drain dr = {.d = d, .start_ms = loop_now(d->loop), .wait_ms = wait_ms};
 
 	drain_tick(&dr);
 	loop_run(d->loop); /* returns at once if drain_tick stopped it */
@@ -439,8 +441,15 @@ static int cmd_serve(const struct config *cfg)
 out:
 	for (int i = 0; i < d.n_listeners; i++)
 		listener_close(&d.listeners[i]);
-	if (ret == 0)
-		drain(&d);
+	if (ret == 0) {
+		drain(&d, SHUTDOWN_WAIT_MS);
+		/* The wait may have been cut short (a second signal, or the bound),
+		 * but store_close finishes every commit already handed to the store
+		 * all the same: finish them now and give their real answers, or a
+		 * stored message would be told 421 below and sent again. */
+		store_wait_idle(st);
+		drain(&d, SHUTDOWN_DRAIN_MS);
+	}
 	if (d.smtp)
 		smtp_server_free(&d.smtp);
 	if (d.pop3)

@@ -262,3 +262,28 @@ def test_bdat_chunk_over_the_size_limit_is_read_not_parsed(make_server):
         assert c.cmd("NOOP").code == 250
     assert srv.count(ALICE) == before
     assert "evil@remote.test" not in srv.log()
+
+
+def test_second_sigterm_never_gives_421_to_a_stored_message(make_server):
+    # A second signal ends the wait for sessions in flight, but the store
+    # still finishes every commit it was handed before the process exits
+    # (store_close): a 421 sent meanwhile makes the sender send it again.
+    srv = make_server("twosignals", commit_delay_us=100000)
+    c = open_at_end_of_data(srv, ALICE, "twice")
+    c.send(b".\r\n")
+    with srv.client("mx") as sync:
+        assert sync.cmd("NOOP").code == 250  # the dot was read: the commit runs
+    srv.proc.send_signal(15)
+    time.sleep(0.02)
+    srv.proc.send_signal(15)
+    try:
+        r = c.reply()
+    except ClosedError:
+        r = None
+    c.close()
+    assert srv.proc.wait(20) == 0
+    stored = srv.count(ALICE)
+    if r is None or r.code != 250:
+        assert stored == 0, "stored, but the client was told %r" % (r,)
+    lines = tx_lines(srv.log())
+    assert len(lines) == stored, lines
