@@ -287,3 +287,16 @@ def test_second_sigterm_never_gives_421_to_a_stored_message(make_server):
         assert stored == 0, "stored, but the client was told %r" % (r,)
     lines = tx_lines(srv.log())
     assert len(lines) == stored, lines
+
+
+def test_postmaster_plus_tag_reaches_the_postmaster_target(make_server):
+    # Plus-addressing applies to every name (alice+x@ is alice@): to the
+    # postmaster fallback too, as it does to a domain's own postmaster alias.
+    srv = make_server("pmplus", postmaster=ALICE)
+    srv.cli("domain", "add", "other.test")
+    for i, rcpt in enumerate(["postmaster+abuse@other.test", "PostMaster+X@example.test"]):
+        r, d = send_to(srv, rcpt, "pmplus-%d" % i)
+        assert r.code == 250 and d.code == 250, (rcpt, r, d)
+    assert sorted(subjects(srv, ALICE)) == ["pmplus-0", "pmplus-1"]
+    # not a prefix match: postmasterx@ is nobody
+    assert send_to(srv, "postmasterx@other.test", "x")[0].code == 550
