@@ -300,3 +300,35 @@ def test_postmaster_plus_tag_reaches_the_postmaster_target(make_server):
     assert sorted(subjects(srv, ALICE)) == ["pmplus-0", "pmplus-1"]
     # not a prefix match: postmasterx@ is nobody
     assert send_to(srv, "postmasterx@other.test", "x")[0].code == 550
+
+
+def test_shutdown_is_not_held_by_queued_password_checks(make_server):
+    # Logins still queued for the workers when the wait ends are dropped
+    # (their answers could no longer be given): shutdown is bounded by the
+    # wait, not by the length of the queue times one password hash.
+    import base64
+    srv = make_server("authqueue", smtp_auth_plaintext_loopback="yes", workers="1")
+    with srv.client("submission") as c:  # the cost of one hash, uncached
+        c.ehlo()
+        t = time.monotonic()
+        assert c.auth_plain(BOB, USERS[BOB]).code == 235
+        one = max(time.monotonic() - t, 0.005)
+    n = min(450, int(30 / one) + 1)  # a queue of 30 s and more
+    clients = []
+    for i in range(n):
+        c = srv.client("submission")
+        c.ehlo()
+        c.send(b"AUTH PLAIN " + base64.b64encode(("\0%s\0wrong-%d" % (BOB, i)).encode()) + b"\r\n")
+        clients.append(c)
+    with srv.client("submission") as sync:
+        assert sync.cmd("NOOP").code == 250
+    t0 = time.monotonic()
+    srv.proc.send_signal(15)
+    rc = srv.proc.wait(120)
+    elapsed = time.monotonic() - t0
+    for c in clients:
+        c.close()
+    assert rc == 0
+    # the wait (10 s) and the output drain (0.5 s, twice), plus a hash running
+    assert elapsed < 10 + 1 + one + 3, "shutdown took %.1fs (%d logins queued, %.2fs each)" % (
+        elapsed, n, one)
