@@ -176,8 +176,10 @@ static bool read_line(struct smtp_session *s, struct buf *rb)
 		smtp_reply(s, 500, "5.5.2", "Error: line too long");
 		return true;
 	}
-	if (strlen(line) != len)
+	if (strlen(line) != len && s->state == SMTP_S_AUTHLINE)
 		smtp_reply(s, 500, "5.5.2", "Error: NUL byte in command");
+	else if (strlen(line) != len)
+		smtp_bad_command(s, line, "Error: NUL byte in command");
 	else if (s->state == SMTP_S_AUTHLINE)
 		smtp_auth_line(s, line);
 	else

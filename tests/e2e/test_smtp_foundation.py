@@ -332,3 +332,22 @@ def test_shutdown_is_not_held_by_queued_password_checks(make_server):
     # the wait (10 s) and the output drain (0.5 s, twice), plus a hash running
     assert elapsed < 10 + 1 + one + 3, "shutdown took %.1fs (%d logins queued, %.2fs each)" % (
         elapsed, n, one)
+
+
+def test_bdat_line_the_parser_cannot_read_closes_too(make_server):
+    # A BDAT line with a tab for its space, no space, or a NUL byte is no
+    # command the dispatcher knows, but its chunk follows all the same: the
+    # chunk's bytes must not run as commands either.
+    srv = make_server("bdatbad")
+    n = len(SMUGGLED)
+    for line in (b"BDAT\t%d LAST" % n, b"BDAT%d LAST" % n, b"bdat %d\0 LAST" % n):
+        codes, before = bdat_then_smuggled(srv, line)
+        assert codes == [500, 421], (line, codes)
+        assert srv.count(ALICE) == before, line
+    assert "evil@remote.test" not in srv.log()
+    # Other unknown commands and NUL lines still only get 500.
+    with srv.client("mx") as c:
+        c.ehlo()
+        assert c.cmd("BDATX 5").code == 500
+        assert c.cmd(b"NOOP\0x").code == 500
+        assert c.cmd("NOOP").code == 250
