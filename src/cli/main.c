@@ -314,6 +314,7 @@ struct drain {
 	uint64_t start_ms;
 	uint64_t idle_ms; /* when no async step was left, or 0 */
 	uint64_t wait_ms; /* the bound for async steps */
+	struct timer *tick; /* the next drain_tick, or NULL */
 };
 
 static void drain_tick(void *arg)
@@ -321,6 +322,8 @@ static void drain_tick(void *arg)
 	struct drain *dr = arg;
 	struct loop *l = dr->d->loop;
 	int busy_smtp = 0, busy_pop3 = 0;
+
+	dr->tick = NULL; /* freed by the loop before this call */
 	int left = smtp_server_shutdown(dr->d->smtp, &busy_smtp) +
 		   pop3_server_shutdown(dr->d->pop3, &busy_pop3);
 	uint64_t now = loop_now(l);
@@ -342,7 +345,7 @@ static void drain_tick(void *arg)
 		loop_stop(l); /* what is left is output to clients that do not read */
 		return;
 	}
-	loop_timer_add(l, SHUTDOWN_TICK_MS, drain_tick, dr);
+	dr->tick = loop_timer_add(l, SHUTDOWN_TICK_MS, drain_tick, dr);
 }
 
 /* Shutdown: sessions waiting on nothing are told 421 / -ERR and closed at
@@ -361,6 +364,8 @@ static void drain(struct daemon *d, uint64_t wait_ms)
 
 	drain_tick(&dr);
 	loop_run(d->loop); /* returns at once if drain_tick stopped it */
+	/* Stopped by a signal: the next tick points into this frame. */
+	loop_timer_cancel(d->loop, &dr.tick);
 }
 
 /* The login service's account lookup (auth sits below the store). */
