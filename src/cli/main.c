@@ -315,6 +315,7 @@ struct drain {
 	uint64_t idle_ms; /* when no async step was left, or 0 */
 	uint64_t wait_ms; /* the bound for async steps */
 	struct timer *tick; /* the next drain_tick, or NULL */
+	int busy;           /* sessions with an async step, at the last tick */
 };
 
 static void drain_tick(void *arg)
@@ -328,6 +329,7 @@ static void drain_tick(void *arg)
 		   pop3_server_shutdown(dr->d->pop3, &busy_pop3);
 	uint64_t now = loop_now(l);
 
+	dr->busy = busy_smtp + busy_pop3;
 	if (left == 0) {
 		loop_stop(l);
 		return;
@@ -357,8 +359,9 @@ static void drain_tick(void *arg)
  * (the committer finishes a batch in milliseconds on a healthy disk), then
  * SHUTDOWN_DRAIN_MS for output to clients that do not read. A second
  * signal ends the wait (on_signal); commits already handed to the store are
- * still finished and answered (cmd_serve). */
-static void drain(struct daemon *d, uint64_t wait_ms)
+ * still finished and answered (cmd_serve). Returns the sessions still
+ * waiting on an async step. */
+static int drain(struct daemon *d, uint64_t wait_ms)
 {
 	struct drain dr = {.d = d, .start_ms = loop_now(d->loop), .wait_ms = wait_ms};
 
@@ -366,6 +369,7 @@ static void drain(struct daemon *d, uint64_t wait_ms)
 	loop_run(d->loop); /* returns at once if drain_tick stopped it */
 	/* Stopped by a signal: the next tick points into this frame. */
 	loop_timer_cancel(d->loop, &dr.tick);
+	return dr.busy;
 }
 
 /* The login service's account lookup (auth sits below the store). */
@@ -446,12 +450,11 @@ static int cmd_serve(const struct config *cfg)
 out:
 	for (int i = 0; i < d.n_listeners; i++)
 		listener_close(&d.listeners[i]);
-	if (ret == 0) {
-		drain(&d, SHUTDOWN_WAIT_MS);
-		/* The wait may have been cut short (a second signal, or the bound),
-		 * but store_close finishes every commit already handed to the store
-		 * all the same: finish them now and give their real answers, or a
-		 * stored message would be told 421 below and sent again. */
+	/* The wait may have been cut short (a second signal, or the bound),
+	 * but store_close finishes every commit already handed to the store all
+	 * the same: finish them now and give their real answers, or a stored
+	 * message would be told 421 below and sent again. */
+	if (ret == 0 && drain(&d, SHUTDOWN_WAIT_MS) > 0) {
 		store_wait_idle(st);
 		drain(&d, SHUTDOWN_DRAIN_MS);
 	}
