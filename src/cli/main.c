@@ -313,6 +313,9 @@ struct drain {
 	struct daemon *d;
 	uint64_t start_ms;
 	uint64_t idle_ms; /* when no async step was left, or 0 */
+	uint64_t wait_ms; /* the bound for async steps */
+	struct timer *tick; /* the next drain_tick, or NULL */
+	int busy;           /* sessions with an async step, at the last tick */
 };
 
 static void drain_tick(void *arg)
@@ -320,20 +323,23 @@ static void drain_tick(void *arg)
 	struct drain *dr = arg;
 	struct loop *l = dr->d->loop;
 	int busy_smtp = 0, busy_pop3 = 0;
+
+	dr->tick = NULL; /* freed by the loop before this call */
 	int left = smtp_server_shutdown(dr->d->smtp, &busy_smtp) +
 		   pop3_server_shutdown(dr->d->pop3, &busy_pop3);
 	uint64_t now = loop_now(l);
 
+	dr->busy = busy_smtp + busy_pop3;
 	if (left == 0) {
 		loop_stop(l);
 		return;
 	}
 	if (busy_smtp + busy_pop3 == 0 && dr->idle_ms == 0)
 		dr->idle_ms = now;
-	if (now - dr->start_ms >= SHUTDOWN_WAIT_MS) {
-		log_warn("shutdown: %d sessions left after %d ms (%d waiting on a commit, "
+	if (busy_smtp + busy_pop3 > 0 && now - dr->start_ms >= dr->wait_ms) {
+		log_warn("shutdown: %d sessions left after %llu ms (%d waiting on a commit, "
 			 "login or expunge); closing them",
-			 left, SHUTDOWN_WAIT_MS, busy_smtp + busy_pop3);
+			 left, (unsigned long long)dr->wait_ms, busy_smtp + busy_pop3);
 		loop_stop(l);
 		return;
 	}
@@ -341,7 +347,7 @@ static void drain_tick(void *arg)
 		loop_stop(l); /* what is left is output to clients that do not read */
 		return;
 	}
-	loop_timer_add(l, SHUTDOWN_TICK_MS, drain_tick, dr);
+	dr->tick = loop_timer_add(l, SHUTDOWN_TICK_MS, drain_tick, dr);
 }
 
 /* Shutdown: sessions waiting on nothing are told 421 / -ERR and closed at
@@ -352,13 +358,18 @@ static void drain_tick(void *arg)
  * and TLS close_notify delivered), bounded: SHUTDOWN_WAIT_MS for async steps
  * (the committer finishes a batch in milliseconds on a healthy disk), then
  * SHUTDOWN_DRAIN_MS for output to clients that do not read. A second
- * signal ends the wait (on_signal). */
-static void drain(struct daemon *d)
+ * signal ends the wait (on_signal); commits already handed to the store are
+ * still finished and answered (cmd_serve). Returns the sessions still
+ * waiting on an async step. */
+static int drain(struct daemon *d, uint64_t wait_ms)
 {
-	struct drain dr = {.d = d, .start_ms = loop_now(d->loop)};
+	struct drain dr = {.d = d, .start_ms = loop_now(d->loop), .wait_ms = wait_ms};
 
 	drain_tick(&dr);
 	loop_run(d->loop); /* returns at once if drain_tick stopped it */
+	/* Stopped by a signal: the next tick points into this frame. */
+	loop_timer_cancel(d->loop, &dr.tick);
+	return dr.busy;
 }
 
 /* The login service's account lookup (auth sits below the store). */
@@ -439,8 +450,14 @@ static int cmd_serve(const struct config *cfg)
 out:
 	for (int i = 0; i < d.n_listeners; i++)
 		listener_close(&d.listeners[i]);
-	if (ret == 0)
-		drain(&d);
+	/* The wait may have been cut short (a second signal, or the bound),
+	 * but store_close finishes every commit already handed to the store all
+	 * the same: finish them now and give their real answers, or a stored
+	 * message would be told 421 below and sent again. */
+	if (ret == 0 && drain(&d, SHUTDOWN_WAIT_MS) > 0) {
+		store_wait_idle(st);
+		drain(&d, SHUTDOWN_DRAIN_MS);
+	}
 	if (d.smtp)
 		smtp_server_free(&d.smtp);
 	if (d.pop3)

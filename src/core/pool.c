@@ -79,8 +79,18 @@ void pool_free(struct pool **pp)
 		return;
 	pthread_mutex_lock(&p->mu);
 	p->stopping = true;
+	/* Jobs not started are dropped: their done callbacks could not run
+	 * anyway (the loop has stopped), and running them all first would hold
+	 * shutdown for as long as the queue is (a password hash each). */
+	struct pool_job *left = p->head;
+	p->head = p->tail = NULL;
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
+	while (left != NULL) {
+		struct pool_job *next = left->next;
+		free(left);
+		left = next;
+	}
 	for (int i = 0; i < p->nthreads; i++)
 		pthread_join(p->threads[i], NULL);
 	free(p->threads);

@@ -8,8 +8,9 @@
 struct pool;
 
 struct pool *pool_new(struct loop *l, int nthreads);
-/* Waits for queued jobs to finish, joins the threads; their done callbacks are
- * posted to the loop but not run if the loop no longer runs. */
+/* Drops the jobs not yet started (neither work nor done runs; their arg is
+ * not freed), waits for those running, joins the threads. Call it once the
+ * loop no longer runs: done callbacks posted by then are not run either. */
 void pool_free(struct pool **pp);
 /* done may be NULL. */
 void pool_submit(struct pool *p, loop_cb *work, loop_cb *done, void *arg);

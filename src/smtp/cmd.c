@@ -1,5 +1,6 @@
 /* SMTP commands: one table {name, flags, handler}; smtp_dispatch() enforces
  * every flag's rule in one place, so handlers only do their own work. */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -545,6 +546,15 @@ static bool check_rules(struct smtp_session *s, unsigned f, struct rule_err *e)
 	return true;
 }
 
+void smtp_bad_command(struct smtp_session *s, const char *line, const char *text)
+{
+	smtp_reply(s, 500, "5.5.2", "%s", text);
+	/* Where its chunk ends is unknown: its bytes must never be read as
+	 * commands (as after a BDAT syntax error). */
+	if (strncasecmp(line, "BDAT", 4) == 0 && !isalpha((unsigned char)line[4]))
+		bdat_close(s);
+}
+
 void smtp_dispatch(struct smtp_session *s, char *line)
 {
 	char verb[16];
@@ -561,7 +571,7 @@ void smtp_dispatch(struct smtp_session *s, char *line)
 		}
 	}
 	if (cmd == NULL) {
-		smtp_reply(s, 500, "5.5.2", "Error: command not recognized");
+		smtp_bad_command(s, line, "Error: command not recognized");
 		return;
 	}
 	if (cmd->flags & CMD_CHUNK) {

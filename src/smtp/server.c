@@ -176,15 +176,14 @@ static bool read_line(struct smtp_session *s, struct buf *rb)
 		smtp_reply(s, 500, "5.5.2", "Error: line too long");
 		return true;
 	}
-	if (strlen(line) != len) {
+	if (strlen(line) != len && s->state == SMTP_S_AUTHLINE) {
 		/* The refusal ends a SASL exchange (RFC 4954 4, RFC 5034 4):
 		 * the next line is a command, not the SASL response. */
-		if (s->state == SMTP_S_AUTHLINE) {
-			sasl_server_reset(&s->sasl);
-			smtp_set_state(s, SMTP_S_CMD);
-		}
+		sasl_server_reset(&s->sasl);
+		smtp_set_state(s, SMTP_S_CMD);
 		smtp_reply(s, 500, "5.5.2", "Error: NUL byte in command");
-	}
+	} else if (strlen(line) != len)
+		smtp_bad_command(s, line, "Error: NUL byte in command");
 	else if (s->state == SMTP_S_AUTHLINE)
 		smtp_auth_line(s, line);
 	else

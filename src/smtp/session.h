@@ -147,6 +147,10 @@ void smtp_tx_log(struct smtp_session *s, int result);
 
 /* cmd.c */
 void smtp_dispatch(struct smtp_session *s, char *line);
+/* A command line that cannot be parsed (unknown verb, NUL byte): the reply;
+ * if it is a BDAT line all the same ("BDAT\t5", "BDAT 5\0"), a chunk of
+ * unknown size follows, so the connection is closed (421) too. */
+void smtp_bad_command(struct smtp_session *s, const char *line, const char *text);
 void smtp_auth_line(struct smtp_session *s, char *line);
 /* tx.c: the data ended (DATA terminator / BDAT LAST) / a chunk was read */
 void smtp_data_done(struct smtp_session *s);

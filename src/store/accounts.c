@@ -720,8 +720,8 @@ char *store_postmaster(struct store *st)
 	return NULL;
 }
 
-/* 1 if addr is <Postmaster> or postmaster@ a local domain, 0 if not, -1 on
- * error. */
+/* 1 if addr is <Postmaster> or postmaster[+tag]@ a local domain, 0 if not,
+ * -1 on error. */
 static int is_postmaster(struct store *st, const char *addr)
 {
 	char *local, *domain, *err = NULL;
@@ -733,7 +733,8 @@ static int is_postmaster(struct store *st, const char *addr)
 		return 0;
 	}
 	int r = 0;
-	if (strcmp(local, "postmaster") == 0) {
+	/* postmaster+tag@ too, as plus-addressing gives every other name */
+	if (strcmp(local, "postmaster") == 0 || strncmp(local, "postmaster+", 11) == 0) {
 		int64_t did = store_domain_id(&st->main, domain);
 		r = did < 0 ? -1 : did > 0;
 	}

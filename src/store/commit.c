@@ -829,6 +829,7 @@ static void *committer_main(void *arg)
 		struct store_job *jobs = st->jobs_head;
 		st->head = st->tail = NULL;
 		st->jobs_head = st->jobs_tail = NULL;
+		st->working = true;
 		pthread_mutex_unlock(&st->mu);
 		if (list != NULL)
 			batch_run(st, list);
@@ -838,6 +839,8 @@ static void *committer_main(void *arg)
 			j->run(st, j);
 		}
 		pthread_mutex_lock(&st->mu);
+		st->working = false;
+		pthread_cond_broadcast(&st->idle);
 	}
 	pthread_mutex_unlock(&st->mu);
 	return NULL;
@@ -867,6 +870,16 @@ int store_committer_start(struct store *st)
 	else
 		log_warn("store: no spool stocker thread; spool files are created on demand");
 	return 0;
+}
+
+void store_wait_idle(struct store *st)
+{
+	if (!st->started || !st->committer_running)
+		return;
+	pthread_mutex_lock(&st->mu);
+	while (st->head != NULL || st->jobs_head != NULL || st->working)
+		pthread_cond_wait(&st->idle, &st->mu);
+	pthread_mutex_unlock(&st->mu);
 }
 
 /* Also called on a failed start, when only the syncers run. */

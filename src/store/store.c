@@ -527,6 +527,7 @@ struct store *store_open(const char *data_dir, char **err_r)
 		st->blob_dfd[i] = -1;
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_cond_init(&st->cond, NULL);
+	pthread_cond_init(&st->idle, NULL);
 	pthread_cond_init(&st->stock_cond, NULL);
 	pthread_mutex_init(&st->sync_mu, NULL);
 	pthread_cond_init(&st->sync_go, NULL);
@@ -601,6 +602,7 @@ void store_close(struct store **stp)
 			close(st->blob_dfd[i]);
 	pthread_mutex_destroy(&st->mu);
 	pthread_cond_destroy(&st->cond);
+	pthread_cond_destroy(&st->idle);
 	pthread_cond_destroy(&st->stock_cond);
 	pthread_mutex_destroy(&st->sync_mu);
 	pthread_cond_destroy(&st->sync_go);

@@ -47,6 +47,10 @@ void store_close(struct store **stp);
  * files no message row points to), then starts the committer thread; commit
  * completions are posted to l. */
 int store_start(struct store *st, struct loop *l, unsigned commit_delay_us);
+/* Blocks until the committer has finished every commit and job handed to it
+ * so far (their completions are then posted to the loop). For shutdown:
+ * store_close would wait for them all the same. */
+void store_wait_idle(struct store *st);
 
 /* Commits accepted (each store_commit call that completed) and batches
  * (committer rounds, i.e. transactions) so far: commits/batches is the

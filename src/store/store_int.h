@@ -91,6 +91,8 @@ struct store {
 	pthread_cond_t cond;
 	struct store_commit_req *head, *tail;
 	struct store_job *jobs_head, *jobs_tail; /* under mu */
+	bool working;          /* the committer holds a batch or jobs (under mu) */
+	pthread_cond_t idle;   /* broadcast when it is done with them */
 	/* change subscribers (loop thread only) */
 	struct store_sub *subs;
 	int notifying;  /* depth of notification rounds in progress */

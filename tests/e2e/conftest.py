@@ -317,6 +317,7 @@ class Postern:
         self.conf = os.path.join(self.dir, "postern.conf")
         self.log_path = os.path.join(self.dir, "postern.log")
         self.proc = None
+        self.env = None  # the daemon's environment (None: ours)
         self.starts = 0
         o = dict(BASE_OPTS)
         o["data_dir"] = self.data_dir
@@ -405,7 +406,7 @@ class Postern:
         logf.write(b"---- start %d ----\n" % self.starts)
         logf.flush()
         self.proc = subprocess.Popen([POSTERN, "-c", self.conf, "serve"], stdin=subprocess.DEVNULL,
-                                     stdout=logf, stderr=logf, cwd=self.dir)
+                                     stdout=logf, stderr=logf, cwd=self.dir, env=self.env)
         logf.close()
         self.wait_ready()
         return self

@@ -265,6 +265,34 @@ static void test_pool(void)
 	loop_free(&l);
 }
 
+/* pool_free does not run the jobs still queued: shutdown is not held for as
+ * long as the queue is. */
+static void pool_slow_work(void *arg)
+{
+	usleep(50 * 1000);
+	__atomic_add_fetch((int *)arg, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_pool_free_drops_queued(void)
+{
+	struct loop *l = loop_new();
+	struct pool *p = pool_new(l, 1);
+	int ran = 0;
+	struct timespec t0, t1;
+
+	for (int i = 0; i < 40; i++)
+		pool_submit(p, pool_slow_work, NULL, &ran);
+	usleep(10 * 1000); /* the first job has started */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pool_free(&p);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	CHECK(p == NULL);
+	CHECK(ms < 500);          /* not 40 x 50 ms */
+	CHECK(ran >= 1 && ran < 40);
+	loop_free(&l);
+}
+
 /* loop_del inside a callback suppresses further callbacks for that fd. */
 struct del_rec {
 	struct loop *l;
@@ -1165,6 +1193,7 @@ int main(void)
 	test_run("loop_stop_thread", test_loop_stop_thread);
 	test_run("loop_del_in_cb", test_loop_del_in_cb);
 	test_run("pool", test_pool);
+	test_run("pool_free_drops_queued", test_pool_free_drops_queued);
 	test_run("listener_parse", test_listener_parse);
 	test_run("conn_echo", test_conn_echo);
 	test_run("conn_eof", test_conn_eof);

@@ -404,6 +404,10 @@ static void test_resolve_postmaster(void)
 		 "postmaster@lists.example.com", "bob@example.com"},
 		{"bob@example.com", NULL, "postmaster@remote.org", 0, "", "bob@example.com"},
 		{"bob@example.com", NULL, "webmaster@empty.org", 0, "", "bob@example.com"},
+		/* plus-addressing, as for any other name */
+		{"bob@example.com", NULL, "postmaster+abuse@empty.org", 1, "bob@example.com",
+		 "bob@example.com"},
+		{"bob@example.com", NULL, "postmasterx@empty.org", 0, "", "bob@example.com"},
 		{"pm@remote.org", NULL, "postmaster", 1, "R:pm@remote.org", "pm@remote.org"},
 		/* a target that is itself an unclaimed postmaster does not loop */
 		{"postmaster@empty.org", NULL, "postmaster@empty.org", 0, "", "postmaster@empty.org"},
