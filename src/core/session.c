@@ -86,7 +86,13 @@ bool session_input_ok(struct session *s)
 	if (s->c == NULL || s->phase != SESSION_OPEN)
 		return false;
 	if (conn_pending_output(s->c) <= s->output_limit) {
-		s->out_blocked = false;
+		if (s->out_blocked) {
+			/* Drained without the event having run (a direct call):
+			 * undo the block's pause here, or input stays paused. */
+			s->out_blocked = false;
+			session_backstop(s);
+			conn_resume(s->c);
+		}
 		return true;
 	}
 	/* The client is not reading (or not as fast as it asks): run nothing
