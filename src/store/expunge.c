@@ -13,6 +13,7 @@
 #include "store/store_int.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,9 +42,12 @@ static const char *mbox_name(const char *mailbox)
 }
 
 /* On the loop thread (st->main). 1 with the row, 0 no such user/mailbox, -1 error;
- * *err_r set unless 1. */
+ * *err_r set unless 1. status_r->messages is counted only with count: the
+ * count grows with the mailbox, and the loop's callers (expunge, subscribe)
+ * need only the row. */
 static int mailbox_row(struct store *st, const char *user, const char *mailbox, int64_t *user_id_r,
-		       int64_t *mailbox_id_r, struct store_mailbox_status *status_r, char **err_r)
+		       int64_t *mailbox_id_r, struct store_mailbox_status *status_r, bool count,
+		       char **err_r)
 {
 	int64_t uid = store_user_id(&st->main, user, err_r);
 	if (uid < 0)
@@ -54,10 +58,12 @@ static int mailbox_row(struct store *st, const char *user, const char *mailbox, 
 		return 0;
 	}
 	sqlite3_stmt *s = store_sql(&st->main,
-				    "SELECT b.id, b.uidvalidity, b.uidnext, b.highestmodseq,"
-				    " (SELECT count(*) FROM mailbox_messages mm"
-				    " WHERE mm.mailbox_id = b.id)"
-				    " FROM mailboxes b WHERE b.user_id = ?1 AND b.name = ?2",
+				    count ? "SELECT b.id, b.uidvalidity, b.uidnext, b.highestmodseq,"
+					    " (SELECT count(*) FROM mailbox_messages mm"
+					    " WHERE mm.mailbox_id = b.id)"
+					    " FROM mailboxes b WHERE b.user_id = ?1 AND b.name = ?2"
+					  : "SELECT b.id, b.uidvalidity, b.uidnext, b.highestmodseq, 0"
+					    " FROM mailboxes b WHERE b.user_id = ?1 AND b.name = ?2",
 				    err_r);
 	if (s == NULL)
 		return -1;
@@ -90,7 +96,8 @@ int store_mailbox_status(struct store *st, const char *user, const char *mailbox
 			 struct store_mailbox_status *status_r, char **err_r)
 {
 	int64_t user_id, mailbox_id;
-	return mailbox_row(st, user, mailbox, &user_id, &mailbox_id, status_r, err_r) == 1 ? 0 : -1;
+	return mailbox_row(st, user, mailbox, &user_id, &mailbox_id, status_r, true, err_r) == 1 ? 0
+											      : -1;
 }
 
 /* ---- notification ---- */
@@ -141,7 +148,7 @@ struct store_sub *store_subscribe(struct store *st, const char *user, const char
 {
 	int64_t user_id = 0, mailbox_id = 0;
 	char *err = NULL;
-	if (mailbox_row(st, user, mailbox, &user_id, &mailbox_id, NULL, &err) != 1) {
+	if (mailbox_row(st, user, mailbox, &user_id, &mailbox_id, NULL, false, &err) != 1) {
 		*err_r = err;
 		return NULL;
 	}
@@ -328,7 +335,7 @@ void store_expunge(struct store *st, const char *user, const char *mailbox, uint
 	j->cb = cb;
 	j->arg = arg;
 	j->job.run = expunge_run;
-	int found = mailbox_row(st, user, mailbox, &user_id, &j->mailbox_id, &status, &err);
+	int found = mailbox_row(st, user, mailbox, &user_id, &j->mailbox_id, &status, false, &err);
 	if (found == 1 && uidvalidity != 0 && status.uidvalidity != uidvalidity) {
 		/* Deleted and re-created since the caller listed it (RFC 3501
 		 * 2.3.1.1): its UIDs are not this mailbox's. Mailbox ids are never
