@@ -25,6 +25,8 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -682,6 +684,15 @@ void conn_notify_drain(struct conn *c, size_t low)
 uint64_t conn_last_output(const struct conn *c)
 {
 	return c->priv->last_tx;
+}
+
+size_t conn_kernel_outq(const struct conn *c)
+{
+	int n = 0;
+
+	if (c->priv->fd < 0 || ioctl(c->priv->fd, SIOCOUTQ, &n) < 0 || n < 0)
+		return 0;
+	return (size_t)n;
 }
 
 /* ---- events ---- */

@@ -70,6 +70,10 @@ void conn_notify_drain(struct conn *c, size_t low);
 /* Loop time (loop_now) of the last write that moved bytes to the socket, or
  * of the conn's creation: a reader's progress, for no-progress timeouts. */
 uint64_t conn_last_output(const struct conn *c);
+/* Bytes the kernel still holds for the peer (sent and not yet acknowledged,
+ * or not yet sent; SIOCOUTQ), 0 if unknown. A long response handed to the
+ * kernel is still being read while this shrinks. */
+size_t conn_kernel_outq(const struct conn *c);
 
 /* Starts a server-side TLS handshake now. Anything already in rbuf (plaintext
  * pipelined after STARTTLS) is discarded, as RFC 3207 section 4.2 and the

@@ -1,6 +1,7 @@
 /* Protocol-independent session plumbing; see session.h. */
 #include "core/session.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,15 @@ static void on_idle(void *arg)
 		last = out;
 	if (now - last < limit) {
 		timer_arm(s, limit - (now - last));
+		return;
+	}
+	/* Everything was handed to the kernel, but the client may still be
+	 * reading it (a slow reader of a long response): while the kernel's
+	 * queue for it keeps shrinking, it is making progress. */
+	size_t outq = conn_kernel_outq(s->c);
+	if (outq != s->last_outq) { /* shrank (to 0 too: read since the last look) */
+		s->last_outq = outq > UINT32_MAX ? UINT32_MAX : (unsigned)outq;
+		timer_arm(s, limit);
 		return;
 	}
 	s->ops->timeout(s);

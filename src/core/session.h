@@ -92,15 +92,20 @@ struct session {
 	uint64_t connect_ms;
 	uint64_t last_input_ms;
 	unsigned backstop_ms;   /* the conn's own timeout, above every idle limit */
-	bool out_blocked;       /* input paused: output above the limit */
-	bool out_stream;        /* a long response waits for the drained event */
+	bool discarding;        /* dropping an over-long line up to its LF */
+	/* one-bit flags: they share a word with backstop_ms and discarding,
+	 * so an idle connection costs no more for them */
+	bool out_blocked : 1;   /* input paused: output above the limit */
+	bool out_stream : 1;    /* a long response waits for the drained event */
+	bool greeted : 1;       /* the banner was sent */
+	bool tls : 1;
+	bool loopback : 1;
 	struct timer *timer;    /* idle timeout (or a protocol's pre-greet delay) */
 	struct timer *delay;    /* a protocol's delayed reply (failed login) */
 	int busy;               /* async steps in flight holding a pointer to s */
-	bool discarding;        /* dropping an over-long line up to its LF */
-	bool greeted;           /* the banner was sent */
-	bool tls;
-	bool loopback;
+	/* conn_kernel_outq() when the idle timer last looked: a reader still
+	 * draining the kernel's copy of our output is not idle */
+	unsigned last_outq;
 	const char *close_reason; /* static string; the first one given wins */
 	char ip[64];
 };
