@@ -19,6 +19,13 @@
 #include "pop3/session.h"
 
 #define POP3_READ_CHUNK (64 * 1024)
+/* One chunk of a blob, read on a worker (read_work). */
+struct pop3_read {
+	ssize_t got;
+	int err;
+	char data[POP3_READ_CHUNK];
+};
+
 /* Most listing output made in one loop step (a fraction of a millisecond). */
 #define POP3_SLICE (64 * 1024)
 
@@ -37,7 +44,7 @@ static void send_end(struct pop3_session *s)
 		pop3_send_raw(s, b.data, b.len);
 		close(s->send_fd);
 		s->send_fd = -1;
-		x_free(&s->send_buf);
+		x_free(&s->send_rd);
 	} else {
 		conn_write(s->base.c, ".\r\n", 3); /* RFC 1939 3 */
 	}
@@ -55,10 +62,10 @@ static void read_work(void *arg)
 	ssize_t r;
 
 	do
-		r = read(s->send_fd, s->send_buf, POP3_READ_CHUNK);
+		r = read(s->send_fd, s->send_rd->data, POP3_READ_CHUNK);
 	while (r < 0 && errno == EINTR);
-	s->send_got = r;
-	s->send_errno = r < 0 ? errno : 0;
+	s->send_rd->got = r;
+	s->send_rd->err = r < 0 ? errno : 0;
 }
 
 static void pump(struct pop3_session *s);
@@ -77,16 +84,17 @@ static void read_done(void *arg)
 		pop3_send_abort(s); /* closed meanwhile: deferred until now */
 		return;
 	}
-	if (s->send_got < 0) {
+	if (s->send_rd->got < 0) {
 		/* Mid-response: no -ERR can be framed; the client sees the
 		 * connection drop without ".", never a truncated message as whole. */
-		log_err("pop3 %s: read message: %s", s->base.ip, strerror(s->send_errno));
+		log_err("pop3 %s: read message: %s", s->base.ip, strerror(s->send_rd->err));
 		s->result = "read error";
 		session_close(&s->base, "read error");
 		return;
 	}
-	done = s->send_got == 0 ? 1
-				: pop3_dot_feed(&s->dot, s->send_buf, (size_t)s->send_got, &out);
+	done = s->send_rd->got == 0
+		       ? 1
+		       : pop3_dot_feed(&s->dot, s->send_rd->data, (size_t)s->send_rd->got, &out);
 	if (out.len > 0)
 		pop3_send_raw(s, out.data, out.len);
 	buf_free(&out);
@@ -191,7 +199,7 @@ void pop3_send_message(struct pop3_session *s, size_t n, bool top, uint64_t line
 		pop3_reply(s, true, NULL, "%" PRIu64 " octets", msg->size);
 	}
 	s->send_fd = fd;
-	s->send_buf = xmalloc(POP3_READ_CHUNK);
+	s->send_rd = xmalloc(sizeof *s->send_rd);
 	s->send_fill = NULL;
 	pop3_dot_init(&s->dot, top, lines);
 	send_start(s);
@@ -220,5 +228,5 @@ void pop3_send_abort(struct pop3_session *s)
 		close(s->send_fd);
 		s->send_fd = -1;
 	}
-	x_free(&s->send_buf);
+	x_free(&s->send_rd);
 }

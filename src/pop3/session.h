@@ -26,6 +26,7 @@
 #include "pop3/server.h"
 
 struct pop3_session;
+struct pop3_read; /* retr.c */
 struct buf;
 
 /* Appends the next lines of a listing (CRLF-terminated, not starting with
@@ -82,26 +83,24 @@ struct pop3_session {
 	enum pop3_state state;
 	/* base.timer: the idle timeout; base.delay: the delayed reply to a
 	 * failed login */
-	bool utf8;       /* RFC 6856 UTF8 given */
 	int errors;
 	int auth_failures; /* in this session */
+	bool utf8;         /* RFC 6856 UTF8 given */
+	bool quitting;     /* UPDATE state */
+	/* A multi-line response streamed as the client reads (retr.c): RETR/TOP
+	 * read the blob send_fd through dot; a listing calls send_fill. RETR/TOP
+	 * read the blob on a worker, one chunk at a time, into send_rd
+	 * (allocated for the response, freed at its end); while send_reading,
+	 * the worker owns send_fd and send_rd, and base.busy holds the session.
+	 * A listing sets send_reading too while its next slice is posted to the
+	 * loop. (Ordered so that an idle session has no padding to pay for.) */
+	bool send_reading;
+	int send_fd;
+	struct pop3_read *send_rd;
 	char *user_arg;    /* USER given, waiting for PASS */
 	struct sasl_server sasl; /* the AUTH exchange (state AUTHLINE) */
 	struct pop3_maildrop *maildrop; /* TRANSACTION state */
 	char *auth_user;                /* for the log */
-	bool quitting;                  /* UPDATE state */
-	/* A multi-line response streamed as the client reads (retr.c): RETR/TOP
-	 * read the blob send_fd through dot; a listing calls send_fill. */
-	int send_fd;
-	/* RETR/TOP: the blob is read on a worker, one chunk at a time, into
-	 * send_buf (allocated for the response, freed at its end); while
-	 * send_reading, the worker owns send_fd, send_buf, send_got and
-	 * send_errno, and base.busy holds the session. A listing sets
-	 * send_reading too while its next slice is posted to the loop. */
-	char *send_buf;
-	ssize_t send_got;
-	int send_errno;
-	bool send_reading;
 	struct pop3_dot dot;
 	pop3_fill_fn *send_fill;
 	size_t send_next; /* the listing's cursor: index into maildrop->v */
