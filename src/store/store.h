@@ -33,6 +33,7 @@
 #include <time.h>
 #include "core/loop.h"
 #include "core/pool.h"
+#include "core/buf.h"
 
 struct store;
 
@@ -171,6 +172,8 @@ enum store_commit_result {
 	 * otherwise go nowhere. Resolving the address again decides (550 if it is
 	 * gone for good). */
 	STORE_COMMIT_RCPT_GONE = -2,
+	/* A local recipient is over its quota (452 4.2.2 at end of data). */
+	STORE_COMMIT_OVERQUOTA = -5,
 };
 /* result: an enum store_commit_result. */
 typedef void store_commit_cb(void *arg, int result);
@@ -277,6 +280,8 @@ void store_expunge(struct store *st, const char *user, const char *mailbox, uint
 enum store_change_kind {
 	STORE_CHANGE_NEW,     /* a delivery was committed (uids: none; re-read from uidnext) */
 	STORE_CHANGE_EXPUNGE, /* uids were expunged */
+	STORE_CHANGE_FLAGS,   /* the flags of uids changed (re-read them) */
+	STORE_CHANGE_DELETED, /* the mailbox was deleted or renamed away */
 };
 struct store_change {
 	enum store_change_kind kind;
@@ -296,5 +301,200 @@ struct store_sub *store_subscribe(struct store *st, const char *user, const char
 /* Cancels and frees *subp if not NULL; sets *subp = NULL. No callback for it
  * follows, even within the notification round in progress. */
 void store_unsubscribe(struct store *st, struct store_sub **subp);
+
+/* ==== IMAP: mailboxes, message state, quotas, the MIME cache ============
+ * (mailbox.c, flags.c, ...: the store side of IMAP.) Mailbox names are
+ * UTF-8 with '/' as the hierarchy separator; "INBOX" is stored as "INBOX".
+ * Every write below runs on the committer (the only writer) in one
+ * transaction, and its callback runs on the loop thread, always later, never
+ * from inside the call. Reads that grow with a mailbox run in store_read()
+ * snapshots (store_snap_*). Operations on a selected mailbox name it by name
+ * and the UIDVALIDITY the caller holds (0 = as it is now): a mailbox deleted
+ * and re-created since gives STORE_CHANGED, nothing done. */
+
+/* Results of the operations below (negative: nothing was changed). */
+enum store_res {
+	STORE_OK = 0,
+	STORE_ERROR = -1,       /* database or disk error: [SERVERBUG]/[UNAVAILABLE] */
+	STORE_NONEXISTENT = -3, /* no such mailbox: [NONEXISTENT] (or [TRYCREATE]
+				 * for a COPY/MOVE/APPEND target) */
+	STORE_EXISTS = -4,      /* [ALREADYEXISTS] */
+	STORE_OVERQUOTA = -5,   /* [OVERQUOTA] */
+	STORE_LIMIT = -6,       /* too many mailboxes, name too long: [LIMIT] */
+	STORE_CHANGED = -7,     /* UIDVALIDITY changed: the mailbox was replaced */
+	STORE_HASCHILDREN = -8, /* DELETE of a mailbox with children: [INUSE] */
+	STORE_CANNOT = -9,      /* DELETE INBOX, RENAME into itself: [CANNOT] */
+};
+typedef void store_res_cb(void *arg, int result);
+
+/* Special-use attributes (RFC 6154), one per mailbox at most. Every new user
+ * gets INBOX plus Drafts, Sent, Trash, Junk and Archive with these (and
+ * existing users get them at the schema migration). */
+#define STORE_SPECIAL_USE_DEFAULTS {"Drafts", "\\Drafts"}, {"Sent", "\\Sent"}, \
+	{"Trash", "\\Trash"}, {"Junk", "\\Junk"}, {"Archive", "\\Archive"}
+
+/* Limits (set once after store_open; 0 = the default). */
+void store_set_limits(struct store *st, unsigned max_mailboxes_per_user,
+		      unsigned max_mailbox_name);
+
+/* CREATE (RFC 9051 6.3.4): also creates missing parent levels ("a/b/c"
+ * creates "a" and "a/b" when absent). special_use NULL or "\\Sent" etc.
+ * STORE_EXISTS if name exists (INBOX in any case always exists). */
+void store_mailbox_create(struct store *st, const char *user, const char *name,
+			  const char *special_use, store_res_cb *cb, void *arg);
+/* DELETE (6.3.5): removes the mailbox and its messages (blobs with no other
+ * reference too), its subscription stays (RFC 9051 allows; LSUB shows it).
+ * STORE_CANNOT for INBOX; STORE_HASCHILDREN if it has children (Dovecot's
+ * rule: delete the children first). Subscribers of the mailbox get
+ * STORE_CHANGE_DELETED. */
+void store_mailbox_delete(struct store *st, const char *user, const char *name,
+			  store_res_cb *cb, void *arg);
+/* RENAME (6.3.6): the mailbox and every child level ("a" -> "b" also renames
+ * "a/x" to "b/x"); missing parents of the new name are created; UIDVALIDITY
+ * kept. INBOX: a new mailbox `to` is created, every message of INBOX is moved
+ * into it (new UIDs there, expunged from INBOX), INBOX stays (children of
+ * INBOX are not renamed). STORE_EXISTS if `to` exists, STORE_NONEXISTENT if
+ * `from` does not, STORE_CANNOT for renaming into its own child. */
+void store_mailbox_rename(struct store *st, const char *user, const char *from, const char *to,
+			  store_res_cb *cb, void *arg);
+/* SUBSCRIBE/UNSUBSCRIBE (6.3.7, 6.3.8): subscriptions are names, kept apart
+ * from mailboxes (a name that does not exist may be subscribed). */
+void store_mailbox_subscribe(struct store *st, const char *user, const char *name, bool on,
+			     store_res_cb *cb, void *arg);
+
+/* A mailbox as LIST / STATUS / SELECT see it. The counts beyond `messages`
+ * are computed only when asked (want_counts), as they grow with the box. */
+struct store_mailbox {
+	const char *name;        /* UTF-8 */
+	const char *special_use; /* "\\Sent" ..., or NULL */
+	bool subscribed;
+	struct store_mailbox_status status;
+	uint32_t unseen;         /* messages without \Seen (want_counts) */
+	uint32_t deleted;        /* messages with \Deleted (want_counts) */
+	uint64_t size;           /* sum of message sizes (want_counts) */
+	uint32_t first_unseen_uid; /* (want_counts) 0 if none */
+};
+typedef void store_mailbox_cb(void *arg, const struct store_mailbox *mb);
+/* Every mailbox of user, in name order (cb on the worker). */
+int store_snap_mailboxes(struct store_snap *sn, const char *user, bool want_counts,
+			 store_mailbox_cb *cb, void *arg, char **err_r);
+/* One mailbox; STORE_NONEXISTENT (as the return value) if absent. */
+int store_snap_mailbox(struct store_snap *sn, const char *user, const char *name,
+		       bool want_counts, store_mailbox_cb *cb, void *arg, char **err_r);
+/* The subscribed names of user, in name order, whether they exist or not. */
+int store_snap_subscriptions(struct store_snap *sn, const char *user, store_list_cb *cb,
+			     void *arg, char **err_r);
+
+/* One message of a mailbox, for SELECT, FETCH, SEARCH (valid during the
+ * callback only). flags: system flags as IMAP atoms and keywords,
+ * space-separated ("\\Seen \\Flagged $Forwarded"), never "\\Recent". */
+struct store_msg {
+	uint32_t uid;
+	uint64_t modseq;
+	const char *flags;
+	time_t internaldate;
+	int internaldate_tz;   /* the zone given at APPEND/delivery, seconds east */
+	uint64_t size;
+	int64_t message_id;    /* the stored body (shared by copies) */
+	const char *blob;      /* the blob's name (store_snap_blob_open) */
+	const void *cache;     /* the MIME cache, or NULL if none yet (mime.h) */
+	size_t cache_len;
+	time_t savedate;       /* when it arrived in this mailbox */
+};
+typedef int store_msg_cb(void *arg, const struct store_msg *m); /* nonzero stops */
+struct store_uid_range {
+	uint32_t lo, hi;
+};
+/* The messages of a mailbox whose UID is in ranges (sorted; n 0 = all), in
+ * UID order, with modseq > changedsince (0 = all); want_cache: fill
+ * cache/cache_len. STORE_CHANGED if uidvalidity (non-zero) differs,
+ * STORE_NONEXISTENT if the mailbox is gone. */
+int store_snap_messages(struct store_snap *sn, const char *user, const char *mailbox,
+			uint32_t uidvalidity, const struct store_uid_range *ranges, size_t n,
+			uint64_t changedsince, bool want_cache, store_msg_cb *cb, void *arg,
+			char **err_r);
+/* Opens a message's blob read-only on the worker (0 with *fd_r, or -1). */
+int store_snap_blob_open(struct store_snap *sn, const char *blob, int *fd_r, char **err_r);
+/* QRESYNC (RFC 7162 3.2.5.1): the UIDs expunged from the mailbox with a
+ * MODSEQ above since, in UID order, restricted to ranges (n 0 = all). The
+ * expunge log keeps every expunge for the life of the mailbox (one row per
+ * UID; ranges of UIDs could compress it later). */
+int store_snap_vanished(struct store_snap *sn, const char *user, const char *mailbox,
+			uint32_t uidvalidity, uint64_t since, const struct store_uid_range *ranges,
+			size_t n, void (*cb)(void *arg, uint32_t uid),
+			void *arg, char **err_r);
+
+/* APPEND / MULTIAPPEND (RFC 9051 6.3.12, RFC 3502): n spools (ownership
+ * taken) into mailbox of user, in one transaction: all or none. flags[i]
+ * (may be "" or NULL) in the same form as store_msg.flags; dates[i] (0 =
+ * now) and tzs[i]. Quota is checked (STORE_OVERQUOTA); the mailbox must exist
+ * (STORE_NONEXISTENT: [TRYCREATE]). cb gets the mailbox's UIDVALIDITY and the
+ * first new UID (the others follow consecutively): APPENDUID (RFC 4315).
+ * Durable (group commit, the same as SMTP) before cb. */
+typedef void store_append_cb(void *arg, int result, uint32_t uidvalidity, uint32_t first_uid);
+void store_append(struct store *st, const char *user, const char *mailbox,
+		  struct store_spool **sps, size_t n, const char *const *flags,
+		  const time_t *dates, const int *tzs, store_append_cb *cb, void *arg);
+
+/* STORE (RFC 9051 6.4.6, RFC 7162 3.1.3): changes the flags of the messages
+ * with the given UIDs (sorted): op '+' adds, '-' removes, '=' replaces.
+ * \Recent is never stored. unchangedsince (0 = none): a message whose modseq
+ * is above it is not changed and is reported with changed = false
+ * ([MODIFIED]). A message whose flags end up the same is not given a new
+ * modseq (changed = false, modified = false). Every changed message gets
+ * the mailbox's next MODSEQ (one per call). cb gets each message still
+ * present with its flags after the call. Subscribers get STORE_CHANGE_FLAGS. */
+struct store_flag_result {
+	uint32_t uid;
+	uint64_t modseq;
+	const char *flags;
+	bool changed;   /* its flags were changed by this call */
+	bool modified;  /* refused by unchangedsince */
+};
+typedef void store_flags_cb(void *arg, int result, const struct store_flag_result *v, size_t n);
+void store_flags(struct store *st, const char *user, const char *mailbox, uint32_t uidvalidity,
+		 const uint32_t *uids, size_t n, char op, const char *flags,
+		 uint64_t unchangedsince, store_flags_cb *cb, void *arg);
+
+/* COPY / MOVE (RFC 9051 6.4.7, 6.4.8; RFC 6851): copies the messages with
+ * the given UIDs (sorted; missing ones skipped) to `to` (body shared, not
+ * duplicated; flags and INTERNALDATE kept; new UIDs), and with move removes
+ * them from the source in the same transaction (expunge log, notifications:
+ * STORE_CHANGE_EXPUNGE on the source, STORE_CHANGE_NEW on `to`). Quota
+ * checked. cb: the target's UIDVALIDITY and the pairs (src[i] -> dst[i]) for
+ * COPYUID (RFC 4315). */
+typedef void store_copy_cb(void *arg, int result, uint32_t dst_uidvalidity, const uint32_t *src,
+			   const uint32_t *dst, size_t n);
+void store_copy(struct store *st, const char *user, const char *from, uint32_t uidvalidity,
+		const uint32_t *uids, size_t n, const char *to, bool move, store_copy_cb *cb,
+		void *arg);
+
+/* Quota (RFC 9208: STORAGE in KiB on the wire, MESSAGE): limits per account,
+ * 0 = none; usage over every mailbox of the account, kept as counters in the
+ * same transactions that add or remove messages. Deliveries (store_commit)
+ * to an account over its limit fail with STORE_COMMIT_OVERQUOTA; SMTP asks
+ * store_quota_full() at RCPT. */
+int store_quota_set(struct store *st, const char *user, uint64_t storage_bytes, uint64_t messages,
+		    char **err_r);
+struct store_quota {
+	uint64_t storage_limit, storage_used; /* octets */
+	uint64_t message_limit, message_used;
+};
+int store_quota_get(struct store *st, const char *user, struct store_quota *q_r, char **err_r);
+int store_snap_quota(struct store_snap *sn, const char *user, struct store_quota *q_r,
+		     char **err_r);
+/* For SMTP RCPT (loop thread, one indexed row): true if the account is at
+ * or over a limit already. */
+bool store_quota_full(struct store *st, int64_t user_id);
+
+/* The MIME cache (mime/mime.h): the store does not include mime headers; the
+ * daemon and the CLI give it the builder. With a builder set, every message
+ * committed (store_commit, store_append) gets its cache in the same
+ * transaction (built on the committer from the spool's bytes; large blobs
+ * mapped read-only). Messages stored before have none (store_msg.cache NULL):
+ * the reader builds it from the blob and may save it with store_cache_save. */
+typedef void store_cache_build_fn(const char *msg, size_t len, struct buf *out);
+void store_set_cache_builder(struct store *st, store_cache_build_fn *fn);
+void store_cache_save(struct store *st, int64_t message_id, const void *cache, size_t len);
 
 #endif

@@ -1,0 +1,85 @@
+/* FETCH responses and SEARCH matching for one message: pure functions over
+ * what the store and the MIME cache give (no I/O, no session), so the server
+ * runs them on worker threads, a slice of messages per job, and they are
+ * unit tested on their own.
+ *
+ * Output is bounded: a FETCH response is a list of segments, bytes formatted
+ * here plus ranges of the message's blob that the server streams from the
+ * file as the client reads (a literal larger than IMAP_FETCH_INLINE is never
+ * copied into memory). A BINARY[] of an encoded part is a decoded blob range:
+ * its size is computed by a decoding pass without holding the output. */
+#ifndef POSTERN_IMAP_FETCH_H
+#define POSTERN_IMAP_FETCH_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "core/buf.h"
+#include "imap/parse.h"
+#include "mime/mime.h"
+
+#define IMAP_FETCH_INLINE (64 * 1024)
+
+/* One message as FETCH and SEARCH see it. msg/len: the whole message (the
+ * blob mapped read-only) or NULL when the items/keys need no content
+ * (imap_fetch.need_blob / imap_search_needs_blob); mc: its MIME cache (the
+ * server builds one from msg when the store had none), or NULL when not
+ * needed (need_cache). */
+struct imap_msg {
+	uint32_t seq, uid;
+	uint64_t modseq, size;
+	time_t internaldate;
+	int internaldate_tz;
+	unsigned sysflags;     /* IMAP_F_*, IMAP_F_RECENT included when recent */
+	const char *keywords;  /* space-separated, may be "" */
+	const char *msg;
+	size_t len;
+	const struct mime_cache *mc;
+};
+
+enum imap_seg_kind {
+	IMAP_SEG_BYTES,   /* [off, off+len) of the response's bytes buffer */
+	IMAP_SEG_BLOB,    /* [off, off+len) of the message's blob, as is */
+	IMAP_SEG_DECODE,  /* [off, off+len) of the blob decoded with enc, the
+			   * decoded output cut to [skip, skip+out_len)
+			   * (a partial BINARY[]<skip.out_len>) */
+};
+struct imap_seg {
+	enum imap_seg_kind kind;
+	enum mime_encoding enc;
+	uint64_t off, len;
+	uint64_t skip, out_len;
+};
+struct imap_fetch_out {
+	struct buf bytes;
+	struct imap_seg *segs;
+	size_t n_segs, cap_segs;
+};
+void imap_fetch_out_reset(struct imap_fetch_out *o); /* keeps memory */
+void imap_fetch_out_free(struct imap_fetch_out *o);
+
+struct imap_fetch_opts {
+	bool uid;         /* UID FETCH: UID is always included (RFC 9051 6.4.9) */
+	bool binary_ok;   /* literal8 allowed in the response (BINARY items) */
+	bool utf8;        /* UTF8=ACCEPT/IMAP4rev2: 8-bit header text sent as is */
+	bool modseq;      /* CONDSTORE enabled: MODSEQ in every FETCH response */
+	const unsigned *set_flags;  /* flags to report instead of m's (after an
+				     * implicit \Seen), or NULL */
+};
+/* Appends "* seq FETCH (...)\r\n" for m to o. */
+void imap_fetch_format(const struct imap_fetch *f, const struct imap_fetch_opts *opt,
+		       const struct imap_msg *m, struct imap_fetch_out *o);
+/* Appends the flag list "(\Seen foo)" of sysflags and keywords. */
+void imap_format_flags(struct buf *out, unsigned sysflags, const char *keywords);
+/* The IMAP flags string (store form "\\Seen foo") to bits + keywords. */
+unsigned imap_flags_from_store(const char *flags, const char **keywords_r);
+
+/* SEARCH: true if m matches s. saved: the SEARCHRES result as sorted UIDs
+ * (for "$"), or NULL. Dates compare in the zone of the INTERNALDATE
+ * (BEFORE/ON/SINCE) or of the Date: header (SENT*), as RFC 9051 says. */
+bool imap_search_needs_blob(const struct imap_search *s);
+bool imap_search_match(const struct imap_search *s, const struct imap_msg *m,
+		       const uint32_t *saved, size_t n_saved);
+
+#endif

@@ -1,0 +1,293 @@
+/* IMAP command input (RFC 9051 / RFC 3501): framing of a command made of
+ * lines and literals, the argument tree, and the typed values commands take
+ * (sequence sets, flags, dates, mailbox names, FETCH items, SEARCH keys).
+ * Pure: no I/O, no globals; unit tested and fuzzed. Output helpers (quoting)
+ * are here too, so that what we parse and what we send follow one grammar.
+ *
+ * Framing. A command is a line that may end in a literal announcement
+ * ({N}, {N+} LITERAL+, ~{N} / ~{N+} BINARY literal8); the literal's N octets
+ * follow, then the rest of the command (more literals possible) up to CRLF.
+ * struct imap_reader assembles one command at a time into r->cmd, with:
+ *  - a line limit per line (counted without literals) and a total command
+ *    limit (lines plus inline literals);
+ *  - a literal limit for literals held inline (every literal but APPEND's
+ *    message, which the server streams into a spool: see IMAP_READ_LITERAL);
+ *  - synchronising literals ({N}): the caller must send "+ ..." first (or a
+ *    tagged NO/BAD to refuse it: the command is then dropped);
+ *  - a non-synchronising literal ({N+}) over the limit cannot be refused
+ *    before its bytes arrive: IMAP_READ_FATAL (the server says BYE [TOOBIG]
+ *    and closes, RFC 7888 4).
+ * Literals are copied into r->cmd inline, so the argument parser sees one
+ * buffer: a literal's octets are marked with their offset and length
+ * (r->lits), not re-scanned for syntax. */
+#ifndef POSTERN_IMAP_PARSE_H
+#define POSTERN_IMAP_PARSE_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include "core/buf.h"
+
+#define IMAP_MAX_DEPTH 16      /* parenthesised list nesting */
+#define IMAP_MAX_LITERALS 64   /* literals in one command */
+
+struct imap_lit {
+	size_t off, len;  /* in r->cmd: the literal's octets */
+	bool binary;      /* ~{N}: literal8 */
+	bool external;    /* taken by the caller (IMAP_READ_LITERAL, stream) */
+};
+
+enum imap_read_result {
+	IMAP_READ_MORE,     /* need more input */
+	IMAP_READ_COMMAND,  /* r->cmd holds a whole command (without CRLF) */
+	IMAP_READ_CONTINUE, /* a synchronising literal: send "+ OK" (or refuse
+			     * with imap_reader_refuse) then feed again */
+	IMAP_READ_LITERAL,  /* a literal of r->lit_len octets starts; the command
+			     * so far is in r->cmd. The caller either calls
+			     * imap_reader_inline() (held in r->cmd, subject to
+			     * the literal limit) or takes the octets itself
+			     * from its input and then calls
+			     * imap_reader_external_done(). Only returned when
+			     * r->want_literal_events is set. */
+	IMAP_READ_BAD,      /* a line over the limit (consumed up to its LF), or
+			     * a literal over the limit announced with {N}: the
+			     * command is dropped; answer BAD/NO (r->error says
+			     * which and why) and go on */
+	IMAP_READ_FATAL,    /* {N+} over the limit, or the command limit hit
+			     * inside a non-synchronising literal: say BYE and
+			     * close (r->error) */
+};
+
+struct imap_reader {
+	/* limits, set by the caller before the first feed */
+	size_t max_line;      /* per line, octets, literals excluded */
+	size_t max_command;   /* lines plus inline literals */
+	uint64_t max_literal; /* per inline literal */
+	bool want_literal_events;
+	/* results */
+	struct buf cmd;       /* the command assembled so far / complete */
+	struct imap_lit lits[IMAP_MAX_LITERALS];
+	size_t n_lits;
+	uint64_t lit_len;     /* IMAP_READ_CONTINUE/LITERAL: announced size */
+	bool lit_sync;        /* IMAP_READ_CONTINUE: {N} (not {N+}) */
+	bool lit_binary;      /* ~{N} */
+	const char *error;    /* IMAP_READ_BAD/FATAL: static text */
+	bool error_toobig;    /* ... because of a size: [TOOBIG] */
+	/* private */
+	int state;
+	uint64_t lit_left;
+	size_t line_len;
+	bool discarding;
+};
+void imap_reader_init(struct imap_reader *r);
+/* Consumes from in what it uses (at most up to the end of one command). */
+enum imap_read_result imap_reader_feed(struct imap_reader *r, struct buf *in);
+/* After IMAP_READ_CONTINUE: the caller refused the literal (sent NO/BAD):
+ * the command is dropped; the reader expects a new command. */
+void imap_reader_refuse(struct imap_reader *r);
+/* After IMAP_READ_LITERAL: hold the literal in r->cmd (limit applies). */
+void imap_reader_inline(struct imap_reader *r);
+/* After IMAP_READ_LITERAL: the caller consumed the literal's octets itself;
+ * it is recorded as an external literal (offset = r->cmd.len, length 0 in
+ * r->cmd, lit->len = its size... see struct imap_lit) and reading resumes
+ * with the rest of the line. */
+void imap_reader_external_done(struct imap_reader *r);
+/* Ready for the next command (after IMAP_READ_COMMAND was handled). */
+void imap_reader_next(struct imap_reader *r);
+void imap_reader_free(struct imap_reader *r);
+
+/* ---- the argument tree ---- */
+enum imap_arg_type {
+	IMAP_ARG_EOL,     /* end of a list / of the command */
+	IMAP_ARG_ATOM,    /* also numbers, sequence sets, BODY[...]<...> */
+	IMAP_ARG_QUOTED,  /* unescaped */
+	IMAP_ARG_LITERAL, /* {N} / {N+}; binary for ~{N} */
+	IMAP_ARG_NIL,
+	IMAP_ARG_LIST,    /* ( ... ) */
+};
+struct imap_arg {
+	enum imap_arg_type type;
+	bool binary;          /* literal8 */
+	bool external;        /* a literal the caller streamed (len = its size) */
+	const char *str;      /* ATOM/QUOTED/LITERAL: NUL-terminated copy or in
+			       * the command buffer; may hold NULs (LITERAL) */
+	size_t len;
+	struct imap_arg *list; /* LIST: children, ending with IMAP_ARG_EOL */
+};
+/* Splits a complete command: *tag_r and *name_r (the command name, upper
+ * case; for UID commands "UID FETCH" etc.), and the arguments after it as a
+ * tree in *args_r (an array ending with IMAP_ARG_EOL). Atoms may contain a
+ * bracketed part with spaces and parentheses (BODY[HEADER.FIELDS (A B)]<0.9>
+ * is one atom). Memory is owned by *a (imap_args_free). 0, or -1 with
+ * *err_r (static text; *tag_r is set when a tag could be read, so the BAD is
+ * tagged). */
+struct imap_args {
+	char *tag;
+	char *name;
+	struct imap_arg *args;
+	/* private */
+	void *mem;
+};
+int imap_parse_command(const struct imap_reader *r, struct imap_args *a, const char **err_r);
+void imap_args_free(struct imap_args *a);
+
+/* astring/string/nstring values: true with the bytes (not NUL-safe for a
+ * literal with NUL: then false for astring). */
+bool imap_arg_astring(const struct imap_arg *a, const char **s_r, size_t *len_r);
+bool imap_arg_string(const struct imap_arg *a, const char **s_r, size_t *len_r);
+bool imap_arg_atom_is(const struct imap_arg *a, const char *upper); /* case-insensitive */
+bool imap_arg_number(const struct imap_arg *a, uint32_t *n_r);   /* nz-number or 0 */
+bool imap_arg_number64(const struct imap_arg *a, uint64_t *n_r); /* mod-sequence-value */
+
+/* ---- sequence sets (RFC 9051 9: sequence-set; "$" = SEARCHRES) ---- */
+struct imap_range {
+	uint32_t lo, hi; /* lo <= hi; UINT32_MAX stands for "*" */
+};
+struct imap_seqset {
+	struct imap_range *v; /* normalised: sorted, merged, after resolving *
+			       * by imap_seqset_resolve */
+	size_t n;
+	bool dollar;          /* "$": the saved search result */
+};
+#define IMAP_STAR UINT32_MAX
+/* Parses s (e.g. "1:3,5,7:*", "$"); at most max_ranges ranges (limit). */
+int imap_seqset_parse(const char *s, size_t len, size_t max_ranges, struct imap_seqset *set);
+/* Replaces * by max (the highest sequence number or UID; with max 0 the set
+ * becomes empty unless it is only *), sorts and merges. */
+void imap_seqset_resolve(struct imap_seqset *set, uint32_t max);
+bool imap_seqset_contains(const struct imap_seqset *set, uint32_t n);
+void imap_seqset_free(struct imap_seqset *set);
+/* Appends the compact form ("1:3,5") of sorted unique numbers. */
+void imap_seqset_format(struct buf *out, const uint32_t *v, size_t n);
+
+/* ---- flags ---- */
+/* System flags as bits; keywords as atoms. */
+enum {
+	IMAP_F_SEEN = 1, IMAP_F_ANSWERED = 2, IMAP_F_FLAGGED = 4, IMAP_F_DELETED = 8,
+	IMAP_F_DRAFT = 16, IMAP_F_RECENT = 32,
+};
+/* A flag list "(\Seen foo)" (or a single flag): system flags in *sys_r,
+ * keywords appended to kw as a space-separated list (each a valid atom;
+ * \Recent is refused, unknown \X refused; duplicates dropped). 0 or -1. */
+int imap_parse_flags(const struct imap_arg *a, unsigned *sys_r, struct buf *kw);
+
+/* ---- dates ---- */
+/* date (SEARCH: "1-Feb-1994", quoted or not): the day's midnight as a
+ * calendar date number (days since 1970-01-01). */
+bool imap_parse_date(const char *s, size_t len, int32_t *day_r);
+/* date-time (APPEND: "17-Jul-1996 02:44:25 -0700") */
+bool imap_parse_datetime(const char *s, size_t len, time_t *t_r, int *tz_r);
+/* Appends "dd-Mon-yyyy hh:mm:ss +zzzz" (quoted) for INTERNALDATE. */
+void imap_format_datetime(struct buf *out, time_t t, int tz);
+
+/* ---- mailbox names ---- */
+/* Hierarchy separator: '/'. Names are stored as UTF-8. A client that did
+ * not ENABLE IMAP4rev2 or UTF8=ACCEPT sends and receives modified UTF-7
+ * (RFC 3501 5.1.3). */
+#define IMAP_HIER_SEP '/'
+/* Modified UTF-7 -> UTF-8 (appends to out); false on invalid input. */
+bool imap_utf7_decode(const char *s, size_t len, struct buf *out);
+/* UTF-8 -> modified UTF-7 (appends); false on invalid UTF-8. */
+bool imap_utf7_encode(const char *s, size_t len, struct buf *out);
+/* Validates a UTF-8 name (after decoding): not empty, valid UTF-8, no
+ * control characters, no empty level ("a//b", leading or trailing '/'), no
+ * "%" or "*", at most max_len octets and max_levels levels. "INBOX" in any
+ * case is normalised to "INBOX" (also as the first level "inbox/x").
+ * Returns NULL if valid (name may be rewritten in place) or a static reason. */
+const char *imap_mailbox_check(char *name, size_t max_len, unsigned max_levels);
+/* LIST pattern matching with "*" and "%" (RFC 9051 6.3.9), on UTF-8 names;
+ * INBOX case-insensitive. */
+bool imap_list_match(const char *pattern, const char *name, char sep);
+
+/* ---- FETCH items (RFC 9051 6.4.5) ---- */
+enum imap_fetch_kind {
+	IMAP_FETCH_FLAGS, IMAP_FETCH_INTERNALDATE, IMAP_FETCH_RFC822_SIZE,
+	IMAP_FETCH_ENVELOPE, IMAP_FETCH_BODY, IMAP_FETCH_BODYSTRUCTURE, IMAP_FETCH_UID,
+	IMAP_FETCH_MODSEQ,      /* CONDSTORE */
+	IMAP_FETCH_RFC822,      /* = BODY[] (sets \Seen) */
+	IMAP_FETCH_RFC822_HEADER, /* = BODY.PEEK[HEADER] */
+	IMAP_FETCH_RFC822_TEXT, /* = BODY[TEXT] (sets \Seen) */
+	IMAP_FETCH_SECTION,     /* BODY[...] / BODY.PEEK[...] */
+	IMAP_FETCH_BINARY,      /* BINARY[...] / BINARY.PEEK[...] */
+	IMAP_FETCH_BINARY_SIZE,
+};
+struct imap_fetch_item {
+	enum imap_fetch_kind kind;
+	bool peek;
+	/* SECTION/BINARY/BINARY_SIZE */
+	uint32_t path[16];
+	uint8_t depth;
+	uint8_t what;          /* enum mime_section (mime/mime.h) */
+	bool fields, fields_not; /* HEADER.FIELDS / HEADER.FIELDS.NOT */
+	char **names;          /* the field names */
+	size_t n_names;
+	bool partial;          /* <off.len> */
+	uint64_t p_off, p_len;
+	char *label;           /* the name as the response echoes it:
+				* "BODY[HEADER.FIELDS (A B)]<0>" */
+};
+struct imap_fetch {
+	struct imap_fetch_item *v;
+	size_t n;
+	bool sets_seen;        /* some item without PEEK changes \Seen */
+	bool need_blob, need_cache; /* what the items read */
+	uint64_t changedsince; /* CHANGEDSINCE modifier (0: none) */
+	bool vanished;         /* VANISHED modifier (QRESYNC, UID FETCH) */
+};
+/* Parses the FETCH arguments after the sequence set: a macro (ALL, FAST,
+ * FULL), one item or a list, then optional modifiers "(CHANGEDSINCE n
+ * VANISHED)". 0, or -1 with *err_r. */
+int imap_fetch_parse(const struct imap_arg *args, struct imap_fetch *f, const char **err_r);
+void imap_fetch_free(struct imap_fetch *f);
+
+/* ---- SEARCH (RFC 9051 6.4.4, RFC 4731 ESEARCH, RFC 5182 SEARCHRES) ---- */
+enum imap_search_kind {
+	IMAP_SK_ALL, IMAP_SK_AND, IMAP_SK_OR, IMAP_SK_NOT,
+	IMAP_SK_SEQSET, IMAP_SK_UIDSET,      /* set (may be $) */
+	IMAP_SK_FLAG, IMAP_SK_UNFLAG,        /* sys flag bits in u.flags */
+	IMAP_SK_KEYWORD, IMAP_SK_UNKEYWORD,  /* str */
+	IMAP_SK_NEW, IMAP_SK_OLD,            /* RECENT-based (rev1) */
+	IMAP_SK_BEFORE, IMAP_SK_ON, IMAP_SK_SINCE,             /* INTERNALDATE day */
+	IMAP_SK_SENTBEFORE, IMAP_SK_SENTON, IMAP_SK_SENTSINCE, /* Date: day */
+	IMAP_SK_LARGER, IMAP_SK_SMALLER,     /* size */
+	IMAP_SK_HEADER,  /* field (str2) contains str */
+	IMAP_SK_BODY, IMAP_SK_TEXT,          /* str */
+	IMAP_SK_MODSEQ,                      /* CONDSTORE: modseq >= n */
+	IMAP_SK_OLDER, IMAP_SK_YOUNGER,      /* WITHIN (later issue) */
+};
+struct imap_search_key {
+	enum imap_search_kind kind;
+	struct imap_search_key *sub;  /* AND: children list; OR: two; NOT: one */
+	size_t n_sub;
+	struct imap_seqset set;
+	unsigned flags;
+	char *str, *str2;   /* UTF-8 (converted from the CHARSET) */
+	int32_t day;
+	uint64_t num;
+};
+struct imap_search {
+	struct imap_search_key root;  /* an AND of the top-level keys */
+	/* ESEARCH: RETURN (...) given */
+	bool esearch;
+	bool ret_min, ret_max, ret_all, ret_count, ret_save;
+	/* limits applied while parsing */
+	const char *charset;   /* as given, or NULL */
+};
+/* Parses SEARCH arguments: optional "RETURN (...)", optional "CHARSET x"
+ * (US-ASCII and UTF-8 accepted; others: -1 with *bad_charset_r set so the
+ * server answers NO [BADCHARSET (US-ASCII UTF-8)]), then the keys. Strings
+ * are converted to UTF-8 from the charset. max_keys bounds the tree size
+ * and nesting uses IMAP_MAX_DEPTH. 0, or -1 with *err_r. */
+int imap_search_parse(const struct imap_arg *args, size_t max_keys, struct imap_search *s,
+		      bool *bad_charset_r, const char **err_r);
+void imap_search_free(struct imap_search *s);
+
+/* ---- output ---- */
+/* Appends s as an atom when it can be one, else a quoted string, else a
+ * literal ({N}\r\n...) (for astring positions); imap_append_string never
+ * uses an atom; imap_append_nstring writes NIL for NULL. */
+void imap_append_astring(struct buf *out, const char *s, size_t len);
+void imap_append_string(struct buf *out, const char *s, size_t len);
+void imap_append_nstring(struct buf *out, const char *s, size_t len);
+
+#endif

@@ -1,0 +1,126 @@
+/* MIME structure of a stored message, computed once (at delivery or APPEND)
+ * and cached in the store, so that a FETCH never re-parses the message.
+ *
+ * mime_cache_build() parses a whole RFC 5322 message (RFC 2045-2049, 2231,
+ * 2047) and writes a compact, self-describing, versioned cache: the IMAP
+ * ENVELOPE, BODY and BODYSTRUCTURE strings exactly as a FETCH sends them
+ * (RFC 9051 7.5.2 / RFC 3501 7.4.2), and a part table (offsets into the
+ * message of each part's header and body, line counts, transfer encoding) for
+ * section addressing (RFC 9051 6.4.5). It is tolerant of broken mail (missing
+ * boundaries, bad encodings, 8-bit headers, truncated input) and never reads
+ * outside [msg, msg + len). Pure: no I/O, no globals; fuzzed.
+ *
+ * The cache is opaque bytes for the store (a BLOB column). A reader checks it
+ * with mime_cache_open() before use; a cache of an older version is rejected
+ * (the caller rebuilds it from the message). */
+#ifndef POSTERN_MIME_MIME_H
+#define POSTERN_MIME_MIME_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include "core/buf.h"
+
+/* Messages larger than this are parsed as one opaque text/plain part. */
+#define MIME_MAX_MESSAGE ((size_t)1 << 31)
+/* Nesting limit (multipart within message/rfc822 within ...): deeper parts
+ * are treated as opaque text/plain leaves. */
+#define MIME_MAX_DEPTH 32
+/* Part-count limit per message; further parts are folded into their parent's
+ * last part. */
+#define MIME_MAX_PARTS 5000
+
+enum mime_encoding {
+	MIME_ENC_7BIT,
+	MIME_ENC_8BIT,
+	MIME_ENC_BINARY,
+	MIME_ENC_QP,
+	MIME_ENC_BASE64,
+	MIME_ENC_OTHER, /* unknown: BINARY fetch answers [UNKNOWN-CTE] */
+};
+
+/* Appends the cache of msg (len octets) to out. Never fails on bad input. */
+void mime_cache_build(const char *msg, size_t len, struct buf *out);
+
+/* A view of a cache (points into the caller's bytes; no allocation). */
+struct mime_cache {
+	const unsigned char *p;
+	size_t n;
+	/* private to mime.c */
+	uint32_t n_parts;
+	uint32_t parts_off, envelope_off, envelope_len, body_off, body_len, bs_off, bs_len;
+};
+/* true if p/n is a cache of the current version, well-formed (every offset
+ * inside p/n). */
+bool mime_cache_open(struct mime_cache *mc, const void *p, size_t n);
+
+/* The parenthesised IMAP strings (pointers into the cache, not NUL-terminated):
+ * ENVELOPE; BODYSTRUCTURE (with extension data); BODY (without). Header
+ * values are sent as they are in the message (8-bit included; a FETCH
+ * response is a literal when needed), NIL for absent fields. */
+void mime_cache_envelope(const struct mime_cache *mc, const char **p, size_t *n);
+void mime_cache_bodystructure(const struct mime_cache *mc, const char **p, size_t *n);
+void mime_cache_body(const struct mime_cache *mc, const char **p, size_t *n);
+
+/* Section addressing (RFC 9051 6.4.5). path/depth: the part numbers
+ * ("1.2.3" = {1,2,3}, depth 3; depth 0 = the whole message). what: */
+enum mime_section {
+	MIME_SECT_BODY,   /* BODY[path] (path empty: the whole message) */
+	MIME_SECT_HEADER, /* BODY[path.HEADER]: the header of the message (path
+			   * empty) or of the message/rfc822 part at path,
+			   * including the blank line */
+	MIME_SECT_TEXT,   /* BODY[path.TEXT]: the body of that message */
+	MIME_SECT_MIME,   /* BODY[path.MIME]: the MIME header of part path
+			   * (depth > 0), including the blank line */
+};
+/* Resolves a section to a byte range of the message. 0 with *off_r, *len_r
+ * and *enc_r (the part's Content-Transfer-Encoding, for BINARY); -1 if the
+ * part does not exist (a FETCH then answers an empty string, as Dovecot).
+ * Following RFC 9051: a non-multipart message has part 1 (its body); the
+ * part of a multipart is its body without the MIME header; HEADER/TEXT of a
+ * part that is not message/rfc822 is an error (-1). */
+int mime_cache_section(const struct mime_cache *mc, const uint32_t *path, size_t depth,
+		       enum mime_section what, uint64_t *off_r, uint64_t *len_r,
+		       enum mime_encoding *enc_r);
+
+/* HEADER.FIELDS / HEADER.FIELDS.NOT: appends to out the header fields of hdr
+ * (a header block as mime_cache_section(..., MIME_SECT_HEADER) gives it)
+ * whose names are (not) among names (case-insensitive), each whole with its
+ * continuation lines, in message order, then the blank line (CRLF). */
+void mime_header_fields(const char *hdr, size_t n, const char *const *names, size_t n_names,
+			bool not, struct buf *out);
+
+/* Content-Transfer-Encoding decoding (BINARY[], SEARCH): appends the decoded
+ * bytes of in to out. Tolerant: bad base64 characters are skipped, a broken
+ * =XX is kept as is. Returns false only for MIME_ENC_OTHER. */
+bool mime_decode(enum mime_encoding enc, const char *in, size_t n, struct buf *out);
+
+/* RFC 2047 encoded words in a header value (unfolded or not) to UTF-8 in out;
+ * charsets converted with iconv; undecodable words kept as they are. */
+void mime_decode_words(const char *in, size_t n, struct buf *out);
+/* Converts text in charset to UTF-8 (appends to out); false if the charset is
+ * unknown (out unchanged). "utf-8", "us-ascii" are copied (invalid sequences
+ * replaced by U+FFFD). */
+bool mime_to_utf8(const char *charset, const char *in, size_t n, struct buf *out);
+
+/* Text search as IMAP SEARCH needs it (RFC 9051 6.4.4: substring,
+ * case-insensitive; here: ASCII case folding plus Unicode simple case folding
+ * of Latin, Greek and Cyrillic), on decoded text. needle is UTF-8.
+ * mime_search_header: in the value of every header field named field (all
+ * fields when field is NULL) of the top-level header, after unfolding and
+ * RFC 2047 decoding; an empty needle matches when the field exists.
+ * mime_search_body: in the text of every part (transfer encoding decoded,
+ * charset converted to UTF-8), not in headers; text: also in the headers of
+ * the message and its parts (SEARCH TEXT). */
+bool mime_search_header(const char *msg, size_t len, const struct mime_cache *mc,
+			const char *field, const char *needle);
+bool mime_search_body(const char *msg, size_t len, const struct mime_cache *mc,
+		      const char *needle, bool text);
+
+/* The Date: header of the message as a time (for SENTBEFORE/SENTON/
+ * SENTSINCE, which compare dates in the header's own zone): true with
+ * *t_r = the UTC instant and *tz_r = its offset in seconds; false if absent
+ * or unparsable (RFC 5322 3.3, with the obsolete forms of 4.3). */
+bool mime_message_date(const char *msg, size_t len, time_t *t_r, int *tz_r);
+
+#endif
