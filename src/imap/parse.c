@@ -275,7 +275,9 @@ enum imap_read_result imap_reader_feed(struct imap_reader *r, struct buf *in)
 		size_t line_room = r->max_line > r->line_len ? r->max_line - r->line_len : 0;
 		size_t cmd_room = r->max_command > r->cmd.len ? r->max_command - r->cmd.len : 0;
 		if (keep > line_room || keep > cmd_room) {
-			r->error = keep > line_room ? "Line too long" : "Command too long";
+			/* which limit binds does not depend on how the
+			 * input was split: both rooms shrink together */
+			r->error = line_room < cmd_room ? "Line too long" : "Command too long";
 			r->error_toobig = false;
 			/* keep what fits so that the tag can still be read */
 			size_t fit = line_room < cmd_room ? line_room : cmd_room;

@@ -204,7 +204,7 @@ bool imap_parse_datetime(const char *s, size_t len, time_t *t_r, int *tz_r)
 	int hh = (p[1] - '0') * 10 + p[2] - '0', mi = (p[4] - '0') * 10 + p[5] - '0';
 	int ss = (p[7] - '0') * 10 + p[8] - '0';
 	int zh = (p[11] - '0') * 10 + p[12] - '0', zm = (p[13] - '0') * 10 + p[14] - '0';
-	if (hh > 23 || mi > 59 || ss > 60 || zm > 59)
+	if (hh > 23 || mi > 59 || ss > 60 || zh > 23 || zm > 59)
 		return false;
 	int tz = zh * 60 + zm;
 	if (p[10] == '-')
