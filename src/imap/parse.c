@@ -70,7 +70,15 @@ void imap_reader_free(struct imap_reader *r)
 
 void imap_reader_refuse(struct imap_reader *r)
 {
-	x_assert(r->state == RS_CONT_WAIT || (r->state == RS_LIT_EVENT && r->lit_sync));
+	x_assert(r->state == RS_CONT_WAIT || r->state == RS_LIT_EVENT);
+	if (!r->lit_sync) {
+		/* a {N+} cannot be refused: its octets are on their way
+		 * (RFC 7888 4); the connection cannot be resynchronised */
+		r->error = "Literal refused";
+		r->error_toobig = true;
+		r->state = RS_FATAL;
+		return;
+	}
 	imap_reader_next(r);
 }
 

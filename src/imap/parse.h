@@ -107,7 +107,9 @@ struct imap_reader {
  *       feeding the reader, then calls imap_reader_external_done(r) and
  *       feeds again (the rest of the command: more literals possible).
  *    c) imap_reader_refuse(r) at once (e.g. a {N} over APPENDLIMIT): the
- *       command is dropped; only valid for a {N} (lit_sync).
+ *       command is dropped. For a {N+} (whose octets are already on their
+ *       way) refusing makes every later feed return IMAP_READ_FATAL
+ *       (error_toobig): answer BYE [TOOBIG] or NO [TOOBIG] and close.
  * Without want_literal_events: {N+} over max_nonsync or the inline limits
  * gives IMAP_READ_FATAL; {N} over the inline limits IMAP_READ_BAD; a {N}
  * within them IMAP_READ_CONTINUE; a {N+} within them is read on.

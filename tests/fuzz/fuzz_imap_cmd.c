@@ -2,7 +2,8 @@
  * (src/imap/parse*.c).
  * Build: make fuzz
  * Input: byte 0 = mode (bits 0-1: literal handling: accept, refuse every
- * {N}, events + inline, events + stream; bit 2: small limits); bytes 1-2 =
+ * {N}, events + inline, events + stream; bit 2: small limits; bit 3: with
+ * events, refuse every literal at its event); bytes 1-2 =
  * seed of the split points; the rest is the client's byte stream.
  * Checks: the stream fed in one piece and in random pieces gives the same
  * transcript of events and parsed commands; r->cmd never exceeds the
@@ -236,6 +237,10 @@ static void run(const uint8_t *in, size_t n, unsigned mode, struct rng *g, bool 
 					imap_reader_refuse(&r);
 			} else if (res == IMAP_READ_LITERAL) {
 				buf_printf(out, "L %" PRIu64 " %d\n", r.lit_len, r.lit_sync);
+				if (mode & 8) {
+					imap_reader_refuse(&r);
+					continue;
+				}
 				if (lit == 2 || r.lit_len > 1000) {
 					imap_reader_inline(&r);
 					continue;

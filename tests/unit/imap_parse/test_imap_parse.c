@@ -11,7 +11,7 @@
 
 /* ---- framing ---- */
 
-enum drive_mode { DM_ACCEPT, DM_REFUSE, DM_EVENTS_INLINE, DM_EVENTS_EXTERNAL };
+enum drive_mode { DM_ACCEPT, DM_REFUSE, DM_EVENTS_INLINE, DM_EVENTS_EXTERNAL, DM_EVENTS_REFUSE };
 
 /* Renders one argument tree as text: atoms bare, quoted as "..", literals as
  * {len:bytes} (external as {len:X}), lists in (), NIL as NIL. */
@@ -68,7 +68,7 @@ static void drive(const char *src, size_t n, size_t step, enum drive_mode mode,
 		r.max_literal = limits->max_literal;
 		r.max_nonsync = limits->max_nonsync;
 	}
-	r.want_literal_events = mode == DM_EVENTS_INLINE || mode == DM_EVENTS_EXTERNAL;
+	r.want_literal_events = mode >= DM_EVENTS_INLINE;
 	for (;;) {
 		if (pos < n) {
 			size_t k = step == 0 || n - pos < step ? n - pos : step;
@@ -99,6 +99,8 @@ static void drive(const char *src, size_t n, size_t step, enum drive_mode mode,
 					   r.lit_sync ? "" : "+");
 				if (mode == DM_EVENTS_INLINE) {
 					imap_reader_inline(&r);
+				} else if (mode == DM_EVENTS_REFUSE) {
+					imap_reader_refuse(&r);
 				} else {
 					/* stream: take the octets from our input */
 					uint64_t left = r.lit_len;
@@ -190,6 +192,10 @@ static void test_framing(void)
 		{"a APPEND x {100}\r\nb NOOP\r\n", DM_EVENTS_INLINE, 0, 10,
 		 "L100;Ba|Literal too big TOOBIG;Cb|NOOP|;"},
 		{"a APPEND x {100}\r\n", DM_EVENTS_EXTERNAL, 0, 10, "L100;"},
+		/* refused at the event: a {N} drops the command, a {N+} is fatal */
+		{"a APPEND x {100}\r\nb NOOP\r\n", DM_EVENTS_REFUSE, 0, 0, "L100;Cb|NOOP|;"},
+		{"a APPEND x {100+}\r\nb NOOP\r\n", DM_EVENTS_REFUSE, 0, 0, "L100+;FLiteral refused;"},
+		{"a APPEND x {100+}\r\n", DM_EVENTS_INLINE, 0, 10, "L100+;FLiteral too big;"},
 		/* errors of the argument tree */
 		{"\r\n", DM_ACCEPT, 0, 0, "E-|Empty command;"},
 		{"abc\r\n", DM_ACCEPT, 0, 0, "Eabc|Missing command;"},
