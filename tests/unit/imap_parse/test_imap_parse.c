@@ -1189,6 +1189,103 @@ static void test_imaptest_commands(void)
 	}
 }
 
+/* Commands from the RFCs' examples: they frame, parse, and their typed
+ * arguments parse (kind: F fetch after a set, S search, T store flags after
+ * set and item, - none). */
+static void test_rfc_examples(void)
+{
+	static const struct {
+		const char *stream;
+		char kind;
+		const char *name;
+	} cases[] = {
+		{"A001 LOGIN SMITH SESAME\r\n", '-', "LOGIN"},           /* RFC 9051 6.2.3 */
+		{"A142 SELECT INBOX\r\n", '-', "SELECT"},                /* 6.3.2 */
+		{"A682 LIST \"\" *\r\n", '-', "LIST"},                   /* 6.3.9 */
+		{"A202 LIST ~/Mail/ %\r\n", '-', "LIST"},
+		{"A02 LIST (SUBSCRIBED) \"\" \"*\" RETURN (CHILDREN)\r\n", '-', "LIST"},
+		{"A01 LIST \"\" (\"foo\" \"foo/*\")\r\n", '-', "LIST"},
+		{"A042 STATUS blurdybloop (UIDNEXT MESSAGES)\r\n", '-', "STATUS"},
+		{"A003 APPEND saved-messages (\\Seen) {14}\r\nDate: x\r\n\r\nhi\r\n", '-', "APPEND"},
+		{"A003 APPEND saved-messages (\\Seen) \"17-Jul-1996 02:44:25 -0700\" {3+}\r\nhi!\r\n", '-',
+		 "APPEND"},
+		{"A282 SEARCH FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"\r\n", 'S', "SEARCH"},
+		{"A283 SEARCH TEXT \"string not in mailbox\"\r\n", 'S', "SEARCH"},
+		{"A284 SEARCH CHARSET UTF-8 TEXT {12}\r\n\xd0\x9d\xd0\xb0\xd1\x82\xd0\xb0\xd1\x88\xd0\xb0\r\n", 'S',
+		 "SEARCH"},
+		{"A285 SEARCH RETURN (MIN COUNT) FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"\r\n", 'S',
+		 "SEARCH"}, /* RFC 4731 */
+		{"A283 SEARCH RETURN (SAVE) FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"\r\n", 'S',
+		 "SEARCH"}, /* RFC 5182 */
+		{"A286 UID SEARCH 1:100 UID 443:557\r\n", 'S', "UID SEARCH"},
+		{"A160 SEARCH MODSEQ \"/flags/\\\\draft\" all 620162338\r\n", 'S', "SEARCH"}, /* RFC 7162 */
+		{"A654 FETCH 2:4 (FLAGS BODY[HEADER.FIELDS (DATE FROM)])\r\n", 'F', "FETCH"},
+		{"A999 UID FETCH 4827313:4828442 FLAGS\r\n", 'F', "UID FETCH"},
+		{"A284 FETCH $ (UID INTERNALDATE FLAGS RFC822.SIZE)\r\n", 'F', "FETCH"},
+		{"s100 UID FETCH 300:500 (FLAGS) (CHANGEDSINCE 12345 VANISHED)\r\n", 'F', "UID FETCH"},
+		{"t FETCH 1 (BINARY.PEEK[1]<0.100> BINARY.SIZE[1])\r\n", 'F', "FETCH"}, /* RFC 3516 */
+		{"A003 STORE 2:4 +FLAGS (\\Deleted)\r\n", 'T', "STORE"},
+		{"a103 UID STORE 6,4,8 (UNCHANGEDSINCE 12121230045) +FLAGS.SILENT (\\Deleted)\r\n", 'T',
+		 "UID STORE"},
+		{"A300 COPY 2:4 MEETING\r\n", '-', "COPY"},
+		{"a UID MOVE 42:69 foo\r\n", '-', "UID MOVE"},
+		{"A02 ENABLE UTF8=ACCEPT\r\n", '-', "ENABLE"},
+		{"a023 ID (\"name\" \"sodr\" \"version\" \"19.34\")\r\n", '-', "ID"},
+		{"a ID NIL\r\n", '-', "ID"},
+		{"A01 AUTHENTICATE PLAIN dGVzdAB0ZXN0AHRlc3Q=\r\n", '-', "AUTHENTICATE"},
+		{"A003 APPEND Drafts ~{5}\r\na\0b\r\n\r\n", '-', "APPEND"},
+		{"A001 SELECT INBOX (CONDSTORE)\r\n", '-', "SELECT"},
+		{"A02 SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541))\r\n", '-',
+		 "SELECT"},
+		{"a GETQUOTAROOT INBOX\r\n", '-', "GETQUOTAROOT"},
+		{"a idle\r\n", '-', "IDLE"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct imap_reader r;
+		struct buf in = BUF_INIT;
+		size_t n = strlen(cases[i].stream);
+		if (strstr(cases[i].stream, "~{5}") != NULL)
+			n = strlen("A003 APPEND Drafts ~{5}\r\n") + 5 + 2;
+		imap_reader_init(&r);
+		buf_append(&in, cases[i].stream, n);
+		enum imap_read_result res;
+		while ((res = imap_reader_feed(&r, &in)) == IMAP_READ_CONTINUE)
+			;
+		CHECK_INT((int)i, res, IMAP_READ_COMMAND);
+		CHECK_INT((int)i, in.len, 0);
+		struct imap_args a;
+		const char *err = NULL;
+		int ret = imap_parse_command(&r, &a, &err);
+		CHECK_INT((int)i, ret, 0);
+		if (ret == 0) {
+			CHECK_STR((int)i, a.name, cases[i].name);
+			if (cases[i].kind == 'F') {
+				struct imap_fetch f;
+				struct imap_seqset set;
+				CHECK_INT((int)i, imap_seqset_parse(a.args[0].str, a.args[0].len, 0, &set), 0);
+				imap_seqset_free(&set);
+				CHECK_INT((int)i, imap_fetch_parse(&a.args[1], &f, &err), 0);
+				imap_fetch_free(&f);
+			} else if (cases[i].kind == 'S') {
+				struct imap_search sr;
+				bool bc;
+				CHECK_INT((int)i, imap_search_parse(a.args, 100, &sr, &bc, &err), 0);
+				imap_search_free(&sr);
+			} else if (cases[i].kind == 'T') {
+				unsigned sys;
+				struct buf kw = BUF_INIT;
+				const struct imap_arg *fl = &a.args[a.args[1].type == IMAP_ARG_LIST ? 3 : 2];
+				CHECK_INT((int)i, imap_parse_flag_args(fl, &sys, &kw), 0);
+				CHECK_INT((int)i, sys, IMAP_F_DELETED);
+				buf_free(&kw);
+			}
+		}
+		imap_args_free(&a);
+		imap_reader_free(&r);
+		buf_free(&in);
+	}
+}
+
 int main(void)
 {
 	test_run("framing", test_framing);
@@ -1204,5 +1301,6 @@ int main(void)
 	test_run("fetch", test_fetch);
 	test_run("search", test_search);
 	test_run("imaptest_commands", test_imaptest_commands);
+	test_run("rfc_examples", test_rfc_examples);
 	return test_done("test_imap_parse");
 }
