@@ -14,6 +14,7 @@
 enum {
 	RS_LINE,       /* reading line octets */
 	RS_DISCARD,    /* a line over the limit: skipping to its LF */
+	RS_DISCARD_LIT, /* ... and the {N+} literal it announced (lit_left) */
 	RS_LITERAL,    /* reading inline literal octets (lit_left to go) */
 	RS_LIT_EVENT,  /* IMAP_READ_LITERAL returned: waiting for the caller */
 	RS_LIT_CHECK,  /* apply the inline limits to the announced literal */
@@ -51,6 +52,7 @@ static void reader_reset(struct imap_reader *r)
 	r->lit_sync = r->lit_binary = false;
 	r->discarding = false;
 	r->lit_external_ok = false;
+	r->tail_len = 0;
 	r->state = RS_LINE;
 }
 
@@ -214,6 +216,45 @@ static enum imap_read_result line_end(struct imap_reader *r)
 	return literal_check(r);
 }
 
+/* Keeps the last octets of an over-long line. */
+static void tail_add(struct imap_reader *r, const char *p, size_t n)
+{
+	size_t cap = sizeof r->tail;
+	if (n >= cap) {
+		memcpy(r->tail, p + n - cap, cap);
+		r->tail_len = (unsigned char)cap;
+		return;
+	}
+	size_t keep = r->tail_len + n > cap ? cap - n : r->tail_len;
+	memmove(r->tail, r->tail + r->tail_len - keep, keep);
+	memcpy(r->tail + keep, p, n);
+	r->tail_len = (unsigned char)(keep + n);
+}
+
+/* The LF of an over-long line: if it announced a {N+}, its octets follow
+ * whatever we answer (RFC 7888 4), so they are skipped (0) to stay in step
+ * with the client, or, over the literal limits, the reader is fatal. A {N}
+ * is never sent once the command is refused (RFC 9051 4.3). -1: done. */
+static int discarded_line_end(struct imap_reader *r)
+{
+	uint64_t n;
+	bool sync, binary;
+	size_t len = r->tail_len;
+	if (len > 0 && r->tail[len - 1] == '\r')
+		len--;
+	r->tail_len = 0;
+	if (!literal_announced(r->tail, len, &n, &sync, &binary) || sync)
+		return -1;
+	if (n > r->max_literal || n > r->max_nonsync) {
+		r->error_toobig = true;
+		r->state = RS_FATAL;
+		return -1;
+	}
+	r->lit_left = n;
+	r->state = n > 0 ? RS_DISCARD_LIT : RS_DISCARD;
+	return 0;
+}
+
 enum imap_read_result imap_reader_feed(struct imap_reader *r, struct buf *in)
 {
 	size_t i = 0;
@@ -246,6 +287,14 @@ enum imap_read_result imap_reader_feed(struct imap_reader *r, struct buf *in)
 		const char *p = in->data + i;
 		size_t avail = in->len - i;
 
+		if (r->state == RS_DISCARD_LIT) {
+			size_t skip = avail < r->lit_left ? avail : (size_t)r->lit_left;
+			i += skip;
+			r->lit_left -= skip;
+			if (r->lit_left == 0)
+				r->state = RS_DISCARD;
+			continue;
+		}
 		if (r->state == RS_LITERAL) {
 			size_t take = avail < r->lit_left ? avail : (size_t)r->lit_left;
 			buf_append(&r->cmd, p, take);
@@ -267,8 +316,15 @@ enum imap_read_result imap_reader_feed(struct imap_reader *r, struct buf *in)
 
 		if (r->state == RS_DISCARD) {
 			i += lf != NULL ? n + 1 : n;
+			tail_add(r, p, n);
 			if (lf == NULL)
+				continue;
+			if (discarded_line_end(r) == 0)
+				continue; /* skip its {N+} literal, then the rest */
+			if (r->state == RS_FATAL) {
+				res = IMAP_READ_FATAL;
 				break;
+			}
 			/* the over-long line is gone, up to its LF: report once */
 			r->state = RS_BAD;
 			res = IMAP_READ_BAD;
@@ -292,6 +348,10 @@ enum imap_read_result imap_reader_feed(struct imap_reader *r, struct buf *in)
 			buf_append(&r->cmd, p, fit);
 			r->line_len += fit;
 			r->state = RS_DISCARD;
+			/* the tail so far: the line's octets held in cmd, which
+			 * the DISCARD state sees again from p on */
+			r->tail_len = 0;
+			tail_add(r, r->cmd.data + r->cmd.len - r->line_len, r->line_len - fit);
 			continue; /* the DISCARD state consumes from p on */
 		}
 		if (lf == NULL) {

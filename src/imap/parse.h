@@ -49,7 +49,9 @@ enum imap_read_result {
 			     * from its input and then calls
 			     * imap_reader_external_done(). Only returned when
 			     * r->want_literal_events is set. */
-	IMAP_READ_BAD,      /* a line over the limit (consumed up to its LF), or
+	IMAP_READ_BAD,      /* a line over the limit (consumed up to its LF, and
+			     * past the octets of a {N+} it ends with, if
+			     * within the literal limits; else FATAL), or
 			     * a literal over the limit announced with {N}: the
 			     * command is dropped; answer BAD/NO (r->error says
 			     * which and why) and go on */
@@ -86,6 +88,8 @@ struct imap_reader {
 	/* private */
 	size_t lit_start;     /* offset in cmd where the current literal goes */
 	bool lit_external_ok; /* LITERAL event pending a decision */
+	unsigned char tail_len; /* an over-long line's last octets, to see */
+	char tail[23];          /* whether it announced a literal */
 };
 #define IMAP_LITERAL_MINUS_MAX 4096 /* RFC 7888 3: LITERAL- */
 /* Literal events (want_literal_events), precisely. When a line ends with a

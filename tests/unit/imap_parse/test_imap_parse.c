@@ -179,6 +179,14 @@ static void test_framing(void)
 		/* limits: a long line, reported once after its LF, tag kept */
 		{"t1 NOOP aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\nt2 NOOP\r\n", DM_ACCEPT, 16, 0,
 		 "Bt1|Line too long;Ct2|NOOP|;"},
+		/* an over-long line ending in {N+}: its octets are skipped too */
+		{"t1 NOOP aaaaaaaaaaaaaaaaaaaa {3+}\r\nx\r\n t {2+}\r\n\r\n\r\nt2 NOOP\r\n", DM_ACCEPT, 16,
+		 0, "Bt1|Line too long;Ct2|NOOP|;"},
+		{"t1 NOOP aaaaaaaaaaaaaaaaaaaa {0+}\r\n rest\r\nt2 NOOP\r\n", DM_ACCEPT, 16, 0,
+		 "Bt1|Line too long;Ct2|NOOP|;"},
+		{"t1 NOOP aaaaaaaaaaaaaaaaaaaa {3}\r\nt2 NOOP\r\n", DM_ACCEPT, 16, 0,
+		 "Bt1|Line too long;Ct2|NOOP|;"},
+		{"t1 NOOP aaaaaaaaaaaaaaaaaaaa {30+}\r\n", DM_ACCEPT, 16, 10, "FLine too long;"},
 		{"t1 APPEND x {100}\r\nt2 NOOP\r\n", DM_ACCEPT, 0, 10,
 		 "Bt1|Literal too big TOOBIG;Ct2|NOOP|;"},
 		{"t1 APPEND x {100+}\r\nxxxx", DM_ACCEPT, 0, 10, "FLiteral too big;"},
