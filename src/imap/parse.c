@@ -12,16 +12,16 @@
 /* ---- reader ---- */
 
 enum {
-	RS_LINE,       /* reading line octets */
-	RS_DISCARD,    /* a line over the limit: skipping to its LF */
+	RS_LINE,        /* reading line octets */
+	RS_DISCARD,     /* a line over the limit: skipping to its LF */
 	RS_DISCARD_LIT, /* ... and the {N+} literal it announced (lit_left) */
-	RS_LITERAL,    /* reading inline literal octets (lit_left to go) */
-	RS_LIT_EVENT,  /* IMAP_READ_LITERAL returned: waiting for the caller */
-	RS_LIT_CHECK,  /* apply the inline limits to the announced literal */
-	RS_CONT_WAIT,  /* IMAP_READ_CONTINUE returned: feeding means "+" sent */
-	RS_EXTERNAL,   /* the caller streams the literal (after its "+") */
-	RS_DONE,       /* IMAP_READ_COMMAND returned */
-	RS_BAD,        /* IMAP_READ_BAD returned: the next feed starts afresh */
+	RS_LITERAL,     /* reading inline literal octets (lit_left to go) */
+	RS_LIT_EVENT,   /* IMAP_READ_LITERAL returned: waiting for the caller */
+	RS_LIT_CHECK,   /* apply the inline limits to the announced literal */
+	RS_CONT_WAIT,   /* IMAP_READ_CONTINUE returned: feeding means "+" sent */
+	RS_EXTERNAL,    /* the caller streams the literal (after its "+") */
+	RS_DONE,        /* IMAP_READ_COMMAND returned */
+	RS_BAD,         /* IMAP_READ_BAD returned: the next feed starts afresh */
 	RS_FATAL,
 };
 
@@ -120,7 +120,7 @@ const char *imap_reader_tag(const struct imap_reader *r, size_t *len_r)
  * RFC 7888 literal+, RFC 3516 literal8): 1 with the values, else 0. A number
  * too big for 64 bits is reported as UINT64_MAX (over every limit). */
 static int literal_announced(const char *line, size_t n, uint64_t *len_r, bool *sync_r,
-			     bool *binary_r)
+                             bool *binary_r)
 {
 	if (n < 3 || line[n - 1] != '}')
 		return 0;
@@ -154,12 +154,12 @@ static int literal_announced(const char *line, size_t n, uint64_t *len_r, bool *
 static enum imap_read_result literal_check(struct imap_reader *r)
 {
 	uint64_t room = r->max_command > r->cmd.len ? r->max_command - r->cmd.len : 0;
-	bool over = r->lit_len > r->max_literal || r->lit_len > room ||
-		    r->n_lits >= IMAP_MAX_LITERALS;
+	bool over =
+	    r->lit_len > r->max_literal || r->lit_len > room || r->n_lits >= IMAP_MAX_LITERALS;
 
 	if (!r->lit_sync && (over || r->lit_len > r->max_nonsync)) {
 		r->error = r->n_lits >= IMAP_MAX_LITERALS ? "Too many literals in command"
-							   : "Literal too big";
+		                                          : "Literal too big";
 		r->error_toobig = r->n_lits < IMAP_MAX_LITERALS;
 		r->state = RS_FATAL;
 		return IMAP_READ_FATAL;
@@ -168,7 +168,7 @@ static enum imap_read_result literal_check(struct imap_reader *r)
 		/* A refused synchronising literal is never sent (RFC 9051
 		 * 4.3): the command is dropped here, its octets not awaited. */
 		r->error = r->n_lits >= IMAP_MAX_LITERALS ? "Too many literals in command"
-							   : "Literal too big";
+		                                          : "Literal too big";
 		r->error_toobig = r->n_lits < IMAP_MAX_LITERALS;
 		r->state = RS_BAD;
 		return IMAP_READ_BAD;
@@ -507,7 +507,7 @@ struct pctx {
 	const char *s;
 	size_t len;
 	const struct imap_lit *lits;
-	size_t n_lits, k; /* next literal */
+	size_t n_lits, k;    /* next literal */
 	size_t pos, seg_end; /* the current segment ends where literal k starts */
 	void **mem;
 	const char *err;
@@ -547,8 +547,8 @@ static int parse_quoted(struct pctx *p, struct imap_arg *a)
 		if (c == '"') {
 			a->type = IMAP_ARG_QUOTED;
 			a->len = p->tmp.len;
-			a->str = imap_arena_strndup(p->mem, p->tmp.data ? p->tmp.data : "",
-						    p->tmp.len);
+			a->str =
+			    imap_arena_strndup(p->mem, p->tmp.data ? p->tmp.data : "", p->tmp.len);
 			p->pos = i + 1;
 			return 0;
 		}
@@ -732,7 +732,8 @@ static struct imap_arg *parse_list(struct pctx *p, unsigned depth, bool inner)
 		} else if (c == '"') {
 			if (parse_quoted(p, a) < 0)
 				goto fail;
-		} else if (c == '{' || (c == '~' && p->pos + 1 < p->seg_end && p->s[p->pos + 1] == '{')) {
+		} else if (c == '{' ||
+		           (c == '~' && p->pos + 1 < p->seg_end && p->s[p->pos + 1] == '{')) {
 			if (parse_literal(p, a) < 0)
 				goto fail;
 		} else if (parse_atom(p, a) < 0) {

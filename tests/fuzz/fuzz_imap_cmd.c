@@ -149,7 +149,7 @@ static void check_typed(const struct imap_args *a, struct buf *out)
 				time_t t2;
 				int tz2;
 				x_assert(imap_parse_datetime(d.data, d.len, &t2, &tz2) && t2 == t &&
-					 tz2 == tz);
+				         tz2 == tz);
 				buf_free(&d);
 			}
 		}
@@ -189,7 +189,7 @@ static uint32_t next(struct rng *g)
 }
 
 static void run(const uint8_t *in, size_t n, unsigned mode, struct rng *g, bool split,
-		struct buf *out)
+                struct buf *out)
 {
 	struct imap_reader r;
 	struct buf ib = BUF_INIT;
@@ -263,7 +263,7 @@ static void run(const uint8_t *in, size_t n, unsigned mode, struct rng *g, bool 
 				const char *tag = imap_reader_tag(&r, &tl);
 				x_assert(r.error != NULL);
 				buf_printf(out, "B %.*s %s\n", tag ? (int)tl : 1, tag ? tag : "-",
-					   r.error);
+				           r.error);
 			} else {
 				x_assert(res == IMAP_READ_FATAL && r.error != NULL);
 				buf_printf(out, "F %s\n", r.error);
@@ -288,7 +288,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	run(data + 3, size - 3, data[0], &g, true, &b);
 	if (a.len != b.len || (a.len > 0 && memcmp(a.data, b.data, a.len) != 0)) {
 		fprintf(stderr, "whole:\n%.*s\nsplit:\n%.*s\n", (int)a.len, a.data, (int)b.len,
-			b.data);
+		        b.data);
 		x_assert(!"same transcript whole and split");
 	}
 	buf_free(&a);

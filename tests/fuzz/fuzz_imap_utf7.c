@@ -128,7 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t cut = nul != NULL ? (size_t)(nul - data) : size / 2;
 	char *pat = xstrndup(s, cut);
 	char *nm = xstrndup(nul != NULL ? s + cut + 1 : s + cut,
-			    nul != NULL ? size - cut - 1 : size - cut);
+	                    nul != NULL ? size - cut - 1 : size - cut);
 	size_t wild = 0;
 	for (const char *q = pat; *q != '\0'; q++)
 		wild += *q == '*' || *q == '%';
