@@ -211,7 +211,10 @@ static void qp_char(struct imap_decoder *d, struct dec_tmp *t, char c, struct bu
 			} else if (c == '\r') {
 				d->state = QP_CR;
 			} else if (c == '\n') {
+				/* a bare LF line end decodes to CRLF, the
+				 * canonical line break (as Dovecot) */
 				d->n_ws = 0;
+				tmp_put(d, t, '\r', out);
 				tmp_put(d, t, '\n', out);
 			} else {
 				qp_flush_ws(d, t, out);

@@ -92,8 +92,9 @@ bool imap_search_match(const struct imap_search *s, const struct imap_msg *m,
  * [skip, skip + out_len)). imap_fetch_format computes the sizes with this
  * decoder, so both agree. base64: characters outside the alphabet are
  * skipped, "=" ends a quantum; quoted-printable (RFC 2045 6.7): soft line
- * breaks removed, trailing white space of a line dropped, a broken "=XX"
- * kept as is. Other encodings are copied. No allocation. */
+ * breaks removed, trailing white space of a line dropped, a bare LF line
+ * end made CRLF, a broken "=XX" kept as is. Other encodings are copied.
+ * No allocation. */
 struct imap_decoder {
 	enum mime_encoding enc;
 	uint64_t skip, out_len; /* the cut */

@@ -88,7 +88,7 @@ static bool key_match(const struct imap_search_key *k, const struct imap_msg *m,
 			return in_saved(m->uid, saved, n_saved);
 		return imap_seqset_contains(&k->set, m->uid);
 	case IMAP_SK_FLAG:
-		return k->flags && (m->sysflags & k->flags) == k->flags;
+		return (m->sysflags & k->flags) == k->flags;
 	case IMAP_SK_UNFLAG:
 		return (m->sysflags & k->flags) == 0;
 	case IMAP_SK_KEYWORD:
