@@ -577,6 +577,44 @@ static void test_decoder_chunks(void)
 		CHECK(!imap_decoder_done(&d));
 		buf_free(&out);
 	}
+	/* random inputs made of the characters that change state: any split
+	 * into chunks gives what one feed gives, and a cut is a slice of it */
+	static const char alpha[] = "=\r\n \t3dDAZz+/aG!";
+	unsigned seed = 12345;
+	for (int r = 0; r < 3000; r++) {
+		char in[48];
+		seed = seed * 1103515245 + 12345;
+		size_t n = (seed >> 16) % sizeof(in);
+		for (size_t i = 0; i < n; i++) {
+			seed = seed * 1103515245 + 12345;
+			in[i] = alpha[(seed >> 16) % (sizeof(alpha) - 1)];
+		}
+		enum mime_encoding enc = r & 1 ? MIME_ENC_QP : MIME_ENC_BASE64;
+		struct imap_decoder d1;
+		struct buf whole = BUF_INIT;
+		imap_decoder_init(&d1, enc, 0, UINT64_MAX);
+		imap_decoder_feed(&d1, in, n, &whole);
+		imap_decoder_finish(&d1, &whole);
+		for (size_t split = 0; split <= n; split++) {
+			size_t skip = split % (whole.len + 1), len = (whole.len + 2) / 2;
+			size_t wl = whole.len - skip < len ? whole.len - skip : len;
+			struct imap_decoder d2;
+			struct buf out = BUF_INIT;
+			imap_decoder_init(&d2, enc, skip, len);
+			/* three chunks: [0,split/2) [split/2,split) [split,n) */
+			imap_decoder_feed(&d2, in, split / 2, &out);
+			imap_decoder_feed(&d2, in + split / 2, split - split / 2, &out);
+			imap_decoder_feed(&d2, in + split, n - split, &out);
+			imap_decoder_finish(&d2, &out);
+			if (out.len != wl || (wl && memcmp(out.data, whole.data + skip, wl))) {
+				printf("  random %d split %zu: got %zu bytes, want %zu\n", r, split,
+				       out.len, wl);
+				test_cur_failed = 1;
+			}
+			buf_free(&out);
+		}
+		buf_free(&whole);
+	}
 	/* done() once the cut is complete: the rest of the input is not needed */
 	struct imap_decoder d;
 	struct buf out = BUF_INIT;
