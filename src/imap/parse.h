@@ -78,7 +78,45 @@ struct imap_reader {
 	uint64_t lit_left;
 	size_t line_len;
 	bool discarding;
+	/* added after the contract (set by the caller, like the limits above) */
+	uint64_t max_nonsync; /* largest {N+} accepted: IMAP_LITERAL_MINUS_MAX
+			       * when only LITERAL- is offered (RFC 7888 3);
+			       * imap_reader_init sets UINT64_MAX, i.e. only
+			       * max_literal (and max_command) apply */
+	/* private */
+	size_t lit_start;     /* offset in cmd where the current literal goes */
+	bool lit_external_ok; /* LITERAL event pending a decision */
 };
+#define IMAP_LITERAL_MINUS_MAX 4096 /* RFC 7888 3: LITERAL- */
+/* Literal events (want_literal_events), precisely. When a line ends with a
+ * literal announcement the reader stops right after the line's LF, before
+ * any literal octet, and:
+ *  - {N+} / ~{N+} over max_nonsync: IMAP_READ_FATAL (error_toobig);
+ *  - otherwise IMAP_READ_LITERAL with lit_len, lit_sync, lit_binary and the
+ *    command so far in r->cmd. Nothing has been sent to the client. The
+ *    caller decides:
+ *    a) imap_reader_inline(r): the next feed applies the inline limits
+ *       (max_literal, max_command): over them, a {N} gives IMAP_READ_BAD
+ *       (error_toobig; command dropped, literal never read) and a {N+}
+ *       IMAP_READ_FATAL; within them, a {N} gives IMAP_READ_CONTINUE (send
+ *       "+ ..." then feed again, or imap_reader_refuse), and a {N+} is read
+ *       on without any event.
+ *    b) stream it: for a {N} (lit_sync) the caller itself sends "+ ..." (or
+ *       refuses: tagged NO/BAD and imap_reader_refuse(r), the command is
+ *       dropped), then takes exactly lit_len octets from its input without
+ *       feeding the reader, then calls imap_reader_external_done(r) and
+ *       feeds again (the rest of the command: more literals possible).
+ *    c) imap_reader_refuse(r) at once (e.g. a {N} over APPENDLIMIT): the
+ *       command is dropped; only valid for a {N} (lit_sync).
+ * Without want_literal_events: {N+} over max_nonsync or the inline limits
+ * gives IMAP_READ_FATAL; {N} over the inline limits IMAP_READ_BAD; a {N}
+ * within them IMAP_READ_CONTINUE; a {N+} within them is read on.
+ * Feeding again while an event is pending returns the same event and
+ * consumes nothing. */
+/* The tag of the command being read (also after IMAP_READ_BAD, so that the
+ * answer can be tagged): NULL when r->cmd does not start with a valid tag
+ * followed by a space. */
+const char *imap_reader_tag(const struct imap_reader *r, size_t *len_r);
 void imap_reader_init(struct imap_reader *r);
 /* Consumes from in what it uses (at most up to the end of one command). */
 enum imap_read_result imap_reader_feed(struct imap_reader *r, struct buf *in);
@@ -150,10 +188,14 @@ struct imap_seqset {
 	bool dollar;          /* "$": the saved search result */
 };
 #define IMAP_STAR UINT32_MAX
-/* Parses s (e.g. "1:3,5,7:*", "$"); at most max_ranges ranges (limit). */
+/* Parses s (e.g. "1:3,5,7:*", "$"); at most max_ranges ranges (limit; 0:
+ * none). 0 or -1 (*set then empty). */
 int imap_seqset_parse(const char *s, size_t len, size_t max_ranges, struct imap_seqset *set);
-/* Replaces * by max (the highest sequence number or UID; with max 0 the set
- * becomes empty unless it is only *), sorts and merges. */
+/* Replaces * by max (the highest sequence number or UID), sorts and merges;
+ * "5:*" with max 3 is 3:5 (RFC 9051 6.4.8). With max 0 (empty mailbox) the
+ * ranges with * are dropped (the set may become empty: n == 0).
+ * The number 4294967295 parses as 4294967294 (UINT32_MAX is "*"). Before
+ * resolving, the set is already sorted and merged, * being the largest. */
 void imap_seqset_resolve(struct imap_seqset *set, uint32_t max);
 bool imap_seqset_contains(const struct imap_seqset *set, uint32_t n);
 void imap_seqset_free(struct imap_seqset *set);
@@ -170,6 +212,15 @@ enum {
  * keywords appended to kw as a space-separated list (each a valid atom;
  * \Recent is refused, unknown \X refused; duplicates dropped). 0 or -1. */
 int imap_parse_flags(const struct imap_arg *a, unsigned *sys_r, struct buf *kw);
+/* The same for an argument array up to IMAP_ARG_EOL: either one flag list or
+ * flags as separate arguments (STORE's "+FLAGS \Seen \Deleted", RFC 9051
+ * 9 store-att-flags); an empty array is -1. */
+int imap_parse_flag_args(const struct imap_arg *args, unsigned *sys_r, struct buf *kw);
+/* System flag by name (case-insensitive, "\seen"), 0 if none; \Recent
+ * included (IMAP_F_RECENT). */
+unsigned imap_flag_bit(const char *s, size_t len);
+/* Canonical spelling of one IMAP_F_* bit ("\Seen"), NULL if none. */
+const char *imap_flag_name(unsigned bit);
 
 /* ---- dates ---- */
 /* date (SEARCH: "1-Feb-1994", quoted or not): the day's midnight as a

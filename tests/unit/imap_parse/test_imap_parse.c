@@ -1,0 +1,692 @@
+/* Unit tests for the IMAP command parser (src/imap/parse*.c): framing of
+ * lines and literals (fed whole and one octet at a time, which must give the
+ * same events), limits, the argument tree, and every typed helper. */
+#include <stdlib.h>
+
+#include "../test.h"
+#include "core/buf.h"
+#include "core/xmalloc.h"
+#include "imap/parse.h"
+
+/* ---- framing ---- */
+
+enum drive_mode { DM_ACCEPT, DM_REFUSE, DM_EVENTS_INLINE, DM_EVENTS_EXTERNAL };
+
+/* Renders one argument tree as text: atoms bare, quoted as "..", literals as
+ * {len:bytes} (external as {len:X}), lists in (), NIL as NIL. */
+static void render_args(const struct imap_arg *a, struct buf *out)
+{
+	for (size_t i = 0; a[i].type != IMAP_ARG_EOL; i++) {
+		if (i > 0)
+			buf_appendc(out, ' ');
+		switch (a[i].type) {
+		case IMAP_ARG_ATOM:
+			buf_append(out, a[i].str, a[i].len);
+			break;
+		case IMAP_ARG_NIL:
+			buf_appends(out, "NIL");
+			break;
+		case IMAP_ARG_QUOTED:
+			buf_appendc(out, '"');
+			buf_append(out, a[i].str, a[i].len);
+			buf_appendc(out, '"');
+			break;
+		case IMAP_ARG_LITERAL:
+			buf_printf(out, "%s{%zu:", a[i].binary ? "~" : "", a[i].len);
+			if (a[i].external)
+				buf_appendc(out, 'X');
+			else
+				buf_append(out, a[i].str, a[i].len);
+			buf_appendc(out, '}');
+			break;
+		case IMAP_ARG_LIST:
+			buf_appendc(out, '(');
+			render_args(a[i].list, out);
+			buf_appendc(out, ')');
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* Feeds src in chunks of `step` octets (0: all at once) and writes a
+ * transcript: "+" CONTINUE, "L<n>" LITERAL, "C<tag>|<name>|<args>" or
+ * "E<err>" per command, "B<err>" BAD, "F<err>" FATAL. */
+static void drive(const char *src, size_t n, size_t step, enum drive_mode mode,
+		  const struct imap_reader *limits, struct buf *out)
+{
+	struct imap_reader r;
+	struct buf in = BUF_INIT;
+	size_t pos = 0;
+
+	imap_reader_init(&r);
+	if (limits != NULL) {
+		r.max_line = limits->max_line;
+		r.max_command = limits->max_command;
+		r.max_literal = limits->max_literal;
+		r.max_nonsync = limits->max_nonsync;
+	}
+	r.want_literal_events = mode == DM_EVENTS_INLINE || mode == DM_EVENTS_EXTERNAL;
+	for (;;) {
+		if (pos < n) {
+			size_t k = step == 0 || n - pos < step ? n - pos : step;
+			buf_append(&in, src + pos, k);
+			pos += k;
+		}
+		enum imap_read_result res;
+		bool fatal = false;
+		while ((res = imap_reader_feed(&r, &in)) != IMAP_READ_MORE) {
+			if (res == IMAP_READ_COMMAND) {
+				struct imap_args a;
+				const char *err;
+				if (imap_parse_command(&r, &a, &err) == 0) {
+					buf_printf(out, "C%s|%s|", a.tag, a.name);
+					render_args(a.args, out);
+				} else {
+					buf_printf(out, "E%s|%s", a.tag ? a.tag : "-", err);
+				}
+				buf_appendc(out, ';');
+				imap_args_free(&a);
+				imap_reader_next(&r);
+			} else if (res == IMAP_READ_CONTINUE) {
+				buf_appends(out, "+;");
+				if (mode == DM_REFUSE)
+					imap_reader_refuse(&r);
+			} else if (res == IMAP_READ_LITERAL) {
+				buf_printf(out, "L%llu%s;", (unsigned long long)r.lit_len,
+					   r.lit_sync ? "" : "+");
+				if (mode == DM_EVENTS_INLINE) {
+					imap_reader_inline(&r);
+				} else {
+					/* stream: take the octets from our input */
+					uint64_t left = r.lit_len;
+					while (left > 0) {
+						if (in.len == 0) {
+							if (pos == n)
+								break;
+							buf_append(&in, src + pos, 1);
+							pos++;
+						}
+						size_t k = in.len < left ? in.len : (size_t)left;
+						buf_consume(&in, k);
+						left -= k;
+					}
+					if (left > 0)
+						goto end;
+					imap_reader_external_done(&r);
+				}
+			} else if (res == IMAP_READ_BAD) {
+				size_t tl = 0;
+				const char *tag = imap_reader_tag(&r, &tl);
+				buf_printf(out, "B%.*s|%s%s;", (int)tl, tag ? tag : "", r.error,
+					   r.error_toobig ? " TOOBIG" : "");
+			} else {
+				buf_printf(out, "F%s;", r.error);
+				fatal = true;
+				break;
+			}
+		}
+		if (fatal || pos == n)
+			break;
+	}
+end:
+	imap_reader_free(&r);
+	buf_free(&in);
+}
+
+static void test_framing(void)
+{
+	static const struct {
+		const char *in;
+		enum drive_mode mode;
+		size_t max_line, max_literal;
+		const char *want;
+	} cases[] = {
+		{"a NOOP\r\n", DM_ACCEPT, 0, 0, "Ca|NOOP|;"},
+		{"a noop\n", DM_ACCEPT, 0, 0, "Ca|NOOP|;"}, /* bare LF */
+		{"a1 uid fetch 1:* (FLAGS)\r\nb2 LOGOUT\r\n", DM_ACCEPT, 0, 0,
+		 "Ca1|UID FETCH|1:* (FLAGS);Cb2|LOGOUT|;"},
+		{"a LOGIN {3}\r\nfoo {3}\r\nbar\r\n", DM_ACCEPT, 0, 0,
+		 "+;+;Ca|LOGIN|{3:foo} {3:bar};"},
+		{"a LOGIN {3+}\r\nfoo {3+}\r\nbar\r\n", DM_ACCEPT, 0, 0, "Ca|LOGIN|{3:foo} {3:bar};"},
+		{"a LOGIN {3}\r\nb NOOP\r\n", DM_REFUSE, 0, 0, "+;Cb|NOOP|;"},
+		{"a APPEND x ~{4+}\r\n\0\r\n\x01\r\n", DM_ACCEPT, 0, 0, "Ca|APPEND|x ~{4:\0\r\n\x01};"},
+		{"a LOGIN {0}\r\n {0+}\r\n\r\n", DM_ACCEPT, 0, 0, "+;Ca|LOGIN|{0:} {0:};"},
+		/* literal octets are not scanned for CRLF or announcements */
+		{"a X {5}\r\n{1}\r\n\r\n", DM_ACCEPT, 0, 0, "+;Ca|X|{5:{1}\r\n};"},
+		/* limits: a long line, reported once after its LF, tag kept */
+		{"t1 NOOP aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\nt2 NOOP\r\n", DM_ACCEPT, 16, 0,
+		 "Bt1|Line too long;Ct2|NOOP|;"},
+		{"t1 APPEND x {100}\r\nt2 NOOP\r\n", DM_ACCEPT, 0, 10,
+		 "Bt1|Literal too big TOOBIG;Ct2|NOOP|;"},
+		{"t1 APPEND x {100+}\r\nxxxx", DM_ACCEPT, 0, 10, "FLiteral too big;"},
+		{"t1 APPEND x {99999999999999999999999}\r\nt2 NOOP\r\n", DM_ACCEPT, 0, 10,
+		 "Bt1|Literal too big TOOBIG;Ct2|NOOP|;"},
+		/* events: sync literal: LITERAL, then (inline) CONTINUE */
+		{"a LOGIN {3}\r\nfoo {3+}\r\nbar\r\n", DM_EVENTS_INLINE, 0, 0,
+		 "L3;+;L3+;Ca|LOGIN|{3:foo} {3:bar};"},
+		{"a APPEND x {3}\r\nfoo (\\Seen) {3+}\r\nbar\r\n", DM_EVENTS_EXTERNAL, 0, 0,
+		 "L3;L3+;Ca|APPEND|x {3:X} (\\Seen) {3:X};"},
+		{"a APPEND x {100}\r\nb NOOP\r\n", DM_EVENTS_INLINE, 0, 10,
+		 "L100;Ba|Literal too big TOOBIG;Cb|NOOP|;"},
+		{"a APPEND x {100}\r\n", DM_EVENTS_EXTERNAL, 0, 10, "L100;"},
+		/* errors of the argument tree */
+		{"\r\n", DM_ACCEPT, 0, 0, "E-|Empty command;"},
+		{"abc\r\n", DM_ACCEPT, 0, 0, "Eabc|Missing command;"},
+		{"a+ NOOP\r\n", DM_ACCEPT, 0, 0, "E-|Invalid tag;"},
+		{"a UID\r\n", DM_ACCEPT, 0, 0, "Ea|Missing UID command;"},
+		{"a SELECT \"x\r\n", DM_ACCEPT, 0, 0, "Ea|Missing '\"';"},
+		{"a SELECT \"x\\n\"\r\n", DM_ACCEPT, 0, 0, "Ea|Invalid escape in quoted string;"},
+		{"a SELECT \"x {3}\r\nabc\"\r\n", DM_ACCEPT, 0, 0,
+		 "+;Ea|Literal inside a quoted string;"},
+		{"a FETCH 1 (FLAGS\r\n", DM_ACCEPT, 0, 0, "Ea|Missing ')';"},
+		{"a FETCH 1 FLAGS)\r\n", DM_ACCEPT, 0, 0, "Ea|Unexpected ')';"},
+		{"a FETCH 1 (a)(b)\r\n", DM_ACCEPT, 0, 0, "Ea|Missing space between arguments;"},
+		{"a LOGIN {3}x\r\n", DM_ACCEPT, 0, 0, "Ea|Invalid literal;"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct imap_reader lim;
+		imap_reader_init(&lim);
+		if (cases[i].max_line)
+			lim.max_line = cases[i].max_line;
+		if (cases[i].max_literal)
+			lim.max_literal = cases[i].max_literal;
+		/* the literal case with NULs: its length is explicit */
+		size_t n = strlen(cases[i].in);
+		if (strstr(cases[i].in, "~{4+}") != NULL)
+			n = strlen("a APPEND x ~{4+}\r\n") + 4 + 2;
+		struct buf whole = BUF_INIT, bytes = BUF_INIT, want = BUF_INIT;
+		drive(cases[i].in, n, 0, cases[i].mode, &lim, &whole);
+		drive(cases[i].in, n, 1, cases[i].mode, &lim, &bytes);
+		const char *w = cases[i].want;
+		size_t wn = strlen(w);
+		if (strstr(w, "~{4:") != NULL)
+			wn = strlen("Ca|APPEND|x ~{4:") + 4 + 2;
+		buf_append(&want, w, wn);
+		if (whole.len != want.len || memcmp(whole.data, want.data, want.len) != 0)
+			CHECK_STR((int)i, whole.data, want.data);
+		if (bytes.len != want.len || memcmp(bytes.data, want.data, want.len) != 0)
+			CHECK_STR((int)i, bytes.data, want.data);
+		buf_free(&whole);
+		buf_free(&bytes);
+		buf_free(&want);
+		imap_reader_free(&lim);
+	}
+}
+
+/* One command line (no literals) through the reader and the parser. */
+static int parse_line(const char *line, struct imap_args *a, const char **err)
+{
+	struct imap_reader r;
+	struct buf in = BUF_INIT;
+	imap_reader_init(&r);
+	buf_appends(&in, line);
+	buf_appends(&in, "\r\n");
+	enum imap_read_result res = imap_reader_feed(&r, &in);
+	int ret = -2;
+	if (res == IMAP_READ_COMMAND)
+		ret = imap_parse_command(&r, a, err);
+	imap_reader_free(&r);
+	buf_free(&in);
+	return ret;
+}
+
+static void test_args(void)
+{
+	static const struct {
+		const char *line;
+		const char *want; /* rendered "tag|NAME|args", or "E<err>" */
+	} cases[] = {
+		{"a fetch 1 body.peek[header.fields (From To)]<0.100>",
+		 "a|FETCH|1 body.peek[header.fields (From To)]<0.100>"},
+		{"a FETCH 1:* (FLAGS BODY[1.2.MIME] BODY[])", "a|FETCH|1:* (FLAGS BODY[1.2.MIME] BODY[])"},
+		{"a LIST \"\" ~foo", "a|LIST|\"\" ~foo"},
+		{"a SELECT !#$&'+,-.0123456789:;<=>?@^_`|[}", "a|SELECT|!#$&'+,-.0123456789:;<=>?@^_`|[}"},
+		{"a LIST \"\" !#$&'+,-.0123456789:;<=>?@^_`|[}%*",
+		 "a|LIST|\"\" !#$&'+,-.0123456789:;<=>?@^_`|[}%*"},
+		{"a STORE 1 +FLAGS NIL", "a|STORE|1 +FLAGS NIL"},
+		{"a SEARCH nil", "a|SEARCH|NIL"},
+		{"a SELECT \"a\\\\b\\\"c\"", "a|SELECT|\"a\\b\"c\""},
+		{"a SELECT \"Entw\xc3\xbcrfe\"", "a|SELECT|\"Entw\xc3\xbcrfe\""},
+		{"a SELECT \"x\xc3\"", "EInvalid 8-bit character in quoted string"},
+		{"a SELECT \"x\x01\"", "a|SELECT|\"x\x01\""},
+		{"a SELECT x\xc3\xbc", "EInvalid character in atom"},
+		{"a NOOP ((((((((((((((((x))))))))))))))))", "a|NOOP|((((((((((((((((x))))))))))))))))"},
+		{"a NOOP (((((((((((((((((x)))))))))))))))))", "EToo deep nesting of lists"},
+		{"a NOOP ()", "a|NOOP|()"},
+		{"a NOOP (a \"b\" (c) NIL)", "a|NOOP|(a \"b\" (c) NIL)"},
+		{"* NOOP", "EInvalid tag"},
+		{"a\"b NOOP", "EInvalid tag"},
+		{"a] NOOP", "a]|NOOP|"},
+		{"a NOOP x\"y", "EInvalid character in atom"},
+		{"a uid  fetch 1 uid", "EMissing command"},
+		{"a uid fetch 1 uid", "a|UID FETCH|1 uid"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct imap_args a;
+		const char *err = NULL;
+		struct buf out = BUF_INIT;
+		int r = parse_line(cases[i].line, &a, &err);
+		if (r == 0) {
+			buf_printf(&out, "%s|%s|", a.tag, a.name);
+			render_args(a.args, &out);
+		} else {
+			buf_printf(&out, "E%s", err ? err : "?");
+		}
+		CHECK_STR((int)i, out.data, cases[i].want);
+		imap_args_free(&a);
+		buf_free(&out);
+	}
+}
+
+static void test_values(void)
+{
+	struct imap_args a;
+	const char *err, *s;
+	size_t n;
+	uint32_t u;
+	uint64_t u64;
+
+	CHECK(parse_line("a LOGIN user \"pass word\" NIL 42 4294967296 x]y x%y \"\"", &a, &err) == 0);
+	const struct imap_arg *v = a.args;
+	CHECK(imap_arg_astring(&v[0], &s, &n) && n == 4 && strcmp(s, "user") == 0);
+	CHECK(imap_arg_astring(&v[1], &s, &n) && n == 9 && strcmp(s, "pass word") == 0);
+	CHECK(imap_arg_string(&v[1], &s, &n));
+	CHECK(!imap_arg_string(&v[0], &s, &n));
+	CHECK(imap_arg_astring(&v[2], &s, &n) && strcmp(s, "NIL") == 0);
+	CHECK(imap_arg_atom_is(&v[2], "NIL"));
+	CHECK(imap_arg_number(&v[3], &u) && u == 42);
+	CHECK(!imap_arg_number(&v[4], &u));
+	CHECK(imap_arg_number64(&v[4], &u64) && u64 == 4294967296ull);
+	CHECK(imap_arg_astring(&v[5], &s, &n));
+	CHECK(!imap_arg_astring(&v[6], &s, &n)); /* list-wildcards are not ASTRING-CHARs */
+	CHECK(imap_arg_astring(&v[7], &s, &n) && n == 0);
+	CHECK(imap_arg_atom_is(&v[0], "USER"));
+	CHECK(!imap_arg_atom_is(&v[1], "PASS WORD"));
+	CHECK(v[8].type == IMAP_ARG_EOL);
+	imap_args_free(&a);
+
+	static const struct {
+		const char *in;
+		const char *astring, *string;
+	} out[] = {
+		{"INBOX", "INBOX", "\"INBOX\""},
+		{"", "\"\"", "\"\""},
+		{"NIL", "\"NIL\"", "\"NIL\""},
+		{"a b", "\"a b\"", "\"a b\""},
+		{"a\"\\", "\"a\\\"\\\\\"", "\"a\\\"\\\\\""},
+		{"x]", "x]", "\"x]\""},
+		{"a%", "\"a%\"", "\"a%\""},
+		{"\xc3\xbc", "{2}\r\n\xc3\xbc", "{2}\r\n\xc3\xbc"},
+		{"a\r\nb", "{4}\r\na\r\nb", "{4}\r\na\r\nb"},
+	};
+	for (size_t i = 0; i < sizeof out / sizeof out[0]; i++) {
+		struct buf b1 = BUF_INIT, b2 = BUF_INIT;
+		imap_append_astring(&b1, out[i].in, strlen(out[i].in));
+		imap_append_string(&b2, out[i].in, strlen(out[i].in));
+		CHECK_STR((int)i, b1.data, out[i].astring);
+		CHECK_STR((int)i, b2.data, out[i].string);
+		buf_free(&b1);
+		buf_free(&b2);
+	}
+	struct buf b = BUF_INIT;
+	imap_append_nstring(&b, NULL, 0);
+	CHECK_STR(0, b.data, "NIL");
+	buf_free(&b);
+}
+
+static void set_render(const struct imap_seqset *set, struct buf *out)
+{
+	if (set->dollar)
+		buf_appendc(out, '$');
+	for (size_t i = 0; i < set->n; i++) {
+		if (i > 0)
+			buf_appendc(out, ',');
+		if (set->v[i].hi == IMAP_STAR && set->v[i].lo == IMAP_STAR)
+			buf_appends(out, "*");
+		else if (set->v[i].hi == IMAP_STAR)
+			buf_printf(out, "%u:*", set->v[i].lo);
+		else if (set->v[i].lo == set->v[i].hi)
+			buf_printf(out, "%u", set->v[i].lo);
+		else
+			buf_printf(out, "%u:%u", set->v[i].lo, set->v[i].hi);
+	}
+}
+
+static void test_seqset(void)
+{
+	static const struct {
+		const char *in;
+		size_t max;
+		int ret;
+		const char *parsed;
+		uint32_t resolve_max;
+		const char *resolved;
+	} cases[] = {
+		{"1:3,5,7:*", 0, 0, "1:3,5,7:*", 10, "1:3,5,7:10"},
+		{"5:*", 0, 0, "5:*", 3, "3:5"},    /* RFC 9051 6.4.8 */
+		{"*:5", 0, 0, "5:*", 3, "3:5"},
+		{"*", 0, 0, "*", 7, "7"},
+		{"*", 0, 0, "*", 0, ""},
+		{"1:*", 0, 0, "1:*", 0, ""},
+		{"1,2:*", 0, 0, "1:*", 0, ""},
+		{"3,1,2", 0, 0, "1:3", 5, "1:3"},
+		{"10:1,20", 0, 0, "1:10,20", 30, "1:10,20"},
+		{"1,1,1", 0, 0, "1", 1, "1"},
+		{"$", 0, 0, "$", 5, "$"},
+		{"4294967295", 0, 0, "4294967294", 1, "4294967294"},
+		{"4294967296", 0, -1, NULL, 0, NULL},
+		{"0", 0, -1, NULL, 0, NULL},
+		{"1:0", 0, -1, NULL, 0, NULL},
+		{"01", 0, -1, NULL, 0, NULL},
+		{"", 0, -1, NULL, 0, NULL},
+		{"1,", 0, -1, NULL, 0, NULL},
+		{",1", 0, -1, NULL, 0, NULL},
+		{"1::2", 0, -1, NULL, 0, NULL},
+		{"1:2:3", 0, -1, NULL, 0, NULL},
+		{"$,1", 0, -1, NULL, 0, NULL},
+		{"a", 0, -1, NULL, 0, NULL},
+		{"-1", 0, -1, NULL, 0, NULL},
+		{"1,2,3", 2, -1, NULL, 0, NULL},
+		{"1,2", 2, 0, "1:2", 2, "1:2"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct imap_seqset set;
+		int r = imap_seqset_parse(cases[i].in, strlen(cases[i].in), cases[i].max, &set);
+		CHECK_INT((int)i, r, cases[i].ret);
+		if (r == 0) {
+			struct buf b = BUF_INIT;
+			set_render(&set, &b);
+			CHECK_STR((int)i, b.data ? b.data : "", cases[i].parsed);
+			buf_reset(&b);
+			imap_seqset_resolve(&set, cases[i].resolve_max);
+			set_render(&set, &b);
+			CHECK_STR((int)i, b.data ? b.data : "", cases[i].resolved);
+			buf_free(&b);
+		}
+		imap_seqset_free(&set);
+	}
+	struct imap_seqset set;
+	CHECK(imap_seqset_parse("2:4,8,10:*", 10, 0, &set) == 0);
+	CHECK(!imap_seqset_contains(&set, 1) && imap_seqset_contains(&set, 2) &&
+	      imap_seqset_contains(&set, 4) && !imap_seqset_contains(&set, 5) &&
+	      imap_seqset_contains(&set, 8) && !imap_seqset_contains(&set, 9) &&
+	      imap_seqset_contains(&set, 1000000));
+	imap_seqset_resolve(&set, 12);
+	CHECK(imap_seqset_contains(&set, 12) && !imap_seqset_contains(&set, 13));
+	imap_seqset_free(&set);
+
+	static const struct {
+		uint32_t v[8];
+		size_t n;
+		const char *want;
+	} fmt[] = {
+		{{1, 2, 3, 5}, 4, "1:3,5"},
+		{{7}, 1, "7"},
+		{{0}, 0, ""},
+		{{1, 3, 5, 6, 7, 4294967295u}, 6, "1,3,5:7,4294967295"},
+	};
+	for (size_t i = 0; i < sizeof fmt / sizeof fmt[0]; i++) {
+		struct buf b = BUF_INIT;
+		imap_seqset_format(&b, fmt[i].v, fmt[i].n);
+		CHECK_STR((int)i, b.data ? b.data : "", fmt[i].want);
+		buf_free(&b);
+	}
+}
+
+static void test_flags(void)
+{
+	static const struct {
+		const char *args;  /* after "a STORE 1 FLAGS " */
+		bool list_form;    /* through imap_parse_flags on args[0] */
+		int ret;
+		unsigned sys;
+		const char *kw;
+	} cases[] = {
+		{"(\\Seen \\ANSWERED \\flagged \\Deleted \\draft)", true, 0, 31, ""},
+		{"(\\Seen $Forwarded foo $Forwarded FOO)", true, 0, IMAP_F_SEEN, "$Forwarded foo"},
+		{"()", true, 0, 0, ""},
+		{"\\Seen", true, 0, IMAP_F_SEEN, ""},
+		{"NIL", true, 0, 0, "NIL"},
+		{"(\\Recent)", true, -1, 0, ""},
+		{"(\\Foo)", true, -1, 0, ""},
+		{"(\\*)", true, -1, 0, ""},
+		{"(\"quoted\")", true, -1, 0, ""},
+		{"(a]b)", true, -1, 0, ""},
+		{"((\\Seen))", true, -1, 0, ""},
+		{"\\Seen \\Deleted kw", false, 0, IMAP_F_SEEN | IMAP_F_DELETED, "kw"},
+		{"(\\Seen) \\Deleted", false, -1, 0, ""},
+		{"(\\Seen \\Deleted)", false, 0, IMAP_F_SEEN | IMAP_F_DELETED, ""},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char line[256];
+		struct imap_args a;
+		const char *err;
+		snprintf(line, sizeof line, "a STORE 1 FLAGS %s", cases[i].args);
+		CHECK_INT((int)i, parse_line(line, &a, &err), 0);
+		struct buf kw = BUF_INIT;
+		unsigned sys = 99;
+		int r = cases[i].list_form ? imap_parse_flags(&a.args[2], &sys, &kw)
+					   : imap_parse_flag_args(&a.args[2], &sys, &kw);
+		CHECK_INT((int)i, r, cases[i].ret);
+		if (r == 0) {
+			CHECK_INT((int)i, sys, cases[i].sys);
+			CHECK_STR((int)i, kw.data ? kw.data : "", cases[i].kw);
+		}
+		buf_free(&kw);
+		imap_args_free(&a);
+	}
+	CHECK(imap_flag_bit("\\recent", 7) == IMAP_F_RECENT);
+	CHECK_STR(0, imap_flag_name(IMAP_F_ANSWERED), "\\Answered");
+}
+
+static void test_dates(void)
+{
+	static const struct {
+		const char *in;
+		bool ok;
+		int32_t day;
+	} dates[] = {
+		{"1-Feb-1994", true, 8797},
+		{"01-feb-1994", true, 8797},
+		{"\"1-Feb-1994\"", true, 8797},
+		{"1-Jan-1970", true, 0},
+		{"31-Dec-1969", true, -1},
+		{"29-Feb-2000", true, 11016},
+		{"29-Feb-1900", false, 0},
+		{"29-Feb-2001", false, 0},
+		{"31-Apr-2001", false, 0},
+		{"0-Jan-2001", false, 0},
+		{"001-Jan-2001", false, 0},
+		{"1-Foo-2001", false, 0},
+		{"1-Jan-01", false, 0},
+		{"1-Jan-20011", false, 0},
+		{" 1-Jan-2001", false, 0},
+		{"", false, 0},
+	};
+	for (size_t i = 0; i < sizeof dates / sizeof dates[0]; i++) {
+		int32_t d = 12345;
+		bool ok = imap_parse_date(dates[i].in, strlen(dates[i].in), &d);
+		CHECK_INT((int)i, ok, dates[i].ok);
+		if (ok)
+			CHECK_INT((int)i, d, dates[i].day);
+	}
+	static const struct {
+		const char *in;
+		bool ok;
+		long long t;
+		int tz;
+		const char *fmt;
+	} dts[] = {
+		{"17-Jul-1996 02:44:25 -0700", true, 837596665, -420, "\"17-Jul-1996 02:44:25 -0700\""},
+		{"\" 7-Jul-1996 02:44:25 +0200\"", true, 836700265, 120, "\"07-Jul-1996 02:44:25 +0200\""},
+		{"07-Jul-1996 02:44:25 +0000", true, 836707465, 0, "\"07-Jul-1996 02:44:25 +0000\""},
+		{"1-Jan-1970 00:00:00 +0100", true, -3600, 60, "\"01-Jan-1970 00:00:00 +0100\""},
+		{"17-Jul-1996 24:00:00 +0000", false, 0, 0, NULL},
+		{"17-Jul-1996 02:44 +0000", false, 0, 0, NULL},
+		{"17-Jul-1996 02:44:25 0000", false, 0, 0, NULL},
+		{"17-Jul-1996 02:44:25 +0060", false, 0, 0, NULL},
+		{"17-Jul-1996 02:44:25 +00000", false, 0, 0, NULL},
+		{"17-Jul-1996", false, 0, 0, NULL},
+	};
+	for (size_t i = 0; i < sizeof dts / sizeof dts[0]; i++) {
+		time_t t = 0;
+		int tz = 0;
+		bool ok = imap_parse_datetime(dts[i].in, strlen(dts[i].in), &t, &tz);
+		CHECK_INT((int)i, ok, dts[i].ok);
+		if (!ok)
+			continue;
+		CHECK_INT((int)i, t, dts[i].t);
+		CHECK_INT((int)i, tz, dts[i].tz);
+		struct buf b = BUF_INIT;
+		imap_format_datetime(&b, t, tz);
+		CHECK_STR((int)i, b.data, dts[i].fmt);
+		buf_free(&b);
+	}
+}
+
+static void test_utf7(void)
+{
+	static const struct {
+		const char *utf7;
+		const char *utf8; /* NULL: invalid */
+	} cases[] = {
+		{"INBOX", "INBOX"},
+		{"&-", "&"},
+		{"a&-b", "a&b"},
+		{"p&AOQA5A-", "p\xc3\xa4\xc3\xa4"},
+		{"~peter/mail/&U,BTFw-/&ZeVnLIqe-", "~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"},
+		{"&2D3eAQ-", "\xf0\x9f\x98\x81"}, /* U+1F601 as a surrogate pair */
+		{"&AAE-", "\x01"},
+		{"&AGE-", NULL},     /* "a" must not be encoded */
+		{"&ACY-", NULL},     /* "&" is "&-" */
+		{"&AOQ-&AOQ-", NULL}, /* two adjacent shifts */
+		{"&AOQ", NULL},      /* unterminated */
+		{"&AOQA-", NULL},    /* 6 leftover bits */
+		{"&AOR-", NULL},     /* non-zero padding bits */
+		{"&AO-", NULL},      /* too short */
+		{"&A*Q-", NULL},     /* bad base64 */
+		{"&AOQ/AOQ-", NULL}, /* "/" is "," in modified BASE64 */
+		{"&2D0-", NULL},     /* lone high surrogate */
+		{"&3gE-", NULL},     /* lone low surrogate */
+		{"\xc3\xa4", NULL},  /* 8-bit is not modified UTF-7 */
+		{"a\tb", NULL},
+		{"&-&AOQ-", "&\xc3\xa4"},
+		{"&AOQ-&-", "\xc3\xa4&"},
+		{"", ""},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct buf d = BUF_INIT, e = BUF_INIT;
+		bool ok = imap_utf7_decode(cases[i].utf7, strlen(cases[i].utf7), &d);
+		CHECK_INT((int)i, ok, cases[i].utf8 != NULL);
+		if (ok && cases[i].utf8 != NULL) {
+			CHECK_STR((int)i, d.data ? d.data : "", cases[i].utf8);
+			CHECK(imap_utf7_encode(cases[i].utf8, strlen(cases[i].utf8), &e));
+			CHECK_STR((int)i, e.data ? e.data : "", cases[i].utf7);
+		}
+		CHECK_INT((int)i, d.len, ok ? d.len : 0);
+		buf_free(&d);
+		buf_free(&e);
+	}
+	struct buf e = BUF_INIT;
+	CHECK(!imap_utf7_encode("\xc3", 1, &e));
+	CHECK(!imap_utf7_encode("\xed\xa0\x80", 3, &e)); /* a surrogate in UTF-8 */
+	CHECK(!imap_utf7_encode("\xc0\x80", 2, &e));     /* overlong */
+	CHECK(e.len == 0);
+	buf_free(&e);
+}
+
+static void test_mailbox(void)
+{
+	static const struct {
+		const char *in;
+		const char *out; /* NULL: invalid */
+	} cases[] = {
+		{"INBOX", "INBOX"},
+		{"inbox", "INBOX"},
+		{"iNbOx/sub", "INBOX/sub"},
+		{"inboxes", "inboxes"},
+		{"a/b/c", "a/b/c"},
+		{"Entw\xc3\xbcrfe", "Entw\xc3\xbcrfe"},
+		{"", NULL},
+		{"/a", NULL},
+		{"a/", NULL},
+		{"a//b", NULL},
+		{"a*", NULL},
+		{"a%b", NULL},
+		{"a\x01", NULL},
+		{"a\x7f", NULL},
+		{"a\xc2\x85", NULL},
+		{"a\xff", NULL},
+		{"a/b/c/d/e", NULL}, /* 5 levels over 4 */
+		{"0123456789012345678901234567890123456789", NULL},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char name[64];
+		snprintf(name, sizeof name, "%s", cases[i].in);
+		const char *err = imap_mailbox_check(name, 32, 4);
+		CHECK_INT((int)i, err == NULL, cases[i].out != NULL);
+		if (err == NULL && cases[i].out != NULL)
+			CHECK_STR((int)i, name, cases[i].out);
+	}
+}
+
+static void test_list_match(void)
+{
+	static const struct {
+		const char *pattern, *name;
+		bool match;
+	} cases[] = {
+		{"*", "a/b/c", true},
+		{"%", "a/b/c", false},
+		{"%", "a", true},
+		{"a/%", "a/b", true},
+		{"a/%", "a/b/c", false},
+		{"a/*", "a/b/c", true},
+		{"a*", "a", true},
+		{"a*c", "a/b/c", true},
+		{"a%c", "a/b/c", false},
+		{"a%c", "abc", true},
+		{"%/%", "a/b", true},
+		{"%/%", "a/b/c", false},
+		{"*/%", "a/b/c", true},
+		{"inbox", "INBOX", true},
+		{"InBoX/%", "INBOX/x", true},
+		{"INBOX/X", "INBOX/x", false},
+		{"inb*", "INBOX", true},
+		{"inbox", "inboxes", false},
+		{"Inboxes", "inboxes", false},
+		{"", "a", false},
+		{"a**%%b", "axxb", true},
+		{"%*%", "a/b", true},
+		{"x", "a", false},
+		{"a", "a", true},
+		{"a", "ab", false},
+		{"ab", "a", false},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		CHECK_INT((int)i, imap_list_match(cases[i].pattern, cases[i].name, '/'),
+			  cases[i].match);
+	/* a long name goes through the heap-allocated rows */
+	char longname[600];
+	memset(longname, 'x', sizeof longname - 1);
+	longname[sizeof longname - 1] = '\0';
+	longname[300] = '/';
+	CHECK(imap_list_match("x*x", longname, '/'));
+	CHECK(!imap_list_match("x%x", longname, '/'));
+}
+
+int main(void)
+{
+	test_run("framing", test_framing);
+	test_run("args", test_args);
+	test_run("values", test_values);
+	test_run("seqset", test_seqset);
+	test_run("flags", test_flags);
+	test_run("dates", test_dates);
+	test_run("utf7", test_utf7);
+	test_run("mailbox", test_mailbox);
+	test_run("list_match", test_list_match);
+	return test_done("test_imap_parse");
+}
