@@ -658,7 +658,9 @@ void imap_fetch_format(const struct imap_fetch *f, const struct imap_fetch_opts 
 			break;
 		case IMAP_FETCH_INTERNALDATE:
 			buf_appends(b, "INTERNALDATE ");
-			imap_format_datetime(b, m->internaldate, m->internaldate_tz);
+			/* imap_format_datetime takes minutes east (parse.c);
+			 * internaldate_tz is in seconds, as the store keeps it */
+			imap_format_datetime(b, m->internaldate, m->internaldate_tz / 60);
 			break;
 		case IMAP_FETCH_RFC822_SIZE:
 			buf_printf(b, "RFC822.SIZE %llu", (unsigned long long)m->size);

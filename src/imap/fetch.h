@@ -30,7 +30,7 @@ struct imap_msg {
 	uint32_t seq, uid;
 	uint64_t modseq, size;
 	time_t internaldate;
-	int internaldate_tz;
+	int internaldate_tz;   /* seconds east, as store.h keeps it */
 	unsigned sysflags;     /* IMAP_F_*, IMAP_F_RECENT included when recent */
 	const char *keywords;  /* space-separated, may be "" */
 	const char *msg;
