@@ -69,7 +69,8 @@ struct param {
 /* What the Content-* fields of one part header say (RFC 2045, 2183, 3282,
  * 2557, 1864), their IMAP forms ready to write. */
 struct cinfo {
-	struct buf s, f, kv, jv, bv; /* storage; list, key, joined value, boundary */
+	struct buf s, f, kv, jv, bv, cs; /* storage; list, key, joined value, boundary, charset */
+	bool in_ct;
 	struct param *pr;
 	size_t npr, cappr;
 	struct sref type, subtype, cte, id, desc, md5, loc, disp;
@@ -151,7 +152,11 @@ static void param_emit(struct cinfo *ci, const char *k, size_t kl, const char *s
 			buf_reset(&ci->bv);
 			buf_append(&ci->bv, v, vl);
 		}
-		if (mime_eq(k, kl, "charset")) {
+		if (mime_eq(k, kl, "charset") && ci->in_ct) {
+			if (!ci->charset_found) {
+				buf_reset(&ci->cs);
+				buf_append(&ci->cs, v, vl);
+			}
 			ci->charset_found = true;
 			ci->only_usascii = *count == 0 && mime_eq(v, vl, "us-ascii");
 		}
@@ -314,6 +319,7 @@ static void ci_reset(struct cinfo *ci)
 	z.kv = ci->kv;
 	z.jv = ci->jv;
 	z.bv = ci->bv;
+	z.cs = ci->cs;
 	z.pr = ci->pr;
 	z.cappr = ci->cappr;
 	*ci = z;
@@ -326,6 +332,7 @@ static void ci_free(struct cinfo *ci)
 	buf_free(&ci->kv);
 	buf_free(&ci->jv);
 	buf_free(&ci->bv);
+	buf_free(&ci->cs);
 	free(ci->pr);
 }
 
@@ -361,7 +368,9 @@ static void parse_content_type(struct cinfo *ci, const struct mime_field *f)
 	}
 	sr_end(ci, &ci->subtype);
 	ci->type_ok = true;
+	ci->in_ct = true;
 	parse_params(ci, &rp, &ci->ct_params, &ci->n_ct_params);
+	ci->in_ct = false;
 }
 
 /* The Content-* fields of the header [h, h + n) (the first of each wins, as
@@ -1379,13 +1388,7 @@ void mime_cache_bodystructure(const struct mime_cache *mc, const char **p, size_
 	*n = mc->bs_len;
 }
 
-struct mrec {
-	uint64_t hdr_off, hdr_len, body_off, body_len;
-	uint32_t lines, first_child, next;
-	uint8_t kind, enc;
-};
-
-static void rec_get(const struct mime_cache *mc, uint32_t i, struct mrec *r)
+void mime_cache_part(const struct mime_cache *mc, uint32_t i, struct mime_part_rec *r)
 {
 	const unsigned char *c = mc->p + mc->parts_off + (size_t)i * MC_REC;
 
@@ -1400,6 +1403,21 @@ static void rec_get(const struct mime_cache *mc, uint32_t i, struct mrec *r)
 	r->enc = c[45];
 }
 
+bool mime_text_charset(const char *hdr, size_t n, struct buf *charset)
+{
+	struct cinfo ci;
+	bool text;
+
+	memset(&ci, 0, sizeof(ci));
+	parse_cinfo(&ci, hdr, n);
+	text = !ci.type.set || mime_eq(sr(&ci, ci.type), ci.type.len, "text");
+	buf_reset(charset);
+	if (text && ci.charset_found)
+		buf_append(charset, ci.cs.data, ci.cs.len);
+	ci_free(&ci);
+	return text;
+}
+
 /* RFC 9051 6.4.5 part numbers: the parts of a multipart are numbered from 1;
  * a part that is not a multipart has only part 1, itself; below a
  * message/rfc822 part the numbers address the encapsulated message's parts
@@ -1408,13 +1426,13 @@ int mime_cache_section(const struct mime_cache *mc, const uint32_t *path, size_t
 		       enum mime_section what, uint64_t *off_r, uint64_t *len_r,
 		       enum mime_encoding *enc_r)
 {
-	struct mrec r, c;
+	struct mime_part_rec r, c;
 	uint32_t cur = 0;
 	size_t i;
 
 	if (mc->n_parts == 0)
 		return -1;
-	rec_get(mc, 0, &r);
+	mime_cache_part(mc, 0, &r);
 	for (i = 0; i < depth; i++) {
 		uint32_t k = path[i];
 
@@ -1422,19 +1440,19 @@ int mime_cache_section(const struct mime_cache *mc, const uint32_t *path, size_t
 			return -1;
 		if (i > 0 && r.kind == K_MESSAGE) {
 			cur = r.first_child;
-			rec_get(mc, cur, &r);
+			mime_cache_part(mc, cur, &r);
 		}
 		if (r.kind == K_MULTIPART) {
 			uint32_t ch = r.first_child;
 
 			while (--k > 0 && ch != MC_NONE) {
-				rec_get(mc, ch, &c);
+				mime_cache_part(mc, ch, &c);
 				ch = c.next;
 			}
 			if (ch == MC_NONE)
 				return -1;
 			cur = ch;
-			rec_get(mc, cur, &r);
+			mime_cache_part(mc, cur, &r);
 		} else if (k != 1 || (i > 0 && cur == 0)) {
 			/* a leaf is its own part 1, except the message itself:
 			 * BODY[1.1] of a one-part message is empty (Dovecot) */
@@ -1464,7 +1482,7 @@ int mime_cache_section(const struct mime_cache *mc, const uint32_t *path, size_t
 		if (depth > 0) {
 			if (r.kind != K_MESSAGE)
 				return -1;
-			rec_get(mc, r.first_child, &r);
+			mime_cache_part(mc, r.first_child, &r);
 		}
 		if (what == MIME_SECT_HEADER) {
 			*off_r = r.hdr_off;

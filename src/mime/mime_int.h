@@ -53,6 +53,20 @@ void mime_imap_nolf(struct buf *out, const char *p, size_t n, struct buf *tmp);
  * trimmed; a literal when anything had to change. */
 void mime_imap_humans(struct buf *out, const char *p, size_t n);
 
+/* A part of an open cache (mime.c), kind: MIME_KIND_*. */
+enum { MIME_KIND_LEAF, MIME_KIND_MULTIPART, MIME_KIND_MESSAGE };
+#define MIME_NO_PART 0xffffffffu
+struct mime_cache;
+struct mime_part_rec {
+	uint64_t hdr_off, hdr_len, body_off, body_len;
+	uint32_t lines, first_child, next;
+	uint8_t kind, enc;
+};
+void mime_cache_part(const struct mime_cache *mc, uint32_t i, struct mime_part_rec *r);
+/* true if the part header [hdr, hdr + n) says text/ * (or nothing); its
+ * charset parameter in charset (empty when none). */
+bool mime_text_charset(const char *hdr, size_t n, struct buf *charset);
+
 /* ASCII case-insensitive comparison of [p, p + n) with the C string s. */
 bool mime_eq(const char *p, size_t n, const char *s);
 
