@@ -51,6 +51,7 @@ static void qp_decode(const char *in, size_t n, struct buf *out, bool underscore
 {
 	size_t i = 0;
 
+	buf_append(out, "", 0); /* keeps out NUL-terminated even when nothing is added */
 	buf_reserve(out, n);
 	while (i < n) {
 		unsigned char c = (unsigned char)in[i];
@@ -123,6 +124,7 @@ static void b64_decode(const char *in, size_t n, struct buf *out)
 	int bits = 0;
 	size_t i;
 
+	buf_append(out, "", 0);
 	buf_reserve(out, n / 4 * 3 + 3);
 	for (i = 0; i < n; i++) {
 		int v = b64val((unsigned char)in[i]);
@@ -231,6 +233,7 @@ static void utf8_copy(const char *in, size_t n, struct buf *out)
 	const unsigned char *p = (const unsigned char *)in;
 	size_t i = 0;
 
+	buf_append(out, "", 0);
 	buf_reserve(out, n);
 	while (i < n) {
 		uint32_t cp;
@@ -497,6 +500,7 @@ static void fold(const char *in, size_t n, struct buf *out)
 	size_t i = 0;
 
 	buf_reset(out);
+	buf_append(out, "", 0);
 	buf_reserve(out, n);
 	while (i < n) {
 		uint32_t cp;
