@@ -572,6 +572,91 @@ static void test_fetch_large(void)
 	buf_free(&raw);
 }
 
+/* Every part of every message of the MIME corpus: BINARY[part] (through
+ * the segments and the streaming decoder) is what mime_decode gives for the
+ * part's body, and BINARY.SIZE agrees with it; BODY[part] is the bytes. */
+static void test_fetch_corpus(void)
+{
+	static const char *const names[] = {
+	    "8bit-headers", "addresses", "alternative", "bad-encodings", "digest",
+	    "disposition-language", "encoded-words", "groups", "header-quirks", "huge-header",
+	    "lf-only", "message-global", "missing-boundary-param", "missing-final-boundary",
+	    "missing-from-date", "mixed-attachment", "nested", "no-content-type",
+	    "no-mime-version", "quoted-printable", "rfc822-attachment", "rfc822-plain", "simple",
+	    "truncated-header"};
+	int checked = 0;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char path[128];
+		snprintf(path, sizeof(path), "tests/data/mime/%s.eml", names[i]);
+		FILE *fp = fopen(path, "rb");
+		if (!fp) {
+			printf("  cannot read %s\n", path);
+			test_cur_failed = 1;
+			continue;
+		}
+		struct buf msg = BUF_INIT;
+		char chunk[4096];
+		size_t n;
+		while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+			buf_append(&msg, chunk, n);
+		fclose(fp);
+		struct tmsg t;
+		tmsg_init(&t, msg.data ? msg.data : "", msg.len);
+		/* parts 1..6 and 1.1..6.6 */
+		for (uint32_t a = 1; a <= 6; a++) {
+			for (uint32_t b = 0; b <= 6; b++) {
+				uint32_t p[2] = {a, b};
+				size_t depth = b ? 2 : 1;
+				uint64_t off, len;
+				enum mime_encoding enc;
+				if (mime_cache_section(&t.mc, p, depth, MIME_SECT_BODY, &off, &len, &enc) <
+				    0)
+					continue;
+				struct imap_fetch_item it[2] = {item(IMAP_FETCH_BINARY),
+								item(IMAP_FETCH_BINARY_SIZE)};
+				for (int k = 0; k < 2; k++) {
+					it[k].path[0] = a, it[k].path[1] = b;
+					it[k].depth = (uint8_t)depth;
+					it[k].label = k ? "S" : "B";
+				}
+				struct imap_fetch f = {.v = it, .n = 2};
+				struct imap_fetch_opts o0 = {.binary_ok = true};
+				struct imap_fetch_out o;
+				memset(&o, 0, sizeof(o));
+				imap_fetch_format(&f, &o0, &t.m, &o);
+				if (enc == MIME_ENC_OTHER) {
+					CHECK(o.error != NULL);
+					imap_fetch_out_free(&o);
+					continue;
+				}
+				struct buf got = BUF_INIT, want = BUF_INIT, dec = BUF_INIT;
+				flatten(&o, &t.m, &got);
+				if (enc == MIME_ENC_BASE64 || enc == MIME_ENC_QP)
+					mime_decode(enc, t.data + off, (size_t)len, &dec);
+				else
+					buf_append(&dec, t.data + off, (size_t)len);
+				bool nul = dec.len && memchr(dec.data, 0, dec.len);
+				buf_printf(&want, "* 1 FETCH (B %s{%zu}\r\n", nul ? "~" : "", dec.len);
+				buf_append(&want, dec.data, dec.len);
+				buf_printf(&want, " S %zu)\r\n", dec.len);
+				if (got.len != want.len || memcmp(got.data, want.data, want.len)) {
+					printf("  %s part %u.%u: BINARY differs from mime_decode\n",
+					       names[i], a, b);
+					test_cur_failed = 1;
+				}
+				checked++;
+				buf_free(&got);
+				buf_free(&want);
+				buf_free(&dec);
+				imap_fetch_out_free(&o);
+			}
+		}
+		tmsg_free(&t);
+		buf_free(&msg);
+	}
+	CHECK(checked > 30);
+}
+
 /* ---- the streaming decoder ---- */
 
 static void test_decoder_chunks(void)
@@ -1019,6 +1104,7 @@ int main(void)
 	test_run("fetch_binary", test_fetch_binary);
 	test_run("fetch_parsed", test_fetch_parsed);
 	test_run("fetch_large", test_fetch_large);
+	test_run("fetch_corpus", test_fetch_corpus);
 	test_run("decoder_chunks", test_decoder_chunks);
 	test_run("search_keys", test_search_keys);
 	test_run("search_dates", test_search_dates);
