@@ -30,7 +30,7 @@ struct imap_msg {
 	uint32_t seq, uid;
 	uint64_t modseq, size;
 	time_t internaldate;
-	int internaldate_tz;
+	int internaldate_tz;   /* seconds east, as store.h keeps it */
 	unsigned sysflags;     /* IMAP_F_*, IMAP_F_RECENT included when recent */
 	const char *keywords;  /* space-separated, may be "" */
 	const char *msg;
@@ -55,6 +55,10 @@ struct imap_fetch_out {
 	struct buf bytes;
 	struct imap_seg *segs;
 	size_t n_segs, cap_segs;
+	/* Set when the command must fail as a whole: the text of the tagged
+	 * NO ("[UNKNOWN-CTE] ...", static). The response of the message that
+	 * caused it is not in bytes/segs (what earlier calls appended stays). */
+	const char *error;
 };
 void imap_fetch_out_reset(struct imap_fetch_out *o); /* keeps memory */
 void imap_fetch_out_free(struct imap_fetch_out *o);
@@ -77,9 +81,44 @@ unsigned imap_flags_from_store(const char *flags, const char **keywords_r);
 
 /* SEARCH: true if m matches s. saved: the SEARCHRES result as sorted UIDs
  * (for "$"), or NULL. Dates compare in the zone of the INTERNALDATE
- * (BEFORE/ON/SINCE) or of the Date: header (SENT*), as RFC 9051 says. */
+ * (BEFORE/ON/SINCE) or of the Date: header (SENT*), as RFC 9051 says; a
+ * message without a readable Date: is dated 1970-01-01 (as Dovecot).
+ * Sequence and UID sets must be resolved (imap_seqset_resolve) first.
+ * imap_search_needs_blob: true if a key reads the message (HEADER and its
+ * shortcuts, BODY, TEXT, SENT*); m->msg may be NULL otherwise. */
 bool imap_search_needs_blob(const struct imap_search *s);
 bool imap_search_match(const struct imap_search *s, const struct imap_msg *m,
 		       const uint32_t *saved, size_t n_saved);
+
+/* Streaming Content-Transfer-Encoding decoder for IMAP_SEG_DECODE segments:
+ * the server feeds the blob range [seg.off, seg.off + seg.len) in chunks of
+ * any size and gets exactly the bytes FETCH announced (decoded, then cut to
+ * [skip, skip + out_len)). imap_fetch_format computes the sizes with this
+ * decoder, so both agree. base64: characters outside the alphabet are
+ * skipped, "=" ends a quantum; quoted-printable (RFC 2045 6.7): soft line
+ * breaks removed, trailing white space of a line dropped, a bare LF line
+ * end made CRLF, a broken "=XX" kept as is. Other encodings are copied.
+ * No allocation. */
+struct imap_decoder {
+	enum mime_encoding enc;
+	uint64_t skip, out_len; /* the cut */
+	uint64_t pos;           /* decoded bytes produced so far (before the cut) */
+	/* private */
+	uint32_t acc;
+	int bits;
+	int state;
+	char hex1;
+	uint8_t n_ws;
+	char ws[80];
+};
+void imap_decoder_init(struct imap_decoder *d, enum mime_encoding enc, uint64_t skip,
+		       uint64_t out_len);
+/* Appends to out the part of the cut that in/n completes. */
+void imap_decoder_feed(struct imap_decoder *d, const char *in, size_t n, struct buf *out);
+/* End of the input: flushes what is held (a trailing "=", white space). */
+void imap_decoder_finish(struct imap_decoder *d, struct buf *out);
+/* true once the whole cut was produced (the rest of the input can be
+ * skipped). */
+bool imap_decoder_done(const struct imap_decoder *d);
 
 #endif

@@ -1,0 +1,173 @@
+/* SEARCH matching for one message (RFC 9051 6.4.4, RFC 3501 6.4.4 for the
+ * rev1 keys NEW/OLD/RECENT, RFC 7162 3.1.5 MODSEQ, RFC 5182 "$"). */
+#include "imap/fetch.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define SECS_PER_DAY 86400
+
+/* The calendar day (days since 1970-01-01) of instant t in the zone tz
+ * (seconds east): RFC 9051 6.4.4 compares dates "disregarding time and
+ * timezone", i.e. the date as written in that zone. */
+static int32_t day_in_zone(time_t t, int tz)
+{
+	int64_t local = (int64_t)t + tz;
+	int64_t d = local / SECS_PER_DAY;
+	if (local % SECS_PER_DAY < 0)
+		d--; /* floor for instants before 1970 */
+	return (int32_t)d;
+}
+
+static bool date_cmp(enum imap_search_kind k, int32_t have, int32_t want)
+{
+	switch (k) {
+	case IMAP_SK_BEFORE:
+	case IMAP_SK_SENTBEFORE:
+		return have < want;
+	case IMAP_SK_ON:
+	case IMAP_SK_SENTON:
+		return have == want;
+	default: /* SINCE, SENTSINCE: on or after */
+		return have >= want;
+	}
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static bool in_saved(uint32_t uid, const uint32_t *saved, size_t n_saved)
+{
+	return saved && n_saved && bsearch(&uid, saved, n_saved, sizeof(*saved), cmp_u32);
+}
+
+/* keywords are compared case-insensitively (RFC 9051 2.3.2: flag names) */
+static bool has_keyword(const char *keywords, const char *kw)
+{
+	size_t kn = strlen(kw);
+	for (const char *p = keywords ? keywords : ""; *p;) {
+		size_t n = strcspn(p, " ");
+		if (n == kn && n > 0 && p[0] != '\\' && strncasecmp(p, kw, n) == 0)
+			return true;
+		p += n;
+		p += strspn(p, " ");
+	}
+	return false;
+}
+
+static bool key_match(const struct imap_search_key *k, const struct imap_msg *m,
+		      const uint32_t *saved, size_t n_saved)
+{
+	switch (k->kind) {
+	case IMAP_SK_ALL:
+		return true;
+	case IMAP_SK_AND:
+		for (size_t i = 0; i < k->n_sub; i++)
+			if (!key_match(&k->sub[i], m, saved, n_saved))
+				return false;
+		return true;
+	case IMAP_SK_OR:
+		for (size_t i = 0; i < k->n_sub; i++)
+			if (key_match(&k->sub[i], m, saved, n_saved))
+				return true;
+		return false;
+	case IMAP_SK_NOT:
+		return k->n_sub > 0 && !key_match(&k->sub[0], m, saved, n_saved);
+	case IMAP_SK_SEQSET:
+		/* RFC 5182 2.1: "$" as a sequence set is the saved result,
+		 * which holds UIDs */
+		if (k->set.dollar)
+			return in_saved(m->uid, saved, n_saved);
+		return imap_seqset_contains(&k->set, m->seq);
+	case IMAP_SK_UIDSET:
+		if (k->set.dollar)
+			return in_saved(m->uid, saved, n_saved);
+		return imap_seqset_contains(&k->set, m->uid);
+	case IMAP_SK_FLAG:
+		return (m->sysflags & k->flags) == k->flags;
+	case IMAP_SK_UNFLAG:
+		return (m->sysflags & k->flags) == 0;
+	case IMAP_SK_KEYWORD:
+		return k->str && has_keyword(m->keywords, k->str);
+	case IMAP_SK_UNKEYWORD:
+		return !k->str || !has_keyword(m->keywords, k->str);
+	case IMAP_SK_NEW: /* RFC 3501 6.4.4: RECENT UNSEEN */
+		return (m->sysflags & IMAP_F_RECENT) && !(m->sysflags & IMAP_F_SEEN);
+	case IMAP_SK_OLD: /* NOT RECENT */
+		return !(m->sysflags & IMAP_F_RECENT);
+	case IMAP_SK_BEFORE:
+	case IMAP_SK_ON:
+	case IMAP_SK_SINCE:
+		return date_cmp(k->kind, day_in_zone(m->internaldate, m->internaldate_tz), k->day);
+	case IMAP_SK_SENTBEFORE:
+	case IMAP_SK_SENTON:
+	case IMAP_SK_SENTSINCE: {
+		time_t t;
+		int tz;
+		/* a message without a readable Date: is dated 1970-01-01
+		 * (as Dovecot: SENTBEFORE matches it) */
+		if (!m->msg || !mime_message_date(m->msg, m->len, &t, &tz)) {
+			t = 0;
+			tz = 0;
+		}
+		return date_cmp(k->kind, day_in_zone(t, tz), k->day);
+	}
+	case IMAP_SK_LARGER:
+		return m->size > k->num;
+	case IMAP_SK_SMALLER:
+		return m->size < k->num;
+	case IMAP_SK_HEADER:
+		/* SUBJECT, FROM, TO, CC, BCC are HEADER keys (str2 = the field);
+		 * an empty string matches every message with the field */
+		if (!m->msg)
+			return false;
+		return mime_search_header(m->msg, m->len, m->mc, k->str2, k->str ? k->str : "");
+	case IMAP_SK_BODY:
+	case IMAP_SK_TEXT:
+		if (!m->msg)
+			return false;
+		return mime_search_body(m->msg, m->len, m->mc, k->str ? k->str : "",
+					k->kind == IMAP_SK_TEXT);
+	case IMAP_SK_MODSEQ: /* RFC 7162 3.1.5: mod-sequence >= the value */
+		return m->modseq >= k->num;
+	case IMAP_SK_OLDER: /* RFC 5032: INTERNALDATE older than num seconds */
+		return (int64_t)m->internaldate <= (int64_t)time(NULL) - (int64_t)k->num;
+	case IMAP_SK_YOUNGER:
+		return (int64_t)m->internaldate >= (int64_t)time(NULL) - (int64_t)k->num;
+	}
+	return false;
+}
+
+bool imap_search_match(const struct imap_search *s, const struct imap_msg *m,
+		       const uint32_t *saved, size_t n_saved)
+{
+	return key_match(&s->root, m, saved, n_saved);
+}
+
+static bool key_needs_blob(const struct imap_search_key *k)
+{
+	switch (k->kind) {
+	case IMAP_SK_SENTBEFORE:
+	case IMAP_SK_SENTON:
+	case IMAP_SK_SENTSINCE:
+	case IMAP_SK_HEADER:
+	case IMAP_SK_BODY:
+	case IMAP_SK_TEXT:
+		return true;
+	default:
+		break;
+	}
+	for (size_t i = 0; i < k->n_sub; i++)
+		if (key_needs_blob(&k->sub[i]))
+			return true;
+	return false;
+}
+
+bool imap_search_needs_blob(const struct imap_search *s)
+{
+	return key_needs_blob(&s->root);
+}
