@@ -104,7 +104,7 @@ struct mime_build {
 
 static const char *sr(const struct cinfo *ci, struct sref r)
 {
-	return ci->s.data + r.off;
+	return ci->s.data ? ci->s.data + r.off : "";
 }
 
 static struct sref sr_begin(const struct cinfo *ci)
@@ -765,7 +765,7 @@ static void a_str(struct aparse *ap, struct sref r, const char *c, bool humans)
 	else if (!r.set)
 		buf_append(ap->out, "NIL", 3);
 	else if (humans)
-		mime_imap_humans(ap->out, ab->data + r.off, r.len);
+		mime_imap_humans(ap->out, ab->data ? ab->data + r.off : "", r.len);
 	else
 		mime_imap_nstring(ap->out, ab->data ? ab->data + r.off : "", r.len);
 }
