@@ -85,7 +85,9 @@ struct bnd {
 
 struct stop {
 	size_t at;
-	int which; /* boundary stack level, -1: the end of the message */
+	int which;  /* boundary stack level, -1: the end of the message */
+	bool strip; /* the line break before the boundary belongs to it (RFC 2046
+		     * 5.1.1), not to a header line or a close delimiter line */
 };
 
 struct mime_build {
@@ -509,23 +511,27 @@ static uint32_t part_new(struct mime_build *b, uint32_t parent, bool forced)
 }
 
 /* RFC 2046 5.1.1: a boundary line is "--" boundary at the start of a line
- * (anything may follow: transport padding, or "--" for the close). The
- * innermost boundary is tried first; an enclosing one also ends a part. */
+ * (anything may follow: transport padding, or "--" for the close). Any
+ * enclosing boundary also ends a part; when several match, the longest wins,
+ * then the innermost (as Dovecot). */
 static int boundary_at(const struct mime_build *b, size_t pos)
 {
 	const char *m = b->m + pos;
-	size_t avail = b->len - pos;
-	size_t i;
+	size_t avail = b->len - pos, i, best_len = 0;
+	int best = -1;
 
 	if (avail < 2 || m[0] != '-' || m[1] != '-')
 		return -1;
 	for (i = b->nb; i-- > 0;) {
 		const struct buf *bb = &b->stack[i].b;
 
-		if (avail - 2 >= bb->len && memcmp(m + 2, bb->data, bb->len) == 0)
-			return (int)i;
+		if (avail - 2 >= bb->len && memcmp(m + 2, bb->data, bb->len) == 0 &&
+		    (best < 0 || bb->len > best_len)) {
+			best = (int)i;
+			best_len = bb->len;
+		}
 	}
-	return -1;
+	return best;
 }
 
 static size_t next_line(const struct mime_build *b, size_t pos)
@@ -537,7 +543,8 @@ static size_t next_line(const struct mime_build *b, size_t pos)
 
 static struct stop scan_body(const struct mime_build *b, size_t pos)
 {
-	struct stop st = {b->len, -1};
+	struct stop st = {b->len, -1, false};
+	size_t start = pos;
 
 	if (b->nb == 0)
 		return st;
@@ -547,6 +554,7 @@ static struct stop scan_body(const struct mime_build *b, size_t pos)
 		if (w >= 0) {
 			st.at = pos;
 			st.which = w;
+			st.strip = pos > start;
 			return st;
 		}
 		pos = next_line(b, pos);
@@ -571,7 +579,7 @@ static size_t body_end(const struct mime_build *b, size_t body_off, struct stop 
 {
 	size_t end = st.at;
 
-	if (st.which >= 0 && end > body_off && b->m[end - 1] == '\n') {
+	if (st.which >= 0 && st.strip && end > body_off && b->m[end - 1] == '\n') {
 		end--;
 		if (end > body_off && b->m[end - 1] == '\r')
 			end--;
@@ -647,7 +655,7 @@ static struct stop parse_part(struct mime_build *b, uint32_t idx, size_t start, 
 			      bool in_digest)
 {
 	struct cinfo *ci = &b->ci[depth < MIME_MAX_DEPTH + 2 ? depth : MIME_MAX_DEPTH + 2];
-	struct stop st = {b->len, -1};
+	struct stop st = {b->len, -1, false};
 	size_t pos = start, hdr_end = b->len, body_off = b->len;
 	bool cut = false, blank = false;
 	uint8_t kind = K_LEAF;
@@ -657,9 +665,15 @@ static struct stop parse_part(struct mime_build *b, uint32_t idx, size_t start, 
 		const char *m = b->m + pos;
 
 		if (b->nb > 0 && (st.which = boundary_at(b, pos)) >= 0) {
+			/* a header cut by a boundary: its last line break goes to
+			 * the boundary, and the enclosing part keeps it (Dovecot) */
 			st.at = pos;
 			cut = true;
 			hdr_end = body_off = pos;
+			if (hdr_end > start && b->m[hdr_end - 1] == '\n')
+				hdr_end--;
+			if (hdr_end > start && b->m[hdr_end - 1] == '\r')
+				hdr_end--;
 			break;
 		}
 		if (*m == '\n' || (*m == '\r' && pos + 1 < b->len && m[1] == '\n')) {
