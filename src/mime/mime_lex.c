@@ -241,11 +241,24 @@ int mime_rp_domain(struct mime_rp *rp, struct buf *out)
  * characters (a literal is shorter then). */
 #define MIME_QUOTED_MAX_ESCAPES 4
 
-static size_t mime_cstrlen(const char *p, size_t n)
+/* A NUL in a header value is sent as U+FFFD, as Dovecot's header parser
+ * does (an IMAP string cannot hold NUL, RFC 9051 4.3). Returns a copy in
+ * tmp when there is one, else p. */
+static const char *mime_nul_fix(const char *p, size_t *n, struct buf *tmp)
 {
-	const char *z = memchr(p, '\0', n);
+	size_t i;
 
-	return z ? (size_t)(z - p) : n;
+	if (memchr(p, '\0', *n) == NULL)
+		return p;
+	buf_reset(tmp);
+	for (i = 0; i < *n; i++) {
+		if (p[i] == '\0')
+			buf_append(tmp, "\xef\xbf\xbd", 3);
+		else
+			buf_appendc(tmp, p[i]);
+	}
+	*n = tmp->len;
+	return tmp->data;
 }
 
 static void mime_literal(struct buf *out, const char *p, size_t n)
@@ -257,12 +270,13 @@ static void mime_literal(struct buf *out, const char *p, size_t n)
 void mime_imap_nstring(struct buf *out, const char *p, size_t n)
 {
 	size_t i, escapes = 0;
+	struct buf nul = BUF_INIT;
 
 	if (p == NULL) {
 		buf_append(out, "NIL", 3);
 		return;
 	}
-	n = mime_cstrlen(p, n);
+	p = mime_nul_fix(p, &n, &nul);
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)p[i];
 
@@ -270,10 +284,12 @@ void mime_imap_nstring(struct buf *out, const char *p, size_t n)
 			if (escapes++ < MIME_QUOTED_MAX_ESCAPES)
 				continue;
 			mime_literal(out, p, n);
+			buf_free(&nul);
 			return;
 		}
 		if (c == '\r' || c == '\n' || c >= 0x80) {
 			mime_literal(out, p, n);
+			buf_free(&nul);
 			return;
 		}
 	}
@@ -289,6 +305,7 @@ void mime_imap_nstring(struct buf *out, const char *p, size_t n)
 		}
 	}
 	buf_appendc(out, '"');
+	buf_free(&nul);
 }
 
 void mime_imap_nolf(struct buf *out, const char *p, size_t n, struct buf *tmp)
@@ -299,7 +316,6 @@ void mime_imap_nolf(struct buf *out, const char *p, size_t n, struct buf *tmp)
 		buf_append(out, "NIL", 3);
 		return;
 	}
-	n = mime_cstrlen(p, n);
 	if (memchr(p, '\n', n) == NULL && memchr(p, '\r', n) == NULL) {
 		mime_imap_nstring(out, p, n);
 		return;
@@ -320,8 +336,9 @@ void mime_imap_humans(struct buf *out, const char *p, size_t n)
 {
 	size_t i, remove = 0, start;
 	bool lwsp = true, prefix = true, modify = false;
+	struct buf nul = BUF_INIT;
 
-	n = mime_cstrlen(p, n);
+	p = mime_nul_fix(p, &n, &nul);
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)p[i];
 
@@ -360,10 +377,12 @@ void mime_imap_humans(struct buf *out, const char *p, size_t n)
 		buf_appendc(out, '"');
 		buf_append(out, p, n);
 		buf_appendc(out, '"');
+		buf_free(&nul);
 		return;
 	}
 	if (n == remove) {
 		buf_append(out, "\"\"", 2);
+		buf_free(&nul);
 		return;
 	}
 	buf_printf(out, "{%zu}\r\n", n - remove);
@@ -389,4 +408,5 @@ void mime_imap_humans(struct buf *out, const char *p, size_t n)
 		out->data[out->len] = '\0';
 	}
 	x_assert(out->len - start == n - remove);
+	buf_free(&nul);
 }
