@@ -99,6 +99,7 @@ struct mime_build {
 	struct bnd stack[MIME_MAX_DEPTH + 2];
 	size_t nb;
 	struct cinfo ci[MIME_MAX_DEPTH + 4];
+	size_t ci_used, nb_used; /* how many of ci[] and stack[] were touched */
 	struct buf ab, tmp, comment;
 };
 
@@ -615,6 +616,8 @@ static struct stop parse_multipart(struct mime_build *b, uint32_t idx, size_t po
 	buf_reset(&b->stack[level].b);
 	buf_append(&b->stack[level].b, bnd, bnd_len);
 	b->nb++;
+	if (b->nb > b->nb_used)
+		b->nb_used = b->nb;
 	st = scan_body(b, pos); /* the preamble */
 	while (st.which == level) {
 		size_t q = st.at + 2 + bnd_len, line_next = next_line(b, st.at);
@@ -651,10 +654,19 @@ static struct stop parse_multipart(struct mime_build *b, uint32_t idx, size_t po
 
 /* One part from its header at start (the message itself, a part of a
  * multipart, or the message inside a message/rfc822 part). */
+static struct cinfo *ci_at(struct mime_build *b, unsigned depth)
+{
+	size_t i = depth < MIME_MAX_DEPTH + 2 ? depth : MIME_MAX_DEPTH + 2;
+
+	if (i + 1 > b->ci_used)
+		b->ci_used = i + 1;
+	return &b->ci[i];
+}
+
 static struct stop parse_part(struct mime_build *b, uint32_t idx, size_t start, unsigned depth,
 			      bool in_digest)
 {
-	struct cinfo *ci = &b->ci[depth < MIME_MAX_DEPTH + 2 ? depth : MIME_MAX_DEPTH + 2];
+	struct cinfo *ci = ci_at(b, depth);
 	struct stop st = {b->len, -1, false};
 	size_t pos = start, hdr_end = b->len, body_off = b->len;
 	bool cut = false, blank = false;
@@ -1144,7 +1156,7 @@ static bool plain_7bit(const struct cinfo *ci)
 static void write_part(struct mime_build *b, uint32_t idx, unsigned depth, bool ext,
 		       struct buf *out)
 {
-	struct cinfo *ci = &b->ci[depth < MIME_MAX_DEPTH + 2 ? depth : MIME_MAX_DEPTH + 2];
+	struct cinfo *ci = ci_at(b, depth);
 	const struct mpart *p = &b->parts[idx];
 	uint32_t c;
 	bool text;
@@ -1323,9 +1335,9 @@ void mime_cache_build(const char *msg, size_t len, struct buf *out)
 	put32(h + 32, (uint32_t)(out->len - s_bs));
 
 	free(b.parts);
-	for (i = 0; i < sizeof(b.stack) / sizeof(b.stack[0]); i++)
+	for (i = 0; i < b.nb_used; i++)
 		buf_free(&b.stack[i].b);
-	for (i = 0; i < sizeof(b.ci) / sizeof(b.ci[0]); i++)
+	for (i = 0; i < b.ci_used; i++)
 		ci_free(&b.ci[i]);
 	buf_free(&b.ab);
 	buf_free(&b.tmp);

@@ -102,12 +102,15 @@ int mime_rp_skip(struct mime_rp *rp)
 	return 0;
 }
 
-/* RFC 2045 5.1 tspecials, plus SPACE and CTLs */
+/* RFC 2045 5.1 token: not tspecials, SPACE or CTLs (8-bit accepted) */
+static const bool mime_token_tab[256] = {
+    ['!'] = 1, ['#' ... '\''] = 1, ['*' ... '+'] = 1, ['-' ... '.'] = 1, ['0' ... '9'] = 1,
+    ['A' ... 'Z'] = 1, ['^' ... '~'] = 1, [0x80 ... 0xff] = 1,
+};
+
 static bool mime_is_token(unsigned char c)
 {
-	if (c <= ' ' || c == 0x7f)
-		return false;
-	return strchr("()<>@,;:\\\"/[]?=", c) == NULL;
+	return mime_token_tab[c];
 }
 
 int mime_rp_token(struct mime_rp *rp, struct buf *out)
@@ -126,6 +129,15 @@ int mime_rp_quoted(struct mime_rp *rp, struct buf *out)
 {
 	rp->p++; /* '"' */
 	while (rp->p < rp->e) {
+		const char *s = rp->p;
+
+		while (rp->p < rp->e && *rp->p != '"' && *rp->p != '\\' && *rp->p != '\r' &&
+		       *rp->p != '\n')
+			rp->p++;
+		if (rp->p > s)
+			buf_append(out, s, (size_t)(rp->p - s));
+		if (rp->p == rp->e)
+			break;
 		char c = *rp->p++;
 
 		if (c == '"')
@@ -143,13 +155,14 @@ int mime_rp_quoted(struct mime_rp *rp, struct buf *out)
 }
 
 /* RFC 5322 3.2.3 atext; 8-bit bytes too (RFC 6532 3.2) */
+static const bool mime_atext_tab[256] = {
+    ['!'] = 1, ['#' ... '\''] = 1, ['*' ... '+'] = 1, ['-'] = 1, ['/' ... '9'] = 1, ['='] = 1,
+    ['?'] = 1, ['A' ... 'Z'] = 1, ['^' ... '~'] = 1, [0x80 ... 0xff] = 1,
+};
+
 static bool mime_is_atext(unsigned char c)
 {
-	if (c >= 0x80)
-		return true;
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-		return true;
-	return c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
+	return mime_atext_tab[c];
 }
 
 int mime_rp_atom(struct mime_rp *rp, struct buf *out)
