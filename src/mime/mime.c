@@ -51,6 +51,7 @@ struct mpart {
 	uint64_t hdr_off, hdr_len, body_off, body_len;
 	uint32_t lines, first_child, last_child, next;
 	uint8_t kind, enc, opaque;
+	uint8_t in_mp; /* a part of a multipart (always MIME) */
 };
 
 /* a string in a cinfo's storage */
@@ -354,18 +355,26 @@ static void parse_content_type(struct cinfo *ci, const struct mime_field *f)
 {
 	struct mime_rp rp = {f->value, f->value + f->value_len, NULL};
 
+	/* A broken value is sent as type "" and subtype "", except a lone type
+	 * ("text"), kept with subtype "" (Dovecot). */
 	ci->type = sr_begin(ci);
-	if (mime_rp_skip(&rp) <= 0 || mime_rp_token(&rp, &ci->s) < 0 || rp.p >= rp.e ||
-	    *rp.p != '/') {
-		sr_end(ci, &ci->type);
+	if (mime_rp_skip(&rp) <= 0 || mime_rp_token(&rp, &ci->s) < 0) {
+		ci->s.len = ci->type.off;
 		return;
 	}
 	sr_end(ci, &ci->type);
-	rp.p++;
-	if (mime_rp_skip(&rp) <= 0)
+	if (rp.p >= rp.e)
 		return;
+	if (*rp.p != '/') {
+		ci->s.len = ci->type.off;
+		ci->type.len = 0;
+		return;
+	}
+	rp.p++;
 	ci->subtype = sr_begin(ci);
-	if (mime_rp_token(&rp, &ci->s) < 0) {
+	if (mime_rp_skip(&rp) <= 0 || mime_rp_token(&rp, &ci->s) < 0) {
+		ci->s.len = ci->type.off;
+		ci->type.len = 0;
 		ci->subtype.set = false;
 		return;
 	}
@@ -378,15 +387,19 @@ static void parse_content_type(struct cinfo *ci, const struct mime_field *f)
 
 /* The Content-* fields of the header [h, h + n) (the first of each wins, as
  * Dovecot; Content-Disposition also while no parameters were seen). */
-static void parse_cinfo(struct cinfo *ci, const char *h, size_t n)
+static void parse_cinfo(struct cinfo *ci, const char *h, size_t n, bool in_mp)
 {
 	const char *pos = h;
 	struct mime_field f;
+	bool is_mime = in_mp;
 
 	ci_reset(ci);
 	while (mime_field_next(&pos, h + n, &f)) {
-		if (f.name_len < 8 || strncasecmp(f.name, "Content-", 8) != 0)
+		if (f.name_len < 8 || strncasecmp(f.name, "Content-", 8) != 0) {
+			if (mime_eq(f.name, f.name_len, "MIME-Version"))
+				is_mime = true;
 			continue;
+		}
 		const char *nm = f.name + 8;
 		size_t nl = f.name_len - 8;
 
@@ -460,6 +473,11 @@ static void parse_cinfo(struct cinfo *ci, const char *h, size_t n)
 			parse_params(ci, &rp, &ci->disp_params, &count);
 		}
 	}
+	/* A message (not a part of a multipart) with neither MIME-Version nor
+	 * Content-Type is not MIME: its other Content-* fields are ignored
+	 * (RFC 2045 4; Dovecot, which takes Content-Type alone as MIME too). */
+	if (!is_mime && !ci->type.set)
+		ci_reset(ci);
 }
 
 static enum mime_encoding cte_enc(const struct cinfo *ci)
@@ -502,6 +520,7 @@ static uint32_t part_new(struct mime_build *b, uint32_t parent, bool forced)
 	if (parent != MC_NONE) {
 		struct mpart *pp = &b->parts[parent];
 
+		p->in_mp = pp->kind == K_MULTIPART;
 		if (pp->last_child == MC_NONE)
 			pp->first_child = i;
 		else
@@ -701,7 +720,7 @@ static struct stop parse_part(struct mime_build *b, uint32_t idx, size_t start, 
 	b->parts[idx].hdr_len = hdr_end - start;
 	b->parts[idx].body_off = body_off;
 
-	parse_cinfo(ci, b->m + start, hdr_end - start);
+	parse_cinfo(ci, b->m + start, hdr_end - start, b->parts[idx].in_mp);
 	b->parts[idx].enc = (uint8_t)cte_enc(ci);
 	if (!ci->type.set) {
 		/* RFC 2046 5.1.5: in a digest the default is message/rfc822 */
@@ -885,13 +904,14 @@ static int a_angle_addr(struct aparse *ap)
 				ap->rp.p++;
 		}
 		a_end(ap, &r);
-		if (cur(ap) != ':') {
+		if (cur(ap) == ':') {
+			ap->a.route = r;
+			ap->rp.p++;
+		} else {
+			/* the local part is still read after a broken route */
 			ap->a.route.set = false;
 			ap->a.c_route = "INVALID_ROUTE";
-			return -1;
 		}
-		ap->a.route = r;
-		ap->rp.p++;
 		if ((ret = mime_rp_skip(&ap->rp)) <= 0)
 			return ret;
 	}
@@ -1017,7 +1037,7 @@ static int a_group(struct aparse *ap)
 	return ret == 0 ? 0 : 1;
 }
 
-/* RFC 5322 3.4 address-list; false (nothing written) if there is none */
+/* RFC 5322 3.4 address-list: appends its addresses; false if there is none */
 static bool write_addresses(struct mime_build *b, const char *p, size_t n, struct buf *out)
 {
 	struct aparse ap = {.b = b, .out = out};
@@ -1028,7 +1048,6 @@ static bool write_addresses(struct mime_build *b, const char *p, size_t n, struc
 	ap.rp.comment = &b->comment;
 	if (mime_rp_skip(&ap.rp) <= 0)
 		return false;
-	buf_appendc(out, '(');
 	for (;;) {
 		const char *start = ap.rp.p;
 
@@ -1047,6 +1066,30 @@ static bool write_addresses(struct mime_build *b, const char *p, size_t n, struc
 			break;
 		}
 	}
+	return true;
+}
+
+/* The addresses of every field named name in [h, h + n), from the first
+ * one at from: one list (Dovecot joins repeated address fields). false,
+ * nothing written, if there is no address. */
+static bool write_address_fields(struct mime_build *b, const char *h, size_t n, const char *from,
+				 const char *name, struct buf *out)
+{
+	const char *pos = from;
+	struct mime_field f;
+	size_t start = out->len;
+	bool any = false;
+
+	buf_appendc(out, '(');
+	while (mime_field_next(&pos, h + n, &f))
+		if (mime_field_is(&f, name) && write_addresses(b, f.value, f.value_len, out))
+			any = true;
+	if (!any) {
+		out->len = start;
+		if (out->data)
+			out->data[start] = '\0';
+		return false;
+	}
 	buf_appendc(out, ')');
 	return true;
 }
@@ -1062,6 +1105,7 @@ static const char *const env_names[E_N] = {"Date", "Subject",  "From", "Sender",
 static void write_envelope(struct mime_build *b, const char *h, size_t n, struct buf *out)
 {
 	struct mime_field f, fields[E_N];
+	const char *first[E_N];
 	bool have[E_N] = {false};
 	const char *pos = h;
 	int i;
@@ -1069,6 +1113,8 @@ static void write_envelope(struct mime_build *b, const char *h, size_t n, struct
 	while (mime_field_next(&pos, h + n, &f))
 		for (i = 0; i < E_N; i++)
 			if (mime_field_is(&f, env_names[i])) {
+				if (!have[i])
+					first[i] = f.name;
 				fields[i] = f;
 				have[i] = true;
 			}
@@ -1078,16 +1124,16 @@ static void write_envelope(struct mime_build *b, const char *h, size_t n, struct
 			buf_appendc(out, ' ');
 		if (!have[i]) {
 			if ((i == E_SENDER || i == E_REPLY_TO) && have[E_FROM] &&
-			    write_addresses(b, fields[E_FROM].value, fields[E_FROM].value_len, out))
+			    write_address_fields(b, h, n, first[E_FROM], env_names[E_FROM], out))
 				continue;
 			buf_append(out, "NIL", 3);
 		} else if (i == E_SUBJECT) {
 			mime_imap_humans(out, fields[i].value, fields[i].value_len);
 		} else if (i == E_DATE || i == E_IN_REPLY_TO || i == E_MESSAGE_ID) {
 			mime_imap_nolf(out, fields[i].value, fields[i].value_len, &b->tmp);
-		} else if (!write_addresses(b, fields[i].value, fields[i].value_len, out)) {
+		} else if (!write_address_fields(b, h, n, first[i], env_names[i], out)) {
 			if ((i == E_SENDER || i == E_REPLY_TO) && have[E_FROM] &&
-			    write_addresses(b, fields[E_FROM].value, fields[E_FROM].value_len, out))
+			    write_address_fields(b, h, n, first[E_FROM], env_names[E_FROM], out))
 				continue;
 			buf_append(out, "NIL", 3);
 		}
@@ -1168,7 +1214,7 @@ static void write_part(struct mime_build *b, uint32_t idx, unsigned depth, bool 
 			buf_appendc(out, ')');
 		}
 		p = &b->parts[idx];
-		parse_cinfo(ci, b->m + p->hdr_off, (size_t)p->hdr_len);
+		parse_cinfo(ci, b->m + p->hdr_off, (size_t)p->hdr_len, p->in_mp);
 		buf_appendc(out, ' ');
 		mime_imap_nstring(out, ci->subtype.len ? sr(ci, ci->subtype) : "", ci->subtype.len);
 		if (!ext)
@@ -1183,7 +1229,7 @@ static void write_part(struct mime_build *b, uint32_t idx, unsigned depth, bool 
 		w_nolf(b, out, ci, ci->loc);
 		return;
 	}
-	parse_cinfo(ci, b->m + p->hdr_off, (size_t)p->hdr_len);
+	parse_cinfo(ci, b->m + p->hdr_off, (size_t)p->hdr_len, p->in_mp);
 	if ((idx == 0 && p->kind == K_LEAF && plain_7bit(ci)) || p->opaque) {
 		buf_printf(out, "\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" %llu %u",
 			   (unsigned long long)p->body_len, p->lines);
@@ -1435,7 +1481,7 @@ bool mime_text_charset(const char *hdr, size_t n, struct buf *charset)
 	bool text;
 
 	memset(&ci, 0, sizeof(ci));
-	parse_cinfo(&ci, hdr, n);
+	parse_cinfo(&ci, hdr, n, true);
 	text = !ci.type.set || mime_eq(sr(&ci, ci.type), ci.type.len, "text");
 	buf_reset(charset);
 	if (text && ci.charset_found)
