@@ -852,14 +852,40 @@ static void a_end(struct aparse *ap, struct sref *r)
 	r->len = ap->b->ab.len - r->off;
 }
 
+/* RFC 5322 3.4.1 local-part, with obs-local-part (4.4): words and dots,
+ * leniently (".a..b" is kept as it is, as Dovecot does) */
 static int a_local_part(struct aparse *ap)
 {
 	struct sref r = a_begin(ap);
-	int ret = cur(ap) == '"' ? mime_rp_quoted(&ap->rp, &ap->b->ab)
-				 : mime_rp_dot_atom(&ap->rp, &ap->b->ab);
+	int ret = -1;
+	bool dot = true;
 
-	if (ret < 0)
+	for (;;) {
+		char c = cur(ap);
+
+		if (c == '"') {
+			ret = mime_rp_quoted(&ap->rp, &ap->b->ab);
+		} else if (c == '.' || (c != '\0' && mime_rp_atom_char(c))) {
+			const char *s0 = ap->rp.p;
+
+			while (ap->rp.p < ap->rp.e &&
+			       (*ap->rp.p == '.' || mime_rp_atom_char(*ap->rp.p)))
+				ap->rp.p++;
+			buf_append(&ap->b->ab, s0, (size_t)(ap->rp.p - s0));
+			ret = mime_rp_skip(&ap->rp);
+		} else {
+			break;
+		}
+		if (ret <= 0)
+			break;
+		dot = ap->b->ab.len > r.off && ap->b->ab.data[ap->b->ab.len - 1] == '.';
+		if (!dot && cur(ap) != '.')
+			break;
+	}
+	if (ret < 0 || ap->b->ab.len == r.off) {
+		ap->b->ab.len = r.off;
 		return -1;
+	}
 	a_end(ap, &r);
 	ap->a.mailbox = r;
 	return ret;
@@ -942,28 +968,15 @@ static int a_name_addr(struct aparse *ap)
 	return ap->rp.p < ap->rp.e;
 }
 
-/* addr-spec = local-part "@" domain; a comment after it is the name
- * ("jane@example.org (Jane Roe)"); words that are no address are a name
- * without mailbox and host (Dovecot 2.3). */
+/* addr-spec = local-part "@" domain. A comment after it is the name
+ * ("jane@example.org (Jane Roe)"); a local part without "@domain" followed
+ * by more words is a display name without address (Dovecot 2.3). */
 static int a_addr_spec(struct aparse *ap)
 {
-	const char *start = ap->rp.p;
-	int ret, ret2;
+	int ret, ret2 = -2;
 
 	buf_reset(&ap->b->comment);
 	ret = a_local_part(ap);
-	if (ret > 0 && cur(ap) != '@' && cur(ap) != ',' && cur(ap) != ';') {
-		struct sref r;
-
-		a_reset(ap);
-		ap->rp.p = start;
-		r = a_begin(ap);
-		ret = mime_rp_phrase(&ap->rp, &ap->b->ab);
-		a_end(ap, &r);
-		if (r.len > 0)
-			ap->a.name = r;
-		return ret;
-	}
 	if (ret != 0 && cur(ap) == '@') {
 		ret2 = a_domain(ap);
 		if (ret2 <= 0)
@@ -975,6 +988,20 @@ static int a_addr_spec(struct aparse *ap)
 		buf_append(&ap->b->ab, ap->b->comment.data, ap->b->comment.len);
 		a_end(ap, &r);
 		ap->a.name = r;
+	} else if (ret2 == -2) {
+		size_t before;
+		struct sref r = a_begin(ap);
+
+		if (ap->a.mailbox.set)
+			buf_append(&ap->b->ab, ap->b->ab.data + ap->a.mailbox.off, ap->a.mailbox.len);
+		buf_appendc(&ap->b->ab, ' ');
+		before = ap->b->ab.len;
+		(void)mime_rp_phrase(&ap->rp, &ap->b->ab);
+		if (ap->b->ab.len != before) {
+			a_end(ap, &r);
+			ap->a.mailbox.set = false;
+			ap->a.name = r;
+		}
 	}
 	return ret;
 }

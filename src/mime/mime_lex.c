@@ -127,6 +127,10 @@ int mime_rp_token(struct mime_rp *rp, struct buf *out)
 
 int mime_rp_quoted(struct mime_rp *rp, struct buf *out)
 {
+	/* an unterminated string keeps what came before its last line break or
+	 * quoted-pair (Dovecot appends the text in such chunks) */
+	size_t keep = out->len;
+
 	rp->p++; /* '"' */
 	while (rp->p < rp->e) {
 		const char *s = rp->p;
@@ -145,12 +149,17 @@ int mime_rp_quoted(struct mime_rp *rp, struct buf *out)
 		if (c == '\\') {
 			if (rp->p == rp->e)
 				break;
-			c = *rp->p++;
-		} else if (c == '\r' || c == '\n') {
-			continue; /* RFC 5322 3.2.2 unfolding */
+			buf_appendc(out, *rp->p++);
+			keep = out->len;
+		} else if (c == '\n') {
+			keep = out->len; /* RFC 5322 3.2.2 unfolding: CRLF removed */
+		} else if (c == '\r' && !(rp->p < rp->e && *rp->p == '\n')) {
+			buf_appendc(out, c);
 		}
-		buf_appendc(out, c);
 	}
+	out->len = keep;
+	if (out->data)
+		out->data[keep] = '\0';
 	return -1;
 }
 
@@ -163,6 +172,11 @@ static const bool mime_atext_tab[256] = {
 static bool mime_is_atext(unsigned char c)
 {
 	return mime_atext_tab[c];
+}
+
+bool mime_rp_atom_char(char c)
+{
+	return mime_is_atext((unsigned char)c);
 }
 
 int mime_rp_atom(struct mime_rp *rp, struct buf *out)
@@ -204,6 +218,8 @@ int mime_rp_phrase(struct mime_rp *rp, struct buf *out)
 		return 0;
 	if (*rp->p == '<')
 		return 1;
+	if (*rp->p == '.')
+		return -1;
 	for (;;) {
 		if (out->len > start)
 			buf_appendc(out, ' ');
