@@ -372,7 +372,8 @@ static void parse_content_type(struct cinfo *ci, const struct mime_field *f)
 	}
 	rp.p++;
 	ci->subtype = sr_begin(ci);
-	if (mime_rp_skip(&rp) <= 0 || mime_rp_token(&rp, &ci->s) < 0) {
+	if (mime_rp_skip(&rp) <= 0 || mime_rp_token(&rp, &ci->s) < 0 ||
+	    (rp.p < rp.e && *rp.p != ';')) {
 		ci->s.len = ci->type.off;
 		ci->type.len = 0;
 		ci->subtype.set = false;
@@ -689,6 +690,7 @@ static struct stop parse_part(struct mime_build *b, uint32_t idx, size_t start, 
 	struct stop st = {b->len, -1, false};
 	size_t pos = start, hdr_end = b->len, body_off = b->len;
 	bool cut = false, blank = false;
+	size_t blank_at = 0;
 	uint8_t kind = K_LEAF;
 
 	/* RFC 5322 2.1: the header ends at the first empty line */
@@ -710,6 +712,7 @@ static struct stop parse_part(struct mime_build *b, uint32_t idx, size_t start, 
 		if (*m == '\n' || (*m == '\r' && pos + 1 < b->len && m[1] == '\n')) {
 			body_off = hdr_end = pos + (*m == '\n' ? 1 : 2);
 			blank = true;
+			blank_at = pos;
 			break;
 		}
 		pos = next_line(b, pos);
@@ -739,6 +742,21 @@ static struct stop parse_part(struct mime_build *b, uint32_t idx, size_t start, 
 		kind = K_LEAF;
 	}
 	b->parts[idx].kind = kind;
+	if (blank && b->nb > 0) {
+		/* An enclosing boundary right after the blank line takes its line
+		 * break: the header ends before it (Dovecot). Not a multipart's
+		 * own first boundary. */
+		int w = boundary_at(b, body_off);
+		const struct buf *own = &ci->bv;
+
+		if (w >= 0 &&
+		    !(kind == K_MULTIPART && ci->boundary.set &&
+		      own->len >= b->stack[w].b.len && b->len - body_off >= 2 + own->len &&
+		      memcmp(b->m + body_off + 2, own->data, own->len) == 0)) {
+			hdr_end = blank_at;
+			b->parts[idx].hdr_len = hdr_end - start;
+		}
+	}
 
 	if (kind == K_MULTIPART) {
 		bool digest = mime_eq(sr(ci, ci->subtype), ci->subtype.len, "digest");
