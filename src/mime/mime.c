@@ -194,22 +194,30 @@ static void parse_params(struct cinfo *ci, struct mime_rp *rp, struct sref *out,
 		struct param pa = {0};
 		int ret;
 
+		/* a broken parameter: one byte skipped, then the next ';' looked
+		 * for (as Dovecot, which so also loses a ';' right after it) */
 		if (*rp->p != ';') {
-			rp->p++; /* broken: resynchronise on the next ';' */
+			rp->p++;
 			continue;
 		}
 		rp->p++;
 		if (mime_rp_skip(rp) <= 0)
 			break;
 		pa.koff = ci->s.len;
-		if (mime_rp_token(rp, &ci->s) <= 0 || rp->p >= rp->e || *rp->p != '=')
+		if (mime_rp_token(rp, &ci->s) <= 0 || rp->p >= rp->e || *rp->p != '=') {
+			if (rp->p < rp->e)
+				rp->p++;
 			continue;
+		}
 		pa.klen = ci->s.len - pa.koff;
 		rp->p++;
-		if (mime_rp_skip(rp) <= 0)
-			break; /* no value */
 		pa.voff = ci->s.len;
-		if (*rp->p == '"') {
+		ret = mime_rp_skip(rp);
+		if (ret < 0)
+			break;
+		if (ret == 0) {
+			/* "name=" at the end: an empty value */
+		} else if (*rp->p == '"') {
 			ret = mime_rp_quoted(rp, &ci->s);
 		} else if (*rp->p == '=') {
 			/* broken "name==?utf-8?b?...?=": taken up to WSP or ';' */
@@ -223,8 +231,11 @@ static void parse_params(struct cinfo *ci, struct mime_rp *rp, struct sref *out,
 		} else {
 			ret = mime_rp_token(rp, &ci->s);
 		}
-		if (ret < 0)
+		if (ret < 0) {
+			if (rp->p < rp->e)
+				rp->p++;
 			continue;
+		}
 		pa.vlen = ci->s.len - pa.voff;
 		if (ci->npr >= MIME_MAX_PARAMS)
 			continue;
@@ -927,8 +938,8 @@ static int a_angle_addr(struct aparse *ap)
 	int ret;
 
 	ap->rp.p++; /* '<' */
-	if ((ret = mime_rp_skip(&ap->rp)) <= 0)
-		return ret;
+	if (mime_rp_skip(&ap->rp) <= 0)
+		return -1;
 	if (cur(ap) == '>') {
 		/* "<>": no mailbox, no host */
 		ap->rp.p++;
