@@ -935,8 +935,7 @@ static int a_domain(struct aparse *ap)
 /* RFC 5322 4.4 obs-angle-addr: "<" [obs-route] addr-spec ">" */
 static int a_angle_addr(struct aparse *ap)
 {
-	int ret;
-
+	/* anything but a complete "<...>" is a syntax error */
 	ap->rp.p++; /* '<' */
 	if (mime_rp_skip(&ap->rp) <= 0)
 		return -1;
@@ -967,13 +966,13 @@ static int a_angle_addr(struct aparse *ap)
 			ap->a.route.set = false;
 			ap->a.c_route = "INVALID_ROUTE";
 		}
-		if ((ret = mime_rp_skip(&ap->rp)) <= 0)
-			return ret;
+		if (mime_rp_skip(&ap->rp) <= 0)
+			return -1;
 	}
-	if ((ret = a_local_part(ap)) <= 0)
-		return ret;
-	if (cur(ap) == '@' && (ret = a_domain(ap)) <= 0)
-		return ret;
+	if (a_local_part(ap) <= 0)
+		return -1;
+	if (cur(ap) == '@' && a_domain(ap) <= 0)
+		return -1;
 	if (cur(ap) != '>')
 		return -1;
 	ap->rp.p++;
@@ -1021,8 +1020,11 @@ static int a_addr_spec(struct aparse *ap)
 		size_t before;
 		struct sref r = a_begin(ap);
 
-		if (ap->a.mailbox.set)
+		if (ap->a.mailbox.set) {
+			/* a copy within ab: room first, so the source cannot move */
+			buf_reserve(&ap->b->ab, ap->a.mailbox.len);
 			buf_append(&ap->b->ab, ap->b->ab.data + ap->a.mailbox.off, ap->a.mailbox.len);
+		}
 		buf_appendc(&ap->b->ab, ' ');
 		before = ap->b->ab.len;
 		(void)mime_rp_phrase(&ap->rp, &ap->b->ab);
