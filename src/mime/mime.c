@@ -939,11 +939,6 @@ static int a_angle_addr(struct aparse *ap)
 	ap->rp.p++; /* '<' */
 	if (mime_rp_skip(&ap->rp) <= 0)
 		return -1;
-	if (cur(ap) == '>') {
-		/* "<>": no mailbox, no host */
-		ap->rp.p++;
-		return mime_rp_skip(&ap->rp);
-	}
 	if (cur(ap) == '@') {
 		/* obs-domain-list = "@" domain *(*(CFWS / ",") [CFWS] "@" domain) */
 		struct sref r = a_begin(ap);
@@ -968,6 +963,11 @@ static int a_angle_addr(struct aparse *ap)
 		}
 		if (mime_rp_skip(&ap->rp) <= 0)
 			return -1;
+	}
+	if (cur(ap) == '>') {
+		/* "<>" (or "<@route>"): no mailbox, no host */
+		ap->rp.p++;
+		return mime_rp_skip(&ap->rp);
 	}
 	if (a_local_part(ap) <= 0)
 		return -1;
@@ -1307,6 +1307,10 @@ static void write_part(struct mime_build *b, uint32_t idx, unsigned depth, bool 
 	} else if (!ci->type.set) {
 		text = true;
 		buf_appends(out, "\"text\" \"plain\"");
+	} else if (mime_eq(sr(ci, ci->type), ci->type.len, "multipart")) {
+		/* "multipart" that could not be read as one (no subtype) */
+		text = false;
+		buf_appends(out, "\"application\" \"octet-stream\"");
 	} else {
 		text = mime_eq(sr(ci, ci->type), ci->type.len, "text");
 		w_sref(out, ci, ci->type);

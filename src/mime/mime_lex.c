@@ -96,8 +96,11 @@ int mime_rp_skip(struct mime_rp *rp)
 			if (rp->comment)
 				buf_appendc(rp->comment, c);
 		}
-		if (level > 0)
+		if (level > 0) {
+			if (rp->comment)
+				buf_reset(rp->comment); /* unterminated: no comment */
 			return -1;
+		}
 	}
 	return 0;
 }
