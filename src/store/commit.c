@@ -585,7 +585,8 @@ void store_spools_durable(struct store *st, struct store_spool **sps, size_t n, 
 		struct store_spool *sp = sps[i];
 		errs[i] = 0;
 		renamed[i] = false;
-		if (spool_write_wait(sp) < 0) {
+		/* sp->err: a write made on the caller's thread failed earlier */
+		if (spool_write_wait(sp) < 0 || sp->err) {
 			errs[i] = sp->err;
 			continue;
 		}

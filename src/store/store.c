@@ -646,6 +646,16 @@ int store_start(struct store *st, struct loop *l, unsigned commit_delay_us)
 	return 0;
 }
 
+int store_start_admin(struct store *st, struct loop *l)
+{
+	x_assert(!st->started);
+	st->loop = l;
+	if (store_committer_start(st) < 0)
+		return -1;
+	st->started = true;
+	return 0;
+}
+
 void store_close(struct store **stp)
 {
 	struct store *st = *stp;
