@@ -48,6 +48,11 @@ void store_close(struct store **stp);
  * files no message row points to), then starts the committer thread; commit
  * completions are posted to l. */
 int store_start(struct store *st, struct loop *l, unsigned commit_delay_us);
+/* For admin commands beside a running daemon: starts a committer of their
+ * own (completions posted to l), without the lock and without removing
+ * anything, so that the IMAP-section writes (which run on a committer) work
+ * there too. SQLite serialises its writes with the daemon's. */
+int store_start_admin(struct store *st, struct loop *l);
 /* Blocks until the committer has finished every commit and job handed to it
  * so far (their completions are then posted to the loop). For shutdown:
  * store_close would wait for them all the same. */
@@ -70,7 +75,9 @@ int store_domain_del(struct store *st, const char *domain, char **err_r);
 int store_domain_list(struct store *st, store_list_cb *cb, void *arg);
 bool store_domain_is_local(struct store *st, const char *domain);
 
-/* Creates the user (its domain must exist) with INBOX. hash: see auth/password.h. */
+/* Creates the user (its domain must exist) with INBOX and the special-use
+ * mailboxes of STORE_SPECIAL_USE_DEFAULTS, all subscribed, and a quota row
+ * without limits. hash: see auth/password.h. */
 int store_user_add(struct store *st, const char *addr, const char *hash, char **err_r);
 /* Removes the user, its mailboxes and its mailbox entries (blobs with no other
  * reference are removed too). */
@@ -162,8 +169,8 @@ struct store_delivery {
 	const struct store_remote_rcpt *remote; /* queued for outbound delivery */
 	size_t n_remote;
 };
-/* The result of a commit. Both failures are temporary (the client may try
- * again) and store nothing: no message row, no mailbox or queue entry, no blob. */
+/* The result of a commit. Every failure is temporary (the client may try
+ * again) and stores nothing: no message row, no mailbox or queue entry, no blob. */
 enum store_commit_result {
 	STORE_COMMIT_OK = 0,         /* durable */
 	STORE_COMMIT_FAILED = -1,    /* disk full, I/O or database error */
@@ -181,8 +188,10 @@ typedef void store_commit_cb(void *arg, int result);
  * off the loop thread). Copies d. On the committer thread: flush and fsync
  * the blob, rename it into blobs/, fsync the directory, then one transaction
  * (batched with concurrent commits: group commit) that checks every local
- * recipient still exists, stores the message once, adds it to each local
- * user's INBOX (new UID, MODSEQ) and creates the queue entries. A delivery
+ * recipient still exists and has room for the message (quota: one UPDATE
+ * per recipient that checks and counts), stores the message once (with its
+ * MIME cache when a builder is set), adds it to each local user's INBOX (new
+ * UID, MODSEQ) and creates the queue entries. A delivery
  * with a vanished recipient fails alone (STORE_COMMIT_RCPT_GONE); the others
  * in the batch are stored. Then cb(arg, result) runs on the loop thread. */
 void store_commit(struct store *st, struct store_spool *sp, const struct store_delivery *d,
@@ -263,7 +272,8 @@ typedef void store_expunge_cb(void *arg, int result);
 /* Removes the messages with the given UIDs from the mailbox (mailbox NULL =
  * INBOX). Copies uids. On the committer thread, in one transaction: deletes
  * the mailbox entries, bumps HIGHESTMODSEQ, deletes the messages no other
- * mailbox entry or queue entry refers to; after COMMIT their blobs are
+ * mailbox entry or queue entry refers to, logs the UIDs for QRESYNC
+ * (store_snap_vanished) and lowers the owner's quota usage; after COMMIT their blobs are
  * unlinked (an fd opened before stays readable). Then, on the loop thread,
  * cb(arg, result) — always later, never from inside this call — and then the
  * change notification (STORE_CHANGE_EXPUNGE) to the mailbox's subscribers.
@@ -339,7 +349,11 @@ void store_set_limits(struct store *st, unsigned max_mailboxes_per_user,
 
 /* CREATE (RFC 9051 6.3.4): also creates missing parent levels ("a/b/c"
  * creates "a" and "a/b" when absent). special_use NULL or "\\Sent" etc.
- * STORE_EXISTS if name exists (INBOX in any case always exists). */
+ * STORE_EXISTS if name exists (INBOX in any case always exists).
+ * STORE_CANNOT for a name the store does not keep (empty level, control
+ * characters, '%' or '*', not UTF-8) or an unknown special use (RFC 6154
+ * [USEATTR]); STORE_LIMIT for too many mailboxes or a name too long. One
+ * trailing '/' is dropped. */
 void store_mailbox_create(struct store *st, const char *user, const char *name,
 			  const char *special_use, store_res_cb *cb, void *arg);
 /* DELETE (6.3.5): removes the mailbox and its messages (blobs with no other
@@ -358,7 +372,9 @@ void store_mailbox_delete(struct store *st, const char *user, const char *name,
 void store_mailbox_rename(struct store *st, const char *user, const char *from, const char *to,
 			  store_res_cb *cb, void *arg);
 /* SUBSCRIBE/UNSUBSCRIBE (6.3.7, 6.3.8): subscriptions are names, kept apart
- * from mailboxes (a name that does not exist may be subscribed). */
+ * from mailboxes (a name that does not exist may be subscribed). Both are
+ * idempotent (STORE_OK when already so). RENAME carries the subscriptions of
+ * the renamed mailboxes to their new names (as Dovecot does). */
 void store_mailbox_subscribe(struct store *st, const char *user, const char *name, bool on,
 			     store_res_cb *cb, void *arg);
 
@@ -375,6 +391,8 @@ struct store_mailbox {
 	uint32_t first_unseen_uid; /* (want_counts) 0 if none */
 };
 typedef void store_mailbox_cb(void *arg, const struct store_mailbox *mb);
+/* The store_snap_* functions return a store_res (STORE_OK, or negative with
+ * *err_r): an unknown user is STORE_NONEXISTENT. */
 /* Every mailbox of user, in name order (cb on the worker). */
 int store_snap_mailboxes(struct store_snap *sn, const char *user, bool want_counts,
 			 store_mailbox_cb *cb, void *arg, char **err_r);
@@ -495,6 +513,8 @@ bool store_quota_full(struct store *st, int64_t user_id);
  * the reader builds it from the blob and may save it with store_cache_save. */
 typedef void store_cache_build_fn(const char *msg, size_t len, struct buf *out);
 void store_set_cache_builder(struct store *st, store_cache_build_fn *fn);
+/* Any thread (requires store_start); copies cache; a job on the committer
+ * that sets it unless the message has one already. */
 void store_cache_save(struct store *st, int64_t message_id, const void *cache, size_t len);
 
 #endif
