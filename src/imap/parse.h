@@ -78,7 +78,45 @@ struct imap_reader {
 	uint64_t lit_left;
 	size_t line_len;
 	bool discarding;
+	/* added after the contract (set by the caller, like the limits above) */
+	uint64_t max_nonsync; /* largest {N+} accepted: IMAP_LITERAL_MINUS_MAX
+			       * when only LITERAL- is offered (RFC 7888 3);
+			       * imap_reader_init sets UINT64_MAX, i.e. only
+			       * max_literal (and max_command) apply */
+	/* private */
+	size_t lit_start;     /* offset in cmd where the current literal goes */
+	bool lit_external_ok; /* LITERAL event pending a decision */
 };
+#define IMAP_LITERAL_MINUS_MAX 4096 /* RFC 7888 3: LITERAL- */
+/* Literal events (want_literal_events), precisely. When a line ends with a
+ * literal announcement the reader stops right after the line's LF, before
+ * any literal octet, and:
+ *  - {N+} / ~{N+} over max_nonsync: IMAP_READ_FATAL (error_toobig);
+ *  - otherwise IMAP_READ_LITERAL with lit_len, lit_sync, lit_binary and the
+ *    command so far in r->cmd. Nothing has been sent to the client. The
+ *    caller decides:
+ *    a) imap_reader_inline(r): the next feed applies the inline limits
+ *       (max_literal, max_command): over them, a {N} gives IMAP_READ_BAD
+ *       (error_toobig; command dropped, literal never read) and a {N+}
+ *       IMAP_READ_FATAL; within them, a {N} gives IMAP_READ_CONTINUE (send
+ *       "+ ..." then feed again, or imap_reader_refuse), and a {N+} is read
+ *       on without any event.
+ *    b) stream it: for a {N} (lit_sync) the caller itself sends "+ ..." (or
+ *       refuses: tagged NO/BAD and imap_reader_refuse(r), the command is
+ *       dropped), then takes exactly lit_len octets from its input without
+ *       feeding the reader, then calls imap_reader_external_done(r) and
+ *       feeds again (the rest of the command: more literals possible).
+ *    c) imap_reader_refuse(r) at once (e.g. a {N} over APPENDLIMIT): the
+ *       command is dropped; only valid for a {N} (lit_sync).
+ * Without want_literal_events: {N+} over max_nonsync or the inline limits
+ * gives IMAP_READ_FATAL; {N} over the inline limits IMAP_READ_BAD; a {N}
+ * within them IMAP_READ_CONTINUE; a {N+} within them is read on.
+ * Feeding again while an event is pending returns the same event and
+ * consumes nothing. */
+/* The tag of the command being read (also after IMAP_READ_BAD, so that the
+ * answer can be tagged): NULL when r->cmd does not start with a valid tag
+ * followed by a space. */
+const char *imap_reader_tag(const struct imap_reader *r, size_t *len_r);
 void imap_reader_init(struct imap_reader *r);
 /* Consumes from in what it uses (at most up to the end of one command). */
 enum imap_read_result imap_reader_feed(struct imap_reader *r, struct buf *in);
