@@ -253,20 +253,15 @@ static void session_free(struct session *base)
 /* ---- input ---- */
 
 /* The tag of the command being read, for a reply to a command the reader
- * dropped: its first word if it is a valid tag (RFC 9051 9: tag), else "*". */
+ * dropped (RFC 9051 7.1: a tagged BAD when the tag could be read). */
 static void reader_tag(struct imap_session *s)
 {
-	const char *p = s->rd.cmd.data;
-	size_t n = 0;
+	size_t n;
+	const char *tag = imap_reader_tag(&s->rd, &n);
 
 	x_free(&s->tag);
-	if (p != NULL) {
-		while (n < s->rd.cmd.len && n < 64 && p[n] > ' ' && p[n] < 0x7f &&
-		       strchr("(){%*\"\\+", p[n]) == NULL)
-			n++;
-	}
-	if (n > 0 && n < s->rd.cmd.len && p[n] == ' ')
-		s->tag = xstrndup(p, n);
+	if (tag != NULL)
+		s->tag = xstrndup(tag, n);
 }
 
 /* The name of the command being read (after its tag), to know whether a
@@ -289,7 +284,6 @@ static bool read_command(struct imap_session *s)
 {
 	struct imap_reader *r = &s->rd;
 
-	r->lit_len = 0;
 	switch (imap_reader_feed(r, &s->base.c->rbuf)) {
 	case IMAP_READ_MORE:
 		return false;
@@ -308,12 +302,12 @@ static bool read_command(struct imap_session *s)
 	case IMAP_READ_BAD:
 		reader_tag(s);
 		s->cmd = NULL;
-		if (r->error_toobig && r->lit_len > 0)
-			/* RFC 9051 7.1: refused before its octets (RFC 7888 4) */
+		if (r->error_toobig)
+			/* a {N} over the limit, refused before its octets
+			 * (RFC 9051 7.1 TOOBIG, RFC 7888 4) */
 			imap_tagged(s, "NO", "TOOBIG", "%s", r->error ? r->error : "too big");
 		else
-			imap_tagged(s, "BAD", r->error_toobig ? "TOOBIG" : NULL, "%s",
-				    r->error ? r->error : "invalid command");
+			imap_tagged(s, "BAD", NULL, "%s", r->error ? r->error : "invalid command");
 		imap_reader_next(r);
 		return true;
 	case IMAP_READ_FATAL:
