@@ -188,10 +188,14 @@ struct imap_seqset {
 	bool dollar;          /* "$": the saved search result */
 };
 #define IMAP_STAR UINT32_MAX
-/* Parses s (e.g. "1:3,5,7:*", "$"); at most max_ranges ranges (limit). */
+/* Parses s (e.g. "1:3,5,7:*", "$"); at most max_ranges ranges (limit; 0:
+ * none). 0 or -1 (*set then empty). */
 int imap_seqset_parse(const char *s, size_t len, size_t max_ranges, struct imap_seqset *set);
-/* Replaces * by max (the highest sequence number or UID; with max 0 the set
- * becomes empty unless it is only *), sorts and merges. */
+/* Replaces * by max (the highest sequence number or UID), sorts and merges;
+ * "5:*" with max 3 is 3:5 (RFC 9051 6.4.8). With max 0 (empty mailbox) the
+ * ranges with * are dropped (the set may become empty: n == 0).
+ * The number 4294967295 parses as 4294967294 (UINT32_MAX is "*"). Before
+ * resolving, the set is already sorted and merged, * being the largest. */
 void imap_seqset_resolve(struct imap_seqset *set, uint32_t max);
 bool imap_seqset_contains(const struct imap_seqset *set, uint32_t n);
 void imap_seqset_free(struct imap_seqset *set);
@@ -208,6 +212,15 @@ enum {
  * keywords appended to kw as a space-separated list (each a valid atom;
  * \Recent is refused, unknown \X refused; duplicates dropped). 0 or -1. */
 int imap_parse_flags(const struct imap_arg *a, unsigned *sys_r, struct buf *kw);
+/* The same for an argument array up to IMAP_ARG_EOL: either one flag list or
+ * flags as separate arguments (STORE's "+FLAGS \Seen \Deleted", RFC 9051
+ * 9 store-att-flags); an empty array is -1. */
+int imap_parse_flag_args(const struct imap_arg *args, unsigned *sys_r, struct buf *kw);
+/* System flag by name (case-insensitive, "\seen"), 0 if none; \Recent
+ * included (IMAP_F_RECENT). */
+unsigned imap_flag_bit(const char *s, size_t len);
+/* Canonical spelling of one IMAP_F_* bit ("\Seen"), NULL if none. */
+const char *imap_flag_name(unsigned bit);
 
 /* ---- dates ---- */
 /* date (SEARCH: "1-Feb-1994", quoted or not): the day's midnight as a
@@ -271,7 +284,15 @@ struct imap_fetch {
 	bool need_blob, need_cache; /* what the items read */
 	uint64_t changedsince; /* CHANGEDSINCE modifier (0: none) */
 	bool vanished;         /* VANISHED modifier (QRESYNC, UID FETCH) */
+	bool has_changedsince; /* CHANGEDSINCE given (also "CHANGEDSINCE 0") */
 };
+/* Notes on imap_fetch_parse: labels are upper case as Dovecot echoes them
+ * ("body.peek[header.fields (from x-a)]<0.100>" is answered as
+ * "BODY[HEADER.FIELDS (FROM X-A)]<0>", BINARY.PEEK[1] as BINARY[1]); the
+ * header field names are upper-cased too. CHANGEDSINCE adds a MODSEQ item
+ * when none was asked for (RFC 7162 3.1.4.1); VANISHED without
+ * CHANGEDSINCE is an error (RFC 7162 3.2.6); whether VANISHED is allowed
+ * (UID FETCH, QRESYNC enabled) is the caller's check. */
 /* Parses the FETCH arguments after the sequence set: a macro (ALL, FAST,
  * FULL), one item or a list, then optional modifiers "(CHANGEDSINCE n
  * VANISHED)". 0, or -1 with *err_r. */

@@ -7,6 +7,7 @@
 #include "core/buf.h"
 #include "core/xmalloc.h"
 #include "imap/parse.h"
+#include "mime/mime.h"
 
 /* ---- framing ---- */
 
@@ -336,10 +337,485 @@ static void test_values(void)
 	buf_free(&b);
 }
 
+static void set_render(const struct imap_seqset *set, struct buf *out)
+{
+	if (set->dollar)
+		buf_appendc(out, '$');
+	for (size_t i = 0; i < set->n; i++) {
+		if (i > 0)
+			buf_appendc(out, ',');
+		if (set->v[i].hi == IMAP_STAR && set->v[i].lo == IMAP_STAR)
+			buf_appends(out, "*");
+		else if (set->v[i].hi == IMAP_STAR)
+			buf_printf(out, "%u:*", set->v[i].lo);
+		else if (set->v[i].lo == set->v[i].hi)
+			buf_printf(out, "%u", set->v[i].lo);
+		else
+			buf_printf(out, "%u:%u", set->v[i].lo, set->v[i].hi);
+	}
+}
+
+static void test_seqset(void)
+{
+	static const struct {
+		const char *in;
+		size_t max;
+		int ret;
+		const char *parsed;
+		uint32_t resolve_max;
+		const char *resolved;
+	} cases[] = {
+		{"1:3,5,7:*", 0, 0, "1:3,5,7:*", 10, "1:3,5,7:10"},
+		{"5:*", 0, 0, "5:*", 3, "3:5"},    /* RFC 9051 6.4.8 */
+		{"*:5", 0, 0, "5:*", 3, "3:5"},
+		{"*", 0, 0, "*", 7, "7"},
+		{"*", 0, 0, "*", 0, ""},
+		{"1:*", 0, 0, "1:*", 0, ""},
+		{"1,2:*", 0, 0, "1:*", 0, ""},
+		{"3,1,2", 0, 0, "1:3", 5, "1:3"},
+		{"10:1,20", 0, 0, "1:10,20", 30, "1:10,20"},
+		{"1,1,1", 0, 0, "1", 1, "1"},
+		{"$", 0, 0, "$", 5, "$"},
+		{"4294967295", 0, 0, "4294967294", 1, "4294967294"},
+		{"4294967296", 0, -1, NULL, 0, NULL},
+		{"0", 0, -1, NULL, 0, NULL},
+		{"1:0", 0, -1, NULL, 0, NULL},
+		{"01", 0, -1, NULL, 0, NULL},
+		{"", 0, -1, NULL, 0, NULL},
+		{"1,", 0, -1, NULL, 0, NULL},
+		{",1", 0, -1, NULL, 0, NULL},
+		{"1::2", 0, -1, NULL, 0, NULL},
+		{"1:2:3", 0, -1, NULL, 0, NULL},
+		{"$,1", 0, -1, NULL, 0, NULL},
+		{"a", 0, -1, NULL, 0, NULL},
+		{"-1", 0, -1, NULL, 0, NULL},
+		{"1,2,3", 2, -1, NULL, 0, NULL},
+		{"1,2", 2, 0, "1:2", 2, "1:2"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct imap_seqset set;
+		int r = imap_seqset_parse(cases[i].in, strlen(cases[i].in), cases[i].max, &set);
+		CHECK_INT((int)i, r, cases[i].ret);
+		if (r == 0) {
+			struct buf b = BUF_INIT;
+			set_render(&set, &b);
+			CHECK_STR((int)i, b.data ? b.data : "", cases[i].parsed);
+			buf_reset(&b);
+			imap_seqset_resolve(&set, cases[i].resolve_max);
+			set_render(&set, &b);
+			CHECK_STR((int)i, b.data ? b.data : "", cases[i].resolved);
+			buf_free(&b);
+		}
+		imap_seqset_free(&set);
+	}
+	struct imap_seqset set;
+	CHECK(imap_seqset_parse("2:4,8,10:*", 10, 0, &set) == 0);
+	CHECK(!imap_seqset_contains(&set, 1) && imap_seqset_contains(&set, 2) &&
+	      imap_seqset_contains(&set, 4) && !imap_seqset_contains(&set, 5) &&
+	      imap_seqset_contains(&set, 8) && !imap_seqset_contains(&set, 9) &&
+	      imap_seqset_contains(&set, 1000000));
+	imap_seqset_resolve(&set, 12);
+	CHECK(imap_seqset_contains(&set, 12) && !imap_seqset_contains(&set, 13));
+	imap_seqset_free(&set);
+
+	static const struct {
+		uint32_t v[8];
+		size_t n;
+		const char *want;
+	} fmt[] = {
+		{{1, 2, 3, 5}, 4, "1:3,5"},
+		{{7}, 1, "7"},
+		{{0}, 0, ""},
+		{{1, 3, 5, 6, 7, 4294967295u}, 6, "1,3,5:7,4294967295"},
+	};
+	for (size_t i = 0; i < sizeof fmt / sizeof fmt[0]; i++) {
+		struct buf b = BUF_INIT;
+		imap_seqset_format(&b, fmt[i].v, fmt[i].n);
+		CHECK_STR((int)i, b.data ? b.data : "", fmt[i].want);
+		buf_free(&b);
+	}
+}
+
+static void test_flags(void)
+{
+	static const struct {
+		const char *args;  /* after "a STORE 1 FLAGS " */
+		bool list_form;    /* through imap_parse_flags on args[0] */
+		int ret;
+		unsigned sys;
+		const char *kw;
+	} cases[] = {
+		{"(\\Seen \\ANSWERED \\flagged \\Deleted \\draft)", true, 0, 31, ""},
+		{"(\\Seen $Forwarded foo $Forwarded FOO)", true, 0, IMAP_F_SEEN, "$Forwarded foo"},
+		{"()", true, 0, 0, ""},
+		{"\\Seen", true, 0, IMAP_F_SEEN, ""},
+		{"NIL", true, 0, 0, "NIL"},
+		{"(\\Recent)", true, -1, 0, ""},
+		{"(\\Foo)", true, -1, 0, ""},
+		{"(\\*)", true, -1, 0, ""},
+		{"(\"quoted\")", true, -1, 0, ""},
+		{"(a]b)", true, -1, 0, ""},
+		{"((\\Seen))", true, -1, 0, ""},
+		{"\\Seen \\Deleted kw", false, 0, IMAP_F_SEEN | IMAP_F_DELETED, "kw"},
+		{"(\\Seen) \\Deleted", false, -1, 0, ""},
+		{"(\\Seen \\Deleted)", false, 0, IMAP_F_SEEN | IMAP_F_DELETED, ""},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char line[256];
+		struct imap_args a;
+		const char *err;
+		snprintf(line, sizeof line, "a STORE 1 FLAGS %s", cases[i].args);
+		CHECK_INT((int)i, parse_line(line, &a, &err), 0);
+		struct buf kw = BUF_INIT;
+		unsigned sys = 99;
+		int r = cases[i].list_form ? imap_parse_flags(&a.args[2], &sys, &kw)
+					   : imap_parse_flag_args(&a.args[2], &sys, &kw);
+		CHECK_INT((int)i, r, cases[i].ret);
+		if (r == 0) {
+			CHECK_INT((int)i, sys, cases[i].sys);
+			CHECK_STR((int)i, kw.data ? kw.data : "", cases[i].kw);
+		}
+		buf_free(&kw);
+		imap_args_free(&a);
+	}
+	CHECK(imap_flag_bit("\\recent", 7) == IMAP_F_RECENT);
+	CHECK_STR(0, imap_flag_name(IMAP_F_ANSWERED), "\\Answered");
+}
+
+static void test_dates(void)
+{
+	static const struct {
+		const char *in;
+		bool ok;
+		int32_t day;
+	} dates[] = {
+		{"1-Feb-1994", true, 8797},
+		{"01-feb-1994", true, 8797},
+		{"\"1-Feb-1994\"", true, 8797},
+		{"1-Jan-1970", true, 0},
+		{"31-Dec-1969", true, -1},
+		{"29-Feb-2000", true, 11016},
+		{"29-Feb-1900", false, 0},
+		{"29-Feb-2001", false, 0},
+		{"31-Apr-2001", false, 0},
+		{"0-Jan-2001", false, 0},
+		{"001-Jan-2001", false, 0},
+		{"1-Foo-2001", false, 0},
+		{"1-Jan-01", false, 0},
+		{"1-Jan-20011", false, 0},
+		{" 1-Jan-2001", false, 0},
+		{"", false, 0},
+	};
+	for (size_t i = 0; i < sizeof dates / sizeof dates[0]; i++) {
+		int32_t d = 12345;
+		bool ok = imap_parse_date(dates[i].in, strlen(dates[i].in), &d);
+		CHECK_INT((int)i, ok, dates[i].ok);
+		if (ok)
+			CHECK_INT((int)i, d, dates[i].day);
+	}
+	static const struct {
+		const char *in;
+		bool ok;
+		long long t;
+		int tz;
+		const char *fmt;
+	} dts[] = {
+		{"17-Jul-1996 02:44:25 -0700", true, 837596665, -420, "\"17-Jul-1996 02:44:25 -0700\""},
+		{"\" 7-Jul-1996 02:44:25 +0200\"", true, 836700265, 120, "\"07-Jul-1996 02:44:25 +0200\""},
+		{"07-Jul-1996 02:44:25 +0000", true, 836707465, 0, "\"07-Jul-1996 02:44:25 +0000\""},
+		{"1-Jan-1970 00:00:00 +0100", true, -3600, 60, "\"01-Jan-1970 00:00:00 +0100\""},
+		{"17-Jul-1996 24:00:00 +0000", false, 0, 0, NULL},
+		{"17-Jul-1996 02:44 +0000", false, 0, 0, NULL},
+		{"17-Jul-1996 02:44:25 0000", false, 0, 0, NULL},
+		{"17-Jul-1996 02:44:25 +0060", false, 0, 0, NULL},
+		{"17-Jul-1996 02:44:25 +00000", false, 0, 0, NULL},
+		{"17-Jul-1996", false, 0, 0, NULL},
+	};
+	for (size_t i = 0; i < sizeof dts / sizeof dts[0]; i++) {
+		time_t t = 0;
+		int tz = 0;
+		bool ok = imap_parse_datetime(dts[i].in, strlen(dts[i].in), &t, &tz);
+		CHECK_INT((int)i, ok, dts[i].ok);
+		if (!ok)
+			continue;
+		CHECK_INT((int)i, t, dts[i].t);
+		CHECK_INT((int)i, tz, dts[i].tz);
+		struct buf b = BUF_INIT;
+		imap_format_datetime(&b, t, tz);
+		CHECK_STR((int)i, b.data, dts[i].fmt);
+		buf_free(&b);
+	}
+}
+
+static void test_utf7(void)
+{
+	static const struct {
+		const char *utf7;
+		const char *utf8; /* NULL: invalid */
+	} cases[] = {
+		{"INBOX", "INBOX"},
+		{"&-", "&"},
+		{"a&-b", "a&b"},
+		{"p&AOQA5A-", "p\xc3\xa4\xc3\xa4"},
+		{"~peter/mail/&U,BTFw-/&ZeVnLIqe-", "~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"},
+		{"&2D3eAQ-", "\xf0\x9f\x98\x81"}, /* U+1F601 as a surrogate pair */
+		{"&AAE-", "\x01"},
+		{"&AGE-", NULL},     /* "a" must not be encoded */
+		{"&ACY-", NULL},     /* "&" is "&-" */
+		{"&AOQ-&AOQ-", NULL}, /* two adjacent shifts */
+		{"&AOQ", NULL},      /* unterminated */
+		{"&AOQA-", NULL},    /* 6 leftover bits */
+		{"&AOR-", NULL},     /* non-zero padding bits */
+		{"&AO-", NULL},      /* too short */
+		{"&A*Q-", NULL},     /* bad base64 */
+		{"&AOQ/AOQ-", NULL}, /* "/" is "," in modified BASE64 */
+		{"&2D0-", NULL},     /* lone high surrogate */
+		{"&3gE-", NULL},     /* lone low surrogate */
+		{"\xc3\xa4", NULL},  /* 8-bit is not modified UTF-7 */
+		{"a\tb", NULL},
+		{"&-&AOQ-", "&\xc3\xa4"},
+		{"&AOQ-&-", "\xc3\xa4&"},
+		{"", ""},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct buf d = BUF_INIT, e = BUF_INIT;
+		bool ok = imap_utf7_decode(cases[i].utf7, strlen(cases[i].utf7), &d);
+		CHECK_INT((int)i, ok, cases[i].utf8 != NULL);
+		if (ok && cases[i].utf8 != NULL) {
+			CHECK_STR((int)i, d.data ? d.data : "", cases[i].utf8);
+			CHECK(imap_utf7_encode(cases[i].utf8, strlen(cases[i].utf8), &e));
+			CHECK_STR((int)i, e.data ? e.data : "", cases[i].utf7);
+		}
+		CHECK_INT((int)i, d.len, ok ? d.len : 0);
+		buf_free(&d);
+		buf_free(&e);
+	}
+	struct buf e = BUF_INIT;
+	CHECK(!imap_utf7_encode("\xc3", 1, &e));
+	CHECK(!imap_utf7_encode("\xed\xa0\x80", 3, &e)); /* a surrogate in UTF-8 */
+	CHECK(!imap_utf7_encode("\xc0\x80", 2, &e));     /* overlong */
+	CHECK(e.len == 0);
+	buf_free(&e);
+}
+
+static void test_mailbox(void)
+{
+	static const struct {
+		const char *in;
+		const char *out; /* NULL: invalid */
+	} cases[] = {
+		{"INBOX", "INBOX"},
+		{"inbox", "INBOX"},
+		{"iNbOx/sub", "INBOX/sub"},
+		{"inboxes", "inboxes"},
+		{"a/b/c", "a/b/c"},
+		{"Entw\xc3\xbcrfe", "Entw\xc3\xbcrfe"},
+		{"", NULL},
+		{"/a", NULL},
+		{"a/", NULL},
+		{"a//b", NULL},
+		{"a*", NULL},
+		{"a%b", NULL},
+		{"a\x01", NULL},
+		{"a\x7f", NULL},
+		{"a\xc2\x85", NULL},
+		{"a\xff", NULL},
+		{"a/b/c/d/e", NULL}, /* 5 levels over 4 */
+		{"0123456789012345678901234567890123456789", NULL},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char name[64];
+		snprintf(name, sizeof name, "%s", cases[i].in);
+		const char *err = imap_mailbox_check(name, 32, 4);
+		CHECK_INT((int)i, err == NULL, cases[i].out != NULL);
+		if (err == NULL && cases[i].out != NULL)
+			CHECK_STR((int)i, name, cases[i].out);
+	}
+}
+
+static void test_list_match(void)
+{
+	static const struct {
+		const char *pattern, *name;
+		bool match;
+	} cases[] = {
+		{"*", "a/b/c", true},
+		{"%", "a/b/c", false},
+		{"%", "a", true},
+		{"a/%", "a/b", true},
+		{"a/%", "a/b/c", false},
+		{"a/*", "a/b/c", true},
+		{"a*", "a", true},
+		{"a*c", "a/b/c", true},
+		{"a%c", "a/b/c", false},
+		{"a%c", "abc", true},
+		{"%/%", "a/b", true},
+		{"%/%", "a/b/c", false},
+		{"*/%", "a/b/c", true},
+		{"inbox", "INBOX", true},
+		{"InBoX/%", "INBOX/x", true},
+		{"INBOX/X", "INBOX/x", false},
+		{"inb*", "INBOX", true},
+		{"inbox", "inboxes", false},
+		{"Inboxes", "inboxes", false},
+		{"", "a", false},
+		{"a**%%b", "axxb", true},
+		{"%*%", "a/b", true},
+		{"x", "a", false},
+		{"a", "a", true},
+		{"a", "ab", false},
+		{"ab", "a", false},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		CHECK_INT((int)i, imap_list_match(cases[i].pattern, cases[i].name, '/'),
+			  cases[i].match);
+	/* a long name goes through the heap-allocated rows */
+	char longname[600];
+	memset(longname, 'x', sizeof longname - 1);
+	longname[sizeof longname - 1] = '\0';
+	longname[300] = '/';
+	CHECK(imap_list_match("x*x", longname, '/'));
+	CHECK(!imap_list_match("x%x", longname, '/'));
+}
+
+/* "a FETCH 1 <args>" through imap_fetch_parse: labels joined with ",", then
+ * "|seen" when some item sets \Seen, "|cs=N" and "|v" for the modifiers. */
+static void test_fetch(void)
+{
+	static const struct {
+		const char *args;
+		const char *want; /* NULL: error */
+	} cases[] = {
+		{"ALL", "FLAGS,INTERNALDATE,RFC822.SIZE,ENVELOPE"},
+		{"fast", "FLAGS,INTERNALDATE,RFC822.SIZE"},
+		{"Full", "FLAGS,INTERNALDATE,RFC822.SIZE,ENVELOPE,BODY"},
+		{"(ALL)", NULL},
+		{"()", NULL},
+		{"", NULL},
+		{"flags", "FLAGS"},
+		{"(uid flags internaldate rfc822.size envelope body bodystructure modseq)",
+		 "UID,FLAGS,INTERNALDATE,RFC822.SIZE,ENVELOPE,BODY,BODYSTRUCTURE,MODSEQ"},
+		{"rfc822", "RFC822|seen"},
+		{"rfc822.header", "RFC822.HEADER"},
+		{"rfc822.text", "RFC822.TEXT|seen"},
+		{"body[]", "BODY[]|seen"},
+		{"body.peek[]", "BODY[]"},
+		{"body.peek[header]", "BODY[HEADER]"},
+		{"body.peek[text]<0.3>", "BODY[TEXT]<0>"},
+		{"body.peek[text]<5.2>", "BODY[TEXT]<5>"},
+		{"body[1.2.3.mime]", "BODY[1.2.3.MIME]|seen"},
+		{"body.peek[1.1.header]", "BODY[1.1.HEADER]"},
+		{"body.peek[2.text]", "BODY[2.TEXT]"},
+		{"body.peek[1]", "BODY[1]"},
+		{"body.peek[header.fields (from subject X-foo)]",
+		 "BODY[HEADER.FIELDS (FROM SUBJECT X-FOO)]"},
+		{"body.peek[1.header.fields.not (date \"x-y\")]<0.100>",
+		 "BODY[1.HEADER.FIELDS.NOT (DATE X-Y)]<0>"},
+		{"(body.peek[header.fields (from from)])", "BODY[HEADER.FIELDS (FROM FROM)]"},
+		{"binary.peek[1]", "BINARY[1]"},
+		{"binary[2.1]<10.10>", "BINARY[2.1]<10>|seen"},
+		{"binary.peek[]", "BINARY[]"},
+		{"binary.size[1]", "BINARY.SIZE[1]"},
+		{"binary.size[]", "BINARY.SIZE[]"},
+		{"(binary.size[1] binary.peek[1])", "BINARY.SIZE[1],BINARY[1]"},
+		{"binary.size[1]<0.1>", NULL},
+		{"binary.peek[header]", NULL},
+		{"binary.peek[1.mime]", NULL},
+		{"body[mime]", NULL},
+		{"body[0]", NULL},
+		{"body[01]", NULL},
+		{"body[1.]", NULL},
+		{"body[.1]", NULL},
+		{"body[1..2]", NULL},
+		{"body[header.fields]", NULL},
+		{"body[header.fields ()]", NULL},
+		{"body[header.fields (a:b)]", NULL},
+		{"body[header.fields (a  b)]", NULL},
+		{"body[header.fields (a)x]", NULL},
+		{"body[text]<1>", NULL},
+		{"body[text]<1.0>", NULL},
+		{"body[text]<x.1>", NULL},
+		{"body[text]<1.2", NULL},
+		{"body[foo]", NULL},
+		{"body.peek", NULL},
+		{"foo", NULL},
+		{"\"flags\"", NULL},
+		{"(flags (uid))", NULL},
+		{"flags extra", NULL},
+		{"(flags) (changedsince 12345)", "FLAGS,MODSEQ|cs=12345"},
+		{"(flags modseq) (changedsince 0)", "FLAGS,MODSEQ|cs=0"},
+		{"(uid) (changedsince 5 vanished)", "UID,MODSEQ|cs=5|v"},
+		{"(uid) (vanished changedsince 5)", "UID,MODSEQ|cs=5|v"},
+		{"(uid) (vanished)", NULL},
+		{"(uid) (changedsince)", NULL},
+		{"(uid) (changedsince x)", NULL},
+		{"(uid) (changedsince 1 changedsince 2)", NULL},
+		{"(uid) ()", NULL},
+		{"(uid) (foo)", NULL},
+		{"body[1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16]", "BODY[1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16]|seen"},
+		{"body[1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17]", NULL},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char line[512];
+		struct imap_args a;
+		const char *err = NULL;
+		snprintf(line, sizeof line, "a FETCH 1 %s", cases[i].args);
+		CHECK_INT((int)i, parse_line(line, &a, &err), 0);
+		struct imap_fetch f;
+		int r = imap_fetch_parse(&a.args[1], &f, &err);
+		CHECK_INT((int)i, r, cases[i].want ? 0 : -1);
+		if (r == 0 && cases[i].want != NULL) {
+			struct buf b = BUF_INIT;
+			for (size_t k = 0; k < f.n; k++)
+				buf_printf(&b, "%s%s", k ? "," : "", f.v[k].label);
+			if (f.sets_seen)
+				buf_appends(&b, "|seen");
+			if (f.has_changedsince)
+				buf_printf(&b, "|cs=%llu", (unsigned long long)f.changedsince);
+			if (f.vanished)
+				buf_appends(&b, "|v");
+			CHECK_STR((int)i, b.data, cases[i].want);
+			buf_free(&b);
+			imap_fetch_free(&f);
+		} else if (r < 0) {
+			CHECK(err != NULL);
+		}
+		imap_args_free(&a);
+	}
+
+	/* the fields of one item */
+	struct imap_args a;
+	const char *err;
+	struct imap_fetch f;
+	CHECK(parse_line("a FETCH 1 (body.peek[2.1.header.fields.not (to cc)]<7.9> envelope)", &a,
+			 &err) == 0);
+	CHECK(imap_fetch_parse(&a.args[1], &f, &err) == 0);
+	CHECK(f.n == 2 && f.v[0].kind == IMAP_FETCH_SECTION && f.v[0].peek && f.v[0].depth == 2 &&
+	      f.v[0].path[0] == 2 && f.v[0].path[1] == 1 && f.v[0].what == MIME_SECT_HEADER &&
+	      f.v[0].fields && f.v[0].fields_not && f.v[0].n_names == 2 &&
+	      strcmp(f.v[0].names[0], "TO") == 0 && strcmp(f.v[0].names[1], "CC") == 0 &&
+	      f.v[0].partial && f.v[0].p_off == 7 && f.v[0].p_len == 9);
+	CHECK(f.v[1].kind == IMAP_FETCH_ENVELOPE && !f.sets_seen && f.need_blob && f.need_cache);
+	imap_fetch_free(&f);
+	imap_args_free(&a);
+	CHECK(parse_line("a FETCH 1 (flags uid)", &a, &err) == 0);
+	CHECK(imap_fetch_parse(&a.args[1], &f, &err) == 0);
+	CHECK(!f.need_blob && !f.need_cache);
+	imap_fetch_free(&f);
+	imap_args_free(&a);
+}
+
 int main(void)
 {
 	test_run("framing", test_framing);
 	test_run("args", test_args);
 	test_run("values", test_values);
+	test_run("seqset", test_seqset);
+	test_run("flags", test_flags);
+	test_run("dates", test_dates);
+	test_run("utf7", test_utf7);
+	test_run("mailbox", test_mailbox);
+	test_run("list_match", test_list_match);
+	test_run("fetch", test_fetch);
 	return test_done("test_imap_parse");
 }
