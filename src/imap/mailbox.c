@@ -87,7 +87,23 @@ char *imap_mailbox_arg(struct imap_session *s, const struct imap_arg *arg)
 static void append_name(bool utf8, struct buf *out, const char *name)
 {
 	if (utf8) {
-		imap_append_astring(out, name, strlen(name));
+		/* RFC 9051 4.3: a quoted string may hold UTF-8 (stored names
+		 * have no CR, LF or NUL); an atom where one will do */
+		bool ascii = true;
+		for (const char *p = name; *p != '\0'; p++)
+			if ((unsigned char)*p >= 0x80)
+				ascii = false;
+		if (ascii) {
+			imap_append_astring(out, name, strlen(name));
+			return;
+		}
+		buf_appendc(out, '"');
+		for (const char *p = name; *p != '\0'; p++) {
+			if (*p == '"' || *p == '\\')
+				buf_appendc(out, '\\');
+			buf_appendc(out, *p);
+		}
+		buf_appendc(out, '"');
 		return;
 	}
 	struct buf b = BUF_INIT;
