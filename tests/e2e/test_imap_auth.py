@@ -348,6 +348,20 @@ def test_preauth_idle_timeout(make_server):
     wait_log(s, "result=timeout")
 
 
+def test_authenticated_idle_timeout(make_server):
+    """RFC 9051 5.4: 30 minutes by default once logged in (the pre-auth
+    limit no longer applies); a small configured value for the test."""
+    s = make_server("imapidle2", imap_preauth_timeout=2, imap_idle_timeout=4)
+    with s.imap_login() as c:
+        time.sleep(2.5)  # past the pre-auth limit: still open
+        assert c.cmd("NOOP").ok
+        c.sock.settimeout(15)
+        assert c.readline() == "* BYE Autologout; idle for too long"
+        assert c.expect_closed()
+    out = s.cli_out("config", "defaults")
+    assert "#imap_idle_timeout = 30m" in out and "#imap_preauth_timeout = 60" in out
+
+
 def test_connection_limit_per_ip(make_server):
     s = make_server("imapconn", accounts=False, imap_max_connections_per_ip=2)
     src = "127.0.14.2"
