@@ -476,7 +476,7 @@ void imap_cmd_status(struct imap_session *s, const struct imap_arg *args)
 		return;
 	/* RFC 7162 3.1: STATUS HIGHESTMODSEQ is a CONDSTORE enabling command */
 	if (req.bits & ST_HIGHESTMODSEQ)
-		s->condstore = true;
+		imap_enable_condstore(s);
 	struct status_job *j = xcalloc(1, sizeof *j);
 	j->s = s;
 	j->user = xstrdup(s->user);
@@ -1107,6 +1107,9 @@ void imap_cmd_list(struct imap_session *s, const struct imap_arg *args)
 				   sep != NULL ? (size_t)(sep - rb.data) + 1 : 0);
 	}
 	buf_free(&rb);
+	/* RFC 7162 3.1: STATUS HIGHESTMODSEQ enables CONDSTORE */
+	if (j->ret_status && (j->status.bits & ST_HIGHESTMODSEQ))
+		imap_enable_condstore(s);
 	s->base.busy++;
 	session_park(&s->base);
 	store_read(s->srv->st, s->srv->workers, list_read, list_done, j);

@@ -86,3 +86,7 @@ uint32_t imap_view_count(const struct imap_session *s)
 {
 	return 0;
 }
+void imap_enable_condstore(struct imap_session *s)
+{
+	s->condstore = true;
+}
