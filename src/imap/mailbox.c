@@ -971,8 +971,9 @@ static bool pattern_add(struct imap_session *s, struct list_job *j, const char *
 	size_t len;
 	struct buf b = BUF_INIT;
 
+	/* NIL is an atom here: a mailbox may be called so */
 	if (a->type == IMAP_ARG_ATOM || a->type == IMAP_ARG_QUOTED ||
-	    a->type == IMAP_ARG_LITERAL) {
+	    a->type == IMAP_ARG_LITERAL || a->type == IMAP_ARG_NIL) {
 		p = a->str;
 		len = a->len;
 	} else {

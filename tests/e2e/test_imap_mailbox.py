@@ -56,6 +56,8 @@ def test_default_mailboxes_and_delimiter(srv):
         assert ok(c, 'LIST "" inbox').untagged == ['* LIST (\\HasNoChildren) "/" INBOX']
         assert ok(c, 'LIST "" "In%"').untagged == ['* LIST (\\HasNoChildren) "/" INBOX']
         assert ok(c, 'LIST "" "T*"').untagged == ['* LIST (\\HasNoChildren \\Trash) "/" Trash']
+        # NIL is an atom as a pattern (imaptest's nil group)
+        assert ok(c, 'LIST "" NIL').untagged == []
 
 
 def test_create_hierarchy_and_delete(srv):
