@@ -169,6 +169,9 @@ void imap_dispatch(struct imap_session *s);
  * ENABLE CONDSTORE/QRESYNC, STATUS HIGHESTMODSEQ...), with the HIGHESTMODSEQ
  * of a selected mailbox. */
 void imap_enable_condstore(struct imap_session *s);
+/* select.c (also declared in selcmd.h), for STATUS RECENT: the lowest UID
+ * of the mailbox no session has claimed as \Recent yet. */
+uint32_t imap_recent_boundary(const char *user, const char *mailbox, uint32_t uidvalidity);
 
 /* server.c */
 /* "* BYE text" and close (reason: static, for the log line). */

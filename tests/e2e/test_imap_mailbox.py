@@ -236,9 +236,10 @@ def test_status_and_list_status(make_server):
     deliver(s, ALICE, "first")
     size = s.mail_list(ALICE)[0][1]
     with s.imap_login() as c:
+        # RECENT (RFC 3501): no session has selected INBOX yet, so it is recent
         r = ok(c, "STATUS INBOX (MESSAGES UIDNEXT UNSEEN DELETED SIZE RECENT)")
         assert r.untagged == ["* STATUS INBOX (MESSAGES 1 UIDNEXT 2 UNSEEN 1 DELETED 0 SIZE %d "
-                              "RECENT 0)" % size]
+                              "RECENT 1)" % size]
         r = ok(c, "STATUS inbox (UIDVALIDITY HIGHESTMODSEQ)")
         line = r.untagged[0]
         assert line.startswith("* STATUS INBOX (UIDVALIDITY ") and " HIGHESTMODSEQ " in line, line
