@@ -114,6 +114,42 @@ static const struct option config_options[] = {
 	 "Concurrent POP3 connections from one address.", NULL},
 	{"pop3_max_errors", OPT_INT, OFF(pop3_max_errors), "10", 1, 1000,
 	 "Bad POP3 commands in one session before -ERR and disconnect.", NULL},
+	{"imap_listen", OPT_LIST, OFF(imap_listen), "127.0.0.1:2143", NOLIMIT,
+	 "IMAP listeners (the port 143 role): STARTTLS, then LOGIN or AUTHENTICATE "
+	 "(LOGINDISABLED before TLS). Production: *:143", check_listen},
+	{"imaps_listen", OPT_LIST, OFF(imaps_listen), "127.0.0.1:2993", NOLIMIT,
+	 "IMAP over implicit TLS (the port 993 role, RFC 8314). Production: *:993", check_listen},
+	{"imap_auth_plaintext_loopback", OPT_BOOL, OFF(imap_auth_plaintext_loopback), "no",
+	 NOLIMIT,
+	 "Allow LOGIN and AUTHENTICATE without TLS to clients on loopback (127.0.0.0/8, ::1); "
+	 "LOGINDISABLED is then not announced to them. Never off loopback.", NULL},
+	{"imap_max_line", OPT_SIZE, OFF(imap_max_line), "64k", 1024, 16 * 1024 * 1024,
+	 "Longest line of an IMAP command, literals excluded (RFC 7162 4 asks for at least "
+	 "8192 octets); longer lines get BAD.", NULL},
+	{"imap_max_command", OPT_SIZE, OFF(imap_max_command), "256k", 4096, 64 * 1024 * 1024,
+	 "Largest IMAP command: its lines plus the literals held in memory (every literal but "
+	 "an APPEND's message). A literal above it is refused with NO [TOOBIG] before its "
+	 "octets are sent (BYE for a non-synchronising one).", NULL},
+	{"imap_max_literal", OPT_SIZE, OFF(imap_max_literal), "50m", 1024, (long long)1 << 40,
+	 "Largest message APPEND accepts, announced as APPENDLIMIT (RFC 7889); larger ones get "
+	 "NO [TOOBIG] before their octets are sent.", NULL},
+	{"imap_idle_timeout", OPT_DURATION, OFF(imap_idle_timeout), "30m", 1, 86400,
+	 "Seconds an authenticated IMAP client may stay silent (IDLE included) before BYE. "
+	 "RFC 9051 5.4 asks for at least 30 minutes (the default); smaller values are for "
+	 "tests.", NULL},
+	{"imap_preauth_timeout", OPT_DURATION, OFF(imap_preauth_timeout), "60", 1, 3600,
+	 "Seconds an IMAP client may stay silent before it has logged in.", NULL},
+	{"imap_max_errors", OPT_INT, OFF(imap_max_errors), "20", 1, 1000,
+	 "IMAP commands answered BAD in a row before BYE and disconnect.", NULL},
+	{"imap_max_connections", OPT_INT, OFF(imap_max_connections), "1000", 1, 1000000,
+	 "Concurrent IMAP connections in total; more get BYE [UNAVAILABLE] at connect.", NULL},
+	{"imap_max_connections_per_ip", OPT_INT, OFF(imap_max_connections_per_ip), "50", 1,
+	 1000000, "Concurrent IMAP connections from one address.", NULL},
+	{"imap_max_mailboxes", OPT_INT, OFF(imap_max_mailboxes), "10000", 1, 1000000,
+	 "Mailboxes one account may have; CREATE beyond it gets NO [LIMIT].", NULL},
+	{"imap_max_mailbox_name", OPT_INT, OFF(imap_max_mailbox_name), "255", 16, 4096,
+	 "Longest mailbox name in octets (UTF-8, the hierarchy included); longer names get "
+	 "NO [LIMIT].", NULL},
 	{"auth_max_failures", OPT_INT, OFF(auth_max_failures), "5", 1, 100000,
 	 "Failed logins from one address (for IPv6, one /64) within auth_failure_window before "
 	 "further attempts are refused. A success does not reset the count.", NULL},

@@ -47,6 +47,20 @@ struct config {
 	int pop3_max_connections;
 	int pop3_max_connections_per_ip;
 	int pop3_max_errors;          /* bad commands before -ERR and close */
+	/* IMAP */
+	char *imap_listen;            /* 143 role: STARTTLS */
+	char *imaps_listen;           /* 993 role: implicit TLS */
+	bool imap_auth_plaintext_loopback; /* allow LOGIN/AUTHENTICATE without TLS from loopback */
+	size_t imap_max_line;         /* one line of a command, literals excluded */
+	size_t imap_max_command;      /* a whole command: lines plus inline literals */
+	size_t imap_max_literal;      /* APPEND message literal (APPENDLIMIT) */
+	unsigned imap_idle_timeout;   /* seconds of silence once authenticated */
+	unsigned imap_preauth_timeout; /* seconds of silence before login */
+	int imap_max_errors;          /* BADs in a row before BYE and close */
+	int imap_max_connections;
+	int imap_max_connections_per_ip;
+	int imap_max_mailboxes;       /* mailboxes per account */
+	int imap_max_mailbox_name;    /* octets of a mailbox name (UTF-8) */
 	int auth_max_failures;        /* failed AUTHs per IP within auth_failure_window */
 	unsigned auth_failure_window; /* seconds */
 	unsigned auth_failure_delay_max; /* seconds: cap of the growing failed-login delay */

@@ -284,7 +284,15 @@ struct imap_fetch {
 	bool need_blob, need_cache; /* what the items read */
 	uint64_t changedsince; /* CHANGEDSINCE modifier (0: none) */
 	bool vanished;         /* VANISHED modifier (QRESYNC, UID FETCH) */
+	bool has_changedsince; /* CHANGEDSINCE given (also "CHANGEDSINCE 0") */
 };
+/* Notes on imap_fetch_parse: labels are upper case as Dovecot echoes them
+ * ("body.peek[header.fields (from x-a)]<0.100>" is answered as
+ * "BODY[HEADER.FIELDS (FROM X-A)]<0>", BINARY.PEEK[1] as BINARY[1]); the
+ * header field names are upper-cased too. CHANGEDSINCE adds a MODSEQ item
+ * when none was asked for (RFC 7162 3.1.4.1); VANISHED without
+ * CHANGEDSINCE is an error (RFC 7162 3.2.6); whether VANISHED is allowed
+ * (UID FETCH, QRESYNC enabled) is the caller's check. */
 /* Parses the FETCH arguments after the sequence set: a macro (ALL, FAST,
  * FULL), one item or a list, then optional modifiers "(CHANGEDSINCE n
  * VANISHED)". 0, or -1 with *err_r. */

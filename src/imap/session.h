@@ -71,6 +71,9 @@ enum imap_input {
 #define IMAP_CMD_NOUPDATE 0x10 /* no untagged EXPUNGE before its reply
 				* (RFC 9051 7.5.1: FETCH, STORE, SEARCH
 				* without UID) */
+#define IMAP_CMD_CREDS 0x20   /* carries a password: TLS first (or the
+			       * loopback exception), RFC 9051 6.2.3 */
+#define IMAP_CMD_NOTLS 0x40   /* before TLS only (STARTTLS) */
 
 struct imap_cmd {
 	const char *name;  /* upper case; "UID FETCH" for the UID form */
@@ -123,6 +126,12 @@ struct imap_session {
 	/* for the log line */
 	unsigned n_cmds;
 	uint64_t bytes_out;
+	/* server.c: the input loop is running (imap_input_resume and
+	 * imap_cmd_done called from inside it only flag `again`) */
+	bool in_process : 1;
+	bool again : 1;
+	bool logout : 1;      /* LOGOUT answered: closing */
+	const char *result;   /* for the log line, static */
 };
 
 static inline struct imap_session *imap_session_of(struct session *base)
@@ -155,5 +164,54 @@ uint32_t imap_view_count(const struct imap_session *s);
 
 /* cmd.c */
 void imap_dispatch(struct imap_session *s);
+
+/* server.c */
+/* "* BYE text" and close (reason: static, for the log line). */
+void imap_bye(struct imap_session *s, const char *code, const char *reason, const char *text);
+/* The session is still worth answering (conn open, not closing). */
+bool imap_session_alive(const struct imap_session *s);
+/* The async step of the command in progress ended (busy was taken for it):
+ * false if the session is gone or closing and the caller must stop (the
+ * session may be freed then: do not touch it). */
+bool imap_step_done(struct imap_session *s);
+
+/* auth.c */
+/* The capability list (RFC 9051 7.2.2) for the session's state, without
+ * "CAPABILITY " in front. */
+void imap_capability(const struct imap_session *s, struct buf *out);
+/* Passwords are accepted: TLS, or loopback with imap_auth_plaintext_loopback. */
+bool imap_creds_allowed(const struct imap_session *s);
+void imap_cmd_capability(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_noop(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_logout(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_starttls(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_authenticate(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_login(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_enable(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_id(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_namespace(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_unauthenticate(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_getquota(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_getquotaroot(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_setquota(struct imap_session *s, const struct imap_arg *args);
+/* Input in state IMAP_IN_AUTH: one SASL response line. */
+void imap_auth_input(struct imap_session *s);
+
+/* mailbox.c */
+/* A mailbox name argument (astring) as UTF-8 (decoded from modified UTF-7
+ * unless UTF8=ACCEPT or IMAP4rev2 is enabled), validated and normalised
+ * (INBOX). NULL after a tagged BAD/NO reply; else xmalloc'd. */
+char *imap_mailbox_arg(struct imap_session *s, const struct imap_arg *arg);
+/* Appends a mailbox name as the client expects it (modified UTF-7 or UTF-8),
+ * as an astring. */
+void imap_append_mailbox(const struct imap_session *s, struct buf *out, const char *name);
+/* The tagged NO for a store result (enum store_res) with its response code. */
+void imap_store_error(struct imap_session *s, int result, const char *what);
+void imap_cmd_create(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_delete(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_rename(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_subscribe(struct imap_session *s, const struct imap_arg *args); /* also UNSUBSCRIBE */
+void imap_cmd_list(struct imap_session *s, const struct imap_arg *args);    /* also LSUB */
+void imap_cmd_status(struct imap_session *s, const struct imap_arg *args);
 
 #endif

@@ -289,7 +289,10 @@ static int user_add_locked(struct store *st, const char *local, const char *doma
 		return -1;
 	sqlite3_bind_int64(s, 1, uid);
 	sqlite3_bind_int64(s, 2, (int64_t)uidvalidity);
-	return step_done(st, s, err_r);
+	if (step_done(st, s, err_r) < 0)
+		return -1;
+	/* RFC 6154: Drafts, Sent, Trash, Junk, Archive; subscriptions; quota */
+	return store_user_init(&st->main, uid, err_r);
 }
 
 int store_user_add(struct store *st, const char *addr, const char *hash, char **err_r)

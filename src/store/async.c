@@ -23,10 +23,6 @@ struct store_readers {
 	size_t n_open;
 };
 
-struct store_snap {
-	struct store_db *d;
-};
-
 struct read_job {
 	struct store *st;
 	store_read_fn *fn;
@@ -130,7 +126,7 @@ static void read_work(void *arg)
 	/* A deferred BEGIN: the snapshot starts at the first read and holds
 	 * until COMMIT; in WAL mode it waits for nobody and nobody waits for it. */
 	if (store_exec(d, "BEGIN", &job->err) == 0) {
-		struct store_snap sn = {.d = d};
+		struct store_snap sn = {.st = job->st, .d = d};
 		job->result = job->fn(&sn, job->arg, &job->err);
 		if (job->result < 0 && job->err == NULL)
 			job->err = xstrdup("read failed");

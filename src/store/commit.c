@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/time.h>
 #include <time.h>
@@ -54,6 +55,7 @@ struct store_spool {
 	bool discarded; /* loop thread: freed during a write; the completion frees */
 	bool committed; /* loop thread: store_commit took it */
 	bool unlink_at_free;
+	bool in_buf; /* committer: the whole message is in bbuf (for the cache) */
 	pthread_mutex_t wmu;
 	pthread_cond_t wcv;
 	enum { W_IDLE, W_QUEUED, W_RUNNING, W_TAKEN } wstate; /* under wmu */
@@ -73,6 +75,7 @@ struct store_commit_req {
 	struct store_spool *sp;
 	char *txid, *mail_from, *envid, *ret, *auth_user;
 	time_t received;
+	int tz; /* the server's zone at received, seconds east (INTERNALDATE) */
 	int64_t *user_ids;
 	size_t n_users;
 	struct store_commit_rcpt *remote;
@@ -83,6 +86,8 @@ struct store_commit_req {
 	bool renamed;
 	bool empty; /* no recipients: nothing to store, success */
 	bool gone;  /* a local recipient no longer exists: nothing stored */
+	bool overquota; /* a local recipient is over its quota: nothing stored */
+	struct buf cache; /* the MIME cache (store_set_cache_builder) */
 	int result;
 };
 
@@ -407,6 +412,7 @@ static void req_free(struct store_commit_req *req)
 		free(req->remote[i].notify);
 	}
 	free(req->remote);
+	buf_free(&req->cache);
 	free(req);
 }
 
@@ -423,6 +429,9 @@ void store_commit(struct store *st, struct store_spool *sp, const struct store_d
 	req->ret = xstrdup_null(d->ret);
 	req->auth_user = xstrdup_null(d->auth_user);
 	req->received = d->received;
+	struct tm tm;
+	if (localtime_r(&req->received, &tm) != NULL)
+		req->tz = (int)tm.tm_gmtoff;
 	/* duplicates would file the message twice into one INBOX */
 	req->user_ids = xcalloc(d->n_users ? d->n_users : 1, sizeof *req->user_ids);
 	for (size_t i = 0; i < d->n_users; i++) {
@@ -565,26 +574,36 @@ static int blob_dir(const struct store_spool *sp)
  * in any order between themselves. A crash in between leaves at worst a
  * partial blob in blobs/ that no message row names, which start-up removes
  * (store_start). That saves one sequential fsync per batch. */
-static void batch_blobs(struct store *st, struct store_commit_req **v, size_t n)
+void store_spools_durable(struct store *st, struct store_spool **sps, size_t n, int *errs,
+			  bool *renamed)
 {
 	struct store_sync_item *items = xcalloc(2 * n + 1, sizeof *items);
 	bool touched[STORE_BLOB_DIRS] = {false};
 	size_t n_items = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		struct store_spool *sp = v[i]->sp;
-		if (spool_write_wait(sp) < 0 || spool_flush(sp) < 0) {
-			v[i]->err = sp->err;
+		struct store_spool *sp = sps[i];
+		errs[i] = 0;
+		renamed[i] = false;
+		/* sp->err: a write made on the caller's thread failed earlier */
+		if (spool_write_wait(sp) < 0 || sp->err) {
+			errs[i] = sp->err;
+			continue;
+		}
+		/* Nothing was written to the file yet: the buffer holds it all. */
+		sp->in_buf = sp->blen == sp->size;
+		if (spool_flush(sp) < 0) {
+			errs[i] = sp->err;
 			continue;
 		}
 		/* Start writeback of every file before waiting on any. */
 		sync_file_range(sp->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 		int dir = blob_dir(sp);
 		if (renameat(st->spool_dfd, sp->name, st->blob_dfd[dir], sp->name) < 0) {
-			v[i]->err = errno;
+			errs[i] = errno;
 			continue;
 		}
-		v[i]->renamed = true;
+		renamed[i] = true;
 		touched[dir] = true;
 		items[n_items++] = (struct store_sync_item){.fd = sp->fd, .datasync = true, .req = i};
 	}
@@ -598,16 +617,74 @@ static void batch_blobs(struct store *st, struct store_commit_req **v, size_t n)
 		if (items[k].err == 0)
 			continue;
 		if (k < n_files) {
-			v[items[k].req]->err = items[k].err;
+			errs[items[k].req] = items[k].err;
 			continue;
 		}
 		/* The names in this directory may not survive a crash: fail them. */
 		int dir = (int)items[k].req;
 		for (size_t i = 0; i < n; i++)
-			if (v[i]->renamed && !v[i]->err && blob_dir(v[i]->sp) == dir)
-				v[i]->err = items[k].err;
+			if (renamed[i] && !errs[i] && blob_dir(sps[i]) == dir)
+				errs[i] = items[k].err;
 	}
 	free(items);
+}
+
+static void batch_blobs(struct store *st, struct store_commit_req **v, size_t n)
+{
+	struct store_spool **sps = xcalloc(n, sizeof *sps);
+	int *errs = xcalloc(n, sizeof *errs);
+	bool *renamed = xcalloc(n, sizeof *renamed);
+	for (size_t i = 0; i < n; i++)
+		sps[i] = v[i]->sp;
+	store_spools_durable(st, sps, n, errs, renamed);
+	for (size_t i = 0; i < n; i++) {
+		v[i]->err = errs[i];
+		v[i]->renamed = renamed[i];
+	}
+	free(sps);
+	free(errs);
+	free(renamed);
+}
+
+/* The cache is built from the bytes as they are on disk now: the buffer
+ * when it holds the whole message, else the synced blob mapped read-only
+ * (the spool's own fd is write-only). */
+void store_spool_cache(struct store *st, struct store_spool *sp, struct buf *out)
+{
+	if (st->cache_fn == NULL)
+		return;
+	if (sp->in_buf || sp->size == 0) {
+		st->cache_fn(sp->size ? sp->bbuf : "", sp->size, out);
+		return;
+	}
+	int fd = openat(st->blob_dfd[blob_dir(sp)], sp->name, O_RDONLY | O_CLOEXEC);
+	void *p = fd >= 0 ? mmap(NULL, sp->size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+	if (p == MAP_FAILED) {
+		log_warn("store: cache of %s not built: %s", sp->name, strerror(errno));
+	} else {
+		st->cache_fn(p, sp->size, out);
+		munmap(p, sp->size);
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+void store_spools_take(struct store_spool **sps, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		sps[i]->ready = NULL;
+		sps[i]->committed = true;
+	}
+}
+
+const char *store_spool_blob(const struct store_spool *sp)
+{
+	return sp->name;
+}
+
+void store_spool_release(struct store_spool *sp, bool renamed)
+{
+	spool_free(sp, !renamed);
 }
 
 /* ---- step 3: metadata ---- */
@@ -629,7 +706,8 @@ static void bind_text_null(sqlite3_stmt *s, int i, const char *v)
 		sqlite3_bind_null(s, i);
 }
 
-static int insert_entry(struct store_db *d, int64_t user_id, int64_t msg_id, time_t received)
+static int insert_entry(struct store_db *d, int64_t user_id, int64_t msg_id, time_t received,
+			int tz)
 {
 	sqlite3_stmt *s = store_stmt(d, STMT_BUMP_INBOX);
 	if (s == NULL)
@@ -662,6 +740,7 @@ static int insert_entry(struct store_db *d, int64_t user_id, int64_t msg_id, tim
 	sqlite3_bind_int64(s, 3, msg_id);
 	sqlite3_bind_int64(s, 4, modseq);
 	sqlite3_bind_int64(s, 5, (int64_t)received);
+	sqlite3_bind_int(s, 6, tz);
 	return step_stmt(s);
 }
 
@@ -689,6 +768,27 @@ static int rcpts_exist(struct store_db *d, struct store_commit_req *req)
 	return 1;
 }
 
+/* RFC 9208 5.1: counts the message against every local recipient's quota,
+ * one UPDATE each. 1 counted, 0 a recipient is over a limit (nothing
+ * counted: the ones already counted are taken back), -1 error. */
+static int quota_count(struct store_db *d, struct store_commit_req *req)
+{
+	int64_t size = (int64_t)req->sp->size;
+	for (size_t i = 0; i < req->n_users; i++) {
+		int r = store_quota_add(d, req->user_ids[i], size, 1);
+		if (r == 1)
+			continue;
+		for (size_t k = 0; k < i; k++)
+			if (store_quota_add(d, req->user_ids[k], -size, -1) < 0)
+				return -1;
+		if (r == 0)
+			log_info("store: %s: recipient user id %lld is over quota; not stored",
+				 req->txid, (long long)req->user_ids[i]);
+		return r;
+	}
+	return 1;
+}
+
 static int insert_one(struct store_db *d, struct store_commit_req *req, time_t now)
 {
 	sqlite3_stmt *s = store_stmt(d, STMT_INS_MESSAGE);
@@ -701,11 +801,17 @@ static int insert_one(struct store_db *d, struct store_commit_req *req, time_t n
 	bind_text_null(s, 5, req->envid);
 	bind_text_null(s, 6, req->ret);
 	bind_text_null(s, 7, req->auth_user);
+	if (req->st->cache_fn == NULL)
+		sqlite3_bind_null(s, 8);
+	else if (req->cache.len == 0)
+		sqlite3_bind_zeroblob(s, 8, 0);
+	else
+		sqlite3_bind_blob(s, 8, req->cache.data, (int)req->cache.len, SQLITE_STATIC);
 	if (step_stmt(s) < 0)
 		return -1;
 	int64_t msg_id = sqlite3_last_insert_rowid(d->db);
 	for (size_t i = 0; i < req->n_users; i++)
-		if (insert_entry(d, req->user_ids[i], msg_id, req->received) < 0)
+		if (insert_entry(d, req->user_ids[i], msg_id, req->received, req->tz) < 0)
 			return -1;
 	for (size_t i = 0; i < req->n_remote; i++) {
 		s = store_stmt(d, STMT_INS_QUEUE);
@@ -736,7 +842,10 @@ static int batch_metadata(struct store *st, struct store_commit_req **v, size_t 
 		if (ok < 0)
 			goto rollback;
 		v[i]->gone = ok == 0;
-		if (!v[i]->gone && insert_one(d, v[i], now) < 0)
+		if (!v[i]->gone && (ok = quota_count(d, v[i])) < 0)
+			goto rollback;
+		v[i]->overquota = !v[i]->gone && ok == 0;
+		if (!v[i]->gone && !v[i]->overquota && insert_one(d, v[i], now) < 0)
 			goto rollback;
 	}
 	if (step_stmt(store_stmt(d, STMT_COMMIT)) < 0)
@@ -788,6 +897,10 @@ static void batch_run(struct store *st, struct store_commit_req *list)
 			n_ok++;
 		}
 	}
+	/* Outside the transaction: CPU work on bytes already durable. */
+	for (size_t i = 0; st->cache_fn != NULL && i < n; i++)
+		if (!v[i]->empty && !v[i]->err)
+			store_spool_cache(st, v[i]->sp, &v[i]->cache);
 	int r = n_ok ? batch_metadata(st, v, n) : 0;
 	for (size_t i = 0; i < n; i++) {
 		struct store_commit_req *req = v[i];
@@ -797,6 +910,9 @@ static void batch_run(struct store *st, struct store_commit_req *list)
 		} else if (!req->err && !req->empty && req->gone) {
 			blob_unlink(st, req);
 			req->result = STORE_COMMIT_RCPT_GONE;
+		} else if (!req->err && !req->empty && req->overquota) {
+			blob_unlink(st, req);
+			req->result = STORE_COMMIT_OVERQUOTA;
 		}
 		/* The fd is no longer needed; close it here rather than on the loop. */
 		close(req->sp->fd);

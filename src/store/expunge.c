@@ -41,63 +41,10 @@ static const char *mbox_name(const char *mailbox)
 	return mailbox == NULL || strcasecmp(mailbox, "INBOX") == 0 ? "INBOX" : mailbox;
 }
 
-/* On the loop thread (st->main). 1 with the row, 0 no such user/mailbox, -1 error;
- * *err_r set unless 1. status_r->messages is counted only with count: the
- * count grows with the mailbox, and the loop's callers (expunge, subscribe)
- * need only the row. */
-static int mailbox_row(struct store *st, const char *user, const char *mailbox, int64_t *user_id_r,
-		       int64_t *mailbox_id_r, struct store_mailbox_status *status_r, bool count,
-		       char **err_r)
-{
-	int64_t uid = store_user_id(&st->main, user, err_r);
-	if (uid < 0)
-		return -1;
-	if (uid == 0) {
-		if (*err_r == NULL)
-			*err_r = xasprintf("no such user %s", user);
-		return 0;
-	}
-	sqlite3_stmt *s = store_sql(&st->main,
-				    count ? "SELECT b.id, b.uidvalidity, b.uidnext, b.highestmodseq,"
-					    " (SELECT count(*) FROM mailbox_messages mm"
-					    " WHERE mm.mailbox_id = b.id)"
-					    " FROM mailboxes b WHERE b.user_id = ?1 AND b.name = ?2"
-					  : "SELECT b.id, b.uidvalidity, b.uidnext, b.highestmodseq, 0"
-					    " FROM mailboxes b WHERE b.user_id = ?1 AND b.name = ?2",
-				    err_r);
-	if (s == NULL)
-		return -1;
-	const char *name = mbox_name(mailbox);
-	sqlite3_bind_int64(s, 1, uid);
-	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(s), r;
-	if (rc == SQLITE_ROW) {
-		*user_id_r = uid;
-		*mailbox_id_r = sqlite3_column_int64(s, 0);
-		if (status_r != NULL) {
-			status_r->uidvalidity = (uint32_t)sqlite3_column_int64(s, 1);
-			status_r->uidnext = (uint32_t)sqlite3_column_int64(s, 2);
-			status_r->highestmodseq = (uint64_t)sqlite3_column_int64(s, 3);
-			status_r->messages = (uint32_t)sqlite3_column_int64(s, 4);
-		}
-		r = 1;
-	} else if (rc == SQLITE_DONE) {
-		*err_r = xasprintf("no such mailbox %s for %s", name, user);
-		r = 0;
-	} else {
-		*err_r = store_db_err(&st->main);
-		r = -1;
-	}
-	store_stmt_done(s);
-	return r;
-}
-
 int store_mailbox_status(struct store *st, const char *user, const char *mailbox,
 			 struct store_mailbox_status *status_r, char **err_r)
 {
-	int64_t user_id, mailbox_id;
-	return mailbox_row(st, user, mailbox, &user_id, &mailbox_id, status_r, true, err_r) == 1 ? 0
-											      : -1;
+	return store_db_mailbox_status(&st->main, user, mailbox, status_r, err_r);
 }
 
 /* ---- notification ---- */
@@ -136,6 +83,12 @@ static void notify(struct store *st, const struct store_change *proto, int64_t u
 	}
 }
 
+void store_notify_mailbox(struct store *st, const struct store_change *ch, int64_t mailbox_id)
+{
+	if (st->subs != NULL && mailbox_id > 0)
+		notify(st, ch, 0, mailbox_id);
+}
+
 void store_notify_delivery(struct store *st, int64_t user_id)
 {
 	struct store_change ch = {.kind = STORE_CHANGE_NEW};
@@ -148,7 +101,8 @@ struct store_sub *store_subscribe(struct store *st, const char *user, const char
 {
 	int64_t user_id = 0, mailbox_id = 0;
 	char *err = NULL;
-	if (mailbox_row(st, user, mailbox, &user_id, &mailbox_id, NULL, false, &err) != 1) {
+	if (store_db_mailbox(&st->main, user, mailbox, false, &user_id, &mailbox_id, NULL, &err) !=
+	    1) {
 		*err_r = err;
 		return NULL;
 	}
@@ -232,62 +186,15 @@ static void expunge_done(void *arg)
 	expunge_job_free(j);
 }
 
-/* Inside the transaction. 0 or -1. */
+/* Inside the transaction. 0 or -1. The entries go with their expunge log
+ * rows (QRESYNC) and their quota (mailbox.c). */
 static int expunge_rows(struct store *st, struct expunge_job *j)
 {
-	sqlite3_stmt *del = store_sql(&st->cdb, "DELETE FROM mailbox_messages WHERE mailbox_id = ?1"
-				      " AND uid = ?2 RETURNING message_id", NULL);
-	sqlite3_stmt *gc = store_sql(&st->cdb, "DELETE FROM messages WHERE id = ?1 AND NOT EXISTS"
-				     " (SELECT 1 FROM mailbox_messages WHERE message_id = ?1)"
-				     " AND NOT EXISTS (SELECT 1 FROM queue WHERE message_id = ?1)"
-				     " RETURNING blob", NULL);
-	sqlite3_stmt *bump = store_sql(&st->cdb, "UPDATE mailboxes SET highestmodseq = highestmodseq + 1"
-				       " WHERE id = ?1 RETURNING highestmodseq", NULL);
-	int r = -1;
-	size_t kept = 0;
-	if (del == NULL || gc == NULL || bump == NULL)
-		goto out;
-	j->blobs = xcalloc(j->n_uids ? j->n_uids : 1, sizeof *j->blobs);
-	for (size_t i = 0; i < j->n_uids; i++) {
-		sqlite3_bind_int64(del, 1, j->mailbox_id);
-		sqlite3_bind_int64(del, 2, j->uids[i]);
-		int rc = sqlite3_step(del);
-		int64_t msg_id = rc == SQLITE_ROW ? sqlite3_column_int64(del, 0) : 0;
-		if (rc == SQLITE_ROW)
-			rc = sqlite3_step(del); /* RETURNING: run to the end */
-		sqlite3_reset(del);
-		if (rc != SQLITE_DONE)
-			goto out;
-		if (msg_id == 0)
-			continue; /* already gone: not an error */
-		j->uids[kept++] = j->uids[i];
-		sqlite3_bind_int64(gc, 1, msg_id);
-		rc = sqlite3_step(gc);
-		if (rc == SQLITE_ROW) {
-			j->blobs[j->n_blobs++] = xstrdup((const char *)sqlite3_column_text(gc, 0));
-			rc = sqlite3_step(gc);
-		}
-		sqlite3_reset(gc);
-		if (rc != SQLITE_DONE)
-			goto out;
-	}
-	if (kept > 0) {
-		/* RFC 7162 3.2: an expunge is a change: the mailbox's MODSEQ moves. */
-		sqlite3_bind_int64(bump, 1, j->mailbox_id);
-		int rc = sqlite3_step(bump);
-		if (rc == SQLITE_ROW) {
-			j->highestmodseq = (uint64_t)sqlite3_column_int64(bump, 0);
-			rc = sqlite3_step(bump);
-		}
-		if (rc != SQLITE_DONE)
-			goto out;
-	}
-	j->n_uids = kept;
-	r = 0;
-out:
-	store_stmt_done(del);
-	store_stmt_done(gc);
-	store_stmt_done(bump);
+	struct store_blobs blobs = {0};
+	int r = store_entries_remove(&st->cdb, j->mailbox_id, j->uids, &j->n_uids, true,
+				     &j->highestmodseq, &blobs);
+	j->blobs = blobs.v;
+	j->n_blobs = blobs.n;
 	return r;
 }
 
@@ -335,7 +242,8 @@ void store_expunge(struct store *st, const char *user, const char *mailbox, uint
 	j->cb = cb;
 	j->arg = arg;
 	j->job.run = expunge_run;
-	int found = mailbox_row(st, user, mailbox, &user_id, &j->mailbox_id, &status, false, &err);
+	int found = store_db_mailbox(&st->main, user, mailbox, false, &user_id, &j->mailbox_id,
+				     &status, &err);
 	if (found == 1 && uidvalidity != 0 && status.uidvalidity != uidvalidity) {
 		/* Deleted and re-created since the caller listed it (RFC 3501
 		 * 2.3.1.1): its UIDs are not this mailbox's. Mailbox ids are never

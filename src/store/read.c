@@ -14,36 +14,76 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 
-/* RFC 3501 5.1: INBOX is case-insensitive; other names are as stored. */
-static const char *mailbox_name(const char *mailbox)
+const char *store_mailbox_norm(const char *name, char **copy_r)
 {
-	return mailbox == NULL || strcasecmp(mailbox, "INBOX") == 0 ? "INBOX" : mailbox;
+	*copy_r = NULL;
+	if (name == NULL || strcasecmp(name, "INBOX") == 0)
+		return "INBOX";
+	if (strncasecmp(name, "INBOX/", 6) == 0 && strncmp(name, "INBOX/", 6) != 0) {
+		*copy_r = xasprintf("INBOX/%s", name + 6);
+		return *copy_r;
+	}
+	return name;
+}
+
+/* The one lookup of a mailbox row by user and name, for every connection:
+ * the loop's (expunge, subscribe, the admin CLI), the committer's, and the
+ * workers' snapshots. */
+int store_db_mailbox(struct store_db *d, const char *user, const char *mailbox, bool count,
+		     int64_t *user_id_r, int64_t *mailbox_id_r,
+		     struct store_mailbox_status *status_r, char **err_r)
+{
+	int64_t uid = store_user_id(d, user, err_r);
+	if (uid <= 0)
+		return uid < 0 && *err_r != NULL && strncmp(*err_r, "database", 8) == 0 ? -1 : 0;
+	sqlite3_stmt *s = store_sql(d,
+				    count ? "SELECT b.id, b.uidvalidity, b.uidnext, b.highestmodseq,"
+					    " (SELECT count(*) FROM mailbox_messages mm"
+					    " WHERE mm.mailbox_id = b.id)"
+					    " FROM mailboxes b WHERE b.user_id = ?1 AND b.name = ?2"
+					  : "SELECT b.id, b.uidvalidity, b.uidnext, b.highestmodseq, 0"
+					    " FROM mailboxes b WHERE b.user_id = ?1 AND b.name = ?2",
+				    err_r);
+	if (s == NULL)
+		return -1;
+	char *copy;
+	const char *name = store_mailbox_norm(mailbox, &copy);
+	sqlite3_bind_int64(s, 1, uid);
+	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s), r;
+	if (rc == SQLITE_ROW) {
+		if (user_id_r != NULL)
+			*user_id_r = uid;
+		if (mailbox_id_r != NULL)
+			*mailbox_id_r = sqlite3_column_int64(s, 0);
+		if (status_r != NULL) {
+			status_r->uidvalidity = (uint32_t)sqlite3_column_int64(s, 1);
+			status_r->uidnext = (uint32_t)sqlite3_column_int64(s, 2);
+			status_r->highestmodseq = (uint64_t)sqlite3_column_int64(s, 3);
+			status_r->messages = (uint32_t)sqlite3_column_int64(s, 4);
+		}
+		r = 1;
+	} else if (rc == SQLITE_DONE) {
+		*err_r = xasprintf("no such mailbox %s for %s", name, user);
+		r = 0;
+	} else {
+		*err_r = store_db_err(d);
+		r = -1;
+	}
+	store_stmt_done(s);
+	free(copy);
+	return r;
 }
 
 /* The mailbox's id, or 0 with *err_r. */
 static int64_t mailbox_id_v(struct store_db *d, const char *user, const char *mailbox,
 			    uint32_t *uidvalidity_r, char **err_r)
 {
-	int64_t uid = store_user_id(d, user, err_r);
-	if (uid <= 0)
-		return 0;
-	const char *name = mailbox_name(mailbox);
-	sqlite3_stmt *s = store_sql(d, "SELECT id, uidvalidity FROM mailboxes"
-				    " WHERE user_id = ?1 AND name = ?2", err_r);
-	if (s == NULL)
-		return 0;
-	sqlite3_bind_int64(s, 1, uid);
-	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(s);
+	struct store_mailbox_status status;
 	int64_t id = 0;
-	if (rc == SQLITE_ROW) {
-		id = sqlite3_column_int64(s, 0);
-		*uidvalidity_r = (uint32_t)sqlite3_column_int64(s, 1);
-	} else if (rc == SQLITE_DONE)
-		*err_r = xasprintf("no such mailbox %s for %s", name, user);
-	else
-		*err_r = store_db_err(d);
-	store_stmt_done(s);
+	if (store_db_mailbox(d, user, mailbox, false, NULL, &id, &status, err_r) != 1)
+		return 0;
+	*uidvalidity_r = status.uidvalidity;
 	return id;
 }
 
@@ -53,35 +93,15 @@ static int64_t mailbox_id(struct store_db *d, const char *user, const char *mail
 	return mailbox_id_v(d, user, mailbox, &uidvalidity, err_r);
 }
 
+static const char *mailbox_name(const char *mailbox)
+{
+	return mailbox == NULL || strcasecmp(mailbox, "INBOX") == 0 ? "INBOX" : mailbox;
+}
+
 int store_db_mailbox_status(struct store_db *d, const char *user, const char *mailbox,
 			    struct store_mailbox_status *status_r, char **err_r)
 {
-	int64_t mbid = mailbox_id(d, user, mailbox, err_r);
-	if (mbid == 0)
-		return -1;
-	sqlite3_stmt *s = store_sql(d,
-				    "SELECT uidvalidity, uidnext, highestmodseq,"
-				    " (SELECT count(*) FROM mailbox_messages WHERE mailbox_id = ?1)"
-				    " FROM mailboxes WHERE id = ?1",
-				    err_r);
-	if (s == NULL)
-		return -1;
-	sqlite3_bind_int64(s, 1, mbid);
-	int rc = sqlite3_step(s), r = -1;
-	if (rc == SQLITE_ROW) {
-		status_r->uidvalidity = (uint32_t)sqlite3_column_int64(s, 0);
-		status_r->uidnext = (uint32_t)sqlite3_column_int64(s, 1);
-		status_r->highestmodseq = (uint64_t)sqlite3_column_int64(s, 2);
-		status_r->messages = (uint32_t)sqlite3_column_int64(s, 3);
-		r = 0;
-	} else if (rc == SQLITE_DONE) {
-		/* removed since mailbox_id, outside a transaction */
-		*err_r = xasprintf("no such mailbox %s for %s", mailbox_name(mailbox), user);
-	} else {
-		*err_r = store_db_err(d);
-	}
-	store_stmt_done(s);
-	return r;
+	return store_db_mailbox(d, user, mailbox, true, NULL, NULL, status_r, err_r) == 1 ? 0 : -1;
 }
 
 int store_mailbox_list(struct store *st, const char *user, store_list_cb *cb, void *arg)

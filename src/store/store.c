@@ -27,7 +27,7 @@ static const char *const stmt_sql[STMT_N] = {
 	[STMT_COMMIT] = "COMMIT",
 	[STMT_ROLLBACK] = "ROLLBACK",
 	[STMT_INS_MESSAGE] = "INSERT INTO messages(blob, size, received, mail_from, envid, ret,"
-			     " auth_user) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+			     " auth_user, cache) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	/* Does a local recipient (resolved at RCPT time) still have its INBOX? */
 	[STMT_RCPT_INBOX] = "SELECT b.id FROM users u JOIN mailboxes b ON b.user_id = u.id"
 			    " WHERE u.id = ?1 AND b.name = 'INBOX'",
@@ -37,7 +37,14 @@ static const char *const stmt_sql[STMT_N] = {
 			    " WHERE user_id = ?1 AND name = 'INBOX'"
 			    " RETURNING id, uidnext - 1, highestmodseq",
 	[STMT_INS_MAILBOX_MSG] = "INSERT INTO mailbox_messages(mailbox_id, uid, message_id, flags,"
-				 " modseq, internaldate) VALUES(?1, ?2, ?3, '', ?4, ?5)",
+				 " modseq, internaldate, internaldate_tz, savedate)"
+				 " VALUES(?1, ?2, ?3, '', ?4, ?5, ?6, ?5)",
+	/* RFC 9208: one statement checks the limits and counts the message;
+	 * no row changed = over quota (or no such user). */
+	[STMT_QUOTA_ADD] = "UPDATE quotas SET storage_used = storage_used + ?2,"
+			   " message_used = message_used + ?3 WHERE user_id = ?1"
+			   " AND (storage_limit = 0 OR storage_used + ?2 <= storage_limit)"
+			   " AND (message_limit = 0 OR message_used + ?3 <= message_limit)",
 	[STMT_INS_QUEUE] = "INSERT INTO queue(message_id, rcpt, orcpt, notify, attempts, next_try,"
 			   " last_error, created) VALUES(?1, ?2, ?3, ?4, 0, ?5, NULL, ?6)",
 };
@@ -187,7 +194,63 @@ static const char schema_v2[] =
 	"INSERT INTO counters(name, value)"
 	" SELECT 'uidvalidity', coalesce(max(uidvalidity), 0) FROM mailboxes;";
 
-static const char *const schema_steps[] = {schema_v1, schema_v2};
+/* Step 3: IMAP (issue 7). Special-use attributes (RFC 6154); subscriptions
+ * as names apart from mailboxes (RFC 9051 6.3.7: a name may be subscribed
+ * without existing), filled from mailboxes.subscribed, which is no longer
+ * used; the zone and save date of each mailbox entry (RFC 9051 2.3.3,
+ * RFC 8514); the MIME cache per stored body (NULL: not built yet); the
+ * expunge log for QRESYNC (RFC 7162 3.2.5.1: VANISHED (EARLIER)); quota
+ * limits and usage counters per user (RFC 9208), seeded with a recount; and
+ * the default special-use mailboxes for every existing user, with
+ * UIDVALIDITY values from the store-wide counter. */
+static const char schema_v3[] =
+	"ALTER TABLE mailboxes ADD COLUMN special_use TEXT;"
+	"CREATE TABLE subscriptions ("
+	" user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	" name TEXT NOT NULL,"
+	" PRIMARY KEY(user_id, name)) WITHOUT ROWID;"
+	"INSERT INTO subscriptions(user_id, name)"
+	" SELECT user_id, name FROM mailboxes WHERE subscribed;"
+	"ALTER TABLE mailbox_messages ADD COLUMN internaldate_tz INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE mailbox_messages ADD COLUMN savedate INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE mailbox_messages SET savedate = internaldate;"
+	"ALTER TABLE messages ADD COLUMN cache BLOB;"
+	"CREATE TABLE expunged ("
+	" mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,"
+	" uid INTEGER NOT NULL,"
+	" modseq INTEGER NOT NULL,"
+	" PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;"
+	"CREATE TABLE quotas ("
+	" user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,"
+	" storage_limit INTEGER NOT NULL DEFAULT 0,"
+	" message_limit INTEGER NOT NULL DEFAULT 0,"
+	" storage_used INTEGER NOT NULL DEFAULT 0,"
+	" message_used INTEGER NOT NULL DEFAULT 0);"
+	"INSERT INTO quotas(user_id, storage_used, message_used)"
+	" SELECT u.id,"
+	" (SELECT coalesce(sum(m.size), 0) FROM mailboxes b JOIN mailbox_messages mm"
+	"  ON mm.mailbox_id = b.id JOIN messages m ON m.id = mm.message_id WHERE b.user_id = u.id),"
+	" (SELECT count(*) FROM mailboxes b JOIN mailbox_messages mm"
+	"  ON mm.mailbox_id = b.id WHERE b.user_id = u.id)"
+	" FROM users u;"
+	/* An existing mailbox with a default name takes its attribute. */
+	"WITH s(name, use) AS (VALUES ('Drafts', '\\Drafts'), ('Sent', '\\Sent'),"
+	" ('Trash', '\\Trash'), ('Junk', '\\Junk'), ('Archive', '\\Archive'))"
+	" UPDATE mailboxes SET special_use = (SELECT use FROM s WHERE s.name = mailboxes.name)"
+	" WHERE name IN (SELECT name FROM s);"
+	"WITH s(name, use, k) AS (VALUES ('Drafts', '\\Drafts', 1), ('Sent', '\\Sent', 2),"
+	" ('Trash', '\\Trash', 3), ('Junk', '\\Junk', 4), ('Archive', '\\Archive', 5))"
+	" INSERT INTO mailboxes(user_id, name, uidvalidity, special_use)"
+	" SELECT u.id, s.name, (SELECT value FROM counters WHERE name = 'uidvalidity')"
+	"  + row_number() OVER (ORDER BY u.id, s.k), s.use"
+	" FROM users u CROSS JOIN s WHERE NOT EXISTS"
+	" (SELECT 1 FROM mailboxes b WHERE b.user_id = u.id AND b.name = s.name);"
+	"UPDATE counters SET value = max(value, (SELECT coalesce(max(uidvalidity), 0)"
+	" FROM mailboxes)) WHERE name = 'uidvalidity';"
+	"INSERT OR IGNORE INTO subscriptions(user_id, name)"
+	" SELECT user_id, name FROM mailboxes WHERE special_use IS NOT NULL;";
+
+static const char *const schema_steps[] = {schema_v1, schema_v2, schema_v3};
 
 sqlite3_stmt *store_stmt(struct store_db *d, enum store_stmt_id id)
 {
@@ -577,6 +640,16 @@ int store_start(struct store *st, struct loop *l, unsigned commit_delay_us)
 	blobs_clean(st);
 	st->loop = l;
 	st->commit_delay_us = commit_delay_us;
+	if (store_committer_start(st) < 0)
+		return -1;
+	st->started = true;
+	return 0;
+}
+
+int store_start_admin(struct store *st, struct loop *l)
+{
+	x_assert(!st->started);
+	st->loop = l;
 	if (store_committer_start(st) < 0)
 		return -1;
 	st->started = true;

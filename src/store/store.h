@@ -48,6 +48,11 @@ void store_close(struct store **stp);
  * files no message row points to), then starts the committer thread; commit
  * completions are posted to l. */
 int store_start(struct store *st, struct loop *l, unsigned commit_delay_us);
+/* For admin commands beside a running daemon: starts a committer of their
+ * own (completions posted to l), without the lock and without removing
+ * anything, so that the IMAP-section writes (which run on a committer) work
+ * there too. SQLite serialises its writes with the daemon's. */
+int store_start_admin(struct store *st, struct loop *l);
 /* Blocks until the committer has finished every commit and job handed to it
  * so far (their completions are then posted to the loop). For shutdown:
  * store_close would wait for them all the same. */
@@ -70,7 +75,9 @@ int store_domain_del(struct store *st, const char *domain, char **err_r);
 int store_domain_list(struct store *st, store_list_cb *cb, void *arg);
 bool store_domain_is_local(struct store *st, const char *domain);
 
-/* Creates the user (its domain must exist) with INBOX. hash: see auth/password.h. */
+/* Creates the user (its domain must exist) with INBOX and the special-use
+ * mailboxes of STORE_SPECIAL_USE_DEFAULTS, all subscribed, and a quota row
+ * without limits. hash: see auth/password.h. */
 int store_user_add(struct store *st, const char *addr, const char *hash, char **err_r);
 /* Removes the user, its mailboxes and its mailbox entries (blobs with no other
  * reference are removed too). */
@@ -339,7 +346,11 @@ void store_set_limits(struct store *st, unsigned max_mailboxes_per_user,
 
 /* CREATE (RFC 9051 6.3.4): also creates missing parent levels ("a/b/c"
  * creates "a" and "a/b" when absent). special_use NULL or "\\Sent" etc.
- * STORE_EXISTS if name exists (INBOX in any case always exists). */
+ * STORE_EXISTS if name exists (INBOX in any case always exists).
+ * STORE_CANNOT for a name the store does not keep (empty level, control
+ * characters, '%' or '*', not UTF-8) or an unknown special use (RFC 6154
+ * [USEATTR]); STORE_LIMIT for too many mailboxes or a name too long. One
+ * trailing '/' is dropped. */
 void store_mailbox_create(struct store *st, const char *user, const char *name,
 			  const char *special_use, store_res_cb *cb, void *arg);
 /* DELETE (6.3.5): removes the mailbox and its messages (blobs with no other
@@ -358,7 +369,9 @@ void store_mailbox_delete(struct store *st, const char *user, const char *name,
 void store_mailbox_rename(struct store *st, const char *user, const char *from, const char *to,
 			  store_res_cb *cb, void *arg);
 /* SUBSCRIBE/UNSUBSCRIBE (6.3.7, 6.3.8): subscriptions are names, kept apart
- * from mailboxes (a name that does not exist may be subscribed). */
+ * from mailboxes (a name that does not exist may be subscribed). Both are
+ * idempotent (STORE_OK when already so). RENAME carries the subscriptions of
+ * the renamed mailboxes to their new names (as Dovecot does). */
 void store_mailbox_subscribe(struct store *st, const char *user, const char *name, bool on,
 			     store_res_cb *cb, void *arg);
 
@@ -375,6 +388,8 @@ struct store_mailbox {
 	uint32_t first_unseen_uid; /* (want_counts) 0 if none */
 };
 typedef void store_mailbox_cb(void *arg, const struct store_mailbox *mb);
+/* The store_snap_* functions return a store_res (STORE_OK, or negative with
+ * *err_r): an unknown user is STORE_NONEXISTENT. */
 /* Every mailbox of user, in name order (cb on the worker). */
 int store_snap_mailboxes(struct store_snap *sn, const char *user, bool want_counts,
 			 store_mailbox_cb *cb, void *arg, char **err_r);
@@ -495,6 +510,8 @@ bool store_quota_full(struct store *st, int64_t user_id);
  * the reader builds it from the blob and may save it with store_cache_save. */
 typedef void store_cache_build_fn(const char *msg, size_t len, struct buf *out);
 void store_set_cache_builder(struct store *st, store_cache_build_fn *fn);
+/* Any thread (requires store_start); copies cache; a job on the committer
+ * that sets it unless the message has one already. */
 void store_cache_save(struct store *st, int64_t message_id, const void *cache, size_t len);
 
 #endif

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include "store/store.h"
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_BLOB_DIRS 256
 #define STORE_BLOB_NAME_LEN 32 /* 16 hex µs + 8 hex counter + 8 hex random */
 #define STORE_SPOOL_STOCK 64
@@ -30,6 +30,7 @@ enum store_stmt_id {
 	STMT_BUMP_INBOX,
 	STMT_INS_MAILBOX_MSG,
 	STMT_INS_QUEUE,
+	STMT_QUOTA_ADD,
 	STMT_N
 };
 
@@ -116,7 +117,27 @@ struct store {
 	struct store_sync_item *sync_items;
 	size_t sync_n, sync_next, sync_finished;
 	bool sync_quit;
+
+	/* IMAP (mailbox.c, flags.c, quota.c) */
+	store_cache_build_fn *cache_fn;
+	unsigned max_mailboxes, max_mailbox_name;
 };
+
+/* A read snapshot (async.c): a worker's read connection inside BEGIN. */
+struct store_snap {
+	struct store *st;
+	struct store_db *d;
+};
+
+/* Blob names collected inside a transaction, unlinked after its COMMIT (a
+ * crash in between leaves orphan blobs, which store_start removes). */
+struct store_blobs {
+	char **v;
+	size_t n, cap;
+};
+void store_blobs_add(struct store_blobs *b, const char *name);
+/* Unlinks every blob (if unlink) and frees the list. */
+void store_blobs_done(struct store *st, struct store_blobs *b, bool unlink);
 
 /* store.c */
 sqlite3_stmt *store_stmt(struct store_db *d, enum store_stmt_id id);
@@ -153,7 +174,33 @@ int store_committer_start(struct store *st);
 /* Queues a job for the committer (any thread; requires store_start). */
 void store_job_queue(struct store *st, struct store_job *job);
 
-/* read.c: the reads on a given connection (main or a worker's). */
+/* Spools handed to the committer by store_append (flags.c). Loop thread:
+ * store_spools_take marks them taken (like store_commit). Committer:
+ * store_spools_durable runs steps 1 and 2 of a commit on them (flush,
+ * fdatasync, rename into blobs/, directory fsync, in parallel as for a
+ * batch): errs[i] 0 means durable in blobs/; renamed[i] says where the file
+ * is. store_spool_cache builds the MIME cache of a durable spool (no-op
+ * without a builder). Loop thread: store_spool_release frees a spool (the
+ * spool file is unlinked unless renamed). */
+void store_spools_take(struct store_spool **sps, size_t n);
+void store_spools_durable(struct store *st, struct store_spool **sps, size_t n, int *errs,
+			  bool *renamed);
+void store_spool_cache(struct store *st, struct store_spool *sp, struct buf *out);
+const char *store_spool_blob(const struct store_spool *sp);
+void store_spool_release(struct store_spool *sp, bool renamed);
+
+/* read.c: the reads on a given connection (main, the committer's, or a
+ * worker's). */
+/* RFC 9051 5.1: INBOX is case-insensitive, also as the first level of a
+ * hierarchical name; NULL is INBOX. Other names are as given. Returns name
+ * or "INBOX"; for "inbox/x" a heap copy in *copy_r (free it), else NULL. */
+const char *store_mailbox_norm(const char *name, char **copy_r);
+/* The mailbox row: 1 found, 0 no such user or mailbox, -1 error (*err_r set
+ * unless 1). status_r may be NULL; its messages is counted only with count
+ * (the count grows with the mailbox). user_id_r, mailbox_id_r may be NULL. */
+int store_db_mailbox(struct store_db *d, const char *user, const char *mailbox, bool count,
+		     int64_t *user_id_r, int64_t *mailbox_id_r,
+		     struct store_mailbox_status *status_r, char **err_r);
 int store_db_mailbox_status(struct store_db *d, const char *user, const char *mailbox,
 			    struct store_mailbox_status *status_r, char **err_r);
 int store_db_mail_list(struct store_db *d, const char *user, const char *mailbox,
@@ -166,6 +213,97 @@ void store_readers_free(struct store *st);
 /* expunge.c: announces a committed delivery to the user's INBOX subscribers
  * (loop thread). */
 void store_notify_delivery(struct store *st, int64_t user_id);
+/* Announces ch to the subscribers of mailbox_id (loop thread). */
+void store_notify_mailbox(struct store *st, const struct store_change *ch, int64_t mailbox_id);
+
+/* mailbox.c: inside a write transaction on d. */
+/* Removes the entries with the given UIDs (sorted) from the mailbox: the
+ * expunge log gets them with the mailbox's next MODSEQ (one per call,
+ * *modseq_r), messages left without any reference are deleted (their blobs
+ * added to blobs), and with quota the owner's usage goes down. uids is
+ * compacted to the UIDs actually removed (*n updated). 0 or -1. */
+int store_entries_remove(struct store_db *d, int64_t mailbox_id, uint32_t *uids, size_t *n,
+			 bool quota, uint64_t *modseq_r, struct store_blobs *blobs);
+/* A new user's rows beyond INBOX: the default special-use mailboxes, the
+ * subscriptions of those and INBOX, the quota row. 0 or -1 with *err_r. */
+int store_user_init(struct store_db *d, int64_t user_id, char **err_r);
+/* ---- IMAP write operations (mailbox.c, flags.c) ----
+ * One job type for every IMAP write: on the committer, prep (may be NULL)
+ * runs outside the transaction (blob syncing), then body inside BEGIN
+ * IMMEDIATE ... COMMIT (rolled back unless it returns STORE_OK), then after
+ * (may be NULL) with the final result. On the loop thread, done gives the
+ * caller its callback; then the notes are announced (only after success)
+ * and everything is freed. */
+struct store_op_note {
+	enum store_change_kind kind;
+	int64_t mailbox_id;
+	uint32_t *uids;
+	size_t n_uids;
+	uint64_t highestmodseq;
+};
+
+struct store_op {
+	struct store_job job; /* first: the committer sees only this */
+	struct store *st;
+	void (*prep)(struct store_op *op);
+	int (*body)(struct store_op *op, struct store_db *d);
+	void (*after)(struct store_op *op);
+	void (*done)(struct store_op *op);
+	int result;
+	char *user, *name, *to, *special_use, *flags;
+	uint32_t uidvalidity;
+	bool on, move;
+	char fop;
+	uint64_t unchangedsince;
+	uint32_t *uids;
+	size_t n;
+	/* results */
+	uint32_t dst_uidvalidity, first_uid;
+	uint32_t *src, *dst;
+	size_t n_pairs;
+	struct store_flag_result *fr;
+	size_t n_fr;
+	/* append */
+	struct store_spool **sps;
+	char **aflags;
+	time_t *dates;
+	int *tzs, *errs;
+	bool *renamed;
+	struct buf *caches;
+	/* cache save */
+	int64_t message_id;
+	void *cache;
+	size_t cache_len;
+	/* the caller's callback (one of) and argument */
+	store_res_cb *res_cb;
+	store_append_cb *append_cb;
+	store_flags_cb *flags_cb;
+	store_copy_cb *copy_cb;
+	void *arg;
+	struct store_blobs blobs;
+	struct store_op_note *notes;
+	size_t n_notes;
+};
+struct store_op *store_op_new(struct store *st, const char *user);
+/* Queues op (requires store_start); its done runs later on the loop. */
+void store_op_queue(struct store_op *op);
+/* Adds a note; uids are copied. */
+void store_op_note(struct store_op *op, enum store_change_kind kind, int64_t mailbox_id,
+		   const uint32_t *uids, size_t n, uint64_t highestmodseq);
+/* Moves n entries of src_id (UIDs uids, sorted; missing ones skipped) into
+ * dst_id with new UIDs, keeping flags and dates; with move, removes them
+ * from src_id (expunge log; quota unchanged), else counts them against
+ * user_id's quota (STORE_OVERQUOTA). Fills op->src/dst/n_pairs and
+ * op->dst_uidvalidity, and the notes. A store_res. */
+int store_copy_entries(struct store_op *op, struct store_db *d, int64_t user_id, int64_t src_id,
+		       int64_t dst_id, const uint32_t *uids, size_t n, bool move);
+/* Creates name (and its missing parents) for user_id. A store_res. */
+int store_mailbox_insert(struct store *st, struct store_db *d, int64_t user_id,
+			 const char *name, const char *special_use, bool parents);
+
+/* quota.c: counts bytes and msgs (may be negative) against user_id's quota:
+ * 1 done, 0 over a limit (nothing changed; never for a decrease), -1 error. */
+int store_quota_add(struct store_db *d, int64_t user_id, int64_t bytes, int64_t msgs);
 void store_committer_stop(struct store *st);
 
 #endif

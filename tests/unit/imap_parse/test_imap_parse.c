@@ -7,6 +7,7 @@
 #include "core/buf.h"
 #include "core/xmalloc.h"
 #include "imap/parse.h"
+#include "mime/mime.h"
 
 /* ---- framing ---- */
 
@@ -677,6 +678,133 @@ static void test_list_match(void)
 	CHECK(!imap_list_match("x%x", longname, '/'));
 }
 
+/* "a FETCH 1 <args>" through imap_fetch_parse: labels joined with ",", then
+ * "|seen" when some item sets \Seen, "|cs=N" and "|v" for the modifiers. */
+static void test_fetch(void)
+{
+	static const struct {
+		const char *args;
+		const char *want; /* NULL: error */
+	} cases[] = {
+		{"ALL", "FLAGS,INTERNALDATE,RFC822.SIZE,ENVELOPE"},
+		{"fast", "FLAGS,INTERNALDATE,RFC822.SIZE"},
+		{"Full", "FLAGS,INTERNALDATE,RFC822.SIZE,ENVELOPE,BODY"},
+		{"(ALL)", NULL},
+		{"()", NULL},
+		{"", NULL},
+		{"flags", "FLAGS"},
+		{"(uid flags internaldate rfc822.size envelope body bodystructure modseq)",
+		 "UID,FLAGS,INTERNALDATE,RFC822.SIZE,ENVELOPE,BODY,BODYSTRUCTURE,MODSEQ"},
+		{"rfc822", "RFC822|seen"},
+		{"rfc822.header", "RFC822.HEADER"},
+		{"rfc822.text", "RFC822.TEXT|seen"},
+		{"body[]", "BODY[]|seen"},
+		{"body.peek[]", "BODY[]"},
+		{"body.peek[header]", "BODY[HEADER]"},
+		{"body.peek[text]<0.3>", "BODY[TEXT]<0>"},
+		{"body.peek[text]<5.2>", "BODY[TEXT]<5>"},
+		{"body[1.2.3.mime]", "BODY[1.2.3.MIME]|seen"},
+		{"body.peek[1.1.header]", "BODY[1.1.HEADER]"},
+		{"body.peek[2.text]", "BODY[2.TEXT]"},
+		{"body.peek[1]", "BODY[1]"},
+		{"body.peek[header.fields (from subject X-foo)]",
+		 "BODY[HEADER.FIELDS (FROM SUBJECT X-FOO)]"},
+		{"body.peek[1.header.fields.not (date \"x-y\")]<0.100>",
+		 "BODY[1.HEADER.FIELDS.NOT (DATE X-Y)]<0>"},
+		{"(body.peek[header.fields (from from)])", "BODY[HEADER.FIELDS (FROM FROM)]"},
+		{"binary.peek[1]", "BINARY[1]"},
+		{"binary[2.1]<10.10>", "BINARY[2.1]<10>|seen"},
+		{"binary.peek[]", "BINARY[]"},
+		{"binary.size[1]", "BINARY.SIZE[1]"},
+		{"binary.size[]", "BINARY.SIZE[]"},
+		{"(binary.size[1] binary.peek[1])", "BINARY.SIZE[1],BINARY[1]"},
+		{"binary.size[1]<0.1>", NULL},
+		{"binary.peek[header]", NULL},
+		{"binary.peek[1.mime]", NULL},
+		{"body[mime]", NULL},
+		{"body[0]", NULL},
+		{"body[01]", NULL},
+		{"body[1.]", NULL},
+		{"body[.1]", NULL},
+		{"body[1..2]", NULL},
+		{"body[header.fields]", NULL},
+		{"body[header.fields ()]", NULL},
+		{"body[header.fields (a:b)]", NULL},
+		{"body[header.fields (a  b)]", NULL},
+		{"body[header.fields (a)x]", NULL},
+		{"body[text]<1>", NULL},
+		{"body[text]<1.0>", NULL},
+		{"body[text]<x.1>", NULL},
+		{"body[text]<1.2", NULL},
+		{"body[foo]", NULL},
+		{"body.peek", NULL},
+		{"foo", NULL},
+		{"\"flags\"", NULL},
+		{"(flags (uid))", NULL},
+		{"flags extra", NULL},
+		{"(flags) (changedsince 12345)", "FLAGS,MODSEQ|cs=12345"},
+		{"(flags modseq) (changedsince 0)", "FLAGS,MODSEQ|cs=0"},
+		{"(uid) (changedsince 5 vanished)", "UID,MODSEQ|cs=5|v"},
+		{"(uid) (vanished changedsince 5)", "UID,MODSEQ|cs=5|v"},
+		{"(uid) (vanished)", NULL},
+		{"(uid) (changedsince)", NULL},
+		{"(uid) (changedsince x)", NULL},
+		{"(uid) (changedsince 1 changedsince 2)", NULL},
+		{"(uid) ()", NULL},
+		{"(uid) (foo)", NULL},
+		{"body[1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16]", "BODY[1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16]|seen"},
+		{"body[1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17]", NULL},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char line[512];
+		struct imap_args a;
+		const char *err = NULL;
+		snprintf(line, sizeof line, "a FETCH 1 %s", cases[i].args);
+		CHECK_INT((int)i, parse_line(line, &a, &err), 0);
+		struct imap_fetch f;
+		int r = imap_fetch_parse(&a.args[1], &f, &err);
+		CHECK_INT((int)i, r, cases[i].want ? 0 : -1);
+		if (r == 0 && cases[i].want != NULL) {
+			struct buf b = BUF_INIT;
+			for (size_t k = 0; k < f.n; k++)
+				buf_printf(&b, "%s%s", k ? "," : "", f.v[k].label);
+			if (f.sets_seen)
+				buf_appends(&b, "|seen");
+			if (f.has_changedsince)
+				buf_printf(&b, "|cs=%llu", (unsigned long long)f.changedsince);
+			if (f.vanished)
+				buf_appends(&b, "|v");
+			CHECK_STR((int)i, b.data, cases[i].want);
+			buf_free(&b);
+			imap_fetch_free(&f);
+		} else if (r < 0) {
+			CHECK(err != NULL);
+		}
+		imap_args_free(&a);
+	}
+
+	/* the fields of one item */
+	struct imap_args a;
+	const char *err;
+	struct imap_fetch f;
+	CHECK(parse_line("a FETCH 1 (body.peek[2.1.header.fields.not (to cc)]<7.9> envelope)", &a,
+			 &err) == 0);
+	CHECK(imap_fetch_parse(&a.args[1], &f, &err) == 0);
+	CHECK(f.n == 2 && f.v[0].kind == IMAP_FETCH_SECTION && f.v[0].peek && f.v[0].depth == 2 &&
+	      f.v[0].path[0] == 2 && f.v[0].path[1] == 1 && f.v[0].what == MIME_SECT_HEADER &&
+	      f.v[0].fields && f.v[0].fields_not && f.v[0].n_names == 2 &&
+	      strcmp(f.v[0].names[0], "TO") == 0 && strcmp(f.v[0].names[1], "CC") == 0 &&
+	      f.v[0].partial && f.v[0].p_off == 7 && f.v[0].p_len == 9);
+	CHECK(f.v[1].kind == IMAP_FETCH_ENVELOPE && !f.sets_seen && f.need_blob && f.need_cache);
+	imap_fetch_free(&f);
+	imap_args_free(&a);
+	CHECK(parse_line("a FETCH 1 (flags uid)", &a, &err) == 0);
+	CHECK(imap_fetch_parse(&a.args[1], &f, &err) == 0);
+	CHECK(!f.need_blob && !f.need_cache);
+	imap_fetch_free(&f);
+	imap_args_free(&a);
+}
+
 int main(void)
 {
 	test_run("framing", test_framing);
@@ -688,5 +816,6 @@ int main(void)
 	test_run("utf7", test_utf7);
 	test_run("mailbox", test_mailbox);
 	test_run("list_match", test_list_match);
+	test_run("fetch", test_fetch);
 	return test_done("test_imap_parse");
 }

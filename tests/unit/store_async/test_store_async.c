@@ -231,7 +231,7 @@ static void test_mail_list_async(void)
 		{"ALICE@Example.com", "inbox", 0, "1:10;2:70000", ""},
 		{"bob@example.com", "INBOX", 0, "1:5", ""},
 		{"carol@example.com", NULL, -1, "", "no such user carol@example.com"},
-		{"alice@example.com", "Archive", -1, "", "no such mailbox Archive for alice@example.com"},
+		{"alice@example.com", "Nosuch", -1, "", "no such mailbox Nosuch for alice@example.com"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct load ld = {.result = 99};
