@@ -28,6 +28,7 @@
 #include "core/pool.h"
 #include "core/tls.h"
 #include "core/xmalloc.h"
+#include "imap/server.h"
 #include "pop3/server.h"
 #include "smtp/server.h"
 #include "store/store.h"
@@ -128,18 +129,20 @@ static struct store *open_store(const struct config *cfg)
 		return NULL;
 	}
 	store_set_postmaster(st, cfg->postmaster, cfg->hostname);
+	/* IMAP CREATE/RENAME, and the admin CLI's mailbox commands alike */
+	store_set_limits(st, (unsigned)cfg->imap_max_mailboxes, (unsigned)cfg->imap_max_mailbox_name);
 	return st;
 }
 
 /* ---- serve ---- */
 
-/* What a listener serves: one of the SMTP roles or one of the POP3 roles. */
-enum listen_kind { LISTEN_SMTP, LISTEN_POP3 };
+/* What a listener serves: one of the SMTP, POP3 or IMAP roles. */
+enum listen_kind { LISTEN_SMTP, LISTEN_POP3, LISTEN_IMAP };
 
 struct accept_ctx {
 	struct daemon *d;
 	enum listen_kind kind;
-	int role; /* enum smtp_role or enum pop3_role */
+	int role; /* enum smtp_role, enum pop3_role or enum imap_role */
 	const char *name;
 };
 
@@ -147,6 +150,7 @@ struct daemon {
 	struct loop *loop;
 	struct smtp_server *smtp;
 	struct pop3_server *pop3;
+	struct imap_server *imap;
 	struct listener *listeners[64];
 	int n_listeners;
 	int sigfd;
@@ -157,6 +161,8 @@ static void on_accept(void *arg, int fd)
 	struct accept_ctx *a = arg;
 	if (a->kind == LISTEN_POP3)
 		pop3_server_accept(a->d->pop3, fd, (enum pop3_role)a->role);
+	else if (a->kind == LISTEN_IMAP)
+		imap_server_accept(a->d->imap, fd, (enum imap_role)a->role);
 	else
 		smtp_server_accept(a->d->smtp, fd, (enum smtp_role)a->role);
 }
@@ -322,24 +328,26 @@ static void drain_tick(void *arg)
 {
 	struct drain *dr = arg;
 	struct loop *l = dr->d->loop;
-	int busy_smtp = 0, busy_pop3 = 0;
+	int busy_smtp = 0, busy_pop3 = 0, busy_imap = 0;
 
 	dr->tick = NULL; /* freed by the loop before this call */
 	int left = smtp_server_shutdown(dr->d->smtp, &busy_smtp) +
-		   pop3_server_shutdown(dr->d->pop3, &busy_pop3);
+		   pop3_server_shutdown(dr->d->pop3, &busy_pop3) +
+		   imap_server_shutdown(dr->d->imap, &busy_imap);
 	uint64_t now = loop_now(l);
+	int busy = busy_smtp + busy_pop3 + busy_imap;
 
-	dr->busy = busy_smtp + busy_pop3;
+	dr->busy = busy;
 	if (left == 0) {
 		loop_stop(l);
 		return;
 	}
-	if (busy_smtp + busy_pop3 == 0 && dr->idle_ms == 0)
+	if (busy == 0 && dr->idle_ms == 0)
 		dr->idle_ms = now;
-	if (busy_smtp + busy_pop3 > 0 && now - dr->start_ms >= dr->wait_ms) {
+	if (busy > 0 && now - dr->start_ms >= dr->wait_ms) {
 		log_warn("shutdown: %d sessions left after %llu ms (%d waiting on a commit, "
 			 "login or expunge); closing them",
-			 left, (unsigned long long)dr->wait_ms, busy_smtp + busy_pop3);
+			 left, (unsigned long long)dr->wait_ms, busy);
 		loop_stop(l);
 		return;
 	}
@@ -389,9 +397,12 @@ static int cmd_serve(const struct config *cfg)
 		{&d, LISTEN_SMTP, SMTP_ROLE_SUBMISSIONS, "submissions"},
 		{&d, LISTEN_POP3, POP3_ROLE_POP3, "pop3"},
 		{&d, LISTEN_POP3, POP3_ROLE_POP3S, "pop3s"},
+		{&d, LISTEN_IMAP, IMAP_ROLE_IMAP, "imap"},
+		{&d, LISTEN_IMAP, IMAP_ROLE_IMAPS, "imaps"},
 	};
 	const char *lists[] = {cfg->smtp_listen, cfg->submission_listen, cfg->submissions_listen,
-			       cfg->pop3_listen, cfg->pop3s_listen};
+			       cfg->pop3_listen, cfg->pop3s_listen, cfg->imap_listen,
+			       cfg->imaps_listen};
 	struct store *st = NULL;
 	struct pool *workers = NULL;
 	struct auth_login *login = NULL;
@@ -439,6 +450,7 @@ static int cmd_serve(const struct config *cfg)
 	login = auth_login_new(&lc);
 	d.smtp = smtp_server_new(d.loop, workers, st, cfg, tls, login);
 	d.pop3 = pop3_server_new(d.loop, workers, st, cfg, tls, login);
+	d.imap = imap_server_new(d.loop, workers, st, cfg, tls, login);
 	d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (d.sigfd < 0 || loop_add(d.loop, d.sigfd, LOOP_READ, on_signal, &d) < 0) {
 		log_err("signalfd: %s", strerror(errno));
@@ -462,6 +474,8 @@ out:
 		smtp_server_free(&d.smtp);
 	if (d.pop3)
 		pop3_server_free(&d.pop3);
+	if (d.imap)
+		imap_server_free(&d.imap);
 	if (d.sigfd >= 0) {
 		loop_del(d.loop, d.sigfd);
 		close(d.sigfd);

@@ -235,6 +235,115 @@ class Client:
         return self.buf
 
 
+# --------------------------------------------------------------------------
+# A raw IMAP client: tagged commands, responses as lines (literals inline)
+# --------------------------------------------------------------------------
+def imap_quote(s):
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class ImapResponse:
+    def __init__(self, tag, untagged, tagged):
+        self.tag = tag
+        self.untagged = untagged  # ["* ..."] (literals joined in, as bytes decoded)
+        self.tagged = tagged      # "tag OK ..." line
+        parts = tagged.split(" ", 2)
+        self.status = parts[1] if len(parts) > 1 else ""
+        self.text = parts[2] if len(parts) > 2 else ""
+        self.ok = self.status == "OK"
+
+    def __repr__(self):
+        return "ImapResponse(%r, %r)" % (self.untagged, self.tagged)
+
+
+class ImapClient:
+    """Raw IMAP client: send lines, read responses. No hidden retries."""
+
+    def __init__(self, host, port, tls=False, timeout=SOCK_TIMEOUT, read_greeting=True):
+        self.host, self.port, self.timeout = host, port, timeout
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.settimeout(timeout)
+        if tls:
+            self.sock = client_tls_context().wrap_socket(self.sock)
+        self.buf = b""
+        self.n = 0
+        self.greeting = self.readline() if read_greeting else None
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.sock.sendall(data)
+
+    def _fill(self, deadline):
+        if time.monotonic() > deadline:
+            raise socket.timeout("no complete line within %.0fs; have %r" % (self.timeout, self.buf[:200]))
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ClosedError("connection closed; pending %r" % self.buf[:200])
+        self.buf += chunk
+
+    def readline(self):
+        """One response line; a literal {N} at its end is read and joined in."""
+        deadline = time.monotonic() + self.timeout
+        out = b""
+        while True:
+            while b"\r\n" not in self.buf:
+                self._fill(deadline)
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            out += line
+            m = re.search(rb"\{(\d+)\}$", line)
+            if not m:
+                return out.decode("utf-8", "replace")
+            n = int(m.group(1))
+            while len(self.buf) < n:
+                self._fill(deadline)
+            out += b"\r\n" + self.buf[:n]
+            self.buf = self.buf[n:]
+
+    def next_tag(self):
+        self.n += 1
+        return "a%03d" % self.n
+
+    def read_response(self, tag):
+        untagged = []
+        for _ in range(1000000):
+            line = self.readline()
+            if line.startswith(tag + " "):
+                return ImapResponse(tag, untagged, line)
+            untagged.append(line)
+        raise AssertionError("response too long")
+
+    def cmd(self, line):
+        tag = self.next_tag()
+        self.send(tag + " " + line + "\r\n" if isinstance(line, str) else tag.encode() + b" " + line + b"\r\n")
+        return self.read_response(tag)
+
+    def starttls(self):
+        r = self.cmd("STARTTLS")
+        assert r.ok, r
+        assert self.buf == b"", "server sent bytes after OK to STARTTLS: %r" % self.buf
+        self.sock = client_tls_context().wrap_socket(self.sock)
+        return r
+
+    def expect_closed(self, timeout=5.0):
+        return Client.expect_closed(self, timeout)
+
+    def pending(self, wait=0.5):
+        return Client.pending(self, wait)
+
+
 def dot_stuff(message):
     if isinstance(message, str):
         message = message.encode("utf-8")
@@ -311,8 +420,8 @@ class Postern:
     def __init__(self, workdir, tls_pair=None, data_dir=None, **opts):
         self.dir = str(workdir)
         self.host = _random_loopback()
-        self.ports = dict(zip(("mx", "submission", "submissions", "pop3", "pop3s"),
-                              _free_ports(self.host, 5)))
+        self.ports = dict(zip(("mx", "submission", "submissions", "pop3", "pop3s", "imap", "imaps"),
+                              _free_ports(self.host, 7)))
         self.data_dir = data_dir or os.path.join(self.dir, "data")
         self.conf = os.path.join(self.dir, "postern.conf")
         self.log_path = os.path.join(self.dir, "postern.log")
@@ -326,6 +435,8 @@ class Postern:
         o["submissions_listen"] = "%s:%d" % (self.host, self.ports["submissions"])
         o["pop3_listen"] = "%s:%d" % (self.host, self.ports["pop3"])
         o["pop3s_listen"] = "%s:%d" % (self.host, self.ports["pop3s"])
+        o["imap_listen"] = "%s:%d" % (self.host, self.ports["imap"])
+        o["imaps_listen"] = "%s:%d" % (self.host, self.ports["imaps"])
         if tls_pair:
             o["tls_cert"], o["tls_key"] = tls_pair
         o.update({k: str(v) for k, v in opts.items() if v is not None})
@@ -458,6 +569,29 @@ class Postern:
         if tls is None:
             tls = role == "submissions"
         return Client(self.host, self.ports[role], tls=tls, **kw)
+
+    def imap(self, role="imap", tls=None, **kw):
+        """A raw IMAP client (ImapClient) on the imap (STARTTLS) or imaps role."""
+        if tls is None:
+            tls = role == "imaps"
+        return ImapClient(self.host, self.ports[role], tls=tls, **kw)
+
+    def imap_login(self, user="alice@example.test", password=None, role="imaps"):
+        """A raw IMAP client logged in (over implicit TLS by default)."""
+        c = self.imap(role)
+        if role == "imap":
+            c.starttls()
+        r = c.cmd("LOGIN %s %s" % (imap_quote(user), imap_quote(password or USERS[user])))
+        assert r.ok, r
+        return c
+
+    def imaplib(self, role="imaps"):
+        """A Python imaplib client (not logged in)."""
+        import imaplib
+        if role == "imaps":
+            return imaplib.IMAP4_SSL(self.host, self.ports[role], ssl_context=client_tls_context(),
+                                     timeout=SOCK_TIMEOUT)
+        return imaplib.IMAP4(self.host, self.ports[role], timeout=SOCK_TIMEOUT)
 
     def authed(self, user="alice@example.test", password=None, role="submission"):
         """A submission session after EHLO, STARTTLS (587), EHLO, AUTH PLAIN."""
