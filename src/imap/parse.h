@@ -340,6 +340,15 @@ struct imap_search {
 int imap_search_parse(const struct imap_arg *args, size_t max_keys, struct imap_search *s,
 		      bool *bad_charset_r, const char **err_r);
 void imap_search_free(struct imap_search *s);
+/* Notes on imap_search_parse: FROM, TO, CC, BCC and SUBJECT are HEADER keys
+ * with str2 the field name in upper case; RECENT is FLAG with IMAP_F_RECENT;
+ * NEW and OLD keep their kinds; MODSEQ's optional entry name and type are
+ * checked and ignored. OR/NOT nesting is bounded by IMAP_SEARCH_MAX_DEPTH
+ * (clients chain ORs: "OR OR OR a b c d"), parentheses by IMAP_MAX_DEPTH
+ * through the argument tree. "RETURN ()" sets ret_all. s->charset points
+ * into the argument tree (valid while it is). Strings must be valid UTF-8
+ * (both accepted charsets are UTF-8 compatible), else -1. */
+#define IMAP_SEARCH_MAX_DEPTH 128
 
 /* ---- output ---- */
 /* Appends s as an atom when it can be one, else a quoted string, else a

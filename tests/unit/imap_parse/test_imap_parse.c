@@ -805,6 +805,222 @@ static void test_fetch(void)
 	imap_args_free(&a);
 }
 
+static void key_render(const struct imap_search_key *k, struct buf *out)
+{
+	static const char *const names[] = {
+		[IMAP_SK_ALL] = "ALL",         [IMAP_SK_AND] = "AND",
+		[IMAP_SK_OR] = "OR",           [IMAP_SK_NOT] = "NOT",
+		[IMAP_SK_SEQSET] = "SEQ",      [IMAP_SK_UIDSET] = "UID",
+		[IMAP_SK_FLAG] = "FLAG",       [IMAP_SK_UNFLAG] = "UNFLAG",
+		[IMAP_SK_KEYWORD] = "KW",      [IMAP_SK_UNKEYWORD] = "UNKW",
+		[IMAP_SK_NEW] = "NEW",         [IMAP_SK_OLD] = "OLD",
+		[IMAP_SK_BEFORE] = "BEFORE",   [IMAP_SK_ON] = "ON",
+		[IMAP_SK_SINCE] = "SINCE",     [IMAP_SK_SENTBEFORE] = "SENTBEFORE",
+		[IMAP_SK_SENTON] = "SENTON",   [IMAP_SK_SENTSINCE] = "SENTSINCE",
+		[IMAP_SK_LARGER] = "LARGER",   [IMAP_SK_SMALLER] = "SMALLER",
+		[IMAP_SK_HEADER] = "HEADER",   [IMAP_SK_BODY] = "BODY",
+		[IMAP_SK_TEXT] = "TEXT",       [IMAP_SK_MODSEQ] = "MODSEQ",
+		[IMAP_SK_OLDER] = "OLDER",     [IMAP_SK_YOUNGER] = "YOUNGER",
+	};
+	buf_appends(out, names[k->kind]);
+	switch (k->kind) {
+	case IMAP_SK_AND:
+	case IMAP_SK_OR:
+	case IMAP_SK_NOT:
+		buf_appendc(out, '(');
+		for (size_t i = 0; i < k->n_sub; i++) {
+			if (i > 0)
+				buf_appendc(out, ' ');
+			key_render(&k->sub[i], out);
+		}
+		buf_appendc(out, ')');
+		break;
+	case IMAP_SK_SEQSET:
+	case IMAP_SK_UIDSET:
+		buf_appendc(out, ':');
+		set_render(&k->set, out);
+		break;
+	case IMAP_SK_FLAG:
+	case IMAP_SK_UNFLAG:
+		buf_printf(out, ":%u", k->flags);
+		break;
+	case IMAP_SK_KEYWORD:
+	case IMAP_SK_UNKEYWORD:
+	case IMAP_SK_BODY:
+	case IMAP_SK_TEXT:
+		buf_printf(out, ":%s", k->str);
+		break;
+	case IMAP_SK_HEADER:
+		buf_printf(out, ":%s:%s", k->str2, k->str);
+		break;
+	case IMAP_SK_BEFORE:
+	case IMAP_SK_ON:
+	case IMAP_SK_SINCE:
+	case IMAP_SK_SENTBEFORE:
+	case IMAP_SK_SENTON:
+	case IMAP_SK_SENTSINCE:
+		buf_printf(out, ":%d", (int)k->day);
+		break;
+	case IMAP_SK_LARGER:
+	case IMAP_SK_SMALLER:
+	case IMAP_SK_MODSEQ:
+	case IMAP_SK_OLDER:
+	case IMAP_SK_YOUNGER:
+		buf_printf(out, ":%llu", (unsigned long long)k->num);
+		break;
+	default:
+		break;
+	}
+}
+
+static void test_search(void)
+{
+	static const struct {
+		const char *args;
+		const char *want; /* NULL: error; "!cs": bad charset */
+	} cases[] = {
+		{"ALL", "AND(ALL)"},
+		{"all", "AND(ALL)"},
+		{"", NULL},
+		{"1:3,5 UID 10:*", "AND(SEQ:1:3,5 UID:10:*)"},
+		{"$", "AND(SEQ:$)"},
+		{"UID $", "AND(UID:$)"},
+		{"answered deleted draft flagged seen recent", "AND(FLAG:2 FLAG:8 FLAG:16 FLAG:4 FLAG:1 FLAG:32)"},
+		{"unanswered undeleted undraft unflagged unseen new old",
+		 "AND(UNFLAG:2 UNFLAG:8 UNFLAG:16 UNFLAG:4 UNFLAG:1 NEW OLD)"},
+		{"FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"",
+		 "AND(FLAG:4 SINCE:8797 NOT(HEADER:FROM:Smith))"},
+		{"before 1-Jan-1970 on \"2-jan-1970\" sentbefore 1-Jan-1970 senton 1-Jan-1970 sentsince 1-Jan-1970",
+		 "AND(BEFORE:0 ON:1 SENTBEFORE:0 SENTON:0 SENTSINCE:0)"},
+		{"before 1-Jan-70", NULL},
+		{"before", NULL},
+		{"from a to b cc c bcc d subject e",
+		 "AND(HEADER:FROM:a HEADER:TO:b HEADER:CC:c HEADER:BCC:d HEADER:SUBJECT:e)"},
+		{"subject NIL", "AND(HEADER:SUBJECT:NIL)"},
+		{"body nil text \"x y\"", "AND(BODY:nil TEXT:x y)"},
+		{"header x-foo \"\"", "AND(HEADER:x-foo:)"},
+		{"header \"\" x", NULL},
+		{"header a:b x", NULL},
+		{"header subject", NULL},
+		{"keyword $Forwarded unkeyword foo", "AND(KW:$Forwarded UNKW:foo)"},
+		{"keyword \\Seen", NULL},
+		{"keyword", NULL},
+		{"larger 100 smaller 4294967296", "AND(LARGER:100 SMALLER:4294967296)"},
+		{"larger x", NULL},
+		{"larger -1", NULL},
+		{"older 10 younger 20", "AND(OLDER:10 YOUNGER:20)"},
+		{"older 0", NULL},
+		{"OR seen flagged", "AND(OR(FLAG:1 FLAG:4))"},
+		{"OR OR seen flagged draft", "AND(OR(OR(FLAG:1 FLAG:4) FLAG:16))"},
+		{"OR seen", NULL},
+		{"NOT", NULL},
+		{"NOT NOT seen", "AND(NOT(NOT(FLAG:1)))"},
+		{"(seen flagged) (deleted)", "AND(AND(FLAG:1 FLAG:4) AND(FLAG:8))"},
+		{"()", NULL},
+		{"OR (seen flagged) NOT (1:2)", "AND(OR(AND(FLAG:1 FLAG:4) NOT(AND(SEQ:1:2))))"},
+		{"modseq 5", "AND(MODSEQ:5)"},
+		{"modseq \"/flags/\\\\draft\" all 620162338", "AND(MODSEQ:620162338)"},
+		{"modseq \"/flags/$x\" priv 0", "AND(MODSEQ:0)"},
+		{"modseq \"/foo/x\" all 1", NULL},
+		{"modseq \"/flags/x\" bogus 1", NULL},
+		{"modseq x", NULL},
+		{"foo", NULL},
+		{"0", NULL},
+		{"1:x", NULL},
+		{"\"seen\"", NULL},
+		{"uid", NULL},
+		{"uid foo", NULL},
+		{"CHARSET UTF-8 TEXT \"\xc3\xa4\"", "AND(TEXT:\xc3\xa4)|UTF-8"},
+		{"charset us-ascii all", "AND(ALL)|us-ascii"},
+		{"CHARSET ISO-8859-1 TEXT x", "!cs"},
+		{"CHARSET", NULL},
+		{"CHARSET UTF-8", NULL},
+		{"RETURN (MIN MAX) ALL", "AND(ALL)|esearch min max"},
+		{"RETURN () ALL", "AND(ALL)|esearch all"},
+		{"RETURN (count save all) CHARSET UTF-8 1:*", "AND(SEQ:1:*)|UTF-8|esearch all count save"},
+		{"RETURN (partial 1:*) all", NULL},
+		{"RETURN (partial 1) all", NULL},
+		{"RETURN ALL", NULL},
+		{"RETURN (MIN)", NULL},
+		{"ALL RETURN (MIN)", NULL},
+		{"ALL CHARSET UTF-8", NULL},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char line[512];
+		struct imap_args a;
+		const char *err = NULL;
+		bool badcs = false;
+		snprintf(line, sizeof line, "a SEARCH %s", cases[i].args);
+		if (parse_line(line, &a, &err) != 0) {
+			CHECK_INT((int)i, -1, 0);
+			continue;
+		}
+		struct imap_search sr;
+		int r = imap_search_parse(a.args, 100, &sr, &badcs, &err);
+		const char *want = cases[i].want;
+		bool want_cs = want != NULL && strcmp(want, "!cs") == 0;
+		CHECK_INT((int)i, r, want != NULL && !want_cs ? 0 : -1);
+		CHECK_INT((int)i, badcs, want_cs);
+		if (r == 0) {
+			struct buf b = BUF_INIT;
+			key_render(&sr.root, &b);
+			if (sr.charset)
+				buf_printf(&b, "|%s", sr.charset);
+			if (sr.esearch)
+				buf_printf(&b, "|esearch%s%s%s%s%s", sr.ret_min ? " min" : "",
+					   sr.ret_max ? " max" : "", sr.ret_all ? " all" : "",
+					   sr.ret_count ? " count" : "", sr.ret_save ? " save" : "");
+			CHECK_STR((int)i, b.data, want);
+			buf_free(&b);
+			imap_search_free(&sr);
+		} else {
+			CHECK(err != NULL);
+		}
+		imap_args_free(&a);
+	}
+
+	/* a literal string that is not UTF-8 */
+	struct imap_arg lit[3] = {
+		{.type = IMAP_ARG_ATOM, .str = "TEXT", .len = 4},
+		{.type = IMAP_ARG_LITERAL, .str = "\xc3", .len = 1},
+		{.type = IMAP_ARG_EOL, .str = ""},
+	};
+	{
+		const char *e;
+		bool bc;
+		struct imap_search s2;
+		CHECK(imap_search_parse(lit, 10, &s2, &bc, &e) == -1 && !bc);
+		lit[1].str = "\xc3\xa4";
+		lit[1].len = 2;
+		CHECK(imap_search_parse(lit, 10, &s2, &bc, &e) == 0);
+		imap_search_free(&s2);
+	}
+
+	/* limits: keys and OR/NOT depth */
+	struct buf line = BUF_INIT;
+	struct imap_args a;
+	const char *err;
+	bool badcs;
+	struct imap_search sr;
+	buf_appends(&line, "a SEARCH");
+	for (int i = 0; i < 10; i++)
+		buf_appends(&line, " SEEN");
+	CHECK(parse_line(line.data, &a, &err) == 0);
+	CHECK(imap_search_parse(a.args, 9, &sr, &badcs, &err) == -1);
+	CHECK(imap_search_parse(a.args, 10, &sr, &badcs, &err) == 0);
+	imap_search_free(&sr);
+	imap_args_free(&a);
+	buf_reset(&line);
+	buf_appends(&line, "a SEARCH");
+	for (int i = 0; i < IMAP_SEARCH_MAX_DEPTH + 1; i++)
+		buf_appends(&line, " NOT");
+	buf_appends(&line, " SEEN");
+	CHECK(parse_line(line.data, &a, &err) == 0);
+	CHECK(imap_search_parse(a.args, 10000, &sr, &badcs, &err) == -1);
+	imap_args_free(&a);
+	buf_free(&line);
+}
+
 int main(void)
 {
 	test_run("framing", test_framing);
@@ -817,5 +1033,6 @@ int main(void)
 	test_run("mailbox", test_mailbox);
 	test_run("list_match", test_list_match);
 	test_run("fetch", test_fetch);
+	test_run("search", test_search);
 	return test_done("test_imap_parse");
 }
