@@ -279,6 +279,7 @@ void imap_flags_to_store(struct buf *out, unsigned sys, const char *kw)
 		buf_appends(out, kw);
 	}
 	buf_reserve(out, 1); /* data is a C string even when empty */
+	out->data[out->len] = '\0';
 }
 
 void imap_reply_reading(struct imap_session *s, const char *status, const char *code,

@@ -16,7 +16,6 @@
 /* A command parked on the store; the session outlives it (busy). */
 struct op {
 	struct imap_session *s;
-	uint64_t sel_name_check; /* unused */
 	uint32_t *uids;
 	size_t n;
 	bool silent;
@@ -227,6 +226,23 @@ void imap_cmd_store(struct imap_session *s, const struct imap_arg *args)
 		imap_tagged(s, "OK", NULL, "%s completed", s->uid ? "UID STORE" : "STORE");
 		return;
 	}
+	if (have_unchanged && unchangedsince == 0) {
+		/* RFC 7162 3.1.3: UNCHANGEDSINCE 0 fails for every message */
+		struct buf mod = BUF_INIT;
+		size_t n = 0;
+		uint32_t *v = imap_idxset_uids(s, &set, &n);
+		if (!s->uid)
+			for (size_t i = 0; i < n; i++)
+				v[i] = imap_view_seq(s, v[i]);
+		buf_appends(&mod, "MODIFIED ");
+		imap_seqset_format(&mod, v, n);
+		imap_tagged(s, "OK", mod.data, "Conditional STORE failed");
+		buf_free(&mod);
+		free(v);
+		imap_idxset_free(&set);
+		buf_free(&kw);
+		return;
+	}
 	imap_flags_to_store(&flags, sys, kw.len > 0 ? kw.data : "");
 	buf_free(&kw);
 	o = xcalloc(1, sizeof *o);
@@ -236,12 +252,8 @@ void imap_cmd_store(struct imap_session *s, const struct imap_arg *args)
 	imap_idxset_free(&set);
 	session_park(&s->base);
 	s->base.busy++;
-	/* UNCHANGEDSINCE 0 is a real test (RFC 7162 3.1.3: always fails
-	 * for a message with a mod-sequence): pass it as given; the store's
-	 * 0 means none, so a 0 becomes a test nothing passes */
 	store_flags(s->srv->st, s->user, s->sel->name, s->sel->uidvalidity, o->uids, o->n, op,
-		    flags.data, have_unchanged ? (unchangedsince ? unchangedsince : 0) : 0,
-		    store_done, o);
+		    flags.data, unchangedsince, store_done, o);
 	buf_free(&flags);
 }
 
@@ -447,6 +459,13 @@ static void expunge_read(void *arg, int result, const char *err)
 		imap_cmd_done(s);
 		return;
 	}
+	/* only what the client knows: a message it was not told about yet
+	 * is not expunged under it */
+	size_t w = 0;
+	for (size_t i = 0; i < o->n_del; i++)
+		if (imap_view_seq(s, o->del[i]) != 0)
+			o->del[w++] = o->del[i];
+	o->n_del = w;
 	if (o->n_del == 0) {
 		session_release(&s->base);
 		op_free(o);
