@@ -58,6 +58,11 @@ static void usage(FILE *f)
 		"  alias del ALIAS [TARGET]\n"
 		"  alias list [DOMAIN]\n"
 		"  mailbox list USER\n"
+		"  mailbox create USER NAME       also creates missing parents (\"a/b\": \"a\")\n"
+		"  mailbox delete USER NAME       refused for INBOX and mailboxes with children\n"
+		"  mailbox rename USER NAME NEW   children follow; INBOX: its messages move\n"
+		"  quota set USER STORAGE MESSAGES  limits (sizes take k/m/g; 0 = none)\n"
+		"  quota get USER                 usage and limits (0 = none)\n"
 		"  mail list USER [MAILBOX]       UID SIZE INTERNALDATE FLAGS\n"
 		"  mail cat USER UID [MAILBOX]    write the stored message to stdout\n"
 		"  queue list                     outbound recipients waiting for delivery\n");
@@ -654,6 +659,146 @@ static int cat_fd(int fd)
 	return n < 0 ? -1 : 0;
 }
 
+/* ---- mailbox and quota ---- */
+
+struct admin_wait {
+	struct loop *l;
+	bool done;
+	int result;
+};
+
+static void admin_done(void *arg, int result)
+{
+	struct admin_wait *w = arg;
+	w->done = true;
+	w->result = result;
+	loop_stop(w->l);
+}
+
+static const char *store_res_text(int r)
+{
+	switch (r) {
+	case STORE_NONEXISTENT:
+		return "no such mailbox";
+	case STORE_EXISTS:
+		return "the mailbox already exists";
+	case STORE_OVERQUOTA:
+		return "over quota";
+	case STORE_LIMIT:
+		return "too many mailboxes, or the name is too long";
+	case STORE_CHANGED:
+		return "the mailbox was replaced meanwhile";
+	case STORE_HASCHILDREN:
+		return "the mailbox has children; delete them first";
+	case STORE_CANNOT:
+		return "not possible (INBOX cannot be deleted; a mailbox cannot move into itself;"
+		       " names need no empty level, no '%' or '*', UTF-8)";
+	default:
+		return "failed (see the log)";
+	}
+}
+
+/* The IMAP-section writes run on a committer: the command runs one of its
+ * own beside the daemon's (SQLite serialises them) and waits for it. */
+static int cmd_mailbox(struct store *st, int argc, char **argv)
+{
+	if (argc == 2 && strcmp(argv[0], "list") == 0)
+		return store_mailbox_list(st, argv[1], print_name, NULL) < 0;
+	bool create = argc == 3 && strcmp(argv[0], "create") == 0;
+	bool del = argc == 3 && strcmp(argv[0], "delete") == 0;
+	bool ren = argc == 4 && strcmp(argv[0], "rename") == 0;
+	if (!create && !del && !ren) {
+		usage(stderr);
+		return 2;
+	}
+	char *hash = NULL;
+	int k = store_user_hash(st, argv[1], &hash);
+	free(hash);
+	if (k <= 0) {
+		fprintf(stderr, "postern: %s\n",
+			k < 0 ? "database error" : "no such user");
+		return 1;
+	}
+	struct admin_wait w = {.l = loop_new()};
+	if (store_start_admin(st, w.l) < 0) {
+		loop_free(&w.l);
+		fprintf(stderr, "postern: cannot start the store's committer\n");
+		return 1;
+	}
+	if (create)
+		store_mailbox_create(st, argv[1], argv[2], NULL, admin_done, &w);
+	else if (del)
+		store_mailbox_delete(st, argv[1], argv[2], admin_done, &w);
+	else
+		store_mailbox_rename(st, argv[1], argv[2], argv[3], admin_done, &w);
+	while (!w.done)
+		loop_run(w.l);
+	store_wait_idle(st);
+	loop_free(&w.l);
+	if (w.result != STORE_OK) {
+		fprintf(stderr, "postern: %s: %s\n", argv[2], store_res_text(w.result));
+		return 1;
+	}
+	return 0;
+}
+
+/* "10m", "512k", "0": k/m/g as in the configuration (binary multiples). */
+static int parse_amount(const char *s, bool units, uint64_t *v_r)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || s[0] == '-')
+		return -1;
+	uint64_t mul = 1;
+	if (units && *end != '\0' && end[1] == '\0') {
+		switch (*end | 0x20) {
+		case 'k':
+			mul = 1024;
+			break;
+		case 'm':
+			mul = 1024 * 1024;
+			break;
+		case 'g':
+			mul = 1024ULL * 1024 * 1024;
+			break;
+		default:
+			return -1;
+		}
+		end++;
+	}
+	if (*end != '\0' || v > INT64_MAX / mul)
+		return -1;
+	*v_r = v * mul;
+	return 0;
+}
+
+static int cmd_quota(struct store *st, int argc, char **argv)
+{
+	char *err = NULL;
+	if (argc == 4 && strcmp(argv[0], "set") == 0) {
+		uint64_t storage, messages;
+		if (parse_amount(argv[2], true, &storage) < 0 ||
+		    parse_amount(argv[3], false, &messages) < 0) {
+			fprintf(stderr, "postern: bad limit (STORAGE: a size like 100m; MESSAGES:"
+					" a number; 0 = none)\n");
+			return 2;
+		}
+		return report(store_quota_set(st, argv[1], storage, messages, &err), err);
+	}
+	if (argc == 2 && strcmp(argv[0], "get") == 0) {
+		struct store_quota q;
+		if (store_quota_get(st, argv[1], &q, &err) < 0)
+			return report(-1, err);
+		printf("storage used=%llu limit=%llu\nmessages used=%llu limit=%llu\n",
+		       (unsigned long long)q.storage_used, (unsigned long long)q.storage_limit,
+		       (unsigned long long)q.message_used, (unsigned long long)q.message_limit);
+		return fflush(stdout) != 0;
+	}
+	usage(stderr);
+	return 2;
+}
+
 static int cmd_mail(struct store *st, int argc, char **argv)
 {
 	char *err = NULL;
@@ -736,7 +881,8 @@ int main(int argc, char **argv)
 		ret = cmd_serve(&cfg);
 	} else if (strcmp(cmd, "domain") == 0 || strcmp(cmd, "user") == 0 ||
 		   strcmp(cmd, "alias") == 0 || strcmp(cmd, "mailbox") == 0 ||
-		   strcmp(cmd, "mail") == 0 || strcmp(cmd, "queue") == 0) {
+		   strcmp(cmd, "mail") == 0 || strcmp(cmd, "queue") == 0 ||
+		   strcmp(cmd, "quota") == 0) {
 		umask(077);
 		struct store *st = mkdir_private(cfg.data_dir) == 0 && drop_privileges(&cfg, false) == 0
 					   ? open_store(&cfg)
@@ -753,8 +899,10 @@ int main(int argc, char **argv)
 			ret = cmd_alias(st, argc - 1, argv + 1);
 		else if (strcmp(cmd, "mail") == 0)
 			ret = cmd_mail(st, argc - 1, argv + 1);
-		else if (strcmp(cmd, "mailbox") == 0 && argc == 3 && strcmp(argv[1], "list") == 0)
-			ret = store_mailbox_list(st, argv[2], print_name, NULL) < 0;
+		else if (strcmp(cmd, "mailbox") == 0)
+			ret = cmd_mailbox(st, argc - 1, argv + 1);
+		else if (strcmp(cmd, "quota") == 0)
+			ret = cmd_quota(st, argc - 1, argv + 1);
 		else if (strcmp(cmd, "queue") == 0 && argc == 2 && strcmp(argv[1], "list") == 0)
 			ret = store_queue_list(st, print_name, NULL) < 0;
 		else

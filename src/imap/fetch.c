@@ -460,8 +460,15 @@ static int section_range(const struct fetch_ctx *c, const uint32_t *path, size_t
 			 enum mime_encoding *enc_r)
 {
 	const struct imap_msg *m = c->m;
-	if (m->mc)
-		return mime_cache_section(m->mc, path, depth, what, off_r, len_r, enc_r);
+	if (m->mc) {
+		if (mime_cache_section(m->mc, path, depth, what, off_r, len_r, enc_r) < 0)
+			return -1;
+		/* a cache that does not fit the message (it is checked
+		 * against itself only) never sends bytes past its end */
+		if (m->msg && (*off_r > m->len || *len_r > m->len - *off_r))
+			return -1;
+		return 0;
+	}
 	if (depth == 0 && what == MIME_SECT_BODY && m->msg) {
 		*off_r = 0;
 		*len_r = m->len;
@@ -658,7 +665,9 @@ void imap_fetch_format(const struct imap_fetch *f, const struct imap_fetch_opts 
 			break;
 		case IMAP_FETCH_INTERNALDATE:
 			buf_appends(b, "INTERNALDATE ");
-			imap_format_datetime(b, m->internaldate, m->internaldate_tz);
+			/* imap_format_datetime takes minutes east (parse.c);
+			 * internaldate_tz is in seconds, as the store keeps it */
+			imap_format_datetime(b, m->internaldate, m->internaldate_tz / 60);
 			break;
 		case IMAP_FETCH_RFC822_SIZE:
 			buf_printf(b, "RFC822.SIZE %llu", (unsigned long long)m->size);

@@ -30,7 +30,7 @@ struct imap_msg {
 	uint32_t seq, uid;
 	uint64_t modseq, size;
 	time_t internaldate;
-	int internaldate_tz;
+	int internaldate_tz;   /* seconds east, as store.h keeps it */
 	unsigned sysflags;     /* IMAP_F_*, IMAP_F_RECENT included when recent */
 	const char *keywords;  /* space-separated, may be "" */
 	const char *msg;
@@ -81,7 +81,11 @@ unsigned imap_flags_from_store(const char *flags, const char **keywords_r);
 
 /* SEARCH: true if m matches s. saved: the SEARCHRES result as sorted UIDs
  * (for "$"), or NULL. Dates compare in the zone of the INTERNALDATE
- * (BEFORE/ON/SINCE) or of the Date: header (SENT*), as RFC 9051 says. */
+ * (BEFORE/ON/SINCE) or of the Date: header (SENT*), as RFC 9051 says; a
+ * message without a readable Date: is dated 1970-01-01 (as Dovecot).
+ * Sequence and UID sets must be resolved (imap_seqset_resolve) first.
+ * imap_search_needs_blob: true if a key reads the message (HEADER and its
+ * shortcuts, BODY, TEXT, SENT*); m->msg may be NULL otherwise. */
 bool imap_search_needs_blob(const struct imap_search *s);
 bool imap_search_match(const struct imap_search *s, const struct imap_msg *m,
 		       const uint32_t *saved, size_t n_saved);

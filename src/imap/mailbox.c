@@ -967,9 +967,15 @@ static bool pattern_add(struct imap_session *s, struct list_job *j, const char *
 	/* RFC 9051 6.3.9: the reference and the pattern are one name; a
 	 * pattern can always be interpreted without the reference. */
 	buf_append(&b, ref, rlen);
-	if (!name_decode(s, p, len, &b)) {
+	if (memchr(p, '\0', len) != NULL) {
 		buf_free(&b);
 		return false;
+	}
+	/* A pattern that is not valid modified UTF-7 matches no stored name
+	 * (they are valid UTF-8): taken as it is, it lists nothing. */
+	if (!name_decode(s, p, len, &b)) {
+		b.len = rlen;
+		buf_append(&b, p, len);
 	}
 	j->patterns = xrealloc(j->patterns, (j->n_patterns + 1) * sizeof *j->patterns);
 	j->patterns[j->n_patterns++] = b.data != NULL ? b.data : xstrdup("");

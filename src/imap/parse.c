@@ -28,8 +28,10 @@ void imap_reader_init(struct imap_reader *r)
 {
 	memset(r, 0, sizeof *r);
 	buf_init(&r->cmd);
-	r->max_line = 8192;
-	r->max_command = 65536;
+	/* Dovecot's default line limit is 64 KB, and imaptest's "id" test
+	 * sends a 31 KB line */
+	r->max_line = 65536;
+	r->max_command = 262144;
 	r->max_literal = 65536;
 	r->max_nonsync = UINT64_MAX;
 	r->state = RS_LINE;

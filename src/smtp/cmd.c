@@ -202,6 +202,16 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 			smtp_rcpt_args_free(&r);
 			return;
 		}
+		/* RFC 3463 X.2.2, temporary as Postfix and Dovecot's LMTP do by
+		 * default (quota_full_tempfail): the account may be emptied. */
+		for (size_t i = 0; i < t.n; i++) {
+			if (t.v[i].user_id > 0 && store_quota_full(st, t.v[i].user_id)) {
+				smtp_reply(s, 452, "4.2.2", "<%s>: Mailbox full", r.addr);
+				store_targets_free(&t);
+				smtp_rcpt_args_free(&r);
+				return;
+			}
+		}
 		for (size_t i = 0; i < t.n; i++) {
 			if (t.v[i].user_id > 0)
 				add_user(tx, t.v[i].user_id);

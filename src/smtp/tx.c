@@ -224,6 +224,11 @@ static void on_commit(void *arg, int result)
 		 * TO decides (550 5.1.1 if it stays gone). */
 		smtp_reply(s, 451, "4.3.0", "Error: a recipient changed during delivery, try again");
 		end_tx(s, 451);
+	} else if (result == STORE_COMMIT_OVERQUOTA) {
+		/* RFC 3463 X.2.2: this message would take an account over its
+		 * quota; nothing was stored for anyone. */
+		smtp_reply(s, 452, "4.2.2", "Mailbox full");
+		end_tx(s, 452);
 	} else {
 		smtp_reply(s, 451, "4.3.0", "Error: queue file write error");
 		end_tx(s, 451);

@@ -212,15 +212,15 @@ static int name_check(const struct store *st, const char *name)
 	return utf8_ok((const unsigned char *)name) ? STORE_OK : STORE_CANNOT;
 }
 
-/* RFC 6154 2 */
-static bool special_use_ok(const char *use)
+/* RFC 6154 2: the registered spelling of use, or NULL if unknown. */
+static const char *special_use_canon(const char *use)
 {
 	static const char *const uses[] = {"\\All",  "\\Archive", "\\Drafts", "\\Flagged",
 					   "\\Junk", "\\Sent",    "\\Trash"};
 	for (size_t i = 0; i < sizeof uses / sizeof uses[0]; i++)
 		if (strcasecmp(use, uses[i]) == 0)
-			return true;
-	return false;
+			return uses[i];
+	return NULL;
 }
 
 static int step_done(sqlite3_stmt *s)
@@ -457,7 +457,7 @@ static int create_body(struct store_op *op, struct store_db *d)
 		return STORE_EXISTS;
 	if ((r = name_check(op->st, op->name)) != STORE_OK)
 		return r;
-	if (op->special_use != NULL && !special_use_ok(op->special_use))
+	if (op->special_use != NULL && special_use_canon(op->special_use) == NULL)
 		return STORE_CANNOT;
 	r = mailbox_find(d, user_id, op->name, NULL);
 	if (r != 0)
@@ -484,11 +484,10 @@ void store_mailbox_create(struct store *st, const char *user, const char *name,
 {
 	struct store_op *op = store_op_new(st, user);
 	op->name = name_dup(name);
-	op->special_use = special_use ? xstrdup(special_use) : NULL;
 	/* RFC 6154: the attribute as registered, whatever the case given */
-	if (op->special_use != NULL && special_use_ok(op->special_use))
-		for (char *p = op->special_use + 2; *p; p++)
-			*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+	if (special_use != NULL && special_use_canon(special_use) != NULL)
+		special_use = special_use_canon(special_use);
+	op->special_use = special_use ? xstrdup(special_use) : NULL;
 	op->body = create_body;
 	op->done = res_done;
 	op->res_cb = cb;

@@ -259,9 +259,10 @@ class ImapResponse:
 class ImapClient:
     """Raw IMAP client: send lines, read responses. No hidden retries."""
 
-    def __init__(self, host, port, tls=False, timeout=SOCK_TIMEOUT, read_greeting=True):
+    def __init__(self, host, port, tls=False, timeout=SOCK_TIMEOUT, read_greeting=True, source=None):
         self.host, self.port, self.timeout = host, port, timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.sock.settimeout(timeout)
         if tls:
             self.sock = client_tls_context().wrap_socket(self.sock)
@@ -576,9 +577,9 @@ class Postern:
             tls = role == "imaps"
         return ImapClient(self.host, self.ports[role], tls=tls, **kw)
 
-    def imap_login(self, user="alice@example.test", password=None, role="imaps"):
+    def imap_login(self, user="alice@example.test", password=None, role="imaps", **kw):
         """A raw IMAP client logged in (over implicit TLS by default)."""
-        c = self.imap(role)
+        c = self.imap(role, **kw)
         if role == "imap":
             c.starttls()
         r = c.cmd("LOGIN %s %s" % (imap_quote(user), imap_quote(password or USERS[user])))

@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT, Postern
 
 ALICE = "alice@example.test"
-SETUP_RUN_PORTS = (2525, 2587, 2465, 2110, 2995)  # setup-run's defaults, 127.0.0.1
+SETUP_RUN_PORTS = (2525, 2587, 2465, 2110, 2995, 2143, 2993)  # setup-run's defaults, 127.0.0.1
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="starting the daemon as root needs root (the suite runs as uid %d)"

@@ -379,6 +379,60 @@ static void test_fetch_binary(void)
 	tmsg_free(&t);
 }
 
+/* Whole commands through the parser (labels as it makes them): the
+ * responses Dovecot gave for the same commands. */
+static void check_parsed(int casenum, struct tmsg *t, const char *line,
+			 const struct imap_fetch_opts *opt, const char *want, size_t want_len)
+{
+	struct imap_reader r;
+	struct buf in = BUF_INIT;
+	struct imap_args a;
+	struct imap_fetch f;
+	const char *err = NULL;
+	memset(&f, 0, sizeof(f));
+	imap_reader_init(&r);
+	r.max_line = r.max_command = 65536;
+	r.max_literal = 65536;
+	buf_appends(&in, line);
+	buf_appends(&in, "\r\n");
+	CHECK_INT(casenum, imap_reader_feed(&r, &in), IMAP_READ_COMMAND);
+	CHECK_INT(casenum, imap_parse_command(&r, &a, &err), 0);
+	CHECK_INT(casenum, imap_fetch_parse(a.args + 1, &f, &err), 0);
+	check_fetch(casenum, t, f.v, f.n, opt, want, want_len);
+	imap_fetch_free(&f);
+	imap_args_free(&a);
+	imap_reader_free(&r);
+	buf_free(&in);
+}
+#define CHECK_PARSED(c, t, line, opt, want) check_parsed(c, t, line, opt, want, sizeof(want) - 1)
+
+static void test_fetch_parsed(void)
+{
+	struct tmsg t;
+	tmsg_init(&t, MSG1, sizeof(MSG1) - 1);
+	CHECK_PARSED(0, &t, "a1 FETCH 1 (BODY.PEEK[HEADER.FIELDS (subject FROM)] BODY.PEEK[5])", NULL,
+		     "* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT FROM)] {41}\r\n"
+		     "From: A <a@example.test>\r\nSubject: hi\r\n\r\n BODY[5] {0}\r\n)\r\n");
+	CHECK_PARSED(1, &t,
+		     "a1 FETCH 1 (BODY.PEEK[]<10000.5> body.peek[]<0.10> "
+		     "BODY.PEEK[HEADER.FIELDS.NOT (Subject)]<0.7> BODY.PEEK[2]<3.100> "
+		     "BODY.PEEK[TEXT]<0.1>)",
+		     NULL,
+		     "* 1 FETCH (BODY[]<10000> {0}\r\n BODY[]<0> {10}\r\nDate: Tue,"
+		     " BODY[HEADER.FIELDS.NOT (SUBJECT)]<0> {7}\r\nDate: T"
+		     " BODY[2]<3> {7}\r\n3Dc=\r\nd BODY[TEXT]<0> {1}\r\np)\r\n");
+	CHECK_PARSED(2, &t, "a1 FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1] BINARY.PEEK[4])", NULL,
+		     "* 1 FETCH (BINARY[1] ~{11}\r\nhello\0world BINARY.SIZE[1] 11"
+		     " BINARY[4] {0}\r\n)\r\n");
+	CHECK_PARSED(3, &t, "a1 FETCH 1 (BODY.PEEK[1.MIME] BODY.PEEK[1.TEXT])", NULL,
+		     "* 1 FETCH (BODY[1.MIME] {63}\r\nContent-Type: text/plain\r\n"
+		     "Content-Transfer-Encoding: base64\r\n\r\n BODY[1.TEXT] {0}\r\n)\r\n");
+	struct imap_fetch_opts uo = {.uid = true};
+	CHECK_PARSED(4, &t, "a4 UID FETCH 1 (FLAGS)", &uo,
+		     "* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent))\r\n");
+	tmsg_free(&t);
+}
+
 /* A message with a text part of n bytes and a base64 part of m bytes. */
 static void big_message(struct buf *msg, size_t n, size_t m, bool nul, uint64_t *b64_off_r,
 			struct buf *raw)
@@ -872,6 +926,7 @@ int main(void)
 	test_run("fetch_cached_structures", test_fetch_cached_structures);
 	test_run("fetch_sections", test_fetch_sections);
 	test_run("fetch_binary", test_fetch_binary);
+	test_run("fetch_parsed", test_fetch_parsed);
 	test_run("fetch_large", test_fetch_large);
 	test_run("decoder_chunks", test_decoder_chunks);
 	test_run("search_keys", test_search_keys);

@@ -1021,6 +1021,149 @@ static void test_search(void)
 	buf_free(&line);
 }
 
+/* Every command line of imaptest's scripted tests (tests/imaptest/tests,
+ * the commands real servers are checked with) parses, and the FETCH,
+ * SEARCH and STORE ones of "ok" lines parse as their typed values too.
+ * Variables ($mailbox, $uid...) become "1"; "$$" is "$"; lines with
+ * literal blocks ({{{) are left out. */
+static void check_imaptest_line(const char *file, const char *expect, const char *cmd)
+{
+	struct imap_args a;
+	const char *err = NULL;
+	static char line[65536];
+	snprintf(line, sizeof line, "t %s", cmd);
+	if (parse_line(line, &a, &err) != 0) {
+		printf("  imaptest %s: %s: %s\n", file, cmd, err);
+		CHECK(strcmp(expect, "ok") != 0);
+		imap_args_free(&a);
+		return;
+	}
+	if (strcmp(expect, "ok") != 0) {
+		imap_args_free(&a);
+		return;
+	}
+	const struct imap_arg *args = a.args;
+	const char *name = a.name;
+	bool uid = strncmp(name, "UID ", 4) == 0;
+	if (uid)
+		name += 4;
+	if (strcmp(name, "FETCH") == 0 || strcmp(name, "STORE") == 0) {
+		struct imap_seqset set;
+		int r = args[0].type == IMAP_ARG_ATOM
+				? imap_seqset_parse(args[0].str, args[0].len, 0, &set)
+				: -1;
+		if (r != 0)
+			printf("  imaptest %s: %s: bad set\n", file, cmd);
+		CHECK(r == 0);
+		imap_seqset_free(&set);
+		if (strcmp(name, "FETCH") == 0) {
+			struct imap_fetch f;
+			r = imap_fetch_parse(&args[1], &f, &err);
+			if (r != 0)
+				printf("  imaptest %s: %s: %s\n", file, cmd, err);
+			CHECK(r == 0);
+			if (r == 0)
+				imap_fetch_free(&f);
+		} else {
+			unsigned sys;
+			struct buf kw = BUF_INIT;
+			/* STORE set item [modifiers] flags */
+			const struct imap_arg *fl = &args[2];
+			if (args[1].type == IMAP_ARG_LIST)
+				fl = &args[3];
+			r = imap_parse_flag_args(fl, &sys, &kw);
+			if (r != 0)
+				printf("  imaptest %s: %s: bad flags\n", file, cmd);
+			CHECK(r == 0);
+			buf_free(&kw);
+		}
+	} else if (strcmp(name, "SEARCH") == 0) {
+		struct imap_search sr;
+		bool bc;
+		int r = imap_search_parse(args, 1000, &sr, &bc, &err);
+		if (r != 0)
+			printf("  imaptest %s: %s: %s\n", file, cmd, err);
+		CHECK(r == 0);
+		if (r == 0)
+			imap_search_free(&sr);
+	}
+	imap_args_free(&a);
+}
+
+static void test_imaptest_commands(void)
+{
+	/* every file but the extensions of a later issue (CONTEXT=SEARCH,
+	 * PARTIAL, SORT, THREAD, NOTIFY, URLAUTH) */
+	static const char *const files[] = {
+		"append", "append-binary", "atoms", "catenate", "catenate-multiappend", "close",
+		"copy", "esearch", "esearch-condstore", "expunge", "expunge2", "fetch",
+		"fetch-binary-mime", "fetch-binary-mime-base64", "fetch-binary-mime-qp",
+		"fetch-body", "fetch-body-message-rfc822", "fetch-body-message-rfc822-mime",
+		"fetch-body-message-rfc822-x2", "fetch-body-mime", "fetch-bodystructure",
+		"fetch-envelope", "id", "list", "listext", "logout", "move", "multiappend",
+		"mutf7", "nil", "pipeline", "search-addresses", "search-body", "search-date",
+		"search-flags", "search-header", "search-sets", "search-size", "select", "store",
+		"subscribe", "uidplus", "uidvalidity", "uidvalidity-rename", "broken/search-intdate",
+	};
+	size_t lines = 0;
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		char path[256];
+		snprintf(path, sizeof path, "tests/imaptest/tests/%s", files[i]);
+		FILE *fp = fopen(path, "r");
+		if (fp == NULL)
+			continue;
+		static char buf[65536];
+		while (fgets(buf, sizeof buf, fp) != NULL) {
+			char *p = buf;
+			buf[strcspn(buf, "\r\n")] = '\0';
+			while (*p >= '0' && *p <= '9')
+				p++;
+			if (p != buf && *p == ' ')
+				p++;
+			else
+				p = buf;
+			const char *expect = strncmp(p, "ok ", 3) == 0	 ? "ok"
+					     : strncmp(p, "no ", 3) == 0 ? "no"
+					     : strncmp(p, "bad ", 4) == 0 ? "bad"
+									  : NULL;
+			if (expect == NULL || strstr(p, "{{{") != NULL)
+				continue;
+			p += strlen(expect) + 1;
+			if (*p == '[')
+				continue; /* an expected response code, not a command */
+			/* substitute the variables */
+			struct buf cmd = BUF_INIT;
+			for (const char *q = p; *q != '\0'; q++) {
+				if (q[0] == '$' && q[1] == '$') {
+					buf_appendc(&cmd, '$');
+					q++;
+				} else if (q[0] == '$' && q[1] == '{') {
+					const char *e = strchr(q, '}');
+					buf_appendc(&cmd, '1');
+					q = e != NULL ? e : q + strlen(q) - 1;
+				} else if (q[0] == '$' && ((q[1] >= 'a' && q[1] <= 'z') || q[1] == '_')) {
+					buf_appendc(&cmd, '1');
+					while ((q[1] >= 'a' && q[1] <= 'z') || (q[1] >= '0' && q[1] <= '9') ||
+					       q[1] == '_')
+						q++;
+				} else {
+					buf_appendc(&cmd, *q);
+				}
+			}
+			check_imaptest_line(files[i], expect, cmd.data ? cmd.data : "");
+			buf_free(&cmd);
+			lines++;
+		}
+		fclose(fp);
+	}
+	/* when the checkout has them, there are hundreds */
+	FILE *probe = fopen("tests/imaptest/tests/fetch", "r");
+	if (probe != NULL) {
+		CHECK(lines > 300);
+		fclose(probe);
+	}
+}
+
 int main(void)
 {
 	test_run("framing", test_framing);
@@ -1034,5 +1177,6 @@ int main(void)
 	test_run("list_match", test_list_match);
 	test_run("fetch", test_fetch);
 	test_run("search", test_search);
+	test_run("imaptest_commands", test_imaptest_commands);
 	return test_done("test_imap_parse");
 }

@@ -1,0 +1,1497 @@
+/* MIME structure cache (see mime.h).
+ *
+ * Cache format, version 1 (all integers little-endian):
+ *
+ *   offset  size  field
+ *   0       4     magic "PMC" + version byte (0x01)
+ *   4       4     total length of the cache in bytes
+ *   8       4     n_parts (>= 1)
+ *   12      8     ENVELOPE string: offset, length (u32 each)
+ *   20      8     BODY string: offset, length
+ *   28      8     BODYSTRUCTURE string: offset, length
+ *   36      48*n  part table, in depth-first order (part 0 = the message):
+ *                   u64 header offset, u64 header length (blank line included),
+ *                   u64 body offset, u64 body length   (offsets into the message)
+ *                   u32 body line count
+ *                   u32 first child index, u32 next sibling index (0xffffffff: none;
+ *                       always greater than the part's own index, so a walk
+ *                       cannot loop)
+ *                   u8 kind (0 leaf, 1 multipart, 2 message/rfc822 or global),
+ *                   u8 transfer encoding (enum mime_encoding), u16 zero
+ *   then the three strings (ENVELOPE, BODY, BODYSTRUCTURE, each parenthesised).
+ *
+ * A message/rfc822 part has exactly one child: the encapsulated message (its
+ * header and body). A multipart has at least one child (an empty text/plain
+ * one when no part was found, as Dovecot writes it).
+ *
+ * The builder is one pass over the message for the structure (a recursive
+ * descent with the stack of the enclosing boundaries, checked at the start of
+ * each line, RFC 2046 5.1.1), then one pass over each part's header to write
+ * the strings. The strings follow Dovecot 2.3 (tests/data/mime/NAME.expected are
+ * its answers); where we differ, the .diff files next to them say why. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/log.h"
+#include "mime/mime.h"
+#include "mime/mime_int.h"
+
+#define MC_VERSION 1
+#define MC_HDR 36
+#define MC_REC 48
+#define MC_NONE 0xffffffffu
+/* RFC 2231 parameters kept per header field (the rest are ignored) */
+#define MIME_MAX_PARAMS 256
+
+enum { K_LEAF, K_MULTIPART, K_MESSAGE };
+
+struct mpart {
+	uint64_t hdr_off, hdr_len, body_off, body_len;
+	uint32_t lines, first_child, last_child, next;
+	uint8_t kind, enc, opaque;
+};
+
+/* a string in a cinfo's storage */
+struct sref {
+	size_t off, len;
+	bool set;
+};
+
+struct param {
+	size_t koff, klen, voff, vlen;
+	unsigned idx, order;
+	bool ext, rfc2231;
+	const char *base; /* for sorting: the storage at sort time */
+};
+
+/* What the Content-* fields of one part header say (RFC 2045, 2183, 3282,
+ * 2557, 1864), their IMAP forms ready to write. */
+struct cinfo {
+	struct buf s, f, kv, jv, bv, cs; /* storage; list, key, joined value, boundary, charset */
+	bool in_ct;
+	struct param *pr;
+	size_t npr, cappr;
+	struct sref type, subtype, cte, id, desc, md5, loc, disp;
+	struct sref ct_params, disp_params, lang, boundary; /* boundary: in bv */
+	size_t n_ct_params;
+	bool charset_found, only_usascii, type_ok;
+};
+
+struct bnd {
+	struct buf b;
+};
+
+struct stop {
+	size_t at;
+	int which; /* boundary stack level, -1: the end of the message */
+};
+
+struct mime_build {
+	const char *m;
+	size_t len;
+	struct mpart *parts;
+	size_t n, cap;
+	size_t n_real; /* parts counted against MIME_MAX_PARTS */
+	struct bnd stack[MIME_MAX_DEPTH + 2];
+	size_t nb;
+	struct cinfo ci[MIME_MAX_DEPTH + 4];
+	struct buf ab, tmp, comment;
+};
+
+/* ---- Content-* header parsing ---- */
+
+static const char *sr(const struct cinfo *ci, struct sref r)
+{
+	return ci->s.data + r.off;
+}
+
+static struct sref sr_begin(const struct cinfo *ci)
+{
+	struct sref r = {ci->s.len, 0, true};
+
+	return r;
+}
+
+static void sr_end(const struct cinfo *ci, struct sref *r)
+{
+	r->len = ci->s.len - r->off;
+}
+
+static int param_cmp(const void *a, const void *b)
+{
+	const struct param *x = a, *y = b;
+
+	if (x->rfc2231 != y->rfc2231)
+		return x->rfc2231 ? 1 : -1;
+	if (!x->rfc2231)
+		return x->order < y->order ? -1 : 1;
+	size_t n = x->klen < y->klen ? x->klen : y->klen;
+	int c = strncasecmp(x->base + x->koff, y->base + y->koff, n);
+
+	if (c != 0)
+		return c;
+	if (x->klen != y->klen)
+		return x->klen < y->klen ? -1 : 1;
+	if (x->idx != y->idx)
+		return x->idx < y->idx ? -1 : 1;
+	return x->order < y->order ? -1 : 1;
+}
+
+/* Appends one "key" "value" pair (IMAP strings) to the list being formatted
+ * in ci->f; remembers the boundary and the charset. */
+static void param_emit(struct cinfo *ci, const char *k, size_t kl, const char *suffix,
+		       const char *v, size_t vl, size_t *count)
+{
+	if (*count > 0)
+		buf_appendc(&ci->f, ' ');
+	if (suffix == NULL) {
+		if (mime_eq(k, kl, "boundary") && !ci->boundary.set) {
+			ci->boundary.set = true;
+			buf_reset(&ci->bv);
+			buf_append(&ci->bv, v, vl);
+		}
+		if (mime_eq(k, kl, "charset") && ci->in_ct) {
+			if (!ci->charset_found) {
+				buf_reset(&ci->cs);
+				buf_append(&ci->cs, v, vl);
+			}
+			ci->charset_found = true;
+			ci->only_usascii = *count == 0 && mime_eq(v, vl, "us-ascii");
+		}
+	}
+	if (*count > 0 && !(suffix == NULL && mime_eq(k, kl, "charset")))
+		ci->only_usascii = false;
+	if (suffix != NULL) {
+		buf_reset(&ci->kv);
+		buf_append(&ci->kv, k, kl);
+		buf_appends(&ci->kv, suffix);
+		mime_imap_nstring(&ci->f, ci->kv.data, ci->kv.len);
+	} else {
+		mime_imap_nstring(&ci->f, kl ? k : "", kl);
+	}
+	buf_appendc(&ci->f, ' ');
+	mime_imap_nstring(&ci->f, vl ? v : "", vl);
+	(*count)++;
+}
+
+/* RFC 2045 5.1 parameters with RFC 2231 continuations: "name*0", "name*1"
+ * joined; an extended value ("name*" or "name*0*") is kept as Dovecot sends
+ * it, key "name*" and value "charset'lang'%XX..." (a client decodes it). */
+static void parse_params(struct cinfo *ci, struct mime_rp *rp, struct sref *out, size_t *count)
+{
+	size_t i, j;
+	unsigned idx = 0;
+	bool ext = false;
+
+	ci->npr = 0;
+	while (rp->p < rp->e) {
+		struct param pa = {0};
+		int ret;
+
+		if (*rp->p != ';') {
+			rp->p++; /* broken: resynchronise on the next ';' */
+			continue;
+		}
+		rp->p++;
+		if (mime_rp_skip(rp) <= 0)
+			break;
+		pa.koff = ci->s.len;
+		if (mime_rp_token(rp, &ci->s) <= 0 || rp->p >= rp->e || *rp->p != '=')
+			continue;
+		pa.klen = ci->s.len - pa.koff;
+		rp->p++;
+		if (mime_rp_skip(rp) <= 0)
+			break; /* no value */
+		pa.voff = ci->s.len;
+		if (*rp->p == '"') {
+			ret = mime_rp_quoted(rp, &ci->s);
+		} else if (*rp->p == '=') {
+			/* broken "name==?utf-8?b?...?=": taken up to WSP or ';' */
+			const char *st = rp->p;
+
+			while (rp->p < rp->e && *rp->p != ';' && *rp->p != ' ' && *rp->p != '\t' &&
+			       *rp->p != '\r' && *rp->p != '\n')
+				rp->p++;
+			buf_append(&ci->s, st, (size_t)(rp->p - st));
+			ret = mime_rp_skip(rp);
+		} else {
+			ret = mime_rp_token(rp, &ci->s);
+		}
+		if (ret < 0)
+			continue;
+		pa.vlen = ci->s.len - pa.voff;
+		if (ci->npr >= MIME_MAX_PARAMS)
+			continue;
+		/* RFC 2231 3 and 4: name*N, name*, name*N* */
+		const char *k = ci->s.data + pa.koff, *star = memchr(k, '*', pa.klen);
+		if (star != NULL) {
+			const char *q = star, *ke = k + pa.klen;
+
+			if (q + 1 < ke) {
+				q++;
+				idx = 0;
+				for (; q < ke && *q >= '0' && *q <= '9'; q++)
+					if (idx < 100000)
+						idx = idx * 10 + (unsigned)(*q - '0');
+			}
+			if (q < ke && *q == '*') {
+				ext = true;
+				q++;
+			} else {
+				ext = false;
+			}
+			if (q == ke) {
+				pa.rfc2231 = true;
+				pa.idx = idx;
+				pa.ext = ext;
+				pa.klen = (size_t)(star - k);
+			}
+		}
+		pa.order = (unsigned)ci->npr;
+		if (ci->npr == ci->cappr) {
+			ci->cappr = ci->cappr ? ci->cappr * 2 : 8;
+			ci->pr = xrealloc(ci->pr, ci->cappr * sizeof(*ci->pr));
+		}
+		ci->pr[ci->npr++] = pa;
+	}
+
+	/* plain parameters first, in order; then the RFC 2231 ones sorted by
+	 * name and index, joined when the indexes run 0, 1, 2... (as Dovecot) */
+	for (i = 0; i < ci->npr; i++)
+		ci->pr[i].base = ci->s.data;
+	if (ci->npr > 1)
+		qsort(ci->pr, ci->npr, sizeof(*ci->pr), param_cmp);
+	buf_reset(&ci->f);
+	*count = 0;
+	for (i = 0; i < ci->npr; i = j) {
+		struct param *pa = &ci->pr[i];
+		const char *d = ci->s.data;
+		bool seq = true;
+
+		if (!pa->rfc2231) {
+			j = i + 1;
+			param_emit(ci, d + pa->koff, pa->klen, NULL, d + pa->voff, pa->vlen, count);
+			continue;
+		}
+		for (j = i; j < ci->npr && ci->pr[j].rfc2231 && ci->pr[j].klen == pa->klen &&
+			    strncasecmp(d + ci->pr[j].koff, d + pa->koff, pa->klen) == 0;
+		     j++)
+			if (ci->pr[j].idx != j - i)
+				seq = false;
+		if (seq) {
+			size_t k;
+
+			buf_reset(&ci->jv);
+			for (k = i; k < j; k++)
+				buf_append(&ci->jv, d + ci->pr[k].voff, ci->pr[k].vlen);
+			param_emit(ci, d + pa->koff, pa->klen, pa->ext ? "*" : NULL,
+				   ci->jv.data ? ci->jv.data : "", ci->jv.len, count);
+		} else {
+			size_t k;
+
+			for (k = i; k < j; k++) {
+				char suffix[24];
+
+				snprintf(suffix, sizeof(suffix), "*%u%s", ci->pr[k].idx,
+					 ci->pr[k].ext ? "*" : "");
+				param_emit(ci, d + ci->pr[k].koff, ci->pr[k].klen, suffix,
+					   d + ci->pr[k].voff, ci->pr[k].vlen, count);
+			}
+		}
+	}
+	if (*count > 0) {
+		*out = sr_begin(ci);
+		buf_append(&ci->s, ci->f.data, ci->f.len);
+		sr_end(ci, out);
+	}
+
+}
+
+static void ci_reset(struct cinfo *ci)
+{
+	struct cinfo z = {0};
+
+	buf_reset(&ci->s);
+	z.s = ci->s;
+	z.f = ci->f;
+	z.kv = ci->kv;
+	z.jv = ci->jv;
+	z.bv = ci->bv;
+	z.cs = ci->cs;
+	z.pr = ci->pr;
+	z.cappr = ci->cappr;
+	*ci = z;
+}
+
+static void ci_free(struct cinfo *ci)
+{
+	buf_free(&ci->s);
+	buf_free(&ci->f);
+	buf_free(&ci->kv);
+	buf_free(&ci->jv);
+	buf_free(&ci->bv);
+	buf_free(&ci->cs);
+	free(ci->pr);
+}
+
+static struct sref ci_raw(struct cinfo *ci, const struct mime_field *f)
+{
+	struct sref r = sr_begin(ci);
+
+	buf_append(&ci->s, f->value, f->value_len);
+	sr_end(ci, &r);
+	return r;
+}
+
+/* RFC 2045 5.1 Content-Type := type "/" subtype *(";" parameter). A broken
+ * value keeps what could be read (type, maybe subtype) and no parameters. */
+static void parse_content_type(struct cinfo *ci, const struct mime_field *f)
+{
+	struct mime_rp rp = {f->value, f->value + f->value_len, NULL};
+
+	ci->type = sr_begin(ci);
+	if (mime_rp_skip(&rp) <= 0 || mime_rp_token(&rp, &ci->s) < 0 || rp.p >= rp.e ||
+	    *rp.p != '/') {
+		sr_end(ci, &ci->type);
+		return;
+	}
+	sr_end(ci, &ci->type);
+	rp.p++;
+	if (mime_rp_skip(&rp) <= 0)
+		return;
+	ci->subtype = sr_begin(ci);
+	if (mime_rp_token(&rp, &ci->s) < 0) {
+		ci->subtype.set = false;
+		return;
+	}
+	sr_end(ci, &ci->subtype);
+	ci->type_ok = true;
+	ci->in_ct = true;
+	parse_params(ci, &rp, &ci->ct_params, &ci->n_ct_params);
+	ci->in_ct = false;
+}
+
+/* The Content-* fields of the header [h, h + n) (the first of each wins, as
+ * Dovecot; Content-Disposition also while no parameters were seen). */
+static void parse_cinfo(struct cinfo *ci, const char *h, size_t n)
+{
+	const char *pos = h;
+	struct mime_field f;
+
+	ci_reset(ci);
+	while (mime_field_next(&pos, h + n, &f)) {
+		if (f.name_len < 8 || strncasecmp(f.name, "Content-", 8) != 0)
+			continue;
+		const char *nm = f.name + 8;
+		size_t nl = f.name_len - 8;
+
+		if (mime_eq(nm, nl, "Type")) {
+			if (!ci->type.set)
+				parse_content_type(ci, &f);
+		} else if (mime_eq(nm, nl, "Transfer-Encoding")) {
+			/* RFC 2045 6.1: one token */
+			struct mime_rp rp = {f.value, f.value + f.value_len, NULL};
+			struct sref r;
+
+			if (ci->cte.set || mime_rp_skip(&rp) <= 0)
+				continue;
+			r = sr_begin(ci);
+			if (mime_rp_token(&rp, &ci->s) == 0) {
+				sr_end(ci, &r);
+				ci->cte = r;
+			}
+		} else if (mime_eq(nm, nl, "ID")) {
+			if (!ci->id.set)
+				ci->id = ci_raw(ci, &f);
+		} else if (mime_eq(nm, nl, "Description")) {
+			if (!ci->desc.set)
+				ci->desc = ci_raw(ci, &f);
+		} else if (mime_eq(nm, nl, "MD5")) {
+			if (!ci->md5.set)
+				ci->md5 = ci_raw(ci, &f);
+		} else if (mime_eq(nm, nl, "Location")) {
+			if (!ci->loc.set)
+				ci->loc = ci_raw(ci, &f);
+		} else if (mime_eq(nm, nl, "Language")) {
+			/* RFC 3282 2: 1#Language-tag */
+			struct mime_rp rp = {f.value, f.value + f.value_len, NULL};
+			size_t count = 0;
+
+			if (ci->lang.set)
+				continue;
+			buf_reset(&ci->f);
+			(void)mime_rp_skip(&rp);
+			for (;;) {
+				buf_reset(&ci->kv);
+				if (mime_rp_atom(&rp, &ci->kv) < 0)
+					break;
+				if (count++ > 0)
+					buf_appendc(&ci->f, ' ');
+				mime_imap_nstring(&ci->f, ci->kv.data, ci->kv.len);
+				if (rp.p >= rp.e || *rp.p != ',')
+					break;
+				rp.p++;
+				(void)mime_rp_skip(&rp);
+			}
+			if (count > 0) {
+				ci->lang = sr_begin(ci);
+				buf_append(&ci->s, ci->f.data, ci->f.len);
+				sr_end(ci, &ci->lang);
+			}
+		} else if (mime_eq(nm, nl, "Disposition")) {
+			/* RFC 2183 2 */
+			struct mime_rp rp = {f.value, f.value + f.value_len, NULL};
+			struct sref r;
+			size_t count;
+
+			if (ci->disp_params.set || mime_rp_skip(&rp) <= 0)
+				continue;
+			r = sr_begin(ci);
+			if (mime_rp_token(&rp, &ci->s) < 0)
+				continue;
+			sr_end(ci, &r);
+			ci->disp = r;
+			ci->disp_params.set = false;
+			parse_params(ci, &rp, &ci->disp_params, &count);
+		}
+	}
+}
+
+static enum mime_encoding cte_enc(const struct cinfo *ci)
+{
+	const char *p = sr(ci, ci->cte);
+	size_t n = ci->cte.len;
+
+	if (!ci->cte.set || mime_eq(p, n, "7bit"))
+		return MIME_ENC_7BIT;
+	if (mime_eq(p, n, "8bit"))
+		return MIME_ENC_8BIT;
+	if (mime_eq(p, n, "binary"))
+		return MIME_ENC_BINARY;
+	if (mime_eq(p, n, "quoted-printable"))
+		return MIME_ENC_QP;
+	if (mime_eq(p, n, "base64"))
+		return MIME_ENC_BASE64;
+	return MIME_ENC_OTHER;
+}
+
+/* ---- structure ---- */
+
+static uint32_t part_new(struct mime_build *b, uint32_t parent, bool forced)
+{
+	struct mpart *p;
+	uint32_t i;
+
+	if (!forced && b->n_real >= MIME_MAX_PARTS)
+		return MC_NONE;
+	if (b->n == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 8;
+		b->parts = xrealloc(b->parts, b->cap * sizeof(*b->parts));
+	}
+	i = (uint32_t)b->n++;
+	if (!forced)
+		b->n_real++;
+	p = &b->parts[i];
+	memset(p, 0, sizeof(*p));
+	p->first_child = p->last_child = p->next = MC_NONE;
+	if (parent != MC_NONE) {
+		struct mpart *pp = &b->parts[parent];
+
+		if (pp->last_child == MC_NONE)
+			pp->first_child = i;
+		else
+			b->parts[pp->last_child].next = i;
+		pp->last_child = i;
+	}
+	return i;
+}
+
+/* RFC 2046 5.1.1: a boundary line is "--" boundary at the start of a line
+ * (anything may follow: transport padding, or "--" for the close). The
+ * innermost boundary is tried first; an enclosing one also ends a part. */
+static int boundary_at(const struct mime_build *b, size_t pos)
+{
+	const char *m = b->m + pos;
+	size_t avail = b->len - pos;
+	size_t i;
+
+	if (avail < 2 || m[0] != '-' || m[1] != '-')
+		return -1;
+	for (i = b->nb; i-- > 0;) {
+		const struct buf *bb = &b->stack[i].b;
+
+		if (avail - 2 >= bb->len && memcmp(m + 2, bb->data, bb->len) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+static size_t next_line(const struct mime_build *b, size_t pos)
+{
+	const char *nl = memchr(b->m + pos, '\n', b->len - pos);
+
+	return nl ? (size_t)(nl - b->m) + 1 : b->len;
+}
+
+static struct stop scan_body(const struct mime_build *b, size_t pos)
+{
+	struct stop st = {b->len, -1};
+
+	if (b->nb == 0)
+		return st;
+	while (pos < b->len) {
+		int w = boundary_at(b, pos);
+
+		if (w >= 0) {
+			st.at = pos;
+			st.which = w;
+			return st;
+		}
+		pos = next_line(b, pos);
+	}
+	return st;
+}
+
+static uint32_t count_lines(const char *p, size_t n)
+{
+	uint32_t lines = 0;
+	const char *e = p + n;
+
+	while (p < e && (p = memchr(p, '\n', (size_t)(e - p))) != NULL) {
+		lines++;
+		p++;
+	}
+	return lines;
+}
+
+/* the body ends before the line break that precedes a boundary line */
+static size_t body_end(const struct mime_build *b, size_t body_off, struct stop st)
+{
+	size_t end = st.at;
+
+	if (st.which >= 0 && end > body_off && b->m[end - 1] == '\n') {
+		end--;
+		if (end > body_off && b->m[end - 1] == '\r')
+			end--;
+	}
+	return end;
+}
+
+static struct stop parse_part(struct mime_build *b, uint32_t idx, size_t start, unsigned depth,
+			      bool in_digest);
+
+static void part_finish(struct mime_build *b, uint32_t idx, struct stop st)
+{
+	struct mpart *p = &b->parts[idx];
+	size_t end = body_end(b, (size_t)p->body_off, st);
+
+	p->body_len = end - p->body_off;
+	if (p->kind != K_MULTIPART)
+		p->lines = count_lines(b->m + p->body_off, (size_t)p->body_len);
+}
+
+/* RFC 2046 5.1: the body of a multipart, from pos; returns where the
+ * enclosing part ends. */
+static struct stop parse_multipart(struct mime_build *b, uint32_t idx, size_t pos,
+				   const char *bnd, size_t bnd_len, unsigned depth, bool digest)
+{
+	struct stop st;
+	int level;
+	uint32_t last = MC_NONE;
+
+	if (bnd == NULL || b->nb >= MIME_MAX_DEPTH + 2)
+		return scan_body(b, pos);
+	level = (int)b->nb;
+	buf_reset(&b->stack[level].b);
+	buf_append(&b->stack[level].b, bnd, bnd_len);
+	b->nb++;
+	st = scan_body(b, pos); /* the preamble */
+	while (st.which == level) {
+		size_t q = st.at + 2 + bnd_len, line_next = next_line(b, st.at);
+
+		if (q + 2 <= b->len && b->m[q] == '-' && b->m[q + 1] == '-') {
+			/* the close delimiter; the epilogue belongs to no part */
+			b->nb--;
+			return scan_body(b, line_next);
+		}
+		uint32_t child = part_new(b, idx, false);
+		if (child == MC_NONE) {
+			/* over MIME_MAX_PARTS: the rest goes to the last part */
+			st = scan_body(b, line_next);
+			while (st.which == level) {
+				q = st.at + 2 + bnd_len;
+				if (q + 2 <= b->len && b->m[q] == '-' && b->m[q + 1] == '-')
+					break;
+				st = scan_body(b, next_line(b, st.at));
+			}
+			if (last != MC_NONE)
+				part_finish(b, last, st);
+			if (st.which == level) {
+				b->nb--;
+				return scan_body(b, next_line(b, st.at));
+			}
+			break;
+		}
+		last = child;
+		st = parse_part(b, child, line_next, depth, digest);
+	}
+	b->nb = (size_t)level;
+	return st;
+}
+
+/* One part from its header at start (the message itself, a part of a
+ * multipart, or the message inside a message/rfc822 part). */
+static struct stop parse_part(struct mime_build *b, uint32_t idx, size_t start, unsigned depth,
+			      bool in_digest)
+{
+	struct cinfo *ci = &b->ci[depth < MIME_MAX_DEPTH + 2 ? depth : MIME_MAX_DEPTH + 2];
+	struct stop st = {b->len, -1};
+	size_t pos = start, hdr_end = b->len, body_off = b->len;
+	bool cut = false, blank = false;
+	uint8_t kind = K_LEAF;
+
+	/* RFC 5322 2.1: the header ends at the first empty line */
+	while (pos < b->len) {
+		const char *m = b->m + pos;
+
+		if (b->nb > 0 && (st.which = boundary_at(b, pos)) >= 0) {
+			st.at = pos;
+			cut = true;
+			hdr_end = body_off = pos;
+			break;
+		}
+		if (*m == '\n' || (*m == '\r' && pos + 1 < b->len && m[1] == '\n')) {
+			body_off = hdr_end = pos + (*m == '\n' ? 1 : 2);
+			blank = true;
+			break;
+		}
+		pos = next_line(b, pos);
+	}
+	if (!cut && !blank)
+		hdr_end = body_off = b->len;
+	b->parts[idx].hdr_off = start;
+	b->parts[idx].hdr_len = hdr_end - start;
+	b->parts[idx].body_off = body_off;
+
+	parse_cinfo(ci, b->m + start, hdr_end - start);
+	b->parts[idx].enc = (uint8_t)cte_enc(ci);
+	if (!ci->type.set) {
+		/* RFC 2046 5.1.5: in a digest the default is message/rfc822 */
+		if (in_digest)
+			kind = K_MESSAGE;
+	} else if (ci->type_ok && mime_eq(sr(ci, ci->type), ci->type.len, "multipart")) {
+		kind = K_MULTIPART;
+	} else if (ci->type_ok && mime_eq(sr(ci, ci->type), ci->type.len, "message") &&
+		   (mime_eq(sr(ci, ci->subtype), ci->subtype.len, "rfc822") ||
+		    mime_eq(sr(ci, ci->subtype), ci->subtype.len, "global"))) {
+		/* RFC 6532 3.7: message/global is read as message/rfc822 */
+		kind = K_MESSAGE;
+	}
+	if (kind != K_LEAF && (depth >= MIME_MAX_DEPTH || b->len > MIME_MAX_MESSAGE)) {
+		b->parts[idx].opaque = 1;
+		kind = K_LEAF;
+	}
+	b->parts[idx].kind = kind;
+
+	if (kind == K_MULTIPART) {
+		bool digest = mime_eq(sr(ci, ci->subtype), ci->subtype.len, "digest");
+
+		if (!cut) {
+			/* the boundary is copied onto the stack by parse_multipart */
+			st = parse_multipart(b, idx, body_off, ci->boundary.set ? ci->bv.data : NULL,
+					     ci->bv.len, depth + 1, digest);
+		}
+		part_finish(b, idx, st);
+		if (b->parts[idx].first_child == MC_NONE) {
+			/* no part: an empty text/plain one at the end, as Dovecot */
+			uint32_t c = part_new(b, idx, true);
+			uint64_t at = b->parts[idx].body_off + b->parts[idx].body_len;
+
+			b->parts[c].hdr_off = b->parts[c].body_off = at;
+		}
+		return st;
+	}
+	if (kind == K_MESSAGE) {
+		uint32_t c = part_new(b, idx, true);
+
+		if (!cut) {
+			st = parse_part(b, c, body_off, depth + 1, false);
+		} else {
+			b->parts[c].hdr_off = b->parts[c].body_off = body_off;
+		}
+		part_finish(b, idx, st);
+		return st;
+	}
+	if (!cut)
+		st = scan_body(b, body_off);
+	part_finish(b, idx, st);
+	return st;
+}
+
+/* ---- ENVELOPE (RFC 9051 7.5.2), addresses as Dovecot parses them ---- */
+
+struct addr {
+	struct sref name, route, mailbox, domain; /* in b->ab */
+	const char *c_route, *c_mailbox, *c_domain; /* constants */
+};
+
+struct aparse {
+	struct mime_build *b;
+	struct mime_rp rp;
+	struct buf *out;
+	struct addr a;
+	size_t count;
+};
+
+static char cur(const struct aparse *ap)
+{
+	return ap->rp.p < ap->rp.e ? *ap->rp.p : '\0';
+}
+
+static void a_reset(struct aparse *ap)
+{
+	memset(&ap->a, 0, sizeof(ap->a));
+	buf_reset(&ap->b->ab);
+}
+
+static void a_str(struct aparse *ap, struct sref r, const char *c, bool humans)
+{
+	struct buf *ab = &ap->b->ab;
+
+	if (c != NULL)
+		mime_imap_nstring(ap->out, c, strlen(c));
+	else if (!r.set)
+		buf_append(ap->out, "NIL", 3);
+	else if (humans)
+		mime_imap_humans(ap->out, ab->data + r.off, r.len);
+	else
+		mime_imap_nstring(ap->out, ab->data ? ab->data + r.off : "", r.len);
+}
+
+static void a_emit(struct aparse *ap)
+{
+	buf_appendc(ap->out, '(');
+	a_str(ap, ap->a.name, NULL, true);
+	buf_appendc(ap->out, ' ');
+	a_str(ap, ap->a.route, ap->a.c_route, false);
+	buf_appendc(ap->out, ' ');
+	a_str(ap, ap->a.mailbox, ap->a.c_mailbox, false);
+	buf_appendc(ap->out, ' ');
+	a_str(ap, ap->a.domain, ap->a.c_domain, false);
+	buf_appendc(ap->out, ')');
+	ap->count++;
+	a_reset(ap);
+}
+
+/* RFC 9051 7.5.2: a missing mailbox or host is sent as Dovecot does */
+static void a_emit_fixed(struct aparse *ap)
+{
+	if (!ap->a.mailbox.set && ap->a.c_mailbox == NULL)
+		ap->a.c_mailbox = "MISSING_MAILBOX";
+	if (!ap->a.domain.set && ap->a.c_domain == NULL)
+		ap->a.c_domain = "MISSING_DOMAIN";
+	a_emit(ap);
+}
+
+static struct sref a_begin(struct aparse *ap)
+{
+	struct sref r = {ap->b->ab.len, 0, true};
+
+	return r;
+}
+
+static void a_end(struct aparse *ap, struct sref *r)
+{
+	r->len = ap->b->ab.len - r->off;
+}
+
+static int a_local_part(struct aparse *ap)
+{
+	struct sref r = a_begin(ap);
+	int ret = cur(ap) == '"' ? mime_rp_quoted(&ap->rp, &ap->b->ab)
+				 : mime_rp_dot_atom(&ap->rp, &ap->b->ab);
+
+	if (ret < 0)
+		return -1;
+	a_end(ap, &r);
+	ap->a.mailbox = r;
+	return ret;
+}
+
+static int a_domain(struct aparse *ap)
+{
+	struct sref r = a_begin(ap);
+	int ret = mime_rp_domain(&ap->rp, &ap->b->ab);
+
+	if (ret < 0)
+		return -1;
+	a_end(ap, &r);
+	ap->a.domain = r;
+	return ret;
+}
+
+/* RFC 5322 4.4 obs-angle-addr: "<" [obs-route] addr-spec ">" */
+static int a_angle_addr(struct aparse *ap)
+{
+	int ret;
+
+	ap->rp.p++; /* '<' */
+	if ((ret = mime_rp_skip(&ap->rp)) <= 0)
+		return ret;
+	if (cur(ap) == '>') {
+		/* "<>": no mailbox, no host */
+		ap->rp.p++;
+		return mime_rp_skip(&ap->rp);
+	}
+	if (cur(ap) == '@') {
+		/* obs-domain-list = "@" domain *(*(CFWS / ",") [CFWS] "@" domain) */
+		struct sref r = a_begin(ap);
+
+		while (cur(ap) == '@') {
+			if (ap->b->ab.len > r.off)
+				buf_appendc(&ap->b->ab, ',');
+			buf_appendc(&ap->b->ab, '@');
+			if (mime_rp_domain(&ap->rp, &ap->b->ab) <= 0)
+				break;
+			while (mime_rp_skip(&ap->rp) > 0 && cur(ap) == ',')
+				ap->rp.p++;
+		}
+		a_end(ap, &r);
+		if (cur(ap) != ':') {
+			ap->a.route.set = false;
+			ap->a.c_route = "INVALID_ROUTE";
+			return -1;
+		}
+		ap->a.route = r;
+		ap->rp.p++;
+		if ((ret = mime_rp_skip(&ap->rp)) <= 0)
+			return ret;
+	}
+	if ((ret = a_local_part(ap)) <= 0)
+		return ret;
+	if (cur(ap) == '@' && (ret = a_domain(ap)) <= 0)
+		return ret;
+	if (cur(ap) != '>')
+		return -1;
+	ap->rp.p++;
+	return mime_rp_skip(&ap->rp);
+}
+
+/* name-addr = [display-name] angle-addr */
+static int a_name_addr(struct aparse *ap)
+{
+	struct sref r = a_begin(ap);
+
+	if (mime_rp_phrase(&ap->rp, &ap->b->ab) <= 0 || cur(ap) != '<')
+		return -1;
+	a_end(ap, &r);
+	if (r.len > 0)
+		ap->a.name = r;
+	if (a_angle_addr(ap) < 0) {
+		ap->a.domain.set = false;
+		ap->a.c_domain = "SYNTAX_ERROR";
+	}
+	return ap->rp.p < ap->rp.e;
+}
+
+/* addr-spec = local-part "@" domain; a comment after it is the name
+ * ("jane@example.org (Jane Roe)"); words that are no address are a name
+ * without mailbox and host (Dovecot 2.3). */
+static int a_addr_spec(struct aparse *ap)
+{
+	const char *start = ap->rp.p;
+	int ret, ret2;
+
+	buf_reset(&ap->b->comment);
+	ret = a_local_part(ap);
+	if (ret > 0 && cur(ap) != '@' && cur(ap) != ',' && cur(ap) != ';') {
+		struct sref r;
+
+		a_reset(ap);
+		ap->rp.p = start;
+		r = a_begin(ap);
+		ret = mime_rp_phrase(&ap->rp, &ap->b->ab);
+		a_end(ap, &r);
+		if (r.len > 0)
+			ap->a.name = r;
+		return ret;
+	}
+	if (ret != 0 && cur(ap) == '@') {
+		ret2 = a_domain(ap);
+		if (ret2 <= 0)
+			ret = ret2;
+	}
+	if (ap->b->comment.len > 0) {
+		struct sref r = a_begin(ap);
+
+		buf_append(&ap->b->ab, ap->b->comment.data, ap->b->comment.len);
+		a_end(ap, &r);
+		ap->a.name = r;
+	}
+	return ret;
+}
+
+static int a_mailbox(struct aparse *ap)
+{
+	const char *start = ap->rp.p;
+	int ret;
+
+	a_reset(ap);
+	if ((ret = a_name_addr(ap)) < 0) {
+		a_reset(ap);
+		ap->rp.p = start;
+		ret = a_addr_spec(ap);
+	}
+	a_emit_fixed(ap);
+	return ret;
+}
+
+/* RFC 5322 3.4 group = display-name ":" [group-list] ";" [CFWS]; written as
+ * RFC 9051 7.5.2 says: (NIL NIL name NIL) members (NIL NIL NIL NIL) */
+static int a_group(struct aparse *ap)
+{
+	struct sref r;
+	int ret;
+
+	a_reset(ap);
+	r = a_begin(ap);
+	if (mime_rp_phrase(&ap->rp, &ap->b->ab) <= 0 || cur(ap) != ':')
+		return -1;
+	a_end(ap, &r);
+	ap->rp.p++;
+	ret = mime_rp_skip(&ap->rp);
+	ap->a.mailbox = r;
+	a_emit(ap);
+	if (ret > 0 && cur(ap) != ';') {
+		for (;;) {
+			if (a_mailbox(ap) <= 0) {
+				ret = -1;
+				break;
+			}
+			if (cur(ap) != ',')
+				break;
+			ap->rp.p++;
+			if (mime_rp_skip(&ap->rp) <= 0) {
+				ret = -1;
+				break;
+			}
+		}
+	}
+	if (ret >= 0) {
+		if (cur(ap) != ';') {
+			ret = -1;
+		} else {
+			ap->rp.p++;
+			ret = mime_rp_skip(&ap->rp);
+		}
+	}
+	a_emit(ap);
+	return ret == 0 ? 0 : 1;
+}
+
+/* RFC 5322 3.4 address-list; false (nothing written) if there is none */
+static bool write_addresses(struct mime_build *b, const char *p, size_t n, struct buf *out)
+{
+	struct aparse ap = {.b = b, .out = out};
+	int ret;
+
+	ap.rp.p = p;
+	ap.rp.e = p + n;
+	ap.rp.comment = &b->comment;
+	if (mime_rp_skip(&ap.rp) <= 0)
+		return false;
+	buf_appendc(out, '(');
+	for (;;) {
+		const char *start = ap.rp.p;
+
+		if ((ret = a_group(&ap)) < 0) {
+			ap.rp.p = start;
+			ret = a_mailbox(&ap);
+		}
+		if (ret == 0 || cur(&ap) != ',')
+			break;
+		ap.rp.p++;
+		if ((ret = mime_rp_skip(&ap.rp)) <= 0) {
+			if (ret < 0) {
+				a_reset(&ap);
+				a_emit_fixed(&ap);
+			}
+			break;
+		}
+	}
+	buf_appendc(out, ')');
+	return true;
+}
+
+enum { E_DATE, E_SUBJECT, E_FROM, E_SENDER, E_REPLY_TO, E_TO, E_CC, E_BCC, E_IN_REPLY_TO,
+       E_MESSAGE_ID, E_N };
+static const char *const env_names[E_N] = {"Date", "Subject",  "From", "Sender",
+					   "Reply-To", "To", "Cc", "Bcc",
+					   "In-Reply-To", "Message-ID"};
+
+/* RFC 9051 7.5.2 ENVELOPE of the header [h, h + n); the last of each field
+ * wins (as Dovecot). Sender and Reply-To default to From. */
+static void write_envelope(struct mime_build *b, const char *h, size_t n, struct buf *out)
+{
+	struct mime_field f, fields[E_N];
+	bool have[E_N] = {false};
+	const char *pos = h;
+	int i;
+
+	while (mime_field_next(&pos, h + n, &f))
+		for (i = 0; i < E_N; i++)
+			if (mime_field_is(&f, env_names[i])) {
+				fields[i] = f;
+				have[i] = true;
+			}
+	buf_appendc(out, '(');
+	for (i = 0; i < E_N; i++) {
+		if (i > 0)
+			buf_appendc(out, ' ');
+		if (!have[i]) {
+			if ((i == E_SENDER || i == E_REPLY_TO) && have[E_FROM] &&
+			    write_addresses(b, fields[E_FROM].value, fields[E_FROM].value_len, out))
+				continue;
+			buf_append(out, "NIL", 3);
+		} else if (i == E_SUBJECT) {
+			mime_imap_humans(out, fields[i].value, fields[i].value_len);
+		} else if (i == E_DATE || i == E_IN_REPLY_TO || i == E_MESSAGE_ID) {
+			mime_imap_nolf(out, fields[i].value, fields[i].value_len, &b->tmp);
+		} else if (!write_addresses(b, fields[i].value, fields[i].value_len, out)) {
+			if ((i == E_SENDER || i == E_REPLY_TO) && have[E_FROM] &&
+			    write_addresses(b, fields[E_FROM].value, fields[E_FROM].value_len, out))
+				continue;
+			buf_append(out, "NIL", 3);
+		}
+	}
+	buf_appendc(out, ')');
+}
+
+/* ---- BODY / BODYSTRUCTURE (RFC 9051 7.5.2) ---- */
+
+static void w_sref(struct buf *out, const struct cinfo *ci, struct sref r)
+{
+	if (!r.set)
+		buf_append(out, "NIL", 3);
+	else
+		mime_imap_nstring(out, r.len ? sr(ci, r) : "", r.len);
+}
+
+static void w_nolf(struct mime_build *b, struct buf *out, const struct cinfo *ci, struct sref r)
+{
+	if (!r.set)
+		buf_append(out, "NIL", 3);
+	else
+		mime_imap_nolf(out, r.len ? sr(ci, r) : "", r.len, &b->tmp);
+}
+
+static void w_list(struct buf *out, const struct cinfo *ci, struct sref r)
+{
+	if (!r.set) {
+		buf_append(out, "NIL", 3);
+		return;
+	}
+	buf_appendc(out, '(');
+	buf_append(out, sr(ci, r), r.len);
+	buf_appendc(out, ')');
+}
+
+static void w_disposition(struct buf *out, const struct cinfo *ci)
+{
+	if (!ci->disp.set) {
+		buf_append(out, "NIL", 3);
+		return;
+	}
+	buf_appendc(out, '(');
+	w_sref(out, ci, ci->disp);
+	buf_appendc(out, ' ');
+	w_list(out, ci, ci->disp_params);
+	buf_appendc(out, ')');
+}
+
+/* Dovecot sends the defaults for a plain 7-bit text/plain message (only
+ * charset=us-ascii, no other Content-* field) whatever their case. */
+static bool plain_7bit(const struct cinfo *ci)
+{
+	if (ci->type.set && !mime_eq(sr(ci, ci->type), ci->type.len, "text"))
+		return false;
+	if (ci->subtype.set && !mime_eq(sr(ci, ci->subtype), ci->subtype.len, "plain"))
+		return false;
+	if (ci->n_ct_params > 0 && !(ci->n_ct_params == 1 && ci->only_usascii))
+		return false;
+	if (ci->cte.set && !mime_eq(sr(ci, ci->cte), ci->cte.len, "7bit"))
+		return false;
+	return !ci->id.set && !ci->desc.set && !ci->md5.set && !ci->disp.set && !ci->lang.set &&
+	       !ci->loc.set;
+}
+
+static void write_part(struct mime_build *b, uint32_t idx, unsigned depth, bool ext,
+		       struct buf *out)
+{
+	struct cinfo *ci = &b->ci[depth < MIME_MAX_DEPTH + 2 ? depth : MIME_MAX_DEPTH + 2];
+	const struct mpart *p = &b->parts[idx];
+	uint32_t c;
+	bool text;
+
+	if (p->kind == K_MULTIPART) {
+		for (c = p->first_child; c != MC_NONE; c = b->parts[c].next) {
+			buf_appendc(out, '(');
+			write_part(b, c, depth + 1, ext, out);
+			buf_appendc(out, ')');
+		}
+		p = &b->parts[idx];
+		parse_cinfo(ci, b->m + p->hdr_off, (size_t)p->hdr_len);
+		buf_appendc(out, ' ');
+		mime_imap_nstring(out, ci->subtype.len ? sr(ci, ci->subtype) : "", ci->subtype.len);
+		if (!ext)
+			return;
+		buf_appendc(out, ' ');
+		w_list(out, ci, ci->ct_params);
+		buf_appendc(out, ' ');
+		w_disposition(out, ci);
+		buf_appendc(out, ' ');
+		w_list(out, ci, ci->lang);
+		buf_appendc(out, ' ');
+		w_nolf(b, out, ci, ci->loc);
+		return;
+	}
+	parse_cinfo(ci, b->m + p->hdr_off, (size_t)p->hdr_len);
+	if ((idx == 0 && p->kind == K_LEAF && plain_7bit(ci)) || p->opaque) {
+		buf_printf(out, "\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" %llu %u",
+			   (unsigned long long)p->body_len, p->lines);
+		if (ext)
+			buf_appends(out, " NIL NIL NIL NIL");
+		return;
+	}
+	if (p->kind == K_MESSAGE) {
+		text = false;
+		if (!ci->type.set || mime_eq(sr(ci, ci->subtype), ci->subtype.len, "rfc822"))
+			buf_appends(out, "\"message\" \"rfc822\"");
+		else {
+			w_sref(out, ci, ci->type);
+			buf_appendc(out, ' ');
+			w_sref(out, ci, ci->subtype);
+		}
+	} else if (!ci->type.set) {
+		text = true;
+		buf_appends(out, "\"text\" \"plain\"");
+	} else {
+		text = mime_eq(sr(ci, ci->type), ci->type.len, "text");
+		w_sref(out, ci, ci->type);
+		buf_appendc(out, ' ');
+		mime_imap_nstring(out, ci->subtype.len ? sr(ci, ci->subtype) : "", ci->subtype.len);
+	}
+	buf_appendc(out, ' ');
+	if (ci->ct_params.set) {
+		buf_appendc(out, '(');
+		buf_append(out, sr(ci, ci->ct_params), ci->ct_params.len);
+		if (text && !ci->charset_found)
+			buf_appends(out, " \"charset\" \"us-ascii\"");
+		buf_appendc(out, ')');
+	} else if (text) {
+		buf_appends(out, "(\"charset\" \"us-ascii\")");
+	} else {
+		buf_append(out, "NIL", 3);
+	}
+	buf_appendc(out, ' ');
+	w_nolf(b, out, ci, ci->id);
+	buf_appendc(out, ' ');
+	w_nolf(b, out, ci, ci->desc);
+	buf_appendc(out, ' ');
+	if (ci->cte.set)
+		w_sref(out, ci, ci->cte);
+	else
+		buf_appends(out, "\"7bit\"");
+	buf_printf(out, " %llu", (unsigned long long)p->body_len);
+	if (text) {
+		buf_printf(out, " %u", p->lines);
+	} else if (p->kind == K_MESSAGE) {
+		const struct mpart *m = &b->parts[p->first_child];
+		uint32_t lines = p->lines;
+
+		buf_appendc(out, ' ');
+		write_envelope(b, b->m + m->hdr_off, (size_t)m->hdr_len, out);
+		buf_append(out, " (", 2);
+		/* the child's cinfo is one level down: ours stays valid */
+		write_part(b, p->first_child, depth + 1, ext, out);
+		buf_printf(out, ") %u", lines);
+	}
+	if (!ext)
+		return;
+	buf_appendc(out, ' ');
+	w_nolf(b, out, ci, ci->md5);
+	buf_appendc(out, ' ');
+	w_disposition(out, ci);
+	buf_appendc(out, ' ');
+	w_list(out, ci, ci->lang);
+	buf_appendc(out, ' ');
+	w_nolf(b, out, ci, ci->loc);
+}
+
+/* ---- the cache ---- */
+
+static void put32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+	p[2] = (unsigned char)(v >> 16);
+	p[3] = (unsigned char)(v >> 24);
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+void mime_cache_build(const char *msg, size_t len, struct buf *out)
+{
+	struct mime_build b;
+	size_t start = out->len, i, s_env, s_body, s_bs;
+	unsigned char *h;
+
+	memset(&b, 0, sizeof(b));
+	b.m = msg;
+	b.len = len;
+	(void)part_new(&b, MC_NONE, true);
+	(void)parse_part(&b, 0, 0, 0, false);
+
+	buf_reserve(out, MC_HDR + b.n * MC_REC + 512);
+	out->len += MC_HDR + b.n * MC_REC;
+	for (i = 0; i < b.n; i++) {
+		unsigned char *r = (unsigned char *)out->data + start + MC_HDR + i * MC_REC;
+		const struct mpart *p = &b.parts[i];
+
+		put64(r, p->hdr_off);
+		put64(r + 8, p->hdr_len);
+		put64(r + 16, p->body_off);
+		put64(r + 24, p->body_len);
+		put32(r + 32, p->lines);
+		put32(r + 36, p->opaque ? MC_NONE : p->first_child);
+		put32(r + 40, p->next);
+		r[44] = p->opaque ? K_LEAF : p->kind;
+		r[45] = p->enc;
+		r[46] = r[47] = 0;
+	}
+	s_env = out->len;
+	write_envelope(&b, msg, (size_t)b.parts[0].hdr_len, out);
+	s_body = out->len;
+	buf_appendc(out, '(');
+	write_part(&b, 0, 0, false, out);
+	buf_appendc(out, ')');
+	s_bs = out->len;
+	buf_appendc(out, '(');
+	write_part(&b, 0, 0, true, out);
+	buf_appendc(out, ')');
+
+	h = (unsigned char *)out->data + start;
+	memcpy(h, "PMC", 3);
+	h[3] = MC_VERSION;
+	put32(h + 4, (uint32_t)(out->len - start));
+	put32(h + 8, (uint32_t)b.n);
+	put32(h + 12, (uint32_t)(s_env - start));
+	put32(h + 16, (uint32_t)(s_body - s_env));
+	put32(h + 20, (uint32_t)(s_body - start));
+	put32(h + 24, (uint32_t)(s_bs - s_body));
+	put32(h + 28, (uint32_t)(s_bs - start));
+	put32(h + 32, (uint32_t)(out->len - s_bs));
+
+	free(b.parts);
+	for (i = 0; i < sizeof(b.stack) / sizeof(b.stack[0]); i++)
+		buf_free(&b.stack[i].b);
+	for (i = 0; i < sizeof(b.ci) / sizeof(b.ci[0]); i++)
+		ci_free(&b.ci[i]);
+	buf_free(&b.ab);
+	buf_free(&b.tmp);
+	buf_free(&b.comment);
+}
+
+static bool range_ok(uint32_t off, uint32_t len, size_t n)
+{
+	return off <= n && len <= n - off;
+}
+
+bool mime_cache_open(struct mime_cache *mc, const void *p, size_t n)
+{
+	const unsigned char *c = p;
+	uint32_t i, np;
+
+	memset(mc, 0, sizeof(*mc));
+	if (p == NULL || n < MC_HDR || memcmp(c, "PMC", 3) != 0 || c[3] != MC_VERSION ||
+	    get32(c + 4) != n)
+		return false;
+	np = get32(c + 8);
+	if (np == 0 || np > (n - MC_HDR) / MC_REC)
+		return false;
+	mc->p = c;
+	mc->n = n;
+	mc->n_parts = np;
+	mc->parts_off = MC_HDR;
+	mc->envelope_off = get32(c + 12);
+	mc->envelope_len = get32(c + 16);
+	mc->body_off = get32(c + 20);
+	mc->body_len = get32(c + 24);
+	mc->bs_off = get32(c + 28);
+	mc->bs_len = get32(c + 32);
+	if (!range_ok(mc->envelope_off, mc->envelope_len, n) ||
+	    !range_ok(mc->body_off, mc->body_len, n) || !range_ok(mc->bs_off, mc->bs_len, n) ||
+	    mc->envelope_off < MC_HDR + (size_t)np * MC_REC)
+		goto bad;
+	for (i = 0; i < np; i++) {
+		const unsigned char *r = c + MC_HDR + (size_t)i * MC_REC;
+		uint64_t ho = get64(r), hl = get64(r + 8), bo = get64(r + 16), bl = get64(r + 24);
+		uint32_t fc = get32(r + 36), nx = get32(r + 40);
+
+		if (ho > MIME_MAX_MESSAGE * 2 || hl > MIME_MAX_MESSAGE * 2 ||
+		    bo > MIME_MAX_MESSAGE * 2 || bl > MIME_MAX_MESSAGE * 2 || ho + hl > bo)
+			goto bad;
+		if ((fc != MC_NONE && (fc <= i || fc >= np)) || (nx != MC_NONE && (nx <= i || nx >= np)))
+			goto bad;
+		if (r[44] > K_MESSAGE || r[45] > MIME_ENC_OTHER)
+			goto bad;
+		if (r[44] != K_LEAF && fc == MC_NONE)
+			goto bad;
+	}
+	return true;
+bad:
+	memset(mc, 0, sizeof(*mc));
+	return false;
+}
+
+void mime_cache_envelope(const struct mime_cache *mc, const char **p, size_t *n)
+{
+	*p = (const char *)mc->p + mc->envelope_off;
+	*n = mc->envelope_len;
+}
+
+void mime_cache_body(const struct mime_cache *mc, const char **p, size_t *n)
+{
+	*p = (const char *)mc->p + mc->body_off;
+	*n = mc->body_len;
+}
+
+void mime_cache_bodystructure(const struct mime_cache *mc, const char **p, size_t *n)
+{
+	*p = (const char *)mc->p + mc->bs_off;
+	*n = mc->bs_len;
+}
+
+void mime_cache_part(const struct mime_cache *mc, uint32_t i, struct mime_part_rec *r)
+{
+	const unsigned char *c = mc->p + mc->parts_off + (size_t)i * MC_REC;
+
+	r->hdr_off = get64(c);
+	r->hdr_len = get64(c + 8);
+	r->body_off = get64(c + 16);
+	r->body_len = get64(c + 24);
+	r->lines = get32(c + 32);
+	r->first_child = get32(c + 36);
+	r->next = get32(c + 40);
+	r->kind = c[44];
+	r->enc = c[45];
+}
+
+bool mime_text_charset(const char *hdr, size_t n, struct buf *charset)
+{
+	struct cinfo ci;
+	bool text;
+
+	memset(&ci, 0, sizeof(ci));
+	parse_cinfo(&ci, hdr, n);
+	text = !ci.type.set || mime_eq(sr(&ci, ci.type), ci.type.len, "text");
+	buf_reset(charset);
+	if (text && ci.charset_found)
+		buf_append(charset, ci.cs.data, ci.cs.len);
+	ci_free(&ci);
+	return text;
+}
+
+/* RFC 9051 6.4.5 part numbers: the parts of a multipart are numbered from 1;
+ * a part that is not a multipart has only part 1, itself; below a
+ * message/rfc822 part the numbers address the encapsulated message's parts
+ * (Dovecot's reading, tests/data/mime/NAME.expected). */
+int mime_cache_section(const struct mime_cache *mc, const uint32_t *path, size_t depth,
+		       enum mime_section what, uint64_t *off_r, uint64_t *len_r,
+		       enum mime_encoding *enc_r)
+{
+	struct mime_part_rec r, c;
+	uint32_t cur = 0;
+	size_t i;
+
+	if (mc->n_parts == 0)
+		return -1;
+	mime_cache_part(mc, 0, &r);
+	for (i = 0; i < depth; i++) {
+		uint32_t k = path[i];
+
+		if (k == 0)
+			return -1;
+		if (i > 0 && r.kind == K_MESSAGE) {
+			cur = r.first_child;
+			mime_cache_part(mc, cur, &r);
+		}
+		if (r.kind == K_MULTIPART) {
+			uint32_t ch = r.first_child;
+
+			while (--k > 0 && ch != MC_NONE) {
+				mime_cache_part(mc, ch, &c);
+				ch = c.next;
+			}
+			if (ch == MC_NONE)
+				return -1;
+			cur = ch;
+			mime_cache_part(mc, cur, &r);
+		} else if (k != 1 || (i > 0 && cur == 0)) {
+			/* a leaf is its own part 1, except the message itself:
+			 * BODY[1.1] of a one-part message is empty (Dovecot) */
+			return -1;
+		}
+	}
+	*enc_r = MIME_ENC_7BIT;
+	switch (what) {
+	case MIME_SECT_BODY:
+		if (depth == 0) {
+			*off_r = 0;
+			*len_r = r.body_off + r.body_len;
+		} else {
+			*off_r = r.body_off;
+			*len_r = r.body_len;
+			*enc_r = (enum mime_encoding)r.enc;
+		}
+		return 0;
+	case MIME_SECT_MIME:
+		if (depth == 0)
+			return -1;
+		*off_r = r.hdr_off;
+		*len_r = r.hdr_len;
+		return 0;
+	case MIME_SECT_HEADER:
+	case MIME_SECT_TEXT:
+		if (depth > 0) {
+			if (r.kind != K_MESSAGE)
+				return -1;
+			mime_cache_part(mc, r.first_child, &r);
+		}
+		if (what == MIME_SECT_HEADER) {
+			*off_r = r.hdr_off;
+			*len_r = r.hdr_len;
+		} else {
+			*off_r = r.body_off;
+			*len_r = r.body_len;
+		}
+		return 0;
+	}
+	return -1;
+}

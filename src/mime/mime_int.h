@@ -1,0 +1,73 @@
+/* Private to src/mime: the RFC 5322 / RFC 2045 lexical helpers shared by the
+ * MIME cache builder (mime.c), the IMAP string writers (mime_imap.c) and the
+ * text functions (mime_text.c). Pure functions over byte ranges. */
+#ifndef POSTERN_MIME_MIME_INT_H
+#define POSTERN_MIME_MIME_INT_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+
+/* A cursor over [p, e) (RFC 5322 3.2 lexical tokens). comment: when not
+ * NULL, receives the text of the last comment skipped. */
+struct mime_rp {
+	const char *p, *e;
+	struct buf *comment;
+};
+
+/* One header field of a header block: name [name, name + name_len), value
+ * from after the colon and the leading WSP up to the end of its last line
+ * (continuation lines included with their CRLF, the final line end not). */
+struct mime_field {
+	const char *name;
+	size_t name_len;
+	const char *value;
+	size_t value_len;
+};
+/* Iterates the fields of the header block [*pos, end): true with the next
+ * field in *f, false at the end (or at the blank line). Lines that are not a
+ * field (no colon) are skipped. */
+bool mime_field_next(const char **pos, const char *end, struct mime_field *f);
+bool mime_field_is(const struct mime_field *f, const char *name);
+
+/* RFC 5322 3.2.2 CFWS: 1 more input, 0 at the end, -1 unterminated comment. */
+int mime_rp_skip(struct mime_rp *rp);
+/* RFC 2045 5.1 token; appends to out; <= 0 as mime_rp_skip, -1 if empty. */
+int mime_rp_token(struct mime_rp *rp, struct buf *out);
+/* RFC 5322 3.2.4 quoted-string (at '"'); appends the unquoted content. */
+int mime_rp_quoted(struct mime_rp *rp, struct buf *out);
+int mime_rp_atom(struct mime_rp *rp, struct buf *out);
+int mime_rp_dot_atom(struct mime_rp *rp, struct buf *out);
+int mime_rp_phrase(struct mime_rp *rp, struct buf *out);
+/* RFC 5322 3.4.1 domain at '@': appends the domain (without '@'). */
+int mime_rp_domain(struct mime_rp *rp, struct buf *out);
+
+/* IMAP string writers as Dovecot 2.3 writes them (RFC 9051 4.3): a quoted
+ * string when it can be one, a literal {N}\r\n... otherwise. A value is
+ * taken up to its first NUL (Dovecot keeps header values as C strings). */
+void mime_imap_nstring(struct buf *out, const char *p, size_t n);
+/* As mime_imap_nstring, line breaks removed (a folded header value). */
+void mime_imap_nolf(struct buf *out, const char *p, size_t n, struct buf *tmp);
+/* For display (subjects, names): whitespace runs folded to one space and
+ * trimmed; a literal when anything had to change. */
+void mime_imap_humans(struct buf *out, const char *p, size_t n);
+
+/* A part of an open cache (mime.c), kind: MIME_KIND_*. */
+enum { MIME_KIND_LEAF, MIME_KIND_MULTIPART, MIME_KIND_MESSAGE };
+#define MIME_NO_PART 0xffffffffu
+struct mime_cache;
+struct mime_part_rec {
+	uint64_t hdr_off, hdr_len, body_off, body_len;
+	uint32_t lines, first_child, next;
+	uint8_t kind, enc;
+};
+void mime_cache_part(const struct mime_cache *mc, uint32_t i, struct mime_part_rec *r);
+/* true if the part header [hdr, hdr + n) says text/ * (or nothing); its
+ * charset parameter in charset (empty when none). */
+bool mime_text_charset(const char *hdr, size_t n, struct buf *charset);
+
+/* ASCII case-insensitive comparison of [p, p + n) with the C string s. */
+bool mime_eq(const char *p, size_t n, const char *s);
+
+#endif

@@ -1,0 +1,778 @@
+/* Unit tests: the MIME cache (src/mime/mime.c) against Dovecot's answers in
+ * tests/data/mime/NAME.expected, sections, truncated and corrupt caches, every
+ * prefix of the corpus; decoding, encoded words, charsets, dates, search. */
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/xmalloc.h"
+#include "mime/mime.h"
+#include "../test.h"
+
+#define CORPUS "tests/data/mime"
+
+static char *read_file(const char *path, size_t *len_r)
+{
+	FILE *f = fopen(path, "rb");
+	struct buf b = BUF_INIT;
+	char tmp[65536];
+	size_t n;
+
+	if (f == NULL)
+		return NULL;
+	while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0)
+		buf_append(&b, tmp, n);
+	fclose(f);
+	*len_r = b.len;
+	if (b.data == NULL)
+		buf_reserve(&b, 1);
+	return b.data;
+}
+
+/* the escapes of make-expected: \r \n \\ \" \xHH */
+static void unescape(const char *s, size_t n, struct buf *out)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] != '\\' || i + 1 >= n) {
+			buf_appendc(out, s[i]);
+			continue;
+		}
+		i++;
+		switch (s[i]) {
+		case 'r':
+			buf_appendc(out, '\r');
+			break;
+		case 'n':
+			buf_appendc(out, '\n');
+			break;
+		case 'x': {
+			char hex[3] = {s[i + 1], s[i + 2], 0};
+			buf_appendc(out, (char)strtol(hex, NULL, 16));
+			i += 2;
+			break;
+		}
+		default:
+			buf_appendc(out, s[i]);
+		}
+	}
+}
+
+static void to_crlf(const char *p, size_t n, struct buf *out)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
+			buf_appendc(out, '\r');
+		buf_appendc(out, p[i]);
+	}
+}
+
+static void show_diff(const char *what, const char *name, const char *got, size_t gn,
+		      const char *want, size_t wn)
+{
+	size_t i = 0;
+
+	while (i < gn && i < wn && got[i] == want[i])
+		i++;
+	printf("  %s %s differs at byte %zu:\n    got  %.*s\n    want %.*s\n", name, what, i,
+	       (int)(gn - i < 200 ? gn - i : 200), got + i, (int)(wn - i < 200 ? wn - i : 200),
+	       want + i);
+}
+
+/* "2.1.MIME" -> path {2,1}, MIME */
+static size_t parse_section(const char *s, uint32_t *path, enum mime_section *what)
+{
+	size_t depth = 0;
+
+	*what = MIME_SECT_BODY;
+	while (*s) {
+		if (*s >= '0' && *s <= '9') {
+			path[depth++] = (uint32_t)strtoul(s, (char **)&s, 10);
+		} else {
+			if (strcmp(s, "MIME") == 0)
+				*what = MIME_SECT_MIME;
+			else if (strcmp(s, "HEADER") == 0)
+				*what = MIME_SECT_HEADER;
+			else if (strcmp(s, "TEXT") == 0)
+				*what = MIME_SECT_TEXT;
+			break;
+		}
+		if (*s == '.')
+			s++;
+	}
+	return depth;
+}
+
+static int corpus_checked;
+
+/* "SECTION 2.MIME ..." -> "SECTION 2.MIME", "BODY (..." -> "BODY" (static) */
+static const char *item_key(const char *l)
+{
+	static char keys[64][80];
+	static int next;
+	char *k = keys[next++ % 64];
+	const char *sp = strchr(l, ' ');
+
+	if (sp && strncmp(l, "SECTION ", 8) == 0)
+		sp = strchr(sp + 1, ' ');
+	snprintf(k, 80, "%.*s", sp ? (int)(sp - l) : (int)strlen(l), l);
+	return k;
+}
+
+static void check_corpus_file(const char *name)
+{
+	char path[512];
+	size_t mlen, elen;
+	char *msg, *exp, *line, *save = NULL;
+	struct buf cache = BUF_INIT, want = BUF_INIT, mine = BUF_INIT;
+	struct mime_cache mc;
+	char *ours[32];
+	size_t n_ours = 0;
+	static const char *const items[3] = {"ENVELOPE ", "BODY ", "BODYSTRUCTURE "};
+	int i;
+
+	snprintf(path, sizeof(path), CORPUS "/%s.eml", name);
+	msg = read_file(path, &mlen);
+	snprintf(path, sizeof(path), CORPUS "/%s.expected", name);
+	exp = read_file(path, &elen);
+	if (msg == NULL || exp == NULL) {
+		printf("  %s: missing .eml or .expected\n", name);
+		test_cur_failed = 1;
+		free(msg);
+		free(exp);
+		return;
+	}
+	mime_cache_build(msg, mlen, &cache);
+	if (!mime_cache_open(&mc, cache.data, cache.len)) {
+		printf("  %s: cache does not open\n", name);
+		test_cur_failed = 1;
+		goto out;
+	}
+	/* OURS lines (a deliberate difference, see NAME.diff) replace Dovecot's
+	 * line for the same item */
+	for (line = strtok_r(exp, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		if (strncmp(line, "OURS ", 5) == 0 && n_ours < 32)
+			ours[n_ours++] = xstrdup(item_key(line + 5));
+	free(exp);
+	exp = read_file(path, &elen);
+	save = NULL;
+	for (line = strtok_r(exp, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		const char *p;
+		size_t n, k;
+		bool ours_line = strncmp(line, "OURS ", 5) == 0, skip = false;
+		const char *l = ours_line ? line + 5 : line;
+
+		if (*line == '#')
+			continue;
+		for (k = 0; k < n_ours && !ours_line; k++)
+			if (strcmp(ours[k], item_key(l)) == 0)
+				skip = true;
+		if (skip)
+			continue;
+		for (i = 0; i < 3; i++) {
+			if (strncmp(l, items[i], strlen(items[i])) != 0)
+				continue;
+			if (i == 0)
+				mime_cache_envelope(&mc, &p, &n);
+			else if (i == 1)
+				mime_cache_body(&mc, &p, &n);
+			else
+				mime_cache_bodystructure(&mc, &p, &n);
+			buf_reset(&want);
+			unescape(l + strlen(items[i]), strlen(l + strlen(items[i])), &want);
+			if (n != want.len || memcmp(p, want.data, n) != 0) {
+				show_diff(items[i], name, p, n, want.data, want.len);
+				test_cur_failed = 1;
+			}
+		}
+		if (strncmp(l, "SECTION ", 8) == 0) {
+			char sect[64];
+			uint32_t spath[16];
+			enum mime_section what;
+			enum mime_encoding enc;
+			uint64_t off, len;
+			const char *sp = l + 8, *q = strchr(sp, ' ');
+			size_t depth;
+			int rc;
+
+			if (q == NULL || (size_t)(q - sp) >= sizeof(sect))
+				continue;
+			memcpy(sect, sp, (size_t)(q - sp));
+			sect[q - sp] = '\0';
+			buf_reset(&want);
+			if (q[1] == '"')
+				unescape(q + 2, strlen(q + 2) - 1, &want);
+			depth = parse_section(sect, spath, &what);
+			rc = mime_cache_section(&mc, spath, depth, what, &off, &len, &enc);
+			buf_reset(&mine);
+			if (rc == 0) {
+				if (off > mlen || len > mlen - off) {
+					printf("  %s: section %s outside the message\n", name, sect);
+					test_cur_failed = 1;
+					continue;
+				}
+				/* Dovecot answers with CRLF line ends (lf-only.eml) */
+				to_crlf(msg + off, (size_t)len, &mine);
+			}
+			if (mine.len != want.len || memcmp(mine.data, want.data, mine.len) != 0) {
+				show_diff(sect, name, mine.data ? mine.data : "", mine.len,
+					  want.data ? want.data : "", want.len);
+				test_cur_failed = 1;
+			}
+		}
+	}
+	corpus_checked++;
+out:
+	while (n_ours > 0)
+		free(ours[--n_ours]);
+	free(msg);
+	free(exp);
+	buf_free(&cache);
+	buf_free(&want);
+	buf_free(&mine);
+}
+
+static char **corpus_names(size_t *n_r)
+{
+	DIR *d = opendir(CORPUS);
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0;
+
+	while (d && (de = readdir(d)) != NULL) {
+		size_t l = strlen(de->d_name);
+
+		if (l > 4 && strcmp(de->d_name + l - 4, ".eml") == 0) {
+			names = xrealloc(names, (n + 1) * sizeof(*names));
+			names[n++] = xasprintf("%.*s", (int)(l - 4), de->d_name);
+		}
+	}
+	if (d)
+		closedir(d);
+	*n_r = n;
+	return names;
+}
+
+static void test_corpus(void)
+{
+	size_t n, i;
+	char **names = corpus_names(&n);
+
+	CHECK(n >= 15);
+	for (i = 0; i < n; i++) {
+		check_corpus_file(names[i]);
+		free(names[i]);
+	}
+	free(names);
+	CHECK_INT(0, corpus_checked, (int)n);
+}
+
+static struct mime_cache build_open(const char *msg, struct buf *cache)
+{
+	struct mime_cache mc;
+
+	buf_reset(cache);
+	mime_cache_build(msg, strlen(msg), cache);
+	x_assert(mime_cache_open(&mc, cache->data, cache->len));
+	return mc;
+}
+
+/* Sections beyond the corpus: deep paths, part 0, MIME of the message. */
+static void test_sections(void)
+{
+	static const char msg[] =
+	    "Content-Type: multipart/mixed; boundary=a\r\n\r\n"
+	    "--a\r\nContent-Type: message/rfc822\r\n\r\n"
+	    "Subject: in\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n"
+	    "--b\r\n\r\nx1\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\neDI=\r\n--b--\r\n"
+	    "\r\n--a--\r\n";
+	static const struct {
+		uint32_t path[4];
+		size_t depth;
+		enum mime_section what;
+		int rc;
+		const char *want;
+		enum mime_encoding enc;
+	} cases[] = {
+	    /* 0 */ {{1, 1}, 2, MIME_SECT_BODY, 0, "x1", MIME_ENC_7BIT},
+	    {{1, 2}, 2, MIME_SECT_BODY, 0, "eDI=", MIME_ENC_BASE64},
+	    {{1, 2}, 2, MIME_SECT_MIME, 0, "Content-Transfer-Encoding: base64\r\n\r\n", MIME_ENC_7BIT},
+	    {{1, 1}, 2, MIME_SECT_MIME, 0, "\r\n", MIME_ENC_7BIT},
+	    {{1}, 1, MIME_SECT_HEADER, 0,
+	     "Subject: in\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n", 0},
+	    /* 5 */ {{1, 3}, 2, MIME_SECT_BODY, -1, NULL, 0},
+	    {{0}, 1, MIME_SECT_BODY, -1, NULL, 0},
+	    {{2}, 1, MIME_SECT_BODY, -1, NULL, 0},
+	    {{1, 1}, 2, MIME_SECT_HEADER, -1, NULL, 0},
+	    {{1, 1, 1}, 3, MIME_SECT_BODY, 0, "x1", MIME_ENC_7BIT},
+	    /* 10 */ {{1, 1, 2}, 3, MIME_SECT_BODY, -1, NULL, 0},
+	    {{0}, 0, MIME_SECT_MIME, -1, NULL, 0},
+	    {{0}, 0, MIME_SECT_BODY, 0, msg, 0},
+	    {{0}, 0, MIME_SECT_HEADER, 0, "Content-Type: multipart/mixed; boundary=a\r\n\r\n", 0},
+	};
+	struct buf cache = BUF_INIT;
+	struct mime_cache mc = build_open(msg, &cache);
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t off = 0, len = 0;
+		enum mime_encoding enc = MIME_ENC_OTHER;
+		int rc = mime_cache_section(&mc, cases[i].path, cases[i].depth, cases[i].what, &off,
+					    &len, &enc);
+
+		CHECK_INT(i, rc, cases[i].rc);
+		if (rc == 0 && cases[i].rc == 0) {
+			char *got = xasprintf("%.*s", (int)len, msg + off);
+
+			CHECK_STR(i, got, cases[i].want);
+			free(got);
+			if (cases[i].what == MIME_SECT_BODY && cases[i].depth > 0)
+				CHECK_INT(i, enc, cases[i].enc);
+		}
+	}
+	buf_free(&cache);
+}
+
+static void test_header_fields(void)
+{
+	static const char hdr[] = "From: a@b\r\nSubject: one\r\n two\r\nTo: c@d\r\n"
+				  "subject: again\r\nX-Cut: end";
+	static const char *const names[] = {"Subject", "X-CUT"};
+	static const struct {
+		bool not;
+		size_t n_names;
+		const char *want;
+	} cases[] = {
+	    {false, 2, "Subject: one\r\n two\r\nsubject: again\r\nX-Cut: end\r\n\r\n"},
+	    {true, 2, "From: a@b\r\nTo: c@d\r\n\r\n"},
+	    {false, 0, "\r\n"},
+	    {true, 0, "From: a@b\r\nSubject: one\r\n two\r\nTo: c@d\r\nsubject: again\r\nX-Cut: end\r\n\r\n"},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct buf out = BUF_INIT;
+
+		mime_header_fields(hdr, strlen(hdr), names, cases[i].n_names, cases[i].not, &out);
+		CHECK_STR(i, out.data, cases[i].want);
+		buf_free(&out);
+	}
+}
+
+static void test_decode(void)
+{
+	static const struct {
+		enum mime_encoding enc;
+		const char *in, *want;
+		bool ok;
+	} cases[] = {
+	    /* 0 */ {MIME_ENC_BASE64, "SGVsbG8gV29ybGQ=", "Hello World", true},
+	    {MIME_ENC_BASE64, "SGVs\r\nbG8g!!V29y bGQ=", "Hello World", true},
+	    {MIME_ENC_BASE64, "SGk=SGk=", "HiHi", true},
+	    {MIME_ENC_BASE64, "", "", true},
+	    {MIME_ENC_QP, "caf=C3=A9 =\r\nsoft", "caf\xc3\xa9 soft", true},
+	    /* 5 */ {MIME_ENC_QP, "a =ZZ b =4", "a =ZZ b =4", true},
+	    {MIME_ENC_QP, "trailing   \r\nx=20\r\n", "trailing\r\nx \r\n", true},
+	    {MIME_ENC_QP, "lower =e9 end=", "lower \xe9 end", true},
+	    {MIME_ENC_QP, "a_b", "a_b", true},
+	    {MIME_ENC_7BIT, "as is =41", "as is =41", true},
+	    /* 10 */ {MIME_ENC_OTHER, "x", "", false},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct buf out = BUF_INIT;
+		bool ok = mime_decode(cases[i].enc, cases[i].in, strlen(cases[i].in), &out);
+
+		CHECK_INT(i, ok, cases[i].ok);
+		CHECK_STR(i, out.data ? out.data : "", cases[i].want);
+		buf_free(&out);
+	}
+}
+
+static void test_words(void)
+{
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+	    /* 0 */ {"=?UTF-8?B?SGVsbG8g?= =?UTF-8?Q?W=C3=B6rld?=", "Hello W\xc3\xb6rld"},
+	    {"=?ISO-8859-1?Q?Keld_J=F8rn_Simonsen?=", "Keld J\xc3\xb8rn Simonsen"},
+	    {"a =?iso-8859-1?q?=A1Hola!?= b", "a \xc2\xa1Hola! b"},
+	    {"=?utf-8?q?a?=\r\n =?utf-8?q?b?=", "ab"},
+	    {"plain\r\n folded", "plain folded"},
+	    /* 5 */ {"=?unknown-x?q?abc?= z", "=?unknown-x?q?abc?= z"},
+	    {"=?utf-8?q?broken", "=?utf-8?q?broken"},
+	    /* a UTF-8 character split across two words is joined first */
+	    {"=?UTF-8?B?w6k=?= =?UTF-8?B?w6k=?=", "\xc3\xa9\xc3\xa9"},
+	    {"=?UTF-8?Q?=C3?= =?UTF-8?Q?=A9?=", "\xc3\xa9"},
+	    {"=?utf-8*en?q?lang?=", "lang"},
+	    /* 10 */ {"=?iso-8859-1?q?a?= =?utf-8?q?b?=", "ab"},
+	    {"x=?utf-8?q?y?=", "xy"},
+	    {"", ""},
+	    {"=?utf-8?b?/w==?=", "\xef\xbf\xbd"},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct buf out = BUF_INIT;
+
+		mime_decode_words(cases[i].in, strlen(cases[i].in), &out);
+		CHECK_STR(i, out.data ? out.data : "", cases[i].want);
+		buf_free(&out);
+	}
+}
+
+static void test_to_utf8(void)
+{
+	static const struct {
+		const char *charset, *in, *want;
+		bool ok;
+	} cases[] = {
+	    {"iso-8859-1", "caf\xe9", "caf\xc3\xa9", true},
+	    {"UTF-8", "ok \xc3\xa9 bad \xff end", "ok \xc3\xa9 bad \xef\xbf\xbd end", true},
+	    {"us-ascii", "abc", "abc", true},
+	    {"windows-1252", "\x80", "\xe2\x82\xac", true},
+	    {"koi8-r", "\xf0\xd2\xc9\xd7\xc5\xd4", "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82", true},
+	    {"no-such-charset", "x", "", false},
+	    {"utf-8", "\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", true},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct buf out = BUF_INIT;
+		bool ok = mime_to_utf8(cases[i].charset, cases[i].in, strlen(cases[i].in), &out);
+
+		CHECK_INT(i, ok, cases[i].ok);
+		CHECK_STR(i, out.data ? out.data : "", cases[i].want);
+		buf_free(&out);
+	}
+}
+
+static void test_dates(void)
+{
+	static const struct {
+		const char *hdr;
+		bool ok;
+		long long t;
+		int tz;
+	} cases[] = {
+	    /* 0 */ {"Date: Mon, 7 Feb 1994 21:52:25 -0800 (PST)\r\n\r\n", true, 760686745, -28800},
+	    {"Date: 1 Jan 2020 00:00 GMT\r\n\r\n", true, 1577836800, 0},
+	    {"Date: Thu, 3 Jun 21 20:00:00 EDT\r\n\r\n", true, 1622764800, -14400},
+	    {"Date: 3 Jun 99 20:00:00 +0130\r\n\r\n", true, 928434600, 5400},
+	    {"Date:   Fri , 04 Jun 2021 08 : 00 : 00 +0100\r\n\r\n", true, 1622790000, 3600},
+	    /* 5 */ {"Subject: x\r\n\r\n", false, 0, 0},
+	    {"Date: yesterday\r\n\r\n", false, 0, 0},
+	    {"Date: 32 Jan 2020 00:00 +0000\r\n\r\n", false, 0, 0},
+	    {"Date: 1 Foo 2020 00:00 +0000\r\n\r\n", false, 0, 0},
+	    {"Date: 1 Jan 2020 25:00 +0000\r\n\r\n", false, 0, 0},
+	    /* 10 */ {"Date: 1 Jan 2020 10:00 +0000\r\n\r\nDate: 2 Jan 2020 10:00 +0000\r\n", true,
+		      1577872800, 0},
+	    {"Date: 1 Jan 2020 10:00 A\r\n\r\n", true, 1577872800, 0},
+	    {"Date: 1 Jan 2020 10:00\r\n\r\n", true, 1577872800, 0},
+	    {"Date: 1 Jan 2020 10:00 +99", false, 0, 0},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		time_t t = 0;
+		int tz = 0;
+		bool ok = mime_message_date(cases[i].hdr, strlen(cases[i].hdr), &t, &tz);
+
+		CHECK_INT(i, ok, cases[i].ok);
+		if (ok && cases[i].ok) {
+			CHECK_INT(i, t, cases[i].t);
+			CHECK_INT(i, tz, cases[i].tz);
+		}
+	}
+}
+
+static void test_search(void)
+{
+	static const char msg[] =
+	    "From: =?ISO-8859-1?Q?J=F6rg?= <j@example.de>\r\n"
+	    "Subject: =?UTF-8?B?0J/RgNC40LLQtdGC?= folded\r\n  line\r\n"
+	    "X-Empty:\r\n"
+	    "MIME-Version: 1.0\r\n"
+	    "Content-Type: multipart/mixed; boundary=s\r\n\r\n"
+	    "--s\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+	    "Content-Transfer-Encoding: quoted-printable\r\n\r\nCAF=C9 cr=E8me br=FBl=\r\n=E9e\r\n"
+	    "--s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n"
+	    "X-Part: inner-header-word\r\n\r\nzpHOu8+GzrEgzqnOnM6VzrPOsQ==\r\n"
+	    "--s\r\nContent-Type: application/octet-stream\r\n\r\nbinaryneedle\r\n--s--\r\n";
+	static const struct {
+		int kind; /* 0 header, 1 body, 2 text */
+		const char *field, *needle;
+		bool want;
+	} cases[] = {
+	    /* 0 */ {0, "From", "jörg", true},
+	    {0, "from", "JÖRG", true},
+	    {0, "Subject", "привет", true},
+	    {0, "Subject", "ПРИВЕТ FOLDED", true},
+	    {0, "Subject", "folded  line", true},
+	    /* 5 */ {0, "Subject", "jörg", false},
+	    {0, "X-Empty", "", true},
+	    {0, "X-Missing", "", false},
+	    {0, NULL, "jörg", true},
+	    {0, "X-Part", "inner", false},
+	    /* 10 */ {1, NULL, "café crème brûlée", true},
+	    {1, NULL, "CAFÉ CRÈME", true},
+	    {1, NULL, "αλφα ωμεγα", true},
+	    {1, NULL, "ΑΛΦΑ", true},
+	    {1, NULL, "binaryneedle", false},
+	    /* 15 */ {1, NULL, "inner-header-word", false},
+	    {2, NULL, "inner-header-word", true},
+	    {2, NULL, "ωμεγα", true},
+	    {1, NULL, "Subject", false},
+	    {2, NULL, "привет", true},
+	    /* 20 */ {1, NULL, "", true},
+	    {1, NULL, "zpHOu8", false},
+	};
+	struct buf cache = BUF_INIT;
+	struct mime_cache mc = build_open(msg, &cache);
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		bool got;
+
+		if (cases[i].kind == 0)
+			got = mime_search_header(msg, strlen(msg), &mc, cases[i].field,
+						 cases[i].needle);
+		else
+			got = mime_search_body(msg, strlen(msg), &mc, cases[i].needle,
+					       cases[i].kind == 2);
+		CHECK_INT(i, got, cases[i].want);
+	}
+	/* a message shorter than the cache says: nothing read past its end */
+	CHECK(!mime_search_body(msg, 10, &mc, "crème", false));
+	buf_free(&cache);
+}
+
+/* Every truncation and every single-byte change of a cache is rejected or
+ * stays inside the cache. */
+static void test_corrupt_cache(void)
+{
+	size_t mlen, i;
+	char *msg = read_file(CORPUS "/rfc822-attachment.eml", &mlen);
+	struct buf cache = BUF_INIT;
+	struct mime_cache mc;
+
+	x_assert(msg != NULL);
+	mime_cache_build(msg, mlen, &cache);
+	CHECK(mime_cache_open(&mc, cache.data, cache.len));
+	for (i = 0; i < cache.len; i++)
+		CHECK_INT(i, mime_cache_open(&mc, cache.data, i), false);
+	CHECK(!mime_cache_open(&mc, NULL, 0));
+	for (i = 0; i < cache.len; i++) {
+		unsigned char *c = (unsigned char *)cache.data, saved = c[i];
+		unsigned v;
+
+		for (v = 0; v < 256; v += 85) {
+			c[i] = (unsigned char)(saved ^ (v | 1));
+			if (mime_cache_open(&mc, cache.data, cache.len)) {
+				const char *p;
+				size_t n;
+				uint32_t path[3] = {2, 1, 1};
+				uint64_t off, len;
+				enum mime_encoding enc;
+				int d;
+
+				mime_cache_envelope(&mc, &p, &n);
+				CHECK(p >= cache.data && p + n <= cache.data + cache.len);
+				mime_cache_bodystructure(&mc, &p, &n);
+				CHECK(p >= cache.data && p + n <= cache.data + cache.len);
+				for (d = 0; d <= 3; d++)
+					(void)mime_cache_section(&mc, path, (size_t)d, MIME_SECT_TEXT, &off,
+								 &len, &enc);
+				(void)mime_search_body(msg, mlen, &mc, "x", true);
+			}
+		}
+		c[i] = saved;
+	}
+	/* an older version is rejected */
+	cache.data[3] = 0;
+	CHECK(!mime_cache_open(&mc, cache.data, cache.len));
+	buf_free(&cache);
+	free(msg);
+}
+
+/* Every prefix of every corpus message builds a cache that opens, whose
+ * sections stay inside the prefix (under SAN=1: no read past the end). */
+static void test_prefixes(void)
+{
+	size_t n, k;
+	char **names = corpus_names(&n);
+	struct buf cache = BUF_INIT;
+
+	for (k = 0; k < n; k++) {
+		char path[512];
+		size_t mlen, len;
+		char *msg;
+
+		snprintf(path, sizeof(path), CORPUS "/%s.eml", names[k]);
+		msg = read_file(path, &mlen);
+		x_assert(msg != NULL);
+		for (len = 0; len <= mlen; len += mlen > 5000 ? 37 : 1) {
+			/* an exact-size copy, so ASan sees any read past the end */
+			char *copy = xmalloc(len ? len : 1);
+			struct mime_cache mc;
+			uint32_t p1, p2, paths[3];
+
+			memcpy(copy, msg, len);
+			buf_reset(&cache);
+			mime_cache_build(copy, len, &cache);
+			if (!mime_cache_open(&mc, cache.data, cache.len)) {
+				printf("  %s: prefix %zu: cache does not open\n", names[k], len);
+				test_cur_failed = 1;
+				free(copy);
+				break;
+			}
+			for (p1 = 1; p1 <= 3; p1++)
+				for (p2 = 0; p2 <= 2; p2++) {
+					enum mime_section w;
+
+					paths[0] = p1;
+					paths[1] = p2;
+					for (w = MIME_SECT_BODY; w <= MIME_SECT_MIME; w++) {
+						uint64_t off, l;
+						enum mime_encoding enc;
+
+						if (mime_cache_section(&mc, paths, p2 ? 2 : 1, w, &off,
+								       &l, &enc) == 0 &&
+						    (off > len || l > len - off)) {
+							printf("  %s: prefix %zu: section outside\n",
+							       names[k], len);
+							test_cur_failed = 1;
+						}
+					}
+				}
+			(void)mime_search_body(copy, len, &mc, "zz", true);
+			(void)mime_search_header(copy, len, &mc, NULL, "zz");
+			free(copy);
+		}
+		free(msg);
+		free(names[k]);
+	}
+	free(names);
+	buf_free(&cache);
+}
+
+/* Limits: deep nesting and many parts stay bounded and well-formed. */
+static void test_limits(void)
+{
+	struct buf msg = BUF_INIT, cache = BUF_INIT;
+	struct mime_cache mc;
+	const char *p;
+	size_t n, i;
+	int depth = 0, maxdepth = 0;
+
+	for (i = 0; i < 100; i++)
+		buf_printf(&msg, "Content-Type: multipart/mixed; boundary=b%zu\r\n\r\n--b%zu\r\n", i, i);
+	buf_appends(&msg, "\r\nleaf\r\n");
+	mime_cache_build(msg.data, msg.len, &cache);
+	CHECK(mime_cache_open(&mc, cache.data, cache.len));
+	mime_cache_bodystructure(&mc, &p, &n);
+	for (i = 0; i < n; i++) {
+		depth += p[i] == '(' ? 1 : p[i] == ')' ? -1 : 0;
+		if (depth > maxdepth)
+			maxdepth = depth;
+	}
+	CHECK_INT(0, depth, 0);
+	CHECK(maxdepth <= 2 * MIME_MAX_DEPTH + 4);
+
+	buf_reset(&msg);
+	buf_reset(&cache);
+	buf_appends(&msg, "Content-Type: multipart/mixed; boundary=x\r\n\r\n");
+	for (i = 0; i < MIME_MAX_PARTS + 100; i++)
+		buf_appends(&msg, "--x\r\n\r\np\r\n");
+	buf_appends(&msg, "--x--\r\n");
+	mime_cache_build(msg.data, msg.len, &cache);
+	CHECK(mime_cache_open(&mc, cache.data, cache.len));
+	CHECK(mc.n_parts <= MIME_MAX_PARTS + 1);
+	{
+		uint32_t path[1] = {MIME_MAX_PARTS - 1};
+		uint64_t off, len;
+		enum mime_encoding enc;
+
+		CHECK_INT(1, mime_cache_section(&mc, path, 1, MIME_SECT_BODY, &off, &len, &enc), 0);
+		path[0] = MIME_MAX_PARTS + 1;
+		CHECK_INT(2, mime_cache_section(&mc, path, 1, MIME_SECT_BODY, &off, &len, &enc), -1);
+	}
+	buf_free(&msg);
+	buf_free(&cache);
+}
+
+static double now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* Not a test: prints the time to build the cache of a 1 KB and a 1 MB
+ * message (no timed assertion). */
+static void test_speed(void)
+{
+	struct buf small = BUF_INIT, big = BUF_INIT, cache = BUF_INIT;
+	int i, reps;
+	double t0, t1;
+
+	buf_appends(&small, "Return-Path: <sender@example.com>\r\n"
+			    "Received: from client.example.com (client.example.com [192.0.2.1])\r\n"
+			    "\tby mx.example.org with ESMTPS id 4XYZ; Tue, 1 Jun 2021 10:00:00 +0000\r\n"
+			    "From: Sender Name <sender@example.com>\r\nTo: rcpt@example.org\r\n"
+			    "Subject: a one kilobyte message\r\nDate: Tue, 1 Jun 2021 10:00:00 +0000\r\n"
+			    "Message-ID: <1234567890@example.com>\r\nMIME-Version: 1.0\r\n"
+			    "Content-Type: text/plain; charset=utf-8\r\n\r\n");
+	while (small.len < 1024)
+		buf_appends(&small, "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\r\n");
+	buf_appends(&big, "From: a@example.com\r\nTo: b@example.org\r\nSubject: big\r\n"
+			  "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n"
+			  "--zz\r\nContent-Type: text/plain\r\n\r\nhello\r\n--zz\r\n"
+			  "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+	while (big.len < 1024 * 1024)
+		buf_appends(&big, "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2\r\n");
+	buf_appends(&big, "--zz--\r\n");
+
+	for (reps = 20000, i = 0, t0 = now_ns(); i < reps; i++) {
+		buf_reset(&cache);
+		mime_cache_build(small.data, small.len, &cache);
+	}
+	t1 = now_ns();
+	printf("  mime_cache_build: %zu-byte message: %.0f ns/message\n", small.len, (t1 - t0) / reps);
+	for (reps = 50, i = 0, t0 = now_ns(); i < reps; i++) {
+		buf_reset(&cache);
+		mime_cache_build(big.data, big.len, &cache);
+	}
+	t1 = now_ns();
+	printf("  mime_cache_build: %zu-byte message: %.0f ns/message\n", big.len, (t1 - t0) / reps);
+	buf_free(&small);
+	buf_free(&big);
+	buf_free(&cache);
+}
+
+int main(void)
+{
+	test_run("corpus", test_corpus);
+	test_run("sections", test_sections);
+	test_run("header_fields", test_header_fields);
+	test_run("decode", test_decode);
+	test_run("words", test_words);
+	test_run("to_utf8", test_to_utf8);
+	test_run("dates", test_dates);
+	test_run("search", test_search);
+	test_run("corrupt_cache", test_corrupt_cache);
+	test_run("prefixes", test_prefixes);
+	test_run("limits", test_limits);
+	test_run("speed", test_speed);
+	return test_done("test_mime_cache");
+}
