@@ -350,7 +350,7 @@ void imap_cmd_append(struct imap_session *s, const struct imap_arg *args)
 			imap_flags_to_store(&fb, sys, kw.len > 0 ? kw.data : "");
 			flags[n] = xstrdup(fb.data);
 			dates[n] = t;
-			tzs[n] = tz;
+			tzs[n] = tz * 60; /* minutes (parse.h) -> seconds (store.h) */
 			n++;
 			p++;
 		}
