@@ -73,6 +73,7 @@ struct slice {
 	size_t n_saves, cap_saves;
 	uint32_t *vanished;
 	size_t n_van, cap_van;
+	struct buf kw;      /* keywords of the slice's messages */
 	/* streaming cursor (loop) */
 	size_t seg_i;
 	uint64_t seg_pos;   /* octets of the current segment done (input side) */
@@ -106,6 +107,8 @@ struct fetch_job {
 	size_t ri;
 	uint32_t next_idx;
 	bool cursor_done;
+	struct store_uid_range *recent; /* \Recent (select.c) */
+	size_t n_recent;
 	/* the UID set as given (VANISHED) */
 	struct store_uid_range *van_ranges;
 	size_t n_van_ranges;
@@ -133,6 +136,7 @@ static void slice_free(struct slice **sp)
 		buf_free(&sl->saves[i].cache);
 	free(sl->saves);
 	free(sl->vanished);
+	buf_free(&sl->kw);
 	imap_fetch_out_free(&sl->out);
 	free(sl->uids);
 	free(sl->seqs);
@@ -149,6 +153,7 @@ static void job_free(struct fetch_job *j)
 	imap_fetch_free(&j->f);
 	imap_idxset_free(&j->set);
 	free(j->van_ranges);
+	free(j->recent);
 	free(j->user);
 	free(j->mailbox);
 	free(j);
@@ -240,6 +245,12 @@ static int slice_each(void *arg, const struct store_msg *sm)
 	m.internaldate_tz = sm->internaldate_tz;
 	m.sysflags = imap_flags_from_store(sm->flags != NULL ? sm->flags : "", &kw);
 	m.keywords = kw != NULL ? kw : "";
+	if (imap_recent_in(j->recent, j->n_recent, sm->uid))
+		m.sysflags |= IMAP_F_RECENT;
+	if (m.keywords[0] != '\0') {
+		buf_appendc(&sl->kw, ' ');
+		buf_appends(&sl->kw, m.keywords);
+	}
 	bool have_cache = j->f.need_cache && sm->cache != NULL &&
 			  mime_cache_open(&mc, sm->cache, sm->cache_len);
 	if (j->f.need_blob || (j->f.need_cache && !have_cache)) {
@@ -281,7 +292,12 @@ static int slice_each(void *arg, const struct store_msg *sm)
 		m.mc = &mc;
 	}
 	struct imap_fetch_opts opts = j->opts;
+	unsigned seen_flags;
 	opts.set_flags = slice_seen(sl, sm->uid);
+	if (opts.set_flags != NULL && (m.sysflags & IMAP_F_RECENT)) {
+		seen_flags = *opts.set_flags | IMAP_F_RECENT;
+		opts.set_flags = &seen_flags;
+	}
 	imap_fetch_format(&j->f, &opts, &m, &sl->out);
 	if (map != NULL)
 		munmap(map, maplen);
@@ -559,6 +575,8 @@ static void pump(struct fetch_job *j)
 			if (j->next != NULL && !j->slice_reading) {
 				j->cur = j->next;
 				j->next = NULL;
+				if (j->cur->kw.len > 0) /* before the responses show them */
+					imap_sel_keywords(s, j->cur->kw.data);
 				if (j->cur->result < 0) {
 					log_err("imap %s: fetch: %s", s->base.ip, j->cur->err);
 					j->error = "[UNAVAILABLE] Mailbox cannot be read now";
@@ -709,8 +727,11 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args)
 		job_free(j);
 		return;
 	}
-	if (j->f.changedsince != 0)
-		imap_enable_condstore(s); /* RFC 7162 3.1 */
+	bool modseq_item = j->f.changedsince != 0;
+	for (size_t i = 0; i < j->f.n; i++)
+		modseq_item |= j->f.v[i].kind == IMAP_FETCH_MODSEQ;
+	if (modseq_item)
+		imap_enable_condstore(s); /* RFC 7162 3.1: an enabling command */
 	if (j->f.vanished) {
 		struct imap_seqset ss = {0};
 		if (imap_seqset_parse(args[0].str, args[0].len, 10000, &ss) == 0 && !ss.dollar) {
@@ -740,6 +761,7 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args)
 	j->opts.binary_ok = true;
 	j->opts.utf8 = s->utf8 || s->rev2;
 	j->opts.modseq = s->condstore;
+	j->recent = imap_sel_recent(s, &j->n_recent);
 	if (j->set.count == 0)
 		j->cursor_done = false; /* one empty slice carries the VANISHED */
 	s->job = j;

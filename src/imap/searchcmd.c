@@ -34,6 +34,8 @@ struct search_job {
 	struct imap_search q;
 	bool needs_blob;
 	bool has_modseq_key;
+	struct store_uid_range *recent; /* \Recent (select.c) */
+	size_t n_recent;
 	uint32_t *saved; /* copy of "$" for the workers */
 	size_t n_saved;
 	/* the slice being read */
@@ -42,6 +44,7 @@ struct search_job {
 	uint32_t next_idx; /* index of the view where the next slice starts */
 	/* results */
 	uint32_t *res_uid, *res_seq;
+	uint64_t *res_mod;
 	size_t n_res, cap_res;
 	uint64_t max_modseq;
 	struct cache_save {
@@ -61,10 +64,12 @@ static void job_free(struct search_job *j)
 	free(j->user);
 	free(j->mailbox);
 	free(j->saved);
+	free(j->recent);
 	free(j->uids);
 	free(j->seqs);
 	free(j->res_uid);
 	free(j->res_seq);
+	free(j->res_mod);
 	for (size_t i = 0; i < j->n_saves; i++)
 		buf_free(&j->saves[i].cache);
 	free(j->saves);
@@ -117,6 +122,8 @@ static int match_each(void *arg, const struct store_msg *sm)
 	m.internaldate_tz = sm->internaldate_tz;
 	m.sysflags = imap_flags_from_store(sm->flags != NULL ? sm->flags : "", &kw);
 	m.keywords = kw != NULL ? kw : "";
+	if (imap_recent_in(j->recent, j->n_recent, sm->uid))
+		m.sysflags |= IMAP_F_RECENT;
 	if (j->needs_blob) {
 		char *err = NULL;
 		struct stat st;
@@ -148,9 +155,11 @@ static int match_each(void *arg, const struct store_msg *sm)
 			j->cap_res = j->cap_res ? j->cap_res * 2 : 64;
 			j->res_uid = xrealloc(j->res_uid, j->cap_res * sizeof *j->res_uid);
 			j->res_seq = xrealloc(j->res_seq, j->cap_res * sizeof *j->res_seq);
+			j->res_mod = xrealloc(j->res_mod, j->cap_res * sizeof *j->res_mod);
 		}
 		j->res_uid[j->n_res] = m.uid;
 		j->res_seq[j->n_res] = m.seq;
+		j->res_mod[j->n_res] = m.modseq;
 		j->n_res++;
 		if (m.modseq > j->max_modseq)
 			j->max_modseq = m.modseq;
@@ -282,8 +291,19 @@ static void respond(struct search_job *j)
 		buf_appends(&j->out, " ALL ");
 		imap_seqset_format(&j->out, nums, j->n_res);
 	}
-	if (j->has_modseq_key && j->n_res > 0 && (q->ret_all || q->ret_min || q->ret_max))
-		buf_printf(&j->out, " MODSEQ %" PRIu64, j->max_modseq); /* RFC 7162 3.1.5 */
+	if (j->has_modseq_key && j->n_res > 0 && (q->ret_all || q->ret_min || q->ret_max)) {
+		/* RFC 7162 3.1.5 (RFC 4731 with CONDSTORE): the highest
+		 * mod-sequence of the messages the response names */
+		uint64_t mod = j->max_modseq;
+		if (!q->ret_all) {
+			mod = 0;
+			if (q->ret_min)
+				mod = j->res_mod[0];
+			if (q->ret_max && j->res_mod[j->n_res - 1] > mod)
+				mod = j->res_mod[j->n_res - 1];
+		}
+		buf_printf(&j->out, " MODSEQ %" PRIu64, mod);
+	}
 	buf_appends(&j->out, "\r\n");
 	j->out_i = j->n_res; /* nothing more to add */
 	j->writing = true;
@@ -449,6 +469,7 @@ void imap_cmd_search(struct imap_session *s, const struct imap_arg *args)
 	j->mailbox = xstrdup(s->sel->name);
 	j->uidvalidity = s->sel->uidvalidity;
 	j->needs_blob = imap_search_needs_blob(&j->q);
+	j->recent = imap_sel_recent(s, &j->n_recent);
 	if (s->sel->n_saved > 0) {
 		j->saved = xmalloc(s->sel->n_saved * sizeof *j->saved);
 		memcpy(j->saved, s->sel->saved, s->sel->n_saved * sizeof *j->saved);

@@ -88,5 +88,18 @@ const uint32_t *imap_view_uids(const struct imap_session *s);
  * refusals of a literal): s->tag is not set yet. */
 void imap_reply_reading(struct imap_session *s, const char *status, const char *code,
 			const char *text);
+/* \Recent (RFC 3501 2.3.2), select.c: the session's recent UIDs as ranges
+ * (a copy for a worker, xmalloc; *n_r may be 0), and whether a UID is in
+ * such ranges. */
+struct store_uid_range *imap_sel_recent(const struct imap_session *s, size_t *n_r);
+bool imap_recent_in(const struct store_uid_range *r, size_t n, uint32_t uid);
+/* Keywords (RFC 9051 7.3.5): before a FETCH response shows a keyword the
+ * client was not told of, "* FLAGS" and "* OK [PERMANENTFLAGS]" announce it.
+ * flags: a store flag string or space-separated keywords. */
+void imap_sel_keywords(struct imap_session *s, const char *flags);
+/* For STATUS RECENT (mailbox.c): the lowest UID of the mailbox that no
+ * session has claimed as \Recent yet (messages from there on are recent);
+ * 1 when the mailbox was not selected since the daemon started. */
+uint32_t imap_recent_boundary(const char *user, const char *mailbox, uint32_t uidvalidity);
 
 #endif

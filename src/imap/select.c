@@ -22,9 +22,7 @@
  * Our own STORE's changes come back as a notification too; their MODSEQ is
  * noted (imap_sel_own_change) so that the client is not told twice.
  *
- * \Recent (RFC 3501 2.3.2): IMAP4rev2 dropped it, and a per-session notion
- * needs shared state across sessions for little use; postern never sets it:
- * RECENT is always 0 and the NEW/RECENT search keys match nothing. */
+ * \Recent (RFC 3501 2.3.2; dropped by IMAP4rev2): see recent_entry below. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <string.h>
@@ -65,9 +63,180 @@ struct imap_selsync {
 	uint64_t own[OWN_MAX];   /* MODSEQs of our own STOREs */
 	size_t n_own;
 	void (*cont)(struct imap_session *s); /* waits for the read (imap_sel_sync) */
+	struct buf kw;           /* keywords the client was told of (FLAGS) */
+	struct recent_entry *rt; /* the mailbox's \Recent boundary */
+	struct store_uid_range *recent; /* this session's recent UIDs */
+	size_t n_recent, cap_recent;
+	uint32_t recent_told;    /* the last RECENT count sent */
 };
 
 static uint64_t next_sel_id = 1;
+
+static uint32_t view_lower(const struct imap_view *v, uint32_t uid);
+
+/* \Recent (RFC 3501 2.3.2: a message is recent in the one session that is
+ * first told of it). Per mailbox (user, name, UIDVALIDITY) the process keeps
+ * the lowest UID no read-write session has claimed yet: a SELECT claims
+ * every message from there, a session that has the mailbox selected claims
+ * new ones as it learns of them; EXAMINE shows them without claiming. The
+ * boundary lives in memory: after a restart every message is recent once
+ * more (Dovecot loses them with its index, too). One table per process, on
+ * the loop thread (with one loop per core it moves into the server). */
+struct recent_entry {
+	struct recent_entry *next;
+	char *user, *mailbox;
+	uint32_t uidvalidity;
+	uint32_t from;
+};
+#define RECENT_BUCKETS 1024
+static struct recent_entry *recent_table[RECENT_BUCKETS];
+
+static struct recent_entry *recent_get(const char *user, const char *mailbox, uint32_t uidvalidity)
+{
+	uint32_t h = 2166136261u;
+	for (const char *p = user; *p; p++)
+		h = (h ^ (unsigned char)(*p | 0x20)) * 16777619u;
+	for (const char *p = mailbox; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	h ^= uidvalidity;
+	struct recent_entry **b = &recent_table[h % RECENT_BUCKETS], *e;
+	for (e = *b; e != NULL; e = e->next)
+		if (e->uidvalidity == uidvalidity && strcasecmp(e->user, user) == 0 &&
+		    strcmp(e->mailbox, mailbox) == 0)
+			return e;
+	e = xcalloc(1, sizeof *e);
+	e->user = xstrdup(user);
+	e->mailbox = xstrdup(mailbox);
+	e->uidvalidity = uidvalidity;
+	e->from = 1;
+	e->next = *b;
+	*b = e;
+	return e;
+}
+
+uint32_t imap_recent_boundary(const char *user, const char *mailbox, uint32_t uidvalidity)
+{
+	return recent_get(user, mailbox, uidvalidity)->from;
+}
+
+static void recent_add(struct imap_selsync *y, uint32_t lo, uint32_t hi)
+{
+	if (lo > hi)
+		return;
+	if (y->n_recent > 0 && y->recent[y->n_recent - 1].hi + 1 >= lo) {
+		if (hi > y->recent[y->n_recent - 1].hi)
+			y->recent[y->n_recent - 1].hi = hi;
+		return;
+	}
+	if (y->n_recent == y->cap_recent) {
+		y->cap_recent = y->cap_recent ? y->cap_recent * 2 : 2;
+		y->recent = xrealloc(y->recent, y->cap_recent * sizeof *y->recent);
+	}
+	y->recent[y->n_recent].lo = lo;
+	y->recent[y->n_recent].hi = hi;
+	y->n_recent++;
+}
+
+/* A message the session learns of: recent if nobody claimed it. */
+static void recent_learn(struct imap_session *s, uint32_t uid)
+{
+	struct imap_selsync *y = s->sel->sync;
+	if (y->rt == NULL || uid < y->rt->from)
+		return;
+	recent_add(y, uid, uid);
+	if (!s->sel->readonly)
+		y->rt->from = uid + 1;
+}
+
+bool imap_recent_in(const struct store_uid_range *r, size_t n, uint32_t uid)
+{
+	for (size_t i = 0; i < n; i++)
+		if (uid >= r[i].lo && uid <= r[i].hi)
+			return true;
+	return false;
+}
+
+struct store_uid_range *imap_sel_recent(const struct imap_session *s, size_t *n_r)
+{
+	const struct imap_selsync *y = s->sel != NULL ? s->sel->sync : NULL;
+	size_t n = y != NULL ? y->n_recent : 0;
+	struct store_uid_range *r = xmalloc((n ? n : 1) * sizeof *r);
+	if (n > 0)
+		memcpy(r, y->recent, n * sizeof *r);
+	*n_r = n;
+	return r;
+}
+
+/* Messages of the view that are recent. */
+static uint32_t recent_count(const struct imap_session *s)
+{
+	const struct imap_selsync *y = s->sel->sync;
+	const struct imap_view *v = s->sel->view;
+	uint32_t n = 0;
+	for (size_t i = 0; i < y->n_recent && v != NULL; i++) {
+		uint32_t a = view_lower(v, y->recent[i].lo);
+		uint32_t b = y->recent[i].hi == UINT32_MAX ? v->n : view_lower(v, y->recent[i].hi + 1);
+		n += b - a;
+	}
+	return n;
+}
+
+static bool kw_known(const struct buf *kw, const char *w, size_t len)
+{
+	const char *p = kw->len > 0 ? kw->data : NULL;
+	while (p != NULL && *p != '\0') {
+		const char *e = strchr(p, ' ');
+		size_t pl = e != NULL ? (size_t)(e - p) : strlen(p);
+		if (pl == len && strncasecmp(p, w, len) == 0)
+			return true;
+		p = e != NULL ? e + 1 : NULL;
+	}
+	return false;
+}
+
+static void send_flag_lists(struct imap_session *s)
+{
+	struct imap_selsync *y = s->sel->sync;
+	struct buf b = BUF_INIT;
+	const char *kw = y->kw.len > 0 ? y->kw.data : NULL;
+
+	buf_appends(&b, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+	if (kw != NULL)
+		buf_printf(&b, " %s", kw);
+	buf_appends(&b, ")\r\n");
+	if (s->sel->readonly) {
+		buf_appends(&b, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+	} else {
+		buf_appends(&b, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+		if (kw != NULL)
+			buf_printf(&b, " %s", kw);
+		buf_appends(&b, " \\*)] Flags permitted\r\n");
+	}
+	imap_send(s, b.data, b.len);
+	buf_free(&b);
+}
+
+void imap_sel_keywords(struct imap_session *s, const char *flags)
+{
+	struct imap_selsync *y = s->sel != NULL ? s->sel->sync : NULL;
+	bool added = false;
+
+	if (y == NULL || flags == NULL)
+		return;
+	for (const char *p = flags; *p != '\0';) {
+		p += strspn(p, " ");
+		size_t n = strcspn(p, " ");
+		if (n > 0 && p[0] != '\\' && !kw_known(&y->kw, p, n)) {
+			if (y->kw.len > 0)
+				buf_appendc(&y->kw, ' ');
+			buf_append(&y->kw, p, n);
+			added = true;
+		}
+		p += n;
+	}
+	if (added && imap_alive(s))
+		send_flag_lists(s);
+}
 
 bool imap_alive(const struct imap_session *s)
 {
@@ -302,11 +471,11 @@ void imap_reply_reading(struct imap_session *s, const char *status, const char *
 }
 
 /* Writes a flag list of the store's form as FETCH sends it. */
-static void append_flags(struct buf *b, const char *flags)
+static void append_flags(struct buf *b, const char *flags, bool recent)
 {
 	const char *kw = NULL;
 	unsigned sys = imap_flags_from_store(flags != NULL ? flags : "", &kw);
-	imap_format_flags(b, sys, kw);
+	imap_format_flags(b, sys | (recent ? IMAP_F_RECENT : 0), kw);
 }
 
 /* ---- change notification ---- */
@@ -499,6 +668,7 @@ static void sync_done(void *arg, int result, const char *err)
 				}
 				y->new_uids[y->n_new++] = r->uid;
 				y->known_uidnext = r->uid + 1;
+				recent_learn(s, r->uid);
 				continue;
 			}
 			for (size_t k = 0; k < y->n_own; k++)
@@ -647,6 +817,8 @@ void imap_send_updates(struct imap_session *s, bool expunges_allowed)
 
 	if (s->sel == NULL || (y = s->sel->sync) == NULL || !imap_alive(s))
 		return;
+	if (s->cmd != NULL && strcmp(s->cmd->name, "LOGOUT") == 0)
+		return; /* nothing after the BYE */
 	v = s->sel->view;
 	/* a new message expunged before it was announced is never announced */
 	if (y->n_gone > 0 && y->n_new > 0) {
@@ -672,17 +844,24 @@ void imap_send_updates(struct imap_session *s, bool expunges_allowed)
 		s->sel->uidnext = y->known_uidnext;
 		y->n_new = 0;
 		imap_untagged(s, "%" PRIu32 " EXISTS", v->n);
+		if (!s->rev2) {
+			uint32_t rc = recent_count(s);
+			if (rc != y->recent_told) /* RFC 3501 7.3.2 */
+				imap_untagged(s, "%" PRIu32 " RECENT", rc);
+			y->recent_told = rc;
+		}
 	}
 	for (size_t i = 0; i < y->n_fl; i++) {
 		struct flag_upd *f = &y->fl[i];
 		uint32_t seq = imap_view_seq(s, f->uid);
 		if (seq != 0) {
 			struct buf b = BUF_INIT;
+			imap_sel_keywords(s, f->flags);
 			buf_printf(&b, "* %" PRIu32 " FETCH (", seq);
 			if (s->qresync || s->uid)
 				buf_printf(&b, "UID %" PRIu32 " ", f->uid);
 			buf_appends(&b, "FLAGS ");
-			append_flags(&b, f->flags);
+			append_flags(&b, f->flags, imap_recent_in(y->recent, y->n_recent, f->uid));
 			if (s->condstore)
 				buf_printf(&b, " MODSEQ (%" PRIu64 ")", f->modseq);
 			buf_appends(&b, ")\r\n");
@@ -713,6 +892,8 @@ static void sel_free(struct imap_session *s, struct imap_selected **selp)
 		free(y->fl);
 		free(y->new_uids);
 		free(y->gone);
+		buf_free(&y->kw);
+		free(y->recent);
 		free(y);
 	}
 	free(sel->saved);
@@ -963,6 +1144,16 @@ static void load_done(void *arg, int result, const char *err)
 	sel->sync->known_uidnext = sel->uidnext;
 	if (sel->view->n > 0 && sel->view->v[sel->view->n - 1] >= sel->sync->known_uidnext)
 		sel->sync->known_uidnext = sel->view->v[sel->view->n - 1] + 1;
+	if (j->kw.len > 0)
+		buf_append(&sel->sync->kw, j->kw.data, j->kw.len);
+	/* \Recent: what nobody claimed yet; SELECT claims it, EXAMINE does not */
+	sel->sync->rt = recent_get(s->user, sel->name, sel->uidvalidity);
+	if (sel->sync->known_uidnext > sel->sync->rt->from) {
+		recent_add(sel->sync, sel->sync->rt->from, sel->sync->known_uidnext - 1);
+		if (!examine)
+			sel->sync->rt->from = sel->sync->known_uidnext;
+	}
+	sel->sync->recent_told = recent_count(s);
 
 	/* RFC 9051 6.3.2 (and RFC 3501 6.3.1 for rev1) */
 	buf_appends(&b, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
@@ -972,7 +1163,7 @@ static void load_done(void *arg, int result, const char *err)
 	imap_send(s, b.data, b.len);
 	imap_untagged(s, "%" PRIu32 " EXISTS", sel->view->n);
 	if (!s->rev2) {
-		imap_untagged(s, "0 RECENT");
+		imap_untagged(s, "%" PRIu32 " RECENT", sel->sync->recent_told);
 		if (j->mb.first_unseen_uid != 0) {
 			uint32_t seq = imap_view_seq(s, j->mb.first_unseen_uid);
 			if (seq != 0)
@@ -1005,7 +1196,9 @@ static void load_done(void *arg, int result, const char *err)
 			buf_reset(&b);
 			buf_printf(&b, "* %" PRIu32 " FETCH (UID %" PRIu32 " FLAGS ", seq,
 				   j->changed[i].uid);
-			append_flags(&b, j->changed[i].flags);
+			append_flags(&b, j->changed[i].flags,
+				     imap_recent_in(sel->sync->recent, sel->sync->n_recent,
+						    j->changed[i].uid));
 			buf_printf(&b, " MODSEQ (%" PRIu64 "))\r\n", j->changed[i].modseq);
 			imap_send(s, b.data, b.len);
 		}

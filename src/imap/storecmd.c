@@ -93,6 +93,11 @@ static void store_done(void *arg, int result, const struct store_flag_result *v,
 		return;
 	}
 	modv = xmalloc((n ? n : 1) * sizeof *modv);
+	size_t n_recent = 0;
+	struct store_uid_range *recent = imap_sel_recent(s, &n_recent);
+	for (size_t i = 0; i < n; i++)
+		if (!o->silent && imap_view_seq(s, v[i].uid) != 0)
+			imap_sel_keywords(s, v[i].flags);
 	for (size_t i = 0; i < n; i++) {
 		uint32_t seq = imap_view_seq(s, v[i].uid);
 		if (seq == 0)
@@ -111,6 +116,8 @@ static void store_done(void *arg, int result, const struct store_flag_result *v,
 			const char *kw;
 			unsigned sys = imap_flags_from_store(v[i].flags, &kw);
 			buf_appends(&b, "FLAGS ");
+			if (imap_recent_in(recent, n_recent, v[i].uid))
+				sys |= IMAP_F_RECENT;
 			imap_format_flags(&b, sys, kw);
 		}
 		if (s->uid) /* RFC 9051 6.4.9 */
@@ -123,6 +130,7 @@ static void store_done(void *arg, int result, const struct store_flag_result *v,
 		imap_send(s, b.data, b.len);
 	}
 	buf_free(&b);
+	free(recent);
 	op_free(o);
 	if (n_mod > 0) {
 		/* RFC 7162 3.1.3: the messages refused by UNCHANGEDSINCE */
@@ -198,6 +206,14 @@ void imap_cmd_store(struct imap_session *s, const struct imap_arg *args)
 		} else {
 			for (; f->type != IMAP_ARG_EOL; f++) {
 				unsigned one = 0;
+				if (f->type == IMAP_ARG_NIL) {
+					/* "NIL" is an atom here (a keyword), as
+					 * Dovecot takes it */
+					if (kw.len > 0)
+						buf_appendc(&kw, ' ');
+					buf_appends(&kw, "NIL");
+					continue;
+				}
 				if (imap_parse_flags(f, &one, &kw) < 0) {
 					buf_free(&kw);
 					imap_tagged(s, "BAD", NULL, "Invalid flags");

@@ -195,6 +195,8 @@ def items_box(server):
     assert c.cmd("CREATE %s" % box).ok
     r = append(c, box, MSG, "($Work)", "02-Dec-2021 11:00:00 +0100")
     assert r.ok, r
+    # claim the \\Recent message in a first selection (RFC 3501 2.3.2)
+    assert c.cmd("SELECT %s" % box).ok and c.cmd("UNSELECT").ok
     assert c.cmd("SELECT %s" % box).ok
     c.box = box
     yield c
@@ -352,6 +354,7 @@ def test_fetch_changed_and_flags_many(server):
         c.send(("%s APPEND many" % tag).encode() +
                b"".join(b" (\\Flagged) {%d+}\r\n" % len(m) + m for _ in range(50)) + b"\r\n")
         assert c.read_response(tag).ok
+    assert c.cmd("SELECT many").ok and c.cmd("UNSELECT").ok
     assert c.cmd("SELECT many").ok
     r = c.cmd("FETCH 1:* (UID FLAGS)")
     assert r.untagged == ["* %d FETCH (UID %d FLAGS (\\Flagged))" % (i, i) for i in range(1, n + 1)]

@@ -59,6 +59,13 @@ def fresh_mailbox(c, name):
     return name
 
 
+def settle(c, name):
+    """SELECT once and leave: this session claims the mailbox's \\Recent
+    messages (RFC 3501 2.3.2), so that later selections show none."""
+    assert c.cmd("SELECT %s" % imap_quote(name)).ok
+    assert c.cmd("UNSELECT").ok
+
+
 def select(c, name):
     r = c.cmd("SELECT %s" % imap_quote(name))
     assert r.ok, r
@@ -71,14 +78,16 @@ def test_exists_flags_expunge_between_sessions(server):
     box = fresh_mailbox(a, "sync1")
     for i in range(3):
         assert append(a, box, msg(i)).ok
+    settle(a, box)
     select(a, box)
     r = select(b, box)
     assert "* 3 EXISTS" in r.untagged
 
-    # new mail: A's own APPEND shows its EXISTS before the tagged OK
+    # new mail: A's own APPEND shows its EXISTS before the tagged OK (and A,
+    # first to learn of it, has it as \Recent)
     r = append(a, box, msg(3))
     assert r.ok and "[APPENDUID" in r.tagged, r
-    assert r.untagged == ["* 4 EXISTS"], r
+    assert r.untagged == ["* 4 EXISTS", "* 1 RECENT"], r
     # B learns of it at NOOP
     r = b.cmd("NOOP")
     assert r.untagged == ["* 4 EXISTS"], r
@@ -279,3 +288,37 @@ def test_expunge_numbers_many_sessions(server):
         assert seqs == list(range(1, 8)), r
     for c in s:
         c.close()
+
+
+def test_recent(server):
+    """\\Recent (RFC 3501 2.3.2): the first session told of a message has it
+    as recent; EXAMINE shows it without claiming it."""
+    a = server.imap_login()
+    b = server.imap_login()
+    c = server.imap_login()
+    box = fresh_mailbox(a, "recent1")
+    for i in range(2):
+        assert append(a, box, msg(i)).ok
+    r = b.cmd("EXAMINE %s" % box)
+    assert r.untagged[1:3] == ["* 2 EXISTS", "* 2 RECENT"], r
+    r = b.cmd("FETCH 1:2 (FLAGS)")
+    assert r.untagged == ["* 1 FETCH (FLAGS (\\Recent))", "* 2 FETCH (FLAGS (\\Recent))"], r
+    assert b.cmd("SEARCH RECENT").untagged == ["* SEARCH 1 2"]
+    r = a.cmd("SELECT %s" % box)
+    assert "* 2 RECENT" in r.untagged, r
+    assert a.cmd("SEARCH NEW").untagged == ["* SEARCH 1 2"]
+    r = c.cmd("SELECT %s" % box)
+    assert "* 0 RECENT" in r.untagged, r
+    assert c.cmd("SEARCH NEW").untagged == ["* SEARCH"]
+    assert c.cmd("SEARCH OLD").untagged == ["* SEARCH 1 2"]
+    assert c.cmd("CLOSE").ok
+    # a new message: A, the session that has it selected, is told first
+    assert append(b, box, msg(2)).ok
+    r = a.cmd("NOOP")
+    assert r.untagged == ["* 3 EXISTS", "* 3 RECENT"], r
+    r = a.cmd("FETCH 3 (FLAGS)")
+    assert r.untagged == ["* 3 FETCH (FLAGS (\\Recent))"], r
+    r = c.cmd("SELECT %s" % box)
+    assert "* 0 RECENT" in r.untagged, r
+    for x in (a, b, c):
+        x.close()
