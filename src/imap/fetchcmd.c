@@ -74,6 +74,11 @@ struct slice {
 	uint32_t *vanished;
 	size_t n_van, cap_van;
 	struct buf kw;      /* keywords of the slice's messages */
+	struct shown {
+		uint32_t uid;
+		uint64_t modseq;
+	} *shown;           /* the state each response shows */
+	size_t n_shown;
 	/* streaming cursor (loop) */
 	size_t seg_i;
 	uint64_t seg_pos;   /* octets of the current segment done (input side) */
@@ -137,6 +142,7 @@ static void slice_free(struct slice **sp)
 	free(sl->saves);
 	free(sl->vanished);
 	buf_free(&sl->kw);
+	free(sl->shown);
 	imap_fetch_out_free(&sl->out);
 	free(sl->uids);
 	free(sl->seqs);
@@ -247,6 +253,11 @@ static int slice_each(void *arg, const struct store_msg *sm)
 	m.keywords = kw != NULL ? kw : "";
 	if (imap_recent_in(j->recent, j->n_recent, sm->uid))
 		m.sysflags |= IMAP_F_RECENT;
+	if (sl->shown == NULL)
+		sl->shown = xmalloc(sl->n * sizeof *sl->shown);
+	sl->shown[sl->n_shown].uid = sm->uid;
+	sl->shown[sl->n_shown].modseq = sm->modseq;
+	sl->n_shown++;
 	if (m.keywords[0] != '\0') {
 		buf_appendc(&sl->kw, ' ');
 		buf_appends(&sl->kw, m.keywords);
@@ -577,6 +588,9 @@ static void pump(struct fetch_job *j)
 				j->next = NULL;
 				if (j->cur->kw.len > 0) /* before the responses show them */
 					imap_sel_keywords(s, j->cur->kw.data);
+				for (size_t i = 0; i < j->cur->n_shown; i++)
+					imap_sel_reported(s, j->cur->shown[i].uid,
+							  j->cur->shown[i].modseq);
 				if (j->cur->result < 0) {
 					log_err("imap %s: fetch: %s", s->base.ip, j->cur->err);
 					j->error = "[UNAVAILABLE] Mailbox cannot be read now";

@@ -101,5 +101,8 @@ void imap_sel_keywords(struct imap_session *s, const char *flags);
  * session has claimed as \Recent yet (messages from there on are recent);
  * 1 when the mailbox was not selected since the daemon started. */
 uint32_t imap_recent_boundary(const char *user, const char *mailbox, uint32_t uidvalidity);
+/* The client was shown uid's flags as of modseq (a FETCH or STORE
+ * response): pending or in-flight older updates of it are dropped. */
+void imap_sel_reported(struct imap_session *s, uint32_t uid, uint64_t modseq);
 
 #endif

@@ -68,6 +68,13 @@ struct imap_selsync {
 	struct store_uid_range *recent; /* this session's recent UIDs */
 	size_t n_recent, cap_recent;
 	uint32_t recent_told;    /* the last RECENT count sent */
+	/* (uid, modseq) the client was shown while a read was in flight: the
+	 * read's older state of them is not sent after (imap_sel_reported) */
+	struct sync_seen {
+		uint32_t uid;
+		uint64_t modseq;
+	} *shown;
+	size_t n_shown, cap_shown;
 };
 
 static uint64_t next_sel_id = 1;
@@ -660,6 +667,11 @@ static void sync_done(void *arg, int result, const char *err)
 		for (size_t i = 0; i < j->n; i++) {
 			struct sync_res *r = &j->v[i];
 			bool own = false;
+			bool stale = false;
+			for (size_t k = 0; k < y->n_shown && !stale; k++)
+				stale = y->shown[k].uid == r->uid && y->shown[k].modseq >= r->modseq;
+			if (stale && r->uid < y->known_uidnext)
+				continue;
 			if (r->uid >= y->known_uidnext) {
 				if (y->n_new == y->cap_new) {
 					y->cap_new = y->cap_new ? y->cap_new * 2 : 16;
@@ -688,6 +700,7 @@ static void sync_done(void *arg, int result, const char *err)
 			s->sel->highestmodseq = j->status.highestmodseq;
 	}
 	sync_job_free(j);
+	y->n_shown = 0;
 	update_pending(s);
 	if (y->dirty && result == 0) {
 		sync_start(s);
@@ -738,6 +751,31 @@ void imap_sel_sync(struct imap_session *s, void (*cont)(struct imap_session *s))
 		sync_start(s);
 	else
 		y->dirty = true; /* the read in flight may predate our change */
+}
+
+void imap_sel_reported(struct imap_session *s, uint32_t uid, uint64_t modseq)
+{
+	struct imap_selsync *y = s->sel != NULL ? s->sel->sync : NULL;
+
+	if (y == NULL)
+		return;
+	/* a pending update older than what the client was just shown would
+	 * take its flags (and MODSEQ) back */
+	for (size_t i = 0; i < y->n_fl; i++)
+		if (y->fl[i].uid == uid && y->fl[i].modseq <= modseq) {
+			free(y->fl[i].flags);
+			y->fl[i] = y->fl[--y->n_fl];
+			break;
+		}
+	if (y->reading) {
+		if (y->n_shown == y->cap_shown) {
+			y->cap_shown = y->cap_shown ? y->cap_shown * 2 : 16;
+			y->shown = xrealloc(y->shown, y->cap_shown * sizeof *y->shown);
+		}
+		y->shown[y->n_shown].uid = uid;
+		y->shown[y->n_shown].modseq = modseq;
+		y->n_shown++;
+	}
 }
 
 void imap_sel_own_change(struct imap_session *s, uint64_t modseq)
@@ -894,6 +932,7 @@ static void sel_free(struct imap_session *s, struct imap_selected **selp)
 		free(y->gone);
 		buf_free(&y->kw);
 		free(y->recent);
+		free(y->shown);
 		free(y);
 	}
 	free(sel->saved);

@@ -104,6 +104,8 @@ static void store_done(void *arg, int result, const struct store_flag_result *v,
 			continue;
 		if (v[i].changed)
 			imap_sel_own_change(s, v[i].modseq);
+		if (!v[i].modified)
+			imap_sel_reported(s, v[i].uid, v[i].modseq);
 		if (v[i].modified) {
 			modv[n_mod++] = s->uid ? v[i].uid : seq;
 			continue;
