@@ -83,14 +83,16 @@ def test_exists_flags_expunge_between_sessions(server):
     r = select(b, box)
     assert "* 3 EXISTS" in r.untagged
 
-    # new mail: A's own APPEND shows its EXISTS before the tagged OK (and A,
-    # first to learn of it, has it as \Recent)
+    # new mail: A's own APPEND shows its EXISTS before the tagged OK; the
+    # session that learns of it first (A or B: both read it at once) has it
+    # as \Recent
     r = append(a, box, msg(3))
     assert r.ok and "[APPENDUID" in r.tagged, r
-    assert r.untagged == ["* 4 EXISTS", "* 1 RECENT"], r
+    assert r.untagged[0] == "* 4 EXISTS" and r.untagged[1:] in ([], ["* 1 RECENT"]), r
+    a_recent = len(r.untagged) == 2
     # B learns of it at NOOP
     r = b.cmd("NOOP")
-    assert r.untagged == ["* 4 EXISTS"], r
+    assert r.untagged == ["* 4 EXISTS"] + ([] if a_recent else ["* 1 RECENT"]), r
 
     # a flag change by A is a FETCH (FLAGS) for B
     r = a.cmd("STORE 2 +FLAGS (\\Flagged)")
