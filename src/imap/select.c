@@ -1186,8 +1186,10 @@ static void load_done(void *arg, int result, const char *err)
 	if (j->kw.len > 0)
 		buf_append(&sel->sync->kw, j->kw.data, j->kw.len);
 	/* \Recent: what nobody claimed yet; SELECT claims it, EXAMINE does not */
-	sel->sync->rt = recent_get(s->user, sel->name, sel->uidvalidity);
-	if (sel->sync->known_uidnext > sel->sync->rt->from) {
+	/* IMAP4rev2 has no \Recent (RFC 9051 E.): such a session neither
+	 * shows nor claims it */
+	sel->sync->rt = s->rev2 ? NULL : recent_get(s->user, sel->name, sel->uidvalidity);
+	if (sel->sync->rt != NULL && sel->sync->known_uidnext > sel->sync->rt->from) {
 		recent_add(sel->sync, sel->sync->rt->from, sel->sync->known_uidnext - 1);
 		if (!examine)
 			sel->sync->rt->from = sel->sync->known_uidnext;
