@@ -340,12 +340,12 @@ void imap_cmd_enable(struct imap_session *s, const struct imap_arg *args)
 			s->rev2 = true;
 			buf_appends(&b, " IMAP4rev2");
 		} else if (imap_arg_atom_is(a, "CONDSTORE") && !s->condstore) {
-			s->condstore = true;
+			imap_enable_condstore(s);
 			buf_appends(&b, " CONDSTORE");
 		} else if (imap_arg_atom_is(a, "QRESYNC") && !s->qresync) {
 			/* RFC 7162 3.2.3: QRESYNC implies CONDSTORE */
 			s->qresync = true;
-			s->condstore = true;
+			imap_enable_condstore(s);
 			buf_appends(&b, " QRESYNC");
 		}
 	}

@@ -87,7 +87,23 @@ char *imap_mailbox_arg(struct imap_session *s, const struct imap_arg *arg)
 static void append_name(bool utf8, struct buf *out, const char *name)
 {
 	if (utf8) {
-		imap_append_astring(out, name, strlen(name));
+		/* RFC 9051 4.3: a quoted string may hold UTF-8 (stored names
+		 * have no CR, LF or NUL); an atom where one will do */
+		bool ascii = true;
+		for (const char *p = name; *p != '\0'; p++)
+			if ((unsigned char)*p >= 0x80)
+				ascii = false;
+		if (ascii) {
+			imap_append_astring(out, name, strlen(name));
+			return;
+		}
+		buf_appendc(out, '"');
+		for (const char *p = name; *p != '\0'; p++) {
+			if (*p == '"' || *p == '\\')
+				buf_appendc(out, '\\');
+			buf_appendc(out, *p);
+		}
+		buf_appendc(out, '"');
 		return;
 	}
 	struct buf b = BUF_INIT;
@@ -335,7 +351,27 @@ struct status_val {
 	struct store_mailbox_status st;
 	uint32_t unseen, deleted;
 	uint64_t size;
+	uint32_t recent;
 };
+
+/* \Recent (RFC 3501 2.3.2) from the boundary select.c keeps (loop thread):
+ * every message from it on is recent. Exact when the boundary is 1 (none
+ * claimed) or past the last UID; in between, the UIDs from the boundary to
+ * UIDNEXT, at most MESSAGES (exact unless some of them were expunged;
+ * STATUS counts those with a read of its own). */
+static bool recent_guess(const char *user, const char *name, struct status_val *v)
+{
+	uint32_t from = imap_recent_boundary(user, name, v->st.uidvalidity);
+
+	if (from <= 1)
+		v->recent = v->st.messages;
+	else if (from >= v->st.uidnext)
+		v->recent = 0;
+	else
+		v->recent = v->st.uidnext - from < v->st.messages ? v->st.uidnext - from
+								   : v->st.messages;
+	return from <= 1 || from >= v->st.uidnext;
+}
 
 static void status_format(const struct imap_session *s, bool utf8, struct buf *b,
 			  const char *name, const struct status_req *r,
@@ -369,7 +405,7 @@ static void status_format(const struct imap_session *s, bool utf8, struct buf *b
 			buf_printf(b, " %" PRIu64, v->size);
 			break;
 		case ST_RECENT:
-			buf_appends(b, " 0"); /* no \Recent (RFC 9051 dropped it) */
+			buf_printf(b, " %" PRIu32, v->recent);
 			break;
 		case ST_HIGHESTMODSEQ:
 			buf_printf(b, " %" PRIu64, v->st.highestmodseq);
@@ -396,6 +432,7 @@ struct status_job {
 	struct status_req req;
 	struct status_val val;
 	bool nonexistent;
+	uint32_t recent_from; /* the second read: count the UIDs from here */
 };
 
 static void status_seen(void *arg, const struct store_mailbox *mb)
@@ -417,6 +454,29 @@ static int status_read(struct store_snap *sn, void *arg, char **err_r)
 	return r < 0 ? -1 : 0;
 }
 
+static int recent_count(void *arg, const struct store_msg *m)
+{
+	((struct status_job *)arg)->val.recent++;
+	return 0;
+}
+
+static int recent_read(struct store_snap *sn, void *arg, char **err_r)
+{
+	struct status_job *j = arg;
+	struct store_uid_range r = {j->recent_from, UINT32_MAX};
+	int res;
+
+	j->val.recent = 0;
+	res = store_snap_messages(sn, j->user, j->name, j->val.st.uidvalidity, &r, 1, 0, false,
+				  recent_count, j, err_r);
+	if (res == STORE_NONEXISTENT || res == STORE_CHANGED) {
+		x_free(err_r);
+		j->nonexistent = true;
+		return 0;
+	}
+	return res < 0 ? -1 : 0;
+}
+
 static void status_done(void *arg, int result, const char *err)
 {
 	struct status_job *j = arg;
@@ -424,6 +484,14 @@ static void status_done(void *arg, int result, const char *err)
 
 	if (!imap_step_done(s))
 		goto out;
+	if (result == 0 && !j->nonexistent && (j->req.bits & ST_RECENT) && j->recent_from == 0 &&
+	    !recent_guess(j->user, j->name, &j->val)) {
+		/* some of the messages were claimed: count the others */
+		j->recent_from = imap_recent_boundary(j->user, j->name, j->val.st.uidvalidity);
+		s->base.busy++;
+		store_read(s->srv->st, s->srv->workers, recent_read, status_done, j);
+		return;
+	}
 	if (result < 0) {
 		log_err("imap status client=%s user=%s: %s", s->base.ip, j->user,
 			err ? err : "store error");
@@ -460,7 +528,7 @@ void imap_cmd_status(struct imap_session *s, const struct imap_arg *args)
 		return;
 	/* RFC 7162 3.1: STATUS HIGHESTMODSEQ is a CONDSTORE enabling command */
 	if (req.bits & ST_HIGHESTMODSEQ)
-		s->condstore = true;
+		imap_enable_condstore(s);
 	struct status_job *j = xcalloc(1, sizeof *j);
 	j->s = s;
 	j->user = xstrdup(s->user);
@@ -940,6 +1008,9 @@ static void list_done(void *arg, int result, const char *err)
 		imap_cmd_done(s);
 		return;
 	}
+	if (j->ret_status && (j->status.bits & ST_RECENT))
+		for (size_t i = 0; i < j->n_mbs; i++)
+			recent_guess(j->user, j->mbs[i].name, &j->mbs[i].val);
 	s->job = j;
 	s->job_abort = list_abort;
 	s->job_drained = list_drained;
@@ -955,8 +1026,9 @@ static bool pattern_add(struct imap_session *s, struct list_job *j, const char *
 	size_t len;
 	struct buf b = BUF_INIT;
 
+	/* NIL is an atom here: a mailbox may be called so */
 	if (a->type == IMAP_ARG_ATOM || a->type == IMAP_ARG_QUOTED ||
-	    a->type == IMAP_ARG_LITERAL) {
+	    a->type == IMAP_ARG_LITERAL || a->type == IMAP_ARG_NIL) {
 		p = a->str;
 		len = a->len;
 	} else {
@@ -1091,6 +1163,9 @@ void imap_cmd_list(struct imap_session *s, const struct imap_arg *args)
 				   sep != NULL ? (size_t)(sep - rb.data) + 1 : 0);
 	}
 	buf_free(&rb);
+	/* RFC 7162 3.1: STATUS HIGHESTMODSEQ enables CONDSTORE */
+	if (j->ret_status && (j->status.bits & ST_HIGHESTMODSEQ))
+		imap_enable_condstore(s);
 	s->base.busy++;
 	session_park(&s->base);
 	store_read(s->srv->st, s->srv->workers, list_read, list_done, j);

@@ -12,15 +12,16 @@
 /* ---- reader ---- */
 
 enum {
-	RS_LINE,       /* reading line octets */
-	RS_DISCARD,    /* a line over the limit: skipping to its LF */
-	RS_LITERAL,    /* reading inline literal octets (lit_left to go) */
-	RS_LIT_EVENT,  /* IMAP_READ_LITERAL returned: waiting for the caller */
-	RS_LIT_CHECK,  /* apply the inline limits to the announced literal */
-	RS_CONT_WAIT,  /* IMAP_READ_CONTINUE returned: feeding means "+" sent */
-	RS_EXTERNAL,   /* the caller streams the literal (after its "+") */
-	RS_DONE,       /* IMAP_READ_COMMAND returned */
-	RS_BAD,        /* IMAP_READ_BAD returned: the next feed starts afresh */
+	RS_LINE,        /* reading line octets */
+	RS_DISCARD,     /* a line over the limit: skipping to its LF */
+	RS_DISCARD_LIT, /* ... and the {N+} literal it announced (lit_left) */
+	RS_LITERAL,     /* reading inline literal octets (lit_left to go) */
+	RS_LIT_EVENT,   /* IMAP_READ_LITERAL returned: waiting for the caller */
+	RS_LIT_CHECK,   /* apply the inline limits to the announced literal */
+	RS_CONT_WAIT,   /* IMAP_READ_CONTINUE returned: feeding means "+" sent */
+	RS_EXTERNAL,    /* the caller streams the literal (after its "+") */
+	RS_DONE,        /* IMAP_READ_COMMAND returned */
+	RS_BAD,         /* IMAP_READ_BAD returned: the next feed starts afresh */
 	RS_FATAL,
 };
 
@@ -51,6 +52,7 @@ static void reader_reset(struct imap_reader *r)
 	r->lit_sync = r->lit_binary = false;
 	r->discarding = false;
 	r->lit_external_ok = false;
+	r->tail_len = 0;
 	r->state = RS_LINE;
 }
 
@@ -70,7 +72,15 @@ void imap_reader_free(struct imap_reader *r)
 
 void imap_reader_refuse(struct imap_reader *r)
 {
-	x_assert(r->state == RS_CONT_WAIT || (r->state == RS_LIT_EVENT && r->lit_sync));
+	x_assert(r->state == RS_CONT_WAIT || r->state == RS_LIT_EVENT);
+	if (!r->lit_sync) {
+		/* a {N+} cannot be refused: its octets are on their way
+		 * (RFC 7888 4); the connection cannot be resynchronised */
+		r->error = "Literal refused";
+		r->error_toobig = true;
+		r->state = RS_FATAL;
+		return;
+	}
 	imap_reader_next(r);
 }
 
@@ -110,7 +120,7 @@ const char *imap_reader_tag(const struct imap_reader *r, size_t *len_r)
  * RFC 7888 literal+, RFC 3516 literal8): 1 with the values, else 0. A number
  * too big for 64 bits is reported as UINT64_MAX (over every limit). */
 static int literal_announced(const char *line, size_t n, uint64_t *len_r, bool *sync_r,
-			     bool *binary_r)
+                             bool *binary_r)
 {
 	if (n < 3 || line[n - 1] != '}')
 		return 0;
@@ -144,12 +154,12 @@ static int literal_announced(const char *line, size_t n, uint64_t *len_r, bool *
 static enum imap_read_result literal_check(struct imap_reader *r)
 {
 	uint64_t room = r->max_command > r->cmd.len ? r->max_command - r->cmd.len : 0;
-	bool over = r->lit_len > r->max_literal || r->lit_len > room ||
-		    r->n_lits >= IMAP_MAX_LITERALS;
+	bool over =
+	    r->lit_len > r->max_literal || r->lit_len > room || r->n_lits >= IMAP_MAX_LITERALS;
 
 	if (!r->lit_sync && (over || r->lit_len > r->max_nonsync)) {
 		r->error = r->n_lits >= IMAP_MAX_LITERALS ? "Too many literals in command"
-							   : "Literal too big";
+		                                          : "Literal too big";
 		r->error_toobig = r->n_lits < IMAP_MAX_LITERALS;
 		r->state = RS_FATAL;
 		return IMAP_READ_FATAL;
@@ -158,7 +168,7 @@ static enum imap_read_result literal_check(struct imap_reader *r)
 		/* A refused synchronising literal is never sent (RFC 9051
 		 * 4.3): the command is dropped here, its octets not awaited. */
 		r->error = r->n_lits >= IMAP_MAX_LITERALS ? "Too many literals in command"
-							   : "Literal too big";
+		                                          : "Literal too big";
 		r->error_toobig = r->n_lits < IMAP_MAX_LITERALS;
 		r->state = RS_BAD;
 		return IMAP_READ_BAD;
@@ -206,6 +216,45 @@ static enum imap_read_result line_end(struct imap_reader *r)
 	return literal_check(r);
 }
 
+/* Keeps the last octets of an over-long line. */
+static void tail_add(struct imap_reader *r, const char *p, size_t n)
+{
+	size_t cap = sizeof r->tail;
+	if (n >= cap) {
+		memcpy(r->tail, p + n - cap, cap);
+		r->tail_len = (unsigned char)cap;
+		return;
+	}
+	size_t keep = r->tail_len + n > cap ? cap - n : r->tail_len;
+	memmove(r->tail, r->tail + r->tail_len - keep, keep);
+	memcpy(r->tail + keep, p, n);
+	r->tail_len = (unsigned char)(keep + n);
+}
+
+/* The LF of an over-long line: if it announced a {N+}, its octets follow
+ * whatever we answer (RFC 7888 4), so they are skipped (0) to stay in step
+ * with the client, or, over the literal limits, the reader is fatal. A {N}
+ * is never sent once the command is refused (RFC 9051 4.3). -1: done. */
+static int discarded_line_end(struct imap_reader *r)
+{
+	uint64_t n;
+	bool sync, binary;
+	size_t len = r->tail_len;
+	if (len > 0 && r->tail[len - 1] == '\r')
+		len--;
+	r->tail_len = 0;
+	if (!literal_announced(r->tail, len, &n, &sync, &binary) || sync)
+		return -1;
+	if (n > r->max_literal || n > r->max_nonsync) {
+		r->error_toobig = true;
+		r->state = RS_FATAL;
+		return -1;
+	}
+	r->lit_left = n;
+	r->state = n > 0 ? RS_DISCARD_LIT : RS_DISCARD;
+	return 0;
+}
+
 enum imap_read_result imap_reader_feed(struct imap_reader *r, struct buf *in)
 {
 	size_t i = 0;
@@ -238,6 +287,14 @@ enum imap_read_result imap_reader_feed(struct imap_reader *r, struct buf *in)
 		const char *p = in->data + i;
 		size_t avail = in->len - i;
 
+		if (r->state == RS_DISCARD_LIT) {
+			size_t skip = avail < r->lit_left ? avail : (size_t)r->lit_left;
+			i += skip;
+			r->lit_left -= skip;
+			if (r->lit_left == 0)
+				r->state = RS_DISCARD;
+			continue;
+		}
 		if (r->state == RS_LITERAL) {
 			size_t take = avail < r->lit_left ? avail : (size_t)r->lit_left;
 			buf_append(&r->cmd, p, take);
@@ -259,8 +316,15 @@ enum imap_read_result imap_reader_feed(struct imap_reader *r, struct buf *in)
 
 		if (r->state == RS_DISCARD) {
 			i += lf != NULL ? n + 1 : n;
+			tail_add(r, p, n);
 			if (lf == NULL)
+				continue;
+			if (discarded_line_end(r) == 0)
+				continue; /* skip its {N+} literal, then the rest */
+			if (r->state == RS_FATAL) {
+				res = IMAP_READ_FATAL;
 				break;
+			}
 			/* the over-long line is gone, up to its LF: report once */
 			r->state = RS_BAD;
 			res = IMAP_READ_BAD;
@@ -275,13 +339,19 @@ enum imap_read_result imap_reader_feed(struct imap_reader *r, struct buf *in)
 		size_t line_room = r->max_line > r->line_len ? r->max_line - r->line_len : 0;
 		size_t cmd_room = r->max_command > r->cmd.len ? r->max_command - r->cmd.len : 0;
 		if (keep > line_room || keep > cmd_room) {
-			r->error = keep > line_room ? "Line too long" : "Command too long";
+			/* which limit binds does not depend on how the
+			 * input was split: both rooms shrink together */
+			r->error = line_room < cmd_room ? "Line too long" : "Command too long";
 			r->error_toobig = false;
 			/* keep what fits so that the tag can still be read */
 			size_t fit = line_room < cmd_room ? line_room : cmd_room;
 			buf_append(&r->cmd, p, fit);
 			r->line_len += fit;
 			r->state = RS_DISCARD;
+			/* the tail so far: the line's octets held in cmd, which
+			 * the DISCARD state sees again from p on */
+			r->tail_len = 0;
+			tail_add(r, r->cmd.data + r->cmd.len - r->line_len, r->line_len - fit);
 			continue; /* the DISCARD state consumes from p on */
 		}
 		if (lf == NULL) {
@@ -437,7 +507,7 @@ struct pctx {
 	const char *s;
 	size_t len;
 	const struct imap_lit *lits;
-	size_t n_lits, k; /* next literal */
+	size_t n_lits, k;    /* next literal */
 	size_t pos, seg_end; /* the current segment ends where literal k starts */
 	void **mem;
 	const char *err;
@@ -477,8 +547,8 @@ static int parse_quoted(struct pctx *p, struct imap_arg *a)
 		if (c == '"') {
 			a->type = IMAP_ARG_QUOTED;
 			a->len = p->tmp.len;
-			a->str = imap_arena_strndup(p->mem, p->tmp.data ? p->tmp.data : "",
-						    p->tmp.len);
+			a->str =
+			    imap_arena_strndup(p->mem, p->tmp.data ? p->tmp.data : "", p->tmp.len);
 			p->pos = i + 1;
 			return 0;
 		}
@@ -662,7 +732,8 @@ static struct imap_arg *parse_list(struct pctx *p, unsigned depth, bool inner)
 		} else if (c == '"') {
 			if (parse_quoted(p, a) < 0)
 				goto fail;
-		} else if (c == '{' || (c == '~' && p->pos + 1 < p->seg_end && p->s[p->pos + 1] == '{')) {
+		} else if (c == '{' ||
+		           (c == '~' && p->pos + 1 < p->seg_end && p->s[p->pos + 1] == '{')) {
 			if (parse_literal(p, a) < 0)
 				goto fail;
 		} else if (parse_atom(p, a) < 0) {

@@ -49,7 +49,9 @@ enum imap_read_result {
 			     * from its input and then calls
 			     * imap_reader_external_done(). Only returned when
 			     * r->want_literal_events is set. */
-	IMAP_READ_BAD,      /* a line over the limit (consumed up to its LF), or
+	IMAP_READ_BAD,      /* a line over the limit (consumed up to its LF, and
+			     * past the octets of a {N+} it ends with, if
+			     * within the literal limits; else FATAL), or
 			     * a literal over the limit announced with {N}: the
 			     * command is dropped; answer BAD/NO (r->error says
 			     * which and why) and go on */
@@ -86,6 +88,8 @@ struct imap_reader {
 	/* private */
 	size_t lit_start;     /* offset in cmd where the current literal goes */
 	bool lit_external_ok; /* LITERAL event pending a decision */
+	unsigned char tail_len; /* an over-long line's last octets, to see */
+	char tail[23];          /* whether it announced a literal */
 };
 #define IMAP_LITERAL_MINUS_MAX 4096 /* RFC 7888 3: LITERAL- */
 /* Literal events (want_literal_events), precisely. When a line ends with a
@@ -107,7 +111,9 @@ struct imap_reader {
  *       feeding the reader, then calls imap_reader_external_done(r) and
  *       feeds again (the rest of the command: more literals possible).
  *    c) imap_reader_refuse(r) at once (e.g. a {N} over APPENDLIMIT): the
- *       command is dropped; only valid for a {N} (lit_sync).
+ *       command is dropped. For a {N+} (whose octets are already on their
+ *       way) refusing makes every later feed return IMAP_READ_FATAL
+ *       (error_toobig): answer BYE [TOOBIG] or NO [TOOBIG] and close.
  * Without want_literal_events: {N+} over max_nonsync or the inline limits
  * gives IMAP_READ_FATAL; {N} over the inline limits IMAP_READ_BAD; a {N}
  * within them IMAP_READ_CONTINUE; a {N+} within them is read on.

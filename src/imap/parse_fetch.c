@@ -13,7 +13,7 @@
 #define FETCH_MAX_FIELDS 256 /* header names in one HEADER.FIELDS */
 
 static struct imap_fetch_item *add_item(struct imap_fetch *f, enum imap_fetch_kind kind,
-					const char *label)
+                                        const char *label)
 {
 	f->v = xrealloc(f->v, (f->n + 1) * sizeof *f->v);
 	struct imap_fetch_item *it = &f->v[f->n++];
@@ -27,17 +27,17 @@ static const struct {
 	const char *name;
 	enum imap_fetch_kind kind;
 } simple[] = {
-	{"FLAGS", IMAP_FETCH_FLAGS},
-	{"INTERNALDATE", IMAP_FETCH_INTERNALDATE},
-	{"RFC822.SIZE", IMAP_FETCH_RFC822_SIZE},
-	{"ENVELOPE", IMAP_FETCH_ENVELOPE},
-	{"BODY", IMAP_FETCH_BODY},
-	{"BODYSTRUCTURE", IMAP_FETCH_BODYSTRUCTURE},
-	{"UID", IMAP_FETCH_UID},
-	{"MODSEQ", IMAP_FETCH_MODSEQ},
-	{"RFC822", IMAP_FETCH_RFC822},
-	{"RFC822.HEADER", IMAP_FETCH_RFC822_HEADER},
-	{"RFC822.TEXT", IMAP_FETCH_RFC822_TEXT},
+    {"FLAGS", IMAP_FETCH_FLAGS},
+    {"INTERNALDATE", IMAP_FETCH_INTERNALDATE},
+    {"RFC822.SIZE", IMAP_FETCH_RFC822_SIZE},
+    {"ENVELOPE", IMAP_FETCH_ENVELOPE},
+    {"BODY", IMAP_FETCH_BODY},
+    {"BODYSTRUCTURE", IMAP_FETCH_BODYSTRUCTURE},
+    {"UID", IMAP_FETCH_UID},
+    {"MODSEQ", IMAP_FETCH_MODSEQ},
+    {"RFC822", IMAP_FETCH_RFC822},
+    {"RFC822.HEADER", IMAP_FETCH_RFC822_HEADER},
+    {"RFC822.TEXT", IMAP_FETCH_RFC822_TEXT},
 };
 
 static bool upper_eq(const char *s, size_t n, const char *upper)
@@ -65,7 +65,8 @@ static int header_list(const char *s, size_t n, struct imap_fetch_item *it, stru
 		if (s[i] == '"') {
 			i++;
 			while (i < n && s[i] != '"') {
-				if (s[i] == '\\' && i + 1 < n && (s[i + 1] == '"' || s[i + 1] == '\\'))
+				if (s[i] == '\\' && i + 1 < n &&
+				    (s[i + 1] == '"' || s[i + 1] == '\\'))
 					i++;
 				else if (s[i] == '\\')
 					goto out;
@@ -114,7 +115,7 @@ out:
 /* section-spec inside "[...]" (RFC 9051 9: section-spec); binary: only a
  * section-part (RFC 3516 4.2). The label gets the upper-cased section. */
 static int section(const char *s, size_t n, bool binary, struct imap_fetch_item *it,
-		   struct buf *label)
+                   struct buf *label)
 {
 	size_t i = 0;
 

@@ -19,29 +19,29 @@ static const struct {
 	enum imap_search_kind kind;
 	unsigned flag;
 } flag_keys[] = {
-	{"ANSWERED", IMAP_SK_FLAG, IMAP_F_ANSWERED},
-	{"DELETED", IMAP_SK_FLAG, IMAP_F_DELETED},
-	{"DRAFT", IMAP_SK_FLAG, IMAP_F_DRAFT},
-	{"FLAGGED", IMAP_SK_FLAG, IMAP_F_FLAGGED},
-	{"SEEN", IMAP_SK_FLAG, IMAP_F_SEEN},
-	{"RECENT", IMAP_SK_FLAG, IMAP_F_RECENT},
-	{"UNANSWERED", IMAP_SK_UNFLAG, IMAP_F_ANSWERED},
-	{"UNDELETED", IMAP_SK_UNFLAG, IMAP_F_DELETED},
-	{"UNDRAFT", IMAP_SK_UNFLAG, IMAP_F_DRAFT},
-	{"UNFLAGGED", IMAP_SK_UNFLAG, IMAP_F_FLAGGED},
-	{"UNSEEN", IMAP_SK_UNFLAG, IMAP_F_SEEN},
-	{"ALL", IMAP_SK_ALL, 0},
-	{"NEW", IMAP_SK_NEW, 0},
-	{"OLD", IMAP_SK_OLD, 0},
+    {"ANSWERED", IMAP_SK_FLAG, IMAP_F_ANSWERED},
+    {"DELETED", IMAP_SK_FLAG, IMAP_F_DELETED},
+    {"DRAFT", IMAP_SK_FLAG, IMAP_F_DRAFT},
+    {"FLAGGED", IMAP_SK_FLAG, IMAP_F_FLAGGED},
+    {"SEEN", IMAP_SK_FLAG, IMAP_F_SEEN},
+    {"RECENT", IMAP_SK_FLAG, IMAP_F_RECENT},
+    {"UNANSWERED", IMAP_SK_UNFLAG, IMAP_F_ANSWERED},
+    {"UNDELETED", IMAP_SK_UNFLAG, IMAP_F_DELETED},
+    {"UNDRAFT", IMAP_SK_UNFLAG, IMAP_F_DRAFT},
+    {"UNFLAGGED", IMAP_SK_UNFLAG, IMAP_F_FLAGGED},
+    {"UNSEEN", IMAP_SK_UNFLAG, IMAP_F_SEEN},
+    {"ALL", IMAP_SK_ALL, 0},
+    {"NEW", IMAP_SK_NEW, 0},
+    {"OLD", IMAP_SK_OLD, 0},
 };
 
 static const struct {
 	const char *name;
 	enum imap_search_kind kind;
 } date_keys[] = {
-	{"BEFORE", IMAP_SK_BEFORE},         {"ON", IMAP_SK_ON},
-	{"SINCE", IMAP_SK_SINCE},           {"SENTBEFORE", IMAP_SK_SENTBEFORE},
-	{"SENTON", IMAP_SK_SENTON},         {"SENTSINCE", IMAP_SK_SENTSINCE},
+    {"BEFORE", IMAP_SK_BEFORE}, {"ON", IMAP_SK_ON},
+    {"SINCE", IMAP_SK_SINCE},   {"SENTBEFORE", IMAP_SK_SENTBEFORE},
+    {"SENTON", IMAP_SK_SENTON}, {"SENTSINCE", IMAP_SK_SENTSINCE},
 };
 
 /* header shortcuts: the key's name is the field's */
@@ -65,11 +65,11 @@ static char *search_string(struct sctx *c, const struct imap_arg *a)
 }
 
 static int parse_key(struct sctx *c, const struct imap_arg **ap, struct imap_search_key *k,
-		     unsigned depth);
+                     unsigned depth);
 
 /* Keys up to EOL as the children of an AND node. */
 static int parse_and(struct sctx *c, const struct imap_arg *a, struct imap_search_key *k,
-		     unsigned depth)
+                     unsigned depth)
 {
 	size_t cap = 0;
 	k->kind = IMAP_SK_AND;
@@ -92,7 +92,7 @@ static int parse_and(struct sctx *c, const struct imap_arg *a, struct imap_searc
 }
 
 static int parse_key(struct sctx *c, const struct imap_arg **ap, struct imap_search_key *k,
-		     unsigned depth)
+                     unsigned depth)
 {
 	const struct imap_arg *a = *ap;
 	if (++c->keys > c->max_keys) {
@@ -198,7 +198,8 @@ static int parse_key(struct sctx *c, const struct imap_arg **ap, struct imap_sea
 	if (imap_arg_atom_is(key, "LARGER") || imap_arg_atom_is(key, "SMALLER")) {
 		k->kind = imap_arg_atom_is(key, "LARGER") ? IMAP_SK_LARGER : IMAP_SK_SMALLER;
 		/* number64 in RFC 9051 */
-		if (a->type != IMAP_ARG_ATOM || !imap_parse_u64(a->str, a->len, INT64_MAX, &k->num)) {
+		if (a->type != IMAP_ARG_ATOM ||
+		    !imap_parse_u64(a->str, a->len, INT64_MAX, &k->num)) {
 			c->err = "Invalid size";
 			return -1;
 		}
@@ -233,7 +234,8 @@ static int parse_key(struct sctx *c, const struct imap_arg **ap, struct imap_sea
 		k->kind = IMAP_SK_MODSEQ;
 		if (a->type == IMAP_ARG_QUOTED || a->type == IMAP_ARG_LITERAL) {
 			if (a->len < 8 || strncasecmp(a->str, "/flags/", 7) != 0 ||
-			    !(imap_arg_atom_is(a + 1, "PRIV") || imap_arg_atom_is(a + 1, "SHARED") ||
+			    !(imap_arg_atom_is(a + 1, "PRIV") ||
+			      imap_arg_atom_is(a + 1, "SHARED") ||
 			      imap_arg_atom_is(a + 1, "ALL"))) {
 				c->err = "Invalid MODSEQ entry";
 				return -1;
@@ -273,11 +275,11 @@ static int return_opts(struct imap_search *s, const struct imap_arg *list, const
 	s->esearch = true;
 	for (const struct imap_arg *o = list; o->type != IMAP_ARG_EOL; o++) {
 		bool *flag = imap_arg_atom_is(o, "MIN")     ? &s->ret_min
-			     : imap_arg_atom_is(o, "MAX")   ? &s->ret_max
-			     : imap_arg_atom_is(o, "ALL")   ? &s->ret_all
-			     : imap_arg_atom_is(o, "COUNT") ? &s->ret_count
-			     : imap_arg_atom_is(o, "SAVE")  ? &s->ret_save
-							    : NULL;
+		             : imap_arg_atom_is(o, "MAX")   ? &s->ret_max
+		             : imap_arg_atom_is(o, "ALL")   ? &s->ret_all
+		             : imap_arg_atom_is(o, "COUNT") ? &s->ret_count
+		             : imap_arg_atom_is(o, "SAVE")  ? &s->ret_save
+		                                            : NULL;
 		if (flag == NULL) {
 			*err_r = "Unknown search return option";
 			return -1;
@@ -291,7 +293,7 @@ static int return_opts(struct imap_search *s, const struct imap_arg *list, const
 }
 
 int imap_search_parse(const struct imap_arg *args, size_t max_keys, struct imap_search *s,
-		      bool *bad_charset_r, const char **err_r)
+                      bool *bad_charset_r, const char **err_r)
 {
 	const struct imap_arg *a = args;
 	struct sctx c = {0, max_keys, NULL};

@@ -77,7 +77,8 @@ int imap_seqset_parse(const char *s, size_t len, size_t max_ranges, struct imap_
 			hi = lo;
 		} else {
 			size_t c = (size_t)(colon - s);
-			if (!seq_number(s + i, c - i, &lo) || !seq_number(s + c + 1, e - c - 1, &hi))
+			if (!seq_number(s + i, c - i, &lo) ||
+			    !seq_number(s + c + 1, e - c - 1, &hi))
 				goto fail;
 		}
 		/* "5:3" is "3:5" (RFC 9051 9, seq-range) */

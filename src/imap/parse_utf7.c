@@ -244,8 +244,8 @@ const char *imap_mailbox_check(char *name, size_t max_len, unsigned max_levels)
 bool imap_list_match(const char *pattern, const char *name, char sep)
 {
 	size_t n = strlen(name);
-	size_t inbox = strncmp(name, "INBOX", 5) == 0 && (name[5] == '\0' || name[5] == sep) ? 5
-															 : 0;
+	size_t inbox =
+	    strncmp(name, "INBOX", 5) == 0 && (name[5] == '\0' || name[5] == sep) ? 5 : 0;
 	bool stack[2][256];
 	bool *cur = stack[0], *next = stack[1], *heap = NULL;
 	if (n + 1 > 256) {
@@ -276,8 +276,8 @@ bool imap_list_match(const char *pattern, const char *name, char sep)
 			next[0] = false;
 			for (size_t j = 1; j <= n; j++) {
 				char nc = name[j - 1];
-				bool eq = nc == pc || (j <= inbox && (nc | 0x20) == (pc | 0x20) &&
-						       pc != sep);
+				bool eq = nc == pc ||
+				          (j <= inbox && (nc | 0x20) == (pc | 0x20) && pc != sep);
 				next[j] = cur[j - 1] && eq;
 				any |= next[j];
 			}

@@ -12,9 +12,8 @@ static const struct {
 	const char *name; /* canonical case, as the responses spell it */
 	unsigned bit;
 } sys_flags[] = {
-	{"\\Seen", IMAP_F_SEEN},       {"\\Answered", IMAP_F_ANSWERED},
-	{"\\Flagged", IMAP_F_FLAGGED}, {"\\Deleted", IMAP_F_DELETED},
-	{"\\Draft", IMAP_F_DRAFT},     {"\\Recent", IMAP_F_RECENT},
+    {"\\Seen", IMAP_F_SEEN},       {"\\Answered", IMAP_F_ANSWERED}, {"\\Flagged", IMAP_F_FLAGGED},
+    {"\\Deleted", IMAP_F_DELETED}, {"\\Draft", IMAP_F_DRAFT},       {"\\Recent", IMAP_F_RECENT},
 };
 
 unsigned imap_flag_bit(const char *s, size_t len)
@@ -101,7 +100,7 @@ int imap_parse_flag_args(const struct imap_arg *args, unsigned *sys_r, struct bu
 /* ---- dates ---- */
 
 static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-				   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
  * days_from_civil). */
@@ -197,14 +196,15 @@ bool imap_parse_datetime(const char *s, size_t len, time_t *t_r, int *tz_r)
 	const char *p = s + i;
 	static const char shape[] = " 00:00:00 +0000";
 	for (size_t k = 0; k < 15; k++) {
-		if (shape[k] == '0' ? !is_digit(p[k]) : k == 10 ? (p[k] != '+' && p[k] != '-')
-								 : p[k] != shape[k])
+		if (shape[k] == '0' ? !is_digit(p[k])
+		    : k == 10       ? (p[k] != '+' && p[k] != '-')
+		                    : p[k] != shape[k])
 			return false;
 	}
 	int hh = (p[1] - '0') * 10 + p[2] - '0', mi = (p[4] - '0') * 10 + p[5] - '0';
 	int ss = (p[7] - '0') * 10 + p[8] - '0';
 	int zh = (p[11] - '0') * 10 + p[12] - '0', zm = (p[13] - '0') * 10 + p[14] - '0';
-	if (hh > 23 || mi > 59 || ss > 60 || zm > 59)
+	if (hh > 23 || mi > 59 || ss > 60 || zh > 23 || zm > 59)
 		return false;
 	int tz = zh * 60 + zm;
 	if (p[10] == '-')
@@ -231,6 +231,6 @@ void imap_format_datetime(struct buf *out, time_t t, int tz)
 	int a = tz < 0 ? -tz : tz;
 	/* date-day-fixed as two digits, as Dovecot writes it */
 	buf_printf(out, "\"%02u-%s-%04d %02d:%02d:%02d %c%02d%02d\"", d, months[m - 1], y,
-		   (int)(sec / 3600), (int)(sec / 60 % 60), (int)(sec % 60), tz < 0 ? '-' : '+',
-		   a / 60, a % 60);
+	           (int)(sec / 3600), (int)(sec / 60 % 60), (int)(sec % 60), tz < 0 ? '-' : '+',
+	           a / 60, a % 60);
 }

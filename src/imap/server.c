@@ -28,12 +28,17 @@ static void buf_vprintf(struct buf *b, const char *fmt, va_list ap) PRINTF_LIKE(
 
 static void buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 {
+	char tmp[256];
 	va_list aq;
 	va_copy(aq, ap);
-	int n = vsnprintf(NULL, 0, fmt, aq);
+	int n = vsnprintf(tmp, sizeof tmp, fmt, aq);
 	va_end(aq);
 	if (n <= 0)
 		return;
+	if ((size_t)n < sizeof tmp) {
+		buf_append(b, tmp, (size_t)n);
+		return;
+	}
 	buf_reserve(b, (size_t)n + 1);
 	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
 	b->len += (size_t)n;

@@ -168,6 +168,14 @@ uint32_t imap_view_count(const struct imap_session *s);
 /* cmd.c */
 void imap_dispatch(struct imap_session *s);
 
+/* select.c (also declared in selcmd.h): turns CONDSTORE on (RFC 7162 3.1:
+ * ENABLE CONDSTORE/QRESYNC, STATUS HIGHESTMODSEQ...), with the HIGHESTMODSEQ
+ * of a selected mailbox. */
+void imap_enable_condstore(struct imap_session *s);
+/* select.c (also declared in selcmd.h), for STATUS RECENT: the lowest UID
+ * of the mailbox no session has claimed as \Recent yet. */
+uint32_t imap_recent_boundary(const char *user, const char *mailbox, uint32_t uidvalidity);
+
 /* server.c */
 /* "* BYE text" and close (reason: static, for the log line). */
 void imap_bye(struct imap_session *s, const char *code, const char *reason, const char *text);

@@ -51,6 +51,7 @@ struct mpart {
 	uint64_t hdr_off, hdr_len, body_off, body_len;
 	uint32_t lines, first_child, last_child, next;
 	uint8_t kind, enc, opaque;
+	uint8_t in_mp; /* a part of a multipart (always MIME) */
 };
 
 /* a string in a cinfo's storage */
@@ -85,7 +86,9 @@ struct bnd {
 
 struct stop {
 	size_t at;
-	int which; /* boundary stack level, -1: the end of the message */
+	int which;  /* boundary stack level, -1: the end of the message */
+	bool strip; /* the line break before the boundary belongs to it (RFC 2046
+		     * 5.1.1), not to a header line or a close delimiter line */
 };
 
 struct mime_build {
@@ -97,6 +100,7 @@ struct mime_build {
 	struct bnd stack[MIME_MAX_DEPTH + 2];
 	size_t nb;
 	struct cinfo ci[MIME_MAX_DEPTH + 4];
+	size_t ci_used, nb_used; /* how many of ci[] and stack[] were touched */
 	struct buf ab, tmp, comment;
 };
 
@@ -104,7 +108,7 @@ struct mime_build {
 
 static const char *sr(const struct cinfo *ci, struct sref r)
 {
-	return ci->s.data + r.off;
+	return ci->s.data ? ci->s.data + r.off : "";
 }
 
 static struct sref sr_begin(const struct cinfo *ci)
@@ -190,22 +194,30 @@ static void parse_params(struct cinfo *ci, struct mime_rp *rp, struct sref *out,
 		struct param pa = {0};
 		int ret;
 
+		/* a broken parameter: one byte skipped, then the next ';' looked
+		 * for (as Dovecot, which so also loses a ';' right after it) */
 		if (*rp->p != ';') {
-			rp->p++; /* broken: resynchronise on the next ';' */
+			rp->p++;
 			continue;
 		}
 		rp->p++;
 		if (mime_rp_skip(rp) <= 0)
 			break;
 		pa.koff = ci->s.len;
-		if (mime_rp_token(rp, &ci->s) <= 0 || rp->p >= rp->e || *rp->p != '=')
+		if (mime_rp_token(rp, &ci->s) <= 0 || rp->p >= rp->e || *rp->p != '=') {
+			if (rp->p < rp->e)
+				rp->p++;
 			continue;
+		}
 		pa.klen = ci->s.len - pa.koff;
 		rp->p++;
-		if (mime_rp_skip(rp) <= 0)
-			break; /* no value */
 		pa.voff = ci->s.len;
-		if (*rp->p == '"') {
+		ret = mime_rp_skip(rp);
+		if (ret < 0)
+			break;
+		if (ret == 0) {
+			/* "name=" at the end: an empty value */
+		} else if (*rp->p == '"') {
 			ret = mime_rp_quoted(rp, &ci->s);
 		} else if (*rp->p == '=') {
 			/* broken "name==?utf-8?b?...?=": taken up to WSP or ';' */
@@ -219,8 +231,11 @@ static void parse_params(struct cinfo *ci, struct mime_rp *rp, struct sref *out,
 		} else {
 			ret = mime_rp_token(rp, &ci->s);
 		}
-		if (ret < 0)
+		if (ret < 0) {
+			if (rp->p < rp->e)
+				rp->p++;
 			continue;
+		}
 		pa.vlen = ci->s.len - pa.voff;
 		if (ci->npr >= MIME_MAX_PARAMS)
 			continue;
@@ -351,18 +366,27 @@ static void parse_content_type(struct cinfo *ci, const struct mime_field *f)
 {
 	struct mime_rp rp = {f->value, f->value + f->value_len, NULL};
 
+	/* A broken value is sent as type "" and subtype "", except a lone type
+	 * ("text"), kept with subtype "" (Dovecot). */
 	ci->type = sr_begin(ci);
-	if (mime_rp_skip(&rp) <= 0 || mime_rp_token(&rp, &ci->s) < 0 || rp.p >= rp.e ||
-	    *rp.p != '/') {
-		sr_end(ci, &ci->type);
+	if (mime_rp_skip(&rp) <= 0 || mime_rp_token(&rp, &ci->s) < 0) {
+		ci->s.len = ci->type.off;
 		return;
 	}
 	sr_end(ci, &ci->type);
-	rp.p++;
-	if (mime_rp_skip(&rp) <= 0)
+	if (rp.p >= rp.e)
 		return;
+	if (*rp.p != '/') {
+		ci->s.len = ci->type.off;
+		ci->type.len = 0;
+		return;
+	}
+	rp.p++;
 	ci->subtype = sr_begin(ci);
-	if (mime_rp_token(&rp, &ci->s) < 0) {
+	if (mime_rp_skip(&rp) <= 0 || mime_rp_token(&rp, &ci->s) < 0 ||
+	    (rp.p < rp.e && *rp.p != ';')) {
+		ci->s.len = ci->type.off;
+		ci->type.len = 0;
 		ci->subtype.set = false;
 		return;
 	}
@@ -375,15 +399,19 @@ static void parse_content_type(struct cinfo *ci, const struct mime_field *f)
 
 /* The Content-* fields of the header [h, h + n) (the first of each wins, as
  * Dovecot; Content-Disposition also while no parameters were seen). */
-static void parse_cinfo(struct cinfo *ci, const char *h, size_t n)
+static void parse_cinfo(struct cinfo *ci, const char *h, size_t n, bool in_mp)
 {
 	const char *pos = h;
 	struct mime_field f;
+	bool is_mime = in_mp;
 
 	ci_reset(ci);
 	while (mime_field_next(&pos, h + n, &f)) {
-		if (f.name_len < 8 || strncasecmp(f.name, "Content-", 8) != 0)
+		if (f.name_len < 8 || strncasecmp(f.name, "Content-", 8) != 0) {
+			if (mime_eq(f.name, f.name_len, "MIME-Version"))
+				is_mime = true;
 			continue;
+		}
 		const char *nm = f.name + 8;
 		size_t nl = f.name_len - 8;
 
@@ -457,6 +485,11 @@ static void parse_cinfo(struct cinfo *ci, const char *h, size_t n)
 			parse_params(ci, &rp, &ci->disp_params, &count);
 		}
 	}
+	/* A message (not a part of a multipart) with neither MIME-Version nor
+	 * Content-Type is not MIME: its other Content-* fields are ignored
+	 * (RFC 2045 4; Dovecot, which takes Content-Type alone as MIME too). */
+	if (!is_mime && !ci->type.set)
+		ci_reset(ci);
 }
 
 static enum mime_encoding cte_enc(const struct cinfo *ci)
@@ -499,6 +532,7 @@ static uint32_t part_new(struct mime_build *b, uint32_t parent, bool forced)
 	if (parent != MC_NONE) {
 		struct mpart *pp = &b->parts[parent];
 
+		p->in_mp = pp->kind == K_MULTIPART;
 		if (pp->last_child == MC_NONE)
 			pp->first_child = i;
 		else
@@ -509,23 +543,27 @@ static uint32_t part_new(struct mime_build *b, uint32_t parent, bool forced)
 }
 
 /* RFC 2046 5.1.1: a boundary line is "--" boundary at the start of a line
- * (anything may follow: transport padding, or "--" for the close). The
- * innermost boundary is tried first; an enclosing one also ends a part. */
+ * (anything may follow: transport padding, or "--" for the close). Any
+ * enclosing boundary also ends a part; when several match, the longest wins,
+ * then the innermost (as Dovecot). */
 static int boundary_at(const struct mime_build *b, size_t pos)
 {
 	const char *m = b->m + pos;
-	size_t avail = b->len - pos;
-	size_t i;
+	size_t avail = b->len - pos, i, best_len = 0;
+	int best = -1;
 
 	if (avail < 2 || m[0] != '-' || m[1] != '-')
 		return -1;
 	for (i = b->nb; i-- > 0;) {
 		const struct buf *bb = &b->stack[i].b;
 
-		if (avail - 2 >= bb->len && memcmp(m + 2, bb->data, bb->len) == 0)
-			return (int)i;
+		if (avail - 2 >= bb->len && memcmp(m + 2, bb->data, bb->len) == 0 &&
+		    (best < 0 || bb->len > best_len)) {
+			best = (int)i;
+			best_len = bb->len;
+		}
 	}
-	return -1;
+	return best;
 }
 
 static size_t next_line(const struct mime_build *b, size_t pos)
@@ -537,7 +575,8 @@ static size_t next_line(const struct mime_build *b, size_t pos)
 
 static struct stop scan_body(const struct mime_build *b, size_t pos)
 {
-	struct stop st = {b->len, -1};
+	struct stop st = {b->len, -1, false};
+	size_t start = pos;
 
 	if (b->nb == 0)
 		return st;
@@ -547,6 +586,7 @@ static struct stop scan_body(const struct mime_build *b, size_t pos)
 		if (w >= 0) {
 			st.at = pos;
 			st.which = w;
+			st.strip = pos > start;
 			return st;
 		}
 		pos = next_line(b, pos);
@@ -571,7 +611,7 @@ static size_t body_end(const struct mime_build *b, size_t body_off, struct stop 
 {
 	size_t end = st.at;
 
-	if (st.which >= 0 && end > body_off && b->m[end - 1] == '\n') {
+	if (st.which >= 0 && st.strip && end > body_off && b->m[end - 1] == '\n') {
 		end--;
 		if (end > body_off && b->m[end - 1] == '\r')
 			end--;
@@ -607,6 +647,8 @@ static struct stop parse_multipart(struct mime_build *b, uint32_t idx, size_t po
 	buf_reset(&b->stack[level].b);
 	buf_append(&b->stack[level].b, bnd, bnd_len);
 	b->nb++;
+	if (b->nb > b->nb_used)
+		b->nb_used = b->nb;
 	st = scan_body(b, pos); /* the preamble */
 	while (st.which == level) {
 		size_t q = st.at + 2 + bnd_len, line_next = next_line(b, st.at);
@@ -643,13 +685,23 @@ static struct stop parse_multipart(struct mime_build *b, uint32_t idx, size_t po
 
 /* One part from its header at start (the message itself, a part of a
  * multipart, or the message inside a message/rfc822 part). */
+static struct cinfo *ci_at(struct mime_build *b, unsigned depth)
+{
+	size_t i = depth < MIME_MAX_DEPTH + 2 ? depth : MIME_MAX_DEPTH + 2;
+
+	if (i + 1 > b->ci_used)
+		b->ci_used = i + 1;
+	return &b->ci[i];
+}
+
 static struct stop parse_part(struct mime_build *b, uint32_t idx, size_t start, unsigned depth,
 			      bool in_digest)
 {
-	struct cinfo *ci = &b->ci[depth < MIME_MAX_DEPTH + 2 ? depth : MIME_MAX_DEPTH + 2];
-	struct stop st = {b->len, -1};
+	struct cinfo *ci = ci_at(b, depth);
+	struct stop st = {b->len, -1, false};
 	size_t pos = start, hdr_end = b->len, body_off = b->len;
 	bool cut = false, blank = false;
+	size_t blank_at = 0;
 	uint8_t kind = K_LEAF;
 
 	/* RFC 5322 2.1: the header ends at the first empty line */
@@ -657,14 +709,21 @@ static struct stop parse_part(struct mime_build *b, uint32_t idx, size_t start, 
 		const char *m = b->m + pos;
 
 		if (b->nb > 0 && (st.which = boundary_at(b, pos)) >= 0) {
+			/* a header cut by a boundary: its last line break goes to
+			 * the boundary, and the enclosing part keeps it (Dovecot) */
 			st.at = pos;
 			cut = true;
 			hdr_end = body_off = pos;
+			if (hdr_end > start && b->m[hdr_end - 1] == '\n')
+				hdr_end--;
+			if (hdr_end > start && b->m[hdr_end - 1] == '\r')
+				hdr_end--;
 			break;
 		}
 		if (*m == '\n' || (*m == '\r' && pos + 1 < b->len && m[1] == '\n')) {
 			body_off = hdr_end = pos + (*m == '\n' ? 1 : 2);
 			blank = true;
+			blank_at = pos;
 			break;
 		}
 		pos = next_line(b, pos);
@@ -675,7 +734,7 @@ static struct stop parse_part(struct mime_build *b, uint32_t idx, size_t start, 
 	b->parts[idx].hdr_len = hdr_end - start;
 	b->parts[idx].body_off = body_off;
 
-	parse_cinfo(ci, b->m + start, hdr_end - start);
+	parse_cinfo(ci, b->m + start, hdr_end - start, b->parts[idx].in_mp);
 	b->parts[idx].enc = (uint8_t)cte_enc(ci);
 	if (!ci->type.set) {
 		/* RFC 2046 5.1.5: in a digest the default is message/rfc822 */
@@ -694,6 +753,21 @@ static struct stop parse_part(struct mime_build *b, uint32_t idx, size_t start, 
 		kind = K_LEAF;
 	}
 	b->parts[idx].kind = kind;
+	if (blank && b->nb > 0) {
+		/* An enclosing boundary right after the blank line takes its line
+		 * break: the header ends before it (Dovecot). Not a multipart's
+		 * own first boundary. */
+		int w = boundary_at(b, body_off);
+		const struct buf *own = &ci->bv;
+
+		if (w >= 0 &&
+		    !(kind == K_MULTIPART && ci->boundary.set &&
+		      own->len >= b->stack[w].b.len && b->len - body_off >= 2 + own->len &&
+		      memcmp(b->m + body_off + 2, own->data, own->len) == 0)) {
+			hdr_end = blank_at;
+			b->parts[idx].hdr_len = hdr_end - start;
+		}
+	}
 
 	if (kind == K_MULTIPART) {
 		bool digest = mime_eq(sr(ci, ci->subtype), ci->subtype.len, "digest");
@@ -765,7 +839,7 @@ static void a_str(struct aparse *ap, struct sref r, const char *c, bool humans)
 	else if (!r.set)
 		buf_append(ap->out, "NIL", 3);
 	else if (humans)
-		mime_imap_humans(ap->out, ab->data + r.off, r.len);
+		mime_imap_humans(ap->out, ab->data ? ab->data + r.off : "", r.len);
 	else
 		mime_imap_nstring(ap->out, ab->data ? ab->data + r.off : "", r.len);
 }
@@ -807,14 +881,40 @@ static void a_end(struct aparse *ap, struct sref *r)
 	r->len = ap->b->ab.len - r->off;
 }
 
+/* RFC 5322 3.4.1 local-part, with obs-local-part (4.4): words and dots,
+ * leniently (".a..b" is kept as it is, as Dovecot does) */
 static int a_local_part(struct aparse *ap)
 {
 	struct sref r = a_begin(ap);
-	int ret = cur(ap) == '"' ? mime_rp_quoted(&ap->rp, &ap->b->ab)
-				 : mime_rp_dot_atom(&ap->rp, &ap->b->ab);
+	int ret = -1;
+	bool dot = true;
 
-	if (ret < 0)
+	for (;;) {
+		char c = cur(ap);
+
+		if (c == '"') {
+			ret = mime_rp_quoted(&ap->rp, &ap->b->ab);
+		} else if (c == '.' || (c != '\0' && mime_rp_atom_char(c))) {
+			const char *s0 = ap->rp.p;
+
+			while (ap->rp.p < ap->rp.e &&
+			       (*ap->rp.p == '.' || mime_rp_atom_char(*ap->rp.p)))
+				ap->rp.p++;
+			buf_append(&ap->b->ab, s0, (size_t)(ap->rp.p - s0));
+			ret = mime_rp_skip(&ap->rp);
+		} else {
+			break;
+		}
+		if (ret <= 0)
+			break;
+		dot = ap->b->ab.len > r.off && ap->b->ab.data[ap->b->ab.len - 1] == '.';
+		if (!dot && cur(ap) != '.')
+			break;
+	}
+	if (ret < 0 || ap->b->ab.len == r.off) {
+		ap->b->ab.len = r.off;
 		return -1;
+	}
 	a_end(ap, &r);
 	ap->a.mailbox = r;
 	return ret;
@@ -835,16 +935,10 @@ static int a_domain(struct aparse *ap)
 /* RFC 5322 4.4 obs-angle-addr: "<" [obs-route] addr-spec ">" */
 static int a_angle_addr(struct aparse *ap)
 {
-	int ret;
-
+	/* anything but a complete "<...>" is a syntax error */
 	ap->rp.p++; /* '<' */
-	if ((ret = mime_rp_skip(&ap->rp)) <= 0)
-		return ret;
-	if (cur(ap) == '>') {
-		/* "<>": no mailbox, no host */
-		ap->rp.p++;
-		return mime_rp_skip(&ap->rp);
-	}
+	if (mime_rp_skip(&ap->rp) <= 0)
+		return -1;
 	if (cur(ap) == '@') {
 		/* obs-domain-list = "@" domain *(*(CFWS / ",") [CFWS] "@" domain) */
 		struct sref r = a_begin(ap);
@@ -859,20 +953,26 @@ static int a_angle_addr(struct aparse *ap)
 				ap->rp.p++;
 		}
 		a_end(ap, &r);
-		if (cur(ap) != ':') {
+		if (cur(ap) == ':') {
+			ap->a.route = r;
+			ap->rp.p++;
+		} else {
+			/* the local part is still read after a broken route */
 			ap->a.route.set = false;
 			ap->a.c_route = "INVALID_ROUTE";
-			return -1;
 		}
-		ap->a.route = r;
-		ap->rp.p++;
-		if ((ret = mime_rp_skip(&ap->rp)) <= 0)
-			return ret;
+		if (mime_rp_skip(&ap->rp) <= 0)
+			return -1;
 	}
-	if ((ret = a_local_part(ap)) <= 0)
-		return ret;
-	if (cur(ap) == '@' && (ret = a_domain(ap)) <= 0)
-		return ret;
+	if (cur(ap) == '>') {
+		/* "<>" (or "<@route>"): no mailbox, no host */
+		ap->rp.p++;
+		return mime_rp_skip(&ap->rp);
+	}
+	if (a_local_part(ap) <= 0)
+		return -1;
+	if (cur(ap) == '@' && a_domain(ap) <= 0)
+		return -1;
 	if (cur(ap) != '>')
 		return -1;
 	ap->rp.p++;
@@ -896,28 +996,15 @@ static int a_name_addr(struct aparse *ap)
 	return ap->rp.p < ap->rp.e;
 }
 
-/* addr-spec = local-part "@" domain; a comment after it is the name
- * ("jane@example.org (Jane Roe)"); words that are no address are a name
- * without mailbox and host (Dovecot 2.3). */
+/* addr-spec = local-part "@" domain. A comment after it is the name
+ * ("jane@example.org (Jane Roe)"); a local part without "@domain" followed
+ * by more words is a display name without address (Dovecot 2.3). */
 static int a_addr_spec(struct aparse *ap)
 {
-	const char *start = ap->rp.p;
-	int ret, ret2;
+	int ret, ret2 = -2;
 
 	buf_reset(&ap->b->comment);
 	ret = a_local_part(ap);
-	if (ret > 0 && cur(ap) != '@' && cur(ap) != ',' && cur(ap) != ';') {
-		struct sref r;
-
-		a_reset(ap);
-		ap->rp.p = start;
-		r = a_begin(ap);
-		ret = mime_rp_phrase(&ap->rp, &ap->b->ab);
-		a_end(ap, &r);
-		if (r.len > 0)
-			ap->a.name = r;
-		return ret;
-	}
 	if (ret != 0 && cur(ap) == '@') {
 		ret2 = a_domain(ap);
 		if (ret2 <= 0)
@@ -929,6 +1016,23 @@ static int a_addr_spec(struct aparse *ap)
 		buf_append(&ap->b->ab, ap->b->comment.data, ap->b->comment.len);
 		a_end(ap, &r);
 		ap->a.name = r;
+	} else if (ret2 == -2) {
+		size_t before;
+		struct sref r = a_begin(ap);
+
+		if (ap->a.mailbox.set) {
+			/* a copy within ab: room first, so the source cannot move */
+			buf_reserve(&ap->b->ab, ap->a.mailbox.len);
+			buf_append(&ap->b->ab, ap->b->ab.data + ap->a.mailbox.off, ap->a.mailbox.len);
+		}
+		buf_appendc(&ap->b->ab, ' ');
+		before = ap->b->ab.len;
+		(void)mime_rp_phrase(&ap->rp, &ap->b->ab);
+		if (ap->b->ab.len != before) {
+			a_end(ap, &r);
+			ap->a.mailbox.set = false;
+			ap->a.name = r;
+		}
 	}
 	return ret;
 }
@@ -991,7 +1095,7 @@ static int a_group(struct aparse *ap)
 	return ret == 0 ? 0 : 1;
 }
 
-/* RFC 5322 3.4 address-list; false (nothing written) if there is none */
+/* RFC 5322 3.4 address-list: appends its addresses; false if there is none */
 static bool write_addresses(struct mime_build *b, const char *p, size_t n, struct buf *out)
 {
 	struct aparse ap = {.b = b, .out = out};
@@ -1002,7 +1106,6 @@ static bool write_addresses(struct mime_build *b, const char *p, size_t n, struc
 	ap.rp.comment = &b->comment;
 	if (mime_rp_skip(&ap.rp) <= 0)
 		return false;
-	buf_appendc(out, '(');
 	for (;;) {
 		const char *start = ap.rp.p;
 
@@ -1021,6 +1124,30 @@ static bool write_addresses(struct mime_build *b, const char *p, size_t n, struc
 			break;
 		}
 	}
+	return true;
+}
+
+/* The addresses of every field named name in [h, h + n), from the first
+ * one at from: one list (Dovecot joins repeated address fields). false,
+ * nothing written, if there is no address. */
+static bool write_address_fields(struct mime_build *b, const char *h, size_t n, const char *from,
+				 const char *name, struct buf *out)
+{
+	const char *pos = from;
+	struct mime_field f;
+	size_t start = out->len;
+	bool any = false;
+
+	buf_appendc(out, '(');
+	while (mime_field_next(&pos, h + n, &f))
+		if (mime_field_is(&f, name) && write_addresses(b, f.value, f.value_len, out))
+			any = true;
+	if (!any) {
+		out->len = start;
+		if (out->data)
+			out->data[start] = '\0';
+		return false;
+	}
 	buf_appendc(out, ')');
 	return true;
 }
@@ -1036,6 +1163,7 @@ static const char *const env_names[E_N] = {"Date", "Subject",  "From", "Sender",
 static void write_envelope(struct mime_build *b, const char *h, size_t n, struct buf *out)
 {
 	struct mime_field f, fields[E_N];
+	const char *first[E_N];
 	bool have[E_N] = {false};
 	const char *pos = h;
 	int i;
@@ -1043,6 +1171,8 @@ static void write_envelope(struct mime_build *b, const char *h, size_t n, struct
 	while (mime_field_next(&pos, h + n, &f))
 		for (i = 0; i < E_N; i++)
 			if (mime_field_is(&f, env_names[i])) {
+				if (!have[i])
+					first[i] = f.name;
 				fields[i] = f;
 				have[i] = true;
 			}
@@ -1052,16 +1182,16 @@ static void write_envelope(struct mime_build *b, const char *h, size_t n, struct
 			buf_appendc(out, ' ');
 		if (!have[i]) {
 			if ((i == E_SENDER || i == E_REPLY_TO) && have[E_FROM] &&
-			    write_addresses(b, fields[E_FROM].value, fields[E_FROM].value_len, out))
+			    write_address_fields(b, h, n, first[E_FROM], env_names[E_FROM], out))
 				continue;
 			buf_append(out, "NIL", 3);
 		} else if (i == E_SUBJECT) {
 			mime_imap_humans(out, fields[i].value, fields[i].value_len);
 		} else if (i == E_DATE || i == E_IN_REPLY_TO || i == E_MESSAGE_ID) {
 			mime_imap_nolf(out, fields[i].value, fields[i].value_len, &b->tmp);
-		} else if (!write_addresses(b, fields[i].value, fields[i].value_len, out)) {
+		} else if (!write_address_fields(b, h, n, first[i], env_names[i], out)) {
 			if ((i == E_SENDER || i == E_REPLY_TO) && have[E_FROM] &&
-			    write_addresses(b, fields[E_FROM].value, fields[E_FROM].value_len, out))
+			    write_address_fields(b, h, n, first[E_FROM], env_names[E_FROM], out))
 				continue;
 			buf_append(out, "NIL", 3);
 		}
@@ -1130,7 +1260,7 @@ static bool plain_7bit(const struct cinfo *ci)
 static void write_part(struct mime_build *b, uint32_t idx, unsigned depth, bool ext,
 		       struct buf *out)
 {
-	struct cinfo *ci = &b->ci[depth < MIME_MAX_DEPTH + 2 ? depth : MIME_MAX_DEPTH + 2];
+	struct cinfo *ci = ci_at(b, depth);
 	const struct mpart *p = &b->parts[idx];
 	uint32_t c;
 	bool text;
@@ -1142,7 +1272,7 @@ static void write_part(struct mime_build *b, uint32_t idx, unsigned depth, bool 
 			buf_appendc(out, ')');
 		}
 		p = &b->parts[idx];
-		parse_cinfo(ci, b->m + p->hdr_off, (size_t)p->hdr_len);
+		parse_cinfo(ci, b->m + p->hdr_off, (size_t)p->hdr_len, p->in_mp);
 		buf_appendc(out, ' ');
 		mime_imap_nstring(out, ci->subtype.len ? sr(ci, ci->subtype) : "", ci->subtype.len);
 		if (!ext)
@@ -1157,7 +1287,7 @@ static void write_part(struct mime_build *b, uint32_t idx, unsigned depth, bool 
 		w_nolf(b, out, ci, ci->loc);
 		return;
 	}
-	parse_cinfo(ci, b->m + p->hdr_off, (size_t)p->hdr_len);
+	parse_cinfo(ci, b->m + p->hdr_off, (size_t)p->hdr_len, p->in_mp);
 	if ((idx == 0 && p->kind == K_LEAF && plain_7bit(ci)) || p->opaque) {
 		buf_printf(out, "\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" %llu %u",
 			   (unsigned long long)p->body_len, p->lines);
@@ -1177,6 +1307,10 @@ static void write_part(struct mime_build *b, uint32_t idx, unsigned depth, bool 
 	} else if (!ci->type.set) {
 		text = true;
 		buf_appends(out, "\"text\" \"plain\"");
+	} else if (mime_eq(sr(ci, ci->type), ci->type.len, "multipart")) {
+		/* "multipart" that could not be read as one (no subtype) */
+		text = false;
+		buf_appends(out, "\"application\" \"octet-stream\"");
 	} else {
 		text = mime_eq(sr(ci, ci->type), ci->type.len, "text");
 		w_sref(out, ci, ci->type);
@@ -1309,9 +1443,9 @@ void mime_cache_build(const char *msg, size_t len, struct buf *out)
 	put32(h + 32, (uint32_t)(out->len - s_bs));
 
 	free(b.parts);
-	for (i = 0; i < sizeof(b.stack) / sizeof(b.stack[0]); i++)
+	for (i = 0; i < b.nb_used; i++)
 		buf_free(&b.stack[i].b);
-	for (i = 0; i < sizeof(b.ci) / sizeof(b.ci[0]); i++)
+	for (i = 0; i < b.ci_used; i++)
 		ci_free(&b.ci[i]);
 	buf_free(&b.ab);
 	buf_free(&b.tmp);
@@ -1409,7 +1543,7 @@ bool mime_text_charset(const char *hdr, size_t n, struct buf *charset)
 	bool text;
 
 	memset(&ci, 0, sizeof(ci));
-	parse_cinfo(&ci, hdr, n);
+	parse_cinfo(&ci, hdr, n, true);
 	text = !ci.type.set || mime_eq(sr(&ci, ci.type), ci.type.len, "text");
 	buf_reset(charset);
 	if (text && ci.charset_found)

@@ -55,9 +55,11 @@ struct mime_cache {
 bool mime_cache_open(struct mime_cache *mc, const void *p, size_t n);
 
 /* The parenthesised IMAP strings (pointers into the cache, not NUL-terminated):
- * ENVELOPE; BODYSTRUCTURE (with extension data); BODY (without). Header
- * values are sent as they are in the message (8-bit included; a FETCH
- * response is a literal when needed), NIL for absent fields. */
+ * ENVELOPE; BODYSTRUCTURE (with extension data); BODY (without). Each is
+ * complete IMAP syntax, to be sent verbatim after "ENVELOPE " etc.: a value
+ * that cannot be a quoted string (8-bit bytes, CR, LF, many quotes) is
+ * already written as a literal {N}\r\n... inside it, as Dovecot 2.3 does;
+ * header values are otherwise as in the message, NIL for absent fields. */
 void mime_cache_envelope(const struct mime_cache *mc, const char **p, size_t *n);
 void mime_cache_bodystructure(const struct mime_cache *mc, const char **p, size_t *n);
 void mime_cache_body(const struct mime_cache *mc, const char **p, size_t *n);
@@ -73,7 +75,9 @@ enum mime_section {
 	MIME_SECT_MIME,   /* BODY[path.MIME]: the MIME header of part path
 			   * (depth > 0), including the blank line */
 };
-/* Resolves a section to a byte range of the message. 0 with *off_r, *len_r
+/* Resolves a section to a byte range of the message. The range is checked
+ * against the cache only: the caller checks it against the message it has
+ * (a cache of another message could point past its end). 0 with *off_r, *len_r
  * and *enc_r (the part's Content-Transfer-Encoding, for BINARY); -1 if the
  * part does not exist (a FETCH then answers an empty string, as Dovecot).
  * Following RFC 9051: a non-multipart message has part 1 (its body); the

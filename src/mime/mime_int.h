@@ -38,6 +38,7 @@ int mime_rp_token(struct mime_rp *rp, struct buf *out);
 /* RFC 5322 3.2.4 quoted-string (at '"'); appends the unquoted content. */
 int mime_rp_quoted(struct mime_rp *rp, struct buf *out);
 int mime_rp_atom(struct mime_rp *rp, struct buf *out);
+bool mime_rp_atom_char(char c); /* RFC 5322 atext (8-bit included) */
 int mime_rp_dot_atom(struct mime_rp *rp, struct buf *out);
 int mime_rp_phrase(struct mime_rp *rp, struct buf *out);
 /* RFC 5322 3.4.1 domain at '@': appends the domain (without '@'). */

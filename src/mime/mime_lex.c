@@ -96,18 +96,24 @@ int mime_rp_skip(struct mime_rp *rp)
 			if (rp->comment)
 				buf_appendc(rp->comment, c);
 		}
-		if (level > 0)
+		if (level > 0) {
+			if (rp->comment)
+				buf_reset(rp->comment); /* unterminated: no comment */
 			return -1;
+		}
 	}
 	return 0;
 }
 
-/* RFC 2045 5.1 tspecials, plus SPACE and CTLs */
+/* RFC 2045 5.1 token: not tspecials, SPACE or CTLs (8-bit accepted) */
+static const bool mime_token_tab[256] = {
+    ['!'] = 1, ['#' ... '\''] = 1, ['*' ... '+'] = 1, ['-' ... '.'] = 1, ['0' ... '9'] = 1,
+    ['A' ... 'Z'] = 1, ['^' ... '~'] = 1, [0x80 ... 0xff] = 1,
+};
+
 static bool mime_is_token(unsigned char c)
 {
-	if (c <= ' ' || c == 0x7f)
-		return false;
-	return strchr("()<>@,;:\\\"/[]?=", c) == NULL;
+	return mime_token_tab[c];
 }
 
 int mime_rp_token(struct mime_rp *rp, struct buf *out)
@@ -124,8 +130,21 @@ int mime_rp_token(struct mime_rp *rp, struct buf *out)
 
 int mime_rp_quoted(struct mime_rp *rp, struct buf *out)
 {
+	/* an unterminated string keeps what came before its last line break or
+	 * quoted-pair (Dovecot appends the text in such chunks) */
+	size_t keep = out->len;
+
 	rp->p++; /* '"' */
 	while (rp->p < rp->e) {
+		const char *s = rp->p;
+
+		while (rp->p < rp->e && *rp->p != '"' && *rp->p != '\\' && *rp->p != '\r' &&
+		       *rp->p != '\n')
+			rp->p++;
+		if (rp->p > s)
+			buf_append(out, s, (size_t)(rp->p - s));
+		if (rp->p == rp->e)
+			break;
 		char c = *rp->p++;
 
 		if (c == '"')
@@ -133,23 +152,34 @@ int mime_rp_quoted(struct mime_rp *rp, struct buf *out)
 		if (c == '\\') {
 			if (rp->p == rp->e)
 				break;
-			c = *rp->p++;
-		} else if (c == '\r' || c == '\n') {
-			continue; /* RFC 5322 3.2.2 unfolding */
+			buf_appendc(out, *rp->p++);
+			keep = out->len;
+		} else if (c == '\n') {
+			keep = out->len; /* RFC 5322 3.2.2 unfolding: CRLF removed */
+		} else if (c == '\r' && !(rp->p < rp->e && *rp->p == '\n')) {
+			buf_appendc(out, c);
 		}
-		buf_appendc(out, c);
 	}
+	out->len = keep;
+	if (out->data)
+		out->data[keep] = '\0';
 	return -1;
 }
 
 /* RFC 5322 3.2.3 atext; 8-bit bytes too (RFC 6532 3.2) */
+static const bool mime_atext_tab[256] = {
+    ['!'] = 1, ['#' ... '\''] = 1, ['*' ... '+'] = 1, ['-'] = 1, ['/' ... '9'] = 1, ['='] = 1,
+    ['?'] = 1, ['A' ... 'Z'] = 1, ['^' ... '~'] = 1, [0x80 ... 0xff] = 1,
+};
+
 static bool mime_is_atext(unsigned char c)
 {
-	if (c >= 0x80)
-		return true;
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-		return true;
-	return c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
+	return mime_atext_tab[c];
+}
+
+bool mime_rp_atom_char(char c)
+{
+	return mime_is_atext((unsigned char)c);
 }
 
 int mime_rp_atom(struct mime_rp *rp, struct buf *out)
@@ -191,6 +221,8 @@ int mime_rp_phrase(struct mime_rp *rp, struct buf *out)
 		return 0;
 	if (*rp->p == '<')
 		return 1;
+	if (*rp->p == '.')
+		return -1;
 	for (;;) {
 		if (out->len > start)
 			buf_appendc(out, ' ');
@@ -241,11 +273,24 @@ int mime_rp_domain(struct mime_rp *rp, struct buf *out)
  * characters (a literal is shorter then). */
 #define MIME_QUOTED_MAX_ESCAPES 4
 
-static size_t mime_cstrlen(const char *p, size_t n)
+/* A NUL in a header value is sent as U+FFFD, as Dovecot's header parser
+ * does (an IMAP string cannot hold NUL, RFC 9051 4.3). Returns a copy in
+ * tmp when there is one, else p. */
+static const char *mime_nul_fix(const char *p, size_t *n, struct buf *tmp)
 {
-	const char *z = memchr(p, '\0', n);
+	size_t i;
 
-	return z ? (size_t)(z - p) : n;
+	if (memchr(p, '\0', *n) == NULL)
+		return p;
+	buf_reset(tmp);
+	for (i = 0; i < *n; i++) {
+		if (p[i] == '\0')
+			buf_append(tmp, "\xef\xbf\xbd", 3);
+		else
+			buf_appendc(tmp, p[i]);
+	}
+	*n = tmp->len;
+	return tmp->data;
 }
 
 static void mime_literal(struct buf *out, const char *p, size_t n)
@@ -257,12 +302,13 @@ static void mime_literal(struct buf *out, const char *p, size_t n)
 void mime_imap_nstring(struct buf *out, const char *p, size_t n)
 {
 	size_t i, escapes = 0;
+	struct buf nul = BUF_INIT;
 
 	if (p == NULL) {
 		buf_append(out, "NIL", 3);
 		return;
 	}
-	n = mime_cstrlen(p, n);
+	p = mime_nul_fix(p, &n, &nul);
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)p[i];
 
@@ -270,10 +316,12 @@ void mime_imap_nstring(struct buf *out, const char *p, size_t n)
 			if (escapes++ < MIME_QUOTED_MAX_ESCAPES)
 				continue;
 			mime_literal(out, p, n);
+			buf_free(&nul);
 			return;
 		}
 		if (c == '\r' || c == '\n' || c >= 0x80) {
 			mime_literal(out, p, n);
+			buf_free(&nul);
 			return;
 		}
 	}
@@ -289,6 +337,7 @@ void mime_imap_nstring(struct buf *out, const char *p, size_t n)
 		}
 	}
 	buf_appendc(out, '"');
+	buf_free(&nul);
 }
 
 void mime_imap_nolf(struct buf *out, const char *p, size_t n, struct buf *tmp)
@@ -299,7 +348,6 @@ void mime_imap_nolf(struct buf *out, const char *p, size_t n, struct buf *tmp)
 		buf_append(out, "NIL", 3);
 		return;
 	}
-	n = mime_cstrlen(p, n);
 	if (memchr(p, '\n', n) == NULL && memchr(p, '\r', n) == NULL) {
 		mime_imap_nstring(out, p, n);
 		return;
@@ -320,8 +368,9 @@ void mime_imap_humans(struct buf *out, const char *p, size_t n)
 {
 	size_t i, remove = 0, start;
 	bool lwsp = true, prefix = true, modify = false;
+	struct buf nul = BUF_INIT;
 
-	n = mime_cstrlen(p, n);
+	p = mime_nul_fix(p, &n, &nul);
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)p[i];
 
@@ -360,10 +409,12 @@ void mime_imap_humans(struct buf *out, const char *p, size_t n)
 		buf_appendc(out, '"');
 		buf_append(out, p, n);
 		buf_appendc(out, '"');
+		buf_free(&nul);
 		return;
 	}
 	if (n == remove) {
 		buf_append(out, "\"\"", 2);
+		buf_free(&nul);
 		return;
 	}
 	buf_printf(out, "{%zu}\r\n", n - remove);
@@ -389,4 +440,5 @@ void mime_imap_humans(struct buf *out, const char *p, size_t n)
 		out->data[out->len] = '\0';
 	}
 	x_assert(out->len - start == n - remove);
+	buf_free(&nul);
 }

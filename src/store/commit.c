@@ -629,17 +629,38 @@ void store_spools_durable(struct store *st, struct store_spool **sps, size_t n, 
 	free(items);
 }
 
-static void batch_blobs(struct store *st, struct store_commit_req **v, size_t n)
+/* Steps 1 and 2 for a round: the batch's deliveries and the spools of the
+ * jobs taken with it (store_append), synced together so that one journal
+ * commit serves them all. */
+static void batch_blobs(struct store *st, struct store_commit_req **v, size_t n,
+			struct store_job *jobs)
 {
-	struct store_spool **sps = xcalloc(n, sizeof *sps);
-	int *errs = xcalloc(n, sizeof *errs);
-	bool *renamed = xcalloc(n, sizeof *renamed);
+	size_t total = n;
+	for (struct store_job *j = jobs; j != NULL; j = j->next)
+		total += j->n_sps;
+	if (total == 0)
+		return;
+	struct store_spool **sps = xcalloc(total, sizeof *sps);
+	int *errs = xcalloc(total, sizeof *errs);
+	bool *renamed = xcalloc(total, sizeof *renamed);
+	size_t k = 0;
 	for (size_t i = 0; i < n; i++)
-		sps[i] = v[i]->sp;
-	store_spools_durable(st, sps, n, errs, renamed);
+		sps[k++] = v[i]->sp;
+	for (struct store_job *j = jobs; j != NULL; j = j->next)
+		for (size_t i = 0; i < j->n_sps; i++)
+			sps[k++] = j->sps[i];
+	store_spools_durable(st, sps, total, errs, renamed);
 	for (size_t i = 0; i < n; i++) {
 		v[i]->err = errs[i];
 		v[i]->renamed = renamed[i];
+	}
+	k = n;
+	for (struct store_job *j = jobs; j != NULL; j = j->next) {
+		for (size_t i = 0; i < j->n_sps; i++, k++) {
+			j->errs[i] = errs[k];
+			j->renamed[i] = renamed[k];
+		}
+		j->synced = true;
 	}
 	free(sps);
 	free(errs);
@@ -870,7 +891,7 @@ static void blob_unlink(struct store *st, struct store_commit_req *req)
 		log_warn("store: unlink blob %s: %s", req->sp->name, strerror(errno));
 }
 
-static void batch_run(struct store *st, struct store_commit_req *list)
+static void batch_run(struct store *st, struct store_commit_req *list, struct store_job *jobs)
 {
 	size_t n = 0;
 	for (struct store_commit_req *r = list; r; r = r->next)
@@ -883,7 +904,7 @@ static void batch_run(struct store *st, struct store_commit_req *list)
 	/* A delivery with no recipient (all filtered away) stores nothing. */
 	for (size_t i = 0; i < n; i++)
 		v[i]->empty = v[i]->n_users == 0 && v[i]->n_remote == 0;
-	batch_blobs(st, v, n);
+	batch_blobs(st, v, n, jobs);
 	size_t n_ok = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (v[i]->empty) {
@@ -948,7 +969,9 @@ static void *committer_main(void *arg)
 		st->working = true;
 		pthread_mutex_unlock(&st->mu);
 		if (list != NULL)
-			batch_run(st, list);
+			batch_run(st, list, jobs);
+		else
+			batch_blobs(st, NULL, 0, jobs);
 		while (jobs != NULL) {
 			struct store_job *j = jobs;
 			jobs = j->next;

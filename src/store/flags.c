@@ -134,11 +134,13 @@ static bool set_equal(const struct flag_set *a, const struct flag_set *b)
 
 /* ---- APPEND ---- */
 
-/* Committer, before the transaction: steps 1 and 2 of a commit for every
- * spool at once (all or none), then the caches. */
+/* Committer, before the transaction: steps 1 and 2 of a commit were done
+ * for every spool with the round's deliveries (commit.c, batch_blobs; all
+ * or none here), then the caches. */
 static void append_prep(struct store_op *op)
 {
-	store_spools_durable(op->st, op->sps, op->n, op->errs, op->renamed);
+	if (!op->job.synced) /* not reached: every queued job is synced first */
+		store_spools_durable(op->st, op->sps, op->n, op->errs, op->renamed);
 	for (size_t i = 0; i < op->n; i++) {
 		if (op->errs[i] != 0) {
 			log_err("store: append for %s: blob %s: %s", op->user,
@@ -271,6 +273,10 @@ void store_append(struct store *st, const char *user, const char *mailbox,
 		op->tzs[i] = tzs ? tzs[i] : 0;
 	}
 	store_spools_take(op->sps, n);
+	op->job.sps = op->sps;
+	op->job.n_sps = n;
+	op->job.errs = op->errs;
+	op->job.renamed = op->renamed;
 	op->prep = append_prep;
 	op->body = n > 0 ? append_body : NULL;
 	op->after = append_after;

@@ -169,8 +169,8 @@ struct store_delivery {
 	const struct store_remote_rcpt *remote; /* queued for outbound delivery */
 	size_t n_remote;
 };
-/* The result of a commit. Both failures are temporary (the client may try
- * again) and store nothing: no message row, no mailbox or queue entry, no blob. */
+/* The result of a commit. Every failure is temporary (the client may try
+ * again) and stores nothing: no message row, no mailbox or queue entry, no blob. */
 enum store_commit_result {
 	STORE_COMMIT_OK = 0,         /* durable */
 	STORE_COMMIT_FAILED = -1,    /* disk full, I/O or database error */
@@ -188,8 +188,10 @@ typedef void store_commit_cb(void *arg, int result);
  * off the loop thread). Copies d. On the committer thread: flush and fsync
  * the blob, rename it into blobs/, fsync the directory, then one transaction
  * (batched with concurrent commits: group commit) that checks every local
- * recipient still exists, stores the message once, adds it to each local
- * user's INBOX (new UID, MODSEQ) and creates the queue entries. A delivery
+ * recipient still exists and has room for the message (quota: one UPDATE
+ * per recipient that checks and counts), stores the message once (with its
+ * MIME cache when a builder is set), adds it to each local user's INBOX (new
+ * UID, MODSEQ) and creates the queue entries. A delivery
  * with a vanished recipient fails alone (STORE_COMMIT_RCPT_GONE); the others
  * in the batch are stored. Then cb(arg, result) runs on the loop thread. */
 void store_commit(struct store *st, struct store_spool *sp, const struct store_delivery *d,
@@ -270,7 +272,8 @@ typedef void store_expunge_cb(void *arg, int result);
 /* Removes the messages with the given UIDs from the mailbox (mailbox NULL =
  * INBOX). Copies uids. On the committer thread, in one transaction: deletes
  * the mailbox entries, bumps HIGHESTMODSEQ, deletes the messages no other
- * mailbox entry or queue entry refers to; after COMMIT their blobs are
+ * mailbox entry or queue entry refers to, logs the UIDs for QRESYNC
+ * (store_snap_vanished) and lowers the owner's quota usage; after COMMIT their blobs are
  * unlinked (an fd opened before stays readable). Then, on the loop thread,
  * cb(arg, result) — always later, never from inside this call — and then the
  * change notification (STORE_CHANGE_EXPUNGE) to the mailbox's subscribers.

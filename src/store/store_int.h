@@ -57,6 +57,15 @@ struct store_sub;
 struct store_job {
 	struct store_job *next;
 	void (*run)(struct store *st, struct store_job *job);
+	/* Spools to make durable first (store_append): the committer syncs the
+	 * spools of every job of a round together with the round's deliveries
+	 * (steps 1 and 2 of commit.c), fills errs[i] and renamed[i] (as
+	 * store_spools_durable) and sets synced, before run(). */
+	struct store_spool **sps;
+	size_t n_sps;
+	int *errs;
+	bool *renamed;
+	bool synced;
 };
 
 /* One fsync for the helper threads. */

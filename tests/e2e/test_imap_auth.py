@@ -24,6 +24,13 @@ PRE_TLS = "IMAP4rev2 IMAP4rev1 AUTH=PLAIN AUTH=LOGIN SASL-IR LITERAL+ ENABLE IDL
 PRE_LOOPBACK = "IMAP4rev2 IMAP4rev1 STARTTLS AUTH=PLAIN AUTH=LOGIN SASL-IR LITERAL+ ENABLE IDLE ID"
 
 
+def wait_log(srv, needle, timeout=10):
+    deadline = time.monotonic() + timeout
+    while needle not in srv.log():
+        assert time.monotonic() < deadline, "log never had %r" % needle
+        time.sleep(0.05)
+
+
 def b64(s):
     return base64.b64encode(s.encode()).decode()
 
@@ -113,7 +120,7 @@ def test_plaintext_loopback_exception(make_server):
         r = c.cmd(login_line())
         assert r.ok, r
         assert c.cmd("LOGOUT").ok
-    assert "imap login client=127.0.0.1 user=%s tls=no" % ALICE in s.log()
+    wait_log(s, "imap login client=127.0.0.1 user=%s tls=no" % ALICE)
 
 
 def test_starttls_injection_discarded(srv):
@@ -158,7 +165,7 @@ def test_login_wrong_password(srv):
         assert r.tagged == "a001 NO [AUTHENTICATIONFAILED] Authentication failed"
         assert c.cmd("NOOP").ok  # still connected, not logged in
         assert c.cmd('LIST "" "*"').status == "BAD"
-    assert "imap auth failed client=127.0.9.2 user=%s" % BOB in srv.log()
+    wait_log(srv, "imap auth failed client=127.0.9.2 user=%s" % BOB)
 
 
 def test_login_literals(srv):
@@ -254,7 +261,7 @@ def test_throttle_shared_with_pop3(make_server):
     # another network is not
     with s.imap("imaps", source="127.0.12.2") as c:
         assert c.cmd(login_line()).ok
-    assert "imap auth failed client=%s user=%s" % (src, BOB) in s.log()
+    wait_log(s, "imap auth failed client=%s user=%s" % (src, BOB))
 
 
 def test_three_failures_close_the_session(make_server):
@@ -308,7 +315,7 @@ def test_nonsync_literal_too_big_says_bye(small):
         line = c.readline()
         assert line.startswith("* BYE [TOOBIG] "), line
         assert c.expect_closed()
-    assert "result=command too big" in small.log()
+    wait_log(small, "result=command too big")
 
 
 def test_too_many_bad_commands_close(small):
@@ -338,7 +345,21 @@ def test_preauth_idle_timeout(make_server):
         assert c.readline() == "* BYE Autologout; idle for too long"
         assert c.expect_closed()
         assert time.monotonic() - t0 < 14
-    assert "result=timeout" in s.log()
+    wait_log(s, "result=timeout")
+
+
+def test_authenticated_idle_timeout(make_server):
+    """RFC 9051 5.4: 30 minutes by default once logged in (the pre-auth
+    limit no longer applies); a small configured value for the test."""
+    s = make_server("imapidle2", imap_preauth_timeout=2, imap_idle_timeout=4)
+    with s.imap_login() as c:
+        time.sleep(2.5)  # past the pre-auth limit: still open
+        assert c.cmd("NOOP").ok
+        c.sock.settimeout(15)
+        assert c.readline() == "* BYE Autologout; idle for too long"
+        assert c.expect_closed()
+    out = s.cli_out("config", "defaults")
+    assert "#imap_idle_timeout = 30m" in out and "#imap_preauth_timeout = 60" in out
 
 
 def test_connection_limit_per_ip(make_server):

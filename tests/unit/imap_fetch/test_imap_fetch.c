@@ -235,6 +235,16 @@ static void test_fetch_cached_structures(void)
 				      item(IMAP_FETCH_BODYSTRUCTURE)};
 	check_fetch(0, &t, a, 3, NULL, want.data, want.len);
 	buf_free(&want);
+	/* the whole response, as Dovecot sent it for this message */
+	struct imap_fetch_item b[] = {item(IMAP_FETCH_ENVELOPE), item(IMAP_FETCH_BODYSTRUCTURE)};
+	CHECK_FETCH(1, &t, b, NULL,
+		    "* 1 FETCH (ENVELOPE (\"Tue, 1 Dec 2026 23:30:00 -0500\" \"hi\" "
+		    "((\"A\" NIL \"a\" \"example.test\")) ((\"A\" NIL \"a\" \"example.test\")) "
+		    "((\"A\" NIL \"a\" \"example.test\")) NIL NIL NIL NIL NIL) BODYSTRUCTURE "
+		    "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"base64\" 16 0 NIL "
+		    "NIL NIL NIL)(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL "
+		    "\"quoted-printable\" 10 1 NIL NIL NIL NIL)(\"application\" \"x\" NIL NIL NIL "
+		    "\"x-uue\" 3 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"b\") NIL NIL NIL))\r\n");
 	tmsg_free(&t);
 }
 
@@ -560,6 +570,91 @@ static void test_fetch_large(void)
 	buf_free(&want);
 	buf_free(&msg);
 	buf_free(&raw);
+}
+
+/* Every part of every message of the MIME corpus: BINARY[part] (through
+ * the segments and the streaming decoder) is what mime_decode gives for the
+ * part's body, and BINARY.SIZE agrees with it; BODY[part] is the bytes. */
+static void test_fetch_corpus(void)
+{
+	static const char *const names[] = {
+	    "8bit-headers", "addresses", "alternative", "bad-encodings", "digest",
+	    "disposition-language", "encoded-words", "groups", "header-quirks", "huge-header",
+	    "lf-only", "message-global", "missing-boundary-param", "missing-final-boundary",
+	    "missing-from-date", "mixed-attachment", "nested", "no-content-type",
+	    "no-mime-version", "quoted-printable", "rfc822-attachment", "rfc822-plain", "simple",
+	    "truncated-header"};
+	int checked = 0;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char path[128];
+		snprintf(path, sizeof(path), "tests/data/mime/%s.eml", names[i]);
+		FILE *fp = fopen(path, "rb");
+		if (!fp) {
+			printf("  cannot read %s\n", path);
+			test_cur_failed = 1;
+			continue;
+		}
+		struct buf msg = BUF_INIT;
+		char chunk[4096];
+		size_t n;
+		while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+			buf_append(&msg, chunk, n);
+		fclose(fp);
+		struct tmsg t;
+		tmsg_init(&t, msg.data ? msg.data : "", msg.len);
+		/* parts 1..6 and 1.1..6.6 */
+		for (uint32_t a = 1; a <= 6; a++) {
+			for (uint32_t b = 0; b <= 6; b++) {
+				uint32_t p[2] = {a, b};
+				size_t depth = b ? 2 : 1;
+				uint64_t off, len;
+				enum mime_encoding enc;
+				if (mime_cache_section(&t.mc, p, depth, MIME_SECT_BODY, &off, &len, &enc) <
+				    0)
+					continue;
+				struct imap_fetch_item it[2] = {item(IMAP_FETCH_BINARY),
+								item(IMAP_FETCH_BINARY_SIZE)};
+				for (int k = 0; k < 2; k++) {
+					it[k].path[0] = a, it[k].path[1] = b;
+					it[k].depth = (uint8_t)depth;
+					it[k].label = k ? "S" : "B";
+				}
+				struct imap_fetch f = {.v = it, .n = 2};
+				struct imap_fetch_opts o0 = {.binary_ok = true};
+				struct imap_fetch_out o;
+				memset(&o, 0, sizeof(o));
+				imap_fetch_format(&f, &o0, &t.m, &o);
+				if (enc == MIME_ENC_OTHER) {
+					CHECK(o.error != NULL);
+					imap_fetch_out_free(&o);
+					continue;
+				}
+				struct buf got = BUF_INIT, want = BUF_INIT, dec = BUF_INIT;
+				flatten(&o, &t.m, &got);
+				if (enc == MIME_ENC_BASE64 || enc == MIME_ENC_QP)
+					mime_decode(enc, t.data + off, (size_t)len, &dec);
+				else
+					buf_append(&dec, t.data + off, (size_t)len);
+				bool nul = dec.len && memchr(dec.data, 0, dec.len);
+				buf_printf(&want, "* 1 FETCH (B %s{%zu}\r\n", nul ? "~" : "", dec.len);
+				buf_append(&want, dec.data, dec.len);
+				buf_printf(&want, " S %zu)\r\n", dec.len);
+				if (got.len != want.len || memcmp(got.data, want.data, want.len)) {
+					printf("  %s part %u.%u: BINARY differs from mime_decode\n",
+					       names[i], a, b);
+					test_cur_failed = 1;
+				}
+				checked++;
+				buf_free(&got);
+				buf_free(&want);
+				buf_free(&dec);
+				imap_fetch_out_free(&o);
+			}
+		}
+		tmsg_free(&t);
+		buf_free(&msg);
+	}
+	CHECK(checked > 30);
 }
 
 /* ---- the streaming decoder ---- */
@@ -898,6 +993,87 @@ static void test_search_dates(void)
 	tmsg_free(&t3);
 }
 
+static void resolve_sets(struct imap_search_key *k, uint32_t max_seq, uint32_t max_uid)
+{
+	if (k->kind == IMAP_SK_SEQSET)
+		imap_seqset_resolve(&k->set, max_seq);
+	if (k->kind == IMAP_SK_UIDSET)
+		imap_seqset_resolve(&k->set, max_uid);
+	for (size_t i = 0; i < k->n_sub; i++)
+		resolve_sets(&k->sub[i], max_seq, max_uid);
+}
+
+/* Whole SEARCH commands through the parser, against MSG1 (seq 3, UID 30,
+ * \Seen, keyword Foo) and MSG2 (seq 4, UID 40, \Recent); the answers
+ * Dovecot gave on the same two messages where it applies. */
+static void test_search_parsed(void)
+{
+	struct tmsg t1, t2;
+	tmsg_init(&t1, MSG1, sizeof(MSG1) - 1);
+	tmsg_init(&t2, MSG2, sizeof(MSG2) - 1);
+	t1.m.seq = 3, t1.m.uid = 30, t1.m.sysflags = IMAP_F_SEEN, t1.m.keywords = "Foo";
+	t2.m.seq = 4, t2.m.uid = 40, t2.m.sysflags = IMAP_F_RECENT, t2.m.modseq = 9;
+	t1.m.internaldate = (time_t)day(2026, 12, 2) * 86400 + 4 * 3600 + 30 * 60;
+	t1.m.internaldate_tz = -5 * 3600;
+	t2.m.internaldate = t1.m.internaldate;
+	uint32_t saved[] = {40};
+	static const struct {
+		const char *keys;
+		bool want1, want2;
+	} cases[] = {
+	    /* 0 */ {"KEYWORD foo", true, false},
+	    {"SENTON 1-Dec-2026", true, false},
+	    {"SENTON 2-Dec-2026", false, false},
+	    {"SENTBEFORE 1-Jan-2000", false, true},
+	    {"SENTSINCE 1-Jan-2000", true, false},
+	    /* 5 */ {"HEADER X-Empty \"\"", false, true},
+	    {"HEADER Date \"\"", true, false},
+	    {"SUBJECT \"\"", true, true},
+	    {"BCC \"\"", false, false},
+	    {"UNKEYWORD foo", false, true},
+	    /* 10 */ {"TEXT nodate", false, true},
+	    {"BODY subject", false, false},
+	    {"ON 1-Dec-2026", true, false},
+	    /* the same instant: 1 Dec in -0500 (MSG1), 2 Dec in UTC (MSG2) */
+	    {"ON 2-Dec-2026", false, true},
+	    {"SINCE 2-Dec-2026 UNSEEN", false, true},
+	    /* 15 */ {"OR SEEN NEW", true, true},
+	    {"NOT UID 40", true, false},
+	    {"3,7:*", true, true},
+	    {"UID $", false, true},
+	    {"$ RECENT", false, true},
+	    /* 20 */ {"(FROM a@example OR TO bob SUBJECT hi) LARGER 100", true, false},
+	    {"MODSEQ 6", false, true},
+	    {"SMALLER 100 OLD", false, false},
+	    {"SUBJECT HI FROM \"A <a@\"", true, false},
+	    {"1:3", true, false},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct imap_reader r;
+		struct buf in = BUF_INIT;
+		struct imap_args a;
+		struct imap_search s;
+		const char *err = NULL;
+		bool bad_cs = false;
+		memset(&s, 0, sizeof(s));
+		imap_reader_init(&r);
+		r.max_line = r.max_command = r.max_literal = 65536;
+		buf_printf(&in, "a SEARCH %s\r\n", cases[i].keys);
+		CHECK_INT((int)i, imap_reader_feed(&r, &in), IMAP_READ_COMMAND);
+		CHECK_INT((int)i, imap_parse_command(&r, &a, &err), 0);
+		CHECK_INT((int)i, imap_search_parse(a.args, 1000, &s, &bad_cs, &err), 0);
+		resolve_sets(&s.root, 4, 40);
+		CHECK_INT((int)i, imap_search_match(&s, &t1.m, saved, 1), cases[i].want1);
+		CHECK_INT((int)i, imap_search_match(&s, &t2.m, saved, 1), cases[i].want2);
+		imap_search_free(&s);
+		imap_args_free(&a);
+		imap_reader_free(&r);
+		buf_free(&in);
+	}
+	tmsg_free(&t1);
+	tmsg_free(&t2);
+}
+
 static void test_flags_store(void)
 {
 	const char *kw;
@@ -928,9 +1104,11 @@ int main(void)
 	test_run("fetch_binary", test_fetch_binary);
 	test_run("fetch_parsed", test_fetch_parsed);
 	test_run("fetch_large", test_fetch_large);
+	test_run("fetch_corpus", test_fetch_corpus);
 	test_run("decoder_chunks", test_decoder_chunks);
 	test_run("search_keys", test_search_keys);
 	test_run("search_dates", test_search_dates);
+	test_run("search_parsed", test_search_parsed);
 	test_run("flags_store", test_flags_store);
 	return test_done("test_imap_fetch");
 }

@@ -714,7 +714,7 @@ static double now_ns(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
@@ -748,13 +748,13 @@ static void test_speed(void)
 		mime_cache_build(small.data, small.len, &cache);
 	}
 	t1 = now_ns();
-	printf("  mime_cache_build: %zu-byte message: %.0f ns/message\n", small.len, (t1 - t0) / reps);
+	printf("  mime_cache_build: %zu-byte message: %.0f ns/message (CPU time)\n", small.len, (t1 - t0) / reps);
 	for (reps = 50, i = 0, t0 = now_ns(); i < reps; i++) {
 		buf_reset(&cache);
 		mime_cache_build(big.data, big.len, &cache);
 	}
 	t1 = now_ns();
-	printf("  mime_cache_build: %zu-byte message: %.0f ns/message\n", big.len, (t1 - t0) / reps);
+	printf("  mime_cache_build: %zu-byte message: %.0f ns/message (CPU time)\n", big.len, (t1 - t0) / reps);
 	buf_free(&small);
 	buf_free(&big);
 	buf_free(&cache);

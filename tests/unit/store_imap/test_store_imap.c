@@ -965,6 +965,27 @@ static void test_append_atomic(void)
 	g = append_n(&e, u, "Nosuch", 1, NULL);
 	CHECK_INT(11, g.result, STORE_NONEXISTENT);
 	CHECK_INT(12, count_blobs(), blobs + 2);
+	/* an APPEND and a delivery queued together share the committer's round
+	 * (their blobs are synced together); both are stored */
+	struct store_targets t = {0};
+	CHECK_INT(13, store_resolve(e.st, "bob@example.com", &t), 1);
+	struct store_delivery d = {.txid = "T", .mail_from = "", .received = 1700000000,
+				   .user_ids = &t.v[0].user_id, .n_users = 1};
+	struct wait wd = {0}, wa = {0};
+	store_commit(e.st, spool_of(&e, "to bob\r\n", 8), &d, res_cb, &wd);
+	struct store_spool *one = spool_of(&e, "appended\r\n", 10);
+	time_t date = 1700000100;
+	int tz = -7200;
+	store_append(e.st, u, "Drafts", &one, 1, NULL, &date, &tz, append_cb, &wa);
+	store_targets_free(&t);
+	run_until(e.l, &wd.done);
+	run_until(e.l, &wa.done);
+	CHECK_INT(14, wd.result, STORE_COMMIT_OK);
+	CHECK_INT(15, wa.result, STORE_OK);
+	CHECK_INT(16, wa.first_uid, 1);
+	CHECK_INT(17, count_blobs(), blobs + 4);
+	struct snap_req r;
+	CHECK_STR(18, msgs(&e, u, "Drafts", &r), "1:2::1700000100-7200:10");
 	env_free(&e);
 }
 
