@@ -628,23 +628,54 @@ static void sync_job_free(struct sync_job *j)
 	free(j);
 }
 
-static void fl_add(struct imap_selsync *y, uint32_t uid, uint64_t modseq, const char *flags)
+/* Pending flag updates are kept sorted by UID (one read's results come in
+ * UID order; a later read's are merged in, newer winning), so that a big
+ * change (a STORE 1:* elsewhere) costs O(n), never O(n^2), on the loop. */
+static struct flag_upd *fl_find(struct imap_selsync *y, uint32_t uid)
 {
-	for (size_t i = 0; i < y->n_fl; i++)
-		if (y->fl[i].uid == uid) {
-			free(y->fl[i].flags);
-			y->fl[i].flags = xstrdup(flags);
-			y->fl[i].modseq = modseq;
-			return;
-		}
-	if (y->n_fl == y->cap_fl) {
-		y->cap_fl = y->cap_fl ? y->cap_fl * 2 : 8;
-		y->fl = xrealloc(y->fl, y->cap_fl * sizeof *y->fl);
+	size_t lo = 0, hi = y->n_fl;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (y->fl[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
-	y->fl[y->n_fl].uid = uid;
-	y->fl[y->n_fl].modseq = modseq;
-	y->fl[y->n_fl].flags = xstrdup(flags);
-	y->n_fl++;
+	return lo < y->n_fl && y->fl[lo].uid == uid ? &y->fl[lo] : NULL;
+}
+
+/* Merges nw (n entries, sorted, flags owned) into y->fl. */
+static void fl_merge(struct imap_selsync *y, struct flag_upd *nw, size_t n)
+{
+	struct flag_upd *out;
+	size_t i = 0, k = 0, w = 0;
+
+	if (n == 0) {
+		free(nw);
+		return;
+	}
+	if (y->n_fl == 0) {
+		free(y->fl);
+		y->fl = nw;
+		y->n_fl = y->cap_fl = n;
+		return;
+	}
+	out = xmalloc((y->n_fl + n) * sizeof *out);
+	while (i < y->n_fl || k < n) {
+		if (k == n || (i < y->n_fl && y->fl[i].uid < nw[k].uid)) {
+			out[w++] = y->fl[i++];
+		} else if (i == y->n_fl || nw[k].uid < y->fl[i].uid) {
+			out[w++] = nw[k++];
+		} else {
+			free(y->fl[i++].flags); /* the newer read wins */
+			out[w++] = nw[k++];
+		}
+	}
+	free(y->fl);
+	free(nw);
+	y->fl = out;
+	y->n_fl = w;
+	y->cap_fl = y->n_fl + n;
 }
 
 static void sync_done(void *arg, int result, const char *err)
@@ -664,6 +695,8 @@ static void sync_done(void *arg, int result, const char *err)
 	if (result < 0) {
 		log_warn("imap %s: mailbox sync: %s", s->base.ip, err != NULL ? err : "error");
 	} else {
+		struct flag_upd *nw = xmalloc((j->n ? j->n : 1) * sizeof *nw);
+		size_t n_nw = 0;
 		for (size_t i = 0; i < j->n; i++) {
 			struct sync_res *r = &j->v[i];
 			bool own = false;
@@ -685,9 +718,15 @@ static void sync_done(void *arg, int result, const char *err)
 			}
 			for (size_t k = 0; k < y->n_own; k++)
 				own |= y->own[k] == r->modseq;
-			if (!own)
-				fl_add(y, r->uid, r->modseq, r->flags);
+			if (!own) {
+				nw[n_nw].uid = r->uid;
+				nw[n_nw].modseq = r->modseq;
+				nw[n_nw].flags = r->flags; /* taken */
+				r->flags = NULL;
+				n_nw++;
+			}
 		}
+		fl_merge(y, nw, n_nw);
 		if (j->status.highestmodseq > y->synced_modseq)
 			y->synced_modseq = j->status.highestmodseq;
 		/* our own changes up to here were seen by this read */
@@ -761,12 +800,9 @@ void imap_sel_reported(struct imap_session *s, uint32_t uid, uint64_t modseq)
 		return;
 	/* a pending update older than what the client was just shown would
 	 * take its flags (and MODSEQ) back */
-	for (size_t i = 0; i < y->n_fl; i++)
-		if (y->fl[i].uid == uid && y->fl[i].modseq <= modseq) {
-			free(y->fl[i].flags);
-			y->fl[i] = y->fl[--y->n_fl];
-			break;
-		}
+	struct flag_upd *f = y->n_fl > 0 ? fl_find(y, uid) : NULL;
+	if (f != NULL && f->modseq <= modseq)
+		x_free(&f->flags); /* skipped when sending */
 	if (y->reading) {
 		if (y->n_shown == y->cap_shown) {
 			y->cap_shown = y->cap_shown ? y->cap_shown * 2 : 16;
@@ -891,7 +927,7 @@ void imap_send_updates(struct imap_session *s, bool expunges_allowed)
 	}
 	for (size_t i = 0; i < y->n_fl; i++) {
 		struct flag_upd *f = &y->fl[i];
-		uint32_t seq = imap_view_seq(s, f->uid);
+		uint32_t seq = f->flags != NULL ? imap_view_seq(s, f->uid) : 0;
 		if (seq != 0) {
 			struct buf b = BUF_INIT;
 			imap_sel_keywords(s, f->flags);
