@@ -412,3 +412,28 @@ def test_qresync(server):
     # VANISHED without QRESYNC'd UID FETCH and CHANGEDSINCE is BAD
     assert c.cmd("FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)").status == "BAD"
     c.close()
+
+
+def test_append_over_quota(make_server):
+    """RFC 9208 / RFC 9051 7.1: an APPEND over the account's quota is refused
+    before the literal's "+" (NO [OVERQUOTA]), and nothing is stored."""
+    srv = make_server(name="appendquota")
+    user = "carol@example.test"
+    srv.cli("quota", "set", user, "0", "2")  # at most 2 messages
+    c = srv.imap_login(user)
+    m = b"Subject: q\r\n\r\nx\r\n"
+    for _ in range(2):
+        assert append(c, "INBOX", m).ok
+    tag = c.next_tag()
+    c.send(("%s APPEND INBOX {%d}\r\n" % (tag, len(m))).encode())
+    r = c.read_response(tag)  # no "+": the answer comes at once
+    assert r.status == "NO" and "[OVERQUOTA]" in r.tagged, r
+    r = c.cmd("STATUS INBOX (MESSAGES)")
+    assert r.untagged == ["* STATUS INBOX (MESSAGES 2)"], r
+    srv.cli("quota", "set", user, "1k", "0")  # now by size
+    big = b"Subject: big\r\n\r\n" + b"z" * 2000 + b"\r\n"
+    tag = c.next_tag()
+    c.send(("%s APPEND INBOX {%d}\r\n" % (tag, len(big))).encode())
+    r = c.read_response(tag)
+    assert r.status == "NO" and "[OVERQUOTA]" in r.tagged, r
+    c.close()
