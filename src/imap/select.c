@@ -543,7 +543,9 @@ static void on_change(void *arg, const struct store_change *ch)
 		/* RFC 9051 7.1.5: the mailbox is gone under the session */
 		store_unsubscribe(s->srv->st, &s->sel->sub);
 		if (imap_alive(s)) {
-			imap_untagged(s, "BYE Selected mailbox was deleted, have to disconnect");
+			/* not inside a response being streamed (a literal) */
+			if (s->job == NULL || s->job_drained == NULL)
+				imap_untagged(s, "BYE Selected mailbox was deleted, have to disconnect");
 			session_close(&s->base, "mailbox deleted");
 		}
 		return;
