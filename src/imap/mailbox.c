@@ -730,7 +730,8 @@ static char *virt_add(struct list_job *j, const char *name, size_t len)
 static void virt_sort(struct list_job *j)
 {
 	/* sorted and unique */
-	qsort(j->virt, j->n_virt, sizeof *j->virt, cmp_str);
+	if (j->n_virt > 1) /* qsort wants a non-NULL array (C11 7.22.5) */
+		qsort(j->virt, j->n_virt, sizeof *j->virt, cmp_str);
 	size_t k = 0;
 	for (size_t i = 0; i < j->n_virt; i++) {
 		if (k > 0 && strcmp(j->virt[k - 1], j->virt[i]) == 0)
@@ -865,15 +866,18 @@ static int list_read(struct store_snap *sn, void *arg, char **err_r)
 	if ((j->lsub || j->sel_subscribed || j->ret_subscribed) &&
 	    store_snap_subscriptions(sn, j->user, list_add_sub, j, err_r) < 0)
 		return -1;
-	qsort(j->mbs, j->n_mbs, sizeof *j->mbs, cmp_mb);
-	qsort(j->subs, j->n_subs, sizeof *j->subs, cmp_str);
+	if (j->n_mbs > 1)
+		qsort(j->mbs, j->n_mbs, sizeof *j->mbs, cmp_mb);
+	if (j->n_subs > 1)
+		qsort(j->subs, j->n_subs, sizeof *j->subs, cmp_str);
 	if (j->lsub)
 		list_build_lsub(j);
 	else if (j->sel_subscribed)
 		list_build_subscribed(j);
 	else
 		list_build_all(j);
-	qsort(j->out, j->n_out, sizeof *j->out, cmp_out);
+	if (j->n_out > 1)
+		qsort(j->out, j->n_out, sizeof *j->out, cmp_out);
 	return 0;
 }
 

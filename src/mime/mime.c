@@ -658,6 +658,12 @@ static struct stop parse_multipart(struct mime_build *b, uint32_t idx, size_t po
 			b->nb--;
 			return scan_body(b, line_next);
 		}
+		if (line_next == b->len && b->m[b->len - 1] != '\n') {
+			/* a delimiter cut by the end of the message ends the last
+			 * part but starts none (Dovecot) */
+			b->nb--;
+			return scan_body(b, b->len);
+		}
 		uint32_t child = part_new(b, idx, false);
 		if (child == MC_NONE) {
 			/* over MIME_MAX_PARTS: the rest goes to the last part */
