@@ -1214,6 +1214,11 @@ static void load_done(void *arg, int result, const char *err)
 	}
 	sel->view = j->view;
 	j->view = NULL;
+	/* what an idle session keeps: 4 octets per message, no slack */
+	if (sel->view->cap > sel->view->n + 16) {
+		sel->view->cap = sel->view->n + 16;
+		sel->view->v = xrealloc(sel->view->v, sel->view->cap * sizeof *sel->view->v);
+	}
 	sel->uidvalidity = j->mb.status.uidvalidity;
 	sel->uidnext = j->mb.status.uidnext;
 	sel->highestmodseq = j->mb.status.highestmodseq;
