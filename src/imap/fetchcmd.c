@@ -117,6 +117,10 @@ struct fetch_job {
 	/* the UID set as given (VANISHED) */
 	struct store_uid_range *van_ranges;
 	size_t n_van_ranges;
+	/* implicit \Seen set for messages a slice did not get to: the next
+	 * slice's responses carry their FLAGS */
+	struct seen_flag *carry;
+	size_t n_carry;
 	struct slice *cur, *next;  /* being written, being read */
 	struct chunk *chunk;       /* a blob read in flight */
 	int inflight;              /* worker/committer steps holding the job */
@@ -160,6 +164,7 @@ static void job_free(struct fetch_job *j)
 	imap_idxset_free(&j->set);
 	free(j->van_ranges);
 	free(j->recent);
+	free(j->carry);
 	free(j->user);
 	free(j->mailbox);
 	free(j);
@@ -412,6 +417,15 @@ static void slice_done(void *arg, int result, const char *err)
 				break;
 			}
 	}
+	if (result == 0 && sl->n_done < sl->n && sl->n_seen > 0) {
+		uint32_t first = sl->uids[sl->n_done];
+		free(j->carry);
+		j->carry = xmalloc(sl->n_seen * sizeof *j->carry);
+		j->n_carry = 0;
+		for (size_t i = 0; i < sl->n_seen; i++)
+			if (sl->seen[i].uid >= first)
+				j->carry[j->n_carry++] = sl->seen[i];
+	}
 	if (sl->out.error != NULL) {
 		j->error = sl->out.error;
 		j->cursor_done = true;
@@ -425,7 +439,10 @@ static void seen_done(void *arg, int result, const struct store_flag_result *v, 
 	struct fetch_job *j = sl->job;
 
 	if (result == 0) {
-		sl->seen = xmalloc((n ? n : 1) * sizeof *sl->seen);
+		sl->seen = xmalloc((n + j->n_carry + 1) * sizeof *sl->seen);
+		for (size_t i = 0; i < j->n_carry; i++)
+			sl->seen[sl->n_seen++] = j->carry[i];
+		j->n_carry = 0;
 		for (size_t i = 0; i < n; i++) {
 			const char *kw;
 			if (!v[i].changed)

@@ -369,3 +369,24 @@ def test_fetch_changed_and_flags_many(server):
     assert r.untagged == ["* %d FETCH (UID %d FLAGS (\\Flagged))" % (i, i)
                           for i in range(1000, n + 1)]
     c.close()
+
+
+def test_implicit_seen_flags_across_slices(server):
+    """BODY[] of messages large enough that one worker slice stops early:
+    every response still carries the \\Seen its fetch set."""
+    c = server.imap_login("bob@example.test")
+    assert c.cmd("CREATE seenbig").ok
+    body = b"y" * 60000 + b"\r\n"  # inline (under 64 KiB): 5 fill a slice
+    for i in range(6):
+        assert append(c, "seenbig", b"Subject: %d\r\n\r\n" % i + body).ok
+    assert c.cmd("SELECT seenbig").ok and c.cmd("UNSELECT").ok
+    assert c.cmd("SELECT seenbig").ok
+    raw, tagged = raw_response(c, "FETCH 1:6 (BODY[])")
+    assert tagged.endswith("OK FETCH completed"), tagged
+    heads = re.findall(rb"\* (\d+) FETCH \(([^{]*)\{", raw)
+    assert [int(n) for n, _ in heads] == [1, 2, 3, 4, 5, 6], heads
+    for n, items in heads:
+        assert b"FLAGS (\\Seen)" in items, (n, items)
+    r = c.cmd("SEARCH UNSEEN")
+    assert r.untagged == ["* SEARCH"], r
+    c.close()
