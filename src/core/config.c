@@ -145,7 +145,7 @@ static const struct option config_options[] = {
 	 "Concurrent IMAP connections in total; more get BYE [UNAVAILABLE] at connect.", NULL},
 	{"imap_max_connections_per_ip", OPT_INT, OFF(imap_max_connections_per_ip), "50", 1,
 	 1000000, "Concurrent IMAP connections from one address.", NULL},
-	{"imap_max_mailboxes", OPT_INT, OFF(imap_max_mailboxes), "10000", 1, 1000000,
+	{"imap_max_mailboxes", OPT_INT, OFF(imap_max_mailboxes), "20000", 1, 1000000,
 	 "Mailboxes one account may have; CREATE beyond it gets NO [LIMIT].", NULL},
 	{"imap_max_mailbox_name", OPT_INT, OFF(imap_max_mailbox_name), "255", 16, 4096,
 	 "Longest mailbox name in octets (UTF-8, the hierarchy included); longer names get "

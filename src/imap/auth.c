@@ -154,7 +154,8 @@ static void login_done(struct session *base, const struct auth_outcome *o)
 		s->user = canonical_user(o->user);
 		log_info("imap login client=%s user=%s tls=%s", s->base.ip, s->user,
 			 s->base.tls ? "yes" : "no");
-		/* RFC 9051 6.2.3: the capabilities may change at login; say them */
+		/* RFC 9051 6.2.3: the capabilities change at login; say them in
+		 * the OK's response code (written as text: the list has spaces) */
 		imap_capability(s, &b);
 		imap_tagged(s, "OK", NULL, "[CAPABILITY %s] Logged in", b.data);
 		buf_free(&b);
@@ -185,9 +186,6 @@ static void login_done(struct session *base, const struct auth_outcome *o)
 	}
 	imap_cmd_done(s);
 }
-
-/* The tagged reply with the code-in-text form "[CAPABILITY ...]" above is
- * built by imap_tagged's text; a code argument would add a second one. */
 
 void imap_cmd_login(struct imap_session *s, const struct imap_arg *args)
 {

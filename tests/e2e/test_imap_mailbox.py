@@ -309,3 +309,16 @@ def test_list_of_many_mailboxes_is_bounded(make_server):
         assert lines[1] == '* STATUS %s0000 (MESSAGES 0 UIDNEXT 1 SIZE 0)' % prefix
         assert lines[-2] == '* LIST (\\HasNoChildren) "/" %s%04d' % (prefix, n - 1)
         assert ok(c, "NOOP").tagged.endswith("OK NOOP completed")
+
+
+def test_mailbox_count_limit(make_server):
+    s = make_server("imaplimit", imap_max_mailboxes=8)  # INBOX and 5 special-use ones
+    with s.imap_login() as c:
+        ok(c, "CREATE one")
+        ok(c, "CREATE two")
+        r = c.cmd("CREATE three")
+        assert r.status == "NO" and r.text.startswith("[LIMIT] "), r
+        r = c.cmd("CREATE a/b")  # its missing parent counts too
+        assert r.status == "NO" and r.text.startswith("[LIMIT] "), r
+        ok(c, "DELETE two")
+        ok(c, "CREATE three")
