@@ -41,4 +41,68 @@ void imap_append_abort(struct imap_session *s);
  * already buffered. */
 void imap_input_resume(struct imap_session *s);
 
+/* ---- shared by the selected-state files (select.c defines them) ---- */
+
+/* The session can still take output and go on (imap_session_alive). */
+bool imap_alive(const struct imap_session *s);
+/* A set of messages of the view as ranges of 0-based indices [lo, hi]
+ * (sorted, disjoint): what a sequence set, a UID set or "$" names among the
+ * messages the client knows. */
+struct imap_idx_range {
+	uint32_t lo, hi;
+};
+struct imap_idxset {
+	struct imap_idx_range *v;
+	size_t n;
+	uint64_t count; /* messages in it */
+};
+/* Resolves a sequence-set argument (sequence numbers, or UIDs with uid) to
+ * indices of the view. "$" is the saved search result. 0, or -1 with *err_r
+ * (a BAD: syntax, or a sequence number beyond the view, RFC 9051 6.4.1... a
+ * UID set never fails for numbers that do not exist). */
+int imap_idxset_parse(struct imap_session *s, const struct imap_arg *a, bool uid,
+		      struct imap_idxset *set, const char **err_r);
+void imap_idxset_free(struct imap_idxset *set);
+/* The UIDs of the set, sorted (xmalloc). */
+uint32_t *imap_idxset_uids(const struct imap_session *s, const struct imap_idxset *set,
+			   size_t *n_r);
+/* The store's flag string ("\\Seen kw") for system flag bits and keywords. */
+void imap_flags_to_store(struct buf *out, unsigned sys, const char *kw);
+/* Brings the selection up to date with the store (a read on a worker of the
+ * changes announced so far, joined if one is running) and then calls
+ * cont(s) on the loop. The session must be parked. */
+void imap_sel_sync(struct imap_session *s, void (*cont)(struct imap_session *s));
+/* Our own STORE gave these messages modseq: the change notification of it
+ * is not repeated to us as an unsolicited FETCH. */
+void imap_sel_own_change(struct imap_session *s, uint64_t modseq);
+/* Our own EXPUNGE/MOVE removed uids (sorted): EXPUNGE (or VANISHED with
+ * QRESYNC) responses now, and out of the view. */
+void imap_sel_expunged(struct imap_session *s, const uint32_t *uids, size_t n);
+/* CONDSTORE enabled by a command (RFC 7162 3.1): sends the HIGHESTMODSEQ
+ * untagged OK when a mailbox is selected. */
+void imap_enable_condstore(struct imap_session *s);
+/* The view's UIDs (n = imap_view_count), sorted; valid until the view
+ * changes (only imap_send_updates and imap_sel_expunged change it). */
+const uint32_t *imap_view_uids(const struct imap_session *s);
+/* Sends "tag status [code] text" while a command is being read (APPEND's
+ * refusals of a literal): s->tag is not set yet. */
+void imap_reply_reading(struct imap_session *s, const char *status, const char *code,
+			const char *text);
+/* \Recent (RFC 3501 2.3.2), select.c: the session's recent UIDs as ranges
+ * (a copy for a worker, xmalloc; *n_r may be 0), and whether a UID is in
+ * such ranges. */
+struct store_uid_range *imap_sel_recent(const struct imap_session *s, size_t *n_r);
+bool imap_recent_in(const struct store_uid_range *r, size_t n, uint32_t uid);
+/* Keywords (RFC 9051 7.3.5): before a FETCH response shows a keyword the
+ * client was not told of, "* FLAGS" and "* OK [PERMANENTFLAGS]" announce it.
+ * flags: a store flag string or space-separated keywords. */
+void imap_sel_keywords(struct imap_session *s, const char *flags);
+/* For STATUS RECENT (mailbox.c): the lowest UID of the mailbox that no
+ * session has claimed as \Recent yet (messages from there on are recent);
+ * 1 when the mailbox was not selected since the daemon started. */
+uint32_t imap_recent_boundary(const char *user, const char *mailbox, uint32_t uidvalidity);
+/* The client was shown uid's flags as of modseq (a FETCH or STORE
+ * response): pending or in-flight older updates of it are dropped. */
+void imap_sel_reported(struct imap_session *s, uint32_t uid, uint64_t modseq);
+
 #endif

@@ -96,6 +96,9 @@ struct imap_selected {
 	bool pending;
 	uint32_t *saved;      /* SEARCHRES "$" as sorted UIDs */
 	size_t n_saved;
+	/* select.c: changes announced by the store and not yet sent, reads of
+	 * them in flight (private to select.c) */
+	struct imap_selsync *sync;
 };
 
 struct imap_session {

@@ -1,0 +1,803 @@
+/* FETCH and UID FETCH (RFC 9051 6.4.5, 6.4.9; RFC 3516 BINARY; RFC 7162
+ * CHANGEDSINCE and VANISHED).
+ *
+ * A FETCH is produced in slices: the loop picks the next few hundred
+ * messages of the set, a worker reads them in one snapshot
+ * (store_snap_messages), maps each blob that the items need, builds a
+ * missing MIME cache, and formats the responses (imap_fetch_format) into the
+ * slice's segments; the loop then writes the segments while the client
+ * reads: formatted bytes directly, ranges of a blob (a big BODY[] or a
+ * decoded BINARY[]) 64 KiB at a time read on a worker, as POP3 RETR does.
+ * While one slice is written the next is being read. Output stops at the
+ * session's output limit and goes on at the drained event; one loop step
+ * writes at most FETCH_STEP octets. So a FETCH 1:* of 100,000 messages holds
+ * two slices in memory and never the loop for long.
+ *
+ * Implicit \Seen (RFC 9051 6.4.5): for BODY[...] without PEEK, in a mailbox
+ * selected read-write, the slice's messages get \Seen through store_flags
+ * before they are read, and the responses of those that changed carry their
+ * new FLAGS. */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/pool.h"
+#include "core/xmalloc.h"
+#include "imap/fetch.h"
+#include "imap/selcmd.h"
+#include "imap/session.h"
+#include "mime/mime.h"
+#include "store/store.h"
+
+#define FETCH_SLICE_MSGS 500         /* messages per slice at most */
+#define FETCH_SLICE_BLOB_MSGS 64     /* ... when the blobs are read */
+#define FETCH_SLICE_BYTES (256 * 1024) /* formatted octets per slice (soft) */
+#define FETCH_CHUNK (64 * 1024)      /* blob read per worker job */
+#define FETCH_STEP (64 * 1024)       /* octets written per loop step */
+
+struct msg_fd {
+	size_t seg_end; /* segments before this index use fd */
+	int fd;
+};
+struct cache_save {
+	int64_t id;
+	struct buf cache;
+};
+struct seen_flag {
+	uint32_t uid;
+	unsigned sys;
+};
+
+struct fetch_job;
+
+struct slice {
+	struct fetch_job *job;
+	/* set by the loop */
+	uint32_t *uids, *seqs;
+	size_t n;
+	struct seen_flag *seen; /* sorted by uid; flags after the implicit \Seen */
+	size_t n_seen;
+	bool do_vanished;
+	/* set by the worker */
+	int result;
+	char *err;
+	size_t n_done;      /* messages of uids[] processed */
+	struct imap_fetch_out out;
+	struct msg_fd *fds;
+	size_t n_fds, cap_fds;
+	struct cache_save *saves;
+	size_t n_saves, cap_saves;
+	uint32_t *vanished;
+	size_t n_van, cap_van;
+	struct buf kw;      /* keywords of the slice's messages */
+	struct shown {
+		uint32_t uid;
+		uint64_t modseq;
+	} *shown;           /* the state each response shows */
+	size_t n_shown;
+	/* streaming cursor (loop) */
+	size_t seg_i;
+	uint64_t seg_pos;   /* octets of the current segment done (input side) */
+	uint64_t seg_outpos; /* octets written of the current segment */
+	bool dec_started;
+	struct imap_decoder dec;
+	bool vanished_sent;
+};
+
+struct chunk {
+	struct fetch_job *job;
+	int fd;
+	uint64_t off;
+	size_t want;
+	ssize_t got;
+	int err;
+	char data[FETCH_CHUNK];
+};
+
+struct fetch_job {
+	struct imap_session *s;
+	struct store *st;
+	struct pool *workers;
+	struct imap_fetch f;
+	struct imap_fetch_opts opts;
+	char *user, *mailbox;
+	uint32_t uidvalidity;
+	bool set_seen;
+	/* the messages: indices of the view, and the cursor */
+	struct imap_idxset set;
+	size_t ri;
+	uint32_t next_idx;
+	bool cursor_done;
+	struct store_uid_range *recent; /* \Recent (select.c) */
+	size_t n_recent;
+	/* the UID set as given (VANISHED) */
+	struct store_uid_range *van_ranges;
+	size_t n_van_ranges;
+	/* implicit \Seen set for messages a slice did not get to: the next
+	 * slice's responses carry their FLAGS */
+	struct seen_flag *carry;
+	size_t n_carry;
+	struct slice *cur, *next;  /* being written, being read */
+	struct chunk *chunk;       /* a blob read in flight */
+	int inflight;              /* worker/committer steps holding the job */
+	bool slice_reading;
+	bool chunk_reading;
+	bool posted;
+	bool aborted;
+	const char *error;         /* tagged NO text (UNKNOWN-CTE) */
+};
+
+static void pump(struct fetch_job *j);
+
+static void slice_free(struct slice **sp)
+{
+	struct slice *sl = *sp;
+	if (sl == NULL)
+		return;
+	for (size_t i = 0; i < sl->n_fds; i++)
+		close(sl->fds[i].fd);
+	free(sl->fds);
+	for (size_t i = 0; i < sl->n_saves; i++)
+		buf_free(&sl->saves[i].cache);
+	free(sl->saves);
+	free(sl->vanished);
+	buf_free(&sl->kw);
+	free(sl->shown);
+	imap_fetch_out_free(&sl->out);
+	free(sl->uids);
+	free(sl->seqs);
+	free(sl->seen);
+	free(sl->err);
+	x_free(sp);
+}
+
+static void job_free(struct fetch_job *j)
+{
+	slice_free(&j->cur);
+	slice_free(&j->next);
+	free(j->chunk);
+	imap_fetch_free(&j->f);
+	imap_idxset_free(&j->set);
+	free(j->van_ranges);
+	free(j->recent);
+	free(j->carry);
+	free(j->user);
+	free(j->mailbox);
+	free(j);
+}
+
+/* A step of ours ended: false if the job is over (the session stopped) and
+ * was freed. */
+static bool step_end(struct fetch_job *j)
+{
+	struct imap_session *s = j->s;
+
+	j->inflight--;
+	if (j->aborted || !imap_alive(s)) {
+		if (j->inflight == 0) {
+			if (s->job == j) {
+				s->job = NULL;
+				s->job_drained = NULL;
+				s->job_abort = NULL;
+			}
+			job_free(j);
+		}
+		session_release(&s->base);
+		return false;
+	}
+	session_release(&s->base);
+	return true;
+}
+
+static void step_begin(struct fetch_job *j)
+{
+	j->inflight++;
+	j->s->base.busy++;
+}
+
+/* ---- the worker's half of a slice ---- */
+
+struct slice_ctx {
+	struct slice *sl;
+	struct store_snap *sn;
+	char **err_r;
+	bool stop_error;
+};
+
+static uint32_t slice_seq(const struct slice *sl, uint32_t uid, size_t *idx_r)
+{
+	size_t lo = 0, hi = sl->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (sl->uids[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*idx_r = lo;
+	return lo < sl->n && sl->uids[lo] == uid ? sl->seqs[lo] : 0;
+}
+
+static const unsigned *slice_seen(const struct slice *sl, uint32_t uid)
+{
+	for (size_t i = 0; i < sl->n_seen; i++)
+		if (sl->seen[i].uid == uid)
+			return &sl->seen[i].sys;
+	return NULL;
+}
+
+static int slice_each(void *arg, const struct store_msg *sm)
+{
+	struct slice_ctx *cx = arg;
+	struct slice *sl = cx->sl;
+	struct fetch_job *j = sl->job;
+	struct imap_msg m;
+	struct mime_cache mc;
+	const char *kw = "";
+	size_t idx;
+	int fd = -1;
+	void *map = NULL;
+	size_t maplen = 0;
+	size_t segs_before = sl->out.n_segs;
+	bool keep_fd = false;
+
+	memset(&m, 0, sizeof m);
+	m.seq = slice_seq(sl, sm->uid, &idx);
+	if (m.seq == 0)
+		return 0;
+	m.uid = sm->uid;
+	m.modseq = sm->modseq;
+	m.size = sm->size;
+	m.internaldate = sm->internaldate;
+	m.internaldate_tz = sm->internaldate_tz;
+	m.sysflags = imap_flags_from_store(sm->flags != NULL ? sm->flags : "", &kw);
+	m.keywords = kw != NULL ? kw : "";
+	if (imap_recent_in(j->recent, j->n_recent, sm->uid))
+		m.sysflags |= IMAP_F_RECENT;
+	if (sl->shown == NULL)
+		sl->shown = xmalloc(sl->n * sizeof *sl->shown);
+	sl->shown[sl->n_shown].uid = sm->uid;
+	sl->shown[sl->n_shown].modseq = sm->modseq;
+	sl->n_shown++;
+	if (m.keywords[0] != '\0') {
+		buf_appendc(&sl->kw, ' ');
+		buf_appends(&sl->kw, m.keywords);
+	}
+	bool have_cache = j->f.need_cache && sm->cache != NULL &&
+			  mime_cache_open(&mc, sm->cache, sm->cache_len);
+	if (j->f.need_blob || (j->f.need_cache && !have_cache)) {
+		char *err = NULL;
+		struct stat st;
+		if (store_snap_blob_open(cx->sn, sm->blob, &fd, &err) < 0) {
+			/* gone meanwhile: skip it (RFC 9051 7.4.1 lets the
+			 * server omit an expunged message) */
+			log_warn("imap fetch: open blob uid %" PRIu32 ": %s", sm->uid,
+				 err != NULL ? err : "error");
+			free(err);
+			sl->n_done = idx + 1;
+			return 0;
+		}
+		if (fstat(fd, &st) == 0 && st.st_size > 0) {
+			maplen = (size_t)st.st_size;
+			map = mmap(NULL, maplen, PROT_READ, MAP_PRIVATE, fd, 0);
+			if (map == MAP_FAILED) {
+				map = NULL;
+				maplen = 0;
+			}
+		}
+		m.msg = map != NULL ? map : "";
+		m.len = maplen;
+	}
+	if (j->f.need_cache) {
+		if (!have_cache) {
+			if (sl->n_saves == sl->cap_saves) {
+				sl->cap_saves = sl->cap_saves ? sl->cap_saves * 2 : 8;
+				sl->saves = xrealloc(sl->saves, sl->cap_saves * sizeof *sl->saves);
+			}
+			struct cache_save *cs = &sl->saves[sl->n_saves++];
+			cs->id = sm->message_id;
+			buf_init(&cs->cache);
+			mime_cache_build(m.msg != NULL ? m.msg : "", m.len, &cs->cache);
+			if (!mime_cache_open(&mc, cs->cache.data, cs->cache.len))
+				memset(&mc, 0, sizeof mc);
+		}
+		m.mc = &mc;
+	}
+	struct imap_fetch_opts opts = j->opts;
+	unsigned seen_flags;
+	opts.set_flags = slice_seen(sl, sm->uid);
+	if (opts.set_flags != NULL && (m.sysflags & IMAP_F_RECENT)) {
+		seen_flags = *opts.set_flags | IMAP_F_RECENT;
+		opts.set_flags = &seen_flags;
+	}
+	imap_fetch_format(&j->f, &opts, &m, &sl->out);
+	if (map != NULL)
+		munmap(map, maplen);
+	if (sl->out.error != NULL) {
+		if (fd >= 0)
+			close(fd);
+		sl->n_done = sl->n; /* the command ends here */
+		return 1;
+	}
+	for (size_t i = segs_before; i < sl->out.n_segs; i++)
+		if (sl->out.segs[i].kind != IMAP_SEG_BYTES)
+			keep_fd = true;
+	if (keep_fd) {
+		if (sl->n_fds == sl->cap_fds) {
+			sl->cap_fds = sl->cap_fds ? sl->cap_fds * 2 : 8;
+			sl->fds = xrealloc(sl->fds, sl->cap_fds * sizeof *sl->fds);
+		}
+		sl->fds[sl->n_fds].seg_end = sl->out.n_segs;
+		sl->fds[sl->n_fds].fd = fd;
+		sl->n_fds++;
+	} else if (fd >= 0) {
+		close(fd);
+	}
+	sl->n_done = idx + 1;
+	if (sl->out.bytes.len >= FETCH_SLICE_BYTES)
+		return 1; /* the rest in the next slice */
+	return 0;
+}
+
+static void slice_vanished(void *arg, uint32_t uid)
+{
+	struct slice *sl = arg;
+	if (sl->n_van == sl->cap_van) {
+		sl->cap_van = sl->cap_van ? sl->cap_van * 2 : 16;
+		sl->vanished = xrealloc(sl->vanished, sl->cap_van * sizeof *sl->vanished);
+	}
+	sl->vanished[sl->n_van++] = uid;
+}
+
+static int slice_work(struct store_snap *sn, void *arg, char **err_r)
+{
+	struct slice *sl = arg;
+	struct fetch_job *j = sl->job;
+	struct slice_ctx cx = {sl, sn, err_r, false};
+	struct store_uid_range *r;
+	size_t nr = 0;
+	int res;
+
+	if (sl->do_vanished &&
+	    store_snap_vanished(sn, j->user, j->mailbox, j->uidvalidity, j->f.changedsince,
+				j->van_ranges, j->n_van_ranges, slice_vanished, sl, err_r) < 0) {
+		return -1;
+	}
+	if (sl->n == 0)
+		return 0; /* n 0 would mean every message */
+	r = xmalloc(sl->n * sizeof *r);
+	for (size_t i = 0; i < sl->n; i++) {
+		if (nr > 0 && r[nr - 1].hi + 1 == sl->uids[i]) {
+			r[nr - 1].hi = sl->uids[i];
+		} else {
+			r[nr].lo = r[nr].hi = sl->uids[i];
+			nr++;
+		}
+	}
+	res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr,
+				  j->f.changedsince, j->f.need_cache, slice_each, &cx, err_r);
+	free(r);
+	if (res < 0)
+		return -1;
+	if (sl->out.error == NULL && sl->out.bytes.len < FETCH_SLICE_BYTES)
+		sl->n_done = sl->n;
+	return 0;
+}
+
+/* ---- the loop's half ---- */
+
+static void slice_done(void *arg, int result, const char *err)
+{
+	struct slice *sl = arg;
+	struct fetch_job *j = sl->job;
+
+	j->slice_reading = false;
+	sl->result = result;
+	if (result < 0)
+		sl->err = xstrdup(err != NULL ? err : "error");
+	if (!step_end(j))
+		return; /* freed with the job (j->next is sl) */
+	for (size_t i = 0; i < sl->n_saves; i++)
+		store_cache_save(j->st, sl->saves[i].id, sl->saves[i].cache.data,
+				 sl->saves[i].cache.len);
+	/* where the next slice starts: after what this one processed */
+	if (result == 0 && sl->n_done < sl->n && sl->out.error == NULL) {
+		/* stopped early: back up the cursor to the first message left */
+		j->cursor_done = false;
+		struct imap_idxset *set = &j->set;
+		uint32_t seq = sl->seqs[sl->n_done]; /* 1-based index in the view */
+		for (size_t i = 0; i < set->n; i++)
+			if (seq - 1 >= set->v[i].lo && seq - 1 <= set->v[i].hi) {
+				j->ri = i;
+				j->next_idx = seq - 1;
+				break;
+			}
+	}
+	if (result == 0 && sl->n_done < sl->n && sl->n_seen > 0) {
+		uint32_t first = sl->uids[sl->n_done];
+		free(j->carry);
+		j->carry = xmalloc(sl->n_seen * sizeof *j->carry);
+		j->n_carry = 0;
+		for (size_t i = 0; i < sl->n_seen; i++)
+			if (sl->seen[i].uid >= first)
+				j->carry[j->n_carry++] = sl->seen[i];
+	}
+	if (sl->out.error != NULL) {
+		j->error = sl->out.error;
+		j->cursor_done = true;
+	}
+	pump(j);
+}
+
+static void seen_done(void *arg, int result, const struct store_flag_result *v, size_t n)
+{
+	struct slice *sl = arg;
+	struct fetch_job *j = sl->job;
+
+	if (result == 0) {
+		sl->seen = xmalloc((n + j->n_carry + 1) * sizeof *sl->seen);
+		for (size_t i = 0; i < j->n_carry; i++)
+			sl->seen[sl->n_seen++] = j->carry[i];
+		j->n_carry = 0;
+		for (size_t i = 0; i < n; i++) {
+			const char *kw;
+			if (!v[i].changed)
+				continue;
+			sl->seen[sl->n_seen].uid = v[i].uid;
+			sl->seen[sl->n_seen].sys = imap_flags_from_store(v[i].flags, &kw);
+			sl->n_seen++;
+			if (j->s->sel != NULL)
+				imap_sel_own_change(j->s, v[i].modseq);
+		}
+	}
+	if (!step_end(j))
+		return;
+	step_begin(j);
+	store_read(j->st, j->workers, slice_work, slice_done, sl);
+}
+
+/* Takes the next messages of the set into a new slice and starts reading it. */
+static void slice_start(struct fetch_job *j)
+{
+	struct slice *sl;
+	const uint32_t *uids = imap_view_uids(j->s);
+	size_t max = j->f.need_blob || j->f.need_cache ? FETCH_SLICE_BLOB_MSGS : FETCH_SLICE_MSGS;
+
+	sl = xcalloc(1, sizeof *sl);
+	sl->job = j;
+	sl->uids = xmalloc(max * sizeof *sl->uids);
+	sl->seqs = xmalloc(max * sizeof *sl->seqs);
+	while (sl->n < max && j->ri < j->set.n) {
+		struct imap_idx_range *r = &j->set.v[j->ri];
+		if (j->next_idx < r->lo)
+			j->next_idx = r->lo;
+		if (j->next_idx > r->hi || j->next_idx >= imap_view_count(j->s)) {
+			j->ri++;
+			continue;
+		}
+		sl->uids[sl->n] = uids[j->next_idx];
+		sl->seqs[sl->n] = j->next_idx + 1;
+		sl->n++;
+		j->next_idx++;
+	}
+	if (j->ri >= j->set.n)
+		j->cursor_done = true;
+	if (j->f.vanished && j->van_ranges != NULL) {
+		sl->do_vanished = true;
+		j->f.vanished = false; /* once, with the first slice */
+	}
+	j->next = sl;
+	j->slice_reading = true;
+	if (j->set_seen && sl->n > 0) {
+		step_begin(j);
+		store_flags(j->st, j->user, j->mailbox, j->uidvalidity, sl->uids, sl->n, '+',
+			    "\\Seen", 0, seen_done, sl);
+		return;
+	}
+	step_begin(j);
+	store_read(j->st, j->workers, slice_work, slice_done, sl);
+}
+
+static void finish(struct fetch_job *j)
+{
+	struct imap_session *s = j->s;
+	const char *error = j->error;
+	bool uid = s->uid;
+
+	s->job = NULL;
+	s->job_drained = NULL;
+	s->job_abort = NULL;
+	job_free(j);
+	if (error != NULL)
+		imap_tagged(s, "NO", NULL, "%s", error);
+	else
+		imap_tagged(s, "OK", NULL, "%s completed", uid ? "UID FETCH" : "FETCH");
+	imap_cmd_done(s);
+}
+
+static int fd_of_seg(const struct slice *sl, size_t seg)
+{
+	for (size_t i = 0; i < sl->n_fds; i++)
+		if (seg < sl->fds[i].seg_end)
+			return sl->fds[i].fd;
+	return -1;
+}
+
+static void chunk_work(void *arg)
+{
+	struct chunk *c = arg;
+	ssize_t r;
+	do
+		r = pread(c->fd, c->data, c->want, (off_t)c->off);
+	while (r < 0 && errno == EINTR);
+	c->got = r;
+	c->err = r < 0 ? errno : 0;
+}
+
+static void chunk_done(void *arg)
+{
+	struct chunk *c = arg;
+	struct fetch_job *j = c->job;
+	struct slice *sl = j->cur;
+	struct imap_seg *g;
+	struct buf out = BUF_INIT;
+
+	j->chunk_reading = false;
+	if (!step_end(j))
+		return;
+	g = &sl->out.segs[sl->seg_i];
+	if (c->got < 0) {
+		log_err("imap %s: fetch: read message: %s", j->s->base.ip, strerror(c->err));
+		session_close(&j->s->base, "read error");
+		return;
+	}
+	if (c->got == 0) {
+		/* the blob is shorter than the cache said: pad, so that the
+		 * literal keeps its announced size */
+		size_t want = (size_t)(g->len - sl->seg_pos);
+		memset(c->data, ' ', want > FETCH_CHUNK ? FETCH_CHUNK : want);
+		c->got = (ssize_t)(want > FETCH_CHUNK ? FETCH_CHUNK : want);
+	}
+	sl->seg_pos += (uint64_t)c->got;
+	if (g->kind == IMAP_SEG_BLOB) {
+		imap_send(j->s, c->data, (size_t)c->got);
+		sl->seg_outpos += (uint64_t)c->got;
+	} else {
+		imap_decoder_feed(&sl->dec, c->data, (size_t)c->got, &out);
+		if (sl->seg_pos >= g->len)
+			imap_decoder_finish(&sl->dec, &out);
+		uint64_t left = g->out_len - sl->seg_outpos;
+		size_t n = out.len > left ? (size_t)left : out.len;
+		if (n > 0)
+			imap_send(j->s, out.data, n);
+		sl->seg_outpos += n;
+		buf_free(&out);
+	}
+	pump(j);
+}
+
+static void step_continue(void *arg)
+{
+	struct fetch_job *j = arg;
+	j->posted = false;
+	if (!step_end(j))
+		return;
+	pump(j);
+}
+
+/* Writes what may be written now; returns when waiting for a worker, the
+ * client or the next loop step. */
+static void pump(struct fetch_job *j)
+{
+	struct imap_session *s = j->s;
+	size_t step = 0;
+
+	if (j->chunk_reading || j->posted)
+		return;
+	while (imap_alive(s)) {
+		if (j->cur == NULL) {
+			if (j->next != NULL && !j->slice_reading) {
+				j->cur = j->next;
+				j->next = NULL;
+				if (j->cur->kw.len > 0) /* before the responses show them */
+					imap_sel_keywords(s, j->cur->kw.data);
+				for (size_t i = 0; i < j->cur->n_shown; i++)
+					imap_sel_reported(s, j->cur->shown[i].uid,
+							  j->cur->shown[i].modseq);
+				if (j->cur->result < 0) {
+					log_err("imap %s: fetch: %s", s->base.ip, j->cur->err);
+					j->error = "[UNAVAILABLE] Mailbox cannot be read now";
+					j->cursor_done = true;
+				}
+			}
+			if (j->next == NULL && !j->slice_reading && !j->cursor_done)
+				slice_start(j); /* read ahead while this one is written */
+			if (j->cur == NULL) {
+				if (j->slice_reading)
+					return; /* slice_done goes on */
+				finish(j);
+				return;
+			}
+		}
+		struct slice *sl = j->cur;
+		if (!sl->vanished_sent) {
+			sl->vanished_sent = true;
+			if (sl->n_van > 0) {
+				/* RFC 7162 3.2.6 */
+				struct buf b = BUF_INIT;
+				buf_appends(&b, "* VANISHED (EARLIER) ");
+				imap_seqset_format(&b, sl->vanished, sl->n_van);
+				buf_appends(&b, "\r\n");
+				imap_send(s, b.data, b.len);
+				buf_free(&b);
+			}
+			if (sl->out.n_segs == 0 && sl->out.bytes.len > 0) {
+				/* formatted bytes only, no segment list */
+				imap_send(s, sl->out.bytes.data, sl->out.bytes.len);
+				sl->out.bytes.len = 0;
+			}
+		}
+		if (sl->seg_i >= sl->out.n_segs || sl->result < 0) {
+			slice_free(&j->cur);
+			continue;
+		}
+		if (!session_output_room(&s->base)) {
+			session_output_wait(&s->base); /* job_drained goes on */
+			return;
+		}
+		if (step >= FETCH_STEP) {
+			j->posted = true;
+			step_begin(j);
+			loop_post(s->base.l, step_continue, j);
+			return;
+		}
+		struct imap_seg *g = &sl->out.segs[sl->seg_i];
+		if (g->kind == IMAP_SEG_BYTES) {
+			uint64_t left = g->len - sl->seg_pos;
+			size_t n = left > FETCH_STEP ? FETCH_STEP : (size_t)left;
+			imap_send(s, sl->out.bytes.data + g->off + sl->seg_pos, n);
+			sl->seg_pos += n;
+			step += n;
+			if (sl->seg_pos >= g->len) {
+				sl->seg_i++;
+				sl->seg_pos = sl->seg_outpos = 0;
+			}
+			continue;
+		}
+		/* BLOB / DECODE */
+		uint64_t want_out = g->kind == IMAP_SEG_BLOB ? g->len : g->out_len;
+		if (g->kind == IMAP_SEG_DECODE && !sl->dec_started) {
+			imap_decoder_init(&sl->dec, g->enc, g->skip, g->out_len);
+			sl->dec_started = true;
+		}
+		if (sl->seg_outpos >= want_out ||
+		    (g->kind == IMAP_SEG_DECODE && sl->seg_pos >= g->len)) {
+			if (sl->seg_outpos < want_out) {
+				/* the decoder gave less than announced: pad */
+				uint64_t pad = want_out - sl->seg_outpos;
+				char sp[256];
+				memset(sp, ' ', sizeof sp);
+				while (pad > 0) {
+					size_t n = pad > sizeof sp ? sizeof sp : (size_t)pad;
+					imap_send(s, sp, n);
+					pad -= n;
+				}
+			}
+			sl->seg_i++;
+			sl->seg_pos = sl->seg_outpos = 0;
+			sl->dec_started = false;
+			continue;
+		}
+		int fd = fd_of_seg(sl, sl->seg_i);
+		if (fd < 0 || s->srv == NULL) {
+			session_close(&s->base, "fetch: no blob");
+			return;
+		}
+		if (j->chunk == NULL)
+			j->chunk = xmalloc(sizeof *j->chunk);
+		j->chunk->job = j;
+		j->chunk->fd = fd;
+		j->chunk->off = g->off + sl->seg_pos;
+		uint64_t left = g->len - sl->seg_pos;
+		j->chunk->want = left > FETCH_CHUNK ? FETCH_CHUNK : (size_t)left;
+		j->chunk_reading = true;
+		step_begin(j);
+		pool_submit(j->workers, chunk_work, chunk_done, j->chunk);
+		return;
+	}
+}
+
+static void fetch_drained(struct imap_session *s)
+{
+	struct fetch_job *j = s->job;
+	if (j != NULL)
+		pump(j);
+}
+
+static void fetch_abort(struct imap_session *s)
+{
+	struct fetch_job *j = s->job;
+
+	s->job = NULL;
+	s->job_drained = NULL;
+	s->job_abort = NULL;
+	if (j == NULL)
+		return;
+	j->aborted = true;
+	if (j->inflight == 0)
+		job_free(j);
+}
+
+void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args)
+{
+	struct fetch_job *j;
+	const char *err = NULL;
+
+	if (args[0].type == IMAP_ARG_EOL || args[1].type == IMAP_ARG_EOL) {
+		imap_tagged(s, "BAD", NULL, "Missing arguments");
+		return;
+	}
+	j = xcalloc(1, sizeof *j);
+	if (imap_fetch_parse(&args[1], &j->f, &err) < 0) {
+		imap_tagged(s, "BAD", NULL, "%s", err != NULL ? err : "Invalid FETCH items");
+		job_free(j);
+		return;
+	}
+	/* RFC 7162 3.2.6: VANISHED needs QRESYNC, UID FETCH and CHANGEDSINCE */
+	if (j->f.vanished && (!s->qresync || !s->uid || j->f.changedsince == 0)) {
+		imap_tagged(s, "BAD", NULL, "VANISHED needs QRESYNC, UID FETCH and CHANGEDSINCE");
+		job_free(j);
+		return;
+	}
+	if (imap_idxset_parse(s, &args[0], s->uid, &j->set, &err) < 0) {
+		imap_tagged(s, "BAD", NULL, "%s", err);
+		job_free(j);
+		return;
+	}
+	bool modseq_item = j->f.changedsince != 0;
+	for (size_t i = 0; i < j->f.n; i++)
+		modseq_item |= j->f.v[i].kind == IMAP_FETCH_MODSEQ;
+	if (modseq_item)
+		imap_enable_condstore(s); /* RFC 7162 3.1: an enabling command */
+	if (j->f.vanished) {
+		struct imap_seqset ss = {0};
+		if (imap_seqset_parse(args[0].str, args[0].len, 10000, &ss) == 0 && !ss.dollar) {
+			imap_seqset_resolve(&ss, s->sel->uidnext > 1 ? s->sel->uidnext - 1 : 1);
+			j->van_ranges = xmalloc((ss.n ? ss.n : 1) * sizeof *j->van_ranges);
+			for (size_t i = 0; i < ss.n; i++) {
+				j->van_ranges[i].lo = ss.v[i].lo;
+				j->van_ranges[i].hi = ss.v[i].hi;
+			}
+			j->n_van_ranges = ss.n;
+		}
+		imap_seqset_free(&ss);
+	}
+	if (j->set.count == 0 && j->van_ranges == NULL) {
+		job_free(j);
+		imap_tagged(s, "OK", NULL, "%s completed", s->uid ? "UID FETCH" : "FETCH");
+		return;
+	}
+	j->s = s;
+	j->st = s->srv->st;
+	j->workers = s->srv->workers;
+	j->user = xstrdup(s->user);
+	j->mailbox = xstrdup(s->sel->name);
+	j->uidvalidity = s->sel->uidvalidity;
+	j->set_seen = j->f.sets_seen && !s->sel->readonly;
+	j->opts.uid = s->uid;
+	j->opts.binary_ok = true;
+	j->opts.utf8 = s->utf8 || s->rev2;
+	j->opts.modseq = s->condstore;
+	j->recent = imap_sel_recent(s, &j->n_recent);
+	if (j->set.count == 0)
+		j->cursor_done = false; /* one empty slice carries the VANISHED */
+	s->job = j;
+	s->job_drained = fetch_drained;
+	s->job_abort = fetch_abort;
+	session_park(&s->base);
+	pump(j);
+}

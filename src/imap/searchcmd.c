@@ -1,0 +1,486 @@
+/* SEARCH and UID SEARCH (RFC 9051 6.4.4), ESEARCH return options (RFC
+ * 4731), SEARCHRES (RFC 5182), the MODSEQ key (RFC 7162 3.1.5).
+ *
+ * The view is searched in slices on workers: each slice is one snapshot read
+ * of a few hundred messages (store_snap_messages), their blobs and MIME
+ * caches loaded only when a key needs the content
+ * (imap_search_needs_blob), each matched with imap_search_match. The
+ * matches (UIDs, 4 octets each) are kept; the response is written at the
+ * end, in pieces while the client reads. */
+#include <inttypes.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/xmalloc.h"
+#include "imap/fetch.h"
+#include "imap/selcmd.h"
+#include "imap/session.h"
+#include "mime/mime.h"
+#include "store/store.h"
+
+#define SEARCH_SLICE_MSGS 2000
+#define SEARCH_SLICE_BLOB_MSGS 200
+#define SEARCH_MAX_KEYS 1000
+#define SEARCH_OUT_STEP (64 * 1024)
+
+struct search_job {
+	struct imap_session *s;
+	struct store *st;
+	char *user, *mailbox;
+	uint32_t uidvalidity;
+	struct imap_search q;
+	bool needs_blob;
+	bool has_modseq_key;
+	struct store_uid_range *recent; /* \Recent (select.c) */
+	size_t n_recent;
+	uint32_t *saved; /* copy of "$" for the workers */
+	size_t n_saved;
+	/* the slice being read */
+	uint32_t *uids, *seqs;
+	size_t n;
+	uint32_t next_idx; /* index of the view where the next slice starts */
+	/* results */
+	uint32_t *res_uid, *res_seq;
+	uint64_t *res_mod;
+	size_t n_res, cap_res;
+	uint64_t max_modseq;
+	struct cache_save {
+		int64_t id;
+		struct buf cache;
+	} *saves;
+	size_t n_saves, cap_saves;
+	/* output cursor */
+	struct buf out;
+	size_t out_i;
+	bool aborted, inflight, writing;
+};
+
+static void job_free(struct search_job *j)
+{
+	imap_search_free(&j->q);
+	free(j->user);
+	free(j->mailbox);
+	free(j->saved);
+	free(j->recent);
+	free(j->uids);
+	free(j->seqs);
+	free(j->res_uid);
+	free(j->res_seq);
+	free(j->res_mod);
+	for (size_t i = 0; i < j->n_saves; i++)
+		buf_free(&j->saves[i].cache);
+	free(j->saves);
+	buf_free(&j->out);
+	free(j);
+}
+
+static void detach(struct imap_session *s)
+{
+	s->job = NULL;
+	s->job_drained = NULL;
+	s->job_abort = NULL;
+}
+
+/* ---- matching, on a worker ---- */
+
+struct match_ctx {
+	struct search_job *j;
+	struct store_snap *sn;
+};
+
+static int match_each(void *arg, const struct store_msg *sm)
+{
+	struct match_ctx *cx = arg;
+	struct search_job *j = cx->j;
+	struct imap_msg m;
+	struct mime_cache mc;
+	const char *kw = "";
+	size_t lo = 0, hi = j->n;
+	int fd = -1;
+	void *map = NULL;
+	size_t maplen = 0;
+	struct buf built = BUF_INIT;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (j->uids[mid] < sm->uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo >= j->n || j->uids[lo] != sm->uid)
+		return 0;
+	memset(&m, 0, sizeof m);
+	m.seq = j->seqs[lo];
+	m.uid = sm->uid;
+	m.modseq = sm->modseq;
+	m.size = sm->size;
+	m.internaldate = sm->internaldate;
+	m.internaldate_tz = sm->internaldate_tz;
+	m.sysflags = imap_flags_from_store(sm->flags != NULL ? sm->flags : "", &kw);
+	m.keywords = kw != NULL ? kw : "";
+	if (imap_recent_in(j->recent, j->n_recent, sm->uid))
+		m.sysflags |= IMAP_F_RECENT;
+	if (j->needs_blob) {
+		char *err = NULL;
+		struct stat st;
+		if (store_snap_blob_open(cx->sn, sm->blob, &fd, &err) < 0) {
+			free(err);
+			return 0; /* gone meanwhile */
+		}
+		if (fstat(fd, &st) == 0 && st.st_size > 0) {
+			maplen = (size_t)st.st_size;
+			map = mmap(NULL, maplen, PROT_READ, MAP_PRIVATE, fd, 0);
+			if (map == MAP_FAILED) {
+				map = NULL;
+				maplen = 0;
+			}
+		}
+		close(fd);
+		m.msg = map != NULL ? map : "";
+		m.len = maplen;
+		if (sm->cache != NULL && mime_cache_open(&mc, sm->cache, sm->cache_len)) {
+			m.mc = &mc;
+		} else {
+			mime_cache_build(m.msg, m.len, &built);
+			if (mime_cache_open(&mc, built.data, built.len))
+				m.mc = &mc;
+		}
+	}
+	if (imap_search_match(&j->q, &m, j->saved, j->n_saved)) {
+		if (j->n_res == j->cap_res) {
+			j->cap_res = j->cap_res ? j->cap_res * 2 : 64;
+			j->res_uid = xrealloc(j->res_uid, j->cap_res * sizeof *j->res_uid);
+			j->res_seq = xrealloc(j->res_seq, j->cap_res * sizeof *j->res_seq);
+			j->res_mod = xrealloc(j->res_mod, j->cap_res * sizeof *j->res_mod);
+		}
+		j->res_uid[j->n_res] = m.uid;
+		j->res_seq[j->n_res] = m.seq;
+		j->res_mod[j->n_res] = m.modseq;
+		j->n_res++;
+		if (m.modseq > j->max_modseq)
+			j->max_modseq = m.modseq;
+	}
+	if (map != NULL)
+		munmap(map, maplen);
+	if (built.len > 0) {
+		if (j->n_saves == j->cap_saves) {
+			j->cap_saves = j->cap_saves ? j->cap_saves * 2 : 8;
+			j->saves = xrealloc(j->saves, j->cap_saves * sizeof *j->saves);
+		}
+		j->saves[j->n_saves].id = sm->message_id;
+		j->saves[j->n_saves].cache = built;
+		j->n_saves++;
+	} else {
+		buf_free(&built);
+	}
+	return 0;
+}
+
+static int search_work(struct store_snap *sn, void *arg, char **err_r)
+{
+	struct search_job *j = arg;
+	struct match_ctx cx = {j, sn};
+	struct store_uid_range *r;
+	size_t nr = 0;
+	int res;
+
+	if (j->n == 0)
+		return 0;
+	r = xmalloc(j->n * sizeof *r);
+	for (size_t i = 0; i < j->n; i++) {
+		if (nr > 0 && r[nr - 1].hi + 1 == j->uids[i]) {
+			r[nr - 1].hi = j->uids[i];
+		} else {
+			r[nr].lo = r[nr].hi = j->uids[i];
+			nr++;
+		}
+	}
+	res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr, 0,
+				  j->needs_blob, match_each, &cx, err_r);
+	free(r);
+	return res < 0 ? -1 : 0;
+}
+
+/* ---- the response ---- */
+
+static void write_out(struct search_job *j);
+
+static void finish(struct search_job *j, const char *status, const char *code, const char *text)
+{
+	struct imap_session *s = j->s;
+
+	detach(s);
+	job_free(j);
+	imap_tagged(s, status, code, "%s", text);
+	imap_cmd_done(s);
+}
+
+static void fmt_nums(struct buf *b, const uint32_t *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		buf_printf(b, " %" PRIu32, v[i]);
+}
+
+/* Builds the response into j->out. For the plain SEARCH response (which may
+ * be long) the numbers are added by write_out as the client reads. */
+static void respond(struct search_job *j)
+{
+	struct imap_session *s = j->s;
+	struct imap_search *q = &j->q;
+	const uint32_t *nums = s->uid ? j->res_uid : j->res_seq;
+	bool esearch = q->esearch || s->rev2;
+
+	/* RFC 5182 2.4: SAVE keeps the UIDs of what MIN/MAX (when only they
+	 * are asked with SAVE) or of the whole result */
+	if (q->ret_save && s->sel != NULL) {
+		free(s->sel->saved);
+		s->sel->saved = NULL;
+		s->sel->n_saved = 0;
+		if (j->n_res > 0) {
+			bool only_minmax = (q->ret_min || q->ret_max) && !q->ret_all &&
+					   !q->ret_count;
+			uint32_t *v = xmalloc(j->n_res * sizeof *v);
+			size_t n = 0;
+			if (only_minmax) {
+				if (q->ret_min)
+					v[n++] = j->res_uid[0];
+				if (q->ret_max && (n == 0 || v[0] != j->res_uid[j->n_res - 1]))
+					v[n++] = j->res_uid[j->n_res - 1];
+			} else {
+				memcpy(v, j->res_uid, j->n_res * sizeof *v);
+				n = j->n_res;
+			}
+			s->sel->saved = v;
+			s->sel->n_saved = n;
+		}
+	}
+	buf_reset(&j->out);
+	if (!esearch) {
+		buf_appends(&j->out, "* SEARCH");
+		j->out_i = 0;
+		j->writing = true;
+		write_out(j);
+		return;
+	}
+	bool any = q->ret_min || q->ret_max || q->ret_all || q->ret_count;
+	if (q->ret_save && !any && q->esearch) {
+		/* RFC 5182 2.4: SAVE alone: no ESEARCH response */
+		finish(j, "OK", NULL, s->uid ? "UID SEARCH completed" : "SEARCH completed");
+		return;
+	}
+	if (!any) /* RFC 4731 3.1: RETURN () means ALL */
+		q->ret_all = true;
+	buf_appends(&j->out, "* ESEARCH (TAG ");
+	imap_append_string(&j->out, s->tag, strlen(s->tag));
+	buf_appends(&j->out, ")");
+	if (s->uid)
+		buf_appends(&j->out, " UID");
+	if (j->n_res > 0) {
+		if (q->ret_min)
+			buf_printf(&j->out, " MIN %" PRIu32, nums[0]);
+		if (q->ret_max)
+			buf_printf(&j->out, " MAX %" PRIu32, nums[j->n_res - 1]);
+	}
+	if (q->ret_count)
+		buf_printf(&j->out, " COUNT %zu", j->n_res);
+	if (q->ret_all && j->n_res > 0) {
+		buf_appends(&j->out, " ALL ");
+		imap_seqset_format(&j->out, nums, j->n_res);
+	}
+	if (j->has_modseq_key && j->n_res > 0 && (q->ret_all || q->ret_min || q->ret_max)) {
+		/* RFC 7162 3.1.5 (RFC 4731 with CONDSTORE): the highest
+		 * mod-sequence of the messages the response names */
+		uint64_t mod = j->max_modseq;
+		if (!q->ret_all) {
+			mod = 0;
+			if (q->ret_min)
+				mod = j->res_mod[0];
+			if (q->ret_max && j->res_mod[j->n_res - 1] > mod)
+				mod = j->res_mod[j->n_res - 1];
+		}
+		buf_printf(&j->out, " MODSEQ %" PRIu64, mod);
+	}
+	buf_appends(&j->out, "\r\n");
+	j->out_i = j->n_res; /* nothing more to add */
+	j->writing = true;
+	write_out(j);
+}
+
+static void write_out(struct search_job *j)
+{
+	struct imap_session *s = j->s;
+	const uint32_t *nums = s->uid ? j->res_uid : j->res_seq;
+	bool esearch = j->q.esearch || s->rev2;
+
+	while (imap_alive(s)) {
+		if (!session_output_room(&s->base)) {
+			session_output_wait(&s->base);
+			return;
+		}
+		if (!esearch && j->out_i < j->n_res) {
+			size_t n = j->n_res - j->out_i;
+			if (n > 4096)
+				n = 4096;
+			fmt_nums(&j->out, nums + j->out_i, n);
+			j->out_i += n;
+			if (j->out_i == j->n_res) {
+				/* RFC 7162 3.1.5 */
+				if (j->has_modseq_key && j->n_res > 0)
+					buf_printf(&j->out, " (MODSEQ %" PRIu64 ")", j->max_modseq);
+				buf_appends(&j->out, "\r\n");
+			}
+		} else if (!esearch && j->n_res == 0 && j->out.len > 0 &&
+			   j->out.data[j->out.len - 1] != '\n') {
+			buf_appends(&j->out, "\r\n");
+		}
+		if (j->out.len > 0) {
+			size_t n = j->out.len > SEARCH_OUT_STEP ? SEARCH_OUT_STEP : j->out.len;
+			imap_send(s, j->out.data, n);
+			buf_consume(&j->out, n);
+			continue;
+		}
+		finish(j, "OK", NULL, s->uid ? "UID SEARCH completed" : "SEARCH completed");
+		return;
+	}
+}
+
+/* ---- slices ---- */
+
+static void slice_next(struct search_job *j);
+
+static void search_done(void *arg, int result, const char *err)
+{
+	struct search_job *j = arg;
+	struct imap_session *s = j->s;
+
+	j->inflight = false;
+	if (j->aborted || !imap_alive(s)) {
+		if (s->job == j)
+			detach(s);
+		job_free(j);
+		session_release(&s->base);
+		return;
+	}
+	session_release(&s->base);
+	for (size_t i = 0; i < j->n_saves; i++) {
+		store_cache_save(j->st, j->saves[i].id, j->saves[i].cache.data,
+				 j->saves[i].cache.len);
+		buf_free(&j->saves[i].cache);
+	}
+	j->n_saves = 0;
+	if (result < 0) {
+		log_err("imap %s: search: %s", s->base.ip, err != NULL ? err : "error");
+		if (j->q.ret_save && s->sel != NULL) {
+			/* RFC 5182 2.1: a failed SAVE empties "$" */
+			x_free(&s->sel->saved);
+			s->sel->n_saved = 0;
+		}
+		finish(j, "NO", "UNAVAILABLE", "Mailbox cannot be searched now");
+		return;
+	}
+	slice_next(j);
+}
+
+static void slice_next(struct search_job *j)
+{
+	struct imap_session *s = j->s;
+	uint32_t count = imap_view_count(s);
+	const uint32_t *uids = imap_view_uids(s);
+	size_t max = j->needs_blob ? SEARCH_SLICE_BLOB_MSGS : SEARCH_SLICE_MSGS;
+
+	if (j->next_idx >= count) {
+		respond(j);
+		return;
+	}
+	j->n = 0;
+	while (j->n < max && j->next_idx < count) {
+		j->uids[j->n] = uids[j->next_idx];
+		j->seqs[j->n] = j->next_idx + 1;
+		j->n++;
+		j->next_idx++;
+	}
+	j->inflight = true;
+	s->base.busy++;
+	store_read(j->st, s->srv->workers, search_work, search_done, j);
+}
+
+static void search_drained(struct imap_session *s)
+{
+	struct search_job *j = s->job;
+	if (j != NULL && j->writing)
+		write_out(j);
+}
+
+static void search_abort(struct imap_session *s)
+{
+	struct search_job *j = s->job;
+
+	detach(s);
+	if (j == NULL)
+		return;
+	j->aborted = true;
+	if (!j->inflight)
+		job_free(j);
+}
+
+/* "*" in the sets of the keys: the highest sequence number or UID. */
+static void resolve_keys(struct imap_session *s, struct imap_search_key *k, bool *modseq)
+{
+	uint32_t n = imap_view_count(s);
+	if (k->kind == IMAP_SK_SEQSET && !k->set.dollar)
+		imap_seqset_resolve(&k->set, n);
+	else if (k->kind == IMAP_SK_UIDSET && !k->set.dollar)
+		imap_seqset_resolve(&k->set, n > 0 ? imap_view_uid(s, n) : 0);
+	else if (k->kind == IMAP_SK_MODSEQ)
+		*modseq = true;
+	for (size_t i = 0; i < k->n_sub; i++)
+		resolve_keys(s, &k->sub[i], modseq);
+}
+
+void imap_cmd_search(struct imap_session *s, const struct imap_arg *args)
+{
+	struct search_job *j = xcalloc(1, sizeof *j);
+	bool bad_charset = false;
+	const char *err = NULL;
+	size_t max;
+
+	if (imap_search_parse(args, SEARCH_MAX_KEYS, &j->q, &bad_charset, &err) < 0) {
+		if (j->q.ret_save && s->sel != NULL) {
+			x_free(&s->sel->saved);
+			s->sel->n_saved = 0;
+		}
+		job_free(j);
+		if (bad_charset) /* RFC 9051 6.4.4 */
+			imap_tagged(s, "NO", "BADCHARSET (US-ASCII UTF-8)", "Unsupported charset");
+		else
+			imap_tagged(s, "BAD", NULL, "%s", err != NULL ? err : "Invalid search");
+		return;
+	}
+	resolve_keys(s, &j->q.root, &j->has_modseq_key);
+	if (j->has_modseq_key)
+		imap_enable_condstore(s); /* RFC 7162 3.1 */
+	j->s = s;
+	j->st = s->srv->st;
+	j->user = xstrdup(s->user);
+	j->mailbox = xstrdup(s->sel->name);
+	j->uidvalidity = s->sel->uidvalidity;
+	j->needs_blob = imap_search_needs_blob(&j->q);
+	j->recent = imap_sel_recent(s, &j->n_recent);
+	if (s->sel->n_saved > 0) {
+		j->saved = xmalloc(s->sel->n_saved * sizeof *j->saved);
+		memcpy(j->saved, s->sel->saved, s->sel->n_saved * sizeof *j->saved);
+		j->n_saved = s->sel->n_saved;
+	}
+	max = j->needs_blob ? SEARCH_SLICE_BLOB_MSGS : SEARCH_SLICE_MSGS;
+	j->uids = xmalloc(max * sizeof *j->uids);
+	j->seqs = xmalloc(max * sizeof *j->seqs);
+	s->job = j;
+	s->job_drained = search_drained;
+	s->job_abort = search_abort;
+	session_park(&s->base);
+	slice_next(j);
+}
