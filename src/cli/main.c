@@ -29,6 +29,7 @@
 #include "core/tls.h"
 #include "core/xmalloc.h"
 #include "imap/server.h"
+#include "mime/mime.h"
 #include "pop3/server.h"
 #include "smtp/server.h"
 #include "store/store.h"
@@ -136,6 +137,9 @@ static struct store *open_store(const struct config *cfg)
 	store_set_postmaster(st, cfg->postmaster, cfg->hostname);
 	/* IMAP CREATE/RENAME, and the admin CLI's mailbox commands alike */
 	store_set_limits(st, (unsigned)cfg->imap_max_mailboxes, (unsigned)cfg->imap_max_mailbox_name);
+	/* every message stored (SMTP, APPEND, the CLI) gets its MIME cache in the
+	 * same transaction, so a FETCH never parses it (docs/design.md) */
+	store_set_cache_builder(st, mime_cache_build);
 	return st;
 }
 
