@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,6 +157,14 @@ static void listener_on_io(void *arg, uint32_t events)
 		for (int n = 0; n < LISTENER_ACCEPT_BATCH && !ls->close_requested; n++) {
 			int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 			if (fd >= 0) {
+				/* Replies leave as soon as they are written (a reply
+				 * written in several pieces, such as an IMAP
+				 * response after an async step, must not wait for the
+				 * client's delayed ACK: Nagle's algorithm would hold
+				 * the later pieces for about 40 ms). Unix sockets
+				 * refuse it, harmlessly. */
+				int one = 1;
+				(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 				ls->cb(ls->arg, fd);
 				continue;
 			}
