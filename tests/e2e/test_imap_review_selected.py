@@ -518,3 +518,40 @@ def test_concurrent_sessions_random_ops_consistent(make_server):
     assert min(appended) > 200
     assert srv.stop() == 0
     sanitizer_clean(srv)
+
+
+def test_idle_updates_prompt_done_and_timeout(make_server):
+    """IDLE: a new message and a flag change from another session arrive
+    while idling (bounded wait), "done" in any case ends it, anything else
+    is a BAD, and a silent client gets BYE at the idle timeout."""
+    srv = make_server(name="idle", imap_idle_timeout=2)
+    a = srv.imap_login()
+    b = srv.imap_login()
+    assert a.cmd("CREATE i").ok
+    append_many(a, "i", [small(i) for i in range(3)])
+    assert a.cmd("SELECT i").ok
+    assert b.cmd("SELECT i").ok
+    b.send("t1 IDLE\r\n")
+    assert b.readline() == "+ idling"
+    append_many(a, "i", [small(9)])
+    b.timeout = 3
+    assert b.readline() == "* 4 EXISTS"
+    assert a.cmd("STORE 2 +FLAGS.SILENT (\\Answered)").ok
+    assert b.readline() == "* 2 FETCH (FLAGS (\\Answered))"
+    b.send("done\r\n")
+    r = b.read_response("t1")
+    assert r.ok and r.untagged == [], r
+    b.send("t2 IDLE\r\n")
+    assert b.readline() == "+ idling"
+    b.send("NOOP\r\n")
+    r = b.read_response("t2")
+    assert r.status == "BAD", r
+    assert b.cmd("NOOP").ok
+    # idle timeout (2 s here): BYE, then the close
+    b.send("t3 IDLE\r\n")
+    assert b.readline() == "+ idling"
+    b.timeout = 10
+    line = b.readline()
+    assert line.startswith("* BYE"), line
+    b.expect_closed(5)
+    a.close()
