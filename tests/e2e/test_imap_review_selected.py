@@ -555,3 +555,26 @@ def test_idle_updates_prompt_done_and_timeout(make_server):
     assert line.startswith("* BYE"), line
     b.expect_closed(5)
     a.close()
+
+
+def test_uids_never_reused(make_server):
+    """RFC 9051 2.3.1.1: the highest UID expunged is not given again, not
+    even after a restart."""
+    srv = make_server(name="uids")
+    c = srv.imap_login()
+    assert c.cmd("CREATE u").ok
+    append_many(c, "u", [small(i) for i in range(3)])
+    assert c.cmd("SELECT u").ok
+    assert c.cmd("UID STORE 3 +FLAGS.SILENT (\\Deleted)").ok
+    assert c.cmd("UID EXPUNGE 3").untagged == ["* 3 EXPUNGE"]
+    r = append_many(c, "u", [small(7)])
+    assert re.search(r"APPENDUID \d+ 4\]", r.tagged), r
+    c.close()
+    srv.restart()
+    c = srv.imap_login()
+    r = c.cmd("SELECT u")
+    assert "* OK [UIDNEXT 5] Predicted next UID" in r.untagged, r
+    r = append_many(c, "u", [small(8)])
+    assert re.search(r"APPENDUID \d+ 5\]", r.tagged), r
+    assert uid_list(c) == [1, 2, 4, 5]
+    c.close()
