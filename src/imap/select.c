@@ -508,21 +508,34 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Adds uids to the sorted, unique y->gone. A quiet session collects one
+ * notification per EXPUNGE elsewhere: only the new UIDs are sorted and
+ * then merged from the end, so each costs O(n log n + gone), never a sort
+ * of everything collected so far. */
 static void gone_add(struct imap_selsync *y, const uint32_t *uids, size_t n)
 {
-	if (y->n_gone + n > y->cap_gone) {
-		y->cap_gone = (y->n_gone + n) * 2;
+	uint32_t *nw = xmalloc(n * sizeof *nw);
+	size_t m = 0;
+
+	memcpy(nw, uids, n * sizeof *uids);
+	qsort(nw, n, sizeof *nw, cmp_u32);
+	for (size_t i = 0; i < n; i++)
+		if ((m == 0 || nw[m - 1] != nw[i]) && !uid_in(y->gone, y->n_gone, nw[i]))
+			nw[m++] = nw[i];
+	if (y->n_gone + m > y->cap_gone) {
+		y->cap_gone = (y->n_gone + m) * 2;
 		y->gone = xrealloc(y->gone, y->cap_gone * sizeof *y->gone);
 	}
-	memcpy(y->gone + y->n_gone, uids, n * sizeof *uids);
-	y->n_gone += n;
-	qsort(y->gone, y->n_gone, sizeof *y->gone, cmp_u32);
-	/* unique */
-	size_t w = 0;
-	for (size_t i = 0; i < y->n_gone; i++)
-		if (w == 0 || y->gone[w - 1] != y->gone[i])
-			y->gone[w++] = y->gone[i];
-	y->n_gone = w;
+	/* merge from the back: nothing is overwritten before it is read */
+	size_t i = y->n_gone, k = m, w = y->n_gone + m;
+	while (k > 0) {
+		if (i > 0 && y->gone[i - 1] > nw[k - 1])
+			y->gone[--w] = y->gone[--i];
+		else
+			y->gone[--w] = nw[--k];
+	}
+	y->n_gone += m;
+	free(nw);
 }
 
 static void update_pending(struct imap_session *s)

@@ -578,3 +578,32 @@ def test_uids_never_reused(make_server):
     assert re.search(r"APPENDUID \d+ 5\]", r.tagged), r
     assert uid_list(c) == [1, 2, 4, 5]
     c.close()
+
+
+def test_quiet_session_collects_many_expunges(server):
+    """Another session expunges 120 of 300 messages one command at a time,
+    in random order; a quiet session then gets, at NOOP, EXPUNGE responses
+    whose numbers (each counted after the ones before, RFC 9051 7.4.1)
+    leave exactly the surviving UIDs."""
+    a = server.imap_login()
+    b = server.imap_login()
+    assert a.cmd("CREATE quiet").ok
+    append_many(a, "quiet", [small(i) for i in range(300)])
+    assert a.cmd("SELECT quiet").ok
+    v = View(b, "b")
+    assert v.cmd("SELECT quiet").ok
+    v.cmd("FETCH 1:* (UID)")
+    rnd = random.Random(11)
+    gone = rnd.sample(range(1, 301), 120)
+    for k in range(0, 120, 3):
+        uids = ",".join(map(str, gone[k:k + 3]))
+        assert a.cmd("UID STORE %s +FLAGS.SILENT (\\Deleted)" % uids).ok
+        assert a.cmd("UID EXPUNGE %s" % uids).ok
+    time.sleep(0.5)
+    r = v.cmd("NOOP")
+    assert sum(1 for l in r.untagged if l.endswith(" EXPUNGE")) == 120, r.untagged[:5]
+    want = sorted(set(range(1, 301)) - set(gone))
+    assert v.uids == want
+    assert uid_list(b) == want
+    a.close()
+    b.close()
