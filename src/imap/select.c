@@ -508,21 +508,34 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Adds uids to the sorted, unique y->gone. A quiet session collects one
+ * notification per EXPUNGE elsewhere: only the new UIDs are sorted and
+ * then merged from the end, so each costs O(n log n + gone), never a sort
+ * of everything collected so far. */
 static void gone_add(struct imap_selsync *y, const uint32_t *uids, size_t n)
 {
-	if (y->n_gone + n > y->cap_gone) {
-		y->cap_gone = (y->n_gone + n) * 2;
+	uint32_t *nw = xmalloc(n * sizeof *nw);
+	size_t m = 0;
+
+	memcpy(nw, uids, n * sizeof *uids);
+	qsort(nw, n, sizeof *nw, cmp_u32);
+	for (size_t i = 0; i < n; i++)
+		if ((m == 0 || nw[m - 1] != nw[i]) && !uid_in(y->gone, y->n_gone, nw[i]))
+			nw[m++] = nw[i];
+	if (y->n_gone + m > y->cap_gone) {
+		y->cap_gone = (y->n_gone + m) * 2;
 		y->gone = xrealloc(y->gone, y->cap_gone * sizeof *y->gone);
 	}
-	memcpy(y->gone + y->n_gone, uids, n * sizeof *uids);
-	y->n_gone += n;
-	qsort(y->gone, y->n_gone, sizeof *y->gone, cmp_u32);
-	/* unique */
-	size_t w = 0;
-	for (size_t i = 0; i < y->n_gone; i++)
-		if (w == 0 || y->gone[w - 1] != y->gone[i])
-			y->gone[w++] = y->gone[i];
-	y->n_gone = w;
+	/* merge from the back: nothing is overwritten before it is read */
+	size_t i = y->n_gone, k = m, w = y->n_gone + m;
+	while (k > 0) {
+		if (i > 0 && y->gone[i - 1] > nw[k - 1])
+			y->gone[--w] = y->gone[--i];
+		else
+			y->gone[--w] = nw[--k];
+	}
+	y->n_gone += m;
+	free(nw);
 }
 
 static void update_pending(struct imap_session *s)
@@ -574,12 +587,8 @@ static void on_change(void *arg, const struct store_change *ch)
 		imap_send_updates(s, true);
 }
 
-/* One read of the changes (on a worker). */
-struct sync_res {
-	uint32_t uid;
-	uint64_t modseq;
-	char *flags;
-};
+/* One read of the changes (on a worker): its results are flag updates
+ * (struct flag_upd), turned into the pending ones in place. */
 struct sync_job {
 	struct imap_session *s;
 	uint64_t sel_id;
@@ -587,7 +596,7 @@ struct sync_job {
 	uint32_t uidvalidity;
 	uint64_t since;
 	struct store_mailbox_status status;
-	struct sync_res *v;
+	struct flag_upd *v;
 	size_t n, cap;
 };
 
@@ -680,6 +689,30 @@ static void fl_merge(struct imap_selsync *y, struct flag_upd *nw, size_t n)
 	y->cap_fl = y->n_fl + n;
 }
 
+/* shown[] sorted by (uid, modseq) */
+static int cmp_seen(const void *a, const void *b)
+{
+	const struct sync_seen *x = a, *y = b;
+	if (x->uid != y->uid)
+		return x->uid < y->uid ? -1 : 1;
+	return x->modseq < y->modseq ? -1 : x->modseq > y->modseq;
+}
+
+/* The client was shown uid as of modseq or later while the read ran. */
+static bool shown_since(const struct imap_selsync *y, uint32_t uid, uint64_t modseq)
+{
+	size_t lo = 0, hi = y->n_shown;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (y->shown[mid].uid <= uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* lo - 1: the last entry of uid, the one with the highest modseq */
+	return lo > 0 && y->shown[lo - 1].uid == uid && y->shown[lo - 1].modseq >= modseq;
+}
+
 static void sync_done(void *arg, int result, const char *err)
 {
 	struct sync_job *j = arg;
@@ -697,16 +730,22 @@ static void sync_done(void *arg, int result, const char *err)
 	if (result < 0) {
 		log_warn("imap %s: mailbox sync: %s", s->base.ip, err != NULL ? err : "error");
 	} else {
-		struct flag_upd *nw = xmalloc((j->n ? j->n : 1) * sizeof *nw);
+		/* the pending updates are written over the read's results
+		 * (n_nw <= i): no second array of them */
+		struct flag_upd *nw = j->v;
 		size_t n_nw = 0;
+		/* a FETCH 1:* during the read may have shown every message:
+		 * sorted once, looked up by halving (never n x m on the loop) */
+		if (y->n_shown > 1)
+			qsort(y->shown, y->n_shown, sizeof *y->shown, cmp_seen);
 		for (size_t i = 0; i < j->n; i++) {
-			struct sync_res *r = &j->v[i];
+			struct flag_upd *r = &j->v[i];
 			bool own = false;
-			bool stale = false;
-			for (size_t k = 0; k < y->n_shown && !stale; k++)
-				stale = y->shown[k].uid == r->uid && y->shown[k].modseq >= r->modseq;
-			if (stale && r->uid < y->known_uidnext)
+			bool stale = shown_since(y, r->uid, r->modseq);
+			if (stale && r->uid < y->known_uidnext) {
+				x_free(&r->flags);
 				continue;
+			}
 			if (r->uid >= y->known_uidnext) {
 				if (y->n_new == y->cap_new) {
 					y->cap_new = y->cap_new ? y->cap_new * 2 : 16;
@@ -716,18 +755,27 @@ static void sync_done(void *arg, int result, const char *err)
 				y->new_uids[y->n_new++] = r->uid;
 				y->known_uidnext = r->uid + 1;
 				recent_learn(s, r->uid);
+				x_free(&r->flags);
 				continue;
 			}
 			for (size_t k = 0; k < y->n_own; k++)
 				own |= y->own[k] == r->modseq;
 			if (!own) {
+				char *fl = r->flags; /* taken */
+				r->flags = NULL;
 				nw[n_nw].uid = r->uid;
 				nw[n_nw].modseq = r->modseq;
-				nw[n_nw].flags = r->flags; /* taken */
-				r->flags = NULL;
+				nw[n_nw].flags = fl;
 				n_nw++;
+			} else {
+				x_free(&r->flags);
 			}
 		}
+		/* every string of j->v is taken or freed */
+		j->v = NULL;
+		j->n = 0;
+		if (n_nw > 0 && n_nw < j->cap)
+			nw = xrealloc(nw, n_nw * sizeof *nw);
 		fl_merge(y, nw, n_nw);
 		if (j->status.highestmodseq > y->synced_modseq)
 			y->synced_modseq = j->status.highestmodseq;
@@ -1073,7 +1121,7 @@ struct load_job {
 	struct imap_seqset qr_known;
 	uint32_t *vanished;
 	size_t n_van, cap_van;
-	struct sync_res *changed;
+	struct flag_upd *changed;
 	size_t n_ch, cap_ch;
 };
 
