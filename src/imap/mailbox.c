@@ -21,6 +21,8 @@
 #define IMAP_MAX_LEVELS 32       /* hierarchy levels of a name */
 #define IMAP_MAX_PATTERNS 64     /* LIST-EXTENDED patterns in one command */
 #define LIST_SLICE (64 * 1024)   /* most LIST output made in one loop step */
+#define LIST_PATTERN_BUDGET 16   /* all patterns of a LIST: at most this many
+				  * times the longest name (octets, normalised) */
 
 /* ---- names ---- */
 
@@ -1021,6 +1023,36 @@ static void list_done(void *arg, int result, const char *err)
 	list_emit(s);
 }
 
+/* Matching costs the pattern's length times the name's (imap_list_match, on
+ * a worker, for every mailbox): the pattern is made as short as it can be
+ * without changing what it matches. A run of wildcards is one wildcard ("*"
+ * if it has one, else "%": RFC 9051 6.3.9, "*%" and "**" match what "*"
+ * does); a pattern with more other characters than the longest name can
+ * have matches no name, and is cut after max + 1 of them (still matching
+ * none). Returns the new length. */
+static size_t pattern_normalize(char *p, size_t max)
+{
+	char *w = p;
+	size_t lits = 0;
+
+	for (const char *r = p; *r != '\0';) {
+		if (*r == '*' || *r == '%') {
+			char wc = '%';
+			for (; *r == '*' || *r == '%'; r++)
+				if (*r == '*')
+					wc = '*';
+			*w++ = wc;
+		} else {
+			if (lits > max)
+				break;
+			lits++;
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+	return (size_t)(w - p);
+}
+
 /* A pattern argument (list-mailbox: an atom with wildcards, or a string)
  * appended to the reference, as UTF-8. */
 static bool pattern_add(struct imap_session *s, struct list_job *j, const char *ref, size_t rlen,
@@ -1167,6 +1199,15 @@ void imap_cmd_list(struct imap_session *s, const struct imap_arg *args)
 				   sep != NULL ? (size_t)(sep - rb.data) + 1 : 0);
 	}
 	buf_free(&rb);
+	size_t max = (size_t)s->srv->cfg->imap_max_mailbox_name, total = 0;
+	for (size_t i = 0; i < j->n_patterns; i++)
+		total += pattern_normalize(j->patterns[i], max);
+	if (total > LIST_PATTERN_BUDGET * (max + 1)) {
+		/* RFC 5530 LIMIT: bounded work for a worker */
+		imap_tagged(s, "NO", "LIMIT", "Too many or too long patterns");
+		list_job_free(j);
+		return;
+	}
 	/* RFC 7162 3.1: STATUS HIGHESTMODSEQ enables CONDSTORE */
 	if (j->ret_status && (j->status.bits & ST_HIGHESTMODSEQ))
 		imap_enable_condstore(s);
