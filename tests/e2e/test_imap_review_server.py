@@ -105,3 +105,60 @@ def test_list_pattern_budget(srv):
     assert r.ok, r
     assert c.cmd("NOOP").ok
     c.close()
+
+
+# ---- input limits before login ----
+
+def test_preauth_command_is_small(srv):
+    """An anonymous connection could make the server hold imap_max_command
+    (256 KiB) of command each (1,000 connections: 256 MB); before login a
+    command is at most 32 KiB (LOGIN, SASL-IR and ID fit), after it the
+    configured limits apply."""
+    big = 40000
+    with srv.imap("imap") as c:
+        c.send(b'a1 ID ("x" {%d}\r\n' % big)
+        assert c.readline() == "a1 NO [TOOBIG] Literal too big"   # before its octets
+        assert c.cmd("NOOP").ok
+        c.send(b'a2 ID ("x" {%d+}\r\n' % big + b"y" * 100)
+        assert c.readline() == "* BYE [TOOBIG] Literal too big"
+        c.expect_closed()
+    with srv.imap("imap") as c:
+        c.send(b"a1 NOOP " + b"x" * big + b"\r\n")
+        assert c.readline().startswith("a1 BAD ")
+        # a full-size ID (30 pairs of 30 and 1024 octets) still fits
+        pairs = " ".join('"%s" "%s"' % ("f%029d" % i, "v" * 1024) for i in range(30))
+        r = c.cmd("ID (%s)" % pairs)
+        assert r.ok, r
+        r = c.cmd("LOGIN %s %s" % (imap_quote(ALICE), imap_quote(USERS[ALICE])))
+        assert r.ok, r
+        c.send(b'a9 ID ("x" {%d+}\r\n' % big + b"y" * big + b")\r\n")
+        r = c.read_response("a9")
+        assert r.ok, r
+        assert c.cmd("UNAUTHENTICATE").ok
+        c.send(b'b1 ID ("x" {%d}\r\n' % big)
+        assert c.readline() == "b1 NO [TOOBIG] Literal too big"
+
+
+def test_preauth_memory_bounded(srv):
+    """60 anonymous connections from as many addresses, each in the middle of
+    a 200 KiB command: the daemon held them all (12 MB, 256 MB at the
+    connection limit); now each is refused at 32 KiB (RSS of the daemon)."""
+    pid = srv.proc.pid
+    before = rss_kb(pid)
+    socks = []
+    try:
+        for i in range(60):
+            s = socket.create_connection((srv.host, srv.ports["imap"]), timeout=10,
+                                         source_address=("127.9.%d.%d" % (i // 200, 2 + i % 200), 0))
+            socks.append(s)
+            try:
+                s.sendall(b'a ID ("x" {200000+}\r\n' + b"x" * 199000)
+            except OSError:
+                pass  # refused and closed
+        time.sleep(1.5)
+        grown = rss_kb(pid) - before
+        assert grown < 60 * 64, grown
+    finally:
+        for s in socks:
+            s.close()
+    alive(srv)
