@@ -306,6 +306,7 @@ void imap_cmd_subscribe(struct imap_session *s, const struct imap_arg *args)
 enum {
 	ST_MESSAGES = 1, ST_UIDNEXT = 2, ST_UIDVALIDITY = 4, ST_UNSEEN = 8, ST_DELETED = 16,
 	ST_SIZE = 32, ST_RECENT = 64, ST_HIGHESTMODSEQ = 128, ST_APPENDLIMIT = 256,
+	ST_DELETED_STORAGE = 512,
 };
 static const struct {
 	const char *name;
@@ -314,7 +315,7 @@ static const struct {
 	{"MESSAGES", ST_MESSAGES}, {"UIDNEXT", ST_UIDNEXT}, {"UIDVALIDITY", ST_UIDVALIDITY},
 	{"UNSEEN", ST_UNSEEN}, {"DELETED", ST_DELETED}, {"SIZE", ST_SIZE},
 	{"RECENT", ST_RECENT}, {"HIGHESTMODSEQ", ST_HIGHESTMODSEQ},
-	{"APPENDLIMIT", ST_APPENDLIMIT},
+	{"APPENDLIMIT", ST_APPENDLIMIT}, {"DELETED-STORAGE", ST_DELETED_STORAGE}, /* RFC 9208 */
 };
 #define N_STATUS_ITEMS (sizeof status_items / sizeof status_items[0])
 /* the items in the order asked: up to one of each */
@@ -345,7 +346,7 @@ static bool status_parse(const struct imap_arg *list, struct status_req *r)
 
 static bool status_counts(const struct status_req *r)
 {
-	return (r->bits & (ST_UNSEEN | ST_DELETED | ST_SIZE)) != 0;
+	return (r->bits & (ST_UNSEEN | ST_DELETED | ST_SIZE | ST_DELETED_STORAGE)) != 0;
 }
 
 /* What STATUS reports of one mailbox (copied from the worker's callback). */
@@ -354,6 +355,7 @@ struct status_val {
 	uint32_t unseen, deleted;
 	uint64_t size;
 	uint32_t recent;
+	uint64_t deleted_storage;
 };
 
 /* \Recent (RFC 3501 2.3.2) from the boundary select.c keeps (loop thread):
@@ -415,6 +417,9 @@ static void status_format(const struct imap_session *s, bool utf8, struct buf *b
 		case ST_APPENDLIMIT:
 			buf_printf(b, " %zu", s->srv->cfg->imap_max_literal);
 			break;
+		case ST_DELETED_STORAGE:
+			buf_printf(b, " %" PRIu64, v->deleted_storage);
+			break;
 		}
 	}
 	buf_appends(b, ")\r\n");
@@ -426,6 +431,34 @@ static void status_copy(struct status_val *v, const struct store_mailbox *mb)
 	v->unseen = mb->unseen;
 	v->deleted = mb->deleted;
 	v->size = mb->size;
+}
+
+/* RFC 9208 4.1.4 (a server with the STORAGE resource supports it, 5.1):
+ * DELETED-STORAGE, what EXPUNGE would free: the RFC822.SIZEs of the messages
+ * with \Deleted, the value the RFC allows when the exact one is costly
+ * (message bodies may be shared by copies). On the worker. */
+static int deleted_add(void *arg, const struct store_msg *m)
+{
+	for (const char *f = m->flags; f != NULL && *f != '\0';) {
+		size_t n = strcspn(f, " ");
+		if (n == 8 && strncasecmp(f, "\\Deleted", 8) == 0) {
+			*(uint64_t *)arg += m->size;
+			break;
+		}
+		f += n;
+		f += strspn(f, " ");
+	}
+	return 0;
+}
+
+static int deleted_storage_read(struct store_snap *sn, const char *user, const char *name,
+				struct status_val *v, char **err_r)
+{
+	v->deleted_storage = 0;
+	if (v->deleted == 0)
+		return STORE_OK;
+	return store_snap_messages(sn, user, name, v->st.uidvalidity, NULL, 0, 0, false,
+				   deleted_add, &v->deleted_storage, err_r);
 }
 
 struct status_job {
@@ -448,7 +481,9 @@ static int status_read(struct store_snap *sn, void *arg, char **err_r)
 	int r = store_snap_mailbox(sn, j->user, j->name, status_counts(&j->req), status_seen, j,
 				   err_r);
 
-	if (r == STORE_NONEXISTENT) {
+	if (r >= 0 && (j->req.bits & ST_DELETED_STORAGE))
+		r = deleted_storage_read(sn, j->user, j->name, &j->val, err_r);
+	if (r == STORE_NONEXISTENT || r == STORE_CHANGED) {
 		x_free(err_r);
 		j->nonexistent = true;
 		return 0;
@@ -868,6 +903,15 @@ static int list_read(struct store_snap *sn, void *arg, char **err_r)
 	if ((j->lsub || j->sel_subscribed || j->ret_subscribed) &&
 	    store_snap_subscriptions(sn, j->user, list_add_sub, j, err_r) < 0)
 		return -1;
+	if (j->ret_status && (j->status.bits & ST_DELETED_STORAGE))
+		for (size_t i = 0; i < j->n_mbs; i++) {
+			int r = deleted_storage_read(sn, j->user, j->mbs[i].name, &j->mbs[i].val,
+						     err_r);
+			if (r == STORE_NONEXISTENT || r == STORE_CHANGED)
+				x_free(err_r); /* a snapshot: cannot happen */
+			else if (r < 0)
+				return -1;
+		}
 	if (j->n_mbs > 1)
 		qsort(j->mbs, j->n_mbs, sizeof *j->mbs, cmp_mb);
 	if (j->n_subs > 1)

@@ -162,3 +162,29 @@ def test_preauth_memory_bounded(srv):
         for s in socks:
             s.close()
     alive(srv)
+
+
+# ---- RFC conformance ----
+
+def test_status_deleted_storage(srv):
+    """QUOTA=RES-STORAGE is advertised: RFC 9208 5.1 makes STATUS
+    DELETED-STORAGE part of it (4.1.4: what EXPUNGE would free; the sum of
+    the RFC822.SIZEs of the \\Deleted messages is the value it allows). It
+    was a BAD."""
+    c = login(srv)
+    assert "QUOTA=RES-STORAGE" in c.cmd("CAPABILITY").untagged[0].split()
+    assert c.cmd("CREATE dstore").ok
+    for body in (b"a" * 100, b"b" * 250, b"c" * 40):
+        c.send(b"x APPEND dstore {%d+}\r\n%s\r\n" % (len(body), body))
+        assert c.read_response("x").ok
+    r = c.cmd("STATUS dstore (DELETED DELETED-STORAGE MESSAGES)")
+    assert r.untagged == ["* STATUS dstore (DELETED 0 DELETED-STORAGE 0 MESSAGES 3)"], r
+    assert c.cmd("SELECT dstore").ok
+    assert c.cmd("STORE 1:2 +FLAGS.SILENT (\\Deleted)").ok
+    assert c.cmd("UNSELECT").ok
+    r = c.cmd("STATUS dstore (DELETED-STORAGE DELETED)")
+    assert r.untagged == ["* STATUS dstore (DELETED-STORAGE 350 DELETED 2)"], r
+    r = c.cmd('LIST "" dstore RETURN (STATUS (DELETED-STORAGE))')
+    assert r.untagged == ['* LIST (\\HasNoChildren) "/" dstore',
+                          "* STATUS dstore (DELETED-STORAGE 350)"], r
+    c.close()
