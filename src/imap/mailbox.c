@@ -253,6 +253,14 @@ void imap_cmd_delete(struct imap_session *s, const struct imap_arg *args)
 		free(name);
 		return;
 	}
+	if (s->sel != NULL && strcmp(s->sel->name, name) == 0) {
+		/* The session deletes its own selected mailbox: it is closed
+		 * first (as Dovecot does), else the deletion's notice would end
+		 * the session (select.c: BYE). RFC 9051 7.1: CLOSED marks the
+		 * end of the responses about it. */
+		imap_unselect(s, false);
+		imap_untagged(s, "OK [CLOSED] Previous mailbox is now closed");
+	}
 	store_mailbox_delete(s->srv->st, s->user, name, write_done, write_start(s));
 	free(name);
 }

@@ -188,3 +188,42 @@ def test_status_deleted_storage(srv):
     assert r.untagged == ['* LIST (\\HasNoChildren) "/" dstore',
                           "* STATUS dstore (DELETED-STORAGE 350)"], r
     c.close()
+
+
+# ---- state: the session's own selected mailbox ----
+
+def test_delete_own_selected_mailbox(srv):
+    """DELETE of the mailbox the session has selected ended the session
+    (the store's deletion notice: BYE and close): it is closed first, the
+    session goes on in the authenticated state."""
+    c = login(srv)
+    assert c.cmd("CREATE ownsel").ok
+    c.send(b"x APPEND ownsel {3+}\r\nabc\r\n")
+    assert c.read_response("x").ok
+    assert c.cmd("SELECT ownsel").ok
+    r = c.cmd("DELETE ownsel")
+    assert r.untagged == ["* OK [CLOSED] Previous mailbox is now closed"], r
+    assert r.tagged.endswith("OK DELETE completed"), r
+    r = c.cmd("NOOP")
+    assert r.ok and r.untagged == [], r
+    r = c.cmd("FETCH 1 FLAGS")
+    assert r.tagged.endswith("BAD [CLIENTBUG] FETCH: no mailbox selected"), r
+    r = c.cmd("SELECT INBOX")
+    assert r.ok, r
+    c.close()
+
+
+def test_delete_selected_from_another_session_says_bye(srv):
+    """Deleted from another session: BYE (RFC 9051 7.1.5), the daemon lives."""
+    a, b = login(srv), login(srv)
+    assert a.cmd("CREATE othersel").ok
+    assert a.cmd("SELECT othersel").ok
+    assert b.cmd("DELETE othersel").ok
+    lines = []
+    with pytest.raises(ClosedError):
+        while True:   # the notice comes by itself
+            lines.append(a.readline())
+    assert "* BYE Selected mailbox was deleted, have to disconnect" in lines, lines
+    a.close()
+    b.close()
+    alive(srv)
