@@ -287,6 +287,15 @@ void imap_cmd_rename(struct imap_session *s, const struct imap_arg *args)
 	} else {
 		/* RFC 9051 6.3.6: renaming INBOX moves its messages to the new
 		 * mailbox and leaves INBOX empty (the store does it) */
+		size_t fl = strlen(from);
+		if (s->sel != NULL && strcmp(from, "INBOX") != 0 &&
+		    strncmp(s->sel->name, from, fl) == 0 &&
+		    (s->sel->name[fl] == '\0' || s->sel->name[fl] == IMAP_HIER_SEP)) {
+			/* the selected mailbox (or a parent) is renamed away by
+			 * this session: closed first, as at DELETE */
+			imap_unselect(s, false);
+			imap_untagged(s, "OK [CLOSED] Previous mailbox is now closed");
+		}
 		store_mailbox_rename(s->srv->st, s->user, from, to, write_done, write_start(s));
 	}
 	free(from);
