@@ -254,3 +254,30 @@ def test_rename_own_selected_mailbox(srv):
     assert r.ok and "[CLOSED]" not in " ".join(r.untagged), r
     assert c.cmd("UID FETCH 1:* FLAGS").ok
     c.close()
+
+
+# ---- held: drops while a worker job or a password check is in flight ----
+
+def test_drop_during_async_steps(srv):
+    """Connections reset (RST) right after pipelining a command that parks
+    the session on a worker or the login service (STATUS, LIST-STATUS,
+    GETQUOTAROOT, SELECT, APPEND, a failing LOGIN, CREATE/RENAME/DELETE):
+    the completions find the session gone (run under SAN=1: no
+    use-after-free), and the daemon serves on."""
+    login_line = b"a LOGIN alice@example.test alice-Secret-1\r\n"
+    cmds = [b"s STATUS INBOX (MESSAGES UNSEEN DELETED-STORAGE)", b"q GETQUOTAROOT INBOX",
+            b'l LIST "" * RETURN (STATUS (MESSAGES))', b"e SELECT INBOX",
+            b"x APPEND INBOX {5+}\r\nhello", b"c CREATE dropz/q", b"r RENAME dropz/q dropz/r",
+            b"d DELETE dropz/r"]
+    for delay in (0, 0.005, 0.02):
+        for cmd in cmds + [b"f LOGIN alice@example.test wrong"]:
+            s = socket.create_connection((srv.host, srv.ports["imap"]), timeout=10)
+            pre = b"" if cmd.startswith(b"f ") else login_line
+            s.sendall(pre + cmd + b"\r\nz LOGOUT\r\n")
+            time.sleep(delay)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+    time.sleep(1)
+    alive(srv)
+    log = srv.log()
+    assert "Sanitizer" not in log and "runtime error" not in log
