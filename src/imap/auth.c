@@ -152,6 +152,7 @@ static void login_done(struct session *base, const struct auth_outcome *o)
 	switch (o->verdict) {
 	case AUTH_OK:
 		s->user = canonical_user(o->user);
+		imap_input_limits(s);
 		log_info("imap login client=%s user=%s tls=%s", s->base.ip, s->user,
 			 s->base.tls ? "yes" : "no");
 		/* RFC 9051 6.2.3: the capabilities change at login; say them in
@@ -308,6 +309,7 @@ void imap_cmd_unauthenticate(struct imap_session *s, const struct imap_arg *args
 		imap_unselect(s, false);
 	log_info("imap unauthenticate client=%s user=%s", s->base.ip, s->user);
 	x_free(&s->user);
+	imap_input_limits(s);
 	/* RFC 8437 3: as if the connection were new (ENABLE'd state too) */
 	s->rev2 = s->utf8 = s->condstore = s->qresync = false;
 	imap_tagged(s, "OK", NULL, "UNAUTHENTICATE completed");

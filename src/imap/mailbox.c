@@ -21,6 +21,8 @@
 #define IMAP_MAX_LEVELS 32       /* hierarchy levels of a name */
 #define IMAP_MAX_PATTERNS 64     /* LIST-EXTENDED patterns in one command */
 #define LIST_SLICE (64 * 1024)   /* most LIST output made in one loop step */
+#define LIST_PATTERN_BUDGET 16   /* all patterns of a LIST: at most this many
+				  * times the longest name (octets, normalised) */
 
 /* ---- names ---- */
 
@@ -251,6 +253,14 @@ void imap_cmd_delete(struct imap_session *s, const struct imap_arg *args)
 		free(name);
 		return;
 	}
+	if (s->sel != NULL && strcmp(s->sel->name, name) == 0) {
+		/* The session deletes its own selected mailbox: it is closed
+		 * first (as Dovecot does), else the deletion's notice would end
+		 * the session (select.c: BYE). RFC 9051 7.1: CLOSED marks the
+		 * end of the responses about it. */
+		imap_unselect(s, false);
+		imap_untagged(s, "OK [CLOSED] Previous mailbox is now closed");
+	}
 	store_mailbox_delete(s->srv->st, s->user, name, write_done, write_start(s));
 	free(name);
 }
@@ -277,6 +287,15 @@ void imap_cmd_rename(struct imap_session *s, const struct imap_arg *args)
 	} else {
 		/* RFC 9051 6.3.6: renaming INBOX moves its messages to the new
 		 * mailbox and leaves INBOX empty (the store does it) */
+		size_t fl = strlen(from);
+		if (s->sel != NULL && strcmp(from, "INBOX") != 0 &&
+		    strncmp(s->sel->name, from, fl) == 0 &&
+		    (s->sel->name[fl] == '\0' || s->sel->name[fl] == IMAP_HIER_SEP)) {
+			/* the selected mailbox (or a parent) is renamed away by
+			 * this session: closed first, as at DELETE */
+			imap_unselect(s, false);
+			imap_untagged(s, "OK [CLOSED] Previous mailbox is now closed");
+		}
 		store_mailbox_rename(s->srv->st, s->user, from, to, write_done, write_start(s));
 	}
 	free(from);
@@ -304,6 +323,7 @@ void imap_cmd_subscribe(struct imap_session *s, const struct imap_arg *args)
 enum {
 	ST_MESSAGES = 1, ST_UIDNEXT = 2, ST_UIDVALIDITY = 4, ST_UNSEEN = 8, ST_DELETED = 16,
 	ST_SIZE = 32, ST_RECENT = 64, ST_HIGHESTMODSEQ = 128, ST_APPENDLIMIT = 256,
+	ST_DELETED_STORAGE = 512,
 };
 static const struct {
 	const char *name;
@@ -312,7 +332,7 @@ static const struct {
 	{"MESSAGES", ST_MESSAGES}, {"UIDNEXT", ST_UIDNEXT}, {"UIDVALIDITY", ST_UIDVALIDITY},
 	{"UNSEEN", ST_UNSEEN}, {"DELETED", ST_DELETED}, {"SIZE", ST_SIZE},
 	{"RECENT", ST_RECENT}, {"HIGHESTMODSEQ", ST_HIGHESTMODSEQ},
-	{"APPENDLIMIT", ST_APPENDLIMIT},
+	{"APPENDLIMIT", ST_APPENDLIMIT}, {"DELETED-STORAGE", ST_DELETED_STORAGE}, /* RFC 9208 */
 };
 #define N_STATUS_ITEMS (sizeof status_items / sizeof status_items[0])
 /* the items in the order asked: up to one of each */
@@ -343,7 +363,7 @@ static bool status_parse(const struct imap_arg *list, struct status_req *r)
 
 static bool status_counts(const struct status_req *r)
 {
-	return (r->bits & (ST_UNSEEN | ST_DELETED | ST_SIZE)) != 0;
+	return (r->bits & (ST_UNSEEN | ST_DELETED | ST_SIZE | ST_DELETED_STORAGE)) != 0;
 }
 
 /* What STATUS reports of one mailbox (copied from the worker's callback). */
@@ -352,6 +372,7 @@ struct status_val {
 	uint32_t unseen, deleted;
 	uint64_t size;
 	uint32_t recent;
+	uint64_t deleted_storage;
 };
 
 /* \Recent (RFC 3501 2.3.2) from the boundary select.c keeps (loop thread):
@@ -413,6 +434,9 @@ static void status_format(const struct imap_session *s, bool utf8, struct buf *b
 		case ST_APPENDLIMIT:
 			buf_printf(b, " %zu", s->srv->cfg->imap_max_literal);
 			break;
+		case ST_DELETED_STORAGE:
+			buf_printf(b, " %" PRIu64, v->deleted_storage);
+			break;
 		}
 	}
 	buf_appends(b, ")\r\n");
@@ -424,6 +448,34 @@ static void status_copy(struct status_val *v, const struct store_mailbox *mb)
 	v->unseen = mb->unseen;
 	v->deleted = mb->deleted;
 	v->size = mb->size;
+}
+
+/* RFC 9208 4.1.4 (a server with the STORAGE resource supports it, 5.1):
+ * DELETED-STORAGE, what EXPUNGE would free: the RFC822.SIZEs of the messages
+ * with \Deleted, the value the RFC allows when the exact one is costly
+ * (message bodies may be shared by copies). On the worker. */
+static int deleted_add(void *arg, const struct store_msg *m)
+{
+	for (const char *f = m->flags; f != NULL && *f != '\0';) {
+		size_t n = strcspn(f, " ");
+		if (n == 8 && strncasecmp(f, "\\Deleted", 8) == 0) {
+			*(uint64_t *)arg += m->size;
+			break;
+		}
+		f += n;
+		f += strspn(f, " ");
+	}
+	return 0;
+}
+
+static int deleted_storage_read(struct store_snap *sn, const char *user, const char *name,
+				struct status_val *v, char **err_r)
+{
+	v->deleted_storage = 0;
+	if (v->deleted == 0)
+		return STORE_OK;
+	return store_snap_messages(sn, user, name, v->st.uidvalidity, NULL, 0, 0, false,
+				   deleted_add, &v->deleted_storage, err_r);
 }
 
 struct status_job {
@@ -446,7 +498,9 @@ static int status_read(struct store_snap *sn, void *arg, char **err_r)
 	int r = store_snap_mailbox(sn, j->user, j->name, status_counts(&j->req), status_seen, j,
 				   err_r);
 
-	if (r == STORE_NONEXISTENT) {
+	if (r >= 0 && (j->req.bits & ST_DELETED_STORAGE))
+		r = deleted_storage_read(sn, j->user, j->name, &j->val, err_r);
+	if (r == STORE_NONEXISTENT || r == STORE_CHANGED) {
 		x_free(err_r);
 		j->nonexistent = true;
 		return 0;
@@ -866,6 +920,15 @@ static int list_read(struct store_snap *sn, void *arg, char **err_r)
 	if ((j->lsub || j->sel_subscribed || j->ret_subscribed) &&
 	    store_snap_subscriptions(sn, j->user, list_add_sub, j, err_r) < 0)
 		return -1;
+	if (j->ret_status && (j->status.bits & ST_DELETED_STORAGE))
+		for (size_t i = 0; i < j->n_mbs; i++) {
+			int r = deleted_storage_read(sn, j->user, j->mbs[i].name, &j->mbs[i].val,
+						     err_r);
+			if (r == STORE_NONEXISTENT || r == STORE_CHANGED)
+				x_free(err_r); /* a snapshot: cannot happen */
+			else if (r < 0)
+				return -1;
+		}
 	if (j->n_mbs > 1)
 		qsort(j->mbs, j->n_mbs, sizeof *j->mbs, cmp_mb);
 	if (j->n_subs > 1)
@@ -1021,6 +1084,36 @@ static void list_done(void *arg, int result, const char *err)
 	list_emit(s);
 }
 
+/* Matching costs the pattern's length times the name's (imap_list_match, on
+ * a worker, for every mailbox): the pattern is made as short as it can be
+ * without changing what it matches. A run of wildcards is one wildcard ("*"
+ * if it has one, else "%": RFC 9051 6.3.9, "*%" and "**" match what "*"
+ * does); a pattern with more other characters than the longest name can
+ * have matches no name, and is cut after max + 1 of them (still matching
+ * none). Returns the new length. */
+static size_t pattern_normalize(char *p, size_t max)
+{
+	char *w = p;
+	size_t lits = 0;
+
+	for (const char *r = p; *r != '\0';) {
+		if (*r == '*' || *r == '%') {
+			char wc = '%';
+			for (; *r == '*' || *r == '%'; r++)
+				if (*r == '*')
+					wc = '*';
+			*w++ = wc;
+		} else {
+			if (lits > max)
+				break;
+			lits++;
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+	return (size_t)(w - p);
+}
+
 /* A pattern argument (list-mailbox: an atom with wildcards, or a string)
  * appended to the reference, as UTF-8. */
 static bool pattern_add(struct imap_session *s, struct list_job *j, const char *ref, size_t rlen,
@@ -1167,6 +1260,15 @@ void imap_cmd_list(struct imap_session *s, const struct imap_arg *args)
 				   sep != NULL ? (size_t)(sep - rb.data) + 1 : 0);
 	}
 	buf_free(&rb);
+	size_t max = (size_t)s->srv->cfg->imap_max_mailbox_name, total = 0;
+	for (size_t i = 0; i < j->n_patterns; i++)
+		total += pattern_normalize(j->patterns[i], max);
+	if (total > LIST_PATTERN_BUDGET * (max + 1)) {
+		/* RFC 5530 LIMIT: bounded work for a worker */
+		imap_tagged(s, "NO", "LIMIT", "Too many or too long patterns");
+		list_job_free(j);
+		return;
+	}
 	/* RFC 7162 3.1: STATUS HIGHESTMODSEQ enables CONDSTORE */
 	if (j->ret_status && (j->status.bits & ST_HIGHESTMODSEQ))
 		imap_enable_condstore(s);

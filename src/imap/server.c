@@ -17,6 +17,10 @@
 
 /* Extra seconds on top of our own idle timer for the conn's backstop. */
 #define IMAP_BACKSTOP_S 60
+/* Before login a command is at most this long (lines and literals): LOGIN,
+ * AUTHENTICATE's SASL-IR and ID (RFC 2971 3.3: 30 pairs of at most 30 and
+ * 1024 octets) fit; an anonymous connection does not hold imap_max_command. */
+#define IMAP_PREAUTH_MAX_COMMAND (32 * 1024)
 
 _Static_assert(offsetof(struct imap_session, base) == 0, "base must come first");
 
@@ -421,6 +425,20 @@ static const struct session_ops imap_session_ops = {
 	.free = session_free,
 };
 
+void imap_input_limits(struct imap_session *s)
+{
+	const struct config *cfg = s->srv->cfg;
+	size_t max = cfg->imap_max_command;
+
+	if (s->user == NULL && max > IMAP_PREAUTH_MAX_COMMAND)
+		max = IMAP_PREAUTH_MAX_COMMAND;
+	s->rd.max_line = cfg->imap_max_line < max ? cfg->imap_max_line : max;
+	s->rd.max_command = max;
+	/* Inline literals (every one but an APPEND's message) are part of the
+	 * command; the message is bounded by imap_max_literal in append.c. */
+	s->rd.max_literal = max;
+}
+
 bool imap_creds_allowed(const struct imap_session *s)
 {
 	/* RFC 9051 6.2.3, RFC 8314: no plaintext passwords on an unprotected
@@ -443,11 +461,7 @@ void imap_server_accept(struct imap_server *srv, int fd, enum imap_role role)
 	s->role = role;
 	s->input = role == IMAP_ROLE_IMAPS ? IMAP_IN_TLSWAIT : IMAP_IN_CMD;
 	imap_reader_init(&s->rd);
-	s->rd.max_line = cfg->imap_max_line;
-	s->rd.max_command = cfg->imap_max_command;
-	/* Inline literals (every one but an APPEND's message) are part of the
-	 * command; the message is bounded by imap_max_literal in append.c. */
-	s->rd.max_literal = cfg->imap_max_command;
+	imap_input_limits(s);
 	s->rd.want_literal_events = true;
 	if (session_open(&s->base, &imap_session_ops, srv->l, &srv->sessions, fd, ctx) < 0) {
 		imap_reader_free(&s->rd);

@@ -179,6 +179,10 @@ uint32_t imap_recent_boundary(const char *user, const char *mailbox, uint32_t ui
 /* server.c */
 /* "* BYE text" and close (reason: static, for the log line). */
 void imap_bye(struct imap_session *s, const char *code, const char *reason, const char *text);
+/* The reader's limits for the session's state: imap_max_line and
+ * imap_max_command once logged in, less before (set at login and at
+ * UNAUTHENTICATE). */
+void imap_input_limits(struct imap_session *s);
 /* The session is still worth answering (conn open, not closing). */
 bool imap_session_alive(const struct imap_session *s);
 /* The async step of the command in progress ended (busy was taken for it):
