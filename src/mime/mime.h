@@ -99,6 +99,31 @@ void mime_header_fields(const char *hdr, size_t n, const char *const *names, siz
  * =XX is kept as is. Returns false only for MIME_ENC_OTHER. */
 bool mime_decode(enum mime_encoding enc, const char *in, size_t n, struct buf *out);
 
+/* The quoted-printable decoder (RFC 2045 6.7) behind mime_decode and the
+ * IMAP streaming decoder, one encoded byte at a time (any chunking gives the
+ * same bytes): "=XX" (either case) decoded, a broken "=X" kept as is; a soft
+ * line break is "=" then optional white space (transport padding) then CRLF
+ * or LF; white space at the end of an encoded line is dropped (rule 3), as
+ * is white space and a lone "=" at the end of the input (a part's last line
+ * break belongs to the boundary, RFC 2046 5.1.1); a bare LF line end decodes
+ * to CRLF (as Dovecot). At most MIME_QP_HOLD white space characters are
+ * held: a longer run is text up to its last MIME_QP_HOLD (never the case in
+ * valid input, whose lines are at most 76 characters). */
+#define MIME_QP_HOLD 80
+#define MIME_QP_OUT_MAX (MIME_QP_HOLD + 4)
+struct mime_qp {
+	uint8_t state;
+	uint8_t n_ws;
+	char hex1;
+	char ws[MIME_QP_HOLD];
+};
+/* Zero-initialized state: struct mime_qp q = {0}. mime_qp_step writes to
+ * out (room for MIME_QP_OUT_MAX bytes) the decoded bytes that c completes
+ * and returns their count; mime_qp_finish those held at the end of the
+ * input (and resets the state). */
+size_t mime_qp_step(struct mime_qp *q, char c, char *out);
+size_t mime_qp_finish(struct mime_qp *q, char *out);
+
 /* RFC 2047 encoded words in a header value (unfolded or not) to UTF-8 in out;
  * charsets converted with iconv; undecodable words kept as they are. */
 void mime_decode_words(const char *in, size_t n, struct buf *out);

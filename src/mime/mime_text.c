@@ -45,8 +45,9 @@ static int hexval(unsigned char c)
 	return -1;
 }
 
-/* RFC 2045 6.7: =XX, soft line breaks "=" CRLF, trailing whitespace of a
- * line dropped (rule 3); a broken "=" is kept as is. */
+/* RFC 2047 4.2 "Q" encoded words (underscore) and the like: =XX, soft line
+ * breaks "=" CRLF, trailing whitespace of a line dropped (RFC 2045 6.7 rule
+ * 3); a broken "=" is kept as is. Bodies go through mime_qp_step. */
 static void qp_decode(const char *in, size_t n, struct buf *out, bool underscore)
 {
 	size_t i = 0;
@@ -99,6 +100,173 @@ static void qp_decode(const char *in, size_t n, struct buf *out, bool underscore
 		buf_appendc(out, (char)c);
 		i++;
 	}
+}
+
+/* The quoted-printable state machine (mime.h, RFC 2045 6.7) */
+enum { QP_TEXT, QP_CR, QP_EQ, QP_EQ1, QP_EQWS, QP_SOFTCR };
+
+static inline bool qp_wsp(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static size_t qp_put_ws(struct mime_qp *q, char *out, size_t o)
+{
+	memcpy(out + o, q->ws, q->n_ws);
+	o += q->n_ws;
+	q->n_ws = 0;
+	return o;
+}
+
+size_t mime_qp_step(struct mime_qp *q, char c, char *out)
+{
+	size_t o = 0;
+
+	for (;;) {
+		switch (q->state) {
+		case QP_TEXT:
+			if (c == '=') {
+				o = qp_put_ws(q, out, o); /* not trailing: text */
+				q->state = QP_EQ;
+			} else if (qp_wsp(c)) {
+				/* held: dropped if the line ends here (rule 3) */
+				if (q->n_ws == MIME_QP_HOLD)
+					o = qp_put_ws(q, out, o);
+				q->ws[q->n_ws++] = c;
+			} else if (c == '\r') {
+				q->state = QP_CR;
+			} else if (c == '\n') {
+				q->n_ws = 0;
+				out[o++] = '\r';
+				out[o++] = '\n';
+			} else {
+				o = qp_put_ws(q, out, o);
+				out[o++] = c;
+			}
+			return o;
+		case QP_CR:
+			q->state = QP_TEXT;
+			if (c == '\n') {
+				q->n_ws = 0;
+				out[o++] = '\r';
+				out[o++] = '\n';
+				return o;
+			}
+			o = qp_put_ws(q, out, o); /* a bare CR is text */
+			out[o++] = '\r';
+			continue; /* c again */
+		case QP_EQ:
+			if (hexval((unsigned char)c) >= 0) {
+				q->hex1 = c;
+				q->state = QP_EQ1;
+			} else if (qp_wsp(c)) {
+				q->ws[q->n_ws++] = c; /* transport padding? */
+				q->state = QP_EQWS;
+			} else if (c == '\r') {
+				q->state = QP_SOFTCR;
+			} else if (c == '\n') {
+				q->state = QP_TEXT; /* soft line break */
+			} else {
+				out[o++] = '=';
+				q->state = QP_TEXT;
+				continue;
+			}
+			return o;
+		case QP_EQ1:
+			q->state = QP_TEXT;
+			if (hexval((unsigned char)c) >= 0) {
+				out[o++] = (char)(hexval((unsigned char)q->hex1) << 4 |
+						  hexval((unsigned char)c));
+				return o;
+			}
+			out[o++] = '='; /* broken =XX: kept as is */
+			out[o++] = q->hex1;
+			continue;
+		case QP_EQWS:
+			if (qp_wsp(c) && q->n_ws < MIME_QP_HOLD) {
+				q->ws[q->n_ws++] = c;
+				return o;
+			}
+			if (c == '\r') {
+				q->state = QP_SOFTCR;
+				return o;
+			}
+			if (c == '\n') {
+				q->n_ws = 0; /* soft line break */
+				q->state = QP_TEXT;
+				return o;
+			}
+			/* "=" and white space not ending the line: text */
+			out[o++] = '=';
+			o = qp_put_ws(q, out, o);
+			q->state = QP_TEXT;
+			continue;
+		case QP_SOFTCR:
+			q->state = QP_TEXT;
+			if (c == '\n') {
+				q->n_ws = 0; /* soft line break */
+				return o;
+			}
+			out[o++] = '=';
+			o = qp_put_ws(q, out, o);
+			out[o++] = '\r';
+			continue;
+		default:
+			q->state = QP_TEXT;
+			continue;
+		}
+	}
+}
+
+size_t mime_qp_finish(struct mime_qp *q, char *out)
+{
+	size_t o = 0;
+
+	switch (q->state) {
+	case QP_CR:
+		o = qp_put_ws(q, out, o);
+		out[o++] = '\r';
+		break;
+	case QP_EQ1:
+		out[o++] = '=';
+		out[o++] = q->hex1;
+		break;
+	case QP_SOFTCR:
+		out[o++] = '=';
+		o = qp_put_ws(q, out, o);
+		out[o++] = '\r';
+		break;
+	default:
+		/* QP_TEXT: trailing white space; QP_EQ, QP_EQWS: a soft line
+		 * break before the end (the boundary's CRLF): dropped */
+		break;
+	}
+	q->state = QP_TEXT;
+	q->n_ws = 0;
+	return o;
+}
+
+static void qp_decode_body(const char *in, size_t n, struct buf *out)
+{
+	struct mime_qp q = {0};
+	char tmp[MIME_QP_OUT_MAX];
+	size_t i, start = 0;
+
+	buf_append(out, "", 0); /* keeps out NUL-terminated even when nothing is added */
+	buf_reserve(out, n);
+	for (i = 0; i < n; i++) {
+		char c = in[i];
+
+		/* fast path: plain text in the text state is copied in runs */
+		if (q.state == QP_TEXT && q.n_ws == 0 && c != '=' && c != '\r' && c != '\n' &&
+		    !qp_wsp(c))
+			continue;
+		buf_append(out, in + start, i - start);
+		buf_append(out, tmp, mime_qp_step(&q, c, tmp));
+		start = i + 1;
+	}
+	buf_append(out, in + start, n - start);
+	buf_append(out, tmp, mime_qp_finish(&q, tmp));
 }
 
 static int b64val(unsigned char c)
@@ -155,7 +323,7 @@ bool mime_decode(enum mime_encoding enc, const char *in, size_t n, struct buf *o
 		buf_append(out, in, n);
 		return true;
 	case MIME_ENC_QP:
-		qp_decode(in, n, out, false);
+		qp_decode_body(in, n, out);
 		return true;
 	case MIME_ENC_BASE64:
 		b64_decode(in, n, out);

@@ -385,6 +385,14 @@ static void test_decode(void)
 	    {MIME_ENC_QP, "a_b", "a_b", true},
 	    {MIME_ENC_7BIT, "as is =41", "as is =41", true},
 	    /* 10 */ {MIME_ENC_OTHER, "x", "", false},
+	    /* RFC 2045 6.7: "=" + transport padding + line break is a soft
+	     * line break; trailing white space dropped, at the end too */
+	    {MIME_ENC_QP, "foo\t \t= \r\n=62\r\nfoo = \t\r\nbar", "foo\t \tb\r\nfoo bar", true},
+	    {MIME_ENC_QP, "a= \nb=\t\nc  \t", "abc", true},
+	    {MIME_ENC_QP, "x= y", "x= y", true},
+	    {MIME_ENC_QP, "lf\nonly \n", "lf\r\nonly\r\n", true},
+	    /* 15 */ {MIME_ENC_QP, "hello  \r\nbar=\r\n\r\nfoo\t=\r\nbar",
+		      "hello\r\nbar\r\nfoo\tbar", true},
 	};
 	size_t i;
 
