@@ -145,6 +145,13 @@ bool mime_search_header(const char *msg, size_t len, const struct mime_cache *mc
 			const char *field, const char *needle);
 bool mime_search_body(const char *msg, size_t len, const struct mime_cache *mc,
 		      const char *needle, bool text);
+/* SEARCH FROM/TO/CC/BCC (as Dovecot): in the address list of every field
+ * named field, parsed and written back as "Name <local@domain>" (a comment
+ * after an address as its name, comments inside it dropped, groups as
+ * "name: a@b, c@d;"), then RFC 2047 decoded; an empty needle matches when
+ * the field exists. */
+bool mime_search_address(const char *msg, size_t len, const struct mime_cache *mc,
+			 const char *field, const char *needle);
 
 /* The Date: header of the message as a time (for SENTBEFORE/SENTON/
  * SENTSINCE, which compare dates in the header's own zone): true with

@@ -766,6 +766,38 @@ bool mime_search_header(const char *msg, size_t len, const struct mime_cache *mc
 	return found;
 }
 
+bool mime_search_address(const char *msg, size_t len, const struct mime_cache *mc,
+			 const char *field, const char *needle)
+{
+	struct mime_part_rec r;
+	struct searcher s;
+	struct mime_field f;
+	struct buf raw = BUF_INIT;
+	const char *pos, *end;
+	bool found = false;
+
+	if (mc->n_parts == 0)
+		return false;
+	mime_cache_part(mc, 0, &r);
+	if (!part_ok(&r, len))
+		return false;
+	s_init(&s, needle);
+	pos = msg + r.hdr_off;
+	end = pos + r.hdr_len;
+	while (!found && mime_field_next(&pos, end, &f)) {
+		if (!mime_field_is(&f, field))
+			continue;
+		buf_reset(&raw);
+		mime_address_text(f.value, f.value_len, &raw);
+		buf_reset(&s.tmp);
+		mime_decode_words(raw.data ? raw.data : "", raw.len, &s.tmp);
+		found = s_match(&s, s.tmp.data ? s.tmp.data : "", s.tmp.len);
+	}
+	buf_free(&raw);
+	s_free(&s);
+	return found;
+}
+
 bool mime_search_body(const char *msg, size_t len, const struct mime_cache *mc,
 		      const char *needle, bool text)
 {

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "mime/mime.h"
+#include "mime/mime_int.h"
 #include "../test.h"
 
 #define CORPUS "tests/data/mime"
@@ -564,6 +565,75 @@ static void test_search(void)
 	buf_free(&cache);
 }
 
+/* SEARCH FROM/TO/CC/BCC: the address list written back as Dovecot's
+ * message_address_write (imaptest search-addresses), then searched. */
+static void test_search_address(void)
+{
+	static const struct {
+		const char *value, *text;
+	} texts[] = {
+	    /* 0 */ {"user-from@domain.org", "user-from@domain.org"},
+	    {"RealFrom <user-from@domain.org>", "RealFrom <user-from@domain.org>"},
+	    {"<user-from (comment)@ (comment) domain.org>", "user-from@domain.org"},
+	    {"user-from@domain.org (RealFrom)", "RealFrom <user-from@domain.org>"},
+	    {"user-from1@domain.org, user-from2@domain.org",
+	     "user-from1@domain.org, user-from2@domain.org"},
+	    /* 5 */ {"groupname: groupuser1@domain.org, groupuser2@domain.org;,\r\n"
+		     "  groupname2: groupuser3@domain.org;",
+		     "groupname: groupuser1@domain.org, groupuser2@domain.org;, groupname2: "
+		     "groupuser3@domain.org;"},
+	    {"groupname:;", "groupname;"},
+	    {"\"Real, From\" <a@b.c>", "\"Real, From\" <a@b.c>"},
+	    {"Jane Roe <@route.x:jr@b.c>", "\"Jane Roe\" <@route.x:jr@b.c>"},
+	    {"=?utf-8?q?J=C3=B6rg?= <j@b.c>", "=?utf-8?q?J=C3=B6rg?= <j@b.c>"},
+	    /* 10 */ {"first.last@b.c", "first.last@b.c"},
+	    {"", ""},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		struct buf out = BUF_INIT;
+
+		mime_address_text(texts[i].value, strlen(texts[i].value), &out);
+		CHECK_STR(i, out.data ? out.data : "", texts[i].text);
+		buf_free(&out);
+	}
+
+	static const char msg[] =
+	    "From: <user-from (comment)@ (comment) domain.org>\r\n"
+	    "To: groupname: groupuser1@domain.org;\r\n"
+	    "Cc: user-cc@domain.org (RealCc)\r\n"
+	    "Bcc: =?utf-8?q?J=C3=B6rg?= <j@b.c>\r\n"
+	    "Subject: user-from@domain.org\r\n"
+	    "\r\nbody\r\n";
+	static const struct {
+		const char *field, *needle;
+		bool want;
+	} cases[] = {
+	    /* 0 */ {"From", "user-from@domain.org", true},
+	    {"From", "ser-fro", true},
+	    {"From", "comment", false},
+	    {"From", "", true},
+	    {"To", "groupname", true},
+	    /* 5 */ {"To", "groupuser1@", true},
+	    {"To", "groupuser2", false},
+	    {"Cc", "realcc", true},
+	    {"Cc", "RealCc <user-cc@domain.org>", true},
+	    {"Bcc", "jörg <j@b.c>", true},
+	    /* 10 */ {"Reply-To", "", false},
+	    {"Subject", "user", true},
+	};
+	struct buf cache = BUF_INIT;
+	struct mime_cache mc = build_open(msg, &cache);
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		CHECK_INT(i, mime_search_address(msg, strlen(msg), &mc, cases[i].field, cases[i].needle),
+			  cases[i].want);
+	/* HEADER FROM is the raw value, comments included */
+	CHECK(mime_search_header(msg, strlen(msg), &mc, "From", "comment"));
+	buf_free(&cache);
+}
+
 /* Every truncation and every single-byte change of a cache is rejected or
  * stays inside the cache. */
 static void test_corrupt_cache(void)
@@ -778,6 +848,7 @@ int main(void)
 	test_run("to_utf8", test_to_utf8);
 	test_run("dates", test_dates);
 	test_run("search", test_search);
+	test_run("search_address", test_search_address);
 	test_run("corrupt_cache", test_corrupt_cache);
 	test_run("prefixes", test_prefixes);
 	test_run("limits", test_limits);
