@@ -153,6 +153,13 @@ bool mime_search_body(const char *msg, size_t len, const struct mime_cache *mc,
 bool mime_search_address(const char *msg, size_t len, const struct mime_cache *mc,
 			 const char *field, const char *needle);
 
+/* APPEND of a literal8 (RFC 3516 4.4, as Dovecot): every leaf part whose
+ * Content-Transfer-Encoding is binary is rewritten as base64 (the field
+ * replaced in place, the body in 76-character lines), so that BODY[] never
+ * carries NUL and BINARY[] gives the octets back. true with the converted
+ * message appended to out; false (out untouched) if there is no such part. */
+bool mime_binary_to_base64(const char *msg, size_t len, struct buf *out);
+
 /* The Date: header of the message as a time (for SENTBEFORE/SENTON/
  * SENTSINCE, which compare dates in the header's own zone): true with
  * *t_r = the UTC instant and *tz_r = its offset in seconds; false if absent

@@ -6,6 +6,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "core/base64.h"
 #include "mime/mime.h"
 #include "mime/mime_int.h"
 
@@ -968,4 +969,71 @@ bool mime_message_date(const char *msg, size_t len, time_t *t_r, int *tz_r)
 		if (mime_field_is(&f, "Date"))
 			return parse_date(f.value, f.value_len, t_r, tz_r);
 	return false;
+}
+
+/* ---- APPEND of a literal8 (RFC 3516 4.4) ---- */
+
+bool mime_binary_to_base64(const char *msg, size_t len, struct buf *out)
+{
+	struct buf cache = BUF_INIT;
+	struct mime_cache mc;
+	uint64_t done = 0;
+	bool any = false;
+	uint32_t i;
+
+	mime_cache_build(msg, len, &cache);
+	if (!mime_cache_open(&mc, cache.data, cache.len)) {
+		buf_free(&cache);
+		return false;
+	}
+	for (i = 0; i < mc.n_parts; i++) {
+		struct mime_part_rec r;
+		struct mime_field f;
+		const char *pos, *end, *cte = NULL, *cte_end = NULL;
+		unsigned n_cte = 0;
+		uint64_t k;
+
+		mime_cache_part(&mc, i, &r);
+		if (r.kind != MIME_KIND_LEAF || !part_ok(&r, len) ||
+		    r.hdr_off < done || r.body_off < r.hdr_off + r.hdr_len)
+			continue;
+		pos = msg + r.hdr_off;
+		end = pos + r.hdr_len;
+		while (mime_field_next(&pos, end, &f)) {
+			if (mime_field_is(&f, "Content-Transfer-Encoding")) {
+				const char *v = f.value, *ve = f.value + f.value_len;
+
+				/* "binary", on one line (as Dovecot) */
+				while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+					ve--;
+				if (!mime_eq(v, (size_t)(ve - v), "binary"))
+					n_cte++; /* another one: left alone */
+				cte = f.name;
+				cte_end = pos;
+				n_cte++;
+			}
+		}
+		if (n_cte != 1 || cte_end[-1] != '\n')
+			continue;
+		buf_append(out, msg + done, (size_t)(cte - (msg + done)));
+		buf_appends(out, "Content-Transfer-Encoding: base64\r\n");
+		buf_append(out, cte_end, (size_t)(msg + r.body_off - cte_end));
+		/* RFC 2045 6.8: lines of at most 76 characters (57 octets each);
+		 * the line break before the boundary stays the boundary's */
+		for (k = 0; k < r.body_len; k += 57) {
+			size_t n = r.body_len - k < 57 ? (size_t)(r.body_len - k) : 57;
+			char *e = base64_encode(msg + r.body_off + k, n);
+
+			if (k > 0)
+				buf_append(out, "\r\n", 2);
+			buf_appends(out, e);
+			free(e);
+		}
+		done = r.body_off + r.body_len;
+		any = true;
+	}
+	if (any)
+		buf_append(out, msg + done, (size_t)(len - done));
+	buf_free(&cache);
+	return any;
 }

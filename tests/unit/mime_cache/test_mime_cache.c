@@ -634,6 +634,70 @@ static void test_search_address(void)
 	buf_free(&cache);
 }
 
+/* APPEND of a literal8: parts with Content-Transfer-Encoding binary become
+ * base64 (imaptest append-binary); the rest is copied byte for byte. */
+static void test_binary_to_base64(void)
+{
+	static const struct {
+		const char *in;
+		size_t in_len;
+		const char *want; /* NULL: nothing to convert */
+	} cases[] = {
+	    /* 0: imaptest append-binary */
+	    {"From: u@d.org\r\nContent-Type: application/octet-stream\r\n"
+	     "Content-Transfer-Encoding: binary\r\n\r\n\0-\xe4\n\r\n\n",
+	     99,
+	     "From: u@d.org\r\nContent-Type: application/octet-stream\r\n"
+	     "Content-Transfer-Encoding: base64\r\n\r\nAC3kCg0KCg=="},
+	    /* the CTE field before Content-Type, in a multipart, next to a
+	     * text part; the boundary's CRLF is not encoded */
+	    {"Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n--b\r\n"
+	     "Content-Transfer-Encoding: BINARY\r\nContent-Type: image/png\r\n\r\n\x89PNG\x01"
+	     "\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b--\r\n",
+	     0,
+	     "Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n--b\r\n"
+	     "Content-Transfer-Encoding: base64\r\nContent-Type: image/png\r\n\r\niVBORwE="
+	     "\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b--\r\n"},
+	    {"Content-Transfer-Encoding: 8bit\r\n\r\n\xe4\r\n", 0, NULL},
+	    {"Content-Type: multipart/mixed; boundary=b\r\n"
+	     "Content-Transfer-Encoding: binary\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n",
+	     0, NULL},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = cases[i].in_len ? cases[i].in_len : strlen(cases[i].in);
+		struct buf out = BUF_INIT;
+		bool got = mime_binary_to_base64(cases[i].in, n, &out);
+
+		CHECK_INT(i, got, cases[i].want != NULL);
+		if (cases[i].want != NULL)
+			CHECK_STR(i, out.data ? out.data : "", cases[i].want);
+		else
+			CHECK_INT(i, out.len, 0);
+		buf_free(&out);
+	}
+	/* a long body: 76-character lines, decoding gives the octets back */
+	struct buf in = BUF_INIT, out = BUF_INIT, dec = BUF_INIT;
+	buf_appends(&in, "Content-Transfer-Encoding: binary\r\n\r\n");
+	size_t hdr = in.len;
+	for (i = 0; i < 1000; i++)
+		buf_appendc(&in, (char)(i * 7));
+	CHECK(mime_binary_to_base64(in.data, in.len, &out));
+	const char *body = strstr(out.data, "\r\n\r\n") + 4;
+	for (const char *p = body; *p; ) {
+		const char *e = strstr(p, "\r\n");
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		CHECK(l <= 76);
+		p += l + (e ? 2 : 0);
+	}
+	mime_decode(MIME_ENC_BASE64, body, strlen(body), &dec);
+	CHECK(dec.len == 1000 && memcmp(dec.data, in.data + hdr, 1000) == 0);
+	buf_free(&in);
+	buf_free(&out);
+	buf_free(&dec);
+}
+
 /* Every truncation and every single-byte change of a cache is rejected or
  * stays inside the cache. */
 static void test_corrupt_cache(void)
@@ -849,6 +913,7 @@ int main(void)
 	test_run("dates", test_dates);
 	test_run("search", test_search);
 	test_run("search_address", test_search_address);
+	test_run("binary_to_base64", test_binary_to_base64);
 	test_run("corrupt_cache", test_corrupt_cache);
 	test_run("prefixes", test_prefixes);
 	test_run("limits", test_limits);
