@@ -1,8 +1,9 @@
 /* APPEND and MULTIAPPEND (RFC 9051 6.3.12, RFC 3502), with BINARY literal8
- * messages (RFC 3516 4.4: stored as they are), APPENDLIMIT (RFC 7889),
+ * messages (RFC 3516 4.4: binary parts stored base64, as Dovecot), APPENDLIMIT (RFC 7889),
  * quota (RFC 9208), UIDPLUS APPENDUID (RFC 4315 3).
  *
- * A message literal is never held in memory: when the reader announces it
+ * A message literal is never held in memory (but a literal8, converted by
+ * lit8_store): when the reader announces it
  * (imap_append_literal), its size is checked against APPENDLIMIT and the
  * quota before the "+" of a synchronising literal (refused with a tagged
  * NO [TOOBIG] / [OVERQUOTA] and the command dropped), then its octets go
@@ -19,6 +20,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "imap/selcmd.h"
+#include "mime/mime.h"
 #include "imap/session.h"
 #include "store/store.h"
 
@@ -31,6 +33,8 @@ struct append_state {
 	const char *fail_code; /* the command fails: NO [code] */
 	const char *fail_text;
 	bool paused;          /* input parked while the spool writes */
+	bool binary;          /* this literal is a literal8: held in lit8 */
+	struct buf lit8;
 	/* after store_append */
 	char *mailbox;
 	bool in_flight;
@@ -46,6 +50,7 @@ static void state_free(struct append_state **stp)
 		store_spool_discard(&a->sp[i]);
 	free(a->mailbox);
 	free(a->reply_code);
+	buf_free(&a->lit8);
 	x_free(stp);
 }
 
@@ -175,6 +180,8 @@ bool imap_append_literal(struct imap_session *s)
 		return true;
 	}
 	a->left = r->lit_len;
+	a->binary = r->lit_binary;
+	buf_reset(&a->lit8);
 	a->discard = code != NULL || a->fail_code != NULL;
 	if (code != NULL) {
 		a->fail_code = code;
@@ -206,6 +213,27 @@ bool imap_append_literal(struct imap_session *s)
 	return true;
 }
 
+/* RFC 3516 4.4: a literal8 message may hold NUL and bare octets a plain
+ * literal cannot carry; as Dovecot, its parts with Content-Transfer-Encoding
+ * binary are stored base64-encoded (BINARY[] decodes them back), so BODY[]
+ * and RFC822 stay 7-bit/8-bit text. The literal8 is held in memory (at most
+ * APPENDLIMIT) for the MIME parse. */
+static void lit8_store(struct imap_session *s, struct append_state *a)
+{
+	struct buf conv = BUF_INIT;
+	const struct buf *m = &a->lit8;
+	if (a->lit8.len > 0 && mime_binary_to_base64(a->lit8.data, a->lit8.len, &conv))
+		m = &conv;
+	if (m->len > 0 && store_spool_write(a->sp[a->n - 1], m->data, m->len) < 0) {
+		log_err("imap %s: append spool write failed", s->base.ip);
+		a->discard = true;
+		a->fail_code = "UNAVAILABLE";
+		a->fail_text = "Cannot store now";
+	}
+	buf_free(&conv);
+	buf_free(&a->lit8);
+}
+
 void imap_append_input(struct imap_session *s)
 {
 	struct append_state *a = state_of(s);
@@ -217,7 +245,9 @@ void imap_append_input(struct imap_session *s)
 	rb = &s->base.c->rbuf;
 	while (a->left > 0 && rb->len > 0) {
 		size_t n = rb->len < a->left ? rb->len : (size_t)a->left;
-		if (!a->discard) {
+		if (!a->discard && a->binary) {
+			buf_append(&a->lit8, rb->data, n);
+		} else if (!a->discard) {
 			struct store_spool *sp = a->sp[a->n - 1];
 			if (store_spool_busy(sp)) {
 				/* both buffers full: wait for the worker */
@@ -238,6 +268,8 @@ void imap_append_input(struct imap_session *s)
 		a->left -= n;
 	}
 	if (a->left == 0) {
+		if (!a->discard && a->binary)
+			lit8_store(s, a);
 		imap_reader_external_done(&s->rd);
 		s->input = IMAP_IN_CMD;
 		imap_input_resume(s);

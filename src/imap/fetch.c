@@ -107,8 +107,6 @@ unsigned imap_flags_from_store(const char *flags, const char **keywords_r)
 
 /* ---- the streaming decoder ---- */
 
-enum { QP_NORMAL, QP_EQ, QP_EQ1, QP_EQCR, QP_CR };
-
 void imap_decoder_init(struct imap_decoder *d, enum mime_encoding enc, uint64_t skip,
 		       uint64_t out_len)
 {
@@ -136,17 +134,6 @@ static void dec_emit(struct imap_decoder *d, const char *p, size_t n, struct buf
 		return;
 	uint64_t a = lo < wlo ? wlo : lo, b = hi > whi ? whi : hi;
 	buf_append(out, p + (a - lo), (size_t)(b - a));
-}
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
 }
 
 static int b64val(unsigned char c)
@@ -186,87 +173,13 @@ static void tmp_flush(struct imap_decoder *d, struct dec_tmp *t, struct buf *out
 	t->n = 0;
 }
 
-static void qp_flush_ws(struct imap_decoder *d, struct dec_tmp *t, struct buf *out)
+/* RFC 2045 6.7: one encoded character through mime's state machine */
+static inline void qp_char(struct imap_decoder *d, struct dec_tmp *t, char c, struct buf *out)
 {
-	for (uint8_t i = 0; i < d->n_ws; i++)
-		tmp_put(d, t, d->ws[i], out);
-	d->n_ws = 0;
-}
-
-/* RFC 2045 6.7: one encoded character through the state machine */
-static void qp_char(struct imap_decoder *d, struct dec_tmp *t, char c, struct buf *out)
-{
-	for (;;) {
-		switch (d->state) {
-		case QP_NORMAL:
-			if (c == '=') {
-				qp_flush_ws(d, t, out);
-				d->state = QP_EQ;
-			} else if (c == ' ' || c == '\t') {
-				/* held: trailing white space of a line is dropped
-				 * (rule 3); a run longer than the hold is text */
-				if (d->n_ws == sizeof(d->ws))
-					qp_flush_ws(d, t, out);
-				d->ws[d->n_ws++] = c;
-			} else if (c == '\r') {
-				d->state = QP_CR;
-			} else if (c == '\n') {
-				/* a bare LF line end decodes to CRLF, the
-				 * canonical line break (as Dovecot) */
-				d->n_ws = 0;
-				tmp_put(d, t, '\r', out);
-				tmp_put(d, t, '\n', out);
-			} else {
-				qp_flush_ws(d, t, out);
-				tmp_put(d, t, c, out);
-			}
-			return;
-		case QP_CR:
-			d->state = QP_NORMAL;
-			if (c == '\n') {
-				d->n_ws = 0;
-				tmp_put(d, t, '\r', out);
-				tmp_put(d, t, '\n', out);
-				return;
-			}
-			qp_flush_ws(d, t, out);
-			tmp_put(d, t, '\r', out);
-			continue; /* c again */
-		case QP_EQ:
-			if (hexval(c) >= 0) {
-				d->hex1 = c;
-				d->state = QP_EQ1;
-				return;
-			}
-			if (c == '\n') { /* soft line break */
-				d->state = QP_NORMAL;
-				return;
-			}
-			if (c == '\r') {
-				d->state = QP_EQCR;
-				return;
-			}
-			tmp_put(d, t, '=', out);
-			d->state = QP_NORMAL;
-			continue;
-		case QP_EQ1:
-			d->state = QP_NORMAL;
-			if (hexval(c) >= 0) {
-				tmp_put(d, t, (char)(hexval(d->hex1) << 4 | hexval(c)), out);
-				return;
-			}
-			tmp_put(d, t, '=', out); /* broken =XX: kept as is */
-			tmp_put(d, t, d->hex1, out);
-			continue;
-		case QP_EQCR:
-			d->state = QP_NORMAL;
-			if (c == '\n')
-				return; /* soft line break */
-			tmp_put(d, t, '=', out);
-			tmp_put(d, t, '\r', out);
-			continue;
-		}
-	}
+	char v[MIME_QP_OUT_MAX];
+	size_t n = mime_qp_step(&d->qp, c, v);
+	for (size_t i = 0; i < n; i++)
+		tmp_put(d, t, v[i], out);
 }
 
 void imap_decoder_feed(struct imap_decoder *d, const char *in, size_t n, struct buf *out)
@@ -312,27 +225,10 @@ void imap_decoder_finish(struct imap_decoder *d, struct buf *out)
 	struct dec_tmp t;
 	t.n = 0;
 	if (d->enc == MIME_ENC_QP) {
-		switch (d->state) {
-		case QP_EQ:
-			tmp_put(d, &t, '=', out);
-			break;
-		case QP_EQ1:
-			tmp_put(d, &t, '=', out);
-			tmp_put(d, &t, d->hex1, out);
-			break;
-		case QP_EQCR:
-			tmp_put(d, &t, '=', out);
-			tmp_put(d, &t, '\r', out);
-			break;
-		case QP_CR:
-			qp_flush_ws(d, &t, out);
-			tmp_put(d, &t, '\r', out);
-			break;
-		}
-		/* white space at the very end, with no line break after it,
-		 * is kept */
-		qp_flush_ws(d, &t, out);
-		d->state = QP_NORMAL;
+		char v[MIME_QP_OUT_MAX];
+		size_t n = mime_qp_finish(&d->qp, v);
+		for (size_t i = 0; i < n; i++)
+			tmp_put(d, &t, v[i], out);
 	}
 	tmp_flush(d, &t, out);
 }

@@ -95,9 +95,11 @@ bool imap_search_match(const struct imap_search *s, const struct imap_msg *m,
  * any size and gets exactly the bytes FETCH announced (decoded, then cut to
  * [skip, skip + out_len)). imap_fetch_format computes the sizes with this
  * decoder, so both agree. base64: characters outside the alphabet are
- * skipped, "=" ends a quantum; quoted-printable (RFC 2045 6.7): soft line
- * breaks removed, trailing white space of a line dropped, a bare LF line
- * end made CRLF, a broken "=XX" kept as is. Other encodings are copied.
+ * skipped, "=" ends a quantum; quoted-printable: mime_qp_step (RFC 2045
+ * 6.7: soft line breaks with their transport padding removed, trailing
+ * white space of a line dropped, a bare LF line end made CRLF, a broken
+ * "=XX" kept as is), so the bytes are mime_decode's. Other encodings are
+ * copied.
  * No allocation. */
 struct imap_decoder {
 	enum mime_encoding enc;
@@ -106,10 +108,7 @@ struct imap_decoder {
 	/* private */
 	uint32_t acc;
 	int bits;
-	int state;
-	char hex1;
-	uint8_t n_ws;
-	char ws[80];
+	struct mime_qp qp;
 };
 void imap_decoder_init(struct imap_decoder *d, enum mime_encoding enc, uint64_t skip,
 		       uint64_t out_len);

@@ -355,6 +355,9 @@ void imap_search_free(struct imap_search *s);
  * into the argument tree (valid while it is). Strings must be valid UTF-8
  * (both accepted charsets are UTF-8 compatible), else -1. */
 #define IMAP_SEARCH_MAX_DEPTH 128
+/* flags of an IMAP_SK_HEADER key: FROM, TO, CC, BCC (not HEADER FROM ...),
+ * matched against the parsed address list (mime_search_address) */
+#define IMAP_SK_F_ADDRESS 1u
 
 /* ---- output ---- */
 /* Appends s as an atom when it can be one, else a quoted string, else a

@@ -148,6 +148,8 @@ static int parse_key(struct sctx *c, const struct imap_arg **ap, struct imap_sea
 		if (imap_arg_atom_is(key, addr_keys[i])) {
 			k->kind = IMAP_SK_HEADER;
 			k->str2 = xstrdup(addr_keys[i]);
+			if (i < 4)
+				k->flags = IMAP_SK_F_ADDRESS;
 			if ((k->str = search_string(c, a)) == NULL)
 				return -1;
 			*ap = a + 1;

@@ -125,6 +125,9 @@ static bool key_match(const struct imap_search_key *k, const struct imap_msg *m,
 		 * an empty string matches every message with the field */
 		if (!m->msg)
 			return false;
+		if (k->flags & IMAP_SK_F_ADDRESS)
+			return mime_search_address(m->msg, m->len, m->mc, k->str2,
+						   k->str ? k->str : "");
 		return mime_search_header(m->msg, m->len, m->mc, k->str2, k->str ? k->str : "");
 	case IMAP_SK_BODY:
 	case IMAP_SK_TEXT:

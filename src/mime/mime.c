@@ -818,11 +818,15 @@ struct addr {
 };
 
 struct aparse {
-	struct mime_build *b;
+	struct buf *ab, *comment; /* scratch: the strings of a, the last comment */
 	struct mime_rp rp;
 	struct buf *out;
 	struct addr a;
 	size_t count;
+	/* text: written as Dovecot's message_address_write (SEARCH FROM/TO/
+	 * CC/BCC) instead of ENVELOPE address structures */
+	bool text, in_group, first;
+	size_t text_start;
 };
 
 static char cur(const struct aparse *ap)
@@ -833,12 +837,12 @@ static char cur(const struct aparse *ap)
 static void a_reset(struct aparse *ap)
 {
 	memset(&ap->a, 0, sizeof(ap->a));
-	buf_reset(&ap->b->ab);
+	buf_reset(ap->ab);
 }
 
 static void a_str(struct aparse *ap, struct sref r, const char *c, bool humans)
 {
-	struct buf *ab = &ap->b->ab;
+	struct buf *ab = ap->ab;
 
 	if (c != NULL)
 		mime_imap_nstring(ap->out, c, strlen(c));
@@ -850,8 +854,98 @@ static void a_str(struct aparse *ap, struct sref r, const char *c, bool humans)
 		mime_imap_nstring(ap->out, ab->data ? ab->data + r.off : "", r.len);
 }
 
+/* an atom as it is, else a quoted-string (RFC 5322 3.2.4); dot: '.' is
+ * allowed unquoted (a local part) */
+static void t_maybe_quote(struct buf *out, const char *p, size_t n, bool dot)
+{
+	size_t i;
+
+	for (i = 0; i < n && (mime_rp_atom_char(p[i]) || (dot && p[i] == '.')); i++)
+		;
+	if (i == n) {
+		buf_append(out, p, n);
+		return;
+	}
+	buf_appendc(out, '"');
+	for (i = 0; i < n; i++) {
+		if (p[i] == '"' || p[i] == '\\')
+			buf_appendc(out, '\\');
+		buf_appendc(out, p[i]);
+	}
+	buf_appendc(out, '"');
+}
+
+static void t_str(struct aparse *ap, struct sref r, const char *c, bool quote, bool dot)
+{
+	const char *p = c != NULL ? c : ap->ab->data ? ap->ab->data + r.off : "";
+	size_t n = c != NULL ? strlen(c) : r.set ? r.len : 0;
+
+	/* a phrase with encoded words is written as it is (decoded later) */
+	if (quote && !memmem(p, n, "=?", 2))
+		t_maybe_quote(ap->out, p, n, dot);
+	else
+		buf_append(ap->out, p, n);
+}
+
+static bool a_set(struct sref r, const char *c)
+{
+	return c != NULL || (r.set && r.len > 0);
+}
+
+/* One address as Dovecot's message_address_write writes it: "local@domain",
+ * "Name <@route:local@domain>", "group: a@b, c@d;" */
+static void a_emit_text(struct aparse *ap)
+{
+	struct buf *out = ap->out;
+	struct addr *a = &ap->a;
+
+	if (!ap->first)
+		buf_append(out, ", ", 2);
+	ap->first = false;
+	if (!a->domain.set && a->c_domain == NULL) {
+		/* a group's start (mailbox: its name) or end (nothing) */
+		if (!ap->in_group) {
+			if (a_set(a->mailbox, a->c_mailbox))
+				t_str(ap, a->mailbox, a->c_mailbox, true, false);
+			else
+				buf_append(out, "\"\"", 2);
+			buf_append(out, ": ", 2);
+			ap->first = true;
+		} else {
+			if (out->len >= ap->text_start + 2)
+				out->len -= 2; /* the ", " or ": " */
+			buf_appendc(out, ';');
+		}
+		ap->in_group = !ap->in_group;
+	} else if (!a_set(a->name, NULL) && !a_set(a->route, a->c_route)) {
+		if (a_set(a->mailbox, a->c_mailbox)) {
+			t_str(ap, a->mailbox, a->c_mailbox, true, true);
+			buf_appendc(out, '@');
+			t_str(ap, a->domain, a->c_domain, false, false);
+		}
+	} else {
+		if (a_set(a->name, NULL))
+			t_str(ap, a->name, NULL, true, false);
+		buf_append(out, " <", 2);
+		if (a_set(a->route, a->c_route)) {
+			t_str(ap, a->route, a->c_route, false, false);
+			buf_appendc(out, ':');
+		}
+		t_str(ap, a->mailbox, a->c_mailbox, true, true);
+		buf_appendc(out, '@');
+		t_str(ap, a->domain, a->c_domain, false, false);
+		buf_appendc(out, '>');
+	}
+	ap->count++;
+	a_reset(ap);
+}
+
 static void a_emit(struct aparse *ap)
 {
+	if (ap->text) {
+		a_emit_text(ap);
+		return;
+	}
 	buf_appendc(ap->out, '(');
 	a_str(ap, ap->a.name, NULL, true);
 	buf_appendc(ap->out, ' ');
@@ -877,14 +971,14 @@ static void a_emit_fixed(struct aparse *ap)
 
 static struct sref a_begin(struct aparse *ap)
 {
-	struct sref r = {ap->b->ab.len, 0, true};
+	struct sref r = {ap->ab->len, 0, true};
 
 	return r;
 }
 
 static void a_end(struct aparse *ap, struct sref *r)
 {
-	r->len = ap->b->ab.len - r->off;
+	r->len = ap->ab->len - r->off;
 }
 
 /* RFC 5322 3.4.1 local-part, with obs-local-part (4.4): words and dots,
@@ -899,26 +993,26 @@ static int a_local_part(struct aparse *ap)
 		char c = cur(ap);
 
 		if (c == '"') {
-			ret = mime_rp_quoted(&ap->rp, &ap->b->ab);
+			ret = mime_rp_quoted(&ap->rp, ap->ab);
 		} else if (c == '.' || (c != '\0' && mime_rp_atom_char(c))) {
 			const char *s0 = ap->rp.p;
 
 			while (ap->rp.p < ap->rp.e &&
 			       (*ap->rp.p == '.' || mime_rp_atom_char(*ap->rp.p)))
 				ap->rp.p++;
-			buf_append(&ap->b->ab, s0, (size_t)(ap->rp.p - s0));
+			buf_append(ap->ab, s0, (size_t)(ap->rp.p - s0));
 			ret = mime_rp_skip(&ap->rp);
 		} else {
 			break;
 		}
 		if (ret <= 0)
 			break;
-		dot = ap->b->ab.len > r.off && ap->b->ab.data[ap->b->ab.len - 1] == '.';
+		dot = ap->ab->len > r.off && ap->ab->data[ap->ab->len - 1] == '.';
 		if (!dot && cur(ap) != '.')
 			break;
 	}
-	if (ret < 0 || ap->b->ab.len == r.off) {
-		ap->b->ab.len = r.off;
+	if (ret < 0 || ap->ab->len == r.off) {
+		ap->ab->len = r.off;
 		return -1;
 	}
 	a_end(ap, &r);
@@ -929,7 +1023,7 @@ static int a_local_part(struct aparse *ap)
 static int a_domain(struct aparse *ap)
 {
 	struct sref r = a_begin(ap);
-	int ret = mime_rp_domain(&ap->rp, &ap->b->ab);
+	int ret = mime_rp_domain(&ap->rp, ap->ab);
 
 	if (ret < 0)
 		return -1;
@@ -950,10 +1044,10 @@ static int a_angle_addr(struct aparse *ap)
 		struct sref r = a_begin(ap);
 
 		while (cur(ap) == '@') {
-			if (ap->b->ab.len > r.off)
-				buf_appendc(&ap->b->ab, ',');
-			buf_appendc(&ap->b->ab, '@');
-			if (mime_rp_domain(&ap->rp, &ap->b->ab) <= 0)
+			if (ap->ab->len > r.off)
+				buf_appendc(ap->ab, ',');
+			buf_appendc(ap->ab, '@');
+			if (mime_rp_domain(&ap->rp, ap->ab) <= 0)
 				break;
 			while (mime_rp_skip(&ap->rp) > 0 && cur(ap) == ',')
 				ap->rp.p++;
@@ -990,7 +1084,7 @@ static int a_name_addr(struct aparse *ap)
 {
 	struct sref r = a_begin(ap);
 
-	if (mime_rp_phrase(&ap->rp, &ap->b->ab) <= 0 || cur(ap) != '<')
+	if (mime_rp_phrase(&ap->rp, ap->ab) <= 0 || cur(ap) != '<')
 		return -1;
 	a_end(ap, &r);
 	if (r.len > 0)
@@ -1009,17 +1103,17 @@ static int a_addr_spec(struct aparse *ap)
 {
 	int ret, ret2 = -2;
 
-	buf_reset(&ap->b->comment);
+	buf_reset(ap->comment);
 	ret = a_local_part(ap);
 	if (ret != 0 && cur(ap) == '@') {
 		ret2 = a_domain(ap);
 		if (ret2 <= 0)
 			ret = ret2;
 	}
-	if (ap->b->comment.len > 0) {
+	if (ap->comment->len > 0) {
 		struct sref r = a_begin(ap);
 
-		buf_append(&ap->b->ab, ap->b->comment.data, ap->b->comment.len);
+		buf_append(ap->ab, ap->comment->data, ap->comment->len);
 		a_end(ap, &r);
 		ap->a.name = r;
 	} else if (ret2 == -2) {
@@ -1028,13 +1122,13 @@ static int a_addr_spec(struct aparse *ap)
 
 		if (ap->a.mailbox.set) {
 			/* a copy within ab: room first, so the source cannot move */
-			buf_reserve(&ap->b->ab, ap->a.mailbox.len);
-			buf_append(&ap->b->ab, ap->b->ab.data + ap->a.mailbox.off, ap->a.mailbox.len);
+			buf_reserve(ap->ab, ap->a.mailbox.len);
+			buf_append(ap->ab, ap->ab->data + ap->a.mailbox.off, ap->a.mailbox.len);
 		}
-		buf_appendc(&ap->b->ab, ' ');
-		before = ap->b->ab.len;
-		(void)mime_rp_phrase(&ap->rp, &ap->b->ab);
-		if (ap->b->ab.len != before) {
+		buf_appendc(ap->ab, ' ');
+		before = ap->ab->len;
+		(void)mime_rp_phrase(&ap->rp, ap->ab);
+		if (ap->ab->len != before) {
 			a_end(ap, &r);
 			ap->a.mailbox.set = false;
 			ap->a.name = r;
@@ -1067,7 +1161,7 @@ static int a_group(struct aparse *ap)
 
 	a_reset(ap);
 	r = a_begin(ap);
-	if (mime_rp_phrase(&ap->rp, &ap->b->ab) <= 0 || cur(ap) != ':')
+	if (mime_rp_phrase(&ap->rp, ap->ab) <= 0 || cur(ap) != ':')
 		return -1;
 	a_end(ap, &r);
 	ap->rp.p++;
@@ -1102,35 +1196,55 @@ static int a_group(struct aparse *ap)
 }
 
 /* RFC 5322 3.4 address-list: appends its addresses; false if there is none */
-static bool write_addresses(struct mime_build *b, const char *p, size_t n, struct buf *out)
+static bool parse_addresses(struct aparse *ap, const char *p, size_t n)
 {
-	struct aparse ap = {.b = b, .out = out};
 	int ret;
 
-	ap.rp.p = p;
-	ap.rp.e = p + n;
-	ap.rp.comment = &b->comment;
-	if (mime_rp_skip(&ap.rp) <= 0)
+	ap->rp.p = p;
+	ap->rp.e = p + n;
+	ap->rp.comment = ap->comment;
+	if (mime_rp_skip(&ap->rp) <= 0)
 		return false;
 	for (;;) {
-		const char *start = ap.rp.p;
+		const char *start = ap->rp.p;
 
-		if ((ret = a_group(&ap)) < 0) {
-			ap.rp.p = start;
-			ret = a_mailbox(&ap);
+		if ((ret = a_group(ap)) < 0) {
+			ap->rp.p = start;
+			ret = a_mailbox(ap);
 		}
-		if (ret == 0 || cur(&ap) != ',')
+		if (ret == 0 || cur(ap) != ',')
 			break;
-		ap.rp.p++;
-		if ((ret = mime_rp_skip(&ap.rp)) <= 0) {
+		ap->rp.p++;
+		if ((ret = mime_rp_skip(&ap->rp)) <= 0) {
 			if (ret < 0) {
-				a_reset(&ap);
-				a_emit_fixed(&ap);
+				a_reset(ap);
+				a_emit_fixed(ap);
 			}
 			break;
 		}
 	}
 	return true;
+}
+
+static bool write_addresses(struct mime_build *b, const char *p, size_t n, struct buf *out)
+{
+	struct aparse ap = {.ab = &b->ab, .comment = &b->comment, .out = out};
+
+	return parse_addresses(&ap, p, n);
+}
+
+void mime_address_text(const char *p, size_t n, struct buf *out)
+{
+	struct buf ab = BUF_INIT, comment = BUF_INIT;
+	struct aparse ap = {.ab = &ab, .comment = &comment, .out = out, .text = true,
+			    .first = true, .text_start = out->len};
+
+	buf_append(out, "", 0);
+	(void)parse_addresses(&ap, p, n);
+	if (ap.in_group)
+		buf_appendc(out, ';'); /* an unclosed group */
+	buf_free(&ab);
+	buf_free(&comment);
 }
 
 /* The addresses of every field named name in [h, h + n), from the first

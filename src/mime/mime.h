@@ -99,6 +99,31 @@ void mime_header_fields(const char *hdr, size_t n, const char *const *names, siz
  * =XX is kept as is. Returns false only for MIME_ENC_OTHER. */
 bool mime_decode(enum mime_encoding enc, const char *in, size_t n, struct buf *out);
 
+/* The quoted-printable decoder (RFC 2045 6.7) behind mime_decode and the
+ * IMAP streaming decoder, one encoded byte at a time (any chunking gives the
+ * same bytes): "=XX" (either case) decoded, a broken "=X" kept as is; a soft
+ * line break is "=" then optional white space (transport padding) then CRLF
+ * or LF; white space at the end of an encoded line is dropped (rule 3), as
+ * is white space and a lone "=" at the end of the input (a part's last line
+ * break belongs to the boundary, RFC 2046 5.1.1); a bare LF line end decodes
+ * to CRLF (as Dovecot). At most MIME_QP_HOLD white space characters are
+ * held: a longer run is text up to its last MIME_QP_HOLD (never the case in
+ * valid input, whose lines are at most 76 characters). */
+#define MIME_QP_HOLD 80
+#define MIME_QP_OUT_MAX (MIME_QP_HOLD + 4)
+struct mime_qp {
+	uint8_t state;
+	uint8_t n_ws;
+	char hex1;
+	char ws[MIME_QP_HOLD];
+};
+/* Zero-initialized state: struct mime_qp q = {0}. mime_qp_step writes to
+ * out (room for MIME_QP_OUT_MAX bytes) the decoded bytes that c completes
+ * and returns their count; mime_qp_finish those held at the end of the
+ * input (and resets the state). */
+size_t mime_qp_step(struct mime_qp *q, char c, char *out);
+size_t mime_qp_finish(struct mime_qp *q, char *out);
+
 /* RFC 2047 encoded words in a header value (unfolded or not) to UTF-8 in out;
  * charsets converted with iconv; undecodable words kept as they are. */
 void mime_decode_words(const char *in, size_t n, struct buf *out);
@@ -120,6 +145,20 @@ bool mime_search_header(const char *msg, size_t len, const struct mime_cache *mc
 			const char *field, const char *needle);
 bool mime_search_body(const char *msg, size_t len, const struct mime_cache *mc,
 		      const char *needle, bool text);
+/* SEARCH FROM/TO/CC/BCC (as Dovecot): in the address list of every field
+ * named field, parsed and written back as "Name <local@domain>" (a comment
+ * after an address as its name, comments inside it dropped, groups as
+ * "name: a@b, c@d;"), then RFC 2047 decoded; an empty needle matches when
+ * the field exists. */
+bool mime_search_address(const char *msg, size_t len, const struct mime_cache *mc,
+			 const char *field, const char *needle);
+
+/* APPEND of a literal8 (RFC 3516 4.4, as Dovecot): every leaf part whose
+ * Content-Transfer-Encoding is binary is rewritten as base64 (the field
+ * replaced in place, the body in 76-character lines), so that BODY[] never
+ * carries NUL and BINARY[] gives the octets back. true with the converted
+ * message appended to out; false (out untouched) if there is no such part. */
+bool mime_binary_to_base64(const char *msg, size_t len, struct buf *out);
 
 /* The Date: header of the message as a time (for SENTBEFORE/SENTON/
  * SENTSINCE, which compare dates in the header's own zone): true with

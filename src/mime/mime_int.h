@@ -53,6 +53,12 @@ void mime_imap_nolf(struct buf *out, const char *p, size_t n, struct buf *tmp);
 /* For display (subjects, names): whitespace runs folded to one space and
  * trimmed; a literal when anything had to change. */
 void mime_imap_humans(struct buf *out, const char *p, size_t n);
+/* The address list [p, p + n) (a From/To/Cc/Bcc value) parsed as for
+ * ENVELOPE and written back as Dovecot's message_address_write does
+ * ("Name <local@domain>", "local@domain", "group: a@b, c@d;", a comment
+ * after an addr-spec as the name, comments inside it dropped); appended to
+ * out (encoded words left as they are). For SEARCH FROM/TO/CC/BCC. */
+void mime_address_text(const char *p, size_t n, struct buf *out);
 
 /* A part of an open cache (mime.c), kind: MIME_KIND_*. */
 enum { MIME_KIND_LEAF, MIME_KIND_MULTIPART, MIME_KIND_MESSAGE };

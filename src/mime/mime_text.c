@@ -6,6 +6,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "core/base64.h"
 #include "mime/mime.h"
 #include "mime/mime_int.h"
 
@@ -45,8 +46,9 @@ static int hexval(unsigned char c)
 	return -1;
 }
 
-/* RFC 2045 6.7: =XX, soft line breaks "=" CRLF, trailing whitespace of a
- * line dropped (rule 3); a broken "=" is kept as is. */
+/* RFC 2047 4.2 "Q" encoded words (underscore) and the like: =XX, soft line
+ * breaks "=" CRLF, trailing whitespace of a line dropped (RFC 2045 6.7 rule
+ * 3); a broken "=" is kept as is. Bodies go through mime_qp_step. */
 static void qp_decode(const char *in, size_t n, struct buf *out, bool underscore)
 {
 	size_t i = 0;
@@ -99,6 +101,173 @@ static void qp_decode(const char *in, size_t n, struct buf *out, bool underscore
 		buf_appendc(out, (char)c);
 		i++;
 	}
+}
+
+/* The quoted-printable state machine (mime.h, RFC 2045 6.7) */
+enum { QP_TEXT, QP_CR, QP_EQ, QP_EQ1, QP_EQWS, QP_SOFTCR };
+
+static inline bool qp_wsp(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static size_t qp_put_ws(struct mime_qp *q, char *out, size_t o)
+{
+	memcpy(out + o, q->ws, q->n_ws);
+	o += q->n_ws;
+	q->n_ws = 0;
+	return o;
+}
+
+size_t mime_qp_step(struct mime_qp *q, char c, char *out)
+{
+	size_t o = 0;
+
+	for (;;) {
+		switch (q->state) {
+		case QP_TEXT:
+			if (c == '=') {
+				o = qp_put_ws(q, out, o); /* not trailing: text */
+				q->state = QP_EQ;
+			} else if (qp_wsp(c)) {
+				/* held: dropped if the line ends here (rule 3) */
+				if (q->n_ws == MIME_QP_HOLD)
+					o = qp_put_ws(q, out, o);
+				q->ws[q->n_ws++] = c;
+			} else if (c == '\r') {
+				q->state = QP_CR;
+			} else if (c == '\n') {
+				q->n_ws = 0;
+				out[o++] = '\r';
+				out[o++] = '\n';
+			} else {
+				o = qp_put_ws(q, out, o);
+				out[o++] = c;
+			}
+			return o;
+		case QP_CR:
+			q->state = QP_TEXT;
+			if (c == '\n') {
+				q->n_ws = 0;
+				out[o++] = '\r';
+				out[o++] = '\n';
+				return o;
+			}
+			o = qp_put_ws(q, out, o); /* a bare CR is text */
+			out[o++] = '\r';
+			continue; /* c again */
+		case QP_EQ:
+			if (hexval((unsigned char)c) >= 0) {
+				q->hex1 = c;
+				q->state = QP_EQ1;
+			} else if (qp_wsp(c)) {
+				q->ws[q->n_ws++] = c; /* transport padding? */
+				q->state = QP_EQWS;
+			} else if (c == '\r') {
+				q->state = QP_SOFTCR;
+			} else if (c == '\n') {
+				q->state = QP_TEXT; /* soft line break */
+			} else {
+				out[o++] = '=';
+				q->state = QP_TEXT;
+				continue;
+			}
+			return o;
+		case QP_EQ1:
+			q->state = QP_TEXT;
+			if (hexval((unsigned char)c) >= 0) {
+				out[o++] = (char)(hexval((unsigned char)q->hex1) << 4 |
+						  hexval((unsigned char)c));
+				return o;
+			}
+			out[o++] = '='; /* broken =XX: kept as is */
+			out[o++] = q->hex1;
+			continue;
+		case QP_EQWS:
+			if (qp_wsp(c) && q->n_ws < MIME_QP_HOLD) {
+				q->ws[q->n_ws++] = c;
+				return o;
+			}
+			if (c == '\r') {
+				q->state = QP_SOFTCR;
+				return o;
+			}
+			if (c == '\n') {
+				q->n_ws = 0; /* soft line break */
+				q->state = QP_TEXT;
+				return o;
+			}
+			/* "=" and white space not ending the line: text */
+			out[o++] = '=';
+			o = qp_put_ws(q, out, o);
+			q->state = QP_TEXT;
+			continue;
+		case QP_SOFTCR:
+			q->state = QP_TEXT;
+			if (c == '\n') {
+				q->n_ws = 0; /* soft line break */
+				return o;
+			}
+			out[o++] = '=';
+			o = qp_put_ws(q, out, o);
+			out[o++] = '\r';
+			continue;
+		default:
+			q->state = QP_TEXT;
+			continue;
+		}
+	}
+}
+
+size_t mime_qp_finish(struct mime_qp *q, char *out)
+{
+	size_t o = 0;
+
+	switch (q->state) {
+	case QP_CR:
+		o = qp_put_ws(q, out, o);
+		out[o++] = '\r';
+		break;
+	case QP_EQ1:
+		out[o++] = '=';
+		out[o++] = q->hex1;
+		break;
+	case QP_SOFTCR:
+		out[o++] = '=';
+		o = qp_put_ws(q, out, o);
+		out[o++] = '\r';
+		break;
+	default:
+		/* QP_TEXT: trailing white space; QP_EQ, QP_EQWS: a soft line
+		 * break before the end (the boundary's CRLF): dropped */
+		break;
+	}
+	q->state = QP_TEXT;
+	q->n_ws = 0;
+	return o;
+}
+
+static void qp_decode_body(const char *in, size_t n, struct buf *out)
+{
+	struct mime_qp q = {0};
+	char tmp[MIME_QP_OUT_MAX];
+	size_t i, start = 0;
+
+	buf_append(out, "", 0); /* keeps out NUL-terminated even when nothing is added */
+	buf_reserve(out, n);
+	for (i = 0; i < n; i++) {
+		char c = in[i];
+
+		/* fast path: plain text in the text state is copied in runs */
+		if (q.state == QP_TEXT && q.n_ws == 0 && c != '=' && c != '\r' && c != '\n' &&
+		    !qp_wsp(c))
+			continue;
+		buf_append(out, in + start, i - start);
+		buf_append(out, tmp, mime_qp_step(&q, c, tmp));
+		start = i + 1;
+	}
+	buf_append(out, in + start, n - start);
+	buf_append(out, tmp, mime_qp_finish(&q, tmp));
 }
 
 static int b64val(unsigned char c)
@@ -155,7 +324,7 @@ bool mime_decode(enum mime_encoding enc, const char *in, size_t n, struct buf *o
 		buf_append(out, in, n);
 		return true;
 	case MIME_ENC_QP:
-		qp_decode(in, n, out, false);
+		qp_decode_body(in, n, out);
 		return true;
 	case MIME_ENC_BASE64:
 		b64_decode(in, n, out);
@@ -598,6 +767,38 @@ bool mime_search_header(const char *msg, size_t len, const struct mime_cache *mc
 	return found;
 }
 
+bool mime_search_address(const char *msg, size_t len, const struct mime_cache *mc,
+			 const char *field, const char *needle)
+{
+	struct mime_part_rec r;
+	struct searcher s;
+	struct mime_field f;
+	struct buf raw = BUF_INIT;
+	const char *pos, *end;
+	bool found = false;
+
+	if (mc->n_parts == 0)
+		return false;
+	mime_cache_part(mc, 0, &r);
+	if (!part_ok(&r, len))
+		return false;
+	s_init(&s, needle);
+	pos = msg + r.hdr_off;
+	end = pos + r.hdr_len;
+	while (!found && mime_field_next(&pos, end, &f)) {
+		if (!mime_field_is(&f, field))
+			continue;
+		buf_reset(&raw);
+		mime_address_text(f.value, f.value_len, &raw);
+		buf_reset(&s.tmp);
+		mime_decode_words(raw.data ? raw.data : "", raw.len, &s.tmp);
+		found = s_match(&s, s.tmp.data ? s.tmp.data : "", s.tmp.len);
+	}
+	buf_free(&raw);
+	s_free(&s);
+	return found;
+}
+
 bool mime_search_body(const char *msg, size_t len, const struct mime_cache *mc,
 		      const char *needle, bool text)
 {
@@ -768,4 +969,71 @@ bool mime_message_date(const char *msg, size_t len, time_t *t_r, int *tz_r)
 		if (mime_field_is(&f, "Date"))
 			return parse_date(f.value, f.value_len, t_r, tz_r);
 	return false;
+}
+
+/* ---- APPEND of a literal8 (RFC 3516 4.4) ---- */
+
+bool mime_binary_to_base64(const char *msg, size_t len, struct buf *out)
+{
+	struct buf cache = BUF_INIT;
+	struct mime_cache mc;
+	uint64_t done = 0;
+	bool any = false;
+	uint32_t i;
+
+	mime_cache_build(msg, len, &cache);
+	if (!mime_cache_open(&mc, cache.data, cache.len)) {
+		buf_free(&cache);
+		return false;
+	}
+	for (i = 0; i < mc.n_parts; i++) {
+		struct mime_part_rec r;
+		struct mime_field f;
+		const char *pos, *end, *cte = NULL, *cte_end = NULL;
+		unsigned n_cte = 0;
+		uint64_t k;
+
+		mime_cache_part(&mc, i, &r);
+		if (r.kind != MIME_KIND_LEAF || !part_ok(&r, len) ||
+		    r.hdr_off < done || r.body_off < r.hdr_off + r.hdr_len)
+			continue;
+		pos = msg + r.hdr_off;
+		end = pos + r.hdr_len;
+		while (mime_field_next(&pos, end, &f)) {
+			if (mime_field_is(&f, "Content-Transfer-Encoding")) {
+				const char *v = f.value, *ve = f.value + f.value_len;
+
+				/* "binary", on one line (as Dovecot) */
+				while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+					ve--;
+				if (!mime_eq(v, (size_t)(ve - v), "binary"))
+					n_cte++; /* another one: left alone */
+				cte = f.name;
+				cte_end = pos;
+				n_cte++;
+			}
+		}
+		if (n_cte != 1 || cte_end[-1] != '\n')
+			continue;
+		buf_append(out, msg + done, (size_t)(cte - (msg + done)));
+		buf_appends(out, "Content-Transfer-Encoding: base64\r\n");
+		buf_append(out, cte_end, (size_t)(msg + r.body_off - cte_end));
+		/* RFC 2045 6.8: lines of at most 76 characters (57 octets each);
+		 * the line break before the boundary stays the boundary's */
+		for (k = 0; k < r.body_len; k += 57) {
+			size_t n = r.body_len - k < 57 ? (size_t)(r.body_len - k) : 57;
+			char *e = base64_encode(msg + r.body_off + k, n);
+
+			if (k > 0)
+				buf_append(out, "\r\n", 2);
+			buf_appends(out, e);
+			free(e);
+		}
+		done = r.body_off + r.body_len;
+		any = true;
+	}
+	if (any)
+		buf_append(out, msg + done, (size_t)(len - done));
+	buf_free(&cache);
+	return any;
 }

@@ -883,7 +883,7 @@ static void key_render(const struct imap_search_key *k, struct buf *out)
 		buf_printf(out, ":%s", k->str);
 		break;
 	case IMAP_SK_HEADER:
-		buf_printf(out, ":%s:%s", k->str2, k->str);
+		buf_printf(out, ":%s%s:%s", k->flags & IMAP_SK_F_ADDRESS ? "@" : "", k->str2, k->str);
 		break;
 	case IMAP_SK_BEFORE:
 	case IMAP_SK_ON:
@@ -922,14 +922,16 @@ static void test_search(void)
 	    {"unanswered undeleted undraft unflagged unseen new old",
 	     "AND(UNFLAG:2 UNFLAG:8 UNFLAG:16 UNFLAG:4 UNFLAG:1 NEW OLD)"},
 	    {"FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"",
-	     "AND(FLAG:4 SINCE:8797 NOT(HEADER:FROM:Smith))"},
+	     "AND(FLAG:4 SINCE:8797 NOT(HEADER:@FROM:Smith))"},
 	    {"before 1-Jan-1970 on \"2-jan-1970\" sentbefore 1-Jan-1970 senton 1-Jan-1970 "
 	     "sentsince 1-Jan-1970",
 	     "AND(BEFORE:0 ON:1 SENTBEFORE:0 SENTON:0 SENTSINCE:0)"},
 	    {"before 1-Jan-70", NULL},
 	    {"before", NULL},
 	    {"from a to b cc c bcc d subject e",
-	     "AND(HEADER:FROM:a HEADER:TO:b HEADER:CC:c HEADER:BCC:d HEADER:SUBJECT:e)"},
+	     "AND(HEADER:@FROM:a HEADER:@TO:b HEADER:@CC:c HEADER:@BCC:d HEADER:SUBJECT:e)"},
+	    /* HEADER FROM: the raw field, not the address list */
+	    {"header from a", "AND(HEADER:from:a)"},
 	    {"subject NIL", "AND(HEADER:SUBJECT:NIL)"},
 	    {"body nil text \"x y\"", "AND(BODY:nil TEXT:x y)"},
 	    {"header x-foo \"\"", "AND(HEADER:x-foo:)"},

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "mime/mime.h"
+#include "mime/mime_int.h"
 #include "../test.h"
 
 #define CORPUS "tests/data/mime"
@@ -385,6 +386,14 @@ static void test_decode(void)
 	    {MIME_ENC_QP, "a_b", "a_b", true},
 	    {MIME_ENC_7BIT, "as is =41", "as is =41", true},
 	    /* 10 */ {MIME_ENC_OTHER, "x", "", false},
+	    /* RFC 2045 6.7: "=" + transport padding + line break is a soft
+	     * line break; trailing white space dropped, at the end too */
+	    {MIME_ENC_QP, "foo\t \t= \r\n=62\r\nfoo = \t\r\nbar", "foo\t \tb\r\nfoo bar", true},
+	    {MIME_ENC_QP, "a= \nb=\t\nc  \t", "abc", true},
+	    {MIME_ENC_QP, "x= y", "x= y", true},
+	    {MIME_ENC_QP, "lf\nonly \n", "lf\r\nonly\r\n", true},
+	    /* 15 */ {MIME_ENC_QP, "hello  \r\nbar=\r\n\r\nfoo\t=\r\nbar",
+		      "hello\r\nbar\r\nfoo\tbar", true},
 	};
 	size_t i;
 
@@ -554,6 +563,139 @@ static void test_search(void)
 	/* a message shorter than the cache says: nothing read past its end */
 	CHECK(!mime_search_body(msg, 10, &mc, "crème", false));
 	buf_free(&cache);
+}
+
+/* SEARCH FROM/TO/CC/BCC: the address list written back as Dovecot's
+ * message_address_write (imaptest search-addresses), then searched. */
+static void test_search_address(void)
+{
+	static const struct {
+		const char *value, *text;
+	} texts[] = {
+	    /* 0 */ {"user-from@domain.org", "user-from@domain.org"},
+	    {"RealFrom <user-from@domain.org>", "RealFrom <user-from@domain.org>"},
+	    {"<user-from (comment)@ (comment) domain.org>", "user-from@domain.org"},
+	    {"user-from@domain.org (RealFrom)", "RealFrom <user-from@domain.org>"},
+	    {"user-from1@domain.org, user-from2@domain.org",
+	     "user-from1@domain.org, user-from2@domain.org"},
+	    /* 5 */ {"groupname: groupuser1@domain.org, groupuser2@domain.org;,\r\n"
+		     "  groupname2: groupuser3@domain.org;",
+		     "groupname: groupuser1@domain.org, groupuser2@domain.org;, groupname2: "
+		     "groupuser3@domain.org;"},
+	    {"groupname:;", "groupname;"},
+	    {"\"Real, From\" <a@b.c>", "\"Real, From\" <a@b.c>"},
+	    {"Jane Roe <@route.x:jr@b.c>", "\"Jane Roe\" <@route.x:jr@b.c>"},
+	    {"=?utf-8?q?J=C3=B6rg?= <j@b.c>", "=?utf-8?q?J=C3=B6rg?= <j@b.c>"},
+	    /* 10 */ {"first.last@b.c", "first.last@b.c"},
+	    {"", ""},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		struct buf out = BUF_INIT;
+
+		mime_address_text(texts[i].value, strlen(texts[i].value), &out);
+		CHECK_STR(i, out.data ? out.data : "", texts[i].text);
+		buf_free(&out);
+	}
+
+	static const char msg[] =
+	    "From: <user-from (comment)@ (comment) domain.org>\r\n"
+	    "To: groupname: groupuser1@domain.org;\r\n"
+	    "Cc: user-cc@domain.org (RealCc)\r\n"
+	    "Bcc: =?utf-8?q?J=C3=B6rg?= <j@b.c>\r\n"
+	    "Subject: user-from@domain.org\r\n"
+	    "\r\nbody\r\n";
+	static const struct {
+		const char *field, *needle;
+		bool want;
+	} cases[] = {
+	    /* 0 */ {"From", "user-from@domain.org", true},
+	    {"From", "ser-fro", true},
+	    {"From", "comment", false},
+	    {"From", "", true},
+	    {"To", "groupname", true},
+	    /* 5 */ {"To", "groupuser1@", true},
+	    {"To", "groupuser2", false},
+	    {"Cc", "realcc", true},
+	    {"Cc", "RealCc <user-cc@domain.org>", true},
+	    {"Bcc", "jörg <j@b.c>", true},
+	    /* 10 */ {"Reply-To", "", false},
+	    {"Subject", "user", true},
+	};
+	struct buf cache = BUF_INIT;
+	struct mime_cache mc = build_open(msg, &cache);
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		CHECK_INT(i, mime_search_address(msg, strlen(msg), &mc, cases[i].field, cases[i].needle),
+			  cases[i].want);
+	/* HEADER FROM is the raw value, comments included */
+	CHECK(mime_search_header(msg, strlen(msg), &mc, "From", "comment"));
+	buf_free(&cache);
+}
+
+/* APPEND of a literal8: parts with Content-Transfer-Encoding binary become
+ * base64 (imaptest append-binary); the rest is copied byte for byte. */
+static void test_binary_to_base64(void)
+{
+	static const struct {
+		const char *in;
+		size_t in_len;
+		const char *want; /* NULL: nothing to convert */
+	} cases[] = {
+	    /* 0: imaptest append-binary */
+	    {"From: u@d.org\r\nContent-Type: application/octet-stream\r\n"
+	     "Content-Transfer-Encoding: binary\r\n\r\n\0-\xe4\n\r\n\n",
+	     99,
+	     "From: u@d.org\r\nContent-Type: application/octet-stream\r\n"
+	     "Content-Transfer-Encoding: base64\r\n\r\nAC3kCg0KCg=="},
+	    /* the CTE field before Content-Type, in a multipart, next to a
+	     * text part; the boundary's CRLF is not encoded */
+	    {"Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n--b\r\n"
+	     "Content-Transfer-Encoding: BINARY\r\nContent-Type: image/png\r\n\r\n\x89PNG\x01"
+	     "\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b--\r\n",
+	     0,
+	     "Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n--b\r\n"
+	     "Content-Transfer-Encoding: base64\r\nContent-Type: image/png\r\n\r\niVBORwE="
+	     "\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b--\r\n"},
+	    {"Content-Transfer-Encoding: 8bit\r\n\r\n\xe4\r\n", 0, NULL},
+	    {"Content-Type: multipart/mixed; boundary=b\r\n"
+	     "Content-Transfer-Encoding: binary\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n",
+	     0, NULL},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = cases[i].in_len ? cases[i].in_len : strlen(cases[i].in);
+		struct buf out = BUF_INIT;
+		bool got = mime_binary_to_base64(cases[i].in, n, &out);
+
+		CHECK_INT(i, got, cases[i].want != NULL);
+		if (cases[i].want != NULL)
+			CHECK_STR(i, out.data ? out.data : "", cases[i].want);
+		else
+			CHECK_INT(i, out.len, 0);
+		buf_free(&out);
+	}
+	/* a long body: 76-character lines, decoding gives the octets back */
+	struct buf in = BUF_INIT, out = BUF_INIT, dec = BUF_INIT;
+	buf_appends(&in, "Content-Transfer-Encoding: binary\r\n\r\n");
+	size_t hdr = in.len;
+	for (i = 0; i < 1000; i++)
+		buf_appendc(&in, (char)(i * 7));
+	CHECK(mime_binary_to_base64(in.data, in.len, &out));
+	const char *body = strstr(out.data, "\r\n\r\n") + 4;
+	for (const char *p = body; *p; ) {
+		const char *e = strstr(p, "\r\n");
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		CHECK(l <= 76);
+		p += l + (e ? 2 : 0);
+	}
+	mime_decode(MIME_ENC_BASE64, body, strlen(body), &dec);
+	CHECK(dec.len == 1000 && memcmp(dec.data, in.data + hdr, 1000) == 0);
+	buf_free(&in);
+	buf_free(&out);
+	buf_free(&dec);
 }
 
 /* Every truncation and every single-byte change of a cache is rejected or
@@ -770,6 +912,8 @@ int main(void)
 	test_run("to_utf8", test_to_utf8);
 	test_run("dates", test_dates);
 	test_run("search", test_search);
+	test_run("search_address", test_search_address);
+	test_run("binary_to_base64", test_binary_to_base64);
 	test_run("corrupt_cache", test_corrupt_cache);
 	test_run("prefixes", test_prefixes);
 	test_run("limits", test_limits);
