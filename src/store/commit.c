@@ -789,25 +789,87 @@ static int rcpts_exist(struct store_db *d, struct store_commit_req *req)
 	return 1;
 }
 
+/* 1 if the account is at or over a limit (store_quota_full's rule, on the
+ * committer's connection), 0 if not, -1 on error. */
+static int quota_at_limit(struct store_db *d, int64_t user_id)
+{
+	sqlite3_stmt *s = store_sql(d, "SELECT (storage_limit > 0 AND storage_used >="
+				    " storage_limit) OR (message_limit > 0 AND message_used >="
+				    " message_limit) FROM quotas WHERE user_id = ?1", NULL);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, user_id);
+	int rc = sqlite3_step(s);
+	int r = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) != 0 : rc == SQLITE_DONE ? 0 : -1;
+	store_stmt_done(s);
+	return r;
+}
+
+/* Counts without checking the limits (the grace below). */
+static int quota_force(struct store_db *d, int64_t user_id, int64_t bytes)
+{
+	sqlite3_stmt *s = store_sql(d, "UPDATE quotas SET storage_used = storage_used + ?2,"
+				    " message_used = message_used + 1 WHERE user_id = ?1", NULL);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, user_id);
+	sqlite3_bind_int64(s, 2, bytes);
+	int rc = sqlite3_step(s);
+	store_stmt_done(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 /* RFC 9208 5.1: counts the message against every local recipient's quota,
- * one UPDATE each. 1 counted, 0 a recipient is over a limit (nothing
- * counted: the ones already counted are taken back), -1 error. */
+ * one UPDATE each. 1 counted, 0 refused (nothing counted: the ones already
+ * counted are taken back), -1 error.
+ * SMTP has one reply at end of data for every recipient, and RCPT refuses
+ * only an account at or over its limit already (store_quota_full, 452
+ * 4.2.2). A message that does not fit an account still under its limit is
+ * therefore refused only when it has no other recipient: refusing it for
+ * all would come back on every retry (the retry's RCPT accepts that account
+ * again) and hold the other recipients' copy hostage until the sender gives
+ * up. With other recipients, such an account takes this last message over
+ * its limit (as Dovecot's quota_grace lets the message that crosses the
+ * limit in); the next delivery's RCPT refuses it. An account already at its
+ * limit (it filled up after RCPT) refuses the whole delivery: the retry's
+ * RCPT then refuses that recipient alone. */
 static int quota_count(struct store_db *d, struct store_commit_req *req)
 {
 	int64_t size = (int64_t)req->sp->size;
-	for (size_t i = 0; i < req->n_users; i++) {
-		int r = store_quota_add(d, req->user_ids[i], size, 1);
-		if (r == 1)
-			continue;
-		for (size_t k = 0; k < i; k++)
-			if (store_quota_add(d, req->user_ids[k], -size, -1) < 0)
-				return -1;
-		if (r == 0)
-			log_info("store: %s: recipient user id %lld is over quota; not stored",
-				 req->txid, (long long)req->user_ids[i]);
-		return r;
+	bool *over = xcalloc(req->n_users ? req->n_users : 1, sizeof *over);
+	size_t n_over = 0;
+	int r = 1;
+	for (size_t i = 0; i < req->n_users && r == 1; i++) {
+		int k = store_quota_add(d, req->user_ids[i], size, 1);
+		if (k < 0)
+			r = -1;
+		else if (k == 0)
+			over[i] = true, n_over++;
 	}
-	return 1;
+	if (r == 1 && n_over > 0) {
+		if (n_over == req->n_users && req->n_remote == 0)
+			r = 0; /* nobody else waits for this message */
+		for (size_t i = 0; i < req->n_users && r == 1; i++) {
+			if (!over[i])
+				continue;
+			int k = quota_at_limit(d, req->user_ids[i]);
+			if (k != 0)
+				r = k < 0 ? -1 : 0;
+		}
+		for (size_t i = 0; i < req->n_users && r == 1; i++)
+			if (over[i] && quota_force(d, req->user_ids[i], size) < 0)
+				r = -1;
+	}
+	if (r != 1) {
+		/* take back what was counted (the caller rolls back on -1 anyway) */
+		for (size_t i = 0; i < req->n_users && r == 0; i++)
+			if (!over[i] && store_quota_add(d, req->user_ids[i], -size, -1) < 0)
+				r = -1;
+		if (r == 0)
+			log_info("store: %s: a recipient is over quota; not stored", req->txid);
+	}
+	free(over);
+	return r;
 }
 
 static int insert_one(struct store_db *d, struct store_commit_req *req, time_t now)

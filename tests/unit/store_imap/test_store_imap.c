@@ -1053,6 +1053,88 @@ static const char recount_sql[] =
 	" (SELECT count(*) FROM mailboxes b JOIN mailbox_messages mm ON mm.mailbox_id = b.id"
 	" WHERE b.user_id = q.user_id)";
 
+/* One delivery, several recipients (user ids, remote count). */
+static int deliver_ids(struct env *e, const int64_t *ids, size_t n, size_t n_remote,
+		       const char *text, size_t len)
+{
+	struct store_spool *sp = spool_of(e, text, len);
+	struct store_remote_rcpt rem = {.addr = "far@remote.org"};
+	struct store_delivery d = {.txid = "T", .mail_from = "x@remote.org",
+				   .received = 1700000000, .user_ids = ids, .n_users = n,
+				   .remote = &rem, .n_remote = n_remote};
+	struct wait w = {0};
+	store_commit(e->st, sp, &d, res_cb, &w);
+	run_until(e->l, &w.done);
+	return w.result;
+}
+
+static int64_t user_id_of(struct env *e, const char *u)
+{
+	struct store_targets t = {0};
+	int64_t id = store_resolve(e->st, u, &t) == 1 ? t.v[0].user_id : 0;
+	store_targets_free(&t);
+	return id;
+}
+
+/* A delivery to several recipients where the message does not fit one of
+ * them. SMTP has one reply at end of data for all recipients, and RCPT only
+ * refuses an account at or over its limit already (store_quota_full): a
+ * refusal at commit for an account that was under its limit would come
+ * back on every retry and hold the other recipients' copy hostage for ever.
+ * So such an account takes this last message over its limit (Dovecot's
+ * quota_grace does the same for the message that crosses the limit), unless
+ * the message has no other recipient; an account already at its limit (it
+ * filled up after RCPT) still refuses the whole delivery, and the retry's
+ * RCPT then refuses that recipient alone. */
+static void test_quota_multi_rcpt(void)
+{
+	struct env e;
+	if (!env_new(&e)) {
+		CHECK(0);
+		return;
+	}
+	const char *a = "alice@example.com", *b = "bob@example.com";
+	int64_t ids[2] = {user_id_of(&e, a), user_id_of(&e, b)};
+	char *err = NULL;
+	char text[200];
+	memset(text, 'x', sizeof text);
+	CHECK_INT(1, store_quota_set(e.st, a, 100, 0, &err), 0);
+	CHECK_INT(2, deliver(&e, a, text, 60), STORE_COMMIT_OK);
+	/* alone, a message that does not fit is refused */
+	CHECK_INT(3, deliver(&e, a, text, 60), STORE_COMMIT_OVERQUOTA);
+	/* with bob as well, both get it; alice goes over by this message */
+	CHECK_INT(4, deliver_ids(&e, ids, 2, 0, text, 60), STORE_COMMIT_OK);
+	struct store_quota q;
+	CHECK_INT(5, store_quota_get(e.st, a, &q, &err), 0);
+	CHECK_INT(6, q.storage_used, 120);
+	CHECK_INT(7, store_quota_get(e.st, b, &q, &err), 0);
+	CHECK_INT(8, q.storage_used, 60);
+	CHECK_INT(9, sql_int(recount_sql), 0);
+	/* now at (over) its limit: the whole delivery is refused, nothing counted */
+	CHECK(store_quota_full(e.st, ids[0]));
+	int blobs = count_blobs();
+	CHECK_INT(10, deliver_ids(&e, ids, 2, 0, text, 10), STORE_COMMIT_OVERQUOTA);
+	CHECK_INT(11, count_blobs(), blobs);
+	CHECK_INT(12, store_quota_get(e.st, b, &q, &err), 0);
+	CHECK_INT(13, q.storage_used, 60);
+	/* a local recipient and a remote one: the remote one is not held hostage */
+	CHECK_INT(14, store_quota_set(e.st, a, 200, 0, &err), 0);
+	CHECK_INT(15, deliver_ids(&e, ids, 1, 1, text, 100), STORE_COMMIT_OK);
+	CHECK_INT(16, sql_int("SELECT count(*) FROM queue"), 1);
+	/* both over: refused, the retry would change nothing for anyone else */
+	CHECK_INT(17, store_quota_set(e.st, a, 230, 0, &err), 0);
+	CHECK_INT(18, store_quota_set(e.st, b, 70, 0, &err), 0);
+	CHECK_INT(19, deliver_ids(&e, ids, 2, 0, text, 20), STORE_COMMIT_OVERQUOTA);
+	/* the message limit the same way */
+	CHECK_INT(20, store_quota_set(e.st, a, 0, 3, &err), 0);
+	CHECK_INT(21, store_quota_set(e.st, b, 0, 0, &err), 0);
+	CHECK_INT(22, deliver_ids(&e, ids, 2, 0, text, 5), STORE_COMMIT_OVERQUOTA);
+	CHECK_INT(23, store_quota_set(e.st, a, 0, 4, &err), 0);
+	CHECK_INT(24, deliver_ids(&e, ids, 2, 0, text, 5), STORE_COMMIT_OK);
+	CHECK_INT(25, sql_int(recount_sql), 0);
+	env_free(&e);
+}
+
 static void test_quota_counters(void)
 {
 	struct env e;
@@ -1327,6 +1409,7 @@ int main(void)
 	test_run("append_atomic", test_append_atomic);
 	test_run("quota_limits", test_quota_limits);
 	test_run("quota_counters", test_quota_counters);
+	test_run("quota_multi_rcpt", test_quota_multi_rcpt);
 	test_run("cache", test_cache);
 	test_run("notifications", test_notifications);
 	test_run("migration", test_migration);
