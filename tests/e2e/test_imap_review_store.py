@@ -1,0 +1,255 @@
+"""A second look at the store side of IMAP through the real daemon:
+SIGKILL under an APPEND/COPY/MOVE/STORE load (every acknowledged change
+survives, nothing half-done: quota counters equal a recount, no orphan rows,
+no row without its blob, the expunge log consistent with the mailboxes), and
+quotas across several recipients of one SMTP delivery."""
+import os
+import re
+import threading
+import time
+
+from conftest import make_message
+
+PASSWORD = "Review-Store-9"
+
+
+def new_user(server, addr):
+    server.cli("user", "add", addr, input=PASSWORD + "\n")
+
+
+def imap_login(server, user):
+    m = server.imaplib("imaps")
+    m.login(user, PASSWORD)
+    return m
+
+
+def quota_used(server, user):
+    for line in server.cli_out("quota", "get", user).splitlines():
+        what, used, _limit = line.split()
+        if what == "storage":
+            return int(used[5:])
+    raise AssertionError("no storage line")
+
+
+def test_several_recipients_one_over_quota(server):
+    """RCPT refuses only an account at its limit already (452 4.2.2); one
+    whose limit this message would cross must not make the whole delivery
+    fail at end of data when it has other recipients: the retry would pass
+    RCPT again and fail again, for ever, and the other recipients would
+    never get their copy. That account takes this last message over its
+    limit; the next delivery's RCPT refuses it alone."""
+    a, b = "nearfull@example.test", "roomy@example.test"
+    new_user(server, a)
+    new_user(server, b)
+    server.cli("quota", "set", a, "4k", "0")
+    body = "y" * 6000 + "\r\n"
+    with server.client("mx") as c:
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<sender@remote.test>").code == 250
+        assert c.cmd("RCPT TO:<%s>" % a).code == 250
+        assert c.cmd("RCPT TO:<%s>" % b).code == 250
+        d = c.data(make_message("sender@remote.test", a, "two", body))
+        assert d.code == 250, d
+    assert server.count(a) == 1 and server.count(b) == 1
+    assert quota_used(server, a) > 4096
+
+    # at its limit now: the next delivery's RCPT refuses that one alone
+    with server.client("mx") as c:
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<sender@remote.test>").code == 250
+        r = c.cmd("RCPT TO:<%s>" % a)
+        assert r.code == 452 and r.enh == "4.2.2", r
+        assert c.cmd("RCPT TO:<%s>" % b).code == 250
+        d = c.data(make_message("sender@remote.test", b, "one", "hi\r\n"))
+        assert d.code == 250, d
+    assert server.count(a) == 1 and server.count(b) == 2
+
+    # alone, a message that does not fit is still refused at end of data
+    server.cli("quota", "set", a, str(quota_used(server, a) + 100), "0")
+    with server.client("mx") as c:
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<sender@remote.test>").code == 250
+        assert c.cmd("RCPT TO:<%s>" % a).code == 250
+        d = c.data(make_message("sender@remote.test", a, "alone", body))
+        assert d.code == 452 and d.enh == "4.2.2", d
+    assert server.count(a) == 1
+
+
+# ---- SIGKILL under an IMAP write load ----
+
+APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]")
+
+
+def copyuid_dst(m):
+    """The destination UID of the last COPYUID (RFC 4315) of one UID: imaplib
+    files the response code under its name."""
+    v = m.untagged_responses.pop("COPYUID")[-1].split()
+    assert len(v) == 3 and v[1].isdigit() and v[2].isdigit(), v
+    return int(v[2])
+
+
+def worker(server, user, no, stop, killing, acked, errors):
+    """APPEND, then UID STORE / UID COPY / UID MOVE on what it appended;
+    records every change the server acknowledged with OK."""
+    try:
+        m = imap_login(server, user)
+        m.select("INBOX")
+    except Exception as e:  # noqa: BLE001 - the kill may come early
+        errors.append(repr(e))
+        return
+    seq = 0
+    try:
+        while not stop.is_set():
+            seq += 1
+            tag = "w%d-%d" % (no, seq)
+            msg = ("From: <w@remote.test>\r\nTo: <%s>\r\nSubject: %s\r\n\r\n%s\r\n"
+                   % (user, tag, ("body %s\r\n" % tag) * (1 + seq % 40))).encode()
+            typ, data = m.append("INBOX", None, None, msg)
+            if typ != "OK":
+                continue
+            mm = APPENDUID.search(data[0])
+            uid = int(mm.group(2))
+            acked.append(("append", tag, "INBOX", uid))
+            k = seq % 4
+            if k == 1:
+                typ, data = m.uid("STORE", str(uid), "+FLAGS", "(\\Flagged)")
+                if typ == "OK":
+                    acked.append(("flag", tag, "INBOX", uid))
+            elif k == 2:
+                typ, data = m.uid("COPY", str(uid), "Sent")
+                if typ == "OK":
+                    acked.append(("copy", tag, "Sent", copyuid_dst(m)))
+            elif k == 3:
+                typ, data = m.uid("MOVE", str(uid), "Archive")
+                if typ == "OK":
+                    acked.append(("move", tag, "Archive", copyuid_dst(m), uid))
+    except Exception as e:  # noqa: BLE001 - the connection dies with the daemon
+        if not killing.is_set():
+            errors.append(repr(e))
+
+
+def fetch_subjects(m, box):
+    """{uid: (subject, flags)} of a mailbox."""
+    typ, _ = m.select(box)
+    assert typ == "OK"
+    typ, data = m.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert typ == "OK"
+    out = {}
+    for item in data:
+        if not isinstance(item, tuple):
+            continue
+        head, body = item
+        uid = int(re.search(rb"UID (\d+)", head).group(1))
+        flags = re.search(rb"FLAGS \(([^)]*)\)", head).group(1).decode()
+        subj = body.decode().split(":", 1)[1].strip() if b":" in body else ""
+        out[uid] = (subj, flags)
+    return out
+
+
+INVARIANTS = {
+    # quota counters equal a recount
+    "quota != recount":
+        "SELECT count(*) FROM quotas q WHERE storage_used <>"
+        " (SELECT coalesce(sum(m.size), 0) FROM mailboxes b JOIN mailbox_messages mm"
+        " ON mm.mailbox_id = b.id JOIN messages m ON m.id = mm.message_id"
+        " WHERE b.user_id = q.user_id) OR message_used <>"
+        " (SELECT count(*) FROM mailboxes b JOIN mailbox_messages mm ON mm.mailbox_id = b.id"
+        " WHERE b.user_id = q.user_id)",
+    "entry without message":
+        "SELECT count(*) FROM mailbox_messages mm WHERE NOT EXISTS"
+        " (SELECT 1 FROM messages m WHERE m.id = mm.message_id)",
+    "message without reference":
+        "SELECT count(*) FROM messages m WHERE NOT EXISTS"
+        " (SELECT 1 FROM mailbox_messages mm WHERE mm.message_id = m.id)"
+        " AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.message_id = m.id)",
+    "uid >= uidnext":
+        "SELECT count(*) FROM mailbox_messages mm JOIN mailboxes b ON b.id = mm.mailbox_id"
+        " WHERE mm.uid >= b.uidnext",
+    "modseq > highestmodseq":
+        "SELECT count(*) FROM mailbox_messages mm JOIN mailboxes b ON b.id = mm.mailbox_id"
+        " WHERE mm.modseq > b.highestmodseq",
+    "expunged uid still present":
+        "SELECT count(*) FROM expunged e JOIN mailbox_messages mm"
+        " ON mm.mailbox_id = e.mailbox_id AND mm.uid = e.uid",
+    "expunged beyond uidnext or highestmodseq":
+        "SELECT count(*) FROM expunged e JOIN mailboxes b ON b.id = e.mailbox_id"
+        " WHERE e.uid >= b.uidnext OR e.modseq > b.highestmodseq",
+}
+
+
+def check_store(srv):
+    db = srv.db()
+    try:
+        bad = {k: db.execute(q).fetchone()[0] for k, q in INVARIANTS.items()}
+        blobs = [r[0] for r in db.execute("SELECT blob FROM messages")]
+    finally:
+        db.close()
+    assert all(v == 0 for v in bad.values()), bad
+    root = os.path.join(srv.data_dir, "blobs")
+    on_disk = {}
+    for d in os.listdir(root):
+        for f in os.listdir(os.path.join(root, d)):
+            on_disk[f] = d
+    missing = [b for b in blobs if b not in on_disk]
+    assert missing == [], missing[:5]
+    return len(blobs), len(on_disk)
+
+
+def test_sigkill_under_imap_writes(make_server):
+    srv = make_server("killimap")
+    users = ["k1@example.test", "k2@example.test"]
+    for u in users:
+        new_user(srv, u)
+    for round_no in range(2):
+        stop, killing = threading.Event(), threading.Event()
+        acked, errors = [], []
+        threads = [threading.Thread(target=worker, args=(srv, users[i % 2], i + 10 * round_no,
+                                                         stop, killing, acked, errors))
+                   for i in range(6)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 20
+        while len(acked) < 60 * (round_no + 1) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        killing.set()
+        srv.kill()  # SIGKILL in the middle of the load
+        stop.set()
+        for t in threads:
+            t.join(30)
+            assert not t.is_alive()
+        assert len(acked) >= 20 and not errors, (len(acked), errors[:3])
+        srv.start()
+        n_rows, n_files = check_store(srv)
+        # the startup removed the blobs that a commit in flight left
+        assert n_rows == n_files, (n_rows, n_files)
+
+        # every acknowledged change is there
+        state = {}
+        for u in users:
+            m = imap_login(srv, u)
+            state[u] = {box: fetch_subjects(m, box) for box in ("INBOX", "Sent", "Archive")}
+            m.logout()
+        by_tag = {}
+        for u in users:
+            for box, msgs in state[u].items():
+                for uid, (subj, flags) in msgs.items():
+                    by_tag.setdefault(subj, []).append((box, uid, flags))
+        moved = {a[1] for a in acked if a[0] == "move"}
+        for a in acked:
+            kind, tag, box, uid = a[:4]
+            where = by_tag.get(tag, [])
+            if kind == "append" and tag not in moved:
+                assert ("INBOX", uid) in [(b, x) for b, x, _ in where], (a, where)
+            elif kind == "append":
+                assert any(b in ("INBOX", "Archive") for b, _, _ in where), (a, where)
+            elif kind == "copy":
+                assert ("Sent", uid) in [(b, x) for b, x, _ in where], (a, where)
+            elif kind == "move":
+                assert ("INBOX", a[4]) not in [(b, x) for b, x, _ in where], (a, where)
+                assert [w for w in where if w[0] == "Archive" and (w[1] == uid)], \
+                    (a, where)
+            elif kind == "flag":
+                assert any("\\Flagged" in f for _, _, f in where), (a, where)
+        # a message is in INBOX or Archive, never both (MOVE is all or nothing)
+        for tag, where in by_tag.items():
+            assert len([w for w in where if w[0] in ("INBOX", "Archive")]) <= 1, (tag, where)
