@@ -1332,6 +1332,12 @@ static const char schema_v2_fixture[] =
 	"INSERT INTO mailbox_messages VALUES (1, 1, 1, '\\Seen', 2, 1700000000),"
 	" (1, 2, 2, '', 3, 1700000001), (2, 1, 2, '', 2, 1700000001), (3, 1, 1, '', 2, 1700000000);"
 	"INSERT INTO counters VALUES ('uidvalidity', 1600000004);"
+	/* a queued message with no mailbox entry, and an alias */
+	"INSERT INTO messages VALUES (3, 'ccc', 30, 1700000002, 'a@example.com', 'E1', 'HDRS',"
+	" 'alice@example.com');"
+	"INSERT INTO queue VALUES (7, 3, 'far@remote.org', 'rfc822;far@remote.org', 'FAILURE', 2,"
+	" 1700000500, '451 later', 1700000002);"
+	"INSERT INTO aliases VALUES (5, 1, 'info', 'alice@example.com');"
 	"PRAGMA user_version = 2;";
 
 static void test_migration(void)
@@ -1370,6 +1376,28 @@ static void test_migration(void)
 		{"SELECT storage_limit + message_limit FROM quotas", 0},
 		{"SELECT count(*) FROM expunged", 0},
 		{"SELECT count(*) FROM pragma_foreign_key_check", 0},
+		/* the rows of version 2, row for row */
+		{"SELECT count(*) FROM queue WHERE id = 7 AND message_id = 3 AND rcpt ="
+		 " 'far@remote.org' AND orcpt = 'rfc822;far@remote.org' AND notify = 'FAILURE'"
+		 " AND attempts = 2 AND next_try = 1700000500 AND last_error = '451 later'"
+		 " AND created = 1700000002", 1},
+		{"SELECT count(*) FROM queue", 1},
+		{"SELECT count(*) FROM messages WHERE id = 3 AND blob = 'ccc' AND size = 30 AND"
+		 " received = 1700000002 AND mail_from = 'a@example.com' AND envid = 'E1' AND"
+		 " ret = 'HDRS' AND auth_user = 'alice@example.com'", 1},
+		{"SELECT count(*) FROM messages", 3},
+		{"SELECT count(*) FROM aliases WHERE id = 5 AND domain_id = 1 AND localpart = 'info'"
+		 " AND target = 'alice@example.com'", 1},
+		{"SELECT count(*) FROM users WHERE password_hash = 'x' AND created = 1600000000", 2},
+		{"SELECT (SELECT group_concat(mailbox_id || ':' || uid || ':' || message_id || ':' || flags"
+		 " || ':' || modseq || ':' || internaldate || ':' || internaldate_tz, ' ') FROM"
+		 " (SELECT * FROM mailbox_messages ORDER BY mailbox_id, uid)) = '1:1:1:\\Seen:2:"
+		 "1700000000:0 1:2:2::3:1700000001:0 2:1:2::2:1700000001:0 3:1:1::2:1700000000:0'",
+		 1},
+		{"SELECT (SELECT group_concat(id || ':' || user_id || ':' || name || ':' || uidvalidity || ':'"
+		 " || uidnext || ':' || highestmodseq, ' ') FROM (SELECT * FROM mailboxes WHERE id <= 4"
+		 " ORDER BY id)) = '1:1:INBOX:1600000001:3:3 2:2:INBOX:1600000002:2:2"
+		 " 3:1:Sent:1600000003:2:2 4:1:Lists:1600000004:1:1'", 1},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		long long got = sql_int(cases[i].sql);
