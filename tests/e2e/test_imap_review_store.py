@@ -95,7 +95,8 @@ def worker(server, user, no, stop, killing, acked, errors):
         m = imap_login(server, user)
         m.select("INBOX")
     except Exception as e:  # noqa: BLE001 - the kill may come early
-        errors.append(repr(e))
+        if not killing.is_set():
+            errors.append(repr(e))
         return
     seq = 0
     try:
