@@ -254,3 +254,102 @@ def test_sigkill_under_imap_writes(make_server):
         # a message is in INBOX or Archive, never both (MOVE is all or nothing)
         for tag, where in by_tag.items():
             assert len([w for w in where if w[0] in ("INBOX", "Archive")]) <= 1, (tag, where)
+
+
+# ---- the CLI beside IMAP sessions and SMTP deliveries ----
+
+def test_user_deleted_during_append(make_server):
+    """`user del` while an APPEND's literal is on the wire: the APPEND fails
+    (NO; the account is gone), and nothing of it is left: no message row, no
+    blob."""
+    srv = make_server("delappend")
+    user = "gone@example.test"
+    new_user(srv, user)
+    c = srv.imap_login(user, PASSWORD)
+    body = b"Subject: half\r\n\r\n" + b"z" * 200000 + b"\r\n"
+    tag = c.next_tag()
+    c.send(b"%s APPEND INBOX {%d}\r\n" % (tag.encode(), len(body)))
+    assert c.readline().startswith("+"), "no continuation"
+    c.send(body[:100000])
+    srv.cli("user", "del", user)
+    c.send(body[100000:] + b"\r\n")
+    r = c.read_response(tag)
+    assert r.status == "NO", r
+    c.close()
+    # before a restart (whose cleanup would hide leftovers) and after
+    assert check_store(srv) == (0, 0)
+    srv.stop()
+    srv.start()
+    assert check_store(srv) == (0, 0)
+
+
+def test_cli_rename_delete_under_imap_and_smtp(make_server):
+    """CLI mailbox create/rename/delete in a loop while IMAP sessions APPEND
+    to and MOVE out of the same mailboxes and SMTP delivers to the INBOX:
+    every IMAP answer is a tagged OK or NO (never BAD, never a dropped
+    connection), every SMTP delivery 250, and the store stays consistent."""
+    srv = make_server("clirace")
+    user = "race@example.test"
+    new_user(srv, user)
+    srv.cli("mailbox", "create", user, "Work")
+    stop = threading.Event()
+    problems, counts = [], {"ok": 0, "no": 0, "smtp": 0}
+
+    def imap_loop(no):
+        try:
+            c = srv.imap_login(user, PASSWORD)
+            seq = 0
+            while not stop.is_set():
+                seq += 1
+                msg = b"Subject: r%d-%d\r\n\r\nbody\r\n" % (no, seq)
+                tag = c.next_tag()
+                c.send(b"%s APPEND Work {%d+}\r\n" % (tag.encode(), len(msg)) + msg + b"\r\n")
+                r = c.read_response(tag)
+                for r2 in (r, c.cmd("SELECT INBOX"), c.cmd("UID MOVE 1:* Work")):
+                    if r2.status == "OK":
+                        counts["ok"] += 1
+                    elif r2.status == "NO":
+                        counts["no"] += 1
+                    else:
+                        problems.append(repr(r2))
+            c.cmd("LOGOUT")
+            c.close()
+        except Exception as e:  # noqa: BLE001
+            problems.append("imap %d: %r" % (no, e))
+
+    def smtp_loop():
+        try:
+            while not stop.is_set():
+                with srv.client("mx") as c:
+                    c.ehlo()
+                    assert c.cmd("MAIL FROM:<s@remote.test>").code == 250
+                    assert c.cmd("RCPT TO:<%s>" % user).code == 250
+                    d = c.data(make_message("s@remote.test", user, "smtp", "hello\r\n"))
+                    if d.code != 250:
+                        problems.append("smtp %r" % d)
+                    counts["smtp"] += 1
+        except Exception as e:  # noqa: BLE001
+            problems.append("smtp: %r" % e)
+
+    threads = [threading.Thread(target=imap_loop, args=(i,)) for i in range(3)]
+    threads.append(threading.Thread(target=smtp_loop))
+    for t in threads:
+        t.start()
+    try:
+        for i in range(12):
+            srv.cli("mailbox", "rename", user, "Work", "Old%d" % i, check=False)
+            srv.cli("mailbox", "create", user, "Work", check=False)
+            if i % 2:
+                srv.cli("mailbox", "delete", user, "Old%d" % i, check=False)
+            srv.cli("mailbox", "rename", user, "INBOX", "In%d" % i, check=False)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert problems == [], problems[:5]
+    assert counts["ok"] > 0 and counts["smtp"] > 0, counts
+    n_rows, n_files = check_store(srv)
+    srv.stop()
+    srv.start()
+    assert check_store(srv) == (n_rows, n_files)
