@@ -416,6 +416,21 @@ static void req_free(struct store_commit_req *req)
 	free(req);
 }
 
+/* Any thread: hands a request to the committer. */
+static void commit_enqueue(void *arg)
+{
+	struct store_commit_req *req = arg;
+	struct store *st = req->st;
+	pthread_mutex_lock(&st->mu);
+	if (st->tail)
+		st->tail->next = req;
+	else
+		st->head = req;
+	st->tail = req;
+	pthread_cond_signal(&st->cond);
+	pthread_mutex_unlock(&st->mu);
+}
+
 void store_commit(struct store *st, struct store_spool *sp, const struct store_delivery *d,
 		  store_commit_cb *cb, void *arg)
 {
@@ -452,17 +467,11 @@ void store_commit(struct store *st, struct store_spool *sp, const struct store_d
 	req->cb = cb;
 	req->arg = arg;
 
-	/* A write still in flight: the committer waits for it (batch_blobs). */
+	/* A write still in flight: the committer (or the builder) waits for it
+	 * (batch_blobs). */
 	sp->ready = NULL;
 	sp->committed = true;
-	pthread_mutex_lock(&st->mu);
-	if (st->tail)
-		st->tail->next = req;
-	else
-		st->head = req;
-	st->tail = req;
-	pthread_cond_signal(&st->cond);
-	pthread_mutex_unlock(&st->mu);
+	store_prebuild(st, &req->sp, 1, &req->cache, commit_enqueue, req);
 }
 
 static void commit_done(void *arg)
@@ -688,6 +697,89 @@ void store_spool_cache(struct store *st, struct store_spool *sp, struct buf *out
 	}
 	if (fd >= 0)
 		close(fd);
+}
+
+/* ---- the cache builder ---- */
+
+struct store_prebuild {
+	struct store_prebuild *next;
+	struct store_spool **sps;
+	size_t n;
+	struct buf *out;
+	void (*then)(void *arg);
+	void *arg;
+};
+
+static bool prebuild_wanted(const struct store_spool *sp)
+{
+	return sp->size > STORE_CACHE_INLINE_MAX;
+}
+
+void store_prebuild(struct store *st, struct store_spool **sps, size_t n, struct buf *out,
+		    void (*then)(void *arg), void *arg)
+{
+	bool any = false;
+	for (size_t i = 0; i < n && st->cache_fn != NULL; i++)
+		any = any || prebuild_wanted(sps[i]);
+	if (!any || !st->builder_running) {
+		then(arg);
+		return;
+	}
+	struct store_prebuild *b = xcalloc(1, sizeof *b);
+	*b = (struct store_prebuild){NULL, sps, n, out, then, arg};
+	pthread_mutex_lock(&st->mu);
+	if (st->build_tail)
+		st->build_tail->next = b;
+	else
+		st->build_head = b;
+	st->build_tail = b;
+	pthread_cond_signal(&st->build_cond);
+	pthread_mutex_unlock(&st->mu);
+}
+
+/* Builder thread: the bytes as they will be stored (every write done), read
+ * from the spool file; the committer renames it only after then(). A spool
+ * whose write failed gets nothing here: the committer fails it. */
+static void prebuild_one(struct store *st, struct store_spool *sp, struct buf *out)
+{
+	if (spool_write_wait(sp) < 0 || sp->err || spool_flush(sp) < 0)
+		return;
+	int fd = openat(st->spool_dfd, sp->name, O_RDONLY | O_CLOEXEC);
+	void *p = fd >= 0 ? mmap(NULL, sp->size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+	if (p != MAP_FAILED) {
+		st->cache_fn(p, sp->size, out);
+		munmap(p, sp->size);
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+static void *builder_main(void *arg)
+{
+	struct store *st = arg;
+	pthread_mutex_lock(&st->mu);
+	for (;;) {
+		while (st->build_head == NULL && !st->builder_stopping)
+			pthread_cond_wait(&st->build_cond, &st->mu);
+		struct store_prebuild *b = st->build_head;
+		if (b == NULL)
+			break; /* stopping, and nothing left */
+		st->build_head = b->next;
+		if (st->build_head == NULL)
+			st->build_tail = NULL;
+		st->building++;
+		pthread_mutex_unlock(&st->mu);
+		for (size_t i = 0; i < b->n; i++)
+			if (prebuild_wanted(b->sps[i]))
+				prebuild_one(st, b->sps[i], &b->out[i]);
+		b->then(b->arg);
+		free(b);
+		pthread_mutex_lock(&st->mu);
+		st->building--;
+		pthread_cond_broadcast(&st->idle);
+	}
+	pthread_mutex_unlock(&st->mu);
+	return NULL;
 }
 
 void store_spools_take(struct store_spool **sps, size_t n)
@@ -982,7 +1074,7 @@ static void batch_run(struct store *st, struct store_commit_req *list, struct st
 	}
 	/* Outside the transaction: CPU work on bytes already durable. */
 	for (size_t i = 0; st->cache_fn != NULL && i < n; i++)
-		if (!v[i]->empty && !v[i]->err)
+		if (!v[i]->empty && !v[i]->err && v[i]->cache.len == 0)
 			store_spool_cache(st, v[i]->sp, &v[i]->cache);
 	int r = n_ok ? batch_metadata(st, v, n) : 0;
 	for (size_t i = 0; i < n; i++) {
@@ -1066,6 +1158,10 @@ int store_committer_start(struct store *st)
 		return -1;
 	}
 	st->committer_running = true;
+	if (pthread_create(&st->builder, NULL, builder_main, st) == 0)
+		st->builder_running = true;
+	else
+		log_warn("store: no cache builder thread; the committer builds every cache");
 	if (pthread_create(&st->stocker, NULL, stocker_main, st) == 0)
 		st->stocker_running = true;
 	else
@@ -1078,7 +1174,8 @@ void store_wait_idle(struct store *st)
 	if (!st->started || !st->committer_running)
 		return;
 	pthread_mutex_lock(&st->mu);
-	while (st->head != NULL || st->jobs_head != NULL || st->working)
+	while (st->head != NULL || st->jobs_head != NULL || st->working ||
+	       st->build_head != NULL || st->building)
 		pthread_cond_wait(&st->idle, &st->mu);
 	pthread_mutex_unlock(&st->mu);
 }
@@ -1086,6 +1183,15 @@ void store_wait_idle(struct store *st)
 /* Also called on a failed start, when only the syncers run. */
 void store_committer_stop(struct store *st)
 {
+	if (st->builder_running) {
+		/* it hands what it still holds to the committer first */
+		pthread_mutex_lock(&st->mu);
+		st->builder_stopping = true;
+		pthread_cond_signal(&st->build_cond);
+		pthread_mutex_unlock(&st->mu);
+		pthread_join(st->builder, NULL);
+		st->builder_running = false;
+	}
 	if (st->committer_running) {
 		pthread_mutex_lock(&st->mu);
 		st->stopping = true;

@@ -1264,6 +1264,54 @@ static void test_cache(void)
 	env_free(&e);
 }
 
+/* Building the cache of a large message does not hold the committer: a
+ * small delivery committed while a 300 KiB one's cache is being built (here
+ * a builder that takes 1.5 s) completes first; the large one still gets its
+ * cache, in the same transaction as its row (an APPEND the same way). */
+static void slow_builder(const char *msg, size_t len, struct buf *out)
+{
+	if (len > STORE_CACHE_INLINE_MAX)
+		usleep(1500 * 1000);
+	buf_printf(out, "built %zu", len);
+}
+
+static void test_cache_off_committer(void)
+{
+	struct env e;
+	if (!env_new(&e)) {
+		CHECK(0);
+		return;
+	}
+	const char *u = "alice@example.com";
+	int64_t id = user_id_of(&e, u);
+	store_set_cache_builder(e.st, slow_builder);
+	size_t big = 300 * 1024;
+	char *text = xmalloc(big);
+	memset(text, 'b', big);
+	struct store_delivery d = {.txid = "T", .mail_from = "x@remote.org",
+				   .received = 1700000000, .user_ids = &id, .n_users = 1};
+	struct wait wbig = {0};
+	store_commit(e.st, spool_of(&e, text, big), &d, res_cb, &wbig);
+	CHECK_INT(1, deliver(&e, u, "small\r\n", 7), STORE_COMMIT_OK);
+	CHECK(!wbig.done); /* the small one did not wait for the large one's cache */
+	run_until(e.l, &wbig.done);
+	CHECK_INT(2, wbig.result, STORE_COMMIT_OK);
+	/* an APPEND of a large message, then a small one */
+	struct store_spool *sp = spool_of(&e, text, big);
+	struct wait wapp = {0};
+	store_append(e.st, u, "INBOX", &sp, 1, NULL, NULL, NULL, append_cb, &wapp);
+	CHECK_INT(3, deliver(&e, u, "small\r\n", 7), STORE_COMMIT_OK);
+	CHECK(!wapp.done);
+	run_until(e.l, &wapp.done);
+	CHECK_INT(4, wapp.result, STORE_OK);
+	free(text);
+	struct snap_req r = {.user = u, .mailbox = "INBOX", .cache = true};
+	snap_run(&e, read_msgs, &r);
+	CHECK_STR(5, r.text, "1:built 7;2:built 307200;3:built 7;4:built 307200");
+	CHECK_INT(6, count_blobs(), 4);
+	env_free(&e);
+}
+
 /* DELETE announces STORE_CHANGE_DELETED; APPEND to INBOX announces NEW. */
 static void test_notifications(void)
 {
@@ -1438,6 +1486,7 @@ int main(void)
 	test_run("quota_limits", test_quota_limits);
 	test_run("quota_counters", test_quota_counters);
 	test_run("quota_multi_rcpt", test_quota_multi_rcpt);
+	test_run("cache_off_committer", test_cache_off_committer);
 	test_run("cache", test_cache);
 	test_run("notifications", test_notifications);
 	test_run("migration", test_migration);
