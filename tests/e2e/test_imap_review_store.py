@@ -353,3 +353,48 @@ def test_cli_rename_delete_under_imap_and_smtp(make_server):
     srv.stop()
     srv.start()
     assert check_store(srv) == (n_rows, n_files)
+
+
+def test_large_messages_get_their_cache(make_server):
+    """Messages above the inline limit (256 KiB) get their MIME cache on the
+    builder thread before the commit: over SMTP and over APPEND, each stored
+    with its cache, and BODYSTRUCTURE answers from it; small ones in between
+    are stored as well."""
+    srv = make_server("bigcache")
+    user = "big@example.test"
+    new_user(srv, user)
+    part = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAx\r\n"
+    body = ("--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\n"
+            "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + part * 40000 + "--b--\r\n")
+    msg = make_message("s@remote.test", user, "big", body,
+                       extra_headers=("MIME-Version: 1.0",
+                                      'Content-Type: multipart/mixed; boundary="b"'))
+    with srv.client("mx") as c:
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<s@remote.test>").code == 250
+        assert c.cmd("RCPT TO:<%s>" % user).code == 250
+        assert c.data(msg).code == 250
+        assert c.cmd("MAIL FROM:<s@remote.test>").code == 250
+        assert c.cmd("RCPT TO:<%s>" % user).code == 250
+        assert c.data(make_message("s@remote.test", user, "small", "hi\r\n")).code == 250
+    m = imap_login(srv, user)
+    raw = msg.encode() if isinstance(msg, str) else msg
+    typ, _ = m.append("INBOX", None, None, raw)
+    assert typ == "OK"
+    m.select("INBOX")
+    typ, data = m.uid("FETCH", "1:*", "(RFC822.SIZE BODYSTRUCTURE)")
+    assert typ == "OK"
+    lines = [d if isinstance(d, bytes) else d[0] for d in data]
+    assert len(lines) == 3, lines
+    for i in (0, 2):
+        assert b'("application" "octet-stream" NIL NIL NIL "base64" 2959998 ' in lines[i], lines[i][:300]
+    m.logout()
+    db = srv.db()
+    try:
+        sizes = [r for r in db.execute("SELECT size, cache IS NOT NULL AND length(cache) > 0"
+                                       " FROM messages ORDER BY id")]
+    finally:
+        db.close()
+    assert [s > 256 * 1024 for s, _ in sizes] == [True, False, True], sizes
+    assert all(ok for _, ok in sizes), sizes
