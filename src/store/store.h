@@ -504,6 +504,10 @@ int store_snap_quota(struct store_snap *sn, const char *user, struct store_quota
 /* For SMTP RCPT (loop thread, one indexed row): true if the account is at
  * or over a limit already. */
 bool store_quota_full(struct store *st, int64_t user_id);
+/* For SMTP RCPT with a declared size (RFC 1870; 0 = unknown): false if the
+ * account is full already or one more message of that size would take it
+ * over a limit. */
+bool store_quota_fits(struct store *st, int64_t user_id, uint64_t size);
 
 /* The MIME cache (mime/mime.h): the store does not include mime headers; the
  * daemon and the CLI give it the builder. With a builder set, every message

@@ -398,3 +398,28 @@ def test_large_messages_get_their_cache(make_server):
         db.close()
     assert [s > 256 * 1024 for s, _ in sizes] == [True, False, True], sizes
     assert all(ok for _, ok in sizes), sizes
+
+
+def test_declared_size_refused_at_rcpt(server):
+    """RFC 1870 6.2: with SIZE= at MAIL, a recipient whose quota the message
+    cannot fit is refused at RCPT (452 4.2.2), alone; the other recipients
+    get the message and the quota holds."""
+    a, b = "sized@example.test", "sized2@example.test"
+    new_user(server, a)
+    new_user(server, b)
+    server.cli("quota", "set", a, "4k", "0")
+    body = "s" * 6000 + "\r\n"
+    msg = make_message("sender@remote.test", b, "sized", body)
+    with server.client("mx") as c:
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<sender@remote.test> SIZE=%d" % len(msg)).code == 250
+        r = c.cmd("RCPT TO:<%s>" % a)
+        assert r.code == 452 and r.enh == "4.2.2" and "Mailbox full" in r.text, r
+        assert c.cmd("RCPT TO:<%s>" % b).code == 250
+        assert c.data(msg).code == 250
+        # a declared size that fits is accepted
+        assert c.cmd("MAIL FROM:<sender@remote.test> SIZE=100").code == 250
+        assert c.cmd("RCPT TO:<%s>" % a).code == 250
+        assert c.data(make_message("sender@remote.test", a, "fits", "ok\r\n")).code == 250
+    assert server.count(a) == 1 and server.count(b) == 1
+    assert quota_used(server, a) <= 4096
