@@ -423,3 +423,70 @@ def test_declared_size_refused_at_rcpt(server):
         assert c.data(make_message("sender@remote.test", a, "fits", "ok\r\n")).code == 250
     assert server.count(a) == 1 and server.count(b) == 1
     assert quota_used(server, a) <= 4096
+
+
+def test_highestmodseq_and_vanished(server):
+    """RFC 7162: every change to a mailbox (APPEND, STORE, COPY into it, MOVE
+    out of it, EXPUNGE, a delivery) raises HIGHESTMODSEQ; UIDs are never
+    reused; SELECT (QRESYNC) from the first state reports exactly the UIDs
+    that went (VANISHED (EARLIER))."""
+    user = "modseq@example.test"
+    new_user(server, user)
+    a = server.imap_login(user, PASSWORD)
+    b = server.imap_login(user, PASSWORD)
+    assert a.cmd("ENABLE QRESYNC").ok
+
+    def status():
+        r = b.cmd("STATUS INBOX (HIGHESTMODSEQ UIDNEXT UIDVALIDITY)")
+        assert r.ok, r
+        m = re.search(r"HIGHESTMODSEQ (\d+) UIDNEXT (\d+) UIDVALIDITY (\d+)", " ".join(r.untagged))
+        assert m, r
+        return tuple(int(x) for x in m.groups())
+
+    def append(subject):
+        msg = "Subject: %s\r\n\r\nx\r\n" % subject
+        r = a.cmd("APPEND INBOX {%d+}\r\n%s" % (len(msg), msg))
+        assert r.ok, r
+        return int(re.search(r"APPENDUID \d+ (\d+)", r.text).group(1))
+
+    first = status()
+    uids = [append("m%d" % i) for i in range(6)]
+    assert uids == sorted(uids) and uids[0] >= first[1]
+    r = a.cmd("SELECT INBOX")
+    assert r.ok, r
+    seen = [status()]
+    steps = [
+        "UID STORE %d +FLAGS (\\Flagged)" % uids[0],
+        "UID STORE %d +FLAGS (\\Deleted)" % uids[1],
+        "UID EXPUNGE %d" % uids[1],
+        "UID MOVE %d Archive" % uids[2],
+        "UID COPY %d INBOX" % uids[3],
+        "UID MOVE %d,%d Trash" % (uids[4], uids[5]),
+    ]
+    for step in steps:
+        r = a.cmd(step)
+        assert r.ok, (step, r)
+        seen.append(status())
+        assert seen[-1][0] > seen[-2][0], (step, seen)   # HIGHESTMODSEQ up
+        assert seen[-1][1] >= seen[-2][1]                # UIDNEXT never down
+    # a delivery too
+    d_before = status()
+    with server.client("mx") as c:
+        c.ehlo()
+        d = c.mail("s@remote.test", [user], make_message("s@remote.test", user, "d", "x\r\n"))
+        assert d.code == 250, d
+    d_after = status()
+    assert d_after[0] > d_before[0] and d_after[1] > d_before[1]
+    a.cmd("CLOSE")
+    uv, modseq0 = first[2], seen[0][0]
+    r = a.cmd("SELECT INBOX (QRESYNC (%d %d))" % (uv, modseq0))
+    assert r.ok, r
+    van = [l for l in r.untagged if l.startswith("* VANISHED (EARLIER)")]
+    assert uids == list(range(uids[0], uids[0] + 6))
+    assert van == ["* VANISHED (EARLIER) %d:%d,%d:%d" % (uids[1], uids[2], uids[4], uids[5])], van
+    # the copy got a new UID, above every one before
+    r = a.cmd("UID SEARCH ALL")
+    left = [int(x) for x in " ".join(l for l in r.untagged if l.startswith("* SEARCH")).split()[2:]]
+    assert left[:2] == [uids[0], uids[3]] and len(left) == 4 and left[2] > uids[5], left
+    a.close()
+    b.close()
