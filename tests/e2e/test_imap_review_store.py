@@ -89,7 +89,8 @@ def copyuid_dst(m):
 
 
 def worker(server, user, no, stop, killing, acked, errors):
-    """APPEND, then UID STORE / UID COPY / UID MOVE on what it appended;
+    """APPEND (every tenth message ~500 KB: its cache is built off the
+    committer), then UID STORE / UID COPY / UID MOVE on what it appended;
     records every change the server acknowledged with OK."""
     try:
         m = imap_login(server, user)
@@ -104,7 +105,7 @@ def worker(server, user, no, stop, killing, acked, errors):
             seq += 1
             tag = "w%d-%d" % (no, seq)
             msg = ("From: <w@remote.test>\r\nTo: <%s>\r\nSubject: %s\r\n\r\n%s\r\n"
-                   % (user, tag, ("body %s\r\n" % tag) * (1 + seq % 40))).encode()
+                   % (user, tag, ("body %s\r\n" % tag) * (1 + seq % 40 if seq % 10 else 30000))).encode()
             typ, data = m.append("INBOX", None, None, msg)
             if typ != "OK":
                 continue
