@@ -137,6 +137,7 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 	tx->body8 = m.body == SMTP_BODY_8BITMIME;
 	tx->ret = m.ret;
 	tx->envid = m.envid;
+	tx->size_declared = m.has_size ? m.size : 0;
 	m.addr = m.ret = m.envid = NULL;
 	smtp_mail_args_free(&m);
 	smtp_reply(s, 250, "2.1.0", "Ok");
@@ -203,9 +204,15 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 			return;
 		}
 		/* RFC 3463 X.2.2, temporary as Postfix and Dovecot's LMTP do by
-		 * default (quota_full_tempfail): the account may be emptied. */
+		 * default (quota_full_tempfail): the account may be emptied. The
+		 * size declared at MAIL (RFC 1870 6.2: a recipient's own limit
+		 * may refuse it at RCPT) counts: a message that cannot fit is
+		 * refused for that recipient alone, not at the end of data for
+		 * every recipient (store_commit lets it take an account with
+		 * room left over its limit when other recipients wait for it). */
 		for (size_t i = 0; i < t.n; i++) {
-			if (t.v[i].user_id > 0 && store_quota_full(st, t.v[i].user_id)) {
+			if (t.v[i].user_id > 0 &&
+			    !store_quota_fits(st, t.v[i].user_id, tx->size_declared)) {
 				smtp_reply(s, 452, "4.2.2", "<%s>: Mailbox full", r.addr);
 				store_targets_free(&t);
 				smtp_rcpt_args_free(&r);

@@ -86,6 +86,7 @@ struct smtp_tx {
 	char *ins_msgid; /* header lines to insert (submission) */
 	char *ins_date;
 	int result; /* reply code logged, 0 while running */
+	uint64_t size_declared; /* MAIL FROM SIZE= (RFC 1870), 0 if none */
 };
 
 /* Owned by the core session's lifetime rules (core/session.h): freed when the

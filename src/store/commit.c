@@ -416,6 +416,21 @@ static void req_free(struct store_commit_req *req)
 	free(req);
 }
 
+/* Any thread: hands a request to the committer. */
+static void commit_enqueue(void *arg)
+{
+	struct store_commit_req *req = arg;
+	struct store *st = req->st;
+	pthread_mutex_lock(&st->mu);
+	if (st->tail)
+		st->tail->next = req;
+	else
+		st->head = req;
+	st->tail = req;
+	pthread_cond_signal(&st->cond);
+	pthread_mutex_unlock(&st->mu);
+}
+
 void store_commit(struct store *st, struct store_spool *sp, const struct store_delivery *d,
 		  store_commit_cb *cb, void *arg)
 {
@@ -452,17 +467,11 @@ void store_commit(struct store *st, struct store_spool *sp, const struct store_d
 	req->cb = cb;
 	req->arg = arg;
 
-	/* A write still in flight: the committer waits for it (batch_blobs). */
+	/* A write still in flight: the committer (or the builder) waits for it
+	 * (batch_blobs). */
 	sp->ready = NULL;
 	sp->committed = true;
-	pthread_mutex_lock(&st->mu);
-	if (st->tail)
-		st->tail->next = req;
-	else
-		st->head = req;
-	st->tail = req;
-	pthread_cond_signal(&st->cond);
-	pthread_mutex_unlock(&st->mu);
+	store_prebuild(st, &req->sp, 1, &req->cache, commit_enqueue, req);
 }
 
 static void commit_done(void *arg)
@@ -690,6 +699,89 @@ void store_spool_cache(struct store *st, struct store_spool *sp, struct buf *out
 		close(fd);
 }
 
+/* ---- the cache builder ---- */
+
+struct store_prebuild {
+	struct store_prebuild *next;
+	struct store_spool **sps;
+	size_t n;
+	struct buf *out;
+	void (*then)(void *arg);
+	void *arg;
+};
+
+static bool prebuild_wanted(const struct store_spool *sp)
+{
+	return sp->size > STORE_CACHE_INLINE_MAX;
+}
+
+void store_prebuild(struct store *st, struct store_spool **sps, size_t n, struct buf *out,
+		    void (*then)(void *arg), void *arg)
+{
+	bool any = false;
+	for (size_t i = 0; i < n && st->cache_fn != NULL; i++)
+		any = any || prebuild_wanted(sps[i]);
+	if (!any || !st->builder_running) {
+		then(arg);
+		return;
+	}
+	struct store_prebuild *b = xcalloc(1, sizeof *b);
+	*b = (struct store_prebuild){NULL, sps, n, out, then, arg};
+	pthread_mutex_lock(&st->mu);
+	if (st->build_tail)
+		st->build_tail->next = b;
+	else
+		st->build_head = b;
+	st->build_tail = b;
+	pthread_cond_signal(&st->build_cond);
+	pthread_mutex_unlock(&st->mu);
+}
+
+/* Builder thread: the bytes as they will be stored (every write done), read
+ * from the spool file; the committer renames it only after then(). A spool
+ * whose write failed gets nothing here: the committer fails it. */
+static void prebuild_one(struct store *st, struct store_spool *sp, struct buf *out)
+{
+	if (spool_write_wait(sp) < 0 || sp->err || spool_flush(sp) < 0)
+		return;
+	int fd = openat(st->spool_dfd, sp->name, O_RDONLY | O_CLOEXEC);
+	void *p = fd >= 0 ? mmap(NULL, sp->size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+	if (p != MAP_FAILED) {
+		st->cache_fn(p, sp->size, out);
+		munmap(p, sp->size);
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+static void *builder_main(void *arg)
+{
+	struct store *st = arg;
+	pthread_mutex_lock(&st->mu);
+	for (;;) {
+		while (st->build_head == NULL && !st->builder_stopping)
+			pthread_cond_wait(&st->build_cond, &st->mu);
+		struct store_prebuild *b = st->build_head;
+		if (b == NULL)
+			break; /* stopping, and nothing left */
+		st->build_head = b->next;
+		if (st->build_head == NULL)
+			st->build_tail = NULL;
+		st->building++;
+		pthread_mutex_unlock(&st->mu);
+		for (size_t i = 0; i < b->n; i++)
+			if (prebuild_wanted(b->sps[i]))
+				prebuild_one(st, b->sps[i], &b->out[i]);
+		b->then(b->arg);
+		free(b);
+		pthread_mutex_lock(&st->mu);
+		st->building--;
+		pthread_cond_broadcast(&st->idle);
+	}
+	pthread_mutex_unlock(&st->mu);
+	return NULL;
+}
+
 void store_spools_take(struct store_spool **sps, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -789,25 +881,87 @@ static int rcpts_exist(struct store_db *d, struct store_commit_req *req)
 	return 1;
 }
 
+/* 1 if the account is at or over a limit (store_quota_full's rule, on the
+ * committer's connection), 0 if not, -1 on error. */
+static int quota_at_limit(struct store_db *d, int64_t user_id)
+{
+	sqlite3_stmt *s = store_sql(d, "SELECT (storage_limit > 0 AND storage_used >="
+				    " storage_limit) OR (message_limit > 0 AND message_used >="
+				    " message_limit) FROM quotas WHERE user_id = ?1", NULL);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, user_id);
+	int rc = sqlite3_step(s);
+	int r = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) != 0 : rc == SQLITE_DONE ? 0 : -1;
+	store_stmt_done(s);
+	return r;
+}
+
+/* Counts without checking the limits (the grace below). */
+static int quota_force(struct store_db *d, int64_t user_id, int64_t bytes)
+{
+	sqlite3_stmt *s = store_sql(d, "UPDATE quotas SET storage_used = storage_used + ?2,"
+				    " message_used = message_used + 1 WHERE user_id = ?1", NULL);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, user_id);
+	sqlite3_bind_int64(s, 2, bytes);
+	int rc = sqlite3_step(s);
+	store_stmt_done(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 /* RFC 9208 5.1: counts the message against every local recipient's quota,
- * one UPDATE each. 1 counted, 0 a recipient is over a limit (nothing
- * counted: the ones already counted are taken back), -1 error. */
+ * one UPDATE each. 1 counted, 0 refused (nothing counted: the ones already
+ * counted are taken back), -1 error.
+ * SMTP has one reply at end of data for every recipient, and RCPT refuses
+ * only an account at or over its limit already (store_quota_full, 452
+ * 4.2.2). A message that does not fit an account still under its limit is
+ * therefore refused only when it has no other recipient: refusing it for
+ * all would come back on every retry (the retry's RCPT accepts that account
+ * again) and hold the other recipients' copy hostage until the sender gives
+ * up. With other recipients, such an account takes this last message over
+ * its limit (as Dovecot's quota_grace lets the message that crosses the
+ * limit in); the next delivery's RCPT refuses it. An account already at its
+ * limit (it filled up after RCPT) refuses the whole delivery: the retry's
+ * RCPT then refuses that recipient alone. */
 static int quota_count(struct store_db *d, struct store_commit_req *req)
 {
 	int64_t size = (int64_t)req->sp->size;
-	for (size_t i = 0; i < req->n_users; i++) {
-		int r = store_quota_add(d, req->user_ids[i], size, 1);
-		if (r == 1)
-			continue;
-		for (size_t k = 0; k < i; k++)
-			if (store_quota_add(d, req->user_ids[k], -size, -1) < 0)
-				return -1;
-		if (r == 0)
-			log_info("store: %s: recipient user id %lld is over quota; not stored",
-				 req->txid, (long long)req->user_ids[i]);
-		return r;
+	bool *over = xcalloc(req->n_users ? req->n_users : 1, sizeof *over);
+	size_t n_over = 0;
+	int r = 1;
+	for (size_t i = 0; i < req->n_users && r == 1; i++) {
+		int k = store_quota_add(d, req->user_ids[i], size, 1);
+		if (k < 0)
+			r = -1;
+		else if (k == 0)
+			over[i] = true, n_over++;
 	}
-	return 1;
+	if (r == 1 && n_over > 0) {
+		if (n_over == req->n_users && req->n_remote == 0)
+			r = 0; /* nobody else waits for this message */
+		for (size_t i = 0; i < req->n_users && r == 1; i++) {
+			if (!over[i])
+				continue;
+			int k = quota_at_limit(d, req->user_ids[i]);
+			if (k != 0)
+				r = k < 0 ? -1 : 0;
+		}
+		for (size_t i = 0; i < req->n_users && r == 1; i++)
+			if (over[i] && quota_force(d, req->user_ids[i], size) < 0)
+				r = -1;
+	}
+	if (r != 1) {
+		/* take back what was counted (the caller rolls back on -1 anyway) */
+		for (size_t i = 0; i < req->n_users && r == 0; i++)
+			if (!over[i] && store_quota_add(d, req->user_ids[i], -size, -1) < 0)
+				r = -1;
+		if (r == 0)
+			log_info("store: %s: a recipient is over quota; not stored", req->txid);
+	}
+	free(over);
+	return r;
 }
 
 static int insert_one(struct store_db *d, struct store_commit_req *req, time_t now)
@@ -920,7 +1074,7 @@ static void batch_run(struct store *st, struct store_commit_req *list, struct st
 	}
 	/* Outside the transaction: CPU work on bytes already durable. */
 	for (size_t i = 0; st->cache_fn != NULL && i < n; i++)
-		if (!v[i]->empty && !v[i]->err)
+		if (!v[i]->empty && !v[i]->err && v[i]->cache.len == 0)
 			store_spool_cache(st, v[i]->sp, &v[i]->cache);
 	int r = n_ok ? batch_metadata(st, v, n) : 0;
 	for (size_t i = 0; i < n; i++) {
@@ -1004,6 +1158,10 @@ int store_committer_start(struct store *st)
 		return -1;
 	}
 	st->committer_running = true;
+	if (pthread_create(&st->builder, NULL, builder_main, st) == 0)
+		st->builder_running = true;
+	else
+		log_warn("store: no cache builder thread; the committer builds every cache");
 	if (pthread_create(&st->stocker, NULL, stocker_main, st) == 0)
 		st->stocker_running = true;
 	else
@@ -1016,7 +1174,8 @@ void store_wait_idle(struct store *st)
 	if (!st->started || !st->committer_running)
 		return;
 	pthread_mutex_lock(&st->mu);
-	while (st->head != NULL || st->jobs_head != NULL || st->working)
+	while (st->head != NULL || st->jobs_head != NULL || st->working ||
+	       st->build_head != NULL || st->building)
 		pthread_cond_wait(&st->idle, &st->mu);
 	pthread_mutex_unlock(&st->mu);
 }
@@ -1024,6 +1183,15 @@ void store_wait_idle(struct store *st)
 /* Also called on a failed start, when only the syncers run. */
 void store_committer_stop(struct store *st)
 {
+	if (st->builder_running) {
+		/* it hands what it still holds to the committer first */
+		pthread_mutex_lock(&st->mu);
+		st->builder_stopping = true;
+		pthread_cond_signal(&st->build_cond);
+		pthread_mutex_unlock(&st->mu);
+		pthread_join(st->builder, NULL);
+		st->builder_running = false;
+	}
 	if (st->committer_running) {
 		pthread_mutex_lock(&st->mu);
 		st->stopping = true;

@@ -149,7 +149,8 @@ static void append_prep(struct store_op *op)
 		}
 	}
 	for (size_t i = 0; op->result == STORE_OK && op->st->cache_fn != NULL && i < op->n; i++)
-		store_spool_cache(op->st, op->sps[i], &op->caches[i]);
+		if (op->caches[i].len == 0) /* not built by store_prebuild */
+			store_spool_cache(op->st, op->sps[i], &op->caches[i]);
 }
 
 static int append_body(struct store_op *op, struct store_db *d)
@@ -250,6 +251,11 @@ static void append_done(struct store_op *op)
 		      op->result == STORE_OK ? op->first_uid : 0);
 }
 
+static void append_queue(void *arg)
+{
+	store_op_queue(arg);
+}
+
 void store_append(struct store *st, const char *user, const char *mailbox,
 		  struct store_spool **sps, size_t n, const char *const *flags,
 		  const time_t *dates, const int *tzs, store_append_cb *cb, void *arg)
@@ -283,7 +289,8 @@ void store_append(struct store *st, const char *user, const char *mailbox,
 	op->done = append_done;
 	op->append_cb = cb;
 	op->arg = arg;
-	store_op_queue(op);
+	/* large messages get their cache off the committer first */
+	store_prebuild(st, op->sps, n, op->caches, append_queue, op);
 }
 
 /* ---- STORE ---- */

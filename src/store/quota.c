@@ -107,3 +107,20 @@ bool store_quota_full(struct store *st, int64_t user_id)
 	store_stmt_done(s);
 	return full;
 }
+
+bool store_quota_fits(struct store *st, int64_t user_id, uint64_t size)
+{
+	if (size > INT64_MAX)
+		size = INT64_MAX;
+	sqlite3_stmt *s = store_sql(&st->main, "SELECT (storage_limit > 0 AND (storage_used >="
+				    " storage_limit OR storage_used + ?2 > storage_limit)) OR"
+				    " (message_limit > 0 AND message_used >= message_limit)"
+				    " FROM quotas WHERE user_id = ?1", NULL);
+	if (s == NULL)
+		return true; /* the commit checks again */
+	sqlite3_bind_int64(s, 1, user_id);
+	sqlite3_bind_int64(s, 2, (int64_t)size);
+	bool over = sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) != 0;
+	store_stmt_done(s);
+	return !over;
+}

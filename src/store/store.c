@@ -592,6 +592,7 @@ struct store *store_open(const char *data_dir, char **err_r)
 	pthread_cond_init(&st->cond, NULL);
 	pthread_cond_init(&st->idle, NULL);
 	pthread_cond_init(&st->stock_cond, NULL);
+	pthread_cond_init(&st->build_cond, NULL);
 	pthread_mutex_init(&st->sync_mu, NULL);
 	pthread_cond_init(&st->sync_go, NULL);
 	pthread_cond_init(&st->sync_done, NULL);
@@ -677,6 +678,7 @@ void store_close(struct store **stp)
 	pthread_cond_destroy(&st->cond);
 	pthread_cond_destroy(&st->idle);
 	pthread_cond_destroy(&st->stock_cond);
+	pthread_cond_destroy(&st->build_cond);
 	pthread_mutex_destroy(&st->sync_mu);
 	pthread_cond_destroy(&st->sync_go);
 	pthread_cond_destroy(&st->sync_done);

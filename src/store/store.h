@@ -504,13 +504,22 @@ int store_snap_quota(struct store_snap *sn, const char *user, struct store_quota
 /* For SMTP RCPT (loop thread, one indexed row): true if the account is at
  * or over a limit already. */
 bool store_quota_full(struct store *st, int64_t user_id);
+/* For SMTP RCPT with a declared size (RFC 1870; 0 = unknown): false if the
+ * account is full already or one more message of that size would take it
+ * over a limit. */
+bool store_quota_fits(struct store *st, int64_t user_id, uint64_t size);
 
 /* The MIME cache (mime/mime.h): the store does not include mime headers; the
  * daemon and the CLI give it the builder. With a builder set, every message
  * committed (store_commit, store_append) gets its cache in the same
- * transaction (built on the committer from the spool's bytes; large blobs
- * mapped read-only). Messages stored before have none (store_msg.cache NULL):
- * the reader builds it from the blob and may save it with store_cache_save. */
+ * transaction (built from the spool's bytes: on the committer, or for a
+ * message above STORE_CACHE_INLINE_MAX on a builder thread before it).
+ * Messages stored before have none (store_msg.cache NULL): the reader
+ * builds it from the blob and may save it with store_cache_save. */
+/* Messages above this size get their cache built on the store's builder
+ * thread before they reach the committer (still in the same transaction as
+ * their row): parsing tens of MB must not hold other sessions' commits. */
+#define STORE_CACHE_INLINE_MAX (256 * 1024)
 typedef void store_cache_build_fn(const char *msg, size_t len, struct buf *out);
 void store_set_cache_builder(struct store *st, store_cache_build_fn *fn);
 /* Any thread (requires store_start); copies cache; a job on the committer

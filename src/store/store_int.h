@@ -116,6 +116,13 @@ struct store {
 	pthread_cond_t stock_cond;
 	int stock_fd[STORE_SPOOL_STOCK];
 	char stock_name[STORE_SPOOL_STOCK][STORE_BLOB_NAME_LEN + 1];
+	/* the cache builder (store_prebuild): large messages get their MIME
+	 * cache built here before they reach the committer (under mu) */
+	bool builder_running, builder_stopping;
+	pthread_t builder;
+	pthread_cond_t build_cond;
+	struct store_prebuild *build_head, *build_tail;
+	unsigned building; /* items taken by the builder and not yet handed on */
 
 	/* helpers that run fdatasync in parallel: one journal commit serves many */
 	unsigned n_syncers;
@@ -197,6 +204,16 @@ void store_spools_durable(struct store *st, struct store_spool **sps, size_t n, 
 void store_spool_cache(struct store *st, struct store_spool *sp, struct buf *out);
 const char *store_spool_blob(const struct store_spool *sp);
 void store_spool_release(struct store_spool *sp, bool renamed);
+/* Large messages (above STORE_CACHE_INLINE_MAX) get their MIME cache built on
+ * the store's builder thread before they are handed to the committer, so that
+ * building it (mapping and parsing tens of MB can take hundreds of ms) never
+ * holds the other sessions' commits: then(arg) runs on the builder thread
+ * once out[i] holds the cache of each large sps[i] (out[i] stays empty for
+ * the others and on failure: the committer builds those). Without a builder
+ * or without a large spool, then(arg) runs at once on the calling thread.
+ * Loop thread, after store_spools_take / store_commit took the spools. */
+void store_prebuild(struct store *st, struct store_spool **sps, size_t n, struct buf *out,
+		    void (*then)(void *arg), void *arg);
 
 /* read.c: the reads on a given connection (main, the committer's, or a
  * worker's). */

@@ -1053,6 +1053,88 @@ static const char recount_sql[] =
 	" (SELECT count(*) FROM mailboxes b JOIN mailbox_messages mm ON mm.mailbox_id = b.id"
 	" WHERE b.user_id = q.user_id)";
 
+/* One delivery, several recipients (user ids, remote count). */
+static int deliver_ids(struct env *e, const int64_t *ids, size_t n, size_t n_remote,
+		       const char *text, size_t len)
+{
+	struct store_spool *sp = spool_of(e, text, len);
+	struct store_remote_rcpt rem = {.addr = "far@remote.org"};
+	struct store_delivery d = {.txid = "T", .mail_from = "x@remote.org",
+				   .received = 1700000000, .user_ids = ids, .n_users = n,
+				   .remote = &rem, .n_remote = n_remote};
+	struct wait w = {0};
+	store_commit(e->st, sp, &d, res_cb, &w);
+	run_until(e->l, &w.done);
+	return w.result;
+}
+
+static int64_t user_id_of(struct env *e, const char *u)
+{
+	struct store_targets t = {0};
+	int64_t id = store_resolve(e->st, u, &t) == 1 ? t.v[0].user_id : 0;
+	store_targets_free(&t);
+	return id;
+}
+
+/* A delivery to several recipients where the message does not fit one of
+ * them. SMTP has one reply at end of data for all recipients, and RCPT only
+ * refuses an account at or over its limit already (store_quota_full): a
+ * refusal at commit for an account that was under its limit would come
+ * back on every retry and hold the other recipients' copy hostage for ever.
+ * So such an account takes this last message over its limit (Dovecot's
+ * quota_grace does the same for the message that crosses the limit), unless
+ * the message has no other recipient; an account already at its limit (it
+ * filled up after RCPT) still refuses the whole delivery, and the retry's
+ * RCPT then refuses that recipient alone. */
+static void test_quota_multi_rcpt(void)
+{
+	struct env e;
+	if (!env_new(&e)) {
+		CHECK(0);
+		return;
+	}
+	const char *a = "alice@example.com", *b = "bob@example.com";
+	int64_t ids[2] = {user_id_of(&e, a), user_id_of(&e, b)};
+	char *err = NULL;
+	char text[200];
+	memset(text, 'x', sizeof text);
+	CHECK_INT(1, store_quota_set(e.st, a, 100, 0, &err), 0);
+	CHECK_INT(2, deliver(&e, a, text, 60), STORE_COMMIT_OK);
+	/* alone, a message that does not fit is refused */
+	CHECK_INT(3, deliver(&e, a, text, 60), STORE_COMMIT_OVERQUOTA);
+	/* with bob as well, both get it; alice goes over by this message */
+	CHECK_INT(4, deliver_ids(&e, ids, 2, 0, text, 60), STORE_COMMIT_OK);
+	struct store_quota q;
+	CHECK_INT(5, store_quota_get(e.st, a, &q, &err), 0);
+	CHECK_INT(6, q.storage_used, 120);
+	CHECK_INT(7, store_quota_get(e.st, b, &q, &err), 0);
+	CHECK_INT(8, q.storage_used, 60);
+	CHECK_INT(9, sql_int(recount_sql), 0);
+	/* now at (over) its limit: the whole delivery is refused, nothing counted */
+	CHECK(store_quota_full(e.st, ids[0]));
+	int blobs = count_blobs();
+	CHECK_INT(10, deliver_ids(&e, ids, 2, 0, text, 10), STORE_COMMIT_OVERQUOTA);
+	CHECK_INT(11, count_blobs(), blobs);
+	CHECK_INT(12, store_quota_get(e.st, b, &q, &err), 0);
+	CHECK_INT(13, q.storage_used, 60);
+	/* a local recipient and a remote one: the remote one is not held hostage */
+	CHECK_INT(14, store_quota_set(e.st, a, 200, 0, &err), 0);
+	CHECK_INT(15, deliver_ids(&e, ids, 1, 1, text, 100), STORE_COMMIT_OK);
+	CHECK_INT(16, sql_int("SELECT count(*) FROM queue"), 1);
+	/* both over: refused, the retry would change nothing for anyone else */
+	CHECK_INT(17, store_quota_set(e.st, a, 230, 0, &err), 0);
+	CHECK_INT(18, store_quota_set(e.st, b, 70, 0, &err), 0);
+	CHECK_INT(19, deliver_ids(&e, ids, 2, 0, text, 20), STORE_COMMIT_OVERQUOTA);
+	/* the message limit the same way */
+	CHECK_INT(20, store_quota_set(e.st, a, 0, 3, &err), 0);
+	CHECK_INT(21, store_quota_set(e.st, b, 0, 0, &err), 0);
+	CHECK_INT(22, deliver_ids(&e, ids, 2, 0, text, 5), STORE_COMMIT_OVERQUOTA);
+	CHECK_INT(23, store_quota_set(e.st, a, 0, 4, &err), 0);
+	CHECK_INT(24, deliver_ids(&e, ids, 2, 0, text, 5), STORE_COMMIT_OK);
+	CHECK_INT(25, sql_int(recount_sql), 0);
+	env_free(&e);
+}
+
 static void test_quota_counters(void)
 {
 	struct env e;
@@ -1182,6 +1264,54 @@ static void test_cache(void)
 	env_free(&e);
 }
 
+/* Building the cache of a large message does not hold the committer: a
+ * small delivery committed while a 300 KiB one's cache is being built (here
+ * a builder that takes 1.5 s) completes first; the large one still gets its
+ * cache, in the same transaction as its row (an APPEND the same way). */
+static void slow_builder(const char *msg, size_t len, struct buf *out)
+{
+	if (len > STORE_CACHE_INLINE_MAX)
+		usleep(1500 * 1000);
+	buf_printf(out, "built %zu", len);
+}
+
+static void test_cache_off_committer(void)
+{
+	struct env e;
+	if (!env_new(&e)) {
+		CHECK(0);
+		return;
+	}
+	const char *u = "alice@example.com";
+	int64_t id = user_id_of(&e, u);
+	store_set_cache_builder(e.st, slow_builder);
+	size_t big = 300 * 1024;
+	char *text = xmalloc(big);
+	memset(text, 'b', big);
+	struct store_delivery d = {.txid = "T", .mail_from = "x@remote.org",
+				   .received = 1700000000, .user_ids = &id, .n_users = 1};
+	struct wait wbig = {0};
+	store_commit(e.st, spool_of(&e, text, big), &d, res_cb, &wbig);
+	CHECK_INT(1, deliver(&e, u, "small\r\n", 7), STORE_COMMIT_OK);
+	CHECK(!wbig.done); /* the small one did not wait for the large one's cache */
+	run_until(e.l, &wbig.done);
+	CHECK_INT(2, wbig.result, STORE_COMMIT_OK);
+	/* an APPEND of a large message, then a small one */
+	struct store_spool *sp = spool_of(&e, text, big);
+	struct wait wapp = {0};
+	store_append(e.st, u, "INBOX", &sp, 1, NULL, NULL, NULL, append_cb, &wapp);
+	CHECK_INT(3, deliver(&e, u, "small\r\n", 7), STORE_COMMIT_OK);
+	CHECK(!wapp.done);
+	run_until(e.l, &wapp.done);
+	CHECK_INT(4, wapp.result, STORE_OK);
+	free(text);
+	struct snap_req r = {.user = u, .mailbox = "INBOX", .cache = true};
+	snap_run(&e, read_msgs, &r);
+	CHECK_STR(5, r.text, "1:built 7;2:built 307200;3:built 7;4:built 307200");
+	CHECK_INT(6, count_blobs(), 4);
+	env_free(&e);
+}
+
 /* DELETE announces STORE_CHANGE_DELETED; APPEND to INBOX announces NEW. */
 static void test_notifications(void)
 {
@@ -1250,6 +1380,12 @@ static const char schema_v2_fixture[] =
 	"INSERT INTO mailbox_messages VALUES (1, 1, 1, '\\Seen', 2, 1700000000),"
 	" (1, 2, 2, '', 3, 1700000001), (2, 1, 2, '', 2, 1700000001), (3, 1, 1, '', 2, 1700000000);"
 	"INSERT INTO counters VALUES ('uidvalidity', 1600000004);"
+	/* a queued message with no mailbox entry, and an alias */
+	"INSERT INTO messages VALUES (3, 'ccc', 30, 1700000002, 'a@example.com', 'E1', 'HDRS',"
+	" 'alice@example.com');"
+	"INSERT INTO queue VALUES (7, 3, 'far@remote.org', 'rfc822;far@remote.org', 'FAILURE', 2,"
+	" 1700000500, '451 later', 1700000002);"
+	"INSERT INTO aliases VALUES (5, 1, 'info', 'alice@example.com');"
 	"PRAGMA user_version = 2;";
 
 static void test_migration(void)
@@ -1288,6 +1424,28 @@ static void test_migration(void)
 		{"SELECT storage_limit + message_limit FROM quotas", 0},
 		{"SELECT count(*) FROM expunged", 0},
 		{"SELECT count(*) FROM pragma_foreign_key_check", 0},
+		/* the rows of version 2, row for row */
+		{"SELECT count(*) FROM queue WHERE id = 7 AND message_id = 3 AND rcpt ="
+		 " 'far@remote.org' AND orcpt = 'rfc822;far@remote.org' AND notify = 'FAILURE'"
+		 " AND attempts = 2 AND next_try = 1700000500 AND last_error = '451 later'"
+		 " AND created = 1700000002", 1},
+		{"SELECT count(*) FROM queue", 1},
+		{"SELECT count(*) FROM messages WHERE id = 3 AND blob = 'ccc' AND size = 30 AND"
+		 " received = 1700000002 AND mail_from = 'a@example.com' AND envid = 'E1' AND"
+		 " ret = 'HDRS' AND auth_user = 'alice@example.com'", 1},
+		{"SELECT count(*) FROM messages", 3},
+		{"SELECT count(*) FROM aliases WHERE id = 5 AND domain_id = 1 AND localpart = 'info'"
+		 " AND target = 'alice@example.com'", 1},
+		{"SELECT count(*) FROM users WHERE password_hash = 'x' AND created = 1600000000", 2},
+		{"SELECT (SELECT group_concat(mailbox_id || ':' || uid || ':' || message_id || ':' || flags"
+		 " || ':' || modseq || ':' || internaldate || ':' || internaldate_tz, ' ') FROM"
+		 " (SELECT * FROM mailbox_messages ORDER BY mailbox_id, uid)) = '1:1:1:\\Seen:2:"
+		 "1700000000:0 1:2:2::3:1700000001:0 2:1:2::2:1700000001:0 3:1:1::2:1700000000:0'",
+		 1},
+		{"SELECT (SELECT group_concat(id || ':' || user_id || ':' || name || ':' || uidvalidity || ':'"
+		 " || uidnext || ':' || highestmodseq, ' ') FROM (SELECT * FROM mailboxes WHERE id <= 4"
+		 " ORDER BY id)) = '1:1:INBOX:1600000001:3:3 2:2:INBOX:1600000002:2:2"
+		 " 3:1:Sent:1600000003:2:2 4:1:Lists:1600000004:1:1'", 1},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		long long got = sql_int(cases[i].sql);
@@ -1327,6 +1485,8 @@ int main(void)
 	test_run("append_atomic", test_append_atomic);
 	test_run("quota_limits", test_quota_limits);
 	test_run("quota_counters", test_quota_counters);
+	test_run("quota_multi_rcpt", test_quota_multi_rcpt);
+	test_run("cache_off_committer", test_cache_off_committer);
 	test_run("cache", test_cache);
 	test_run("notifications", test_notifications);
 	test_run("migration", test_migration);
