@@ -489,9 +489,13 @@ void store_copy(struct store *st, const char *user, const char *from, uint32_t u
 
 /* Quota (RFC 9208: STORAGE in KiB on the wire, MESSAGE): limits per account,
  * 0 = none; usage over every mailbox of the account, kept as counters in the
- * same transactions that add or remove messages. Deliveries (store_commit)
- * to an account over its limit fail with STORE_COMMIT_OVERQUOTA; SMTP asks
- * store_quota_full() at RCPT. */
+ * same transactions that add or remove messages. A delivery (store_commit)
+ * to an account at its limit, or one the message would take over it when no
+ * other recipient waits for the message, fails with STORE_COMMIT_OVERQUOTA;
+ * with other recipients the account may go over by this one message (as
+ * Dovecot's quota_grace), so one full mailbox cannot block the others' copy
+ * for ever (commit.c, quota_count). SMTP asks store_quota_full() and
+ * store_quota_fits() at RCPT. */
 int store_quota_set(struct store *st, const char *user, uint64_t storage_bytes, uint64_t messages,
 		    char **err_r);
 struct store_quota {
