@@ -154,7 +154,8 @@ bool mime_search_address(const char *msg, size_t len, const struct mime_cache *m
 			 const char *field, const char *needle);
 
 /* APPEND of a literal8 (RFC 3516 4.4, as Dovecot): every leaf part whose
- * Content-Transfer-Encoding is binary is rewritten as base64 (the field
+ * Content-Transfer-Encoding is binary and whose body holds a NUL (the one
+ * octet a plain literal cannot carry) is rewritten as base64 (the field
  * replaced in place, the body in 76-character lines), so that BODY[] never
  * carries NUL and BINARY[] gives the octets back. true with the converted
  * message appended to out; false (out untouched) if there is no such part. */

@@ -1015,6 +1015,10 @@ bool mime_binary_to_base64(const char *msg, size_t len, struct buf *out)
 		}
 		if (n_cte != 1 || cte_end[-1] != '\n')
 			continue;
+		/* only NUL cannot travel in a plain literal (RFC 9051 4.3,
+		 * CHAR8): other binary content is stored as it came */
+		if (memchr(msg + r.body_off, '\0', (size_t)r.body_len) == NULL)
+			continue;
 		buf_append(out, msg + done, (size_t)(cte - (msg + done)));
 		buf_appends(out, "Content-Transfer-Encoding: base64\r\n");
 		buf_append(out, cte_end, (size_t)(msg + r.body_off - cte_end));

@@ -652,12 +652,18 @@ static void test_binary_to_base64(void)
 	    /* the CTE field before Content-Type, in a multipart, next to a
 	     * text part; the boundary's CRLF is not encoded */
 	    {"Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n--b\r\n"
-	     "Content-Transfer-Encoding: BINARY\r\nContent-Type: image/png\r\n\r\n\x89PNG\x01"
+	     "Content-Transfer-Encoding: BINARY\r\nContent-Type: image/png\r\n\r\n\x89PNG\0\x01"
 	     "\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b--\r\n",
-	     0,
+	     169,
 	     "Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n--b\r\n"
-	     "Content-Transfer-Encoding: base64\r\nContent-Type: image/png\r\n\r\niVBORwE="
+	     "Content-Transfer-Encoding: base64\r\nContent-Type: image/png\r\n\r\niVBORwAB"
 	     "\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b--\r\n"},
+	    /* binary without NUL (8-bit text, bare CR): a plain literal can
+	     * carry it, so it is stored as it came */
+	    {"Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n--b\r\n"
+	     "Content-Transfer-Encoding: BINARY\r\nContent-Type: image/png\r\n\r\n\x89PNG\x01\r"
+	     "\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b--\r\n",
+	     0, NULL},
 	    {"Content-Transfer-Encoding: 8bit\r\n\r\n\xe4\r\n", 0, NULL},
 	    {"Content-Type: multipart/mixed; boundary=b\r\n"
 	     "Content-Transfer-Encoding: binary\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n",
