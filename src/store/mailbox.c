@@ -509,6 +509,38 @@ static int has_children(struct store_db *d, int64_t user_id, const char *name)
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Every UID of a mailbox, ascending (*uids_r: xmalloc, NULL when empty).
+ * 0, or -1 on a database error. */
+static int mailbox_uids(struct store_db *d, int64_t mailbox_id, uint32_t **uids_r, size_t *n_r)
+{
+	sqlite3_stmt *s = store_sql(d, "SELECT uid FROM mailbox_messages WHERE mailbox_id = ?1"
+				    " ORDER BY uid", NULL);
+	size_t n = 0, cap = 0;
+	uint32_t *uids = NULL;
+	int rc;
+
+	*uids_r = NULL;
+	*n_r = 0;
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, mailbox_id);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			uids = xrealloc(uids, cap * sizeof *uids);
+		}
+		uids[n++] = (uint32_t)sqlite3_column_int64(s, 0);
+	}
+	store_stmt_done(s);
+	if (rc != SQLITE_DONE) {
+		free(uids);
+		return -1;
+	}
+	*uids_r = uids;
+	*n_r = n;
+	return 0;
+}
+
 static int delete_body(struct store_op *op, struct store_db *d)
 {
 	int64_t user_id, id;
@@ -522,32 +554,18 @@ static int delete_body(struct store_op *op, struct store_db *d)
 	if ((r = has_children(d, user_id, op->name)) != 0)
 		return r < 0 ? STORE_ERROR : STORE_HASCHILDREN;
 	/* The messages first: their bodies may go, and the quota follows. */
-	sqlite3_stmt *s = store_sql(d, "SELECT uid FROM mailbox_messages WHERE mailbox_id = ?1"
-				    " ORDER BY uid", NULL);
-	if (s == NULL)
+	size_t n;
+	uint32_t *uids;
+	if (mailbox_uids(d, id, &uids, &n) < 0)
 		return STORE_ERROR;
-	sqlite3_bind_int64(s, 1, id);
-	size_t n = 0, cap = 0;
-	uint32_t *uids = NULL;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			uids = xrealloc(uids, cap * sizeof *uids);
-		}
-		uids[n++] = (uint32_t)sqlite3_column_int64(s, 0);
-	}
-	store_stmt_done(s);
 	uint64_t modseq = 0;
-	r = rc == SQLITE_DONE &&
-			    store_entries_remove(d, id, uids, &n, true, &modseq, &op->blobs) == 0
-		    ? STORE_OK
-		    : STORE_ERROR;
+	r = store_entries_remove(d, id, uids, &n, true, &modseq, &op->blobs) == 0 ? STORE_OK
+										      : STORE_ERROR;
 	free(uids);
 	if (r != STORE_OK)
 		return r;
 	/* The expunge log goes with the mailbox (ON DELETE CASCADE). */
-	s = store_sql(d, "DELETE FROM mailboxes WHERE id = ?1", NULL);
+	sqlite3_stmt *s = store_sql(d, "DELETE FROM mailboxes WHERE id = ?1", NULL);
 	if (s == NULL)
 		return STORE_ERROR;
 	sqlite3_bind_int64(s, 1, id);
@@ -579,25 +597,11 @@ static int rename_inbox(struct store_op *op, struct store_db *d, int64_t user_id
 		return r;
 	if (mailbox_find(d, user_id, op->to, &to_id) != 1)
 		return STORE_ERROR;
-	sqlite3_stmt *s = store_sql(d, "SELECT uid FROM mailbox_messages WHERE mailbox_id = ?1"
-				    " ORDER BY uid", NULL);
-	if (s == NULL)
+	size_t n;
+	uint32_t *uids;
+	if (mailbox_uids(d, inbox, &uids, &n) < 0)
 		return STORE_ERROR;
-	sqlite3_bind_int64(s, 1, inbox);
-	size_t n = 0, cap = 0;
-	uint32_t *uids = NULL;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			uids = xrealloc(uids, cap * sizeof *uids);
-		}
-		uids[n++] = (uint32_t)sqlite3_column_int64(s, 0);
-	}
-	store_stmt_done(s);
-	r = rc != SQLITE_DONE ? STORE_ERROR
-	    : n == 0	      ? STORE_OK
-			      : store_copy_entries(op, d, user_id, inbox, to_id, uids, n, true);
+	r = n == 0 ? STORE_OK : store_copy_entries(op, d, user_id, inbox, to_id, uids, n, true);
 	free(uids);
 	return r;
 }
