@@ -32,6 +32,9 @@ struct option {
 
 static const char *check_log_level(const char *v);
 static const char *check_listen(const char *v);
+static const char *check_outbound_tls(const char *v);
+static const char *check_outbound_inet(const char *v);
+static const char *check_relayhost_tls(const char *v);
 static const char *check_postmaster(const char *v);
 
 #define OFF(field) offsetof(struct config, field)
@@ -174,6 +177,82 @@ static const struct option config_options[] = {
 	{"commit_delay_us", OPT_INT, OFF(commit_delay_us), "0", 0, 100000,
 	 "Group commit: microseconds the committer waits for more messages before syncing a "
 	 "batch. 0: batch only what is already waiting (batches still form under load).", NULL},
+	{"dns_resolver", OPT_LIST, OFF(dns_resolver), "", NOLIMIT,
+	 "DNS servers to ask (ip or ip:port, IPv6 as [ip]:port), comma-separated. Empty: the "
+	 "nameservers of /etc/resolv.conf.", NULL},
+	{"dns_timeout_ms", OPT_INT, OFF(dns_timeout_ms), "3000", 50, 60000,
+	 "Milliseconds to wait for one DNS answer before trying again (or the next server).",
+	 NULL},
+	{"dns_tries", OPT_INT, OFF(dns_tries), "3", 1, 10,
+	 "DNS tries per query before it counts as a temporary failure.", NULL},
+	{"dns_cache_size", OPT_INT, OFF(dns_cache_size), "10000", 0, 10000000,
+	 "DNS answers kept in memory, each for at most its TTL; 0 disables the cache.", NULL},
+	{"outbound_port", OPT_INT, OFF(outbound_port), "25", 1, 65535,
+	 "Port of the mail exchangers postern delivers to (RFC 5321: 25; other values are for "
+	 "tests and private networks).", NULL},
+	{"outbound_tls", OPT_STRING, OFF(outbound_tls), "may", NOLIMIT,
+	 "TLS to mail exchangers: may (STARTTLS when offered, certificate not checked, RFC 7435 "
+	 "opportunistic), encrypt (STARTTLS required, not checked), verify (STARTTLS required, "
+	 "certificate and name checked), none (never).", check_outbound_tls},
+	{"outbound_tls_ca_file", OPT_STRING, OFF(outbound_tls_ca_file), "", NOLIMIT,
+	 "PEM CA bundle for outbound_tls = verify and relayhost_tls_verify. Empty: the "
+	 "system's (/etc/ssl/certs).", NULL},
+	{"outbound_inet", OPT_STRING, OFF(outbound_inet), "all", NOLIMIT,
+	 "Address families for outbound connections: all (IPv6 and IPv4 addresses of each host, "
+	 "IPv6 first), ipv4, ipv6.", check_outbound_inet},
+	{"outbound_connect_timeout", OPT_DURATION, OFF(outbound_connect_timeout), "30", 1, 3600,
+	 "Seconds to wait for a TCP connection to a mail exchanger before trying the next "
+	 "address.", NULL},
+	{"outbound_command_timeout", OPT_DURATION, OFF(outbound_command_timeout), "300", 1, 3600,
+	 "Seconds to wait for the greeting and for the reply to EHLO, STARTTLS, AUTH, MAIL, RCPT "
+	 "and DATA (RFC 5321 4.5.3.2 asks for 5 minutes).", NULL},
+	{"outbound_data_timeout", OPT_DURATION, OFF(outbound_data_timeout), "600", 1, 3600,
+	 "Seconds a next hop may take to accept one block of the message and to answer the "
+	 "final dot (RFC 5321 4.5.3.2: 3 and 10 minutes).", NULL},
+	{"outbound_max_reply", OPT_SIZE, OFF(outbound_max_reply), "64k", 512, 16 * 1024 * 1024,
+	 "Largest reply (all lines of one multi-line reply) accepted from a next hop; a longer "
+	 "one ends the connection as a temporary failure.", NULL},
+	{"relayhost", OPT_STRING, OFF(relayhost), "", NOLIMIT,
+	 "Smarthost: send mail for remote domains through this host (host:port, [ipv6]:port) "
+	 "instead of their MX, e.g. smtp.provider.example:587 where port 25 is blocked. "
+	 "Empty: deliver directly.", NULL},
+	{"relayhost_domains", OPT_LIST, OFF(relayhost_domains), "", NOLIMIT,
+	 "Recipient domains sent through relayhost; empty: every remote domain.", NULL},
+	{"relayhost_tls", OPT_STRING, OFF(relayhost_tls), "starttls", NOLIMIT,
+	 "TLS to relayhost: starttls (required; port 587), implicit (port 465, RFC 8314), none "
+	 "(only for a relay on loopback or a trusted network).", check_relayhost_tls},
+	{"relayhost_tls_verify", OPT_BOOL, OFF(relayhost_tls_verify), "yes", NOLIMIT,
+	 "Check relayhost's certificate chain and name.", NULL},
+	{"relayhost_user", OPT_STRING, OFF(relayhost_user), "", NOLIMIT,
+	 "User name for AUTH at relayhost (PLAIN, or LOGIN when PLAIN is not offered), only "
+	 "over TLS. Empty: no AUTH.", NULL},
+	{"relayhost_password", OPT_STRING, OFF(relayhost_password), "", NOLIMIT,
+	 "Password for relayhost_user. Never logged; keep the configuration file readable by "
+	 "postern only.", NULL},
+	{"queue_retry_min", OPT_DURATION, OFF(queue_retry_min), "5m", 1, 86400,
+	 "Delay before the first retry of a temporary failure; doubled after each attempt up to "
+	 "queue_retry_max.", NULL},
+	{"queue_retry_max", OPT_DURATION, OFF(queue_retry_max), "4h", 1, 7 * 86400,
+	 "Longest delay between two delivery attempts.", NULL},
+	{"queue_lifetime", OPT_DURATION, OFF(queue_lifetime), "5d", 1, 60 * 86400,
+	 "How long a message is retried before it bounces to its sender (RFC 5321 4.5.4.1: "
+	 "4-5 days).", NULL},
+	{"queue_delay_warning", OPT_DURATION, OFF(queue_delay_warning), "4h", 0, 60 * 86400,
+	 "After this long undelivered, the sender gets one \"delayed\" DSN (RFC 3464); 0: "
+	 "never.", NULL},
+	{"queue_poll", OPT_DURATION, OFF(queue_poll), "10", 1, 3600,
+	 "Seconds between looks at the queue for entries that became due without the daemon "
+	 "knowing (changed by `postern queue`, or by another node).", NULL},
+	{"queue_lease", OPT_DURATION, OFF(queue_lease), "15m", 1, 86400,
+	 "How long a delivery attempt holds its queue entries; entries of a daemon killed "
+	 "mid-delivery are retried once it has passed (or at the next start).", NULL},
+	{"queue_max_connections", OPT_INT, OFF(queue_max_connections), "100", 1, 100000,
+	 "Outbound SMTP connections at a time, in total.", NULL},
+	{"queue_max_per_destination", OPT_INT, OFF(queue_max_per_destination), "10", 1, 10000,
+	 "Outbound connections at a time to one destination (a recipient domain, or the "
+	 "relayhost).", NULL},
+	{"queue_max_per_connection", OPT_INT, OFF(queue_max_per_connection), "100", 1, 100000,
+	 "Messages one outbound connection carries before it says QUIT.", NULL},
 };
 
 #define N_OPTIONS (sizeof config_options / sizeof config_options[0])
@@ -181,6 +260,33 @@ static const struct option config_options[] = {
 static const char *check_log_level(const char *v)
 {
 	return log_level_parse(v) < 0 ? "is not debug, info, warn or error" : NULL;
+}
+
+/* v is one of the NULL-terminated words. */
+static bool is_one_of(const char *v, const char *const *words)
+{
+	for (; *words != NULL; words++)
+		if (strcmp(v, *words) == 0)
+			return true;
+	return false;
+}
+
+static const char *check_outbound_tls(const char *v)
+{
+	static const char *const w[] = {"may", "encrypt", "verify", "none", NULL};
+	return is_one_of(v, w) ? NULL : "is not may, encrypt, verify or none";
+}
+
+static const char *check_outbound_inet(const char *v)
+{
+	static const char *const w[] = {"all", "ipv4", "ipv6", NULL};
+	return is_one_of(v, w) ? NULL : "is not all, ipv4 or ipv6";
+}
+
+static const char *check_relayhost_tls(const char *v)
+{
+	static const char *const w[] = {"starttls", "implicit", "none", NULL};
+	return is_one_of(v, w) ? NULL : "is not starttls, implicit or none";
 }
 
 /* A comma-separated list of host:port ("[v6]:port", "*:port"); empty = off. */
@@ -250,6 +356,8 @@ static int parse_scaled(const char *v, enum opt_type type, long long *out_r)
 			mul = 60;
 		else if (type == OPT_DURATION && u == 'h')
 			mul = 3600;
+		else if (type == OPT_DURATION && u == 'd')
+			mul = 86400;
 		else
 			return -1;
 	}
@@ -428,7 +536,7 @@ static const char *const type_names[] = {"string", "integer", "size", "duration"
 void config_print_defaults(FILE *f)
 {
 	fprintf(f, "# postern configuration: every option with its default.\n"
-		   "# Format: key = value; sizes take k/m/g, durations s/m/h.\n\n");
+		   "# Format: key = value; sizes take k/m/g, durations s/m/h/d.\n\n");
 	for (size_t i = 0; i < N_OPTIONS; i++) {
 		const struct option *o = &config_options[i];
 		fprintf(f, "# %s (%s)\n", o->doc, type_names[o->type]);

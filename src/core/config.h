@@ -4,7 +4,7 @@
  *
  * File format: "key = value" lines; '#' starts a comment line; blank lines
  * ignored. Values are taken verbatim after trimming (no quoting). Sizes accept
- * k/m/g suffixes (1024-based); durations accept s/m/h suffixes (default
+ * k/m/g suffixes (1024-based); durations accept s/m/h/d suffixes (default
  * seconds). Lists are comma-separated. */
 #ifndef POSTERN_CORE_CONFIG_H
 #define POSTERN_CORE_CONFIG_H
@@ -69,6 +69,37 @@ struct config {
 	size_t session_output_limit;  /* pending output above which a session runs nothing */
 	/* store */
 	int commit_delay_us;          /* group commit: extra wait to gather a batch */
+	/* DNS (src/dns) */
+	char *dns_resolver;           /* "ip[:port],..."; empty = /etc/resolv.conf */
+	int dns_timeout_ms;           /* per try */
+	int dns_tries;
+	int dns_cache_size;           /* answers kept (TTL-bound); 0 = no cache */
+	/* outbound delivery (src/queue, the SMTP client in src/smtp/client.c) */
+	int outbound_port;            /* port of MX hosts (25; tests use others) */
+	char *outbound_tls;           /* "may" | "encrypt" | "verify" | "none" */
+	char *outbound_tls_ca_file;   /* CA bundle for "verify" and the relay host; "" = system */
+	char *outbound_inet;          /* "all" | "ipv4" | "ipv6" */
+	unsigned outbound_connect_timeout; /* seconds */
+	unsigned outbound_command_timeout; /* greeting, EHLO, MAIL, RCPT, DATA: RFC 5321 4.5.3.2 */
+	unsigned outbound_data_timeout;    /* per data block and for the reply to the final dot */
+	size_t outbound_max_reply;    /* octets of one reply (all its lines) from a next hop */
+	/* smarthost */
+	char *relayhost;              /* "host:port" or ""; every remote domain goes there */
+	char *relayhost_domains;      /* list: only these recipient domains; empty = all */
+	char *relayhost_tls;          /* "starttls" | "implicit" | "none" */
+	bool relayhost_tls_verify;    /* check the relay's certificate and name */
+	char *relayhost_user;         /* AUTH PLAIN/LOGIN user, "" = no AUTH */
+	char *relayhost_password;     /* never logged */
+	/* the queue */
+	unsigned queue_retry_min;     /* seconds: first retry delay, doubled per attempt */
+	unsigned queue_retry_max;     /* seconds: cap of the retry delay */
+	unsigned queue_lifetime;      /* seconds a message may stay queued before it bounces */
+	unsigned queue_delay_warning; /* seconds before a "delayed" DSN; 0 = never */
+	unsigned queue_poll;          /* seconds between looks for entries due (CLI changes) */
+	unsigned queue_lease;         /* seconds one delivery attempt holds its entries */
+	int queue_max_connections;    /* outbound connections in total */
+	int queue_max_per_destination; /* connections to one destination (domain or relay) */
+	int queue_max_per_connection; /* messages one connection carries before QUIT */
 };
 
 /* Fills c with the defaults. */

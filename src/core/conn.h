@@ -82,6 +82,18 @@ size_t conn_kernel_outq(const struct conn *c);
  * output in plaintext before starting TLS. Returns 0 or -1. */
 int conn_starttls(struct conn *c, SSL_CTX *ctx);
 bool conn_is_tls(const struct conn *c);
+/* Client side (the SMTP client, src/smtp/client.c): starts a client TLS
+ * handshake now, for STARTTLS after the server's 220 or at once on a fresh
+ * conn for implicit TLS. Anything already in rbuf is discarded (RFC 3207
+ * 4.2). sni: the server's name for SNI and, when verify, for the name check
+ * (X509_VERIFY_PARAM host); a failed verification ends the handshake and
+ * the conn closes with CONN_ERROR (conn_tls_error says why). on_tls follows
+ * success. Returns 0 or -1. */
+int conn_starttls_client(struct conn *c, SSL_CTX *ctx, const char *sni, bool verify);
+/* The last TLS failure in words ("certificate verify failed: ..."), or "". */
+const char *conn_tls_error(const struct conn *c);
+/* True after a successful handshake whose peer certificate was verified. */
+bool conn_tls_verified(const struct conn *c);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" or "" when not TLS. */
 const char *conn_tls_info(const struct conn *c);
 
