@@ -10,7 +10,7 @@
 #   make fuzz-smoke run each harness FUZZ_SECONDS (10) seconds on build-fuzz/corpus/<name>
 CC      ?= cc
 BUILD   ?= build
-PKGS    := openssl sqlite3 libargon2
+PKGS    := openssl sqlite3 libargon2 libcares
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
            -Wno-unused-parameter -Werror
 CFLAGS  ?= -O2 -g
@@ -22,7 +22,7 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-MODULES := core mime auth store smtp pop3 imap
+MODULES := core mime auth dns store smtp pop3 imap queue
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard src/$(m)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC := $(wildcard src/cli/*.c)
