@@ -337,6 +337,12 @@ bool smtp_auth_allowed(const struct smtp_session *s)
 	return s->base.tls || (s->base.loopback && s->srv->cfg->smtp_auth_plaintext_loopback);
 }
 
+void smtp_server_set_kick(struct smtp_server *srv, void (*kick)(void *arg), void *arg)
+{
+	srv->kick = kick;
+	srv->kick_arg = arg;
+}
+
 void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role)
 {
 	struct smtp_session *s = xcalloc(1, sizeof(*s));

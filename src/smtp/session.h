@@ -42,6 +42,9 @@ struct smtp_server {
 	struct smtp_pregreet_pass *pregreet_passed; /* SMTP_PREGREET_SLOTS, direct-mapped */
 	struct auth_login *login; /* the login service, shared by all protocols */
 	bool stopping; /* smtp_server_shutdown was called */
+	/* smtp_server_set_kick: told after a commit that queued remote recipients */
+	void (*kick)(void *arg);
+	void *kick_arg;
 };
 
 enum smtp_state {
@@ -67,6 +70,7 @@ struct smtp_tx {
 	char *from; /* "" for <> */
 	bool smtputf8;
 	bool body8;
+	bool has8bit; /* the content has octets >= 0x80 (for the outbound queue) */
 	char *ret;
 	char *envid;
 	struct smtp_rcpt *rcpts;

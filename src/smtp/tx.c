@@ -122,6 +122,12 @@ static void on_content(void *arg, const char *p, size_t n)
 		tx->too_big = true;
 		return;
 	}
+	if (!tx->has8bit) /* RFC 6152: the queue downgrades 8-bit bodies when needed */
+		for (size_t i = 0; i < n; i++)
+			if ((unsigned char)p[i] >= 0x80) {
+				tx->has8bit = true;
+				break;
+			}
 	if (store_spool_write(tx->sp, p, n) < 0) {
 		log_err("smtp tx id=%s: spool write: %s", tx->txid, strerror(errno));
 		tx->write_failed = true;
@@ -217,6 +223,8 @@ static void on_commit(void *arg, int result)
 	struct smtp_session *s = arg;
 
 	if (result == STORE_COMMIT_OK) {
+		if (s->tx->n_remote > 0 && s->srv != NULL && s->srv->kick != NULL)
+			s->srv->kick(s->srv->kick_arg);
 		smtp_reply(s, 250, "2.0.0", "Ok: queued as %s", s->tx->txid);
 		end_tx(s, 250);
 	} else if (result == STORE_COMMIT_RCPT_GONE) {
@@ -273,6 +281,8 @@ void smtp_data_done(struct smtp_session *s)
 			.n_users = tx->n_users,
 			.remote = tx->remote,
 			.n_remote = tx->n_remote,
+			.body_8bit = tx->has8bit,
+			.smtputf8 = tx->smtputf8,
 		};
 		struct store_spool *sp = tx->sp;
 		tx->sp = NULL; /* store_commit owns it now */
