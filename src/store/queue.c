@@ -36,7 +36,7 @@ struct lease_job {
 	struct store_queue_lease *l;
 };
 
-static void msg_free(struct store_queue_msg *m)
+void store_queue_msg_free(struct store_queue_msg *m)
 {
 	for (size_t i = 0; i < m->n_rcpt; i++) {
 		free(m->rcpt[i].rcpt);
@@ -53,6 +53,20 @@ static void msg_free(struct store_queue_msg *m)
 	free(m->err);
 	if (m->fd >= 0)
 		close(m->fd);
+	m->fd = -1;
+}
+
+int store_queue_unlease_owner(struct store *st, const char *owner)
+{
+	static const char sql[] = "UPDATE queue SET lease_owner = NULL, lease_until = 0"
+				  " WHERE lease_owner = ?1";
+	sqlite3_stmt *s = store_sql(&st->main, sql, NULL);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_text(s, 1, owner, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	store_stmt_done(s);
+	return rc == SQLITE_DONE ? sqlite3_changes(st->main.db) : -1;
 }
 
 void store_queue_lease_free(struct store_queue_lease **lp)
@@ -61,7 +75,7 @@ void store_queue_lease_free(struct store_queue_lease **lp)
 	if (l == NULL)
 		return;
 	for (size_t i = 0; i < l->n_msg; i++)
-		msg_free(&l->msg[i]);
+		store_queue_msg_free(&l->msg[i]);
 	free(l->msg);
 	x_free(lp);
 }

@@ -590,6 +590,15 @@ void store_queue_lease(struct store *st, const char *owner, time_t now, unsigned
 		       size_t max_msgs, store_queue_lease_cb *cb, void *arg);
 /* Closes the fds and frees. */
 void store_queue_lease_free(struct store_queue_lease **lp);
+/* Frees what one message of a lease holds (closes its fd), not m itself:
+ * for a caller that moved it out of the lease (then set n_msg 0 before
+ * store_queue_lease_free). */
+void store_queue_msg_free(struct store_queue_msg *m);
+/* At the daemon's start (caller's thread, before any lease): the leases
+ * owner held before a crash are released, as nothing of it is in flight any
+ * more: those entries are due at once rather than when the lease expires.
+ * Returns the entries released, or -1. */
+int store_queue_unlease_owner(struct store *st, const char *owner);
 
 /* The outcome of one attempt for one entry. */
 enum store_queue_outcome {
