@@ -4,6 +4,7 @@
  *
  * The config file defaults to $POSTERN_CONFIG, else ./postern.conf when it
  * exists, else the built-in defaults. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <termios.h>
@@ -28,6 +30,7 @@
 #include "core/pool.h"
 #include "core/tls.h"
 #include "core/xmalloc.h"
+#include "dns/dns.h"
 #include "imap/server.h"
 #include "mime/mime.h"
 #include "pop3/server.h"
@@ -66,7 +69,11 @@ static void usage(FILE *f)
 		"  quota get USER                 usage and limits (0 = none)\n"
 		"  mail list USER [MAILBOX]       UID SIZE INTERNALDATE FLAGS\n"
 		"  mail cat USER UID [MAILBOX]    write the stored message to stdout\n"
-		"  queue list                     outbound recipients waiting for delivery\n");
+		"  queue list                     outbound recipients waiting for delivery\n"
+		"  dns lookup TYPE NAME           A, AAAA, MX, TXT, PTR or TLSA: records, TTLs, status\n"
+		"  dns mx DOMAIN [all|ipv4|ipv6]  where mail for DOMAIN goes (RFC 5321 5.1)\n"
+		"  dns host NAME [all|ipv4|ipv6]  one host's addresses\n"
+		"  dns ptr IP                     the verified (forward-confirmed) reverse name\n");
 }
 
 /* ---- configuration ---- */
@@ -157,6 +164,7 @@ struct accept_ctx {
 
 struct daemon {
 	struct loop *loop;
+	struct dns *dns; /* the resolver, for every server and the queue */
 	struct smtp_server *smtp;
 	struct pop3_server *pop3;
 	struct imap_server *imap;
@@ -395,6 +403,23 @@ static int lookup_user_hash(void *arg, const char *user, char **hash_r)
 	return store_user_hash(arg, user, hash_r);
 }
 
+static struct dns *dns_from_config(struct loop *l, const struct config *cfg)
+{
+	struct dns_config dc = {
+		.servers = cfg->dns_resolver,
+		.timeout_ms = (unsigned)cfg->dns_timeout_ms,
+		.tries = cfg->dns_tries,
+		.cache_size = (size_t)cfg->dns_cache_size,
+	};
+	char *err = NULL;
+	struct dns *dns = dns_new(l, &dc, &err);
+	if (dns == NULL) {
+		log_err("dns: %s", err ? err : "?");
+		free(err);
+	}
+	return dns;
+}
+
 static int cmd_serve(const struct config *cfg)
 {
 	struct daemon d = {.sigfd = -1};
@@ -457,7 +482,11 @@ static int cmd_serve(const struct config *cfg)
 		.lookup_arg = st,
 	};
 	login = auth_login_new(&lc);
+	d.dns = dns_from_config(d.loop, cfg);
+	if (d.dns == NULL)
+		goto out;
 	d.smtp = smtp_server_new(d.loop, workers, st, cfg, tls, login);
+	smtp_server_set_dns(d.smtp, d.dns);
 	d.pop3 = pop3_server_new(d.loop, workers, st, cfg, tls, login);
 	d.imap = imap_server_new(d.loop, workers, st, cfg, tls, login);
 	d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -485,6 +514,7 @@ out:
 		pop3_server_free(&d.pop3);
 	if (d.imap)
 		imap_server_free(&d.imap);
+	dns_free(&d.dns); /* after the servers: they cancel their queries */
 	if (d.sigfd >= 0) {
 		loop_del(d.loop, d.sigfd);
 		close(d.sigfd);
@@ -502,6 +532,132 @@ out:
 }
 
 /* ---- admin commands ---- */
+
+/* `postern dns ...`: one query on a private loop, printed when it ends. */
+struct dns_cli {
+	struct loop *l;
+	int ret;
+};
+
+static const char *const dns_status_names[] = {"ok", "nodata", "nxdomain"};
+
+static void dns_cli_answer(void *arg, const struct dns_answer *a)
+{
+	struct dns_cli *c = arg;
+	char addr[INET6_ADDRSTRLEN];
+
+	for (size_t i = 0; i < a->n; i++) {
+		const struct dns_rr *rr = &a->rr[i];
+		printf("%u ", rr->ttl);
+		switch (rr->type) {
+		case DNS_A:
+			printf("A %s\n", inet_ntop(AF_INET, &rr->u.a, addr, sizeof(addr)));
+			break;
+		case DNS_AAAA:
+			printf("AAAA %s\n", inet_ntop(AF_INET6, &rr->u.aaaa, addr, sizeof(addr)));
+			break;
+		case DNS_MX:
+			printf("MX %u %s\n", rr->u.mx.pref, rr->u.mx.host[0] ? rr->u.mx.host : ".");
+			break;
+		case DNS_PTR:
+			printf("PTR %s\n", rr->u.ptr);
+			break;
+		case DNS_TXT:
+			printf("TXT \"");
+			for (size_t k = 0; k < rr->u.txt.len; k++) {
+				unsigned char ch = (unsigned char)rr->u.txt.text[k];
+				if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
+					printf("\\%03u", ch);
+				else
+					putchar(ch);
+			}
+			printf("\"\n");
+			break;
+		case DNS_TLSA:
+			printf("TLSA %u %u %u ", rr->u.tlsa.usage, rr->u.tlsa.selector,
+			       rr->u.tlsa.mtype);
+			for (size_t k = 0; k < rr->u.tlsa.len; k++)
+				printf("%02x", rr->u.tlsa.data[k]);
+			printf("\n");
+			break;
+		}
+	}
+	const char *st = a->status == DNS_TEMPFAIL  ? "tempfail"
+			 : a->status == DNS_BADNAME ? "badname"
+						    : dns_status_names[a->status];
+	printf("status=%s authenticated=%s\n", st, a->authenticated ? "yes" : "no");
+	c->ret = a->status == DNS_OK ? 0 : a->status == DNS_TEMPFAIL ? 75 : 1;
+	loop_stop(c->l);
+}
+
+static void dns_cli_mx(void *arg, const struct dns_mx_result *r)
+{
+	struct dns_cli *c = arg;
+	char addr[INET6_ADDRSTRLEN];
+	static const char *const names[] = {"ok", "null", "nxdomain"};
+
+	for (size_t i = 0; i < r->n; i++) {
+		printf("%u %s", r->hosts[i].pref, r->hosts[i].name);
+		for (size_t k = 0; k < r->hosts[i].n_addr; k++) {
+			const struct sockaddr_storage *ss = &r->hosts[i].addr[k];
+			const void *p = ss->ss_family == AF_INET6
+						? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+						: (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
+			printf(" %s", inet_ntop(ss->ss_family, p, addr, sizeof(addr)));
+		}
+		printf("\n");
+	}
+	printf("status=%s implicit=%s\n",
+	       r->status == DNS_MX_TEMPFAIL ? "tempfail" : names[r->status],
+	       r->implicit ? "yes" : "no");
+	c->ret = r->status == DNS_MX_OK ? 0 : r->status == DNS_MX_TEMPFAIL ? 75 : 1;
+	loop_stop(c->l);
+}
+
+static void dns_cli_ptr(void *arg, const char *name)
+{
+	struct dns_cli *c = arg;
+	printf("%s\n", name ? name : "unknown");
+	c->ret = name ? 0 : 1;
+	loop_stop(c->l);
+}
+
+/* Exit status: 0 found, 1 permanent (no such name or record), 75 temporary. */
+static int cmd_dns(const struct config *cfg, int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		enum dns_type type;
+	} types[] = {{"A", DNS_A},     {"AAAA", DNS_AAAA}, {"MX", DNS_MX},
+		     {"TXT", DNS_TXT}, {"PTR", DNS_PTR},   {"TLSA", DNS_TLSA}};
+	struct dns_cli c = {.l = loop_new(), .ret = 2};
+	struct dns *dns = dns_from_config(c.l, cfg);
+	struct dns_query *q = NULL;
+	const char *inet = argc == 3 ? argv[2] : cfg->outbound_inet;
+
+	if (dns == NULL) {
+		loop_free(&c.l);
+		return 1;
+	}
+	if (argc == 3 && strcmp(argv[0], "lookup") == 0) {
+		for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+			if (strcasecmp(argv[1], types[i].name) == 0)
+				q = dns_lookup(dns, argv[2], types[i].type, dns_cli_answer, &c);
+	} else if ((argc == 2 || argc == 3) && strcmp(argv[0], "mx") == 0) {
+		q = dns_resolve_mx(dns, argv[1], inet, dns_cli_mx, &c);
+	} else if ((argc == 2 || argc == 3) && strcmp(argv[0], "host") == 0) {
+		q = dns_resolve_host(dns, argv[1], inet, dns_cli_mx, &c);
+	} else if (argc == 2 && strcmp(argv[0], "ptr") == 0) {
+		q = dns_verify_ptr(dns, argv[1], dns_cli_ptr, &c);
+	}
+	if (q == NULL)
+		usage(stderr);
+	else
+		loop_run(c.l);
+	dns_free(&dns);
+	loop_free(&c.l);
+	return c.ret;
+}
 
 /* Reads a password: from a terminal, prompted twice without echo; otherwise
  * the first line of stdin. Never from the command line (it would show in ps). */
@@ -883,6 +1039,8 @@ int main(int argc, char **argv)
 		ret = 0;
 	} else if (strcmp(cmd, "serve") == 0) {
 		ret = cmd_serve(&cfg);
+	} else if (strcmp(cmd, "dns") == 0) {
+		ret = cmd_dns(&cfg, argc - 1, argv + 1);
 	} else if (strcmp(cmd, "domain") == 0 || strcmp(cmd, "user") == 0 ||
 		   strcmp(cmd, "alias") == 0 || strcmp(cmd, "mailbox") == 0 ||
 		   strcmp(cmd, "mail") == 0 || strcmp(cmd, "queue") == 0 ||

@@ -187,8 +187,8 @@ int smtp_content_start(struct smtp_session *s, enum smtp_data_mode mode)
 	store_spool_async(tx->sp, s->srv->workers, on_spool_ready, s);
 	header_date(now, date, sizeof(date));
 	buf_printf(&h, "Return-Path: <%s>\r\n", tx->from);
-	buf_printf(&h, "Received: from %s (unknown [%s])\r\n", s->helo ? s->helo : "unknown",
-		   s->base.ip);
+	buf_printf(&h, "Received: from %s (%s [%s])\r\n", s->helo ? s->helo : "unknown",
+		   s->rdns ? s->rdns : "unknown", s->base.ip);
 	if (s->base.tls)
 		buf_printf(&h, "\t(using %s)\r\n", conn_tls_info(s->base.c));
 	buf_printf(&h, "\tby %s (postern) with %s id %s", cfg->hostname, with_proto(s), tx->txid);
