@@ -504,8 +504,10 @@ void smtp_client_send(struct smtp_client *c, struct smtp_client_msg *m, smtp_cli
 	c->n_accepted = 0;
 	c->mail_ok = false;
 	c->downgrade = m->body_8bit && !c->ehlo.eightbitmime;
-	if (c->downgrade)
+	if (c->downgrade) {
 		mime_dg_init(&c->dg, m->mime_cache, m->mime_cache_len);
+		c->dg.pos = m->offset; /* the cache's offsets count from the file's start */
+	}
 	m->dsn_relayed = c->ehlo.dsn && (m->envid || m->ret);
 	for (size_t i = 0; i < m->n_rcpt && c->ehlo.dsn; i++)
 		if (m->rcpt[i].notify || m->rcpt[i].orcpt)
@@ -684,7 +686,7 @@ static void client_pump(struct smtp_client *c)
 								   : CLIENT_BLOCK;
 		ssize_t got;
 		do
-			got = pread(m->fd, block, want, (off_t)c->data_off);
+			got = pread(m->fd, block, want, (off_t)(m->offset + c->data_off));
 		while (got < 0 && errno == EINTR);
 		if (got <= 0) {
 			/* A local problem: the connection cannot be trusted with

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -98,6 +99,20 @@ static const char sql_msg[] =
 static const char sql_next_due[] =
 	"SELECT next_try FROM queue WHERE held = 0 AND lease_until <= ?1"
 	" ORDER BY next_try LIMIT 1";
+
+/* The length of a leading "Return-Path:" line (CRLF included), or 0. */
+static uint64_t return_path_len(int fd, uint64_t size)
+{
+	char b[1024];
+	ssize_t n = pread(fd, b, sizeof b, 0);
+	static const char rp[] = "Return-Path:";
+	if (n < (ssize_t)sizeof rp || strncasecmp(b, rp, sizeof rp - 1) != 0)
+		return 0;
+	const char *e = memmem(b, (size_t)n, "\r\n", 2);
+	if (e == NULL || (uint64_t)(e - b + 2) > size)
+		return 0;
+	return (uint64_t)(e - b + 2);
+}
 
 static int rcpt_cmp(const void *a, const void *b)
 {
@@ -192,6 +207,8 @@ static int lease_body(struct store *st, struct lease_job *j, struct store_db *d)
 			if (qm->fd < 0)
 				qm->err = xasprintf("cannot open blob %s: %s", path,
 						    strerror(errno));
+			else
+				qm->return_path_len = return_path_len(qm->fd, qm->size);
 		} else {
 			qm->mail_from = xstrdup("");
 			qm->err = xstrdup("message row missing");

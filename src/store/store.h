@@ -564,6 +564,9 @@ struct store_queue_msg {
 	char *envid, *ret; /* DSN, or NULL */
 	time_t received;
 	uint64_t size;
+	/* octets of the blob's leading "Return-Path: <...>" line, 0 if none:
+	 * RFC 5321 4.4, added for final delivery, not sent on to a next hop */
+	uint64_t return_path_len;
 	bool body_8bit, smtputf8;
 	void *cache;     /* the MIME cache or NULL */
 	size_t cache_len;
