@@ -20,6 +20,7 @@
 #include "core/loop.h"
 #include "core/tls.h"
 #include "smtp/client.h"
+#include "smtp/reply.h"
 
 /* ---- the scripted server ---- */
 
@@ -767,6 +768,99 @@ static void t_downgrade_rset(void)
 	server_free(&sv);
 }
 
+/* ---- the reply parser (src/smtp/reply.c) ---- */
+
+static void test_reply(void)
+{
+	static const struct {
+		const char *in;
+		size_t max;
+		int ret; /* >0: octets; 0 incomplete; -1 error */
+		int code;
+		const char *enh;
+		const char *full;
+		const char *err;
+	} cases[] = {
+		{"250 ok\r\n", 512, 8, 250, "", "250 ok", NULL},
+		{"250 2.1.0 ok\r\n", 512, 14, 250, "2.1.0", "250 2.1.0 ok", NULL},
+		{"250\r\n", 512, 5, 250, "", "250", NULL},
+		{"250 ok\n", 512, 7, 250, "", "250 ok", NULL}, /* bare LF tolerated */
+		{"550-5.1.1 a\r\n550 5.1.1 b\r\n", 512, 26, 550, "5.1.1", "550-5.1.1 a / 550 5.1.1 b",
+		 NULL},
+		{"250 ok\r\n220 next\r\n", 512, 8, 250, "", "250 ok", NULL},
+		/* the class of the enhanced code must be the reply's */
+		{"550 4.1.1 x\r\n", 512, 13, 550, "", "550 4.1.1 x", NULL},
+		{"450 4.1234.1 x\r\n", 512, 16, 450, "", "450 4.1234.1 x", NULL},
+		{"450 4.7.12x\r\n", 512, 13, 450, "", "450 4.7.12x", NULL},
+		{"250-a\r\n", 512, 0, 0, "", "", NULL},
+		{"25", 512, 0, 0, "", "", NULL},
+		{"", 512, 0, 0, "", "", NULL},
+		{"2x", 512, -1, 0, "", "", "malformed reply code"},
+		{"250-a\r\n251 b\r\n", 512, -1, 0, "", "", "reply code changes inside a multi-line reply"},
+		{"150 x\r\n", 512, -1, 0, "", "", "malformed reply code"},
+		{"260 x\r\n", 512, -1, 0, "", "", "malformed reply code"},
+		{"25 x\r\n", 512, -1, 0, "", "", "malformed reply code"},
+		{"250x\r\n", 512, -1, 0, "", "", "malformed reply line"},
+		{"250 a\rb\r\n", 512, -1, 0, "", "", "CR or NUL inside a reply line"},
+		{"250-aaaa\r\n250-aaaa\r\n250 a\r\n", 16, -1, 0, "", "", "reply too long"},
+		{"250-aaaa\r\n250-", 16, 0, 0, "", "", NULL},
+		{"250-aaaa\r\n250-aaaa", 16, -1, 0, "", "", "reply too long"},
+	};
+	struct smtp_reply r;
+	smtp_reply_init(&r);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const char *err = NULL;
+		ssize_t n = smtp_reply_parse(cases[i].in, strlen(cases[i].in), cases[i].max, &r, &err);
+		CHECK_INT((int)i, n, cases[i].ret);
+		CHECK_STR((int)i, err, cases[i].err);
+		if (n > 0) {
+			CHECK_INT((int)i, r.code, cases[i].code);
+			CHECK_STR((int)i, r.enh, cases[i].enh);
+			CHECK_STR((int)i, r.full.data, cases[i].full);
+		}
+	}
+	/* a line without end: an error once it passes the line limit */
+	char big[SMTP_REPLY_LINE_MAX + 10];
+	memset(big, 'a', sizeof big);
+	memcpy(big, "250 ", 4);
+	const char *err = NULL;
+	CHECK_INT(100, smtp_reply_parse(big, SMTP_REPLY_LINE_MAX, 1 << 20, &r, &err), 0);
+	CHECK_INT(101, smtp_reply_parse(big, sizeof big, 1 << 20, &r, &err), -1);
+	CHECK_STR(102, err, "reply line too long");
+	/* too many lines */
+	struct buf b = BUF_INIT;
+	for (int i = 0; i < SMTP_REPLY_MAX_LINES; i++)
+		buf_appends(&b, "250-x\r\n");
+	buf_appends(&b, "250 x\r\n");
+	CHECK_INT(103, smtp_reply_parse(b.data, b.len, 1 << 20, &r, &err), -1);
+	CHECK_STR(104, err, "too many reply lines");
+	buf_free(&b);
+	smtp_reply_free(&r);
+}
+
+static void test_ehlo(void)
+{
+	static const char in[] = "250-mx.example Hello\r\n250-PIPELINING\r\n250-size 35882577\r\n"
+				 "250-8BITMIME\r\n250-AUTH=LOGIN\r\n250-AUTH CRAM-MD5 PLAIN\r\n"
+				 "250-ENHANCEDSTATUSCODES\r\n250-STARTTLS\r\n250-DSN\r\n"
+				 "250-SMTPUTF8\r\n250 CHUNKING\r\n";
+	struct smtp_reply r;
+	struct smtp_ehlo e;
+	const char *err;
+	smtp_reply_init(&r);
+	CHECK_INT(1, smtp_reply_parse(in, sizeof in - 1, 4096, &r, &err), (int)(sizeof in - 1));
+	smtp_ehlo_parse(&r, &e);
+	CHECK(e.pipelining && e.size && e.eightbitmime && e.auth_login && e.auth_plain &&
+	      e.starttls && e.dsn && e.smtputf8 && e.chunking);
+	CHECK_INT(2, e.size_max, 35882577);
+	/* the greeting line is not a keyword; SIZE without a number: no limit */
+	static const char in2[] = "250-PIPELINING\r\n250 SIZE\r\n";
+	CHECK_INT(3, smtp_reply_parse(in2, sizeof in2 - 1, 4096, &r, &err), (int)(sizeof in2 - 1));
+	smtp_ehlo_parse(&r, &e);
+	CHECK(!e.pipelining && e.size && e.size_max == 0 && !e.auth_plain);
+	smtp_reply_free(&r);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/smtp_client_XXXXXX", cert[128], key[128], *err = NULL;
@@ -779,6 +873,8 @@ int main(void)
 		printf("TLS setup: %s\n", err);
 		return 1;
 	}
+	test_run("reply", test_reply);
+	test_run("ehlo", test_ehlo);
 	test_run("pipelined", t_pipelined);
 	test_run("helo_fallback", t_helo_fallback);
 	test_run("per_rcpt", t_per_rcpt);
