@@ -34,6 +34,8 @@ enum op {
 	OP_SILENT, /* read until the client goes (never answer) */
 	OP_BIG,    /* send arg repeated 10000 times */
 	OP_PART,   /* read some data (at least 100 octets), then close */
+	OP_ACCEPT, /* close this connection, accept the next one */
+	OP_STALL,  /* read nothing for 3 s, then close */
 };
 
 struct step {
@@ -53,6 +55,7 @@ struct server {
 };
 
 static SSL_CTX *srv_tls_ctx;
+static const char *g_auth_user, *g_auth_pass;
 
 struct sio {
 	int fd;
@@ -176,6 +179,19 @@ static void *server_main(void *arg)
 			}
 			break;
 		case OP_CLOSE:
+			goto out;
+		case OP_ACCEPT:
+			if (s.ssl) {
+				SSL_free(s.ssl);
+				s.ssl = NULL;
+			}
+			close(s.fd);
+			s.len = 0;
+			s.fd = accept(sv->lfd, NULL, NULL);
+			setsockopt(s.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+			break;
+		case OP_STALL:
+			sleep(3);
 			goto out;
 		case OP_SILENT: {
 			char tmp[512];
@@ -327,7 +343,8 @@ static void run_session(struct run *r, struct server *sv, const struct step *scr
 		.max_reply = 4096,
 		.tls_ctx = cctx,
 	};
-	struct smtp_client_target t = {.host = "localhost", .tls = tls};
+	struct smtp_client_target t = {.host = "localhost", .tls = tls, .auth_user = g_auth_user,
+				       .auth_pass = g_auth_pass};
 	struct sockaddr_in *a = (struct sockaddr_in *)&t.addr;
 	a->sin_family = AF_INET;
 	a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -768,6 +785,182 @@ static void t_downgrade_rset(void)
 	server_free(&sv);
 }
 
+/* MAY: a handshake that fails is retried at once without TLS. */
+static void t_may_retry(void)
+{
+	static const struct step sc[] = {
+		{OP_SEND, "220 s\r\n"},
+		{OP_EXPECT, "EHLO"},
+		{OP_SEND, "250-s\r\n250 STARTTLS\r\n"},
+		{OP_EXPECT, "STARTTLS"},
+		{OP_SEND, "220 go\r\nthis is not TLS at all\r\n"},
+		{OP_ACCEPT, NULL},
+		{OP_SEND, "220 s\r\n"},
+		{OP_EXPECT, "EHLO"},
+		{OP_SEND, "250-s\r\n250 STARTTLS\r\n"},
+		{OP_EXPECT, "MAIL FROM:"},
+		{OP_SEND, "250 ok\r\n"},
+		{OP_EXPECT, "RCPT TO:"},
+		{OP_SEND, "250 ok\r\n"},
+		{OP_EXPECT, "DATA"},
+		{OP_SEND, "354 go\r\n"},
+		{OP_DATA, NULL},
+		{OP_SEND, "250 ok\r\n"},
+		{OP_END, NULL},
+	};
+	struct server sv;
+	struct run r;
+	struct smtp_client_rcpt rc[1] = {{.addr = "r1@b.test"}};
+	struct smtp_client_msg m;
+	msg_init(&m, rc, 1, MSG1, sizeof MSG1 - 1);
+	run_session(&r, &sv, sc, SMTP_TLS_MAY, &m, 1);
+	CHECK_STR(1, sv.err, "");
+	CHECK(r.open_ok);
+	CHECK_STR(2, r.tls, "");
+	CHECK_INT(3, rc[0].status, SMTP_ST_OK);
+	msg_done(&m);
+	server_free(&sv);
+}
+
+/* Implicit TLS (RFC 8314) with AUTH PLAIN, then AUTH LOGIN; AUTH never in
+ * the clear. */
+static void t_auth(void)
+{
+	static const struct step plain[] = {
+		{OP_TLS, NULL},
+		{OP_SEND, "220 relay\r\n"},
+		{OP_EXPECT, "EHLO"},
+		{OP_SEND, "250-relay\r\n250 AUTH LOGIN PLAIN\r\n"},
+		/* RFC 4616: NUL user NUL pass */
+		{OP_EXPECT, "AUTH PLAIN AHVzZXIAcGFzcw==\r\n"},
+		{OP_SEND, "235 2.7.0 ok\r\n"},
+		{OP_EXPECT, "QUIT"},
+		{OP_END, NULL},
+	};
+	static const struct step login[] = {
+		{OP_TLS, NULL},
+		{OP_SEND, "220 relay\r\n"},
+		{OP_EXPECT, "EHLO"},
+		{OP_SEND, "250-relay\r\n250 AUTH LOGIN\r\n"},
+		{OP_EXPECT, "AUTH LOGIN\r\n"},
+		{OP_SEND, "334 VXNlcm5hbWU6\r\n"},
+		{OP_EXPECT, "dXNlcg==\r\n"},
+		{OP_SEND, "334 UGFzc3dvcmQ6\r\n"},
+		{OP_EXPECT, "cGFzcw==\r\n"},
+		{OP_SEND, "235 2.7.0 ok\r\n"},
+		{OP_EXPECT, "QUIT"},
+		{OP_END, NULL},
+	};
+	static const struct step bad[] = {
+		{OP_TLS, NULL},
+		{OP_SEND, "220 relay\r\n"},
+		{OP_EXPECT, "EHLO"},
+		{OP_SEND, "250-relay\r\n250 AUTH PLAIN\r\n"},
+		{OP_EXPECT, "AUTH PLAIN"},
+		{OP_SEND, "535 5.7.8 no\r\n"},
+		{OP_END, NULL},
+	};
+	static const struct step clear[] = {
+		{OP_SEND, "220 relay\r\n"},
+		{OP_EXPECT, "EHLO"},
+		{OP_SEND, "250-relay\r\n250 AUTH PLAIN\r\n"},
+		{OP_END, NULL},
+	};
+	struct server sv;
+	struct run r;
+	g_auth_user = "user";
+	g_auth_pass = "pass";
+	run_session(&r, &sv, plain, SMTP_TLS_IMPLICIT, NULL, 1);
+	CHECK_STR(1, sv.err, "");
+	CHECK(r.open_ok && strncmp(r.tls, "TLSv1.", 6) == 0);
+	server_free(&sv);
+	run_session(&r, &sv, login, SMTP_TLS_IMPLICIT, NULL, 1);
+	CHECK_STR(2, sv.err, "");
+	CHECK(r.open_ok);
+	server_free(&sv);
+	run_session(&r, &sv, bad, SMTP_TLS_IMPLICIT, NULL, 1);
+	CHECK(!r.open_ok);
+	CHECK_INT(3, r.open_status, SMTP_ST_TEMP);
+	CHECK_STR(4, r.diag, "AUTH: 535 5.7.8 no");
+	server_free(&sv);
+	run_session(&r, &sv, clear, SMTP_TLS_NONE, NULL, 1);
+	CHECK(!r.open_ok);
+	CHECK_STR(5, r.diag, "AUTH refused: the connection is not encrypted");
+	CHECK(strstr(sv.seen.data, "AUTH") == NULL);
+	server_free(&sv);
+	g_auth_user = g_auth_pass = NULL;
+}
+
+/* A next hop that stops reading mid-DATA: data_timeout per block, TEMP.
+ * Lines over 998 octets are broken (RFC 5321 4.5.3.1.6). */
+static void t_stall_long_lines(void)
+{
+	static const struct step stall[] = {
+		{OP_SEND, "220 s\r\n"},
+		{OP_EXPECT, "EHLO"},
+		{OP_SEND, "250 s\r\n"},
+		{OP_EXPECT, "MAIL FROM:"},
+		{OP_SEND, "250 ok\r\n"},
+		{OP_EXPECT, "RCPT TO:"},
+		{OP_SEND, "250 ok\r\n"},
+		{OP_EXPECT, "DATA"},
+		{OP_SEND, "354 go\r\n"},
+		{OP_STALL, NULL},
+		{OP_END, NULL},
+	};
+	struct server sv;
+	struct run r;
+	struct smtp_client_rcpt rc[1] = {{.addr = "r1@b.test"}};
+	struct smtp_client_msg m;
+	size_t n = 32 << 20;
+	char *big = malloc(n);
+	memset(big, 'y', n);
+	msg_init(&m, rc, 1, big, n);
+	free(big);
+	run_session(&r, &sv, stall, SMTP_TLS_NONE, &m, 1);
+	CHECK(r.done && !r.conn_ok);
+	CHECK_INT(1, rc[0].status, SMTP_ST_TEMP);
+	CHECK_STR(2, rc[0].reply, "timeout waiting for the message data to be sent");
+	msg_done(&m);
+	server_free(&sv);
+
+	static const struct step longl[] = {
+		{OP_SEND, "220 s\r\n"},
+		{OP_EXPECT, "EHLO"},
+		{OP_SEND, "250 s\r\n"},
+		{OP_EXPECT, "MAIL FROM:"},
+		{OP_SEND, "250 ok\r\n"},
+		{OP_EXPECT, "RCPT TO:"},
+		{OP_SEND, "250 ok\r\n"},
+		{OP_EXPECT, "DATA"},
+		{OP_SEND, "354 go\r\n"},
+		{OP_DATA, NULL},
+		{OP_SEND, "250 ok\r\n"},
+		{OP_END, NULL},
+	};
+	char line[2100];
+	memset(line, 'z', sizeof line);
+	line[0] = '.';
+	msg_init(&m, rc, 1, line, sizeof line);
+	run_session(&r, &sv, longl, SMTP_TLS_NONE, &m, 1);
+	CHECK_STR(3, sv.err, "");
+	CHECK_INT(4, rc[0].status, SMTP_ST_OK);
+	/* ".." + 996 z, then 998 z, then the last 106 z */
+	CHECK_INT(5, sv.data.len, 998 + 2 + 998 + 2 + 105 + 2 + 3);
+	size_t len = 0, maxlen = 0;
+	for (size_t i = 0; i < sv.data.len; i++) {
+		if (sv.data.data[i] == '\n') {
+			maxlen = len > maxlen ? len : maxlen;
+			len = 0;
+		} else {
+			len++;
+		}
+	}
+	CHECK_INT(6, maxlen, 999); /* 998 + CR */
+	msg_done(&m);
+	server_free(&sv);
+}
+
 /* ---- the reply parser (src/smtp/reply.c) ---- */
 
 static void test_reply(void)
@@ -884,6 +1077,9 @@ int main(void)
 	test_run("starttls", t_starttls);
 	test_run("size_utf8", t_size_utf8);
 	test_run("downgrade_rset", t_downgrade_rset);
+	test_run("may_retry", t_may_retry);
+	test_run("auth", t_auth);
+	test_run("stall_long_lines", t_stall_long_lines);
 	unlink(cert);
 	unlink(key);
 	rmdir(dir);
