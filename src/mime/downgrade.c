@@ -278,12 +278,11 @@ static void hdr_rewrite(struct mime_dg *d, const struct mime_dg_part *pt, struct
 static size_t hdr_find_end(const char *h, size_t n, size_t from)
 {
 	size_t i = from > 2 ? from - 2 : 0;
-	if (from == 0) {
-		if (n >= 1 && h[0] == '\n')
-			return 1;
-		if (n >= 2 && h[0] == '\r' && h[1] == '\n')
-			return 2;
-	}
+	/* an empty header: the message starts with its blank line */
+	if (n >= 1 && h[0] == '\n')
+		return 1;
+	if (n >= 2 && h[0] == '\r' && h[1] == '\n')
+		return 2;
 	for (; i < n; i++) {
 		if (h[i] != '\n')
 			continue;
