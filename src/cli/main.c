@@ -4,6 +4,7 @@
  *
  * The config file defaults to $POSTERN_CONFIG, else ./postern.conf when it
  * exists, else the built-in defaults. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <termios.h>
@@ -28,6 +30,8 @@
 #include "core/pool.h"
 #include "core/tls.h"
 #include "core/xmalloc.h"
+#include "dns/dns.h"
+#include "queue/queue.h"
 #include "imap/server.h"
 #include "mime/mime.h"
 #include "pop3/server.h"
@@ -66,7 +70,17 @@ static void usage(FILE *f)
 		"  quota get USER                 usage and limits (0 = none)\n"
 		"  mail list USER [MAILBOX]       UID SIZE INTERNALDATE FLAGS\n"
 		"  mail cat USER UID [MAILBOX]    write the stored message to stdout\n"
-		"  queue list                     outbound recipients waiting for delivery\n");
+		"  queue list                     outbound recipients waiting for delivery\n"
+		"  queue show ID                  one queued message (ID: the queue id in list and logs)\n"
+		"  queue retry ID|all             due now (the daemon sees it within queue_poll)\n"
+		"  queue flush                    every entry due now (= retry all)\n"
+		"  queue hold ID|all              not tried until released\n"
+		"  queue release ID|all           held no more, due now\n"
+		"  queue delete ID|all            removed without a bounce\n"
+		"  dns lookup TYPE NAME           A, AAAA, MX, TXT, PTR or TLSA: records, TTLs, status\n"
+		"  dns mx DOMAIN [all|ipv4|ipv6]  where mail for DOMAIN goes (RFC 5321 5.1)\n"
+		"  dns host NAME [all|ipv4|ipv6]  one host's addresses\n"
+		"  dns ptr IP                     the verified (forward-confirmed) reverse name\n");
 }
 
 /* ---- configuration ---- */
@@ -157,6 +171,10 @@ struct accept_ctx {
 
 struct daemon {
 	struct loop *loop;
+	struct dns *dns; /* the resolver, for every server and the queue */
+	struct queue *queue;    /* outbound delivery */
+	SSL_CTX *client_tls;    /* its TLS client context */
+	bool queue_stopping, queue_stopped;
 	struct smtp_server *smtp;
 	struct pop3_server *pop3;
 	struct imap_server *imap;
@@ -333,6 +351,17 @@ struct drain {
 	int busy;           /* sessions with an async step, at the last tick */
 };
 
+static void queue_stopped(void *arg)
+{
+	struct daemon *d = arg;
+	d->queue_stopped = true;
+}
+
+static void kick_queue(void *arg)
+{
+	queue_kick(arg);
+}
+
 static void drain_tick(void *arg)
 {
 	struct drain *dr = arg;
@@ -340,11 +369,18 @@ static void drain_tick(void *arg)
 	int busy_smtp = 0, busy_pop3 = 0, busy_imap = 0;
 
 	dr->tick = NULL; /* freed by the loop before this call */
+	/* The queue starts nothing new and gives back what it holds; its
+	 * DSNs and results in flight count as async steps. */
+	if (dr->d->queue != NULL && !dr->d->queue_stopping) {
+		dr->d->queue_stopping = true;
+		queue_stop(dr->d->queue, queue_stopped, dr->d);
+	}
+	int busy_queue = dr->d->queue != NULL && !dr->d->queue_stopped;
 	int left = smtp_server_shutdown(dr->d->smtp, &busy_smtp) +
 		   pop3_server_shutdown(dr->d->pop3, &busy_pop3) +
-		   imap_server_shutdown(dr->d->imap, &busy_imap);
+		   imap_server_shutdown(dr->d->imap, &busy_imap) + busy_queue;
 	uint64_t now = loop_now(l);
-	int busy = busy_smtp + busy_pop3 + busy_imap;
+	int busy = busy_smtp + busy_pop3 + busy_imap + busy_queue;
 
 	dr->busy = busy;
 	if (left == 0) {
@@ -393,6 +429,23 @@ static int drain(struct daemon *d, uint64_t wait_ms)
 static int lookup_user_hash(void *arg, const char *user, char **hash_r)
 {
 	return store_user_hash(arg, user, hash_r);
+}
+
+static struct dns *dns_from_config(struct loop *l, const struct config *cfg)
+{
+	struct dns_config dc = {
+		.servers = cfg->dns_resolver,
+		.timeout_ms = (unsigned)cfg->dns_timeout_ms,
+		.tries = cfg->dns_tries,
+		.cache_size = (size_t)cfg->dns_cache_size,
+	};
+	char *err = NULL;
+	struct dns *dns = dns_new(l, &dc, &err);
+	if (dns == NULL) {
+		log_err("dns: %s", err ? err : "?");
+		free(err);
+	}
+	return dns;
 }
 
 static int cmd_serve(const struct config *cfg)
@@ -457,7 +510,23 @@ static int cmd_serve(const struct config *cfg)
 		.lookup_arg = st,
 	};
 	login = auth_login_new(&lc);
+	d.dns = dns_from_config(d.loop, cfg);
+	if (d.dns == NULL)
+		goto out;
 	d.smtp = smtp_server_new(d.loop, workers, st, cfg, tls, login);
+	smtp_server_set_dns(d.smtp, d.dns);
+	{
+		char *err = NULL;
+		d.client_tls = tls_client_ctx_new(cfg->outbound_tls_ca_file, &err);
+		if (d.client_tls != NULL)
+			d.queue = queue_new(d.loop, workers, st, d.dns, cfg, d.client_tls, &err);
+		if (d.queue == NULL) {
+			log_err("queue: %s", err ? err : "?");
+			free(err);
+			goto out;
+		}
+		smtp_server_set_kick(d.smtp, kick_queue, d.queue);
+	}
 	d.pop3 = pop3_server_new(d.loop, workers, st, cfg, tls, login);
 	d.imap = imap_server_new(d.loop, workers, st, cfg, tls, login);
 	d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -485,6 +554,10 @@ out:
 		pop3_server_free(&d.pop3);
 	if (d.imap)
 		imap_server_free(&d.imap);
+	queue_free(&d.queue);
+	if (d.client_tls)
+		SSL_CTX_free(d.client_tls);
+	dns_free(&d.dns); /* after the servers and the queue: they cancel their queries */
 	if (d.sigfd >= 0) {
 		loop_del(d.loop, d.sigfd);
 		close(d.sigfd);
@@ -502,6 +575,132 @@ out:
 }
 
 /* ---- admin commands ---- */
+
+/* `postern dns ...`: one query on a private loop, printed when it ends. */
+struct dns_cli {
+	struct loop *l;
+	int ret;
+};
+
+static const char *const dns_status_names[] = {"ok", "nodata", "nxdomain"};
+
+static void dns_cli_answer(void *arg, const struct dns_answer *a)
+{
+	struct dns_cli *c = arg;
+	char addr[INET6_ADDRSTRLEN];
+
+	for (size_t i = 0; i < a->n; i++) {
+		const struct dns_rr *rr = &a->rr[i];
+		printf("%u ", rr->ttl);
+		switch (rr->type) {
+		case DNS_A:
+			printf("A %s\n", inet_ntop(AF_INET, &rr->u.a, addr, sizeof(addr)));
+			break;
+		case DNS_AAAA:
+			printf("AAAA %s\n", inet_ntop(AF_INET6, &rr->u.aaaa, addr, sizeof(addr)));
+			break;
+		case DNS_MX:
+			printf("MX %u %s\n", rr->u.mx.pref, rr->u.mx.host[0] ? rr->u.mx.host : ".");
+			break;
+		case DNS_PTR:
+			printf("PTR %s\n", rr->u.ptr);
+			break;
+		case DNS_TXT:
+			printf("TXT \"");
+			for (size_t k = 0; k < rr->u.txt.len; k++) {
+				unsigned char ch = (unsigned char)rr->u.txt.text[k];
+				if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
+					printf("\\%03u", ch);
+				else
+					putchar(ch);
+			}
+			printf("\"\n");
+			break;
+		case DNS_TLSA:
+			printf("TLSA %u %u %u ", rr->u.tlsa.usage, rr->u.tlsa.selector,
+			       rr->u.tlsa.mtype);
+			for (size_t k = 0; k < rr->u.tlsa.len; k++)
+				printf("%02x", rr->u.tlsa.data[k]);
+			printf("\n");
+			break;
+		}
+	}
+	const char *st = a->status == DNS_TEMPFAIL  ? "tempfail"
+			 : a->status == DNS_BADNAME ? "badname"
+						    : dns_status_names[a->status];
+	printf("status=%s authenticated=%s\n", st, a->authenticated ? "yes" : "no");
+	c->ret = a->status == DNS_OK ? 0 : a->status == DNS_TEMPFAIL ? 75 : 1;
+	loop_stop(c->l);
+}
+
+static void dns_cli_mx(void *arg, const struct dns_mx_result *r)
+{
+	struct dns_cli *c = arg;
+	char addr[INET6_ADDRSTRLEN];
+	static const char *const names[] = {"ok", "null", "nxdomain"};
+
+	for (size_t i = 0; i < r->n; i++) {
+		printf("%u %s", r->hosts[i].pref, r->hosts[i].name);
+		for (size_t k = 0; k < r->hosts[i].n_addr; k++) {
+			const struct sockaddr_storage *ss = &r->hosts[i].addr[k];
+			const void *p = ss->ss_family == AF_INET6
+						? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+						: (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
+			printf(" %s", inet_ntop(ss->ss_family, p, addr, sizeof(addr)));
+		}
+		printf("\n");
+	}
+	printf("status=%s implicit=%s\n",
+	       r->status == DNS_MX_TEMPFAIL ? "tempfail" : names[r->status],
+	       r->implicit ? "yes" : "no");
+	c->ret = r->status == DNS_MX_OK ? 0 : r->status == DNS_MX_TEMPFAIL ? 75 : 1;
+	loop_stop(c->l);
+}
+
+static void dns_cli_ptr(void *arg, const char *name)
+{
+	struct dns_cli *c = arg;
+	printf("%s\n", name ? name : "unknown");
+	c->ret = name ? 0 : 1;
+	loop_stop(c->l);
+}
+
+/* Exit status: 0 found, 1 permanent (no such name or record), 75 temporary. */
+static int cmd_dns(const struct config *cfg, int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		enum dns_type type;
+	} types[] = {{"A", DNS_A},     {"AAAA", DNS_AAAA}, {"MX", DNS_MX},
+		     {"TXT", DNS_TXT}, {"PTR", DNS_PTR},   {"TLSA", DNS_TLSA}};
+	struct dns_cli c = {.l = loop_new(), .ret = 2};
+	struct dns *dns = dns_from_config(c.l, cfg);
+	struct dns_query *q = NULL;
+	const char *inet = argc == 3 ? argv[2] : cfg->outbound_inet;
+
+	if (dns == NULL) {
+		loop_free(&c.l);
+		return 1;
+	}
+	if (argc == 3 && strcmp(argv[0], "lookup") == 0) {
+		for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+			if (strcasecmp(argv[1], types[i].name) == 0)
+				q = dns_lookup(dns, argv[2], types[i].type, dns_cli_answer, &c);
+	} else if ((argc == 2 || argc == 3) && strcmp(argv[0], "mx") == 0) {
+		q = dns_resolve_mx(dns, argv[1], inet, dns_cli_mx, &c);
+	} else if ((argc == 2 || argc == 3) && strcmp(argv[0], "host") == 0) {
+		q = dns_resolve_host(dns, argv[1], inet, dns_cli_mx, &c);
+	} else if (argc == 2 && strcmp(argv[0], "ptr") == 0) {
+		q = dns_verify_ptr(dns, argv[1], dns_cli_ptr, &c);
+	}
+	if (q == NULL)
+		usage(stderr);
+	else
+		loop_run(c.l);
+	dns_free(&dns);
+	loop_free(&c.l);
+	return c.ret;
+}
 
 /* Reads a password: from a terminal, prompted twice without echo; otherwise
  * the first line of stdin. Never from the command line (it would show in ps). */
@@ -829,6 +1028,115 @@ static int cmd_mail(struct store *st, int argc, char **argv)
 	return 2;
 }
 
+/* ---- queue ---- */
+
+static void print_time(const char *key, time_t t)
+{
+	struct tm tm;
+	char when[32];
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	printf(" %s=%s", key, when);
+}
+
+/* One line per entry: ID FROM RCPT attempts=N next=TIME [queued=TIME
+ * size=N] [held] [leased] [delay-notified] [error=...] (the first three
+ * columns as before; queued and size with `show`, where arg counts). */
+static void print_queue_entry(void *arg, const struct store_queue_entry *e)
+{
+	int *count = arg;
+	printf("%lld %s %s attempts=%d", (long long)e->message_id,
+	       e->mail_from[0] ? e->mail_from : "<>", e->rcpt, e->attempts);
+	print_time("next", e->next_try);
+	if (count != NULL) {
+		(*count)++;
+		print_time("queued", e->created);
+		printf(" size=%llu", (unsigned long long)e->size);
+	}
+	if (e->held)
+		printf(" held");
+	if (e->lease_until > time(NULL))
+		printf(" leased");
+	if (e->delay_notified)
+		printf(" delay-notified");
+	if (e->last_error)
+		printf(" error=%s", e->last_error);
+	printf("\n");
+}
+
+/* The queue id of the command line: a message id, or "all" (0). */
+static int queue_id(const char *s, bool all_ok, int64_t *id_r)
+{
+	if (all_ok && strcmp(s, "all") == 0) {
+		*id_r = 0;
+		return 0;
+	}
+	char *end;
+	long long v = strtoll(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || v <= 0) {
+		fprintf(stderr, "postern: \"%s\" is not a queue id%s\n", s, all_ok ? " or all" : "");
+		return -1;
+	}
+	*id_r = v;
+	return 0;
+}
+
+/* `postern queue ...`: the store's queue rows, changed beside a running
+ * daemon (SQLite serialises the writes). The daemon notices changed due
+ * times at its next look (queue_poll seconds at most); an entry leased by
+ * an attempt in flight keeps going (a deleted one may still be delivered by
+ * that attempt). */
+static int cmd_queue(struct store *st, int argc, char **argv)
+{
+	char *err = NULL;
+	int64_t id = 0;
+	if (argc == 1 && strcmp(argv[0], "list") == 0)
+		return report(store_queue_entries(st, 0, print_queue_entry, NULL, &err), err);
+	if (argc == 2 && strcmp(argv[0], "show") == 0) {
+		if (queue_id(argv[1], false, &id) < 0)
+			return 2;
+		int n = 0;
+		if (store_queue_entries(st, id, print_queue_entry, &n, &err) < 0)
+			return report(-1, err);
+		if (n == 0) {
+			fprintf(stderr, "postern: no queue entry with id %lld\n", (long long)id);
+			return 1;
+		}
+		return 0;
+	}
+	static const struct {
+		const char *name;
+		enum store_queue_admin_op op;
+	} ops[] = {
+		{"retry", STORE_QUEUE_RETRY_NOW},
+		{"hold", STORE_QUEUE_HOLD},
+		{"release", STORE_QUEUE_RELEASE},
+		{"delete", STORE_QUEUE_DELETE},
+	};
+	bool flush = argc == 1 && strcmp(argv[0], "flush") == 0;
+	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+		if (!flush && !(argc == 2 && strcmp(argv[0], ops[i].name) == 0))
+			continue;
+		if (!flush && queue_id(argv[1], true, &id) < 0)
+			return 2;
+		int n = store_queue_admin(st, ops[i].op, id, &err);
+		if (n < 0)
+			return report(-1, err);
+		if (n == 0 && id != 0) {
+			fprintf(stderr, "postern: no queue entry with id %lld%s\n", (long long)id,
+				ops[i].op == STORE_QUEUE_RELEASE ? " is held" : "");
+			return 1;
+		}
+		printf("%d entries %s\n", n,
+		       flush ? "due now" : ops[i].op == STORE_QUEUE_RETRY_NOW ? "due now"
+			       : ops[i].op == STORE_QUEUE_HOLD ? "held"
+			       : ops[i].op == STORE_QUEUE_RELEASE ? "released" : "deleted");
+		return 0;
+	}
+	usage(stderr);
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cfg_path = NULL;
@@ -883,6 +1191,8 @@ int main(int argc, char **argv)
 		ret = 0;
 	} else if (strcmp(cmd, "serve") == 0) {
 		ret = cmd_serve(&cfg);
+	} else if (strcmp(cmd, "dns") == 0) {
+		ret = cmd_dns(&cfg, argc - 1, argv + 1);
 	} else if (strcmp(cmd, "domain") == 0 || strcmp(cmd, "user") == 0 ||
 		   strcmp(cmd, "alias") == 0 || strcmp(cmd, "mailbox") == 0 ||
 		   strcmp(cmd, "mail") == 0 || strcmp(cmd, "queue") == 0 ||
@@ -907,8 +1217,8 @@ int main(int argc, char **argv)
 			ret = cmd_mailbox(st, argc - 1, argv + 1);
 		else if (strcmp(cmd, "quota") == 0)
 			ret = cmd_quota(st, argc - 1, argv + 1);
-		else if (strcmp(cmd, "queue") == 0 && argc == 2 && strcmp(argv[1], "list") == 0)
-			ret = store_queue_list(st, print_name, NULL) < 0;
+		else if (strcmp(cmd, "queue") == 0)
+			ret = cmd_queue(st, argc - 1, argv + 1);
 		else
 			usage(stderr);
 		store_close(&st);

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 
 #include "core/log.h"
 #include "core/xmalloc.h"
@@ -62,6 +63,7 @@ struct conn_priv {
 	SSL *ssl;
 	SSL_CTX *pending_ctx; /* STARTTLS: the context to use once output drained */
 	char *tls_info;
+	struct conn_tls_client *tlsc; /* client side only (conn_starttls_client) */
 
 	struct buf wbuf;
 	size_t woff;     /* bytes of wbuf already sent */
@@ -92,6 +94,16 @@ struct conn_priv {
 	struct timer *flush_timer;
 	struct timer *kick_timer;
 	struct timer *close_timer;
+};
+
+/* Client-side TLS (outbound SMTP): what conn_starttls_client asked for and
+ * what came of it. Allocated only by the client, so a server conn stays
+ * the size it was. */
+struct conn_tls_client {
+	char *sni;
+	bool verify;
+	bool verified;
+	char *error;
 };
 
 struct conn_full {
@@ -128,6 +140,11 @@ static void conn_on_close_timer(void *arg)
 	buf_free(&c->rbuf);
 	buf_free(&p->wbuf);
 	free(p->tls_info);
+	if (p->tlsc) {
+		free(p->tlsc->sni);
+		free(p->tlsc->error);
+		free(p->tlsc);
+	}
 	free(c);
 }
 
@@ -329,6 +346,8 @@ static void conn_tls_done(struct conn *c)
 	p->op_want_write = false;
 	free(p->tls_info);
 	p->tls_info = xasprintf("%s %s", SSL_get_version(p->ssl), SSL_get_cipher_name(p->ssl));
+	if (p->tlsc)
+		p->tlsc->verified = p->tlsc->verify && SSL_get_verify_result(p->ssl) == X509_V_OK;
 	log_debug("conn %s:%d: TLS established: %s", c->peer_ip, c->peer_port, p->tls_info);
 }
 
@@ -342,7 +361,33 @@ static int conn_tls_begin(struct conn *c, SSL_CTX *ctx)
 		p->ssl = NULL;
 		return -1;
 	}
-	SSL_set_accept_state(p->ssl);
+	if (p->tlsc) {
+		/* RFC 6066 3: SNI is a host name, never an address literal. */
+		const char *sni = p->tlsc->sni;
+		if (sni && sni[0] && strspn(sni, "0123456789.") != strlen(sni) &&
+		    strchr(sni, ':') == NULL)
+			SSL_set_tlsext_host_name(p->ssl, sni);
+		if (p->tlsc->verify) {
+			/* RFC 6125 via OpenSSL: the chain, then the reference
+			 * name against the certificate's DNS names. */
+			SSL_set_verify(p->ssl, SSL_VERIFY_PEER, NULL);
+			X509_VERIFY_PARAM *vp = SSL_get0_param(p->ssl);
+			X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+			if (sni == NULL || X509_VERIFY_PARAM_set1_host(vp, sni, 0) != 1) {
+				SSL_free(p->ssl);
+				p->ssl = NULL;
+				return -1;
+			}
+		}
+		SSL_set_connect_state(p->ssl);
+		/* The client speaks first: the ClientHello goes out when the
+		 * socket is writable (at once), from the loop. */
+		p->state = CONN_ST_HANDSHAKE;
+		p->op_want_write = true;
+		return 0;
+	} else {
+		SSL_set_accept_state(p->ssl);
+	}
 	p->state = CONN_ST_HANDSHAKE;
 	p->op_want_write = false;
 	return 0;
@@ -376,6 +421,23 @@ static bool conn_handshake(struct conn *c)
 	}
 	log_debug("conn %s:%d: TLS handshake failed (err %d, errno %d)", c->peer_ip,
 		  c->peer_port, err, errno);
+	if (p->tlsc && p->tlsc->error == NULL) {
+		long vr = SSL_get_verify_result(p->ssl);
+		unsigned long e = ERR_peek_error();
+		char msg[256] = "";
+		if (e)
+			ERR_error_string_n(e, msg, sizeof msg);
+		if (p->tlsc->verify && vr != X509_V_OK)
+			p->tlsc->error = xasprintf("certificate verify failed: %s",
+						   X509_verify_cert_error_string(vr));
+		else if (msg[0])
+			p->tlsc->error = xasprintf("TLS handshake failed: %s", msg);
+		else
+			p->tlsc->error = xasprintf("TLS handshake failed: %s",
+						   err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN
+							   ? "connection closed"
+							   : "protocol error");
+	}
 	conn_log_ssl_errors(c, "handshake");
 	conn_finish(c, err == SSL_ERROR_ZERO_RETURN ? CONN_EOF : CONN_ERROR);
 	return false;
@@ -800,6 +862,44 @@ int conn_starttls(struct conn *c, SSL_CTX *ctx)
 		return -1;
 	conn_update_events(c);
 	return 0;
+}
+
+int conn_starttls_client(struct conn *c, SSL_CTX *ctx, const char *sni, bool verify)
+{
+	struct conn_priv *p = c->priv;
+	if (p->state != CONN_ST_OPEN || p->ssl || p->closing || ctx == NULL || p->tlsc)
+		return -1;
+	p->tlsc = xcalloc(1, sizeof *p->tlsc);
+	p->tlsc->sni = sni ? xstrdup(sni) : NULL;
+	p->tlsc->verify = verify;
+	/* RFC 3207 4.2: what the server sent before the handshake is discarded
+	 * (a reply injected after its 220 must not be read as a TLS reply). */
+	buf_free(&c->rbuf);
+	if (conn_wpending(p) > 0) {
+		p->state = CONN_ST_STARTTLS_FLUSH;
+		p->pending_ctx = ctx;
+		if (!p->in_data)
+			conn_flush(c);
+		else
+			conn_update_events(c);
+		return 0;
+	}
+	if (conn_tls_begin(c, ctx) < 0)
+		return -1;
+	conn_update_events(c);
+	return 0;
+}
+
+const char *conn_tls_error(const struct conn *c)
+{
+	const struct conn_priv *p = c->priv;
+	return p->tlsc && p->tlsc->error ? p->tlsc->error : "";
+}
+
+bool conn_tls_verified(const struct conn *c)
+{
+	const struct conn_priv *p = c->priv;
+	return p->tlsc && p->tlsc->verified && conn_is_tls(c);
 }
 
 bool conn_is_tls(const struct conn *c)

@@ -83,6 +83,38 @@ fail:
 	return NULL;
 }
 
+SSL_CTX *tls_client_ctx_new(const char *ca_file, char **err_r)
+{
+	*err_r = NULL;
+	ERR_clear_error();
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (ctx == NULL) {
+		*err_r = tls_err("SSL_CTX_new");
+		return NULL;
+	}
+	/* As the server side: TLS 1.2 and up (RFC 8996 deprecates older), no
+	 * renegotiation or compression, an EOF without close_notify is an EOF. */
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+					 SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+				      SSL_MODE_RELEASE_BUFFERS);
+	/* The trust anchors serve only the connections that verify (chosen per
+	 * connection in conn_starttls_client); verification is off by default. */
+	int ok = ca_file && ca_file[0] ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
+				       : SSL_CTX_set_default_verify_paths(ctx);
+	if (ok != 1) {
+		char *e = tls_err("CA bundle");
+		*err_r = xasprintf("%s: %s", ca_file && ca_file[0] ? ca_file : "(system)", e);
+		free(e);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	return ctx;
+}
+
 /* ---- self-signed ---- */
 
 /* mkdir -p for the directory part of path (new directories mode 0700). */

@@ -86,7 +86,8 @@ struct smtp_client_msg {
 	const char *mail_from;  /* "" for the null sender */
 	const char *envid;      /* DSN ENVID= or NULL */
 	const char *ret;        /* "FULL" / "HDRS" / NULL */
-	int fd;                 /* the message, read with pread from 0 to size; not closed */
+	int fd;                 /* the message, read with pread from offset, size octets;
+				 * not closed */
 	uint64_t size;
 	bool body_8bit;         /* has octets >= 0x80 (needs 8BITMIME or a downgrade) */
 	bool smtputf8;          /* needs SMTPUTF8 (UTF-8 addresses or headers) */
@@ -95,6 +96,9 @@ struct smtp_client_msg {
 	size_t mime_cache_len;
 	struct smtp_client_rcpt *rcpt;
 	size_t n_rcpt;
+	/* where the message starts in fd (the queue skips the stored copy's own
+	 * Return-Path line: RFC 5321 4.4, added at final delivery only) */
+	uint64_t offset;
 	/* out */
 	bool dsn_relayed;       /* the next hop offered DSN and got the parameters */
 };

@@ -12,6 +12,7 @@
 
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "dns/dns.h"
 #include "smtp/session.h"
 
 /* Postfix postscreen's pregreet test, in small: an MX client that talks
@@ -20,6 +21,10 @@
  * repeated test) so that real servers do not pay the delay on every session. */
 #define SMTP_PREGREET_SLOTS 4096
 #define SMTP_PREGREET_TTL_MS (24ULL * 3600 * 1000)
+/* How long after connect an MX greeting may wait for the client's verified
+ * reverse name (Postfix looks it up before its banner too); after that the
+ * Received header says "unknown" unless the answer comes in time. */
+#define SMTP_RDNS_WAIT_MS 500
 /* Extra seconds on top of our own timers for the conn's backstop timeout. */
 #define SMTP_BACKSTOP_S 60
 
@@ -115,6 +120,7 @@ void smtp_set_state(struct smtp_session *s, enum smtp_state st)
 
 static void unlink_session(struct smtp_session *s)
 {
+	dns_cancel(&s->rdns_q); /* before the server (and its resolver) may go */
 	if (s->srv == NULL)
 		return;
 	session_unlink(&s->base);
@@ -129,6 +135,7 @@ static void session_free(struct session *base)
 	smtp_tx_free(s);
 	x_free(&s->helo);
 	x_free(&s->auth_user);
+	x_free(&s->rdns);
 	sasl_server_reset(&s->sasl);
 	free(s);
 }
@@ -281,6 +288,56 @@ static bool pregreet_known(struct smtp_server *srv, const char *ip)
 	return strcmp(p->ip, ip) == 0 && p->until_ms > loop_now(srv->l);
 }
 
+static bool greet_pending(const struct smtp_session *s)
+{
+	return s->srv != NULL && s->base.c != NULL && s->base.phase != SESSION_CLOSING &&
+	       s->state == SMTP_S_PREGREET;
+}
+
+static void on_rdns_wait(void *arg)
+{
+	struct smtp_session *s = arg;
+
+	s->base.timer = NULL;
+	s->rdns_wait = false;
+	if (greet_pending(s))
+		greet(s);
+}
+
+/* The greeting, or (MX) a short wait for the reverse name first. */
+static void greet_or_wait(struct smtp_session *s)
+{
+	uint64_t waited = loop_now(s->base.l) - s->base.connect_ms;
+
+	if (s->role == SMTP_ROLE_MX && s->rdns_q != NULL && waited < SMTP_RDNS_WAIT_MS) {
+		s->rdns_wait = true;
+		s->base.timer = loop_timer_add(s->base.l, SMTP_RDNS_WAIT_MS - waited,
+					       on_rdns_wait, s);
+		return;
+	}
+	greet(s);
+}
+
+static void on_rdns(void *arg, const char *name)
+{
+	struct smtp_session *s = arg;
+
+	s->rdns_q = NULL;
+	if (name != NULL)
+		s->rdns = xstrdup(name);
+	if (s->rdns_wait) {
+		s->rdns_wait = false;
+		loop_timer_cancel(s->base.l, &s->base.timer);
+		if (greet_pending(s))
+			greet(s);
+	}
+}
+
+void smtp_server_set_dns(struct smtp_server *srv, struct dns *dns)
+{
+	srv->dns = dns;
+}
+
 static void on_pregreet(void *arg)
 {
 	struct smtp_session *s = arg;
@@ -292,7 +349,7 @@ static void on_pregreet(void *arg)
 	struct smtp_pregreet_pass *p = pregreet_slot(s->srv, s->base.ip);
 	snprintf(p->ip, sizeof(p->ip), "%s", s->base.ip);
 	p->until_ms = loop_now(s->base.l) + SMTP_PREGREET_TTL_MS;
-	greet(s);
+	greet_or_wait(s);
 }
 
 void smtp_reset_session(struct smtp_session *s)
@@ -337,6 +394,12 @@ bool smtp_auth_allowed(const struct smtp_session *s)
 	return s->base.tls || (s->base.loopback && s->srv->cfg->smtp_auth_plaintext_loopback);
 }
 
+void smtp_server_set_kick(struct smtp_server *srv, void (*kick)(void *arg), void *arg)
+{
+	srv->kick = kick;
+	srv->kick_arg = arg;
+}
+
 void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role)
 {
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
@@ -374,6 +437,10 @@ void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role)
 		return;
 	}
 	session_backstop(&s->base);
+	/* RFC 5321 4.4: the Received "from" clause names the client's verified
+	 * reverse name; looked up now, used if there by the time it is written. */
+	if (srv->dns != NULL)
+		s->rdns_q = dns_verify_ptr(srv->dns, s->base.ip, on_rdns, s);
 	if (role == SMTP_ROLE_SUBMISSIONS) {
 		session_idle_restart(&s->base); /* handshake must finish in time */
 	} else if (role == SMTP_ROLE_MX && cfg->smtp_pregreet_delay_ms > 0 &&
@@ -381,7 +448,7 @@ void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role)
 		s->base.timer = loop_timer_add(srv->l, (uint64_t)cfg->smtp_pregreet_delay_ms,
 					       on_pregreet, s);
 	} else {
-		greet(s);
+		greet_or_wait(s);
 	}
 }
 

@@ -30,6 +30,13 @@ int smtp_server_shutdown(struct smtp_server *srv, int *busy_r);
 /* Closes every session left (421) and frees. An async step still in flight
  * then finds its session unlinked (srv NULL) and only closes it. */
 void smtp_server_free(struct smtp_server **srvp);
+/* kick(arg) runs on the loop after each commit that queued remote recipients
+ * (the outbound queue's queue_kick: deliver now rather than at its next poll). */
+void smtp_server_set_kick(struct smtp_server *srv, void (*kick)(void *arg), void *arg);
+/* The resolver for the Received header's verified client name (dns may be
+ * NULL: "unknown"); it must outlive the server. */
+struct dns;
+void smtp_server_set_dns(struct smtp_server *srv, struct dns *dns);
 /* Starts a session on an accepted socket (takes ownership of fd). */
 void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role);
 

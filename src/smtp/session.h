@@ -41,7 +41,11 @@ struct smtp_server {
 	uint32_t txseq;
 	struct smtp_pregreet_pass *pregreet_passed; /* SMTP_PREGREET_SLOTS, direct-mapped */
 	struct auth_login *login; /* the login service, shared by all protocols */
+	struct dns *dns;          /* NULL: no reverse DNS (Received says "unknown") */
 	bool stopping; /* smtp_server_shutdown was called */
+	/* smtp_server_set_kick: told after a commit that queued remote recipients */
+	void (*kick)(void *arg);
+	void *kick_arg;
 };
 
 enum smtp_state {
@@ -67,6 +71,7 @@ struct smtp_tx {
 	char *from; /* "" for <> */
 	bool smtputf8;
 	bool body8;
+	bool has8bit; /* the content has octets >= 0x80 (for the outbound queue) */
 	char *ret;
 	char *envid;
 	struct smtp_rcpt *rcpts;
@@ -113,6 +118,11 @@ struct smtp_session {
 	const char *bdat_ecode;
 	const char *bdat_text;
 	struct smtp_tx *tx;
+	/* The client's forward-confirmed reverse name (RFC 5321 4.4 Received
+	 * "from" clause): looked up from connect; NULL while unknown. */
+	struct dns_query *rdns_q;
+	char *rdns;
+	bool rdns_wait; /* the greeting waits (a short bound) for rdns_q */
 };
 
 static inline struct smtp_session *smtp_session_of(struct session *base)

@@ -122,6 +122,12 @@ static void on_content(void *arg, const char *p, size_t n)
 		tx->too_big = true;
 		return;
 	}
+	if (!tx->has8bit) /* RFC 6152: the queue downgrades 8-bit bodies when needed */
+		for (size_t i = 0; i < n; i++)
+			if ((unsigned char)p[i] >= 0x80) {
+				tx->has8bit = true;
+				break;
+			}
 	if (store_spool_write(tx->sp, p, n) < 0) {
 		log_err("smtp tx id=%s: spool write: %s", tx->txid, strerror(errno));
 		tx->write_failed = true;
@@ -181,8 +187,8 @@ int smtp_content_start(struct smtp_session *s, enum smtp_data_mode mode)
 	store_spool_async(tx->sp, s->srv->workers, on_spool_ready, s);
 	header_date(now, date, sizeof(date));
 	buf_printf(&h, "Return-Path: <%s>\r\n", tx->from);
-	buf_printf(&h, "Received: from %s (unknown [%s])\r\n", s->helo ? s->helo : "unknown",
-		   s->base.ip);
+	buf_printf(&h, "Received: from %s (%s [%s])\r\n", s->helo ? s->helo : "unknown",
+		   s->rdns ? s->rdns : "unknown", s->base.ip);
 	if (s->base.tls)
 		buf_printf(&h, "\t(using %s)\r\n", conn_tls_info(s->base.c));
 	buf_printf(&h, "\tby %s (postern) with %s id %s", cfg->hostname, with_proto(s), tx->txid);
@@ -217,6 +223,8 @@ static void on_commit(void *arg, int result)
 	struct smtp_session *s = arg;
 
 	if (result == STORE_COMMIT_OK) {
+		if (s->tx->n_remote > 0 && s->srv != NULL && s->srv->kick != NULL)
+			s->srv->kick(s->srv->kick_arg);
 		smtp_reply(s, 250, "2.0.0", "Ok: queued as %s", s->tx->txid);
 		end_tx(s, 250);
 	} else if (result == STORE_COMMIT_RCPT_GONE) {
@@ -273,6 +281,8 @@ void smtp_data_done(struct smtp_session *s)
 			.n_users = tx->n_users,
 			.remote = tx->remote,
 			.n_remote = tx->n_remote,
+			.body_8bit = tx->has8bit,
+			.smtputf8 = tx->smtputf8,
 		};
 		struct store_spool *sp = tx->sp;
 		tx->sp = NULL; /* store_commit owns it now */

@@ -89,6 +89,7 @@ struct store_commit_req {
 	bool overquota; /* a local recipient is over its quota: nothing stored */
 	struct buf cache; /* the MIME cache (store_set_cache_builder) */
 	int result;
+	bool body_8bit, smtputf8; /* messages.body_8bit, .smtputf8 (outbound) */
 };
 
 /* ---- spool ---- */
@@ -443,6 +444,8 @@ void store_commit(struct store *st, struct store_spool *sp, const struct store_d
 	req->envid = xstrdup_null(d->envid);
 	req->ret = xstrdup_null(d->ret);
 	req->auth_user = xstrdup_null(d->auth_user);
+	req->body_8bit = d->body_8bit;
+	req->smtputf8 = d->smtputf8;
 	req->received = d->received;
 	struct tm tm;
 	if (localtime_r(&req->received, &tm) != NULL)
@@ -982,6 +985,8 @@ static int insert_one(struct store_db *d, struct store_commit_req *req, time_t n
 		sqlite3_bind_zeroblob(s, 8, 0);
 	else
 		sqlite3_bind_blob(s, 8, req->cache.data, (int)req->cache.len, SQLITE_STATIC);
+	sqlite3_bind_int(s, 9, req->body_8bit);
+	sqlite3_bind_int(s, 10, req->smtputf8);
 	if (step_stmt(s) < 0)
 		return -1;
 	int64_t msg_id = sqlite3_last_insert_rowid(d->db);
@@ -998,6 +1003,10 @@ static int insert_one(struct store_db *d, struct store_commit_req *req, time_t n
 		bind_text_null(s, 4, req->remote[i].notify);
 		sqlite3_bind_int64(s, 5, (int64_t)now);
 		sqlite3_bind_int64(s, 6, (int64_t)now);
+		/* the domain the scheduler groups by (the part after the last '@') */
+		const char *at = strrchr(req->remote[i].addr, '@');
+		if (at != NULL)
+			sqlite3_bind_text(s, 7, at + 1, -1, SQLITE_STATIC);
 		if (step_stmt(s) < 0)
 			return -1;
 	}

@@ -27,7 +27,8 @@ static const char *const stmt_sql[STMT_N] = {
 	[STMT_COMMIT] = "COMMIT",
 	[STMT_ROLLBACK] = "ROLLBACK",
 	[STMT_INS_MESSAGE] = "INSERT INTO messages(blob, size, received, mail_from, envid, ret,"
-			     " auth_user, cache) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+			     " auth_user, cache, body_8bit, smtputf8)"
+			     " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, coalesce(?9, 0), coalesce(?10, 0))",
 	/* Does a local recipient (resolved at RCPT time) still have its INBOX? */
 	[STMT_RCPT_INBOX] = "SELECT b.id FROM users u JOIN mailboxes b ON b.user_id = u.id"
 			    " WHERE u.id = ?1 AND b.name = 'INBOX'",
@@ -46,7 +47,8 @@ static const char *const stmt_sql[STMT_N] = {
 			   " AND (storage_limit = 0 OR storage_used + ?2 <= storage_limit)"
 			   " AND (message_limit = 0 OR message_used + ?3 <= message_limit)",
 	[STMT_INS_QUEUE] = "INSERT INTO queue(message_id, rcpt, orcpt, notify, attempts, next_try,"
-			   " last_error, created) VALUES(?1, ?2, ?3, ?4, 0, ?5, NULL, ?6)",
+			   " last_error, created, domain)"
+			   " VALUES(?1, ?2, ?3, ?4, 0, ?5, NULL, ?6, coalesce(lower(?7), ''))",
 };
 
 /* The schema is versioned by PRAGMA user_version: version N means that the
@@ -250,7 +252,28 @@ static const char schema_v3[] =
 	"INSERT OR IGNORE INTO subscriptions(user_id, name)"
 	" SELECT user_id, name FROM mailboxes WHERE special_use IS NOT NULL;";
 
-static const char *const schema_steps[] = {schema_v1, schema_v2, schema_v3};
+/* Step 4: outbound delivery (issue 8). Per queue entry: the recipient's
+ * domain (the scheduler groups a message's recipients by it), the lease
+ * (owner and expiry: an attempt in flight; an expired lease is free again,
+ * so a daemon killed mid-delivery loses nothing), held (admin), whether the
+ * "delayed" DSN went out, the last attempt. Per message: whether the body
+ * has octets >= 0x80 and whether it needs SMTPUTF8, noted at receipt so the
+ * SMTP client knows whether to downgrade (RFC 6152, RFC 6531). Messages
+ * already queued are marked 8-bit: the client's downgrade of a 7-bit body
+ * is harmless, sending an 8-bit one raw is not. */
+static const char schema_v4[] =
+	"ALTER TABLE queue ADD COLUMN domain TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE queue ADD COLUMN lease_owner TEXT;"
+	"ALTER TABLE queue ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE queue ADD COLUMN held INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE queue ADD COLUMN delay_notified INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE queue ADD COLUMN last_attempt INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE queue SET domain = lower(substr(rcpt, instr(rcpt, '@') + 1));"
+	"ALTER TABLE messages ADD COLUMN body_8bit INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE messages ADD COLUMN smtputf8 INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE messages SET body_8bit = 1 WHERE id IN (SELECT message_id FROM queue);";
+
+static const char *const schema_steps[] = {schema_v1, schema_v2, schema_v3, schema_v4};
 
 sqlite3_stmt *store_stmt(struct store_db *d, enum store_stmt_id id)
 {

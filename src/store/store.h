@@ -168,6 +168,10 @@ struct store_delivery {
 	size_t n_users;
 	const struct store_remote_rcpt *remote; /* queued for outbound delivery */
 	size_t n_remote;
+	/* For outbound delivery (RFC 6152, RFC 6531): the content has octets
+	 * >= 0x80; the message needs SMTPUTF8 (MAIL FROM carried it). */
+	bool body_8bit;
+	bool smtputf8;
 };
 /* The result of a commit. Every failure is temporary (the client may try
  * again) and stores nothing: no message row, no mailbox or queue entry, no blob. */
@@ -529,5 +533,122 @@ void store_set_cache_builder(struct store *st, store_cache_build_fn *fn);
 /* Any thread (requires store_start); copies cache; a job on the committer
  * that sets it unless the message has one already. */
 void store_cache_save(struct store *st, int64_t message_id, const void *cache, size_t len);
+
+/* ==== the outbound queue (queue.c) ======================================
+ * Entries are the remote recipients store_commit queued, one row each. The
+ * scheduler (src/queue) leases due entries before an attempt: lease owner
+ * and expiry are written in the same transaction that picks them, so two
+ * daemons sharing one store (later) never take the same entry, and a daemon
+ * killed mid-delivery loses nothing (the lease expires, the entry is due
+ * again: a duplicate is possible, a loss is not). Every write runs on the
+ * committer; callbacks run on the loop thread, always later. The queue id
+ * shown to admins and in logs is the message's id (all recipients of one
+ * message share it, as in Postfix). */
+
+/* One leased recipient. */
+struct store_queue_rcpt {
+	int64_t id;          /* the entry */
+	char *rcpt;
+	char *orcpt;         /* DSN ORCPT= or NULL */
+	char *notify;        /* DSN NOTIFY= or NULL */
+	int attempts;        /* before this one */
+	time_t created;      /* when it was queued */
+	bool delay_notified; /* the "delayed" DSN went out */
+	char *last_error;    /* NULL if none */
+};
+/* The due recipients of one message for one domain, leased together. */
+struct store_queue_msg {
+	int64_t message_id;
+	char *domain;    /* lowercase */
+	char *mail_from; /* "" for <> */
+	char *envid, *ret; /* DSN, or NULL */
+	time_t received;
+	uint64_t size;
+	/* octets of the blob's leading "Return-Path: <...>" line, 0 if none:
+	 * RFC 5321 4.4, added for final delivery, not sent on to a next hop */
+	uint64_t return_path_len;
+	bool body_8bit, smtputf8;
+	void *cache;     /* the MIME cache or NULL */
+	size_t cache_len;
+	int fd;          /* the blob, opened read-only on the committer; -1 if it
+			  * could not be opened (then err says why) */
+	char *err;
+	struct store_queue_rcpt *rcpt;
+	size_t n_rcpt;
+};
+struct store_queue_lease {
+	struct store_queue_msg *msg;
+	size_t n_msg;
+	/* the earliest next_try among entries neither held nor leased after
+	 * this lease; 0 when there is none */
+	time_t next_due;
+};
+/* Leases up to max_msgs groups (message, domain) whose entries are due at
+ * now (next_try <= now, not held, lease free or expired) until now + lease_s
+ * for owner, in one transaction on the committer, opens their blobs, and
+ * hands the result to cb on the loop thread: result 0 with *l (the caller
+ * owns it: store_queue_lease_free), or -1 (database error; l NULL). */
+typedef void store_queue_lease_cb(void *arg, int result, struct store_queue_lease *l);
+void store_queue_lease(struct store *st, const char *owner, time_t now, unsigned lease_s,
+		       size_t max_msgs, store_queue_lease_cb *cb, void *arg);
+/* Closes the fds and frees. */
+void store_queue_lease_free(struct store_queue_lease **lp);
+/* Frees what one message of a lease holds (closes its fd), not m itself:
+ * for a caller that moved it out of the lease (then set n_msg 0 before
+ * store_queue_lease_free). */
+void store_queue_msg_free(struct store_queue_msg *m);
+/* At the daemon's start (caller's thread, before any lease): the leases
+ * owner held before a crash are released, as nothing of it is in flight any
+ * more: those entries are due at once rather than when the lease expires.
+ * Returns the entries released, or -1. */
+int store_queue_unlease_owner(struct store *st, const char *owner);
+
+/* The outcome of one attempt for one entry. */
+enum store_queue_outcome {
+	STORE_QUEUE_DONE,  /* delivered, bounced, or given up: the row goes */
+	STORE_QUEUE_RETRY, /* attempts + 1, next_try, last_error, lease cleared */
+	STORE_QUEUE_UNLEASE, /* nothing tried (shutdown): the lease is cleared */
+};
+struct store_queue_result {
+	int64_t id;
+	enum store_queue_outcome outcome;
+	time_t next_try;       /* RETRY */
+	const char *last_error; /* RETRY, may be NULL */
+	bool delay_notified;   /* RETRY: the "delayed" DSN went out now */
+};
+/* Records the results of one message's attempt in one transaction (only
+ * entries still leased by owner are changed): DONE rows are deleted, and the
+ * message row with its blob when nothing refers to it any more (no mailbox
+ * entry, no queue entry). now: the attempt's time (last_attempt). cb(arg,
+ * 0 or -1) on the loop thread; v is copied. */
+void store_queue_record(struct store *st, const char *owner, time_t now,
+			const struct store_queue_result *v, size_t n, store_res_cb *cb, void *arg);
+
+/* ---- admin (the caller's thread, st->main: the CLI) ---- */
+struct store_queue_entry {
+	int64_t message_id, id;
+	const char *mail_from, *rcpt, *last_error; /* last_error may be NULL */
+	int attempts;
+	time_t created, next_try, lease_until;
+	bool held, delay_notified;
+	uint64_t size;
+};
+typedef void store_queue_entry_cb(void *arg, const struct store_queue_entry *e);
+/* Every entry (message_id 0) or those of one message, by next_try. 0 or -1. */
+int store_queue_entries(struct store *st, int64_t message_id, store_queue_entry_cb *cb,
+			void *arg, char **err_r);
+enum store_queue_admin_op {
+	STORE_QUEUE_RETRY_NOW, /* next_try = now (held entries stay held) */
+	STORE_QUEUE_HOLD,      /* not tried until released */
+	STORE_QUEUE_RELEASE,   /* held no more, due now */
+	STORE_QUEUE_DELETE,    /* removed without a bounce (the message row and blob
+				* too when nothing else refers to them) */
+};
+/* Applies op to the entries of message_id (0 = every entry). Returns the
+ * number of entries changed (0: no such queue id), or -1 with *err_r.
+ * DELETE of an entry under lease: the attempt in flight may still deliver
+ * it; its result then finds no row (nothing happens). */
+int store_queue_admin(struct store *st, enum store_queue_admin_op op, int64_t message_id,
+		      char **err_r);
 
 #endif

@@ -1,0 +1,37 @@
+/* Private to src/dns: the pure answer parser (parse.c) shared by the resolver
+ * (dns.c), the MX/host/PTR steps (mx.c), the unit tests and the fuzz harness.
+ * Nothing here touches the loop or c-ares. */
+#ifndef POSTERN_DNS_DNS_INT_H
+#define POSTERN_DNS_DNS_INT_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dns/dns.h"
+
+/* A name in text: at most 255 wire octets (RFC 1035 2.3.4), each escaped as
+ * \DDD at worst. */
+#define DNS_NAME_TEXT_MAX 1024
+/* How far a CNAME chain is followed inside one answer. */
+#define DNS_CNAME_MAX 16
+/* Cache TTL ceiling (a hostile TTL must not pin an entry): one day. */
+#define DNS_TTL_MAX 86400u
+
+/* Normalises a query name into out (lowercase, no trailing dot): 0, or -1
+ * when it is not a valid domain name (empty label, label over 63, name over
+ * 253, a byte outside letters, digits, '-', '_', '/', '*'). Pure. */
+int dns_name_normalize(const char *name, char *out, size_t outsz);
+
+/* Parses the reply p[0..len) to the question (qname, normalised; qtype).
+ * 0: *a filled (heap; free with dns_answer_clear): status from the RCODE
+ * (NOERROR with records OK, without NODATA; NXDOMAIN; anything else
+ * TEMPFAIL), records of qtype owned by qname or by the end of its CNAME
+ * chain (RFC 1034 3.6.2), TTLs lowered to the chain's; *ttl_r the time the
+ * answer may be cached: the records' least TTL, for NXDOMAIN/NODATA the SOA's
+ * (RFC 2308 5), 0 = do not cache. -1: a malformed reply (*a empty). */
+int dns_parse_answer(const uint8_t *p, size_t len, const char *qname, uint16_t qtype,
+		     struct dns_answer *a, uint32_t *ttl_r);
+void dns_answer_clear(struct dns_answer *a);
+/* A deep copy of src into dst. */
+void dns_answer_copy(struct dns_answer *dst, const struct dns_answer *src);
+
+#endif
