@@ -851,15 +851,3 @@ void queue_free(struct queue **qp)
 	free(q->relay_host);
 	x_free(qp);
 }
-
-/* Until the DSN builder (bounce.c) is linked in: a bounce is logged and
- * dropped. The real bounce_send replaces this one at link time. */
-__attribute__((weak)) void bounce_send(struct store *st, struct pool *p, const char *hostname,
-				       const struct bounce_msg *m, void (*kick)(void *kick_arg),
-				       void *kick_arg, bounce_cb *cb, void *arg)
-{
-	for (size_t i = 0; i < m->n_rcpt; i++)
-		log_warn("queue id=%s: no DSN builder: DSN for %s to <%s> dropped", m->queue_id,
-			 m->rcpt[i].rcpt, m->mail_from);
-	cb(arg, 0);
-}
