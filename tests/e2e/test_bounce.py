@@ -1,5 +1,13 @@
 """Delivery status notifications (RFC 3464, RFC 3461).
 
+Through the real daemon (the queue relays to a scripted next hop given as
+relayhost, which answers 550 / 451 / 250 per recipient):
+  a 5xx bounces into the local sender's INBOX (ORCPT, ENVID, headers only);
+  RET=FULL returns the whole message; NOTIFY=NEVER sends nothing;
+  NOTIFY=SUCCESS to a next hop without DSN gives "relayed"; a remote sender's
+  DSN is queued back out from <>; a 4xx past queue_delay_warning gives a
+  "delayed" notice.
+
 test_builder_output_parses: every DSN the builder's unit test makes
 (tests/unit/dsn, written out with DSN_SAMPLE_DIR) read back with Python's
 email package: multipart/report; report-type=delivery-status, the three
@@ -9,11 +17,14 @@ most 998 octets, CRLF only.
 import email
 import email.utils
 import os
+import socket
 import subprocess
+import threading
+import time
 
 import pytest
 
-from conftest import POSTERN, ROOT
+from conftest import POSTERN, ROOT, make_message
 
 ACTIONS = {"failed", "delayed", "delivered", "relayed"}
 SUBJECTS = {
@@ -121,3 +132,250 @@ def test_builder_output_parses(tmp_path):
     assert groups[2]["Original-Recipient"] == "rfc822;Carol+x@example.net"
     assert [g["Action"] for g in groups[1:]] == ["failed", "delayed"]
     assert groups[1]["Diagnostic-Code"] == "smtp; 550 5.1.1 <bob@example.net>: no such user"
+
+
+# ---------------------------------------------------------------------------
+# Through the daemon
+# ---------------------------------------------------------------------------
+WAIT = 40.0  # bounded waits: a few queue polls and retries
+
+
+class NextHop:
+    """A scripted SMTP server on 127.0.0.1 (no DSN extension): RCPT bad* gets
+    550 5.1.1, slow* gets 451 4.3.0, anything else 250. Every accepted
+    transaction is kept in self.got as (mail_from, [rcpts], data bytes)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.5)
+        self.port = self.sock.getsockname()[1]
+        self.got = []
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn):
+        conn.settimeout(30)
+        f = conn.makefile("rb")
+        out = lambda s: conn.sendall(s.encode() + b"\r\n")
+        try:
+            out("220 nexthop.test ESMTP")
+            mail_from, rcpts = None, []
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                cmd = line.decode("utf-8", "replace").rstrip("\r\n")
+                up = cmd.upper()
+                if up.startswith("EHLO") or up.startswith("HELO"):
+                    out("250-nexthop.test\r\n250 8BITMIME")
+                elif up.startswith("MAIL FROM:"):
+                    mail_from = cmd[10:].split(">")[0].lstrip(" <")
+                    rcpts = []
+                    out("250 2.1.0 ok")
+                elif up.startswith("RCPT TO:"):
+                    addr = cmd[8:].split(">")[0].lstrip(" <")
+                    local = addr.split("@")[0]
+                    if local.startswith("bad"):
+                        out("550 5.1.1 <%s>: Recipient address rejected: no such user" % addr)
+                    elif local.startswith("slow"):
+                        out("451 4.3.0 <%s>: try again later" % addr)
+                    else:
+                        rcpts.append(addr)
+                        out("250 2.1.5 ok")
+                elif up == "DATA":
+                    if not rcpts:
+                        out("554 5.5.1 no valid recipients")
+                        continue
+                    out("354 go ahead")
+                    data = b""
+                    while True:
+                        l = f.readline()
+                        if not l:
+                            return
+                        if l == b".\r\n":
+                            break
+                        data += l[1:] if l.startswith(b".") else l
+                    with self.lock:
+                        self.got.append((mail_from, list(rcpts), data))
+                    out("250 2.0.0 queued as X")
+                elif up == "RSET":
+                    mail_from, rcpts = None, []
+                    out("250 2.0.0 ok")
+                elif up == "QUIT":
+                    out("221 2.0.0 bye")
+                    return
+                else:
+                    out("502 5.5.2 unknown")
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+    def received(self):
+        with self.lock:
+            return list(self.got)
+
+    def close(self):
+        self.stopping = True
+        self.sock.close()
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def next_hop():
+    h = NextHop()
+    yield h
+    h.close()
+
+
+def _relay_server(make_server, next_hop, **opts):
+    o = dict(relayhost="127.0.0.1:%d" % next_hop.port, relayhost_tls="none",
+             relayhost_tls_verify="no", queue_retry_min=1, queue_poll=1)
+    o.update(opts)
+    srv = make_server(**o)
+    srv.cli("alias", "add", "fwd@example.test", "badfwd@remote.example")
+    return srv
+
+
+def _submit(srv, rcpts, subject, mail_params="", body="Hello there.\r\n"):
+    """alice submits one message; rcpts: [(addr, rcpt params)]."""
+    msg = make_message("alice@example.test", ", ".join(a for a, _ in rcpts), subject, body)
+    with srv.authed() as c:
+        r = c.cmd("MAIL FROM:<alice@example.test>" + (" " + mail_params if mail_params else ""))
+        assert r.code == 250, r
+        for addr, params in rcpts:
+            r = c.cmd("RCPT TO:<%s>%s" % (addr, (" " + params) if params else ""))
+            assert r.code == 250, (addr, r)
+        r = c.data(msg)
+        assert r.code == 250, r
+    return msg
+
+
+def _wait(cond, what, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def _inbox_dsn(srv, n):
+    """Waits until alice has n messages; returns the n-th, parsed, and raw."""
+    _wait(lambda: srv.count("alice@example.test") >= n, "DSN number %d in alice's INBOX" % n)
+    raw = srv.messages("alice@example.test")[n - 1]
+    assert raw.startswith(b"Return-Path: <>\r\n")
+    return check_dsn(raw[len(b"Return-Path: <>\r\n"):], "inbox dsn %d" % n), raw
+
+
+def _groups(msg):
+    return msg.get_payload()[1].get_payload()
+
+
+def test_bounce_to_local_sender(make_server, next_hop):
+    srv = _relay_server(make_server, next_hop)
+    _submit(srv, [("bad1@remote.example", "NOTIFY=FAILURE ORCPT=rfc822;bad1+2Bx@remote.example"),
+                  ("good1@remote.example", "")],
+            "first", mail_params="ENVID=env+2B42 RET=HDRS")
+    msg, raw = _inbox_dsn(srv, 1)
+    assert msg["Subject"] == "Undelivered Mail Returned to Sender"
+    assert msg["To"] == "<alice@example.test>"
+    assert email.utils.parseaddr(msg["From"])[1] == "MAILER-DAEMON@mx.example.test"
+    g = _groups(msg)
+    assert g[0]["Reporting-MTA"] == "dns; mx.example.test"
+    assert g[0]["Original-Envelope-Id"] == "env+42"  # RFC 3461 4.4: xtext decoded
+    assert len(g) == 2  # only the failed recipient
+    assert g[1]["Original-Recipient"] == "rfc822;bad1+x@remote.example"
+    assert g[1]["Final-Recipient"] == "rfc822; bad1@remote.example"
+    assert g[1]["Action"] == "failed"
+    assert g[1]["Status"] == "5.1.1"
+    assert g[1]["Remote-MTA"].startswith("dns; ")
+    diag = g[1]["Diagnostic-Code"].replace("\r\n", "")
+    assert diag == "smtp; 550 5.1.1 <bad1@remote.example>: Recipient address rejected: no such user"
+    part3 = msg.get_payload()[2]
+    assert part3.get_content_type() == "text/rfc822-headers"
+    assert b"Subject: first\r\n" in raw and b"Hello there." not in raw
+    assert b"good1@remote.example>: " not in raw  # the delivered one is not listed
+    # the good recipient got the message from the queue
+    assert any(r == ["good1@remote.example"] for _, r, _ in next_hop.received())
+    assert "queue dsn sent" in srv.log() and "kind=failed" in srv.log()
+
+
+def test_ret_full_and_notify_never(make_server, next_hop):
+    srv = _relay_server(make_server, next_hop)
+    # NOTIFY=NEVER: no DSN for this one (RFC 3461 4.1)
+    _submit(srv, [("bad2@remote.example", "NOTIFY=NEVER")], "never")
+    _wait(lambda: "rcpt=bad2@remote.example" in srv.log(), "the bad2 attempt")
+    _wait(lambda: srv.queue() == [], "an empty queue")
+    # RET=FULL: the whole message comes back as message/rfc822
+    body = "Line one.\r\n.starts with a dot\r\n" + "x" * 500 + "\r\n"
+    sent = _submit(srv, [("bad3@remote.example", "")], "full", mail_params="RET=FULL", body=body)
+    msg, raw = _inbox_dsn(srv, 1)
+    assert srv.count("alice@example.test") == 1  # nothing for bad2
+    part3 = msg.get_payload()[2]
+    assert part3.get_content_type() == "message/rfc822"
+    inner = part3.get_payload()[0]
+    assert inner["Subject"] == "full"
+    assert sent.split(b"\r\n\r\n", 1)[1] in raw  # the body, byte for byte
+    assert [g["Final-Recipient"] for g in _groups(msg)[1:]] == ["rfc822; bad3@remote.example"]
+
+
+def test_success_relayed(make_server, next_hop):
+    srv = _relay_server(make_server, next_hop)
+    _submit(srv, [("good2@remote.example", "NOTIFY=SUCCESS,FAILURE")], "success")
+    msg, _ = _inbox_dsn(srv, 1)
+    assert msg["Subject"] == "Successful Mail Delivery Report"
+    g = _groups(msg)
+    # RFC 3461 4.1 / RFC 3464 2.3.3: the next hop offers no DSN: "relayed"
+    assert g[1]["Action"] == "relayed"
+    assert g[1]["Status"].startswith("2.")
+
+
+def test_remote_sender_dsn_goes_out_from_null(make_server, next_hop):
+    srv = _relay_server(make_server, next_hop)
+    msg = make_message("ext@far.example", "fwd@example.test", "via alias", "Hi.\r\n")
+    with srv.client("mx") as c:
+        c.ehlo()
+        r = c.mail("ext@far.example", ["fwd@example.test"], msg)
+        assert r.code == 250, r
+
+    def dsn_out():
+        return [t for t in next_hop.received() if t[0] == "" and t[1] == ["ext@far.example"]]
+    got = _wait(dsn_out, "the DSN at the next hop")
+    dsn = check_dsn(got[0][2], "outbound dsn")
+    g = _groups(dsn)
+    assert g[1]["Final-Recipient"] == "rfc822; badfwd@remote.example"
+    assert g[1]["Action"] == "failed"
+    assert dsn["To"] == "<ext@far.example>"
+    # stored with Return-Path: <>, which is not sent on (RFC 5321 4.4)
+    assert not got[0][2].startswith(b"Return-Path:")
+
+
+def test_delayed_notice(make_server, next_hop):
+    srv = _relay_server(make_server, next_hop, queue_delay_warning=1)
+    _submit(srv, [("slow1@remote.example", "")], "slow")
+    msg, _ = _inbox_dsn(srv, 1)
+    assert msg["Subject"] == "Delayed Mail (still being retried)"
+    g = _groups(msg)
+    assert g[1]["Action"] == "delayed"
+    assert g[1]["Status"] == "4.3.0"
+    assert email.utils.parsedate_to_datetime(g[1]["Will-Retry-Until"]) is not None
+    assert "slow1@remote.example" in "".join(srv.queue())  # still queued
+    # once only (queue_delay_warning): a few more retries, still one notice
+    _wait(lambda: srv.log().count("rcpt=slow1@remote.example") >= 3, "more attempts")
+    assert srv.count("alice@example.test") == 1
