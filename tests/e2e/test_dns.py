@@ -13,7 +13,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import POSTERN, CLI_TIMEOUT, crlf, make_message  # noqa: E402
+from conftest import POSTERN, CLI_TIMEOUT, _new_server, make_message  # noqa: E402
 from dnsmasq import Blackhole, Dnsmasq  # noqa: E402
 
 RECORDS = [
@@ -62,6 +62,15 @@ def dns(tmp_path_factory, blackhole):
     d.start()
     yield d
     d.stop()
+
+
+@pytest.fixture(scope="module")
+def rdns_server(dns, tmp_path_factory, tls_pair):
+    """A daemon resolving through the module's dnsmasq."""
+    srv = _new_server(tmp_path_factory, tls_pair, "postern-rdns", dns_resolver=dns.server,
+                      dns_timeout_ms=300, dns_tries=1)
+    yield srv
+    srv.stop()
 
 
 def run_dns(resolver, *args, timeout_ms=300, tries=1):
@@ -233,8 +242,8 @@ def deliver(srv, source, subject):
         assert r.code == 250, r
 
 
-def test_received_names_verified_rdns(dns, make_server):
-    srv = make_server(dns_resolver=dns.server, dns_timeout_ms=300, dns_tries=1)
+def test_received_names_verified_rdns(rdns_server):
+    srv = rdns_server
     n0 = srv.count("alice@example.test")
     deliver(srv, "127.0.0.1", "verified")
     assert received_of(srv) == "Received: from client.example.net (verified.test [127.0.0.1])"
@@ -257,20 +266,23 @@ def test_received_unknown_when_dns_times_out(blackhole, make_server):
     assert received_of(srv) == "Received: from client.example.net (unknown [127.0.0.1])"
 
 
-def test_cache_honours_ttl(dns, make_server):
-    """The daemon's cache: a second session from the same address asks
-    dnsmasq nothing; a 1-second TTL is asked again once it ran out."""
-    srv = make_server(dns_resolver=dns.server, dns_timeout_ms=300, dns_tries=1)
+def test_cache_honours_ttl(dns, rdns_server):
+    """The daemon's cache: a second session from a fresh address asks dnsmasq
+    once; the next session from it is answered from the cache."""
+    srv = rdns_server
 
-    def ptr_queries():
-        return dns.log().count("query[PTR] 1.0.0.127.in-addr.arpa")
+    def queries():
+        log = dns.log()
+        return log.count("query[PTR] 2.0.0.127.in-addr.arpa"), log.count("query[A] mx1.example.test")
 
-    before = ptr_queries()
-    deliver(srv, "127.0.0.1", "one")
-    assert ptr_queries() == before + 1
-    deliver(srv, "127.0.0.1", "two")
-    assert ptr_queries() == before + 1  # answered from the cache
-    assert received_of(srv) == "Received: from client.example.net (verified.test [127.0.0.1])"
+    before = queries()
+    deliver(srv, "127.0.0.2", "one")  # PTR (from mx1's host record) -> mx1 -> 127.0.0.2
+    assert received_of(srv) == "Received: from client.example.net (mx1.example.test [127.0.0.2])"
+    after = queries()
+    assert after == (before[0] + 1, before[1] + 1)
+    deliver(srv, "127.0.0.2", "two")
+    assert queries() == after  # both answered from the cache
+    assert received_of(srv) == "Received: from client.example.net (mx1.example.test [127.0.0.2])"
 
 
 def test_cache_expires(make_server, tmp_path):
