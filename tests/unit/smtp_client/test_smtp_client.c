@@ -17,6 +17,7 @@
 
 #include "../test.h"
 #include "core/buf.h"
+#include "core/log.h"
 #include "core/loop.h"
 #include "core/tls.h"
 #include "smtp/client.h"
@@ -56,6 +57,9 @@ struct server {
 
 static SSL_CTX *srv_tls_ctx;
 static const char *g_auth_user, *g_auth_pass;
+static SSL_CTX *g_cctx;    /* a client context other than the default one */
+static const char *g_host; /* the target's name, "localhost" when NULL */
+static char g_cert[128];   /* the server's self-signed certificate */
 
 struct sio {
 	int fd;
@@ -258,7 +262,7 @@ struct run {
 	enum smtp_status open_status;
 	char diag[512];
 	char tls[128];
-	bool esmtp;
+	bool esmtp, verified;
 	int n_msgs; /* how many times to send m */
 	int sent;
 };
@@ -293,6 +297,7 @@ static void on_open(void *arg, struct smtp_client *c, bool ok, enum smtp_status 
 	const struct smtp_client_info *in = smtp_client_info(c);
 	snprintf(r->tls, sizeof r->tls, "%s", in->tls);
 	r->esmtp = in->esmtp;
+	r->verified = in->tls_verified;
 	if (r->m == NULL) {
 		smtp_client_close(&r->c);
 		loop_stop(r->l);
@@ -341,10 +346,12 @@ static void run_session(struct run *r, struct server *sv, const struct step *scr
 	    .command_timeout = 1,
 	    .data_timeout = 1,
 	    .max_reply = 4096,
-	    .tls_ctx = cctx,
+	    .tls_ctx = g_cctx ? g_cctx : cctx,
 	};
-	struct smtp_client_target t = {
-	    .host = "localhost", .tls = tls, .auth_user = g_auth_user, .auth_pass = g_auth_pass};
+	struct smtp_client_target t = {.host = g_host ? g_host : "localhost",
+	                               .tls = tls,
+	                               .auth_user = g_auth_user,
+	                               .auth_pass = g_auth_pass};
 	struct sockaddr_in *a = (struct sockaddr_in *)&t.addr;
 	a->sin_family = AF_INET;
 	a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -940,6 +947,57 @@ static void t_stall_long_lines(void)
 	server_free(&sv);
 }
 
+/* VERIFY: the chain against the CA file and the name (RFC 6125 via
+ * X509_VERIFY_PARAM_set1_host): the right name passes, another fails. */
+static void t_verify(void)
+{
+	static const struct step ok[] = {
+	    {OP_SEND, "220 s\r\n"},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, "250-s\r\n250 STARTTLS\r\n"},
+	    {OP_EXPECT, "STARTTLS"},
+	    {OP_SEND, "220 go\r\n"},
+	    {OP_TLS, NULL},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, "250 s\r\n"},
+	    {OP_EXPECT, "QUIT"},
+	    {OP_END, NULL},
+	};
+	static const struct step bad[] = {
+	    {OP_SEND, "220 s\r\n"},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, "250-s\r\n250 STARTTLS\r\n"},
+	    {OP_EXPECT, "STARTTLS"},
+	    {OP_SEND, "220 go\r\n"},
+	    {OP_TLS, NULL},
+	    {OP_END, NULL},
+	};
+	char *err = NULL;
+	g_cctx = tls_client_ctx_new(g_cert, &err);
+	CHECK(g_cctx != NULL);
+	if (g_cctx == NULL)
+		return;
+	struct server sv;
+	struct run r;
+	run_session(&r, &sv, ok, SMTP_TLS_VERIFY, NULL, 1);
+	CHECK_STR(1, sv.err, "");
+	CHECK(r.open_ok);
+	CHECK(r.verified);
+	server_free(&sv);
+	g_host = "other.test";
+	run_session(&r, &sv, bad, SMTP_TLS_VERIFY, NULL, 1);
+	CHECK(!r.open_ok);
+	CHECK_STR(2, r.diag, "certificate verify failed: hostname mismatch");
+	server_free(&sv);
+	/* ENCRYPT does not check: the same server is fine */
+	run_session(&r, &sv, ok, SMTP_TLS_ENCRYPT, NULL, 1);
+	CHECK(r.open_ok && !r.verified);
+	server_free(&sv);
+	g_host = NULL;
+	SSL_CTX_free(g_cctx);
+	g_cctx = NULL;
+}
+
 /* ---- the reply parser (src/smtp/reply.c) ---- */
 
 static void test_reply(void)
@@ -1041,12 +1099,15 @@ int main(void)
 	if (mkdtemp(dir) == NULL)
 		return 1;
 	snprintf(cert, sizeof cert, "%s/c.pem", dir);
+	snprintf(g_cert, sizeof g_cert, "%s", cert);
 	snprintf(key, sizeof key, "%s/k.pem", dir);
 	if (tls_selfsigned_ensure(cert, key, "localhost", &err) < 0 ||
 	    (srv_tls_ctx = tls_server_ctx_new(cert, key, &err)) == NULL) {
 		printf("TLS setup: %s\n", err);
 		return 1;
 	}
+	if (getenv("TEST_DEBUG"))
+		log_set_level(LOG_DEBUG);
 	test_run("reply", test_reply);
 	test_run("ehlo", test_ehlo);
 	test_run("pipelined", t_pipelined);
@@ -1060,6 +1121,7 @@ int main(void)
 	test_run("downgrade_rset", t_downgrade_rset);
 	test_run("may_retry", t_may_retry);
 	test_run("auth", t_auth);
+	test_run("verify", t_verify);
 	test_run("stall_long_lines", t_stall_long_lines);
 	unlink(cert);
 	unlink(key);
