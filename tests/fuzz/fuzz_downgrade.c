@@ -17,7 +17,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void run(const char *msg, size_t n, const struct buf *cache, size_t split, size_t step,
-		struct buf *out)
+                struct buf *out)
 {
 	struct mime_dg d;
 	mime_dg_init(&d, cache ? cache->data : NULL, cache ? cache->len : 0);

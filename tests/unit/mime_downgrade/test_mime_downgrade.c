@@ -46,28 +46,27 @@ static void t_nonmime(void)
 		const char *in;
 		const char *want;
 	} cases[] = {
-		/* RFC 1428: 8-bit text without MIME becomes text/plain;
-		 * charset=unknown-8bit, quoted-printable */
-		{"Subject: s\r\n\r\ncaf\xc3\xa9\r\n",
-		 "Subject: s\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=unknown-8bit\r\n"
-		 "Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9\r\n"},
-		/* its own Content-Type is kept; an old CTE goes */
-		{"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
-		 "\r\n\xc3\xa9\r\n",
-		 "Content-Type: text/plain; charset=utf-8\r\nMIME-Version: 1.0\r\n"
-		 "Content-Transfer-Encoding: quoted-printable\r\n\r\n=C3=A9\r\n"},
-		/* RFC 2045 6.7: "=", trailing white space, lone CR, bare LF */
-		{"A: b\n\na=b \r\nt\t\nx\ry \n",
-		 "A: b\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=unknown-8bit\r\n"
-		 "Content-Transfer-Encoding: quoted-printable\r\n\na=3Db=20\r\nt=09\r\nx=0Dy=20\r\n"},
-		/* no header at all */
-		{"\r\n\xff",
-		 "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=unknown-8bit\r\n"
-		 "Content-Transfer-Encoding: quoted-printable\r\n\r\n=FF"},
-		/* a header without end */
-		{"Subject: x",
-		 "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=unknown-8bit\r\n"
-		 "Content-Transfer-Encoding: quoted-printable\r\n\r\n"},
+	    /* RFC 1428: 8-bit text without MIME becomes text/plain;
+	     * charset=unknown-8bit, quoted-printable */
+	    {"Subject: s\r\n\r\ncaf\xc3\xa9\r\n",
+	     "Subject: s\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=unknown-8bit\r\n"
+	     "Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9\r\n"},
+	    /* its own Content-Type is kept; an old CTE goes */
+	    {"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
+	     "\r\n\xc3\xa9\r\n",
+	     "Content-Type: text/plain; charset=utf-8\r\nMIME-Version: 1.0\r\n"
+	     "Content-Transfer-Encoding: quoted-printable\r\n\r\n=C3=A9\r\n"},
+	    /* RFC 2045 6.7: "=", trailing white space, lone CR, bare LF */
+	    {"A: b\n\na=b \r\nt\t\nx\ry \n",
+	     "A: b\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=unknown-8bit\r\n"
+	     "Content-Transfer-Encoding: quoted-printable\r\n\na=3Db=20\r\nt=09\r\nx=0Dy=20\r\n"},
+	    /* no header at all */
+	    {"\r\n\xff", "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=unknown-8bit\r\n"
+	                 "Content-Transfer-Encoding: quoted-printable\r\n\r\n=FF"},
+	    /* a header without end */
+	    {"Subject: x",
+	     "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=unknown-8bit\r\n"
+	     "Content-Transfer-Encoding: quoted-printable\r\n\r\n"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		CHECK_STR((int)i, conv(cases[i].in, false, NULL), cases[i].want);
@@ -112,22 +111,22 @@ static void t_soft_breaks(void)
 static void t_multipart(void)
 {
 	static const char in[] =
-		"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
-		"pre\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n"
-		"Content-Transfer-Encoding: 8bit\r\n\r\n\xc3\xa9t\xc3\xa9\r\n"
-		"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n"
-		"\r\n\x00\x01\xff\r\n"
-		"--b\r\nContent-Type: text/plain\r\n\r\nplain ascii\r\n"
-		"--b--\r\n";
+	    "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+	    "pre\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n"
+	    "Content-Transfer-Encoding: 8bit\r\n\r\n\xc3\xa9t\xc3\xa9\r\n"
+	    "--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n"
+	    "\r\n\x00\x01\xff\r\n"
+	    "--b\r\nContent-Type: text/plain\r\n\r\nplain ascii\r\n"
+	    "--b--\r\n";
 	static const char want[] =
-		"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
-		"pre\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n"
-		"Content-Transfer-Encoding: quoted-printable\r\n\r\n=C3=A9t=C3=A9\r\n"
-		"--b\r\nContent-Type: application/octet-stream\r\n"
-		"Content-Transfer-Encoding: base64\r\n\r\nAAH/\r\n"
-		"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n"
-		"\r\nplain ascii\r\n"
-		"--b--\r\n";
+	    "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+	    "pre\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n"
+	    "Content-Transfer-Encoding: quoted-printable\r\n\r\n=C3=A9t=C3=A9\r\n"
+	    "--b\r\nContent-Type: application/octet-stream\r\n"
+	    "Content-Transfer-Encoding: base64\r\n\r\nAAH/\r\n"
+	    "--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n"
+	    "\r\nplain ascii\r\n"
+	    "--b--\r\n";
 	/* the NUL octet: feed with explicit lengths */
 	struct buf c = BUF_INIT, out = BUF_INIT;
 	size_t n = sizeof in - 1;
@@ -151,7 +150,7 @@ static void t_base64_lines(void)
 	/* RFC 2045 6.8: 76 characters a line */
 	struct buf in = BUF_INIT;
 	buf_appends(&in, "MIME-Version: 1.0\r\nContent-Type: image/png\r\n"
-			 "Content-Transfer-Encoding: 8bit\r\n\r\n");
+	                 "Content-Transfer-Encoding: 8bit\r\n\r\n");
 	for (int i = 0; i < 200; i++)
 		buf_appendc(&in, (char)(0x80 + i % 100));
 	const char *out = conv(in.data, true, NULL);

@@ -17,6 +17,7 @@
 
 #include "../test.h"
 #include "core/buf.h"
+#include "core/log.h"
 #include "core/loop.h"
 #include "core/tls.h"
 #include "smtp/client.h"
@@ -56,6 +57,9 @@ struct server {
 
 static SSL_CTX *srv_tls_ctx;
 static const char *g_auth_user, *g_auth_pass;
+static SSL_CTX *g_cctx;    /* a client context other than the default one */
+static const char *g_host; /* the target's name, "localhost" when NULL */
+static char g_cert[128];   /* the server's self-signed certificate */
 
 struct sio {
 	int fd;
@@ -143,7 +147,7 @@ static void *server_main(void *arg)
 			buf_append(&sv->seen, line.data, line.len);
 			if (strncmp(line.data, st->arg, strlen(st->arg)) != 0)
 				snprintf(sv->err, sizeof sv->err, "got \"%.100s\", expected \"%s\"",
-					 line.data, st->arg);
+				         line.data, st->arg);
 			break;
 		case OP_DATA:
 			for (;;) {
@@ -258,8 +262,8 @@ struct run {
 	enum smtp_status open_status;
 	char diag[512];
 	char tls[128];
-	bool esmtp;
-	int n_msgs;  /* how many times to send m */
+	bool esmtp, verified;
+	int n_msgs; /* how many times to send m */
 	int sent;
 };
 
@@ -278,7 +282,7 @@ static void on_done(void *arg, struct smtp_client *c, struct smtp_client_msg *m,
 }
 
 static void on_open(void *arg, struct smtp_client *c, bool ok, enum smtp_status st,
-		    const char *diag)
+                    const char *diag)
 {
 	struct run *r = arg;
 	r->opened = true;
@@ -293,6 +297,7 @@ static void on_open(void *arg, struct smtp_client *c, bool ok, enum smtp_status 
 	const struct smtp_client_info *in = smtp_client_info(c);
 	snprintf(r->tls, sizeof r->tls, "%s", in->tls);
 	r->esmtp = in->esmtp;
+	r->verified = in->tls_verified;
 	if (r->m == NULL) {
 		smtp_client_close(&r->c);
 		loop_stop(r->l);
@@ -323,7 +328,7 @@ static int blob(const char *s, size_t n)
 
 /* Runs one session of the client against the script. */
 static void run_session(struct run *r, struct server *sv, const struct step *script,
-			enum smtp_client_tls tls, struct smtp_client_msg *m, int n_msgs)
+                        enum smtp_client_tls tls, struct smtp_client_msg *m, int n_msgs)
 {
 	char *err = NULL;
 	static SSL_CTX *cctx;
@@ -336,15 +341,17 @@ static void run_session(struct run *r, struct server *sv, const struct step *scr
 	r->m = m;
 	r->n_msgs = n_msgs ? n_msgs : 1;
 	struct smtp_client_config cfg = {
-		.helo = "client.test",
-		.connect_timeout = 2,
-		.command_timeout = 1,
-		.data_timeout = 1,
-		.max_reply = 4096,
-		.tls_ctx = cctx,
+	    .helo = "client.test",
+	    .connect_timeout = 2,
+	    .command_timeout = 1,
+	    .data_timeout = 1,
+	    .max_reply = 4096,
+	    .tls_ctx = g_cctx ? g_cctx : cctx,
 	};
-	struct smtp_client_target t = {.host = "localhost", .tls = tls, .auth_user = g_auth_user,
-				       .auth_pass = g_auth_pass};
+	struct smtp_client_target t = {.host = g_host ? g_host : "localhost",
+	                               .tls = tls,
+	                               .auth_user = g_auth_user,
+	                               .auth_pass = g_auth_pass};
 	struct sockaddr_in *a = (struct sockaddr_in *)&t.addr;
 	a->sin_family = AF_INET;
 	a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -362,13 +369,13 @@ static void run_session(struct run *r, struct server *sv, const struct step *scr
 }
 
 #define EHLO_PIPE                                                                                  \
-	"250-server.test\r\n250-PIPELINING\r\n250-SIZE 100000\r\n250-8BITMIME\r\n"              \
+	"250-server.test\r\n250-PIPELINING\r\n250-SIZE 100000\r\n250-8BITMIME\r\n"                 \
 	"250-ENHANCEDSTATUSCODES\r\n250 DSN\r\n"
 
 static const char MSG1[] = "Subject: t\r\n\r\nhello\r\n.dot\r\n";
 
 static void msg_init(struct smtp_client_msg *m, struct smtp_client_rcpt *rc, size_t n,
-		     const char *body, size_t len)
+                     const char *body, size_t len)
 {
 	memset(m, 0, sizeof *m);
 	m->mail_from = "s@a.test";
@@ -387,25 +394,25 @@ static void msg_done(struct smtp_client_msg *m)
 static void t_pipelined(void)
 {
 	static const struct step sc[] = {
-		{OP_SEND, "220 server.test ESMTP\r\n"},
-		{OP_EXPECT, "EHLO client.test\r\n"},
-		{OP_SEND, EHLO_PIPE},
-		{OP_EXPECT, "MAIL FROM:<s@a.test> SIZE=27 RET=HDRS ENVID=e1\r\n"},
-		{OP_EXPECT, "RCPT TO:<r1@b.test> NOTIFY=FAILURE ORCPT=rfc822;r1@b.test\r\n"},
-		{OP_EXPECT, "RCPT TO:<r2@b.test>\r\n"},
-		{OP_EXPECT, "DATA\r\n"},
-		{OP_SEND, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.1.5 ok\r\n354 go\r\n"},
-		{OP_DATA, NULL},
-		{OP_SEND, "250 2.0.0 queued as X\r\n"},
-		{OP_EXPECT, "QUIT\r\n"},
-		{OP_SEND, "221 bye\r\n"},
-		{OP_END, NULL},
+	    {OP_SEND, "220 server.test ESMTP\r\n"},
+	    {OP_EXPECT, "EHLO client.test\r\n"},
+	    {OP_SEND, EHLO_PIPE},
+	    {OP_EXPECT, "MAIL FROM:<s@a.test> SIZE=27 RET=HDRS ENVID=e1\r\n"},
+	    {OP_EXPECT, "RCPT TO:<r1@b.test> NOTIFY=FAILURE ORCPT=rfc822;r1@b.test\r\n"},
+	    {OP_EXPECT, "RCPT TO:<r2@b.test>\r\n"},
+	    {OP_EXPECT, "DATA\r\n"},
+	    {OP_SEND, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.1.5 ok\r\n354 go\r\n"},
+	    {OP_DATA, NULL},
+	    {OP_SEND, "250 2.0.0 queued as X\r\n"},
+	    {OP_EXPECT, "QUIT\r\n"},
+	    {OP_SEND, "221 bye\r\n"},
+	    {OP_END, NULL},
 	};
 	struct server sv;
 	struct run r;
 	struct smtp_client_rcpt rc[2] = {
-		{.addr = "r1@b.test", .notify = "FAILURE", .orcpt = "rfc822;r1@b.test"},
-		{.addr = "r2@b.test"}};
+	    {.addr = "r1@b.test", .notify = "FAILURE", .orcpt = "rfc822;r1@b.test"},
+	    {.addr = "r2@b.test"}};
 	struct smtp_client_msg m;
 	msg_init(&m, rc, 2, MSG1, sizeof MSG1 - 1);
 	m.ret = "HDRS";
@@ -428,20 +435,13 @@ static void t_pipelined(void)
 static void t_helo_fallback(void)
 {
 	static const struct step sc[] = {
-		{OP_SEND, "220 old.test\r\n"},
-		{OP_EXPECT, "EHLO client.test\r\n"},
-		{OP_SEND, "502 what\r\n"},
-		{OP_EXPECT, "HELO client.test\r\n"},
-		{OP_SEND, "250 old.test\r\n"},
-		{OP_EXPECT, "MAIL FROM:<s@a.test>\r\n"},
-		{OP_SEND, "250 ok\r\n"},
-		{OP_EXPECT, "RCPT TO:<r1@b.test>\r\n"},
-		{OP_SEND, "250 ok\r\n"},
-		{OP_EXPECT, "DATA\r\n"},
-		{OP_SEND, "354 go\r\n"},
-		{OP_DATA, NULL},
-		{OP_SEND, "250 ok\r\n"},
-		{OP_END, NULL},
+	    {OP_SEND, "220 old.test\r\n"}, {OP_EXPECT, "EHLO client.test\r\n"},
+	    {OP_SEND, "502 what\r\n"},     {OP_EXPECT, "HELO client.test\r\n"},
+	    {OP_SEND, "250 old.test\r\n"}, {OP_EXPECT, "MAIL FROM:<s@a.test>\r\n"},
+	    {OP_SEND, "250 ok\r\n"},       {OP_EXPECT, "RCPT TO:<r1@b.test>\r\n"},
+	    {OP_SEND, "250 ok\r\n"},       {OP_EXPECT, "DATA\r\n"},
+	    {OP_SEND, "354 go\r\n"},       {OP_DATA, NULL},
+	    {OP_SEND, "250 ok\r\n"},       {OP_END, NULL},
 	};
 	struct server sv;
 	struct run r;
@@ -462,24 +462,24 @@ static void t_helo_fallback(void)
 static void t_per_rcpt(void)
 {
 	static const struct step sc[] = {
-		{OP_SEND, "220 s\r\n"},
-		{OP_EXPECT, "EHLO"},
-		{OP_SEND, EHLO_PIPE},
-		{OP_EXPECT, "MAIL FROM:"},
-		{OP_EXPECT, "RCPT TO:<r1@b.test>"},
-		{OP_EXPECT, "RCPT TO:<r2@b.test>"},
-		{OP_EXPECT, "RCPT TO:<r3@b.test>"},
-		{OP_EXPECT, "DATA"},
-		{OP_SEND, "250 ok\r\n250 ok\r\n450 4.2.1 try later\r\n550-5.1.1 no such\r\n"
-			  "550 5.1.1 user\r\n354 go\r\n"},
-		{OP_DATA, NULL},
-		{OP_SEND, "250 ok\r\n"},
-		{OP_END, NULL},
+	    {OP_SEND, "220 s\r\n"},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, EHLO_PIPE},
+	    {OP_EXPECT, "MAIL FROM:"},
+	    {OP_EXPECT, "RCPT TO:<r1@b.test>"},
+	    {OP_EXPECT, "RCPT TO:<r2@b.test>"},
+	    {OP_EXPECT, "RCPT TO:<r3@b.test>"},
+	    {OP_EXPECT, "DATA"},
+	    {OP_SEND, "250 ok\r\n250 ok\r\n450 4.2.1 try later\r\n550-5.1.1 no such\r\n"
+	              "550 5.1.1 user\r\n354 go\r\n"},
+	    {OP_DATA, NULL},
+	    {OP_SEND, "250 ok\r\n"},
+	    {OP_END, NULL},
 	};
 	struct server sv;
 	struct run r;
-	struct smtp_client_rcpt rc[3] = {{.addr = "r1@b.test"}, {.addr = "r2@b.test"},
-					 {.addr = "r3@b.test"}};
+	struct smtp_client_rcpt rc[3] = {
+	    {.addr = "r1@b.test"}, {.addr = "r2@b.test"}, {.addr = "r3@b.test"}};
 	struct smtp_client_msg m;
 	msg_init(&m, rc, 3, MSG1, sizeof MSG1 - 1);
 	run_session(&r, &sv, sc, SMTP_TLS_NONE, &m, 1);
@@ -498,15 +498,15 @@ static void t_per_rcpt(void)
 static void t_mail_refused(void)
 {
 	static const struct step sc[] = {
-		{OP_SEND, "220 s\r\n"},
-		{OP_EXPECT, "EHLO"},
-		{OP_SEND, EHLO_PIPE},
-		{OP_EXPECT, "MAIL FROM:"},
-		{OP_EXPECT, "RCPT TO:"},
-		{OP_EXPECT, "DATA"},
-		{OP_SEND, "550 5.7.1 go away\r\n503 5.5.1 no MAIL\r\n503 5.5.1 no RCPT\r\n"},
-		{OP_EXPECT, "QUIT"},
-		{OP_END, NULL},
+	    {OP_SEND, "220 s\r\n"},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, EHLO_PIPE},
+	    {OP_EXPECT, "MAIL FROM:"},
+	    {OP_EXPECT, "RCPT TO:"},
+	    {OP_EXPECT, "DATA"},
+	    {OP_SEND, "550 5.7.1 go away\r\n503 5.5.1 no MAIL\r\n503 5.5.1 no RCPT\r\n"},
+	    {OP_EXPECT, "QUIT"},
+	    {OP_END, NULL},
 	};
 	struct server sv;
 	struct run r;
@@ -526,16 +526,16 @@ static void t_mail_refused(void)
 static void t_cut_mid_data(void)
 {
 	static const struct step sc[] = {
-		{OP_SEND, "220 s\r\n"},
-		{OP_EXPECT, "EHLO"},
-		{OP_SEND, "250-s\r\n250-PIPELINING\r\n250 SIZE\r\n"},
-		{OP_EXPECT, "MAIL FROM:"},
-		{OP_EXPECT, "RCPT TO:"},
-		{OP_EXPECT, "RCPT TO:"},
-		{OP_EXPECT, "DATA"},
-		{OP_SEND, "250 ok\r\n250 ok\r\n550 no\r\n354 go\r\n"},
-		{OP_PART, NULL},
-		{OP_END, NULL},
+	    {OP_SEND, "220 s\r\n"},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, "250-s\r\n250-PIPELINING\r\n250 SIZE\r\n"},
+	    {OP_EXPECT, "MAIL FROM:"},
+	    {OP_EXPECT, "RCPT TO:"},
+	    {OP_EXPECT, "RCPT TO:"},
+	    {OP_EXPECT, "DATA"},
+	    {OP_SEND, "250 ok\r\n250 ok\r\n550 no\r\n354 go\r\n"},
+	    {OP_PART, NULL},
+	    {OP_END, NULL},
 	};
 	struct server sv;
 	struct run r;
@@ -562,56 +562,56 @@ static void t_cut_mid_data(void)
 static void t_hostile(void)
 {
 	static const struct step endless[] = {
-		{OP_BIG, "220-more and more and more\r\n"},
-		{OP_END, NULL},
+	    {OP_BIG, "220-more and more and more\r\n"},
+	    {OP_END, NULL},
 	};
 	static const struct step noend[] = {
-		{OP_BIG, "220 aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
-		{OP_END, NULL},
+	    {OP_BIG, "220 aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
+	    {OP_END, NULL},
 	};
 	static const struct step silent[] = {
-		{OP_SILENT, NULL},
-		{OP_END, NULL},
+	    {OP_SILENT, NULL},
+	    {OP_END, NULL},
 	};
 	static const struct step greet5[] = {
-		{OP_SEND, "554 5.7.1 not you\r\n"},
-		{OP_EXPECT, "QUIT"},
-		{OP_END, NULL},
+	    {OP_SEND, "554 5.7.1 not you\r\n"},
+	    {OP_EXPECT, "QUIT"},
+	    {OP_END, NULL},
 	};
 	static const struct step greet4[] = {
-		{OP_SEND, "421 4.3.2 busy\r\n"},
-		{OP_END, NULL},
+	    {OP_SEND, "421 4.3.2 busy\r\n"},
+	    {OP_END, NULL},
 	};
 	static const struct step bad[] = {
-		{OP_SEND, "220 ok\r\n"},
-		{OP_EXPECT, "EHLO"},
-		{OP_SEND, "250-x\r\n251 y\r\n"}, /* the code changes */
-		{OP_END, NULL},
+	    {OP_SEND, "220 ok\r\n"},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, "250-x\r\n251 y\r\n"}, /* the code changes */
+	    {OP_END, NULL},
 	};
 	static const struct step silent_dot[] = {
-		{OP_SEND, "220 s\r\n"},
-		{OP_EXPECT, "EHLO"},
-		{OP_SEND, EHLO_PIPE},
-		{OP_EXPECT, "MAIL FROM:"},
-		{OP_EXPECT, "RCPT TO:"},
-		{OP_EXPECT, "DATA"},
-		{OP_SEND, "250 ok\r\n250 ok\r\n354 go\r\n"},
-		{OP_DATA, NULL},
-		{OP_SILENT, NULL},
-		{OP_END, NULL},
+	    {OP_SEND, "220 s\r\n"},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, EHLO_PIPE},
+	    {OP_EXPECT, "MAIL FROM:"},
+	    {OP_EXPECT, "RCPT TO:"},
+	    {OP_EXPECT, "DATA"},
+	    {OP_SEND, "250 ok\r\n250 ok\r\n354 go\r\n"},
+	    {OP_DATA, NULL},
+	    {OP_SILENT, NULL},
+	    {OP_END, NULL},
 	};
 	struct {
 		const struct step *sc;
 		enum smtp_status st;
 		const char *diag;
 	} cases[] = {
-		{endless, SMTP_ST_TEMP, "bad reply from the next hop: reply too long"},
-		{noend, SMTP_ST_TEMP, "bad reply from the next hop: reply line too long"},
-		{silent, SMTP_ST_TEMP, "timeout waiting for the greeting"},
-		{greet5, SMTP_ST_PERM, "greeting: 554 5.7.1 not you"},
-		{greet4, SMTP_ST_TEMP, "greeting: 421 4.3.2 busy"},
-		{bad, SMTP_ST_TEMP,
-		 "bad reply from the next hop: reply code changes inside a multi-line reply"},
+	    {endless, SMTP_ST_TEMP, "bad reply from the next hop: reply too long"},
+	    {noend, SMTP_ST_TEMP, "bad reply from the next hop: reply line too long"},
+	    {silent, SMTP_ST_TEMP, "timeout waiting for the greeting"},
+	    {greet5, SMTP_ST_PERM, "greeting: 554 5.7.1 not you"},
+	    {greet4, SMTP_ST_TEMP, "greeting: 421 4.3.2 busy"},
+	    {bad, SMTP_ST_TEMP,
+	     "bad reply from the next hop: reply code changes inside a multi-line reply"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct server sv;
@@ -639,25 +639,25 @@ static void t_hostile(void)
 static void t_starttls(void)
 {
 	static const struct step sc[] = {
-		{OP_SEND, "220 s\r\n"},
-		{OP_EXPECT, "EHLO client.test"},
-		{OP_SEND, "250-s\r\n250-STARTTLS\r\n250 PIPELINING\r\n"},
-		{OP_EXPECT, "STARTTLS"},
-		/* RFC 3207 4.2 / the injection attack: a reply sent in plaintext
-		 * after 220 must not be read as the answer to the next EHLO */
-		{OP_SEND, "220 go ahead\r\n550 5.0.0 injected\r\n"},
-		{OP_TLS, NULL},
-		{OP_EXPECT, "EHLO client.test"},
-		{OP_SEND, "250-s\r\n250 8BITMIME\r\n"},
-		{OP_EXPECT, "MAIL FROM:<s@a.test>"},
-		{OP_SEND, "250 ok\r\n"},
-		{OP_EXPECT, "RCPT TO:"},
-		{OP_SEND, "250 ok\r\n"},
-		{OP_EXPECT, "DATA"},
-		{OP_SEND, "354 go\r\n"},
-		{OP_DATA, NULL},
-		{OP_SEND, "250 ok\r\n"},
-		{OP_END, NULL},
+	    {OP_SEND, "220 s\r\n"},
+	    {OP_EXPECT, "EHLO client.test"},
+	    {OP_SEND, "250-s\r\n250-STARTTLS\r\n250 PIPELINING\r\n"},
+	    {OP_EXPECT, "STARTTLS"},
+	    /* RFC 3207 4.2 / the injection attack: a reply sent in plaintext
+	     * after 220 must not be read as the answer to the next EHLO */
+	    {OP_SEND, "220 go ahead\r\n550 5.0.0 injected\r\n"},
+	    {OP_TLS, NULL},
+	    {OP_EXPECT, "EHLO client.test"},
+	    {OP_SEND, "250-s\r\n250 8BITMIME\r\n"},
+	    {OP_EXPECT, "MAIL FROM:<s@a.test>"},
+	    {OP_SEND, "250 ok\r\n"},
+	    {OP_EXPECT, "RCPT TO:"},
+	    {OP_SEND, "250 ok\r\n"},
+	    {OP_EXPECT, "DATA"},
+	    {OP_SEND, "354 go\r\n"},
+	    {OP_DATA, NULL},
+	    {OP_SEND, "250 ok\r\n"},
+	    {OP_END, NULL},
 	};
 	struct server sv;
 	struct run r;
@@ -674,10 +674,10 @@ static void t_starttls(void)
 
 	/* ENCRYPT without STARTTLS offered: TEMP */
 	static const struct step sc2[] = {
-		{OP_SEND, "220 s\r\n"},
-		{OP_EXPECT, "EHLO"},
-		{OP_SEND, "250 s\r\n"},
-		{OP_END, NULL},
+	    {OP_SEND, "220 s\r\n"},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, "250 s\r\n"},
+	    {OP_END, NULL},
 	};
 	run_session(&r, &sv, sc2, SMTP_TLS_ENCRYPT, NULL, 1);
 	CHECK(!r.open_ok);
@@ -687,13 +687,13 @@ static void t_starttls(void)
 
 	/* VERIFY against a self-signed certificate: the handshake fails, TEMP */
 	static const struct step sc3[] = {
-		{OP_SEND, "220 s\r\n"},
-		{OP_EXPECT, "EHLO"},
-		{OP_SEND, "250-s\r\n250 STARTTLS\r\n"},
-		{OP_EXPECT, "STARTTLS"},
-		{OP_SEND, "220 go\r\n"},
-		{OP_TLS, NULL},
-		{OP_END, NULL},
+	    {OP_SEND, "220 s\r\n"},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, "250-s\r\n250 STARTTLS\r\n"},
+	    {OP_EXPECT, "STARTTLS"},
+	    {OP_SEND, "220 go\r\n"},
+	    {OP_TLS, NULL},
+	    {OP_END, NULL},
 	};
 	run_session(&r, &sv, sc3, SMTP_TLS_VERIFY, NULL, 1);
 	CHECK(!r.open_ok);
@@ -705,11 +705,11 @@ static void t_starttls(void)
 static void t_size_utf8(void)
 {
 	static const struct step sc[] = {
-		{OP_SEND, "220 s\r\n"},
-		{OP_EXPECT, "EHLO"},
-		{OP_SEND, "250-s\r\n250-PIPELINING\r\n250 SIZE 10\r\n"},
-		{OP_EXPECT, "QUIT"}, /* nothing sent of either message */
-		{OP_END, NULL},
+	    {OP_SEND, "220 s\r\n"},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, "250-s\r\n250-PIPELINING\r\n250 SIZE 10\r\n"},
+	    {OP_EXPECT, "QUIT"}, /* nothing sent of either message */
+	    {OP_END, NULL},
 	};
 	struct server sv;
 	struct run r;
@@ -735,32 +735,33 @@ static void t_size_utf8(void)
 static void t_downgrade_rset(void)
 {
 	static const struct step sc[] = {
-		{OP_SEND, "220 s\r\n"},
-		{OP_EXPECT, "EHLO"},
-		{OP_SEND, "250-s\r\n250 PIPELINING\r\n"},
-		{OP_EXPECT, "MAIL FROM:<s@a.test>\r\n"}, /* no BODY=8BITMIME */
-		{OP_EXPECT, "RCPT TO:"},
-		{OP_EXPECT, "DATA"},
-		{OP_SEND, "250 ok\r\n250 ok\r\n354 go\r\n"},
-		{OP_DATA, NULL},
-		{OP_SEND, "451 4.3.0 later\r\n"},
-		{OP_EXPECT, "MAIL FROM:"},
-		{OP_EXPECT, "RCPT TO:"},
-		{OP_EXPECT, "DATA"},
-		{OP_SEND, "250 ok\r\n452 4.2.2 full\r\n554 5.5.1 no valid recipients\r\n"},
-		{OP_EXPECT, "RSET"},
-		{OP_EXPECT, "MAIL FROM:"},
-		{OP_EXPECT, "RCPT TO:"},
-		{OP_EXPECT, "DATA"},
-		{OP_SEND, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n"},
-		{OP_DATA, NULL},
-		{OP_SEND, "250 ok\r\n"},
-		{OP_END, NULL},
+	    {OP_SEND, "220 s\r\n"},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, "250-s\r\n250 PIPELINING\r\n"},
+	    {OP_EXPECT, "MAIL FROM:<s@a.test>\r\n"}, /* no BODY=8BITMIME */
+	    {OP_EXPECT, "RCPT TO:"},
+	    {OP_EXPECT, "DATA"},
+	    {OP_SEND, "250 ok\r\n250 ok\r\n354 go\r\n"},
+	    {OP_DATA, NULL},
+	    {OP_SEND, "451 4.3.0 later\r\n"},
+	    {OP_EXPECT, "MAIL FROM:"},
+	    {OP_EXPECT, "RCPT TO:"},
+	    {OP_EXPECT, "DATA"},
+	    {OP_SEND, "250 ok\r\n452 4.2.2 full\r\n554 5.5.1 no valid recipients\r\n"},
+	    {OP_EXPECT, "RSET"},
+	    {OP_EXPECT, "MAIL FROM:"},
+	    {OP_EXPECT, "RCPT TO:"},
+	    {OP_EXPECT, "DATA"},
+	    {OP_SEND, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n"},
+	    {OP_DATA, NULL},
+	    {OP_SEND, "250 ok\r\n"},
+	    {OP_END, NULL},
 	};
 	static const char body[] = "Subject: x\n\ncaf\xc3\xa9 = ok\n.\n";
 	struct server sv;
 	struct run r;
-	struct smtp_client_rcpt rc[3][1] = {{{.addr = "a@b"}}, {{.addr = "b@b"}}, {{.addr = "c@b"}}};
+	struct smtp_client_rcpt rc[3][1] = {
+	    {{.addr = "a@b"}}, {{.addr = "b@b"}}, {{.addr = "c@b"}}};
 	struct smtp_client_msg m[3];
 	for (int i = 0; i < 3; i++) {
 		msg_init(&m[i], rc[i], 1, body, sizeof body - 1);
@@ -774,9 +775,9 @@ static void t_downgrade_rset(void)
 	CHECK_INT(5, rc[2][0].status, SMTP_ST_OK);
 	/* both DATA payloads, the same */
 	static const char want[] = "Subject: x\r\nMIME-Version: 1.0\r\n"
-				   "Content-Type: text/plain; charset=unknown-8bit\r\n"
-				   "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-				   "caf=C3=A9 =3D ok\r\n..\r\n.\r\n";
+	                           "Content-Type: text/plain; charset=unknown-8bit\r\n"
+	                           "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+	                           "caf=C3=A9 =3D ok\r\n..\r\n.\r\n";
 	char both[512];
 	snprintf(both, sizeof both, "%s%s", want, want);
 	CHECK_STR(6, sv.data.data, both);
@@ -789,24 +790,24 @@ static void t_downgrade_rset(void)
 static void t_may_retry(void)
 {
 	static const struct step sc[] = {
-		{OP_SEND, "220 s\r\n"},
-		{OP_EXPECT, "EHLO"},
-		{OP_SEND, "250-s\r\n250 STARTTLS\r\n"},
-		{OP_EXPECT, "STARTTLS"},
-		{OP_SEND, "220 go\r\nthis is not TLS at all\r\n"},
-		{OP_ACCEPT, NULL},
-		{OP_SEND, "220 s\r\n"},
-		{OP_EXPECT, "EHLO"},
-		{OP_SEND, "250-s\r\n250 STARTTLS\r\n"},
-		{OP_EXPECT, "MAIL FROM:"},
-		{OP_SEND, "250 ok\r\n"},
-		{OP_EXPECT, "RCPT TO:"},
-		{OP_SEND, "250 ok\r\n"},
-		{OP_EXPECT, "DATA"},
-		{OP_SEND, "354 go\r\n"},
-		{OP_DATA, NULL},
-		{OP_SEND, "250 ok\r\n"},
-		{OP_END, NULL},
+	    {OP_SEND, "220 s\r\n"},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, "250-s\r\n250 STARTTLS\r\n"},
+	    {OP_EXPECT, "STARTTLS"},
+	    {OP_SEND, "220 go\r\nthis is not TLS at all\r\n"},
+	    {OP_ACCEPT, NULL},
+	    {OP_SEND, "220 s\r\n"},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, "250-s\r\n250 STARTTLS\r\n"},
+	    {OP_EXPECT, "MAIL FROM:"},
+	    {OP_SEND, "250 ok\r\n"},
+	    {OP_EXPECT, "RCPT TO:"},
+	    {OP_SEND, "250 ok\r\n"},
+	    {OP_EXPECT, "DATA"},
+	    {OP_SEND, "354 go\r\n"},
+	    {OP_DATA, NULL},
+	    {OP_SEND, "250 ok\r\n"},
+	    {OP_END, NULL},
 	};
 	struct server sv;
 	struct run r;
@@ -827,44 +828,44 @@ static void t_may_retry(void)
 static void t_auth(void)
 {
 	static const struct step plain[] = {
-		{OP_TLS, NULL},
-		{OP_SEND, "220 relay\r\n"},
-		{OP_EXPECT, "EHLO"},
-		{OP_SEND, "250-relay\r\n250 AUTH LOGIN PLAIN\r\n"},
-		/* RFC 4616: NUL user NUL pass */
-		{OP_EXPECT, "AUTH PLAIN AHVzZXIAcGFzcw==\r\n"},
-		{OP_SEND, "235 2.7.0 ok\r\n"},
-		{OP_EXPECT, "QUIT"},
-		{OP_END, NULL},
+	    {OP_TLS, NULL},
+	    {OP_SEND, "220 relay\r\n"},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, "250-relay\r\n250 AUTH LOGIN PLAIN\r\n"},
+	    /* RFC 4616: NUL user NUL pass */
+	    {OP_EXPECT, "AUTH PLAIN AHVzZXIAcGFzcw==\r\n"},
+	    {OP_SEND, "235 2.7.0 ok\r\n"},
+	    {OP_EXPECT, "QUIT"},
+	    {OP_END, NULL},
 	};
 	static const struct step login[] = {
-		{OP_TLS, NULL},
-		{OP_SEND, "220 relay\r\n"},
-		{OP_EXPECT, "EHLO"},
-		{OP_SEND, "250-relay\r\n250 AUTH LOGIN\r\n"},
-		{OP_EXPECT, "AUTH LOGIN\r\n"},
-		{OP_SEND, "334 VXNlcm5hbWU6\r\n"},
-		{OP_EXPECT, "dXNlcg==\r\n"},
-		{OP_SEND, "334 UGFzc3dvcmQ6\r\n"},
-		{OP_EXPECT, "cGFzcw==\r\n"},
-		{OP_SEND, "235 2.7.0 ok\r\n"},
-		{OP_EXPECT, "QUIT"},
-		{OP_END, NULL},
+	    {OP_TLS, NULL},
+	    {OP_SEND, "220 relay\r\n"},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, "250-relay\r\n250 AUTH LOGIN\r\n"},
+	    {OP_EXPECT, "AUTH LOGIN\r\n"},
+	    {OP_SEND, "334 VXNlcm5hbWU6\r\n"},
+	    {OP_EXPECT, "dXNlcg==\r\n"},
+	    {OP_SEND, "334 UGFzc3dvcmQ6\r\n"},
+	    {OP_EXPECT, "cGFzcw==\r\n"},
+	    {OP_SEND, "235 2.7.0 ok\r\n"},
+	    {OP_EXPECT, "QUIT"},
+	    {OP_END, NULL},
 	};
 	static const struct step bad[] = {
-		{OP_TLS, NULL},
-		{OP_SEND, "220 relay\r\n"},
-		{OP_EXPECT, "EHLO"},
-		{OP_SEND, "250-relay\r\n250 AUTH PLAIN\r\n"},
-		{OP_EXPECT, "AUTH PLAIN"},
-		{OP_SEND, "535 5.7.8 no\r\n"},
-		{OP_END, NULL},
+	    {OP_TLS, NULL},
+	    {OP_SEND, "220 relay\r\n"},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, "250-relay\r\n250 AUTH PLAIN\r\n"},
+	    {OP_EXPECT, "AUTH PLAIN"},
+	    {OP_SEND, "535 5.7.8 no\r\n"},
+	    {OP_END, NULL},
 	};
 	static const struct step clear[] = {
-		{OP_SEND, "220 relay\r\n"},
-		{OP_EXPECT, "EHLO"},
-		{OP_SEND, "250-relay\r\n250 AUTH PLAIN\r\n"},
-		{OP_END, NULL},
+	    {OP_SEND, "220 relay\r\n"},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, "250-relay\r\n250 AUTH PLAIN\r\n"},
+	    {OP_END, NULL},
 	};
 	struct server sv;
 	struct run r;
@@ -896,17 +897,10 @@ static void t_auth(void)
 static void t_stall_long_lines(void)
 {
 	static const struct step stall[] = {
-		{OP_SEND, "220 s\r\n"},
-		{OP_EXPECT, "EHLO"},
-		{OP_SEND, "250 s\r\n"},
-		{OP_EXPECT, "MAIL FROM:"},
-		{OP_SEND, "250 ok\r\n"},
-		{OP_EXPECT, "RCPT TO:"},
-		{OP_SEND, "250 ok\r\n"},
-		{OP_EXPECT, "DATA"},
-		{OP_SEND, "354 go\r\n"},
-		{OP_STALL, NULL},
-		{OP_END, NULL},
+	    {OP_SEND, "220 s\r\n"},    {OP_EXPECT, "EHLO"},     {OP_SEND, "250 s\r\n"},
+	    {OP_EXPECT, "MAIL FROM:"}, {OP_SEND, "250 ok\r\n"}, {OP_EXPECT, "RCPT TO:"},
+	    {OP_SEND, "250 ok\r\n"},   {OP_EXPECT, "DATA"},     {OP_SEND, "354 go\r\n"},
+	    {OP_STALL, NULL},          {OP_END, NULL},
 	};
 	struct server sv;
 	struct run r;
@@ -925,18 +919,10 @@ static void t_stall_long_lines(void)
 	server_free(&sv);
 
 	static const struct step longl[] = {
-		{OP_SEND, "220 s\r\n"},
-		{OP_EXPECT, "EHLO"},
-		{OP_SEND, "250 s\r\n"},
-		{OP_EXPECT, "MAIL FROM:"},
-		{OP_SEND, "250 ok\r\n"},
-		{OP_EXPECT, "RCPT TO:"},
-		{OP_SEND, "250 ok\r\n"},
-		{OP_EXPECT, "DATA"},
-		{OP_SEND, "354 go\r\n"},
-		{OP_DATA, NULL},
-		{OP_SEND, "250 ok\r\n"},
-		{OP_END, NULL},
+	    {OP_SEND, "220 s\r\n"},    {OP_EXPECT, "EHLO"},     {OP_SEND, "250 s\r\n"},
+	    {OP_EXPECT, "MAIL FROM:"}, {OP_SEND, "250 ok\r\n"}, {OP_EXPECT, "RCPT TO:"},
+	    {OP_SEND, "250 ok\r\n"},   {OP_EXPECT, "DATA"},     {OP_SEND, "354 go\r\n"},
+	    {OP_DATA, NULL},           {OP_SEND, "250 ok\r\n"}, {OP_END, NULL},
 	};
 	char line[2100];
 	memset(line, 'z', sizeof line);
@@ -961,6 +947,57 @@ static void t_stall_long_lines(void)
 	server_free(&sv);
 }
 
+/* VERIFY: the chain against the CA file and the name (RFC 6125 via
+ * X509_VERIFY_PARAM_set1_host): the right name passes, another fails. */
+static void t_verify(void)
+{
+	static const struct step ok[] = {
+	    {OP_SEND, "220 s\r\n"},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, "250-s\r\n250 STARTTLS\r\n"},
+	    {OP_EXPECT, "STARTTLS"},
+	    {OP_SEND, "220 go\r\n"},
+	    {OP_TLS, NULL},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, "250 s\r\n"},
+	    {OP_EXPECT, "QUIT"},
+	    {OP_END, NULL},
+	};
+	static const struct step bad[] = {
+	    {OP_SEND, "220 s\r\n"},
+	    {OP_EXPECT, "EHLO"},
+	    {OP_SEND, "250-s\r\n250 STARTTLS\r\n"},
+	    {OP_EXPECT, "STARTTLS"},
+	    {OP_SEND, "220 go\r\n"},
+	    {OP_TLS, NULL},
+	    {OP_END, NULL},
+	};
+	char *err = NULL;
+	g_cctx = tls_client_ctx_new(g_cert, &err);
+	CHECK(g_cctx != NULL);
+	if (g_cctx == NULL)
+		return;
+	struct server sv;
+	struct run r;
+	run_session(&r, &sv, ok, SMTP_TLS_VERIFY, NULL, 1);
+	CHECK_STR(1, sv.err, "");
+	CHECK(r.open_ok);
+	CHECK(r.verified);
+	server_free(&sv);
+	g_host = "other.test";
+	run_session(&r, &sv, bad, SMTP_TLS_VERIFY, NULL, 1);
+	CHECK(!r.open_ok);
+	CHECK_STR(2, r.diag, "certificate verify failed: hostname mismatch");
+	server_free(&sv);
+	/* ENCRYPT does not check: the same server is fine */
+	run_session(&r, &sv, ok, SMTP_TLS_ENCRYPT, NULL, 1);
+	CHECK(r.open_ok && !r.verified);
+	server_free(&sv);
+	g_host = NULL;
+	SSL_CTX_free(g_cctx);
+	g_cctx = NULL;
+}
+
 /* ---- the reply parser (src/smtp/reply.c) ---- */
 
 static void test_reply(void)
@@ -974,36 +1011,38 @@ static void test_reply(void)
 		const char *full;
 		const char *err;
 	} cases[] = {
-		{"250 ok\r\n", 512, 8, 250, "", "250 ok", NULL},
-		{"250 2.1.0 ok\r\n", 512, 14, 250, "2.1.0", "250 2.1.0 ok", NULL},
-		{"250\r\n", 512, 5, 250, "", "250", NULL},
-		{"250 ok\n", 512, 7, 250, "", "250 ok", NULL}, /* bare LF tolerated */
-		{"550-5.1.1 a\r\n550 5.1.1 b\r\n", 512, 26, 550, "5.1.1", "550-5.1.1 a / 550 5.1.1 b",
-		 NULL},
-		{"250 ok\r\n220 next\r\n", 512, 8, 250, "", "250 ok", NULL},
-		/* the class of the enhanced code must be the reply's */
-		{"550 4.1.1 x\r\n", 512, 13, 550, "", "550 4.1.1 x", NULL},
-		{"450 4.1234.1 x\r\n", 512, 16, 450, "", "450 4.1234.1 x", NULL},
-		{"450 4.7.12x\r\n", 512, 13, 450, "", "450 4.7.12x", NULL},
-		{"250-a\r\n", 512, 0, 0, "", "", NULL},
-		{"25", 512, 0, 0, "", "", NULL},
-		{"", 512, 0, 0, "", "", NULL},
-		{"2x", 512, -1, 0, "", "", "malformed reply code"},
-		{"250-a\r\n251 b\r\n", 512, -1, 0, "", "", "reply code changes inside a multi-line reply"},
-		{"150 x\r\n", 512, -1, 0, "", "", "malformed reply code"},
-		{"260 x\r\n", 512, -1, 0, "", "", "malformed reply code"},
-		{"25 x\r\n", 512, -1, 0, "", "", "malformed reply code"},
-		{"250x\r\n", 512, -1, 0, "", "", "malformed reply line"},
-		{"250 a\rb\r\n", 512, -1, 0, "", "", "CR or NUL inside a reply line"},
-		{"250-aaaa\r\n250-aaaa\r\n250 a\r\n", 16, -1, 0, "", "", "reply too long"},
-		{"250-aaaa\r\n250-", 16, 0, 0, "", "", NULL},
-		{"250-aaaa\r\n250-aaaa", 16, -1, 0, "", "", "reply too long"},
+	    {"250 ok\r\n", 512, 8, 250, "", "250 ok", NULL},
+	    {"250 2.1.0 ok\r\n", 512, 14, 250, "2.1.0", "250 2.1.0 ok", NULL},
+	    {"250\r\n", 512, 5, 250, "", "250", NULL},
+	    {"250 ok\n", 512, 7, 250, "", "250 ok", NULL}, /* bare LF tolerated */
+	    {"550-5.1.1 a\r\n550 5.1.1 b\r\n", 512, 26, 550, "5.1.1", "550-5.1.1 a / 550 5.1.1 b",
+	     NULL},
+	    {"250 ok\r\n220 next\r\n", 512, 8, 250, "", "250 ok", NULL},
+	    /* the class of the enhanced code must be the reply's */
+	    {"550 4.1.1 x\r\n", 512, 13, 550, "", "550 4.1.1 x", NULL},
+	    {"450 4.1234.1 x\r\n", 512, 16, 450, "", "450 4.1234.1 x", NULL},
+	    {"450 4.7.12x\r\n", 512, 13, 450, "", "450 4.7.12x", NULL},
+	    {"250-a\r\n", 512, 0, 0, "", "", NULL},
+	    {"25", 512, 0, 0, "", "", NULL},
+	    {"", 512, 0, 0, "", "", NULL},
+	    {"2x", 512, -1, 0, "", "", "malformed reply code"},
+	    {"250-a\r\n251 b\r\n", 512, -1, 0, "", "",
+	     "reply code changes inside a multi-line reply"},
+	    {"150 x\r\n", 512, -1, 0, "", "", "malformed reply code"},
+	    {"260 x\r\n", 512, -1, 0, "", "", "malformed reply code"},
+	    {"25 x\r\n", 512, -1, 0, "", "", "malformed reply code"},
+	    {"250x\r\n", 512, -1, 0, "", "", "malformed reply line"},
+	    {"250 a\rb\r\n", 512, -1, 0, "", "", "CR or NUL inside a reply line"},
+	    {"250-aaaa\r\n250-aaaa\r\n250 a\r\n", 16, -1, 0, "", "", "reply too long"},
+	    {"250-aaaa\r\n250-", 16, 0, 0, "", "", NULL},
+	    {"250-aaaa\r\n250-aaaa", 16, -1, 0, "", "", "reply too long"},
 	};
 	struct smtp_reply r;
 	smtp_reply_init(&r);
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		const char *err = NULL;
-		ssize_t n = smtp_reply_parse(cases[i].in, strlen(cases[i].in), cases[i].max, &r, &err);
+		ssize_t n =
+		    smtp_reply_parse(cases[i].in, strlen(cases[i].in), cases[i].max, &r, &err);
 		CHECK_INT((int)i, n, cases[i].ret);
 		CHECK_STR((int)i, err, cases[i].err);
 		if (n > 0) {
@@ -1034,9 +1073,9 @@ static void test_reply(void)
 static void test_ehlo(void)
 {
 	static const char in[] = "250-mx.example Hello\r\n250-PIPELINING\r\n250-size 35882577\r\n"
-				 "250-8BITMIME\r\n250-AUTH=LOGIN\r\n250-AUTH CRAM-MD5 PLAIN\r\n"
-				 "250-ENHANCEDSTATUSCODES\r\n250-STARTTLS\r\n250-DSN\r\n"
-				 "250-SMTPUTF8\r\n250 CHUNKING\r\n";
+	                         "250-8BITMIME\r\n250-AUTH=LOGIN\r\n250-AUTH CRAM-MD5 PLAIN\r\n"
+	                         "250-ENHANCEDSTATUSCODES\r\n250-STARTTLS\r\n250-DSN\r\n"
+	                         "250-SMTPUTF8\r\n250 CHUNKING\r\n";
 	struct smtp_reply r;
 	struct smtp_ehlo e;
 	const char *err;
@@ -1060,12 +1099,15 @@ int main(void)
 	if (mkdtemp(dir) == NULL)
 		return 1;
 	snprintf(cert, sizeof cert, "%s/c.pem", dir);
+	snprintf(g_cert, sizeof g_cert, "%s", cert);
 	snprintf(key, sizeof key, "%s/k.pem", dir);
 	if (tls_selfsigned_ensure(cert, key, "localhost", &err) < 0 ||
 	    (srv_tls_ctx = tls_server_ctx_new(cert, key, &err)) == NULL) {
 		printf("TLS setup: %s\n", err);
 		return 1;
 	}
+	if (getenv("TEST_DEBUG"))
+		log_set_level(LOG_DEBUG);
 	test_run("reply", test_reply);
 	test_run("ehlo", test_ehlo);
 	test_run("pipelined", t_pipelined);
@@ -1079,6 +1121,7 @@ int main(void)
 	test_run("downgrade_rset", t_downgrade_rset);
 	test_run("may_retry", t_may_retry);
 	test_run("auth", t_auth);
+	test_run("verify", t_verify);
 	test_run("stall_long_lines", t_stall_long_lines);
 	unlink(cert);
 	unlink(key);
