@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from conftest import POSTERN, ROOT, make_message
+from conftest import POSTERN, ROOT, _new_server, make_message
 
 ACTIONS = {"failed", "delayed", "delivered", "relayed"}
 SUBJECTS = {
@@ -242,13 +242,20 @@ def next_hop():
     h.close()
 
 
-def _relay_server(make_server, next_hop, **opts):
+def _relay_opts(next_hop, **opts):
     o = dict(relayhost="127.0.0.1:%d" % next_hop.port, relayhost_tls="none",
              relayhost_tls_verify="no", queue_retry_min=1, queue_poll=1)
     o.update(opts)
-    srv = make_server(**o)
+    return o
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory, tls_pair, next_hop):
+    """One daemon for the tests that need no option of their own."""
+    srv = _new_server(tmp_path_factory, tls_pair, "relay", **_relay_opts(next_hop))
     srv.cli("alias", "add", "fwd@example.test", "badfwd@remote.example")
-    return srv
+    yield srv
+    srv.stop()
 
 
 def _submit(srv, rcpts, subject, mail_params="", body="Hello there.\r\n"):
@@ -276,7 +283,8 @@ def _wait(cond, what, timeout=WAIT):
 
 
 def _inbox_dsn(srv, n):
-    """Waits until alice has n messages; returns the n-th, parsed, and raw."""
+    """Waits until alice has n messages; returns the n-th, parsed, and raw
+    (after checking that it is a DSN stored with Return-Path: <>)."""
     _wait(lambda: srv.count("alice@example.test") >= n, "DSN number %d in alice's INBOX" % n)
     raw = srv.messages("alice@example.test")[n - 1]
     assert raw.startswith(b"Return-Path: <>\r\n")
@@ -287,12 +295,13 @@ def _groups(msg):
     return msg.get_payload()[1].get_payload()
 
 
-def test_bounce_to_local_sender(make_server, next_hop):
-    srv = _relay_server(make_server, next_hop)
+def test_bounce_to_local_sender(relay, next_hop):
+    srv = relay
+    n = srv.count("alice@example.test") + 1
     _submit(srv, [("bad1@remote.example", "NOTIFY=FAILURE ORCPT=rfc822;bad1+2Bx@remote.example"),
                   ("good1@remote.example", "")],
             "first", mail_params="ENVID=env+2B42 RET=HDRS")
-    msg, raw = _inbox_dsn(srv, 1)
+    msg, raw = _inbox_dsn(srv, n)
     assert msg["Subject"] == "Undelivered Mail Returned to Sender"
     assert msg["To"] == "<alice@example.test>"
     assert email.utils.parseaddr(msg["From"])[1] == "MAILER-DAEMON@mx.example.test"
@@ -314,10 +323,12 @@ def test_bounce_to_local_sender(make_server, next_hop):
     # the good recipient got the message from the queue
     assert any(r == ["good1@remote.example"] for _, r, _ in next_hop.received())
     assert "queue dsn sent" in srv.log() and "kind=failed" in srv.log()
+    assert srv.count("alice@example.test") == n
 
 
-def test_ret_full_and_notify_never(make_server, next_hop):
-    srv = _relay_server(make_server, next_hop)
+def test_ret_full_and_notify_never(relay, next_hop):
+    srv = relay
+    n = srv.count("alice@example.test") + 1
     # NOTIFY=NEVER: no DSN for this one (RFC 3461 4.1)
     _submit(srv, [("bad2@remote.example", "NOTIFY=NEVER")], "never")
     _wait(lambda: "rcpt=bad2@remote.example" in srv.log(), "the bad2 attempt")
@@ -325,8 +336,8 @@ def test_ret_full_and_notify_never(make_server, next_hop):
     # RET=FULL: the whole message comes back as message/rfc822
     body = "Line one.\r\n.starts with a dot\r\n" + "x" * 500 + "\r\n"
     sent = _submit(srv, [("bad3@remote.example", "")], "full", mail_params="RET=FULL", body=body)
-    msg, raw = _inbox_dsn(srv, 1)
-    assert srv.count("alice@example.test") == 1  # nothing for bad2
+    msg, raw = _inbox_dsn(srv, n)
+    assert srv.count("alice@example.test") == n  # nothing for bad2
     part3 = msg.get_payload()[2]
     assert part3.get_content_type() == "message/rfc822"
     inner = part3.get_payload()[0]
@@ -335,10 +346,11 @@ def test_ret_full_and_notify_never(make_server, next_hop):
     assert [g["Final-Recipient"] for g in _groups(msg)[1:]] == ["rfc822; bad3@remote.example"]
 
 
-def test_success_relayed(make_server, next_hop):
-    srv = _relay_server(make_server, next_hop)
+def test_success_relayed(relay, next_hop):
+    srv = relay
+    n = srv.count("alice@example.test") + 1
     _submit(srv, [("good2@remote.example", "NOTIFY=SUCCESS,FAILURE")], "success")
-    msg, _ = _inbox_dsn(srv, 1)
+    msg, _ = _inbox_dsn(srv, n)
     assert msg["Subject"] == "Successful Mail Delivery Report"
     g = _groups(msg)
     # RFC 3461 4.1 / RFC 3464 2.3.3: the next hop offers no DSN: "relayed"
@@ -346,8 +358,8 @@ def test_success_relayed(make_server, next_hop):
     assert g[1]["Status"].startswith("2.")
 
 
-def test_remote_sender_dsn_goes_out_from_null(make_server, next_hop):
-    srv = _relay_server(make_server, next_hop)
+def test_remote_sender_dsn_goes_out_from_null(relay, next_hop):
+    srv = relay
     msg = make_message("ext@far.example", "fwd@example.test", "via alias", "Hi.\r\n")
     with srv.client("mx") as c:
         c.ehlo()
@@ -367,7 +379,7 @@ def test_remote_sender_dsn_goes_out_from_null(make_server, next_hop):
 
 
 def test_delayed_notice(make_server, next_hop):
-    srv = _relay_server(make_server, next_hop, queue_delay_warning=1)
+    srv = make_server(**_relay_opts(next_hop, queue_delay_warning=1))
     _submit(srv, [("slow1@remote.example", "")], "slow")
     msg, _ = _inbox_dsn(srv, 1)
     assert msg["Subject"] == "Delayed Mail (still being retried)"
