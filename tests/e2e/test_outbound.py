@@ -554,3 +554,32 @@ def test_relayhost_with_auth_over_starttls(net, tmp_path_factory, tls_pair):
     finally:
         s.stop()
         r.stop()
+
+
+def test_delay_notice_then_expiry_bounce(net, tmp_path_factory, tls_pair):
+    """A recipient that keeps getting 4xx: one "delayed" DSN after
+    queue_delay_warning, then, past queue_lifetime, a failed DSN (4.4.7)."""
+    sink = net.sink
+    sink.reset()
+    sink.rcpt_replies["slow@sink.test"] = ["451 4.7.1 greylisted"]
+    ip = _ips(1)[0][0]
+    s = make_instance(tmp_path_factory.mktemp("expiry"), tls_pair, ip, _free_ports(ip, 1)[0],
+                      "mx3.one.test", dns_resolver=net.dns.server, outbound_port=net.port,
+                      queue_retry_min="1", queue_retry_max="1", queue_poll="1",
+                      queue_delay_warning="2", queue_lifetime="6")
+    s.cli("domain", "add", "one.test")
+    s.cli("user", "add", ALICE, input=ALICE_PW + "\n")
+    s.start()
+    try:
+        submit(s, ["slow@sink.test"], make_message(ALICE, "slow@sink.test", "slow", "w\r\n"))
+        wait_queue_empty(s, timeout=40)
+        dsns = [m for m in inbox(s, ALICE) if b"multipart/report" in m]
+        actions = sorted(a for m in dsns for a in dsn_status(m)[1])
+        assert actions == ["delayed", "failed"], actions
+        failed = [m for m in dsns if b"Action: failed" in m][0]
+        assert dsn_status(failed)[0] == ["4.4.7"]
+        lines = delivery_lines(s, "slow@sink.test")
+        assert "result=expired" in lines[-1] and all("result=deferred" in l for l in lines[:-1])
+        assert sink.tx == []
+    finally:
+        s.stop()
