@@ -583,3 +583,21 @@ def test_delay_notice_then_expiry_bounce(net, tmp_path_factory, tls_pair):
         assert sink.tx == []
     finally:
         s.stop()
+
+
+def test_notify_success_to_a_hop_without_dsn(net):
+    """RFC 3461 4.1: NOTIFY=SUCCESS, and the next hop (the sink offers no DSN)
+    cannot report it: the sender gets a success DSN saying "relayed"."""
+    a, sink = net.a, net.sink
+    sink.reset()
+    before = len(inbox(a, ALICE))
+    msg = make_message(ALICE, "notify@sink.test", "notify success", "tell me\r\n")
+    with a.authed(ALICE, ALICE_PW) as c:
+        assert c.cmd("MAIL FROM:<%s> ENVID=env42" % ALICE).code == 250
+        assert c.cmd("RCPT TO:<notify@sink.test> NOTIFY=SUCCESS").code == 250
+        assert c.data(msg).code == 250
+    dsn = find_dsn(a, "notify@sink.test", before)
+    status, action = dsn_status(dsn)
+    assert action == ["relayed"], action
+    wait_queue_empty(a)
+    assert len(sink.tx) == 1 and "NOTIFY" not in sink.tx[0][0]
