@@ -124,11 +124,9 @@ def test_nxdomain_nodata_badname(dns):
 
 
 def test_timeout_is_tempfail(blackhole):
-    t0 = time.monotonic()
+    # two tries (c-ares doubles the timeout per round: 200 + 400 ms), then given up
     rc, out = run_dns(blackhole.server, "lookup", "A", "mx1.example.test", timeout_ms=200, tries=2)
     assert (rc, out) == (75, ["status=tempfail authenticated=no"])
-    # the configured timeout and tries bound it (c-ares doubles per round: 200 + 400 ms)
-    assert time.monotonic() - t0 < CLI_TIMEOUT
     rc, out = run_dns(blackhole.server, "mx", "example.test", timeout_ms=200)
     assert (rc, out) == (75, ["status=tempfail implicit=no"])
 
