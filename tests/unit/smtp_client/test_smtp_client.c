@@ -362,9 +362,12 @@ static void run_session(struct run *r, struct server *sv, const struct step *scr
 	loop_run(r->l);
 	loop_timer_cancel(r->l, &guard);
 	server_stop(sv);
-	/* let the conn's deferred close run */
-	loop_timer_add(r->l, 50, stop_cb, r->l);
-	loop_run(r->l);
+	/* let the conn's deferred close run: the loop's clock is stale after
+	 * the join, so a few short runs */
+	for (int i = 0; i < 5; i++) {
+		loop_timer_add(r->l, 20, stop_cb, r->l);
+		loop_run(r->l);
+	}
 	loop_free(&r->l);
 }
 
