@@ -68,7 +68,8 @@ FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit
 FUZZ_CFLAGS  := -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -g -O1 $(FUZZ_SAN)
 FUZZ_SRC     := $(addprefix src/,core/xmalloc.c core/buf.c core/log.c core/base64.c \
 		core/config.c mime/addr.c mime/header.c auth/sasl.c smtp/parse.c smtp/data.c \
-		pop3/parse.c) $(wildcard src/mime/*.c) $(wildcard src/imap/parse*.c)
+		smtp/reply.c pop3/parse.c dns/parse.c) $(wildcard src/mime/*.c) \
+		$(wildcard src/imap/parse*.c)
 FUZZ_OBJ     := $(FUZZ_SRC:%.c=build-fuzz/%.o)
 FUZZ_BIN     := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/*.c))
 

@@ -71,7 +71,7 @@ static void usage(FILE *f)
 		"  mail list USER [MAILBOX]       UID SIZE INTERNALDATE FLAGS\n"
 		"  mail cat USER UID [MAILBOX]    write the stored message to stdout\n"
 		"  queue list                     outbound recipients waiting for delivery\n"
-		"  queue show ID                  one queued message (ID: the queue id in list and logs)\n"
+		"  queue show ID                  one queued message (ID: as in list and the logs)\n"
 		"  queue retry ID|all             due now (the daemon sees it within queue_poll)\n"
 		"  queue flush                    every entry due now (= retry all)\n"
 		"  queue hold ID|all              not tried until released\n"

@@ -402,7 +402,7 @@ static void on_ares(void *arg, int status, int timeouts, unsigned char *abuf, in
 		/* ETIMEOUT, ECONNREFUSED, ESERVFAIL, EREFUSED (c-ares tried every
 		 * server), ... : try later. */
 		f->ans.status = DNS_TEMPFAIL;
-		log_info("dns: lookup failed name=%s type=%d error=%s", f->name, (int)f->type,
+		log_debug("dns: lookup failed name=%s type=%d error=%s", f->name, (int)f->type,
 			 ares_strerror(status));
 	}
 	if (f->starting) {

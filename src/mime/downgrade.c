@@ -23,7 +23,7 @@ struct mime_dg_part {
 };
 
 static void dg_add(struct mime_dg *d, uint64_t ho, uint64_t he, uint64_t bo, uint64_t be,
-		   uint8_t enc, bool top)
+                   uint8_t enc, bool top)
 {
 	d->parts = xrealloc(d->parts, (d->n_parts + 1) * sizeof *d->parts);
 	d->parts[d->n_parts++] = (struct mime_dg_part){ho, he, bo, be, enc, top};
@@ -154,7 +154,7 @@ static void b64_quad(struct mime_dg *d, struct buf *out, size_t n)
 {
 	char q[4];
 	unsigned v = (unsigned)d->b3[0] << 16 | (n > 1 ? (unsigned)d->b3[1] << 8 : 0) |
-		     (n > 2 ? d->b3[2] : 0);
+	             (n > 2 ? d->b3[2] : 0);
 	q[0] = b64[(v >> 18) & 63];
 	q[1] = b64[(v >> 12) & 63];
 	q[2] = n > 1 ? b64[(v >> 6) & 63] : '=';
@@ -263,7 +263,7 @@ static void hdr_rewrite(struct mime_dg *d, const struct mime_dg_part *pt, struct
 			buf_appends(out, "Content-Type: text/plain; charset=unknown-8bit\r\n");
 	}
 	buf_appends(out, d->mode == DG_QP ? "Content-Transfer-Encoding: quoted-printable\r\n"
-					  : "Content-Transfer-Encoding: base64\r\n");
+	                                  : "Content-Transfer-Encoding: base64\r\n");
 	if (bl < end)
 		buf_append(out, bl, (size_t)(end - bl));
 	else
@@ -278,12 +278,11 @@ static void hdr_rewrite(struct mime_dg *d, const struct mime_dg_part *pt, struct
 static size_t hdr_find_end(const char *h, size_t n, size_t from)
 {
 	size_t i = from > 2 ? from - 2 : 0;
-	if (from == 0) {
-		if (n >= 1 && h[0] == '\n')
-			return 1;
-		if (n >= 2 && h[0] == '\r' && h[1] == '\n')
-			return 2;
-	}
+	/* an empty header: the message starts with its blank line */
+	if (n >= 1 && h[0] == '\n')
+		return 1;
+	if (n >= 2 && h[0] == '\r' && h[1] == '\n')
+		return 2;
 	for (; i < n; i++) {
 		if (h[i] != '\n')
 			continue;

@@ -37,16 +37,16 @@ struct mime_dg {
 	/* private */
 	struct mime_dg_part *parts;
 	size_t n_parts, cur;
-	uint64_t pos;    /* offset of the next input octet */
-	struct buf hdr;  /* the header of the current part, held to rewrite it */
+	uint64_t pos;   /* offset of the next input octet */
+	struct buf hdr; /* the header of the current part, held to rewrite it */
 	bool failed;
-	bool hdr_done;   /* the current part's header was written */
+	bool hdr_done; /* the current part's header was written */
 	/* the encoder of the current body */
-	uint8_t mode;    /* 0 none, 1 quoted-printable, 2 base64 */
-	uint8_t col;     /* characters on the current output line */
-	char ws;         /* QP: a held space or tab (0: none) */
-	bool cr;         /* QP: a held CR */
-	uint8_t nb;      /* base64: octets held in b3 */
+	uint8_t mode; /* 0 none, 1 quoted-printable, 2 base64 */
+	uint8_t col;  /* characters on the current output line */
+	char ws;      /* QP: a held space or tab (0: none) */
+	bool cr;      /* QP: a held CR */
+	uint8_t nb;   /* base64: octets held in b3 */
 	unsigned char b3[3];
 };
 

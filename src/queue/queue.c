@@ -206,7 +206,7 @@ static void on_recorded(void *arg, int result)
 	struct queue *q = j->q;
 	if (result != 0)
 		log_err("queue id=%lld: results not recorded (retried when the lease expires)",
-			(long long)j->m.message_id);
+		        (long long)j->m.message_id);
 	job_free(j);
 	q->n_records--;
 	stop_check(q);
@@ -217,7 +217,8 @@ static void job_record(struct qjob *j)
 	struct queue *q = j->q;
 	time_t next = 0;
 	for (size_t i = 0; i < j->m.n_rcpt; i++)
-		if (j->res[i].outcome == STORE_QUEUE_RETRY && (next == 0 || j->res[i].next_try < next))
+		if (j->res[i].outcome == STORE_QUEUE_RETRY &&
+		    (next == 0 || j->res[i].next_try < next))
 			next = j->res[i].next_try;
 	if (next != 0)
 		schedule(q, next);
@@ -246,14 +247,15 @@ static void on_dsn(void *arg, int result)
 					continue;
 				if (c->kind == 0) {
 					j->res[k].outcome = STORE_QUEUE_RETRY;
-					j->res[k].next_try = j->now + (time_t)q->cfg->queue_retry_min;
+					j->res[k].next_try =
+					    j->now + (time_t)q->cfg->queue_retry_min;
 				} else if (c->kind == 1) {
 					j->res[k].delay_notified = false;
 				}
 			}
 		}
 		log_warn("queue id=%lld: DSN not stored; tried again later",
-			 (long long)j->m.message_id);
+		         (long long)j->m.message_id);
 	}
 	free(c);
 	if (--j->dsn_pending == 0)
@@ -273,15 +275,15 @@ static void job_dsns(struct qjob *j)
 		if (j->n_br[k] == 0)
 			continue;
 		struct bounce_msg bm = {
-			.queue_id = NULL,
-			.mail_from = j->m.mail_from,
-			.envid = j->m.envid,
-			.ret = j->m.ret,
-			.received = j->m.received,
-			.fd = j->m.fd,
-			.size = j->m.size,
-			.rcpt = j->br[k],
-			.n_rcpt = j->n_br[k],
+		    .queue_id = NULL,
+		    .mail_from = j->m.mail_from,
+		    .envid = j->m.envid,
+		    .ret = j->m.ret,
+		    .received = j->m.received,
+		    .fd = j->m.fd,
+		    .size = j->m.size,
+		    .rcpt = j->br[k],
+		    .n_rcpt = j->n_br[k],
 		};
 		char qid[32];
 		snprintf(qid, sizeof qid, "%lld", (long long)j->m.message_id);
@@ -297,21 +299,21 @@ static void job_dsns(struct qjob *j)
 }
 
 static void br_add(struct qjob *j, int kind, size_t i, enum bounce_action action,
-		   const char *status, const char *diag)
+                   const char *status, const char *diag)
 {
 	if (j->br[kind] == NULL)
 		j->br[kind] = xcalloc(j->m.n_rcpt, sizeof *j->br[kind]);
 	struct store_queue_rcpt *r = &j->m.rcpt[i];
 	j->br[kind][j->n_br[kind]++] = (struct bounce_rcpt){
-		.rcpt = r->rcpt,
-		.orcpt = r->orcpt,
-		.notify = r->notify,
-		.action = action,
-		.status = status,
-		.remote_mta = j->mx,
-		.diag = diag,
-		.last_attempt = j->now,
-		.will_retry_until = r->created + (time_t)j->q->cfg->queue_lifetime,
+	    .rcpt = r->rcpt,
+	    .orcpt = r->orcpt,
+	    .notify = r->notify,
+	    .action = action,
+	    .status = status,
+	    .remote_mta = j->mx,
+	    .diag = diag,
+	    .last_attempt = j->now,
+	    .will_retry_until = r->created + (time_t)j->q->cfg->queue_lifetime,
 	};
 }
 
@@ -328,12 +330,14 @@ static void job_finish(struct qjob *j, bool dsn_relayed)
 		struct smtp_client_rcpt *c = &j->cr[i];
 		int st = c->status == SMTP_ST_OK ? 1 : c->status == SMTP_ST_PERM ? -1 : 0;
 		time_t next = 0;
-		enum queue_verdict v = queue_verdict(st, j->now, r->created, r->attempts,
-						     cfg->queue_retry_min, cfg->queue_retry_max,
-						     cfg->queue_lifetime, &next);
+		enum queue_verdict v =
+		    queue_verdict(st, j->now, r->created, r->attempts, cfg->queue_retry_min,
+		                  cfg->queue_retry_max, cfg->queue_lifetime, &next);
 		if (c->enh[0] == '\0')
 			snprintf(c->enh, sizeof c->enh, "%s",
-				 st > 0 ? "2.0.0" : st < 0 ? "5.0.0" : "4.0.0");
+			         st > 0   ? "2.0.0"
+			         : st < 0 ? "5.0.0"
+			                  : "4.0.0");
 		const char *reply = c->reply ? c->reply : "";
 		struct store_queue_result *res = &j->res[i];
 		res->id = r->id;
@@ -341,14 +345,14 @@ static void job_finish(struct qjob *j, bool dsn_relayed)
 		res->next_try = next;
 		res->last_error = c->reply;
 		static const char *const words[] = {[QUEUE_V_SENT] = "sent",
-						    [QUEUE_V_BOUNCE] = "bounced",
-						    [QUEUE_V_EXPIRED] = "expired",
-						    [QUEUE_V_RETRY] = "deferred"};
+		                                    [QUEUE_V_BOUNCE] = "bounced",
+		                                    [QUEUE_V_EXPIRED] = "expired",
+		                                    [QUEUE_V_RETRY] = "deferred"};
 		log_info("queue delivery id=%lld result=%s rcpt=%s mx=%s ip=%s tls=%s status=%s "
-			 "delay=%llds attempts=%d reply=%s",
-			 (long long)j->m.message_id, words[v], r->rcpt, j->mx ? j->mx : "-",
-			 j->ip ? j->ip : "-", j->tls && j->tls[0] ? j->tls : "-", c->enh,
-			 (long long)(j->now - j->m.received), r->attempts + 1, reply);
+		         "delay=%llds attempts=%d reply=%s",
+		         (long long)j->m.message_id, words[v], r->rcpt, j->mx ? j->mx : "-",
+		         j->ip ? j->ip : "-", j->tls && j->tls[0] ? j->tls : "-", c->enh,
+		         (long long)(j->now - j->m.received), r->attempts + 1, reply);
 		switch (v) {
 		case QUEUE_V_SENT:
 			/* RFC 3461 4.1: SUCCESS asked, and the next hop will not say */
@@ -365,7 +369,7 @@ static void job_finish(struct qjob *j, bool dsn_relayed)
 			break;
 		case QUEUE_V_RETRY:
 			if (queue_delay_due(j->now, r->created, cfg->queue_delay_warning,
-					    r->delay_notified)) {
+			                    r->delay_notified)) {
 				res->delay_notified = true;
 				br_add(j, 1, i, BOUNCE_DELAYED, c->enh, reply);
 			}
@@ -387,18 +391,18 @@ static void job_prepare(struct qjob *j)
 		j->cr[i].notify = j->m.rcpt[i].notify;
 	}
 	j->cm = (struct smtp_client_msg){
-		.mail_from = j->m.mail_from,
-		.envid = j->m.envid,
-		.ret = j->m.ret,
-		.fd = j->m.fd,
-		.offset = j->m.return_path_len,
-		.size = j->m.size - j->m.return_path_len,
-		.body_8bit = j->m.body_8bit,
-		.smtputf8 = j->m.smtputf8,
-		.mime_cache = j->m.cache,
-		.mime_cache_len = j->m.cache_len,
-		.rcpt = j->cr,
-		.n_rcpt = j->m.n_rcpt,
+	    .mail_from = j->m.mail_from,
+	    .envid = j->m.envid,
+	    .ret = j->m.ret,
+	    .fd = j->m.fd,
+	    .offset = j->m.return_path_len,
+	    .size = j->m.size - j->m.return_path_len,
+	    .body_8bit = j->m.body_8bit,
+	    .smtputf8 = j->m.smtputf8,
+	    .mime_cache = j->m.cache,
+	    .mime_cache_len = j->m.cache_len,
+	    .rcpt = j->cr,
+	    .n_rcpt = j->m.n_rcpt,
 	};
 }
 
@@ -417,8 +421,7 @@ static void job_fail(struct qjob *j, enum smtp_status status, const char *enh, c
 }
 
 /* Every job waiting for d gets the same result. */
-static void dest_fail(struct qdest *d, enum smtp_status status, const char *enh,
-		      const char *diag)
+static void dest_fail(struct qdest *d, enum smtp_status status, const char *enh, const char *diag)
 {
 	struct qjob *j;
 	while ((j = dest_pop(d)) != NULL)
@@ -457,7 +460,8 @@ static void conn_end(struct qconn *cn)
 static void addr_text(const struct sockaddr_storage *a, char *out, size_t n)
 {
 	if (a->ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)a)->sin6_addr, out, (socklen_t)n);
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)a)->sin6_addr, out,
+		          (socklen_t)n);
 	else
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)a)->sin_addr, out, (socklen_t)n);
 }
@@ -510,7 +514,7 @@ static void conn_next(struct qconn *cn)
 }
 
 static void on_open(void *arg, struct smtp_client *c, bool ok, enum smtp_status status,
-		    const char *diag)
+                    const char *diag)
 {
 	struct qconn *cn = arg;
 	if (!ok) {
@@ -522,7 +526,7 @@ static void on_open(void *arg, struct smtp_client *c, bool ok, enum smtp_status 
 		cn->fail_diag = xasprintf("%s[%s]: %s", a->host, ip, diag ? diag : "failed");
 		cn->fail_status = status;
 		log_info("queue connect dest=%s mx=%s ip=%s failed: %s", cn->dest->name, a->host,
-			 ip, diag ? diag : "-");
+		         ip, diag ? diag : "-");
 		smtp_client_close(&cn->c);
 		try_next_addr(cn);
 		return;
@@ -540,38 +544,40 @@ static void try_next_addr(struct qconn *cn)
 		 * deferred (a refused greeting too: another host may be back) */
 		if (!q->stopping)
 			dest_fail(cn->dest, SMTP_ST_TEMP, "4.4.1",
-				  cn->fail_diag ? cn->fail_diag : "no address to try");
+			          cn->fail_diag ? cn->fail_diag : "no address to try");
 		conn_end(cn);
 		return;
 	}
 	struct qaddr *a = &cn->addrs[cn->cur++];
 	const struct config *cfg = q->cfg;
 	struct smtp_client_config cc = {
-		.helo = cfg->hostname,
-		.connect_timeout = cfg->outbound_connect_timeout,
-		.command_timeout = cfg->outbound_command_timeout,
-		.data_timeout = cfg->outbound_data_timeout,
-		.max_reply = cfg->outbound_max_reply,
-		.tls_ctx = q->client_ctx,
+	    .helo = cfg->hostname,
+	    .connect_timeout = cfg->outbound_connect_timeout,
+	    .command_timeout = cfg->outbound_command_timeout,
+	    .data_timeout = cfg->outbound_data_timeout,
+	    .max_reply = cfg->outbound_max_reply,
+	    .tls_ctx = q->client_ctx,
 	};
 	struct smtp_client_target t = {
-		.host = a->host,
-		.addr = a->addr,
-		.addrlen = a->len,
+	    .host = a->host,
+	    .addr = a->addr,
+	    .addrlen = a->len,
 	};
 	if (cn->dest->relay) {
 		const char *m = cfg->relayhost_tls;
-		t.tls = strcmp(m, "none") == 0 ? SMTP_TLS_NONE
-			: strcmp(m, "implicit") == 0 ? SMTP_TLS_IMPLICIT
-			: cfg->relayhost_tls_verify ? SMTP_TLS_VERIFY : SMTP_TLS_ENCRYPT;
+		t.tls = strcmp(m, "none") == 0       ? SMTP_TLS_NONE
+		        : strcmp(m, "implicit") == 0 ? SMTP_TLS_IMPLICIT
+		        : cfg->relayhost_tls_verify  ? SMTP_TLS_VERIFY
+		                                     : SMTP_TLS_ENCRYPT;
 		t.verify = cfg->relayhost_tls_verify;
 		t.auth_user = cfg->relayhost_user;
 		t.auth_pass = cfg->relayhost_password;
 	} else {
 		const char *m = cfg->outbound_tls;
-		t.tls = strcmp(m, "none") == 0 ? SMTP_TLS_NONE
-			: strcmp(m, "encrypt") == 0 ? SMTP_TLS_ENCRYPT
-			: strcmp(m, "verify") == 0 ? SMTP_TLS_VERIFY : SMTP_TLS_MAY;
+		t.tls = strcmp(m, "none") == 0      ? SMTP_TLS_NONE
+		        : strcmp(m, "encrypt") == 0 ? SMTP_TLS_ENCRYPT
+		        : strcmp(m, "verify") == 0  ? SMTP_TLS_VERIFY
+		                                    : SMTP_TLS_MAY;
 	}
 	cn->c = smtp_client_open(q->l, &cc, &t, on_open, cn);
 }
@@ -593,7 +599,7 @@ static void on_mx(void *arg, const struct dns_mx_result *r)
 	case DNS_MX_NULL:
 		/* RFC 7505 3: 556 5.1.10 */
 		dest_fail(d, SMTP_ST_PERM, "5.1.10",
-			  "Recipient address has null MX (RFC 7505): the domain accepts no mail");
+		          "Recipient address has null MX (RFC 7505): the domain accepts no mail");
 		conn_end(cn);
 		return;
 	case DNS_MX_NXDOMAIN:
@@ -601,8 +607,9 @@ static void on_mx(void *arg, const struct dns_mx_result *r)
 		if (d->relay)
 			dest_fail(d, SMTP_ST_TEMP, "4.4.3", "relay host not found in DNS");
 		else
-			dest_fail(d, SMTP_ST_PERM, "5.1.2",
-				  "Host or domain name not found (NXDOMAIN, or no MX and no address)");
+			dest_fail(
+			    d, SMTP_ST_PERM, "5.1.2",
+			    "Host or domain name not found (NXDOMAIN, or no MX and no address)");
 		conn_end(cn);
 		return;
 	case DNS_MX_TEMPFAIL:
@@ -623,7 +630,7 @@ static void on_mx(void *arg, const struct dns_mx_result *r)
 			a->host = xstrdup(r->hosts[i].name);
 			a->addr = r->hosts[i].addr[k];
 			a->len = a->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-							       : sizeof(struct sockaddr_in);
+			                                       : sizeof(struct sockaddr_in);
 			set_port(&a->addr, port);
 		}
 	try_next_addr(cn);
@@ -642,7 +649,7 @@ static void conn_start(struct queue *q, struct qdest *d)
 	d->n_opening++;
 	const char *inet = q->cfg->outbound_inet;
 	cn->dq = d->relay ? dns_resolve_host(q->dns, q->relay_host, inet, on_mx, cn)
-			  : dns_resolve_mx(q->dns, d->name, inet, on_mx, cn);
+	                  : dns_resolve_mx(q->dns, d->name, inet, on_mx, cn);
 	if (cn->dq == NULL) {
 		dest_fail(d, SMTP_ST_TEMP, "4.4.3", "DNS lookup could not start");
 		conn_end(cn);
@@ -685,11 +692,11 @@ static void give_back(struct queue *q)
 			j->res = xcalloc(j->m.n_rcpt ? j->m.n_rcpt : 1, sizeof *j->res);
 			for (size_t i = 0; i < j->m.n_rcpt; i++)
 				j->res[i] = (struct store_queue_result){
-					.id = j->m.rcpt[i].id, .outcome = STORE_QUEUE_UNLEASE};
+				    .id = j->m.rcpt[i].id, .outcome = STORE_QUEUE_UNLEASE};
 			j->now = time(NULL);
 			q->n_records++;
-			store_queue_record(q->st, q->owner, j->now, j->res, j->m.n_rcpt, on_recorded,
-					   j);
+			store_queue_record(q->st, q->owner, j->now, j->res, j->m.n_rcpt,
+			                   on_recorded, j);
 		}
 		dest_gc(q, d);
 	}
@@ -755,7 +762,7 @@ static void tick(void *arg)
 /* ---- the interface ---- */
 
 struct queue *queue_new(struct loop *l, struct pool *p, struct store *st, struct dns *dns,
-			const struct config *cfg, SSL_CTX *client_ctx, char **err_r)
+                        const struct config *cfg, SSL_CTX *client_ctx, char **err_r)
 {
 	char *host = NULL;
 	unsigned port = 0;
@@ -813,7 +820,7 @@ void queue_stop(struct queue *q, loop_cb *done, void *arg)
 		struct qconn *cn = q->conns;
 		if (cn->job != NULL) {
 			log_info("queue id=%lld: delivery cut by shutdown; retried after restart",
-				 (long long)cn->job->m.message_id);
+			         (long long)cn->job->m.message_id);
 			smtp_client_close(&cn->c); /* before the message it reads goes */
 			job_free(cn->job);
 			cn->job = NULL;

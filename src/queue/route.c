@@ -41,7 +41,7 @@ bool queue_relay_applies(const char *relayhost, const char *domains, const char 
 }
 
 int queue_parse_hostport(const char *s, unsigned def_port, char **host_r, unsigned *port_r,
-			 char **err_r)
+                         char **err_r)
 {
 	const char *host = s, *port = NULL;
 	size_t hl;
@@ -80,8 +80,8 @@ bad:
 }
 
 enum queue_verdict queue_verdict(int status, time_t now, time_t created, int attempts,
-				 unsigned retry_min, unsigned retry_max, unsigned lifetime,
-				 time_t *next_try_r)
+                                 unsigned retry_min, unsigned retry_max, unsigned lifetime,
+                                 time_t *next_try_r)
 {
 	if (status > 0)
 		return QUEUE_V_SENT;

@@ -21,7 +21,7 @@ bool queue_relay_applies(const char *relayhost, const char *domains, const char 
 /* "host:port", "[v6]:port", "host" (port def_port): 0 with the host (heap,
  * without brackets) and port, or -1 with *err_r (heap). */
 int queue_parse_hostport(const char *s, unsigned def_port, char **host_r, unsigned *port_r,
-			 char **err_r);
+                         char **err_r);
 
 /* What to do with a recipient after an attempt. */
 enum queue_verdict {
@@ -33,8 +33,8 @@ enum queue_verdict {
 /* status: 1 ok, 0 temporary, -1 permanent. created: when the entry was
  * queued; attempts: before this one. */
 enum queue_verdict queue_verdict(int status, time_t now, time_t created, int attempts,
-				 unsigned retry_min, unsigned retry_max, unsigned lifetime,
-				 time_t *next_try_r);
+                                 unsigned retry_min, unsigned retry_max, unsigned lifetime,
+                                 time_t *next_try_r);
 /* Whether the "delayed" DSN is due now: warning > 0, not sent yet, the
  * entry older than warning. */
 bool queue_delay_due(time_t now, time_t created, unsigned warning, bool notified);

@@ -54,7 +54,7 @@
 
 enum cstate {
 	ST_CONNECT,
-	ST_TLS,       /* handshake in progress (implicit or after STARTTLS) */
+	ST_TLS, /* handshake in progress (implicit or after STARTTLS) */
 	ST_GREETING,
 	ST_EHLO,
 	ST_HELO,
@@ -90,9 +90,9 @@ struct smtp_client {
 	struct conn *conn;
 	struct timer *timer;
 	struct timer *cb_timer;
-	bool dropped;    /* smtp_client_close was called */
-	bool opened;     /* open_cb ran */
-	bool tls_retry;  /* MAY: this connection is the one without TLS */
+	bool dropped;   /* smtp_client_close was called */
+	bool opened;    /* open_cb ran */
+	bool tls_retry; /* MAY: this connection is the one without TLS */
 
 	smtp_client_open_cb *open_cb;
 	void *open_arg;
@@ -124,12 +124,12 @@ struct smtp_client {
 	struct mime_dg dg;
 	struct wire w;
 	struct buf out;
-	char *block; /* CLIENT_BLOCK octets read from the message */
+	char *block;        /* CLIENT_BLOCK octets read from the message */
 	bool deferred_done; /* a local verdict: done_cb from the loop */
 };
 
 static void client_fail(struct smtp_client *c, enum smtp_status st, const char *fmt, ...)
-	PRINTF_LIKE(3, 4);
+    PRINTF_LIKE(3, 4);
 
 /* ---- small helpers ---- */
 
@@ -182,7 +182,7 @@ static enum smtp_status code_status(int code)
 }
 
 static void rcpt_set(struct smtp_client_rcpt *r, enum smtp_status st, int code, const char *enh,
-		     const char *text)
+                     const char *text)
 {
 	r->status = st;
 	r->code = code;
@@ -241,8 +241,7 @@ static void client_tx_abort(struct smtp_client *c, const char *diag)
 	client_done(c, false);
 }
 
-static void client_open_done(struct smtp_client *c, bool ok, enum smtp_status st,
-			     const char *diag)
+static void client_open_done(struct smtp_client *c, bool ok, enum smtp_status st, const char *diag)
 {
 	if (c->opened || c->dropped)
 		return;
@@ -276,14 +275,31 @@ static void client_on_timer(void *arg)
 {
 	struct smtp_client *c = arg;
 	c->timer = NULL;
+	if (c->st == ST_TLS && c->tls_mode == SMTP_TLS_MAY && !c->opened && c->conn) {
+		/* a handshake that hangs fails as one that breaks: on_close
+		 * retries without TLS */
+		conn_close(c->conn);
+		return;
+	}
 	const char *what = "a reply";
 	switch (c->st) {
-	case ST_CONNECT: what = "the connection"; break;
-	case ST_TLS: what = "the TLS handshake"; break;
-	case ST_GREETING: what = "the greeting"; break;
-	case ST_DATA: what = "the message data to be sent"; break;
-	case ST_DOT: what = "the reply to the end of data"; break;
-	default: break;
+	case ST_CONNECT:
+		what = "the connection";
+		break;
+	case ST_TLS:
+		what = "the TLS handshake";
+		break;
+	case ST_GREETING:
+		what = "the greeting";
+		break;
+	case ST_DATA:
+		what = "the message data to be sent";
+		break;
+	case ST_DOT:
+		what = "the reply to the end of data";
+		break;
+	default:
+		break;
 	}
 	client_fail(c, SMTP_ST_TEMP, "timeout waiting for %s", what);
 }
@@ -349,7 +365,7 @@ static void client_auth_or_ready(struct smtp_client *c)
 static void client_after_ehlo(struct smtp_client *c)
 {
 	bool want = c->tls_mode == SMTP_TLS_MAY || c->tls_mode == SMTP_TLS_ENCRYPT ||
-		    c->tls_mode == SMTP_TLS_VERIFY;
+	            c->tls_mode == SMTP_TLS_VERIFY;
 	if (want && !conn_is_tls(c->conn)) {
 		if (c->ehlo.starttls && c->cfg.tls_ctx) {
 			c->st = ST_STARTTLS;
@@ -367,8 +383,8 @@ static void client_after_ehlo(struct smtp_client *c)
 
 static void client_start_tls(struct smtp_client *c)
 {
-	bool verify = c->tls_mode == SMTP_TLS_VERIFY ||
-		      (c->tls_mode == SMTP_TLS_IMPLICIT && c->t.verify);
+	bool verify =
+	    c->tls_mode == SMTP_TLS_VERIFY || (c->tls_mode == SMTP_TLS_IMPLICIT && c->t.verify);
 	c->st = ST_TLS;
 	if (c->cfg.tls_ctx == NULL ||
 	    conn_starttls_client(c->conn, c->cfg.tls_ctx, c->t.host, verify) < 0) {
@@ -388,7 +404,7 @@ static void client_on_tls(struct conn *conn, void *arg)
 	c->info.tls = c->tls_info;
 	c->info.tls_verified = conn_tls_verified(conn);
 	log_debug("smtp client %s: TLS %s%s", c->peer, c->tls_info,
-		  c->info.tls_verified ? " (verified)" : "");
+	          c->info.tls_verified ? " (verified)" : "");
 	if (c->tls_mode == SMTP_TLS_IMPLICIT) {
 		c->st = ST_GREETING;
 		client_arm(c, c->cfg.command_timeout);
@@ -459,7 +475,7 @@ static void client_on_cb_timer(void *arg)
 }
 
 static void client_local_verdict(struct smtp_client *c, enum smtp_status st, const char *enh,
-				 const char *diag)
+                                 const char *diag)
 {
 	struct smtp_client_msg *m = c->m;
 	for (size_t i = 0; i < m->n_rcpt; i++)
@@ -470,7 +486,7 @@ static void client_local_verdict(struct smtp_client *c, enum smtp_status st, con
 }
 
 void smtp_client_send(struct smtp_client *c, struct smtp_client_msg *m, smtp_client_done_cb *cb,
-		      void *arg)
+                      void *arg)
 {
 	c->m = m;
 	c->done_cb = cb;
@@ -488,15 +504,16 @@ void smtp_client_send(struct smtp_client *c, struct smtp_client_msg *m, smtp_cli
 	}
 	/* RFC 6531 3.2 / RFC 3463 5.6.7: no way to carry it. */
 	if (m->smtputf8 && !c->ehlo.smtputf8) {
-		client_local_verdict(c, SMTP_ST_PERM, "5.6.7",
-				     "the next hop does not support SMTPUTF8, which the message needs");
+		client_local_verdict(
+		    c, SMTP_ST_PERM, "5.6.7",
+		    "the next hop does not support SMTPUTF8, which the message needs");
 		return;
 	}
 	/* RFC 1870 6.1: do not send what the server said it refuses. */
 	if (c->ehlo.size && c->ehlo.size_max > 0 && m->size > c->ehlo.size_max) {
 		char d[160];
 		snprintf(d, sizeof d, "message size %llu exceeds the next hop's limit of %llu",
-			 (unsigned long long)m->size, (unsigned long long)c->ehlo.size_max);
+		         (unsigned long long)m->size, (unsigned long long)c->ehlo.size_max);
 		client_local_verdict(c, SMTP_ST_PERM, "5.3.4", d);
 		return;
 	}
@@ -561,10 +578,10 @@ static void client_tx_reply(struct smtp_client *c)
 			/* RFC 5321 3.3: the transaction did not start; every
 			 * recipient takes MAIL's answer. */
 			for (size_t i = 0; i < n; i++)
-				rcpt_set(&m->rcpt[i], code_status(r->code) == SMTP_ST_OK
-							      ? SMTP_ST_TEMP
-							      : code_status(r->code),
-					 r->code, enh, r->full.data);
+				rcpt_set(&m->rcpt[i],
+				         code_status(r->code) == SMTP_ST_OK ? SMTP_ST_TEMP
+				                                            : code_status(r->code),
+				         r->code, enh, r->full.data);
 			if (!c->pipelining) {
 				c->need_rset = true;
 				c->st = ST_READY;
@@ -580,9 +597,10 @@ static void client_tx_reply(struct smtp_client *c)
 				c->accepted[step - 2] = true;
 				c->n_accepted++;
 			} else {
-				rcpt_set(rc, code_status(r->code) == SMTP_ST_OK ? SMTP_ST_TEMP
-										: code_status(r->code),
-					 r->code, enh, r->full.data);
+				rcpt_set(rc,
+				         code_status(r->code) == SMTP_ST_OK ? SMTP_ST_TEMP
+				                                            : code_status(r->code),
+				         r->code, enh, r->full.data);
 			}
 		}
 		if (!c->pipelining && step + 1 == 2 + n && c->n_accepted == 0) {
@@ -683,7 +701,7 @@ static void client_pump(struct smtp_client *c)
 	buf_reset(&c->out);
 	if (c->data_off < m->size) {
 		size_t want = m->size - c->data_off < CLIENT_BLOCK ? (size_t)(m->size - c->data_off)
-								   : CLIENT_BLOCK;
+		                                                   : CLIENT_BLOCK;
 		ssize_t got;
 		do
 			got = pread(m->fd, block, want, (off_t)(m->offset + c->data_off));
@@ -692,7 +710,7 @@ static void client_pump(struct smtp_client *c)
 			/* A local problem: the connection cannot be trusted with
 			 * the rest, so it ends and the message is retried. */
 			client_fail(c, SMTP_ST_TEMP, "reading the message: %s",
-				    got < 0 ? strerror(errno) : "unexpected end of file");
+			            got < 0 ? strerror(errno) : "unexpected end of file");
 			return;
 		}
 		c->data_off += (uint64_t)got;
@@ -707,8 +725,8 @@ static void client_pump(struct smtp_client *c)
 				for (size_t i = 0; i < m->n_rcpt; i++)
 					if (c->accepted[i])
 						rcpt_set(&m->rcpt[i], SMTP_ST_PERM, 0, "5.6.3",
-							 "the message cannot be converted to "
-							 "7 bits for a next hop without 8BITMIME");
+						         "the message cannot be converted to "
+						         "7 bits for a next hop without 8BITMIME");
 				client_fail(c, SMTP_ST_TEMP, "8BITMIME downgrade failed");
 				return;
 			}
@@ -755,7 +773,7 @@ static void client_reply(struct smtp_client *c)
 			if (c->conn)
 				conn_writes(c->conn, "QUIT\r\n");
 			client_fail(c, cls == 5 ? SMTP_ST_PERM : SMTP_ST_TEMP, "greeting: %s",
-				    r->full.data);
+			            r->full.data);
 		}
 		break;
 	case ST_EHLO:
@@ -781,7 +799,7 @@ static void client_reply(struct smtp_client *c)
 			client_after_ehlo(c);
 		} else {
 			client_fail(c, cls == 5 ? SMTP_ST_PERM : SMTP_ST_TEMP, "HELO: %s",
-				    r->full.data);
+			            r->full.data);
 		}
 		break;
 	case ST_STARTTLS:
@@ -853,7 +871,7 @@ static void client_on_data(struct conn *conn, void *arg)
 	while (!c->dropped && c->st != ST_DEAD && conn->rbuf.len > 0) {
 		const char *err;
 		ssize_t n = smtp_reply_parse(conn->rbuf.data, conn->rbuf.len, c->cfg.max_reply,
-					     &c->reply, &err);
+		                             &c->reply, &err);
 		if (n == 0)
 			return;
 		if (n < 0) {
@@ -870,10 +888,10 @@ static void client_on_data(struct conn *conn, void *arg)
 		 * server that talks now has given up on it. */
 		const char *err;
 		ssize_t n = smtp_reply_parse(conn->rbuf.data, conn->rbuf.len, c->cfg.max_reply,
-					     &c->reply, &err);
+		                             &c->reply, &err);
 		if (n != 0)
 			client_fail(c, SMTP_ST_TEMP, "the next hop spoke during DATA: %s",
-				    n > 0 ? c->reply.full.data : err);
+			            n > 0 ? c->reply.full.data : err);
 	}
 }
 
@@ -888,7 +906,9 @@ static void client_on_close(struct conn *conn, void *arg, enum conn_close_reason
 	if (c->st == ST_TLS && c->tls_mode == SMTP_TLS_MAY && !c->opened) {
 		/* MAY: try again at once without TLS (see the top). */
 		log_info("smtp client %s: %s; retrying without TLS", c->peer,
-			 conn_tls_error(conn)[0] ? conn_tls_error(conn) : "TLS handshake failed");
+		         conn_tls_error(conn)[0]    ? conn_tls_error(conn)
+		         : why == CONN_CLOSED_BY_US ? "TLS handshake timed out"
+		                                    : "TLS handshake failed");
 		c->tls_mode = SMTP_TLS_NONE;
 		c->tls_retry = true;
 		client_connect(c);
@@ -896,8 +916,8 @@ static void client_on_close(struct conn *conn, void *arg, enum conn_close_reason
 	}
 	if (c->st != ST_DEAD) {
 		const char *e = why == CONN_TIMEOUT ? "timeout"
-				: why == CONN_EOF   ? "connection closed by the next hop"
-						    : "connection error";
+		                : why == CONN_EOF   ? "connection closed by the next hop"
+		                                    : "connection error";
 		if (c->st == ST_TLS && conn_tls_error(conn)[0])
 			e = conn_tls_error(conn);
 		client_fail(c, SMTP_ST_TEMP, "%s", e);
@@ -905,10 +925,10 @@ static void client_on_close(struct conn *conn, void *arg, enum conn_close_reason
 }
 
 static const struct conn_handler client_handler = {
-	.on_data = client_on_data,
-	.on_close = client_on_close,
-	.on_tls = client_on_tls,
-	.on_drain = client_on_drain,
+    .on_data = client_on_data,
+    .on_close = client_on_close,
+    .on_tls = client_on_tls,
+    .on_drain = client_on_drain,
 };
 
 /* ---- connecting ---- */
@@ -995,8 +1015,8 @@ static void client_connect(struct smtp_client *c)
 }
 
 struct smtp_client *smtp_client_open(struct loop *l, const struct smtp_client_config *cfg,
-				     const struct smtp_client_target *t, smtp_client_open_cb *cb,
-				     void *arg)
+                                     const struct smtp_client_target *t, smtp_client_open_cb *cb,
+                                     void *arg)
 {
 	struct smtp_client *c = xcalloc(1, sizeof *c);
 	c->l = l;

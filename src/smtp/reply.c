@@ -47,7 +47,7 @@ size_t smtp_enh_code(const char *t, size_t n, int code_class)
 }
 
 ssize_t smtp_reply_parse(const char *in, size_t n, size_t max, struct smtp_reply *r,
-			 const char **err_r)
+                         const char **err_r)
 {
 	size_t pos = 0;
 	int code = 0;
@@ -62,9 +62,8 @@ ssize_t smtp_reply_parse(const char *in, size_t n, size_t max, struct smtp_reply
 	for (;;) {
 		const char *line = in + pos;
 		size_t avail = n - pos;
-		const char *nl = memchr(line, '\n', avail < SMTP_REPLY_LINE_MAX + 1
-							 ? avail
-							 : SMTP_REPLY_LINE_MAX + 1);
+		const char *nl = memchr(
+		    line, '\n', avail < SMTP_REPLY_LINE_MAX + 1 ? avail : SMTP_REPLY_LINE_MAX + 1);
 		if (nl == NULL) {
 			if (avail > SMTP_REPLY_LINE_MAX) {
 				*err_r = "reply line too long";

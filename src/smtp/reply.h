@@ -37,7 +37,7 @@ void smtp_reply_free(struct smtp_reply *r);
  * the line limit, max octets with no end) is -1 at once, so the caller's
  * buffer stays bounded by max + one read. */
 ssize_t smtp_reply_parse(const char *in, size_t n, size_t max, struct smtp_reply *r,
-			 const char **err_r);
+                         const char **err_r);
 
 /* RFC 3463 2: "class.subject.detail" at the start of text (class 2, 4 or 5
  * equal to the reply's first digit, subject and detail 1 to 3 digits),
@@ -46,16 +46,16 @@ size_t smtp_enh_code(const char *text, size_t n, int code_class);
 
 /* The EHLO keywords (RFC 5321 4.1.1.1: the lines after the first). */
 struct smtp_ehlo {
-	bool pipelining;    /* RFC 2920 */
-	bool size;          /* RFC 1870 */
-	uint64_t size_max;  /* SIZE n; 0: no limit announced */
-	bool eightbitmime;  /* RFC 6152 */
-	bool smtputf8;      /* RFC 6531 */
-	bool dsn;           /* RFC 3461 */
-	bool starttls;      /* RFC 3207 */
-	bool chunking;      /* RFC 3030 */
-	bool auth_plain;    /* RFC 4954 AUTH with PLAIN (RFC 4616) */
-	bool auth_login;    /* the LOGIN mechanism (draft-murchison-sasl-login) */
+	bool pipelining;   /* RFC 2920 */
+	bool size;         /* RFC 1870 */
+	uint64_t size_max; /* SIZE n; 0: no limit announced */
+	bool eightbitmime; /* RFC 6152 */
+	bool smtputf8;     /* RFC 6531 */
+	bool dsn;          /* RFC 3461 */
+	bool starttls;     /* RFC 3207 */
+	bool chunking;     /* RFC 3030 */
+	bool auth_plain;   /* RFC 4954 AUTH with PLAIN (RFC 4616) */
+	bool auth_login;   /* the LOGIN mechanism (draft-murchison-sasl-login) */
 };
 void smtp_ehlo_parse(const struct smtp_reply *r, struct smtp_ehlo *e);
 

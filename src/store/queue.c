@@ -60,7 +60,7 @@ void store_queue_msg_free(struct store_queue_msg *m)
 int store_queue_unlease_owner(struct store *st, const char *owner)
 {
 	static const char sql[] = "UPDATE queue SET lease_owner = NULL, lease_until = 0"
-				  " WHERE lease_owner = ?1";
+	                          " WHERE lease_owner = ?1";
 	sqlite3_stmt *s = store_sql(&st->main, sql, NULL);
 	if (s == NULL)
 		return -1;
@@ -85,20 +85,19 @@ void store_queue_lease_free(struct store_queue_lease **lp)
  * due entries of those groups (every due entry of a group goes in one
  * transaction to one destination). */
 static const char sql_groups[] =
-	"SELECT message_id, domain FROM queue"
-	" WHERE next_try <= ?1 AND held = 0 AND lease_until <= ?1"
-	" GROUP BY message_id, domain ORDER BY min(next_try), message_id LIMIT ?2";
+    "SELECT message_id, domain FROM queue"
+    " WHERE next_try <= ?1 AND held = 0 AND lease_until <= ?1"
+    " GROUP BY message_id, domain ORDER BY min(next_try), message_id LIMIT ?2";
 static const char sql_group_rcpts[] =
-	"UPDATE queue SET lease_owner = ?4, lease_until = ?5"
-	" WHERE message_id = ?1 AND domain = ?2 AND next_try <= ?3 AND held = 0"
-	" AND lease_until <= ?3"
-	" RETURNING id, rcpt, orcpt, notify, attempts, created, delay_notified, last_error";
+    "UPDATE queue SET lease_owner = ?4, lease_until = ?5"
+    " WHERE message_id = ?1 AND domain = ?2 AND next_try <= ?3 AND held = 0"
+    " AND lease_until <= ?3"
+    " RETURNING id, rcpt, orcpt, notify, attempts, created, delay_notified, last_error";
 static const char sql_msg[] =
-	"SELECT mail_from, envid, ret, received, size, body_8bit, smtputf8, cache, blob"
-	" FROM messages WHERE id = ?1";
-static const char sql_next_due[] =
-	"SELECT next_try FROM queue WHERE held = 0 AND lease_until <= ?1"
-	" ORDER BY next_try LIMIT 1";
+    "SELECT mail_from, envid, ret, received, size, body_8bit, smtputf8, cache, blob"
+    " FROM messages WHERE id = ?1";
+static const char sql_next_due[] = "SELECT next_try FROM queue WHERE held = 0 AND lease_until <= ?1"
+                                   " ORDER BY next_try LIMIT 1";
 
 /* The length of a leading "Return-Path:" line (CRLF included), or 0. */
 static uint64_t return_path_len(int fd, uint64_t size)
@@ -202,11 +201,11 @@ static int lease_body(struct store *st, struct lease_job *j, struct store_db *d)
 			store_blob_path(blob ? blob : "", path, sizeof path);
 			/* relative to blobs/: the directory fds are kept open */
 			qm->fd = blob ? openat(st->blob_dfd[store_blob_dir(blob)], blob,
-					       O_RDONLY | O_CLOEXEC)
-				      : -1;
+			                       O_RDONLY | O_CLOEXEC)
+			              : -1;
 			if (qm->fd < 0)
-				qm->err = xasprintf("cannot open blob %s: %s", path,
-						    strerror(errno));
+				qm->err =
+				    xasprintf("cannot open blob %s: %s", path, strerror(errno));
 			else
 				qm->return_path_len = return_path_len(qm->fd, qm->size);
 		} else {
@@ -256,7 +255,7 @@ static void lease_run(struct store *st, struct store_job *job)
 }
 
 void store_queue_lease(struct store *st, const char *owner, time_t now, unsigned lease_s,
-		       size_t max_msgs, store_queue_lease_cb *cb, void *arg)
+                       size_t max_msgs, store_queue_lease_cb *cb, void *arg)
 {
 	struct lease_job *j = xcalloc(1, sizeof *j);
 	j->st = st;
@@ -286,17 +285,17 @@ struct record_job {
 };
 
 static const char sql_del[] =
-	"DELETE FROM queue WHERE id = ?1 AND lease_owner = ?2 RETURNING message_id";
+    "DELETE FROM queue WHERE id = ?1 AND lease_owner = ?2 RETURNING message_id";
 static const char sql_retry[] =
-	"UPDATE queue SET attempts = attempts + 1, next_try = ?3, last_error = ?4,"
-	" last_attempt = ?5, delay_notified = delay_notified OR ?6,"
-	" lease_owner = NULL, lease_until = 0 WHERE id = ?1 AND lease_owner = ?2";
+    "UPDATE queue SET attempts = attempts + 1, next_try = ?3, last_error = ?4,"
+    " last_attempt = ?5, delay_notified = delay_notified OR ?6,"
+    " lease_owner = NULL, lease_until = 0 WHERE id = ?1 AND lease_owner = ?2";
 static const char sql_unlease[] =
-	"UPDATE queue SET lease_owner = NULL, lease_until = 0 WHERE id = ?1 AND lease_owner = ?2";
+    "UPDATE queue SET lease_owner = NULL, lease_until = 0 WHERE id = ?1 AND lease_owner = ?2";
 static const char sql_gc[] =
-	"DELETE FROM messages WHERE id = ?1"
-	" AND NOT EXISTS (SELECT 1 FROM mailbox_messages WHERE message_id = ?1)"
-	" AND NOT EXISTS (SELECT 1 FROM queue WHERE message_id = ?1) RETURNING blob";
+    "DELETE FROM messages WHERE id = ?1"
+    " AND NOT EXISTS (SELECT 1 FROM mailbox_messages WHERE message_id = ?1)"
+    " AND NOT EXISTS (SELECT 1 FROM queue WHERE message_id = ?1) RETURNING blob";
 
 /* Deletes message_id if nothing refers to it any more; its blob goes to b. */
 static int message_gc(struct store_db *d, int64_t message_id, struct store_blobs *b)
@@ -326,8 +325,9 @@ static int record_body(struct record_job *j, struct store_db *d, struct store_bl
 	int64_t gc_id = 0;
 	for (size_t i = 0; i < j->n; i++) {
 		const struct store_queue_result *r = &j->v[i];
-		sqlite3_stmt *s = r->outcome == STORE_QUEUE_DONE ? del
-				: r->outcome == STORE_QUEUE_RETRY ? retry : unl;
+		sqlite3_stmt *s = r->outcome == STORE_QUEUE_DONE    ? del
+		                  : r->outcome == STORE_QUEUE_RETRY ? retry
+		                                                    : unl;
 		sqlite3_bind_int64(s, 1, r->id);
 		sqlite3_bind_text(s, 2, j->owner, -1, SQLITE_STATIC);
 		if (r->outcome == STORE_QUEUE_RETRY) {
@@ -387,7 +387,7 @@ static void record_run(struct store *st, struct store_job *job)
 }
 
 void store_queue_record(struct store *st, const char *owner, time_t now,
-			const struct store_queue_result *v, size_t n, store_res_cb *cb, void *arg)
+                        const struct store_queue_result *v, size_t n, store_res_cb *cb, void *arg)
 {
 	struct record_job *j = xcalloc(1, sizeof *j);
 	j->st = st;
@@ -409,14 +409,14 @@ void store_queue_record(struct store *st, const char *owner, time_t now,
 
 /* ---- admin ---- */
 
-int store_queue_entries(struct store *st, int64_t message_id, store_queue_entry_cb *cb,
-			void *arg, char **err_r)
+int store_queue_entries(struct store *st, int64_t message_id, store_queue_entry_cb *cb, void *arg,
+                        char **err_r)
 {
 	static const char sql[] =
-		"SELECT q.message_id, q.id, m.mail_from, q.rcpt, q.last_error, q.attempts,"
-		" q.created, q.next_try, q.lease_until, q.held, q.delay_notified, m.size"
-		" FROM queue q JOIN messages m ON m.id = q.message_id"
-		" WHERE ?1 = 0 OR q.message_id = ?1 ORDER BY q.next_try, q.message_id, q.id";
+	    "SELECT q.message_id, q.id, m.mail_from, q.rcpt, q.last_error, q.attempts,"
+	    " q.created, q.next_try, q.lease_until, q.held, q.delay_notified, m.size"
+	    " FROM queue q JOIN messages m ON m.id = q.message_id"
+	    " WHERE ?1 = 0 OR q.message_id = ?1 ORDER BY q.next_try, q.message_id, q.id";
 	sqlite3_stmt *s = store_sql(&st->main, sql, err_r);
 	if (s == NULL)
 		return -1;
@@ -424,18 +424,18 @@ int store_queue_entries(struct store *st, int64_t message_id, store_queue_entry_
 	int rc;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct store_queue_entry e = {
-			.message_id = sqlite3_column_int64(s, 0),
-			.id = sqlite3_column_int64(s, 1),
-			.mail_from = (const char *)sqlite3_column_text(s, 2),
-			.rcpt = (const char *)sqlite3_column_text(s, 3),
-			.last_error = (const char *)sqlite3_column_text(s, 4),
-			.attempts = sqlite3_column_int(s, 5),
-			.created = (time_t)sqlite3_column_int64(s, 6),
-			.next_try = (time_t)sqlite3_column_int64(s, 7),
-			.lease_until = (time_t)sqlite3_column_int64(s, 8),
-			.held = sqlite3_column_int(s, 9) != 0,
-			.delay_notified = sqlite3_column_int(s, 10) != 0,
-			.size = (uint64_t)sqlite3_column_int64(s, 11),
+		    .message_id = sqlite3_column_int64(s, 0),
+		    .id = sqlite3_column_int64(s, 1),
+		    .mail_from = (const char *)sqlite3_column_text(s, 2),
+		    .rcpt = (const char *)sqlite3_column_text(s, 3),
+		    .last_error = (const char *)sqlite3_column_text(s, 4),
+		    .attempts = sqlite3_column_int(s, 5),
+		    .created = (time_t)sqlite3_column_int64(s, 6),
+		    .next_try = (time_t)sqlite3_column_int64(s, 7),
+		    .lease_until = (time_t)sqlite3_column_int64(s, 8),
+		    .held = sqlite3_column_int(s, 9) != 0,
+		    .delay_notified = sqlite3_column_int(s, 10) != 0,
+		    .size = (uint64_t)sqlite3_column_int64(s, 11),
 		};
 		if (e.mail_from == NULL)
 			e.mail_from = "";
@@ -452,16 +452,16 @@ int store_queue_entries(struct store *st, int64_t message_id, store_queue_entry_
 }
 
 int store_queue_admin(struct store *st, enum store_queue_admin_op op, int64_t message_id,
-		      char **err_r)
+                      char **err_r)
 {
 	static const char *const sqls[] = {
-		[STORE_QUEUE_RETRY_NOW] = "UPDATE queue SET next_try = ?2"
-					  " WHERE ?1 = 0 OR message_id = ?1",
-		[STORE_QUEUE_HOLD] = "UPDATE queue SET held = 1 WHERE ?1 = 0 OR message_id = ?1",
-		[STORE_QUEUE_RELEASE] = "UPDATE queue SET held = 0, next_try = ?2"
-					" WHERE held AND (?1 = 0 OR message_id = ?1)",
-		[STORE_QUEUE_DELETE] = "DELETE FROM queue WHERE ?1 = 0 OR message_id = ?1"
-				       " RETURNING message_id",
+	    [STORE_QUEUE_RETRY_NOW] = "UPDATE queue SET next_try = ?2"
+	                              " WHERE ?1 = 0 OR message_id = ?1",
+	    [STORE_QUEUE_HOLD] = "UPDATE queue SET held = 1 WHERE ?1 = 0 OR message_id = ?1",
+	    [STORE_QUEUE_RELEASE] = "UPDATE queue SET held = 0, next_try = ?2"
+	                            " WHERE held AND (?1 = 0 OR message_id = ?1)",
+	    [STORE_QUEUE_DELETE] = "DELETE FROM queue WHERE ?1 = 0 OR message_id = ?1"
+	                           " RETURNING message_id",
 	};
 	struct store_db *d = &st->main;
 	struct store_blobs blobs = {0};

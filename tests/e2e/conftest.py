@@ -47,6 +47,10 @@ BASE_OPTS = {
     "smtp_auth_plaintext_loopback": "no",
     "auth_max_failures": "1000",
     "auth_failure_window": "60",
+    # Test daemons never ask the machine's resolver (not on loopback): a closed
+    # loopback port refuses every query at once (reverse DNS: "unknown").
+    # DNS tests point dns_resolver at their own dnsmasq (tests/e2e/dnsmasq.py).
+    "dns_resolver": "127.0.0.1:9",
     # The daemon started as root refuses an empty `user`: name the user the suite
     # runs as (root in CI: `user = root` keeps root deliberately).
     "user": pwd.getpwuid(os.geteuid()).pw_name,

@@ -156,11 +156,13 @@ class Dnsmasq:
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
 
-    def start(self):
+    def start(self, port=None):
+        """Starts on a free port (or on `port`, first: a restart keeps its
+        address so that a running postern's dns_resolver still points at it)."""
         assert self.proc is None or self.proc.poll() is not None
         last = None
-        for _ in range(5):
-            self.port = _free_udp_tcp_port(self.host)
+        for attempt in range(5):
+            self.port = port if port and attempt == 0 else _free_udp_tcp_port(self.host)
             self._write_conf()
             user = "root" if os.geteuid() == 0 else None
             cmd = [DNSMASQ, "--keep-in-foreground", "--conf-file=" + self.conf,
@@ -207,11 +209,12 @@ class Dnsmasq:
             self.proc.wait(10)
 
     def restart(self, records=None):
-        """Stops and starts again (on a new port), with new records if given."""
+        """Stops and starts again on the same port if it is still free (check
+        .port), with new records if given."""
         self.stop()
         if records is not None:
             self.records = list(records)
-        return self.start()
+        return self.start(port=self.port)
 
     def __enter__(self):
         if self.proc is None:

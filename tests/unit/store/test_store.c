@@ -157,7 +157,7 @@ static void test_schema(void)
 	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0700);
 	snprintf(path, sizeof path, "%s/data/postern.db", tmpdir);
 	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
-	CHECK_INT(1, sql_int("PRAGMA user_version"), 3);
+	CHECK_INT(1, sql_int("PRAGMA user_version"), 4);
 	CHECK_INT(2, sql_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"),
 		  1);
 	/* 7 + counters + sqlite_sequence (AUTOINCREMENT) + subscriptions, expunged,
@@ -1102,7 +1102,13 @@ static void test_migration(void)
 		const char *sql;
 		long long want;
 	} cases[] = {
-		{"PRAGMA user_version", 3},
+		{"PRAGMA user_version", 4},
+		/* v4: the queue's lease and scheduling columns, filled for old rows */
+		{"SELECT count(*) FROM pragma_table_info('queue') WHERE name IN ('domain',"
+		 " 'lease_owner', 'lease_until', 'held', 'delay_notified', 'last_attempt')", 6},
+		{"SELECT count(*) FROM queue WHERE domain = ''", 0},
+		{"SELECT count(*) FROM messages WHERE body_8bit = 0"
+		 " AND id IN (SELECT message_id FROM queue)", 0},
 		{"SELECT count(*) FROM domains", 2},
 		{"SELECT count(*) FROM users", 2},
 		{"SELECT count(*) FROM aliases", 2},
