@@ -160,7 +160,8 @@ static char *b64(const unsigned char *in, size_t n)
 	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	char *out = malloc(4 * ((n + 2) / 3) + 1), *o = out;
 	for (size_t i = 0; i < n; i += 3) {
-		unsigned v = in[i] << 16 | (i + 1 < n ? in[i + 1] << 8 : 0) | (i + 2 < n ? in[i + 2] : 0);
+		unsigned v =
+		    in[i] << 16 | (i + 1 < n ? in[i + 1] << 8 : 0) | (i + 2 < n ? in[i + 2] : 0);
 		*o++ = t[v >> 18 & 63];
 		*o++ = t[v >> 12 & 63];
 		*o++ = i + 1 < n ? t[v >> 6 & 63] : '=';
@@ -202,9 +203,9 @@ int main(int argc, char **argv)
 	/* the message: a header, then body lines of 76 octets + CRLF up to SIZE */
 	message = malloc((size_t)size + 200);
 	int n = snprintf(message, 200,
-			 "From: <%s>\r\nTo: <%s>\r\nSubject: relay bench\r\n"
-			 "Message-ID: <%ld.%d@load.bench.test>\r\n\r\n",
-			 mail_from, rcpt_to, (long)time(NULL), getpid());
+	                 "From: <%s>\r\nTo: <%s>\r\nSubject: relay bench\r\n"
+	                 "Message-ID: <%ld.%d@load.bench.test>\r\n\r\n",
+	                 mail_from, rcpt_to, (long)time(NULL), getpid());
 	while (n + 78 <= size) {
 		memset(message + n, 'a' + (n % 26), 76);
 		n += 76;
