@@ -582,6 +582,7 @@ static void conn_on_kick(void *arg)
 	if (input)
 		conn_input(c, true);
 	conn_drain(c);
+	conn_flush(c); /* what conn_write left for the end of the round */
 	conn_update_events(c);
 }
 
@@ -718,8 +719,12 @@ void conn_write(struct conn *c, const void *data, size_t n)
 	/* Inside on_data the flush happens once, after the handler returns. */
 	if (p->in_data)
 		return;
+	/* Elsewhere (a completion from a worker or the committer, a timer) it
+	 * happens once at the end of this loop round (conn_on_kick): a reply of
+	 * many lines, or the replies of several completions that came back
+	 * together, leave in one send() rather than one per line. */
 	if (p->state == CONN_ST_OPEN || p->state == CONN_ST_STARTTLS_FLUSH)
-		conn_flush(c);
+		conn_kick(c, false);
 }
 
 void conn_writes(struct conn *c, const char *s)
@@ -960,6 +965,14 @@ void conn_close(struct conn *c)
 	if (p->in_data)
 		return; /* conn_deliver flushes when on_data returns */
 	conn_flush(c);
+}
+
+void conn_abort(struct conn *c)
+{
+	struct conn_priv *p = c->priv;
+	conn_finish(c, p->closing ? p->close_reason : CONN_CLOSED_BY_US); /* no-op if dead */
+	loop_timer_cancel(p->l, &p->close_timer);
+	conn_on_close_timer(c);
 }
 
 bool conn_peer_is_loopback(const struct conn *c)

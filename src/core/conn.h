@@ -113,5 +113,9 @@ void conn_set_timeout(struct conn *c, unsigned ms);
 /* Flushes pending output, then closes; on_close(CONN_CLOSED_BY_US) follows.
  * Further input is ignored. Idempotent. */
 void conn_close(struct conn *c);
+/* Tears the connection down at once, whatever output is pending, and calls
+ * on_close before returning (c is freed then): for shutdown, once the loop
+ * that would run a close no longer does. */
+void conn_abort(struct conn *c);
 
 #endif

@@ -550,9 +550,13 @@ void imap_server_free(struct imap_server **srvp)
 		struct imap_session *s = imap_session_of(srv->sessions.head);
 		if (s->base.c != NULL && s->base.phase != SESSION_CLOSING)
 			shutdown_session(s);
-		/* The conn's on_close (from the loop) or the async step's end
-		 * frees the session. */
 		unlink_session(s);
+		/* The loop has stopped: a conn still flushing to a client that does
+		 * not read (a FETCH cut by the shutdown) would never get to its
+		 * on_close, which frees the session. Close it now; a session with an
+		 * async step in flight is freed by the step's end. */
+		if (s->base.c != NULL)
+			conn_abort(s->base.c);
 	}
 	free(srv);
 	*srvp = NULL;

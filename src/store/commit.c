@@ -1054,6 +1054,8 @@ static void blob_unlink(struct store *st, struct store_commit_req *req)
 		log_warn("store: unlink blob %s: %s", req->sp->name, strerror(errno));
 }
 
+static void unsynced(struct store *st);
+
 static void batch_run(struct store *st, struct store_commit_req *list, struct store_job *jobs)
 {
 	size_t n = 0;
@@ -1101,8 +1103,10 @@ static void batch_run(struct store *st, struct store_commit_req *list, struct st
 		/* The fd is no longer needed; close it here rather than on the loop. */
 		close(req->sp->fd);
 		req->sp->fd = -1;
-		loop_post(st->loop, commit_done, req);
+		/* answered by round_end, once the database's log is synced */
 	}
+	if (r == 0 && n_ok > 0)
+		unsynced(st);
 	pthread_mutex_lock(&st->mu);
 	st->n_commits += n;
 	st->n_batches++;
@@ -1110,13 +1114,125 @@ static void batch_run(struct store *st, struct store_commit_req *list, struct st
 	free(v);
 }
 
+/* ---- durability of the round ---- */
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* cdb committed something that is not synced yet. */
+static void unsynced(struct store *st)
+{
+	if (!st->unsynced)
+		st->unsynced_ms = mono_ms();
+	st->unsynced = true;
+}
+
+/* Makes every transaction committed so far durable: one sync of the
+ * database's write-ahead log, what SQLite does at each COMMIT with
+ * synchronous = FULL (the log is append-only in commit order, so one sync
+ * covers every earlier commit of every connection). cdb runs with
+ * synchronous = NORMAL, so the committer pays this once per round instead
+ * of once per job. 0, or -1 (logged). */
+static int log_sync(struct store *st)
+{
+	if (!st->unsynced)
+		return 0;
+	sqlite3_file *f = NULL;
+	int rc = sqlite3_file_control(st->cdb.db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f);
+	/* No open log file: nothing was written through it. */
+	if (rc == SQLITE_OK && f != NULL && f->pMethods != NULL)
+		rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+	if (rc != SQLITE_OK) {
+		log_err("store: sync of the database log failed: %s", sqlite3_errstr(rc));
+		return -1;
+	}
+	st->unsynced = false;
+	return 0;
+}
+
+void store_job_done(struct store *st, struct store_job *job,
+		    void (*tail)(struct store *st, struct store_job *job))
+{
+	job->tail = tail;
+	job->tail_next = NULL;
+	if (st->tails_tail)
+		st->tails_tail->tail_next = job;
+	else
+		st->tails_head = job;
+	st->tails_tail = job;
+	unsynced(st); /* conservatively: it may have committed */
+	if (!job->lazy)
+		st->round_sync = true;
+}
+
+/* After the round's deliveries (list) and jobs have committed: one sync if
+ * anything in the round must be durable before it is answered, then the
+ * answers, in order. A delivery whose commit cannot be made durable is
+ * answered with a temporary failure: the client retries, which may store it
+ * twice but never loses it. */
+static void round_end(struct store *st, struct store_commit_req *list)
+{
+	bool need = st->round_sync;
+	for (struct store_commit_req *r = list; r != NULL && !need; r = r->next)
+		need = r->result == 0 && !r->empty;
+	if (need && log_sync(st) < 0)
+		for (struct store_commit_req *r = list; r != NULL; r = r->next)
+			if (r->result == 0 && !r->empty)
+				r->result = STORE_COMMIT_FAILED;
+	while (list != NULL) {
+		struct store_commit_req *r = list;
+		list = r->next;
+		loop_post(st->loop, commit_done, r);
+	}
+	struct store_job *j = st->tails_head;
+	st->tails_head = st->tails_tail = NULL;
+	st->round_sync = false;
+	while (j != NULL) {
+		struct store_job *next = j->tail_next;
+		j->tail(st, j); /* may post the job's end, which frees it */
+		j = next;
+	}
+}
+
+/* Waits (under mu) for work; lazy commits left unsynced are synced after
+ * STORE_LAZY_SYNC_MS without new work. */
+static void wait_work(struct store *st)
+{
+	while (st->head == NULL && st->jobs_head == NULL && !st->stopping) {
+		if (!st->unsynced) {
+			pthread_cond_wait(&st->cond, &st->mu);
+			continue;
+		}
+		uint64_t now = mono_ms(), due = st->unsynced_ms + STORE_LAZY_SYNC_MS;
+		if (now >= due) {
+			pthread_mutex_unlock(&st->mu);
+			log_sync(st);
+			st->unsynced = false; /* a failure was logged; do not spin on it */
+			pthread_mutex_lock(&st->mu);
+			continue;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t ns = (uint64_t)ts.tv_nsec + (due - now) * 1000000;
+		ts.tv_sec += (time_t)(ns / 1000000000);
+		ts.tv_nsec = (long)(ns % 1000000000);
+		pthread_cond_timedwait(&st->cond, &st->mu, &ts);
+	}
+}
+
 static void *committer_main(void *arg)
 {
 	struct store *st = arg;
+	/* Durability is the round's (round_end), not each COMMIT's. */
+	if (store_exec(&st->cdb, "PRAGMA synchronous = NORMAL", NULL) < 0)
+		log_warn("store: cdb stays synchronous = FULL: %s", sqlite3_errmsg(st->cdb.db));
 	pthread_mutex_lock(&st->mu);
 	for (;;) {
-		while (st->head == NULL && st->jobs_head == NULL && !st->stopping)
-			pthread_cond_wait(&st->cond, &st->mu);
+		wait_work(st);
 		if (st->head == NULL && st->jobs_head == NULL)
 			break; /* stopping, and nothing left */
 		if (st->commit_delay_us && st->head != NULL && !st->stopping) {
@@ -1140,11 +1256,13 @@ static void *committer_main(void *arg)
 			jobs = j->next;
 			j->run(st, j);
 		}
+		round_end(st, list);
 		pthread_mutex_lock(&st->mu);
 		st->working = false;
 		pthread_cond_broadcast(&st->idle);
 	}
 	pthread_mutex_unlock(&st->mu);
+	log_sync(st); /* lazy commits, before the daemon exits */
 	return NULL;
 }
 

@@ -198,6 +198,8 @@ static int expunge_rows(struct store *st, struct expunge_job *j)
 	return r;
 }
 
+static void expunge_tail(struct store *st, struct store_job *job);
+
 /* On the committer thread. */
 static void expunge_run(struct store *st, struct store_job *job)
 {
@@ -220,6 +222,13 @@ static void expunge_run(struct store *st, struct store_job *job)
 			x_free(&j->blobs[i]);
 		j->n_blobs = 0;
 	}
+	store_job_done(st, job, expunge_tail);
+}
+
+/* Once the commit is durable (store_job_done). */
+static void expunge_tail(struct store *st, struct store_job *job)
+{
+	struct expunge_job *j = (struct expunge_job *)job;
 	/* Only after COMMIT (see the top of this file). */
 	for (size_t i = 0; i < j->n_blobs; i++) {
 		int dir = store_blob_dir(j->blobs[i]);

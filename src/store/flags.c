@@ -431,6 +431,10 @@ void store_flags(struct store *st, const char *user, const char *mailbox, uint32
 	op->done = flags_done;
 	op->flags_cb = cb;
 	op->arg = arg;
+	/* A flag change is answered before the log is synced (as Dovecot's
+	 * mail_fsync = optimized): a crash right after may undo it, never lose
+	 * mail; the next sync (at most STORE_LAZY_SYNC_MS later) keeps it. */
+	op->job.lazy = true;
 	store_op_queue(op);
 }
 
@@ -594,5 +598,9 @@ void store_copy(struct store *st, const char *user, const char *from, uint32_t u
 	op->done = copy_done;
 	op->copy_cb = cb;
 	op->arg = arg;
+	/* COPY adds references to blobs already durable: answered before the
+	 * log is synced like STORE (a crash may undo it; the source is intact).
+	 * MOVE may free blobs, which are unlinked only after a durable commit. */
+	op->job.lazy = !move;
 	store_op_queue(op);
 }

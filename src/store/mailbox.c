@@ -143,6 +143,17 @@ static void op_finish(void *arg)
 	op_free(op);
 }
 
+/* Once the commit is durable (store_job_done). */
+static void op_tail(struct store *st, struct store_job *job)
+{
+	struct store_op *op = (struct store_op *)job;
+	/* Only after COMMIT (see the top of expunge.c). */
+	store_blobs_done(st, &op->blobs, op->result == STORE_OK);
+	if (op->after != NULL)
+		op->after(op);
+	loop_post(st->loop, op_finish, op);
+}
+
 static void op_run(struct store *st, struct store_job *job)
 {
 	struct store_op *op = (struct store_op *)job;
@@ -166,11 +177,7 @@ static void op_run(struct store *st, struct store_job *job)
 				store_exec(d, "ROLLBACK", NULL);
 		}
 	}
-	/* Only after COMMIT (see the top of expunge.c). */
-	store_blobs_done(st, &op->blobs, op->result == STORE_OK);
-	if (op->after != NULL)
-		op->after(op);
-	loop_post(st->loop, op_finish, op);
+	store_job_done(st, job, op_tail);
 }
 
 void store_op_queue(struct store_op *op)

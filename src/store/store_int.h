@@ -11,6 +11,9 @@
 #define STORE_BLOB_DIRS 256
 #define STORE_BLOB_NAME_LEN 32 /* 16 hex µs + 8 hex counter + 8 hex random */
 #define STORE_SPOOL_STOCK 64
+/* How long a lazy commit (store_job_done) may stay unsynced when nothing
+ * else makes the committer sync the log. */
+#define STORE_LAZY_SYNC_MS 200
 #define STORE_LOCAL_MAX 64     /* RFC 5321 4.5.3.1.1 */
 #define STORE_DOMAIN_MAX 255   /* RFC 5321 4.5.3.1.2 */
 
@@ -66,6 +69,14 @@ struct store_job {
 	int *errs;
 	bool *renamed;
 	bool synced;
+	/* Set by the job's owner before queueing: its completion need not wait
+	 * for its transaction to be durable (STORE, COPY, MOVE: a crash may undo
+	 * the change, never lose mail). It becomes durable with the next sync of
+	 * the database's log (commit.c: store_job_done). */
+	bool lazy;
+	/* store_job_done (committer only) */
+	void (*tail)(struct store *st, struct store_job *job);
+	struct store_job *tail_next;
 };
 
 /* One fsync for the helper threads. */
@@ -102,6 +113,13 @@ struct store {
 	struct store_commit_req *head, *tail;
 	struct store_job *jobs_head, *jobs_tail; /* under mu */
 	bool working;          /* the committer holds a batch or jobs (under mu) */
+	/* committer thread only (store_job_done): the round's job tails, in
+	 * order; whether one of them waits for durability; whether cdb has
+	 * commits that are not yet synced (lazy ones), and since when */
+	struct store_job *tails_head, *tails_tail;
+	bool round_sync;
+	bool unsynced;
+	uint64_t unsynced_ms;
 	pthread_cond_t idle;   /* broadcast when it is done with them */
 	/* change subscribers (loop thread only) */
 	struct store_sub *subs;
@@ -189,6 +207,17 @@ int64_t store_user_id(struct store_db *d, const char *addr, char **err_r);
 int store_committer_start(struct store *st);
 /* Queues a job for the committer (any thread; requires store_start). */
 void store_job_queue(struct store *st, struct store_job *job);
+/* Committer, from a job's run(), after its COMMIT (or ROLLBACK): tail(st,
+ * job) does what may only follow a durable commit (unlinking blobs the
+ * transaction freed, posting the completion to the loop). The committer
+ * runs its jobs' transactions without a sync each (cdb is synchronous =
+ * NORMAL), then syncs the database's log once for the whole round (with
+ * the round's deliveries) and only then runs the tails, in job order:
+ * group commit for IMAP writes as for SMTP. A round of lazy jobs only
+ * skips the sync; their commits become durable with the next one (at
+ * most STORE_LAZY_SYNC_MS later). */
+void store_job_done(struct store *st, struct store_job *job,
+		    void (*tail)(struct store *st, struct store_job *job));
 
 /* Spools handed to the committer by store_append (flags.c). Loop thread:
  * store_spools_take marks them taken (like store_commit). Committer:
