@@ -1108,6 +1108,7 @@ struct load_job {
 	bool want_counts;
 	struct store_mailbox mb;   /* name/special_use not kept */
 	bool found;
+	uint32_t first_unseen;     /* (want_counts) */
 	struct imap_view *view;
 	/* keywords in use (for FLAGS), space-separated, unique */
 	struct buf kw;
@@ -1126,15 +1127,6 @@ struct load_job {
 };
 
 #define SEL_MAX_KEYWORDS 256
-
-static void load_mailbox_cb(void *arg, const struct store_mailbox *mb)
-{
-	struct load_job *j = arg;
-	j->mb = *mb;
-	j->mb.name = NULL;
-	j->mb.special_use = NULL;
-	j->found = true;
-}
 
 static void note_keywords(struct load_job *j, const char *flags)
 {
@@ -1166,22 +1158,43 @@ static void note_keywords(struct load_job *j, const char *flags)
 	}
 }
 
-static int load_each(void *arg, const struct store_msg *m)
+/* Whether a stored flag list has \Seen (space-separated, store form). */
+static bool flags_have_seen(const char *flags)
+{
+	for (const char *p = flags; (p = strstr(p, "\\Seen")) != NULL; p += 5)
+		if ((p == flags || p[-1] == ' ') && (p[5] == '\0' || p[5] == ' '))
+			return true;
+	return false;
+}
+
+/* Whether a stored flag list has a keyword (a flag not starting with '\'). */
+static bool flags_have_keyword(const char *flags)
+{
+	for (const char *p = flags; *p != '\0'; p++)
+		if ((p == flags || p[-1] == ' ') && *p != '\\' && *p != ' ')
+			return true;
+	return false;
+}
+
+static int load_each(void *arg, uint32_t uid, uint64_t modseq, const char *flags)
 {
 	struct load_job *j = arg;
 
-	view_append(j->view, &m->uid, 1);
-	if (m->flags != NULL && m->flags[0] != '\0')
-		note_keywords(j, m->flags);
-	if (j->qr && m->modseq > j->qr_modseq &&
-	    (j->qr_known.n == 0 || imap_seqset_contains(&j->qr_known, m->uid))) {
+	view_append(j->view, &uid, 1);
+	if (flags[0] != '\0' && flags_have_keyword(flags))
+		note_keywords(j, flags);
+	/* RFC 3501 7.1: [UNSEEN n], the first message without \Seen */
+	if (j->want_counts && j->first_unseen == 0 && !flags_have_seen(flags))
+		j->first_unseen = uid;
+	if (j->qr && modseq > j->qr_modseq &&
+	    (j->qr_known.n == 0 || imap_seqset_contains(&j->qr_known, uid))) {
 		if (j->n_ch == j->cap_ch) {
 			j->cap_ch = j->cap_ch ? j->cap_ch * 2 : 16;
 			j->changed = xrealloc(j->changed, j->cap_ch * sizeof *j->changed);
 		}
-		j->changed[j->n_ch].uid = m->uid;
-		j->changed[j->n_ch].modseq = m->modseq;
-		j->changed[j->n_ch].flags = xstrdup(m->flags != NULL ? m->flags : "");
+		j->changed[j->n_ch].uid = uid;
+		j->changed[j->n_ch].modseq = modseq;
+		j->changed[j->n_ch].flags = xstrdup(flags);
 		j->n_ch++;
 	}
 	return 0;
@@ -1197,20 +1210,23 @@ static void load_vanished(void *arg, uint32_t uid)
 	j->vanished[j->n_van++] = uid;
 }
 
+/* One pass over the mailbox's entries (store_snap_entries: UID, MODSEQ,
+ * flags; no message data): the view, the keywords, the first unseen. What a
+ * command needs of a message beyond that is read when it runs (FETCH,
+ * SEARCH read their slices), so the selected mailbox keeps 4 octets per
+ * message. */
 static int load_work(struct store_snap *sn, void *arg, char **err_r)
 {
 	struct load_job *j = arg;
-	int r = store_snap_mailbox(sn, j->user, j->mailbox, j->want_counts, load_mailbox_cb, j,
-				   err_r);
-	if (r == STORE_NONEXISTENT || (r == 0 && !j->found)) {
+	int r = store_snap_entries(sn, j->user, j->mailbox, &j->mb.status, load_each, j, err_r);
+	if (r == STORE_NONEXISTENT) {
 		j->found = false;
 		return 0;
 	}
 	if (r < 0)
 		return -1;
-	if (store_snap_messages(sn, j->user, j->mailbox, j->mb.status.uidvalidity, NULL, 0, 0,
-				false, load_each, j, err_r) < 0)
-		return -1;
+	j->found = true;
+	j->mb.first_unseen_uid = j->first_unseen;
 	if (j->qr && j->qr_uidvalidity == j->mb.status.uidvalidity &&
 	    store_snap_vanished(sn, j->user, j->mailbox, j->mb.status.uidvalidity, j->qr_modseq,
 				j->qr_ranges, j->qr_n, load_vanished, j, err_r) < 0)
