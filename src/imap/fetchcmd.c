@@ -211,6 +211,7 @@ struct slice_ctx {
 	struct store_snap *sn;
 	char **err_r;
 	bool stop_error;
+	struct imap_blob blob; /* the buffer the slice's blobs are read into */
 };
 
 static uint32_t slice_seq(const struct slice *sl, uint32_t uid, size_t *idx_r)
@@ -245,8 +246,6 @@ static int slice_each(void *arg, const struct store_msg *sm)
 	const char *kw = "";
 	size_t idx;
 	int fd = -1;
-	void *map = NULL;
-	size_t maplen = 0;
 	size_t segs_before = sl->out.n_segs;
 	bool keep_fd = false;
 
@@ -276,7 +275,6 @@ static int slice_each(void *arg, const struct store_msg *sm)
 			  mime_cache_open(&mc, sm->cache, sm->cache_len);
 	if (j->f.need_blob || (j->f.need_cache && !have_cache)) {
 		char *err = NULL;
-		struct stat st;
 		if (store_snap_blob_open(cx->sn, sm->blob, &fd, &err) < 0) {
 			/* Expunged by another session after our snapshot
 			 * began (its blob is unlinked after the expunge's
@@ -292,16 +290,14 @@ static int slice_each(void *arg, const struct store_msg *sm)
 			sl->n_done = idx + 1;
 			return 0;
 		}
-		if (fstat(fd, &st) == 0 && st.st_size > 0) {
-			maplen = (size_t)st.st_size;
-			map = mmap(NULL, maplen, PROT_READ, MAP_PRIVATE, fd, 0);
-			if (map == MAP_FAILED) {
-				map = NULL;
-				maplen = 0;
-			}
+		const char *p = "";
+		size_t len = 0;
+		if (imap_blob_load(&cx->blob, fd, &p, &len) < 0) {
+			p = "";
+			len = 0;
 		}
-		m.msg = map != NULL ? map : "";
-		m.len = maplen;
+		m.msg = p;
+		m.len = len;
 	}
 	if (j->f.need_cache) {
 		if (!have_cache) {
@@ -326,8 +322,6 @@ static int slice_each(void *arg, const struct store_msg *sm)
 		opts.set_flags = &seen_flags;
 	}
 	imap_fetch_format(&j->f, &opts, &m, &sl->out);
-	if (map != NULL)
-		munmap(map, maplen);
 	if (sl->out.error != NULL) {
 		if (fd >= 0)
 			close(fd);
@@ -369,7 +363,7 @@ static int slice_work(struct store_snap *sn, void *arg, char **err_r)
 {
 	struct slice *sl = arg;
 	struct fetch_job *j = sl->job;
-	struct slice_ctx cx = {sl, sn, err_r, false};
+	struct slice_ctx cx = {sl, sn, err_r, false, {BUF_INIT, NULL, 0}};
 	struct store_uid_range *r;
 	size_t nr = 0;
 	int res;
@@ -393,6 +387,7 @@ static int slice_work(struct store_snap *sn, void *arg, char **err_r)
 	res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr,
 				  j->f.changedsince, j->f.need_cache, slice_each, &cx, err_r);
 	free(r);
+	imap_blob_free(&cx.blob);
 	if (res < 0)
 		return -1;
 	if (sl->out.error == NULL && sl->out.bytes.len < FETCH_SLICE_BYTES)
