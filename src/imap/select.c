@@ -54,6 +54,12 @@ struct imap_selsync {
 	uint32_t known_uidnext;  /* UIDs from here on are new to the session */
 	bool dirty;              /* a NEW/FLAGS notification since the read began */
 	bool reading;            /* a read is in flight (it holds busy) */
+	/* a big change is read in UID windows (SYNC_WINDOW changed messages
+	 * each): the next window starts at scan_from (0: no pass in
+	 * progress) once the previous one was sent; scan_modseq is the
+	 * HIGHESTMODSEQ of the pass's first snapshot */
+	uint32_t scan_from;
+	uint64_t scan_modseq;
 	uint32_t *new_uids;      /* read, not yet announced (EXISTS) */
 	size_t n_new, cap_new;
 	struct flag_upd *fl;     /* read, not yet announced (FETCH FLAGS) */
@@ -488,6 +494,7 @@ static void append_flags(struct buf *b, const char *flags, bool recent)
 /* ---- change notification ---- */
 
 static void sync_start(struct imap_session *s);
+static void windows_go_on(struct imap_session *s);
 
 static bool uid_in(const uint32_t *v, size_t n, uint32_t uid)
 {
@@ -579,7 +586,9 @@ static void on_change(void *arg, const struct store_change *ch)
 		/* fallthrough */
 	case STORE_CHANGE_NEW:
 		y->dirty = true;
-		if (!y->reading)
+		/* during a pass in windows the next window waits for the
+		 * client; the pass's end reads this change (sync_done) */
+		if (!y->reading && y->scan_from == 0)
 			sync_start(s);
 		return;
 	}
@@ -588,13 +597,21 @@ static void on_change(void *arg, const struct store_change *ch)
 }
 
 /* One read of the changes (on a worker): its results are flag updates
- * (struct flag_upd), turned into the pending ones in place. */
+ * (struct flag_upd), turned into the pending ones in place. A read takes
+ * at most SYNC_WINDOW changed messages, from UID `from` on; the rest is
+ * read once those were sent (more, next_uid), so that a STORE 1:* on a
+ * big mailbox elsewhere costs a bounded amount of memory and output per
+ * step here (DESIGN: the loop never waits, and output is bounded). */
+#define SYNC_WINDOW 1000
 struct sync_job {
 	struct imap_session *s;
 	uint64_t sel_id;
 	char *user, *mailbox;
 	uint32_t uidvalidity;
 	uint64_t since;
+	uint32_t from;
+	bool more;
+	uint32_t next_uid;
 	struct store_mailbox_status status;
 	struct flag_upd *v;
 	size_t n, cap;
@@ -603,6 +620,11 @@ struct sync_job {
 static int sync_each(void *arg, const struct store_msg *m)
 {
 	struct sync_job *j = arg;
+	if (j->n == SYNC_WINDOW) {
+		j->more = true;
+		j->next_uid = m->uid;
+		return 1;
+	}
 	if (j->n == j->cap) {
 		j->cap = j->cap ? j->cap * 2 : 16;
 		j->v = xrealloc(j->v, j->cap * sizeof *j->v);
@@ -623,7 +645,8 @@ static int sync_work(struct store_snap *sn, void *arg, char **err_r)
 		*err_r = xstrdup("mailbox replaced");
 		return -1;
 	}
-	return store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, NULL, 0, j->since,
+	struct store_uid_range r = {j->from, UINT32_MAX};
+	return store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, &r, 1, j->since,
 				   false, sync_each, j, err_r) < 0
 		       ? -1
 		       : 0;
@@ -777,20 +800,51 @@ static void sync_done(void *arg, int result, const char *err)
 		if (n_nw > 0 && n_nw < j->cap)
 			nw = xrealloc(nw, n_nw * sizeof *nw);
 		fl_merge(y, nw, n_nw);
-		if (j->status.highestmodseq > y->synced_modseq)
-			y->synced_modseq = j->status.highestmodseq;
+		if (j->more) {
+			/* the window is full: the pass goes on from next_uid
+			 * once these were sent; synced_modseq stays */
+			if (y->scan_from == 0)
+				y->scan_modseq = j->status.highestmodseq;
+			y->scan_from = j->next_uid;
+		} else {
+			/* the pass is complete as of its first snapshot; what
+			 * changed since in the windows already read is read
+			 * again by one more (short) pass */
+			uint64_t done = j->status.highestmodseq;
+			if (y->scan_from != 0) {
+				done = y->scan_modseq;
+				if (j->status.highestmodseq > done)
+					y->dirty = true;
+			}
+			y->scan_from = 0;
+			if (done > y->synced_modseq)
+				y->synced_modseq = done;
+		}
 		/* our own changes up to here were seen by this read */
 		size_t w = 0;
 		for (size_t k = 0; k < y->n_own; k++)
 			if (y->own[k] > y->synced_modseq)
 				y->own[w++] = y->own[k];
 		y->n_own = w;
-		if (j->status.highestmodseq > s->sel->highestmodseq)
+		/* HIGHESTMODSEQ only once every change below it was read */
+		if (!j->more && j->status.highestmodseq > s->sel->highestmodseq)
 			s->sel->highestmodseq = j->status.highestmodseq;
 	}
 	sync_job_free(j);
 	y->n_shown = 0;
 	update_pending(s);
+	if (result == 0 && y->scan_from != 0) {
+		/* a window of a big change: a command waiting for the read
+		 * (NOOP, CHECK...) or IDLE gets it now, and the next window
+		 * is read once the client has read it (sel_drained); else it
+		 * waits for the next moment updates may be sent
+		 * (imap_send_updates goes on) */
+		if (session_release(&s->base) || !imap_alive(s))
+			return;
+		if (y->cont != NULL || s->input == IMAP_IN_IDLE)
+			windows_go_on(s);
+		return;
+	}
 	if (y->dirty && result == 0) {
 		sync_start(s);
 	} else {
@@ -807,6 +861,36 @@ static void sync_done(void *arg, int result, const char *err)
 		imap_send_updates(s, true);
 }
 
+/* The client read the output down: the next window of a pass. */
+static void sel_drained(struct imap_session *s)
+{
+	struct imap_selsync *y = s->sel != NULL ? s->sel->sync : NULL;
+
+	if (s->job_drained == sel_drained)
+		s->job_drained = NULL;
+	if (y != NULL && y->scan_from != 0 && !y->reading)
+		sync_start(s);
+}
+
+/* Sends the window read and reads the next one, now or after the client
+ * has read the output (the session is parked in NOOP/CHECK, or in IDLE). */
+static void windows_go_on(struct imap_session *s)
+{
+	imap_send_updates(s, true);
+	if (s->sel == NULL || !imap_alive(s))
+		return;
+	if (session_output_room(&s->base)) {
+		sel_drained(s);
+		return;
+	}
+	if (s->job_drained == NULL || s->job_drained == sel_drained) {
+		s->job_drained = sel_drained;
+		session_output_wait(&s->base);
+	}
+	/* else a command's long response owns the drained event: the next
+	 * window starts when these updates were sent (imap_send_updates) */
+}
+
 static void sync_start(struct imap_session *s)
 {
 	struct imap_selsync *y = s->sel->sync;
@@ -821,6 +905,7 @@ static void sync_start(struct imap_session *s)
 	j->mailbox = xstrdup(s->sel->name);
 	j->uidvalidity = s->sel->uidvalidity;
 	j->since = y->synced_modseq;
+	j->from = y->scan_from != 0 ? y->scan_from : 1;
 	y->dirty = false;
 	y->reading = true;
 	s->base.busy++;
@@ -996,6 +1081,9 @@ void imap_send_updates(struct imap_session *s, bool expunges_allowed)
 	}
 	y->n_fl = 0;
 	update_pending(s);
+	/* a pass in windows: the next one once these are out (bounded) */
+	if (y->scan_from != 0 && !y->reading && s->srv != NULL)
+		sync_start(s);
 }
 
 /* ---- selecting ---- */
@@ -1009,6 +1097,8 @@ static void sel_free(struct imap_session *s, struct imap_selected **selp)
 		return;
 	if (s->srv != NULL)
 		store_unsubscribe(s->srv->st, &sel->sub);
+	if (s->job_drained == sel_drained)
+		s->job_drained = NULL;
 	view_free(&sel->view);
 	if ((y = sel->sync) != NULL) {
 		for (size_t i = 0; i < y->n_fl; i++)

@@ -7,6 +7,8 @@ OK), one expunged while it is read ends NO [EXPUNGEISSUED] (both as Dovecot
 answers); nothing is logged."""
 import glob
 import os
+import socket
+import time
 
 from conftest import imap_quote
 
@@ -136,3 +138,60 @@ def test_fetch_blob_gone_after_snapshot(server):
         assert r.status == "NO" and r.text.startswith("[EXPUNGEISSUED] "), r
         assert r.untagged == [], r
         assert "open blob" not in server.log()[log0:], server.log()[log0:]
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_big_flag_change_elsewhere_reaches_noop_bounded(server):
+    """Session B sets \\Flagged on 20,000 messages (one STORE); A, selected,
+    gets every change at its next NOOP: one FETCH FLAGS per message, each
+    sequence number once, before the tagged OK. The changes are read and
+    sent in UID windows as A reads (select.c SYNC_WINDOW): while A does not
+    read, the daemon holds a bounded amount for it (RSS growth under 8 MB;
+    64 MB under AddressSanitizer, whose quarantine keeps freed blocks)."""
+    n = 20000
+    m = b"Subject: x\r\n\r\nx\r\n"
+    with server.imap_login(ALICE) as b:
+        assert b.cmd("CREATE big4").ok
+        for start in range(0, n, 50):
+            tag = b.next_tag()
+            b.send(("%s APPEND big4" % tag).encode() +
+                   b"".join(b" {%d+}\r\n" % len(m) + m for _ in range(50)) + b"\r\n")
+            assert b.read_response(tag).ok
+        assert b.cmd("SELECT big4").ok
+        a = server.imap_login(ALICE)
+        try:
+            r = a.cmd("SELECT big4")
+            assert r.ok and "* %d EXISTS" % n in r.untagged, r
+            with open("/proc/%d/maps" % server.proc.pid) as f:
+                bound = (64 if "libasan" in f.read() else 8) * 1024
+            rss0 = rss_kb(server.proc.pid)
+            # A polls with a small receive window and does not read yet
+            a.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            r = b.cmd("STORE 1:* +FLAGS.SILENT (\\Flagged)")
+            assert r.ok and r.untagged == [], r
+            tag = a.next_tag()
+            a.send(tag + " NOOP\r\n")
+            time.sleep(1.5)
+            grown = rss_kb(server.proc.pid) - rss0
+            assert grown < bound, "RSS grew %d KB while A did not read" % grown
+            r = a.read_response(tag)
+            assert r.ok, r.tagged
+            want = ["* %d FETCH (FLAGS (\\Flagged))" % i for i in range(1, n + 1)]
+            assert sorted(r.untagged) == sorted(want), (len(r.untagged), r.untagged[:3])
+            # nothing is sent twice, nothing left for the next NOOP
+            assert len(r.untagged) == n
+            r = a.cmd("NOOP")
+            assert r.ok and r.untagged == [], r.untagged[:5]
+            # and a change after the pass is seen as ever
+            assert b.cmd("STORE 7 -FLAGS.SILENT (\\Flagged)").ok
+            r = a.cmd("NOOP")
+            assert r.ok and r.untagged == ["* 7 FETCH (FLAGS ())"], r.untagged
+        finally:
+            a.close()
