@@ -17,7 +17,10 @@
  *    what the session has synced (store_snap_messages with changedsince):
  *    UIDs at or above the known UIDNEXT are new (EXISTS), the others changed
  *    flags (FETCH FLAGS). Reads are never on the loop; a notification during
- *    a read marks the state dirty and one more read follows.
+ *    a read marks the state dirty and one more read follows. A big change
+ *    (a STORE 1:* elsewhere) is read in UID windows of SYNC_WINDOW messages,
+ *    each read once the previous one was sent and, in NOOP/CHECK/IDLE, once
+ *    the client has read it: memory and output stay bounded.
  *  - DELETED: "* BYE" and close.
  * Our own STORE's changes come back as a notification too; their MODSEQ is
  * noted (imap_sel_own_change) so that the client is not told twice.
