@@ -10,9 +10,13 @@
  *    come first. */
 #include "imap/fetch.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/xmalloc.h"
 
@@ -80,6 +84,57 @@ void imap_format_flags(struct buf *out, unsigned sysflags, const char *keywords)
 		p += strspn(p, " ");
 	}
 	buf_appendc(out, ')');
+}
+
+int imap_blob_load(struct imap_blob *bl, int fd, const char **p_r, size_t *len_r)
+{
+	struct stat st;
+	size_t size, got = 0;
+
+	if (bl->map != NULL) {
+		munmap(bl->map, bl->maplen);
+		bl->map = NULL;
+		bl->maplen = 0;
+	}
+	if (fstat(fd, &st) < 0)
+		return -1;
+	size = st.st_size > 0 ? (size_t)st.st_size : 0;
+	if (size >= IMAP_BLOB_MAP_MIN) {
+		void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (m != MAP_FAILED) {
+			bl->map = m;
+			bl->maplen = size;
+			*p_r = m;
+			*len_r = size;
+			return 0;
+		}
+	}
+	buf_reset(&bl->b);
+	buf_reserve(&bl->b, size + 1);
+	while (got < size) {
+		ssize_t r = pread(fd, bl->b.data + got, size - got, (off_t)got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			break; /* shorter than fstat said: what there is */
+		got += (size_t)r;
+	}
+	bl->b.len = got;
+	bl->b.data[got] = '\0';
+	*p_r = bl->b.data;
+	*len_r = got;
+	return 0;
+}
+
+void imap_blob_free(struct imap_blob *bl)
+{
+	if (bl->map != NULL)
+		munmap(bl->map, bl->maplen);
+	bl->map = NULL;
+	bl->maplen = 0;
+	buf_free(&bl->b);
 }
 
 unsigned imap_flags_from_store(const char *flags, const char **keywords_r)

@@ -79,6 +79,21 @@ void imap_format_flags(struct buf *out, unsigned sysflags, const char *keywords)
 /* The IMAP flags string (store form "\\Seen foo") to bits + keywords. */
 unsigned imap_flags_from_store(const char *flags, const char **keywords_r);
 
+/* A message's blob read whole on a worker (FETCH, SEARCH). Small blobs are
+ * read into a buffer kept from one message to the next; only big ones are
+ * mapped: on a multi-threaded process every munmap is a TLB shootdown on
+ * each CPU, which cost SEARCH TEXT more than the matching itself. */
+struct imap_blob {
+	struct buf b;
+	void *map;
+	size_t maplen;
+};
+#define IMAP_BLOB_MAP_MIN (1024 * 1024) /* mapped from this size on */
+/* Loads the file fd (whole): 0 with *p_r / *len_r (valid until the next
+ * imap_blob_load or imap_blob_free of bl), -1 with errno (nothing loaded). */
+int imap_blob_load(struct imap_blob *bl, int fd, const char **p_r, size_t *len_r);
+void imap_blob_free(struct imap_blob *bl);
+
 /* SEARCH: true if m matches s. saved: the SEARCHRES result as sorted UIDs
  * (for "$"), or NULL. Dates compare in the zone of the INTERNALDATE
  * (BEFORE/ON/SINCE) or of the Date: header (SENT*), as RFC 9051 says; a

@@ -66,6 +66,8 @@ struct slice {
 	int result;
 	char *err;
 	size_t n_done;      /* messages of uids[] processed */
+	size_t n_found;     /* ... of which the store still had (row and blob) */
+	size_t n_blob_gone; /* ... whose row it had but whose blob was gone */
 	struct imap_fetch_out out;
 	struct msg_fd *fds;
 	size_t n_fds, cap_fds;
@@ -129,6 +131,9 @@ struct fetch_job {
 	bool posted;
 	bool aborted;
 	const char *error;         /* tagged NO text (UNKNOWN-CTE) */
+	/* messages of the set another session expunged (finish) */
+	bool expunged_before;      /* gone from the snapshot the slice read */
+	bool expunged_during;      /* in the snapshot, blob unlinked as it was read */
 };
 
 static void pump(struct fetch_job *j);
@@ -206,6 +211,7 @@ struct slice_ctx {
 	struct store_snap *sn;
 	char **err_r;
 	bool stop_error;
+	struct imap_blob blob; /* the buffer the slice's blobs are read into */
 };
 
 static uint32_t slice_seq(const struct slice *sl, uint32_t uid, size_t *idx_r)
@@ -240,8 +246,6 @@ static int slice_each(void *arg, const struct store_msg *sm)
 	const char *kw = "";
 	size_t idx;
 	int fd = -1;
-	void *map = NULL;
-	size_t maplen = 0;
 	size_t segs_before = sl->out.n_segs;
 	bool keep_fd = false;
 
@@ -271,26 +275,29 @@ static int slice_each(void *arg, const struct store_msg *sm)
 			  mime_cache_open(&mc, sm->cache, sm->cache_len);
 	if (j->f.need_blob || (j->f.need_cache && !have_cache)) {
 		char *err = NULL;
-		struct stat st;
 		if (store_snap_blob_open(cx->sn, sm->blob, &fd, &err) < 0) {
-			/* gone meanwhile: skip it (RFC 9051 7.4.1 lets the
-			 * server omit an expunged message) */
-			log_warn("imap fetch: open blob uid %" PRIu32 ": %s", sm->uid,
-				 err != NULL ? err : "error");
+			/* Expunged by another session after our snapshot
+			 * began (its blob is unlinked after the expunge's
+			 * COMMIT): the expected race, not an error; the
+			 * message is omitted as if the snapshot had not had
+			 * it (finish: RFC 9051 7.1 EXPUNGEISSUED). Anything
+			 * else is logged and omitted all the same. */
+			if (errno != ENOENT)
+				log_warn("imap fetch: open blob uid %" PRIu32 ": %s", sm->uid,
+					 err != NULL ? err : "error");
 			free(err);
+			sl->n_blob_gone++;
 			sl->n_done = idx + 1;
 			return 0;
 		}
-		if (fstat(fd, &st) == 0 && st.st_size > 0) {
-			maplen = (size_t)st.st_size;
-			map = mmap(NULL, maplen, PROT_READ, MAP_PRIVATE, fd, 0);
-			if (map == MAP_FAILED) {
-				map = NULL;
-				maplen = 0;
-			}
+		const char *p = "";
+		size_t len = 0;
+		if (imap_blob_load(&cx->blob, fd, &p, &len) < 0) {
+			p = "";
+			len = 0;
 		}
-		m.msg = map != NULL ? map : "";
-		m.len = maplen;
+		m.msg = p;
+		m.len = len;
 	}
 	if (j->f.need_cache) {
 		if (!have_cache) {
@@ -315,8 +322,6 @@ static int slice_each(void *arg, const struct store_msg *sm)
 		opts.set_flags = &seen_flags;
 	}
 	imap_fetch_format(&j->f, &opts, &m, &sl->out);
-	if (map != NULL)
-		munmap(map, maplen);
 	if (sl->out.error != NULL) {
 		if (fd >= 0)
 			close(fd);
@@ -338,6 +343,7 @@ static int slice_each(void *arg, const struct store_msg *sm)
 		close(fd);
 	}
 	sl->n_done = idx + 1;
+	sl->n_found++;
 	if (sl->out.bytes.len >= FETCH_SLICE_BYTES)
 		return 1; /* the rest in the next slice */
 	return 0;
@@ -357,7 +363,7 @@ static int slice_work(struct store_snap *sn, void *arg, char **err_r)
 {
 	struct slice *sl = arg;
 	struct fetch_job *j = sl->job;
-	struct slice_ctx cx = {sl, sn, err_r, false};
+	struct slice_ctx cx = {sl, sn, err_r, false, {BUF_INIT, NULL, 0}};
 	struct store_uid_range *r;
 	size_t nr = 0;
 	int res;
@@ -381,6 +387,7 @@ static int slice_work(struct store_snap *sn, void *arg, char **err_r)
 	res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr,
 				  j->f.changedsince, j->f.need_cache, slice_each, &cx, err_r);
 	free(r);
+	imap_blob_free(&cx.blob);
 	if (res < 0)
 		return -1;
 	if (sl->out.error == NULL && sl->out.bytes.len < FETCH_SLICE_BYTES)
@@ -416,6 +423,16 @@ static void slice_done(void *arg, int result, const char *err)
 				j->next_idx = seq - 1;
 				break;
 			}
+	}
+	/* every message of the slice the client named is in the view, so one
+	 * the snapshot did not have (or whose blob was gone) was expunged by
+	 * another session; with CHANGEDSINCE the store leaves out the
+	 * unchanged ones on purpose */
+	if (result == 0 && sl->out.error == NULL) {
+		if (sl->n_blob_gone > 0)
+			j->expunged_during = true;
+		if (j->f.changedsince == 0 && sl->n_found + sl->n_blob_gone < sl->n_done)
+			j->expunged_before = true;
 	}
 	if (result == 0 && sl->n_done < sl->n && sl->n_seen > 0) {
 		uint32_t first = sl->uids[sl->n_done];
@@ -507,6 +524,7 @@ static void finish(struct fetch_job *j)
 	struct imap_session *s = j->s;
 	const char *error = j->error;
 	bool uid = s->uid;
+	bool before = j->expunged_before, during = j->expunged_during;
 
 	s->job = NULL;
 	s->job_drained = NULL;
@@ -514,6 +532,19 @@ static void finish(struct fetch_job *j)
 	job_free(j);
 	if (error != NULL)
 		imap_tagged(s, "NO", NULL, "%s", error);
+	else if (during)
+		/* RFC 9051 7.1 EXPUNGEISSUED, RFC 2180 4.1.3: a message was
+		 * expunged by another session while it was being read; the
+		 * others were sent (as Dovecot answers) */
+		imap_tagged(s, "NO", "EXPUNGEISSUED", "Some of the requested messages no longer exist");
+	else if (before && !uid)
+		/* a FETCH by sequence number named messages another session
+		 * had expunged (the client is told at its next command that
+		 * may carry EXPUNGE, RFC 9051 7.5.1): they are left out, the
+		 * others sent, and the code tells the client to NOOP soon
+		 * (RFC 9051 7.1, RFC 2180 4.1.2). A UID FETCH ignores UIDs
+		 * that no longer exist (RFC 9051 6.4.9). */
+		imap_tagged(s, "OK", "EXPUNGEISSUED", "Some messages were already expunged");
 	else
 		imap_tagged(s, "OK", NULL, "%s completed", uid ? "UID FETCH" : "FETCH");
 	imap_cmd_done(s);

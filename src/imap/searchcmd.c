@@ -89,6 +89,7 @@ static void detach(struct imap_session *s)
 struct match_ctx {
 	struct search_job *j;
 	struct store_snap *sn;
+	struct imap_blob blob; /* the buffer the slice's blobs are read into */
 };
 
 static int match_each(void *arg, const struct store_msg *sm)
@@ -100,8 +101,6 @@ static int match_each(void *arg, const struct store_msg *sm)
 	const char *kw = "";
 	size_t lo = 0, hi = j->n;
 	int fd = -1;
-	void *map = NULL;
-	size_t maplen = 0;
 	struct buf built = BUF_INIT;
 
 	while (lo < hi) {
@@ -126,22 +125,19 @@ static int match_each(void *arg, const struct store_msg *sm)
 		m.sysflags |= IMAP_F_RECENT;
 	if (j->needs_blob) {
 		char *err = NULL;
-		struct stat st;
+		const char *p = "";
+		size_t len = 0;
 		if (store_snap_blob_open(cx->sn, sm->blob, &fd, &err) < 0) {
 			free(err);
 			return 0; /* gone meanwhile */
 		}
-		if (fstat(fd, &st) == 0 && st.st_size > 0) {
-			maplen = (size_t)st.st_size;
-			map = mmap(NULL, maplen, PROT_READ, MAP_PRIVATE, fd, 0);
-			if (map == MAP_FAILED) {
-				map = NULL;
-				maplen = 0;
-			}
+		if (imap_blob_load(&cx->blob, fd, &p, &len) < 0) {
+			p = "";
+			len = 0;
 		}
 		close(fd);
-		m.msg = map != NULL ? map : "";
-		m.len = maplen;
+		m.msg = p;
+		m.len = len;
 		if (sm->cache != NULL && mime_cache_open(&mc, sm->cache, sm->cache_len)) {
 			m.mc = &mc;
 		} else {
@@ -164,8 +160,6 @@ static int match_each(void *arg, const struct store_msg *sm)
 		if (m.modseq > j->max_modseq)
 			j->max_modseq = m.modseq;
 	}
-	if (map != NULL)
-		munmap(map, maplen);
 	if (built.len > 0) {
 		if (j->n_saves == j->cap_saves) {
 			j->cap_saves = j->cap_saves ? j->cap_saves * 2 : 8;
@@ -183,7 +177,7 @@ static int match_each(void *arg, const struct store_msg *sm)
 static int search_work(struct store_snap *sn, void *arg, char **err_r)
 {
 	struct search_job *j = arg;
-	struct match_ctx cx = {j, sn};
+	struct match_ctx cx = {j, sn, {BUF_INIT, NULL, 0}};
 	struct store_uid_range *r;
 	size_t nr = 0;
 	int res;
@@ -202,6 +196,7 @@ static int search_work(struct store_snap *sn, void *arg, char **err_r)
 	res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr, 0,
 				  j->needs_blob, match_each, &cx, err_r);
 	free(r);
+	imap_blob_free(&cx.blob);
 	return res < 0 ? -1 : 0;
 }
 

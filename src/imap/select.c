@@ -17,7 +17,10 @@
  *    what the session has synced (store_snap_messages with changedsince):
  *    UIDs at or above the known UIDNEXT are new (EXISTS), the others changed
  *    flags (FETCH FLAGS). Reads are never on the loop; a notification during
- *    a read marks the state dirty and one more read follows.
+ *    a read marks the state dirty and one more read follows. A big change
+ *    (a STORE 1:* elsewhere) is read in UID windows of SYNC_WINDOW messages,
+ *    each read once the previous one was sent and, in NOOP/CHECK/IDLE, once
+ *    the client has read it: memory and output stay bounded.
  *  - DELETED: "* BYE" and close.
  * Our own STORE's changes come back as a notification too; their MODSEQ is
  * noted (imap_sel_own_change) so that the client is not told twice.
@@ -54,6 +57,12 @@ struct imap_selsync {
 	uint32_t known_uidnext;  /* UIDs from here on are new to the session */
 	bool dirty;              /* a NEW/FLAGS notification since the read began */
 	bool reading;            /* a read is in flight (it holds busy) */
+	/* a big change is read in UID windows (SYNC_WINDOW changed messages
+	 * each): the next window starts at scan_from (0: no pass in
+	 * progress) once the previous one was sent; scan_modseq is the
+	 * HIGHESTMODSEQ of the pass's first snapshot */
+	uint32_t scan_from;
+	uint64_t scan_modseq;
 	uint32_t *new_uids;      /* read, not yet announced (EXISTS) */
 	size_t n_new, cap_new;
 	struct flag_upd *fl;     /* read, not yet announced (FETCH FLAGS) */
@@ -488,6 +497,7 @@ static void append_flags(struct buf *b, const char *flags, bool recent)
 /* ---- change notification ---- */
 
 static void sync_start(struct imap_session *s);
+static void windows_go_on(struct imap_session *s);
 
 static bool uid_in(const uint32_t *v, size_t n, uint32_t uid)
 {
@@ -579,7 +589,9 @@ static void on_change(void *arg, const struct store_change *ch)
 		/* fallthrough */
 	case STORE_CHANGE_NEW:
 		y->dirty = true;
-		if (!y->reading)
+		/* during a pass in windows the next window waits for the
+		 * client; the pass's end reads this change (sync_done) */
+		if (!y->reading && y->scan_from == 0)
 			sync_start(s);
 		return;
 	}
@@ -588,13 +600,21 @@ static void on_change(void *arg, const struct store_change *ch)
 }
 
 /* One read of the changes (on a worker): its results are flag updates
- * (struct flag_upd), turned into the pending ones in place. */
+ * (struct flag_upd), turned into the pending ones in place. A read takes
+ * at most SYNC_WINDOW changed messages, from UID `from` on; the rest is
+ * read once those were sent (more, next_uid), so that a STORE 1:* on a
+ * big mailbox elsewhere costs a bounded amount of memory and output per
+ * step here (DESIGN: the loop never waits, and output is bounded). */
+#define SYNC_WINDOW 1000
 struct sync_job {
 	struct imap_session *s;
 	uint64_t sel_id;
 	char *user, *mailbox;
 	uint32_t uidvalidity;
 	uint64_t since;
+	uint32_t from;
+	bool more;
+	uint32_t next_uid;
 	struct store_mailbox_status status;
 	struct flag_upd *v;
 	size_t n, cap;
@@ -603,6 +623,11 @@ struct sync_job {
 static int sync_each(void *arg, const struct store_msg *m)
 {
 	struct sync_job *j = arg;
+	if (j->n == SYNC_WINDOW) {
+		j->more = true;
+		j->next_uid = m->uid;
+		return 1;
+	}
 	if (j->n == j->cap) {
 		j->cap = j->cap ? j->cap * 2 : 16;
 		j->v = xrealloc(j->v, j->cap * sizeof *j->v);
@@ -623,7 +648,8 @@ static int sync_work(struct store_snap *sn, void *arg, char **err_r)
 		*err_r = xstrdup("mailbox replaced");
 		return -1;
 	}
-	return store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, NULL, 0, j->since,
+	struct store_uid_range r = {j->from, UINT32_MAX};
+	return store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, &r, 1, j->since,
 				   false, sync_each, j, err_r) < 0
 		       ? -1
 		       : 0;
@@ -777,20 +803,51 @@ static void sync_done(void *arg, int result, const char *err)
 		if (n_nw > 0 && n_nw < j->cap)
 			nw = xrealloc(nw, n_nw * sizeof *nw);
 		fl_merge(y, nw, n_nw);
-		if (j->status.highestmodseq > y->synced_modseq)
-			y->synced_modseq = j->status.highestmodseq;
+		if (j->more) {
+			/* the window is full: the pass goes on from next_uid
+			 * once these were sent; synced_modseq stays */
+			if (y->scan_from == 0)
+				y->scan_modseq = j->status.highestmodseq;
+			y->scan_from = j->next_uid;
+		} else {
+			/* the pass is complete as of its first snapshot; what
+			 * changed since in the windows already read is read
+			 * again by one more (short) pass */
+			uint64_t done = j->status.highestmodseq;
+			if (y->scan_from != 0) {
+				done = y->scan_modseq;
+				if (j->status.highestmodseq > done)
+					y->dirty = true;
+			}
+			y->scan_from = 0;
+			if (done > y->synced_modseq)
+				y->synced_modseq = done;
+		}
 		/* our own changes up to here were seen by this read */
 		size_t w = 0;
 		for (size_t k = 0; k < y->n_own; k++)
 			if (y->own[k] > y->synced_modseq)
 				y->own[w++] = y->own[k];
 		y->n_own = w;
-		if (j->status.highestmodseq > s->sel->highestmodseq)
+		/* HIGHESTMODSEQ only once every change below it was read */
+		if (!j->more && j->status.highestmodseq > s->sel->highestmodseq)
 			s->sel->highestmodseq = j->status.highestmodseq;
 	}
 	sync_job_free(j);
 	y->n_shown = 0;
 	update_pending(s);
+	if (result == 0 && y->scan_from != 0) {
+		/* a window of a big change: a command waiting for the read
+		 * (NOOP, CHECK...) or IDLE gets it now, and the next window
+		 * is read once the client has read it (sel_drained); else it
+		 * waits for the next moment updates may be sent
+		 * (imap_send_updates goes on) */
+		if (session_release(&s->base) || !imap_alive(s))
+			return;
+		if (y->cont != NULL || s->input == IMAP_IN_IDLE)
+			windows_go_on(s);
+		return;
+	}
 	if (y->dirty && result == 0) {
 		sync_start(s);
 	} else {
@@ -807,6 +864,36 @@ static void sync_done(void *arg, int result, const char *err)
 		imap_send_updates(s, true);
 }
 
+/* The client read the output down: the next window of a pass. */
+static void sel_drained(struct imap_session *s)
+{
+	struct imap_selsync *y = s->sel != NULL ? s->sel->sync : NULL;
+
+	if (s->job_drained == sel_drained)
+		s->job_drained = NULL;
+	if (y != NULL && y->scan_from != 0 && !y->reading)
+		sync_start(s);
+}
+
+/* Sends the window read and reads the next one, now or after the client
+ * has read the output (the session is parked in NOOP/CHECK, or in IDLE). */
+static void windows_go_on(struct imap_session *s)
+{
+	imap_send_updates(s, true);
+	if (s->sel == NULL || !imap_alive(s))
+		return;
+	if (session_output_room(&s->base)) {
+		sel_drained(s);
+		return;
+	}
+	if (s->job_drained == NULL || s->job_drained == sel_drained) {
+		s->job_drained = sel_drained;
+		session_output_wait(&s->base);
+	}
+	/* else a command's long response owns the drained event: the next
+	 * window starts when these updates were sent (imap_send_updates) */
+}
+
 static void sync_start(struct imap_session *s)
 {
 	struct imap_selsync *y = s->sel->sync;
@@ -821,6 +908,7 @@ static void sync_start(struct imap_session *s)
 	j->mailbox = xstrdup(s->sel->name);
 	j->uidvalidity = s->sel->uidvalidity;
 	j->since = y->synced_modseq;
+	j->from = y->scan_from != 0 ? y->scan_from : 1;
 	y->dirty = false;
 	y->reading = true;
 	s->base.busy++;
@@ -996,6 +1084,9 @@ void imap_send_updates(struct imap_session *s, bool expunges_allowed)
 	}
 	y->n_fl = 0;
 	update_pending(s);
+	/* a pass in windows: the next one once these are out (bounded) */
+	if (y->scan_from != 0 && !y->reading && s->srv != NULL)
+		sync_start(s);
 }
 
 /* ---- selecting ---- */
@@ -1009,6 +1100,8 @@ static void sel_free(struct imap_session *s, struct imap_selected **selp)
 		return;
 	if (s->srv != NULL)
 		store_unsubscribe(s->srv->st, &sel->sub);
+	if (s->job_drained == sel_drained)
+		s->job_drained = NULL;
 	view_free(&sel->view);
 	if ((y = sel->sync) != NULL) {
 		for (size_t i = 0; i < y->n_fl; i++)
@@ -1108,6 +1201,7 @@ struct load_job {
 	bool want_counts;
 	struct store_mailbox mb;   /* name/special_use not kept */
 	bool found;
+	uint32_t first_unseen;     /* (want_counts) */
 	struct imap_view *view;
 	/* keywords in use (for FLAGS), space-separated, unique */
 	struct buf kw;
@@ -1126,15 +1220,6 @@ struct load_job {
 };
 
 #define SEL_MAX_KEYWORDS 256
-
-static void load_mailbox_cb(void *arg, const struct store_mailbox *mb)
-{
-	struct load_job *j = arg;
-	j->mb = *mb;
-	j->mb.name = NULL;
-	j->mb.special_use = NULL;
-	j->found = true;
-}
 
 static void note_keywords(struct load_job *j, const char *flags)
 {
@@ -1166,22 +1251,43 @@ static void note_keywords(struct load_job *j, const char *flags)
 	}
 }
 
-static int load_each(void *arg, const struct store_msg *m)
+/* Whether a stored flag list has \Seen (space-separated, store form). */
+static bool flags_have_seen(const char *flags)
+{
+	for (const char *p = flags; (p = strstr(p, "\\Seen")) != NULL; p += 5)
+		if ((p == flags || p[-1] == ' ') && (p[5] == '\0' || p[5] == ' '))
+			return true;
+	return false;
+}
+
+/* Whether a stored flag list has a keyword (a flag not starting with '\'). */
+static bool flags_have_keyword(const char *flags)
+{
+	for (const char *p = flags; *p != '\0'; p++)
+		if ((p == flags || p[-1] == ' ') && *p != '\\' && *p != ' ')
+			return true;
+	return false;
+}
+
+static int load_each(void *arg, uint32_t uid, uint64_t modseq, const char *flags)
 {
 	struct load_job *j = arg;
 
-	view_append(j->view, &m->uid, 1);
-	if (m->flags != NULL && m->flags[0] != '\0')
-		note_keywords(j, m->flags);
-	if (j->qr && m->modseq > j->qr_modseq &&
-	    (j->qr_known.n == 0 || imap_seqset_contains(&j->qr_known, m->uid))) {
+	view_append(j->view, &uid, 1);
+	if (flags[0] != '\0' && flags_have_keyword(flags))
+		note_keywords(j, flags);
+	/* RFC 3501 7.1: [UNSEEN n], the first message without \Seen */
+	if (j->want_counts && j->first_unseen == 0 && !flags_have_seen(flags))
+		j->first_unseen = uid;
+	if (j->qr && modseq > j->qr_modseq &&
+	    (j->qr_known.n == 0 || imap_seqset_contains(&j->qr_known, uid))) {
 		if (j->n_ch == j->cap_ch) {
 			j->cap_ch = j->cap_ch ? j->cap_ch * 2 : 16;
 			j->changed = xrealloc(j->changed, j->cap_ch * sizeof *j->changed);
 		}
-		j->changed[j->n_ch].uid = m->uid;
-		j->changed[j->n_ch].modseq = m->modseq;
-		j->changed[j->n_ch].flags = xstrdup(m->flags != NULL ? m->flags : "");
+		j->changed[j->n_ch].uid = uid;
+		j->changed[j->n_ch].modseq = modseq;
+		j->changed[j->n_ch].flags = xstrdup(flags);
 		j->n_ch++;
 	}
 	return 0;
@@ -1197,20 +1303,23 @@ static void load_vanished(void *arg, uint32_t uid)
 	j->vanished[j->n_van++] = uid;
 }
 
+/* One pass over the mailbox's entries (store_snap_entries: UID, MODSEQ,
+ * flags; no message data): the view, the keywords, the first unseen. What a
+ * command needs of a message beyond that is read when it runs (FETCH,
+ * SEARCH read their slices), so the selected mailbox keeps 4 octets per
+ * message. */
 static int load_work(struct store_snap *sn, void *arg, char **err_r)
 {
 	struct load_job *j = arg;
-	int r = store_snap_mailbox(sn, j->user, j->mailbox, j->want_counts, load_mailbox_cb, j,
-				   err_r);
-	if (r == STORE_NONEXISTENT || (r == 0 && !j->found)) {
+	int r = store_snap_entries(sn, j->user, j->mailbox, &j->mb.status, load_each, j, err_r);
+	if (r == STORE_NONEXISTENT) {
 		j->found = false;
 		return 0;
 	}
 	if (r < 0)
 		return -1;
-	if (store_snap_messages(sn, j->user, j->mailbox, j->mb.status.uidvalidity, NULL, 0, 0,
-				false, load_each, j, err_r) < 0)
-		return -1;
+	j->found = true;
+	j->mb.first_unseen_uid = j->first_unseen;
 	if (j->qr && j->qr_uidvalidity == j->mb.status.uidvalidity &&
 	    store_snap_vanished(sn, j->user, j->mailbox, j->mb.status.uidvalidity, j->qr_modseq,
 				j->qr_ranges, j->qr_n, load_vanished, j, err_r) < 0)

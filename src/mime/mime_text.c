@@ -426,6 +426,14 @@ static void utf8_copy(const char *in, size_t n, struct buf *out)
 	}
 }
 
+/* The charsets mime_to_utf8 takes as UTF-8 (checked and copied). */
+static bool charset_utf8(const char *charset)
+{
+	return charset == NULL || *charset == '\0' || strcasecmp(charset, "utf-8") == 0 ||
+	       strcasecmp(charset, "utf8") == 0 || strcasecmp(charset, "us-ascii") == 0 ||
+	       strcasecmp(charset, "ascii") == 0;
+}
+
 bool mime_to_utf8(const char *charset, const char *in, size_t n, struct buf *out)
 {
 	iconv_t cd;
@@ -433,9 +441,7 @@ bool mime_to_utf8(const char *charset, const char *in, size_t n, struct buf *out
 	size_t il = n;
 	char tmp[4096];
 
-	if (charset == NULL || *charset == '\0' || strcasecmp(charset, "utf-8") == 0 ||
-	    strcasecmp(charset, "utf8") == 0 || strcasecmp(charset, "us-ascii") == 0 ||
-	    strcasecmp(charset, "ascii") == 0) {
+	if (charset_utf8(charset)) {
 		utf8_copy(in, n, out);
 		return true;
 	}
@@ -663,32 +669,74 @@ static uint32_t fold_cp(uint32_t c)
 	return c;
 }
 
-static void fold(const char *in, size_t n, struct buf *out)
+/* Case-folds the UTF-8 text [in, in + n) into out (replacing its content).
+ * ASCII runs, most of the text of most mail, go through a tight loop that
+ * writes into the buffer directly; other code points through fold_cp. An
+ * invalid sequence is kept byte by byte, or with fix becomes U+FFFD (so that
+ * fold(in, fix) is what folding utf8_copy(in) gave, in one pass and without
+ * the copy). */
+static void fold_text(const char *in, size_t n, struct buf *out, bool fix)
 {
 	const unsigned char *p = (const unsigned char *)in;
-	size_t i = 0;
+	size_t i = 0, o = 0;
+	char *d;
 
 	buf_reset(out);
-	buf_append(out, "", 0);
-	buf_reserve(out, n);
+	buf_reserve(out, n + 8);
+	d = out->data;
 	while (i < n) {
 		uint32_t cp;
 		size_t l;
 
-		if (p[i] < 0x80) {
-			buf_appendc(out, (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]));
-			i++;
-			continue;
+		while (i < n && p[i] < 0x80) {
+			unsigned char c = p[i++];
+			d[o++] = (char)((unsigned)c - 'A' < 26u ? c + 32 : c);
+		}
+		if (i == n)
+			break;
+		/* room for 4 more octets and the rest of the input */
+		if (out->cap - o < n - i + 8) {
+			out->len = o;
+			buf_reserve(out, n - i + 8);
+			d = out->data;
 		}
 		l = utf8_seq(p + i, n - i, &cp);
 		if (l == 0) {
-			buf_appendc(out, (char)p[i]);
+			if (fix) {
+				d[o++] = (char)0xef;
+				d[o++] = (char)0xbf;
+				d[o++] = (char)0xbd;
+			} else {
+				d[o++] = (char)p[i];
+			}
 			i++;
 			continue;
 		}
-		put_utf8(out, fold_cp(cp));
+		cp = fold_cp(cp);
+		if (cp < 0x80) {
+			d[o++] = (char)cp;
+		} else if (cp < 0x800) {
+			d[o++] = (char)(0xc0 | cp >> 6);
+			d[o++] = (char)(0x80 | (cp & 0x3f));
+		} else if (cp < 0x10000) {
+			d[o++] = (char)(0xe0 | cp >> 12);
+			d[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+			d[o++] = (char)(0x80 | (cp & 0x3f));
+		} else {
+			d[o++] = (char)(0xf0 | cp >> 18);
+			d[o++] = (char)(0x80 | ((cp >> 12) & 0x3f));
+			d[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+			d[o++] = (char)(0x80 | (cp & 0x3f));
+		}
 		i += l;
 	}
+	out->len = o;
+	d[o] = '\0';
+}
+
+static void fold(const char *in, size_t n, struct buf *out)
+{
+	fold_text(in, n, out, false);
 }
 
 struct searcher {
@@ -820,14 +868,30 @@ bool mime_search_body(const char *msg, size_t len, const struct mime_cache *mc,
 		if (r.kind != MIME_KIND_LEAF ||
 		    !mime_text_charset(msg + r.hdr_off, (size_t)r.hdr_len, &s.charset))
 			continue;
-		buf_reset(&s.tmp);
-		if (!mime_decode((enum mime_encoding)r.enc, msg + r.body_off, (size_t)r.body_len,
-				 &s.tmp))
-			buf_append(&s.tmp, msg + r.body_off, (size_t)r.body_len);
-		buf_reset(&s.tmp2);
-		if (!mime_to_utf8(s.charset.data, s.tmp.data ? s.tmp.data : "", s.tmp.len, &s.tmp2))
-			utf8_copy(s.tmp.data ? s.tmp.data : "", s.tmp.len, &s.tmp2);
-		found = s_match(&s, s.tmp2.data ? s.tmp2.data : "", s.tmp2.len);
+		/* the body as stored for 7bit/8bit/binary (no copy), else
+		 * decoded (an unknown encoding is searched as it is) */
+		const char *body = msg + r.body_off;
+		size_t blen = (size_t)r.body_len;
+		enum mime_encoding enc = (enum mime_encoding)r.enc;
+		if (enc == MIME_ENC_QP || enc == MIME_ENC_BASE64) {
+			buf_reset(&s.tmp);
+			mime_decode(enc, body, blen, &s.tmp);
+			body = s.tmp.data ? s.tmp.data : "";
+			blen = s.tmp.len;
+		}
+		if (s.needle.len == 0) {
+			found = true;
+		} else if (charset_utf8(s.charset.data)) {
+			/* checked and folded in one pass (fold_text) */
+			fold_text(body, blen, &s.hay, true);
+			found = s.hay.len >= s.needle.len &&
+				memmem(s.hay.data, s.hay.len, s.needle.data, s.needle.len) != NULL;
+		} else {
+			buf_reset(&s.tmp2);
+			if (!mime_to_utf8(s.charset.data, body, blen, &s.tmp2))
+				utf8_copy(body, blen, &s.tmp2);
+			found = s_match(&s, s.tmp2.data ? s.tmp2.data : "", s.tmp2.len);
+		}
 	}
 	s_free(&s);
 	return found;

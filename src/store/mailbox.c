@@ -983,11 +983,47 @@ int store_snap_messages(struct store_snap *sn, const char *user, const char *mai
 	return r;
 }
 
+int store_snap_entries(struct store_snap *sn, const char *user, const char *mailbox,
+		       struct store_mailbox_status *status_r, store_entry_cb *cb, void *arg,
+		       char **err_r)
+{
+	int64_t id;
+	int r = store_db_mailbox(sn->d, user, mailbox != NULL ? mailbox : "INBOX", false, NULL,
+				 &id, status_r, err_r);
+	if (r != 1)
+		return r < 0 ? STORE_ERROR : STORE_NONEXISTENT;
+	/* the primary key (mailbox_id, uid) of a WITHOUT ROWID table: one
+	 * range scan of the mailbox's rows, in UID order */
+	sqlite3_stmt *s = store_sql(sn->d, "SELECT uid, modseq, flags FROM mailbox_messages"
+				    " WHERE mailbox_id = ?1 ORDER BY uid", err_r);
+	if (s == NULL)
+		return STORE_ERROR;
+	sqlite3_bind_int64(s, 1, id);
+	int rc;
+	uint32_t n = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *flags = (const char *)sqlite3_column_text(s, 2);
+		n++;
+		if (cb(arg, (uint32_t)sqlite3_column_int64(s, 0),
+		       (uint64_t)sqlite3_column_int64(s, 1), flags != NULL ? flags : "") != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	if (rc != SQLITE_DONE)
+		*err_r = store_db_err(sn->d);
+	store_stmt_done(s);
+	status_r->messages = n;
+	return rc == SQLITE_DONE ? STORE_OK : STORE_ERROR;
+}
+
 int store_snap_blob_open(struct store_snap *sn, const char *blob, int *fd_r, char **err_r)
 {
 	int fd = openat(sn->st->blob_dfd[store_blob_dir(blob)], blob, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		*err_r = xasprintf("blob %s: %s", blob, strerror(errno));
+		int e = errno;
+		*err_r = xasprintf("blob %s: %s", blob, strerror(e));
+		errno = e; /* ENOENT: expunged meanwhile (callers tell it apart) */
 		return STORE_ERROR;
 	}
 	*fd_r = fd;

@@ -435,7 +435,18 @@ int store_snap_messages(struct store_snap *sn, const char *user, const char *mai
 			uint32_t uidvalidity, const struct store_uid_range *ranges, size_t n,
 			uint64_t changedsince, bool want_cache, store_msg_cb *cb, void *arg,
 			char **err_r);
-/* Opens a message's blob read-only on the worker (0 with *fd_r, or -1). */
+/* SELECT / EXAMINE (RFC 9051 6.3.2): the mailbox's status (messages = the
+ * entries seen) and each entry's UID, MODSEQ and flags in UID order, in one
+ * pass over the mailbox's own entries (no join with the messages table, no
+ * per-message body data): cb(arg, uid, modseq, flags) runs on the worker,
+ * flags valid during the call only; nonzero stops. STORE_NONEXISTENT if the
+ * user or the mailbox does not exist (mailbox NULL = INBOX). */
+typedef int store_entry_cb(void *arg, uint32_t uid, uint64_t modseq, const char *flags);
+int store_snap_entries(struct store_snap *sn, const char *user, const char *mailbox,
+		       struct store_mailbox_status *status_r, store_entry_cb *cb, void *arg,
+		       char **err_r);
+/* Opens a message's blob read-only on the worker (0 with *fd_r, or -1 with
+ * errno kept: ENOENT when the message was expunged after the snapshot began). */
 int store_snap_blob_open(struct store_snap *sn, const char *blob, int *fd_r, char **err_r);
 /* QRESYNC (RFC 7162 3.2.5.1): the UIDs expunged from the mailbox with a
  * MODSEQ above since, in UID order, restricted to ranges (n 0 = all). The

@@ -516,7 +516,9 @@ static void test_search(void)
 	    "Content-Transfer-Encoding: quoted-printable\r\n\r\nCAF=C9 cr=E8me br=FBl=\r\n=E9e\r\n"
 	    "--s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n"
 	    "X-Part: inner-header-word\r\n\r\nzpHOu8+GzrEgzqnOnM6VzrPOsQ==\r\n"
-	    "--s\r\nContent-Type: application/octet-stream\r\n\r\nbinaryneedle\r\n--s--\r\n";
+	    "--s\r\nContent-Type: application/octet-stream\r\n\r\nbinaryneedle\r\n"
+	    "--s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+	    "MiXeD \xff Case \xc5\xbftra\xc3\x9f" "e \xe2\x82 end\r\n--s--\r\n";
 	static const struct {
 		int kind; /* 0 header, 1 body, 2 text */
 		const char *field, *needle;
@@ -544,6 +546,13 @@ static void test_search(void)
 	    {2, NULL, "привет", true},
 	    /* 20 */ {1, NULL, "", true},
 	    {1, NULL, "zpHOu8", false},
+	    /* a 7bit UTF-8 part searched in place: ASCII folded, an invalid
+	     * octet or a cut sequence as U+FFFD, long s folded to s */
+	    {1, NULL, "mixed \xef\xbf\xbd case", true},
+	    {1, NULL, "MIXED \xff", false},
+	    /* 25 */ {1, NULL, "CASE STRASSE", false},
+	    {1, NULL, "case stra\xc3\x9f" "e", true},
+	    {1, NULL, "e \xef\xbf\xbd\xef\xbf\xbd end", true},
 	};
 	struct buf cache = BUF_INIT;
 	struct mime_cache mc = build_open(msg, &cache);

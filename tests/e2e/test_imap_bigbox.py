@@ -1,0 +1,197 @@
+"""IMAP on big mailboxes (issue 7): SELECT reads only what it answers with
+(the UIDs, the flags for UNSEEN and the keyword list), and a FETCH that
+races an expunge by another session answers as RFC 9051 7.1 / RFC 2180 4.1
+want: the vanished message is left out; a FETCH by sequence number of a
+message expunged before it began ends OK [EXPUNGEISSUED] (a UID FETCH plain
+OK), one expunged while it is read ends NO [EXPUNGEISSUED] (both as Dovecot
+answers); nothing is logged."""
+import glob
+import os
+import socket
+import time
+
+from conftest import imap_quote
+
+ALICE = "alice@example.test"
+
+
+def msg(n):
+    t = str(n).encode()
+    return (b"From: sender@example.net\r\nTo: alice@example.test\r\nSubject: m%s\r\n"
+            b"Message-ID: <%s@example.net>\r\n\r\nbody %s\r\n" % (t, t, t))
+
+
+def append(c, mailbox, data, flags=""):
+    tag = c.next_tag()
+    c.send(("%s APPEND %s %s{%d}\r\n" % (tag, imap_quote(mailbox), flags + " " if flags else "",
+                                          len(data))).encode())
+    line = c.readline()
+    assert line.startswith("+"), line
+    c.send(data + b"\r\n")
+    return c.read_response(tag)
+
+
+def fill(c, box, flags):
+    assert c.cmd("CREATE %s" % imap_quote(box)).ok
+    for i, f in enumerate(flags, 1):
+        assert append(c, box, msg(i), f).ok
+
+
+def test_select_exact_counts_keywords_unseen(server):
+    """SELECT's untagged data (RFC 3501 7.1, RFC 9051 6.3.2) from the one
+    pass over the mailbox's entries: EXISTS, RECENT, the first unseen
+    message, the keywords in use (in UID order of first use, once each),
+    UIDNEXT and HIGHESTMODSEQ."""
+    with server.imap_login(ALICE) as c:
+        fill(c, "sel1", ["(\\Seen)", "(\\Seen $Work)", "($work)", "(\\Seen \\Deleted $Later)",
+                         "()", "(\\Seen $Work $Later)"])
+        r = c.cmd("SELECT sel1")
+        assert r.ok and r.text.startswith("[READ-WRITE]"), r
+        u = r.untagged
+        assert u[0] == "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work $Later)", u
+        assert "* 6 EXISTS" in u, u
+        assert "* 6 RECENT" in u, u
+        assert "* OK [UNSEEN 3] First unseen" in u, u
+        assert "* OK [UIDNEXT 7] Predicted next UID" in u, u
+        assert [l for l in u if l.startswith("* OK [PERMANENTFLAGS")] == [
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work $Later \\*)]"
+            " Flags permitted"], u
+        hm = [l for l in u if l.startswith("* OK [HIGHESTMODSEQ ")]
+        assert len(hm) == 1, u
+        # the same again after the flags changed: the second SELECT sees them
+        assert c.cmd("STORE 3 +FLAGS (\\Seen)").ok
+        r = c.cmd("EXAMINE sel1")
+        assert r.ok and r.text.startswith("[READ-ONLY]"), r
+        assert "* OK [UNSEEN 5] First unseen" in r.untagged, r.untagged
+        assert "* 0 RECENT" in r.untagged, r.untagged
+        # every message seen: no UNSEEN at all
+        assert c.cmd("SELECT sel1").ok
+        assert c.cmd("STORE 1:* +FLAGS.SILENT (\\Seen)").ok
+        r = c.cmd("SELECT sel1")
+        assert r.ok and not [l for l in r.untagged if "UNSEEN" in l], r
+        # an empty mailbox
+        assert c.cmd("CREATE sel1e").ok
+        r = c.cmd("SELECT sel1e")
+        assert r.ok and "* 0 EXISTS" in r.untagged, r
+        assert r.untagged[0] == "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)", r
+        # a mailbox that does not exist
+        r = c.cmd("SELECT nosuchbox")
+        assert r.status == "NO" and r.text.startswith("[NONEXISTENT]"), r
+
+
+def test_fetch_of_message_expunged_elsewhere(server):
+    """Session B expunges message 2 while A has it in its view (A is told
+    at its next NOOP; a FETCH may not carry the EXPUNGE, RFC 9051 7.5.1).
+    A's FETCH 1:3 sends 1 and 3 and ends OK [EXPUNGEISSUED]; a UID FETCH of
+    the same UIDs leaves it out and ends OK; nothing is logged."""
+    with server.imap_login(ALICE) as a, server.imap_login(ALICE) as b:
+        fill(a, "race1", ["()", "()", "()"])
+        assert a.cmd("SELECT race1").ok
+        assert b.cmd("SELECT race1").ok
+        assert b.cmd("UID STORE 2 +FLAGS.SILENT (\\Deleted)").ok
+        assert b.cmd("UID EXPUNGE 2").ok
+        log0 = len(server.log())
+        for items in ("FLAGS", "(UID BODY.PEEK[])", "(ENVELOPE BODYSTRUCTURE)"):
+            r = a.cmd("FETCH 1:3 %s" % items)
+            assert r.status == "OK", r
+            assert r.text == "[EXPUNGEISSUED] Some messages were already expunged", r
+            # B's \\Deleted may come along (a FETCH may carry flag updates)
+            heads = [l.split(" (")[0] for l in r.untagged
+                     if l != "* 2 FETCH (FLAGS (\\Deleted \\Recent))"]
+            assert heads == ["* 1 FETCH", "* 3 FETCH"], r.untagged
+        # messages that all exist: OK as ever
+        r = a.cmd("FETCH 3 FLAGS")
+        assert r.ok and r.untagged == ["* 3 FETCH (FLAGS (\\Recent))"], r
+        # UID FETCH ignores UIDs that no longer exist (RFC 9051 6.4.9);
+        # it may carry the EXPUNGE (RFC 9051 7.5.1)
+        r = a.cmd("UID FETCH 1:3 FLAGS")
+        assert r.ok, r
+        f1 = "* 1 FETCH (UID 1 FLAGS (\\Recent))"
+        assert r.untagged in ([f1, "* 3 FETCH (UID 3 FLAGS (\\Recent))", "* 2 EXPUNGE"],
+                              ["* 2 EXPUNGE", f1, "* 2 FETCH (UID 3 FLAGS (\\Recent))"]), r.untagged
+        r = a.cmd("NOOP")
+        assert r.ok, r
+        assert server.log()[log0:].count("blob") == 0, server.log()[log0:]
+
+
+def test_fetch_blob_gone_after_snapshot(server):
+    """The race's other window: the snapshot still has the message row but
+    the expunge's COMMIT unlinked its blob before the worker opened it
+    (simulated by removing the blob file). The message is left out, the
+    FETCH ends NO [EXPUNGEISSUED], and no warning about the blob is logged."""
+    with server.imap_login(ALICE) as a:
+        fill(a, "race2", ["()", "()"])
+        assert a.cmd("SELECT race2").ok
+        with server.db() as db:
+            (blob,) = db.execute(
+                "SELECT m.blob FROM mailbox_messages mm JOIN messages m ON m.id = mm.message_id"
+                " JOIN mailboxes b ON b.id = mm.mailbox_id WHERE b.name = 'race2' AND mm.uid = 2"
+            ).fetchone()
+        paths = glob.glob(os.path.join(server.data_dir, "blobs", "*", blob))
+        assert len(paths) == 1, paths
+        os.unlink(paths[0])
+        log0 = len(server.log())
+        r = a.cmd("FETCH 1:2 BODY.PEEK[]")
+        assert r.status == "NO" and r.text.startswith("[EXPUNGEISSUED] "), r
+        assert len(r.untagged) == 1 and r.untagged[0].startswith("* 1 FETCH ("), r.untagged
+        r = a.cmd("UID FETCH 2 BODY.PEEK[]")
+        assert r.status == "NO" and r.text.startswith("[EXPUNGEISSUED] "), r
+        assert r.untagged == [], r
+        assert "open blob" not in server.log()[log0:], server.log()[log0:]
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_big_flag_change_elsewhere_reaches_noop_bounded(server):
+    """Session B sets \\Flagged on 20,000 messages (one STORE); A, selected,
+    gets every change at its next NOOP: one FETCH FLAGS per message, each
+    sequence number once, before the tagged OK. The changes are read and
+    sent in UID windows as A reads (select.c SYNC_WINDOW): while A does not
+    read, the daemon holds a bounded amount for it (RSS growth under 8 MB;
+    64 MB under AddressSanitizer, whose quarantine keeps freed blocks)."""
+    n = 20000
+    m = b"Subject: x\r\n\r\nx\r\n"
+    with server.imap_login(ALICE) as b:
+        assert b.cmd("CREATE big4").ok
+        for start in range(0, n, 50):
+            tag = b.next_tag()
+            b.send(("%s APPEND big4" % tag).encode() +
+                   b"".join(b" {%d+}\r\n" % len(m) + m for _ in range(50)) + b"\r\n")
+            assert b.read_response(tag).ok
+        assert b.cmd("SELECT big4").ok
+        a = server.imap_login(ALICE)
+        try:
+            r = a.cmd("SELECT big4")
+            assert r.ok and "* %d EXISTS" % n in r.untagged, r
+            with open("/proc/%d/maps" % server.proc.pid) as f:
+                bound = (64 if "libasan" in f.read() else 8) * 1024
+            rss0 = rss_kb(server.proc.pid)
+            # A polls with a small receive window and does not read yet
+            a.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            r = b.cmd("STORE 1:* +FLAGS.SILENT (\\Flagged)")
+            assert r.ok and r.untagged == [], r
+            tag = a.next_tag()
+            a.send(tag + " NOOP\r\n")
+            time.sleep(1.5)
+            grown = rss_kb(server.proc.pid) - rss0
+            assert grown < bound, "RSS grew %d KB while A did not read" % grown
+            r = a.read_response(tag)
+            assert r.ok, r.tagged
+            want = ["* %d FETCH (FLAGS (\\Flagged))" % i for i in range(1, n + 1)]
+            assert sorted(r.untagged) == sorted(want), (len(r.untagged), r.untagged[:3])
+            # nothing is sent twice, nothing left for the next NOOP
+            assert len(r.untagged) == n
+            r = a.cmd("NOOP")
+            assert r.ok and r.untagged == [], r.untagged[:5]
+            # and a change after the pass is seen as ever
+            assert b.cmd("STORE 7 -FLAGS.SILENT (\\Flagged)").ok
+            r = a.cmd("NOOP")
+            assert r.ok and r.untagged == ["* 7 FETCH (FLAGS ())"], r.untagged
+        finally:
+            a.close()
