@@ -54,6 +54,7 @@ struct imap_selsync {
 	uint32_t known_uidnext;  /* UIDs from here on are new to the session */
 	bool dirty;              /* a NEW/FLAGS notification since the read began */
 	bool reading;            /* a read is in flight (it holds busy) */
+	bool renamed;            /* our RENAME's notice is to come */
 	uint32_t *new_uids;      /* read, not yet announced (EXISTS) */
 	size_t n_new, cap_new;
 	struct flag_upd *fl;     /* read, not yet announced (FETCH FLAGS) */
@@ -553,6 +554,11 @@ static void on_change(void *arg, const struct store_change *ch)
 		return;
 	switch (ch->kind) {
 	case STORE_CHANGE_DELETED:
+		if (y->renamed) {
+			/* our own RENAME (imap_sel_renamed): still selected */
+			y->renamed = false;
+			return;
+		}
 		/* RFC 9051 7.1.5: the mailbox is gone under the session */
 		store_unsubscribe(s->srv->st, &s->sel->sub);
 		if (imap_alive(s)) {
@@ -862,6 +868,17 @@ void imap_sel_reported(struct imap_session *s, uint32_t uid, uint64_t modseq)
 		y->shown[y->n_shown].modseq = modseq;
 		y->n_shown++;
 	}
+}
+
+void imap_sel_renamed(struct imap_session *s, const char *name)
+{
+	if (s->sel == NULL || s->sel->sync == NULL)
+		return;
+	free(s->sel->name);
+	s->sel->name = xstrdup(name);
+	/* the subscription follows the mailbox (by id); the rename's own
+	 * "deleted" notice comes right after this, in the same loop step */
+	s->sel->sync->renamed = true;
 }
 
 void imap_sel_own_change(struct imap_session *s, uint64_t modseq)
