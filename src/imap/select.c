@@ -876,6 +876,8 @@ void imap_sel_renamed(struct imap_session *s, const char *name)
 		return;
 	free(s->sel->name);
 	s->sel->name = xstrdup(name);
+	if (s->sel->sub != NULL && s->srv != NULL)
+		store_sub_rename(s->sel->sub, name);
 	/* the subscription follows the mailbox (by id); the rename's own
 	 * "deleted" notice comes right after this, in the same loop step */
 	s->sel->sync->renamed = true;

@@ -327,6 +327,21 @@ struct store_sub *store_subscribe(struct store *st, const char *user, const char
 /* Cancels and frees *subp if not NULL; sets *subp = NULL. No callback for it
  * follows, even within the notification round in progress. */
 void store_unsubscribe(struct store *st, struct store_sub **subp);
+/* The subscriber's mailbox was renamed by the subscriber itself (IMAP
+ * RENAME of the selected mailbox): the subscription follows it. */
+void store_sub_rename(struct store_sub *sub, const char *mailbox);
+/* Mailbox deletes and renames by another process (the admin CLI) do not
+ * reach this process's subscribers by themselves. The admin process calls
+ * store_mailboxes_changed() after such a change (it touches a marker file
+ * in the data directory); the daemon watches the marker
+ * (store_mailboxes_watch: an inotify fd for its loop, -1 if not possible)
+ * and on each event calls store_mailboxes_recheck(st, fd) on the loop
+ * thread: every subscription whose mailbox (by name and id) is gone gets
+ * STORE_CHANGE_DELETED. One indexed read per subscription, on an admin
+ * change only. */
+void store_mailboxes_changed(struct store *st);
+int store_mailboxes_watch(struct store *st);
+void store_mailboxes_recheck(struct store *st, int fd);
 
 /* ==== IMAP: mailboxes, message state, quotas, the MIME cache ============
  * (mailbox.c, flags.c, ...: the store side of IMAP.) Mailbox names are
