@@ -181,6 +181,8 @@ struct daemon {
 	struct listener *listeners[64];
 	int n_listeners;
 	int sigfd;
+	struct store *st;
+	int watchfd; /* store_mailboxes_watch: the admin CLI's mailbox changes */
 };
 
 static void on_accept(void *arg, int fd)
@@ -202,6 +204,14 @@ static void on_signal(void *arg, uint32_t events)
 		log_info("signal %u received: shutting down", si.ssi_signo);
 		loop_stop(d->loop);
 	}
+}
+
+/* `postern mailbox delete|rename` ran beside us: sessions on a mailbox
+ * that is gone hear it (store_mailboxes_recheck). */
+static void on_mailboxes_changed(void *arg, uint32_t events)
+{
+	struct daemon *d = arg;
+	store_mailboxes_recheck(d->st, d->watchfd);
 }
 
 static int open_listeners(struct daemon *d, struct accept_ctx *ctx, const char *list)
@@ -450,7 +460,7 @@ static struct dns *dns_from_config(struct loop *l, const struct config *cfg)
 
 static int cmd_serve(const struct config *cfg)
 {
-	struct daemon d = {.sigfd = -1};
+	struct daemon d = {.sigfd = -1, .watchfd = -1};
 	/* Listeners are opened before anything else (ports < 1024 need root);
 	 * the servers they dispatch to exist before the loop runs. */
 	struct accept_ctx ctx[] = {
@@ -534,6 +544,12 @@ static int cmd_serve(const struct config *cfg)
 		log_err("signalfd: %s", strerror(errno));
 		goto out;
 	}
+	d.st = st;
+	d.watchfd = store_mailboxes_watch(st);
+	if (d.watchfd >= 0 && loop_add(d.loop, d.watchfd, LOOP_READ, on_mailboxes_changed, &d) < 0) {
+		close(d.watchfd);
+		d.watchfd = -1;
+	}
 	log_info("postern ready: hostname=%s data_dir=%s", cfg->hostname, cfg->data_dir);
 	loop_run(d.loop);
 	ret = 0;
@@ -558,6 +574,10 @@ out:
 	if (d.client_tls)
 		SSL_CTX_free(d.client_tls);
 	dns_free(&d.dns); /* after the servers and the queue: they cancel their queries */
+	if (d.watchfd >= 0) {
+		loop_del(d.loop, d.watchfd);
+		close(d.watchfd);
+	}
 	if (d.sigfd >= 0) {
 		loop_del(d.loop, d.sigfd);
 		close(d.sigfd);
@@ -942,6 +962,8 @@ static int cmd_mailbox(struct store *st, int argc, char **argv)
 		fprintf(stderr, "postern: %s: %s\n", argv[2], store_res_text(w.result));
 		return 1;
 	}
+	if (del || ren)
+		store_mailboxes_changed(st); /* a running daemon's sessions see it */
 	return 0;
 }
 

@@ -2,8 +2,7 @@
  * messages (RFC 3516 4.4: binary parts stored base64, as Dovecot), APPENDLIMIT (RFC 7889),
  * quota (RFC 9208), UIDPLUS APPENDUID (RFC 4315 3).
  *
- * A message literal is never held in memory (but a literal8, converted by
- * lit8_store): when the reader announces it
+ * A message literal is never held in memory: when the reader announces it
  * (imap_append_literal), its size is checked against APPENDLIMIT and the
  * quota before the "+" of a synchronising literal (refused with a tagged
  * NO [TOOBIG] / [OVERQUOTA] and the command dropped), then its octets go
@@ -24,17 +23,31 @@
 #include "imap/session.h"
 #include "store/store.h"
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* Messages in one MULTIAPPEND (RFC 3502). Each holds its spool file open
+ * until the command's one all-or-none transaction commits, so the count is
+ * bounded well below the process's file limit; past it the command gets a
+ * tagged NO [LIMIT] (before the "+" of a synchronising literal; a {N+} is
+ * read and dropped, the connection stays). Dovecot has no such cap (its
+ * maildir saves close each file). */
+#define IMAP_APPEND_MAX_MESSAGES 1000
+
 struct append_state {
 	unsigned n_cmds;      /* the command it belongs to (s->n_cmds then) */
-	struct store_spool *sp[IMAP_MAX_LITERALS];
-	size_t n;
+	struct store_spool **sp; /* n of them (cap allocated) */
+	size_t n, cap;
 	uint64_t left;        /* octets of the literal still to come */
 	bool discard;         /* this literal is read and dropped */
 	const char *fail_code; /* the command fails: NO [code] */
 	const char *fail_text;
 	bool paused;          /* input parked while the spool writes */
-	bool binary;          /* this literal is a literal8: held in lit8 */
-	struct buf lit8;
+	bool binary;          /* this literal is a literal8 */
+	bool nul;             /* ... and holds a NUL: converted after it */
+	bool filtering;       /* the conversion runs (store_spool_filter) */
+	bool orphan;          /* the session let go of it meanwhile */
+	struct imap_session *s; /* while filtering (held: busy) */
 	/* after store_append */
 	char *mailbox;
 	bool in_flight;
@@ -48,9 +61,9 @@ static void state_free(struct append_state **stp)
 		return;
 	for (size_t i = 0; i < a->n; i++)
 		store_spool_discard(&a->sp[i]);
+	free(a->sp);
 	free(a->mailbox);
 	free(a->reply_code);
-	buf_free(&a->lit8);
 	x_free(stp);
 }
 
@@ -78,6 +91,11 @@ static void append_job_abort(struct imap_session *s)
 	if (a->in_flight) {
 		/* store_append owns the spools; its callback frees a */
 		a->n = 0;
+		return;
+	}
+	if (a->filtering) {
+		/* a worker converts the last spool: its completion frees a */
+		a->orphan = true;
 		return;
 	}
 	state_free(&a);
@@ -168,9 +186,9 @@ bool imap_append_literal(struct imap_session *s)
 		}
 		free(err);
 	}
-	if (code == NULL && a->fail_code == NULL && a->n == IMAP_MAX_LITERALS) {
+	if (code == NULL && a->fail_code == NULL && a->n >= IMAP_APPEND_MAX_MESSAGES) {
 		code = "LIMIT";
-		text = "Too many messages in one APPEND";
+		text = "Too many messages in one APPEND (at most " STR(IMAP_APPEND_MAX_MESSAGES) ")";
 	}
 	if (code != NULL && r->lit_sync) {
 		/* RFC 7888 / RFC 9051 7.1: NO before "+"; the command is dropped */
@@ -181,7 +199,7 @@ bool imap_append_literal(struct imap_session *s)
 	}
 	a->left = r->lit_len;
 	a->binary = r->lit_binary;
-	buf_reset(&a->lit8);
+	a->nul = false;
 	a->discard = code != NULL || a->fail_code != NULL;
 	if (code != NULL) {
 		a->fail_code = code;
@@ -204,6 +222,10 @@ bool imap_append_literal(struct imap_session *s)
 			a->fail_text = "Cannot store now";
 		} else {
 			store_spool_async(sp, s->srv->workers, spool_ready, s);
+			if (a->n == a->cap) {
+				a->cap = a->cap ? a->cap * 2 : 4;
+				a->sp = xrealloc(a->sp, a->cap * sizeof *a->sp);
+			}
 			a->sp[a->n++] = sp;
 		}
 	}
@@ -215,23 +237,51 @@ bool imap_append_literal(struct imap_session *s)
 
 /* RFC 3516 4.4: a literal8 message may hold NUL and bare octets a plain
  * literal cannot carry; as Dovecot, its parts with Content-Transfer-Encoding
- * binary are stored base64-encoded (BINARY[] decodes them back), so BODY[]
- * and RFC822 stay 7-bit/8-bit text. The literal8 is held in memory (at most
- * APPENDLIMIT) for the MIME parse. */
-static void lit8_store(struct imap_session *s, struct append_state *a)
+ * binary (here: those holding a NUL, mime.h) are stored base64-encoded
+ * (BINARY[] decodes them back), so that BODY[] and RFC822 never carry a NUL.
+ * The literal8 streams to its spool like any message; one that holds a NUL
+ * is then rewritten by a worker in one pass over the spool file
+ * (store_spool_filter, mime_binary_convert): memory stays bounded whatever
+ * its size, and the loop never parses it. */
+static void lit8_sink(void *arg, const char *p, size_t n)
 {
-	struct buf conv = BUF_INIT;
-	const struct buf *m = &a->lit8;
-	if (a->lit8.len > 0 && mime_binary_to_base64(a->lit8.data, a->lit8.len, &conv))
-		m = &conv;
-	if (m->len > 0 && store_spool_write(a->sp[a->n - 1], m->data, m->len) < 0) {
-		log_err("imap %s: append spool write failed", s->base.ip);
+	store_spool_write(arg, p, n); /* an error is sticky: the filter fails */
+}
+
+static bool lit8_convert(void *arg, const char *msg, size_t len, struct store_spool *out)
+{
+	return mime_binary_convert(msg, len, lit8_sink, out);
+}
+
+static void literal_end(struct imap_session *s)
+{
+	imap_reader_external_done(&s->rd);
+	s->input = IMAP_IN_CMD;
+	imap_input_resume(s);
+}
+
+static void lit8_done(void *arg, int result)
+{
+	struct append_state *a = arg;
+	struct imap_session *s = a->s;
+
+	a->filtering = false;
+	if (a->orphan) {
+		/* the session let go of the command meanwhile */
+		state_free(&a);
+		session_release(&s->base);
+		return;
+	}
+	if (result < 0) {
+		log_err("imap %s: append of a literal8: conversion failed", s->base.ip);
 		a->discard = true;
 		a->fail_code = "UNAVAILABLE";
 		a->fail_text = "Cannot store now";
 	}
-	buf_free(&conv);
-	buf_free(&a->lit8);
+	session_unpark(&s->base);
+	if (session_release(&s->base) || !imap_alive(s))
+		return;
+	literal_end(s);
 }
 
 void imap_append_input(struct imap_session *s)
@@ -245,9 +295,7 @@ void imap_append_input(struct imap_session *s)
 	rb = &s->base.c->rbuf;
 	while (a->left > 0 && rb->len > 0) {
 		size_t n = rb->len < a->left ? rb->len : (size_t)a->left;
-		if (!a->discard && a->binary) {
-			buf_append(&a->lit8, rb->data, n);
-		} else if (!a->discard) {
+		if (!a->discard) {
 			struct store_spool *sp = a->sp[a->n - 1];
 			if (store_spool_busy(sp)) {
 				/* both buffers full: wait for the worker */
@@ -257,6 +305,8 @@ void imap_append_input(struct imap_session *s)
 				}
 				return;
 			}
+			if (a->binary && !a->nul)
+				a->nul = memchr(rb->data, '\0', n) != NULL;
 			if (store_spool_write(sp, rb->data, n) < 0) {
 				log_err("imap %s: append spool write failed", s->base.ip);
 				a->discard = true;
@@ -267,12 +317,18 @@ void imap_append_input(struct imap_session *s)
 		buf_consume(rb, n);
 		a->left -= n;
 	}
-	if (a->left == 0) {
-		if (!a->discard && a->binary)
-			lit8_store(s, a);
-		imap_reader_external_done(&s->rd);
-		s->input = IMAP_IN_CMD;
-		imap_input_resume(s);
+	if (a->left == 0 && !a->filtering) {
+		if (!a->discard && a->binary && a->nul) {
+			/* only a NUL needs the conversion (mime_binary_convert) */
+			a->filtering = true;
+			a->s = s;
+			session_park(&s->base);
+			s->base.busy++;
+			store_spool_filter(a->sp[a->n - 1], s->srv->workers, lit8_convert, lit8_done,
+					   a);
+			return;
+		}
+		literal_end(s);
 	}
 }
 
@@ -341,10 +397,10 @@ void imap_cmd_append(struct imap_session *s, const struct imap_arg *args)
 	struct append_state *a = state_of(s);
 	char *mailbox;
 	const struct imap_arg *p;
-	char *flags[IMAP_MAX_LITERALS];
-	time_t dates[IMAP_MAX_LITERALS];
-	int tzs[IMAP_MAX_LITERALS];
-	size_t n = 0;
+	char **flags;
+	time_t *dates;
+	int *tzs;
+	size_t n = 0, max;
 	const char *bad = NULL;
 
 	if (a == NULL || (a->n_cmds != s->n_cmds && a->n_cmds + 1 != s->n_cmds)) {
@@ -360,8 +416,13 @@ void imap_cmd_append(struct imap_session *s, const struct imap_arg *args)
 		append_job_abort(s);
 		return; /* answered */
 	}
+	/* one more than the literals streamed: a mismatch is seen */
+	max = a->n + 1;
+	flags = xcalloc(max, sizeof *flags);
+	dates = xcalloc(max, sizeof *dates);
+	tzs = xcalloc(max, sizeof *tzs);
 	p = &args[1];
-	while (p->type != IMAP_ARG_EOL && bad == NULL && n < IMAP_MAX_LITERALS) {
+	while (p->type != IMAP_ARG_EOL && bad == NULL && n < max) {
 		unsigned sys = 0;
 		struct buf kw = BUF_INIT, fb = BUF_INIT;
 		time_t t = 0;
@@ -394,6 +455,9 @@ void imap_cmd_append(struct imap_session *s, const struct imap_arg *args)
 	if (bad != NULL || a->fail_code != NULL) {
 		for (size_t i = 0; i < n; i++)
 			free(flags[i]);
+		free(flags);
+		free(dates);
+		free(tzs);
 		free(mailbox);
 		const char *code = a->fail_code, *text = a->fail_text;
 		append_job_abort(s);
@@ -417,4 +481,7 @@ void imap_cmd_append(struct imap_session *s, const struct imap_arg *args)
 		a->sp[i] = NULL; /* owned by the store */
 		free(flags[i]);
 	}
+	free(flags);
+	free(dates);
+	free(tzs);
 }

@@ -16,6 +16,7 @@
 
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "imap/selcmd.h"
 #include "imap/session.h"
 
 #define IMAP_MAX_LEVELS 32       /* hierarchy levels of a name */
@@ -161,6 +162,7 @@ void imap_store_error(struct imap_session *s, int result, const char *what)
 struct write_job {
 	struct imap_session *s;
 	const char *what; /* the command's name (static) */
+	char *sel_to; /* RENAME of the selected mailbox: its new name */
 };
 
 static void write_done(void *arg, int result)
@@ -169,9 +171,16 @@ static void write_done(void *arg, int result)
 	struct imap_session *s = j->s;
 	const char *what = j->what;
 
+	char *sel_to = j->sel_to;
+
 	free(j);
-	if (!imap_step_done(s))
+	if (!imap_step_done(s)) {
+		free(sel_to);
 		return;
+	}
+	if (sel_to != NULL && result == STORE_OK)
+		imap_sel_renamed(s, sel_to); /* RFC 9051 6.3.6: still selected */
+	free(sel_to);
 	if (result == STORE_OK)
 		imap_tagged(s, "OK", NULL, "%s completed", what);
 	else
@@ -288,15 +297,16 @@ void imap_cmd_rename(struct imap_session *s, const struct imap_arg *args)
 		/* RFC 9051 6.3.6: renaming INBOX moves its messages to the new
 		 * mailbox and leaves INBOX empty (the store does it) */
 		size_t fl = strlen(from);
+		struct write_job *j = write_start(s);
 		if (s->sel != NULL && strcmp(from, "INBOX") != 0 &&
 		    strncmp(s->sel->name, from, fl) == 0 &&
 		    (s->sel->name[fl] == '\0' || s->sel->name[fl] == IMAP_HIER_SEP)) {
-			/* the selected mailbox (or a parent) is renamed away by
-			 * this session: closed first, as at DELETE */
-			imap_unselect(s, false);
-			imap_untagged(s, "OK [CLOSED] Previous mailbox is now closed");
+			/* the selected mailbox (or a parent) is renamed by this
+			 * session: it stays selected under its new name (RFC 9051
+			 * 6.3.6, as Dovecot) */
+			j->sel_to = xasprintf("%s%s", to, s->sel->name + fl);
 		}
-		store_mailbox_rename(s->srv->st, s->user, from, to, write_done, write_start(s));
+		store_mailbox_rename(s->srv->st, s->user, from, to, write_done, j);
 	}
 	free(from);
 	free(to);

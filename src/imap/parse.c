@@ -46,6 +46,12 @@ static void reader_reset(struct imap_reader *r)
 	else
 		buf_reset(&r->cmd);
 	r->n_lits = 0;
+	r->n_inline = 0;
+	if (r->cap_lits > IMAP_MAX_LITERALS) {
+		/* a big MULTIAPPEND's table is given back, too */
+		x_free(&r->lits);
+		r->cap_lits = 0;
+	}
 	r->line_len = 0;
 	r->lit_left = 0;
 	r->lit_len = 0;
@@ -66,7 +72,10 @@ void imap_reader_next(struct imap_reader *r)
 void imap_reader_free(struct imap_reader *r)
 {
 	buf_free(&r->cmd);
+	x_free(&r->lits);
+	r->cap_lits = 0;
 	r->n_lits = 0;
+	r->n_inline = 0;
 	r->state = RS_LINE;
 }
 
@@ -91,10 +100,22 @@ void imap_reader_inline(struct imap_reader *r)
 	r->state = RS_LIT_CHECK;
 }
 
+/* A new entry of r->lits. Streamed literals are not counted against
+ * IMAP_MAX_LITERALS: each costs its announcement's octets of the command
+ * (max_command), and the caller keeps its octets. */
+static struct imap_lit *lit_add(struct imap_reader *r)
+{
+	if (r->n_lits == r->cap_lits) {
+		r->cap_lits = r->cap_lits ? r->cap_lits * 2 : 8;
+		r->lits = xrealloc(r->lits, r->cap_lits * sizeof *r->lits);
+	}
+	return &r->lits[r->n_lits++];
+}
+
 void imap_reader_external_done(struct imap_reader *r)
 {
 	x_assert(r->state == RS_LIT_EVENT || r->state == RS_EXTERNAL);
-	struct imap_lit *l = &r->lits[r->n_lits++];
+	struct imap_lit *l = lit_add(r);
 	l->off = r->cmd.len;
 	l->len = (size_t)r->lit_len;
 	l->binary = r->lit_binary;
@@ -154,22 +175,20 @@ static int literal_announced(const char *line, size_t n, uint64_t *len_r, bool *
 static enum imap_read_result literal_check(struct imap_reader *r)
 {
 	uint64_t room = r->max_command > r->cmd.len ? r->max_command - r->cmd.len : 0;
-	bool over =
-	    r->lit_len > r->max_literal || r->lit_len > room || r->n_lits >= IMAP_MAX_LITERALS;
+	bool many = r->n_inline >= IMAP_MAX_LITERALS;
+	bool over = r->lit_len > r->max_literal || r->lit_len > room || many;
 
 	if (!r->lit_sync && (over || r->lit_len > r->max_nonsync)) {
-		r->error = r->n_lits >= IMAP_MAX_LITERALS ? "Too many literals in command"
-		                                          : "Literal too big";
-		r->error_toobig = r->n_lits < IMAP_MAX_LITERALS;
+		r->error = many ? "Too many literals in command" : "Literal too big";
+		r->error_toobig = !many;
 		r->state = RS_FATAL;
 		return IMAP_READ_FATAL;
 	}
 	if (over) {
 		/* A refused synchronising literal is never sent (RFC 9051
 		 * 4.3): the command is dropped here, its octets not awaited. */
-		r->error = r->n_lits >= IMAP_MAX_LITERALS ? "Too many literals in command"
-		                                          : "Literal too big";
-		r->error_toobig = r->n_lits < IMAP_MAX_LITERALS;
+		r->error = many ? "Too many literals in command" : "Literal too big";
+		r->error_toobig = !many;
 		r->state = RS_BAD;
 		return IMAP_READ_BAD;
 	}
@@ -204,10 +223,6 @@ static enum imap_read_result line_end(struct imap_reader *r)
 			r->error_toobig = true;
 			r->state = RS_FATAL;
 			return IMAP_READ_FATAL;
-		}
-		if (r->n_lits >= IMAP_MAX_LITERALS) {
-			r->state = RS_LIT_CHECK; /* reports it */
-			return literal_check(r);
 		}
 		r->lit_external_ok = true;
 		r->state = RS_LIT_EVENT;
@@ -301,7 +316,8 @@ enum imap_read_result imap_reader_feed(struct imap_reader *r, struct buf *in)
 			i += take;
 			r->lit_left -= take;
 			if (r->lit_left == 0) {
-				struct imap_lit *l = &r->lits[r->n_lits++];
+				struct imap_lit *l = lit_add(r);
+				r->n_inline++;
 				l->off = r->lit_start;
 				l->len = (size_t)r->lit_len;
 				l->binary = r->lit_binary;

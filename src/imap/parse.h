@@ -29,7 +29,10 @@
 #include "core/buf.h"
 
 #define IMAP_MAX_DEPTH 16      /* parenthesised list nesting */
-#define IMAP_MAX_LITERALS 64   /* literals in one command */
+#define IMAP_MAX_LITERALS 64   /* literals held inline in one command; the
+				* ones the caller streams (APPEND's messages,
+				* IMAP_READ_LITERAL) are bounded only by the
+				* command's length (max_line, max_command) */
 
 struct imap_lit {
 	size_t off, len;  /* in r->cmd: the literal's octets */
@@ -68,7 +71,7 @@ struct imap_reader {
 	bool want_literal_events;
 	/* results */
 	struct buf cmd;       /* the command assembled so far / complete */
-	struct imap_lit lits[IMAP_MAX_LITERALS];
+	struct imap_lit *lits; /* n_lits of them (grown as needed) */
 	size_t n_lits;
 	uint64_t lit_len;     /* IMAP_READ_CONTINUE/LITERAL: announced size */
 	bool lit_sync;        /* IMAP_READ_CONTINUE: {N} (not {N+}) */
@@ -90,6 +93,8 @@ struct imap_reader {
 	bool lit_external_ok; /* LITERAL event pending a decision */
 	unsigned char tail_len; /* an over-long line's last octets, to see */
 	char tail[23];          /* whether it announced a literal */
+	size_t cap_lits;
+	size_t n_inline;        /* literals held inline (IMAP_MAX_LITERALS) */
 };
 #define IMAP_LITERAL_MINUS_MAX 4096 /* RFC 7888 3: LITERAL- */
 /* Literal events (want_literal_events), precisely. When a line ends with a

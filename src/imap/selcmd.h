@@ -104,5 +104,10 @@ uint32_t imap_recent_boundary(const char *user, const char *mailbox, uint32_t ui
 /* The client was shown uid's flags as of modseq (a FETCH or STORE
  * response): pending or in-flight older updates of it are dropped. */
 void imap_sel_reported(struct imap_session *s, uint32_t uid, uint64_t modseq);
+/* RENAME of the selected mailbox (or of a parent) by the session itself
+ * succeeded (RFC 9051 6.3.6; Dovecot keeps it selected): the selection
+ * goes on under name; the store's notice of the old name going away, which
+ * follows, does not end the session. */
+void imap_sel_renamed(struct imap_session *s, const char *name);
 
 #endif

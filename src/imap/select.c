@@ -63,6 +63,7 @@ struct imap_selsync {
 	 * HIGHESTMODSEQ of the pass's first snapshot */
 	uint32_t scan_from;
 	uint64_t scan_modseq;
+	bool renamed;            /* our RENAME's notice is to come */
 	uint32_t *new_uids;      /* read, not yet announced (EXISTS) */
 	size_t n_new, cap_new;
 	struct flag_upd *fl;     /* read, not yet announced (FETCH FLAGS) */
@@ -563,6 +564,11 @@ static void on_change(void *arg, const struct store_change *ch)
 		return;
 	switch (ch->kind) {
 	case STORE_CHANGE_DELETED:
+		if (y->renamed) {
+			/* our own RENAME (imap_sel_renamed): still selected */
+			y->renamed = false;
+			return;
+		}
 		/* RFC 9051 7.1.5: the mailbox is gone under the session */
 		store_unsubscribe(s->srv->st, &s->sel->sub);
 		if (imap_alive(s)) {
@@ -950,6 +956,19 @@ void imap_sel_reported(struct imap_session *s, uint32_t uid, uint64_t modseq)
 		y->shown[y->n_shown].modseq = modseq;
 		y->n_shown++;
 	}
+}
+
+void imap_sel_renamed(struct imap_session *s, const char *name)
+{
+	if (s->sel == NULL || s->sel->sync == NULL)
+		return;
+	free(s->sel->name);
+	s->sel->name = xstrdup(name);
+	if (s->sel->sub != NULL && s->srv != NULL)
+		store_sub_rename(s->sel->sub, name);
+	/* the subscription follows the mailbox (by id); the rename's own
+	 * "deleted" notice comes right after this, in the same loop step */
+	s->sel->sync->renamed = true;
 }
 
 void imap_sel_own_change(struct imap_session *s, uint64_t modseq)

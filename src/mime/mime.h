@@ -160,6 +160,13 @@ bool mime_search_address(const char *msg, size_t len, const struct mime_cache *m
  * carries NUL and BINARY[] gives the octets back. true with the converted
  * message appended to out; false (out untouched) if there is no such part. */
 bool mime_binary_to_base64(const char *msg, size_t len, struct buf *out);
+/* The same, the output given to sink(arg, p, n) in pieces of bounded size
+ * (the header and text between converted parts as slices of msg, base64 in
+ * chunks of a few KB), so that it can go to a file as it is made: memory is
+ * the MIME cache of msg, never a copy of it. Nothing is given to sink when
+ * false is returned. (src/mime/binary.c) */
+typedef void mime_sink_fn(void *arg, const char *p, size_t n);
+bool mime_binary_convert(const char *msg, size_t len, mime_sink_fn *sink, void *arg);
 
 /* The Date: header of the message as a time (for SENTBEFORE/SENTON/
  * SENTSINCE, which compare dates in the header's own zone): true with

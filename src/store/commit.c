@@ -56,6 +56,7 @@ struct store_spool {
 	bool committed; /* loop thread: store_commit took it */
 	bool unlink_at_free;
 	bool in_buf; /* committer: the whole message is in bbuf (for the cache) */
+	struct spool_filter *filter; /* store_spool_filter waiting for a write */
 	pthread_mutex_t wmu;
 	pthread_cond_t wcv;
 	enum { W_IDLE, W_QUEUED, W_RUNNING, W_TAKEN } wstate; /* under wmu */
@@ -241,6 +242,7 @@ static void spool_write_work(void *arg)
 }
 
 static void spool_write_done(void *arg);
+static void spool_filter_start(struct store_spool *sp);
 
 /* Hands the full buffer to a worker; the caller keeps filling the other. */
 static void spool_write_start(struct store_spool *sp)
@@ -298,6 +300,10 @@ static void spool_write_done(void *arg)
 		return; /* the committer has it (and waited for this write) */
 	if (sp->werr && !sp->err)
 		sp->err = sp->werr;
+	if (sp->filter != NULL) {
+		spool_filter_start(sp); /* the rest is written by the filter */
+		return;
+	}
 	if (!sp->err && sp->blen >= SPOOL_BUF_SIZE)
 		spool_write_start(sp);
 	/* Last: the callback may discard the spool. */
@@ -388,6 +394,95 @@ void store_spool_discard(struct store_spool **spp)
 	*spp = NULL;
 	sp->ready = NULL;
 	spool_free(sp, true); /* or the completion of a write in flight does */
+}
+
+/* ---- rewriting a spool (store_spool_filter) ---- */
+
+struct spool_filter {
+	struct store_spool *sp;
+	struct pool *pool;
+	store_spool_filter_fn *fn;
+	store_spool_filter_done_fn *done;
+	void *arg;
+	int result;
+};
+
+/* Worker: the spool is the filter's alone (no write in flight, the loop
+ * thread waits for done). Its last bytes are written, the file mapped
+ * read-only (page cache, not the process's heap), and a replacement written
+ * through a spool of its own without async (writes on this thread). */
+static void spool_filter_work(void *arg)
+{
+	struct spool_filter *f = arg;
+	struct store_spool *sp = f->sp, *out;
+	struct store *st = sp->st;
+	char *err = NULL;
+	void *m = NULL;
+	int fd;
+
+	f->result = -1;
+	if (sp->err || spool_flush(sp) < 0)
+		return;
+	fd = openat(st->spool_dfd, sp->name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (sp->size > 0 &&
+	    (m = mmap(NULL, sp->size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED) {
+		close(fd);
+		return;
+	}
+	out = store_spool_new(st, &err);
+	free(err);
+	bool replaced = out != NULL && f->fn(f->arg, m != NULL ? m : "", sp->size, out);
+	if (m != NULL)
+		munmap(m, sp->size);
+	close(fd);
+	if (out == NULL)
+		return;
+	if (!replaced) {
+		spool_free(out, true);
+		f->result = 0;
+		return;
+	}
+	if (out->err || spool_flush(out) < 0) {
+		spool_free(out, true);
+		return;
+	}
+	/* out's file takes the place of sp's */
+	close(sp->fd);
+	unlinkat(st->spool_dfd, sp->name, 0);
+	sp->fd = out->fd;
+	memcpy(sp->name, out->name, sizeof sp->name);
+	sp->size = out->size;
+	out->fd = -1;
+	spool_free(out, false);
+	f->result = 0;
+}
+
+static void spool_filter_done(void *arg)
+{
+	struct spool_filter *f = arg;
+
+	f->sp->filter = NULL;
+	f->done(f->arg, f->result);
+	free(f);
+}
+
+static void spool_filter_start(struct store_spool *sp)
+{
+	pool_submit(sp->filter->pool, spool_filter_work, spool_filter_done, sp->filter);
+}
+
+void store_spool_filter(struct store_spool *sp, struct pool *p, store_spool_filter_fn *fn,
+			store_spool_filter_done_fn *done, void *arg)
+{
+	struct spool_filter *f = xcalloc(1, sizeof *f);
+
+	*f = (struct spool_filter){sp, p, fn, done, arg, 0};
+	sp->filter = f;
+	if (!sp->writing)
+		spool_filter_start(sp);
+	/* else spool_write_done starts it once the write in flight ended */
 }
 
 /* ---- requests ---- */

@@ -13,11 +13,14 @@
 #include "store/store_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -278,4 +281,89 @@ void store_expunge(struct store *st, const char *user, const char *mailbox, uint
 		return;
 	}
 	store_job_queue(st, &j->job);
+}
+
+/* ---- mailbox changes made by another process (the admin CLI) ----
+ * The in-process notices above do not reach a daemon from `postern mailbox
+ * delete|rename`: that process touches a marker file after its change, the
+ * daemon watches it (inotify) and checks each subscription's mailbox again:
+ * one that is gone or now has another name gets STORE_CHANGE_DELETED (an
+ * IMAP session says BYE, as Dovecot when a mailbox is deleted underneath). */
+#define STORE_MAILBOXES_MARK "mailboxes.changed"
+
+void store_sub_rename(struct store_sub *sub, const char *mailbox)
+{
+	free(sub->mailbox);
+	sub->mailbox = xstrdup(mbox_name(mailbox));
+}
+
+void store_mailboxes_changed(struct store *st)
+{
+	char *path = xasprintf("%s/%s", st->dir, STORE_MAILBOXES_MARK);
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		futimens(fd, NULL); /* IN_ATTRIB for the watcher */
+		close(fd);
+	}
+	free(path);
+}
+
+int store_mailboxes_watch(struct store *st)
+{
+	char *path = xasprintf("%s/%s", st->dir, STORE_MAILBOXES_MARK);
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	int ifd = -1;
+	if (fd >= 0) {
+		close(fd);
+		ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+		if (ifd >= 0 && inotify_add_watch(ifd, path, IN_ATTRIB | IN_CLOSE_WRITE) < 0) {
+			close(ifd);
+			ifd = -1;
+		}
+	}
+	if (ifd < 0)
+		log_warn("store: not watching %s: %s", path, strerror(errno));
+	free(path);
+	return ifd;
+}
+
+void store_mailboxes_recheck(struct store *st, int fd)
+{
+	char ev[4096];
+	size_t n = 0, cap = 0;
+	struct store_sub **gone = NULL;
+
+	while (read(fd, ev, sizeof ev) > 0)
+		;
+	/* INBOX always exists (RFC 9051 6.3.6); the others by name and id */
+	for (struct store_sub *sub = st->subs; sub != NULL; sub = sub->next) {
+		int64_t user_id = 0, mailbox_id = 0;
+		char *err = NULL;
+		if (sub->dead || sub->inbox)
+			continue;
+		int r = store_db_mailbox(&st->main, sub->user, sub->mailbox, false, &user_id,
+					 &mailbox_id, NULL, &err);
+		free(err);
+		if (r < 0 || (r == 1 && mailbox_id == sub->mailbox_id))
+			continue; /* an error: maybe next time */
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			gone = xrealloc(gone, cap * sizeof *gone);
+		}
+		gone[n++] = sub;
+	}
+	st->notifying++;
+	for (size_t i = 0; i < n; i++) {
+		struct store_change ch = {.kind = STORE_CHANGE_DELETED};
+		if (gone[i]->dead)
+			continue;
+		ch.user = gone[i]->user;
+		ch.mailbox = gone[i]->mailbox;
+		gone[i]->cb(gone[i]->arg, &ch);
+	}
+	free(gone);
+	/* the same sweep as a notification round's end */
+	struct store_change none = {.kind = STORE_CHANGE_NEW};
+	st->notifying--;
+	notify(st, &none, -1, -1);
 }

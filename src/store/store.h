@@ -148,6 +148,22 @@ void store_spool_async(struct store_spool *sp, struct pool *p, store_spool_cb *r
 bool store_spool_busy(const struct store_spool *sp);
 size_t store_spool_size(const struct store_spool *sp);
 void store_spool_discard(struct store_spool **spp);
+/* Rewrites a spool's bytes before its commit (IMAP APPEND of a literal8,
+ * RFC 3516 4.4). The caller has written the whole message and writes no
+ * more. Once every write of sp has reached its file, on a worker of p,
+ * fn(arg, msg, len, out) runs with the bytes mapped read-only (msg valid
+ * during the call only; "" for an empty spool) and out a new spool that fn
+ * may write (store_spool_write there runs on that worker); fn returns true
+ * if out holds the new content (its file then replaces sp's: sp holds the
+ * new bytes), false to keep sp as it is. Then done(arg, result) runs on the
+ * loop thread: 0, or -1 if a read or write failed (discard sp then). From
+ * the call until done, sp must not be written, committed or discarded.
+ * Memory: the mapping (page cache), not a copy, whatever the size. */
+typedef bool store_spool_filter_fn(void *arg, const char *msg, size_t len,
+				   struct store_spool *out);
+typedef void store_spool_filter_done_fn(void *arg, int result);
+void store_spool_filter(struct store_spool *sp, struct pool *p, store_spool_filter_fn *fn,
+			store_spool_filter_done_fn *done, void *arg);
 
 struct store_remote_rcpt {
 	const char *addr;
@@ -315,6 +331,21 @@ struct store_sub *store_subscribe(struct store *st, const char *user, const char
 /* Cancels and frees *subp if not NULL; sets *subp = NULL. No callback for it
  * follows, even within the notification round in progress. */
 void store_unsubscribe(struct store *st, struct store_sub **subp);
+/* The subscriber's mailbox was renamed by the subscriber itself (IMAP
+ * RENAME of the selected mailbox): the subscription follows it. */
+void store_sub_rename(struct store_sub *sub, const char *mailbox);
+/* Mailbox deletes and renames by another process (the admin CLI) do not
+ * reach this process's subscribers by themselves. The admin process calls
+ * store_mailboxes_changed() after such a change (it touches a marker file
+ * in the data directory); the daemon watches the marker
+ * (store_mailboxes_watch: an inotify fd for its loop, -1 if not possible)
+ * and on each event calls store_mailboxes_recheck(st, fd) on the loop
+ * thread: every subscription whose mailbox (by name and id) is gone gets
+ * STORE_CHANGE_DELETED. One indexed read per subscription, on an admin
+ * change only. */
+void store_mailboxes_changed(struct store *st);
+int store_mailboxes_watch(struct store *st);
+void store_mailboxes_recheck(struct store *st, int fd);
 
 /* ==== IMAP: mailboxes, message state, quotas, the MIME cache ============
  * (mailbox.c, flags.c, ...: the store side of IMAP.) Mailbox names are

@@ -8,7 +8,8 @@
  *     parentheses, quoted strings without CR, LF or 8-bit bytes, literals
  *     {N}\r\n followed by N bytes, atoms and numbers;
  *   - every section resolves inside the message;
- *   - a corrupted cache is rejected or stays inside its bytes. */
+ *   - a corrupted cache is rejected or stays inside its bytes;
+ *   - the literal8 conversion (mime_binary_to_base64) runs on any input. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,6 +168,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			exercise(msg, len, &mc, opt, needle, false);
 		}
 	}
+	/* the literal8 conversion (binary.c): out untouched when false */
+	struct buf conv = BUF_INIT;
+	if (!mime_binary_to_base64(msg, len, &conv))
+		x_assert(conv.len == 0);
+	buf_free(&conv);
 	buf_free(&cache);
 	buf_free(&words);
 	free(msg);

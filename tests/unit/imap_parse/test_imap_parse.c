@@ -157,6 +157,51 @@ static void test_framing_limits(void)
 	imap_reader_free(&lim);
 }
 
+/* Streamed literals (APPEND's messages) are not limited in number, only by
+ * the command's length; inline ones are (IMAP_MAX_LITERALS): a {N} past it
+ * is BAD, a {N+} FATAL. */
+static void test_many_literals(void)
+{
+	struct buf in = BUF_INIT, want = BUF_INIT, out = BUF_INIT;
+	size_t i;
+
+	buf_appends(&in, "a APPEND box");
+	for (i = 0; i < 300; i++)
+		buf_appends(&in, " {1+}\r\nx");
+	buf_appends(&in, "\r\n");
+	for (i = 0; i < 300; i++)
+		buf_appends(&want, "L1+;");
+	buf_appends(&want, "Ca|APPEND|box");
+	for (i = 0; i < 300; i++)
+		buf_appends(&want, " {1:X}");
+	buf_appends(&want, ";");
+	drive(in.data, in.len, 0, DM_EVENTS_EXTERNAL, NULL, &out);
+	CHECK_STR(0, out.data, want.data);
+	buf_reset(&out);
+	drive(in.data, in.len, 7, DM_EVENTS_EXTERNAL, NULL, &out);
+	CHECK_STR(1, out.data, want.data);
+
+	/* inline: the 65th {1+} is fatal, the 65th {1} refused with BAD */
+	buf_reset(&out);
+	buf_reset(&want);
+	drive(in.data, in.len, 0, DM_ACCEPT, NULL, &out);
+	CHECK_STR(2, out.data, "FToo many literals in command;");
+	buf_reset(&in);
+	buf_appends(&in, "b X");
+	for (i = 0; i < 65; i++)
+		buf_appends(&in, " {1}\r\ny");
+	buf_appends(&in, "\r\nc NOOP\r\n");
+	buf_reset(&out);
+	drive(in.data, in.len, 0, DM_ACCEPT, NULL, &out);
+	for (i = 0; i < 64; i++)
+		buf_appends(&want, "+;");
+	buf_appends(&want, "Bb|Too many literals in command;");
+	CHECK(out.len > want.len && memcmp(out.data, want.data, want.len) == 0);
+	buf_free(&in);
+	buf_free(&want);
+	buf_free(&out);
+}
+
 static void test_framing(void)
 {
 	static const struct {
@@ -1346,6 +1391,7 @@ int main(void)
 {
 	test_run("framing", test_framing);
 	test_run("framing_limits", test_framing_limits);
+	test_run("many_literals", test_many_literals);
 	test_run("args", test_args);
 	test_run("values", test_values);
 	test_run("seqset", test_seqset);
