@@ -328,6 +328,31 @@ class ImapClient(LineClient):
         self._starttls()
         return r
 
+    def read_response_raw(self, tag):
+        """Like read_response, with the bytes kept exact: (untagged, tagged
+        line), each untagged response a (text, [literal bytes]) pair whose
+        text holds {N} where each literal stood."""
+        untagged = []
+        deadline = time.monotonic() + self.timeout
+        while True:
+            text, lits = b"", []
+            while True:
+                while b"\r\n" not in self.buf:
+                    self._fill(deadline)
+                line, self.buf = self.buf.split(b"\r\n", 1)
+                text += line
+                m = re.search(rb"\{(\d+)\}$", line)
+                if not m:
+                    break
+                n = int(m.group(1))
+                while len(self.buf) < n:
+                    self._fill(deadline)
+                lits.append(self.buf[:n])
+                self.buf = self.buf[n:]
+            if text.startswith(tag.encode() + b" "):
+                return untagged, text.decode("utf-8", "replace")
+            untagged.append((text, lits))
+
 
 def dot_stuff(message):
     if isinstance(message, str):
@@ -543,6 +568,28 @@ class Postern:
     def messages(self, user, mailbox=None):
         """All stored messages of user's mailbox as bytes, in UID order."""
         return [self.mail_cat(user, m[0], mailbox) for m in self.mail_list(user, mailbox)]
+
+    def fetch_messages(self, user, mailbox="INBOX", password=None):
+        """{uid: stored message bytes} of user's mailbox, all in one IMAP
+        session (EXAMINE, UID FETCH 1:* BODY.PEEK[]): the bytes `mail cat`
+        prints, without one CLI process per message (a few hundred ms each
+        under the sanitizers)."""
+        with self.imap_login(user, password) as c:
+            r = c.cmd("EXAMINE " + imap_quote(mailbox))
+            assert r.ok, r
+            tag = c.next_tag()
+            c.send(tag + " UID FETCH 1:* (UID BODY.PEEK[])\r\n")
+            untagged, tagged = c.read_response_raw(tag)
+            assert tagged.split(" ", 2)[1] == "OK", tagged
+            c.cmd("LOGOUT")
+        out = {}
+        for text, lits in untagged:
+            m = re.search(rb"\bUID (\d+)", text)
+            if not re.match(rb"^\* \d+ FETCH ", text) or not m:
+                continue
+            assert len(lits) == 1 and b"BODY[] {" in text, "unexpected FETCH response %r" % text[:200]
+            out[int(m.group(1))] = lits[0]
+        return dict(sorted(out.items()))
 
     def count(self, user):
         return len(self.mail_list(user))

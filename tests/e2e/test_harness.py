@@ -108,3 +108,21 @@ def test_log_path_files_are_read(tmp_path, bad_prog):
     with pytest.raises(SanitizerReport, match="heap-buffer-overflow"):
         srv.check_sanitizers()
     srv.check_sanitizers()
+
+
+def test_fetch_messages_equals_mail_cat(server):
+    """Postern.fetch_messages (one IMAP session) returns, per UID, exactly the
+    bytes `mail cat` prints: it stands in for one CLI run per message."""
+    from conftest import make_message
+    user = "bob@example.test"
+    bodies = ["plain text\r\n", ".leading dot\r\n..two\r\n", "8-bit: \u00e9t\u00e9 \u2603\r\n",
+              "no final newline", ("y" * 900 + "\r\n") * 80]
+    with server.client("mx") as c:
+        c.ehlo()
+        for i, b in enumerate(bodies):
+            r = c.mail("s@remote.test", [user], make_message("s@remote.test", user, "harness %d" % i, b))
+            assert r.code == 250, r
+    got = server.fetch_messages(user)
+    want = {m[0]: server.mail_cat(user, m[0]) for m in server.mail_list(user)}
+    assert len(want) == len(bodies)
+    assert got == want
