@@ -59,8 +59,10 @@ unit: $(UNIT_BIN)
 # one test file per worker at a time (--dist loadfile: a module's shared
 # daemon stays in one worker; every daemon has its own 127.x.y.z address and
 # free ports). Most of a test's time is waiting on sockets and timeouts, so
-# 4 workers pay off even on 2 cores. E2E_JOBS=0, or no xdist: one process.
-E2E_JOBS ?= 4
+# 3 workers pay off even on 2 cores (more make the CPU-heavy files, e.g.
+# test_durability under the sanitizers, crowd the timing-sensitive ones).
+# E2E_JOBS=0, or no xdist: one process.
+E2E_JOBS ?= 3
 PYTEST   := /usr/bin/python3 -m pytest
 E2E_ARGS ?= $(if $(filter-out 0,$(E2E_JOBS)),$(if $(shell /usr/bin/python3 -c 'import xdist' 2>/dev/null && echo y),-n $(E2E_JOBS) --dist loadfile))
 

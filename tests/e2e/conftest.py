@@ -333,8 +333,8 @@ class ImapClient(LineClient):
         line), each untagged response a (text, [literal bytes]) pair whose
         text holds {N} where each literal stood."""
         untagged = []
-        deadline = time.monotonic() + self.timeout
         while True:
+            deadline = time.monotonic() + self.timeout  # per response, as readline
             text, lits = b"", []
             while True:
                 while b"\r\n" not in self.buf:
@@ -573,8 +573,9 @@ class Postern:
         """{uid: stored message bytes} of user's mailbox, all in one IMAP
         session (EXAMINE, UID FETCH 1:* BODY.PEEK[]): the bytes `mail cat`
         prints, without one CLI process per message (a few hundred ms each
-        under the sanitizers)."""
-        with self.imap_login(user, password) as c:
+        under the sanitizers). The CLI's timeout per response: a daemon busy
+        with thousands of fresh messages may take long to log in."""
+        with self.imap_login(user, password, timeout=CLI_TIMEOUT) as c:
             r = c.cmd("EXAMINE " + imap_quote(mailbox))
             assert r.ok, r
             tag = c.next_tag()
