@@ -286,23 +286,32 @@ class ImapClient(LineClient):
     def _greeting(self):
         return self.readline()
 
-    def readline(self):
-        """One response line; a literal {N} at its end is read and joined in."""
+    def _response_line(self):
+        """One response line as bytes, literals kept apart: ([the line's
+        pieces, each but the last ending in {N}], [the N-byte literals])."""
         deadline = time.monotonic() + self.timeout
-        out = b""
+        pieces, lits = [], []
         while True:
             while b"\r\n" not in self.buf:
                 self._fill(deadline)
             line, self.buf = self.buf.split(b"\r\n", 1)
-            out += line
+            pieces.append(line)
             m = re.search(rb"\{(\d+)\}$", line)
             if not m:
-                return out.decode("utf-8", "replace")
+                return pieces, lits
             n = int(m.group(1))
             while len(self.buf) < n:
                 self._fill(deadline)
-            out += b"\r\n" + self.buf[:n]
+            lits.append(self.buf[:n])
             self.buf = self.buf[n:]
+
+    def readline(self):
+        """One response line; a literal {N} at its end is read and joined in."""
+        pieces, lits = self._response_line()
+        out = pieces[0]
+        for lit, piece in zip(lits, pieces[1:]):
+            out += b"\r\n" + lit + piece
+        return out.decode("utf-8", "replace")
 
     def next_tag(self):
         self.n += 1
@@ -334,21 +343,8 @@ class ImapClient(LineClient):
         text holds {N} where each literal stood."""
         untagged = []
         while True:
-            deadline = time.monotonic() + self.timeout  # per response, as readline
-            text, lits = b"", []
-            while True:
-                while b"\r\n" not in self.buf:
-                    self._fill(deadline)
-                line, self.buf = self.buf.split(b"\r\n", 1)
-                text += line
-                m = re.search(rb"\{(\d+)\}$", line)
-                if not m:
-                    break
-                n = int(m.group(1))
-                while len(self.buf) < n:
-                    self._fill(deadline)
-                lits.append(self.buf[:n])
-                self.buf = self.buf[n:]
+            pieces, lits = self._response_line()
+            text = b"".join(pieces)
             if text.startswith(tag.encode() + b" "):
                 return untagged, text.decode("utf-8", "replace")
             untagged.append((text, lits))
