@@ -2,7 +2,8 @@
 #   make            build ./postern
 #   make test       unit tests and end-to-end tests
 #   make unit       unit tests only
-#   make e2e        end-to-end tests only (pytest)
+#   make e2e        end-to-end tests only (pytest; E2E_JOBS parallel workers, see below)
+#   make e2e-san    end-to-end tests against build-san/postern (ASan+UBSan)
 #   make deps       install the Debian packages in scripts/debian-packages.txt
 #   make SAN=1      build with ASan+UBSan (into build-san/)
 #   make CC=clang   build with clang
@@ -54,8 +55,25 @@ unit: $(UNIT_BIN)
 	  if ./$$t; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$t"; fi; \
 	done; echo "unit binaries: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 
+# The e2e suite runs in E2E_JOBS pytest-xdist workers (python3-pytest-xdist),
+# one test file per worker at a time (--dist loadfile: a module's shared
+# daemon stays in one worker; every daemon has its own 127.x.y.z address and
+# free ports). Most of a test's time is waiting on sockets and timeouts, so
+# 3 workers pay off even on 2 cores (more make the CPU-heavy files, e.g.
+# test_durability under the sanitizers, crowd the timing-sensitive ones).
+# E2E_JOBS=0, or no xdist: one process.
+E2E_JOBS ?= 3
+PYTEST   := /usr/bin/python3 -m pytest
+E2E_ARGS ?= $(if $(filter-out 0,$(E2E_JOBS)),$(if $(shell /usr/bin/python3 -c 'import xdist' 2>/dev/null && echo y),-n $(E2E_JOBS) --dist loadfile))
+
 e2e: postern
-	/usr/bin/python3 -m pytest -q tests/e2e
+	$(PYTEST) -q $(E2E_ARGS) tests/e2e
+
+# The sanitizer build's daemon; conftest.py fails a test whose daemon or CLI
+# run wrote an ASan/UBSan (or LeakSanitizer) report.
+e2e-san:
+	$(MAKE) SAN=1 build-san/postern
+	POSTERN_BIN=$(CURDIR)/build-san/postern $(PYTEST) -q $(E2E_ARGS) tests/e2e
 
 test: unit e2e
 
@@ -110,7 +128,7 @@ format:
 clean:
 	rm -rf build build-san postern
 
-.PHONY: all unit e2e test deps format clean postern fuzz fuzz-smoke
+.PHONY: all unit e2e e2e-san test deps format clean postern fuzz fuzz-smoke
 .SECONDARY:
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) $(FUZZ_BIN:=.d) \
 	 $(wildcard $(BUILD)/tests/unit/*/*.d)

@@ -11,89 +11,17 @@
  * Small and single-threaded so that the client, not the server, stays cheap.
  * Loopback only (127.0.0.1). Any -ERR or unexpected close is fatal. */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#define LOAD_PROG "pop3-load"
+#include "load-common.h"
+
 #include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "pop3-load: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-	exit(1);
-}
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static double cpu(void)
-{
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
-	       ru.ru_stime.tv_usec / 1e6;
-}
-
-static int dial(int port, int nonblock)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-	int one = 1, fd = socket(AF_INET, SOCK_STREAM | (nonblock ? SOCK_NONBLOCK : 0), 0);
-	if (fd < 0)
-		die("socket: %s", strerror(errno));
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS)
-		die("connect: %s", strerror(errno));
-	return fd;
-}
-
-static void send_all(int fd, const char *s, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, s, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			die("write: %s", strerror(errno));
-		s += w;
-		n -= (size_t)w;
-	}
-}
 
 /* ---- retr: blocking, one session ---- */
 
-static char rbuf[1 << 18];
-static size_t rlen, rpos;
-
 static int getbyte(int fd)
 {
-	if (rpos == rlen) {
-		ssize_t r;
-		do
-			r = read(fd, rbuf, sizeof(rbuf));
-		while (r < 0 && errno == EINTR);
-		if (r <= 0)
-			die("server closed the connection");
-		rlen = (size_t)r;
-		rpos = 0;
-	}
+	if (rpos == rlen)
+		fill_from(fd);
 	return (unsigned char)rbuf[rpos++];
 }
 

@@ -771,13 +771,20 @@ static void print_name(void *arg, const char *name, const char *detail)
 		printf("%s\n", name);
 }
 
-static int report(int r, char *err)
+/* Takes the address of the error text, not its value: in
+ * report(store_x(..., &err), err) the order in which C evaluates the two
+ * arguments is unspecified, and gcc read err (NULL) before the call set it,
+ * so the message was lost ("postern: failed") and leaked. */
+static int report(int r, char **errp)
 {
+	char *err = *errp;
+	*errp = NULL;
 	if (r < 0) {
 		fprintf(stderr, "postern: %s\n", err ? err : "failed");
 		free(err);
 		return 1;
 	}
+	free(err);
 	return 0;
 }
 
@@ -788,7 +795,7 @@ static int cmd_domain(struct store *st, int argc, char **argv)
 		return store_domain_list(st, print_name, NULL) < 0;
 	if (argc == 2 && strcmp(argv[0], "add") == 0) {
 		if (store_domain_add(st, argv[1], &err) < 0)
-			return report(-1, err);
+			return report(-1, &err);
 		/* RFC 5321 4.5.1: every mail domain must accept postmaster. */
 		struct store_targets t = {0, NULL};
 		char *addr = xasprintf("postmaster@%s", argv[1]);
@@ -811,7 +818,7 @@ static int cmd_domain(struct store *st, int argc, char **argv)
 		return 0;
 	}
 	if (argc == 2 && strcmp(argv[0], "del") == 0)
-		return report(store_domain_del(st, argv[1], &err), err);
+		return report(store_domain_del(st, argv[1], &err), &err);
 	usage(stderr);
 	return 2;
 }
@@ -823,14 +830,14 @@ static int cmd_user(struct store *st, int argc, char **argv)
 	if (argc >= 1 && strcmp(argv[0], "list") == 0 && argc <= 2)
 		return store_user_list(st, argc == 2 ? argv[1] : NULL, print_name, NULL) < 0;
 	if (argc == 2 && strcmp(argv[0], "del") == 0)
-		return report(store_user_del(st, argv[1], &err), err);
+		return report(store_user_del(st, argv[1], &err), &err);
 	if (argc == 4 && strcmp(argv[0], "add") == 0 && strcmp(argv[2], "--hash") == 0) {
 		/* Imported hashes are checked for a scheme we can verify. */
 		if (password_verify(argv[3], "") < 0) {
 			fprintf(stderr, "postern: unsupported or malformed hash\n");
 			return 1;
 		}
-		return report(store_user_add(st, argv[1], argv[3], &err), err);
+		return report(store_user_add(st, argv[1], argv[3], &err), &err);
 	}
 	if (argc == 2 && (strcmp(argv[0], "add") == 0 || strcmp(argv[0], "passwd") == 0)) {
 		if ((pw = read_password()) == NULL)
@@ -843,7 +850,7 @@ static int cmd_user(struct store *st, int argc, char **argv)
 		else
 			r = store_user_passwd(st, argv[1], hash, &err);
 		free(hash);
-		return report(r, err);
+		return report(r, &err);
 	}
 	usage(stderr);
 	return 2;
@@ -857,11 +864,11 @@ static int cmd_alias(struct store *st, int argc, char **argv)
 	if (argc >= 3 && strcmp(argv[0], "add") == 0) {
 		for (int i = 2; i < argc; i++)
 			if (store_alias_add(st, argv[1], argv[i], &err) < 0)
-				return report(-1, err);
+				return report(-1, &err);
 		return 0;
 	}
 	if ((argc == 2 || argc == 3) && strcmp(argv[0], "del") == 0)
-		return report(store_alias_del(st, argv[1], argc == 3 ? argv[2] : NULL, &err), err);
+		return report(store_alias_del(st, argv[1], argc == 3 ? argv[2] : NULL, &err), &err);
 	usage(stderr);
 	return 2;
 }
@@ -1009,12 +1016,12 @@ static int cmd_quota(struct store *st, int argc, char **argv)
 					" a number; 0 = none)\n");
 			return 2;
 		}
-		return report(store_quota_set(st, argv[1], storage, messages, &err), err);
+		return report(store_quota_set(st, argv[1], storage, messages, &err), &err);
 	}
 	if (argc == 2 && strcmp(argv[0], "get") == 0) {
 		struct store_quota q;
 		if (store_quota_get(st, argv[1], &q, &err) < 0)
-			return report(-1, err);
+			return report(-1, &err);
 		printf("storage used=%llu limit=%llu\nmessages used=%llu limit=%llu\n",
 		       (unsigned long long)q.storage_used, (unsigned long long)q.storage_limit,
 		       (unsigned long long)q.message_used, (unsigned long long)q.message_limit);
@@ -1030,7 +1037,7 @@ static int cmd_mail(struct store *st, int argc, char **argv)
 	if ((argc == 2 || argc == 3) && strcmp(argv[0], "list") == 0)
 		return report(store_mail_list(st, argv[1], argc == 3 ? argv[2] : NULL, print_mail,
 					      NULL, &err),
-			      err);
+			      &err);
 	if ((argc == 3 || argc == 4) && strcmp(argv[0], "cat") == 0) {
 		char *end;
 		unsigned long uid = strtoul(argv[2], &end, 10);
@@ -1041,7 +1048,7 @@ static int cmd_mail(struct store *st, int argc, char **argv)
 		}
 		if (store_mail_open(st, argv[1], argc == 4 ? argv[3] : NULL, 0, (uint32_t)uid, &fd,
 				    &err) < 0)
-			return report(-1, err);
+			return report(-1, &err);
 		int r = cat_fd(fd);
 		close(fd);
 		return r < 0 || fflush(stdout) != 0;

@@ -100,8 +100,11 @@ class ClosedError(Exception):
     pass
 
 
-class Client:
-    """Raw SMTP client: send bytes, read replies. No hidden retries."""
+class LineClient:
+    """What the SMTP and the IMAP client share: a connected socket (TLS at once
+    if asked), bytes out, a receive buffer filled within a deadline, and the
+    checks for a closed connection and for unsolicited bytes. Subclasses read
+    the greeting in _greeting()."""
 
     def __init__(self, host, port, tls=False, timeout=SOCK_TIMEOUT, read_greeting=True, source=None):
         self.host, self.port, self.timeout = host, port, timeout
@@ -111,7 +114,14 @@ class Client:
         if tls:
             self.sock = client_tls_context().wrap_socket(self.sock)
         self.buf = b""
-        self.greeting = self.reply() if read_greeting else None
+        self._init_state()
+        self.greeting = self._greeting() if read_greeting else None
+
+    def _init_state(self):
+        pass
+
+    def _greeting(self):
+        raise NotImplementedError
 
     def close(self):
         try:
@@ -137,6 +147,50 @@ class Client:
         if not chunk:
             raise ClosedError("connection closed; pending %r" % self.buf[:200])
         self.buf += chunk
+
+    def _starttls(self):
+        """Wraps the socket after the server's go-ahead; no byte may follow it."""
+        assert self.buf == b"", "server sent bytes after its reply to STARTTLS: %r" % self.buf
+        self.sock = client_tls_context().wrap_socket(self.sock)
+
+    def expect_closed(self, timeout=5.0):
+        """True if the server closes the connection within timeout (any pending
+        bytes are collected into self.buf)."""
+        deadline = time.monotonic() + timeout
+        self.sock.settimeout(0.5)
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    chunk = self.sock.recv(65536)
+                except socket.timeout:
+                    continue
+                except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+                    return True
+                if not chunk:
+                    return True
+                self.buf += chunk
+            return False
+        finally:
+            self.sock.settimeout(self.timeout)
+
+    def pending(self, wait=0.5):
+        """Bytes that arrive within wait seconds without being asked for."""
+        self.sock.settimeout(wait)
+        try:
+            chunk = self.sock.recv(65536)
+            self.buf += chunk
+        except (socket.timeout, ssl.SSLWantReadError):
+            pass
+        finally:
+            self.sock.settimeout(self.timeout)
+        return self.buf
+
+
+class Client(LineClient):
+    """Raw SMTP client: send bytes, read replies. No hidden retries."""
+
+    def _greeting(self):
+        return self.reply()
 
     def readline(self):
         deadline = time.monotonic() + self.timeout
@@ -168,8 +222,7 @@ class Client:
     def starttls(self):
         r = self.cmd("STARTTLS")
         assert r.code == 220, r
-        assert self.buf == b"", "server sent bytes after 220 to STARTTLS: %r" % self.buf
-        self.sock = client_tls_context().wrap_socket(self.sock)
+        self._starttls()
         return r
 
     def auth_plain(self, user, password):
@@ -206,38 +259,6 @@ class Client:
                 assert rr.code == 250, (rc, rr)
         return self.data(message)
 
-    def expect_closed(self, timeout=5.0):
-        """True if the server closes the connection within timeout (any pending
-        bytes are collected into self.buf)."""
-        deadline = time.monotonic() + timeout
-        self.sock.settimeout(0.5)
-        try:
-            while time.monotonic() < deadline:
-                try:
-                    chunk = self.sock.recv(65536)
-                except socket.timeout:
-                    continue
-                except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
-                    return True
-                if not chunk:
-                    return True
-                self.buf += chunk
-            return False
-        finally:
-            self.sock.settimeout(self.timeout)
-
-    def pending(self, wait=0.5):
-        """Bytes that arrive within wait seconds without being asked for."""
-        self.sock.settimeout(wait)
-        try:
-            chunk = self.sock.recv(65536)
-            self.buf += chunk
-        except (socket.timeout, ssl.SSLWantReadError):
-            pass
-        finally:
-            self.sock.settimeout(self.timeout)
-        return self.buf
-
 
 # --------------------------------------------------------------------------
 # A raw IMAP client: tagged commands, responses as lines (literals inline)
@@ -260,62 +281,41 @@ class ImapResponse:
         return "ImapResponse(%r, %r)" % (self.untagged, self.tagged)
 
 
-class ImapClient:
+class ImapClient(LineClient):
     """Raw IMAP client: send lines, read responses. No hidden retries."""
 
-    def __init__(self, host, port, tls=False, timeout=SOCK_TIMEOUT, read_greeting=True, source=None):
-        self.host, self.port, self.timeout = host, port, timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout,
-                                             source_address=(source, 0) if source else None)
-        self.sock.settimeout(timeout)
-        if tls:
-            self.sock = client_tls_context().wrap_socket(self.sock)
-        self.buf = b""
+    def _init_state(self):
         self.n = 0
-        self.greeting = self.readline() if read_greeting else None
 
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+    def _greeting(self):
+        return self.readline()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
-
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        self.sock.sendall(data)
-
-    def _fill(self, deadline):
-        if time.monotonic() > deadline:
-            raise socket.timeout("no complete line within %.0fs; have %r" % (self.timeout, self.buf[:200]))
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ClosedError("connection closed; pending %r" % self.buf[:200])
-        self.buf += chunk
-
-    def readline(self):
-        """One response line; a literal {N} at its end is read and joined in."""
+    def _response_line(self):
+        """One response line as bytes, literals kept apart: ([the line's
+        pieces, each but the last ending in {N}], [the N-byte literals])."""
         deadline = time.monotonic() + self.timeout
-        out = b""
+        pieces, lits = [], []
         while True:
             while b"\r\n" not in self.buf:
                 self._fill(deadline)
             line, self.buf = self.buf.split(b"\r\n", 1)
-            out += line
+            pieces.append(line)
             m = re.search(rb"\{(\d+)\}$", line)
             if not m:
-                return out.decode("utf-8", "replace")
+                return pieces, lits
             n = int(m.group(1))
             while len(self.buf) < n:
                 self._fill(deadline)
-            out += b"\r\n" + self.buf[:n]
+            lits.append(self.buf[:n])
             self.buf = self.buf[n:]
+
+    def readline(self):
+        """One response line; a literal {N} at its end is read and joined in."""
+        pieces, lits = self._response_line()
+        out = pieces[0]
+        for lit, piece in zip(lits, pieces[1:]):
+            out += b"\r\n" + lit + piece
+        return out.decode("utf-8", "replace")
 
     def next_tag(self):
         self.n += 1
@@ -338,15 +338,20 @@ class ImapClient:
     def starttls(self):
         r = self.cmd("STARTTLS")
         assert r.ok, r
-        assert self.buf == b"", "server sent bytes after OK to STARTTLS: %r" % self.buf
-        self.sock = client_tls_context().wrap_socket(self.sock)
+        self._starttls()
         return r
 
-    def expect_closed(self, timeout=5.0):
-        return Client.expect_closed(self, timeout)
-
-    def pending(self, wait=0.5):
-        return Client.pending(self, wait)
+    def read_response_raw(self, tag):
+        """Like read_response, with the bytes kept exact: (untagged, tagged
+        line), each untagged response a (text, [literal bytes]) pair whose
+        text holds {N} where each literal stood."""
+        untagged = []
+        while True:
+            pieces, lits = self._response_line()
+            text = b"".join(pieces)
+            if text.startswith(tag.encode() + b" "):
+                return untagged, text.decode("utf-8", "replace")
+            untagged.append((text, lits))
 
 
 def dot_stuff(message):
@@ -420,6 +425,67 @@ def _free_ports(host, n):
 
 ALL_SERVERS = []
 
+# --------------------------------------------------------------------------
+# Sanitizer reports
+# --------------------------------------------------------------------------
+# Under `make SAN=1` (ASan + UBSan, see the Makefile) the daemon writes its
+# reports to stderr, which is its log file here, unless ASAN_OPTIONS /
+# UBSAN_OPTIONS / LSAN_OPTIONS name a log_path (then to LOG_PATH.PID). ASan
+# errors halt the daemon (halt_on_error=1 is ASan's default); UBSan's
+# "runtime error" is printed and the daemon goes on (the default, as the
+# Makefile does not pass -fno-sanitize-recover), and LeakSanitizer reports at
+# exit. Neither is a crash, so without this check a test would pass over them.
+# The check reads what each daemon wrote since the last check: after every
+# test (so the report fails the test that ran when it was written), when a
+# daemon is stopped or killed, and in the fixtures' teardown. A CLI run that
+# printed a report fails too. POSTERN_SAN_LEAKS=0 leaves LeakSanitizer reports
+# out of the check (they are still in the log).
+SAN_REPORT = re.compile(
+    r"^(?:==\d+==\s*ERROR: (?:AddressSanitizer|LeakSanitizer)\b"
+    r"|\S+:\d+:\d+: runtime error: "
+    r"|SUMMARY: (?:AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer)\b)", re.M)
+SAN_LEAKS = os.environ.get("POSTERN_SAN_LEAKS", "1") != "0"
+SAN_REPORT_MAX = 12000
+
+
+class SanitizerReport(Exception):
+    """A sanitizer report in a daemon's output. Not an AssertionError, so that
+    code which tolerates a failed stop (make_server's teardown) passes it on."""
+
+
+def sanitizer_reports(text, leaks=None):
+    """The sanitizer reports in text, each from its first line to its SUMMARY
+    line (or a bounded excerpt), [] if none."""
+    if leaks is None:
+        leaks = SAN_LEAKS
+    out = []
+    pos = 0
+    while True:
+        m = SAN_REPORT.search(text, pos)
+        if not m:
+            return out
+        start = m.start()
+        summary = text.find("SUMMARY: ", start)
+        end = text.find("\n", summary) if summary >= 0 else -1
+        end = len(text) if end < 0 else end
+        report = text[start:end]
+        pos = max(end, m.end())
+        if not leaks and "LeakSanitizer" in report.splitlines()[0] + report.splitlines()[-1]:
+            continue
+        out.append(report[:SAN_REPORT_MAX] + ("\n[... report cut]" if len(report) > SAN_REPORT_MAX else ""))
+
+
+def _san_log_paths(env, cwd):
+    """log_path values from the sanitizer option variables of env."""
+    paths = set()
+    for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+        for opt in re.split(r"[:,\s]+", env.get(var, "")):
+            if opt.startswith("log_path="):
+                v = opt[len("log_path="):].strip("'\"")
+                if v and v not in ("stderr", "stdout"):
+                    paths.add(os.path.join(cwd, v))
+    return paths
+
 
 class Postern:
     def __init__(self, workdir, tls_pair=None, data_dir=None, **opts):
@@ -433,6 +499,9 @@ class Postern:
         self.proc = None
         self.env = None  # the daemon's environment (None: ours)
         self.starts = 0
+        self.pids = []          # every daemon process started (sanitizer log_path files)
+        self._san_offset = 0    # log bytes already checked for sanitizer reports
+        self._san_files = {}    # log_path file -> bytes already checked
         o = dict(BASE_OPTS)
         o["data_dir"] = self.data_dir
         o["smtp_listen"] = "%s:%d" % (self.host, self.ports["mx"])
@@ -462,6 +531,10 @@ class Postern:
         cmd = [POSTERN, "-c", self.conf] + [str(a) for a in args]
         p = subprocess.run(cmd, input=input if input is not None else b"", capture_output=True,
                            timeout=timeout)
+        reports = sanitizer_reports(p.stderr.decode("utf-8", "replace"))
+        if reports:
+            raise SanitizerReport("sanitizer report from `%s` (exit %d):\n%s" % (
+                " ".join(cmd), p.returncode, "\n\n".join(reports)))
         if check and p.returncode != 0:
             raise AssertionError("%s exited %d\nstdout: %s\nstderr: %s" % (
                 " ".join(cmd), p.returncode, p.stdout.decode("utf-8", "replace"),
@@ -496,6 +569,29 @@ class Postern:
         """All stored messages of user's mailbox as bytes, in UID order."""
         return [self.mail_cat(user, m[0], mailbox) for m in self.mail_list(user, mailbox)]
 
+    def fetch_messages(self, user, mailbox="INBOX", password=None):
+        """{uid: stored message bytes} of user's mailbox, all in one IMAP
+        session (EXAMINE, UID FETCH 1:* BODY.PEEK[]): the bytes `mail cat`
+        prints, without one CLI process per message (a few hundred ms each
+        under the sanitizers). The CLI's timeout per response: a daemon busy
+        with thousands of fresh messages may take long to log in."""
+        with self.imap_login(user, password, timeout=CLI_TIMEOUT) as c:
+            r = c.cmd("EXAMINE " + imap_quote(mailbox))
+            assert r.ok, r
+            tag = c.next_tag()
+            c.send(tag + " UID FETCH 1:* (UID BODY.PEEK[])\r\n")
+            untagged, tagged = c.read_response_raw(tag)
+            assert tagged.split(" ", 2)[1] == "OK", tagged
+            c.cmd("LOGOUT")
+        out = {}
+        for text, lits in untagged:
+            m = re.search(rb"\bUID (\d+)", text)
+            if not re.match(rb"^\* \d+ FETCH ", text) or not m:
+                continue
+            assert len(lits) == 1 and b"BODY[] {" in text, "unexpected FETCH response %r" % text[:200]
+            out[int(m.group(1))] = lits[0]
+        return dict(sorted(out.items()))
+
     def count(self, user):
         return len(self.mail_list(user))
 
@@ -521,8 +617,12 @@ class Postern:
         logf = open(self.log_path, "ab")
         logf.write(b"---- start %d ----\n" % self.starts)
         logf.flush()
+        env = dict(self.env if self.env is not None else os.environ)
+        # UBSan prints one line per error by default; the stack says who called.
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         self.proc = subprocess.Popen([POSTERN, "-c", self.conf, "serve"], stdin=subprocess.DEVNULL,
-                                     stdout=logf, stderr=logf, cwd=self.dir, env=self.env)
+                                     stdout=logf, stderr=logf, cwd=self.dir, env=env)
+        self.pids.append(self.proc.pid)
         logf.close()
         self.wait_ready()
         return self
@@ -548,22 +648,60 @@ class Postern:
                 return False
         return True
 
+    def check_sanitizers(self):
+        """Raises SanitizerReport if the daemon wrote a sanitizer report (to its
+        log, or to log_path files) since the last check."""
+        reports = []
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self._san_offset)
+                data = f.read()
+        except FileNotFoundError:
+            data = b""
+        # Only whole lines: a report being written is checked next time.
+        cut = data.rfind(b"\n") + 1 if self.proc is not None and self.proc.poll() is None else len(data)
+        self._san_offset += cut
+        reports += sanitizer_reports(data[:cut].decode("utf-8", "replace"))
+        env = self.env if self.env is not None else os.environ
+        for base in _san_log_paths(env, self.dir):
+            for pid in self.pids:
+                fn = "%s.%d" % (base, pid)
+                try:
+                    with open(fn, "rb") as f:
+                        f.seek(self._san_files.get(fn, 0))
+                        more = f.read()
+                except FileNotFoundError:
+                    continue
+                self._san_files[fn] = self._san_files.get(fn, 0) + len(more)
+                reports += ["(%s)\n%s" % (fn, r) for r in sanitizer_reports(more.decode("utf-8", "replace"))]
+        if reports:
+            raise SanitizerReport("postern (%s, log %s) wrote %d sanitizer report(s):\n%s" % (
+                self.host, self.log_path, len(reports), "\n\n".join(reports)))
+
     def stop(self, timeout=10.0):
-        """SIGTERM by PID, SIGKILL after timeout. Returns the exit status."""
+        """SIGTERM by PID, SIGKILL after timeout. Returns the exit status.
+        Raises SanitizerReport if the daemon wrote one (see check_sanitizers)."""
         if self.proc is None or self.proc.poll() is not None:
+            if self.proc is not None:
+                self.check_sanitizers()
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout)
+            rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
+            self.check_sanitizers()
             raise AssertionError("postern did not exit within %.0fs of SIGTERM" % timeout)
+        self.check_sanitizers()
+        return rc
 
     def kill(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+        if self.proc is not None:
+            self.check_sanitizers()
 
     def restart(self):
         self.stop()
@@ -641,11 +779,16 @@ def make_server(tmp_path_factory, tls_pair):
         return srv
 
     yield make
+    reports = []
     for srv in made:
         try:
             srv.stop()
         except AssertionError as e:
             print(e)
+        except SanitizerReport as e:
+            reports.append(str(e))
+    if reports:
+        raise SanitizerReport("\n\n".join(reports))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -666,6 +809,16 @@ def pytest_runtest_makereport(item, call):
 def _log_offsets(request):
     request.node._postern_offsets = {id(s): len(s.log()) for s in ALL_SERVERS}
     yield
+    # Whatever a daemon wrote during this test, whether it still runs, was
+    # stopped by the test itself (signals by PID) or is stopped by a fixture.
+    reports = []
+    for s in ALL_SERVERS:
+        try:
+            s.check_sanitizers()
+        except SanitizerReport as e:
+            reports.append(str(e))
+    if reports:
+        raise SanitizerReport("\n\n".join(reports))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -320,3 +320,19 @@ def test_config_docs_current(tmp_path):
     for name, body in (("defaults.conf", text), ("uncommented.conf", uncommented)):
         p = run("-c", write(tmp_path, name, body), "check-config")
         assert p.returncode == 0, (name, (p.stdout + p.stderr).decode())
+
+
+def test_failed_command_prints_its_reason(server):
+    """A refused admin command names its reason on stderr, not just "failed"
+    (report() read the error text before the store call had set it)."""
+    server.cli("domain", "add", "reason.test")
+    server.cli("user", "add", "u@reason.test", input="u-Secret-1\n")
+    p = server.cli("domain", "del", "reason.test", check=False)
+    assert p.returncode == 1
+    assert p.stderr == b"postern: domain reason.test has 1 user; delete them first\n", p.stderr
+    p = server.cli("mail", "list", "nobody@reason.test", check=False)
+    assert p.returncode == 1
+    assert p.stderr == b"postern: no such user nobody@reason.test\n", p.stderr
+    p = server.cli("user", "del", "nobody@reason.test", check=False)
+    assert p.returncode == 1
+    assert p.stderr == b"postern: no such user nobody@reason.test\n", p.stderr

@@ -15,112 +15,8 @@
 #include "core/xmalloc.h"
 #include "store/store.h"
 
-static char tmpdir[64];
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
-static void dir_new(void)
-{
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_store.XXXXXX");
-	if (mkdtemp(tmpdir) == NULL) {
-		perror("mkdtemp");
-		exit(2);
-	}
-}
-
-static void dir_remove(void)
-{
-	nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* data dir = tmpdir/data, so store_open creates it */
-static struct store *open_store(void)
-{
-	char *err = NULL;
-	char *path = xasprintf("%s/data", tmpdir);
-	struct store *st = store_open(path, &err);
-	if (st == NULL)
-		printf("  store_open: %s\n", err);
-	free(err);
-	free(path);
-	return st;
-}
-
-static long long sql_int(const char *sql)
-{
-	char *path = xasprintf("%s/data/postern.db", tmpdir);
-	sqlite3 *db;
-	sqlite3_stmt *s;
-	long long v = -1;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-	    sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
-		if (sqlite3_step(s) == SQLITE_ROW)
-			v = sqlite3_column_int64(s, 0);
-		sqlite3_finalize(s);
-	}
-	sqlite3_close(db);
-	free(path);
-	return v;
-}
-
-/* Runs SQL on the database file beside the store (as another process would). */
-static int sql_exec(const char *sql)
-{
-	char *path = xasprintf("%s/data/postern.db", tmpdir);
-	sqlite3 *db;
-	char *msg = NULL;
-	int r = -1;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) ==
-	    SQLITE_OK) {
-		sqlite3_busy_timeout(db, 10000);
-		r = sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK ? 0 : -1;
-		if (r < 0)
-			printf("  sql_exec: %s\n", msg ? msg : sqlite3_errmsg(db));
-	}
-	sqlite3_free(msg);
-	sqlite3_close(db);
-	free(path);
-	return r;
-}
-
-/* Files in sub (skipping empty ones if nonempty_only: the committer keeps a
- * stock of empty spool files ready). */
-static int count_files_x(const char *sub, bool nonempty_only)
-{
-	int n = 0;
-	char path[256];
-	snprintf(path, sizeof path, "%s/data/%s", tmpdir, sub);
-	DIR *d = opendir(path);
-	if (d == NULL)
-		return -1;
-	struct dirent *de;
-	struct stat sb;
-	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.' &&
-		    (!nonempty_only || (fstatat(dirfd(d), de->d_name, &sb, 0) == 0 && sb.st_size > 0)))
-			n++;
-	closedir(d);
-	return n;
-}
-
-static int count_files(const char *sub)
-{
-	return count_files_x(sub, false);
-}
-
-static int count_blobs(void)
-{
-	int n = 0;
-	for (int i = 0; i < 256; i++) {
-		char sub[16];
-		snprintf(sub, sizeof sub, "blobs/%02x", i);
-		n += count_files(sub);
-	}
-	return n;
-}
+#define STORE_FIXTURE_NAME "test_store"
+#include "../store_fixture.h"
 
 /* runs an account call and compares its error text ("" = success expected) */
 static void check_err(int casenum, int r, char **errp, const char *want)
@@ -514,16 +410,6 @@ static void wait_commits(struct waiter *w)
 	CHECK(!w->timed_out);
 }
 
-static int64_t user_id_of(struct store *st, const char *addr)
-{
-	struct store_targets t = {0};
-	int64_t id = 0;
-	if (store_resolve(st, addr, &t) == 1 && t.n == 1)
-		id = t.v[0].user_id;
-	store_targets_free(&t);
-	return id;
-}
-
 static void spool_fill(struct store_spool *sp, const char *body, size_t n)
 {
 	/* odd chunk sizes exercise the buffer's edges */
@@ -587,14 +473,6 @@ static void mail_cb(void *arg, const struct store_mail_info *m)
 	snprintf(a->text + n, sizeof a->text - n, "%s%u:%llu:%lld:%llu:%s", n ? ";" : "", m->uid,
 		 (unsigned long long)m->size, (long long)m->internaldate,
 		 (unsigned long long)m->modseq, m->flags);
-}
-
-static char *make_body(size_t n, unsigned seed)
-{
-	char *b = xmalloc(n);
-	for (size_t i = 0; i < n; i++)
-		b[i] = (char)((i * 31 + seed) % 251); /* includes NUL and CR/LF bytes */
-	return b;
 }
 
 static void test_commit(void)

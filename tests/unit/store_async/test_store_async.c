@@ -16,87 +16,8 @@
 #include "core/xmalloc.h"
 #include "store/store.h"
 
-static char tmpdir[64];
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
-struct env {
-	struct store *st;
-	struct loop *l;
-	struct pool *p;
-};
-
-static bool env_new(struct env *e)
-{
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_store_async.XXXXXX");
-	if (mkdtemp(tmpdir) == NULL) {
-		perror("mkdtemp");
-		exit(2);
-	}
-	char *err = NULL, *path = xasprintf("%s/data", tmpdir);
-	e->st = store_open(path, &err);
-	free(path);
-	if (e->st == NULL) {
-		printf("  store_open: %s\n", err);
-		free(err);
-		return false;
-	}
-	e->l = loop_new();
-	if (store_start(e->st, e->l, 0) < 0)
-		return false;
-	e->p = pool_new(e->l, 2);
-	if (store_domain_add(e->st, "example.com", &err) < 0 ||
-	    store_user_add(e->st, "alice@example.com", "x", &err) < 0 ||
-	    store_user_add(e->st, "bob@example.com", "x", &err) < 0) {
-		printf("  accounts: %s\n", err);
-		free(err);
-		return false;
-	}
-	return true;
-}
-
-/* The pool goes before the store (its workers use read connections). */
-static void env_free(struct env *e)
-{
-	pool_free(&e->p);
-	store_close(&e->st);
-	loop_free(&e->l);
-	nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* ---- running the loop until something happened ---- */
-
-static void on_deadline(void *arg)
-{
-	*(bool *)arg = true;
-}
-
-static void stop_cb(void *arg)
-{
-	loop_stop(arg);
-}
-
-/* Runs the loop for about 1 ms (what is due runs). */
-static void run_a_bit(struct loop *l)
-{
-	loop_timer_add(l, 1, stop_cb, l);
-	loop_run(l);
-}
-
-/* Runs the loop (one wake at a time) until *flag or 30 s. */
-static void run_until(struct loop *l, const bool *flag)
-{
-	bool late = false;
-	struct timer *t = loop_timer_add(l, 30000, on_deadline, &late);
-	while (!*flag && !late)
-		run_a_bit(l);
-	if (!late)
-		loop_timer_cancel(l, &t);
-	CHECK(!late);
-}
+#define STORE_FIXTURE_NAME "test_store_async"
+#include "../store_fixture.h"
 
 /* ---- deliveries ---- */
 
@@ -110,24 +31,6 @@ static void commit_cb(void *arg, int result)
 	struct commit_wait *w = arg;
 	w->done = true;
 	w->result = result;
-}
-
-static int64_t user_id_of(struct store *st, const char *addr)
-{
-	struct store_targets t = {0};
-	int64_t id = 0;
-	if (store_resolve(st, addr, &t) == 1 && t.n == 1)
-		id = t.v[0].user_id;
-	store_targets_free(&t);
-	return id;
-}
-
-static char *make_body(size_t n, unsigned seed)
-{
-	char *b = xmalloc(n);
-	for (size_t i = 0; i < n; i++)
-		b[i] = (char)((i * 31 + seed) % 251);
-	return b;
 }
 
 static void deliver_spool(struct env *e, struct store_spool *sp, const char *user,
@@ -354,23 +257,6 @@ static void spool_feed(struct env *e, struct store_spool *sp, const char *body, 
 			}
 		}
 	}
-}
-
-static int count_nonempty_spool(void)
-{
-	char path[128];
-	snprintf(path, sizeof path, "%s/data/spool", tmpdir);
-	DIR *d = opendir(path);
-	struct dirent *de;
-	struct stat sb;
-	int n = 0;
-	while (d != NULL && (de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.' && fstatat(dirfd(d), de->d_name, &sb, 0) == 0 &&
-		    sb.st_size > 0)
-			n++;
-	if (d)
-		closedir(d);
-	return n;
 }
 
 static void test_spool_async(void)

@@ -22,149 +22,8 @@
 #include "core/xmalloc.h"
 #include "store/store.h"
 
-static char tmpdir[64];
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
-struct env {
-	struct store *st;
-	struct loop *l;
-	struct pool *p;
-};
-
-static void dir_new(void)
-{
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_store_imap.XXXXXX");
-	if (mkdtemp(tmpdir) == NULL) {
-		perror("mkdtemp");
-		exit(2);
-	}
-}
-
-static bool env_start(struct env *e)
-{
-	char *err = NULL, *path = xasprintf("%s/data", tmpdir);
-	e->st = store_open(path, &err);
-	free(path);
-	if (e->st == NULL) {
-		printf("  store_open: %s\n", err);
-		free(err);
-		return false;
-	}
-	e->l = loop_new();
-	if (store_start(e->st, e->l, 0) < 0)
-		return false;
-	e->p = pool_new(e->l, 2);
-	return true;
-}
-
-static bool env_new(struct env *e)
-{
-	dir_new();
-	if (!env_start(e))
-		return false;
-	char *err = NULL;
-	if (store_domain_add(e->st, "example.com", &err) < 0 ||
-	    store_user_add(e->st, "alice@example.com", "x", &err) < 0 ||
-	    store_user_add(e->st, "bob@example.com", "x", &err) < 0) {
-		printf("  accounts: %s\n", err);
-		free(err);
-		return false;
-	}
-	return true;
-}
-
-static void env_free(struct env *e)
-{
-	pool_free(&e->p);
-	store_close(&e->st);
-	loop_free(&e->l);
-	nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* ---- the database, read directly ---- */
-
-static long long sql_int(const char *sql)
-{
-	char path[128];
-	snprintf(path, sizeof path, "%s/data/postern.db", tmpdir);
-	sqlite3 *db;
-	long long v = -999;
-	if (sqlite3_open(path, &db) != SQLITE_OK)
-		return v;
-	sqlite3_stmt *s;
-	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
-		if (sqlite3_step(s) == SQLITE_ROW)
-			v = sqlite3_column_int64(s, 0);
-		sqlite3_finalize(s);
-	} else {
-		printf("  sql: %s: %s\n", sql, sqlite3_errmsg(db));
-	}
-	sqlite3_close(db);
-	return v;
-}
-
-static int sql_exec(const char *sql)
-{
-	char path[128];
-	snprintf(path, sizeof path, "%s/data/postern.db", tmpdir);
-	sqlite3 *db;
-	if (sqlite3_open(path, &db) != SQLITE_OK)
-		return -1;
-	char *msg = NULL;
-	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-	if (rc != SQLITE_OK)
-		printf("  sql: %s\n", msg);
-	sqlite3_free(msg);
-	sqlite3_close(db);
-	return rc == SQLITE_OK ? 0 : -1;
-}
-
-static int count_blobs(void)
-{
-	int n = 0;
-	for (int i = 0; i < 256; i++) {
-		char path[128];
-		snprintf(path, sizeof path, "%s/data/blobs/%02x", tmpdir, i);
-		DIR *d = opendir(path);
-		if (d == NULL)
-			continue;
-		struct dirent *de;
-		while ((de = readdir(d)) != NULL)
-			if (de->d_name[0] != '.')
-				n++;
-		closedir(d);
-	}
-	return n;
-}
-
-/* ---- running the loop ---- */
-
-static void on_deadline(void *arg)
-{
-	*(bool *)arg = true;
-}
-
-static void stop_cb(void *arg)
-{
-	loop_stop(arg);
-}
-
-static void run_until(struct loop *l, const bool *flag)
-{
-	bool late = false;
-	struct timer *t = loop_timer_add(l, 30000, on_deadline, &late);
-	while (!*flag && !late) {
-		loop_timer_add(l, 1, stop_cb, l);
-		loop_run(l);
-	}
-	if (!late)
-		loop_timer_cancel(l, &t);
-	CHECK(!late);
-}
+#define STORE_FIXTURE_NAME "test_store_imap"
+#include "../store_fixture.h"
 
 /* ---- waiting for results ---- */
 
@@ -1068,14 +927,6 @@ static int deliver_ids(struct env *e, const int64_t *ids, size_t n, size_t n_rem
 	return w.result;
 }
 
-static int64_t user_id_of(struct env *e, const char *u)
-{
-	struct store_targets t = {0};
-	int64_t id = store_resolve(e->st, u, &t) == 1 ? t.v[0].user_id : 0;
-	store_targets_free(&t);
-	return id;
-}
-
 /* A delivery to several recipients where the message does not fit one of
  * them. SMTP has one reply at end of data for all recipients, and RCPT only
  * refuses an account at or over its limit already (store_quota_full): a
@@ -1094,7 +945,7 @@ static void test_quota_multi_rcpt(void)
 		return;
 	}
 	const char *a = "alice@example.com", *b = "bob@example.com";
-	int64_t ids[2] = {user_id_of(&e, a), user_id_of(&e, b)};
+	int64_t ids[2] = {user_id_of(e.st, a), user_id_of(e.st, b)};
 	char *err = NULL;
 	char text[200];
 	memset(text, 'x', sizeof text);
@@ -1283,7 +1134,7 @@ static void test_cache_off_committer(void)
 		return;
 	}
 	const char *u = "alice@example.com";
-	int64_t id = user_id_of(&e, u);
+	int64_t id = user_id_of(e.st, u);
 	store_set_cache_builder(e.st, slow_builder);
 	size_t big = 300 * 1024;
 	char *text = xmalloc(big);
