@@ -1120,13 +1120,13 @@ static int cmd_queue(struct store *st, int argc, char **argv)
 	char *err = NULL;
 	int64_t id = 0;
 	if (argc == 1 && strcmp(argv[0], "list") == 0)
-		return report(store_queue_entries(st, 0, print_queue_entry, NULL, &err), err);
+		return report(store_queue_entries(st, 0, print_queue_entry, NULL, &err), &err);
 	if (argc == 2 && strcmp(argv[0], "show") == 0) {
 		if (queue_id(argv[1], false, &id) < 0)
 			return 2;
 		int n = 0;
 		if (store_queue_entries(st, id, print_queue_entry, &n, &err) < 0)
-			return report(-1, err);
+			return report(-1, &err);
 		if (n == 0) {
 			fprintf(stderr, "postern: no queue entry with id %lld\n", (long long)id);
 			return 1;
@@ -1150,7 +1150,7 @@ static int cmd_queue(struct store *st, int argc, char **argv)
 			return 2;
 		int n = store_queue_admin(st, ops[i].op, id, &err);
 		if (n < 0)
-			return report(-1, err);
+			return report(-1, &err);
 		if (n == 0 && id != 0) {
 			fprintf(stderr, "postern: no queue entry with id %lld%s\n", (long long)id,
 				ops[i].op == STORE_QUEUE_RELEASE ? " is held" : "");
