@@ -201,6 +201,8 @@ static bool read_line(struct smtp_session *s, struct buf *rb)
 	return true;
 }
 
+static void greet(struct smtp_session *s);
+
 static void process(struct smtp_session *s)
 {
 	/* session_input_ok: also stops while the client is not reading our
@@ -212,6 +214,16 @@ static void process(struct smtp_session *s)
 
 		switch (s->state) {
 		case SMTP_S_PREGREET:
+			if (rb->len > 0 && s->rdns_wait) {
+				/* Our own wait for the reverse name (the client passed
+				 * or skipped the pregreet test): not a violation; greet
+				 * now and answer what it sent (Received says "unknown"
+				 * unless the name comes before it is written). */
+				s->rdns_wait = false;
+				loop_timer_cancel(s->base.l, &s->base.timer);
+				greet(s);
+				return;
+			}
 			if (rb->len > 0) {
 				smtp_reply(s, 554, "5.5.0",
 					   "SMTP protocol violation: input before greeting");

@@ -13,7 +13,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import POSTERN, CLI_TIMEOUT, _new_server, make_message  # noqa: E402
+from conftest import POSTERN, CLI_TIMEOUT, Client, _new_server, make_message  # noqa: E402
 from dnsmasq import Blackhole, Dnsmasq  # noqa: E402
 
 RECORDS = [
@@ -262,6 +262,23 @@ def test_received_unknown_when_dns_times_out(blackhole, make_server):
     deliver(srv, "127.0.0.1", "timeout")
     assert time.monotonic() - t0 < 4.0  # far below the 5 s DNS timeout
     assert received_of(srv) == "Received: from client.example.net (unknown [127.0.0.1])"
+
+
+def test_input_during_the_reverse_dns_wait_is_answered(blackhole, make_server):
+    """A client that passed the pregreet test and talks while the greeting
+    waits for its reverse name (a resolver that never answers) is greeted at
+    once and answered, not refused as a pregreet talker (554)."""
+    import random
+    srv = make_server(dns_resolver=blackhole.server, dns_timeout_ms=5000, dns_tries=1,
+                      smtp_pregreet_delay_ms=300)
+    src = "127.%d.%d.%d" % (random.randint(1, 254), random.randint(1, 254), random.randint(2, 254))
+    with Client(srv.host, srv.ports["mx"], source=src) as c:  # waits: pregreet passed
+        assert c.greeting.code == 220
+        c.cmd("QUIT")
+    with Client(srv.host, srv.ports["mx"], read_greeting=False, source=src) as c:
+        c.send("NOOP\r\n")  # at once: inside the reverse-DNS wait
+        assert c.reply().code == 220
+        assert c.reply().code == 250
 
 
 def test_cache_honours_ttl(dns, rdns_server):
