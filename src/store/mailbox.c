@@ -147,6 +147,10 @@ static void op_finish(void *arg)
 static void op_tail(struct store *st, struct store_job *job)
 {
 	struct store_op *op = (struct store_op *)job;
+	/* Not durable: never a positive answer, and the blobs stay (the rows
+	 * that dropped them may come back after a crash). */
+	if (st->round_failed && !job->lazy && op->result == STORE_OK)
+		op->result = STORE_ERROR;
 	/* Only after COMMIT (see the top of expunge.c). */
 	store_blobs_done(st, &op->blobs, op->result == STORE_OK);
 	if (op->after != NULL)

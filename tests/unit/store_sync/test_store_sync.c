@@ -1,0 +1,122 @@
+/* The committer's round when the sync of the database's log fails
+ * (commit.c: round_end): a durable write (delivery, EXPUNGE / POP3 DELE)
+ * is never answered positively, and the blobs its transaction dropped are
+ * not unlinked (a crash may bring the rows back). The failure is injected
+ * by a default SQLite VFS over "unix" whose write-ahead-log files fail
+ * xSync while fail_sync is set. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../test.h"
+#define STORE_FIXTURE_NAME "test_store_sync"
+#include "../store_fixture.h"
+
+static volatile bool fail_sync;
+static int n_failed_syncs;
+static sqlite3_vfs shim_vfs, *real_vfs;
+static sqlite3_io_methods wal_methods;
+static const sqlite3_io_methods *real_wal_methods;
+
+static int wal_sync(sqlite3_file *f, int flags)
+{
+	if (fail_sync) {
+		__atomic_add_fetch(&n_failed_syncs, 1, __ATOMIC_SEQ_CST);
+		return SQLITE_IOERR_FSYNC;
+	}
+	return real_wal_methods->xSync(f, flags);
+}
+
+static int shim_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out)
+{
+	int rc = real_vfs->xOpen(real_vfs, name, f, flags, out);
+	if (rc == SQLITE_OK && (flags & SQLITE_OPEN_WAL) && f->pMethods != NULL) {
+		/* the unix file, with its methods but xSync */
+		if (real_wal_methods == NULL) {
+			real_wal_methods = f->pMethods;
+			wal_methods = *f->pMethods;
+			wal_methods.xSync = wal_sync;
+		}
+		f->pMethods = &wal_methods;
+	}
+	return rc;
+}
+
+static void shim_install(void)
+{
+	real_vfs = sqlite3_vfs_find("unix");
+	shim_vfs = *real_vfs;
+	shim_vfs.zName = "failsync";
+	shim_vfs.xOpen = shim_open;
+	sqlite3_vfs_register(&shim_vfs, 1);
+}
+
+struct res {
+	bool done;
+	int result;
+};
+
+static void on_done(void *arg, int result)
+{
+	struct res *r = arg;
+	r->result = result;
+	r->done = true;
+}
+
+static int deliver(struct env *e, int64_t uid)
+{
+	char *err = NULL;
+	struct store_spool *sp = store_spool_new(e->st, &err);
+	CHECK(sp != NULL);
+	const char *text = "Subject: x\r\n\r\nbody\r\n";
+	store_spool_write(sp, text, strlen(text));
+	struct store_delivery d = {.txid = "t", .mail_from = "", .received = 1,
+				   .user_ids = &uid, .n_users = 1};
+	struct res r = {0};
+	store_commit(e->st, sp, &d, on_done, &r);
+	run_until(e->l, &r.done);
+	return r.result;
+}
+
+static void test_expunge_sync_fails(void)
+{
+	struct env e = {0};
+	CHECK(env_new(&e));
+	if (e.st == NULL)
+		return;
+	int64_t alice = user_id_of(e.st, "alice@example.com");
+	CHECK_INT(1, deliver(&e, alice), 0);
+	CHECK_INT(2, deliver(&e, alice), 0);
+	CHECK_INT(3, count_blobs(), 2);
+
+	/* EXPUNGE (POP3 DELE+QUIT) while the log cannot be synced: an error,
+	 * and the blob stays */
+	fail_sync = true;
+	uint32_t uid1 = 1;
+	struct res r = {0};
+	store_expunge(e.st, "alice@example.com", NULL, 0, &uid1, 1, on_done, &r);
+	run_until(e.l, &r.done);
+	CHECK(n_failed_syncs > 0);
+	CHECK_INT(4, r.result, -1);
+	CHECK_INT(5, count_blobs(), 2);
+
+	/* a delivery in the same state: a temporary failure, not a 250 */
+	CHECK(deliver(&e, alice) != 0);
+	fail_sync = false;
+
+	/* synced again: the next expunge works and unlinks */
+	uint32_t uid2 = 2;
+	r = (struct res){0};
+	store_expunge(e.st, "alice@example.com", NULL, 0, &uid2, 1, on_done, &r);
+	run_until(e.l, &r.done);
+	CHECK_INT(6, r.result, 0);
+	env_free(&e);
+}
+
+int main(void)
+{
+	shim_install();
+	test_run("expunge_sync_fails", test_expunge_sync_fails);
+	return test_done("test_store_sync");
+}
