@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../test.h"
 #define STORE_FIXTURE_NAME "test_store_sync"
@@ -114,9 +115,71 @@ static void test_expunge_sync_fails(void)
 	env_free(&e);
 }
 
+struct lease_res {
+	bool done;
+	int result;
+	struct store_queue_lease *l;
+};
+
+static void on_lease(void *arg, int result, struct store_queue_lease *l)
+{
+	struct lease_res *r = arg;
+	r->result = result;
+	r->l = l;
+	r->done = true;
+}
+
+/* The queue's record of a delivered entry drops the message's last
+ * reference: its blob goes only once that is durable, never on a failed
+ * sync (a crash would bring the entry back, pointing at nothing). */
+static void test_queue_record_sync_fails(void)
+{
+	struct env e = {0};
+	CHECK(env_new(&e));
+	if (e.st == NULL)
+		return;
+	char *err = NULL;
+	struct store_spool *sp = store_spool_new(e.st, &err);
+	CHECK(sp != NULL);
+	const char *text = "Subject: x\r\n\r\nbody\r\n";
+	store_spool_write(sp, text, strlen(text));
+	struct store_remote_rcpt rc = {.addr = "x@remote.example"};
+	struct store_delivery d = {.txid = "t", .mail_from = "alice@example.com",
+				   .received = 1, .remote = &rc, .n_remote = 1};
+	struct res r = {0};
+	store_commit(e.st, sp, &d, on_done, &r);
+	run_until(e.l, &r.done);
+	CHECK_INT(1, r.result, 0);
+	CHECK_INT(2, count_blobs(), 1);
+
+	struct lease_res lr = {0};
+	store_queue_lease(e.st, "test", time(NULL) + 10, 600, 10, on_lease, &lr);
+	run_until(e.l, &lr.done);
+	CHECK_INT(3, lr.result, 0);
+	if (lr.result != 0 || lr.l->n_msg != 1 || lr.l->msg[0].n_rcpt != 1) {
+		CHECK(false);
+		store_queue_lease_free(&lr.l);
+		env_free(&e);
+		return;
+	}
+	struct store_queue_result qr = {.id = lr.l->msg[0].rcpt[0].id,
+					.outcome = STORE_QUEUE_DONE};
+	store_queue_lease_free(&lr.l);
+
+	fail_sync = true;
+	r = (struct res){0};
+	store_queue_record(e.st, "test", time(NULL), &qr, 1, on_done, &r);
+	run_until(e.l, &r.done);
+	fail_sync = false;
+	CHECK_INT(4, r.result, -1);
+	CHECK_INT(5, count_blobs(), 1);
+	env_free(&e);
+}
+
 int main(void)
 {
 	shim_install();
 	test_run("expunge_sync_fails", test_expunge_sync_fails);
+	test_run("queue_record_sync_fails", test_queue_record_sync_fails);
 	return test_done("test_store_sync");
 }
