@@ -176,10 +176,43 @@ static void test_queue_record_sync_fails(void)
 	env_free(&e);
 }
 
+static void on_append(void *arg, int result, uint32_t uidvalidity, uint32_t first_uid)
+{
+	struct res *r = arg;
+	r->result = result;
+	r->done = true;
+}
+
+/* APPEND whose transaction committed but could not be synced: not OK, and
+ * its blob stays (the row that uses it is in the database). */
+static void test_append_sync_fails(void)
+{
+	struct env e = {0};
+	CHECK(env_new(&e));
+	if (e.st == NULL)
+		return;
+	char *err = NULL;
+	struct store_spool *sp = store_spool_new(e.st, &err);
+	CHECK(sp != NULL);
+	const char *text = "Subject: a\r\n\r\nbody\r\n";
+	store_spool_write(sp, text, strlen(text));
+	fail_sync = true;
+	struct res r = {0};
+	store_append(e.st, "alice@example.com", "INBOX", &sp, 1, NULL, NULL, NULL, on_append,
+		     &r);
+	run_until(e.l, &r.done);
+	fail_sync = false;
+	CHECK(r.result != STORE_OK);
+	CHECK_INT(1, sql_int("SELECT count(*) FROM messages"), 1); /* committed */
+	CHECK_INT(2, count_blobs(), 1);
+	env_free(&e);
+}
+
 int main(void)
 {
 	shim_install();
 	test_run("expunge_sync_fails", test_expunge_sync_fails);
 	test_run("queue_record_sync_fails", test_queue_record_sync_fails);
+	test_run("append_sync_fails", test_append_sync_fails);
 	return test_done("test_store_sync");
 }
