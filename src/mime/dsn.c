@@ -491,6 +491,20 @@ int dsn_write(const struct dsn_report *r, dsn_read_fn *rd, void *rd_arg, uint64_
 	}
 	bool whole = r->full && size <= full_max;
 	uint64_t inc = whole ? size : hs.end;
+	/* Headers only are capped too: an original without an empty line is
+	 * all header (RFC 5322 2.1), and a DSN must not carry a huge message
+	 * back whatever its RET (Postfix: bounce_size_limit). Cut at the last
+	 * line end before the cap when there is one. */
+	if (!whole && inc > full_max) {
+		inc = full_max;
+		if (inc > 0 && rd(rd_arg, blk, inc < DSN_BLOCK ? inc : DSN_BLOCK,
+				  inc - (inc < DSN_BLOCK ? inc : DSN_BLOCK)) > 0) {
+			size_t got = inc < DSN_BLOCK ? inc : DSN_BLOCK;
+			const char *nl = memrchr(blk, '\n', got);
+			if (nl != NULL)
+				inc -= got - (size_t)(nl - blk + 1);
+		}
+	}
 
 	/* RFC 2046 5.1.1: the boundary must not occur in any encapsulated part */
 	bclean = clean(r->boundary && r->boundary[0] ? r->boundary : "dsn", 60);

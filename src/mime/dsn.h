@@ -13,7 +13,8 @@
  *   2. message/delivery-status: per-message and per-recipient fields
  *   3. text/rfc822-headers (the original header section), or with RET=FULL
  *      message/rfc822 (the whole original) when it is at most full_max
- *      octets (larger: headers only, as Postfix's bounce_size_limit does).
+ *      octets (larger: headers only, as Postfix's bounce_size_limit does;
+ *      the headers too at most full_max octets, cut at a line end).
  * Every line ends in CRLF and is at most 998 octets before it (RFC 5322
  * 2.1.1): long texts are folded at spaces, and a run without spaces longer
  * than DSN_HARD_LINE is cut. The original is copied as it is (it came over

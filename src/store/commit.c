@@ -1274,7 +1274,8 @@ static void round_end(struct store *st, struct store_commit_req *list)
 	bool need = st->round_sync;
 	for (struct store_commit_req *r = list; r != NULL && !need; r = r->next)
 		need = r->result == 0 && !r->empty;
-	if (need && log_sync(st) < 0)
+	st->round_failed = need && log_sync(st) < 0;
+	if (st->round_failed)
 		for (struct store_commit_req *r = list; r != NULL; r = r->next)
 			if (r->result == 0 && !r->empty)
 				r->result = STORE_COMMIT_FAILED;
@@ -1291,6 +1292,7 @@ static void round_end(struct store *st, struct store_commit_req *list)
 		j->tail(st, j); /* may post the job's end, which frees it */
 		j = next;
 	}
+	st->round_failed = false;
 }
 
 /* Waits (under mu) for work; lazy commits left unsynced are synced after

@@ -232,8 +232,13 @@ static void expunge_run(struct store *st, struct store_job *job)
 static void expunge_tail(struct store *st, struct store_job *job)
 {
 	struct expunge_job *j = (struct expunge_job *)job;
+	/* The log sync failed: the removal is not durable, so no positive
+	 * answer and no unlink (a crash may bring the rows back, and they
+	 * would point at nothing). The blobs leak rather than mail is lost. */
+	if (st->round_failed && j->result == 0)
+		j->result = -1;
 	/* Only after COMMIT (see the top of this file). */
-	for (size_t i = 0; i < j->n_blobs; i++) {
+	for (size_t i = 0; j->result == 0 && i < j->n_blobs; i++) {
 		int dir = store_blob_dir(j->blobs[i]);
 		if (unlinkat(st->blob_dfd[dir], j->blobs[i], 0) < 0 && errno != ENOENT)
 			log_warn("store: unlink blob %s: %s", j->blobs[i], strerror(errno));

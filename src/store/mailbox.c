@@ -147,10 +147,17 @@ static void op_finish(void *arg)
 static void op_tail(struct store *st, struct store_job *job)
 {
 	struct store_op *op = (struct store_op *)job;
+	/* Committed but not durable (the round's sync failed): never a
+	 * positive answer, and the blobs stay, both those the rows dropped
+	 * (they may come back after a crash) and those they now use (after
+	 * sees STORE_OK: the rows are there). */
+	bool failed = st->round_failed && !job->lazy && op->result == STORE_OK;
 	/* Only after COMMIT (see the top of expunge.c). */
-	store_blobs_done(st, &op->blobs, op->result == STORE_OK);
+	store_blobs_done(st, &op->blobs, op->result == STORE_OK && !failed);
 	if (op->after != NULL)
 		op->after(op);
+	if (failed)
+		op->result = STORE_ERROR;
 	loop_post(st->loop, op_finish, op);
 }
 

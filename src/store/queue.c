@@ -282,6 +282,7 @@ struct record_job {
 	store_res_cb *cb;
 	void *arg;
 	int result;
+	struct store_blobs blobs; /* dropped by the transaction */
 };
 
 static const char sql_del[] =
@@ -363,14 +364,26 @@ static void record_finish(void *arg)
 	free(j);
 }
 
+/* Once the commit is durable (store_job_done): only then may the blobs whose
+ * last reference it dropped go; a crash in between leaves orphan blobs,
+ * which store_start removes. A failed sync unlinks nothing (the rows may
+ * come back) and answers an error. */
+static void record_tail(struct store *st, struct store_job *job)
+{
+	struct record_job *j = (struct record_job *)job;
+	if (st->round_failed)
+		j->result = -1;
+	store_blobs_done(st, &j->blobs, j->result == 0);
+	loop_post(st->loop, record_finish, j);
+}
+
 static void record_run(struct store *st, struct store_job *job)
 {
 	struct record_job *j = (struct record_job *)job;
 	struct store_db *d = &st->cdb;
-	struct store_blobs blobs = {0};
 	j->result = -1;
 	if (store_exec(d, "BEGIN IMMEDIATE", NULL) == 0) {
-		j->result = record_body(j, d, &blobs);
+		j->result = record_body(j, d, &j->blobs);
 		if (j->result == 0 && store_exec(d, "COMMIT", NULL) < 0)
 			j->result = -1;
 		if (j->result < 0) {
@@ -380,10 +393,9 @@ static void record_run(struct store *st, struct store_job *job)
 	} else {
 		log_err("store: queue record: begin: %s", sqlite3_errmsg(d->db));
 	}
-	/* after COMMIT only: a crash in between leaves an orphan blob, which
-	 * store_start removes */
-	store_blobs_done(st, &blobs, j->result == 0);
-	loop_post(st->loop, record_finish, j);
+	/* cdb commits with synchronous = NORMAL: the blobs go once the
+	 * round's sync made the removal durable (record_tail). */
+	store_job_done(st, job, record_tail);
 }
 
 void store_queue_record(struct store *st, const char *owner, time_t now,

@@ -118,6 +118,9 @@ struct store {
 	 * commits that are not yet synced (lazy ones), and since when */
 	struct store_job *tails_head, *tails_tail;
 	bool round_sync;
+	/* round_end: this round's sync of the log failed; the tails of its
+	 * durable (non-lazy) jobs answer an error and unlink nothing. */
+	bool round_failed;
 	bool unsynced;
 	uint64_t unsynced_ms;
 	pthread_cond_t idle;   /* broadcast when it is done with them */

@@ -308,6 +308,31 @@ static void test_ret_full(void)
 	}
 }
 
+/* An original without an empty line is all header: headers-only (RET=HDRS,
+ * or RET=FULL over the cap) is capped as well, cut at a line end. */
+static void test_headers_capped(void)
+{
+	const size_t lines = 20000; /* 20000 * 26 octets: about 10 times the cap */
+	struct buf o = BUF_INIT;
+	for (size_t i = 0; i < lines; i++)
+		buf_printf(&o, "X-Filler-%05zu: 0123456789\r\n", i);
+	for (int full = 0; full <= 1; full++) {
+		struct dsn_report r = report1();
+		r.full = full;
+		char *got = build(&r, o.data, o.len);
+		CHECK(got != NULL);
+		if (got == NULL)
+			continue;
+		CHECK_INT(full, strlen(got) < DSN_FULL_MAX + 8192, 1);
+		CHECK_INT(full, lines_ok(got), 1);
+		/* the last included line is whole, then the closing delimiter */
+		CHECK_INT(full, strstr(got, ": 0123456789\r\n\r\n--B1/mail.example.org--\r\n") != NULL,
+		          1);
+		free(got);
+	}
+	buf_free(&o);
+}
+
 /* Originals of odd shapes: no empty line (all header), bare LF (copied as
  * CRLF), an empty
  * header section, no final CRLF. */
@@ -798,6 +823,7 @@ int main(void)
 	test_run("exact", test_exact);
 	test_run("kinds", test_kinds);
 	test_run("ret_full", test_ret_full);
+	test_run("headers_capped", test_headers_capped);
 	test_run("original_shapes", test_original_shapes);
 	test_run("boundary", test_boundary);
 	test_run("long_diag", test_long_diag);
