@@ -43,6 +43,7 @@ struct qconn;
 /* One leased message for one destination. */
 struct qjob {
 	struct qjob *next;
+	struct qjob *live_prev, *live_next; /* queue.live: every job until freed */
 	struct queue *q;
 	struct qdest *dest;
 	struct store_queue_msg m; /* moved out of the lease: ours to free */
@@ -101,6 +102,7 @@ struct queue {
 	bool leasing, kicked, stopping;
 	struct qdest *dests;
 	struct qconn *conns;
+	struct qjob *live; /* every job alive: waiting, in flight or recording */
 	int n_conns;
 	size_t n_waiting;
 	int n_records; /* jobs finishing (DSNs, store_queue_record) */
@@ -188,6 +190,12 @@ static struct qjob *dest_pop(struct qdest *d)
 
 static void job_free(struct qjob *j)
 {
+	if (j->live_prev)
+		j->live_prev->live_next = j->live_next;
+	else
+		j->q->live = j->live_next;
+	if (j->live_next)
+		j->live_next->live_prev = j->live_prev;
 	smtp_client_msg_reset(&j->cm);
 	store_queue_msg_free(&j->m);
 	free(j->cr);
@@ -702,6 +710,39 @@ static void give_back(struct queue *q)
 	}
 }
 
+/* Whether queue entry id of message mid is already some live job's. */
+static bool entry_live(struct queue *q, int64_t mid, int64_t id)
+{
+	for (struct qjob *j = q->live; j; j = j->live_next)
+		if (j->m.message_id == mid)
+			for (size_t i = 0; i < j->m.n_rcpt; i++)
+				if (j->m.rcpt[i].id == id)
+					return true;
+	return false;
+}
+
+/* A lease that outlives queue_lease (a job waiting behind slow ones, a long
+ * transfer) expires while its job still runs; the next lease of this node
+ * takes the same entries again (refreshing the lease, which is right). They
+ * must not become a second job: two attempts for one entry deliver twice,
+ * or deliver and bounce. Drops them from m; false if none is left. */
+static bool lease_filter(struct queue *q, struct store_queue_msg *m)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < m->n_rcpt; i++) {
+		if (entry_live(q, m->message_id, m->rcpt[i].id)) {
+			free(m->rcpt[i].rcpt);
+			free(m->rcpt[i].orcpt);
+			free(m->rcpt[i].notify);
+			free(m->rcpt[i].last_error);
+			continue;
+		}
+		m->rcpt[k++] = m->rcpt[i];
+	}
+	m->n_rcpt = k;
+	return k > 0;
+}
+
 static void on_lease(void *arg, int result, struct store_queue_lease *l)
 {
 	struct queue *q = arg;
@@ -710,9 +751,17 @@ static void on_lease(void *arg, int result, struct store_queue_lease *l)
 	time_t next = now + (time_t)q->cfg->queue_poll;
 	if (result == 0) {
 		for (size_t i = 0; i < l->n_msg; i++) {
+			if (!lease_filter(q, &l->msg[i])) {
+				store_queue_msg_free(&l->msg[i]);
+				continue;
+			}
 			struct qjob *j = xcalloc(1, sizeof *j);
 			j->q = q;
 			j->m = l->msg[i];
+			j->live_next = q->live;
+			if (q->live)
+				q->live->live_prev = j;
+			q->live = j;
 			j->dest = dest_get(q, j->m.domain);
 			if (j->dest->tail)
 				j->dest->tail->next = j;
