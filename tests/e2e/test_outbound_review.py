@@ -24,7 +24,8 @@ class Hop:
     """A scripted next hop. data_reply: what DATA gets ("354" or a whole
     reply line, e.g. "250 2.0.0 Ok" sent at once, no data read). hold: seconds
     to wait before the reply to the final dot. Records each transaction's
-    data (dot-unstuffed) in tx."""
+    data (dot-unstuffed) in tx. dot_reply: the replies to the final dot, one
+    per transaction (the last one repeats)."""
 
     def __init__(self, ip, port):
         self.sock = socket.socket()
@@ -34,6 +35,7 @@ class Hop:
         self.sock.settimeout(0.2)
         self.data_reply = ["354"]
         self.hold = 0.0
+        self.dot_reply = ["250 2.0.0 Ok: queued"]
         self.tx = []
         self.lock = threading.Lock()
         self.stop_ev = threading.Event()
@@ -96,7 +98,9 @@ class Hop:
                     time.sleep(self.hold)
                     with self.lock:
                         self.tx.append((list(rcpts), data))
-                    send("250 2.0.0 Ok: queued")
+                        r = self.dot_reply.pop(0) if len(self.dot_reply) > 1 \
+                            else self.dot_reply[0]
+                    send(r)
                 elif u == "RSET":
                     rcpts = []
                     send("250 2.0.0 Ok")
@@ -185,3 +189,17 @@ def test_lease_expiry_during_an_attempt_makes_no_second_attempt(net):
     assert len(hop.tx) == 1, hop.tx
     lines = delivery_lines(a, "z@hop.test")
     assert len(lines) == 1 and "result=sent" in lines[0], lines
+
+
+def test_3xx_to_the_final_dot_is_not_delivery(net):
+    """RFC 5321 4.2.1: only 2yz completes; a 354 to the final dot accepts
+    nothing: deferred, then sent on the next try."""
+    a, hop = net.a, net.hop
+    hop.dot_reply = ["354 more please", "250 2.0.0 Ok: queued"]
+    msg = make_message(ALICE, "w@hop.test", "3xx dot", "body\r\n")
+    submit(a, ["w@hop.test"], msg)
+    wait_for(lambda: len(hop.tx) >= 2, WAIT, "the retry")
+    wait_for(lambda: not a.queue(), WAIT, "the queue to empty")
+    lines = delivery_lines(a, "w@hop.test")
+    assert len(lines) == 2, lines
+    assert "result=deferred" in lines[0] and "result=sent" in lines[1], lines
