@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "core/log.h"
@@ -105,6 +107,8 @@ struct queue {
 	struct qjob *live; /* every job alive: waiting, in flight or recording */
 	int n_conns;
 	size_t n_waiting;
+	size_t max_waiting; /* QUEUE_MAX_WAITING, or less under a low fd limit */
+	size_t lease_room;  /* groups asked for by the lease in progress */
 	int n_records; /* jobs finishing (DSNs, store_queue_record) */
 	loop_cb *stop_done;
 	void *stop_arg;
@@ -771,7 +775,7 @@ static void on_lease(void *arg, int result, struct store_queue_lease *l)
 			j->dest->n_jobs++;
 			q->n_waiting++;
 		}
-		bool full = l->n_msg == QUEUE_LEASE_BATCH;
+		bool full = l->n_msg == q->lease_room;
 		if (l->next_due != 0 && l->next_due < next)
 			next = l->next_due;
 		l->n_msg = 0; /* the jobs own them now */
@@ -797,7 +801,7 @@ static void tick(void *arg)
 		q->kicked = true;
 		return;
 	}
-	size_t room = q->n_waiting >= QUEUE_MAX_WAITING ? 0 : QUEUE_MAX_WAITING - q->n_waiting;
+	size_t room = q->n_waiting >= q->max_waiting ? 0 : q->max_waiting - q->n_waiting;
 	if (room > QUEUE_LEASE_BATCH)
 		room = QUEUE_LEASE_BATCH;
 	if (room == 0) {
@@ -805,6 +809,7 @@ static void tick(void *arg)
 		return;
 	}
 	q->leasing = true;
+	q->lease_room = room;
 	store_queue_lease(q->st, q->owner, time(NULL), q->cfg->queue_lease, room, on_lease, q);
 }
 
@@ -833,6 +838,24 @@ struct queue *queue_new(struct loop *l, struct pool *p, struct store *st, struct
 	q->client_ctx = client_ctx;
 	q->relay_host = host;
 	q->relay_port = port;
+	/* Every leased job holds its blob open until it is done: under the
+	 * common soft limit of 1024 descriptors, 2000 waiting jobs would starve
+	 * the listeners, the connections and SQLite (EMFILE). A quarter of the
+	 * descriptors still free at most. */
+	q->max_waiting = QUEUE_MAX_WAITING;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		size_t used = 0;
+		DIR *dir = opendir("/proc/self/fd");
+		if (dir != NULL) {
+			while (readdir(dir) != NULL)
+				used++;
+			closedir(dir);
+		}
+		size_t free_fds = rl.rlim_cur > used ? (size_t)rl.rlim_cur - used : 0;
+		if (free_fds / 4 < q->max_waiting)
+			q->max_waiting = free_fds / 4 > 0 ? free_fds / 4 : 1;
+	}
 	/* The lease owner: this node. Leases it held before a crash are free
 	 * again at once (nothing of it is in flight now). */
 	q->owner = xstrdup(cfg->hostname);

@@ -5,6 +5,7 @@ One postern instance (A, one.test) relays to a scripted SMTP server (Hop)
 published as the MX of hop.test by a private dnsmasq. Every wait is bounded;
 every process is stopped by PID.
 """
+import os
 import re
 import socket
 import threading
@@ -12,6 +13,7 @@ import time
 
 import pytest
 
+import conftest
 from conftest import make_message
 from dnsmasq import Dnsmasq
 from test_outbound import (ALICE, ALICE_PW, _ips, delivery_lines, make_instance, strip_trace,
@@ -36,6 +38,7 @@ class Hop:
         self.data_reply = ["354"]
         self.hold = 0.0
         self.dot_reply = ["250 2.0.0 Ok: queued"]
+        self.gate = None  # an Event: each final reply waits for it
         self.tx = []
         self.lock = threading.Lock()
         self.stop_ev = threading.Event()
@@ -96,6 +99,8 @@ class Hop:
                             break
                         data += l[1:] if l.startswith(b".") else l
                     time.sleep(self.hold)
+                    if self.gate is not None:
+                        self.gate.wait(30)
                     with self.lock:
                         self.tx.append((list(rcpts), data))
                         r = self.dot_reply.pop(0) if len(self.dot_reply) > 1 \
@@ -118,8 +123,7 @@ class Hop:
                 pass
 
 
-@pytest.fixture
-def net(tmp_path_factory, tls_pair):
+def make_net(tmp_path_factory, tls_pair, **extra):
     (a_ip, hop_ip), port = _ips(2)
     dns = Dnsmasq(tmp_path_factory.mktemp("dns"), [
         ("MX", "one.test", "mx.one.test", 10), ("A", "mx.one.test", a_ip),
@@ -129,21 +133,31 @@ def net(tmp_path_factory, tls_pair):
                       dns_resolver=dns.server, outbound_port=port, queue_retry_min="1",
                       queue_retry_max="2", queue_poll="1", queue_lease="2",
                       outbound_connect_timeout="3", outbound_command_timeout="10",
-                      outbound_data_timeout="10", queue_delay_warning="0")
+                      outbound_data_timeout="10", queue_delay_warning="0", **extra)
     a.cli("domain", "add", "one.test")
     a.cli("user", "add", ALICE, input=ALICE_PW + "\n")
     hop = Hop(hop_ip, port)
     a.start()
     n = type("Net", (), {})()
-    n.a, n.hop = a, hop
+    n.a, n.hop, n.dns = a, hop, dns
+    return n
+
+
+def stop_net(n):
+    try:
+        n.a.stop()
+    finally:
+        n.hop.close()
+        n.dns.stop()
+
+
+@pytest.fixture
+def net(tmp_path_factory, tls_pair):
+    n = make_net(tmp_path_factory, tls_pair)
     try:
         yield n
     finally:
-        try:
-            a.stop()
-        finally:
-            hop.close()
-            dns.stop()
+        stop_net(n)
 
 
 def test_250_to_data_before_the_data_is_not_delivery(net):
@@ -203,3 +217,34 @@ def test_3xx_to_the_final_dot_is_not_delivery(net):
     lines = delivery_lines(a, "w@hop.test")
     assert len(lines) == 2, lines
     assert "result=deferred" in lines[0] and "result=sent" in lines[1], lines
+
+
+def test_backlog_under_a_low_fd_limit_opens_no_blob_too_many(tmp_path_factory, tls_pair,
+                                                              monkeypatch):
+    """Each leased job holds its blob open. A backlog of 200 messages under a
+    soft limit of 400 descriptors (256 go to the blob directories) must not lease them all at once (EMFILE:
+    blobs that cannot be opened, listeners and SQLite starved)."""
+    wrapper = str(tmp_path_factory.mktemp("wrap") / "postern")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nulimit -n 400\nexec %s \"$@\"\n" % conftest.POSTERN)
+    os.chmod(wrapper, 0o755)
+    monkeypatch.setattr(conftest, "POSTERN", wrapper)
+    n = make_net(tmp_path_factory, tls_pair, queue_max_per_destination="1")
+    try:
+        a, hop = n.a, n.hop
+        # the first delivery waits at the final dot while the rest is
+        # submitted: the backlog builds up as leased jobs
+        hop.gate = threading.Event()
+        n_msgs = 200
+        with a.authed(ALICE, ALICE_PW) as c:
+            for i in range(n_msgs):
+                msg = make_message(ALICE, "m%d@hop.test" % i, "backlog %d" % i, "b\r\n")
+                assert c.mail(ALICE, ["m%d@hop.test" % i], msg).code == 250
+        hop.gate.set()
+        wait_for(lambda: len(hop.tx) == n_msgs, 120, "the backlog to drain")
+        wait_for(lambda: not a.queue(), WAIT, "the queue to empty")
+        log = a.log()
+        assert "Too many open files" not in log
+        assert "result=deferred" not in log
+    finally:
+        stop_net(n)
