@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "core/log.h"
@@ -43,6 +45,7 @@ struct qconn;
 /* One leased message for one destination. */
 struct qjob {
 	struct qjob *next;
+	struct qjob *live_prev, *live_next; /* queue.live: every job until freed */
 	struct queue *q;
 	struct qdest *dest;
 	struct store_queue_msg m; /* moved out of the lease: ours to free */
@@ -101,8 +104,11 @@ struct queue {
 	bool leasing, kicked, stopping;
 	struct qdest *dests;
 	struct qconn *conns;
+	struct qjob *live; /* every job alive: waiting, in flight or recording */
 	int n_conns;
 	size_t n_waiting;
+	size_t max_waiting; /* QUEUE_MAX_WAITING, or less under a low fd limit */
+	size_t lease_room;  /* groups asked for by the lease in progress */
 	int n_records; /* jobs finishing (DSNs, store_queue_record) */
 	loop_cb *stop_done;
 	void *stop_arg;
@@ -188,6 +194,12 @@ static struct qjob *dest_pop(struct qdest *d)
 
 static void job_free(struct qjob *j)
 {
+	if (j->live_prev)
+		j->live_prev->live_next = j->live_next;
+	else
+		j->q->live = j->live_next;
+	if (j->live_next)
+		j->live_next->live_prev = j->live_prev;
 	smtp_client_msg_reset(&j->cm);
 	store_queue_msg_free(&j->m);
 	free(j->cr);
@@ -702,6 +714,39 @@ static void give_back(struct queue *q)
 	}
 }
 
+/* Whether queue entry id of message mid is already some live job's. */
+static bool entry_live(struct queue *q, int64_t mid, int64_t id)
+{
+	for (struct qjob *j = q->live; j; j = j->live_next)
+		if (j->m.message_id == mid)
+			for (size_t i = 0; i < j->m.n_rcpt; i++)
+				if (j->m.rcpt[i].id == id)
+					return true;
+	return false;
+}
+
+/* A lease that outlives queue_lease (a job waiting behind slow ones, a long
+ * transfer) expires while its job still runs; the next lease of this node
+ * takes the same entries again (refreshing the lease, which is right). They
+ * must not become a second job: two attempts for one entry deliver twice,
+ * or deliver and bounce. Drops them from m; false if none is left. */
+static bool lease_filter(struct queue *q, struct store_queue_msg *m)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < m->n_rcpt; i++) {
+		if (entry_live(q, m->message_id, m->rcpt[i].id)) {
+			free(m->rcpt[i].rcpt);
+			free(m->rcpt[i].orcpt);
+			free(m->rcpt[i].notify);
+			free(m->rcpt[i].last_error);
+			continue;
+		}
+		m->rcpt[k++] = m->rcpt[i];
+	}
+	m->n_rcpt = k;
+	return k > 0;
+}
+
 static void on_lease(void *arg, int result, struct store_queue_lease *l)
 {
 	struct queue *q = arg;
@@ -710,9 +755,17 @@ static void on_lease(void *arg, int result, struct store_queue_lease *l)
 	time_t next = now + (time_t)q->cfg->queue_poll;
 	if (result == 0) {
 		for (size_t i = 0; i < l->n_msg; i++) {
+			if (!lease_filter(q, &l->msg[i])) {
+				store_queue_msg_free(&l->msg[i]);
+				continue;
+			}
 			struct qjob *j = xcalloc(1, sizeof *j);
 			j->q = q;
 			j->m = l->msg[i];
+			j->live_next = q->live;
+			if (q->live)
+				q->live->live_prev = j;
+			q->live = j;
 			j->dest = dest_get(q, j->m.domain);
 			if (j->dest->tail)
 				j->dest->tail->next = j;
@@ -722,7 +775,7 @@ static void on_lease(void *arg, int result, struct store_queue_lease *l)
 			j->dest->n_jobs++;
 			q->n_waiting++;
 		}
-		bool full = l->n_msg == QUEUE_LEASE_BATCH;
+		bool full = l->n_msg == q->lease_room;
 		if (l->next_due != 0 && l->next_due < next)
 			next = l->next_due;
 		l->n_msg = 0; /* the jobs own them now */
@@ -748,7 +801,7 @@ static void tick(void *arg)
 		q->kicked = true;
 		return;
 	}
-	size_t room = q->n_waiting >= QUEUE_MAX_WAITING ? 0 : QUEUE_MAX_WAITING - q->n_waiting;
+	size_t room = q->n_waiting >= q->max_waiting ? 0 : q->max_waiting - q->n_waiting;
 	if (room > QUEUE_LEASE_BATCH)
 		room = QUEUE_LEASE_BATCH;
 	if (room == 0) {
@@ -756,6 +809,7 @@ static void tick(void *arg)
 		return;
 	}
 	q->leasing = true;
+	q->lease_room = room;
 	store_queue_lease(q->st, q->owner, time(NULL), q->cfg->queue_lease, room, on_lease, q);
 }
 
@@ -784,6 +838,24 @@ struct queue *queue_new(struct loop *l, struct pool *p, struct store *st, struct
 	q->client_ctx = client_ctx;
 	q->relay_host = host;
 	q->relay_port = port;
+	/* Every leased job holds its blob open until it is done: under the
+	 * common soft limit of 1024 descriptors, 2000 waiting jobs would starve
+	 * the listeners, the connections and SQLite (EMFILE). A quarter of the
+	 * descriptors still free at most. */
+	q->max_waiting = QUEUE_MAX_WAITING;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		size_t used = 0;
+		DIR *dir = opendir("/proc/self/fd");
+		if (dir != NULL) {
+			while (readdir(dir) != NULL)
+				used++;
+			closedir(dir);
+		}
+		size_t free_fds = rl.rlim_cur > used ? (size_t)rl.rlim_cur - used : 0;
+		if (free_fds / 4 < q->max_waiting)
+			q->max_waiting = free_fds / 4 > 0 ? free_fds / 4 : 1;
+	}
 	/* The lease owner: this node. Leases it held before a crash are free
 	 * again at once (nothing of it is in flight now). */
 	q->owner = xstrdup(cfg->hostname);

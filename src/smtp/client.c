@@ -174,9 +174,12 @@ static void client_send(struct smtp_client *c, const char *fmt, ...)
 	free(s);
 }
 
+/* RFC 5321 4.2.1: only 2yz is a positive completion. A 3yz is an
+ * intermediate reply: to the final dot, or to DATA in place of 354
+ * (handled before), it completes nothing, so the recipient is not done. */
 static enum smtp_status code_status(int code)
 {
-	if (code >= 200 && code < 400)
+	if (code >= 200 && code < 300)
 		return SMTP_ST_OK;
 	return code >= 500 ? SMTP_ST_PERM : SMTP_ST_TEMP;
 }
@@ -628,6 +631,15 @@ static void client_tx_reply(struct smtp_client *c)
 			client_arm(c, c->cfg.data_timeout);
 			return;
 		}
+		if (r->code / 100 == 2 || r->code / 100 == 3) {
+			/* RFC 5321 4.3.2: DATA's only positive reply is 354. A
+			 * 250 before the data was sent accepts nothing: taking
+			 * it as the final reply would mark mail delivered that
+			 * never left. */
+			client_fail(c, SMTP_ST_TEMP, "DATA answered %d instead of 354: %s", r->code,
+			            r->full.data);
+			return;
+		}
 		c->need_rset = c->mail_ok;
 		if (c->n_accepted > 0)
 			client_tx_final(c, r);
@@ -669,17 +681,20 @@ static void wire_put(struct wire *w, struct buf *out, const char *p, size_t n)
 			w->len = 0;
 			continue;
 		}
-		if (w->bol && ch == '.') { /* RFC 5321 4.5.2 */
-			buf_appendc(out, '.');
-			w->len++;
-		}
-		buf_appendc(out, ch);
-		w->bol = false;
-		if (++w->len >= CLIENT_LINE_MAX) {
+		/* Broken only when the line would exceed 998 octets: a line of
+		 * exactly 998 (legal, RFC 5322 2.1.1) followed by its own CRLF
+		 * must not gain an empty line (in the header, one ends it). */
+		if (w->len >= CLIENT_LINE_MAX) {
 			buf_append(out, "\r\n", 2);
 			w->bol = true;
 			w->len = 0;
 		}
+		/* RFC 5321 4.5.2; 4.5.3.1.6: the doubled dot is not counted */
+		if (w->bol && ch == '.')
+			buf_appendc(out, '.');
+		buf_appendc(out, ch);
+		w->bol = false;
+		w->len++;
 	}
 }
 
