@@ -3,6 +3,19 @@ test_bounce.py): a listener thread, one thread per session, RFC 5321
 dot-unstuffing of DATA (section 4.5.2). Subclasses choose the replies."""
 import socket
 import threading
+import time
+
+
+def wait_until(pred, timeout, what):
+    """Polls pred every 0.1 s until it returns something true (returned);
+    fails after timeout seconds (the outbound tests' bounded waits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for %s" % what)
 
 
 class SmtpSink:

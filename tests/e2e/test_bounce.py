@@ -18,12 +18,11 @@ import email
 import email.utils
 import os
 import subprocess
-import time
 
 import pytest
 
 from conftest import POSTERN, ROOT, _new_server, make_message
-from smtpsink import SmtpSink
+from smtpsink import SmtpSink, wait_until
 
 ACTIONS = {"failed", "delayed", "delivered", "relayed"}
 SUBJECTS = {
@@ -212,13 +211,7 @@ def _submit(srv, rcpts, subject, mail_params="", body="Hello there.\r\n"):
 
 
 def _wait(cond, what, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
+    return wait_until(cond, timeout, what)
 
 
 def _inbox_dsn(srv, n):

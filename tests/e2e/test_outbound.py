@@ -23,7 +23,7 @@ import pytest
 from conftest import (BASE_OPTS, Postern, client_tls_context, crlf, make_message,
                       _free_ports)
 from dnsmasq import Dnsmasq
-from smtpsink import SmtpSink
+from smtpsink import SmtpSink, wait_until
 
 ALICE, ALICE_PW = "alice@one.test", "alice-Secret-1"
 BOB, BOB_PW = "bob@two.test", "bob-Secret-2"
@@ -32,13 +32,7 @@ WAIT = 30.0
 
 
 def wait_for(pred, timeout=WAIT, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for %s" % what)
+    return wait_until(pred, timeout, what)
 
 
 def _ips(n):
