@@ -1,9 +1,11 @@
-/* What the load generators bench/pop3-load.c and bench/imap-load.c share:
- * fatal errors, clocks, a loopback dial, a blocking write of everything and
- * one read buffer for the blocking (one-session) modes.
+/* What the load generators bench/pop3-load.c, bench/imap-load.c and
+ * bench/smtp-load.c share: fatal errors, clocks and (pop3-load and imap-load
+ * only) a loopback dial, a blocking write of everything and one read buffer
+ * for the blocking (one-session) modes.
  *
- * Header only (every function static, each used by both programs), so the
- * benchmark scripts keep building each generator from its one .c file:
+ * Header only (every function static; those smtp-load.c does not use are
+ * marked unused), so the benchmark scripts keep building each generator from
+ * its one .c file:
  *   cc -O2 -Wall -o pop3-load bench/pop3-load.c
  * Define LOAD_PROG (the program's name for messages) before including it. */
 #ifndef BENCH_LOAD_COMMON_H
@@ -56,7 +58,7 @@ static double cpu(void)
 
 /* a TCP connection to 127.0.0.1:port with TCP_NODELAY; nonblock: connect in
  * progress (EINPROGRESS) is fine */
-static int dial(int port, int nonblock)
+__attribute__((unused)) static int dial(int port, int nonblock)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
 	int one = 1, fd = socket(AF_INET, SOCK_STREAM | (nonblock ? SOCK_NONBLOCK : 0), 0);
@@ -71,7 +73,7 @@ static int dial(int port, int nonblock)
 
 /* all n bytes or die (a few command bytes on a non-blocking socket fit its
  * send buffer) */
-static void send_all(int fd, const char *s, size_t n)
+__attribute__((unused)) static void send_all(int fd, const char *s, size_t n)
 {
 	while (n > 0) {
 		ssize_t w = write(fd, s, n);
@@ -90,7 +92,7 @@ static char rbuf[1 << 18];
 static size_t rlen, rpos;
 
 /* refills rbuf from fd (blocking); dies when the server closed */
-static void fill_from(int fd)
+__attribute__((unused)) static void fill_from(int fd)
 {
 	ssize_t r;
 	do

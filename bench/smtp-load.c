@@ -11,19 +11,10 @@
  * "accepted seconds cpu_seconds". Any reply other than the expected one is
  * fatal (exit 1). Loopback or any IPv4 address. */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+
+#define LOAD_PROG "smtp-load"
+#include "load-common.h"
 
 static const char *host, *mail_from, *rcpt_to, *user, *pass;
 static int port, total, size;
@@ -33,39 +24,13 @@ static char *message;
 static size_t message_len;
 static char *auth_line;
 
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "smtp-load: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-	exit(1);
-}
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static double cpu(void)
-{
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
-	       ru.ru_stime.tv_usec / 1e6;
-}
-
 struct conn {
 	int fd;
 	char buf[8192];
 	size_t len;
 };
 
-static void send_all(struct conn *c, const char *p, size_t n)
+static void conn_send_all(struct conn *c, const char *p, size_t n)
 {
 	while (n > 0) {
 		ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
@@ -113,7 +78,7 @@ static int reply(struct conn *c, const char *what)
 static void expect(struct conn *c, const char *cmd, int want)
 {
 	if (cmd != NULL)
-		send_all(c, cmd, strlen(cmd));
+		conn_send_all(c, cmd, strlen(cmd));
 	int code = reply(c, cmd ? cmd : "banner");
 	if (code != want)
 		die("%s: got %d, want %d", cmd ? cmd : "banner", code, want);
@@ -145,7 +110,7 @@ static void *session(void *arg)
 		snprintf(cmd, sizeof cmd, "RCPT TO:<%s>\r\n", rcpt_to);
 		expect(c, cmd, 250);
 		expect(c, "DATA\r\n", 354);
-		send_all(c, message, message_len);
+		conn_send_all(c, message, message_len);
 		expect(c, ".\r\n", 250);
 		__atomic_fetch_add(&accepted, 1, __ATOMIC_RELAXED);
 	}

@@ -847,12 +847,11 @@ struct conn *conn_new(struct loop *l, int fd, SSL_CTX *tls_ctx, const struct con
 	return c;
 }
 
-int conn_starttls(struct conn *c, SSL_CTX *ctx)
+/* Both sides of STARTTLS: drop what was read before the handshake, then
+ * begin it at once or, with replies still queued, after they are flushed. */
+static int conn_starttls_start(struct conn *c, SSL_CTX *ctx)
 {
 	struct conn_priv *p = c->priv;
-	if (p->state != CONN_ST_OPEN || p->ssl || p->closing || ctx == NULL)
-		return -1;
-	/* RFC 3207 4.2: anything the client sent after STARTTLS is discarded. */
 	buf_free(&c->rbuf);
 	if (conn_wpending(p) > 0) {
 		p->state = CONN_ST_STARTTLS_FLUSH;
@@ -869,6 +868,15 @@ int conn_starttls(struct conn *c, SSL_CTX *ctx)
 	return 0;
 }
 
+int conn_starttls(struct conn *c, SSL_CTX *ctx)
+{
+	struct conn_priv *p = c->priv;
+	if (p->state != CONN_ST_OPEN || p->ssl || p->closing || ctx == NULL)
+		return -1;
+	/* RFC 3207 4.2: anything the client sent after STARTTLS is discarded. */
+	return conn_starttls_start(c, ctx);
+}
+
 int conn_starttls_client(struct conn *c, SSL_CTX *ctx, const char *sni, bool verify)
 {
 	struct conn_priv *p = c->priv;
@@ -879,20 +887,7 @@ int conn_starttls_client(struct conn *c, SSL_CTX *ctx, const char *sni, bool ver
 	p->tlsc->verify = verify;
 	/* RFC 3207 4.2: what the server sent before the handshake is discarded
 	 * (a reply injected after its 220 must not be read as a TLS reply). */
-	buf_free(&c->rbuf);
-	if (conn_wpending(p) > 0) {
-		p->state = CONN_ST_STARTTLS_FLUSH;
-		p->pending_ctx = ctx;
-		if (!p->in_data)
-			conn_flush(c);
-		else
-			conn_update_events(c);
-		return 0;
-	}
-	if (conn_tls_begin(c, ctx) < 0)
-		return -1;
-	conn_update_events(c);
-	return 0;
+	return conn_starttls_start(c, ctx);
 }
 
 const char *conn_tls_error(const struct conn *c)

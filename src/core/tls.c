@@ -35,19 +35,22 @@ static char *tls_err(const char *what)
 	return xasprintf("%s: %s", what, msg);
 }
 
-SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file, char **err_r)
+/* A context with the settings both sides share: TLS 1.2 and up (RFC 8996
+ * deprecates older), no renegotiation or compression. */
+static SSL_CTX *tls_ctx_new(const SSL_METHOD *method, char **err_r)
 {
 	*err_r = NULL;
 	ERR_clear_error();
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	SSL_CTX *ctx = SSL_CTX_new(method);
 	if (ctx == NULL) {
 		*err_r = tls_err("SSL_CTX_new");
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	/* Renegotiation is an attack surface with no use for mail. An EOF
-	 * without close_notify is common from mail clients and harmless here
-	 * (every protocol has its own end marker), so treat it as a plain EOF. */
+	 * without close_notify is common from mail clients (and servers) and
+	 * harmless here (every protocol has its own end marker), so treat it as
+	 * a plain EOF. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
 					 SSL_OP_IGNORE_UNEXPECTED_EOF);
 	/* Partial writes and a moving buffer match conn.c's growable wbuf;
@@ -55,6 +58,14 @@ SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file, char **
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 				      SSL_MODE_RELEASE_BUFFERS);
+	return ctx;
+}
+
+SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file, char **err_r)
+{
+	SSL_CTX *ctx = tls_ctx_new(TLS_server_method(), err_r);
+	if (ctx == NULL)
+		return NULL;
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
 	static const unsigned char sid_ctx[] = "postern";
 	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
@@ -85,21 +96,9 @@ fail:
 
 SSL_CTX *tls_client_ctx_new(const char *ca_file, char **err_r)
 {
-	*err_r = NULL;
-	ERR_clear_error();
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	if (ctx == NULL) {
-		*err_r = tls_err("SSL_CTX_new");
+	SSL_CTX *ctx = tls_ctx_new(TLS_client_method(), err_r);
+	if (ctx == NULL)
 		return NULL;
-	}
-	/* As the server side: TLS 1.2 and up (RFC 8996 deprecates older), no
-	 * renegotiation or compression, an EOF without close_notify is an EOF. */
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-					 SSL_OP_IGNORE_UNEXPECTED_EOF);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-				      SSL_MODE_RELEASE_BUFFERS);
 	/* The trust anchors serve only the connections that verify (chosen per
 	 * connection in conn_starttls_client); verification is off by default. */
 	int ok = ca_file && ca_file[0] ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)

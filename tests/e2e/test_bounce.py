@@ -17,14 +17,12 @@ most 998 octets, CRLF only.
 import email
 import email.utils
 import os
-import socket
 import subprocess
-import threading
-import time
 
 import pytest
 
 from conftest import POSTERN, ROOT, _new_server, make_message
+from smtpsink import SmtpSink, wait_until
 
 ACTIONS = {"failed", "delayed", "delivered", "relayed"}
 SUBJECTS = {
@@ -140,99 +138,39 @@ def test_builder_output_parses(tmp_path):
 WAIT = 40.0  # bounded waits: a few queue polls and retries
 
 
-class NextHop:
+class NextHop(SmtpSink):
     """A scripted SMTP server on 127.0.0.1 (no DSN extension): RCPT bad* gets
     550 5.1.1, slow* gets 451 4.3.0, anything else 250. Every accepted
-    transaction is kept in self.got as (mail_from, [rcpts], data bytes)."""
+    transaction is kept in self.tx as (mail_from, [rcpts], data bytes)."""
 
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.5)
-        self.port = self.sock.getsockname()[1]
-        self.got = []
-        self.lock = threading.Lock()
-        self.stopping = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+    greeting = "220 nexthop.test ESMTP"
+    accept_timeout = 0.5
+    session_timeout = 30
+    encoding = ("utf-8", "replace")
+    data_ok = "250 2.0.0 queued as X"
+    rset_ok = "250 2.0.0 ok"
+    quit_ok = "221 2.0.0 bye"
 
-    def _run(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+    def ehlo(self, cmd):
+        return "250-nexthop.test\r\n250 8BITMIME"
 
-    def _session(self, conn):
-        conn.settimeout(30)
-        f = conn.makefile("rb")
-        out = lambda s: conn.sendall(s.encode() + b"\r\n")
-        try:
-            out("220 nexthop.test ESMTP")
-            mail_from, rcpts = None, []
-            while True:
-                line = f.readline()
-                if not line:
-                    return
-                cmd = line.decode("utf-8", "replace").rstrip("\r\n")
-                up = cmd.upper()
-                if up.startswith("EHLO") or up.startswith("HELO"):
-                    out("250-nexthop.test\r\n250 8BITMIME")
-                elif up.startswith("MAIL FROM:"):
-                    mail_from = cmd[10:].split(">")[0].lstrip(" <")
-                    rcpts = []
-                    out("250 2.1.0 ok")
-                elif up.startswith("RCPT TO:"):
-                    addr = cmd[8:].split(">")[0].lstrip(" <")
-                    local = addr.split("@")[0]
-                    if local.startswith("bad"):
-                        out("550 5.1.1 <%s>: Recipient address rejected: no such user" % addr)
-                    elif local.startswith("slow"):
-                        out("451 4.3.0 <%s>: try again later" % addr)
-                    else:
-                        rcpts.append(addr)
-                        out("250 2.1.5 ok")
-                elif up == "DATA":
-                    if not rcpts:
-                        out("554 5.5.1 no valid recipients")
-                        continue
-                    out("354 go ahead")
-                    data = b""
-                    while True:
-                        l = f.readline()
-                        if not l:
-                            return
-                        if l == b".\r\n":
-                            break
-                        data += l[1:] if l.startswith(b".") else l
-                    with self.lock:
-                        self.got.append((mail_from, list(rcpts), data))
-                    out("250 2.0.0 queued as X")
-                elif up == "RSET":
-                    mail_from, rcpts = None, []
-                    out("250 2.0.0 ok")
-                elif up == "QUIT":
-                    out("221 2.0.0 bye")
-                    return
-                else:
-                    out("502 5.5.2 unknown")
-        except OSError:
-            return
-        finally:
-            conn.close()
+    helo = ehlo
+
+    def mail_from(self, cmd):
+        return cmd[10:].split(">")[0].lstrip(" <"), "250 2.1.0 ok"
+
+    def rcpt(self, cmd):
+        addr = cmd[8:].split(">")[0].lstrip(" <")
+        local = addr.split("@")[0]
+        if local.startswith("bad"):
+            return addr, "550 5.1.1 <%s>: Recipient address rejected: no such user" % addr
+        if local.startswith("slow"):
+            return addr, "451 4.3.0 <%s>: try again later" % addr
+        return addr, "250 2.1.5 ok"
 
     def received(self):
         with self.lock:
-            return list(self.got)
-
-    def close(self):
-        self.stopping = True
-        self.sock.close()
-        self.thread.join(5)
+            return list(self.tx)
 
 
 @pytest.fixture(scope="module")
@@ -273,13 +211,7 @@ def _submit(srv, rcpts, subject, mail_params="", body="Hello there.\r\n"):
 
 
 def _wait(cond, what, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
+    return wait_until(cond, timeout, what)
 
 
 def _inbox_dsn(srv, n):

@@ -16,7 +16,6 @@ import quopri
 import random
 import re
 import socket
-import threading
 import time
 
 import pytest
@@ -24,6 +23,7 @@ import pytest
 from conftest import (BASE_OPTS, Postern, client_tls_context, crlf, make_message,
                       _free_ports)
 from dnsmasq import Dnsmasq
+from smtpsink import SmtpSink, wait_until
 
 ALICE, ALICE_PW = "alice@one.test", "alice-Secret-1"
 BOB, BOB_PW = "bob@two.test", "bob-Secret-2"
@@ -32,13 +32,7 @@ WAIT = 30.0
 
 
 def wait_for(pred, timeout=WAIT, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for %s" % what)
+    return wait_until(pred, timeout, what)
 
 
 def _ips(n):
@@ -83,7 +77,7 @@ def make_instance(workdir, tls_pair, ip, port, hostname, **opts):
     return srv
 
 
-class Sink:
+class Sink(SmtpSink):
     """A scripted SMTP server. rcpt_replies[addr]: a list of replies given to
     RCPT for addr, one per attempt (the last one repeats); default 250.
     data_mode: a list of behaviours, one per DATA (the last one repeats):
@@ -92,21 +86,9 @@ class Sink:
     transaction as (mail_from_line, [rcpt], data bytes, replied)."""
 
     def __init__(self, ip, port):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((ip, port))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
         self.rcpt_replies = {}
-        self.data_mode = ["ok"]
         self.eightbit = True
-        self.tx = []
-        self.holding = threading.Event()
-        self.release = threading.Event()
-        self.stop_ev = threading.Event()
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        super().__init__(ip, port)
 
     def reset(self):
         with self.lock:
@@ -117,99 +99,24 @@ class Sink:
             self.holding.clear()
             self.release.clear()
 
-    def close(self):
-        self.stop_ev.set()
-        self.release.set()
-        self.thread.join(10)
-        self.sock.close()
+    def ehlo(self, cmd):
+        ext = ["250-sink.test", "250-PIPELINING", "250-SIZE 10000000"]
+        if self.eightbit:
+            ext.append("250-8BITMIME")
+        ext.append("250 ENHANCEDSTATUSCODES")
+        return "\r\n".join(ext)
 
-    def _run(self):
-        while not self.stop_ev.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._session, args=(c,), daemon=True).start()
+    def helo(self, cmd):
+        return "250 sink.test"
 
-    def _next(self, lst):
-        return lst.pop(0) if len(lst) > 1 else lst[0]
+    def mail_from(self, cmd):
+        return cmd, "250 2.1.0 Ok"
 
-    def _session(self, c):
-        c.settimeout(20)
-        f = c.makefile("rb")
-
-        def send(s):
-            c.sendall(s.encode() + b"\r\n")
-        try:
-            send("220 sink.test ESMTP")
-            mail, rcpts = None, []
-            while True:
-                line = f.readline()
-                if not line:
-                    return
-                cmd = line.decode("latin-1").rstrip("\r\n")
-                u = cmd.upper()
-                if u.startswith("EHLO"):
-                    ext = ["250-sink.test", "250-PIPELINING", "250-SIZE 10000000"]
-                    if self.eightbit:
-                        ext.append("250-8BITMIME")
-                    ext.append("250 ENHANCEDSTATUSCODES")
-                    send("\r\n".join(ext))
-                elif u.startswith("HELO"):
-                    send("250 sink.test")
-                elif u.startswith("MAIL FROM:"):
-                    mail, rcpts = cmd, []
-                    send("250 2.1.0 Ok")
-                elif u.startswith("RCPT TO:"):
-                    addr = re.search(r"<([^>]*)>", cmd).group(1)
-                    with self.lock:
-                        lst = self.rcpt_replies.get(addr)
-                        r = self._next(lst) if lst else "250 2.1.5 Ok"
-                    if r.startswith("250"):
-                        rcpts.append(addr)
-                    send(r)
-                elif u == "DATA":
-                    if not rcpts:
-                        send("554 5.5.1 no valid recipients")
-                        continue
-                    send("354 go ahead")
-                    with self.lock:
-                        mode = self._next(self.data_mode)
-                    data = b""
-                    while True:
-                        l = f.readline()
-                        if not l:
-                            return
-                        if l == b".\r\n":
-                            break
-                        data += l[1:] if l.startswith(b".") else l
-                        if mode == "cut" and len(data) > 50:
-                            c.shutdown(socket.SHUT_RDWR)
-                            c.close()
-                            return
-                    if mode == "hold":
-                        self.holding.set()
-                        self.release.wait(30)
-                    with self.lock:
-                        self.tx.append((mail, list(rcpts), data))
-                    send("250 2.0.0 Ok: queued")
-                elif u == "RSET":
-                    mail, rcpts = None, []
-                    send("250 2.0.0 Ok")
-                elif u == "QUIT":
-                    send("221 2.0.0 Bye")
-                    return
-                else:
-                    send("502 5.5.2 unknown")
-        except OSError:
-            return
-        finally:
-            try:
-                c.close()
-            except OSError:
-                pass
+    def rcpt(self, cmd):
+        addr = re.search(r"<([^>]*)>", cmd).group(1)
+        with self.lock:
+            lst = self.rcpt_replies.get(addr)
+            return addr, self._next(lst) if lst else "250 2.1.5 Ok"
 
 
 @pytest.fixture(scope="module")
