@@ -23,6 +23,7 @@
 
 #include "auth/login.h"
 #include "auth/password.h"
+#include "cli/cli.h"
 #include "core/config.h"
 #include "core/listener.h"
 #include "core/log.h"
@@ -80,7 +81,12 @@ static void usage(FILE *f)
 		"  dns lookup TYPE NAME           A, AAAA, MX, TXT, PTR or TLSA: records, TTLs, status\n"
 		"  dns mx DOMAIN [all|ipv4|ipv6]  where mail for DOMAIN goes (RFC 5321 5.1)\n"
 		"  dns host NAME [all|ipv4|ipv6]  one host's addresses\n"
-		"  dns ptr IP                     the verified (forward-confirmed) reverse name\n");
+		"  dns ptr IP                     the verified (forward-confirmed) reverse name\n"
+		"  dns records DOMAIN             every DNS record to publish for DOMAIN\n"
+		"  dns check DOMAIN               those records as the resolver sees them: ok, missing, wrong\n"
+		"  spf check IP HELO SENDER       SPF (RFC 7208) result for a client\n"
+		"  dkim keygen|list|rotate ...    DKIM signing keys per domain (see docs)\n"
+		"  dmarc reports                  aggregate reports received for our domains\n");
 }
 
 /* ---- configuration ---- */
@@ -311,6 +317,14 @@ static int drop_privileges(const struct config *cfg, bool daemon)
 	return 0;
 }
 
+struct store *cli_open_store(const struct config *cfg)
+{
+	umask(077);
+	if (mkdir_private(cfg->data_dir) < 0 || drop_privileges(cfg, false) < 0)
+		return NULL;
+	return open_store(cfg);
+}
+
 static SSL_CTX *setup_tls(const struct config *cfg)
 {
 	char *err = NULL;
@@ -456,6 +470,11 @@ static struct dns *dns_from_config(struct loop *l, const struct config *cfg)
 		free(err);
 	}
 	return dns;
+}
+
+struct dns *cli_dns(struct loop *l, const struct config *cfg)
+{
+	return dns_from_config(l, cfg);
 }
 
 static int cmd_serve(const struct config *cfg)
@@ -693,6 +712,8 @@ static int cmd_dns(const struct config *cfg, int argc, char **argv)
 		enum dns_type type;
 	} types[] = {{"A", DNS_A},     {"AAAA", DNS_AAAA}, {"MX", DNS_MX},
 		     {"TXT", DNS_TXT}, {"PTR", DNS_PTR},   {"TLSA", DNS_TLSA}};
+	if (argc >= 1 && (strcmp(argv[0], "records") == 0 || strcmp(argv[0], "check") == 0))
+		return cli_dns_records(cfg, argc, argv);
 	struct dns_cli c = {.l = loop_new(), .ret = 2};
 	struct dns *dns = dns_from_config(c.l, cfg);
 	struct dns_query *q = NULL;
@@ -786,6 +807,11 @@ static int report(int r, char **errp)
 	}
 	free(err);
 	return 0;
+}
+
+int cli_report(int r, char **errp)
+{
+	return report(r, errp);
 }
 
 static int cmd_domain(struct store *st, int argc, char **argv)
@@ -1222,6 +1248,12 @@ int main(int argc, char **argv)
 		ret = cmd_serve(&cfg);
 	} else if (strcmp(cmd, "dns") == 0) {
 		ret = cmd_dns(&cfg, argc - 1, argv + 1);
+	} else if (strcmp(cmd, "spf") == 0) {
+		ret = cli_spf(&cfg, argc - 1, argv + 1);
+	} else if (strcmp(cmd, "dkim") == 0) {
+		ret = cli_dkim(&cfg, argc - 1, argv + 1);
+	} else if (strcmp(cmd, "dmarc") == 0) {
+		ret = cli_dmarc(&cfg, argc - 1, argv + 1);
 	} else if (strcmp(cmd, "domain") == 0 || strcmp(cmd, "user") == 0 ||
 		   strcmp(cmd, "alias") == 0 || strcmp(cmd, "mailbox") == 0 ||
 		   strcmp(cmd, "mail") == 0 || strcmp(cmd, "queue") == 0 ||

@@ -36,6 +36,7 @@ static const char *check_outbound_tls(const char *v);
 static const char *check_outbound_inet(const char *v);
 static const char *check_relayhost_tls(const char *v);
 static const char *check_postmaster(const char *v);
+static const char *check_spf_action(const char *v);
 
 #define OFF(field) offsetof(struct config, field)
 #define NOLIMIT 0, 0
@@ -253,6 +254,62 @@ static const struct option config_options[] = {
 	 "relayhost).", NULL},
 	{"queue_max_per_connection", OPT_INT, OFF(queue_max_per_connection), "100", 1, 100000,
 	 "Messages one outbound connection carries before it says QUIT.", NULL},
+	{"authserv_id", OPT_STRING, OFF(authserv_id), "", NOLIMIT,
+	 "The authserv-id of the Authentication-Results fields postern adds (RFC 8601 2.5); "
+	 "fields already in a message that claim it are removed. Empty: hostname.", NULL},
+	{"spf_action", OPT_STRING, OFF(spf_action), "record", NOLIMIT,
+	 "SPF (RFC 7208) on the MX listener: off, record (the result goes into "
+	 "Authentication-Results and DMARC decides), or reject (fail refused with 550 5.7.23; "
+	 "temperror gives 451 4.7.24). Authenticated submission is never checked.",
+	 check_spf_action},
+	{"spf_helo", OPT_BOOL, OFF(spf_helo), "yes", NOLIMIT,
+	 "Also check the HELO identity (RFC 7208 2.3); recorded as smtp.helo.", NULL},
+	{"dkim_verify", OPT_BOOL, OFF(dkim_verify), "yes", NOLIMIT,
+	 "Verify the DKIM signatures (RFC 6376) of mail received on the MX listener.", NULL},
+	{"dkim_max_signatures", OPT_INT, OFF(dkim_max_signatures), "5", 1, 50,
+	 "DKIM signatures verified per message; later ones are ignored (and logged).", NULL},
+	{"dkim_min_rsa_bits", OPT_INT, OFF(dkim_min_rsa_bits), "1024", 512, 4096,
+	 "Smaller RSA keys make a signature fail (permerror, RFC 8301 3.2).", NULL},
+	{"dkim_max_rsa_bits", OPT_INT, OFF(dkim_max_rsa_bits), "4096", 1024, 16384,
+	 "Larger RSA keys make a signature fail (permerror): bounds the work per signature.",
+	 NULL},
+	{"dkim_sign", OPT_BOOL, OFF(dkim_sign), "yes", NOLIMIT,
+	 "Sign mail from authenticated users with their domain's keys (`postern dkim keygen`), "
+	 "RSA and Ed25519 both.", NULL},
+	{"dkim_rotate_grace", OPT_DURATION, OFF(dkim_rotate_grace), "7d", 0, 365 * 86400,
+	 "`postern dkim rotate`: the new keys sign only after this long (time to publish "
+	 "their DNS records); the old keys stop signing then.", NULL},
+	{"dmarc_verify", OPT_BOOL, OFF(dmarc_verify), "yes", NOLIMIT,
+	 "Evaluate DMARC (RFC 7489) for mail received on the MX listener.", NULL},
+	{"dmarc_enforce", OPT_BOOL, OFF(dmarc_enforce), "yes", NOLIMIT,
+	 "Apply the sender domain's policy: p=reject refused at the end of data (550 5.7.1), "
+	 "p=quarantine delivered to the recipient's Junk mailbox. No: record only.", NULL},
+	{"dmarc_psl_file", OPT_STRING, OFF(dmarc_psl_file),
+	 "/usr/share/publicsuffix/public_suffix_list.dat", NOLIMIT,
+	 "The public suffix list (Debian package publicsuffix), for organizational domains "
+	 "(RFC 7489 3.2).", NULL},
+	{"dmarc_reports", OPT_BOOL, OFF(dmarc_reports), "yes", NOLIMIT,
+	 "Record every DMARC evaluation and send aggregate reports (RFC 7489 7.2) to the "
+	 "domains' rua addresses once per dmarc_report_interval.", NULL},
+	{"dmarc_report_from", OPT_STRING, OFF(dmarc_report_from), "", NOLIMIT,
+	 "Sender of aggregate reports. Empty: the postmaster target.", NULL},
+	{"dmarc_report_org", OPT_STRING, OFF(dmarc_report_org), "", NOLIMIT,
+	 "org_name in aggregate reports. Empty: hostname.", NULL},
+	{"dmarc_report_interval", OPT_DURATION, OFF(dmarc_report_interval), "1d", 60,
+	 30 * 86400, "Time between aggregate reports (RFC 7489 7.2: a day by default).", NULL},
+	{"arc_verify", OPT_BOOL, OFF(arc_verify), "yes", NOLIMIT,
+	 "Verify ARC chains (RFC 8617) of mail received on the MX listener.", NULL},
+	{"arc_seal", OPT_BOOL, OFF(arc_seal), "yes", NOLIMIT,
+	 "Add an ARC set to mail forwarded to a remote address (an alias pointing out), signed "
+	 "with the forwarding domain's DKIM key.", NULL},
+	{"srs", OPT_BOOL, OFF(srs), "yes", NOLIMIT,
+	 "Rewrite the envelope sender of forwarded mail (SRS) so that it passes SPF at the "
+	 "next hop; bounces to SRS addresses return to the original sender.", NULL},
+	{"srs_secret", OPT_LIST, OFF(srs_secret), "", NOLIMIT,
+	 "SRS keys: the first signs, every one verifies (rotation). Empty: one generated at "
+	 "first start and kept in the store.", NULL},
+	{"srs_max_age", OPT_DURATION, OFF(srs_max_age), "21d", 86400, 365 * 86400,
+	 "How long an SRS address stays valid for bounces.", NULL},
 };
 
 #define N_OPTIONS (sizeof config_options / sizeof config_options[0])
@@ -287,6 +344,12 @@ static const char *check_relayhost_tls(const char *v)
 {
 	static const char *const w[] = {"starttls", "implicit", "none", NULL};
 	return is_one_of(v, w) ? NULL : "is not starttls, implicit or none";
+}
+
+static const char *check_spf_action(const char *v)
+{
+	static const char *const w[] = {"off", "record", "reject", NULL};
+	return is_one_of(v, w) ? NULL : "is not off, record or reject";
 }
 
 /* A comma-separated list of host:port ("[v6]:port", "*:port"); empty = off. */
@@ -509,6 +572,10 @@ int config_finish(struct config *c, char **err_r)
 	if (c->hostname[0] == '\0' || strpbrk(c->hostname, " \t<>[]@") != NULL) {
 		*err_r = xasprintf("hostname: \"%s\" is not a valid host name", c->hostname);
 		return -1;
+	}
+	if (c->authserv_id[0] == '\0') {
+		free(c->authserv_id);
+		c->authserv_id = xstrdup(c->hostname);
 	}
 	if (c->tls_cert == NULL)
 		c->tls_cert = xasprintf("%s/tls/cert.pem", c->data_dir);

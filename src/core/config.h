@@ -100,6 +100,28 @@ struct config {
 	int queue_max_connections;    /* outbound connections in total */
 	int queue_max_per_destination; /* connections to one destination (domain or relay) */
 	int queue_max_per_connection; /* messages one connection carries before QUIT */
+	/* sender authentication (src/policy, issue 10) */
+	char *authserv_id;            /* RFC 8601 authserv-id; "" = hostname */
+	char *spf_action;             /* MX: "off" | "record" | "reject" (fail: 550 5.7.23) */
+	bool spf_helo;                /* check the HELO identity too (RFC 7208 2.3) */
+	bool dkim_verify;             /* verify DKIM signatures of inbound mail */
+	int dkim_max_signatures;      /* signatures verified per message (the rest: ignored) */
+	int dkim_min_rsa_bits;        /* smaller RSA keys: permerror (RFC 8301 3.2) */
+	int dkim_max_rsa_bits;        /* larger RSA keys: permerror (bounded work) */
+	bool dkim_sign;               /* sign mail from local users (domains with keys) */
+	unsigned dkim_rotate_grace;   /* seconds: a rotated key signs after this; the old retires */
+	bool dmarc_verify;            /* evaluate DMARC for inbound mail */
+	bool dmarc_enforce;           /* apply p=reject (550 5.7.1) and p=quarantine (Junk) */
+	char *dmarc_psl_file;         /* the public suffix list */
+	bool dmarc_reports;           /* send daily aggregate reports to rua */
+	char *dmarc_report_from;      /* From of aggregate reports; "" = postmaster target */
+	char *dmarc_report_org;       /* org_name in reports; "" = hostname */
+	unsigned dmarc_report_interval; /* seconds between aggregate reports (1d) */
+	bool arc_verify;              /* verify ARC chains of inbound mail (RFC 8617) */
+	bool arc_seal;                /* seal mail forwarded to remote addresses */
+	bool srs;                     /* rewrite the envelope sender of forwarded mail */
+	char *srs_secret;             /* list: first signs, all verify; "" = generated, stored */
+	unsigned srs_max_age;         /* seconds an SRS address is valid (timestamp check) */
 };
 
 /* Fills c with the defaults. */

@@ -273,7 +273,32 @@ static const char schema_v4[] =
 	"ALTER TABLE messages ADD COLUMN smtputf8 INTEGER NOT NULL DEFAULT 0;"
 	"UPDATE messages SET body_8bit = 1 WHERE id IN (SELECT message_id FROM queue);";
 
-static const char *const schema_steps[] = {schema_v1, schema_v2, schema_v3, schema_v4};
+/* Step 5: sender authentication (issue 10). settings: small named values
+ * the daemon keeps for itself across restarts and nodes (the generated SRS
+ * secret). dkim_keys: signing keys per domain, private keys in the store so
+ * every node signs alike (the data directory is private to postern);
+ * active_from/retire_at carry rotation (a new key signs once its DNS record
+ * had time to spread; the old one stops then). queue.mail_from: the
+ * envelope sender of an entry when it is not the message's (SRS for
+ * forwarded mail). dmarc_*: evaluations recorded for aggregate reports, and
+ * the reports received for our domains. */
+static const char schema_v5[] =
+	"CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	"CREATE TABLE dkim_keys ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" domain TEXT NOT NULL COLLATE NOCASE,"
+	" selector TEXT NOT NULL,"
+	" alg TEXT NOT NULL,"          /* rsa-sha256 | ed25519-sha256 */
+	" private_key TEXT NOT NULL,"  /* PKCS#8 PEM */
+	" public_key TEXT NOT NULL,"   /* base64, the record's p= */
+	" created INTEGER NOT NULL,"
+	" active_from INTEGER NOT NULL,"
+	" retire_at INTEGER NOT NULL DEFAULT 0," /* 0: never */
+	" UNIQUE (domain, selector));"
+	"ALTER TABLE queue ADD COLUMN mail_from TEXT;";
+
+static const char *const schema_steps[] = {schema_v1, schema_v2, schema_v3, schema_v4,
+					   schema_v5};
 
 sqlite3_stmt *store_stmt(struct store_db *d, enum store_stmt_id id)
 {

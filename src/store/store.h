@@ -188,6 +188,22 @@ struct store_delivery {
 	 * >= 0x80; the message needs SMTPUTF8 (MAIL FROM carried it). */
 	bool body_8bit;
 	bool smtputf8;
+	/* Sender authentication (src/policy): */
+	/* written at the start of the blob, before the spool's bytes: the
+	 * Return-Path line, then the fields policy adds (Authentication-Results,
+	 * ARC set, DKIM-Signature). The spool may be on disk already (a message
+	 * above its buffer): the commit then writes prefix + spool into the new
+	 * blob (copy_file_range, on the committer's side, never the loop). */
+	const char *prefix;
+	size_t prefix_len;
+	/* DMARC quarantine (RFC 7489 6.3 p=quarantine): local recipients get it
+	 * in their mailbox with special use \Junk (RFC 6154), one named "Junk"
+	 * created (with \Junk) when the account has none; not INBOX. */
+	bool junk;
+	/* The envelope sender of the queue entries when it is not mail_from
+	 * (SRS for forwarded mail: srs.h), or NULL. Kept in queue.mail_from;
+	 * store_queue_msg.mail_from and the queue listing show it. */
+	const char *queue_from;
 };
 /* The result of a commit. Every failure is temporary (the client may try
  * again) and stores nothing: no message row, no mailbox or queue entry, no blob. */
@@ -692,5 +708,41 @@ enum store_queue_admin_op {
  * it; its result then finds no row (nothing happens). */
 int store_queue_admin(struct store *st, enum store_queue_admin_op op, int64_t message_id,
 		      char **err_r);
+
+/* ==== settings (settings.c) ============================================
+ * Small named values the daemon keeps (the generated SRS secret). Caller's
+ * thread, st->main (startup and the CLI). */
+/* 1 with *value_r (heap), 0 if unset, -1 on error. */
+int store_setting_get(struct store *st, const char *name, char **value_r);
+int store_setting_set(struct store *st, const char *name, const char *value, char **err_r);
+
+/* ==== DKIM keys (dkim.c) ===============================================
+ * Rows of dkim_keys. Caller's thread, st->main (the CLI; the daemon at start
+ * and when it reloads keys). A key signs at time t when active_from <= t and
+ * (retire_at == 0 or t < retire_at). */
+struct store_dkim_key {
+	int64_t id;
+	const char *domain, *selector, *alg; /* alg: "rsa-sha256" | "ed25519-sha256" */
+	const char *private_key;             /* PKCS#8 PEM */
+	const char *public_key;              /* base64 (the record's p=) */
+	time_t created, active_from, retire_at;
+};
+typedef void store_dkim_key_cb(void *arg, const struct store_dkim_key *k);
+/* domain NULL: every domain. Ordered by domain, active_from. 0 or -1. */
+int store_dkim_keys(struct store *st, const char *domain, store_dkim_key_cb *cb, void *arg);
+/* k->id is ignored. Returns the new key's id, or -1 with *err_r (duplicate
+ * selector, domain not local). */
+int64_t store_dkim_key_add(struct store *st, const struct store_dkim_key *k, char **err_r);
+/* Sets retire_at of every key of domain that signs now or later and is not
+ * in keep (the new keys' ids), to when. Returns the keys changed or -1. */
+int store_dkim_keys_retire(struct store *st, const char *domain, time_t when,
+			   const int64_t *keep, size_t n_keep, char **err_r);
+/* Deletes one key by domain and selector. 1 deleted, 0 none, -1 error. */
+int store_dkim_key_del(struct store *st, const char *domain, const char *selector,
+		       char **err_r);
+
+/* ==== DMARC (dmarc.c) ==================================================
+ * Evaluations recorded for aggregate reports (RFC 7489 7.2) and reports
+ * received for our domains. The declarations are the dmarc-reports work's. */
 
 #endif

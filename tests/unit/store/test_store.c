@@ -53,12 +53,12 @@ static void test_schema(void)
 	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0700);
 	snprintf(path, sizeof path, "%s/data/postern.db", tmpdir);
 	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
-	CHECK_INT(1, sql_int("PRAGMA user_version"), 4);
+	CHECK_INT(1, sql_int("PRAGMA user_version"), 5);
 	CHECK_INT(2, sql_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"),
 		  1);
 	/* 7 + counters + sqlite_sequence (AUTOINCREMENT) + subscriptions, expunged,
-	 * quotas (v3) */
-	CHECK_INT(3, sql_int("SELECT count(*) FROM sqlite_master WHERE type = 'table'"), 12);
+	 * quotas (v3) + settings, dkim_keys (v5) */
+	CHECK_INT(3, sql_int("SELECT count(*) FROM sqlite_master WHERE type = 'table'"), 14);
 	CHECK_INT(4, sql_int("SELECT count(*) FROM sqlite_master WHERE name = "
 			     "'mailbox_messages_message'"),
 		  1);
@@ -980,7 +980,7 @@ static void test_migration(void)
 		const char *sql;
 		long long want;
 	} cases[] = {
-		{"PRAGMA user_version", 4},
+		{"PRAGMA user_version", 5},
 		/* v4: the queue's lease and scheduling columns, filled for old rows */
 		{"SELECT count(*) FROM pragma_table_info('queue') WHERE name IN ('domain',"
 		 " 'lease_owner', 'lease_until', 'held', 'delay_notified', 'last_attempt')", 6},
@@ -1023,7 +1023,7 @@ static void test_migration(void)
 		 " ('queue_message', 'queue_next_try', 'mailbox_messages_message')",
 		 3},
 		{"SELECT count(*) FROM pragma_foreign_key_check", 0},
-		{"SELECT count(*) FROM sqlite_master WHERE sql LIKE '%AUTOINCREMENT%'", 6},
+		{"SELECT count(*) FROM sqlite_master WHERE sql LIKE '%AUTOINCREMENT%'", 7},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		long long got = sql_int(cases[i].sql);

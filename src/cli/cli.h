@@ -1,0 +1,33 @@
+/* The admin CLI's shared helpers and the subcommands kept in their own files
+ * (src/cli/<name>.c). main.c parses options, loads the configuration and
+ * dispatches. A subcommand returns the exit status: 0 ok, 1 failure, 2 usage,
+ * 75 temporary (DNS). */
+#ifndef POSTERN_CLI_CLI_H
+#define POSTERN_CLI_CLI_H
+
+struct config;
+struct store;
+struct loop;
+struct dns;
+
+/* The store, opened as `postern user ...` does (data directory created,
+ * privileges dropped when run as root); NULL after printing why. Close with
+ * store_close. */
+struct store *cli_open_store(const struct config *cfg);
+/* The resolver the daemon would use (dns_resolver...), on loop l; NULL after
+ * logging why. */
+struct dns *cli_dns(struct loop *l, const struct config *cfg);
+/* r < 0: prints "postern: <*errp>" (or "failed") to stderr, frees *errp,
+ * returns 1; else 0. */
+int cli_report(int r, char **errp);
+
+/* spf.c: `postern spf check IP HELO SENDER` */
+int cli_spf(const struct config *cfg, int argc, char **argv);
+/* dkim.c: `postern dkim keygen|list|rotate|retire|verify|sign ...` */
+int cli_dkim(const struct config *cfg, int argc, char **argv);
+/* dmarc.c: `postern dmarc check|reports|send-reports ...` */
+int cli_dmarc(const struct config *cfg, int argc, char **argv);
+/* dnsrec.c: `postern dns records DOMAIN`, `postern dns check DOMAIN` */
+int cli_dns_records(const struct config *cfg, int argc, char **argv);
+
+#endif

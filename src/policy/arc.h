@@ -1,0 +1,56 @@
+/* ARC: RFC 8617 chain validation of inbound mail and sealing of mail
+ * postern forwards. Owned by src/policy/arc.c; built on dkim.h's primitives.
+ * Streaming like the DKIM verifier (fed the message as received). */
+#ifndef POSTERN_POLICY_ARC_H
+#define POSTERN_POLICY_ARC_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "core/buf.h"
+#include "policy/dkim.h"
+
+struct dns;
+struct pool;
+
+/* RFC 8617 4.4 cv= values, and the chain's result for Authentication-Results. */
+enum arc_result { ARC_NONE, ARC_PASS, ARC_FAIL };
+const char *arc_result_name(enum arc_result r); /* "none", "pass", "fail" */
+
+struct arc_outcome {
+	enum arc_result result;
+	int instances;        /* the chain's highest i= (0 when none) */
+	const char *reason;   /* fail: why (logs, AR comment); NULL otherwise */
+	/* pass: the domains that sealed, oldest first (for policy and logs) */
+	size_t n_domains;
+	char **domains;
+};
+typedef void arc_cb(void *arg, const struct arc_outcome *o);
+
+struct arc_verify;
+/* At most 50 ARC sets (RFC 8617 4.2.1); longer chains fail. */
+struct arc_verify *arc_verify_new(struct dns *dns, struct pool *pool,
+				  const struct dkim_limits *lim);
+void arc_verify_feed(struct arc_verify *v, const char *p, size_t n);
+/* After the last byte; cb on the loop thread, never inside this call. */
+void arc_verify_finish(struct arc_verify *v, arc_cb *cb, void *arg);
+void arc_verify_free(struct arc_verify **vp);
+
+/* Sealing (RFC 8617 5.1): fed the message as it will be forwarded (the same
+ * bytes the verifier saw); finish adds, for instance i = the chain's + 1,
+ * ARC-Authentication-Results (ar: this hop's results, the text after the
+ * authserv-id), ARC-Message-Signature and ARC-Seal (cv = chain result),
+ * appended to out in that order, each CRLF ended. A chain that failed
+ * already (cv=fail) is sealed with cv=fail and no more (RFC 8617 5.1.2).
+ * Pure CPU: finish on a worker. */
+struct arc_seal;
+struct arc_seal *arc_seal_new(const struct dkim_signer_key *key, time_t now,
+			      const struct dkim_limits *lim);
+void arc_seal_feed(struct arc_seal *s, const char *p, size_t n);
+/* authserv_id, ar: "spf=pass smtp.mailfrom=...; dkim=pass ...";
+ * chain: the verifier's outcome for this message. 0 or -1. */
+int arc_seal_finish(struct arc_seal *s, const char *authserv_id, const char *ar,
+		    const struct arc_outcome *chain, struct buf *out);
+void arc_seal_free(struct arc_seal **sp);
+
+#endif

@@ -1,0 +1,82 @@
+/* DMARC: RFC 7489 record parsing, organizational domains (the public suffix
+ * list, RFC 7489 3.2), identifier alignment, policy evaluation. Owned by
+ * src/policy/dmarc.c and psl.c. The parser and evaluator are pure; the
+ * lookup (_dmarc.<From domain>, then _dmarc.<organizational domain>, RFC
+ * 7489 6.6.3) goes through src/dns. */
+#ifndef POSTERN_POLICY_DMARC_H
+#define POSTERN_POLICY_DMARC_H
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "policy/dkim.h"
+#include "policy/spf.h"
+
+struct dns;
+
+enum dmarc_result { DMARC_NONE, DMARC_PASS, DMARC_FAIL, DMARC_TEMPERROR, DMARC_PERMERROR };
+/* "none", "pass", "fail", "temperror", "permerror" */
+const char *dmarc_result_name(enum dmarc_result r);
+enum dmarc_policy { DMARC_P_NONE, DMARC_P_QUARANTINE, DMARC_P_REJECT };
+/* "none", "quarantine", "reject" */
+const char *dmarc_policy_name(enum dmarc_policy p);
+
+#define DMARC_MAX_URIS 8
+/* RFC 7489 6.3 */
+struct dmarc_record {
+	enum dmarc_policy p, sp; /* sp = p when absent */
+	bool adkim_strict, aspf_strict;
+	int pct;                 /* 0..100, 100 when absent */
+	char fo[16];             /* as given, "0" when absent */
+	unsigned ri;             /* seconds, 86400 when absent */
+	size_t n_rua, n_ruf;
+	char *rua[DMARC_MAX_URIS], *ruf[DMARC_MAX_URIS]; /* "mailto:..." URIs, "!size" kept */
+};
+/* Parses one TXT record. 0, or -1 (not a DMARC record or invalid: RFC 7489
+ * 6.6.3, the record is then ignored). Frees with dmarc_record_free. */
+int dmarc_record_parse(const char *txt, size_t len, struct dmarc_record *r);
+void dmarc_record_free(struct dmarc_record *r);
+
+/* The public suffix list, loaded once (dmarc_psl_file). NULL if it cannot be
+ * read: then the organizational domain is the last two labels (and a
+ * warning is logged). */
+struct psl;
+struct psl *psl_load(const char *path, char **err_r);
+void psl_free(struct psl **pp);
+/* RFC 7489 3.2: the organizational domain of domain (lowercase, into out).
+ * p NULL: the last two labels. 0, or -1 if domain is not a domain name. */
+int psl_org_domain(const struct psl *p, const char *domain, char *out, size_t outsz);
+
+/* What the message gave. */
+struct dmarc_input {
+	const char *from_domain;   /* RFC5322.From domain (lowercase); the caller
+				    * refuses messages with none or several */
+	enum spf_result spf;       /* for MAIL FROM (or HELO when MAIL FROM was <>) */
+	const char *spf_domain;
+	const struct dkim_results *dkim;
+};
+struct dmarc_outcome {
+	enum dmarc_result result;
+	enum dmarc_policy policy;      /* the policy that applied (p or sp) */
+	enum dmarc_policy disposition; /* what to do: policy, or none when pct sampled it out,
+					* or when the result is not fail */
+	bool spf_aligned, dkim_aligned;
+	bool sampled_out;              /* pct < 100 and this message was not selected */
+	const char *policy_domain;     /* where the record was found (From or org domain) */
+	const struct dmarc_record *record; /* NULL when none */
+	const char *problem;           /* temperror/permerror: why */
+};
+/* Pure: alignment (RFC 7489 3.1) and the result, given the record found at
+ * policy_domain (NULL: none). rnd in [0,100) decides pct. */
+void dmarc_evaluate(const struct psl *psl, const struct dmarc_input *in,
+		    const struct dmarc_record *rec, const char *policy_domain, int rnd,
+		    struct dmarc_outcome *out);
+
+typedef void dmarc_cb(void *arg, const struct dmarc_outcome *o);
+struct dmarc_query;
+/* Looks the record up and evaluates. cb exactly once on the loop thread,
+ * never inside this call, unless cancelled. A DNS failure is temperror. */
+struct dmarc_query *dmarc_check(struct dns *dns, const struct psl *psl,
+				const struct dmarc_input *in, dmarc_cb *cb, void *arg);
+void dmarc_cancel(struct dmarc_query **qp);
+
+#endif
