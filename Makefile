@@ -11,7 +11,7 @@
 #   make fuzz-smoke run each harness FUZZ_SECONDS (10) seconds on build-fuzz/corpus/<name>
 CC      ?= cc
 BUILD   ?= build
-PKGS    := openssl sqlite3 libargon2 libcares
+PKGS    := openssl sqlite3 libargon2 libcares zlib libxml-2.0
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
            -Wno-unused-parameter -Werror
 CFLAGS  ?= -O2 -g
