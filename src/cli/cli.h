@@ -27,6 +27,8 @@ int cli_spf(const struct config *cfg, int argc, char **argv);
 int cli_dkim(const struct config *cfg, int argc, char **argv);
 /* dmarc.c: `postern dmarc check|reports|send-reports ...` */
 int cli_dmarc(const struct config *cfg, int argc, char **argv);
+/* dmarc_check.c: `postern dmarc check ...` (cli_dmarc dispatches "check" here) */
+int cli_dmarc_check(const struct config *cfg, int argc, char **argv);
 /* dnsrec.c: `postern dns records DOMAIN`, `postern dns check DOMAIN` */
 int cli_dns_records(const struct config *cfg, int argc, char **argv);
 

@@ -27,4 +27,14 @@ char *srs_forward(const char *secret, const char *sender, const char *our_domain
 int srs_reverse(const char *const *secrets, size_t n_secrets, const char *addr, time_t now,
 		unsigned max_age, char **orig_r, const char **why_r);
 
+struct store;
+struct config;
+/* The SRS secrets: cfg->srs_secret's list when set, else the one kept in the
+ * store's settings ("srs_secret"), generated (32 random octets, base64) and
+ * saved at the first call. Returns a NULL-terminated heap array of heap
+ * strings (free with srs_secrets_free), *n_r the count (>= 1), or NULL after
+ * logging why. Caller's thread (the daemon's start, the CLI). */
+char **srs_secrets_load(struct store *st, const struct config *cfg, size_t *n_r);
+void srs_secrets_free(char ***vp);
+
 #endif
