@@ -146,6 +146,8 @@ unsigned dkim_pubkey_bits(const struct dkim_pubkey *k);
 void dkim_pubkey_free(struct dkim_pubkey **kp);
 /* The key may be used with a (k= matches the algorithm, h= allows its hash). */
 bool dkim_pubkey_allows(const struct dkim_pubkey *k, enum dkim_alg a);
+/* k=ed25519 (else RSA). */
+bool dkim_pubkey_is_ed25519(const struct dkim_pubkey *k);
 /* t=s: i= must be exactly d=, not a subdomain (RFC 6376 3.6.1). */
 bool dkim_pubkey_strict(const struct dkim_pubkey *k);
 /* t=y: the domain is testing DKIM. */

@@ -433,6 +433,11 @@ bool dkim_pubkey_allows(const struct dkim_pubkey *k, enum dkim_alg a)
 	return false;
 }
 
+bool dkim_pubkey_is_ed25519(const struct dkim_pubkey *k)
+{
+	return k->ed25519;
+}
+
 bool dkim_pubkey_strict(const struct dkim_pubkey *k)
 {
 	return k->strict;
