@@ -10,9 +10,7 @@ postern and by a dict to dkimpy (its dnsfunc)."""
 import base64
 import os
 import re
-import sqlite3
 import sys
-import time
 
 import pytest
 
@@ -59,7 +57,7 @@ if getattr(dkim, "authres", None) is None:
         core=types.SimpleNamespace(SyntaxError=_ARSyntaxError))
 
 FWD = "forwarder.test"   # dkimpy seals as this domain (selector s1)
-RELAY = "relay.test"     # postern's domain and authserv-id (selector arc1)
+RELAY = "relay.test"     # postern's domain and authserv-id (keys: postern dkim keygen)
 THIRD = "third.test"     # dkimpy again, after postern
 
 
@@ -80,14 +78,33 @@ def txt_option(name, text):
 
 @pytest.fixture(scope="module")
 def keys():
-    return {FWD: ("s1",) + make_key(), RELAY: ("arc1",) + make_key(),
-            THIRD: ("s3",) + make_key()}
+    """dkimpy's keys: (selector, PKCS#8 PEM, public key base64) per domain."""
+    return {FWD: ("s1",) + make_key(), THIRD: ("s3",) + make_key()}
 
 
 @pytest.fixture(scope="module")
-def records(keys):
-    return {"%s._domainkey.%s" % (sel, dom): "v=DKIM1; k=rsa; p=" + pub
-            for dom, (sel, _pem, pub) in keys.items()}
+def store(tmp_path_factory):
+    """A postern data directory (no daemon: the CLI only) with RELAY's keys
+    from `postern dkim keygen` (RSA and Ed25519; seal takes the RSA one)."""
+    p = Postern(tmp_path_factory.mktemp("arc"), dns_timeout_ms=500, dns_tries=2,
+                authserv_id=RELAY)
+    p.cli("domain", "add", RELAY)
+    out = p.cli_out("dkim", "keygen", RELAY)
+    p.relay_records = {}
+    for m in re.finditer(r'(?m)^(\S+)\._domainkey\.%s\. IN TXT ((?:"[^"]*" ?)+)$'
+                         % re.escape(RELAY), out):
+        p.relay_records["%s._domainkey.%s" % (m.group(1), RELAY)] = "".join(
+            re.findall(r'"([^"]*)"', m.group(2)))
+    assert len(p.relay_records) == 2, out
+    return p
+
+
+@pytest.fixture(scope="module")
+def records(keys, store):
+    r = {"%s._domainkey.%s" % (sel, dom): "v=DKIM1; k=rsa; p=" + pub
+         for dom, (sel, _pem, pub) in keys.items()}
+    r.update(store.relay_records)
+    return r
 
 
 @pytest.fixture(scope="module")
@@ -100,20 +117,9 @@ def dns(tmp_path_factory, records):
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory, dns, keys):
-    """A postern data directory (no daemon: the CLI only) holding RELAY's key."""
-    p = Postern(tmp_path_factory.mktemp("arc"), dns_resolver=dns.server, dns_timeout_ms=500,
-                dns_tries=2, authserv_id=RELAY)
-    p.cli("domain", "add", RELAY)
-    sel, pem, pub = keys[RELAY]
-    db = sqlite3.connect(os.path.join(p.data_dir, "postern.db"))
-    with db:
-        db.execute("INSERT INTO dkim_keys (domain, selector, alg, private_key, public_key,"
-                   " created, active_from) VALUES (?, ?, 'rsa-sha256', ?, ?, ?, ?)",
-                   (RELAY, sel, pem.decode(), pub, int(time.time()) - 10,
-                    int(time.time()) - 10))
-    db.close()
-    return p
+def node(store, dns):
+    store.resolver = dns.server
+    return store
 
 
 def dnsfunc_of(records):
@@ -149,14 +155,16 @@ def dkimpy_seal(keys, message, domain, ar):
 
 
 def verify(node, message):
-    out = node.cli_out("arc", "verify", input=message).strip()
+    out = node.cli_out("-o", "dns_resolver=" + node.resolver, "arc", "verify",
+                       input=message).strip()
     m = re.fullmatch(r"arc=(\w+) i=(\d+)(?: domains=(\S+))? reason=(.*)", out)
     assert m, out
     return m.group(1), int(m.group(2)), m.group(3), m.group(4)
 
 
 def seal(node, message, ar="spf=pass smtp.mailfrom=origin.test"):
-    return node.cli("arc", "seal", RELAY, "--ar", ar, input=message).stdout
+    return node.cli("-o", "dns_resolver=" + node.resolver, "arc", "seal", RELAY, "--ar", ar,
+                    input=message).stdout
 
 
 def dkimpy_verify(records, message):
