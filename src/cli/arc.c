@@ -204,8 +204,11 @@ static int arc_seal_cmd(const struct config *cfg, const char *domain, const char
 	if (arc_seal_finish(s, cfg->authserv_id, ar, &w.out, &out) < 0) {
 		fprintf(stderr, "postern: arc seal failed\n");
 	} else {
-		fwrite(out.data, 1, out.len, stdout);
-		fwrite(msg.data, 1, msg.len, stdout);
+		/* nothing added (a chain that ended): the message as it was */
+		if (out.len > 0)
+			fwrite(out.data, 1, out.len, stdout);
+		if (msg.len > 0)
+			fwrite(msg.data, 1, msg.len, stdout);
 		fflush(stdout);
 		ret = 0;
 	}
