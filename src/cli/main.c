@@ -1252,6 +1252,8 @@ int main(int argc, char **argv)
 		ret = cli_spf(&cfg, argc - 1, argv + 1);
 	} else if (strcmp(cmd, "dkim") == 0) {
 		ret = cli_dkim(&cfg, argc - 1, argv + 1);
+	} else if (strcmp(cmd, "arc") == 0) {
+		ret = cli_arc(&cfg, argc - 1, argv + 1);
 	} else if (strcmp(cmd, "dmarc") == 0) {
 		ret = cli_dmarc(&cfg, argc - 1, argv + 1);
 	} else if (strcmp(cmd, "domain") == 0 || strcmp(cmd, "user") == 0 ||
