@@ -7,11 +7,14 @@
 #include "../test.h"
 #include "../store_fixture.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/config.h"
 #include "policy/srs.h"
+#include "queue/bounce.h"
 
 #define DAY 86400
 /* day 20000 since the epoch: 20000 mod 1024 = 544 = 17*32 + 0: "RA" */
@@ -207,6 +210,160 @@ static void test_secrets(void)
 	dir_remove();
 }
 
+/* ---- the queue's envelope sender (queue.mail_from, schema 5) ---- */
+
+struct res {
+	bool done;
+	int result;
+	struct store_queue_lease *l;
+	char from[300];
+};
+
+static void on_done(void *arg, int result)
+{
+	struct res *r = arg;
+	r->result = result;
+	r->done = true;
+}
+
+static void on_lease(void *arg, int result, struct store_queue_lease *l)
+{
+	struct res *r = arg;
+	r->result = result;
+	r->l = l;
+	r->done = true;
+}
+
+static void on_entry(void *arg, const struct store_queue_entry *e)
+{
+	struct res *r = arg;
+	snprintf(r->from, sizeof r->from, "%s", e->mail_from);
+}
+
+static int64_t commit_remote(struct env *e, const char *from, const char *to)
+{
+	char *err = NULL;
+	struct store_spool *sp = store_spool_new(e->st, &err);
+	const char *text = "Subject: x\r\n\r\nbody\r\n";
+	store_spool_write(sp, text, strlen(text));
+	struct store_remote_rcpt rc = {.addr = to};
+	struct store_delivery d = {.txid = "t", .mail_from = from, .received = 1,
+				   .remote = &rc, .n_remote = 1};
+	struct res r = {0};
+	store_commit(e->st, sp, &d, on_done, &r);
+	run_until(e->l, &r.done);
+	CHECK_INT(0, r.result, 0);
+	return sql_int("SELECT max(id) FROM messages");
+}
+
+/* The lease and the admin listing give COALESCE(queue.mail_from,
+ * messages.mail_from): the forwarded copy leaves with its SRS sender. */
+static void test_queue_from(void)
+{
+	struct env e = {0};
+	CHECK(env_new(&e));
+	if (e.st == NULL)
+		return;
+	int64_t id = commit_remote(&e, "orig@orig.test", "far@remote.test");
+	/* as the commit writes store_delivery.queue_from */
+	CHECK_INT(1, sql_exec("UPDATE queue SET mail_from = 'SRS0=Q/c9=RA=orig.test=orig@example.com'"),
+		  0);
+	struct res r = {0};
+	char *err = NULL;
+	CHECK_INT(2, store_queue_entries(e.st, id, on_entry, &r, &err), 0);
+	CHECK_STR(3, r.from, "SRS0=Q/c9=RA=orig.test=orig@example.com");
+	r = (struct res){0};
+	store_queue_lease(e.st, "test", time(NULL) + 10, 600, 10, on_lease, &r);
+	run_until(e.l, &r.done);
+	CHECK_INT(4, r.result, 0);
+	CHECK(r.l != NULL && r.l->n_msg == 1);
+	if (r.l != NULL && r.l->n_msg == 1)
+		CHECK_STR(5, r.l->msg[0].mail_from, "SRS0=Q/c9=RA=orig.test=orig@example.com");
+	store_queue_lease_free(&r.l);
+	/* NULL: the message's sender */
+	CHECK_INT(6, sql_exec("UPDATE queue SET mail_from = NULL, lease_until = 0"), 0);
+	r = (struct res){0};
+	CHECK_INT(7, store_queue_entries(e.st, id, on_entry, &r, &err), 0);
+	CHECK_STR(8, r.from, "orig@orig.test");
+	r = (struct res){0};
+	store_queue_lease(e.st, "test", time(NULL) + 10, 600, 10, on_lease, &r);
+	run_until(e.l, &r.done);
+	if (r.l != NULL && r.l->n_msg == 1)
+		CHECK_STR(9, r.l->msg[0].mail_from, "orig@orig.test");
+	else
+		CHECK(false);
+	store_queue_lease_free(&r.l);
+	env_free(&e);
+}
+
+/* ---- a DSN to an SRS address of ours goes to the original sender ---- */
+
+static void on_sent(void *arg, int result)
+{
+	on_done(arg, result);
+}
+
+static int send_dsn(struct env *e, const char *to)
+{
+	char path[128];
+	snprintf(path, sizeof path, "%s/orig", tmpdir);
+	FILE *f = fopen(path, "wb");
+	fputs("From: a@orig.test\r\nSubject: hi\r\n\r\nbody\r\n", f);
+	fclose(f);
+	int fd = open(path, O_RDONLY);
+	struct bounce_rcpt rc = {.rcpt = "far@remote.test", .action = BOUNCE_FAILED,
+				 .status = "5.1.1", .diag = "550 5.1.1 no such user"};
+	struct bounce_msg m = {.queue_id = "Q1", .mail_from = to, .received = 1, .fd = fd,
+			       .size = 40, .rcpt = &rc, .n_rcpt = 1};
+	struct res r = {0};
+	bounce_send(e->st, e->p, "mx.example.com", &m, NULL, NULL, on_sent, &r);
+	close(fd);
+	run_until(e->l, &r.done);
+	return r.result;
+}
+
+static void test_bounce(void)
+{
+	struct env e = {0};
+	CHECK(env_new(&e));
+	if (e.st == NULL)
+		return;
+	static const char *k[] = {"tops3cret"};
+	bounce_set_srs((char **)k, 1, 21 * DAY);
+	char *srs = srs_forward("tops3cret", "orig@orig.test", "example.com", time(NULL));
+	/* valid: queued for the original sender, not dropped as an unknown
+	 * local user */
+	CHECK_INT(1, send_dsn(&e, srs), 0);
+	CHECK_INT(2, sql_int("SELECT count(*) FROM queue WHERE rcpt = 'orig@orig.test'"), 1);
+	CHECK_INT(3, sql_int("SELECT count(*) FROM queue"), 1);
+	/* an SRS1 address decodes to the first forwarder's SRS0 address */
+	char *s1 = srs_forward("tops3cret", "SRS0=AB12=RA=x.test=bob@first.test", "example.com",
+			       time(NULL));
+	CHECK_INT(4, send_dsn(&e, s1), 0);
+	CHECK_INT(5, sql_int("SELECT count(*) FROM queue WHERE rcpt ="
+			     " 'SRS0=AB12=RA=x.test=bob@first.test'"),
+		  1);
+	/* forged: dropped (logged), nothing queued, nothing delivered */
+	char h1 = srs[6];
+	srs[6] = (h1 == 'a' || h1 == 'A') ? 'b' : 'a'; /* differs in any case */
+	CHECK_INT(6, send_dsn(&e, srs), 0);
+	CHECK_INT(7, sql_int("SELECT count(*) FROM queue"), 2);
+	CHECK_INT(8, sql_int("SELECT count(*) FROM messages"), 2);
+	/* another domain's SRS address: an ordinary remote sender */
+	CHECK_INT(9, send_dsn(&e, "SRS0=xxxx=RA=a.test=b@other.test"), 0);
+	CHECK_INT(10, sql_int("SELECT count(*) FROM queue WHERE rcpt ="
+			      " 'SRS0=xxxx=RA=a.test=b@other.test'"),
+		  1);
+	/* SRS off: routed like any local address (no such user: dropped) */
+	bounce_set_srs(NULL, 0, 0);
+	srs[6] = h1;
+	CHECK_INT(11, send_dsn(&e, srs), 0);
+	CHECK_INT(12, sql_int("SELECT count(*) FROM queue"), 3);
+	free(srs);
+	free(s1);
+	env_free(&e);
+}
+
 int main(void)
 {
 	test_run("forward", test_forward);
@@ -214,5 +371,7 @@ int main(void)
 	test_run("wrap", test_wrap);
 	test_run("chain", test_chain);
 	test_run("secrets", test_secrets);
+	test_run("queue_from", test_queue_from);
+	test_run("bounce", test_bounce);
 	return test_done("test_srs");
 }
