@@ -32,6 +32,8 @@
 #include "core/tls.h"
 #include "core/xmalloc.h"
 #include "dns/dns.h"
+#include "policy/srs.h"
+#include "queue/bounce.h"
 #include "queue/queue.h"
 #include "imap/server.h"
 #include "mime/mime.h"
@@ -498,6 +500,8 @@ static int cmd_serve(const struct config *cfg)
 	struct pool *workers = NULL;
 	struct auth_login *login = NULL;
 	SSL_CTX *tls = NULL;
+	char **srs = NULL; /* SRS secrets (srs.h), for the SMTP server and the DSNs */
+	size_t n_srs = 0;
 	int ret = 1;
 	sigset_t mask;
 
@@ -544,6 +548,12 @@ static int cmd_serve(const struct config *cfg)
 		goto out;
 	d.smtp = smtp_server_new(d.loop, workers, st, cfg, tls, login);
 	smtp_server_set_dns(d.smtp, d.dns);
+	if (cfg->srs) {
+		if ((srs = srs_secrets_load(st, cfg, &n_srs)) == NULL)
+			goto out;
+		smtp_server_set_srs(d.smtp, srs, n_srs, cfg->srs_max_age);
+		bounce_set_srs(srs, n_srs, cfg->srs_max_age);
+	}
 	{
 		char *err = NULL;
 		d.client_tls = tls_client_ctx_new(cfg->outbound_tls_ca_file, &err);
@@ -608,6 +618,8 @@ out:
 		store_close(&st);
 	if (tls)
 		SSL_CTX_free(tls);
+	bounce_set_srs(NULL, 0, 0);
+	srs_secrets_free(&srs); /* after the servers and the queue that use them */
 	loop_free(&d.loop);
 	log_info("postern stopped");
 	return ret;

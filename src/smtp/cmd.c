@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "auth/login.h"
 #include "auth/sasl.h"
@@ -11,6 +12,7 @@
 #include "core/pool.h"
 #include "core/xmalloc.h"
 #include "mime/addr.h"
+#include "policy/srs.h"
 #include "smtp/parse.h"
 #include "smtp/session.h"
 
@@ -189,6 +191,31 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 	 * postmaster target, whatever the relay rules. */
 	bool postmaster = strcmp(r.addr, "postmaster") == 0;
 	const char *domain = addr_domain(r.addr);
+	/* ---- SRS (srs.h): a bounce coming home to an SRS address of ours ---- */
+	if (s->srv->n_srs > 0 && domain != NULL && store_domain_is_local(st, domain)) {
+		char *orig = NULL;
+		const char *why = NULL;
+		int k = srs_reverse((const char *const *)s->srv->srs_secrets, s->srv->n_srs, r.addr,
+				    time(NULL), s->srv->srs_max_age, &orig, &why);
+		if (k < 0) {
+			/* RFC 3463 X.7.1 (delivery not authorized, message
+			 * refused): the address is well formed and the domain
+			 * ours, but its hash or age does not let us relay to what
+			 * it names; 5.1.1 would wrongly say no such mailbox. */
+			log_info("smtp srs refused rcpt=%s: %s", r.addr, why);
+			smtp_reply(s, 550, "5.7.1", "<%s>: invalid SRS address", r.addr);
+			smtp_rcpt_args_free(&r);
+			return;
+		}
+		if (k > 0) {
+			/* The original sender, wherever it is: relayed whatever
+			 * the relay rules (our hash says we sent it out). */
+			add_remote(tx, orig, &r);
+			free(orig);
+			goto accepted;
+		}
+	}
+	/* ---- end SRS ---- */
 	if (postmaster || (domain != NULL && store_domain_is_local(st, domain))) {
 		struct store_targets t = {0, NULL};
 		int k = store_resolve(st, r.addr, &t);
@@ -234,6 +261,7 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 		smtp_rcpt_args_free(&r);
 		return;
 	}
+accepted: /* SRS */
 	tx->rcpts = xrealloc(tx->rcpts, (tx->n_rcpts + 1) * sizeof(*tx->rcpts));
 	tx->rcpts[tx->n_rcpts].addr = r.addr;
 	tx->rcpts[tx->n_rcpts].notify = r.notify;

@@ -46,6 +46,11 @@ struct smtp_server {
 	/* smtp_server_set_kick: told after a commit that queued remote recipients */
 	void (*kick)(void *arg);
 	void *kick_arg;
+	/* smtp_server_set_srs: SRS secrets (the first signs, all verify), NULL
+	 * when srs is off; the caller's, they outlive the server */
+	char **srs_secrets;
+	size_t n_srs;
+	unsigned srs_max_age; /* seconds */
 };
 
 enum smtp_state {
