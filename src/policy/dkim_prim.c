@@ -248,7 +248,37 @@ void dkim_bodyhash_feed(struct dkim_bodyhash *b, const char *p, size_t n)
 		 * that need no decision (no CR; relaxed: no WSP) at once */
 		if (!b->pending_cr && !b->pending_wsp && b->line_len > 0) {
 			size_t j = i;
-			if (relaxed) {
+			if (relaxed && b->limit < 0) {
+				/* straight into the output buffer; WSP runs inside the
+				 * line become one SP, a run that may end the line
+				 * stays for the slow path */
+				size_t ol = b->olen, start = i;
+				while (i < n) {
+					char c = p[i];
+					if (c == '\r')
+						break;
+					size_t k = i + 1;
+					if (c == ' ' || c == '\t') {
+						while (k < n && (p[k] == ' ' || p[k] == '\t'))
+							k++;
+						if (k == n || p[k] == '\r')
+							break;
+						c = ' ';
+					}
+					if (ol == sizeof(b->obuf)) {
+						b->olen = ol;
+						bh_flush(b);
+						ol = 0;
+					}
+					b->obuf[ol++] = c;
+					b->line_len++;
+					i = k;
+				}
+				b->olen = ol;
+				if (i > start)
+					continue;
+				j = i;
+			} else if (relaxed) {
 				while (j < n && p[j] != '\r' && p[j] != ' ' && p[j] != '\t')
 					j++;
 			} else {
