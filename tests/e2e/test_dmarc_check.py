@@ -53,6 +53,8 @@ RECORDS = [
     dmarc("relaxed.test", "v=DMARC1; p=reject"),
     # a record in several strings (concatenated, RFC 7208 3.3 / RFC 7489 6.1)
     'txt-record=_dmarc.split.test,"v=DMARC1; p=rej","ect; pct=1","00"',
+    # an internationalized domain, published as A-labels
+    dmarc("xn--bcher-kva.test", "v=DMARC1; p=quarantine; adkim=s"),
     # something under the organizational domain's name, nothing at the From domain
     ("A", "sub.slowo.test", "127.0.0.1"),
 ]
@@ -220,6 +222,17 @@ def test_split_record(dns):
     rc, out = run(dns.server, "split.test", "fail", "split.test")
     assert (rc, out) == (0, [result_line("fail", "reject", "reject", "split.test", "no", "no"),
                              record_line("reject")])
+
+
+def test_internationalized_from_domain(dns):
+    # RFC 8616 6: the From domain's U-labels are looked up, and aligned, as A-labels
+    rc, out = run(dns.server, "b\u00fccher.test", "fail", "b\u00fccher.test",
+                  "xn--bcher-kva.test=pass")
+    assert (rc, out[0]) == (0, result_line("pass", "quarantine", "none", "xn--bcher-kva.test",
+                                           "no", "yes"))
+    rc, out = run(dns.server, "Mail.B\u00fccher.test", "fail", "-")
+    assert (rc, out[0]) == (0, result_line("fail", "quarantine", "quarantine",
+                                           "xn--bcher-kva.test", "no", "no"))
 
 
 # ---- DNS failures: temperror ----

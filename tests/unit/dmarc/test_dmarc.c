@@ -264,6 +264,29 @@ static void test_psl_bad(void)
 	CHECK_STR(23, out, "a.z");
 }
 
+static void test_psl_alabels(void)
+{
+	static const struct {
+		const char *in, *out;
+	} c[] = {
+		{"Mail.Example.COM.", "mail.example.com"},
+		{"b\xc3\xbc" "cher.example", "xn--bcher-kva.example"},
+		{"www.\xe5\x85\xac\xe5\x8f\xb8.cn", "www.xn--55qx5d.cn"},
+		{"xn--bcher-kva.example", "xn--bcher-kva.example"},
+		{"a..b", NULL},
+		{"", NULL},
+		{"bad\xff.example", NULL}, /* not UTF-8 */
+	};
+	char out[256];
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		int rc = psl_alabels(c[i].in, out, sizeof(out));
+		CHECK_INT(i, rc, c[i].out ? 0 : -1);
+		CHECK_STR(i, rc == 0 ? out : NULL, c[i].out);
+	}
+	CHECK_INT(10, psl_alabels("b\xc3\xbc" "cher.example", out, 21), -1);
+	CHECK_INT(11, psl_alabels("b\xc3\xbc" "cher.example", out, 22), 0);
+}
+
 static void test_psl_none(void)
 {
 	char out[256];
@@ -375,6 +398,11 @@ static const struct align_case align_cases[] = {
 	{"example.com", SPF_NONE, NULL, "example.com=policy,example.com=neutral,example.com=temperror",
 	 "v=DMARC1; p=reject", 0, 0, DMARC_FAIL},
 	{"example.com", SPF_NONE, NULL, "=pass", "v=DMARC1; p=reject", 0, 0, DMARC_FAIL},
+	/* RFC 8616 6: internationalized names align as A-labels */
+	{"b\xc3\xbc" "cher.example", SPF_PASS, "mail.xn--bcher-kva.example",
+	 "xn--bcher-kva.example=pass", "v=DMARC1; p=reject; adkim=s", 1, 1, DMARC_PASS},
+	{"xn--bcher-kva.example", SPF_PASS, "b\xc3\xbc" "cher.example", "", "v=DMARC1; p=reject; aspf=s", 1, 0,
+	 DMARC_PASS},
 	/* both */
 	{"example.com", SPF_PASS, "example.com", "example.com=pass", "v=DMARC1; p=reject", 1, 1,
 	 DMARC_PASS},
@@ -600,6 +628,7 @@ int main(void)
 	test_run("record_details", test_record_details);
 	test_run("psl_real", test_psl_real);
 	test_run("psl_bad", test_psl_bad);
+	test_run("psl_alabels", test_psl_alabels);
 	test_run("psl_none", test_psl_none);
 	test_run("psl_file", test_psl_file);
 	test_run("alignment", test_alignment);
