@@ -459,9 +459,29 @@ static size_t name_len(const char *s)
 
 /* RFC 7489 3.1.1, 3.1.2: strict, the same name; relaxed, the same
  * organizational domain. Case-insensitive; a trailing dot ignored. */
+static bool has_8bit(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s >= 0x80)
+			return true;
+	return false;
+}
+
 static bool dmarc_aligned(const struct psl *psl, const char *a, const char *b, bool strict)
 {
-	char oa[256], ob[256];
+	char oa[256], ob[256], xa[256], xb[256];
+
+	/* RFC 8616 6: internationalized names compare as A-labels. */
+	if (has_8bit(a)) {
+		if (psl_alabels(a, xa, sizeof(xa)) < 0)
+			return false;
+		a = xa;
+	}
+	if (has_8bit(b)) {
+		if (psl_alabels(b, xb, sizeof(xb)) < 0)
+			return false;
+		b = xb;
+	}
 	size_t na = name_len(a), nb = name_len(b);
 
 	if (na == 0 || nb == 0)

@@ -60,6 +60,11 @@ void psl_free(struct psl **pp);
 /* RFC 7489 3.2: the organizational domain of domain (lowercase, into out).
  * p NULL: the last two labels. 0, or -1 if domain is not a domain name. */
 int psl_org_domain(const struct psl *p, const char *domain, char *out, size_t outsz);
+/* domain with each U-label as its A-label (RFC 3492 Punycode, "xn--"; no
+ * IDNA mapping beyond lowercasing ASCII), without a trailing dot, into out:
+ * 0, or -1 if domain is not a domain name or out is too small. RFC 8616 6:
+ * DMARC looks up and aligns internationalized domains as A-labels. */
+int psl_alabels(const char *domain, char *out, size_t outsz);
 
 /* What the message gave. */
 struct dmarc_input {

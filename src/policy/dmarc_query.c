@@ -165,20 +165,18 @@ struct dmarc_query *dmarc_check_rnd(struct dns *dns, const struct psl *psl,
 				q->dkim.v[i].domain = xstrdup(in->dkim->v[i].domain);
 		}
 	}
+	/* RFC 8616 6: an internationalized From domain is looked up (and
+	 * aligned) as A-labels; psl_alabels also lowercases and drops a
+	 * trailing dot. */
 	const char *from = in->from_domain ? in->from_domain : "";
-	size_t n = strlen(from);
-	if (n > 0 && from[n - 1] == '.')
-		n--;
-	if (n == 0 || n >= sizeof(q->from) || psl_org_domain(psl, from, q->org, sizeof(q->org)) < 0) {
+	if (psl_alabels(from, q->from, sizeof(q->from)) < 0 ||
+	    psl_org_domain(psl, q->from, q->org, sizeof(q->org)) < 0) {
 		/* Still through the resolver (a bad name, answered on the next
 		 * loop pass), so that cb never runs inside this call. */
 		q->bad_from = true;
 		q->dq = dns_lookup(dns, "", DNS_TXT, dmarc_on_txt, q);
 		return q;
 	}
-	for (size_t i = 0; i < n; i++)
-		q->from[i] = (char)(from[i] >= 'A' && from[i] <= 'Z' ? from[i] + 32 : from[i]);
-	q->from[n] = '\0';
 	dmarc_lookup(q, q->from);
 	return q;
 }

@@ -122,6 +122,8 @@ static void psl_add(struct psl *p, const char *s, size_t n, uint8_t flags)
 	p->rules++;
 }
 
+static bool psl_name_ok(char *s, size_t n);
+
 /* ---- RFC 3492 Punycode, for the list's Unicode rules ---- */
 
 enum { PC_BASE = 36, PC_TMIN = 1, PC_TMAX = 26, PC_SKEW = 38, PC_DAMP = 700 };
@@ -270,6 +272,22 @@ static int psl_to_alabels(const char *s, size_t n, char *out, size_t outsz)
 		return -1;
 	out[o] = '\0';
 	return (int)o;
+}
+
+int psl_alabels(const char *name, char *out, size_t outsz)
+{
+	char buf[PSL_NAME_MAX + 2];
+	size_t n = strnlen(name, PSL_NAME_MAX + 2);
+
+	if (n > 0 && name[n - 1] == '.')
+		n--;
+	if (n == 0 || n > PSL_NAME_MAX)
+		return -1;
+	memcpy(buf, name, n);
+	buf[n] = '\0';
+	if (!psl_name_ok(buf, n))
+		return -1;
+	return psl_to_alabels(buf, n, out, outsz) < 0 ? -1 : 0;
 }
 
 /* A name's shape: 1..253 octets, labels of 1..63, no control characters,
