@@ -70,10 +70,10 @@ static bool msg_field(void *arg, const struct hdr_field *hf)
 {
 	struct arc_msg *m = arg;
 
-	if (hf->over_limit || hf->raw == NULL) {
-		/* RFC 8617 5.2: a set we cannot see cannot be validated; any
-		 * field past the limit may be one, so the chain is unknowable. */
-		m->arc_lost = true;
+	if (hf->over_limit) {
+		/* not kept: an ARC field among them makes the chain unknowable */
+		if (hf->name_len > 0 && is_arc_name(hf->raw, hf->name_len))
+			m->arc_lost = true;
 		return true;
 	}
 	if (hf->name_len > 0 && is_arc_name(hf->raw, hf->name_len) && hf->truncated)
