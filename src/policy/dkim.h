@@ -144,6 +144,16 @@ struct dkim_pubkey;
 struct dkim_pubkey *dkim_pubkey_parse(const char *txt, size_t len, char **err_r);
 unsigned dkim_pubkey_bits(const struct dkim_pubkey *k);
 void dkim_pubkey_free(struct dkim_pubkey **kp);
+/* The key may be used with a (k= matches the algorithm, h= allows its hash). */
+bool dkim_pubkey_allows(const struct dkim_pubkey *k, enum dkim_alg a);
+/* k=ed25519 (else RSA). */
+bool dkim_pubkey_is_ed25519(const struct dkim_pubkey *k);
+/* t=s: i= must be exactly d=, not a subdomain (RFC 6376 3.6.1). */
+bool dkim_pubkey_strict(const struct dkim_pubkey *k);
+/* t=y: the domain is testing DKIM. */
+bool dkim_pubkey_testing(const struct dkim_pubkey *k);
+/* Base64 with FWS inside (b=, bh=, p=) into a heap buffer. 0 or -1. */
+int dkim_b64_decode(const char *s, size_t len, unsigned char **out_r, size_t *n_r);
 /* Verifies sig over the data that was hashed (RSA: PKCS#1 v1.5 over the
  * digest of data; Ed25519: over the SHA-256 digest, RFC 8463 3). data is
  * the canonicalized header input. 1 valid, 0 invalid, -1 wrong key type. */
