@@ -25,6 +25,8 @@ int cli_report(int r, char **errp);
 int cli_spf(const struct config *cfg, int argc, char **argv);
 /* dkim.c: `postern dkim keygen|list|rotate|retire|verify|sign ...` */
 int cli_dkim(const struct config *cfg, int argc, char **argv);
+/* arc.c: `postern arc verify < message`, `postern arc seal DOMAIN --ar TEXT` */
+int cli_arc(const struct config *cfg, int argc, char **argv);
 /* dmarc.c: `postern dmarc check|reports|send-reports ...` */
 int cli_dmarc(const struct config *cfg, int argc, char **argv);
 /* dmarc_check.c: `postern dmarc check ...` (cli_dmarc dispatches "check" here) */

@@ -32,6 +32,7 @@
 #include "core/tls.h"
 #include "core/xmalloc.h"
 #include "dns/dns.h"
+#include "policy/policy.h"
 #include "policy/srs.h"
 #include "queue/bounce.h"
 #include "queue/queue.h"
@@ -502,6 +503,7 @@ static int cmd_serve(const struct config *cfg)
 	SSL_CTX *tls = NULL;
 	char **srs = NULL; /* SRS secrets (srs.h), for the SMTP server and the DSNs */
 	size_t n_srs = 0;
+	struct policy *policy = NULL; /* sender authentication (policy.h) */
 	int ret = 1;
 	sigset_t mask;
 
@@ -546,8 +548,18 @@ static int cmd_serve(const struct config *cfg)
 	d.dns = dns_from_config(d.loop, cfg);
 	if (d.dns == NULL)
 		goto out;
+	{
+		char *err = NULL;
+		policy = policy_new(d.loop, d.dns, workers, st, cfg, &err);
+		if (policy == NULL) {
+			log_err("policy: %s", err ? err : "?");
+			free(err);
+			goto out;
+		}
+	}
 	d.smtp = smtp_server_new(d.loop, workers, st, cfg, tls, login);
 	smtp_server_set_dns(d.smtp, d.dns);
+	smtp_server_set_policy(d.smtp, policy);
 	if (cfg->srs) {
 		if ((srs = srs_secrets_load(st, cfg, &n_srs)) == NULL)
 			goto out;
@@ -602,6 +614,7 @@ out:
 	queue_free(&d.queue);
 	if (d.client_tls)
 		SSL_CTX_free(d.client_tls);
+	policy_free(&policy); /* after the servers, before the resolver it uses */
 	dns_free(&d.dns); /* after the servers and the queue: they cancel their queries */
 	if (d.watchfd >= 0) {
 		loop_del(d.loop, d.watchfd);
@@ -1264,6 +1277,8 @@ int main(int argc, char **argv)
 		ret = cli_spf(&cfg, argc - 1, argv + 1);
 	} else if (strcmp(cmd, "dkim") == 0) {
 		ret = cli_dkim(&cfg, argc - 1, argv + 1);
+	} else if (strcmp(cmd, "arc") == 0) {
+		ret = cli_arc(&cfg, argc - 1, argv + 1);
 	} else if (strcmp(cmd, "dmarc") == 0) {
 		ret = cli_dmarc(&cfg, argc - 1, argv + 1);
 	} else if (strcmp(cmd, "domain") == 0 || strcmp(cmd, "user") == 0 ||

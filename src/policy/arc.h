@@ -40,8 +40,14 @@ void arc_verify_free(struct arc_verify **vp);
  * bytes the verifier saw); finish adds, for instance i = the chain's + 1,
  * ARC-Authentication-Results (ar: this hop's results, the text after the
  * authserv-id), ARC-Message-Signature and ARC-Seal (cv = chain result),
- * appended to out in that order, each CRLF ended. A chain that failed
- * already (cv=fail) is sealed with cv=fail and no more (RFC 8617 5.1.2).
+ * appended to out in that order, each CRLF ended. rsa-sha256 only (the key
+ * must be RSA): RFC 8617 takes a= from DKIM, but the receivers that check
+ * ARC (Google, Microsoft, dkimpy's defaults) verify rsa-sha256 seals only.
+ * chain->result fail: a full set with cv=fail whose AS covers only the new
+ * set (RFC 8617 5.1.2). Nothing is added (0 returned, out unchanged) when
+ * the newest AS already says cv=fail (5.1 step 1: the chain is over), when
+ * instance 51 would be needed (4.2.1), or when ARC fields are present but
+ * chain->result is none (never validated: no cv could be claimed).
  * Pure CPU: finish on a worker. */
 struct arc_seal;
 struct arc_seal *arc_seal_new(const struct dkim_signer_key *key, time_t now,
@@ -52,5 +58,12 @@ void arc_seal_feed(struct arc_seal *s, const char *p, size_t n);
 int arc_seal_finish(struct arc_seal *s, const char *authserv_id, const char *ar,
 		    const struct arc_outcome *chain, struct buf *out);
 void arc_seal_free(struct arc_seal **sp);
+
+/* Exposed for tests: the structural checks of RFC 8617 5.2 steps 1-3 over a
+ * header section (no keys, no signatures). ARC_NONE: no ARC field;
+ * ARC_PASS: well formed; ARC_FAIL with *reason_r (static text).
+ * *instances_r: the highest i= (51 for "more than 50"). */
+enum arc_result arc_check_structure(const char *header, size_t len, int *instances_r,
+				    const char **reason_r);
 
 #endif

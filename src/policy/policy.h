@@ -40,6 +40,7 @@ struct policy *policy_new(struct loop *l, struct dns *dns, struct pool *pool, st
 void policy_free(struct policy **pp);
 
 struct policy_conn {
+	const char *txid;      /* the SMTP transaction's id, for the log line */
 	const char *ip;
 	const char *helo;      /* may be NULL */
 	const char *rdns;      /* forward-confirmed reverse name, NULL if none */

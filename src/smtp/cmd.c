@@ -12,6 +12,7 @@
 #include "core/pool.h"
 #include "core/xmalloc.h"
 #include "mime/addr.h"
+#include "policy/policy.h"
 #include "policy/srs.h"
 #include "smtp/parse.h"
 #include "smtp/session.h"
@@ -104,6 +105,24 @@ static void cmd_helo(struct smtp_session *s, const char *args)
 
 /* ---- MAIL / RCPT ---- */
 
+/* policy_mail's answer (spf_action = reject: RFC 7208 8.4 fail, 8.6
+ * temperror), the session parked until now. */
+static void on_mail_policy(void *arg, const struct policy_verdict *v)
+{
+	struct smtp_session *s = arg;
+
+	if (v->code != 0) {
+		smtp_reply(s, v->code, v->ecode, "%s", v->text);
+		smtp_tx_log(s, v->code);
+		smtp_tx_free(s); /* no transaction: the policy's goes (v with it) */
+	} else {
+		smtp_reply(s, 250, "2.1.0", "Ok");
+	}
+	if (session_release(&s->base))
+		return;
+	smtp_session_resume(s);
+}
+
 static void cmd_mail(struct smtp_session *s, const char *args)
 {
 	struct smtp_mail_args m;
@@ -142,6 +161,23 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 	tx->size_declared = m.has_size ? m.size : 0;
 	m.addr = m.ret = m.envid = NULL;
 	smtp_mail_args_free(&m);
+	if (s->srv->policy != NULL) {
+		struct policy_conn c = {
+			.txid = tx->txid,
+			.ip = s->base.ip,
+			.helo = s->helo,
+			.rdns = s->rdns,
+			.auth_user = s->auth_user,
+			.mx = s->role == SMTP_ROLE_MX,
+		};
+		tx->pol = policy_tx_new(s->srv->policy, &c, tx->from);
+		/* SPF decides MAIL's answer (spf_action = reject): wait for it */
+		if (policy_mail(tx->pol, on_mail_policy, s)) {
+			s->base.busy++;
+			session_park(&s->base);
+			return;
+		}
+	}
 	smtp_reply(s, 250, "2.1.0", "Ok");
 }
 
@@ -247,10 +283,16 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 			}
 		}
 		for (size_t i = 0; i < t.n; i++) {
-			if (t.v[i].user_id > 0)
+			if (t.v[i].user_id > 0) {
 				add_user(tx, t.v[i].user_id);
-			else
+			} else {
 				add_remote(tx, t.v[i].addr, &r);
+				/* a local alias leading elsewhere: forwarded mail
+				 * (SRS, ARC seal: policy.h) */
+				if (s->auth_user == NULL && tx->pol != NULL)
+					policy_forward(tx->pol,
+						       domain != NULL ? domain : hostname(s));
+			}
 		}
 		store_targets_free(&t);
 	} else if (s->auth_user != NULL) {

@@ -43,6 +43,10 @@ void smtp_server_set_dns(struct smtp_server *srv, struct dns *dns);
  * address is then resolved like any other). The secrets must outlive the
  * server. */
 void smtp_server_set_srs(struct smtp_server *srv, char **secrets, size_t n, unsigned max_age);
+/* Sender authentication (policy.h) for every transaction from now on; p
+ * may be NULL (none) and must outlive the server. */
+struct policy;
+void smtp_server_set_policy(struct smtp_server *srv, struct policy *p);
 /* Starts a session on an accepted socket (takes ownership of fd). */
 void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role);
 
