@@ -94,6 +94,7 @@ FUZZ_SRC     += src/policy/spf_parse.c
 FUZZ_SRC     += src/policy/dmarc.c src/policy/psl.c
 FUZZ_OBJ     := $(FUZZ_SRC:%.c=build-fuzz/%.o)
 FUZZ_BIN     := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/*.c))
+FUZZ_LIBS    := -lcrypto # fuzz_srs: HMAC-SHA1 (its harness includes src/policy/srs.c)
 
 build-fuzz/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -104,7 +105,7 @@ build-fuzz/libfuzz.a: $(FUZZ_OBJ)
 
 build-fuzz/%: tests/fuzz/%.c build-fuzz/libfuzz.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -MF $@.d -o $@ $< \
-		build-fuzz/libfuzz.a
+		build-fuzz/libfuzz.a $(FUZZ_LIBS)
 
 fuzz: $(FUZZ_BIN)
 

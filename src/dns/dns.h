@@ -46,6 +46,7 @@ enum dns_type {
 	DNS_MX = 15,
 	DNS_TXT = 16,
 	DNS_AAAA = 28,
+	DNS_SRV = 33, /* RFC 2782 (postern dns check: RFC 6186 records) */
 	DNS_TLSA = 52,
 };
 
@@ -72,6 +73,10 @@ struct dns_rr {
 			size_t len;
 		} txt;
 		char *ptr; /* lowercase, no trailing dot */
+		struct {
+			uint16_t prio, weight, port;
+			char *target; /* lowercase, no trailing dot; "" for "." */
+		} srv;
 		struct {
 			uint8_t usage, selector, mtype;
 			uint8_t *data;

@@ -262,6 +262,18 @@ static int read_rdata(const uint8_t *p, size_t len, const struct rrref *ref, str
 		rr->u.tlsa.data = xmalloc(rr->u.tlsa.len + 1);
 		memcpy(rr->u.tlsa.data, d + 3, rr->u.tlsa.len);
 		return 0;
+	case DNS_SRV:
+		/* RFC 2782: priority, weight, port, target */
+		if (ref->rdlen < 7)
+			return -1;
+		off = ref->rd + 6;
+		if (read_name(p, len, &off, name) < 0 || off != ref->rd + ref->rdlen)
+			return -1;
+		rr->u.srv.prio = get16(d);
+		rr->u.srv.weight = get16(d + 2);
+		rr->u.srv.port = get16(d + 4);
+		rr->u.srv.target = xstrdup(name);
+		return 0;
 	}
 	return -1;
 }
@@ -280,6 +292,9 @@ static void rr_clear(struct dns_rr *rr)
 		break;
 	case DNS_TLSA:
 		free(rr->u.tlsa.data);
+		break;
+	case DNS_SRV:
+		free(rr->u.srv.target);
 		break;
 	}
 }
@@ -313,6 +328,9 @@ void dns_answer_copy(struct dns_answer *dst, const struct dns_answer *src)
 		case DNS_TLSA:
 			r->u.tlsa.data = xmalloc(r->u.tlsa.len + 1);
 			memcpy(r->u.tlsa.data, src->rr[i].u.tlsa.data, r->u.tlsa.len);
+			break;
+		case DNS_SRV:
+			r->u.srv.target = xstrdup(r->u.srv.target);
 			break;
 		}
 	}

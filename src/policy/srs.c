@@ -125,6 +125,10 @@ char *srs_forward(const char *secret, const char *sender, const char *our_domain
 	if (*sender == '\0' || at == NULL || at == sender || at[1] == '\0' ||
 	    strcasecmp(at + 1, our_domain) == 0)
 		return xstrdup(sender);
+	/* '=' separates the fields: a domain holding one (no domain name
+	 * does) could not be read back; such a sender is left as is. */
+	if (strchr(at + 1, '=') != NULL)
+		return xstrdup(sender);
 	char *local = xstrndup(sender, (size_t)(at - sender));
 	const char *domain = at + 1;
 	char *out = NULL, *rest = NULL;
