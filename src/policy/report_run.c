@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "dns/dns.h"
+#include "policy/dmarc.h"
 
 #define RUA_ADDR_MAX 320
 #define RUA_MAX DMARC_RUA_MAX
@@ -59,27 +60,20 @@ struct report_run {
 	size_t n;
 	unsigned seq;
 	uint32_t rnd;
+	struct psl *psl; /* loaded on the worker; NULL: the last two labels */
 	/* the loop's */
 	size_t dns_pending, commits_pending;
 	int sent;
 	bool failed;
 };
 
-/* RFC 7489 3.2: the organizational domain. psl_org_domain (policy/dmarc.h,
- * the dmarc branch) is not on this branch yet: the last two labels until it
- * is merged. */
-static void org_domain(const char *d, char *out, size_t sz)
+/* RFC 7489 3.2: the organizational domain (lowercase), through the public
+ * suffix list (NULL: the last two labels); the name itself when it is not
+ * a domain name (it then matches nothing else). */
+static void org_domain(const struct psl *psl, const char *d, char *out, size_t sz)
 {
-	const char *p = d, *last = strrchr(d, '.');
-	if (last != NULL)
-		for (const char *q = last - 1; q >= d; q--)
-			if (*q == '.') {
-				p = q + 1;
-				break;
-			}
-	snprintf(out, sz, "%s", p);
-	for (char *c = out; *c; c++)
-		*c = (char)tolower((unsigned char)*c);
+	if (psl_org_domain(psl, d, out, sz) < 0)
+		snprintf(out, sz, "%s", d);
 }
 
 /* ---- worker: rows to messages ---- */
@@ -193,6 +187,7 @@ static void run_free(struct report_run *r)
 			dns_cancel(&o->dest[k].q);
 	}
 	free(r->v);
+	psl_free(&r->psl);
 	report_agg_free(&r->agg);
 	free(r->org);
 	free(r->email);
@@ -348,7 +343,7 @@ static void check_dests(struct report_run *r)
 	for (size_t i = 0; i < r->n; i++) {
 		struct report_one *o = &r->v[i];
 		char org_p[256], org_a[256];
-		org_domain(o->domain, org_p, sizeof org_p);
+		org_domain(r->psl, o->domain, org_p, sizeof org_p);
 		for (size_t k = 0; k < o->n_dest; k++) {
 			struct rua_dest *dd = &o->dest[k];
 			dd->run = r;
@@ -361,7 +356,7 @@ static void check_dests(struct report_run *r)
 				continue;
 			}
 			const char *ad = strrchr(dd->addr, '@') + 1;
-			org_domain(ad, org_a, sizeof org_a);
+			org_domain(r->psl, ad, org_a, sizeof org_a);
 			if (strcmp(org_a, org_p) == 0) {
 				dd->ok = true;
 				continue;
@@ -385,13 +380,21 @@ static void check_dests(struct report_run *r)
 static void spools_work(void *arg)
 {
 	struct report_run *r = arg;
+	/* the list is read here, off the loop: a run is rare, the file large */
+	char *err = NULL;
+	if (r->cfg->dmarc_psl_file != NULL && r->cfg->dmarc_psl_file[0] &&
+	    (r->psl = psl_load(r->cfg->dmarc_psl_file, &err)) == NULL) {
+		log_warn("dmarc report: public suffix list: %s; organizational domains are the"
+			 " last two labels", err ? err : "?");
+		free(err);
+	}
 	for (size_t i = 0; i < r->n; i++) {
 		struct report_one *o = &r->v[i];
-		char *err = NULL;
-		o->sp = store_spool_new(r->st, &err);
+		char *serr = NULL;
+		o->sp = store_spool_new(r->st, &serr);
 		if (o->sp == NULL) {
-			log_err("dmarc report: %s", err);
-			free(err);
+			log_err("dmarc report: %s", serr);
+			free(serr);
 		} else if (store_spool_write(o->sp, o->msg.data, o->msg.len) < 0) {
 			log_err("dmarc report: spool: %s", strerror(errno));
 			store_spool_discard(&o->sp);
