@@ -30,8 +30,8 @@ import zipfile
 
 import pytest
 
-from conftest import Client, Postern, crlf, make_message
-from dnsmasq import Dnsmasq
+from conftest import POSTERN, Client, Postern, make_message
+from dnsmasq import Blackhole, Dnsmasq
 from smtpsink import SmtpSink, wait_until
 
 XSD = os.path.join(os.path.dirname(__file__), "data", "dmarc-rfc7489.xsd")
@@ -78,6 +78,7 @@ def net(tmp_path_factory, tls_pair):
     r.start()
     n = type("Net", (), {})()
     n.r, n.sink, n.dns = r, sink, dns
+    n.r_bin = POSTERN
     yield n
     try:
         r.stop()
@@ -308,3 +309,68 @@ def test_reports_unknown_address(net):
     p = net.r.cli("dmarc", "reports", "nobody@elsewhere.test", check=False)
     assert p.returncode == 1
     assert b"not a local account" in p.stderr
+
+
+def test_authorization_tempfail_skips_this_run(net, tmp_path):
+    """RFC 7489 7.1 through a resolver that never answers: the external
+    address is skipped for this run (temporary failure), the internal one
+    gets its report."""
+    now = int(time.time())
+    since, until = now - 7200, now - 3600  # a period of its own
+    add_rows(net.r, [
+        dict(policy_domain="auth.test", rua="mailto:agg@thirdparty.test", time=since + 5),
+        dict(policy_domain="sender.test", rua="mailto:dmarc@sender.test", time=since + 5,
+             source_ip="192.0.2.77"),
+    ])
+    with Blackhole() as bh:
+        conf = tmp_path / "blackhole.conf"
+        text = open(net.r.conf).read()
+        text = re.sub(r"(?m)^dns_resolver = .*$", "dns_resolver = %s" % bh.server, text)
+        conf.write_text(text + "dns_timeout_ms = 200\ndns_tries = 1\n")
+        with net.sink.lock:
+            net.sink.tx = []
+        p = subprocess.run([net.r_bin, "-c", str(conf), "dmarc", "send-reports", "--since",
+                            str(since), "--until", str(until)], capture_output=True, timeout=60)
+        out, err = p.stdout.decode(), p.stderr.decode()
+        assert p.returncode == 0, (out, err)
+        assert out.startswith("1 reports sent"), (out, err)
+        assert "rcpt=agg@thirdparty.test reason=authorization-lookup-tempfail" in err, err
+    wait_until(lambda: sink_reports(net.sink, "sender.test"), WAIT, "the internal report")
+    (_, _, data), = [t[:3] for t in sink_reports(net.sink, "sender.test")]
+    assert b"192.0.2.77" in report_xml(data)[1]
+    assert not sink_reports(net.sink, "auth.test")
+
+
+def test_daemon_timer(tmp_path, tls_pair):
+    """The daemon's own timer: with dmarc_report_interval = 60 s the period
+    that contains now ends within a minute, and its report goes out a few
+    seconds after (at most ~65 s from now)."""
+    sink = Sink("127.0.0.1", 0)
+    (tmp_path / "dns").mkdir()
+    (tmp_path / "t").mkdir()
+    dns = Dnsmasq(tmp_path / "dns", [("MX", "timer.test", "mx.sink.test", 10),
+                                     ("A", "mx.sink.test", "127.0.0.1")]).start()
+    srv = Postern(tmp_path / "t", tls_pair, hostname="mx.timer-recv.test",
+                  dns_resolver=dns.server, outbound_port=sink.port, queue_poll="1",
+                  dmarc_report_interval="60")
+    try:
+        srv.start()
+        now = int(time.time())
+        add_rows(srv, [dict(policy_domain="timer.test", rua="mailto:dmarc@timer.test",
+                            time=now, source_ip="192.0.2.200")])
+        end = now - now % 60 + 60
+        wait_until(lambda: sink_reports(sink, "timer.test"), 90, "the timer's report")
+        (_, rcpts, data), = [t[:3] for t in sink_reports(sink, "timer.test")]
+        assert rcpts == ["dmarc@timer.test"]
+        xml = report_xml(data)[1].decode()
+        assert "<date_range><begin>%d</begin><end>%d</end></date_range>" % (end - 60, end - 1) \
+            in xml, xml
+        assert "<source_ip>192.0.2.200</source_ip><count>1</count>" in xml
+        assert "dmarc report run done since=%d until=%d reports=1 sent=1" % (end - 60, end) \
+            in srv.log()
+    finally:
+        try:
+            srv.stop()
+        finally:
+            sink.close()
+            dns.stop()
