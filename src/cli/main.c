@@ -38,6 +38,7 @@
 #include "queue/queue.h"
 #include "imap/server.h"
 #include "mime/mime.h"
+#include "policy/report.h"
 #include "pop3/server.h"
 #include "smtp/server.h"
 #include "store/store.h"
@@ -89,7 +90,9 @@ static void usage(FILE *f)
 		"  dns check DOMAIN               those records as the resolver sees them: ok, missing, wrong\n"
 		"  spf check IP HELO SENDER       SPF (RFC 7208) result for a client\n"
 		"  dkim keygen|list|rotate ...    DKIM signing keys per domain (see docs)\n"
-		"  dmarc reports                  aggregate reports received for our domains\n");
+		"  dmarc reports ADDRESS          aggregate reports received in ADDRESS's mailboxes\n"
+		"  dmarc send-reports [--since EPOCH --until EPOCH]\n"
+		"                                 one aggregate report run now (RFC 7489 7.2)\n");
 }
 
 /* ---- configuration ---- */
@@ -500,6 +503,7 @@ static int cmd_serve(const struct config *cfg)
 	struct store *st = NULL;
 	struct pool *workers = NULL;
 	struct auth_login *login = NULL;
+	struct report_timer *reports = NULL;
 	SSL_CTX *tls = NULL;
 	char **srs = NULL; /* SRS secrets (srs.h), for the SMTP server and the DSNs */
 	size_t n_srs = 0;
@@ -578,6 +582,9 @@ static int cmd_serve(const struct config *cfg)
 		}
 		smtp_server_set_kick(d.smtp, kick_queue, d.queue);
 	}
+	/* DMARC aggregate reports (RFC 7489 7.2), once per dmarc_report_interval */
+	if (cfg->dmarc_reports)
+		reports = report_timer_new(d.loop, workers, st, d.dns, cfg, kick_queue, d.queue);
 	d.pop3 = pop3_server_new(d.loop, workers, st, cfg, tls, login);
 	d.imap = imap_server_new(d.loop, workers, st, cfg, tls, login);
 	d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -611,6 +618,7 @@ out:
 		pop3_server_free(&d.pop3);
 	if (d.imap)
 		imap_server_free(&d.imap);
+	report_timer_free(&reports); /* before the queue it kicks */
 	queue_free(&d.queue);
 	if (d.client_tls)
 		SSL_CTX_free(d.client_tls);
