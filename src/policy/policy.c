@@ -96,6 +96,7 @@ struct policy_tx {
 	char *mail_text;
 	/* forwarding */
 	char *fwd_domain;
+	char *rcpt_domain; /* the first recipient's (aggregate reports) */
 	/* content */
 	bool started, content_ended;
 	policy_out_fn *out;
@@ -469,6 +470,12 @@ static void on_spfh(void *arg, const struct spf_outcome *o)
 		end_step(t);
 }
 
+void policy_rcpt(struct policy_tx *t, const char *rcpt_domain)
+{
+	if (t->rcpt_domain == NULL && rcpt_domain != NULL)
+		t->rcpt_domain = xstrdup(rcpt_domain);
+}
+
 void policy_forward(struct policy_tx *t, const char *rcpt_domain)
 {
 	if (t->fwd_domain == NULL && rcpt_domain != NULL)
@@ -705,9 +712,60 @@ static void on_arc(void *arg, const struct arc_outcome *o)
 	end_step(t);
 }
 
+/* RFC 7489 7.2: the evaluation, for the aggregate report to the record's rua */
+static void dmarc_record(struct policy_tx *t, const struct dmarc_outcome *o)
+{
+	const struct dmarc_record *r = o->record;
+	struct store_dmarc_dkim dk[STORE_DMARC_MAX_DKIM];
+	size_t n = 0;
+	for (size_t i = 0; i < t->dk.n && n < STORE_DMARC_MAX_DKIM; i++) {
+		if (t->dk.v[i].domain == NULL)
+			continue;
+		dk[n++] = (struct store_dmarc_dkim){t->dk.v[i].domain, t->dk.v[i].selector,
+						    dkim_result_name(t->dk.v[i].result)};
+	}
+	struct buf rua = BUF_INIT;
+	for (size_t i = 0; i < r->n_rua; i++)
+		buf_printf(&rua, "%s%s", i ? " " : "", r->rua[i]);
+	buf_appendc(&rua, '\0');
+	struct store_dmarc_row row = {
+		.time = time(NULL),
+		.source_ip = t->ip,
+		.header_from = t->from[0],
+		.envelope_from = t->mail_domain ? t->mail_domain : "",
+		.envelope_to = t->rcpt_domain ? t->rcpt_domain : "",
+		.policy_domain = o->policy_domain,
+		.p = dmarc_policy_name(r->p),
+		.sp = dmarc_policy_name(r->sp),
+		.pct = r->pct,
+		.adkim = r->adkim_strict ? 's' : 'r',
+		.aspf = r->aspf_strict ? 's' : 'r',
+		.fo = r->fo,
+		.rua = rua.data,
+		/* what was done: enforcement off is the local policy's override */
+		.disposition = dmarc_policy_name(t->p->cfg->dmarc_enforce ? o->disposition
+									   : DMARC_P_NONE),
+		.dkim = o->dkim_aligned ? "pass" : "fail",
+		.spf = o->spf_aligned ? "pass" : "fail",
+		.reason = o->sampled_out ? "sampled_out"
+			  : (!t->p->cfg->dmarc_enforce && o->disposition != DMARC_P_NONE)
+			      ? "local_policy"
+			      : "",
+		.dkim_results = dk,
+		.n_dkim = n,
+		.spf_domain = t->spf_domain,
+		.spf_scope = t->mail_domain ? "mfrom" : "helo",
+		.spf_result = t->spf_checked ? spf_result_name(t->spf) : "none",
+	};
+	store_dmarc_record(t->p->st, &row);
+	buf_free(&rua);
+}
+
 static void on_dmarc(void *arg, const struct dmarc_outcome *o)
 {
 	struct policy_tx *t = arg;
+	if (t->p->cfg->dmarc_reports && o->record != NULL && o->policy_domain != NULL)
+		dmarc_record(t, o);
 	t->dq = NULL;
 	t->dmarc_wait = false;
 	t->dmarc_done = true;
@@ -1148,6 +1206,7 @@ void policy_tx_free(struct policy_tx **tp)
 	free(t->spf_mech);
 	free(t->mail_text);
 	free(t->fwd_domain);
+	free(t->rcpt_domain);
 	free(t->sign_domain);
 	free(t->dmarc_domain);
 	free(t->dmarc_problem);

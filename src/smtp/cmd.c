@@ -304,6 +304,8 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 		return;
 	}
 accepted: /* SRS */
+	if (tx->pol != NULL)
+		policy_rcpt(tx->pol, domain != NULL ? domain : hostname(s));
 	tx->rcpts = xrealloc(tx->rcpts, (tx->n_rcpts + 1) * sizeof(*tx->rcpts));
 	tx->rcpts[tx->n_rcpts].addr = r.addr;
 	tx->rcpts[tx->n_rcpts].notify = r.notify;
