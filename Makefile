@@ -90,8 +90,11 @@ FUZZ_SRC     := $(addprefix src/,core/xmalloc.c core/buf.c core/log.c core/base6
 		core/config.c mime/addr.c mime/header.c auth/sasl.c smtp/parse.c smtp/data.c \
 		smtp/reply.c pop3/parse.c dns/parse.c) $(wildcard src/mime/*.c) \
 		$(wildcard src/imap/parse*.c) $(FUZZ_POLICY)
+FUZZ_SRC     += src/policy/spf_parse.c
+FUZZ_SRC     += src/policy/dmarc.c src/policy/psl.c
 FUZZ_OBJ     := $(FUZZ_SRC:%.c=build-fuzz/%.o)
 FUZZ_BIN     := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/*.c))
+FUZZ_LIBS    := -lcrypto # fuzz_srs: HMAC-SHA1 (its harness includes src/policy/srs.c)
 
 build-fuzz/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -102,7 +105,7 @@ build-fuzz/libfuzz.a: $(FUZZ_OBJ)
 
 build-fuzz/%: tests/fuzz/%.c build-fuzz/libfuzz.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -MF $@.d -o $@ $< \
-		build-fuzz/libfuzz.a
+		build-fuzz/libfuzz.a $(FUZZ_LIBS)
 
 fuzz: $(FUZZ_BIN)
 

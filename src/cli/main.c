@@ -32,9 +32,13 @@
 #include "core/tls.h"
 #include "core/xmalloc.h"
 #include "dns/dns.h"
+#include "policy/policy.h"
+#include "policy/srs.h"
+#include "queue/bounce.h"
 #include "queue/queue.h"
 #include "imap/server.h"
 #include "mime/mime.h"
+#include "policy/report.h"
 #include "pop3/server.h"
 #include "smtp/server.h"
 #include "store/store.h"
@@ -86,7 +90,9 @@ static void usage(FILE *f)
 		"  dns check DOMAIN               those records as the resolver sees them: ok, missing, wrong\n"
 		"  spf check IP HELO SENDER       SPF (RFC 7208) result for a client\n"
 		"  dkim keygen|list|rotate ...    DKIM signing keys per domain (see docs)\n"
-		"  dmarc reports                  aggregate reports received for our domains\n");
+		"  dmarc reports ADDRESS          aggregate reports received in ADDRESS's mailboxes\n"
+		"  dmarc send-reports [--since EPOCH --until EPOCH]\n"
+		"                                 one aggregate report run now (RFC 7489 7.2)\n");
 }
 
 /* ---- configuration ---- */
@@ -497,7 +503,11 @@ static int cmd_serve(const struct config *cfg)
 	struct store *st = NULL;
 	struct pool *workers = NULL;
 	struct auth_login *login = NULL;
+	struct report_timer *reports = NULL;
 	SSL_CTX *tls = NULL;
+	char **srs = NULL; /* SRS secrets (srs.h), for the SMTP server and the DSNs */
+	size_t n_srs = 0;
+	struct policy *policy = NULL; /* sender authentication (policy.h) */
 	int ret = 1;
 	sigset_t mask;
 
@@ -542,8 +552,24 @@ static int cmd_serve(const struct config *cfg)
 	d.dns = dns_from_config(d.loop, cfg);
 	if (d.dns == NULL)
 		goto out;
+	{
+		char *err = NULL;
+		policy = policy_new(d.loop, d.dns, workers, st, cfg, &err);
+		if (policy == NULL) {
+			log_err("policy: %s", err ? err : "?");
+			free(err);
+			goto out;
+		}
+	}
 	d.smtp = smtp_server_new(d.loop, workers, st, cfg, tls, login);
 	smtp_server_set_dns(d.smtp, d.dns);
+	smtp_server_set_policy(d.smtp, policy);
+	if (cfg->srs) {
+		if ((srs = srs_secrets_load(st, cfg, &n_srs)) == NULL)
+			goto out;
+		smtp_server_set_srs(d.smtp, srs, n_srs, cfg->srs_max_age);
+		bounce_set_srs(srs, n_srs, cfg->srs_max_age);
+	}
 	{
 		char *err = NULL;
 		d.client_tls = tls_client_ctx_new(cfg->outbound_tls_ca_file, &err);
@@ -556,6 +582,9 @@ static int cmd_serve(const struct config *cfg)
 		}
 		smtp_server_set_kick(d.smtp, kick_queue, d.queue);
 	}
+	/* DMARC aggregate reports (RFC 7489 7.2), once per dmarc_report_interval */
+	if (cfg->dmarc_reports)
+		reports = report_timer_new(d.loop, workers, st, d.dns, cfg, kick_queue, d.queue);
 	d.pop3 = pop3_server_new(d.loop, workers, st, cfg, tls, login);
 	d.imap = imap_server_new(d.loop, workers, st, cfg, tls, login);
 	d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -589,9 +618,11 @@ out:
 		pop3_server_free(&d.pop3);
 	if (d.imap)
 		imap_server_free(&d.imap);
+	report_timer_free(&reports); /* before the queue it kicks */
 	queue_free(&d.queue);
 	if (d.client_tls)
 		SSL_CTX_free(d.client_tls);
+	policy_free(&policy); /* after the servers, before the resolver it uses */
 	dns_free(&d.dns); /* after the servers and the queue: they cancel their queries */
 	if (d.watchfd >= 0) {
 		loop_del(d.loop, d.watchfd);
@@ -608,6 +639,8 @@ out:
 		store_close(&st);
 	if (tls)
 		SSL_CTX_free(tls);
+	bounce_set_srs(NULL, 0, 0);
+	srs_secrets_free(&srs); /* after the servers and the queue that use them */
 	loop_free(&d.loop);
 	log_info("postern stopped");
 	return ret;

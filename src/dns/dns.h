@@ -37,6 +37,8 @@ struct dns_config {
 struct dns *dns_new(struct loop *l, const struct dns_config *cfg, char **err_r);
 /* Cancels every pending query (their callbacks are not called) and frees. */
 void dns_free(struct dns **dp);
+/* The loop d runs on (for users that defer their own callbacks, as SPF does). */
+struct loop *dns_loop(const struct dns *d);
 
 enum dns_type {
 	DNS_A = 1,
@@ -44,6 +46,7 @@ enum dns_type {
 	DNS_MX = 15,
 	DNS_TXT = 16,
 	DNS_AAAA = 28,
+	DNS_SRV = 33, /* RFC 2782 (postern dns check: RFC 6186 records) */
 	DNS_TLSA = 52,
 };
 
@@ -70,6 +73,10 @@ struct dns_rr {
 			size_t len;
 		} txt;
 		char *ptr; /* lowercase, no trailing dot */
+		struct {
+			uint16_t prio, weight, port;
+			char *target; /* lowercase, no trailing dot; "" for "." */
+		} srv;
 		struct {
 			uint8_t usage, selector, mtype;
 			uint8_t *data;

@@ -40,6 +40,7 @@ struct policy *policy_new(struct loop *l, struct dns *dns, struct pool *pool, st
 void policy_free(struct policy **pp);
 
 struct policy_conn {
+	const char *txid;      /* the SMTP transaction's id, for the log line */
 	const char *ip;
 	const char *helo;      /* may be NULL */
 	const char *rdns;      /* forward-confirmed reverse name, NULL if none */
@@ -69,6 +70,9 @@ struct policy_tx *policy_tx_new(struct policy *p, const struct policy_conn *c,
 /* Whether MAIL must wait: true = cb will run once (never inside this call)
  * with the reply to give (code 0: 250); false = answer MAIL now. */
 bool policy_mail(struct policy_tx *t, policy_cb *cb, void *arg);
+/* An accepted recipient's domain (the first is DMARC's envelope_to in
+ * aggregate reports). */
+void policy_rcpt(struct policy_tx *t, const char *rcpt_domain);
 /* A recipient reached through a local alias of rcpt_domain that leads to a
  * remote address (forwarding). */
 void policy_forward(struct policy_tx *t, const char *rcpt_domain);

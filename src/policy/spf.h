@@ -30,6 +30,8 @@ struct spf_request {
 			       * (RFC 7208 2.4: MAIL FROM <> checks postmaster@helo) */
 	const char *helo;     /* %{h}; may be NULL */
 	const char *receiver; /* %{r}: our host name */
+	const char *default_exp; /* the explanation of a fail without a usable exp= (a
+				  * macro-string, RFC 7208 6.2); NULL: a built-in one */
 };
 
 struct spf_outcome {

@@ -14,8 +14,9 @@
 #include <time.h>
 
 /* The envelope sender for mail forwarded from our_domain: sender rewritten
- * (an SRS0 or SRS1 address, or sender as is when it is "" (<>) or already an
- * SRS address of our_domain). Returns a heap string, or NULL when the result
+ * (an SRS0 or SRS1 address, or sender as is when it is "" (<>), has no
+ * domain, or is already an address of our_domain: an SRS address of ours,
+ * or a local sender, which passes SPF at the next hop anyway). Returns a heap string, or NULL when the result
  * would exceed 254 octets... (then the caller forwards with the sender as is). */
 char *srs_forward(const char *secret, const char *sender, const char *our_domain, time_t now);
 

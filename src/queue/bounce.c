@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "mime/dsn.h"
+#include "policy/srs.h"
 
 struct bounce_job {
 	struct store *st;
@@ -256,10 +257,56 @@ static void add_user(struct bounce_job *j, int64_t id)
 	j->user_ids[j->n_users++] = id;
 }
 
+static struct {
+	char **secrets;
+	size_t n;
+	unsigned max_age;
+} srs_cfg;
+
+void bounce_set_srs(char **secrets, size_t n, unsigned max_age)
+{
+	srs_cfg.secrets = secrets;
+	srs_cfg.n = secrets != NULL ? n : 0;
+	srs_cfg.max_age = max_age;
+}
+
+/* The sender of forwarded mail was rewritten (SRS): the DSN goes to the
+ * original sender the SRS address of ours decodes to, as our own RCPT path
+ * (cmd.c) would send a bounce arriving at that address. Otherwise the local
+ * part would be looked up as an account and the DSN dropped. 1 rewritten,
+ * 0 not ours or not SRS, -1 forged or expired (logged; dropped). */
+static int srs_decode(struct bounce_job *j, const char *domain)
+{
+	if (srs_cfg.n == 0 || !store_domain_is_local(j->st, domain))
+		return 0;
+	char *orig = NULL;
+	const char *why = NULL;
+	int r = srs_reverse((const char *const *)srs_cfg.secrets, srs_cfg.n, j->mail_from,
+			    time(NULL), srs_cfg.max_age, &orig, &why);
+	if (r < 0) {
+		log_warn("queue dsn dropped queue_id=%s reason=invalid-srs (%s) to=%s",
+		         j->queue_id, why, j->mail_from);
+		return -1;
+	}
+	if (r == 1) {
+		log_info("queue dsn queue_id=%s srs=%s to=%s", j->queue_id, j->mail_from, orig);
+		free(j->mail_from);
+		j->mail_from = orig;
+	}
+	return r;
+}
+
 /* Where the DSN goes: 1 found, 0 nowhere (logged), -1 error. */
 static int route(struct bounce_job *j)
 {
 	const char *at = strrchr(j->mail_from, '@');
+	if (at != NULL) {
+		int k = srs_decode(j, at + 1);
+		if (k < 0)
+			return 0;
+		if (k > 0)
+			at = strrchr(j->mail_from, '@');
+	}
 	if (at == NULL || !store_domain_is_local(j->st, at + 1)) {
 		if (at == NULL) {
 			log_warn("queue dsn dropped queue_id=%s reason=sender-without-domain to=%s",

@@ -63,4 +63,11 @@ void bounce_send(struct store *st, struct pool *p, const char *hostname,
 		 const struct bounce_msg *m, void (*kick)(void *kick_arg), void *kick_arg,
 		 bounce_cb *cb, void *arg);
 
+/* SRS (policy/srs.h): a DSN whose recipient (the original's envelope sender)
+ * is an SRS address of one of our domains goes to the address it decodes to
+ * (the original sender of the forwarded mail). secrets: every one verifies;
+ * they must stay valid until bounce_set_srs(NULL, 0, 0). Process-wide, set
+ * by the daemon at start; unset: such a DSN is routed like any other. */
+void bounce_set_srs(char **secrets, size_t n, unsigned max_age);
+
 #endif

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "auth/login.h"
 #include "auth/sasl.h"
@@ -11,6 +12,8 @@
 #include "core/pool.h"
 #include "core/xmalloc.h"
 #include "mime/addr.h"
+#include "policy/policy.h"
+#include "policy/srs.h"
 #include "smtp/parse.h"
 #include "smtp/session.h"
 
@@ -102,6 +105,24 @@ static void cmd_helo(struct smtp_session *s, const char *args)
 
 /* ---- MAIL / RCPT ---- */
 
+/* policy_mail's answer (spf_action = reject: RFC 7208 8.4 fail, 8.6
+ * temperror), the session parked until now. */
+static void on_mail_policy(void *arg, const struct policy_verdict *v)
+{
+	struct smtp_session *s = arg;
+
+	if (v->code != 0) {
+		smtp_reply(s, v->code, v->ecode, "%s", v->text);
+		smtp_tx_log(s, v->code);
+		smtp_tx_free(s); /* no transaction: the policy's goes (v with it) */
+	} else {
+		smtp_reply(s, 250, "2.1.0", "Ok");
+	}
+	if (session_release(&s->base))
+		return;
+	smtp_session_resume(s);
+}
+
 static void cmd_mail(struct smtp_session *s, const char *args)
 {
 	struct smtp_mail_args m;
@@ -140,6 +161,23 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 	tx->size_declared = m.has_size ? m.size : 0;
 	m.addr = m.ret = m.envid = NULL;
 	smtp_mail_args_free(&m);
+	if (s->srv->policy != NULL) {
+		struct policy_conn c = {
+			.txid = tx->txid,
+			.ip = s->base.ip,
+			.helo = s->helo,
+			.rdns = s->rdns,
+			.auth_user = s->auth_user,
+			.mx = s->role == SMTP_ROLE_MX,
+		};
+		tx->pol = policy_tx_new(s->srv->policy, &c, tx->from);
+		/* SPF decides MAIL's answer (spf_action = reject): wait for it */
+		if (policy_mail(tx->pol, on_mail_policy, s)) {
+			s->base.busy++;
+			session_park(&s->base);
+			return;
+		}
+	}
 	smtp_reply(s, 250, "2.1.0", "Ok");
 }
 
@@ -189,6 +227,31 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 	 * postmaster target, whatever the relay rules. */
 	bool postmaster = strcmp(r.addr, "postmaster") == 0;
 	const char *domain = addr_domain(r.addr);
+	/* ---- SRS (srs.h): a bounce coming home to an SRS address of ours ---- */
+	if (s->srv->n_srs > 0 && domain != NULL && store_domain_is_local(st, domain)) {
+		char *orig = NULL;
+		const char *why = NULL;
+		int k = srs_reverse((const char *const *)s->srv->srs_secrets, s->srv->n_srs, r.addr,
+				    time(NULL), s->srv->srs_max_age, &orig, &why);
+		if (k < 0) {
+			/* RFC 3463 X.7.1 (delivery not authorized, message
+			 * refused): the address is well formed and the domain
+			 * ours, but its hash or age does not let us relay to what
+			 * it names; 5.1.1 would wrongly say no such mailbox. */
+			log_info("smtp srs refused rcpt=%s: %s", r.addr, why);
+			smtp_reply(s, 550, "5.7.1", "<%s>: invalid SRS address", r.addr);
+			smtp_rcpt_args_free(&r);
+			return;
+		}
+		if (k > 0) {
+			/* The original sender, wherever it is: relayed whatever
+			 * the relay rules (our hash says we sent it out). */
+			add_remote(tx, orig, &r);
+			free(orig);
+			goto accepted;
+		}
+	}
+	/* ---- end SRS ---- */
 	if (postmaster || (domain != NULL && store_domain_is_local(st, domain))) {
 		struct store_targets t = {0, NULL};
 		int k = store_resolve(st, r.addr, &t);
@@ -220,10 +283,16 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 			}
 		}
 		for (size_t i = 0; i < t.n; i++) {
-			if (t.v[i].user_id > 0)
+			if (t.v[i].user_id > 0) {
 				add_user(tx, t.v[i].user_id);
-			else
+			} else {
 				add_remote(tx, t.v[i].addr, &r);
+				/* a local alias leading elsewhere: forwarded mail
+				 * (SRS, ARC seal: policy.h) */
+				if (s->auth_user == NULL && tx->pol != NULL)
+					policy_forward(tx->pol,
+						       domain != NULL ? domain : hostname(s));
+			}
 		}
 		store_targets_free(&t);
 	} else if (s->auth_user != NULL) {
@@ -234,6 +303,9 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 		smtp_rcpt_args_free(&r);
 		return;
 	}
+accepted: /* SRS */
+	if (tx->pol != NULL)
+		policy_rcpt(tx->pol, domain != NULL ? domain : hostname(s));
 	tx->rcpts = xrealloc(tx->rcpts, (tx->n_rcpts + 1) * sizeof(*tx->rcpts));
 	tx->rcpts[tx->n_rcpts].addr = r.addr;
 	tx->rcpts[tx->n_rcpts].notify = r.notify;

@@ -350,6 +350,18 @@ void smtp_server_set_dns(struct smtp_server *srv, struct dns *dns)
 	srv->dns = dns;
 }
 
+void smtp_server_set_policy(struct smtp_server *srv, struct policy *p)
+{
+	srv->policy = p;
+}
+
+void smtp_server_set_srs(struct smtp_server *srv, char **secrets, size_t n, unsigned max_age)
+{
+	srv->srs_secrets = secrets;
+	srv->n_srs = secrets != NULL ? n : 0;
+	srv->srs_max_age = max_age;
+}
+
 static void on_pregreet(void *arg)
 {
 	struct smtp_session *s = arg;

@@ -37,6 +37,16 @@ void smtp_server_set_kick(struct smtp_server *srv, void (*kick)(void *arg), void
  * NULL: "unknown"); it must outlive the server. */
 struct dns;
 void smtp_server_set_dns(struct smtp_server *srv, struct dns *dns);
+/* SRS (policy/srs.h): secrets (the first signs forwarded mail, every one
+ * verifies the SRS addresses bounces come back to) and how long an SRS
+ * address stays valid, in seconds. NULL/0: SRS off (an RCPT to an SRS
+ * address is then resolved like any other). The secrets must outlive the
+ * server. */
+void smtp_server_set_srs(struct smtp_server *srv, char **secrets, size_t n, unsigned max_age);
+/* Sender authentication (policy.h) for every transaction from now on; p
+ * may be NULL (none) and must outlive the server. */
+struct policy;
+void smtp_server_set_policy(struct smtp_server *srv, struct policy *p);
 /* Starts a session on an accepted socket (takes ownership of fd). */
 void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role);
 

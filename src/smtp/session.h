@@ -42,10 +42,16 @@ struct smtp_server {
 	struct smtp_pregreet_pass *pregreet_passed; /* SMTP_PREGREET_SLOTS, direct-mapped */
 	struct auth_login *login; /* the login service, shared by all protocols */
 	struct dns *dns;          /* NULL: no reverse DNS (Received says "unknown") */
+	struct policy *policy;    /* NULL: no sender authentication (smtp_server_set_policy) */
 	bool stopping; /* smtp_server_shutdown was called */
 	/* smtp_server_set_kick: told after a commit that queued remote recipients */
 	void (*kick)(void *arg);
 	void *kick_arg;
+	/* smtp_server_set_srs: SRS secrets (the first signs, all verify), NULL
+	 * when srs is off; the caller's, they outlive the server */
+	char **srs_secrets;
+	size_t n_srs;
+	unsigned srs_max_age; /* seconds */
 };
 
 enum smtp_state {
@@ -88,6 +94,9 @@ struct smtp_tx {
 	bool too_big;
 	bool write_failed;
 	bool spool_wait; /* parked (busy held) until the spool's write in flight ends */
+	/* sender authentication (policy.h): MAIL to the end of data */
+	struct policy_tx *pol;
+	bool content_done; /* the data ended: policy's last bytes never pause the session */
 	char *ins_msgid; /* header lines to insert (submission) */
 	char *ins_date;
 	int result; /* reply code logged, 0 while running */

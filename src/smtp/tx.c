@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "mime/header.h"
+#include "policy/policy.h"
 #include "smtp/session.h"
 
 static uint32_t rand32(void)
@@ -82,6 +83,8 @@ void smtp_tx_free(struct smtp_session *s)
 	if (tx == NULL)
 		return;
 	spool_wait_end(s);
+	/* no policy callback comes after this (policy.h) */
+	policy_tx_free(&tx->pol);
 	if (tx->result == 0 && tx->from != NULL)
 		smtp_tx_log(s, -1);
 	if (tx->sp != NULL)
@@ -110,6 +113,27 @@ void smtp_tx_free(struct smtp_session *s)
 
 /* ---- content ---- */
 
+/* What is stored (after policy's filter): into the spool. */
+static void spool_out(void *arg, const char *p, size_t n)
+{
+	struct smtp_session *s = arg;
+	struct smtp_tx *tx = s->tx;
+
+	if (tx->write_failed || n == 0)
+		return;
+	if (store_spool_write(tx->sp, p, n) < 0) {
+		log_err("smtp tx id=%s: spool write: %s", tx->txid, strerror(errno));
+		tx->write_failed = true;
+	} else if (!tx->spool_wait && !tx->content_done && store_spool_busy(tx->sp)) {
+		/* The disk is slower than the client: stop reading until the
+		 * worker's write ends (on_spool_ready). What the current read
+		 * still holds is buffered meanwhile. */
+		tx->spool_wait = true;
+		s->base.busy++;
+		session_park(&s->base);
+	}
+}
+
 static void on_content(void *arg, const char *p, size_t n)
 {
 	struct smtp_session *s = arg;
@@ -128,17 +152,12 @@ static void on_content(void *arg, const char *p, size_t n)
 				tx->has8bit = true;
 				break;
 			}
-	if (store_spool_write(tx->sp, p, n) < 0) {
-		log_err("smtp tx id=%s: spool write: %s", tx->txid, strerror(errno));
-		tx->write_failed = true;
-	} else if (!tx->spool_wait && store_spool_busy(tx->sp)) {
-		/* The disk is slower than the client: stop reading until the
-		 * worker's write ends (on_spool_ready). What the current read
-		 * still holds is buffered meanwhile. */
-		tx->spool_wait = true;
-		s->base.busy++;
-		session_park(&s->base);
-	}
+	/* Every byte through policy: DKIM/ARC see them as sent, forged
+	 * Authentication-Results fields do not reach the spool. */
+	if (tx->pol != NULL)
+		policy_content(tx->pol, p, n, spool_out, s);
+	else
+		spool_out(s, p, n);
 }
 
 /* A worker finished writing a full buffer of the spool (loop thread). */
@@ -167,7 +186,9 @@ static const char *with_proto(const struct smtp_session *s)
 	return s->tx->smtputf8 ? utf8[k] : esmtp[k];
 }
 
-/* Starts the spool: trace fields first (RFC 5321 4.4), then the decoder. */
+/* Starts the spool: the Received field first (RFC 5321 4.4), then the
+ * decoder. Return-Path (RFC 5321 4.4) and policy's fields come before it,
+ * in the delivery's prefix (commit_tx). */
 int smtp_content_start(struct smtp_session *s, enum smtp_data_mode mode)
 {
 	struct smtp_tx *tx = s->tx;
@@ -186,7 +207,6 @@ int smtp_content_start(struct smtp_session *s, enum smtp_data_mode mode)
 	 * smaller ones are written once, by the committer. */
 	store_spool_async(tx->sp, s->srv->workers, on_spool_ready, s);
 	header_date(now, date, sizeof(date));
-	buf_printf(&h, "Return-Path: <%s>\r\n", tx->from);
 	buf_printf(&h, "Received: from %s (%s [%s])\r\n", s->helo ? s->helo : "unknown",
 		   s->rdns ? s->rdns : "unknown", s->base.ip);
 	if (s->base.tls)
@@ -216,6 +236,64 @@ static void end_tx(struct smtp_session *s, int code)
 {
 	smtp_tx_log(s, code);
 	smtp_tx_free(s);
+}
+
+static void on_commit(void *arg, int result);
+
+/* Stores the message (busy held, parked): the prefix is Return-Path, then
+ * policy's fields (v may be NULL). */
+static void commit_tx(struct smtp_session *s, const struct policy_verdict *v)
+{
+	struct smtp_tx *tx = s->tx;
+	struct buf pre = BUF_INIT;
+
+	buf_printf(&pre, "Return-Path: <%s>\r\n", tx->from);
+	if (v != NULL && v->prefix_len > 0)
+		buf_append(&pre, v->prefix, v->prefix_len);
+	struct store_delivery del = {
+		.txid = tx->txid,
+		.mail_from = tx->from,
+		.envid = tx->envid,
+		.ret = tx->ret,
+		.auth_user = s->auth_user,
+		.received = time(NULL),
+		.user_ids = tx->user_ids,
+		.n_users = tx->n_users,
+		.remote = tx->remote,
+		.n_remote = tx->n_remote,
+		.body_8bit = tx->has8bit,
+		.smtputf8 = tx->smtputf8,
+		.prefix = pre.data,
+		.prefix_len = pre.len,
+		.junk = v != NULL && v->junk,
+		.queue_from = v != NULL ? v->queue_from : NULL,
+	};
+	struct store_spool *sp = tx->sp;
+	tx->sp = NULL; /* store_commit owns it now (and copied del's strings) */
+	store_commit(s->srv->st, sp, &del, on_commit, s);
+	buf_free(&pre);
+}
+
+/* policy_end's verdict (busy held, parked). */
+static void on_policy_end(void *arg, const struct policy_verdict *v)
+{
+	struct smtp_session *s = arg;
+
+	if (v->code == 0 && s->srv != NULL) {
+		commit_tx(s, v);
+		return;
+	}
+	if (v->code != 0) {
+		/* RFC 7489 10.3: refused at the end of data, nothing stored */
+		smtp_reply(s, v->code, v->ecode, "%s", v->text);
+		end_tx(s, v->code); /* frees the policy transaction: v is gone */
+	} else {
+		smtp_reply(s, 421, "4.3.2", "Service shutting down");
+		end_tx(s, 421);
+	}
+	if (session_release(&s->base))
+		return;
+	smtp_session_resume(s);
 }
 
 static void on_commit(void *arg, int result)
@@ -270,26 +348,23 @@ void smtp_data_done(struct smtp_session *s)
 			   s->srv->cfg->smtp_max_data_line);
 		end_tx(s, 550);
 	} else {
-		struct store_delivery del = {
-			.txid = tx->txid,
-			.mail_from = tx->from,
-			.envid = tx->envid,
-			.ret = tx->ret,
-			.auth_user = s->auth_user,
-			.received = time(NULL),
-			.user_ids = tx->user_ids,
-			.n_users = tx->n_users,
-			.remote = tx->remote,
-			.n_remote = tx->n_remote,
-			.body_8bit = tx->has8bit,
-			.smtputf8 = tx->smtputf8,
-		};
-		struct store_spool *sp = tx->sp;
-		tx->sp = NULL; /* store_commit owns it now */
+		tx->content_done = true;
+		if (tx->pol != NULL) {
+			/* the bytes policy still held */
+			policy_content_end(tx->pol, spool_out, s);
+			if (tx->write_failed) {
+				smtp_reply(s, 452, "4.3.1", "Error: insufficient system storage");
+				end_tx(s, 452);
+				return;
+			}
+		}
 		/* Durability contract: 250 only from the commit completion. */
 		s->base.busy++;
 		session_park(&s->base);
-		store_commit(s->srv->st, sp, &del, on_commit, s);
+		if (tx->pol != NULL)
+			policy_end(tx->pol, on_policy_end, s);
+		else
+			commit_tx(s, NULL);
 	}
 }
 

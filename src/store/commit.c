@@ -57,6 +57,10 @@ struct store_spool {
 	bool unlink_at_free;
 	bool in_buf; /* committer: the whole message is in bbuf (for the cache) */
 	struct spool_filter *filter; /* store_spool_filter waiting for a write */
+	/* store_delivery.prefix, still to be written before the spool's bytes
+	 * (spool_prefix_apply, on the builder or the committer) */
+	char *prefix;
+	size_t prefix_len;
 	pthread_mutex_t wmu;
 	pthread_cond_t wcv;
 	enum { W_IDLE, W_QUEUED, W_RUNNING, W_TAKEN } wstate; /* under wmu */
@@ -75,6 +79,8 @@ struct store_commit_req {
 	struct store *st;
 	struct store_spool *sp;
 	char *txid, *mail_from, *envid, *ret, *auth_user;
+	char *queue_from; /* queue.mail_from (SRS), or NULL */
+	bool junk;        /* local recipients: their \Junk mailbox, not INBOX */
 	time_t received;
 	int tz; /* the server's zone at received, seconds east (INTERNALDATE) */
 	int64_t *user_ids;
@@ -381,6 +387,7 @@ static void spool_free(struct store_spool *sp, bool unlink_spool)
 		unlinkat(sp->st->spool_dfd, sp->name, 0);
 	free(sp->bbuf);
 	free(sp->wbuf);
+	free(sp->prefix);
 	pthread_mutex_destroy(&sp->wmu);
 	pthread_cond_destroy(&sp->wcv);
 	free(sp);
@@ -501,6 +508,7 @@ static void req_free(struct store_commit_req *req)
 	free(req->envid);
 	free(req->ret);
 	free(req->auth_user);
+	free(req->queue_from);
 	free(req->user_ids);
 	for (size_t i = 0; i < req->n_remote; i++) {
 		free(req->remote[i].addr);
@@ -539,6 +547,13 @@ void store_commit(struct store *st, struct store_spool *sp, const struct store_d
 	req->envid = xstrdup_null(d->envid);
 	req->ret = xstrdup_null(d->ret);
 	req->auth_user = xstrdup_null(d->auth_user);
+	req->queue_from = xstrdup_null(d->queue_from);
+	req->junk = d->junk;
+	if (d->prefix_len > 0) {
+		sp->prefix = xmalloc(d->prefix_len);
+		memcpy(sp->prefix, d->prefix, d->prefix_len);
+		sp->prefix_len = d->prefix_len;
+	}
 	req->body_8bit = d->body_8bit;
 	req->smtputf8 = d->smtputf8;
 	req->received = d->received;
@@ -673,6 +688,90 @@ static int blob_dir(const struct store_spool *sp)
 	return store_blob_dir(sp->name);
 }
 
+/* Writes sp->prefix (store_delivery.prefix) before the spool's bytes, on the
+ * builder or the committer (never the loop), after every write of the spool
+ * ended. A message still wholly in the buffer gets the prefix put in front
+ * of it there (one write later, and the MIME cache is built from the
+ * buffer); one partly on disk already is copied into a new spool file =
+ * prefix + the old file's content (copy_file_range: the kernel copies, no
+ * trip through user space), which then takes the old one's place. The
+ * durability steps (fdatasync, rename, directory fsync) are the caller's as
+ * for any spool. 0, or -1 with sp->err set. */
+static int spool_prefix_apply(struct store *st, struct store_spool *sp)
+{
+	if (sp->prefix == NULL)
+		return 0;
+	if (sp->err)
+		return -1;
+	if (sp->blen == sp->size) {
+		size_t n = sp->prefix_len + sp->blen;
+		char *b = xmalloc(n > SPOOL_BUF_SIZE ? n : SPOOL_BUF_SIZE);
+		memcpy(b, sp->prefix, sp->prefix_len);
+		memcpy(b + sp->prefix_len, sp->bbuf, sp->blen);
+		free(sp->bbuf);
+		sp->bbuf = b;
+		sp->bcap = n > SPOOL_BUF_SIZE ? n : SPOOL_BUF_SIZE;
+		sp->blen = sp->size = n;
+		x_free(&sp->prefix);
+		return 0;
+	}
+	if (spool_flush(sp) < 0)
+		return -1;
+	char name[STORE_BLOB_NAME_LEN + 1];
+	int in = openat(st->spool_dfd, sp->name, O_RDONLY | O_CLOEXEC), out = -1;
+	for (int tries = 0; in >= 0 && out < 0 && tries < 4; tries++) {
+		spool_name(st, name);
+		out = openat(st->spool_dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (out < 0 && errno != EEXIST)
+			break;
+	}
+	int err = 0;
+	if (in < 0 || out < 0 || write_all(out, sp->prefix, sp->prefix_len) < 0)
+		err = errno;
+	loff_t off = 0;
+	while (!err && (size_t)off < sp->size) {
+		ssize_t k = copy_file_range(in, &off, out, NULL, sp->size - (size_t)off, 0);
+		if (k > 0)
+			continue;
+		if (k == 0) {
+			err = EIO; /* the file is shorter than what was written to it */
+		} else if (errno == EINTR) {
+			continue;
+		} else if (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+			   errno == EOPNOTSUPP) {
+			/* no kernel copy here: through a buffer */
+			char buf[65536];
+			ssize_t r = pread(in, buf, sizeof buf, off);
+			if (r <= 0)
+				err = r == 0 ? EIO : errno;
+			else if (write_all(out, buf, (size_t)r) < 0)
+				err = errno;
+			else
+				off += r;
+		} else {
+			err = errno;
+		}
+	}
+	if (in >= 0)
+		close(in);
+	if (err) {
+		if (out >= 0) {
+			close(out);
+			unlinkat(st->spool_dfd, name, 0);
+		}
+		sp->err = err;
+		return -1;
+	}
+	/* the new file takes the old one's place */
+	close(sp->fd);
+	unlinkat(st->spool_dfd, sp->name, 0);
+	sp->fd = out;
+	memcpy(sp->name, name, sizeof sp->name);
+	sp->size += sp->prefix_len;
+	x_free(&sp->prefix);
+	return 0;
+}
+
 /* Steps 1 and 2 for the whole batch. Afterwards req->err == 0 means the blob
  * is complete, durable and in blobs/.
  *
@@ -693,7 +792,7 @@ void store_spools_durable(struct store *st, struct store_spool **sps, size_t n, 
 		errs[i] = 0;
 		renamed[i] = false;
 		/* sp->err: a write made on the caller's thread failed earlier */
-		if (spool_write_wait(sp) < 0 || sp->err) {
+		if (spool_write_wait(sp) < 0 || sp->err || spool_prefix_apply(st, sp) < 0) {
 			errs[i] = sp->err;
 			continue;
 		}
@@ -840,7 +939,8 @@ void store_prebuild(struct store *st, struct store_spool **sps, size_t n, struct
  * whose write failed gets nothing here: the committer fails it. */
 static void prebuild_one(struct store *st, struct store_spool *sp, struct buf *out)
 {
-	if (spool_write_wait(sp) < 0 || sp->err || spool_flush(sp) < 0)
+	if (spool_write_wait(sp) < 0 || sp->err || spool_prefix_apply(st, sp) < 0 ||
+	    spool_flush(sp) < 0)
 		return;
 	int fd = openat(st->spool_dfd, sp->name, O_RDONLY | O_CLOEXEC);
 	void *p = fd >= 0 ? mmap(NULL, sp->size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
@@ -917,13 +1017,77 @@ static void bind_text_null(sqlite3_stmt *s, int i, const char *v)
 		sqlite3_bind_null(s, i);
 }
 
-static int insert_entry(struct store_db *d, int64_t user_id, int64_t msg_id, time_t received,
-			int tz)
+/* RFC 6154 2: the account's mailbox with special use \Junk (the oldest if
+ * several), "Junk" created with it when the account has none (in the
+ * commit's transaction), or a plain "Junk" when that name is taken by a
+ * mailbox without it. 1 with *id_r, 0 if none could be had (too many
+ * mailboxes: INBOX then), -1 on error. */
+static int junk_mailbox(struct store *st, struct store_db *d, int64_t user_id, int64_t *id_r)
 {
-	sqlite3_stmt *s = store_stmt(d, STMT_BUMP_INBOX);
-	if (s == NULL)
+	static const char *const find[] = {
+		"SELECT id FROM mailboxes WHERE user_id = ?1 AND special_use = '\\Junk'"
+		" ORDER BY id LIMIT 1",
+		"SELECT id FROM mailboxes WHERE user_id = ?1 AND name = 'Junk'",
+	};
+	for (int round = 0; round < 2; round++) {
+		for (size_t i = 0; i < sizeof find / sizeof find[0]; i++) {
+			sqlite3_stmt *s = store_sql(d, find[i], NULL);
+			if (s == NULL)
+				return -1;
+			sqlite3_bind_int64(s, 1, user_id);
+			int rc = sqlite3_step(s);
+			if (rc == SQLITE_ROW)
+				*id_r = sqlite3_column_int64(s, 0);
+			store_stmt_done(s);
+			if (rc == SQLITE_ROW)
+				return 1;
+			if (rc != SQLITE_DONE)
+				return -1;
+		}
+		if (round > 0)
+			break;
+		int r = store_mailbox_insert(st, d, user_id, "Junk", "\\Junk", false);
+		if (r == STORE_LIMIT) {
+			log_warn("store: user id %lld has no Junk mailbox and cannot have one more;"
+				 " quarantined mail goes to INBOX",
+				 (long long)user_id);
+			return 0;
+		}
+		if (r != STORE_OK)
+			return -1;
+		sqlite3_stmt *s = store_sql(d, "INSERT OR IGNORE INTO subscriptions(user_id, name)"
+					       " VALUES(?1, 'Junk')", NULL);
+		if (s == NULL)
+			return -1;
+		sqlite3_bind_int64(s, 1, user_id);
+		if (step_stmt(s) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* into INBOX, or (junk) the account's \Junk mailbox */
+static int insert_entry(struct store *st, struct store_db *d, int64_t user_id, int64_t msg_id,
+			time_t received, int tz, bool junk)
+{
+	int64_t junk_id = 0;
+	int k = junk ? junk_mailbox(st, d, user_id, &junk_id) : 0;
+	if (k < 0)
 		return -1;
-	sqlite3_bind_int64(s, 1, user_id);
+	sqlite3_stmt *s;
+	if (k > 0) {
+		s = store_sql(d, "UPDATE mailboxes SET uidnext = uidnext + 1,"
+				 " highestmodseq = highestmodseq + 1 WHERE id = ?1"
+				 " RETURNING id, uidnext - 1, highestmodseq", NULL);
+		if (s == NULL)
+			return -1;
+		sqlite3_bind_int64(s, 1, junk_id);
+	} else {
+		s = store_stmt(d, STMT_BUMP_INBOX);
+		if (s == NULL)
+			return -1;
+		sqlite3_bind_int64(s, 1, user_id);
+	}
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_DONE) {
 		/* rcpts_exist() said it was there, under the same write lock */
@@ -1086,7 +1250,8 @@ static int insert_one(struct store_db *d, struct store_commit_req *req, time_t n
 		return -1;
 	int64_t msg_id = sqlite3_last_insert_rowid(d->db);
 	for (size_t i = 0; i < req->n_users; i++)
-		if (insert_entry(d, req->user_ids[i], msg_id, req->received, req->tz) < 0)
+		if (insert_entry(req->st, d, req->user_ids[i], msg_id, req->received, req->tz,
+				 req->junk) < 0)
 			return -1;
 	for (size_t i = 0; i < req->n_remote; i++) {
 		s = store_stmt(d, STMT_INS_QUEUE);
@@ -1102,6 +1267,7 @@ static int insert_one(struct store_db *d, struct store_commit_req *req, time_t n
 		const char *at = strrchr(req->remote[i].addr, '@');
 		if (at != NULL)
 			sqlite3_bind_text(s, 7, at + 1, -1, SQLITE_STATIC);
+		bind_text_null(s, 8, req->queue_from);
 		if (step_stmt(s) < 0)
 			return -1;
 	}

@@ -92,7 +92,8 @@ static const char sql_group_rcpts[] =
     "UPDATE queue SET lease_owner = ?4, lease_until = ?5"
     " WHERE message_id = ?1 AND domain = ?2 AND next_try <= ?3 AND held = 0"
     " AND lease_until <= ?3"
-    " RETURNING id, rcpt, orcpt, notify, attempts, created, delay_notified, last_error";
+    " RETURNING id, rcpt, orcpt, notify, attempts, created, delay_notified, last_error,"
+    " mail_from";
 static const char sql_msg[] =
     "SELECT mail_from, envid, ret, received, size, body_8bit, smtputf8, cache, blob"
     " FROM messages WHERE id = ?1";
@@ -150,6 +151,7 @@ static int lease_body(struct store *st, struct lease_job *j, struct store_db *d)
 	for (size_t i = 0; i < l->n_msg; i++) {
 		struct store_queue_msg *qm = &l->msg[i];
 		size_t rcap = 0;
+		char *qfrom = NULL;
 		sqlite3_bind_int64(u, 1, qm->message_id);
 		sqlite3_bind_text(u, 2, qm->domain, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(u, 3, (int64_t)j->now);
@@ -171,10 +173,17 @@ static int lease_body(struct store *st, struct lease_job *j, struct store_db *d)
 			r->last_error = col_dup(u, 7);
 			if (r->rcpt == NULL)
 				r->rcpt = xstrdup("");
+			/* The entry's envelope sender: COALESCE(queue.mail_from,
+			 * messages.mail_from) (SRS for forwarded mail, srs.h);
+			 * one commit gives every entry of a message the same. */
+			if (qfrom == NULL)
+				qfrom = col_dup(u, 8);
 		}
 		store_stmt_done(u);
-		if (rc != SQLITE_DONE)
+		if (rc != SQLITE_DONE) {
+			free(qfrom);
 			return -1;
+		}
 		/* RETURNING gives no order: the recipients in the order queued */
 		if (qm->n_rcpt > 1)
 			qsort(qm->rcpt, qm->n_rcpt, sizeof *qm->rcpt, rcpt_cmp);
@@ -182,7 +191,8 @@ static int lease_body(struct store *st, struct lease_job *j, struct store_db *d)
 		rc = sqlite3_step(m);
 		if (rc == SQLITE_ROW) {
 			const unsigned char *from = sqlite3_column_text(m, 0);
-			qm->mail_from = xstrdup(from ? (const char *)from : "");
+			qm->mail_from = qfrom ? qfrom : xstrdup(from ? (const char *)from : "");
+			qfrom = NULL;
 			qm->envid = col_dup(m, 1);
 			qm->ret = col_dup(m, 2);
 			qm->received = (time_t)sqlite3_column_int64(m, 3);
@@ -212,6 +222,7 @@ static int lease_body(struct store *st, struct lease_job *j, struct store_db *d)
 			qm->mail_from = xstrdup("");
 			qm->err = xstrdup("message row missing");
 		}
+		free(qfrom);
 		store_stmt_done(m);
 		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 			return -1;
@@ -425,7 +436,7 @@ int store_queue_entries(struct store *st, int64_t message_id, store_queue_entry_
                         char **err_r)
 {
 	static const char sql[] =
-	    "SELECT q.message_id, q.id, m.mail_from, q.rcpt, q.last_error, q.attempts,"
+	    "SELECT q.message_id, q.id, COALESCE(q.mail_from, m.mail_from), q.rcpt, q.last_error, q.attempts,"
 	    " q.created, q.next_try, q.lease_until, q.held, q.delay_notified, m.size"
 	    " FROM queue q JOIN messages m ON m.id = q.message_id"
 	    " WHERE ?1 = 0 OR q.message_id = ?1 ORDER BY q.next_try, q.message_id, q.id";

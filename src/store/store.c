@@ -46,9 +46,10 @@ static const char *const stmt_sql[STMT_N] = {
 			   " message_used = message_used + ?3 WHERE user_id = ?1"
 			   " AND (storage_limit = 0 OR storage_used + ?2 <= storage_limit)"
 			   " AND (message_limit = 0 OR message_used + ?3 <= message_limit)",
+	/* ?8: queue.mail_from (store_delivery.queue_from: SRS), NULL = the message's */
 	[STMT_INS_QUEUE] = "INSERT INTO queue(message_id, rcpt, orcpt, notify, attempts, next_try,"
-			   " last_error, created, domain)"
-			   " VALUES(?1, ?2, ?3, ?4, 0, ?5, NULL, ?6, coalesce(lower(?7), ''))",
+			   " last_error, created, domain, mail_from)"
+			   " VALUES(?1, ?2, ?3, ?4, 0, ?5, NULL, ?6, coalesce(lower(?7), ''), ?8)",
 };
 
 /* The schema is versioned by PRAGMA user_version: version N means that the
@@ -295,7 +296,29 @@ static const char schema_v5[] =
 	" active_from INTEGER NOT NULL,"
 	" retire_at INTEGER NOT NULL DEFAULT 0," /* 0: never */
 	" UNIQUE (domain, selector));"
-	"ALTER TABLE queue ADD COLUMN mail_from TEXT;";
+	"ALTER TABLE queue ADD COLUMN mail_from TEXT;"
+	/* DMARC evaluations for aggregate reports (RFC 7489 7.2; dmarc.c): one
+	 * row per evaluated message, deleted after two report intervals. Lists
+	 * inside a row are text: rua the record's URIs separated by spaces;
+	 * dkim_results "domain selector result" lines separated by LF. */
+	"CREATE TABLE dmarc_rows ("
+	" id INTEGER PRIMARY KEY,"
+	" time INTEGER NOT NULL,"
+	" source_ip TEXT NOT NULL,"
+	" header_from TEXT NOT NULL,"
+	" envelope_from TEXT NOT NULL,"
+	" envelope_to TEXT NOT NULL,"
+	" policy_domain TEXT NOT NULL,"
+	" p TEXT NOT NULL, sp TEXT NOT NULL, pct INTEGER NOT NULL,"
+	" adkim TEXT NOT NULL, aspf TEXT NOT NULL, fo TEXT NOT NULL,"
+	" rua TEXT NOT NULL,"
+	" disposition TEXT NOT NULL,"
+	" dkim TEXT NOT NULL, spf TEXT NOT NULL,"   /* policy_evaluated: pass | fail */
+	" reason TEXT NOT NULL,"                    /* PolicyOverrideType or "" */
+	" reason_comment TEXT NOT NULL,"
+	" dkim_results TEXT NOT NULL,"
+	" spf_domain TEXT NOT NULL, spf_scope TEXT NOT NULL, spf_result TEXT NOT NULL);"
+	"CREATE INDEX dmarc_rows_time ON dmarc_rows (time);";
 
 static const char *const schema_steps[] = {schema_v1, schema_v2, schema_v3, schema_v4,
 					   schema_v5};

@@ -743,6 +743,56 @@ int store_dkim_key_del(struct store *st, const char *domain, const char *selecto
 
 /* ==== DMARC (dmarc.c) ==================================================
  * Evaluations recorded for aggregate reports (RFC 7489 7.2) and reports
- * received for our domains. The declarations are the dmarc-reports work's. */
+ * received for our domains. The declarations are the dmarc-reports work's.
+ * Strings, not the policy module's enums: the store sits below src/policy. */
+struct store_dmarc_dkim {
+	const char *domain, *selector; /* d= and s= of the signature */
+	const char *result;            /* RFC 8601 2.7.1: pass, fail, neutral, ... */
+};
+#define STORE_DMARC_MAX_DKIM 16
+/* One DMARC evaluation of an inbound message (RFC 7489 7.2.1, Appendix C).
+ * NULL strings are stored as "". */
+struct store_dmarc_row {
+	time_t time;
+	const char *source_ip;       /* the connecting client, numeric */
+	const char *header_from;     /* RFC5322.From domain */
+	const char *envelope_from;   /* RFC5321.MailFrom domain ("" for <>) */
+	const char *envelope_to;     /* RFC5321.RcptTo domain (the first) */
+	/* the record that applied and where it was found */
+	const char *policy_domain;
+	const char *p, *sp;          /* none | quarantine | reject */
+	int pct;
+	char adkim, aspf;            /* 'r' | 's' */
+	const char *fo;
+	const char *rua;             /* the record's rua URIs, space-separated; "" if none */
+	/* policy_evaluated */
+	const char *disposition;     /* none | quarantine | reject */
+	const char *dkim, *spf;      /* aligned results: pass | fail */
+	const char *reason;          /* PolicyOverrideType (sampled_out, local_policy...) or "" */
+	const char *reason_comment;
+	/* auth_results, uninterpreted */
+	const struct store_dmarc_dkim *dkim_results;
+	size_t n_dkim;               /* at most STORE_DMARC_MAX_DKIM are kept */
+	const char *spf_domain;
+	const char *spf_scope;       /* mfrom | helo */
+	const char *spf_result;      /* RFC 7208 2.6: none, neutral, pass, ... */
+};
+/* Fire and forget: copies row and queues its INSERT as a job on the
+ * committer (batched with the round's commits, never waited for by the
+ * caller; a failure is logged). Any thread; requires store_start (or
+ * store_start_admin). */
+void store_dmarc_record(struct store *st, const struct store_dmarc_row *row);
+/* Fire and forget, on the committer: deletes the rows older than before. */
+void store_dmarc_prune(struct store *st, time_t before);
+/* Reads the rows with since <= time < until whose record had a rua, ordered
+ * by policy domain then time: cb(arg, row) on the worker (row and its
+ * strings valid during the call; dkim_results parsed back). cb returns
+ * nonzero to stop. 0 or -1 with *err_r. */
+typedef int store_dmarc_row_cb(void *arg, const struct store_dmarc_row *row);
+int store_snap_dmarc_rows(struct store_snap *sn, time_t since, time_t until,
+			  store_dmarc_row_cb *cb, void *arg, char **err_r);
+/* The same on the caller's thread (st->main), for tests and the CLI. */
+int store_dmarc_rows(struct store *st, time_t since, time_t until, store_dmarc_row_cb *cb,
+		     void *arg, char **err_r);
 
 #endif

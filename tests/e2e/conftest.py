@@ -380,6 +380,21 @@ def make_message(frm, to, subject, body, extra_headers=(), message_id=True, date
     return crlf("\r\n".join(h) + "\r\n\r\n" + body)
 
 
+POLICY_FIELDS = (b"authentication-results:", b"arc-seal:", b"arc-message-signature:",
+                 b"arc-authentication-results:", b"dkim-signature:")
+
+
+def skip_policy_fields(raw):
+    """raw without the fields sender authentication (src/policy) puts between
+    Return-Path and Received: Authentication-Results, an ARC set, DKIM-Signature."""
+    while raw[:40].lower().startswith(POLICY_FIELDS):
+        pos = raw.index(b"\r\n") + 2
+        while raw[pos:pos + 1] in (b" ", b"\t"):
+            pos = raw.index(b"\r\n", pos) + 2
+        raw = raw[pos:]
+    return raw
+
+
 def split_prepended(stored):
     """Splits a stored message into (Return-Path value, [Received header bytes], rest).
     postern prepends exactly "Return-Path: <...>\\r\\n" then one Received header
@@ -388,7 +403,7 @@ def split_prepended(stored):
     assert stored.startswith(b"Return-Path: <"), "stored message does not begin with Return-Path: %r" % stored[:200]
     eol = stored.index(b"\r\n")
     rp = stored[len(b"Return-Path: "):eol]
-    rest = stored[eol + 2:]
+    rest = skip_policy_fields(stored[eol + 2:])
     assert rest.startswith(b"Received:"), "no Received header after Return-Path: %r" % rest[:200]
     # The Received header: its first line plus continuation lines (start with WSP).
     pos = rest.index(b"\r\n") + 2

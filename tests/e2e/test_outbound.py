@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import (BASE_OPTS, Postern, client_tls_context, crlf, make_message,
+from conftest import (BASE_OPTS, Postern, client_tls_context, crlf, make_message, skip_policy_fields,
                       _free_ports)
 from dnsmasq import Dnsmasq
 from smtpsink import SmtpSink, wait_until
@@ -172,12 +172,15 @@ def strip_trace(raw):
         eol = raw.index(b"\r\n")
         rp, raw = raw[len(b"Return-Path: "):eol], raw[eol + 2:]
     received = []
+    # the fields sender authentication adds (Authentication-Results, ARC,
+    # DKIM-Signature) sit among the trace fields
+    raw = skip_policy_fields(raw)
     while raw.startswith(b"Received:"):
         pos = raw.index(b"\r\n") + 2
         while raw[pos:pos + 1] in (b" ", b"\t"):
             pos = raw.index(b"\r\n", pos) + 2
         received.append(raw[:pos])
-        raw = raw[pos:]
+        raw = skip_policy_fields(raw[pos:])
     return rp, received, raw
 
 

@@ -57,8 +57,8 @@ static void test_schema(void)
 	CHECK_INT(2, sql_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"),
 		  1);
 	/* 7 + counters + sqlite_sequence (AUTOINCREMENT) + subscriptions, expunged,
-	 * quotas (v3) + settings, dkim_keys (v5) */
-	CHECK_INT(3, sql_int("SELECT count(*) FROM sqlite_master WHERE type = 'table'"), 14);
+	 * quotas (v3) + settings, dkim_keys, dmarc_rows (v5) */
+	CHECK_INT(3, sql_int("SELECT count(*) FROM sqlite_master WHERE type = 'table'"), 15);
 	CHECK_INT(4, sql_int("SELECT count(*) FROM sqlite_master WHERE name = "
 			     "'mailbox_messages_message'"),
 		  1);
