@@ -1073,6 +1073,44 @@ static void canon_unsigned(const struct buf *hdr, struct buf *out)
 	buf_free(&t);
 }
 
+/* "ARC-Authentication-Results: i=N; id; ar" (RFC 8617 4.1.1); longer than
+ * 78 octets (RFC 5322 2.1.1), folded after each "; " that separates
+ * results (outside comments and quoted strings), as Authentication-Results
+ * fields are. */
+static void aar_field(struct buf *out, int inst, const char *authserv_id, const char *ar)
+{
+	size_t start = out->len;
+	buf_printf(out, "ARC-Authentication-Results: i=%d; %s; %s", inst, authserv_id, ar);
+	if (out->len - start <= 78) {
+		buf_appends(out, "\r\n");
+		return;
+	}
+	out->len = start;
+	buf_printf(out, "ARC-Authentication-Results: i=%d; %s;\r\n\t", inst, authserv_id);
+	int depth = 0;
+	bool quoted = false;
+	for (const char *p = ar; *p; p++) {
+		if (quoted) {
+			if (*p == '\\' && p[1])
+				buf_appendc(out, *p++);
+			else if (*p == '"')
+				quoted = false;
+		} else if (*p == '"') {
+			quoted = true;
+		} else if (*p == '(') {
+			depth++;
+		} else if (*p == ')' && depth > 0) {
+			depth--;
+		} else if (*p == ';' && depth == 0 && p[1] == ' ') {
+			buf_appends(out, ";\r\n\t");
+			p++;
+			continue;
+		}
+		buf_appendc(out, *p);
+	}
+	buf_appends(out, "\r\n");
+}
+
 int arc_seal_finish(struct arc_seal *s, const char *authserv_id, const char *ar,
 		    const struct arc_outcome *chain, struct buf *out)
 {
@@ -1113,8 +1151,7 @@ int arc_seal_finish(struct arc_seal *s, const char *authserv_id, const char *ar,
 		goto done;
 
 	/* 5.1 step 3.1: ARC-Authentication-Results (RFC 8617 4.1.1) */
-	buf_printf(&aar, "ARC-Authentication-Results: i=%d; %s; %s\r\n", inst, authserv_id,
-		   ar && *ar ? ar : "none");
+	aar_field(&aar, inst, authserv_id, ar && *ar ? ar : "none");
 
 	/* 5.1 step 3.2: ARC-Message-Signature, relaxed/relaxed (4.1.2) */
 	bh_len = dkim_bodyhash_final(s->bh, bh);

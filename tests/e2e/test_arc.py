@@ -11,6 +11,7 @@ import base64
 import os
 import re
 import sys
+import time
 
 import pytest
 
@@ -255,7 +256,8 @@ def test_unknown_key_fails(node, keys):
 def test_postern_seals_first_instance(node, records):
     m = seal(node, MESSAGE)
     aar = fields(m, b"ARC-Authentication-Results")
-    assert aar == [b"ARC-Authentication-Results: i=1; relay.test; spf=pass "
+    # longer than 78 octets: folded after the authserv-id (RFC 5322 2.1.1)
+    assert aar == [b"ARC-Authentication-Results: i=1; relay.test;\r\n\tspf=pass "
                    b"smtp.mailfrom=origin.test"]
     a_s = fields(m, b"ARC-Seal")[0]
     assert re.search(rb"\bcv=none;", a_s) and re.search(rb"\ba=rsa-sha256;", a_s)
@@ -295,8 +297,9 @@ def test_postern_chain_tampered_fails_in_dkimpy(node, keys, records):
     m2 = seal(node, dkimpy_seal(keys, MESSAGE, FWD, "spf=pass smtp.mailfrom=origin.test"))
     cv, _r, _reason = dkimpy_verify(records, m2.replace(b"forwarded", b"FORWARDED"))
     assert cv == b"fail"
-    cv, _r, _reason = dkimpy_verify(records, m2.replace(b"i=2; relay.test; spf=pass",
-                                                        b"i=2; relay.test; spf=fail"))
+    changed = m2.replace(b"i=2; relay.test;\r\n\tspf=pass", b"i=2; relay.test;\r\n\tspf=fail")
+    assert changed != m2
+    cv, _r, _reason = dkimpy_verify(records, changed)
     assert cv == b"fail"
 
 
@@ -341,3 +344,85 @@ def test_failed_chain_is_sealed_with_cv_fail_once(node, keys, records):
     assert (r["cv"], r["as-valid"], r["ams-valid"]) == (b"fail", True, True)
     # nothing more is added to it
     assert seal(node, m2) == m2
+
+
+# ---- forwarding through two postern instances (the daemon's wiring) ----
+
+def write_conf(srv):
+    with open(srv.conf, "w") as f:
+        for k, v in srv.opts.items():
+            f.write("%s = %s\n" % (k, v))
+
+
+@pytest.fixture(scope="module")
+def fwd_net(tmp_path_factory, tls_pair):
+    """Two daemons. A (mx.fwd.test) hosts the alias list@fwd.test -> bob@two.test and its
+    RSA key from `postern dkim keygen`; B (mx.two.test) hosts bob. dnsmasq
+    publishes two.test's MX (B's address; A's outbound_port is B's SMTP
+    port) and fwd.test's keys."""
+    b = Postern(tmp_path_factory.mktemp("b"), tls_pair, hostname="mx.two.test")
+    a = Postern(tmp_path_factory.mktemp("a"), tls_pair, hostname="mx.fwd.test",
+                outbound_port=b.ports["mx"], queue_retry_min="1", queue_retry_max="2",
+                queue_poll="1", outbound_connect_timeout="3", outbound_command_timeout="10",
+                outbound_data_timeout="10", queue_delay_warning="0")
+    a.cli("domain", "add", "fwd.test")
+    a.cli("alias", "add", "list@fwd.test", "bob@two.test")
+    out = a.cli_out("dkim", "keygen", "fwd.test")
+    recs = [txt_option(m.group(1) + "._domainkey.fwd.test",
+                       "".join(re.findall(r'"([^"]*)"', m.group(2))))
+            for m in re.finditer(r'(?m)^(\S+)\._domainkey\.fwd\.test\. IN TXT ((?:"[^"]*" ?)+)$',
+                                 out)]
+    assert len(recs) == 2, out
+    b.cli("domain", "add", "two.test")
+    b.cli("user", "add", "bob@two.test", input="bob-Secret-2\n")
+    dns = Dnsmasq(tmp_path_factory.mktemp("dns"), [
+        ("MX", "two.test", "mx.two.test", 10), ("A", "mx.two.test", b.host)] + recs).start()
+    for s in (a, b):
+        s.opts["dns_resolver"] = dns.server
+        s.opts["dns_timeout_ms"] = "500"
+        s.opts["dns_tries"] = "2"
+        write_conf(s)
+    a.start()
+    b.start()
+    n = type("Net", (), {})()
+    n.a, n.b, n.dns = a, b, dns
+    n.records = {}
+    for line in recs:
+        name, rest = line[len("txt-record="):].split(",", 1)
+        n.records[name] = "".join(re.findall(r'"([^"]*)"', rest))
+    yield n
+    for s in (a, b):
+        try:
+            s.stop()
+        except AssertionError as e:
+            print(e)
+    dns.stop()
+
+
+def test_forwarded_mail_arrives_with_a_valid_chain(fwd_net):
+    """Issue 10: mail to an alias of A that leads to B is sealed by A (i=1,
+    cv=none, d=fwd.test) and arrives at B with a chain dkimpy validates; B's
+    own verifier says arc=pass in its Authentication-Results."""
+    import smtplib
+    a, b = fwd_net.a, fwd_net.b
+    before = len(b.mail_list("bob@two.test"))
+    with smtplib.SMTP(a.host, a.ports["mx"], timeout=15) as s:
+        s.ehlo("client.origin.test")
+        s.sendmail("alice@origin.test", ["list@fwd.test"], MESSAGE)
+    deadline = time.monotonic() + 30
+    while len(b.mail_list("bob@two.test")) == before:
+        assert time.monotonic() < deadline, "not delivered to B:\n" + a.log()[-3000:]
+        time.sleep(0.2)
+    uid = b.mail_list("bob@two.test")[-1][0]
+    raw = b.mail_cat("bob@two.test", uid)
+    assert raw.endswith(MESSAGE.split(b"\r\n\r\n", 1)[1])
+    aar = fields(raw, b"ARC-Authentication-Results")
+    assert len(aar) == 1 and aar[0].startswith(b"ARC-Authentication-Results: i=1; mx.fwd.test;")
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    a_s = fields(raw, b"ARC-Seal")
+    assert len(a_s) == 1 and re.search(rb"\bcv=none;", a_s[0]) and b"d=fwd.test;" in a_s[0]
+    cv, results, reason = dkimpy_verify(fwd_net.records, raw)
+    assert cv == b"pass", reason
+    assert [(r["instance"], r["as-domain"]) for r in results] == [(1, b"fwd.test")]
+    ar = [f for f in fields(raw, b"Authentication-Results") if b"mx.two.test" in f]
+    assert len(ar) == 1 and re.search(rb"\barc=pass\b", ar[0]), ar

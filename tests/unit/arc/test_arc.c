@@ -500,6 +500,30 @@ static void test_seal(void)
 	arc_seal_free(&s);
 	CHECK_INT(6, out.len, 0);
 
+	/* 8: a long AAR is folded after each result, not inside a comment or
+	 * a quoted string */
+	buf_reset(&msg);
+	buf_appends(&msg, MSG_TAIL);
+	s = arc_seal_new(&sk, 1700000007, &limits);
+	arc_seal_feed(s, msg.data, msg.len);
+	CHECK_INT(8,
+		  arc_seal_finish(s, "mx.relay.test",
+				  "spf=pass (a; b) smtp.mailfrom=a.test; dkim=fail "
+				  "reason=\"x; y\" header.d=a.test; dmarc=pass header.from=a.test",
+				  &none, &out),
+		  0);
+	arc_seal_free(&s);
+	CHECK(strncmp(out.data,
+		      "ARC-Authentication-Results: i=1; mx.relay.test;\r\n"
+		      "\tspf=pass (a; b) smtp.mailfrom=a.test;\r\n"
+		      "\tdkim=fail reason=\"x; y\" header.d=a.test;\r\n"
+		      "\tdmarc=pass header.from=a.test\r\nARC-Message-Signature: ",
+		      strlen("ARC-Authentication-Results: i=1; mx.relay.test;\r\n"
+			     "\tspf=pass (a; b) smtp.mailfrom=a.test;\r\n"
+			     "\tdkim=fail reason=\"x; y\" header.d=a.test;\r\n"
+			     "\tdmarc=pass header.from=a.test\r\nARC-Message-Signature: ")) == 0);
+	buf_reset(&out);
+
 	/* 7: an Ed25519 key is refused (ARC seals with rsa-sha256) */
 	char *epem = NULL, *epub = NULL;
 	CHECK_INT(7, dkim_keygen("ed25519", &epem, &epub, &err), 0);
