@@ -117,6 +117,8 @@ static void print_outcome(const struct verify_wait *w)
 		for (size_t i = 0; i < w->out.n_domains; i++)
 			printf("%s%s", i ? "," : "", w->out.domains[i]);
 	}
+	if (w->out.result == ARC_PASS && w->out.oldest_pass >= 0)
+		printf(" oldest-pass=%d", w->out.oldest_pass);
 	printf(" reason=%s\n", w->out.reason ? w->out.reason : "");
 }
 

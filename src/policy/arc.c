@@ -26,6 +26,7 @@
 
 #define ARC_MAX_INSTANCES 50 /* RFC 8617 4.2.1 */
 #define ARC_MAX_TAGS 32      /* tags kept per AMS/AS (more: malformed) */
+#define ARC_MAX_BODYHASHES 4 /* distinct c=/a=/l= among the AMS hashed */
 
 const char *arc_result_name(enum arc_result r)
 {
@@ -599,10 +600,11 @@ struct arc_work {
 	struct arc_chain *chain;
 	struct arc_key *keys;
 	size_t n_keys;
-	int key_ams, key_as[ARC_MAX_INSTANCES + 1]; /* index into keys, -1 */
-	bool have_bh;
-	unsigned char bh[64];
-	size_t bh_len;
+	/* index into keys / bh, -1: none */
+	int key_ams[ARC_MAX_INSTANCES + 1], key_as[ARC_MAX_INSTANCES + 1];
+	int ams_bh[ARC_MAX_INSTANCES + 1];
+	unsigned char bh[ARC_MAX_BODYHASHES][64];
+	size_t bh_len[ARC_MAX_BODYHASHES];
 	struct dkim_limits lim;
 	/* the result */
 	struct arc_outcome out;
@@ -620,7 +622,14 @@ struct arc_verify {
 	struct dkim_limits lim;
 	struct arc_msg m;
 	struct arc_work *w;
-	struct dkim_bodyhash *bh;
+	/* the body hashes the AMS need, as the body streams */
+	struct {
+		enum dkim_canon c;
+		enum dkim_alg a;
+		int64_t limit;
+		struct dkim_bodyhash *h;
+	} bh[ARC_MAX_BODYHASHES];
+	int n_bh;
 	size_t pending;
 	bool finished, submitted;
 	arc_cb *cb;
@@ -711,6 +720,38 @@ static int work_sig(struct arc_work *w, int k, const struct dkim_tag *t, int nt,
 	return ok;
 }
 
+/* The AMS of instance i against the message (RFC 8617 5.2 step 4: as a
+ * DKIM-Signature, RFC 6376 6.1.3): 1 valid, 0 not (w->reason says why).
+ * in: scratch, reset by the caller. */
+static int ams_check(struct arc_work *w, int i, struct buf *in)
+{
+	const struct arc_set *s = &w->chain->set[i];
+	enum dkim_canon hc, bc;
+	unsigned char *bh = NULL;
+	size_t bh_len = 0, hlen;
+	const char *h = dkim_tag_get(s->ams_t, s->n_ams_t, "h", &hlen);
+	int k = w->ams_bh[i];
+
+	if (canon_of(s->ams_t, s->n_ams_t, &hc, &bc) < 0 || k < 0) {
+		work_fail(w, "ARC-Message-Signature i=%d: bad c=, a= or l=", i);
+		return 0;
+	}
+	if (tag_b64(s->ams_t, s->n_ams_t, "bh", &bh, &bh_len) < 0 || bh_len != w->bh_len[k] ||
+	    memcmp(bh, w->bh[k], bh_len) != 0) {
+		free(bh);
+		work_fail(w, "ARC-Message-Signature i=%d: body hash did not verify", i);
+		return 0;
+	}
+	free(bh);
+	if (w->key_ams[i] < 0) {
+		work_fail(w, "ARC-Message-Signature i=%d: bad s= or d=", i);
+		return 0;
+	}
+	canon_selected(hc, w->f, w->n, h, hlen, (size_t)s->ams, in);
+	canon_self(hc, &w->f[s->ams], in);
+	return work_sig(w, w->key_ams[i], s->ams_t, s->n_ams_t, in, "ARC-Message-Signature", i);
+}
+
 /* RFC 8617 5.2 steps 4-7, on a worker. */
 static void work_run(void *arg)
 {
@@ -726,28 +767,7 @@ static void work_run(void *arg)
 		return;
 	}
 	/* step 4: the newest AMS */
-	const struct arc_set *s = &c->set[c->n];
-	enum dkim_canon hc, bc;
-	unsigned char *bh = NULL;
-	size_t bh_len = 0;
-	size_t hlen;
-	const char *h = dkim_tag_get(s->ams_t, s->n_ams_t, "h", &hlen);
-
-	(void)bc;
-	if (canon_of(s->ams_t, s->n_ams_t, &hc, &bc) < 0 || !w->have_bh) {
-		work_fail(w, "ARC-Message-Signature i=%d: bad c= or a=", c->n);
-		goto out;
-	}
-	if (tag_b64(s->ams_t, s->n_ams_t, "bh", &bh, &bh_len) < 0 || bh_len != w->bh_len ||
-	    memcmp(bh, w->bh, bh_len) != 0) {
-		free(bh);
-		work_fail(w, "ARC-Message-Signature i=%d: body hash did not verify", c->n);
-		goto out;
-	}
-	free(bh);
-	canon_selected(hc, w->f, w->n, h, hlen, (size_t)s->ams, &in);
-	canon_self(hc, &w->f[s->ams], &in);
-	if (!work_sig(w, w->key_ams, s->ams_t, s->n_ams_t, &in, "ARC-Message-Signature", c->n)) {
+	if (!ams_check(w, c->n, &in)) {
 		w->out.result = ARC_FAIL;
 		w->out.reason = w->reason;
 		goto out;
@@ -763,8 +783,20 @@ static void work_run(void *arg)
 			goto out;
 		}
 	}
-	/* step 7 */
+	/* step 5 (after 6: only a passing chain needs it): the older AMS,
+	 * newest first; oldest-pass is the lowest instance of the unbroken
+	 * run of valid ones, 0 when all are valid */
+	w->out.oldest_pass = 0;
+	for (int i = c->n - 1; i >= 1; i--) {
+		buf_reset(&in);
+		if (!ams_check(w, i, &in)) {
+			w->out.oldest_pass = i + 1;
+			break;
+		}
+	}
+	/* step 7 (an older AMS's failure above is no reason) */
 	w->out.result = ARC_PASS;
+	w->out.reason = NULL;
 	w->out.domains = xcalloc((size_t)c->n, sizeof *w->out.domains);
 	for (int i = 1; i <= c->n; i++) {
 		char *d = tag_dup(c->set[i].as_t, c->set[i].n_as_t, "d");
@@ -868,6 +900,39 @@ static int key_slot(struct arc_verify *v, const struct dkim_tag *t, int nt)
 	return (int)w->n_keys++;
 }
 
+/* The body hash an AMS needs (c=, a=, l=), shared by the AMS that agree,
+ * started if new; -1 when unusable or past ARC_MAX_BODYHASHES (the newest
+ * AMS comes first, so it always gets one). */
+static int bh_slot(struct arc_verify *v, const struct dkim_tag *t, int nt)
+{
+	enum dkim_canon hc, bc;
+	enum dkim_alg alg;
+	int64_t limit = -1;
+
+	if (canon_of(t, nt, &hc, &bc) < 0 || alg_of(t, nt, &alg) < 0)
+		return -1;
+	char *l = tag_dup(t, nt, "l");
+	if (l != NULL) {
+		char *end;
+		long long x = strtoll(l, &end, 10);
+		bool ok = isdigit((unsigned char)l[0]) && *end == '\0' && x >= 0;
+		free(l);
+		if (!ok)
+			return -1;
+		limit = x;
+	}
+	for (int k = 0; k < v->n_bh; k++)
+		if (v->bh[k].c == bc && v->bh[k].a == alg && v->bh[k].limit == limit)
+			return k;
+	if (v->n_bh == ARC_MAX_BODYHASHES)
+		return -1;
+	v->bh[v->n_bh].c = bc;
+	v->bh[v->n_bh].a = alg;
+	v->bh[v->n_bh].limit = limit;
+	v->bh[v->n_bh].h = dkim_bodyhash_new(bc, alg, limit);
+	return v->n_bh++;
+}
+
 static void verify_header_end(void *arg)
 {
 	struct arc_verify *v = arg;
@@ -877,44 +942,30 @@ static void verify_header_end(void *arg)
 	chain_parse(v->m.f, v->m.n, v->m.arc_lost, c);
 	if (c->structure != ARC_PASS)
 		return;
-	/* one slot per distinct key: at most every AS and the newest AMS */
-	w->keys = xcalloc((size_t)c->n + 1, sizeof *w->keys);
+	/* one slot per distinct key: at most every AS and every AMS */
+	w->keys = xcalloc(2 * (size_t)c->n, sizeof *w->keys);
 	for (int i = 1; i <= c->n; i++)
 		w->key_as[i] = key_slot(v, c->set[i].as_t, c->set[i].n_as_t);
-	const struct arc_set *s = &c->set[c->n];
-	w->key_ams = key_slot(v, s->ams_t, s->n_ams_t);
+	for (int i = c->n; i >= 1; i--) {
+		w->key_ams[i] = key_slot(v, c->set[i].ams_t, c->set[i].n_ams_t);
+		w->ams_bh[i] = bh_slot(v, c->set[i].ams_t, c->set[i].n_ams_t);
+	}
 	for (int i = 1; i <= c->n; i++)
 		if (w->key_as[i] < 0) {
 			c->structure = ARC_FAIL;
 			c->reason = "ARC-Seal with a bad s= or d=";
 		}
-	if (w->key_ams < 0) {
+	if (w->key_ams[c->n] < 0) {
 		c->structure = ARC_FAIL;
 		c->reason = "ARC-Message-Signature with a bad s= or d=";
 	}
-	/* RFC 8617 5.2 step 4 needs only the newest AMS's body hash */
-	enum dkim_canon hc, bc;
-	enum dkim_alg alg;
-	size_t llen;
-	const char *l = dkim_tag_get(s->ams_t, s->n_ams_t, "l", &llen);
-	int64_t limit = -1;
-	if (l != NULL) {
-		char *ls = tag_dup(s->ams_t, s->n_ams_t, "l");
-		char *end;
-		long long x = strtoll(ls, &end, 10);
-		limit = (*ls && *end == '\0' && x >= 0) ? x : -2;
-		free(ls);
-	}
-	if (canon_of(s->ams_t, s->n_ams_t, &hc, &bc) == 0 &&
-	    alg_of(s->ams_t, s->n_ams_t, &alg) == 0 && limit != -2)
-		v->bh = dkim_bodyhash_new(bc, alg, limit);
 }
 
 static void verify_body(void *arg, const char *p, size_t n)
 {
 	struct arc_verify *v = arg;
-	if (v->bh)
-		dkim_bodyhash_feed(v->bh, p, n);
+	for (int k = 0; k < v->n_bh; k++)
+		dkim_bodyhash_feed(v->bh[k].h, p, n);
 }
 
 struct arc_verify *arc_verify_new(struct dns *dns, struct pool *pool,
@@ -928,7 +979,9 @@ struct arc_verify *arc_verify_new(struct dns *dns, struct pool *pool,
 		v->lim = *lim;
 	v->w = xcalloc(1, sizeof *v->w);
 	v->w->chain = xcalloc(1, sizeof *v->w->chain);
-	v->w->key_ams = -1;
+	for (int i = 0; i <= ARC_MAX_INSTANCES; i++)
+		v->w->key_ams[i] = v->w->key_as[i] = v->w->ams_bh[i] = -1;
+	v->w->out.oldest_pass = -1;
 	v->w->lim = v->lim;
 	msg_init(&v->m, lim);
 	v->m.on_header_end = verify_header_end;
@@ -952,11 +1005,11 @@ void arc_verify_finish(struct arc_verify *v, arc_cb *cb, void *arg)
 	v->finished = true;
 	v->cb = cb;
 	v->cb_arg = arg;
-	if (v->bh) {
-		w->bh_len = dkim_bodyhash_final(v->bh, w->bh);
-		w->have_bh = true;
-		dkim_bodyhash_free(&v->bh);
+	for (int k = 0; k < v->n_bh; k++) {
+		w->bh_len[k] = dkim_bodyhash_final(v->bh[k].h, w->bh[k]);
+		dkim_bodyhash_free(&v->bh[k].h);
 	}
+	v->n_bh = 0;
 	/* the worker owns the fields from now on */
 	w->f = v->m.f;
 	w->n = v->m.n;
@@ -977,7 +1030,8 @@ void arc_verify_free(struct arc_verify **vp)
 	if (v->job)
 		v->job->v = NULL; /* the job finishes and its result is dropped */
 	work_free(v->w);      /* cancels the lookups in flight */
-	dkim_bodyhash_free(&v->bh);
+	for (int k = 0; k < v->n_bh; k++)
+		dkim_bodyhash_free(&v->bh[k].h);
 	msg_free(&v->m);
 	free(v);
 	*vp = NULL;

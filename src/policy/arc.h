@@ -24,6 +24,10 @@ struct arc_outcome {
 	/* pass: the domains that sealed, oldest first (for policy and logs) */
 	size_t n_domains;
 	char **domains;
+	/* pass: RFC 8617 5.2 step 5, the lowest instance of the unbroken run
+	 * of AMS that still validate down from the newest; 0 when every AMS
+	 * does (AR: "header.oldest-pass", RFC 8617 10.1). -1: not computed. */
+	int oldest_pass;
 };
 typedef void arc_cb(void *arg, const struct arc_outcome *o);
 

@@ -158,9 +158,13 @@ def dkimpy_seal(keys, message, domain, ar):
 def verify(node, message):
     out = node.cli_out("-o", "dns_resolver=" + node.resolver, "arc", "verify",
                        input=message).strip()
-    m = re.fullmatch(r"arc=(\w+) i=(\d+)(?: domains=(\S+))? reason=(.*)", out)
+    m = re.fullmatch(r"arc=(\w+) i=(\d+)(?: domains=(\S+))?(?: oldest-pass=(\d+))? reason=(.*)",
+                     out)
     assert m, out
-    return m.group(1), int(m.group(2)), m.group(3), m.group(4)
+    # oldest-pass (RFC 8617 5.2 step 5) comes with every pass, only then
+    assert (m.group(1) == "pass") == (m.group(4) is not None), out
+    verify.oldest_pass = int(m.group(4)) if m.group(4) else None
+    return m.group(1), int(m.group(2)), m.group(3), m.group(5)
 
 
 def seal(node, message, ar="spf=pass smtp.mailfrom=origin.test"):
@@ -291,6 +295,19 @@ def test_three_instance_chain(node, keys, records):
     cv, results, reason = dkimpy_verify(records, m3)
     assert cv == b"pass", reason
     assert verify(node, m3) == ("pass", 3, ",".join([FWD, RELAY, THIRD]), "")
+    assert verify.oldest_pass == 0  # every AMS still validates
+
+
+def test_oldest_pass(node, keys, records):
+    """RFC 8617 5.2 step 5: a hop that changes the body (a list footer) and
+    seals: the chain passes, the AMS of the earlier hops no longer validate,
+    oldest-pass names the oldest instance whose AMS still does."""
+    m2 = seal(node, dkimpy_seal(keys, MESSAGE, FWD, "spf=pass smtp.mailfrom=origin.test"))
+    assert verify(node, m2)[0] == "pass" and verify.oldest_pass == 0
+    footed = m2 + b"-- \r\nThe list's footer\r\n"
+    m3 = dkimpy_seal(keys, footed, THIRD, "arc=pass")
+    assert verify(node, m3) == ("pass", 3, ",".join([FWD, RELAY, THIRD]), "")
+    assert verify.oldest_pass == 3
 
 
 def test_postern_chain_tampered_fails_in_dkimpy(node, keys, records):
