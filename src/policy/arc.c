@@ -681,6 +681,7 @@ static int work_sig(struct arc_work *w, int k, const struct dkim_tag *t, int nt,
 	if (key->status == -1) {
 		snprintf(w->reason, sizeof w->reason, "%s i=%d: key lookup failed (temporary)",
 			 what, inst);
+		w->out.temporary = true;
 		return 0;
 	}
 	if (key->status != 1) {
@@ -797,6 +798,7 @@ static void work_run(void *arg)
 	/* step 7 (an older AMS's failure above is no reason) */
 	w->out.result = ARC_PASS;
 	w->out.reason = NULL;
+	w->out.temporary = false;
 	w->out.domains = xcalloc((size_t)c->n, sizeof *w->out.domains);
 	for (int i = 1; i <= c->n; i++) {
 		char *d = tag_dup(c->set[i].as_t, c->set[i].n_as_t, "d");
@@ -1180,6 +1182,11 @@ int arc_seal_finish(struct arc_seal *s, const char *authserv_id, const char *ar,
 	if (c->newest_cv_fail) {
 		/* RFC 8617 5.1 step 1: nothing more to add */
 		log_info("arc seal skipped: the chain already says cv=fail");
+		ret = 0;
+		goto done;
+	}
+	if (chain && chain->result == ARC_FAIL && chain->temporary) {
+		log_info("arc seal skipped: the chain could not be validated now (key lookup)");
 		ret = 0;
 		goto done;
 	}

@@ -28,6 +28,9 @@ struct arc_outcome {
 	 * of AMS that still validate down from the newest; 0 when every AMS
 	 * does (AR: "header.oldest-pass", RFC 8617 10.1). -1: not computed. */
 	int oldest_pass;
+	/* fail: only because a key lookup failed temporarily (DNS timeout,
+	 * SERVFAIL): a later try may pass. The sealer adds nothing then. */
+	bool temporary;
 };
 typedef void arc_cb(void *arg, const struct arc_outcome *o);
 
@@ -50,8 +53,10 @@ void arc_verify_free(struct arc_verify **vp);
  * chain->result fail: a full set with cv=fail whose AS covers only the new
  * set (RFC 8617 5.1.2). Nothing is added (0 returned, out unchanged) when
  * the newest AS already says cv=fail (5.1 step 1: the chain is over), when
- * instance 51 would be needed (4.2.1), or when ARC fields are present but
- * chain->result is none (never validated: no cv could be claimed).
+ * instance 51 would be needed (4.2.1), when ARC fields are present but
+ * chain->result is none (never validated: no cv could be claimed), or when
+ * the chain failed only temporarily (chain->temporary: a DNS outage must
+ * not end a chain for good; the next hop can still validate it).
  * Pure CPU: finish on a worker. */
 struct arc_seal;
 struct arc_seal *arc_seal_new(const struct dkim_signer_key *key, time_t now,

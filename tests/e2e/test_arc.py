@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conftest import Postern  # noqa: E402
-from dnsmasq import Dnsmasq  # noqa: E402
+from dnsmasq import Blackhole, Dnsmasq  # noqa: E402
 
 dkim = pytest.importorskip("dkim")
 from cryptography.hazmat.primitives import serialization  # noqa: E402
@@ -110,11 +110,16 @@ def records(keys, store):
 
 @pytest.fixture(scope="module")
 def dns(tmp_path_factory, records):
+    """The keys; names under slow.test are asked of a server that never
+    answers (a DNS timeout)."""
+    bh = Blackhole()
     d = Dnsmasq(tmp_path_factory.mktemp("dnsmasq"),
-                [txt_option(n, t) for n, t in records.items()])
+                [txt_option(n, t) for n, t in records.items()],
+                extra=["server=/slow.test/%s#%d" % (bh.host, bh.port)])
     d.start()
     yield d
     d.stop()
+    bh.close()
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +258,19 @@ def test_unknown_key_fails(node, keys):
     res, n, _d, reason = verify(node, b"".join(lines) + msg)
     assert (res, n) == ("fail", 1)
     assert reason == "ARC-Message-Signature i=1: no key"
+
+
+def test_key_timeout_fails_temporarily_and_is_not_sealed(node, keys):
+    """A key lookup that times out: fail, said to be temporary; the sealer
+    adds nothing (a DNS outage must not end the chain for good: cv=fail would
+    be final for every later hop)."""
+    sel, pem, _ = keys[FWD]
+    msg = b"Authentication-Results: slow.test; spf=pass\r\n" + MESSAGE
+    m = b"".join(dkim.arc_sign(msg, b"s1", b"slow.test", pem, b"slow.test")) + msg
+    res, n, _d, reason = verify(node, m)
+    assert (res, n) == ("fail", 1)
+    assert reason == "ARC-Message-Signature i=1: key lookup failed (temporary)"
+    assert seal(node, m) == m
 
 
 # ---- sealing, checked by dkimpy ----

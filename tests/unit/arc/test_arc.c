@@ -430,7 +430,7 @@ static void test_seal(void)
 
 	/* 1: no chain: i=1, cv=none; AAR, AMS, AS in that order */
 	buf_appends(&msg, MSG_TAIL);
-	struct arc_outcome none = {ARC_NONE, 0, NULL, 0, NULL, -1};
+	struct arc_outcome none = {ARC_NONE, 0, NULL, 0, NULL, -1, false};
 	struct arc_seal *s = arc_seal_new(&sk, 1700000000, &limits);
 	arc_seal_feed(s, msg.data, msg.len);
 	CHECK_INT(1, arc_seal_finish(s, "relay.test", "spf=pass smtp.mailfrom=a.test", &none, &out),
@@ -448,7 +448,7 @@ static void test_seal(void)
 	check_header(1, all.data, ARC_PASS, 1, NULL);
 
 	/* 2: on a chain that passed: i=2, cv=pass, still well formed */
-	struct arc_outcome pass = {ARC_PASS, 1, NULL, 0, NULL, -1};
+	struct arc_outcome pass = {ARC_PASS, 1, NULL, 0, NULL, -1, false};
 	buf_reset(&out);
 	s = arc_seal_new(&sk, 1700000001, &limits);
 	arc_seal_feed(s, all.data, all.len);
@@ -461,7 +461,7 @@ static void test_seal(void)
 	check_header(2, msg.data, ARC_PASS, 2, NULL);
 
 	/* 3: on a failed chain: i=3 with cv=fail (5.1.2) */
-	struct arc_outcome fail = {ARC_FAIL, 2, "x", 0, NULL, -1};
+	struct arc_outcome fail = {ARC_FAIL, 2, "x", 0, NULL, -1, false};
 	buf_reset(&out);
 	s = arc_seal_new(&sk, 1700000002, &limits);
 	arc_seal_feed(s, msg.data, msg.len);
@@ -488,12 +488,20 @@ static void test_seal(void)
 	arc_seal_free(&s);
 	CHECK_INT(5, out.len, 0);
 
+	/* 5b: a chain that failed only for a DNS timeout: no seal */
+	struct arc_outcome tempfail = {ARC_FAIL, 2, "x", 0, NULL, -1, true};
+	s = arc_seal_new(&sk, 1700000004, &limits);
+	arc_seal_feed(s, msg.data, msg.len);
+	CHECK_INT(5, arc_seal_finish(s, "relay.test", "", &tempfail, &out), 0);
+	arc_seal_free(&s);
+	CHECK_INT(5, out.len, 0);
+
 	/* 6: 50 sets already: no 51st */
 	buf_reset(&msg);
 	for (int i = 50; i >= 1; i--)
 		add_set(&msg, i);
 	buf_appends(&msg, MSG_TAIL);
-	struct arc_outcome pass50 = {ARC_PASS, 50, NULL, 0, NULL, -1};
+	struct arc_outcome pass50 = {ARC_PASS, 50, NULL, 0, NULL, -1, false};
 	s = arc_seal_new(&sk, 1700000005, &limits);
 	arc_seal_feed(s, msg.data, msg.len);
 	CHECK_INT(6, arc_seal_finish(s, "relay.test", "", &pass50, &out), 0);
