@@ -82,6 +82,8 @@ test: unit e2e
 # into build-fuzz/). A harness that needs another object: add it to FUZZ_SRC.
 # src/policy's pure files (no loop, DNS, pool or store): one line each.
 FUZZ_POLICY  := src/policy/hdr.c
+FUZZ_POLICY  += src/policy/dkim_prim.c src/policy/dkim_sig.c
+FUZZ_LIBS    := $(shell pkg-config --libs libcrypto)
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 10
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -102,7 +104,7 @@ build-fuzz/libfuzz.a: $(FUZZ_OBJ)
 
 build-fuzz/%: tests/fuzz/%.c build-fuzz/libfuzz.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -MF $@.d -o $@ $< \
-		build-fuzz/libfuzz.a
+		build-fuzz/libfuzz.a $(FUZZ_LIBS)
 
 fuzz: $(FUZZ_BIN)
 

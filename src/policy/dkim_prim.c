@@ -134,7 +134,8 @@ void dkim_canon_header(enum dkim_canon c, const char *raw, size_t len, struct bu
 	while (ne > 0 && is_fws(raw[ne - 1]))
 		ne--;
 	for (size_t i = 0; i < ne; i++)
-		buf_appendc(out, (char)tolower((unsigned char)raw[i]));
+		if (raw[i] != '\r' && raw[i] != '\n') /* only in a malformed field */
+			buf_appendc(out, (char)tolower((unsigned char)raw[i]));
 	buf_appendc(out, ':');
 	if (colon) {
 		bool wsp = false, any = false;
