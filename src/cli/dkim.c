@@ -352,10 +352,9 @@ static void verify_done(void *arg, const struct dkim_results *r)
 		printf("dkim=none\n");
 	for (size_t i = 0; i < r->n; i++) {
 		const struct dkim_sig_result *s = &r->v[i];
-		printf("dkim=%s d=%s s=%s a=%s bits=%u reason=%s\n", dkim_result_name(s->result),
+		printf("dkim=%s d=%s s=%s a=%s reason=%s\n", dkim_result_name(s->result),
 		       s->domain ? s->domain : "-", s->selector ? s->selector : "-",
-		       s->algorithm ? s->algorithm : "-", s->key_bits,
-		       s->reason ? s->reason : "-");
+		       s->algorithm ? s->algorithm : "-", s->reason ? s->reason : "-");
 	}
 	w->done = true;
 	loop_stop(w->l);

@@ -201,7 +201,7 @@ static void verify_one(struct vjob *j, struct vsig *s)
 		dkim_vsig_set(s, DKIM_PERMERROR, r); /* RFC 8301 3.2 */
 		free(r);
 	} else if (dkim_pubkey_strict(k) &&
-		   strcasecmp(strchr(s->auid, '@') + 1, s->domain) != 0) {
+		   strcasecmp(strrchr(s->auid, '@') + 1, s->domain) != 0) {
 		dkim_vsig_set(s, DKIM_PERMERROR, "key t=s: i= is a subdomain of d=");
 	} else {
 		/* RFC 6376 6.1.3: the body hash first, then the signature */
