@@ -141,7 +141,9 @@ size_t dkim_bodyhash_final(struct dkim_bodyhash *b, unsigned char out[64]);
 void dkim_bodyhash_free(struct dkim_bodyhash **bp);
 
 /* A public key from its DNS TXT record (RFC 6376 3.6.1). NULL with *err_r
- * (malformed, revoked: p= empty, unknown k=). */
+ * (malformed, revoked: p= empty, unknown k=). Thread-safe; the last 64
+ * records parsed are cached (decoding an RSA key costs more than verifying
+ * with it). */
 struct dkim_pubkey;
 struct dkim_pubkey *dkim_pubkey_parse(const char *txt, size_t len, char **err_r);
 unsigned dkim_pubkey_bits(const struct dkim_pubkey *k);

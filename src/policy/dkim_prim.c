@@ -4,6 +4,7 @@
  * generation (RSA, Ed25519 per RFC 8463). Pure CPU, thread-safe: the
  * public-key operations are called on workers. */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -379,7 +380,85 @@ static bool val_is(const char *v, size_t len, const char *word)
 
 #define DKIM_KEY_MAX_TAGS 32
 
+/* Parsed keys by record text: decoding an RSA key costs several times the
+ * verification itself (OpenSSL 3's decoders), and the same senders' keys
+ * come back all day. Workers share it under the mutex; a hit hands out its
+ * own copy with a reference on the EVP_PKEY (immutable once made). */
+#define DKIM_KEY_CACHE 64
+#define DKIM_KEY_CACHE_MAX_TXT 4096
+static struct {
+	char *txt;
+	size_t len;
+	struct dkim_pubkey *k;
+	uint64_t used;
+} key_cache[DKIM_KEY_CACHE];
+static uint64_t key_cache_clock;
+static pthread_mutex_t key_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct dkim_pubkey *pubkey_copy(const struct dkim_pubkey *k)
+{
+	struct dkim_pubkey *c = xmalloc(sizeof(*c));
+	*c = *k;
+	EVP_PKEY_up_ref(c->pkey);
+	return c;
+}
+
+static struct dkim_pubkey *key_cache_get(const char *txt, size_t len)
+{
+	struct dkim_pubkey *k = NULL;
+	pthread_mutex_lock(&key_cache_lock);
+	for (size_t i = 0; i < DKIM_KEY_CACHE; i++)
+		if (key_cache[i].txt && key_cache[i].len == len &&
+		    memcmp(key_cache[i].txt, txt, len) == 0) {
+			key_cache[i].used = ++key_cache_clock;
+			k = pubkey_copy(key_cache[i].k);
+			break;
+		}
+	pthread_mutex_unlock(&key_cache_lock);
+	return k;
+}
+
+static void key_cache_put(const char *txt, size_t len, const struct dkim_pubkey *k)
+{
+	if (len > DKIM_KEY_CACHE_MAX_TXT)
+		return;
+	pthread_mutex_lock(&key_cache_lock);
+	size_t v = 0; /* an empty slot, or the least recently used */
+	for (size_t i = 0; i < DKIM_KEY_CACHE; i++) {
+		if (key_cache[i].txt == NULL) {
+			v = i;
+			break;
+		}
+		if (key_cache[i].used < key_cache[v].used)
+			v = i;
+	}
+	if (key_cache[v].txt) {
+		free(key_cache[v].txt);
+		dkim_pubkey_free(&key_cache[v].k);
+	}
+	key_cache[v].txt = xmalloc(len + 1);
+	memcpy(key_cache[v].txt, txt, len);
+	key_cache[v].txt[len] = '\0';
+	key_cache[v].len = len;
+	key_cache[v].k = pubkey_copy(k);
+	key_cache[v].used = ++key_cache_clock;
+	pthread_mutex_unlock(&key_cache_lock);
+}
+
+static struct dkim_pubkey *pubkey_parse(const char *txt, size_t len, char **err_r);
+
 struct dkim_pubkey *dkim_pubkey_parse(const char *txt, size_t len, char **err_r)
+{
+	struct dkim_pubkey *k = key_cache_get(txt, len);
+	if (k)
+		return k;
+	k = pubkey_parse(txt, len, err_r);
+	if (k)
+		key_cache_put(txt, len, k);
+	return k;
+}
+
+static struct dkim_pubkey *pubkey_parse(const char *txt, size_t len, char **err_r)
 {
 	struct dkim_tag t[DKIM_KEY_MAX_TAGS];
 	int n = dkim_tags_parse(txt, len, t, DKIM_KEY_MAX_TAGS);
