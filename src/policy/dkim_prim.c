@@ -167,6 +167,7 @@ struct dkim_bodyhash {
 	uint64_t empty_lines; /* empty lines held back (trailing ones are ignored) */
 	size_t line_len; /* octets emitted on the current line */
 	bool pending_cr, pending_wsp, emitted;
+	bool beyond; /* canonical octets came past l= */
 	size_t olen;
 	char obuf[4096];
 };
@@ -183,8 +184,10 @@ static void bh_out(struct dkim_bodyhash *b, const char *p, size_t n)
 {
 	b->emitted = true;
 	if (b->limit >= 0) {
-		if ((int64_t)n > b->limit)
+		if ((int64_t)n > b->limit) {
+			b->beyond = true;
 			n = (size_t)b->limit;
+		}
 		b->limit -= (int64_t)n;
 	}
 	while (n) {
@@ -244,8 +247,8 @@ void dkim_bodyhash_feed(struct dkim_bodyhash *b, const char *p, size_t n)
 	bool relaxed = b->canon == DKIM_CANON_RELAXED;
 	size_t i = 0;
 	while (i < n) {
-		if (b->limit == 0)
-			return; /* l= reached: the rest does not count */
+		if (b->limit == 0 && b->beyond)
+			return; /* l= reached and passed: the rest does not count */
 		/* inside a line with nothing held back: copy the run of octets
 		 * that need no decision (no CR; relaxed: no WSP) at once */
 		if (!b->pending_cr && !b->pending_wsp && b->line_len > 0) {
@@ -330,6 +333,11 @@ size_t dkim_bodyhash_final(struct dkim_bodyhash *b, unsigned char out[64])
 	unsigned int n = 0;
 	EVP_DigestFinal_ex(b->md, out, &n);
 	return n;
+}
+
+bool dkim_bodyhash_beyond(const struct dkim_bodyhash *b)
+{
+	return b->beyond;
 }
 
 void dkim_bodyhash_free(struct dkim_bodyhash **bp)
