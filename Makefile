@@ -82,6 +82,8 @@ test: unit e2e
 # into build-fuzz/). A harness that needs another object: add it to FUZZ_SRC.
 # src/policy's pure files (no loop, DNS, pool or store): one line each.
 FUZZ_POLICY  := src/policy/hdr.c
+FUZZ_POLICY  += src/policy/dkim_prim.c src/policy/dkim_sig.c
+FUZZ_LIBS    := $(shell pkg-config --libs libcrypto)
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 10
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer

@@ -94,10 +94,11 @@ static bool selector_taken(const struct key_list *kl, const char *sel)
 	return false;
 }
 
-/* Generates and stores the pair (RSA-2048, Ed25519) signing from
- * active_from; their ids into ids[2]. Prints the records. */
-static int add_pair(struct store *st, const char *domain, time_t now, time_t active_from,
-		    const struct key_list *kl, int64_t ids[2])
+/* Generates and stores the pair (RSA-2048, Ed25519) signing from `grace`
+ * seconds after they exist (*active_r); their ids into ids[2]. Prints the
+ * records. */
+static int add_pair(struct store *st, const char *domain, time_t now, time_t grace,
+		    const struct key_list *kl, int64_t ids[2], time_t *active_r)
 {
 	static const struct {
 		const char *type, *alg;
@@ -123,6 +124,9 @@ static int add_pair(struct store *st, const char *domain, time_t now, time_t act
 	int r = 0;
 	for (int i = 0; i < 2 && r == 0; i++)
 		r = dkim_keygen(kinds[i].type, &pem[i], &pub[i], &err);
+	/* counted from now that the keys exist (RSA generation takes a while) */
+	time_t active_from = time(NULL) + grace;
+	*active_r = active_from;
 	ids[0] = ids[1] = -1;
 	for (int i = 0; i < 2 && r == 0; i++) {
 		struct store_dkim_key k = {
@@ -168,7 +172,8 @@ static int cmd_keygen(struct store *st, const char *domain)
 		return 1;
 	}
 	int64_t ids[2];
-	int ret = r < 0 ? 1 : add_pair(st, domain, kl.now, kl.now, &kl, ids);
+	time_t when;
+	int ret = r < 0 ? 1 : add_pair(st, domain, kl.now, 0, &kl, ids, &when);
 	if (ret == 0)
 		printf("The keys sign from now on.\n");
 	key_list_free(&kl);
@@ -182,9 +187,9 @@ static int cmd_rotate(const struct config *cfg, struct store *st, const char *do
 		key_list_free(&kl);
 		return 1;
 	}
-	time_t when = kl.now + (time_t)cfg->dkim_rotate_grace;
+	time_t when;
 	int64_t ids[2];
-	int ret = add_pair(st, domain, kl.now, when, &kl, ids);
+	int ret = add_pair(st, domain, kl.now, (time_t)cfg->dkim_rotate_grace, &kl, ids, &when);
 	if (ret == 0) {
 		char *err = NULL;
 		int n = store_dkim_keys_retire(st, domain, when, ids, 2, &err);
@@ -347,10 +352,9 @@ static void verify_done(void *arg, const struct dkim_results *r)
 		printf("dkim=none\n");
 	for (size_t i = 0; i < r->n; i++) {
 		const struct dkim_sig_result *s = &r->v[i];
-		printf("dkim=%s d=%s s=%s a=%s bits=%u reason=%s\n", dkim_result_name(s->result),
+		printf("dkim=%s d=%s s=%s a=%s reason=%s\n", dkim_result_name(s->result),
 		       s->domain ? s->domain : "-", s->selector ? s->selector : "-",
-		       s->algorithm ? s->algorithm : "-", s->key_bits,
-		       s->reason ? s->reason : "-");
+		       s->algorithm ? s->algorithm : "-", s->reason ? s->reason : "-");
 	}
 	w->done = true;
 	loop_stop(w->l);

@@ -28,6 +28,7 @@ struct vbody {
 	struct dkim_bodyhash *bh;
 	unsigned char digest[64];
 	size_t dlen;
+	bool beyond; /* content past l= */
 };
 
 /* The worker's job: owns the fields and the signatures; v is cleared when
@@ -201,7 +202,7 @@ static void verify_one(struct vjob *j, struct vsig *s)
 		dkim_vsig_set(s, DKIM_PERMERROR, r); /* RFC 8301 3.2 */
 		free(r);
 	} else if (dkim_pubkey_strict(k) &&
-		   strcasecmp(strchr(s->auid, '@') + 1, s->domain) != 0) {
+		   strcasecmp(strrchr(s->auid, '@') + 1, s->domain) != 0) {
 		dkim_vsig_set(s, DKIM_PERMERROR, "key t=s: i= is a subdomain of d=");
 	} else {
 		/* RFC 6376 6.1.3: the body hash first, then the signature */
@@ -221,6 +222,10 @@ static void verify_one(struct vjob *j, struct vsig *s)
 				dkim_vsig_set(s, DKIM_FAIL, "signature did not verify");
 			else if (s->alg == DKIM_ALG_RSA_SHA1)
 				dkim_vsig_set(s, DKIM_POLICY, "rsa-sha1 is weak"); /* RFC 8301 3.1 */
+			else if (b->beyond)
+				/* RFC 6376 8.2: content past l= is not signed; we do
+				 * not vouch for a message someone could append to */
+				dkim_vsig_set(s, DKIM_POLICY, "l= does not cover the body");
 			else
 				dkim_vsig_set(s, DKIM_PASS, NULL);
 		}
@@ -339,8 +344,10 @@ void dkim_verify_finish(struct dkim_verify *v, dkim_verify_cb *cb, void *arg)
 	v->cb = cb;
 	v->cb_arg = arg;
 	v->finishing = true;
-	for (size_t i = 0; i < v->n_bodies; i++)
+	for (size_t i = 0; i < v->n_bodies; i++) {
 		v->bodies[i].dlen = dkim_bodyhash_final(v->bodies[i].bh, v->bodies[i].digest);
+		v->bodies[i].beyond = dkim_bodyhash_beyond(v->bodies[i].bh);
+	}
 	start_job(v);
 }
 

@@ -138,10 +138,14 @@ struct dkim_bodyhash *dkim_bodyhash_new(enum dkim_canon c, enum dkim_alg a, int6
 void dkim_bodyhash_feed(struct dkim_bodyhash *b, const char *p, size_t n);
 /* The digest (32 or 20 octets) into out; returns its length. Call once. */
 size_t dkim_bodyhash_final(struct dkim_bodyhash *b, unsigned char out[64]);
+/* After final: the canonical body went on past l= (unsigned content). */
+bool dkim_bodyhash_beyond(const struct dkim_bodyhash *b);
 void dkim_bodyhash_free(struct dkim_bodyhash **bp);
 
 /* A public key from its DNS TXT record (RFC 6376 3.6.1). NULL with *err_r
- * (malformed, revoked: p= empty, unknown k=). */
+ * (malformed, revoked: p= empty, unknown k=). Thread-safe; the last 64
+ * records parsed are cached (decoding an RSA key costs more than verifying
+ * with it). */
 struct dkim_pubkey;
 struct dkim_pubkey *dkim_pubkey_parse(const char *txt, size_t len, char **err_r);
 unsigned dkim_pubkey_bits(const struct dkim_pubkey *k);

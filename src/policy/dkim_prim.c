@@ -4,6 +4,7 @@
  * generation (RSA, Ed25519 per RFC 8463). Pure CPU, thread-safe: the
  * public-key operations are called on workers. */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,7 +135,8 @@ void dkim_canon_header(enum dkim_canon c, const char *raw, size_t len, struct bu
 	while (ne > 0 && is_fws(raw[ne - 1]))
 		ne--;
 	for (size_t i = 0; i < ne; i++)
-		buf_appendc(out, (char)tolower((unsigned char)raw[i]));
+		if (raw[i] != '\r' && raw[i] != '\n') /* only in a malformed field */
+			buf_appendc(out, (char)tolower((unsigned char)raw[i]));
 	buf_appendc(out, ':');
 	if (colon) {
 		bool wsp = false, any = false;
@@ -165,6 +167,7 @@ struct dkim_bodyhash {
 	uint64_t empty_lines; /* empty lines held back (trailing ones are ignored) */
 	size_t line_len; /* octets emitted on the current line */
 	bool pending_cr, pending_wsp, emitted;
+	bool beyond; /* canonical octets came past l= */
 	size_t olen;
 	char obuf[4096];
 };
@@ -181,8 +184,10 @@ static void bh_out(struct dkim_bodyhash *b, const char *p, size_t n)
 {
 	b->emitted = true;
 	if (b->limit >= 0) {
-		if ((int64_t)n > b->limit)
+		if ((int64_t)n > b->limit) {
+			b->beyond = true;
 			n = (size_t)b->limit;
+		}
 		b->limit -= (int64_t)n;
 	}
 	while (n) {
@@ -242,8 +247,8 @@ void dkim_bodyhash_feed(struct dkim_bodyhash *b, const char *p, size_t n)
 	bool relaxed = b->canon == DKIM_CANON_RELAXED;
 	size_t i = 0;
 	while (i < n) {
-		if (b->limit == 0)
-			return; /* l= reached: the rest does not count */
+		if (b->limit == 0 && b->beyond)
+			return; /* l= reached and passed: the rest does not count */
 		/* inside a line with nothing held back: copy the run of octets
 		 * that need no decision (no CR; relaxed: no WSP) at once */
 		if (!b->pending_cr && !b->pending_wsp && b->line_len > 0) {
@@ -330,6 +335,11 @@ size_t dkim_bodyhash_final(struct dkim_bodyhash *b, unsigned char out[64])
 	return n;
 }
 
+bool dkim_bodyhash_beyond(const struct dkim_bodyhash *b)
+{
+	return b->beyond;
+}
+
 void dkim_bodyhash_free(struct dkim_bodyhash **bp)
 {
 	struct dkim_bodyhash *b = *bp;
@@ -378,7 +388,85 @@ static bool val_is(const char *v, size_t len, const char *word)
 
 #define DKIM_KEY_MAX_TAGS 32
 
+/* Parsed keys by record text: decoding an RSA key costs several times the
+ * verification itself (OpenSSL 3's decoders), and the same senders' keys
+ * come back all day. Workers share it under the mutex; a hit hands out its
+ * own copy with a reference on the EVP_PKEY (immutable once made). */
+#define DKIM_KEY_CACHE 64
+#define DKIM_KEY_CACHE_MAX_TXT 4096
+static struct {
+	char *txt;
+	size_t len;
+	struct dkim_pubkey *k;
+	uint64_t used;
+} key_cache[DKIM_KEY_CACHE];
+static uint64_t key_cache_clock;
+static pthread_mutex_t key_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct dkim_pubkey *pubkey_copy(const struct dkim_pubkey *k)
+{
+	struct dkim_pubkey *c = xmalloc(sizeof(*c));
+	*c = *k;
+	EVP_PKEY_up_ref(c->pkey);
+	return c;
+}
+
+static struct dkim_pubkey *key_cache_get(const char *txt, size_t len)
+{
+	struct dkim_pubkey *k = NULL;
+	pthread_mutex_lock(&key_cache_lock);
+	for (size_t i = 0; i < DKIM_KEY_CACHE; i++)
+		if (key_cache[i].txt && key_cache[i].len == len &&
+		    memcmp(key_cache[i].txt, txt, len) == 0) {
+			key_cache[i].used = ++key_cache_clock;
+			k = pubkey_copy(key_cache[i].k);
+			break;
+		}
+	pthread_mutex_unlock(&key_cache_lock);
+	return k;
+}
+
+static void key_cache_put(const char *txt, size_t len, const struct dkim_pubkey *k)
+{
+	if (len > DKIM_KEY_CACHE_MAX_TXT)
+		return;
+	pthread_mutex_lock(&key_cache_lock);
+	size_t v = 0; /* an empty slot, or the least recently used */
+	for (size_t i = 0; i < DKIM_KEY_CACHE; i++) {
+		if (key_cache[i].txt == NULL) {
+			v = i;
+			break;
+		}
+		if (key_cache[i].used < key_cache[v].used)
+			v = i;
+	}
+	if (key_cache[v].txt) {
+		free(key_cache[v].txt);
+		dkim_pubkey_free(&key_cache[v].k);
+	}
+	key_cache[v].txt = xmalloc(len + 1);
+	memcpy(key_cache[v].txt, txt, len);
+	key_cache[v].txt[len] = '\0';
+	key_cache[v].len = len;
+	key_cache[v].k = pubkey_copy(k);
+	key_cache[v].used = ++key_cache_clock;
+	pthread_mutex_unlock(&key_cache_lock);
+}
+
+static struct dkim_pubkey *pubkey_parse(const char *txt, size_t len, char **err_r);
+
 struct dkim_pubkey *dkim_pubkey_parse(const char *txt, size_t len, char **err_r)
+{
+	struct dkim_pubkey *k = key_cache_get(txt, len);
+	if (k)
+		return k;
+	k = pubkey_parse(txt, len, err_r);
+	if (k)
+		key_cache_put(txt, len, k);
+	return k;
+}
+
+static struct dkim_pubkey *pubkey_parse(const char *txt, size_t len, char **err_r)
 {
 	struct dkim_tag t[DKIM_KEY_MAX_TAGS];
 	int n = dkim_tags_parse(txt, len, t, DKIM_KEY_MAX_TAGS);

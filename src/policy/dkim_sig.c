@@ -289,7 +289,7 @@ void dkim_sig_parse(struct vsig *s, const char *raw, size_t len, bool truncated,
 		return;
 	}
 	if ((v = dkim_tag_get(t, n, "i", &l)) != NULL) {
-		const char *at = memchr(v, '@', l);
+		const char *at = memrchr(v, '@', l); /* the local part may hold one */
 		size_t dl = at ? l - (size_t)(at + 1 - v) : 0;
 		size_t ml = strlen(s->domain);
 		/* RFC 6376 3.5 i=: the domain is d= or a subdomain of it */

@@ -8,11 +8,13 @@
 
 #include "prim_tests.inc"
 #include "verify_tests.inc"
+#include "store_tests.inc"
 
 int main(void)
 {
 	log_set_level(LOG_WARN);
 	dkim_prim_tests();
 	dkim_verify_tests();
+	test_run("store_keys", test_store_keys);
 	return test_done("test_dkim");
 }
