@@ -243,3 +243,70 @@ def test_spf_reject_pipelined(mx_spf_reject):
         assert (r1.code, r1.enh) == (550, "5.7.23"), r1
         assert r2.code == 503 and r3.code in (503, 554), (r2, r3)
         assert c.cmd("QUIT").code == 221
+
+
+# ---- the policy transaction's lifetime (no callback after it is freed:
+# these run under ASan with build-san/postern) ----
+
+def test_lifetime_every_path(mx_spf_reject, mx):
+    import socket
+    import time
+    # disconnect while MAIL is parked on a lookup that times out
+    c = mx_spf_reject.client("mx")
+    c.ehlo("client.remote.test")
+    c.send(b"MAIL FROM:<x@slow.test>\r\n")
+    c.close()
+    # RSET, EHLO and QUIT with a transaction holding pending lookups
+    for end in (b"RSET", b"EHLO again.test", b"QUIT"):
+        with mx.client("mx") as c:
+            c.ehlo("client.remote.test")
+            assert c.cmd("MAIL FROM:<x@slow.test>").code == 250
+            assert c.cmd("RCPT TO:<%s>" % ALICE).code == 250
+            r = c.cmd(end.decode())
+            assert r.code in (250, 221), r
+    # disconnect in the middle of DATA (the content half through policy)
+    c = mx.client("mx")
+    c.ehlo("client.remote.test")
+    assert c.cmd("MAIL FROM:<x@slow.test>").code == 250
+    assert c.cmd("RCPT TO:<%s>" % ALICE).code == 250
+    assert c.cmd("DATA").code == 354
+    c.send(b"From: a@slow.test\r\nAuthentication-Res")
+    c.close()
+    # disconnect right after the end of data, while policy_end waits for DNS
+    c = mx.client("mx")
+    c.ehlo("client.remote.test")
+    assert c.cmd("MAIL FROM:<x@slow.test>").code == 250
+    assert c.cmd("RCPT TO:<%s>" % ALICE).code == 250
+    assert c.cmd("DATA").code == 354
+    c.send(b"From: a@slow.test\r\nSubject: gone early\r\n\r\nx\r\n.\r\n")
+    c.close()
+    time.sleep(1.5)
+    # the daemons are still fine
+    for srv in (mx, mx_spf_reject):
+        with srv.client("mx") as c:
+            c.ehlo("client.remote.test")
+            assert c.cmd("NOOP").code == 250
+    # the message whose sender left is stored all the same (its data had ended)
+    assert any(b"Subject: gone early\r\n" in m for m in mx.messages(ALICE))
+
+
+def test_shutdown_with_policy_pending(tmp_path_factory, tls_pair, dns):
+    from conftest import _new_server
+    srv = _new_server(tmp_path_factory, tls_pair, "shutdown", dns_resolver=resolver(dns),
+                      dns_timeout_ms=2000, dns_tries=1, spf_action="reject")
+    c = srv.client("mx")
+    c.ehlo("client.remote.test")
+    c.send(b"MAIL FROM:<x@slow.test>\r\n")
+    c2 = srv.client("mx")
+    c2.ehlo("client.remote.test")
+    assert c2.cmd("MAIL FROM:<x@pass.test>").code == 250
+    assert c2.cmd("RCPT TO:<%s>" % ALICE).code == 250
+    assert c2.cmd("DATA").code == 354
+    c2.send(b"From: a@slow.test\r\nSubject: at shutdown\r\n\r\nx\r\n.\r\n")
+    import time
+    time.sleep(0.2)
+    srv.stop()  # SIGTERM: the parked sessions get their answer, then 421
+    r = c.reply()
+    assert r.code == 451 and r.enh == "4.7.24", r
+    c.close()
+    c2.close()
