@@ -23,6 +23,7 @@ from test_outbound import _ips, make_instance, wait_for
 
 ALICE, ALICE_PW = "alice@one.test", "alice-Secret-1"
 BOB, BOB_PW = "bob@two.test", "bob-Secret-2"
+FWD = "fwd@two.test"
 
 
 def parse_list(out):
@@ -60,8 +61,12 @@ def net(tmp_path_factory, tls_pair):
     a.cli("dkim", "keygen", "one.test")
     b.cli("domain", "add", "two.test")
     b.cli("user", "add", BOB, input=BOB_PW + "\n")
+    # B forwards fwd@two.test to alice@one.test (SRS, ARC-sealed with two.test's key)
+    b.cli("dkim", "keygen", "two.test")
+    b.cli("alias", "add", FWD, ALICE)
     keys = parse_list(a.cli_out("dkim", "list", "one.test"))
     assert sorted(k[2] for k in keys) == ["ed25519-sha256", "rsa-sha256"], keys
+    keys += parse_list(b.cli_out("dkim", "list", "two.test"))
     records = [
         ("MX", "one.test", "mx.one.test", 10), ("A", "mx.one.test", a_ip),
         ("MX", "two.test", "mx.two.test", 10), ("A", "mx.two.test", b_ip),
@@ -69,6 +74,7 @@ def net(tmp_path_factory, tls_pair):
         # (the SMTP client binds no source address)
         ("TXT", "one.test", "v=spf1 ip4:127.0.0.1 -all"),
         ("TXT", "_dmarc.one.test", "v=DMARC1; p=reject"),
+        ("TXT", "two.test", "v=spf1 ip4:127.0.0.1 -all"),
     ]
     for (d, sel, _alg, _state, rec) in keys:
         records.append(txt_line("%s._domainkey.%s" % (sel, d), rec))
@@ -165,3 +171,39 @@ def test_forged_authentication_results_removed(net):
     assert b"MX.TWO.TEST" not in stored
     # everything else byte-exact
     assert stored.endswith(msg.replace(forged.encode() + b"\r\n", b""))
+
+
+def test_forwarded_mail_sealed_and_rewritten(net):
+    """B forwards (alias to a remote address): the envelope sender is
+    SRS-rewritten to B's domain, an ARC set sealed with two.test's key sits
+    above B's Authentication-Results, and A finds arc=pass; dkimpy's ARC
+    verification of the message stored at A passes."""
+    a, b = net.a, net.b
+    before = len(a.messages(ALICE))
+    msg = make_message("someone@orig.test", FWD, "forwarded", "Through two.test.\r\n")
+    with b.client("mx") as c:
+        c.ehlo("client.orig.test")
+        r = c.mail("someone@orig.test", [FWD], msg)
+        assert r.code == 250, r
+    wait_for(lambda: len(a.messages(ALICE)) == before + 1, what="forwarded delivery to A")
+    stored = a.messages(ALICE)[-1]
+    assert stored.endswith(msg)
+    # SRS (the envelope A saw): SRS0=HHHH=TT=orig.test=someone@two.test
+    rp = stored.split(b"\r\n", 1)[0]
+    assert re.match(rb"^Return-Path: <SRS0=[^=]{4}=[^=]{2}=orig\.test=someone@two\.test>$", rp,
+                    re.I), rp
+    ars = header_fields(stored, b"Authentication-Results")
+    assert ars[0].startswith(b"Authentication-Results: mx.one.test;"), ars
+    res = resinfo(ars[0])
+    assert any(r.startswith("spf=pass") and r.endswith("smtp.mailfrom=two.test") for r in res), res
+    assert any(r.startswith("arc=pass") for r in res), res
+    # B's ARC set: instance 1, d=two.test
+    seal = header_fields(stored, b"ARC-Seal")
+    assert len(seal) == 1 and b"i=1" in seal[0] and b"d=two.test" in seal[0], seal
+    aar = header_fields(stored, b"ARC-Authentication-Results")
+    assert len(aar) == 1 and b"mx.two.test" in aar[0], aar
+
+    def dnsfunc(name, timeout=5):
+        return net.keys.get(name.decode())
+    cv, results, reason = dkim.arc_verify(stored, dnsfunc=dnsfunc)
+    assert cv == dkim.CV_Pass, (cv, results, reason)
