@@ -5,11 +5,13 @@
  * Both directions collect the header section with hdr.h (bounded by the
  * dkim_limits), group the ARC fields by instance and check the chain's
  * structure (RFC 8617 5.2 steps 1-3) when the header has ended. The verifier
- * then starts the key lookups (TXT s._domainkey.d, src/dns) while the body
- * streams through the newest AMS's body hash; when the message and every
- * lookup have ended, one worker job parses the keys and checks the newest AMS
- * and every AS, newest first (5.2 steps 4 and 6). That job owns everything it
- * reads (struct arc_work): arc_verify_free while it runs only orphans it. */
+ * then starts the key lookups (TXT s._domainkey.d, src/dns: every AS's and
+ * the newest AMS's, at most N + 1) while the body streams through the AMS
+ * body hashes; when the message and every lookup have ended, one worker job
+ * parses the keys and checks the newest AMS and every AS, newest first (5.2
+ * steps 4 and 6), then the older AMS for oldest-pass (step 5). That job
+ * owns everything it reads (struct arc_work): arc_verify_free while it runs
+ * only orphans it. */
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,6 +29,7 @@
 #define ARC_MAX_INSTANCES 50 /* RFC 8617 4.2.1 */
 #define ARC_MAX_TAGS 32      /* tags kept per AMS/AS (more: malformed) */
 #define ARC_MAX_BODYHASHES 4 /* distinct c=/a=/l= among the AMS hashed */
+#define ARC_MAX_H_NAMES 256  /* names in an AMS's h= (more: invalid; bounds the work) */
 
 const char *arc_result_name(enum arc_result r)
 {
@@ -737,6 +740,13 @@ static int ams_check(struct arc_work *w, int i, struct buf *in)
 		work_fail(w, "ARC-Message-Signature i=%d: bad c=, a= or l=", i);
 		return 0;
 	}
+	size_t names = 1;
+	for (size_t j = 0; j < hlen; j++)
+		names += h[j] == ':';
+	if (names > ARC_MAX_H_NAMES) {
+		work_fail(w, "ARC-Message-Signature i=%d: h= names too many fields", i);
+		return 0;
+	}
 	if (tag_b64(s->ams_t, s->n_ams_t, "bh", &bh, &bh_len) < 0 || bh_len != w->bh_len[k] ||
 	    memcmp(bh, w->bh[k], bh_len) != 0) {
 		free(bh);
@@ -867,8 +877,9 @@ static bool dns_label_ok(const char *s)
 	return true;
 }
 
-/* The key slot for (s=, d=) of tags, started if new; -1 if unusable. */
-static int key_slot(struct arc_verify *v, const struct dkim_tag *t, int nt)
+/* The key slot for (s=, d=) of tags, its lookup started if new and start
+ * is set; -1 if unusable (or new and not to be started). */
+static int key_slot(struct arc_verify *v, const struct dkim_tag *t, int nt, bool start)
 {
 	struct arc_work *w = v->w;
 	char *sel = tag_dup(t, nt, "s"), *dom = tag_dup(t, nt, "d");
@@ -887,6 +898,11 @@ static int key_slot(struct arc_verify *v, const struct dkim_tag *t, int nt)
 			free(dom);
 			return (int)i;
 		}
+	if (!start) {
+		free(sel);
+		free(dom);
+		return -1;
+	}
 	struct arc_key *k = &w->keys[w->n_keys];
 	memset(k, 0, sizeof *k);
 	k->selector = sel;
@@ -944,12 +960,15 @@ static void verify_header_end(void *arg)
 	chain_parse(v->m.f, v->m.n, v->m.arc_lost, c);
 	if (c->structure != ARC_PASS)
 		return;
-	/* one slot per distinct key: at most every AS and every AMS */
-	w->keys = xcalloc(2 * (size_t)c->n, sizeof *w->keys);
+	/* one slot per distinct key: every AS and the newest AMS (at most
+	 * N + 1 lookups per message); an older AMS only checked for
+	 * oldest-pass with a key one of those has (the usual case: one key
+	 * signs a hop's AMS and AS) */
+	w->keys = xcalloc((size_t)c->n + 1, sizeof *w->keys);
 	for (int i = 1; i <= c->n; i++)
-		w->key_as[i] = key_slot(v, c->set[i].as_t, c->set[i].n_as_t);
+		w->key_as[i] = key_slot(v, c->set[i].as_t, c->set[i].n_as_t, true);
 	for (int i = c->n; i >= 1; i--) {
-		w->key_ams[i] = key_slot(v, c->set[i].ams_t, c->set[i].n_ams_t);
+		w->key_ams[i] = key_slot(v, c->set[i].ams_t, c->set[i].n_ams_t, i == c->n);
 		w->ams_bh[i] = bh_slot(v, c->set[i].ams_t, c->set[i].n_ams_t);
 	}
 	for (int i = 1; i <= c->n; i++)

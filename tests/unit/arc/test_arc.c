@@ -325,6 +325,23 @@ static void test_verify_callbacks(void)
 	CHECK_INT(3, r.instances, 1);
 	CHECK_STR(3, r.reason, "ARC-Message-Signature i=1: body hash did not verify");
 
+	/* 3b: an AMS whose h= names more than 256 fields: refused before any
+	 * hashing (bounded work per message) */
+	buf_reset(&b);
+	add_as(&b, 1, "none");
+	buf_appends(&b, "ARC-Message-Signature: i=1; a=rsa-sha256; d=example.test; s=sel; h=from");
+	for (int i = 0; i < 256; i++)
+		buf_appends(&b, ":to");
+	buf_appends(&b, "; bh=AAAA; b=AAAA\r\n");
+	add_aar(&b, 1);
+	buf_appends(&b, MSG_TAIL);
+	verify_msg(l, p, NULL, b.data, 4096, &r);
+	CHECK_INT(3, r.result, ARC_FAIL);
+	CHECK_STR(3, r.reason, "ARC-Message-Signature i=1: h= names too many fields");
+	buf_reset(&b);
+	add_set(&b, 1);
+	buf_appends(&b, MSG_TAIL);
+
 	/* 4: freed right after finish, the worker job in flight: no callback,
 	 * the job's result is dropped (ASan: nothing leaks, nothing is used
 	 * after free) */
