@@ -582,11 +582,17 @@ static void mx_decide(struct spf_query *q)
 
 /* ---- %{p} and ptr: the client's validated names (RFC 7208 5.5) ---- */
 
+static void p_done(struct spf_query *q);
+
 static void start_p(struct spf_query *q)
 {
 	char rev[SPF_ESC_MAX];
-	if (q->p_state != P_NONE)
+	if (q->p_state != P_NONE) {
+		/* running with nothing in flight would wait forever */
+		if (q->p_state == P_RUNNING && q->pending == 0)
+			p_done(q);
 		return;
+	}
 	q->p_state = P_RUNNING;
 	if (dns_reverse_name(q->ip_text, rev, sizeof(rev)) < 0) {
 		q->p_state = P_DONE;
