@@ -743,6 +743,12 @@ static int explain(struct spf_query *q, const char *text, size_t len)
 	macro_env(q, &env, q->p_state == P_DONE ? p_value(q) : NULL);
 	if (spf_macro_expand(text, len, &env, SPF_EXPAND_EXP, out, sizeof(out), NULL, 0) < 0)
 		return -1;
+	/* It goes into an SMTP reply: a control or 8-bit byte that a macro
+	 * brought in (a UTF-8 local-part) becomes '?' (RFC 5321 4.2: replies
+	 * are ASCII text). */
+	for (char *p = out; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			*p = '?';
 	free(q->explanation);
 	q->explanation = xstrdup(out);
 	return 0;

@@ -193,3 +193,13 @@ def test_long_label_never_queried():
         rc, out = _check(dns, "192.0.2.9", "h.test", "%s@long.test" % ("x" * 63))
         assert (rc, out.split("\n")[0]) == (0, "result=fail"), out
         assert [q for q in dns.queries if q[0].startswith("xxx")] == [("x" * 63 + ".long.test", "A")]
+
+
+def test_explanation_stays_ascii():
+    """An explanation goes into an SMTP reply: 8-bit bytes a macro brings in
+    (a UTF-8 local-part) become '?'."""
+    zone = {"example.test": [("TXT", "v=spf1 -all exp=e.example.test")],
+            "e.example.test": [("TXT", "no %{l} from %{i}")]}
+    with ZoneDNS(zone) as dns:
+        assert _check(dns, "192.0.2.1", "h.test", "j\u00f6rg@example.test") == (
+            0, "result=fail\nmechanism=-all\nexplanation=no j??rg from 192.0.2.1\n")
