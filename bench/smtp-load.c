@@ -9,7 +9,10 @@
  * the message (SIZE octets, CRLF lines of 78), "." one after the other until
  * TOTAL messages are accepted among them; then QUIT. Prints
  * "accepted seconds cpu_seconds". Any reply other than the expected one is
- * fatal (exit 1). Loopback or any IPv4 address. */
+ * fatal (exit 1). Loopback or any IPv4 address.
+ * MESSAGE_FILE=path (environment): send that file's bytes as every message
+ * instead (CRLF lines, dot-stuffed already; SIZE is then ignored) — e.g. a
+ * DKIM-signed message for bench/auth-bench. */
 #define _GNU_SOURCE
 #include <pthread.h>
 
@@ -165,6 +168,18 @@ int main(int argc, char **argv)
 	if (sessions < 1 || total < 1 || size < 200)
 		die("TOTAL and SESSIONS >= 1, SIZE >= 200");
 
+	const char *mf = getenv("MESSAGE_FILE");
+	if (mf != NULL && *mf != '\0') {
+		FILE *f = fopen(mf, "rb");
+		if (f == NULL)
+			die("%s: %s", mf, strerror(errno));
+		message = malloc(1 << 20);
+		message_len = fread(message, 1, 1 << 20, f);
+		fclose(f);
+		if (message_len == 0 || message_len == 1 << 20)
+			die("%s: empty or over 1 MiB", mf);
+		goto send;
+	}
 	/* the message: a header, then body lines of 76 octets + CRLF up to SIZE */
 	message = malloc((size_t)size + 200);
 	int n = snprintf(message, 200,
@@ -179,6 +194,7 @@ int main(int argc, char **argv)
 	}
 	message_len = (size_t)n;
 
+send:;
 	pthread_t *th = calloc((size_t)sessions, sizeof *th);
 	double t0 = now();
 	for (int i = 0; i < sessions; i++)

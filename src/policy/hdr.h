@@ -6,13 +6,13 @@
  * Authentication-Results filter, so a message's header is split once per
  * user, the same way.
  *
- * Bounded: a field longer than max_field octets is handed out cut to
- * max_field with `truncated` set (its rest is dropped); after max_fields
- * fields the rest of the header section is handed out as fields with
- * `over_limit` set and no copy kept. A line that is neither a field nor a
- * continuation (no colon) ends nothing: it is handed out as a malformed
- * field (name_len 0). The header ends at the first empty line; a message
- * without one is all header. */
+ * Bounded: the reader holds one field at a time; a field longer than
+ * max_field octets is handed out cut to max_field with `truncated` set (its
+ * rest is dropped); fields after the first max_fields are handed out with
+ * `over_limit` set (a caller that keeps fields keeps no more). A line that
+ * is not a field (no colon, or a continuation before any field) is handed
+ * out as a malformed field (name_len 0). The header ends at the first empty
+ * line (CRLF, or a bare LF); a message without one is all header. */
 #ifndef POSTERN_POLICY_HDR_H
 #define POSTERN_POLICY_HDR_H
 #include <stdbool.h>
