@@ -460,8 +460,10 @@ void dns_lookup_start(struct dns_query *q)
 		if (f->type == q->type && strcmp(f->name, q->name) == 0)
 			break;
 	if (f == NULL) {
-		int rc = ares_create_query(q->name, 1 /* C_IN */, (int)q->type, 0, 1, &buf,
-					   &buflen, 0);
+		char wire[DNS_NAME_TEXT_MAX + 8];
+		dns_name_to_ares(q->name, wire, sizeof(wire));
+		int rc = ares_create_query(wire, 1 /* C_IN */, (int)q->type, 0, 1, &buf, &buflen,
+					   0);
 		if (rc != ARES_SUCCESS) {
 			q->status = rc == ARES_EBADNAME ? DNS_BADNAME : DNS_TEMPFAIL;
 			q->later = loop_timer_add(d->l, 0, on_answer_later, q);
@@ -523,6 +525,11 @@ struct dns_query *dns_lookup(struct dns *d, const char *name, enum dns_type type
 	}
 	dns_lookup_start(q);
 	return q;
+}
+
+struct loop *dns_loop(const struct dns *d)
+{
+	return d->l;
 }
 
 void dns_cancel(struct dns_query **qp)

@@ -37,6 +37,8 @@ struct dns_config {
 struct dns *dns_new(struct loop *l, const struct dns_config *cfg, char **err_r);
 /* Cancels every pending query (their callbacks are not called) and frees. */
 void dns_free(struct dns **dp);
+/* The loop d runs on (for users that defer their own callbacks, as SPF does). */
+struct loop *dns_loop(const struct dns *d);
 
 enum dns_type {
 	DNS_A = 1,

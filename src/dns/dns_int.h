@@ -17,9 +17,15 @@
 #define DNS_TTL_MAX 86400u
 
 /* Normalises a query name into out (lowercase, no trailing dot): 0, or -1
- * when it is not a valid domain name (empty label, label over 63, name over
- * 253, a byte outside letters, digits, '-', '_', '/', '*'). Pure. */
+ * when it is not a valid domain name (empty label, label over 63 octets, name
+ * over 253, a byte outside letters, digits, '-', '_', '/', '*' unless written
+ * \DDD). Any other byte but NUL may be given as \DDD (RFC 1035 5.1), and is
+ * kept so (a name character given so is written as itself), the form in
+ * which replies are read: SPF's macros build such names (RFC 7208 7.3). Pure. */
 int dns_name_normalize(const char *name, char *out, size_t outsz);
+/* A normalised name in the escape form c-ares' ares_create_query reads (a
+ * backslash before the byte itself; 1.18 does not read \DDD). Pure. */
+void dns_name_to_ares(const char *norm, char *out, size_t outsz);
 
 /* Parses the reply p[0..len) to the question (qname, normalised; qtype).
  * 0: *a filled (heap; free with dns_answer_clear): status from the RCODE

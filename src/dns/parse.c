@@ -24,28 +24,72 @@ static bool name_char_ok(unsigned char c)
 
 int dns_name_normalize(const char *name, char *out, size_t outsz)
 {
-	size_t n = strlen(name), label = 0;
+	size_t n = strlen(name), label = 0, octets = 0, o = 0;
 
 	if (n > 0 && name[n - 1] == '.')
 		n--;
-	/* RFC 1035 2.3.4: 255 octets on the wire = 253 in text. */
-	if (n == 0 || n > 253 || n + 1 > outsz)
+	if (n == 0)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)name[i];
 		if (c == '.') {
-			if (label == 0)
+			if (label == 0 || o + 1 >= outsz)
 				return -1;
 			label = 0;
-		} else if (!name_char_ok(c) || ++label > 63) {
+			octets++;
+			out[o++] = '.';
+			continue;
+		}
+		if (c == '\\') {
+			/* \DDD (RFC 1035 5.1), as read_name writes a byte that is
+			 * not a name character: names built by SPF macros
+			 * (RFC 7208 7.3) may hold any byte but NUL. */
+			unsigned v = 0;
+			for (int k = 1; k <= 3; k++) {
+				if (i + (size_t)k >= n || name[i + k] < '0' || name[i + k] > '9')
+					return -1;
+				v = v * 10 + (unsigned)(name[i + k] - '0');
+			}
+			if (v == 0 || v > 255)
+				return -1;
+			i += 3;
+			c = (unsigned char)v;
+			if (!name_char_ok(c)) {
+				if (++label > 63 || o + 5 >= outsz)
+					return -1;
+				octets++;
+				o += (size_t)snprintf(out + o, 5, "\\%03u", c);
+				continue;
+			}
+		} else if (!name_char_ok(c)) {
 			return -1;
 		}
-		out[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+		if (++label > 63 || o + 1 >= outsz)
+			return -1;
+		octets++;
+		out[o++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
 	}
-	if (label == 0)
+	/* RFC 1035 2.3.4: 255 octets on the wire = 253 in text. */
+	if (label == 0 || octets > 253)
 		return -1;
-	out[n] = '\0';
+	out[o] = '\0';
 	return 0;
+}
+
+void dns_name_to_ares(const char *norm, char *out, size_t outsz)
+{
+	size_t o = 0;
+	for (size_t i = 0; norm[i] && o + 2 < outsz; i++) {
+		if (norm[i] == '\\' && norm[i + 1] && norm[i + 2] && norm[i + 3]) {
+			out[o++] = '\\';
+			out[o++] = (char)((norm[i + 1] - '0') * 100 + (norm[i + 2] - '0') * 10 +
+					  (norm[i + 3] - '0'));
+			i += 3;
+		} else {
+			out[o++] = norm[i];
+		}
+	}
+	out[o] = '\0';
 }
 
 /* Reads the name at *off (advanced past it where it stands) into out as
@@ -189,10 +233,9 @@ static int read_rdata(const uint8_t *p, size_t len, const struct rrref *ref, str
 		 * (RFC 7208 3.3). */
 		char *t = xmalloc(ref->rdlen + 1);
 		size_t n = 0, i = 0;
-		if (ref->rdlen == 0) {
-			free(t);
-			return -1;
-		}
+		/* No string at all is illegal, but it is no reason to throw
+		 * away the whole answer (other records, other TXT users): it
+		 * reads as empty text. */
 		while (i < ref->rdlen) {
 			size_t l = d[i++];
 			if (i + l > ref->rdlen) {

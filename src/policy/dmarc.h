@@ -30,10 +30,25 @@ struct dmarc_record {
 	unsigned ri;             /* seconds, 86400 when absent */
 	size_t n_rua, n_ruf;
 	char *rua[DMARC_MAX_URIS], *ruf[DMARC_MAX_URIS]; /* "mailto:..." URIs, "!size" kept */
+	/* Added by the dmarc helper: */
+	char rf[16];             /* as given, "afrf" when absent */
+	bool p_fallback;         /* RFC 7489 6.6.3 step 6.1: p= was missing or invalid (or sp=
+				  * invalid) but rua= valid: read as p=none (sp=none) */
+	bool has_sp;             /* sp= was given */
 };
 /* Parses one TXT record. 0, or -1 (not a DMARC record or invalid: RFC 7489
- * 6.6.3, the record is then ignored). Frees with dmarc_record_free. */
+ * 6.6.3, the record is then ignored). Frees with dmarc_record_free (also
+ * after -1: r is then empty). Only "mailto:" URIs are kept in rua/ruf (the
+ * one scheme RFC 7489 6.3 makes receivers support; the scheme lowercased),
+ * at most DMARC_MAX_URIS each; other URIs are dropped, a malformed one too
+ * (RFC 7489 6.3: receivers ignore URIs they cannot use). *err_r, when
+ * err_r is not NULL and the result is -1: a static string saying why. */
 int dmarc_record_parse(const char *txt, size_t len, struct dmarc_record *r);
+int dmarc_record_parse_err(const char *txt, size_t len, struct dmarc_record *r,
+			   const char **err_r);
+/* RFC 7489 6.6.3 steps 2 and 4: does the TXT record start with "v=DMARC1"
+ * (the ones that do not are discarded before counting)? */
+bool dmarc_record_is_dmarc(const char *txt, size_t len);
 void dmarc_record_free(struct dmarc_record *r);
 
 /* The public suffix list, loaded once (dmarc_psl_file). NULL if it cannot be
@@ -42,9 +57,17 @@ void dmarc_record_free(struct dmarc_record *r);
 struct psl;
 struct psl *psl_load(const char *path, char **err_r);
 void psl_free(struct psl **pp);
-/* RFC 7489 3.2: the organizational domain of domain (lowercase, into out).
- * p NULL: the last two labels. 0, or -1 if domain is not a domain name. */
+/* RFC 7489 3.2: the organizational domain of domain (lowercase, no trailing
+ * dot, into out): the longest matching rule (an exception rule first) plus
+ * one label; a domain that is itself a public suffix is its own. p NULL: the
+ * last two labels. 0, or -1 if domain is not a domain name or out is too
+ * small. No allocation: a few hash probes (one per label from the right). */
 int psl_org_domain(const struct psl *p, const char *domain, char *out, size_t outsz);
+/* domain with each U-label as its A-label (RFC 3492 Punycode, "xn--"; no
+ * IDNA mapping beyond lowercasing ASCII), without a trailing dot, into out:
+ * 0, or -1 if domain is not a domain name or out is too small. RFC 8616 6:
+ * DMARC looks up and aligns internationalized domains as A-labels. */
+int psl_alabels(const char *domain, char *out, size_t outsz);
 
 /* What the message gave. */
 struct dmarc_input {
@@ -66,7 +89,13 @@ struct dmarc_outcome {
 	const char *problem;           /* temperror/permerror: why */
 };
 /* Pure: alignment (RFC 7489 3.1) and the result, given the record found at
- * policy_domain (NULL: none). rnd in [0,100) decides pct. */
+ * policy_domain (NULL: none). rnd in [0,100) decides pct: the policy applies
+ * when rnd < pct; otherwise (RFC 7489 6.6.4) reject becomes quarantine and
+ * quarantine none, and sampled_out is set (only for a fail under a policy
+ * other than none). sp= applies when policy_domain is not the From domain
+ * (the record came from the organizational domain). Alignment is computed
+ * for every result (relaxed when there is no record). out->record and
+ * out->policy_domain point to rec and policy_domain. */
 void dmarc_evaluate(const struct psl *psl, const struct dmarc_input *in,
 		    const struct dmarc_record *rec, const char *policy_domain, int rnd,
 		    struct dmarc_outcome *out);
@@ -74,9 +103,24 @@ void dmarc_evaluate(const struct psl *psl, const struct dmarc_input *in,
 typedef void dmarc_cb(void *arg, const struct dmarc_outcome *o);
 struct dmarc_query;
 /* Looks the record up and evaluates. cb exactly once on the loop thread,
- * never inside this call, unless cancelled. A DNS failure is temperror. */
+ * never inside this call, unless cancelled. A DNS failure is temperror.
+ * in's strings and DKIM results are copied (the caller may free them at
+ * once). *o (with the record and the strings it points to) is valid during
+ * cb only. The query is freed when cb returns: the handle is stale from cb
+ * on (dmarc_cancel on it inside cb is allowed and does nothing). Never NULL.
+ * Outcomes (RFC 7489 6.6.3): no DMARC record at the From domain nor at its
+ * organizational domain, several at one name, or a From domain that is not
+ * a domain name: none; a record with a syntax error (and no usable rua for
+ * the p=none reading of 6.6.3 step 6): permerror; a DNS timeout or
+ * SERVFAIL: temperror. */
 struct dmarc_query *dmarc_check(struct dns *dns, const struct psl *psl,
 				const struct dmarc_input *in, dmarc_cb *cb, void *arg);
+/* Cancels *qp if not NULL (cb is not called) and sets it NULL. */
 void dmarc_cancel(struct dmarc_query **qp);
+/* For tests: dmarc_check with a fixed rnd for pct instead of a
+ * random one (rnd < 0: random). */
+struct dmarc_query *dmarc_check_rnd(struct dns *dns, const struct psl *psl,
+				    const struct dmarc_input *in, int rnd, dmarc_cb *cb,
+				    void *arg);
 
 #endif

@@ -30,6 +30,8 @@ struct spf_request {
 			       * (RFC 7208 2.4: MAIL FROM <> checks postmaster@helo) */
 	const char *helo;     /* %{h}; may be NULL */
 	const char *receiver; /* %{r}: our host name */
+	const char *default_exp; /* the explanation of a fail without a usable exp= (a
+				  * macro-string, RFC 7208 6.2); NULL: a built-in one */
 };
 
 struct spf_outcome {
@@ -52,7 +54,9 @@ struct spf_query;
  * lookup limits and src/dns's timeouts; a timeout is temperror. */
 struct spf_query *spf_check(struct dns *dns, const struct spf_request *r, spf_cb *cb,
 			    void *arg);
-/* Cancels *qp if not NULL (cb is not called) and sets it NULL. Not from cb. */
+/* Cancels *qp if not NULL (cb is not called) and sets it NULL. Not from cb.
+ * Safe at any point (its lookups in flight are cancelled); every check must
+ * be cancelled or finished before dns_free(). */
 void spf_cancel(struct spf_query **qp);
 
 #endif

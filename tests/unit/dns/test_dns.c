@@ -100,6 +100,20 @@ static void test_name_normalize(void)
 		{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.com", NULL}, /* 64 */
 		{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.com",
 		 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.com"}, /* 63 */
+		/* \DDD (RFC 1035 5.1): any byte but NUL, as read_name writes it;
+		 * a name character so written is itself (SPF macros, RFC 7208 7.3) */
+		{"Foo\\058bar\\047baz.Example.com", "foo\\058bar/baz.example.com"},
+		{"macro\\037percent\\032\\032space.test", "macro\\037percent\\032\\032space.test"},
+		{"\\065\\046b.test", "a\\046b.test"},
+		{"a\\000b.test", NULL},
+		{"a\\256.test", NULL},
+		{"a\\05.test", NULL},
+		{"a\\05", NULL},
+		{"a\\", NULL},
+		/* 63 octets, 3 of them escaped: fine; 64: too long */
+		{"\\032\\032\\032aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.com",
+		 "\\032\\032\\032aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.com"},
+		{"\\032\\032\\032aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.com", NULL},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char out[DNS_NAME_TEXT_MAX];
@@ -118,6 +132,32 @@ static void test_name_normalize(void)
 	CHECK_INT(100, dns_name_normalize(long_name, out, sizeof(out)), -1);
 	long_name[253] = '\0';
 	CHECK_INT(101, dns_name_normalize(long_name, out, sizeof(out)), 0);
+	/* the limit counts octets, not the text of their escapes */
+	char esc[1200];
+	size_t o = 0;
+	for (int i = 0; i < 253; i++)
+		o += (size_t)snprintf(esc + o, sizeof(esc) - o, "%s", i % 50 == 49 ? "." : "\\058");
+	CHECK_INT(102, dns_name_normalize(esc, out, sizeof(out)), 0);
+	snprintf(esc + o, sizeof(esc) - o, "\\058");
+	CHECK_INT(103, dns_name_normalize(esc, out, sizeof(out)), -1);
+	/* the output's size is checked */
+	char small[8];
+	CHECK_INT(104, dns_name_normalize("a\\058b.test", small, sizeof(small)), -1);
+	CHECK_INT(105, dns_name_normalize("ab.test", small, sizeof(small)), 0);
+	CHECK_INT(106, dns_name_normalize("abc.test", small, sizeof(small)), -1);
+}
+
+/* ---- dns_name_to_ares: the escapes c-ares 1.18 reads ---- */
+
+static void test_name_to_ares(void)
+{
+	char out[64];
+	dns_name_to_ares("foo\\058bar\\032x.example.com", out, sizeof(out));
+	CHECK_STR(1, out, "foo\\:bar\\ x.example.com");
+	dns_name_to_ares("a\\046b.test", out, sizeof(out));
+	CHECK_STR(2, out, "a\\.b.test");
+	dns_name_to_ares("plain.test", out, sizeof(out));
+	CHECK_STR(3, out, "plain.test");
 }
 
 /* ---- the answer parser ---- */
@@ -424,6 +464,25 @@ static void test_parse_rdata(void)
 	}
 	dns_answer_clear(&a);
 
+	/* a TXT record without any string (illegal): empty text, and the
+	 * answer's other records are kept */
+	header(&p, 0x8180, 2, 0);
+	question(&p, "example.com", 16);
+	put16(&p, 0xc00c);
+	rr_head(&p, 16, 60, 0);
+	put16(&p, 0xc00c);
+	rr_head(&p, 16, 60, 7);
+	put8(&p, 6);
+	put(&p, "v=spf1", 6);
+	CHECK_INT(40, dns_parse_answer(p.b, p.n, "example.com", 16, &a, &ttl), 0);
+	CHECK_INT(41, a.n, 2);
+	if (a.n == 2) {
+		CHECK_STR(42, a.rr[0].u.txt.text, "");
+		CHECK_INT(43, a.rr[0].u.txt.len, 0);
+		CHECK_STR(44, a.rr[1].u.txt.text, "v=spf1");
+	}
+	dns_answer_clear(&a);
+
 	/* a TXT string running past its rdata: malformed */
 	header(&p, 0x8180, 1, 0);
 	question(&p, "example.com", 16);
@@ -489,6 +548,7 @@ int main(void)
 	test_run("mx_order", test_mx_order);
 	test_run("reverse_name", test_reverse_name);
 	test_run("name_normalize", test_name_normalize);
+	test_run("name_to_ares", test_name_to_ares);
 	test_run("parse_mx_compressed", test_parse_mx_compressed);
 	test_run("parse_pointer_loops", test_parse_pointer_loops);
 	test_run("parse_long_name", test_parse_long_name);
