@@ -82,6 +82,7 @@ test: unit e2e
 # into build-fuzz/). A harness that needs another object: add it to FUZZ_SRC.
 # src/policy's pure files (no loop, DNS, pool or store): one line each.
 FUZZ_POLICY  := src/policy/hdr.c
+FUZZ_POLICY  += src/policy/spf_parse.c
 FUZZ_POLICY  += src/policy/dkim_prim.c src/policy/dkim_sig.c
 FUZZ_LIBS    := $(shell pkg-config --libs libcrypto)
 FUZZ_CC      ?= clang
@@ -92,7 +93,6 @@ FUZZ_SRC     := $(addprefix src/,core/xmalloc.c core/buf.c core/log.c core/base6
 		core/config.c mime/addr.c mime/header.c auth/sasl.c smtp/parse.c smtp/data.c \
 		smtp/reply.c pop3/parse.c dns/parse.c) $(wildcard src/mime/*.c) \
 		$(wildcard src/imap/parse*.c) $(FUZZ_POLICY)
-FUZZ_SRC     += src/policy/spf_parse.c
 FUZZ_SRC     += src/policy/dmarc.c src/policy/psl.c
 FUZZ_OBJ     := $(FUZZ_SRC:%.c=build-fuzz/%.o)
 FUZZ_BIN     := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/*.c))

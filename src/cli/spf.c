@@ -99,12 +99,12 @@ static void start_one(struct spf_cli *c, struct spf_job *j)
 		domain = at ? at + 1 : sender;
 	}
 	struct spf_request r = {
-		.ip = j->ip,
-		.domain = domain,
-		.sender = sender,
-		.helo = j->helo,
-		.receiver = c->cfg->hostname,
-		.default_exp = c->default_exp,
+	    .ip = j->ip,
+	    .domain = domain,
+	    .sender = sender,
+	    .helo = j->helo,
+	    .receiver = c->cfg->hostname,
+	    .default_exp = c->default_exp,
 	};
 	j->q = spf_check(c->dns, &r, on_result, j);
 	free(pm);
@@ -133,8 +133,8 @@ static void on_kick(void *arg)
 static int spf_usage(void)
 {
 	fprintf(stderr, "usage: postern spf check [--helo] [--explanation TEXT] IP HELO SENDER\n"
-			"       postern spf check --batch [--helo] [--explanation TEXT]"
-			"  (lines IP<TAB>HELO<TAB>SENDER on stdin)\n");
+	                "       postern spf check --batch [--helo] [--explanation TEXT]"
+	                "  (lines IP<TAB>HELO<TAB>SENDER on stdin)\n");
 	return 2;
 }
 

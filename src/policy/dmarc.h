@@ -57,8 +57,11 @@ void dmarc_record_free(struct dmarc_record *r);
 struct psl;
 struct psl *psl_load(const char *path, char **err_r);
 void psl_free(struct psl **pp);
-/* RFC 7489 3.2: the organizational domain of domain (lowercase, into out).
- * p NULL: the last two labels. 0, or -1 if domain is not a domain name. */
+/* RFC 7489 3.2: the organizational domain of domain (lowercase, no trailing
+ * dot, into out): the longest matching rule (an exception rule first) plus
+ * one label; a domain that is itself a public suffix is its own. p NULL: the
+ * last two labels. 0, or -1 if domain is not a domain name or out is too
+ * small. No allocation: a few hash probes (one per label from the right). */
 int psl_org_domain(const struct psl *p, const char *domain, char *out, size_t outsz);
 /* domain with each U-label as its A-label (RFC 3492 Punycode, "xn--"; no
  * IDNA mapping beyond lowercasing ASCII), without a trailing dot, into out:
@@ -114,7 +117,7 @@ struct dmarc_query *dmarc_check(struct dns *dns, const struct psl *psl,
 				const struct dmarc_input *in, dmarc_cb *cb, void *arg);
 /* Cancels *qp if not NULL (cb is not called) and sets it NULL. */
 void dmarc_cancel(struct dmarc_query **qp);
-/* For tests and the CLI: dmarc_check with a fixed rnd for pct instead of a
+/* For tests: dmarc_check with a fixed rnd for pct instead of a
  * random one (rnd < 0: random). */
 struct dmarc_query *dmarc_check_rnd(struct dns *dns, const struct psl *psl,
 				    const struct dmarc_input *in, int rnd, dmarc_cb *cb,

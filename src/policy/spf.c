@@ -31,12 +31,12 @@
 #define SPF_DEFAULT_EXP "%{d} does not designate %{c} as a permitted sender"
 
 static const char *const result_names[] = {"none",     "neutral",   "pass",     "fail",
-					   "softfail", "temperror", "permerror"};
+                                           "softfail", "temperror", "permerror"};
 
 const char *spf_result_name(enum spf_result r)
 {
 	return (unsigned)r < sizeof(result_names) / sizeof(result_names[0]) ? result_names[r]
-									    : "none";
+	                                                                    : "none";
 }
 
 enum stage {
@@ -122,11 +122,11 @@ static void finish(struct spf_query *q, enum spf_result r)
 	q->done = true;
 	if (r == SPF_TEMPERROR || r == SPF_PERMERROR)
 		log_debug("spf %s ip=%s domain=%s problem=%s", spf_result_name(r), q->ip_text,
-			  q->top_domain, q->problem);
+		          q->top_domain, q->problem);
 }
 
 static void fail_with(struct spf_query *q, enum spf_result r, const char *fmt, ...)
-	PRINTF_LIKE(3, 4);
+    PRINTF_LIKE(3, 4);
 static void fail_with(struct spf_query *q, enum spf_result r, const char *fmt, ...)
 {
 	va_list ap;
@@ -159,17 +159,16 @@ static void query_free(struct spf_query *q)
 static void deliver_now(struct spf_query *q)
 {
 	struct spf_outcome o = {
-		.result = q->result,
-		.domain = q->top_domain,
-		.mechanism = q->mech[0] && q->result != SPF_NONE && q->result != SPF_TEMPERROR &&
-				     q->result != SPF_PERMERROR
-				 ? q->mech
-				 : NULL,
-		.explanation = q->result == SPF_FAIL ? q->explanation : NULL,
-		.problem = (q->result == SPF_TEMPERROR || q->result == SPF_PERMERROR) &&
-				   q->problem[0]
-			       ? q->problem
-			       : NULL,
+	    .result = q->result,
+	    .domain = q->top_domain,
+	    .mechanism = q->mech[0] && q->result != SPF_NONE && q->result != SPF_TEMPERROR &&
+	                         q->result != SPF_PERMERROR
+	                     ? q->mech
+	                     : NULL,
+	    .explanation = q->result == SPF_FAIL ? q->explanation : NULL,
+	    .problem = (q->result == SPF_TEMPERROR || q->result == SPF_PERMERROR) && q->problem[0]
+	                   ? q->problem
+	                   : NULL,
 	};
 	q->cb(q->arg, &o);
 	query_free(q);
@@ -270,8 +269,7 @@ static int expand_name(struct spf_query *q, const char *spec, size_t len, char *
 		return X_WAIT;
 	}
 	macro_env(q, &env, q->p_state == P_DONE ? p_value(q) : NULL);
-	if (spf_macro_expand(spec, len, &env, SPF_EXPAND_DOMAIN, out, SPF_EXPAND_MAX, NULL, 0) <
-	    0)
+	if (spf_macro_expand(spec, len, &env, SPF_EXPAND_DOMAIN, out, SPF_EXPAND_MAX, NULL, 0) < 0)
 		return X_BAD;
 	return spf_name_prepare(out) < 0 ? X_BAD : X_OK;
 }
@@ -319,7 +317,7 @@ static enum dns_type addr_type(const struct spf_query *q)
 }
 
 static bool addr_match(const struct spf_query *q, const struct dns_rr *rr, unsigned cidr4,
-		       unsigned cidr6)
+                       unsigned cidr6)
 {
 	if (q->family == AF_INET && rr->type == DNS_A)
 		return spf_cidr_match(AF_INET, q->ip, (const uint8_t *)&rr->u.a, cidr4);
@@ -346,8 +344,7 @@ static bool count_void(struct spf_query *q, const char *name)
 {
 	if (++q->voids <= SPF_MAX_VOID)
 		return true;
-	fail_with(q, SPF_PERMERROR, "more than %d void lookups (the last: %s)", SPF_MAX_VOID,
-		  name);
+	fail_with(q, SPF_PERMERROR, "more than %d void lookups (the last: %s)", SPF_MAX_VOID, name);
 	return false;
 }
 
@@ -402,7 +399,9 @@ static void frame_result(struct spf_query *q, enum spf_result r)
 static void record_answer(struct spf_query *q, const struct dns_answer *a)
 {
 	struct spf_frame *f = top(q);
-	const char *what = q->fetch == F_INCLUDE ? "include:" : q->fetch == F_REDIRECT ? "redirect=" : "";
+	const char *what = q->fetch == F_INCLUDE    ? "include:"
+	                   : q->fetch == F_REDIRECT ? "redirect="
+	                                            : "";
 
 	if (a->status == DNS_TEMPFAIL) {
 		fail_with(q, SPF_TEMPERROR, "%s%s: TXT lookup failed", what, f->domain);
@@ -430,7 +429,7 @@ static void record_answer(struct spf_query *q, const struct dns_answer *a)
 	}
 	char err[160];
 	if (spf_record_parse(a->rr[which].u.txt.text, a->rr[which].u.txt.len, &f->rec, err,
-			     sizeof(err)) < 0) {
+	                     sizeof(err)) < 0) {
 		fail_with(q, SPF_PERMERROR, "%s%s: %s", what, f->domain, err);
 		return;
 	}
@@ -455,7 +454,7 @@ static void eval_term(struct spf_query *q)
 		/* RFC 7208 6.1 */
 		if (!q->counted && ++q->dns_terms > SPF_MAX_DNS_TERMS) {
 			fail_with(q, SPF_PERMERROR, "more than %d DNS-querying terms",
-				  SPF_MAX_DNS_TERMS);
+			          SPF_MAX_DNS_TERMS);
 			return;
 		}
 		q->counted = true;
@@ -480,11 +479,11 @@ static void eval_term(struct spf_query *q)
 		return;
 	case SPF_M_IP4:
 		term_done(q, q->family == AF_INET &&
-				     spf_cidr_match(AF_INET, q->ip, t->addr, t->cidr4));
+		                 spf_cidr_match(AF_INET, q->ip, t->addr, t->cidr4));
 		return;
 	case SPF_M_IP6:
 		term_done(q, q->family == AF_INET6 &&
-				     spf_cidr_match(AF_INET6, q->ip, t->addr, t->cidr6));
+		                 spf_cidr_match(AF_INET6, q->ip, t->addr, t->cidr6));
 		return;
 	default:
 		break;
@@ -583,11 +582,17 @@ static void mx_decide(struct spf_query *q)
 
 /* ---- %{p} and ptr: the client's validated names (RFC 7208 5.5) ---- */
 
+static void p_done(struct spf_query *q);
+
 static void start_p(struct spf_query *q)
 {
 	char rev[SPF_ESC_MAX];
-	if (q->p_state != P_NONE)
+	if (q->p_state != P_NONE) {
+		/* running with nothing in flight would wait forever */
+		if (q->p_state == P_RUNNING && q->pending == 0)
+			p_done(q);
 		return;
+	}
 	q->p_state = P_RUNNING;
 	if (dns_reverse_name(q->ip_text, rev, sizeof(rev)) < 0) {
 		q->p_state = P_DONE;
@@ -639,8 +644,8 @@ static void on_answer(void *arg, const struct dns_answer *a)
 	case W_A:
 		t = cur_term(q);
 		if (a->status == DNS_TEMPFAIL) {
-			fail_with(q, SPF_TEMPERROR, "address lookup for \"%.*s\" failed", (int)t->len,
-				  top(q)->rec.text + t->off);
+			fail_with(q, SPF_TEMPERROR, "address lookup for \"%.*s\" failed",
+			          (int)t->len, top(q)->rec.text + t->off);
 		} else if (a->status == DNS_OK) {
 			bool match = false;
 			for (size_t i = 0; i < a->n && !match; i++)
@@ -738,6 +743,12 @@ static int explain(struct spf_query *q, const char *text, size_t len)
 	macro_env(q, &env, q->p_state == P_DONE ? p_value(q) : NULL);
 	if (spf_macro_expand(text, len, &env, SPF_EXPAND_EXP, out, sizeof(out), NULL, 0) < 0)
 		return -1;
+	/* It goes into an SMTP reply: a control or 8-bit byte that a macro
+	 * brought in (a UTF-8 local-part) becomes '?' (RFC 5321 4.2: replies
+	 * are ASCII text). */
+	for (char *p = out; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			*p = '?';
 	free(q->explanation);
 	q->explanation = xstrdup(out);
 	return 0;
@@ -827,8 +838,7 @@ static bool domain_ok(const char *d)
 	return label > 0 && labels >= 2;
 }
 
-struct spf_query *spf_check(struct dns *dns, const struct spf_request *r, spf_cb *cb,
-			    void *arg)
+struct spf_query *spf_check(struct dns *dns, const struct spf_request *r, spf_cb *cb, void *arg)
 {
 	int family;
 	uint8_t ip[16];
@@ -858,8 +868,7 @@ struct spf_query *spf_check(struct dns *dns, const struct spf_request *r, spf_cb
 	else
 		q->local = xstrdup("postmaster");
 	q->sdomain = xstrdup(at ? at + 1 : sender[0] ? sender : q->top_domain);
-	q->sender = at && at > sender ? xstrdup(sender)
-				      : xasprintf("postmaster@%s", q->sdomain);
+	q->sender = at && at > sender ? xstrdup(sender) : xasprintf("postmaster@%s", q->sdomain);
 	q->helo = xstrdup(r->helo ? r->helo : "unknown");
 	q->receiver = xstrdup(r->receiver && r->receiver[0] ? r->receiver : "unknown");
 	q->default_exp = r->default_exp ? xstrdup(r->default_exp) : NULL;

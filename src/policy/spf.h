@@ -54,7 +54,9 @@ struct spf_query;
  * lookup limits and src/dns's timeouts; a timeout is temperror. */
 struct spf_query *spf_check(struct dns *dns, const struct spf_request *r, spf_cb *cb,
 			    void *arg);
-/* Cancels *qp if not NULL (cb is not called) and sets it NULL. Not from cb. */
+/* Cancels *qp if not NULL (cb is not called) and sets it NULL. Not from cb.
+ * Safe at any point (its lookups in flight are cancelled); every check must
+ * be cancelled or finished before dns_free(). */
 void spf_cancel(struct spf_query **qp);
 
 #endif

@@ -33,13 +33,13 @@ enum spf_mech {
 
 /* One directive (RFC 7208 4.6.1). Offsets are into the record's text. */
 struct spf_term {
-	uint8_t mech;       /* enum spf_mech */
-	uint8_t result;     /* enum spf_result of the qualifier (5.2: "+" when none) */
-	uint8_t cidr4;      /* 0..32, 32 when not given */
-	uint8_t cidr6;      /* 0..128, 128 when not given */
-	uint32_t off, len;  /* the term as written */
+	uint8_t mech;            /* enum spf_mech */
+	uint8_t result;          /* enum spf_result of the qualifier (5.2: "+" when none) */
+	uint8_t cidr4;           /* 0..32, 32 when not given */
+	uint8_t cidr6;           /* 0..128, 128 when not given */
+	uint32_t off, len;       /* the term as written */
 	uint32_t spec, spec_len; /* domain-spec; spec_len 0: <domain> itself */
-	uint8_t addr[16];   /* ip4 (first 4) / ip6 network */
+	uint8_t addr[16];        /* ip4 (first 4) / ip6 network */
 };
 
 struct spf_record {
@@ -59,8 +59,7 @@ bool spf_is_spf1(const char *txt, size_t len);
 /* Parses a whole record (RFC 7208 4.6, 12: every syntax error anywhere is a
  * permerror, found before anything is evaluated). 0: *rec filled (free with
  * spf_record_free); -1: err (size errsz) says why, *rec empty. */
-int spf_record_parse(const char *txt, size_t len, struct spf_record *rec, char *err,
-		     size_t errsz);
+int spf_record_parse(const char *txt, size_t len, struct spf_record *rec, char *err, size_t errsz);
 void spf_record_free(struct spf_record *rec);
 
 /* Checks a domain-spec (RFC 7208 7.1: a macro-string ending in a macro or a
@@ -88,7 +87,7 @@ bool spf_macro_uses_p(const char *s, size_t len);
  * NUL-ended); env NULL only checks the syntax. 0, or -1: a syntax error, or
  * the expansion would exceed outsz - 1 (err says which). */
 int spf_macro_expand(const char *s, size_t len, const struct spf_macro_env *env, int flags,
-		     char *out, size_t outsz, char *err, size_t errsz);
+                     char *out, size_t outsz, char *err, size_t errsz);
 
 /* An expanded domain made ready to look up (RFC 7208 4.3, 7.3): a trailing
  * dot dropped, labels removed from the left while it is over 253 octets.

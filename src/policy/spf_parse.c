@@ -39,10 +39,10 @@ bool spf_is_spf1(const char *txt, size_t len)
 static const char *const delimiters = ".-+,/_=";
 
 struct macro {
-	char letter;      /* as written (uppercase: URL-escaped) */
-	unsigned digits;  /* 0: all parts */
+	char letter;     /* as written (uppercase: URL-escaped) */
+	unsigned digits; /* 0: all parts */
 	bool reverse;
-	char delims[8];   /* NUL-ended; "" = "." */
+	char delims[8]; /* NUL-ended; "" = "." */
 };
 
 /* Parses "%{...}" at s[0..len) (s[0] == '%', s[1] == '{'): the octets it
@@ -247,7 +247,7 @@ static void expand_letter(struct out *o, const struct macro *m, const struct spf
  * explanation-string) and, when env is given, expands it into o.
  * *ends_macro: whether the last token was a macro-expand. */
 static int walk(const char *s, size_t len, const struct spf_macro_env *env, int flags,
-		struct out *o, bool *ends_macro, char *err, size_t errsz)
+                struct out *o, bool *ends_macro, char *err, size_t errsz)
 {
 	bool last_macro = false;
 
@@ -286,7 +286,7 @@ static int walk(const char *s, size_t len, const struct spf_macro_env *env, int 
 			size_t n = parse_macro(s + i, len - i, flags, &m);
 			if (n == 0) {
 				snprintf(err, errsz, "invalid macro at \"%.*s\"",
-					 (int)(len - i > 12 ? 12 : len - i), s + i);
+				         (int)(len - i > 12 ? 12 : len - i), s + i);
 				return -1;
 			}
 			if (env != NULL)
@@ -320,7 +320,7 @@ bool spf_macro_uses_p(const char *s, size_t len)
 }
 
 int spf_macro_expand(const char *s, size_t len, const struct spf_macro_env *env, int flags,
-		     char *out, size_t outsz, char *err, size_t errsz)
+                     char *out, size_t outsz, char *err, size_t errsz)
 {
 	struct out o = {.p = env ? out : NULL, .cap = outsz};
 	char e[96];
@@ -511,13 +511,12 @@ struct mech_name {
 };
 
 static const struct mech_name mech_names[] = {
-	{"all", SPF_M_ALL},	{"include", SPF_M_INCLUDE}, {"a", SPF_M_A},
-	{"mx", SPF_M_MX},	{"ptr", SPF_M_PTR},	    {"ip4", SPF_M_IP4},
-	{"ip6", SPF_M_IP6},	{"exists", SPF_M_EXISTS},
+    {"all", SPF_M_ALL}, {"include", SPF_M_INCLUDE}, {"a", SPF_M_A},     {"mx", SPF_M_MX},
+    {"ptr", SPF_M_PTR}, {"ip4", SPF_M_IP4},         {"ip6", SPF_M_IP6}, {"exists", SPF_M_EXISTS},
 };
 
 static int parse_mechanism(const char *rec, size_t a, size_t b, struct spf_term *t, char *err,
-			   size_t errsz)
+                           size_t errsz)
 {
 	const char *s = rec + a;
 	size_t n = b - a, i = 0;
@@ -637,8 +636,7 @@ bad:
 	return -1;
 }
 
-int spf_record_parse(const char *txt, size_t len, struct spf_record *rec, char *err,
-		     size_t errsz)
+int spf_record_parse(const char *txt, size_t len, struct spf_record *rec, char *err, size_t errsz)
 {
 	memset(rec, 0, sizeof(*rec));
 	if (!spf_is_spf1(txt, len)) {
@@ -669,7 +667,7 @@ int spf_record_parse(const char *txt, size_t len, struct spf_record *rec, char *
 		size_t k = a;
 		if (is_alpha(text[k])) {
 			while (k < b && (is_alnum(text[k]) || text[k] == '-' || text[k] == '_' ||
-					 text[k] == '.'))
+			                 text[k] == '.'))
 				k++;
 		}
 		if (k > a && k < b && text[k] == '=') {
@@ -680,13 +678,14 @@ int spf_record_parse(const char *txt, size_t len, struct spf_record *rec, char *
 			if (redirect || exp) {
 				/* RFC 7208 6: once each */
 				if ((redirect && rec->redirect_len) || (exp && rec->exp_len)) {
-					snprintf(err, errsz, "%s= twice", redirect ? "redirect" : "exp");
+					snprintf(err, errsz, "%s= twice",
+					         redirect ? "redirect" : "exp");
 					goto bad;
 				}
 				if (spf_domain_spec_check(v, vl) < 0) {
 					snprintf(err, errsz, "invalid %s=\"%.*s\"",
-						 redirect ? "redirect" : "exp",
-						 (int)(vl > 60 ? 60 : vl), v);
+					         redirect ? "redirect" : "exp",
+					         (int)(vl > 60 ? 60 : vl), v);
 					goto bad;
 				}
 				if (redirect) {
@@ -701,9 +700,9 @@ int spf_record_parse(const char *txt, size_t len, struct spf_record *rec, char *
 				 * but must be syntactically valid (A: macro-string). */
 				char e[96];
 				if (spf_macro_expand(v, vl, NULL, SPF_EXPAND_EXP, NULL, 0, e,
-						     sizeof(e)) < 0) {
+				                     sizeof(e)) < 0) {
 					snprintf(err, errsz, "invalid modifier \"%.*s\": %s",
-						 (int)(b - a > 40 ? 40 : b - a), text + a, e);
+					         (int)(b - a > 40 ? 40 : b - a), text + a, e);
 					goto bad;
 				}
 			}

@@ -91,6 +91,15 @@ def run(resolver, *args, timeout_ms=300, tries=1, extra=()):
     return p.returncode, p.stdout.decode().splitlines()
 
 
+def run_plain(*args):
+    """`postern -c /dev/null ARGS` without a resolver: the CompletedProcess."""
+    p = subprocess.run([POSTERN, "-c", "/dev/null"] + list(args), capture_output=True,
+                       timeout=CLI_TIMEOUT, stdin=subprocess.DEVNULL)
+    reports = sanitizer_reports(p.stderr.decode("utf-8", "replace"))
+    assert not reports, "\n".join(reports)
+    return p
+
+
 def result_line(result, policy, disposition, domain, spf, dkim, sampled="no"):
     return ("dmarc=%s policy=%s disposition=%s policy_domain=%s spf_aligned=%s dkim_aligned=%s "
             "sampled_out=%s" % (result, policy, disposition, domain, spf, dkim, sampled))
@@ -280,16 +289,14 @@ def test_alignment_modes(dns, domain, spf_domain, dkim, spf_al, dkim_al, result)
     ("localhost", "localhost"),
 ])
 def test_org(domain, org):
-    p = subprocess.run([POSTERN, "-c", "/dev/null", "dmarc", "check", "--org", domain],
-                       capture_output=True, timeout=CLI_TIMEOUT)
+    p = run_plain("dmarc", "check", "--org", domain)
     assert (p.returncode, p.stdout.decode()) == (0, org + "\n")
 
 
 def test_org_without_list(tmp_path):
     # no list: the last two labels, with a warning
-    p = subprocess.run([POSTERN, "-c", "/dev/null", "-o",
-                        "dmarc_psl_file=%s" % (tmp_path / "missing.dat"), "dmarc", "check",
-                        "--org", "a.b.example.co.uk"], capture_output=True, timeout=CLI_TIMEOUT)
+    p = run_plain("-o", "dmarc_psl_file=%s" % (tmp_path / "missing.dat"), "dmarc", "check",
+                  "--org", "a.b.example.co.uk")
     assert (p.returncode, p.stdout.decode()) == (0, "co.uk\n")
     assert b"missing.dat" in p.stderr
 
@@ -303,6 +310,5 @@ def test_usage_and_bad_names(dns):
     rc, out = run(dns.server, "bad..test", "pass", "bad..test")
     assert (rc, out) == (0, [result_line("none", "none", "none", "-", "no", "no"),
                              "problem: the From domain is not a domain name"])
-    p = subprocess.run([POSTERN, "-c", "/dev/null", "dmarc", "check", "--org", "bad..test"],
-                       capture_output=True, timeout=CLI_TIMEOUT)
+    p = run_plain("dmarc", "check", "--org", "bad..test")
     assert p.returncode == 1

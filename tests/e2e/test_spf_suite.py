@@ -142,3 +142,64 @@ def test_every_case_runs():
         text = f.read()
     assert len(CASES) == text.count("\n    result:"), len(CASES)
     assert len(CASES) > 150
+
+
+# ---- the CLI beyond the suite ----
+
+CLI_ZONE = {
+    "example.test": [("TXT", "v=spf1 ip4:192.0.2.0/24 -all")],
+    "mx.example.test": [("TXT", "v=spf1 a -all"), ("A", "198.51.100.7")],
+    "long.test": [("TXT", "v=spf1 a:%{l}.long.test -all")],
+}
+
+
+def _check(dns, *args):
+    p = subprocess.run([POSTERN, "-o", "dns_resolver=" + dns.server, "-o", "dns_tries=1",
+                        "-o", "dns_timeout_ms=%d" % DNS_TIMEOUT_MS, "spf", "check"] + list(args),
+                       capture_output=True, timeout=RUN_TIMEOUT)
+    assert not sanitizer_reports(p.stderr.decode("utf-8", "replace")), p.stderr
+    return p.returncode, p.stdout.decode("utf-8", "replace")
+
+
+def test_cli_identities():
+    with ZoneDNS(CLI_ZONE) as dns:
+        # MAIL FROM
+        assert _check(dns, "192.0.2.9", "mx.example.test", "ann@example.test") == (
+            0, "result=pass\nmechanism=ip4:192.0.2.0/24\n")
+        rc, out = _check(dns, "203.0.113.1", "mx.example.test", "ann@example.test")
+        assert rc == 0 and out.startswith("result=fail\nmechanism=-all\nexplanation="), out
+        # <>: postmaster@HELO (RFC 7208 2.4); --helo: the HELO identity (2.3)
+        assert _check(dns, "198.51.100.7", "mx.example.test", "") == (
+            0, "result=pass\nmechanism=a\n")
+        assert _check(dns, "198.51.100.7", "--helo", "mx.example.test", "x@example.test")[0] == 2
+        assert _check(dns, "--helo", "198.51.100.7", "mx.example.test", "x@example.test") == (
+            0, "result=pass\nmechanism=a\n")
+        assert _check(dns, "--explanation", "no %{i} for %{d}", "203.0.113.1", "h.test",
+                      "a@example.test") == (
+            0, "result=fail\nmechanism=-all\nexplanation=no 203.0.113.1 for example.test\n")
+        # no such domain: none; not an address: a usage error
+        assert _check(dns, "192.0.2.9", "h.test", "a@nowhere.test") == (0, "result=none\n")
+        rc, out = _check(dns, "not-an-ip", "h.test", "a@example.test")
+        assert rc == 2 and out.startswith("error="), out
+
+
+def test_long_label_never_queried():
+    """RFC 7208 4.3/4.8: a name with a label over 63 octets is never asked
+    for; the mechanism does not match."""
+    with ZoneDNS(CLI_ZONE) as dns:
+        rc, out = _check(dns, "192.0.2.9", "h.test", "%s@long.test" % ("x" * 64))
+        assert (rc, out.split("\n")[0]) == (0, "result=fail"), out
+        assert [q for q in dns.queries if q[0].startswith("xxx")] == []
+        rc, out = _check(dns, "192.0.2.9", "h.test", "%s@long.test" % ("x" * 63))
+        assert (rc, out.split("\n")[0]) == (0, "result=fail"), out
+        assert [q for q in dns.queries if q[0].startswith("xxx")] == [("x" * 63 + ".long.test", "A")]
+
+
+def test_explanation_stays_ascii():
+    """An explanation goes into an SMTP reply: 8-bit bytes a macro brings in
+    (a UTF-8 local-part) become '?'."""
+    zone = {"example.test": [("TXT", "v=spf1 -all exp=e.example.test")],
+            "e.example.test": [("TXT", "no %{l} from %{i}")]}
+    with ZoneDNS(zone) as dns:
+        assert _check(dns, "192.0.2.1", "h.test", "j\u00f6rg@example.test") == (
+            0, "result=fail\nmechanism=-all\nexplanation=no j??rg from 192.0.2.1\n")

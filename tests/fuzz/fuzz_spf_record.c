@@ -40,7 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			x_assert(t->spec + t->spec_len <= n);
 			x_assert(t->cidr4 <= 32 && t->cidr6 <= 128);
 			if (t->spec_len > 0)
-				x_assert(spf_domain_spec_check(rec.text + t->spec, t->spec_len) == 0);
+				x_assert(spf_domain_spec_check(rec.text + t->spec, t->spec_len) ==
+				         0);
 		}
 		x_assert(rec.redirect + rec.redirect_len <= n && rec.exp + rec.exp_len <= n);
 		spf_record_free(&rec);
@@ -50,16 +51,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 2: {
 		int flags = data[0] % 4 == 1 ? SPF_EXPAND_DOMAIN : SPF_EXPAND_EXP;
 		struct spf_macro_env env = {
-			.s = "a.b-c+d@Ex.example.com",
-			.l = "a.b-c+d",
-			.o = "Ex.example.com",
-			.d = "sub.example.com",
-			.h = "helo.example.org",
-			.r = "receiver.example",
-			.p = (data[0] & 4) ? NULL : "mx.example.org",
-			.family = (data[0] & 8) ? 10 /* AF_INET6 */ : 2 /* AF_INET */,
-			.ip = (data[0] & 8) ? ip6 : ip4,
-			.t = 1700000000,
+		    .s = "a.b-c+d@Ex.example.com",
+		    .l = "a.b-c+d",
+		    .o = "Ex.example.com",
+		    .d = "sub.example.com",
+		    .h = "helo.example.org",
+		    .r = "receiver.example",
+		    .p = (data[0] & 4) ? NULL : "mx.example.org",
+		    .family = (data[0] & 8) ? 10 /* AF_INET6 */ : 2 /* AF_INET */,
+		    .ip = (data[0] & 8) ? ip6 : ip4,
+		    .t = 1700000000,
 		};
 		size_t cap = (data[0] & 16) ? 16 : sizeof(out);
 		int syntax = spf_macro_expand(s, n, NULL, flags, NULL, 0, err, sizeof(err));
@@ -78,7 +79,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					memcpy(name, out, strlen(out) + 1);
 					if (spf_name_prepare(name) == 0) {
 						x_assert(strlen(name) <= SPF_NAME_MAX);
-						x_assert(spf_name_escape(name, esc, sizeof(esc)) == 0);
+						x_assert(spf_name_escape(name, esc, sizeof(esc)) ==
+						         0);
 					}
 				}
 			}
