@@ -176,6 +176,8 @@ def test_check_all_ok(srv):
     for l in by.values():
         assert l.startswith("ok "), l
     assert HOST_IP in by[("A", "mx.example.test:")]
+    # the SPF evaluator (RFC 7208 check_host) passes our host by "mx"
+    assert '"v=spf1 mx -all": 127.0.0.77 pass (mx)' in by[("SPF", "example.test:")], out
 
 
 def test_check_missing_and_wrong(srv):
@@ -211,6 +213,14 @@ def test_check_wrong_mx_spf_srv(srv):
     assert by[("SRV", "_imaps._tcp.example.test:")].startswith("wrong "), out
 
 
+def test_check_two_spf_records(srv):
+    recs = zone(records(srv)) + [("TXT", DOMAIN, "v=spf1 -all")]
+    rc, by, out = check(srv, recs)
+    assert rc == 1, out
+    assert by[("SPF", "example.test:")].startswith("wrong "), out
+    assert "RFC 7208 4.5" in by[("SPF", "example.test:")]
+
+
 def test_check_spf_by_address_and_org_dmarc(srv, tmp_path):
     """ip4: naming the MX host's address authorizes it; a DMARC record at the
     organizational domain (RFC 7489 6.6.3) serves a subdomain."""
@@ -225,7 +235,7 @@ def test_check_spf_by_address_and_org_dmarc(srv, tmp_path):
                            dmarc_psl_file="/usr/share/publicsuffix/public_suffix_list.dat")
     lines = {tuple(l.split()[1:3]): l for l in out.splitlines()}
     assert lines[("SPF", "sub.example.test:")].startswith("ok "), out
-    assert "ip4:" in lines[("SPF", "sub.example.test:")]
+    assert "127.0.0.77 pass (ip4:127.0.0.0/24)" in lines[("SPF", "sub.example.test:")]
     dm = lines[("DMARC", "_dmarc.sub.example.test:")]
     assert dm.startswith("ok ") and "organizational domain example.test" in dm, out
     # no DKIM key yet: said so; nothing else is wrong
