@@ -16,118 +16,10 @@
 #include "core/xmalloc.h"
 #include "dns/dns.h"
 #include "policy/dkim.h"
+#include "policy/dkim_int.h"
 #include "policy/hdr.h"
 
-#define DKIM_SIG_MAX_TAGS 32 /* tags in one DKIM-Signature; more: malformed */
-#define DKIM_DOMAIN_MAX 253  /* RFC 1035 2.3.4 */
-#define DKIM_FOLD 78         /* RFC 5322 2.1.1: lines SHOULD be at most 78 */
-
-/* ---- header fields kept ---- */
-
-struct kfield {
-	char *raw;
-	size_t len, name_len;
-};
-
-struct kfields {
-	struct kfield *v;
-	size_t n, cap;
-};
-
-static void kfields_add(struct kfields *f, const struct hdr_field *h)
-{
-	if (f->n == f->cap) {
-		f->cap = f->cap ? f->cap * 2 : 16;
-		f->v = xrealloc(f->v, f->cap * sizeof(*f->v));
-	}
-	struct kfield *k = &f->v[f->n++];
-	k->raw = xmalloc(h->len + 1);
-	memcpy(k->raw, h->raw, h->len);
-	k->raw[h->len] = '\0';
-	k->len = h->len;
-	k->name_len = h->name_len;
-}
-
-static void kfields_free(struct kfields *f)
-{
-	for (size_t i = 0; i < f->n; i++)
-		free(f->v[i].raw);
-	free(f->v);
-	f->v = NULL;
-	f->n = f->cap = 0;
-}
-
-/* A name in an h= list, or the signer's list. */
-struct hname {
-	const char *p;
-	size_t len;
-};
-
-/* RFC 6376 5.4.2: the fields named in h=, each taken bottom-up (the last
- * instance not yet used), canonicalized; a name without (another) instance
- * contributes nothing. */
-static void header_data(const struct kfields *f, const struct hname *h, size_t nh,
-			enum dkim_canon c, struct buf *out)
-{
-	bool *used = xcalloc(f->n ? f->n : 1, sizeof(bool));
-	for (size_t i = 0; i < nh; i++) {
-		for (size_t j = f->n; j-- > 0;) {
-			const struct kfield *k = &f->v[j];
-			if (used[j] || k->name_len != h[i].len ||
-			    strncasecmp(k->raw, h[i].p, h[i].len) != 0)
-				continue;
-			used[j] = true;
-			dkim_canon_header(c, k->raw, k->len, out);
-			break;
-		}
-	}
-	free(used);
-}
-
-/* The signature field itself with b='s value emptied (RFC 6376 3.5 b=,
- * 3.7), canonicalized, without its final CRLF. b_off/b_len: the value's
- * place in raw. */
-static void sig_field_data(const char *raw, size_t len, size_t b_off, size_t b_len,
-			   enum dkim_canon c, struct buf *out)
-{
-	struct buf t = BUF_INIT;
-	buf_append(&t, raw, b_off);
-	buf_append(&t, raw + b_off + b_len, len - b_off - b_len);
-	size_t start = out->len;
-	dkim_canon_header(c, t.data, t.len, out);
-	if (out->len >= start + 2 && out->data[out->len - 2] == '\r' &&
-	    out->data[out->len - 1] == '\n') {
-		out->len -= 2;
-		out->data[out->len] = '\0';
-	}
-	buf_free(&t);
-}
-
 /* ---- verification ---- */
-
-struct vsig {
-	enum dkim_result result; /* DKIM_NONE: not decided yet */
-	char *reason;
-	char *domain, *selector, *auid, *algorithm;
-	char b_prefix[16];
-	unsigned key_bits;
-	/* parsed */
-	enum dkim_alg alg;
-	enum dkim_canon hc, bc;
-	int64_t l;
-	char *raw; /* the field, a copy */
-	size_t raw_len, b_off, b_len;
-	struct hname *h;
-	size_t nh;
-	unsigned char *bh, *b;
-	size_t bh_len, b_len_dec;
-	int bhi; /* index of its body hash */
-	/* the key */
-	struct dkim_verify *owner;
-	struct dns_query *q;
-	char *key_txt;
-	size_t key_len;
-};
 
 struct vbody {
 	enum dkim_canon c;
@@ -173,276 +65,7 @@ struct dkim_verify {
 static void vsig_free(struct vsig *s)
 {
 	dns_cancel(&s->q);
-	free(s->reason);
-	free(s->domain);
-	free(s->selector);
-	free(s->auid);
-	free(s->algorithm);
-	free(s->raw);
-	free(s->h);
-	free(s->bh);
-	free(s->b);
-	free(s->key_txt);
-}
-
-static void vsig_set(struct vsig *s, enum dkim_result r, const char *reason)
-{
-	if (s->result != DKIM_NONE)
-		return;
-	s->result = r;
-	s->reason = reason ? xstrdup(reason) : NULL;
-}
-
-static char *dup_lower(const char *p, size_t n)
-{
-	char *s = xmalloc(n + 1);
-	for (size_t i = 0; i < n; i++)
-		s[i] = (char)tolower((unsigned char)p[i]);
-	s[n] = '\0';
-	return s;
-}
-
-/* A domain name as d= and the i= domain may be: labels of letters, digits,
- * hyphens (and underscores, seen in practice), no empty label. */
-static bool domain_ok(const char *d, size_t n)
-{
-	if (n == 0 || n > DKIM_DOMAIN_MAX)
-		return false;
-	size_t label = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)d[i];
-		if (c == '.') {
-			if (label == 0)
-				return false;
-			label = 0;
-		} else if (isalnum(c) || c == '-' || c == '_' || c >= 0x80) {
-			if (++label > 63)
-				return false;
-		} else {
-			return false;
-		}
-	}
-	return label > 0;
-}
-
-static bool parse_uint(const char *p, size_t n, int64_t *out)
-{
-	if (n == 0 || n > 18)
-		return false; /* 18 digits fit in int64_t */
-	int64_t v = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (!isdigit((unsigned char)p[i]))
-			return false;
-		v = v * 10 + (p[i] - '0');
-	}
-	*out = v;
-	return true;
-}
-
-static bool is_fws(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-/* Splits a colon-separated list (h=, q=) into trimmed names. */
-static struct hname *split_colon(const char *p, size_t n, size_t *count_r)
-{
-	size_t cnt = 1;
-	for (size_t i = 0; i < n; i++)
-		if (p[i] == ':')
-			cnt++;
-	struct hname *h = xcalloc(cnt, sizeof(*h));
-	size_t k = 0, i = 0;
-	while (i <= n) {
-		size_t s = i;
-		while (i < n && p[i] != ':')
-			i++;
-		size_t e = i;
-		while (s < e && is_fws(p[s]))
-			s++;
-		while (e > s && is_fws(p[e - 1]))
-			e--;
-		h[k].p = p + s;
-		h[k].len = e - s;
-		k++;
-		i++;
-	}
-	*count_r = k;
-	return h;
-}
-
-/* RFC 6376 3.5, 6.1.1: parses one DKIM-Signature field into s; a signature
- * that cannot be used gets its result here (neutral: not verifiable). */
-static void sig_parse(struct vsig *s, const struct hdr_field *f, time_t now)
-{
-	s->raw = xmalloc(f->len + 1);
-	memcpy(s->raw, f->raw, f->len);
-	s->raw[f->len] = '\0';
-	s->raw_len = f->len;
-	s->l = -1;
-	if (f->truncated) {
-		vsig_set(s, DKIM_NEUTRAL, "signature field too long");
-		return;
-	}
-	const char *val = memchr(s->raw, ':', s->raw_len);
-	if (val == NULL) {
-		vsig_set(s, DKIM_NEUTRAL, "malformed signature");
-		return;
-	}
-	val++;
-	size_t vlen = s->raw_len - (size_t)(val - s->raw);
-	struct dkim_tag t[DKIM_SIG_MAX_TAGS];
-	int n = dkim_tags_parse(val, vlen, t, DKIM_SIG_MAX_TAGS);
-	if (n < 0) {
-		vsig_set(s, DKIM_NEUTRAL, "malformed tag list");
-		return;
-	}
-	size_t l;
-	const char *v;
-	/* the identity first, so that even a bad signature is reported with it */
-	if ((v = dkim_tag_get(t, n, "d", &l)) != NULL && domain_ok(v, l))
-		s->domain = dup_lower(v, l);
-	if ((v = dkim_tag_get(t, n, "s", &l)) != NULL && domain_ok(v, l))
-		s->selector = xstrndup(v, l);
-	if ((v = dkim_tag_get(t, n, "a", &l)) != NULL)
-		s->algorithm = xstrndup(v, l);
-	const char *bv = dkim_tag_get(t, n, "b", &l);
-	if (bv) {
-		s->b_off = (size_t)(bv - s->raw);
-		s->b_len = l;
-		size_t k = 0;
-		for (size_t i = 0; i < l && k < sizeof(s->b_prefix) - 1; i++)
-			if (!is_fws(bv[i]))
-				s->b_prefix[k++] = bv[i];
-		s->b_prefix[k] = '\0';
-	}
-	static const char *const required[] = {"v", "a", "b", "bh", "d", "h", "s"};
-	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
-		if (dkim_tag_get(t, n, required[i], NULL) == NULL) {
-			char *r = xasprintf("missing %s=", required[i]);
-			vsig_set(s, DKIM_NEUTRAL, r);
-			free(r);
-			return;
-		}
-	v = dkim_tag_get(t, n, "v", &l);
-	if (l != 1 || v[0] != '1') {
-		vsig_set(s, DKIM_NEUTRAL, "unsupported version");
-		return;
-	}
-	if (s->domain == NULL) {
-		vsig_set(s, DKIM_NEUTRAL, "bad d=");
-		return;
-	}
-	if (s->selector == NULL) {
-		vsig_set(s, DKIM_NEUTRAL, "bad s=");
-		return;
-	}
-	if (strcasecmp(s->algorithm, "rsa-sha256") == 0)
-		s->alg = DKIM_ALG_RSA_SHA256;
-	else if (strcasecmp(s->algorithm, "ed25519-sha256") == 0)
-		s->alg = DKIM_ALG_ED25519_SHA256;
-	else if (strcasecmp(s->algorithm, "rsa-sha1") == 0)
-		s->alg = DKIM_ALG_RSA_SHA1;
-	else {
-		vsig_set(s, DKIM_NEUTRAL, "unknown algorithm");
-		return;
-	}
-	/* c=: header[/body], simple when absent (RFC 6376 3.5) */
-	s->hc = s->bc = DKIM_CANON_SIMPLE;
-	if ((v = dkim_tag_get(t, n, "c", &l)) != NULL) {
-		const char *slash = memchr(v, '/', l);
-		size_t hl = slash ? (size_t)(slash - v) : l;
-		for (int part = 0; part < (slash ? 2 : 1); part++) {
-			const char *p = part ? slash + 1 : v;
-			size_t pl = part ? l - hl - 1 : hl;
-			enum dkim_canon c;
-			if (pl == 6 && strncasecmp(p, "simple", 6) == 0)
-				c = DKIM_CANON_SIMPLE;
-			else if (pl == 7 && strncasecmp(p, "relaxed", 7) == 0)
-				c = DKIM_CANON_RELAXED;
-			else {
-				vsig_set(s, DKIM_NEUTRAL, "bad c=");
-				return;
-			}
-			if (part == 0)
-				s->hc = c;
-			else
-				s->bc = c;
-		}
-	}
-	if ((v = dkim_tag_get(t, n, "q", &l)) != NULL) {
-		size_t nq;
-		struct hname *q = split_colon(v, l, &nq);
-		bool ok = false;
-		for (size_t i = 0; i < nq; i++)
-			if (q[i].len == 7 && strncasecmp(q[i].p, "dns/txt", 7) == 0)
-				ok = true;
-		free(q);
-		if (!ok) {
-			vsig_set(s, DKIM_NEUTRAL, "unsupported q=");
-			return;
-		}
-	}
-	v = dkim_tag_get(t, n, "h", &l);
-	s->h = split_colon(v, l, &s->nh);
-	bool from = false;
-	for (size_t i = 0; i < s->nh; i++) {
-		if (s->h[i].len == 0) {
-			vsig_set(s, DKIM_NEUTRAL, "bad h=");
-			return;
-		}
-		if (s->h[i].len == 4 && strncasecmp(s->h[i].p, "from", 4) == 0)
-			from = true;
-	}
-	if (!from) { /* RFC 6376 5.4: From MUST be signed */
-		vsig_set(s, DKIM_NEUTRAL, "From not signed");
-		return;
-	}
-	if ((v = dkim_tag_get(t, n, "i", &l)) != NULL) {
-		const char *at = memchr(v, '@', l);
-		size_t dl = at ? l - (size_t)(at + 1 - v) : 0;
-		size_t ml = strlen(s->domain);
-		/* RFC 6376 3.5 i=: the domain is d= or a subdomain of it */
-		bool within = at && domain_ok(at + 1, dl) &&
-			      (dl == ml || (dl > ml && at[dl - ml] == '.')) &&
-			      strncasecmp(at + 1 + dl - ml, s->domain, ml) == 0;
-		if (!within) {
-			vsig_set(s, DKIM_NEUTRAL, "i= not within d=");
-			return;
-		}
-		s->auid = xstrndup(v, l);
-	} else {
-		s->auid = xasprintf("@%s", s->domain);
-	}
-	if ((v = dkim_tag_get(t, n, "l", &l)) != NULL && !parse_uint(v, l, &s->l)) {
-		vsig_set(s, DKIM_NEUTRAL, "bad l=");
-		return;
-	}
-	int64_t ts = -1, x = -1;
-	if ((v = dkim_tag_get(t, n, "t", &l)) != NULL && !parse_uint(v, l, &ts)) {
-		vsig_set(s, DKIM_NEUTRAL, "bad t=");
-		return;
-	}
-	if ((v = dkim_tag_get(t, n, "x", &l)) != NULL) {
-		if (!parse_uint(v, l, &x) || (ts >= 0 && x < ts)) {
-			vsig_set(s, DKIM_NEUTRAL, "bad x=");
-			return;
-		}
-	}
-	v = dkim_tag_get(t, n, "bh", &l);
-	if (dkim_b64_decode(v, l, &s->bh, &s->bh_len) < 0) {
-		vsig_set(s, DKIM_NEUTRAL, "bad base64 in bh=");
-		return;
-	}
-	if (dkim_b64_decode(bv, s->b_len, &s->b, &s->b_len_dec) < 0) {
-		vsig_set(s, DKIM_NEUTRAL, "bad base64 in b=");
-		return;
-	}
-	/* RFC 6376 3.5 x=: past the expiration the signature is invalid */
-	if (x >= 0 && (int64_t)now > x) {
-		vsig_set(s, DKIM_FAIL, "signature expired");
-		return;
-	}
+	dkim_vsig_clear(s);
 }
 
 static bool on_field(void *arg, const struct hdr_field *f)
@@ -450,7 +73,7 @@ static bool on_field(void *arg, const struct hdr_field *f)
 	struct dkim_verify *v = arg;
 	if (f->over_limit || f->name_len == 0)
 		return true;
-	kfields_add(&v->fields, f);
+	dkim_kfields_add(&v->fields, f);
 	if (!hdr_is(f, "DKIM-Signature"))
 		return true;
 	if (v->n_sigs >= v->lim.max_signatures) {
@@ -462,7 +85,7 @@ static bool on_field(void *arg, const struct hdr_field *f)
 	memset(s, 0, sizeof(*s));
 	s->bhi = -1;
 	s->owner = v;
-	sig_parse(s, f, time(NULL));
+	dkim_sig_parse(s, f->raw, f->len, f->truncated, time(NULL));
 	return true;
 }
 
@@ -510,18 +133,18 @@ static void header_end(struct dkim_verify *v)
 		if (s->result != DKIM_NONE)
 			continue;
 		if (v->dns == NULL) {
-			vsig_set(s, DKIM_TEMPERROR, "no resolver");
+			dkim_vsig_set(s, DKIM_TEMPERROR, "no resolver");
 			continue;
 		}
 		char *name = xasprintf("%s._domainkey.%s", s->selector, s->domain);
 		if (strlen(name) > DKIM_DOMAIN_MAX) {
-			vsig_set(s, DKIM_PERMERROR, "key name too long");
+			dkim_vsig_set(s, DKIM_PERMERROR, "key name too long");
 		} else {
 			s->q = dns_lookup(v->dns, name, DNS_TXT, key_answer, s);
 			if (s->q)
 				v->pending++;
 			else
-				vsig_set(s, DKIM_TEMPERROR, "key lookup failed");
+				dkim_vsig_set(s, DKIM_TEMPERROR, "key lookup failed");
 		}
 		free(name);
 	}
@@ -562,7 +185,7 @@ static void verify_one(struct vjob *j, struct vsig *s)
 	struct dkim_pubkey *k = dkim_pubkey_parse(s->key_txt, s->key_len, &err);
 	if (k == NULL) {
 		/* RFC 6376 3.6.1 p=: an empty value means the key was revoked */
-		vsig_set(s, strcmp(err, "key revoked") == 0 ? DKIM_FAIL : DKIM_PERMERROR, err);
+		dkim_vsig_set(s, strcmp(err, "key revoked") == 0 ? DKIM_FAIL : DKIM_PERMERROR, err);
 		free(err);
 		return;
 	}
@@ -571,35 +194,35 @@ static void verify_one(struct vjob *j, struct vsig *s)
 	/* RFC 6376 6.1.2 */
 	if (!dkim_pubkey_allows(k, s->alg)) {
 		bool ktype_ok = dkim_pubkey_is_ed25519(k) == ed;
-		vsig_set(s, DKIM_PERMERROR,
+		dkim_vsig_set(s, DKIM_PERMERROR,
 			 ktype_ok ? "key h= does not allow the hash" : "key type does not match a=");
 	} else if (!ed && (s->key_bits < j->min_bits || s->key_bits > j->max_bits)) {
 		char *r = xasprintf("RSA key of %u bits", s->key_bits);
-		vsig_set(s, DKIM_PERMERROR, r); /* RFC 8301 3.2 */
+		dkim_vsig_set(s, DKIM_PERMERROR, r); /* RFC 8301 3.2 */
 		free(r);
 	} else if (dkim_pubkey_strict(k) &&
 		   strcasecmp(strchr(s->auid, '@') + 1, s->domain) != 0) {
-		vsig_set(s, DKIM_PERMERROR, "key t=s: i= is a subdomain of d=");
+		dkim_vsig_set(s, DKIM_PERMERROR, "key t=s: i= is a subdomain of d=");
 	} else {
 		/* RFC 6376 6.1.3: the body hash first, then the signature */
 		const struct vbody *b = &j->bodies[s->bhi];
 		if (b->dlen != s->bh_len || memcmp(b->digest, s->bh, b->dlen) != 0) {
-			vsig_set(s, DKIM_FAIL, "body hash did not verify");
+			dkim_vsig_set(s, DKIM_FAIL, "body hash did not verify");
 		} else {
 			struct buf data = BUF_INIT;
-			header_data(&j->fields, s->h, s->nh, s->hc, &data);
-			sig_field_data(s->raw, s->raw_len, s->b_off, s->b_len, s->hc, &data);
+			dkim_header_data(&j->fields, s->h, s->nh, s->hc, &data);
+			dkim_sig_field_data(s->raw, s->raw_len, s->b_off, s->b_len, s->hc, &data);
 			int r = dkim_pubkey_verify(k, s->alg, data.data, data.len, s->b,
 						   s->b_len_dec);
 			buf_free(&data);
 			if (r < 0)
-				vsig_set(s, DKIM_PERMERROR, "key type does not match a=");
+				dkim_vsig_set(s, DKIM_PERMERROR, "key type does not match a=");
 			else if (r == 0)
-				vsig_set(s, DKIM_FAIL, "signature did not verify");
+				dkim_vsig_set(s, DKIM_FAIL, "signature did not verify");
 			else if (s->alg == DKIM_ALG_RSA_SHA1)
-				vsig_set(s, DKIM_POLICY, "rsa-sha1 is weak"); /* RFC 8301 3.1 */
+				dkim_vsig_set(s, DKIM_POLICY, "rsa-sha1 is weak"); /* RFC 8301 3.1 */
 			else
-				vsig_set(s, DKIM_PASS, NULL);
+				dkim_vsig_set(s, DKIM_PASS, NULL);
 		}
 	}
 	dkim_pubkey_free(&k);
@@ -614,7 +237,7 @@ static void job_work(void *arg)
 
 static void job_free(struct vjob *j)
 {
-	kfields_free(&j->fields);
+	dkim_kfields_free(&j->fields);
 	for (size_t i = 0; i < j->n_sigs; i++)
 		vsig_free(&j->sigs[i]);
 	free(j->sigs);
@@ -697,10 +320,10 @@ static void key_answer(void *arg, const struct dns_answer *a)
 	case DNS_NODATA:
 	case DNS_NXDOMAIN:
 	case DNS_BADNAME:
-		vsig_set(s, DKIM_PERMERROR, "no key");
+		dkim_vsig_set(s, DKIM_PERMERROR, "no key");
 		break;
 	default:
-		vsig_set(s, DKIM_TEMPERROR, "key lookup failed");
+		dkim_vsig_set(s, DKIM_TEMPERROR, "key lookup failed");
 		break;
 	}
 	struct dkim_verify *v = s->owner;
@@ -729,7 +352,7 @@ void dkim_verify_free(struct dkim_verify **vp)
 	if (v->job)
 		v->job->v = NULL; /* job_done frees it */
 	hdr_reader_free(&v->hr);
-	kfields_free(&v->fields);
+	dkim_kfields_free(&v->fields);
 	for (size_t i = 0; i < v->n_sigs; i++)
 		vsig_free(&v->sigs[i]);
 	free(v->sigs);
@@ -791,7 +414,7 @@ static bool sign_on_field(void *arg, const struct hdr_field *f)
 {
 	struct dkim_sign *s = arg;
 	if (!f->over_limit && f->name_len > 0)
-		kfields_add(&s->fields, f);
+		dkim_kfields_add(&s->fields, f);
 	return true;
 }
 
@@ -867,7 +490,7 @@ int dkim_sign_finish(struct dkim_sign *s, struct buf *out)
 		}
 	}
 	struct buf data = BUF_INIT;
-	header_data(&s->fields, h, nh, DKIM_CANON_RELAXED, &data);
+	dkim_header_data(&s->fields, h, nh, DKIM_CANON_RELAXED, &data);
 	size_t hdr_len = data.len;
 	int ret = 0;
 	for (size_t i = 0; i < s->n_keys; i++) {
@@ -907,7 +530,7 @@ int dkim_sign_finish(struct dkim_sign *s, struct buf *out)
 		/* the header hash input: the signed fields, then this field with
 		 * b= empty and no final CRLF (RFC 6376 3.7) */
 		data.len = hdr_len;
-		sig_field_data(f.data, f.len, b_off, 0, DKIM_CANON_RELAXED, &data);
+		dkim_sig_field_data(f.data, f.len, b_off, 0, DKIM_CANON_RELAXED, &data);
 		f.len = b_off;
 		struct buf sig = BUF_INIT;
 		if (dkim_key_sign(k->key, data.data, data.len, &sig) < 0) {
@@ -950,7 +573,7 @@ void dkim_sign_free(struct dkim_sign **sp)
 	}
 	free(s->keys);
 	hdr_reader_free(&s->hr);
-	kfields_free(&s->fields);
+	dkim_kfields_free(&s->fields);
 	dkim_bodyhash_free(&s->bh);
 	free(s);
 	*sp = NULL;

@@ -95,7 +95,9 @@ struct dkim_sign;
 /* Relaxed/relaxed, the header list of RFC 6376 5.4.1 with From, Subject, To,
  * Date (and Cc, Reply-To, Message-ID... when present) signed once more than
  * they occur (oversigning: a field added later breaks the signature). One
- * DKIM-Signature per key (dual signing: RSA and Ed25519). now: t=. */
+ * DKIM-Signature per key (dual signing: RSA and Ed25519). now: t=. The
+ * keys (struct dkim_key) must outlive the signer; domain and selector are
+ * copied. */
 struct dkim_sign *dkim_sign_new(const struct dkim_signer_key *keys, size_t n, time_t now,
 				const struct dkim_limits *lim);
 void dkim_sign_feed(struct dkim_sign *s, const char *p, size_t n);

@@ -239,10 +239,60 @@ struct dkim_bodyhash *dkim_bodyhash_new(enum dkim_canon c, enum dkim_alg a, int6
 
 void dkim_bodyhash_feed(struct dkim_bodyhash *b, const char *p, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		char c = p[i];
-		if (b->limit == 0 && b->olen == 0 && b->emitted)
+	bool relaxed = b->canon == DKIM_CANON_RELAXED;
+	size_t i = 0;
+	while (i < n) {
+		if (b->limit == 0)
 			return; /* l= reached: the rest does not count */
+		/* inside a line with nothing held back: copy the run of octets
+		 * that need no decision (no CR; relaxed: no WSP) at once */
+		if (!b->pending_cr && !b->pending_wsp && b->line_len > 0) {
+			size_t j = i;
+			if (relaxed && b->limit < 0) {
+				/* straight into the output buffer; WSP runs inside the
+				 * line become one SP, a run that may end the line
+				 * stays for the slow path */
+				size_t ol = b->olen, start = i;
+				while (i < n) {
+					char c = p[i];
+					if (c == '\r')
+						break;
+					size_t k = i + 1;
+					if (c == ' ' || c == '\t') {
+						while (k < n && (p[k] == ' ' || p[k] == '\t'))
+							k++;
+						if (k == n || p[k] == '\r')
+							break;
+						c = ' ';
+					}
+					if (ol == sizeof(b->obuf)) {
+						b->olen = ol;
+						bh_flush(b);
+						ol = 0;
+					}
+					b->obuf[ol++] = c;
+					b->line_len++;
+					i = k;
+				}
+				b->olen = ol;
+				if (i > start)
+					continue;
+				j = i;
+			} else if (relaxed) {
+				while (j < n && p[j] != '\r' && p[j] != ' ' && p[j] != '\t')
+					j++;
+			} else {
+				const char *cr = memchr(p + i, '\r', n - i);
+				j = cr ? (size_t)(cr - p) : n;
+			}
+			if (j > i) {
+				bh_out(b, p + i, j - i);
+				b->line_len += j - i;
+				i = j;
+				continue;
+			}
+		}
+		char c = p[i++];
 		if (b->pending_cr) {
 			b->pending_cr = false;
 			if (c == '\n') {
@@ -253,7 +303,7 @@ void dkim_bodyhash_feed(struct dkim_bodyhash *b, const char *p, size_t n)
 		}
 		if (c == '\r') {
 			b->pending_cr = true;
-		} else if (b->canon == DKIM_CANON_RELAXED && is_wsp(c)) {
+		} else if (relaxed && is_wsp(c)) {
 			b->pending_wsp = true;
 		} else {
 			bh_content(b, c);

@@ -7,9 +7,12 @@
 #define RFC8463_ED_RECORD "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
 
 #include "prim_tests.inc"
+#include "verify_tests.inc"
 
 int main(void)
 {
+	log_set_level(LOG_WARN);
 	dkim_prim_tests();
+	dkim_verify_tests();
 	return test_done("test_dkim");
 }
