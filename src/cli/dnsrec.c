@@ -570,7 +570,7 @@ static void check_spf(struct checker *c, const struct ans *v4, const struct ans 
 					   why ? ")" : "");
 				free(why);
 			}
-			char *det = xasprintf("\"%s\": %s", one->s, res.data);
+			char *det = xasprintf("\"%s\": %s", one->s, res.data ? res.data : "");
 			report(c, all_pass ? "ok" : tempfail ? "tempfail" : "wrong", "SPF", w->domain,
 			       det, all_pass || tempfail ? NULL : fix);
 			free(det);
