@@ -22,6 +22,7 @@
 #include "dns/dns.h"
 #include "policy/dkim.h"
 #include "policy/dmarc.h"
+#include "policy/spf.h"
 #include "store/store.h"
 
 #define TXT_CHUNK 255 /* RFC 1035 3.3: a <character-string> holds 255 octets */
@@ -402,12 +403,8 @@ static void report(struct checker *c, const char *status, const char *kind, cons
 		/* one line: the fix's continuation strings joined by a space */
 		printf("; publish: ");
 		for (const char *p = fix; *p; p++)
-			if (*p == '\n')
-				;
-			else if (*p == '\t')
-				putchar(' ');
-			else
-				putchar(*p);
+			if (*p != '\n')
+				putchar(*p == '\t' ? ' ' : *p);
 	}
 	printf("\n");
 }
@@ -431,7 +428,7 @@ static bool host_eq(const char *a, const char *b)
 	return la == lb && strncasecmp(a, b, la) == 0;
 }
 
-static bool check_mx(struct checker *c)
+static void check_mx(struct checker *c)
 {
 	const struct want *w = c->w;
 	struct ans a;
@@ -460,7 +457,6 @@ static bool check_mx(struct checker *c)
 	}
 	ans_free(&a);
 	free(fix);
-	return ours;
 }
 
 /* Our host name's addresses (for the SPF check), reported as a record. */
@@ -488,80 +484,43 @@ static void check_host(struct checker *c, struct ans *v4, struct ans *v6)
 	buf_free(&b);
 }
 
-/* Does "ip4:NET[/LEN]" or "ip6:NET[/LEN]" (value after the colon) contain addr? */
-static bool cidr_has(const char *value, size_t vlen, int af, const char *addr)
+struct spf_sync {
+	struct loop *l;
+	enum spf_result result;
+	char *mechanism;
+	bool done;
+};
+
+static void on_spf(void *arg, const struct spf_outcome *o)
 {
-	char net[64];
-	if (vlen >= sizeof net)
-		return false;
-	memcpy(net, value, vlen);
-	net[vlen] = '\0';
-	int maxlen = af == AF_INET ? 32 : 128, len = maxlen;
-	char *slash = strchr(net, '/');
-	if (slash != NULL) {
-		*slash = '\0';
-		char *e;
-		long l = strtol(slash + 1, &e, 10);
-		if (*e != '\0' || l < 0 || l > maxlen)
-			return false;
-		len = (int)l;
-	}
-	unsigned char n[16], x[16];
-	if (inet_pton(af, net, n) != 1 || inet_pton(af, addr, x) != 1)
-		return false;
-	for (int bit = 0; bit < len; bit++) {
-		int byte = bit / 8, m = 0x80 >> (bit % 8);
-		if ((n[byte] & m) != (x[byte] & m))
-			return false;
-	}
-	return true;
+	struct spf_sync *s = arg;
+	s->result = o->result;
+	s->mechanism = o->mechanism ? xstrdup(o->mechanism)
+		       : o->problem ? xstrdup(o->problem)
+				    : NULL;
+	s->done = true;
+	loop_stop(s->l);
 }
 
-/* A simple reading of one SPF record (RFC 7208 4.6): does a term that
- * passes ("+" or no qualifier) name this server? "mx" (when the MX check
- * found us), "a:<our host>", "ip4:"/"ip6:" networks holding one of our
- * addresses. include: and redirect= are not followed (the full evaluator
- * is the spf module's). */
-static const char *spf_authorizes(const char *rec, bool mx_ours, const char *host,
-				  const struct ans *v4, const struct ans *v6)
+/* RFC 7208 check_host() through the spf module, as a receiver would run it
+ * for mail from postmaster@domain sent by our host from ip. */
+static enum spf_result spf_eval(struct checker *c, const char *ip, char **why_r)
 {
-	const char *p = rec + 6; /* "v=spf1" */
-	while (*p) {
-		p += strspn(p, " ");
-		size_t n = strcspn(p, " ");
-		if (n == 0)
-			break;
-		const char *t = p;
-		size_t tn = n;
-		p += n;
-		if (*t == '+') {
-			t++;
-			tn--;
-		} else if (*t == '-' || *t == '~' || *t == '?') {
-			continue;
-		}
-		if ((tn == 2 && strncasecmp(t, "mx", 2) == 0) ||
-		    (tn > 3 && strncasecmp(t, "mx/", 3) == 0)) {
-			if (mx_ours)
-				return "mx";
-		} else if (tn > 2 && strncasecmp(t, "a:", 2) == 0) {
-			size_t hl = strcspn(t + 2, "/ ");
-			char *h = xstrndup(t + 2, hl);
-			bool eq = host_eq(h, host);
-			free(h);
-			if (eq)
-				return "a:";
-		} else if (tn > 4 && strncasecmp(t, "ip4:", 4) == 0) {
-			for (size_t i = 0; i < v4->n; i++)
-				if (cidr_has(t + 4, tn - 4, AF_INET, v4->v[i].s))
-					return "ip4:";
-		} else if (tn > 4 && strncasecmp(t, "ip6:", 4) == 0) {
-			for (size_t i = 0; i < v6->n; i++)
-				if (cidr_has(t + 4, tn - 4, AF_INET6, v6->v[i].s))
-					return "ip6:";
-		}
-	}
-	return NULL;
+	const struct want *w = c->w;
+	char *sender = xasprintf("postmaster@%s", w->domain);
+	struct spf_request r = {
+		.ip = ip, .domain = w->domain, .sender = sender, .helo = w->host,
+		.receiver = w->host,
+	};
+	struct spf_sync s = {.l = c->l, .result = SPF_TEMPERROR};
+	struct spf_query *q = spf_check(c->dns, &r, on_spf, &s);
+	free(sender);
+	if (q == NULL)
+		return SPF_TEMPERROR;
+	while (!s.done)
+		loop_run(c->l);
+	*why_r = s.mechanism;
+	return s.result;
 }
 
 static bool is_spf(const struct item *it)
@@ -570,8 +529,9 @@ static bool is_spf(const struct item *it)
 	       (it->s[6] == '\0' || it->s[6] == ' ');
 }
 
-static void check_spf(struct checker *c, bool mx_ours, const struct ans *v4,
-		      const struct ans *v6)
+/* A single v=spf1 record (RFC 7208 4.5), which the evaluator passes for
+ * every address of our host. */
+static void check_spf(struct checker *c, const struct ans *v4, const struct ans *v6)
 {
 	const struct want *w = c->w;
 	struct ans a;
@@ -589,17 +549,32 @@ static void check_spf(struct checker *c, bool mx_ours, const struct ans *v4,
 		if (n == 0) {
 			report(c, "missing", "SPF", w->domain, "no v=spf1 record", fix);
 		} else if (n > 1) {
-			/* RFC 7208 4.5: more than one record is a permerror */
 			report(c, "wrong", "SPF", w->domain,
 			       "more than one v=spf1 record (RFC 7208 4.5: permerror)", fix);
-		} else {
-			const char *why = spf_authorizes(one->s, mx_ours, w->host, v4, v6);
-			char *det = why ? xasprintf("\"%s\" (%s names %s)", one->s, why, w->host)
-					: xasprintf("\"%s\" does not name %s (by mx, a:, ip4: or "
-						    "ip6:)",
-						    one->s, w->host);
-			report(c, why ? "ok" : "wrong", "SPF", w->domain, det, why ? NULL : fix);
+		} else if (v4->n + v6->n == 0) {
+			char *det = xasprintf("\"%s\": cannot tell, %s has no address", one->s,
+					      w->host);
+			report(c, "wrong", "SPF", w->domain, det, NULL);
 			free(det);
+		} else {
+			struct buf res = BUF_INIT;
+			bool all_pass = true, tempfail = false;
+			for (size_t i = 0; i < v4->n + v6->n; i++) {
+				const char *ip = i < v4->n ? v4->v[i].s : v6->v[i - v4->n].s;
+				char *why = NULL;
+				enum spf_result r = spf_eval(c, ip, &why);
+				all_pass &= r == SPF_PASS;
+				tempfail |= r == SPF_TEMPERROR;
+				buf_printf(&res, "%s%s %s%s%s%s", i ? ", " : "", ip,
+					   spf_result_name(r), why ? " (" : "", why ? why : "",
+					   why ? ")" : "");
+				free(why);
+			}
+			char *det = xasprintf("\"%s\": %s", one->s, res.data ? res.data : "");
+			report(c, all_pass ? "ok" : tempfail ? "tempfail" : "wrong", "SPF", w->domain,
+			       det, all_pass || tempfail ? NULL : fix);
+			free(det);
+			buf_free(&res);
 		}
 	}
 	ans_free(&a);
@@ -813,10 +788,10 @@ static int cmd_check(const struct want *w)
 		loop_free(&c.l);
 		return 1;
 	}
-	bool mx_ours = check_mx(&c);
+	check_mx(&c);
 	struct ans v4, v6;
 	check_host(&c, &v4, &v6);
-	check_spf(&c, mx_ours, &v4, &v6);
+	check_spf(&c, &v4, &v6);
 	ans_free(&v4);
 	ans_free(&v6);
 	check_dkim(&c);

@@ -243,12 +243,20 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 			smtp_rcpt_args_free(&r);
 			return;
 		}
-		if (k > 0) {
+		const char *od = k > 0 ? addr_domain(orig) : NULL;
+		if (k > 0 && (od == NULL || !store_domain_is_local(st, od))) {
 			/* The original sender, wherever it is: relayed whatever
 			 * the relay rules (our hash says we sent it out). */
 			add_remote(tx, orig, &r);
 			free(orig);
 			goto accepted;
+		}
+		if (k > 0) {
+			/* A sender of another of our domains: resolved below
+			 * as any local recipient. */
+			free(r.addr);
+			r.addr = orig;
+			domain = od;
 		}
 	}
 	/* ---- end SRS ---- */

@@ -3,7 +3,8 @@
 records: the exact records for a domain with DKIM keys (an RSA key, whose
 record is split into 255-octet strings, and a pending Ed25519 key), the
 RFC 6186 SRV records of the configured listeners ("0 0 0 ." for the others),
-the commented placeholders. check: against a private dnsmasq serving a zone
+the commented placeholders; after `postern dkim keygen`, both new keys'
+records. check: against a private dnsmasq serving a zone
 built from the printed records (everything ok, exit 0); then a zone without
 the SPF record, with a wrong DKIM p= and without DMARC (each reported, exit
 1); a DMARC record at the organizational domain only (ok); a resolver that
@@ -176,6 +177,8 @@ def test_check_all_ok(srv):
     for l in by.values():
         assert l.startswith("ok "), l
     assert HOST_IP in by[("A", "mx.example.test:")]
+    # the SPF evaluator (RFC 7208 check_host) passes our host by "mx"
+    assert '"v=spf1 mx -all": 127.0.0.77 pass (mx)' in by[("SPF", "example.test:")], out
 
 
 def test_check_missing_and_wrong(srv):
@@ -211,6 +214,14 @@ def test_check_wrong_mx_spf_srv(srv):
     assert by[("SRV", "_imaps._tcp.example.test:")].startswith("wrong "), out
 
 
+def test_check_two_spf_records(srv):
+    recs = zone(records(srv)) + [("TXT", DOMAIN, "v=spf1 -all")]
+    rc, by, out = check(srv, recs)
+    assert rc == 1, out
+    assert by[("SPF", "example.test:")].startswith("wrong "), out
+    assert "RFC 7208 4.5" in by[("SPF", "example.test:")]
+
+
 def test_check_spf_by_address_and_org_dmarc(srv, tmp_path):
     """ip4: naming the MX host's address authorizes it; a DMARC record at the
     organizational domain (RFC 7489 6.6.3) serves a subdomain."""
@@ -225,12 +236,36 @@ def test_check_spf_by_address_and_org_dmarc(srv, tmp_path):
                            dmarc_psl_file="/usr/share/publicsuffix/public_suffix_list.dat")
     lines = {tuple(l.split()[1:3]): l for l in out.splitlines()}
     assert lines[("SPF", "sub.example.test:")].startswith("ok "), out
-    assert "ip4:" in lines[("SPF", "sub.example.test:")]
+    assert "127.0.0.77 pass (ip4:127.0.0.0/24)" in lines[("SPF", "sub.example.test:")]
     dm = lines[("DMARC", "_dmarc.sub.example.test:")]
     assert dm.startswith("ok ") and "organizational domain example.test" in dm, out
     # no DKIM key yet: said so; nothing else is wrong
     assert lines[("DKIM", "sub.example.test:")].startswith("missing ")
     assert rc == 1
+
+
+def test_keygen_records_and_check(tmp_path):
+    """After `postern dkim keygen`, records prints both keys' records (RSA
+    and Ed25519, the public keys the store holds), and check finds them."""
+    s = Postern(tmp_path, hostname=HOST, imap_listen="", pop3_listen="")
+    s.cli("domain", "add", "kg.test")
+    s.cli("dkim", "keygen", "kg.test")
+    db = sqlite3.connect(os.path.join(s.data_dir, "postern.db"))
+    keys = db.execute("SELECT selector, alg, public_key FROM dkim_keys"
+                      " WHERE domain = 'kg.test'").fetchall()
+    db.close()
+    assert sorted(k[1] for k in keys) == ["ed25519-sha256", "rsa-sha256"]
+    rc, out, err = run(s, "dns", "records", "kg.test")
+    assert rc == 0, err
+    recs = {n: r for n, t, r in parse_zone(out) if t == "TXT"}
+    for sel, alg, pub in keys:
+        kind = "ed25519" if alg.startswith("ed25519") else "rsa"
+        got = "".join(txt_strings(recs["%s._domainkey.kg.test." % sel]))
+        assert got == "v=DKIM1; k=%s; p=%s" % (kind, pub)
+    with Dnsmasq(s.dir, zone(out)) as dns:
+        rc, out, err = run(s, "dns", "check", "kg.test", dns_resolver=dns.server)
+    assert rc == 0, out
+    assert sum(1 for l in out.splitlines() if l.split()[:2] == ["ok", "DKIM"]) == 2, out
 
 
 def test_check_tempfail(srv):

@@ -57,6 +57,8 @@ def net(tmp_path_factory, tls_pair):
     a.cli("domain", "add", "fwd.test")
     a.cli("user", "add", "alice@fwd.test", input="alice-Secret-1\n")
     a.cli("alias", "add", "fwd@fwd.test", "someone@remote.test")
+    a.cli("domain", "add", "other.test")
+    a.cli("user", "add", "bob@other.test", input="bob-Secret-2\n")
     remote, orig = Sink(remote_ip, port), Sink(orig_ip, port)
     a.start()
     n = type("Net", (), {})()
@@ -159,6 +161,22 @@ def test_valid_variants_accepted(net, case):
         assert r.code == 250, r
     tx = wait_until(lambda: net.orig.tx, WAIT, "the bounce at orig.test")
     assert [x.lower() for x in tx[0][1]] == [want.lower()]
+
+
+def test_bounce_to_srs_of_our_other_domain_stays_local(net):
+    """The original sender is an account of another of our domains: the
+    bounce is delivered to its mailbox, not sent out to ourselves."""
+    addr = srs0("bob", "other.test")
+    before = len(net.a.messages("bob@other.test"))
+    with mx(net) as c:
+        assert c.cmd("MAIL FROM:<>").code == 250
+        r = c.cmd("RCPT TO:<%s>" % addr)
+        assert r.code == 250, r
+        r = c.data(dsn_message(addr))
+        assert r.code == 250, r
+    wait_until(lambda: len(net.a.messages("bob@other.test")) == before + 1, WAIT, "local bounce")
+    assert not net.a.queue()
+    assert not net.orig.tx and not net.remote.tx
 
 
 def _forged():
