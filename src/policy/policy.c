@@ -701,7 +701,7 @@ static void on_arc(void *arg, const struct arc_outcome *o)
 {
 	struct policy_tx *t = arg;
 	t->arc_wait = false;
-	t->ao.result = o->result;
+	t->ao = *o; /* the strings copied below */
 	t->ao.instances = o->instances;
 	t->ao.reason = o->reason ? xstrdup(o->reason) : NULL;
 	t->ao.n_domains = o->n_domains;
@@ -875,6 +875,9 @@ static void build_results(struct policy_tx *t)
 		buf_printf(&b, "arc=%s", arc_result_name(t->ao.result));
 		if (t->ao.reason != NULL)
 			authres_comment(&b, t->ao.reason);
+		/* RFC 8617 10.1 */
+		if (t->ao.result == ARC_PASS && t->ao.oldest_pass > 0)
+			buf_printf(&b, " header.oldest-pass=%d", t->ao.oldest_pass);
 		buf_appends(&b, " smtp.remote-ip=");
 		authres_value(&b, t->ip);
 		res_add(t, &b);
@@ -966,8 +969,7 @@ static void job_start(struct policy_tx *t, const char *ar)
 		t->seal_key = NULL;
 		j->authserv_id = xstrdup(t->p->authserv_id);
 		j->ar = xstrdup(ar);
-		j->chain.result = t->ao.result;
-		j->chain.instances = t->ao.instances;
+		j->chain = t->ao; /* the strings copied below */
 		j->chain.reason = t->ao.reason ? xstrdup(t->ao.reason) : NULL;
 		j->chain.n_domains = t->ao.n_domains;
 		j->chain.domains = xcalloc(t->ao.n_domains ? t->ao.n_domains : 1, sizeof(char *));
