@@ -6,14 +6,16 @@ _dmarc records, the MX of the remote report addresses (a scripted SMTP
 sink, tests/e2e/smtpsink.py) and one external-destination authorization
 (RFC 7489 7.1). The evaluations are rows of dmarc_rows.
 
-How the rows get there: the integration work (branch integ) calls
-store_dmarc_record at the end of every DMARC evaluation of an inbound
-message; until it is merged, this test writes the rows directly into the
-store's database (sqlite3, WAL: beside the running daemon), with the
+How the rows get there: test_reports_from_real_deliveries delivers
+messages over SMTP, and the daemon's policy (src/policy/policy.c) records
+each DMARC evaluation (store_dmarc_record), rejected messages too. The
+other tests need rows no SMTP client can produce (IPv6 sources, hostile
+From domains, chosen policies and periods): they write them directly into
+the store's database (sqlite3, WAL: beside the running daemon), with the
 fields store_dmarc_record stores (src/store/store.h, struct
-store_dmarc_row). That is the test-only path; everything after it (the
-run, the XML, gzip, the message, the 7.1 check, the queue, local delivery,
-`postern dmarc reports`) is the real code.
+store_dmarc_row). Everything after the rows (the run, the XML, gzip, the
+message, the 7.1 check, the queue, local delivery, `postern dmarc
+reports`) is the real code.
 
 `postern dmarc send-reports --since S --until U` runs one report run on a
 private loop and exits; the daemon's queue delivers within queue_poll (1 s).
@@ -68,6 +70,12 @@ def net(tmp_path_factory, tls_pair):
         ("MX", "thirdparty.test", "mx.sink.test", 10),
         ("MX", "small.test", "mx.sink.test", 10),
         ("A", "mx.sink.test", "127.0.0.1"),
+        # real deliveries (test_reports_from_real_deliveries)
+        ("TXT", "_dmarc.real.test", "v=DMARC1; p=none; aspf=r; rua=mailto:agg@real.test"),
+        ("TXT", "real.test", "v=spf1 ip4:127.0.0.1 -all"),
+        ("MX", "real.test", "mx.sink.test", 10),
+        ("TXT", "_dmarc.rejreal.test", "v=DMARC1; p=reject; rua=mailto:agg@rejreal.test"),
+        ("MX", "rejreal.test", "mx.sink.test", 10),
     ]).start()
     r = Postern(tmp_path_factory.mktemp("r"), tls_pair, hostname="mx.recv.test",
                 dns_resolver=dns.server, outbound_port=sink.port, queue_poll="1",
@@ -374,3 +382,61 @@ def test_daemon_timer(tmp_path, tls_pair):
         finally:
             sink.close()
             dns.stop()
+
+
+def dmarc_rows(srv, domain):
+    db = sqlite3.connect(os.path.join(srv.data_dir, "postern.db"), timeout=10)
+    try:
+        return db.execute("SELECT count(*) FROM dmarc_rows WHERE policy_domain = ?",
+                          (domain,)).fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_reports_from_real_deliveries(net, tmp_path):
+    """Messages delivered end to end are evaluated and recorded by the
+    daemon; the report counts them as they were: three aligned SPF passes
+    from real.test (p=none), one p=reject failure from rejreal.test (550,
+    nothing stored, still recorded)."""
+    t0 = int(time.time())
+    for i in range(3):
+        msg = make_message("a@real.test", REPORTS, "real %d" % i, "body %d" % i)
+        with net.r.client("mx") as c:
+            c.ehlo("client.real.test")
+            r = c.mail("bounce@real.test", [REPORTS], msg)
+            assert r.code == 250, r
+    msg = make_message("a@rejreal.test", REPORTS, "rejected", "body")
+    with net.r.client("mx") as c:
+        c.ehlo("client.real.test")
+        r = c.mail("x@rejreal.test", [REPORTS], msg, expect_ok=False)
+        assert r.code == 550, r
+    wait_until(lambda: dmarc_rows(net.r, "real.test") == 3 and
+               dmarc_rows(net.r, "rejreal.test") == 1, WAIT, "the evaluations recorded")
+    n, log = send_reports(net.r, t0, int(time.time()) + 1)
+    assert n == 2, log
+    wait_until(lambda: sink_reports(net.sink, "real.test") and
+               sink_reports(net.sink, "rejreal.test"), WAIT, "the reports at the sink")
+
+    (_, rcpts, data), = [t[:3] for t in sink_reports(net.sink, "real.test")]
+    assert rcpts == ["agg@real.test"]
+    xml = report_xml(data)[1]
+    validate(tmp_path, xml)
+    x = xml.decode()
+    assert x.count("<record>") == 1, x
+    assert ("<row><source_ip>127.0.0.1</source_ip><count>3</count><policy_evaluated>"
+            "<disposition>none</disposition><dkim>fail</dkim><spf>pass</spf>"
+            "</policy_evaluated></row>") in x, x
+    assert ("<identifiers><envelope_to>recv.test</envelope_to><envelope_from>real.test"
+            "</envelope_from><header_from>real.test</header_from></identifiers>") in x, x
+    assert ("<auth_results><spf><domain>real.test</domain><scope>mfrom</scope>"
+            "<result>pass</result></spf></auth_results>") in x, x
+    assert "<p>none</p><sp>none</sp><pct>100</pct>" in x, x
+
+    (_, rcpts, data), = [t[:3] for t in sink_reports(net.sink, "rejreal.test")]
+    assert rcpts == ["agg@rejreal.test"]
+    xml = report_xml(data)[1]
+    validate(tmp_path, xml)
+    x = xml.decode()
+    assert ("<count>1</count><policy_evaluated><disposition>reject</disposition>"
+            "<dkim>fail</dkim><spf>fail</spf></policy_evaluated>") in x, x
+    assert "<header_from>rejreal.test</header_from>" in x, x
