@@ -97,6 +97,12 @@ struct policy_tx {
 	/* forwarding */
 	char *fwd_domain;
 	char *rcpt_domain; /* the first recipient's (aggregate reports) */
+	/* the DMARC evaluation to record (store_dmarc_record) once the
+	 * transaction is over: off the path between the verdict and the commit */
+	struct store_dmarc_row *rec;
+	struct store_dmarc_dkim rec_dk[STORE_DMARC_MAX_DKIM];
+	char **rec_strs;
+	size_t n_rec_strs;
 	/* content */
 	bool started, content_ended;
 	policy_out_fn *out;
@@ -712,36 +718,45 @@ static void on_arc(void *arg, const struct arc_outcome *o)
 	end_step(t);
 }
 
-/* RFC 7489 7.2: the evaluation, for the aggregate report to the record's rua */
+/* A copy owned by t (freed with it). */
+static const char *rec_str(struct policy_tx *t, const char *v)
+{
+	t->rec_strs = xrealloc(t->rec_strs, (t->n_rec_strs + 1) * sizeof *t->rec_strs);
+	return t->rec_strs[t->n_rec_strs++] = xstrdup(v ? v : "");
+}
+
+/* RFC 7489 7.2: the evaluation, for the aggregate report to the record's rua;
+ * handed to the store when the transaction ends (policy_tx_free). */
 static void dmarc_record(struct policy_tx *t, const struct dmarc_outcome *o)
 {
 	const struct dmarc_record *r = o->record;
-	struct store_dmarc_dkim dk[STORE_DMARC_MAX_DKIM];
 	size_t n = 0;
 	for (size_t i = 0; i < t->dk.n && n < STORE_DMARC_MAX_DKIM; i++) {
 		if (t->dk.v[i].domain == NULL)
 			continue;
-		dk[n++] = (struct store_dmarc_dkim){t->dk.v[i].domain, t->dk.v[i].selector,
-						    dkim_result_name(t->dk.v[i].result)};
+		t->rec_dk[n++] = (struct store_dmarc_dkim){
+			rec_str(t, t->dk.v[i].domain), rec_str(t, t->dk.v[i].selector),
+			dkim_result_name(t->dk.v[i].result)};
 	}
 	struct buf rua = BUF_INIT;
 	for (size_t i = 0; i < r->n_rua; i++)
 		buf_printf(&rua, "%s%s", i ? " " : "", r->rua[i]);
 	buf_appendc(&rua, '\0');
-	struct store_dmarc_row row = {
+	t->rec = xcalloc(1, sizeof *t->rec);
+	*t->rec = (struct store_dmarc_row){
 		.time = time(NULL),
 		.source_ip = t->ip,
 		.header_from = t->from[0],
 		.envelope_from = t->mail_domain ? t->mail_domain : "",
 		.envelope_to = t->rcpt_domain ? t->rcpt_domain : "",
-		.policy_domain = o->policy_domain,
+		.policy_domain = rec_str(t, o->policy_domain),
 		.p = dmarc_policy_name(r->p),
 		.sp = dmarc_policy_name(r->sp),
 		.pct = r->pct,
 		.adkim = r->adkim_strict ? 's' : 'r',
 		.aspf = r->aspf_strict ? 's' : 'r',
-		.fo = r->fo,
-		.rua = rua.data,
+		.fo = rec_str(t, r->fo),
+		.rua = rec_str(t, rua.data),
 		/* what was done: enforcement off is the local policy's override */
 		.disposition = dmarc_policy_name(t->p->cfg->dmarc_enforce ? o->disposition
 									   : DMARC_P_NONE),
@@ -751,13 +766,12 @@ static void dmarc_record(struct policy_tx *t, const struct dmarc_outcome *o)
 			  : (!t->p->cfg->dmarc_enforce && o->disposition != DMARC_P_NONE)
 			      ? "local_policy"
 			      : "",
-		.dkim_results = dk,
+		.dkim_results = t->rec_dk,
 		.n_dkim = n,
 		.spf_domain = t->spf_domain,
 		.spf_scope = t->mail_domain ? "mfrom" : "helo",
 		.spf_result = t->spf_checked ? spf_result_name(t->spf) : "none",
 	};
-	store_dmarc_record(t->p->st, &row);
 	buf_free(&rua);
 }
 
@@ -1176,6 +1190,12 @@ void policy_tx_free(struct policy_tx **tp)
 	if (t == NULL)
 		return;
 	*tp = NULL;
+	if (t->rec != NULL && t->p != NULL)
+		store_dmarc_record(t->p->st, t->rec); /* copies */
+	free(t->rec);
+	for (size_t i = 0; i < t->n_rec_strs; i++)
+		free(t->rec_strs[i]);
+	free(t->rec_strs);
 	if (t->p != NULL)
 		tx_detach(t);
 	if (t->started)
