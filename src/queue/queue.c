@@ -66,6 +66,12 @@ struct qdest {
 	struct qjob *head, *tail; /* waiting for a connection */
 	size_t n_jobs;
 	int n_conns, n_opening;
+	/* 0, or the most connections the next hop took at once: a connection
+	 * refused while others were open (a per-client limit, "421 too many
+	 * connections") caps this destination there, one more being tried
+	 * each time a connection opens at the cap (as Postfix's concurrency
+	 * feedback). */
+	int cap;
 };
 
 struct qaddr {
@@ -102,6 +108,7 @@ struct queue {
 	struct timer *timer;
 	time_t timer_at;
 	bool leasing, kicked, stopping;
+	bool starved; /* a tick found no room: more may be due in the store */
 	struct qdest *dests;
 	struct qconn *conns;
 	struct qjob *live; /* every job alive: waiting, in flight or recording */
@@ -186,7 +193,14 @@ static struct qjob *dest_pop(struct qdest *d)
 		d->tail = NULL;
 	j->next = NULL;
 	d->n_jobs--;
-	j->q->n_waiting--;
+	struct queue *q = j->q;
+	q->n_waiting--;
+	/* Room again (half the cap, not one job at a time): lease the rest of
+	 * what is due now, not at the next queue_poll. */
+	if (q->starved && q->n_waiting <= q->max_waiting / 2) {
+		q->starved = false;
+		schedule(q, time(NULL));
+	}
 	return j;
 }
 
@@ -544,7 +558,10 @@ static void on_open(void *arg, struct smtp_client *c, bool ok, enum smtp_status 
 		return;
 	}
 	cn->opening = false;
-	cn->dest->n_opening--;
+	struct qdest *d = cn->dest;
+	d->n_opening--;
+	if (d->cap > 0 && d->n_conns - d->n_opening >= d->cap)
+		d->cap = d->n_conns - d->n_opening + 1; /* it took this many: try one more */
 	conn_next(cn);
 }
 
@@ -552,6 +569,19 @@ static void try_next_addr(struct qconn *cn)
 {
 	struct queue *q = cn->q;
 	if (q->stopping || cn->cur == cn->n_addrs) {
+		struct qdest *d = cn->dest;
+		int open = d->n_conns - d->n_opening; /* cn is still opening */
+		if (!q->stopping && open > 0) {
+			/* Other connections to it are open: the next hop limits
+			 * how many it takes at once. Its waiting jobs go on those
+			 * (deferring them would delay mail it is taking, RFC 5321
+			 * 4.5.4.1), and no more than that are opened. */
+			d->cap = open;
+			log_info("queue dest=%s: connection refused while %d open; at most %d now: %s",
+			         d->name, open, open, cn->fail_diag ? cn->fail_diag : "-");
+			conn_end(cn);
+			return;
+		}
 		/* every address failed: the destination's waiting jobs are
 		 * deferred (a refused greeting too: another host may be back) */
 		if (!q->stopping)
@@ -681,8 +711,10 @@ static void dispatch(struct queue *q)
 				return;
 			/* a connection being opened will take a job; more jobs
 			 * than that warrant another connection */
-			if (d->n_jobs > (size_t)d->n_opening &&
-			    d->n_conns < q->cfg->queue_max_per_destination) {
+			int limit = q->cfg->queue_max_per_destination;
+			if (d->cap > 0 && d->cap < limit)
+				limit = d->cap;
+			if (d->n_jobs > (size_t)d->n_opening && d->n_conns < limit) {
 				conn_start(q, d); /* may fail at once and change the list */
 				again = true;
 				break;
@@ -805,6 +837,8 @@ static void tick(void *arg)
 	if (room > QUEUE_LEASE_BATCH)
 		room = QUEUE_LEASE_BATCH;
 	if (room == 0) {
+		/* dest_pop looks again once room is made */
+		q->starved = true;
 		schedule(q, time(NULL) + (time_t)q->cfg->queue_poll);
 		return;
 	}

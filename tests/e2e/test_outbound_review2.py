@@ -1,0 +1,173 @@
+"""Second review of the outbound path (issue 8): the scheduler must keep
+mail moving when a next hop limits its connections or when the backlog is
+larger than what one node holds in memory, and must not wait for its poll
+to carry what is already due.
+
+One postern instance (A, one.test) relays to a scripted SMTP server (Hop, a
+smtpsink.SmtpSink) published as the MX of hop.test by a private dnsmasq.
+Every wait is bounded; every process is stopped by PID.
+"""
+import os
+import re
+
+import conftest
+from conftest import make_message
+from dnsmasq import Dnsmasq
+from smtpsink import SmtpSink, wait_until
+from test_outbound import (ALICE, ALICE_PW, _ips, delivery_lines, make_instance, strip_trace,
+                           submit)
+
+WAIT = 30.0
+
+
+class Hop(SmtpSink):
+    """Accepts everything. max_sessions: more sessions at once than that get
+    "421 too many connections" as their greeting (as Postfix's
+    smtpd_client_connection_count_limit does)."""
+
+    greeting = "220 hop.test ESMTP"
+
+    def __init__(self, ip, port, max_sessions=0):
+        self.max_sessions = max_sessions
+        self.active = 0
+        self.refused = 0
+        super().__init__(ip, port)
+
+    def ehlo(self, cmd):
+        return "250-hop.test\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES"
+
+    def helo(self, cmd):
+        return "250 hop.test"
+
+    def mail_from(self, cmd):
+        return cmd, "250 2.1.0 Ok"
+
+    def rcpt(self, cmd):
+        return re.search(r"<([^>]*)>", cmd).group(1), "250 2.1.5 Ok"
+
+    def _session(self, c):
+        with self.lock:
+            over = self.max_sessions and self.active >= self.max_sessions
+            if over:
+                self.refused += 1
+            else:
+                self.active += 1
+        if over:
+            try:
+                c.sendall(b"421 4.7.0 hop.test Error: too many connections\r\n")
+            except OSError:
+                pass
+            c.close()
+            return
+        try:
+            super()._session(c)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+def make_net(tmp_path_factory, tls_pair, hop_sessions=0, **extra):
+    (a_ip, hop_ip), port = _ips(2)
+    dns = Dnsmasq(tmp_path_factory.mktemp("dns"), [
+        ("MX", "one.test", "mx.one.test", 10), ("A", "mx.one.test", a_ip),
+        ("MX", "hop.test", "mx.hop.test", 10), ("A", "mx.hop.test", hop_ip),
+    ]).start()
+    opts = dict(dns_resolver=dns.server, outbound_port=port, queue_retry_min="1",
+                queue_retry_max="2", queue_poll="1", queue_lease="60",
+                outbound_connect_timeout="3", outbound_command_timeout="10",
+                outbound_data_timeout="10", queue_delay_warning="0")
+    opts.update(extra)
+    a = make_instance(tmp_path_factory.mktemp("a"), tls_pair, a_ip, port, "mx.one.test", **opts)
+    a.cli("domain", "add", "one.test")
+    a.cli("user", "add", ALICE, input=ALICE_PW + "\n")
+    hop = Hop(hop_ip, port, hop_sessions)
+    a.start()
+    n = type("Net", (), {})()
+    n.a, n.hop, n.dns = a, hop, dns
+    return n
+
+
+def stop_net(n):
+    try:
+        n.a.stop()
+    finally:
+        n.hop.close()
+        n.dns.stop()
+
+
+def held_first_delivery(hop):
+    """The next hop's first transaction waits at the final dot until the
+    returned Event is set (smtpsink's "hold" mode)."""
+    hop.data_mode = ["hold", "ok"]
+    return hop.release
+
+
+def test_a_refused_extra_connection_defers_nothing_an_open_one_can_carry(tmp_path_factory,
+                                                                         tls_pair):
+    """The next hop takes one session at a time and answers a second one
+    with 421 (a per-client connection limit, common on real MXs). While
+    the first session carries a message, the queue opens more connections
+    for the messages that arrive and each is refused. RFC 5321 4.5.4.1: a
+    sender should not hammer, and mail that the open session can carry must
+    not be deferred for a retry interval because a parallel connection was
+    refused: it waits for that session. queue_retry_min = 60 s: a deferral
+    would show as a delay past the test's bound and as result=deferred."""
+    n = make_net(tmp_path_factory, tls_pair, hop_sessions=1, queue_retry_min="60",
+                 queue_retry_max="60")
+    try:
+        a, hop = n.a, n.hop
+        release = held_first_delivery(hop)
+        first = make_message(ALICE, "first@hop.test", "first", "b\r\n")
+        submit(a, ["first@hop.test"], first)
+        assert hop.holding.wait(WAIT), "the first delivery did not reach the final dot"
+        msgs = []
+        for i in range(3):
+            m = make_message(ALICE, "r%d@hop.test" % i, "more %d" % i, "b%d\r\n" % i)
+            submit(a, ["r%d@hop.test" % i], m)
+            msgs.append(m)
+        # the extra connections are tried (and refused) while the first holds
+        wait_until(lambda: hop.refused >= 1, WAIT, "a refused extra connection")
+        release.set()
+        wait_until(lambda: len(hop.tx) == 4, WAIT, "every message to be delivered")
+        wait_until(lambda: not a.queue(), WAIT, "the queue to empty")
+        got = sorted(strip_trace(d)[2] for _, _, d in hop.tx)
+        assert got == sorted([first] + msgs)
+        for i in range(3):
+            lines = delivery_lines(a, "r%d@hop.test" % i)
+            assert len(lines) == 1 and "result=sent" in lines[0], lines
+        assert "result=deferred" not in a.log()
+    finally:
+        stop_net(n)
+
+
+def test_backlog_past_the_waiting_cap_drains_without_waiting_for_the_poll(tmp_path_factory,
+                                                                           tls_pair,
+                                                                           monkeypatch):
+    """Under a soft limit of 400 descriptors (256 go to the blob
+    directories) the queue holds about 30 leased jobs at once (each keeps its
+    blob open). A backlog of 120 due messages is leased in turns: each turn
+    must follow as soon as room is made, not at the next queue_poll (60 s
+    here, more than the whole test's bound)."""
+    wrapper = str(tmp_path_factory.mktemp("wrap") / "postern")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nulimit -n 400\nexec %s \"$@\"\n" % conftest.POSTERN)
+    os.chmod(wrapper, 0o755)
+    monkeypatch.setattr(conftest, "POSTERN", wrapper)
+    n = make_net(tmp_path_factory, tls_pair, queue_max_per_destination="1", queue_poll="60")
+    try:
+        a, hop = n.a, n.hop
+        release = held_first_delivery(hop)
+        n_msgs = 120
+        with a.authed(ALICE, ALICE_PW) as c:
+            for i in range(n_msgs):
+                msg = make_message(ALICE, "m%d@hop.test" % i, "backlog %d" % i, "b\r\n")
+                assert c.mail(ALICE, ["m%d@hop.test" % i], msg).code == 250
+        assert hop.holding.wait(WAIT)
+        release.set()
+        wait_until(lambda: len(hop.tx) == n_msgs, 45, "the backlog to drain before the poll")
+        wait_until(lambda: not a.queue(), WAIT, "the queue to empty")
+        log = a.log()
+        assert "Too many open files" not in log
+        assert "result=deferred" not in log
+    finally:
+        stop_net(n)
