@@ -93,6 +93,7 @@ struct smtp_client {
 	bool dropped;   /* smtp_client_close was called */
 	bool opened;    /* open_cb ran */
 	bool tls_retry; /* MAY: this connection is the one without TLS */
+	int in_cb;      /* open_cb or done_cb on the stack (smtp_client_close) */
 
 	smtp_client_open_cb *open_cb;
 	void *open_arg;
@@ -229,7 +230,9 @@ static void client_done(struct smtp_client *c, bool conn_ok)
 	client_tx_reset(c);
 	if (m == NULL || cb == NULL || c->dropped)
 		return;
+	c->in_cb++;
 	cb(arg, c, m, conn_ok);
+	c->in_cb--; /* c outlives the callback: a close inside it defers the free */
 }
 
 /* A transaction cut short: what is not final is TEMP with diag. */
@@ -251,7 +254,9 @@ static void client_open_done(struct smtp_client *c, bool ok, enum smtp_status st
 	c->opened = true;
 	if (ok)
 		c->st = ST_READY;
+	c->in_cb++;
 	c->open_cb(c->open_arg, c, ok, ok ? SMTP_ST_NONE : st, diag);
+	c->in_cb--;
 }
 
 /* The connection is unusable: close it, tell whoever waits. */
@@ -1086,11 +1091,22 @@ void smtp_client_close(struct smtp_client **cp)
 		client_free(c);
 		return;
 	}
+	if (c->in_cb == 0) {
+		/* Not from one of our callbacks: the caller is done with the
+		 * connection now (the queue's shutdown), and the loop may not
+		 * run again to deliver a deferred on_close (the client and its
+		 * conn would leak). Torn down at once: a transaction in flight
+		 * is cut before its final dot, so the next hop keeps nothing;
+		 * on_close runs inside conn_abort and frees c. */
+		c->st = ST_DEAD;
+		conn_abort(c->conn);
+		return;
+	}
 	/* RFC 5321 4.1.1.10: QUIT when idle; we do not wait for its 221. */
 	if (c->st == ST_READY)
 		conn_writes(c->conn, "QUIT\r\n");
 	c->st = ST_DEAD;
-	conn_close(c->conn); /* on_close frees c */
+	conn_close(c->conn); /* on_close frees c, from the loop */
 }
 
 void smtp_client_msg_reset(struct smtp_client_msg *m)

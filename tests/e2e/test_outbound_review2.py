@@ -171,3 +171,29 @@ def test_backlog_past_the_waiting_cap_drains_without_waiting_for_the_poll(tmp_pa
         assert "result=deferred" not in log
     finally:
         stop_net(n)
+
+
+def test_sigterm_with_a_delivery_in_flight_frees_its_connection(tmp_path_factory, tls_pair):
+    """SIGTERM while the next hop holds its reply to the final dot: the
+    transaction is cut (not marked delivered) and the daemon exits at once,
+    freeing the client connection it cut (under ASan, LeakSanitizer reports
+    what is left: conftest fails the stop). After the restart the message is
+    sent again and delivered."""
+    n = make_net(tmp_path_factory, tls_pair)
+    try:
+        a, hop = n.a, n.hop
+        release = held_first_delivery(hop)
+        msg = make_message(ALICE, "cut@hop.test", "cut by shutdown", "b\r\n")
+        submit(a, ["cut@hop.test"], msg)
+        assert hop.holding.wait(WAIT), "the delivery did not reach the final dot"
+        assert a.stop() == 0
+        release.set()
+        assert "delivery cut by shutdown" in a.log()
+        assert not delivery_lines(a, "cut@hop.test")
+        a.start()
+        wait_until(lambda: not a.queue(), WAIT, "the queue to empty after the restart")
+        lines = delivery_lines(a, "cut@hop.test")
+        assert len(lines) == 1 and "result=sent" in lines[0], lines
+        assert msg in [strip_trace(d)[2] for _, _, d in hop.tx]
+    finally:
+        stop_net(n)
