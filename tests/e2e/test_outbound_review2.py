@@ -7,15 +7,13 @@ One postern instance (A, one.test) relays to a scripted SMTP server (Hop, a
 smtpsink.SmtpSink) published as the MX of hop.test by a private dnsmasq.
 Every wait is bounded; every process is stopped by PID.
 """
-import os
 import re
 
-import conftest
+import test_outbound_review as review
 from conftest import make_message
-from dnsmasq import Dnsmasq
 from smtpsink import SmtpSink, wait_until
-from test_outbound import (ALICE, ALICE_PW, _ips, delivery_lines, make_instance, strip_trace,
-                           submit)
+from test_outbound import ALICE, ALICE_PW, delivery_lines, strip_trace, submit
+from test_outbound_review import stop_net
 
 WAIT = 30.0
 
@@ -67,32 +65,11 @@ class Hop(SmtpSink):
 
 
 def make_net(tmp_path_factory, tls_pair, hop_sessions=0, **extra):
-    (a_ip, hop_ip), port = _ips(2)
-    dns = Dnsmasq(tmp_path_factory.mktemp("dns"), [
-        ("MX", "one.test", "mx.one.test", 10), ("A", "mx.one.test", a_ip),
-        ("MX", "hop.test", "mx.hop.test", 10), ("A", "mx.hop.test", hop_ip),
-    ]).start()
-    opts = dict(dns_resolver=dns.server, outbound_port=port, queue_retry_min="1",
-                queue_retry_max="2", queue_poll="1", queue_lease="60",
-                outbound_connect_timeout="3", outbound_command_timeout="10",
-                outbound_data_timeout="10", queue_delay_warning="0")
-    opts.update(extra)
-    a = make_instance(tmp_path_factory.mktemp("a"), tls_pair, a_ip, port, "mx.one.test", **opts)
-    a.cli("domain", "add", "one.test")
-    a.cli("user", "add", ALICE, input=ALICE_PW + "\n")
-    hop = Hop(hop_ip, port, hop_sessions)
-    a.start()
-    n = type("Net", (), {})()
-    n.a, n.hop, n.dns = a, hop, dns
-    return n
-
-
-def stop_net(n):
-    try:
-        n.a.stop()
-    finally:
-        n.hop.close()
-        n.dns.stop()
+    """test_outbound_review's set-up with this file's Hop; a lease longer
+    than any attempt here."""
+    extra.setdefault("queue_lease", "60")
+    return review.make_net(tmp_path_factory, tls_pair,
+                           hop=lambda ip, port: Hop(ip, port, hop_sessions), **extra)
 
 
 def held_first_delivery(hop):
@@ -148,11 +125,7 @@ def test_backlog_past_the_waiting_cap_drains_without_waiting_for_the_poll(tmp_pa
     blob open). A backlog of 120 due messages is leased in turns: each turn
     must follow as soon as room is made, not at the next queue_poll (60 s
     here, more than the whole test's bound)."""
-    wrapper = str(tmp_path_factory.mktemp("wrap") / "postern")
-    with open(wrapper, "w") as f:
-        f.write("#!/bin/sh\nulimit -n 400\nexec %s \"$@\"\n" % conftest.POSTERN)
-    os.chmod(wrapper, 0o755)
-    monkeypatch.setattr(conftest, "POSTERN", wrapper)
+    review.low_fd_postern(tmp_path_factory, monkeypatch)
     n = make_net(tmp_path_factory, tls_pair, queue_max_per_destination="1", queue_poll="60")
     try:
         a, hop = n.a, n.hop
