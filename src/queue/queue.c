@@ -159,14 +159,15 @@ static struct qdest *dest_get(struct queue *q, const char *domain)
 {
 	bool relay = queue_relay_applies(q->relay_host, q->cfg->relayhost_domains, domain);
 	const char *name = relay ? q->relay_host : domain;
-	for (struct qdest *d = q->dests; d; d = d->next)
-		if (d->relay == relay && strcmp(d->name, name) == 0)
-			return d;
+	struct qdest **pp = &q->dests;
+	for (; *pp; pp = &(*pp)->next)
+		if ((*pp)->relay == relay && strcmp((*pp)->name, name) == 0)
+			return *pp;
+	/* a new destination joins the end of the round (dispatch) */
 	struct qdest *d = xcalloc(1, sizeof *d);
 	d->name = xstrdup(name);
 	d->relay = relay;
-	d->next = q->dests;
-	q->dests = d;
+	*pp = d;
 	return d;
 }
 
@@ -698,7 +699,23 @@ static void conn_start(struct queue *q, struct qdest *d)
 	}
 }
 
-/* Opens connections for waiting jobs, within the limits. */
+/* Moves d to the end of q->dests. */
+static void dest_to_tail(struct queue *q, struct qdest *d)
+{
+	struct qdest **pp = &q->dests;
+	while (*pp != d)
+		pp = &(*pp)->next;
+	*pp = d->next;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = d;
+	d->next = NULL;
+}
+
+/* Opens connections for waiting jobs, within the limits. The destinations
+ * take turns: one that got a connection goes to the end of the list, so a
+ * destination that keeps getting mail cannot starve one that waited
+ * longer while the connections are all in use. */
 static void dispatch(struct queue *q)
 {
 	if (q->stopping)
@@ -715,6 +732,7 @@ static void dispatch(struct queue *q)
 			if (d->cap > 0 && d->cap < limit)
 				limit = d->cap;
 			if (d->n_jobs > (size_t)d->n_opening && d->n_conns < limit) {
+				dest_to_tail(q, d);
 				conn_start(q, d); /* may fail at once and change the list */
 				again = true;
 				break;

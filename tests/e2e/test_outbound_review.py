@@ -75,6 +75,7 @@ def make_net(tmp_path_factory, tls_pair, hop=None, **extra):
     dns = Dnsmasq(tmp_path_factory.mktemp("dns"), [
         ("MX", "one.test", "mx.one.test", 10), ("A", "mx.one.test", a_ip),
         ("MX", "hop.test", "mx.hop.test", 10), ("A", "mx.hop.test", hop_ip),
+        ("MX", "hop2.test", "mx.hop.test", 10),  # a second destination, same host
     ]).start()
     opts = dict(dns_resolver=dns.server, outbound_port=port, queue_retry_min="1",
                 queue_retry_max="2", queue_poll="1", queue_lease="2",

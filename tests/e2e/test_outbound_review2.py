@@ -170,3 +170,33 @@ def test_sigterm_with_a_delivery_in_flight_frees_its_connection(tmp_path_factory
         assert msg in [strip_trace(d)[2] for _, _, d in hop.tx]
     finally:
         stop_net(n)
+
+
+def test_a_waiting_destination_is_not_passed_over_by_a_newer_one(tmp_path_factory, tls_pair):
+    """One connection in all (queue_max_connections = 1), one message per
+    connection. While it is busy, one message for hop.test and then three
+    for hop2.test wait. Each time the connection is free the next one goes
+    to a destination in turn: hop.test, which waited first, must not wait
+    behind every message of hop2.test (a destination that keeps getting
+    mail would starve the others until their queue_lifetime)."""
+    n = make_net(tmp_path_factory, tls_pair, queue_max_connections="1",
+                 queue_max_per_connection="1")
+    try:
+        a, hop = n.a, n.hop
+        release = held_first_delivery(hop)
+        submit(a, ["first@hop.test"], make_message(ALICE, "first@hop.test", "first", "b\r\n"))
+        assert hop.holding.wait(WAIT), "the first delivery did not reach the final dot"
+        submit(a, ["old@hop.test"], make_message(ALICE, "old@hop.test", "old", "b\r\n"))
+        for i in range(3):
+            r = "new%d@hop2.test" % i
+            submit(a, [r], make_message(ALICE, r, "new %d" % i, "b\r\n"))
+        # every job is leased and waiting before the connection is freed
+        wait_until(lambda: len([l for l in a.queue() if " leased" in l]) == 5,
+                   WAIT, "the jobs to be leased")
+        release.set()
+        wait_until(lambda: len(hop.tx) == 5, WAIT, "every message to be delivered")
+        order = [rcpts[0] for _, rcpts, _ in hop.tx]
+        assert order[0] == "first@hop.test", order
+        assert order.index("old@hop.test") < order.index("new1@hop2.test"), order
+    finally:
+        stop_net(n)
