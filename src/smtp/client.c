@@ -93,7 +93,6 @@ struct smtp_client {
 	bool dropped;   /* smtp_client_close was called */
 	bool opened;    /* open_cb ran */
 	bool tls_retry; /* MAY: this connection is the one without TLS */
-	int in_cb;      /* open_cb or done_cb on the stack (smtp_client_close) */
 
 	smtp_client_open_cb *open_cb;
 	void *open_arg;
@@ -131,6 +130,10 @@ struct smtp_client {
 
 static void client_fail(struct smtp_client *c, enum smtp_status st, const char *fmt, ...)
     PRINTF_LIKE(3, 4);
+
+/* How many open_cb / done_cb calls are on this thread's stack (for
+ * smtp_client_close). Not kept in the client: a callback may free it. */
+static _Thread_local int cb_depth;
 
 /* ---- small helpers ---- */
 
@@ -230,9 +233,9 @@ static void client_done(struct smtp_client *c, bool conn_ok)
 	client_tx_reset(c);
 	if (m == NULL || cb == NULL || c->dropped)
 		return;
-	c->in_cb++;
-	cb(arg, c, m, conn_ok);
-	c->in_cb--; /* c outlives the callback: a close inside it defers the free */
+	cb_depth++;
+	cb(arg, c, m, conn_ok); /* may free c (smtp_client_close) */
+	cb_depth--;
 }
 
 /* A transaction cut short: what is not final is TEMP with diag. */
@@ -254,9 +257,9 @@ static void client_open_done(struct smtp_client *c, bool ok, enum smtp_status st
 	c->opened = true;
 	if (ok)
 		c->st = ST_READY;
-	c->in_cb++;
-	c->open_cb(c->open_arg, c, ok, ok ? SMTP_ST_NONE : st, diag);
-	c->in_cb--;
+	cb_depth++;
+	c->open_cb(c->open_arg, c, ok, ok ? SMTP_ST_NONE : st, diag); /* may free c */
+	cb_depth--;
 }
 
 /* The connection is unusable: close it, tell whoever waits. */
@@ -1091,7 +1094,7 @@ void smtp_client_close(struct smtp_client **cp)
 		client_free(c);
 		return;
 	}
-	if (c->in_cb == 0) {
+	if (cb_depth == 0) {
 		/* Not from one of our callbacks: the caller is done with the
 		 * connection now (the queue's shutdown), and the loop may not
 		 * run again to deliver a deferred on_close (the client and its
