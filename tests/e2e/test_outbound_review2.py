@@ -3,45 +3,30 @@ mail moving when a next hop limits its connections or when the backlog is
 larger than what one node holds in memory, and must not wait for its poll
 to carry what is already due.
 
-One postern instance (A, one.test) relays to a scripted SMTP server (Hop, a
-smtpsink.SmtpSink) published as the MX of hop.test by a private dnsmasq.
+One postern instance (A, one.test) relays to a scripted SMTP server (Hop:
+test_outbound_review's, a smtpsink.SmtpSink) published as the MX of hop.test
+by a private dnsmasq.
 Every wait is bounded; every process is stopped by PID.
 """
-import re
-
 import test_outbound_review as review
 from conftest import make_message
-from smtpsink import SmtpSink, wait_until
+from smtpsink import wait_until
 from test_outbound import ALICE, ALICE_PW, delivery_lines, strip_trace, submit
 from test_outbound_review import stop_net
 
 WAIT = 30.0
 
 
-class Hop(SmtpSink):
-    """Accepts everything. max_sessions: more sessions at once than that get
-    "421 too many connections" as their greeting (as Postfix's
-    smtpd_client_connection_count_limit does)."""
-
-    greeting = "220 hop.test ESMTP"
+class Hop(review.Hop):
+    """test_outbound_review's next hop; max_sessions: more sessions at once
+    than that get "421 too many connections" as their greeting (as
+    Postfix's smtpd_client_connection_count_limit does)."""
 
     def __init__(self, ip, port, max_sessions=0):
         self.max_sessions = max_sessions
         self.active = 0
         self.refused = 0
         super().__init__(ip, port)
-
-    def ehlo(self, cmd):
-        return "250-hop.test\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES"
-
-    def helo(self, cmd):
-        return "250 hop.test"
-
-    def mail_from(self, cmd):
-        return cmd, "250 2.1.0 Ok"
-
-    def rcpt(self, cmd):
-        return re.search(r"<([^>]*)>", cmd).group(1), "250 2.1.5 Ok"
 
     def _session(self, c):
         with self.lock:
