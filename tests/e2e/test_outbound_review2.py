@@ -51,8 +51,12 @@ class Hop(review.Hop):
 
 def make_net(tmp_path_factory, tls_pair, hop_sessions=0, **extra):
     """test_outbound_review's set-up with this file's Hop; a lease longer
-    than any attempt here."""
+    than any attempt here, and a wait for the reply to the final dot longer
+    than the tests hold it (they submit more mail meanwhile: on a loaded
+    machine that can take more than test_outbound_review's 10 s, and a
+    timed-out first delivery would be deferred)."""
     extra.setdefault("queue_lease", "60")
+    extra.setdefault("outbound_data_timeout", "60")
     return review.make_net(tmp_path_factory, tls_pair,
                            hop=lambda ip, port: Hop(ip, port, hop_sessions), **extra)
 
