@@ -66,6 +66,12 @@ struct qdest {
 	struct qjob *head, *tail; /* waiting for a connection */
 	size_t n_jobs;
 	int n_conns, n_opening;
+	/* 0, or the most connections the next hop took at once: a connection
+	 * refused while others were open (a per-client limit, "421 too many
+	 * connections") caps this destination there, one more being tried
+	 * each time a connection opens at the cap (as Postfix's concurrency
+	 * feedback). */
+	int cap;
 };
 
 struct qaddr {
@@ -102,6 +108,7 @@ struct queue {
 	struct timer *timer;
 	time_t timer_at;
 	bool leasing, kicked, stopping;
+	bool starved; /* a tick found no room: more may be due in the store */
 	struct qdest *dests;
 	struct qconn *conns;
 	struct qjob *live; /* every job alive: waiting, in flight or recording */
@@ -152,14 +159,15 @@ static struct qdest *dest_get(struct queue *q, const char *domain)
 {
 	bool relay = queue_relay_applies(q->relay_host, q->cfg->relayhost_domains, domain);
 	const char *name = relay ? q->relay_host : domain;
-	for (struct qdest *d = q->dests; d; d = d->next)
-		if (d->relay == relay && strcmp(d->name, name) == 0)
-			return d;
+	struct qdest **pp = &q->dests;
+	for (; *pp; pp = &(*pp)->next)
+		if ((*pp)->relay == relay && strcmp((*pp)->name, name) == 0)
+			return *pp;
+	/* a new destination joins the end of the round (dispatch) */
 	struct qdest *d = xcalloc(1, sizeof *d);
 	d->name = xstrdup(name);
 	d->relay = relay;
-	d->next = q->dests;
-	q->dests = d;
+	*pp = d;
 	return d;
 }
 
@@ -186,7 +194,14 @@ static struct qjob *dest_pop(struct qdest *d)
 		d->tail = NULL;
 	j->next = NULL;
 	d->n_jobs--;
-	j->q->n_waiting--;
+	struct queue *q = j->q;
+	q->n_waiting--;
+	/* Room again (half the cap, not one job at a time): lease the rest of
+	 * what is due now, not at the next queue_poll. */
+	if (q->starved && q->n_waiting <= q->max_waiting / 2) {
+		q->starved = false;
+		schedule(q, time(NULL));
+	}
 	return j;
 }
 
@@ -544,7 +559,10 @@ static void on_open(void *arg, struct smtp_client *c, bool ok, enum smtp_status 
 		return;
 	}
 	cn->opening = false;
-	cn->dest->n_opening--;
+	struct qdest *d = cn->dest;
+	d->n_opening--;
+	if (d->cap > 0 && d->n_conns - d->n_opening >= d->cap)
+		d->cap = d->n_conns - d->n_opening + 1; /* it took this many: try one more */
 	conn_next(cn);
 }
 
@@ -552,6 +570,19 @@ static void try_next_addr(struct qconn *cn)
 {
 	struct queue *q = cn->q;
 	if (q->stopping || cn->cur == cn->n_addrs) {
+		struct qdest *d = cn->dest;
+		int open = d->n_conns - d->n_opening; /* cn is still opening */
+		if (!q->stopping && open > 0) {
+			/* Other connections to it are open: the next hop limits
+			 * how many it takes at once. Its waiting jobs go on those
+			 * (deferring them would delay mail it is taking, RFC 5321
+			 * 4.5.4.1), and no more than that are opened. */
+			d->cap = open;
+			log_info("queue dest=%s: connection refused while %d open; at most %d now: %s",
+			         d->name, open, open, cn->fail_diag ? cn->fail_diag : "-");
+			conn_end(cn);
+			return;
+		}
 		/* every address failed: the destination's waiting jobs are
 		 * deferred (a refused greeting too: another host may be back) */
 		if (!q->stopping)
@@ -668,7 +699,23 @@ static void conn_start(struct queue *q, struct qdest *d)
 	}
 }
 
-/* Opens connections for waiting jobs, within the limits. */
+/* Moves d to the end of q->dests. */
+static void dest_to_tail(struct queue *q, struct qdest *d)
+{
+	struct qdest **pp = &q->dests;
+	while (*pp != d)
+		pp = &(*pp)->next;
+	*pp = d->next;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = d;
+	d->next = NULL;
+}
+
+/* Opens connections for waiting jobs, within the limits. The destinations
+ * take turns: one that got a connection goes to the end of the list, so a
+ * destination that keeps getting mail cannot starve one that waited
+ * longer while the connections are all in use. */
 static void dispatch(struct queue *q)
 {
 	if (q->stopping)
@@ -681,8 +728,11 @@ static void dispatch(struct queue *q)
 				return;
 			/* a connection being opened will take a job; more jobs
 			 * than that warrant another connection */
-			if (d->n_jobs > (size_t)d->n_opening &&
-			    d->n_conns < q->cfg->queue_max_per_destination) {
+			int limit = q->cfg->queue_max_per_destination;
+			if (d->cap > 0 && d->cap < limit)
+				limit = d->cap;
+			if (d->n_jobs > (size_t)d->n_opening && d->n_conns < limit) {
+				dest_to_tail(q, d);
 				conn_start(q, d); /* may fail at once and change the list */
 				again = true;
 				break;
@@ -805,6 +855,8 @@ static void tick(void *arg)
 	if (room > QUEUE_LEASE_BATCH)
 		room = QUEUE_LEASE_BATCH;
 	if (room == 0) {
+		/* dest_pop looks again once room is made */
+		q->starved = true;
 		schedule(q, time(NULL) + (time_t)q->cfg->queue_poll);
 		return;
 	}

@@ -131,6 +131,10 @@ struct smtp_client {
 static void client_fail(struct smtp_client *c, enum smtp_status st, const char *fmt, ...)
     PRINTF_LIKE(3, 4);
 
+/* How many open_cb / done_cb calls are on this thread's stack (for
+ * smtp_client_close). Not kept in the client: a callback may free it. */
+static _Thread_local int cb_depth;
+
 /* ---- small helpers ---- */
 
 static void client_arm(struct smtp_client *c, unsigned secs);
@@ -229,7 +233,9 @@ static void client_done(struct smtp_client *c, bool conn_ok)
 	client_tx_reset(c);
 	if (m == NULL || cb == NULL || c->dropped)
 		return;
-	cb(arg, c, m, conn_ok);
+	cb_depth++;
+	cb(arg, c, m, conn_ok); /* may free c (smtp_client_close) */
+	cb_depth--;
 }
 
 /* A transaction cut short: what is not final is TEMP with diag. */
@@ -251,7 +257,9 @@ static void client_open_done(struct smtp_client *c, bool ok, enum smtp_status st
 	c->opened = true;
 	if (ok)
 		c->st = ST_READY;
-	c->open_cb(c->open_arg, c, ok, ok ? SMTP_ST_NONE : st, diag);
+	cb_depth++;
+	c->open_cb(c->open_arg, c, ok, ok ? SMTP_ST_NONE : st, diag); /* may free c */
+	cb_depth--;
 }
 
 /* The connection is unusable: close it, tell whoever waits. */
@@ -1086,11 +1094,22 @@ void smtp_client_close(struct smtp_client **cp)
 		client_free(c);
 		return;
 	}
+	if (cb_depth == 0) {
+		/* Not from one of our callbacks: the caller is done with the
+		 * connection now (the queue's shutdown), and the loop may not
+		 * run again to deliver a deferred on_close (the client and its
+		 * conn would leak). Torn down at once: a transaction in flight
+		 * is cut before its final dot, so the next hop keeps nothing;
+		 * on_close runs inside conn_abort and frees c. */
+		c->st = ST_DEAD;
+		conn_abort(c->conn);
+		return;
+	}
 	/* RFC 5321 4.1.1.10: QUIT when idle; we do not wait for its 221. */
 	if (c->st == ST_READY)
 		conn_writes(c->conn, "QUIT\r\n");
 	c->st = ST_DEAD;
-	conn_close(c->conn); /* on_close frees c */
+	conn_close(c->conn); /* on_close frees c, from the loop */
 }
 
 void smtp_client_msg_reset(struct smtp_client_msg *m)

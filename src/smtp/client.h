@@ -138,7 +138,9 @@ void smtp_client_send(struct smtp_client *c, struct smtp_client_msg *m, smtp_cli
 const struct smtp_client_info *smtp_client_info(const struct smtp_client *c);
 
 /* Sends QUIT when the connection is usable and idle, then frees; any pending
- * callback is dropped. Safe at any step. Sets *cp NULL. */
+ * callback is dropped. Safe at any step. Sets *cp NULL. Called from outside
+ * the client's own callbacks (a shutdown), the connection is torn down and
+ * freed at once, without QUIT (a transaction in flight is cut). */
 void smtp_client_close(struct smtp_client **cp);
 
 /* Frees the reply strings of m's recipients and resets their outputs. */

@@ -83,11 +83,14 @@ void store_queue_lease_free(struct store_queue_lease **lp)
 
 /* Groups due at now: a message and a domain, oldest next_try first. Then the
  * due entries of those groups (every due entry of a group goes in one
- * transaction to one destination). */
+ * transaction to one destination). The due entries are walked in the
+ * next_try index's order and the groups told apart here, stopping at the
+ * batch: the work follows the batch, never the size of the queue (a GROUP
+ * BY ordered by min(next_try) read every row of the queue, due or not, at
+ * every lease, on the committer where every commit waits behind it). */
 static const char sql_groups[] =
     "SELECT message_id, domain FROM queue"
-    " WHERE next_try <= ?1 AND held = 0 AND lease_until <= ?1"
-    " GROUP BY message_id, domain ORDER BY min(next_try), message_id LIMIT ?2";
+    " WHERE next_try <= ?1 AND held = 0 AND lease_until <= ?1 ORDER BY next_try";
 static const char sql_group_rcpts[] =
     "UPDATE queue SET lease_owner = ?4, lease_until = ?5"
     " WHERE message_id = ?1 AND domain = ?2 AND next_try <= ?3 AND held = 0"
@@ -130,23 +133,29 @@ static int lease_body(struct store *st, struct lease_job *j, struct store_db *d)
 		return -1;
 	struct store_queue_lease *l = j->l;
 	sqlite3_bind_int64(g, 1, (int64_t)j->now);
-	sqlite3_bind_int64(g, 2, (int64_t)j->max_msgs);
-	int rc;
+	int rc = SQLITE_DONE;
 	size_t cap = 0;
-	while ((rc = sqlite3_step(g)) == SQLITE_ROW) {
+	while (l->n_msg < j->max_msgs && (rc = sqlite3_step(g)) == SQLITE_ROW) {
+		int64_t mid = sqlite3_column_int64(g, 0);
+		const char *dom = (const char *)sqlite3_column_text(g, 1);
+		if (dom == NULL)
+			dom = "";
+		bool seen = false; /* at most max_msgs groups to look through */
+		for (size_t k = l->n_msg; k-- > 0 && !seen;)
+			seen = l->msg[k].message_id == mid && strcmp(l->msg[k].domain, dom) == 0;
+		if (seen)
+			continue;
 		if (l->n_msg == cap) {
 			cap = cap ? cap * 2 : 8;
 			l->msg = xrealloc(l->msg, cap * sizeof *l->msg);
 		}
 		struct store_queue_msg *qm = &l->msg[l->n_msg++];
 		*qm = (struct store_queue_msg){.fd = -1};
-		qm->message_id = sqlite3_column_int64(g, 0);
-		qm->domain = col_dup(g, 1);
-		if (qm->domain == NULL)
-			qm->domain = xstrdup("");
+		qm->message_id = mid;
+		qm->domain = xstrdup(dom);
 	}
 	store_stmt_done(g);
-	if (rc != SQLITE_DONE)
+	if (l->n_msg < j->max_msgs && rc != SQLITE_DONE)
 		return -1;
 	for (size_t i = 0; i < l->n_msg; i++) {
 		struct store_queue_msg *qm = &l->msg[i];

@@ -841,3 +841,18 @@ def _check_binary():
     if not os.access(POSTERN, os.X_OK):
         pytest.exit("no executable %s: run `make` first" % POSTERN, returncode=2)
     yield
+
+
+# ---- shared test helpers (added by the review of issue 8; keep in one block) ----
+
+def imap_append(c, mailbox, data, flags=""):
+    """APPEND data (bytes) to mailbox over an ImapClient c with a
+    synchronizing literal (RFC 3501 7.5: waits for the continuation); returns
+    the tagged response."""
+    tag = c.next_tag()
+    c.send(("%s APPEND %s %s{%d}\r\n" % (tag, imap_quote(mailbox), flags + " " if flags else "",
+                                          len(data))).encode())
+    line = c.readline()
+    assert line.startswith("+"), line
+    c.send(data + b"\r\n")
+    return c.read_response(tag)

@@ -69,6 +69,10 @@ class SmtpSink:
         """Returns (address, reply); a 250 reply adds the address."""
         raise NotImplementedError
 
+    def data_early(self):
+        """A reply to DATA in place of 354 (no data is read), or None."""
+        return None
+
     @staticmethod
     def _next(lst):
         return lst.pop(0) if len(lst) > 1 else lst[0]
@@ -114,6 +118,10 @@ class SmtpSink:
                 elif u == "DATA":
                     if not rcpts:
                         send("554 5.5.1 no valid recipients")
+                        continue
+                    early = self.data_early()
+                    if early:
+                        send(early)
                         continue
                     send("354 go ahead")
                     with self.lock:

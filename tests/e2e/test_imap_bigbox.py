@@ -10,7 +10,7 @@ import os
 import socket
 import time
 
-from conftest import imap_quote
+from conftest import imap_append, imap_quote
 
 ALICE = "alice@example.test"
 
@@ -21,20 +21,10 @@ def msg(n):
             b"Message-ID: <%s@example.net>\r\n\r\nbody %s\r\n" % (t, t, t))
 
 
-def append(c, mailbox, data, flags=""):
-    tag = c.next_tag()
-    c.send(("%s APPEND %s %s{%d}\r\n" % (tag, imap_quote(mailbox), flags + " " if flags else "",
-                                          len(data))).encode())
-    line = c.readline()
-    assert line.startswith("+"), line
-    c.send(data + b"\r\n")
-    return c.read_response(tag)
-
-
 def fill(c, box, flags):
     assert c.cmd("CREATE %s" % imap_quote(box)).ok
     for i, f in enumerate(flags, 1):
-        assert append(c, box, msg(i), f).ok
+        assert imap_append(c, box, msg(i), f).ok
 
 
 def test_select_exact_counts_keywords_unseen(server):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import USERS, client_tls_context, imap_quote
+from conftest import USERS, client_tls_context, imap_append, imap_quote
 
 MSG = (b"From: sender@example.net\r\nTo: alice@example.test\r\nSubject: %s\r\n"
        b"Message-ID: <%s@example.net>\r\n\r\nbody %s\r\n")
@@ -21,16 +21,6 @@ MSG = (b"From: sender@example.net\r\nTo: alice@example.test\r\nSubject: %s\r\n"
 def msg(n):
     t = str(n).encode()
     return MSG % (t, t, t)
-
-
-def append(c, mailbox, data, flags=""):
-    tag = c.next_tag()
-    c.send(("%s APPEND %s %s{%d}\r\n" % (tag, imap_quote(mailbox), flags + " " if flags else "",
-                                          len(data))).encode())
-    line = c.readline()
-    assert line.startswith("+"), line
-    c.send(data + b"\r\n")
-    return c.read_response(tag)
 
 
 def wait_untagged(c, pattern, timeout=5.0):
@@ -77,7 +67,7 @@ def test_exists_flags_expunge_between_sessions(server):
     b = server.imap_login()
     box = fresh_mailbox(a, "sync1")
     for i in range(3):
-        assert append(a, box, msg(i)).ok
+        assert imap_append(a, box, msg(i)).ok
     settle(a, box)
     select(a, box)
     r = select(b, box)
@@ -86,7 +76,7 @@ def test_exists_flags_expunge_between_sessions(server):
     # new mail: A's own APPEND shows its EXISTS before the tagged OK; the
     # session that learns of it first (A or B: both read it at once) has it
     # as \Recent
-    r = append(a, box, msg(3))
+    r = imap_append(a, box, msg(3))
     assert r.ok and "[APPENDUID" in r.tagged, r
     assert r.untagged[0] == "* 4 EXISTS" and r.untagged[1:] in ([], ["* 1 RECENT"]), r
     a_recent = len(r.untagged) == 2
@@ -142,7 +132,7 @@ def test_uid_commands_may_carry_expunges(server):
     b = server.imap_login()
     box = fresh_mailbox(a, "sync2")
     for i in range(2):
-        assert append(a, box, msg(i)).ok
+        assert imap_append(a, box, msg(i)).ok
     select(a, box)
     select(b, box)
     assert a.cmd("UID STORE 1 +FLAGS (\\Deleted)").ok
@@ -196,7 +186,7 @@ def test_idle_sees_other_imap_session(server):
     b = server.imap_login()
     box = fresh_mailbox(a, "sync3")
     for i in range(3):
-        assert append(a, box, msg(i)).ok
+        assert imap_append(a, box, msg(i)).ok
     select(a, box)
     select(b, box)
     tag = b.next_tag()
@@ -205,7 +195,7 @@ def test_idle_sees_other_imap_session(server):
 
     assert a.cmd("STORE 3 +FLAGS (\\Seen)").ok
     wait_untagged(b, r"^\* 3 FETCH \(FLAGS \(\\Seen\)\)$")
-    assert append(a, box, msg(9)).ok
+    assert imap_append(a, box, msg(9)).ok
     wait_untagged(b, r"^\* 4 EXISTS$")
     assert a.cmd("STORE 2 +FLAGS.SILENT (\\Deleted)").ok
     wait_untagged(b, r"^\* 2 FETCH \(FLAGS \(\\Deleted\)\)$")
@@ -302,7 +292,7 @@ def test_recent(server):
     c = server.imap_login()
     box = fresh_mailbox(a, "recent1")
     for i in range(2):
-        assert append(a, box, msg(i)).ok
+        assert imap_append(a, box, msg(i)).ok
     r = b.cmd("EXAMINE %s" % box)
     assert r.untagged[1:3] == ["* 2 EXISTS", "* 2 RECENT"], r
     r = b.cmd("FETCH 1:2 (FLAGS)")
@@ -317,7 +307,7 @@ def test_recent(server):
     assert c.cmd("SEARCH OLD").untagged == ["* SEARCH 1 2"]
     assert c.cmd("CLOSE").ok
     # a new message: A, the session that has it selected, is told first
-    assert append(b, box, msg(2)).ok
+    assert imap_append(b, box, msg(2)).ok
     r = a.cmd("NOOP")
     assert r.untagged == ["* 3 EXISTS", "* 3 RECENT"], r
     r = a.cmd("FETCH 3 (FLAGS)")

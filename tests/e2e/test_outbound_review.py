@@ -7,7 +7,6 @@ every process is stopped by PID.
 """
 import os
 import re
-import socket
 import threading
 import time
 
@@ -16,131 +15,91 @@ import pytest
 import conftest
 from conftest import make_message
 from dnsmasq import Dnsmasq
+from smtpsink import SmtpSink
 from test_outbound import (ALICE, ALICE_PW, _ips, delivery_lines, make_instance, strip_trace,
                            submit, wait_for)
 
 WAIT = 30.0
 
 
-class Hop:
-    """A scripted next hop. data_reply: what DATA gets ("354" or a whole
-    reply line, e.g. "250 2.0.0 Ok" sent at once, no data read). hold: seconds
-    to wait before the reply to the final dot. Records each transaction's
-    data (dot-unstuffed) in tx. dot_reply: the replies to the final dot, one
-    per transaction (the last one repeats)."""
+class Hop(SmtpSink):
+    """A scripted next hop (smtpsink.SmtpSink). data_reply: what DATA gets
+    ("354" or a whole reply line, e.g. "250 2.0.0 Ok" sent at once, no data
+    read), one per transaction (the last one repeats). hold: seconds to wait
+    before the reply to the final dot. gate: an Event each final reply waits
+    for. Records each transaction's data (dot-unstuffed) in tx. dot_reply:
+    the replies to the final dot, one per transaction (the last one
+    repeats)."""
+
+    greeting = "220 hop.test ESMTP"
+    session_timeout = 20
 
     def __init__(self, ip, port):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((ip, port))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
         self.data_reply = ["354"]
         self.hold = 0.0
         self.dot_reply = ["250 2.0.0 Ok: queued"]
-        self.gate = None  # an Event: each final reply waits for it
-        self.tx = []
-        self.lock = threading.Lock()
-        self.stop_ev = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        self.gate = None
+        super().__init__(ip, port)
 
-    def close(self):
-        self.stop_ev.set()
-        self.thread.join(10)
-        self.sock.close()
+    def ehlo(self, cmd):
+        return "250-hop.test\r\n250-8BITMIME\r\n250 PIPELINING"
 
-    def _run(self):
-        while not self.stop_ev.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._session, args=(c,), daemon=True).start()
+    def helo(self, cmd):
+        return "502 5.5.2 unknown"
 
-    def _session(self, c):
-        c.settimeout(20)
-        f = c.makefile("rb")
+    def mail_from(self, cmd):
+        return cmd, "250 2.1.0 Ok"
 
-        def send(s):
-            c.sendall(s.encode() + b"\r\n")
-        try:
-            send("220 hop.test ESMTP")
-            rcpts = []
-            while True:
-                line = f.readline()
-                if not line:
-                    return
-                u = line.decode("latin-1").rstrip("\r\n").upper()
-                if u.startswith("EHLO"):
-                    send("250-hop.test\r\n250-8BITMIME\r\n250 PIPELINING")
-                elif u.startswith("MAIL FROM:"):
-                    rcpts = []
-                    send("250 2.1.0 Ok")
-                elif u.startswith("RCPT TO:"):
-                    rcpts.append(re.search(r"<([^>]*)>", u).group(1))
-                    send("250 2.1.5 Ok")
-                elif u == "DATA":
-                    with self.lock:
-                        r = self.data_reply.pop(0) if len(self.data_reply) > 1 \
-                            else self.data_reply[0]
-                    if r != "354":
-                        send(r)
-                        continue
-                    send("354 go ahead")
-                    data = b""
-                    while True:
-                        l = f.readline()
-                        if not l:
-                            return
-                        if l == b".\r\n":
-                            break
-                        data += l[1:] if l.startswith(b".") else l
-                    time.sleep(self.hold)
-                    if self.gate is not None:
-                        self.gate.wait(30)
-                    with self.lock:
-                        self.tx.append((list(rcpts), data))
-                        r = self.dot_reply.pop(0) if len(self.dot_reply) > 1 \
-                            else self.dot_reply[0]
-                    send(r)
-                elif u == "RSET":
-                    rcpts = []
-                    send("250 2.0.0 Ok")
-                elif u == "QUIT":
-                    send("221 2.0.0 Bye")
-                    return
-                else:
-                    send("502 5.5.2 unknown")
-        except OSError:
-            return
-        finally:
-            try:
-                c.close()
-            except OSError:
-                pass
+    def rcpt(self, cmd):
+        return re.search(r"<([^>]*)>", cmd).group(1), "250 2.1.5 Ok"
+
+    def data_early(self):
+        with self.lock:
+            r = self._next(self.data_reply)
+        return None if r == "354" else r
+
+    @property
+    def data_ok(self):
+        """The reply to the final dot (the transaction is in tx already)."""
+        time.sleep(self.hold)
+        if self.gate is not None:
+            self.gate.wait(30)
+        with self.lock:
+            return self._next(self.dot_reply)
 
 
-def make_net(tmp_path_factory, tls_pair, **extra):
+def make_net(tmp_path_factory, tls_pair, hop=None, **extra):
+    """A (one.test) relaying to a next hop at mx.hop.test: hop(ip, port)
+    makes it (default Hop); extra: A's options (over the defaults here)."""
     (a_ip, hop_ip), port = _ips(2)
     dns = Dnsmasq(tmp_path_factory.mktemp("dns"), [
         ("MX", "one.test", "mx.one.test", 10), ("A", "mx.one.test", a_ip),
         ("MX", "hop.test", "mx.hop.test", 10), ("A", "mx.hop.test", hop_ip),
+        ("MX", "hop2.test", "mx.hop.test", 10),  # a second destination, same host
     ]).start()
-    a = make_instance(tmp_path_factory.mktemp("a"), tls_pair, a_ip, port, "mx.one.test",
-                      dns_resolver=dns.server, outbound_port=port, queue_retry_min="1",
-                      queue_retry_max="2", queue_poll="1", queue_lease="2",
-                      outbound_connect_timeout="3", outbound_command_timeout="10",
-                      outbound_data_timeout="10", queue_delay_warning="0", **extra)
+    opts = dict(dns_resolver=dns.server, outbound_port=port, queue_retry_min="1",
+                queue_retry_max="2", queue_poll="1", queue_lease="2",
+                outbound_connect_timeout="3", outbound_command_timeout="10",
+                outbound_data_timeout="10", queue_delay_warning="0")
+    opts.update(extra)
+    a = make_instance(tmp_path_factory.mktemp("a"), tls_pair, a_ip, port, "mx.one.test", **opts)
     a.cli("domain", "add", "one.test")
     a.cli("user", "add", ALICE, input=ALICE_PW + "\n")
-    hop = Hop(hop_ip, port)
+    hop = (hop or Hop)(hop_ip, port)
     a.start()
     n = type("Net", (), {})()
     n.a, n.hop, n.dns = a, hop, dns
     return n
+
+
+def low_fd_postern(tmp_path_factory, monkeypatch, limit=400):
+    """conftest.POSTERN becomes a wrapper that runs postern under a soft
+    limit of limit descriptors (256 go to the blob directories)."""
+    wrapper = str(tmp_path_factory.mktemp("wrap") / "postern")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nulimit -n %d\nexec %s \"$@\"\n" % (limit, conftest.POSTERN))
+    os.chmod(wrapper, 0o755)
+    monkeypatch.setattr(conftest, "POSTERN", wrapper)
 
 
 def stop_net(n):
@@ -169,7 +128,7 @@ def test_250_to_data_before_the_data_is_not_delivery(net):
     submit(a, ["x@hop.test"], msg)
     wait_for(lambda: hop.tx, WAIT, "the retry")
     wait_for(lambda: not a.queue(), WAIT, "the queue to empty")
-    assert [strip_trace(d)[2] for _, d in hop.tx] == [msg]
+    assert [strip_trace(d)[2] for _, _, d in hop.tx] == [msg]
     lines = delivery_lines(a, "x@hop.test")
     assert "result=deferred" in lines[0] and "result=sent" in lines[-1], lines
 
@@ -185,7 +144,7 @@ def test_line_of_exactly_998_octets_is_sent_unchanged(net):
     assert b"\r\nSubject: " + b"s" * 989 + b"\r\n" in msg
     submit(a, ["y@hop.test"], msg)
     wait_for(lambda: hop.tx, WAIT, "the delivery")
-    got = strip_trace(hop.tx[0][1])[2]
+    got = strip_trace(hop.tx[0][2])[2]
     assert got == msg, (got[:300], len(got), len(msg))
 
 
@@ -224,11 +183,7 @@ def test_backlog_under_a_low_fd_limit_opens_no_blob_too_many(tmp_path_factory, t
     """Each leased job holds its blob open. A backlog of 200 messages under a
     soft limit of 400 descriptors (256 go to the blob directories) must not lease them all at once (EMFILE:
     blobs that cannot be opened, listeners and SQLite starved)."""
-    wrapper = str(tmp_path_factory.mktemp("wrap") / "postern")
-    with open(wrapper, "w") as f:
-        f.write("#!/bin/sh\nulimit -n 400\nexec %s \"$@\"\n" % conftest.POSTERN)
-    os.chmod(wrapper, 0o755)
-    monkeypatch.setattr(conftest, "POSTERN", wrapper)
+    low_fd_postern(tmp_path_factory, monkeypatch)
     n = make_net(tmp_path_factory, tls_pair, queue_max_per_destination="1")
     try:
         a, hop = n.a, n.hop

@@ -8,14 +8,12 @@ import poplib
 import re
 import shutil
 import smtplib
-import socket
-import ssl
 import subprocess
 import time
 
 import pytest
 
-from conftest import SOCK_TIMEOUT, USERS, client_tls_context, crlf, make_message
+from conftest import SOCK_TIMEOUT, USERS, LineClient, client_tls_context, crlf, make_message
 
 ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@example.test"
 poplib._MAXLINE = 1 << 20  # our test messages have long lines
@@ -34,43 +32,17 @@ def simple(subject, body="hello\r\n"):
     return make_message("sender@remote.example", ALICE, subject, body)
 
 
-class Pop:
-    """Raw POP3 client: send lines, read single- and multi-line responses."""
+class Pop(LineClient):
+    """Raw POP3 client (conftest.LineClient): send lines, read single- and
+    multi-line responses."""
 
-    def __init__(self, host, port, tls=False, timeout=SOCK_TIMEOUT):
-        self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        if tls:
-            self.sock = client_tls_context().wrap_socket(self.sock)
-        self.buf = b""
-        self.greeting = self.line()
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
-
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.sock.sendall(data)
+    def _greeting(self):
+        return self.line()
 
     def line(self):
         deadline = time.monotonic() + self.timeout
         while b"\r\n" not in self.buf:
-            if time.monotonic() > deadline:
-                raise socket.timeout("no line; have %r" % self.buf[:200])
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("closed; pending %r" % self.buf[:200])
-            self.buf += chunk
+            self._fill(deadline)
         l, self.buf = self.buf.split(b"\r\n", 1)
         return l.decode("utf-8", "replace")
 
@@ -89,12 +61,7 @@ class Pop:
             if i >= 0:
                 raw, self.buf = self.buf[:i + 2], self.buf[i + 5:]
                 return re.sub(rb"(^|\r\n)\.", rb"\1", raw)
-            if time.monotonic() > deadline:
-                raise socket.timeout("no end of multi-line response")
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                raise EOFError("closed inside multi-line response")
-            self.buf += chunk
+            self._fill(deadline)
 
     def multi(self, line):
         first = self.cmd(line)
@@ -105,8 +72,7 @@ class Pop:
     def stls(self):
         r = self.cmd("STLS")
         assert r.startswith("+OK"), r
-        assert self.buf == b""
-        self.sock = client_tls_context().wrap_socket(self.sock)
+        self._starttls()
         return r
 
     def login(self, user=ALICE, password=None):
@@ -115,22 +81,7 @@ class Pop:
         return self.cmd("PASS " + (password or USERS[user]))
 
     def closed(self, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        self.sock.settimeout(0.5)
-        try:
-            while time.monotonic() < deadline:
-                try:
-                    chunk = self.sock.recv(65536)
-                except socket.timeout:
-                    continue
-                except (ConnectionResetError, ssl.SSLError, OSError):
-                    return True
-                if not chunk:
-                    return True
-                self.buf += chunk
-            return False
-        finally:
-            self.sock.settimeout(self.timeout)
+        return self.expect_closed(timeout)
 
 
 def pop(srv, tls=False, role="pop3"):

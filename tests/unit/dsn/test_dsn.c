@@ -52,6 +52,18 @@ static int buf_write(void *arg, const void *p, size_t n)
 
 static int sample_no;
 
+/* The report most cases build: one recipient rc, from h.org to s@h.org. */
+static struct dsn_report report_for(struct dsn_rcpt *rc, const char *boundary)
+{
+	return (struct dsn_report){.hostname = "h.org",
+	                           .to = "s@h.org",
+	                           .now = 1,
+	                           .msgid = "m@h.org",
+	                           .boundary = boundary,
+	                           .rcpt = rc,
+	                           .n_rcpt = 1};
+}
+
 /* Builds the DSN of r over orig; returns it (heap, NUL-terminated) or NULL. */
 static char *build(const struct dsn_report *r, const char *orig, size_t n)
 {
@@ -239,13 +251,7 @@ static void test_kinds(void)
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		/* a malformed status falls back to X.0.0 of the action */
 		struct dsn_rcpt rc = {.rcpt = "x@y.org", .action = cases[i].a, .status = "9.9"};
-		struct dsn_report r = {.hostname = "h.org",
-		                       .to = "s@h.org",
-		                       .now = 1,
-		                       .msgid = "m@h.org",
-		                       .boundary = "b",
-		                       .rcpt = &rc,
-		                       .n_rcpt = 1};
+		struct dsn_report r = report_for(&rc, "b");
 		char *got = build(&r, orig1, strlen(orig1));
 		CHECK(got != NULL);
 		if (got == NULL)
@@ -354,14 +360,8 @@ static void test_original_shapes(void)
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct dsn_rcpt rc = {.rcpt = "x@y.org", .action = DSN_FAILED};
-		struct dsn_report r = {.hostname = "h.org",
-		                       .to = "s@h.org",
-		                       .now = 1,
-		                       .msgid = "m@h.org",
-		                       .boundary = "@@",
-		                       .full = cases[i].full,
-		                       .rcpt = &rc,
-		                       .n_rcpt = 1};
+		struct dsn_report r = report_for(&rc, "@@");
+		r.full = cases[i].full;
 		char *got = build(&r, cases[i].orig, strlen(cases[i].orig));
 		CHECK(got != NULL);
 		if (got == NULL)
@@ -381,13 +381,7 @@ static void test_boundary(void)
 	{
 		const char *o = "Subject: --B and --B=1\r\n\r\nx\r\n";
 		struct dsn_rcpt rc = {.rcpt = "x@y.org", .action = DSN_FAILED};
-		struct dsn_report r = {.hostname = "h.org",
-		                       .to = "s@h.org",
-		                       .now = 1,
-		                       .msgid = "m@h.org",
-		                       .boundary = "B",
-		                       .rcpt = &rc,
-		                       .n_rcpt = 1};
+		struct dsn_report r = report_for(&rc, "B");
 		char *got = build(&r, o, strlen(o));
 		CHECK(got && strstr(got, "\tboundary=\"B=2\"\r\n") != NULL);
 		CHECK(got && count(got, "\r\n--B=2\r\n") == 3 &&
@@ -400,13 +394,7 @@ static void test_boundary(void)
 		                      .action = DSN_FAILED,
 		                      .remote_mta = "mx",
 		                      .diag = "550 no --B here"};
-		struct dsn_report r = {.hostname = "h.org",
-		                       .to = "s@h.org",
-		                       .now = 1,
-		                       .msgid = "m@h.org",
-		                       .boundary = "B",
-		                       .rcpt = &rc,
-		                       .n_rcpt = 1};
+		struct dsn_report r = report_for(&rc, "B");
 		char *got = build(&r, orig1, strlen(orig1));
 		CHECK(got && strstr(got, "\tboundary=\"B=1\"\r\n") != NULL);
 		free(got);
@@ -422,15 +410,9 @@ static void test_boundary(void)
 		memcpy(o + 65536 - 3, "BNDRY", 5);
 		o[n] = '\0';
 		struct dsn_rcpt rc = {.rcpt = "x@y.org", .action = DSN_FAILED};
-		struct dsn_report r = {.hostname = "h.org",
-		                       .to = "s@h.org",
-		                       .now = 1,
-		                       .msgid = "m@h.org",
-		                       .boundary = "BNDRY",
-		                       .full = true,
-		                       .full_max = 1000000,
-		                       .rcpt = &rc,
-		                       .n_rcpt = 1};
+		struct dsn_report r = report_for(&rc, "BNDRY");
+		r.full = true;
+		r.full_max = 1000000;
 		struct mem m = {o, n, -1, shortr ? 1000 : 0};
 		struct buf b = BUF_INIT;
 		char *err = NULL;
@@ -463,13 +445,7 @@ static void test_long_diag(void)
 		                      .action = DSN_FAILED,
 		                      .remote_mta = "mx.y.org",
 		                      .diag = diags[i]};
-		struct dsn_report r = {.hostname = "h.org",
-		                       .to = "s@h.org",
-		                       .now = 1,
-		                       .msgid = "m@h.org",
-		                       .boundary = "b",
-		                       .rcpt = &rc,
-		                       .n_rcpt = 1};
+		struct dsn_report r = report_for(&rc, "b");
 		char *got = build(&r, orig1, strlen(orig1));
 		CHECK(got != NULL);
 		if (got == NULL)
@@ -524,13 +500,7 @@ static void test_8bit(void)
 {
 	const char *o = "Subject: caf\xc3\xa9\r\n\r\nx\r\n";
 	struct dsn_rcpt rc = {.rcpt = "x@y.org", .action = DSN_FAILED};
-	struct dsn_report r = {.hostname = "h.org",
-	                       .to = "s@h.org",
-	                       .now = 1,
-	                       .msgid = "m@h.org",
-	                       .boundary = "b",
-	                       .rcpt = &rc,
-	                       .n_rcpt = 1};
+	struct dsn_report r = report_for(&rc, "b");
 	char *got = build(&r, o, strlen(o));
 	CHECK(got && count(got, "Content-Transfer-Encoding: 8bit\r\n") == 2);
 	free(got);
@@ -542,13 +512,7 @@ static void test_8bit(void)
 static void test_read_error(void)
 {
 	struct dsn_rcpt rc = {.rcpt = "x@y.org", .action = DSN_FAILED};
-	struct dsn_report r = {.hostname = "h.org",
-	                       .to = "s@h.org",
-	                       .now = 1,
-	                       .msgid = "m@h.org",
-	                       .boundary = "b",
-	                       .rcpt = &rc,
-	                       .n_rcpt = 1};
+	struct dsn_report r = report_for(&rc, "b");
 	struct mem m = {orig1, strlen(orig1), 5, 0};
 	struct buf b = BUF_INIT;
 	char *err = NULL;

@@ -1,10 +1,16 @@
 /* Unit tests for the outbound scheduler's pure decisions (queue/route.h):
  * the retry schedule, relay routing, the relay host's address, the verdict
- * per recipient, the delay notice, NOTIFY keywords. */
+ * per recipient, the delay notice, NOTIFY keywords; and the work of the
+ * store's lease (store_queue_lease) against the size of the queue. */
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "../test.h"
+#define STORE_FIXTURE_NAME "test_queue"
+#include "../store_fixture.h"
 #include "queue/route.h"
+#include "store/store_int.h"
 
 static void test_backoff(void)
 {
@@ -157,6 +163,80 @@ static void test_notify(void)
 		CHECK_INT(i, queue_notify_has(cases[i].notify, cases[i].kw), cases[i].want);
 }
 
+struct lease_res {
+	bool done;
+	int result;
+	size_t n_msg;
+};
+
+static void on_lease(void *arg, int result, struct store_queue_lease *l)
+{
+	struct lease_res *r = arg;
+	r->result = result;
+	r->n_msg = l ? l->n_msg : 0;
+	store_queue_lease_free(&l);
+	r->done = true;
+}
+
+static int lease_ops; /* progress-handler calls: every 100 VM instructions */
+
+static int count_ops(void *arg)
+{
+	__atomic_add_fetch(&lease_ops, 1, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+/* The VM work (in hundreds of instructions) of one lease of at most 10
+ * groups, with n_later entries not due and n_due due ones (one message
+ * each) in the queue. */
+static int lease_work(int n_later, int n_due)
+{
+	struct env e = {0};
+	CHECK(env_new(&e));
+	if (e.st == NULL)
+		return -1;
+	long long now = (long long)time(NULL);
+	char *sql = xasprintf(
+	    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d)"
+	    " INSERT INTO queue(message_id, rcpt, domain, attempts, next_try, created)"
+	    " SELECT 1000000 + i, 'r' || i || '@later.example', 'later.example', 1, %lld, %lld"
+	    " FROM n;"
+	    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d)"
+	    " INSERT INTO queue(message_id, rcpt, domain, attempts, next_try, created)"
+	    " SELECT 2000000 + i, 'r' || i || '@due.example', 'due.example', 0, %lld, %lld"
+	    " FROM n;",
+	    n_later, now + 3600, now, n_due, now - 10, now);
+	CHECK_INT(1, sql_exec(sql), 0);
+	free(sql);
+	/* the committer is idle between jobs: its connection is ours to watch */
+	lease_ops = 0;
+	sqlite3_progress_handler(e.st->cdb.db, 100, count_ops, NULL);
+	struct lease_res r = {0};
+	store_queue_lease(e.st, "test", (time_t)now, 600, 10, on_lease, &r);
+	run_until(e.l, &r.done);
+	int ops = __atomic_load_n(&lease_ops, __ATOMIC_SEQ_CST);
+	CHECK_INT(2, r.result, 0);
+	CHECK_INT(3, (int)r.n_msg, n_due < 10 ? n_due : 10);
+	env_free(&e);
+	return ops;
+}
+
+/* The lease runs on the committer, where every delivery's commit waits
+ * behind it, and it runs at every kick: its work must follow the batch it
+ * takes, not the size of the queue (20,000 entries deferred to later, or
+ * 20,000 due of which it takes 10). */
+static void test_lease_work(void)
+{
+	int small = lease_work(100, 20);
+	int later = lease_work(20000, 20);
+	int due = lease_work(100, 20000);
+	printf("  lease work (x100 VM instructions): small %d, 20000 later %d, 20000 due %d\n",
+	       small, later, due);
+	CHECK(small > 0);
+	CHECK(later <= 2 * small + 20);
+	CHECK(due <= 2 * small + 20);
+}
+
 int main(void)
 {
 	test_run("backoff", test_backoff);
@@ -165,5 +245,6 @@ int main(void)
 	test_run("verdict", test_verdict);
 	test_run("delay_due", test_delay_due);
 	test_run("notify", test_notify);
+	test_run("lease_work", test_lease_work);
 	return test_done("test_queue");
 }

@@ -388,6 +388,19 @@ static void msg_init(struct smtp_client_msg *m, struct smtp_client_rcpt *rc, siz
 	m->n_rcpt = n;
 }
 
+/* MSG1 from s@a.test to r1@b.test alone. */
+static void msg_one(struct smtp_client_msg *m, struct smtp_client_rcpt rc[1])
+{
+	rc[0] = (struct smtp_client_rcpt){.addr = "r1@b.test"};
+	msg_init(m, rc, 1, MSG1, sizeof MSG1 - 1);
+}
+
+/* The script of one transaction without PIPELINING, one recipient, every
+ * reply positive; mail: what MAIL FROM is expected to start with. */
+#define TX_ONE_OK(mail)                                                                            \
+	{OP_EXPECT, mail}, {OP_SEND, "250 ok\r\n"}, {OP_EXPECT, "RCPT TO:"}, {OP_SEND, "250 ok\r\n"}, \
+	    {OP_EXPECT, "DATA"}, {OP_SEND, "354 go\r\n"}, {OP_DATA, NULL}, {OP_SEND, "250 ok\r\n"}
+
 static void msg_done(struct smtp_client_msg *m)
 {
 	smtp_client_msg_reset(m);
@@ -513,9 +526,9 @@ static void t_mail_refused(void)
 	};
 	struct server sv;
 	struct run r;
-	struct smtp_client_rcpt rc[1] = {{.addr = "r1@b.test"}};
+	struct smtp_client_rcpt rc[1];
 	struct smtp_client_msg m;
-	msg_init(&m, rc, 1, MSG1, sizeof MSG1 - 1);
+	msg_one(&m, rc);
 	run_session(&r, &sv, sc, SMTP_TLS_NONE, &m, 1);
 	CHECK_STR(1, sv.err, "");
 	CHECK_INT(2, rc[0].status, SMTP_ST_PERM);
@@ -628,9 +641,9 @@ static void t_hostile(void)
 	/* silence after the final dot: TEMP, nothing OK */
 	struct server sv;
 	struct run r;
-	struct smtp_client_rcpt rc[1] = {{.addr = "r1@b.test"}};
+	struct smtp_client_rcpt rc[1];
 	struct smtp_client_msg m;
-	msg_init(&m, rc, 1, MSG1, sizeof MSG1 - 1);
+	msg_one(&m, rc);
 	run_session(&r, &sv, silent_dot, SMTP_TLS_NONE, &m, 1);
 	CHECK(r.done && !r.conn_ok);
 	CHECK_INT(10, rc[0].status, SMTP_ST_TEMP);
@@ -652,21 +665,14 @@ static void t_starttls(void)
 	    {OP_TLS, NULL},
 	    {OP_EXPECT, "EHLO client.test"},
 	    {OP_SEND, "250-s\r\n250 8BITMIME\r\n"},
-	    {OP_EXPECT, "MAIL FROM:<s@a.test>"},
-	    {OP_SEND, "250 ok\r\n"},
-	    {OP_EXPECT, "RCPT TO:"},
-	    {OP_SEND, "250 ok\r\n"},
-	    {OP_EXPECT, "DATA"},
-	    {OP_SEND, "354 go\r\n"},
-	    {OP_DATA, NULL},
-	    {OP_SEND, "250 ok\r\n"},
+	    TX_ONE_OK("MAIL FROM:<s@a.test>"),
 	    {OP_END, NULL},
 	};
 	struct server sv;
 	struct run r;
-	struct smtp_client_rcpt rc[1] = {{.addr = "r1@b.test"}};
+	struct smtp_client_rcpt rc[1];
 	struct smtp_client_msg m;
-	msg_init(&m, rc, 1, MSG1, sizeof MSG1 - 1);
+	msg_one(&m, rc);
 	run_session(&r, &sv, sc, SMTP_TLS_ENCRYPT, &m, 1);
 	CHECK_STR(1, sv.err, "");
 	CHECK(r.open_ok);
@@ -802,21 +808,14 @@ static void t_may_retry(void)
 	    {OP_SEND, "220 s\r\n"},
 	    {OP_EXPECT, "EHLO"},
 	    {OP_SEND, "250-s\r\n250 STARTTLS\r\n"},
-	    {OP_EXPECT, "MAIL FROM:"},
-	    {OP_SEND, "250 ok\r\n"},
-	    {OP_EXPECT, "RCPT TO:"},
-	    {OP_SEND, "250 ok\r\n"},
-	    {OP_EXPECT, "DATA"},
-	    {OP_SEND, "354 go\r\n"},
-	    {OP_DATA, NULL},
-	    {OP_SEND, "250 ok\r\n"},
+	    TX_ONE_OK("MAIL FROM:"),
 	    {OP_END, NULL},
 	};
 	struct server sv;
 	struct run r;
-	struct smtp_client_rcpt rc[1] = {{.addr = "r1@b.test"}};
+	struct smtp_client_rcpt rc[1];
 	struct smtp_client_msg m;
-	msg_init(&m, rc, 1, MSG1, sizeof MSG1 - 1);
+	msg_one(&m, rc);
 	run_session(&r, &sv, sc, SMTP_TLS_MAY, &m, 1);
 	CHECK_STR(1, sv.err, "");
 	CHECK(r.open_ok);
@@ -923,9 +922,7 @@ static void t_stall_long_lines(void)
 
 	static const struct step longl[] = {
 	    {OP_SEND, "220 s\r\n"},    {OP_EXPECT, "EHLO"},     {OP_SEND, "250 s\r\n"},
-	    {OP_EXPECT, "MAIL FROM:"}, {OP_SEND, "250 ok\r\n"}, {OP_EXPECT, "RCPT TO:"},
-	    {OP_SEND, "250 ok\r\n"},   {OP_EXPECT, "DATA"},     {OP_SEND, "354 go\r\n"},
-	    {OP_DATA, NULL},           {OP_SEND, "250 ok\r\n"}, {OP_END, NULL},
+	    TX_ONE_OK("MAIL FROM:"), {OP_END, NULL},
 	};
 	char line[2100];
 	memset(line, 'z', sizeof line);
