@@ -283,8 +283,10 @@ static void text_part(struct buf *b, const struct dsn_report *r, enum dsn_action
 		}
 		struct buf line = BUF_INIT;
 		buf_printf(&line, "<%s>: %s (status %s)", rcpt, what, status_of(rc));
-		if (mta != NULL && diag != NULL)
+		if (mta != NULL && diag != NULL && rc->diag_remote)
 			buf_printf(&line, "; host %s said: %s", mta, diag);
+		else if (mta != NULL && diag != NULL)
+			buf_printf(&line, "; while talking to host %s: %s", mta, diag);
 		else if (mta != NULL)
 			buf_printf(&line, "; host %s", mta);
 		else if (diag != NULL)
@@ -346,9 +348,11 @@ static void status_part(struct buf *b, const struct dsn_report *r)
 			free(v);
 		}
 		if (rc->diag != NULL) {
-			/* 2.3.6: "smtp" for a next hop's reply, else our own type
-			 * (X- types are allowed, as Postfix's "X-Postfix") */
-			v = xasprintf("%s; %s", rc->remote_mta ? "smtp" : "X-Postern", rc->diag);
+			/* 2.3.6: "smtp" only for the next hop's actual reply; our
+			 * own verdict (even after connecting) gets our own type (X-
+			 * types are allowed, as Postfix's "X-Postfix") */
+			v = xasprintf("%s; %s", rc->remote_mta && rc->diag_remote ? "smtp" : "X-Postern",
+			              rc->diag);
 			field(b, "Diagnostic-Code", v);
 			free(v);
 		}

@@ -45,8 +45,12 @@ struct dsn_rcpt {
 	enum dsn_action action;
 	const char *status;      /* "5.1.1"; NULL or malformed: X.0.0 of the action */
 	const char *remote_mta;  /* Remote-MTA: dns;... or NULL */
-	const char *diag;        /* the next hop's reply (Diagnostic-Code: smtp;) when
-	                          * remote_mta is set, else a local text; or NULL */
+	const char *diag;        /* the next hop's reply, or a local text; or NULL */
+	/* diag is what the next hop replied (Diagnostic-Code: smtp;). false: diag
+	 * is our own verdict (over the next hop's SIZE, SMTPUTF8 not offered,
+	 * connection lost...), written "X-Postern;" even when remote_mta is set:
+	 * RFC 3464 2.3.6 keeps "smtp" for the remote MTA's own words. */
+	bool diag_remote;
 	time_t last_attempt;     /* 0 = not written */
 	time_t will_retry_until; /* written for DSN_DELAYED when not 0 */
 };

@@ -367,6 +367,7 @@ void bounce_send(struct store *st, struct pool *p, const char *hostname, const s
 		                                              : DSN_RELAYED;
 		dr->status = dup_null(br->status);
 		dr->remote_mta = dup_null(br->remote_mta);
+		dr->diag_remote = br->diag_remote;
 		dr->diag = dup_null(br->diag);
 		dr->last_attempt = br->last_attempt;
 		dr->will_retry_until = br->will_retry_until;

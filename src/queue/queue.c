@@ -339,6 +339,8 @@ static void br_add(struct qjob *j, int kind, size_t i, enum bounce_action action
 	    .status = status,
 	    .remote_mta = j->mx,
 	    .diag = diag,
+	    /* a reply code: the next hop's words; 0: our own verdict */
+	    .diag_remote = j->cr != NULL && j->cr[i].code != 0,
 	    .last_attempt = j->now,
 	    .will_retry_until = r->created + (time_t)j->q->cfg->queue_lifetime,
 	};
