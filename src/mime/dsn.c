@@ -298,6 +298,13 @@ static void text_part(struct buf *b, const struct dsn_report *r, enum dsn_action
 		free(mta);
 		free(diag);
 	}
+	if (r->no_original) {
+		buf_appends(b, "\r\n");
+		fold(b, "",
+		     "The original message could not be read any more and is not "
+		     "included.",
+		     "");
+	}
 	free(host);
 }
 
@@ -479,6 +486,8 @@ int dsn_write(const struct dsn_report *r, dsn_read_fn *rd, void *rd_arg, uint64_
               dsn_write_fn *wr, void *wr_arg, char **err_r)
 {
 	enum dsn_action kind = dsn_kind(r->rcpt, r->n_rcpt);
+	if (r->no_original)
+		size = 0; /* rd is not called */
 	struct buf p1 = BUF_INIT, p2 = BUF_INIT, out = BUF_INIT;
 	char *blk = xmalloc(DSN_BLOCK), *boundary = NULL, *bclean = NULL;
 	uint64_t full_max = r->full_max ? r->full_max : DSN_FULL_MAX;
@@ -572,6 +581,16 @@ int dsn_write(const struct dsn_report *r, dsn_read_fn *rd, void *rd_arg, uint64_
 	buf_appends(&out, "Content-Description: Delivery report\r\n"
 	                  "Content-Type: message/delivery-status\r\n\r\n");
 	buf_append(&out, p2.data, p2.len);
+	if (r->no_original) {
+		/* RFC 6522 3: the third part is optional */
+		buf_printf(&out, "\r\n--%s--\r\n", boundary);
+		if (wr(wr_arg, out.data, out.len) < 0) {
+			*err_r = xasprintf("write: %s", strerror(errno));
+			goto out;
+		}
+		ret = 0;
+		goto out;
+	}
 	buf_printf(&out, "\r\n--%s\r\n", boundary);
 	const char *what = kind == DSN_FAILED    ? "Undelivered"
 	                   : kind == DSN_DELAYED ? "Delayed"

@@ -71,6 +71,9 @@ struct dsn_report {
 	uint64_t full_max; /* RET=FULL only up to this size; 0 = DSN_FULL_MAX */
 	const struct dsn_rcpt *rcpt;
 	size_t n_rcpt;
+	/* The original cannot be read (its blob is gone): the DSN says so and
+	 * has no third part (RFC 6522 3: optional); rd is never called. */
+	bool no_original;
 };
 
 /* Reads up to n octets of the original at offset off: the count (0 at its

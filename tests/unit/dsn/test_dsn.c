@@ -816,6 +816,31 @@ static void test_bounce_send(void)
 	CHECK_INT(63, count(q.data, "far@remote.net"), 1);
 	buf_free(&q);
 
+	/* 7: the original's blob is gone (fd -1): the DSN goes without it,
+	 * result 0, not an error retried for ever */
+	m.mail_from = "alice@example.org";
+	m.fd = -1;
+	w.calls = 0;
+	bounce_send(st, p, "mail.example.org", &m, kick_cb, &w, sent_cb, &w);
+	wait_sent(&w);
+	CHECK_INT(70, w.result, 0);
+	uid = 0;
+	CHECK_INT(71, inbox_count(st, "alice@example.org", &uid), 3);
+	bfd = -1;
+	if (store_mail_open(st, "alice@example.org", NULL, 0, uid, &bfd, &err) == 0) {
+		char blob[16384];
+		ssize_t n = read(bfd, blob, sizeof blob - 1);
+		close(bfd);
+		blob[n > 0 ? n : 0] = '\0';
+		CHECK_INT(72, strstr(blob, "Content-Type: message/delivery-status") != NULL, 1);
+		CHECK_INT(73, strstr(blob, "text/rfc822-headers") == NULL, 1);
+		CHECK_INT(74, strstr(blob, "could not be read any more") != NULL, 1);
+		CHECK_INT(75, strstr(blob, "Subject: hi") == NULL, 1);
+	} else {
+		free(err);
+		CHECK(0);
+	}
+
 	close(fd);
 	pool_free(&p);
 	store_close(&st);
