@@ -283,8 +283,10 @@ static void text_part(struct buf *b, const struct dsn_report *r, enum dsn_action
 		}
 		struct buf line = BUF_INIT;
 		buf_printf(&line, "<%s>: %s (status %s)", rcpt, what, status_of(rc));
-		if (mta != NULL && diag != NULL)
+		if (mta != NULL && diag != NULL && rc->diag_remote)
 			buf_printf(&line, "; host %s said: %s", mta, diag);
+		else if (mta != NULL && diag != NULL)
+			buf_printf(&line, "; while talking to host %s: %s", mta, diag);
 		else if (mta != NULL)
 			buf_printf(&line, "; host %s", mta);
 		else if (diag != NULL)
@@ -295,6 +297,13 @@ static void text_part(struct buf *b, const struct dsn_report *r, enum dsn_action
 		free(rcpt);
 		free(mta);
 		free(diag);
+	}
+	if (r->no_original) {
+		buf_appends(b, "\r\n");
+		fold(b, "",
+		     "The original message could not be read any more and is not "
+		     "included.",
+		     "");
 	}
 	free(host);
 }
@@ -346,9 +355,11 @@ static void status_part(struct buf *b, const struct dsn_report *r)
 			free(v);
 		}
 		if (rc->diag != NULL) {
-			/* 2.3.6: "smtp" for a next hop's reply, else our own type
-			 * (X- types are allowed, as Postfix's "X-Postfix") */
-			v = xasprintf("%s; %s", rc->remote_mta ? "smtp" : "X-Postern", rc->diag);
+			/* 2.3.6: "smtp" only for the next hop's actual reply; our
+			 * own verdict (even after connecting) gets our own type (X-
+			 * types are allowed, as Postfix's "X-Postfix") */
+			v = xasprintf("%s; %s", rc->remote_mta && rc->diag_remote ? "smtp" : "X-Postern",
+			              rc->diag);
 			field(b, "Diagnostic-Code", v);
 			free(v);
 		}
@@ -475,6 +486,8 @@ int dsn_write(const struct dsn_report *r, dsn_read_fn *rd, void *rd_arg, uint64_
               dsn_write_fn *wr, void *wr_arg, char **err_r)
 {
 	enum dsn_action kind = dsn_kind(r->rcpt, r->n_rcpt);
+	if (r->no_original)
+		size = 0; /* rd is not called */
 	struct buf p1 = BUF_INIT, p2 = BUF_INIT, out = BUF_INIT;
 	char *blk = xmalloc(DSN_BLOCK), *boundary = NULL, *bclean = NULL;
 	uint64_t full_max = r->full_max ? r->full_max : DSN_FULL_MAX;
@@ -568,6 +581,16 @@ int dsn_write(const struct dsn_report *r, dsn_read_fn *rd, void *rd_arg, uint64_
 	buf_appends(&out, "Content-Description: Delivery report\r\n"
 	                  "Content-Type: message/delivery-status\r\n\r\n");
 	buf_append(&out, p2.data, p2.len);
+	if (r->no_original) {
+		/* RFC 6522 3: the third part is optional */
+		buf_printf(&out, "\r\n--%s--\r\n", boundary);
+		if (wr(wr_arg, out.data, out.len) < 0) {
+			*err_r = xasprintf("write: %s", strerror(errno));
+			goto out;
+		}
+		ret = 0;
+		goto out;
+	}
 	buf_printf(&out, "\r\n--%s\r\n", boundary);
 	const char *what = kind == DSN_FAILED    ? "Undelivered"
 	                   : kind == DSN_DELAYED ? "Delayed"

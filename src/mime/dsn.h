@@ -45,8 +45,12 @@ struct dsn_rcpt {
 	enum dsn_action action;
 	const char *status;      /* "5.1.1"; NULL or malformed: X.0.0 of the action */
 	const char *remote_mta;  /* Remote-MTA: dns;... or NULL */
-	const char *diag;        /* the next hop's reply (Diagnostic-Code: smtp;) when
-	                          * remote_mta is set, else a local text; or NULL */
+	const char *diag;        /* the next hop's reply, or a local text; or NULL */
+	/* diag is what the next hop replied (Diagnostic-Code: smtp;). false: diag
+	 * is our own verdict (over the next hop's SIZE, SMTPUTF8 not offered,
+	 * connection lost...), written "X-Postern;" even when remote_mta is set:
+	 * RFC 3464 2.3.6 keeps "smtp" for the remote MTA's own words. */
+	bool diag_remote;
 	time_t last_attempt;     /* 0 = not written */
 	time_t will_retry_until; /* written for DSN_DELAYED when not 0 */
 };
@@ -67,6 +71,9 @@ struct dsn_report {
 	uint64_t full_max; /* RET=FULL only up to this size; 0 = DSN_FULL_MAX */
 	const struct dsn_rcpt *rcpt;
 	size_t n_rcpt;
+	/* The original cannot be read (its blob is gone): the DSN says so and
+	 * has no third part (RFC 6522 3: optional); rd is never called. */
+	bool no_original;
 };
 
 /* Reads up to n octets of the original at offset off: the count (0 at its

@@ -159,6 +159,7 @@ static void build_work(void *arg)
 	    .full = j->full,
 	    .rcpt = j->rcpt,
 	    .n_rcpt = j->n_rcpt,
+	    .no_original = j->fd < 0,
 	};
 	j->sp = store_spool_new(j->st, &j->err);
 	if (j->sp == NULL) {
@@ -367,6 +368,7 @@ void bounce_send(struct store *st, struct pool *p, const char *hostname, const s
 		                                              : DSN_RELAYED;
 		dr->status = dup_null(br->status);
 		dr->remote_mta = dup_null(br->remote_mta);
+		dr->diag_remote = br->diag_remote;
 		dr->diag = dup_null(br->diag);
 		dr->last_attempt = br->last_attempt;
 		dr->will_retry_until = br->will_retry_until;
@@ -390,9 +392,16 @@ void bounce_send(struct store *st, struct pool *p, const char *hostname, const s
 		finish_later(j, rc < 0 ? -1 : 0);
 		return;
 	}
-	/* The caller may close its fd once we return: the worker reads ours. */
-	j->fd = dup(m->fd);
-	if (j->fd < 0) {
+	/* The caller may close its fd once we return: the worker reads ours.
+	 * No original (its blob is gone: a damaged data directory): the DSN
+	 * goes without it rather than failing, and being retried, for ever. */
+	if (m->fd < 0)
+		log_warn("queue dsn queue_id=%s: the original is unreadable; the DSN goes "
+		         "without it",
+		         j->queue_id);
+	else
+		j->fd = dup(m->fd);
+	if (m->fd >= 0 && j->fd < 0) {
 		log_err("queue dsn queue_id=%s: dup: %s", j->queue_id, strerror(errno));
 		finish_later(j, -1);
 		return;

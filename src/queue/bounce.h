@@ -32,6 +32,7 @@ struct bounce_rcpt {
 	const char *status;      /* enhanced status "5.1.1", "4.4.1" */
 	const char *remote_mta;  /* "mx.example.org" or NULL */
 	const char *diag;        /* the next hop's reply, or a local text, or NULL */
+	bool diag_remote;        /* diag is the next hop's reply (not our verdict) */
 	time_t last_attempt;     /* 0 = unknown */
 	time_t will_retry_until; /* for delayed: when the queue gives up */
 };

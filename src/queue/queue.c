@@ -112,6 +112,11 @@ struct queue {
 	struct qdest *dests;
 	struct qconn *conns;
 	struct qjob *live; /* every job alive: waiting, in flight or recording */
+	/* The queue entry ids of the live jobs (entry ids are unique row ids):
+	 * entry_live is one lookup, not a walk over every live job. Chained,
+	 * power-of-two buckets, grown at load 1. */
+	struct qlive_node **live_ids;
+	size_t live_cap, n_live_ids;
 	int n_conns;
 	size_t n_waiting;
 	size_t max_waiting; /* QUEUE_MAX_WAITING, or less under a low fd limit */
@@ -205,10 +210,74 @@ static struct qjob *dest_pop(struct qdest *d)
 	return j;
 }
 
+/* ---- the live entry index ---- */
+
+struct qlive_node {
+	int64_t id;
+	struct qlive_node *next;
+};
+
+static size_t live_slot(int64_t id, size_t cap)
+{
+	uint64_t h = (uint64_t)id * 0x9E3779B97F4A7C15ull; /* Fibonacci hashing */
+	return (size_t)(h >> 32) & (cap - 1);
+}
+
+static void live_ids_add(struct queue *q, int64_t id)
+{
+	if (q->n_live_ids + 1 > q->live_cap) {
+		size_t cap = q->live_cap ? q->live_cap * 2 : 64;
+		struct qlive_node **v = xcalloc(cap, sizeof *v);
+		for (size_t b = 0; b < q->live_cap; b++)
+			for (struct qlive_node *n = q->live_ids[b], *next; n; n = next) {
+				next = n->next;
+				size_t k = live_slot(n->id, cap);
+				n->next = v[k];
+				v[k] = n;
+			}
+		free(q->live_ids);
+		q->live_ids = v;
+		q->live_cap = cap;
+	}
+	struct qlive_node *n = xmalloc(sizeof *n);
+	size_t k = live_slot(id, q->live_cap);
+	n->id = id;
+	n->next = q->live_ids[k];
+	q->live_ids[k] = n;
+	q->n_live_ids++;
+}
+
+static void live_ids_del(struct queue *q, int64_t id)
+{
+	if (q->live_cap == 0)
+		return;
+	for (struct qlive_node **pp = &q->live_ids[live_slot(id, q->live_cap)]; *pp;
+	     pp = &(*pp)->next)
+		if ((*pp)->id == id) {
+			struct qlive_node *n = *pp;
+			*pp = n->next;
+			free(n);
+			q->n_live_ids--;
+			return;
+		}
+}
+
+static bool live_ids_has(const struct queue *q, int64_t id)
+{
+	if (q->live_cap == 0)
+		return false;
+	for (const struct qlive_node *n = q->live_ids[live_slot(id, q->live_cap)]; n; n = n->next)
+		if (n->id == id)
+			return true;
+	return false;
+}
+
 /* ---- finishing a job: log, DSNs, record ---- */
 
 static void job_free(struct qjob *j)
 {
+	for (size_t i = 0; i < j->m.n_rcpt; i++)
+		live_ids_del(j->q, j->m.rcpt[i].id);
 	if (j->live_prev)
 		j->live_prev->live_next = j->live_next;
 	else
@@ -339,6 +408,8 @@ static void br_add(struct qjob *j, int kind, size_t i, enum bounce_action action
 	    .status = status,
 	    .remote_mta = j->mx,
 	    .diag = diag,
+	    /* a reply code: the next hop's words; 0: our own verdict */
+	    .diag_remote = j->cr != NULL && j->cr[i].code != 0,
 	    .last_attempt = j->now,
 	    .will_retry_until = r->created + (time_t)j->q->cfg->queue_lifetime,
 	};
@@ -767,12 +838,8 @@ static void give_back(struct queue *q)
 /* Whether queue entry id of message mid is already some live job's. */
 static bool entry_live(struct queue *q, int64_t mid, int64_t id)
 {
-	for (struct qjob *j = q->live; j; j = j->live_next)
-		if (j->m.message_id == mid)
-			for (size_t i = 0; i < j->m.n_rcpt; i++)
-				if (j->m.rcpt[i].id == id)
-					return true;
-	return false;
+	(void)mid; /* entry ids are unique across messages */
+	return live_ids_has(q, id);
 }
 
 /* A lease that outlives queue_lease (a job waiting behind slow ones, a long
@@ -816,6 +883,8 @@ static void on_lease(void *arg, int result, struct store_queue_lease *l)
 			if (q->live)
 				q->live->live_prev = j;
 			q->live = j;
+			for (size_t k = 0; k < j->m.n_rcpt; k++)
+				live_ids_add(q, j->m.rcpt[k].id);
 			j->dest = dest_get(q, j->m.domain);
 			if (j->dest->tail)
 				j->dest->tail->next = j;
@@ -978,6 +1047,14 @@ void queue_free(struct queue **qp)
 		free(d->name);
 		free(d);
 	}
+	/* jobs still recording (their DSN or store_queue_record in flight)
+	 * are not freed here; their index nodes go with the table */
+	for (size_t b = 0; b < q->live_cap; b++)
+		for (struct qlive_node *n = q->live_ids[b], *next; n; n = next) {
+			next = n->next;
+			free(n);
+		}
+	free(q->live_ids);
 	free(q->owner);
 	free(q->relay_host);
 	x_free(qp);

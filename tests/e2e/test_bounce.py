@@ -323,3 +323,33 @@ def test_delayed_notice(make_server, next_hop):
     # once only (queue_delay_warning): a few more retries, still one notice
     _wait(lambda: srv.log().count("rcpt=slow1@remote.example") >= 3, "more attempts")
     assert srv.count("alice@example.test") == 1
+
+
+class SmallHop(NextHop):
+    """A next hop that announces SIZE 2000 (RFC 1870): a bigger message is
+    refused by our client before MAIL FROM, a verdict of ours, not its reply."""
+
+    def ehlo(self, cmd):
+        return "250-nexthop.test\r\n250-8BITMIME\r\n250 SIZE 2000"
+
+    helo = ehlo
+
+
+def test_local_verdict_not_smtp_diagnostic(make_server):
+    """RFC 3464 2.3.6: Diagnostic-Code "smtp;" carries what the remote MTA
+    said; our own 5.3.4 (over the next hop's SIZE) after connecting names
+    the Remote-MTA but its text goes under our own type, X-Postern."""
+    hop = SmallHop()
+    try:
+        srv = make_server(**_relay_opts(hop))
+        _submit(srv, [("big1@remote.example", "")], "big", body="x" * 70 + "\r\n" * 1 + ("y" * 70 + "\r\n") * 60)
+        msg, raw = _inbox_dsn(srv, 1)
+        g = _groups(msg)
+        assert g[1]["Action"] == "failed"
+        assert g[1]["Status"] == "5.3.4"
+        assert g[1]["Remote-MTA"].startswith("dns; ")
+        assert g[1]["Diagnostic-Code"].startswith("X-Postern; ")
+        assert b"smtp;" not in raw
+        assert hop.received() == []
+    finally:
+        hop.close()

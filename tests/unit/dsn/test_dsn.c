@@ -126,6 +126,7 @@ static const struct dsn_rcpt rcpt1[2] = {
      .status = "5.1.1",
      .remote_mta = "mx.example.net",
      .diag = "550 5.1.1 <bob@example.net>: no such user",
+     .diag_remote = true,
      .last_attempt = 1764644400},
     {.rcpt = "carol@example.net",
      .orcpt = "rfc822;Carol+2Bx@example.net",
@@ -393,7 +394,8 @@ static void test_boundary(void)
 		struct dsn_rcpt rc = {.rcpt = "x@y.org",
 		                      .action = DSN_FAILED,
 		                      .remote_mta = "mx",
-		                      .diag = "550 no --B here"};
+		                      .diag = "550 no --B here",
+		                      .diag_remote = true};
 		struct dsn_report r = report_for(&rc, "B");
 		char *got = build(&r, orig1, strlen(orig1));
 		CHECK(got && strstr(got, "\tboundary=\"B=1\"\r\n") != NULL);
@@ -444,7 +446,8 @@ static void test_long_diag(void)
 		struct dsn_rcpt rc = {.rcpt = "x@y.org",
 		                      .action = DSN_FAILED,
 		                      .remote_mta = "mx.y.org",
-		                      .diag = diags[i]};
+		                      .diag = diags[i],
+		                      .diag_remote = true};
 		struct dsn_report r = report_for(&rc, "b");
 		char *got = build(&r, orig1, strlen(orig1));
 		CHECK(got != NULL);
@@ -629,6 +632,44 @@ static int inbox_count(struct store *st, const char *user, uint32_t *last_uid)
 	return a.n;
 }
 
+/* A verdict of ours after connecting (over the next hop's SIZE, SMTPUTF8 not
+ * offered, connection lost before the final reply) names the Remote-MTA but
+ * is not the remote's words: RFC 3464 2.3.6 keeps "smtp;" for those. */
+static void test_local_verdict(void)
+{
+	static const struct {
+		const char *status, *diag;
+		bool remote;
+		const char *want;
+	} t[] = {
+	    {"5.3.4", "message size 900000 exceeds the next hop's SIZE 1000", false,
+	     "Diagnostic-Code: X-Postern; message size 900000 exceeds the next hop's"},
+	    {"5.6.7", "SMTPUTF8 needed and not offered", false,
+	     "Diagnostic-Code: X-Postern; SMTPUTF8 needed and not offered\r\n"},
+	    {"4.4.2", "connection lost", false, "Diagnostic-Code: X-Postern; connection lost\r\n"},
+	    {"5.1.1", "550 5.1.1 no such user", true,
+	     "Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n"},
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		struct dsn_rcpt rc = {.rcpt = "x@y.org",
+		                      .action = DSN_FAILED,
+		                      .status = t[i].status,
+		                      .remote_mta = "mx.y.org",
+		                      .diag = t[i].diag,
+		                      .diag_remote = t[i].remote};
+		struct dsn_report r = report_for(&rc, "b");
+		char *got = build(&r, orig1, strlen(orig1));
+		CHECK(got != NULL);
+		if (got == NULL)
+			continue;
+		CHECK_INT((int)i, strstr(got, t[i].want) != NULL, 1);
+		CHECK_INT((int)i, strstr(got, "Remote-MTA: dns; mx.y.org\r\n") != NULL, 1);
+		CHECK_INT((int)i, count(got, "smtp;") == (t[i].remote ? 1 : 0), 1);
+		CHECK_INT((int)i, strstr(got, "host mx.y.org said:") != NULL, t[i].remote);
+		free(got);
+	}
+}
+
 static void test_bounce_send(void)
 {
 	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_dsn.XXXXXX");
@@ -665,7 +706,8 @@ static void test_bounce_send(void)
 	     .action = BOUNCE_FAILED,
 	     .status = "5.1.1",
 	     .remote_mta = "mx.example.net",
-	     .diag = "550 5.1.1 no such user"},
+	     .diag = "550 5.1.1 no such user",
+	     .diag_remote = true},
 	    {.rcpt = "quiet@example.net", .notify = "NEVER", .action = BOUNCE_FAILED},
 	    {.rcpt = "ok@example.net", .notify = "FAILURE", .action = BOUNCE_DELIVERED},
 	};
@@ -774,6 +816,31 @@ static void test_bounce_send(void)
 	CHECK_INT(63, count(q.data, "far@remote.net"), 1);
 	buf_free(&q);
 
+	/* 7: the original's blob is gone (fd -1): the DSN goes without it,
+	 * result 0, not an error retried for ever */
+	m.mail_from = "alice@example.org";
+	m.fd = -1;
+	w.calls = 0;
+	bounce_send(st, p, "mail.example.org", &m, kick_cb, &w, sent_cb, &w);
+	wait_sent(&w);
+	CHECK_INT(70, w.result, 0);
+	uid = 0;
+	CHECK_INT(71, inbox_count(st, "alice@example.org", &uid), 3);
+	bfd = -1;
+	if (store_mail_open(st, "alice@example.org", NULL, 0, uid, &bfd, &err) == 0) {
+		char blob[16384];
+		ssize_t n = read(bfd, blob, sizeof blob - 1);
+		close(bfd);
+		blob[n > 0 ? n : 0] = '\0';
+		CHECK_INT(72, strstr(blob, "Content-Type: message/delivery-status") != NULL, 1);
+		CHECK_INT(73, strstr(blob, "text/rfc822-headers") == NULL, 1);
+		CHECK_INT(74, strstr(blob, "could not be read any more") != NULL, 1);
+		CHECK_INT(75, strstr(blob, "Subject: hi") == NULL, 1);
+	} else {
+		free(err);
+		CHECK(0);
+	}
+
 	close(fd);
 	pool_free(&p);
 	store_close(&st);
@@ -795,6 +862,7 @@ int main(void)
 	test_run("read_error", test_read_error);
 	test_run("xtext", test_xtext);
 	test_run("kind", test_kind);
+	test_run("local_verdict", test_local_verdict);
 	test_run("bounce_send", test_bounce_send);
 	return test_done("test_dsn");
 }
