@@ -15,7 +15,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import Postern  # noqa: E402
+from conftest import Postern, txt_line  # noqa: E402
 from dnsmasq import Blackhole, Dnsmasq  # noqa: E402
 
 dkim = pytest.importorskip("dkim")
@@ -38,12 +38,6 @@ def make_key():
     der = k.public_key().public_bytes(serialization.Encoding.DER,
                                       serialization.PublicFormat.SubjectPublicKeyInfo)
     return pem, base64.b64encode(der).decode()
-
-
-def txt_option(name, text):
-    """A dnsmasq txt-record line with the text cut in strings of <= 255."""
-    parts = [text[i:i + 250] for i in range(0, len(text), 250)]
-    return "txt-record=%s,%s" % (name, ",".join('"%s"' % p for p in parts))
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +77,7 @@ def dns(tmp_path_factory, records):
     answers (a DNS timeout)."""
     bh = Blackhole()
     d = Dnsmasq(tmp_path_factory.mktemp("dnsmasq"),
-                [txt_option(n, t) for n, t in records.items()],
+                [txt_line(n, t) for n, t in records.items()],
                 extra=["server=/slow.test/%s#%d" % (bh.host, bh.port)])
     d.start()
     yield d

@@ -18,34 +18,13 @@ import dkim
 import pytest
 
 from conftest import client_tls_context, make_message  # noqa: F401
+from conftest import parse_dkim_list, rewrite_conf, txt_line
 from dnsmasq import Dnsmasq
 from test_outbound import _ips, make_instance, wait_for
 
 ALICE, ALICE_PW = "alice@one.test", "alice-Secret-1"
 BOB, BOB_PW = "bob@two.test", "bob-Secret-2"
 FWD = "fwd@two.test"
-
-
-def parse_list(out):
-    """`postern dkim list` lines: [(domain, selector, alg, state, record)]"""
-    keys = []
-    for line in out.splitlines():
-        m = re.match(r"^(\S+) (\S+) (\S+) (.*?) (v=DKIM1; .*)$", line)
-        assert m, "bad `dkim list` line %r" % line
-        keys.append(m.groups())
-    return keys
-
-
-def txt_line(name, text):
-    """A dnsmasq txt-record line, the text cut into 255-octet strings."""
-    parts = [text[i:i + 255] for i in range(0, len(text), 255)] or [""]
-    return "txt-record=%s,%s" % (name, ",".join('"%s"' % p for p in parts))
-
-
-def rewrite_conf(srv):
-    with open(srv.conf, "w") as f:
-        for k, v in srv.opts.items():
-            f.write("%s = %s\n" % (k, v))
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +43,9 @@ def net(tmp_path_factory, tls_pair):
     # B forwards fwd@two.test to alice@one.test (SRS, ARC-sealed with two.test's key)
     b.cli("dkim", "keygen", "two.test")
     b.cli("alias", "add", FWD, ALICE)
-    keys = parse_list(a.cli_out("dkim", "list", "one.test"))
+    keys = parse_dkim_list(a.cli_out("dkim", "list", "one.test"))
     assert sorted(k[2] for k in keys) == ["ed25519-sha256", "rsa-sha256"], keys
-    keys += parse_list(b.cli_out("dkim", "list", "two.test"))
+    keys += parse_dkim_list(b.cli_out("dkim", "list", "two.test"))
     records = [
         ("MX", "one.test", "mx.one.test", 10), ("A", "mx.one.test", a_ip),
         ("MX", "two.test", "mx.two.test", 10), ("A", "mx.two.test", b_ip),
