@@ -20,36 +20,6 @@
 
 #define CLI_ARC_MAX_MESSAGE (64u << 20)
 
-/* stdin with every line ending in CRLF. 0 or -1 (too large). */
-static int read_message(struct buf *msg)
-{
-	char chunk[65536];
-	size_t n;
-	char prev = 0;
-
-	while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) {
-		for (size_t i = 0; i < n; i++) {
-			if (chunk[i] == '\n' && prev != '\r')
-				buf_appendc(msg, '\r');
-			buf_appendc(msg, chunk[i]);
-			prev = chunk[i];
-		}
-		if (msg->len > CLI_ARC_MAX_MESSAGE)
-			return -1;
-	}
-	return 0;
-}
-
-static void arc_limits(const struct config *cfg, struct dkim_limits *lim)
-{
-	memset(lim, 0, sizeof *lim);
-	lim->max_signatures = (unsigned)cfg->dkim_max_signatures;
-	lim->min_rsa_bits = (unsigned)cfg->dkim_min_rsa_bits;
-	lim->max_rsa_bits = (unsigned)cfg->dkim_max_rsa_bits;
-	lim->max_field = 65536;
-	lim->max_fields = 1000;
-}
-
 struct verify_wait {
 	struct loop *l;
 	bool done;
@@ -85,27 +55,20 @@ static void verify_wait_free(struct verify_wait *w)
 static int verify_chain(const struct config *cfg, const struct buf *msg, struct verify_wait *w)
 {
 	struct dkim_limits lim;
-	struct loop *l = loop_new();
-	struct dns *dns = cli_dns(l, cfg);
-	struct pool *pool;
+	struct cli_loop c;
 	struct arc_verify *v;
 
-	if (dns == NULL) {
-		loop_free(&l);
+	if (cli_loop_open(&c, cfg, CLI_LOOP_DNS | CLI_LOOP_POOL) < 0)
 		return -1;
-	}
-	arc_limits(cfg, &lim);
-	pool = pool_new(l, 1);
+	cli_dkim_limits(cfg, &lim);
 	memset(w, 0, sizeof *w);
-	w->l = l;
-	v = arc_verify_new(dns, pool, &lim);
+	w->l = c.l;
+	v = arc_verify_new(c.dns, c.pool, &lim);
 	arc_verify_feed(v, msg->data, msg->len);
 	arc_verify_finish(v, verify_done, w);
-	loop_run(l);
+	loop_run(c.l);
 	arc_verify_free(&v);
-	pool_free(&pool);
-	dns_free(&dns);
-	loop_free(&l);
+	cli_loop_close(&c);
 	return w->done ? 0 : -1;
 }
 
@@ -128,7 +91,7 @@ static int arc_verify_cmd(const struct config *cfg)
 	struct verify_wait w;
 	int ret = 1;
 
-	if (read_message(&msg) < 0) {
+	if (cli_read_message(&msg, CLI_ARC_MAX_MESSAGE) < 0) {
 		fprintf(stderr, "postern: message too large\n");
 	} else if (verify_chain(cfg, &msg, &w) < 0) {
 		fprintf(stderr, "postern: arc verify: no resolver\n");
@@ -191,7 +154,7 @@ static int arc_seal_cmd(const struct config *cfg, const char *domain, const char
 		free(err);
 		goto out;
 	}
-	if (read_message(&msg) < 0) {
+	if (cli_read_message(&msg, CLI_ARC_MAX_MESSAGE) < 0) {
 		fprintf(stderr, "postern: message too large\n");
 		goto out;
 	}
@@ -199,7 +162,7 @@ static int arc_seal_cmd(const struct config *cfg, const char *domain, const char
 		fprintf(stderr, "postern: arc seal: no resolver\n");
 		goto out;
 	}
-	arc_limits(cfg, &lim);
+	cli_dkim_limits(cfg, &lim);
 	struct dkim_signer_key sk = {key, domain, pick.selector};
 	s = arc_seal_new(&sk, pick.now, &lim);
 	arc_seal_feed(s, msg.data, msg.len);

@@ -9,6 +9,9 @@ struct config;
 struct store;
 struct loop;
 struct dns;
+struct pool;
+struct buf;
+struct dkim_limits;
 
 /* The store, opened as `postern user ...` does (data directory created,
  * privileges dropped when run as root); NULL after printing why. Close with
@@ -20,6 +23,27 @@ struct dns *cli_dns(struct loop *l, const struct config *cfg);
 /* r < 0: prints "postern: <*errp>" (or "failed") to stderr, frees *errp,
  * returns 1; else 0. */
 int cli_report(int r, char **errp);
+
+/* common.c: a subcommand's private loop, with the daemon's resolver
+ * (CLI_LOOP_DNS) and a worker pool of one thread (CLI_LOOP_POOL) when asked. */
+#define CLI_LOOP_DNS 1
+#define CLI_LOOP_POOL 2
+struct cli_loop {
+	struct loop *l;
+	struct dns *dns;   /* NULL unless CLI_LOOP_DNS */
+	struct pool *pool; /* NULL unless CLI_LOOP_POOL */
+};
+/* 0, or -1 (no resolver, logged; nothing left to close). */
+int cli_loop_open(struct cli_loop *c, const struct config *cfg, int flags);
+void cli_loop_close(struct cli_loop *c);
+/* stdin whole into out, every line end made CRLF (a message on disk often
+ * has bare LF; the code under test sees what SMTP would deliver). 0, or -1
+ * once out holds more than max octets (max 0: no limit). */
+int cli_read_message(struct buf *out, size_t max);
+/* The daemon's DKIM/ARC limits (dkim_max_signatures, dkim_*_rsa_bits). */
+#define CLI_DKIM_MAX_FIELD (64 * 1024)
+#define CLI_DKIM_MAX_FIELDS 1000
+void cli_dkim_limits(const struct config *cfg, struct dkim_limits *lim);
 
 /* spf.c: `postern spf check IP HELO SENDER` */
 int cli_spf(const struct config *cfg, int argc, char **argv);

@@ -18,8 +18,6 @@
 #include "policy/dkim.h"
 #include "store/store.h"
 
-#define CLI_DKIM_MAX_FIELD (64 * 1024)
-#define CLI_DKIM_MAX_FIELDS 1000
 #define CLI_DKIM_TXT_STRING 255 /* RFC 1035 3.3.14: one character-string */
 
 static void dkim_usage(void)
@@ -30,15 +28,6 @@ static void dkim_usage(void)
 			"       postern dkim delete DOMAIN SELECTOR\n"
 			"       postern dkim sign DOMAIN < message > signed\n"
 			"       postern dkim verify < message\n");
-}
-
-static void limits_of(const struct config *cfg, struct dkim_limits *lim)
-{
-	lim->max_signatures = (unsigned)cfg->dkim_max_signatures;
-	lim->min_rsa_bits = (unsigned)cfg->dkim_min_rsa_bits;
-	lim->max_rsa_bits = (unsigned)cfg->dkim_max_rsa_bits;
-	lim->max_field = CLI_DKIM_MAX_FIELD;
-	lim->max_fields = CLI_DKIM_MAX_FIELDS;
 }
 
 static void fmt_time(time_t t, char *out, size_t n)
@@ -227,22 +216,6 @@ static void print_key(void *arg, const struct store_dkim_key *k)
 
 /* ---- sign and verify a message on stdin ---- */
 
-/* stdin whole, line ends made CRLF (a message on disk often has LF). */
-static void read_message(struct buf *out)
-{
-	char chunk[65536];
-	size_t n;
-	char prev = 0;
-	while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0) {
-		for (size_t i = 0; i < n; i++) {
-			if (chunk[i] == '\n' && prev != '\r')
-				buf_appendc(out, '\r');
-			buf_appendc(out, chunk[i]);
-			prev = chunk[i];
-		}
-	}
-}
-
 /* Fed in pieces, as the SMTP server would. */
 #define CLI_DKIM_PIECE 4096
 
@@ -308,19 +281,19 @@ static int cmd_sign(const struct config *cfg, const char *domain)
 		return 1;
 	}
 	struct dkim_limits lim;
-	limits_of(cfg, &lim);
+	cli_dkim_limits(cfg, &lim);
 	struct buf msg = BUF_INIT;
-	read_message(&msg);
-	struct signing g = {.l = loop_new()};
-	struct pool *pool = pool_new(g.l, 1);
+	cli_read_message(&msg, 0);
+	struct cli_loop c;
+	cli_loop_open(&c, cfg, CLI_LOOP_POOL); /* no resolver: cannot fail */
+	struct signing g = {.l = c.l};
 	g.s = dkim_sign_new(a.v, a.n, a.now, &lim);
 	for (size_t off = 0; off < msg.len; off += CLI_DKIM_PIECE)
 		dkim_sign_feed(g.s, msg.data + off,
 			       msg.len - off < CLI_DKIM_PIECE ? msg.len - off : CLI_DKIM_PIECE);
-	pool_submit(pool, sign_work, sign_done, &g);
-	loop_run(g.l);
-	pool_free(&pool);
-	loop_free(&g.l);
+	pool_submit(c.pool, sign_work, sign_done, &g);
+	loop_run(c.l);
+	cli_loop_close(&c);
 	if (g.r == 0) {
 		fwrite(g.out.data, 1, g.out.len, stdout);
 		fwrite(msg.data, 1, msg.len, stdout);
@@ -362,27 +335,22 @@ static void verify_done(void *arg, const struct dkim_results *r)
 
 static int cmd_verify(const struct config *cfg)
 {
-	struct verifying w = {.l = loop_new()};
-	struct dns *dns = cli_dns(w.l, cfg);
-	if (dns == NULL) {
-		loop_free(&w.l);
+	struct cli_loop c;
+	if (cli_loop_open(&c, cfg, CLI_LOOP_DNS | CLI_LOOP_POOL) < 0)
 		return 1;
-	}
-	struct pool *pool = pool_new(w.l, 1);
+	struct verifying w = {.l = c.l};
 	struct dkim_limits lim;
-	limits_of(cfg, &lim);
+	cli_dkim_limits(cfg, &lim);
 	struct buf msg = BUF_INIT;
-	read_message(&msg);
-	struct dkim_verify *v = dkim_verify_new(dns, pool, &lim);
+	cli_read_message(&msg, 0);
+	struct dkim_verify *v = dkim_verify_new(c.dns, c.pool, &lim);
 	for (size_t off = 0; off < msg.len; off += CLI_DKIM_PIECE)
 		dkim_verify_feed(v, msg.data + off,
 				 msg.len - off < CLI_DKIM_PIECE ? msg.len - off : CLI_DKIM_PIECE);
 	dkim_verify_finish(v, verify_done, &w);
-	loop_run(w.l);
+	loop_run(c.l);
 	dkim_verify_free(&v);
-	pool_free(&pool);
-	dns_free(&dns);
-	loop_free(&w.l);
+	cli_loop_close(&c);
 	buf_free(&msg);
 	return w.done ? 0 : 1;
 }

@@ -141,23 +141,21 @@ int cli_dmarc_check(const struct config *cfg, int argc, char **argv)
 	/* the daemon's setting: no list, the last two labels (warned) */
 	struct psl *psl = psl_load(cfg->dmarc_psl_file, &err);
 	free(err);
-	struct check_cli c = {.l = loop_new(), .ret = 1};
-	struct dns *dns = cli_dns(c.l, cfg);
-	if (dns == NULL) {
+	struct cli_loop lp;
+	if (cli_loop_open(&lp, cfg, CLI_LOOP_DNS) < 0) {
 		dkim_free(&dk);
 		psl_free(&psl);
-		loop_free(&c.l);
 		return 1;
 	}
+	struct check_cli c = {.l = lp.l, .ret = 1};
 	/* the domain as the daemon would pass it: without its terminal "." is up
 	 * to dmarc_check; an argument of "-" or "" is no SPF domain */
 	const char *spf_domain = strcmp(argv[2], "-") == 0 || argv[2][0] == '\0' ? NULL : argv[2];
 	struct dmarc_input in = {argv[0], (enum spf_result)spf, spf_domain, &dk};
-	struct dmarc_query *q = dmarc_check(dns, psl, &in, check_done, &c);
+	struct dmarc_query *q = dmarc_check(lp.dns, psl, &in, check_done, &c);
 	(void)q; /* stale once check_done has run */
 	loop_run(c.l);
-	dns_free(&dns);
-	loop_free(&c.l);
+	cli_loop_close(&lp);
 	psl_free(&psl);
 	dkim_free(&dk);
 	return c.ret;

@@ -782,12 +782,10 @@ static void check_srv(struct checker *c)
 
 static int cmd_check(const struct want *w)
 {
-	struct checker c = {.l = loop_new(), .w = w};
-	c.dns = cli_dns(c.l, w->cfg);
-	if (c.dns == NULL) {
-		loop_free(&c.l);
+	struct cli_loop lp;
+	if (cli_loop_open(&lp, w->cfg, CLI_LOOP_DNS) < 0)
 		return 1;
-	}
+	struct checker c = {.l = lp.l, .dns = lp.dns, .w = w};
 	check_mx(&c);
 	struct ans v4, v6;
 	check_host(&c, &v4, &v6);
@@ -797,8 +795,7 @@ static int cmd_check(const struct want *w)
 	check_dkim(&c);
 	check_dmarc(&c);
 	check_srv(&c);
-	dns_free(&c.dns);
-	loop_free(&c.l);
+	cli_loop_close(&lp);
 	if (c.n_temp > 0)
 		return 75;
 	return c.n_bad > 0 ? 1 : 0;

@@ -747,15 +747,14 @@ static int cmd_dns(const struct config *cfg, int argc, char **argv)
 		     {"TXT", DNS_TXT}, {"PTR", DNS_PTR},   {"TLSA", DNS_TLSA}};
 	if (argc >= 1 && (strcmp(argv[0], "records") == 0 || strcmp(argv[0], "check") == 0))
 		return cli_dns_records(cfg, argc, argv);
-	struct dns_cli c = {.l = loop_new(), .ret = 2};
-	struct dns *dns = dns_from_config(c.l, cfg);
+	struct cli_loop lp;
+	if (cli_loop_open(&lp, cfg, CLI_LOOP_DNS) < 0)
+		return 1;
+	struct dns_cli c = {.l = lp.l, .ret = 2};
+	struct dns *dns = lp.dns;
 	struct dns_query *q = NULL;
 	const char *inet = argc == 3 ? argv[2] : cfg->outbound_inet;
 
-	if (dns == NULL) {
-		loop_free(&c.l);
-		return 1;
-	}
 	if (argc == 3 && strcmp(argv[0], "lookup") == 0) {
 		for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
 			if (strcasecmp(argv[1], types[i].name) == 0)
@@ -771,8 +770,7 @@ static int cmd_dns(const struct config *cfg, int argc, char **argv)
 		usage(stderr);
 	else
 		loop_run(c.l);
-	dns_free(&dns);
-	loop_free(&c.l);
+	cli_loop_close(&lp);
 	return c.ret;
 }
 

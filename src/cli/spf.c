@@ -207,14 +207,17 @@ int cli_spf(const struct config *cfg, int argc, char **argv)
 		c.jobs[k].c = &c;
 
 	int ret = 0;
-	c.l = loop_new();
-	c.dns = cli_dns(c.l, cfg);
-	if (c.dns == NULL) {
+	struct cli_loop lp;
+	if (cli_loop_open(&lp, cfg, CLI_LOOP_DNS) < 0) {
 		ret = 1;
-	} else if (c.n > 0) {
-		struct timer *kick = loop_timer_add(c.l, 0, on_kick, &c);
-		(void)kick;
-		loop_run(c.l);
+	} else {
+		c.l = lp.l;
+		c.dns = lp.dns;
+		if (c.n > 0) {
+			struct timer *kick = loop_timer_add(c.l, 0, on_kick, &c);
+			(void)kick;
+			loop_run(c.l);
+		}
 	}
 	for (size_t k = 0; k < c.n; k++) {
 		struct spf_job *j = &c.jobs[k];
@@ -233,7 +236,7 @@ int cli_spf(const struct config *cfg, int argc, char **argv)
 		free(j->sender);
 	}
 	free(c.jobs);
-	dns_free(&c.dns);
-	loop_free(&c.l);
+	if (c.l != NULL)
+		cli_loop_close(&lp);
 	return ret;
 }

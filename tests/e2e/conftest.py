@@ -856,3 +856,38 @@ def imap_append(c, mailbox, data, flags=""):
     assert line.startswith("+"), line
     c.send(data + b"\r\n")
     return c.read_response(tag)
+
+
+# ---- shared by the sender-authentication tests (issue 10) ----
+
+def txt_line(name, text):
+    """A dnsmasq txt-record line (tests/e2e/dnsmasq.py), the text cut into
+    255-octet character-strings (RFC 1035 3.3.14)."""
+    parts = [text[i:i + 255] for i in range(0, len(text), 255)] or [""]
+    return "txt-record=%s,%s" % (name, ",".join('"%s"' % p for p in parts))
+
+
+def parse_dkim_list(out):
+    """`postern dkim list` lines: [(domain, selector, alg, state, record)]"""
+    keys = []
+    for line in out.splitlines():
+        m = re.match(r"^(\S+) (\S+) (\S+) (.*?) (v=DKIM1; .*)$", line)
+        assert m, "bad `dkim list` line %r" % line
+        keys.append(m.groups())
+    return keys
+
+
+def rewrite_conf(srv):
+    """srv's configuration file written again from srv.opts (before start)."""
+    with open(srv.conf, "w") as f:
+        for k, v in srv.opts.items():
+            f.write("%s = %s\n" % (k, v))
+
+
+@pytest.fixture(scope="module")
+def blackhole():
+    """A UDP/TCP address that never answers (dnsmasq.Blackhole): DNS timeouts."""
+    from dnsmasq import Blackhole
+    b = Blackhole()
+    yield b
+    b.close()

@@ -23,7 +23,7 @@ import nacl.signing
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import Postern  # noqa: E402
+from conftest import Postern, parse_dkim_list, txt_line  # noqa: E402
 from dnsmasq import Blackhole, Dnsmasq  # noqa: E402
 
 DOM = "example.test"       # postern's signing domain
@@ -56,22 +56,6 @@ def rsa_pub_b64(pem):
     return base64.b64encode(der).decode()
 
 
-def txt_line(name, text):
-    """A raw dnsmasq txt-record line, the text cut into 255-octet strings."""
-    parts = [text[i:i + 255] for i in range(0, len(text), 255)] or [""]
-    return "txt-record=%s,%s" % (name, ",".join('"%s"' % p for p in parts))
-
-
-def parse_list(out):
-    """`postern dkim list` lines: [(domain, selector, alg, state, record)]"""
-    keys = []
-    for line in out.splitlines():
-        m = re.match(r"^(\S+) (\S+) (\S+) (.*?) (v=DKIM1; .*)$", line)
-        assert m, "bad `dkim list` line %r" % line
-        keys.append(m.groups())
-    return keys
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     srv = Postern(tmp_path_factory.mktemp("postern-dkim"))
@@ -99,7 +83,7 @@ def env(tmp_path_factory):
                  rsa_pub_b64(keys["rsa2048"])),
         ("TXT", EXT, "v=spf1 -all"),
     ]
-    for (_d, sel, _alg, _state, rec) in parse_list(srv.cli_out("dkim", "list", DOM)):
+    for (_d, sel, _alg, _state, rec) in parse_dkim_list(srv.cli_out("dkim", "list", DOM)):
         records.append(txt_line("%s._domainkey.%s" % (sel, DOM), rec))
     hole = Blackhole()
     dns = Dnsmasq(tmp_path_factory.mktemp("dnsmasq-dkim"), records,
@@ -134,7 +118,7 @@ def verify_postern(srv, dns, msg, *opts):
 
 def dkimpy_dnsfunc(srv, domain=DOM):
     recs = {}
-    for (d, sel, _alg, _state, rec) in parse_list(srv.cli_out("dkim", "list", domain)):
+    for (d, sel, _alg, _state, rec) in parse_dkim_list(srv.cli_out("dkim", "list", domain)):
         recs["%s._domainkey.%s." % (sel, d)] = rec.encode()
 
     def dnsfunc(name, timeout=5):
@@ -354,7 +338,7 @@ def test_many_signatures_bounded(env):
 def test_keygen_list(env):
     srv, dns, keys = env
     day = time.strftime("%Y%m%d", time.gmtime())
-    listed = parse_list(srv.cli_out("dkim", "list", DOM))
+    listed = parse_dkim_list(srv.cli_out("dkim", "list", DOM))
     assert [(k[1], k[2], k[3]) for k in listed] == [
         (day + "r", "rsa-sha256", "active"), (day + "e", "ed25519-sha256", "active")]
     assert listed[0][4].startswith("v=DKIM1; k=rsa; p=MIIB")
@@ -380,7 +364,7 @@ def test_keygen_prints_records(env):
     assert "PRIVATE" not in out
     recs = re.findall(r'^(\S+)\._domainkey\.fresh\.test\. IN TXT ((?:"[^"]*" ?)+)$', out, re.M)
     assert len(recs) == 2, out
-    listed = {k[1]: k[4] for k in parse_list(srv.cli_out("dkim", "list", "fresh.test"))}
+    listed = {k[1]: k[4] for k in parse_dkim_list(srv.cli_out("dkim", "list", "fresh.test"))}
     for sel, quoted in recs:
         strings = re.findall(r'"([^"]*)"', quoted)
         assert all(len(s) <= 255 for s in strings)
@@ -391,11 +375,11 @@ def test_rotate_and_delete(env):
     srv, dns, keys = env
     D = "rot.test"
     srv.cli("dkim", "keygen", D)
-    old = [k[1] for k in parse_list(srv.cli_out("dkim", "list", D))]
+    old = [k[1] for k in parse_dkim_list(srv.cli_out("dkim", "list", D))]
     # 3 s of grace: the checks below run within it even under the sanitizers
     out = srv.cli_out("-o", "dkim_rotate_grace=3", "dkim", "rotate", D)
     assert "sign from" in out and "IN TXT" in out
-    listed = parse_list(srv.cli_out("dkim", "list", D))
+    listed = parse_dkim_list(srv.cli_out("dkim", "list", D))
     assert len(listed) == 4
     states = {k[1]: k[3] for k in listed}
     new = [s for s in states if s not in old]
@@ -410,7 +394,7 @@ def test_rotate_and_delete(env):
     assert sorted(s.decode() for s in sels) == sorted(old)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        states = {k[1]: k[3] for k in parse_list(srv.cli_out("dkim", "list", D))}
+        states = {k[1]: k[3] for k in parse_dkim_list(srv.cli_out("dkim", "list", D))}
         if all(states[s] == "active" for s in new):
             break
         time.sleep(0.25)
@@ -424,6 +408,6 @@ def test_rotate_and_delete(env):
     assert dkim.DKIM(signed).verify(idx=0, dnsfunc=dkimpy_dnsfunc(srv, D))
     # delete
     srv.cli("dkim", "delete", D, old[0])
-    assert old[0] not in [k[1] for k in parse_list(srv.cli_out("dkim", "list", D))]
+    assert old[0] not in [k[1] for k in parse_dkim_list(srv.cli_out("dkim", "list", D))]
     p = srv.cli("dkim", "delete", D, old[0], check=False)
     assert p.returncode == 1 and b"no key" in p.stderr

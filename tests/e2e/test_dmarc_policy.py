@@ -13,7 +13,7 @@ import re
 import pytest
 
 from conftest import make_message
-from dnsmasq import Blackhole, Dnsmasq
+from dnsmasq import Dnsmasq
 
 ALICE = "alice@example.test"
 AUTHSERV = "mx.example.test"  # the test daemon's hostname: the default authserv-id
@@ -47,13 +47,6 @@ RECORDS = [
     # no DMARC record at all
     ("A", "nodmarc.test", "192.0.2.1"),
 ]
-
-
-@pytest.fixture(scope="module")
-def blackhole():
-    b = Blackhole()
-    yield b
-    b.close()
 
 
 @pytest.fixture(scope="module")
