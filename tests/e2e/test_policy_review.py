@@ -1,0 +1,133 @@
+"""Review of the sender-authentication path (issue 10, round 2) against the
+real daemon: the forged Authentication-Results filter (RFC 8601 5) cannot be
+bypassed, and everything but the forgery is stored byte-exact after the
+prefix (Return-Path, policy fields, Received), over DATA and BDAT (RFC 3030)
+with chunks cutting the header anywhere, for messages around and far above
+the spool's 64 KiB buffer. The daemon's authserv-id is its hostname
+(mx.example.test, conftest BASE_OPTS); DNS is a closed port (every lookup
+fails at once: spf/dkim/dmarc temperror or none, never a refusal)."""
+import pytest
+
+from conftest import make_message, split_prepended
+
+BOB = "bob@example.test"
+OURS = "mx.example.test"
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory, tls_pair):
+    from conftest import _new_server
+    s = _new_server(tmp_path_factory, tls_pair, "postern", dns_timeout_ms="300", dns_tries="1")
+    yield s
+    s.stop()
+
+
+def deliver_data(srv, msg):
+    before = len(srv.mail_list(BOB))
+    with srv.client("mx") as c:
+        c.ehlo("client.example.net")
+        r = c.mail("x@sender.test", [BOB], msg)
+        assert r.code == 250, r
+    lst = srv.mail_list(BOB)
+    assert len(lst) == before + 1
+    return srv.mail_cat(BOB, lst[-1][0]), lst[-1][1]
+
+
+def deliver_bdat(srv, msg, cuts):
+    before = len(srv.mail_list(BOB))
+    with srv.client("mx") as c:
+        c.ehlo("client.example.net")
+        assert c.cmd("MAIL FROM:<x@sender.test>").code == 250
+        assert c.cmd("RCPT TO:<%s>" % BOB).code == 250
+        pos = 0
+        cuts = list(cuts) + [len(msg)]
+        for k, cut in enumerate(cuts):
+            chunk = msg[pos:cut]
+            last = k == len(cuts) - 1
+            c.send(b"BDAT %d%s\r\n" % (len(chunk), b" LAST" if last else b"") + chunk)
+            r = c.reply()
+            assert r.code == 250, r
+            pos = cut
+    lst = srv.mail_list(BOB)
+    assert len(lst) == before + 1
+    return srv.mail_cat(BOB, lst[-1][0]), lst[-1][1]
+
+
+def body_after_prefix(stored):
+    rp, received, rest = split_prepended(stored)
+    assert rp == b"<x@sender.test>", rp
+    return rest
+
+
+def ours(stored):
+    """The Authentication-Results fields claiming our authserv-id (any case)."""
+    out = []
+    for line in stored.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.lower().startswith(b"authentication-results:") and OURS.encode() in line.lower():
+            out.append(line)
+    return out
+
+
+@pytest.mark.parametrize("pad", [b"(c)", b" ", b"\r\n ", b"(x\r\n y)"])
+def test_forged_ar_behind_long_cfws_removed(srv, pad):
+    # 1 KiB of CFWS before our authserv-id used to pass the forged field whole
+    # (src/policy/authres.c: a field undecided after AR_HOLD_MAX passed).
+    forged = b"Authentication-Results: " + pad * 1500 + b" " + OURS.upper().encode() + \
+        b";\r\n\tdkim=pass header.d=bank.test;\r\n\tdmarc=pass header.from=bank.test"
+    msg = make_message("ceo@bank.test", BOB, "pay now", "wire it\r\n",
+                       extra_headers=[forged.decode()])
+    stored, _ = deliver_data(srv, msg)
+    assert b"dkim=pass header.d=bank.test" not in stored
+    assert body_after_prefix(stored) == msg.replace(forged + b"\r\n", b"")
+    assert len(ours(stored)) == 0 or all(b"bank.test" not in f for f in ours(stored))
+
+
+CASES = [
+    # our id in other case, on a continuation line, after a comment, at the
+    # very end of the header with no body, beside a kept foreign one
+    (b"Authentication-Results: (x) Mx.Example.Test; spf=pass\r\n", True),
+    (b"Authentication-Results:\r\n\tmx.example.test;\r\n spf=pass\r\n", True),
+    (b"Authentication-Results: \"mx.example.test\"; spf=pass\r\n", True),
+    (b"Authentication-Results: mx.example.test.evil; spf=pass\r\n", False),
+    (b"Authentication-Results: other.test; spf=pass\r\n", False),
+]
+
+
+@pytest.mark.parametrize("field,dropped", CASES)
+@pytest.mark.parametrize("mode", ["data", "bdat"])
+def test_ar_filter_byte_exact(srv, field, dropped, mode):
+    head = b"From: <a@sender.test>\r\nTo: <bob@example.test>\r\nSubject: s\r\n"
+    body = b"line1\r\n.dot\r\n..two\r\n8bit \x80\xff\r\n"
+    msg = head + field + b"X-After: 1\r\n\r\n" + body
+    want = msg.replace(field, b"") if dropped else msg
+    if mode == "data":
+        stored, size = deliver_data(srv, msg)
+    else:
+        # every chunk boundary inside the AR field, and an empty last chunk
+        cuts = [len(head) + k for k in range(1, len(field), 3)] + [len(msg)]
+        stored, size = deliver_bdat(srv, msg, cuts)
+    assert size == len(stored)
+    assert body_after_prefix(stored) == want
+
+
+def test_ar_field_last_without_body(srv):
+    msg = b"From: <a@sender.test>\r\nSubject: s\r\nAuthentication-Results: mx.example.test; spf=pass\r\n"
+    stored, _ = deliver_data(srv, msg)
+    assert body_after_prefix(stored) == b"From: <a@sender.test>\r\nSubject: s\r\n"
+
+
+@pytest.mark.parametrize("size", [65536 - 300, 65536 + 300, 3 * 1024 * 1024 + 7])
+def test_large_messages_byte_exact(srv, size):
+    head = (b"From: <a@sender.test>\r\nTo: <bob@example.test>\r\nSubject: big\r\n"
+            b"Authentication-Results: mx.example.test; dkim=pass\r\n"
+            b"Authentication-Results: other.test; dkim=pass\r\n\r\n")
+    line = b"0123456789abcdefghijklmnopqrstuvwxyz.\r\n"
+    body = (line * (size // len(line) + 1))[:size - len(head) - 2] + b"\r\n"
+    msg = head + body
+    want = msg.replace(b"Authentication-Results: mx.example.test; dkim=pass\r\n", b"")
+    stored, sz = deliver_data(srv, msg)
+    assert sz == len(stored)
+    assert body_after_prefix(stored) == want
+    stored, sz = deliver_bdat(srv, msg, [len(head) - 30, len(head) + 65536])
+    assert sz == len(stored)
+    assert body_after_prefix(stored) == want
