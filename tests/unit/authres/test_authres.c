@@ -25,6 +25,14 @@ static const struct {
 	/* CFWS before the id: comments, folding */
 	{"Authentication-Results: (forged)\r\n (really) mx.b.test; none\r\n\r\n", "\r\n"},
 	{"Authentication-Results : \"mx.b.test\"; none\r\n\r\n", "\r\n"},
+	/* the scan resumed across feeds: nested comments with quoted-pairs,
+	 * WSP before the colon, folds inside and between comments */
+	{"Authentication-Results  \t : (a (b \\) c)\r\n d) (e)\r\n\tmx.b.test; x\r\nY: 1\r\n\r\n",
+	 "Y: 1\r\n\r\n"},
+	{"Authentication-Results: (a \\( b)mx.b.test; x\r\n\r\n", "\r\n"},
+	{"Authentication-Results: (a) ) mx.b.test; x\r\n\r\nb", NULL},
+	{"Authentication-Results: (a)\rmx.b.test; x\r\n\r\nb", NULL},
+	{"Authentication-Results: (a (b) mx.b.test; x\r\nY: 1\r\n\r\nb", NULL},
 	/* another id, or ours as a prefix: kept */
 	{"Authentication-Results: mx.a.test; spf=pass\r\n\r\nb", NULL},
 	{"Authentication-Results: mx.b.test.evil; spf=pass\r\n\r\nb", NULL},
