@@ -283,14 +283,33 @@ size_t authres_from_domains(const char *s, size_t len, char **v, size_t max)
 					i++;
 			i++;
 		} else if (c == '@') {
-			size_t start = ++i;
+			/* "x@ domain", "x@(c) domain": CFWS before the domain is allowed
+			 * (RFC 5322 3.2.2, 4.4 obs-domain); MUAs show the domain, so DMARC
+			 * must see it too */
+			size_t at = i++;
+			for (;;) {
+				while (i < len && strchr(" \t\r\n", s[i]) != NULL)
+					i++;
+				if (i >= len || s[i] != '(')
+					break;
+				for (int depth = 0; i < len; i++) {
+					if (s[i] == '\\')
+						i++;
+					else if (s[i] == '(')
+						depth++;
+					else if (s[i] == ')' && --depth == 0)
+						break;
+				}
+				i++;
+			}
+			size_t start = i;
 			while (i < len && strchr(" \t\r\n>,;()<\"[]", s[i]) == NULL)
 				i++;
 			size_t dl = i - start;
 			while (dl > 0 && s[start + dl - 1] == '.')
 				dl--;
 			/* "<@a,@b:x@y>": a source route's hops are not addresses */
-			if (dl == 0 || (i < len && s[i] == ','  && start >= 2 && s[start - 2] == '<'))
+			if (dl == 0 || (i < len && s[i] == ',' && at >= 1 && s[at - 1] == '<'))
 				continue;
 			char *d = xstrndup(s + start, dl);
 			for (char *q = d; *q; q++)

@@ -140,6 +140,12 @@ static void test_from_domains(void)
 		{" undisclosed-recipients:;", ""},
 		{" \"x@y\"@q.test", "q.test"},
 		{"", ""},
+		/* CFWS after the "@" (RFC 5322 4.4 obs-domain, 3.2.2): the domain is
+		 * still there; skipping it made the message DMARC "none" */
+		{" ceo@ bank.test", "bank.test"},
+		{" <ceo@\r\n\tBank.Test>", "bank.test"},
+		{" ceo@(x (y)) bank.test", "bank.test"},
+		{" ceo@ (x)\r\n (y)", ""},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char *v[4];
