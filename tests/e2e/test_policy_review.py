@@ -131,3 +131,34 @@ def test_large_messages_byte_exact(srv, size):
     stored, sz = deliver_bdat(srv, msg, [len(head) - 30, len(head) + 65536])
     assert sz == len(stored)
     assert body_after_prefix(stored) == want
+
+
+# ---- From: with CFWS after the "@" (RFC 5322 3.2.2, 4.4 obs-domain) ----
+
+@pytest.fixture(scope="module")
+def dmarc_mx(tmp_path_factory, tls_pair):
+    from conftest import _new_server
+    from dnsmasq import Dnsmasq
+    d = Dnsmasq(tmp_path_factory.mktemp("dnsmasq"),
+                [("TXT", "_dmarc.bank.test", "v=DMARC1; p=reject")])
+    d.start()
+    s = _new_server(tmp_path_factory, tls_pair, "dmarc", dns_resolver="%s:%d" % (d.host, d.port),
+                    dns_timeout_ms=400, dns_tries=1)
+    yield s
+    s.stop()
+    d.stop()
+
+
+@pytest.mark.parametrize("from_value", ["ceo@ bank.test", "<ceo@\r\n bank.test>",
+                                        "CEO <ceo@(the bank) bank.test>"])
+def test_from_domain_after_cfws_gets_its_dmarc_policy(dmarc_mx, from_value):
+    # The domain after "@ " was skipped: no From domain, dmarc=none, stored in
+    # INBOX although bank.test publishes p=reject (RFC 7489 6.6.1).
+    msg = (b"From: " + from_value.encode() + b"\r\nTo: <bob@example.test>\r\n"
+           b"Subject: pay\r\nMessage-ID: <p@bank.test>\r\n\r\nwire it\r\n")
+    before = len(dmarc_mx.mail_list(BOB))
+    with dmarc_mx.client("mx") as c:
+        c.ehlo("client.remote.test")
+        r = c.mail("x@other.test", [BOB], msg, expect_ok=False)
+    assert r.code == 550 and r.enh == "5.7.1", r
+    assert len(dmarc_mx.mail_list(BOB)) == before
