@@ -140,7 +140,8 @@ def dmarc_mx(tmp_path_factory, tls_pair):
     from conftest import _new_server
     from dnsmasq import Dnsmasq
     d = Dnsmasq(tmp_path_factory.mktemp("dnsmasq"),
-                [("TXT", "_dmarc.bank.test", "v=DMARC1; p=reject")])
+                [("TXT", "_dmarc.bank.test", "v=DMARC1; p=reject"),
+                 ("TXT", "_dmarc.quar.test", "v=DMARC1; p=quarantine")])
     d.start()
     s = _new_server(tmp_path_factory, tls_pair, "dmarc", dns_resolver="%s:%d" % (d.host, d.port),
                     dns_timeout_ms=400, dns_tries=1)
@@ -162,3 +163,31 @@ def test_from_domain_after_cfws_gets_its_dmarc_policy(dmarc_mx, from_value):
         r = c.mail("x@other.test", [BOB], msg, expect_ok=False)
     assert r.code == 550 and r.enh == "5.7.1", r
     assert len(dmarc_mx.mail_list(BOB)) == before
+
+
+@pytest.mark.parametrize("size", [200, 65536 + 100, 2 * 1024 * 1024 + 3])
+def test_quarantine_to_several_recipients_byte_exact(dmarc_mx, size):
+    # DMARC quarantine: every local recipient's Junk, the content byte-exact
+    # after the prefix, the sizes (mail list, IMAP RFC822.SIZE) the stored bytes
+    head = (b"From: <x@quar.test>\r\nTo: <bob@example.test>\r\nSubject: q%d\r\n"
+            b"Authentication-Results: MX.example.test; dmarc=pass\r\n\r\n" % size)
+    line = b"quarantined content line .......................................\r\n"
+    body = (line * (size // len(line) + 1))[:max(size - len(head) - 2, 0)] + b"\r\n"
+    msg = head + body
+    want = msg.replace(b"Authentication-Results: MX.example.test; dmarc=pass\r\n", b"")
+    users = ["alice@example.test", "bob@example.test", "carol@example.test"]
+    with dmarc_mx.client("mx") as c:
+        c.ehlo("client.remote.test")
+        r = c.mail("x@quar.test", users, msg)
+        assert r.code == 250, r
+    for u in users:
+        lst = dmarc_mx.mail_list(u, "Junk")
+        assert lst, u
+        uid, sz = lst[-1][0], lst[-1][1]
+        stored = dmarc_mx.mail_cat(u, uid, "Junk")
+        assert sz == len(stored)
+        rp, _, rest = split_prepended(stored)
+        assert rp == b"<x@quar.test>"
+        assert rest == want, u
+        assert b"dmarc=fail" in stored.split(b"\r\n\r\n", 1)[0]
+        assert all(b"subject: q%d" % size not in m.lower() for m in dmarc_mx.messages(u))
