@@ -191,3 +191,30 @@ def test_quarantine_to_several_recipients_byte_exact(dmarc_mx, size):
         assert rest == want, u
         assert b"dmarc=fail" in stored.split(b"\r\n\r\n", 1)[0]
         assert all(b"subject: q%d" % size not in m.lower() for m in dmarc_mx.messages(u))
+
+
+def test_quarantined_mail_reaches_idle_on_junk(dmarc_mx):
+    # A delivery into Junk used to notify the INBOX's sessions only: an IDLE
+    # on Junk (RFC 2177) never heard of the quarantined message.
+    from test_imap_sync import select, wait_untagged
+    user = "carol@example.test"
+
+    def quarantine(subject):
+        m = (b"From: <x@quar.test>\r\nTo: <%s>\r\nSubject: %s\r\n\r\nq\r\n"
+             % (user.encode(), subject.encode()))
+        with dmarc_mx.client("mx") as c:
+            c.ehlo("client.remote.test")
+            r = c.mail("x@quar.test", [user], m)
+            assert r.code == 250, r
+
+    quarantine("first")  # Junk exists from here on
+    c = dmarc_mx.imap_login(user)
+    r = select(c, "Junk")
+    n = int(next(l.split()[1] for l in r.untagged if l.endswith(" EXISTS")))
+    tag = c.next_tag()
+    c.send(tag + " IDLE\r\n")
+    assert c.readline().startswith("+ "), "no continuation for IDLE"
+    quarantine("second")
+    wait_untagged(c, r"^\* %d EXISTS$" % (n + 1))
+    c.send("DONE\r\n")
+    c.close()
