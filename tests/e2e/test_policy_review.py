@@ -218,3 +218,18 @@ def test_quarantined_mail_reaches_idle_on_junk(dmarc_mx):
     wait_untagged(c, r"^\* %d EXISTS$" % (n + 1))
     c.send("DONE\r\n")
     c.close()
+
+
+@pytest.mark.xfail(strict=True, reason="src/policy/policy.c on_field ignores hdr_field.truncated:"
+                   " a From: longer than HDR_MAX_FIELD (8192) loses its address (policy2 owns it)")
+def test_long_from_display_name_keeps_dmarc_policy(dmarc_mx):
+    # 9000 octets of display name, folded, then <ceo@bank.test> (p=reject):
+    # the header reader keeps 8 KiB of a field, the domain is cut off, and the
+    # message is evaluated as "no From: domain" (dmarc=none) and stored.
+    name = "\r\n ".join(["Chief Executive Officer of the Bank"] * 250)
+    msg = ("From: \"%s\" <ceo@bank.test>\r\nTo: <bob@example.test>\r\nSubject: long from\r\n"
+           "\r\nwire it\r\n" % name).encode()
+    with dmarc_mx.client("mx") as c:
+        c.ehlo("client.remote.test")
+        r = c.mail("x@other.test", [BOB], msg, expect_ok=False)
+    assert r.code == 550 and r.enh == "5.7.1", r
