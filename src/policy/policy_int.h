@@ -22,6 +22,8 @@ struct ar_filter {
 	int state;
 	bool dropping; /* the current field is dropped (continuations too) */
 	size_t hlen;
+	size_t pos; /* where the held field's scan got to (authres.c decide_from) */
+	int depth;  /* the comment nesting there */
 	char hold[AR_HOLD_MAX];
 	size_t dropped; /* fields dropped so far */
 };

@@ -84,6 +84,7 @@ struct store_commit_req {
 	time_t received;
 	int tz; /* the server's zone at received, seconds east (INTERNALDATE) */
 	int64_t *user_ids;
+	int64_t *junk_ids; /* per user: the \Junk mailbox it went to, 0 INBOX */
 	size_t n_users;
 	struct store_commit_rcpt *remote;
 	size_t n_remote;
@@ -510,6 +511,7 @@ static void req_free(struct store_commit_req *req)
 	free(req->auth_user);
 	free(req->queue_from);
 	free(req->user_ids);
+	free(req->junk_ids);
 	for (size_t i = 0; i < req->n_remote; i++) {
 		free(req->remote[i].addr);
 		free(req->remote[i].orcpt);
@@ -562,6 +564,7 @@ void store_commit(struct store *st, struct store_spool *sp, const struct store_d
 		req->tz = (int)tm.tm_gmtoff;
 	/* duplicates would file the message twice into one INBOX */
 	req->user_ids = xcalloc(d->n_users ? d->n_users : 1, sizeof *req->user_ids);
+	req->junk_ids = xcalloc(d->n_users ? d->n_users : 1, sizeof *req->junk_ids);
 	for (size_t i = 0; i < d->n_users; i++) {
 		size_t j;
 		for (j = 0; j < req->n_users; j++)
@@ -592,8 +595,16 @@ static void commit_done(void *arg)
 	struct store_commit_req *req = arg;
 	req->cb(req->arg, req->result);
 	/* Sessions holding the INBOX hear of it only once it is durable. */
-	for (size_t i = 0; req->result == 0 && !req->empty && i < req->n_users; i++)
-		store_notify_delivery(req->st, req->user_ids[i]);
+	for (size_t i = 0; req->result == 0 && !req->empty && i < req->n_users; i++) {
+		if (req->junk_ids[i] > 0) {
+			/* quarantined: the sessions holding that Junk mailbox (an
+			 * IDLE there hears of it, RFC 2177), not the INBOX's */
+			struct store_change ch = {.kind = STORE_CHANGE_NEW};
+			store_notify_mailbox(req->st, &ch, req->junk_ids[i]);
+		} else {
+			store_notify_delivery(req->st, req->user_ids[i]);
+		}
+	}
 	req_free(req);
 }
 
@@ -1068,12 +1079,13 @@ static int junk_mailbox(struct store *st, struct store_db *d, int64_t user_id, i
 
 /* into INBOX, or (junk) the account's \Junk mailbox */
 static int insert_entry(struct store *st, struct store_db *d, int64_t user_id, int64_t msg_id,
-			time_t received, int tz, bool junk)
+			time_t received, int tz, bool junk, int64_t *junk_r)
 {
 	int64_t junk_id = 0;
 	int k = junk ? junk_mailbox(st, d, user_id, &junk_id) : 0;
 	if (k < 0)
 		return -1;
+	*junk_r = k > 0 ? junk_id : 0;
 	sqlite3_stmt *s;
 	if (k > 0) {
 		s = store_sql(d, "UPDATE mailboxes SET uidnext = uidnext + 1,"
@@ -1251,7 +1263,7 @@ static int insert_one(struct store_db *d, struct store_commit_req *req, time_t n
 	int64_t msg_id = sqlite3_last_insert_rowid(d->db);
 	for (size_t i = 0; i < req->n_users; i++)
 		if (insert_entry(req->st, d, req->user_ids[i], msg_id, req->received, req->tz,
-				 req->junk) < 0)
+				 req->junk, &req->junk_ids[i]) < 0)
 			return -1;
 	for (size_t i = 0; i < req->n_remote; i++) {
 		s = store_stmt(d, STMT_INS_QUEUE);
