@@ -83,6 +83,7 @@ struct policy_tx {
 	struct policy *p;
 	struct policy_tx *next, *prev;
 	char *txid, *ip, *helo, *rdns, *auth_user, *mail_from;
+	bool rdns_temp;
 	const char *mail_domain; /* into mail_from, NULL for <> */
 	bool inbound;
 	/* SPF (RFC 7208): MAIL FROM (or postmaster@HELO for <>), and HELO */
@@ -352,6 +353,7 @@ struct policy_tx *policy_tx_new(struct policy *p, const struct policy_conn *c,
 	t->ip = xstrdup(c->ip ? c->ip : "");
 	t->helo = c->helo ? xstrdup(c->helo) : NULL;
 	t->rdns = c->rdns ? xstrdup(c->rdns) : NULL;
+	t->rdns_temp = c->rdns == NULL && c->rdns_temp;
 	t->auth_user = c->auth_user ? xstrdup(c->auth_user) : NULL;
 	t->mail_from = xstrdup(mail_from ? mail_from : "");
 	t->mail_domain = *t->mail_from ? addr_domain(t->mail_from) : NULL;
@@ -848,9 +850,14 @@ static void build_results(struct policy_tx *t)
 
 	/* RFC 8601 2.7.3: iprev, the FCrDNS name as a comment */
 	if (p->dns != NULL) {
-		buf_appends(&b, t->rdns != NULL ? "iprev=pass" : "iprev=fail");
+		/* RFC 8601 2.7.3: temperror when the lookup failed temporarily
+		 * (or had not finished by MAIL), fail when no name was confirmed */
+		buf_appends(&b, t->rdns != NULL ? "iprev=pass"
+			    : t->rdns_temp  ? "iprev=temperror"
+					    : "iprev=fail");
 		if (t->rdns == NULL)
-			authres_comment(&b, "no forward-confirmed reverse name");
+			authres_comment(&b, t->rdns_temp ? "reverse DNS lookup failed temporarily"
+							 : "no forward-confirmed reverse name");
 		buf_appends(&b, " policy.iprev=");
 		authres_value(&b, t->ip);
 		if (t->rdns != NULL)

@@ -46,6 +46,7 @@ struct policy_conn {
 	const char *rdns;      /* forward-confirmed reverse name, NULL if none */
 	const char *auth_user; /* NULL: not authenticated */
 	bool mx;               /* the MX listener (inbound checks apply) */
+	bool rdns_temp;        /* rdns NULL: the reverse lookup failed temporarily */
 };
 
 /* A reply decided by policy. code 0: go on. */

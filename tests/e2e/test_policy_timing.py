@@ -117,6 +117,9 @@ def test_end_of_data_bounded_by_one_round(tmp_path_factory, tls_pair, blackhole)
             ["spf=temperror"], ar
         assert resinfo(ar, b"dmarc") == \
             ["dmarc=temperror (DNS lookup did not finish in time) header.from=slow.test"], ar
+        # the reverse lookup had not finished by MAIL: temporary, not "no name"
+        assert resinfo(ar, b"iprev") == \
+            ["iprev=temperror (reverse DNS lookup failed temporarily) policy.iprev=127.0.0.1"], ar
     finally:
         srv.stop()
 
@@ -135,11 +138,30 @@ def test_spf_temperror_never_turns_dmarc_reject_into_5xx(tmp_path_factory, tls_p
         ar = stored_ar(srv, "spf temp")
         assert resinfo(ar, b"dmarc") == \
             ["dmarc=temperror (SPF or DKIM failed temporarily) header.from=reject.test"], ar
+        # dnsmasq answers the PTR query: no name, a plain fail
+        assert resinfo(ar, b"iprev") == \
+            ["iprev=fail (no forward-confirmed reverse name) policy.iprev=127.0.0.1"], ar
         # an SPF pass still passes DMARC with the lookup started early
         r, _ = send_timed(srv, "x@pass.test", "someone@pass.test", "spf pass")
         assert r.code == 250, r
         ar = stored_ar(srv, "spf pass")
         assert resinfo(ar, b"dmarc") == \
             ["dmarc=pass (p=reject sp=reject dis=none) header.from=pass.test"], ar
+    finally:
+        srv.stop()
+
+
+def test_iprev_temperror_when_reverse_lookup_times_out(tmp_path_factory, tls_pair, blackhole):
+    # RFC 8601 2.7.3: the PTR query timed out (300 ms, inside the greeting's
+    # wait for it): iprev=temperror, not iprev=fail (which the old code gave)
+    from conftest import _new_server
+    srv = _new_server(tmp_path_factory, tls_pair, "timing4", dns_resolver=blackhole.server,
+                      dns_timeout_ms=300, dns_tries=1)
+    try:
+        r, _ = send_timed(srv, "x@slow.test", "someone@slow.test", "iprev temp")
+        assert r.code == 250, r
+        ar = stored_ar(srv, "iprev temp")
+        assert resinfo(ar, b"iprev") == \
+            ["iprev=temperror (reverse DNS lookup failed temporarily) policy.iprev=127.0.0.1"], ar
     finally:
         srv.stop()
