@@ -289,14 +289,7 @@ struct policy *policy_new(struct loop *l, struct dns *dns, struct pool *pool, st
 			free(err);
 		}
 	}
-	if (cfg->srs) {
-		p->srs = srs_secrets_load(st, cfg, &p->n_srs);
-		if (p->srs == NULL) {
-			*err_r = xstrdup("SRS secrets could not be loaded (see the log)");
-			policy_free(&p);
-			return NULL;
-		}
-	}
+	/* SRS secrets: policy_set_srs (loaded once, by the caller) */
 	keys_refresh(p);
 	log_info("policy: authserv-id=%s spf=%s dkim_verify=%s dkim_sign=%s dmarc=%s%s arc=%s%s"
 		 " srs=%s signing keys=%zu",
@@ -308,6 +301,12 @@ struct policy *policy_new(struct loop *l, struct dns *dns, struct pool *pool, st
 }
 
 static void tx_detach(struct policy_tx *t);
+
+void policy_set_srs(struct policy *p, char **secrets, size_t n)
+{
+	p->srs = secrets;
+	p->n_srs = n;
+}
 
 void policy_free(struct policy **pp)
 {
@@ -326,7 +325,6 @@ void policy_free(struct policy **pp)
 		free(p->noseal[i]);
 	free(p->noseal);
 	psl_free(&p->psl);
-	srs_secrets_free(&p->srs);
 	free(p);
 }
 

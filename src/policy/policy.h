@@ -38,6 +38,9 @@ struct policy;
 struct policy *policy_new(struct loop *l, struct dns *dns, struct pool *pool, struct store *st,
 			  const struct config *cfg, char **err_r);
 void policy_free(struct policy **pp);
+/* The SRS secrets (srs_secrets_load, newest first) for forwarding; owned by
+ * the caller, valid until policy_free. None set: no rewriting. */
+void policy_set_srs(struct policy *p, char **secrets, size_t n);
 
 struct policy_conn {
 	const char *txid;      /* the SMTP transaction's id, for the log line */
