@@ -567,6 +567,9 @@ static int cmd_serve(const struct config *cfg)
 	if (cfg->srs) {
 		if ((srs = srs_secrets_load(st, cfg, &n_srs)) == NULL)
 			goto out;
+		/* loaded once, shared by policy (forwarding), the SMTP server
+		 * (bounces to SRS addresses) and the DSNs */
+		policy_set_srs(policy, srs, n_srs);
 		smtp_server_set_srs(d.smtp, srs, n_srs, cfg->srs_max_age);
 		bounce_set_srs(srs, n_srs, cfg->srs_max_age);
 	}

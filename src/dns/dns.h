@@ -154,5 +154,10 @@ typedef void dns_name_cb(void *arg, const char *name);
  * include ip again; cb gets the first such name, or NULL (no PTR, no match,
  * failure or timeout). */
 struct dns_query *dns_verify_ptr(struct dns *d, const char *ip, dns_name_cb *cb, void *arg);
+/* The same, and tempfail: no name, and a lookup failed temporarily (timeout,
+ * SERVFAIL) rather than answering "no such name" (RFC 8601 2.7.3: iprev
+ * temperror vs fail). */
+typedef void dns_ptr_cb(void *arg, const char *name, bool tempfail);
+struct dns_query *dns_verify_ptr_ex(struct dns *d, const char *ip, dns_ptr_cb *cb, void *arg);
 
 #endif

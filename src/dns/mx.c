@@ -318,6 +318,8 @@ struct ptr_name {
 
 struct ptr_state {
 	dns_name_cb *cb;
+	dns_ptr_cb *cb2; /* dns_verify_ptr_ex */
+	bool temp;       /* a lookup failed temporarily (no name confirmed) */
 	void *arg;
 	int family;
 	union {
@@ -352,7 +354,10 @@ static void ptr_finish(struct dns_query *q)
 	for (size_t i = 0; i < st->n && name == NULL; i++)
 		if (st->names[i].match)
 			name = st->names[i].name;
-	st->cb(st->arg, name);
+	if (st->cb2 != NULL)
+		st->cb2(st->arg, name, name == NULL && st->temp);
+	else
+		st->cb(st->arg, name);
 	dns_query_unlink_free(q);
 }
 
@@ -370,6 +375,8 @@ static void on_forward(void *arg, const struct dns_answer *a)
 	struct ptr_state *st = q->ext;
 
 	pn->fq = NULL;
+	if (a->status == DNS_TEMPFAIL)
+		st->temp = true;
 	for (size_t i = 0; i < a->n && !pn->match; i++) {
 		if (st->family == AF_INET && a->rr[i].type == DNS_A)
 			pn->match = memcmp(&a->rr[i].u.a, &st->ip.v4, 4) == 0;
@@ -387,6 +394,8 @@ static void on_ptr(void *arg, const struct dns_answer *a)
 	char norm[DNS_NAME_TEXT_MAX + 8];
 
 	st->ptrq = NULL;
+	if (a->status == DNS_TEMPFAIL)
+		st->temp = true;
 	for (size_t i = 0; i < a->n && st->n < DNS_PTR_NAMES_MAX; i++) {
 		if (dns_name_normalize(a->rr[i].u.ptr, norm, sizeof(norm)) < 0)
 			continue;
@@ -434,5 +443,13 @@ struct dns_query *dns_verify_ptr(struct dns *d, const char *ip, dns_name_cb *cb,
 		return q;
 	}
 	st->ptrq = dns_lookup(d, rev, DNS_PTR, on_ptr, q);
+	return q;
+}
+
+struct dns_query *dns_verify_ptr_ex(struct dns *d, const char *ip, dns_ptr_cb *cb, void *arg)
+{
+	struct dns_query *q = dns_verify_ptr(d, ip, NULL, arg);
+	struct ptr_state *st = q->ext;
+	st->cb2 = cb;
 	return q;
 }

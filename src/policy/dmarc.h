@@ -123,4 +123,22 @@ struct dmarc_query *dmarc_check_rnd(struct dns *dns, const struct psl *psl,
 				    const struct dmarc_input *in, int rnd, dmarc_cb *cb,
 				    void *arg);
 
+/* The record lookup alone (RFC 7489 6.6.3 steps 1-6), started as soon as
+ * the From: domain is known (the header section has ended), in parallel with
+ * SPF and the DKIM key lookups; evaluated at the end of data, once SPF and
+ * DKIM are known, by dmarc_lookup_evaluate (pure). cb(arg) once on the loop
+ * thread when the lookup is over, never inside the call, unless freed first;
+ * dmarc_lookup_free inside cb is allowed. Never NULL. */
+struct dmarc_lookup;
+typedef void dmarc_lookup_cb(void *arg);
+struct dmarc_lookup *dmarc_lookup_start(struct dns *dns, const struct psl *psl,
+					const char *from_domain, dmarc_lookup_cb *cb, void *arg);
+bool dmarc_lookup_done(const struct dmarc_lookup *l);
+/* The outcome dmarc_check would have given for in (in->from_domain is
+ * ignored: the lookup's). Not done yet (the end-of-data bound passed):
+ * temperror. rnd < 0: random. *o points into l: valid until it is freed. */
+void dmarc_lookup_evaluate(const struct dmarc_lookup *l, const struct dmarc_input *in, int rnd,
+			   struct dmarc_outcome *o);
+void dmarc_lookup_free(struct dmarc_lookup **lp);
+
 #endif

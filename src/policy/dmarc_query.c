@@ -30,6 +30,13 @@ struct dmarc_query {
 	struct dkim_results dkim; /* results and d= only */
 	struct dmarc_record rec;
 	char from[256], org[256], qname[272];
+	/* dmarc_lookup_start: the lookup only, evaluated later */
+	bool lookup_only, done, found;
+	enum dmarc_result pre;   /* !found: none, temperror or permerror */
+	const char *where;       /* q->from, q->org or NULL */
+	const char *problem;     /* NULL or problem_buf / a literal */
+	char problem_buf[128];
+	dmarc_lookup_cb *lcb;
 };
 
 static void dmarc_query_free(struct dmarc_query *q)
@@ -65,6 +72,17 @@ static void dmarc_finish_without(struct dmarc_query *q, enum dmarc_result r, con
 	struct dmarc_input in;
 	struct dmarc_outcome o;
 
+	if (q->lookup_only) {
+		q->done = true;
+		q->pre = r;
+		q->where = where;
+		if (problem != NULL) {
+			snprintf(q->problem_buf, sizeof(q->problem_buf), "%s", problem);
+			q->problem = q->problem_buf;
+		}
+		q->lcb(q->arg); /* last: it may free q */
+		return;
+	}
 	dmarc_input_of(q, &in);
 	dmarc_evaluate(q->psl, &in, NULL, where, 0, &o);
 	o.result = r;
@@ -129,6 +147,13 @@ static void dmarc_on_txt(void *arg, const struct dns_answer *a)
 	}
 	struct dmarc_input in;
 	struct dmarc_outcome o;
+	if (q->lookup_only) {
+		q->done = true;
+		q->found = true;
+		q->where = q->at_org ? q->org : q->from;
+		q->lcb(q->arg); /* last: it may free q */
+		return;
+	}
 	dmarc_input_of(q, &in);
 	int rnd = q->rnd >= 0 ? q->rnd % 100 : (int)arc4random_uniform(100);
 	dmarc_evaluate(q->psl, &in, &q->rec, where, rnd, &o);
@@ -197,4 +222,67 @@ void dmarc_cancel(struct dmarc_query **qp)
 		return; /* freed when cb returns */
 	dns_cancel(&q->dq);
 	dmarc_query_free(q);
+}
+
+struct dmarc_lookup {
+	struct dmarc_query q;
+};
+
+struct dmarc_lookup *dmarc_lookup_start(struct dns *dns, const struct psl *psl,
+					const char *from_domain, dmarc_lookup_cb *cb, void *arg)
+{
+	struct dmarc_lookup *l = xcalloc(1, sizeof(*l));
+	struct dmarc_query *q = &l->q;
+
+	q->dns = dns;
+	q->psl = psl;
+	q->arg = arg;
+	q->lcb = cb;
+	q->rnd = -1;
+	q->lookup_only = true;
+	const char *from = from_domain ? from_domain : "";
+	if (psl_alabels(from, q->from, sizeof(q->from)) < 0 ||
+	    psl_org_domain(psl, q->from, q->org, sizeof(q->org)) < 0) {
+		q->bad_from = true;
+		q->dq = dns_lookup(dns, "", DNS_TXT, dmarc_on_txt, q);
+		return l;
+	}
+	dmarc_lookup(q, q->from);
+	return l;
+}
+
+bool dmarc_lookup_done(const struct dmarc_lookup *l)
+{
+	return l->q.done;
+}
+
+void dmarc_lookup_evaluate(const struct dmarc_lookup *l, const struct dmarc_input *in, int rnd,
+			   struct dmarc_outcome *o)
+{
+	const struct dmarc_query *q = &l->q;
+	struct dmarc_input i2 = *in;
+
+	/* aligned against the A-label form looked up (RFC 8616 6) */
+	i2.from_domain = q->bad_from ? NULL : q->from;
+	if (!q->done || !q->found) {
+		dmarc_evaluate(q->psl, &i2, NULL, q->done ? q->where : NULL, 0, o);
+		o->result = q->done ? q->pre : DMARC_TEMPERROR;
+		o->problem = q->done ? q->problem : "DNS lookup did not finish in time";
+		return;
+	}
+	if (rnd < 0)
+		rnd = (int)arc4random_uniform(100);
+	dmarc_evaluate(q->psl, &i2, &q->rec, q->where, rnd % 100, o);
+	if (q->rec.p_fallback)
+		o->problem = "no valid p= (read as p=none, RFC 7489 6.6.3)";
+}
+
+void dmarc_lookup_free(struct dmarc_lookup **lp)
+{
+	struct dmarc_lookup *l = *lp;
+	if (l == NULL)
+		return;
+	*lp = NULL;
+	dns_cancel(&l->q.dq);
+	dmarc_query_free(&l->q);
 }

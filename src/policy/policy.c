@@ -83,6 +83,7 @@ struct policy_tx {
 	struct policy *p;
 	struct policy_tx *next, *prev;
 	char *txid, *ip, *helo, *rdns, *auth_user, *mail_from;
+	bool rdns_temp;
 	const char *mail_domain; /* into mail_from, NULL for <> */
 	bool inbound;
 	/* SPF (RFC 7208): MAIL FROM (or postmaster@HELO for <>), and HELO */
@@ -132,6 +133,13 @@ struct policy_tx {
 	struct arc_outcome ao;
 	bool ao_done;
 	struct dmarc_query *dq;
+	/* the record lookup, started when the header section ends */
+	struct dmarc_lookup *dl;
+	bool dl_started, dl_wait;
+	/* the end-of-data bound (policy_end_wait_ms): what is unfinished then
+	 * is temperror */
+	struct timer *bound_timer;
+	bool bound_hit, dk_timeout, partial;
 	bool dmarc_done;
 	enum dmarc_result dmarc;
 	enum dmarc_policy dmarc_p, dmarc_sp, dmarc_dis;
@@ -281,14 +289,7 @@ struct policy *policy_new(struct loop *l, struct dns *dns, struct pool *pool, st
 			free(err);
 		}
 	}
-	if (cfg->srs) {
-		p->srs = srs_secrets_load(st, cfg, &p->n_srs);
-		if (p->srs == NULL) {
-			*err_r = xstrdup("SRS secrets could not be loaded (see the log)");
-			policy_free(&p);
-			return NULL;
-		}
-	}
+	/* SRS secrets: policy_set_srs (loaded once, by the caller) */
 	keys_refresh(p);
 	log_info("policy: authserv-id=%s spf=%s dkim_verify=%s dkim_sign=%s dmarc=%s%s arc=%s%s"
 		 " srs=%s signing keys=%zu",
@@ -300,6 +301,12 @@ struct policy *policy_new(struct loop *l, struct dns *dns, struct pool *pool, st
 }
 
 static void tx_detach(struct policy_tx *t);
+
+void policy_set_srs(struct policy *p, char **secrets, size_t n)
+{
+	p->srs = secrets;
+	p->n_srs = n;
+}
 
 void policy_free(struct policy **pp)
 {
@@ -318,7 +325,6 @@ void policy_free(struct policy **pp)
 		free(p->noseal[i]);
 	free(p->noseal);
 	psl_free(&p->psl);
-	srs_secrets_free(&p->srs);
 	free(p);
 }
 
@@ -345,6 +351,7 @@ struct policy_tx *policy_tx_new(struct policy *p, const struct policy_conn *c,
 	t->ip = xstrdup(c->ip ? c->ip : "");
 	t->helo = c->helo ? xstrdup(c->helo) : NULL;
 	t->rdns = c->rdns ? xstrdup(c->rdns) : NULL;
+	t->rdns_temp = c->rdns == NULL && c->rdns_temp;
 	t->auth_user = c->auth_user ? xstrdup(c->auth_user) : NULL;
 	t->mail_from = xstrdup(mail_from ? mail_from : "");
 	t->mail_domain = *t->mail_from ? addr_domain(t->mail_from) : NULL;
@@ -513,11 +520,13 @@ static bool on_field(void *arg, const struct hdr_field *f)
 }
 
 static void sign_decide(struct policy_tx *t);
+static void dmarc_begin(struct policy_tx *t);
 
 static void on_body(void *arg, const char *p, size_t n)
 {
 	struct policy_tx *t = arg;
 	t->body_seen = true;
+	dmarc_begin(t);
 	if (t->sign_wanted && !t->sign_decided)
 		sign_decide(t);
 }
@@ -775,9 +784,8 @@ static void dmarc_record(struct policy_tx *t, const struct dmarc_outcome *o)
 	buf_free(&rua);
 }
 
-static void on_dmarc(void *arg, const struct dmarc_outcome *o)
+static void dmarc_take(struct policy_tx *t, const struct dmarc_outcome *o)
 {
-	struct policy_tx *t = arg;
 	if (t->p->cfg->dmarc_reports && o->record != NULL && o->policy_domain != NULL)
 		dmarc_record(t, o);
 	t->dq = NULL;
@@ -793,7 +801,43 @@ static void on_dmarc(void *arg, const struct dmarc_outcome *o)
 	}
 	t->dmarc_domain = o->policy_domain ? xstrdup(o->policy_domain) : NULL;
 	t->dmarc_problem = o->problem ? xstrdup(o->problem) : NULL;
-	end_step(t);
+	bool temp = t->partial || (t->spf_checked && t->spf == SPF_TEMPERROR);
+	for (size_t i = 0; i < t->dk.n; i++)
+		temp = temp || t->dk.v[i].result == DKIM_TEMPERROR;
+	if (t->dmarc == DMARC_FAIL && temp) {
+		/* RFC 7489 11.2 temperror: SPF or DKIM failed temporarily (or did
+		 * not finish within the end-of-data bound), so no aligned pass is
+		 * not known to be a fail; a DNS outage never becomes a 5xx or a
+		 * quarantine (issue 10, "Bad input") */
+		t->dmarc = DMARC_TEMPERROR;
+		t->dmarc_dis = DMARC_P_NONE;
+		free(t->dmarc_problem);
+		t->dmarc_problem = xstrdup(t->partial ? "SPF or DKIM did not finish in time"
+						      : "SPF or DKIM failed temporarily");
+	}
+}
+
+static void on_dl(void *arg)
+{
+	struct policy_tx *t = arg;
+	t->dl_wait = false;
+	if (t->ending)
+		end_step(t);
+}
+
+/* RFC 7489 6.6.3: the record lookup starts as soon as the From: domain is
+ * known, in parallel with SPF and the DKIM key lookups; it is evaluated at
+ * the end of data (end_step), so a DNS outage costs one timeout, not two in
+ * a row. */
+static void dmarc_begin(struct policy_tx *t)
+{
+	struct policy *p = t->p;
+	if (t->dl_started || p == NULL || !t->inbound || !p->cfg->dmarc_verify || p->dns == NULL ||
+	    t->n_from != 1 || t->n_from_fields != 1)
+		return;
+	t->dl_started = true;
+	t->dl_wait = true;
+	t->dl = dmarc_lookup_start(p->dns, p->psl, t->from[0], on_dl, t);
 }
 
 /* The resinfo of RFC 8601 2.7 for this message, into t->res. */
@@ -804,9 +848,14 @@ static void build_results(struct policy_tx *t)
 
 	/* RFC 8601 2.7.3: iprev, the FCrDNS name as a comment */
 	if (p->dns != NULL) {
-		buf_appends(&b, t->rdns != NULL ? "iprev=pass" : "iprev=fail");
+		/* RFC 8601 2.7.3: temperror when the lookup failed temporarily
+		 * (or had not finished by MAIL), fail when no name was confirmed */
+		buf_appends(&b, t->rdns != NULL ? "iprev=pass"
+			    : t->rdns_temp  ? "iprev=temperror"
+					    : "iprev=fail");
 		if (t->rdns == NULL)
-			authres_comment(&b, "no forward-confirmed reverse name");
+			authres_comment(&b, t->rdns_temp ? "reverse DNS lookup failed temporarily"
+							 : "no forward-confirmed reverse name");
 		buf_appends(&b, " policy.iprev=");
 		authres_value(&b, t->ip);
 		if (t->rdns != NULL)
@@ -835,6 +884,11 @@ static void build_results(struct policy_tx *t)
 		res_add(t, &b);
 	}
 	/* RFC 8601 2.7.1, RFC 6008: one dkim result per signature */
+	if (t->dk_timeout) {
+		buf_appends(&b, "dkim=temperror");
+		authres_comment(&b, "verification did not finish in time");
+		res_add(t, &b);
+	}
 	if (t->dk_done && t->dk.n == 0) {
 		buf_appends(&b, "dkim=none");
 		res_add(t, &b);
@@ -1042,6 +1096,9 @@ static void end_step(struct policy_tx *t)
 		return;
 	/* DMARC (RFC 7489 6.6): once SPF and DKIM are known */
 	if (t->inbound && p->cfg->dmarc_verify && !t->dmarc_started) {
+		dmarc_begin(t); /* a header section without a body */
+		if (t->dl_wait)
+			return;
 		t->dmarc_started = true;
 		if (t->n_from != 1 || t->n_from_fields != 1) {
 			/* RFC 7489 6.6.1: no usable From: domain. Never refused for it. */
@@ -1052,24 +1109,25 @@ static void end_step(struct policy_tx *t)
 		} else if (p->dns == NULL) {
 			t->dmarc_done = true;
 			t->dmarc = DMARC_NONE;
-		} else {
+		} else if (t->dl != NULL) {
 			struct dmarc_input in = {
 				.from_domain = t->from[0],
 				.spf = t->spf_checked ? t->spf : SPF_NONE,
 				.spf_domain = t->spf_domain,
 				.dkim = &t->dk,
 			};
-			t->dmarc_wait = true;
-			t->dq = dmarc_check(p->dns, p->psl, &in, on_dmarc, t);
-			if (t->dq == NULL) {
-				t->dmarc_wait = false;
-				t->dmarc_done = true;
-				t->dmarc = DMARC_TEMPERROR;
-			} else {
-				return;
-			}
+			struct dmarc_outcome o;
+			dmarc_lookup_evaluate(t->dl, &in, -1, &o);
+			dmarc_take(t, &o);
+			dmarc_lookup_free(&t->dl);
+		} else {
+			/* the bound passed before the lookup finished */
+			t->dmarc_done = true;
+			t->dmarc = DMARC_TEMPERROR;
+			t->dmarc_problem = xstrdup("DNS lookup did not finish in time");
 		}
 	}
+	loop_timer_cancel(p->l, &t->bound_timer);
 	struct buf ar = BUF_INIT;
 	if (t->inbound) {
 		build_results(t);
@@ -1118,6 +1176,49 @@ static void end_step(struct policy_tx *t)
 	finish(t); /* last */
 }
 
+/* The end-of-data bound: a resolver that does not answer keeps no client
+ * longer than this after the last byte (RFC 8601 2.7: what is unfinished is
+ * temperror; issue 10: a DNS outage never gives a 5xx). */
+#define POLICY_END_WAIT_MAX_MS 2000
+
+static void on_bound(void *arg)
+{
+	struct policy_tx *t = arg;
+	t->bound_timer = NULL;
+	t->bound_hit = true;
+	if (t->spf_q != NULL) {
+		spf_cancel(&t->spf_q);
+		t->spf_checked = true;
+		t->spf = SPF_TEMPERROR;
+		free(t->spf_problem);
+		t->spf_problem = xstrdup("DNS lookup did not finish in time");
+		t->partial = true;
+		log_info("policy id=%s spf temperror for %s: did not finish in time", t->txid,
+			 t->spf_domain ? t->spf_domain : "-");
+	}
+	if (t->spfh_q != NULL) {
+		spf_cancel(&t->spfh_q);
+		t->spfh_checked = true;
+		t->spfh = SPF_TEMPERROR;
+	}
+	if (t->dkim_wait) {
+		dkim_verify_free(&t->dv);
+		t->dkim_wait = false;
+		t->dk_timeout = true;
+		t->partial = true;
+	}
+	if (t->arc_wait) {
+		arc_verify_free(&t->av);
+		t->arc_wait = false;
+	}
+	if (t->dl_wait) {
+		dmarc_lookup_free(&t->dl);
+		t->dl_wait = false;
+		log_info("policy id=%s dmarc temperror: lookup did not finish in time", t->txid);
+	}
+	end_step(t);
+}
+
 static void on_end_timer(void *arg)
 {
 	struct policy_tx *t = arg;
@@ -1146,6 +1247,12 @@ void policy_end(struct policy_tx *t, policy_cb *cb, void *arg)
 		t->arc_wait = true;
 		arc_verify_finish(t->av, on_arc, t);
 	}
+	int wait = t->p->cfg->dns_timeout_ms;
+	if (wait > POLICY_END_WAIT_MAX_MS)
+		wait = POLICY_END_WAIT_MAX_MS;
+	if (wait < 1000)
+		wait = 1000; /* room for the public-key work of a loaded pool */
+	t->bound_timer = loop_timer_add(t->p->l, wait, on_bound, t);
 	t->end_timer = loop_timer_add(t->p->l, 0, on_end_timer, t);
 }
 
@@ -1156,6 +1263,8 @@ static void tx_cancel(struct policy_tx *t)
 	spf_cancel(&t->spf_q);
 	spf_cancel(&t->spfh_q);
 	dmarc_cancel(&t->dq);
+	dmarc_lookup_free(&t->dl);
+	loop_timer_cancel(p->l, &t->bound_timer);
 	dkim_verify_free(&t->dv);
 	arc_verify_free(&t->av);
 	loop_timer_cancel(p->l, &t->mail_timer);

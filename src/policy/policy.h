@@ -38,6 +38,9 @@ struct policy;
 struct policy *policy_new(struct loop *l, struct dns *dns, struct pool *pool, struct store *st,
 			  const struct config *cfg, char **err_r);
 void policy_free(struct policy **pp);
+/* The SRS secrets (srs_secrets_load, newest first) for forwarding; owned by
+ * the caller, valid until policy_free. None set: no rewriting. */
+void policy_set_srs(struct policy *p, char **secrets, size_t n);
 
 struct policy_conn {
 	const char *txid;      /* the SMTP transaction's id, for the log line */
@@ -46,6 +49,7 @@ struct policy_conn {
 	const char *rdns;      /* forward-confirmed reverse name, NULL if none */
 	const char *auth_user; /* NULL: not authenticated */
 	bool mx;               /* the MX listener (inbound checks apply) */
+	bool rdns_temp;        /* rdns NULL: the reverse lookup failed temporarily */
 };
 
 /* A reply decided by policy. code 0: go on. */

@@ -167,6 +167,8 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 			.ip = s->base.ip,
 			.helo = s->helo,
 			.rdns = s->rdns,
+			/* still unanswered counts as a temporary failure */
+			.rdns_temp = s->rdns == NULL && (s->rdns_temp || s->rdns_q != NULL),
 			.auth_user = s->auth_user,
 			.mx = s->role == SMTP_ROLE_MX,
 		};

@@ -330,11 +330,12 @@ static void greet_or_wait(struct smtp_session *s)
 	greet(s);
 }
 
-static void on_rdns(void *arg, const char *name)
+static void on_rdns(void *arg, const char *name, bool tempfail)
 {
 	struct smtp_session *s = arg;
 
 	s->rdns_q = NULL;
+	s->rdns_temp = tempfail;
 	if (name != NULL)
 		s->rdns = xstrdup(name);
 	if (s->rdns_wait) {
@@ -464,7 +465,7 @@ void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role)
 	/* RFC 5321 4.4: the Received "from" clause names the client's verified
 	 * reverse name; looked up now, used if there by the time it is written. */
 	if (srv->dns != NULL)
-		s->rdns_q = dns_verify_ptr(srv->dns, s->base.ip, on_rdns, s);
+		s->rdns_q = dns_verify_ptr_ex(srv->dns, s->base.ip, on_rdns, s);
 	if (role == SMTP_ROLE_SUBMISSIONS) {
 		session_idle_restart(&s->base); /* handshake must finish in time */
 	} else if (role == SMTP_ROLE_MX && cfg->smtp_pregreet_delay_ms > 0 &&

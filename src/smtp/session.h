@@ -131,6 +131,7 @@ struct smtp_session {
 	 * "from" clause): looked up from connect; NULL while unknown. */
 	struct dns_query *rdns_q;
 	char *rdns;
+	bool rdns_temp; /* no name: the lookup failed temporarily (iprev temperror) */
 	bool rdns_wait; /* the greeting waits (a short bound) for rdns_q */
 };
 
