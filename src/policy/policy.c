@@ -38,7 +38,11 @@
  * indexed query; a key's PEM is parsed once, when it first shows up). */
 #define KEYS_TTL_MS 60000
 /* Header fields kept to find From: (hdr.h bounds) */
-#define HDR_MAX_FIELD 8192
+/* A header field kept whole up to this: a From: with a long (folded)
+ * display name still yields its address. Longer From: fields are refused
+ * below (RFC 5322 2.1.1 lines are at most 998 octets; such a field can
+ * only be a way around DMARC). */
+#define HDR_MAX_FIELD 65536
 #define HDR_MAX_FIELDS 1000
 /* Submission: the header section held until From: is known (then signed
  * with its domain's keys); past this, the envelope's domain decides. */
@@ -112,6 +116,7 @@ struct policy_tx {
 	bool hr_on, body_seen;
 	struct hdr_reader hr;
 	size_t n_from_fields, n_from;
+	bool from_truncated; /* a From: field longer than HDR_MAX_FIELD */
 	char *from[MAX_FROM];
 	struct dkim_verify *dv;
 	struct arc_verify *av;
@@ -503,6 +508,8 @@ static bool on_field(void *arg, const struct hdr_field *f)
 	if (!hdr_is(f, "From"))
 		return true;
 	t->n_from_fields++;
+	if (f->truncated)
+		t->from_truncated = true;
 	size_t len;
 	const char *v = hdr_value(f, &len);
 	char *d[MAX_FROM];
@@ -1142,6 +1149,15 @@ static void end_step(struct policy_tx *t)
 			} else if (t->dmarc_dis == DMARC_P_QUARANTINE) {
 				t->action = "junk";
 			}
+		}
+		/* Its address may be cut off: DMARC cannot be evaluated, and
+		 * letting such a message through would let anyone escape a
+		 * domain's p=reject with a long display name. */
+		if (t->from_truncated && p->cfg->dmarc_verify && p->cfg->dmarc_enforce &&
+		    t->end_text == NULL) {
+			t->action = "reject";
+			t->end_text = xasprintf("Message rejected: From: header field over %d octets",
+						HDR_MAX_FIELD);
 		}
 		for (size_t i = 0; i < t->n_res; i++)
 			buf_printf(&ar, "%s%s", i ? "; " : "", t->res[i]);

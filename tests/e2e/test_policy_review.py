@@ -220,12 +220,10 @@ def test_quarantined_mail_reaches_idle_on_junk(dmarc_mx):
     c.close()
 
 
-@pytest.mark.xfail(strict=True, reason="src/policy/policy.c on_field ignores hdr_field.truncated:"
-                   " a From: longer than HDR_MAX_FIELD (8192) loses its address (policy2 owns it)")
 def test_long_from_display_name_keeps_dmarc_policy(dmarc_mx):
     # 9000 octets of display name, folded, then <ceo@bank.test> (p=reject):
-    # the header reader keeps 8 KiB of a field, the domain is cut off, and the
-    # message is evaluated as "no From: domain" (dmarc=none) and stored.
+    # the header reader used to keep 8 KiB of a field, cutting the domain off,
+    # and the message was evaluated as "no From: domain" (dmarc=none) and stored.
     name = "\r\n ".join(["Chief Executive Officer of the Bank"] * 250)
     msg = ("From: \"%s\" <ceo@bank.test>\r\nTo: <bob@example.test>\r\nSubject: long from\r\n"
            "\r\nwire it\r\n" % name).encode()
@@ -233,3 +231,17 @@ def test_long_from_display_name_keeps_dmarc_policy(dmarc_mx):
         c.ehlo("client.remote.test")
         r = c.mail("x@other.test", [BOB], msg, expect_ok=False)
     assert r.code == 550 and r.enh == "5.7.1", r
+
+
+def test_from_over_the_field_limit_refused(dmarc_mx):
+    # A From: over 64 KiB (RFC 5322 2.1.1 allows 998-octet lines) cannot be
+    # read to its address: refused, so a long display name is no way around
+    # a domain's p=reject, and nothing is stored.
+    name = "\r\n ".join(["Chief Executive Officer of the Bank"] * 2000)
+    msg = ("From: \"%s\" <ceo@bank.test>\r\nTo: <bob@example.test>\r\nSubject: longer\r\n"
+           "\r\nwire it\r\n" % name).encode()
+    with dmarc_mx.client("mx") as c:
+        c.ehlo("client.remote.test")
+        r = c.mail("x@other.test", [BOB], msg, expect_ok=False)
+    assert r.code == 550 and r.enh == "5.7.1", r
+    assert "From: header field over 65536 octets" in r.text, r
