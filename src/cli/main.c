@@ -90,6 +90,7 @@ static void usage(FILE *f)
 		"  dns check DOMAIN               those records as the resolver sees them: ok, missing, wrong\n"
 		"  spf check IP HELO SENDER       SPF (RFC 7208) result for a client\n"
 		"  dkim keygen|list|rotate ...    DKIM signing keys per domain (see docs)\n"
+		"  arc verify|seal DOMAIN < MSG   ARC chain result / the message sealed (RFC 8617)\n"
 		"  dmarc reports ADDRESS          aggregate reports received in ADDRESS's mailboxes\n"
 		"  dmarc send-reports [--since EPOCH --until EPOCH]\n"
 		"                                 one aggregate report run now (RFC 7489 7.2)\n");
