@@ -1,4 +1,4 @@
-"""The openspf RFC 7208 test suite (../shared/conformance/spf/rfc7208-tests.yml)
+"""The openspf RFC 7208 test suite (tests/data/spf/rfc7208-tests.yml, a copy of ../shared/conformance/spf/)
 against postern's SPF evaluator: every case of every document, none skipped.
 
 Each YAML document's zonedata is served by its own zonedns.ZoneDNS (as the
@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conftest import POSTERN, ROOT, sanitizer_reports  # noqa: E402
 from zonedns import ZoneDNS  # noqa: E402
 
-SUITE = os.path.join(ROOT, "..", "shared", "conformance", "spf", "rfc7208-tests.yml")
+SUITE = os.path.join(ROOT, "tests", "data", "spf", "rfc7208-tests.yml")
 # A TIMEOUT entry is waited for once per lookup: short, but far above what a
 # local answer takes, even under the sanitizers.
 DNS_TIMEOUT_MS = 500
