@@ -616,6 +616,10 @@ out:
 		store_wait_idle(st);
 		drain(&d, SHUTDOWN_DRAIN_MS);
 	}
+	if (ret == 0 && d.smtp) {
+		smtp_server_cancel_policy(d.smtp);
+		drain(&d, SHUTDOWN_DRAIN_MS); /* their conns close */
+	}
 	if (d.smtp)
 		smtp_server_free(&d.smtp);
 	if (d.pop3)

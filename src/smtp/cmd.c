@@ -111,6 +111,7 @@ static void on_mail_policy(void *arg, const struct policy_verdict *v)
 {
 	struct smtp_session *s = arg;
 
+	s->tx->pol_wait = false;
 	if (v->code != 0) {
 		smtp_reply(s, v->code, v->ecode, "%s", v->text);
 		smtp_tx_log(s, v->code);
@@ -175,6 +176,7 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 		tx->pol = policy_tx_new(s->srv->policy, &c, tx->from);
 		/* SPF decides MAIL's answer (spf_action = reject): wait for it */
 		if (policy_mail(tx->pol, on_mail_policy, s)) {
+			tx->pol_wait = true;
 			s->base.busy++;
 			session_park(&s->base);
 			return;

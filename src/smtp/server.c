@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "dns/dns.h"
+#include "policy/policy.h"
 #include "smtp/session.h"
 
 /* Postfix postscreen's pregreet test, in small: an MX client that talks
@@ -536,6 +537,22 @@ int smtp_server_shutdown(struct smtp_server *srv, int *busy_r)
 	}
 	*busy_r = busy;
 	return srv->sessions.n;
+}
+
+void smtp_server_cancel_policy(struct smtp_server *srv)
+{
+	struct session *next;
+	for (struct session *b = srv->sessions.head; b != NULL; b = next) {
+		next = b->next;
+		struct smtp_session *s = smtp_session_of(b);
+		if (s->tx == NULL || !s->tx->pol_wait)
+			continue;
+		/* Nothing of it was stored: the 421 is the truth. */
+		s->tx->pol_wait = false;
+		policy_tx_free(&s->tx->pol);
+		shutdown_session(s, srv->cfg->hostname);
+		session_release(&s->base);
+	}
 }
 
 void smtp_server_free(struct smtp_server **srvp)

@@ -29,6 +29,11 @@ struct smtp_server *smtp_server_new(struct loop *l, struct pool *workers, struct
 int smtp_server_shutdown(struct smtp_server *srv, int *busy_r);
 /* Closes every session left (421) and frees. An async step still in flight
  * then finds its session unlinked (srv NULL) and only closes it. */
+/* At shutdown, once the wait for sessions is over: a session still waiting
+ * for policy (DNS, a worker's check) would wait for ever once the loop is
+ * gone; its answer is cancelled, it is told 421 and closed (its conn goes at
+ * the next loop pass). */
+void smtp_server_cancel_policy(struct smtp_server *srv);
 void smtp_server_free(struct smtp_server **srvp);
 /* kick(arg) runs on the loop after each commit that queued remote recipients
  * (the outbound queue's queue_kick: deliver now rather than at its next poll). */

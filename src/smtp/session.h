@@ -97,6 +97,7 @@ struct smtp_tx {
 	/* sender authentication (policy.h): MAIL to the end of data */
 	struct policy_tx *pol;
 	bool content_done; /* the data ended: policy's last bytes never pause the session */
+	bool pol_wait; /* busy held for policy_mail/policy_end's callback */
 	char *ins_msgid; /* header lines to insert (submission) */
 	char *ins_date;
 	int result; /* reply code logged, 0 while running */

@@ -279,6 +279,7 @@ static void on_policy_end(void *arg, const struct policy_verdict *v)
 {
 	struct smtp_session *s = arg;
 
+	s->tx->pol_wait = false;
 	if (v->code == 0 && s->srv != NULL) {
 		commit_tx(s, v);
 		return;
@@ -361,8 +362,10 @@ void smtp_data_done(struct smtp_session *s)
 		/* Durability contract: 250 only from the commit completion. */
 		s->base.busy++;
 		session_park(&s->base);
-		if (tx->pol != NULL)
+		if (tx->pol != NULL) {
+			tx->pol_wait = true;
 			policy_end(tx->pol, on_policy_end, s);
+		}
 		else
 			commit_tx(s, NULL);
 	}

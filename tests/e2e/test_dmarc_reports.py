@@ -396,7 +396,7 @@ def dmarc_rows(srv, domain):
 def test_reports_from_real_deliveries(net, tmp_path):
     """Messages delivered end to end are evaluated and recorded by the
     daemon; the report counts them as they were: three aligned SPF passes
-    from real.test (p=none), one p=reject failure from rejreal.test (550,
+    sent from real.test (p=none), one p=reject failure from rejreal.test (550,
     nothing stored, still recorded)."""
     t0 = int(time.time())
     for i in range(3):
