@@ -23,7 +23,7 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-MODULES := core mime auth dns store policy smtp pop3 imap queue
+MODULES := core mime auth dns store policy filter smtp pop3 imap queue
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard src/$(m)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC := $(wildcard src/cli/*.c)
@@ -84,6 +84,8 @@ test: unit e2e
 FUZZ_POLICY  := src/policy/hdr.c
 FUZZ_POLICY  += src/policy/spf_parse.c
 FUZZ_POLICY  += src/policy/dkim_prim.c src/policy/dkim_sig.c
+# src/filter's pure files: one line each.
+FUZZ_POLICY  += src/filter/reasons.c
 FUZZ_LIBS    := $(shell pkg-config --libs libcrypto)
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 10

@@ -58,4 +58,14 @@ int cli_dmarc_check(const struct config *cfg, int argc, char **argv);
 /* dnsrec.c: `postern dns records DOMAIN`, `postern dns check DOMAIN` */
 int cli_dns_records(const struct config *cfg, int argc, char **argv);
 
+/* Filtering (issue 11). argv[0] is the command word itself. */
+/* block.c: `postern block|allow add|del|list [CIDR] [--comment TEXT]` */
+int cli_block(const struct config *cfg, int argc, char **argv);
+/* spam.c: `postern spam train|stats ...` (spam threshold: cli_spam_threshold) */
+int cli_spam(const struct config *cfg, int argc, char **argv);
+/* spam.c: `postern mail explain USER UID [MAILBOX]` (argv[0] "explain") */
+int cli_mail_explain(const struct config *cfg, int argc, char **argv);
+/* threshold.c: `postern spam threshold [DOMAIN|USER [junk=N] [reject=N]]` */
+int cli_spam_threshold(const struct config *cfg, int argc, char **argv);
+
 #endif

@@ -93,7 +93,10 @@ static void usage(FILE *f)
 		"  arc verify|seal DOMAIN < MSG   ARC chain result / the message sealed (RFC 8617)\n"
 		"  dmarc reports ADDRESS          aggregate reports received in ADDRESS's mailboxes\n"
 		"  dmarc send-reports [--since EPOCH --until EPOCH]\n"
-		"                                 one aggregate report run now (RFC 7489 7.2)\n");
+		"                                 one aggregate report run now (RFC 7489 7.2)\n"
+		"  block|allow add|del|list [CIDR] local IP block/allow lists (connection stage)\n"
+		"  spam train|stats|threshold ...  the statistical spam filter (see docs)\n"
+		"  mail explain USER UID [MAILBOX] why a message was judged spam or not\n");
 }
 
 /* ---- configuration ---- */
@@ -1295,6 +1298,14 @@ int main(int argc, char **argv)
 		ret = cli_arc(&cfg, argc - 1, argv + 1);
 	} else if (strcmp(cmd, "dmarc") == 0) {
 		ret = cli_dmarc(&cfg, argc - 1, argv + 1);
+	} else if (strcmp(cmd, "block") == 0 || strcmp(cmd, "allow") == 0) {
+		ret = cli_block(&cfg, argc, argv);
+	} else if (strcmp(cmd, "spam") == 0) {
+		ret = argc > 1 && strcmp(argv[1], "threshold") == 0
+			      ? cli_spam_threshold(&cfg, argc - 1, argv + 1)
+			      : cli_spam(&cfg, argc - 1, argv + 1);
+	} else if (strcmp(cmd, "mail") == 0 && argc > 1 && strcmp(argv[1], "explain") == 0) {
+		ret = cli_mail_explain(&cfg, argc - 1, argv + 1);
 	} else if (strcmp(cmd, "domain") == 0 || strcmp(cmd, "user") == 0 ||
 		   strcmp(cmd, "alias") == 0 || strcmp(cmd, "mailbox") == 0 ||
 		   strcmp(cmd, "mail") == 0 || strcmp(cmd, "queue") == 0 ||

@@ -37,6 +37,9 @@ static const char *check_outbound_inet(const char *v);
 static const char *check_relayhost_tls(const char *v);
 static const char *check_postmaster(const char *v);
 static const char *check_spf_action(const char *v);
+static const char *check_dnsbl_action(const char *v);
+static const char *check_failure_action(const char *v);
+static const char *check_score(const char *v);
 
 #define OFF(field) offsetof(struct config, field)
 #define NOLIMIT 0, 0
@@ -310,6 +313,107 @@ static const struct option config_options[] = {
 	 "first start and kept in the store.", NULL},
 	{"srs_max_age", OPT_DURATION, OFF(srs_max_age), "21d", 86400, 365 * 86400,
 	 "How long an SRS address stays valid for bounces.", NULL},
+	/* spam, abuse and virus filtering (src/filter, issue 11) */
+	{"trusted_networks", OPT_LIST, OFF(trusted_networks), "127.0.0.0/8, ::1/128", NOLIMIT,
+	 "Client networks (CIDR) exempt from the connection stage (DNS blocklists, connection "
+	 "rate), greylisting and the per-IP limits; content checks (virus, attachments, milters, "
+	 "the spam filter) still apply. Empty: none.", NULL},
+	{"dnsbl_sites", OPT_LIST, OFF(dnsbl_sites), "", NOLIMIT,
+	 "DNS blocklists and allowlists for client IPs, as Postfix's postscreen_dnsbl_sites: "
+	 "zone[=filter][*weight], e.g. `zen.spamhaus.org*3, bl.spamcop.net*2, "
+	 "list.dnswl.org=127.0.[0..255].[1..3]*-2`. filter: the answers that count (d.d.d.d, "
+	 "a part may be [n..m] or [n;m;...]); weight (default 1) may be negative (allowlist). "
+	 "Empty: none.", NULL},
+	{"dnsbl_threshold", OPT_INT, OFF(dnsbl_threshold), "1", 1, 1000,
+	 "A client whose summed DNSBL weight reaches this is blocked (see dnsbl_action).", NULL},
+	{"dnsbl_allowlist_threshold", OPT_INT, OFF(dnsbl_allowlist_threshold), "-1", -1000, 0,
+	 "A client whose summed weight is at or below this skips greylisting and the DNSBL "
+	 "block (allowlists have negative weights). 0: never.", NULL},
+	{"dnsbl_action", OPT_STRING, OFF(dnsbl_action), "enforce", NOLIMIT,
+	 "For a blocked client (DNSBL score, or `postern block`): ignore (log only), enforce "
+	 "(every RCPT refused with 550 5.7.1 naming the list, so that senders learn why), or "
+	 "drop (554 5.7.1 greeting, then only QUIT).", check_dnsbl_action},
+	{"conn_rate_limit", OPT_INT, OFF(conn_rate_limit), "60", 0, 1000000,
+	 "New connections per minute one client IP may open to the MX listener; more get "
+	 "421 4.7.0. 0: no limit.", NULL},
+	{"greylist", OPT_BOOL, OFF(greylist), "yes", NOLIMIT,
+	 "Greylisting (RFC 6647) on the MX listener: a message from an unknown (client network, "
+	 "sender, recipient) triplet is deferred with 451 4.7.1 until it is retried after "
+	 "greylist_delay. Skipped for allowlisted and trusted clients, networks that passed "
+	 "before, and DMARC-aligned senders of good reputation. Never for submission.", NULL},
+	{"greylist_delay", OPT_DURATION, OFF(greylist_delay), "5m", 0, 86400,
+	 "How long a new triplet is deferred.", NULL},
+	{"greylist_expire", OPT_DURATION, OFF(greylist_expire), "2d", 600, 30 * 86400,
+	 "A deferred triplet not retried within this is forgotten.", NULL},
+	{"greylist_allow_time", OPT_DURATION, OFF(greylist_allow_time), "35d", 3600,
+	 365 * 86400, "A client network that passed greylisting skips it for this long (renewed "
+	 "by every message).", NULL},
+	{"greylist_net4", OPT_INT, OFF(greylist_net4), "24", 8, 32,
+	 "IPv4 prefix length of the client network in a triplet.", NULL},
+	{"greylist_net6", OPT_INT, OFF(greylist_net6), "64", 16, 128,
+	 "IPv6 prefix length of the client network in a triplet.", NULL},
+	{"rate_user_messages", OPT_INT, OFF(rate_user_messages), "500", 0, 10000000,
+	 "Messages one authenticated user may send per hour; more get 451 4.7.1. 0: no limit.",
+	 NULL},
+	{"rate_user_recipients", OPT_INT, OFF(rate_user_recipients), "1000", 0, 10000000,
+	 "Recipients one authenticated user may send to per hour. 0: no limit.", NULL},
+	{"rate_ip_messages", OPT_INT, OFF(rate_ip_messages), "2000", 0, 10000000,
+	 "Messages one client IP may send to the MX listener per hour. 0: no limit.", NULL},
+	{"rate_ip_recipients", OPT_INT, OFF(rate_ip_recipients), "5000", 0, 10000000,
+	 "Recipients one client IP may send to per hour. 0: no limit.", NULL},
+	{"dup_recipients", OPT_INT, OFF(dup_recipients), "25", 0, 1000000,
+	 "The same content (a body fingerprint) sent by one sender (user or client IP) to more "
+	 "than this many distinct recipients within dup_window is refused with 451 4.7.1, and "
+	 "the postmaster is told. 0: no check.", NULL},
+	{"dup_window", OPT_DURATION, OFF(dup_window), "1h", 60, 7 * 86400,
+	 "The window of the duplicate check.", NULL},
+	{"dup_exempt", OPT_LIST, OFF(dup_exempt), "", NOLIMIT,
+	 "Senders exempt from the duplicate check and the recipient rates: authenticated user "
+	 "names or envelope sender addresses (mailing lists), or @domain.", NULL},
+	{"limit_notify", OPT_BOOL, OFF(limit_notify), "yes", NOLIMIT,
+	 "Send the postmaster a notice when a user or client first hits a rate or duplicate "
+	 "limit (at most one per sender and hour); it is always logged.", NULL},
+	{"clamd_socket", OPT_STRING, OFF(clamd_socket), "", NOLIMIT,
+	 "clamd (Debian clamav-daemon) to scan every message with, over INSTREAM: a socket "
+	 "path or host:port. Empty: no virus scan.", NULL},
+	{"clamd_timeout", OPT_DURATION, OFF(clamd_timeout), "30s", 1, 600,
+	 "Time for clamd to answer a scan.", NULL},
+	{"clamd_failure", OPT_STRING, OFF(clamd_failure), "tempfail", NOLIMIT,
+	 "When clamd is down, times out or errs: tempfail (451 4.7.0, the sender retries) or "
+	 "accept (deliver unscanned, logged).", check_failure_action},
+	{"clamd_max_size", OPT_SIZE, OFF(clamd_max_size), "25m", 1024, (long long)1 << 34,
+	 "Larger messages are not sent to clamd (logged; clamd's StreamMaxLength).", NULL},
+	{"attach_check", OPT_BOOL, OFF(attach_check), "yes", NOLIMIT,
+	 "Refuse messages with dangerous attachments (554 5.7.1): a name with an extension in "
+	 "attach_block, or content that is an executable, a script or a document with macros "
+	 "whatever its name.", NULL},
+	{"attach_block", OPT_LIST, OFF(attach_block),
+	 "ade, adp, app, bat, chm, cmd, com, cpl, dll, exe, hta, ins, isp, jar, js, jse, lib, "
+	 "lnk, mde, msc, msi, msp, mst, pif, ps1, scr, sct, shb, sys, vb, vbe, vbs, vxd, wsc, "
+	 "wsf, wsh, docm, xlsm, pptm, dotm, xltm, iso, img, vhd", NOLIMIT,
+	 "Attachment name extensions refused by attach_check (also inside zip archives).", NULL},
+	{"milters", OPT_LIST, OFF(milters), "", NOLIMIT,
+	 "Milters (the Sendmail milter protocol: rspamd's proxy, OpenDKIM, clamav-milter) for "
+	 "the MX listener, in order: unix:/path or inet:host:port. Empty: none.", NULL},
+	{"milter_submission", OPT_BOOL, OFF(milter_submission), "no", NOLIMIT,
+	 "Also pass authenticated submission through the milters.", NULL},
+	{"milter_timeout", OPT_DURATION, OFF(milter_timeout), "30s", 1, 600,
+	 "Time for a milter to answer one step.", NULL},
+	{"milter_failure", OPT_STRING, OFF(milter_failure), "tempfail", NOLIMIT,
+	 "When a milter is down, times out or breaks the protocol: tempfail (451 4.7.0) or "
+	 "accept (go on without it, logged).", check_failure_action},
+	{"spam_filter", OPT_BOOL, OFF(spam_filter), "yes", NOLIMIT,
+	 "The built-in statistical spam filter (per-user and global token statistics, trained "
+	 "when users move mail into or out of Junk, and by `postern spam train`).", NULL},
+	{"spam_junk_score", OPT_STRING, OFF(spam_junk_score), "5.0", NOLIMIT,
+	 "Messages scoring at least this go to the recipient's Junk mailbox (per domain and "
+	 "user: `postern spam threshold`).", check_score},
+	{"spam_reject_score", OPT_STRING, OFF(spam_reject_score), "15.0", NOLIMIT,
+	 "Messages scoring at least this are refused at the end of data (550 5.7.1).",
+	 check_score},
+	{"spam_header", OPT_BOOL, OFF(spam_header), "yes", NOLIMIT,
+	 "Add X-Spam-Status and X-Spam-Report fields (the score and its reasons) to mail "
+	 "received on the MX listener.", NULL},
 };
 
 #define N_OPTIONS (sizeof config_options / sizeof config_options[0])
@@ -350,6 +454,31 @@ static const char *check_spf_action(const char *v)
 {
 	static const char *const w[] = {"off", "record", "reject", NULL};
 	return is_one_of(v, w) ? NULL : "is not off, record or reject";
+}
+
+static const char *check_dnsbl_action(const char *v)
+{
+	static const char *const w[] = {"ignore", "enforce", "drop", NULL};
+	return is_one_of(v, w) ? NULL : "is not ignore, enforce or drop";
+}
+
+static const char *check_failure_action(const char *v)
+{
+	static const char *const w[] = {"tempfail", "accept", NULL};
+	return is_one_of(v, w) ? NULL : "is not tempfail or accept";
+}
+
+/* A spam score: a decimal number, optionally signed, at most one point
+ * ("5", "5.0", "-1.5"), within +-1000. */
+static const char *check_score(const char *v)
+{
+	char *end;
+	errno = 0;
+	double d = strtod(v, &end);
+	if (end == v || *end != '\0' || errno != 0 || d < -1000 || d > 1000 ||
+	    strpbrk(v, "eEnNxX") != NULL)
+		return "is not a decimal score between -1000 and 1000";
+	return NULL;
 }
 
 /* A comma-separated list of host:port ("[v6]:port", "*:port"); empty = off. */
@@ -399,7 +528,7 @@ static int parse_scaled(const char *v, enum opt_type type, long long *out_r)
 	errno = 0;
 	char *end;
 	long long n = strtoll(v, &end, 10);
-	if (end == v || errno != 0 || n < 0)
+	if (end == v || errno != 0 || (n < 0 && type != OPT_INT))
 		return -1;
 	long long mul = 1;
 	if (*end != '\0') {

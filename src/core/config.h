@@ -122,6 +122,40 @@ struct config {
 	bool srs;                     /* rewrite the envelope sender of forwarded mail */
 	char *srs_secret;             /* list: first signs, all verify; "" = generated, stored */
 	unsigned srs_max_age;         /* seconds an SRS address is valid (timestamp check) */
+	/* spam, abuse and virus filtering (src/filter, issue 11) */
+	char *trusted_networks;       /* CIDR list: no connection stage, greylist, IP limits */
+	char *dnsbl_sites;            /* zone[=filter][*weight], postscreen syntax */
+	int dnsbl_threshold;          /* summed weight that blocks */
+	int dnsbl_allowlist_threshold; /* summed weight at or below: allowlisted (0: never) */
+	char *dnsbl_action;           /* "ignore" | "enforce" (550 at RCPT) | "drop" (554 greeting) */
+	int conn_rate_limit;          /* MX connections per minute per IP (0: none) */
+	bool greylist;                /* RFC 6647 on the MX listener */
+	unsigned greylist_delay;      /* seconds a new triplet is deferred */
+	unsigned greylist_expire;     /* seconds a deferred triplet waits for its retry */
+	unsigned greylist_allow_time; /* seconds a network that passed skips greylisting */
+	int greylist_net4, greylist_net6; /* prefix lengths of the triplet's network */
+	int rate_user_messages;       /* per authenticated user per hour (0: none) */
+	int rate_user_recipients;
+	int rate_ip_messages;         /* per MX client IP per hour (0: none) */
+	int rate_ip_recipients;
+	int dup_recipients;           /* same body to more distinct recipients: 451 (0: off) */
+	unsigned dup_window;          /* seconds */
+	char *dup_exempt;             /* list: users, sender addresses, @domains */
+	bool limit_notify;            /* notice to the postmaster on a first hit */
+	char *clamd_socket;           /* path or host:port; "" = no scan */
+	unsigned clamd_timeout;       /* seconds */
+	char *clamd_failure;          /* "tempfail" | "accept" */
+	size_t clamd_max_size;        /* larger: not scanned */
+	bool attach_check;            /* dangerous attachments refused */
+	char *attach_block;           /* list of extensions */
+	char *milters;                /* list: unix:/path | inet:host:port */
+	bool milter_submission;       /* milters for authenticated submission too */
+	unsigned milter_timeout;      /* seconds per step */
+	char *milter_failure;         /* "tempfail" | "accept" */
+	bool spam_filter;             /* the built-in statistical filter */
+	char *spam_junk_score;        /* decimal, e.g. "5.0" (filter_score_parse) */
+	char *spam_reject_score;      /* decimal, e.g. "15.0" */
+	bool spam_header;             /* X-Spam-Status / X-Spam-Report on MX mail */
 };
 
 /* Fills c with the defaults. */

@@ -320,8 +320,63 @@ static const char schema_v5[] =
 	" spf_domain TEXT NOT NULL, spf_scope TEXT NOT NULL, spf_result TEXT NOT NULL);"
 	"CREATE INDEX dmarc_rows_time ON dmarc_rows (time);";
 
+
+/* Step 6: spam, abuse and virus filtering (issue 11; src/filter). Each
+ * group of tables belongs to one part of the filter; nothing else reads
+ * them. */
+static const char schema_v6[] =
+	/* ---- screen (src/store/screen.c): `postern allow|block` ---- */
+	"CREATE TABLE ip_lists ("
+	" network TEXT PRIMARY KEY,"           /* canonical CIDR: 192.0.2.0/24, 2001:db8::/32 */
+	" list TEXT NOT NULL,"                 /* allow | block */
+	" comment TEXT NOT NULL DEFAULT '',"
+	" created INTEGER NOT NULL);"
+	/* ---- greylisting (src/store/grey.c) ---- */
+	"CREATE TABLE greylist ("
+	" net TEXT NOT NULL,"                  /* the client network, CIDR */
+	" sender TEXT NOT NULL,"               /* envelope sender, lowercase, "" for <> */
+	" rcpt TEXT NOT NULL,"                 /* recipient, lowercase */
+	" first_seen INTEGER NOT NULL,"
+	" PRIMARY KEY (net, sender, rcpt)) WITHOUT ROWID;"
+	"CREATE TABLE grey_networks ("
+	" net TEXT PRIMARY KEY,"
+	" allowed_until INTEGER NOT NULL);"
+	"CREATE TABLE grey_reputation ("
+	" domain TEXT PRIMARY KEY COLLATE NOCASE,"
+	" good INTEGER NOT NULL DEFAULT 0,"
+	" bad INTEGER NOT NULL DEFAULT 0,"
+	" last_seen INTEGER NOT NULL);"
+	/* ---- the statistical filter (src/store/spam.c); user_id 0: global ---- */
+	"CREATE TABLE spam_tokens ("
+	" user_id INTEGER NOT NULL,"
+	" hash INTEGER NOT NULL,"
+	" ham INTEGER NOT NULL DEFAULT 0,"
+	" spam INTEGER NOT NULL DEFAULT 0,"
+	" last_seen INTEGER NOT NULL,"
+	" PRIMARY KEY (user_id, hash)) WITHOUT ROWID;"
+	"CREATE TABLE spam_totals ("
+	" user_id INTEGER PRIMARY KEY,"
+	" ham INTEGER NOT NULL DEFAULT 0,"     /* messages trained */
+	" spam INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE spam_train ("            /* the queue of training from IMAP */
+	" id INTEGER PRIMARY KEY,"
+	" user_id INTEGER NOT NULL,"
+	" message_id INTEGER NOT NULL,"
+	" spam INTEGER NOT NULL,"              /* 1 spam, 0 ham */
+	" queued INTEGER NOT NULL);"
+	"CREATE TABLE spam_trained ("          /* what each message was trained as */
+	" user_id INTEGER NOT NULL,"
+	" message_id INTEGER NOT NULL,"
+	" spam INTEGER NOT NULL,"
+	" PRIMARY KEY (user_id, message_id)) WITHOUT ROWID;"
+	/* ---- thresholds per domain or user (src/store/filter.c) ---- */
+	"CREATE TABLE spam_thresholds ("
+	" name TEXT PRIMARY KEY COLLATE NOCASE," /* "example.org" or "user@example.org" */
+	" junk_score REAL,"                    /* NULL: inherit */
+	" reject_score REAL);";
+
 static const char *const schema_steps[] = {schema_v1, schema_v2, schema_v3, schema_v4,
-					   schema_v5};
+					   schema_v5, schema_v6};
 
 sqlite3_stmt *store_stmt(struct store_db *d, enum store_stmt_id id)
 {

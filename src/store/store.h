@@ -795,4 +795,23 @@ int store_snap_dmarc_rows(struct store_snap *sn, time_t since, time_t until,
 int store_dmarc_rows(struct store *st, time_t since, time_t until, store_dmarc_row_cb *cb,
 		     void *arg, char **err_r);
 
+/* ==== filtering (issue 11): each section belongs to one part ============
+ * Declarations are added by the part that owns the section; the tables are
+ * schema step 6 (store.c). Writes run on the committer (fire and forget or
+ * with a callback on the loop), reads that grow with data on a worker
+ * (store_snap_*), short indexed reads for the CLI and start-up on st->main. */
+
+/* ---- IP allow/block lists (screen.c; the screen part) ---- */
+
+
+/* ---- greylisting state (grey.c; the grey part) ---- */
+
+
+/* ---- the statistical filter's tokens and training queue (spam.c; the
+ * bayes part) ---- */
+
+
+/* ---- spam thresholds per domain and user (filter.c; the integ part) ---- */
+
+
 #endif

@@ -1,0 +1,68 @@
+/* The built-in statistical spam filter: tokens (words of the decoded text,
+ * header tokens, URL hosts, the sender's domains) with per-user and global
+ * counts of ham and spam messages, combined with Robinson's chi-square
+ * method (Fisher's inverse chi-square of the most significant tokens, as
+ * SpamBayes and SpamAssassin's Bayes). Trained when a user moves mail into
+ * Junk (spam) or out of it to anywhere but Trash (ham), or sets the $Junk /
+ * $NotJunk keywords, over IMAP; and by `postern spam train`. Each user's
+ * counts are their own (one user cannot poison another's model); the global
+ * model (user id 0) is trained by the admin and serves users with too
+ * little training of their own. Every verdict keeps its reasons (the
+ * strongest tokens both ways). Owned by src/filter/bayes.c, tokenize.c
+ * (pure, fuzzed), src/store/spam.c, src/cli/spam.c. */
+#ifndef POSTERN_FILTER_BAYES_H
+#define POSTERN_FILTER_BAYES_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "filter/reasons.h"
+
+struct store;
+struct pool;
+struct loop;
+struct config;
+
+/* ---- tokens (pure; fuzzed) ---- */
+struct bayes_token {
+	uint64_t hash; /* what the store keeps */
+	char *text;    /* the token, for reasons ("url:example.com", "subject:viagra") */
+};
+struct bayes_tokens {
+	struct bayes_token *v; /* distinct, sorted by hash */
+	size_t n;
+};
+/* Tokenizes a whole message (header and body; MIME decoded: transfer
+ * encodings, RFC 2047 words, charsets to UTF-8, HTML reduced to text;
+ * attachments' names, not their content). Bounded: at most the first
+ * 512 KiB of text and 5,000 distinct tokens. */
+void bayes_tokenize(const char *msg, size_t len, struct bayes_tokens *out);
+void bayes_tokens_free(struct bayes_tokens *t);
+
+/* ---- the daemon's filter ---- */
+struct bayes;
+struct bayes *bayes_new(struct loop *l, struct store *st, struct pool *pool,
+			const struct config *cfg, char **err_r);
+/* Stops the trainer (the training queue stays in the store for next time). */
+void bayes_free(struct bayes **bp);
+
+struct bayes_verdict {
+	double prob;   /* 0 (ham) .. 1 (spam); 0.5 when the model knows too little */
+	double score;  /* its points in the message's score (BAYES_xx rule) */
+	struct filter_reasons reasons; /* the rule, and the strongest tokens */
+	bool untrained; /* neither the user's nor the global model has enough data */
+};
+/* v[i] for user_ids[i] (0 = the global model alone). */
+typedef void bayes_cb(void *arg, const struct bayes_verdict *v, size_t n);
+struct bayes_job;
+/* Classifies on a worker (one read snapshot); takes t. cb once on the loop,
+ * later. The returned job may be cancelled until cb. */
+struct bayes_job *bayes_classify(struct bayes *b, struct bayes_tokens *t,
+				 const int64_t *user_ids, size_t n, bayes_cb *cb, void *arg);
+void bayes_job_cancel(struct bayes_job **jp);
+
+/* The training queue (IMAP moves into/out of Junk, $Junk/$NotJunk) is
+ * processed by the daemon's trainer: soon after a change notice from the
+ * store, on a worker (tokenizing the stored messages), its counts written
+ * by the committer. */
+
+#endif

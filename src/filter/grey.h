@@ -1,0 +1,41 @@
+/* Greylisting (RFC 6647) on the MX listener. A triplet (client network:
+ * greylist_net4/6 prefix, envelope sender, recipient) seen for the first
+ * time is deferred; a retry after greylist_delay and before greylist_expire
+ * passes, and its network then skips greylisting for greylist_allow_time
+ * (renewed by each message; RFC 6647 2.2 auto-allowlisting). A sender domain
+ * with a good reputation (DMARC-aligned mail accepted before and not judged
+ * spam) skips it too. State lives in memory on the loop thread, bounded, and
+ * is kept across restarts in the store (table greylist, written by the
+ * committer, lazily: a crash loses at most the last few seconds of it).
+ * Owned by src/filter/grey.c and src/store/grey.c. */
+#ifndef POSTERN_FILTER_GREY_H
+#define POSTERN_FILTER_GREY_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+struct store;
+struct config;
+struct loop;
+
+struct grey;
+/* Loads the saved state (st->main, at start). NULL with *err_r. */
+struct grey *grey_new(struct loop *l, struct store *st, const struct config *cfg, char **err_r);
+/* Saves what is not saved yet (blocking: at shutdown, after the loop). */
+void grey_free(struct grey **gp);
+
+enum grey_result { GREY_PASS, GREY_DEFER };
+/* One message: every recipient's triplet is checked (and recorded when new).
+ * aligned_domain: the From: domain when DMARC passed, else NULL. DEFER if
+ * any triplet is still too young; *wait_r the seconds until the last of
+ * them may pass. *why_r a static reason for the log ("new", "too early",
+ * "allowed network", "reputation"). */
+enum grey_result grey_check(struct grey *g, const char *ip, const char *mail_from,
+			    const char *const *rcpts, size_t n, const char *aligned_domain,
+			    time_t now, unsigned *wait_r, const char **why_r);
+/* The message was accepted: its network is allowed, the aligned domain's
+ * reputation grows (spam: it shrinks). */
+void grey_delivered(struct grey *g, const char *ip, const char *aligned_domain, bool spam,
+		    time_t now);
+
+#endif

@@ -1,0 +1,69 @@
+/* Rate and duplicate limits: messages and recipients per hour per
+ * authenticated user and per MX client IP, and the same content (a body
+ * fingerprint) sent by one sender to many recipients in a short time (the
+ * flood of a compromised account). Sliding hour windows in memory on the
+ * loop thread, bounded (least recently used senders are forgotten first);
+ * a restart starts them afresh. Answers are 451 4.7.1 with a text that says
+ * which limit; the first hit of a sender per hour is logged and, with
+ * limit_notify, told to the postmaster (notice callback). Senders in
+ * dup_exempt (mailing lists) skip the duplicate check and recipient rates.
+ * Owned by src/filter/limit.c (+ fingerprint.c as it sees fit). */
+#ifndef POSTERN_FILTER_LIMIT_H
+#define POSTERN_FILTER_LIMIT_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct config;
+
+/* A notice for the postmaster (subject and body: plain text lines). */
+typedef void limit_notice_fn(void *arg, const char *subject, const char *body);
+
+struct limit;
+struct limit *limit_new(const struct config *cfg, limit_notice_fn *notice, void *notice_arg);
+void limit_free(struct limit **lp);
+
+/* Who sends: the authenticated user (submission), else the client IP (MX;
+ * trusted clients are never limited: the caller does not ask). */
+struct limit_sender {
+	const char *user;      /* or NULL */
+	const char *ip;
+	const char *mail_from; /* for dup_exempt */
+};
+struct limit_reply {
+	int code; /* 0: go on */
+	const char *ecode;
+	char text[200];
+};
+/* At MAIL: one more message allowed this hour? */
+void limit_mail(struct limit *l, const struct limit_sender *s, time_t now,
+		struct limit_reply *r);
+/* At RCPT: n_so_far recipients accepted in this transaction; one more? */
+void limit_rcpt(struct limit *l, const struct limit_sender *s, size_t n_so_far, time_t now,
+		struct limit_reply *r);
+
+/* Body fingerprint (pure; fuzzed): a hash of the body's normalised text
+ * (the header section skipped; whitespace runs and case folded; lines that
+ * commonly vary per recipient — greetings with the address, unsubscribe
+ * tokens — do not defeat it, see limit.c), fed the stored bytes in pieces. */
+struct limit_fp {
+	uint64_t state[4];
+	int phase;     /* header, body */
+	size_t hdr_at; /* bytes of "\r\n\r\n" matched */
+	uint64_t body_bytes;
+};
+void limit_fp_init(struct limit_fp *f);
+void limit_fp_feed(struct limit_fp *f, const char *p, size_t n);
+uint64_t limit_fp_final(struct limit_fp *f);
+
+/* At the end of data: would this message (fingerprint fp, to the given
+ * distinct recipients) take the sender over dup_recipients within
+ * dup_window? Counts nothing. */
+void limit_end(struct limit *l, const struct limit_sender *s, uint64_t fp,
+	       const char *const *rcpts, size_t n, time_t now, struct limit_reply *r);
+/* Accepted (250): counts the message, its recipients and its fingerprint. */
+void limit_delivered(struct limit *l, const struct limit_sender *s, uint64_t fp,
+		     const char *const *rcpts, size_t n, time_t now);
+
+#endif

@@ -1,0 +1,76 @@
+/* The connection stage (MX listener): trusted networks, the local
+ * allow/block lists (CIDR, kept in the store, `postern allow|block`), the
+ * per-IP connection rate, and DNS block/allow lists queried asynchronously
+ * while the client waits for the greeting (as Postfix's postscreen).
+ * Owned by src/filter/screen.c (+ cidr.c, dnsbl.c as it sees fit). */
+#ifndef POSTERN_FILTER_SCREEN_H
+#define POSTERN_FILTER_SCREEN_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+#include "filter/reasons.h"
+
+struct loop;
+struct dns;
+struct store;
+struct config;
+
+/* ---- CIDR sets (pure; fuzzed) ---- */
+struct cidr_set;
+/* "192.0.2.0/24, 2001:db8::/32, 198.51.100.7" (a bare address is /32 or
+ * /128). NULL with *err_r naming the bad entry. */
+struct cidr_set *cidr_set_parse(const char *list, char **err_r);
+/* Adds one entry; 0 or -1 (not an address/prefix). */
+int cidr_set_add(struct cidr_set *s, const char *entry);
+struct cidr_set *cidr_set_new(void);
+bool cidr_set_match(const struct cidr_set *s, const char *ip);
+void cidr_set_free(struct cidr_set **sp);
+/* "a.b.c.d/n" or the IPv6 network of ip with prefix len net4/net6 (its
+ * host bits zero), written into out. 0 or -1 (not an address). */
+int cidr_network(const char *ip, int net4, int net6, char *out, size_t outsize);
+
+/* ---- DNSBL site list (pure; fuzzed) ---- */
+/* One dnsbl_sites entry: zone[=filter][*weight] (Postfix postscreen_dnsbl_sites
+ * syntax: filter d.d.d.d where each part is n, [n..m] or [n;m;...]). */
+struct dnsbl_site;
+/* The whole list; NULL with *err_r on a bad entry. *n_r sites. */
+struct dnsbl_site *dnsbl_sites_parse(const char *list, size_t *n_r, char **err_r);
+void dnsbl_sites_free(struct dnsbl_site *v, size_t n);
+/* The query name for ip: "2.0.0.127.zen.spamhaus.org" (IPv6: 32 nibbles,
+ * RFC 5782 2.4). 0 or -1. */
+int dnsbl_query_name(const char *zone, const char *ip, char *out, size_t outsize);
+
+/* ---- the daemon's screen ---- */
+struct screen;
+/* Loads the local lists from the store (st->main, at start). NULL with *err_r. */
+struct screen *screen_new(struct loop *l, struct dns *dns, struct store *st,
+			  const struct config *cfg, char **err_r);
+void screen_free(struct screen **sp);
+/* Re-reads the local lists (the CLI changed them: the daemon calls this on
+ * the store's change notice and at most once a minute otherwise). */
+void screen_reload(struct screen *s);
+bool screen_trusted(const struct screen *s, const char *ip);
+
+struct screen_result {
+	bool trusted;      /* in trusted_networks: nothing else applies */
+	bool allowed;      /* local allow list, or DNSBL score at/below the allowlist threshold */
+	bool blocked;      /* local block list, or DNSBL score at/above dnsbl_threshold */
+	bool rate_exceeded; /* more than conn_rate_limit connections this minute */
+	bool done;         /* every DNSBL lookup answered (or failed/timed out) */
+	int score;         /* summed weights of the sites that listed the IP */
+	const char *why;   /* for a reply: "client [192.0.2.1] blocked using zen.spamhaus.org" */
+	struct filter_reasons reasons; /* one per listing (DNSBL_<ZONE>, its weight) */
+};
+struct screen_conn;
+/* At accept: counts the connection, checks the lists and starts the lookups
+ * (none for trusted or locally listed clients). */
+struct screen_conn *screen_conn_new(struct screen *s, const char *ip, time_t now);
+/* Valid until screen_conn_free; updated as answers arrive. */
+const struct screen_result *screen_conn_result(const struct screen_conn *c);
+/* Until every lookup has answered: cb(arg) once, later, on the loop; false
+ * when done already (no callback). Each lookup is bounded by the resolver's
+ * timeout; a failed one counts as not listed. */
+bool screen_conn_wait(struct screen_conn *c, void (*cb)(void *arg), void *arg);
+void screen_conn_free(struct screen_conn **cp);
+
+#endif
