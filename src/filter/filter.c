@@ -33,7 +33,8 @@
 /* ---- policy signals (RFC 8601 result words as reasons) ----
  * Weights are modest: authentication results say who sent a message, not
  * whether it is spam; a DMARC failure that policy did not enforce (p=none,
- * or dmarc_enforce off) weighs most. */
+ * or dmarc_enforce off) weighs most. Together they stay below the default
+ * junk score (5.0): they tip a message only with other evidence. */
 struct auth_rule {
 	const char *method; /* "spf", "dkim", "dmarc" */
 	const char *result;
@@ -42,12 +43,12 @@ struct auth_rule {
 	const char *text;
 };
 static const struct auth_rule auth_rules[] = {
-	{"spf", "fail", "SPF_FAIL", 2.0, "the sender's domain does not allow this client to send its mail (SPF fail)"},
-	{"spf", "softfail", "SPF_SOFTFAIL", 1.0, "the sender's domain doubts this client may send its mail (SPF softfail)"},
+	{"spf", "fail", "SPF_FAIL", 1.5, "the sender's domain does not allow this client to send its mail (SPF fail)"},
+	{"spf", "softfail", "SPF_SOFTFAIL", 0.5, "the sender's domain doubts this client may send its mail (SPF softfail)"},
 	{"spf", "permerror", "SPF_PERMERROR", 0.5, "the sender's domain publishes a broken SPF record"},
-	{"dkim", "fail", "DKIM_INVALID", 1.5, "the message carries a DKIM signature that does not verify"},
-	{"dkim", "permerror", "DKIM_INVALID", 1.0, "the message carries a DKIM signature that cannot be checked"},
-	{"dmarc", "fail", "DMARC_FAIL", 3.0, "the From: domain's DMARC check failed: the sender may be forged"},
+	{"dkim", "fail", "DKIM_INVALID", 1.0, "the message carries a DKIM signature that does not verify"},
+	{"dkim", "permerror", "DKIM_INVALID", 0.5, "the message carries a DKIM signature that cannot be checked"},
+	{"dmarc", "fail", "DMARC_FAIL", 2.0, "the From: domain's DMARC check failed: the sender may be forged"},
 	{"dmarc", "pass", "DMARC_PASS", -1.0, "the From: domain is authenticated (DMARC pass)"},
 };
 

@@ -200,6 +200,9 @@ struct store_delivery {
 	 * in their mailbox with special use \Junk (RFC 6154), one named "Junk"
 	 * created (with \Junk) when the account has none; not INBOX. */
 	bool junk;
+	/* Spam filtering (src/filter): per user_ids entry, Junk (as junk) for
+	 * that recipient alone; NULL: junk decides for all. Copied. */
+	const bool *junk_users;
 	/* The envelope sender of the queue entries when it is not mail_from
 	 * (SRS for forwarded mail: srs.h), or NULL. Kept in queue.mail_from;
 	 * store_queue_msg.mail_from and the queue listing show it. */
