@@ -328,11 +328,16 @@ static bool rcpt_rest(struct filter_tx *t, struct filter_verdict *v)
 	return false;
 }
 
+/* screen_conn_wait's callback: on the conn, which outlives a transaction
+ * freed meanwhile (then wait_tx is NULL). */
 static void on_dnsbl_rcpt(void *arg)
 {
-	struct filter_tx *t = arg;
+	struct filter_conn *c = arg;
+	struct filter_tx *t = c->wait_tx;
 	struct filter_verdict v;
-	t->c->wait_tx = NULL;
+	if (t == NULL)
+		return;
+	c->wait_tx = NULL;
 	t->dnsbl_wait = false;
 	if (rcpt_rest(t, &v))
 		return;
@@ -353,7 +358,7 @@ bool filter_rcpt(struct filter_tx *t, const char *rcpt, int64_t user_id,
 	/* a blocked client (dnsbl_action = enforce): RCPT waits for the DNSBL
 	 * answers (each bounded by the resolver's timeout) */
 	if (t->c->sc != NULL && f->dnsbl_enforce &&
-	    screen_conn_wait(t->c->sc, on_dnsbl_rcpt, t)) {
+	    screen_conn_wait(t->c->sc, on_dnsbl_rcpt, t->c)) {
 		t->c->wait_tx = t;
 		t->dnsbl_wait = true;
 		return true;
