@@ -17,6 +17,8 @@ struct store;
 struct config;
 
 /* ---- CIDR sets (pure; fuzzed) ---- */
+/* Room for any canonical entry: INET6_ADDRSTRLEN (46, with its NUL) + "/128". */
+#define CIDR_TEXT_MAX 50
 struct cidr_set;
 /* "192.0.2.0/24, 2001:db8::/32, 198.51.100.7" (a bare address is /32 or
  * /128). NULL with *err_r naming the bad entry. */
