@@ -805,6 +805,36 @@ int store_dmarc_rows(struct store *st, time_t since, time_t until, store_dmarc_r
  * (store_snap_*), short indexed reads for the CLI and start-up on st->main. */
 
 /* ---- IP allow/block lists (screen.c; the screen part) ---- */
+/* Table ip_lists: one row per canonical network (cidr_canonical), in the
+ * "allow" or the "block" list. The CLI writes on st->main, then calls
+ * store_ip_lists_changed so that a running daemon re-reads them. */
+struct store_ip_entry {
+	const char *network; /* canonical CIDR */
+	const char *list;    /* "allow" | "block" */
+	const char *comment; /* "" when none */
+	time_t created;
+};
+/* Adds network to list (or moves it there from the other list, with the new
+ * comment). 0 or -1 with *err_r. */
+int store_ip_list_add(struct store *st, const char *network, const char *list,
+		      const char *comment, char **err_r);
+/* 1 removed, 0 not in that list, -1 with *err_r. */
+int store_ip_list_del(struct store *st, const char *network, const char *list, char **err_r);
+/* Every entry (list NULL) or those of one list, ordered by list then
+ * network; cb returns nonzero to stop. 0 or -1 with *err_r. On st->main
+ * (the CLI, start-up); store_snap_ip_lists in a store_read. */
+typedef int store_ip_entry_cb(void *arg, const struct store_ip_entry *e);
+int store_ip_lists(struct store *st, const char *list, store_ip_entry_cb *cb, void *arg,
+		   char **err_r);
+int store_snap_ip_lists(struct store_snap *sn, const char *list, store_ip_entry_cb *cb,
+			void *arg, char **err_r);
+/* The change notice: touches <data_dir>/ip_lists.changed. The daemon
+ * watches it (store_ip_lists_watch: an inotify descriptor for the loop,
+ * readable after a change; drain it with store_ip_lists_drain), -1 when it
+ * cannot (logged; the screen then re-reads once a minute anyway). */
+void store_ip_lists_changed(struct store *st);
+int store_ip_lists_watch(struct store *st);
+void store_ip_lists_drain(int fd);
 
 
 /* ---- greylisting state (grey.c; the grey part) ---- */
