@@ -12,11 +12,9 @@
  * is left at grey_free.
  *
  * The network of a client is its address with greylist_net4/6 prefix bits
- * kept (grey_network below: the screen branch's cidr_network did not exist
- * yet when this was written). */
+ * kept (cidr_network, src/filter/cidr.c). */
 #include "filter/grey.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
@@ -27,6 +25,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/xmalloc.h"
+#include "filter/screen.h"
 #include "store/store.h"
 
 #define GREY_MAX_ENTRIES 100000 /* per table */
@@ -339,36 +338,12 @@ static void on_flush_timer(void *arg)
 /* ---- keys ---- */
 
 /* The client's network: ip with net4 (IPv4, or IPv4-mapped IPv6) or net6
- * prefix bits kept, "a.b.c.d/n" or "x:...::/n". Anything that is not an
- * address keys as itself (cut to fit). */
+ * prefix bits kept, "a.b.c.d/n" or "x:...::/n" (screen.h's cidr_network).
+ * Anything that is not an address keys as itself (cut to fit). */
 static void grey_network(const char *ip, int net4, int net6, char *out, size_t outsize)
 {
-	unsigned char a[16];
-	char txt[INET6_ADDRSTRLEN];
-	int af = AF_INET, len = net4;
-	if (inet_pton(AF_INET, ip, a) != 1) {
-		if (inet_pton(AF_INET6, ip, a) != 1) {
-			snprintf(out, outsize, "%.*s", GREY_NET_MAX - 1, ip);
-			return;
-		}
-		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-		if (memcmp(a, mapped, 12) == 0) {
-			memmove(a, a + 12, 4);
-		} else {
-			af = AF_INET6;
-			len = net6;
-		}
-	}
-	int bytes = af == AF_INET ? 4 : 16;
-	for (int i = 0; i < bytes; i++) {
-		int keep = len - 8 * i;
-		if (keep <= 0)
-			a[i] = 0;
-		else if (keep < 8)
-			a[i] &= (unsigned char)(0xff << (8 - keep));
-	}
-	inet_ntop(af, a, txt, sizeof txt);
-	snprintf(out, outsize, "%s/%d", txt, len);
+	if (cidr_network(ip, net4, net6, out, outsize) < 0)
+		snprintf(out, outsize, "%.*s", GREY_NET_MAX - 1, ip);
 }
 
 /* Lowercase copy of s into p (at most GREY_PART_MAX bytes), NUL after it;
