@@ -52,7 +52,7 @@ struct gtab {
 	size_t nbuckets; /* power of two */
 	struct gent *head, *tail;
 	struct gent *dhead, *dtail;
-	size_t n, max;
+	size_t n, nd, max; /* entries, of which not saved, cap */
 	time_t keep; /* an entry is expired when t + keep < now */
 	bool full_logged;
 };
@@ -176,6 +176,7 @@ static void dirty_unlink(struct gtab *t, struct gent *e)
 		t->dtail = e->dprev;
 	e->dprev = e->dnext = NULL;
 	e->dirty = false;
+	t->nd--;
 }
 
 static void gtab_remove(struct gtab *t, struct gent *e)
@@ -258,6 +259,7 @@ static void mark_dirty(struct grey *g, struct gtab *t, struct gent *e)
 		else
 			t->dhead = e;
 		t->dtail = e;
+		t->nd++;
 	}
 	if (g->l != NULL && g->flush_timer == NULL)
 		g->flush_timer = loop_timer_add(g->l, GREY_FLUSH_MS, on_flush_timer, g);
@@ -268,7 +270,7 @@ static struct store_grey_batch *take_batch(struct grey *g)
 {
 	struct store_grey_batch *b = xcalloc(1, sizeof(*b));
 	if (g->trip.dhead)
-		b->t = xcalloc(g->trip.n, sizeof(*b->t));
+		b->t = xcalloc(g->trip.nd, sizeof(*b->t));
 	while (g->trip.dhead) {
 		struct gent *e = g->trip.dhead;
 		const char *sender = e->key + strlen(e->key) + 1;
@@ -281,7 +283,7 @@ static struct store_grey_batch *take_batch(struct grey *g)
 		dirty_unlink(&g->trip, e);
 	}
 	if (g->nets.dhead)
-		b->nets = xcalloc(g->nets.n, sizeof(*b->nets));
+		b->nets = xcalloc(g->nets.nd, sizeof(*b->nets));
 	while (g->nets.dhead) {
 		struct gent *e = g->nets.dhead;
 		b->nets[b->n_nets].net = xstrdup(e->key);
@@ -289,7 +291,7 @@ static struct store_grey_batch *take_batch(struct grey *g)
 		dirty_unlink(&g->nets, e);
 	}
 	if (g->reps.dhead)
-		b->reps = xcalloc(g->reps.n, sizeof(*b->reps));
+		b->reps = xcalloc(g->reps.nd, sizeof(*b->reps));
 	while (g->reps.dhead) {
 		struct gent *e = g->reps.dhead;
 		struct store_grey_rep *r = &b->reps[b->n_reps++];
@@ -419,6 +421,13 @@ struct grey *grey_new(struct loop *l, struct store *st, const struct config *cfg
 	g->net6 = cfg->greylist_net6;
 	if (!g->on)
 		return g;
+	if (g->expire <= g->delay) {
+		/* no retry could ever pass */
+		*err_r = xasprintf("greylist_expire (%us) must be longer than greylist_delay (%us)",
+				   cfg->greylist_expire, cfg->greylist_delay);
+		free(g);
+		return NULL;
+	}
 	/* the triplet waits for its retry until first_seen + expire; a network
 	 * is allowed until allowed_until; a domain's reputation is kept for
 	 * greylist_allow_time after its last message */
