@@ -96,7 +96,7 @@ int64_t store_spam_user_id(struct store *st, const char *addr, char **err_r)
 int store_spam_users(struct store *st, store_spam_user_cb *cb, void *arg, char **err_r)
 {
 	sqlite3_stmt *s = store_sql(&st->main,
-				    "SELECT t.user_id, t.ham, t.spam, coalesce(u.local || '@' ||"
+				    "SELECT t.user_id, t.ham, t.spam, coalesce(u.localpart || '@' ||"
 				    " d.name, ''), (SELECT count(*) FROM spam_tokens k"
 				    " WHERE k.user_id = t.user_id) FROM spam_totals t"
 				    " LEFT JOIN users u ON u.id = t.user_id"
