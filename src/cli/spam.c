@@ -38,7 +38,7 @@ static int spam_usage(void)
 {
 	fprintf(stderr, "usage: postern spam train --spam|--ham [--user USER|--global] FILE|DIR...\n"
 			"       postern spam stats [USER]\n"
-			"       postern spam classify [--user USER] < message\n"
+			"       postern spam classify [--user USER] [FILE...] (stdin: one message)\n"
 			"       postern mail explain USER UID [MAILBOX]\n");
 	return 2;
 }
@@ -297,14 +297,59 @@ static void verdict_print(const struct bayes_verdict *v)
 		       v->reasons.v[i].text);
 }
 
+/* `spam classify [--user USER] FILE...`: one line per file (the
+ * evaluation in bench/spam-eval.py): "FILE prob=P score=S RULE". */
+static int classify_files(struct store *st, int64_t uid, char **files, int n)
+{
+	int r = 0;
+	for (int i = 0; i < n; i++) {
+		struct buf m = {0};
+		int fd = open(files[i], O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			fprintf(stderr, "postern: spam classify: %s: %s\n", files[i], strerror(errno));
+			r = -1;
+			continue;
+		}
+		char chunk[65536];
+		ssize_t k;
+		while (m.len < SPAM_MAX_MESSAGE && (k = read(fd, chunk, sizeof chunk)) > 0)
+			buf_append(&m, chunk, (size_t)k);
+		close(fd);
+		struct bayes_tokens tk;
+		bayes_tokenize(m.data ? m.data : "", m.len, &tk);
+		buf_free(&m);
+		struct bayes_verdict v;
+		char *err = NULL;
+		if (bayes_classify_sync(st, &tk, uid, &v, &err) == 0)
+			printf("%s prob=%.6f score=%.1f %s\n", files[i], v.prob, v.score,
+			       v.reasons.n > 0 ? v.reasons.v[0].rule : "UNTRAINED");
+		else
+			r = cli_report(-1, &err);
+		bayes_verdict_free(&v);
+		bayes_tokens_free(&tk);
+	}
+	return r;
+}
+
 static int cmd_classify(const struct config *cfg, int argc, char **argv)
 {
 	const char *user = NULL;
-	for (int i = 1; i < argc; i++) {
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--user") == 0 && i + 1 < argc)
 			user = argv[++i];
 		else
 			return spam_usage();
+	}
+	if (i < argc) {
+		struct store *st = cli_open_store(cfg);
+		if (st == NULL)
+			return 1;
+		int64_t id = 0;
+		int r = user != NULL && (id = user_arg(st, user)) < 0 ? -1
+									  : classify_files(st, id, argv + i, argc - i);
+		store_close(&st);
+		return r < 0 ? 1 : 0;
 	}
 	struct buf m = {0};
 	if (cli_read_message(&m, SPAM_MAX_MESSAGE) < 0) {
