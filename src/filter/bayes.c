@@ -331,8 +331,7 @@ struct bayes_job *bayes_classify(struct bayes *b, struct bayes_tokens *t,
 {
 	struct bayes_job *j = xcalloc(1, sizeof *j);
 	j->t = *t;
-	t->v = NULL;
-	t->n = 0;
+	free(t); /* bayes.h: a heap struct, taken whole */
 	j->uids = xcalloc(n ? n : 1, sizeof *j->uids);
 	if (n > 0)
 		memcpy(j->uids, user_ids, n * sizeof *user_ids);

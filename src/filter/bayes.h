@@ -55,7 +55,8 @@ struct bayes_verdict {
  * valid during cb only (filter_reasons_merge to keep them). */
 typedef void bayes_cb(void *arg, const struct bayes_verdict *v, size_t n);
 struct bayes_job;
-/* Classifies on a worker (one read snapshot); takes t. cb once on the loop,
+/* Classifies on a worker (one read snapshot); takes t (a heap struct,
+ * xmalloc'd: freed with its tokens). cb once on the loop,
  * later. The returned job may be cancelled until cb. */
 struct bayes_job *bayes_classify(struct bayes *b, struct bayes_tokens *t,
 				 const int64_t *user_ids, size_t n, bayes_cb *cb, void *arg);
