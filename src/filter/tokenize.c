@@ -292,6 +292,8 @@ static void text_urls(struct tk *t, const char *s, size_t n)
 {
 	for (size_t i = 0; i + 7 < n; i++) {
 		size_t k;
+		if ((s[i] | 0x20) != 'h')
+			continue;
 		if (strncasecmp(s + i, "http://", 7) == 0)
 			k = i + 7;
 		else if (i + 8 < n && strncasecmp(s + i, "https://", 8) == 0)
@@ -336,8 +338,8 @@ static void html_text(struct tk *t, const char *s, size_t n, struct buf *out)
 			while (j < n && s[j] != '>')
 				j++;
 			text_urls(t, s + i, j - i);
-			bool skip = (j - i > 7 && strncasecmp(s + i + 1, "script", 6) == 0) ||
-				    (j - i > 6 && strncasecmp(s + i + 1, "style", 5) == 0);
+			bool skip = (j - i >= 7 && strncasecmp(s + i + 1, "script", 6) == 0) ||
+				    (j - i >= 6 && strncasecmp(s + i + 1, "style", 5) == 0);
 			i = j < n ? j + 1 : n;
 			if (skip) /* up to the closing tag */
 				while (i + 1 < n && !(s[i] == '<' && s[i + 1] == '/'))
@@ -530,7 +532,9 @@ static int tok_cmp(const void *a, const void *b)
 void bayes_tokenize(const char *msg, size_t len, struct bayes_tokens *out)
 {
 	struct tk t = {0};
-	t.set_cap = 16384; /* > 2 * BAYES_MAX_TOKENS, a power of 2 */
+	/* a power of 2 above BAYES_MAX_TOKENS (at most 61 % full), 64 KiB:
+	 * under malloc's mmap threshold, so no mmap/munmap per message */
+	t.set_cap = 8192;
 	t.set = xcalloc(t.set_cap, sizeof *t.set);
 	struct buf cache = {0}, dec = {0}, utf = {0}, txt = {0}, cs = {0};
 	mime_cache_build(msg, len, &cache);
