@@ -210,6 +210,8 @@ static void word_emit(struct tk *t, const char *prefix, const char *w, size_t n,
 /* Splits UTF-8 text into words (and CJK bigrams). */
 static void text_words(struct tk *t, const char *prefix, const char *s, size_t len)
 {
+	if (len == 0)
+		return;
 	const unsigned char *p = (const unsigned char *)s, *e = p + len;
 	char w[BAYES_WORD_MAX + 8];
 	size_t wn = 0, cps = 0, total = 0;
@@ -290,6 +292,8 @@ static void host_emit(struct tk *t, const char *h, size_t n)
 /* Every http(s):// URL's host in s. */
 static void text_urls(struct tk *t, const char *s, size_t n)
 {
+	if (n == 0)
+		return;
 	for (size_t i = 0; i + 7 < n; i++) {
 		size_t k;
 		if ((s[i] | 0x20) != 'h')
@@ -493,13 +497,13 @@ static void part_header(struct tk *t, const char *h, size_t n, bool top, bool *h
 			*html_r = f.value_len >= 9 && memmem(f.value, f.value_len < 40 ? f.value_len : 40,
 							     "html", 4) != NULL;
 			buf_reset(&tmp);
-			if (header_param(f.value, f.value_len, "charset", &tmp))
+			if (header_param(f.value, f.value_len, "charset", &tmp) && tmp.len > 0)
 				header_atom(t, "charset:", tmp.data, tmp.len);
 			buf_reset(&tmp);
 			if (header_param(f.value, f.value_len, "name", &tmp)) {
 				*attach_r = true;
 				text_words(t, "attach:", tmp.data, tmp.len);
-				const char *dot = memrchr(tmp.data, '.', tmp.len);
+				const char *dot = tmp.len ? memrchr(tmp.data, '.', tmp.len) : NULL;
 				if (dot != NULL)
 					header_atom(t, "attach-ext:", dot + 1,
 						    tmp.len - (size_t)(dot + 1 - tmp.data));
@@ -513,7 +517,7 @@ static void part_header(struct tk *t, const char *h, size_t n, bool top, bool *h
 			if (header_param(f.value, f.value_len, "filename", &tmp)) {
 				*attach_r = true;
 				text_words(t, "attach:", tmp.data, tmp.len);
-				const char *dot = memrchr(tmp.data, '.', tmp.len);
+				const char *dot = tmp.len ? memrchr(tmp.data, '.', tmp.len) : NULL;
 				if (dot != NULL)
 					header_atom(t, "attach-ext:", dot + 1,
 						    tmp.len - (size_t)(dot + 1 - tmp.data));
