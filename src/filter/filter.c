@@ -761,8 +761,9 @@ static void end_score(struct filter_tx *t)
 			filter_reasons_merge(&r, &t->bayes[i]);
 		double junk = f->junk_score, reject = f->reject_score;
 		filter_thresholds(f, t->users[i], &junk, &reject);
-		bool is_junk = r.score >= junk || t->m_quarantine;
 		bool is_reject = r.score >= reject;
+		/* refused for this recipient, but taken for the others: Junk */
+		bool is_junk = r.score >= junk || is_reject || t->m_quarantine;
 		if (!is_reject)
 			all_reject = false;
 		t->junk[i] = is_junk;
