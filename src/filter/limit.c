@@ -341,7 +341,7 @@ static void limit_hit(struct limit *l, const struct limit_sender *s, time_t now,
 	e->notified = now;
 	if (!l->cfg->limit_notify || l->notice == NULL)
 		return;
-	char *subject = xasprintf("postern: %s hit the %s limit", sender_name(s), limit);
+	char *subject = xasprintf("%s hit the %s limit", sender_name(s), limit);
 	char *body = xasprintf(
 		"The sender %s %s (client %s, envelope sender <%s>) hit the %s limit:\n"
 		"%llu %s within %s, the limit is %llu.\n"
