@@ -88,6 +88,7 @@ FUZZ_POLICY  += src/policy/dkim_prim.c src/policy/dkim_sig.c
 FUZZ_POLICY  += src/filter/reasons.c
 FUZZ_POLICY  += src/filter/cidr.c
 FUZZ_POLICY  += src/filter/dnsbl.c
+FUZZ_POLICY  += src/filter/fingerprint.c
 FUZZ_LIBS    := $(shell pkg-config --libs libcrypto)
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 10
