@@ -89,6 +89,7 @@ FUZZ_POLICY  += src/filter/reasons.c
 FUZZ_POLICY  += src/filter/cidr.c
 FUZZ_POLICY  += src/filter/dnsbl.c
 FUZZ_POLICY  += src/filter/fingerprint.c
+FUZZ_POLICY  += src/filter/attach.c
 FUZZ_LIBS    := $(shell pkg-config --libs libcrypto)
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 10
