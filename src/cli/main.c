@@ -32,6 +32,7 @@
 #include "core/tls.h"
 #include "core/xmalloc.h"
 #include "dns/dns.h"
+#include "filter/filter.h"
 #include "policy/policy.h"
 #include "policy/srs.h"
 #include "queue/bounce.h"
@@ -512,6 +513,7 @@ static int cmd_serve(const struct config *cfg)
 	char **srs = NULL; /* SRS secrets (srs.h), for the SMTP server and the DSNs */
 	size_t n_srs = 0;
 	struct policy *policy = NULL; /* sender authentication (policy.h) */
+	struct filter *filter = NULL; /* spam, abuse and virus filtering (filter.h) */
 	int ret = 1;
 	sigset_t mask;
 
@@ -564,10 +566,17 @@ static int cmd_serve(const struct config *cfg)
 			free(err);
 			goto out;
 		}
+		filter = filter_new(d.loop, d.dns, workers, st, cfg, &err);
+		if (filter == NULL) {
+			log_err("filter: %s", err ? err : "?");
+			free(err);
+			goto out;
+		}
 	}
 	d.smtp = smtp_server_new(d.loop, workers, st, cfg, tls, login);
 	smtp_server_set_dns(d.smtp, d.dns);
 	smtp_server_set_policy(d.smtp, policy);
+	smtp_server_set_filter(d.smtp, filter);
 	if (cfg->srs) {
 		if ((srs = srs_secrets_load(st, cfg, &n_srs)) == NULL)
 			goto out;
@@ -634,6 +643,7 @@ out:
 	if (d.client_tls)
 		SSL_CTX_free(d.client_tls);
 	policy_free(&policy); /* after the servers, before the resolver it uses */
+	filter_free(&filter); /* the same; before the store (greylisting saves) */
 	dns_free(&d.dns); /* after the servers and the queue: they cancel their queries */
 	if (d.watchfd >= 0) {
 		loop_del(d.loop, d.watchfd);

@@ -116,6 +116,7 @@ struct filter_end_verdict {
 			      * user_ids), or NULL: none to Junk */
 	bool rewritten;      /* the spool was rewritten (a milter changed or
 			      * deleted header fields): commit it as it is now */
+	bool discard;        /* a milter said DISCARD: answer 250, store nothing */
 };
 typedef void filter_end_cb(void *arg, const struct filter_end_verdict *v);
 /* After the last byte and policy's verdict. sp: the complete spool (read,
@@ -123,6 +124,14 @@ typedef void filter_end_cb(void *arg, const struct filter_end_verdict *v);
  * committed or discarded by the caller until cb). cb once, never inside. */
 void filter_end(struct filter_tx *t, const struct filter_auth *a, struct store_spool *sp,
 		filter_end_cb *cb, void *arg);
+/* The local accounts the message goes to (the caller's deduplicated
+ * user_ids, in its order; copied): before filter_end. The thresholds, the
+ * statistical filter and filter_end_verdict.junk are per entry of it. */
+void filter_tx_users(struct filter_tx *t, const int64_t *user_ids, size_t n);
+/* true while filter_end's worker step (store_spool_filter on the caller's
+ * spool) is in flight: the transaction must not be freed before it ends
+ * (at shutdown such a wait is short and is let finish). */
+bool filter_tx_worker_busy(const struct filter_tx *t);
 /* The message was committed (250): counts for rates, duplicates,
  * greylisting and reputation. */
 void filter_delivered(struct filter_tx *t);

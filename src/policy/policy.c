@@ -1362,3 +1362,27 @@ void policy_tx_free(struct policy_tx **tp)
 	free(t->ar_field);
 	free(t);
 }
+
+/* ---- the results as signals (src/filter) ---- */
+
+void policy_results(const struct policy_tx *t, struct policy_results *r)
+{
+	*r = (struct policy_results){0};
+	if (!t->inbound)
+		return;
+	r->spf = t->spf_checked ? spf_result_name(t->spf) : NULL;
+	if (t->dk_done) {
+		/* the best: pass over fail over the first of the others */
+		enum dkim_result best = DKIM_NONE;
+		for (size_t i = 0; i < t->dk.n; i++) {
+			enum dkim_result x = t->dk.v[i].result;
+			if (x == DKIM_PASS || best == DKIM_NONE ||
+			    (x == DKIM_FAIL && best != DKIM_PASS))
+				best = x;
+		}
+		r->dkim = dkim_result_name(best);
+	}
+	r->dmarc = t->dmarc_done ? dmarc_result_name(t->dmarc) : NULL;
+	r->from_domain = t->n_from == 1 ? t->from[0] : NULL;
+	r->dmarc_pass = t->dmarc_done && t->dmarc == DMARC_PASS;
+}

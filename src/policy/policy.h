@@ -96,4 +96,14 @@ void policy_end(struct policy_tx *t, policy_cb *cb, void *arg);
 /* Cancels what is pending (no callback after this) and frees. */
 void policy_tx_free(struct policy_tx **tp);
 
+/* After policy_end's verdict: the results as signals for src/filter (RFC
+ * 8601 result words; NULL where nothing was checked, and for submission).
+ * Strings valid until policy_tx_free. */
+struct policy_results {
+	const char *spf, *dkim, *dmarc;
+	const char *from_domain; /* the one RFC5322.From domain, or NULL */
+	bool dmarc_pass;
+};
+void policy_results(const struct policy_tx *t, struct policy_results *r);
+
 #endif

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/pool.h"
 #include "core/xmalloc.h"
+#include "filter/filter.h"
 #include "mime/addr.h"
 #include "policy/policy.h"
 #include "policy/srs.h"
@@ -105,6 +106,56 @@ static void cmd_helo(struct smtp_session *s, const char *args)
 
 /* ---- MAIL / RCPT ---- */
 
+/* MAIL refused by a step after the transaction began: no transaction. */
+static void mail_refused(struct smtp_session *s, int code, const char *ecode, const char *text)
+{
+	smtp_reply(s, code, ecode, "%s", text);
+	smtp_tx_log(s, code);
+	smtp_tx_free(s); /* policy's and the filter's go (text with them) */
+}
+
+/* filter_mail's answer (rates, milters), the session parked until now. */
+static void on_mail_filter(void *arg, const struct filter_verdict *v)
+{
+	struct smtp_session *s = arg;
+
+	s->tx->flt_wait = false;
+	if (v->code != 0)
+		mail_refused(s, v->code, v->ecode, v->text);
+	else
+		smtp_reply(s, 250, "2.1.0", "Ok");
+	if (session_release(&s->base))
+		return;
+	smtp_session_resume(s);
+}
+
+/* The filter's MAIL step (filter.h): true when it answers later (the hold
+ * taken: busy and parked, or kept when held already); false when MAIL was
+ * answered now. */
+static bool mail_filter(struct smtp_session *s, bool held)
+{
+	struct smtp_tx *tx = s->tx;
+	struct filter_verdict v;
+
+	if (tx->flt == NULL) {
+		smtp_reply(s, 250, "2.1.0", "Ok");
+		return false;
+	}
+	if (filter_mail(tx->flt, &v, on_mail_filter, s)) {
+		tx->flt_wait = true;
+		if (!held) {
+			s->base.busy++;
+			session_park(&s->base);
+		}
+		return true;
+	}
+	if (v.code != 0)
+		mail_refused(s, v.code, v.ecode, v.text);
+	else
+		smtp_reply(s, 250, "2.1.0", "Ok");
+	return false;
+}
+
 /* policy_mail's answer (spf_action = reject: RFC 7208 8.4 fail, 8.6
  * temperror), the session parked until now. */
 static void on_mail_policy(void *arg, const struct policy_verdict *v)
@@ -112,13 +163,10 @@ static void on_mail_policy(void *arg, const struct policy_verdict *v)
 	struct smtp_session *s = arg;
 
 	s->tx->pol_wait = false;
-	if (v->code != 0) {
-		smtp_reply(s, v->code, v->ecode, "%s", v->text);
-		smtp_tx_log(s, v->code);
-		smtp_tx_free(s); /* no transaction: the policy's goes (v with it) */
-	} else {
-		smtp_reply(s, 250, "2.1.0", "Ok");
-	}
+	if (v->code != 0)
+		mail_refused(s, v->code, v->ecode, v->text);
+	else if (s->srv != NULL && mail_filter(s, true))
+		return; /* the hold passes to the filter's wait */
 	if (session_release(&s->base))
 		return;
 	smtp_session_resume(s);
@@ -162,6 +210,17 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 	tx->size_declared = m.has_size ? m.size : 0;
 	m.addr = m.ret = m.envid = NULL;
 	smtp_mail_args_free(&m);
+	if (s->srv->filter != NULL && s->fc != NULL) {
+		struct filter_tx_info fi = {
+			.txid = tx->txid,
+			.helo = s->helo,
+			.rdns = s->rdns,
+			.auth_user = s->auth_user,
+			.mail_from = tx->from,
+			.tls = s->base.tls,
+		};
+		tx->flt = filter_tx_new(s->fc, &fi);
+	}
 	if (s->srv->policy != NULL) {
 		struct policy_conn c = {
 			.txid = tx->txid,
@@ -182,7 +241,7 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 			return;
 		}
 	}
-	smtp_reply(s, 250, "2.1.0", "Ok");
+	mail_filter(s, false);
 }
 
 static void add_user(struct smtp_tx *tx, int64_t id)
@@ -209,6 +268,84 @@ static void add_remote(struct smtp_tx *tx, const char *addr, const struct smtp_r
 	rr->notify = r->notify ? xstrdup(r->notify) : NULL;
 }
 
+/* A recipient resolved and let through: into the transaction, 250. */
+static void rcpt_accept(struct smtp_session *s, struct smtp_pending_rcpt *p)
+{
+	struct smtp_tx *tx = s->tx;
+	const char *dom = p->domain != NULL ? p->domain : hostname(s);
+
+	if (p->relay != NULL)
+		add_remote(tx, p->relay, &p->r);
+	for (size_t i = 0; i < p->t.n; i++) {
+		if (p->t.v[i].user_id > 0) {
+			add_user(tx, p->t.v[i].user_id);
+		} else {
+			add_remote(tx, p->t.v[i].addr, &p->r);
+			/* a local alias leading elsewhere: forwarded mail
+			 * (SRS, ARC seal: policy.h) */
+			if (s->auth_user == NULL && tx->pol != NULL)
+				policy_forward(tx->pol, dom);
+		}
+	}
+	if (tx->pol != NULL)
+		policy_rcpt(tx->pol, dom);
+	tx->rcpts = xrealloc(tx->rcpts, (tx->n_rcpts + 1) * sizeof(*tx->rcpts));
+	tx->rcpts[tx->n_rcpts].addr = p->r.addr;
+	tx->rcpts[tx->n_rcpts].notify = p->r.notify;
+	tx->rcpts[tx->n_rcpts].orcpt = p->r.orcpt;
+	tx->n_rcpts++;
+	p->r.addr = p->r.notify = p->r.orcpt = NULL;
+	smtp_reply(s, 250, "2.1.5", "Ok");
+}
+
+/* The filter's answer to the pending RCPT. */
+static void rcpt_answer(struct smtp_session *s, const struct filter_verdict *v)
+{
+	struct smtp_tx *tx = s->tx;
+
+	if (v->code != 0)
+		smtp_reply(s, v->code, v->ecode, "<%s>: %s", tx->prcpt->r.addr, v->text);
+	else
+		rcpt_accept(s, tx->prcpt);
+	smtp_pending_rcpt_free(tx);
+}
+
+/* filter_rcpt's answer (DNS lists, rates, milters), the session parked. */
+static void on_rcpt_filter(void *arg, const struct filter_verdict *v)
+{
+	struct smtp_session *s = arg;
+
+	s->tx->flt_wait = false;
+	rcpt_answer(s, v);
+	if (session_release(&s->base))
+		return;
+	smtp_session_resume(s);
+}
+
+/* The filter's RCPT step (filter.h) for a resolved recipient (p taken). */
+static void rcpt_filter(struct smtp_session *s, struct smtp_pending_rcpt *p)
+{
+	struct smtp_tx *tx = s->tx;
+	struct filter_verdict v = {0};
+	int64_t uid = 0;
+
+	tx->prcpt = p;
+	if (tx->flt == NULL) {
+		rcpt_answer(s, &v);
+		return;
+	}
+	for (size_t i = 0; i < p->t.n && uid == 0; i++)
+		uid = p->t.v[i].user_id;
+	if (filter_rcpt(tx->flt, p->r.addr, uid, &v, on_rcpt_filter, s)) {
+		/* pipelined commands wait in the input buffer (RFC 2920 3.1) */
+		tx->flt_wait = true;
+		s->base.busy++;
+		session_park(&s->base);
+		return;
+	}
+	rcpt_answer(s, &v);
+}
+
 static void cmd_rcpt(struct smtp_session *s, const char *args)
 {
 	struct smtp_tx *tx = s->tx;
@@ -226,6 +363,7 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 		smtp_rcpt_args_free(&r);
 		return;
 	}
+	struct smtp_pending_rcpt *p = xcalloc(1, sizeof(*p));
 	/* RFC 5321 4.5.1: <Postmaster> (no domain, any case; the parser gives
 	 * "postmaster") must be accepted: the store resolves it to the
 	 * postmaster target, whatever the relay rules. */
@@ -245,15 +383,18 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 			log_info("smtp srs refused rcpt=%s: %s", r.addr, why);
 			smtp_reply(s, 550, "5.7.1", "<%s>: invalid SRS address", r.addr);
 			smtp_rcpt_args_free(&r);
+			free(p);
 			return;
 		}
 		const char *od = k > 0 ? addr_domain(orig) : NULL;
 		if (k > 0 && (od == NULL || !store_domain_is_local(st, od))) {
 			/* The original sender, wherever it is: relayed whatever
 			 * the relay rules (our hash says we sent it out). */
-			add_remote(tx, orig, &r);
-			free(orig);
-			goto accepted;
+			p->relay = orig;
+			p->domain = xstrdup(domain);
+			p->r = r;
+			rcpt_filter(s, p);
+			return;
 		}
 		if (k > 0) {
 			/* A sender of another of our domains: resolved below
@@ -264,9 +405,9 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 		}
 	}
 	/* ---- end SRS ---- */
+	p->domain = domain != NULL ? xstrdup(domain) : NULL;
 	if (postmaster || (domain != NULL && store_domain_is_local(st, domain))) {
-		struct store_targets t = {0, NULL};
-		int k = store_resolve(st, r.addr, &t);
+		int k = store_resolve(st, r.addr, &p->t);
 		if (k <= 0) {
 			if (k < 0)
 				smtp_reply(s, 451, "4.3.0", "<%s>: Temporary lookup failure", r.addr);
@@ -274,8 +415,9 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 				smtp_reply(s, 550, "5.1.1",
 					   "<%s>: Recipient address rejected: User unknown",
 					   r.addr);
-			store_targets_free(&t);
-			smtp_rcpt_args_free(&r);
+			p->r = r;
+			tx->prcpt = p;
+			smtp_pending_rcpt_free(tx);
 			return;
 		}
 		/* RFC 3463 X.2.2, temporary as Postfix and Dovecot's LMTP do by
@@ -285,45 +427,28 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 		 * refused for that recipient alone, not at the end of data for
 		 * every recipient (store_commit lets it take an account with
 		 * room left over its limit when other recipients wait for it). */
-		for (size_t i = 0; i < t.n; i++) {
-			if (t.v[i].user_id > 0 &&
-			    !store_quota_fits(st, t.v[i].user_id, tx->size_declared)) {
+		for (size_t i = 0; i < p->t.n; i++) {
+			if (p->t.v[i].user_id > 0 &&
+			    !store_quota_fits(st, p->t.v[i].user_id, tx->size_declared)) {
 				smtp_reply(s, 452, "4.2.2", "<%s>: Mailbox full", r.addr);
-				store_targets_free(&t);
-				smtp_rcpt_args_free(&r);
+				p->r = r;
+				tx->prcpt = p;
+				smtp_pending_rcpt_free(tx);
 				return;
 			}
 		}
-		for (size_t i = 0; i < t.n; i++) {
-			if (t.v[i].user_id > 0) {
-				add_user(tx, t.v[i].user_id);
-			} else {
-				add_remote(tx, t.v[i].addr, &r);
-				/* a local alias leading elsewhere: forwarded mail
-				 * (SRS, ARC seal: policy.h) */
-				if (s->auth_user == NULL && tx->pol != NULL)
-					policy_forward(tx->pol,
-						       domain != NULL ? domain : hostname(s));
-			}
-		}
-		store_targets_free(&t);
 	} else if (s->auth_user != NULL) {
 		/* Authenticated submission to another domain: queued. */
-		add_remote(tx, r.addr, &r);
+		p->relay = xstrdup(r.addr);
 	} else {
 		smtp_reply(s, 554, "5.7.1", "<%s>: Relay access denied", r.addr);
 		smtp_rcpt_args_free(&r);
+		free(p->domain);
+		free(p);
 		return;
 	}
-accepted: /* SRS */
-	if (tx->pol != NULL)
-		policy_rcpt(tx->pol, domain != NULL ? domain : hostname(s));
-	tx->rcpts = xrealloc(tx->rcpts, (tx->n_rcpts + 1) * sizeof(*tx->rcpts));
-	tx->rcpts[tx->n_rcpts].addr = r.addr;
-	tx->rcpts[tx->n_rcpts].notify = r.notify;
-	tx->rcpts[tx->n_rcpts].orcpt = r.orcpt;
-	tx->n_rcpts++;
-	smtp_reply(s, 250, "2.1.5", "Ok");
+	p->r = r;
+	rcpt_filter(s, p);
 }
 
 /* ---- DATA / BDAT ---- */

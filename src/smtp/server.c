@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "dns/dns.h"
+#include "filter/filter.h"
 #include "policy/policy.h"
 #include "smtp/session.h"
 
@@ -134,6 +135,7 @@ static void session_free(struct session *base)
 
 	unlink_session(s);
 	smtp_tx_free(s);
+	filter_conn_free(&s->fc); /* after its transaction */
 	x_free(&s->helo);
 	x_free(&s->auth_user);
 	x_free(&s->rdns);
@@ -357,6 +359,24 @@ void smtp_server_set_policy(struct smtp_server *srv, struct policy *p)
 	srv->policy = p;
 }
 
+void smtp_server_set_filter(struct smtp_server *srv, struct filter *f)
+{
+	srv->filter = f;
+}
+
+/* The connection stage's verdict on the greeting (filter.h): false when s
+ * was refused (421 rate, 554 blocked) and is closing. */
+static bool filter_greeting_ok(struct smtp_session *s, const struct filter_verdict *v)
+{
+	if (v->code == 0)
+		return true;
+	/* RFC 5321 3.1: a 554 greeting (then only QUIT) or 421 */
+	smtp_reply(s, v->code, v->ecode, "%s %s", s->srv->cfg->hostname, v->text);
+	log_info("smtp refused client=%s: %d %s", s->base.ip, v->code, v->text);
+	session_close(&s->base, v->code == 421 ? "connection rate" : "blocked");
+	return false;
+}
+
 void smtp_server_set_srs(struct smtp_server *srv, char **secrets, size_t n, unsigned max_age)
 {
 	srv->srs_secrets = secrets;
@@ -375,6 +395,13 @@ static void on_pregreet(void *arg)
 	struct smtp_pregreet_pass *p = pregreet_slot(s->srv, s->base.ip);
 	snprintf(p->ip, sizeof(p->ip), "%s", s->base.ip);
 	p->until_ms = loop_now(s->base.l) + SMTP_PREGREET_TTL_MS;
+	if (s->fc != NULL) {
+		/* what the DNS lists answered during the wait */
+		struct filter_verdict v;
+		filter_conn_greet(s->fc, &v);
+		if (!filter_greeting_ok(s, &v))
+			return;
+	}
 	greet_or_wait(s);
 }
 
@@ -463,6 +490,14 @@ void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role)
 		return;
 	}
 	session_backstop(&s->base);
+	/* The connection stage (filter.h): rate, local lists; the DNSBL
+	 * lookups start and run during the pregreet wait. */
+	if (srv->filter != NULL) {
+		struct filter_verdict v;
+		s->fc = filter_conn_new(srv->filter, s->base.ip, role == SMTP_ROLE_MX, &v);
+		if (role != SMTP_ROLE_SUBMISSIONS && !filter_greeting_ok(s, &v))
+			return;
+	}
 	/* RFC 5321 4.4: the Received "from" clause names the client's verified
 	 * reverse name; looked up now, used if there by the time it is written. */
 	if (srv->dns != NULL)
@@ -545,11 +580,32 @@ void smtp_server_cancel_policy(struct smtp_server *srv)
 	for (struct session *b = srv->sessions.head; b != NULL; b = next) {
 		next = b->next;
 		struct smtp_session *s = smtp_session_of(b);
-		if (s->tx == NULL || !s->tx->pol_wait)
+		if (s->tx == NULL)
+			continue;
+		struct smtp_tx *tx = s->tx;
+		if (tx->flt_wait && !filter_tx_worker_busy(tx->flt)) {
+			/* waiting for clamd, a milter or the DNS lists: nothing
+			 * was stored, the 421 is the truth */
+			tx->flt_wait = false;
+			filter_tx_free(&tx->flt);
+			shutdown_session(s, srv->cfg->hostname);
+			if (session_release(&s->base))
+				continue;
+		}
+		if (tx->flt_pause) {
+			/* its input paused by the filter (clamd or a milter
+			 * reading slowly): the message is not complete */
+			tx->flt_pause = false;
+			filter_tx_free(&tx->flt);
+			shutdown_session(s, srv->cfg->hostname);
+			if (session_release(&s->base))
+				continue;
+		}
+		if (!tx->pol_wait)
 			continue;
 		/* Nothing of it was stored: the 421 is the truth. */
-		s->tx->pol_wait = false;
-		policy_tx_free(&s->tx->pol);
+		tx->pol_wait = false;
+		policy_tx_free(&tx->pol);
 		shutdown_session(s, srv->cfg->hostname);
 		session_release(&s->base);
 	}

@@ -33,6 +33,9 @@ int smtp_server_shutdown(struct smtp_server *srv, int *busy_r);
  * for policy (DNS, a worker's check) would wait for ever once the loop is
  * gone; its answer is cancelled, it is told 421 and closed (its conn goes at
  * the next loop pass). */
+/* The same for a transaction waiting for the filter (clamd, a milter, the
+ * DNSBL answers) or paused by it; one in the filter's short worker step is
+ * let finish. */
 void smtp_server_cancel_policy(struct smtp_server *srv);
 void smtp_server_free(struct smtp_server **srvp);
 /* kick(arg) runs on the loop after each commit that queued remote recipients
@@ -52,6 +55,10 @@ void smtp_server_set_srs(struct smtp_server *srv, char **secrets, size_t n, unsi
  * may be NULL (none) and must outlive the server. */
 struct policy;
 void smtp_server_set_policy(struct smtp_server *srv, struct policy *p);
+/* Spam, abuse and virus filtering (filter.h) for every session from now
+ * on; f may be NULL (none) and must outlive the server. */
+struct filter;
+void smtp_server_set_filter(struct smtp_server *srv, struct filter *f);
 /* Starts a session on an accepted socket (takes ownership of fd). */
 void smtp_server_accept(struct smtp_server *srv, int fd, enum smtp_role role);
 

@@ -21,6 +21,7 @@
 #include "core/conn.h"
 #include "core/session.h"
 #include "smtp/data.h"
+#include "smtp/parse.h"
 #include "smtp/server.h"
 
 struct smtp_session;
@@ -43,6 +44,7 @@ struct smtp_server {
 	struct auth_login *login; /* the login service, shared by all protocols */
 	struct dns *dns;          /* NULL: no reverse DNS (Received says "unknown") */
 	struct policy *policy;    /* NULL: no sender authentication (smtp_server_set_policy) */
+	struct filter *filter;    /* NULL: no filtering (smtp_server_set_filter) */
 	bool stopping; /* smtp_server_shutdown was called */
 	/* smtp_server_set_kick: told after a commit that queued remote recipients */
 	void (*kick)(void *arg);
@@ -61,6 +63,15 @@ enum smtp_state {
 	SMTP_S_AUTHLINE,
 	SMTP_S_DATA,
 	SMTP_S_BDAT,
+};
+
+/* A RCPT resolved and waiting for the filter's answer (filter_rcpt). */
+struct smtp_pending_rcpt {
+	struct smtp_rcpt_args r; /* owned */
+	struct store_targets t;  /* local targets (may be empty) */
+	char *relay;             /* a remote address to queue to (SRS, submission), or NULL */
+	char *domain;            /* for policy_rcpt / policy_forward */
+	bool local;              /* resolved in a local domain: t holds its targets */
 };
 
 struct smtp_rcpt {
@@ -98,6 +109,17 @@ struct smtp_tx {
 	struct policy_tx *pol;
 	bool content_done; /* the data ended: policy's last bytes never pause the session */
 	bool pol_wait; /* busy held for policy_mail/policy_end's callback */
+	/* spam, abuse and virus filtering (filter.h): MAIL to the end of data */
+	struct filter_tx *flt;
+	bool flt_wait;  /* busy held for filter_mail/rcpt/end's callback */
+	bool flt_pause; /* busy held: the filter paused the content (filter_content) */
+	struct smtp_pending_rcpt *prcpt; /* the RCPT filter_rcpt answers */
+	/* policy's end-of-data verdict, kept for the commit after filter_end
+	 * (strings live until policy_tx_free) */
+	bool pol_done, pol_junk;
+	const char *pol_prefix;
+	size_t pol_prefix_len;
+	const char *pol_queue_from;
 	char *ins_msgid; /* header lines to insert (submission) */
 	char *ins_date;
 	int result; /* reply code logged, 0 while running */
@@ -128,6 +150,7 @@ struct smtp_session {
 	const char *bdat_ecode;
 	const char *bdat_text;
 	struct smtp_tx *tx;
+	struct filter_conn *fc; /* the filter's view of the connection, or NULL */
 	/* The client's forward-confirmed reverse name (RFC 5321 4.4 Received
 	 * "from" clause): looked up from connect; NULL while unknown. */
 	struct dns_query *rdns_q;
@@ -160,6 +183,8 @@ bool smtp_auth_allowed(const struct smtp_session *s);
 /* tx.c */
 void smtp_tx_new(struct smtp_session *s);
 void smtp_tx_free(struct smtp_session *s);
+/* Frees tx->prcpt (a RCPT waiting for the filter), if any. */
+void smtp_pending_rcpt_free(struct smtp_tx *tx);
 /* Opens the spool, writes the trace fields, starts the decoder. 0 or -1. */
 int smtp_content_start(struct smtp_session *s, enum smtp_data_mode mode);
 /* Logs the transaction's line once (result: the reply code just given, or

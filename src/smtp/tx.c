@@ -8,6 +8,7 @@
 
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "filter/filter.h"
 #include "mime/header.h"
 #include "policy/policy.h"
 #include "smtp/session.h"
@@ -68,12 +69,33 @@ static void spool_wait_end(struct smtp_session *s)
 {
 	struct smtp_tx *tx = s->tx;
 
-	if (!tx->spool_wait)
+	if (!tx->spool_wait && !tx->flt_pause)
 		return;
-	tx->spool_wait = false;
-	bool freed = session_release(&s->base);
-	x_assert(!freed);
+	if (tx->spool_wait) {
+		tx->spool_wait = false;
+		bool freed = session_release(&s->base);
+		x_assert(!freed);
+	}
+	/* the same for a pause of the filter (clamd or a milter behind) */
+	if (tx->flt_pause) {
+		tx->flt_pause = false;
+		bool freed = session_release(&s->base);
+		x_assert(!freed);
+	}
 	session_unpark(&s->base);
+}
+
+void smtp_pending_rcpt_free(struct smtp_tx *tx)
+{
+	struct smtp_pending_rcpt *p = tx->prcpt;
+	if (p == NULL)
+		return;
+	smtp_rcpt_args_free(&p->r);
+	store_targets_free(&p->t);
+	free(p->relay);
+	free(p->domain);
+	free(p);
+	tx->prcpt = NULL;
 }
 
 void smtp_tx_free(struct smtp_session *s)
@@ -83,7 +105,9 @@ void smtp_tx_free(struct smtp_session *s)
 	if (tx == NULL)
 		return;
 	spool_wait_end(s);
-	/* no policy callback comes after this (policy.h) */
+	/* no policy or filter callback comes after this (policy.h, filter.h) */
+	filter_tx_free(&tx->flt);
+	smtp_pending_rcpt_free(tx);
 	policy_tx_free(&tx->pol);
 	if (tx->result == 0 && tx->from != NULL)
 		smtp_tx_log(s, -1);
@@ -113,7 +137,10 @@ void smtp_tx_free(struct smtp_session *s)
 
 /* ---- content ---- */
 
-/* What is stored (after policy's filter): into the spool. */
+static void on_filter_resume(void *arg);
+
+/* What is stored (after policy's filter): into the spool, and the same
+ * bytes to the filter (clamd, milters, the duplicate fingerprint). */
 static void spool_out(void *arg, const char *p, size_t n)
 {
 	struct smtp_session *s = arg;
@@ -121,6 +148,15 @@ static void spool_out(void *arg, const char *p, size_t n)
 
 	if (tx->write_failed || n == 0)
 		return;
+	if (tx->flt != NULL && filter_content(tx->flt, p, n, on_filter_resume, s) &&
+	    !tx->content_done) {
+		/* a consumer of the filter reads slower than the client sends:
+		 * stop reading until it catches up (as for the spool below) */
+		x_assert(!tx->flt_pause);
+		tx->flt_pause = true;
+		s->base.busy++;
+		session_park(&s->base);
+	}
 	if (store_spool_write(tx->sp, p, n) < 0) {
 		log_err("smtp tx id=%s: spool write: %s", tx->txid, strerror(errno));
 		tx->write_failed = true;
@@ -171,7 +207,23 @@ static void on_spool_ready(void *arg)
 	tx->spool_wait = false;
 	if (session_release(&s->base))
 		return; /* the conn went away meanwhile */
-	session_unpark(&s->base);
+	if (!tx->flt_pause)
+		session_unpark(&s->base);
+}
+
+/* The filter's consumers caught up (filter_content's resume, loop thread). */
+static void on_filter_resume(void *arg)
+{
+	struct smtp_session *s = arg;
+	struct smtp_tx *tx = s->tx;
+
+	if (tx == NULL || !tx->flt_pause)
+		return;
+	tx->flt_pause = false;
+	if (session_release(&s->base))
+		return; /* the conn went away meanwhile */
+	if (!tx->spool_wait)
+		session_unpark(&s->base);
 }
 
 /* RFC 3848 / RFC 6531 3.7.3: the "with" protocol of the Received field. */
@@ -215,8 +267,7 @@ int smtp_content_start(struct smtp_session *s, enum smtp_data_mode mode)
 	if (tx->n_rcpts == 1)
 		buf_printf(&h, "\r\n\tfor <%s>", tx->rcpts[0].addr);
 	buf_printf(&h, ";\r\n\t%s\r\n", date);
-	if (store_spool_write(tx->sp, h.data, h.len) < 0)
-		tx->write_failed = true;
+	spool_out(s, h.data, h.len); /* the filter sees what is stored */
 	buf_free(&h);
 
 	smtp_data_init(&tx->dec, mode, cfg->smtp_max_data_line, on_content, s);
@@ -241,15 +292,17 @@ static void end_tx(struct smtp_session *s, int code)
 static void on_commit(void *arg, int result);
 
 /* Stores the message (busy held, parked): the prefix is Return-Path, then
- * policy's fields (v may be NULL). */
-static void commit_tx(struct smtp_session *s, const struct policy_verdict *v)
+ * policy's fields, then the filter's (fv may be NULL: no filter). */
+static void commit_tx(struct smtp_session *s, const struct filter_end_verdict *fv)
 {
 	struct smtp_tx *tx = s->tx;
 	struct buf pre = BUF_INIT;
 
 	buf_printf(&pre, "Return-Path: <%s>\r\n", tx->from);
-	if (v != NULL && v->prefix_len > 0)
-		buf_append(&pre, v->prefix, v->prefix_len);
+	if (tx->pol_done && tx->pol_prefix_len > 0)
+		buf_append(&pre, tx->pol_prefix, tx->pol_prefix_len);
+	if (fv != NULL && fv->prefix_len > 0)
+		buf_append(&pre, fv->prefix, fv->prefix_len);
 	struct store_delivery del = {
 		.txid = tx->txid,
 		.mail_from = tx->from,
@@ -265,8 +318,10 @@ static void commit_tx(struct smtp_session *s, const struct policy_verdict *v)
 		.smtputf8 = tx->smtputf8,
 		.prefix = pre.data,
 		.prefix_len = pre.len,
-		.junk = v != NULL && v->junk,
-		.queue_from = v != NULL ? v->queue_from : NULL,
+		/* DMARC quarantine: everyone's Junk; else the filter's per user */
+		.junk = tx->pol_done && tx->pol_junk,
+		.junk_users = fv != NULL ? fv->junk : NULL,
+		.queue_from = tx->pol_done ? tx->pol_queue_from : NULL,
 	};
 	struct store_spool *sp = tx->sp;
 	tx->sp = NULL; /* store_commit owns it now (and copied del's strings) */
@@ -274,27 +329,85 @@ static void commit_tx(struct smtp_session *s, const struct policy_verdict *v)
 	buf_free(&pre);
 }
 
+/* An end-of-data step refused the message (busy held, parked): its reply,
+ * nothing stored. */
+static void end_refused(struct smtp_session *s, int code, const char *ecode, const char *text)
+{
+	smtp_reply(s, code, ecode, "%s", text);
+	end_tx(s, code); /* frees policy's and the filter's transactions: text is gone */
+	if (session_release(&s->base))
+		return;
+	smtp_session_resume(s);
+}
+
+/* filter_end's verdict (busy held, parked). */
+static void on_filter_end(void *arg, const struct filter_end_verdict *v)
+{
+	struct smtp_session *s = arg;
+	struct smtp_tx *tx = s->tx;
+
+	tx->flt_wait = false;
+	if (v->code != 0) {
+		end_refused(s, v->code, v->ecode, v->text);
+	} else if (s->srv == NULL) {
+		end_refused(s, 421, "4.3.2", "Service shutting down");
+	} else if (v->discard) {
+		/* a milter said DISCARD: accepted, and dropped */
+		log_info("smtp tx id=%s discarded by a milter", tx->txid);
+		char text[64];
+		snprintf(text, sizeof(text), "Ok: queued as %s", tx->txid);
+		end_refused(s, 250, "2.0.0", text);
+	} else {
+		commit_tx(s, v);
+	}
+}
+
+/* The filter's end of data, after policy's verdict (busy held, parked). */
+static void filter_end_start(struct smtp_session *s)
+{
+	struct smtp_tx *tx = s->tx;
+	struct filter_auth a = {0};
+	struct policy_results pr;
+
+	if (tx->pol != NULL) {
+		policy_results(tx->pol, &pr);
+		a.spf = pr.spf;
+		a.dkim = pr.dkim;
+		a.dmarc = pr.dmarc;
+		a.from_domain = pr.from_domain;
+		a.dmarc_aligned = pr.dmarc_pass;
+	}
+	filter_tx_users(tx->flt, tx->user_ids, tx->n_users);
+	tx->flt_wait = true;
+	filter_end(tx->flt, &a, tx->sp, on_filter_end, s);
+}
+
 /* policy_end's verdict (busy held, parked). */
 static void on_policy_end(void *arg, const struct policy_verdict *v)
 {
 	struct smtp_session *s = arg;
+	struct smtp_tx *tx = s->tx;
 
-	s->tx->pol_wait = false;
-	if (v->code == 0 && s->srv != NULL) {
-		commit_tx(s, v);
-		return;
-	}
+	tx->pol_wait = false;
 	if (v->code != 0) {
 		/* RFC 7489 10.3: refused at the end of data, nothing stored */
-		smtp_reply(s, v->code, v->ecode, "%s", v->text);
-		end_tx(s, v->code); /* frees the policy transaction: v is gone */
-	} else {
-		smtp_reply(s, 421, "4.3.2", "Service shutting down");
-		end_tx(s, 421);
-	}
-	if (session_release(&s->base))
+		end_refused(s, v->code, v->ecode, v->text);
 		return;
-	smtp_session_resume(s);
+	}
+	if (s->srv == NULL) {
+		end_refused(s, 421, "4.3.2", "Service shutting down");
+		return;
+	}
+	/* its strings live until policy_tx_free (the end of the transaction) */
+	tx->pol_done = true;
+	tx->pol_junk = v->junk;
+	tx->pol_prefix = v->prefix;
+	tx->pol_prefix_len = v->prefix_len;
+	tx->pol_queue_from = v->queue_from;
+	if (tx->flt != NULL)
+		filter_end_start(s);
+	else
+		commit_tx(s, NULL);
 }
 
 static void on_commit(void *arg, int result)
@@ -302,6 +415,9 @@ static void on_commit(void *arg, int result)
 	struct smtp_session *s = arg;
 
 	if (result == STORE_COMMIT_OK) {
+		/* rates, duplicates, greylisting, reputation count it */
+		if (s->tx->flt != NULL)
+			filter_delivered(s->tx->flt);
 		if (s->tx->n_remote > 0 && s->srv != NULL && s->srv->kick != NULL)
 			s->srv->kick(s->srv->kick_arg);
 		smtp_reply(s, 250, "2.0.0", "Ok: queued as %s", s->tx->txid);
@@ -365,9 +481,11 @@ void smtp_data_done(struct smtp_session *s)
 		if (tx->pol != NULL) {
 			tx->pol_wait = true;
 			policy_end(tx->pol, on_policy_end, s);
-		}
-		else
+		} else if (tx->flt != NULL) {
+			filter_end_start(s);
+		} else {
 			commit_tx(s, NULL);
+		}
 	}
 }
 

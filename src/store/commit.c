@@ -81,6 +81,7 @@ struct store_commit_req {
 	char *txid, *mail_from, *envid, *ret, *auth_user;
 	char *queue_from; /* queue.mail_from (SRS), or NULL */
 	bool junk;        /* local recipients: their \Junk mailbox, not INBOX */
+	bool *junk_users; /* per user_ids entry (store_delivery.junk_users), or NULL */
 	time_t received;
 	int tz; /* the server's zone at received, seconds east (INTERNALDATE) */
 	int64_t *user_ids;
@@ -512,6 +513,7 @@ static void req_free(struct store_commit_req *req)
 	free(req->queue_from);
 	free(req->user_ids);
 	free(req->junk_ids);
+	free(req->junk_users);
 	for (size_t i = 0; i < req->n_remote; i++) {
 		free(req->remote[i].addr);
 		free(req->remote[i].orcpt);
@@ -565,11 +567,16 @@ void store_commit(struct store *st, struct store_spool *sp, const struct store_d
 	/* duplicates would file the message twice into one INBOX */
 	req->user_ids = xcalloc(d->n_users ? d->n_users : 1, sizeof *req->user_ids);
 	req->junk_ids = xcalloc(d->n_users ? d->n_users : 1, sizeof *req->junk_ids);
+	if (d->junk_users != NULL)
+		req->junk_users = xcalloc(d->n_users ? d->n_users : 1, sizeof *req->junk_users);
 	for (size_t i = 0; i < d->n_users; i++) {
 		size_t j;
 		for (j = 0; j < req->n_users; j++)
 			if (req->user_ids[j] == d->user_ids[i])
 				break;
+		if (req->junk_users != NULL)
+			/* a user listed twice: Junk if either entry says so */
+			req->junk_users[j] = req->junk_users[j] || d->junk_users[i];
 		if (j == req->n_users)
 			req->user_ids[req->n_users++] = d->user_ids[i];
 	}
@@ -1263,7 +1270,8 @@ static int insert_one(struct store_db *d, struct store_commit_req *req, time_t n
 	int64_t msg_id = sqlite3_last_insert_rowid(d->db);
 	for (size_t i = 0; i < req->n_users; i++)
 		if (insert_entry(req->st, d, req->user_ids[i], msg_id, req->received, req->tz,
-				 req->junk, &req->junk_ids[i]) < 0)
+				 req->junk || (req->junk_users != NULL && req->junk_users[i]),
+				 &req->junk_ids[i]) < 0)
 			return -1;
 	for (size_t i = 0; i < req->n_remote; i++) {
 		s = store_stmt(d, STMT_INS_QUEUE);

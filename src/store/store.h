@@ -200,6 +200,9 @@ struct store_delivery {
 	 * in their mailbox with special use \Junk (RFC 6154), one named "Junk"
 	 * created (with \Junk) when the account has none; not INBOX. */
 	bool junk;
+	/* Spam filtering (src/filter): per user_ids entry, Junk (as junk) for
+	 * that recipient alone; NULL: junk decides for all. Copied. */
+	const bool *junk_users;
 	/* The envelope sender of the queue entries when it is not mail_from
 	 * (SRS for forwarded mail: srs.h), or NULL. Kept in queue.mail_from;
 	 * store_queue_msg.mail_from and the queue listing show it. */
@@ -812,6 +815,23 @@ int store_dmarc_rows(struct store *st, time_t since, time_t until, store_dmarc_r
 
 
 /* ---- spam thresholds per domain and user (filter.c; the integ part) ---- */
+/* Scores are NAN when not set (inherited: user, then domain, then the
+ * spam_junk_score / spam_reject_score options). The main connection: the
+ * CLI, and the daemon's short indexed read at the end of data. */
+/* The row of name (a domain or an address): 1 found, 0 none, -1 error. */
+int store_spam_threshold_get(struct store *st, const char *name, double *junk_r,
+			     double *reject_r);
+/* Sets the row of name (NAN: inherit); both NAN deletes it. 0, or -1 with *err_r. */
+int store_spam_threshold_set(struct store *st, const char *name, double junk, double reject,
+			     char **err_r);
+typedef void store_threshold_cb(void *arg, const char *name, double junk, double reject);
+/* Every row, by name. 0, or -1 with *err_r. */
+int store_spam_threshold_list(struct store *st, store_threshold_cb *cb, void *arg,
+			      char **err_r);
+/* A local account's thresholds: its own row's, else its domain's (each
+ * score on its own), NAN where neither sets one. 0, or -1. */
+int store_spam_threshold_user(struct store *st, int64_t user_id, double *junk_r,
+			      double *reject_r);
 
 
 #endif

@@ -381,12 +381,15 @@ def make_message(frm, to, subject, body, extra_headers=(), message_id=True, date
 
 
 POLICY_FIELDS = (b"authentication-results:", b"arc-seal:", b"arc-message-signature:",
-                 b"arc-authentication-results:", b"dkim-signature:")
+                 b"arc-authentication-results:", b"dkim-signature:",
+                 # src/filter (issue 11): the spam score and its reasons
+                 b"x-spam-status:", b"x-spam-report:")
 
 
 def skip_policy_fields(raw):
-    """raw without the fields sender authentication (src/policy) puts between
-    Return-Path and Received: Authentication-Results, an ARC set, DKIM-Signature."""
+    """raw without the fields sender authentication (src/policy) and the filter
+    (src/filter) put between Return-Path and Received: Authentication-Results,
+    an ARC set, DKIM-Signature, X-Spam-Status/Report."""
     while raw[:40].lower().startswith(POLICY_FIELDS):
         pos = raw.index(b"\r\n") + 2
         while raw[pos:pos + 1] in (b" ", b"\t"):
