@@ -87,6 +87,10 @@ FUZZ_POLICY  += src/policy/spf_parse.c
 FUZZ_POLICY  += src/policy/dkim_prim.c src/policy/dkim_sig.c
 # src/filter's pure files: one line each.
 FUZZ_POLICY  += src/filter/reasons.c
+FUZZ_POLICY  += src/filter/cidr.c
+FUZZ_POLICY  += src/filter/dnsbl.c
+FUZZ_POLICY  += src/filter/fingerprint.c
+FUZZ_POLICY  += src/filter/attach.c
 FUZZ_POLICY  += src/filter/tokenize.c
 FUZZ_LIBS    := $(shell pkg-config --libs libcrypto)
 FUZZ_CC      ?= clang
