@@ -58,6 +58,7 @@ struct limit_fp_text {
 	uint32_t words; /* tokens on the current line */
 	uint32_t tok_len;
 	bool greeting;  /* the line's first token is a salutation word */
+	bool tok_at, tok_digit; /* the token has an '@', a digit */
 	char tok[LIMIT_FP_TOK];
 };
 struct limit_fp {
