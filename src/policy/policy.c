@@ -137,7 +137,6 @@ struct policy_tx {
 	bool dk_done;
 	struct arc_outcome ao;
 	bool ao_done;
-	struct dmarc_query *dq;
 	/* the record lookup, started when the header section ends */
 	struct dmarc_lookup *dl;
 	bool dl_started, dl_wait;
@@ -795,7 +794,6 @@ static void dmarc_take(struct policy_tx *t, const struct dmarc_outcome *o)
 {
 	if (t->p->cfg->dmarc_reports && o->record != NULL && o->policy_domain != NULL)
 		dmarc_record(t, o);
-	t->dq = NULL;
 	t->dmarc_wait = false;
 	t->dmarc_done = true;
 	t->dmarc = o->result;
@@ -1278,7 +1276,6 @@ static void tx_cancel(struct policy_tx *t)
 	struct policy *p = t->p;
 	spf_cancel(&t->spf_q);
 	spf_cancel(&t->spfh_q);
-	dmarc_cancel(&t->dq);
 	dmarc_lookup_free(&t->dl);
 	loop_timer_cancel(p->l, &t->bound_timer);
 	dkim_verify_free(&t->dv);
