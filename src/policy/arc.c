@@ -1037,12 +1037,10 @@ void arc_verify_feed(struct arc_verify *v, const char *p, size_t n)
 		hdr_reader_feed(&v->m.rd, p, n);
 }
 
-void arc_verify_finish(struct arc_verify *v, arc_cb *cb, void *arg)
+static void finish_async(struct arc_verify *v, arc_cb *cb, void *arg)
 {
 	struct arc_work *w = v->w;
 
-	x_assert(!v->finished);
-	msg_end(&v->m);
 	v->finished = true;
 	v->cb = cb;
 	v->cb_arg = arg;
@@ -1060,6 +1058,37 @@ void arc_verify_finish(struct arc_verify *v, arc_cb *cb, void *arg)
 	 * there is nothing to check */
 	if (v->pending == 0)
 		verify_submit(v);
+}
+
+void arc_verify_finish(struct arc_verify *v, arc_cb *cb, void *arg)
+{
+	x_assert(!v->finished);
+	msg_end(&v->m);
+	finish_async(v, cb, arg);
+}
+
+bool arc_verify_end(struct arc_verify *v, struct arc_outcome *now, arc_cb *cb, void *arg)
+{
+	struct arc_work *w = v->w;
+	const struct arc_chain *c = w->chain;
+
+	x_assert(!v->finished);
+	msg_end(&v->m);
+	if (v->pending == 0 && c->structure != ARC_PASS) {
+		/* none, or a chain that fails on its structure (RFC 8617 5.2
+		 * steps 1-3): no key, no signature, nothing for a worker */
+		v->finished = true;
+		w->out.instances = c->n;
+		w->out.result = c->structure;
+		w->out.reason = c->reason;
+		if (c->structure == ARC_FAIL)
+			log_info("arc verify result=fail i=%d reason=%s", c->n,
+				 c->reason ? c->reason : "");
+		*now = w->out;
+		return true;
+	}
+	finish_async(v, cb, arg);
+	return false;
 }
 
 void arc_verify_free(struct arc_verify **vp)

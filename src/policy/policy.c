@@ -718,9 +718,8 @@ static void on_dkim(void *arg, const struct dkim_results *r)
 	end_step(t);
 }
 
-static void on_arc(void *arg, const struct arc_outcome *o)
+static void arc_take(struct policy_tx *t, const struct arc_outcome *o)
 {
-	struct policy_tx *t = arg;
 	t->arc_wait = false;
 	t->ao = *o; /* the strings copied below */
 	t->ao.instances = o->instances;
@@ -730,6 +729,12 @@ static void on_arc(void *arg, const struct arc_outcome *o)
 	for (size_t i = 0; i < o->n_domains; i++)
 		t->ao.domains[i] = xstrdup(o->domains[i]);
 	t->ao_done = true;
+}
+
+static void on_arc(void *arg, const struct arc_outcome *o)
+{
+	struct policy_tx *t = arg;
+	arc_take(t, o);
 	end_step(t);
 }
 
@@ -1258,8 +1263,12 @@ void policy_end(struct policy_tx *t, policy_cb *cb, void *arg)
 		t->dk_done = true; /* no verifier could start: no results */
 	}
 	if (t->av != NULL) {
+		struct arc_outcome now;
 		t->arc_wait = true;
-		arc_verify_finish(t->av, on_arc, t);
+		if (arc_verify_end(t->av, &now, on_arc, t)) {
+			arc_take(t, &now); /* end_step runs from end_timer below */
+			arc_verify_free(&t->av);
+		}
 	}
 	int wait = t->p->cfg->dns_timeout_ms;
 	if (wait > POLICY_END_WAIT_MAX_MS)
