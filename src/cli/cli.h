@@ -4,6 +4,9 @@
  * 75 temporary (DNS). */
 #ifndef POSTERN_CLI_CLI_H
 #define POSTERN_CLI_CLI_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
 
 struct config;
 struct store;
@@ -40,6 +43,12 @@ void cli_loop_close(struct cli_loop *c);
  * has bare LF; the code under test sees what SMTP would deliver). 0, or -1
  * once out holds more than max octets (max 0: no limit). */
 int cli_read_message(struct buf *out, size_t max);
+/* The same; *lf_r (when not NULL): the input had line ends and every one was
+ * a bare LF (none CRLF), so that a command can answer in the input's form. */
+int cli_read_message_ends(struct buf *out, size_t max, bool *lf_r);
+/* Writes p to f with every CRLF as LF (the reverse of cli_read_message for
+ * an input whose line ends were all bare LF). */
+void cli_write_lf(FILE *f, const char *p, size_t n);
 /* The daemon's DKIM/ARC limits (dkim_max_signatures, dkim_*_rsa_bits). */
 #define CLI_DKIM_MAX_FIELD (64 * 1024)
 #define CLI_DKIM_MAX_FIELDS 1000

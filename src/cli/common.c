@@ -36,23 +36,46 @@ void cli_loop_close(struct cli_loop *c)
 	loop_free(&c->l);
 }
 
-int cli_read_message(struct buf *out, size_t max)
+int cli_read_message_ends(struct buf *out, size_t max, bool *lf_r)
 {
 	char chunk[65536];
-	size_t n;
+	size_t n, lf = 0, crlf = 0;
 	char prev = 0;
 
 	while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) {
 		for (size_t i = 0; i < n; i++) {
-			if (chunk[i] == '\n' && prev != '\r')
+			if (chunk[i] == '\n' && prev != '\r') {
 				buf_appendc(out, '\r');
+				lf++;
+			} else if (chunk[i] == '\n') {
+				crlf++;
+			}
 			buf_appendc(out, chunk[i]);
 			prev = chunk[i];
 		}
 		if (max > 0 && out->len > max)
 			return -1;
 	}
+	if (lf_r != NULL)
+		*lf_r = lf > 0 && crlf == 0;
 	return 0;
+}
+
+int cli_read_message(struct buf *out, size_t max)
+{
+	return cli_read_message_ends(out, max, NULL);
+}
+
+void cli_write_lf(FILE *f, const char *p, size_t n)
+{
+	size_t start = 0;
+	for (size_t i = 0; i + 1 < n; i++) {
+		if (p[i] == '\r' && p[i + 1] == '\n') {
+			fwrite(p + start, 1, i - start, f);
+			start = i + 1; /* the LF */
+		}
+	}
+	fwrite(p + start, 1, n - start, f);
 }
 
 void cli_dkim_limits(const struct config *cfg, struct dkim_limits *lim)

@@ -282,8 +282,11 @@ static int cmd_sign(const struct config *cfg, const char *domain)
 	}
 	struct dkim_limits lim;
 	cli_dkim_limits(cfg, &lim);
+	/* signed in its CRLF form (RFC 6376 3.4: canonicalization is over
+	 * CRLF line ends, as SMTP carries the message) */
 	struct buf msg = BUF_INIT;
-	cli_read_message(&msg, 0);
+	bool lf = false;
+	cli_read_message_ends(&msg, 0, &lf);
 	struct cli_loop c;
 	cli_loop_open(&c, cfg, CLI_LOOP_POOL); /* no resolver: cannot fail */
 	struct signing g = {.l = c.l};
@@ -294,7 +297,12 @@ static int cmd_sign(const struct config *cfg, const char *domain)
 	pool_submit(c.pool, sign_work, sign_done, &g);
 	loop_run(c.l);
 	cli_loop_close(&c);
-	if (g.r == 0) {
+	if (g.r == 0 && lf) {
+		/* a file with bare LF line ends is given back as it came, the
+		 * signature fields with LF too */
+		cli_write_lf(stdout, g.out.data, g.out.len);
+		cli_write_lf(stdout, msg.data, msg.len);
+	} else if (g.r == 0) {
 		fwrite(g.out.data, 1, g.out.len, stdout);
 		fwrite(msg.data, 1, msg.len, stdout);
 	} else {

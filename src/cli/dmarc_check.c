@@ -64,12 +64,19 @@ static void dkim_free(struct dkim_results *dk)
 
 struct check_cli {
 	struct loop *l;
+	const struct dmarc_input *in;
+	struct dmarc_lookup *dl;
 	int ret;
 };
 
-static void check_done(void *arg, const struct dmarc_outcome *o)
+/* The lookup is over: evaluated as the daemon does at the end of data
+ * (policy.c: dmarc_lookup_evaluate, pct drawn at random). */
+static void check_done(void *arg)
 {
 	struct check_cli *c = arg;
+	struct dmarc_outcome out;
+	const struct dmarc_outcome *o = &out;
+	dmarc_lookup_evaluate(c->dl, c->in, -1, &out);
 	const struct dmarc_record *r = o->record;
 
 	printf("dmarc=%s policy=%s disposition=%s policy_domain=%s spf_aligned=%s "
@@ -147,14 +154,14 @@ int cli_dmarc_check(const struct config *cfg, int argc, char **argv)
 		psl_free(&psl);
 		return 1;
 	}
-	struct check_cli c = {.l = lp.l, .ret = 1};
 	/* the domain as the daemon would pass it: without its terminal "." is up
-	 * to dmarc_check; an argument of "-" or "" is no SPF domain */
+	 * to the lookup; an argument of "-" or "" is no SPF domain */
 	const char *spf_domain = strcmp(argv[2], "-") == 0 || argv[2][0] == '\0' ? NULL : argv[2];
 	struct dmarc_input in = {argv[0], (enum spf_result)spf, spf_domain, &dk};
-	struct dmarc_query *q = dmarc_check(lp.dns, psl, &in, check_done, &c);
-	(void)q; /* stale once check_done has run */
+	struct check_cli c = {.l = lp.l, .in = &in, .ret = 1};
+	c.dl = dmarc_lookup_start(lp.dns, psl, argv[0], check_done, &c);
 	loop_run(c.l);
+	dmarc_lookup_free(&c.dl);
 	cli_loop_close(&lp);
 	psl_free(&psl);
 	dkim_free(&dk);

@@ -200,6 +200,7 @@ struct daemon {
 	int sigfd;
 	struct store *st;
 	int watchfd; /* store_mailboxes_watch: the admin CLI's mailbox changes */
+	struct report_timer *reports; /* DMARC aggregate reports */
 };
 
 static void on_accept(void *arg, int fd)
@@ -411,11 +412,14 @@ static void drain_tick(void *arg)
 		queue_stop(dr->d->queue, queue_stopped, dr->d);
 	}
 	int busy_queue = dr->d->queue != NULL && !dr->d->queue_stopped;
+	/* a report run in flight is cancelled; a worker step it waits for
+	 * comes back to the loop here */
+	int busy_reports = report_timer_stop(dr->d->reports);
 	int left = smtp_server_shutdown(dr->d->smtp, &busy_smtp) +
 		   pop3_server_shutdown(dr->d->pop3, &busy_pop3) +
-		   imap_server_shutdown(dr->d->imap, &busy_imap) + busy_queue;
+		   imap_server_shutdown(dr->d->imap, &busy_imap) + busy_queue + busy_reports;
 	uint64_t now = loop_now(l);
-	int busy = busy_smtp + busy_pop3 + busy_imap + busy_queue;
+	int busy = busy_smtp + busy_pop3 + busy_imap + busy_queue + busy_reports;
 
 	dr->busy = busy;
 	if (left == 0) {
@@ -600,7 +604,8 @@ static int cmd_serve(const struct config *cfg)
 	}
 	/* DMARC aggregate reports (RFC 7489 7.2), once per dmarc_report_interval */
 	if (cfg->dmarc_reports)
-		reports = report_timer_new(d.loop, workers, st, d.dns, cfg, kick_queue, d.queue);
+		d.reports = reports =
+			report_timer_new(d.loop, workers, st, d.dns, cfg, kick_queue, d.queue);
 	d.pop3 = pop3_server_new(d.loop, workers, st, cfg, tls, login);
 	d.imap = imap_server_new(d.loop, workers, st, cfg, tls, login);
 	d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);

@@ -261,6 +261,27 @@ static void chain_reset(struct arc_chain *c)
 	}
 }
 
+/* The next name of an h= list (RFC 6376 3.5: names separated by ':', FWS
+ * around each) from *pos: [*name_r, *name_r + *len_r), possibly empty.
+ * false when the list is done. */
+static bool h_next(const char *h, size_t hlen, size_t *pos, const char **name_r, size_t *len_r)
+{
+	size_t a = *pos, b = a;
+	if (h == NULL || a > hlen)
+		return false;
+	while (b < hlen && h[b] != ':')
+		b++;
+	size_t x = a, y = b;
+	while (x < y && is_wsp(h[x]))
+		x++;
+	while (y > x && is_wsp(h[y - 1]))
+		y--;
+	*name_r = h + x;
+	*len_r = y - x;
+	*pos = b + 1;
+	return true;
+}
+
 /* Fills c from the fields (RFC 8617 5.2 steps 1-3). */
 static void chain_parse(const struct arc_field *f, size_t n, bool arc_lost, struct arc_chain *c)
 {
@@ -383,23 +404,13 @@ static void chain_parse(const struct arc_field *f, size_t n, bool arc_lost, stru
 			return;
 		}
 		/* 4.1.2: the AMS never covers ARC-Seal */
-		size_t hlen;
-		const char *h = dkim_tag_get(s->ams_t, s->n_ams_t, "h", &hlen);
-		for (size_t a = 0; a < hlen;) {
-			size_t b = a;
-			while (b < hlen && h[b] != ':')
-				b++;
-			size_t x = a, y = b;
-			while (x < y && is_wsp(h[x]))
-				x++;
-			while (y > x && is_wsp(h[y - 1]))
-				y--;
-			if (y - x == 8 && strncasecmp(h + x, "ARC-Seal", 8) == 0) {
+		size_t hlen, pos = 0, nlen;
+		const char *h = dkim_tag_get(s->ams_t, s->n_ams_t, "h", &hlen), *name;
+		while (h_next(h, hlen, &pos, &name, &nlen))
+			if (nlen == 8 && strncasecmp(name, "ARC-Seal", 8) == 0) {
 				c->reason = "ARC-Message-Signature covers ARC-Seal";
 				return;
 			}
-			a = b + 1;
-		}
 		/* 5.2 step 3.3: cv=none for instance 1, pass for the others */
 		if (tag_eq(s->as_t, s->n_as_t, "cv", "none"))
 			s->cv = ARC_NONE;
@@ -506,26 +517,19 @@ static void canon_selected(enum dkim_canon canon, const struct arc_field *f, siz
 			   const char *h, size_t hlen, size_t skip, struct buf *out)
 {
 	bool *used = xcalloc(n ? n : 1, sizeof *used);
+	size_t pos = 0, nlen;
+	const char *name;
 
-	for (size_t a = 0; a <= hlen;) {
-		size_t b = a;
-		while (b < hlen && h[b] != ':')
-			b++;
-		size_t x = a, y = b;
-		while (x < y && is_wsp(h[x]))
-			x++;
-		while (y > x && is_wsp(h[y - 1]))
-			y--;
-		if (y > x) {
-			for (size_t k = n; k-- > 0;) {
-				if (used[k] || k == skip || !field_is(&f[k], h + x, y - x))
-					continue;
-				used[k] = true;
-				dkim_canon_header(canon, f[k].raw, f[k].len, out);
-				break;
-			}
+	while (h_next(h, hlen, &pos, &name, &nlen)) {
+		if (nlen == 0)
+			continue;
+		for (size_t k = n; k-- > 0;) {
+			if (used[k] || k == skip || !field_is(&f[k], name, nlen))
+				continue;
+			used[k] = true;
+			dkim_canon_header(canon, f[k].raw, f[k].len, out);
+			break;
 		}
-		a = b + 1;
 	}
 	free(used);
 }
@@ -1033,12 +1037,10 @@ void arc_verify_feed(struct arc_verify *v, const char *p, size_t n)
 		hdr_reader_feed(&v->m.rd, p, n);
 }
 
-void arc_verify_finish(struct arc_verify *v, arc_cb *cb, void *arg)
+static void finish_async(struct arc_verify *v, arc_cb *cb, void *arg)
 {
 	struct arc_work *w = v->w;
 
-	x_assert(!v->finished);
-	msg_end(&v->m);
 	v->finished = true;
 	v->cb = cb;
 	v->cb_arg = arg;
@@ -1056,6 +1058,37 @@ void arc_verify_finish(struct arc_verify *v, arc_cb *cb, void *arg)
 	 * there is nothing to check */
 	if (v->pending == 0)
 		verify_submit(v);
+}
+
+void arc_verify_finish(struct arc_verify *v, arc_cb *cb, void *arg)
+{
+	x_assert(!v->finished);
+	msg_end(&v->m);
+	finish_async(v, cb, arg);
+}
+
+bool arc_verify_end(struct arc_verify *v, struct arc_outcome *now, arc_cb *cb, void *arg)
+{
+	struct arc_work *w = v->w;
+	const struct arc_chain *c = w->chain;
+
+	x_assert(!v->finished);
+	msg_end(&v->m);
+	if (v->pending == 0 && c->structure != ARC_PASS) {
+		/* none, or a chain that fails on its structure (RFC 8617 5.2
+		 * steps 1-3): no key, no signature, nothing for a worker */
+		v->finished = true;
+		w->out.instances = c->n;
+		w->out.result = c->structure;
+		w->out.reason = c->reason;
+		if (c->structure == ARC_FAIL)
+			log_info("arc verify result=fail i=%d reason=%s", c->n,
+				 c->reason ? c->reason : "");
+		*now = w->out;
+		return true;
+	}
+	finish_async(v, cb, arg);
+	return false;
 }
 
 void arc_verify_free(struct arc_verify **vp)

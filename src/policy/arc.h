@@ -41,6 +41,12 @@ struct arc_verify *arc_verify_new(struct dns *dns, struct pool *pool,
 void arc_verify_feed(struct arc_verify *v, const char *p, size_t n);
 /* After the last byte; cb on the loop thread, never inside this call. */
 void arc_verify_finish(struct arc_verify *v, arc_cb *cb, void *arg);
+/* The same, but when the outcome needs no key and no signature (no ARC
+ * field, or a chain that fails on its structure) it is given at once:
+ * true with *now (strings valid until v is freed), cb never called; the
+ * common message without ARC costs no worker hand-off. false: cb later, as
+ * arc_verify_finish. */
+bool arc_verify_end(struct arc_verify *v, struct arc_outcome *now, arc_cb *cb, void *arg);
 void arc_verify_free(struct arc_verify **vp);
 
 /* Sealing (RFC 8617 5.1): fed the message as it will be forwarded (the same

@@ -100,43 +100,25 @@ void dmarc_evaluate(const struct psl *psl, const struct dmarc_input *in,
 		    const struct dmarc_record *rec, const char *policy_domain, int rnd,
 		    struct dmarc_outcome *out);
 
-typedef void dmarc_cb(void *arg, const struct dmarc_outcome *o);
-struct dmarc_query;
-/* Looks the record up and evaluates. cb exactly once on the loop thread,
- * never inside this call, unless cancelled. A DNS failure is temperror.
- * in's strings and DKIM results are copied (the caller may free them at
- * once). *o (with the record and the strings it points to) is valid during
- * cb only. The query is freed when cb returns: the handle is stale from cb
- * on (dmarc_cancel on it inside cb is allowed and does nothing). Never NULL.
+/* The record lookup (RFC 7489 6.6.3 steps 1-6), started as soon as the
+ * From: domain is known (the header section has ended), in parallel with
+ * SPF and the DKIM key lookups; evaluated at the end of data, once SPF and
+ * DKIM are known, by dmarc_lookup_evaluate (pure). cb(arg) once on the loop
+ * thread when the lookup is over, never inside the call, unless freed first;
+ * dmarc_lookup_free inside cb is allowed. Never NULL.
  * Outcomes (RFC 7489 6.6.3): no DMARC record at the From domain nor at its
  * organizational domain, several at one name, or a From domain that is not
  * a domain name: none; a record with a syntax error (and no usable rua for
  * the p=none reading of 6.6.3 step 6): permerror; a DNS timeout or
  * SERVFAIL: temperror. */
-struct dmarc_query *dmarc_check(struct dns *dns, const struct psl *psl,
-				const struct dmarc_input *in, dmarc_cb *cb, void *arg);
-/* Cancels *qp if not NULL (cb is not called) and sets it NULL. */
-void dmarc_cancel(struct dmarc_query **qp);
-/* For tests: dmarc_check with a fixed rnd for pct instead of a
- * random one (rnd < 0: random). */
-struct dmarc_query *dmarc_check_rnd(struct dns *dns, const struct psl *psl,
-				    const struct dmarc_input *in, int rnd, dmarc_cb *cb,
-				    void *arg);
-
-/* The record lookup alone (RFC 7489 6.6.3 steps 1-6), started as soon as
- * the From: domain is known (the header section has ended), in parallel with
- * SPF and the DKIM key lookups; evaluated at the end of data, once SPF and
- * DKIM are known, by dmarc_lookup_evaluate (pure). cb(arg) once on the loop
- * thread when the lookup is over, never inside the call, unless freed first;
- * dmarc_lookup_free inside cb is allowed. Never NULL. */
 struct dmarc_lookup;
 typedef void dmarc_lookup_cb(void *arg);
 struct dmarc_lookup *dmarc_lookup_start(struct dns *dns, const struct psl *psl,
 					const char *from_domain, dmarc_lookup_cb *cb, void *arg);
 bool dmarc_lookup_done(const struct dmarc_lookup *l);
-/* The outcome dmarc_check would have given for in (in->from_domain is
- * ignored: the lookup's). Not done yet (the end-of-data bound passed):
- * temperror. rnd < 0: random. *o points into l: valid until it is freed. */
+/* The outcome for in (in->from_domain is ignored: the lookup's). Not done
+ * yet (the end-of-data bound passed): temperror. rnd < 0: random (pct).
+ * *o points into l: valid until it is freed. */
 void dmarc_lookup_evaluate(const struct dmarc_lookup *l, const struct dmarc_input *in, int rnd,
 			   struct dmarc_outcome *o);
 void dmarc_lookup_free(struct dmarc_lookup **lp);

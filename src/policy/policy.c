@@ -79,7 +79,26 @@ struct policy {
 	char **noseal; /* domains "no key to seal with" was logged for */
 	size_t n_noseal;
 	struct policy_tx *txs; /* live transactions (policy_free detaches them) */
+	/* DMARC evaluations waiting to be recorded (rec_flush): handed to the
+	 * store in batches, one committer transaction each, not one per
+	 * message */
+	struct rec_pending *recs;
+	size_t n_recs;
+	struct timer *rec_timer;
 };
+
+/* One evaluation to record: the row and every string it points to. */
+struct rec_pending {
+	struct store_dmarc_row *row;
+	struct store_dmarc_dkim *dk;
+	char **strs;
+	size_t n_strs;
+};
+/* A batch goes to the store when it is this big, or this old: the rows of a
+ * report period's last second are in the store long before its run
+ * (report_run.c: 5 s after the end). Shutdown flushes what is left. */
+#define REC_BATCH_MAX 256
+#define REC_BATCH_MS 1000
 
 struct job;
 
@@ -105,7 +124,7 @@ struct policy_tx {
 	/* the DMARC evaluation to record (store_dmarc_record) once the
 	 * transaction is over: off the path between the verdict and the commit */
 	struct store_dmarc_row *rec;
-	struct store_dmarc_dkim rec_dk[STORE_DMARC_MAX_DKIM];
+	struct store_dmarc_dkim *rec_dk;
 	char **rec_strs;
 	size_t n_rec_strs;
 	/* content */
@@ -137,7 +156,6 @@ struct policy_tx {
 	bool dk_done;
 	struct arc_outcome ao;
 	bool ao_done;
-	struct dmarc_query *dq;
 	/* the record lookup, started when the header section ends */
 	struct dmarc_lookup *dl;
 	bool dl_started, dl_wait;
@@ -313,12 +331,61 @@ void policy_set_srs(struct policy *p, char **secrets, size_t n)
 	p->n_srs = n;
 }
 
+/* ---- DMARC evaluations to record ---- */
+
+static void rec_pending_free(struct rec_pending *r)
+{
+	free(r->row);
+	free(r->dk);
+	for (size_t i = 0; i < r->n_strs; i++)
+		free(r->strs[i]);
+	free(r->strs);
+}
+
+/* The batch to the store: one job, one transaction. */
+static void rec_flush(struct policy *p)
+{
+	loop_timer_cancel(p->l, &p->rec_timer);
+	if (p->n_recs == 0)
+		return;
+	struct store_dmarc_row *rows = xcalloc(p->n_recs, sizeof *rows);
+	for (size_t i = 0; i < p->n_recs; i++)
+		rows[i] = *p->recs[i].row;
+	store_dmarc_record_n(p->st, rows, p->n_recs); /* copies */
+	free(rows);
+	for (size_t i = 0; i < p->n_recs; i++)
+		rec_pending_free(&p->recs[i]);
+	free(p->recs);
+	p->recs = NULL;
+	p->n_recs = 0;
+}
+
+static void rec_timer_fire(void *arg)
+{
+	struct policy *p = arg;
+	p->rec_timer = NULL;
+	rec_flush(p);
+}
+
+/* Takes r's row and strings. */
+static void rec_add(struct policy *p, const struct rec_pending *r)
+{
+	if (p->n_recs % 16 == 0)
+		p->recs = xrealloc(p->recs, (p->n_recs + 16) * sizeof *p->recs);
+	p->recs[p->n_recs++] = *r;
+	if (p->n_recs >= REC_BATCH_MAX)
+		rec_flush(p);
+	else if (p->rec_timer == NULL)
+		p->rec_timer = loop_timer_add(p->l, REC_BATCH_MS, rec_timer_fire, p);
+}
+
 void policy_free(struct policy **pp)
 {
 	struct policy *p = *pp;
 	if (p == NULL)
 		return;
 	*pp = NULL;
+	rec_flush(p); /* before the store closes (cli/main.c) */
 	/* Transactions still alive (sessions parked at shutdown) lose their
 	 * lookups: the resolver goes next. */
 	while (p->txs != NULL)
@@ -719,9 +786,8 @@ static void on_dkim(void *arg, const struct dkim_results *r)
 	end_step(t);
 }
 
-static void on_arc(void *arg, const struct arc_outcome *o)
+static void arc_take(struct policy_tx *t, const struct arc_outcome *o)
 {
-	struct policy_tx *t = arg;
 	t->arc_wait = false;
 	t->ao = *o; /* the strings copied below */
 	t->ao.instances = o->instances;
@@ -731,6 +797,12 @@ static void on_arc(void *arg, const struct arc_outcome *o)
 	for (size_t i = 0; i < o->n_domains; i++)
 		t->ao.domains[i] = xstrdup(o->domains[i]);
 	t->ao_done = true;
+}
+
+static void on_arc(void *arg, const struct arc_outcome *o)
+{
+	struct policy_tx *t = arg;
+	arc_take(t, o);
 	end_step(t);
 }
 
@@ -747,6 +819,7 @@ static void dmarc_record(struct policy_tx *t, const struct dmarc_outcome *o)
 {
 	const struct dmarc_record *r = o->record;
 	size_t n = 0;
+	t->rec_dk = xcalloc(STORE_DMARC_MAX_DKIM, sizeof *t->rec_dk);
 	for (size_t i = 0; i < t->dk.n && n < STORE_DMARC_MAX_DKIM; i++) {
 		if (t->dk.v[i].domain == NULL)
 			continue;
@@ -760,11 +833,12 @@ static void dmarc_record(struct policy_tx *t, const struct dmarc_outcome *o)
 	buf_appendc(&rua, '\0');
 	t->rec = xcalloc(1, sizeof *t->rec);
 	*t->rec = (struct store_dmarc_row){
+		/* copies: the row outlives t (rec_flush) */
 		.time = time(NULL),
-		.source_ip = t->ip,
-		.header_from = t->from[0],
-		.envelope_from = t->mail_domain ? t->mail_domain : "",
-		.envelope_to = t->rcpt_domain ? t->rcpt_domain : "",
+		.source_ip = rec_str(t, t->ip),
+		.header_from = rec_str(t, t->from[0]),
+		.envelope_from = rec_str(t, t->mail_domain),
+		.envelope_to = rec_str(t, t->rcpt_domain),
 		.policy_domain = rec_str(t, o->policy_domain),
 		.p = dmarc_policy_name(r->p),
 		.sp = dmarc_policy_name(r->sp),
@@ -784,7 +858,7 @@ static void dmarc_record(struct policy_tx *t, const struct dmarc_outcome *o)
 			      : "",
 		.dkim_results = t->rec_dk,
 		.n_dkim = n,
-		.spf_domain = t->spf_domain,
+		.spf_domain = rec_str(t, t->spf_domain),
 		.spf_scope = t->mail_domain ? "mfrom" : "helo",
 		.spf_result = t->spf_checked ? spf_result_name(t->spf) : "none",
 	};
@@ -795,7 +869,6 @@ static void dmarc_take(struct policy_tx *t, const struct dmarc_outcome *o)
 {
 	if (t->p->cfg->dmarc_reports && o->record != NULL && o->policy_domain != NULL)
 		dmarc_record(t, o);
-	t->dq = NULL;
 	t->dmarc_wait = false;
 	t->dmarc_done = true;
 	t->dmarc = o->result;
@@ -1260,8 +1333,12 @@ void policy_end(struct policy_tx *t, policy_cb *cb, void *arg)
 		t->dk_done = true; /* no verifier could start: no results */
 	}
 	if (t->av != NULL) {
+		struct arc_outcome now;
 		t->arc_wait = true;
-		arc_verify_finish(t->av, on_arc, t);
+		if (arc_verify_end(t->av, &now, on_arc, t)) {
+			arc_take(t, &now); /* end_step runs from end_timer below */
+			arc_verify_free(&t->av);
+		}
 	}
 	int wait = t->p->cfg->dns_timeout_ms;
 	if (wait > POLICY_END_WAIT_MAX_MS)
@@ -1278,7 +1355,6 @@ static void tx_cancel(struct policy_tx *t)
 	struct policy *p = t->p;
 	spf_cancel(&t->spf_q);
 	spf_cancel(&t->spfh_q);
-	dmarc_cancel(&t->dq);
 	dmarc_lookup_free(&t->dl);
 	loop_timer_cancel(p->l, &t->bound_timer);
 	dkim_verify_free(&t->dv);
@@ -1315,12 +1391,12 @@ void policy_tx_free(struct policy_tx **tp)
 	if (t == NULL)
 		return;
 	*tp = NULL;
-	if (t->rec != NULL && t->p != NULL)
-		store_dmarc_record(t->p->st, t->rec); /* copies */
-	free(t->rec);
-	for (size_t i = 0; i < t->n_rec_strs; i++)
-		free(t->rec_strs[i]);
-	free(t->rec_strs);
+	if (t->rec != NULL && t->p != NULL) {
+		rec_add(t->p, &(struct rec_pending){t->rec, t->rec_dk, t->rec_strs, t->n_rec_strs});
+	} else {
+		rec_pending_free(&(struct rec_pending){t->rec, t->rec_dk, t->rec_strs,
+							t->n_rec_strs});
+	}
 	if (t->p != NULL)
 		tx_detach(t);
 	if (t->started)

@@ -117,22 +117,42 @@ int report_describe(const char *xml, size_t len, struct buf *out, const char **e
  * reports sent (messages committed), or -1 if the rows could not be read)
  * runs on the loop thread. cfg, dns, st and p must outlive the run. */
 struct report_run;
+/* sent: reports committed, -1 (rows unreadable) or REPORT_RUN_CANCELLED. */
+#define REPORT_RUN_CANCELLED (-2)
 typedef void report_done_cb(void *arg, int sent);
 struct report_run *report_run_start(struct loop *l, struct pool *p, struct store *st,
 				    struct dns *dns, const struct config *cfg, time_t since,
 				    time_t until, void (*kick)(void *), void *kick_arg,
 				    report_done_cb *done, void *arg);
 
+/* Cancels a run (loop thread, e.g. at shutdown), so that nothing of it
+ * outlives the daemon: its DNS queries are cancelled at once and the run
+ * ends here; a step on a worker stops early and the run ends when its
+ * completion comes back to the loop; commits already handed to the store
+ * finish (those reports are stored: the run ends normally). done(arg,
+ * REPORT_RUN_CANCELLED) runs when it ends unsent, possibly inside this
+ * call. r must not be used after done. */
+void report_run_cancel(struct report_run *r);
+
 /* The daemon's timer: a run every dmarc_report_interval (when dmarc_reports
  * is on), over the interval that just ended; with an interval of one day
  * the periods are UTC days (00:00:00 to 24:00:00). A run still going when
- * the next is due makes that one wait. */
+ * the next is due makes that one wait.
+ * The end of the last period reported is kept in the store (setting
+ * "dmarc_report_end"): at start, periods that ended since (the daemon was
+ * down) are reported at once, in one run with one report per policy domain
+ * and period (RFC 7489 7.2: reports cover common, aligned periods, so each
+ * missed period keeps its own). A first start reports nothing earlier. */
 struct report_timer;
 struct report_timer *report_timer_new(struct loop *l, struct pool *p, struct store *st,
 				      struct dns *dns, const struct config *cfg,
 				      void (*kick)(void *), void *kick_arg);
-/* Cancels the timer; a run in flight finishes on its own (it holds no
- * pointer to the timer). */
+/* Shutdown, from the drain (loop running): no new run; the one in flight
+ * is cancelled (report_run_cancel). Returns 1 while that run is still
+ * ending (call again on the next tick), 0 when nothing is left. */
+int report_timer_stop(struct report_timer *rt);
+/* Stops (as report_timer_stop) and frees the timer; a run still ending
+ * (the drain was cut short) frees it when it ends. */
 void report_timer_free(struct report_timer **tp);
 /* The period that ends at or before now for interval (seconds): [*begin_r,
  * *end_r). Aligned to multiples of interval since the epoch (UTC days for

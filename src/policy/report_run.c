@@ -4,10 +4,12 @@
 #include "policy/report.h"
 
 #include <ctype.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <stdlib.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -35,6 +37,7 @@ struct rua_dest {
 struct report_one {
 	char *domain;
 	char *id;
+	time_t begin, end; /* the report's period */
 	struct buf msg; /* the MIME message (freed once in the spool) */
 	size_t size;
 	struct store_spool *sp;
@@ -49,6 +52,10 @@ struct report_run {
 	struct dns *dns;
 	const struct config *cfg;
 	time_t since, until, now;
+	/* > 0: one report per policy domain and period of this many seconds
+	 * (aligned as report_period), for a run that catches up on several */
+	unsigned split;
+	time_t cur_begin, cur_end; /* the worker's: the period being gathered */
 	char *org, *email;
 	void (*kick)(void *);
 	void *kick_arg;
@@ -62,10 +69,15 @@ struct report_run {
 	uint32_t rnd;
 	struct psl *psl; /* loaded on the worker; NULL: the last two labels */
 	/* the loop's */
+	enum { RUN_GATHER, RUN_SPOOLS, RUN_DNS, RUN_COMMIT } stage;
 	size_t dns_pending, commits_pending;
 	int sent;
 	bool failed;
+	/* report_run_cancel; read by the worker's steps too, which stop early */
+	atomic_bool cancelled;
 };
+
+static const char *const stage_names[] = {"gather", "spools", "dns", "commit"};
 
 /* RFC 7489 3.2: the organizational domain (lowercase), through the public
  * suffix list (NULL: the last two labels); the name itself when it is not
@@ -119,11 +131,13 @@ static void finish_domain(struct report_run *r)
 		return;
 	}
 	o.domain = xstrdup(report_agg_domain(a));
-	o.id = xasprintf("%lld.%u.%08x", (long long)r->until, ++r->seq, r->rnd);
+	o.begin = r->cur_begin;
+	o.end = r->cur_end;
+	o.id = xasprintf("%lld.%u.%08x", (long long)o.end, ++r->seq, r->rnd);
 	struct buf xml = BUF_INIT, gz = BUF_INIT;
 	/* RFC 7489 7.2.1.1: begin and end, inclusive seconds */
 	struct report_meta m = {.org_name = r->org, .email = r->email, .report_id = o.id,
-				.begin = r->since, .end = r->until - 1};
+				.begin = o.begin, .end = o.end - 1};
 	report_agg_xml(a, &m, &xml);
 	if (report_gzip(xml.data, xml.len, &gz) == 0) {
 		struct report_mail mail = {
@@ -133,8 +147,8 @@ static void finish_domain(struct report_run *r)
 			.org_name = r->org,
 			.policy_domain = o.domain,
 			.report_id = o.id,
-			.begin = r->since,
-			.end = r->until - 1,
+			.begin = o.begin,
+			.end = o.end - 1,
 			.now = r->now,
 			.gz = gz.data,
 			.gz_len = gz.len,
@@ -154,13 +168,38 @@ static void finish_domain(struct report_run *r)
 	report_agg_free(&a);
 }
 
+/* The period of a row: [since, until), or with split the interval that
+ * holds it (RFC 7489 7.2: reports of common, aligned periods), within
+ * [since, until). */
+static void row_period(const struct report_run *r, time_t t, time_t *begin_r, time_t *end_r)
+{
+	*begin_r = r->since;
+	*end_r = r->until;
+	if (r->split == 0)
+		return;
+	time_t b = t - t % (time_t)r->split, e = b + (time_t)r->split;
+	if (b > *begin_r)
+		*begin_r = b;
+	if (e < *end_r)
+		*end_r = e;
+}
+
 static int gather_row(void *arg, const struct store_dmarc_row *row)
 {
 	struct report_run *r = arg;
-	if (r->agg != NULL && strcasecmp(report_agg_domain(r->agg), row->policy_domain) != 0)
+	if (atomic_load(&r->cancelled))
+		return 1; /* shutting down: stop reading */
+	time_t b, e;
+	row_period(r, row->time, &b, &e);
+	/* rows come ordered by policy domain, then time */
+	if (r->agg != NULL && (strcasecmp(report_agg_domain(r->agg), row->policy_domain) != 0 ||
+			       b != r->cur_begin))
 		finish_domain(r);
-	if (r->agg == NULL)
+	if (r->agg == NULL) {
 		r->agg = report_agg_new(row->policy_domain);
+		r->cur_begin = b;
+		r->cur_end = e;
+	}
 	report_agg_add(r->agg, row);
 	return 0;
 }
@@ -169,7 +208,8 @@ static int gather(struct store_snap *sn, void *arg, char **err_r)
 {
 	struct report_run *r = arg;
 	int rc = store_snap_dmarc_rows(sn, r->since, r->until, gather_row, r, err_r);
-	finish_domain(r);
+	if (!atomic_load(&r->cancelled))
+		finish_domain(r);
 	return rc;
 }
 
@@ -196,13 +236,21 @@ static void run_free(struct report_run *r)
 
 static void run_end(struct report_run *r)
 {
+	/* Cancelled before its commits: nothing was sent (the timer reports
+	 * the period at the next start). In the commit stage the reports
+	 * handed to the store are stored all the same: a normal end. */
+	bool cancelled = atomic_load(&r->cancelled) && r->stage != RUN_COMMIT;
 	/* bounded: rows older than two intervals go (store.h) */
 	time_t keep = (time_t)(2 * (uint64_t)r->cfg->dmarc_report_interval);
-	if (!r->failed)
+	if (!r->failed && !cancelled)
 		store_dmarc_prune(r->st, r->until - keep);
-	log_info("dmarc report run done since=%lld until=%lld reports=%zu sent=%d",
-		 (long long)r->since, (long long)r->until, r->n, r->sent);
-	r->done(r->arg, r->failed ? -1 : r->sent);
+	if (cancelled)
+		log_info("dmarc report run cancelled since=%lld until=%lld stage=%s",
+			 (long long)r->since, (long long)r->until, stage_names[r->stage]);
+	else
+		log_info("dmarc report run done since=%lld until=%lld reports=%zu sent=%d",
+			 (long long)r->since, (long long)r->until, r->n, r->sent);
+	r->done(r->arg, cancelled ? REPORT_RUN_CANCELLED : r->failed ? -1 : r->sent);
 	run_free(r);
 }
 
@@ -222,7 +270,7 @@ static void committed(void *arg, int result)
 		r->sent++;
 		log_info("dmarc report sent domain=%s report_id=%s size=%zu", c->o->domain, c->o->id,
 			 c->o->size);
-		if (c->remote && r->kick != NULL)
+		if (c->remote && r->kick != NULL && !atomic_load(&r->cancelled))
 			r->kick(r->kick_arg);
 	} else {
 		log_warn("dmarc report not stored domain=%s report_id=%s result=%d", c->o->domain,
@@ -255,6 +303,7 @@ static void add_remote(struct store_remote_rcpt **v, size_t *n, const char *addr
  * destinations. */
 static void commit_all(struct report_run *r)
 {
+	r->stage = RUN_COMMIT;
 	r->commits_pending = 1; /* held until the loop below is done */
 	for (size_t i = 0; i < r->n; i++) {
 		struct report_one *o = &r->v[i];
@@ -339,6 +388,7 @@ static void auth_answer(void *arg, const struct dns_answer *a)
 
 static void check_dests(struct report_run *r)
 {
+	r->stage = RUN_DNS;
 	r->dns_pending = 1; /* held until every query has started */
 	for (size_t i = 0; i < r->n; i++) {
 		struct report_one *o = &r->v[i];
@@ -372,6 +422,9 @@ static void check_dests(struct report_run *r)
 			free(name);
 		}
 	}
+	log_info("dmarc report run checking destinations since=%lld until=%lld reports=%zu"
+		 " lookups=%zu",
+		 (long long)r->since, (long long)r->until, r->n, r->dns_pending - 1);
 	dns_done(r);
 }
 
@@ -388,7 +441,7 @@ static void spools_work(void *arg)
 			 " last two labels", err ? err : "?");
 		free(err);
 	}
-	for (size_t i = 0; i < r->n; i++) {
+	for (size_t i = 0; i < r->n && !atomic_load(&r->cancelled); i++) {
 		struct report_one *o = &r->v[i];
 		char *serr = NULL;
 		o->sp = store_spool_new(r->st, &serr);
@@ -405,12 +458,20 @@ static void spools_work(void *arg)
 
 static void spools_written(void *arg)
 {
-	check_dests(arg);
+	struct report_run *r = arg;
+	if (atomic_load(&r->cancelled))
+		run_end(r);
+	else
+		check_dests(r);
 }
 
 static void gathered(void *arg, int result, const char *err)
 {
 	struct report_run *r = arg;
+	if (atomic_load(&r->cancelled)) {
+		run_end(r);
+		return;
+	}
 	if (result < 0) {
 		log_err("dmarc report run: reading the rows failed: %s", err ? err : "?");
 		r->failed = true;
@@ -421,15 +482,35 @@ static void gathered(void *arg, int result, const char *err)
 		run_end(r);
 		return;
 	}
+	r->stage = RUN_SPOOLS;
 	pool_submit(r->p, spools_work, spools_written, r);
 }
 
-struct report_run *report_run_start(struct loop *l, struct pool *p, struct store *st,
+void report_run_cancel(struct report_run *r)
+{
+	if (atomic_load(&r->cancelled))
+		return;
+	atomic_store(&r->cancelled, true);
+	if (r->stage != RUN_DNS)
+		return; /* the worker's step or the store's commits end it */
+	/* Only DNS queries are in flight: cancelled (their callbacks never
+	 * run), and the run ends here. */
+	for (size_t i = 0; i < r->n; i++)
+		for (size_t k = 0; k < r->v[i].n_dest; k++)
+			dns_cancel(&r->v[i].dest[k].q);
+	r->dns_pending = 0;
+	run_end(r);
+}
+
+static struct report_run *run_start(struct loop *l, struct pool *p, struct store *st,
 				    struct dns *dns, const struct config *cfg, time_t since,
-				    time_t until, void (*kick)(void *), void *kick_arg,
-				    report_done_cb *done, void *arg)
+				    time_t until, unsigned split, void (*kick)(void *),
+				    void *kick_arg, report_done_cb *done, void *arg)
 {
 	struct report_run *r = xcalloc(1, sizeof *r);
+	r->split = split;
+	r->stage = RUN_GATHER;
+	atomic_init(&r->cancelled, false);
 	r->l = l;
 	r->p = p;
 	r->st = st;
@@ -454,6 +535,14 @@ struct report_run *report_run_start(struct loop *l, struct pool *p, struct store
 	return r;
 }
 
+struct report_run *report_run_start(struct loop *l, struct pool *p, struct store *st,
+				    struct dns *dns, const struct config *cfg, time_t since,
+				    time_t until, void (*kick)(void *), void *kick_arg,
+				    report_done_cb *done, void *arg)
+{
+	return run_start(l, p, st, dns, cfg, since, until, 0, kick, kick_arg, done, arg);
+}
+
 /* ---- the timer ---- */
 
 void report_period(time_t now, unsigned interval, time_t *begin_r, time_t *end_r)
@@ -465,6 +554,10 @@ void report_period(time_t now, unsigned interval, time_t *begin_r, time_t *end_r
 	*begin_r = end - (time_t)interval;
 }
 
+/* The end of the last period reported (settings; RFC 7489 7.2: a period
+ * that ended while the daemon was down is reported at the next start). */
+#define LAST_END_SETTING "dmarc_report_end"
+
 struct report_timer {
 	struct loop *l;
 	struct pool *p;
@@ -474,31 +567,64 @@ struct report_timer {
 	void (*kick)(void *);
 	void *kick_arg;
 	struct timer *t;
-	bool running, freed;
+	struct report_run *run; /* in flight */
+	time_t last_end;        /* periods before it are reported */
+	time_t run_until;       /* the run's */
+	bool stopping, freed;
 };
 
 static void timer_arm(struct report_timer *rt);
 
+static void save_last_end(struct report_timer *rt)
+{
+	char v[32], *err = NULL;
+	snprintf(v, sizeof v, "%lld", (long long)rt->last_end);
+	if (store_setting_set(rt->st, LAST_END_SETTING, v, &err) < 0) {
+		log_err("dmarc report: cannot save the end of the last period: %s",
+			err ? err : "?");
+		free(err);
+	}
+}
+
 static void timer_run_done(void *arg, int sent)
 {
 	struct report_timer *rt = arg;
-	rt->running = false;
+	rt->run = NULL;
 	if (rt->freed) {
 		free(rt);
 		return;
 	}
-	timer_arm(rt);
+	/* A run that could not read its rows or was cancelled is tried again
+	 * over the same periods (at the next period's end, or start). */
+	if (sent >= 0) {
+		rt->last_end = rt->run_until;
+		save_last_end(rt);
+	}
+	if (!rt->stopping)
+		timer_arm(rt);
 }
 
+/* One run over every period since the last one reported, up to the one
+ * that ended last: usually one period; after the daemon was down, each
+ * missed period gets its own report (one run, one pass over the rows). */
 static void timer_fire(void *arg)
 {
 	struct report_timer *rt = arg;
 	rt->t = NULL;
+	unsigned iv = rt->cfg->dmarc_report_interval;
 	time_t begin, end;
-	report_period(time(NULL), rt->cfg->dmarc_report_interval, &begin, &end);
-	rt->running = true;
-	report_run_start(rt->l, rt->p, rt->st, rt->dns, rt->cfg, begin, end, rt->kick,
-			 rt->kick_arg, timer_run_done, rt);
+	report_period(time(NULL), iv, &begin, &end);
+	time_t since = rt->last_end;
+	if (since >= end) { /* reported already (the clock went back) */
+		timer_arm(rt);
+		return;
+	}
+	if (since < begin)
+		log_info("dmarc report catching up since=%lld until=%lld periods=%lld",
+			 (long long)since, (long long)end, (long long)((end - since + iv - 1) / iv));
+	rt->run_until = end;
+	rt->run = run_start(rt->l, rt->p, rt->st, rt->dns, rt->cfg, since, end, iv, rt->kick,
+			    rt->kick_arg, timer_run_done, rt);
 }
 
 /* At the end of the current period (plus a few seconds, for the rows of its
@@ -519,8 +645,42 @@ struct report_timer *report_timer_new(struct loop *l, struct pool *p, struct sto
 	struct report_timer *rt = xcalloc(1, sizeof *rt);
 	*rt = (struct report_timer){.l = l, .p = p, .st = st, .dns = dns, .cfg = cfg,
 				    .kick = kick, .kick_arg = kick_arg};
-	timer_arm(rt);
+	time_t begin, end;
+	report_period(time(NULL), cfg->dmarc_report_interval, &begin, &end);
+	char *v = NULL, *e = NULL;
+	long long last = 0;
+	int rc = store_setting_get(st, LAST_END_SETTING, &v);
+	if (rc == 1) {
+		errno = 0;
+		last = strtoll(v, &e, 10);
+		if (errno || e == v || *e || last <= 0)
+			rc = 0;
+	}
+	free(v);
+	if (rc != 1) {
+		/* First start (or an unreadable value): the periods before are
+		 * not ours to report; a report sent twice would count every
+		 * message twice at the domain owner. */
+		rt->last_end = end;
+		save_last_end(rt);
+		timer_arm(rt);
+	} else if ((rt->last_end = (time_t)last) < end) {
+		rt->t = loop_timer_add(l, 0, timer_fire, rt); /* missed periods: now */
+	} else {
+		timer_arm(rt);
+	}
 	return rt;
+}
+
+int report_timer_stop(struct report_timer *rt)
+{
+	if (rt == NULL)
+		return 0;
+	rt->stopping = true;
+	loop_timer_cancel(rt->l, &rt->t);
+	if (rt->run != NULL)
+		report_run_cancel(rt->run); /* may end it (timer_run_done) */
+	return rt->run != NULL;
 }
 
 void report_timer_free(struct report_timer **tp)
@@ -529,8 +689,8 @@ void report_timer_free(struct report_timer **tp)
 	if (rt == NULL)
 		return;
 	*tp = NULL;
-	loop_timer_cancel(rt->l, &rt->t);
-	if (rt->running)
+	report_timer_stop(rt);
+	if (rt->run != NULL)
 		rt->freed = true; /* the run's end frees it */
 	else
 		free(rt);

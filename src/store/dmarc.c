@@ -1,5 +1,6 @@
 /* DMARC evaluations kept for aggregate reports (RFC 7489 7.2). Recording is
- * a job on the committer: the loop never waits for it and its INSERT joins
+ * a job on the committer: the loop never waits for it and its INSERTs (one
+ * transaction for the rows handed over together, store_dmarc_record_n) join
  * the committer's round (lazy: nobody waits for its sync either; it becomes
  * durable with the round's, or within STORE_LAZY_SYNC_MS). */
 #include "store/store_int.h"
@@ -32,13 +33,19 @@ enum {
 	F_N
 };
 
-struct dmarc_job {
-	struct store_job job; /* first: the committer sees only this */
-	int kind;             /* 0 record, 1 prune */
+struct dmarc_rowcopy {
 	time_t time;
 	int pct;
 	char adkim[2], aspf[2];
 	char *f[F_N];
+};
+
+struct dmarc_job {
+	struct store_job job; /* first: the committer sees only this */
+	int kind;             /* 0 record, 1 prune */
+	time_t time;          /* prune: before */
+	struct dmarc_rowcopy *rows;
+	size_t n;
 };
 
 static const char *nz(const char *s)
@@ -79,8 +86,10 @@ static char *dkim_join(const struct store_dmarc_row *row)
 
 static void job_free(struct dmarc_job *j)
 {
-	for (int i = 0; i < F_N; i++)
-		free(j->f[i]);
+	for (size_t k = 0; k < j->n; k++)
+		for (int i = 0; i < F_N; i++)
+			free(j->rows[k].f[i]);
+	free(j->rows);
 	free(j);
 }
 
@@ -89,7 +98,7 @@ static void job_tail(struct store *st, struct store_job *job)
 	job_free((struct dmarc_job *)job);
 }
 
-static int job_insert(struct store_db *d, struct dmarc_job *j)
+static int row_insert(struct store_db *d, const struct dmarc_rowcopy *j)
 {
 	static const char sql[] =
 		"INSERT INTO dmarc_rows (time, source_ip, header_from, envelope_from, envelope_to,"
@@ -109,6 +118,14 @@ static int job_insert(struct store_db *d, struct dmarc_job *j)
 	int rc = sqlite3_step(s);
 	store_stmt_done(s);
 	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int job_insert(struct store_db *d, struct dmarc_job *j)
+{
+	for (size_t k = 0; k < j->n; k++)
+		if (row_insert(d, &j->rows[k]) < 0)
+			return -1;
+	return 0;
 }
 
 static int job_prune(struct store_db *d, struct dmarc_job *j)
@@ -149,9 +166,8 @@ static char align_char(char c)
 	return c == 's' ? 's' : 'r';
 }
 
-void store_dmarc_record(struct store *st, const struct store_dmarc_row *row)
+static void row_copy(struct dmarc_rowcopy *j, const struct store_dmarc_row *row)
 {
-	struct dmarc_job *j = xcalloc(1, sizeof *j);
 	j->time = row->time;
 	j->pct = row->pct;
 	j->adkim[0] = align_char(row->adkim);
@@ -177,7 +193,23 @@ void store_dmarc_record(struct store *st, const struct store_dmarc_row *row)
 	};
 	for (int i = 0; i < F_N; i++)
 		j->f[i] = i == F_DKIM_RESULTS ? dkim_join(row) : xstrdup(nz(v[i]));
+}
+
+void store_dmarc_record_n(struct store *st, const struct store_dmarc_row *rows, size_t n)
+{
+	if (n == 0)
+		return;
+	struct dmarc_job *j = xcalloc(1, sizeof *j);
+	j->rows = xcalloc(n, sizeof *j->rows);
+	j->n = n;
+	for (size_t k = 0; k < n; k++)
+		row_copy(&j->rows[k], &rows[k]);
 	job_queue(st, j);
+}
+
+void store_dmarc_record(struct store *st, const struct store_dmarc_row *row)
+{
+	store_dmarc_record_n(st, row, 1);
 }
 
 void store_dmarc_prune(struct store *st, time_t before)
@@ -185,8 +217,6 @@ void store_dmarc_prune(struct store *st, time_t before)
 	struct dmarc_job *j = xcalloc(1, sizeof *j);
 	j->kind = 1;
 	j->time = before;
-	for (int i = 0; i < F_N; i++)
-		j->f[i] = NULL;
 	job_queue(st, j);
 }
 

@@ -785,6 +785,9 @@ struct store_dmarc_row {
  * caller; a failure is logged). Any thread; requires store_start (or
  * store_start_admin). */
 void store_dmarc_record(struct store *st, const struct store_dmarc_row *row);
+/* The same for n rows: one job, one transaction (policy hands them over in
+ * batches: one committer transaction per batch, not per message). */
+void store_dmarc_record_n(struct store *st, const struct store_dmarc_row *rows, size_t n);
 /* Fire and forget, on the committer: deletes the rows older than before. */
 void store_dmarc_prune(struct store *st, time_t before);
 /* Reads the rows with since <= time < until whose record had a rua, ordered

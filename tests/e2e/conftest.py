@@ -894,3 +894,18 @@ def blackhole():
     b = Blackhole()
     yield b
     b.close()
+
+
+SLOW_ZONE = "slow.test"
+
+
+def dnsmasq_with_slow_zone(tmp_path_factory, records, blackhole):
+    """A started dnsmasq (tests/e2e/dnsmasq.py) serving records, with every
+    name under slow.test sent to blackhole: lookups there time out. The
+    module's `dns` fixture of the DNS and sender-authentication tests
+    (yield it, then .stop())."""
+    from dnsmasq import Dnsmasq
+    d = Dnsmasq(tmp_path_factory.mktemp("dnsmasq"), records,
+                extra=["server=/%s/%s#%d" % (SLOW_ZONE, blackhole.host, blackhole.port)])
+    d.start()
+    return d

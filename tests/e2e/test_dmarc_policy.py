@@ -12,8 +12,7 @@ import re
 
 import pytest
 
-from conftest import make_message
-from dnsmasq import Dnsmasq
+from conftest import dnsmasq_with_slow_zone, make_message
 
 ALICE = "alice@example.test"
 AUTHSERV = "mx.example.test"  # the test daemon's hostname: the default authserv-id
@@ -52,9 +51,7 @@ RECORDS = [
 @pytest.fixture(scope="module")
 def dns(tmp_path_factory, blackhole):
     # slow.test goes to a server that never answers: every lookup times out
-    d = Dnsmasq(tmp_path_factory.mktemp("dnsmasq"), RECORDS,
-                extra=["server=/slow.test/%s#%d" % (blackhole.host, blackhole.port)])
-    d.start()
+    d = dnsmasq_with_slow_zone(tmp_path_factory, RECORDS, blackhole)
     yield d
     d.stop()
 

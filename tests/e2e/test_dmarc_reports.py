@@ -440,3 +440,128 @@ def test_reports_from_real_deliveries(net, tmp_path):
     assert ("<count>1</count><policy_evaluated><disposition>reject</disposition>"
             "<dkim>fail</dkim><spf>fail</spf></policy_evaluated>") in x, x
     assert "<header_from>rejreal.test</header_from>" in x, x
+
+
+def setting(srv, name="dmarc_report_end"):
+    db = sqlite3.connect(os.path.join(srv.data_dir, "postern.db"), timeout=10)
+    try:
+        row = db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+    finally:
+        db.close()
+
+
+def set_setting(srv, value, name="dmarc_report_end"):
+    db = sqlite3.connect(os.path.join(srv.data_dir, "postern.db"), timeout=10)
+    try:
+        db.execute("INSERT INTO settings(name, value) VALUES(?, ?) ON CONFLICT(name) DO UPDATE"
+                   " SET value = excluded.value", (name, str(value)))
+        db.commit()
+    finally:
+        db.close()
+
+
+def test_periods_missed_while_down_are_reported_at_start(tmp_path, tls_pair):
+    """RFC 7489 7.2 after a restart: the daemon keeps the end of the last
+    period it reported (setting dmarc_report_end); periods that ended while
+    it was down are reported at the next start, each period its own report
+    (aligned periods, as the daemon's own runs), and never twice."""
+    sink = Sink("127.0.0.1", 0)
+    (tmp_path / "dns").mkdir()
+    (tmp_path / "t").mkdir()
+    dns = Dnsmasq(tmp_path / "dns", [("MX", "catch.test", "mx.sink.test", 10),
+                                     ("A", "mx.sink.test", "127.0.0.1")]).start()
+    srv = Postern(tmp_path / "t", tls_pair, hostname="mx.catch-recv.test",
+                  dns_resolver=dns.server, outbound_port=sink.port, queue_poll="1",
+                  dmarc_report_interval="60")
+    try:
+        t0 = int(time.time())
+        srv.start()
+        # a first start reports nothing earlier; it records where it starts
+        first = int(setting(srv))
+        assert first in (t0 - t0 % 60, t0 - t0 % 60 + 60), (first, t0)
+        srv.stop()
+        # as if the daemon had last reported three periods before the one
+        # that has just ended, and had been down since
+        now = int(time.time())
+        e = now - now % 60
+        set_setting(srv, e - 180)
+        add_rows(srv, [
+            # reported before the restart (before dmarc_report_end): not again
+            dict(policy_domain="catch.test", rua="mailto:dmarc@catch.test", time=e - 200,
+                 source_ip="192.0.2.1"),
+            # two missed periods with rows, one without
+            dict(policy_domain="catch.test", rua="mailto:dmarc@catch.test", time=e - 170,
+                 source_ip="192.0.2.2"),
+            dict(policy_domain="catch.test", rua="mailto:dmarc@catch.test", time=e - 125,
+                 source_ip="192.0.2.2"),
+            dict(policy_domain="catch.test", rua="mailto:dmarc@catch.test", time=e - 50,
+                 source_ip="192.0.2.3"),
+        ])
+        srv.start()
+        wait_until(lambda: len(sink_reports(sink, "catch.test")) >= 2, 30,
+                   "the missed periods' reports")
+        wait_until(lambda: "dmarc report run done since=%d" % (e - 180) in srv.log(), 30,
+                   "the catch-up run's end")
+        time.sleep(1.5)  # a third report would be in the queue by now
+        got = {}
+        for (_, rcpts, data) in [t[:3] for t in sink_reports(sink, "catch.test")]:
+            assert rcpts == ["dmarc@catch.test"]
+            xml = report_xml(data)[1].decode()
+            validate(tmp_path, xml.encode())
+            m = re.search(r"<date_range><begin>(\d+)</begin><end>(\d+)</end>", xml)
+            got[(int(m.group(1)), int(m.group(2)))] = re.findall(
+                r"<source_ip>([^<]+)</source_ip><count>(\d+)</count>", xml)
+        assert got == {(e - 180, e - 121): [("192.0.2.2", "2")],
+                       (e - 60, e - 1): [("192.0.2.3", "1")]}, got
+        log = srv.log()
+        assert "dmarc report catching up since=%d" % (e - 180) in log, log
+        until = int(setting(srv))
+        assert until >= e, (until, e)
+        assert "dmarc report run done since=%d until=%d reports=2 sent=2" % (e - 180, until) \
+            in log, log
+        # a restart sends nothing again
+        srv.stop()
+        srv.start()
+        time.sleep(2)
+        assert len(sink_reports(sink, "catch.test")) == 2
+        assert "catching up" not in srv.log().rsplit("---- start 3 ----", 1)[1]
+    finally:
+        try:
+            srv.stop()
+        finally:
+            sink.close()
+            dns.stop()
+
+
+def test_sigterm_during_a_report_run(tmp_path, tls_pair):
+    """A report run in flight at shutdown is cancelled: its DNS queries (the
+    RFC 7489 7.1 check, here through a resolver that never answers) and
+    every callback end with the daemon, which exits at once, leaks nothing
+    (run it under the sanitizer build: POSTERN_BIN=build-san/postern) and
+    has not advanced dmarc_report_end: the next start reports the period."""
+    (tmp_path / "t").mkdir()
+    with Blackhole() as bh:
+        srv = Postern(tmp_path / "t", tls_pair, hostname="mx.cancel-recv.test",
+                      dns_resolver=bh.server, dns_timeout_ms="30000", dns_tries="1",
+                      dmarc_report_interval="60")
+        try:
+            srv.start()
+            srv.stop()
+            now = int(time.time())
+            e = now - now % 60
+            set_setting(srv, e - 120)
+            add_rows(srv, [dict(policy_domain="cancel.test", rua="mailto:agg@elsewhere.test",
+                                time=e - 100)])
+            srv.start()
+            wait_until(lambda: "dmarc report run checking destinations since=%d" % (e - 120)
+                       in srv.log(), 30, "the run waiting for its 7.1 lookup")
+            t = time.monotonic()
+            assert srv.stop() == 0  # raises on a sanitizer report
+            assert time.monotonic() - t < 8
+            log = srv.log()
+            assert "dmarc report run cancelled since=%d" % (e - 120) in log, log
+            assert "stage=dns" in log, log
+            assert int(setting(srv)) == e - 120
+        finally:
+            srv.kill()

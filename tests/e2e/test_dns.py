@@ -13,8 +13,9 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import POSTERN, CLI_TIMEOUT, Client, _new_server, make_message  # noqa: E402
-from dnsmasq import Blackhole, Dnsmasq  # noqa: E402
+from conftest import (POSTERN, CLI_TIMEOUT, Client, _new_server, dnsmasq_with_slow_zone,  # noqa: E402
+                      make_message)
+from dnsmasq import Dnsmasq  # noqa: E402
 
 RECORDS = [
     ("MX", "example.test", "mx1.example.test", 10),
@@ -49,17 +50,8 @@ RECORDS = [
 
 
 @pytest.fixture(scope="module")
-def blackhole():
-    b = Blackhole()
-    yield b
-    b.close()
-
-
-@pytest.fixture(scope="module")
 def dns(tmp_path_factory, blackhole):
-    d = Dnsmasq(tmp_path_factory.mktemp("dnsmasq"), RECORDS,
-                extra=["server=/slow.test/%s#%d" % (blackhole.host, blackhole.port)])
-    d.start()
+    d = dnsmasq_with_slow_zone(tmp_path_factory, RECORDS, blackhole)
     yield d
     d.stop()
 

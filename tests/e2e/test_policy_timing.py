@@ -15,8 +15,7 @@ import time
 
 import pytest
 
-from conftest import dot_stuff, make_message
-from dnsmasq import Blackhole, Dnsmasq
+from conftest import dnsmasq_with_slow_zone, dot_stuff, make_message
 
 ALICE = "alice@example.test"
 
@@ -28,18 +27,10 @@ RECORDS = [
 
 
 @pytest.fixture(scope="module")
-def blackhole():
-    b = Blackhole()
-    yield b
-    b.close()
-
-
-@pytest.fixture(scope="module")
 def dns(tmp_path_factory, blackhole):
     # slow.test goes to a server that never answers: every lookup times out
-    d = Dnsmasq(tmp_path_factory.mktemp("dnsmasq"), RECORDS,
-                extra=["server=/slow.test/%s#%d" % (blackhole.host, blackhole.port)])
-    d.start()
+    # (blackhole: conftest's fixture)
+    d = dnsmasq_with_slow_zone(tmp_path_factory, RECORDS, blackhole)
     yield d
     d.stop()
 

@@ -368,6 +368,38 @@ static void test_verify_callbacks(void)
 	CHECK_INT(5, fc.calls, 1);
 	CHECK(fc.v == NULL);
 
+	/* 7: arc_verify_end: no ARC field gives none at once (no worker, no
+	 * callback); a structurally broken chain fail at once; a well-formed
+	 * chain goes to the worker (false, the callback later) */
+	struct arc_outcome now;
+	memset(&r, 0, sizeof r);
+	r.l = l;
+	v = arc_verify_new(NULL, p, &limits);
+	arc_verify_feed(v, MSG_TAIL, strlen(MSG_TAIL));
+	CHECK(arc_verify_end(v, &now, vres_cb, &r));
+	CHECK_INT(7, now.result, ARC_NONE);
+	CHECK_INT(7, now.instances, 0);
+	arc_verify_free(&v);
+	struct buf gap = BUF_INIT;
+	add_set(&gap, 2);
+	buf_appends(&gap, MSG_TAIL);
+	v = arc_verify_new(NULL, p, &limits);
+	arc_verify_feed(v, gap.data, gap.len);
+	CHECK(arc_verify_end(v, &now, vres_cb, &r));
+	CHECK_INT(8, now.result, ARC_FAIL);
+	CHECK(now.reason != NULL);
+	arc_verify_free(&v);
+	buf_free(&gap);
+	v = arc_verify_new(NULL, p, &limits);
+	arc_verify_feed(v, b.data, b.len);
+	CHECK(!arc_verify_end(v, &now, vres_cb, &r));
+	t = loop_timer_add(l, 5000, stop_cb, l);
+	loop_run(l);
+	if (r.calls)
+		loop_timer_cancel(l, &t);
+	CHECK_INT(9, r.calls, 1);
+	arc_verify_free(&v);
+
 	/* 6: freed before finish, in the middle of the body */
 	v = arc_verify_new(NULL, p, &limits);
 	arc_verify_feed(v, b.data, b.len - 3);

@@ -3,7 +3,7 @@
  * records), the public suffix list (wildcards, exceptions, a private-section
  * name, IDN rules as A-labels, single labels, trailing dots, case), the
  * alignment matrix (relaxed/strict, subdomains), p/sp/pct, and the
- * asynchronous lookup's callback rules (never inside dmarc_check, cancel). */
+ * asynchronous lookup's callback rules (never inside dmarc_lookup_start, free). */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -541,22 +541,26 @@ static void test_policy(void)
 struct async_ctx {
 	struct loop *l;
 	int calls;
-	int in_call; /* set while dmarc_check runs */
+	int in_call; /* set while dmarc_lookup_start runs */
 	int called_inside;
 	enum dmarc_result result;
 	char problem[128];
-	struct dmarc_query *q;
+	struct dmarc_lookup *dl;
 };
 
-static void async_cb(void *arg, const struct dmarc_outcome *o)
+static void async_cb(void *arg)
 {
 	struct async_ctx *c = arg;
+	struct dmarc_input in = {NULL, SPF_PASS, "example.com", NULL};
+	struct dmarc_outcome o;
 	c->calls++;
 	if (c->in_call)
 		c->called_inside = 1;
-	c->result = o->result;
-	snprintf(c->problem, sizeof(c->problem), "%s", o->problem ? o->problem : "");
-	dmarc_cancel(&c->q); /* allowed inside cb: does nothing but clear the handle */
+	CHECK(dmarc_lookup_done(c->dl));
+	dmarc_lookup_evaluate(c->dl, &in, 0, &o);
+	c->result = o.result;
+	snprintf(c->problem, sizeof(c->problem), "%s", o.problem ? o.problem : "");
+	dmarc_lookup_free(&c->dl); /* allowed inside cb */
 	loop_stop(c->l);
 }
 
@@ -576,22 +580,22 @@ static void test_async(void)
 	CHECK(dns != NULL);
 
 	/* a From domain that is not a domain name: none, but not inside */
-	struct dmarc_input in = {"bad..name", SPF_PASS, "bad..name", NULL};
 	c.in_call = 1;
-	c.q = dmarc_check(dns, real_psl, &in, async_cb, &c);
+	c.dl = dmarc_lookup_start(dns, real_psl, "bad..name", async_cb, &c);
 	c.in_call = 0;
-	CHECK(c.q != NULL);
+	CHECK(c.dl != NULL);
+	CHECK(!dmarc_lookup_done(c.dl));
 	CHECK_INT(0, c.calls, 0);
 	loop_run(c.l);
 	CHECK_INT(0, c.calls, 1);
 	CHECK_INT(0, c.called_inside, 0);
 	CHECK_INT(0, c.result, DMARC_NONE);
-	CHECK(c.q == NULL);
+	CHECK_STR(0, c.problem, "the From domain is not a domain name");
+	CHECK(c.dl == NULL);
 
 	/* no answer: temperror */
 	c.calls = 0;
-	in.from_domain = "example.com";
-	c.q = dmarc_check(dns, real_psl, &in, async_cb, &c);
+	c.dl = dmarc_lookup_start(dns, real_psl, "example.com", async_cb, &c);
 	struct timer *t = loop_timer_add(c.l, 5000, stop_loop, c.l);
 	loop_run(c.l);
 	loop_timer_cancel(c.l, &t);
@@ -599,18 +603,24 @@ static void test_async(void)
 	CHECK_INT(1, c.result, DMARC_TEMPERROR);
 	CHECK_STR(1, c.problem, "DNS lookup failed temporarily");
 
-	/* cancelled at once and while waiting: the callback never runs */
+	/* not done at the end-of-data bound: temperror */
+	struct dmarc_lookup *l2 = dmarc_lookup_start(dns, real_psl, "example.com", async_cb, &c);
+	struct dmarc_input in = {NULL, SPF_PASS, "example.com", NULL};
+	struct dmarc_outcome o;
+	dmarc_lookup_evaluate(l2, &in, 0, &o);
+	CHECK_INT(2, o.result, DMARC_TEMPERROR);
+	CHECK_STR(2, o.problem, "DNS lookup did not finish in time");
+
+	/* freed at once and while waiting: the callback never runs */
 	c.calls = 0;
-	c.q = dmarc_check(dns, real_psl, &in, async_cb, &c);
-	dmarc_cancel(&c.q);
-	CHECK(c.q == NULL);
-	dmarc_cancel(&c.q); /* NULL: nothing */
-	in.from_domain = "bad..name";
-	struct dmarc_query *q2 = dmarc_check(dns, real_psl, &in, async_cb, &c);
-	dmarc_cancel(&q2);
+	dmarc_lookup_free(&l2);
+	CHECK(l2 == NULL);
+	dmarc_lookup_free(&l2); /* NULL: nothing */
+	l2 = dmarc_lookup_start(dns, real_psl, "bad..name", async_cb, &c);
+	dmarc_lookup_free(&l2);
 	t = loop_timer_add(c.l, 400, stop_loop, c.l);
 	loop_run(c.l);
-	CHECK_INT(2, c.calls, 0);
+	CHECK_INT(3, c.calls, 0);
 
 	dns_free(&dns);
 	loop_free(&c.l);

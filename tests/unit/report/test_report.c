@@ -569,6 +569,19 @@ static void test_store_rows(void)
 	store_dmarc_prune(e.st, 6500);
 	store_wait_idle(e.st);
 	CHECK_INT(11, sql_int("SELECT count(*) FROM dmarc_rows"), 1);
+	/* a batch: one job, every row (the committer's transaction count) */
+	struct store_dmarc_row batch[3];
+	for (int i = 0; i < 3; i++) {
+		batch[i] = row_base();
+		batch[i].time = 8000 + i;
+	}
+	batch[1].source_ip = "198.51.100.1";
+	store_dmarc_record_n(e.st, batch, 3);
+	store_dmarc_record_n(e.st, batch, 0); /* nothing */
+	store_wait_idle(e.st);
+	CHECK_INT(12, sql_int("SELECT count(*) FROM dmarc_rows WHERE time >= 8000"), 3);
+	CHECK_INT(13, sql_int("SELECT count(*) FROM dmarc_rows WHERE source_ip = '198.51.100.1'"),
+		  1);
 	env_free(&e);
 }
 
