@@ -86,6 +86,7 @@ FUZZ_POLICY  += src/policy/spf_parse.c
 FUZZ_POLICY  += src/policy/dkim_prim.c src/policy/dkim_sig.c
 # src/filter's pure files: one line each.
 FUZZ_POLICY  += src/filter/reasons.c
+FUZZ_POLICY  += src/filter/milter_proto.c
 FUZZ_LIBS    := $(shell pkg-config --libs libcrypto)
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 10

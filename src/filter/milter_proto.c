@@ -129,8 +129,8 @@ void milter_value_clean(const char *v, struct buf *out)
 		buf_appendc(out, (char)c);
 		v++;
 	}
-	if (out->cap == 0)
-		buf_reserve(out, 1);
+	buf_reserve(out, 1);
+	out->data[out->len] = '\0'; /* a C string even when nothing was appended */
 }
 
 static void text_append(char *text, size_t tcap, size_t *tl, const char *s, size_t n)

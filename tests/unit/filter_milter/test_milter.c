@@ -106,6 +106,19 @@ static void test_hdr_reply(void)
 		CHECK_STR((int)i + 30, b.data, clean[i].out);
 	}
 	buf_free(&b);
+	/* nothing left: still a C string, in a fresh buffer too (the fuzzer
+	 * found field_set reading past it) */
+	struct buf fresh = BUF_INIT;
+	milter_value_clean("\x01\n", &fresh);
+	CHECK_INT(50, fresh.len, 0);
+	CHECK_STR(51, fresh.data, "");
+	buf_free(&fresh);
+	struct milter_edit e = {MILTER_ADD, 0, "X-E", "\x01"};
+	struct buf out = BUF_INIT;
+	CHECK_INT(52, milter_apply_edits("A: 1\r\n\r\n", 8, &e, 1, &out), 0);
+	buf_appendc(&out, '\0');
+	CHECK_STR(53, out.data, "A: 1\r\nX-E: \r\n\r\n");
+	buf_free(&out);
 }
 
 static void test_replycode(void)
