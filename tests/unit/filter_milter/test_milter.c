@@ -63,6 +63,35 @@ static void test_optneg(void)
 	buf_free(&b);
 }
 
+static void test_negotiate(void)
+{
+	static const struct {
+		uint32_t ver, act, proto;
+		int ret;
+		uint32_t act_r, proto_r;
+	} cases[] = {
+		/* rspamd 3.4: v6, every action, every NR_* flag */
+		{6, 0x1ff, 0xff080, 0, 0x31, 0xff080},
+		/* flags we did not offer are dropped (RCPT_REJ, MDS sizes) */
+		{6, 0x01, 0x30000800u | SMFIP_NOHDRS, 0, 0x01, SMFIP_NOHDRS},
+		/* version 2: no DATA, no NR_* even if asked */
+		{2, 0x10, SMFIP_NR_HDR | SMFIP_NOBODY, 0, 0x10, SMFIP_NOBODY | SMFIP_NODATA},
+		/* version 4: DATA, no SKIP/LEADSPC */
+		{4, 0, SMFIP_HDR_LEADSPC | SMFIP_SKIP | SMFIP_NODATA, 0, 0, SMFIP_NODATA},
+		{1, 0, 0, -1, 0, 0},
+		{7, 0, 0, -1, 0, 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint32_t a = 0, p = 0;
+		CHECK_INT((int)i, milter_negotiate(cases[i].ver, cases[i].act, cases[i].proto, &a, &p),
+			  cases[i].ret);
+		if (cases[i].ret == 0) {
+			CHECK_INT((int)i, a, cases[i].act_r);
+			CHECK_INT((int)i, p, cases[i].proto_r);
+		}
+	}
+}
+
 static void test_hdr_reply(void)
 {
 	uint32_t idx = 99;
@@ -274,6 +303,7 @@ int main(void)
 {
 	test_run("packets", test_packets);
 	test_run("optneg", test_optneg);
+	test_run("negotiate", test_negotiate);
 	test_run("hdr_reply", test_hdr_reply);
 	test_run("replycode", test_replycode);
 	test_run("field_split", test_field_split);
