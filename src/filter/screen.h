@@ -6,6 +6,7 @@
 #ifndef POSTERN_FILTER_SCREEN_H
 #define POSTERN_FILTER_SCREEN_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 #include "filter/reasons.h"
@@ -16,6 +17,8 @@ struct store;
 struct config;
 
 /* ---- CIDR sets (pure; fuzzed) ---- */
+/* Room for any canonical entry: INET6_ADDRSTRLEN (46, with its NUL) + "/128". */
+#define CIDR_TEXT_MAX 50
 struct cidr_set;
 /* "192.0.2.0/24, 2001:db8::/32, 198.51.100.7" (a bare address is /32 or
  * /128). NULL with *err_r naming the bad entry. */
@@ -28,6 +31,13 @@ void cidr_set_free(struct cidr_set **sp);
 /* "a.b.c.d/n" or the IPv6 network of ip with prefix len net4/net6 (its
  * host bits zero), written into out. 0 or -1 (not an address). */
 int cidr_network(const char *ip, int net4, int net6, char *out, size_t outsize);
+/* The canonical form of one entry (what the store keeps): host bits zeroed,
+ * the prefix always written, IPv6 as inet_ntop writes it (RFC 5952), an
+ * IPv4-mapped IPv6 address as IPv4: "192.0.2.1/24" -> "192.0.2.0/24",
+ * "2001:DB8:0::1" -> "2001:db8::1/128". 0 or -1 (not an address/prefix). */
+int cidr_canonical(const char *entry, char *out, size_t outsize);
+/* Entries in s. */
+size_t cidr_set_count(const struct cidr_set *s);
 
 /* ---- DNSBL site list (pure; fuzzed) ---- */
 /* One dnsbl_sites entry: zone[=filter][*weight] (Postfix postscreen_dnsbl_sites
@@ -36,6 +46,18 @@ struct dnsbl_site;
 /* The whole list; NULL with *err_r on a bad entry. *n_r sites. */
 struct dnsbl_site *dnsbl_sites_parse(const char *list, size_t *n_r, char **err_r);
 void dnsbl_sites_free(struct dnsbl_site *v, size_t n);
+/* Site i's zone (lowercase, no trailing dot), weight, and whether an A
+ * record a (network order, 4 octets) is a listing by its filter. Without a
+ * filter any 127.0.0.0/8 answer counts except 127.255.255.0/24, the range
+ * lists use to say "query refused" (Spamhaus: 127.255.255.252..255); answers
+ * outside 127/8 never count (a resolver's NXDOMAIN rewriting, RFC 5782 2.1
+ * puts every entry in 127/8). */
+const char *dnsbl_site_zone(const struct dnsbl_site *v, size_t i);
+int dnsbl_site_weight(const struct dnsbl_site *v, size_t i);
+bool dnsbl_site_match(const struct dnsbl_site *v, size_t i, const uint8_t a[4]);
+/* The reason's rule for zone: "DNSBL_" + the zone upper-cased, every other
+ * character than A-Z and 0-9 made '_' ("DNSBL_ZEN_SPAMHAUS_ORG"). */
+void dnsbl_rule_name(const char *zone, char *out, size_t outsize);
 /* The query name for ip: "2.0.0.127.zen.spamhaus.org" (IPv6: 32 nibbles,
  * RFC 5782 2.4). 0 or -1. */
 int dnsbl_query_name(const char *zone, const char *ip, char *out, size_t outsize);
@@ -46,6 +68,13 @@ struct screen;
 struct screen *screen_new(struct loop *l, struct dns *dns, struct store *st,
 			  const struct config *cfg, char **err_r);
 void screen_free(struct screen **sp);
+/* Optional (filter_new has one): re-reads of the local lists then run on a
+ * worker of p (store_read) and are swapped in on the loop; without a pool
+ * they run on the caller's thread. The screen watches the CLI's change
+ * notice itself (store_ip_lists_watch on l) and re-reads once a minute
+ * besides, so nobody else needs to call screen_reload. */
+struct pool;
+void screen_set_pool(struct screen *s, struct pool *p);
 /* Re-reads the local lists (the CLI changed them: the daemon calls this on
  * the store's change notice and at most once a minute otherwise). */
 void screen_reload(struct screen *s);
