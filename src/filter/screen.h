@@ -100,6 +100,8 @@ const struct screen_result *screen_conn_result(const struct screen_conn *c);
  * when done already (no callback). Each lookup is bounded by the resolver's
  * timeout; a failed one counts as not listed. */
 bool screen_conn_wait(struct screen_conn *c, void (*cb)(void *arg), void *arg);
+/* A later call replaces the waiter; cb NULL cancels it (nothing is called):
+ * a waiter freed before the answers came must do that. */
 void screen_conn_free(struct screen_conn **cp);
 
 #endif

@@ -489,6 +489,16 @@ static void test_screen_dead_dnsbl(void)
 	run_until(l, &waited);
 	CHECK(r->done && !r->blocked && !r->allowed && r->score == 0 && r->reasons.n == 0);
 	screen_conn_free(&c);
+	/* a waiter that went away cancels its wait: no callback */
+	c = screen_conn_new(s, "192.0.2.3", 1000);
+	r = screen_conn_result(c);
+	waited = false;
+	CHECK(screen_conn_wait(c, on_wait, NULL));
+	CHECK(screen_conn_wait(c, NULL, NULL));
+	for (int i = 0; i < 5000 && !r->done; i++)
+		run_a_bit(l);
+	CHECK(r->done && !waited);
+	screen_conn_free(&c);
 	/* freed with its lookups pending: they are cancelled */
 	c = screen_conn_new(s, "192.0.2.2", 1000);
 	screen_conn_free(&c);
