@@ -17,6 +17,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wfor
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS))
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lcrypt -lpthread
+LDLIBS  += -lm # src/filter/bayes.c: exp, log
 ifeq ($(SAN),1)
 BUILD   := build-san
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
@@ -88,6 +89,9 @@ FUZZ_POLICY  += src/policy/dkim_prim.c src/policy/dkim_sig.c
 FUZZ_POLICY  += src/filter/reasons.c
 FUZZ_POLICY  += src/filter/cidr.c
 FUZZ_POLICY  += src/filter/dnsbl.c
+FUZZ_POLICY  += src/filter/fingerprint.c
+FUZZ_POLICY  += src/filter/attach.c
+FUZZ_POLICY  += src/filter/tokenize.c
 FUZZ_LIBS    := $(shell pkg-config --libs libcrypto)
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 10

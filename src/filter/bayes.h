@@ -51,14 +51,32 @@ struct bayes_verdict {
 	struct filter_reasons reasons; /* the rule, and the strongest tokens */
 	bool untrained; /* neither the user's nor the global model has enough data */
 };
-/* v[i] for user_ids[i] (0 = the global model alone). */
+/* v[i] for user_ids[i] (0 = the global model alone); v and its reasons are
+ * valid during cb only (filter_reasons_merge to keep them). */
 typedef void bayes_cb(void *arg, const struct bayes_verdict *v, size_t n);
 struct bayes_job;
-/* Classifies on a worker (one read snapshot); takes t. cb once on the loop,
+/* Classifies on a worker (one read snapshot); takes t (a heap struct,
+ * xmalloc'd: freed with its tokens). cb once on the loop,
  * later. The returned job may be cancelled until cb. */
 struct bayes_job *bayes_classify(struct bayes *b, struct bayes_tokens *t,
 				 const int64_t *user_ids, size_t n, bayes_cb *cb, void *arg);
 void bayes_job_cancel(struct bayes_job **jp);
+
+/* ---- the classifier itself (pure) and a synchronous use for the CLI ---- */
+struct bayes_counts {
+	int64_t ham, spam; /* messages trained as such (holding the token) */
+};
+/* The verdict for t given c[i] (the counts of t->v[i]) and the model's
+ * totals; model names it in the reason ("the global model"). v->reasons is
+ * filled (bayes_verdict_free). Robinson f(w), s = 1, x = 0.5, the 150
+ * strongest tokens with |f - 0.5| > 0.1, Fisher chi-square (bayes.c). */
+void bayes_combine(const struct bayes_tokens *t, const struct bayes_counts *c,
+		   struct bayes_counts total, const char *model, struct bayes_verdict *v);
+/* Classifies t for user_id (0: global) with st's own connection (the CLI's
+ * `postern spam classify`; the daemon uses bayes_classify). 0 or -1. */
+int bayes_classify_sync(struct store *st, const struct bayes_tokens *t, int64_t user_id,
+			struct bayes_verdict *v, char **err_r);
+void bayes_verdict_free(struct bayes_verdict *v);
 
 /* The training queue (IMAP moves into/out of Junk, $Junk/$NotJunk) is
  * processed by the daemon's trainer: soon after a change notice from the

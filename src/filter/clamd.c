@@ -1,47 +1,651 @@
-/* Virus scanning with clamd over INSTREAM (clamd.h). Skeleton: no scanning
- * yet (clamd_new returns NULL, as for an empty clamd_socket). */
+/* Virus scanning with clamd over INSTREAM (clamd.h). The protocol (clamd(8),
+ * "INSTREAM"): the command "zINSTREAM\0" ('z': NUL-terminated commands and
+ * replies), then chunks of a 4-byte network-order length and that many
+ * octets, then a zero length; clamd answers one line, "stream: OK",
+ * "stream: NAME FOUND", or an error ("INSTREAM size limit exceeded. ERROR"
+ * when more than its StreamMaxLength arrived; it closes the connection then).
+ *
+ * One connection per message, made at its first byte, non-blocking on the
+ * loop. What the client sends waits in a bounded queue: above
+ * CLAMD_HIGH_WATER octets the feed asks its caller to pause, and the caller
+ * is resumed once clamd has read the queue down to CLAMD_LOW_WATER. A clamd
+ * that reads nothing for clamd_timeout (a stall) or does not answer within
+ * clamd_timeout of the message's end fails the scan (CLAMD_ERROR). Every
+ * callback out of here (resume, the result) runs from its own zero-delay
+ * timer, so never inside a clamd_* call, and the caller may free the scan
+ * from inside it. */
 #include "filter/clamd.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <netdb.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/xmalloc.h"
+
+#define CLAMD_CHUNK (64 * 1024)          /* octets per INSTREAM chunk */
+#define CLAMD_HIGH_WATER (256 * 1024)    /* queued: pause the sender */
+#define CLAMD_LOW_WATER (64 * 1024)      /* queued: resume it */
+#define CLAMD_REPLY_MAX 1024             /* a longer answer is a protocol error */
+#define CLAMD_COMPLAIN_MS (60 * 1000)    /* one error line a minute at most */
+#define CLAMD_RETRY_MS 20                /* a full unix socket backlog: retry */
+
+struct clamd {
+	struct loop *l;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	char *desc; /* the clamd_socket value, for logs */
+	uint64_t timeout_ms;
+	size_t max_size;
+	uint64_t last_complaint; /* loop time of the last error line, 0: none */
+	unsigned suppressed;     /* error lines not written since */
+	struct clamd_scan *scans; /* alive, for clamd_free */
+};
+
+enum scan_state {
+	SCAN_IDLE,       /* nothing fed yet: not connected */
+	SCAN_CONNECTING, /* connect() in progress (or retrying) */
+	SCAN_OPEN,       /* connected: streaming, then waiting for the answer */
+	SCAN_DONE,       /* result known, socket closed */
+};
+
+struct clamd_scan {
+	struct clamd *c; /* NULL once clamd_free ran */
+	struct clamd_scan *prev, *next;
+	enum scan_state state;
+	int fd;
+	struct buf stage; /* content not yet framed */
+	struct buf out;   /* framed octets to send, from out_off */
+	size_t out_off;
+	size_t fed;       /* content octets fed in all */
+	bool ended;       /* clamd_scan_end ran */
+	bool zero_queued; /* the terminating zero-length chunk is in out */
+	bool write_closed; /* clamd stopped reading (EPIPE): only its answer is left */
+	struct buf in;    /* clamd's answer so far */
+	/* the result, once state == SCAN_DONE */
+	enum clamd_status status;
+	char name[256];
+	clamd_cb *cb;
+	void *cb_arg;
+	void (*resume)(void *arg);
+	void *resume_arg;
+	struct timer *timer;   /* stall / answer deadline */
+	struct timer *retry;   /* connect retry */
+	struct timer *resume_t; /* zero-delay: resume the caller */
+	struct timer *done_t;  /* zero-delay: the result to the caller */
+};
+
+/* ---- configuration ---- */
+
+/* clamd_socket: "/path" (or "unix:/path") for a unix socket, "host:port" or
+ * "[v6]:port" for TCP (a name is resolved once, here, at start). */
+static int clamd_parse(struct clamd *c, const char *spec, char **err_r)
+{
+	const char *path = spec;
+
+	if (strncmp(spec, "unix:", 5) == 0)
+		path = spec + 5;
+	if (path[0] == '/') {
+		struct sockaddr_un *un = (struct sockaddr_un *)&c->addr;
+
+		if (strlen(path) >= sizeof un->sun_path) {
+			*err_r = xasprintf("clamd_socket: \"%s\" is too long for a unix socket", spec);
+			return -1;
+		}
+		un->sun_family = AF_UNIX;
+		strcpy(un->sun_path, path);
+		c->addrlen = sizeof(*un);
+		return 0;
+	}
+
+	char host[256], port[16];
+	const char *colon = strrchr(spec, ':');
+	size_t hl;
+
+	if (colon == NULL || colon[1] == '\0' || strlen(colon + 1) >= sizeof port) {
+		*err_r = xasprintf("clamd_socket: \"%s\" is neither a socket path nor host:port", spec);
+		return -1;
+	}
+	hl = (size_t)(colon - spec);
+	if (hl >= 2 && spec[0] == '[' && spec[hl - 1] == ']') {
+		spec++;
+		hl -= 2;
+	}
+	if (hl == 0 || hl >= sizeof host) {
+		*err_r = xasprintf("clamd_socket: \"%s\": bad host", spec);
+		return -1;
+	}
+	memcpy(host, spec, hl);
+	host[hl] = '\0';
+	strcpy(port, colon + 1);
+
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+	struct addrinfo *res = NULL;
+	int gai = getaddrinfo(host, port, &hints, &res);
+	if (gai != 0 || res == NULL) {
+		*err_r = xasprintf("clamd_socket: \"%s\": %s", c->desc, gai_strerror(gai));
+		return -1;
+	}
+	memcpy(&c->addr, res->ai_addr, res->ai_addrlen);
+	c->addrlen = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
 
 struct clamd *clamd_new(struct loop *l, const struct config *cfg, char **err_r)
 {
-	(void)l;
-	(void)cfg;
+	struct clamd *c;
+
 	*err_r = NULL;
-	return NULL;
+	if (cfg->clamd_socket == NULL || cfg->clamd_socket[0] == '\0')
+		return NULL;
+	c = xcalloc(1, sizeof(*c));
+	c->l = l;
+	c->desc = xstrdup(cfg->clamd_socket);
+	c->timeout_ms = (uint64_t)(cfg->clamd_timeout > 0 ? cfg->clamd_timeout : 30) * 1000;
+	c->max_size = cfg->clamd_max_size;
+	if (clamd_parse(c, cfg->clamd_socket, err_r) < 0) {
+		free(c->desc);
+		free(c);
+		return NULL;
+	}
+	return c;
 }
+
+static void scan_close(struct clamd_scan *s);
 
 void clamd_free(struct clamd **cp)
 {
+	struct clamd *c = *cp;
+
+	if (c == NULL)
+		return;
+	/* scans that outlive us are closed; their callbacks are dropped */
+	while (c->scans != NULL) {
+		struct clamd_scan *s = c->scans;
+		scan_close(s);
+		loop_timer_cancel(c->l, &s->resume_t);
+		loop_timer_cancel(c->l, &s->done_t);
+		s->state = SCAN_DONE;
+		s->cb = NULL;
+		s->resume = NULL;
+		c->scans = s->next;
+		s->prev = s->next = NULL;
+		s->c = NULL;
+	}
+	free(c->desc);
+	free(c);
 	*cp = NULL;
 }
 
+/* clamd down, hung or talking nonsense: said loudly (clamd.h), but at most
+ * once a minute, with the count of the failures not logged since. */
+static void clamd_complain(struct clamd *c, const char *what)
+{
+	uint64_t now = loop_now(c->l);
+
+	if (c->last_complaint != 0 && now - c->last_complaint < CLAMD_COMPLAIN_MS) {
+		c->suppressed++;
+		return;
+	}
+	log_err("clamd scan failed socket=%s more=%u: %s", c->desc, c->suppressed, what);
+	c->last_complaint = now;
+	c->suppressed = 0;
+}
+
+/* ---- the scan ---- */
+
 struct clamd_scan *clamd_scan_new(struct clamd *c)
 {
-	(void)c;
-	return NULL;
+	struct clamd_scan *s;
+
+	if (c == NULL)
+		return NULL;
+	s = xcalloc(1, sizeof(*s));
+	s->c = c;
+	s->fd = -1;
+	s->state = SCAN_IDLE;
+	s->next = c->scans;
+	if (c->scans != NULL)
+		c->scans->prev = s;
+	c->scans = s;
+	return s;
+}
+
+static size_t queued(const struct clamd_scan *s)
+{
+	return s->stage.len + (s->out.len - s->out_off);
+}
+
+static void scan_close(struct clamd_scan *s)
+{
+	struct loop *l = s->c->l;
+
+	if (s->fd >= 0) {
+		loop_del(l, s->fd);
+		close(s->fd);
+		s->fd = -1;
+	}
+	loop_timer_cancel(l, &s->timer);
+	loop_timer_cancel(l, &s->retry);
+	buf_free(&s->stage);
+	buf_free(&s->out);
+	buf_free(&s->in);
+	s->out_off = 0;
+}
+
+static void on_resume(void *arg)
+{
+	struct clamd_scan *s = arg;
+	void (*fn)(void *) = s->resume;
+
+	s->resume_t = NULL;
+	s->resume = NULL;
+	if (fn != NULL)
+		fn(s->resume_arg); /* last: the caller may free s */
+}
+
+/* The caller paused on us: it may go on (its bytes will be taken). */
+static void schedule_resume(struct clamd_scan *s)
+{
+	if (s->resume != NULL && s->resume_t == NULL)
+		s->resume_t = loop_timer_add(s->c->l, 0, on_resume, s);
+}
+
+static void on_done(void *arg)
+{
+	struct clamd_scan *s = arg;
+	clamd_cb *cb = s->cb;
+	struct clamd_result r = {s->status, s->name[0] != '\0' ? s->name : NULL};
+
+	s->done_t = NULL;
+	s->cb = NULL;
+	if (cb != NULL)
+		cb(s->cb_arg, &r); /* last: the caller may free s */
+}
+
+/* The scan's outcome is known: the socket goes, input is taken and dropped
+ * from now on, and the caller hears of it at the end of the message. */
+static void scan_finish(struct clamd_scan *s, enum clamd_status st, const char *name)
+{
+	if (s->state == SCAN_DONE)
+		return;
+	scan_close(s);
+	s->state = SCAN_DONE;
+	s->status = st;
+	snprintf(s->name, sizeof s->name, "%s", name != NULL ? name : "");
+	schedule_resume(s);
+	if (s->ended && s->done_t == NULL)
+		s->done_t = loop_timer_add(s->c->l, 0, on_done, s);
+}
+
+static void scan_fail(struct clamd_scan *s, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void scan_fail(struct clamd_scan *s, const char *fmt, ...)
+{
+	char what[200];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	clamd_complain(s->c, what);
+	scan_finish(s, CLAMD_ERROR, what);
+}
+
+static void on_timer(void *arg)
+{
+	struct clamd_scan *s = arg;
+
+	s->timer = NULL;
+	if (s->ended)
+		scan_fail(s, "no answer within %llus", (unsigned long long)s->c->timeout_ms / 1000);
+	else
+		scan_fail(s, "stalled: nothing read for %llus",
+			  (unsigned long long)s->c->timeout_ms / 1000);
+}
+
+/* (Re)arms the stall deadline while clamd has something to do and we wait
+ * on it; after the end the deadline is fixed (clamd_timeout from the end). */
+static void stall_timer(struct clamd_scan *s, bool progress)
+{
+	struct loop *l = s->c->l;
+
+	if (s->ended || s->state == SCAN_DONE)
+		return;
+	if (queued(s) == 0 && s->state == SCAN_OPEN) {
+		loop_timer_cancel(l, &s->timer); /* waiting for our client, not clamd */
+		return;
+	}
+	if (progress)
+		loop_timer_cancel(l, &s->timer);
+	if (s->timer == NULL)
+		s->timer = loop_timer_add(l, s->c->timeout_ms, on_timer, s);
+}
+
+/* "stream: OK", "stream: NAME FOUND", anything else an error. */
+static void scan_answer(struct clamd_scan *s, const char *a, size_t n)
+{
+	char line[CLAMD_REPLY_MAX + 1];
+	size_t l = 0;
+
+	for (size_t i = 0; i < n && l < CLAMD_REPLY_MAX; i++)
+		if (a[i] != '\0' && a[i] != '\r' && a[i] != '\n')
+			/* printable ASCII: the name goes into an SMTP reply */
+			line[l++] = (unsigned char)a[i] < 0x20 || (unsigned char)a[i] >= 0x7f ? '?'
+											     : a[i];
+	line[l] = '\0';
+
+	const char *v = line;
+	if (strncmp(v, "stream:", 7) == 0)
+		v += 7;
+	while (*v == ' ')
+		v++;
+	size_t vl = strlen(v);
+	if (strcmp(v, "OK") == 0) {
+		scan_finish(s, CLAMD_CLEAN, NULL);
+	} else if (vl > 6 && strcmp(v + vl - 6, " FOUND") == 0) {
+		char name[256];
+		snprintf(name, sizeof name, "%.*s", (int)(vl - 6), v);
+		scan_finish(s, CLAMD_INFECTED, name);
+	} else if (strstr(v, "size limit exceeded") != NULL) {
+		/* clamd's StreamMaxLength is below clamd_max_size: as a message
+		 * above clamd_max_size, not scanned */
+		log_warn("clamd scan skipped socket=%s: message above clamd's StreamMaxLength (%zu "
+			 "octets sent); set clamd_max_size to it",
+			 s->c->desc, s->fed);
+		scan_finish(s, CLAMD_UNSCANNED, NULL);
+	} else {
+		scan_fail(s, "unexpected answer \"%s\"", line);
+	}
+}
+
+static void on_io(void *arg, uint32_t events);
+
+/* Moves the next chunk of stage, or the end, into out (framed). */
+static void frame_next(struct clamd_scan *s)
+{
+	if (s->out_off < s->out.len)
+		return;
+	buf_reset(&s->out);
+	s->out_off = 0;
+	if (s->stage.len > 0) {
+		size_t n = s->stage.len < CLAMD_CHUNK ? s->stage.len : CLAMD_CHUNK;
+		uint32_t be = htonl((uint32_t)n);
+
+		buf_append(&s->out, &be, 4);
+		buf_append(&s->out, s->stage.data, n);
+		buf_consume(&s->stage, n);
+	} else if (s->ended && !s->zero_queued) {
+		uint32_t zero = 0;
+
+		buf_append(&s->out, &zero, 4);
+		s->zero_queued = true;
+	}
+}
+
+/* Sends what can go now. Returns -1 when the scan finished here. */
+static int scan_flush(struct clamd_scan *s)
+{
+	bool progress = false;
+
+	if (s->state != SCAN_OPEN)
+		return 0;
+	while (!s->write_closed) {
+		frame_next(s);
+		if (s->out_off >= s->out.len)
+			break;
+		ssize_t w = send(s->fd, s->out.data + s->out_off, s->out.len - s->out_off,
+				 MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			if (errno == EPIPE || errno == ECONNRESET) {
+				/* clamd stopped reading (its size limit): its
+				 * answer may be waiting; what is left is dropped */
+				s->write_closed = true;
+				buf_free(&s->stage);
+				buf_free(&s->out);
+				s->out_off = 0;
+				break;
+			}
+			scan_fail(s, "send: %s", strerror(errno));
+			return -1;
+		}
+		s->out_off += (size_t)w;
+		progress = true;
+	}
+	if (s->state != SCAN_OPEN)
+		return -1;
+	loop_mod(s->c->l, s->fd, LOOP_READ | (queued(s) > 0 && !s->write_closed ? LOOP_WRITE : 0));
+	stall_timer(s, progress);
+	if (queued(s) <= CLAMD_LOW_WATER)
+		schedule_resume(s);
+	return 0;
+}
+
+static void scan_read(struct clamd_scan *s)
+{
+	char tmp[512];
+
+	for (;;) {
+		ssize_t r = read(s->fd, tmp, sizeof tmp);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (s->in.len > 0) {
+				scan_answer(s, s->in.data, s->in.len);
+				return;
+			}
+			scan_fail(s, "read: %s", strerror(errno));
+			return;
+		}
+		if (r == 0) {
+			/* an answer cut short by the close still counts */
+			if (s->in.len > 0)
+				scan_answer(s, s->in.data, s->in.len);
+			else
+				scan_fail(s, "connection closed without an answer");
+			return;
+		}
+		buf_append(&s->in, tmp, (size_t)r);
+		const char *z = memchr(s->in.data, '\0', s->in.len);
+		const char *nl = memchr(s->in.data, '\n', s->in.len);
+		if (z != NULL || nl != NULL) {
+			const char *e = z != NULL ? z : nl;
+			scan_answer(s, s->in.data, (size_t)(e - s->in.data));
+			return;
+		}
+		if (s->in.len > CLAMD_REPLY_MAX) {
+			scan_fail(s, "answer longer than %d octets", CLAMD_REPLY_MAX);
+			return;
+		}
+	}
+}
+
+static void scan_connected(struct clamd_scan *s)
+{
+	s->state = SCAN_OPEN;
+	/* the command goes before the first chunk */
+	buf_reset(&s->out);
+	buf_append(&s->out, "zINSTREAM", 10);
+	s->out_off = 0;
+	/* a stall deadline restarts; the end's deadline runs from the end */
+	if (!s->ended)
+		loop_timer_cancel(s->c->l, &s->timer);
+	scan_flush(s);
+}
+
+static void on_io(void *arg, uint32_t events)
+{
+	struct clamd_scan *s = arg;
+
+	if (s->state == SCAN_CONNECTING) {
+		int err = 0;
+		socklen_t el = sizeof err;
+
+		if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+			err = errno;
+		if (err != 0) {
+			scan_fail(s, "connect: %s", strerror(err));
+			return;
+		}
+		scan_connected(s);
+		return;
+	}
+	if (s->state != SCAN_OPEN)
+		return;
+	if (events & (LOOP_READ | LOOP_ERROR)) {
+		scan_read(s);
+		if (s->state != SCAN_OPEN)
+			return;
+	}
+	if (events & LOOP_WRITE)
+		scan_flush(s);
+}
+
+static void scan_connect(struct clamd_scan *s);
+
+static void on_retry(void *arg)
+{
+	struct clamd_scan *s = arg;
+
+	s->retry = NULL;
+	scan_connect(s);
+}
+
+static void scan_connect(struct clamd_scan *s)
+{
+	struct clamd *c = s->c;
+	int fd;
+
+	s->state = SCAN_CONNECTING;
+	fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		scan_fail(s, "socket: %s", strerror(errno));
+		return;
+	}
+	if (connect(fd, (struct sockaddr *)&c->addr, c->addrlen) == 0) {
+		s->fd = fd;
+		if (loop_add(c->l, fd, LOOP_READ, on_io, s) < 0) {
+			scan_fail(s, "loop_add: %s", strerror(errno));
+			return;
+		}
+		scan_connected(s);
+		return;
+	}
+	if (errno == EINPROGRESS) {
+		s->fd = fd;
+		if (loop_add(c->l, fd, LOOP_WRITE, on_io, s) < 0) {
+			scan_fail(s, "loop_add: %s", strerror(errno));
+			return;
+		}
+		stall_timer(s, false);
+		return;
+	}
+	int err = errno;
+	close(fd);
+	if (err == EAGAIN && c->addr.ss_family == AF_UNIX) {
+		/* the listen backlog of a busy clamd is full (unix sockets do
+		 * not queue the connect): try again shortly, within the
+		 * stall deadline */
+		s->retry = loop_timer_add(c->l, CLAMD_RETRY_MS, on_retry, s);
+		stall_timer(s, false);
+		return;
+	}
+	scan_fail(s, "connect: %s", strerror(err));
 }
 
 bool clamd_scan_feed(struct clamd_scan *s, const char *p, size_t n, void (*resume)(void *arg),
 		     void *arg)
 {
-	(void)s;
-	(void)p;
-	(void)n;
-	(void)resume;
-	(void)arg;
+	if (s == NULL || n == 0 || s->state == SCAN_DONE || s->ended || s->write_closed)
+		return false;
+	if (s->fed + n > s->c->max_size) {
+		/* clamd.h: beyond clamd_max_size the scan is abandoned */
+		log_info("clamd scan skipped socket=%s: message above clamd_max_size=%zu",
+			 s->c->desc, s->c->max_size);
+		s->fed += n;
+		scan_finish(s, CLAMD_UNSCANNED, NULL);
+		return false;
+	}
+	s->fed += n;
+	buf_append(&s->stage, p, n);
+	if (s->state == SCAN_IDLE)
+		scan_connect(s);
+	else if (s->state == SCAN_OPEN && s->out_off >= s->out.len)
+		scan_flush(s);
+	if (s->state == SCAN_DONE)
+		return false;
+	if (queued(s) > CLAMD_HIGH_WATER) {
+		s->resume = resume;
+		s->resume_arg = arg;
+		return resume != NULL;
+	}
 	return false;
 }
 
 void clamd_scan_end(struct clamd_scan *s, clamd_cb *cb, void *arg)
 {
-	(void)s;
-	(void)cb;
-	(void)arg;
+	struct clamd *c;
+
+	if (s == NULL)
+		return;
+	c = s->c;
+	s->cb = cb;
+	s->cb_arg = arg;
+	s->ended = true;
+	if (c == NULL)
+		return;
+	if (s->state == SCAN_DONE) {
+		if (s->done_t == NULL)
+			s->done_t = loop_timer_add(c->l, 0, on_done, s);
+		return;
+	}
+	/* clamd_timeout from the end, whatever was pending before */
+	loop_timer_cancel(c->l, &s->timer);
+	s->timer = loop_timer_add(c->l, c->timeout_ms, on_timer, s);
+	if (s->state == SCAN_IDLE)
+		scan_connect(s); /* an empty message */
+	else if (s->state == SCAN_OPEN)
+		scan_flush(s);
 }
 
 void clamd_scan_free(struct clamd_scan **sp)
 {
+	struct clamd_scan *s = *sp;
+
+	if (s == NULL)
+		return;
+	if (s->c != NULL) {
+		scan_close(s);
+		loop_timer_cancel(s->c->l, &s->resume_t);
+		loop_timer_cancel(s->c->l, &s->done_t);
+		if (s->prev != NULL)
+			s->prev->next = s->next;
+		else
+			s->c->scans = s->next;
+		if (s->next != NULL)
+			s->next->prev = s->prev;
+	}
+	buf_free(&s->stage);
+	buf_free(&s->out);
+	buf_free(&s->in);
+	free(s);
 	*sp = NULL;
 }

@@ -301,7 +301,9 @@ static bool rcpt_rest(struct filter_tx *t, struct filter_verdict *v)
 {
 	struct filter *f = t->f;
 	*v = (struct filter_verdict){0};
-	if (t->c->sc != NULL && f->dnsbl_enforce) {
+	/* drop: the greeting refused what was known by then; what answered
+	 * later is enforced here */
+	if (t->c->sc != NULL && (f->dnsbl_enforce || f->dnsbl_drop)) {
 		const struct screen_result *r = screen_conn_result(t->c->sc);
 		if (r->blocked && !r->allowed && !r->trusted) {
 			/* filter.h: every recipient refused, naming the list */
@@ -328,11 +330,16 @@ static bool rcpt_rest(struct filter_tx *t, struct filter_verdict *v)
 	return false;
 }
 
+/* screen_conn_wait's callback: on the conn, which outlives a transaction
+ * freed meanwhile (then wait_tx is NULL). */
 static void on_dnsbl_rcpt(void *arg)
 {
-	struct filter_tx *t = arg;
+	struct filter_conn *c = arg;
+	struct filter_tx *t = c->wait_tx;
 	struct filter_verdict v;
-	t->c->wait_tx = NULL;
+	if (t == NULL)
+		return;
+	c->wait_tx = NULL;
 	t->dnsbl_wait = false;
 	if (rcpt_rest(t, &v))
 		return;
@@ -352,8 +359,8 @@ bool filter_rcpt(struct filter_tx *t, const char *rcpt, int64_t user_id,
 	t->pending_accept = true;
 	/* a blocked client (dnsbl_action = enforce): RCPT waits for the DNSBL
 	 * answers (each bounded by the resolver's timeout) */
-	if (t->c->sc != NULL && f->dnsbl_enforce &&
-	    screen_conn_wait(t->c->sc, on_dnsbl_rcpt, t)) {
+	if (t->c->sc != NULL && (f->dnsbl_enforce || f->dnsbl_drop) &&
+	    screen_conn_wait(t->c->sc, on_dnsbl_rcpt, t->c)) {
 		t->c->wait_tx = t;
 		t->dnsbl_wait = true;
 		return true;
@@ -756,8 +763,9 @@ static void end_score(struct filter_tx *t)
 			filter_reasons_merge(&r, &t->bayes[i]);
 		double junk = f->junk_score, reject = f->reject_score;
 		filter_thresholds(f, t->users[i], &junk, &reject);
-		bool is_junk = r.score >= junk || t->m_quarantine;
 		bool is_reject = r.score >= reject;
+		/* refused for this recipient, but taken for the others: Junk */
+		bool is_junk = r.score >= junk || is_reject || t->m_quarantine;
 		if (!is_reject)
 			all_reject = false;
 		t->junk[i] = is_junk;

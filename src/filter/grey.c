@@ -1,49 +1,619 @@
-/* Greylisting (RFC 6647): skeleton, neutral (every message passes). */
+/* Greylisting (RFC 6647) on the MX listener, decided at the end of data.
+ *
+ * Three tables in memory, on the loop thread: the triplets (client network,
+ * envelope sender, recipient -> first_seen), the networks that passed (->
+ * allowed_until) and the sender domains' reputations (DMARC-aligned mail
+ * accepted: good / judged spam: bad). Each is a hash (SipHash with a random
+ * key: the strings come from clients) over a list in expiry order, capped at
+ * GREY_MAX_ENTRIES (the oldest goes first when full). Expired entries are
+ * pruned from the list's head a few at a time on each call, never in a scan
+ * that grows with the table. Changes are saved lazily (store_grey_save, a
+ * fire-and-forget committer job at most once every GREY_FLUSH_MS) and what
+ * is left at grey_free.
+ *
+ * The network of a client is its address with greylist_net4/6 prefix bits
+ * kept (grey_network below: the screen branch's cidr_network did not exist
+ * yet when this was written). */
 #include "filter/grey.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/loop.h"
 #include "core/xmalloc.h"
+#include "store/store.h"
+
+#define GREY_MAX_ENTRIES 100000 /* per table */
+#define GREY_PRUNE_STEP 16      /* expired entries freed per call, per table */
+#define GREY_FLUSH_MS 1000      /* changes wait at most this long to be saved */
+#define GREY_DB_PRUNE_S 3600    /* expired rows deleted from the store this often */
+#define GREY_PART_MAX 320       /* bytes of a sender, recipient or domain kept */
+#define GREY_NET_MAX 64         /* "ffff:...:ffff/128" */
+
+struct gent {
+	struct gent *hnext;         /* bucket chain */
+	struct gent *prev, *next;   /* expiry order, oldest first */
+	struct gent *dprev, *dnext; /* not saved yet */
+	bool dirty;
+	time_t t;                   /* first_seen / allowed_until / last_seen */
+	int64_t good, bad;          /* reputations */
+	uint64_t hash;
+	size_t klen;
+	char key[]; /* "net\0sender\0rcpt" / "net" / "domain", NUL-terminated */
+};
+
+struct gtab {
+	struct gent **buckets;
+	size_t nbuckets; /* power of two */
+	struct gent *head, *tail;
+	struct gent *dhead, *dtail;
+	size_t n, max;
+	time_t keep; /* an entry is expired when t + keep < now */
+	bool full_logged;
+};
 
 struct grey {
-	int unused;
+	struct loop *l;
+	struct store *st;
+	bool on;
+	time_t delay, expire, allow;
+	int net4, net6;
+	uint64_t k0, k1; /* SipHash key */
+	struct gtab trip, nets, reps;
+	struct timer *flush_timer;
+	time_t last_now, last_db_prune;
 };
+
+/* ---- hashing ---- */
+
+#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+
+static void sipround(uint64_t v[4])
+{
+	v[0] += v[1];
+	v[1] = ROTL64(v[1], 13);
+	v[1] ^= v[0];
+	v[0] = ROTL64(v[0], 32);
+	v[2] += v[3];
+	v[3] = ROTL64(v[3], 16);
+	v[3] ^= v[2];
+	v[0] += v[3];
+	v[3] = ROTL64(v[3], 21);
+	v[3] ^= v[0];
+	v[2] += v[1];
+	v[1] = ROTL64(v[1], 17);
+	v[1] ^= v[2];
+	v[2] = ROTL64(v[2], 32);
+}
+
+/* SipHash-2-4 (Aumasson, Bernstein 2012) of len bytes (NULs included). */
+static uint64_t grey_hash(const struct grey *g, const char *key, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)key;
+	uint64_t v[4] = {g->k0 ^ 0x736f6d6570736575ULL, g->k1 ^ 0x646f72616e646f6dULL,
+			 g->k0 ^ 0x6c7967656e657261ULL, g->k1 ^ 0x7465646279746573ULL};
+	uint64_t m, last = (uint64_t)len << 56;
+	size_t i;
+	for (i = 0; i + 8 <= len; i += 8) {
+		memcpy(&m, p + i, 8); /* host order: the hash never leaves the process */
+		v[3] ^= m;
+		sipround(v);
+		sipround(v);
+		v[0] ^= m;
+	}
+	for (size_t j = 0; i + j < len; j++)
+		last |= (uint64_t)p[i + j] << (8 * j);
+	v[3] ^= last;
+	sipround(v);
+	sipround(v);
+	v[0] ^= last;
+	v[2] ^= 0xff;
+	for (int r = 0; r < 4; r++)
+		sipround(v);
+	return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+/* ---- one table ---- */
+
+static void gtab_init(struct gtab *t, size_t max, time_t keep)
+{
+	t->nbuckets = 16;
+	while (t->nbuckets < max && t->nbuckets < ((size_t)1 << 24))
+		t->nbuckets <<= 1;
+	t->buckets = xcalloc(t->nbuckets, sizeof(*t->buckets));
+	t->max = max;
+	t->keep = keep;
+}
+
+static struct gent *gtab_find(struct gtab *t, const char *key, size_t klen, uint64_t h)
+{
+	for (struct gent *e = t->buckets[h & (t->nbuckets - 1)]; e != NULL; e = e->hnext)
+		if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0)
+			return e;
+	return NULL;
+}
+
+static void list_unlink(struct gtab *t, struct gent *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		t->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		t->tail = e->prev;
+	e->prev = e->next = NULL;
+}
+
+static void list_append(struct gtab *t, struct gent *e)
+{
+	e->next = NULL;
+	e->prev = t->tail;
+	if (t->tail)
+		t->tail->next = e;
+	else
+		t->head = e;
+	t->tail = e;
+}
+
+static void dirty_unlink(struct gtab *t, struct gent *e)
+{
+	if (!e->dirty)
+		return;
+	if (e->dprev)
+		e->dprev->dnext = e->dnext;
+	else
+		t->dhead = e->dnext;
+	if (e->dnext)
+		e->dnext->dprev = e->dprev;
+	else
+		t->dtail = e->dprev;
+	e->dprev = e->dnext = NULL;
+	e->dirty = false;
+}
+
+static void gtab_remove(struct gtab *t, struct gent *e)
+{
+	struct gent **pp = &t->buckets[e->hash & (t->nbuckets - 1)];
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	*pp = e->hnext;
+	list_unlink(t, e);
+	dirty_unlink(t, e);
+	t->n--;
+	free(e);
+}
+
+/* A new entry at the tail (the newest); the oldest goes when full. */
+static struct gent *gtab_add(struct gtab *t, const char *name, const char *key, size_t klen,
+			     uint64_t h, time_t tm)
+{
+	while (t->n >= t->max && t->head != NULL) {
+		if (!t->full_logged) {
+			log_warn("grey: %s table full (%zu entries): the oldest are forgotten",
+				 name, t->max);
+			t->full_logged = true;
+		}
+		gtab_remove(t, t->head);
+	}
+	struct gent *e = xcalloc(1, sizeof(*e) + klen + 1);
+	memcpy(e->key, key, klen);
+	e->key[klen] = '\0';
+	e->klen = klen;
+	e->hash = h;
+	e->t = tm;
+	size_t b = h & (t->nbuckets - 1);
+	e->hnext = t->buckets[b];
+	t->buckets[b] = e;
+	list_append(t, e);
+	t->n++;
+	return e;
+}
+
+/* e's time changed to the newest: it moves to the tail. */
+static void gtab_touch(struct gtab *t, struct gent *e, time_t tm)
+{
+	e->t = tm;
+	if (t->tail != e) {
+		list_unlink(t, e);
+		list_append(t, e);
+	}
+}
+
+static void gtab_prune(struct gtab *t, time_t now, int limit)
+{
+	while (limit-- > 0 && t->head != NULL && t->head->t + t->keep < now)
+		gtab_remove(t, t->head);
+}
+
+static void gtab_clear(struct gtab *t)
+{
+	while (t->head != NULL) {
+		struct gent *e = t->head;
+		t->head = e->next;
+		free(e);
+	}
+	free(t->buckets);
+	memset(t, 0, sizeof(*t));
+}
+
+/* ---- saving ---- */
+
+static void on_flush_timer(void *arg);
+
+static void mark_dirty(struct grey *g, struct gtab *t, struct gent *e)
+{
+	if (!e->dirty) {
+		e->dirty = true;
+		e->dnext = NULL;
+		e->dprev = t->dtail;
+		if (t->dtail)
+			t->dtail->dnext = e;
+		else
+			t->dhead = e;
+		t->dtail = e;
+	}
+	if (g->l != NULL && g->flush_timer == NULL)
+		g->flush_timer = loop_timer_add(g->l, GREY_FLUSH_MS, on_flush_timer, g);
+}
+
+/* What changed since the last save, as a batch (NULL: nothing). */
+static struct store_grey_batch *take_batch(struct grey *g)
+{
+	struct store_grey_batch *b = xcalloc(1, sizeof(*b));
+	if (g->trip.dhead)
+		b->t = xcalloc(g->trip.n, sizeof(*b->t));
+	while (g->trip.dhead) {
+		struct gent *e = g->trip.dhead;
+		const char *sender = e->key + strlen(e->key) + 1;
+		const char *rcpt = sender + strlen(sender) + 1;
+		struct store_grey_triplet *r = &b->t[b->n_t++];
+		r->net = xstrdup(e->key);
+		r->sender = xstrdup(sender);
+		r->rcpt = xstrdup(rcpt);
+		r->first_seen = e->t;
+		dirty_unlink(&g->trip, e);
+	}
+	if (g->nets.dhead)
+		b->nets = xcalloc(g->nets.n, sizeof(*b->nets));
+	while (g->nets.dhead) {
+		struct gent *e = g->nets.dhead;
+		b->nets[b->n_nets].net = xstrdup(e->key);
+		b->nets[b->n_nets++].allowed_until = e->t;
+		dirty_unlink(&g->nets, e);
+	}
+	if (g->reps.dhead)
+		b->reps = xcalloc(g->reps.n, sizeof(*b->reps));
+	while (g->reps.dhead) {
+		struct gent *e = g->reps.dhead;
+		struct store_grey_rep *r = &b->reps[b->n_reps++];
+		r->domain = xstrdup(e->key);
+		r->good = e->good;
+		r->bad = e->bad;
+		r->last_seen = e->t;
+		dirty_unlink(&g->reps, e);
+	}
+	/* rows that expired (or were forgotten when a table was full) go from
+	 * the store now and then, in the same job */
+	time_t now = g->last_now;
+	if (now > 0 && now - g->last_db_prune >= GREY_DB_PRUNE_S) {
+		g->last_db_prune = now;
+		if (now > g->expire)
+			b->prune_t = now - g->expire;
+		b->prune_nets = now;
+		if (now > g->allow)
+			b->prune_reps = now - g->allow;
+	}
+	if (b->n_t == 0 && b->n_nets == 0 && b->n_reps == 0 && b->prune_nets == 0) {
+		store_grey_batch_free(&b);
+		return NULL;
+	}
+	return b;
+}
+
+void grey_flush(struct grey *g)
+{
+	struct store_grey_batch *b = take_batch(g);
+	if (b == NULL)
+		return;
+	if (g->st != NULL)
+		store_grey_save(g->st, b);
+	else
+		store_grey_batch_free(&b);
+}
+
+static void on_flush_timer(void *arg)
+{
+	struct grey *g = arg;
+	g->flush_timer = NULL; /* freed by the loop */
+	grey_flush(g);
+}
+
+/* ---- keys ---- */
+
+/* The client's network: ip with net4 (IPv4, or IPv4-mapped IPv6) or net6
+ * prefix bits kept, "a.b.c.d/n" or "x:...::/n". Anything that is not an
+ * address keys as itself (cut to fit). */
+static void grey_network(const char *ip, int net4, int net6, char *out, size_t outsize)
+{
+	unsigned char a[16];
+	char txt[INET6_ADDRSTRLEN];
+	int af = AF_INET, len = net4;
+	if (inet_pton(AF_INET, ip, a) != 1) {
+		if (inet_pton(AF_INET6, ip, a) != 1) {
+			snprintf(out, outsize, "%.*s", GREY_NET_MAX - 1, ip);
+			return;
+		}
+		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		if (memcmp(a, mapped, 12) == 0) {
+			memmove(a, a + 12, 4);
+		} else {
+			af = AF_INET6;
+			len = net6;
+		}
+	}
+	int bytes = af == AF_INET ? 4 : 16;
+	for (int i = 0; i < bytes; i++) {
+		int keep = len - 8 * i;
+		if (keep <= 0)
+			a[i] = 0;
+		else if (keep < 8)
+			a[i] &= (unsigned char)(0xff << (8 - keep));
+	}
+	inet_ntop(af, a, txt, sizeof txt);
+	snprintf(out, outsize, "%s/%d", txt, len);
+}
+
+/* Lowercase copy of s into p (at most GREY_PART_MAX bytes), NUL after it;
+ * returns the bytes written, the NUL included. */
+static size_t put_lower(char *p, const char *s)
+{
+	size_t n = 0;
+	for (; s[n] != '\0' && n < GREY_PART_MAX; n++)
+		p[n] = (char)tolower((unsigned char)s[n]);
+	p[n] = '\0';
+	return n + 1;
+}
+
+/* ---- loading ---- */
+
+static void load_triplet(void *arg, const char *net, const char *sender, const char *rcpt,
+			 time_t first_seen)
+{
+	struct grey *g = arg;
+	char key[GREY_NET_MAX + 2 * (GREY_PART_MAX + 1)];
+	size_t klen = put_lower(key, net);
+	if (klen > GREY_NET_MAX)
+		return;
+	klen += put_lower(key + klen, sender);
+	klen += put_lower(key + klen, rcpt) - 1;
+	uint64_t h = grey_hash(g, key, klen);
+	if (gtab_find(&g->trip, key, klen, h) == NULL)
+		gtab_add(&g->trip, "triplet", key, klen, h, first_seen);
+}
+
+static void load_net(void *arg, const char *net, time_t allowed_until)
+{
+	struct grey *g = arg;
+	size_t klen = strlen(net);
+	if (klen >= GREY_NET_MAX)
+		return;
+	uint64_t h = grey_hash(g, net, klen);
+	if (gtab_find(&g->nets, net, klen, h) == NULL)
+		gtab_add(&g->nets, "network", net, klen, h, allowed_until);
+}
+
+static void load_rep(void *arg, const char *domain, int64_t good, int64_t bad, time_t last_seen)
+{
+	struct grey *g = arg;
+	char key[GREY_PART_MAX + 1];
+	size_t klen = put_lower(key, domain) - 1;
+	uint64_t h = grey_hash(g, key, klen);
+	struct gent *e = gtab_find(&g->reps, key, klen, h);
+	if (e == NULL)
+		e = gtab_add(&g->reps, "reputation", key, klen, h, last_seen);
+	e->good = good;
+	e->bad = bad;
+}
+
+/* ---- the API ---- */
 
 struct grey *grey_new(struct loop *l, struct store *st, const struct config *cfg, char **err_r)
 {
-	(void)l;
-	(void)st;
-	(void)cfg;
-	(void)err_r;
-	return xcalloc(1, sizeof(struct grey));
+	struct grey *g = xcalloc(1, sizeof(*g));
+	uint64_t seed[2];
+	while (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+		if (errno != EINTR)
+			fatal("getrandom: %s", strerror(errno));
+	g->k0 = seed[0];
+	g->k1 = seed[1];
+	g->l = l;
+	g->st = st;
+	g->on = cfg->greylist;
+	g->delay = cfg->greylist_delay;
+	g->expire = cfg->greylist_expire;
+	g->allow = cfg->greylist_allow_time;
+	g->net4 = cfg->greylist_net4;
+	g->net6 = cfg->greylist_net6;
+	if (!g->on)
+		return g;
+	/* the triplet waits for its retry until first_seen + expire; a network
+	 * is allowed until allowed_until; a domain's reputation is kept for
+	 * greylist_allow_time after its last message */
+	gtab_init(&g->trip, GREY_MAX_ENTRIES, g->expire);
+	gtab_init(&g->nets, GREY_MAX_ENTRIES, 0);
+	gtab_init(&g->reps, GREY_MAX_ENTRIES, g->allow);
+	if (st != NULL) {
+		time_t now = time(NULL);
+		struct store_grey_load_cb cb = {load_triplet, load_net, load_rep, g};
+		if (store_grey_load(st, now - g->expire, now, now - g->allow, GREY_MAX_ENTRIES, &cb,
+				    err_r) < 0) {
+			grey_free(&g);
+			return NULL;
+		}
+		log_info("grey: loaded triplets=%zu networks=%zu domains=%zu", g->trip.n,
+			 g->nets.n, g->reps.n);
+	}
+	return g;
 }
 
 void grey_free(struct grey **gp)
 {
-	free(*gp);
+	struct grey *g = *gp;
+	if (g == NULL)
+		return;
+	if (g->l != NULL)
+		loop_timer_cancel(g->l, &g->flush_timer);
+	if (g->on) {
+		struct store_grey_batch *b = take_batch(g);
+		if (b != NULL && g->st != NULL)
+			store_grey_save_now(g->st, b);
+		else
+			store_grey_batch_free(&b);
+	}
+	gtab_clear(&g->trip);
+	gtab_clear(&g->nets);
+	gtab_clear(&g->reps);
+	free(g);
 	*gp = NULL;
+}
+
+static void prune_step(struct grey *g, time_t now)
+{
+	g->last_now = now;
+	gtab_prune(&g->trip, now, GREY_PRUNE_STEP);
+	gtab_prune(&g->nets, now, GREY_PRUNE_STEP);
+	gtab_prune(&g->reps, now, GREY_PRUNE_STEP);
+}
+
+static struct gent *rep_find(struct grey *g, const char *domain, bool add, time_t now)
+{
+	char key[GREY_PART_MAX + 1];
+	size_t klen = put_lower(key, domain) - 1;
+	uint64_t h = grey_hash(g, key, klen);
+	struct gent *e = gtab_find(&g->reps, key, klen, h);
+	if (e == NULL && add)
+		e = gtab_add(&g->reps, "reputation", key, klen, h, now);
+	return e;
+}
+
+/* RFC 6647: a known good sender need not be greylisted; ours are
+ * the DMARC-aligned domains whose mail was accepted before and was judged
+ * spam less often than not. */
+static bool rep_good(const struct gent *e)
+{
+	return e != NULL && e->good >= 1 && e->good > e->bad;
 }
 
 enum grey_result grey_check(struct grey *g, const char *ip, const char *mail_from,
 			    const char *const *rcpts, size_t n, const char *aligned_domain,
 			    time_t now, unsigned *wait_r, const char **why_r)
 {
-	(void)g;
-	(void)ip;
-	(void)mail_from;
-	(void)rcpts;
-	(void)n;
-	(void)aligned_domain;
-	(void)now;
 	*wait_r = 0;
-	*why_r = "off";
-	return GREY_PASS;
+	if (!g->on) {
+		*why_r = "off";
+		return GREY_PASS;
+	}
+	prune_step(g, now);
+	char net[GREY_NET_MAX];
+	grey_network(ip, g->net4, g->net6, net, sizeof net);
+	size_t nlen = strlen(net);
+	struct gent *e = gtab_find(&g->nets, net, nlen, grey_hash(g, net, nlen));
+	if (e != NULL && e->t >= now) {
+		*why_r = "allowed network";
+		return GREY_PASS;
+	}
+	if (aligned_domain != NULL && *aligned_domain != '\0' &&
+	    rep_good(rep_find(g, aligned_domain, false, now))) {
+		*why_r = "reputation";
+		return GREY_PASS;
+	}
+	char key[GREY_NET_MAX + 2 * (GREY_PART_MAX + 1)];
+	memcpy(key, net, nlen + 1);
+	size_t slen = put_lower(key + nlen + 1, mail_from != NULL ? mail_from : "");
+	bool defer = false, any_new = false;
+	time_t wait = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t klen = nlen + 1 + slen + put_lower(key + nlen + 1 + slen, rcpts[i]) - 1;
+		uint64_t h = grey_hash(g, key, klen);
+		struct gent *t = gtab_find(&g->trip, key, klen, h);
+		if (t != NULL && t->t + g->expire < now) {
+			/* a retry after greylist_expire starts over */
+			gtab_touch(&g->trip, t, now);
+			mark_dirty(g, &g->trip, t);
+			any_new = true;
+		} else if (t == NULL) {
+			t = gtab_add(&g->trip, "triplet", key, klen, h, now);
+			mark_dirty(g, &g->trip, t);
+			any_new = true;
+		}
+		if (now - t->t < g->delay) {
+			time_t w = t->t + g->delay - now;
+			if (w > g->delay) /* the clock went back */
+				w = g->delay;
+			if (w > wait)
+				wait = w;
+			defer = true;
+		}
+	}
+	if (!defer) {
+		*why_r = "retry";
+		return GREY_PASS;
+	}
+	*wait_r = (unsigned)wait;
+	*why_r = any_new ? "new" : "too early";
+	return GREY_DEFER;
 }
 
 void grey_delivered(struct grey *g, const char *ip, const char *aligned_domain, bool spam,
 		    time_t now)
 {
-	(void)g;
-	(void)ip;
-	(void)aligned_domain;
-	(void)spam;
-	(void)now;
+	if (!g->on)
+		return;
+	prune_step(g, now);
+	if (!spam) {
+		/* auto-allowlisting (RFC 6647): the network passed (or was
+		 * allowed already: renewed) */
+		char net[GREY_NET_MAX];
+		grey_network(ip, g->net4, g->net6, net, sizeof net);
+		size_t nlen = strlen(net);
+		uint64_t h = grey_hash(g, net, nlen);
+		struct gent *e = gtab_find(&g->nets, net, nlen, h);
+		if (e == NULL)
+			e = gtab_add(&g->nets, "network", net, nlen, h, now + g->allow);
+		else
+			gtab_touch(&g->nets, e, now + g->allow);
+		mark_dirty(g, &g->nets, e);
+	}
+	if (aligned_domain != NULL && *aligned_domain != '\0') {
+		struct gent *e = rep_find(g, aligned_domain, true, now);
+		gtab_touch(&g->reps, e, now);
+		if (spam)
+			e->bad++;
+		else
+			e->good++;
+		mark_dirty(g, &g->reps, e);
+	}
+}
+
+void grey_set_max(struct grey *g, size_t max)
+{
+	if (!g->on || max == 0)
+		return;
+	g->trip.max = g->nets.max = g->reps.max = max;
+}
+
+void grey_counts(const struct grey *g, size_t *triplets_r, size_t *networks_r,
+		 size_t *domains_r)
+{
+	*triplets_r = g->trip.n;
+	*networks_r = g->nets.n;
+	*domains_r = g->reps.n;
 }

@@ -38,4 +38,13 @@ enum grey_result grey_check(struct grey *g, const char *ip, const char *mail_fro
 void grey_delivered(struct grey *g, const char *ip, const char *aligned_domain, bool spam,
 		    time_t now);
 
+/* Saves what changed now (a fire-and-forget job on the committer; the
+ * loop's timer does it within a second of a change anyway). */
+void grey_flush(struct grey *g);
+/* Tests: the cap on entries per table (default 100000; the oldest entry is
+ * forgotten when a table is full), and the entries held now. */
+void grey_set_max(struct grey *g, size_t max);
+void grey_counts(const struct grey *g, size_t *triplets_r, size_t *networks_r,
+		 size_t *domains_r);
+
 #endif

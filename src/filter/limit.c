@@ -1,65 +1,527 @@
-/* Rate and duplicate limits (limit.h). Skeleton: allows everything. */
+/* Rate and duplicate limits (limit.h). Loop thread only; no I/O.
+ *
+ * Windows: every counter is a sliding hour of 60 one-minute buckets with a
+ * running sum. Chosen over a token bucket because the options promise "N per
+ * hour": a bucket of capacity N refilled at N/hour lets a sender do N at once
+ * and N more during the hour (2N in the first hour), while 60 buckets count
+ * exactly what was sent in the last 59-60 minutes; the cost is 240 octets a
+ * counter and at most 60 bucket clears per call (O(1)).
+ *
+ * Senders: one fixed table of LIMIT_SENDERS entries (user "u:name" for
+ * submission, client "i:ip" for MX), a chained hash on a random seed, and an
+ * LRU list: a new sender takes a free entry or the least recently used one.
+ * Memory is bounded: the table, plus per entry LIMIT_FPS fingerprints each
+ * with at most min(dup_recipients + 1, LIMIT_DUP_TRACK) recipients.
+ *
+ * Duplicates: per sender the LIMIT_FPS most recent body fingerprints, each
+ * with the recipients it went to (a 64-bit hash and the time each was last
+ * sent) inside dup_window; a message that would take a fingerprint over
+ * dup_recipients distinct recipients is refused at the end of data. Nothing
+ * is counted until the message is accepted (limit_delivered). */
 #include "filter/limit.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/random.h>
 
+#include "core/config.h"
+#include "core/log.h"
 #include "core/xmalloc.h"
 
+#define LIMIT_SENDERS 4096    /* users and client IPs remembered */
+#define LIMIT_BUCKETS 8192    /* hash chains (a power of two) */
+#define LIMIT_MINUTES 60      /* one-minute buckets of an hour window */
+#define LIMIT_FPS 4           /* fingerprints remembered per sender */
+#define LIMIT_DUP_TRACK 128   /* recipients tracked per fingerprint */
+#define LIMIT_NOTICE_EVERY 3600 /* one notice per sender and hour */
+#define LIMIT_KEY_MAX 320     /* "u:" + an address (RFC 5321 4.5.3.1.3: 256) */
+#define LIMIT_NONE UINT32_MAX
+
+struct limit_window {
+	uint32_t b[LIMIT_MINUTES];
+	uint64_t sum;
+	int64_t minute; /* the minute of the newest bucket */
+};
+
+struct limit_seen {
+	uint64_t h; /* keyed hash of the lower-cased recipient */
+	time_t t;   /* when it was last sent this content */
+};
+
+struct limit_fpslot {
+	uint64_t fp; /* 0: free */
+	time_t last;
+	uint32_t n, cap;
+	struct limit_seen *r;
+};
+
+struct limit_entry {
+	char *key; /* NULL: free */
+	uint64_t hash;
+	uint32_t next, prev_lru, next_lru;
+	struct limit_window msgs, rcpts;
+	time_t notified; /* last notice; 0: never */
+	struct limit_fpslot fps[LIMIT_FPS];
+};
+
 struct limit {
+	const struct config *cfg;
 	limit_notice_fn *notice;
 	void *notice_arg;
+	uint64_t seed;
+	int dup_max; /* dup_recipients, clamped to LIMIT_DUP_TRACK - 1 */
+	uint32_t heads[LIMIT_BUCKETS];
+	uint32_t lru_first, lru_last, used;
+	struct limit_entry e[LIMIT_SENDERS];
 };
+
+static uint64_t limit_hash(const struct limit *l, const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ULL ^ l->seed;
+
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		h ^= (c >= 'A' && c <= 'Z') ? c + 32 : c;
+		h *= 0x100000001b3ULL;
+	}
+	h ^= h >> 31;
+	h *= 0x7fb5d329728ea185ULL;
+	h ^= h >> 27;
+	return h;
+}
 
 struct limit *limit_new(const struct config *cfg, limit_notice_fn *notice, void *notice_arg)
 {
 	struct limit *l = xcalloc(1, sizeof(*l));
 
+	l->cfg = cfg;
 	l->notice = notice;
 	l->notice_arg = notice_arg;
+	if (getrandom(&l->seed, sizeof(l->seed), GRND_NONBLOCK) != (ssize_t)sizeof(l->seed))
+		l->seed = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL;
+	l->dup_max = cfg->dup_recipients;
+	if (l->dup_max > LIMIT_DUP_TRACK - 1) {
+		log_warn("limit: dup_recipients=%d is more than the %d recipients tracked per "
+			 "message; using %d",
+			 l->dup_max, LIMIT_DUP_TRACK - 1, LIMIT_DUP_TRACK - 1);
+		l->dup_max = LIMIT_DUP_TRACK - 1;
+	}
+	for (size_t i = 0; i < LIMIT_BUCKETS; i++)
+		l->heads[i] = LIMIT_NONE;
+	l->lru_first = l->lru_last = LIMIT_NONE;
 	return l;
+}
+
+static void limit_entry_clear(struct limit_entry *e)
+{
+	free(e->key);
+	for (int i = 0; i < LIMIT_FPS; i++)
+		free(e->fps[i].r);
+	memset(e, 0, sizeof(*e));
 }
 
 void limit_free(struct limit **lp)
 {
-	free(*lp);
+	struct limit *l = *lp;
+
+	if (l == NULL)
+		return;
+	for (uint32_t i = 0; i < l->used; i++)
+		limit_entry_clear(&l->e[i]);
+	free(l);
 	*lp = NULL;
+}
+
+/* ---- the sender table ---- */
+
+static void lru_unlink(struct limit *l, uint32_t i)
+{
+	struct limit_entry *e = &l->e[i];
+
+	if (e->prev_lru != LIMIT_NONE)
+		l->e[e->prev_lru].next_lru = e->next_lru;
+	else
+		l->lru_first = e->next_lru;
+	if (e->next_lru != LIMIT_NONE)
+		l->e[e->next_lru].prev_lru = e->prev_lru;
+	else
+		l->lru_last = e->prev_lru;
+}
+
+static void lru_push(struct limit *l, uint32_t i)
+{
+	struct limit_entry *e = &l->e[i];
+
+	e->prev_lru = LIMIT_NONE;
+	e->next_lru = l->lru_first;
+	if (l->lru_first != LIMIT_NONE)
+		l->e[l->lru_first].prev_lru = i;
+	l->lru_first = i;
+	if (l->lru_last == LIMIT_NONE)
+		l->lru_last = i;
+}
+
+static void chain_unlink(struct limit *l, uint32_t i)
+{
+	uint32_t *pp = &l->heads[l->e[i].hash & (LIMIT_BUCKETS - 1)];
+
+	while (*pp != i) {
+		x_assert(*pp != LIMIT_NONE);
+		pp = &l->e[*pp].next;
+	}
+	*pp = l->e[i].next;
+}
+
+/* The sender's key: "u:user" (submission) or "i:ip" (MX). */
+static void limit_key(const struct limit_sender *s, char *buf, size_t cap)
+{
+	if (s->user != NULL)
+		snprintf(buf, cap, "u:%s", s->user);
+	else
+		snprintf(buf, cap, "i:%s", s->ip != NULL ? s->ip : "");
+}
+
+static struct limit_entry *limit_find(struct limit *l, const struct limit_sender *s,
+				      bool create)
+{
+	char key[LIMIT_KEY_MAX];
+
+	limit_key(s, key, sizeof key);
+	uint64_t h = limit_hash(l, key);
+	uint32_t *head = &l->heads[h & (LIMIT_BUCKETS - 1)];
+
+	for (uint32_t i = *head; i != LIMIT_NONE; i = l->e[i].next) {
+		if (l->e[i].hash == h && strcasecmp(l->e[i].key, key) == 0) {
+			lru_unlink(l, i);
+			lru_push(l, i);
+			return &l->e[i];
+		}
+	}
+	if (!create)
+		return NULL;
+	uint32_t i;
+	if (l->used < LIMIT_SENDERS) {
+		i = l->used++;
+	} else { /* the least recently used sender is forgotten */
+		i = l->lru_last;
+		lru_unlink(l, i);
+		chain_unlink(l, i);
+		limit_entry_clear(&l->e[i]);
+	}
+	struct limit_entry *e = &l->e[i];
+	e->key = xstrdup(key);
+	e->hash = h;
+	e->next = *head;
+	*head = i;
+	lru_push(l, i);
+	return e;
+}
+
+/* ---- hour windows ---- */
+
+static uint64_t window_count(struct limit_window *w, time_t now)
+{
+	int64_t m = (int64_t)now / 60;
+
+	if (m <= w->minute)
+		return w->sum; /* the same minute, or the clock went back */
+	if (m - w->minute >= LIMIT_MINUTES) {
+		memset(w->b, 0, sizeof(w->b));
+		w->sum = 0;
+	} else {
+		for (int64_t k = w->minute + 1; k <= m; k++) {
+			w->sum -= w->b[k % LIMIT_MINUTES];
+			w->b[k % LIMIT_MINUTES] = 0;
+		}
+	}
+	w->minute = m;
+	return w->sum;
+}
+
+static void window_add(struct limit_window *w, time_t now, uint32_t n)
+{
+	window_count(w, now);
+	w->b[w->minute % LIMIT_MINUTES] += n;
+	w->sum += n;
+}
+
+/* ---- dup_exempt ---- */
+
+static const char *addr_domain(const char *a)
+{
+	const char *at = a != NULL ? strrchr(a, '@') : NULL;
+
+	return at != NULL ? at + 1 : NULL;
+}
+
+static bool exempt_item(const char *p, size_t n, const char *v)
+{
+	return v != NULL && strlen(v) == n && strncasecmp(p, v, n) == 0;
+}
+
+/* dup_exempt: user names, envelope senders, @domain (of either). */
+static bool limit_exempt(const struct limit *l, const struct limit_sender *s)
+{
+	const char *list = l->cfg->dup_exempt;
+
+	if (list == NULL)
+		return false;
+	for (const char *p = list; *p != '\0';) {
+		p += strspn(p, ", \t");
+		size_t n = strcspn(p, ", \t");
+
+		if (n == 0)
+			break;
+		if (p[0] == '@') {
+			if (exempt_item(p + 1, n - 1, addr_domain(s->mail_from)) ||
+			    exempt_item(p + 1, n - 1, addr_domain(s->user)))
+				return true;
+		} else if (exempt_item(p, n, s->user) ||
+			   (s->mail_from != NULL && s->mail_from[0] != '\0' &&
+			    exempt_item(p, n, s->mail_from))) {
+			return true;
+		}
+		p += n;
+	}
+	return false;
+}
+
+/* ---- answers ---- */
+
+static void fmt_duration(char *buf, size_t cap, unsigned secs)
+{
+	if (secs % 3600 == 0)
+		snprintf(buf, cap, "%uh", secs / 3600);
+	else if (secs % 60 == 0)
+		snprintf(buf, cap, "%um", secs / 60);
+	else
+		snprintf(buf, cap, "%us", secs);
+}
+
+static const char *sender_name(const struct limit_sender *s)
+{
+	return s->user != NULL ? s->user : (s->ip != NULL ? s->ip : "?");
+}
+
+/* A limit is hit: the reply, a log line always, a notice at most once per
+ * sender and hour. */
+static void limit_hit(struct limit *l, const struct limit_sender *s, time_t now,
+		      const char *limit, uint64_t count, uint64_t max, const char *what,
+		      struct limit_reply *r)
+{
+	char window[32];
+	struct limit_entry *e = limit_find(l, s, true);
+	bool notify = e->notified == 0 || now - e->notified >= LIMIT_NOTICE_EVERY ||
+		      now < e->notified;
+
+	fmt_duration(window, sizeof window,
+		     strcmp(limit, "duplicate") == 0 ? l->cfg->dup_window : 3600);
+	r->code = 451;
+	r->ecode = "4.7.1";
+	if (strcmp(limit, "duplicate") == 0)
+		snprintf(r->text, sizeof r->text,
+			 "too many recipients for the same message within %s (%llu, limit %llu); "
+			 "try again later",
+			 window, (unsigned long long)count, (unsigned long long)max);
+	else
+		snprintf(r->text, sizeof r->text,
+			 "too many %s within %s (%llu, limit %llu); try again later", what, window,
+			 (unsigned long long)count, (unsigned long long)max);
+	log_warn("limit refused client=%s sender=%s limit=%s count=%llu max=%llu window=%s "
+		 "notice=%s from=<%s>",
+		 s->ip != NULL ? s->ip : "", sender_name(s), limit, (unsigned long long)count,
+		 (unsigned long long)max, window,
+		 notify ? (l->cfg->limit_notify && l->notice != NULL ? "sent" : "off") : "already",
+		 s->mail_from != NULL ? s->mail_from : "");
+	if (!notify)
+		return;
+	e->notified = now;
+	if (!l->cfg->limit_notify || l->notice == NULL)
+		return;
+	char *subject = xasprintf("%s hit the %s limit", sender_name(s), limit);
+	char *body = xasprintf(
+		"The sender %s %s (client %s, envelope sender <%s>) hit the %s limit:\n"
+		"%llu %s within %s, the limit is %llu.\n"
+		"\n"
+		"Its mail is refused with 451 4.7.1 (a temporary failure: nothing is lost, the\n"
+		"sender's software may retry) for as long as it stays over the limit.\n"
+		"Further hits by this sender within the hour are logged (\"limit refused\")\n"
+		"but not told again.\n"
+		"\n"
+		"If the account is compromised: change its password. If this is a mailing\n"
+		"list or another legitimate bulk sender: add it to dup_exempt (user name,\n"
+		"envelope sender or @domain) or raise the limit (%s).\n",
+		s->user != NULL ? "(authenticated user)" : "(client IP)", sender_name(s),
+		s->ip != NULL ? s->ip : "?", s->mail_from != NULL ? s->mail_from : "", limit,
+		(unsigned long long)count, what, window, (unsigned long long)max,
+		strcmp(limit, "duplicate") == 0 ? "dup_recipients, dup_window" : "rate_*");
+	l->notice(l->notice_arg, subject, body);
+	free(subject);
+	free(body);
+}
+
+static void reply_ok(struct limit_reply *r)
+{
+	r->code = 0;
+	r->ecode = NULL;
+	r->text[0] = '\0';
 }
 
 void limit_mail(struct limit *l, const struct limit_sender *s, time_t now,
 		struct limit_reply *r)
 {
-	memset(r, 0, sizeof(*r));
+	int max = s->user != NULL ? l->cfg->rate_user_messages : l->cfg->rate_ip_messages;
+
+	reply_ok(r);
+	if (max <= 0)
+		return;
+	struct limit_entry *e = limit_find(l, s, false);
+	uint64_t have = e != NULL ? window_count(&e->msgs, now) : 0;
+	if (have + 1 > (uint64_t)max)
+		limit_hit(l, s, now, s->user != NULL ? "user_messages" : "ip_messages", have + 1,
+			  (uint64_t)max, "messages", r);
 }
 
 void limit_rcpt(struct limit *l, const struct limit_sender *s, size_t n_so_far, time_t now,
 		struct limit_reply *r)
 {
-	memset(r, 0, sizeof(*r));
+	int max = s->user != NULL ? l->cfg->rate_user_recipients : l->cfg->rate_ip_recipients;
+
+	reply_ok(r);
+	if (max <= 0 || limit_exempt(l, s))
+		return;
+	struct limit_entry *e = limit_find(l, s, false);
+	uint64_t have = (e != NULL ? window_count(&e->rcpts, now) : 0) + n_so_far;
+	if (have + 1 > (uint64_t)max)
+		limit_hit(l, s, now, s->user != NULL ? "user_recipients" : "ip_recipients",
+			  have + 1, (uint64_t)max, "recipients", r);
 }
 
-void limit_fp_init(struct limit_fp *f)
+/* ---- duplicates ---- */
+
+static uint64_t rcpt_hash(const struct limit *l, const char *rcpt)
 {
-	memset(f, 0, sizeof(*f));
+	return limit_hash(l, rcpt != NULL ? rcpt : "");
 }
 
-void limit_fp_feed(struct limit_fp *f, const char *p, size_t n)
+/* Forgets the recipients older than the window; a slot left empty is free. */
+static void slot_prune(struct limit *l, struct limit_fpslot *sl, time_t now)
 {
-	f->body_bytes += n;
+	time_t w = (time_t)l->cfg->dup_window;
+	uint32_t k = 0;
+
+	if (sl->fp == 0)
+		return;
+	for (uint32_t i = 0; i < sl->n; i++)
+		if (sl->r[i].t > now - w && sl->r[i].t <= now + w)
+			sl->r[k++] = sl->r[i];
+	sl->n = k;
+	if (k == 0)
+		sl->fp = 0;
 }
 
-uint64_t limit_fp_final(struct limit_fp *f)
+static struct limit_fpslot *slot_find(struct limit *l, struct limit_entry *e, uint64_t fp,
+				      time_t now)
 {
-	return 0;
+	for (int i = 0; i < LIMIT_FPS; i++) {
+		slot_prune(l, &e->fps[i], now);
+		if (e->fps[i].fp == fp)
+			return &e->fps[i];
+	}
+	return NULL;
+}
+
+static bool slot_has(const struct limit_fpslot *sl, uint64_t h)
+{
+	for (uint32_t i = 0; sl != NULL && i < sl->n; i++)
+		if (sl->r[i].h == h)
+			return true;
+	return false;
+}
+
+static bool seen_before(const struct limit *l, const char *const *rcpts, size_t i, uint64_t h)
+{
+	for (size_t j = 0; j < i; j++)
+		if (rcpt_hash(l, rcpts[j]) == h)
+			return true;
+	return false;
 }
 
 void limit_end(struct limit *l, const struct limit_sender *s, uint64_t fp,
 	       const char *const *rcpts, size_t n, time_t now, struct limit_reply *r)
 {
-	memset(r, 0, sizeof(*r));
+	reply_ok(r);
+	if (l->dup_max <= 0 || fp == 0 || limit_exempt(l, s))
+		return;
+	struct limit_entry *e = limit_find(l, s, false);
+	struct limit_fpslot *sl = e != NULL ? slot_find(l, e, fp, now) : NULL;
+	uint64_t count = sl != NULL ? sl->n : 0;
+
+	/* stops at the first recipient over the limit: the work is bounded by
+	 * dup_recipients, whatever n is */
+	for (size_t i = 0; i < n && count <= (uint64_t)l->dup_max; i++) {
+		uint64_t h = rcpt_hash(l, rcpts[i]);
+
+		if (!slot_has(sl, h) && !seen_before(l, rcpts, i, h))
+			count++;
+	}
+	if (count > (uint64_t)l->dup_max)
+		limit_hit(l, s, now, "duplicate", count, (uint64_t)l->dup_max,
+			  "distinct recipients of the same message", r);
+}
+
+static void slot_add(struct limit *l, struct limit_fpslot *sl, uint64_t h, time_t now)
+{
+	for (uint32_t i = 0; i < sl->n; i++) {
+		if (sl->r[i].h == h) {
+			sl->r[i].t = now;
+			return;
+		}
+	}
+	if (sl->n == LIMIT_DUP_TRACK) { /* full: the oldest is forgotten */
+		uint32_t old = 0;
+
+		for (uint32_t i = 1; i < sl->n; i++)
+			if (sl->r[i].t < sl->r[old].t)
+				old = i;
+		sl->r[old] = (struct limit_seen){h, now};
+		return;
+	}
+	if (sl->n == sl->cap) {
+		sl->cap = sl->cap != 0 ? sl->cap * 2 : 8;
+		if (sl->cap > LIMIT_DUP_TRACK)
+			sl->cap = LIMIT_DUP_TRACK;
+		sl->r = xrealloc(sl->r, sl->cap * sizeof(*sl->r));
+	}
+	sl->r[sl->n++] = (struct limit_seen){h, now};
 }
 
 void limit_delivered(struct limit *l, const struct limit_sender *s, uint64_t fp,
 		     const char *const *rcpts, size_t n, time_t now)
 {
+	bool exempt = limit_exempt(l, s);
+	struct limit_entry *e = limit_find(l, s, true);
+
+	window_add(&e->msgs, now, 1);
+	if (exempt)
+		return; /* recipient rates and duplicates do not apply */
+	window_add(&e->rcpts, now, (uint32_t)n);
+	if (l->dup_max <= 0 || fp == 0)
+		return;
+	struct limit_fpslot *sl = slot_find(l, e, fp, now);
+	if (sl == NULL) { /* a free slot, else the one used least recently */
+		sl = &e->fps[0];
+		for (int i = 0; i < LIMIT_FPS && sl->fp != 0; i++)
+			if (e->fps[i].fp == 0 || e->fps[i].last < sl->last)
+				sl = &e->fps[i];
+		sl->fp = fp;
+		sl->n = 0;
+	}
+	sl->last = now;
+	/* beyond dup_max + 1 more recipients change nothing (the limit is hit) */
+	for (size_t i = 0; i < n && sl->n <= (uint32_t)l->dup_max; i++)
+		slot_add(l, sl, rcpt_hash(l, rcpts[i]), now);
 }

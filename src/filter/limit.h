@@ -47,11 +47,28 @@ void limit_rcpt(struct limit *l, const struct limit_sender *s, size_t n_so_far, 
  * (the header section skipped; whitespace runs and case folded; lines that
  * commonly vary per recipient — greetings with the address, unsubscribe
  * tokens — do not defeat it, see limit.c), fed the stored bytes in pieces. */
+#define LIMIT_FP_TOK 64 /* a longer token is hashed in pieces of this size */
+/* The normaliser of one text (the body, or the Subject field): tokens
+ * (whitespace-separated, lower-cased, masked), lines, kept lines. */
+struct limit_fp_text {
+	uint64_t line;  /* hash of the current line's tokens */
+	uint64_t acc;   /* hash of the lines kept so far */
+	uint64_t sig;   /* significant octets kept (after masking) */
+	uint64_t line_sig;
+	uint32_t words; /* tokens on the current line */
+	uint32_t tok_len;
+	bool greeting;  /* the line's first token is a salutation word */
+	char tok[LIMIT_FP_TOK];
+};
 struct limit_fp {
-	uint64_t state[4];
+	uint64_t state[4]; /* reserved */
 	int phase;     /* header, body */
-	size_t hdr_at; /* bytes of "\r\n\r\n" matched */
+	size_t hdr_at; /* octets of the current header line (CR not counted) */
 	uint64_t body_bytes;
+	/* added by limit.c: */
+	int subj_match;  /* octets of "subject:" matched at the line's start */
+	bool in_subj;    /* inside the Subject field (continuations included) */
+	struct limit_fp_text body, subj;
 };
 void limit_fp_init(struct limit_fp *f);
 void limit_fp_feed(struct limit_fp *f, const char *p, size_t n);

@@ -305,7 +305,9 @@ static void rcpt_answer(struct smtp_session *s, const struct filter_verdict *v)
 	struct smtp_tx *tx = s->tx;
 
 	if (v->code != 0)
-		smtp_reply(s, v->code, v->ecode, "<%s>: %s", tx->prcpt->r.addr, v->text);
+		/* the filter's text is the reply's whole text (it names a list,
+		 * a limit, or is a milter's own) */
+		smtp_reply(s, v->code, v->ecode, "%s", v->text);
 	else
 		rcpt_accept(s, tx->prcpt);
 	smtp_pending_rcpt_free(tx);

@@ -320,7 +320,7 @@ static int flags_body(struct store_op *op, struct store_db *d)
 	int r = selected(op, d, op->name, op->uidvalidity, &user_id, &mailbox_id, NULL);
 	if (r != STORE_OK)
 		return r;
-	sqlite3_stmt *get = store_sql(d, "SELECT flags, modseq FROM mailbox_messages"
+	sqlite3_stmt *get = store_sql(d, "SELECT flags, modseq, message_id FROM mailbox_messages"
 				      " WHERE mailbox_id = ?1 AND uid = ?2", NULL);
 	sqlite3_stmt *set = store_sql(d, "UPDATE mailbox_messages SET flags = ?3, modseq = ?4"
 				      " WHERE mailbox_id = ?1 AND uid = ?2", NULL);
@@ -344,6 +344,7 @@ static int flags_body(struct store_op *op, struct store_db *d)
 		struct flag_set cur = {0}, next = {0};
 		set_apply(&cur, (const char *)sqlite3_column_text(get, 0), true);
 		uint64_t cur_modseq = (uint64_t)sqlite3_column_int64(get, 1);
+		int64_t message_id = sqlite3_column_int64(get, 2);
 		store_stmt_done(get);
 		struct store_flag_result *fr = &op->fr[op->n_fr++];
 		fr->uid = op->uids[i];
@@ -390,6 +391,12 @@ static int flags_body(struct store_op *op, struct store_db *d)
 					r = STORE_ERROR;
 				store_stmt_done(set);
 			}
+			/* $Junk / $NotJunk set: the spam filter learns (spam.c) */
+			char *was = set_string(&cur);
+			if (r == STORE_OK &&
+			    store_spam_keywords(d, user_id, message_id, was, s) < 0)
+				r = STORE_ERROR;
+			free(was);
 			fr->flags = s;
 			fr->modseq = modseq;
 			fr->changed = true;
@@ -539,6 +546,12 @@ int store_copy_entries(struct store_op *op, struct store_db *d, int64_t user_id,
 		}
 	}
 	store_op_note(op, STORE_CHANGE_NEW, dst_id, NULL, 0, (uint64_t)modseq);
+	/* into or out of Junk: the spam filter learns (spam.c) */
+	for (size_t i = 0; i < k; i++)
+		if (store_spam_copied(d, user_id, src_id, dst_id, e[i].msg) < 0) {
+			r = STORE_ERROR;
+			goto out;
+		}
 	if (move) {
 		/* RFC 6851 3.3: the same transaction: both or neither. */
 		uint32_t *gone = xmalloc(k * sizeof *gone);

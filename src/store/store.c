@@ -338,14 +338,17 @@ static const char schema_v6[] =
 	" rcpt TEXT NOT NULL,"                 /* recipient, lowercase */
 	" first_seen INTEGER NOT NULL,"
 	" PRIMARY KEY (net, sender, rcpt)) WITHOUT ROWID;"
+	"CREATE INDEX greylist_first_seen ON greylist (first_seen);" /* load, prune */
 	"CREATE TABLE grey_networks ("
 	" net TEXT PRIMARY KEY,"
 	" allowed_until INTEGER NOT NULL);"
+	"CREATE INDEX grey_networks_until ON grey_networks (allowed_until);"
 	"CREATE TABLE grey_reputation ("
 	" domain TEXT PRIMARY KEY COLLATE NOCASE,"
 	" good INTEGER NOT NULL DEFAULT 0,"
 	" bad INTEGER NOT NULL DEFAULT 0,"
 	" last_seen INTEGER NOT NULL);"
+	"CREATE INDEX grey_reputation_seen ON grey_reputation (last_seen);"
 	/* ---- the statistical filter (src/store/spam.c); user_id 0: global ---- */
 	"CREATE TABLE spam_tokens ("
 	" user_id INTEGER NOT NULL,"

@@ -840,10 +840,117 @@ void store_ip_lists_stamp(struct store *st, struct timespec *ts_r);
 
 
 /* ---- greylisting state (grey.c; the grey part) ---- */
+/* src/filter/grey.c keeps the state in memory and saves what changed here,
+ * lazily. Rows are replaced whole (the newest values win: the committer
+ * runs the jobs in queue order). */
+struct store_grey_triplet {
+	char *net, *sender, *rcpt; /* lowercase; sender "" for <> */
+	time_t first_seen;
+};
+struct store_grey_net {
+	char *net;
+	time_t allowed_until;
+};
+struct store_grey_rep {
+	char *domain;
+	int64_t good, bad;
+	time_t last_seen;
+};
+struct store_grey_batch {
+	struct store_grey_triplet *t;
+	size_t n_t;
+	struct store_grey_net *nets;
+	size_t n_nets;
+	struct store_grey_rep *reps;
+	size_t n_reps;
+	/* rows older than these are deleted (0: no pruning): triplets whose
+	 * first_seen, networks whose allowed_until, domains whose last_seen is
+	 * before it */
+	time_t prune_t, prune_nets, prune_reps;
+};
+/* Fire and forget: a lazy job on the committer (one transaction); takes
+ * ownership of b (heap, its arrays and strings) whatever happens. */
+void store_grey_save(struct store *st, struct store_grey_batch *b);
+/* At shutdown, blocking: through the committer if it runs (waiting until it
+ * is idle, so that every earlier save is written first), else on st->main.
+ * Takes ownership of b. 0 or -1 (logged). */
+int store_grey_save_now(struct store *st, struct store_grey_batch *b);
+void store_grey_batch_free(struct store_grey_batch **bp);
+/* The saved state (st->main, at start): triplets with first_seen >= t_since,
+ * networks with allowed_until >= now, domains with last_seen >= rep_since;
+ * at most max of each, the newest, given oldest first. 0 or -1 with *err_r. */
+struct store_grey_load_cb {
+	void (*triplet)(void *arg, const char *net, const char *sender, const char *rcpt,
+			time_t first_seen);
+	void (*net)(void *arg, const char *net, time_t allowed_until);
+	void (*rep)(void *arg, const char *domain, int64_t good, int64_t bad, time_t last_seen);
+	void *arg;
+};
+int store_grey_load(struct store *st, time_t t_since, time_t now, time_t rep_since, size_t max,
+		    const struct store_grey_load_cb *cb, char **err_r);
 
 
 /* ---- the statistical filter's tokens and training queue (spam.c; the
  * bayes part) ---- */
+struct store_spam_counts {
+	int64_t ham, spam; /* messages trained as such that held the token */
+};
+/* The messages trained for user_id (0: the global model): zeros if none. */
+int store_snap_spam_totals(struct store_snap *sn, int64_t user_id, struct store_spam_counts *c_r,
+			   char **err_r);
+/* c_r[i]: the counts of hashes[i] for user_id (zeros when unknown); one
+ * indexed lookup per token (PRIMARY KEY (user_id, hash)). */
+int store_snap_spam_tokens(struct store_snap *sn, int64_t user_id, const uint64_t *hashes,
+			   size_t n, struct store_spam_counts *c_r, char **err_r);
+/* The same on st->main (CLI). */
+int store_spam_totals(struct store *st, int64_t user_id, struct store_spam_counts *c_r,
+		      char **err_r);
+int store_spam_tokens(struct store *st, int64_t user_id, const uint64_t *hashes, size_t n,
+		      struct store_spam_counts *c_r, char **err_r);
+/* The id of an account (st->main), or -1 with *err_r. */
+int64_t store_spam_user_id(struct store *st, const char *addr, char **err_r);
+/* Every model with training (spam_totals), its account ("" for user 0) and
+ * its number of tokens. */
+typedef void store_spam_user_cb(void *arg, int64_t user_id, const char *user,
+				const struct store_spam_counts *c, int64_t tokens);
+int store_spam_users(struct store *st, store_spam_user_cb *cb, void *arg, char **err_r);
+
+/* The training queue (spam_train), filled by IMAP (flags.c: a message
+ * moved or copied into a \Junk mailbox: spam; out of one, not into Trash:
+ * ham; $Junk / $NotJunk set by STORE) in the transaction of the change. */
+struct store_spam_queued {
+	int64_t id, user_id, message_id;
+	bool spam;
+	char *blob; /* NULL: the message is gone */
+};
+/* The oldest max rows (heap array, store_spam_queued_free). */
+int store_snap_spam_queue(struct store_snap *sn, size_t max, struct store_spam_queued **v_r,
+			  size_t *n_r, char **err_r);
+void store_spam_queued_free(struct store_spam_queued *v, size_t n);
+
+/* Training: for each item, its queue row (queue_id, 0: none) is deleted;
+ * unless skip, the token counts and totals of user_id gain one message of
+ * the class. message_id != 0: spam_trained says what the message was
+ * trained as; trained the same way already: nothing; the other way: its
+ * counts are taken back first (untrain) then trained anew. One transaction. */
+struct store_spam_train {
+	int64_t queue_id;
+	int64_t user_id;
+	int64_t message_id;
+	bool spam, skip;
+	uint64_t *hashes; /* heap */
+	size_t n;
+};
+/* On the committer (lazy: a crash may lose the last moment's training);
+ * takes v (heap array of n); cb (may be NULL) on the loop. */
+void store_spam_train_async(struct store *st, struct store_spam_train *v, size_t n,
+			    store_res_cb *cb, void *arg);
+/* On st->main, for the CLI (v stays the caller's). */
+int store_spam_train(struct store *st, const struct store_spam_train *v, size_t n, char **err_r);
+void store_spam_train_free(struct store_spam_train *v, size_t n);
+/* The blob of message UID of user's mailbox, read-only (st->main; CLI). */
+int store_spam_message_open(struct store *st, const char *user, const char *mailbox, uint32_t uid,
+			    int *fd_r, char **err_r);
 
 
 /* ---- spam thresholds per domain and user (filter.c; the integ part) ---- */

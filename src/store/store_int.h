@@ -364,4 +364,18 @@ int store_mailbox_insert(struct store *st, struct store_db *d, int64_t user_id,
 int store_quota_add(struct store_db *d, int64_t user_id, int64_t bytes, int64_t msgs);
 void store_committer_stop(struct store *st);
 
+/* spam.c: the training queue, inside the caller's transaction (flags.c) */
+enum { STORE_SPAM_MB_OTHER, STORE_SPAM_MB_JUNK, STORE_SPAM_MB_TRASH };
+/* STORE_SPAM_MB_* of a mailbox, -1 on error. */
+int store_spam_mailbox_kind(struct store_db *d, int64_t mailbox_id);
+int store_spam_queue_add(struct store_db *d, int64_t user_id, int64_t message_id, bool spam);
+/* COPY/MOVE of message_id from src to dst: queues spam (into a Junk
+ * mailbox from elsewhere) or ham (out of Junk, not into Trash). 0 or -1. */
+int store_spam_copied(struct store_db *d, int64_t user_id, int64_t src_id, int64_t dst_id,
+		      int64_t message_id);
+/* STORE: flags before and after (space-separated): $Junk gained queues
+ * spam, $NotJunk gained ham (RFC 5788 keywords, as Thunderbird sets them). */
+int store_spam_keywords(struct store_db *d, int64_t user_id, int64_t message_id,
+			const char *before, const char *after);
+
 #endif
