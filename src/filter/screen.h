@@ -68,15 +68,9 @@ struct screen;
 struct screen *screen_new(struct loop *l, struct dns *dns, struct store *st,
 			  const struct config *cfg, char **err_r);
 void screen_free(struct screen **sp);
-/* Optional (filter_new has one): re-reads of the local lists then run on a
- * worker of p (store_read) and are swapped in on the loop; without a pool
- * they run on the caller's thread. The screen watches the CLI's change
- * notice itself (store_ip_lists_watch on l) and re-reads once a minute
- * besides, so nobody else needs to call screen_reload. */
-struct pool;
-void screen_set_pool(struct screen *s, struct pool *p);
-/* Re-reads the local lists (the CLI changed them: the daemon calls this on
- * the store's change notice and at most once a minute otherwise). */
+/* Re-reads the local lists now. The screen watches the CLI's change notice
+ * itself (store_ip_lists_watch, on l) and checks it once a minute besides,
+ * so nobody else needs to call this. */
 void screen_reload(struct screen *s);
 bool screen_trusted(const struct screen *s, const char *ip);
 
@@ -100,6 +94,8 @@ const struct screen_result *screen_conn_result(const struct screen_conn *c);
  * when done already (no callback). Each lookup is bounded by the resolver's
  * timeout; a failed one counts as not listed. */
 bool screen_conn_wait(struct screen_conn *c, void (*cb)(void *arg), void *arg);
+/* A later call replaces the waiter; cb NULL cancels it (nothing is called):
+ * a waiter freed before the answers came must do that. */
 void screen_conn_free(struct screen_conn **cp);
 
 #endif

@@ -16,6 +16,9 @@ struct screen_addr {
 /* A textual address (IPv6 may be in brackets): 0 or -1. */
 int screen_addr_parse(const char *ip, struct screen_addr *out);
 bool cidr_set_match_addr(const struct cidr_set *s, const struct screen_addr *a);
+/* Sorts and indexes s for matching (entries added later are scanned until
+ * the next call); duplicates are dropped. */
+void cidr_set_finish(struct cidr_set *s);
 
 /* The longest zone accepted: an IPv6 query name has 64 octets of nibbles
  * before it, and a name is at most 253 octets (RFC 1035 2.3.4, without the

@@ -28,6 +28,7 @@
 #define CMD_NOTLS 0x080     /* before TLS only (STARTTLS) */
 #define CMD_NOAUTH 0x100    /* before AUTH only */
 #define CMD_AUTHOK 0x200    /* only where AUTH is offered */
+#define CMD_REFUSED 0x400   /* also after a 554 greeting (QUIT alone, RFC 5321 3.1) */
 
 struct smtp_cmd {
 	const char *name;
@@ -719,7 +720,7 @@ static const struct smtp_cmd smtp_cmds[] = {
 	{"BDAT", CMD_CHUNK | CMD_TX | CMD_RCPT, cmd_bdat},
 	{"RSET", 0, cmd_rset},
 	{"NOOP", 0, cmd_noop},
-	{"QUIT", 0, cmd_quit},
+	{"QUIT", CMD_REFUSED, cmd_quit},
 	{"VRFY", 0, cmd_vrfy},
 	{"EXPN", 0, cmd_expn},
 	{"HELP", 0, cmd_help},
@@ -751,6 +752,10 @@ static bool check_rules(struct smtp_session *s, unsigned f, struct rule_err *e)
 		e->text = (t);                                                                     \
 		return false;                                                                      \
 	} while (0)
+	/* RFC 5321 3.1: after a 554 greeting the server waits for QUIT and
+	 * SHOULD answer anything else with 503 */
+	if (s->refused && !(f & CMD_REFUSED))
+		FAIL(503, "5.5.1", "Error: service unavailable, only QUIT is accepted");
 	if ((f & CMD_NOTLS) && s->base.tls)
 		FAIL(503, "5.5.1", "Error: TLS already active");
 	if ((f & CMD_HELO) && s->helo == NULL)

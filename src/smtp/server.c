@@ -371,8 +371,21 @@ static bool filter_greeting_ok(struct smtp_session *s, const struct filter_verdi
 	if (v->code == 0)
 		return true;
 	/* RFC 5321 3.1: a 554 greeting (then only QUIT) or 421 */
-	smtp_reply(s, v->code, v->ecode, "%s %s", s->srv->cfg->hostname, v->text);
 	log_info("smtp refused client=%s: %d %s", s->base.ip, v->code, v->text);
+	if (v->code == 554 && s->role == SMTP_ROLE_MX) {
+		/* the server MUST wait for QUIT, and SHOULD answer anything
+		 * else with 503 (check_rules); smtp_max_errors and the idle
+		 * timeout bound a client that never sends it */
+		s->refused = true;
+		s->base.greeted = true;
+		smtp_set_state(s, SMTP_S_CMD);
+		session_idle_restart(&s->base);
+		smtp_reply(s, v->code, v->ecode, "%s %s", s->srv->cfg->hostname, v->text);
+		if (s->base.c != NULL && s->base.c->rbuf.len > 0)
+			process(s);
+		return false;
+	}
+	smtp_reply(s, v->code, v->ecode, "%s %s", s->srv->cfg->hostname, v->text);
 	session_close(&s->base, v->code == 421 ? "connection rate" : "blocked");
 	return false;
 }

@@ -157,6 +157,7 @@ struct smtp_session {
 	char *rdns;
 	bool rdns_temp; /* no name: the lookup failed temporarily (iprev temperror) */
 	bool rdns_wait; /* the greeting waits (a short bound) for rdns_q */
+	bool refused;   /* greeted 554 (a blocked client): only QUIT now (RFC 5321 3.1) */
 };
 
 static inline struct smtp_session *smtp_session_of(struct session *base)

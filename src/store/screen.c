@@ -4,8 +4,8 @@
  *
  * The change notice is a marker file, as for mailboxes (expunge.c): the CLI
  * touches <data_dir>/ip_lists.changed after its write has committed, the
- * daemon watches the file with inotify and re-reads the lists; a daemon
- * that could not set the watch up re-reads them once a minute. */
+ * daemon watches the file with inotify and re-reads the lists, and looks
+ * at its time once a minute in case the watch missed it. */
 #include "store/store_int.h"
 
 #include <errno.h>
@@ -149,4 +149,14 @@ void store_ip_lists_drain(int fd)
 	char ev[4096];
 	while (read(fd, ev, sizeof ev) > 0)
 		;
+}
+
+void store_ip_lists_stamp(struct store *st, struct timespec *ts_r)
+{
+	struct stat sb;
+	char *path = xasprintf("%s/%s", st->dir, STORE_IP_LISTS_MARK);
+	*ts_r = (struct timespec){0, 0};
+	if (stat(path, &sb) == 0)
+		*ts_r = sb.st_mtim;
+	free(path);
 }

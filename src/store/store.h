@@ -834,10 +834,12 @@ int store_snap_ip_lists(struct store_snap *sn, const char *list, store_ip_entry_
 /* The change notice: touches <data_dir>/ip_lists.changed. The daemon
  * watches it (store_ip_lists_watch: an inotify descriptor for the loop,
  * readable after a change; drain it with store_ip_lists_drain), -1 when it
- * cannot (logged; the screen then re-reads once a minute anyway). */
+ * cannot (logged; the screen also checks the notice's time once a minute). */
 void store_ip_lists_changed(struct store *st);
 int store_ip_lists_watch(struct store *st);
 void store_ip_lists_drain(int fd);
+/* The notice's modification time (one stat): {0, 0} when there is none. */
+void store_ip_lists_stamp(struct store *st, struct timespec *ts_r);
 
 
 /* ---- greylisting state (grey.c; the grey part) ---- */

@@ -324,3 +324,31 @@ def test_sigterm_while_rcpt_waits(make_server, dns):
     assert c.expect_closed(5)
     assert b"421 4.3.2" in c.buf, c.buf
     c.close()
+
+
+def test_greylisting_at_end_of_data(make_server, dns):
+    # untrusted loopback, no DNS lists: greylisting alone decides
+    srv = make_server("grey", trusted_networks="", greylist="yes", greylist_delay="2s",
+                      dns_resolver=dns.server, dns_timeout_ms=400, dns_tries=1,
+                      smtp_pregreet_delay_ms=0, conn_rate_limit=0)
+    msg = make_message("x@other.test", ALICE, "greylisted", "Hi\r\n")
+
+    def attempt():
+        with srv.client(source="127.0.0.4") as c:
+            c.ehlo()
+            return c.mail("x@other.test", [ALICE], msg)
+
+    r = attempt()
+    assert r.code == 451 and r.lines[0].startswith("4.7.1 Greylisted, please try again in "), r
+    assert re.fullmatch(r"4\.7\.1 Greylisted, please try again in [0-9]+ seconds", r.lines[0]), r
+    assert srv.count(ALICE) == 0
+    assert re.search(r"filter id=\w+ score=[-0-9.]+ action=greylist ", srv.log())
+    time.sleep(2.5)
+    r = attempt()  # the retry after the delay passes (RFC 6647 2.1)
+    assert r.code == 250, r
+    assert srv.count(ALICE) == 1
+    # submission is never greylisted
+    c = srv.authed(BOB)
+    r = c.mail(BOB, [ALICE], make_message(BOB, ALICE, "from bob", "Hi\r\n"))
+    c.close()
+    assert r.code == 250, r

@@ -46,16 +46,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if ((s == NULL) == (err == NULL))
 		abort();
 	free(err);
-	if (s != NULL) {
-		cidr_set_match(s, "192.0.2.1");
-		cidr_set_match(s, "2001:db8::1");
-		cidr_set_match(s, in);
-	}
-	cidr_set_free(&s);
-	/* each token alone */
-	for (char *save = NULL, *t = strtok_r(in, ", \t\r\n", &save); t != NULL;
-	     t = strtok_r(NULL, ", \t\r\n", &save))
+	/* each token alone; together, added one by one (scanned), they match
+	 * what the parsed (sorted) set matches */
+	struct cidr_set *scan = cidr_set_new();
+	static const char *const probes[] = {"192.0.2.1", "2001:db8::1", "10.0.0.1", "::1",
+					     "255.255.255.255", "0.0.0.0", "::ffff:10.1.2.3"};
+	char *copy = xstrdup(in);
+	for (char *save = NULL, *t = strtok_r(copy, ", \t\r\n\v\f", &save); t != NULL;
+	     t = strtok_r(NULL, ", \t\r\n\v\f", &save)) {
 		check_entry(t);
+		cidr_set_add(scan, t);
+	}
+	if (s != NULL) {
+		for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++)
+			if (cidr_set_match(s, probes[i]) != cidr_set_match(scan, probes[i]))
+				abort();
+		copy = strcpy(copy, in);
+		for (char *save = NULL, *t = strtok_r(copy, ", \t\r\n\v\f/", &save); t != NULL;
+		     t = strtok_r(NULL, ", \t\r\n\v\f/", &save))
+			if (cidr_set_match(s, t) != cidr_set_match(scan, t))
+				abort();
+	}
+	free(copy);
+	cidr_set_free(&scan);
+	cidr_set_free(&s);
 	free(in);
 	return 0;
 }

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/buf.h"
 #include "core/config.h"
 #include "dns/dns.h"
 #include "filter/screen.h"
@@ -117,6 +118,61 @@ static void test_cidr_match(void)
 	CHECK(cidr_set_match(s, "8.8.8.8") && cidr_set_match(s, "2001:db8::1"));
 	cidr_set_free(&s);
 	CHECK(!cidr_set_match(NULL, "127.0.0.1"));
+}
+
+static unsigned rnd16(unsigned *seed)
+{
+	*seed = *seed * 1103515245u + 12345u;
+	return (*seed >> 8) & 0xffff;
+}
+
+/* A parsed set (sorted, searched per prefix length) and the same entries
+ * added one by one (scanned) agree on random addresses and networks. */
+static void test_cidr_sorted_vs_scan(void)
+{
+	struct buf list = BUF_INIT;
+	struct cidr_set *scan = cidr_set_new();
+	unsigned seed = 12345;
+#define RND() rnd16(&seed)
+	for (int i = 0; i < 3000; i++) {
+		char e[64];
+		if (i % 3 == 0)
+			snprintf(e, sizeof e, "2001:db8:%x:%x::/%u", RND() % 16, RND(), 44 + RND() % 85);
+		else
+			snprintf(e, sizeof e, "%u.%u.%u.%u/%u", 10 + RND() % 4, RND() % 256,
+				 RND() % 256, RND() % 256, 14 + RND() % 19);
+		buf_append(&list, e, strlen(e));
+		buf_append(&list, ",", 1);
+		CHECK(cidr_set_add(scan, e) == 0);
+	}
+	buf_append(&list, "", 1);
+	char *err = NULL;
+	struct cidr_set *sorted = cidr_set_parse(list.data, &err);
+	CHECK(sorted != NULL && cidr_set_count(sorted) <= 3000);
+	int hits = 0, bad = 0;
+	for (int i = 0; i < 20000; i++) {
+		char ip[64];
+		if (i % 3 == 0)
+			snprintf(ip, sizeof ip, "2001:db8:%x:%x::%x", RND() % 16, RND(), RND());
+		else
+			snprintf(ip, sizeof ip, "%u.%u.%u.%u", 10 + RND() % 4, RND() % 256,
+				 RND() % 256, RND() % 256);
+		bool a = cidr_set_match(sorted, ip), b = cidr_set_match(scan, ip);
+		hits += a;
+		bad += a != b;
+	}
+#undef RND
+	CHECK_INT(0, bad, 0);
+	if (hits < 100 || hits > 19900) /* both outcomes must be tried */
+		printf("  hits %d\n", hits);
+	CHECK(hits >= 100 && hits <= 19900);
+	/* duplicates: one entry per network */
+	cidr_set_free(&sorted);
+	sorted = cidr_set_parse("192.0.2.1/24 192.0.2.0/24 192.0.2.9/24 ::1 ::1/128", &err);
+	CHECK_INT(1, cidr_set_count(sorted), 2);
+	cidr_set_free(&sorted);
+	cidr_set_free(&scan);
+	buf_free(&list);
 }
 
 static void test_cidr_network(void)
@@ -365,19 +421,10 @@ static void test_screen_lists(void)
 	CHECK_STR(8, verdict(s, "192.0.2.1", 1000), "");
 	CHECK_STR(9, verdict(s, "198.51.100.1", 1000), "b");
 
-	/* on a worker: swapped in when the read is done, on the loop */
-	screen_set_pool(s, e.p);
+	/* the once-a-minute check re-reads only when the notice's time moved */
 	CHECK(store_ip_list_add(e.st, "198.51.100.0/24", "allow", "moved", &err) == 0);
-	screen_reload(s);
-	screen_reload(s); /* while one runs: once more after it */
-	for (int i = 0; i < 2000 && strcmp(verdict(s, "198.51.100.1", 1000), "a") != 0; i++)
-		run_a_bit(e.l);
-	CHECK_STR(10, verdict(s, "198.51.100.1", 1000), "a");
-	screen_reload(s);
-	screen_free(&s); /* with a read still running: it is dropped */
+	screen_free(&s);
 	CHECK(s == NULL);
-	for (int i = 0; i < 50; i++)
-		run_a_bit(e.l);
 
 	/* the CLI's notice reaches a screen through the loop */
 	s = screen_new(e.l, NULL, e.st, &cfg, &err);
@@ -489,6 +536,16 @@ static void test_screen_dead_dnsbl(void)
 	run_until(l, &waited);
 	CHECK(r->done && !r->blocked && !r->allowed && r->score == 0 && r->reasons.n == 0);
 	screen_conn_free(&c);
+	/* a waiter that went away cancels its wait: no callback */
+	c = screen_conn_new(s, "192.0.2.3", 1000);
+	r = screen_conn_result(c);
+	waited = false;
+	CHECK(screen_conn_wait(c, on_wait, NULL));
+	CHECK(screen_conn_wait(c, NULL, NULL));
+	for (int i = 0; i < 5000 && !r->done; i++)
+		run_a_bit(l);
+	CHECK(r->done && !waited);
+	screen_conn_free(&c);
 	/* freed with its lookups pending: they are cancelled */
 	c = screen_conn_new(s, "192.0.2.2", 1000);
 	screen_conn_free(&c);
@@ -506,6 +563,7 @@ int main(void)
 {
 	test_run("cidr_canonical", test_cidr_canonical);
 	test_run("cidr_match", test_cidr_match);
+	test_run("cidr_sorted_vs_scan", test_cidr_sorted_vs_scan);
 	test_run("cidr_network", test_cidr_network);
 	test_run("dnsbl_parse", test_dnsbl_parse);
 	test_run("dnsbl_filter", test_dnsbl_filter);
