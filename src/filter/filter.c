@@ -909,13 +909,8 @@ void filter_tx_free(struct filter_tx **tp)
 	if (t == NULL)
 		return;
 	struct filter *f = t->f;
-	if (t->c->wait_tx == t) {
-		t->c->wait_tx = NULL;
-		/* the screen's waiter is t: cancelled, or its answer would reach
-		 * freed memory (screen.h) */
-		if (t->dnsbl_wait && t->c->sc != NULL)
-			screen_conn_wait(t->c->sc, NULL, NULL);
-	}
+	if (t->c->wait_tx == t)
+		t->c->wait_tx = NULL; /* screen's wait is the conn's: its cb finds none */
 	loop_timer_cancel(f->l, &t->end_timer);
 	if (t->job != NULL)
 		t->job->t = NULL; /* the worker's result is dropped when it comes */

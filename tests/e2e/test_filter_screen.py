@@ -332,3 +332,26 @@ def test_bad_dnsbl_sites_refused_at_start(make_server):
 def srv_bin():
     from conftest import POSTERN
     return POSTERN
+
+
+def test_shutdown_with_lookups_pending(make_server, zonedns):
+    """SIGTERM while a client's DNSBL lookups and its RCPT wait for a list
+    that never answers: the daemon exits in time, nothing is called back
+    into freed memory (the sanitizer build checks), and no mail is lost."""
+    zonedns.zone = {qname("127.0.0.30", "dead.test"): ["TIMEOUT"],
+                    qname("127.0.0.31", "dead.test"): ["TIMEOUT"]}
+    srv = make_server(**screen_opts(zonedns, dnsbl_sites="dead.test*5", dnsbl_threshold=3,
+                                    dns_timeout_ms=5000, dns_tries=2,
+                                    smtp_pregreet_delay_ms=0))
+    waiting = srv.client(source="127.0.0.30")
+    waiting.ehlo()
+    assert waiting.cmd("MAIL FROM:<s@client.example.net>").code == 250
+    waiting.send(b"RCPT TO:<%s>\r\n" % ALICE.encode())  # waits for the list
+    greeted = srv.client(source="127.0.0.31")  # lookups started, nothing sent
+    assert greeted.greeting.code == 220
+    assert wait_for(lambda: (qname("127.0.0.30", "dead.test"), "A") in zonedns.queries)
+    rc = srv.stop(timeout=20)  # raises if the daemon did not exit by then
+    assert rc == 0, srv.log()
+    for c in (waiting, greeted):
+        c.close()
+    assert srv.count(ALICE) == 0
