@@ -12,11 +12,9 @@
  * is left at grey_free.
  *
  * The network of a client is its address with greylist_net4/6 prefix bits
- * kept (grey_network below: the screen branch's cidr_network did not exist
- * yet when this was written). */
+ * kept (cidr_network, src/filter/cidr.c). */
 #include "filter/grey.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
@@ -27,6 +25,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/xmalloc.h"
+#include "filter/screen.h"
 #include "store/store.h"
 
 #define GREY_MAX_ENTRIES 100000 /* per table */
@@ -53,7 +52,7 @@ struct gtab {
 	size_t nbuckets; /* power of two */
 	struct gent *head, *tail;
 	struct gent *dhead, *dtail;
-	size_t n, max;
+	size_t n, nd, max; /* entries, of which not saved, cap */
 	time_t keep; /* an entry is expired when t + keep < now */
 	bool full_logged;
 };
@@ -177,6 +176,7 @@ static void dirty_unlink(struct gtab *t, struct gent *e)
 		t->dtail = e->dprev;
 	e->dprev = e->dnext = NULL;
 	e->dirty = false;
+	t->nd--;
 }
 
 static void gtab_remove(struct gtab *t, struct gent *e)
@@ -259,6 +259,7 @@ static void mark_dirty(struct grey *g, struct gtab *t, struct gent *e)
 		else
 			t->dhead = e;
 		t->dtail = e;
+		t->nd++;
 	}
 	if (g->l != NULL && g->flush_timer == NULL)
 		g->flush_timer = loop_timer_add(g->l, GREY_FLUSH_MS, on_flush_timer, g);
@@ -269,7 +270,7 @@ static struct store_grey_batch *take_batch(struct grey *g)
 {
 	struct store_grey_batch *b = xcalloc(1, sizeof(*b));
 	if (g->trip.dhead)
-		b->t = xcalloc(g->trip.n, sizeof(*b->t));
+		b->t = xcalloc(g->trip.nd, sizeof(*b->t));
 	while (g->trip.dhead) {
 		struct gent *e = g->trip.dhead;
 		const char *sender = e->key + strlen(e->key) + 1;
@@ -282,7 +283,7 @@ static struct store_grey_batch *take_batch(struct grey *g)
 		dirty_unlink(&g->trip, e);
 	}
 	if (g->nets.dhead)
-		b->nets = xcalloc(g->nets.n, sizeof(*b->nets));
+		b->nets = xcalloc(g->nets.nd, sizeof(*b->nets));
 	while (g->nets.dhead) {
 		struct gent *e = g->nets.dhead;
 		b->nets[b->n_nets].net = xstrdup(e->key);
@@ -290,7 +291,7 @@ static struct store_grey_batch *take_batch(struct grey *g)
 		dirty_unlink(&g->nets, e);
 	}
 	if (g->reps.dhead)
-		b->reps = xcalloc(g->reps.n, sizeof(*b->reps));
+		b->reps = xcalloc(g->reps.nd, sizeof(*b->reps));
 	while (g->reps.dhead) {
 		struct gent *e = g->reps.dhead;
 		struct store_grey_rep *r = &b->reps[b->n_reps++];
@@ -339,36 +340,12 @@ static void on_flush_timer(void *arg)
 /* ---- keys ---- */
 
 /* The client's network: ip with net4 (IPv4, or IPv4-mapped IPv6) or net6
- * prefix bits kept, "a.b.c.d/n" or "x:...::/n". Anything that is not an
- * address keys as itself (cut to fit). */
+ * prefix bits kept, "a.b.c.d/n" or "x:...::/n" (screen.h's cidr_network).
+ * Anything that is not an address keys as itself (cut to fit). */
 static void grey_network(const char *ip, int net4, int net6, char *out, size_t outsize)
 {
-	unsigned char a[16];
-	char txt[INET6_ADDRSTRLEN];
-	int af = AF_INET, len = net4;
-	if (inet_pton(AF_INET, ip, a) != 1) {
-		if (inet_pton(AF_INET6, ip, a) != 1) {
-			snprintf(out, outsize, "%.*s", GREY_NET_MAX - 1, ip);
-			return;
-		}
-		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-		if (memcmp(a, mapped, 12) == 0) {
-			memmove(a, a + 12, 4);
-		} else {
-			af = AF_INET6;
-			len = net6;
-		}
-	}
-	int bytes = af == AF_INET ? 4 : 16;
-	for (int i = 0; i < bytes; i++) {
-		int keep = len - 8 * i;
-		if (keep <= 0)
-			a[i] = 0;
-		else if (keep < 8)
-			a[i] &= (unsigned char)(0xff << (8 - keep));
-	}
-	inet_ntop(af, a, txt, sizeof txt);
-	snprintf(out, outsize, "%s/%d", txt, len);
+	if (cidr_network(ip, net4, net6, out, outsize) < 0)
+		snprintf(out, outsize, "%.*s", GREY_NET_MAX - 1, ip);
 }
 
 /* Lowercase copy of s into p (at most GREY_PART_MAX bytes), NUL after it;
@@ -444,6 +421,13 @@ struct grey *grey_new(struct loop *l, struct store *st, const struct config *cfg
 	g->net6 = cfg->greylist_net6;
 	if (!g->on)
 		return g;
+	if (g->expire <= g->delay) {
+		/* no retry could ever pass */
+		*err_r = xasprintf("greylist_expire (%us) must be longer than greylist_delay (%us)",
+				   cfg->greylist_expire, cfg->greylist_delay);
+		free(g);
+		return NULL;
+	}
 	/* the triplet waits for its retry until first_seen + expire; a network
 	 * is allowed until allowed_until; a domain's reputation is kept for
 	 * greylist_allow_time after its last message */

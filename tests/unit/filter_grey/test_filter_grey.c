@@ -102,6 +102,24 @@ static void test_off(void)
 	CHECK(g == NULL);
 }
 
+/* greylist_expire not longer than greylist_delay: no retry could pass */
+static void test_bad_config(void)
+{
+	cfg_reset();
+	cfg.greylist_delay = 3600;
+	cfg.greylist_expire = 3600;
+	char *err = NULL;
+	struct grey *g = grey_new(NULL, NULL, &cfg, &err);
+	CHECK(g == NULL);
+	CHECK_STR(1, err, "greylist_expire (3600s) must be longer than greylist_delay (3600s)");
+	free(err);
+	cfg.greylist = false; /* off: not checked */
+	err = NULL;
+	g = grey_new(NULL, NULL, &cfg, &err);
+	CHECK(g != NULL && err == NULL);
+	grey_free(&g);
+}
+
 /* RFC 6647: the first attempt is deferred, an early retry too (with the
  * time left), a retry after the delay passes; its network is then allowed
  * for any sender and recipient; another network is not. */
@@ -468,6 +486,7 @@ int main(void)
 {
 	log_set_level(LOG_ERR);
 	test_run("off", test_off);
+	test_run("bad_config", test_bad_config);
 	test_run("lifecycle", test_lifecycle);
 	test_run("recipients", test_recipients);
 	test_run("expire", test_expire);
