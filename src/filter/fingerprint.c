@@ -99,8 +99,11 @@ static void fp_token(struct limit_fp_text *x)
 		return;
 	if (x->words == 0)
 		x->greeting = fp_is_greeting(t, n);
-	if (memchr(t, '@', n) != NULL) {
+	if (x->tok_at) {
 		out[o++] = '\x01'; /* an address */
+	} else if (!x->tok_digit) { /* nothing to mask (most words) */
+		memcpy(out, t, n);
+		o = n;
 	} else {
 		for (size_t i = 0; i < n;) {
 			size_t j = i;
@@ -127,6 +130,7 @@ static void fp_token(struct limit_fp_text *x)
 	x->line_sig += o;
 	x->words++;
 	x->tok_len = 0;
+	x->tok_at = x->tok_digit = false;
 }
 
 static void fp_eol(struct limit_fp_text *x)
@@ -161,6 +165,8 @@ static void fp_char(struct limit_fp_text *x, char c)
 	if (x->tok_len == LIMIT_FP_TOK)
 		fp_token(x);
 	x->tok[x->tok_len++] = c;
+	x->tok_at |= c == '@';
+	x->tok_digit |= fp_digit(c);
 }
 
 void limit_fp_init(struct limit_fp *f)

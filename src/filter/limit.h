@@ -4,8 +4,9 @@
  * flood of a compromised account). Sliding hour windows in memory on the
  * loop thread, bounded (least recently used senders are forgotten first);
  * a restart starts them afresh. Answers are 451 4.7.1 with a text that says
- * which limit; the first hit of a sender per hour is logged and, with
- * limit_notify, told to the postmaster (notice callback). Senders in
+ * which limit; every refusal is logged ("limit refused ... sender= limit=
+ * count="), the first of a sender per hour is, with limit_notify, told to
+ * the postmaster (notice callback, called inside limit_mail/rcpt/end). Senders in
  * dup_exempt (mailing lists) skip the duplicate check and recipient rates.
  * Owned by src/filter/limit.c (+ fingerprint.c as it sees fit). */
 #ifndef POSTERN_FILTER_LIMIT_H
@@ -46,7 +47,9 @@ void limit_rcpt(struct limit *l, const struct limit_sender *s, size_t n_so_far, 
 /* Body fingerprint (pure; fuzzed): a hash of the body's normalised text
  * (the header section skipped; whitespace runs and case folded; lines that
  * commonly vary per recipient — greetings with the address, unsubscribe
- * tokens — do not defeat it, see limit.c), fed the stored bytes in pieces. */
+ * tokens — do not defeat it, see fingerprint.c), fed the stored bytes in
+ * pieces; the result does not depend on how they are cut. 0: no significant
+ * text (not checked). */
 #define LIMIT_FP_TOK 64 /* a longer token is hashed in pieces of this size */
 /* The normaliser of one text (the body, or the Subject field): tokens
  * (whitespace-separated, lower-cased, masked), lines, kept lines. */
@@ -58,6 +61,7 @@ struct limit_fp_text {
 	uint32_t words; /* tokens on the current line */
 	uint32_t tok_len;
 	bool greeting;  /* the line's first token is a salutation word */
+	bool tok_at, tok_digit; /* the token has an '@', a digit */
 	char tok[LIMIT_FP_TOK];
 };
 struct limit_fp {

@@ -195,7 +195,8 @@ def test_rate_user_recipients(make_server):
         m, rr, d = transaction(c, ALICE, ["a%d@remote.test" % i for i in range(6)],
                                make_message(ALICE, "x@remote.test", "s", "hello there\r\n"))
         assert [r.code for r in rr] == [250] * 4 + [451] * 2, rr
-        assert rr[4].lines == ["4.7.1 too many recipients within 1h (5, limit 4); try again later"]
+        assert rr[4].lines == ["4.7.1 <a4@remote.test>: too many recipients within 1h (5, limit 4); "
+                               "try again later"], rr[4]
         assert d.code == 250, d
         m, rr, d = transaction(c, ALICE, ["b@remote.test"],
                                make_message(ALICE, "b@remote.test", "s2", "another\r\n"))
@@ -223,7 +224,8 @@ def test_rate_ip_on_mx(make_server):
                                 "carol+1@example.test"], msg(5))
         assert m.code == 250, m
         assert [r.code for r in rr] == [250] * 5 + [451], rr
-        assert rr[5].lines == ["4.7.1 too many recipients within 1h (6, limit 5); try again later"]
+        assert rr[5].lines == ["4.7.1 <carol+1@example.test>: too many recipients within 1h (6, limit "
+                               "5); try again later"], rr[5]
         assert d.code == 250, d
     lines = [l for l in srv.log().splitlines() if "limit refused" in l]
     assert any("client=127.66.0.1 sender=127.66.0.1 limit=ip_messages count=4 max=3" in l
