@@ -92,6 +92,7 @@ FUZZ_POLICY  += src/filter/dnsbl.c
 FUZZ_POLICY  += src/filter/fingerprint.c
 FUZZ_POLICY  += src/filter/attach.c
 FUZZ_POLICY  += src/filter/tokenize.c
+FUZZ_POLICY  += src/filter/milter_proto.c
 FUZZ_LIBS    := $(shell pkg-config --libs libcrypto)
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 10

@@ -234,11 +234,13 @@ static int cmd_train(const struct config *cfg, int argc, char **argv)
 		return 1;
 	}
 	t.v = xcalloc(SPAM_TRAIN_BATCH, sizeof *t.v);
+	struct bayes_pin *pin = bayes_pin_charsets();
 	int r = 0;
 	for (; i < argc; i++)
 		if (train_path(&t, argv[i], 0) < 0)
 			r = 1;
 	flush(&t);
+	bayes_unpin_charsets(&pin);
 	free(t.v);
 	printf("trained %ld message%s as %s for %s\n", t.total, t.total == 1 ? "" : "s",
 	       t.spam ? "spam" : "ham", user ? user : "the global model");
@@ -302,6 +304,7 @@ static void verdict_print(const struct bayes_verdict *v)
 static int classify_files(struct store *st, int64_t uid, char **files, int n)
 {
 	int r = 0;
+	struct bayes_pin *pin = bayes_pin_charsets();
 	for (int i = 0; i < n; i++) {
 		struct buf m = {0};
 		int fd = open(files[i], O_RDONLY | O_CLOEXEC);
@@ -328,6 +331,7 @@ static int classify_files(struct store *st, int64_t uid, char **files, int n)
 		bayes_verdict_free(&v);
 		bayes_tokens_free(&tk);
 	}
+	bayes_unpin_charsets(&pin);
 	return r;
 }
 

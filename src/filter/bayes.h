@@ -77,6 +77,12 @@ void bayes_combine(const struct bayes_tokens *t, const struct bayes_counts *c,
 int bayes_classify_sync(struct store *st, const struct bayes_tokens *t, int64_t user_id,
 			struct bayes_verdict *v, char **err_r);
 void bayes_verdict_free(struct bayes_verdict *v);
+/* Keeps the iconv modules of the common mail charsets loaded while held
+ * (glibc unloads a module with its last descriptor: one dlopen per message
+ * otherwise). bayes_new holds one; the CLI's train and classify too. */
+struct bayes_pin;
+struct bayes_pin *bayes_pin_charsets(void);
+void bayes_unpin_charsets(struct bayes_pin **pp);
 
 /* The training queue (IMAP moves into/out of Junk, $Junk/$NotJunk) is
  * processed by the daemon's trainer: soon after a change notice from the

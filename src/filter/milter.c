@@ -441,21 +441,16 @@ static int mc_packet(struct mconn *mc, char cmd, const char *d, size_t n)
 			mc_fail(mc, "bad reply to option negotiation");
 			return -1;
 		}
-		if (ver < 2 || ver > MILTER_VERSION) {
+		uint32_t ours;
+		if (milter_negotiate(ver, act, proto, &mc->actions, &ours) < 0) {
 			mc_fail(mc, "unsupported protocol version");
 			return -1;
 		}
-		mc->version = ver;
 		if ((act & ~MILTER_OUR_ACTIONS) != 0)
-			log_debug("milter %s: actions 0x%x not supported (ignored if asked)",
+			log_debug("milter %s: actions 0x%x not offered (ignored if asked)",
 				  mc->ep->name, act & ~MILTER_OUR_ACTIONS);
-		mc->actions = act & MILTER_OUR_ACTIONS;
-		/* negotiate down to what we offered and the version has */
-		mc->proto = proto & MILTER_OUR_PROTO;
-		if (ver < 6)
-			mc->proto &= 0x7fu | SMFIP_NOUNKNOWN | SMFIP_NODATA;
-		if (ver < 4)
-			mc->proto |= SMFIP_NODATA;
+		mc->version = ver;
+		mc->proto = ours;
 		mc->st = MC_READY;
 		if (t->mail_called)
 			mc_steps(mc);

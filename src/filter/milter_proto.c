@@ -67,6 +67,22 @@ int milter_optneg_parse(const char *d, size_t n, uint32_t *version, uint32_t *ac
 	return 0;
 }
 
+int milter_negotiate(uint32_t version, uint32_t actions, uint32_t proto, uint32_t *actions_r,
+		     uint32_t *proto_r)
+{
+	if (version < 2 || version > MILTER_VERSION)
+		return -1;
+	*actions_r = actions & MILTER_OUR_ACTIONS;
+	proto &= MILTER_OUR_PROTO;
+	if (version < 6) /* the flags of versions 2 to 4 (Postfix's MILTER8_V4_PROTO_MASK) */
+		proto &= SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOMAIL | SMFIP_NORCPT |
+			 SMFIP_NOBODY | SMFIP_NOHDRS | SMFIP_NOEOH | SMFIP_NOUNKNOWN | SMFIP_NODATA;
+	if (version < 4) /* SMFIC_DATA came with version 4 */
+		proto |= SMFIP_NODATA;
+	*proto_r = proto;
+	return 0;
+}
+
 /* RFC 5322 2.2: a field name is printable US-ASCII but the colon. */
 static bool field_name_ok(const char *s)
 {
@@ -129,8 +145,8 @@ void milter_value_clean(const char *v, struct buf *out)
 		buf_appendc(out, (char)c);
 		v++;
 	}
-	if (out->cap == 0)
-		buf_reserve(out, 1);
+	buf_reserve(out, 1);
+	out->data[out->len] = '\0'; /* a C string even when nothing was appended */
 }
 
 static void text_append(char *text, size_t tcap, size_t *tl, const char *s, size_t n)

@@ -104,6 +104,13 @@ void milter_optneg_put(struct buf *b, uint32_t version, uint32_t actions, uint32
 int milter_optneg_parse(const char *d, size_t n, uint32_t *version, uint32_t *actions,
 			uint32_t *proto);
 
+/* The milter's SMFIC_OPTNEG reply against what we offered: 0 with the
+ * actions and protocol flags in force (only what we offered; a version
+ * below 6 has no SMFIP_NR_*, SKIP or HDR_LEADSPC, below 4 no SMFIC_DATA);
+ * -1 for a version outside 2..6. */
+int milter_negotiate(uint32_t version, uint32_t actions, uint32_t proto, uint32_t *actions_r,
+		     uint32_t *proto_r);
+
 /* SMFIR_ADDHEADER (with_index false), SMFIR_INSHEADER/CHGHEADER (a 32-bit
  * index first): "name\0value\0". Points into d. 0 or -1 (truncated, no
  * NUL, an empty or invalid field name: RFC 5322 2.2 ftext). */

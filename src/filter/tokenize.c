@@ -210,6 +210,8 @@ static void word_emit(struct tk *t, const char *prefix, const char *w, size_t n,
 /* Splits UTF-8 text into words (and CJK bigrams). */
 static void text_words(struct tk *t, const char *prefix, const char *s, size_t len)
 {
+	if (len == 0)
+		return;
 	const unsigned char *p = (const unsigned char *)s, *e = p + len;
 	char w[BAYES_WORD_MAX + 8];
 	size_t wn = 0, cps = 0, total = 0;
@@ -290,8 +292,12 @@ static void host_emit(struct tk *t, const char *h, size_t n)
 /* Every http(s):// URL's host in s. */
 static void text_urls(struct tk *t, const char *s, size_t n)
 {
+	if (n == 0)
+		return;
 	for (size_t i = 0; i + 7 < n; i++) {
 		size_t k;
+		if ((s[i] | 0x20) != 'h')
+			continue;
 		if (strncasecmp(s + i, "http://", 7) == 0)
 			k = i + 7;
 		else if (i + 8 < n && strncasecmp(s + i, "https://", 8) == 0)
@@ -336,8 +342,8 @@ static void html_text(struct tk *t, const char *s, size_t n, struct buf *out)
 			while (j < n && s[j] != '>')
 				j++;
 			text_urls(t, s + i, j - i);
-			bool skip = (j - i > 7 && strncasecmp(s + i + 1, "script", 6) == 0) ||
-				    (j - i > 6 && strncasecmp(s + i + 1, "style", 5) == 0);
+			bool skip = (j - i >= 7 && strncasecmp(s + i + 1, "script", 6) == 0) ||
+				    (j - i >= 6 && strncasecmp(s + i + 1, "style", 5) == 0);
 			i = j < n ? j + 1 : n;
 			if (skip) /* up to the closing tag */
 				while (i + 1 < n && !(s[i] == '<' && s[i + 1] == '/'))
@@ -491,13 +497,13 @@ static void part_header(struct tk *t, const char *h, size_t n, bool top, bool *h
 			*html_r = f.value_len >= 9 && memmem(f.value, f.value_len < 40 ? f.value_len : 40,
 							     "html", 4) != NULL;
 			buf_reset(&tmp);
-			if (header_param(f.value, f.value_len, "charset", &tmp))
+			if (header_param(f.value, f.value_len, "charset", &tmp) && tmp.len > 0)
 				header_atom(t, "charset:", tmp.data, tmp.len);
 			buf_reset(&tmp);
 			if (header_param(f.value, f.value_len, "name", &tmp)) {
 				*attach_r = true;
 				text_words(t, "attach:", tmp.data, tmp.len);
-				const char *dot = memrchr(tmp.data, '.', tmp.len);
+				const char *dot = tmp.len ? memrchr(tmp.data, '.', tmp.len) : NULL;
 				if (dot != NULL)
 					header_atom(t, "attach-ext:", dot + 1,
 						    tmp.len - (size_t)(dot + 1 - tmp.data));
@@ -511,7 +517,7 @@ static void part_header(struct tk *t, const char *h, size_t n, bool top, bool *h
 			if (header_param(f.value, f.value_len, "filename", &tmp)) {
 				*attach_r = true;
 				text_words(t, "attach:", tmp.data, tmp.len);
-				const char *dot = memrchr(tmp.data, '.', tmp.len);
+				const char *dot = tmp.len ? memrchr(tmp.data, '.', tmp.len) : NULL;
 				if (dot != NULL)
 					header_atom(t, "attach-ext:", dot + 1,
 						    tmp.len - (size_t)(dot + 1 - tmp.data));
@@ -530,7 +536,9 @@ static int tok_cmp(const void *a, const void *b)
 void bayes_tokenize(const char *msg, size_t len, struct bayes_tokens *out)
 {
 	struct tk t = {0};
-	t.set_cap = 16384; /* > 2 * BAYES_MAX_TOKENS, a power of 2 */
+	/* a power of 2 above BAYES_MAX_TOKENS (at most 61 % full), 64 KiB:
+	 * under malloc's mmap threshold, so no mmap/munmap per message */
+	t.set_cap = 8192;
 	t.set = xcalloc(t.set_cap, sizeof *t.set);
 	struct buf cache = {0}, dec = {0}, utf = {0}, txt = {0}, cs = {0};
 	mime_cache_build(msg, len, &cache);

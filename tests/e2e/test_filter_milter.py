@@ -37,7 +37,8 @@ def srv(rspamd, tmp_path_factory, tls_pair):
 
 
 def header_block(raw):
-    return raw.split(b"\r\n\r\n", 1)[0]
+    """The header section, its last line break included."""
+    return raw.split(b"\r\n\r\n", 1)[0] + b"\r\n"
 
 
 def send(s, subject, extra=(), body="Hello there.\r\n"):
@@ -76,7 +77,7 @@ def test_add_header_action_replaces_forged_field(srv):
     head = header_block(raw)
     assert b"forged-by-sender" not in raw
     assert head.count(b"X-Spam:") == 1, head
-    assert b"\r\nX-Spam: Yes\r\n" in head + b"\r\n", head
+    assert b"\r\nX-Spam: Yes\r\n" in head, head
     assert b"\r\nX-Other: kept\r\n" in head, head
     assert b"\r\nSubject: SPAMMY offer\r\n" in head, head
     assert b"\r\nX-Rspamd-Test: scanned\r\n" in head, head
@@ -166,3 +167,199 @@ def test_milter_stalls(make_server, policy, code):
         assert "timed out" in s.log()
     finally:
         sil.close()
+
+
+# ---------------------------------------------------------------------------
+# A scripted milter (fault injection and the paths rspamd does not take:
+# rspamd asks for no reply before the end of message, SMFIP_NR_*): it
+# negotiates with the protocol flags given, answers every step with
+# SMFIR_CONTINUE, and at the end of message does what `eob` says.
+# ---------------------------------------------------------------------------
+import struct
+
+
+def pkt(cmd, data=b""):
+    return struct.pack(">I", len(data) + 1) + cmd + data
+
+
+class Scripted:
+    def __init__(self, eob, proto=0, reject_rcpt=None):
+        self.eob = eob
+        self.proto = proto
+        self.reject_rcpt = reject_rcpt
+        self.cmds = []  # (cmd, data) received, every connection
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.addr = "inet:127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.stop = False
+        self.threads = []
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            t = threading.Thread(target=self.serve, args=(c,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def read(self, c):
+        h = b""
+        while len(h) < 4:
+            x = c.recv(4 - len(h))
+            if not x:
+                return None
+            h += x
+        n = struct.unpack(">I", h)[0]
+        d = b""
+        while len(d) < n:
+            x = c.recv(n - len(d))
+            if not x:
+                return None
+            d += x
+        return d[:1], d[1:]
+
+    def serve(self, c):
+        c.settimeout(30)
+        try:
+            while not self.stop:
+                p = self.read(c)
+                if p is None:
+                    return
+                cmd, data = p
+                self.cmds.append((cmd, data))
+                if cmd == b"O":
+                    c.sendall(pkt(b"O", struct.pack(">III", 6, 0x31, self.proto)))
+                elif cmd in (b"D", b"A"):
+                    pass
+                elif cmd == b"Q":
+                    return
+                elif cmd == b"R" and self.reject_rcpt and self.reject_rcpt.encode() in data:
+                    c.sendall(pkt(b"y", b"550 5.7.1 No thanks for this one\0"))
+                elif cmd == b"E":
+                    self.eob(c)
+                elif cmd == b"L" and self.proto & 0x80:
+                    pass  # SMFIP_NR_HDR
+                else:
+                    c.sendall(pkt(b"c"))
+        except OSError:
+            return
+        finally:
+            c.close()
+
+    def close(self):
+        self.stop = True
+        self.t.join(5)
+        for t in self.threads:
+            t.join(5)
+        self.sock.close()
+
+
+def eob_edits(c):
+    c.sendall(pkt(b"i", struct.pack(">I", 0) + b"X-First\0inserted\0") +
+              pkt(b"h", b"X-Folded\0a\n\tb\0") +
+              pkt(b"m", struct.pack(">I", 1) + b"X-Drop\0\0") +
+              pkt(b"q", b"held for review\0") + pkt(b"c"))
+
+
+def test_scripted_every_step_answered(make_server):
+    m = Scripted(eob_edits, reject_rcpt="bob@")
+    try:
+        s = make_server(milters=m.addr, milter_timeout=10)
+        msg = make_message(SENDER, RCPT, "steps", "body line\r\n",
+                           extra_headers=["X-Fold: folded\r\n value", "X-Drop: me",
+                                          "X-Keep: me"])
+        with s.client("mx") as c:
+            c.ehlo()
+            assert c.cmd("MAIL FROM:<%s>" % SENDER).code == 250
+            assert c.cmd("RCPT TO:<%s>" % RCPT).code == 250
+            r = c.cmd("RCPT TO:<bob@example.test>")
+            assert r.code == 550 and r.lines[-1].startswith("5.7.1 "), r
+            assert "No thanks for this one" in r.lines[-1], r
+            assert c.data(msg).code == 250
+        # SMFIR_QUARANTINE: kept, in the recipient's Junk
+        assert s.count(RCPT) == 0
+        raw = s.messages(RCPT, "Junk")[-1]
+        head = header_block(raw)
+        assert b"X-Drop" not in head, head
+        assert b"\r\nX-Keep: me\r\n" in head, head
+        assert b"\r\nX-Folded: a\r\n\tb\r\n" in head, head
+        # SMFIR_INSHEADER at 0: the first field the milter saw (the message
+        # as stored: its Received field first), under the prefix
+        assert b"\r\nX-First: inserted\r\nReceived: " in head, head
+        assert raw.endswith(b"\r\n\r\nbody line\r\n")
+        cmds = [c for c, _ in m.cmds if c != b"D"]
+        # the order of the steps, one connection
+        assert cmds[:8] == [b"O", b"C", b"H", b"M", b"R", b"R", b"T", b"L"], cmds
+        assert cmds[-3:-1] == [b"B", b"E"], cmds
+        hdrs = [d for c, d in m.cmds if c == b"L"]
+        # folded as Sendmail/Postfix send it: LF inside, one space eaten
+        assert b"X-Fold\0folded\n value\0" in hdrs, hdrs
+        assert b"X-Drop\0me\0" in hdrs, hdrs
+        body = b"".join(d for c, d in m.cmds if c == b"B")
+        assert body == b"body line\r\n", body
+        conn = [d for c, d in m.cmds if c == b"C"][0]
+        assert conn.split(b"\0")[1][:1] == b"4" and conn.endswith(b"\0"), conn
+        assert [d for c, d in m.cmds if c == b"M"][0] == b"<%s>\0" % SENDER.encode()
+        assert "MILTER_QUARANTINE" in s.log()
+    finally:
+        m.close()
+
+
+def test_scripted_declined_steps_not_sent(make_server):
+    # SMFIP_NOCONNECT|NOHELO|NOHDRS|NOEOH (0x1|0x2|0x20|0x40): not sent
+    m = Scripted(lambda c: c.sendall(pkt(b"a")), proto=0x63)
+    try:
+        s = make_server(milters=m.addr, milter_timeout=10)
+        assert send(s, "hi").code == 250
+        cmds = set(c for c, _ in m.cmds)
+        assert not cmds & {b"C", b"H", b"L", b"N"}, cmds
+        assert {b"M", b"R", b"T", b"B", b"E"} <= cmds, cmds
+    finally:
+        m.close()
+
+
+def stall(c):
+    pass
+
+
+def garbage(c):
+    c.sendall(pkt(b"Z", b"what"))
+
+
+def progress(c):
+    for _ in range(6):  # 3 s of SMFIR_PROGRESS, with milter_timeout = 2
+        time.sleep(0.5)
+        c.sendall(pkt(b"p"))
+    c.sendall(pkt(b"c"))
+
+
+@pytest.mark.parametrize("eob,code,at_least", [
+    (stall, 451, 1.9),       # no answer at the end of message: milter_timeout
+    (garbage, 451, 0),       # a reply that is not in the protocol
+    (progress, 250, 2.9),    # SMFIR_PROGRESS restarts the clock
+])
+def test_scripted_end_of_message_faults(make_server, eob, code, at_least):
+    m = Scripted(eob)
+    try:
+        s = make_server(milters=m.addr, milter_timeout=2)
+        msg = make_message(SENDER, RCPT, "x", "body\r\n")
+        with s.client("mx") as c:
+            c.ehlo()
+            assert c.cmd("MAIL FROM:<%s>" % SENDER).code == 250
+            assert c.cmd("RCPT TO:<%s>" % RCPT).code == 250
+            t0 = time.monotonic()
+            r = c.data(msg)
+            took = time.monotonic() - t0
+        assert r.code == code, r
+        if code == 451:
+            assert "4.7.0" in r.lines[-1], r
+        assert at_least <= took < 20, took
+        assert s.count(RCPT) == (1 if code == 250 else 0)
+    finally:
+        m.close()

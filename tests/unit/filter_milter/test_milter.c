@@ -63,6 +63,35 @@ static void test_optneg(void)
 	buf_free(&b);
 }
 
+static void test_negotiate(void)
+{
+	static const struct {
+		uint32_t ver, act, proto;
+		int ret;
+		uint32_t act_r, proto_r;
+	} cases[] = {
+		/* rspamd 3.4: v6, every action, every NR_* flag */
+		{6, 0x1ff, 0xff080, 0, 0x31, 0xff080},
+		/* flags we did not offer are dropped (RCPT_REJ, MDS sizes) */
+		{6, 0x01, 0x30000800u | SMFIP_NOHDRS, 0, 0x01, SMFIP_NOHDRS},
+		/* version 2: no DATA, no NR_* even if asked */
+		{2, 0x10, SMFIP_NR_HDR | SMFIP_NOBODY, 0, 0x10, SMFIP_NOBODY | SMFIP_NODATA},
+		/* version 4: DATA, no SKIP/LEADSPC */
+		{4, 0, SMFIP_HDR_LEADSPC | SMFIP_SKIP | SMFIP_NODATA, 0, 0, SMFIP_NODATA},
+		{1, 0, 0, -1, 0, 0},
+		{7, 0, 0, -1, 0, 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint32_t a = 0, p = 0;
+		CHECK_INT((int)i, milter_negotiate(cases[i].ver, cases[i].act, cases[i].proto, &a, &p),
+			  cases[i].ret);
+		if (cases[i].ret == 0) {
+			CHECK_INT((int)i, a, cases[i].act_r);
+			CHECK_INT((int)i, p, cases[i].proto_r);
+		}
+	}
+}
+
 static void test_hdr_reply(void)
 {
 	uint32_t idx = 99;
@@ -106,6 +135,19 @@ static void test_hdr_reply(void)
 		CHECK_STR((int)i + 30, b.data, clean[i].out);
 	}
 	buf_free(&b);
+	/* nothing left: still a C string, in a fresh buffer too (the fuzzer
+	 * found field_set reading past it) */
+	struct buf fresh = BUF_INIT;
+	milter_value_clean("\x01\n", &fresh);
+	CHECK_INT(50, fresh.len, 0);
+	CHECK_STR(51, fresh.data, "");
+	buf_free(&fresh);
+	struct milter_edit e = {MILTER_ADD, 0, "X-E", "\x01"};
+	struct buf out = BUF_INIT;
+	CHECK_INT(52, milter_apply_edits("A: 1\r\n\r\n", 8, &e, 1, &out), 0);
+	buf_appendc(&out, '\0');
+	CHECK_STR(53, out.data, "A: 1\r\nX-E: \r\n\r\n");
+	buf_free(&out);
 }
 
 static void test_replycode(void)
@@ -261,6 +303,7 @@ int main(void)
 {
 	test_run("packets", test_packets);
 	test_run("optneg", test_optneg);
+	test_run("negotiate", test_negotiate);
 	test_run("hdr_reply", test_hdr_reply);
 	test_run("replycode", test_replycode);
 	test_run("field_split", test_field_split);
