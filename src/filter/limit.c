@@ -7,11 +7,13 @@
  * exactly what was sent in the last 59-60 minutes; the cost is 240 octets a
  * counter and at most 60 bucket clears per call (O(1)).
  *
- * Senders: one fixed table of LIMIT_SENDERS entries (user "u:name" for
- * submission, client "i:ip" for MX), a chained hash on a random seed, and an
- * LRU list: a new sender takes a free entry or the least recently used one.
- * Memory is bounded: the table, plus per entry LIMIT_FPS fingerprints each
- * with at most min(dup_recipients + 1, LIMIT_DUP_TRACK) recipients.
+ * Senders: two fixed tables of LIMIT_SENDERS entries (users "u:name" for
+ * submission, clients "i:ip" for MX), each a chained hash on a random seed
+ * and an LRU list: a new sender takes a free entry or the least recently used
+ * one. Memory is bounded: the tables, plus per entry LIMIT_FPS fingerprints
+ * each with at most LIMIT_DUP_TRACK recipients of 16 octets (worst case
+ * 2 * 4096 * 4 * 128 * 16 = 64 MiB with dup_recipients >= 127; 16 MiB with
+ * the default 25).
  *
  * Duplicates: per sender the LIMIT_FPS most recent body fingerprints, each
  * with the recipients it went to (a 64-bit hash and the time each was last
@@ -66,7 +68,8 @@ struct limit_window {
 
 struct limit_seen {
 	uint64_t h;    /* keyed hash of the lower-cased recipient */
-	time_t t;      /* when it was last sent this content; 0: not yet (in flight) */
+	uint32_t t;    /* when it was last sent this content (Unix time, good
+			* until 2106; 16 octets an entry); 0: not yet (in flight) */
 	uint32_t pend; /* reservations in flight that hold it */
 };
 
@@ -496,7 +499,8 @@ static void slot_prune(struct limit *l, struct limit_fpslot *sl, time_t now)
 		return;
 	for (uint32_t i = 0; i < sl->n; i++)
 		if (sl->r[i].pend > 0 ||
-		    (sl->r[i].t != 0 && sl->r[i].t > now - w && sl->r[i].t <= now + w))
+		    (sl->r[i].t != 0 && (time_t)sl->r[i].t > now - w &&
+		     (time_t)sl->r[i].t <= now + w))
 			sl->r[k++] = sl->r[i];
 	sl->n = k;
 	if (k == 0)
@@ -602,12 +606,12 @@ static void slot_seen(struct limit_fpslot *sl, uint64_t h, time_t now, int how, 
 		else if (held && v->pend > 0)
 			v->pend--;
 		if (how == SEEN_CONFIRM)
-			v->t = now;
+			v->t = (uint32_t)now;
 		return;
 	}
 	if (how == SEEN_RELEASE)
 		return;
-	struct limit_seen nv = {h, how == SEEN_CONFIRM ? now : 0, how == SEEN_HOLD ? 1 : 0};
+	struct limit_seen nv = {h, how == SEEN_CONFIRM ? (uint32_t)now : 0, how == SEEN_HOLD ? 1 : 0};
 	if (sl->n == LIMIT_DUP_TRACK) { /* full: the oldest not in flight is forgotten */
 		uint32_t old = LIMIT_NONE;
 
