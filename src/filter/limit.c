@@ -26,9 +26,10 @@
  * limit_end) counts what is in flight: N parallel sessions of one
  * compromised account cannot all pass before any is counted.
  * limit_delivered turns the reservation into counts; limit_release drops it.
- * A reservation nobody confirms or releases (a caller's bug, a lost session)
- * is dropped LIMIT_HOLD_MAX seconds after the sender's last reservation, so
- * a leak can never limit a sender for good.
+ * Holds are kept per minute (LIMIT_HOLD_MIN buckets, like the hour windows)
+ * and a confirm or release takes the oldest: a hold nobody confirms or
+ * releases (a caller's bug, a lost session) is dropped after LIMIT_HOLD_MIN
+ * minutes, so that a leak never limits a busy sender for good.
  *
  * Tables: authenticated users and MX client IPs live in separate tables, so
  * that a flood of distinct client IPs (IPv6 gives an attacker billions)
@@ -58,7 +59,7 @@
 #define LIMIT_NOTICE_EVERY 3600 /* one notice per sender and hour */
 #define LIMIT_KEY_MAX 320     /* "u:" + an address (RFC 5321 4.5.3.1.3: 256) */
 #define LIMIT_NONE UINT32_MAX
-#define LIMIT_HOLD_MAX 600    /* seconds an unconfirmed reservation is kept */
+#define LIMIT_HOLD_MIN 10     /* minutes an unconfirmed reservation is kept */
 
 struct limit_window {
 	uint32_t b[LIMIT_MINUTES];
@@ -70,7 +71,15 @@ struct limit_seen {
 	uint64_t h;    /* keyed hash of the lower-cased recipient */
 	uint32_t t;    /* when it was last sent this content (Unix time, good
 			* until 2106; 16 octets an entry); 0: not yet (in flight) */
-	uint32_t pend; /* reservations in flight that hold it */
+	uint16_t pend; /* reservations in flight that hold it, */
+	uint16_t hold_min; /* the last made in this minute (mod 2^16) */
+};
+
+/* Reservations in flight, per minute of their making. */
+struct limit_holds {
+	uint32_t m[LIMIT_HOLD_MIN]; /* messages */
+	uint32_t r[LIMIT_HOLD_MIN]; /* their recipients */
+	int64_t minute;             /* the newest bucket's */
 };
 
 struct limit_fpslot {
@@ -86,9 +95,7 @@ struct limit_entry {
 	uint32_t next, prev_lru, next_lru;
 	struct limit_window msgs, rcpts;
 	time_t notified; /* last notice; 0: never */
-	uint32_t pend_msgs;  /* reserved by limit_end, not yet confirmed/released */
-	uint64_t pend_rcpts;
-	time_t pend_at;      /* the last reservation */
+	struct limit_holds holds; /* reserved by limit_end, not yet confirmed/released */
 	struct limit_fpslot fps[LIMIT_FPS];
 };
 
@@ -275,30 +282,81 @@ static struct limit_entry *limit_find(struct limit *l, const struct limit_sender
 	return e;
 }
 
-/* Drops the sender's reservations when none was made for LIMIT_HOLD_MAX
- * seconds (or the clock jumped by more): a reservation never confirmed nor
- * released must not hold the sender back for good. */
-static void pend_expire(struct limit_entry *e, time_t now)
-{
-	if (e->pend_at == 0 || (now - e->pend_at <= LIMIT_HOLD_MAX &&
-				e->pend_at - now <= LIMIT_HOLD_MAX))
-		return;
-	e->pend_msgs = 0;
-	e->pend_rcpts = 0;
-	e->pend_at = 0;
-	for (int i = 0; i < LIMIT_FPS; i++)
-		for (uint32_t k = 0; k < e->fps[i].n; k++)
-			e->fps[i].r[k].pend = 0; /* slot_prune drops those never sent */
-}
-
 static struct limit_entry *entry_get(struct limit *l, const struct limit_sender *s,
 				     bool create, time_t now)
 {
-	struct limit_entry *e = limit_find(l, s, create);
+	return limit_find(l, s, create);
+}
 
-	if (e != NULL)
-		pend_expire(e, now);
-	return e;
+/* ---- reservations ---- */
+
+/* Holds older than LIMIT_HOLD_MIN minutes are dropped (never confirmed nor
+ * released); a clock that goes back drops nothing. */
+static void holds_advance(struct limit_holds *h, time_t now)
+{
+	int64_t m = (int64_t)now / 60;
+
+	if (m <= h->minute)
+		return;
+	if (m - h->minute >= LIMIT_HOLD_MIN) {
+		memset(h->m, 0, sizeof(h->m));
+		memset(h->r, 0, sizeof(h->r));
+	} else {
+		for (int64_t k = h->minute + 1; k <= m; k++)
+			h->m[k % LIMIT_HOLD_MIN] = h->r[k % LIMIT_HOLD_MIN] = 0;
+	}
+	h->minute = m;
+}
+
+static uint64_t holds_msgs(struct limit_holds *h, time_t now)
+{
+	uint64_t n = 0;
+
+	holds_advance(h, now);
+	for (int i = 0; i < LIMIT_HOLD_MIN; i++)
+		n += h->m[i];
+	return n;
+}
+
+static uint64_t holds_rcpts(struct limit_holds *h, time_t now)
+{
+	uint64_t n = 0;
+
+	holds_advance(h, now);
+	for (int i = 0; i < LIMIT_HOLD_MIN; i++)
+		n += h->r[i];
+	return n;
+}
+
+static void holds_add(struct limit_holds *h, time_t now, size_t n)
+{
+	holds_advance(h, now);
+	h->m[h->minute % LIMIT_HOLD_MIN]++;
+	h->r[h->minute % LIMIT_HOLD_MIN] += (uint32_t)n;
+}
+
+/* One hold of n recipients ends (the oldest). false: none was held. */
+static bool holds_take(struct limit_holds *h, time_t now, size_t n)
+{
+	holds_advance(h, now);
+	for (int64_t k = h->minute - LIMIT_HOLD_MIN + 1; k <= h->minute; k++) {
+		int i = (int)(((k % LIMIT_HOLD_MIN) + LIMIT_HOLD_MIN) % LIMIT_HOLD_MIN);
+
+		if (h->m[i] == 0)
+			continue;
+		h->m[i]--;
+		h->r[i] -= n < h->r[i] ? (uint32_t)n : h->r[i];
+		return true;
+	}
+	return false;
+}
+
+/* A recipient's holds still alive (made within LIMIT_HOLD_MIN minutes). */
+static unsigned seen_pend(const struct limit_seen *v, time_t now)
+{
+	uint16_t age = (uint16_t)((uint16_t)(now / 60) - v->hold_min);
+
+	return age < LIMIT_HOLD_MIN ? v->pend : 0;
 }
 
 /* ---- hour windows ---- */
@@ -460,7 +518,8 @@ void limit_mail(struct limit *l, const struct limit_sender *s, time_t now,
 	if (max <= 0)
 		return;
 	struct limit_entry *e = entry_get(l, s, false, now);
-	uint64_t have = e != NULL ? window_count(&e->msgs, now) + e->pend_msgs : 0;
+	uint64_t have =
+	    e != NULL ? window_count(&e->msgs, now) + holds_msgs(&e->holds, now) : 0;
 	if (have + 1 > (uint64_t)max)
 		limit_hit(l, s, now, s->user != NULL ? "user_messages" : "ip_messages", have + 1,
 			  (uint64_t)max, "messages", r);
@@ -476,7 +535,8 @@ void limit_rcpt(struct limit *l, const struct limit_sender *s, size_t n_so_far, 
 		return;
 	struct limit_entry *e = entry_get(l, s, false, now);
 	uint64_t have =
-	    (e != NULL ? window_count(&e->rcpts, now) + e->pend_rcpts : 0) + n_so_far;
+	    (e != NULL ? window_count(&e->rcpts, now) + holds_rcpts(&e->holds, now) : 0) +
+	    n_so_far;
 	if (have + 1 > (uint64_t)max)
 		limit_hit(l, s, now, s->user != NULL ? "user_recipients" : "ip_recipients",
 			  have + 1, (uint64_t)max, "recipients", r);
@@ -498,7 +558,7 @@ static void slot_prune(struct limit *l, struct limit_fpslot *sl, time_t now)
 	if (sl->fp == 0)
 		return;
 	for (uint32_t i = 0; i < sl->n; i++)
-		if (sl->r[i].pend > 0 ||
+		if (seen_pend(&sl->r[i], now) > 0 ||
 		    (sl->r[i].t != 0 && (time_t)sl->r[i].t > now - w &&
 		     (time_t)sl->r[i].t <= now + w))
 			sl->r[k++] = sl->r[i];
@@ -552,7 +612,7 @@ void limit_end(struct limit *l, const struct limit_sender *s, uint64_t fp,
 	reply_ok(r);
 	struct limit_entry *e = entry_get(l, s, false, now);
 	if (mmax > 0 && e != NULL) {
-		uint64_t have = window_count(&e->msgs, now) + e->pend_msgs;
+		uint64_t have = window_count(&e->msgs, now) + holds_msgs(&e->holds, now);
 
 		if (have + 1 > (uint64_t)mmax) {
 			limit_hit(l, s, now, s->user != NULL ? "user_messages" : "ip_messages",
@@ -561,7 +621,7 @@ void limit_end(struct limit *l, const struct limit_sender *s, uint64_t fp,
 		}
 	}
 	if (rmax > 0 && !exempt && e != NULL) {
-		uint64_t have = window_count(&e->rcpts, now) + e->pend_rcpts + n;
+		uint64_t have = window_count(&e->rcpts, now) + holds_rcpts(&e->holds, now) + n;
 
 		if (have > (uint64_t)rmax) {
 			limit_hit(l, s, now, s->user != NULL ? "user_recipients" : "ip_recipients",
@@ -601,22 +661,28 @@ static void slot_seen(struct limit_fpslot *sl, uint64_t h, time_t now, int how, 
 
 		if (v->h != h)
 			continue;
-		if (how == SEEN_HOLD)
-			v->pend++;
-		else if (held && v->pend > 0)
-			v->pend--;
+		unsigned pend = seen_pend(v, now);
+
+		if (how == SEEN_HOLD) {
+			v->pend = (uint16_t)(pend < UINT16_MAX ? pend + 1 : pend);
+			v->hold_min = (uint16_t)(now / 60);
+		} else {
+			v->pend = (uint16_t)(held && pend > 0 ? pend - 1 : pend);
+		}
 		if (how == SEEN_CONFIRM)
 			v->t = (uint32_t)now;
 		return;
 	}
 	if (how == SEEN_RELEASE)
 		return;
-	struct limit_seen nv = {h, how == SEEN_CONFIRM ? (uint32_t)now : 0, how == SEEN_HOLD ? 1 : 0};
+	struct limit_seen nv = {h, how == SEEN_CONFIRM ? (uint32_t)now : 0,
+				how == SEEN_HOLD ? 1 : 0, (uint16_t)(now / 60)};
 	if (sl->n == LIMIT_DUP_TRACK) { /* full: the oldest not in flight is forgotten */
 		uint32_t old = LIMIT_NONE;
 
 		for (uint32_t i = 0; i < sl->n; i++)
-			if (sl->r[i].pend == 0 && (old == LIMIT_NONE || sl->r[i].t < sl->r[old].t))
+			if (seen_pend(&sl->r[i], now) == 0 &&
+			    (old == LIMIT_NONE || sl->r[i].t < sl->r[old].t))
 				old = i;
 		if (old != LIMIT_NONE)
 			sl->r[old] = nv;
@@ -670,11 +736,9 @@ static void slot_each(struct limit *l, struct limit_fpslot *sl, const char *cons
 static void limit_hold(struct limit *l, struct limit_entry *e, uint64_t fp,
 		       const char *const *rcpts, size_t n, bool exempt, time_t now)
 {
-	e->pend_msgs++;
-	e->pend_at = now;
+	holds_add(&e->holds, now, exempt ? 0 : n);
 	if (exempt)
 		return;
-	e->pend_rcpts += n;
 	if (l->dup_max > 0 && fp != 0)
 		slot_each(l, slot_get(l, e, fp, now), rcpts, n, now, SEEN_HOLD, true);
 }
@@ -684,15 +748,11 @@ void limit_delivered(struct limit *l, const struct limit_sender *s, uint64_t fp,
 {
 	bool exempt = limit_exempt(l, s);
 	struct limit_entry *e = entry_get(l, s, true, now);
-	bool held = e->pend_msgs > 0; /* limit_end reserved it */
+	bool held = holds_take(&e->holds, now, exempt ? 0 : n); /* limit_end reserved it */
 
-	if (held)
-		e->pend_msgs--;
 	window_add(&e->msgs, now, 1);
 	if (exempt)
 		return; /* recipient rates and duplicates do not apply */
-	if (held)
-		e->pend_rcpts -= n < e->pend_rcpts ? n : e->pend_rcpts;
 	window_add(&e->rcpts, now, (uint32_t)n);
 	if (l->dup_max <= 0 || fp == 0)
 		return;
@@ -704,12 +764,12 @@ void limit_release(struct limit *l, const struct limit_sender *s, uint64_t fp,
 {
 	struct limit_entry *e = entry_get(l, s, false, now);
 
-	if (e == NULL || e->pend_msgs == 0)
+	bool exempt = limit_exempt(l, s);
+
+	if (e == NULL || !holds_take(&e->holds, now, exempt ? 0 : n))
 		return; /* nothing held (or forgotten meanwhile) */
-	e->pend_msgs--;
-	if (limit_exempt(l, s))
+	if (exempt)
 		return;
-	e->pend_rcpts -= n < e->pend_rcpts ? n : e->pend_rcpts;
 	if (l->dup_max <= 0 || fp == 0)
 		return;
 	struct limit_fpslot *sl = slot_find(l, e, fp, now);

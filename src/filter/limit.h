@@ -96,7 +96,7 @@ void limit_delivered(struct limit *l, const struct limit_sender *s, uint64_t fp,
 /* Not stored after limit_end said go on (a later check refused it, the
  * store failed, the session was lost): drops the reservation, counts
  * nothing. A reservation neither confirmed nor released is dropped anyway
- * 10 minutes after the sender's last one. */
+ * after 10 minutes (each on its own, however busy the sender). */
 void limit_release(struct limit *l, const struct limit_sender *s, uint64_t fp,
 		   const char *const *rcpts, size_t n, time_t now);
 

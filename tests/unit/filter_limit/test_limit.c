@@ -361,14 +361,19 @@ static void test_parallel(void)
 	limit_rcpt(l, &alice, 0, T0 + 3, &r);
 	CHECK_INT(11, r.code, 0);
 	/* a reservation never confirmed nor released is dropped after 10
-	 * minutes without another (a lost session cannot block a sender) */
+	 * minutes, even while the sender keeps making others (a lost session
+	 * cannot block a busy sender) */
 	limit_end(l, &alice, 0, rc, 28, T0 + 4, &r);
 	CHECK_INT(12, r.code, 0);
-	limit_rcpt(l, &alice, 0, T0 + 600, &r);
+	limit_rcpt(l, &alice, 0, T0 + 300, &r);
 	CHECK_INT(13, r.code, 451);
-	limit_rcpt(l, &alice, 0, T0 + 605, &r);
+	limit_end(l, &alice, 0, rc, 0, T0 + 300, &r); /* another, never ended */
+	CHECK_INT(13, r.code, 0);
+	limit_rcpt(l, &alice, 0, T0 + 599, &r);
+	CHECK_INT(14, r.code, 451);
+	limit_rcpt(l, &alice, 0, T0 + 600, &r);
 	CHECK_INT(14, r.code, 0);
-	/* a release without a reservation changes nothing */
+	/* a release of recipients never held changes no duplicate count */
 	limit_release(l, &alice, fp, many, 3, T0 + 606);
 	limit_release(l, &bob_sender, fp, many, 3, T0 + 606);
 	limit_end(l, &alice, fp, many + 2, 3, T0 + 606, &r);
@@ -377,6 +382,14 @@ static void test_parallel(void)
 	/* 0 and 1 left the window; 2,3,4 + 5,6,7 */
 	limit_end(l, &alice, fp, many + 5, 3, T0 + 607, &r);
 	CHECK_INT(16, r.code, 451);
+	/* held recipients of a body never confirmed nor released stop counting
+	 * after 10 minutes */
+	limit_end(l, &alice, fp + 9, many, 5, T0 + 3600, &r);
+	CHECK_INT(17, r.code, 0);
+	limit_end(l, &alice, fp + 9, many + 5, 1, T0 + 3600 + 599, &r);
+	CHECK_INT(18, r.code, 451);
+	limit_end(l, &alice, fp + 9, many + 5, 5, T0 + 3600 + 600, &r);
+	CHECK_INT(19, r.code, 0);
 	limit_free(&l);
 }
 
