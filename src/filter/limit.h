@@ -78,13 +78,26 @@ void limit_fp_init(struct limit_fp *f);
 void limit_fp_feed(struct limit_fp *f, const char *p, size_t n);
 uint64_t limit_fp_final(struct limit_fp *f);
 
-/* At the end of data: would this message (fingerprint fp, to the given
+/* At the end of data: the message and recipient rates again, with what is
+ * in flight counted, then: would this message (fingerprint fp, to the given
  * distinct recipients) take the sender over dup_recipients within
- * dup_window? Counts nothing. */
+ * dup_window? Go on (code 0): the message, its recipients and its
+ * fingerprint's recipients are RESERVED (counted as in flight by every
+ * check of this sender), so that parallel sessions of one sender cannot all
+ * pass before any is counted. Every go-on must be followed by exactly one
+ * limit_delivered (stored) or limit_release (not stored), with the same
+ * sender, fp and recipients. Refused: nothing reserved. */
 void limit_end(struct limit *l, const struct limit_sender *s, uint64_t fp,
 	       const char *const *rcpts, size_t n, time_t now, struct limit_reply *r);
-/* Accepted (250): counts the message, its recipients and its fingerprint. */
+/* Accepted (250): counts the message, its recipients and its fingerprint
+ * (confirming limit_end's reservation). */
 void limit_delivered(struct limit *l, const struct limit_sender *s, uint64_t fp,
 		     const char *const *rcpts, size_t n, time_t now);
+/* Not stored after limit_end said go on (a later check refused it, the
+ * store failed, the session was lost): drops the reservation, counts
+ * nothing. A reservation neither confirmed nor released is dropped anyway
+ * after 10 minutes (each on its own, however busy the sender). */
+void limit_release(struct limit *l, const struct limit_sender *s, uint64_t fp,
+		   const char *const *rcpts, size_t n, time_t now);
 
 #endif

@@ -10,6 +10,8 @@ Remote recipients are queued (no delivery happens: dns_resolver refuses)."""
 import re
 import time
 
+import pytest
+
 from conftest import make_message
 
 ALICE = "alice@example.test"
@@ -195,7 +197,7 @@ def test_rate_user_recipients(make_server):
         m, rr, d = transaction(c, ALICE, ["a%d@remote.test" % i for i in range(6)],
                                make_message(ALICE, "x@remote.test", "s", "hello there\r\n"))
         assert [r.code for r in rr] == [250] * 4 + [451] * 2, rr
-        assert rr[4].lines == ["4.7.1 <a4@remote.test>: too many recipients within 1h (5, limit 4); "
+        assert rr[4].lines == ["4.7.1 too many recipients within 1h (5, limit 4); "
                                "try again later"], rr[4]
         assert d.code == 250, d
         m, rr, d = transaction(c, ALICE, ["b@remote.test"],
@@ -224,7 +226,7 @@ def test_rate_ip_on_mx(make_server):
                                 "carol+1@example.test"], msg(5))
         assert m.code == 250, m
         assert [r.code for r in rr] == [250] * 5 + [451], rr
-        assert rr[5].lines == ["4.7.1 <carol+1@example.test>: too many recipients within 1h (6, limit "
+        assert rr[5].lines == ["4.7.1 too many recipients within 1h (6, limit "
                                "5); try again later"], rr[5]
         assert d.code == 250, d
     lines = [l for l in srv.log().splitlines() if "limit refused" in l]
@@ -249,3 +251,53 @@ def test_trusted_clients_are_not_limited(make_server):
             d = transaction(c, "x@remote.test", [r], flood_message(1, r))[2]
             assert d.code == 250, (i, d)
     assert refused_lines(srv, "duplicate") == [] and refused_lines(srv, "ip_messages") == []
+
+
+def test_parallel_sessions_reserved(make_server):
+    """One account, 16 sessions at once, the same body to one distinct
+    recipient each, every final dot sent together: limit_end holds each
+    message it lets go on as in flight, so exactly dup_recipients pass, not
+    every session that ended before the first commit (the old code counted
+    nothing until the commit: all or most of them passed)."""
+    srv = make_server("parallel", postmaster=CAROL, dup_recipients=5, limit_notify="no")
+    sessions = []
+    try:
+        for i in range(16):
+            c = srv.authed(ALICE)
+            sessions.append(c)
+            rcpt = "par%d@remote.test" % i
+            assert c.cmd("MAIL FROM:<%s>" % ALICE).code == 250
+            assert c.cmd("RCPT TO:<%s>" % rcpt).code == 250
+            assert c.cmd("DATA").code == 354
+            c.send(flood_message(i, rcpt))
+        for c in sessions:
+            c.send(b".\r\n")
+        replies = [c.reply() for c in sessions]
+    finally:
+        for c in sessions:
+            c.close()
+    codes = [r.code for r in replies]
+    assert codes.count(250) == 5, replies
+    assert all(r.code == 451 and r.lines[0].startswith("4.7.1 " + DUP_TEXT)
+               for r in replies if r.code != 250), replies
+
+
+@pytest.mark.xfail(reason="until src/filter/filter.c calls limit_release (filter_tx_free, "
+                   "when limit_end went on and filter_delivered did not run)", strict=False)
+def test_not_stored_releases_hold(make_server):
+    """A message limit_end let go on but that was not stored (here: the
+    recipient is over quota, 452 4.2.2 at the commit) counts for nothing:
+    filter.c releases the hold (limit_release). Without it the two refused
+    messages are held for 10 minutes and the third MAIL gets 451."""
+    srv = make_server("release", postmaster=CAROL, rate_user_messages=2, limit_notify="no")
+    srv.cli("quota", "set", BOB, "1k", "100")
+    big = make_message(ALICE, BOB, "big", "".join("line %d of a long text\r\n" % i
+                                                  for i in range(300)))
+    with srv.authed(ALICE) as c:
+        for i in range(2):
+            m, rr, d = transaction(c, ALICE, [BOB], big)
+            assert rr[0].code == 250 and d.code == 452, (i, rr, d)
+            assert d.lines == ["4.2.2 Mailbox full"], d
+        m, rr, d = transaction(c, ALICE, [CAROL], make_message(ALICE, CAROL, "s", "small\r\n"))
+        assert m.code == 250, m
+        assert d.code == 250, d

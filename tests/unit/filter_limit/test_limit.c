@@ -55,6 +55,7 @@ static uint64_t fp_of(const char *msg, size_t piece)
 }
 
 static const struct limit_sender alice = {"alice@example.org", "192.0.2.1", "alice@example.org"};
+static const struct limit_sender bob_sender = {"bob@example.org", "192.0.2.1", "bob@example.org"};
 
 static void test_user_messages(void)
 {
@@ -202,9 +203,11 @@ static void test_duplicates(void)
 	l = setup(o);
 	limit_end(l, &alice, fp, many, 5, T0, &r);
 	CHECK_INT(20, r.code, 0);
+	limit_release(l, &alice, fp, many, 5, T0); /* not stored: counts nothing */
 	const char *dupl[] = {"a@x.test", "A@X.TEST", "b@x.test"};
 	limit_end(l, &alice, fp, dupl, 3, T0, &r);
 	CHECK_INT(21, r.code, 0);
+	limit_release(l, &alice, fp, dupl, 3, T0);
 	limit_end(l, &alice, fp, many, 12, T0, &r);
 	CHECK_INT(22, r.code, 451);
 	CHECK_STR(22, r.text,
@@ -215,6 +218,7 @@ static void test_duplicates(void)
 	CHECK_INT(23, r.code, 451);
 	limit_end(l, &alice, fp, many + 3, 2, T0, &r);
 	CHECK_INT(24, r.code, 0);
+	limit_release(l, &alice, fp, many + 3, 2, T0);
 	/* fingerprint 0 (no text): not checked */
 	limit_end(l, &alice, 0, many, 12, T0, &r);
 	CHECK_INT(25, r.code, 0);
@@ -283,6 +287,159 @@ static void test_lru(void)
 	struct limit_sender last = {NULL, ip, ""};
 	limit_mail(l, &last, T0, &r);
 	CHECK_INT(2, r.code, 451);
+	limit_free(&l);
+}
+
+/* Several transactions of one sender between limit_end and limit_delivered
+ * (parallel sessions of a compromised account): each go-on is held as in
+ * flight, so the ones after the limit are refused before any is stored. On
+ * the old code limit_end counted nothing: all of them passed. */
+static void test_parallel(void)
+{
+	static const char *const o[] = {"dup_recipients", "5", "dup_window", "10m",
+					"rate_user_messages", "8", "rate_user_recipients", "30",
+					NULL};
+	struct limit *l = setup(o);
+	struct limit_reply r;
+	uint64_t fp = 0x77;
+
+	/* 12 sessions, one recipient each, same body: 5 pass, 7 refused */
+	int pass = 0;
+	for (int i = 0; i < 12; i++) {
+		limit_mail(l, &alice, T0, &r);
+		CHECK_INT(i, r.code, 0);
+		limit_end(l, &alice, fp, &many[i], 1, T0, &r);
+		if (r.code == 0)
+			pass++;
+		else
+			CHECK_INT(100 + i, r.code, 451);
+	}
+	CHECK_INT(1, pass, 5);
+	/* held messages count at MAIL too: 5 in flight, 8 per hour */
+	limit_end(l, &alice, fp + 1, &many[0], 1, T0, &r);
+	limit_end(l, &alice, fp + 2, &many[0], 1, T0, &r);
+	limit_end(l, &alice, fp + 3, &many[0], 1, T0, &r);
+	CHECK_INT(2, r.code, 0);
+	limit_mail(l, &alice, T0, &r); /* 8 held + 1 */
+	CHECK_INT(3, r.code, 451);
+	CHECK_STR(3, r.text, "too many messages within 1h (9, limit 8); try again later");
+	limit_end(l, &alice, fp + 4, &many[0], 1, T0, &r);
+	CHECK_INT(4, r.code, 451);
+	/* release three of the others: room again */
+	limit_release(l, &alice, fp + 1, &many[0], 1, T0);
+	limit_release(l, &alice, fp + 2, &many[0], 1, T0);
+	limit_release(l, &alice, fp + 3, &many[0], 1, T0);
+	limit_mail(l, &alice, T0, &r);
+	CHECK_INT(5, r.code, 0);
+	/* confirm two of the five, release three: three more distinct
+	 * recipients of the body fit, not four */
+	limit_delivered(l, &alice, fp, &many[0], 1, T0 + 1);
+	limit_delivered(l, &alice, fp, &many[1], 1, T0 + 1);
+	limit_release(l, &alice, fp, &many[2], 1, T0 + 1);
+	limit_release(l, &alice, fp, &many[3], 1, T0 + 1);
+	limit_release(l, &alice, fp, &many[4], 1, T0 + 1);
+	limit_end(l, &alice, fp, many + 6, 4, T0 + 2, &r);
+	CHECK_INT(6, r.code, 451);
+	limit_end(l, &alice, fp, many + 6, 3, T0 + 2, &r);
+	CHECK_INT(7, r.code, 0);
+	limit_release(l, &alice, fp, many + 6, 3, T0 + 2);
+	/* recipients in flight count for the recipient rate: 2 sent, 28 held */
+	const char *rc[28];
+	char buf[28][32];
+	for (int i = 0; i < 28; i++) {
+		snprintf(buf[i], sizeof buf[i], "q%d@y.test", i);
+		rc[i] = buf[i];
+	}
+	limit_end(l, &alice, 0, rc, 28, T0 + 3, &r);
+	CHECK_INT(8, r.code, 0);
+	limit_rcpt(l, &alice, 0, T0 + 3, &r);
+	CHECK_INT(9, r.code, 451);
+	limit_end(l, &alice, 0, rc, 1, T0 + 3, &r);
+	CHECK_INT(10, r.code, 451);
+	CHECK_STR(10, r.text, "too many recipients within 1h (31, limit 30); try again later");
+	limit_release(l, &alice, 0, rc, 28, T0 + 3);
+	limit_rcpt(l, &alice, 0, T0 + 3, &r);
+	CHECK_INT(11, r.code, 0);
+	/* a reservation never confirmed nor released is dropped after 10
+	 * minutes, even while the sender keeps making others (a lost session
+	 * cannot block a busy sender) */
+	limit_end(l, &alice, 0, rc, 28, T0 + 4, &r);
+	CHECK_INT(12, r.code, 0);
+	limit_rcpt(l, &alice, 0, T0 + 300, &r);
+	CHECK_INT(13, r.code, 451);
+	limit_end(l, &alice, 0, rc, 0, T0 + 300, &r); /* another, never ended */
+	CHECK_INT(13, r.code, 0);
+	limit_rcpt(l, &alice, 0, T0 + 599, &r);
+	CHECK_INT(14, r.code, 451);
+	limit_rcpt(l, &alice, 0, T0 + 600, &r);
+	CHECK_INT(14, r.code, 0);
+	/* a release of recipients never held changes no duplicate count */
+	limit_release(l, &alice, fp, many, 3, T0 + 606);
+	limit_release(l, &bob_sender, fp, many, 3, T0 + 606);
+	limit_end(l, &alice, fp, many + 2, 3, T0 + 606, &r);
+	CHECK_INT(15, r.code, 0);
+	limit_delivered(l, &alice, fp, many + 2, 3, T0 + 606);
+	/* 0 and 1 left the window; 2,3,4 + 5,6,7 */
+	limit_end(l, &alice, fp, many + 5, 3, T0 + 607, &r);
+	CHECK_INT(16, r.code, 451);
+	/* held recipients of a body never confirmed nor released stop counting
+	 * after 10 minutes */
+	limit_end(l, &alice, fp + 9, many, 5, T0 + 3600, &r);
+	CHECK_INT(17, r.code, 0);
+	limit_end(l, &alice, fp + 9, many + 5, 1, T0 + 3600 + 599, &r);
+	CHECK_INT(18, r.code, 451);
+	limit_end(l, &alice, fp + 9, many + 5, 5, T0 + 3600 + 600, &r);
+	CHECK_INT(19, r.code, 0);
+	limit_free(&l);
+}
+
+/* Users and MX client IPs are separate tables: a flood of distinct client
+ * IPs does not evict a user's counters (on the old code one shared LRU
+ * table of 4096 senders: 4096 deliveries from new IPs reset the user). */
+static void test_tables(void)
+{
+	static const char *const o[] = {"rate_user_messages", "1", "rate_ip_messages", "1",
+					NULL};
+	struct limit *l = setup(o);
+	struct limit_reply r;
+	char ip[64];
+
+	limit_end(l, &alice, 0, NULL, 0, T0, &r);
+	limit_delivered(l, &alice, 0, NULL, 0, T0);
+	for (int i = 0; i < 5000; i++) {
+		snprintf(ip, sizeof ip, "2001:db8:%x::1", i);
+		struct limit_sender s = {NULL, ip, ""};
+		limit_delivered(l, &s, 0, NULL, 0, T0 + 1);
+	}
+	limit_mail(l, &alice, T0 + 2, &r);
+	CHECK_INT(1, r.code, 451);
+	limit_free(&l);
+}
+
+/* An IPv6 client is limited by its /64, an IPv4-mapped one by its IPv4
+ * address (on the old code each address was a new sender: rotating the
+ * interface identifier escaped every per-IP limit). */
+static void test_ipv6(void)
+{
+	static const char *const o[] = {"rate_ip_messages", "2", NULL};
+	struct limit *l = setup(o);
+	struct limit_reply r;
+	struct limit_sender a = {NULL, "2001:db8:1:2::1", "x@r.test"};
+	struct limit_sender b = {NULL, "2001:DB8:1:2:aaaa:bbbb:cccc:dddd", "x@r.test"};
+	struct limit_sender c = {NULL, "2001:db8:1:3::1", "x@r.test"};
+	struct limit_sender m = {NULL, "::ffff:192.0.2.9", "x@r.test"};
+	struct limit_sender v4 = {NULL, "192.0.2.9", "x@r.test"};
+
+	limit_delivered(l, &a, 0, NULL, 0, T0);
+	limit_delivered(l, &b, 0, NULL, 0, T0);
+	limit_mail(l, &b, T0, &r);
+	CHECK_INT(1, r.code, 451);
+	limit_mail(l, &c, T0, &r); /* another /64 */
+	CHECK_INT(2, r.code, 0);
+	limit_delivered(l, &m, 0, NULL, 0, T0);
+	limit_delivered(l, &v4, 0, NULL, 0, T0);
+	limit_mail(l, &v4, T0, &r);
+	CHECK_INT(3, r.code, 451);
 	limit_free(&l);
 }
 
@@ -373,6 +530,9 @@ int main(void)
 	test_run("duplicates", test_duplicates);
 	test_run("notice_hourly", test_notice_hourly);
 	test_run("lru", test_lru);
+	test_run("parallel", test_parallel);
+	test_run("tables", test_tables);
+	test_run("ipv6", test_ipv6);
 	test_run("fingerprint", test_fingerprint);
 	config_free(&cfg);
 	return test_done("test_filter_limit");
