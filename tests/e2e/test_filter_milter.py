@@ -471,3 +471,48 @@ def test_two_milters_first_rejects_mail(make_server):
     finally:
         m1.close()
         m2.close()
+
+
+class DiesInBody(Scripted):
+    """Answers every step, then closes at the first body chunk."""
+
+    def serve(self, c):
+        c.settimeout(30)
+        try:
+            while True:
+                p = self.read(c)
+                if p is None:
+                    return
+                self.cmds.append(p)
+                if p[0] == b"O":
+                    c.sendall(pkt(b"O", struct.pack(">III", 6, 0x31, 0)))
+                elif p[0] == b"B":
+                    return
+                elif p[0] not in (b"D", b"A", b"Q"):
+                    c.sendall(pkt(b"c"))
+        except OSError:
+            return
+        finally:
+            c.close()
+
+
+@pytest.mark.parametrize("policy,code", [("tempfail", 451), ("accept", 250)])
+def test_milter_closes_mid_body(make_server, policy, code):
+    # a 2 MB body: the input pauses on the milter's output, which must
+    # resume (accept) or end (tempfail) when the milter goes away
+    m = DiesInBody(stall)
+    try:
+        s = make_server(milters=m.addr, milter_timeout=5, milter_failure=policy)
+        body = "".join("line %07d of a body the milter never finishes\r\n" % i
+                       for i in range(40000))
+        r = send(s, "mid body", body=body)
+        assert r.code == code, r
+        if code == 250:
+            assert s.messages(RCPT)[-1].endswith(body.encode())
+        else:
+            assert "4.7.0" in r.lines[-1], r
+            assert s.count(RCPT) == 0
+        assert "closed the connection" in s.log() or "Connection reset" in s.log() \
+            or "Broken pipe" in s.log()
+    finally:
+        m.close()
