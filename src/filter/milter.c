@@ -46,6 +46,19 @@
 #define MILTER_REPLY_MAX (1024 * 1024) /* a reply packet's data at most */
 #define MILTER_FIELD_MAX 65536       /* a header field sent at most (longer: cut) */
 #define MILTER_TEXT_MAX 512
+/* One awaited reply may be kept alive by SMFIR_PROGRESS (or a trickle of
+ * bytes) at most this many times milter_timeout in all: Postfix bounds a
+ * message's content the same way (milter_content_timeout, 10 times its
+ * command timeout). */
+#define MILTER_PROGRESS_FACTOR 10
+/* Header changes kept per milter and transaction: a milter flooding
+ * SMFIR_ADDHEADER at the end of message fails instead of growing memory. */
+#define MILTER_EDITS_MAX 1000
+#define MILTER_EDIT_BYTES (1024 * 1024)
+/* Bytes read per readiness event (the loop is level-triggered: the rest
+ * comes at the next turn), so that a flooding milter neither grows the
+ * input buffer nor holds the loop. */
+#define MILTER_READ_MAX (64 * 1024)
 
 struct milter_ep {
 	char *name; /* as configured, for the log */
@@ -88,6 +101,9 @@ struct mconn {
 	size_t nbar, bar_head, bar_cap;
 	struct buf in;
 	struct timer *timer;
+	uint64_t wait_start; /* loop_now when the clock last started for real progress */
+	uint64_t progress;   /* bumped on real progress: bytes written, a reply answered */
+	bool kept;           /* the clock was restarted without real progress */
 	uint32_t version, actions, proto;
 	bool steps_sent;  /* connect, helo, mail queued */
 	bool body_skip;   /* SMFIR_SKIP: no more body chunks */
@@ -95,7 +111,7 @@ struct mconn {
 	struct mc_reply msg;  /* a message-level answer (sticky) */
 	struct mc_reply rcpt; /* the current recipient's */
 	struct milter_edit *edits;
-	size_t n_edits;
+	size_t n_edits, edit_bytes;
 	bool quarantine;
 	char *qwhy;
 };
@@ -265,15 +281,41 @@ static void mc_timeout(void *arg);
 
 /* The clock runs while something is outstanding: connecting, negotiating,
  * output to write, a reply awaited. Restarted on every progress. */
+static bool mc_busy(const struct mconn *mc)
+{
+	return mc->st == MC_CONNECTING || mc->st == MC_NEGOTIATING ||
+	       (mc->st == MC_READY && (mc->out.len > 0 || mc_pending(mc) > 0));
+}
+
 static void mc_arm(struct mconn *mc, bool progress)
 {
 	struct loop *l = mc->t->m->l;
-	bool busy = mc->st == MC_CONNECTING || mc->st == MC_NEGOTIATING ||
-		    (mc->st == MC_READY && (mc->out.len > 0 || mc_pending(mc) > 0));
+	bool busy = mc_busy(mc);
 	if (!busy || progress)
 		loop_timer_cancel(l, &mc->timer);
-	if (busy && mc->timer == NULL)
+	if (busy && mc->timer == NULL) {
+		mc->wait_start = loop_now(l);
+		mc->kept = false;
 		mc->timer = loop_timer_add(l, mc->t->m->timeout_ms, mc_timeout, mc);
+	}
+}
+
+/* Activity that answers nothing (SMFIR_PROGRESS, part of a reply, header
+ * changes): the clock restarts, but never past MILTER_PROGRESS_FACTOR
+ * times milter_timeout since the last real progress. */
+static void mc_arm_soft(struct mconn *mc)
+{
+	struct loop *l = mc->t->m->l;
+	if (mc->timer == NULL || !mc_busy(mc)) {
+		mc_arm(mc, false);
+		return;
+	}
+	mc->kept = true;
+	uint64_t now = loop_now(l), to = mc->t->m->timeout_ms;
+	uint64_t end = mc->wait_start + MILTER_PROGRESS_FACTOR * to;
+	uint64_t left = end > now ? end - now : 0;
+	loop_timer_cancel(l, &mc->timer);
+	mc->timer = loop_timer_add(l, (unsigned)(left < to ? left : to), mc_timeout, mc);
 }
 
 static void mc_watch(struct mconn *mc)
@@ -419,16 +461,23 @@ static void mc_drop_output(struct mconn *mc)
 {
 	buf_reset(&mc->out);
 	mc->nbar = mc->bar_head = 0;
+	mc->progress++;
 }
 
-static void mc_edit(struct mconn *mc, enum milter_edit_kind kind, uint32_t index,
-		    const char *name, const char *value)
+static int mc_edit(struct mconn *mc, enum milter_edit_kind kind, uint32_t index,
+		   const char *name, const char *value)
 {
 	struct milter_tx *t = mc->t;
+	mc->edit_bytes += strlen(name) + strlen(value) + 4;
+	if (mc->n_edits >= MILTER_EDITS_MAX || mc->edit_bytes > MILTER_EDIT_BYTES) {
+		mc_fail(mc, "too many header changes");
+		return -1;
+	}
 	mc->edits = xrealloc(mc->edits, (mc->n_edits + 1) * sizeof(*mc->edits));
 	milter_value_clean(value, &t->tmp);
 	mc->edits[mc->n_edits++] = (struct milter_edit){
 		kind, index, xstrdup(name), xstrdup(t->tmp.data != NULL ? t->tmp.data : "")};
+	return 0;
 }
 
 /* One packet from the milter. -1: the connection failed (mc_fail done). */
@@ -452,6 +501,7 @@ static int mc_packet(struct mconn *mc, char cmd, const char *d, size_t n)
 		mc->version = ver;
 		mc->proto = ours;
 		mc->st = MC_READY;
+		mc->progress++;
 		if (t->mail_called)
 			mc_steps(mc);
 		return 0;
@@ -478,12 +528,11 @@ static int mc_packet(struct mconn *mc, char cmd, const char *d, size_t n)
 			mc_fail(mc, "bad header change");
 			return -1;
 		}
-		mc_edit(mc,
-			cmd == SMFIR_ADDHEADER	 ? MILTER_ADD
-			: cmd == SMFIR_INSHEADER ? MILTER_INSERT
-						 : MILTER_CHANGE,
-			index, name, value);
-		return 0;
+		return mc_edit(mc,
+			       cmd == SMFIR_ADDHEADER	? MILTER_ADD
+			       : cmd == SMFIR_INSHEADER ? MILTER_INSERT
+							: MILTER_CHANGE,
+			       index, name, value);
 	case SMFIR_QUARANTINE:
 		if (asked != SMFIC_BODYEOB) {
 			mc_fail(mc, "quarantine outside the end of message");
@@ -512,6 +561,7 @@ static int mc_packet(struct mconn *mc, char cmd, const char *d, size_t n)
 		return 0;
 	case SMFIR_CONTINUE:
 		mc->bar_head++;
+		mc->progress++;
 		if (asked == SMFIC_BODYEOB)
 			mc->st = MC_DONE;
 		return 0;
@@ -521,6 +571,7 @@ static int mc_packet(struct mconn *mc, char cmd, const char *d, size_t n)
 			return -1;
 		}
 		mc->bar_head++;
+		mc->progress++;
 		mc->body_skip = true;
 		return 0;
 	case SMFIR_ACCEPT:
@@ -559,6 +610,7 @@ static int mc_packet(struct mconn *mc, char cmd, const char *d, size_t n)
 				     "Service unavailable - try again later");
 		}
 		mc->bar_head++;
+		mc->progress++;
 		if (asked == SMFIC_RCPT) {
 			mc->rcpt = r; /* this recipient only; the milter goes on */
 		} else {
@@ -577,10 +629,12 @@ static int mc_packet(struct mconn *mc, char cmd, const char *d, size_t n)
 static void mc_read(struct mconn *mc)
 {
 	char tmp[16384];
-	for (;;) {
+	size_t got = 0;
+	while (got < MILTER_READ_MAX) {
 		ssize_t r = read(mc->fd, tmp, sizeof(tmp));
 		if (r > 0) {
 			buf_append(&mc->in, tmp, (size_t)r);
+			got += (size_t)r;
 			if ((size_t)r < sizeof(tmp))
 				break;
 			continue;
@@ -630,6 +684,7 @@ static void mc_write(struct mconn *mc)
 		}
 		buf_consume(&mc->out, (size_t)r);
 		mc->out_pos += (uint64_t)r;
+		mc->progress++;
 		w -= (size_t)r;
 	}
 }
@@ -645,6 +700,7 @@ static void mc_connected(struct mconn *mc)
 		return;
 	}
 	mc->st = MC_NEGOTIATING;
+	mc->progress++;
 	milter_optneg_put(&mc->out, MILTER_VERSION, MILTER_OUR_ACTIONS, MILTER_OUR_PROTO);
 }
 
@@ -654,6 +710,7 @@ static void mc_io(void *arg, uint32_t events)
 {
 	struct mconn *mc = arg;
 	struct milter_tx *t = mc->t;
+	uint64_t p0 = mc->progress;
 	if (mc->st == MC_CONNECTING) {
 		if (events & (LOOP_WRITE | LOOP_ERROR))
 			mc_connected(mc);
@@ -664,7 +721,10 @@ static void mc_io(void *arg, uint32_t events)
 		mc_write(mc);
 	if (mc->fd >= 0) {
 		mc_watch(mc);
-		mc_arm(mc, true);
+		if (mc->progress != p0)
+			mc_arm(mc, true);
+		else
+			mc_arm_soft(mc);
 	}
 	tx_after_io(t); /* last: may run a callback */
 }
@@ -674,7 +734,9 @@ static void mc_timeout(void *arg)
 	struct mconn *mc = arg;
 	struct milter_tx *t = mc->t;
 	mc->timer = NULL;
-	mc_fail(mc, mc->st == MC_CONNECTING ? "connect timed out" : "timed out");
+	mc_fail(mc, mc->st == MC_CONNECTING ? "connect timed out"
+		    : mc->kept	       ? "no answer within the overall bound (SMFIR_PROGRESS)"
+				       : "timed out");
 	tx_after_io(t);
 }
 

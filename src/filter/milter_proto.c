@@ -160,6 +160,28 @@ static void text_append(char *text, size_t tcap, size_t *tl, const char *s, size
 	text[*tl] = '\0';
 }
 
+/* RFC 3463 2: class "." subject "." detail; class 2, 4 or 5, subject and
+ * detail 1 to 3 digits. */
+static bool ecode_ok(const char *s, size_t n)
+{
+	if (n < 5 || (s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.')
+		return false;
+	size_t i = 2;
+	for (int part = 0; part < 2; part++) {
+		size_t k = 0;
+		while (i < n && s[i] >= '0' && s[i] <= '9' && k < 4)
+			i++, k++;
+		if (k == 0 || k > 3)
+			return false;
+		if (part == 0) {
+			if (i >= n || s[i] != '.')
+				return false;
+			i++;
+		}
+	}
+	return i == n;
+}
+
 int milter_replycode_parse(const char *d, size_t n, int *code, char *ecode, size_t ecap,
 			   char *text, size_t tcap)
 {
@@ -192,7 +214,7 @@ int milter_replycode_parse(const char *d, size_t n, int *code, char *ecode, size
 		const char *e = s;
 		while (e < eol && (e == s ? (*e >= '2' && *e <= '5') : (*e == '.' || (*e >= '0' && *e <= '9'))))
 			e++;
-		if (e > s + 4 && (e == eol || *e == ' ') && s[1] == '.') {
+		if (e > s + 4 && (e == eol || *e == ' ') && ecode_ok(s, (size_t)(e - s))) {
 			if (first && (size_t)(e - s) < ecap) {
 				memcpy(ecode, s, (size_t)(e - s));
 				ecode[e - s] = '\0';
@@ -216,6 +238,11 @@ int milter_replycode_parse(const char *d, size_t n, int *code, char *ecode, size
 		else
 			ecode[0] = '\0';
 	}
+	/* RFC 5321 3.8, 4.2.3: 421 closes the channel, which a filter's verdict
+	 * does not (Postfix's smtpd hangs up after it): the temporary failure
+	 * is kept as 451, the session goes on */
+	if (*code == 421)
+		*code = 451;
 	return 0;
 }
 

@@ -363,3 +363,156 @@ def test_scripted_end_of_message_faults(make_server, eob, code, at_least):
         assert s.count(RCPT) == (1 if code == 250 else 0)
     finally:
         m.close()
+
+
+def progress_flood(c):
+    # SMFIR_PROGRESS every 0.2 s, never an answer: the clock restarts each
+    # time, but the wait for one reply is bounded (10 x milter_timeout)
+    while True:
+        time.sleep(0.2)
+        c.sendall(pkt(b"p"))
+
+
+def header_flood(c):
+    # far more SMFIR_ADDHEADER than any filter needs (memory must stay bounded)
+    one = pkt(b"h", b"X-Flood\0" + b"v" * 200 + b"\0")
+    for _ in range(50):
+        c.sendall(one * 100)
+    c.sendall(pkt(b"c"))
+
+
+@pytest.mark.parametrize("eob,why", [
+    (progress_flood, "overall bound"),
+    (header_flood, "too many header changes"),
+])
+def test_scripted_end_of_message_floods(make_server, eob, why):
+    m = Scripted(eob)
+    try:
+        s = make_server(milters=m.addr, milter_timeout=1)
+        msg = make_message(SENDER, RCPT, "x", "body\r\n")
+        with s.client("mx") as c:
+            c.ehlo()
+            assert c.cmd("MAIL FROM:<%s>" % SENDER).code == 250
+            assert c.cmd("RCPT TO:<%s>" % RCPT).code == 250
+            t0 = time.monotonic()
+            r = c.data(msg)
+            took = time.monotonic() - t0
+        assert r.code == 451, r
+        assert "4.7.0" in r.lines[-1], r
+        assert took < 20, took
+        if eob is progress_flood:
+            assert took >= 9, took
+        assert s.count(RCPT) == 0
+        assert why in s.log()
+    finally:
+        m.close()
+
+
+def die(c):
+    c.shutdown(socket.SHUT_RDWR)  # gone in the middle of the end of message
+
+
+def add_one(c):
+    c.sendall(pkt(b"h", b"X-Second\0yes\0") + pkt(b"c"))
+
+
+def test_two_milters_first_dies_accept(make_server):
+    # milter_failure = accept: the dead one is dropped (its changes too),
+    # the second's answer and changes count
+    m1, m2 = Scripted(die), Scripted(add_one)
+    try:
+        s = make_server(milters="%s,%s" % (m1.addr, m2.addr), milter_timeout=5,
+                        milter_failure="accept")
+        assert send(s, "two").code == 250
+        raw = s.messages(RCPT)[-1]
+        assert b"\r\nX-Second: yes\r\n" in header_block(raw), raw
+        assert "closed the connection" in s.log()
+    finally:
+        m1.close()
+        m2.close()
+
+
+def test_two_milters_first_rejects_mail(make_server):
+    # the first milter refuses MAIL: the transaction ends there, the second
+    # is told nothing more (no RCPT, DATA or end of message)
+    class RejectMail(Scripted):
+        def serve(self, c):
+            c.settimeout(30)
+            try:
+                while True:
+                    p = self.read(c)
+                    if p is None:
+                        return
+                    self.cmds.append(p)
+                    if p[0] == b"O":
+                        c.sendall(pkt(b"O", struct.pack(">III", 6, 0x31, 0)))
+                    elif p[0] == b"M":
+                        c.sendall(pkt(b"y", b"550 5.7.1 Not from you\0"))
+                    elif p[0] in (b"C", b"H"):
+                        c.sendall(pkt(b"c"))
+                    elif p[0] == b"Q":
+                        return
+            except OSError:
+                return
+            finally:
+                c.close()
+
+    m1, m2 = RejectMail(stall), Scripted(add_one)
+    try:
+        s = make_server(milters="%s,%s" % (m1.addr, m2.addr), milter_timeout=5)
+        with s.client("mx") as c:
+            c.ehlo()
+            r = c.cmd("MAIL FROM:<%s>" % SENDER)
+            assert r.code == 550 and "5.7.1 Not from you" in r.lines[-1], r
+            assert c.cmd("RSET").code == 250
+        time.sleep(0.5)
+        cmds = [x for x, _ in m2.cmds]
+        assert not set(cmds) & {b"R", b"T", b"L", b"B", b"E"}, cmds
+    finally:
+        m1.close()
+        m2.close()
+
+
+class DiesInBody(Scripted):
+    """Answers every step, then closes at the first body chunk."""
+
+    def serve(self, c):
+        c.settimeout(30)
+        try:
+            while True:
+                p = self.read(c)
+                if p is None:
+                    return
+                self.cmds.append(p)
+                if p[0] == b"O":
+                    c.sendall(pkt(b"O", struct.pack(">III", 6, 0x31, 0)))
+                elif p[0] == b"B":
+                    return
+                elif p[0] not in (b"D", b"A", b"Q"):
+                    c.sendall(pkt(b"c"))
+        except OSError:
+            return
+        finally:
+            c.close()
+
+
+@pytest.mark.parametrize("policy,code", [("tempfail", 451), ("accept", 250)])
+def test_milter_closes_mid_body(make_server, policy, code):
+    # a 2 MB body: the input pauses on the milter's output, which must
+    # resume (accept) or end (tempfail) when the milter goes away
+    m = DiesInBody(stall)
+    try:
+        s = make_server(milters=m.addr, milter_timeout=5, milter_failure=policy)
+        body = "".join("line %07d of a body the milter never finishes\r\n" % i
+                       for i in range(40000))
+        r = send(s, "mid body", body=body)
+        assert r.code == code, r
+        if code == 250:
+            assert s.messages(RCPT)[-1].endswith(body.encode())
+        else:
+            assert "4.7.0" in r.lines[-1], r
+            assert s.count(RCPT) == 0
+        assert "closed the connection" in s.log() or "Connection reset" in s.log() \
+            or "Broken pipe" in s.log()
+    finally:
+        m.close()

@@ -168,6 +168,14 @@ static void test_replycode(void)
 		{"55", -1, 0, NULL, NULL},
 		{"5501 x", -1, 0, NULL, NULL},
 		{"550-5.7.1 a\r\n451 4.7.1 b", -1, 0, NULL, NULL},
+		/* RFC 3463 2: subject and detail are 1 to 3 digits */
+		{"550 5.1234.1 odd", 0, 550, "", "5.1234.1 odd"},
+		{"550 5.7.1000 odd", 0, 550, "", "5.7.1000 odd"},
+		{"550 5.7. odd", 0, 550, "", "5.7. odd"},
+		{"550 5.7.12 ok", 0, 550, "5.7.12", "ok"},
+		{"550 2.0.0 wrong class", 0, 550, "5.7.1", "wrong class"},
+		/* 421 would promise a close the session does not do (RFC 5321 3.8) */
+		{"421 4.7.0 go away", 0, 451, "4.7.0", "go away"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int code = 0;
