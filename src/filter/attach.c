@@ -23,6 +23,8 @@
 #define ATTACH_MAX_NAME 1024     /* a longer file name is cut (its end kept) */
 #define ATTACH_MAX_ZIP_ENTRIES 65536
 #define ATTACH_NAME_SHOWN 80     /* octets of a name quoted in the reason */
+#define ATTACH_MAX_PLAIN 8       /* plain values of one parameter kept per field */
+#define ATTACH_MAX_NAMES 32      /* candidate names kept per part */
 
 struct attach_rules {
 	char **ext; /* lower case, without the dot */
@@ -130,20 +132,49 @@ struct walk {
 	size_t parts;
 };
 
+/* Every name a part could be saved under: mail programs differ in which
+ * one they take (the RFC 2231 value or the plain one, the first or the last
+ * of repeated parameters and fields, filename= or name=), so each of them
+ * is checked. */
+struct names {
+	struct buf v[ATTACH_MAX_NAMES];
+	size_t n;
+};
+
+static void names_add(struct names *ns, const char *p, size_t n)
+{
+	if (n == 0 || ns->n >= ATTACH_MAX_NAMES)
+		return;
+	if (n > ATTACH_MAX_NAME) {
+		/* the end is kept: it holds the extension */
+		p += n - ATTACH_MAX_NAME;
+		n = ATTACH_MAX_NAME;
+	}
+	buf_append(&ns->v[ns->n++], p, n);
+}
+
+static void names_free(struct names *ns)
+{
+	for (size_t i = 0; i < ns->n; i++)
+		buf_free(&ns->v[i]);
+	ns->n = 0;
+}
+
 /* One part's header, as far as this check needs it. */
 struct part_info {
 	char type[64];     /* "text/plain", lower case; "" when absent */
 	char disp[32];     /* "attachment", "inline", "" */
 	enum mime_encoding enc;
 	struct buf boundary;
-	struct buf names[2]; /* filename (disposition), name (content type) */
+	struct names fnames; /* filename (disposition) values */
+	struct names tnames; /* name (content type) values */
 };
 
 static void part_info_free(struct part_info *pi)
 {
 	buf_free(&pi->boundary);
-	buf_free(&pi->names[0]);
-	buf_free(&pi->names[1]);
+	names_free(&pi->fnames);
+	names_free(&pi->tnames);
 }
 
 /* The first dangerous finding wins. */
@@ -261,8 +292,8 @@ static bool tspecial(char c)
 
 /* RFC 2231 3 continuations of one parameter: name*0, name*1*, ... */
 struct rfc2231 {
-	struct buf plain;       /* name= (RFC 2047 words possible) */
-	bool have_plain;
+	struct buf plain[ATTACH_MAX_PLAIN]; /* name= (RFC 2047 words possible), repeated */
+	size_t n_plain;
 	struct buf sect[ATTACH_MAX_SECTIONS];
 	bool have[ATTACH_MAX_SECTIONS], encoded[ATTACH_MAX_SECTIONS];
 	bool any;
@@ -270,7 +301,8 @@ struct rfc2231 {
 
 static void rfc2231_free(struct rfc2231 *a)
 {
-	buf_free(&a->plain);
+	for (size_t i = 0; i < a->n_plain; i++)
+		buf_free(&a->plain[i]);
 	for (size_t i = 0; i < ATTACH_MAX_SECTIONS; i++)
 		buf_free(&a->sect[i]);
 }
@@ -338,10 +370,10 @@ static void rfc2231_value(struct rfc2231 *a, struct buf *out)
 		buf_free(&raw);
 		return;
 	}
-	if (a->have_plain && a->plain.len > 0) {
+	if (a->n_plain > 0 && a->plain[0].len > 0) {
 		/* RFC 2047 5 forbids encoded words in a quoted string; mail
 		 * programs write them in file names all the same */
-		mime_decode_words(a->plain.data, a->plain.len, out);
+		mime_decode_words(a->plain[0].data, a->plain[0].len, out);
 	}
 }
 
@@ -355,10 +387,8 @@ static void param_take(struct rfc2231 *a, const char *want, const char *attr, si
 	if (alen < wl || strncasecmp(attr, want, wl) != 0)
 		return;
 	if (alen == wl) {
-		if (!a->have_plain) {
-			a->have_plain = true;
-			buf_append(&a->plain, val, vlen);
-		}
+		if (a->n_plain < ATTACH_MAX_PLAIN)
+			buf_append(&a->plain[a->n_plain++], val, vlen);
 		return;
 	}
 	if (attr[wl] != '*')
@@ -395,9 +425,10 @@ static void param_take(struct rfc2231 *a, const char *want, const char *attr, si
 
 /* RFC 2045 5.1 "type/subtype; attribute=value; ..." (or a disposition
  * "attachment; filename=..."): the lower-case first word into first, the
- * parameter named want decoded into out. */
+ * parameter named want decoded into out; with all, every value it was given
+ * (the RFC 2231 one, each plain one) added there too. */
 static void parse_field(const char *v, size_t n, char *first, size_t firstcap, const char *want,
-			struct buf *out)
+			struct buf *out, struct names *all)
 {
 	const char *p = v, *e = v + n, *s;
 	struct rfc2231 a;
@@ -456,6 +487,19 @@ static void parse_field(const char *v, size_t n, char *first, size_t firstcap, c
 	rfc2231_value(&a, out);
 	if (out->len > ATTACH_MAX_NAME)
 		buf_consume(out, out->len - ATTACH_MAX_NAME);
+	if (all != NULL) {
+		struct buf d = BUF_INIT;
+
+		if (a.have[0])
+			names_add(all, out->data, out->len);
+		for (size_t i = 0; i < a.n_plain; i++) {
+			buf_reset(&d);
+			if (a.plain[i].len > 0)
+				mime_decode_words(a.plain[i].data, a.plain[i].len, &d);
+			names_add(all, d.data, d.len);
+		}
+		buf_free(&d);
+	}
 	rfc2231_free(&a);
 	buf_free(&val);
 }
@@ -492,13 +536,27 @@ static void part_header(const char *h, const char *he, bool digest, struct part_
 	while (field_next(&pos, he, &name, &nlen, &val)) {
 		const char *v = val.data != NULL ? val.data : "";
 
-		if (name_is(name, nlen, "content-type") && !have_type) {
-			have_type = true;
-			parse_field(v, val.len, pi->type, sizeof pi->type, "boundary", &pi->boundary);
+		if (name_is(name, nlen, "content-type")) {
 			char dummy[8];
-			parse_field(v, val.len, dummy, sizeof dummy, "name", &pi->names[1]);
-		} else if (name_is(name, nlen, "content-disposition") && pi->disp[0] == '\0') {
-			parse_field(v, val.len, pi->disp, sizeof pi->disp, "filename", &pi->names[0]);
+			struct buf nm = BUF_INIT;
+
+			if (!have_type) {
+				have_type = true;
+				parse_field(v, val.len, pi->type, sizeof pi->type, "boundary",
+					    &pi->boundary, NULL);
+			}
+			/* a repeated field's names count too (a program may
+			 * take the last one) */
+			parse_field(v, val.len, dummy, sizeof dummy, "name", &nm, &pi->tnames);
+			buf_free(&nm);
+		} else if (name_is(name, nlen, "content-disposition")) {
+			char disp[sizeof pi->disp];
+			struct buf nm = BUF_INIT;
+
+			parse_field(v, val.len, disp, sizeof disp, "filename", &nm, &pi->fnames);
+			if (pi->disp[0] == '\0')
+				memcpy(pi->disp, disp, sizeof disp);
+			buf_free(&nm);
 		} else if (name_is(name, nlen, "content-transfer-encoding")) {
 			pi->enc = parse_cte(v, val.len);
 		}
@@ -518,7 +576,9 @@ static uint16_t le16(const unsigned char *p)
 	return (uint16_t)(p[0] | p[1] << 8);
 }
 
-/* UTF-16LE of an ASCII name at p (as OLE2 directory entries hold names) */
+/* UTF-16LE of an ASCII name at p (as OLE2 directory entries hold names),
+ * case-insensitive: [MS-CFB] 2.6.4 compares entry names in upper case, so
+ * Office opens a storage "vba" as "VBA" */
 static bool utf16_at(const unsigned char *p, size_t avail, const char *s)
 {
 	size_t n = strlen(s);
@@ -526,7 +586,7 @@ static bool utf16_at(const unsigned char *p, size_t avail, const char *s)
 	if (avail < 2 * n)
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (p[2 * i] != (unsigned char)s[i] || p[2 * i + 1] != 0)
+		if (toupper(p[2 * i]) != toupper((unsigned char)s[i]) || p[2 * i + 1] != 0)
 			return false;
 	return true;
 }
@@ -618,10 +678,10 @@ static void zip_check(struct walk *w, const char *shown, const unsigned char *d,
 			zip_entry(w, shown, (const char *)d + p + 46, nl);
 			p += 46 + nl + xl + cl;
 		}
-		if (count > 0 && p != off)
-			return;
 	}
-	/* 4.3.7 local file headers, wherever their signature is */
+	/* 4.3.7 local file headers, wherever their signature is, also when a
+	 * central directory was read: it can lie (list "a.txt" for a local
+	 * entry "a.exe"), and streaming extractors go by the local headers */
 	const unsigned char *q = d, *e = d + n;
 	for (size_t k = 0; k < ATTACH_MAX_ZIP_ENTRIES && !w->r->dangerous; k++) {
 		q = memmem(q, (size_t)(e - q), "PK\3\4", 4);
@@ -736,8 +796,20 @@ static void walk_entity(struct walk *w, const char *p, const char *e, int depth,
 	const char *he, *body;
 	struct part_info pi;
 
-	if (depth > ATTACH_MAX_DEPTH || w->parts >= ATTACH_MAX_PARTS || w->r->dangerous)
+	if (w->r->dangerous)
 		return;
+	/* what is not looked into could hide anything: a structure beyond
+	 * the limits is refused (mail programs show parts at any depth) */
+	if (depth > ATTACH_MAX_DEPTH) {
+		set_reason(w, "MIME parts nested deeper than %d levels are not accepted",
+			   ATTACH_MAX_DEPTH);
+		return;
+	}
+	if (w->parts >= ATTACH_MAX_PARTS) {
+		set_reason(w, "messages of more than %d MIME parts are not accepted",
+			   ATTACH_MAX_PARTS);
+		return;
+	}
 	w->parts++;
 	header_split(p, e, &he, &body);
 	part_header(p, he, digest, &pi);
@@ -751,8 +823,8 @@ static void walk_entity(struct walk *w, const char *p, const char *e, int depth,
 
 	char shown[ATTACH_NAME_SHOWN + 8] = "";
 	bool named = false;
-	for (int i = 0; i < 2 && !w->r->dangerous; i++) {
-		struct buf *nm = &pi.names[i];
+	for (size_t i = 0; i < pi.fnames.n + pi.tnames.n && !w->r->dangerous; i++) {
+		struct buf *nm = i < pi.fnames.n ? &pi.fnames.v[i] : &pi.tnames.v[i - pi.fnames.n];
 		const char *ext;
 
 		if (nm->len == 0)

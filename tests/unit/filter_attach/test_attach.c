@@ -178,6 +178,21 @@ static const struct {
 	/* RFC 2231 sections win over a plain value */
 	{"Content-Disposition: attachment; filename=\"a.txt\"; filename*=''a.bat\r\n",
 	 "attachment \"a.bat\": .bat files are not accepted"},
+	/* ...but the plain one is checked too: some programs take it */
+	{"Content-Disposition: attachment; filename=\"a.exe\"; filename*=''a.txt\r\n",
+	 "attachment \"a.exe\": .exe files are not accepted"},
+	{"Content-Disposition: attachment; filename*0=\"a.txt\"; filename=\"a.js\"\r\n",
+	 "attachment \"a.js\": .js files are not accepted"},
+	/* a repeated parameter: some programs take the last one */
+	{"Content-Disposition: attachment; filename=\"a.txt\"; filename=\"a.scr\"\r\n",
+	 "attachment \"a.scr\": .scr files are not accepted"},
+	/* repeated fields: the second one's names count too */
+	{"Content-Disposition: attachment; filename=\"a.txt\"\r\n"
+	 "Content-Disposition: attachment; filename=\"a.bat\"\r\n",
+	 "attachment \"a.bat\": .bat files are not accepted"},
+	{"Content-Type: application/pdf; name=\"a.pdf\"\r\n"
+	 "Content-Type: application/octet-stream; name=\"a.vbs\"\r\n",
+	 "attachment \"a.vbs\": .vbs files are not accepted"},
 	/* RFC 2047 encoded words in a name */
 	{"Content-Type: application/octet-stream; name=\"=?UTF-8?Q?caf=C3=A9=2Ejs?=\"\r\n",
 	 "attachment \"caf??.js\": .js files are not accepted"},
@@ -246,6 +261,8 @@ static void test_content(void)
 		{"ole2vba", "attachment \"report.pdf\" is a document with macros"},
 		{"ole2proj", "attachment \"report.pdf\" is a document with macros"},
 		{"ole2", NULL},
+		{"ole2lower", "attachment \"report.pdf\" is a document with macros"},
+		{"ziplie", "attachment \"report.pdf\" contains \"a.exe\": .exe files are not accepted"},
 		{"zipjs", "attachment \"report.pdf\" contains \"run.js\": .js files are not accepted"},
 		{"zipvba", "attachment \"report.pdf\" is a document with macros"},
 		{"ziplocal", "attachment \"report.pdf\" contains \"a.pdf.exe\": .exe files are not accepted"},
@@ -271,6 +288,15 @@ static void test_content(void)
 			make_ole2(&c, "VBA");
 		} else if (strcmp(w, "ole2proj") == 0) {
 			make_ole2(&c, "_VBA_PROJECT_CUR");
+		} else if (strcmp(w, "ole2lower") == 0) {
+			/* [MS-CFB] 2.6.4: names compare case-insensitively */
+			make_ole2(&c, "vba");
+		} else if (strcmp(w, "ziplie") == 0) {
+			/* the central directory says a.txt, the local header a.exe */
+			const char *n[] = {"a.exe"};
+			make_zip(&c, n, 1, true);
+			char *cd = memmem(c.data, c.len, "PK\1\2", 4);
+			memcpy(cd + 46, "a.txt", 5);
 		} else if (strcmp(w, "ole2") == 0) {
 			make_ole2(&c, "WordDocument");
 		} else if (strcmp(w, "zipjs") == 0) {
@@ -390,7 +416,8 @@ static void test_structure(void)
 	}
 }
 
-/* Nesting deeper than 32 is not looked into (bounded work); at 30 it is. */
+/* Nesting deeper than 32 is not looked into (bounded work), and refused:
+ * it could hide anything; at 30 it is looked into. */
 static void test_depth(void)
 {
 	for (int depth = 30; depth <= 40; depth += 10) {
@@ -403,7 +430,10 @@ static void test_depth(void)
 		for (int i = depth - 1; i >= 0; i--)
 			buf_printf(&m, "--b%d--\r\n", i);
 		struct attach_result r = check(BLOCK, m.data, m.len);
-		CHECK_INT(depth, r.dangerous, depth == 30);
+		CHECK_INT(depth, r.dangerous, 1);
+		CHECK_STR(depth, r.why,
+			  depth == 30 ? "attachment \"deep.exe\": .exe files are not accepted"
+				      : "MIME parts nested deeper than 32 levels are not accepted");
 		buf_free(&m);
 	}
 }
@@ -418,7 +448,9 @@ static void test_many_parts(void)
 		buf_appends(&m, "--b\r\n\r\nx\r\n");
 	buf_appends(&m, "--b\r\nContent-Disposition: attachment; filename=late.exe\r\n\r\nx\r\n--b--\r\n");
 	struct attach_result r = check(BLOCK, m.data, m.len);
-	CHECK(!r.dangerous); /* past ATTACH_MAX_PARTS: not looked into */
+	/* past ATTACH_MAX_PARTS: not looked into, so refused */
+	CHECK(r.dangerous);
+	CHECK_STR(0, r.why, "messages of more than 5000 MIME parts are not accepted");
 	buf_free(&m);
 }
 
