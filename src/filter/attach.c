@@ -19,7 +19,7 @@
 
 #define ATTACH_MAX_DEPTH 32      /* attach.h: deeper parts not looked into */
 #define ATTACH_MAX_PARTS 5000    /* as MIME_MAX_PARTS */
-#define ATTACH_MAX_SECTIONS 64   /* RFC 2231 3 continuations kept per parameter */
+#define ATTACH_MAX_SECTION 100000 /* RFC 2231 3 continuation numbers above: ignored */
 #define ATTACH_MAX_NAME 1024     /* a longer file name is cut (its end kept) */
 #define ATTACH_MAX_ZIP_ENTRIES 65536
 #define ATTACH_NAME_SHOWN 80     /* octets of a name quoted in the reason */
@@ -294,8 +294,16 @@ static bool tspecial(char c)
 struct rfc2231 {
 	struct buf plain[ATTACH_MAX_PLAIN]; /* name= (RFC 2047 words possible), repeated */
 	size_t n_plain;
-	struct buf sect[ATTACH_MAX_SECTIONS];
-	bool have[ATTACH_MAX_SECTIONS], encoded[ATTACH_MAX_SECTIONS];
+	/* every section (mail programs put no limit on their number: a cap
+	 * here would hide an extension in a late one), values in svals */
+	struct sect {
+		unsigned idx;
+		bool encoded;
+		size_t seq, off, len;
+	} *sect;
+	size_t n_sect, cap_sect;
+	struct buf svals;
+	bool have0;
 	bool any;
 };
 
@@ -303,8 +311,8 @@ static void rfc2231_free(struct rfc2231 *a)
 {
 	for (size_t i = 0; i < a->n_plain; i++)
 		buf_free(&a->plain[i]);
-	for (size_t i = 0; i < ATTACH_MAX_SECTIONS; i++)
-		buf_free(&a->sect[i]);
+	free(a->sect);
+	buf_free(&a->svals);
 }
 
 static int hexval(char c)
@@ -333,20 +341,39 @@ static void pct_decode(const char *p, size_t n, struct buf *out)
 	}
 }
 
+static int sect_cmp(const void *x, const void *y)
+{
+	const struct sect *a = x, *b = y;
+
+	if (a->idx != b->idx)
+		return a->idx < b->idx ? -1 : 1;
+	return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
 /* The parameter's value, decoded to UTF-8 (as far as the charset is known)
  * into out. RFC 2231 sections win over a plain value when they start at 0. */
 static void rfc2231_value(struct rfc2231 *a, struct buf *out)
 {
 	buf_reset(out);
-	if (a->have[0]) {
+	if (a->have0) {
 		struct buf raw = BUF_INIT;
 		char charset[64] = "";
+		unsigned want = 0;
 
-		for (size_t i = 0; i < ATTACH_MAX_SECTIONS && a->have[i]; i++) {
-			const char *v = a->sect[i].data != NULL ? a->sect[i].data : "";
-			size_t n = a->sect[i].len;
+		/* n log n: sections may come in any order (RFC 2231 3) */
+		qsort(a->sect, a->n_sect, sizeof(*a->sect), sect_cmp);
+		for (size_t k = 0; k < a->n_sect; k++) {
+			const struct sect *sc = &a->sect[k];
 
-			if (i == 0 && a->encoded[0]) {
+			if (sc->idx < want)
+				continue; /* a repeated number: the first one */
+			if (sc->idx > want)
+				break; /* a gap ends the value */
+			want++;
+			const char *v = a->svals.data + sc->off;
+			size_t n = sc->len;
+
+			if (sc->idx == 0 && sc->encoded) {
 				/* RFC 2231 4: charset'language'value */
 				const char *q1 = memchr(v, '\'', n), *q2;
 				if (q1 != NULL && (q2 = memchr(q1 + 1, '\'', n - (size_t)(q1 + 1 - v))) != NULL) {
@@ -359,7 +386,7 @@ static void rfc2231_value(struct rfc2231 *a, struct buf *out)
 					v = q2 + 1;
 				}
 			}
-			if (a->encoded[i])
+			if (sc->encoded)
 				pct_decode(v, n, &raw);
 			else
 				buf_append(&raw, v, n);
@@ -415,12 +442,19 @@ static void param_take(struct rfc2231 *a, const char *want, const char *attr, si
 		if (q != e)
 			return;
 	}
-	if (idx >= ATTACH_MAX_SECTIONS || a->have[idx])
+	if (idx >= ATTACH_MAX_SECTION)
 		return;
-	a->have[idx] = true;
-	a->encoded[idx] = encoded;
+	if (a->n_sect == a->cap_sect) {
+		a->cap_sect = a->cap_sect ? 2 * a->cap_sect : 8;
+		a->sect = xrealloc(a->sect, a->cap_sect * sizeof(*a->sect));
+	}
+	a->sect[a->n_sect] = (struct sect){idx, encoded, a->n_sect, a->svals.len, vlen};
+	a->n_sect++;
+	if (idx == 0)
+		a->have0 = true;
 	a->any = true;
-	buf_append(&a->sect[idx], val, vlen);
+	buf_append(&a->svals, val, vlen);
+	buf_appendc(&a->svals, '\0'); /* svals.data never NULL once a section is in */
 }
 
 /* RFC 2045 5.1 "type/subtype; attribute=value; ..." (or a disposition
@@ -490,7 +524,7 @@ static void parse_field(const char *v, size_t n, char *first, size_t firstcap, c
 	if (all != NULL) {
 		struct buf d = BUF_INIT;
 
-		if (a.have[0])
+		if (a.have0)
 			names_add(all, out->data, out->len);
 		for (size_t i = 0; i < a.n_plain; i++) {
 			buf_reset(&d);

@@ -473,6 +473,26 @@ static void test_long_name(void)
 	buf_free(&h);
 }
 
+/* RFC 2231 continuations without a count limit (mail programs have none):
+ * the extension in section 69, sections out of order. */
+static void test_many_sections(void)
+{
+	struct buf h = BUF_INIT;
+	size_t len;
+
+	buf_appends(&h, "Content-Disposition: attachment");
+	buf_appends(&h, ";\r\n filename*69=\".exe\"");
+	for (int i = 0; i < 69; i++)
+		buf_printf(&h, ";\r\n filename*%d=\"p%d\"", i, i);
+	buf_appends(&h, "\r\n");
+	char *m = message(h.data, "x", 1, &len);
+	struct attach_result r = check(BLOCK, m, len);
+	CHECK(r.dangerous);
+	CHECK(strstr(r.why, "...\": .exe files are not accepted") != NULL);
+	free(m);
+	buf_free(&h);
+}
+
 int main(void)
 {
 	test_run("names", test_names);
@@ -483,5 +503,6 @@ int main(void)
 	test_run("depth", test_depth);
 	test_run("many_parts", test_many_parts);
 	test_run("long_name", test_long_name);
+	test_run("many_sections", test_many_sections);
 	return test_done("test_filter_attach");
 }
