@@ -681,18 +681,21 @@ static void zip_entry(struct walk *w, const char *shown, const char *nm, size_t 
 /* A zip archive (PKWARE APPNOTE 4.3): the entry names from the central
  * directory (as unzip and Explorer list them); when there is none (a
  * truncated or damaged archive), from the local file headers. */
-static void zip_check(struct walk *w, const char *shown, const unsigned char *d, size_t n)
+/* 4.3.16: the end of central directory record, 22 octets and a comment
+ * of at most 65535, in the last 65557 octets; (size_t)-1 when none. */
+static size_t zip_eocd(const unsigned char *d, size_t n)
 {
-	size_t eocd = (size_t)-1;
-
-	/* 4.3.16: the end of central directory record, 22 octets and a
-	 * comment of at most 65535 */
 	if (n >= 22)
 		for (size_t i = n - 22 + 1; i > 0 && n - (i - 1) <= 22 + 65535; i--)
-			if (memcmp(d + i - 1, "PK\5\6", 4) == 0) {
-				eocd = i - 1;
-				break;
-			}
+			if (memcmp(d + i - 1, "PK\5\6", 4) == 0)
+				return i - 1;
+	return (size_t)-1;
+}
+
+static void zip_check(struct walk *w, const char *shown, const unsigned char *d, size_t n)
+{
+	size_t eocd = zip_eocd(d, n);
+
 	if (eocd != (size_t)-1) {
 		uint32_t count = le16(d + eocd + 10), size = le32(d + eocd + 12);
 		uint32_t off = le32(d + eocd + 16);
@@ -755,7 +758,10 @@ static void sniff(struct walk *w, const char *shown, const unsigned char *d, siz
 	} else if (n >= 512 && memcmp(d, "\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", 8) == 0) {
 		if (ole2_has_vba(d, n))
 			what = "a document with macros";
-	} else if (n >= 4 && (memcmp(d, "PK\3\4", 4) == 0 || memcmp(d, "PK\5\6", 4) == 0)) {
+	} else if ((n >= 4 && (memcmp(d, "PK\3\4", 4) == 0 || memcmp(d, "PK\5\6", 4) == 0)) ||
+		   zip_eocd(d, n) != (size_t)-1) {
+		/* a zip, also behind prepended data (a polyglot "GIF89a...PK"):
+		 * 7-Zip, WinRAR and unzip find an archive by its end record */
 		zip_check(w, shown, d, n);
 		return;
 	}

@@ -262,6 +262,8 @@ static void test_content(void)
 		{"ole2proj", "attachment \"report.pdf\" is a document with macros"},
 		{"ole2", NULL},
 		{"ole2lower", "attachment \"report.pdf\" is a document with macros"},
+		{"zippoly", "attachment \"report.pdf\" contains \"b.exe\": .exe files are not accepted"},
+		{"zip64", "attachment \"report.pdf\" contains \"c.js\": .js files are not accepted"},
 		{"ziplie", "attachment \"report.pdf\" contains \"a.exe\": .exe files are not accepted"},
 		{"zipjs", "attachment \"report.pdf\" contains \"run.js\": .js files are not accepted"},
 		{"zipvba", "attachment \"report.pdf\" is a document with macros"},
@@ -291,6 +293,17 @@ static void test_content(void)
 		} else if (strcmp(w, "ole2lower") == 0) {
 			/* [MS-CFB] 2.6.4: names compare case-insensitively */
 			make_ole2(&c, "vba");
+		} else if (strcmp(w, "zippoly") == 0) {
+			/* a GIF with a zip after it */
+			const char *n[] = {"b.exe"};
+			buf_appends(&c, "GIF89a\1\0\1\0\0\0\0;");
+			make_zip(&c, n, 1, true);
+		} else if (strcmp(w, "zip64") == 0) {
+			/* APPNOTE 4.4.1.4: counts and offsets 0xFFFF... in the
+			 * end record, the real ones in a zip64 record (left out) */
+			const char *n[] = {"c.js"};
+			make_zip(&c, n, 1, true);
+			memset(c.data + c.len - 14, 0xff, 12);
 		} else if (strcmp(w, "ziplie") == 0) {
 			/* the central directory says a.txt, the local header a.exe */
 			const char *n[] = {"a.exe"};
