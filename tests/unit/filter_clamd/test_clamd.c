@@ -18,7 +18,8 @@
 #include "filter/clamd.h"
 #include "../test.h"
 
-enum mode { M_OK, M_FOUND, M_HANG, M_SLOW, M_LIMIT, M_GARBAGE, M_CLOSE, M_EARLY };
+enum mode { M_OK, M_FOUND, M_HANG, M_SLOW, M_LIMIT, M_GARBAGE, M_CLOSE, M_EARLY, M_SPLIT, M_NONUL,
+	    M_LONG };
 
 struct peer {
 	struct loop *l;
@@ -49,6 +50,15 @@ static void peer_answer(struct peer *p, const char *a)
 		return;
 	p->answered = true;
 	(void)!write(p->fd, a, strlen(a) + 1);
+}
+
+static void on_split_rest(void *arg)
+{
+	struct peer *p = arg;
+
+	p->slow = NULL;
+	if (p->fd >= 0)
+		(void)!write(p->fd, "it.Sig FOUND", 13); /* with the NUL */
 }
 
 /* Parses the INSTREAM framing of what arrived so far. */
@@ -101,6 +111,34 @@ static void peer_read(struct peer *p, size_t max)
 	case M_GARBAGE:
 		if (p->got_end)
 			peer_answer(p, "what?");
+		break;
+	case M_SPLIT:
+		/* the answer in two writes, apart in time: a read may end
+		 * in the middle of it */
+		if (p->got_end && !p->answered) {
+			p->answered = true;
+			(void)!write(p->fd, "stream: Spl", 11);
+			p->slow = loop_timer_add(p->l, 20, on_split_rest, p);
+		}
+		break;
+	case M_NONUL:
+		/* an answer without its NUL, then the close: it counts */
+		if (p->got_end && !p->answered) {
+			p->answered = true;
+			(void)!write(p->fd, "stream: NoNul.Sig FOUND", 23);
+			loop_del(p->l, p->fd);
+			close(p->fd);
+			p->fd = -1;
+		}
+		break;
+	case M_LONG:
+		/* an endless answer: an error, not unbounded memory */
+		if (p->got_end && !p->answered) {
+			char junk[3000];
+			memset(junk, 'x', sizeof junk);
+			p->answered = true;
+			(void)!write(p->fd, junk, sizeof junk);
+		}
 		break;
 	case M_CLOSE:
 		if (p->got_end) {
@@ -317,6 +355,9 @@ static void test_answers(void)
 		{M_GARBAGE, CLAMD_ERROR, "unexpected answer \"what?\""},
 		{M_CLOSE, CLAMD_ERROR, "connection closed without an answer"},
 		{M_EARLY, CLAMD_INFECTED, "Early.Sig"},
+		{M_SPLIT, CLAMD_INFECTED, "Split.Sig"},
+		{M_NONUL, CLAMD_INFECTED, "NoNul.Sig"},
+		{M_LONG, CLAMD_ERROR, "answer longer than 1024 octets"},
 	};
 	char *msg = make_msg(100000);
 
