@@ -511,11 +511,86 @@ static void test_config(void)
 	loop_free(&l);
 }
 
+static int free_calls;
+
+static void never_resume(void *arg)
+{
+	free_calls++;
+}
+
+static void never_result(void *arg, const struct clamd_result *r)
+{
+	free_calls++;
+}
+
+static void on_stop(void *arg)
+{
+	loop_stop(arg);
+}
+
+/* clamd_scan_free in every state: nothing runs after it (a paused
+ * caller's resume, a pending result), nothing leaks (ASan build). */
+static void test_free_states(void)
+{
+	char *msg = make_msg(1 << 20);
+
+	for (int st = 0; st < 5; st++) {
+		struct config cfg;
+		struct loop *l = loop_new();
+		struct peer p;
+		char *err = NULL;
+
+		config_defaults(&cfg);
+		free(cfg.clamd_socket);
+		cfg.clamd_socket = strdup(sock_path);
+		cfg.clamd_timeout = 1;
+		peer_start(&p, l, st == 4 ? M_EARLY : M_HANG);
+		struct clamd *c = clamd_new(l, &cfg, &err);
+		struct clamd_scan *s = clamd_scan_new(c);
+		free_calls = 0;
+		if (st >= 1 && st <= 3) {
+			/* 1: fed a little; 2: paused (a hung clamd); 3: ended */
+			size_t off = 0;
+			bool paused = false;
+			while (off < (st == 1 ? 100 : (size_t)1 << 20) && !paused) {
+				paused = clamd_scan_feed(s, msg + off, 4096, never_resume, NULL);
+				off += 4096;
+			}
+			CHECK_INT(st, paused, st >= 2);
+			if (st == 2) {
+				/* the loop runs: no resume (clamd reads nothing) */
+				loop_timer_add(l, 30, on_stop, l);
+				loop_run(l);
+			}
+			if (st == 3)
+				clamd_scan_end(s, never_result, NULL);
+		} else if (st == 4) {
+			/* 4: the answer came (before the end), then the end: the
+			 * result is scheduled, not yet delivered */
+			CHECK(!clamd_scan_feed(s, msg, 100, never_resume, NULL));
+			loop_timer_add(l, 30, on_stop, l);
+			loop_run(l);
+			clamd_scan_end(s, never_result, NULL);
+		}
+		clamd_scan_free(&s);
+		CHECK(s == NULL);
+		loop_timer_add(l, 50, on_stop, l);
+		loop_run(l);
+		CHECK_INT(st, free_calls, 0);
+		clamd_free(&c);
+		peer_stop(&p);
+		loop_free(&l);
+		config_free(&cfg);
+	}
+	free(msg);
+}
+
 int main(void)
 {
 	snprintf(sock_path, sizeof sock_path, "/tmp/postern-test-clamd-%d.sock", (int)getpid());
 	test_run("config", test_config);
 	test_run("answers", test_answers);
+	test_run("free_states", test_free_states);
 	test_run("down", test_down);
 	test_run("hang", test_hang);
 	test_run("stall", test_stall);
