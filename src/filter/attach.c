@@ -771,6 +771,41 @@ static void sniff(struct walk *w, const char *shown, const unsigned char *d, siz
 
 static void walk_entity(struct walk *w, const char *p, const char *e, int depth, bool digest);
 
+/* Files embedded in a text part: mail programs (Thunderbird's untyped text,
+ * Outlook) show a uuencoded block ("begin 644 NAME", POSIX uuencode) and a
+ * yEnc one ("=ybegin ... name=NAME") as attachments. Their names are
+ * checked; one pass over the text. */
+static void text_embedded(struct walk *w, const char *p, const char *e)
+{
+	while (p < e && !w->r->dangerous) {
+		const char *nl = memchr(p, '\n', (size_t)(e - p));
+		const char *le = nl != NULL ? nl : e, *nm = NULL;
+
+		if (le > p && le[-1] == '\r')
+			le--;
+		if (le - p > 6 && memcmp(p, "begin ", 6) == 0) {
+			const char *q = p + 6;
+			while (q < le && *q >= '0' && *q <= '7')
+				q++;
+			if (q - (p + 6) >= 3 && q - (p + 6) <= 4 && q < le && *q == ' ')
+				nm = q + 1;
+		} else if (le - p > 8 && memcmp(p, "=ybegin ", 8) == 0) {
+			const char *q = memmem(p, (size_t)(le - p), " name=", 6);
+			if (q != NULL)
+				nm = q + 6;
+		}
+		if (nm != NULL && nm < le) {
+			const char *ext = rules_match(w->rules, nm, (size_t)(le - nm));
+			if (ext != NULL) {
+				char sh[ATTACH_NAME_SHOWN + 8];
+				name_shown(nm, (size_t)(le - nm), sh, sizeof sh);
+				set_reason(w, "attachment \"%s\": .%s files are not accepted", sh, ext);
+			}
+		}
+		p = nl != NULL ? nl + 1 : e;
+	}
+}
+
 static const char *line_end(const char *p, const char *e, const char **next_r)
 {
 	const char *nl = memchr(p, '\n', (size_t)(e - p));
@@ -907,6 +942,8 @@ static void walk_entity(struct walk *w, const char *p, const char *e, int depth,
 			bool attachment = named || strcmp(pi.disp, "attachment") == 0 ||
 					  strncmp(pi.type, "text/", 5) != 0;
 			sniff(w, shown, d, n, attachment);
+			if (strncmp(pi.type, "text/", 5) == 0)
+				text_embedded(w, (const char *)d, (const char *)d + n);
 		}
 		buf_free(&dec);
 	}

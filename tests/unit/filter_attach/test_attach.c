@@ -411,6 +411,13 @@ static const struct {
 	 "attachment \"a.js\": .js files are not accepted"},
 	/* multipart without a boundary: one opaque part */
 	{"Content-Type: multipart/mixed\r\n\r\n--b\r\nContent-Type: x/y; name=a.exe\r\n\r\n", NULL},
+	/* a uuencoded or yEnc file in a text part is an attachment to mail
+	 * programs (POSIX uuencode; yEnc 1.3) */
+	{"Subject: x\r\n\r\nSee below.\r\n\r\nbegin 644 invoice.exe\r\nM5&AI<R!I<PH`\r\n`\r\nend\r\n",
+	 "attachment \"invoice.exe\": .exe files are not accepted"},
+	{"Content-Type: text/plain\r\n\r\n=ybegin line=128 size=3 name=run.js\r\nabc\r\n=yend size=3\r\n",
+	 "attachment \"run.js\": .js files are not accepted"},
+	{"Subject: x\r\n\r\nbegin 644 notes.txt\r\n`\r\nend\r\nbegin the meeting at 10.exe\r\n", NULL},
 	/* broken input: nothing found, no crash */
 	{"", NULL},
 	{"Content-Type: ;;;=\"\r\n\r\n", NULL},
