@@ -19,10 +19,12 @@
 
 #define ATTACH_MAX_DEPTH 32      /* attach.h: deeper parts not looked into */
 #define ATTACH_MAX_PARTS 5000    /* as MIME_MAX_PARTS */
-#define ATTACH_MAX_SECTIONS 64   /* RFC 2231 3 continuations kept per parameter */
+#define ATTACH_MAX_SECTION 100000 /* RFC 2231 3 continuation numbers above: ignored */
 #define ATTACH_MAX_NAME 1024     /* a longer file name is cut (its end kept) */
 #define ATTACH_MAX_ZIP_ENTRIES 65536
 #define ATTACH_NAME_SHOWN 80     /* octets of a name quoted in the reason */
+#define ATTACH_MAX_PLAIN 8       /* plain values of one parameter kept per field */
+#define ATTACH_MAX_NAMES 32      /* candidate names kept per part */
 
 struct attach_rules {
 	char **ext; /* lower case, without the dot */
@@ -130,20 +132,49 @@ struct walk {
 	size_t parts;
 };
 
+/* Every name a part could be saved under: mail programs differ in which
+ * one they take (the RFC 2231 value or the plain one, the first or the last
+ * of repeated parameters and fields, filename= or name=), so each of them
+ * is checked. */
+struct names {
+	struct buf v[ATTACH_MAX_NAMES];
+	size_t n;
+};
+
+static void names_add(struct names *ns, const char *p, size_t n)
+{
+	if (n == 0 || ns->n >= ATTACH_MAX_NAMES)
+		return;
+	if (n > ATTACH_MAX_NAME) {
+		/* the end is kept: it holds the extension */
+		p += n - ATTACH_MAX_NAME;
+		n = ATTACH_MAX_NAME;
+	}
+	buf_append(&ns->v[ns->n++], p, n);
+}
+
+static void names_free(struct names *ns)
+{
+	for (size_t i = 0; i < ns->n; i++)
+		buf_free(&ns->v[i]);
+	ns->n = 0;
+}
+
 /* One part's header, as far as this check needs it. */
 struct part_info {
 	char type[64];     /* "text/plain", lower case; "" when absent */
 	char disp[32];     /* "attachment", "inline", "" */
 	enum mime_encoding enc;
 	struct buf boundary;
-	struct buf names[2]; /* filename (disposition), name (content type) */
+	struct names fnames; /* filename (disposition) values */
+	struct names tnames; /* name (content type) values */
 };
 
 static void part_info_free(struct part_info *pi)
 {
 	buf_free(&pi->boundary);
-	buf_free(&pi->names[0]);
-	buf_free(&pi->names[1]);
+	names_free(&pi->fnames);
+	names_free(&pi->tnames);
 }
 
 /* The first dangerous finding wins. */
@@ -261,18 +292,27 @@ static bool tspecial(char c)
 
 /* RFC 2231 3 continuations of one parameter: name*0, name*1*, ... */
 struct rfc2231 {
-	struct buf plain;       /* name= (RFC 2047 words possible) */
-	bool have_plain;
-	struct buf sect[ATTACH_MAX_SECTIONS];
-	bool have[ATTACH_MAX_SECTIONS], encoded[ATTACH_MAX_SECTIONS];
+	struct buf plain[ATTACH_MAX_PLAIN]; /* name= (RFC 2047 words possible), repeated */
+	size_t n_plain;
+	/* every section (mail programs put no limit on their number: a cap
+	 * here would hide an extension in a late one), values in svals */
+	struct sect {
+		unsigned idx;
+		bool encoded;
+		size_t seq, off, len;
+	} *sect;
+	size_t n_sect, cap_sect;
+	struct buf svals;
+	bool have0;
 	bool any;
 };
 
 static void rfc2231_free(struct rfc2231 *a)
 {
-	buf_free(&a->plain);
-	for (size_t i = 0; i < ATTACH_MAX_SECTIONS; i++)
-		buf_free(&a->sect[i]);
+	for (size_t i = 0; i < a->n_plain; i++)
+		buf_free(&a->plain[i]);
+	free(a->sect);
+	buf_free(&a->svals);
 }
 
 static int hexval(char c)
@@ -301,20 +341,39 @@ static void pct_decode(const char *p, size_t n, struct buf *out)
 	}
 }
 
+static int sect_cmp(const void *x, const void *y)
+{
+	const struct sect *a = x, *b = y;
+
+	if (a->idx != b->idx)
+		return a->idx < b->idx ? -1 : 1;
+	return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
 /* The parameter's value, decoded to UTF-8 (as far as the charset is known)
  * into out. RFC 2231 sections win over a plain value when they start at 0. */
 static void rfc2231_value(struct rfc2231 *a, struct buf *out)
 {
 	buf_reset(out);
-	if (a->have[0]) {
+	if (a->have0) {
 		struct buf raw = BUF_INIT;
 		char charset[64] = "";
+		unsigned want = 0;
 
-		for (size_t i = 0; i < ATTACH_MAX_SECTIONS && a->have[i]; i++) {
-			const char *v = a->sect[i].data != NULL ? a->sect[i].data : "";
-			size_t n = a->sect[i].len;
+		/* n log n: sections may come in any order (RFC 2231 3) */
+		qsort(a->sect, a->n_sect, sizeof(*a->sect), sect_cmp);
+		for (size_t k = 0; k < a->n_sect; k++) {
+			const struct sect *sc = &a->sect[k];
 
-			if (i == 0 && a->encoded[0]) {
+			if (sc->idx < want)
+				continue; /* a repeated number: the first one */
+			if (sc->idx > want)
+				break; /* a gap ends the value */
+			want++;
+			const char *v = a->svals.data + sc->off;
+			size_t n = sc->len;
+
+			if (sc->idx == 0 && sc->encoded) {
 				/* RFC 2231 4: charset'language'value */
 				const char *q1 = memchr(v, '\'', n), *q2;
 				if (q1 != NULL && (q2 = memchr(q1 + 1, '\'', n - (size_t)(q1 + 1 - v))) != NULL) {
@@ -327,7 +386,7 @@ static void rfc2231_value(struct rfc2231 *a, struct buf *out)
 					v = q2 + 1;
 				}
 			}
-			if (a->encoded[i])
+			if (sc->encoded)
 				pct_decode(v, n, &raw);
 			else
 				buf_append(&raw, v, n);
@@ -338,10 +397,10 @@ static void rfc2231_value(struct rfc2231 *a, struct buf *out)
 		buf_free(&raw);
 		return;
 	}
-	if (a->have_plain && a->plain.len > 0) {
+	if (a->n_plain > 0 && a->plain[0].len > 0) {
 		/* RFC 2047 5 forbids encoded words in a quoted string; mail
 		 * programs write them in file names all the same */
-		mime_decode_words(a->plain.data, a->plain.len, out);
+		mime_decode_words(a->plain[0].data, a->plain[0].len, out);
 	}
 }
 
@@ -355,10 +414,8 @@ static void param_take(struct rfc2231 *a, const char *want, const char *attr, si
 	if (alen < wl || strncasecmp(attr, want, wl) != 0)
 		return;
 	if (alen == wl) {
-		if (!a->have_plain) {
-			a->have_plain = true;
-			buf_append(&a->plain, val, vlen);
-		}
+		if (a->n_plain < ATTACH_MAX_PLAIN)
+			buf_append(&a->plain[a->n_plain++], val, vlen);
 		return;
 	}
 	if (attr[wl] != '*')
@@ -385,19 +442,27 @@ static void param_take(struct rfc2231 *a, const char *want, const char *attr, si
 		if (q != e)
 			return;
 	}
-	if (idx >= ATTACH_MAX_SECTIONS || a->have[idx])
+	if (idx >= ATTACH_MAX_SECTION)
 		return;
-	a->have[idx] = true;
-	a->encoded[idx] = encoded;
+	if (a->n_sect == a->cap_sect) {
+		a->cap_sect = a->cap_sect ? 2 * a->cap_sect : 8;
+		a->sect = xrealloc(a->sect, a->cap_sect * sizeof(*a->sect));
+	}
+	a->sect[a->n_sect] = (struct sect){idx, encoded, a->n_sect, a->svals.len, vlen};
+	a->n_sect++;
+	if (idx == 0)
+		a->have0 = true;
 	a->any = true;
-	buf_append(&a->sect[idx], val, vlen);
+	buf_append(&a->svals, val, vlen);
+	buf_appendc(&a->svals, '\0'); /* svals.data never NULL once a section is in */
 }
 
 /* RFC 2045 5.1 "type/subtype; attribute=value; ..." (or a disposition
  * "attachment; filename=..."): the lower-case first word into first, the
- * parameter named want decoded into out. */
+ * parameter named want decoded into out; with all, every value it was given
+ * (the RFC 2231 one, each plain one) added there too. */
 static void parse_field(const char *v, size_t n, char *first, size_t firstcap, const char *want,
-			struct buf *out)
+			struct buf *out, struct names *all)
 {
 	const char *p = v, *e = v + n, *s;
 	struct rfc2231 a;
@@ -456,6 +521,19 @@ static void parse_field(const char *v, size_t n, char *first, size_t firstcap, c
 	rfc2231_value(&a, out);
 	if (out->len > ATTACH_MAX_NAME)
 		buf_consume(out, out->len - ATTACH_MAX_NAME);
+	if (all != NULL) {
+		struct buf d = BUF_INIT;
+
+		if (a.have0)
+			names_add(all, out->data, out->len);
+		for (size_t i = 0; i < a.n_plain; i++) {
+			buf_reset(&d);
+			if (a.plain[i].len > 0)
+				mime_decode_words(a.plain[i].data, a.plain[i].len, &d);
+			names_add(all, d.data, d.len);
+		}
+		buf_free(&d);
+	}
 	rfc2231_free(&a);
 	buf_free(&val);
 }
@@ -492,13 +570,27 @@ static void part_header(const char *h, const char *he, bool digest, struct part_
 	while (field_next(&pos, he, &name, &nlen, &val)) {
 		const char *v = val.data != NULL ? val.data : "";
 
-		if (name_is(name, nlen, "content-type") && !have_type) {
-			have_type = true;
-			parse_field(v, val.len, pi->type, sizeof pi->type, "boundary", &pi->boundary);
+		if (name_is(name, nlen, "content-type")) {
 			char dummy[8];
-			parse_field(v, val.len, dummy, sizeof dummy, "name", &pi->names[1]);
-		} else if (name_is(name, nlen, "content-disposition") && pi->disp[0] == '\0') {
-			parse_field(v, val.len, pi->disp, sizeof pi->disp, "filename", &pi->names[0]);
+			struct buf nm = BUF_INIT;
+
+			if (!have_type) {
+				have_type = true;
+				parse_field(v, val.len, pi->type, sizeof pi->type, "boundary",
+					    &pi->boundary, NULL);
+			}
+			/* a repeated field's names count too (a program may
+			 * take the last one) */
+			parse_field(v, val.len, dummy, sizeof dummy, "name", &nm, &pi->tnames);
+			buf_free(&nm);
+		} else if (name_is(name, nlen, "content-disposition")) {
+			char disp[sizeof pi->disp];
+			struct buf nm = BUF_INIT;
+
+			parse_field(v, val.len, disp, sizeof disp, "filename", &nm, &pi->fnames);
+			if (pi->disp[0] == '\0')
+				memcpy(pi->disp, disp, sizeof disp);
+			buf_free(&nm);
 		} else if (name_is(name, nlen, "content-transfer-encoding")) {
 			pi->enc = parse_cte(v, val.len);
 		}
@@ -518,7 +610,9 @@ static uint16_t le16(const unsigned char *p)
 	return (uint16_t)(p[0] | p[1] << 8);
 }
 
-/* UTF-16LE of an ASCII name at p (as OLE2 directory entries hold names) */
+/* UTF-16LE of an ASCII name at p (as OLE2 directory entries hold names),
+ * case-insensitive: [MS-CFB] 2.6.4 compares entry names in upper case, so
+ * Office opens a storage "vba" as "VBA" */
 static bool utf16_at(const unsigned char *p, size_t avail, const char *s)
 {
 	size_t n = strlen(s);
@@ -526,7 +620,7 @@ static bool utf16_at(const unsigned char *p, size_t avail, const char *s)
 	if (avail < 2 * n)
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (p[2 * i] != (unsigned char)s[i] || p[2 * i + 1] != 0)
+		if (toupper(p[2 * i]) != toupper((unsigned char)s[i]) || p[2 * i + 1] != 0)
 			return false;
 	return true;
 }
@@ -587,18 +681,21 @@ static void zip_entry(struct walk *w, const char *shown, const char *nm, size_t 
 /* A zip archive (PKWARE APPNOTE 4.3): the entry names from the central
  * directory (as unzip and Explorer list them); when there is none (a
  * truncated or damaged archive), from the local file headers. */
-static void zip_check(struct walk *w, const char *shown, const unsigned char *d, size_t n)
+/* 4.3.16: the end of central directory record, 22 octets and a comment
+ * of at most 65535, in the last 65557 octets; (size_t)-1 when none. */
+static size_t zip_eocd(const unsigned char *d, size_t n)
 {
-	size_t eocd = (size_t)-1;
-
-	/* 4.3.16: the end of central directory record, 22 octets and a
-	 * comment of at most 65535 */
 	if (n >= 22)
 		for (size_t i = n - 22 + 1; i > 0 && n - (i - 1) <= 22 + 65535; i--)
-			if (memcmp(d + i - 1, "PK\5\6", 4) == 0) {
-				eocd = i - 1;
-				break;
-			}
+			if (memcmp(d + i - 1, "PK\5\6", 4) == 0)
+				return i - 1;
+	return (size_t)-1;
+}
+
+static void zip_check(struct walk *w, const char *shown, const unsigned char *d, size_t n)
+{
+	size_t eocd = zip_eocd(d, n);
+
 	if (eocd != (size_t)-1) {
 		uint32_t count = le16(d + eocd + 10), size = le32(d + eocd + 12);
 		uint32_t off = le32(d + eocd + 16);
@@ -618,10 +715,10 @@ static void zip_check(struct walk *w, const char *shown, const unsigned char *d,
 			zip_entry(w, shown, (const char *)d + p + 46, nl);
 			p += 46 + nl + xl + cl;
 		}
-		if (count > 0 && p != off)
-			return;
 	}
-	/* 4.3.7 local file headers, wherever their signature is */
+	/* 4.3.7 local file headers, wherever their signature is, also when a
+	 * central directory was read: it can lie (list "a.txt" for a local
+	 * entry "a.exe"), and streaming extractors go by the local headers */
 	const unsigned char *q = d, *e = d + n;
 	for (size_t k = 0; k < ATTACH_MAX_ZIP_ENTRIES && !w->r->dangerous; k++) {
 		q = memmem(q, (size_t)(e - q), "PK\3\4", 4);
@@ -661,7 +758,10 @@ static void sniff(struct walk *w, const char *shown, const unsigned char *d, siz
 	} else if (n >= 512 && memcmp(d, "\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", 8) == 0) {
 		if (ole2_has_vba(d, n))
 			what = "a document with macros";
-	} else if (n >= 4 && (memcmp(d, "PK\3\4", 4) == 0 || memcmp(d, "PK\5\6", 4) == 0)) {
+	} else if ((n >= 4 && (memcmp(d, "PK\3\4", 4) == 0 || memcmp(d, "PK\5\6", 4) == 0)) ||
+		   zip_eocd(d, n) != (size_t)-1) {
+		/* a zip, also behind prepended data (a polyglot "GIF89a...PK"):
+		 * 7-Zip, WinRAR and unzip find an archive by its end record */
 		zip_check(w, shown, d, n);
 		return;
 	}
@@ -670,6 +770,41 @@ static void sniff(struct walk *w, const char *shown, const unsigned char *d, siz
 }
 
 static void walk_entity(struct walk *w, const char *p, const char *e, int depth, bool digest);
+
+/* Files embedded in a text part: mail programs (Thunderbird's untyped text,
+ * Outlook) show a uuencoded block ("begin 644 NAME", POSIX uuencode) and a
+ * yEnc one ("=ybegin ... name=NAME") as attachments. Their names are
+ * checked; one pass over the text. */
+static void text_embedded(struct walk *w, const char *p, const char *e)
+{
+	while (p < e && !w->r->dangerous) {
+		const char *nl = memchr(p, '\n', (size_t)(e - p));
+		const char *le = nl != NULL ? nl : e, *nm = NULL;
+
+		if (le > p && le[-1] == '\r')
+			le--;
+		if (le - p > 6 && memcmp(p, "begin ", 6) == 0) {
+			const char *q = p + 6;
+			while (q < le && *q >= '0' && *q <= '7')
+				q++;
+			if (q - (p + 6) >= 3 && q - (p + 6) <= 4 && q < le && *q == ' ')
+				nm = q + 1;
+		} else if (le - p > 8 && memcmp(p, "=ybegin ", 8) == 0) {
+			const char *q = memmem(p, (size_t)(le - p), " name=", 6);
+			if (q != NULL)
+				nm = q + 6;
+		}
+		if (nm != NULL && nm < le) {
+			const char *ext = rules_match(w->rules, nm, (size_t)(le - nm));
+			if (ext != NULL) {
+				char sh[ATTACH_NAME_SHOWN + 8];
+				name_shown(nm, (size_t)(le - nm), sh, sizeof sh);
+				set_reason(w, "attachment \"%s\": .%s files are not accepted", sh, ext);
+			}
+		}
+		p = nl != NULL ? nl + 1 : e;
+	}
+}
 
 static const char *line_end(const char *p, const char *e, const char **next_r)
 {
@@ -736,8 +871,20 @@ static void walk_entity(struct walk *w, const char *p, const char *e, int depth,
 	const char *he, *body;
 	struct part_info pi;
 
-	if (depth > ATTACH_MAX_DEPTH || w->parts >= ATTACH_MAX_PARTS || w->r->dangerous)
+	if (w->r->dangerous)
 		return;
+	/* what is not looked into could hide anything: a structure beyond
+	 * the limits is refused (mail programs show parts at any depth) */
+	if (depth > ATTACH_MAX_DEPTH) {
+		set_reason(w, "MIME parts nested deeper than %d levels are not accepted",
+			   ATTACH_MAX_DEPTH);
+		return;
+	}
+	if (w->parts >= ATTACH_MAX_PARTS) {
+		set_reason(w, "messages of more than %d MIME parts are not accepted",
+			   ATTACH_MAX_PARTS);
+		return;
+	}
 	w->parts++;
 	header_split(p, e, &he, &body);
 	part_header(p, he, digest, &pi);
@@ -751,8 +898,8 @@ static void walk_entity(struct walk *w, const char *p, const char *e, int depth,
 
 	char shown[ATTACH_NAME_SHOWN + 8] = "";
 	bool named = false;
-	for (int i = 0; i < 2 && !w->r->dangerous; i++) {
-		struct buf *nm = &pi.names[i];
+	for (size_t i = 0; i < pi.fnames.n + pi.tnames.n && !w->r->dangerous; i++) {
+		struct buf *nm = i < pi.fnames.n ? &pi.fnames.v[i] : &pi.tnames.v[i - pi.fnames.n];
 		const char *ext;
 
 		if (nm->len == 0)
@@ -795,6 +942,8 @@ static void walk_entity(struct walk *w, const char *p, const char *e, int depth,
 			bool attachment = named || strcmp(pi.disp, "attachment") == 0 ||
 					  strncmp(pi.type, "text/", 5) != 0;
 			sniff(w, shown, d, n, attachment);
+			if (strncmp(pi.type, "text/", 5) == 0)
+				text_embedded(w, (const char *)d, (const char *)d + n);
 		}
 		buf_free(&dec);
 	}

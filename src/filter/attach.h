@@ -24,8 +24,11 @@ struct attach_result {
 	char why[200];
 };
 /* msg: the whole message (header and body). Bounded work: at most
- * the message's size times a small constant; parts nested deeper than 32
- * are not looked into. Returns 0 (r filled), -1 never (bad MIME is not
+ * the message's size times a small constant; a message whose parts are
+ * nested deeper than 32 or number more than 5000 is dangerous (what is not
+ * looked into could hide anything). Every name a part carries is checked
+ * (filename= and name=, RFC 2231 and plain values, repeated parameters and
+ * fields). Returns 0 (r filled), -1 never (otherwise bad MIME is not
  * dangerous by itself). */
 int attach_check(const struct attach_rules *rules, const char *msg, size_t len,
 		 struct attach_result *r);

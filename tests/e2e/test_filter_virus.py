@@ -432,6 +432,14 @@ def zip_bytes(names):
     return b.getvalue()
 
 
+def zip_central_lies(local, central):
+    """A zip whose local header names local, its central directory central
+    (the same length)."""
+    v = zip_bytes([local])
+    i = v.index(b"PK\1\2")
+    return v[:i] + v[i:].replace(local.encode(), central.encode())
+
+
 ATTACH_CASES = [
     ("invoice-exe", ['Content-Type: application/pdf; name="invoice.pdf.exe"',
                      'Content-Disposition: attachment; filename="invoice.pdf.exe"'], PDF,
@@ -451,6 +459,21 @@ ATTACH_CASES = [
                  "Content-Disposition: attachment;\r\n filename*0*=UTF-8''%E2%82%AC-Rechnung.;\r\n"
                  " filename*1=scr"], PDF,
      'attachment "???-Rechnung.scr": .scr files are not accepted'),
+    # evasions (review of issue 11): a plain name beside an RFC 2231 one,
+    # a repeated field, a zip behind a GIF, a zip whose central directory
+    # lies about its entry's name
+    ("plain-and-2231", ["Content-Type: application/octet-stream",
+                        "Content-Disposition: attachment; filename=\"a.exe\"; filename*=''a.txt"], PDF,
+     'attachment "a.exe": .exe files are not accepted'),
+    ("repeated-field", ['Content-Disposition: attachment; filename="a.txt"',
+                        'Content-Disposition: attachment; filename="a.vbs"'], PDF,
+     'attachment "a.vbs": .vbs files are not accepted'),
+    ("gif-zip", ['Content-Type: image/gif; name="cat.gif"'],
+     b"GIF89a\1\0\1\0\0\0\0;" + zip_bytes(["cat.jpg", "cat.scr"]),
+     'attachment "cat.gif" contains "cat.scr": .scr files are not accepted'),
+    ("zip-cd-lies", ['Content-Type: application/zip; name="docs.zip"'],
+     zip_central_lies("readme.exe", "readme.txt"),
+     'attachment "docs.zip" contains "readme.exe": .exe files are not accepted'),
 ]
 
 

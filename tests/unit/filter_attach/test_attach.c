@@ -178,6 +178,21 @@ static const struct {
 	/* RFC 2231 sections win over a plain value */
 	{"Content-Disposition: attachment; filename=\"a.txt\"; filename*=''a.bat\r\n",
 	 "attachment \"a.bat\": .bat files are not accepted"},
+	/* ...but the plain one is checked too: some programs take it */
+	{"Content-Disposition: attachment; filename=\"a.exe\"; filename*=''a.txt\r\n",
+	 "attachment \"a.exe\": .exe files are not accepted"},
+	{"Content-Disposition: attachment; filename*0=\"a.txt\"; filename=\"a.js\"\r\n",
+	 "attachment \"a.js\": .js files are not accepted"},
+	/* a repeated parameter: some programs take the last one */
+	{"Content-Disposition: attachment; filename=\"a.txt\"; filename=\"a.scr\"\r\n",
+	 "attachment \"a.scr\": .scr files are not accepted"},
+	/* repeated fields: the second one's names count too */
+	{"Content-Disposition: attachment; filename=\"a.txt\"\r\n"
+	 "Content-Disposition: attachment; filename=\"a.bat\"\r\n",
+	 "attachment \"a.bat\": .bat files are not accepted"},
+	{"Content-Type: application/pdf; name=\"a.pdf\"\r\n"
+	 "Content-Type: application/octet-stream; name=\"a.vbs\"\r\n",
+	 "attachment \"a.vbs\": .vbs files are not accepted"},
 	/* RFC 2047 encoded words in a name */
 	{"Content-Type: application/octet-stream; name=\"=?UTF-8?Q?caf=C3=A9=2Ejs?=\"\r\n",
 	 "attachment \"caf??.js\": .js files are not accepted"},
@@ -246,6 +261,10 @@ static void test_content(void)
 		{"ole2vba", "attachment \"report.pdf\" is a document with macros"},
 		{"ole2proj", "attachment \"report.pdf\" is a document with macros"},
 		{"ole2", NULL},
+		{"ole2lower", "attachment \"report.pdf\" is a document with macros"},
+		{"zippoly", "attachment \"report.pdf\" contains \"b.exe\": .exe files are not accepted"},
+		{"zip64", "attachment \"report.pdf\" contains \"c.js\": .js files are not accepted"},
+		{"ziplie", "attachment \"report.pdf\" contains \"a.exe\": .exe files are not accepted"},
 		{"zipjs", "attachment \"report.pdf\" contains \"run.js\": .js files are not accepted"},
 		{"zipvba", "attachment \"report.pdf\" is a document with macros"},
 		{"ziplocal", "attachment \"report.pdf\" contains \"a.pdf.exe\": .exe files are not accepted"},
@@ -271,6 +290,26 @@ static void test_content(void)
 			make_ole2(&c, "VBA");
 		} else if (strcmp(w, "ole2proj") == 0) {
 			make_ole2(&c, "_VBA_PROJECT_CUR");
+		} else if (strcmp(w, "ole2lower") == 0) {
+			/* [MS-CFB] 2.6.4: names compare case-insensitively */
+			make_ole2(&c, "vba");
+		} else if (strcmp(w, "zippoly") == 0) {
+			/* a GIF with a zip after it */
+			const char *n[] = {"b.exe"};
+			buf_appends(&c, "GIF89a\1\0\1\0\0\0\0;");
+			make_zip(&c, n, 1, true);
+		} else if (strcmp(w, "zip64") == 0) {
+			/* APPNOTE 4.4.1.4: counts and offsets 0xFFFF... in the
+			 * end record, the real ones in a zip64 record (left out) */
+			const char *n[] = {"c.js"};
+			make_zip(&c, n, 1, true);
+			memset(c.data + c.len - 14, 0xff, 12);
+		} else if (strcmp(w, "ziplie") == 0) {
+			/* the central directory says a.txt, the local header a.exe */
+			const char *n[] = {"a.exe"};
+			make_zip(&c, n, 1, true);
+			char *cd = memmem(c.data, c.len, "PK\1\2", 4);
+			memcpy(cd + 46, "a.txt", 5);
 		} else if (strcmp(w, "ole2") == 0) {
 			make_ole2(&c, "WordDocument");
 		} else if (strcmp(w, "zipjs") == 0) {
@@ -372,6 +411,13 @@ static const struct {
 	 "attachment \"a.js\": .js files are not accepted"},
 	/* multipart without a boundary: one opaque part */
 	{"Content-Type: multipart/mixed\r\n\r\n--b\r\nContent-Type: x/y; name=a.exe\r\n\r\n", NULL},
+	/* a uuencoded or yEnc file in a text part is an attachment to mail
+	 * programs (POSIX uuencode; yEnc 1.3) */
+	{"Subject: x\r\n\r\nSee below.\r\n\r\nbegin 644 invoice.exe\r\nM5&AI<R!I<PH`\r\n`\r\nend\r\n",
+	 "attachment \"invoice.exe\": .exe files are not accepted"},
+	{"Content-Type: text/plain\r\n\r\n=ybegin line=128 size=3 name=run.js\r\nabc\r\n=yend size=3\r\n",
+	 "attachment \"run.js\": .js files are not accepted"},
+	{"Subject: x\r\n\r\nbegin 644 notes.txt\r\n`\r\nend\r\nbegin the meeting at 10.exe\r\n", NULL},
 	/* broken input: nothing found, no crash */
 	{"", NULL},
 	{"Content-Type: ;;;=\"\r\n\r\n", NULL},
@@ -390,7 +436,8 @@ static void test_structure(void)
 	}
 }
 
-/* Nesting deeper than 32 is not looked into (bounded work); at 30 it is. */
+/* Nesting deeper than 32 is not looked into (bounded work), and refused:
+ * it could hide anything; at 30 it is looked into. */
 static void test_depth(void)
 {
 	for (int depth = 30; depth <= 40; depth += 10) {
@@ -403,7 +450,10 @@ static void test_depth(void)
 		for (int i = depth - 1; i >= 0; i--)
 			buf_printf(&m, "--b%d--\r\n", i);
 		struct attach_result r = check(BLOCK, m.data, m.len);
-		CHECK_INT(depth, r.dangerous, depth == 30);
+		CHECK_INT(depth, r.dangerous, 1);
+		CHECK_STR(depth, r.why,
+			  depth == 30 ? "attachment \"deep.exe\": .exe files are not accepted"
+				      : "MIME parts nested deeper than 32 levels are not accepted");
 		buf_free(&m);
 	}
 }
@@ -418,7 +468,9 @@ static void test_many_parts(void)
 		buf_appends(&m, "--b\r\n\r\nx\r\n");
 	buf_appends(&m, "--b\r\nContent-Disposition: attachment; filename=late.exe\r\n\r\nx\r\n--b--\r\n");
 	struct attach_result r = check(BLOCK, m.data, m.len);
-	CHECK(!r.dangerous); /* past ATTACH_MAX_PARTS: not looked into */
+	/* past ATTACH_MAX_PARTS: not looked into, so refused */
+	CHECK(r.dangerous);
+	CHECK_STR(0, r.why, "messages of more than 5000 MIME parts are not accepted");
 	buf_free(&m);
 }
 
@@ -441,6 +493,26 @@ static void test_long_name(void)
 	buf_free(&h);
 }
 
+/* RFC 2231 continuations without a count limit (mail programs have none):
+ * the extension in section 69, sections out of order. */
+static void test_many_sections(void)
+{
+	struct buf h = BUF_INIT;
+	size_t len;
+
+	buf_appends(&h, "Content-Disposition: attachment");
+	buf_appends(&h, ";\r\n filename*69=\".exe\"");
+	for (int i = 0; i < 69; i++)
+		buf_printf(&h, ";\r\n filename*%d=\"p%d\"", i, i);
+	buf_appends(&h, "\r\n");
+	char *m = message(h.data, "x", 1, &len);
+	struct attach_result r = check(BLOCK, m, len);
+	CHECK(r.dangerous);
+	CHECK(strstr(r.why, "...\": .exe files are not accepted") != NULL);
+	free(m);
+	buf_free(&h);
+}
+
 int main(void)
 {
 	test_run("names", test_names);
@@ -451,5 +523,6 @@ int main(void)
 	test_run("depth", test_depth);
 	test_run("many_parts", test_many_parts);
 	test_run("long_name", test_long_name);
+	test_run("many_sections", test_many_sections);
 	return test_done("test_filter_attach");
 }

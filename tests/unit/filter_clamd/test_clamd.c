@@ -18,7 +18,8 @@
 #include "filter/clamd.h"
 #include "../test.h"
 
-enum mode { M_OK, M_FOUND, M_HANG, M_SLOW, M_LIMIT, M_GARBAGE, M_CLOSE, M_EARLY };
+enum mode { M_OK, M_FOUND, M_HANG, M_SLOW, M_LIMIT, M_GARBAGE, M_CLOSE, M_EARLY, M_SPLIT, M_NONUL,
+	    M_LONG };
 
 struct peer {
 	struct loop *l;
@@ -49,6 +50,15 @@ static void peer_answer(struct peer *p, const char *a)
 		return;
 	p->answered = true;
 	(void)!write(p->fd, a, strlen(a) + 1);
+}
+
+static void on_split_rest(void *arg)
+{
+	struct peer *p = arg;
+
+	p->slow = NULL;
+	if (p->fd >= 0)
+		(void)!write(p->fd, "it.Sig FOUND", 13); /* with the NUL */
 }
 
 /* Parses the INSTREAM framing of what arrived so far. */
@@ -101,6 +111,34 @@ static void peer_read(struct peer *p, size_t max)
 	case M_GARBAGE:
 		if (p->got_end)
 			peer_answer(p, "what?");
+		break;
+	case M_SPLIT:
+		/* the answer in two writes, apart in time: a read may end
+		 * in the middle of it */
+		if (p->got_end && !p->answered) {
+			p->answered = true;
+			(void)!write(p->fd, "stream: Spl", 11);
+			p->slow = loop_timer_add(p->l, 20, on_split_rest, p);
+		}
+		break;
+	case M_NONUL:
+		/* an answer without its NUL, then the close: it counts */
+		if (p->got_end && !p->answered) {
+			p->answered = true;
+			(void)!write(p->fd, "stream: NoNul.Sig FOUND", 23);
+			loop_del(p->l, p->fd);
+			close(p->fd);
+			p->fd = -1;
+		}
+		break;
+	case M_LONG:
+		/* an endless answer: an error, not unbounded memory */
+		if (p->got_end && !p->answered) {
+			char junk[3000];
+			memset(junk, 'x', sizeof junk);
+			p->answered = true;
+			(void)!write(p->fd, junk, sizeof junk);
+		}
 		break;
 	case M_CLOSE:
 		if (p->got_end) {
@@ -317,6 +355,9 @@ static void test_answers(void)
 		{M_GARBAGE, CLAMD_ERROR, "unexpected answer \"what?\""},
 		{M_CLOSE, CLAMD_ERROR, "connection closed without an answer"},
 		{M_EARLY, CLAMD_INFECTED, "Early.Sig"},
+		{M_SPLIT, CLAMD_INFECTED, "Split.Sig"},
+		{M_NONUL, CLAMD_INFECTED, "NoNul.Sig"},
+		{M_LONG, CLAMD_ERROR, "answer longer than 1024 octets"},
 	};
 	char *msg = make_msg(100000);
 
@@ -470,11 +511,86 @@ static void test_config(void)
 	loop_free(&l);
 }
 
+static int free_calls;
+
+static void never_resume(void *arg)
+{
+	free_calls++;
+}
+
+static void never_result(void *arg, const struct clamd_result *r)
+{
+	free_calls++;
+}
+
+static void on_stop(void *arg)
+{
+	loop_stop(arg);
+}
+
+/* clamd_scan_free in every state: nothing runs after it (a paused
+ * caller's resume, a pending result), nothing leaks (ASan build). */
+static void test_free_states(void)
+{
+	char *msg = make_msg(1 << 20);
+
+	for (int st = 0; st < 5; st++) {
+		struct config cfg;
+		struct loop *l = loop_new();
+		struct peer p;
+		char *err = NULL;
+
+		config_defaults(&cfg);
+		free(cfg.clamd_socket);
+		cfg.clamd_socket = strdup(sock_path);
+		cfg.clamd_timeout = 1;
+		peer_start(&p, l, st == 4 ? M_EARLY : M_HANG);
+		struct clamd *c = clamd_new(l, &cfg, &err);
+		struct clamd_scan *s = clamd_scan_new(c);
+		free_calls = 0;
+		if (st >= 1 && st <= 3) {
+			/* 1: fed a little; 2: paused (a hung clamd); 3: ended */
+			size_t off = 0;
+			bool paused = false;
+			while (off < (st == 1 ? 100 : (size_t)1 << 20) && !paused) {
+				paused = clamd_scan_feed(s, msg + off, 4096, never_resume, NULL);
+				off += 4096;
+			}
+			CHECK_INT(st, paused, st >= 2);
+			if (st == 2) {
+				/* the loop runs: no resume (clamd reads nothing) */
+				loop_timer_add(l, 30, on_stop, l);
+				loop_run(l);
+			}
+			if (st == 3)
+				clamd_scan_end(s, never_result, NULL);
+		} else if (st == 4) {
+			/* 4: the answer came (before the end), then the end: the
+			 * result is scheduled, not yet delivered */
+			CHECK(!clamd_scan_feed(s, msg, 100, never_resume, NULL));
+			loop_timer_add(l, 30, on_stop, l);
+			loop_run(l);
+			clamd_scan_end(s, never_result, NULL);
+		}
+		clamd_scan_free(&s);
+		CHECK(s == NULL);
+		loop_timer_add(l, 50, on_stop, l);
+		loop_run(l);
+		CHECK_INT(st, free_calls, 0);
+		clamd_free(&c);
+		peer_stop(&p);
+		loop_free(&l);
+		config_free(&cfg);
+	}
+	free(msg);
+}
+
 int main(void)
 {
 	snprintf(sock_path, sizeof sock_path, "/tmp/postern-test-clamd-%d.sock", (int)getpid());
 	test_run("config", test_config);
 	test_run("answers", test_answers);
+	test_run("free_states", test_free_states);
 	test_run("down", test_down);
 	test_run("hang", test_hang);
 	test_run("stall", test_stall);
