@@ -278,11 +278,39 @@ def test_forged_spam_fields_removed(mx):
     assert len(re.findall(rb"(?mi)^x-spam-report[ \t]*:", head)) == 1, head
     assert b"FORGED_TRUST" not in stored and b"vouches" not in stored, stored
     assert b"X-Spam-Statusbar: kept\r\nX-Spam-Level: kept\r\n" in head, head
-    assert rest == body.encode(), rest
+    assert rest == body.encode(), rest  # byte-exact
     out = mx.cli_out("mail", "explain", ALICE, [m[0] for m in mx.mail_list(ALICE, "INBOX")][-1])
     assert "FORGED_TRUST" not in out and "-20.0" not in out, out
     assert out.count("verdict:") == 1, out
     assert "SPF_FAIL" in out, out
+
+
+def test_forged_spam_fields_removed_across_bdat_chunks(mx):
+    """RFC 3030 BDAT: a forged field split across chunks, a chunk ending in
+    the middle of its name and of its continuation line, is still removed;
+    a field whose name only starts the same is kept whole."""
+    clear_thresholds(mx)
+    msg = make_message("news@none.test", ALICE, "forged bdat", "Body.\r\n",
+                       extra_headers=FORGED)
+    cuts = [msg.index(b"X-Spam-Sta") + 7,   # inside "X-Spam-Status"
+            msg.index(b"\t* -20.0") + 3,     # inside the continuation line
+            msg.index(b"X-Spam-Statusbar") + 14]
+    chunks = [msg[a:b] for a, b in zip([0] + cuts, cuts + [len(msg)])]
+    with mx.client() as c:
+        c.ehlo("client.spffail.test")
+        c.send("MAIL FROM:<bounce@spffail.test>\r\nRCPT TO:<%s>\r\n" % ALICE)
+        assert c.reply().code == 250 and c.reply().code == 250
+        for i, ch in enumerate(chunks):
+            last = " LAST" if i == len(chunks) - 1 else ""
+            c.send(b"BDAT %d%s\r\n" % (len(ch), last.encode()) + ch)
+            r = c.reply()
+            assert r.code == 250, r
+    box, stored = find(mx, ALICE, "forged bdat")
+    head = stored.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    assert re.findall(rb"(?mi)^x-spam-status[ \t]*:.*$", head) == \
+        [b"X-Spam-Status: No, score=3.5 required=5.0\r"], head
+    assert b"FORGED_TRUST" not in stored, stored
+    assert b"X-Spam-Statusbar: kept\r\nX-Spam-Level: kept\r\n" in head, head
 
 
 def test_forged_spam_fields_removed_with_spam_header_off(make_server):
