@@ -113,6 +113,17 @@ struct smtp_tx {
 	struct filter_tx *flt;
 	bool flt_wait;  /* busy held for filter_mail/rcpt/end's callback */
 	bool flt_pause; /* busy held: the filter paused the content (filter_content) */
+	/* MX: incoming X-Spam-Status / X-Spam-Report fields are removed before
+	 * the spool and the filter (a sender must not forge postern's verdict
+	 * for users' rules or `postern mail explain`); tx.c strip_feed */
+	struct {
+		bool on;
+		int state;
+		bool dropping; /* the current field is dropped (continuations too) */
+		size_t hlen;
+		char hold[32]; /* the start of a field, until its name is known */
+		size_t dropped;
+	} strip;
 	struct smtp_pending_rcpt *prcpt; /* the RCPT filter_rcpt answers */
 	/* policy's end-of-data verdict, kept for the commit after filter_end
 	 * (strings live until policy_tx_free) */

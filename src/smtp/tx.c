@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -170,6 +171,110 @@ static void spool_out(void *arg, const char *p, size_t n)
 	}
 }
 
+/* ---- forged X-Spam-* fields (MX) ----
+ * X-Spam-Status and X-Spam-Report are postern's verdict (filter.c, in the
+ * prefix): the same fields arriving in the message are removed from the
+ * header section (RFC 5322 2.2: a field is its first line and the
+ * continuation lines that start with WSP; the section ends at the first
+ * empty line), so that users' rules and `postern mail explain` see only
+ * postern's. Streaming: only the start of a field is held until its name
+ * is known; everything else passes byte-exact. */
+enum { STRIP_LSTART, STRIP_NAME, STRIP_PASS, STRIP_DROP, STRIP_BODY };
+
+static bool strip_name_is_spam(const char *h, size_t n)
+{
+	while (n > 0 && (h[n - 1] == ' ' || h[n - 1] == '\t')) /* RFC 5322 4.5.8 */
+		n--;
+	return (n == 13 && strncasecmp(h, "X-Spam-Status", 13) == 0) ||
+	       (n == 13 && strncasecmp(h, "X-Spam-Report", 13) == 0);
+}
+
+static void strip_feed(struct smtp_session *s, const char *p, size_t n)
+{
+	struct smtp_tx *tx = s->tx;
+	size_t run = 0; /* start of the bytes to pass */
+
+	if (!tx->strip.on || tx->strip.state == STRIP_BODY) {
+		spool_out(s, p, n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char c = p[i];
+		switch (tx->strip.state) {
+		case STRIP_LSTART:
+			if (c == ' ' || c == '\t') {
+				tx->strip.state = tx->strip.dropping ? STRIP_DROP : STRIP_PASS;
+				if (tx->strip.dropping) {
+					spool_out(s, p + run, i - run);
+					run = i + 1;
+				}
+			} else if (c == '\r' || c == '\n') {
+				/* the empty line: the body follows, passed as is */
+				tx->strip.state = STRIP_BODY;
+				spool_out(s, p + run, n - run);
+				return;
+			} else {
+				tx->strip.dropping = false;
+				spool_out(s, p + run, i - run);
+				run = i + 1;
+				tx->strip.hlen = 0;
+				tx->strip.hold[tx->strip.hlen++] = c;
+				tx->strip.state = STRIP_NAME;
+			}
+			break;
+		case STRIP_NAME:
+			run = i + 1;
+			if (c == ':' && strip_name_is_spam(tx->strip.hold, tx->strip.hlen)) {
+				tx->strip.dropping = true;
+				tx->strip.dropped++;
+				tx->strip.state = STRIP_DROP;
+			} else if (c == ':' || c == '\r' || c == '\n' ||
+				   tx->strip.hlen == sizeof(tx->strip.hold)) {
+				/* not ours: what was held, then this byte, pass */
+				spool_out(s, tx->strip.hold, tx->strip.hlen);
+				tx->strip.hlen = 0;
+				run = i;
+				tx->strip.state = c == '\n' ? STRIP_LSTART : STRIP_PASS;
+			} else {
+				tx->strip.hold[tx->strip.hlen++] = c;
+			}
+			break;
+		case STRIP_PASS:
+			if (c == '\n')
+				tx->strip.state = STRIP_LSTART;
+			break;
+		case STRIP_DROP:
+			run = i + 1;
+			if (c == '\n')
+				tx->strip.state = STRIP_LSTART;
+			break;
+		}
+	}
+	if (tx->strip.state != STRIP_NAME && tx->strip.state != STRIP_DROP)
+		spool_out(s, p + run, n - run);
+}
+
+/* The end of the data: a field start still held passes. */
+static void strip_end(struct smtp_session *s)
+{
+	struct smtp_tx *tx = s->tx;
+
+	if (!tx->strip.on)
+		return;
+	if (tx->strip.state == STRIP_NAME && tx->strip.hlen > 0)
+		spool_out(s, tx->strip.hold, tx->strip.hlen);
+	tx->strip.hlen = 0;
+	tx->strip.state = STRIP_BODY;
+	if (tx->strip.dropped > 0)
+		log_info("smtp tx id=%s: %zu forged X-Spam-Status/X-Spam-Report field(s) removed",
+			 tx->txid, tx->strip.dropped);
+}
+
+static void strip_out(void *arg, const char *p, size_t n)
+{
+	strip_feed(arg, p, n);
+}
+
 static void on_content(void *arg, const char *p, size_t n)
 {
 	struct smtp_session *s = arg;
@@ -191,9 +296,9 @@ static void on_content(void *arg, const char *p, size_t n)
 	/* Every byte through policy: DKIM/ARC see them as sent, forged
 	 * Authentication-Results fields do not reach the spool. */
 	if (tx->pol != NULL)
-		policy_content(tx->pol, p, n, spool_out, s);
+		policy_content(tx->pol, p, n, strip_out, s);
 	else
-		spool_out(s, p, n);
+		strip_feed(s, p, n);
 }
 
 /* A worker finished writing a full buffer of the spool (loop thread). */
@@ -270,6 +375,8 @@ int smtp_content_start(struct smtp_session *s, enum smtp_data_mode mode)
 	spool_out(s, h.data, h.len); /* the filter sees what is stored */
 	buf_free(&h);
 
+	tx->strip.on = s->role == SMTP_ROLE_MX;
+	tx->strip.state = STRIP_LSTART;
 	smtp_data_init(&tx->dec, mode, cfg->smtp_max_data_line, on_content, s);
 	/* RFC 6409 8.2, 8.3: a submission server may add Message-ID and Date. */
 	if (s->role != SMTP_ROLE_MX) {
@@ -466,14 +573,13 @@ void smtp_data_done(struct smtp_session *s)
 		end_tx(s, 550);
 	} else {
 		tx->content_done = true;
-		if (tx->pol != NULL) {
-			/* the bytes policy still held */
-			policy_content_end(tx->pol, spool_out, s);
-			if (tx->write_failed) {
-				smtp_reply(s, 452, "4.3.1", "Error: insufficient system storage");
-				end_tx(s, 452);
-				return;
-			}
+		if (tx->pol != NULL) /* the bytes policy still held */
+			policy_content_end(tx->pol, strip_out, s);
+		strip_end(s);
+		if (tx->write_failed) {
+			smtp_reply(s, 452, "4.3.1", "Error: insufficient system storage");
+			end_tx(s, 452);
+			return;
 		}
 		/* Durability contract: 250 only from the commit completion. */
 		s->base.busy++;

@@ -248,6 +248,87 @@ def test_submission_not_scored(mx):
         clear_thresholds(mx)
 
 
+FORGED = [
+    "X-Spam-Status: No, score=-20.0 required=5.0",
+    "X-Spam-Report: score=-20.0 required=5.0\r\n\t* -20.0 FORGED_TRUST the sender vouches for itself",
+    "x-spam-status : No",   # RFC 5322 4.5.8: WSP before the colon, any case
+    "X-Spam-Statusbar: kept",  # another field
+    "X-Spam-Level: kept",
+]
+
+
+def test_forged_spam_fields_removed(mx):
+    """A sender's own X-Spam-Status / X-Spam-Report fields are removed on the
+    MX listener: the stored message carries postern's verdict only, and
+    `postern mail explain` shows no reason the sender wrote. The body and
+    other fields pass byte-exact."""
+    clear_thresholds(mx)
+    body = "X-Spam-Status: No (a body line, kept)\r\nCheap offers.\r\n"
+    msg = make_message("news@none.test", ALICE, "forged verdict", body, extra_headers=FORGED)
+    with mx.client() as c:
+        c.ehlo("client.spffail.test")
+        r = c.mail("bounce@spffail.test", [ALICE], msg)
+    assert r.code == 250, r
+    box, stored = find(mx, ALICE, "forged verdict")
+    assert box == "INBOX"
+    head, rest = stored.split(b"\r\n\r\n", 1)
+    head += b"\r\n"
+    statuses = re.findall(rb"(?mi)^x-spam-status[ \t]*:.*$", head)
+    assert statuses == [b"X-Spam-Status: No, score=3.5 required=5.0\r"], statuses
+    assert len(re.findall(rb"(?mi)^x-spam-report[ \t]*:", head)) == 1, head
+    assert b"FORGED_TRUST" not in stored and b"vouches" not in stored, stored
+    assert b"X-Spam-Statusbar: kept\r\nX-Spam-Level: kept\r\n" in head, head
+    assert rest == body.encode(), rest  # byte-exact
+    out = mx.cli_out("mail", "explain", ALICE, [m[0] for m in mx.mail_list(ALICE, "INBOX")][-1])
+    assert "FORGED_TRUST" not in out and "-20.0" not in out, out
+    assert out.count("verdict:") == 1, out
+    assert "SPF_FAIL" in out, out
+
+
+def test_forged_spam_fields_removed_across_bdat_chunks(mx):
+    """RFC 3030 BDAT: a forged field split across chunks, a chunk ending in
+    the middle of its name and of its continuation line, is still removed;
+    a field whose name only starts the same is kept whole."""
+    clear_thresholds(mx)
+    msg = make_message("news@none.test", ALICE, "forged bdat", "Body.\r\n",
+                       extra_headers=FORGED)
+    cuts = [msg.index(b"X-Spam-Sta") + 7,   # inside "X-Spam-Status"
+            msg.index(b"\t* -20.0") + 3,     # inside the continuation line
+            msg.index(b"X-Spam-Statusbar") + 14]
+    chunks = [msg[a:b] for a, b in zip([0] + cuts, cuts + [len(msg)])]
+    with mx.client() as c:
+        c.ehlo("client.spffail.test")
+        c.send("MAIL FROM:<bounce@spffail.test>\r\nRCPT TO:<%s>\r\n" % ALICE)
+        assert c.reply().code == 250 and c.reply().code == 250
+        for i, ch in enumerate(chunks):
+            last = " LAST" if i == len(chunks) - 1 else ""
+            c.send(b"BDAT %d%s\r\n" % (len(ch), last.encode()) + ch)
+            r = c.reply()
+            assert r.code == 250, r
+    box, stored = find(mx, ALICE, "forged bdat")
+    head = stored.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    assert re.findall(rb"(?mi)^x-spam-status[ \t]*:.*$", head) == \
+        [b"X-Spam-Status: No, score=3.5 required=5.0\r"], head
+    assert b"FORGED_TRUST" not in stored, stored
+    assert b"X-Spam-Statusbar: kept\r\nX-Spam-Level: kept\r\n" in head, head
+
+
+def test_forged_spam_fields_removed_with_spam_header_off(make_server):
+    """With spam_header = no postern adds no verdict, and a forged one is
+    still removed (explain then says no verdict is stored)."""
+    srv = make_server("noheader", spam_header="no")
+    msg = make_message("news@none.test", ALICE, "forged two", "Hello.\r\n", extra_headers=FORGED)
+    with srv.client() as c:
+        c.ehlo("client.example.net")
+        r = c.mail("someone@example.net", [ALICE], msg)
+    assert r.code == 250, r
+    box, stored = find(srv, ALICE, "forged two")
+    head = stored.split(b"\r\n\r\n", 1)[0]
+    assert not re.search(rb"(?mi)^x-spam-(status|report)[ \t]*:", head), head
+    out = srv.cli_out("mail", "explain", ALICE, [m[0] for m in srv.mail_list(ALICE, "INBOX")][-1])
+    assert "no spam verdict is stored" in out, out
+
+
 # ------------------------------------------------------------------- the waits
 
 
