@@ -4,7 +4,8 @@
  *
  * What becomes a token (as SpamBayes' tokenizer, simplified):
  *   - Subject words, "subject:WORD" (RFC 2047 words decoded, RFC 2047 2);
- *   - the From, Reply-To and Return-Path addresses and their domains,
+ *   - the From, Reply-To and Return-Path addresses and their domains
+ *     (Return-Path only as the first field: the one delivery wrote),
  *     "from:addr@dom", "from-domain:dom" (Received fields are left out: they
  *     name our own relays as much as the sender's);
  *   - a few header facts: "x-mailer:WORD", "ct:TYPE/SUB" of each part,
@@ -468,7 +469,8 @@ static void part_header(struct tk *t, const char *h, size_t n, bool top, bool *h
 	struct buf tmp = {0};
 	*html_r = false;
 	*attach_r = false;
-	while (mime_field_next(&pos, end, &f)) {
+	bool first = true;
+	for (; mime_field_next(&pos, end, &f); first = false) {
 		if (top && mime_field_is(&f, "Subject")) {
 			buf_reset(&tmp);
 			mime_decode_words(f.value, f.value_len, &tmp);
@@ -486,7 +488,11 @@ static void part_header(struct tk *t, const char *h, size_t n, bool top, bool *h
 				text_words(t, "from-name:", tmp.data, k);
 		} else if (top && mime_field_is(&f, "Reply-To")) {
 			header_addrs(t, "reply-to", f.value, f.value_len);
-		} else if (top && mime_field_is(&f, "Return-Path")) {
+		} else if (top && first && mime_field_is(&f, "Return-Path")) {
+			/* RFC 5321 4.4: the final delivery's Return-Path is the
+			 * message's first field (the store writes it so); one
+			 * further down came from the sender, who could otherwise
+			 * borrow the envelope senders the model learned as ham */
 			header_addrs(t, "return-path", f.value, f.value_len);
 		} else if (top && (mime_field_is(&f, "X-Mailer") || mime_field_is(&f, "User-Agent"))) {
 			buf_reset(&tmp);

@@ -65,6 +65,19 @@ static const struct {
 	{"Received: from relay.isp.example\r\nReply-To: claims@agent.example\r\n\r\nhi there\r\n",
 	 {"reply-to:claims@agent.example", "reply-to-domain:agent.example", "hi", "there"},
 	 {"relay", "isp"}},
+	/* 9: Return-Path as the first field (delivery's, RFC 5321 4.4) counts */
+	{"Return-Path: <list@news.example>\r\nSubject: hi\r\n\r\nbody text\r\n",
+	 {"return-path:list@news.example", "return-path-domain:news.example"},
+	 {NULL}},
+	/* 10: a Return-Path further down came from the sender: not counted
+	 * (else a spammer borrows the envelope senders learned as ham) */
+	{"Received: from x\r\nReturn-Path: <list@news.example>\r\nSubject: hi\r\n\r\nbody\r\n",
+	 {"subject:hi", "body"},
+	 {"return-path:list@news.example", "return-path-domain:news.example"}},
+	/* 11: a forged second Return-Path below delivery's: only the first */
+	{"Return-Path: <bulk@spam.example>\r\nReturn-Path: <list@news.example>\r\n\r\nx\r\n",
+	 {"return-path:bulk@spam.example"},
+	 {"return-path:list@news.example"}},
 };
 
 static void test_tokenize_cases(void)
