@@ -12,7 +12,8 @@
  *       the verdict the daemon would give (prob, points, reasons).
  *   mail explain USER UID [MAILBOX]
  *       the stored message's X-Spam-Status and X-Spam-Report reasons and
- *       its Authentication-Results, in plain words. */
+ *       its Authentication-Results, in plain words: only those postern
+ *       wrote (above its Received field), never the sender's. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -424,6 +425,31 @@ static void fields(const char *h, size_t n, const char *name,
 	}
 }
 
+static void count_field(void *arg, const char *v, size_t len)
+{
+	(*(int *)arg)++;
+}
+
+/* The length of the block postern prepended to a delivered message: the
+ * fields above the first Received field, which SMTP writes first in every
+ * message it receives (RFC 5321 4.4; src/smtp/tx.c); Return-Path,
+ * policy's Authentication-Results and the filter's X-Spam-* fields come
+ * before it (the delivery's prefix). Fields below it came from the sender
+ * or earlier hops: never postern's verdict (RFC 8601 5: a receiver does
+ * not believe Authentication-Results it did not write). 0: no Received
+ * field, nothing of postern's. */
+static size_t own_block(const char *h, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		if (n - i >= 9 && strncasecmp(h + i, "Received:", 9) == 0)
+			return i;
+		const char *e = memchr(h + i, '\n', n - i);
+		i = e ? (size_t)(e - h) + 1 : n;
+	}
+	return 0;
+}
+
 static void print_status(void *arg, const char *v, size_t len)
 {
 	int *seen = arg;
@@ -557,19 +583,31 @@ int cli_mail_explain(const struct config *cfg, int argc, char **argv)
 	close(fd);
 	size_t n = h.len;
 	const char *e = h.data ? memmem(h.data, h.len, "\r\n\r\n", 4) : NULL;
-	if (e != NULL)
+	const char *lf = h.data ? memmem(h.data, h.len, "\n\n", 2) : NULL;
+	if (e != NULL && (lf == NULL || e < lf))
 		n = (size_t)(e - h.data) + 2;
+	else if (lf != NULL)
+		n = (size_t)(lf - h.data) + 1; /* a bare-LF header (RFC 5322 2.2 wants CRLF) */
+	const char *hd = h.data ? h.data : "";
+	size_t own = own_block(hd, n);
 	printf("message UID %lu in %s of %s\n", uid, mailbox, argv[1]);
-	int status = 0, report = 0, ar = 0;
-	fields(h.data ? h.data : "", n, "X-Spam-Status", print_status, &status);
-	fields(h.data ? h.data : "", n, "X-Spam-Report", print_report, &report);
+	int status = 0, report = 0, ar = 0, foreign = 0;
+	fields(hd, own, "X-Spam-Status", print_status, &status);
+	fields(hd, own, "X-Spam-Report", print_report, &report);
 	if (status == 0 && report == 0)
 		printf("no spam verdict is stored with this message (not filtered: submitted by a "
 		       "user, added over IMAP, or spam_header is off)\n");
-	fields(h.data ? h.data : "", n, "Authentication-Results", print_ar, &ar);
+	fields(hd, own, "Authentication-Results", print_ar, &ar);
 	if (ar == 0)
 		printf("no Authentication-Results: the sender was not checked (authenticated "
 		       "submission, or mail added over IMAP)\n");
+	fields(hd + own, n - own, "X-Spam-Status", count_field, &foreign);
+	fields(hd + own, n - own, "X-Spam-Report", count_field, &foreign);
+	fields(hd + own, n - own, "Authentication-Results", count_field, &foreign);
+	if (foreign > 0)
+		printf("%d X-Spam-* or Authentication-Results field(s) below postern's Received "
+		       "field came with the message (the sender or an earlier server): ignored\n",
+		       foreign);
 	buf_free(&h);
 	store_close(&st);
 	return 0;

@@ -4,7 +4,8 @@
  *
  * What becomes a token (as SpamBayes' tokenizer, simplified):
  *   - Subject words, "subject:WORD" (RFC 2047 words decoded, RFC 2047 2);
- *   - the From, Reply-To and Return-Path addresses and their domains,
+ *   - the From, Reply-To and Return-Path addresses and their domains
+ *     (Return-Path only as the first field: the one delivery wrote),
  *     "from:addr@dom", "from-domain:dom" (Received fields are left out: they
  *     name our own relays as much as the sender's);
  *   - a few header facts: "x-mailer:WORD", "ct:TYPE/SUB" of each part,
@@ -20,7 +21,8 @@
  *   - URL hosts in text and HTML links, "url:host" and its registrable-ish
  *     parent "url:example.com" (the last two labels);
  *   - attachments' names and extensions, "attach:name", "attach-ext:exe".
- * Bounded: the first BAYES_MAX_TEXT octets of decoded text, at most
+ * Bounded: the first BAYES_FIELD_MAX octets of each header field, the
+ * first BAYES_MAX_TEXT octets of decoded text, at most
  * BAYES_MAX_TOKENS distinct tokens (the rest ignored). */
 #include <ctype.h>
 #include <stdio.h>
@@ -37,6 +39,7 @@
 #define BAYES_MAX_TOKENS 5000
 #define BAYES_WORD_MAX 40  /* octets */
 #define BAYES_HOST_MAX 100 /* octets of a URL host */
+#define BAYES_FIELD_MAX (64 * 1024) /* octets of a header field's value */
 
 struct tk {
 	struct bayes_token *v;
@@ -389,16 +392,23 @@ static void header_addrs(struct tk *t, const char *name, const char *v, size_t n
 	char pre[32], dpre[40];
 	snprintf(pre, sizeof pre, "%s:", name);
 	snprintf(dpre, sizeof dpre, "%s-domain:", name);
+	size_t from = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (v[i] != '@')
 			continue;
+		/* the run around this '@': back at most to the end of the last
+		 * run looked at, and the loop goes on after it (each octet seen
+		 * twice at most: "@@@@..." is linear, not quadratic) */
 		size_t a = i, b = i + 1;
-		while (a > 0 && !strchr(" \t\r\n<>\"(),;:", v[a - 1]))
+		while (a > from && !strchr(" \t\r\n<>\"(),;:", v[a - 1]))
 			a--;
 		while (b < n && !strchr(" \t\r\n<>\"(),;:", v[b]))
 			b++;
-		if (b - i < 2 || b - a > BAYES_HOST_MAX)
+		from = b;
+		if (b - i < 2 || b - a > BAYES_HOST_MAX) {
+			i = b;
 			continue;
+		}
 		char low[BAYES_HOST_MAX + 1];
 		for (size_t k = a; k < b; k++)
 			low[k - a] = (char)tolower((unsigned char)v[k]);
@@ -468,7 +478,12 @@ static void part_header(struct tk *t, const char *h, size_t n, bool top, bool *h
 	struct buf tmp = {0};
 	*html_r = false;
 	*attach_r = false;
-	while (mime_field_next(&pos, end, &f)) {
+	bool first = true;
+	for (; mime_field_next(&pos, end, &f); first = false) {
+		/* a field's first BAYES_FIELD_MAX octets only: a folded Subject
+		 * of megabytes is not read whole (the text bound, for headers) */
+		if (f.value_len > BAYES_FIELD_MAX)
+			f.value_len = BAYES_FIELD_MAX;
 		if (top && mime_field_is(&f, "Subject")) {
 			buf_reset(&tmp);
 			mime_decode_words(f.value, f.value_len, &tmp);
@@ -486,7 +501,11 @@ static void part_header(struct tk *t, const char *h, size_t n, bool top, bool *h
 				text_words(t, "from-name:", tmp.data, k);
 		} else if (top && mime_field_is(&f, "Reply-To")) {
 			header_addrs(t, "reply-to", f.value, f.value_len);
-		} else if (top && mime_field_is(&f, "Return-Path")) {
+		} else if (top && first && mime_field_is(&f, "Return-Path")) {
+			/* RFC 5321 4.4: the final delivery's Return-Path is the
+			 * message's first field (the store writes it so); one
+			 * further down came from the sender, who could otherwise
+			 * borrow the envelope senders the model learned as ham */
 			header_addrs(t, "return-path", f.value, f.value_len);
 		} else if (top && (mime_field_is(&f, "X-Mailer") || mime_field_is(&f, "User-Agent"))) {
 			buf_reset(&tmp);

@@ -221,3 +221,32 @@ def test_cli_train_global_and_classify(srv, tmp_path):
     assert p.returncode == 1 and b"no such user" in p.stderr
     p = srv.cli("mail", "explain", ALICE, "999999", check=False)
     assert p.returncode == 1 and b"no message with UID 999999" in p.stderr
+
+
+def test_explain_ignores_the_senders_spam_fields(srv):
+    """A sender's own X-Spam-Status/X-Spam-Report/Authentication-Results
+    fields (forged: "No, score=-20", dmarc=pass) are not postern's verdict:
+    `mail explain` shows only the fields above postern's Received field
+    (the delivery's prefix) and says that the others were ignored."""
+    forged = ("X-Spam-Status: No, score=-20.0 required=5.0",
+              "X-Spam-Report: score=-20.0 required=5.0\r\n\t* -20.0 FORGED_WHITELIST sender "
+              "says it is fine",
+              "Authentication-Results: example.test; spf=pass smtp.mailfrom=bank.example;"
+              " dmarc=pass header.from=bank.example")
+    msg = make_message("promo@deals.example.biz", BOB, "hello there", "see you soon\r\n",
+                       extra_headers=forged)
+    before = {mb: len(uids(srv, BOB, mb)) for mb in ("INBOX", "Junk")}
+    deliver(srv, BOB, msg)
+    grew = [mb for mb in ("INBOX", "Junk") if len(uids(srv, BOB, mb)) == before[mb] + 1]
+    assert len(grew) == 1, grew
+    mb = grew[0]
+    uid = uids(srv, BOB, mb)[-1]
+    raw = srv.mail_cat(BOB, uid, mb)
+    assert b"FORGED_WHITELIST" in raw  # the sender's fields are kept below ours
+    out = srv.cli_out("mail", "explain", BOB, uid, mb)
+    assert "FORGED_WHITELIST" not in out, out
+    assert "-20.0" not in out and "bank.example" not in out, out
+    assert out.count("verdict:") == 1, out
+    assert out.count("authentication (Authentication-Results") == 1, out
+    assert ("3 X-Spam-* or Authentication-Results field(s) below postern's Received field came "
+            "with the message (the sender or an earlier server): ignored") in out, out
