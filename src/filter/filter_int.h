@@ -108,6 +108,10 @@ struct filter_tx {
 	struct attach_result job_ar;
 	struct bayes_tokens tokens;
 	struct bayes_job *bj;
+	/* the end's steps that overlap (filter.c, end_after_parts): the spool
+	 * job started with clamd when no milter can edit, the statistical
+	 * filter as soon as its tokens are in */
+	bool early, spool_started, spool_done, bayes_done;
 	struct filter_reasons common;
 	struct filter_reasons *bayes; /* per user, or NULL */
 	bool *junk;                   /* per user */
