@@ -573,8 +573,8 @@ static void on_spool_done(void *arg, int result)
 static void end_after_parts(struct filter_tx *t)
 {
 	struct filter *f = t->f;
-	if (t->clamd_wait || t->milter_wait)
-		return;
+	if (!t->end_started || t->clamd_wait || t->milter_wait)
+		return; /* (clamd may answer before filter_end: it waits for it) */
 	if (t->early && (!t->spool_done || t->bayes_wait))
 		return;
 	/* clamd (filter.h): INFECTED refuses, ERROR per clamd_failure */
@@ -911,10 +911,8 @@ void filter_end(struct filter_tx *t, const struct filter_auth *a, struct store_s
 		t->early = true;
 		spool_start(t);
 	}
-	if (t->cs != NULL) {
-		t->clamd_wait = true;
-		clamd_scan_end(t->cs, on_clamd_end, t);
-	}
+	t->end_started = true;
+	filter_data_end(t);
 	if (t->mt != NULL) {
 		t->milter_wait = true;
 		milter_end(t->mt, on_milter_end, t);
@@ -922,6 +920,15 @@ void filter_end(struct filter_tx *t, const struct filter_auth *a, struct store_s
 	if (!t->clamd_wait && !t->milter_wait)
 		/* cb never inside this call */
 		t->end_timer = loop_timer_add(t->f->l, 0, on_end_start, t);
+}
+
+void filter_data_end(struct filter_tx *t)
+{
+	if (t->cs == NULL || t->clamd_ended)
+		return;
+	t->clamd_ended = true;
+	t->clamd_wait = true;
+	clamd_scan_end(t->cs, on_clamd_end, t); /* its answer: a timer, never here */
 }
 
 bool filter_tx_worker_busy(const struct filter_tx *t)
