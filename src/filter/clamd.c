@@ -65,6 +65,7 @@ struct clamd_scan {
 	struct clamd_scan *prev, *next;
 	enum scan_state state;
 	int fd;
+	uint32_t events;  /* fd's registered loop events */
 	struct buf stage; /* content not yet framed */
 	struct buf out;   /* framed octets to send, from out_off */
 	size_t out_off;
@@ -228,6 +229,17 @@ static size_t queued(const struct clamd_scan *s)
 	return s->stage.len + (s->out.len - s->out_off);
 }
 
+/* What can go to clamd now: the framed octets, and the staged content once
+ * it fills a chunk or the message ended. Small feeds (a line each) wait in
+ * stage, so that a message goes in few INSTREAM chunks, not one (and one
+ * send) per line; and a partial chunk waiting for our client is not a
+ * stall of clamd. */
+static size_t sendable(const struct clamd_scan *s)
+{
+	size_t st = s->stage.len >= CLAMD_CHUNK || s->ended ? s->stage.len : 0;
+	return st + (s->out.len - s->out_off);
+}
+
 static void scan_close(struct clamd_scan *s)
 {
 	struct loop *l = s->c->l;
@@ -323,7 +335,7 @@ static void stall_timer(struct clamd_scan *s, bool progress)
 
 	if (s->ended || s->state == SCAN_DONE)
 		return;
-	if (queued(s) == 0 && s->state == SCAN_OPEN) {
+	if (sendable(s) == 0 && s->state == SCAN_OPEN) {
 		loop_timer_cancel(l, &s->timer); /* waiting for our client, not clamd */
 		return;
 	}
@@ -379,14 +391,16 @@ static void frame_next(struct clamd_scan *s)
 		return;
 	buf_reset(&s->out);
 	s->out_off = 0;
-	if (s->stage.len > 0) {
+	if (s->stage.len >= CLAMD_CHUNK || (s->ended && s->stage.len > 0)) {
 		size_t n = s->stage.len < CLAMD_CHUNK ? s->stage.len : CLAMD_CHUNK;
 		uint32_t be = htonl((uint32_t)n);
 
 		buf_append(&s->out, &be, 4);
 		buf_append(&s->out, s->stage.data, n);
 		buf_consume(&s->stage, n);
-	} else if (s->ended && !s->zero_queued) {
+	}
+	if (s->ended && s->stage.len == 0 && !s->zero_queued) {
+		/* the end, in the same send as the last chunk */
 		uint32_t zero = 0;
 
 		buf_append(&s->out, &zero, 4);
@@ -429,7 +443,11 @@ static int scan_flush(struct clamd_scan *s)
 	}
 	if (s->state != SCAN_OPEN)
 		return -1;
-	loop_mod(s->c->l, s->fd, LOOP_READ | (queued(s) > 0 && !s->write_closed ? LOOP_WRITE : 0));
+	uint32_t ev = LOOP_READ | (sendable(s) > 0 && !s->write_closed ? LOOP_WRITE : 0);
+	if (ev != s->events) {
+		loop_mod(s->c->l, s->fd, ev);
+		s->events = ev;
+	}
 	stall_timer(s, progress);
 	if (queued(s) <= CLAMD_LOW_WATER)
 		schedule_resume(s);
@@ -542,6 +560,7 @@ static void scan_connect(struct clamd_scan *s)
 	}
 	if (connect(fd, (struct sockaddr *)&c->addr, c->addrlen) == 0) {
 		s->fd = fd;
+		s->events = LOOP_READ;
 		if (loop_add(c->l, fd, LOOP_READ, on_io, s) < 0) {
 			scan_fail(s, "loop_add: %s", strerror(errno));
 			return;
@@ -551,6 +570,7 @@ static void scan_connect(struct clamd_scan *s)
 	}
 	if (errno == EINPROGRESS) {
 		s->fd = fd;
+		s->events = LOOP_WRITE;
 		if (loop_add(c->l, fd, LOOP_WRITE, on_io, s) < 0) {
 			scan_fail(s, "loop_add: %s", strerror(errno));
 			return;

@@ -451,6 +451,8 @@ bool filter_content(struct filter_tx *t, const char *p, size_t n, void (*resume)
 
 static void end_finish(struct filter_tx *t);
 static void end_after_parts(struct filter_tx *t);
+static void spool_start(struct filter_tx *t);
+static bool bayes_start(struct filter_tx *t);
 
 static void end_reply(struct filter_tx *t, int code, const char *ecode, const char *fmt, ...)
 	PRINTF_LIKE(4, 5);
@@ -555,14 +557,25 @@ static void on_spool_done(void *arg, int result)
 	if (j->write_failed)
 		t->job_result = -1;
 	spool_job_free(j);
-	end_after_spool(t);
+	t->spool_done = true;
+	if (!t->early) {
+		end_after_spool(t);
+		return;
+	}
+	bayes_start(t);
+	end_after_parts(t);
 }
 
-/* clamd and the milters have answered (or were not asked). */
+/* clamd and the milters have answered (or were not asked); and, when the
+ * steps overlap (t->early), the spool job and the statistical filter too.
+ * The verdicts are then taken in the same order either way: clamd, the
+ * milters, the spool job's, greylisting, limits, the score. */
 static void end_after_parts(struct filter_tx *t)
 {
 	struct filter *f = t->f;
-	if (t->clamd_wait || t->milter_wait)
+	if (!t->end_started || t->clamd_wait || t->milter_wait)
+		return; /* (clamd may answer before filter_end: it waits for it) */
+	if (t->early && (!t->spool_done || t->bayes_wait))
 		return;
 	/* clamd (filter.h): INFECTED refuses, ERROR per clamd_failure */
 	if (t->cs != NULL) {
@@ -612,8 +625,20 @@ static void end_after_parts(struct filter_tx *t)
 					   t->m_quarantine_why ? ": " : "",
 					   t->m_quarantine_why ? t->m_quarantine_why : "");
 	}
-	/* the whole message on a worker: attachments, tokens, header edits
-	 * that are not a plain addition (ADD goes into the prefix) */
+	if (t->early) {
+		end_after_spool(t);
+		return;
+	}
+	spool_start(t);
+}
+
+/* The whole message on a worker: attachments, tokens, header edits that are
+ * not a plain addition (ADD goes into the prefix). Its answer comes through
+ * on_spool_done, never inside this call. */
+static void spool_start(struct filter_tx *t)
+{
+	struct filter *f = t->f;
+	t->spool_started = true;
 	struct spool_job *j = xcalloc(1, sizeof(*j));
 	j->t = t;
 	j->attach = f->attach;
@@ -632,7 +657,9 @@ static void end_after_parts(struct filter_tx *t)
 	}
 	if (j->attach == NULL && !j->tokenize && j->n_edits == 0) {
 		spool_job_free(j);
-		end_after_spool(t);
+		t->spool_done = true;
+		if (!t->early)
+			end_after_spool(t);
 		return;
 	}
 	t->job = j;
@@ -695,16 +722,26 @@ static void end_after_spool(struct filter_tx *t)
 		end_finish(t);
 		return;
 	}
-	/* the statistical filter, per local recipient */
-	if (t->tokens.n > 0 && f->bayes != NULL && t->n_users > 0) {
-		struct bayes_tokens *tk = xmalloc(sizeof(*tk));
-		*tk = t->tokens;
-		t->tokens = (struct bayes_tokens){0};
-		t->bayes_wait = true;
-		t->bj = bayes_classify(f->bayes, tk, t->users, t->n_users, on_bayes, t);
+	/* the statistical filter, per local recipient (started with the
+	 * spool job's answer when the steps overlap) */
+	if (!t->bayes_done && bayes_start(t))
 		return;
-	}
 	end_score(t);
+}
+
+/* Starts the statistical filter (a read on a worker) when it applies.
+ * Returns whether it started: its answer comes through on_bayes. */
+static bool bayes_start(struct filter_tx *t)
+{
+	struct filter *f = t->f;
+	if (t->tokens.n == 0 || f->bayes == NULL || t->n_users == 0)
+		return false;
+	struct bayes_tokens *tk = xmalloc(sizeof(*tk));
+	*tk = t->tokens;
+	t->tokens = (struct bayes_tokens){0};
+	t->bayes_wait = true;
+	t->bj = bayes_classify(f->bayes, tk, t->users, t->n_users, on_bayes, t);
+	return true;
 }
 
 static void on_bayes(void *arg, const struct bayes_verdict *v, size_t n)
@@ -712,10 +749,14 @@ static void on_bayes(void *arg, const struct bayes_verdict *v, size_t n)
 	struct filter_tx *t = arg;
 	t->bj = NULL;
 	t->bayes_wait = false;
+	t->bayes_done = true;
 	t->bayes = xcalloc(t->n_users ? t->n_users : 1, sizeof(*t->bayes));
 	for (size_t i = 0; i < n && i < t->n_users; i++)
 		filter_reasons_merge(&t->bayes[i], &v[i].reasons);
-	end_score(t);
+	if (t->early)
+		end_after_parts(t);
+	else
+		end_score(t);
 }
 
 /* The policy signals and the DNSBL listings: the part of the score every
@@ -863,10 +904,15 @@ void filter_end(struct filter_tx *t, const struct filter_auth *a, struct store_s
 	if (!t->sub)
 		common_reasons(t);
 	t->resume = NULL; /* no resume wanted after the data's end */
-	if (t->cs != NULL) {
-		t->clamd_wait = true;
-		clamd_scan_end(t->cs, on_clamd_end, t);
+	/* No milter: nothing can edit the message or end it before the spool
+	 * job, which then runs on a worker while clamd scans (and the
+	 * statistical filter right after it), instead of one after another. */
+	if (t->mt == NULL) {
+		t->early = true;
+		spool_start(t);
 	}
+	t->end_started = true;
+	filter_data_end(t);
 	if (t->mt != NULL) {
 		t->milter_wait = true;
 		milter_end(t->mt, on_milter_end, t);
@@ -874,6 +920,15 @@ void filter_end(struct filter_tx *t, const struct filter_auth *a, struct store_s
 	if (!t->clamd_wait && !t->milter_wait)
 		/* cb never inside this call */
 		t->end_timer = loop_timer_add(t->f->l, 0, on_end_start, t);
+}
+
+void filter_data_end(struct filter_tx *t)
+{
+	if (t->cs == NULL || t->clamd_ended)
+		return;
+	t->clamd_ended = true;
+	t->clamd_wait = true;
+	clamd_scan_end(t->cs, on_clamd_end, t); /* its answer: a timer, never here */
 }
 
 bool filter_tx_worker_busy(const struct filter_tx *t)

@@ -108,6 +108,12 @@ struct filter_tx {
 	struct attach_result job_ar;
 	struct bayes_tokens tokens;
 	struct bayes_job *bj;
+	/* the end's steps that overlap (filter.c, end_after_parts): the spool
+	 * job started with clamd when no milter can edit, the statistical
+	 * filter as soon as its tokens are in */
+	bool early, spool_started, spool_done, bayes_done;
+	bool clamd_ended; /* clamd_scan_end ran (filter_data_end or filter_end) */
+	bool end_started; /* filter_end ran */
 	struct filter_reasons common;
 	struct filter_reasons *bayes; /* per user, or NULL */
 	bool *junk;                   /* per user */

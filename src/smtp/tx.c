@@ -581,6 +581,9 @@ void smtp_data_done(struct smtp_session *s)
 			end_tx(s, 452);
 			return;
 		}
+		/* clamd's scan ends now, while policy verifies (filter.h) */
+		if (tx->flt != NULL)
+			filter_data_end(tx->flt);
 		/* Durability contract: 250 only from the commit completion. */
 		s->base.busy++;
 		session_park(&s->base);
