@@ -716,6 +716,9 @@ static void end_after_spool(struct filter_tx *t)
 			end_finish(t);
 			return;
 		}
+		/* held as in flight: limit_delivered confirms it, or
+		 * filter_tx_free releases it (the message was not stored) */
+		t->limit_held = true;
 	}
 	if (t->discard) {
 		t->action = "discard";
@@ -949,6 +952,7 @@ void filter_delivered(struct filter_tx *t)
 		}
 		limit_delivered(f->limit, &s, t->fp_value, (const char *const *)t->rcpts,
 				t->n_rcpts, now);
+		t->limit_held = false;
 	}
 	if (f->grey != NULL && !t->sub && !t->trusted) {
 		bool spam = false;
@@ -964,6 +968,14 @@ void filter_tx_free(struct filter_tx **tp)
 	if (t == NULL)
 		return;
 	struct filter *f = t->f;
+	/* limit_end let it go on but it was not stored (refused later, a
+	 * discard, a commit failure, the session gone): not counted */
+	if (t->limit_held && f->limit != NULL) {
+		struct limit_sender s;
+		sender_of(t, &s);
+		limit_release(f->limit, &s, t->fp_value, (const char *const *)t->rcpts, t->n_rcpts,
+			      time(NULL));
+	}
 	if (t->c->wait_tx == t)
 		t->c->wait_tx = NULL; /* screen's wait is the conn's: its cb finds none */
 	loop_timer_cancel(f->l, &t->end_timer);

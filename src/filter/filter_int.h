@@ -112,6 +112,7 @@ struct filter_tx {
 	 * job started with clamd when no milter can edit, the statistical
 	 * filter as soon as its tokens are in */
 	bool early, spool_started, spool_done, bayes_done;
+	bool limit_held; /* limit_end reserved it: delivered or released later */
 	bool clamd_ended; /* clamd_scan_end ran (filter_data_end or filter_end) */
 	bool end_started; /* filter_end ran */
 	struct filter_reasons common;

@@ -282,8 +282,6 @@ def test_parallel_sessions_reserved(make_server):
                for r in replies if r.code != 250), replies
 
 
-@pytest.mark.xfail(reason="until src/filter/filter.c calls limit_release (filter_tx_free, "
-                   "when limit_end went on and filter_delivered did not run)", strict=False)
 def test_not_stored_releases_hold(make_server):
     """A message limit_end let go on but that was not stored (here: the
     recipient is over quota, 452 4.2.2 at the commit) counts for nothing:
