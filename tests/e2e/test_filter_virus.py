@@ -276,8 +276,8 @@ def test_above_clamd_max_size_not_scanned(make_server, clamd):
 
 
 class SlowProxy:
-    """Fault injection: a slow reader in front of the real clamd. It reads
-    from postern at most `rate` octets a second and forwards everything to
+    """Fault injection: a slow reader in front of the real clamd. It takes at
+    most `rate` octets a second of what postern sends, forwards everything to
     clamd, then clamd's answer back."""
 
     def __init__(self, path, clamd_path, rate):
