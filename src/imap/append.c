@@ -485,3 +485,11 @@ void imap_cmd_append(struct imap_session *s, const struct imap_arg *args)
 	free(dates);
 	free(tzs);
 }
+
+/* REPLACE and UID REPLACE (RFC 8508). Placeholder (issue 9): answers as an
+ * unknown command until built. */
+void imap_cmd_replace(struct imap_session *s, const struct imap_arg *args)
+{
+	(void)args;
+	imap_tagged(s, "BAD", NULL, "Unknown command");
+}

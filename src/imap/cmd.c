@@ -58,6 +58,21 @@ static const struct imap_cmd imap_cmds[] = {
 	{"UID STORE", IMAP_CMD_SEL | IMAP_CMD_UID, imap_cmd_store},
 	{"UID COPY", IMAP_CMD_SEL | IMAP_CMD_UID, imap_cmd_copy},
 	{"UID MOVE", IMAP_CMD_SEL | IMAP_CMD_UID, imap_cmd_copy},
+
+	/* issue 9: the extension set (one file each; see selcmd.h) */
+	{"SORT", IMAP_CMD_SEL | IMAP_CMD_NOUPDATE, imap_cmd_sort},       /* RFC 5256, 5267 */
+	{"UID SORT", IMAP_CMD_SEL | IMAP_CMD_UID, imap_cmd_sort},
+	{"THREAD", IMAP_CMD_SEL | IMAP_CMD_NOUPDATE, imap_cmd_thread},   /* RFC 5256 */
+	{"UID THREAD", IMAP_CMD_SEL | IMAP_CMD_UID, imap_cmd_thread},
+	{"COMPRESS", AUTHSEL, imap_cmd_compress},                        /* RFC 4978 */
+	{"GETMETADATA", AUTHSEL, imap_cmd_getmetadata},                  /* RFC 5464 */
+	{"SETMETADATA", AUTHSEL, imap_cmd_setmetadata},
+	{"NOTIFY", AUTHSEL, imap_cmd_notify},                            /* RFC 5465 */
+	{"REPLACE", IMAP_CMD_SEL, imap_cmd_replace},                     /* RFC 8508 */
+	{"UID REPLACE", IMAP_CMD_SEL | IMAP_CMD_UID, imap_cmd_replace},
+	{"GENURLAUTH", AUTHSEL, imap_cmd_genurlauth},                    /* RFC 4467 */
+	{"RESETKEY", AUTHSEL, imap_cmd_resetkey},
+	{"URLFETCH", AUTHSEL, imap_cmd_urlfetch},
 };
 
 static const struct imap_cmd *cmd_find(const char *name)

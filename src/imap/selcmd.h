@@ -24,6 +24,21 @@ void imap_cmd_search(struct imap_session *s, const struct imap_arg *args);
 void imap_cmd_store(struct imap_session *s, const struct imap_arg *args);
 void imap_cmd_copy(struct imap_session *s, const struct imap_arg *args);  /* COPY, MOVE */
 void imap_cmd_expunge(struct imap_session *s, const struct imap_arg *args); /* also UID EXPUNGE */
+/* issue 9's extensions, one file each (placeholders answer BAD until built):
+ * sort.c SORT/UID SORT (RFC 5256, 5957, 5267); thread.c THREAD/UID THREAD
+ * (RFC 5256); compress.c COMPRESS (RFC 4978); metadata.c GETMETADATA,
+ * SETMETADATA (RFC 5464); notify.c NOTIFY (RFC 5465); append.c REPLACE
+ * (RFC 8508); urlauth.c GENURLAUTH, RESETKEY, URLFETCH (RFC 4467). */
+void imap_cmd_sort(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_thread(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_compress(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_getmetadata(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_setmetadata(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_notify(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_replace(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_genurlauth(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_resetkey(struct imap_session *s, const struct imap_arg *args);
+void imap_cmd_urlfetch(struct imap_session *s, const struct imap_arg *args);
 /* append.c */
 void imap_cmd_append(struct imap_session *s, const struct imap_arg *args);
 /* The reader announced a literal (IMAP_READ_LITERAL) while reading an

@@ -378,8 +378,23 @@ static const char schema_v6[] =
 	" junk_score REAL,"                    /* NULL: inherit */
 	" reject_score REAL);";
 
+/* Step 7: IMAP for power users (issue 9). Metadata entries (RFC 5464):
+ * mailbox_id 0 for server entries; user_id 0 for /shared server entries
+ * (set by the administrator), else the owner (a mailbox's entries are its
+ * owner's: there are no shared mailboxes); names lowercase (3.2: entry
+ * names are case-insensitive). The preview of each stored body (RFC 8970,
+ * computed once; NULL: not yet). */
+static const char schema_v7[] =
+	"CREATE TABLE metadata ("
+	" user_id INTEGER NOT NULL,"
+	" mailbox_id INTEGER NOT NULL,"
+	" name TEXT NOT NULL,"
+	" value BLOB NOT NULL,"
+	" PRIMARY KEY (user_id, mailbox_id, name)) WITHOUT ROWID;"
+	"ALTER TABLE messages ADD COLUMN preview TEXT;";
+
 static const char *const schema_steps[] = {schema_v1, schema_v2, schema_v3, schema_v4,
-					   schema_v5, schema_v6};
+					   schema_v5, schema_v6, schema_v7};
 
 sqlite3_stmt *store_stmt(struct store_db *d, enum store_stmt_id id)
 {

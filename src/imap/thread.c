@@ -1,0 +1,10 @@
+/* THREAD and UID THREAD (RFC 5256 3): REFERENCES, ORDEREDSUBJECT.
+ * Placeholder (issue 9): answers as an unknown command until built. */
+#include "imap/selcmd.h"
+#include "imap/session.h"
+
+void imap_cmd_thread(struct imap_session *s, const struct imap_arg *args)
+{
+	(void)args;
+	imap_tagged(s, "BAD", NULL, "Unknown command");
+}
