@@ -150,15 +150,17 @@ size_t store_spool_size(const struct store_spool *sp);
 void store_spool_discard(struct store_spool **spp);
 /* Rewrites a spool's bytes before its commit (IMAP APPEND of a literal8,
  * RFC 3516 4.4). The caller has written the whole message and writes no
- * more. Once every write of sp has reached its file, on a worker of p,
- * fn(arg, msg, len, out) runs with the bytes mapped read-only (msg valid
- * during the call only; "" for an empty spool) and out a new spool that fn
+ * more. Once every write of sp has ended, on a worker of p,
+ * fn(arg, msg, len, out) runs with the bytes (still in the spool's buffer
+ * for a small message, else its file mapped read-only; msg valid during
+ * the call only; "" for an empty spool) and out a new spool that fn
  * may write (store_spool_write there runs on that worker); fn returns true
  * if out holds the new content (its file then replaces sp's: sp holds the
  * new bytes), false to keep sp as it is. Then done(arg, result) runs on the
  * loop thread: 0, or -1 if a read or write failed (discard sp then). From
  * the call until done, sp must not be written, committed or discarded.
- * Memory: the mapping (page cache), not a copy, whatever the size. */
+ * Memory: the buffer or the mapping (page cache), not a copy, whatever the
+ * size. */
 typedef bool store_spool_filter_fn(void *arg, const char *msg, size_t len,
 				   struct store_spool *out);
 typedef void store_spool_filter_done_fn(void *arg, int result);
