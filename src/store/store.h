@@ -278,6 +278,12 @@ typedef void store_read_done_cb(void *arg, int result, const char *err);
  * before closing st. */
 void store_read(struct store *st, struct pool *p, store_read_fn *fn, store_read_done_cb *done,
 		void *arg);
+/* store_read's work on the calling thread (a worker of the daemon's, in a
+ * job of its own that reads as a step of more work): fn(sn, arg) in one read
+ * transaction; 0, or -1 with *err_r (xmalloc'd). The read connections must
+ * exist: store_readers_init, on the loop thread, before any such call. */
+int store_read_here(struct store *st, store_read_fn *fn, void *arg, char **err_r);
+void store_readers_init(struct store *st);
 /* The snapshot's versions of store_mailbox_status and store_mail_list (for
  * store_read_fn; cb runs on the worker thread). */
 int store_snap_mailbox_status(struct store_snap *sn, const char *user, const char *mailbox,
