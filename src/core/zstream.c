@@ -5,8 +5,11 @@
  * (1 << (mem_level + 9)) bytes plus ~6 KB, the inflate state ~7 KB plus a
  * 32 KB window once the first byte is decoded (the peer may use a 32 KB
  * window: RFC 4978 names no other, so ours cannot be smaller). The defaults
- * below keep an active deflater at ~70 KB, and release_idle frees it
- * between bursts: an idle compressed connection holds the inflater alone. */
+ * below keep an active deflater at ~70 KB; release_idle frees it after each
+ * burst, and the inflater once the peer's input ends on a block boundary
+ * (its sync flush), keeping only the history the peer has sent (at most
+ * 32 KB, typically a few hundred bytes of commands): an idle compressed
+ * connection holds that and this struct. */
 #include "core/zstream.h"
 
 #include <stdint.h>
@@ -30,8 +33,11 @@ struct zstream {
 	z_stream d;          /* deflater (ours -> peer) */
 	z_stream i;          /* inflater (peer -> ours) */
 	bool d_live;         /* d holds zlib state */
+	bool i_live;         /* i holds zlib state (else dict is its history) */
 	bool dirty;          /* input given to d since the last flush */
 	bool ended;          /* the peer sent its final block */
+	unsigned char *dict; /* the inflater's history while i is released */
+	uInt dict_len;
 	struct buf in;       /* compressed input not yet decoded, from in_off */
 	size_t in_off;
 	size_t mem;          /* bytes allocated by zlib for d and i */
@@ -81,6 +87,54 @@ static int zs_deflate_init(struct zstream *z)
 	return 0;
 }
 
+static int zs_inflate_init(struct zstream *z)
+{
+	memset(&z->i, 0, sizeof z->i);
+	z->i.zalloc = zs_alloc;
+	z->i.zfree = zs_release;
+	z->i.opaque = z;
+	/* The peer's window may be anything up to 32 KB: accept the largest. */
+	if (inflateInit2(&z->i, -15) != Z_OK)
+		return -1;
+	z->i_live = true;
+	/* Raw inflate takes a dictionary at any time: the history kept when
+	 * the state was released, so back-references into it still work. */
+	if (z->dict_len > 0 && inflateSetDictionary(&z->i, z->dict, z->dict_len) != Z_OK)
+		return -1;
+	free(z->dict);
+	z->dict = NULL;
+	z->dict_len = 0;
+	return 0;
+}
+
+/* After all queued input was decoded: at a block boundary on a byte
+ * boundary (the peer's sync flush ends there), the inflater's whole state
+ * is its history; keep that (as long as the peer has sent, at most 32 KB)
+ * and free the rest. inflate() reports the boundary in data_type: 128 when
+ * waiting for a block header, the low 6 bits the bits left over. */
+static void zs_inflate_release(struct zstream *z)
+{
+	if (!z->params.release_idle || !z->i_live || z->ended)
+		return;
+	if (!(z->i.data_type & 128) || (z->i.data_type & 63) != 0)
+		return;
+	uInt n = 0;
+	if (inflateGetDictionary(&z->i, Z_NULL, &n) != Z_OK)
+		return;
+	unsigned char *d = NULL;
+	if (n > 0) {
+		d = xmalloc(n);
+		if (inflateGetDictionary(&z->i, d, &n) != Z_OK) {
+			free(d);
+			return;
+		}
+	}
+	inflateEnd(&z->i);
+	z->i_live = false;
+	z->dict = d;
+	z->dict_len = n;
+}
+
 struct zstream *zstream_new(const struct zstream_params *params)
 {
 	struct zstream *z = xcalloc(1, sizeof *z);
@@ -90,17 +144,8 @@ struct zstream *zstream_new(const struct zstream_params *params)
 	if (z->params.window_bits > 15)
 		z->params.window_bits = 15;
 	buf_init(&z->in);
-	z->i.zalloc = zs_alloc;
-	z->i.zfree = zs_release;
-	z->i.opaque = z;
-	/* The peer's window may be anything up to 32 KB: accept the largest. */
-	if (inflateInit2(&z->i, -15) != Z_OK) {
-		free(z);
-		return NULL;
-	}
-	if (!z->params.release_idle && zs_deflate_init(z) < 0) {
-		inflateEnd(&z->i);
-		free(z);
+	if (!z->params.release_idle && (zs_inflate_init(z) < 0 || zs_deflate_init(z) < 0)) {
+		zstream_free(&z);
 		return NULL;
 	}
 	return z;
@@ -113,7 +158,9 @@ void zstream_free(struct zstream **zp)
 		return;
 	if (z->d_live)
 		deflateEnd(&z->d);
-	inflateEnd(&z->i);
+	if (z->i_live)
+		inflateEnd(&z->i);
+	free(z->dict);
 	buf_free(&z->in);
 	free(z);
 	*zp = NULL;
@@ -208,6 +255,8 @@ ssize_t zstream_inflate(struct zstream *z, struct buf *out, size_t max)
 	while (zstream_pending_input(z) > 0 && out->len < max) {
 		if (z->ended)
 			return -1; /* bytes after the final block */
+		if (!z->i_live && zs_inflate_init(z) < 0)
+			return -1;
 		size_t room = max - out->len;
 		if (room > ZSTREAM_CHUNK)
 			room = ZSTREAM_CHUNK;
@@ -237,6 +286,7 @@ ssize_t zstream_inflate(struct zstream *z, struct buf *out, size_t max)
 		/* all decoded: an idle stream keeps no input memory */
 		buf_free(&z->in);
 		z->in_off = 0;
+		zs_inflate_release(z);
 	} else if (z->in_off >= ZSTREAM_CHUNK) {
 		buf_consume(&z->in, z->in_off);
 		z->in_off = 0;
@@ -246,7 +296,7 @@ ssize_t zstream_inflate(struct zstream *z, struct buf *out, size_t max)
 
 size_t zstream_memory(const struct zstream *z)
 {
-	return sizeof *z + z->mem + z->in.cap;
+	return sizeof *z + z->mem + z->in.cap + z->dict_len;
 }
 
 void zstream_totals(const struct zstream *z, unsigned long long *in_plain,

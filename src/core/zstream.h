@@ -13,8 +13,8 @@
  * decompression bomb costs at most the limit, never the expansion.
  *
  * Memory: zlib's state is allocated through a counting allocator
- * (zstream_memory); the deflater's state is released after a flush and
- * made again lazily (see zstream_new's release_idle). */
+ * (zstream_memory); with release_idle both zlib states are released between
+ * bursts and made again lazily (see struct zstream_params). */
 #ifndef POSTERN_CORE_ZSTREAM_H
 #define POSTERN_CORE_ZSTREAM_H
 #include <stdbool.h>
@@ -33,7 +33,8 @@ struct zstream_params {
 	 * connection then holds no compressor (a new raw-deflate stream after
 	 * a sync flush continues the peer's decoding seamlessly, since a raw
 	 * stream has no header and we never send a final block); the price is
-	 * the history between bursts. */
+	 * the history between bursts. And drop the inflater's state when the
+	 * input decoded ends on a block boundary, keeping its history only. */
 	bool release_idle;
 };
 
