@@ -391,3 +391,26 @@ def test_idle_memory_per_compressed_session(srv):
     finally:
         for s in base:
             s.close()
+
+
+def test_idle_push_is_flushed(srv):
+    """Output that no command asked for (IDLE's EXISTS after another
+    session's APPEND) leaves the compressor at once: the sync flush ends
+    every burst, not only replies to input (RFC 4978 4)."""
+    with srv.imap_login(BOB) as c:
+        assert c.cmd("CREATE zidle").ok
+    s = raw_login(srv, True)
+    z = Z(s)
+    s.sendall(b"c COMPRESS DEFLATE\r\n")
+    assert read_plain_line(s) == b"c OK DEFLATE active\r\n"
+    z.send(b"s SELECT zidle\r\ni IDLE\r\n")
+    out = z.until(b"+ idling\r\n")
+    assert b"* 0 EXISTS\r\n" in out and b"s OK [READ-WRITE] SELECT completed\r\n" in out, out
+    with srv.imap_login(BOB) as c:
+        r = imap_append(c, "zidle", text_message(5, 1000))
+        assert r.ok, r
+    assert z.until(b"* 1 EXISTS\r\n", timeout=10).endswith(b"* 1 EXISTS\r\n")
+    z.send(b"DONE\r\n")
+    out = z.until(b"i OK IDLE terminated\r\n")
+    assert re.match(rb"(\* 1 RECENT\r\n)?i OK IDLE terminated\r\n$", out), out
+    s.close()
