@@ -6,9 +6,10 @@
  * apply to the decoded bytes, as to plaintext), and the session's output
  * limit counting compressed bytes.
  *
- * Valid when authenticated or selected (cmd.c; RFC 4978 3 follows RFC 3501's
- * states: compression after authentication, which also keeps an anonymous
- * connection from costing a compressor). */
+ * Valid when authenticated or selected (cmd.c AUTH|SEL): RFC 4978 5 adds
+ * compress to command-auth, which RFC 3501 9 allows in both states; before
+ * login the dispatcher answers BAD, and an anonymous connection never costs
+ * a compressor. */
 #include <strings.h>
 
 #include "core/log.h"
