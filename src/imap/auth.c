@@ -47,6 +47,7 @@ void imap_capability(const struct imap_session *s, struct buf *out)
 	/* thread.c: THREAD=REFERENCES THREAD=ORDEREDSUBJECT THREAD=REFS */
 
 	/* compress.c: COMPRESS=DEFLATE */
+	buf_appends(out, " COMPRESS=DEFLATE");
 
 	/* metadata.c: METADATA METADATA-SERVER */
 
