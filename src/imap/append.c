@@ -153,6 +153,17 @@ static uint64_t append_limit(const struct imap_session *s)
  * in it). */
 enum lit_kind { LIT_INLINE, LIT_MESSAGE, LIT_CAT_FIRST, LIT_CAT_MORE };
 
+/* The command being read is APPEND (not REPLACE / UID REPLACE). */
+static bool reading_append_cmd(const struct imap_session *s)
+{
+	const char *p = s->rd.cmd.data, *sp;
+
+	if (p == NULL || (sp = memchr(p, ' ', s->rd.cmd.len)) == NULL)
+		return false;
+	sp++;
+	return (size_t)(p + s->rd.cmd.len - sp) >= 6 && strncasecmp(sp, "APPEND", 6) == 0;
+}
+
 static bool word_is(const char *p, size_t n, const char *upper)
 {
 	return n == strlen(upper) && strncasecmp(p, upper, n) == 0;
@@ -277,8 +288,15 @@ bool imap_append_literal(struct imap_session *s)
 	struct append_state *a = state_of(s);
 	struct imap_reader *r = &s->rd;
 	const char *code = NULL, *text = NULL;
-	enum lit_kind kind = classify_literal(s);
+	enum lit_kind kind;
 
+	/* Only a command that can run streams its message: before login an
+	 * APPEND's literal is held inline under the pre-login limits (and the
+	 * command answered BAD), never written to the spool; so is a REPLACE's
+	 * when no mailbox is selected. */
+	if (s->user == NULL || (s->sel == NULL && !reading_append_cmd(s)))
+		return false;
+	kind = classify_literal(s);
 	if (kind == LIT_INLINE)
 		return false;
 	if (a != NULL && (a->n_cmds != s->n_cmds || a->in_flight)) {
@@ -316,6 +334,12 @@ bool imap_append_literal(struct imap_session *s)
 		/* cannot happen: a CATENATE's later TEXT without its first */
 		code = "UNAVAILABLE";
 		text = "Cannot store now";
+	} else if (kind == LIT_CAT_MORE && a->fail_code == NULL && code == NULL &&
+		   store_spool_size(a->sp[a->n - 1]) + r->lit_len > append_limit(s)) {
+		/* the TEXT parts of one message add up in its spool: bounded
+		 * by APPENDLIMIT as they arrive (RFC 4469 6 [TOOBIG]) */
+		code = "TOOBIG";
+		text = "Message too big";
 	}
 	if (code == NULL && a->fail_code == NULL && kind != LIT_CAT_MORE &&
 	    a->n >= IMAP_APPEND_MAX_MESSAGES) {

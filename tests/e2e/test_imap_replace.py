@@ -126,3 +126,24 @@ def test_replace_refused_changes_nothing(server):
     r = c.cmd("REPLACE 1 Drafts4 {1+}\r\nx")
     assert r.status == "BAD", r
     c.cmd("LOGOUT")
+
+
+def test_message_literal_spooled_only_when_the_command_can_run(server):
+    """Before login an APPEND's literal is not streamed into the spool (it
+    was: up to APPENDLIMIT on disk for anyone who connects); it falls under
+    the pre-login command limit and is refused before its "+". Likewise a
+    REPLACE's literal while no mailbox is selected (inline limit)."""
+    c = server.imap("imap")
+    c.starttls()
+    tag = c.next_tag()
+    c.send(("%s APPEND INBOX {1000000}\r\n" % tag).encode())
+    line = c.readline()
+    assert line.startswith(tag + " NO [TOOBIG]"), line
+    c.cmd("LOGOUT")
+    c = login(server)
+    tag = c.next_tag()
+    c.send(("%s REPLACE 1 INBOX {1000000}\r\n" % tag).encode())
+    line = c.readline()
+    assert line.startswith(tag + " NO [TOOBIG]"), line
+    assert c.cmd("NOOP").ok
+    c.cmd("LOGOUT")
