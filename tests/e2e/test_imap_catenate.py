@@ -173,3 +173,32 @@ def test_imaptest_catenate_groups(srv, group):
         ran += int(m.group(2))
     assert ran > 0, out[-3000:]
     assert "Error:" not in out, out[-3000:]
+
+
+def test_catenate_text_parts_bounded_and_url_literal(srv):
+    """TEXT parts add up in the message's spool: the one that takes it past
+    APPENDLIMIT (64 KiB here) is refused before its "+" (RFC 4469 6
+    [TOOBIG], RFC 7888); a URL given as a literal is an astring like any
+    other (held inline, not taken for a message)."""
+    c = login(srv)
+    uidv, uid = setup_box(c, "src4")
+    tag = c.next_tag()
+    c.send(("%s APPEND src4 CATENATE (TEXT {40000}\r\n" % tag).encode())
+    assert c.readline().startswith("+")
+    c.send(b"x" * 40000 + b" TEXT {40000}\r\n")
+    line = c.readline()
+    assert line.startswith(tag + " NO [TOOBIG]"), line
+    url = "/src4/;UID=%d/;SECTION=1" % uid
+    tag = c.next_tag()
+    c.send(("%s APPEND src4 CATENATE (URL {%d}\r\n" % (tag, len(url))).encode())
+    assert c.readline().startswith("+")
+    c.send(url.encode() + b" TEXT {2}\r\n")
+    assert c.readline().startswith("+")
+    c.send(b"!\n)\r\n")
+    r = c.read_response(tag)
+    assert r.ok, r
+    assert c.cmd("SELECT src4").ok
+    # part 1's body: without its MIME header, and without the CRLF that
+    # belongs to the boundary (RFC 2046 5.1.1)
+    assert fetch_body(c, 2) == "first part!\n"
+    c.cmd("LOGOUT")
