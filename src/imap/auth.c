@@ -55,8 +55,10 @@ void imap_capability(const struct imap_session *s, struct buf *out)
 
 	/* fts: SEARCH=FUZZY is not claimed; the index is invisible to clients */
 
-	/* append.c, fetch, search, urlauth.c: OBJECTID SAVEDATE PREVIEW WITHIN
-	 * UTF8=ACCEPT REPLACE CATENATE URLAUTH */
+	/* fetch, search: OBJECTID SAVEDATE PREVIEW WITHIN */
+
+	/* append.c, urlauth.c: UTF8=ACCEPT REPLACE CATENATE URLAUTH */
+	buf_appends(out, " CATENATE REPLACE UTF8=ACCEPT");
 
 	/* RFC 7889: the largest APPEND accepted */
 	buf_printf(out, " APPENDLIMIT=%zu", s->srv->cfg->imap_max_literal);
@@ -361,6 +363,11 @@ void imap_cmd_enable(struct imap_session *s, const struct imap_arg *args)
 		} else if (imap_arg_atom_is(a, "CONDSTORE") && !s->condstore) {
 			imap_enable_condstore(s);
 			buf_appends(&b, " CONDSTORE");
+		} else if (imap_arg_atom_is(a, "UTF8=ACCEPT") && !s->utf8) {
+			/* RFC 6855 3: mailbox names in UTF-8 from now on (no
+			 * modified UTF-7), 8-bit header text sent as is */
+			s->utf8 = true;
+			buf_appends(&b, " UTF8=ACCEPT");
 		} else if (imap_arg_atom_is(a, "QRESYNC") && !s->qresync) {
 			/* RFC 7162 3.2.3: QRESYNC implies CONDSTORE */
 			s->qresync = true;

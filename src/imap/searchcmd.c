@@ -455,6 +455,17 @@ void imap_cmd_search(struct imap_session *s, const struct imap_arg *args)
 			imap_tagged(s, "BAD", NULL, "%s", err != NULL ? err : "Invalid search");
 		return;
 	}
+	if (s->utf8 && j->q.charset != NULL) {
+		/* RFC 6855 3 (erratum 4029): no CHARSET once UTF8=ACCEPT is
+		 * enabled (conflicting charset labels) */
+		if (j->q.ret_save && s->sel != NULL) {
+			x_free(&s->sel->saved);
+			s->sel->n_saved = 0;
+		}
+		job_free(j);
+		imap_tagged(s, "BAD", NULL, "SEARCH CHARSET is not allowed with UTF8=ACCEPT");
+		return;
+	}
 	resolve_keys(s, &j->q.root, &j->has_modseq_key);
 	if (j->has_modseq_key)
 		imap_enable_condstore(s); /* RFC 7162 3.1 */

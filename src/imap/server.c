@@ -285,7 +285,10 @@ static bool reading_append(const struct imap_session *s)
 	if (sp == NULL)
 		return false;
 	sp++;
-	return end - sp > 7 && strncasecmp(sp, "APPEND ", 7) == 0;
+	/* RFC 8508: REPLACE and UID REPLACE take a message as APPEND does */
+	return (end - sp > 7 && strncasecmp(sp, "APPEND ", 7) == 0) ||
+	       (end - sp > 8 && strncasecmp(sp, "REPLACE ", 8) == 0) ||
+	       (end - sp > 12 && strncasecmp(sp, "UID REPLACE ", 12) == 0);
 }
 
 /* One step of command input. false: nothing more can be done now. */
