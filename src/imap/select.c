@@ -603,6 +603,8 @@ static void on_change(void *arg, const struct store_change *ch)
 	}
 	if (s->input == IMAP_IN_IDLE && imap_alive(s))
 		imap_send_updates(s, true);
+	else if (s->notify != NULL)
+		imap_notify_idle(s); /* RFC 5465: between commands too */
 }
 
 /* One read of the changes (on a worker): its results are flag updates
@@ -868,6 +870,8 @@ static void sync_done(void *arg, int result, const char *err)
 		cont(s);
 	else if (s->input == IMAP_IN_IDLE && s->sel != NULL)
 		imap_send_updates(s, true);
+	else if (s->notify != NULL)
+		imap_notify_idle(s); /* RFC 5465: between commands too */
 }
 
 /* The client read the output down: the next window of a pass. */
