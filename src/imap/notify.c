@@ -372,10 +372,11 @@ static int nread_work(struct store_snap *sn, void *arg, char **err_r)
 
 static void read_start(struct imap_session *s, bool initial);
 
-/* Between commands: nothing being read or run, output drained. */
+/* Between commands (or in IDLE): nothing being read or run, output
+ * drained. */
 static bool can_send(const struct imap_session *s)
 {
-	return imap_session_alive(s) && s->input == IMAP_IN_CMD &&
+	return imap_session_alive(s) && (s->input == IMAP_IN_CMD || s->input == IMAP_IN_IDLE) &&
 	       s->base.phase == SESSION_OPEN && s->job == NULL && !s->logout &&
 	       session_output_room(&s->base);
 }

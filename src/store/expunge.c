@@ -408,6 +408,14 @@ void store_mailboxes_recheck(struct store *st, int fd)
 		gone[i]->cb(gone[i]->arg, &ch);
 	}
 	free(gone);
+	/* per-user subscribers read their user's mailboxes again */
+	for (struct store_sub *sub = st->subs; sub != NULL; sub = sub->next) {
+		struct store_change ch = {.kind = STORE_CHANGE_NEW};
+		if (sub->dead || !sub->all)
+			continue;
+		ch.user = sub->user;
+		sub->cb(sub->arg, &ch);
+	}
 	/* the same sweep as a notification round's end */
 	struct store_change none = {.kind = STORE_CHANGE_NEW};
 	st->notifying--;
