@@ -22,15 +22,22 @@
  * STATUS).
  *
  * Not supported: AnnotationChange, MailboxMetadataChange,
- * ServerMetadataChange ([BADEVENT], RFC 5465 5.3, 5.6, 5.7). The fetch-att
- * list of MessageNew (RFC 5465 5.2) is checked and accepted, but the new
- * messages are announced by EXISTS alone for now (the client FETCHes). */
+ * ServerMetadataChange ([BADEVENT], RFC 5465 5.3, 5.6, 5.7).
+ *
+ * MessageNew's fetch-att list (RFC 5465 5.2): after the EXISTS of new
+ * messages in the selected mailbox, their FETCH responses, read and
+ * formatted on a worker (fetch.h's formatter); at most NOTIFY_FETCH_MAX
+ * messages per announcement and NOTIFY_FETCH_BYTES of response per message
+ * (the items are meant to be small: headers, flags; a bigger one is left
+ * to the client's own FETCH). */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "imap/fetch.h"
 #include "imap/selcmd.h"
 #include "imap/session.h"
 #include "store/store.h"
@@ -38,6 +45,15 @@
 #define NOTIFY_MAX_FILTERS 64
 #define NOTIFY_MAX_NAMES 1000 /* mailboxes named in one NOTIFY */
 #define NOTIFY_MAX_BATCH 200  /* mailbox responses at once; more: overflow */
+#define NOTIFY_FETCH_MAX 100  /* new messages FETCHed per announcement */
+#define NOTIFY_FETCH_BYTES (256 * 1024) /* per message's FETCH response */
+#define NOTIFY_FETCH_HELD 4   /* announcements' FETCHes held during a command */
+
+struct nfetch;
+static void nfetch_free(struct nfetch *j);
+struct imap_session;
+static bool can_send(const struct imap_session *s);
+static void nfetch_send(struct imap_session *s, struct nfetch *j);
 
 enum {
 	EV_NEW = 0x01,
@@ -70,6 +86,23 @@ struct mbent {
 	struct store_mailbox_status st;
 };
 
+/* MessageNew's fetch-att list, shared with the reads in flight (the
+ * formatter only reads it); released on the loop thread. */
+struct fetch_items {
+	unsigned refs;
+	struct imap_fetch f;
+};
+
+static void items_release(struct fetch_items **ip)
+{
+	struct fetch_items *it = *ip;
+	*ip = NULL;
+	if (it != NULL && --it->refs == 0) {
+		imap_fetch_free(&it->f);
+		free(it);
+	}
+}
+
 struct imap_notify {
 	uint64_t gen;
 	struct nfilter *f;
@@ -79,8 +112,10 @@ struct imap_notify {
 	bool have_sel;
 	bool sel_delayed;
 	unsigned sel_events;
-	struct imap_fetch sel_fetch; /* MessageNew's fetch-att list */
-	bool have_fetch;
+	struct fetch_items *items; /* MessageNew's fetch-att list, or NULL */
+	/* FETCH responses read while a command ran (struct nfetch) */
+	struct nfetch *held[NOTIFY_FETCH_HELD];
+	size_t n_held;
 	struct store_sub *sub;
 	struct mbent *mb;    /* the state told last, sorted by name */
 	size_t n_mb;
@@ -117,8 +152,9 @@ static void state_free(struct imap_notify **np, struct store *st)
 	if (st != NULL)
 		store_unsubscribe(st, &n->sub);
 	nfilters_free(n->f, n->n_f);
-	if (n->have_fetch)
-		imap_fetch_free(&n->sel_fetch);
+	items_release(&n->items);
+	for (size_t i = 0; i < n->n_held; i++)
+		nfetch_free(n->held[i]);
 	mb_free(n->mb, n->n_mb);
 	x_free(np);
 }
@@ -528,11 +564,222 @@ void imap_notify_idle(struct imap_session *s)
 		if (s->notify == NULL)
 			return;
 	}
+	while (n->n_held > 0 && can_send(s)) {
+		struct nfetch *j = n->held[0];
+		memmove(n->held, n->held + 1, (n->n_held - 1) * sizeof *n->held);
+		n->n_held--;
+		nfetch_send(s, j);
+	}
 	if (n->due && !n->reading)
 		read_start(s, false);
 }
 
+/* ---- MessageNew's fetch-att (RFC 5465 5.2) ---- */
+
+struct nfetch {
+	struct imap_session *s;
+	uint64_t gen;
+	char *user, *mailbox;
+	uint32_t uidvalidity;
+	struct fetch_items *items; /* a reference */
+	struct imap_fetch_opts opts;
+	uint32_t *uids;           /* sorted */
+	uint32_t *seqs;           /* their sequence numbers when asked */
+	size_t n;
+	struct store_snap *sn;    /* during the work */
+	struct imap_blob blob;
+	struct buf out;           /* the responses, flat */
+	struct imap_fetch_out fo;
+};
+
+static void nfetch_free(struct nfetch *j)
+{
+	items_release(&j->items);
+	imap_fetch_out_free(&j->fo);
+	imap_blob_free(&j->blob);
+	buf_free(&j->out);
+	free(j->user);
+	free(j->mailbox);
+	free(j->uids);
+	free(j->seqs);
+	free(j);
+}
+
+static void nfetch_segments(struct nfetch *j, const struct imap_msg *m)
+{
+	for (size_t i = 0; i < j->fo.n_segs; i++) {
+		const struct imap_seg *g = &j->fo.segs[i];
+		if (g->kind == IMAP_SEG_BYTES) {
+			buf_append(&j->out, j->fo.bytes.data + g->off, g->len);
+		} else if (m->msg != NULL && g->off + g->len <= m->len) {
+			if (g->kind == IMAP_SEG_BLOB) {
+				buf_append(&j->out, m->msg + g->off, g->len);
+			} else {
+				struct imap_decoder d;
+				imap_decoder_init(&d, g->enc, g->skip, g->out_len);
+				imap_decoder_feed(&d, m->msg + g->off, g->len, &j->out);
+				imap_decoder_finish(&d, &j->out);
+			}
+		}
+	}
+}
+
+static uint64_t nfetch_size(const struct imap_fetch_out *fo)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < fo->n_segs; i++)
+		n += fo->segs[i].kind == IMAP_SEG_DECODE ? fo->segs[i].out_len : fo->segs[i].len;
+	return n;
+}
+
+static int nfetch_each(void *arg, const struct store_msg *sm)
+{
+	struct nfetch *j = arg;
+	struct imap_msg m = {0};
+	struct mime_cache mc;
+	struct buf cache = BUF_INIT;
+	const char *kw = NULL;
+	size_t k = 0;
+
+	while (k < j->n && j->uids[k] != sm->uid)
+		k++;
+	if (k == j->n)
+		return 0;
+	m.seq = j->seqs[k];
+	m.uid = sm->uid;
+	m.modseq = sm->modseq;
+	m.size = sm->size;
+	m.internaldate = sm->internaldate;
+	m.internaldate_tz = sm->internaldate_tz;
+	m.sysflags = imap_flags_from_store(sm->flags != NULL ? sm->flags : "", &kw);
+	m.keywords = kw != NULL ? kw : "";
+	bool have_cache = j->items->f.need_cache && sm->cache != NULL &&
+			  mime_cache_open(&mc, sm->cache, sm->cache_len);
+	if (j->items->f.need_blob || (j->items->f.need_cache && !have_cache)) {
+		int fd = -1;
+		char *err = NULL;
+		const char *p = "";
+		size_t len = 0;
+		if (store_snap_blob_open(j->sn, sm->blob, &fd, &err) < 0) {
+			free(err); /* expunged meanwhile: no FETCH for it */
+			return 0;
+		}
+		if (imap_blob_load(&j->blob, fd, &p, &len) < 0) {
+			p = "";
+			len = 0;
+		}
+		close(fd);
+		m.msg = p;
+		m.len = len;
+	}
+	if (j->items->f.need_cache) {
+		if (!have_cache) {
+			mime_cache_build(m.msg != NULL ? m.msg : "", m.len, &cache);
+			if (!mime_cache_open(&mc, cache.data, cache.len))
+				memset(&mc, 0, sizeof mc);
+		}
+		m.mc = &mc;
+	}
+	imap_fetch_out_reset(&j->fo);
+	imap_fetch_format(&j->items->f, &j->opts, &m, &j->fo);
+	/* too big or failed: left to the client's own FETCH */
+	if (j->fo.error == NULL && nfetch_size(&j->fo) <= NOTIFY_FETCH_BYTES)
+		nfetch_segments(j, &m);
+	buf_free(&cache);
+	return 0;
+}
+
+static int nfetch_work(struct store_snap *sn, void *arg, char **err_r)
+{
+	struct nfetch *j = arg;
+	struct store_uid_range r = {j->uids[0], j->uids[j->n - 1]};
+
+	j->sn = sn;
+	int res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, &r, 1, 0,
+				      j->items->f.need_cache, nfetch_each, j, err_r);
+	j->sn = NULL;
+	return res < 0 ? -1 : 0;
+}
+
+/* Sends j's responses if their numbers are still the client's (nothing
+ * was expunged in between; else the client FETCHes them itself). */
+static void nfetch_send(struct imap_session *s, struct nfetch *j)
+{
+	bool same = s->sel != NULL && s->sel->uidvalidity == j->uidvalidity;
+	for (size_t i = 0; i < j->n && same; i++)
+		same = imap_view_seq(s, j->uids[i]) == j->seqs[i];
+	if (same)
+		imap_send(s, j->out.data, j->out.len);
+	nfetch_free(j);
+}
+
+static void nfetch_done(void *arg, int result, const char *err)
+{
+	struct nfetch *j = arg;
+	struct imap_session *s = j->s;
+
+	if (session_release(&s->base) || !imap_session_alive(s)) {
+		nfetch_free(j);
+		return;
+	}
+	if (result < 0) {
+		log_warn("imap %s: notify fetch: %s", s->base.ip, err != NULL ? err : "error");
+		nfetch_free(j);
+		return;
+	}
+	struct imap_notify *n = s->notify;
+	if (n == NULL || n->gen != j->gen || j->out.len == 0) {
+		nfetch_free(j);
+		return;
+	}
+	if (!can_send(s)) {
+		/* not inside a command's response: after it (imap_notify_idle) */
+		if (n->n_held == NOTIFY_FETCH_HELD) {
+			nfetch_free(n->held[0]);
+			memmove(n->held, n->held + 1, (NOTIFY_FETCH_HELD - 1) * sizeof *n->held);
+			n->n_held--;
+		}
+		n->held[n->n_held++] = j;
+		return;
+	}
+	nfetch_send(s, j);
+}
+
+void imap_notify_new(struct imap_session *s, const uint32_t *uids, size_t n)
+{
+	struct imap_notify *nt = s->notify;
+	struct nfetch *j;
+
+	if (nt == NULL || nt->items == NULL || n == 0 || s->sel == NULL || s->srv == NULL)
+		return;
+	if (n > NOTIFY_FETCH_MAX) {
+		uids += n - NOTIFY_FETCH_MAX; /* the newest */
+		n = NOTIFY_FETCH_MAX;
+	}
+	j = xcalloc(1, sizeof *j);
+	j->items = nt->items;
+	j->items->refs++;
+	j->s = s;
+	j->gen = nt->gen;
+	j->user = xstrdup(s->user);
+	j->mailbox = xstrdup(s->sel->name);
+	j->uidvalidity = s->sel->uidvalidity;
+	j->opts.binary_ok = true;
+	j->opts.utf8 = s->utf8;
+	j->opts.modseq = s->condstore;
+	j->uids = xmalloc(n * sizeof *j->uids);
+	j->seqs = xmalloc(n * sizeof *j->seqs);
+	for (size_t i = 0; i < n; i++) {
+		j->uids[i] = uids[i];
+		j->seqs[i] = imap_view_seq(s, uids[i]);
+	}
+	j->n = n;
+	s->base.busy++;
+	store_read(s->srv->st, s->srv->workers, nfetch_work, nfetch_done, j);
+}
+
 /* ---- the command ---- */
+
 
 static int parse_names(struct imap_session *s, const struct imap_arg *a, struct nfilter *f,
 		       size_t *total)
@@ -584,19 +831,15 @@ static int parse_events(struct imap_session *s, struct imap_notify *n, const str
 						    "MessageNew fetch attributes are for SELECTED only");
 					return -1;
 				}
-				if (n->have_fetch) {
-					imap_fetch_free(&n->sel_fetch);
-					n->have_fetch = false;
-				}
-				memset(&n->sel_fetch, 0, sizeof n->sel_fetch);
+				items_release(&n->items);
+				n->items = xcalloc(1, sizeof *n->items);
+				n->items->refs = 1;
 				struct imap_arg one[2] = {e[1], {.type = IMAP_ARG_EOL}};
-				if (imap_fetch_parse(one, &n->sel_fetch, &err) < 0) {
-					imap_fetch_free(&n->sel_fetch);
+				if (imap_fetch_parse(one, &n->items->f, &err) < 0) {
 					imap_tagged(s, "BAD", NULL, "%s",
 						    err != NULL ? err : "Invalid fetch attributes");
 					return -1;
 				}
-				n->have_fetch = true;
 				e++;
 			}
 		} else if (imap_arg_atom_is(e, "MessageExpunge")) {

@@ -179,6 +179,9 @@ void imap_notify_free(struct imap_session *s);
  * between commands (select.c): 0 no, 1 yes, 2 yes but not the expunges
  * (SELECTED-DELAYED, RFC 5465 6.1). */
 int imap_notify_selected(const struct imap_session *s);
+/* select.c told the client of new messages (EXISTS): MessageNew's
+ * fetch-att list, if any, is FETCHed for them (uids sorted). */
+void imap_notify_new(struct imap_session *s, const uint32_t *uids, size_t n);
 
 /* select.c (also declared in selcmd.h): turns CONDSTORE on (RFC 7162 3.1:
  * ENABLE CONDSTORE/QRESYNC, STATUS HIGHESTMODSEQ...), with the HIGHESTMODSEQ

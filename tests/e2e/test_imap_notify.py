@@ -186,6 +186,33 @@ def test_selected_mailbox_between_commands(server):
     b.close()
 
 
+def test_message_new_fetch_att(server):
+    a = server.imap_login("carol@example.test")
+    b = server.imap_login("carol@example.test")
+    assert b.cmd("CREATE nt8").ok
+    assert a.cmd("ENABLE IMAP4rev2").ok
+    assert a.cmd("SELECT nt8").ok
+    r = a.cmd("NOTIFY SET (SELECTED (MessageNew (UID FLAGS BODY.PEEK[HEADER.FIELDS (Subject)]) "
+              "MessageExpunge))")
+    assert r.ok and r.untagged == [], r
+    # RFC 5465 5.2: the EXISTS, then a FETCH of the items asked for
+    assert imap_append(b, "nt8", msg(13), flags="(\\Flagged)").ok
+    hdr = "Subject: n13\r\n\r\n"
+    assert unsolicited(a, 2) == [
+        "* 1 EXISTS",
+        "* 1 FETCH (UID 1 FLAGS (\\Flagged) BODY[HEADER.FIELDS (SUBJECT)] {%d}\r\n%s)" % (
+            len(hdr), hdr)]
+    # a message of the session's own: the same, around its command
+    r = imap_append(a, "nt8", msg(14))
+    assert r.ok and r.untagged[:1] == ["* 2 EXISTS"], r
+    rest = r.untagged[1:] or unsolicited(a, 1)
+    hdr = "Subject: n14\r\n\r\n"
+    assert rest == ["* 2 FETCH (UID 2 FLAGS () BODY[HEADER.FIELDS (SUBJECT)] {%d}\r\n%s)" % (
+        len(hdr), hdr)], r
+    a.close()
+    b.close()
+
+
 def test_notify_during_idle(server):
     a = server.imap_login()
     b = server.imap_login()
