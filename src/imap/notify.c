@@ -460,6 +460,9 @@ static void initial_done(struct imap_session *s, struct nread *j, int result)
 		n->status = false;
 	}
 	take_state(n, j);
+	/* a change during the read: read again once the command is over */
+	if (n->dirty)
+		n->due = true;
 	imap_tagged(s, "OK", NULL, "NOTIFY completed");
 	imap_cmd_done(s);
 }
