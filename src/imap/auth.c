@@ -52,6 +52,7 @@ void imap_capability(const struct imap_session *s, struct buf *out)
 	/* metadata.c: METADATA METADATA-SERVER */
 
 	/* notify.c: NOTIFY */
+	buf_appends(out, " NOTIFY");
 
 	/* fts: SEARCH=FUZZY is not claimed; the index is invisible to clients */
 

@@ -603,6 +603,8 @@ static void on_change(void *arg, const struct store_change *ch)
 	}
 	if (s->input == IMAP_IN_IDLE && imap_alive(s))
 		imap_send_updates(s, true);
+	else if (s->notify != NULL)
+		imap_notify_idle(s); /* RFC 5465: between commands too */
 }
 
 /* One read of the changes (on a worker): its results are flag updates
@@ -868,6 +870,8 @@ static void sync_done(void *arg, int result, const char *err)
 		cont(s);
 	else if (s->input == IMAP_IN_IDLE && s->sel != NULL)
 		imap_send_updates(s, true);
+	else if (s->notify != NULL)
+		imap_notify_idle(s); /* RFC 5465: between commands too */
 }
 
 /* The client read the output down: the next window of a pass. */
@@ -1073,8 +1077,11 @@ void imap_send_updates(struct imap_session *s, bool expunges_allowed)
 	if (y->n_new > 0) {
 		view_append(v, y->new_uids, y->n_new);
 		s->sel->uidnext = y->known_uidnext;
+		size_t n_new = y->n_new;
 		y->n_new = 0;
 		imap_untagged(s, "%" PRIu32 " EXISTS", v->n);
+		if (s->notify != NULL) /* RFC 5465 5.2 fetch-att */
+			imap_notify_new(s, v->v + v->n - n_new, n_new);
 		if (!s->rev2) {
 			uint32_t rc = recent_count(s);
 			if (rc != y->recent_told) /* RFC 3501 7.3.2 */

@@ -242,6 +242,7 @@ static void unlink_session(struct imap_session *s)
 		return;
 	if (s->sel != NULL && s->base.busy == 0)
 		imap_unselect(s, false);
+	imap_notify_free(s);
 	session_unlink(&s->base);
 	s->srv = NULL;
 }
@@ -375,6 +376,8 @@ static void process(struct imap_session *s)
 			break;
 	}
 	s->in_process = false;
+	if (s->notify != NULL)
+		imap_notify_idle(s); /* RFC 5465: between commands */
 }
 
 static void on_input(struct session *base)

@@ -656,6 +656,7 @@ static void commit_done(void *arg)
 		} else {
 			store_notify_delivery(req->st, req->user_ids[i]);
 		}
+		store_notify_user(req->st, req->user_ids[i], NULL);
 	}
 	req_free(req);
 }

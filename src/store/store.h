@@ -361,6 +361,15 @@ void store_unsubscribe(struct store *st, struct store_sub **subp);
 /* The subscriber's mailbox was renamed by the subscriber itself (IMAP
  * RENAME of the selected mailbox): the subscription follows it. */
 void store_sub_rename(struct store_sub *sub, const char *mailbox);
+/* A per-user subscription (IMAP NOTIFY, RFC 5465): cb(arg, ch) on the loop
+ * thread after any committed change to any mailbox of user (deliveries,
+ * APPEND, COPY/MOVE, flags, expunges, CREATE, DELETE, RENAME, SUBSCRIBE),
+ * with ch->kind STORE_CHANGE_NEW and ch->mailbox NULL: the subscriber reads
+ * again what it needs (one call per committed operation; coalescing is the
+ * subscriber's). NULL with *err_r if the user does not exist. Cancelled by
+ * store_unsubscribe. */
+struct store_sub *store_subscribe_user(struct store *st, const char *user, store_change_cb *cb,
+				       void *arg, char **err_r);
 /* Mailbox deletes and renames by another process (the admin CLI) do not
  * reach this process's subscribers by themselves. The admin process calls
  * store_mailboxes_changed() after such a change (it touches a marker file
