@@ -847,7 +847,10 @@ static void build_work(void *arg)
 	uint32_t root;
 
 	root = j->alg == ALG_REFERENCES ? build_references(&t) : build_orderedsubject(&t);
-	buf_appends(&j->out, "* THREAD ");
+	/* RFC 5256 5: thread-data = "THREAD" [SP 1*thread-list] */
+	buf_appends(&j->out, "* THREAD");
+	if (t.v[root].first != NONE)
+		buf_appendc(&j->out, ' ');
 	format_threads(&t, root, j->uid, &j->out);
 	buf_appends(&j->out, "\r\n");
 	free(t.v);
