@@ -28,7 +28,8 @@
 
 #define THREAD_MAX_KEYS 1000
 #define THREAD_OUT_STEP (64 * 1024)
-#define THREAD_MAX_REFS 1000  /* message IDs kept of one References field */
+#define THREAD_MAX_REFS 256   /* the last message IDs of one References field
+			       * kept (the parent is the last) */
 #define NONE UINT32_MAX
 
 enum thread_alg { ALG_ORDEREDSUBJECT, ALG_REFERENCES };
@@ -247,7 +248,14 @@ static void thread_match(void *arg, const struct imap_msg *m)
 
 		if (p == NULL)
 			continue;
-		while (t->n_refs < THREAD_MAX_REFS && next_msgid(&p, pe, &j->tmp)) {
+		while (next_msgid(&p, pe, &j->tmp)) {
+			if (t->n_refs == THREAD_MAX_REFS) {
+				/* keep the last ones */
+				memmove(&j->refv[t->refs], &j->refv[t->refs + 1],
+					(THREAD_MAX_REFS - 1) * sizeof *j->refv);
+				j->n_refv--;
+				t->n_refs--;
+			}
 			if (j->n_refv == j->cap_refv) {
 				j->cap_refv = j->cap_refv ? j->cap_refv * 2 : 256;
 				j->refv = xrealloc(j->refv, j->cap_refv * sizeof *j->refv);
@@ -639,8 +647,8 @@ static void merge_subjects(struct tree *t, uint32_t root)
 		bool found;
 		size_t slot;
 
-		if (m == NULL)
-			continue;
+		if (m == NULL || t->v[x].parent != root)
+			continue; /* (a table entry moved under a new dummy) */
 		slot = idtab_find(&h, t->j, arena_str(t->j, m->subj), &found);
 		if (!found || h.slot[slot] == x)
 			continue;

@@ -212,3 +212,18 @@ def test_long_chain_and_wide_dummy(srv):
         "".join("(%d)" % (n + 1 + i) for i in range(300)) + ")"
     assert thread(c, "THREAD REFERENCES UTF-8 ALL") == want
     c.close()
+
+
+def test_long_references_keep_the_parent(srv):
+    """A References field of 1201 IDs: the parent (the last one) counts
+    even though only the last IDs of a long field are kept."""
+    c = srv.imap_login(USER)
+    assert c.cmd('CREATE "longrefs"').ok
+    assert imap_append(c, "longrefs", msg("Topic", "<p@x>", date="10:00:00 +0000")).ok
+    ids = ["<j%d@x>" % i for i in range(1200)] + ["<p@x>"]
+    refs = "\r\n ".join(" ".join(ids[i:i + 10]) for i in range(0, len(ids), 10))
+    assert imap_append(c, "longrefs", msg("Other", "<q@x>", refs=refs,
+                                          date="10:01:00 +0000")).ok
+    assert c.cmd('SELECT "longrefs"').ok
+    assert thread(c, "THREAD REFERENCES UTF-8 ALL") == "* THREAD (1 2)"
+    c.close()
