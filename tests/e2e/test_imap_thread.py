@@ -227,3 +227,26 @@ def test_long_references_keep_the_parent(srv):
     assert c.cmd('SELECT "longrefs"').ok
     assert thread(c, "THREAD REFERENCES UTF-8 ALL") == "* THREAD (1 2)"
     c.close()
+
+
+def test_client_gone_mid_thread(srv):
+    """Clients that leave while THREAD runs (searching, building, writing):
+    the daemon frees the command's state and serves the next one."""
+    c = srv.imap_login(USER)
+    assert c.cmd('CREATE "gone"').ok
+    for i in range(400):
+        assert imap_append(c, "gone", msg("Gone %d" % (i % 7), "<gone%d@x>" % i,
+                                          refs="<gone%d@x>" % (i // 2) if i else None)).ok
+    c.close()
+    for i in range(6):
+        c = srv.imap_login(USER)
+        assert c.cmd('SELECT "gone"').ok
+        c.send(b"t1 THREAD REFERENCES UTF-8 ALL\r\nt2 UID THREAD ORDEREDSUBJECT UTF-8 ALL\r\n")
+        if i % 2:
+            c.readline()  # a little of the answer first
+        c.close()
+    c = srv.imap_login(USER)
+    assert c.cmd('SELECT "gone"').ok
+    line = thread(c, "THREAD REFERENCES UTF-8 ALL")
+    assert line.startswith("* THREAD (1 ") and len(re.findall(r"\d+", line)) == 400, line
+    c.close()
