@@ -45,6 +45,7 @@ void imap_capability(const struct imap_session *s, struct buf *out)
 	/* sort.c: SORT SORT=DISPLAY ESORT CONTEXT=SEARCH CONTEXT=SORT PARTIAL */
 
 	/* thread.c: THREAD=REFERENCES THREAD=ORDEREDSUBJECT THREAD=REFS */
+	buf_appends(out, " THREAD=REFERENCES THREAD=ORDEREDSUBJECT");
 
 	/* compress.c: COMPRESS=DEFLATE */
 	buf_appends(out, " COMPRESS=DEFLATE");
