@@ -54,8 +54,10 @@ void imap_capability(const struct imap_session *s, struct buf *out)
 
 	/* fts: SEARCH=FUZZY is not claimed; the index is invisible to clients */
 
-	/* append.c, fetch, search, urlauth.c: OBJECTID SAVEDATE PREVIEW WITHIN
-	 * UTF8=ACCEPT REPLACE CATENATE URLAUTH */
+	/* fetch, search, select, mailbox (ext): OBJECTID SAVEDATE PREVIEW WITHIN */
+	buf_appends(out, " OBJECTID SAVEDATE PREVIEW WITHIN");
+
+	/* append.c, urlauth.c (cat): UTF8=ACCEPT REPLACE CATENATE URLAUTH */
 
 	/* RFC 7889: the largest APPEND accepted */
 	buf_printf(out, " APPENDLIMIT=%zu", s->srv->cfg->imap_max_literal);
