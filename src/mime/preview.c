@@ -27,7 +27,8 @@ static enum ptype part_type(const char *hdr, size_t n)
 		struct mime_rp rp = {f.value, f.value + f.value_len, NULL};
 		if (mime_field_is(&f, "Content-Type")) {
 			buf_reset(&tok);
-			if (mime_rp_token(&rp, &tok) <= 0 || !mime_eq(tok.data, tok.len, "text")) {
+			/* mime_rp_token: 0 when the token ends the value */
+			if (mime_rp_token(&rp, &tok) < 0 || !mime_eq(tok.data, tok.len, "text")) {
 				t = P_OTHER;
 				continue;
 			}
@@ -37,7 +38,7 @@ static enum ptype part_type(const char *hdr, size_t n)
 			}
 			rp.p++;
 			buf_reset(&tok);
-			if (mime_rp_token(&rp, &tok) <= 0)
+			if (mime_rp_token(&rp, &tok) < 0)
 				t = P_OTHER;
 			else if (mime_eq(tok.data, tok.len, "plain"))
 				t = P_PLAIN;
@@ -47,7 +48,7 @@ static enum ptype part_type(const char *hdr, size_t n)
 				t = P_OTHER;
 		} else if (mime_field_is(&f, "Content-Disposition")) {
 			buf_reset(&tok);
-			if (mime_rp_token(&rp, &tok) > 0 && mime_eq(tok.data, tok.len, "attachment")) {
+			if (mime_rp_token(&rp, &tok) >= 0 && mime_eq(tok.data, tok.len, "attachment")) {
 				buf_free(&tok);
 				return P_OTHER;
 			}
