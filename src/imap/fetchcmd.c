@@ -62,8 +62,12 @@ struct pv_list {
 	struct pv_item *v;
 	size_t n, cap;
 };
-/* previews computed in the background per slice at most (LAZY) */
+/* previews computed in the background per slice at most (LAZY), and such
+ * background jobs running at once in the process (more are not started: a
+ * later LAZY fetch asks again) */
 #define PREVIEW_LAZY_MAX 64
+#define PREVIEW_BG_MAX 2
+static int pv_bg_running; /* loop thread only */
 
 struct fetch_job;
 
@@ -554,10 +558,17 @@ static void pv_bg_done(void *arg, int result, const char *err)
 	pv_free(&b->todo);
 	pv_free(&b->done);
 	free(b);
+	pv_bg_running--;
 }
 
 static void preview_background(struct store *st, struct pool *workers, struct pv_list *l)
 {
+	if (pv_bg_running >= PREVIEW_BG_MAX) {
+		pv_free(l);
+		free(l);
+		return;
+	}
+	pv_bg_running++;
 	struct pv_bg *b = xcalloc(1, sizeof *b);
 	b->st = st;
 	b->todo = *l;
@@ -662,7 +673,10 @@ static void slice_start(struct fetch_job *j)
 {
 	struct slice *sl;
 	const uint32_t *uids = imap_view_uids(j->s);
-	size_t max = j->f.need_blob || j->f.need_cache ? FETCH_SLICE_BLOB_MSGS : FETCH_SLICE_MSGS;
+	/* a PREVIEW not cached yet reads the blob too */
+	size_t max = j->f.need_blob || j->f.need_cache || (j->f.need_preview && !j->f.preview_lazy)
+			     ? FETCH_SLICE_BLOB_MSGS
+			     : FETCH_SLICE_MSGS;
 
 	sl = xcalloc(1, sizeof *sl);
 	sl->job = j;

@@ -122,6 +122,28 @@ def test_mailboxid_create_select_status_rename(c):
     assert MBID.match(inbox) and inbox not in (a, b, b2)
 
 
+def test_mailboxid_rename_children_and_inbox(c):
+    assert c.cmd("CREATE par/kid").ok
+    par, kid = status_id(c, "par"), status_id(c, "par/kid")
+    # RFC 8474 4.1: the children of a renamed mailbox keep theirs too
+    assert c.cmd("RENAME par moved").ok
+    assert status_id(c, "moved") == par and status_id(c, "moved/kid") == kid
+    # renaming INBOX (RFC 9051 6.3.6) makes a new mailbox with the messages:
+    # a new MAILBOXID for it, INBOX keeps its own (RFC 8474 4.1)
+    inbox = status_id(c, "INBOX")
+    append(c, "INBOX", msg(b"in", b"inbox msg\r\n"))
+    assert c.cmd("EXAMINE INBOX").ok
+    eid = re.search(r"EMAILID \((E[0-9]+)\)", fetch1(c, "FETCH * EMAILID")[0]).group(1)
+    assert c.cmd("UNSELECT").ok
+    assert c.cmd("RENAME INBOX old-inbox").ok
+    new = status_id(c, "old-inbox")
+    assert status_id(c, "INBOX") == inbox and new not in (inbox, par, kid)
+    # the messages moved with it keep their EMAILID (RFC 8474 5.1)
+    assert c.cmd("EXAMINE old-inbox").ok
+    assert eid in fetch1(c, "FETCH * EMAILID")[0]
+    assert c.cmd("UNSELECT").ok
+
+
 def test_mailboxid_of_other_user_differs(server, c):
     mine = status_id(c, "INBOX")
     with server.imap_login("bob@example.test") as other:
