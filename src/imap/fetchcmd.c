@@ -278,11 +278,12 @@ static const unsigned *slice_seen(const struct slice *sl, uint32_t uid)
 /* The preview of a message (RFC 8970), on the worker: the one the store
  * keeps, else (not LAZY) computed from the blob now and saved by the loop
  * after the slice; with LAZY, NIL and the body noted for the background
- * (RFC 8970 3.1: LAZY answers at once with what is available). fd: the
- * blob when the items opened it already. 0 with *preview_r (heap, NULL for
- * NIL), -1 if the blob is gone (expunged meanwhile). */
-static int slice_preview(struct slice_ctx *cx, const struct store_msg *sm, struct imap_msg *m,
-			 int fd, char **preview_r)
+ * (RFC 8970 3.1: LAZY answers at once with what is available). The blob
+ * is m's when the items read it, else read into the slice's buffer (m->msg
+ * stays NULL). 0 with *preview_r (heap, NULL for NIL), -1 if the blob is
+ * gone (expunged meanwhile). */
+static int slice_preview(struct slice_ctx *cx, const struct store_msg *sm,
+			 const struct imap_msg *m, char **preview_r)
 {
 	struct slice *sl = cx->sl;
 	struct fetch_job *j = sl->job;
@@ -302,20 +303,18 @@ static int slice_preview(struct slice_ctx *cx, const struct store_msg *sm, struc
 	}
 	const char *msg = m->msg;
 	size_t len = m->len;
-	struct imap_blob own = {BUF_INIT, NULL, 0};
 	if (msg == NULL) {
 		int pfd;
 		if (store_snap_blob_open(cx->sn, sm->blob, &pfd, &err) < 0) {
 			free(err);
 			return -1;
 		}
-		if (imap_blob_load(&own, pfd, &msg, &len) < 0) {
+		if (imap_blob_load(&cx->blob, pfd, &msg, &len) < 0) {
 			msg = "";
 			len = 0;
 		}
 		close(pfd);
 	}
-	(void)fd;
 	struct buf text = BUF_INIT, built = BUF_INIT;
 	struct mime_cache mc;
 	const struct mime_cache *mcp = m->mc;
@@ -328,7 +327,6 @@ static int slice_preview(struct slice_ctx *cx, const struct store_msg *sm, struc
 	}
 	mime_preview(msg, len, mcp, &text);
 	buf_free(&built);
-	imap_blob_free(&own);
 	*preview_r = xstrdup(text.data != NULL ? text.data : "");
 	buf_free(&text);
 	pv_add(&sl->pv_saves, sm->message_id, xstrdup(*preview_r));
@@ -416,7 +414,7 @@ static int slice_each(void *arg, const struct store_msg *sm)
 		m.mc = &mc;
 	}
 	char *preview = NULL;
-	if (j->f.need_preview && slice_preview(cx, sm, &m, fd, &preview) < 0) {
+	if (j->f.need_preview && slice_preview(cx, sm, &m, &preview) < 0) {
 		sl->n_blob_gone++;
 		sl->n_done = idx + 1;
 		if (fd >= 0)

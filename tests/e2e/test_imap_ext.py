@@ -319,6 +319,11 @@ def test_preview_syntax(c):
     assert c.cmd("FETCH 1 (PREVIEW (LAZY FOO))").status == "BAD"
     assert c.cmd("FETCH 1 (PREVIEW ())").status == "BAD"
     assert fetch1(c, "FETCH 1 PREVIEW") == ['* 1 FETCH (PREVIEW "x")']
+    # computed from the blob the other items read already
+    append(c, "pvs", msg(b"t", b"body  text\r\n"))
+    assert c.cmd("NOOP").ok
+    assert fetch1(c, "FETCH 2 (BODY.PEEK[TEXT] PREVIEW)") == [
+        '* 2 FETCH (BODY[TEXT] {12}\r\nbody  text\r\n PREVIEW "body text")']
     # PREVIEW does not set \Seen (RFC 8970 3.1)
     assert c.cmd("SELECT pvs").ok
     assert fetch1(c, "FETCH 1 (PREVIEW FLAGS)") == ['* 1 FETCH (PREVIEW "x" FLAGS (\\Recent))']
