@@ -685,7 +685,21 @@ void imap_fetch_format(const struct imap_fetch *f, const struct imap_fetch_opts 
 		case IMAP_FETCH_PREVIEW:
 			/* RFC 8970 3.2: nstring; NIL when not available (LAZY) */
 			buf_appends(b, "PREVIEW ");
-			imap_append_nstring(b, m->preview, m->preview ? strlen(m->preview) : 0);
+			if (m->preview != NULL && opt->utf8) {
+				/* RFC 6855 3 / RFC 9051 4.3: UTF-8 in a quoted
+				 * string once enabled; the text has no controls
+				 * (mime/preview.h) */
+				buf_appendc(b, '"');
+				for (const char *q = m->preview; *q != '\0'; q++) {
+					if (*q == '"' || *q == '\\')
+						buf_appendc(b, '\\');
+					buf_appendc(b, *q);
+				}
+				buf_appendc(b, '"');
+			} else {
+				imap_append_nstring(b, m->preview,
+						    m->preview ? strlen(m->preview) : 0);
+			}
 			break;
 		}
 	}

@@ -295,6 +295,18 @@ def test_preview_exact_and_cached(server, c):
         "* 1 FETCH (PREVIEW %s)" % preview_item("Tom & Jerry! café ok")]
 
 
+def test_preview_utf8_quoted_once_enabled(server):
+    # IMAP4rev2 (and UTF8=ACCEPT) allow UTF-8 in quoted strings (RFC 9051
+    # 4.3, RFC 6855 3): the preview is no literal then
+    with server.imap_login() as c:
+        assert c.cmd("CREATE pvu").ok
+        append(c, "pvu", PREVIEW_CASES[1][0])
+        r = c.cmd("ENABLE IMAP4rev2")
+        assert r.ok, r
+        assert c.cmd("EXAMINE pvu").ok
+        assert fetch1(c, "FETCH 1 PREVIEW") == ['* 1 FETCH (PREVIEW "café soft break")']
+
+
 def test_preview_lazy_then_background(c):
     assert c.cmd("CREATE pvl").ok
     append(c, "pvl", msg(b"lazy", b"computed later\r\n"))

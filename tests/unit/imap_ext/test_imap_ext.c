@@ -120,9 +120,14 @@ static void t_fetch(void)
 	imap_fetch_format(&f, &opt, &m, &o);
 	m.preview = "caf\xc3\xa9";
 	imap_fetch_format(&f, &opt, &m, &o);
+	/* UTF8=ACCEPT enabled: a quoted string (RFC 6855 3) */
+	opt.utf8 = true;
+	m.preview = "\"caf\xc3\xa9\\\"";
+	imap_fetch_format(&f, &opt, &m, &o);
 	CHECK_STR(0, o.bytes.data,
 		  "* 3 FETCH (PREVIEW NIL SAVEDATE NIL)\r\n"
-		  "* 3 FETCH (PREVIEW {5}\r\ncaf\xc3\xa9 SAVEDATE NIL)\r\n");
+		  "* 3 FETCH (PREVIEW {5}\r\ncaf\xc3\xa9 SAVEDATE NIL)\r\n"
+		  "* 3 FETCH (PREVIEW \"\\\"caf\xc3\xa9\\\\\\\"\" SAVEDATE NIL)\r\n");
 	imap_fetch_out_free(&o);
 	imap_fetch_free(&f);
 	imap_args_free(&a);
