@@ -57,9 +57,10 @@ void imap_capability(const struct imap_session *s, struct buf *out)
 
 	/* fts: SEARCH=FUZZY is not claimed; the index is invisible to clients */
 
-	/* fetch, search: OBJECTID SAVEDATE PREVIEW WITHIN */
+	/* fetch, search, select, mailbox (ext): OBJECTID SAVEDATE PREVIEW WITHIN */
+	buf_appends(out, " OBJECTID SAVEDATE PREVIEW WITHIN");
 
-	/* append.c, urlauth.c: UTF8=ACCEPT REPLACE CATENATE URLAUTH */
+	/* append.c (cat): UTF8=ACCEPT REPLACE CATENATE; urlauth.c: URLAUTH (not built) */
 	buf_appends(out, " CATENATE REPLACE UTF8=ACCEPT");
 
 	/* RFC 7889: the largest APPEND accepted */

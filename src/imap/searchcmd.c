@@ -129,6 +129,8 @@ static int match_each(void *arg, const struct store_msg *sm)
 	m.size = sm->size;
 	m.internaldate = sm->internaldate;
 	m.internaldate_tz = sm->internaldate_tz;
+	m.emailid = sm->message_id; /* RFC 8474 6 */
+	m.savedate = sm->savedate;  /* RFC 8514 5 */
 	m.sysflags = imap_flags_from_store(sm->flags != NULL ? sm->flags : "", &kw);
 	m.keywords = kw != NULL ? kw : "";
 	if (imap_recent_in(j->recent, j->n_recent, sm->uid))

@@ -1439,6 +1439,8 @@ static void load_done(void *arg, int result, const char *err)
 	}
 	imap_untagged(s, "OK [UIDVALIDITY %" PRIu32 "] UIDs valid", sel->uidvalidity);
 	imap_untagged(s, "OK [UIDNEXT %" PRIu32 "] Predicted next UID", sel->uidnext);
+	/* RFC 8474 4.3: the MAILBOXID in SELECT/EXAMINE (fetch.h: the id) */
+	imap_untagged(s, "OK [MAILBOXID (" IMAP_MAILBOXID_FMT ")] Ok", sel->uidvalidity);
 	buf_reset(&b);
 	if (examine) {
 		buf_appends(&b, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");

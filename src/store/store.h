@@ -993,4 +993,18 @@ int store_spam_threshold_user(struct store *st, int64_t user_id, double *junk_r,
 			      double *reject_r);
 
 
+/* ---- message previews (preview.c; issue 9, the ext part) ---- */
+/* RFC 8970 PREVIEW: the text kept for a stored body (messages.preview),
+ * computed once by the reader. At most STORE_PREVIEW_MAX octets (256
+ * characters of UTF-8). */
+#define STORE_PREVIEW_MAX 1024
+/* In a snapshot: 0 with *preview_r (heap; NULL when not computed yet), or -1
+ * with *err_r. */
+int store_snap_preview(struct store_snap *sn, int64_t message_id, char **preview_r,
+		       char **err_r);
+/* Any thread (requires store_start): a job on the committer that sets the
+ * preview unless the body has one already (copies text). */
+void store_preview_save(struct store *st, int64_t message_id, const char *text);
+
+
 #endif
