@@ -49,6 +49,7 @@ void imap_capability(const struct imap_session *s, struct buf *out)
 	/* compress.c: COMPRESS=DEFLATE */
 
 	/* metadata.c: METADATA METADATA-SERVER */
+	buf_appends(out, " METADATA METADATA-SERVER");
 
 	/* notify.c: NOTIFY */
 
