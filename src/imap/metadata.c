@@ -471,10 +471,8 @@ void imap_cmd_getmetadata(struct imap_session *s, const struct imap_arg *args)
 		opts = args[1].list;
 		ents = &args[2];
 	}
-	if (ents[0].type != IMAP_ARG_LIST && ents[1].type != IMAP_ARG_EOL) {
-		imap_tagged(s, "BAD", NULL, "Syntax: GETMETADATA [(options)] mailbox entries");
-		return;
-	}
+	/* entries = entry / "(" entry *(SP entry) ")"; the example of 4.4.1
+	 * gives several without parentheses: accepted too */
 	if (ents[0].type == IMAP_ARG_LIST && ents[1].type != IMAP_ARG_EOL) {
 		imap_tagged(s, "BAD", NULL, "Syntax: GETMETADATA [(options)] mailbox entries");
 		return;
@@ -506,7 +504,7 @@ void imap_cmd_getmetadata(struct imap_session *s, const struct imap_arg *args)
 	}
 	const struct imap_arg *e = ents[0].type == IMAP_ARG_LIST ? ents[0].list : ents;
 	size_t n_e = 0;
-	while (e[n_e].type != IMAP_ARG_EOL && (ents[0].type == IMAP_ARG_LIST || n_e < 1))
+	while (e[n_e].type != IMAP_ARG_EOL)
 		n_e++;
 	if (n_e == 0) {
 		imap_tagged(s, "BAD", NULL, "GETMETADATA needs an entry");

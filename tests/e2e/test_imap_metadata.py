@@ -67,6 +67,10 @@ def test_set_get_mailbox_entries(server):
             ['* METADATA INBOX (/private/comment "My own comment")'],
             "OK GETMETADATA completed")
         assert setm(c, 'INBOX (/Private/COMMENT "Changed")') == "OK SETMETADATA completed"
+        # several entries without parentheses (the example of 4.4.1)
+        assert meta(c, "GETMETADATA INBOX /private/comment /shared/comment") == (
+            ['* METADATA INBOX (/private/comment "Changed" /shared/comment "Shared comment")'],
+            "OK GETMETADATA completed")
         # an entry that does not exist: NIL (as Dovecot); a repeated one once
         assert meta(c, "GETMETADATA INBOX (/private/comment /private/nothing"
                        " /private/comment)") == (
