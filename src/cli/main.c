@@ -1297,6 +1297,7 @@ int main(int argc, char **argv)
 	}
 	if (load_config(&cfg, cfg_path, overrides, n_over) < 0) {
 		free(overrides);
+		config_free(&cfg); /* what was loaded before the error */
 		return 1;
 	}
 	free(overrides);

@@ -236,7 +236,8 @@ static int get_plan(struct store_snap *sn, struct meta_get *j, char **err_r)
 			}
 		}
 	}
-	qsort(j->rows, j->n_rows, sizeof *j->rows, row_cmp);
+	if (j->n_rows > 1)
+		qsort(j->rows, j->n_rows, sizeof *j->rows, row_cmp);
 
 	for (size_t q = 0; q < j->n_req; q++) {
 		const char *e = j->req[q];
@@ -438,11 +439,17 @@ static void req_unique(struct meta_get *j)
 	for (size_t i = 0; i < j->n_req; i++)
 		v[i] = (struct req_ref){j->req[i], i};
 	qsort(v, j->n_req, sizeof *v, ref_cmp);
-	for (size_t k = 1; k < j->n_req; k++)
-		if (strcmp(v[k].name, v[k - 1].name) == 0) {
+	/* in each run of one name, the first in request order stays (the
+	 * run's first element, which is never freed) */
+	const char *kept = v[0].name;
+	for (size_t k = 1; k < j->n_req; k++) {
+		if (strcmp(v[k].name, kept) == 0) {
 			free(j->req[v[k].i]);
 			j->req[v[k].i] = NULL;
+		} else {
+			kept = v[k].name;
 		}
+	}
 	free(v);
 	size_t n = 0;
 	for (size_t i = 0; i < j->n_req; i++)

@@ -73,7 +73,7 @@ def test_set_get_mailbox_entries(server):
             "OK GETMETADATA completed")
         # an entry that does not exist: NIL (as Dovecot); a repeated one once
         assert meta(c, "GETMETADATA INBOX (/private/comment /private/nothing"
-                       " /private/comment)") == (
+                       " /private/comment /PRIVATE/comment /private/nothing)") == (
             ['* METADATA INBOX (/private/comment "Changed" /private/nothing NIL)'],
             "OK GETMETADATA completed")
         # NIL removes (4.3)
