@@ -247,20 +247,19 @@ static int get_plan(struct store_snap *sn, struct meta_get *j, char **err_r)
 		if (i < j->n_rows && strcmp(j->rows[i].name, e) == 0) {
 			found = true;
 			row_take(j, &j->rows[i]);
-			i++;
 		}
-		/* 4.2.2: DEPTH 1 adds the children, infinity every descendant */
-		for (; j->depth > 0 && i < j->n_rows; i++) {
-			const char *n = j->rows[i].name;
-			if (strncmp(n, e, elen) != 0 || n[elen] != '/') {
-				if (strncmp(n, e, elen) != 0 || n[elen] > '/')
-					break;
-				continue; /* "/a-b" sorts between "/a" and "/a/b" */
+		/* 4.2.2: DEPTH 1 adds the children, infinity every descendant:
+		 * the names under "e/", one run in name order */
+		if (j->depth > 0) {
+			char *pre = xasprintf("%s/", e);
+			for (i = row_lower(j, pre);
+			     i < j->n_rows && strncmp(j->rows[i].name, pre, elen + 1) == 0; i++) {
+				if (j->depth == 1 && strchr(j->rows[i].name + elen + 1, '/') != NULL)
+					continue;
+				found = true;
+				row_take(j, &j->rows[i]);
 			}
-			if (j->depth == 1 && strchr(n + elen + 1, '/') != NULL)
-				continue;
-			found = true;
-			row_take(j, &j->rows[i]);
+			free(pre);
 		}
 		/* An entry asked for that does not exist (nor anything below
 		 * it within DEPTH) is answered NIL, as Dovecot does: the
