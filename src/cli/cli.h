@@ -77,4 +77,8 @@ int cli_mail_explain(const struct config *cfg, int argc, char **argv);
 /* threshold.c: `postern spam threshold [DOMAIN|USER [junk=N] [reject=N]]` */
 int cli_spam_threshold(const struct config *cfg, int argc, char **argv);
 
+/* metadata.c: `postern metadata get [ENTRY] | set ENTRY [VALUE] | del ENTRY`,
+ * the server's /shared METADATA entries (RFC 5464); argv[0] "metadata". */
+int cli_metadata(const struct config *cfg, int argc, char **argv);
+
 #endif

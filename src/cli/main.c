@@ -97,7 +97,10 @@ static void usage(FILE *f)
 		"                                 one aggregate report run now (RFC 7489 7.2)\n"
 		"  block|allow add|del|list [CIDR] local IP block/allow lists (connection stage)\n"
 		"  spam train|stats|threshold ...  the statistical spam filter (see docs)\n"
-		"  mail explain USER UID [MAILBOX] why a message was judged spam or not\n");
+		"  mail explain USER UID [MAILBOX] why a message was judged spam or not\n"
+		"  metadata get [ENTRY]           the server's /shared IMAP METADATA entries\n"
+		"  metadata set ENTRY [VALUE]     set one (VALUE omitted: read from stdin)\n"
+		"  metadata del ENTRY             remove one (RFC 5464; e.g. /shared/comment)\n");
 }
 
 /* ---- configuration ---- */
@@ -1294,6 +1297,7 @@ int main(int argc, char **argv)
 	}
 	if (load_config(&cfg, cfg_path, overrides, n_over) < 0) {
 		free(overrides);
+		config_free(&cfg); /* what was loaded before the error */
 		return 1;
 	}
 	free(overrides);
@@ -1313,6 +1317,8 @@ int main(int argc, char **argv)
 		ret = cli_arc(&cfg, argc - 1, argv + 1);
 	} else if (strcmp(cmd, "dmarc") == 0) {
 		ret = cli_dmarc(&cfg, argc - 1, argv + 1);
+	} else if (strcmp(cmd, "metadata") == 0) {
+		ret = cli_metadata(&cfg, argc, argv);
 	} else if (strcmp(cmd, "block") == 0 || strcmp(cmd, "allow") == 0) {
 		ret = cli_block(&cfg, argc, argv);
 	} else if (strcmp(cmd, "spam") == 0) {

@@ -40,6 +40,7 @@ static const char *check_spf_action(const char *v);
 static const char *check_dnsbl_action(const char *v);
 static const char *check_failure_action(const char *v);
 static const char *check_score(const char *v);
+static const char *check_uri(const char *v);
 
 #define OFF(field) offsetof(struct config, field)
 #define NOLIMIT 0, 0
@@ -157,6 +158,24 @@ static const struct option config_options[] = {
 	{"imap_max_mailbox_name", OPT_INT, OFF(imap_max_mailbox_name), "255", 16, 4096,
 	 "Longest mailbox name in octets (UTF-8, the hierarchy included); longer names get "
 	 "NO [LIMIT].", NULL},
+	{"imap_metadata_max_size", OPT_SIZE, OFF(imap_metadata_max_size), "64k", 1024,
+	 64 * 1024 * 1024,
+	 "Largest value of one IMAP METADATA entry (RFC 5464; at least 1024 octets, 4.1). "
+	 "SETMETADATA of a larger one gets NO [METADATA MAXSIZE n].", NULL},
+	{"imap_metadata_max_entries", OPT_INT, OFF(imap_metadata_max_entries), "100", 10,
+	 1000000,
+	 "METADATA entries one mailbox may have (its /private and /shared ones together), "
+	 "and the server entries one account may set; a new one beyond it gets NO [METADATA "
+	 "TOOMANY]. The same limit applies to the server's /shared entries (postern metadata).",
+	 NULL},
+	{"imap_metadata_max_user_entries", OPT_INT, OFF(imap_metadata_max_user_entries), "1000",
+	 10, 10000000,
+	 "METADATA entries one account may have over all its mailboxes and the server; a new "
+	 "one beyond it gets NO [METADATA TOOMANY].", NULL},
+	{"imap_metadata_admin", OPT_STRING, OFF(imap_metadata_admin), "", NOLIMIT,
+	 "The server's /shared/admin METADATA entry (RFC 5464 3.2.1.1: a URI for contacting "
+	 "the administrator, read-only for clients). Empty: mailto:postmaster@ the first local "
+	 "domain among hostname and its parents, else the domain added first.", check_uri},
 	{"auth_max_failures", OPT_INT, OFF(auth_max_failures), "5", 1, 100000,
 	 "Failed logins from one address (for IPv6, one /64) within auth_failure_window before "
 	 "further attempts are refused. A success does not reset the count.", NULL},
@@ -503,6 +522,25 @@ static const char *check_listen(const char *v)
 }
 
 /* local@domain, or empty. */
+/* RFC 3986 3.1: scheme ":" then printable ASCII without spaces. */
+static const char *check_uri(const char *v)
+{
+	const char *p = v;
+
+	if (*v == '\0')
+		return NULL;
+	if (!isalpha((unsigned char)*p))
+		return "expected a URI such as mailto:admin@example.org";
+	while (isalnum((unsigned char)*p) || *p == '+' || *p == '-' || *p == '.')
+		p++;
+	if (*p != ':' || p[1] == '\0')
+		return "expected a URI such as mailto:admin@example.org";
+	for (; *p != '\0'; p++)
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+			return "a URI has no spaces, control or non-ASCII characters";
+	return NULL;
+}
+
 static const char *check_postmaster(const char *v)
 {
 	const char *at = strrchr(v, '@');

@@ -61,6 +61,11 @@ struct config {
 	int imap_max_connections_per_ip;
 	int imap_max_mailboxes;       /* mailboxes per account */
 	int imap_max_mailbox_name;    /* octets of a mailbox name (UTF-8) */
+	/* IMAP METADATA (RFC 5464) */
+	size_t imap_metadata_max_size; /* octets of one entry's value */
+	int imap_metadata_max_entries; /* per mailbox, and on the server, per user */
+	int imap_metadata_max_user_entries; /* every entry of one account */
+	char *imap_metadata_admin;    /* server /shared/admin URI; "" = mailto:postmaster@ */
 	int auth_max_failures;        /* failed AUTHs per IP within auth_failure_window */
 	unsigned auth_failure_window; /* seconds */
 	unsigned auth_failure_delay_max; /* seconds: cap of the growing failed-login delay */

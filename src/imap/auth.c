@@ -51,6 +51,7 @@ void imap_capability(const struct imap_session *s, struct buf *out)
 	buf_appends(out, " COMPRESS=DEFLATE");
 
 	/* metadata.c: METADATA METADATA-SERVER */
+	buf_appends(out, " METADATA METADATA-SERVER");
 
 	/* notify.c: NOTIFY */
 	buf_appends(out, " NOTIFY");

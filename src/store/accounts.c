@@ -347,6 +347,8 @@ static int user_del_locked(struct store *st, int64_t uid, struct blob_list *bl, 
 		"DELETE FROM mailbox_messages WHERE mailbox_id IN"
 		" (SELECT id FROM mailboxes WHERE user_id = ?1)",
 		"DELETE FROM mailboxes WHERE user_id = ?1",
+		/* RFC 5464: the user's METADATA entries, server ones too */
+		"DELETE FROM metadata WHERE user_id = ?1",
 		"DELETE FROM users WHERE id = ?1",
 		"DELETE FROM temp.user_del_msgs WHERE id IN (SELECT message_id FROM mailbox_messages)"
 		" OR id IN (SELECT message_id FROM queue)",

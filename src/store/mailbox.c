@@ -581,8 +581,18 @@ static int delete_body(struct store_op *op, struct store_db *d)
 	free(uids);
 	if (r != STORE_OK)
 		return r;
+	/* RFC 5464 4.1: its METADATA entries go with it (a mailbox created
+	 * later under the name starts without them). */
+	sqlite3_stmt *s = store_sql(d, "DELETE FROM metadata WHERE user_id = ?1"
+				    " AND mailbox_id = ?2", NULL);
+	if (s == NULL)
+		return STORE_ERROR;
+	sqlite3_bind_int64(s, 1, user_id);
+	sqlite3_bind_int64(s, 2, id);
+	if (step_done(s) < 0)
+		return STORE_ERROR;
 	/* The expunge log goes with the mailbox (ON DELETE CASCADE). */
-	sqlite3_stmt *s = store_sql(d, "DELETE FROM mailboxes WHERE id = ?1", NULL);
+	s = store_sql(d, "DELETE FROM mailboxes WHERE id = ?1", NULL);
 	if (s == NULL)
 		return STORE_ERROR;
 	sqlite3_bind_int64(s, 1, id);
@@ -614,6 +624,18 @@ static int rename_inbox(struct store_op *op, struct store_db *d, int64_t user_id
 	if (r != STORE_OK)
 		return r;
 	if (mailbox_find(d, user_id, op->to, &to_id) != 1)
+		return STORE_ERROR;
+	/* RFC 5464 4.1: INBOX's METADATA entries are copied to the new
+	 * mailbox and stay on INBOX. */
+	sqlite3_stmt *s = store_sql(d, "INSERT OR REPLACE INTO metadata(user_id, mailbox_id, name,"
+				    " value) SELECT user_id, ?3, name, value FROM metadata"
+				    " WHERE user_id = ?1 AND mailbox_id = ?2", NULL);
+	if (s == NULL)
+		return STORE_ERROR;
+	sqlite3_bind_int64(s, 1, user_id);
+	sqlite3_bind_int64(s, 2, inbox);
+	sqlite3_bind_int64(s, 3, to_id);
+	if (step_done(s) < 0)
 		return STORE_ERROR;
 	size_t n;
 	uint32_t *uids;

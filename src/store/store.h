@@ -1006,5 +1006,64 @@ int store_snap_preview(struct store_snap *sn, int64_t message_id, char **preview
  * preview unless the body has one already (copies text). */
 void store_preview_save(struct store *st, int64_t message_id, const char *text);
 
+/* ==== IMAP METADATA (metadata.c; RFC 5464; issue 9, the metadata part) ===
+ * Table metadata: (user_id, mailbox_id, name) -> value. mailbox_id 0: server
+ * entries; user_id 0 with mailbox_id 0: the server's /shared entries (the
+ * administrator's, `postern metadata`); every other row belongs to its
+ * user (a mailbox's /shared entries are stored like its /private ones:
+ * there are no shared mailboxes). Names are stored lowercase (RFC 5464
+ * 3.2: case-insensitive); values are octets (literal8 may hold NUL). A
+ * mailbox's rows follow it on RENAME (its id is kept), are copied to the
+ * new mailbox by RENAME INBOX (4.1), go with DELETE and with the user. */
+#define STORE_METADATA_MAX_NAME 1024 /* octets of an entry name */
+/* RFC 5464 3.2: an entry name; lowercases it in place. root: "/private"
+ * and "/shared" alone are accepted (GETMETADATA with DEPTH); a name to set
+ * needs a second component. NULL if valid, else a static reason (a BAD). */
+const char *store_metadata_name_check(char *name, bool root);
+/* The rows of (user, mailbox) in a snapshot: mailbox NULL = the user's
+ * server entries. STORE_OK with *user_id_r and *mailbox_id_r (0 for the
+ * server), STORE_NONEXISTENT (user or mailbox), STORE_ERROR with *err_r. */
+int store_snap_metadata_scope(struct store_snap *sn, const char *user, const char *mailbox,
+			      int64_t *user_id_r, int64_t *mailbox_id_r, char **err_r);
+/* Every entry of (user_id, mailbox_id), in name order: cb(arg, name, size)
+ * on the worker (name valid during the call). 0 or -1 with *err_r. */
+typedef void store_metadata_name_cb(void *arg, const char *name, uint64_t size);
+int store_snap_metadata_names(struct store_snap *sn, int64_t user_id, int64_t mailbox_id,
+			      store_metadata_name_cb *cb, void *arg, char **err_r);
+/* One value, appended to out: 1 found, 0 none, -1 with *err_r. */
+int store_snap_metadata_get(struct store_snap *sn, int64_t user_id, int64_t mailbox_id,
+			    const char *name, struct buf *out, char **err_r);
+/* The domain of the server's /shared/admin default (mailto:postmaster@):
+ * the first local domain among hostname and its parents, else the domain
+ * added first. 1 with *domain_r (heap), 0 when there is no domain, -1. */
+int store_snap_metadata_domain(struct store_snap *sn, const char *hostname, char **domain_r,
+			       char **err_r);
+int store_metadata_domain(struct store *st, const char *hostname, char **domain_r,
+			  char **err_r);
+/* SETMETADATA (4.3): every entry of v, in order, in one transaction on the
+ * committer: value NULL deletes, else sets (copied). All or nothing: cb
+ * gets STORE_OK, STORE_NONEXISTENT (user or mailbox gone), STORE_LIMIT (a
+ * new entry beyond max_entries for the mailbox, or the server, or beyond
+ * max_user_entries for the user: [METADATA TOOMANY]) or STORE_ERROR.
+ * mailbox NULL: the user's server entries. Names: checked and lowercase. */
+struct store_metadata_set {
+	const char *name;
+	const void *value; /* NULL: delete */
+	size_t len;
+};
+void store_metadata_set(struct store *st, const char *user, const char *mailbox,
+			const struct store_metadata_set *v, size_t n, unsigned max_entries,
+			unsigned max_user_entries, store_res_cb *cb, void *arg);
+/* The server's /shared entries (user 0), for the CLI on st->main. set:
+ * value NULL deletes (1 deleted, 0 there was none), else 1 set; -1 with
+ * *err_r (also for a new entry beyond max_entries). list: every entry in
+ * name order with its value (valid during cb). 0 or -1 with *err_r. */
+int store_metadata_server_set(struct store *st, const char *name, const void *value,
+			      size_t len, unsigned max_entries, char **err_r);
+typedef void store_metadata_value_cb(void *arg, const char *name, const void *value,
+				     size_t len);
+int store_metadata_server_list(struct store *st, store_metadata_value_cb *cb, void *arg,
+			       char **err_r);
+
 
 #endif
