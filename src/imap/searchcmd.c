@@ -14,10 +14,12 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/pool.h"
 #include "core/xmalloc.h"
 #include "imap/fetch.h"
 #include "imap/selcmd.h"
 #include "imap/session.h"
+#include "imap/sort.h"
 #include "mime/mime.h"
 #include "store/store.h"
 
@@ -34,6 +36,10 @@ struct search_job {
 	struct imap_search q;
 	bool needs_blob;
 	bool has_modseq_key;
+	/* SORT (sort.c): the matches' keys, sorted on a worker at the end */
+	bool sort, sort_cache;
+	struct imap_sort_row *rows;
+	size_t n_rows, cap_rows;
 	struct store_uid_range *recent; /* \Recent (select.c) */
 	size_t n_recent;
 	uint32_t *saved; /* copy of "$" for the workers */
@@ -70,6 +76,9 @@ static void job_free(struct search_job *j)
 	free(j->res_uid);
 	free(j->res_seq);
 	free(j->res_mod);
+	for (size_t i = 0; i < j->n_rows; i++)
+		imap_sort_row_free(&j->rows[i]);
+	free(j->rows);
 	for (size_t i = 0; i < j->n_saves; i++)
 		buf_free(&j->saves[i].cache);
 	free(j->saves);
@@ -123,30 +132,41 @@ static int match_each(void *arg, const struct store_msg *sm)
 	m.keywords = kw != NULL ? kw : "";
 	if (imap_recent_in(j->recent, j->n_recent, sm->uid))
 		m.sysflags |= IMAP_F_RECENT;
-	if (j->needs_blob) {
-		char *err = NULL;
-		const char *p = "";
-		size_t len = 0;
-		if (store_snap_blob_open(cx->sn, sm->blob, &fd, &err) < 0) {
-			free(err);
-			return 0; /* gone meanwhile */
-		}
-		if (imap_blob_load(&cx->blob, fd, &p, &len) < 0) {
-			p = "";
-			len = 0;
-		}
-		close(fd);
-		m.msg = p;
-		m.len = len;
-		if (sm->cache != NULL && mime_cache_open(&mc, sm->cache, sm->cache_len)) {
+	if (j->needs_blob || j->sort_cache) {
+		/* SORT's keys come from the cache alone: the blob is read
+		 * when a search key needs it or the cache must be built */
+		bool have_mc = sm->cache != NULL && mime_cache_open(&mc, sm->cache, sm->cache_len);
+		if (have_mc)
 			m.mc = &mc;
-		} else {
-			mime_cache_build(m.msg, m.len, &built);
-			if (mime_cache_open(&mc, built.data, built.len))
-				m.mc = &mc;
+		if (j->needs_blob || !have_mc) {
+			char *err = NULL;
+			const char *p = "";
+			size_t len = 0;
+			if (store_snap_blob_open(cx->sn, sm->blob, &fd, &err) < 0) {
+				free(err);
+				return 0; /* gone meanwhile */
+			}
+			if (imap_blob_load(&cx->blob, fd, &p, &len) < 0) {
+				p = "";
+				len = 0;
+			}
+			close(fd);
+			m.msg = p;
+			m.len = len;
+			if (!have_mc) {
+				mime_cache_build(m.msg, m.len, &built);
+				if (mime_cache_open(&mc, built.data, built.len))
+					m.mc = &mc;
+			}
 		}
 	}
-	if (imap_search_match(&j->q, &m, j->saved, j->n_saved)) {
+	if (j->sort && imap_search_match(&j->q, &m, j->saved, j->n_saved)) {
+		if (j->n_rows == j->cap_rows) {
+			j->cap_rows = j->cap_rows ? j->cap_rows * 2 : 64;
+			j->rows = xrealloc(j->rows, j->cap_rows * sizeof *j->rows);
+		}
+		imap_sort_row_fill(&j->q, &m, &j->rows[j->n_rows++]);
+	} else if (!j->sort && imap_search_match(&j->q, &m, j->saved, j->n_saved)) {
 		if (j->n_res == j->cap_res) {
 			j->cap_res = j->cap_res ? j->cap_res * 2 : 64;
 			j->res_uid = xrealloc(j->res_uid, j->cap_res * sizeof *j->res_uid);
@@ -194,7 +214,7 @@ static int search_work(struct store_snap *sn, void *arg, char **err_r)
 		}
 	}
 	res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr, 0,
-				  j->needs_blob, match_each, &cx, err_r);
+				  j->needs_blob || j->sort_cache, match_each, &cx, err_r);
 	free(r);
 	imap_blob_free(&cx.blob);
 	return res < 0 ? -1 : 0;
@@ -203,6 +223,19 @@ static int search_work(struct store_snap *sn, void *arg, char **err_r)
 /* ---- the response ---- */
 
 static void write_out(struct search_job *j);
+
+static const char *done_text(const struct search_job *j)
+{
+	if (j->sort)
+		return j->s->uid ? "UID SORT completed" : "SORT completed";
+	return j->s->uid ? "UID SEARCH completed" : "SEARCH completed";
+}
+
+static int cmp_uid(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
 
 static void finish(struct search_job *j, const char *status, const char *code, const char *text)
 {
@@ -220,14 +253,35 @@ static void fmt_nums(struct buf *b, const uint32_t *v, size_t n)
 		buf_printf(b, " %" PRIu32, v[i]);
 }
 
-/* Builds the response into j->out. For the plain SEARCH response (which may
- * be long) the numbers are added by write_out as the client reads. */
+/* RFC 9394 3.1 / RFC 5267 4.4: the positions lo..hi (1-based; negative:
+ * counted from the end) of the n results, as [*from, *to). */
+static void partial_slice(const struct imap_search *q, size_t n, size_t *from, size_t *to)
+{
+	int64_t lo = q->partial_lo, hi = q->partial_hi;
+	if (lo < 0) { /* -1 is the last */
+		lo += (int64_t)n + 1;
+		hi += (int64_t)n + 1;
+	}
+	if (lo < 1)
+		lo = 1;
+	if (hi > (int64_t)n)
+		hi = (int64_t)n;
+	*from = *to = 0;
+	if (lo <= hi) {
+		*from = (size_t)lo - 1;
+		*to = (size_t)hi;
+	}
+}
+
+/* Builds the response into j->out. For the plain SEARCH / SORT response
+ * (which may be long) the numbers are added by write_out as the client
+ * reads. */
 static void respond(struct search_job *j)
 {
 	struct imap_session *s = j->s;
 	struct imap_search *q = &j->q;
 	const uint32_t *nums = s->uid ? j->res_uid : j->res_seq;
-	bool esearch = q->esearch || s->rev2;
+	bool esearch = q->esearch || (s->rev2 && !j->sort);
 
 	/* RFC 5182 2.4: SAVE keeps the UIDs of what MIN/MAX (when only they
 	 * are asked with SAVE) or of the whole result */
@@ -249,25 +303,27 @@ static void respond(struct search_job *j)
 				memcpy(v, j->res_uid, j->n_res * sizeof *v);
 				n = j->n_res;
 			}
+			if (j->sort) /* "$" is kept in UID order (search.c) */
+				qsort(v, n, sizeof *v, cmp_uid);
 			s->sel->saved = v;
 			s->sel->n_saved = n;
 		}
 	}
 	buf_reset(&j->out);
 	if (!esearch) {
-		buf_appends(&j->out, "* SEARCH");
+		buf_appends(&j->out, j->sort ? "* SORT" : "* SEARCH");
 		j->out_i = 0;
 		j->writing = true;
 		write_out(j);
 		return;
 	}
-	bool any = q->ret_min || q->ret_max || q->ret_all || q->ret_count;
+	bool any = q->ret_min || q->ret_max || q->ret_all || q->ret_count || q->ret_partial;
 	if (q->ret_save && !any && q->esearch) {
 		/* RFC 5182 2.4: SAVE alone: no ESEARCH response */
-		finish(j, "OK", NULL, s->uid ? "UID SEARCH completed" : "SEARCH completed");
+		finish(j, "OK", NULL, done_text(j));
 		return;
 	}
-	if (!any) /* RFC 4731 3.1: RETURN () means ALL */
+	if (!any && !q->ret_update) /* RFC 4731 3.1: RETURN () means ALL */
 		q->ret_all = true;
 	buf_appends(&j->out, "* ESEARCH (TAG ");
 	imap_append_string(&j->out, s->tag, strlen(s->tag));
@@ -275,6 +331,7 @@ static void respond(struct search_job *j)
 	if (s->uid)
 		buf_appends(&j->out, " UID");
 	if (j->n_res > 0) {
+		/* RFC 5267 3: for SORT, the first and last in the sort order */
 		if (q->ret_min)
 			buf_printf(&j->out, " MIN %" PRIu32, nums[0]);
 		if (q->ret_max)
@@ -284,7 +341,26 @@ static void respond(struct search_job *j)
 		buf_printf(&j->out, " COUNT %zu", j->n_res);
 	if (q->ret_all && j->n_res > 0) {
 		buf_appends(&j->out, " ALL ");
-		imap_seqset_format(&j->out, nums, j->n_res);
+		if (j->sort)
+			imap_sort_format_set(&j->out, nums, j->n_res);
+		else
+			imap_seqset_format(&j->out, nums, j->n_res);
+	}
+	if (q->ret_partial) {
+		/* RFC 9394 3.1: PARTIAL (range set-or-NIL) */
+		size_t from, to;
+		partial_slice(q, j->n_res, &from, &to);
+		if (q->partial_lo < 0)
+			buf_printf(&j->out, " PARTIAL (%" PRId64 ":%" PRId64 " ", q->partial_hi,
+				   q->partial_lo);
+		else
+			buf_printf(&j->out, " PARTIAL (%" PRId64 ":%" PRId64 " ", q->partial_lo,
+				   q->partial_hi);
+		if (from < to)
+			imap_sort_format_set(&j->out, nums + from, to - from);
+		else
+			buf_appends(&j->out, "NIL");
+		buf_appends(&j->out, ")");
 	}
 	if (j->has_modseq_key && j->n_res > 0 && (q->ret_all || q->ret_min || q->ret_max)) {
 		/* RFC 7162 3.1.5 (RFC 4731 with CONDSTORE): the highest
@@ -309,7 +385,7 @@ static void write_out(struct search_job *j)
 {
 	struct imap_session *s = j->s;
 	const uint32_t *nums = s->uid ? j->res_uid : j->res_seq;
-	bool esearch = j->q.esearch || s->rev2;
+	bool esearch = j->q.esearch || (s->rev2 && !j->sort);
 
 	while (imap_alive(s)) {
 		if (!session_output_room(&s->base)) {
@@ -338,9 +414,49 @@ static void write_out(struct search_job *j)
 			buf_consume(&j->out, n);
 			continue;
 		}
-		finish(j, "OK", NULL, s->uid ? "UID SEARCH completed" : "SEARCH completed");
+		finish(j, "OK", NULL, done_text(j));
 		return;
 	}
+}
+
+/* ---- SORT: the rows sorted on a worker ---- */
+
+static void sort_work(void *arg)
+{
+	struct search_job *j = arg;
+
+	imap_sort_rows(&j->q, j->rows, j->n_rows);
+	j->cap_res = j->n_res = j->n_rows;
+	j->res_uid = xrealloc(j->res_uid, (j->n_res + 1) * sizeof *j->res_uid);
+	j->res_seq = xrealloc(j->res_seq, (j->n_res + 1) * sizeof *j->res_seq);
+	j->res_mod = xrealloc(j->res_mod, (j->n_res + 1) * sizeof *j->res_mod);
+	for (size_t i = 0; i < j->n_rows; i++) {
+		j->res_uid[i] = j->rows[i].uid;
+		j->res_seq[i] = j->rows[i].seq;
+		j->res_mod[i] = j->rows[i].modseq;
+		if (j->rows[i].modseq > j->max_modseq)
+			j->max_modseq = j->rows[i].modseq;
+		imap_sort_row_free(&j->rows[i]);
+	}
+	x_free(&j->rows);
+	j->n_rows = j->cap_rows = 0;
+}
+
+static void sort_done(void *arg)
+{
+	struct search_job *j = arg;
+	struct imap_session *s = j->s;
+
+	j->inflight = false;
+	if (j->aborted || !imap_alive(s)) {
+		if (s->job == j)
+			detach(s);
+		job_free(j);
+		session_release(&s->base);
+		return;
+	}
+	session_release(&s->base);
+	respond(j);
 }
 
 /* ---- slices ---- */
@@ -385,9 +501,15 @@ static void slice_next(struct search_job *j)
 	struct imap_session *s = j->s;
 	uint32_t count = imap_view_count(s);
 	const uint32_t *uids = imap_view_uids(s);
-	size_t max = j->needs_blob ? SEARCH_SLICE_BLOB_MSGS : SEARCH_SLICE_MSGS;
+	size_t max = j->needs_blob || j->sort_cache ? SEARCH_SLICE_BLOB_MSGS : SEARCH_SLICE_MSGS;
 
 	if (j->next_idx >= count) {
+		if (j->sort) {
+			j->inflight = true;
+			s->base.busy++;
+			pool_submit(s->srv->workers, sort_work, sort_done, j);
+			return;
+		}
 		respond(j);
 		return;
 	}
@@ -438,12 +560,19 @@ static void resolve_keys(struct imap_session *s, struct imap_search_key *k, bool
 
 void imap_cmd_search(struct imap_session *s, const struct imap_arg *args)
 {
+	imap_search_run(s, args, false);
+}
+
+void imap_search_run(struct imap_session *s, const struct imap_arg *args, bool sort)
+{
 	struct search_job *j = xcalloc(1, sizeof *j);
 	bool bad_charset = false;
 	const char *err = NULL;
 	size_t max;
+	int r = sort ? imap_sort_parse(args, SEARCH_MAX_KEYS, &j->q, &bad_charset, &err)
+		     : imap_search_parse(args, SEARCH_MAX_KEYS, &j->q, &bad_charset, &err);
 
-	if (imap_search_parse(args, SEARCH_MAX_KEYS, &j->q, &bad_charset, &err) < 0) {
+	if (r < 0) {
 		if (j->q.ret_save && s->sel != NULL) {
 			x_free(&s->sel->saved);
 			s->sel->n_saved = 0;
@@ -464,13 +593,15 @@ void imap_cmd_search(struct imap_session *s, const struct imap_arg *args)
 	j->mailbox = xstrdup(s->sel->name);
 	j->uidvalidity = s->sel->uidvalidity;
 	j->needs_blob = imap_search_needs_blob(&j->q);
+	j->sort = sort;
+	j->sort_cache = sort && imap_sort_needs_cache(&j->q);
 	j->recent = imap_sel_recent(s, &j->n_recent);
 	if (s->sel->n_saved > 0) {
 		j->saved = xmalloc(s->sel->n_saved * sizeof *j->saved);
 		memcpy(j->saved, s->sel->saved, s->sel->n_saved * sizeof *j->saved);
 		j->n_saved = s->sel->n_saved;
 	}
-	max = j->needs_blob ? SEARCH_SLICE_BLOB_MSGS : SEARCH_SLICE_MSGS;
+	max = j->needs_blob || j->sort_cache ? SEARCH_SLICE_BLOB_MSGS : SEARCH_SLICE_MSGS;
 	j->uids = xmalloc(max * sizeof *j->uids);
 	j->seqs = xmalloc(max * sizeof *j->seqs);
 	s->job = j;
