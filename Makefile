@@ -11,7 +11,7 @@
 #   make fuzz-smoke run each harness FUZZ_SECONDS (10) seconds on build-fuzz/corpus/<name>
 CC      ?= cc
 BUILD   ?= build
-PKGS    := openssl sqlite3 libargon2 libcares zlib libxml-2.0
+PKGS    := openssl sqlite3 libargon2 libcares zlib libxml-2.0 icu-uc
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
            -Wno-unused-parameter -Werror
 CFLAGS  ?= -O2 -g
@@ -106,6 +106,7 @@ FUZZ_SRC     += src/policy/dmarc.c src/policy/psl.c
 FUZZ_OBJ     := $(FUZZ_SRC:%.c=build-fuzz/%.o)
 FUZZ_BIN     := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/*.c))
 FUZZ_LIBS    := -lcrypto # fuzz_srs: HMAC-SHA1 (its harness includes src/policy/srs.c)
+FUZZ_LIBS    += $(shell pkg-config --libs icu-uc) # src/mime/subject.c: RFC 5051 through ICU
 
 build-fuzz/src/%.o: src/%.c
 	@mkdir -p $(dir $@)

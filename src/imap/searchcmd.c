@@ -62,6 +62,8 @@ struct search_job {
 	struct buf out;
 	size_t out_i;
 	bool aborted, inflight, writing;
+	/* imap_search_run: another command takes the matches (SORT, THREAD) */
+	const struct imap_search_hooks *hooks;
 };
 
 static void job_free(struct search_job *j)
@@ -84,6 +86,14 @@ static void job_free(struct search_job *j)
 	free(j->saves);
 	buf_free(&j->out);
 	free(j);
+}
+
+/* The command stops unanswered: imap_search_run's caller frees its part. */
+static void job_drop(struct search_job *j)
+{
+	if (j->hooks != NULL)
+		j->hooks->abort(j->hooks->arg);
+	job_free(j);
 }
 
 static void detach(struct imap_session *s)
@@ -179,6 +189,8 @@ static int match_each(void *arg, const struct store_msg *sm)
 		j->n_res++;
 		if (m.modseq > j->max_modseq)
 			j->max_modseq = m.modseq;
+		if (j->hooks != NULL)
+			j->hooks->match(j->hooks->arg, &m);
 	}
 	if (built.len > 0) {
 		if (j->n_saves == j->cap_saves) {
@@ -463,6 +475,18 @@ static void sort_done(void *arg)
 
 static void slice_next(struct search_job *j);
 
+/* imap_search_run: the matches were handed to hooks->match; the caller's
+ * done takes the (still parked) session over. */
+static void hand_over(struct search_job *j, int result)
+{
+	struct imap_session *s = j->s;
+	const struct imap_search_hooks *h = j->hooks;
+
+	detach(s);
+	job_free(j);
+	h->done(h->arg, s, result);
+}
+
 static void search_done(void *arg, int result, const char *err)
 {
 	struct search_job *j = arg;
@@ -472,7 +496,7 @@ static void search_done(void *arg, int result, const char *err)
 	if (j->aborted || !imap_alive(s)) {
 		if (s->job == j)
 			detach(s);
-		job_free(j);
+		job_drop(j);
 		session_release(&s->base);
 		return;
 	}
@@ -485,6 +509,10 @@ static void search_done(void *arg, int result, const char *err)
 	j->n_saves = 0;
 	if (result < 0) {
 		log_err("imap %s: search: %s", s->base.ip, err != NULL ? err : "error");
+		if (j->hooks != NULL) {
+			hand_over(j, -1);
+			return;
+		}
 		if (j->q.ret_save && s->sel != NULL) {
 			/* RFC 5182 2.1: a failed SAVE empties "$" */
 			x_free(&s->sel->saved);
@@ -508,9 +536,11 @@ static void slice_next(struct search_job *j)
 			j->inflight = true;
 			s->base.busy++;
 			pool_submit(s->srv->workers, sort_work, sort_done, j);
-			return;
+		} else if (j->hooks != NULL) {
+			hand_over(j, 0);
+		} else {
+			respond(j);
 		}
-		respond(j);
 		return;
 	}
 	j->n = 0;
@@ -541,7 +571,7 @@ static void search_abort(struct imap_session *s)
 		return;
 	j->aborted = true;
 	if (!j->inflight)
-		job_free(j);
+		job_drop(j);
 }
 
 /* "*" in the sets of the keys: the highest sequence number or UID. */
@@ -558,17 +588,57 @@ static void resolve_keys(struct imap_session *s, struct imap_search_key *k, bool
 		resolve_keys(s, &k->sub[i], modseq);
 }
 
-void imap_cmd_search(struct imap_session *s, const struct imap_arg *args)
+static void search_start(struct imap_session *s, struct search_job *j)
 {
-	imap_search_run(s, args, false);
+	size_t max;
+
+	resolve_keys(s, &j->q.root, &j->has_modseq_key);
+	if (j->has_modseq_key)
+		imap_enable_condstore(s); /* RFC 7162 3.1 */
+	j->s = s;
+	j->st = s->srv->st;
+	j->user = xstrdup(s->user);
+	j->mailbox = xstrdup(s->sel->name);
+	j->uidvalidity = s->sel->uidvalidity;
+	j->needs_blob = imap_search_needs_blob(&j->q) ||
+			(j->hooks != NULL && j->hooks->needs_blob);
+	j->recent = imap_sel_recent(s, &j->n_recent);
+	if (s->sel->n_saved > 0) {
+		j->saved = xmalloc(s->sel->n_saved * sizeof *j->saved);
+		memcpy(j->saved, s->sel->saved, s->sel->n_saved * sizeof *j->saved);
+		j->n_saved = s->sel->n_saved;
+	}
+	max = j->needs_blob || j->sort_cache ? SEARCH_SLICE_BLOB_MSGS : SEARCH_SLICE_MSGS;
+	j->uids = xmalloc(max * sizeof *j->uids);
+	j->seqs = xmalloc(max * sizeof *j->seqs);
+	s->job = j;
+	s->job_drained = search_drained;
+	s->job_abort = search_abort;
+	session_park(&s->base);
+	slice_next(j);
 }
 
-void imap_search_run(struct imap_session *s, const struct imap_arg *args, bool sort)
+void imap_search_run(struct imap_session *s, struct imap_search *q,
+		     const struct imap_search_hooks *hooks)
+{
+	struct search_job *j = xcalloc(1, sizeof *j);
+
+	j->q = *q;
+	memset(q, 0, sizeof *q);
+	j->hooks = hooks;
+	search_start(s, j);
+}
+
+void imap_cmd_search(struct imap_session *s, const struct imap_arg *args)
+{
+	imap_search_cmd(s, args, false);
+}
+
+void imap_search_cmd(struct imap_session *s, const struct imap_arg *args, bool sort)
 {
 	struct search_job *j = xcalloc(1, sizeof *j);
 	bool bad_charset = false;
 	const char *err = NULL;
-	size_t max;
 	int r = sort ? imap_sort_parse(args, SEARCH_MAX_KEYS, &j->q, &bad_charset, &err)
 		     : imap_search_parse(args, SEARCH_MAX_KEYS, &j->q, &bad_charset, &err);
 
@@ -584,29 +654,7 @@ void imap_search_run(struct imap_session *s, const struct imap_arg *args, bool s
 			imap_tagged(s, "BAD", NULL, "%s", err != NULL ? err : "Invalid search");
 		return;
 	}
-	resolve_keys(s, &j->q.root, &j->has_modseq_key);
-	if (j->has_modseq_key)
-		imap_enable_condstore(s); /* RFC 7162 3.1 */
-	j->s = s;
-	j->st = s->srv->st;
-	j->user = xstrdup(s->user);
-	j->mailbox = xstrdup(s->sel->name);
-	j->uidvalidity = s->sel->uidvalidity;
-	j->needs_blob = imap_search_needs_blob(&j->q);
 	j->sort = sort;
 	j->sort_cache = sort && imap_sort_needs_cache(&j->q);
-	j->recent = imap_sel_recent(s, &j->n_recent);
-	if (s->sel->n_saved > 0) {
-		j->saved = xmalloc(s->sel->n_saved * sizeof *j->saved);
-		memcpy(j->saved, s->sel->saved, s->sel->n_saved * sizeof *j->saved);
-		j->n_saved = s->sel->n_saved;
-	}
-	max = j->needs_blob || j->sort_cache ? SEARCH_SLICE_BLOB_MSGS : SEARCH_SLICE_MSGS;
-	j->uids = xmalloc(max * sizeof *j->uids);
-	j->seqs = xmalloc(max * sizeof *j->seqs);
-	s->job = j;
-	s->job_drained = search_drained;
-	s->job_abort = search_abort;
-	session_park(&s->base);
-	slice_next(j);
+	search_start(s, j);
 }

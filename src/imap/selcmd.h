@@ -39,6 +39,26 @@ void imap_cmd_replace(struct imap_session *s, const struct imap_arg *args);
 void imap_cmd_genurlauth(struct imap_session *s, const struct imap_arg *args);
 void imap_cmd_resetkey(struct imap_session *s, const struct imap_arg *args);
 void imap_cmd_urlfetch(struct imap_session *s, const struct imap_arg *args);
+/* searchcmd.c: the search of SEARCH run for another command (SORT,
+ * THREAD). q (imap_search_parse'd; taken over: *q is emptied) selects the
+ * messages of the view, read in slices on workers as SEARCH does; each
+ * matching message goes to match(arg, m) on the worker, in view order, one
+ * slice at a time (m->msg/len loaded when needs_blob; m valid during the
+ * call only). Then done(arg, s, result) on the loop with the session still
+ * parked: result 0 (all matched), or -1 (the store failed: the caller
+ * answers). abort(arg) instead of done when the session stops meanwhile
+ * (on the loop, once no match call runs any more). hooks must outlive the
+ * run. */
+struct imap_msg;
+struct imap_search_hooks {
+	bool needs_blob;
+	void (*match)(void *arg, const struct imap_msg *m);
+	void (*done)(void *arg, struct imap_session *s, int result);
+	void (*abort)(void *arg);
+	void *arg;
+};
+void imap_search_run(struct imap_session *s, struct imap_search *q,
+		     const struct imap_search_hooks *hooks);
 /* append.c */
 void imap_cmd_append(struct imap_session *s, const struct imap_arg *args);
 /* The reader announced a literal (IMAP_READ_LITERAL) while reading an

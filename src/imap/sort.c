@@ -19,7 +19,7 @@
 
 void imap_cmd_sort(struct imap_session *s, const struct imap_arg *args)
 {
-	imap_search_run(s, args, true);
+	imap_search_cmd(s, args, true);
 }
 
 bool imap_sort_needs_cache(const struct imap_search *q)

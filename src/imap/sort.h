@@ -37,6 +37,6 @@ void imap_sort_row_free(struct imap_sort_row *r);
 void imap_sort_format_set(struct buf *out, const uint32_t *v, size_t n);
 
 /* SEARCH / SORT (searchcmd.c): parses args and runs the search. */
-void imap_search_run(struct imap_session *s, const struct imap_arg *args, bool sort);
+void imap_search_cmd(struct imap_session *s, const struct imap_arg *args, bool sort);
 
 #endif
