@@ -37,3 +37,120 @@ def test_imaptest_group(itsrv, group):
         total += int(n_total)
     assert failed == 0 and total > 0, out[-3000:]
     assert "Error:" not in out, out[-3000:]
+
+
+# (internal date, message): encoded subjects, Re:/Fwd: prefixes, a missing
+# Date (sorts by INTERNALDATE, RFC 5256 2.2), equal keys (ties by sequence
+# number, RFC 5256 3)
+CORPUS = [
+    ("05-Jan-2020 00:00:00 +0000",
+     b"From: Zed Alpha <carl@example.test>\r\nTo: dave@example.test\r\n"
+     b"Cc: Yann <yann@example.test>\r\nSubject: Re: Hello\r\n"
+     b"Date: Wed, 01 Jan 2020 10:00:00 +0000\r\n\r\none\r\n"),
+    ("03-Jan-2020 00:00:00 +0000",
+     b"From: alice@example.test\r\nTo: Bob <bob@example.test>\r\n"
+     b"Subject: =?UTF-8?B?w4RwZmVs?=\r\n\r\ntwo, no Date field\r\n"),
+    ("01-Jan-2020 00:00:00 +0000",
+     b"From: =?UTF-8?Q?=C3=89mile?= <emile@example.test>\r\nTo: carl@example.test\r\n"
+     b"Subject: Fwd: hello\r\nDate: Thu, 02 Jan 2020 08:00:00 +0100\r\n\r\nthree three three\r\n"),
+    ("05-Jan-2020 00:00:00 +0000",
+     b"From: bob@example.test\r\nTo: Alice <alice@example.test>\r\nSubject: Zebra\r\n"
+     b"Date: Wed, 01 Jan 2020 10:00:00 +0000\r\n\r\nfour\r\n"),
+]
+
+
+@pytest.fixture(scope="module")
+def sbox(server):
+    from test_imap_store import append
+    c = server.imap_login()
+    assert c.cmd("CREATE sortbox").ok
+    for date, m in CORPUS:
+        r = append(c, "sortbox", m, "", date)
+        assert r.ok, r
+    r = c.cmd("SELECT sortbox")
+    assert r.ok, r
+    yield c
+    c.close()
+
+
+def one(c, line, prefix):
+    r = c.cmd(line)
+    assert r.ok, r
+    got = [l for l in r.untagged if l.startswith(prefix)]
+    assert len(got) == 1, r
+    return got[0], r.tag
+
+
+@pytest.mark.parametrize("crit,want", [
+    ("SUBJECT", "2 1 3 4"),              # äpfel, hello (Re:), hello (Fwd:), zebra
+    ("REVERSE SUBJECT", "4 1 3 2"),      # REVERSE leaves the tie-break alone
+    ("ARRIVAL", "3 2 1 4"),
+    ("REVERSE ARRIVAL", "1 4 2 3"),
+    ("DATE", "1 4 3 2"),                 # 2 has no Date: its INTERNALDATE
+    ("REVERSE DATE", "2 3 1 4"),
+    ("FROM", "2 4 1 3"),                 # alice bob carl emile
+    ("TO", "4 2 3 1"),                   # alice bob carl dave
+    ("CC", "2 3 4 1"),                   # missing Cc is "" (first)
+    ("DISPLAYFROM", "2 4 3 1"),          # alice@ bob@ Émile Zed Alpha
+    ("DISPLAYTO", "4 2 3 1"),            # Alice Bob carl@ dave@
+    ("SUBJECT REVERSE DATE", "2 3 1 4"),
+    ("DATE SUBJECT", "1 4 3 2"),
+])
+def test_sort_keys(sbox, crit, want):
+    line, _ = one(sbox, "SORT (%s) UTF-8 ALL" % crit, "* SORT")
+    assert line == ("* SORT " + want).rstrip(), crit
+
+
+def test_sort_size_and_search_keys(sbox):
+    sizes = [len(m) for _, m in CORPUS]
+    want = sorted(range(1, 5), key=lambda i: (sizes[i - 1], i))
+    line, _ = one(sbox, "SORT (SIZE) US-ASCII ALL", "* SORT")
+    assert line == "* SORT " + " ".join(map(str, want))
+    line, _ = one(sbox, "SORT (SUBJECT) UTF-8 NOT 2 NOT BODY four", "* SORT")
+    assert line == "* SORT 1 3"
+    line, _ = one(sbox, "SORT (SUBJECT) UTF-8 BODY nothing-like-this", "* SORT")
+    assert line == "* SORT"
+
+
+def test_uid_sort_and_esort(sbox):
+    r = sbox.cmd("UID FETCH 1:* (UID)")
+    uids = [int(l.split("UID ")[1].rstrip(")")) for l in r.untagged if "FETCH" in l]
+    order = [uids[i - 1] for i in (2, 1, 3, 4)]
+    line, _ = one(sbox, "UID SORT (SUBJECT) UTF-8 ALL", "* SORT")
+    assert line == "* SORT " + " ".join(map(str, order))
+    # RFC 5267 3: MIN/MAX are the first/last in the sort order, ALL keeps it
+    line, tag = one(sbox, "SORT RETURN (MIN MAX COUNT ALL) (SUBJECT) UTF-8 ALL", "* ESEARCH")
+    assert line == '* ESEARCH (TAG "%s") MIN 2 MAX 4 COUNT 4 ALL 2,1,3:4' % tag
+    line, tag = one(sbox, "SORT RETURN (COUNT) (SUBJECT) UTF-8 SUBJECT zzz", "* ESEARCH")
+    assert line == '* ESEARCH (TAG "%s") COUNT 0' % tag
+    line, tag = one(sbox, "SORT RETURN () (REVERSE ARRIVAL) UTF-8 ALL", "* ESEARCH")
+    assert line == '* ESEARCH (TAG "%s") ALL 1,4,2:3' % tag
+
+
+def test_partial(sbox):
+    # RFC 9394 3.1 (RFC 5267 4.4): a range of the (sorted) result
+    line, tag = one(sbox, "SORT RETURN (PARTIAL 2:3) (SUBJECT) UTF-8 ALL", "* ESEARCH")
+    assert line == '* ESEARCH (TAG "%s") PARTIAL (2:3 1,3)' % tag
+    line, tag = one(sbox, "SORT RETURN (PARTIAL -1:-2) (SUBJECT) UTF-8 ALL", "* ESEARCH")
+    assert line == '* ESEARCH (TAG "%s") PARTIAL (-1:-2 3:4)' % tag
+    line, tag = one(sbox, "SEARCH RETURN (PARTIAL 3:1 COUNT) ALL", "* ESEARCH")
+    assert line == '* ESEARCH (TAG "%s") COUNT 4 PARTIAL (1:3 1:3)' % tag
+    line, tag = one(sbox, "SEARCH RETURN (PARTIAL 5:9) ALL", "* ESEARCH")
+    assert line == '* ESEARCH (TAG "%s") PARTIAL (5:9 NIL)' % tag
+
+
+@pytest.mark.parametrize("line", [
+    "SORT () UTF-8 ALL", "SORT (REVERSE) UTF-8 ALL", "SORT (SUBJECT FOO) UTF-8 ALL",
+    "SORT (SUBJECT) UTF-8", "SORT (SUBJECT)", "SORT SUBJECT UTF-8 ALL",
+    "SORT RETURN (PARTIAL 1:*) (SUBJECT) UTF-8 ALL", "SORT RETURN (PARTIAL 0:3) (SUBJECT) UTF-8 ALL",
+    "SEARCH RETURN (PARTIAL 1) ALL", "SEARCH RETURN (PARTIAL -1:3) ALL",
+    "SEARCH RETURN (PARTIAL 1:2 ALL) ALL",
+])
+def test_sort_bad(sbox, line):
+    r = sbox.cmd(line)
+    assert r.status == "BAD", r
+
+
+def test_sort_badcharset(sbox):
+    r = sbox.cmd("SORT (SUBJECT) KOI8-R ALL")
+    assert r.status == "NO" and r.text.startswith("[BADCHARSET (US-ASCII UTF-8)]"), r
