@@ -40,6 +40,13 @@ struct search_job {
 	bool sort, sort_cache;
 	struct imap_sort_row *rows;
 	size_t n_rows, cap_rows;
+	/* RETURN (UPDATE) (RFC 5267 4, sort.c): every message's static keys */
+	bool ctx_on;
+	const struct imap_search_key *leaf[IMAP_CTX_MAX_LEAVES];
+	size_t n_leaf;
+	uint32_t *cx_uid;
+	uint64_t *cx_bits;
+	size_t cx_n, cx_cap;
 	struct store_uid_range *recent; /* \Recent (select.c) */
 	size_t n_recent;
 	uint32_t *saved; /* copy of "$" for the workers */
@@ -81,6 +88,8 @@ static void job_free(struct search_job *j)
 	for (size_t i = 0; i < j->n_rows; i++)
 		imap_sort_row_free(&j->rows[i]);
 	free(j->rows);
+	free(j->cx_uid);
+	free(j->cx_bits);
 	for (size_t i = 0; i < j->n_saves; i++)
 		buf_free(&j->saves[i].cache);
 	free(j->saves);
@@ -170,6 +179,15 @@ static int match_each(void *arg, const struct store_msg *sm)
 			}
 		}
 	}
+	if (j->ctx_on) {
+		if (j->cx_n == j->cx_cap) {
+			j->cx_cap = j->cx_cap ? j->cx_cap * 2 : 64;
+			j->cx_uid = xrealloc(j->cx_uid, j->cx_cap * sizeof *j->cx_uid);
+			j->cx_bits = xrealloc(j->cx_bits, j->cx_cap * sizeof *j->cx_bits);
+		}
+		j->cx_uid[j->cx_n] = m.uid;
+		j->cx_bits[j->cx_n++] = imap_ctx_leaf_bits(j->leaf, j->n_leaf, &m);
+	}
 	if (j->sort && imap_search_match(&j->q, &m, j->saved, j->n_saved)) {
 		if (j->n_rows == j->cap_rows) {
 			j->cap_rows = j->cap_rows ? j->cap_rows * 2 : 64;
@@ -254,6 +272,11 @@ static void finish(struct search_job *j, const char *status, const char *code, c
 	struct imap_session *s = j->s;
 
 	detach(s);
+	if (j->ctx_on && strcmp(status, "OK") == 0 && s->sel != NULL) {
+		imap_ctx_start(s, &j->q, j->cx_uid, j->cx_bits, j->cx_n, j->res_uid, j->n_res);
+		j->cx_uid = NULL;
+		j->cx_bits = NULL;
+	}
 	job_free(j);
 	imap_tagged(s, status, code, "%s", text);
 	imap_cmd_done(s);
@@ -656,5 +679,14 @@ void imap_search_cmd(struct imap_session *s, const struct imap_arg *args, bool s
 	}
 	j->sort = sort;
 	j->sort_cache = sort && imap_sort_needs_cache(&j->q);
+	if (j->q.ret_update) {
+		/* RFC 5267 4: CONTEXT=SEARCH; SORT's updates are not kept */
+		if (sort || imap_ctx_leaves(&j->q, j->leaf, &j->n_leaf) < 0) {
+			job_free(j);
+			imap_tagged(s, "NO", "CANNOT", "Cannot keep this result up to date");
+			return;
+		}
+		j->ctx_on = true;
+	}
 	search_start(s, j);
 }

@@ -290,6 +290,12 @@ void imap_sort_row_free(struct imap_sort_row *r)
 		x_free(&r->str[i]);
 }
 
+static int cmp_u32_sort(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
 static int cmp_num(int64_t a, int64_t b)
 {
 	return a < b ? -1 : a > b;
@@ -352,4 +358,564 @@ void imap_sort_format_set(struct buf *out, const uint32_t *v, size_t n)
 			buf_printf(out, "%u", v[i]);
 		i = j + 1;
 	}
+}
+
+/* ---- CONTEXT=SEARCH (RFC 5267 4) ---- */
+
+#include <inttypes.h>
+#include <unistd.h>
+
+#include "store/store.h"
+
+struct ctx_fresh {
+	uint32_t uid;
+	uint64_t bits;
+	bool match;
+};
+
+struct imap_ctx {
+	struct imap_ctx *next;
+	struct imap_session *s;
+	char *tag;
+	bool uid, dead;
+	int refs;
+	struct imap_search q;
+	const struct imap_search_key *leaf[IMAP_CTX_MAX_LEAVES];
+	size_t n_leaf;
+	uint32_t *saved; /* "$" as of the search */
+	size_t n_saved;
+	/* every message of the view and its static keys' bits */
+	uint32_t *uids;
+	uint64_t *bits;
+	size_t n, cap;
+	/* the result as sorted UIDs, and what the client was not told yet */
+	uint32_t *res, *add, *rem;
+	size_t n_res, cap_res, n_add, cap_add, n_rem, cap_rem;
+	/* new messages evaluated on a worker, not announced yet */
+	struct ctx_fresh *fresh;
+	size_t n_fresh, cap_fresh;
+};
+
+static struct imap_ctx *ctx_list; /* the loop's; few sessions use it */
+
+static bool key_static(enum imap_search_kind k)
+{
+	switch (k) {
+	case IMAP_SK_BEFORE:
+	case IMAP_SK_ON:
+	case IMAP_SK_SINCE:
+	case IMAP_SK_SENTBEFORE:
+	case IMAP_SK_SENTON:
+	case IMAP_SK_SENTSINCE:
+	case IMAP_SK_LARGER:
+	case IMAP_SK_SMALLER:
+	case IMAP_SK_HEADER:
+	case IMAP_SK_BODY:
+	case IMAP_SK_TEXT:
+	case IMAP_SK_OLDER:
+	case IMAP_SK_YOUNGER:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static int collect(const struct imap_search_key *k, const struct imap_search_key **leaf,
+		   size_t *n)
+{
+	if (key_static(k->kind)) {
+		if (*n == IMAP_CTX_MAX_LEAVES)
+			return -1;
+		leaf[(*n)++] = k;
+		return 0;
+	}
+	for (size_t i = 0; i < k->n_sub; i++)
+		if (collect(&k->sub[i], leaf, n) < 0)
+			return -1;
+	return 0;
+}
+
+int imap_ctx_leaves(const struct imap_search *q, const struct imap_search_key **leaf,
+		    size_t *n_r)
+{
+	*n_r = 0;
+	return collect(&q->root, leaf, n_r);
+}
+
+static bool key_one(const struct imap_search_key *k, const struct imap_msg *m,
+		    const uint32_t *saved, size_t n_saved)
+{
+	struct imap_search t;
+	memset(&t, 0, sizeof t);
+	t.root = *k; /* shallow: the key's own tree */
+	return imap_search_match(&t, m, saved, n_saved);
+}
+
+uint64_t imap_ctx_leaf_bits(const struct imap_search_key *const *leaf, size_t n,
+			    const struct imap_msg *m)
+{
+	uint64_t b = 0;
+	for (size_t i = 0; i < n; i++)
+		if (key_one(leaf[i], m, NULL, 0))
+			b |= (uint64_t)1 << i;
+	return b;
+}
+
+/* q evaluated for m with the static keys' results taken from bits */
+static bool ev(const struct imap_ctx *c, const struct imap_search_key *k,
+	       const struct imap_msg *m, uint64_t bits)
+{
+	switch (k->kind) {
+	case IMAP_SK_AND:
+		for (size_t i = 0; i < k->n_sub; i++)
+			if (!ev(c, &k->sub[i], m, bits))
+				return false;
+		return true;
+	case IMAP_SK_OR:
+		for (size_t i = 0; i < k->n_sub; i++)
+			if (ev(c, &k->sub[i], m, bits))
+				return true;
+		return false;
+	case IMAP_SK_NOT:
+		return k->n_sub > 0 && !ev(c, &k->sub[0], m, bits);
+	default:
+		for (size_t i = 0; i < c->n_leaf; i++)
+			if (c->leaf[i] == k)
+				return (bits >> i) & 1;
+		return key_one(k, m, c->saved, c->n_saved);
+	}
+}
+
+static bool u32_find(const uint32_t *v, size_t n, uint32_t x, size_t *at)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v[mid] < x)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*at = lo;
+	return lo < n && v[lo] == x;
+}
+
+static void u32_insert(uint32_t **v, size_t *n, size_t *cap, size_t at, uint32_t x)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		*v = xrealloc(*v, *cap * sizeof **v);
+	}
+	memmove(*v + at + 1, *v + at, (*n - at) * sizeof **v);
+	(*v)[at] = x;
+	(*n)++;
+}
+
+static void u32_remove(uint32_t *v, size_t *n, size_t at)
+{
+	memmove(v + at, v + at + 1, (*n - at - 1) * sizeof *v);
+	(*n)--;
+}
+
+/* a pending change: one of add/rem cancels the other */
+static void pend(uint32_t **v, size_t *n, size_t *cap, uint32_t **other, size_t *n_other,
+		 uint32_t uid)
+{
+	for (size_t i = 0; i < *n_other; i++)
+		if ((*other)[i] == uid) {
+			u32_remove(*other, n_other, i);
+			return;
+		}
+	u32_insert(v, n, cap, *n, uid);
+}
+
+static void ctx_unref(struct imap_ctx *c)
+{
+	if (--c->refs > 0)
+		return;
+	imap_search_free(&c->q);
+	free(c->tag);
+	free(c->saved);
+	free(c->uids);
+	free(c->bits);
+	free(c->res);
+	free(c->add);
+	free(c->rem);
+	free(c->fresh);
+	free(c);
+}
+
+static void ctx_unlink(struct imap_ctx *c)
+{
+	for (struct imap_ctx **pp = &ctx_list; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	c->dead = true;
+	ctx_unref(c);
+}
+
+void imap_ctx_start(struct imap_session *s, struct imap_search *q, uint32_t *uids,
+		    uint64_t *bits, size_t n, const uint32_t *res, size_t n_res)
+{
+	struct imap_ctx *c = xcalloc(1, sizeof *c);
+
+	/* RFC 5267 4.2: a new UPDATE search of the same tag replaces it */
+	for (struct imap_ctx *o = ctx_list; o != NULL; o = o->next)
+		if (o->s == s && strcmp(o->tag, s->tag) == 0) {
+			ctx_unlink(o);
+			break;
+		}
+	c->s = s;
+	c->tag = xstrdup(s->tag);
+	c->uid = s->uid;
+	c->refs = 1;
+	c->q = *q;
+	memset(q, 0, sizeof *q);
+	if (imap_ctx_leaves(&c->q, c->leaf, &c->n_leaf) < 0)
+		c->n_leaf = 0; /* refused at the start (searchcmd.c) */
+	if (s->sel != NULL && s->sel->n_saved > 0) {
+		c->saved = xmalloc(s->sel->n_saved * sizeof *c->saved);
+		memcpy(c->saved, s->sel->saved, s->sel->n_saved * sizeof *c->saved);
+		c->n_saved = s->sel->n_saved;
+	}
+	c->uids = uids;
+	c->bits = bits;
+	c->n = c->cap = n;
+	if (n_res > 0) {
+		c->res = xmalloc(n_res * sizeof *c->res);
+		memcpy(c->res, res, n_res * sizeof *c->res);
+		qsort(c->res, n_res, sizeof *c->res, cmp_u32_sort);
+	}
+	c->n_res = c->cap_res = n_res;
+	c->next = ctx_list;
+	ctx_list = c;
+}
+
+void imap_ctx_flags(struct imap_session *s, uint32_t uid, const char *flags, uint64_t modseq)
+{
+	struct imap_msg m;
+	const char *kw = "";
+	struct store_uid_range *recent = NULL;
+	size_t n_recent = 0, at, r_at;
+	bool have_recent = false;
+
+	for (struct imap_ctx *c = ctx_list; c != NULL; c = c->next) {
+		if (c->s != s || !u32_find(c->uids, c->n, uid, &at))
+			continue;
+		if (!have_recent) {
+			recent = imap_sel_recent(s, &n_recent);
+			have_recent = true;
+		}
+		memset(&m, 0, sizeof m);
+		m.uid = uid;
+		m.seq = imap_view_seq(s, uid);
+		m.modseq = modseq;
+		m.sysflags = imap_flags_from_store(flags != NULL ? flags : "", &kw);
+		m.keywords = kw != NULL ? kw : "";
+		if (imap_recent_in(recent, n_recent, uid))
+			m.sysflags |= IMAP_F_RECENT;
+		bool now = ev(c, &c->q.root, &m, c->bits[at]);
+		bool was = u32_find(c->res, c->n_res, uid, &r_at);
+		if (now && !was) {
+			u32_insert(&c->res, &c->n_res, &c->cap_res, r_at, uid);
+			pend(&c->add, &c->n_add, &c->cap_add, &c->rem, &c->n_rem, uid);
+		} else if (!now && was) {
+			u32_remove(c->res, &c->n_res, r_at);
+			pend(&c->rem, &c->n_rem, &c->cap_rem, &c->add, &c->n_add, uid);
+		}
+	}
+	free(recent);
+}
+
+/* "* ESEARCH (TAG t) [UID] what (pos set)"; nums sorted ascending */
+static void send_update(struct imap_ctx *c, const char *what, uint32_t pos, const uint32_t *nums,
+			size_t n)
+{
+	struct buf b = BUF_INIT;
+
+	buf_appends(&b, "* ESEARCH (TAG ");
+	imap_append_string(&b, c->tag, strlen(c->tag));
+	buf_printf(&b, ")%s %s (%" PRIu32 " ", c->uid ? " UID" : "", what, pos);
+	imap_seqset_format(&b, nums, n);
+	buf_appends(&b, ")\r\n");
+	imap_send(c->s, b.data, b.len);
+	buf_free(&b);
+}
+
+/* RFC 5267 4.3: the position of uid in the (UID ordered) result, 1-based */
+static uint32_t res_pos(const struct imap_ctx *c, uint32_t uid)
+{
+	size_t at;
+	u32_find(c->res, c->n_res, uid, &at);
+	return (uint32_t)at + 1;
+}
+
+static void flush_one(struct imap_ctx *c, uint32_t **v, size_t *n, const char *what)
+{
+	struct imap_session *s = c->s;
+	uint32_t *nums;
+	size_t k = 0;
+
+	if (*n == 0)
+		return;
+	qsort(*v, *n, sizeof **v, cmp_u32_sort);
+	nums = xmalloc(*n * sizeof *nums);
+	for (size_t i = 0; i < *n; i++) {
+		uint32_t num = c->uid ? (*v)[i] : imap_view_seq(s, (*v)[i]);
+		if (num != 0)
+			nums[k++] = num;
+	}
+	if (!c->uid)
+		qsort(nums, k, sizeof *nums, cmp_u32_sort);
+	if (k > 0)
+		send_update(c, what, res_pos(c, (*v)[0]), nums, k);
+	free(nums);
+	*n = 0;
+}
+
+void imap_ctx_flush(struct imap_session *s)
+{
+	for (struct imap_ctx *c = ctx_list; c != NULL; c = c->next) {
+		if (c->s != s)
+			continue;
+		flush_one(c, &c->rem, &c->n_rem, "REMOVEFROM");
+		flush_one(c, &c->add, &c->n_add, "ADDTO");
+	}
+}
+
+void imap_ctx_expunge(struct imap_session *s, const uint32_t *uids, const uint32_t *seqs,
+		      size_t n)
+{
+	for (struct imap_ctx *c = ctx_list; c != NULL; c = c->next) {
+		uint32_t *nums, first = 0;
+		size_t k = 0, at;
+
+		if (c->s != s)
+			continue;
+		nums = xmalloc((n ? n : 1) * sizeof *nums);
+		for (size_t i = 0; i < n; i++) {
+			if (u32_find(c->uids, c->n, uids[i], &at)) {
+				memmove(c->bits + at, c->bits + at + 1, (c->n - at - 1) * sizeof *c->bits);
+				u32_remove(c->uids, &c->n, at);
+			}
+			for (size_t j = 0; j < c->n_add; j++)
+				if (c->add[j] == uids[i])
+					u32_remove(c->add, &c->n_add, j--);
+			for (size_t j = 0; j < c->n_rem; j++)
+				if (c->rem[j] == uids[i])
+					u32_remove(c->rem, &c->n_rem, j--);
+			if (u32_find(c->res, c->n_res, uids[i], &at)) {
+				if (k == 0)
+					first = (uint32_t)at + 1;
+				u32_remove(c->res, &c->n_res, at);
+				nums[k++] = c->uid ? uids[i] : seqs[i];
+			}
+		}
+		/* before the EXPUNGE responses: the numbers are still valid */
+		if (k > 0) {
+			qsort(nums, k, sizeof *nums, cmp_u32_sort);
+			send_update(c, "REMOVEFROM", first, nums, k);
+		}
+		free(nums);
+	}
+}
+
+void imap_ctx_drop(struct imap_session *s)
+{
+	struct imap_ctx *c = ctx_list, *next;
+	for (; c != NULL; c = next) {
+		next = c->next;
+		if (c->s == s)
+			ctx_unlink(c);
+	}
+}
+
+struct imap_ctx_sync {
+	char *user, *mailbox;
+	uint32_t uidvalidity, from;
+	struct imap_ctx **ctx;
+	size_t n_ctx;
+	struct {
+		size_t ci;
+		struct ctx_fresh f;
+	} *v;
+	size_t n, cap;
+	struct imap_blob blob;
+	struct store_snap *sn;
+};
+
+struct imap_ctx_sync *imap_ctx_sync_prepare(struct imap_session *s, uint32_t from_uid)
+{
+	struct imap_ctx_sync *w = NULL;
+
+	for (struct imap_ctx *c = ctx_list; c != NULL; c = c->next) {
+		if (c->s != s)
+			continue;
+		if (w == NULL) {
+			w = xcalloc(1, sizeof *w);
+			w->user = xstrdup(s->user);
+			w->mailbox = xstrdup(s->sel->name);
+			w->uidvalidity = s->sel->uidvalidity;
+			w->from = from_uid;
+		}
+		w->ctx = xrealloc(w->ctx, (w->n_ctx + 1) * sizeof *w->ctx);
+		w->ctx[w->n_ctx++] = c;
+		c->refs++;
+	}
+	return w;
+}
+
+static int sync_each_new(void *arg, const struct store_msg *sm)
+{
+	struct imap_ctx_sync *w = arg;
+	struct imap_msg m;
+	struct mime_cache mc;
+	struct buf built = BUF_INIT;
+	const char *kw = "";
+	const char *p = "";
+	size_t len = 0;
+	int fd = -1;
+	char *err = NULL;
+
+	memset(&m, 0, sizeof m);
+	m.uid = sm->uid;
+	m.modseq = sm->modseq;
+	m.size = sm->size;
+	m.internaldate = sm->internaldate;
+	m.internaldate_tz = sm->internaldate_tz;
+	m.sysflags = imap_flags_from_store(sm->flags != NULL ? sm->flags : "", &kw);
+	m.keywords = kw != NULL ? kw : "";
+	if (store_snap_blob_open(w->sn, sm->blob, &fd, &err) == 0) {
+		if (imap_blob_load(&w->blob, fd, &p, &len) < 0) {
+			p = "";
+			len = 0;
+		}
+		close(fd);
+		m.msg = p;
+		m.len = len;
+		if (sm->cache != NULL && mime_cache_open(&mc, sm->cache, sm->cache_len)) {
+			m.mc = &mc;
+		} else {
+			mime_cache_build(m.msg, m.len, &built);
+			if (mime_cache_open(&mc, built.data, built.len))
+				m.mc = &mc;
+		}
+	}
+	free(err);
+	for (size_t i = 0; i < w->n_ctx; i++) {
+		struct imap_ctx *c = w->ctx[i];
+		if (w->n == w->cap) {
+			w->cap = w->cap ? w->cap * 2 : 8;
+			w->v = xrealloc(w->v, w->cap * sizeof *w->v);
+		}
+		w->v[w->n].ci = i;
+		w->v[w->n].f.uid = m.uid;
+		w->v[w->n].f.bits = imap_ctx_leaf_bits(c->leaf, c->n_leaf, &m);
+		w->v[w->n].f.match = imap_search_match(&c->q, &m, c->saved, c->n_saved);
+		w->n++;
+	}
+	buf_free(&built);
+	return 0;
+}
+
+int imap_ctx_sync_work(struct store_snap *sn, struct imap_ctx_sync *w, char **err_r)
+{
+	struct store_uid_range r = {w->from, UINT32_MAX};
+	int res;
+
+	w->sn = sn;
+	res = store_snap_messages(sn, w->user, w->mailbox, w->uidvalidity, &r, 1, 0, true,
+				  sync_each_new, w, err_r);
+	imap_blob_free(&w->blob);
+	return res < 0 ? -1 : 0;
+}
+
+void imap_ctx_sync_done(struct imap_session *s, struct imap_ctx_sync *w)
+{
+	(void)s;
+	if (w == NULL)
+		return;
+	for (size_t i = 0; i < w->n; i++) {
+		struct imap_ctx *c = w->ctx[w->v[i].ci];
+		bool dup = false;
+		if (c->dead)
+			continue;
+		for (size_t k = 0; k < c->n_fresh; k++)
+			if (c->fresh[k].uid == w->v[i].f.uid) {
+				c->fresh[k] = w->v[i].f;
+				dup = true;
+			}
+		if (dup)
+			continue;
+		if (c->n_fresh == c->cap_fresh) {
+			c->cap_fresh = c->cap_fresh ? c->cap_fresh * 2 : 8;
+			c->fresh = xrealloc(c->fresh, c->cap_fresh * sizeof *c->fresh);
+		}
+		c->fresh[c->n_fresh++] = w->v[i].f;
+	}
+	for (size_t i = 0; i < w->n_ctx; i++)
+		ctx_unref(w->ctx[i]);
+	free(w->ctx);
+	free(w->v);
+	free(w->user);
+	free(w->mailbox);
+	free(w);
+}
+
+void imap_ctx_new(struct imap_session *s, const uint32_t *uids, size_t n)
+{
+	for (struct imap_ctx *c = ctx_list; c != NULL; c = c->next) {
+		if (c->s != s)
+			continue;
+		for (size_t i = 0; i < n; i++) {
+			struct ctx_fresh f = {uids[i], 0, false};
+			size_t at;
+			for (size_t k = 0; k < c->n_fresh; k++)
+				if (c->fresh[k].uid == uids[i]) {
+					f = c->fresh[k];
+					c->fresh[k--] = c->fresh[--c->n_fresh];
+				}
+			if (u32_find(c->uids, c->n, uids[i], &at))
+				continue;
+			size_t old_cap = c->cap;
+			u32_insert(&c->uids, &c->n, &c->cap, at, uids[i]);
+			if (c->cap != old_cap)
+				c->bits = xrealloc(c->bits, c->cap * sizeof *c->bits);
+			memmove(c->bits + at + 1, c->bits + at, (c->n - 1 - at) * sizeof *c->bits);
+			c->bits[at] = f.bits;
+			if (f.match && !u32_find(c->res, c->n_res, uids[i], &at)) {
+				u32_insert(&c->res, &c->n_res, &c->cap_res, at, uids[i]);
+				pend(&c->add, &c->n_add, &c->cap_add, &c->rem, &c->n_rem, uids[i]);
+			}
+		}
+	}
+}
+
+/* CANCELUPDATE tag... (RFC 5267 4.2) */
+void imap_cmd_cancelupdate(struct imap_session *s, const struct imap_arg *args)
+{
+	if (args[0].type == IMAP_ARG_EOL) {
+		imap_tagged(s, "BAD", NULL, "Missing tag");
+		return;
+	}
+	for (const struct imap_arg *a = args; a->type != IMAP_ARG_EOL; a++) {
+		const char *t;
+		size_t n;
+		if (a->type != IMAP_ARG_QUOTED && a->type != IMAP_ARG_LITERAL) {
+			imap_tagged(s, "BAD", NULL, "Invalid tag");
+			return;
+		}
+		if (!imap_arg_astring(a, &t, &n)) {
+			imap_tagged(s, "BAD", NULL, "Invalid tag");
+			return;
+		}
+		for (struct imap_ctx *c = ctx_list; c != NULL; c = c->next)
+			if (c->s == s && strlen(c->tag) == n && memcmp(c->tag, t, n) == 0) {
+				ctx_unlink(c);
+				break;
+			}
+	}
+	imap_tagged(s, "OK", NULL, "CANCELUPDATE completed");
 }

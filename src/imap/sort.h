@@ -40,3 +40,40 @@ void imap_sort_format_set(struct buf *out, const uint32_t *v, size_t n);
 void imap_search_cmd(struct imap_session *s, const struct imap_arg *args, bool sort);
 
 #endif
+
+/* ---- CONTEXT=SEARCH (RFC 5267 4): SEARCH RETURN (UPDATE ...) ----
+ * The result is kept up to date as flags change, messages arrive and are
+ * expunged: ESEARCH ADDTO / REMOVEFROM before the next tagged reply. The
+ * keys that depend on a message's content or other fixed data (dates,
+ * sizes, header and body text: "static" keys) are evaluated once per
+ * message on a worker, their results kept as bits (at most
+ * IMAP_CTX_MAX_LEAVES static keys); flag changes are then evaluated on the
+ * loop from those bits. */
+#define IMAP_CTX_MAX_LEAVES 64
+struct imap_search_key;
+/* The static keys of q in a fixed order; -1 if there are too many. */
+int imap_ctx_leaves(const struct imap_search *q, const struct imap_search_key **leaf,
+		    size_t *n_r);
+/* The bits of the static keys for m (on a worker; m with its content). */
+uint64_t imap_ctx_leaf_bits(const struct imap_search_key *const *leaf, size_t n,
+			    const struct imap_msg *m);
+/* The search is done: q (taken over, emptied), every message of the view
+ * (uids sorted, their bits; both taken), the result (sorted UIDs). */
+void imap_ctx_start(struct imap_session *s, struct imap_search *q, uint32_t *uids,
+		    uint64_t *bits, size_t n, const uint32_t *res, size_t n_res);
+/* select.c / storecmd.c hooks */
+void imap_ctx_flags(struct imap_session *s, uint32_t uid, const char *flags, uint64_t modseq);
+void imap_ctx_expunge(struct imap_session *s, const uint32_t *uids, const uint32_t *seqs,
+		      size_t n);
+void imap_ctx_flush(struct imap_session *s);
+void imap_ctx_drop(struct imap_session *s);
+/* New messages: prepared on the loop when a read of changes starts (NULL:
+ * no context), run on its worker, merged when it ends (and freed), then
+ * imap_ctx_new when they are announced. */
+struct store_snap;
+struct imap_ctx_sync;
+struct imap_ctx_sync *imap_ctx_sync_prepare(struct imap_session *s, uint32_t from_uid);
+int imap_ctx_sync_work(struct store_snap *sn, struct imap_ctx_sync *w, char **err_r);
+void imap_ctx_sync_done(struct imap_session *s, struct imap_ctx_sync *w);
+void imap_ctx_new(struct imap_session *s, const uint32_t *uids, size_t n);
+void imap_cmd_cancelupdate(struct imap_session *s, const struct imap_arg *args);
