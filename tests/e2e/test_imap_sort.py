@@ -154,3 +154,50 @@ def test_sort_bad(sbox, line):
 def test_sort_badcharset(sbox):
     r = sbox.cmd("SORT (SUBJECT) KOI8-R ALL")
     assert r.status == "NO" and r.text.startswith("[BADCHARSET (US-ASCII UTF-8)]"), r
+
+
+def test_context_update(server):
+    # RFC 5267 4: SEARCH RETURN (UPDATE) follows our STOREs, another
+    # session's STORE, a new message (its body checked on a worker) and
+    # expunges, until CANCELUPDATE
+    from test_imap_store import append
+    c = server.imap_login()
+    o = server.imap_login()
+    assert c.cmd("CREATE ctxbox").ok
+    for i in range(4):
+        body = b"apple" if i != 2 else b"pear"
+        assert append(c, "ctxbox", b"Subject: m%d\r\n\r\n%s\r\n" % (i, body)).ok
+    assert c.cmd("SELECT ctxbox").ok
+    assert o.cmd("SELECT ctxbox").ok
+    r = c.cmd("SEARCH RETURN (UPDATE COUNT) BODY apple SEEN")
+    tag = r.tag
+    assert r.ok and r.untagged == ['* ESEARCH (TAG "%s") COUNT 0' % tag], r
+    r = c.cmd("STORE 1:3 +FLAGS.SILENT (\\Seen)")
+    assert r.ok and r.untagged == ['* ESEARCH (TAG "%s") ADDTO (1 1:2)' % tag], r
+    # another session's change arrives with the next command's updates
+    assert o.cmd("STORE 4 +FLAGS.SILENT (\\Seen)").ok
+    assert o.cmd("STORE 1 -FLAGS.SILENT (\\Seen)").ok
+    r = c.cmd("NOOP")
+    want = ['* ESEARCH (TAG "%s") REMOVEFROM (1 1)' % tag,
+            '* ESEARCH (TAG "%s") ADDTO (2 4)' % tag]
+    assert r.ok and [l for l in r.untagged if "ESEARCH" in l] == want, r
+    # a new message from elsewhere: matched by its content
+    assert append(o, "ctxbox", b"Subject: m4\r\n\r\napple pie\r\n", "(\\Seen)").ok
+    assert append(o, "ctxbox", b"Subject: m5\r\n\r\nno fruit\r\n", "(\\Seen)").ok
+    r = c.cmd("NOOP")
+    assert r.ok and "* 6 EXISTS" in r.untagged, r
+    assert [l for l in r.untagged if "ESEARCH" in l] == ['* ESEARCH (TAG "%s") ADDTO (3 5)' % tag], r
+    # expunge: REMOVEFROM with the numbers before the EXPUNGE responses
+    assert c.cmd("STORE 2 +FLAGS.SILENT (\\Deleted)").ok
+    r = c.cmd("EXPUNGE")
+    assert r.ok and r.untagged[:2] == ['* ESEARCH (TAG "%s") REMOVEFROM (1 2)' % tag,
+                                       "* 2 EXPUNGE"], r
+    r = c.cmd('CANCELUPDATE "%s"' % tag)
+    assert r.ok, r
+    r = c.cmd("STORE 1 +FLAGS.SILENT (\\Seen)")
+    assert r.ok and not [l for l in r.untagged if "ESEARCH" in l], r
+    # SORT results are not kept up to date: refused, not silently ignored
+    r = c.cmd("SORT RETURN (UPDATE) (SUBJECT) UTF-8 ALL")
+    assert r.status == "NO" and "[CANNOT]" in r.text, r
+    c.close()
+    o.close()
