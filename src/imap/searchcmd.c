@@ -114,6 +114,55 @@ static void detach(struct imap_session *s)
 
 /* ---- matching, on a worker ---- */
 
+int imap_search_load(struct store_snap *sn, const struct store_msg *sm, bool need_blob,
+		     struct imap_blob *bl, struct imap_msg *m, struct mime_cache *mc,
+		     struct buf *built)
+{
+	/* SORT's keys come from the cache alone: the blob is read when a
+	 * search key needs it or the cache must be built */
+	bool have_mc = sm->cache != NULL && mime_cache_open(mc, sm->cache, sm->cache_len);
+	char *err = NULL;
+	const char *p = "";
+	size_t len = 0;
+	int fd;
+
+	if (have_mc)
+		m->mc = mc;
+	if (!need_blob && have_mc)
+		return 0;
+	if (store_snap_blob_open(sn, sm->blob, &fd, &err) < 0) {
+		free(err);
+		return -1;
+	}
+	if (imap_blob_load(bl, fd, &p, &len) < 0) {
+		p = "";
+		len = 0;
+	}
+	close(fd);
+	m->msg = p;
+	m->len = len;
+	if (!have_mc) {
+		mime_cache_build(m->msg, m->len, built);
+		if (mime_cache_open(mc, built->data, built->len))
+			m->mc = mc;
+	}
+	return 0;
+}
+
+void imap_search_msg(struct imap_msg *m, const struct store_msg *sm)
+{
+	const char *kw = "";
+
+	memset(m, 0, sizeof *m);
+	m->uid = sm->uid;
+	m->modseq = sm->modseq;
+	m->size = sm->size;
+	m->internaldate = sm->internaldate;
+	m->internaldate_tz = sm->internaldate_tz;
+	m->sysflags = imap_flags_from_store(sm->flags != NULL ? sm->flags : "", &kw);
+	m->keywords = kw != NULL ? kw : "";
+}
+
 struct match_ctx {
 	struct search_job *j;
 	struct store_snap *sn;
@@ -126,9 +175,7 @@ static int match_each(void *arg, const struct store_msg *sm)
 	struct search_job *j = cx->j;
 	struct imap_msg m;
 	struct mime_cache mc;
-	const char *kw = "";
 	size_t lo = 0, hi = j->n;
-	int fd = -1;
 	struct buf built = BUF_INIT;
 
 	while (lo < hi) {
@@ -140,45 +187,13 @@ static int match_each(void *arg, const struct store_msg *sm)
 	}
 	if (lo >= j->n || j->uids[lo] != sm->uid)
 		return 0;
-	memset(&m, 0, sizeof m);
+	imap_search_msg(&m, sm);
 	m.seq = j->seqs[lo];
-	m.uid = sm->uid;
-	m.modseq = sm->modseq;
-	m.size = sm->size;
-	m.internaldate = sm->internaldate;
-	m.internaldate_tz = sm->internaldate_tz;
-	m.sysflags = imap_flags_from_store(sm->flags != NULL ? sm->flags : "", &kw);
-	m.keywords = kw != NULL ? kw : "";
 	if (imap_recent_in(j->recent, j->n_recent, sm->uid))
 		m.sysflags |= IMAP_F_RECENT;
-	if (j->needs_blob || j->sort_cache) {
-		/* SORT's keys come from the cache alone: the blob is read
-		 * when a search key needs it or the cache must be built */
-		bool have_mc = sm->cache != NULL && mime_cache_open(&mc, sm->cache, sm->cache_len);
-		if (have_mc)
-			m.mc = &mc;
-		if (j->needs_blob || !have_mc) {
-			char *err = NULL;
-			const char *p = "";
-			size_t len = 0;
-			if (store_snap_blob_open(cx->sn, sm->blob, &fd, &err) < 0) {
-				free(err);
-				return 0; /* gone meanwhile */
-			}
-			if (imap_blob_load(&cx->blob, fd, &p, &len) < 0) {
-				p = "";
-				len = 0;
-			}
-			close(fd);
-			m.msg = p;
-			m.len = len;
-			if (!have_mc) {
-				mime_cache_build(m.msg, m.len, &built);
-				if (mime_cache_open(&mc, built.data, built.len))
-					m.mc = &mc;
-			}
-		}
-	}
+	if ((j->needs_blob || j->sort_cache) &&
+	    imap_search_load(cx->sn, sm, j->needs_blob, &cx->blob, &m, &mc, &built) < 0)
+		return 0; /* gone meanwhile */
 	if (j->ctx_on) {
 		if (j->cx_n == j->cx_cap) {
 			j->cx_cap = j->cx_cap ? j->cx_cap * 2 : 64;
@@ -477,21 +492,29 @@ static void sort_work(void *arg)
 	j->n_rows = j->cap_rows = 0;
 }
 
-static void sort_done(void *arg)
+/* A worker step of j ended: false (j freed) if the command stopped. */
+static bool job_back(struct search_job *j)
 {
-	struct search_job *j = arg;
 	struct imap_session *s = j->s;
 
 	j->inflight = false;
 	if (j->aborted || !imap_alive(s)) {
 		if (s->job == j)
 			detach(s);
-		job_free(j);
+		job_drop(j);
 		session_release(&s->base);
-		return;
+		return false;
 	}
 	session_release(&s->base);
-	respond(j);
+	return true;
+}
+
+static void sort_done(void *arg)
+{
+	struct search_job *j = arg;
+
+	if (job_back(j))
+		respond(j);
 }
 
 /* ---- slices ---- */
@@ -515,15 +538,8 @@ static void search_done(void *arg, int result, const char *err)
 	struct search_job *j = arg;
 	struct imap_session *s = j->s;
 
-	j->inflight = false;
-	if (j->aborted || !imap_alive(s)) {
-		if (s->job == j)
-			detach(s);
-		job_drop(j);
-		session_release(&s->base);
+	if (!job_back(j))
 		return;
-	}
-	session_release(&s->base);
 	for (size_t i = 0; i < j->n_saves; i++) {
 		store_cache_save(j->st, j->saves[i].id, j->saves[i].cache.data,
 				 j->saves[i].cache.len);

@@ -147,6 +147,15 @@ static int env_first_addr(struct envp *c, struct buf *name, struct buf *mailbox,
 	}
 }
 
+/* the string key of each criterion (-1: a number) */
+static const int str_of[] = {
+    [IMAP_SORT_ARRIVAL] = -1,		  [IMAP_SORT_CC] = SORTS_CC,
+    [IMAP_SORT_DATE] = -1,		  [IMAP_SORT_FROM] = SORTS_FROM,
+    [IMAP_SORT_SIZE] = -1,		  [IMAP_SORT_SUBJECT] = SORTS_SUBJECT,
+    [IMAP_SORT_TO] = SORTS_TO,		  [IMAP_SORT_DISPLAYFROM] = SORTS_DFROM,
+    [IMAP_SORT_DISPLAYTO] = SORTS_DTO,
+};
+
 static char *casemap(const char *p, size_t n)
 {
 	return mime_casemap_key(p != NULL ? p : "", p != NULL ? n : 0);
@@ -199,31 +208,10 @@ void imap_sort_row_fill(const struct imap_search *q, const struct imap_msg *m,
 	r->arrival = (int64_t)m->internaldate;
 	r->date = r->arrival;
 	for (size_t i = 0; i < q->n_sort; i++) {
-		switch ((enum imap_sort_kind)q->sort[i].kind) {
-		case IMAP_SORT_DATE:
-			want_date = true;
-			break;
-		case IMAP_SORT_SUBJECT:
-			want[SORTS_SUBJECT] = true;
-			break;
-		case IMAP_SORT_FROM:
-			want[SORTS_FROM] = true;
-			break;
-		case IMAP_SORT_TO:
-			want[SORTS_TO] = true;
-			break;
-		case IMAP_SORT_CC:
-			want[SORTS_CC] = true;
-			break;
-		case IMAP_SORT_DISPLAYFROM:
-			want[SORTS_DFROM] = true;
-			break;
-		case IMAP_SORT_DISPLAYTO:
-			want[SORTS_DTO] = true;
-			break;
-		default:
-			break;
-		}
+		int k = str_of[q->sort[i].kind];
+		if (k >= 0)
+			want[k] = true;
+		want_date |= q->sort[i].kind == IMAP_SORT_DATE;
 	}
 	if (m->mc != NULL)
 		mime_cache_envelope(m->mc, &env, &env_len);
@@ -305,11 +293,6 @@ static int row_cmp(const void *a, const void *b, void *arg)
 {
 	const struct imap_search *q = arg;
 	const struct imap_sort_row *x = a, *y = b;
-	static const int str_of[] = {
-	    [IMAP_SORT_CC] = SORTS_CC,		 [IMAP_SORT_FROM] = SORTS_FROM,
-	    [IMAP_SORT_SUBJECT] = SORTS_SUBJECT, [IMAP_SORT_TO] = SORTS_TO,
-	    [IMAP_SORT_DISPLAYFROM] = SORTS_DFROM, [IMAP_SORT_DISPLAYTO] = SORTS_DTO,
-	};
 
 	for (size_t i = 0; i < q->n_sort; i++) {
 		int c;
@@ -363,7 +346,6 @@ void imap_sort_format_set(struct buf *out, const uint32_t *v, size_t n)
 /* ---- CONTEXT=SEARCH (RFC 5267 4) ---- */
 
 #include <inttypes.h>
-#include <unistd.h>
 
 #include "store/store.h"
 
@@ -773,37 +755,10 @@ static int sync_each_new(void *arg, const struct store_msg *sm)
 	struct imap_msg m;
 	struct mime_cache mc;
 	struct buf built = BUF_INIT;
-	const char *kw = "";
-	const char *p = "";
-	size_t len = 0;
-	int fd = -1;
-	char *err = NULL;
 
-	memset(&m, 0, sizeof m);
-	m.uid = sm->uid;
-	m.modseq = sm->modseq;
-	m.size = sm->size;
-	m.internaldate = sm->internaldate;
-	m.internaldate_tz = sm->internaldate_tz;
-	m.sysflags = imap_flags_from_store(sm->flags != NULL ? sm->flags : "", &kw);
-	m.keywords = kw != NULL ? kw : "";
-	if (store_snap_blob_open(w->sn, sm->blob, &fd, &err) == 0) {
-		if (imap_blob_load(&w->blob, fd, &p, &len) < 0) {
-			p = "";
-			len = 0;
-		}
-		close(fd);
-		m.msg = p;
-		m.len = len;
-		if (sm->cache != NULL && mime_cache_open(&mc, sm->cache, sm->cache_len)) {
-			m.mc = &mc;
-		} else {
-			mime_cache_build(m.msg, m.len, &built);
-			if (mime_cache_open(&mc, built.data, built.len))
-				m.mc = &mc;
-		}
-	}
-	free(err);
+	imap_search_msg(&m, sm);
+	if (imap_search_load(w->sn, sm, true, &w->blob, &m, &mc, &built) < 0)
+		return 0; /* gone meanwhile */
 	for (size_t i = 0; i < w->n_ctx; i++) {
 		struct imap_ctx *c = w->ctx[i];
 		if (w->n == w->cap) {

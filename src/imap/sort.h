@@ -36,6 +36,16 @@ void imap_sort_row_free(struct imap_sort_row *r);
  * result), ascending runs written as a:b ("5,3:4,2,1"). */
 void imap_sort_format_set(struct buf *out, const uint32_t *v, size_t n);
 
+/* searchcmd.c: a message of a snapshot read as an imap_msg (no content),
+ * then its content: the MIME cache (built into built when the store has
+ * none) and, when need_blob or to build the cache, the blob loaded into bl;
+ * -1 if the message is gone meanwhile. */
+struct store_snap;
+struct store_msg;
+void imap_search_msg(struct imap_msg *m, const struct store_msg *sm);
+int imap_search_load(struct store_snap *sn, const struct store_msg *sm, bool need_blob,
+		     struct imap_blob *bl, struct imap_msg *m, struct mime_cache *mc,
+		     struct buf *built);
 /* SEARCH / SORT (searchcmd.c): parses args and runs the search. */
 void imap_search_cmd(struct imap_session *s, const struct imap_arg *args, bool sort);
 
@@ -70,7 +80,6 @@ void imap_ctx_drop(struct imap_session *s);
 /* New messages: prepared on the loop when a read of changes starts (NULL:
  * no context), run on its worker, merged when it ends (and freed), then
  * imap_ctx_new when they are announced. */
-struct store_snap;
 struct imap_ctx_sync;
 struct imap_ctx_sync *imap_ctx_sync_prepare(struct imap_session *s, uint32_t from_uid);
 int imap_ctx_sync_work(struct store_snap *sn, struct imap_ctx_sync *w, char **err_r);

@@ -8,20 +8,12 @@ import pytest
 
 from conftest import imap_quote
 from test_imaptest import IMAPTEST, IMAPTEST_DIR, run_imaptest
+from test_imaptest import srv as itsrv  # noqa: F401 (the fixture: imaptest's server)
 
 GROUPS = ["sort-addresses", "sort-arrival", "sort-date", "sort-display-from",
           "sort-display-to", "sort-size", "sort-subject", "sort-partial", "esort",
           "search-partial", "search-context-update", "search-context-update2",
           "search-context-update3"]
-
-
-@pytest.fixture(scope="module")
-def itsrv(tmp_path_factory, tls_pair):
-    from conftest import _new_server
-    s = _new_server(tmp_path_factory, tls_pair, "imaptest-sort", imap_auth_plaintext_loopback="yes",
-                    imap_max_errors=1000)
-    yield s
-    s.stop()
 
 
 @pytest.mark.parametrize("group", GROUPS)
