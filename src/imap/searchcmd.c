@@ -696,13 +696,18 @@ void imap_search_cmd(struct imap_session *s, const struct imap_arg *args, bool s
 	j->sort = sort;
 	j->sort_cache = sort && imap_sort_needs_cache(&j->q);
 	if (j->q.ret_update) {
-		/* RFC 5267 4: CONTEXT=SEARCH; SORT's updates are not kept */
-		if (sort || imap_ctx_leaves(&j->q, j->leaf, &j->n_leaf) < 0) {
-			job_free(j);
-			imap_tagged(s, "NO", "CANNOT", "Cannot keep this result up to date");
-			return;
+		/* RFC 5267 4.2: CONTEXT=SEARCH; a result the server does not
+		 * keep up to date (SORT's, one with too many keys, beyond the
+		 * limit per session) is answered, with NOUPDATE */
+		if (sort || imap_ctx_leaves(&j->q, j->leaf, &j->n_leaf) < 0 ||
+		    imap_ctx_count(s) >= IMAP_CTX_MAX_SESSION) {
+			struct buf b = BUF_INIT;
+			imap_append_string(&b, s->tag, strlen(s->tag));
+			imap_untagged(s, "NO [NOUPDATE %s] Result not kept up to date", b.data);
+			buf_free(&b);
+		} else {
+			j->ctx_on = true;
 		}
-		j->ctx_on = true;
 	}
 	search_start(s, j);
 }

@@ -1014,6 +1014,8 @@ static void view_remove(struct imap_session *s, const uint32_t *uids, size_t n)
 	uint32_t *vuids = xmalloc((n ? n : 1) * sizeof *vuids);
 	size_t m = 0, w = 0, k = 0;
 
+	imap_ctx_expunge(s, uids, n); /* RFC 5267 4.3: REMOVEFROM first (sort.c) */
+
 	for (uint32_t i = 0; i < v->n; i++) {
 		while (k < n && uids[k] < v->v[i])
 			k++;
@@ -1026,7 +1028,6 @@ static void view_remove(struct imap_session *s, const uint32_t *uids, size_t n)
 	}
 	v->n = (uint32_t)w;
 	if (m > 0) {
-		imap_ctx_expunge(s, vuids, seqs, m); /* RFC 5267 4.3 (sort.c) */
 		if (s->qresync) {
 			/* RFC 7162 3.2.10 */
 			send_vanished(s, "", vuids, m);

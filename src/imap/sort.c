@@ -370,9 +370,17 @@ struct imap_ctx {
 	uint32_t *uids;
 	uint64_t *bits;
 	size_t n, cap;
-	/* the result as sorted UIDs, and what the client was not told yet */
-	uint32_t *res, *add, *rem;
-	size_t n_res, cap_res, n_add, cap_add, n_rem, cap_rem;
+	/* the result as the client knows it (sorted UIDs), and the changes
+	 * not told yet: (uid, matches now), in order (a later one wins);
+	 * merged at the next flush in one pass (a STORE 1:* costs
+	 * O(n log n), never O(n^2)) */
+	uint32_t *res;
+	size_t n_res, cap_res;
+	struct ctx_chg {
+		uint32_t uid, ord;
+		bool now;
+	} *chg;
+	size_t n_chg, cap_chg;
 	/* new messages evaluated on a worker, not announced yet */
 	struct ctx_fresh *fresh;
 	size_t n_fresh, cap_fresh;
@@ -493,22 +501,24 @@ static void u32_insert(uint32_t **v, size_t *n, size_t *cap, size_t at, uint32_t
 	(*n)++;
 }
 
-static void u32_remove(uint32_t *v, size_t *n, size_t at)
+static void chg_add(struct imap_ctx *c, uint32_t uid, bool now)
 {
-	memmove(v + at, v + at + 1, (*n - at - 1) * sizeof *v);
-	(*n)--;
+	if (c->n_chg == c->cap_chg) {
+		c->cap_chg = c->cap_chg ? c->cap_chg * 2 : 16;
+		c->chg = xrealloc(c->chg, c->cap_chg * sizeof *c->chg);
+	}
+	c->chg[c->n_chg].uid = uid;
+	c->chg[c->n_chg].ord = (uint32_t)c->n_chg;
+	c->chg[c->n_chg].now = now;
+	c->n_chg++;
 }
 
-/* a pending change: one of add/rem cancels the other */
-static void pend(uint32_t **v, size_t *n, size_t *cap, uint32_t **other, size_t *n_other,
-		 uint32_t uid)
+static int cmp_chg(const void *a, const void *b)
 {
-	for (size_t i = 0; i < *n_other; i++)
-		if ((*other)[i] == uid) {
-			u32_remove(*other, n_other, i);
-			return;
-		}
-	u32_insert(v, n, cap, *n, uid);
+	const struct ctx_chg *x = a, *y = b;
+	if (x->uid != y->uid)
+		return x->uid < y->uid ? -1 : 1;
+	return x->ord < y->ord ? -1 : x->ord > y->ord;
 }
 
 static void ctx_unref(struct imap_ctx *c)
@@ -521,8 +531,7 @@ static void ctx_unref(struct imap_ctx *c)
 	free(c->uids);
 	free(c->bits);
 	free(c->res);
-	free(c->add);
-	free(c->rem);
+	free(c->chg);
 	free(c->fresh);
 	free(c);
 }
@@ -580,7 +589,7 @@ void imap_ctx_flags(struct imap_session *s, uint32_t uid, const char *flags, uin
 	struct imap_msg m;
 	const char *kw = "";
 	struct store_uid_range *recent = NULL;
-	size_t n_recent = 0, at, r_at;
+	size_t n_recent = 0, at;
 	bool have_recent = false;
 
 	for (struct imap_ctx *c = ctx_list; c != NULL; c = c->next) {
@@ -598,15 +607,7 @@ void imap_ctx_flags(struct imap_session *s, uint32_t uid, const char *flags, uin
 		m.keywords = kw != NULL ? kw : "";
 		if (imap_recent_in(recent, n_recent, uid))
 			m.sysflags |= IMAP_F_RECENT;
-		bool now = ev(c, &c->q.root, &m, c->bits[at]);
-		bool was = u32_find(c->res, c->n_res, uid, &r_at);
-		if (now && !was) {
-			u32_insert(&c->res, &c->n_res, &c->cap_res, r_at, uid);
-			pend(&c->add, &c->n_add, &c->cap_add, &c->rem, &c->n_rem, uid);
-		} else if (!now && was) {
-			u32_remove(c->res, &c->n_res, r_at);
-			pend(&c->rem, &c->n_rem, &c->cap_rem, &c->add, &c->n_add, uid);
-		}
+		chg_add(c, uid, ev(c, &c->q.root, &m, c->bits[at]));
 	}
 	free(recent);
 }
@@ -626,82 +627,123 @@ static void send_update(struct imap_ctx *c, const char *what, uint32_t pos, cons
 	buf_free(&b);
 }
 
-/* RFC 5267 4.3: the position of uid in the (UID ordered) result, 1-based */
-static uint32_t res_pos(const struct imap_ctx *c, uint32_t uid)
+/* uids (sorted) as sequence numbers (sorted) or UIDs; k of them in view */
+static void send_nums(struct imap_ctx *c, const char *what, uint32_t pos, uint32_t *v, size_t n)
 {
-	size_t at;
-	u32_find(c->res, c->n_res, uid, &at);
-	return (uint32_t)at + 1;
+	size_t k = 0;
+	if (n == 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t num = c->uid ? v[i] : imap_view_seq(c->s, v[i]);
+		if (num != 0)
+			v[k++] = num;
+	}
+	if (k > 0)
+		send_update(c, what, pos, v, k);
 }
 
-static void flush_one(struct imap_ctx *c, uint32_t **v, size_t *n, const char *what)
+/* The changes merged into the result in one pass; REMOVEFROM and ADDTO
+ * (RFC 5267 4.3) with the position (1-based, in the UID ordered result)
+ * of the first message of each. */
+static void flush_ctx(struct imap_ctx *c)
 {
-	struct imap_session *s = c->s;
-	uint32_t *nums;
-	size_t k = 0;
+	uint32_t *nres, *add, *rem, pos_add = 0, pos_rem = 0;
+	size_t n_new = 0, n_add = 0, n_rem = 0, i = 0, k = 0;
 
-	if (*n == 0)
+	if (c->n_chg == 0)
 		return;
-	qsort(*v, *n, sizeof **v, cmp_u32_sort);
-	nums = xmalloc(*n * sizeof *nums);
-	for (size_t i = 0; i < *n; i++) {
-		uint32_t num = c->uid ? (*v)[i] : imap_view_seq(s, (*v)[i]);
-		if (num != 0)
-			nums[k++] = num;
+	qsort(c->chg, c->n_chg, sizeof *c->chg, cmp_chg);
+	nres = xmalloc((c->n_res + c->n_chg) * sizeof *nres);
+	add = xmalloc(c->n_chg * sizeof *add);
+	rem = xmalloc(c->n_chg * sizeof *rem);
+	while (i < c->n_res || k < c->n_chg) {
+		if (k == c->n_chg || (i < c->n_res && c->res[i] < c->chg[k].uid)) {
+			nres[n_new++] = c->res[i++];
+			continue;
+		}
+		uint32_t uid = c->chg[k].uid;
+		while (k + 1 < c->n_chg && c->chg[k + 1].uid == uid)
+			k++; /* the last change of uid wins */
+		bool now = c->chg[k++].now;
+		bool was = i < c->n_res && c->res[i] == uid;
+		if (was && !now) {
+			if (n_rem == 0)
+				pos_rem = (uint32_t)i + 1;
+			rem[n_rem++] = uid;
+		} else if (!was && now) {
+			if (n_add == 0)
+				pos_add = (uint32_t)n_new + 1;
+			add[n_add++] = uid;
+		}
+		if (now)
+			nres[n_new++] = uid;
+		if (was)
+			i++;
 	}
-	if (!c->uid)
-		qsort(nums, k, sizeof *nums, cmp_u32_sort);
-	if (k > 0)
-		send_update(c, what, res_pos(c, (*v)[0]), nums, k);
-	free(nums);
-	*n = 0;
+	free(c->res);
+	c->res = nres;
+	c->n_res = n_new;
+	c->cap_res = c->n_res + c->n_chg;
+	c->n_chg = 0;
+	send_nums(c, "REMOVEFROM", pos_rem, rem, n_rem);
+	send_nums(c, "ADDTO", pos_add, add, n_add);
+	free(add);
+	free(rem);
 }
 
 void imap_ctx_flush(struct imap_session *s)
 {
+	for (struct imap_ctx *c = ctx_list; c != NULL; c = c->next)
+		if (c->s == s)
+			flush_ctx(c);
+}
+
+void imap_ctx_expunge(struct imap_session *s, const uint32_t *uids, size_t n)
+{
 	for (struct imap_ctx *c = ctx_list; c != NULL; c = c->next) {
+		uint32_t *rem, pos = 0;
+		size_t n_rem = 0, w = 0, k = 0;
+
 		if (c->s != s)
 			continue;
-		flush_one(c, &c->rem, &c->n_rem, "REMOVEFROM");
-		flush_one(c, &c->add, &c->n_add, "ADDTO");
+		flush_ctx(c); /* the view is still the one the client knows */
+		rem = xmalloc((n ? n : 1) * sizeof *rem);
+		for (size_t i = 0; i < c->n_res; i++) {
+			while (k < n && uids[k] < c->res[i])
+				k++;
+			if (k < n && uids[k] == c->res[i]) {
+				if (n_rem == 0)
+					pos = (uint32_t)i + 1;
+				rem[n_rem++] = c->res[i];
+			} else {
+				c->res[w++] = c->res[i];
+			}
+		}
+		c->n_res = w;
+		for (size_t i = 0, wk = 0, kk = 0;; i++) {
+			if (i == c->n) {
+				c->n = wk;
+				break;
+			}
+			while (kk < n && uids[kk] < c->uids[i])
+				kk++;
+			if (kk < n && uids[kk] == c->uids[i])
+				continue;
+			c->uids[wk] = c->uids[i];
+			c->bits[wk++] = c->bits[i];
+		}
+		/* before the EXPUNGE responses: the numbers are still valid */
+		send_nums(c, "REMOVEFROM", pos, rem, n_rem);
+		free(rem);
 	}
 }
 
-void imap_ctx_expunge(struct imap_session *s, const uint32_t *uids, const uint32_t *seqs,
-		      size_t n)
+int imap_ctx_count(const struct imap_session *s)
 {
-	for (struct imap_ctx *c = ctx_list; c != NULL; c = c->next) {
-		uint32_t *nums, first = 0;
-		size_t k = 0, at;
-
-		if (c->s != s)
-			continue;
-		nums = xmalloc((n ? n : 1) * sizeof *nums);
-		for (size_t i = 0; i < n; i++) {
-			if (u32_find(c->uids, c->n, uids[i], &at)) {
-				memmove(c->bits + at, c->bits + at + 1, (c->n - at - 1) * sizeof *c->bits);
-				u32_remove(c->uids, &c->n, at);
-			}
-			for (size_t j = 0; j < c->n_add; j++)
-				if (c->add[j] == uids[i])
-					u32_remove(c->add, &c->n_add, j--);
-			for (size_t j = 0; j < c->n_rem; j++)
-				if (c->rem[j] == uids[i])
-					u32_remove(c->rem, &c->n_rem, j--);
-			if (u32_find(c->res, c->n_res, uids[i], &at)) {
-				if (k == 0)
-					first = (uint32_t)at + 1;
-				u32_remove(c->res, &c->n_res, at);
-				nums[k++] = c->uid ? uids[i] : seqs[i];
-			}
-		}
-		/* before the EXPUNGE responses: the numbers are still valid */
-		if (k > 0) {
-			qsort(nums, k, sizeof *nums, cmp_u32_sort);
-			send_update(c, "REMOVEFROM", first, nums, k);
-		}
-		free(nums);
-	}
+	int n = 0;
+	for (const struct imap_ctx *c = ctx_list; c != NULL; c = c->next)
+		n += c->s == s;
+	return n;
 }
 
 void imap_ctx_drop(struct imap_session *s)
@@ -794,15 +836,7 @@ void imap_ctx_sync_done(struct imap_session *s, struct imap_ctx_sync *w)
 		return;
 	for (size_t i = 0; i < w->n; i++) {
 		struct imap_ctx *c = w->ctx[w->v[i].ci];
-		bool dup = false;
 		if (c->dead)
-			continue;
-		for (size_t k = 0; k < c->n_fresh; k++)
-			if (c->fresh[k].uid == w->v[i].f.uid) {
-				c->fresh[k] = w->v[i].f;
-				dup = true;
-			}
-		if (dup)
 			continue;
 		if (c->n_fresh == c->cap_fresh) {
 			c->cap_fresh = c->cap_fresh ? c->cap_fresh * 2 : 8;
@@ -819,19 +853,33 @@ void imap_ctx_sync_done(struct imap_session *s, struct imap_ctx_sync *w)
 	free(w);
 }
 
+static int cmp_fresh(const void *a, const void *b)
+{
+	const struct ctx_fresh *x = a, *y = b;
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
 void imap_ctx_new(struct imap_session *s, const uint32_t *uids, size_t n)
 {
 	for (struct imap_ctx *c = ctx_list; c != NULL; c = c->next) {
+		size_t w = 0;
 		if (c->s != s)
 			continue;
+		qsort(c->fresh, c->n_fresh, sizeof *c->fresh, cmp_fresh);
 		for (size_t i = 0; i < n; i++) {
 			struct ctx_fresh f = {uids[i], 0, false};
-			size_t at;
-			for (size_t k = 0; k < c->n_fresh; k++)
-				if (c->fresh[k].uid == uids[i]) {
-					f = c->fresh[k];
-					c->fresh[k--] = c->fresh[--c->n_fresh];
-				}
+			size_t lo = 0, hi = c->n_fresh, at;
+			while (lo < hi) {
+				size_t mid = lo + (hi - lo) / 2;
+				if (c->fresh[mid].uid < uids[i])
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			if (lo < c->n_fresh && c->fresh[lo].uid == uids[i]) {
+				f = c->fresh[lo];
+				c->fresh[lo].uid = 0; /* taken */
+			}
 			if (u32_find(c->uids, c->n, uids[i], &at))
 				continue;
 			size_t old_cap = c->cap;
@@ -840,11 +888,13 @@ void imap_ctx_new(struct imap_session *s, const uint32_t *uids, size_t n)
 				c->bits = xrealloc(c->bits, c->cap * sizeof *c->bits);
 			memmove(c->bits + at + 1, c->bits + at, (c->n - 1 - at) * sizeof *c->bits);
 			c->bits[at] = f.bits;
-			if (f.match && !u32_find(c->res, c->n_res, uids[i], &at)) {
-				u32_insert(&c->res, &c->n_res, &c->cap_res, at, uids[i]);
-				pend(&c->add, &c->n_add, &c->cap_add, &c->rem, &c->n_rem, uids[i]);
-			}
+			if (f.match)
+				chg_add(c, uids[i], true);
 		}
+		for (size_t i = 0; i < c->n_fresh; i++)
+			if (c->fresh[i].uid != 0)
+				c->fresh[w++] = c->fresh[i];
+		c->n_fresh = w;
 	}
 }
 

@@ -60,6 +60,10 @@ void imap_search_cmd(struct imap_session *s, const struct imap_arg *args, bool s
  * IMAP_CTX_MAX_LEAVES static keys); flag changes are then evaluated on the
  * loop from those bits. */
 #define IMAP_CTX_MAX_LEAVES 64
+/* updating results kept per session at the most (memory: 12 octets per
+ * message of the view each) */
+#define IMAP_CTX_MAX_SESSION 8
+int imap_ctx_count(const struct imap_session *s);
 struct imap_search_key;
 /* The static keys of q in a fixed order; -1 if there are too many. */
 int imap_ctx_leaves(const struct imap_search *q, const struct imap_search_key **leaf,
@@ -73,8 +77,8 @@ void imap_ctx_start(struct imap_session *s, struct imap_search *q, uint32_t *uid
 		    uint64_t *bits, size_t n, const uint32_t *res, size_t n_res);
 /* select.c / storecmd.c hooks */
 void imap_ctx_flags(struct imap_session *s, uint32_t uid, const char *flags, uint64_t modseq);
-void imap_ctx_expunge(struct imap_session *s, const uint32_t *uids, const uint32_t *seqs,
-		      size_t n);
+/* uids (sorted) are being expunged, the view still holds them */
+void imap_ctx_expunge(struct imap_session *s, const uint32_t *uids, size_t n);
 void imap_ctx_flush(struct imap_session *s);
 void imap_ctx_drop(struct imap_session *s);
 /* New messages: prepared on the loop when a read of changes starts (NULL:

@@ -188,8 +188,16 @@ def test_context_update(server):
     assert r.ok, r
     r = c.cmd("STORE 1 +FLAGS.SILENT (\\Seen)")
     assert r.ok and not [l for l in r.untagged if "ESEARCH" in l], r
-    # SORT results are not kept up to date: refused, not silently ignored
-    r = c.cmd("SORT RETURN (UPDATE) (SUBJECT) UTF-8 ALL")
-    assert r.status == "NO" and "[CANNOT]" in r.text, r
+    # SORT results are not kept up to date: answered with NOUPDATE (RFC 5267 4.2)
+    r = c.cmd("SORT RETURN (UPDATE COUNT) (SUBJECT) UTF-8 ALL")
+    assert r.ok and r.untagged == ['* NO [NOUPDATE "%s"] Result not kept up to date' % r.tag,
+                                   '* ESEARCH (TAG "%s") COUNT 5' % r.tag], r
+    # at most 8 updating results per session
+    tags = [c.cmd("SEARCH RETURN (UPDATE) SEEN") for _ in range(9)]
+    assert all(t.ok for t in tags)
+    assert not any("NOUPDATE" in l for t in tags[:8] for l in t.untagged), tags
+    assert tags[8].untagged[0] == '* NO [NOUPDATE "%s"] Result not kept up to date' % tags[8].tag
+    r = c.cmd("STORE 1 -FLAGS.SILENT (\\Seen)")
+    assert r.ok and len([l for l in r.untagged if "REMOVEFROM" in l]) == 8, r
     c.close()
     o.close()
