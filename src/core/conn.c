@@ -36,6 +36,7 @@
 
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "core/zstream.h"
 
 #define CONN_READ_CHUNK 16384
 #define CONN_READ_BATCH (4 * CONN_READ_CHUNK)   /* per wake, for fairness */
@@ -44,6 +45,11 @@
 #define CONN_WBUF_COMPACT (64 * 1024)           /* drop sent prefix past this */
 #define CONN_TLS_WRITE_MAX (16 * 1024)          /* one record per SSL_write */
 #define CONN_FLUSH_DEADLINE_MS 10000
+/* Compression (conn_compress): decoded input is delivered up to this much
+ * at a time, and the socket is not read while this much compressed input
+ * waits, so a decompression bomb costs these bounds, not its expansion. */
+#define CONN_Z_RBUF_MAX (64 * 1024)
+#define CONN_Z_IN_MAX CONN_READ_BATCH
 
 enum conn_state {
 	CONN_ST_OPEN,           /* plaintext or TLS, exchanging data */
@@ -64,6 +70,7 @@ struct conn_priv {
 	SSL_CTX *pending_ctx; /* STARTTLS: the context to use once output drained */
 	char *tls_info;
 	struct conn_tls_client *tlsc; /* client side only (conn_starttls_client) */
+	struct zstream *z; /* conn_compress: both directions deflated */
 
 	struct buf wbuf;
 	size_t woff;     /* bytes of wbuf already sent */
@@ -140,6 +147,7 @@ static void conn_on_close_timer(void *arg)
 	buf_free(&c->rbuf);
 	buf_free(&p->wbuf);
 	free(p->tls_info);
+	zstream_free(&p->z);
 	if (p->tlsc) {
 		free(p->tlsc->sni);
 		free(p->tlsc->error);
@@ -169,6 +177,7 @@ static void conn_finish(struct conn *c, enum conn_close_reason why)
 	}
 	close(p->fd);
 	p->fd = -1;
+	zstream_free(&p->z);
 	buf_free(&p->wbuf);
 	p->woff = 0;
 	p->close_timer = loop_timer_add(p->l, 0, conn_on_close_timer, c);
@@ -186,6 +195,10 @@ static bool conn_can_read(const struct conn_priv *p)
 			return false;
 		if (p->closing)
 			return true; /* read and discard, so close() does not send RST */
+		/* compressed input waiting for the session to take its
+		 * decoded bytes: TCP backpressure, as for a paused session */
+		if (p->z && zstream_pending_input(p->z) >= CONN_Z_IN_MAX)
+			return false;
 		return !p->paused && !p->throttled;
 	default:
 		/* STARTTLS_FLUSH: not a byte may be read as plaintext now. */
@@ -499,11 +512,17 @@ static size_t conn_read_batch(struct conn *c)
 	char buf[CONN_READ_CHUNK];
 	size_t total = 0;
 	while (total < CONN_READ_BATCH) {
+		if (p->z && !p->closing && zstream_pending_input(p->z) >= CONN_Z_IN_MAX)
+			break;
 		ssize_t r = conn_read_once(c, buf, sizeof buf);
 		if (r <= 0)
 			break;
 		total += (size_t)r;
-		if (!p->closing)
+		if (p->closing)
+			continue;
+		if (p->z)
+			zstream_feed(p->z, buf, (size_t)r); /* decoded by conn_inflate */
+		else
 			buf_append(&c->rbuf, buf, (size_t)r);
 	}
 	if (total > 0)
@@ -516,6 +535,23 @@ static size_t conn_read_batch(struct conn *c)
 	return total;
 }
 
+/* Compressed input: decodes queued bytes into rbuf, at most up to
+ * CONN_Z_RBUF_MAX. Returns the bytes decoded, -1 when the conn finished
+ * (corrupt stream). */
+static ssize_t conn_inflate(struct conn *c)
+{
+	struct conn_priv *p = c->priv;
+	if (p->z == NULL || p->state != CONN_ST_OPEN || p->closing)
+		return 0;
+	ssize_t r = zstream_inflate(p->z, &c->rbuf, CONN_Z_RBUF_MAX);
+	if (r < 0) {
+		log_debug("conn %s:%d: corrupt compressed input", c->peer_ip, c->peer_port);
+		conn_finish(c, CONN_ERROR);
+		return -1;
+	}
+	return r;
+}
+
 static void conn_deliver(struct conn *c)
 {
 	struct conn_priv *p = c->priv;
@@ -524,6 +560,11 @@ static void conn_deliver(struct conn *c)
 	p->in_data = true;
 	p->h->on_data(c, p->arg);
 	p->in_data = false;
+	/* More compressed input than one delivery's worth: the rest is decoded
+	 * as the session takes what it has, from the loop (never recursing). */
+	if (p->z && zstream_pending_input(p->z) > 0 && c->rbuf.len < CONN_Z_RBUF_MAX &&
+	    !p->paused && p->state == CONN_ST_OPEN && !p->closing)
+		conn_kick(c, true);
 	/* Replies to a pipelined batch leave in as few writes as possible. */
 	conn_flush(c);
 }
@@ -533,6 +574,10 @@ static void conn_check_eof(struct conn *c)
 {
 	struct conn_priv *p = c->priv;
 	if (!p->eof || p->state == CONN_ST_DEAD || p->closing || p->paused)
+		return;
+	/* compressed input the session has not seen yet comes first (the
+	 * idle timeout ends a session that never takes it) */
+	if (p->z && zstream_pending_input(p->z) > 0 && p->state == CONN_ST_OPEN)
 		return;
 	if (p->state != CONN_ST_OPEN || conn_wpending(p) == 0) {
 		conn_finish(c, CONN_EOF);
@@ -554,6 +599,11 @@ static void conn_input(struct conn *c, bool force_deliver)
 		got = conn_read_batch(c);
 	if (p->state == CONN_ST_DEAD)
 		return;
+	ssize_t z = conn_inflate(c);
+	if (z < 0)
+		return;
+	if (p->z)
+		got = (size_t)z; /* what was read is not yet what the session sees */
 	if (got > 0 || force_deliver)
 		conn_deliver(c);
 	conn_check_eof(c);
@@ -675,6 +725,12 @@ static void conn_flush(struct conn *c)
 	struct conn_priv *p = c->priv;
 	if (p->state != CONN_ST_OPEN && p->state != CONN_ST_STARTTLS_FLUSH)
 		return;
+	/* The end of a burst: what the compressor holds goes out too, so the
+	 * peer never waits for bytes kept inside zlib (RFC 4978 4). */
+	if (p->z && zstream_dirty(p->z) && zstream_flush(p->z, &p->wbuf) < 0) {
+		conn_finish(c, CONN_ERROR);
+		return;
+	}
 	while (conn_wpending(p) > 0) {
 		ssize_t r = conn_write_once(c);
 		if (r < 0)
@@ -715,7 +771,13 @@ void conn_write(struct conn *c, const void *data, size_t n)
 	struct conn_priv *p = c->priv;
 	if (p->state == CONN_ST_DEAD || p->shutdown_sent || n == 0)
 		return;
-	buf_append(&p->wbuf, data, n);
+	if (p->z == NULL) {
+		buf_append(&p->wbuf, data, n);
+	} else if (zstream_deflate(p->z, data, n, &p->wbuf) < 0) {
+		log_warn("conn %s:%d: deflate failed", c->peer_ip, c->peer_port);
+		conn_finish(c, CONN_ERROR);
+		return;
+	}
 	/* Inside on_data the flush happens once, after the handler returns. */
 	if (p->in_data)
 		return;
@@ -871,7 +933,7 @@ static int conn_starttls_start(struct conn *c, SSL_CTX *ctx)
 int conn_starttls(struct conn *c, SSL_CTX *ctx)
 {
 	struct conn_priv *p = c->priv;
-	if (p->state != CONN_ST_OPEN || p->ssl || p->closing || ctx == NULL)
+	if (p->state != CONN_ST_OPEN || p->ssl || p->closing || ctx == NULL || p->z)
 		return -1;
 	/* RFC 3207 4.2: anything the client sent after STARTTLS is discarded. */
 	return conn_starttls_start(c, ctx);
@@ -931,7 +993,8 @@ void conn_resume(struct conn *c)
 	conn_update_events(c);
 	/* Pipelined input already buffered (in rbuf or inside OpenSSL) will not
 	 * make the socket readable again: re-deliver it from the loop. */
-	if (c->rbuf.len > 0 || p->eof || (p->ssl && SSL_has_pending(p->ssl)))
+	if (c->rbuf.len > 0 || p->eof || (p->ssl && SSL_has_pending(p->ssl)) ||
+	    (p->z && zstream_pending_input(p->z) > 0))
 		conn_kick(c, true);
 }
 
@@ -974,4 +1037,36 @@ bool conn_peer_is_loopback(const struct conn *c)
 {
 	return strncmp(c->peer_ip, "127.", 4) == 0 || strcmp(c->peer_ip, "::1") == 0 ||
 	       strncmp(c->peer_ip, "::ffff:127.", 11) == 0;
+}
+
+/* ---- compression ---- */
+
+int conn_compress(struct conn *c)
+{
+	struct conn_priv *p = c->priv;
+	if (p->state != CONN_ST_OPEN || p->closing || p->z != NULL)
+		return -1;
+	p->z = zstream_new(NULL);
+	if (p->z == NULL)
+		return -1;
+	/* What follows the command in rbuf was sent after it, compressed
+	 * (RFC 4978 3: the client compresses from the first command after
+	 * the OK; a client that pipelined did so itself). */
+	if (c->rbuf.len > 0) {
+		zstream_feed(p->z, c->rbuf.data, c->rbuf.len);
+		buf_reset(&c->rbuf);
+	}
+	if (zstream_pending_input(p->z) > 0 || (p->ssl && SSL_has_pending(p->ssl)))
+		conn_kick(c, true);
+	return 0;
+}
+
+bool conn_is_compressed(const struct conn *c)
+{
+	return c->priv->z != NULL;
+}
+
+size_t conn_compress_memory(const struct conn *c)
+{
+	return c->priv->z != NULL ? zstream_memory(c->priv->z) : 0;
 }

@@ -97,6 +97,18 @@ bool conn_tls_verified(const struct conn *c);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" or "" when not TLS. */
 const char *conn_tls_info(const struct conn *c);
 
+/* Compression of the whole stream from now on, both ways: raw deflate
+ * (core/zstream.h), inside TLS when TLS is on (applied before encryption).
+ * Output already queued leaves as it is (the protocol's "OK, compressing
+ * from now": write it before this call); anything in rbuf and everything
+ * read from now is compressed input, decoded into rbuf at most 64 KB at a
+ * time. Each flush of a burst ends with a sync flush. conn_pending_output
+ * counts compressed bytes. Returns 0, or -1 if already on or not open. */
+int conn_compress(struct conn *c);
+bool conn_is_compressed(const struct conn *c);
+/* Bytes the compressor and decompressor hold (0 when off), for measurement. */
+size_t conn_compress_memory(const struct conn *c);
+
 /* True if the peer is on loopback (127.0.0.0/8, ::1, or IPv4-mapped 127/8). */
 bool conn_peer_is_loopback(const struct conn *c);
 

@@ -321,73 +321,36 @@ struct bayes {
 	struct bayes_pin *pin;
 };
 
-struct bayes_job {
-	struct bayes_tokens t;
-	int64_t *uids;
+struct classify_here {
+	const struct bayes_tokens *t;
+	const int64_t *uids;
 	size_t n;
 	struct bayes_verdict *v;
-	bayes_cb *cb; /* NULL: cancelled */
-	void *arg;
 };
 
-static int classify_fn(struct store_snap *sn, void *arg, char **err_r)
+static int classify_here_fn(struct store_snap *sn, void *arg, char **err_r)
 {
-	struct bayes_job *j = arg;
+	struct classify_here *c = arg;
 	struct model_src m = {sn, NULL};
-	return model_classify(&m, &j->t, j->uids, j->n, j->v, err_r);
+	return model_classify(&m, c->t, c->uids, c->n, c->v, err_r);
 }
 
-static void job_free(struct bayes_job *j)
+void bayes_classify(struct bayes *b, const struct bayes_tokens *t, const int64_t *user_ids,
+			 size_t n, struct bayes_verdict *v)
 {
-	for (size_t i = 0; i < j->n; i++)
-		bayes_verdict_free(&j->v[i]);
-	free(j->v);
-	free(j->uids);
-	bayes_tokens_free(&j->t);
-	free(j);
-}
-
-static void classify_done(void *arg, int result, const char *err)
-{
-	struct bayes_job *j = arg;
-	if (result < 0) {
+	struct classify_here c = {t, user_ids, n, v};
+	char *err = NULL;
+	for (size_t i = 0; i < n; i++)
+		v[i] = (struct bayes_verdict){.prob = 0.5};
+	if (store_read_here(b->st, classify_here_fn, &c, &err) < 0) {
+		/* as classify_done: the filter goes on without this verdict */
 		log_warn("bayes: classification failed: %s", err ? err : "?");
-		for (size_t i = 0; i < j->n; i++) {
-			bayes_verdict_free(&j->v[i]);
-			memset(&j->v[i], 0, sizeof j->v[i]);
-			j->v[i].prob = 0.5;
-			j->v[i].untrained = true;
+		for (size_t i = 0; i < n; i++) {
+			bayes_verdict_free(&v[i]);
+			v[i] = (struct bayes_verdict){.prob = 0.5, .untrained = true};
 		}
 	}
-	if (j->cb != NULL)
-		j->cb(j->arg, j->v, j->n);
-	job_free(j);
-}
-
-struct bayes_job *bayes_classify(struct bayes *b, struct bayes_tokens *t,
-				 const int64_t *user_ids, size_t n, bayes_cb *cb, void *arg)
-{
-	struct bayes_job *j = xcalloc(1, sizeof *j);
-	j->t = *t;
-	free(t); /* bayes.h: a heap struct, taken whole */
-	j->uids = xcalloc(n ? n : 1, sizeof *j->uids);
-	if (n > 0)
-		memcpy(j->uids, user_ids, n * sizeof *user_ids);
-	j->n = n;
-	j->v = xcalloc(n ? n : 1, sizeof *j->v);
-	for (size_t i = 0; i < n; i++)
-		j->v[i].prob = 0.5;
-	j->cb = cb;
-	j->arg = arg;
-	store_read(b->st, b->pool, classify_fn, classify_done, j);
-	return j;
-}
-
-void bayes_job_cancel(struct bayes_job **jp)
-{
-	if (*jp != NULL)
-		(*jp)->cb = NULL; /* freed by classify_done */
-	*jp = NULL;
+	free(err);
 }
 
 /* ---- the trainer ---- */
@@ -507,6 +470,7 @@ struct bayes *bayes_new(struct loop *l, struct store *st, struct pool *pool,
 	struct bayes *b = xcalloc(1, sizeof *b);
 	b->loop = l;
 	b->st = st;
+	store_readers_init(st); /* bayes_classify runs on workers */
 	b->pool = pool;
 	b->pin = bayes_pin_charsets();
 	b->timer = loop_timer_add(l, BAYES_TRAIN_POLL_MS, train_poll, b);

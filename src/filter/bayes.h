@@ -51,16 +51,13 @@ struct bayes_verdict {
 	struct filter_reasons reasons; /* the rule, and the strongest tokens */
 	bool untrained; /* neither the user's nor the global model has enough data */
 };
-/* v[i] for user_ids[i] (0 = the global model alone); v and its reasons are
- * valid during cb only (filter_reasons_merge to keep them). */
-typedef void bayes_cb(void *arg, const struct bayes_verdict *v, size_t n);
-struct bayes_job;
-/* Classifies on a worker (one read snapshot); takes t (a heap struct,
- * xmalloc'd: freed with its tokens). cb once on the loop,
- * later. The returned job may be cancelled until cb. */
-struct bayes_job *bayes_classify(struct bayes *b, struct bayes_tokens *t,
-				 const int64_t *user_ids, size_t n, bayes_cb *cb, void *arg);
-void bayes_job_cancel(struct bayes_job **jp);
+/* Classifies on the calling thread, a worker (the filter's spool job, which
+ * tokenized the message, classifies it in the same hop: one read snapshot).
+ * v[i] for user_ids[i] (0 = the global model alone), filled
+ * (bayes_verdict_free each); a failed read is logged and gives untrained
+ * verdicts. */
+void bayes_classify(struct bayes *b, const struct bayes_tokens *t, const int64_t *user_ids,
+			 size_t n, struct bayes_verdict *v);
 
 /* ---- the classifier itself (pure) and a synchronous use for the CLI ---- */
 struct bayes_counts {

@@ -452,7 +452,6 @@ bool filter_content(struct filter_tx *t, const char *p, size_t n, void (*resume)
 static void end_finish(struct filter_tx *t);
 static void end_after_parts(struct filter_tx *t);
 static void spool_start(struct filter_tx *t);
-static bool bayes_start(struct filter_tx *t);
 
 static void end_reply(struct filter_tx *t, int code, const char *ecode, const char *fmt, ...)
 	PRINTF_LIKE(4, 5);
@@ -508,8 +507,14 @@ static bool spool_work(void *arg, const char *msg, size_t len, struct store_spoo
 	struct spool_job *j = arg;
 	if (j->attach != NULL)
 		attach_check(j->attach, msg, len, &j->ar);
-	if (j->tokenize)
+	if (j->tokenize) {
 		bayes_tokenize(msg, len, &j->tokens);
+		if (j->bayes != NULL && j->tokens.n > 0) {
+			j->verdicts = xcalloc(j->n_users, sizeof(*j->verdicts));
+			bayes_classify(j->bayes, &j->tokens, j->users, j->n_users,
+					    j->verdicts);
+		}
+	}
 	if (j->n_edits == 0)
 		return false;
 	struct buf b = BUF_INIT;
@@ -530,6 +535,11 @@ static bool spool_work(void *arg, const char *msg, size_t len, struct store_spoo
 static void spool_job_free(struct spool_job *j)
 {
 	bayes_tokens_free(&j->tokens);
+	if (j->verdicts != NULL)
+		for (size_t i = 0; i < j->n_users; i++)
+			bayes_verdict_free(&j->verdicts[i]);
+	free(j->verdicts);
+	free(j->users);
 	for (size_t i = 0; i < j->n_edits; i++) {
 		free(j->edits[i].name);
 		free(j->edits[i].value);
@@ -539,6 +549,14 @@ static void spool_job_free(struct spool_job *j)
 }
 
 static void end_after_spool(struct filter_tx *t);
+/* The verdicts per local recipient: their reasons join the score. */
+static void bayes_take(struct filter_tx *t, const struct bayes_verdict *v, size_t n)
+{
+	t->bayes_done = true;
+	t->bayes = xcalloc(t->n_users ? t->n_users : 1, sizeof(*t->bayes));
+	for (size_t i = 0; i < n && i < t->n_users; i++)
+		filter_reasons_merge(&t->bayes[i], &v[i].reasons);
+}
 
 static void on_spool_done(void *arg, int result)
 {
@@ -556,13 +574,14 @@ static void on_spool_done(void *arg, int result)
 	t->rewritten = j->rewrote;
 	if (j->write_failed)
 		t->job_result = -1;
+	if (j->verdicts != NULL)
+		bayes_take(t, j->verdicts, j->n_users);
 	spool_job_free(j);
 	t->spool_done = true;
 	if (!t->early) {
 		end_after_spool(t);
 		return;
 	}
-	bayes_start(t);
 	end_after_parts(t);
 }
 
@@ -575,7 +594,7 @@ static void end_after_parts(struct filter_tx *t)
 	struct filter *f = t->f;
 	if (!t->end_started || t->clamd_wait || t->milter_wait)
 		return; /* (clamd may answer before filter_end: it waits for it) */
-	if (t->early && (!t->spool_done || t->bayes_wait))
+	if (t->early && !t->spool_done)
 		return;
 	/* clamd (filter.h): INFECTED refuses, ERROR per clamd_failure */
 	if (t->cs != NULL) {
@@ -643,6 +662,13 @@ static void spool_start(struct filter_tx *t)
 	j->t = t;
 	j->attach = f->attach;
 	j->tokenize = f->bayes != NULL && !t->sub && t->n_users > 0;
+	if (j->tokenize) {
+		/* tokenized and classified in one hop (one worker's read) */
+		j->bayes = f->bayes;
+		j->n_users = t->n_users;
+		j->users = xcalloc(t->n_users, sizeof(*j->users));
+		memcpy(j->users, t->users, t->n_users * sizeof(*j->users));
+	}
 	/* every non-ADD edit, in order (ADD fields go into the prefix); the
 	 * job's own copies: it may outlive t */
 	j->edits = xcalloc(t->n_edits ? t->n_edits : 1, sizeof(*j->edits));
@@ -666,7 +692,6 @@ static void spool_start(struct filter_tx *t)
 	store_spool_filter(t->sp, f->pool, spool_work, on_spool_done, j);
 }
 
-static void on_bayes(void *arg, const struct bayes_verdict *v, size_t n);
 static void end_score(struct filter_tx *t);
 
 static void end_after_spool(struct filter_tx *t)
@@ -725,41 +750,8 @@ static void end_after_spool(struct filter_tx *t)
 		end_finish(t);
 		return;
 	}
-	/* the statistical filter, per local recipient (started with the
-	 * spool job's answer when the steps overlap) */
-	if (!t->bayes_done && bayes_start(t))
-		return;
+	/* the statistical filter's verdicts came with the spool job's answer */
 	end_score(t);
-}
-
-/* Starts the statistical filter (a read on a worker) when it applies.
- * Returns whether it started: its answer comes through on_bayes. */
-static bool bayes_start(struct filter_tx *t)
-{
-	struct filter *f = t->f;
-	if (t->tokens.n == 0 || f->bayes == NULL || t->n_users == 0)
-		return false;
-	struct bayes_tokens *tk = xmalloc(sizeof(*tk));
-	*tk = t->tokens;
-	t->tokens = (struct bayes_tokens){0};
-	t->bayes_wait = true;
-	t->bj = bayes_classify(f->bayes, tk, t->users, t->n_users, on_bayes, t);
-	return true;
-}
-
-static void on_bayes(void *arg, const struct bayes_verdict *v, size_t n)
-{
-	struct filter_tx *t = arg;
-	t->bj = NULL;
-	t->bayes_wait = false;
-	t->bayes_done = true;
-	t->bayes = xcalloc(t->n_users ? t->n_users : 1, sizeof(*t->bayes));
-	for (size_t i = 0; i < n && i < t->n_users; i++)
-		filter_reasons_merge(&t->bayes[i], &v[i].reasons);
-	if (t->early)
-		end_after_parts(t);
-	else
-		end_score(t);
 }
 
 /* The policy signals and the DNSBL listings: the part of the score every
@@ -981,7 +973,6 @@ void filter_tx_free(struct filter_tx **tp)
 	loop_timer_cancel(f->l, &t->end_timer);
 	if (t->job != NULL)
 		t->job->t = NULL; /* the worker's result is dropped when it comes */
-	bayes_job_cancel(&t->bj);
 	clamd_scan_free(&t->cs);
 	milter_tx_free(&t->mt);
 	free(t->txid);

@@ -46,11 +46,17 @@ struct spool_job {
 	struct filter_tx *t;
 	const struct attach_rules *attach;
 	bool tokenize;
+	/* classify the tokens in the same hop (bayes_classify) for these
+	 * users (own copy) */
+	struct bayes *bayes;
+	int64_t *users;
+	size_t n_users;
 	struct milter_edit *edits; /* own copies */
 	size_t n_edits;
 	/* results */
 	struct attach_result ar;
 	struct bayes_tokens tokens;
+	struct bayes_verdict *verdicts; /* n_users of them, when classified */
 	bool rewrote, write_failed;
 };
 
@@ -69,7 +75,7 @@ struct filter_tx {
 	char text[400];
 	char *pending_rcpt, *accept_rcpt;
 	bool pending_accept;
-	bool milter_wait, dnsbl_wait, clamd_wait, bayes_wait;
+	bool milter_wait, dnsbl_wait, clamd_wait;
 	/* accepted recipients and the local accounts */
 	char **rcpts;
 	size_t n_rcpts;
@@ -107,7 +113,6 @@ struct filter_tx {
 	int job_result;
 	struct attach_result job_ar;
 	struct bayes_tokens tokens;
-	struct bayes_job *bj;
 	/* the end's steps that overlap (filter.c, end_after_parts): the spool
 	 * job started with clamd when no milter can edit, the statistical
 	 * filter as soon as its tokens are in */

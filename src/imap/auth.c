@@ -46,17 +46,23 @@ void imap_capability(const struct imap_session *s, struct buf *out)
 	buf_appends(out, " SORT SORT=DISPLAY ESORT CONTEXT=SEARCH CONTEXT=SORT PARTIAL");
 
 	/* thread.c: THREAD=REFERENCES THREAD=ORDEREDSUBJECT THREAD=REFS */
+	buf_appends(out, " THREAD=REFERENCES THREAD=ORDEREDSUBJECT");
 
 	/* compress.c: COMPRESS=DEFLATE */
+	buf_appends(out, " COMPRESS=DEFLATE");
 
 	/* metadata.c: METADATA METADATA-SERVER */
 
 	/* notify.c: NOTIFY */
+	buf_appends(out, " NOTIFY");
 
 	/* fts: SEARCH=FUZZY is not claimed; the index is invisible to clients */
 
-	/* append.c, fetch, search, urlauth.c: OBJECTID SAVEDATE PREVIEW WITHIN
-	 * UTF8=ACCEPT REPLACE CATENATE URLAUTH */
+	/* fetch, search, select, mailbox (ext): OBJECTID SAVEDATE PREVIEW WITHIN */
+	buf_appends(out, " OBJECTID SAVEDATE PREVIEW WITHIN");
+
+	/* append.c (cat): UTF8=ACCEPT REPLACE CATENATE; urlauth.c: URLAUTH (not built) */
+	buf_appends(out, " CATENATE REPLACE UTF8=ACCEPT");
 
 	/* RFC 7889: the largest APPEND accepted */
 	buf_printf(out, " APPENDLIMIT=%zu", s->srv->cfg->imap_max_literal);
@@ -361,6 +367,11 @@ void imap_cmd_enable(struct imap_session *s, const struct imap_arg *args)
 		} else if (imap_arg_atom_is(a, "CONDSTORE") && !s->condstore) {
 			imap_enable_condstore(s);
 			buf_appends(&b, " CONDSTORE");
+		} else if (imap_arg_atom_is(a, "UTF8=ACCEPT") && !s->utf8) {
+			/* RFC 6855 3: mailbox names in UTF-8 from now on (no
+			 * modified UTF-7), 8-bit header text sent as is */
+			s->utf8 = true;
+			buf_appends(&b, " UTF8=ACCEPT");
 		} else if (imap_arg_atom_is(a, "QRESYNC") && !s->qresync) {
 			/* RFC 7162 3.2.3: QRESYNC implies CONDSTORE */
 			s->qresync = true;

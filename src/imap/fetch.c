@@ -665,6 +665,42 @@ void imap_fetch_format(const struct imap_fetch *f, const struct imap_fetch_opts 
 			buf_appendc(b, ' ');
 			fetch_binary(&c, it, it->kind == IMAP_FETCH_BINARY_SIZE);
 			break;
+		case IMAP_FETCH_EMAILID: /* RFC 8474 5.1: "EMAILID" SP "(" objectid ")" */
+			buf_printf(b, "EMAILID (" IMAP_EMAILID_FMT ")", (long long)m->emailid);
+			break;
+		case IMAP_FETCH_THREADID:
+			/* RFC 8474 5.2: NIL when the server does not compute
+			 * threads for the message (here: never stored) */
+			buf_appends(b, "THREADID NIL");
+			break;
+		case IMAP_FETCH_SAVEDATE:
+			/* RFC 8514 4: the save date (kept as an instant, shown
+			 * in UTC); NIL when unknown */
+			buf_appends(b, "SAVEDATE ");
+			if (m->savedate > 0)
+				imap_format_datetime(b, m->savedate, 0);
+			else
+				buf_appends(b, "NIL");
+			break;
+		case IMAP_FETCH_PREVIEW:
+			/* RFC 8970 3.2: nstring; NIL when not available (LAZY) */
+			buf_appends(b, "PREVIEW ");
+			if (m->preview != NULL && opt->utf8) {
+				/* RFC 6855 3 / RFC 9051 4.3: UTF-8 in a quoted
+				 * string once enabled; the text has no controls
+				 * (mime/preview.h) */
+				buf_appendc(b, '"');
+				for (const char *q = m->preview; *q != '\0'; q++) {
+					if (*q == '"' || *q == '\\')
+						buf_appendc(b, '\\');
+					buf_appendc(b, *q);
+				}
+				buf_appendc(b, '"');
+			} else {
+				imap_append_nstring(b, m->preview,
+						    m->preview ? strlen(m->preview) : 0);
+			}
+			break;
 		}
 	}
 	buf_free(&c.tmp);

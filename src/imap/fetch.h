@@ -36,7 +36,23 @@ struct imap_msg {
 	const char *msg;
 	size_t len;
 	const struct mime_cache *mc;
+	/* RFC 8474 OBJECTID: the stored body's id (store_msg.message_id, shared
+	 * by copies: COPY and MOVE keep the EMAILID, 5.1) */
+	int64_t emailid;
+	time_t savedate;       /* RFC 8514: when it arrived in this mailbox */
+	const char *preview;   /* RFC 8970 (UTF-8), NULL: not available */
 };
+
+/* RFC 8474 objectids: 1*255 of ALPHA / DIGIT / "_" / "-". EMAILID: "E" and
+ * messages.id; MAILBOXID: "M" and the mailbox's UIDVALIDITY, which the store
+ * hands out from one store-wide counter that never goes back (schema 2:
+ * store_uidvalidity_next), so it is unique among all mailboxes, never reused
+ * after a DELETE, and kept by RENAME (the mailbox row only changes its
+ * name). Both ids are AUTOINCREMENT / monotonic: never reused. */
+#define IMAP_EMAILID_FMT "E%lld"
+#define IMAP_MAILBOXID_FMT "M%u"
+/* true with *id_r if s is an EMAILID of ours. */
+bool imap_emailid_parse(const char *s, int64_t *id_r);
 
 enum imap_seg_kind {
 	IMAP_SEG_BYTES,   /* [off, off+len) of the response's bytes buffer */

@@ -31,6 +31,7 @@
 #include "imap/selcmd.h"
 #include "imap/session.h"
 #include "mime/mime.h"
+#include "mime/preview.h"
 #include "store/store.h"
 
 #define FETCH_SLICE_MSGS 500         /* messages per slice at most */
@@ -51,6 +52,22 @@ struct seen_flag {
 	uint32_t uid;
 	unsigned sys;
 };
+/* RFC 8970 PREVIEW: a preview computed by the slice (saved by the loop), or
+ * a body whose preview a LAZY fetch left to the background */
+struct pv_item {
+	int64_t id;
+	char *text; /* the preview, or the blob's name (lazy) */
+};
+struct pv_list {
+	struct pv_item *v;
+	size_t n, cap;
+};
+/* previews computed in the background per slice at most (LAZY), and such
+ * background jobs running at once in the process (more are not started: a
+ * later LAZY fetch asks again) */
+#define PREVIEW_LAZY_MAX 64
+#define PREVIEW_BG_MAX 2
+static int pv_bg_running; /* loop thread only */
 
 struct fetch_job;
 
@@ -76,6 +93,7 @@ struct slice {
 	uint32_t *vanished;
 	size_t n_van, cap_van;
 	struct buf kw;      /* keywords of the slice's messages */
+	struct pv_list pv_saves, pv_lazy; /* PREVIEW */
 	struct shown {
 		uint32_t uid;
 		uint64_t modseq;
@@ -138,6 +156,25 @@ struct fetch_job {
 
 static void pump(struct fetch_job *j);
 
+static void pv_add(struct pv_list *l, int64_t id, char *text)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 8;
+		l->v = xrealloc(l->v, l->cap * sizeof *l->v);
+	}
+	l->v[l->n].id = id;
+	l->v[l->n].text = text;
+	l->n++;
+}
+
+static void pv_free(struct pv_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i].text);
+	x_free(&l->v);
+	l->n = l->cap = 0;
+}
+
 static void slice_free(struct slice **sp)
 {
 	struct slice *sl = *sp;
@@ -151,6 +188,8 @@ static void slice_free(struct slice **sp)
 	free(sl->saves);
 	free(sl->vanished);
 	buf_free(&sl->kw);
+	pv_free(&sl->pv_saves);
+	pv_free(&sl->pv_lazy);
 	free(sl->shown);
 	imap_fetch_out_free(&sl->out);
 	free(sl->uids);
@@ -236,6 +275,64 @@ static const unsigned *slice_seen(const struct slice *sl, uint32_t uid)
 	return NULL;
 }
 
+/* The preview of a message (RFC 8970), on the worker: the one the store
+ * keeps, else (not LAZY) computed from the blob now and saved by the loop
+ * after the slice; with LAZY, NIL and the body noted for the background
+ * (RFC 8970 3.1: LAZY answers at once with what is available). The blob
+ * is m's when the items read it, else read into the slice's buffer (m->msg
+ * stays NULL). 0 with *preview_r (heap, NULL for NIL), -1 if the blob is
+ * gone (expunged meanwhile). */
+static int slice_preview(struct slice_ctx *cx, const struct store_msg *sm,
+			 const struct imap_msg *m, char **preview_r)
+{
+	struct slice *sl = cx->sl;
+	struct fetch_job *j = sl->job;
+	char *err = NULL;
+	if (store_snap_preview(cx->sn, sm->message_id, preview_r, &err) < 0) {
+		log_warn("imap fetch: preview uid %" PRIu32 ": %s", sm->uid, err ? err : "error");
+		free(err);
+		*preview_r = NULL;
+		return 0;
+	}
+	if (*preview_r != NULL)
+		return 0;
+	if (j->f.preview_lazy) {
+		if (sl->pv_lazy.n < PREVIEW_LAZY_MAX)
+			pv_add(&sl->pv_lazy, sm->message_id, xstrdup(sm->blob));
+		return 0;
+	}
+	const char *msg = m->msg;
+	size_t len = m->len;
+	if (msg == NULL) {
+		int pfd;
+		if (store_snap_blob_open(cx->sn, sm->blob, &pfd, &err) < 0) {
+			free(err);
+			return -1;
+		}
+		if (imap_blob_load(&cx->blob, pfd, &msg, &len) < 0) {
+			msg = "";
+			len = 0;
+		}
+		close(pfd);
+	}
+	struct buf text = BUF_INIT, built = BUF_INIT;
+	struct mime_cache mc;
+	const struct mime_cache *mcp = m->mc;
+	if (mcp == NULL && sm->cache != NULL && mime_cache_open(&mc, sm->cache, sm->cache_len))
+		mcp = &mc;
+	if (mcp == NULL) {
+		mime_cache_build(msg, len, &built);
+		if (mime_cache_open(&mc, built.data, built.len))
+			mcp = &mc;
+	}
+	mime_preview(msg, len, mcp, &text);
+	buf_free(&built);
+	*preview_r = xstrdup(text.data != NULL ? text.data : "");
+	buf_free(&text);
+	pv_add(&sl->pv_saves, sm->message_id, xstrdup(*preview_r));
+	return 0;
+}
+
 static int slice_each(void *arg, const struct store_msg *sm)
 {
 	struct slice_ctx *cx = arg;
@@ -258,6 +355,8 @@ static int slice_each(void *arg, const struct store_msg *sm)
 	m.size = sm->size;
 	m.internaldate = sm->internaldate;
 	m.internaldate_tz = sm->internaldate_tz;
+	m.emailid = sm->message_id;
+	m.savedate = sm->savedate;
 	m.sysflags = imap_flags_from_store(sm->flags != NULL ? sm->flags : "", &kw);
 	m.keywords = kw != NULL ? kw : "";
 	if (imap_recent_in(j->recent, j->n_recent, sm->uid))
@@ -314,6 +413,15 @@ static int slice_each(void *arg, const struct store_msg *sm)
 		}
 		m.mc = &mc;
 	}
+	char *preview = NULL;
+	if (j->f.need_preview && slice_preview(cx, sm, &m, &preview) < 0) {
+		sl->n_blob_gone++;
+		sl->n_done = idx + 1;
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	m.preview = preview;
 	struct imap_fetch_opts opts = j->opts;
 	unsigned seen_flags;
 	opts.set_flags = slice_seen(sl, sm->uid);
@@ -322,6 +430,7 @@ static int slice_each(void *arg, const struct store_msg *sm)
 		opts.set_flags = &seen_flags;
 	}
 	imap_fetch_format(&j->f, &opts, &m, &sl->out);
+	free(preview);
 	if (sl->out.error != NULL) {
 		if (fd >= 0)
 			close(fd);
@@ -395,6 +504,76 @@ static int slice_work(struct store_snap *sn, void *arg, char **err_r)
 	return 0;
 }
 
+/* ---- PREVIEW (LAZY) in the background ---- */
+
+struct pv_bg {
+	struct store *st;
+	struct pv_list todo; /* id and blob name */
+	struct pv_list done; /* id and preview */
+};
+
+static int pv_bg_work(struct store_snap *sn, void *arg, char **err_r)
+{
+	struct pv_bg *b = arg;
+	struct imap_blob bl = {BUF_INIT, NULL, 0};
+	for (size_t i = 0; i < b->todo.n; i++) {
+		char *have = NULL, *err = NULL;
+		int fd;
+		if (store_snap_preview(sn, b->todo.v[i].id, &have, &err) < 0 || have != NULL) {
+			free(have);
+			free(err);
+			continue; /* computed meanwhile (or unreadable) */
+		}
+		if (store_snap_blob_open(sn, b->todo.v[i].text, &fd, &err) < 0) {
+			free(err);
+			continue; /* expunged meanwhile */
+		}
+		const char *msg = "";
+		size_t len = 0;
+		if (imap_blob_load(&bl, fd, &msg, &len) < 0) {
+			msg = "";
+			len = 0;
+		}
+		close(fd);
+		struct buf built = BUF_INIT, text = BUF_INIT;
+		struct mime_cache mc;
+		mime_cache_build(msg, len, &built);
+		bool ok = mime_cache_open(&mc, built.data, built.len);
+		mime_preview(msg, len, ok ? &mc : NULL, &text);
+		pv_add(&b->done, b->todo.v[i].id, xstrdup(text.data != NULL ? text.data : ""));
+		buf_free(&built);
+		buf_free(&text);
+	}
+	imap_blob_free(&bl);
+	return 0;
+}
+
+static void pv_bg_done(void *arg, int result, const char *err)
+{
+	struct pv_bg *b = arg;
+	for (size_t i = 0; i < b->done.n; i++)
+		store_preview_save(b->st, b->done.v[i].id, b->done.v[i].text);
+	pv_free(&b->todo);
+	pv_free(&b->done);
+	free(b);
+	pv_bg_running--;
+}
+
+static void preview_background(struct store *st, struct pool *workers, struct pv_list *l)
+{
+	if (pv_bg_running >= PREVIEW_BG_MAX) {
+		pv_free(l);
+		free(l);
+		return;
+	}
+	pv_bg_running++;
+	struct pv_bg *b = xcalloc(1, sizeof *b);
+	b->st = st;
+	b->todo = *l;
+	free(l);
+	store_read(st, workers, pv_bg_work, pv_bg_done, b);
+}
+
 /* ---- the loop's half ---- */
 
 static void slice_done(void *arg, int result, const char *err)
@@ -411,6 +590,16 @@ static void slice_done(void *arg, int result, const char *err)
 	for (size_t i = 0; i < sl->n_saves; i++)
 		store_cache_save(j->st, sl->saves[i].id, sl->saves[i].cache.data,
 				 sl->saves[i].cache.len);
+	for (size_t i = 0; i < sl->pv_saves.n; i++)
+		store_preview_save(j->st, sl->pv_saves.v[i].id, sl->pv_saves.v[i].text);
+	if (sl->pv_lazy.n > 0) {
+		/* RFC 8970 3.1 LAZY: computed in the background for a later
+		 * FETCH; the job owns the list, not the session */
+		struct pv_list *l = xmalloc(sizeof *l);
+		*l = sl->pv_lazy;
+		memset(&sl->pv_lazy, 0, sizeof sl->pv_lazy);
+		preview_background(j->st, j->workers, l);
+	}
 	/* where the next slice starts: after what this one processed */
 	if (result == 0 && sl->n_done < sl->n && sl->out.error == NULL) {
 		/* stopped early: back up the cursor to the first message left */
@@ -482,7 +671,10 @@ static void slice_start(struct fetch_job *j)
 {
 	struct slice *sl;
 	const uint32_t *uids = imap_view_uids(j->s);
-	size_t max = j->f.need_blob || j->f.need_cache ? FETCH_SLICE_BLOB_MSGS : FETCH_SLICE_MSGS;
+	/* a PREVIEW not cached yet reads the blob too */
+	size_t max = j->f.need_blob || j->f.need_cache || (j->f.need_preview && !j->f.preview_lazy)
+			     ? FETCH_SLICE_BLOB_MSGS
+			     : FETCH_SLICE_MSGS;
 
 	sl = xcalloc(1, sizeof *sl);
 	sl->job = j;

@@ -16,6 +16,7 @@
 
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "imap/fetch.h"
 #include "imap/selcmd.h"
 #include "imap/session.h"
 
@@ -163,7 +164,48 @@ struct write_job {
 	struct imap_session *s;
 	const char *what; /* the command's name (static) */
 	char *sel_to; /* RENAME of the selected mailbox: its new name */
+	char *created; /* CREATE: the name, for its MAILBOXID */
+	char *user;
+	uint32_t uidvalidity; /* CREATE: read back (0: gone meanwhile) */
 };
+
+/* RFC 8474 4.1: CREATE answers OK [MAILBOXID (id)]: the new mailbox's
+ * UIDVALIDITY, read back on a worker once the store created it. */
+static void created_seen(void *arg, const struct store_mailbox *mb)
+{
+	((struct write_job *)arg)->uidvalidity = mb->status.uidvalidity;
+}
+
+static int created_read(struct store_snap *sn, void *arg, char **err_r)
+{
+	struct write_job *j = arg;
+	int r = store_snap_mailbox(sn, j->user, j->created, false, created_seen, j, err_r);
+	if (r == STORE_NONEXISTENT) {
+		x_free(err_r);
+		return 0; /* deleted meanwhile: OK without the code */
+	}
+	return r < 0 ? -1 : 0;
+}
+
+static void created_done(void *arg, int result, const char *err)
+{
+	struct write_job *j = arg;
+	struct imap_session *s = j->s;
+	uint32_t uidvalidity = result == 0 ? j->uidvalidity : 0;
+	free(j->created);
+	free(j->user);
+	free(j);
+	if (!imap_step_done(s))
+		return;
+	if (uidvalidity != 0) {
+		char code[40];
+		snprintf(code, sizeof code, "MAILBOXID (" IMAP_MAILBOXID_FMT ")", uidvalidity);
+		imap_tagged(s, "OK", code, "CREATE completed");
+	} else {
+		imap_tagged(s, "OK", NULL, "CREATE completed");
+	}
+	imap_cmd_done(s);
+}
 
 static void write_done(void *arg, int result)
 {
@@ -171,8 +213,15 @@ static void write_done(void *arg, int result)
 	struct imap_session *s = j->s;
 	const char *what = j->what;
 
+	if (j->created != NULL && result == STORE_OK && imap_session_alive(s)) {
+		/* the busy taken for the write carries over to the read */
+		store_read(s->srv->st, s->srv->workers, created_read, created_done, j);
+		return;
+	}
 	char *sel_to = j->sel_to;
 
+	free(j->created);
+	free(j->user);
 	free(j);
 	if (!imap_step_done(s)) {
 		free(sel_to);
@@ -243,7 +292,10 @@ void imap_cmd_create(struct imap_session *s, const struct imap_arg *args)
 		free(name);
 		return;
 	}
-	store_mailbox_create(s->srv->st, s->user, name, use, write_done, write_start(s));
+	struct write_job *j = write_start(s);
+	j->created = xstrdup(name);
+	j->user = xstrdup(s->user);
+	store_mailbox_create(s->srv->st, s->user, name, use, write_done, j);
 	free(name);
 }
 
@@ -333,7 +385,7 @@ void imap_cmd_subscribe(struct imap_session *s, const struct imap_arg *args)
 enum {
 	ST_MESSAGES = 1, ST_UIDNEXT = 2, ST_UIDVALIDITY = 4, ST_UNSEEN = 8, ST_DELETED = 16,
 	ST_SIZE = 32, ST_RECENT = 64, ST_HIGHESTMODSEQ = 128, ST_APPENDLIMIT = 256,
-	ST_DELETED_STORAGE = 512,
+	ST_DELETED_STORAGE = 512, ST_MAILBOXID = 1024,
 };
 static const struct {
 	const char *name;
@@ -343,6 +395,7 @@ static const struct {
 	{"UNSEEN", ST_UNSEEN}, {"DELETED", ST_DELETED}, {"SIZE", ST_SIZE},
 	{"RECENT", ST_RECENT}, {"HIGHESTMODSEQ", ST_HIGHESTMODSEQ},
 	{"APPENDLIMIT", ST_APPENDLIMIT}, {"DELETED-STORAGE", ST_DELETED_STORAGE}, /* RFC 9208 */
+	{"MAILBOXID", ST_MAILBOXID}, /* RFC 8474 4.2 */
 };
 #define N_STATUS_ITEMS (sizeof status_items / sizeof status_items[0])
 /* the items in the order asked: up to one of each */
@@ -446,6 +499,9 @@ static void status_format(const struct imap_session *s, bool utf8, struct buf *b
 			break;
 		case ST_DELETED_STORAGE:
 			buf_printf(b, " %" PRIu64, v->deleted_storage);
+			break;
+		case ST_MAILBOXID: /* RFC 8474 4.2: "MAILBOXID" SP "(" objectid ")" */
+			buf_printf(b, " (" IMAP_MAILBOXID_FMT ")", v->st.uidvalidity);
 			break;
 		}
 	}

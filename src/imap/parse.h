@@ -272,6 +272,8 @@ enum imap_fetch_kind {
 	IMAP_FETCH_SECTION,     /* BODY[...] / BODY.PEEK[...] */
 	IMAP_FETCH_BINARY,      /* BINARY[...] / BINARY.PEEK[...] */
 	IMAP_FETCH_BINARY_SIZE,
+	/* RFC 8474 5.1/5.2 OBJECTID, RFC 8514 SAVEDATE, RFC 8970 PREVIEW */
+	IMAP_FETCH_EMAILID, IMAP_FETCH_THREADID, IMAP_FETCH_SAVEDATE, IMAP_FETCH_PREVIEW,
 };
 struct imap_fetch_item {
 	enum imap_fetch_kind kind;
@@ -296,6 +298,9 @@ struct imap_fetch {
 	uint64_t changedsince; /* CHANGEDSINCE modifier (0: none) */
 	bool vanished;         /* VANISHED modifier (QRESYNC, UID FETCH) */
 	bool has_changedsince; /* CHANGEDSINCE given (also "CHANGEDSINCE 0") */
+	/* PREVIEW asked (RFC 8970); preview_lazy: only with "(LAZY)" (every
+	 * PREVIEW item of the command has it) */
+	bool need_preview, preview_lazy;
 };
 /* Notes on imap_fetch_parse: labels are upper case as Dovecot echoes them
  * ("body.peek[header.fields (from x-a)]<0.100>" is answered as
@@ -323,7 +328,12 @@ enum imap_search_kind {
 	IMAP_SK_HEADER,  /* field (str2) contains str */
 	IMAP_SK_BODY, IMAP_SK_TEXT,          /* str */
 	IMAP_SK_MODSEQ,                      /* CONDSTORE: modseq >= n */
-	IMAP_SK_OLDER, IMAP_SK_YOUNGER,      /* WITHIN (later issue) */
+	IMAP_SK_OLDER, IMAP_SK_YOUNGER,      /* WITHIN (RFC 5032): num seconds */
+	/* RFC 8474 6: str (an objectid) */
+	IMAP_SK_EMAILID, IMAP_SK_THREADID,
+	/* RFC 8514 5: save date day */
+	IMAP_SK_SAVEDBEFORE, IMAP_SK_SAVEDON, IMAP_SK_SAVEDSINCE,
+	IMAP_SK_SAVEDATESUPPORTED,
 };
 struct imap_search_key {
 	enum imap_search_kind kind;

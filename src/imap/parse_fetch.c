@@ -38,6 +38,9 @@ static const struct {
     {"RFC822", IMAP_FETCH_RFC822},
     {"RFC822.HEADER", IMAP_FETCH_RFC822_HEADER},
     {"RFC822.TEXT", IMAP_FETCH_RFC822_TEXT},
+    {"EMAILID", IMAP_FETCH_EMAILID},   /* RFC 8474 5.1 */
+    {"THREADID", IMAP_FETCH_THREADID}, /* RFC 8474 5.2 */
+    {"SAVEDATE", IMAP_FETCH_SAVEDATE}, /* RFC 8514 4 */
 };
 
 static bool upper_eq(const char *s, size_t n, const char *upper)
@@ -235,10 +238,33 @@ bad:
 	return -1;
 }
 
-static int one_item(struct imap_fetch *f, const struct imap_arg *a)
+/* RFC 8970 3: fetch-att =/ "PREVIEW" [SP "(" preview-mod *(SP preview-mod)
+ * ")"], preview-mod = "LAZY" (the only one defined). *ap is at PREVIEW; a
+ * following list of modifiers is consumed. */
+static int preview_item(struct imap_fetch *f, const struct imap_arg **ap)
 {
+	const struct imap_arg *a = *ap;
+	bool lazy = false;
+	if (a[1].type == IMAP_ARG_LIST && imap_arg_atom_is(&a[1].list[0], "LAZY")) {
+		for (const struct imap_arg *m = a[1].list; m->type != IMAP_ARG_EOL; m++)
+			if (!imap_arg_atom_is(m, "LAZY"))
+				return -1;
+		lazy = true;
+		*ap = a + 1;
+	}
+	struct imap_fetch_item *it = add_item(f, IMAP_FETCH_PREVIEW, "PREVIEW");
+	it->peek = lazy;
+	return 0;
+}
+
+/* One item at *ap (left on the item's last argument). */
+static int one_item(struct imap_fetch *f, const struct imap_arg **ap)
+{
+	const struct imap_arg *a = *ap;
 	if (a->type != IMAP_ARG_ATOM)
 		return -1;
+	if (upper_eq(a->str, a->len, "PREVIEW"))
+		return preview_item(f, ap);
 	for (size_t i = 0; i < sizeof simple / sizeof simple[0]; i++)
 		if (upper_eq(a->str, a->len, simple[i].name)) {
 			add_item(f, simple[i].kind, simple[i].name);
@@ -270,6 +296,12 @@ static void finish(struct imap_fetch *f)
 		case IMAP_FETCH_BODY:
 		case IMAP_FETCH_BODYSTRUCTURE:
 			f->need_cache = true;
+			break;
+		case IMAP_FETCH_PREVIEW:
+			/* the blob is read only for a preview not cached yet
+			 * (fetchcmd.c); peek = LAZY */
+			f->preview_lazy = (!f->need_preview || f->preview_lazy) && it->peek;
+			f->need_preview = true;
 			break;
 		default:
 			break;
@@ -336,12 +368,12 @@ int imap_fetch_parse(const struct imap_arg *args, struct imap_fetch *f, const ch
 		if (a->list[0].type == IMAP_ARG_EOL)
 			goto bad;
 		for (const struct imap_arg *it = a->list; it->type != IMAP_ARG_EOL; it++)
-			if (one_item(f, it) < 0)
+			if (one_item(f, &it) < 0)
 				goto bad;
 	} else if (a->type == IMAP_ARG_EOL) {
 		*err_r = "Missing fetch attributes";
 		goto bad;
-	} else if (one_item(f, a) < 0) {
+	} else if (one_item(f, &a) < 0) {
 		goto bad;
 	}
 	a++;

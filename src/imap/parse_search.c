@@ -33,6 +33,7 @@ static const struct {
     {"ALL", IMAP_SK_ALL, 0},
     {"NEW", IMAP_SK_NEW, 0},
     {"OLD", IMAP_SK_OLD, 0},
+    {"SAVEDATESUPPORTED", IMAP_SK_SAVEDATESUPPORTED, 0}, /* RFC 8514 5 */
 };
 
 static const struct {
@@ -42,6 +43,9 @@ static const struct {
     {"BEFORE", IMAP_SK_BEFORE}, {"ON", IMAP_SK_ON},
     {"SINCE", IMAP_SK_SINCE},   {"SENTBEFORE", IMAP_SK_SENTBEFORE},
     {"SENTON", IMAP_SK_SENTON}, {"SENTSINCE", IMAP_SK_SENTSINCE},
+    /* RFC 8514 5 */
+    {"SAVEDBEFORE", IMAP_SK_SAVEDBEFORE}, {"SAVEDON", IMAP_SK_SAVEDON},
+    {"SAVEDSINCE", IMAP_SK_SAVEDSINCE},
 };
 
 /* header shortcuts: the key's name is the field's */
@@ -217,6 +221,26 @@ static int parse_key(struct sctx *c, const struct imap_arg **ap, struct imap_sea
 			return -1;
 		}
 		k->num = n;
+		*ap = a + 1;
+		return 0;
+	}
+	if (imap_arg_atom_is(key, "EMAILID") || imap_arg_atom_is(key, "THREADID")) {
+		/* RFC 8474 6: "EMAILID" SP objectid, objectid =
+		 * 1*255(ALPHA / DIGIT / "_" / "-") */
+		k->kind = imap_arg_atom_is(key, "EMAILID") ? IMAP_SK_EMAILID : IMAP_SK_THREADID;
+		if (a->type != IMAP_ARG_ATOM || a->len < 1 || a->len > 255) {
+			c->err = "Invalid object id";
+			return -1;
+		}
+		for (size_t i = 0; i < a->len; i++) {
+			char ch = a->str[i];
+			if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+			      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-')) {
+				c->err = "Invalid object id";
+				return -1;
+			}
+		}
+		k->str = xstrndup(a->str, a->len);
 		*ap = a + 1;
 		return 0;
 	}

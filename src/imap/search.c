@@ -2,6 +2,7 @@
  * rev1 keys NEW/OLD/RECENT, RFC 7162 3.1.5 MODSEQ, RFC 5182 "$"). */
 #include "imap/fetch.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -141,8 +142,36 @@ static bool key_match(const struct imap_search_key *k, const struct imap_msg *m,
 		return (int64_t)m->internaldate <= (int64_t)time(NULL) - (int64_t)k->num;
 	case IMAP_SK_YOUNGER:
 		return (int64_t)m->internaldate >= (int64_t)time(NULL) - (int64_t)k->num;
+	case IMAP_SK_EMAILID: { /* RFC 8474 6 */
+		int64_t id;
+		return k->str && imap_emailid_parse(k->str, &id) && id == m->emailid;
+	}
+	case IMAP_SK_THREADID:
+		return false; /* THREADID is NIL for every message (5.2) */
+	case IMAP_SK_SAVEDBEFORE: /* RFC 8514 5: the save date's day, in UTC */
+		return day_in_zone(m->savedate, 0) < k->day;
+	case IMAP_SK_SAVEDON:
+		return day_in_zone(m->savedate, 0) == k->day;
+	case IMAP_SK_SAVEDSINCE:
+		return day_in_zone(m->savedate, 0) >= k->day;
+	case IMAP_SK_SAVEDATESUPPORTED:
+		return true; /* every mailbox keeps save dates */
 	}
 	return false;
+}
+
+bool imap_emailid_parse(const char *s, int64_t *id_r)
+{
+	int64_t v = 0;
+	if (s[0] != 'E' || s[1] < '1' || s[1] > '9')
+		return false;
+	for (const char *p = s + 1; *p; p++) {
+		if (*p < '0' || *p > '9' || v > (INT64_MAX - 9) / 10)
+			return false;
+		v = v * 10 + (*p - '0');
+	}
+	*id_r = v;
+	return true;
 }
 
 bool imap_search_match(const struct imap_search *s, const struct imap_msg *m,

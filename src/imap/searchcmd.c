@@ -159,6 +159,8 @@ void imap_search_msg(struct imap_msg *m, const struct store_msg *sm)
 	m->size = sm->size;
 	m->internaldate = sm->internaldate;
 	m->internaldate_tz = sm->internaldate_tz;
+	m->emailid = sm->message_id; /* RFC 8474 6 */
+	m->savedate = sm->savedate;  /* RFC 8514 5 */
 	m->sysflags = imap_flags_from_store(sm->flags != NULL ? sm->flags : "", &kw);
 	m->keywords = kw != NULL ? kw : "";
 }
@@ -691,6 +693,17 @@ void imap_search_cmd(struct imap_session *s, const struct imap_arg *args, bool s
 			imap_tagged(s, "NO", "BADCHARSET (US-ASCII UTF-8)", "Unsupported charset");
 		else
 			imap_tagged(s, "BAD", NULL, "%s", err != NULL ? err : "Invalid search");
+		return;
+	}
+	if (!sort && s->utf8 && j->q.charset != NULL) {
+		/* RFC 6855 3 (erratum 4029): no CHARSET once UTF8=ACCEPT is
+		 * enabled (conflicting charset labels) */
+		if (j->q.ret_save && s->sel != NULL) {
+			x_free(&s->sel->saved);
+			s->sel->n_saved = 0;
+		}
+		job_free(j);
+		imap_tagged(s, "BAD", NULL, "SEARCH CHARSET is not allowed with UTF8=ACCEPT");
 		return;
 	}
 	j->sort = sort;

@@ -604,6 +604,8 @@ static void on_change(void *arg, const struct store_change *ch)
 	}
 	if (s->input == IMAP_IN_IDLE && imap_alive(s))
 		imap_send_updates(s, true);
+	else if (s->notify != NULL)
+		imap_notify_idle(s); /* RFC 5465: between commands too */
 }
 
 /* One read of the changes (on a worker): its results are flag updates
@@ -874,6 +876,8 @@ static void sync_done(void *arg, int result, const char *err)
 		cont(s);
 	else if (s->input == IMAP_IN_IDLE && s->sel != NULL)
 		imap_send_updates(s, true);
+	else if (s->notify != NULL)
+		imap_notify_idle(s); /* RFC 5465: between commands too */
 }
 
 /* The client read the output down: the next window of a pass. */
@@ -1086,6 +1090,8 @@ void imap_send_updates(struct imap_session *s, bool expunges_allowed)
 		y->n_new = 0;
 		imap_untagged(s, "%" PRIu32 " EXISTS", v->n);
 		imap_ctx_new(s, y->new_uids, n_new); /* RFC 5267 4.3 (sort.c) */
+		if (s->notify != NULL) /* RFC 5465 5.2 fetch-att */
+			imap_notify_new(s, v->v + v->n - n_new, n_new);
 		if (!s->rev2) {
 			uint32_t rc = recent_count(s);
 			if (rc != y->recent_told) /* RFC 3501 7.3.2 */
@@ -1446,6 +1452,8 @@ static void load_done(void *arg, int result, const char *err)
 	}
 	imap_untagged(s, "OK [UIDVALIDITY %" PRIu32 "] UIDs valid", sel->uidvalidity);
 	imap_untagged(s, "OK [UIDNEXT %" PRIu32 "] Predicted next UID", sel->uidnext);
+	/* RFC 8474 4.3: the MAILBOXID in SELECT/EXAMINE (fetch.h: the id) */
+	imap_untagged(s, "OK [MAILBOXID (" IMAP_MAILBOXID_FMT ")] Ok", sel->uidvalidity);
 	buf_reset(&b);
 	if (examine) {
 		buf_appends(&b, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");

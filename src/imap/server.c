@@ -242,6 +242,7 @@ static void unlink_session(struct imap_session *s)
 		return;
 	if (s->sel != NULL && s->base.busy == 0)
 		imap_unselect(s, false);
+	imap_notify_free(s);
 	session_unlink(&s->base);
 	s->srv = NULL;
 }
@@ -285,7 +286,10 @@ static bool reading_append(const struct imap_session *s)
 	if (sp == NULL)
 		return false;
 	sp++;
-	return end - sp > 7 && strncasecmp(sp, "APPEND ", 7) == 0;
+	/* RFC 8508: REPLACE and UID REPLACE take a message as APPEND does */
+	return (end - sp > 7 && strncasecmp(sp, "APPEND ", 7) == 0) ||
+	       (end - sp > 8 && strncasecmp(sp, "REPLACE ", 8) == 0) ||
+	       (end - sp > 12 && strncasecmp(sp, "UID REPLACE ", 12) == 0);
 }
 
 /* One step of command input. false: nothing more can be done now. */
@@ -372,6 +376,8 @@ static void process(struct imap_session *s)
 			break;
 	}
 	s->in_process = false;
+	if (s->notify != NULL)
+		imap_notify_idle(s); /* RFC 5465: between commands */
 }
 
 static void on_input(struct session *base)

@@ -134,6 +134,7 @@ struct imap_session {
 	bool in_process : 1;
 	bool again : 1;
 	bool logout : 1;      /* LOGOUT answered: closing */
+	struct imap_notify *notify; /* NOTIFY SET (notify.c), NULL: none */
 	const char *result;   /* for the log line, static */
 };
 
@@ -167,6 +168,20 @@ uint32_t imap_view_count(const struct imap_session *s);
 
 /* cmd.c */
 void imap_dispatch(struct imap_session *s);
+
+/* notify.c (RFC 5465) */
+/* The session is between commands (server.c, after its input step): the
+ * notifications held while a command ran go out. */
+void imap_notify_idle(struct imap_session *s);
+/* The session ends (server.c): the subscription and the state go. */
+void imap_notify_free(struct imap_session *s);
+/* Whether the selected mailbox's changes are pushed while the session is
+ * between commands (select.c): 0 no, 1 yes, 2 yes but not the expunges
+ * (SELECTED-DELAYED, RFC 5465 6.1). */
+int imap_notify_selected(const struct imap_session *s);
+/* select.c told the client of new messages (EXISTS): MessageNew's
+ * fetch-att list, if any, is FETCHed for them (uids sorted). */
+void imap_notify_new(struct imap_session *s, const uint32_t *uids, size_t n);
 
 /* select.c (also declared in selcmd.h): turns CONDSTORE on (RFC 7162 3.1:
  * ENABLE CONDSTORE/QRESYNC, STATUS HIGHESTMODSEQ...), with the HIGHESTMODSEQ

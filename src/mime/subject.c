@@ -9,6 +9,7 @@
  *   subj-trailer = "(fwd)" / WSP
  *   BLOBCHAR     = %x01-5a / %x5c / %x5e-ff  (anything but "[" and "]")
  * mime_casemap_key is RFC 5051 2 (titlecase, then NFKD) through ICU. */
+#include <pthread.h>
 #include <string.h>
 #include <unicode/uchar.h>
 #include <unicode/unorm2.h>
@@ -156,16 +157,22 @@ char *mime_base_subject(const char *raw, size_t len, bool *is_reply_r)
 
 /* ---- RFC 5051 i;unicode-casemap ---- */
 
+static const UNormalizer2 *nfkd_inst;
+static pthread_once_t nfkd_once = PTHREAD_ONCE_INIT;
+
+static void nfkd_init(void)
+{
+	UErrorCode err = U_ZERO_ERROR;
+	const UNormalizer2 *n = unorm2_getNFKDInstance(&err);
+
+	nfkd_inst = U_SUCCESS(err) ? n : NULL; /* shared by ICU, never freed */
+}
+
+/* Workers call this concurrently (SORT, THREAD). */
 static const UNormalizer2 *nfkd(void)
 {
-	static const UNormalizer2 *n;
-	UErrorCode err = U_ZERO_ERROR;
-
-	/* ICU's instance getters are thread-safe and return a shared object;
-	 * caching the pointer in a benign race is fine */
-	if (n == NULL)
-		n = unorm2_getNFKDInstance(&err);
-	return U_SUCCESS(err) ? n : NULL;
+	pthread_once(&nfkd_once, nfkd_init);
+	return nfkd_inst;
 }
 
 char *mime_casemap_key(const char *utf8, size_t len)

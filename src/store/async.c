@@ -116,23 +116,42 @@ void store_readers_free(struct store *st)
 
 /* ---- store_read ---- */
 
+static void readers_init(struct store *st)
+{
+	if (st->readers == NULL) {
+		st->readers = xcalloc(1, sizeof *st->readers);
+		pthread_mutex_init(&st->readers->mu, NULL);
+	}
+}
+
+void store_readers_init(struct store *st)
+{
+	readers_init(st);
+}
+
+int store_read_here(struct store *st, store_read_fn *fn, void *arg, char **err_r)
+{
+	struct store_db *d = reader_get(st, err_r);
+	if (d == NULL)
+		return -1;
+	int result = -1;
+	/* A deferred BEGIN: the snapshot starts at the first read and holds
+	 * until COMMIT; in WAL mode it waits for nobody and nobody waits for it. */
+	if (store_exec(d, "BEGIN", err_r) == 0) {
+		struct store_snap sn = {.st = st, .d = d};
+		result = fn(&sn, arg, err_r);
+		if (result < 0 && *err_r == NULL)
+			*err_r = xstrdup("read failed");
+		store_exec(d, "COMMIT", NULL); /* read-only: nothing to lose */
+	}
+	reader_put(st, d);
+	return result;
+}
+
 static void read_work(void *arg)
 {
 	struct read_job *job = arg;
-	struct store_db *d = reader_get(job->st, &job->err);
-	job->result = -1;
-	if (d == NULL)
-		return;
-	/* A deferred BEGIN: the snapshot starts at the first read and holds
-	 * until COMMIT; in WAL mode it waits for nobody and nobody waits for it. */
-	if (store_exec(d, "BEGIN", &job->err) == 0) {
-		struct store_snap sn = {.st = job->st, .d = d};
-		job->result = job->fn(&sn, job->arg, &job->err);
-		if (job->result < 0 && job->err == NULL)
-			job->err = xstrdup("read failed");
-		store_exec(d, "COMMIT", NULL); /* read-only: nothing to lose */
-	}
-	reader_put(job->st, d);
+	job->result = store_read_here(job->st, job->fn, job->arg, &job->err);
 }
 
 static void read_done(void *arg)
@@ -147,10 +166,7 @@ void store_read(struct store *st, struct pool *p, store_read_fn *fn, store_read_
 		void *arg)
 {
 	/* Made on the loop thread, before any worker can look at it. */
-	if (st->readers == NULL) {
-		st->readers = xcalloc(1, sizeof *st->readers);
-		pthread_mutex_init(&st->readers->mu, NULL);
-	}
+	readers_init(st);
 	struct read_job *job = xcalloc(1, sizeof *job);
 	job->st = st;
 	job->fn = fn;

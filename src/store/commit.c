@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -375,6 +376,30 @@ size_t store_spool_size(const struct store_spool *sp)
 	return sp->size;
 }
 
+/* A spool whose file never got a byte goes back to the stock instead of
+ * being unlinked: creating a file costs far more than the rest of a small
+ * message's spooling (ext4's inode allocation), and store_spool_filter
+ * hands every filtered message a replacement spool it rarely writes. */
+static bool spool_restock(struct store_spool *sp)
+{
+	struct store *st = sp->st;
+	bool kept = false;
+	struct stat sb;
+	if (sp->fd < 0 || sp->err || fstat(sp->fd, &sb) < 0 || sb.st_size != 0)
+		return false;
+	pthread_mutex_lock(&st->mu);
+	if (st->stock_n < STORE_SPOOL_STOCK && !st->stopping) {
+		st->stock_fd[st->stock_n] = sp->fd;
+		memcpy(st->stock_name[st->stock_n], sp->name, sizeof sp->name);
+		st->stock_n++;
+		kept = true;
+	}
+	pthread_mutex_unlock(&st->mu);
+	if (kept)
+		sp->fd = -1;
+	return kept;
+}
+
 static void spool_free(struct store_spool *sp, bool unlink_spool)
 {
 	if (sp->writing) {
@@ -383,6 +408,8 @@ static void spool_free(struct store_spool *sp, bool unlink_spool)
 		sp->unlink_at_free = unlink_spool;
 		return;
 	}
+	if (unlink_spool && spool_restock(sp))
+		unlink_spool = false;
 	if (sp->fd >= 0)
 		close(sp->fd);
 	if (unlink_spool)
@@ -417,9 +444,13 @@ struct spool_filter {
 };
 
 /* Worker: the spool is the filter's alone (no write in flight, the loop
- * thread waits for done). Its last bytes are written, the file mapped
- * read-only (page cache, not the process's heap), and a replacement written
- * through a spool of its own without async (writes on this thread). */
+ * thread waits for done). A spool whose bytes are all still in its buffer
+ * (a small message: nothing written to its file yet) is filtered there, so
+ * that it stays in memory and a later prefix is prepended without a copy
+ * of the file (spool_prefix_apply); otherwise its last bytes are written
+ * and the file mapped read-only (page cache, not the process's heap). The
+ * replacement is written through a spool of its own without async (writes
+ * on this thread); unused, its file goes back to the stock. */
 static void spool_filter_work(void *arg)
 {
 	struct spool_filter *f = arg;
@@ -427,25 +458,37 @@ static void spool_filter_work(void *arg)
 	struct store *st = sp->st;
 	char *err = NULL;
 	void *m = NULL;
-	int fd;
+	const char *msg = "";
+	int fd = -1;
 
 	f->result = -1;
-	if (sp->err || spool_flush(sp) < 0)
+	if (sp->err)
 		return;
-	fd = openat(st->spool_dfd, sp->name, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	if (sp->size > 0 &&
-	    (m = mmap(NULL, sp->size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED) {
-		close(fd);
-		return;
+	bool in_memory = sp->blen == sp->size;
+	if (in_memory) {
+		if (sp->size > 0)
+			msg = sp->bbuf;
+	} else {
+		if (spool_flush(sp) < 0)
+			return;
+		fd = openat(st->spool_dfd, sp->name, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return;
+		if (sp->size > 0 &&
+		    (m = mmap(NULL, sp->size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED) {
+			close(fd);
+			return;
+		}
+		if (m != NULL)
+			msg = m;
 	}
 	out = store_spool_new(st, &err);
 	free(err);
-	bool replaced = out != NULL && f->fn(f->arg, m != NULL ? m : "", sp->size, out);
+	bool replaced = out != NULL && f->fn(f->arg, msg, sp->size, out);
 	if (m != NULL)
 		munmap(m, sp->size);
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	if (out == NULL)
 		return;
 	if (!replaced) {
@@ -457,12 +500,14 @@ static void spool_filter_work(void *arg)
 		spool_free(out, true);
 		return;
 	}
-	/* out's file takes the place of sp's */
+	/* out's file takes the place of sp's (sp's buffered bytes are the old
+	 * content: dropped) */
 	close(sp->fd);
 	unlinkat(st->spool_dfd, sp->name, 0);
 	sp->fd = out->fd;
 	memcpy(sp->name, out->name, sizeof sp->name);
 	sp->size = out->size;
+	sp->blen = 0;
 	out->fd = -1;
 	spool_free(out, false);
 	f->result = 0;
@@ -611,6 +656,7 @@ static void commit_done(void *arg)
 		} else {
 			store_notify_delivery(req->st, req->user_ids[i]);
 		}
+		store_notify_user(req->st, req->user_ids[i], NULL);
 	}
 	req_free(req);
 }

@@ -31,6 +31,7 @@ struct store_sub {
 	int64_t user_id;
 	int64_t mailbox_id;
 	bool inbox;
+	bool all;  /* store_subscribe_user: every mailbox of user_id */
 	bool dead; /* unsubscribed during a notification round; freed after it */
 	char *user;
 	char *mailbox;
@@ -57,7 +58,7 @@ static void notify(struct store *st, const struct store_change *proto, int64_t u
 {
 	st->notifying++;
 	for (struct store_sub *sub = st->subs; sub != NULL; sub = sub->next) {
-		if (sub->dead)
+		if (sub->dead || sub->all)
 			continue;
 		bool match = mailbox_id > 0 ? sub->mailbox_id == mailbox_id
 					    : sub->user_id == user_id && sub->inbox;
@@ -97,6 +98,43 @@ void store_notify_delivery(struct store *st, int64_t user_id)
 	struct store_change ch = {.kind = STORE_CHANGE_NEW};
 	if (st->subs != NULL)
 		notify(st, &ch, user_id, 0);
+}
+
+/* The per-user subscribers (store_subscribe_user) of user_id, or of the
+ * user named user (case-insensitive) when user_id is 0. */
+void store_notify_user(struct store *st, int64_t user_id, const char *user)
+{
+	bool any = false;
+	for (struct store_sub *sub = st->subs; sub != NULL && !any; sub = sub->next)
+		any = sub->all && !sub->dead;
+	if (!any)
+		return;
+	st->notifying++;
+	for (struct store_sub *sub = st->subs; sub != NULL; sub = sub->next) {
+		if (sub->dead || !sub->all)
+			continue;
+		if (user_id > 0 ? sub->user_id != user_id
+				: user == NULL || strcasecmp(sub->user, user) != 0)
+			continue;
+		struct store_change ch = {.kind = STORE_CHANGE_NEW, .user = sub->user};
+		sub->cb(sub->arg, &ch);
+	}
+	/* the sweep of cancellations, as at a round's end */
+	struct store_change none = {.kind = STORE_CHANGE_NEW};
+	st->notifying--;
+	notify(st, &none, -1, -1);
+}
+
+struct store_sub *store_subscribe_user(struct store *st, const char *user, store_change_cb *cb,
+				       void *arg, char **err_r)
+{
+	struct store_sub *sub = store_subscribe(st, user, NULL, cb, arg, err_r);
+	if (sub != NULL) {
+		sub->all = true;
+		sub->inbox = false;
+		sub->mailbox_id = 0;
+	}
+	return sub;
 }
 
 struct store_sub *store_subscribe(struct store *st, const char *user, const char *mailbox,
@@ -159,6 +197,7 @@ struct expunge_job {
 	store_expunge_cb *cb;
 	void *arg;
 	int result;
+	int64_t user_id; /* for store_notify_user */
 };
 
 static void expunge_job_free(struct expunge_job *j)
@@ -185,6 +224,7 @@ static void expunge_done(void *arg)
 			.highestmodseq = j->highestmodseq,
 		};
 		notify(st, &ch, 0, j->mailbox_id);
+		store_notify_user(st, j->user_id, NULL);
 	}
 	expunge_job_free(j);
 }
@@ -270,6 +310,7 @@ void store_expunge(struct store *st, const char *user, const char *mailbox, uint
 				mbox_name(mailbox), user, uidvalidity, status.uidvalidity);
 		found = 0;
 	}
+	j->user_id = user_id;
 	if (found != 1) {
 		log_warn("store: expunge: %s", err ? err : "lookup failed");
 		free(err);
@@ -344,7 +385,7 @@ void store_mailboxes_recheck(struct store *st, int fd)
 	for (struct store_sub *sub = st->subs; sub != NULL; sub = sub->next) {
 		int64_t user_id = 0, mailbox_id = 0;
 		char *err = NULL;
-		if (sub->dead || sub->inbox)
+		if (sub->dead || sub->inbox || sub->all)
 			continue;
 		int r = store_db_mailbox(&st->main, sub->user, sub->mailbox, false, &user_id,
 					 &mailbox_id, NULL, &err);
@@ -367,6 +408,14 @@ void store_mailboxes_recheck(struct store *st, int fd)
 		gone[i]->cb(gone[i]->arg, &ch);
 	}
 	free(gone);
+	/* per-user subscribers read their user's mailboxes again */
+	for (struct store_sub *sub = st->subs; sub != NULL; sub = sub->next) {
+		struct store_change ch = {.kind = STORE_CHANGE_NEW};
+		if (sub->dead || !sub->all)
+			continue;
+		ch.user = sub->user;
+		sub->cb(sub->arg, &ch);
+	}
 	/* the same sweep as a notification round's end */
 	struct store_change none = {.kind = STORE_CHANGE_NEW};
 	st->notifying--;

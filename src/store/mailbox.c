@@ -140,6 +140,8 @@ static void op_finish(void *arg)
 		};
 		store_notify_mailbox(op->st, &ch, nt->mailbox_id);
 	}
+	if (op->result == STORE_OK && (op->n_notes > 0 || op->user_change))
+		store_notify_user(op->st, 0, op->user);
 	op_free(op);
 }
 
@@ -503,6 +505,7 @@ void store_mailbox_create(struct store *st, const char *user, const char *name,
 		special_use = special_use_canon(special_use);
 	op->special_use = special_use ? xstrdup(special_use) : NULL;
 	op->body = create_body;
+	op->user_change = true;
 	op->done = res_done;
 	op->res_cb = cb;
 	op->arg = arg;
@@ -595,6 +598,7 @@ void store_mailbox_delete(struct store *st, const char *user, const char *name,
 	struct store_op *op = store_op_new(st, user);
 	op->name = name_dup(name);
 	op->body = delete_body;
+	op->user_change = true;
 	op->done = res_done;
 	op->res_cb = cb;
 	op->arg = arg;
@@ -721,6 +725,7 @@ void store_mailbox_rename(struct store *st, const char *user, const char *from, 
 	op->name = name_dup(from);
 	op->to = name_dup(to);
 	op->body = rename_body;
+	op->user_change = true;
 	op->done = res_done;
 	op->res_cb = cb;
 	op->arg = arg;
@@ -753,6 +758,7 @@ void store_mailbox_subscribe(struct store *st, const char *user, const char *nam
 	op->name = name_dup(name);
 	op->on = on;
 	op->body = subscribe_body;
+	op->user_change = true;
 	op->done = res_done;
 	op->res_cb = cb;
 	op->arg = arg;

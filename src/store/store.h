@@ -150,15 +150,17 @@ size_t store_spool_size(const struct store_spool *sp);
 void store_spool_discard(struct store_spool **spp);
 /* Rewrites a spool's bytes before its commit (IMAP APPEND of a literal8,
  * RFC 3516 4.4). The caller has written the whole message and writes no
- * more. Once every write of sp has reached its file, on a worker of p,
- * fn(arg, msg, len, out) runs with the bytes mapped read-only (msg valid
- * during the call only; "" for an empty spool) and out a new spool that fn
+ * more. Once every write of sp has ended, on a worker of p,
+ * fn(arg, msg, len, out) runs with the bytes (still in the spool's buffer
+ * for a small message, else its file mapped read-only; msg valid during
+ * the call only; "" for an empty spool) and out a new spool that fn
  * may write (store_spool_write there runs on that worker); fn returns true
  * if out holds the new content (its file then replaces sp's: sp holds the
  * new bytes), false to keep sp as it is. Then done(arg, result) runs on the
  * loop thread: 0, or -1 if a read or write failed (discard sp then). From
  * the call until done, sp must not be written, committed or discarded.
- * Memory: the mapping (page cache), not a copy, whatever the size. */
+ * Memory: the buffer or the mapping (page cache), not a copy, whatever the
+ * size. */
 typedef bool store_spool_filter_fn(void *arg, const char *msg, size_t len,
 				   struct store_spool *out);
 typedef void store_spool_filter_done_fn(void *arg, int result);
@@ -276,6 +278,12 @@ typedef void store_read_done_cb(void *arg, int result, const char *err);
  * before closing st. */
 void store_read(struct store *st, struct pool *p, store_read_fn *fn, store_read_done_cb *done,
 		void *arg);
+/* store_read's work on the calling thread (a worker of the daemon's, in a
+ * job of its own that reads as a step of more work): fn(sn, arg) in one read
+ * transaction; 0, or -1 with *err_r (xmalloc'd). The read connections must
+ * exist: store_readers_init, on the loop thread, before any such call. */
+int store_read_here(struct store *st, store_read_fn *fn, void *arg, char **err_r);
+void store_readers_init(struct store *st);
 /* The snapshot's versions of store_mailbox_status and store_mail_list (for
  * store_read_fn; cb runs on the worker thread). */
 int store_snap_mailbox_status(struct store_snap *sn, const char *user, const char *mailbox,
@@ -353,6 +361,15 @@ void store_unsubscribe(struct store *st, struct store_sub **subp);
 /* The subscriber's mailbox was renamed by the subscriber itself (IMAP
  * RENAME of the selected mailbox): the subscription follows it. */
 void store_sub_rename(struct store_sub *sub, const char *mailbox);
+/* A per-user subscription (IMAP NOTIFY, RFC 5465): cb(arg, ch) on the loop
+ * thread after any committed change to any mailbox of user (deliveries,
+ * APPEND, COPY/MOVE, flags, expunges, CREATE, DELETE, RENAME, SUBSCRIBE),
+ * with ch->kind STORE_CHANGE_NEW and ch->mailbox NULL: the subscriber reads
+ * again what it needs (one call per committed operation; coalescing is the
+ * subscriber's). NULL with *err_r if the user does not exist. Cancelled by
+ * store_unsubscribe. */
+struct store_sub *store_subscribe_user(struct store *st, const char *user, store_change_cb *cb,
+				       void *arg, char **err_r);
 /* Mailbox deletes and renames by another process (the admin CLI) do not
  * reach this process's subscribers by themselves. The admin process calls
  * store_mailboxes_changed() after such a change (it touches a marker file
@@ -974,6 +991,20 @@ int store_spam_threshold_list(struct store *st, store_threshold_cb *cb, void *ar
  * score on its own), NAN where neither sets one. 0, or -1. */
 int store_spam_threshold_user(struct store *st, int64_t user_id, double *junk_r,
 			      double *reject_r);
+
+
+/* ---- message previews (preview.c; issue 9, the ext part) ---- */
+/* RFC 8970 PREVIEW: the text kept for a stored body (messages.preview),
+ * computed once by the reader. At most STORE_PREVIEW_MAX octets (256
+ * characters of UTF-8). */
+#define STORE_PREVIEW_MAX 1024
+/* In a snapshot: 0 with *preview_r (heap; NULL when not computed yet), or -1
+ * with *err_r. */
+int store_snap_preview(struct store_snap *sn, int64_t message_id, char **preview_r,
+		       char **err_r);
+/* Any thread (requires store_start): a job on the committer that sets the
+ * preview unless the body has one already (copies text). */
+void store_preview_save(struct store *st, int64_t message_id, const char *text);
 
 
 #endif

@@ -271,6 +271,9 @@ void store_readers_free(struct store *st);
 /* expunge.c: announces a committed delivery to the user's INBOX subscribers
  * (loop thread). */
 void store_notify_delivery(struct store *st, int64_t user_id);
+/* The per-user subscribers (store_subscribe_user) of user_id, or of user by
+ * name when user_id is 0 (expunge.c). */
+void store_notify_user(struct store *st, int64_t user_id, const char *user);
 /* Announces ch to the subscribers of mailbox_id (loop thread). */
 void store_notify_mailbox(struct store *st, const struct store_change *ch, int64_t mailbox_id);
 
@@ -341,6 +344,7 @@ struct store_op {
 	struct store_blobs blobs;
 	struct store_op_note *notes;
 	size_t n_notes;
+	bool user_change; /* CREATE, DELETE, RENAME, SUBSCRIBE: store_notify_user */
 };
 struct store_op *store_op_new(struct store *st, const char *user);
 /* Queues op (requires store_start); its done runs later on the loop. */

@@ -3,6 +3,7 @@
 invalid names, SUBSCRIBE/UNSUBSCRIBE/LSUB, LIST and its LIST-EXTENDED,
 SPECIAL-USE, CHILDREN and LIST-STATUS forms with exact lines, STATUS items,
 QUOTA, and a LIST of many mailboxes sent within the output bound."""
+import re
 import time
 
 import pytest
@@ -294,7 +295,9 @@ def test_list_of_many_mailboxes_is_bounded(make_server):
             line = c.readline()
             while line.startswith("*"):
                 line = c.readline()
-            assert line == "c%d OK CREATE completed" % i, line
+            # RFC 8474 4.1: CREATE names the new mailbox's MAILBOXID
+            assert re.match(r"^c%d OK \[MAILBOXID \(M[0-9]+\)\] CREATE completed$" % i,
+                            line), line
         c.send('l LIST "" "many/*" RETURN (STATUS (MESSAGES UIDNEXT SIZE))\r\n')
         time.sleep(1.0)  # not reading: the server must stop at its limit
         lines = []

@@ -1,0 +1,235 @@
+/* IMAP URLs (RFC 5092) as CATENATE (RFC 4469 5) and URLAUTH take them: the
+ * relative form "/mailbox[;UIDVALIDITY=n]/;UID=n[/;SECTION=s][/;PARTIAL=a[.b]]"
+ * and the absolute "imap://[user[;AUTH=x]@]host[:port]/..." of the same
+ * path. Pure (parse.h's rules): no I/O, no globals; unit tested and fuzzed
+ * with the other parse*.c files. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/buf.h"
+#include "core/xmalloc.h"
+#include "imap/parse.h"
+#include "imap/parse_url.h"
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* RFC 3986 2.1 pct-encoded, decoded into a NUL-terminated copy; a NUL or a
+ * broken escape is refused (NULL). */
+static char *pct_decode(const char *s, size_t n)
+{
+	struct buf b = BUF_INIT;
+
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (c == '%') {
+			int h, l;
+			if (i + 2 >= n || (h = hexval(s[i + 1])) < 0 || (l = hexval(s[i + 2])) < 0)
+				goto bad;
+			c = (char)(h * 16 + l);
+			i += 2;
+		}
+		if (c == '\0' || (unsigned char)c < 0x20 || c == 0x7f)
+			goto bad;
+		buf_append(&b, &c, 1);
+	}
+	buf_append(&b, "", 0);
+	if (b.data == NULL)
+		return xstrdup("");
+	return b.data;
+bad:
+	buf_free(&b);
+	return NULL;
+}
+
+/* nz-number / number (RFC 9051 9), into 32 or 64 bits. */
+static bool num64(const char *s, size_t n, uint64_t *v_r)
+{
+	uint64_t v = 0;
+
+	if (n == 0 || n > 19)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*v_r = v;
+	return true;
+}
+
+static bool num32(const char *s, size_t n, uint32_t *v_r)
+{
+	uint64_t v;
+
+	if (!num64(s, n, &v) || v == 0 || v > UINT32_MAX)
+		return false;
+	*v_r = (uint32_t)v;
+	return true;
+}
+
+/* Case-insensitive search for needle in [s, s+n). */
+static const char *find_ci(const char *s, size_t n, const char *needle)
+{
+	size_t k = strlen(needle);
+
+	for (size_t i = 0; i + k <= n; i++)
+		if (strncasecmp(s + i, needle, k) == 0)
+			return s + i;
+	return NULL;
+}
+
+static bool starts_ci(const char *s, size_t n, const char *prefix)
+{
+	size_t k = strlen(prefix);
+	return n >= k && strncasecmp(s, prefix, k) == 0;
+}
+
+void imap_url_free(struct imap_url *u)
+{
+	free(u->user);
+	free(u->host);
+	free(u->mailbox);
+	free(u->section);
+	free(u->urlauth);
+	memset(u, 0, sizeof *u);
+}
+
+int imap_url_parse(const char *s, size_t n, struct imap_url *u)
+{
+	const char *e = s + n, *p, *q;
+
+	memset(u, 0, sizeof *u);
+	if (starts_ci(s, n, "imap://")) {
+		/* RFC 5092 3: iserver = [iuserinfo "@"] host [":" port] */
+		p = s + 7;
+		q = memchr(p, '/', (size_t)(e - p));
+		if (q == NULL)
+			goto bad;
+		const char *at = NULL;
+		for (const char *x = p; x < q; x++)
+			if (*x == '@')
+				at = x;
+		const char *host = p;
+		if (at != NULL) {
+			const char *ue = find_ci(p, (size_t)(at - p), ";AUTH=");
+			if (ue == NULL)
+				ue = at;
+			if (ue > p && (u->user = pct_decode(p, (size_t)(ue - p))) == NULL)
+				goto bad;
+			host = at + 1;
+		}
+		const char *colon = memchr(host, ':', (size_t)(q - host));
+		const char *he = colon != NULL ? colon : q;
+		if (he == host)
+			goto bad;
+		if (colon != NULL) {
+			uint64_t port;
+			if (!num64(colon + 1, (size_t)(q - colon - 1), &port) || port > 65535)
+				goto bad;
+		}
+		if ((u->host = pct_decode(host, (size_t)(he - host))) == NULL)
+			goto bad;
+		p = q;
+	} else {
+		p = s;
+	}
+	/* "/" enc-mailbox [uidvalidity] iuid [isection] [ipartial] [iurlauth]
+	 * (RFC 5092 3, the message part of an imessagepart) */
+	if (p >= e || *p != '/')
+		goto bad;
+	p++;
+	q = find_ci(p, (size_t)(e - p), "/;UID=");
+	if (q == NULL)
+		goto bad;
+	{
+		const char *mbe = q;
+		const char *uv = find_ci(p, (size_t)(q - p), ";UIDVALIDITY=");
+		if (uv != NULL) {
+			const char *v = uv + 13;
+			if (!num32(v, (size_t)(q - v), &u->uidvalidity))
+				goto bad;
+			mbe = uv;
+		}
+		if (mbe == p || (u->mailbox = pct_decode(p, (size_t)(mbe - p))) == NULL)
+			goto bad;
+	}
+	p = q + 6;
+	/* the rest: UID, then optional "/;SECTION=", "/;PARTIAL=", and the
+	 * URLAUTH parts ";EXPIRE=", ";URLAUTH=" (RFC 4467 3) */
+	q = p;
+	while (q < e && *q != '/' && *q != ';')
+		q++;
+	if (!num32(p, (size_t)(q - p), &u->uid))
+		goto bad;
+	p = q;
+	if (starts_ci(p, (size_t)(e - p), "/;SECTION=")) {
+		p += 10;
+		q = p;
+		while (q < e && *q != '/' && *q != ';')
+			q++;
+		if (q == p || (u->section = pct_decode(p, (size_t)(q - p))) == NULL)
+			goto bad;
+		p = q;
+	}
+	if (starts_ci(p, (size_t)(e - p), "/;PARTIAL=")) {
+		p += 10;
+		q = p;
+		while (q < e && *q != '.' && *q != '/' && *q != ';')
+			q++;
+		if (!num64(p, (size_t)(q - p), &u->partial_off))
+			goto bad;
+		u->partial = true;
+		if (q < e && *q == '.') {
+			const char *l = ++q;
+			while (q < e && *q != '/' && *q != ';')
+				q++;
+			if (!num64(l, (size_t)(q - l), &u->partial_len) || u->partial_len == 0)
+				goto bad;
+		}
+		p = q;
+	}
+	if (p < e) {
+		/* iurlauth (RFC 4467 3): kept whole for the URLAUTH commands */
+		if (*p != ';')
+			goto bad;
+		u->urlauth = xstrndup(p, (size_t)(e - p));
+	}
+	return 0;
+bad:
+	imap_url_free(u);
+	return -1;
+}
+
+int imap_url_section(const char *section, struct imap_fetch *f)
+{
+	struct buf b = BUF_INIT;
+	const char *err;
+	int ret;
+
+	memset(f, 0, sizeof *f);
+	buf_appends(&b, "BODY.PEEK[");
+	if (section != NULL)
+		buf_appends(&b, section);
+	buf_appends(&b, "]");
+	struct imap_arg args[2] = {
+	    {.type = IMAP_ARG_ATOM, .str = b.data, .len = b.len},
+	    {.type = IMAP_ARG_EOL},
+	};
+	ret = imap_fetch_parse(args, f, &err);
+	if (ret == 0 && (f->n != 1 || f->v[0].kind != IMAP_FETCH_SECTION || f->v[0].partial)) {
+		imap_fetch_free(f);
+		ret = -1;
+	}
+	buf_free(&b);
+	return ret;
+}

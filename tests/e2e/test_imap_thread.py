@@ -1,0 +1,252 @@
+"""THREAD and UID THREAD (RFC 5256): REFERENCES and ORDEREDSUBJECT against
+the daemon, with exact expected responses: imaptest's thread groups, and a
+corpus of our own with broken References (missing parents, loops, a message
+referring to itself, duplicate Message-IDs, In-Reply-To only), subject
+prefixes, blobs and encoded words, sent dates from Date: with INTERNALDATE
+as the fallback, search criteria, UID THREAD, and the errors."""
+import os
+import re
+
+import pytest
+
+from conftest import USERS, _new_server, imap_append, imap_quote
+from test_imaptest import IMAPTEST, IMAPTEST_DIR, run_imaptest
+
+USER = "alice@example.test"
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory, tls_pair):
+    s = _new_server(tmp_path_factory, tls_pair, "thread", imap_auth_plaintext_loopback="yes",
+                    imap_max_errors=1000)
+    yield s
+    s.stop()
+
+
+THREAD_GROUPS = ["thread", "thread2", "thread3", "thread4", "thread5", "thread6", "thread7",
+                 "thread8", "thread-orderedsubject", "thread-orderedsubject2"]
+
+
+@pytest.mark.parametrize("group", THREAD_GROUPS)
+def test_imaptest_thread_group(srv, group):
+    assert os.access(IMAPTEST, os.X_OK), "no %s" % IMAPTEST
+    rc, out = run_imaptest(srv, os.path.join(IMAPTEST_DIR, "tests", group))
+    m = re.search(r"^(\d+) test groups: (\d+) failed, (\d+) skipped", out, re.M)
+    assert m, out[-3000:]
+    assert (m.group(1), m.group(2), m.group(3)) == ("1", "0", "0"), out[-3000:]
+    lines = re.findall(r"^\w[\w ]*: (\d+)/(\d+) individual commands failed$", out, re.M)
+    assert lines, out[-3000:]
+    assert all(f == "0" for f, _ in lines), out[-3000:]
+    assert sum(int(n) for _, n in lines) > 0, "the group ran no command:\n" + out[-3000:]
+    assert "Error:" not in out, out[-3000:]
+
+
+# ---- our corpus ----------------------------------------------------------
+
+def msg(subject=None, msgid=None, refs=None, irt=None, date=None, body="x"):
+    h = []
+    if msgid is not None:
+        h.append("Message-ID: " + msgid)
+    if refs is not None:
+        h.append("References: " + refs)
+    if irt is not None:
+        h.append("In-Reply-To: " + irt)
+    if subject is not None:
+        h.append("Subject: " + subject)
+    if date is not None:
+        h.append("Date: Wed, 02 Dec 2026 " + date)
+    h.append("From: a@example.test")
+    return ("\r\n".join(h) + "\r\n\r\n" + body + "\r\n").encode()
+
+
+# (message, INTERNALDATE). The internal dates run backwards, so that only the
+# Date: fields order the messages that have one (RFC 5256 2.2); message 15
+# has none and falls back to its INTERNALDATE (the earliest of all).
+CORPUS = [
+    (msg("Project plan", "<a@x>", date="10:01:00 +0000"), "01-Dec-2026 23:59:00 +0000"),
+    (msg("Re: Project plan", "<b@x>", refs="<a@x>", date="10:02:00 +0000"),
+     "01-Dec-2026 23:58:00 +0000"),
+    (msg("Re: Project plan", "<c@x>", refs="<a@x>\r\n <b@x>", date="10:03:00 +0000"),
+     "01-Dec-2026 23:57:00 +0000"),
+    # In-Reply-To only; its Date in another zone (10:04 UTC)
+    (msg("Re: Project plan", "<d@x>", irt="<a@x>", date="11:04:00 +0100"),
+     "01-Dec-2026 23:56:00 +0000"),
+    # the parent is not in the mailbox (a dummy)
+    (msg("Lunch", "<e@x>", refs="<missing@x>", date="10:05:00 +0000"),
+     "01-Dec-2026 23:55:00 +0000"),
+    (msg("Re: Lunch", "<f@x>", refs="<missing@x>", date="10:06:00 +0000"),
+     "01-Dec-2026 23:54:00 +0000"),
+    # a loop: g refers to h, h to g
+    (msg("Loop", "<g@x>", refs="<h@x>", date="10:07:00 +0000"), "01-Dec-2026 23:53:00 +0000"),
+    (msg("Re: Loop", "<h@x>", refs="<g@x>", date="10:08:00 +0000"),
+     "01-Dec-2026 23:52:00 +0000"),
+    # refers to itself
+    (msg("Self", "<i@x>", refs="<i@x>", date="10:09:00 +0000"), "01-Dec-2026 23:51:00 +0000"),
+    # a duplicate Message-ID: it gets a unique one
+    (msg("Project plan", "<a@x>", date="10:10:00 +0000"), "01-Dec-2026 23:50:00 +0000"),
+    # comments and junk in References
+    (msg("Re: Project plan", "<k@x>", refs="(see <zz@x>) <b@x> junk <c@x>",
+         date="10:11:00 +0000"), "01-Dec-2026 23:49:00 +0000"),
+    # References in the wrong order: linking a under b would make a loop
+    (msg("Re: Project plan", "<l@x>", refs="<b@x> <a@x>", date="10:12:00 +0000"),
+     "01-Dec-2026 23:48:00 +0000"),
+    # encoded words (RFC 2047), decoded before the base subject is taken
+    (msg("=?utf-8?q?Re=3A_Caf=C3=A9?=", "<m@x>", date="10:14:00 +0000"),
+     "01-Dec-2026 23:47:00 +0000"),
+    (msg("=?iso-8859-1?q?CAF=C9?=", "<n@x>", date="10:13:00 +0000"),
+     "01-Dec-2026 23:46:00 +0000"),
+    # no Message-ID, no Date: INTERNALDATE; a blob before the "Re:"
+    (msg("[list] Re: Lunch"), "02-Dec-2026 09:00:00 +0000"),
+    (msg("Fwd: Loop (fwd)", date="10:16:00 +0000"), "01-Dec-2026 23:45:00 +0000"),
+]
+
+REFERENCES_ALL = ("* THREAD ((15)(5)(6))((1 (2 3 11)(4)(12))(10))((8 7)(16))(9)(14 13)")
+ORDEREDSUBJECT_ALL = ("* THREAD (15 (5)(6))(1 (2)(3)(4)(10)(11)(12))(7 (8)(16))(9)(14 13)")
+
+
+@pytest.fixture(scope="module")
+def corpus(srv):
+    c = srv.imap_login(USER)
+    assert c.cmd('CREATE "thr"').ok
+    # one message first, expunged: UIDs are sequence numbers + 1
+    assert imap_append(c, "thr", msg("gone")).ok
+    for data, date in CORPUS:
+        r = imap_append(c, "thr", data, flags='"%s"' % date)
+        assert r.ok, r
+    assert c.cmd('SELECT "thr"').ok
+    assert c.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)").ok
+    assert c.cmd("EXPUNGE").ok
+    yield c
+    c.close()
+
+
+def thread(c, line):
+    r = c.cmd(line)
+    assert r.ok, r
+    lines = [u for u in r.untagged if u.startswith("* THREAD")]
+    assert len(lines) == 1, r
+    return lines[0]
+
+
+def test_references_corpus(corpus):
+    assert thread(corpus, "THREAD REFERENCES UTF-8 ALL") == REFERENCES_ALL
+
+
+def test_orderedsubject_corpus(corpus):
+    assert thread(corpus, "THREAD ORDEREDSUBJECT US-ASCII ALL") == ORDEREDSUBJECT_ALL
+
+
+def to_uids(line):
+    return re.sub(r"\d+", lambda m: str(int(m.group(0)) + 1), line)
+
+
+def test_uid_thread(corpus):
+    assert thread(corpus, "UID THREAD REFERENCES UTF-8 ALL") == to_uids(REFERENCES_ALL)
+    assert thread(corpus, "UID THREAD ORDEREDSUBJECT UTF-8 ALL") == to_uids(ORDEREDSUBJECT_ALL)
+
+
+def test_search_criteria(corpus):
+    # without the messages of <a@x> its replies hang under a dummy that
+    # stays (three children at the top level, RFC 5256 4 (4)(B))
+    assert (thread(corpus, 'THREAD REFERENCES UTF-8 NOT HEADER Message-ID "<a@x>"') ==
+            "* THREAD ((15)(5)(6))((2 3 11)(4)(12))((8 7)(16))(9)(14 13)")
+    # SUBJECT searches the decoded subject; a single message per thread
+    assert thread(corpus, b"THREAD REFERENCES UTF-8 SUBJECT {5+}\r\ncaf\xc3\xa9") == \
+        "* THREAD (14 13)"
+    assert thread(corpus, "THREAD ORDEREDSUBJECT UTF-8 SUBJECT loop") == "* THREAD (7 (8)(16))"
+    assert thread(corpus, "THREAD REFERENCES UTF-8 1:3") == "* THREAD (1 2 3)"
+    assert thread(corpus, "UID THREAD REFERENCES UTF-8 UID 3:4") == "* THREAD (3 4)"
+    # nothing matches: "THREAD" alone (RFC 5256 5)
+    assert thread(corpus, "THREAD REFERENCES UTF-8 SUBJECT nothing-like-it") == "* THREAD"
+    assert thread(corpus, "THREAD ORDEREDSUBJECT UTF-8 SUBJECT nothing-like-it") == "* THREAD"
+
+
+def test_errors(corpus):
+    r = corpus.cmd("THREAD NOSUCH UTF-8 ALL")
+    assert r.status == "BAD", r
+    r = corpus.cmd("THREAD REFERENCES KOI8-R ALL")
+    assert r.status == "NO" and "[BADCHARSET" in r.text, r
+    r = corpus.cmd("THREAD REFERENCES UTF-8")
+    assert r.status == "BAD", r
+    r = corpus.cmd("THREAD REFERENCES")
+    assert r.status == "BAD", r
+    r = corpus.cmd("THREAD REFERENCES UTF-8 NOSUCHKEY")
+    assert r.status == "BAD", r
+    # the session goes on
+    assert thread(corpus, "THREAD REFERENCES UTF-8 1") == "* THREAD (1)"
+
+
+def test_not_selected(srv):
+    c = srv.imap_login(USER)
+    r = c.cmd("THREAD REFERENCES UTF-8 ALL")
+    assert r.status == "BAD", r
+    c.close()
+
+
+def test_capability(srv):
+    c = srv.imap_login(USER)
+    r = c.cmd("CAPABILITY")
+    caps = r.untagged[0].split()
+    assert "THREAD=REFERENCES" in caps and "THREAD=ORDEREDSUBJECT" in caps, r
+    c.close()
+
+
+def test_long_chain_and_wide_dummy(srv):
+    """A References chain 1500 deep (each message refers to all the
+    earlier ones' last 20 and its parent) and 300 replies to one missing
+    parent: no recursion, exact answers."""
+    c = srv.imap_login(USER)
+    assert c.cmd('CREATE "chain"').ok
+    n = 1500
+    for i in range(1, n + 1):
+        refs = " ".join("<c%d@x>" % k for k in range(max(1, i - 20), i)) or None
+        data = msg("Chain" if i == 1 else "Re: Chain", "<c%d@x>" % i, refs=refs,
+                   date="%02d:%02d:%02d +0000" % (i // 3600, i // 60 % 60, i % 60))
+        assert imap_append(c, "chain", data).ok
+    for i in range(300):
+        data = msg("Wide %d" % i, "<w%d@x>" % i, refs="<nobody@x>",
+                   date="23:%02d:%02d +0000" % (i // 60, i % 60))
+        assert imap_append(c, "chain", data).ok
+    assert c.cmd('SELECT "chain"').ok
+    want = "* THREAD (" + " ".join(str(i) for i in range(1, n + 1)) + ")(" + \
+        "".join("(%d)" % (n + 1 + i) for i in range(300)) + ")"
+    assert thread(c, "THREAD REFERENCES UTF-8 ALL") == want
+    c.close()
+
+
+def test_long_references_keep_the_parent(srv):
+    """A References field of 1201 IDs: the parent (the last one) counts
+    even though only the last IDs of a long field are kept."""
+    c = srv.imap_login(USER)
+    assert c.cmd('CREATE "longrefs"').ok
+    assert imap_append(c, "longrefs", msg("Topic", "<p@x>", date="10:00:00 +0000")).ok
+    ids = ["<j%d@x>" % i for i in range(1200)] + ["<p@x>"]
+    refs = "\r\n ".join(" ".join(ids[i:i + 10]) for i in range(0, len(ids), 10))
+    assert imap_append(c, "longrefs", msg("Other", "<q@x>", refs=refs,
+                                          date="10:01:00 +0000")).ok
+    assert c.cmd('SELECT "longrefs"').ok
+    assert thread(c, "THREAD REFERENCES UTF-8 ALL") == "* THREAD (1 2)"
+    c.close()
+
+
+def test_client_gone_mid_thread(srv):
+    """Clients that leave while THREAD runs (searching, building, writing):
+    the daemon frees the command's state and serves the next one."""
+    c = srv.imap_login(USER)
+    assert c.cmd('CREATE "gone"').ok
+    for i in range(400):
+        assert imap_append(c, "gone", msg("Gone %d" % (i % 7), "<gone%d@x>" % i,
+                                          refs="<gone%d@x>" % (i // 2) if i else None)).ok
+    c.close()
+    for i in range(6):
+        c = srv.imap_login(USER)
+        assert c.cmd('SELECT "gone"').ok
+        c.send(b"t1 THREAD REFERENCES UTF-8 ALL\r\nt2 UID THREAD ORDEREDSUBJECT UTF-8 ALL\r\n")
+        if i % 2:
+            c.readline()  # a little of the answer first
+        c.close()
+    c = srv.imap_login(USER)
+    assert c.cmd('SELECT "gone"').ok
+    line = thread(c, "THREAD REFERENCES UTF-8 ALL")
+    assert line.startswith("* THREAD (1 ") and len(re.findall(r"\d+", line)) == 400, line
+    c.close()
