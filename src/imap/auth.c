@@ -43,6 +43,7 @@ void imap_capability(const struct imap_session *s, struct buf *out)
 	 * works (imaptest runs a group only if its capabilities are named) */
 
 	/* sort.c: SORT SORT=DISPLAY ESORT CONTEXT=SEARCH CONTEXT=SORT PARTIAL */
+	buf_appends(out, " SORT SORT=DISPLAY ESORT CONTEXT=SEARCH CONTEXT=SORT PARTIAL");
 
 	/* thread.c: THREAD=REFERENCES THREAD=ORDEREDSUBJECT THREAD=REFS */
 	buf_appends(out, " THREAD=REFERENCES THREAD=ORDEREDSUBJECT");

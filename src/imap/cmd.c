@@ -7,6 +7,7 @@
 #include "core/xmalloc.h"
 #include "imap/selcmd.h"
 #include "imap/session.h"
+#include "imap/sort.h"
 
 #define AUTHSEL (IMAP_CMD_AUTH | IMAP_CMD_SEL)
 
@@ -62,6 +63,7 @@ static const struct imap_cmd imap_cmds[] = {
 	/* issue 9: the extension set (one file each; see selcmd.h) */
 	{"SORT", IMAP_CMD_SEL | IMAP_CMD_NOUPDATE, imap_cmd_sort},       /* RFC 5256, 5267 */
 	{"UID SORT", IMAP_CMD_SEL | IMAP_CMD_UID, imap_cmd_sort},
+	{"CANCELUPDATE", IMAP_CMD_SEL, imap_cmd_cancelupdate},           /* RFC 5267 4.2 */
 	{"THREAD", IMAP_CMD_SEL | IMAP_CMD_NOUPDATE, imap_cmd_thread},   /* RFC 5256 */
 	{"UID THREAD", IMAP_CMD_SEL | IMAP_CMD_UID, imap_cmd_thread},
 	{"COMPRESS", AUTHSEL, imap_cmd_compress},                        /* RFC 4978 */

@@ -345,11 +345,27 @@ struct imap_search_key {
 	int32_t day;
 	uint64_t num;
 };
+/* SORT criteria (RFC 5256 3 sort-key; RFC 5957 DISPLAYFROM, DISPLAYTO) */
+enum imap_sort_kind {
+	IMAP_SORT_ARRIVAL, IMAP_SORT_CC, IMAP_SORT_DATE, IMAP_SORT_FROM, IMAP_SORT_SIZE,
+	IMAP_SORT_SUBJECT, IMAP_SORT_TO, IMAP_SORT_DISPLAYFROM, IMAP_SORT_DISPLAYTO,
+};
+#define IMAP_SORT_MAX_CRIT 16
 struct imap_search {
 	struct imap_search_key root;  /* an AND of the top-level keys */
 	/* ESEARCH: RETURN (...) given */
 	bool esearch;
 	bool ret_min, ret_max, ret_all, ret_count, ret_save;
+	/* RFC 5267 4: UPDATE, CONTEXT; RFC 9394 / RFC 5267 4.4: PARTIAL
+	 * lo:hi (1-based, lo <= hi; negative both: counted from the end) */
+	bool ret_update, ret_context, ret_partial;
+	int64_t partial_lo, partial_hi;
+	/* SORT (RFC 5256 3, RFC 5957): the criteria, n_sort > 0 */
+	struct imap_sort_crit {
+		uint8_t kind;  /* enum imap_sort_kind */
+		bool reverse;
+	} sort[IMAP_SORT_MAX_CRIT];
+	size_t n_sort;
 	/* limits applied while parsing */
 	const char *charset;   /* as given, or NULL */
 };
@@ -361,6 +377,11 @@ struct imap_search {
 int imap_search_parse(const struct imap_arg *args, size_t max_keys, struct imap_search *s,
 		      bool *bad_charset_r, const char **err_r);
 void imap_search_free(struct imap_search *s);
+/* SORT arguments (RFC 5256 3, RFC 5267 3 ESORT): optional "RETURN (...)",
+ * the sort criteria list, the charset (mandatory, no CHARSET keyword), the
+ * search keys; as imap_search_parse otherwise. */
+int imap_sort_parse(const struct imap_arg *args, size_t max_keys, struct imap_search *s,
+		    bool *bad_charset_r, const char **err_r);
 /* Notes on imap_search_parse: FROM, TO, CC, BCC and SUBJECT are HEADER keys
  * with str2 the field name in upper case; RECENT is FLAG with IMAP_F_RECENT;
  * NEW and OLD keep their kinds; MODSEQ's optional entry name and type are

@@ -295,17 +295,58 @@ static int parse_key(struct sctx *c, const struct imap_arg **ap, struct imap_sea
 	return -1;
 }
 
-/* search-return-opts (RFC 4731 3, RFC 5182 2.1) */
+/* partial-range (RFC 9394 3.1): nz-number ":" nz-number, or both negative
+ * ("-1:-100": from the end); m:n and n:m are the same range. */
+static bool partial_range(const struct imap_arg *a, int64_t *lo_r, int64_t *hi_r)
+{
+	const char *p, *colon;
+	uint64_t x, y;
+	bool neg;
+
+	if (a->type != IMAP_ARG_ATOM || (colon = memchr(a->str, ':', a->len)) == NULL)
+		return false;
+	p = a->str;
+	neg = p[0] == '-';
+	if (neg != (colon[1] == '-'))
+		return false;
+	if (!imap_parse_u64(p + neg, (size_t)(colon - p) - neg, UINT32_MAX, &x) ||
+	    !imap_parse_u64(colon + 1 + neg, a->len - (size_t)(colon + 1 - p) - neg, UINT32_MAX,
+			    &y) ||
+	    x == 0 || y == 0)
+		return false;
+	if (x > y) {
+		uint64_t t = x;
+		x = y;
+		y = t;
+	}
+	*lo_r = neg ? -(int64_t)y : (int64_t)x;
+	*hi_r = neg ? -(int64_t)x : (int64_t)y;
+	return true;
+}
+
+/* search-return-opts (RFC 4731 3, RFC 5182 2.1, RFC 5267 4 UPDATE and
+ * CONTEXT, RFC 9394 PARTIAL) */
 static int return_opts(struct imap_search *s, const struct imap_arg *list, const char **err_r)
 {
 	s->esearch = true;
 	for (const struct imap_arg *o = list; o->type != IMAP_ARG_EOL; o++) {
-		bool *flag = imap_arg_atom_is(o, "MIN")     ? &s->ret_min
-		             : imap_arg_atom_is(o, "MAX")   ? &s->ret_max
-		             : imap_arg_atom_is(o, "ALL")   ? &s->ret_all
-		             : imap_arg_atom_is(o, "COUNT") ? &s->ret_count
-		             : imap_arg_atom_is(o, "SAVE")  ? &s->ret_save
-		                                            : NULL;
+		if (imap_arg_atom_is(o, "PARTIAL")) {
+			if (s->ret_partial || !partial_range(o + 1, &s->partial_lo, &s->partial_hi)) {
+				*err_r = "Invalid PARTIAL range";
+				return -1;
+			}
+			s->ret_partial = true;
+			o++;
+			continue;
+		}
+		bool *flag = imap_arg_atom_is(o, "MIN")       ? &s->ret_min
+		             : imap_arg_atom_is(o, "MAX")     ? &s->ret_max
+		             : imap_arg_atom_is(o, "ALL")     ? &s->ret_all
+		             : imap_arg_atom_is(o, "COUNT")   ? &s->ret_count
+		             : imap_arg_atom_is(o, "SAVE")    ? &s->ret_save
+		             : imap_arg_atom_is(o, "UPDATE")  ? &s->ret_update
+		             : imap_arg_atom_is(o, "CONTEXT") ? &s->ret_context
+		                                              : NULL;
 		if (flag == NULL) {
 			*err_r = "Unknown search return option";
 			return -1;
@@ -315,17 +356,39 @@ static int return_opts(struct imap_search *s, const struct imap_arg *list, const
 	/* "RETURN ()" is RETURN (ALL) (RFC 4731 3.1) */
 	if (list->type == IMAP_ARG_EOL)
 		s->ret_all = true;
+	/* RFC 9394 3.1: PARTIAL and ALL are mutually exclusive */
+	if (s->ret_partial && s->ret_all) {
+		*err_r = "PARTIAL and ALL cannot be combined";
+		return -1;
+	}
 	return 0;
 }
 
-int imap_search_parse(const struct imap_arg *args, size_t max_keys, struct imap_search *s,
-                      bool *bad_charset_r, const char **err_r)
+/* charset: US-ASCII and UTF-8 only (RFC 9051 6.4.4, RFC 5256 3) */
+static int check_charset(const struct imap_arg *a, struct imap_search *s, bool *bad_charset_r,
+			 const char **err_r)
 {
-	const struct imap_arg *a = args;
+	const char *cs;
+	size_t n;
+	if (!imap_arg_astring(a, &cs, &n)) {
+		*err_r = "Invalid charset";
+		return -1;
+	}
+	s->charset = cs;
+	if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {
+		/* NO [BADCHARSET (US-ASCII UTF-8)] (RFC 9051 6.4.4) */
+		*bad_charset_r = true;
+		*err_r = "Unsupported charset";
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_common(const struct imap_arg *a, size_t max_keys, bool sort,
+			struct imap_search *s, bool *bad_charset_r, const char **err_r)
+{
 	struct sctx c = {0, max_keys, NULL};
 
-	memset(s, 0, sizeof *s);
-	*bad_charset_r = false;
 	if (imap_arg_atom_is(a, "RETURN")) {
 		if (a[1].type != IMAP_ARG_LIST) {
 			*err_r = "Invalid search return options";
@@ -335,20 +398,41 @@ int imap_search_parse(const struct imap_arg *args, size_t max_keys, struct imap_
 			return -1;
 		a += 2;
 	}
-	if (imap_arg_atom_is(a, "CHARSET")) {
-		const char *cs;
-		size_t n;
-		if (!imap_arg_astring(&a[1], &cs, &n)) {
-			*err_r = "Invalid charset";
+	if (sort) {
+		/* sort-criteria = "(" sort-criterion *(SP sort-criterion) ")" */
+		static const char *const names[] = {
+		    [IMAP_SORT_ARRIVAL] = "ARRIVAL", [IMAP_SORT_CC] = "CC",
+		    [IMAP_SORT_DATE] = "DATE",       [IMAP_SORT_FROM] = "FROM",
+		    [IMAP_SORT_SIZE] = "SIZE",       [IMAP_SORT_SUBJECT] = "SUBJECT",
+		    [IMAP_SORT_TO] = "TO",           [IMAP_SORT_DISPLAYFROM] = "DISPLAYFROM",
+		    [IMAP_SORT_DISPLAYTO] = "DISPLAYTO",
+		};
+		if (a->type != IMAP_ARG_LIST || a->list->type == IMAP_ARG_EOL) {
+			*err_r = "Invalid sort criteria";
 			return -1;
 		}
-		s->charset = cs;
-		if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {
-			/* NO [BADCHARSET (US-ASCII UTF-8)] (RFC 9051 6.4.4) */
-			*bad_charset_r = true;
-			*err_r = "Unsupported charset";
-			return -1;
+		for (const struct imap_arg *o = a->list; o->type != IMAP_ARG_EOL; o++) {
+			bool rev = imap_arg_atom_is(o, "REVERSE");
+			size_t k;
+			if (rev)
+				o++;
+			for (k = 0; k < sizeof names / sizeof names[0]; k++)
+				if (imap_arg_atom_is(o, names[k]))
+					break;
+			if (k == sizeof names / sizeof names[0] || s->n_sort == IMAP_SORT_MAX_CRIT) {
+				*err_r = "Invalid sort criteria";
+				return -1;
+			}
+			s->sort[s->n_sort].kind = (uint8_t)k;
+			s->sort[s->n_sort].reverse = rev;
+			s->n_sort++;
 		}
+		if (check_charset(a + 1, s, bad_charset_r, err_r) < 0)
+			return -1;
+		a += 2;
+	} else if (imap_arg_atom_is(a, "CHARSET")) {
+		if (check_charset(a + 1, s, bad_charset_r, err_r) < 0)
+			return -1;
 		a += 2;
 	}
 	if (parse_and(&c, a, &s->root, 0) < 0) {
@@ -358,6 +442,22 @@ int imap_search_parse(const struct imap_arg *args, size_t max_keys, struct imap_
 	}
 	*err_r = NULL;
 	return 0;
+}
+
+int imap_search_parse(const struct imap_arg *args, size_t max_keys, struct imap_search *s,
+                      bool *bad_charset_r, const char **err_r)
+{
+	memset(s, 0, sizeof *s);
+	*bad_charset_r = false;
+	return parse_common(args, max_keys, false, s, bad_charset_r, err_r);
+}
+
+int imap_sort_parse(const struct imap_arg *args, size_t max_keys, struct imap_search *s,
+		    bool *bad_charset_r, const char **err_r)
+{
+	memset(s, 0, sizeof *s);
+	*bad_charset_r = false;
+	return parse_common(args, max_keys, true, s, bad_charset_r, err_r);
 }
 
 static void key_free(struct imap_search_key *k)

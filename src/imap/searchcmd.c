@@ -14,10 +14,12 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/pool.h"
 #include "core/xmalloc.h"
 #include "imap/fetch.h"
 #include "imap/selcmd.h"
 #include "imap/session.h"
+#include "imap/sort.h"
 #include "mime/mime.h"
 #include "store/store.h"
 
@@ -34,6 +36,17 @@ struct search_job {
 	struct imap_search q;
 	bool needs_blob;
 	bool has_modseq_key;
+	/* SORT (sort.c): the matches' keys, sorted on a worker at the end */
+	bool sort, sort_cache;
+	struct imap_sort_row *rows;
+	size_t n_rows, cap_rows;
+	/* RETURN (UPDATE) (RFC 5267 4, sort.c): every message's static keys */
+	bool ctx_on;
+	const struct imap_search_key *leaf[IMAP_CTX_MAX_LEAVES];
+	size_t n_leaf;
+	uint32_t *cx_uid;
+	uint64_t *cx_bits;
+	size_t cx_n, cx_cap;
 	struct store_uid_range *recent; /* \Recent (select.c) */
 	size_t n_recent;
 	uint32_t *saved; /* copy of "$" for the workers */
@@ -72,6 +85,11 @@ static void job_free(struct search_job *j)
 	free(j->res_uid);
 	free(j->res_seq);
 	free(j->res_mod);
+	for (size_t i = 0; i < j->n_rows; i++)
+		imap_sort_row_free(&j->rows[i]);
+	free(j->rows);
+	free(j->cx_uid);
+	free(j->cx_bits);
 	for (size_t i = 0; i < j->n_saves; i++)
 		buf_free(&j->saves[i].cache);
 	free(j->saves);
@@ -96,6 +114,57 @@ static void detach(struct imap_session *s)
 
 /* ---- matching, on a worker ---- */
 
+int imap_search_load(struct store_snap *sn, const struct store_msg *sm, bool need_blob,
+		     struct imap_blob *bl, struct imap_msg *m, struct mime_cache *mc,
+		     struct buf *built)
+{
+	/* SORT's keys come from the cache alone: the blob is read when a
+	 * search key needs it or the cache must be built */
+	bool have_mc = sm->cache != NULL && mime_cache_open(mc, sm->cache, sm->cache_len);
+	char *err = NULL;
+	const char *p = "";
+	size_t len = 0;
+	int fd;
+
+	if (have_mc)
+		m->mc = mc;
+	if (!need_blob && have_mc)
+		return 0;
+	if (store_snap_blob_open(sn, sm->blob, &fd, &err) < 0) {
+		free(err);
+		return -1;
+	}
+	if (imap_blob_load(bl, fd, &p, &len) < 0) {
+		p = "";
+		len = 0;
+	}
+	close(fd);
+	m->msg = p;
+	m->len = len;
+	if (!have_mc) {
+		mime_cache_build(m->msg, m->len, built);
+		if (mime_cache_open(mc, built->data, built->len))
+			m->mc = mc;
+	}
+	return 0;
+}
+
+void imap_search_msg(struct imap_msg *m, const struct store_msg *sm)
+{
+	const char *kw = "";
+
+	memset(m, 0, sizeof *m);
+	m->uid = sm->uid;
+	m->modseq = sm->modseq;
+	m->size = sm->size;
+	m->internaldate = sm->internaldate;
+	m->internaldate_tz = sm->internaldate_tz;
+	m->emailid = sm->message_id; /* RFC 8474 6 */
+	m->savedate = sm->savedate;  /* RFC 8514 5 */
+	m->sysflags = imap_flags_from_store(sm->flags != NULL ? sm->flags : "", &kw);
+	m->keywords = kw != NULL ? kw : "";
+}
+
 struct match_ctx {
 	struct search_job *j;
 	struct store_snap *sn;
@@ -108,9 +177,7 @@ static int match_each(void *arg, const struct store_msg *sm)
 	struct search_job *j = cx->j;
 	struct imap_msg m;
 	struct mime_cache mc;
-	const char *kw = "";
 	size_t lo = 0, hi = j->n;
-	int fd = -1;
 	struct buf built = BUF_INIT;
 
 	while (lo < hi) {
@@ -122,43 +189,29 @@ static int match_each(void *arg, const struct store_msg *sm)
 	}
 	if (lo >= j->n || j->uids[lo] != sm->uid)
 		return 0;
-	memset(&m, 0, sizeof m);
+	imap_search_msg(&m, sm);
 	m.seq = j->seqs[lo];
-	m.uid = sm->uid;
-	m.modseq = sm->modseq;
-	m.size = sm->size;
-	m.internaldate = sm->internaldate;
-	m.internaldate_tz = sm->internaldate_tz;
-	m.emailid = sm->message_id; /* RFC 8474 6 */
-	m.savedate = sm->savedate;  /* RFC 8514 5 */
-	m.sysflags = imap_flags_from_store(sm->flags != NULL ? sm->flags : "", &kw);
-	m.keywords = kw != NULL ? kw : "";
 	if (imap_recent_in(j->recent, j->n_recent, sm->uid))
 		m.sysflags |= IMAP_F_RECENT;
-	if (j->needs_blob) {
-		char *err = NULL;
-		const char *p = "";
-		size_t len = 0;
-		if (store_snap_blob_open(cx->sn, sm->blob, &fd, &err) < 0) {
-			free(err);
-			return 0; /* gone meanwhile */
+	if ((j->needs_blob || j->sort_cache) &&
+	    imap_search_load(cx->sn, sm, j->needs_blob, &cx->blob, &m, &mc, &built) < 0)
+		return 0; /* gone meanwhile */
+	if (j->ctx_on) {
+		if (j->cx_n == j->cx_cap) {
+			j->cx_cap = j->cx_cap ? j->cx_cap * 2 : 64;
+			j->cx_uid = xrealloc(j->cx_uid, j->cx_cap * sizeof *j->cx_uid);
+			j->cx_bits = xrealloc(j->cx_bits, j->cx_cap * sizeof *j->cx_bits);
 		}
-		if (imap_blob_load(&cx->blob, fd, &p, &len) < 0) {
-			p = "";
-			len = 0;
-		}
-		close(fd);
-		m.msg = p;
-		m.len = len;
-		if (sm->cache != NULL && mime_cache_open(&mc, sm->cache, sm->cache_len)) {
-			m.mc = &mc;
-		} else {
-			mime_cache_build(m.msg, m.len, &built);
-			if (mime_cache_open(&mc, built.data, built.len))
-				m.mc = &mc;
-		}
+		j->cx_uid[j->cx_n] = m.uid;
+		j->cx_bits[j->cx_n++] = imap_ctx_leaf_bits(j->leaf, j->n_leaf, &m);
 	}
-	if (imap_search_match(&j->q, &m, j->saved, j->n_saved)) {
+	if (j->sort && imap_search_match(&j->q, &m, j->saved, j->n_saved)) {
+		if (j->n_rows == j->cap_rows) {
+			j->cap_rows = j->cap_rows ? j->cap_rows * 2 : 64;
+			j->rows = xrealloc(j->rows, j->cap_rows * sizeof *j->rows);
+		}
+		imap_sort_row_fill(&j->q, &m, &j->rows[j->n_rows++]);
+	} else if (!j->sort && imap_search_match(&j->q, &m, j->saved, j->n_saved)) {
 		if (j->n_res == j->cap_res) {
 			j->cap_res = j->cap_res ? j->cap_res * 2 : 64;
 			j->res_uid = xrealloc(j->res_uid, j->cap_res * sizeof *j->res_uid);
@@ -208,7 +261,7 @@ static int search_work(struct store_snap *sn, void *arg, char **err_r)
 		}
 	}
 	res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr, 0,
-				  j->needs_blob, match_each, &cx, err_r);
+				  j->needs_blob || j->sort_cache, match_each, &cx, err_r);
 	free(r);
 	imap_blob_free(&cx.blob);
 	return res < 0 ? -1 : 0;
@@ -218,11 +271,29 @@ static int search_work(struct store_snap *sn, void *arg, char **err_r)
 
 static void write_out(struct search_job *j);
 
+static const char *done_text(const struct search_job *j)
+{
+	if (j->sort)
+		return j->s->uid ? "UID SORT completed" : "SORT completed";
+	return j->s->uid ? "UID SEARCH completed" : "SEARCH completed";
+}
+
+static int cmp_uid(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
 static void finish(struct search_job *j, const char *status, const char *code, const char *text)
 {
 	struct imap_session *s = j->s;
 
 	detach(s);
+	if (j->ctx_on && strcmp(status, "OK") == 0 && s->sel != NULL) {
+		imap_ctx_start(s, &j->q, j->cx_uid, j->cx_bits, j->cx_n, j->res_uid, j->n_res);
+		j->cx_uid = NULL;
+		j->cx_bits = NULL;
+	}
 	job_free(j);
 	imap_tagged(s, status, code, "%s", text);
 	imap_cmd_done(s);
@@ -234,14 +305,35 @@ static void fmt_nums(struct buf *b, const uint32_t *v, size_t n)
 		buf_printf(b, " %" PRIu32, v[i]);
 }
 
-/* Builds the response into j->out. For the plain SEARCH response (which may
- * be long) the numbers are added by write_out as the client reads. */
+/* RFC 9394 3.1 / RFC 5267 4.4: the positions lo..hi (1-based; negative:
+ * counted from the end) of the n results, as [*from, *to). */
+static void partial_slice(const struct imap_search *q, size_t n, size_t *from, size_t *to)
+{
+	int64_t lo = q->partial_lo, hi = q->partial_hi;
+	if (lo < 0) { /* -1 is the last */
+		lo += (int64_t)n + 1;
+		hi += (int64_t)n + 1;
+	}
+	if (lo < 1)
+		lo = 1;
+	if (hi > (int64_t)n)
+		hi = (int64_t)n;
+	*from = *to = 0;
+	if (lo <= hi) {
+		*from = (size_t)lo - 1;
+		*to = (size_t)hi;
+	}
+}
+
+/* Builds the response into j->out. For the plain SEARCH / SORT response
+ * (which may be long) the numbers are added by write_out as the client
+ * reads. */
 static void respond(struct search_job *j)
 {
 	struct imap_session *s = j->s;
 	struct imap_search *q = &j->q;
 	const uint32_t *nums = s->uid ? j->res_uid : j->res_seq;
-	bool esearch = q->esearch || s->rev2;
+	bool esearch = q->esearch || (s->rev2 && !j->sort);
 
 	/* RFC 5182 2.4: SAVE keeps the UIDs of what MIN/MAX (when only they
 	 * are asked with SAVE) or of the whole result */
@@ -263,25 +355,27 @@ static void respond(struct search_job *j)
 				memcpy(v, j->res_uid, j->n_res * sizeof *v);
 				n = j->n_res;
 			}
+			if (j->sort) /* "$" is kept in UID order (search.c) */
+				qsort(v, n, sizeof *v, cmp_uid);
 			s->sel->saved = v;
 			s->sel->n_saved = n;
 		}
 	}
 	buf_reset(&j->out);
 	if (!esearch) {
-		buf_appends(&j->out, "* SEARCH");
+		buf_appends(&j->out, j->sort ? "* SORT" : "* SEARCH");
 		j->out_i = 0;
 		j->writing = true;
 		write_out(j);
 		return;
 	}
-	bool any = q->ret_min || q->ret_max || q->ret_all || q->ret_count;
+	bool any = q->ret_min || q->ret_max || q->ret_all || q->ret_count || q->ret_partial;
 	if (q->ret_save && !any && q->esearch) {
 		/* RFC 5182 2.4: SAVE alone: no ESEARCH response */
-		finish(j, "OK", NULL, s->uid ? "UID SEARCH completed" : "SEARCH completed");
+		finish(j, "OK", NULL, done_text(j));
 		return;
 	}
-	if (!any) /* RFC 4731 3.1: RETURN () means ALL */
+	if (!any && !q->ret_update) /* RFC 4731 3.1: RETURN () means ALL */
 		q->ret_all = true;
 	buf_appends(&j->out, "* ESEARCH (TAG ");
 	imap_append_string(&j->out, s->tag, strlen(s->tag));
@@ -289,6 +383,7 @@ static void respond(struct search_job *j)
 	if (s->uid)
 		buf_appends(&j->out, " UID");
 	if (j->n_res > 0) {
+		/* RFC 5267 3: for SORT, the first and last in the sort order */
 		if (q->ret_min)
 			buf_printf(&j->out, " MIN %" PRIu32, nums[0]);
 		if (q->ret_max)
@@ -298,7 +393,26 @@ static void respond(struct search_job *j)
 		buf_printf(&j->out, " COUNT %zu", j->n_res);
 	if (q->ret_all && j->n_res > 0) {
 		buf_appends(&j->out, " ALL ");
-		imap_seqset_format(&j->out, nums, j->n_res);
+		if (j->sort)
+			imap_sort_format_set(&j->out, nums, j->n_res);
+		else
+			imap_seqset_format(&j->out, nums, j->n_res);
+	}
+	if (q->ret_partial) {
+		/* RFC 9394 3.1: PARTIAL (range set-or-NIL) */
+		size_t from, to;
+		partial_slice(q, j->n_res, &from, &to);
+		if (q->partial_lo < 0)
+			buf_printf(&j->out, " PARTIAL (%" PRId64 ":%" PRId64 " ", q->partial_hi,
+				   q->partial_lo);
+		else
+			buf_printf(&j->out, " PARTIAL (%" PRId64 ":%" PRId64 " ", q->partial_lo,
+				   q->partial_hi);
+		if (from < to)
+			imap_sort_format_set(&j->out, nums + from, to - from);
+		else
+			buf_appends(&j->out, "NIL");
+		buf_appends(&j->out, ")");
 	}
 	if (j->has_modseq_key && j->n_res > 0 && (q->ret_all || q->ret_min || q->ret_max)) {
 		/* RFC 7162 3.1.5 (RFC 4731 with CONDSTORE): the highest
@@ -323,7 +437,7 @@ static void write_out(struct search_job *j)
 {
 	struct imap_session *s = j->s;
 	const uint32_t *nums = s->uid ? j->res_uid : j->res_seq;
-	bool esearch = j->q.esearch || s->rev2;
+	bool esearch = j->q.esearch || (s->rev2 && !j->sort);
 
 	while (imap_alive(s)) {
 		if (!session_output_room(&s->base)) {
@@ -352,9 +466,57 @@ static void write_out(struct search_job *j)
 			buf_consume(&j->out, n);
 			continue;
 		}
-		finish(j, "OK", NULL, s->uid ? "UID SEARCH completed" : "SEARCH completed");
+		finish(j, "OK", NULL, done_text(j));
 		return;
 	}
+}
+
+/* ---- SORT: the rows sorted on a worker ---- */
+
+static void sort_work(void *arg)
+{
+	struct search_job *j = arg;
+
+	imap_sort_rows(&j->q, j->rows, j->n_rows);
+	j->cap_res = j->n_res = j->n_rows;
+	j->res_uid = xrealloc(j->res_uid, (j->n_res + 1) * sizeof *j->res_uid);
+	j->res_seq = xrealloc(j->res_seq, (j->n_res + 1) * sizeof *j->res_seq);
+	j->res_mod = xrealloc(j->res_mod, (j->n_res + 1) * sizeof *j->res_mod);
+	for (size_t i = 0; i < j->n_rows; i++) {
+		j->res_uid[i] = j->rows[i].uid;
+		j->res_seq[i] = j->rows[i].seq;
+		j->res_mod[i] = j->rows[i].modseq;
+		if (j->rows[i].modseq > j->max_modseq)
+			j->max_modseq = j->rows[i].modseq;
+		imap_sort_row_free(&j->rows[i]);
+	}
+	x_free(&j->rows);
+	j->n_rows = j->cap_rows = 0;
+}
+
+/* A worker step of j ended: false (j freed) if the command stopped. */
+static bool job_back(struct search_job *j)
+{
+	struct imap_session *s = j->s;
+
+	j->inflight = false;
+	if (j->aborted || !imap_alive(s)) {
+		if (s->job == j)
+			detach(s);
+		job_drop(j);
+		session_release(&s->base);
+		return false;
+	}
+	session_release(&s->base);
+	return true;
+}
+
+static void sort_done(void *arg)
+{
+	struct search_job *j = arg;
+
+	if (job_back(j))
+		respond(j);
 }
 
 /* ---- slices ---- */
@@ -378,15 +540,8 @@ static void search_done(void *arg, int result, const char *err)
 	struct search_job *j = arg;
 	struct imap_session *s = j->s;
 
-	j->inflight = false;
-	if (j->aborted || !imap_alive(s)) {
-		if (s->job == j)
-			detach(s);
-		job_drop(j);
-		session_release(&s->base);
+	if (!job_back(j))
 		return;
-	}
-	session_release(&s->base);
 	for (size_t i = 0; i < j->n_saves; i++) {
 		store_cache_save(j->st, j->saves[i].id, j->saves[i].cache.data,
 				 j->saves[i].cache.len);
@@ -415,13 +570,18 @@ static void slice_next(struct search_job *j)
 	struct imap_session *s = j->s;
 	uint32_t count = imap_view_count(s);
 	const uint32_t *uids = imap_view_uids(s);
-	size_t max = j->needs_blob ? SEARCH_SLICE_BLOB_MSGS : SEARCH_SLICE_MSGS;
+	size_t max = j->needs_blob || j->sort_cache ? SEARCH_SLICE_BLOB_MSGS : SEARCH_SLICE_MSGS;
 
 	if (j->next_idx >= count) {
-		if (j->hooks != NULL)
+		if (j->sort) {
+			j->inflight = true;
+			s->base.busy++;
+			pool_submit(s->srv->workers, sort_work, sort_done, j);
+		} else if (j->hooks != NULL) {
 			hand_over(j, 0);
-		else
+		} else {
 			respond(j);
+		}
 		return;
 	}
 	j->n = 0;
@@ -489,7 +649,7 @@ static void search_start(struct imap_session *s, struct search_job *j)
 		memcpy(j->saved, s->sel->saved, s->sel->n_saved * sizeof *j->saved);
 		j->n_saved = s->sel->n_saved;
 	}
-	max = j->needs_blob ? SEARCH_SLICE_BLOB_MSGS : SEARCH_SLICE_MSGS;
+	max = j->needs_blob || j->sort_cache ? SEARCH_SLICE_BLOB_MSGS : SEARCH_SLICE_MSGS;
 	j->uids = xmalloc(max * sizeof *j->uids);
 	j->seqs = xmalloc(max * sizeof *j->seqs);
 	s->job = j;
@@ -512,11 +672,18 @@ void imap_search_run(struct imap_session *s, struct imap_search *q,
 
 void imap_cmd_search(struct imap_session *s, const struct imap_arg *args)
 {
+	imap_search_cmd(s, args, false);
+}
+
+void imap_search_cmd(struct imap_session *s, const struct imap_arg *args, bool sort)
+{
 	struct search_job *j = xcalloc(1, sizeof *j);
 	bool bad_charset = false;
 	const char *err = NULL;
+	int r = sort ? imap_sort_parse(args, SEARCH_MAX_KEYS, &j->q, &bad_charset, &err)
+		     : imap_search_parse(args, SEARCH_MAX_KEYS, &j->q, &bad_charset, &err);
 
-	if (imap_search_parse(args, SEARCH_MAX_KEYS, &j->q, &bad_charset, &err) < 0) {
+	if (r < 0) {
 		if (j->q.ret_save && s->sel != NULL) {
 			x_free(&s->sel->saved);
 			s->sel->n_saved = 0;
@@ -528,7 +695,7 @@ void imap_cmd_search(struct imap_session *s, const struct imap_arg *args)
 			imap_tagged(s, "BAD", NULL, "%s", err != NULL ? err : "Invalid search");
 		return;
 	}
-	if (s->utf8 && j->q.charset != NULL) {
+	if (!sort && s->utf8 && j->q.charset != NULL) {
 		/* RFC 6855 3 (erratum 4029): no CHARSET once UTF8=ACCEPT is
 		 * enabled (conflicting charset labels) */
 		if (j->q.ret_save && s->sel != NULL) {
@@ -538,6 +705,22 @@ void imap_cmd_search(struct imap_session *s, const struct imap_arg *args)
 		job_free(j);
 		imap_tagged(s, "BAD", NULL, "SEARCH CHARSET is not allowed with UTF8=ACCEPT");
 		return;
+	}
+	j->sort = sort;
+	j->sort_cache = sort && imap_sort_needs_cache(&j->q);
+	if (j->q.ret_update) {
+		/* RFC 5267 4.2: CONTEXT=SEARCH; a result the server does not
+		 * keep up to date (SORT's, one with too many keys, beyond the
+		 * limit per session) is answered, with NOUPDATE */
+		if (sort || imap_ctx_leaves(&j->q, j->leaf, &j->n_leaf) < 0 ||
+		    imap_ctx_count(s) >= IMAP_CTX_MAX_SESSION) {
+			struct buf b = BUF_INIT;
+			imap_append_string(&b, s->tag, strlen(s->tag));
+			imap_untagged(s, "NO [NOUPDATE %s] Result not kept up to date", b.data);
+			buf_free(&b);
+		} else {
+			j->ctx_on = true;
+		}
 	}
 	search_start(s, j);
 }

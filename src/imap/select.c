@@ -36,6 +36,7 @@
 #include "imap/fetch.h"
 #include "imap/selcmd.h"
 #include "imap/session.h"
+#include "imap/sort.h"
 #include "store/store.h"
 
 struct imap_view {
@@ -626,6 +627,7 @@ struct sync_job {
 	struct store_mailbox_status status;
 	struct flag_upd *v;
 	size_t n, cap;
+	struct imap_ctx_sync *ctx; /* new messages for CONTEXT=SEARCH (sort.c) */
 };
 
 static int sync_each(void *arg, const struct store_msg *m)
@@ -657,6 +659,8 @@ static int sync_work(struct store_snap *sn, void *arg, char **err_r)
 		return -1;
 	}
 	struct store_uid_range r = {j->from, UINT32_MAX};
+	if (j->ctx != NULL && imap_ctx_sync_work(sn, j->ctx, err_r) < 0)
+		return -1;
 	return store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, &r, 1, j->since,
 				   false, sync_each, j, err_r) < 0
 		       ? -1
@@ -754,6 +758,8 @@ static void sync_done(void *arg, int result, const char *err)
 	struct imap_selsync *y = s->sel != NULL ? s->sel->sync : NULL;
 	void (*cont)(struct imap_session *s) = NULL;
 
+	imap_ctx_sync_done(s, j->ctx); /* sort.c */
+	j->ctx = NULL;
 	if (y == NULL || y->id != j->sel_id) {
 		/* unselected meanwhile */
 		sync_job_free(j);
@@ -919,6 +925,7 @@ static void sync_start(struct imap_session *s)
 	j->uidvalidity = s->sel->uidvalidity;
 	j->since = y->synced_modseq;
 	j->from = y->scan_from != 0 ? y->scan_from : 1;
+	j->ctx = imap_ctx_sync_prepare(s, y->known_uidnext);
 	y->dirty = false;
 	y->reading = true;
 	s->base.busy++;
@@ -1011,6 +1018,8 @@ static void view_remove(struct imap_session *s, const uint32_t *uids, size_t n)
 	uint32_t *vuids = xmalloc((n ? n : 1) * sizeof *vuids);
 	size_t m = 0, w = 0, k = 0;
 
+	imap_ctx_expunge(s, uids, n); /* RFC 5267 4.3: REMOVEFROM first (sort.c) */
+
 	for (uint32_t i = 0; i < v->n; i++) {
 		while (k < n && uids[k] < v->v[i])
 			k++;
@@ -1080,6 +1089,7 @@ void imap_send_updates(struct imap_session *s, bool expunges_allowed)
 		size_t n_new = y->n_new;
 		y->n_new = 0;
 		imap_untagged(s, "%" PRIu32 " EXISTS", v->n);
+		imap_ctx_new(s, y->new_uids, n_new); /* RFC 5267 4.3 (sort.c) */
 		if (s->notify != NULL) /* RFC 5465 5.2 fetch-att */
 			imap_notify_new(s, v->v + v->n - n_new, n_new);
 		if (!s->rev2) {
@@ -1105,10 +1115,12 @@ void imap_send_updates(struct imap_session *s, bool expunges_allowed)
 			buf_appends(&b, ")\r\n");
 			imap_send(s, b.data, b.len);
 			buf_free(&b);
+			imap_ctx_flags(s, f->uid, f->flags, f->modseq); /* sort.c */
 		}
 		free(f->flags);
 	}
 	y->n_fl = 0;
+	imap_ctx_flush(s); /* RFC 5267 4.3: ADDTO/REMOVEFROM (sort.c) */
 	update_pending(s);
 	/* a pass in windows: the next one once these are out (bounded) */
 	if (y->scan_from != 0 && !y->reading && s->srv != NULL)
@@ -1129,6 +1141,7 @@ static void sel_free(struct imap_session *s, struct imap_selected **selp)
 	if (s->job_drained == sel_drained)
 		s->job_drained = NULL;
 	view_free(&sel->view);
+	imap_ctx_drop(s); /* sort.c */
 	if ((y = sel->sync) != NULL) {
 		for (size_t i = 0; i < y->n_fl; i++)
 			free(y->fl[i].flags);

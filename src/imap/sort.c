@@ -1,11 +1,926 @@
 /* SORT and UID SORT (RFC 5256 3), SORT=DISPLAY (RFC 5957), ESORT and
  * CONTEXT=SORT (RFC 5267), PARTIAL (RFC 9394).
- * Placeholder (issue 9): answers as an unknown command until built. */
+ *
+ * The command runs through the search engine of searchcmd.c (the view read
+ * in slices on workers, the search keys matched there); for each match the
+ * sort keys are taken from the message's ENVELOPE in its MIME cache
+ * (imap_sort_row_fill), the rows are sorted on a worker, and the response
+ * is written in pieces while the client reads. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/xmalloc.h"
 #include "imap/selcmd.h"
 #include "imap/session.h"
+#include "imap/sort.h"
+#include "mime/mime.h"
+#include "mime/subject.h"
 
 void imap_cmd_sort(struct imap_session *s, const struct imap_arg *args)
 {
-	(void)args;
-	imap_tagged(s, "BAD", NULL, "Unknown command");
+	imap_search_cmd(s, args, true);
+}
+
+bool imap_sort_needs_cache(const struct imap_search *q)
+{
+	for (size_t i = 0; i < q->n_sort; i++)
+		if (q->sort[i].kind != IMAP_SORT_ARRIVAL && q->sort[i].kind != IMAP_SORT_SIZE)
+			return true;
+	return false;
+}
+
+/* ---- the ENVELOPE of the cache (RFC 9051 7.5.2), as mime.c writes it ---- */
+
+struct envp {
+	const char *p, *e;
+};
+
+static void env_sp(struct envp *c)
+{
+	while (c->p < c->e && (*c->p == ' ' || *c->p == '\r' || *c->p == '\n'))
+		c->p++;
+}
+
+/* One nstring into out (reset first): 1 a string, 0 NIL, -1 broken. */
+static int env_nstring(struct envp *c, struct buf *out)
+{
+	env_sp(c);
+	buf_reset(out);
+	if (c->p >= c->e)
+		return -1;
+	if (*c->p == '"') {
+		for (c->p++; c->p < c->e && *c->p != '"'; c->p++) {
+			if (*c->p == '\\' && c->p + 1 < c->e)
+				c->p++;
+			buf_appendc(out, *c->p);
+		}
+		if (c->p >= c->e)
+			return -1;
+		c->p++;
+		return 1;
+	}
+	if (*c->p == '{') {
+		size_t n = 0;
+		for (c->p++; c->p < c->e && *c->p >= '0' && *c->p <= '9'; c->p++)
+			n = n * 10 + (size_t)(*c->p - '0');
+		if (c->e - c->p < 3 || memcmp(c->p, "}\r\n", 3) != 0)
+			return -1;
+		c->p += 3;
+		if ((size_t)(c->e - c->p) < n)
+			return -1;
+		buf_append(out, c->p, n);
+		c->p += n;
+		return 1;
+	}
+	if (c->e - c->p >= 3 && strncasecmp(c->p, "NIL", 3) == 0) {
+		c->p += 3;
+		return 0;
+	}
+	return -1;
+}
+
+static int env_skip(struct envp *c, struct buf *tmp, unsigned depth)
+{
+	env_sp(c);
+	if (c->p < c->e && *c->p == '(') {
+		if (depth > 8)
+			return -1;
+		for (c->p++;;) {
+			env_sp(c);
+			if (c->p >= c->e)
+				return -1;
+			if (*c->p == ')') {
+				c->p++;
+				return 0;
+			}
+			if (env_skip(c, tmp, depth + 1) < 0)
+				return -1;
+		}
+	}
+	return env_nstring(c, tmp) < 0 ? -1 : 0;
+}
+
+/* The first address of an address list (RFC 5256 3: "the first ...
+ * address"; a group's start, mailbox = the group's name and host NIL,
+ * counts, as in Dovecot): name, mailbox, host (have_host false for NIL). */
+static int env_first_addr(struct envp *c, struct buf *name, struct buf *mailbox,
+			  struct buf *host, bool *have_host, struct buf *tmp)
+{
+	bool first = true;
+
+	buf_reset(name);
+	buf_reset(mailbox);
+	buf_reset(host);
+	*have_host = false;
+	env_sp(c);
+	if (c->p < c->e && *c->p != '(')
+		return env_nstring(c, tmp) < 0 ? -1 : 0; /* NIL */
+	for (c->p++;;) {
+		env_sp(c);
+		if (c->p >= c->e)
+			return -1;
+		if (*c->p == ')') {
+			c->p++;
+			return 0;
+		}
+		if (!first) {
+			if (env_skip(c, tmp, 1) < 0)
+				return -1;
+			continue;
+		}
+		first = false;
+		if (*c->p != '(')
+			return -1;
+		c->p++;
+		if (env_nstring(c, name) < 0 || env_nstring(c, tmp) < 0 ||
+		    env_nstring(c, mailbox) < 0)
+			return -1;
+		int h = env_nstring(c, host);
+		if (h < 0)
+			return -1;
+		*have_host = h > 0;
+		env_sp(c);
+		if (c->p >= c->e || *c->p != ')')
+			return -1;
+		c->p++;
+	}
+}
+
+/* the string key of each criterion (-1: a number) */
+static const int str_of[] = {
+    [IMAP_SORT_ARRIVAL] = -1,		  [IMAP_SORT_CC] = SORTS_CC,
+    [IMAP_SORT_DATE] = -1,		  [IMAP_SORT_FROM] = SORTS_FROM,
+    [IMAP_SORT_SIZE] = -1,		  [IMAP_SORT_SUBJECT] = SORTS_SUBJECT,
+    [IMAP_SORT_TO] = SORTS_TO,		  [IMAP_SORT_DISPLAYFROM] = SORTS_DFROM,
+    [IMAP_SORT_DISPLAYTO] = SORTS_DTO,
+};
+
+static char *casemap(const char *p, size_t n)
+{
+	return mime_casemap_key(p != NULL ? p : "", p != NULL ? n : 0);
+}
+
+/* RFC 5957 3: the display name (RFC 2047 decoded) of the first address, or
+ * its addr-spec when it has none; a group's name for a group. */
+static char *display_key(const struct buf *name, const struct buf *mailbox,
+			 const struct buf *host, bool have_host)
+{
+	struct buf b = BUF_INIT;
+	char *k;
+
+	if (name->len > 0)
+		mime_decode_words(name->data, name->len, &b);
+	/* whitespace only is no name */
+	size_t i = 0;
+	while (i < b.len && (b.data[i] == ' ' || b.data[i] == '\t'))
+		i++;
+	if (i == b.len) {
+		buf_reset(&b);
+		buf_append(&b, mailbox->data, mailbox->len);
+		if (have_host && host->len > 0) {
+			buf_appendc(&b, '@');
+			buf_append(&b, host->data, host->len);
+		}
+	}
+	k = casemap(b.data, b.len);
+	buf_free(&b);
+	return k;
+}
+
+void imap_sort_row_fill(const struct imap_search *q, const struct imap_msg *m,
+			struct imap_sort_row *r)
+{
+	bool want[SORTS_N] = {false};
+	bool want_date = false;
+	struct buf date = BUF_INIT, subj = BUF_INIT, name = BUF_INIT, mbox = BUF_INIT,
+		   host = BUF_INIT, tmp = BUF_INIT;
+	bool have_host, have_date = false, have_subj = false;
+	struct envp c;
+	const char *env = NULL;
+	size_t env_len = 0;
+
+	memset(r, 0, sizeof *r);
+	r->uid = m->uid;
+	r->seq = m->seq;
+	r->size = m->size;
+	r->modseq = m->modseq;
+	r->arrival = (int64_t)m->internaldate;
+	r->date = r->arrival;
+	for (size_t i = 0; i < q->n_sort; i++) {
+		int k = str_of[q->sort[i].kind];
+		if (k >= 0)
+			want[k] = true;
+		want_date |= q->sort[i].kind == IMAP_SORT_DATE;
+	}
+	if (m->mc != NULL)
+		mime_cache_envelope(m->mc, &env, &env_len);
+	c.p = env != NULL ? env : "";
+	c.e = c.p + (env != NULL ? env_len : 0);
+	env_sp(&c);
+	if (c.p < c.e && *c.p == '(') {
+		/* date subject from sender reply-to to cc ... (RFC 9051 7.5.2) */
+		c.p++;
+		have_date = env_nstring(&c, &date) > 0;
+		have_subj = env_nstring(&c, &subj) > 0;
+		if (env_first_addr(&c, &name, &mbox, &host, &have_host, &tmp) == 0) {
+			if (want[SORTS_FROM])
+				r->str[SORTS_FROM] = casemap(mbox.data, mbox.len);
+			if (want[SORTS_DFROM])
+				r->str[SORTS_DFROM] = display_key(&name, &mbox, &host, have_host);
+			if (env_skip(&c, &tmp, 1) == 0 && env_skip(&c, &tmp, 1) == 0 &&
+			    env_first_addr(&c, &name, &mbox, &host, &have_host, &tmp) == 0) {
+				if (want[SORTS_TO])
+					r->str[SORTS_TO] = casemap(mbox.data, mbox.len);
+				if (want[SORTS_DTO])
+					r->str[SORTS_DTO] =
+					    display_key(&name, &mbox, &host, have_host);
+				if (want[SORTS_CC] &&
+				    env_first_addr(&c, &name, &mbox, &host, &have_host, &tmp) == 0)
+					r->str[SORTS_CC] = casemap(mbox.data, mbox.len);
+			}
+		}
+	}
+	if (want_date && have_date) {
+		/* RFC 5256 2.2: the Date: field, else INTERNALDATE */
+		struct buf h = BUF_INIT;
+		time_t t;
+		int tz;
+		buf_appends(&h, "Date: ");
+		buf_append(&h, date.data, date.len);
+		buf_appends(&h, "\r\n\r\n");
+		if (mime_message_date(h.data, h.len, &t, &tz))
+			r->date = (int64_t)t;
+		buf_free(&h);
+	}
+	if (want[SORTS_SUBJECT]) {
+		/* RFC 5256 3: the base subject (2.1), compared as i;unicode-casemap */
+		char *base = mime_base_subject(have_subj ? subj.data : "", have_subj ? subj.len : 0,
+					       NULL);
+		r->str[SORTS_SUBJECT] = casemap(base, strlen(base));
+		free(base);
+	}
+	/* a key whose field is missing is the empty string (RFC 5256 3) */
+	for (size_t i = 0; i < SORTS_N; i++)
+		if (want[i] && r->str[i] == NULL)
+			r->str[i] = xstrdup("");
+	buf_free(&date);
+	buf_free(&subj);
+	buf_free(&name);
+	buf_free(&mbox);
+	buf_free(&host);
+	buf_free(&tmp);
+}
+
+void imap_sort_row_free(struct imap_sort_row *r)
+{
+	for (size_t i = 0; i < SORTS_N; i++)
+		x_free(&r->str[i]);
+}
+
+static int cmp_u32_sort(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_num(int64_t a, int64_t b)
+{
+	return a < b ? -1 : a > b;
+}
+
+static int row_cmp(const void *a, const void *b, void *arg)
+{
+	const struct imap_search *q = arg;
+	const struct imap_sort_row *x = a, *y = b;
+
+	for (size_t i = 0; i < q->n_sort; i++) {
+		int c;
+		switch ((enum imap_sort_kind)q->sort[i].kind) {
+		case IMAP_SORT_ARRIVAL:
+			c = cmp_num(x->arrival, y->arrival);
+			break;
+		case IMAP_SORT_DATE:
+			c = cmp_num(x->date, y->date);
+			break;
+		case IMAP_SORT_SIZE:
+			c = x->size < y->size ? -1 : x->size > y->size;
+			break;
+		default: {
+			int k = str_of[q->sort[i].kind];
+			c = strcmp(x->str[k] != NULL ? x->str[k] : "",
+				   y->str[k] != NULL ? y->str[k] : "");
+			break;
+		}
+		}
+		if (c != 0)
+			return q->sort[i].reverse ? -c : c;
+	}
+	/* RFC 5256 3: equal keys: in order of their sequence numbers (REVERSE
+	 * applies to its criterion only, not to this tie-break) */
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+void imap_sort_rows(const struct imap_search *q, struct imap_sort_row *rows, size_t n)
+{
+	if (n > 1)
+		qsort_r(rows, n, sizeof *rows, row_cmp, (void *)q);
+}
+
+void imap_sort_format_set(struct buf *out, const uint32_t *v, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		while (j + 1 < n && v[j + 1] == v[j] + 1)
+			j++;
+		if (i > 0)
+			buf_appendc(out, ',');
+		if (j > i)
+			buf_printf(out, "%u:%u", v[i], v[j]);
+		else
+			buf_printf(out, "%u", v[i]);
+		i = j + 1;
+	}
+}
+
+/* ---- CONTEXT=SEARCH (RFC 5267 4) ---- */
+
+#include <inttypes.h>
+
+#include "store/store.h"
+
+struct ctx_fresh {
+	uint32_t uid;
+	uint64_t bits;
+	bool match;
+};
+
+struct imap_ctx {
+	struct imap_ctx *next;
+	struct imap_session *s;
+	char *tag;
+	bool uid, dead;
+	int refs;
+	struct imap_search q;
+	const struct imap_search_key *leaf[IMAP_CTX_MAX_LEAVES];
+	size_t n_leaf;
+	uint32_t *saved; /* "$" as of the search */
+	size_t n_saved;
+	/* every message of the view and its static keys' bits */
+	uint32_t *uids;
+	uint64_t *bits;
+	size_t n, cap;
+	/* the result as the client knows it (sorted UIDs), and the changes
+	 * not told yet: (uid, matches now), in order (a later one wins);
+	 * merged at the next flush in one pass (a STORE 1:* costs
+	 * O(n log n), never O(n^2)) */
+	uint32_t *res;
+	size_t n_res, cap_res;
+	struct ctx_chg {
+		uint32_t uid, ord;
+		bool now;
+	} *chg;
+	size_t n_chg, cap_chg;
+	/* new messages evaluated on a worker, not announced yet */
+	struct ctx_fresh *fresh;
+	size_t n_fresh, cap_fresh;
+};
+
+static struct imap_ctx *ctx_list; /* the loop's; few sessions use it */
+
+static bool key_static(enum imap_search_kind k)
+{
+	switch (k) {
+	case IMAP_SK_BEFORE:
+	case IMAP_SK_ON:
+	case IMAP_SK_SINCE:
+	case IMAP_SK_SENTBEFORE:
+	case IMAP_SK_SENTON:
+	case IMAP_SK_SENTSINCE:
+	case IMAP_SK_LARGER:
+	case IMAP_SK_SMALLER:
+	case IMAP_SK_HEADER:
+	case IMAP_SK_BODY:
+	case IMAP_SK_TEXT:
+	case IMAP_SK_OLDER:
+	case IMAP_SK_YOUNGER:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static int collect(const struct imap_search_key *k, const struct imap_search_key **leaf,
+		   size_t *n)
+{
+	if (key_static(k->kind)) {
+		if (*n == IMAP_CTX_MAX_LEAVES)
+			return -1;
+		leaf[(*n)++] = k;
+		return 0;
+	}
+	for (size_t i = 0; i < k->n_sub; i++)
+		if (collect(&k->sub[i], leaf, n) < 0)
+			return -1;
+	return 0;
+}
+
+int imap_ctx_leaves(const struct imap_search *q, const struct imap_search_key **leaf,
+		    size_t *n_r)
+{
+	*n_r = 0;
+	return collect(&q->root, leaf, n_r);
+}
+
+static bool key_one(const struct imap_search_key *k, const struct imap_msg *m,
+		    const uint32_t *saved, size_t n_saved)
+{
+	struct imap_search t;
+	memset(&t, 0, sizeof t);
+	t.root = *k; /* shallow: the key's own tree */
+	return imap_search_match(&t, m, saved, n_saved);
+}
+
+uint64_t imap_ctx_leaf_bits(const struct imap_search_key *const *leaf, size_t n,
+			    const struct imap_msg *m)
+{
+	uint64_t b = 0;
+	for (size_t i = 0; i < n; i++)
+		if (key_one(leaf[i], m, NULL, 0))
+			b |= (uint64_t)1 << i;
+	return b;
+}
+
+/* q evaluated for m with the static keys' results taken from bits */
+static bool ev(const struct imap_ctx *c, const struct imap_search_key *k,
+	       const struct imap_msg *m, uint64_t bits)
+{
+	switch (k->kind) {
+	case IMAP_SK_AND:
+		for (size_t i = 0; i < k->n_sub; i++)
+			if (!ev(c, &k->sub[i], m, bits))
+				return false;
+		return true;
+	case IMAP_SK_OR:
+		for (size_t i = 0; i < k->n_sub; i++)
+			if (ev(c, &k->sub[i], m, bits))
+				return true;
+		return false;
+	case IMAP_SK_NOT:
+		return k->n_sub > 0 && !ev(c, &k->sub[0], m, bits);
+	default:
+		for (size_t i = 0; i < c->n_leaf; i++)
+			if (c->leaf[i] == k)
+				return (bits >> i) & 1;
+		return key_one(k, m, c->saved, c->n_saved);
+	}
+}
+
+static bool u32_find(const uint32_t *v, size_t n, uint32_t x, size_t *at)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v[mid] < x)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*at = lo;
+	return lo < n && v[lo] == x;
+}
+
+static void u32_insert(uint32_t **v, size_t *n, size_t *cap, size_t at, uint32_t x)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		*v = xrealloc(*v, *cap * sizeof **v);
+	}
+	memmove(*v + at + 1, *v + at, (*n - at) * sizeof **v);
+	(*v)[at] = x;
+	(*n)++;
+}
+
+static void chg_add(struct imap_ctx *c, uint32_t uid, bool now)
+{
+	if (c->n_chg == c->cap_chg) {
+		c->cap_chg = c->cap_chg ? c->cap_chg * 2 : 16;
+		c->chg = xrealloc(c->chg, c->cap_chg * sizeof *c->chg);
+	}
+	c->chg[c->n_chg].uid = uid;
+	c->chg[c->n_chg].ord = (uint32_t)c->n_chg;
+	c->chg[c->n_chg].now = now;
+	c->n_chg++;
+}
+
+static int cmp_chg(const void *a, const void *b)
+{
+	const struct ctx_chg *x = a, *y = b;
+	if (x->uid != y->uid)
+		return x->uid < y->uid ? -1 : 1;
+	return x->ord < y->ord ? -1 : x->ord > y->ord;
+}
+
+static void ctx_unref(struct imap_ctx *c)
+{
+	if (--c->refs > 0)
+		return;
+	imap_search_free(&c->q);
+	free(c->tag);
+	free(c->saved);
+	free(c->uids);
+	free(c->bits);
+	free(c->res);
+	free(c->chg);
+	free(c->fresh);
+	free(c);
+}
+
+static void ctx_unlink(struct imap_ctx *c)
+{
+	for (struct imap_ctx **pp = &ctx_list; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	c->dead = true;
+	ctx_unref(c);
+}
+
+void imap_ctx_start(struct imap_session *s, struct imap_search *q, uint32_t *uids,
+		    uint64_t *bits, size_t n, const uint32_t *res, size_t n_res)
+{
+	struct imap_ctx *c = xcalloc(1, sizeof *c);
+
+	/* RFC 5267 4.2: a new UPDATE search of the same tag replaces it */
+	for (struct imap_ctx *o = ctx_list; o != NULL; o = o->next)
+		if (o->s == s && strcmp(o->tag, s->tag) == 0) {
+			ctx_unlink(o);
+			break;
+		}
+	c->s = s;
+	c->tag = xstrdup(s->tag);
+	c->uid = s->uid;
+	c->refs = 1;
+	c->q = *q;
+	memset(q, 0, sizeof *q);
+	if (imap_ctx_leaves(&c->q, c->leaf, &c->n_leaf) < 0)
+		c->n_leaf = 0; /* refused at the start (searchcmd.c) */
+	if (s->sel != NULL && s->sel->n_saved > 0) {
+		c->saved = xmalloc(s->sel->n_saved * sizeof *c->saved);
+		memcpy(c->saved, s->sel->saved, s->sel->n_saved * sizeof *c->saved);
+		c->n_saved = s->sel->n_saved;
+	}
+	c->uids = uids;
+	c->bits = bits;
+	c->n = c->cap = n;
+	if (n_res > 0) {
+		c->res = xmalloc(n_res * sizeof *c->res);
+		memcpy(c->res, res, n_res * sizeof *c->res);
+		qsort(c->res, n_res, sizeof *c->res, cmp_u32_sort);
+	}
+	c->n_res = c->cap_res = n_res;
+	c->next = ctx_list;
+	ctx_list = c;
+}
+
+void imap_ctx_flags(struct imap_session *s, uint32_t uid, const char *flags, uint64_t modseq)
+{
+	struct imap_msg m;
+	const char *kw = "";
+	struct store_uid_range *recent = NULL;
+	size_t n_recent = 0, at;
+	bool have_recent = false;
+
+	for (struct imap_ctx *c = ctx_list; c != NULL; c = c->next) {
+		if (c->s != s || !u32_find(c->uids, c->n, uid, &at))
+			continue;
+		if (!have_recent) {
+			recent = imap_sel_recent(s, &n_recent);
+			have_recent = true;
+		}
+		memset(&m, 0, sizeof m);
+		m.uid = uid;
+		m.seq = imap_view_seq(s, uid);
+		m.modseq = modseq;
+		m.sysflags = imap_flags_from_store(flags != NULL ? flags : "", &kw);
+		m.keywords = kw != NULL ? kw : "";
+		if (imap_recent_in(recent, n_recent, uid))
+			m.sysflags |= IMAP_F_RECENT;
+		chg_add(c, uid, ev(c, &c->q.root, &m, c->bits[at]));
+	}
+	free(recent);
+}
+
+/* "* ESEARCH (TAG t) [UID] what (pos set)"; nums sorted ascending */
+static void send_update(struct imap_ctx *c, const char *what, uint32_t pos, const uint32_t *nums,
+			size_t n)
+{
+	struct buf b = BUF_INIT;
+
+	buf_appends(&b, "* ESEARCH (TAG ");
+	imap_append_string(&b, c->tag, strlen(c->tag));
+	buf_printf(&b, ")%s %s (%" PRIu32 " ", c->uid ? " UID" : "", what, pos);
+	imap_seqset_format(&b, nums, n);
+	buf_appends(&b, ")\r\n");
+	imap_send(c->s, b.data, b.len);
+	buf_free(&b);
+}
+
+/* uids (sorted) as sequence numbers (sorted) or UIDs; k of them in view */
+static void send_nums(struct imap_ctx *c, const char *what, uint32_t pos, uint32_t *v, size_t n)
+{
+	size_t k = 0;
+	if (n == 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t num = c->uid ? v[i] : imap_view_seq(c->s, v[i]);
+		if (num != 0)
+			v[k++] = num;
+	}
+	if (k > 0)
+		send_update(c, what, pos, v, k);
+}
+
+/* The changes merged into the result in one pass; REMOVEFROM and ADDTO
+ * (RFC 5267 4.3) with the position (1-based, in the UID ordered result)
+ * of the first message of each. */
+static void flush_ctx(struct imap_ctx *c)
+{
+	uint32_t *nres, *add, *rem, pos_add = 0, pos_rem = 0;
+	size_t n_new = 0, n_add = 0, n_rem = 0, i = 0, k = 0;
+
+	if (c->n_chg == 0)
+		return;
+	qsort(c->chg, c->n_chg, sizeof *c->chg, cmp_chg);
+	nres = xmalloc((c->n_res + c->n_chg) * sizeof *nres);
+	add = xmalloc(c->n_chg * sizeof *add);
+	rem = xmalloc(c->n_chg * sizeof *rem);
+	while (i < c->n_res || k < c->n_chg) {
+		if (k == c->n_chg || (i < c->n_res && c->res[i] < c->chg[k].uid)) {
+			nres[n_new++] = c->res[i++];
+			continue;
+		}
+		uint32_t uid = c->chg[k].uid;
+		while (k + 1 < c->n_chg && c->chg[k + 1].uid == uid)
+			k++; /* the last change of uid wins */
+		bool now = c->chg[k++].now;
+		bool was = i < c->n_res && c->res[i] == uid;
+		if (was && !now) {
+			if (n_rem == 0)
+				pos_rem = (uint32_t)i + 1;
+			rem[n_rem++] = uid;
+		} else if (!was && now) {
+			if (n_add == 0)
+				pos_add = (uint32_t)n_new + 1;
+			add[n_add++] = uid;
+		}
+		if (now)
+			nres[n_new++] = uid;
+		if (was)
+			i++;
+	}
+	free(c->res);
+	c->res = nres;
+	c->n_res = n_new;
+	c->cap_res = c->n_res + c->n_chg;
+	c->n_chg = 0;
+	send_nums(c, "REMOVEFROM", pos_rem, rem, n_rem);
+	send_nums(c, "ADDTO", pos_add, add, n_add);
+	free(add);
+	free(rem);
+}
+
+void imap_ctx_flush(struct imap_session *s)
+{
+	for (struct imap_ctx *c = ctx_list; c != NULL; c = c->next)
+		if (c->s == s)
+			flush_ctx(c);
+}
+
+void imap_ctx_expunge(struct imap_session *s, const uint32_t *uids, size_t n)
+{
+	for (struct imap_ctx *c = ctx_list; c != NULL; c = c->next) {
+		uint32_t *rem, pos = 0;
+		size_t n_rem = 0, w = 0, k = 0;
+
+		if (c->s != s)
+			continue;
+		flush_ctx(c); /* the view is still the one the client knows */
+		rem = xmalloc((n ? n : 1) * sizeof *rem);
+		for (size_t i = 0; i < c->n_res; i++) {
+			while (k < n && uids[k] < c->res[i])
+				k++;
+			if (k < n && uids[k] == c->res[i]) {
+				if (n_rem == 0)
+					pos = (uint32_t)i + 1;
+				rem[n_rem++] = c->res[i];
+			} else {
+				c->res[w++] = c->res[i];
+			}
+		}
+		c->n_res = w;
+		for (size_t i = 0, wk = 0, kk = 0;; i++) {
+			if (i == c->n) {
+				c->n = wk;
+				break;
+			}
+			while (kk < n && uids[kk] < c->uids[i])
+				kk++;
+			if (kk < n && uids[kk] == c->uids[i])
+				continue;
+			c->uids[wk] = c->uids[i];
+			c->bits[wk++] = c->bits[i];
+		}
+		/* before the EXPUNGE responses: the numbers are still valid */
+		send_nums(c, "REMOVEFROM", pos, rem, n_rem);
+		free(rem);
+	}
+}
+
+int imap_ctx_count(const struct imap_session *s)
+{
+	int n = 0;
+	for (const struct imap_ctx *c = ctx_list; c != NULL; c = c->next)
+		n += c->s == s;
+	return n;
+}
+
+void imap_ctx_drop(struct imap_session *s)
+{
+	struct imap_ctx *c = ctx_list, *next;
+	for (; c != NULL; c = next) {
+		next = c->next;
+		if (c->s == s)
+			ctx_unlink(c);
+	}
+}
+
+struct imap_ctx_sync {
+	char *user, *mailbox;
+	uint32_t uidvalidity, from;
+	struct imap_ctx **ctx;
+	size_t n_ctx;
+	struct {
+		size_t ci;
+		struct ctx_fresh f;
+	} *v;
+	size_t n, cap;
+	struct imap_blob blob;
+	struct store_snap *sn;
+};
+
+struct imap_ctx_sync *imap_ctx_sync_prepare(struct imap_session *s, uint32_t from_uid)
+{
+	struct imap_ctx_sync *w = NULL;
+
+	for (struct imap_ctx *c = ctx_list; c != NULL; c = c->next) {
+		if (c->s != s)
+			continue;
+		if (w == NULL) {
+			w = xcalloc(1, sizeof *w);
+			w->user = xstrdup(s->user);
+			w->mailbox = xstrdup(s->sel->name);
+			w->uidvalidity = s->sel->uidvalidity;
+			w->from = from_uid;
+		}
+		w->ctx = xrealloc(w->ctx, (w->n_ctx + 1) * sizeof *w->ctx);
+		w->ctx[w->n_ctx++] = c;
+		c->refs++;
+	}
+	return w;
+}
+
+static int sync_each_new(void *arg, const struct store_msg *sm)
+{
+	struct imap_ctx_sync *w = arg;
+	struct imap_msg m;
+	struct mime_cache mc;
+	struct buf built = BUF_INIT;
+
+	imap_search_msg(&m, sm);
+	if (imap_search_load(w->sn, sm, true, &w->blob, &m, &mc, &built) < 0)
+		return 0; /* gone meanwhile */
+	for (size_t i = 0; i < w->n_ctx; i++) {
+		struct imap_ctx *c = w->ctx[i];
+		if (w->n == w->cap) {
+			w->cap = w->cap ? w->cap * 2 : 8;
+			w->v = xrealloc(w->v, w->cap * sizeof *w->v);
+		}
+		w->v[w->n].ci = i;
+		w->v[w->n].f.uid = m.uid;
+		w->v[w->n].f.bits = imap_ctx_leaf_bits(c->leaf, c->n_leaf, &m);
+		w->v[w->n].f.match = imap_search_match(&c->q, &m, c->saved, c->n_saved);
+		w->n++;
+	}
+	buf_free(&built);
+	return 0;
+}
+
+int imap_ctx_sync_work(struct store_snap *sn, struct imap_ctx_sync *w, char **err_r)
+{
+	struct store_uid_range r = {w->from, UINT32_MAX};
+	int res;
+
+	w->sn = sn;
+	res = store_snap_messages(sn, w->user, w->mailbox, w->uidvalidity, &r, 1, 0, true,
+				  sync_each_new, w, err_r);
+	imap_blob_free(&w->blob);
+	return res < 0 ? -1 : 0;
+}
+
+void imap_ctx_sync_done(struct imap_session *s, struct imap_ctx_sync *w)
+{
+	(void)s;
+	if (w == NULL)
+		return;
+	for (size_t i = 0; i < w->n; i++) {
+		struct imap_ctx *c = w->ctx[w->v[i].ci];
+		if (c->dead)
+			continue;
+		if (c->n_fresh == c->cap_fresh) {
+			c->cap_fresh = c->cap_fresh ? c->cap_fresh * 2 : 8;
+			c->fresh = xrealloc(c->fresh, c->cap_fresh * sizeof *c->fresh);
+		}
+		c->fresh[c->n_fresh++] = w->v[i].f;
+	}
+	for (size_t i = 0; i < w->n_ctx; i++)
+		ctx_unref(w->ctx[i]);
+	free(w->ctx);
+	free(w->v);
+	free(w->user);
+	free(w->mailbox);
+	free(w);
+}
+
+static int cmp_fresh(const void *a, const void *b)
+{
+	const struct ctx_fresh *x = a, *y = b;
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+void imap_ctx_new(struct imap_session *s, const uint32_t *uids, size_t n)
+{
+	for (struct imap_ctx *c = ctx_list; c != NULL; c = c->next) {
+		size_t w = 0;
+		if (c->s != s)
+			continue;
+		qsort(c->fresh, c->n_fresh, sizeof *c->fresh, cmp_fresh);
+		for (size_t i = 0; i < n; i++) {
+			struct ctx_fresh f = {uids[i], 0, false};
+			size_t lo = 0, hi = c->n_fresh, at;
+			while (lo < hi) {
+				size_t mid = lo + (hi - lo) / 2;
+				if (c->fresh[mid].uid < uids[i])
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			if (lo < c->n_fresh && c->fresh[lo].uid == uids[i]) {
+				f = c->fresh[lo];
+				c->fresh[lo].uid = 0; /* taken */
+			}
+			if (u32_find(c->uids, c->n, uids[i], &at))
+				continue;
+			size_t old_cap = c->cap;
+			u32_insert(&c->uids, &c->n, &c->cap, at, uids[i]);
+			if (c->cap != old_cap)
+				c->bits = xrealloc(c->bits, c->cap * sizeof *c->bits);
+			memmove(c->bits + at + 1, c->bits + at, (c->n - 1 - at) * sizeof *c->bits);
+			c->bits[at] = f.bits;
+			if (f.match)
+				chg_add(c, uids[i], true);
+		}
+		for (size_t i = 0; i < c->n_fresh; i++)
+			if (c->fresh[i].uid != 0)
+				c->fresh[w++] = c->fresh[i];
+		c->n_fresh = w;
+	}
+}
+
+/* CANCELUPDATE tag... (RFC 5267 4.2) */
+void imap_cmd_cancelupdate(struct imap_session *s, const struct imap_arg *args)
+{
+	if (args[0].type == IMAP_ARG_EOL) {
+		imap_tagged(s, "BAD", NULL, "Missing tag");
+		return;
+	}
+	for (const struct imap_arg *a = args; a->type != IMAP_ARG_EOL; a++) {
+		const char *t;
+		size_t n;
+		if (a->type != IMAP_ARG_QUOTED && a->type != IMAP_ARG_LITERAL) {
+			imap_tagged(s, "BAD", NULL, "Invalid tag");
+			return;
+		}
+		if (!imap_arg_astring(a, &t, &n)) {
+			imap_tagged(s, "BAD", NULL, "Invalid tag");
+			return;
+		}
+		for (struct imap_ctx *c = ctx_list; c != NULL; c = c->next)
+			if (c->s == s && strlen(c->tag) == n && memcmp(c->tag, t, n) == 0) {
+				ctx_unlink(c);
+				break;
+			}
+	}
+	imap_tagged(s, "OK", NULL, "CANCELUPDATE completed");
 }

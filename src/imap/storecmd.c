@@ -11,6 +11,7 @@
 #include "imap/fetch.h"
 #include "imap/selcmd.h"
 #include "imap/session.h"
+#include "imap/sort.h"
 #include "store/store.h"
 
 /* A command parked on the store; the session outlives it (busy). */
@@ -102,8 +103,10 @@ static void store_done(void *arg, int result, const struct store_flag_result *v,
 		uint32_t seq = imap_view_seq(s, v[i].uid);
 		if (seq == 0)
 			continue;
-		if (v[i].changed)
+		if (v[i].changed) {
 			imap_sel_own_change(s, v[i].modseq);
+			imap_ctx_flags(s, v[i].uid, v[i].flags, v[i].modseq); /* sort.c */
+		}
 		if (!v[i].modified)
 			imap_sel_reported(s, v[i].uid, v[i].modseq);
 		if (v[i].modified) {

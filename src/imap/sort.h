@@ -1,0 +1,92 @@
+/* SORT (RFC 5256 3, RFC 5957, RFC 5267 ESORT/CONTEXT=SORT): the sort keys
+ * of a message and their order (sort.c). The search engine (searchcmd.c)
+ * reads the view in slices on workers and, for SORT, asks
+ * imap_sort_row_fill for each matching message's keys there; the rows are
+ * sorted on a worker (imap_sort_rows) before the response is written. */
+#ifndef POSTERN_IMAP_SORT_H
+#define POSTERN_IMAP_SORT_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "imap/fetch.h"
+#include "imap/parse.h"
+
+struct imap_session;
+
+/* string keys, each the i;unicode-casemap key (RFC 5051) of the value */
+enum { SORTS_SUBJECT, SORTS_FROM, SORTS_TO, SORTS_CC, SORTS_DFROM, SORTS_DTO, SORTS_N };
+
+struct imap_sort_row {
+	uint32_t uid, seq;
+	uint64_t size, modseq;
+	int64_t arrival, date;
+	char *str[SORTS_N]; /* only those the criteria use, else NULL */
+};
+
+/* true if the criteria need the message's MIME cache (header keys) */
+bool imap_sort_needs_cache(const struct imap_search *q);
+/* The keys of m (on a worker; m->mc set when imap_sort_needs_cache). */
+void imap_sort_row_fill(const struct imap_search *q, const struct imap_msg *m,
+			struct imap_sort_row *r);
+/* Sorts rows by the criteria, ties by sequence number (RFC 5256 3). */
+void imap_sort_rows(const struct imap_search *q, struct imap_sort_row *rows, size_t n);
+void imap_sort_row_free(struct imap_sort_row *r);
+/* A sequence-set of numbers in the given order (RFC 5267 3: the sorted
+ * result), ascending runs written as a:b ("5,3:4,2,1"). */
+void imap_sort_format_set(struct buf *out, const uint32_t *v, size_t n);
+
+/* searchcmd.c: a message of a snapshot read as an imap_msg (no content),
+ * then its content: the MIME cache (built into built when the store has
+ * none) and, when need_blob or to build the cache, the blob loaded into bl;
+ * -1 if the message is gone meanwhile. */
+struct store_snap;
+struct store_msg;
+void imap_search_msg(struct imap_msg *m, const struct store_msg *sm);
+int imap_search_load(struct store_snap *sn, const struct store_msg *sm, bool need_blob,
+		     struct imap_blob *bl, struct imap_msg *m, struct mime_cache *mc,
+		     struct buf *built);
+/* SEARCH / SORT (searchcmd.c): parses args and runs the search. */
+void imap_search_cmd(struct imap_session *s, const struct imap_arg *args, bool sort);
+
+#endif
+
+/* ---- CONTEXT=SEARCH (RFC 5267 4): SEARCH RETURN (UPDATE ...) ----
+ * The result is kept up to date as flags change, messages arrive and are
+ * expunged: ESEARCH ADDTO / REMOVEFROM before the next tagged reply. The
+ * keys that depend on a message's content or other fixed data (dates,
+ * sizes, header and body text: "static" keys) are evaluated once per
+ * message on a worker, their results kept as bits (at most
+ * IMAP_CTX_MAX_LEAVES static keys); flag changes are then evaluated on the
+ * loop from those bits. */
+#define IMAP_CTX_MAX_LEAVES 64
+/* updating results kept per session at the most (memory: 12 octets per
+ * message of the view each) */
+#define IMAP_CTX_MAX_SESSION 8
+int imap_ctx_count(const struct imap_session *s);
+struct imap_search_key;
+/* The static keys of q in a fixed order; -1 if there are too many. */
+int imap_ctx_leaves(const struct imap_search *q, const struct imap_search_key **leaf,
+		    size_t *n_r);
+/* The bits of the static keys for m (on a worker; m with its content). */
+uint64_t imap_ctx_leaf_bits(const struct imap_search_key *const *leaf, size_t n,
+			    const struct imap_msg *m);
+/* The search is done: q (taken over, emptied), every message of the view
+ * (uids sorted, their bits; both taken), the result (sorted UIDs). */
+void imap_ctx_start(struct imap_session *s, struct imap_search *q, uint32_t *uids,
+		    uint64_t *bits, size_t n, const uint32_t *res, size_t n_res);
+/* select.c / storecmd.c hooks */
+void imap_ctx_flags(struct imap_session *s, uint32_t uid, const char *flags, uint64_t modseq);
+/* uids (sorted) are being expunged, the view still holds them */
+void imap_ctx_expunge(struct imap_session *s, const uint32_t *uids, size_t n);
+void imap_ctx_flush(struct imap_session *s);
+void imap_ctx_drop(struct imap_session *s);
+/* New messages: prepared on the loop when a read of changes starts (NULL:
+ * no context), run on its worker, merged when it ends (and freed), then
+ * imap_ctx_new when they are announced. */
+struct imap_ctx_sync;
+struct imap_ctx_sync *imap_ctx_sync_prepare(struct imap_session *s, uint32_t from_uid);
+int imap_ctx_sync_work(struct store_snap *sn, struct imap_ctx_sync *w, char **err_r);
+void imap_ctx_sync_done(struct imap_session *s, struct imap_ctx_sync *w);
+void imap_ctx_new(struct imap_session *s, const uint32_t *uids, size_t n);
+void imap_cmd_cancelupdate(struct imap_session *s, const struct imap_arg *args);

@@ -1,0 +1,196 @@
+/* SORT (RFC 5256 3, RFC 5957) and the RETURN options of RFC 5267 / RFC 9394:
+ * imap_sort_parse, the sort keys taken from a message's MIME cache, their
+ * order with ties, and the sequence-set of a sorted result. */
+#include <stdio.h>
+#include <string.h>
+
+#include "imap/parse.h"
+#include "imap/sort.h"
+#include "mime/mime.h"
+#include "../test.h"
+
+static int parse_line(const char *line, struct imap_args *a, const char **err)
+{
+	struct imap_reader r;
+	struct buf in = BUF_INIT;
+	imap_reader_init(&r);
+	buf_appends(&in, line);
+	buf_appends(&in, "\r\n");
+	enum imap_read_result res = imap_reader_feed(&r, &in);
+	int ret = -2;
+	if (res == IMAP_READ_COMMAND)
+		ret = imap_parse_command(&r, a, err);
+	imap_reader_free(&r);
+	buf_free(&in);
+	return ret;
+}
+
+static void render(const struct imap_search *s, struct buf *b)
+{
+	static const char *const names[] = {"ARRIVAL", "CC",      "DATE",        "FROM",     "SIZE",
+					    "SUBJECT", "TO",      "DISPLAYFROM", "DISPLAYTO"};
+	for (size_t i = 0; i < s->n_sort; i++)
+		buf_printf(b, "%s%s%s", i ? " " : "", s->sort[i].reverse ? "-" : "",
+			   names[s->sort[i].kind]);
+	buf_printf(b, "|%s|", s->charset != NULL ? s->charset : "");
+	if (s->esearch)
+		buf_printf(b, "ret%s%s%s%s%s%s", s->ret_min ? " min" : "", s->ret_max ? " max" : "",
+			   s->ret_all ? " all" : "", s->ret_count ? " count" : "",
+			   s->ret_update ? " update" : "", s->ret_context ? " context" : "");
+	if (s->ret_partial)
+		buf_printf(b, " partial %lld:%lld", (long long)s->partial_lo,
+			   (long long)s->partial_hi);
+}
+
+static void test_parse(void)
+{
+	static const struct {
+		bool sort;
+		const char *args;
+		const char *want; /* NULL: BAD; "!cs": BADCHARSET */
+	} cases[] = {
+	    {true, "(SUBJECT) UTF-8 ALL", "SUBJECT|UTF-8|"},
+	    {true, "(reverse date from Size) us-ascii ALL", "-DATE FROM SIZE|us-ascii|"},
+	    {true, "(ARRIVAL CC TO DISPLAYFROM REVERSE DISPLAYTO) UTF-8 ALL",
+	     "ARRIVAL CC TO DISPLAYFROM -DISPLAYTO|UTF-8|"},
+	    {true, "RETURN (MIN MAX) (ARRIVAL) UTF-8 1:5", "ARRIVAL|UTF-8|ret min max"},
+	    {true, "RETURN (PARTIAL 4:2) (ARRIVAL) UTF-8 ALL", "ARRIVAL|UTF-8|ret partial 2:4"},
+	    {true, "RETURN (PARTIAL -1:-10 COUNT) (ARRIVAL) UTF-8 ALL",
+	     "ARRIVAL|UTF-8|ret count partial -10:-1"},
+	    {true, "(SUBJECT) KOI8-R ALL", "!cs"},
+	    {true, "() UTF-8 ALL", NULL},
+	    {true, "(REVERSE) UTF-8 ALL", NULL},
+	    {true, "(REVERSE REVERSE DATE) UTF-8 ALL", NULL},
+	    {true, "(THREAD) UTF-8 ALL", NULL},
+	    {true, "SUBJECT UTF-8 ALL", NULL},
+	    {true, "(SUBJECT) UTF-8", NULL},
+	    {true, "(SUBJECT)", NULL},
+	    {true, "RETURN (PARTIAL 1:*) (DATE) UTF-8 ALL", NULL},
+	    {true, "RETURN (PARTIAL 0:1) (DATE) UTF-8 ALL", NULL},
+	    {true, "RETURN (PARTIAL 1:2 PARTIAL 3:4) (DATE) UTF-8 ALL", NULL},
+	    {false, "RETURN (UPDATE CONTEXT COUNT) SEEN", "||ret count update context"},
+	    {false, "RETURN (PARTIAL 1:5) SEEN", "||ret partial 1:5"},
+	    {false, "RETURN (PARTIAL 1:5 ALL) SEEN", NULL},
+	    {false, "RETURN (PARTIAL -1:5) SEEN", NULL},
+	    {false, "RETURN (PARTIAL 1) SEEN", NULL},
+	    {false, "RETURN (PARTIAL *:1) SEEN", NULL},
+	    {false, "RETURN (PARTIAL 1:4294967296) SEEN", NULL},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char line[512];
+		struct imap_args a;
+		struct imap_search sr;
+		const char *err = NULL;
+		bool badcs = false;
+		int r;
+		snprintf(line, sizeof line, "a %s %s", cases[i].sort ? "SORT" : "SEARCH",
+			 cases[i].args);
+		if (parse_line(line, &a, &err) != 0) {
+			CHECK_INT((int)i, -1, 0);
+			continue;
+		}
+		r = cases[i].sort ? imap_sort_parse(a.args, 100, &sr, &badcs, &err)
+				  : imap_search_parse(a.args, 100, &sr, &badcs, &err);
+		const char *want = cases[i].want;
+		bool want_cs = want != NULL && strcmp(want, "!cs") == 0;
+		CHECK_INT((int)i, r, want != NULL && !want_cs ? 0 : -1);
+		CHECK_INT((int)i, badcs, want_cs);
+		if (r == 0) {
+			struct buf b = BUF_INIT;
+			render(&sr, &b);
+			CHECK_STR((int)i, b.data, want);
+			buf_free(&b);
+			imap_search_free(&sr);
+		} else {
+			CHECK(err != NULL);
+		}
+		imap_args_free(&a);
+	}
+}
+
+static void test_format_set(void)
+{
+	static const uint32_t v1[] = {5, 3, 4, 2, 1};
+	static const uint32_t v2[] = {1, 2, 3, 7, 9, 10};
+	struct buf b = BUF_INIT;
+	imap_sort_format_set(&b, v1, 5);
+	CHECK_STR(0, b.data, "5,3:4,2,1");
+	buf_reset(&b);
+	imap_sort_format_set(&b, v2, 6);
+	CHECK_STR(1, b.data, "1:3,7,9:10");
+	buf_free(&b);
+}
+
+/* keys from the ENVELOPE of the cache, ordered, ties by sequence number */
+static void test_keys(void)
+{
+	static const char *const msgs[] = {
+	    "From: \"Zed\" <zed@example.test>\r\nTo: group: a@b.c;\r\n"
+	    "Subject: Re: [list] Hello\r\nDate: Wed, 01 Jan 2020 10:00:00 +0000\r\n\r\nx\r\n",
+	    "From: amy@example.test\r\nTo: =?UTF-8?Q?=C3=89mile?= <e@x.test>\r\n"
+	    "Subject: hello (fwd)\r\n\r\nno date\r\n",
+	    "From: Bob <bob@example.test>\r\nCc: cc@example.test\r\n"
+	    "Subject: =?UTF-8?B?QWJj?=\r\nDate: Thu, 02 Jan 2020 00:00:00 +0100\r\n\r\nx\r\n",
+	};
+	struct imap_search q;
+	struct imap_sort_row rows[3];
+	memset(&q, 0, sizeof q);
+	q.n_sort = 1;
+	for (size_t i = 0; i < 3; i++) {
+		struct buf cache = BUF_INIT;
+		struct mime_cache mc;
+		struct imap_msg m;
+		memset(&m, 0, sizeof m);
+		m.seq = (uint32_t)i + 1;
+		m.uid = (uint32_t)i + 10;
+		m.internaldate = 1600000000;
+		m.msg = msgs[i];
+		m.len = strlen(msgs[i]);
+		mime_cache_build(m.msg, m.len, &cache);
+		CHECK(mime_cache_open(&mc, cache.data, cache.len));
+		m.mc = &mc;
+		/* every key at once */
+		struct imap_search all;
+		memset(&all, 0, sizeof all);
+		for (uint8_t k = 0; k <= IMAP_SORT_DISPLAYTO; k++)
+			all.sort[all.n_sort++].kind = k;
+		imap_sort_row_fill(&all, &m, &rows[i]);
+		buf_free(&cache);
+	}
+	/* Date: 2 has none: INTERNALDATE (RFC 5256 2.2); 3 is 2019-01-01 23:00Z */
+	CHECK(rows[0].date == 1577872800);
+	CHECK(rows[1].date == 1600000000);
+	CHECK(rows[2].date == 1577919600);
+	/* base subjects: "hello", "hello", "abc" */
+	CHECK(strcmp(rows[0].str[SORTS_SUBJECT], rows[1].str[SORTS_SUBJECT]) == 0);
+	CHECK(strcmp(rows[2].str[SORTS_SUBJECT], rows[0].str[SORTS_SUBJECT]) < 0);
+	/* FROM: the local part; TO of a group: the group's name; missing: "" */
+	CHECK(strcmp(rows[1].str[SORTS_FROM], rows[2].str[SORTS_FROM]) < 0);
+	CHECK(strcmp(rows[2].str[SORTS_FROM], rows[0].str[SORTS_FROM]) < 0);
+	CHECK(strcmp(rows[2].str[SORTS_TO], "") == 0);
+	CHECK(strcmp(rows[0].str[SORTS_CC], "") == 0);
+	/* DISPLAYFROM: the name, else the addr-spec; DISPLAYTO decoded */
+	CHECK(strcmp(rows[1].str[SORTS_DFROM], rows[2].str[SORTS_DFROM]) < 0); /* amy@ < Bob */
+	CHECK(strcmp(rows[2].str[SORTS_DFROM], rows[0].str[SORTS_DFROM]) < 0); /* Bob < Zed */
+	CHECK(strcmp(rows[1].str[SORTS_DTO], rows[0].str[SORTS_DTO]) < 0); /* Émile < group */
+
+	q.sort[0].kind = IMAP_SORT_SUBJECT;
+	q.sort[0].reverse = true;
+	imap_sort_rows(&q, rows, 3);
+	/* REVERSE SUBJECT: hello (1), hello (2) tie kept in sequence order, abc */
+	CHECK(rows[0].seq == 1 && rows[1].seq == 2 && rows[2].seq == 3);
+	q.sort[0].kind = IMAP_SORT_DATE;
+	q.sort[0].reverse = false;
+	imap_sort_rows(&q, rows, 3);
+	CHECK(rows[0].seq == 1 && rows[1].seq == 3 && rows[2].seq == 2);
+	for (size_t i = 0; i < 3; i++)
+		imap_sort_row_free(&rows[i]);
+}
+
+int main(void)
+{
+	test_run("parse", test_parse);
+	test_run("format_set", test_format_set);
+	test_run("keys", test_keys);
+	return test_done("test_imap_sort");
+}
