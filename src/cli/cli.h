@@ -77,4 +77,7 @@ int cli_mail_explain(const struct config *cfg, int argc, char **argv);
 /* threshold.c: `postern spam threshold [DOMAIN|USER [junk=N] [reject=N]]` */
 int cli_spam_threshold(const struct config *cfg, int argc, char **argv);
 
+/* index.c: `postern index stats`, `postern index rebuild USER|--all` */
+int cli_index(const struct config *cfg, int argc, char **argv);
+
 #endif

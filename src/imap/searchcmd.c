@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "imap/fetch.h"
+#include "imap/search_fts.h"
 #include "imap/selcmd.h"
 #include "imap/session.h"
 #include "mime/mime.h"
@@ -56,6 +57,12 @@ struct search_job {
 	struct buf out;
 	size_t out_i;
 	bool aborted, inflight, writing;
+	/* the full-text index's candidates (store/fts.c), sorted UIDs: only
+	 * they are matched when narrowed */
+	struct store_fts_q *fq;
+	uint32_t *cand;
+	size_t n_cand, cand_i;
+	bool narrowed;
 };
 
 static void job_free(struct search_job *j)
@@ -74,6 +81,8 @@ static void job_free(struct search_job *j)
 		buf_free(&j->saves[i].cache);
 	free(j->saves);
 	buf_free(&j->out);
+	imap_search_fts_free(&j->fq);
+	free(j->cand);
 	free(j);
 }
 
@@ -387,12 +396,22 @@ static void slice_next(struct search_job *j)
 	const uint32_t *uids = imap_view_uids(s);
 	size_t max = j->needs_blob ? SEARCH_SLICE_BLOB_MSGS : SEARCH_SLICE_MSGS;
 
-	if (j->next_idx >= count) {
+	if (j->next_idx >= count || (j->narrowed && j->cand_i >= j->n_cand)) {
 		respond(j);
 		return;
 	}
 	j->n = 0;
 	while (j->n < max && j->next_idx < count) {
+		if (j->narrowed) { /* skip the UIDs the index ruled out */
+			while (j->cand_i < j->n_cand && j->cand[j->cand_i] < uids[j->next_idx])
+				j->cand_i++;
+			if (j->cand_i == j->n_cand)
+				break;
+			if (j->cand[j->cand_i] != uids[j->next_idx]) {
+				j->next_idx++;
+				continue;
+			}
+		}
 		j->uids[j->n] = uids[j->next_idx];
 		j->seqs[j->n] = j->next_idx + 1;
 		j->n++;
@@ -401,6 +420,27 @@ static void slice_next(struct search_job *j)
 	j->inflight = true;
 	s->base.busy++;
 	store_read(j->st, s->srv->workers, search_work, search_done, j);
+}
+
+/* ---- the full-text index: candidates first (store/fts.c) ---- */
+
+static int cand_work(struct store_snap *sn, void *arg, char **err_r)
+{
+	struct search_job *j = arg;
+	int r = store_fts_candidates(sn, j->user, j->mailbox, j->uidvalidity, j->fq, &j->cand,
+				     &j->n_cand, err_r);
+	j->narrowed = r == 1;
+	return r < 0 ? -1 : 0;
+}
+
+static void cand_done(void *arg, int result, const char *err)
+{
+	struct search_job *j = arg;
+	if (result < 0) { /* the scan still answers */
+		log_warn("imap %s: search index: %s", j->s->base.ip, err != NULL ? err : "error");
+		j->narrowed = false;
+	}
+	search_done(arg, 0, NULL);
 }
 
 static void search_drained(struct imap_session *s)
@@ -477,5 +517,11 @@ void imap_cmd_search(struct imap_session *s, const struct imap_arg *args)
 	s->job_drained = search_drained;
 	s->job_abort = search_abort;
 	session_park(&s->base);
+	if (j->needs_blob && store_fts_on(j->st) && (j->fq = imap_search_fts_query(&j->q))) {
+		j->inflight = true;
+		s->base.busy++;
+		store_read(j->st, s->srv->workers, cand_work, cand_done, j);
+		return;
+	}
 	slice_next(j);
 }
