@@ -240,7 +240,8 @@ def wait_indexed(srv, timeout=120):
 def test_index_equals_scan(make_server, tmp_path_factory, tls_pair):
     """Every key on the corpus: the index's answer (fts on, everything
     indexed) equals the scan's (the same data directory with fts = no); the
-    answers are not trivially empty; the index is at most 30 % of the mail."""
+    answers are not trivially empty. (The index's size is printed, not
+    asserted: tests assert no speed or size.)"""
     srv = make_server()
     msgs = corpus(N_MESSAGES)
     with srv.imap_login(ALICE) as c:
@@ -265,7 +266,6 @@ def test_index_equals_scan(make_server, tmp_path_factory, tls_pair):
     assert sum(1 for r in without if r) > len(progs) // 4
     assert len(without[progs.index(["BODY", ("lit", "tok00042")])]) == 1
     print("fts index stats:", s)
-    assert s["ratio"] <= 0.30, s
 
 
 def test_expunge_and_rebuild(make_server):
