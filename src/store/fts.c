@@ -55,9 +55,6 @@ struct fts_doc {
 
 /* ---- writing (any connection, inside a write transaction) ---- */
 
-static const char *col_name[STORE_FTS_NCOLS] = {"subject", "ffrom", "fto", "fcc",
-						"fbcc",    "hdr",   "body"};
-
 static void bind_col(sqlite3_stmt *s, int i, const struct buf *b)
 {
 	sqlite3_bind_text(s, i, b->data ? b->data : "", (int)b->len, SQLITE_STATIC);
@@ -69,37 +66,45 @@ static int doc_write(struct store_db *d, const struct fts_doc *doc, bool del)
 	static const char ins_body[] = "INSERT INTO fts_body(rowid, body) VALUES (?1, ?2)";
 	static const char del_body[] =
 		"INSERT INTO fts_body(fts_body, rowid, body) VALUES ('delete', ?1, ?2)";
-	static const char ins_head[] = "INSERT INTO fts_head(rowid, subject, ffrom, fto, fcc,"
-				       " fbcc, hdr) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-	static const char del_head[] = "INSERT INTO fts_head(fts_head, rowid, subject, ffrom, fto,"
-				       " fcc, fbcc, hdr) VALUES ('delete', ?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-	bool head = false;
-	for (int c = 0; c < STORE_FTS_BODY; c++)
-		head = head || doc->cols[c].len > 0;
+	static const char ins_head[] = "INSERT INTO fts_head(rowid, hdr) VALUES (?1, ?2)";
+	static const char del_head[] =
+		"INSERT INTO fts_head(fts_head, rowid, hdr) VALUES ('delete', ?1, ?2)";
+	/* the header columns as one text (the same for a delete) */
+	struct buf hdr = BUF_INIT;
+	for (int c = 0; c < STORE_FTS_BODY; c++) {
+		if (doc->cols[c].len == 0)
+			continue;
+		if (hdr.len > 0)
+			buf_appendc(&hdr, '\n');
+		buf_append(&hdr, doc->cols[c].data, doc->cols[c].len);
+	}
+	int ret = -1;
 	if (doc->cols[STORE_FTS_BODY].len > 0) {
 		sqlite3_stmt *s = store_sql(d, del ? del_body : ins_body, NULL);
 		if (s == NULL)
-			return -1;
+			goto out;
 		sqlite3_bind_int64(s, 1, doc->id);
 		bind_col(s, 2, &doc->cols[STORE_FTS_BODY]);
 		int rc = sqlite3_step(s);
 		store_stmt_done(s);
 		if (rc != SQLITE_DONE)
-			return -1;
+			goto out;
 	}
-	if (head) {
+	if (hdr.len > 0) {
 		sqlite3_stmt *s = store_sql(d, del ? del_head : ins_head, NULL);
 		if (s == NULL)
-			return -1;
+			goto out;
 		sqlite3_bind_int64(s, 1, doc->id);
-		for (int c = 0; c < STORE_FTS_BODY; c++)
-			bind_col(s, 2 + c, &doc->cols[c]);
+		bind_col(s, 2, &hdr);
 		int rc = sqlite3_step(s);
 		store_stmt_done(s);
 		if (rc != SQLITE_DONE)
-			return -1;
+			goto out;
 	}
-	return 0;
+	ret = 0;
+out:
+	buf_free(&hdr);
+	return ret;
 }
 
 /* Indexes the docs whose body is still there and not indexed (checked in
@@ -441,13 +446,8 @@ static bool build(struct qbuild *qb, const struct store_fts_q *q)
 			buf_appendc(&qb->sql, ')');
 			buf_free(&p);
 		}
-		if (head) {
+		if (head) { /* one table for every header column */
 			struct buf p = BUF_INIT;
-			buf_appendc(&p, '{');
-			for (int c = 0; c < STORE_FTS_BODY; c++)
-				if (head & (1u << c))
-					buf_printf(&p, " %s", col_name[c]);
-			buf_appends(&p, " } : ");
 			buf_append(&p, fq.data, fq.len);
 			if (body)
 				buf_appends(&qb->sql, " OR ");
@@ -586,9 +586,15 @@ int store_fts_stats(struct store *st, struct store_fts_stats *r, char **err_r)
 		" (SELECT count(*) * 16 + coalesce(sum(length(term)), 0) FROM fts_head_idx)",
 		"SELECT count(*) FROM messages WHERE fts = 0",
 	};
+	/* one snapshot: the indexer may commit between the counts */
+	if (store_exec(d, "BEGIN", err_r) < 0)
+		return -1;
 	for (int i = 0; i < 6; i++)
-		if ((v[i] = q_int(d, sql[i], err_r)) < 0)
+		if ((v[i] = q_int(d, sql[i], err_r)) < 0) {
+			store_exec(d, "ROLLBACK", NULL);
 			return -1;
+		}
+	store_exec(d, "COMMIT", NULL);
 	r->messages = (uint64_t)v[0];
 	r->indexed = (uint64_t)v[1];
 	r->dead = v[2] > v[1] ? (uint64_t)(v[2] - v[1]) : 0;

@@ -396,9 +396,11 @@ static const char schema_v7[] =
 /* Step 8: the full-text index (fts.c). messages.fts: 0 not indexed yet (a
  * search treats it as a candidate; the indexer takes it), 1 indexed. Two
  * contentless FTS5 tables of trigrams over text folded as SEARCH folds
- * (case_sensitive 1: no folding of their own): the bodies (detail=none,
- * the smallest form: no columns, no positions) and the header fields
- * (detail=column: SUBJECT, FROM... filter on their column). fts_state
+ * (case_sensitive 1: no folding of their own), both detail=none (no
+ * columns, no positions: the smallest form; detail=column tripled the
+ * header table): the bodies, and the header fields (every field, with the
+ * address lists also as SEARCH FROM reads them: SUBJECT, FROM... narrow on
+ * all the headers, the matcher confirms the field). fts_state
  * 'docs': the documents inserted since the last rebuild (minus the live
  * ones: the expunged bodies whose entries remain until a rebuild). */
 static const char schema_v8[] =
@@ -406,8 +408,8 @@ static const char schema_v8[] =
 	"CREATE INDEX messages_fts_todo ON messages(id) WHERE fts = 0;"
 	"CREATE VIRTUAL TABLE fts_body USING fts5(body, tokenize = 'trigram case_sensitive 1',"
 	" detail = none, content = '', columnsize = 0);"
-	"CREATE VIRTUAL TABLE fts_head USING fts5(subject, ffrom, fto, fcc, fbcc, hdr,"
-	" tokenize = 'trigram case_sensitive 1', detail = column, content = '', columnsize = 0);"
+	"CREATE VIRTUAL TABLE fts_head USING fts5(hdr, tokenize = 'trigram case_sensitive 1',"
+	" detail = none, content = '', columnsize = 0);"
 	"CREATE TABLE fts_state (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;"
 	"INSERT INTO fts_state VALUES ('docs', 0);";
 
