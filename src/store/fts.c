@@ -227,32 +227,42 @@ static int batch_read(struct store *st, struct store_db *d, store_fts_extract_fn
 
 /* ---- the indexer thread ---- */
 
-struct fts_op {
-	struct store_op op; /* first: op_free frees the whole */
+/* A batch for the committer: a plain store_job whose tail (on the committer,
+ * after the round) frees it, so that nothing is left for the loop (which may
+ * have stopped when the store closes). */
+struct fts_job {
+	struct store_job job; /* first: the committer sees only this */
 	struct store_fts *f;
 	struct fts_doc *docs;
 	size_t n;
 };
 
-static int op_body(struct store_op *op, struct store_db *d)
+static void job_tail(struct store *st, struct store_job *job)
 {
-	struct fts_op *fo = (struct fts_op *)op;
-	uint64_t added;
-	return docs_insert(d, fo->docs, fo->n, &added) < 0 ? STORE_ERROR : STORE_OK;
-}
-
-static void op_after(struct store_op *op)
-{
-	struct fts_op *fo = (struct fts_op *)op;
-	struct store_fts *f = fo->f;
-	docs_free(fo->docs, fo->n);
-	fo->docs = NULL;
-	if (op->result != STORE_OK)
-		log_err("store: full-text index: a batch of %zu bodies not indexed", fo->n);
+	struct fts_job *fj = (struct fts_job *)job;
+	struct store_fts *f = fj->f;
+	docs_free(fj->docs, fj->n);
+	free(fj);
 	pthread_mutex_lock(&f->mu);
 	f->inflight = false;
 	pthread_cond_broadcast(&f->cond);
 	pthread_mutex_unlock(&f->mu);
+}
+
+static void job_run(struct store *st, struct store_job *job)
+{
+	struct fts_job *fj = (struct fts_job *)job;
+	struct store_db *d = &st->cdb;
+	uint64_t added;
+	if (store_exec(d, "BEGIN IMMEDIATE", NULL) < 0) {
+		log_err("store: full-text index: begin: %s", sqlite3_errmsg(d->db));
+	} else if (docs_insert(d, fj->docs, fj->n, &added) < 0 ||
+		   store_exec(d, "COMMIT", NULL) < 0) {
+		log_err("store: full-text index: %zu bodies not indexed: %s", fj->n,
+			sqlite3_errmsg(d->db));
+		store_exec(d, "ROLLBACK", NULL);
+	}
+	store_job_done(st, job, job_tail);
 }
 
 static void idle_wait(struct store_fts *f)
@@ -290,19 +300,16 @@ static void *indexer_main(void *arg)
 			idle_wait(f);
 			continue;
 		}
-		struct fts_op *fo = xcalloc(1, sizeof *fo);
-		fo->op.st = f->st;
-		fo->op.user = xstrdup("-");
-		fo->op.body = op_body;
-		fo->op.after = op_after;
-		fo->op.job.lazy = true; /* the index can be rebuilt: no sync of its own */
-		fo->f = f;
-		fo->docs = docs;
-		fo->n = n;
+		struct fts_job *fj = xcalloc(1, sizeof *fj);
+		fj->job.run = job_run;
+		fj->job.lazy = true; /* the index can be rebuilt: no sync of its own */
+		fj->f = f;
+		fj->docs = docs;
+		fj->n = n;
 		pthread_mutex_lock(&f->mu);
 		f->inflight = true;
 		pthread_mutex_unlock(&f->mu);
-		store_op_queue(&fo->op);
+		store_job_queue(f->st, &fj->job);
 		/* one batch at a time: the next read must see this one's rows */
 		pthread_mutex_lock(&f->mu);
 		while (f->inflight)
