@@ -80,5 +80,7 @@ int cli_spam_threshold(const struct config *cfg, int argc, char **argv);
 /* metadata.c: `postern metadata get [ENTRY] | set ENTRY [VALUE] | del ENTRY`,
  * the server's /shared METADATA entries (RFC 5464); argv[0] "metadata". */
 int cli_metadata(const struct config *cfg, int argc, char **argv);
+/* index.c: `postern index stats`, `postern index rebuild USER|--all` */
+int cli_index(const struct config *cfg, int argc, char **argv);
 
 #endif

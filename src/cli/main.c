@@ -38,6 +38,7 @@
 #include "queue/bounce.h"
 #include "queue/queue.h"
 #include "imap/server.h"
+#include "mime/extract.h"
 #include "mime/mime.h"
 #include "policy/report.h"
 #include "pop3/server.h"
@@ -74,6 +75,8 @@ static void usage(FILE *f)
 		"  mailbox rename USER NAME NEW   children follow; INBOX: its messages move\n"
 		"  quota set USER STORAGE MESSAGES  limits (sizes take k/m/g; 0 = none)\n"
 		"  quota get USER                 usage and limits (0 = none)\n"
+		"  index stats                    the full-text index: bodies, size\n"
+		"  index rebuild USER|--all       re-index USER's bodies, or everything\n"
 		"  mail list USER [MAILBOX]       UID SIZE INTERNALDATE FLAGS\n"
 		"  mail cat USER UID [MAILBOX]    write the stored message to stdout\n"
 		"  queue list                     outbound recipients waiting for delivery\n"
@@ -552,6 +555,8 @@ static int cmd_serve(const struct config *cfg)
 		log_err("store: cannot start the committer");
 		goto out;
 	}
+	if (cfg->fts && store_fts_start(st, mime_extract_text) < 0)
+		goto out; /* the full-text index's indexer (store/fts.c) */
 	struct auth_login_config lc = {
 		.cache_ttl_s = cfg->auth_cache_ttl,
 		.max_failures = (unsigned)cfg->auth_max_failures,
@@ -1325,6 +1330,8 @@ int main(int argc, char **argv)
 		ret = argc > 1 && strcmp(argv[1], "threshold") == 0
 			      ? cli_spam_threshold(&cfg, argc - 1, argv + 1)
 			      : cli_spam(&cfg, argc - 1, argv + 1);
+	} else if (strcmp(cmd, "index") == 0) {
+		ret = cli_index(&cfg, argc, argv);
 	} else if (strcmp(cmd, "mail") == 0 && argc > 1 && strcmp(argv[1], "explain") == 0) {
 		ret = cli_mail_explain(&cfg, argc - 1, argv + 1);
 	} else if (strcmp(cmd, "domain") == 0 || strcmp(cmd, "user") == 0 ||

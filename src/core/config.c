@@ -433,6 +433,11 @@ static const struct option config_options[] = {
 	{"spam_header", OPT_BOOL, OFF(spam_header), "yes", NOLIMIT,
 	 "Add X-Spam-Status and X-Spam-Report fields (the score and its reasons) to mail "
 	 "received on the MX listener.", NULL},
+	{"fts", OPT_BOOL, OFF(fts), "yes", NOLIMIT,
+	 "The built-in full-text index for IMAP SEARCH (TEXT, BODY, SUBJECT, FROM, TO, CC, BCC, "
+	 "HEADER): bodies are indexed in the background after delivery; a search asks the "
+	 "index for candidates and checks each, so results are those of a full scan. Off: "
+	 "every search scans (`postern index rebuild` after turning it back on).", NULL},
 };
 
 #define N_OPTIONS (sizeof config_options / sizeof config_options[0])

@@ -161,6 +161,7 @@ struct config {
 	char *spam_junk_score;        /* decimal, e.g. "5.0" (filter_score_parse) */
 	char *spam_reject_score;      /* decimal, e.g. "15.0" */
 	bool spam_header;             /* X-Spam-Status / X-Spam-Report on MX mail */
+	bool fts;                     /* the full-text index (store/fts.c) */
 };
 
 /* Fills c with the defaults. */

@@ -17,6 +17,7 @@
 #include "core/pool.h"
 #include "core/xmalloc.h"
 #include "imap/fetch.h"
+#include "imap/search_fts.h"
 #include "imap/selcmd.h"
 #include "imap/session.h"
 #include "imap/sort.h"
@@ -71,6 +72,12 @@ struct search_job {
 	bool aborted, inflight, writing;
 	/* imap_search_run: another command takes the matches (SORT, THREAD) */
 	const struct imap_search_hooks *hooks;
+	/* the full-text index's candidates (store/fts.c), sorted UIDs: only
+	 * they are matched when narrowed */
+	struct store_fts_q *fq;
+	uint32_t *cand;
+	size_t n_cand, cand_i;
+	bool narrowed;
 };
 
 static void job_free(struct search_job *j)
@@ -94,6 +101,8 @@ static void job_free(struct search_job *j)
 		buf_free(&j->saves[i].cache);
 	free(j->saves);
 	buf_free(&j->out);
+	imap_search_fts_free(&j->fq);
+	free(j->cand);
 	free(j);
 }
 
@@ -572,7 +581,7 @@ static void slice_next(struct search_job *j)
 	const uint32_t *uids = imap_view_uids(s);
 	size_t max = j->needs_blob || j->sort_cache ? SEARCH_SLICE_BLOB_MSGS : SEARCH_SLICE_MSGS;
 
-	if (j->next_idx >= count) {
+	if (j->next_idx >= count || (j->narrowed && j->cand_i >= j->n_cand)) {
 		if (j->sort) {
 			j->inflight = true;
 			s->base.busy++;
@@ -586,6 +595,16 @@ static void slice_next(struct search_job *j)
 	}
 	j->n = 0;
 	while (j->n < max && j->next_idx < count) {
+		if (j->narrowed) { /* skip the UIDs the index ruled out */
+			while (j->cand_i < j->n_cand && j->cand[j->cand_i] < uids[j->next_idx])
+				j->cand_i++;
+			if (j->cand_i == j->n_cand)
+				break;
+			if (j->cand[j->cand_i] != uids[j->next_idx]) {
+				j->next_idx++;
+				continue;
+			}
+		}
 		j->uids[j->n] = uids[j->next_idx];
 		j->seqs[j->n] = j->next_idx + 1;
 		j->n++;
@@ -594,6 +613,27 @@ static void slice_next(struct search_job *j)
 	j->inflight = true;
 	s->base.busy++;
 	store_read(j->st, s->srv->workers, search_work, search_done, j);
+}
+
+/* ---- the full-text index: candidates first (store/fts.c) ---- */
+
+static int cand_work(struct store_snap *sn, void *arg, char **err_r)
+{
+	struct search_job *j = arg;
+	int r = store_fts_candidates(sn, j->user, j->mailbox, j->uidvalidity, j->fq, &j->cand,
+				     &j->n_cand, err_r);
+	j->narrowed = r == 1;
+	return r < 0 ? -1 : 0;
+}
+
+static void cand_done(void *arg, int result, const char *err)
+{
+	struct search_job *j = arg;
+	if (result < 0) { /* the scan still answers */
+		log_warn("imap %s: search index: %s", j->s->base.ip, err != NULL ? err : "error");
+		j->narrowed = false;
+	}
+	search_done(arg, 0, NULL);
 }
 
 static void search_drained(struct imap_session *s)
@@ -656,6 +696,15 @@ static void search_start(struct imap_session *s, struct search_job *j)
 	s->job_drained = search_drained;
 	s->job_abort = search_abort;
 	session_park(&s->base);
+	/* the index narrows what the slices read (not for a result kept up to
+	 * date: CONTEXT=SEARCH evaluates every message's keys) */
+	if (j->needs_blob && !j->ctx_on && store_fts_on(j->st) &&
+	    (j->fq = imap_search_fts_query(&j->q))) {
+		j->inflight = true;
+		s->base.busy++;
+		store_read(j->st, s->srv->workers, cand_work, cand_done, j);
+		return;
+	}
 	slice_next(j);
 }
 

@@ -77,4 +77,9 @@ bool mime_text_charset(const char *hdr, size_t n, struct buf *charset);
 /* ASCII case-insensitive comparison of [p, p + n) with the C string s. */
 bool mime_eq(const char *p, size_t n, const char *s);
 
+/* mime_text.c: the case folding of SEARCH (mime_search_*) applied to
+ * [in, in + n) into out (replacing its content), invalid UTF-8 sequences
+ * becoming U+FFFD: what the full-text index stores (extract.c). */
+void mime_search_fold(const char *in, size_t n, struct buf *out);
+
 #endif

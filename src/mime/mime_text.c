@@ -739,6 +739,12 @@ static void fold(const char *in, size_t n, struct buf *out)
 	fold_text(in, n, out, false);
 }
 
+/* mime_int.h: the search's folding for the full-text index (extract.c) */
+void mime_search_fold(const char *in, size_t n, struct buf *out)
+{
+	fold_text(in, n, out, true);
+}
+
 struct searcher {
 	struct buf needle, hay, tmp, tmp2, charset;
 };

@@ -393,8 +393,28 @@ static const char schema_v7[] =
 	" PRIMARY KEY (user_id, mailbox_id, name)) WITHOUT ROWID;"
 	"ALTER TABLE messages ADD COLUMN preview TEXT;";
 
+/* Step 8: the full-text index (fts.c). messages.fts: 0 not indexed yet (a
+ * search treats it as a candidate; the indexer takes it), 1 indexed. Two
+ * contentless FTS5 tables of trigrams over text folded as SEARCH folds
+ * (case_sensitive 1: no folding of their own), both detail=none (no
+ * columns, no positions: the smallest form; detail=column tripled the
+ * header table): the bodies, and the header fields (every field, with the
+ * address lists also as SEARCH FROM reads them: SUBJECT, FROM... narrow on
+ * all the headers, the matcher confirms the field). fts_state
+ * 'docs': the documents inserted since the last rebuild (minus the live
+ * ones: the expunged bodies whose entries remain until a rebuild). */
+static const char schema_v8[] =
+	"ALTER TABLE messages ADD COLUMN fts INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX messages_fts_todo ON messages(id) WHERE fts = 0;"
+	"CREATE VIRTUAL TABLE fts_body USING fts5(body, tokenize = 'trigram case_sensitive 1',"
+	" detail = none, content = '', columnsize = 0);"
+	"CREATE VIRTUAL TABLE fts_head USING fts5(hdr, tokenize = 'trigram case_sensitive 1',"
+	" detail = none, content = '', columnsize = 0);"
+	"CREATE TABLE fts_state (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;"
+	"INSERT INTO fts_state VALUES ('docs', 0);";
+
 static const char *const schema_steps[] = {schema_v1, schema_v2, schema_v3, schema_v4,
-					   schema_v5, schema_v6, schema_v7};
+					   schema_v5, schema_v6, schema_v7, schema_v8};
 
 sqlite3_stmt *store_stmt(struct store_db *d, enum store_stmt_id id)
 {
@@ -806,6 +826,7 @@ void store_close(struct store **stp)
 	struct store *st = *stp;
 	if (st == NULL)
 		return;
+	store_fts_stop(st); /* before the committer: it waits for its last batch */
 	if (st->started)
 		store_committer_stop(st);
 	store_readers_free(st);

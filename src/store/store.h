@@ -1066,4 +1066,67 @@ int store_metadata_server_list(struct store *st, store_metadata_value_cb *cb, vo
 			       char **err_r);
 
 
+/* ---- the full-text index (fts.c; issue 9) ----
+ * SEARCH's text keys are answered from an index that only NARROWS: it gives
+ * the UIDs of a mailbox that may match (a superset), and the matcher
+ * confirms each. Indexed per stored body (messages.id), so a body in several
+ * mailboxes is indexed once. The text comes from an extractor (mime's
+ * mime_extract_text: decoded, case-folded as SEARCH folds); needles are
+ * given folded the same way. The SQLite backend: FTS5 trigram tables; a
+ * PostgreSQL backend would use pg_trgm behind the same calls. Indexing runs
+ * on the store's indexer thread (texts extracted there, inserted by the
+ * committer in lazy jobs), never in a delivery's path; a body not indexed
+ * yet (new mail, a store from before schema 8) is always a candidate. */
+enum {
+	STORE_FTS_SUBJECT,
+	STORE_FTS_FROM,
+	STORE_FTS_TO,
+	STORE_FTS_CC,
+	STORE_FTS_BCC,
+	STORE_FTS_HDR,  /* every header field of every part, "Name: value" */
+	STORE_FTS_BODY, /* the text parts */
+	STORE_FTS_NCOLS
+};
+/* Appends each column's text to cols[0..STORE_FTS_NCOLS-1]; cache may be
+ * NULL (see mime/extract.h, whose mime_extract_text is one). */
+typedef void store_fts_extract_fn(const char *msg, size_t len, const void *cache,
+				  size_t cache_len, struct buf *cols);
+/* Starts the indexer (after store_start; the daemon, when the option fts is
+ * on). 0 or -1. store_close stops it. */
+int store_fts_start(struct store *st, store_fts_extract_fn *fn);
+void store_fts_stop(struct store *st);
+/* true while the indexer runs (the index may answer searches). */
+bool store_fts_on(const struct store *st);
+/* A query: AND / OR of terms; a term is a needle (folded, at least
+ * STORE_FTS_MIN_NEEDLE characters: shorter ones cannot narrow) in any of
+ * the columns of the bitmask cols (1u << STORE_FTS_*). */
+#define STORE_FTS_MIN_NEEDLE 3
+enum store_fts_op { STORE_FTS_AND, STORE_FTS_OR, STORE_FTS_TERM };
+struct store_fts_q {
+	enum store_fts_op op;
+	unsigned cols;
+	char *needle;
+	struct store_fts_q *sub;
+	size_t n_sub;
+};
+/* In a snapshot (a worker): the UIDs of the mailbox that may match q,
+ * sorted (heap array in *uids_r, n in *n_r): 1; 0 if the index cannot
+ * narrow q (nothing allocated: search everything); or a STORE_* error < 0
+ * with *err_r. */
+int store_fts_candidates(struct store_snap *sn, const char *user, const char *mailbox,
+			 uint32_t uidvalidity, const struct store_fts_q *q, uint32_t **uids_r,
+			 size_t *n_r, char **err_r);
+/* postern index stats (main connection). */
+struct store_fts_stats {
+	uint64_t messages, indexed, pending, dead; /* bodies; entries of expunged ones */
+	uint64_t mail_bytes, index_bytes;
+};
+int store_fts_stats(struct store *st, struct store_fts_stats *r, char **err_r);
+/* postern index rebuild (main connection, alongside a running daemon):
+ * user NULL empties the index (dropping the entries of expunged bodies)
+ * and indexes every body; else re-indexes the bodies in user's mailboxes.
+ * *n_r: bodies indexed. 0, or -1 with *err_r. */
+int store_fts_rebuild(struct store *st, const char *user, store_fts_extract_fn *fn,
+		      uint64_t *n_r, char **err_r);
+
 #endif

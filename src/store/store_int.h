@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include "store/store.h"
 
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 8
 #define STORE_BLOB_DIRS 256
 #define STORE_BLOB_NAME_LEN 32 /* 16 hex µs + 8 hex counter + 8 hex random */
 #define STORE_SPOOL_STOCK 64
@@ -158,6 +158,9 @@ struct store {
 	/* IMAP (mailbox.c, flags.c, quota.c) */
 	store_cache_build_fn *cache_fn;
 	unsigned max_mailboxes, max_mailbox_name;
+
+	/* the full-text indexer (fts.c), NULL when off */
+	struct store_fts *fts;
 };
 
 /* A read snapshot (async.c): a worker's read connection inside BEGIN. */

@@ -1,0 +1,38 @@
+/* The text of a message for a full-text index (store/fts.c): the same
+ * decoded, case-folded text that SEARCH's matcher (mime_search_header,
+ * mime_search_address, mime_search_body) looks into, per search field, so
+ * that an index built from it can only narrow a search, never miss a match.
+ * Pure: no I/O, no globals. */
+#ifndef POSTERN_MIME_EXTRACT_H
+#define POSTERN_MIME_EXTRACT_H
+#include <stdbool.h>
+#include <stddef.h>
+#include "core/buf.h"
+
+/* The columns, in this order (store.h's STORE_FTS_* follow it). */
+enum {
+	MIME_X_SUBJECT, /* the Subject fields of the top-level header, decoded */
+	MIME_X_FROM,    /* From, To, Cc, Bcc as SEARCH FROM/TO/CC/BCC read them */
+	MIME_X_TO,
+	MIME_X_CC,
+	MIME_X_BCC,
+	MIME_X_HDR,  /* "Name: value" of every field of every part's header
+		      * (top level, MIME parts, attached messages: attachment
+		      * file names are here), decoded (SEARCH HEADER, TEXT) */
+	MIME_X_BODY, /* every text/ * leaf: transfer encoding decoded, charset
+		      * converted to UTF-8 (SEARCH BODY, TEXT) */
+	MIME_X_N
+};
+
+/* Appends to cols[0..MIME_X_N-1] the text of msg (len octets), case-folded
+ * as SEARCH folds (valid UTF-8, values separated by "\n", NUL octets as
+ * "\n"). cache/cache_len: the message's MIME cache (mime.h), or NULL/0 (or
+ * an outdated one): then it is built here. Never fails. */
+void mime_extract_text(const char *msg, size_t len, const void *cache, size_t cache_len,
+		       struct buf *cols);
+
+/* A SEARCH needle folded as the index text is, into out: false if the
+ * needle is not valid UTF-8 (the index cannot answer it: scan). */
+bool mime_extract_needle(const char *needle, struct buf *out);
+
+#endif

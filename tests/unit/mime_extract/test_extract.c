@@ -1,0 +1,79 @@
+/* mime_extract_text / mime_extract_needle (src/mime/extract.c): each column
+ * holds the folded text SEARCH's matcher looks into, so that an index of it
+ * can only narrow a search. Table-driven: a message, a column, a needle
+ * that must be (or must not be) in it. */
+#include <string.h>
+
+#include "mime/extract.h"
+#include "../test.h"
+
+static const struct {
+	const char *msg;
+	int col;
+	const char *needle;
+	bool in;
+} cases[] = {
+	/* RFC 2047 subject, decoded and folded */
+	{"Subject: =?UTF-8?B?R3LDvMOfZQ==?= all\r\n\r\nx\r\n", MIME_X_SUBJECT, "grüße all", true},
+	{"Subject: =?ISO-8859-1?Q?caf=E9?=\r\n\r\nx\r\n", MIME_X_SUBJECT, "café", true},
+	/* addresses as SEARCH FROM reads them; an encoded display name */
+	{"From: =?UTF-8?Q?Zo=C3=AB?= <zoe@example.net>\r\n\r\nx\r\n", MIME_X_FROM,
+	 "zoë <zoe@example.net>", true},
+	{"To: a@b.example, \"Bob\" <bob@c.example>\r\n\r\nx\r\n", MIME_X_TO, "bob <bob@c", true},
+	/* quoted-printable utf-8 body, Greek folded */
+	{"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n"
+	 "\r\n=CE=91=CE=98=CE=97=CE=9D=CE=91 bye=\r\nbye\r\n",
+	 MIME_X_BODY, "αθηνα byebye", true},
+	/* base64 latin-1 body converted */
+	{"Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: base64\r\n"
+	 "\r\nU3RyYd9l\r\n",
+	 MIME_X_BODY, "straße", true},
+	/* an attachment's file name is in the headers, its bytes are not text */
+	{"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n"
+	 "hello\r\n--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment;"
+	 " filename=\"Report-7.pdf\"\r\n\r\nSECRETPDF\r\n--b--\r\n",
+	 MIME_X_HDR, "report-7.pdf", true},
+	{"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n"
+	 "hello\r\n--b\r\nContent-Type: application/pdf\r\n\r\nSECRETPDF\r\n--b--\r\n",
+	 MIME_X_BODY, "secretpdf", false},
+	/* "Name: value" of every field, as SEARCH TEXT sees it */
+	{"X-Tag: Alpha\r\n\r\nx\r\n", MIME_X_HDR, "x-tag: alpha", true},
+	/* a NUL in a body does not end the text */
+	{"Subject: s\r\n\r\nab\0cd tail\r\n", MIME_X_BODY, "cd tail", true},
+};
+
+static void t_columns(void)
+{
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct buf cols[MIME_X_N];
+		memset(cols, 0, sizeof cols);
+		const char *m = cases[i].msg;
+		size_t len = strlen(m);
+		if (i == sizeof cases / sizeof cases[0] - 1)
+			len = strlen(m) + 1 + strlen(m + strlen(m) + 1); /* past the NUL */
+		mime_extract_text(m, len, NULL, 0, cols);
+		struct buf *c = &cols[cases[i].col];
+		bool found = c->len > 0 && memmem(c->data, c->len, cases[i].needle,
+						  strlen(cases[i].needle)) != NULL;
+		CHECK_INT((int)i, found, cases[i].in);
+		for (int k = 0; k < MIME_X_N; k++)
+			buf_free(&cols[k]);
+	}
+}
+
+static void t_needle(void)
+{
+	struct buf b = BUF_INIT;
+	CHECK(mime_extract_needle("ΑΘΗΝΑ Café", &b));
+	CHECK_STR(0, b.data, "αθηνα café");
+	buf_reset(&b);
+	CHECK(!mime_extract_needle("bad \xff byte", &b));
+	buf_free(&b);
+}
+
+int main(void)
+{
+	test_run("columns", t_columns);
+	test_run("needle", t_needle);
+	return test_done("test_mime_extract");
+}
