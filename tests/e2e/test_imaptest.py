@@ -67,8 +67,11 @@ def group_counts(out):
 
 def test_imaptest_every_group_runs_commands(srv):
     tests = os.path.join(IMAPTEST_DIR, "tests")
-    groups = sorted(f for f in os.listdir(tests) if not f.endswith(".mbox"))
-    assert len(groups) == 72, groups
+    # the scripts of the directory itself (its "broken" subdirectory holds
+    # tests upstream marks as broken; the whole-directory run skips it too)
+    groups = sorted(f for f in os.listdir(tests)
+                    if not f.endswith(".mbox") and os.path.isfile(os.path.join(tests, f)))
+    assert len(groups) == N_GROUPS, groups
     empty, failed = [], []
     for g in groups:
         rc, out = run_imaptest(srv, os.path.join(tests, g), timeout=120)
