@@ -9,9 +9,9 @@
 
 #include <errno.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "core/log.h"
+#include "core/siphash.h"
 #include "core/xmalloc.h"
 
 struct throttle_entry {
@@ -30,59 +30,14 @@ struct throttle {
 	uint64_t k0, k1; /* SipHash key */
 };
 
-#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-
-static void throttle_sipround(uint64_t v[4])
-{
-	v[0] += v[1];
-	v[1] = ROTL64(v[1], 13);
-	v[1] ^= v[0];
-	v[0] = ROTL64(v[0], 32);
-	v[2] += v[3];
-	v[3] = ROTL64(v[3], 16);
-	v[3] ^= v[2];
-	v[0] += v[3];
-	v[3] = ROTL64(v[3], 21);
-	v[3] ^= v[0];
-	v[2] += v[1];
-	v[1] = ROTL64(v[1], 17);
-	v[1] ^= v[2];
-	v[2] = ROTL64(v[2], 32);
-}
-
-/* SipHash-2-4 (Aumasson, Bernstein 2012). */
 static uint64_t throttle_hash(const struct throttle *t, const char *key)
 {
-	const unsigned char *p = (const unsigned char *)key;
-	size_t len = strlen(key), i;
-	uint64_t v[4] = {t->k0 ^ 0x736f6d6570736575ULL, t->k1 ^ 0x646f72616e646f6dULL,
-	                 t->k0 ^ 0x6c7967656e657261ULL, t->k1 ^ 0x7465646279746573ULL};
-	uint64_t m, last = (uint64_t)len << 56;
-
-	for (i = 0; i + 8 <= len; i += 8) {
-		memcpy(&m, p + i, 8); /* little-endian hosts; the hash is local only */
-		v[3] ^= m;
-		throttle_sipround(v);
-		throttle_sipround(v);
-		v[0] ^= m;
-	}
-	for (size_t j = 0; i + j < len; j++)
-		last |= (uint64_t)p[i + j] << (8 * j);
-	v[3] ^= last;
-	throttle_sipround(v);
-	throttle_sipround(v);
-	v[0] ^= last;
-	v[2] ^= 0xff;
-	for (int r = 0; r < 4; r++)
-		throttle_sipround(v);
-	return v[0] ^ v[1] ^ v[2] ^ v[3];
+	return siphash24(t->k0, t->k1, key, strlen(key));
 }
 
 struct throttle *throttle_new(unsigned max_failures, unsigned window_s, unsigned max_keys)
 {
 	struct throttle *t = xcalloc(1, sizeof(*t));
-	uint64_t seed[2];
-
 	x_assert(max_failures > 0 && max_keys > 0);
 	t->max_failures = max_failures;
 	t->window_s = window_s;
@@ -91,12 +46,7 @@ struct throttle *throttle_new(unsigned max_failures, unsigned window_s, unsigned
 	while (t->nbuckets < max_keys && t->nbuckets < ((size_t)1 << 30))
 		t->nbuckets <<= 1;
 	t->buckets = xcalloc(t->nbuckets, sizeof(*t->buckets));
-	while (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
-		if (errno != EINTR)
-			fatal("getrandom: %s", strerror(errno));
-	}
-	t->k0 = seed[0];
-	t->k1 = seed[1];
+	siphash_key(&t->k0, &t->k1);
 	return t;
 }
 

@@ -19,11 +19,11 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "core/config.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/siphash.h"
 #include "core/xmalloc.h"
 #include "filter/screen.h"
 #include "store/store.h"
@@ -71,51 +71,10 @@ struct grey {
 
 /* ---- hashing ---- */
 
-#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-
-static void sipround(uint64_t v[4])
-{
-	v[0] += v[1];
-	v[1] = ROTL64(v[1], 13);
-	v[1] ^= v[0];
-	v[0] = ROTL64(v[0], 32);
-	v[2] += v[3];
-	v[3] = ROTL64(v[3], 16);
-	v[3] ^= v[2];
-	v[0] += v[3];
-	v[3] = ROTL64(v[3], 21);
-	v[3] ^= v[0];
-	v[2] += v[1];
-	v[1] = ROTL64(v[1], 17);
-	v[1] ^= v[2];
-	v[2] = ROTL64(v[2], 32);
-}
-
-/* SipHash-2-4 (Aumasson, Bernstein 2012) of len bytes (NULs included). */
+/* of len bytes (NULs included) */
 static uint64_t grey_hash(const struct grey *g, const char *key, size_t len)
 {
-	const unsigned char *p = (const unsigned char *)key;
-	uint64_t v[4] = {g->k0 ^ 0x736f6d6570736575ULL, g->k1 ^ 0x646f72616e646f6dULL,
-			 g->k0 ^ 0x6c7967656e657261ULL, g->k1 ^ 0x7465646279746573ULL};
-	uint64_t m, last = (uint64_t)len << 56;
-	size_t i;
-	for (i = 0; i + 8 <= len; i += 8) {
-		memcpy(&m, p + i, 8); /* host order: the hash never leaves the process */
-		v[3] ^= m;
-		sipround(v);
-		sipround(v);
-		v[0] ^= m;
-	}
-	for (size_t j = 0; i + j < len; j++)
-		last |= (uint64_t)p[i + j] << (8 * j);
-	v[3] ^= last;
-	sipround(v);
-	sipround(v);
-	v[0] ^= last;
-	v[2] ^= 0xff;
-	for (int r = 0; r < 4; r++)
-		sipround(v);
-	return v[0] ^ v[1] ^ v[2] ^ v[3];
+	return siphash24(g->k0, g->k1, key, len);
 }
 
 /* ---- one table ---- */
@@ -405,12 +364,7 @@ static void load_rep(void *arg, const char *domain, int64_t good, int64_t bad, t
 struct grey *grey_new(struct loop *l, struct store *st, const struct config *cfg, char **err_r)
 {
 	struct grey *g = xcalloc(1, sizeof(*g));
-	uint64_t seed[2];
-	while (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
-		if (errno != EINTR)
-			fatal("getrandom: %s", strerror(errno));
-	g->k0 = seed[0];
-	g->k1 = seed[1];
+	siphash_key(&g->k0, &g->k1);
 	g->l = l;
 	g->st = st;
 	g->on = cfg->greylist;

@@ -45,10 +45,10 @@
 #include <strings.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/random.h>
 
 #include "core/config.h"
 #include "core/log.h"
+#include "core/siphash.h"
 #include "core/xmalloc.h"
 
 #define LIMIT_SENDERS 4096    /* users and client IPs remembered */
@@ -109,25 +109,25 @@ struct limit {
 	const struct config *cfg;
 	limit_notice_fn *notice;
 	void *notice_arg;
-	uint64_t seed;
+	uint64_t seed, seed2; /* the hash key */
 	int dup_max; /* dup_recipients, clamped to LIMIT_DUP_TRACK - 1 */
 	struct limit_table users, ips; /* separate: IPs cannot evict users */
 };
 
+/* Keyed (SipHash): the keys are the clients' choice. Case-insensitive;
+ * keys are addresses and user names, which the SMTP layer bounds far below
+ * LIMIT_HASH_MAX (longer ones would share the hash of their start). */
+#define LIMIT_HASH_MAX 1024
 static uint64_t limit_hash(const struct limit *l, const char *s)
 {
-	uint64_t h = 0xcbf29ce484222325ULL ^ l->seed;
+	char low[LIMIT_HASH_MAX];
+	size_t n = 0;
 
-	for (; *s != '\0'; s++) {
+	for (; *s != '\0' && n < sizeof low; s++, n++) {
 		unsigned char c = (unsigned char)*s;
-
-		h ^= (c >= 'A' && c <= 'Z') ? c + 32 : c;
-		h *= 0x100000001b3ULL;
+		low[n] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
 	}
-	h ^= h >> 31;
-	h *= 0x7fb5d329728ea185ULL;
-	h ^= h >> 27;
-	return h;
+	return siphash24(l->seed, l->seed2, low, n);
 }
 
 struct limit *limit_new(const struct config *cfg, limit_notice_fn *notice, void *notice_arg)
@@ -137,8 +137,7 @@ struct limit *limit_new(const struct config *cfg, limit_notice_fn *notice, void 
 	l->cfg = cfg;
 	l->notice = notice;
 	l->notice_arg = notice_arg;
-	if (getrandom(&l->seed, sizeof(l->seed), GRND_NONBLOCK) != (ssize_t)sizeof(l->seed))
-		l->seed = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL;
+	siphash_key(&l->seed, &l->seed2);
 	l->dup_max = cfg->dup_recipients;
 	if (l->dup_max > LIMIT_DUP_TRACK - 1) {
 		log_warn("limit: dup_recipients=%d is more than the %d recipients tracked per "

@@ -40,12 +40,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "core/config.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/siphash.h"
 #include "core/xmalloc.h"
 #include "dns/dns.h"
 #include "filter/screen_int.h"
@@ -83,7 +83,7 @@ struct screen {
 	size_t n_zones;
 	int threshold, allow_threshold, rate_limit;
 	struct rate_entry *rate; /* SCREEN_RATE_SETS * SCREEN_RATE_WAYS, or NULL */
-	uint64_t rate_seed;
+	uint64_t rate_k0, rate_k1; /* the rate table's hash key */
 	int watchfd;
 	struct timer *tick;
 	struct timespec stamp; /* the change notice's time at the last read */
@@ -219,9 +219,7 @@ struct screen *screen_new(struct loop *l, struct dns *dns, struct store *st,
 		log_warn("screen: dnsbl_sites set but no resolver: no DNSBL lookups");
 	if (s->rate_limit > 0) {
 		s->rate = xcalloc((size_t)SCREEN_RATE_SETS * SCREEN_RATE_WAYS, sizeof *s->rate);
-		if (getrandom(&s->rate_seed, sizeof s->rate_seed, GRND_NONBLOCK) !=
-		    (ssize_t)sizeof s->rate_seed)
-			s->rate_seed = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+		siphash_key(&s->rate_k0, &s->rate_k1);
 	}
 	s->allow = cidr_set_new();
 	s->block = cidr_set_new();
@@ -281,14 +279,10 @@ bool screen_trusted(const struct screen *s, const char *ip)
 
 /* ---- connection rate ---- */
 
+/* Keyed (SipHash): clients choose their addresses. */
 static uint64_t rate_hash(const struct screen *s, const uint8_t *key, size_t n)
 {
-	uint64_t h = 0xcbf29ce484222325ull ^ s->rate_seed; /* FNV-1a, keyed */
-	for (size_t i = 0; i < n; i++) {
-		h ^= key[i];
-		h *= 0x100000001b3ull;
-	}
-	return h ^ (h >> 29);
+	return siphash24(s->rate_k0, s->rate_k1, key, n);
 }
 
 /* Counts one connection; true when it is over the limit. */

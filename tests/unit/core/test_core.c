@@ -29,6 +29,7 @@
 #include "core/loop.h"
 #include "core/pool.h"
 #include "core/session.h"
+#include "core/siphash.h"
 #include "core/tls.h"
 
 /* ---- helpers ---- */
@@ -1182,6 +1183,27 @@ static void test_log_escape(void)
 	CHECK_STR(100, out, "a\\x00b");
 }
 
+/* The reference vectors (the SipHash paper, appendix A; the reference
+ * implementation's vectors.h): key 00..0f, message 00..len-1. */
+static void test_siphash(void)
+{
+	static const struct {
+		size_t len;
+		uint64_t want;
+	} cases[] = {
+		{0, 0x726fdb47dd0e0e31ULL},
+		{1, 0x74f839c593dc67fdULL},
+		{15, 0xa129ca6149be45e5ULL},
+	};
+	unsigned char msg[64];
+	for (size_t i = 0; i < sizeof msg; i++)
+		msg[i] = (unsigned char)i;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		CHECK_INT((int)i, siphash24(0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL, msg,
+					    cases[i].len) == cases[i].want,
+			  1);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -1210,6 +1232,7 @@ int main(void)
 	test_run("session_read_line_nul", test_session_read_line_nul);
 	test_run("session_list_count_ip", test_session_list_count_ip);
 	test_run("log_escape", test_log_escape);
+	test_run("siphash", test_siphash);
 	tls_cleanup();
 	return test_done("test_core");
 }
