@@ -975,7 +975,15 @@ static void cat_resolved(void *arg, int result, const char *err)
 		/* RFC 4469 6: [BADURL url] */
 		struct buf code = BUF_INIT;
 		buf_appends(&code, "BADURL ");
-		buf_appends(&code, j->bad_url);
+		/* url-resp-text excludes CR, LF, NUL and "]" (and 8-bit): a
+		 * URL given as a literal may hold them; percent-encoded (RFC
+		 * 3986 2.1) they keep the code one line and one code */
+		for (const unsigned char *u = (const unsigned char *)j->bad_url; *u != '\0'; u++) {
+			if (*u < 0x20 || *u == ']' || *u >= 0x7f)
+				buf_printf(&code, "%%%02X", *u);
+			else
+				buf_appendc(&code, (char)*u);
+		}
 		if (s->job == a)
 			detach(s);
 		state_free(&a);

@@ -202,3 +202,22 @@ def test_catenate_text_parts_bounded_and_url_literal(srv):
     # belongs to the boundary (RFC 2046 5.1.1)
     assert fetch_body(c, 2) == "first part!\n"
     c.cmd("LOGOUT")
+
+
+def test_catenate_badurl_code_keeps_framing(srv):
+    """A URL is an astring: as a literal it may hold CR LF or "]", which
+    url-resp-text (RFC 4469 6) excludes. The [BADURL] code must stay one
+    line and one response code: such octets go out percent-encoded (RFC
+    3986 2.1), never as an injected response line."""
+    c = login(srv)
+    url = "/nosuch/;UID=1]\r\n* OK [ALERT] injected"
+    tag = c.next_tag()
+    c.send(("%s APPEND INBOX CATENATE (URL {%d}\r\n" % (tag, len(url))).encode())
+    assert c.readline().startswith("+")
+    c.send(url.encode() + b")\r\n")
+    line = c.readline()
+    assert line.rstrip("\r\n") == (
+        "%s NO [BADURL /nosuch/;UID=1%%5D%%0D%%0A* OK [ALERT%%5D injected] "
+        "Invalid or unknown URL" % tag), line
+    assert c.cmd("NOOP").ok
+    c.cmd("LOGOUT")
