@@ -1,0 +1,111 @@
+"""Issue 9's commands with the client gone in the middle, or never reading:
+GETMETADATA of big values parked on the output bound, NOTIFY with
+MessageNew fetch-att while deliveries pour in, COMPRESS with a FETCH
+half-read, CATENATE of URLs and SETMETADATA in flight. The daemon must
+neither crash nor report anything under the sanitizer (conftest fails a
+test whose daemon printed a report), and must keep serving the user."""
+import re
+import socket
+import time
+
+from conftest import imap_append
+
+ALICE = "alice@example.test"
+
+
+def literal(c, head, data, tail=b")\r\n"):
+    c.send(head + b"{%d}\r\n" % len(data))
+    line = c.readline()
+    assert line.startswith("+"), line
+    c.send(data + tail)
+
+
+def alive(srv):
+    with srv.imap_login(ALICE) as c:
+        assert c.cmd("NOOP").ok
+
+
+def test_getmetadata_hangup_while_parked(make_server):
+    """Values far past the output bound: the client reads nothing, the
+    response parks on the bound (and between slices), the client hangs up."""
+    srv = make_server(imap_metadata_max_size="64k", imap_metadata_max_entries="100")
+    with srv.imap_login(ALICE) as c:
+        for i in range(40):
+            v = (b"%02d" % i) * (32 * 1024)
+            tag = c.next_tag()
+            literal(c, tag.encode() + b" SETMETADATA INBOX (/private/big/%02d " % i, v)
+            assert c.read_response(tag).ok
+    for rnd in range(4):
+        c = srv.imap_login(ALICE)
+        c.send(b"x GETMETADATA (DEPTH infinity) INBOX /private\r\n"
+               b"y GETMETADATA \"\" /shared/admin\r\n")
+        time.sleep(0.2 * rnd)
+        c.close()
+    alive(srv)
+
+
+def test_setmetadata_and_catenate_hangup_in_flight(make_server):
+    srv = make_server()
+    with srv.imap_login(ALICE) as c:
+        assert c.cmd("CREATE cat").ok
+        r = imap_append(c, "cat", b"Subject: s\r\n\r\nbody\r\n")
+        uid = int(re.search(r"APPENDUID \d+ (\d+)", r.tagged).group(1))
+    for rnd in range(4):
+        c = srv.imap_login(ALICE)
+        c.send(b"a SETMETADATA cat (/private/x \"v\")\r\n"
+               b"b APPEND cat CATENATE (URL \"/cat/;UID=%d\" URL \"/cat/;UID=%d/;SECTION=TEXT\")\r\n"
+               b"c GETMETADATA cat /private/x\r\n" % (uid, uid))
+        time.sleep(0.05 * rnd)
+        c.close()
+    alive(srv)
+
+
+def test_notify_fetch_hangup_with_deliveries(make_server):
+    """NOTIFY with MessageNew (BODY.PEEK[]) on the selected mailbox; another
+    session appends while the first never reads, then the first hangs up."""
+    srv = make_server()
+    with srv.imap_login(ALICE) as w:
+        assert w.cmd("CREATE nbox").ok
+        c = srv.imap_login(ALICE)
+        assert c.cmd("SELECT nbox").ok
+        r = c.cmd("NOTIFY SET (SELECTED (MessageNew (UID BODY.PEEK[]) MessageExpunge "
+                  "FlagChange)) (PERSONAL (MessageNew MessageExpunge MailboxName))")
+        assert r.ok, r
+        body = b"Subject: n\r\n\r\n" + b"z" * 100000 + b"\r\n"
+        for i in range(30):
+            assert imap_append(w, "nbox", body).ok
+            if i == 10:
+                assert w.cmd("CREATE nbox2").ok
+            if i == 20:
+                assert w.cmd("STORE 1:* +FLAGS (\\Seen)").status in ("OK", "BAD")
+        c.close()
+        for i in range(5):
+            assert imap_append(w, "nbox", body).ok
+        assert w.cmd("NOOP").ok
+    alive(srv)
+
+
+def test_compress_hangup_mid_fetch(make_server):
+    """COMPRESS DEFLATE, a FETCH of every body, the client reads a little
+    and hangs up."""
+    import zlib
+    srv = make_server()
+    with srv.imap_login(ALICE) as w:
+        assert w.cmd("CREATE zbox").ok
+        for i in range(20):
+            assert imap_append(w, "zbox", b"Subject: z\r\n\r\n" + bytes(range(256)) * 800).ok
+    for rnd in range(3):
+        c = srv.imap_login(ALICE)
+        r = c.cmd("COMPRESS DEFLATE")
+        assert r.tagged.endswith("OK DEFLATE active"), r
+        comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+        c.send(comp.compress(b"s SELECT zbox\r\nf FETCH 1:* BODY[]\r\nn NOOP\r\n")
+               + comp.flush(zlib.Z_SYNC_FLUSH))
+        if rnd > 0:
+            c.sock.settimeout(2)
+            try:
+                c.sock.recv(1000 * rnd)
+            except socket.timeout:
+                pass
+        c.close()
+    alive(srv)
