@@ -109,3 +109,80 @@ def test_compress_hangup_mid_fetch(make_server):
                 pass
         c.close()
     alive(srv)
+
+
+MALFORMED = [
+    # (command, expected status) -- syntax errors are BAD (RFC 9051 7.1.5)
+    ("GETMETADATA", "BAD"),
+    ("GETMETADATA INBOX", "BAD"),
+    ("GETMETADATA INBOX ()", "BAD"),
+    ("GETMETADATA (MAXSIZE) INBOX /private/a", "BAD"),
+    ("GETMETADATA (DEPTH 2) INBOX /private/a", "BAD"),
+    ("GETMETADATA () INBOX /private/a", "BAD"),
+    ("GETMETADATA (MAXSIZE 99999999999) INBOX /private/a", "BAD"),
+    ("GETMETADATA INBOX (/private/a) (/private/b)", "BAD"),
+    ("GETMETADATA INBOX /private//a", "BAD"),
+    ("GETMETADATA INBOX /private/a*", "BAD"),
+    ("GETMETADATA INBOX NIL", "BAD"),
+    ("GETMETADATA INBOX /other", "BAD"),
+    ("GETMETADATA nosuchbox /private/a", "NO"),
+    ("SETMETADATA INBOX", "BAD"),
+    ("SETMETADATA INBOX ()", "BAD"),
+    ("SETMETADATA INBOX (/private/a)", "BAD"),
+    ("SETMETADATA INBOX (/private/a atom)", "BAD"),
+    ("SETMETADATA INBOX (/private/a \"v\") extra", "BAD"),
+    ("SETMETADATA INBOX (/private \"v\")", "BAD"),
+    ("SETMETADATA \"\" (/shared/x \"v\")", "NO"),
+    ("SETMETADATA nosuchbox (/private/a \"v\")", "NO"),
+    ("NOTIFY", "BAD"),
+    ("NOTIFY SET", "BAD"),
+    ("NOTIFY SET STATUS", "BAD"),
+    ("NOTIFY SET ()", "BAD"),
+    ("NOTIFY SET (SELECTED)", "BAD"),
+    ("NOTIFY SET (SUBTREE)", "BAD"),
+    ("NOTIFY SET (MAILBOXES () (MessageNew MessageExpunge))", "BAD"),
+    ("NOTIFY SET (PERSONAL ())", "BAD"),
+    ("NOTIFY SET (PERSONAL (MessageNew (UID)))", "BAD"),
+    ("NOTIFY SET (SELECTED (MessageNew (NOSUCHATT) MessageExpunge))", "BAD"),
+    ("NOTIFY SET (SELECTED (MailboxName))", "BAD"),
+    ("NOTIFY SET (PERSONAL (AnnotationChange))", "NO"),
+    ("NOTIFY SET (BOGUS (MessageNew))", "BAD"),
+    ("NOTIFY NONE extra", "BAD"),
+    ("COMPRESS", "BAD"),
+    ("COMPRESS GZIP", "BAD"),
+    ("COMPRESS DEFLATE extra", "BAD"),
+    ("APPEND INBOX CATENATE", "BAD"),
+    ("APPEND INBOX CATENATE ()", "BAD"),
+    ("APPEND INBOX CATENATE (URL)", "BAD"),
+    ("APPEND INBOX CATENATE (TEXT \"x\")", "BAD"),
+    ("APPEND INBOX CATENATE (FOO \"x\")", "BAD"),
+    ("APPEND INBOX CATENATE (URL \"\")", "NO"),
+    ("APPEND INBOX CATENATE (URL \"/INBOX/;UID=0\")", "NO"),
+    ("APPEND INBOX CATENATE (URL \"/INBOX/;UID=99999999999\")", "NO"),
+    ("APPEND INBOX CATENATE (URL \"/INBOX/;UID=1/;PARTIAL=\")", "NO"),
+    ("APPEND INBOX CATENATE (URL \"/INBOX/;UID=1/;SECTION=\")", "NO"),
+    ("APPEND INBOX CATENATE (URL \"imap://@/INBOX/;UID=1\")", "NO"),
+    ("APPEND INBOX CATENATE (URL \"/%ZZ/;UID=1\")", "NO"),
+    ("APPEND INBOX CATENATE (URL \"/%00/;UID=1\")", "NO"),
+    ("APPEND INBOX UTF8 (\"x\")", "BAD"),
+    ("APPEND INBOX UTF8", "BAD"),
+    ("REPLACE", "BAD"),
+    ("UID REPLACE", "BAD"),
+]
+
+
+def test_malformed_arguments(make_server):
+    srv = make_server()
+    with srv.imap_login(ALICE) as c:
+        r = imap_append(c, "INBOX", b"Subject: s\r\n\r\nbody\r\n")
+        assert r.ok, r
+        for cmd, want in MALFORMED:
+            r = c.cmd(cmd)
+            assert r.status == want, (cmd, r)
+        assert c.cmd("SELECT INBOX").ok
+        for cmd, want in [("REPLACE 0 INBOX", "BAD"), ("REPLACE 5 INBOX", "BAD"),
+                          ("UID REPLACE 99 INBOX", "NO"), ("REPLACE 1", "BAD"),
+                          ("REPLACE x INBOX", "BAD")]:
+            r = c.cmd(cmd)
+            assert r.status == want, (cmd, r)
+        assert c.cmd("NOOP").ok
