@@ -186,3 +186,31 @@ def test_malformed_arguments(make_server):
             r = c.cmd(cmd)
             assert r.status == want, (cmd, r)
         assert c.cmd("NOOP").ok
+
+
+def test_pipelined_commands_answer_in_order(make_server):
+    """Issue 9's commands sent in one write: each answered once, in order,
+    the parked ones (store reads and writes) holding back the next."""
+    srv = make_server()
+    with srv.imap_login(ALICE) as c:
+        c.send(b"p1 SETMETADATA INBOX (/private/a \"1\" /private/b {1+}\r\n2)\r\n"
+               b"p2 GETMETADATA (DEPTH 1) INBOX /private\r\n"
+               b"p3 NOTIFY SET STATUS (PERSONAL (MessageNew MessageExpunge))\r\n"
+               b"p4 SETMETADATA INBOX (/private/a NIL)\r\n"
+               b"p5 GETMETADATA INBOX (/private/a /private/b)\r\n"
+               b"p6 NOTIFY NONE\r\n"
+               b"p7 CREATE pipebox\r\n"
+               b"p8 APPEND pipebox CATENATE (TEXT {12+}\r\nSubject: p\r\n TEXT {6+}\r\n\r\nhi\r\n)\r\n"
+               b"p9 NOOP\r\n")
+        tags = []
+        lines = []
+        while len(tags) < 9:
+            line = c.readline()
+            lines.append(line)
+            m = re.match(r"(p\d) ", line)
+            if m:
+                tags.append(m.group(1))
+                assert " OK " in line, lines
+        assert tags == ["p%d" % i for i in range(1, 10)], lines
+        assert '* METADATA INBOX (/private/a "1" /private/b "2")' in lines, lines
+        assert '* METADATA INBOX (/private/a NIL /private/b "2")' in lines, lines
