@@ -505,6 +505,9 @@ void imap_append_input(struct imap_session *s)
 #define CAT_BADURL 1
 #define CAT_MAX_HEADER (1024 * 1024) /* a header read for HEADER.FIELDS */
 #define CAT_MAX_PARTS 256            /* parts of one CATENATE */
+/* URL parts of one command (all its messages): each holds its message's
+ * file open from the resolution to the command's end */
+#define CAT_MAX_URLS 256
 
 enum cat_kind { CAT_TEXT, CAT_URL };
 struct cat_part {
@@ -975,7 +978,15 @@ static void cat_resolved(void *arg, int result, const char *err)
 		/* RFC 4469 6: [BADURL url] */
 		struct buf code = BUF_INIT;
 		buf_appends(&code, "BADURL ");
-		buf_appends(&code, j->bad_url);
+		/* url-resp-text excludes CR, LF, NUL and "]" (and 8-bit): a
+		 * URL given as a literal may hold them; percent-encoded (RFC
+		 * 3986 2.1) they keep the code one line and one code */
+		for (const unsigned char *u = (const unsigned char *)j->bad_url; *u != '\0'; u++) {
+			if (*u < 0x20 || *u == ']' || *u >= 0x7f)
+				buf_printf(&code, "%%%02X", *u);
+			else
+				buf_appendc(&code, (char)*u);
+		}
 		if (s->job == a)
 			detach(s);
 		state_free(&a);
@@ -1029,7 +1040,7 @@ static const char *parse_messages(struct imap_session *s, struct append_state *a
 				  const struct imap_arg *p, bool one, const char **code_r,
 				  const char **text_r)
 {
-	size_t n_lit = a->n, si = 0, n = 0, cap = 0, *order = NULL;
+	size_t n_lit = a->n, si = 0, n = 0, cap = 0, *order = NULL, n_urls = 0;
 	const char *bad = NULL;
 
 	while (p->type != IMAP_ARG_EOL && bad == NULL) {
@@ -1095,6 +1106,13 @@ static const char *parse_messages(struct imap_session *s, struct append_state *a
 					text = true;
 				} else if (imap_arg_atom_is(q, "URL") && imap_arg_astring(&q[1], &u, &ul) &&
 					   memchr(u, '\0', ul) == NULL) {
+					if (++n_urls > CAT_MAX_URLS) {
+						/* RFC 5530 3: a server limit */
+						*code_r = "LIMIT";
+						*text_r = "Too many CATENATE URLs in one command";
+						bad = "";
+						break;
+					}
 					cat_add_part(&m, CAT_URL, u, ul, 0, 0);
 				} else {
 					bad = "Invalid CATENATE part";

@@ -27,9 +27,9 @@
  * MessageNew's fetch-att list (RFC 5465 5.2): after the EXISTS of new
  * messages in the selected mailbox, their FETCH responses, read and
  * formatted on a worker (fetch.h's formatter); at most NOTIFY_FETCH_MAX
- * messages per announcement and NOTIFY_FETCH_BYTES of response per message
- * (the items are meant to be small: headers, flags; a bigger one is left
- * to the client's own FETCH). */
+ * messages per announcement, NOTIFY_FETCH_BYTES of response per message and
+ * NOTIFY_FETCH_TOTAL per announcement (the items are meant to be small:
+ * headers, flags; a bigger one is left to the client's own FETCH). */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +47,7 @@
 #define NOTIFY_MAX_BATCH 200  /* mailbox responses at once; more: overflow */
 #define NOTIFY_FETCH_MAX 100  /* new messages FETCHed per announcement */
 #define NOTIFY_FETCH_BYTES (256 * 1024) /* per message's FETCH response */
+#define NOTIFY_FETCH_TOTAL (1024 * 1024) /* an announcement's FETCHes together */
 #define NOTIFY_FETCH_HELD 4   /* announcements' FETCHes held during a command */
 
 struct nfetch;
@@ -685,8 +686,12 @@ static int nfetch_each(void *arg, const struct store_msg *sm)
 	}
 	imap_fetch_out_reset(&j->fo);
 	imap_fetch_format(&j->items->f, &j->opts, &m, &j->fo);
-	/* too big or failed: left to the client's own FETCH */
-	if (j->fo.error == NULL && nfetch_size(&j->fo) <= NOTIFY_FETCH_BYTES)
+	/* too big or failed: left to the client's own FETCH; so is whatever
+	 * would take the announcement past NOTIFY_FETCH_TOTAL (it is held
+	 * whole, NOTIFY_FETCH_HELD times, for a client that does not read) */
+	uint64_t size = nfetch_size(&j->fo);
+	if (j->fo.error == NULL && size <= NOTIFY_FETCH_BYTES &&
+	    j->out.len + size <= NOTIFY_FETCH_TOTAL)
 		nfetch_segments(j, &m);
 	buf_free(&cache);
 	return 0;

@@ -202,3 +202,42 @@ def test_catenate_text_parts_bounded_and_url_literal(srv):
     # belongs to the boundary (RFC 2046 5.1.1)
     assert fetch_body(c, 2) == "first part!\n"
     c.cmd("LOGOUT")
+
+
+def test_catenate_badurl_code_keeps_framing(srv):
+    """A URL is an astring: as a literal it may hold CR LF or "]", which
+    url-resp-text (RFC 4469 6) excludes. The [BADURL] code must stay one
+    line and one response code: such octets go out percent-encoded (RFC
+    3986 2.1), never as an injected response line."""
+    c = login(srv)
+    url = "/nosuch/;UID=1]\r\n* OK [ALERT] injected"
+    tag = c.next_tag()
+    c.send(("%s APPEND INBOX CATENATE (URL {%d}\r\n" % (tag, len(url))).encode())
+    assert c.readline().startswith("+")
+    c.send(url.encode() + b")\r\n")
+    line = c.readline()
+    assert line.rstrip("\r\n") == (
+        "%s NO [BADURL /nosuch/;UID=1%%5D%%0D%%0A* OK [ALERT%%5D injected] "
+        "Invalid or unknown URL" % tag), line
+    assert c.cmd("NOOP").ok
+    c.cmd("LOGOUT")
+
+
+def test_catenate_urls_bounded_per_command(srv):
+    """Every URL part holds its message's file open from the resolution
+    until the command ends: 256 parts per message and 1000 messages per
+    MULTIAPPEND let one command of 256 KiB hold some 12,000 descriptors, a
+    few sessions the daemon's whole RLIMIT_NOFILE. The URLs of one command
+    are bounded (CAT_MAX_URLS): beyond, NO [LIMIT] (RFC 5530 3), nothing
+    stored; up to it, the messages are stored."""
+    c = login(srv)
+    uidv, uid = setup_box(c, "src5")
+    url = 'URL "/src5/;UID=%d/;SECTION=1"' % uid
+    one = " CATENATE (%s)" % " ".join([url] * 128)
+    r = c.cmd("APPEND src5" + one * 2)
+    assert r.ok, r
+    r = c.cmd("APPEND src5" + one * 3)
+    assert r.tagged.endswith("NO [LIMIT] Too many CATENATE URLs in one command"), r
+    r = c.cmd("STATUS src5 (MESSAGES)")
+    assert "MESSAGES 3" in r.untagged[0], r
+    c.cmd("LOGOUT")

@@ -311,3 +311,46 @@ def test_overflow(server):
     assert unsolicited(a, 1) == ['* LIST (\\NonExistent) "/" nt5/more']
     a.close()
     b.close()
+
+
+def test_message_new_fetch_att_bounded_per_announcement(server):
+    """One announcement of many big new messages (a MULTIAPPEND of 40 of
+    100 KB) with MessageNew (BODY.PEEK[]): the FETCH responses it carries
+    are at most 1 MiB together (each message's were bounded, their sum was
+    not: 100 messages x 256 KiB, held four times over for a client that does
+    not read); the others are left to the client's own FETCH (RFC 5465 5.2
+    lets the client fetch what it needs)."""
+    a = server.imap_login("carol@example.test")
+    b = server.imap_login("carol@example.test")
+    assert b.cmd("CREATE nt9").ok
+    assert a.cmd("SELECT nt9").ok
+    r = a.cmd("NOTIFY SET (SELECTED (MessageNew (UID BODY.PEEK[]) MessageExpunge))")
+    assert r.ok, r
+    body = b"Subject: big\r\n\r\n" + b"y" * 100000 + b"\r\n"
+    tag = b.next_tag()
+    b.send(("%s APPEND nt9 {%d}\r\n" % (tag, len(body))).encode())
+    for i in range(40):
+        assert b.readline().startswith("+")
+        b.send(body + (b" {%d}\r\n" % len(body) if i < 39 else b"\r\n"))
+    assert b.read_response(tag).ok
+    first = a.readline()
+    assert first == "* 40 EXISTS", first
+    got = 0
+    while True:
+        old = a.timeout
+        a.timeout = 3
+        try:
+            line = a.readline()
+        except socket.timeout:
+            break
+        finally:
+            a.timeout = old
+        if line == "* 40 RECENT":
+            continue
+        assert re.match(r"\* \d+ FETCH \(UID \d+ BODY\[\] \{%d\}" % len(body), line), line[:80]
+        got += 1
+    assert 1 <= got <= (1 << 20) // len(body), got
+    r = a.cmd("FETCH 40 (UID)")
+    assert r.ok and r.untagged == ["* 40 FETCH (UID 40)"], r
+    a.close()
+    b.close()

@@ -147,3 +147,34 @@ def test_message_literal_spooled_only_when_the_command_can_run(server):
     assert line.startswith(tag + " NO [TOOBIG]"), line
     assert c.cmd("NOOP").ok
     c.cmd("LOGOUT")
+
+
+def test_replace_completes_when_the_client_hangs_up(server):
+    """The client sends a whole REPLACE and hangs up at once: the command
+    was received, so it completes as a unit (RFC 8508 3.4): the new message
+    appended AND the old one expunged, never both kept (a duplicate the
+    client will not clean up). A few rounds, so that the hang-up lands
+    between the append and the expunge."""
+    import time
+    w = login(server)
+    for rnd in range(6):
+        name = "DraftsHup%d" % rnd
+        fresh(w, name, n=1)
+        r = w.cmd("STATUS %s (UIDNEXT)" % name)
+        uidnext = int(re.search(r"UIDNEXT (\d+)", r.untagged[0]).group(1))
+        c = login(server)
+        assert c.cmd("SELECT %s" % name).ok
+        new = b"Subject: draft\r\n\r\n" + b"v2 " * (20000 * rnd + 1) + b"\r\n"
+        tag = c.next_tag()
+        c.send(("%s REPLACE 1 %s {%d+}\r\n" % (tag, name, len(new))).encode() + new + b"\r\n")
+        c.close()
+        deadline = time.monotonic() + 10
+        while True:
+            r = w.cmd("STATUS %s (MESSAGES UIDNEXT)" % name)
+            m = re.search(r"MESSAGES (\d+) UIDNEXT (\d+)", r.untagged[0])
+            messages, nxt = int(m.group(1)), int(m.group(2))
+            if (messages == 1 and nxt > uidnext) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert (messages, nxt) == (1, uidnext + 1), (rnd, messages, nxt)
+    w.cmd("LOGOUT")
