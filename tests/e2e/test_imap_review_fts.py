@@ -3,6 +3,8 @@ THREAD and ESEARCH (PARTIAL) with text keys answer exactly what the scan
 (fts = no) answers on the same data directory, after EXPUNGE and COPY, and
 for messages delivered after the index caught up (not indexed yet: a
 candidate of every query)."""
+import re
+
 from conftest import Postern
 from test_imap_fts import ALICE, corpus, multiappend, wait_indexed
 
@@ -85,3 +87,63 @@ def test_sort_thread_index_equals_scan(make_server, tmp_path_factory, tls_pair):
     assert not diffs, diffs[:3]
     assert sum(1 for r in without if any(len(x) > 20 for x in r)) > len(labels) // 2
     print("index:", indexed_at)
+
+
+def test_disconnect_mid_command(make_server):
+    """SEARCH (narrowed by the index and not), SORT, THREAD and ESEARCH
+    PARTIAL, the connection dropped at once or a little later while the
+    command runs: the daemon goes on (no sanitizer report: conftest)."""
+    import time
+    srv = make_server()
+    msgs = [b"From: a%d@example.net\r\nSubject: %s topic %d\r\nMessage-ID: <d%d@x>\r\n"
+            b"References: %s\r\n\r\nbody wombat %d\r\n"
+            % (i, b"Re:" * (i % 3), i % 50, i,
+               b" ".join(b"<d%d@x>" % k for k in range(max(0, i - 300), i)), i)
+            for i in range(1500)]
+    with srv.imap_login(ALICE) as c:
+        assert c.cmd("CREATE big").ok
+        for i in range(0, len(msgs), 250):
+            multiappend(c, "big", msgs[i:i + 250])
+    cmds = [b"UID SEARCH BODY wombat", b"SEARCH RETURN (PARTIAL -1:-10) TEXT topic",
+            b"UID SORT (SUBJECT REVERSE DATE) UTF-8 BODY wombat",
+            b"UID THREAD REFERENCES UTF-8 ALL", b"THREAD ORDEREDSUBJECT UTF-8 TEXT wombat",
+            b"SEARCH RETURN (UPDATE) BODY wombat", b"UID FETCH 1:* (PREVIEW)"]
+    for delay in (0, 0.02, 0.1):
+        for cmd in cmds:
+            c = srv.imap_login(ALICE)
+            assert c.cmd("SELECT big").ok
+            c.send(b"p1 " + cmd + b"\r\np2 " + cmd + b"\r\n")
+            time.sleep(delay)
+            c.close()
+    wait_indexed(srv)
+    with srv.imap_login(ALICE) as c:
+        assert c.cmd("SELECT big").ok
+        r = c.cmd("UID THREAD REFERENCES UTF-8 ALL")
+        assert r.ok, r
+        r = c.cmd("SEARCH RETURN (COUNT) BODY wombat")
+        assert r.ok and "COUNT 1500" in r.untagged[-1], r
+
+
+def test_context_update_with_index(make_server):
+    """CONTEXT=SEARCH (RFC 5267 4) with the index on: a result kept up to
+    date gains a new matching message (ADDTO) and loses an expunged one
+    (REMOVEFROM), whether the new one is indexed yet or not."""
+    srv = make_server()
+    with srv.imap_login(ALICE) as c, srv.imap_login(ALICE) as d:
+        assert c.cmd("CREATE ctx").ok
+        multiappend(c, "ctx", [b"Subject: a\r\n\r\nnumbat one\r\n", b"Subject: b\r\n\r\nother\r\n"])
+        wait_indexed(srv)
+        assert c.cmd("SELECT ctx").ok
+        r = c.cmd("UID SEARCH RETURN (UPDATE ALL) BODY numbat")
+        assert r.ok and any("ALL 1" in l for l in r.untagged), r
+        multiappend(d, "ctx", [b"Subject: c\r\n\r\nNUMBAT three\r\n", b"Subject: d\r\n\r\nno\r\n"])
+        r = c.cmd("NOOP")
+        assert r.ok
+        assert any(re.search(r"UID ADDTO \(\d+ 3\)$", l) for l in r.untagged), r
+        assert d.cmd("SELECT ctx").ok
+        assert d.cmd("UID STORE 1 +FLAGS.SILENT (\\Deleted)").ok and d.cmd("EXPUNGE").ok
+        r = c.cmd("NOOP")
+        assert any(re.search(r"UID REMOVEFROM \(\d+ 1\)$", l) for l in r.untagged), r
+        wait_indexed(srv)
+        r = c.cmd("UID SEARCH BODY numbat")
+        assert r.untagged[-1] == "* SEARCH 3", r
