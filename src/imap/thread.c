@@ -439,6 +439,10 @@ static void unlink_node(struct tree *t, uint32_t c)
 /* Linking c under p would make a loop: p is c or a descendant of c. */
 static bool would_loop(const struct tree *t, uint32_t p, uint32_t c)
 {
+	/* c without children has no descendant but itself: no walk up from
+	 * p (as deep as a reply chain: quadratic over a long one) */
+	if (t->v[c].first == NONE)
+		return p == c;
 	for (uint32_t i = p; i != NONE; i = t->v[i].parent)
 		if (i == c)
 			return true;
