@@ -147,3 +147,24 @@ def test_context_update_with_index(make_server):
         wait_indexed(srv)
         r = c.cmd("UID SEARCH BODY numbat")
         assert r.untagged[-1] == "* SEARCH 3", r
+
+
+def test_thread_long_references(make_server):
+    """RFC 5256 4 (1): a References field of many thousand IDs: the parent
+    is its last ID, the chain before it (as far as kept) links the earlier
+    ones; IDs far back are not kept (no link made from them)."""
+    srv = make_server()
+    many = b" ".join(b"<r%d@x>" % k for k in range(20000))
+    msgs = [b"Subject: root\r\nMessage-ID: <r19999@x>\r\n\r\nx\r\n",
+            b"Subject: old\r\nMessage-ID: <r0@x>\r\n\r\nx\r\n",
+            b"Subject: re: root\r\nMessage-ID: <kid@x>\r\nReferences: " + many + b"\r\n\r\nx\r\n",
+            b"Subject: mid\r\nMessage-ID: <r19990@x>\r\n\r\nx\r\n"]
+    with srv.imap_login(ALICE) as c:
+        assert c.cmd("CREATE t").ok
+        multiappend(c, "t", msgs)
+        assert c.cmd("SELECT t").ok
+        r = c.cmd("THREAD REFERENCES UTF-8 ALL")
+        assert r.ok, r
+        # 4 (r19990) is an ancestor of 1 (r19999) through the kept chain,
+        # 3 the child of 1; 2 (r0, 19999 IDs back) stands alone
+        assert r.untagged == ["* THREAD (2)(4 1 3)"], r
