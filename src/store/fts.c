@@ -150,7 +150,7 @@ static void docs_free(struct fts_doc *docs, size_t n)
 /* ---- reading bodies (the indexer thread, the CLI) ---- */
 
 /* The text of the body in blob (cache may be NULL): false if the blob is
- * gone (expunged meanwhile) or unreadable. */
+ * gone (expunged meanwhile: errno ENOENT) or unreadable (errno). */
 static bool doc_extract(struct store *st, store_fts_extract_fn *fn, const char *blob,
 			const void *cache, size_t cache_len, struct fts_doc *doc)
 {
@@ -159,7 +159,9 @@ static bool doc_extract(struct store *st, store_fts_extract_fn *fn, const char *
 	if (fd < 0)
 		return false;
 	if (fstat(fd, &sb) < 0) {
+		int e = errno;
 		close(fd);
+		errno = e;
 		return false;
 	}
 	if (sb.st_size == 0) {
@@ -168,9 +170,12 @@ static bool doc_extract(struct store *st, store_fts_extract_fn *fn, const char *
 		return true;
 	}
 	void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	int e = errno;
 	close(fd);
-	if (p == MAP_FAILED)
+	if (p == MAP_FAILED) {
+		errno = e;
 		return false;
+	}
 	fn(p, (size_t)sb.st_size, cache, cache_len, doc->cols);
 	munmap(p, (size_t)sb.st_size);
 	return true;
@@ -178,7 +183,8 @@ static bool doc_extract(struct store *st, store_fts_extract_fn *fn, const char *
 
 /* Reads up to FTS_BATCH_MSGS bodies (FTS_BATCH_TEXT of text) after *after
  * whose fts is 0 (user_id 0: anybody's) and extracts them. *after: the last
- * id seen. -1 on a database error. */
+ * id seen. -1 on a database error, -2 when the first body cannot be read
+ * now (logged). */
 static int batch_read(struct store *st, struct store_db *d, store_fts_extract_fn *fn,
 		      int64_t user_id, int64_t *after, struct fts_doc **docs_r, size_t *n_r)
 {
@@ -205,12 +211,28 @@ static int batch_read(struct store *st, struct store_db *d, store_fts_extract_fn
 		struct fts_doc *doc = &docs[n];
 		const char *blob = (const char *)sqlite3_column_text(s, 1);
 		doc->id = sqlite3_column_int64(s, 0);
-		*after = doc->id;
 		const void *cache = sqlite3_column_blob(s, 2);
 		size_t cache_len = (size_t)sqlite3_column_bytes(s, 2);
-		/* a body whose blob is gone is indexed empty (never a match) */
-		if (blob != NULL)
-			doc_extract(st, fn, blob, cache, cache_len, doc);
+		/* a body whose blob is gone is indexed empty (never a match);
+		 * one unreadable for now (EMFILE, ENOMEM...) stays fts = 0 and
+		 * ends the batch: indexed empty, the index would hide it from
+		 * every search for good (the scan reads it once it can) */
+		if (blob != NULL && !doc_extract(st, fn, blob, cache, cache_len, doc) &&
+		    errno != ENOENT) {
+			int e = errno;
+			for (int c = 0; c < STORE_FTS_NCOLS; c++)
+				buf_free(&doc->cols[c]);
+			if (n == 0) {
+				log_warn("store: full-text index: body %s: %s (retried)", blob,
+					 strerror(e));
+				store_stmt_done(s);
+				free(docs);
+				return -2;
+			}
+			rc = SQLITE_DONE;
+			break;
+		}
+		*after = doc->id;
 		for (int c = 0; c < STORE_FTS_NCOLS; c++)
 			text += doc->cols[c].len;
 		n++;
@@ -290,8 +312,10 @@ static void *indexer_main(void *arg)
 		struct fts_doc *docs = NULL;
 		size_t n = 0;
 		int64_t after = 0;
-		if (batch_read(f->st, &f->rd, f->fn, 0, &after, &docs, &n) < 0) {
-			log_err("store: full-text index: %s", sqlite3_errmsg(f->rd.db));
+		int r = batch_read(f->st, &f->rd, f->fn, 0, &after, &docs, &n);
+		if (r < 0) {
+			if (r == -1)
+				log_err("store: full-text index: %s", sqlite3_errmsg(f->rd.db));
 			idle_wait(f);
 			continue;
 		}
@@ -695,8 +719,9 @@ int store_fts_rebuild(struct store *st, const char *user, store_fts_extract_fn *
 		struct fts_doc *docs;
 		size_t n;
 		uint64_t added = 0;
-		if (batch_read(st, d, fn, user_id, &after, &docs, &n) < 0) {
-			*err_r = store_db_err(d);
+		int br = batch_read(st, d, fn, user_id, &after, &docs, &n);
+		if (br < 0) {
+			*err_r = br == -1 ? store_db_err(d) : xstrdup("a body cannot be read now");
 			return -1;
 		}
 		if (n == 0) {

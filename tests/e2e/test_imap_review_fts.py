@@ -99,7 +99,7 @@ def test_disconnect_mid_command(make_server):
             b"References: %s\r\n\r\nbody wombat %d\r\n"
             % (i, b"Re:" * (i % 3), i % 50, i,
                b" ".join(b"<d%d@x>" % k for k in range(max(0, i - 300), i)), i)
-            for i in range(1500)]
+            for i in range(1000)]
     with srv.imap_login(ALICE) as c:
         assert c.cmd("CREATE big").ok
         for i in range(0, len(msgs), 250):
@@ -168,3 +168,49 @@ def test_thread_long_references(make_server):
         # 4 (r19990) is an ancestor of 1 (r19999) through the kept chain,
         # 3 the child of 1; 2 (r0, 19999 IDs back) stands alone
         assert r.untagged == ["* THREAD (2)(4 1 3)"], r
+
+
+def test_unreadable_body_is_not_indexed_empty(make_server):
+    """A body the indexer cannot open for a moment (the daemon out of file
+    descriptors: EMFILE) stays to be indexed, not indexed empty: once it is
+    readable again, SEARCH with the index finds what the scan finds."""
+    import os
+    import resource
+    import sqlite3
+    import time
+    srv = make_server()
+    pid = srv.proc.pid
+    msgs = [b"Subject: s%d\r\n\r\nbody kw%05dz\r\n" % (i, i) for i in range(1000)]
+    with srv.imap_login(ALICE) as c:
+        assert c.cmd("CREATE e").ok
+        assert c.cmd("SELECT e").ok
+        tag = c.next_tag()
+        c.send(b"".join([("%s APPEND e" % tag).encode()] +
+                        [b" {%d+}\r\n" % len(m) + m for m in msgs]) + b"\r\n")
+        r = c.read_response(tag)
+        assert r.ok, r
+        # no descriptor free in the daemon while the indexer works
+        fds = {int(x) for x in os.listdir("/proc/%d/fd" % pid)}
+        nfd = min(set(range(max(fds) + 2)) - fds)  # the lowest free one
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (nfd, hard))
+        try:
+            # the indexer polls every 500 ms: 3 s for it to try them all
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                # the indexer's progress, read from the database file
+                db = sqlite3.connect("file:%s/postern.db?mode=ro" % srv.data_dir, uri=True)
+                pending = db.execute("SELECT count(*) FROM messages WHERE fts = 0").fetchone()[0]
+                db.close()
+                if pending == 0:
+                    break
+                time.sleep(0.3)
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        wait_indexed(srv)
+        missing = []
+        for i in (0, 500, 999):
+            r = c.cmd("SEARCH BODY kw%05dz" % i)
+            if r.untagged != ["* SEARCH %d" % (i + 1)]:
+                missing.append((i, r.untagged))
+        assert not missing, missing
