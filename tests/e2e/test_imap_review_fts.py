@@ -99,7 +99,7 @@ def test_disconnect_mid_command(make_server):
             b"References: %s\r\n\r\nbody wombat %d\r\n"
             % (i, b"Re:" * (i % 3), i % 50, i,
                b" ".join(b"<d%d@x>" % k for k in range(max(0, i - 300), i)), i)
-            for i in range(1000)]
+            for i in range(1500)]
     with srv.imap_login(ALICE) as c:
         assert c.cmd("CREATE big").ok
         for i in range(0, len(msgs), 250):
