@@ -245,16 +245,24 @@ static void thread_match(void *arg, const struct imap_msg *m)
 	for (int pass = 0; pass < 2 && t->n_refs == 0; pass++) {
 		const char *p = pass == 0 ? refs : irt;
 		const char *pe = p + (pass == 0 ? refs_len : irt_len);
+		size_t skip = 0;
 
 		if (p == NULL)
 			continue;
+		if (pass == 0) {
+			/* keep the last THREAD_MAX_REFS: the ones before are
+			 * counted, never copied (a References field may hold
+			 * millions of IDs: no arena or time per dropped one) */
+			const char *q = p;
+
+			while (next_msgid(&q, pe, &j->tmp))
+				skip++;
+			skip = skip > THREAD_MAX_REFS ? skip - THREAD_MAX_REFS : 0;
+		}
 		while (next_msgid(&p, pe, &j->tmp)) {
-			if (t->n_refs == THREAD_MAX_REFS) {
-				/* keep the last ones */
-				memmove(&j->refv[t->refs], &j->refv[t->refs + 1],
-					(THREAD_MAX_REFS - 1) * sizeof *j->refv);
-				j->n_refv--;
-				t->n_refs--;
+			if (skip > 0) {
+				skip--;
+				continue;
 			}
 			if (j->n_refv == j->cap_refv) {
 				j->cap_refv = j->cap_refv ? j->cap_refv * 2 : 256;
@@ -439,6 +447,10 @@ static void unlink_node(struct tree *t, uint32_t c)
 /* Linking c under p would make a loop: p is c or a descendant of c. */
 static bool would_loop(const struct tree *t, uint32_t p, uint32_t c)
 {
+	/* c without children has no descendant but itself: no walk up from
+	 * p (as deep as a reply chain: quadratic over a long one) */
+	if (t->v[c].first == NONE)
+		return p == c;
 	for (uint32_t i = p; i != NONE; i = t->v[i].parent)
 		if (i == c)
 			return true;

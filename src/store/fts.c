@@ -150,7 +150,7 @@ static void docs_free(struct fts_doc *docs, size_t n)
 /* ---- reading bodies (the indexer thread, the CLI) ---- */
 
 /* The text of the body in blob (cache may be NULL): false if the blob is
- * gone (expunged meanwhile) or unreadable. */
+ * gone (expunged meanwhile: errno ENOENT) or unreadable (errno). */
 static bool doc_extract(struct store *st, store_fts_extract_fn *fn, const char *blob,
 			const void *cache, size_t cache_len, struct fts_doc *doc)
 {
@@ -159,7 +159,9 @@ static bool doc_extract(struct store *st, store_fts_extract_fn *fn, const char *
 	if (fd < 0)
 		return false;
 	if (fstat(fd, &sb) < 0) {
+		int e = errno;
 		close(fd);
+		errno = e;
 		return false;
 	}
 	if (sb.st_size == 0) {
@@ -168,9 +170,12 @@ static bool doc_extract(struct store *st, store_fts_extract_fn *fn, const char *
 		return true;
 	}
 	void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	int e = errno;
 	close(fd);
-	if (p == MAP_FAILED)
+	if (p == MAP_FAILED) {
+		errno = e;
 		return false;
+	}
 	fn(p, (size_t)sb.st_size, cache, cache_len, doc->cols);
 	munmap(p, (size_t)sb.st_size);
 	return true;
@@ -178,9 +183,11 @@ static bool doc_extract(struct store *st, store_fts_extract_fn *fn, const char *
 
 /* Reads up to FTS_BATCH_MSGS bodies (FTS_BATCH_TEXT of text) after *after
  * whose fts is 0 (user_id 0: anybody's) and extracts them. *after: the last
- * id seen. -1 on a database error. */
+ * id seen; *skipped_r counts the bodies that could not be read now (left
+ * to a later pass). -1 on a database error. */
 static int batch_read(struct store *st, struct store_db *d, store_fts_extract_fn *fn,
-		      int64_t user_id, int64_t *after, struct fts_doc **docs_r, size_t *n_r)
+		      int64_t user_id, int64_t *after, struct fts_doc **docs_r, size_t *n_r,
+		      size_t *skipped_r)
 {
 	static const char sql_all[] = "SELECT id, blob, cache FROM messages WHERE fts = 0"
 				      " AND id > ?1 ORDER BY id LIMIT ?2";
@@ -205,12 +212,24 @@ static int batch_read(struct store *st, struct store_db *d, store_fts_extract_fn
 		struct fts_doc *doc = &docs[n];
 		const char *blob = (const char *)sqlite3_column_text(s, 1);
 		doc->id = sqlite3_column_int64(s, 0);
-		*after = doc->id;
 		const void *cache = sqlite3_column_blob(s, 2);
 		size_t cache_len = (size_t)sqlite3_column_bytes(s, 2);
-		/* a body whose blob is gone is indexed empty (never a match) */
-		if (blob != NULL)
-			doc_extract(st, fn, blob, cache, cache_len, doc);
+		*after = doc->id;
+		/* a body whose blob is gone is indexed empty (never a match);
+		 * one unreadable for now (EMFILE, ENOMEM...) is skipped: left
+		 * fts = 0 (a candidate of every search) for a later pass.
+		 * Indexed empty, the index would hide it from every search for
+		 * good, while the scan finds it once it can read it. */
+		if (blob != NULL && !doc_extract(st, fn, blob, cache, cache_len, doc) &&
+		    errno != ENOENT) {
+			if (*skipped_r == 0)
+				log_warn("store: full-text index: body %s: %s (retried later)", blob,
+					 strerror(errno));
+			(*skipped_r)++;
+			for (int c = 0; c < STORE_FTS_NCOLS; c++)
+				buf_free(&doc->cols[c]);
+			continue;
+		}
 		for (int c = 0; c < STORE_FTS_NCOLS; c++)
 			text += doc->cols[c].len;
 		n++;
@@ -281,6 +300,7 @@ static void idle_wait(struct store_fts *f)
 static void *indexer_main(void *arg)
 {
 	struct store_fts *f = arg;
+	int64_t after = 0; /* the pass's cursor: bodies skipped stay behind it */
 	for (;;) {
 		pthread_mutex_lock(&f->mu);
 		bool stop = f->stopping;
@@ -288,15 +308,18 @@ static void *indexer_main(void *arg)
 		if (stop)
 			break;
 		struct fts_doc *docs = NULL;
-		size_t n = 0;
-		int64_t after = 0;
-		if (batch_read(f->st, &f->rd, f->fn, 0, &after, &docs, &n) < 0) {
+		size_t n = 0, skipped = 0;
+		if (batch_read(f->st, &f->rd, f->fn, 0, &after, &docs, &n, &skipped) < 0) {
 			log_err("store: full-text index: %s", sqlite3_errmsg(f->rd.db));
+			after = 0;
 			idle_wait(f);
 			continue;
 		}
 		if (n == 0) {
 			free(docs);
+			if (skipped > 0)
+				continue; /* unreadable bodies only: the ones after them */
+			after = 0; /* a new pass (the skipped ones) once idle */
 			idle_wait(f);
 			continue;
 		}
@@ -695,9 +718,14 @@ int store_fts_rebuild(struct store *st, const char *user, store_fts_extract_fn *
 		struct fts_doc *docs;
 		size_t n;
 		uint64_t added = 0;
-		if (batch_read(st, d, fn, user_id, &after, &docs, &n) < 0) {
+		size_t skipped = 0;
+		if (batch_read(st, d, fn, user_id, &after, &docs, &n, &skipped) < 0) {
 			*err_r = store_db_err(d);
 			return -1;
+		}
+		if (n == 0 && skipped > 0) { /* left to the daemon's indexer */
+			free(docs);
+			continue;
 		}
 		if (n == 0) {
 			free(docs);
