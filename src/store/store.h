@@ -1125,7 +1125,8 @@ int store_fts_stats(struct store *st, struct store_fts_stats *r, char **err_r);
 /* postern index rebuild (main connection, alongside a running daemon):
  * user NULL empties the index (dropping the entries of expunged bodies)
  * and indexes every body; else re-indexes the bodies in user's mailboxes.
- * *n_r: bodies indexed. 0, or -1 with *err_r. */
+ * *n_r: the scope's bodies indexed at the end (by this call or by a running
+ * daemon's indexer, which works on the same queue). 0, or -1 with *err_r. */
 int store_fts_rebuild(struct store *st, const char *user, store_fts_extract_fn *fn,
 		      uint64_t *n_r, char **err_r);
 
