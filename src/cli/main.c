@@ -207,6 +207,7 @@ struct daemon {
 	struct store *st;
 	int watchfd; /* store_mailboxes_watch: the admin CLI's mailbox changes */
 	struct report_timer *reports; /* DMARC aggregate reports */
+	struct filter *filter;        /* its trainer's batch in flight */
 };
 
 static void on_accept(void *arg, int fd)
@@ -420,7 +421,7 @@ static void drain_tick(void *arg)
 	int busy_queue = dr->d->queue != NULL && !dr->d->queue_stopped;
 	/* a report run in flight is cancelled; a worker step it waits for
 	 * comes back to the loop here */
-	int busy_reports = report_timer_stop(dr->d->reports);
+	int busy_reports = report_timer_stop(dr->d->reports) + filter_stop(dr->d->filter);
 	int left = smtp_server_shutdown(dr->d->smtp, &busy_smtp) +
 		   pop3_server_shutdown(dr->d->pop3, &busy_pop3) +
 		   imap_server_shutdown(dr->d->imap, &busy_imap) + busy_queue + busy_reports;
@@ -589,6 +590,7 @@ static int cmd_serve(const struct config *cfg)
 	smtp_server_set_dns(d.smtp, d.dns);
 	smtp_server_set_policy(d.smtp, policy);
 	smtp_server_set_filter(d.smtp, filter);
+	d.filter = filter;
 	if (cfg->srs) {
 		if ((srs = srs_secrets_load(st, cfg, &n_srs)) == NULL)
 			goto out;

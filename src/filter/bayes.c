@@ -318,6 +318,7 @@ struct bayes {
 	struct pool *pool;
 	struct timer *timer;
 	struct trainer *busy; /* a batch in flight */
+	bool stopping;        /* bayes_stop: no new batch */
 	struct bayes_pin *pin;
 };
 
@@ -434,7 +435,9 @@ static void train_applied(void *arg, int result)
 	if (b == NULL)
 		return;
 	b->busy = NULL;
-	b->timer = loop_timer_add(b->loop, again ? 0 : BAYES_TRAIN_POLL_MS, train_poll, b);
+	if (!b->stopping)
+		b->timer = loop_timer_add(b->loop, again ? 0 : BAYES_TRAIN_POLL_MS, train_poll,
+					  b);
 }
 
 static void train_fetched(void *arg, int result, const char *err)
@@ -475,6 +478,15 @@ struct bayes *bayes_new(struct loop *l, struct store *st, struct pool *pool,
 	b->pin = bayes_pin_charsets();
 	b->timer = loop_timer_add(l, BAYES_TRAIN_POLL_MS, train_poll, b);
 	return b;
+}
+
+int bayes_stop(struct bayes *b)
+{
+	if (b == NULL)
+		return 0;
+	b->stopping = true;
+	loop_timer_cancel(b->loop, &b->timer);
+	return b->busy != NULL;
 }
 
 void bayes_free(struct bayes **bp)

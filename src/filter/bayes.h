@@ -42,6 +42,10 @@ void bayes_tokens_free(struct bayes_tokens *t);
 struct bayes;
 struct bayes *bayes_new(struct loop *l, struct store *st, struct pool *pool,
 			const struct config *cfg, char **err_r);
+/* Shutdown: the trainer starts no new batch; 1 while a batch is still in
+ * flight (its worker read and commit complete on the loop: the drain waits
+ * for them, else their memory is lost with the loop), else 0. */
+int bayes_stop(struct bayes *b);
 /* Stops the trainer (the training queue stays in the store for next time). */
 void bayes_free(struct bayes **bp);
 

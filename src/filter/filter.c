@@ -92,6 +92,11 @@ fail:
 	return NULL;
 }
 
+int filter_stop(struct filter *f)
+{
+	return f != NULL ? bayes_stop(f->bayes) : 0;
+}
+
 void filter_free(struct filter **fp)
 {
 	struct filter *f = *fp;

@@ -48,6 +48,9 @@ struct filter *filter_new(struct loop *l, struct dns *dns, struct pool *pool, st
 			  const struct config *cfg, char **err_r);
 /* Stops timers, closes the clamd and milter connections; every callback
  * still pending is dropped (the sessions are gone by then). */
+/* Shutdown's drain: starts no new background work; the number of steps
+ * still in flight (the spam trainer's batch), which the drain waits for. */
+int filter_stop(struct filter *f);
 void filter_free(struct filter **fp);
 
 /* A reply decided by the filter. code 0: go on. */

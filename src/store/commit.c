@@ -149,10 +149,19 @@ static void stock_refill(struct store *st)
 		if (fd < 0)
 			return; /* store_spool_new creates its own and reports the error */
 		pthread_mutex_lock(&st->mu);
-		st->stock_fd[st->stock_n] = fd;
-		memcpy(st->stock_name[st->stock_n], name, sizeof name);
-		st->stock_n++;
+		/* spool_restock may have filled it meanwhile */
+		bool room = st->stock_n < STORE_SPOOL_STOCK;
+		if (room) {
+			st->stock_fd[st->stock_n] = fd;
+			memcpy(st->stock_name[st->stock_n], name, sizeof name);
+			st->stock_n++;
+		}
 		pthread_mutex_unlock(&st->mu);
+		if (!room) {
+			close(fd);
+			unlinkat(st->spool_dfd, name, 0);
+			return;
+		}
 	}
 }
 
