@@ -215,17 +215,6 @@ int store_metadata_domain(struct store *st, const char *hostname, char **domain_
 
 /* ---- writes ---- */
 
-static int step_done(struct store_db *d, sqlite3_stmt *s, char **err_r)
-{
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	if (rc == SQLITE_DONE)
-		return 0;
-	if (err_r != NULL)
-		*err_r = store_db_err(d);
-	return -1;
-}
-
 static int64_t count_rows(struct store_db *d, int64_t user_id, int64_t mailbox_id, bool all)
 {
 	sqlite3_stmt *s = store_sql(d, all ? "SELECT count(*) FROM metadata WHERE user_id = ?1"
@@ -272,7 +261,7 @@ static int entry_write(struct store_db *d, int64_t user_id, int64_t mailbox_id,
 			      " AND name = ?3", user_id, mailbox_id, e->name, NULL);
 		if (s == NULL)
 			return STORE_ERROR;
-		if (step_done(d, s, NULL) < 0)
+		if (store_step_done(d, s, NULL) < 0)
 			return STORE_ERROR;
 		if (*n_box > 0)
 			(*n_box)--;
@@ -298,7 +287,7 @@ static int entry_write(struct store_db *d, int64_t user_id, int64_t mailbox_id,
 		return STORE_ERROR;
 	/* a NULL pointer would bind NULL: "" keeps an empty value a value */
 	sqlite3_bind_blob(s, 4, e->len > 0 ? e->value : "", (int)e->len, SQLITE_STATIC);
-	if (step_done(d, s, NULL) < 0)
+	if (store_step_done(d, s, NULL) < 0)
 		return STORE_ERROR;
 	if (ex == 0) {
 		if (*n_box >= 0)
