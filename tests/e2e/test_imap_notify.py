@@ -341,3 +341,20 @@ def test_message_new_fetch_att_bounded_per_announcement(sessions):
     assert 1 <= got <= (1 << 20) // len(body), got
     r = a.cmd("FETCH 40 (UID)")
     assert r.ok and r.untagged == ["* 40 FETCH (UID 40)"], r
+
+
+def test_message_new_fetch_att_emailid_savedate(sessions):
+    """MessageNew's FETCH carries the same EMAILID and SAVEDATE as the
+    client's own FETCH (RFC 5465 5.2, RFC 8474 5.1, RFC 8514 4)."""
+    a, b = sessions("nt10", user="carol@example.test")
+    assert a.cmd("ENABLE IMAP4rev2").ok
+    assert a.cmd("SELECT nt10").ok
+    r = a.cmd("NOTIFY SET (SELECTED (MessageNew (UID EMAILID SAVEDATE) MessageExpunge))")
+    assert r.ok and r.untagged == [], r
+    assert imap_append(b, "nt10", msg(15)).ok
+    got = unsolicited(a, 2)
+    assert got[0] == "* 1 EXISTS", got
+    r = a.cmd("FETCH 1 (UID EMAILID SAVEDATE)")
+    assert r.ok and len(r.untagged) == 1, r
+    assert re.search(r"EMAILID \(E[0-9]+\)", got[1]), got
+    assert got[1] == r.untagged[0], (got, r)
