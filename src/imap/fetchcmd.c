@@ -30,6 +30,7 @@
 #include "imap/fetch.h"
 #include "imap/selcmd.h"
 #include "imap/session.h"
+#include "imap/sort.h"
 #include "mime/mime.h"
 #include "mime/preview.h"
 #include "store/store.h"
@@ -340,25 +341,15 @@ static int slice_each(void *arg, const struct store_msg *sm)
 	struct fetch_job *j = sl->job;
 	struct imap_msg m;
 	struct mime_cache mc;
-	const char *kw = "";
 	size_t idx;
 	int fd = -1;
 	size_t segs_before = sl->out.n_segs;
 	bool keep_fd = false;
 
-	memset(&m, 0, sizeof m);
+	imap_search_msg(&m, sm);
 	m.seq = slice_seq(sl, sm->uid, &idx);
 	if (m.seq == 0)
 		return 0;
-	m.uid = sm->uid;
-	m.modseq = sm->modseq;
-	m.size = sm->size;
-	m.internaldate = sm->internaldate;
-	m.internaldate_tz = sm->internaldate_tz;
-	m.emailid = sm->message_id;
-	m.savedate = sm->savedate;
-	m.sysflags = imap_flags_from_store(sm->flags != NULL ? sm->flags : "", &kw);
-	m.keywords = kw != NULL ? kw : "";
 	if (imap_recent_in(j->recent, j->n_recent, sm->uid))
 		m.sysflags |= IMAP_F_RECENT;
 	if (sl->shown == NULL)

@@ -40,6 +40,7 @@
 #include "imap/fetch.h"
 #include "imap/selcmd.h"
 #include "imap/session.h"
+#include "imap/sort.h"
 #include "store/store.h"
 
 #define NOTIFY_MAX_FILTERS 64
@@ -639,24 +640,17 @@ static uint64_t nfetch_size(const struct imap_fetch_out *fo)
 static int nfetch_each(void *arg, const struct store_msg *sm)
 {
 	struct nfetch *j = arg;
-	struct imap_msg m = {0};
+	struct imap_msg m;
 	struct mime_cache mc;
 	struct buf cache = BUF_INIT;
-	const char *kw = NULL;
 	size_t k = 0;
 
 	while (k < j->n && j->uids[k] != sm->uid)
 		k++;
 	if (k == j->n)
 		return 0;
+	imap_search_msg(&m, sm); /* as FETCH: EMAILID and SAVEDATE too */
 	m.seq = j->seqs[k];
-	m.uid = sm->uid;
-	m.modseq = sm->modseq;
-	m.size = sm->size;
-	m.internaldate = sm->internaldate;
-	m.internaldate_tz = sm->internaldate_tz;
-	m.sysflags = imap_flags_from_store(sm->flags != NULL ? sm->flags : "", &kw);
-	m.keywords = kw != NULL ? kw : "";
 	bool have_cache = j->items->f.need_cache && sm->cache != NULL &&
 			  mime_cache_open(&mc, sm->cache, sm->cache_len);
 	if (j->items->f.need_blob || (j->items->f.need_cache && !have_cache)) {

@@ -128,18 +128,6 @@ int64_t store_user_id(struct store_db *d, const char *addr, char **err_r)
 	return id;
 }
 
-/* Runs a statement expected to produce no rows; finalizes it. */
-static int step_done(struct store *st, sqlite3_stmt *s, char **err_r)
-{
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	if (rc == SQLITE_DONE)
-		return 0;
-	if (err_r)
-		*err_r = store_db_err(&st->main);
-	return -1;
-}
-
 static int64_t count_rows(struct store *st, const char *sql, int64_t id)
 {
 	sqlite3_stmt *s = store_sql(&st->main, sql, NULL);
@@ -198,7 +186,7 @@ static int domain_del_locked(struct store *st, const char *d, char **err_r)
 	if (s == NULL)
 		return -1;
 	sqlite3_bind_int64(s, 1, id);
-	return step_done(st, s, err_r);
+	return store_step_done(&st->main, s, err_r);
 }
 
 int store_domain_del(struct store *st, const char *domain, char **err_r)
@@ -289,7 +277,7 @@ static int user_add_locked(struct store *st, const char *local, const char *doma
 		return -1;
 	sqlite3_bind_int64(s, 1, uid);
 	sqlite3_bind_int64(s, 2, (int64_t)uidvalidity);
-	if (step_done(st, s, err_r) < 0)
+	if (store_step_done(&st->main, s, err_r) < 0)
 		return -1;
 	/* RFC 6154: Drafts, Sent, Trash, Junk, Archive; subscriptions; quota */
 	return store_user_init(&st->main, uid, err_r);
@@ -359,7 +347,7 @@ static int user_del_locked(struct store *st, int64_t uid, struct blob_list *bl, 
 			return -1;
 		if (sqlite3_bind_parameter_count(s) > 0)
 			sqlite3_bind_int64(s, 1, uid);
-		if (step_done(st, s, err_r) < 0)
+		if (store_step_done(&st->main, s, err_r) < 0)
 			return -1;
 	}
 	sqlite3_stmt *s = store_sql(&st->main,
@@ -414,7 +402,7 @@ int store_user_passwd(struct store *st, const char *addr, const char *hash, char
 		return -1;
 	sqlite3_bind_text(s, 1, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, uid);
-	return step_done(st, s, err_r);
+	return store_step_done(&st->main, s, err_r);
 }
 
 /* Runs a listing whose ?1 is a domain filter (NULL: all); each row's first

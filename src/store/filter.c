@@ -64,13 +64,7 @@ int store_spam_threshold_set(struct store *st, const char *name, double junk, do
 		bind_score(s, 2, junk);
 		bind_score(s, 3, reject);
 	}
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	if (rc == SQLITE_DONE)
-		return 0;
-	if (err_r)
-		*err_r = store_db_err(&st->main);
-	return -1;
+	return store_step_done(&st->main, s, err_r);
 }
 
 int store_spam_threshold_list(struct store *st, store_threshold_cb *cb, void *arg,

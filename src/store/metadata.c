@@ -51,17 +51,59 @@ const char *store_metadata_name_check(char *name, bool root)
 	return NULL;
 }
 
-/* ---- reads ---- */
+/* ---- rows ---- */
 
-int store_snap_metadata_scope(struct store_snap *sn, const char *user, const char *mailbox,
-			      int64_t *user_id_r, int64_t *mailbox_id_r, char **err_r)
+/* The cached statement sql with ?1 user_id, ?2 mailbox_id and ?3 name (not
+ * copied: it must outlive the statement's use) bound; NULL as store_sql. */
+static sqlite3_stmt *entry_sql(struct store_db *d, const char *sql, int64_t user_id,
+			       int64_t mailbox_id, const char *name, char **err_r)
+{
+	sqlite3_stmt *s = store_sql(d, sql, err_r);
+	if (s == NULL)
+		return NULL;
+	sqlite3_bind_int64(s, 1, user_id);
+	sqlite3_bind_int64(s, 2, mailbox_id);
+	sqlite3_bind_text(s, 3, name, -1, SQLITE_STATIC);
+	return s;
+}
+
+/* Steps s (name, then the value's length or the value) to its end, each row
+ * to name_cb if set, else to value_cb, and gives s back. 0, or -1 with
+ * *err_r. */
+static int rows_each(struct store_db *d, sqlite3_stmt *s, store_metadata_name_cb *name_cb,
+		     store_metadata_value_cb *value_cb, void *arg, char **err_r)
+{
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(s, 0);
+		if (name_cb != NULL) {
+			name_cb(arg, name, (uint64_t)sqlite3_column_int64(s, 1));
+			continue;
+		}
+		const void *p = sqlite3_column_blob(s, 1);
+		int n = sqlite3_column_bytes(s, 1);
+		value_cb(arg, name, p != NULL ? p : "", (size_t)n);
+	}
+	store_stmt_done(s);
+	if (rc != SQLITE_DONE) {
+		*err_r = store_db_err(d);
+		return -1;
+	}
+	return 0;
+}
+
+/* The user's id and the mailbox's (0: the user's server entries) for a
+ * snapshot read or a SETMETADATA job. A store_res: STORE_NONEXISTENT for
+ * no such user or mailbox. */
+static int scope_ids(struct store_db *d, const char *user, const char *mailbox,
+		     int64_t *user_id_r, int64_t *mailbox_id_r, char **err_r)
 {
 	if (mailbox != NULL) {
-		int r = store_db_mailbox(sn->d, user, mailbox, false, user_id_r, mailbox_id_r, NULL,
+		int r = store_db_mailbox(d, user, mailbox, false, user_id_r, mailbox_id_r, NULL,
 					 err_r);
 		return r == 1 ? STORE_OK : r == 0 ? STORE_NONEXISTENT : STORE_ERROR;
 	}
-	int64_t id = store_user_id(sn->d, user, err_r);
+	int64_t id = store_user_id(d, user, err_r);
 	if (id <= 0) {
 		bool db = id < 0 && *err_r != NULL && strncmp(*err_r, "database", 8) == 0;
 		return db ? STORE_ERROR : STORE_NONEXISTENT;
@@ -69,6 +111,14 @@ int store_snap_metadata_scope(struct store_snap *sn, const char *user, const cha
 	*user_id_r = id;
 	*mailbox_id_r = 0;
 	return STORE_OK;
+}
+
+/* ---- reads ---- */
+
+int store_snap_metadata_scope(struct store_snap *sn, const char *user, const char *mailbox,
+			      int64_t *user_id_r, int64_t *mailbox_id_r, char **err_r)
+{
+	return scope_ids(sn->d, user, mailbox, user_id_r, mailbox_id_r, err_r);
 }
 
 int store_snap_metadata_names(struct store_snap *sn, int64_t user_id, int64_t mailbox_id,
@@ -81,28 +131,17 @@ int store_snap_metadata_names(struct store_snap *sn, int64_t user_id, int64_t ma
 		return -1;
 	sqlite3_bind_int64(s, 1, user_id);
 	sqlite3_bind_int64(s, 2, mailbox_id);
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		cb(arg, (const char *)sqlite3_column_text(s, 0),
-		   (uint64_t)sqlite3_column_int64(s, 1));
-	store_stmt_done(s);
-	if (rc != SQLITE_DONE) {
-		*err_r = store_db_err(sn->d);
-		return -1;
-	}
-	return 0;
+	return rows_each(sn->d, s, cb, NULL, arg, err_r);
 }
 
 static int value_get(struct store_db *d, int64_t user_id, int64_t mailbox_id, const char *name,
 		     struct buf *out, char **err_r)
 {
-	sqlite3_stmt *s = store_sql(d, "SELECT value FROM metadata WHERE user_id = ?1"
-				    " AND mailbox_id = ?2 AND name = ?3", err_r);
+	sqlite3_stmt *s = entry_sql(d, "SELECT value FROM metadata WHERE user_id = ?1"
+				    " AND mailbox_id = ?2 AND name = ?3", user_id, mailbox_id, name,
+				    err_r);
 	if (s == NULL)
 		return -1;
-	sqlite3_bind_int64(s, 1, user_id);
-	sqlite3_bind_int64(s, 2, mailbox_id);
-	sqlite3_bind_text(s, 3, name, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s), r = 0;
 	if (rc == SQLITE_ROW) {
 		const void *p = sqlite3_column_blob(s, 0);
@@ -176,17 +215,6 @@ int store_metadata_domain(struct store *st, const char *hostname, char **domain_
 
 /* ---- writes ---- */
 
-static int step_done(struct store_db *d, sqlite3_stmt *s, char **err_r)
-{
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	if (rc == SQLITE_DONE)
-		return 0;
-	if (err_r != NULL)
-		*err_r = store_db_err(d);
-	return -1;
-}
-
 static int64_t count_rows(struct store_db *d, int64_t user_id, int64_t mailbox_id, bool all)
 {
 	sqlite3_stmt *s = store_sql(d, all ? "SELECT count(*) FROM metadata WHERE user_id = ?1"
@@ -205,13 +233,11 @@ static int64_t count_rows(struct store_db *d, int64_t user_id, int64_t mailbox_i
 /* 1 the row exists, 0 not, -1 error. */
 static int row_exists(struct store_db *d, int64_t user_id, int64_t mailbox_id, const char *name)
 {
-	sqlite3_stmt *s = store_sql(d, "SELECT 1 FROM metadata WHERE user_id = ?1"
-				    " AND mailbox_id = ?2 AND name = ?3", NULL);
+	sqlite3_stmt *s = entry_sql(d, "SELECT 1 FROM metadata WHERE user_id = ?1"
+				    " AND mailbox_id = ?2 AND name = ?3", user_id, mailbox_id, name,
+				    NULL);
 	if (s == NULL)
 		return -1;
-	sqlite3_bind_int64(s, 1, user_id);
-	sqlite3_bind_int64(s, 2, mailbox_id);
-	sqlite3_bind_text(s, 3, name, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s);
 	store_stmt_done(s);
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
@@ -231,14 +257,11 @@ static int entry_write(struct store_db *d, int64_t user_id, int64_t mailbox_id,
 	if (e->value == NULL) {
 		if (ex == 0)
 			return STORE_OK;
-		s = store_sql(d, "DELETE FROM metadata WHERE user_id = ?1 AND mailbox_id = ?2"
-			      " AND name = ?3", NULL);
+		s = entry_sql(d, "DELETE FROM metadata WHERE user_id = ?1 AND mailbox_id = ?2"
+			      " AND name = ?3", user_id, mailbox_id, e->name, NULL);
 		if (s == NULL)
 			return STORE_ERROR;
-		sqlite3_bind_int64(s, 1, user_id);
-		sqlite3_bind_int64(s, 2, mailbox_id);
-		sqlite3_bind_text(s, 3, e->name, -1, SQLITE_STATIC);
-		if (step_done(d, s, NULL) < 0)
+		if (store_step_done(d, s, NULL) < 0)
 			return STORE_ERROR;
 		if (*n_box > 0)
 			(*n_box)--;
@@ -258,16 +281,13 @@ static int entry_write(struct store_db *d, int64_t user_id, int64_t mailbox_id,
 		if (max_user_entries > 0 && *n_user >= max_user_entries)
 			return STORE_LIMIT;
 	}
-	s = store_sql(d, "INSERT OR REPLACE INTO metadata(user_id, mailbox_id, name, value)"
-		      " VALUES(?1, ?2, ?3, ?4)", NULL);
+	s = entry_sql(d, "INSERT OR REPLACE INTO metadata(user_id, mailbox_id, name, value)"
+		      " VALUES(?1, ?2, ?3, ?4)", user_id, mailbox_id, e->name, NULL);
 	if (s == NULL)
 		return STORE_ERROR;
-	sqlite3_bind_int64(s, 1, user_id);
-	sqlite3_bind_int64(s, 2, mailbox_id);
-	sqlite3_bind_text(s, 3, e->name, -1, SQLITE_STATIC);
 	/* a NULL pointer would bind NULL: "" keeps an empty value a value */
 	sqlite3_bind_blob(s, 4, e->len > 0 ? e->value : "", (int)e->len, SQLITE_STATIC);
-	if (step_done(d, s, NULL) < 0)
+	if (store_step_done(d, s, NULL) < 0)
 		return STORE_ERROR;
 	if (ex == 0) {
 		if (*n_box >= 0)
@@ -294,17 +314,7 @@ static int meta_body(struct meta_job *j, struct store_db *d)
 {
 	char *err = NULL;
 	int64_t user_id = 0, mailbox_id = 0;
-	int r;
-	if (j->mailbox != NULL) {
-		r = store_db_mailbox(d, j->user, j->mailbox, false, &user_id, &mailbox_id, NULL,
-				     &err);
-		r = r == 1 ? STORE_OK : r == 0 ? STORE_NONEXISTENT : STORE_ERROR;
-	} else {
-		user_id = store_user_id(d, j->user, &err);
-		r = user_id > 0 ? STORE_OK : STORE_NONEXISTENT;
-		if (user_id < 0 && err != NULL && strncmp(err, "database", 8) == 0)
-			r = STORE_ERROR;
-	}
+	int r = scope_ids(d, j->user, j->mailbox, &user_id, &mailbox_id, &err);
 	free(err);
 	int64_t n_box = -1, n_user = -1;
 	for (size_t i = 0; r == STORE_OK && i < j->n; i++)
@@ -425,16 +435,5 @@ int store_metadata_server_list(struct store *st, store_metadata_value_cb *cb, vo
 				    " AND mailbox_id = 0 ORDER BY name", err_r);
 	if (s == NULL)
 		return -1;
-	int rc;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		const void *p = sqlite3_column_blob(s, 1);
-		int n = sqlite3_column_bytes(s, 1);
-		cb(arg, (const char *)sqlite3_column_text(s, 0), p != NULL ? p : "", (size_t)n);
-	}
-	store_stmt_done(s);
-	if (rc != SQLITE_DONE) {
-		*err_r = store_db_err(d);
-		return -1;
-	}
-	return 0;
+	return rows_each(d, s, NULL, cb, arg, err_r);
 }

@@ -86,13 +86,7 @@ int store_quota_set(struct store *st, const char *user, uint64_t storage_bytes, 
 	sqlite3_bind_int64(s, 1, id);
 	sqlite3_bind_int64(s, 2, (int64_t)storage_bytes);
 	sqlite3_bind_int64(s, 3, (int64_t)messages);
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	if (rc != SQLITE_DONE) {
-		*err_r = store_db_err(&st->main);
-		return -1;
-	}
-	return 0;
+	return store_step_done(&st->main, s, err_r);
 }
 
 bool store_quota_full(struct store *st, int64_t user_id)

@@ -35,13 +35,7 @@ int store_ip_list_add(struct store *st, const char *network, const char *list,
 	sqlite3_bind_text(s, 2, list, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 3, comment ? comment : "", -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 4, (sqlite3_int64)time(NULL));
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	if (rc == SQLITE_DONE)
-		return 0;
-	if (err_r)
-		*err_r = store_db_err(&st->main);
-	return -1;
+	return store_step_done(&st->main, s, err_r);
 }
 
 int store_ip_list_del(struct store *st, const char *network, const char *list, char **err_r)
@@ -52,13 +46,8 @@ int store_ip_list_del(struct store *st, const char *network, const char *list, c
 		return -1;
 	sqlite3_bind_text(s, 1, network, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, list, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	if (rc != SQLITE_DONE) {
-		if (err_r)
-			*err_r = store_db_err(&st->main);
+	if (store_step_done(&st->main, s, err_r) < 0)
 		return -1;
-	}
 	return sqlite3_changes(st->main.db) > 0 ? 1 : 0;
 }
 

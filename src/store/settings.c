@@ -37,11 +37,5 @@ int store_setting_set(struct store *st, const char *name, const char *value, cha
 		return -1;
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	if (rc == SQLITE_DONE)
-		return 0;
-	if (err_r)
-		*err_r = store_db_err(&st->main);
-	return -1;
+	return store_step_done(&st->main, s, err_r);
 }

@@ -193,6 +193,19 @@ sqlite3_stmt *store_sql(struct store_db *d, const char *sql, char **err_r);
 void store_stmt_done(sqlite3_stmt *s);
 char *store_db_err(struct store_db *d);
 int store_exec(struct store_db *d, const char *sql, char **err_r);
+/* Runs a cached statement that returns no row (INSERT, UPDATE, DELETE) on
+ * connection d to its end and gives it back (store_stmt_done). 0, or -1 with
+ * *err_r when err_r is not NULL. */
+static inline int store_step_done(struct store_db *d, sqlite3_stmt *s, char **err_r)
+{
+	int rc = sqlite3_step(s);
+	store_stmt_done(s);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (err_r != NULL)
+		*err_r = store_db_err(d);
+	return -1;
+}
 /* blobs/ subdirectory (0..255) of a blob name. */
 int store_blob_dir(const char *name);
 /* "xx/name" relative to blobs/, for messages. */

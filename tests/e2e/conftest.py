@@ -398,6 +398,34 @@ def skip_policy_fields(raw):
     return raw
 
 
+def unfold(field):
+    """A header field on one line: each CRLF and the white space after it
+    become one space (RFC 5322 2.2.3)."""
+    return re.sub(rb"\r\n[ \t]+", b" ", field)
+
+
+def header_fields(stored, name):
+    """The fields called name (bytes, b"DKIM-Signature") in the header section
+    of a stored message, whole ("Name: value") and unfolded, in order."""
+    head = stored.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    return [unfold(m) for m in
+            re.findall(rb"(?im)^" + re.escape(name) + rb":.*\r\n(?:[ \t].*\r\n)*", head)]
+
+
+def auth_results(stored):
+    """The Authentication-Results fields of a stored message, unfolded."""
+    return header_fields(stored, b"Authentication-Results")
+
+
+def resinfo(ar, method=None):
+    """The resinfo strings (after the authserv-id) of one unfolded
+    Authentication-Results field (RFC 8601 2.2); with method (b"dmarc" ...),
+    only that method's."""
+    body = ar.split(b":", 1)[1]
+    parts = [p.strip() for p in body.split(b";")[1:]]
+    return [p.decode() for p in parts if method is None or p.startswith(method + b"=")]
+
+
 def split_prepended(stored):
     """Splits a stored message into (Return-Path value, [Received header bytes], rest).
     postern prepends exactly "Return-Path: <...>\\r\\n" then one Received header

@@ -18,7 +18,7 @@ import dkim
 import pytest
 
 from conftest import client_tls_context, make_message  # noqa: F401
-from conftest import parse_dkim_list, rewrite_conf, txt_line
+from conftest import header_fields, parse_dkim_list, resinfo, rewrite_conf, txt_line
 from dnsmasq import Dnsmasq
 from test_outbound import _ips, make_instance, wait_for
 
@@ -73,20 +73,6 @@ def net(tmp_path_factory, tls_pair):
         except AssertionError as e:
             print(e)
     dns.stop()
-
-
-def unfold(field):
-    return re.sub(rb"\r\n[ \t]+", b" ", field)
-
-
-def header_fields(stored, name):
-    head = stored.split(b"\r\n\r\n", 1)[0] + b"\r\n"
-    return [unfold(m) for m in
-            re.findall(rb"(?im)^" + re.escape(name) + rb":.*\r\n(?:[ \t].*\r\n)*", head)]
-
-
-def resinfo(ar):
-    return [p.strip().decode() for p in ar.split(b":", 1)[1].split(b";")[1:]]
 
 
 def test_submitted_mail_arrives_authenticated(net):

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from conftest import dnsmasq_with_slow_zone, make_message
+from conftest import auth_results, dnsmasq_with_slow_zone, make_message, resinfo
 
 ALICE = "alice@example.test"
 AUTHSERV = "mx.example.test"  # the test daemon's hostname: the default authserv-id
@@ -67,23 +67,6 @@ def mx(tmp_path_factory, tls_pair, dns):
                       dns_timeout_ms=400, dns_tries=1)
     yield srv
     srv.stop()
-
-
-def unfold(field):
-    return re.sub(rb"\r\n[ \t]+", b" ", field)
-
-
-def auth_results(stored):
-    """The Authentication-Results fields of a stored message, unfolded."""
-    head = stored.split(b"\r\n\r\n", 1)[0] + b"\r\n"
-    return [unfold(m) for m in re.findall(rb"(?im)^Authentication-Results:.*\r\n(?:[ \t].*\r\n)*", head)]
-
-
-def resinfo(ar, method):
-    """The resinfo strings of method (b"dmarc" ...) in one unfolded field."""
-    body = ar.split(b":", 1)[1]
-    parts = [p.strip() for p in body.split(b";")[1:]]
-    return [p.decode() for p in parts if p.startswith(method + b"=")]
 
 
 def send(srv, mail_from, from_hdr, subject, rcpt=ALICE, helo="client.remote.test"):

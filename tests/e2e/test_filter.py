@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import make_message, split_prepended
+from conftest import make_message, split_prepended, unfold
 from dnsmasq import Dnsmasq
 
 ALICE = "alice@example.test"
@@ -126,7 +126,7 @@ def test_spam_fields_folded_and_placed(mx):
         if i > 0:
             assert line[:1] in (b" ", b"\t"), line
     # the words of each reason are there, whole
-    flat = re.sub(rb"\r\n[ \t]+", b" ", rep)
+    flat = unfold(rep)
     assert b"SPF_FAIL the sender's domain does not allow this client to send its mail" in flat
     # one log line per message
     log = mx.log()

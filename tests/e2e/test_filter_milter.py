@@ -231,26 +231,32 @@ class Scripted:
                 p = self.read(c)
                 if p is None:
                     return
-                cmd, data = p
-                self.cmds.append((cmd, data))
-                if cmd == b"O":
+                self.cmds.append(p)
+                if p[0] == b"O":
                     c.sendall(pkt(b"O", struct.pack(">III", 6, 0x31, self.proto)))
-                elif cmd in (b"D", b"A"):
-                    pass
-                elif cmd == b"Q":
+                elif not self.answer(c, *p):
                     return
-                elif cmd == b"R" and self.reject_rcpt and self.reject_rcpt.encode() in data:
-                    c.sendall(pkt(b"y", b"550 5.7.1 No thanks for this one\0"))
-                elif cmd == b"E":
-                    self.eob(c)
-                elif cmd == b"L" and self.proto & 0x80:
-                    pass  # SMFIP_NR_HDR
-                else:
-                    c.sendall(pkt(b"c"))
         except OSError:
             return
         finally:
             c.close()
+
+    def answer(self, c, cmd, data):
+        """Answers one command after the negotiation; False ends the
+        connection. Subclasses script other answers."""
+        if cmd in (b"D", b"A"):
+            pass
+        elif cmd == b"Q":
+            return False
+        elif cmd == b"R" and self.reject_rcpt and self.reject_rcpt.encode() in data:
+            c.sendall(pkt(b"y", b"550 5.7.1 No thanks for this one\0"))
+        elif cmd == b"E":
+            self.eob(c)
+        elif cmd == b"L" and self.proto & 0x80:
+            pass  # SMFIP_NR_HDR
+        else:
+            c.sendall(pkt(b"c"))
+        return True
 
     def close(self):
         self.stop = True
@@ -324,6 +330,19 @@ def test_scripted_declined_steps_not_sent(make_server):
         m.close()
 
 
+def send_timed(s):
+    """One message through MAIL, RCPT and DATA: (the reply at the end of
+    data, the seconds from the DATA command to it)."""
+    msg = make_message(SENDER, RCPT, "x", "body\r\n")
+    with s.client("mx") as c:
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<%s>" % SENDER).code == 250
+        assert c.cmd("RCPT TO:<%s>" % RCPT).code == 250
+        t0 = time.monotonic()
+        r = c.data(msg)
+        return r, time.monotonic() - t0
+
+
 def stall(c):
     pass
 
@@ -348,14 +367,7 @@ def test_scripted_end_of_message_faults(make_server, eob, code, at_least):
     m = Scripted(eob)
     try:
         s = make_server(milters=m.addr, milter_timeout=2)
-        msg = make_message(SENDER, RCPT, "x", "body\r\n")
-        with s.client("mx") as c:
-            c.ehlo()
-            assert c.cmd("MAIL FROM:<%s>" % SENDER).code == 250
-            assert c.cmd("RCPT TO:<%s>" % RCPT).code == 250
-            t0 = time.monotonic()
-            r = c.data(msg)
-            took = time.monotonic() - t0
+        r, took = send_timed(s)
         assert r.code == code, r
         if code == 451:
             assert "4.7.0" in r.lines[-1], r
@@ -389,14 +401,7 @@ def test_scripted_end_of_message_floods(make_server, eob, why):
     m = Scripted(eob)
     try:
         s = make_server(milters=m.addr, milter_timeout=1)
-        msg = make_message(SENDER, RCPT, "x", "body\r\n")
-        with s.client("mx") as c:
-            c.ehlo()
-            assert c.cmd("MAIL FROM:<%s>" % SENDER).code == 250
-            assert c.cmd("RCPT TO:<%s>" % RCPT).code == 250
-            t0 = time.monotonic()
-            r = c.data(msg)
-            took = time.monotonic() - t0
+        r, took = send_timed(s)
         assert r.code == 451, r
         assert "4.7.0" in r.lines[-1], r
         assert took < 20, took
@@ -436,26 +441,12 @@ def test_two_milters_first_rejects_mail(make_server):
     # the first milter refuses MAIL: the transaction ends there, the second
     # is told nothing more (no RCPT, DATA or end of message)
     class RejectMail(Scripted):
-        def serve(self, c):
-            c.settimeout(30)
-            try:
-                while True:
-                    p = self.read(c)
-                    if p is None:
-                        return
-                    self.cmds.append(p)
-                    if p[0] == b"O":
-                        c.sendall(pkt(b"O", struct.pack(">III", 6, 0x31, 0)))
-                    elif p[0] == b"M":
-                        c.sendall(pkt(b"y", b"550 5.7.1 Not from you\0"))
-                    elif p[0] in (b"C", b"H"):
-                        c.sendall(pkt(b"c"))
-                    elif p[0] == b"Q":
-                        return
-            except OSError:
-                return
-            finally:
-                c.close()
+        def answer(self, c, cmd, data):
+            if cmd == b"M":
+                c.sendall(pkt(b"y", b"550 5.7.1 Not from you\0"))
+            elif cmd in (b"C", b"H"):
+                c.sendall(pkt(b"c"))
+            return cmd != b"Q"
 
     m1, m2 = RejectMail(stall), Scripted(add_one)
     try:
@@ -476,24 +467,12 @@ def test_two_milters_first_rejects_mail(make_server):
 class DiesInBody(Scripted):
     """Answers every step, then closes at the first body chunk."""
 
-    def serve(self, c):
-        c.settimeout(30)
-        try:
-            while True:
-                p = self.read(c)
-                if p is None:
-                    return
-                self.cmds.append(p)
-                if p[0] == b"O":
-                    c.sendall(pkt(b"O", struct.pack(">III", 6, 0x31, 0)))
-                elif p[0] == b"B":
-                    return
-                elif p[0] not in (b"D", b"A", b"Q"):
-                    c.sendall(pkt(b"c"))
-        except OSError:
-            return
-        finally:
-            c.close()
+    def answer(self, c, cmd, data):
+        if cmd == b"B":
+            return False
+        if cmd not in (b"D", b"A", b"Q"):
+            c.sendall(pkt(b"c"))
+        return True
 
 
 @pytest.mark.parametrize("policy,code", [("tempfail", 451), ("accept", 250)])

@@ -12,6 +12,8 @@ import re
 import socket
 import time
 
+import pytest
+
 from conftest import imap_append, imap_quote
 
 MSG = (b"From: sender@example.net\r\nTo: alice@example.test\r\nSubject: n%s\r\n"
@@ -24,21 +26,48 @@ def msg(n):
     return MSG % (t, t, t)
 
 
+@pytest.fixture
+def sessions(server):
+    """sessions(*boxes, user=...): two sessions of user, closed when the
+    test ends: a, which sets NOTIFY and receives, and b, which makes the
+    changes, having created boxes."""
+    opened = []
+
+    def make(*boxes, user="alice@example.test"):
+        a = server.imap_login(user)
+        opened.append(a)
+        b = server.imap_login(user)
+        opened.append(b)
+        for box in boxes:
+            assert b.cmd("CREATE %s" % box).ok
+        return a, b
+    yield make
+    for c in opened:
+        c.close()
+
+
+def read_within(c, timeout):
+    """The next line from c, or None when none comes within timeout seconds."""
+    old = c.timeout
+    c.timeout = timeout
+    try:
+        return c.readline()
+    except socket.timeout:
+        return None
+    finally:
+        c.timeout = old
+
+
 def unsolicited(c, n, timeout=5.0):
     """Reads exactly n unsolicited lines (bounded wait), then checks that
     nothing more comes within a short while."""
     deadline = time.monotonic() + timeout
     lines = []
-    old = c.timeout
-    try:
-        while len(lines) < n and time.monotonic() < deadline:
-            c.timeout = max(0.1, deadline - time.monotonic())
-            try:
-                lines.append(c.readline())
-            except socket.timeout:
-                break
-    finally:
-        c.timeout = old
+    while len(lines) < n and time.monotonic() < deadline:
+        line = read_within(c, max(0.1, deadline - time.monotonic()))
+        if line is None:
+            break
+        lines.append(line)
     assert len(lines) == n, "wanted %d unsolicited lines, got %r" % (n, lines)
     assert quiet(c), lines
     return lines
@@ -57,11 +86,8 @@ def status_of(c, box, items):
     return dict(zip(f[0::2], (int(x) for x in f[1::2])))
 
 
-def test_status_for_other_mailboxes(server):
-    a = server.imap_login()
-    b = server.imap_login()
-    for box in ("nt1", "nt1/sub", "nt1x"):
-        assert b.cmd("CREATE %s" % box).ok
+def test_status_for_other_mailboxes(sessions):
+    a, b = sessions("nt1", "nt1/sub", "nt1x")
     r = a.cmd("NOTIFY SET (SUBTREE nt1 (MessageNew MessageExpunge FlagChange))")
     assert r.ok and r.untagged == [], r
     uv = status_of(b, "nt1", "UIDVALIDITY")["UIDVALIDITY"]
@@ -95,8 +121,6 @@ def test_status_for_other_mailboxes(server):
     hm = status_of(b, "nt1", "HIGHESTMODSEQ")["HIGHESTMODSEQ"]
     assert unsolicited(a, 1) == [
         "* STATUS nt1 (MESSAGES 1 UIDNEXT 3 UIDVALIDITY %d HIGHESTMODSEQ %d)" % (uv, hm)]
-    a.close()
-    b.close()
 
 
 def test_status_indicator_and_smtp_delivery(server):
@@ -115,10 +139,8 @@ def test_status_indicator_and_smtp_delivery(server):
     a.close()
 
 
-def test_mailbox_name_and_subscription(server):
-    a = server.imap_login()
-    b = server.imap_login()
-    assert b.cmd("CREATE nt2").ok
+def test_mailbox_name_and_subscription(sessions):
+    a, b = sessions("nt2")
     r = a.cmd("NOTIFY SET (SUBTREE nt2 (MailboxName SubscriptionChange))")
     assert r.ok and r.untagged == [], r
     # RFC 5465 5.4: CREATE, RENAME (with OLDNAME, RFC 5258), DELETE
@@ -137,14 +159,10 @@ def test_mailbox_name_and_subscription(server):
     # elsewhere: nothing
     assert b.cmd("CREATE nt2x").ok
     assert quiet(a)
-    a.close()
-    b.close()
 
 
-def test_selected_mailbox_between_commands(server):
-    a = server.imap_login("carol@example.test")
-    b = server.imap_login("carol@example.test")
-    assert b.cmd("CREATE nt3").ok
+def test_selected_mailbox_between_commands(sessions):
+    a, b = sessions("nt3", user="carol@example.test")
     assert b.cmd("ENABLE IMAP4rev2").ok  # no \Recent to claim
     assert a.cmd("ENABLE IMAP4rev2").ok
     assert a.cmd("SELECT nt3").ok
@@ -182,14 +200,10 @@ def test_selected_mailbox_between_commands(server):
     assert r.ok and not any("EXPUNGE" in l for l in r.untagged), r
     r = a.cmd("NOOP")
     assert r.untagged == ["* 1 EXPUNGE"], r
-    a.close()
-    b.close()
 
 
-def test_message_new_fetch_att(server):
-    a = server.imap_login("carol@example.test")
-    b = server.imap_login("carol@example.test")
-    assert b.cmd("CREATE nt8").ok
+def test_message_new_fetch_att(sessions):
+    a, b = sessions("nt8", user="carol@example.test")
     assert a.cmd("ENABLE IMAP4rev2").ok
     assert a.cmd("SELECT nt8").ok
     r = a.cmd("NOTIFY SET (SELECTED (MessageNew (UID FLAGS BODY.PEEK[HEADER.FIELDS (Subject)]) "
@@ -209,14 +223,10 @@ def test_message_new_fetch_att(server):
     hdr = "Subject: n14\r\n\r\n"
     assert rest == ["* 2 FETCH (UID 2 FLAGS () BODY[HEADER.FIELDS (SUBJECT)] {%d}\r\n%s)" % (
         len(hdr), hdr)], r
-    a.close()
-    b.close()
 
 
-def test_notify_during_idle(server):
-    a = server.imap_login()
-    b = server.imap_login()
-    assert b.cmd("CREATE nt6").ok
+def test_notify_during_idle(sessions):
+    a, b = sessions("nt6")
     uv = status_of(b, "nt6", "UIDVALIDITY")["UIDVALIDITY"]
     assert a.cmd("NOTIFY SET (MAILBOXES nt6 (MessageNew MessageExpunge))").ok
     a.send("i1 IDLE\r\n")
@@ -226,25 +236,17 @@ def test_notify_during_idle(server):
     a.send("DONE\r\n")
     r = a.read_response("i1")
     assert r.ok and r.untagged == [], r
-    a.close()
-    b.close()
 
 
-def test_admin_cli_delete(server):
-    a = server.imap_login()
-    b = server.imap_login()
-    assert b.cmd("CREATE nt7").ok
+def test_admin_cli_delete(server, sessions):
+    a, b = sessions("nt7")
     assert a.cmd("NOTIFY SET (SUBTREE nt7 (MailboxName))").ok
     server.cli("mailbox", "delete", "alice@example.test", "nt7")
     assert unsolicited(a, 1) == ['* LIST (\\NonExistent) "/" nt7']
-    a.close()
-    b.close()
 
 
-def test_notify_none(server):
-    a = server.imap_login()
-    b = server.imap_login()
-    assert b.cmd("CREATE nt4").ok
+def test_notify_none(sessions):
+    a, b = sessions("nt4")
     assert a.cmd("NOTIFY SET (MAILBOXES nt4 (MessageNew MessageExpunge))").ok
     assert imap_append(b, "nt4", msg(8)).ok
     assert len(unsolicited(a, 1)) == 1
@@ -257,8 +259,6 @@ def test_notify_none(server):
     assert a.cmd("NOTIFY SET (MAILBOXES nt4x (MessageNew MessageExpunge))").ok
     assert imap_append(b, "nt4", msg(10)).ok
     assert quiet(a, 1.0)
-    a.close()
-    b.close()
 
 
 def test_errors(server):
@@ -285,10 +285,8 @@ def test_errors(server):
     a.close()
 
 
-def test_overflow(server):
-    a = server.imap_login()
-    b = server.imap_login()
-    assert b.cmd("CREATE nt5").ok
+def test_overflow(sessions):
+    a, b = sessions("nt5")
     assert a.cmd("NOTIFY SET (SUBTREE nt5 (MailboxName))").ok
     # A is inside a command (an APPEND's literal): notifications wait
     tag = a.next_tag()
@@ -309,20 +307,16 @@ def test_overflow(server):
     assert a.cmd("NOTIFY SET (SUBTREE nt5 (MailboxName))").ok
     assert b.cmd("DELETE nt5/more").ok
     assert unsolicited(a, 1) == ['* LIST (\\NonExistent) "/" nt5/more']
-    a.close()
-    b.close()
 
 
-def test_message_new_fetch_att_bounded_per_announcement(server):
+def test_message_new_fetch_att_bounded_per_announcement(sessions):
     """One announcement of many big new messages (a MULTIAPPEND of 40 of
     100 KB) with MessageNew (BODY.PEEK[]): the FETCH responses it carries
     are at most 1 MiB together (each message's were bounded, their sum was
     not: 100 messages x 256 KiB, held four times over for a client that does
     not read); the others are left to the client's own FETCH (RFC 5465 5.2
     lets the client fetch what it needs)."""
-    a = server.imap_login("carol@example.test")
-    b = server.imap_login("carol@example.test")
-    assert b.cmd("CREATE nt9").ok
+    a, b = sessions("nt9", user="carol@example.test")
     assert a.cmd("SELECT nt9").ok
     r = a.cmd("NOTIFY SET (SELECTED (MessageNew (UID BODY.PEEK[]) MessageExpunge))")
     assert r.ok, r
@@ -337,14 +331,9 @@ def test_message_new_fetch_att_bounded_per_announcement(server):
     assert first == "* 40 EXISTS", first
     got = 0
     while True:
-        old = a.timeout
-        a.timeout = 3
-        try:
-            line = a.readline()
-        except socket.timeout:
+        line = read_within(a, 3)
+        if line is None:
             break
-        finally:
-            a.timeout = old
         if line == "* 40 RECENT":
             continue
         assert re.match(r"\* \d+ FETCH \(UID \d+ BODY\[\] \{%d\}" % len(body), line), line[:80]
@@ -352,5 +341,20 @@ def test_message_new_fetch_att_bounded_per_announcement(server):
     assert 1 <= got <= (1 << 20) // len(body), got
     r = a.cmd("FETCH 40 (UID)")
     assert r.ok and r.untagged == ["* 40 FETCH (UID 40)"], r
-    a.close()
-    b.close()
+
+
+def test_message_new_fetch_att_emailid_savedate(sessions):
+    """MessageNew's FETCH carries the same EMAILID and SAVEDATE as the
+    client's own FETCH (RFC 5465 5.2, RFC 8474 5.1, RFC 8514 4)."""
+    a, b = sessions("nt10", user="carol@example.test")
+    assert a.cmd("ENABLE IMAP4rev2").ok
+    assert a.cmd("SELECT nt10").ok
+    r = a.cmd("NOTIFY SET (SELECTED (MessageNew (UID EMAILID SAVEDATE) MessageExpunge))")
+    assert r.ok and r.untagged == [], r
+    assert imap_append(b, "nt10", msg(15)).ok
+    got = unsolicited(a, 2)
+    assert got[0] == "* 1 EXISTS", got
+    r = a.cmd("FETCH 1 (UID EMAILID SAVEDATE)")
+    assert r.ok and len(r.untagged) == 1, r
+    assert re.search(r"EMAILID \(E[0-9]+\)", got[1]), got
+    assert got[1] == r.untagged[0], (got, r)

@@ -10,12 +10,11 @@ message is accepted (a DNS outage never gives a 5xx, issue 10).
 The bounds asserted below are each shorter than the sum of two DNS timeouts
 (what the old sequential code took at least), not throughput figures."""
 
-import re
 import time
 
 import pytest
 
-from conftest import dnsmasq_with_slow_zone, dot_stuff, make_message
+from conftest import auth_results, dnsmasq_with_slow_zone, dot_stuff, make_message, resinfo
 
 ALICE = "alice@example.test"
 
@@ -33,21 +32,6 @@ def dns(tmp_path_factory, blackhole):
     d = dnsmasq_with_slow_zone(tmp_path_factory, RECORDS, blackhole)
     yield d
     d.stop()
-
-
-def unfold(field):
-    return re.sub(rb"\r\n[ \t]+", b" ", field)
-
-
-def auth_results(stored):
-    head = stored.split(b"\r\n\r\n", 1)[0] + b"\r\n"
-    return [unfold(m) for m in re.findall(rb"(?im)^Authentication-Results:.*\r\n(?:[ \t].*\r\n)*", head)]
-
-
-def resinfo(ar, method):
-    body = ar.split(b":", 1)[1]
-    parts = [p.strip() for p in body.split(b";")[1:]]
-    return [p.decode() for p in parts if p.startswith(method + b"=")]
 
 
 def send_timed(srv, mail_from, from_addr, subject):

@@ -8,25 +8,10 @@
 #include <time.h>
 
 #include "../test.h"
+#include "../imap_fixture.h"
 #include "core/buf.h"
 #include "imap/fetch.h"
 #include "imap/parse.h"
-
-static int parse_line(const char *line, struct imap_args *a, const char **err)
-{
-	struct imap_reader r;
-	struct buf in = BUF_INIT;
-	imap_reader_init(&r);
-	buf_appends(&in, line);
-	buf_appends(&in, "\r\n");
-	enum imap_read_result res = imap_reader_feed(&r, &in);
-	int ret = -2;
-	if (res == IMAP_READ_COMMAND)
-		ret = imap_parse_command(&r, a, err);
-	imap_reader_free(&r);
-	buf_free(&in);
-	return ret;
-}
 
 /* the message every case formats or matches */
 static struct imap_msg base_msg(void)

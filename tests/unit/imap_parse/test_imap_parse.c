@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "../test.h"
+#include "../imap_fixture.h"
 #include "core/buf.h"
 #include "core/xmalloc.h"
 #include "imap/parse.h"
@@ -291,23 +292,6 @@ static void test_framing(void)
 		buf_free(&want);
 		imap_reader_free(&lim);
 	}
-}
-
-/* One command line (no literals) through the reader and the parser. */
-static int parse_line(const char *line, struct imap_args *a, const char **err)
-{
-	struct imap_reader r;
-	struct buf in = BUF_INIT;
-	imap_reader_init(&r);
-	buf_appends(&in, line);
-	buf_appends(&in, "\r\n");
-	enum imap_read_result res = imap_reader_feed(&r, &in);
-	int ret = -2;
-	if (res == IMAP_READ_COMMAND)
-		ret = imap_parse_command(&r, a, err);
-	imap_reader_free(&r);
-	buf_free(&in);
-	return ret;
 }
 
 static void test_args(void)

@@ -8,22 +8,7 @@
 #include "imap/sort.h"
 #include "mime/mime.h"
 #include "../test.h"
-
-static int parse_line(const char *line, struct imap_args *a, const char **err)
-{
-	struct imap_reader r;
-	struct buf in = BUF_INIT;
-	imap_reader_init(&r);
-	buf_appends(&in, line);
-	buf_appends(&in, "\r\n");
-	enum imap_read_result res = imap_reader_feed(&r, &in);
-	int ret = -2;
-	if (res == IMAP_READ_COMMAND)
-		ret = imap_parse_command(&r, a, err);
-	imap_reader_free(&r);
-	buf_free(&in);
-	return ret;
-}
+#include "../imap_fixture.h"
 
 static void render(const struct imap_search *s, struct buf *b)
 {
