@@ -458,8 +458,9 @@ static int uf_work(struct store_snap *sn, void *arg, char **err_r)
 		    off > len || blen > len - off)
 			goto out;
 	}
+	enum mime_encoding henc;
 	if (it->depth > 0 && it->what == MIME_SECT_BODY &&
-	    (mime_cache_section(&mc, it->path, it->depth, MIME_SECT_MIME, &hoff, &hlen, NULL) < 0 ||
+	    (mime_cache_section(&mc, it->path, it->depth, MIME_SECT_MIME, &hoff, &hlen, &henc) < 0 ||
 	     hoff > len || hlen > len - hoff))
 		goto out;
 	bool part = it->what == MIME_SECT_BODY && !it->fields;
