@@ -226,9 +226,10 @@ def test_sections_and_binary(srv):
                          [conv])], untagged
     # BINARY of a section that is not a part: NIL
     tag = a.next_tag()
-    a.send("%s URLFETCH (%s BINARY)\r\n" % (tag, hdr))
+    a.send("%s URLFETCH (%s BINARY)\r\n" % (tag, imap_quote(hdr)))
     untagged, tagged = a.read_response_raw(tag)
-    assert untagged == [(("* URLFETCH %s NIL" % hdr).encode(), [])], untagged
+    assert tagged == tag + " OK URLFETCH completed", tagged
+    assert untagged == [(("* URLFETCH %s NIL" % astr(hdr)).encode(), [])], untagged
     # several URLs in one command, in order
     tag = a.next_tag()
     a.send("%s URLFETCH %s %s\r\n" % (tag, s1, s1[:-1] + ("0" if s1[-1] != "0" else "1")))
