@@ -273,3 +273,33 @@ def test_bad_syntax(srv):
     # a URL that does not parse is one that does not verify
     assert fetch(a, "imap://alice@example.test/ua5/;uid=x;urlauth=authuser:internal:" + "0" * 40) \
         is None
+
+
+def test_keys_in_the_store(srv):
+    """RFC 4467 7: one key per mailbox, 32 random octets, made on first
+    use; it follows RENAME (the mailbox id is kept) and goes with DELETE."""
+    a = login(srv, ALICE)
+    uid = new_box(a, "ua6")
+
+    def keys():
+        db = srv.db()
+        try:
+            return db.execute("SELECT m.name, k.key FROM urlauth_keys k JOIN mailboxes m"
+                              " ON m.id = k.mailbox_id JOIN users u ON u.id = k.user_id"
+                              " WHERE u.localpart = 'alice' AND m.name LIKE 'ua6%'").fetchall()
+        finally:
+            db.close()
+
+    assert keys() == []
+    url = gen(a, "imap://alice@example.test/ua6/;uid=%d;urlauth=authuser" % uid)
+    k = keys()
+    assert len(k) == 1 and k[0][0] == "ua6" and len(k[0][1]) == 32, k
+    gen(a, "imap://alice@example.test/ua6/;uid=%d;urlauth=anonymous" % uid)
+    assert keys() == k  # the same key again
+    assert a.cmd("RENAME ua6 ua6b").ok
+    assert keys() == [("ua6b", k[0][1])]
+    assert fetch(a, url) is None  # the URL names a mailbox that is gone
+    url2 = gen(a, "imap://alice@example.test/ua6b/;uid=%d;urlauth=authuser" % uid)
+    assert fetch(a, url2) == MSG and keys() == [("ua6b", k[0][1])]
+    assert a.cmd("DELETE ua6b").ok
+    assert keys() == []
