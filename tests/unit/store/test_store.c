@@ -60,8 +60,11 @@ static void test_schema(void)
 	 * quotas (v3) + settings, dkim_keys, dmarc_rows (v5) + ip_lists, greylist,
 	 * grey_networks, grey_reputation, spam_tokens, spam_totals, spam_train,
 	 * spam_trained, spam_thresholds (v6) + metadata (v7) + fts_body, fts_head
-	 * and their _data, _idx, _config, fts_state (v8) */
-	CHECK_INT(3, sql_int("SELECT count(*) FROM sqlite_master WHERE type = 'table'"), 34);
+	 * and their _data, _idx, _config, fts_state (v8) + urlauth_keys (v9) */
+	CHECK_INT(3, sql_int("SELECT count(*) FROM sqlite_master WHERE type = 'table'"), 35);
+	/* v9: the keys go with their mailbox and their user */
+	CHECK_INT(5, sql_int("SELECT count(*) FROM pragma_foreign_key_list('urlauth_keys')"
+			     " WHERE on_delete = 'CASCADE'"), 2);
 	CHECK_INT(4, sql_int("SELECT count(*) FROM sqlite_master WHERE name = "
 			     "'mailbox_messages_message'"),
 		  1);
