@@ -9,10 +9,11 @@
  *
  * URLFETCH runs one URL at a time on a worker (store_read): it checks the
  * URL (syntax, EXPIRE, access identifier, key, token, UIDVALIDITY), reads
- * the message and formats the data; the loop sends it, and the next URL is
- * read once the client has read the output down (session_output_room).
- * Memory is one URL's data at a time (at most a message's size, bounded by
- * imap_max_literal). A URL that does not verify, for whatever reason, is
+ * the message and formats the data; the loop writes it URLFETCH_STEP octets
+ * at a time while the session has output room (the rest at the drained
+ * event), and the next URL is read once the response is written. Memory is
+ * one URL's response at a time (at most about a message's size, bounded by
+ * imap_max_literal; FETCH's blob streaming is not used here). A URL that does not verify, for whatever reason, is
  * answered NIL (RFC 4467 6.3), never an error telling which.
  *
  * The owner of a URL's mailbox is its iuserinfo, with "@host" added when
@@ -41,6 +42,7 @@
 #include "store/store.h"
 
 #define URLAUTH_MAX_URLS 100 /* URLs per GENURLAUTH / URLFETCH */
+#define URLFETCH_STEP (64 * 1024) /* octets written at a time */
 
 static bool is_astr(const struct imap_arg *a)
 {
@@ -281,6 +283,9 @@ struct uf_job {
 	/* the worker's answer for v[next] */
 	bool ok;
 	struct buf body, binary, bps;
+	/* the response being written (loop) */
+	struct buf resp;
+	size_t resp_pos;
 };
 
 static void uf_free(struct uf_job *j)
@@ -292,6 +297,7 @@ static void uf_free(struct uf_job *j)
 	buf_free(&j->body);
 	buf_free(&j->binary);
 	buf_free(&j->bps);
+	buf_free(&j->resp);
 	free(j);
 }
 
@@ -521,6 +527,7 @@ out:
 }
 
 static void uf_next(struct uf_job *j);
+static void uf_pump(struct uf_job *j);
 
 static void uf_abort(struct imap_session *s)
 {
@@ -535,7 +542,7 @@ static void uf_drained(struct imap_session *s)
 	s->job = NULL;
 	s->job_abort = NULL;
 	s->job_drained = NULL;
-	uf_next(j);
+	uf_pump(j);
 }
 
 static void literal(struct buf *b, const struct buf *v, bool binary)
@@ -544,6 +551,40 @@ static void literal(struct buf *b, const struct buf *v, bool binary)
 	buf_printf(b, "%s{%zu}\r\n", nul ? "~" : "", v->len);
 	if (v->len > 0)
 		buf_append(b, v->data, v->len);
+}
+
+/* Writes the response of v[next] while the client reads (at most
+ * URLFETCH_STEP octets at a time, none beyond the session's output limit),
+ * then reads the next URL. */
+static void uf_pump(struct uf_job *j)
+{
+	struct imap_session *s = j->s;
+
+	while (j->resp_pos < j->resp.len) {
+		if (!session_output_room(&s->base)) {
+			/* the client reads what was sent first (drained) */
+			s->job = j;
+			s->job_abort = uf_abort;
+			s->job_drained = uf_drained;
+			session_output_wait(&s->base);
+			return;
+		}
+		size_t n = j->resp.len - j->resp_pos;
+		if (n > URLFETCH_STEP)
+			n = URLFETCH_STEP;
+		imap_send(s, j->resp.data + j->resp_pos, n);
+		j->resp_pos += n;
+	}
+	buf_free(&j->resp);
+	j->resp_pos = 0;
+	j->next++;
+	if (j->next >= j->n) {
+		imap_tagged(s, "OK", NULL, "URLFETCH completed");
+		uf_free(j);
+		imap_cmd_done(s);
+		return;
+	}
+	uf_next(j);
 }
 
 static void uf_done(void *arg, int result, const char *err)
@@ -564,56 +605,41 @@ static void uf_done(void *arg, int result, const char *err)
 		return;
 	}
 	struct uf_url *w = &j->v[j->next];
-	struct buf b = BUF_INIT;
-	buf_appends(&b, "* URLFETCH ");
-	imap_append_astring(&b, w->url, strlen(w->url));
-	buf_appendc(&b, ' ');
+	struct buf *b = &j->resp;
+	buf_reset(b);
+	buf_appends(b, "* URLFETCH ");
+	imap_append_astring(b, w->url, strlen(w->url));
+	buf_appendc(b, ' ');
 	if (!j->ok) {
-		buf_appends(&b, "NIL");
+		buf_appends(b, "NIL");
 	} else if (w->what == 0) {
-		literal(&b, &j->body, false);
+		literal(b, &j->body, false);
 	} else {
 		/* RFC 5524 4: the data items asked for */
 		const char *sp = "";
-		buf_appendc(&b, '(');
+		buf_appendc(b, '(');
 		if (w->what & UF_BPS) {
-			buf_appends(&b, "BODYPARTSTRUCTURE ");
-			buf_append(&b, j->bps.data ? j->bps.data : "NIL", j->bps.data ? j->bps.len : 3);
+			buf_appends(b, "BODYPARTSTRUCTURE ");
+			buf_append(b, j->bps.data ? j->bps.data : "NIL", j->bps.data ? j->bps.len : 3);
 			sp = " ";
 		}
 		if (w->what & UF_BODY) {
-			buf_printf(&b, "%sBODY ", sp);
-			literal(&b, &j->body, false);
+			buf_printf(b, "%sBODY ", sp);
+			literal(b, &j->body, false);
 			sp = " ";
 		}
 		if (w->what & UF_BINARY) {
-			buf_printf(&b, "%sBINARY ", sp);
-			literal(&b, &j->binary, true);
+			buf_printf(b, "%sBINARY ", sp);
+			literal(b, &j->binary, true);
 		}
-		buf_appendc(&b, ')');
+		buf_appendc(b, ')');
 	}
-	buf_appends(&b, "\r\n");
-	imap_send(s, b.data, b.len);
-	buf_free(&b);
+	buf_appends(b, "\r\n");
 	buf_free(&j->body);
 	buf_free(&j->binary);
 	buf_free(&j->bps);
-	j->next++;
-	if (j->next >= j->n) {
-		imap_tagged(s, "OK", NULL, "URLFETCH completed");
-		uf_free(j);
-		imap_cmd_done(s);
-		return;
-	}
-	if (!session_output_room(&s->base)) {
-		/* the client reads what was sent first (drained) */
-		s->job = j;
-		s->job_abort = uf_abort;
-		s->job_drained = uf_drained;
-		session_output_wait(&s->base);
-		return;
-	}
-	uf_next(j);
+	j->resp_pos = 0;
+	uf_pump(j);
 }
 
 static void uf_next(struct uf_job *j)
