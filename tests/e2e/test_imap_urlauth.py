@@ -5,6 +5,7 @@ re-created) answered NIL, sections, BINARY and BODYPARTSTRUCTURE, bad
 syntax answered BAD. imaptest's three urlauth groups run in
 test_imaptest.py."""
 import re
+import time
 
 import pytest
 
@@ -303,3 +304,44 @@ def test_keys_in_the_store(srv):
     assert fetch(a, url2) == MSG and keys() == [("ua6b", k[0][1])]
     assert a.cmd("DELETE ua6b").ok
     assert keys() == []
+
+
+def test_stalled_reader_bounded(srv):
+    """A client that asks for 40 URLs of a 512 KB message and does not
+    read: the daemon holds one response at a time (its RSS grows by far less
+    than the 20 MB asked for), then gives every one of them once the client
+    reads."""
+    from test_output_bounds import Reader, connect, rss_bound_kb, rss_kb
+    a = login(srv, ALICE)
+    line = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ab\r\n"
+    big = b"From: a@example.test\r\nSubject: big\r\n\r\n" + line * (512 * 1024 // len(line))
+    a.cmd("DELETE ua7")
+    assert a.cmd("CREATE ua7").ok
+    assert imap_append(a, "ua7", big).ok
+    url = gen(a, "imap://alice@example.test/ua7/;uid=1;urlauth=authuser")
+    s = connect(srv, "imap", small=False)  # the kernel's buffers: a few MB
+    r = Reader(s)
+    try:
+        assert r.line().startswith("* OK")
+        s.sendall(("x LOGIN %s %s\r\n" % (imap_quote(ALICE), imap_quote(USERS[ALICE]))).encode())
+        r.until(b"x OK")
+        r.line()
+        pid = srv.proc.pid
+        rss0 = rss_kb(pid)
+        n = 40
+        s.sendall(("y URLFETCH " + " ".join([url] * n) + "\r\n").encode())
+        time.sleep(2)
+        grown = rss_kb(pid) - rss0
+        print("URLFETCH of %d x %d octets, stalled: RSS +%d KB" % (n, len(big), grown))
+        assert grown < rss_bound_kb(pid), grown
+        for _ in range(n):
+            head = r.line()
+            assert head == "* URLFETCH %s {%d}" % (url, len(big)), head[:200]
+            while len(r.buf) < len(big) + 2:
+                r.fill()
+            assert r.buf[:len(big)] == big
+            assert r.buf[len(big):len(big) + 2] == b"\r\n"
+            r.buf = r.buf[len(big) + 2:]
+        assert r.line() == "y OK URLFETCH completed"
+    finally:
+        s.close()
