@@ -13,8 +13,9 @@
  * at a time while the session has output room (the rest at the drained
  * event), and the next URL is read once the response is written. Memory is
  * one URL's response at a time (at most about a message's size, bounded by
- * imap_max_literal; FETCH's blob streaming is not used here). A URL that does not verify, for whatever reason, is
- * answered NIL (RFC 4467 6.3), never an error telling which.
+ * imap_max_literal; FETCH's blob streaming is not used here). A URL that
+ * does not verify, for whatever reason, is answered NIL (RFC 4467 6.3),
+ * never an error telling which.
  *
  * The owner of a URL's mailbox is its iuserinfo, with "@host" added when
  * it has no "@" (logins here are addresses; imaptest writes
@@ -41,7 +42,7 @@
 #include "mime/mime.h"
 #include "store/store.h"
 
-#define URLAUTH_MAX_URLS 100 /* URLs per GENURLAUTH / URLFETCH */
+#define URLAUTH_MAX_URLS 100      /* URLs per GENURLAUTH / URLFETCH */
 #define URLFETCH_STEP (64 * 1024) /* octets written at a time */
 
 static bool is_astr(const struct imap_arg *a)
@@ -82,10 +83,10 @@ static void token_of(const unsigned char *key, const char *rump, size_t n, char 
 
 struct gen_job {
 	struct imap_session *s;
-	char **urls;     /* the rumps as given */
+	char **urls; /* the rumps as given */
 	char **mailboxes;
 	size_t n, next;
-	struct buf out;  /* "* GENURLAUTH ..." */
+	struct buf out; /* "* GENURLAUTH ..." */
 };
 
 static void gen_free(struct gen_job *j)
@@ -182,13 +183,15 @@ void imap_cmd_genurlauth(struct imap_session *s, const struct imap_arg *args)
 		bool ok = u.host != NULL && u.access != NULL && u.token == NULL;
 		if (!ok) {
 			imap_url_free(&u);
-			imap_tagged(s, "BAD", NULL, "GENURLAUTH: the URL must be an absolute URLAUTH rump");
+			imap_tagged(s, "BAD", NULL,
+			            "GENURLAUTH: the URL must be an absolute URLAUTH rump");
 			gen_free(j);
 			return;
 		}
 		if (m->len != 8 || strncasecmp(m->str, "INTERNAL", 8) != 0) {
 			imap_url_free(&u);
-			imap_tagged(s, "BAD", NULL, "GENURLAUTH: unknown mechanism (INTERNAL only)");
+			imap_tagged(s, "BAD", NULL,
+			            "GENURLAUTH: unknown mechanism (INTERNAL only)");
 			gen_free(j);
 			return;
 		}
@@ -198,7 +201,8 @@ void imap_cmd_genurlauth(struct imap_session *s, const struct imap_arg *args)
 		free(owner);
 		if (!mine) {
 			imap_url_free(&u);
-			imap_tagged(s, "NO", NULL, "GENURLAUTH: the URL is not one of your mailboxes");
+			imap_tagged(s, "NO", NULL,
+			            "GENURLAUTH: the URL is not one of your mailboxes");
 			gen_free(j);
 			return;
 		}
@@ -245,7 +249,8 @@ void imap_cmd_resetkey(struct imap_session *s, const struct imap_arg *args)
 		for (size_t i = 1; args[i].type != IMAP_ARG_EOL; i++) {
 			if (args[i].type != IMAP_ARG_ATOM || args[i].len != 8 ||
 			    strncasecmp(args[i].str, "INTERNAL", 8) != 0) {
-				imap_tagged(s, "BAD", NULL, "RESETKEY: unknown mechanism (INTERNAL only)");
+				imap_tagged(s, "BAD", NULL,
+				            "RESETKEY: unknown mechanism (INTERNAL only)");
 				return;
 			}
 		}
@@ -327,7 +332,7 @@ static void sink_buf(void *arg, const char *p, size_t n)
  * its leaves decoded (keep_cte: their headers as they are), appended to out
  * without the MIME header. */
 static void binary_of(const char *hdr, size_t hl, const char *body, size_t bl,
-		      enum mime_encoding enc, bool keep_cte, struct buf *out)
+                      enum mime_encoding enc, bool keep_cte, struct buf *out)
 {
 	if (enc == MIME_ENC_BASE64 || enc == MIME_ENC_QP) {
 		mime_decode(enc, body, bl, out);
@@ -466,7 +471,8 @@ static int uf_work(struct store_snap *sn, void *arg, char **err_r)
 	}
 	enum mime_encoding henc;
 	if (it->depth > 0 && it->what == MIME_SECT_BODY &&
-	    (mime_cache_section(&mc, it->path, it->depth, MIME_SECT_MIME, &hoff, &hlen, &henc) < 0 ||
+	    (mime_cache_section(&mc, it->path, it->depth, MIME_SECT_MIME, &hoff, &hlen, &henc) <
+	         0 ||
 	     hoff > len || hlen > len - hoff))
 		goto out;
 	bool part = it->what == MIME_SECT_BODY && !it->fields;
@@ -475,7 +481,7 @@ static int uf_work(struct store_snap *sn, void *arg, char **err_r)
 	if (w->what == 0 || (w->what & UF_BODY)) {
 		if (it->fields)
 			mime_header_fields(msg + off, (size_t)blen, (const char *const *)it->names,
-					   it->n_names, it->fields_not, &j->body);
+			                   it->n_names, it->fields_not, &j->body);
 		else
 			buf_append(&j->body, msg + off, (size_t)blen);
 	}
@@ -484,7 +490,7 @@ static int uf_work(struct store_snap *sn, void *arg, char **err_r)
 			mime_binary_decode(msg, len, false, sink_buf, &j->binary);
 		else
 			binary_of(msg + hoff, (size_t)hlen, msg + off, (size_t)blen, enc, false,
-				  &j->binary);
+			          &j->binary);
 	}
 	if (w->what & UF_BPS) {
 		struct buf data = BUF_INIT;
@@ -493,7 +499,8 @@ static int uf_work(struct store_snap *sn, void *arg, char **err_r)
 		else if (it->depth == 0)
 			mime_binary_decode(msg, len, true, sink_buf, &data);
 		else
-			binary_of(msg + hoff, (size_t)hlen, msg + off, (size_t)blen, enc, true, &data);
+			binary_of(msg + hoff, (size_t)hlen, msg + off, (size_t)blen, enc, true,
+			          &data);
 		bps_of(msg + hoff, it->depth > 0 ? (size_t)hlen : 0, data.data ? data.data : "",
 		       data.len, &j->bps);
 		buf_free(&data);
@@ -598,7 +605,7 @@ static void uf_done(void *arg, int result, const char *err)
 	}
 	if (result < 0) {
 		log_err("imap urlfetch client=%s user=%s: %s", s->base.ip, j->user,
-			err ? err : "store error");
+		        err ? err : "store error");
 		imap_tagged(s, "NO", "UNAVAILABLE", "URLFETCH: temporary failure, try again later");
 		uf_free(j);
 		imap_cmd_done(s);
@@ -620,7 +627,8 @@ static void uf_done(void *arg, int result, const char *err)
 		buf_appendc(b, '(');
 		if (w->what & UF_BPS) {
 			buf_appends(b, "BODYPARTSTRUCTURE ");
-			buf_append(b, j->bps.data ? j->bps.data : "NIL", j->bps.data ? j->bps.len : 3);
+			buf_append(b, j->bps.data ? j->bps.data : "NIL",
+			           j->bps.data ? j->bps.len : 3);
 			sp = " ";
 		}
 		if (w->what & UF_BODY) {
@@ -676,7 +684,7 @@ void imap_cmd_urlfetch(struct imap_session *s, const struct imap_arg *args)
 				else if (l[k].len == 6 && strncasecmp(l[k].str, "BINARY", 6) == 0)
 					what |= UF_BINARY;
 				else if (l[k].len == 17 &&
-					 strncasecmp(l[k].str, "BODYPARTSTRUCTURE", 17) == 0)
+				         strncasecmp(l[k].str, "BODYPARTSTRUCTURE", 17) == 0)
 					what |= UF_BPS;
 				else
 					goto bad;
@@ -696,6 +704,7 @@ void imap_cmd_urlfetch(struct imap_session *s, const struct imap_arg *args)
 	uf_next(j);
 	return;
 bad:
-	imap_tagged(s, "BAD", NULL, "Syntax: URLFETCH url or (url [BODY] [BINARY] [BODYPARTSTRUCTURE])");
+	imap_tagged(s, "BAD", NULL,
+	            "Syntax: URLFETCH url or (url [BODY] [BINARY] [BODYPARTSTRUCTURE])");
 	uf_free(j);
 }

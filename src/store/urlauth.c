@@ -13,8 +13,7 @@
 /* 1 with key_r, 0 none, -1 error (*err_r). */
 static int key_get(struct store_db *d, int64_t mailbox_id, unsigned char *key_r, char **err_r)
 {
-	sqlite3_stmt *s = store_sql(d, "SELECT key FROM urlauth_keys WHERE mailbox_id = ?1",
-				    err_r);
+	sqlite3_stmt *s = store_sql(d, "SELECT key FROM urlauth_keys WHERE mailbox_id = ?1", err_r);
 	if (s == NULL)
 		return -1;
 	sqlite3_bind_int64(s, 1, mailbox_id);
@@ -35,7 +34,7 @@ static int key_get(struct store_db *d, int64_t mailbox_id, unsigned char *key_r,
 }
 
 int store_snap_urlauth_key(struct store_snap *sn, const char *user, const char *mailbox,
-			   uint32_t *uidvalidity_r, unsigned char *key_r, char **err_r)
+                           uint32_t *uidvalidity_r, unsigned char *key_r, char **err_r)
 {
 	struct store_mailbox_status st;
 	int64_t mailbox_id;
@@ -70,7 +69,7 @@ static int key_body(struct key_job *j, struct store_db *d)
 
 	if (j->mailbox != NULL) {
 		r = store_db_mailbox(d, j->user, j->mailbox, false, &user_id, &mailbox_id, NULL,
-				     &err);
+		                     &err);
 		r = r == 1 ? STORE_OK : r == 0 ? STORE_NONEXISTENT : STORE_ERROR;
 	} else {
 		user_id = store_user_id(d, j->user, &err);
@@ -83,9 +82,10 @@ static int key_body(struct key_job *j, struct store_db *d)
 	if (j->reset) {
 		/* RFC 4467 6.2: RESETKEY [mailbox]: the key(s) go; the next
 		 * GENURLAUTH makes a new one */
-		s = store_sql(d, j->mailbox != NULL ? "DELETE FROM urlauth_keys WHERE mailbox_id = ?1"
-						    : "DELETE FROM urlauth_keys WHERE user_id = ?1",
-			      NULL);
+		s = store_sql(d,
+		              j->mailbox != NULL ? "DELETE FROM urlauth_keys WHERE mailbox_id = ?1"
+		                                 : "DELETE FROM urlauth_keys WHERE user_id = ?1",
+		              NULL);
 		if (s == NULL)
 			return STORE_ERROR;
 		sqlite3_bind_int64(s, 1, j->mailbox != NULL ? mailbox_id : user_id);
@@ -101,8 +101,10 @@ static int key_body(struct key_job *j, struct store_db *d)
 	/* RFC 4467 7: at least 128 bits, random */
 	if (RAND_bytes(j->key, sizeof j->key) != 1)
 		return STORE_ERROR;
-	s = store_sql(d, "INSERT OR REPLACE INTO urlauth_keys(mailbox_id, user_id, key)"
-		      " VALUES(?1, ?2, ?3)", NULL);
+	s = store_sql(d,
+	              "INSERT OR REPLACE INTO urlauth_keys(mailbox_id, user_id, key)"
+	              " VALUES(?1, ?2, ?3)",
+	              NULL);
 	if (s == NULL)
 		return STORE_ERROR;
 	sqlite3_bind_int64(s, 1, mailbox_id);
@@ -167,7 +169,7 @@ static struct key_job *key_job_new(const char *user, const char *mailbox)
 }
 
 void store_urlauth_key(struct store *st, const char *user, const char *mailbox,
-		       store_urlauth_key_cb *cb, void *arg)
+                       store_urlauth_key_cb *cb, void *arg)
 {
 	struct key_job *j = key_job_new(user, mailbox);
 	j->key_cb = cb;
@@ -175,8 +177,8 @@ void store_urlauth_key(struct store *st, const char *user, const char *mailbox,
 	store_job_queue(st, &j->job);
 }
 
-void store_urlauth_reset(struct store *st, const char *user, const char *mailbox,
-			 store_res_cb *cb, void *arg)
+void store_urlauth_reset(struct store *st, const char *user, const char *mailbox, store_res_cb *cb,
+                         void *arg)
 {
 	struct key_job *j = key_job_new(user, mailbox);
 	j->reset = true;
