@@ -62,8 +62,9 @@ void imap_capability(const struct imap_session *s, struct buf *out)
 	/* fetch, search, select, mailbox (ext): OBJECTID SAVEDATE PREVIEW WITHIN */
 	buf_appends(out, " OBJECTID SAVEDATE PREVIEW WITHIN");
 
-	/* append.c (cat): UTF8=ACCEPT REPLACE CATENATE; urlauth.c: URLAUTH (not built) */
-	buf_appends(out, " CATENATE REPLACE UTF8=ACCEPT");
+	/* append.c (cat): UTF8=ACCEPT REPLACE CATENATE; urlauth.c: URLAUTH
+	 * (RFC 4467) and URLAUTH=BINARY (RFC 5524) */
+	buf_appends(out, " CATENATE REPLACE UTF8=ACCEPT URLAUTH URLAUTH=BINARY");
 
 	/* RFC 7889: the largest APPEND accepted */
 	buf_printf(out, " APPENDLIMIT=%zu", s->srv->cfg->imap_max_literal);

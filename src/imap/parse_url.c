@@ -94,6 +94,135 @@ static bool starts_ci(const char *s, size_t n, const char *prefix)
 	return n >= k && strncasecmp(s, prefix, k) == 0;
 }
 
+/* RFC 3339 date-time as RFC 4467 3 takes it ("2030-01-01T00:00:00Z",
+ * fractions, a numeric offset), to UTC seconds; false if malformed. */
+static bool expire_parse(const char *p, size_t n, int64_t *t_r)
+{
+	int v[6] = {0};
+	static const int width[6] = {4, 2, 2, 2, 2, 2};
+	static const char sepc[6] = {'-', '-', 'T', ':', ':', 0};
+	size_t i = 0;
+
+	for (int k = 0; k < 6; k++) {
+		for (int d = 0; d < width[k]; d++, i++) {
+			if (i >= n || p[i] < '0' || p[i] > '9')
+				return false;
+			v[k] = v[k] * 10 + (p[i] - '0');
+		}
+		if (sepc[k] != 0) {
+			if (i >= n || (p[i] != sepc[k] && !(k == 2 && (p[i] == 't' || p[i] == ' '))))
+				return false;
+			i++;
+		}
+	}
+	if (v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 || v[4] > 59 ||
+	    v[5] > 60)
+		return false;
+	if (i < n && p[i] == '.') {
+		i++;
+		size_t f = i;
+		while (i < n && p[i] >= '0' && p[i] <= '9')
+			i++;
+		if (i == f)
+			return false;
+	}
+	int64_t off = 0;
+	if (i < n && (p[i] == 'Z' || p[i] == 'z')) {
+		i++;
+	} else if (i + 6 == n && (p[i] == '+' || p[i] == '-') && p[i + 3] == ':') {
+		int hh = 0, mm = 0;
+		for (int d = 1; d <= 5; d++)
+			if (d != 3 && (p[i + d] < '0' || p[i + d] > '9'))
+				return false;
+		hh = (p[i + 1] - '0') * 10 + (p[i + 2] - '0');
+		mm = (p[i + 4] - '0') * 10 + (p[i + 5] - '0');
+		if (hh > 23 || mm > 59)
+			return false;
+		off = (int64_t)(hh * 3600 + mm * 60) * (p[i] == '+' ? 1 : -1);
+		i += 6;
+	} else {
+		return false;
+	}
+	if (i != n)
+		return false;
+	/* days from civil (proleptic Gregorian) */
+	int64_t y = v[0], m = v[1], d = v[2];
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	int64_t days = era * 146097 + doe - 719468;
+	*t_r = days * 86400 + v[3] * 3600 + v[4] * 60 + v[5] - off;
+	return true;
+}
+
+/* iurlauth-rump [":" mechanism ":" urlauth] (RFC 4467 3):
+ * [";EXPIRE=" datetime] ";URLAUTH=" access, then optionally
+ * ":" mechanism ":" 32*HEXDIG. s: the URL's start, [p, e) the part. */
+static int urlauth_parse(struct imap_url *u, const char *s, const char *p, const char *e)
+{
+	const char *q;
+
+	if (starts_ci(p, (size_t)(e - p), ";EXPIRE=")) {
+		p += 8;
+		q = find_ci(p, (size_t)(e - p), ";URLAUTH=");
+		if (q == NULL || !expire_parse(p, (size_t)(q - p), &u->expire) || u->expire <= 0)
+			return -1;
+		p = q;
+	}
+	if (!starts_ci(p, (size_t)(e - p), ";URLAUTH="))
+		return -1;
+	p += 9;
+	q = memchr(p, ':', (size_t)(e - p));
+	const char *ae = q != NULL ? q : e;
+	/* access = ("submit+" / "user+") enc-user / "authuser" / "anonymous" */
+	size_t pre = 0;
+	if (starts_ci(p, (size_t)(ae - p), "submit+"))
+		pre = 7;
+	else if (starts_ci(p, (size_t)(ae - p), "user+"))
+		pre = 5;
+	if (pre > 0) {
+		if (ae == p + pre)
+			return -1;
+		char *name = pct_decode(p + pre, (size_t)(ae - p - pre));
+		if (name == NULL)
+			return -1;
+		u->access = xmalloc(pre + strlen(name) + 1);
+		memcpy(u->access, pre == 7 ? "submit+" : "user+", pre);
+		strcpy(u->access + pre, name);
+		free(name);
+	} else if ((size_t)(ae - p) == 8 && strncasecmp(p, "authuser", 8) == 0) {
+		u->access = xstrdup("authuser");
+	} else if ((size_t)(ae - p) == 9 && strncasecmp(p, "anonymous", 9) == 0) {
+		u->access = xstrdup("anonymous");
+	} else {
+		return -1;
+	}
+	u->rump_len = (size_t)(ae - s);
+	if (q == NULL)
+		return 0;
+	/* ":" mechanism ":" urlauth; mechanism = "INTERNAL" / 1*(ALPHA /
+	 * DIGIT / "-" / "."), urlauth = 32*HEXDIG */
+	const char *m = q + 1;
+	const char *me = memchr(m, ':', (size_t)(e - m));
+	if (me == NULL || me == m)
+		return -1;
+	for (const char *x = m; x < me; x++)
+		if (!((*x >= 'a' && *x <= 'z') || (*x >= 'A' && *x <= 'Z') ||
+		      (*x >= '0' && *x <= '9') || *x == '-' || *x == '.'))
+			return -1;
+	const char *t = me + 1;
+	if (e - t < 32)
+		return -1;
+	for (const char *x = t; x < e; x++)
+		if (hexval(*x) < 0)
+			return -1;
+	u->mech = xstrndup(m, (size_t)(me - m));
+	u->token = xstrndup(t, (size_t)(e - t));
+	return 0;
+}
+
 void imap_url_free(struct imap_url *u)
 {
 	free(u->user);
@@ -101,6 +230,9 @@ void imap_url_free(struct imap_url *u)
 	free(u->mailbox);
 	free(u->section);
 	free(u->urlauth);
+	free(u->access);
+	free(u->mech);
+	free(u->token);
 	memset(u, 0, sizeof *u);
 }
 
@@ -203,6 +335,8 @@ int imap_url_parse(const char *s, size_t n, struct imap_url *u)
 		if (*p != ';')
 			goto bad;
 		u->urlauth = xstrndup(p, (size_t)(e - p));
+		if (urlauth_parse(u, s, p, e) < 0)
+			goto bad;
 	}
 	return 0;
 bad:

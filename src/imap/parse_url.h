@@ -18,6 +18,15 @@ struct imap_url {
 	bool partial;          /* ;PARTIAL=off[.len] */
 	uint64_t partial_off, partial_len; /* len 0: to the end */
 	char *urlauth;         /* ";EXPIRE=...;URLAUTH=..." as given, or NULL */
+	/* iurlauth (RFC 4467 3), when urlauth is set: */
+	int64_t expire;        /* ;EXPIRE= as UTC seconds, 0: not given */
+	char *access;          /* the access identifier, lowercase prefix:
+				* "authuser", "anonymous", "user+NAME",
+				* "submit+NAME" (NAME percent-decoded) */
+	char *mech;            /* "INTERNAL"..., NULL: a rump (GENURLAUTH) */
+	char *token;           /* the hex token, NULL: a rump */
+	size_t rump_len;       /* the URL up to and including the access
+				* identifier: what the token signs (RFC 4467 7) */
 };
 /* 0, or -1 (nothing to free then). */
 int imap_url_parse(const char *s, size_t n, struct imap_url *u);

@@ -131,3 +131,57 @@ bool mime_binary_to_base64(const char *msg, size_t len, struct buf *out)
 		return false;
 	return mime_binary_convert(msg, len, buf_sink, out);
 }
+
+/* ---- the other way: BINARY of a multipart or message part (RFC 3516) ---- */
+
+bool mime_binary_decode(const char *msg, size_t len, bool keep_cte, mime_sink_fn *sink,
+			void *arg)
+{
+	struct buf cache = BUF_INIT, dec = BUF_INIT;
+	struct mime_cache mc;
+	uint64_t done = 0;
+
+	mime_cache_build(msg, len, &cache);
+	if (!mime_cache_open(&mc, cache.data, cache.len)) {
+		buf_free(&cache);
+		return false;
+	}
+	for (uint32_t i = 0; i < mc.n_parts; i++) {
+		struct mime_part_rec r;
+
+		mime_cache_part(&mc, i, &r);
+		if (r.kind != MIME_KIND_LEAF || !part_ok(&r, len) || r.hdr_off < done ||
+		    r.body_off < r.hdr_off + r.hdr_len ||
+		    (r.enc != MIME_ENC_BASE64 && r.enc != MIME_ENC_QP))
+			continue;
+		if (keep_cte) {
+			sink(arg, msg + done, (size_t)(r.body_off - done));
+		} else {
+			/* as Dovecot: the Content-Transfer-Encoding fields
+			 * dropped, "binary" added at the end of the header */
+			const char *pos = msg + r.hdr_off, *end = pos + r.hdr_len;
+			const char *from = msg + done;
+			struct mime_field f;
+			const char *last = pos;
+			while (mime_field_next(&pos, end, &f)) {
+				if (mime_field_is(&f, "Content-Transfer-Encoding")) {
+					sink(arg, from, (size_t)(f.name - from));
+					from = pos;
+				}
+				last = pos;
+			}
+			sink(arg, from, (size_t)(last - from));
+			sink(arg, "Content-Transfer-Encoding: binary\r\n", 35);
+			sink(arg, last, (size_t)(msg + r.body_off - last));
+		}
+		buf_reset(&dec);
+		mime_decode((enum mime_encoding)r.enc, msg + r.body_off, (size_t)r.body_len, &dec);
+		if (dec.len > 0)
+			sink(arg, dec.data, dec.len);
+		done = r.body_off + r.body_len;
+	}
+	sink(arg, msg + done, (size_t)(len - done));
+	buf_free(&dec);
+	buf_free(&cache);
+	return true;
+}

@@ -167,6 +167,15 @@ bool mime_binary_to_base64(const char *msg, size_t len, struct buf *out);
  * false is returned. (src/mime/binary.c) */
 typedef void mime_sink_fn(void *arg, const char *p, size_t n);
 bool mime_binary_convert(const char *msg, size_t len, mime_sink_fn *sink, void *arg);
+/* BINARY of a message (or of a part with its MIME header in front, RFC 3516
+ * 4.2 as Dovecot gives it, URLAUTH=BINARY): every leaf part in base64 or
+ * quoted-printable decoded, its Content-Transfer-Encoding fields replaced by
+ * "Content-Transfer-Encoding: binary" at the end of its header (keep_cte:
+ * the header left as is); the rest copied. Given to sink in pieces; false
+ * (nothing given) only if the message could not be parsed. Memory: the
+ * MIME cache and one part decoded. */
+bool mime_binary_decode(const char *msg, size_t len, bool keep_cte, mime_sink_fn *sink,
+			void *arg);
 
 /* The Date: header of the message as a time (for SENTBEFORE/SENTON/
  * SENTSINCE, which compare dates in the header's own zone): true with

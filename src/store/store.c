@@ -413,8 +413,22 @@ static const char schema_v8[] =
 	"CREATE TABLE fts_state (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;"
 	"INSERT INTO fts_state VALUES ('docs', 0);";
 
-static const char *const schema_steps[] = {schema_v1, schema_v2, schema_v3, schema_v4,
-					   schema_v5, schema_v6, schema_v7, schema_v8};
+/* Step 9: URLAUTH (urlauth.c; RFC 4467 7). The mailbox access key of each
+ * mailbox (one per mailbox: a mailbox has one owner), 32 random octets made
+ * when GENURLAUTH first needs it; RESETKEY deletes it (the next GENURLAUTH
+ * makes a new one, and every URL of the old key stops verifying). Keyed by
+ * the mailbox id, which RENAME keeps (the key follows) and which is never
+ * reused (AUTOINCREMENT, step 2): the row goes with DELETE and with the
+ * user (ON DELETE CASCADE; foreign keys are on for every connection). */
+static const char schema_v9[] =
+	"CREATE TABLE urlauth_keys ("
+	" mailbox_id INTEGER PRIMARY KEY REFERENCES mailboxes(id) ON DELETE CASCADE,"
+	" user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	" key BLOB NOT NULL);"
+	"CREATE INDEX urlauth_keys_user ON urlauth_keys(user_id);";
+
+static const char *const schema_steps[] = {schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
+					   schema_v6, schema_v7, schema_v8, schema_v9};
 
 sqlite3_stmt *store_stmt(struct store_db *d, enum store_stmt_id id)
 {

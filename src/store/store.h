@@ -1130,4 +1130,26 @@ int store_fts_stats(struct store *st, struct store_fts_stats *r, char **err_r);
 int store_fts_rebuild(struct store *st, const char *user, store_fts_extract_fn *fn,
 		      uint64_t *n_r, char **err_r);
 
+/* ==== URLAUTH (urlauth.c; RFC 4467 7) ====
+ * Table urlauth_keys: the mailbox access key of each mailbox (its owner's),
+ * STORE_URLAUTH_KEY random octets, made on first use, deleted by RESETKEY
+ * (then made anew by the next GENURLAUTH). A key follows its mailbox on
+ * RENAME (the id is kept) and goes with DELETE and with the user. */
+#define STORE_URLAUTH_KEY 32
+/* In a snapshot: 1 with the key and the mailbox's UIDVALIDITY, 0 (no such
+ * user or mailbox, or no key yet), -1 with *err_r. */
+int store_snap_urlauth_key(struct store_snap *sn, const char *user, const char *mailbox,
+			   uint32_t *uidvalidity_r, unsigned char *key_r, char **err_r);
+/* Any thread (requires store_start): a committer job that gives the key of
+ * (user, mailbox), made if there is none. cb(arg, result, key) on the loop:
+ * STORE_OK with the key (valid during the call), STORE_NONEXISTENT,
+ * STORE_ERROR. */
+typedef void store_urlauth_key_cb(void *arg, int result, const unsigned char *key);
+void store_urlauth_key(struct store *st, const char *user, const char *mailbox,
+		       store_urlauth_key_cb *cb, void *arg);
+/* RESETKEY: deletes the key of (user, mailbox), or of every mailbox of the
+ * user (mailbox NULL). cb: STORE_OK, STORE_NONEXISTENT, STORE_ERROR. */
+void store_urlauth_reset(struct store *st, const char *user, const char *mailbox,
+			 store_res_cb *cb, void *arg);
+
 #endif

@@ -16,6 +16,9 @@ IMAPTEST = os.path.join(IMAPTEST_DIR, "imaptest")
 # every group of tests/imaptest/tests (72 scripts; imaptest counts 71 groups)
 N_GROUPS = 71
 USER = "carol@example.test"  # a throwaway account: imaptest deletes imaptest* mailboxes
+# the second user of the groups that need one (urlauth2: "user 2: $user2");
+# imaptest logs it in with the same password
+USER2 = "carol2@example.test"
 
 
 @pytest.fixture(scope="module")
@@ -23,13 +26,23 @@ def srv(tmp_path_factory, tls_pair):
     # imaptest logs in without TLS: the loopback exception
     s = _new_server(tmp_path_factory, tls_pair, "imaptest", imap_auth_plaintext_loopback="yes",
                     imap_max_errors=1000)
+    s.cli("user", "add", USER2, input=USERS[USER] + "\n")
     yield s
     s.stop()
 
 
-def run_imaptest(srv, tests_dir, timeout=300):
+def run_imaptest(srv, tests_dir, timeout=300, user2=False):
+    """user2: the server has USER2 (this module's srv): given to imaptest,
+    with its test mailbox (user 2's connections select the mailbox of their
+    own account, which imaptest creates for user 1 only)."""
+    args = []
+    if user2:
+        with srv.imap_login(USER2, USERS[USER]) as c:
+            r = c.cmd("CREATE imaptest")
+            assert r.ok or "ALREADYEXISTS" in str(r), r
+        args = ["user2=" + USER2]
     p = subprocess.run([IMAPTEST, "host=" + srv.host, "port=%d" % srv.ports["imap"],
-                        "user=" + USER, "pass=" + USERS[USER], "test=" + tests_dir],
+                        "user=" + USER] + args + ["pass=" + USERS[USER], "test=" + tests_dir],
                        cwd=IMAPTEST_DIR, capture_output=True, timeout=timeout)
     return p.returncode, p.stdout.decode("utf-8", "replace") + p.stderr.decode("utf-8", "replace")
 
@@ -38,7 +51,7 @@ def test_imaptest_scripted_groups(srv):
     assert os.access(IMAPTEST, os.X_OK), "no %s" % IMAPTEST
     ldd = subprocess.run(["ldd", IMAPTEST], capture_output=True, timeout=30).stdout.decode()
     assert "not found" not in ldd, "imaptest cannot run (apt-get install dovecot-core):\n" + ldd
-    rc, out = run_imaptest(srv, os.path.join(IMAPTEST_DIR, "tests"))
+    rc, out = run_imaptest(srv, os.path.join(IMAPTEST_DIR, "tests"), user2=True)
     summary = [l for l in out.splitlines()
                if re.match(r"^\d+ test groups:|^base protocol:|^extensions:", l)]
     print("imaptest (all groups):\n%s" % "\n".join(summary))
@@ -51,11 +64,9 @@ def test_imaptest_scripted_groups(srv):
     assert "Error:" not in out, out[-5000:]
 
 
-# URLAUTH (RFC 4467) is not built (issue 9 says "only if cheap"): its groups
-# run no command because the capability is not named. Every other group
-# must run commands of its own: a group skipped for a missing capability
-# counts as "passed" in the summary above, which alone would hide it.
-NOT_BUILT = {"urlauth", "urlauth2", "urlauth-binary"}
+# Every group must run commands of its own: a group skipped for a missing
+# capability (or for a missing user2) counts as "passed" in the summary
+# above, which alone would hide it.
 
 
 def group_counts(out):
@@ -74,11 +85,11 @@ def test_imaptest_every_group_runs_commands(srv):
     assert len(groups) == N_GROUPS, groups
     empty, failed = [], []
     for g in groups:
-        rc, out = run_imaptest(srv, os.path.join(tests, g), timeout=120)
+        rc, out = run_imaptest(srv, os.path.join(tests, g), timeout=120, user2=True)
         n_failed, n_run = group_counts(out)
         if n_failed or "Error:" in out:
             failed.append((g, out[-2000:]))
         if n_run == 0:
             empty.append(g)
     assert failed == [], failed
-    assert sorted(empty) == sorted(NOT_BUILT), empty
+    assert empty == [], empty

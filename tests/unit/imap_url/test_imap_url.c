@@ -105,9 +105,66 @@ static void test_section(void)
 	}
 }
 
+/* iurlauth (RFC 4467 3): EXPIRE, access identifier, mechanism, token, and
+ * the rump the token signs. */
+static void test_urlauth(void)
+{
+	static const char tok[] = "91354a473744909de610943775f92038";
+	static const struct {
+		const char *in;
+		int ret;
+		int64_t expire;
+		const char *access, *mech, *token;
+		size_t rump_len; /* 0: the whole URL minus ":mech:token" */
+	} t[] = {
+	    {"imap://h/INBOX/;UID=1;URLAUTH=anonymous", 0, 0, "anonymous", NULL, NULL, 0},
+	    {"imap://h/INBOX/;UID=1;urlauth=AuthUser:INTERNAL:91354a473744909de610943775f92038", 0,
+	     0, "authuser", "INTERNAL", tok, 0},
+	    {"imap://h/INBOX/;UID=1;urlauth=user+a%40b.c:internal:91354a473744909de610943775f92038",
+	     0, 0, "user+a@b.c", "internal", tok, 0},
+	    {"imap://h/INBOX/;UID=1;urlauth=submit+fred", 0, 0, "submit+fred", NULL, NULL, 0},
+	    {"imap://h/INBOX/;UID=1;EXPIRE=2030-01-01T00:00:00Z;URLAUTH=anonymous", 0, 1893456000,
+	     "anonymous", NULL, NULL, 0},
+	    {"imap://h/INBOX/;UID=1;EXPIRE=2030-01-01T02:00:00.5+02:00;URLAUTH=anonymous", 0,
+	     1893456000, "anonymous", NULL, NULL, 0},
+	    {"imap://h/INBOX/;UID=1;EXPIRE=1970-01-01T00:00:01-00:00;URLAUTH=anonymous", 0, 1,
+	     "anonymous", NULL, NULL, 0},
+	    /* errors */
+	    {"imap://h/INBOX/;UID=1;URLAUTH=nobody", -1, 0, NULL, NULL, NULL, 0},
+	    {"imap://h/INBOX/;UID=1;URLAUTH=user+", -1, 0, NULL, NULL, NULL, 0},
+	    {"imap://h/INBOX/;UID=1;URLAUTH=anonymous:internal:0123", -1, 0, NULL, NULL, NULL, 0},
+	    {"imap://h/INBOX/;UID=1;URLAUTH=anonymous:internal", -1, 0, NULL, NULL, NULL, 0},
+	    {"imap://h/INBOX/;UID=1;URLAUTH=anonymous::91354a473744909de610943775f92038", -1, 0,
+	     NULL, NULL, NULL, 0},
+	    {"imap://h/INBOX/;UID=1;URLAUTH=anonymous:internal:91354a473744909de610943775f9203x",
+	     -1, 0, NULL, NULL, NULL, 0},
+	    {"imap://h/INBOX/;UID=1;EXPIRE=2030-13-01T00:00:00Z;URLAUTH=anonymous", -1, 0, NULL,
+	     NULL, NULL, 0},
+	    {"imap://h/INBOX/;UID=1;EXPIRE=2030-01-01;URLAUTH=anonymous", -1, 0, NULL, NULL, NULL, 0},
+	    {"imap://h/INBOX/;UID=1;EXPIRE=2030-01-01T00:00:00Z", -1, 0, NULL, NULL, NULL, 0},
+	    {"imap://h/INBOX/;UID=1;FOO=1", -1, 0, NULL, NULL, NULL, 0},
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		struct imap_url u;
+		int r = imap_url_parse(t[i].in, strlen(t[i].in), &u);
+		CHECK_INT(i, r, t[i].ret);
+		if (r != 0 || t[i].ret != 0)
+			continue;
+		CHECK_INT(i, u.expire, t[i].expire);
+		CHECK_STR(i, u.access, t[i].access);
+		CHECK_STR(i, u.mech, t[i].mech);
+		CHECK_STR(i, u.token, t[i].token);
+		const char *c = strchr(strstr(t[i].in, "=") ? strrchr(t[i].in, '=') : t[i].in, ':');
+		size_t want = c != NULL ? (size_t)(c - t[i].in) : strlen(t[i].in);
+		CHECK_INT(i, u.rump_len, want);
+		imap_url_free(&u);
+	}
+}
+
 int main(void)
 {
 	test_run("parse", test_parse);
 	test_run("section", test_section);
+	test_run("urlauth", test_urlauth);
 	return test_done("test_imap_url");
 }

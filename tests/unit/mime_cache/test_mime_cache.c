@@ -713,6 +713,53 @@ static void test_binary_to_base64(void)
 	buf_free(&dec);
 }
 
+static void sink_append(void *arg, const char *p, size_t n)
+{
+	buf_append(arg, p, n);
+}
+
+/* BINARY of a multipart / message part (URLAUTH=BINARY, as Dovecot): the
+ * base64 and quoted-printable leaves decoded, their encoding field moved to
+ * the end of their header as "binary" (or kept); the rest as it was. */
+static void test_binary_decode(void)
+{
+	static const char in[] =
+	    "Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n"
+	    "--b\r\nContent-Transfer-Encoding: base64\r\nContent-Type: text/plain\r\n\r\n"
+	    "aGVs\r\nbG8=\r\n"
+	    "--b\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\na=3Db=\r\nc\r\n"
+	    "--b\r\nContent-Type: text/plain\r\n\r\nplain\r\n"
+	    "--b--\r\npost\r\n";
+	static const char want[] =
+	    "Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n"
+	    "--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+	    "hello\r\n"
+	    "--b\r\nContent-Transfer-Encoding: binary\r\n\r\na=bc\r\n"
+	    "--b\r\nContent-Type: text/plain\r\n\r\nplain\r\n"
+	    "--b--\r\npost\r\n";
+	static const char want_keep[] =
+	    "Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n"
+	    "--b\r\nContent-Transfer-Encoding: base64\r\nContent-Type: text/plain\r\n\r\n"
+	    "hello\r\n"
+	    "--b\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\na=bc\r\n"
+	    "--b\r\nContent-Type: text/plain\r\n\r\nplain\r\n"
+	    "--b--\r\npost\r\n";
+	struct buf out = BUF_INIT;
+
+	CHECK(mime_binary_decode(in, strlen(in), false, sink_append, &out));
+	buf_appendc(&out, '\0');
+	CHECK_STR(1, out.data, want);
+	buf_reset(&out);
+	CHECK(mime_binary_decode(in, strlen(in), true, sink_append, &out));
+	buf_appendc(&out, '\0');
+	CHECK_STR(2, out.data, want_keep);
+	/* nothing to decode: the message as it is */
+	buf_reset(&out);
+	CHECK(mime_binary_decode("a: b\r\n\r\nbody", 15, false, sink_append, &out));
+	CHECK(out.len == 15 && memcmp(out.data, "a: b\r\n\r\nbody", 15) == 0);
+	buf_free(&out);
+}
+
 /* Every truncation and every single-byte change of a cache is rejected or
  * stays inside the cache. */
 static void test_corrupt_cache(void)
@@ -932,6 +979,7 @@ int main(void)
 	test_run("corrupt_cache", test_corrupt_cache);
 	test_run("prefixes", test_prefixes);
 	test_run("limits", test_limits);
+	test_run("binary_decode", test_binary_decode);
 	test_run("speed", test_speed);
 	return test_done("test_mime_cache");
 }

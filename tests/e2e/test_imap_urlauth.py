@@ -1,0 +1,347 @@
+"""URLAUTH (RFC 4467) and URLAUTH=BINARY (RFC 5524): GENURLAUTH, RESETKEY,
+URLFETCH with mechanism INTERNAL; every access identifier, tokens that do
+not verify (altered, after RESETKEY, expired, another mailbox, a mailbox
+re-created) answered NIL, sections, BINARY and BODYPARTSTRUCTURE, bad
+syntax answered BAD. imaptest's three urlauth groups run in
+test_imaptest.py."""
+import re
+import time
+
+import pytest
+
+from conftest import USERS, _new_server, imap_append, imap_quote
+
+ALICE, BOB = "alice@example.test", "bob@example.test"
+
+MSG = (b"From: a@example.test\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
+       b"Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n"
+       b"--b1\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n"
+       b"--b1\r\nContent-Type: application/octet-stream\r\n"
+       b"Content-Transfer-Encoding: base64\r\n\r\naGVsbG8Ad29ybGQ=\r\n"
+       b"--b1--\r\n")
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory, tls_pair):
+    s = _new_server(tmp_path_factory, tls_pair, "urlauth", imap_auth_plaintext_loopback="yes")
+    yield s
+    s.stop()
+
+
+def login(srv, user):
+    c = srv.imap("imap")
+    r = c.cmd("LOGIN %s %s" % (imap_quote(user), imap_quote(USERS[user])))
+    assert r.ok, r
+    return c
+
+
+def new_box(c, name):
+    """A fresh mailbox holding MSG: its UID."""
+    c.cmd("DELETE %s" % name)
+    assert c.cmd("CREATE %s" % name).ok
+    r = imap_append(c, name, MSG)
+    assert r.ok, r
+    return int(re.search(r"APPENDUID \d+ (\d+)", r.text).group(1))
+
+
+def gen(c, rump):
+    r = c.cmd("GENURLAUTH %s INTERNAL" % imap_quote(rump))
+    assert r.ok, r
+    assert len(r.untagged) == 1, r
+    m = re.match(r"^\* GENURLAUTH (\S+)$", r.untagged[0])
+    assert m, r
+    url = m.group(1)
+    assert url == astr(url.strip('"')), r
+    url = url.strip('"')
+    assert re.fullmatch(re.escape(rump) + r":internal:[0-9a-f]{40}", url), url
+    return url
+
+
+def astr(url):
+    """The URL as the server writes it: an atom, quoted when it holds an
+    atom-special (RFC 9051 9)."""
+    return '"%s"' % url if re.search(r'[(){ %*"\\\]]', url) else url
+
+
+def fetch(c, url):
+    """URLFETCH of one URL: its data (bytes) or None (NIL)."""
+    tag = c.next_tag()
+    c.send("%s URLFETCH %s\r\n" % (tag, imap_quote(url)))
+    untagged, tagged = c.read_response_raw(tag)
+    assert tagged.startswith(tag + " OK"), tagged
+    assert len(untagged) == 1, untagged
+    text, lits = untagged[0]
+    if text == ("* URLFETCH %s NIL" % astr(url)).encode():
+        return None
+    assert text == ("* URLFETCH %s {%d}" % (astr(url), len(lits[0]))).encode(), text
+    return lits[0]
+
+
+def test_capability(srv):
+    c = login(srv, ALICE)
+    r = c.cmd("CAPABILITY")
+    caps = r.untagged[0].split()
+    assert "URLAUTH" in caps and "URLAUTH=BINARY" in caps, r
+
+
+def test_access_identifiers(srv):
+    a, b = login(srv, ALICE), login(srv, BOB)
+    uid = new_box(a, "ua1")
+    base = "imap://alice@example.test/ua1/;uid=%d;urlauth=" % uid
+    urls = {acc: gen(a, base + acc) for acc in
+            ("anonymous", "authuser", "user+alice@example.test", "user+bob@example.test",
+             "submit+alice@example.test")}
+    # RFC 4467 3: anonymous and authuser: any session; user+NAME: NAME only;
+    # submit+NAME: a submission server's (none here)
+    want_a = {"anonymous": MSG, "authuser": MSG, "user+alice@example.test": MSG,
+              "user+bob@example.test": None, "submit+alice@example.test": None}
+    want_b = {"anonymous": MSG, "authuser": MSG, "user+alice@example.test": None,
+              "user+bob@example.test": MSG, "submit+alice@example.test": None}
+    for acc, url in urls.items():
+        assert fetch(a, url) == want_a[acc], acc
+        assert fetch(b, url) == want_b[acc], acc
+    # the form "imap://user@host" and the full address in iuserinfo
+    url = gen(a, "imap://alice%%40example.test@example.test/ua1/;uid=%d;urlauth=authuser" % uid)
+    assert fetch(b, url) == MSG
+
+
+def test_tokens_that_do_not_verify(srv):
+    a, b = login(srv, ALICE), login(srv, BOB)
+    uid = new_box(a, "ua2")
+    url = gen(a, "imap://alice@example.test/ua2/;uid=%d;urlauth=authuser" % uid)
+    assert fetch(b, url) == MSG
+    # one character of the token altered
+    last = url[-1]
+    bad = url[:-1] + ("0" if last != "0" else "1")
+    assert fetch(b, bad) is None
+    # the URL altered (another UID) with the token kept
+    assert fetch(b, url.replace(";uid=%d;" % uid, ";uid=%d;" % (uid + 1))) is None
+    # a message that is gone
+    assert a.cmd("SELECT ua2").ok
+    assert a.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)").ok
+    assert a.cmd("EXPUNGE").ok
+    assert fetch(b, url) is None
+    # RESETKEY: every URL of the old key stops verifying
+    assert imap_append(a, "ua2", MSG).ok
+    url2 = gen(a, "imap://alice@example.test/ua2/;uid=%d;urlauth=authuser" % (uid + 1))
+    assert fetch(b, url2) == MSG
+    r = a.cmd("RESETKEY ua2 INTERNAL")
+    assert r.tagged == r.tag + " OK RESETKEY completed", r
+    assert fetch(b, url2) is None
+    url3 = gen(a, "imap://alice@example.test/ua2/;uid=%d;urlauth=authuser" % (uid + 1))
+    assert url3 != url2 and fetch(b, url3) == MSG
+    # RESETKEY without arguments: all mailboxes
+    assert a.cmd("RESETKEY").ok
+    assert fetch(b, url3) is None
+    # a mailbox deleted and created again: its key went with it
+    url4 = gen(a, "imap://alice@example.test/ua2/;uid=%d;urlauth=authuser" % (uid + 1))
+    assert fetch(b, url4) == MSG
+    new_box(a, "ua2")
+    assert fetch(b, url4) is None
+    # UIDVALIDITY in the URL that is not the mailbox's
+    r = a.cmd("STATUS ua2 (UIDVALIDITY)")
+    uv = int(re.search(r"UIDVALIDITY (\d+)", r.untagged[0]).group(1))
+    good = gen(a, "imap://alice@example.test/ua2;uidvalidity=%d/;uid=1;urlauth=authuser" % uv)
+    assert fetch(b, good) == MSG
+    other = gen(a, "imap://alice@example.test/ua2;uidvalidity=%d/;uid=1;urlauth=authuser"
+                % (uv + 1))
+    assert fetch(b, other) is None
+    r = a.cmd("RESETKEY nosuchbox")
+    assert r.tagged == r.tag + " NO [NONEXISTENT] RESETKEY: no such mailbox", r
+
+
+def test_expire(srv):
+    a = login(srv, ALICE)
+    uid = new_box(a, "ua3")
+    past = gen(a, "imap://alice@example.test/ua3/;uid=%d;expire=2000-01-01T00:00:00Z"
+               ";urlauth=authuser" % uid)
+    assert fetch(a, past) is None
+    future = gen(a, "imap://alice@example.test/ua3/;uid=%d;expire=2100-01-01T00:00:00+02:00"
+                 ";urlauth=authuser" % uid)
+    assert fetch(a, future) == MSG
+    # the EXPIRE is signed: moved into the future, the token fails
+    assert fetch(a, past.replace("2000-01-01", "2100-01-01")) is None
+
+
+def test_other_users_mailboxes(srv):
+    a, b = login(srv, ALICE), login(srv, BOB)
+    uid = new_box(b, "ub1")
+    # bob's authuser URL: alice may fetch it
+    url = gen(b, "imap://bob@example.test/ub1/;uid=%d;urlauth=authuser" % uid)
+    assert fetch(a, url) == MSG
+    # alice cannot grant access to bob's mailbox
+    r = a.cmd("GENURLAUTH %s INTERNAL"
+              % imap_quote("imap://bob@example.test/ub1/;uid=%d;urlauth=anonymous" % uid))
+    assert r.tagged == r.tag + " NO GENURLAUTH: the URL is not one of your mailboxes", r
+    assert r.untagged == [], r
+    # a URL into bob's mailbox with a made-up token, and into one that
+    # does not exist: NIL, as for any URL that does not verify
+    forged = ("imap://bob@example.test/ub1/;uid=%d;urlauth=anonymous:internal:" % uid) + "ab" * 20
+    assert fetch(a, forged) is None
+    nobox = "imap://bob@example.test/nosuch/;uid=1;urlauth=anonymous:internal:" + "ab" * 20
+    assert fetch(a, nobox) is None
+    r = a.cmd("GENURLAUTH %s INTERNAL"
+              % imap_quote("imap://alice@example.test/nosuch/;uid=1;urlauth=anonymous"))
+    assert r.tagged == r.tag + " NO [NONEXISTENT] GENURLAUTH: no such mailbox", r
+
+
+def test_sections_and_binary(srv):
+    a = login(srv, ALICE)
+    uid = new_box(a, "ua4")
+    base = "imap://alice@example.test/ua4/;uid=%d" % uid
+    s1 = gen(a, base + "/;section=1;urlauth=authuser")
+    assert fetch(a, s1) == b"first part"
+    hdr = gen(a, base + "/;section=HEADER.FIELDS%20(SUBJECT);urlauth=authuser")
+    assert fetch(a, hdr) == b"Subject: parts\r\n\r\n"
+    part = gen(a, base + "/;section=2/;partial=0.8;urlauth=authuser")
+    assert fetch(a, part) == b"aGVsbG8A"
+    s2 = gen(a, base + "/;section=2;urlauth=authuser")
+    # RFC 5524: BODYPARTSTRUCTURE of the part, as stored
+    tag = a.next_tag()
+    a.send("%s URLFETCH (%s BODYPARTSTRUCTURE)\r\n" % (tag, s2))
+    untagged, tagged = a.read_response_raw(tag)
+    assert tagged == tag + " OK URLFETCH completed", tagged
+    assert untagged == [(
+        ("* URLFETCH %s (BODYPARTSTRUCTURE (\"application\" \"octet-stream\" NIL NIL NIL "
+         "\"base64\" 16 NIL NIL NIL NIL))" % s2).encode(), [])], untagged
+    # BINARY (decoded, literal8 for the NUL), BODY (as stored), and with
+    # BINARY the BODYPARTSTRUCTURE sizes of the decoded part (as Dovecot:
+    # imaptest's urlauth-binary expects it)
+    tag = a.next_tag()
+    a.send("%s URLFETCH (%s BINARY BODY BODYPARTSTRUCTURE)\r\n" % (tag, s2))
+    untagged, tagged = a.read_response_raw(tag)
+    assert tagged == tag + " OK URLFETCH completed", tagged
+    assert untagged == [(
+        ("* URLFETCH %s (BODYPARTSTRUCTURE (\"application\" \"octet-stream\" NIL NIL NIL "
+         "\"base64\" 11 NIL NIL NIL NIL) BODY {16} BINARY ~{11})" % s2).encode(),
+        [b"aGVsbG8Ad29ybGQ=", b"hello\x00world"])], untagged
+    # BINARY of the whole message: the base64 part decoded, its field "binary"
+    tag = a.next_tag()
+    whole = gen(a, base + ";urlauth=authuser")
+    a.send("%s URLFETCH (%s BINARY)\r\n" % (tag, whole))
+    untagged, tagged = a.read_response_raw(tag)
+    assert tagged == tag + " OK URLFETCH completed", tagged
+    conv = MSG.replace(b"Content-Transfer-Encoding: base64\r\n\r\naGVsbG8Ad29ybGQ=",
+                       b"Content-Transfer-Encoding: binary\r\n\r\nhello\x00world")
+    assert untagged == [(("* URLFETCH %s (BINARY ~{%d})" % (whole, len(conv))).encode(),
+                         [conv])], untagged
+    # BINARY of a section that is not a part: NIL
+    tag = a.next_tag()
+    a.send("%s URLFETCH (%s BINARY)\r\n" % (tag, imap_quote(hdr)))
+    untagged, tagged = a.read_response_raw(tag)
+    assert tagged == tag + " OK URLFETCH completed", tagged
+    assert untagged == [(("* URLFETCH %s NIL" % astr(hdr)).encode(), [])], untagged
+    # several URLs in one command, in order
+    tag = a.next_tag()
+    a.send("%s URLFETCH %s %s\r\n" % (tag, s1, s1[:-1] + ("0" if s1[-1] != "0" else "1")))
+    untagged, tagged = a.read_response_raw(tag)
+    assert [t for t, _ in untagged] == [("* URLFETCH %s {10}" % s1).encode(),
+                                        ("* URLFETCH %s0 NIL" % s1[:-1]).encode()
+                                        if s1[-1] != "0" else
+                                        ("* URLFETCH %s1 NIL" % s1[:-1]).encode()], untagged
+
+
+def test_bad_syntax(srv):
+    a = login(srv, ALICE)
+    uid = new_box(a, "ua5")
+    rump = "imap://alice@example.test/ua5/;uid=%d;urlauth=authuser" % uid
+    url = gen(a, rump)
+    cases = [
+        ("URLFETCH", "Syntax: URLFETCH url [url ...]"),
+        ("URLFETCH (%s FOO)" % url,
+         "Syntax: URLFETCH url or (url [BODY] [BINARY] [BODYPARTSTRUCTURE])"),
+        ("URLFETCH (%s)" % url,
+         "Syntax: URLFETCH url or (url [BODY] [BINARY] [BODYPARTSTRUCTURE])"),
+        ("GENURLAUTH %s" % imap_quote(rump),
+         "Syntax: GENURLAUTH url mechanism [url mechanism ...]"),
+        ("GENURLAUTH %s XYZ" % imap_quote(rump), "GENURLAUTH: unknown mechanism (INTERNAL only)"),
+        ("GENURLAUTH %s INTERNAL" % imap_quote(url),
+         "GENURLAUTH: the URL must be an absolute URLAUTH rump"),
+        ("GENURLAUTH %s INTERNAL" % imap_quote("/ua5/;uid=1;urlauth=authuser"),
+         "GENURLAUTH: the URL must be an absolute URLAUTH rump"),
+        ("GENURLAUTH %s INTERNAL" % imap_quote(rump.replace("authuser", "nobody")),
+         "GENURLAUTH: invalid URL"),
+        ("RESETKEY ua5 FOO", "RESETKEY: unknown mechanism (INTERNAL only)"),
+    ]
+    for line, text in cases:
+        r = a.cmd(line)
+        assert r.tagged == "%s BAD %s" % (r.tag, text), (line, r)
+        assert r.untagged == [], (line, r)
+    # not before login
+    c = srv.imap("imap")
+    r = c.cmd("URLFETCH %s" % url)
+    assert r.status == "BAD", r
+    # a URL that does not parse is one that does not verify
+    assert fetch(a, "imap://alice@example.test/ua5/;uid=x;urlauth=authuser:internal:" + "0" * 40) \
+        is None
+
+
+def test_keys_in_the_store(srv):
+    """RFC 4467 7: one key per mailbox, 32 random octets, made on first
+    use; it follows RENAME (the mailbox id is kept) and goes with DELETE."""
+    a = login(srv, ALICE)
+    uid = new_box(a, "ua6")
+
+    def keys():
+        db = srv.db()
+        try:
+            return db.execute("SELECT m.name, k.key FROM urlauth_keys k JOIN mailboxes m"
+                              " ON m.id = k.mailbox_id JOIN users u ON u.id = k.user_id"
+                              " WHERE u.localpart = 'alice' AND m.name LIKE 'ua6%'").fetchall()
+        finally:
+            db.close()
+
+    assert keys() == []
+    url = gen(a, "imap://alice@example.test/ua6/;uid=%d;urlauth=authuser" % uid)
+    k = keys()
+    assert len(k) == 1 and k[0][0] == "ua6" and len(k[0][1]) == 32, k
+    gen(a, "imap://alice@example.test/ua6/;uid=%d;urlauth=anonymous" % uid)
+    assert keys() == k  # the same key again
+    assert a.cmd("RENAME ua6 ua6b").ok
+    assert keys() == [("ua6b", k[0][1])]
+    assert fetch(a, url) is None  # the URL names a mailbox that is gone
+    url2 = gen(a, "imap://alice@example.test/ua6b/;uid=%d;urlauth=authuser" % uid)
+    assert fetch(a, url2) == MSG and keys() == [("ua6b", k[0][1])]
+    assert a.cmd("DELETE ua6b").ok
+    assert keys() == []
+
+
+def test_stalled_reader_bounded(srv):
+    """A client that asks for 40 URLs of a 512 KB message and does not
+    read: the daemon holds one response at a time (its RSS grows by far less
+    than the 20 MB asked for), then gives every one of them once the client
+    reads."""
+    from test_output_bounds import Reader, connect, rss_bound_kb, rss_kb
+    a = login(srv, ALICE)
+    line = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ab\r\n"
+    big = b"From: a@example.test\r\nSubject: big\r\n\r\n" + line * (512 * 1024 // len(line))
+    a.cmd("DELETE ua7")
+    assert a.cmd("CREATE ua7").ok
+    assert imap_append(a, "ua7", big).ok
+    url = gen(a, "imap://alice@example.test/ua7/;uid=1;urlauth=authuser")
+    s = connect(srv, "imap", small=False)  # the kernel's buffers: a few MB
+    r = Reader(s)
+    try:
+        assert r.line().startswith("* OK")
+        s.sendall(("x LOGIN %s %s\r\n" % (imap_quote(ALICE), imap_quote(USERS[ALICE]))).encode())
+        r.until(b"x OK")
+        r.line()
+        pid = srv.proc.pid
+        rss0 = rss_kb(pid)
+        n = 40
+        s.sendall(("y URLFETCH " + " ".join([url] * n) + "\r\n").encode())
+        time.sleep(2)
+        grown = rss_kb(pid) - rss0
+        print("URLFETCH of %d x %d octets, stalled: RSS +%d KB" % (n, len(big), grown))
+        assert grown < rss_bound_kb(pid), grown
+        for _ in range(n):
+            head = r.line()
+            assert head == "* URLFETCH %s {%d}" % (url, len(big)), head[:200]
+            while len(r.buf) < len(big) + 2:
+                r.fill()
+            assert r.buf[:len(big)] == big
+            assert r.buf[len(big):len(big) + 2] == b"\r\n"
+            r.buf = r.buf[len(big) + 2:]
+        assert r.line() == "y OK URLFETCH completed"
+    finally:
+        s.close()
