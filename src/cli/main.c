@@ -341,7 +341,10 @@ struct store *cli_open_store(const struct config *cfg)
 	umask(077);
 	if (mkdir_private(cfg->data_dir) < 0 || drop_privileges(cfg, false) < 0)
 		return NULL;
-	return open_store(cfg);
+	struct store *st = open_store(cfg);
+	if (st != NULL && cfg->fts)
+		store_fts_unindex(st); /* user del: the daemon's indexer unindexes */
+	return st;
 }
 
 static SSL_CTX *setup_tls(const struct config *cfg)
@@ -556,8 +559,11 @@ static int cmd_serve(const struct config *cfg)
 		log_err("store: cannot start the committer");
 		goto out;
 	}
-	if (cfg->fts && store_fts_start(st, mime_extract_text) < 0)
-		goto out; /* the full-text index's indexer (store/fts.c) */
+	/* the full-text index's indexer (store/fts.c) */
+	if (!cfg->fts)
+		store_fts_off(st);
+	else if (store_fts_start(st, mime_extract_text, MIME_EXTRACT_VERSION) < 0)
+		goto out;
 	struct auth_login_config lc = {
 		.cache_ttl_s = cfg->auth_cache_ttl,
 		.max_failures = (unsigned)cfg->auth_max_failures,

@@ -234,7 +234,7 @@ static void expunge_done(void *arg)
 static int expunge_rows(struct store *st, struct expunge_job *j)
 {
 	struct store_blobs blobs = {0};
-	int r = store_entries_remove(&st->cdb, j->mailbox_id, j->uids, &j->n_uids, true,
+	int r = store_entries_remove(st, &st->cdb, j->mailbox_id, j->uids, &j->n_uids, true,
 				     &j->highestmodseq, &blobs);
 	j->blobs = blobs.v;
 	j->n_blobs = blobs.n;
