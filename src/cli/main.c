@@ -177,6 +177,10 @@ static struct store *open_store(const struct config *cfg)
 	/* every message stored (SMTP, APPEND, the CLI) gets its MIME cache in the
 	 * same transaction, so a FETCH never parses it (docs/design.md) */
 	store_set_cache_builder(st, mime_cache_build);
+	/* an indexed body the CLI expunges (user del, mailbox delete) is left
+	 * to the daemon's indexer, which deletes its entries (store/fts.c) */
+	if (cfg->fts)
+		store_fts_unindex(st);
 	return st;
 }
 
@@ -341,10 +345,7 @@ struct store *cli_open_store(const struct config *cfg)
 	umask(077);
 	if (mkdir_private(cfg->data_dir) < 0 || drop_privileges(cfg, false) < 0)
 		return NULL;
-	struct store *st = open_store(cfg);
-	if (st != NULL && cfg->fts)
-		store_fts_unindex(st); /* user del: the daemon's indexer unindexes */
-	return st;
+	return open_store(cfg);
 }
 
 static SSL_CTX *setup_tls(const struct config *cfg)
