@@ -3,9 +3,10 @@
  * Expunge runs on the committer thread (the only writer of cdb, so it
  * serialises with deliveries without any lock of its own): one transaction
  * removes the mailbox entries, bumps HIGHESTMODSEQ and removes the messages
- * left without any reference; their blobs are unlinked only after COMMIT, so a
- * crash in between leaves orphan blobs (removed at start-up), never a row
- * pointing at a missing blob. Completion and notification come back to the
+ * left without any reference (store_message_gc: an indexed one is left to
+ * the full-text indexer, which unindexes it first: fts.c); their blobs are
+ * unlinked only after COMMIT, so a crash in between leaves orphan blobs
+ * (removed at start-up), never a row pointing at a missing blob. Completion and notification come back to the
  * loop with loop_post.
  *
  * Subscriptions are a plain list on the loop thread: a handful per mailbox at

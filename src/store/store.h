@@ -1076,7 +1076,9 @@ int store_metadata_server_list(struct store *st, store_metadata_value_cb *cb, vo
  * PostgreSQL backend would use pg_trgm behind the same calls. Indexing runs
  * on the store's indexer thread (texts extracted there, inserted by the
  * committer in lazy jobs), never in a delivery's path; a body not indexed
- * yet (new mail, a store from before schema 8) is always a candidate. */
+ * yet (new mail, a store from before schema 8) is always a candidate. An
+ * indexed body expunged for good is unindexed there too (its text extracted
+ * again: its blob is kept until then; fts.c says how). */
 enum {
 	STORE_FTS_SUBJECT,
 	STORE_FTS_FROM,
