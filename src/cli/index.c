@@ -1,5 +1,6 @@
 /* `postern index`: the full-text index of IMAP SEARCH (store/fts.c).
- *   postern index stats           bodies indexed, waiting, expunged entries
+ *   postern index stats           bodies indexed, waiting, expunged ones
+ *                                 waiting to be unindexed, expunged entries
  *                                 left, index and mail size
  *   postern index rebuild USER    re-indexes the bodies in USER's mailboxes
  *   postern index rebuild --all   empties the index (dropping the entries of
@@ -33,15 +34,16 @@ int cli_index(const struct config *cfg, int argc, char **argv)
 		r = store_fts_stats(st, &s, &err);
 		if (r == 0) {
 			printf("messages %" PRIu64 "\nindexed %" PRIu64 "\npending %" PRIu64
-			       "\nexpunged-entries %" PRIu64 "\nmail-bytes %" PRIu64
-			       "\nindex-bytes %" PRIu64 "\nratio %.3f\n",
-			       s.messages, s.indexed, s.pending, s.dead, s.mail_bytes, s.index_bytes,
+			       "\nunindexing %" PRIu64 "\nexpunged-entries %" PRIu64
+			       "\nmail-bytes %" PRIu64 "\nindex-bytes %" PRIu64 "\nratio %.3f\n",
+			       s.messages, s.indexed, s.pending, s.unindex, s.dead, s.mail_bytes,
+			       s.index_bytes,
 			       s.mail_bytes ? (double)s.index_bytes / (double)s.mail_bytes : 0.0);
 		}
 	} else {
 		uint64_t n = 0;
 		const char *user = strcmp(argv[2], "--all") == 0 ? NULL : argv[2];
-		r = store_fts_rebuild(st, user, mime_extract_text, &n, &err);
+		r = store_fts_rebuild(st, user, mime_extract_text, MIME_EXTRACT_VERSION, &n, &err);
 		if (r == 0)
 			printf("indexed %" PRIu64 "\n", n);
 	}

@@ -177,6 +177,10 @@ static struct store *open_store(const struct config *cfg)
 	/* every message stored (SMTP, APPEND, the CLI) gets its MIME cache in the
 	 * same transaction, so a FETCH never parses it (docs/design.md) */
 	store_set_cache_builder(st, mime_cache_build);
+	/* an indexed body the CLI expunges (user del, mailbox delete) is left
+	 * to the daemon's indexer, which deletes its entries (store/fts.c) */
+	if (cfg->fts)
+		store_fts_unindex(st);
 	return st;
 }
 
@@ -556,8 +560,11 @@ static int cmd_serve(const struct config *cfg)
 		log_err("store: cannot start the committer");
 		goto out;
 	}
-	if (cfg->fts && store_fts_start(st, mime_extract_text) < 0)
-		goto out; /* the full-text index's indexer (store/fts.c) */
+	/* the full-text index's indexer (store/fts.c) */
+	if (!cfg->fts)
+		store_fts_off(st);
+	else if (store_fts_start(st, mime_extract_text, MIME_EXTRACT_VERSION) < 0)
+		goto out;
 	struct auth_login_config lc = {
 		.cache_ttl_s = cfg->auth_cache_ttl,
 		.max_failures = (unsigned)cfg->auth_max_failures,

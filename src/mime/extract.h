@@ -24,6 +24,13 @@ enum {
 	MIME_X_N
 };
 
+/* The version of the text mime_extract_text gives: bump it with any change
+ * that alters the text of some message. The full-text index records it
+ * (with a fingerprint of sample texts) and is re-made when it changes
+ * (store/fts.c): deleting a body's entries needs the very text they were
+ * made from. */
+#define MIME_EXTRACT_VERSION 1
+
 /* Appends to cols[0..MIME_X_N-1] the text of msg (len octets), case-folded
  * as SEARCH folds (valid UTF-8, values separated by "\n", NUL octets as
  * "\n"). cache/cache_len: the message's MIME cache (mime.h), or NULL/0 (or

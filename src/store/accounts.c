@@ -341,6 +341,9 @@ static int user_del_locked(struct store *st, int64_t uid, struct blob_list *bl, 
 		"DELETE FROM temp.user_del_msgs WHERE id IN (SELECT message_id FROM mailbox_messages)"
 		" OR id IN (SELECT message_id FROM queue)",
 	};
+	/* the indexed ones wait for the indexer (store_message_gc) */
+	static const char keep[] = "UPDATE messages SET fts = 2 WHERE fts = 1 AND id IN"
+				   " (SELECT id FROM temp.user_del_msgs)";
 	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
 		sqlite3_stmt *s = store_sql(&st->main, steps[i], err_r);
 		if (s == NULL)
@@ -350,9 +353,14 @@ static int user_del_locked(struct store *st, int64_t uid, struct blob_list *bl, 
 		if (store_step_done(&st->main, s, err_r) < 0)
 			return -1;
 	}
+	if (st->fts_unindex) {
+		sqlite3_stmt *k = store_sql(&st->main, keep, err_r);
+		if (k == NULL || store_step_done(&st->main, k, err_r) < 0)
+			return -1;
+	}
 	sqlite3_stmt *s = store_sql(&st->main,
 			       "DELETE FROM messages WHERE id IN (SELECT id FROM temp.user_del_msgs)"
-			       " RETURNING blob",
+			       " AND fts <> 2 RETURNING blob",
 			       err_r);
 	if (s == NULL)
 		return -1;

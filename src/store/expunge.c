@@ -3,9 +3,10 @@
  * Expunge runs on the committer thread (the only writer of cdb, so it
  * serialises with deliveries without any lock of its own): one transaction
  * removes the mailbox entries, bumps HIGHESTMODSEQ and removes the messages
- * left without any reference; their blobs are unlinked only after COMMIT, so a
- * crash in between leaves orphan blobs (removed at start-up), never a row
- * pointing at a missing blob. Completion and notification come back to the
+ * left without any reference (store_message_gc: an indexed one is left to
+ * the full-text indexer, which unindexes it first: fts.c); their blobs are
+ * unlinked only after COMMIT, so a crash in between leaves orphan blobs
+ * (removed at start-up), never a row pointing at a missing blob. Completion and notification come back to the
  * loop with loop_post.
  *
  * Subscriptions are a plain list on the loop thread: a handful per mailbox at
@@ -234,7 +235,7 @@ static void expunge_done(void *arg)
 static int expunge_rows(struct store *st, struct expunge_job *j)
 {
 	struct store_blobs blobs = {0};
-	int r = store_entries_remove(&st->cdb, j->mailbox_id, j->uids, &j->n_uids, true,
+	int r = store_entries_remove(st, &st->cdb, j->mailbox_id, j->uids, &j->n_uids, true,
 				     &j->highestmodseq, &blobs);
 	j->blobs = blobs.v;
 	j->n_blobs = blobs.n;

@@ -558,7 +558,7 @@ int store_copy_entries(struct store_op *op, struct store_db *d, int64_t user_id,
 		memcpy(gone, op->src, k * sizeof *gone);
 		size_t n_gone = k;
 		uint64_t src_modseq = 0;
-		if (store_entries_remove(d, src_id, gone, &n_gone, false, &src_modseq,
+		if (store_entries_remove(op->st, d, src_id, gone, &n_gone, false, &src_modseq,
 					 &op->blobs) < 0)
 			r = STORE_ERROR;
 		else

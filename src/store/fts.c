@@ -15,11 +15,37 @@
  * 0, oldest first), extracts their text (the extractor runs here, not on the
  * committer), and queues one lazy committer job per batch that inserts them
  * and sets fts = 1, one batch in flight at a time. A delivery's 250 never
- * waits for it; a body not indexed yet is a candidate of every query. An
- * expunged body's entries stay (a contentless FTS5 table of SQLite 3.40
- * can only delete a row given its text again, and its blob is gone): they
- * cost space, never correctness (ids are never reused, candidates are the
- * mailbox's live UIDs); `postern index rebuild` drops them. */
+ * waits for it; a body not indexed yet is a candidate of every query.
+ *
+ * Expunge (issue 9: the index is maintained at delivery, APPEND and
+ * expunge): a contentless FTS5 table of SQLite 3.40 can only delete a row
+ * given its text again, so an indexed body that loses its last reference
+ * (expunge, MOVE, DELETE of a mailbox, a delivered queue entry, `postern
+ * user del`: store_message_gc) keeps its row and its blob, marked fts = 2;
+ * the quota goes down at once (the entry's removal), the body is no
+ * candidate any more (no entry refers to it). The indexer takes those,
+ * extracts the text again with the same extractor, and queues a committer
+ * job that deletes the entries ('delete' with that text), the row, and
+ * after the durable COMMIT the blob. A crash before the COMMIT leaves the
+ * row (the work is redone); after it, an orphan blob (removed at start).
+ * A body not indexed yet goes at once, as before this; so does every body
+ * with the option fts off (and the daemon started with it off drops the
+ * waiting ones): their entries, if any, stay until `postern index rebuild`.
+ *
+ * The delete must be given the very text: messages.fts_sum is a hash of
+ * the text the entries were made from; a text extracted again that differs
+ * (a corrupt blob) or that cannot be had (the blob gone) is not deleted:
+ * the row and the blob go, the entries stay (dead: they cost space, never
+ * correctness, since ids are never reused and candidates are a mailbox's
+ * live UIDs) until a rebuild. And fts_state 'extractor' identifies the
+ * extractor that made the whole index: its version (MIME_EXTRACT_VERSION)
+ * and a hash of its texts of built-in samples. The daemon finding another
+ * one (an upgrade that changed the text) empties the index and re-makes it
+ * in the background (every body fts = 0: a candidate of every query
+ * meanwhile), in one transaction at start like a schema step: an index of
+ * two extractors could neither be unindexed exactly nor trusted to narrow.
+ * A daemon whose index is re-made under it by another version's `postern
+ * index rebuild --all` stops indexing until restarted. */
 #include "store/store_int.h"
 
 #include <errno.h>
@@ -33,6 +59,8 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 
+/* How doc_write lays the columns out: part of the extractor's identity. */
+#define FTS_TEXT_FORMAT 1
 #define FTS_BATCH_MSGS 64
 #define FTS_BATCH_TEXT (1024 * 1024) /* extracted text per job: a short committer step */
 #define FTS_IDLE_MS 500              /* polling for new bodies when idle */
@@ -45,13 +73,99 @@ struct store_fts {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	bool stopping, inflight;
+	bool stale;         /* the index's extractor changed under us (under mu) */
+	int64_t xid;        /* extractor_id() */
 	struct store_db rd; /* the indexer's read connection */
 };
 
 struct fts_doc {
 	int64_t id;
 	struct buf cols[STORE_FTS_NCOLS];
+	int64_t sum; /* text_sum(cols) */
+	/* to unindex, but its text could not be had again: the row and blob
+	 * go, the entries stay */
+	bool drop;
 };
+
+/* ---- the text's identity ---- */
+
+#define FNV_BASIS 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		h ^= ((const unsigned char *)p)[i];
+		h *= FNV_PRIME;
+	}
+	return h;
+}
+
+/* FNV-1a over every column with its length: compared (messages.fts_sum)
+ * before a delete, so that a delete is never given another text. */
+static int64_t text_sum(const struct buf *cols)
+{
+	uint64_t h = FNV_BASIS;
+	for (int c = 0; c < STORE_FTS_NCOLS; c++) {
+		uint64_t len = cols[c].len;
+		h = fnv(h, &len, sizeof len);
+		h = fnv(h, cols[c].data ? cols[c].data : "", cols[c].len);
+	}
+	return (int64_t)h;
+}
+
+/* Messages whose texts identify an extractor along with its version: a
+ * change to the text of one of these (HTML, charsets, encoded words,
+ * attachments, an attached message) is caught even if nobody bumped the
+ * version. */
+#define SAMPLE(s) {s, sizeof s - 1}
+static const struct {
+	const char *p;
+	size_t n;
+} samples[] = {
+	SAMPLE("From: =?UTF-8?B?Wm/DqyDOqW1lZ2E=?= <zoe@example.net>\r\n"
+	"To: Bob Stone <bob@example.org>, undisclosed-recipients:;\r\n"
+	"Cc: \"Ivan\" <ivan@example.com>\r\nBcc: b@example.com\r\n"
+	"Subject: =?ISO-8859-1?Q?Gr=FC=DFe?= and =?UTF-8?B?0J/RgNC40LLQtdGC?=\r\n"
+	"Message-ID: <s1@example.net>\r\n\r\nPlain body, Stra\xc3\x9f" "e, \xce\x91\xce\x98.\r\n"),
+	SAMPLE("Subject: html\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+	"<!DOCTYPE html><html><head><title>T</title><style>p {color: red}</style>"
+	"<script>var x = 1;</script></head><body><p class=\"x\">Caf&eacute; &amp; "
+	"<b>bold</b>&nbsp;&#x263a;&#65;</p><br>line<!-- comment --><a href=\"http://"
+	"example.com/\">link</a><table><tr><td>cell</td></tr></table></body></html>\r\n"),
+	SAMPLE("Subject: qp\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+	"Content-Transfer-Encoding: quoted-printable\r\n\r\nna=EFve fa=E7ade =\r\nsoft =3D\r\n"),
+	SAMPLE("Subject: mixed\r\nMIME-Version: 1.0\r\n"
+	"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\npreamble\r\n--b\r\n"
+	"Content-Type: text/plain; charset=windows-1251\r\nContent-Transfer-Encoding: base64\r\n"
+	"\r\n7/Do4uXy\r\n--b\r\nContent-Type: text/html; charset=iso-8859-15\r\n\r\n"
+	"<p>\xa4 &lt;tag&gt;</p>\r\n--b\r\nContent-Type: application/pdf; name=\"=?UTF-8?Q?r=C3=A9sum"
+	"=C3=A9.pdf?=\"\r\nContent-Disposition: attachment; filename*=UTF-8''%C3%A9t%C3%A9.pdf\r\n"
+	"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b\r\n"
+	"Content-Type: message/rfc822\r\n\r\nFrom: inner@example.net\r\nSubject: inner\r\n\r\n"
+	"inner body\r\n--b--\r\nepilogue\r\n"),
+	SAMPLE("Subject: nul and 8bit\r\nContent-Type: text/plain; charset=koi8-r\r\n\r\n"
+	"a\0b \xf0\xd2\xc9\xd7\xc5\xd4 \xff\r\n"),
+};
+
+/* The extractor's identity: its version, the layout of the rows, and its
+ * texts of the samples (fts_state 'extractor'). */
+static int64_t extractor_id(store_fts_extract_fn *fn, unsigned version)
+{
+	uint64_t h = FNV_BASIS, v[2] = {version, FTS_TEXT_FORMAT};
+	h = fnv(h, v, sizeof v);
+	for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+		struct buf cols[STORE_FTS_NCOLS];
+		for (int c = 0; c < STORE_FTS_NCOLS; c++)
+			cols[c] = (struct buf)BUF_INIT;
+		fn(samples[i].p, samples[i].n, NULL, 0, cols);
+		int64_t s = text_sum(cols);
+		h = fnv(h, &s, sizeof s);
+		for (int c = 0; c < STORE_FTS_NCOLS; c++)
+			buf_free(&cols[c]);
+	}
+	return (int64_t)h;
+}
 
 /* ---- writing (any connection, inside a write transaction) ---- */
 
@@ -114,11 +228,12 @@ static int docs_insert(struct store_db *d, const struct fts_doc *docs, size_t n,
 {
 	uint64_t added = 0;
 	for (size_t i = 0; i < n; i++) {
-		sqlite3_stmt *s = store_sql(d, "UPDATE messages SET fts = 1 WHERE id = ?1 AND fts = 0",
-					    NULL);
+		sqlite3_stmt *s = store_sql(d, "UPDATE messages SET fts = 1, fts_sum = ?2"
+					    " WHERE id = ?1 AND fts = 0", NULL);
 		if (s == NULL)
 			return -1;
 		sqlite3_bind_int64(s, 1, docs[i].id);
+		sqlite3_bind_int64(s, 2, docs[i].sum);
 		int rc = sqlite3_step(s);
 		store_stmt_done(s);
 		if (rc != SQLITE_DONE)
@@ -136,6 +251,141 @@ static int docs_insert(struct store_db *d, const struct fts_doc *docs, size_t n,
 	int rc = sqlite3_step(s);
 	store_stmt_done(s);
 	*n_r = added;
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Unindexes the docs still waiting (fts = 2, checked in this transaction:
+ * `postern index rebuild --all` may have dropped them meanwhile): the
+ * entries deleted given the same text (unless drop), the row deleted, the
+ * blob added to blobs (unlinked once the COMMIT is durable). 0 or -1. */
+static int docs_remove(struct store_db *d, const struct fts_doc *docs, size_t n,
+		       struct store_blobs *blobs)
+{
+	uint64_t removed = 0;
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_stmt *s = store_sql(d, "DELETE FROM messages WHERE id = ?1 AND fts = 2"
+					    " RETURNING blob", NULL);
+		if (s == NULL)
+			return -1;
+		sqlite3_bind_int64(s, 1, docs[i].id);
+		bool gone = false;
+		int rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			store_blobs_add(blobs, (const char *)sqlite3_column_text(s, 0));
+			gone = true;
+			rc = sqlite3_step(s); /* RETURNING: run to the end */
+		}
+		store_stmt_done(s);
+		if (rc != SQLITE_DONE)
+			return -1;
+		if (!gone || docs[i].drop)
+			continue;
+		if (doc_write(d, &docs[i], true) < 0)
+			return -1;
+		removed++;
+	}
+	sqlite3_stmt *s = store_sql(d, "UPDATE fts_state SET v = max(v - ?1, 0) WHERE k = 'docs'",
+				    NULL);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, (int64_t)removed);
+	int rc = sqlite3_step(s);
+	store_stmt_done(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int step_done(sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+	store_stmt_done(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_message_gc(struct store *st, struct store_db *d, int64_t id, struct store_blobs *blobs)
+{
+	static const char keep[] =
+		"UPDATE messages SET fts = 2 WHERE id = ?1 AND fts = 1"
+		" AND NOT EXISTS (SELECT 1 FROM mailbox_messages WHERE message_id = ?1)"
+		" AND NOT EXISTS (SELECT 1 FROM queue WHERE message_id = ?1)";
+	static const char del[] =
+		"DELETE FROM messages WHERE id = ?1 AND fts <> 2"
+		" AND NOT EXISTS (SELECT 1 FROM mailbox_messages WHERE message_id = ?1)"
+		" AND NOT EXISTS (SELECT 1 FROM queue WHERE message_id = ?1) RETURNING blob";
+	if (st->fts_unindex) {
+		sqlite3_stmt *s = store_sql(d, keep, NULL);
+		if (s == NULL)
+			return -1;
+		sqlite3_bind_int64(s, 1, id);
+		if (step_done(s) < 0)
+			return -1;
+		if (sqlite3_changes(d->db) > 0)
+			return 0; /* the indexer's now */
+	}
+	sqlite3_stmt *s = store_sql(d, del, NULL);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const char *blob = (const char *)sqlite3_column_text(s, 0);
+		if (blob)
+			store_blobs_add(blobs, blob);
+		rc = sqlite3_step(s); /* RETURNING: run to the end */
+	}
+	store_stmt_done(s);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* fts_state's value for k: 1 found (*v_r), 0 none, -1 error. */
+static int state_get(struct store_db *d, const char *k, int64_t *v_r)
+{
+	sqlite3_stmt *s = store_sql(d, "SELECT v FROM fts_state WHERE k = ?1", NULL);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_text(s, 1, k, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*v_r = sqlite3_column_int64(s, 0);
+	store_stmt_done(s);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Is the index xid's (inside a transaction)? 1 yes, 0 no, -1 error. */
+static int index_is(struct store_db *d, int64_t xid)
+{
+	int64_t v;
+	int r = state_get(d, "extractor", &v);
+	return r < 0 ? -1 : r == 1 && v == xid;
+}
+
+/* Empties the index for extractor xid (inside a write transaction): every
+ * body not indexed, the bodies waiting to be unindexed deleted (their
+ * blobs added to blobs). 0 or -1. */
+static int index_reset(struct store_db *d, int64_t xid, struct store_blobs *blobs)
+{
+	static const char *const sqls[] = {
+		"INSERT INTO fts_body(fts_body) VALUES ('delete-all')",
+		"INSERT INTO fts_head(fts_head) VALUES ('delete-all')",
+		"UPDATE messages SET fts = 0, fts_sum = NULL WHERE fts = 1",
+		"UPDATE fts_state SET v = 0 WHERE k = 'docs'",
+		"INSERT OR REPLACE INTO fts_state(k, v) VALUES ('extractor', ?1)",
+	};
+	for (size_t i = 0; i < sizeof sqls / sizeof sqls[0]; i++) {
+		sqlite3_stmt *s = store_sql(d, sqls[i], NULL);
+		if (s == NULL)
+			return -1;
+		if (sqlite3_bind_parameter_count(s) > 0)
+			sqlite3_bind_int64(s, 1, xid);
+		if (step_done(s) < 0)
+			return -1;
+	}
+	sqlite3_stmt *s = store_sql(d, "DELETE FROM messages WHERE fts = 2 RETURNING blob", NULL);
+	if (s == NULL)
+		return -1;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		store_blobs_add(blobs, (const char *)sqlite3_column_text(s, 0));
+	store_stmt_done(s);
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -232,6 +482,77 @@ static int batch_read(struct store *st, struct store_db *d, store_fts_extract_fn
 		}
 		for (int c = 0; c < STORE_FTS_NCOLS; c++)
 			text += doc->cols[c].len;
+		doc->sum = text_sum(doc->cols);
+		n++;
+	}
+	store_stmt_done(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		docs_free(docs, n);
+		return -1;
+	}
+	*docs_r = docs;
+	*n_r = n;
+	return 0;
+}
+
+/* As batch_read, for the bodies waiting to be unindexed (fts = 2): each
+ * one's text extracted again and checked against fts_sum. One whose text
+ * cannot be had (its blob gone, or another text: a corrupt blob) is
+ * dropped (drop: its entries stay); one unreadable for now is skipped
+ * (*skipped_r), left for a later pass. */
+static int gone_read(struct store *st, struct store_db *d, store_fts_extract_fn *fn,
+		     int64_t *after, struct fts_doc **docs_r, size_t *n_r, size_t *skipped_r)
+{
+	static const char sql[] = "SELECT id, blob, cache, fts_sum FROM messages WHERE fts = 2"
+				  " AND id > ?1 ORDER BY id LIMIT ?2";
+	sqlite3_stmt *s = store_sql(d, sql, NULL);
+	struct fts_doc *docs = xcalloc(FTS_BATCH_MSGS, sizeof *docs);
+	size_t n = 0, text = 0;
+	int rc = SQLITE_DONE;
+	struct buf none[STORE_FTS_NCOLS] = {BUF_INIT};
+	int64_t empty = text_sum(none);
+
+	if (s == NULL) {
+		free(docs);
+		return -1;
+	}
+	sqlite3_bind_int64(s, 1, *after);
+	sqlite3_bind_int(s, 2, FTS_BATCH_MSGS);
+	while (n < FTS_BATCH_MSGS && text < FTS_BATCH_TEXT && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct fts_doc *doc = &docs[n];
+		const char *blob = (const char *)sqlite3_column_text(s, 1);
+		bool known = sqlite3_column_type(s, 3) != SQLITE_NULL;
+		int64_t sum = sqlite3_column_int64(s, 3);
+		const char *why = NULL;
+		doc->id = *after = sqlite3_column_int64(s, 0);
+		if (!doc_extract(st, fn, blob, sqlite3_column_blob(s, 2),
+				 (size_t)sqlite3_column_bytes(s, 2), doc)) {
+			if (errno != ENOENT) { /* EMFILE, ENOMEM...: later */
+				if (*skipped_r == 0)
+					log_warn("store: full-text index: body %s: %s (unindexed later)",
+						 blob, strerror(errno));
+				(*skipped_r)++;
+				for (int c = 0; c < STORE_FTS_NCOLS; c++)
+					buf_free(&doc->cols[c]);
+				continue;
+			}
+			/* indexed empty (gone already then): nothing to delete */
+			if (!known || sum != empty)
+				why = "its blob is gone";
+		} else if (!known) {
+			why = "indexed before its text was recorded";
+		} else if (text_sum(doc->cols) != sum) {
+			why = "its text is not the one indexed (a corrupt blob?)";
+		}
+		if (why != NULL) {
+			log_warn("store: full-text index: body %s not unindexed: %s; its entries stay"
+				 " until `postern index rebuild --all`", blob, why);
+			doc->drop = true;
+			for (int c = 0; c < STORE_FTS_NCOLS; c++)
+				buf_free(&doc->cols[c]);
+		}
+		for (int c = 0; c < STORE_FTS_NCOLS; c++)
+			text += doc->cols[c].len;
 		n++;
 	}
 	store_stmt_done(s);
@@ -254,12 +575,18 @@ struct fts_job {
 	struct store_fts *f;
 	struct fts_doc *docs;
 	size_t n;
+	bool unindex;             /* docs_remove, else docs_insert */
+	bool committed;           /* by job_run */
+	struct store_blobs blobs; /* unindexed: unlinked once durable */
 };
 
 static void job_tail(struct store *st, struct store_job *job)
 {
 	struct fts_job *fj = (struct fts_job *)job;
 	struct store_fts *f = fj->f;
+	/* Only after a durable COMMIT (an unindex job is not lazy): a crash
+	 * before it brings the rows back, and they need their blobs. */
+	store_blobs_done(st, &fj->blobs, fj->committed && !st->round_failed);
 	docs_free(fj->docs, fj->n);
 	free(fj);
 	pthread_mutex_lock(&f->mu);
@@ -271,15 +598,30 @@ static void job_tail(struct store *st, struct store_job *job)
 static void job_run(struct store *st, struct store_job *job)
 {
 	struct fts_job *fj = (struct fts_job *)job;
+	struct store_fts *f = fj->f;
 	struct store_db *d = &st->cdb;
 	uint64_t added;
+	int same;
 	if (store_exec(d, "BEGIN IMMEDIATE", NULL) < 0) {
 		log_err("store: full-text index: begin: %s", sqlite3_errmsg(d->db));
-	} else if (docs_insert(d, fj->docs, fj->n, &added) < 0 ||
+	} else if ((same = index_is(d, f->xid)) < 0 ||
+		   (same && (fj->unindex ? docs_remove(d, fj->docs, fj->n, &fj->blobs)
+					 : docs_insert(d, fj->docs, fj->n, &added)) < 0) ||
 		   store_exec(d, "COMMIT", NULL) < 0) {
-		log_err("store: full-text index: %zu bodies not indexed: %s", fj->n,
-			sqlite3_errmsg(d->db));
+		log_err("store: full-text index: %zu bodies not %s: %s", fj->n,
+			fj->unindex ? "unindexed" : "indexed", sqlite3_errmsg(d->db));
 		store_exec(d, "ROLLBACK", NULL);
+	} else if (!same) {
+		/* re-made under us by another extractor (another version's
+		 * `postern index rebuild --all`): its entries are not ours to
+		 * add to or delete; the bodies waiting stay candidates */
+		log_err("store: full-text index: made by another extractor now; indexing stops"
+			" until the daemon restarts");
+		pthread_mutex_lock(&f->mu);
+		f->stale = true;
+		pthread_mutex_unlock(&f->mu);
+	} else {
+		fj->committed = true;
 	}
 	store_job_done(st, job, job_tail);
 }
@@ -297,53 +639,119 @@ static void idle_wait(struct store_fts *f)
 	pthread_mutex_unlock(&f->mu);
 }
 
+/* One batch of one kind (unindex: the bodies waiting to be unindexed, else
+ * the ones waiting to be indexed) after *after, queued and waited for.
+ * *busy_r: there may be more now (a batch was done, or bodies skipped).
+ * 0 or -1 (a read error). */
+static int indexer_batch(struct store_fts *f, bool unindex, int64_t *after, bool *busy_r)
+{
+	struct fts_doc *docs = NULL;
+	size_t n = 0, skipped = 0;
+	int r = unindex ? gone_read(f->st, &f->rd, f->fn, after, &docs, &n, &skipped)
+			: batch_read(f->st, &f->rd, f->fn, 0, after, &docs, &n, &skipped);
+	if (r < 0)
+		return -1;
+	if (n == 0) {
+		free(docs);
+		if (skipped > 0)
+			*busy_r = true; /* unreadable bodies only: the ones after them */
+		else
+			*after = 0; /* a new pass (the skipped ones) once idle */
+		return 0;
+	}
+	struct fts_job *fj = xcalloc(1, sizeof *fj);
+	fj->job.run = job_run;
+	/* the index can be rebuilt: no sync of its own; but an unindex
+	 * unlinks blobs, which must wait for a durable COMMIT */
+	fj->job.lazy = !unindex;
+	fj->f = f;
+	fj->docs = docs;
+	fj->n = n;
+	fj->unindex = unindex;
+	pthread_mutex_lock(&f->mu);
+	f->inflight = true;
+	pthread_mutex_unlock(&f->mu);
+	store_job_queue(f->st, &fj->job);
+	/* one batch at a time: the next read must see this one's rows */
+	pthread_mutex_lock(&f->mu);
+	while (f->inflight)
+		pthread_cond_wait(&f->cond, &f->mu);
+	pthread_mutex_unlock(&f->mu);
+	*busy_r = true;
+	return 0;
+}
+
 static void *indexer_main(void *arg)
 {
 	struct store_fts *f = arg;
-	int64_t after = 0; /* the pass's cursor: bodies skipped stay behind it */
+	/* the passes' cursors: bodies skipped stay behind them */
+	int64_t after = 0, after_gone = 0;
 	for (;;) {
 		pthread_mutex_lock(&f->mu);
-		bool stop = f->stopping;
+		bool stop = f->stopping, stale = f->stale;
 		pthread_mutex_unlock(&f->mu);
 		if (stop)
 			break;
-		struct fts_doc *docs = NULL;
-		size_t n = 0, skipped = 0;
-		if (batch_read(f->st, &f->rd, f->fn, 0, &after, &docs, &n, &skipped) < 0) {
+		bool busy = false;
+		if (stale) {
+			idle_wait(f);
+			continue;
+		}
+		/* unindexing first: it gives disk space back */
+		if (indexer_batch(f, true, &after_gone, &busy) < 0 ||
+		    indexer_batch(f, false, &after, &busy) < 0) {
 			log_err("store: full-text index: %s", sqlite3_errmsg(f->rd.db));
-			after = 0;
+			after = after_gone = 0;
 			idle_wait(f);
 			continue;
 		}
-		if (n == 0) {
-			free(docs);
-			if (skipped > 0)
-				continue; /* unreadable bodies only: the ones after them */
-			after = 0; /* a new pass (the skipped ones) once idle */
+		if (!busy)
 			idle_wait(f);
-			continue;
-		}
-		struct fts_job *fj = xcalloc(1, sizeof *fj);
-		fj->job.run = job_run;
-		fj->job.lazy = true; /* the index can be rebuilt: no sync of its own */
-		fj->f = f;
-		fj->docs = docs;
-		fj->n = n;
-		pthread_mutex_lock(&f->mu);
-		f->inflight = true;
-		pthread_mutex_unlock(&f->mu);
-		store_job_queue(f->st, &fj->job);
-		/* one batch at a time: the next read must see this one's rows */
-		pthread_mutex_lock(&f->mu);
-		while (f->inflight)
-			pthread_cond_wait(&f->cond, &f->mu);
-		pthread_mutex_unlock(&f->mu);
 	}
 	return NULL;
 }
 
-int store_fts_start(struct store *st, store_fts_extract_fn *fn)
+/* Makes the index extractor xid's before the indexer starts (main
+ * connection, one transaction, like a schema step): emptied if another
+ * extractor made it. 0 or -1. */
+static int index_adopt(struct store *st, int64_t xid)
 {
+	struct store_db *d = &st->main;
+	struct store_blobs blobs = {0};
+	int64_t docs = 0, old = 0;
+	char *err = NULL;
+	if (store_exec(d, "BEGIN IMMEDIATE", &err) < 0)
+		goto fail;
+	int known = state_get(d, "extractor", &old);
+	if (known < 0 || state_get(d, "docs", &docs) < 0)
+		goto fail_rb;
+	bool same = known == 1 && old == xid;
+	if ((!same && index_reset(d, xid, &blobs) < 0) || store_exec(d, "COMMIT", &err) < 0)
+		goto fail_rb;
+	if (same)
+		return 0;
+	store_blobs_done(st, &blobs, true);
+	if (known == 1 || docs > 0)
+		log_info("store: full-text index: made by another extractor (or before its version"
+			 " was recorded): emptied; every body is indexed again in the background");
+	return 0;
+fail_rb:
+	store_exec(d, "ROLLBACK", NULL);
+	store_blobs_done(st, &blobs, false);
+fail:
+	log_err("store: full-text index: %s", err ? err : sqlite3_errmsg(d->db));
+	free(err);
+	return -1;
+}
+
+int store_fts_start(struct store *st, store_fts_extract_fn *fn, unsigned version)
+{
+	int64_t xid = extractor_id(fn, version);
+	if (index_adopt(st, xid) < 0)
+		return -1;
+	/* from now on an indexed body losing its last reference waits for the
+	 * indexer (no job reaches the committer before the servers start) */
+	st->fts_unindex = true;
 	struct store_fts *f = xcalloc(1, sizeof *f);
 	char *path = xasprintf("%s/postern.db", st->dir);
 	char *err = NULL;
@@ -359,6 +767,7 @@ int store_fts_start(struct store *st, store_fts_extract_fn *fn)
 	sqlite3_busy_timeout(f->rd.db, 10000);
 	f->st = st;
 	f->fn = fn;
+	f->xid = xid;
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->cond, NULL);
 	if (pthread_create(&f->thread, NULL, indexer_main, f) != 0) {
@@ -397,6 +806,39 @@ void store_fts_stop(struct store *st)
 bool store_fts_on(const struct store *st)
 {
 	return st->fts != NULL;
+}
+
+void store_fts_unindex(struct store *st)
+{
+	st->fts_unindex = true;
+}
+
+void store_fts_off(struct store *st)
+{
+	struct store_db *d = &st->main;
+	struct store_blobs blobs = {0};
+	char *err = NULL;
+	int r = store_exec(d, "BEGIN IMMEDIATE", &err);
+	sqlite3_stmt *s = r == 0 ? store_sql(d, "DELETE FROM messages WHERE fts = 2 RETURNING blob",
+					     &err) : NULL;
+	int rc = SQLITE_ERROR;
+	if (s != NULL) {
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+			store_blobs_add(&blobs, (const char *)sqlite3_column_text(s, 0));
+		store_stmt_done(s);
+	}
+	if (rc != SQLITE_DONE || store_exec(d, "COMMIT", &err) < 0) {
+		if (r == 0)
+			store_exec(d, "ROLLBACK", NULL);
+		log_err("store: full-text index: %s", err ? err : sqlite3_errmsg(d->db));
+		free(err);
+		store_blobs_done(st, &blobs, false);
+		return;
+	}
+	if (blobs.n > 0)
+		log_info("store: full-text index off: %zu expunged bodies not unindexed (their"
+			 " entries stay until `postern index rebuild --all`)", blobs.n);
+	store_blobs_done(st, &blobs, true);
 }
 
 /* ---- queries ---- */
@@ -604,22 +1046,23 @@ static int64_t q_int(struct store_db *d, const char *sql, char **err_r)
 int store_fts_stats(struct store *st, struct store_fts_stats *r, char **err_r)
 {
 	struct store_db *d = &st->main;
-	int64_t v[6];
-	static const char *const sql[6] = {
-		"SELECT count(*) FROM messages",
+	int64_t v[7];
+	static const char *const sql[7] = {
+		"SELECT count(*) FROM messages WHERE fts <> 2",
 		"SELECT count(*) FROM messages WHERE fts = 1",
 		"SELECT v FROM fts_state WHERE k = 'docs'",
-		"SELECT coalesce(sum(size), 0) FROM messages",
+		"SELECT coalesce(sum(size), 0) FROM messages WHERE fts <> 2",
 		"SELECT (SELECT coalesce(sum(length(block)), 0) FROM fts_body_data) +"
 		" (SELECT coalesce(sum(length(block)), 0) FROM fts_head_data) +"
 		" (SELECT count(*) * 16 + coalesce(sum(length(term)), 0) FROM fts_body_idx) +"
 		" (SELECT count(*) * 16 + coalesce(sum(length(term)), 0) FROM fts_head_idx)",
 		"SELECT count(*) FROM messages WHERE fts = 0",
+		"SELECT count(*) FROM messages WHERE fts = 2",
 	};
 	/* one snapshot: the indexer may commit between the counts */
 	if (store_exec(d, "BEGIN", err_r) < 0)
 		return -1;
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < 7; i++)
 		if ((v[i] = q_int(d, sql[i], err_r)) < 0) {
 			store_exec(d, "ROLLBACK", NULL);
 			return -1;
@@ -627,15 +1070,36 @@ int store_fts_stats(struct store *st, struct store_fts_stats *r, char **err_r)
 	store_exec(d, "COMMIT", NULL);
 	r->messages = (uint64_t)v[0];
 	r->indexed = (uint64_t)v[1];
-	r->dead = v[2] > v[1] ? (uint64_t)(v[2] - v[1]) : 0;
+	/* 'docs' counts the bodies waiting to be unindexed too */
+	r->dead = v[2] > v[1] + v[6] ? (uint64_t)(v[2] - v[1] - v[6]) : 0;
 	r->mail_bytes = (uint64_t)v[3];
 	r->index_bytes = (uint64_t)v[4];
 	r->pending = (uint64_t)v[5];
+	r->unindex = (uint64_t)v[6];
 	return 0;
 }
 
 /* Re-indexes the indexed bodies of user_id: each one's rows deleted (given
- * the same text again) and inserted, fts left 1. */
+ * the same text again: checked against fts_sum in the write transaction,
+ * where the body must still be indexed: the daemon may have unindexed it
+ * meanwhile) and inserted, fts left 1. */
+/* Is doc indexed, with its text? 1 yes, 0 no (left as it is), -1 error. */
+static int same_text(struct store_db *d, const struct fts_doc *doc)
+{
+	sqlite3_stmt *s = store_sql(d, "SELECT fts_sum FROM messages WHERE id = ?1 AND fts = 1",
+				    NULL);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, doc->id);
+	int rc = sqlite3_step(s);
+	bool same = rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL &&
+		    sqlite3_column_int64(s, 0) == doc->sum;
+	store_stmt_done(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return -1;
+	return same;
+}
+
 static int reindex_user(struct store *st, store_fts_extract_fn *fn, int64_t user_id,
 			uint64_t *n_r, char **err_r)
 {
@@ -661,6 +1125,7 @@ static int reindex_user(struct store *st, store_fts_extract_fn *fn, int64_t user
 			if (blob != NULL)
 				doc_extract(st, fn, blob, sqlite3_column_blob(s, 2),
 					    (size_t)sqlite3_column_bytes(s, 2), &docs[n]);
+			docs[n].sum = text_sum(docs[n].cols);
 			n++;
 		}
 		store_stmt_done(s);
@@ -669,9 +1134,12 @@ static int reindex_user(struct store *st, store_fts_extract_fn *fn, int64_t user
 			return 0;
 		}
 		int r = store_exec(d, "BEGIN IMMEDIATE", err_r);
-		for (size_t i = 0; r == 0 && i < n; i++)
-			if (doc_write(d, &docs[i], true) < 0 || doc_write(d, &docs[i], false) < 0)
+		for (size_t i = 0; r == 0 && i < n; i++) {
+			int same = same_text(d, &docs[i]);
+			if (same < 0 || (same && (doc_write(d, &docs[i], true) < 0 ||
+						  doc_write(d, &docs[i], false) < 0)))
 				r = -1;
+		}
 		if (r == 0 && store_exec(d, "COMMIT", err_r) < 0)
 			r = -1;
 		if (r < 0) {
@@ -687,10 +1155,10 @@ static int reindex_user(struct store *st, store_fts_extract_fn *fn, int64_t user
 }
 
 int store_fts_rebuild(struct store *st, const char *user, store_fts_extract_fn *fn,
-		      uint64_t *n_r, char **err_r)
+		      unsigned version, uint64_t *n_r, char **err_r)
 {
 	struct store_db *d = &st->main;
-	int64_t user_id = 0;
+	int64_t user_id = 0, xid = extractor_id(fn, version);
 	*n_r = 0;
 	if (user != NULL) {
 		user_id = store_user_id(d, user, err_r);
@@ -699,18 +1167,31 @@ int store_fts_rebuild(struct store *st, const char *user, store_fts_extract_fn *
 				*err_r = xasprintf("%s: no such user", user);
 			return -1;
 		}
+		int same = index_is(d, xid);
+		if (same <= 0) {
+			*err_r = same < 0 ? store_db_err(d)
+					  : xasprintf("the index was made by another extractor version"
+						      ": rebuild it whole (--all)");
+			return -1;
+		}
 		if (reindex_user(st, fn, user_id, n_r, err_r) < 0)
 			return -1;
-	} else if (store_exec(d,
-			      "BEGIN IMMEDIATE;"
-			      " INSERT INTO fts_body(fts_body) VALUES ('delete-all');"
-			      " INSERT INTO fts_head(fts_head) VALUES ('delete-all');"
-			      " UPDATE messages SET fts = 0 WHERE fts <> 0;"
-			      " UPDATE fts_state SET v = 0 WHERE k = 'docs';"
-			      " COMMIT;",
-			      err_r) < 0) {
-		store_exec(d, "ROLLBACK", NULL);
-		return -1;
+	} else {
+		/* the bodies waiting to be unindexed go with the entries */
+		struct store_blobs blobs = {0};
+		int r = store_exec(d, "BEGIN IMMEDIATE", err_r);
+		if (r == 0 && index_reset(d, xid, &blobs) < 0)
+			r = -1;
+		if (r == 0 && store_exec(d, "COMMIT", err_r) < 0)
+			r = -1;
+		if (r < 0) {
+			if (*err_r == NULL)
+				*err_r = store_db_err(d);
+			store_exec(d, "ROLLBACK", NULL);
+		}
+		store_blobs_done(st, &blobs, r == 0);
+		if (r < 0)
+			return -1;
 	}
 	/* the bodies not indexed yet (all of them after delete-all) */
 	int64_t after = 0;

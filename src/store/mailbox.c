@@ -361,16 +361,12 @@ fail:
 
 /* ---- removing entries (expunge, MOVE, RENAME INBOX) ---- */
 
-int store_entries_remove(struct store_db *d, int64_t mailbox_id, uint32_t *uids, size_t *n,
-			 bool quota, uint64_t *modseq_r, struct store_blobs *blobs)
+int store_entries_remove(struct store *st, struct store_db *d, int64_t mailbox_id, uint32_t *uids,
+			 size_t *n, bool quota, uint64_t *modseq_r, struct store_blobs *blobs)
 {
 	sqlite3_stmt *del = store_sql(d, "DELETE FROM mailbox_messages WHERE mailbox_id = ?1"
 				      " AND uid = ?2 RETURNING message_id,"
 				      " (SELECT size FROM messages WHERE id = message_id)", NULL);
-	sqlite3_stmt *gc = store_sql(d, "DELETE FROM messages WHERE id = ?1 AND NOT EXISTS"
-				     " (SELECT 1 FROM mailbox_messages WHERE message_id = ?1)"
-				     " AND NOT EXISTS (SELECT 1 FROM queue WHERE message_id = ?1)"
-				     " RETURNING blob", NULL);
 	sqlite3_stmt *bump = store_sql(d, "UPDATE mailboxes SET highestmodseq = highestmodseq + 1"
 				       " WHERE id = ?1 RETURNING highestmodseq, user_id", NULL);
 	sqlite3_stmt *log = store_sql(d, "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq)"
@@ -378,7 +374,7 @@ int store_entries_remove(struct store_db *d, int64_t mailbox_id, uint32_t *uids,
 	int r = -1;
 	size_t kept = 0;
 	int64_t bytes = 0, user_id = 0;
-	if (del == NULL || gc == NULL || bump == NULL || log == NULL)
+	if (del == NULL || bump == NULL || log == NULL)
 		goto out;
 	for (size_t i = 0; i < *n; i++) {
 		sqlite3_bind_int64(del, 1, mailbox_id);
@@ -395,14 +391,7 @@ int store_entries_remove(struct store_db *d, int64_t mailbox_id, uint32_t *uids,
 		if (msg_id == 0)
 			continue; /* already gone: not an error */
 		uids[kept++] = uids[i];
-		sqlite3_bind_int64(gc, 1, msg_id);
-		rc = sqlite3_step(gc);
-		if (rc == SQLITE_ROW) {
-			store_blobs_add(blobs, (const char *)sqlite3_column_text(gc, 0));
-			rc = sqlite3_step(gc);
-		}
-		sqlite3_reset(gc);
-		if (rc != SQLITE_DONE)
+		if (store_message_gc(st, d, msg_id, blobs) < 0)
 			goto out;
 	}
 	*n = kept;
@@ -436,7 +425,6 @@ int store_entries_remove(struct store_db *d, int64_t mailbox_id, uint32_t *uids,
 	r = 0;
 out:
 	store_stmt_done(del);
-	store_stmt_done(gc);
 	store_stmt_done(bump);
 	store_stmt_done(log);
 	return r;
@@ -576,7 +564,7 @@ static int delete_body(struct store_op *op, struct store_db *d)
 	if (mailbox_uids(d, id, &uids, &n) < 0)
 		return STORE_ERROR;
 	uint64_t modseq = 0;
-	r = store_entries_remove(d, id, uids, &n, true, &modseq, &op->blobs) == 0 ? STORE_OK
+	r = store_entries_remove(op->st, d, id, uids, &n, true, &modseq, &op->blobs) == 0 ? STORE_OK
 										      : STORE_ERROR;
 	free(uids);
 	if (r != STORE_OK)

@@ -313,28 +313,6 @@ static const char sql_retry[] =
     " lease_owner = NULL, lease_until = 0 WHERE id = ?1 AND lease_owner = ?2";
 static const char sql_unlease[] =
     "UPDATE queue SET lease_owner = NULL, lease_until = 0 WHERE id = ?1 AND lease_owner = ?2";
-static const char sql_gc[] =
-    "DELETE FROM messages WHERE id = ?1"
-    " AND NOT EXISTS (SELECT 1 FROM mailbox_messages WHERE message_id = ?1)"
-    " AND NOT EXISTS (SELECT 1 FROM queue WHERE message_id = ?1) RETURNING blob";
-
-/* Deletes message_id if nothing refers to it any more; its blob goes to b. */
-static int message_gc(struct store_db *d, int64_t message_id, struct store_blobs *b)
-{
-	sqlite3_stmt *s = store_sql(d, sql_gc, NULL);
-	if (s == NULL)
-		return -1;
-	sqlite3_bind_int64(s, 1, message_id);
-	int rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		const char *blob = (const char *)sqlite3_column_text(s, 0);
-		if (blob)
-			store_blobs_add(b, blob);
-		rc = sqlite3_step(s); /* RETURNING: run to the end */
-	}
-	store_stmt_done(s);
-	return rc == SQLITE_DONE ? 0 : -1;
-}
 
 static int record_body(struct record_job *j, struct store_db *d, struct store_blobs *b)
 {
@@ -368,7 +346,7 @@ static int record_body(struct record_job *j, struct store_db *d, struct store_bl
 			return -1;
 	}
 	/* one message per call (store.h): collected once, at the end */
-	return gc_id != 0 ? message_gc(d, gc_id, b) : 0;
+	return gc_id != 0 ? store_message_gc(j->st, d, gc_id, b) : 0;
 }
 
 static void record_finish(void *arg)
@@ -523,7 +501,7 @@ int store_queue_admin(struct store *st, enum store_queue_admin_op op, int64_t me
 	}
 	changed = sqlite3_changes(d->db);
 	for (size_t i = 0; i < n_ids; i++)
-		if (message_gc(d, ids[i], &blobs) < 0) {
+		if (store_message_gc(st, d, ids[i], &blobs) < 0) {
 			*err_r = store_db_err(d);
 			changed = -1;
 			goto out;

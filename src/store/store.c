@@ -427,8 +427,19 @@ static const char schema_v9[] =
 	" key BLOB NOT NULL);"
 	"CREATE INDEX urlauth_keys_user ON urlauth_keys(user_id);";
 
+/* Step 10: the full-text index follows expunge (fts.c). messages.fts = 2: a body that
+ * was indexed and has lost its last reference (no mailbox entry, no queue
+ * entry); its row and blob stay until the indexer has deleted its entries
+ * (given its text again), then both go. fts_sum: a hash of the text the
+ * entries were made from (NULL: indexed before this step), checked before
+ * the delete, so that a delete is never given another text. */
+static const char schema_v10[] =
+	"ALTER TABLE messages ADD COLUMN fts_sum INTEGER;"
+	"CREATE INDEX messages_fts_gone ON messages(id) WHERE fts = 2;";
+
 static const char *const schema_steps[] = {schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
-					   schema_v6, schema_v7, schema_v8, schema_v9};
+					   schema_v6, schema_v7, schema_v8, schema_v9,
+					   schema_v10};
 
 sqlite3_stmt *store_stmt(struct store_db *d, enum store_stmt_id id)
 {

@@ -1076,7 +1076,9 @@ int store_metadata_server_list(struct store *st, store_metadata_value_cb *cb, vo
  * PostgreSQL backend would use pg_trgm behind the same calls. Indexing runs
  * on the store's indexer thread (texts extracted there, inserted by the
  * committer in lazy jobs), never in a delivery's path; a body not indexed
- * yet (new mail, a store from before schema 8) is always a candidate. */
+ * yet (new mail, a store from before schema 8) is always a candidate. An
+ * indexed body expunged for good is unindexed there too (its text extracted
+ * again: its blob is kept until then; fts.c says how). */
 enum {
 	STORE_FTS_SUBJECT,
 	STORE_FTS_FROM,
@@ -1092,8 +1094,17 @@ enum {
 typedef void store_fts_extract_fn(const char *msg, size_t len, const void *cache,
 				  size_t cache_len, struct buf *cols);
 /* Starts the indexer (after store_start; the daemon, when the option fts is
- * on). 0 or -1. store_close stops it. */
-int store_fts_start(struct store *st, store_fts_extract_fn *fn);
+ * on). version: the extractor's (MIME_EXTRACT_VERSION). An index made by
+ * another extractor (its version or its texts of built-in samples differ)
+ * is emptied first and re-made in the background: its entries could not be
+ * deleted exactly. 0 or -1. store_close stops it. */
+int store_fts_start(struct store *st, store_fts_extract_fn *fn, unsigned version);
+/* The option fts is on (the CLI): an indexed body losing its last reference
+ * (`postern user del`) is left to the daemon's indexer to unindex. */
+void store_fts_unindex(struct store *st);
+/* The option fts is off (the daemon): the bodies left to the indexer go now
+ * (their entries stay until a rebuild; an error is logged). */
+void store_fts_off(struct store *st);
 void store_fts_stop(struct store *st);
 /* true while the indexer runs (the index may answer searches). */
 bool store_fts_on(const struct store *st);
@@ -1118,7 +1129,10 @@ int store_fts_candidates(struct store_snap *sn, const char *user, const char *ma
 			 size_t *n_r, char **err_r);
 /* postern index stats (main connection). */
 struct store_fts_stats {
-	uint64_t messages, indexed, pending, dead; /* bodies; entries of expunged ones */
+	/* bodies stored, indexed, waiting to be indexed; expunged ones waiting
+	 * to be unindexed; the entries left of expunged ones (a rebuild drops
+	 * them) */
+	uint64_t messages, indexed, pending, unindex, dead;
 	uint64_t mail_bytes, index_bytes;
 };
 int store_fts_stats(struct store *st, struct store_fts_stats *r, char **err_r);
@@ -1126,9 +1140,11 @@ int store_fts_stats(struct store *st, struct store_fts_stats *r, char **err_r);
  * user NULL empties the index (dropping the entries of expunged bodies)
  * and indexes every body; else re-indexes the bodies in user's mailboxes.
  * *n_r: the scope's bodies indexed at the end (by this call or by a running
- * daemon's indexer, which works on the same queue). 0, or -1 with *err_r. */
+ * daemon's indexer, which works on the same queue). A user's rebuild needs
+ * an index made by this extractor (version, as store_fts_start). 0, or -1
+ * with *err_r. */
 int store_fts_rebuild(struct store *st, const char *user, store_fts_extract_fn *fn,
-		      uint64_t *n_r, char **err_r);
+		      unsigned version, uint64_t *n_r, char **err_r);
 
 /* ==== URLAUTH (urlauth.c; RFC 4467 7) ====
  * Table urlauth_keys: the mailbox access key of each mailbox (its owner's),

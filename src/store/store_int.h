@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include "store/store.h"
 
-#define STORE_SCHEMA_VERSION 9
+#define STORE_SCHEMA_VERSION 10
 #define STORE_BLOB_DIRS 256
 #define STORE_BLOB_NAME_LEN 32 /* 16 hex µs + 8 hex counter + 8 hex random */
 #define STORE_SPOOL_STOCK 64
@@ -165,6 +165,10 @@ struct store {
 
 	/* the full-text indexer (fts.c), NULL when off */
 	struct store_fts *fts;
+	/* an indexed body losing its last reference waits for the indexer to
+	 * delete its entries (messages.fts = 2, store_message_gc): set when
+	 * the option fts is on (store_fts_start, store_fts_unindex) */
+	bool fts_unindex;
 };
 
 /* A read snapshot (async.c): a worker's read connection inside BEGIN. */
@@ -182,6 +186,12 @@ struct store_blobs {
 void store_blobs_add(struct store_blobs *b, const char *name);
 /* Unlinks every blob (if unlink) and frees the list. */
 void store_blobs_done(struct store *st, struct store_blobs *b, bool unlink);
+/* fts.c, inside a write transaction on d: message id goes if nothing refers
+ * to it any more (no mailbox entry, no queue entry): its row is deleted and
+ * its blob added to blobs (unlinked after COMMIT), or, when it is indexed
+ * and st->fts_unindex, it is left to the indexer (fts = 2: row and blob
+ * kept until its entries are deleted). 0 or -1. */
+int store_message_gc(struct store *st, struct store_db *d, int64_t id, struct store_blobs *blobs);
 
 /* store.c */
 sqlite3_stmt *store_stmt(struct store_db *d, enum store_stmt_id id);
@@ -300,10 +310,10 @@ void store_notify_mailbox(struct store *st, const struct store_change *ch, int64
 /* mailbox.c: inside a write transaction on d. */
 /* Removes the entries with the given UIDs (sorted) from the mailbox: the
  * expunge log gets them with the mailbox's next MODSEQ (one per call,
- * *modseq_r), messages left without any reference are deleted (their blobs
- * added to blobs), and with quota the owner's usage goes down. uids is
+ * *modseq_r), messages left without any reference go (store_message_gc: their
+ * blobs added to blobs, or left to the indexer), and with quota the owner's usage goes down. uids is
  * compacted to the UIDs actually removed (*n updated). 0 or -1. */
-int store_entries_remove(struct store_db *d, int64_t mailbox_id, uint32_t *uids, size_t *n,
+int store_entries_remove(struct store *st, struct store_db *d, int64_t mailbox_id, uint32_t *uids, size_t *n,
 			 bool quota, uint64_t *modseq_r, struct store_blobs *blobs);
 /* A new user's rows beyond INBOX: the default special-use mailboxes, the
  * subscriptions of those and INBOX, the quota row. 0 or -1 with *err_r. */

@@ -162,10 +162,16 @@ INVARIANTS = {
     "entry without message":
         "SELECT count(*) FROM mailbox_messages mm WHERE NOT EXISTS"
         " (SELECT 1 FROM messages m WHERE m.id = mm.message_id)",
+    # fts = 2: expunged, waiting for the indexer to delete its entries
+    # (store/fts.c), row and blob kept until then
     "message without reference":
-        "SELECT count(*) FROM messages m WHERE NOT EXISTS"
+        "SELECT count(*) FROM messages m WHERE m.fts <> 2 AND NOT EXISTS"
         " (SELECT 1 FROM mailbox_messages mm WHERE mm.message_id = m.id)"
         " AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.message_id = m.id)",
+    "message waiting to be unindexed with a reference":
+        "SELECT count(*) FROM messages m WHERE m.fts = 2 AND (EXISTS"
+        " (SELECT 1 FROM mailbox_messages mm WHERE mm.message_id = m.id)"
+        " OR EXISTS (SELECT 1 FROM queue q WHERE q.message_id = m.id))",
     "uid >= uidnext":
         "SELECT count(*) FROM mailbox_messages mm JOIN mailboxes b ON b.id = mm.mailbox_id"
         " WHERE mm.uid >= b.uidnext",
@@ -352,6 +358,11 @@ def test_cli_rename_delete_under_imap_and_smtp(make_server):
     assert not any(t.is_alive() for t in threads)
     assert problems == [], problems[:5]
     assert counts["ok"] > 0 and counts["smtp"] > 0, counts
+    # the bodies the deletes left to the indexer (store/fts.c) go first:
+    # the restart below must change nothing
+    deadline = time.monotonic() + 60
+    while "unindexing 0" not in srv.cli_out("index", "stats") and time.monotonic() < deadline:
+        time.sleep(0.1)
     n_rows, n_files = check_store(srv)
     srv.stop()
     srv.start()

@@ -107,7 +107,7 @@ def test_domain_case_insensitive_and_plus_addressing(server):
 def test_three_local_recipients_stored_once(server):
     counts = {u: server.count(u) for u in (ALICE, BOB, CAROL)}
     with server.db() as db:
-        n_before = db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+        n_before = db.execute("SELECT COUNT(*) FROM messages WHERE fts <> 2").fetchone()[0]
     msg = make_message("sender@remote.test", ALICE, "three rcpts", "for three\r\n")
     with server.client("mx") as c:
         c.ehlo()
@@ -119,7 +119,7 @@ def test_three_local_recipients_stored_once(server):
     assert bodies == [msg, msg, msg]
     db = server.db()
     try:
-        n_after = db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+        n_after = db.execute("SELECT COUNT(*) FROM messages WHERE fts <> 2").fetchone()[0]
         assert n_after == n_before + 1, "one message to 3 users must be stored once"
         mid = db.execute("SELECT MAX(message_id) FROM mailbox_messages").fetchone()[0]
         n_refs = db.execute("SELECT COUNT(*) FROM mailbox_messages WHERE message_id = ?", (mid,)).fetchone()[0]

@@ -53,7 +53,7 @@ static void test_schema(void)
 	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0700);
 	snprintf(path, sizeof path, "%s/data/postern.db", tmpdir);
 	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
-	CHECK_INT(1, sql_int("PRAGMA user_version"), 9);
+	CHECK_INT(1, sql_int("PRAGMA user_version"), 10);
 	CHECK_INT(2, sql_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"),
 		  1);
 	/* 7 + counters + sqlite_sequence (AUTOINCREMENT) + subscriptions, expunged,
@@ -986,7 +986,7 @@ static void test_migration(void)
 		const char *sql;
 		long long want;
 	} cases[] = {
-		{"PRAGMA user_version", 9},
+		{"PRAGMA user_version", 10},
 		/* v8: every old body waits for the indexer */
 		{"SELECT count(*) FROM messages WHERE fts = 0", 2},
 		/* v4: the queue's lease and scheduling columns, filled for old rows */
