@@ -37,6 +37,15 @@
 #define FTS_BATCH_TEXT (1024 * 1024) /* extracted text per job: a short committer step */
 #define FTS_IDLE_MS 500              /* polling for new bodies when idle */
 #define FTS_MAX_TRIGRAMS 12          /* per needle: enough to be selective */
+/* The version of the text the extractor (mime/extract.c) gives, kept as
+ * fts_state 'text' (none: 1). An index of an older text could miss what
+ * the matcher now finds (2: text/html reduced to its text, mime/html.c:
+ * "<b>im</b>portant" holds no trigram "mpo"), so the indexer starts over
+ * when it finds one: everything fts = 0 (a candidate of every search, as
+ * after `index rebuild --all`) and indexed again. Bump it whenever the
+ * extracted text changes. */
+#define FTS_TEXT_VERSION 2
+#define FTS_TEXT_VERSION_S "2" /* the same, for SQL texts */
 
 struct store_fts {
 	struct store *st;
@@ -254,6 +263,7 @@ struct fts_job {
 	struct store_fts *f;
 	struct fts_doc *docs;
 	size_t n;
+	bool had_index; /* reset_run: an index was there (said in the log) */
 };
 
 static void job_tail(struct store *st, struct store_job *job)
@@ -284,6 +294,47 @@ static void job_run(struct store *st, struct store_job *job)
 	store_job_done(st, job, job_tail);
 }
 
+/* the reset of an index of an older text (FTS_TEXT_VERSION) */
+#define FTS_RESET_SQL                                                                              \
+	"BEGIN IMMEDIATE;"                                                                         \
+	" INSERT INTO fts_body(fts_body) VALUES ('delete-all');"                                  \
+	" INSERT INTO fts_head(fts_head) VALUES ('delete-all');"                                  \
+	" UPDATE messages SET fts = 0 WHERE fts <> 0;"                                             \
+	" UPDATE fts_state SET v = 0 WHERE k = 'docs';"                                            \
+	" INSERT OR REPLACE INTO fts_state VALUES ('text', " FTS_TEXT_VERSION_S ");"               \
+	" COMMIT;"
+
+static void reset_run(struct store *st, struct store_job *job)
+{
+	struct store_db *d = &st->cdb;
+	if (store_exec(d, FTS_RESET_SQL, NULL) < 0) {
+		log_err("store: full-text index: reset: %s", sqlite3_errmsg(d->db));
+		store_exec(d, "ROLLBACK", NULL);
+	} else if (((struct fts_job *)job)->had_index) {
+		log_info("store: full-text index: made by an older extractor, indexing again");
+	}
+	store_job_done(st, job, job_tail);
+}
+
+/* The text version of the index (read on the indexer's connection): 1 if
+ * none is recorded, 0 on an error; *indexed_r: whether any body is indexed
+ * (a new database has no version recorded and nothing to index again). */
+static int text_version(struct store_fts *f, bool *indexed_r)
+{
+	static const char sql[] = "SELECT (SELECT v FROM fts_state WHERE k = 'text'),"
+				  " EXISTS (SELECT 1 FROM messages WHERE fts <> 0)";
+	sqlite3_stmt *s = store_sql(&f->rd, sql, NULL);
+	if (s == NULL)
+		return 0;
+	int v = 0;
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		v = sqlite3_column_type(s, 0) == SQLITE_NULL ? 1 : sqlite3_column_int(s, 0);
+		*indexed_r = sqlite3_column_int(s, 1) != 0;
+	}
+	store_stmt_done(s);
+	return v;
+}
+
 static void idle_wait(struct store_fts *f)
 {
 	struct timespec ts;
@@ -301,6 +352,25 @@ static void *indexer_main(void *arg)
 {
 	struct store_fts *f = arg;
 	int64_t after = 0; /* the pass's cursor: bodies skipped stay behind it */
+	bool indexed = false;
+	int v = text_version(f, &indexed);
+	if (v == 0)
+		log_err("store: full-text index: %s", sqlite3_errmsg(f->rd.db));
+	else if (v < FTS_TEXT_VERSION) {
+		/* a committer job, waited for as a batch is */
+		struct fts_job *fj = xcalloc(1, sizeof *fj);
+		fj->job.run = reset_run;
+		fj->f = f;
+		fj->had_index = indexed;
+		pthread_mutex_lock(&f->mu);
+		f->inflight = true;
+		pthread_mutex_unlock(&f->mu);
+		store_job_queue(f->st, &fj->job);
+		pthread_mutex_lock(&f->mu);
+		while (f->inflight)
+			pthread_cond_wait(&f->cond, &f->mu);
+		pthread_mutex_unlock(&f->mu);
+	}
 	for (;;) {
 		pthread_mutex_lock(&f->mu);
 		bool stop = f->stopping;
@@ -707,6 +777,7 @@ int store_fts_rebuild(struct store *st, const char *user, store_fts_extract_fn *
 			      " INSERT INTO fts_head(fts_head) VALUES ('delete-all');"
 			      " UPDATE messages SET fts = 0 WHERE fts <> 0;"
 			      " UPDATE fts_state SET v = 0 WHERE k = 'docs';"
+			      " INSERT OR REPLACE INTO fts_state VALUES ('text', " FTS_TEXT_VERSION_S ");"
 			      " COMMIT;",
 			      err_r) < 0) {
 		store_exec(d, "ROLLBACK", NULL);
