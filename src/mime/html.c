@@ -335,9 +335,17 @@ void mime_html_feed(struct mime_html *h, const char *in, size_t n, struct buf *o
 
 		switch (h->state) {
 		case S_TEXT: {
+			/* a run of text, single spaces between words included
+			 * (what collapsing them gives) */
 			size_t j = i;
-			while (j < n && is_plain(p[j]))
-				j++;
+			while (j < n) {
+				if (is_plain(p[j]))
+					j++;
+				else if (p[j] == ' ' && j > i && j + 1 < n && is_plain(p[j + 1]))
+					j += 2;
+				else
+					break;
+			}
 			if (j > i) {
 				emit(h, out, in + i, j - i);
 				i = j;
@@ -398,6 +406,12 @@ void mime_html_feed(struct mime_html *h, const char *in, size_t n, struct buf *o
 			continue;
 		case S_ATTR:
 		case S_EQ:
+			if (h->state == S_ATTR && c != '>' && c != '=') {
+				/* nothing else changes the state */
+				while (i < n && p[i] != '>' && p[i] != '=')
+					i++;
+				continue;
+			}
 			if (c == '>') {
 				tag_end(h);
 			} else if (h->state == S_EQ && (c == '"' || c == '\'')) {

@@ -20,7 +20,8 @@
  *     break (Outlook's "<![if ...]>" markers; "<![CDATA[" is a bogus
  *     comment in HTML content, as in a browser);
  *   - the content of <script>, <style> and <title> is dropped (up to the
- *     matching end tag); other content of <head> (meta, link) is tags;
+ *     matching end tag; the element is a word break); the rest of <head>
+ *     (meta, link) is tags, and text there is shown by a browser too;
  *   - character references are decoded to UTF-8: the 253 named ones of
  *     HTML 4 (Latin-1, symbols and Greek, special) and &apos;, numeric
  *     &#N; &#xH; (0x80-0x9F as windows-1252, as HTML5 reads them; 0,
