@@ -437,8 +437,8 @@ def test_older_text_indexed_again(make_server):
     srv.start()
     s = wait_indexed(srv)
     assert s["indexed"] == len(HTML_MSGS) and s["expunged-entries"] == 0, s
-    assert "indexing again" in srv.log()
     assert html_answers(srv) == [w for _, w in HTML_EXPECT]
+    assert "indexing again" in srv.log()
     srv.stop()
     srv.start()  # recorded: not again
     wait_indexed(srv)
