@@ -12,60 +12,60 @@
 static const struct {
 	const char *in, *want;
 } cases[] = {
-	/* 0: references */
-	{"caf&eacute; na&iuml;ve", "café naïve"},
-	{"&lt;b&gt; &amp; &quot;q&quot; &apos;x", "<b> & \"q\" 'x"},
-	{"&#233;&#xE9;&#XE9;&#0233;", "éééé"},
-	{"it&#146;s &#128;5", "it\xe2\x80\x99s \xe2\x82\xac" "5"}, /* windows-1252 */
-	{"&#0;|&#xD800;|&#x110000;|&#99999999999999;", "\xef\xbf\xbd|\xef\xbf\xbd|\xef\xbf\xbd|"
-						       "\xef\xbf\xbd"},
-	/* 5: without ';': Latin-1 names and numbers only */
-	{"&eacute &copy2 &euro &euro; &#65x", "é &copy2 &euro € Ax"},
-	{"&unknown; & &; &#; &#x; a&b=c", "&unknown; & &; &#; &#x; a&b=c"},
-	{"a&nbsp;b a &nbsp; b x&shy;y z&#x200B;w", "a b a b xy zw"},
-	{"&alpha;&Omega;&hearts;&thetasym;", "αΩ♥ϑ"},
-	/* 9: tags: inline ones glue, block ones break lines, cells space */
-	{"<b>im</b>portant <span class=\"x\">un</span><i>split</i>", "important unsplit"},
-	{"a<p>b</p>c<br>d<br/>e<DIV>f</div>", "a\nb\nc\nd\ne\nf"},
-	{"<table><tr><td>a</td><td>b</td></tr><tr><th>c</th></tr></table>", "a b\nc"},
-	{"a<img src=\"x.png\" alt=\"ALTTEXT\">b", "a b"},
-	{"<a href=\"http://x.example/?a=1&b=2\" title='x>y' data=z>link</a>", "link"},
-	{"<h1>T</h1><ul><li>one<li>two</ul>", "T\none\ntwo"},
-	/* 15: comments, declarations, processing instructions */
-	{"a <!-- x <p>y</p> --> b", "a b"},
-	{"a<!---->b<!-->c<!--->d<!-- x --!>e<!-- a->b -->f", "abcdef"},
-	{"a<![CDATA[ junk ]]>b", "ab"},
-	{"a<![CDATA[ junk <p> ]]>b", "a ]]>b"}, /* as a browser: '>' ends it */
-	{"<!DOCTYPE html><?xml version=\"1.0\"?>x", "x"},
-	{"<![if !supportLists]>1.<![endif]>x", "1.x"},
-	{"a</>b</ c>d", "abd"},
-	/* 22: script, style, title: content dropped up to the end tag */
-	{"a<script>var x = '<p>'; if (a<b) y(); '</scr' + 'ipt'</script>b", "a b"},
-	{"a<SCRIPT type=x>s</scriptx> <</ </SCRIPT >b", "a b"},
-	{"<style>p{}.secret{}</style>text", "text"},
-	{"<html><head><title>T</title><meta charset=utf-8><style>x</style></head>"
-	 "<body>hi</body></html>",
-	 "hi"},
-	{"a<script/>b</script>c", "a c"},
-	/* 27: text that looks like markup */
-	{"1 < 2 & 3 > 2, x<3", "1 < 2 & 3 > 2, x<3"},
-	/* 28: white space */
-	{"  a \r\n\t b  ", "a b"},
-	{"<p>a</p>\r\n  <p> b </p>", "a\nb"},
-	{"Grüße <i>Straße</i>\xff", "Grüße Straße\xff"},
-	/* 31: the end of the part */
-	{"text<a href=", "text"},
-	{"text<", "text<"},
-	{"text&#", "text&#"},
-	{"text&#65", "textA"},
-	{"text&amp", "text&"},
-	{"text<!-- never closed", "text"},
-	{"text<script>never closed", "text"},
-	/* 38: names too long to matter */
-	{"<blockquotexyzabc>a</blockquotexyzabc>b", "ab"},
-	{"&aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa;",
-	 "&aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa;"},
-	{"", ""},
+    /* 0: references */
+    {"caf&eacute; na&iuml;ve", "café naïve"},
+    {"&lt;b&gt; &amp; &quot;q&quot; &apos;x", "<b> & \"q\" 'x"},
+    {"&#233;&#xE9;&#XE9;&#0233;", "éééé"},
+    {"it&#146;s &#128;5", "it\xe2\x80\x99s \xe2\x82\xac"
+                          "5"}, /* windows-1252 */
+    {"&#0;|&#xD800;|&#x110000;|&#99999999999999;", "\xef\xbf\xbd|\xef\xbf\xbd|\xef\xbf\xbd|"
+                                                   "\xef\xbf\xbd"},
+    /* 5: without ';': Latin-1 names and numbers only */
+    {"&eacute &copy2 &euro &euro; &#65x", "é &copy2 &euro € Ax"},
+    {"&unknown; & &; &#; &#x; a&b=c", "&unknown; & &; &#; &#x; a&b=c"},
+    {"a&nbsp;b a &nbsp; b x&shy;y z&#x200B;w", "a b a b xy zw"},
+    {"&alpha;&Omega;&hearts;&thetasym;", "αΩ♥ϑ"},
+    /* 9: tags: inline ones glue, block ones break lines, cells space */
+    {"<b>im</b>portant <span class=\"x\">un</span><i>split</i>", "important unsplit"},
+    {"a<p>b</p>c<br>d<br/>e<DIV>f</div>", "a\nb\nc\nd\ne\nf"},
+    {"<table><tr><td>a</td><td>b</td></tr><tr><th>c</th></tr></table>", "a b\nc"},
+    {"a<img src=\"x.png\" alt=\"ALTTEXT\">b", "a b"},
+    {"<a href=\"http://x.example/?a=1&b=2\" title='x>y' data=z>link</a>", "link"},
+    {"<h1>T</h1><ul><li>one<li>two</ul>", "T\none\ntwo"},
+    /* 15: comments, declarations, processing instructions */
+    {"a <!-- x <p>y</p> --> b", "a b"},
+    {"a<!---->b<!-->c<!--->d<!-- x --!>e<!-- a->b -->f", "abcdef"},
+    {"a<![CDATA[ junk ]]>b", "ab"},
+    {"a<![CDATA[ junk <p> ]]>b", "a ]]>b"}, /* as a browser: '>' ends it */
+    {"<!DOCTYPE html><?xml version=\"1.0\"?>x", "x"},
+    {"<![if !supportLists]>1.<![endif]>x", "1.x"},
+    {"a</>b</ c>d", "abd"},
+    /* 22: script, style, title: content dropped up to the end tag */
+    {"a<script>var x = '<p>'; if (a<b) y(); '</scr' + 'ipt'</script>b", "a b"},
+    {"a<SCRIPT type=x>s</scriptx> <</ </SCRIPT >b", "a b"},
+    {"<style>p{}.secret{}</style>text", "text"},
+    {"<html><head><title>T</title><meta charset=utf-8><style>x</style></head>"
+     "<body>hi</body></html>",
+     "hi"},
+    {"a<script/>b</script>c", "a c"},
+    /* 27: text that looks like markup */
+    {"1 < 2 & 3 > 2, x<3", "1 < 2 & 3 > 2, x<3"},
+    /* 28: white space */
+    {"  a \r\n\t b  ", "a b"},
+    {"<p>a</p>\r\n  <p> b </p>", "a\nb"},
+    {"Grüße <i>Straße</i>\xff", "Grüße Straße\xff"},
+    /* 31: the end of the part */
+    {"text<a href=", "text"},
+    {"text<", "text<"},
+    {"text&#", "text&#"},
+    {"text&#65", "textA"},
+    {"text&amp", "text&"},
+    {"text<!-- never closed", "text"},
+    {"text<script>never closed", "text"},
+    /* 38: names too long to matter */
+    {"<blockquotexyzabc>a</blockquotexyzabc>b", "ab"},
+    {"&aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa;", "&aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa;"},
+    {"", ""},
 };
 
 static char *run_split(const char *in, size_t n, size_t k)
@@ -125,8 +125,8 @@ static void t_bounded(void)
 	static const struct {
 		const char *open, *want;
 	} big[] = {
-		{"a<xyz ", "a"},          {"a<p title=\"", "a"}, {"a<!-- ", "a"},
-		{"a<script>", "a"},       {"a<!x", "a"},         {"a<verylongtagname", "a"},
+	    {"a<xyz ", "a"},    {"a<p title=\"", "a"}, {"a<!-- ", "a"},
+	    {"a<script>", "a"}, {"a<!x", "a"},         {"a<verylongtagname", "a"},
 	};
 	char *chunk = malloc(4096);
 	memset(chunk, 'x', 4096);
