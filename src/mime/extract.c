@@ -13,7 +13,7 @@
 #include "mime/mime_int.h"
 
 struct xctx {
-	struct buf raw, dec, fold, charset;
+	struct buf raw, dec, fold, html, charset;
 	struct buf *cols;
 };
 
@@ -30,13 +30,6 @@ static void put(struct xctx *x, int c, const char *p, size_t n)
 	for (size_t i = at; i < col->len; i++)
 		if (col->data[i] == '\0')
 			col->data[i] = '\n';
-}
-
-static bool charset_utf8(const char *cs)
-{
-	return cs == NULL || *cs == '\0' || strcasecmp(cs, "utf-8") == 0 ||
-	       strcasecmp(cs, "utf8") == 0 || strcasecmp(cs, "us-ascii") == 0 ||
-	       strcasecmp(cs, "ascii") == 0;
 }
 
 static bool part_ok(const struct mime_part_rec *r, size_t len)
@@ -92,7 +85,7 @@ static void all_fields(struct xctx *x, const char *h, size_t n)
 void mime_extract_text(const char *msg, size_t len, const void *cache, size_t cache_len,
 		       struct buf *cols)
 {
-	struct xctx x = {BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, cols};
+	struct xctx x = {BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, cols};
 	struct buf built = BUF_INIT;
 	struct mime_cache mc;
 
@@ -113,8 +106,9 @@ void mime_extract_text(const char *msg, size_t len, const void *cache, size_t ca
 			top_header(&x, msg + r.hdr_off, (size_t)r.hdr_len);
 		all_fields(&x, msg + r.hdr_off, (size_t)r.hdr_len);
 		/* mime_search_body: text leaves, decoded, in UTF-8 */
+		bool html;
 		if (r.kind != MIME_KIND_LEAF ||
-		    !mime_text_charset(msg + r.hdr_off, (size_t)r.hdr_len, &x.charset))
+		    !mime_text_type(msg + r.hdr_off, (size_t)r.hdr_len, &x.charset, &html))
 			continue;
 		const char *body = msg + r.body_off;
 		size_t blen = (size_t)r.body_len;
@@ -125,19 +119,14 @@ void mime_extract_text(const char *msg, size_t len, const void *cache, size_t ca
 			body = x.raw.data ? x.raw.data : "";
 			blen = x.raw.len;
 		}
-		if (charset_utf8(x.charset.data)) {
-			put(&x, MIME_X_BODY, body, blen);
-		} else {
-			buf_reset(&x.dec);
-			if (!mime_to_utf8(x.charset.data, body, blen, &x.dec))
-				mime_to_utf8("utf-8", body, blen, &x.dec);
-			put(&x, MIME_X_BODY, x.dec.data ? x.dec.data : "", x.dec.len);
-		}
+		body = mime_body_text(body, blen, x.charset.data, html, &x.dec, &x.html, &blen);
+		put(&x, MIME_X_BODY, body, blen);
 	}
 	buf_free(&built);
 	buf_free(&x.raw);
 	buf_free(&x.dec);
 	buf_free(&x.fold);
+	buf_free(&x.html);
 	buf_free(&x.charset);
 }
 

@@ -20,7 +20,8 @@ enum {
 		      * (top level, MIME parts, attached messages: attachment
 		      * file names are here), decoded (SEARCH HEADER, TEXT) */
 	MIME_X_BODY, /* every text/ * leaf: transfer encoding decoded, charset
-		      * converted to UTF-8 (SEARCH BODY, TEXT) */
+		      * converted to UTF-8, text/html reduced to its text
+		      * (html.h) (SEARCH BODY, TEXT) */
 	MIME_X_N
 };
 

@@ -1657,7 +1657,7 @@ void mime_cache_part(const struct mime_cache *mc, uint32_t i, struct mime_part_r
 	r->enc = c[45];
 }
 
-bool mime_text_charset(const char *hdr, size_t n, struct buf *charset)
+bool mime_text_type(const char *hdr, size_t n, struct buf *charset, bool *html_r)
 {
 	struct cinfo ci;
 	bool text;
@@ -1665,11 +1665,20 @@ bool mime_text_charset(const char *hdr, size_t n, struct buf *charset)
 	memset(&ci, 0, sizeof(ci));
 	parse_cinfo(&ci, hdr, n, true);
 	text = !ci.type.set || mime_eq(sr(&ci, ci.type), ci.type.len, "text");
+	*html_r = text && ci.type.set && ci.subtype.set &&
+		  mime_eq(sr(&ci, ci.subtype), ci.subtype.len, "html");
 	buf_reset(charset);
 	if (text && ci.charset_found)
 		buf_append(charset, ci.cs.data, ci.cs.len);
 	ci_free(&ci);
 	return text;
+}
+
+bool mime_text_charset(const char *hdr, size_t n, struct buf *charset)
+{
+	bool html;
+
+	return mime_text_type(hdr, n, charset, &html);
 }
 
 /* RFC 9051 6.4.5 part numbers: the parts of a multipart are numbered from 1;

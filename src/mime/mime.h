@@ -139,7 +139,8 @@ bool mime_to_utf8(const char *charset, const char *in, size_t n, struct buf *out
  * fields when field is NULL) of the top-level header, after unfolding and
  * RFC 2047 decoding; an empty needle matches when the field exists.
  * mime_search_body: in the text of every part (transfer encoding decoded,
- * charset converted to UTF-8), not in headers; text: also in the headers of
+ * charset converted to UTF-8, text/html reduced to the text a reader sees:
+ * html.h), not in headers; text: also in the headers of
  * the message and its parts (SEARCH TEXT). */
 bool mime_search_header(const char *msg, size_t len, const struct mime_cache *mc,
 			const char *field, const char *needle);

@@ -73,6 +73,9 @@ void mime_cache_part(const struct mime_cache *mc, uint32_t i, struct mime_part_r
 /* true if the part header [hdr, hdr + n) says text/ * (or nothing); its
  * charset parameter in charset (empty when none). */
 bool mime_text_charset(const char *hdr, size_t n, struct buf *charset);
+/* As mime_text_charset; *html_r: the part is text/html (its text is
+ * mime_html_text's, html.h: SEARCH and the index read it so). */
+bool mime_text_type(const char *hdr, size_t n, struct buf *charset, bool *html_r);
 
 /* ASCII case-insensitive comparison of [p, p + n) with the C string s. */
 bool mime_eq(const char *p, size_t n, const char *s);
@@ -81,5 +84,13 @@ bool mime_eq(const char *p, size_t n, const char *s);
  * [in, in + n) into out (replacing its content), invalid UTF-8 sequences
  * becoming U+FFFD: what the full-text index stores (extract.c). */
 void mime_search_fold(const char *in, size_t n, struct buf *out);
+/* The text of a text leaf as SEARCH BODY reads it, before folding (the
+ * matcher and extract.c, so that the index holds what the matcher reads):
+ * body [body, body + n), transfer encoding decoded, converted from charset
+ * (NULL or empty: UTF-8, not checked here) to UTF-8 in conv, and with html
+ * (text/html) reduced to text (html.h) in red. Returns the text (body
+ * itself, or in conv or red), its length in *len_r. */
+const char *mime_body_text(const char *body, size_t n, const char *charset, bool html,
+			   struct buf *conv, struct buf *red, size_t *len_r);
 
 #endif

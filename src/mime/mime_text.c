@@ -6,6 +6,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "mime/html.h"
+
 #include "core/base64.h"
 #include "mime/mime.h"
 #include "mime/mime_int.h"
@@ -745,8 +747,29 @@ void mime_search_fold(const char *in, size_t n, struct buf *out)
 	fold_text(in, n, out, true);
 }
 
+/* mime_int.h: the text of a text leaf as SEARCH BODY reads it */
+const char *mime_body_text(const char *body, size_t n, const char *charset, bool html,
+			   struct buf *conv, struct buf *red, size_t *len_r)
+{
+	if (!charset_utf8(charset)) {
+		buf_reset(conv);
+		if (!mime_to_utf8(charset, body, n, conv))
+			utf8_copy(body, n, conv);
+		body = conv->data ? conv->data : "";
+		n = conv->len;
+	}
+	if (html) {
+		buf_reset(red);
+		mime_html_text(body, n, red);
+		body = red->data ? red->data : "";
+		n = red->len;
+	}
+	*len_r = n;
+	return body;
+}
+
 struct searcher {
-	struct buf needle, hay, tmp, tmp2, charset;
+	struct buf needle, hay, tmp, tmp2, html, charset;
 };
 
 static bool s_match(struct searcher *s, const char *text, size_t n)
@@ -764,6 +787,7 @@ static void s_free(struct searcher *s)
 	buf_free(&s->hay);
 	buf_free(&s->tmp);
 	buf_free(&s->tmp2);
+	buf_free(&s->html);
 	buf_free(&s->charset);
 }
 
@@ -871,8 +895,9 @@ bool mime_search_body(const char *msg, size_t len, const struct mime_cache *mc,
 			found = true;
 			break;
 		}
+		bool html;
 		if (r.kind != MIME_KIND_LEAF ||
-		    !mime_text_charset(msg + r.hdr_off, (size_t)r.hdr_len, &s.charset))
+		    !mime_text_type(msg + r.hdr_off, (size_t)r.hdr_len, &s.charset, &html))
 			continue;
 		/* the body as stored for 7bit/8bit/binary (no copy), else
 		 * decoded (an unknown encoding is searched as it is) */
@@ -887,16 +912,13 @@ bool mime_search_body(const char *msg, size_t len, const struct mime_cache *mc,
 		}
 		if (s.needle.len == 0) {
 			found = true;
-		} else if (charset_utf8(s.charset.data)) {
+		} else {
+			body = mime_body_text(body, blen, s.charset.data, html, &s.tmp2, &s.html,
+					      &blen);
 			/* checked and folded in one pass (fold_text) */
 			fold_text(body, blen, &s.hay, true);
 			found = s.hay.len >= s.needle.len &&
 				memmem(s.hay.data, s.hay.len, s.needle.data, s.needle.len) != NULL;
-		} else {
-			buf_reset(&s.tmp2);
-			if (!mime_to_utf8(s.charset.data, body, blen, &s.tmp2))
-				utf8_copy(body, blen, &s.tmp2);
-			found = s_match(&s, s.tmp2.data ? s.tmp2.data : "", s.tmp2.len);
 		}
 	}
 	s_free(&s);

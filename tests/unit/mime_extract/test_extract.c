@@ -39,6 +39,19 @@ static const struct {
 	 MIME_X_BODY, "secretpdf", false},
 	/* "Name: value" of every field, as SEARCH TEXT sees it */
 	{"X-Tag: Alpha\r\n\r\nx\r\n", MIME_X_HDR, "x-tag: alpha", true},
+	/* text/html: the text a reader sees (html.h), not the markup */
+	{"Content-Type: text/html; charset=utf-8\r\n\r\n<p class=\"hid\">caf&eacute; <b>im</b>"
+	 "portant</p><script>secret()</script>\r\n",
+	 MIME_X_BODY, "café important", true},
+	{"Content-Type: text/html; charset=utf-8\r\n\r\n<p class=\"hid\">caf&eacute;</p>\r\n",
+	 MIME_X_BODY, "class", false},
+	{"Content-Type: text/html; charset=utf-8\r\n\r\n<p>x</p><script>secret()</script>\r\n",
+	 MIME_X_BODY, "secret", false},
+	{"Content-Type: text/html; charset=iso-8859-1\r\nContent-Transfer-Encoding: "
+	 "quoted-printable\r\n\r\n<i>Stra=DF</i>e &Uuml;ber=\r\nall\r\n",
+	 MIME_X_BODY, "straße überall", true},
+	/* text/plain is not HTML */
+	{"Content-Type: text/plain\r\n\r\n<b>x</b> &amp;\r\n", MIME_X_BODY, "<b>x</b> &amp;", true},
 	/* a NUL in a body does not end the text */
 	{"Subject: s\r\n\r\nab\0cd tail\r\n", MIME_X_BODY, "cd tail", true},
 };
@@ -104,8 +117,59 @@ static void t_deterministic(void)
 	}
 }
 
+/* The matcher (mime_search_body) finds a needle exactly when the body
+ * column holds it, on HTML parts. */
+static void t_matcher(void)
+{
+	static const char *msgs[] = {
+		"Content-Type: text/html; charset=utf-8\r\n\r\n<div title=\"t\">caf&eacute; "
+		"<b>im</b>portant &lt;tag&gt;</div><p>next</p><style>.x{}</style>\r\n",
+		"Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: "
+		"text/plain\r\n\r\nplain <b>bold</b>\r\n--b\r\nContent-Type: text/html\r\n"
+		"Content-Transfer-Encoding: base64\r\n\r\nPGk+aHRtbDwvaT4mYW1wOyZuYnNwO3RleHQ=\r\n"
+		"--b--\r\n",
+	};
+	static const char *needles[] = {"café", "important", "<tag>", "div", "title", "\nnext",
+					"important <tag>", ".x", "<b>bold", "html& text",
+					"i>", "&amp;", "CAFÉ IMPORTANT"};
+	int c = 0;
+	for (size_t i = 0; i < sizeof msgs / sizeof msgs[0]; i++) {
+		struct buf cols[MIME_X_N], cache = BUF_INIT, nd = BUF_INIT;
+		struct mime_cache mc;
+		size_t len = strlen(msgs[i]);
+		memset(cols, 0, sizeof cols);
+		mime_extract_text(msgs[i], len, NULL, 0, cols);
+		mime_cache_build(msgs[i], len, &cache);
+		CHECK(mime_cache_open(&mc, cache.data, cache.len));
+		for (size_t k = 0; k < sizeof needles / sizeof needles[0]; k++, c++) {
+			bool scan = mime_search_body(msgs[i], len, &mc, needles[k], false);
+			buf_reset(&nd);
+			CHECK(mime_extract_needle(needles[k], &nd));
+			const struct buf *b = &cols[MIME_X_BODY];
+			bool col = b->len > 0 && memmem(b->data, b->len, nd.data, nd.len) != NULL;
+			CHECK_INT(c, col, scan);
+		}
+		for (int k = 0; k < MIME_X_N; k++)
+			buf_free(&cols[k]);
+		buf_free(&cache);
+		buf_free(&nd);
+	}
+	/* and what it finds */
+	const char *m = msgs[0];
+	struct buf cache = BUF_INIT;
+	struct mime_cache mc;
+	mime_cache_build(m, strlen(m), &cache);
+	CHECK(mime_cache_open(&mc, cache.data, cache.len));
+	CHECK(mime_search_body(m, strlen(m), &mc, "CAFÉ IMPORTANT <tag>", false));
+	CHECK(!mime_search_body(m, strlen(m), &mc, "div", false));
+	CHECK(!mime_search_body(m, strlen(m), &mc, "title", false));
+	CHECK(!mime_search_body(m, strlen(m), &mc, ".x{", false));
+	buf_free(&cache);
+}
+
 int main(void)
 {
+	test_run("matcher", t_matcher);
 	test_run("columns", t_columns);
 	test_run("needle", t_needle);
 	test_run("deterministic", t_deterministic);
