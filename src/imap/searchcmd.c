@@ -37,7 +37,8 @@ struct search_job {
 	struct imap_search q;
 	bool needs_blob;
 	bool has_modseq_key;
-	/* SORT (sort.c): the matches' keys, sorted on a worker at the end */
+	/* SORT (sort.c): the matches' keys, sorted on a worker at the end;
+	 * sort_cache: the MIME caches are loaded (SORT, THREAD) */
 	bool sort, sort_cache;
 	struct imap_sort_row *rows;
 	size_t n_rows, cap_rows;
@@ -683,6 +684,8 @@ static void search_start(struct imap_session *s, struct search_job *j)
 	j->uidvalidity = s->sel->uidvalidity;
 	j->needs_blob = imap_search_needs_blob(&j->q) ||
 			(j->hooks != NULL && j->hooks->needs_blob);
+	if (j->hooks != NULL && j->hooks->needs_cache)
+		j->sort_cache = true; /* the cache alone, as for SORT */
 	j->recent = imap_sel_recent(s, &j->n_recent);
 	if (s->sel->n_saved > 0) {
 		j->saved = xmalloc(s->sel->n_saved * sizeof *j->saved);
