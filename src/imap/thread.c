@@ -152,7 +152,9 @@ static void thread_match(void *arg, const struct imap_msg *m)
 /* A container (RFC 5256 4): a message (msg < NONE) or a dummy. */
 struct node {
 	uint32_t msg;
-	uint32_t parent, first, last, next; /* children: first..last via next */
+	/* children: first..last via next, back via prev (an unlink is O(1):
+	 * a dummy or the root may have tens of thousands of children) */
+	uint32_t parent, first, last, next, prev;
 };
 
 struct tree {
@@ -174,7 +176,7 @@ static uint32_t node_new(struct tree *t, uint32_t msg)
 	}
 	n = &t->v[t->n];
 	n->msg = msg;
-	n->parent = n->first = n->last = n->next = NONE;
+	n->parent = n->first = n->last = n->next = n->prev = NONE;
 	return (uint32_t)t->n++;
 }
 
@@ -281,6 +283,7 @@ static void child_append(struct tree *t, uint32_t parent, uint32_t c)
 
 	t->v[c].parent = parent;
 	t->v[c].next = NONE;
+	t->v[c].prev = p->last;
 	if (p->last == NONE)
 		p->first = c;
 	else
@@ -290,24 +293,33 @@ static void child_append(struct tree *t, uint32_t parent, uint32_t c)
 
 static void unlink_node(struct tree *t, uint32_t c)
 {
-	uint32_t par = t->v[c].parent, prev = NONE, i;
+	uint32_t par = t->v[c].parent, prev = t->v[c].prev, next = t->v[c].next;
 	struct node *p;
 
 	if (par == NONE)
 		return;
 	p = &t->v[par];
-	for (i = p->first; i != NONE && i != c; i = t->v[i].next)
-		prev = i;
-	if (i == c) {
-		if (prev == NONE)
-			p->first = t->v[c].next;
-		else
-			t->v[prev].next = t->v[c].next;
-		if (p->last == c)
-			p->last = prev;
-	}
+	if (prev == NONE)
+		p->first = next;
+	else
+		t->v[prev].next = next;
+	if (next == NONE)
+		p->last = prev;
+	else
+		t->v[next].prev = prev;
 	t->v[c].parent = NONE;
-	t->v[c].next = NONE;
+	t->v[c].next = t->v[c].prev = NONE;
+}
+
+/* The prev links of p's children, after their next links were rewritten. */
+static void relink_prev(struct tree *t, uint32_t p)
+{
+	uint32_t prev = NONE;
+
+	for (uint32_t i = t->v[p].first; i != NONE; i = t->v[i].next) {
+		t->v[i].prev = prev;
+		prev = i;
+	}
 }
 
 /* Linking c under p would make a loop: p is c or a descendant of c. */
@@ -373,6 +385,7 @@ static void sort_children(struct tree *t, uint32_t p, uint32_t **tmp, size_t *ca
 		t->v[(*tmp)[k]].next = (*tmp)[k + 1];
 	t->v[(*tmp)[n - 1]].next = NONE;
 	t->v[p].last = (*tmp)[n - 1];
+	relink_prev(t, p);
 }
 
 /* Sorts every set of siblings below root (a node whose children are the
@@ -461,6 +474,7 @@ static void prune(struct tree *t, uint32_t root)
 		}
 		t->v[x].first = first;
 		t->v[x].last = last;
+		relink_prev(t, x);
 	}
 	free(stack);
 	free(order);
