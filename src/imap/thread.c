@@ -195,7 +195,9 @@ static uint64_t hash_str(const char *s)
 struct idtab {
 	uint32_t *slot;  /* node index or NONE */
 	size_t *key;     /* arena offset of the ID per slot */
+	uint32_t *hv;    /* its hash: most probes end without a strcmp */
 	size_t mask, used;
+	uint32_t last;   /* the hash of the ID idtab_find looked up */
 };
 
 static void idtab_init(struct idtab *h, size_t n)
@@ -206,21 +208,23 @@ static void idtab_init(struct idtab *h, size_t n)
 		cap *= 2;
 	h->slot = xmalloc(cap * sizeof *h->slot);
 	h->key = xmalloc(cap * sizeof *h->key);
+	h->hv = xmalloc(cap * sizeof *h->hv);
 	memset(h->slot, 0xff, cap * sizeof *h->slot);
 	h->mask = cap - 1;
 	h->used = 0;
 }
 
-static void idtab_grow(struct idtab *h, const struct thread_job *j);
-
-/* Finds the slot of id; *found_r says if it holds it. */
-static size_t idtab_find(const struct idtab *h, const struct thread_job *j, const char *id,
+/* Finds the slot of id; *found_r says if it holds it. An entry put in the
+ * slot returned gets h->key = the ID's offset and h->hv = h->last. */
+static size_t idtab_find(struct idtab *h, const struct thread_job *j, const char *id,
 			 bool *found_r)
 {
-	size_t i = (size_t)hash_str(id) & h->mask;
+	uint32_t hv = (uint32_t)hash_str(id);
+	size_t i = hv & h->mask;
 
+	h->last = hv;
 	while (h->slot[i] != NONE) {
-		if (strcmp(arena_str(j, h->key[i]), id) == 0) {
+		if (h->hv[i] == hv && strcmp(arena_str(j, h->key[i]), id) == 0) {
 			*found_r = true;
 			return i;
 		}
@@ -230,25 +234,27 @@ static size_t idtab_find(const struct idtab *h, const struct thread_job *j, cons
 	return i;
 }
 
-static void idtab_grow(struct idtab *h, const struct thread_job *j)
+static void idtab_grow(struct idtab *h)
 {
 	struct idtab n;
 	size_t i;
 
 	idtab_init(&n, (h->mask + 1));
 	for (i = 0; i <= h->mask; i++) {
-		bool f;
 		size_t k;
 
 		if (h->slot[i] == NONE)
 			continue;
-		k = idtab_find(&n, j, arena_str(j, h->key[i]), &f);
+		for (k = h->hv[i] & n.mask; n.slot[k] != NONE; k = (k + 1) & n.mask)
+			;
 		n.slot[k] = h->slot[i];
 		n.key[k] = h->key[i];
+		n.hv[k] = h->hv[i];
 		n.used++;
 	}
 	free(h->slot);
 	free(h->key);
+	free(h->hv);
 	*h = n;
 }
 
@@ -262,11 +268,12 @@ static uint32_t idtab_node(struct idtab *h, struct tree *t, size_t id_off, bool 
 	if (found)
 		return h->slot[i];
 	if ((h->used + 1) * 2 > h->mask + 1) {
-		idtab_grow(h, t->j);
+		idtab_grow(h);
 		i = idtab_find(h, t->j, id, &found);
 	}
 	h->slot[i] = node_new(t, NONE);
 	h->key[i] = id_off;
+	h->hv[i] = h->last;
 	h->used++;
 	return h->slot[i];
 }
@@ -275,6 +282,7 @@ static void idtab_free(struct idtab *h)
 {
 	free(h->slot);
 	free(h->key);
+	free(h->hv);
 }
 
 static void child_append(struct tree *t, uint32_t parent, uint32_t c)
@@ -516,11 +524,12 @@ static void merge_subjects(struct tree *t, uint32_t root)
 		if (m == NULL)
 			continue;
 		if ((h.used + 1) * 2 > h.mask + 1)
-			idtab_grow(&h, t->j);
+			idtab_grow(&h);
 		slot = idtab_find(&h, t->j, arena_str(t->j, m->subj), &found);
 		if (!found) {
 			h.slot[slot] = tops[k];
 			h.key[slot] = m->subj;
+			h.hv[slot] = h.last;
 			h.used++;
 			continue;
 		}
