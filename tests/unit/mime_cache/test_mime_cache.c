@@ -815,7 +815,11 @@ static void test_thread_section(void)
 	/* a NUL inside an ID cuts it */
 	buf_reset(&m);
 	buf_reset(&c);
-	buf_append(&m, "Message-ID: <ab\0cd@x>\r\n\r\n", 27);
+	{
+		static const char nul_id[] = "Message-ID: <ab\0cd@x>\r\n\r\n";
+
+		buf_append(&m, nul_id, sizeof nul_id - 1);
+	}
 	mime_cache_build(m.data, m.len, &c);
 	CHECK(mime_cache_open(&mc, c.data, c.len));
 	CHECK_STR(11, mime_cache_thread(&mc)->msgid, "ab");
@@ -825,7 +829,9 @@ static void test_thread_section(void)
 		struct mime_thread t;
 		struct buf b = BUF_INIT;
 
-		mime_thread_build("References: <a@x> <b@x>\r\n\r\n", 29, &b);
+		static const char two[] = "References: <a@x> <b@x>\r\n\r\n";
+
+		mime_thread_build(two, sizeof two - 1, &b);
 		CHECK(mime_thread_open(b.data, b.len, &t));
 		CHECK_INT(12, t.n_refs, 2);
 		CHECK(!mime_thread_open(b.data, b.len - 1, &t)); /* a string cut */
