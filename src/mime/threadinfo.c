@@ -174,12 +174,12 @@ void mime_thread_build(const char *msg, size_t len, struct buf *out)
 	/* RFC 5256 4 (1): the References, or when they give no valid ID, the
 	 * first ID of In-Reply-To */
 	for (int pass = 0; pass < 2 && n_refs == 0; pass++) {
-		const char *p = pass == 0 ? refs : irt;
-		const char *pe = p + (pass == 0 ? refs_len : irt_len);
+		const char *p = pass == 0 ? refs : irt, *pe;
 		size_t skip = 0;
 
 		if (p == NULL)
 			continue;
+		pe = p + (pass == 0 ? refs_len : irt_len);
 		if (pass == 0) {
 			/* keep the last MIME_THREAD_MAX_REFS: the ones before
 			 * are counted, never copied (a References field may
