@@ -43,7 +43,9 @@ void imap_cmd_urlfetch(struct imap_session *s, const struct imap_arg *args);
  * THREAD). q (imap_search_parse'd; taken over: *q is emptied) selects the
  * messages of the view, read in slices on workers as SEARCH does; each
  * matching message goes to match(arg, m) on the worker, in view order, one
- * slice at a time (m->msg/len loaded when needs_blob; m valid during the
+ * slice at a time (m->msg/len loaded when needs_blob, m->mc when
+ * needs_cache (or needs_blob): the message is read only when its cache is
+ * missing or of an older version; m valid during the
  * call only). Then done(arg, s, result) on the loop with the session still
  * parked: result 0 (all matched), or -1 (the store failed: the caller
  * answers). abort(arg) instead of done when the session stops meanwhile
@@ -51,7 +53,7 @@ void imap_cmd_urlfetch(struct imap_session *s, const struct imap_arg *args);
  * run. */
 struct imap_msg;
 struct imap_search_hooks {
-	bool needs_blob;
+	bool needs_blob, needs_cache;
 	void (*match)(void *arg, const struct imap_msg *m);
 	void (*done)(void *arg, struct imap_session *s, int result);
 	void (*abort)(void *arg);

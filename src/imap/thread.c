@@ -3,9 +3,11 @@
  * Three steps, none on the loop for long:
  * 1. the search criteria select messages through SEARCH's own sliced worker
  *    search (imap_search_run, searchcmd.c); for each match, on the worker,
- *    the fields threading needs are taken from its header (Message-ID,
- *    References, In-Reply-To, the base subject of Subject as a casemap key,
- *    the sent date: Date, else INTERNALDATE, RFC 5256 2.2);
+ *    the fields threading needs are taken from the thread section of its
+ *    MIME cache (mime/threadinfo.h: Message-ID, References or In-Reply-To,
+ *    the base subject of Subject as a casemap key, the sent date: Date,
+ *    else INTERNALDATE, RFC 5256 2.2), built at delivery, or here from the
+ *    message file (and saved) for a message without a current cache;
  * 2. the threads are built on a worker (pool_submit), the response text
  *    with them;
  * 3. the response is written in pieces while the client reads.
@@ -24,12 +26,10 @@
 #include "imap/selcmd.h"
 #include "imap/session.h"
 #include "mime/mime.h"
-#include "mime/subject.h"
+#include "mime/threadinfo.h"
 
 #define THREAD_MAX_KEYS 1000
 #define THREAD_OUT_STEP (64 * 1024)
-#define THREAD_MAX_REFS 256   /* the last message IDs of one References field
-			       * kept (the parent is the last) */
 #define NONE UINT32_MAX
 
 enum thread_alg { ALG_ORDEREDSUBJECT, ALG_REFERENCES };
@@ -94,132 +94,27 @@ static const char *arena_str(const struct thread_job *j, size_t off)
 	return j->arena.data + off;
 }
 
-/* The next header field of [*pos, e): name and value (unfolded later by
- * whoever reads it; the value runs to the end of its last continuation
- * line). false at the blank line or the end. */
-static bool field_next(const char **pos, const char *e, const char **name, size_t *name_len,
-		       const char **val, size_t *val_len)
-{
-	const char *p = *pos;
-
-	while (p < e) {
-		const char *ls = p, *colon, *nl, *ve;
-
-		if (*p == '\n' || (*p == '\r' && p + 1 < e && p[1] == '\n'))
-			return false;
-		nl = memchr(p, '\n', (size_t)(e - p));
-		p = nl ? nl + 1 : e;
-		while (p < e && (*p == ' ' || *p == '\t')) { /* RFC 5322 2.2.3 */
-			nl = memchr(p, '\n', (size_t)(e - p));
-			p = nl ? nl + 1 : e;
-		}
-		if (*ls == ' ' || *ls == '\t')
-			continue;
-		colon = memchr(ls, ':', (size_t)(p - ls));
-		if (colon == NULL || colon == ls)
-			continue;
-		*name = ls;
-		*name_len = (size_t)(colon - ls);
-		while (*name_len > 0 && (ls[*name_len - 1] == ' ' || ls[*name_len - 1] == '\t'))
-			(*name_len)--;
-		ve = p;
-		while (ve > colon + 1 && (ve[-1] == '\n' || ve[-1] == '\r'))
-			ve--;
-		*val = colon + 1;
-		*val_len = (size_t)(ve - *val);
-		*pos = p;
-		return true;
-	}
-	*pos = p;
-	return false;
-}
-
-static bool name_is(const char *n, size_t len, const char *want)
-{
-	return strlen(want) == len && strncasecmp(n, want, len) == 0;
-}
-
-/* The next msg-id "<...>" of a Message-ID, References or In-Reply-To value
- * (RFC 5322 3.6.4), its content without folding white space in out; comments
- * and quoted strings outside the brackets are skipped. false at the end. */
-static bool next_msgid(const char **pp, const char *e, struct buf *out)
-{
-	const char *p = *pp;
-
-	while (p < e) {
-		if (*p == '(') {
-			int depth = 0;
-
-			for (; p < e; p++) {
-				if (*p == '\\' && p + 1 < e)
-					p++;
-				else if (*p == '(')
-					depth++;
-				else if (*p == ')' && --depth == 0)
-					break;
-			}
-			if (p < e)
-				p++;
-			continue;
-		}
-		if (*p == '"') {
-			for (p++; p < e && *p != '"'; p++)
-				if (*p == '\\' && p + 1 < e)
-					p++;
-			if (p < e)
-				p++;
-			continue;
-		}
-		if (*p != '<') {
-			p++;
-			continue;
-		}
-		{
-			const char *q = p + 1;
-
-			buf_reset(out);
-			while (q < e && *q != '>' && *q != '<') {
-				if (*q != ' ' && *q != '\t' && *q != '\r' && *q != '\n')
-					buf_appendc(out, *q);
-				q++;
-			}
-			if (q < e && *q == '>' && out->len > 0) {
-				*pp = q + 1;
-				return true;
-			}
-			p = q;
-		}
-	}
-	*pp = p;
-	return false;
-}
-
 static void thread_match(void *arg, const struct imap_msg *m)
 {
 	struct thread_job *j = arg;
-	const char *hdr = m->msg != NULL ? m->msg : "", *e = hdr + (m->msg != NULL ? m->len : 0);
-	const char *pos = hdr, *name, *val;
-	const char *mid = NULL, *refs = NULL, *irt = NULL, *subj = NULL;
-	size_t name_len, val_len, mid_len = 0, refs_len = 0, irt_len = 0, subj_len = 0;
+	struct mime_thread th;
+	const struct mime_thread *tp;
 	struct tmsg *t;
-	int tz;
-	char *base, *key;
+	const char *r;
 
-	while (field_next(&pos, e, &name, &name_len, &val, &val_len)) {
-		/* the first of each field counts */
-		if (mid == NULL && name_is(name, name_len, "Message-ID")) {
-			mid = val;
-			mid_len = val_len;
-		} else if (refs == NULL && name_is(name, name_len, "References")) {
-			refs = val;
-			refs_len = val_len;
-		} else if (irt == NULL && name_is(name, name_len, "In-Reply-To")) {
-			irt = val;
-			irt_len = val_len;
-		} else if (subj == NULL && name_is(name, name_len, "Subject")) {
-			subj = val;
-			subj_len = val_len;
-		}
+	/* the fields come from the MIME cache (searchcmd.c loads or builds
+	 * it: no message file is read when it is there); without one, from
+	 * the header */
+	if (m->mc != NULL) {
+		tp = mime_cache_thread(m->mc);
+	} else {
+		const char *hdr = m->msg != NULL ? m->msg : "";
+
+		buf_reset(&j->tmp);
+		mime_thread_build(hdr, m->msg != NULL ? m->len : 0, &j->tmp);
+		if (!mime_thread_open(j->tmp.data, j->tmp.len, &th))
+			return; /* not reached: the section is well formed */
+		tp = &th;
 	}
 	if (j->n_msgs == j->cap_msgs) {
 		j->cap_msgs = j->cap_msgs ? j->cap_msgs * 2 : 256;
@@ -230,55 +125,26 @@ static void thread_match(void *arg, const struct imap_msg *m)
 	t->seq = m->seq;
 	t->uid = m->uid;
 	/* RFC 5256 2.2: the Date field, else the INTERNALDATE */
-	if (!mime_message_date(hdr, (size_t)(pos - hdr), &t->date, &tz))
-		t->date = m->internaldate;
-	t->msgid = NONE;
-	if (mid != NULL) {
-		const char *p = mid;
-
-		if (next_msgid(&p, mid + mid_len, &j->tmp))
-			t->msgid = arena_add(j, j->tmp.data, j->tmp.len);
-	}
-	/* RFC 5256 4 (1): the References, or when they give no valid ID, the
+	t->date = (tp->flags & THI_DATE) ? tp->date : m->internaldate;
+	t->reply = (tp->flags & THI_REPLY) != 0;
+	t->msgid = tp->msgid != NULL ? arena_add(j, tp->msgid, strlen(tp->msgid)) : NONE;
+	t->subj = arena_add(j, tp->subj, strlen(tp->subj));
+	/* RFC 5256 4 (1): the References (their last MIME_THREAD_MAX_REFS), or the
 	 * first ID of In-Reply-To */
 	t->refs = j->n_refv;
-	for (int pass = 0; pass < 2 && t->n_refs == 0; pass++) {
-		const char *p = pass == 0 ? refs : irt;
-		const char *pe = p + (pass == 0 ? refs_len : irt_len);
-		size_t skip = 0;
-
-		if (p == NULL)
-			continue;
-		if (pass == 0) {
-			/* keep the last THREAD_MAX_REFS: the ones before are
-			 * counted, never copied (a References field may hold
-			 * millions of IDs: no arena or time per dropped one) */
-			const char *q = p;
-
-			while (next_msgid(&q, pe, &j->tmp))
-				skip++;
-			skip = skip > THREAD_MAX_REFS ? skip - THREAD_MAX_REFS : 0;
-		}
-		while (next_msgid(&p, pe, &j->tmp)) {
-			if (skip > 0) {
-				skip--;
-				continue;
-			}
-			if (j->n_refv == j->cap_refv) {
-				j->cap_refv = j->cap_refv ? j->cap_refv * 2 : 256;
-				j->refv = xrealloc(j->refv, j->cap_refv * sizeof *j->refv);
-			}
-			j->refv[j->n_refv++] = arena_add(j, j->tmp.data, j->tmp.len);
-			t->n_refs++;
-			if (pass == 1)
-				break;
-		}
+	t->n_refs = tp->n_refs;
+	if (j->n_refv + tp->n_refs > j->cap_refv) {
+		while (j->n_refv + tp->n_refs > j->cap_refv)
+			j->cap_refv = j->cap_refv ? j->cap_refv * 2 : 256;
+		j->refv = xrealloc(j->refv, j->cap_refv * sizeof *j->refv);
 	}
-	base = mime_base_subject(subj != NULL ? subj : "", subj_len, &t->reply);
-	key = mime_casemap_key(base, strlen(base));
-	t->subj = arena_add(j, key, strlen(key));
-	free(key);
-	free(base);
+	r = tp->refs;
+	for (uint32_t k = 0; k < tp->n_refs; k++) {
+		size_t n = strlen(r);
+
+		j->refv[j->n_refv++] = arena_add(j, r, n);
+		r += n + 1;
+	}
 }
 
 /* ---- step 2: the threads, on a worker ---- */
@@ -286,7 +152,9 @@ static void thread_match(void *arg, const struct imap_msg *m)
 /* A container (RFC 5256 4): a message (msg < NONE) or a dummy. */
 struct node {
 	uint32_t msg;
-	uint32_t parent, first, last, next; /* children: first..last via next */
+	/* children: first..last via next, back via prev (an unlink is O(1):
+	 * a dummy or the root may have tens of thousands of children) */
+	uint32_t parent, first, last, next, prev;
 };
 
 struct tree {
@@ -308,7 +176,7 @@ static uint32_t node_new(struct tree *t, uint32_t msg)
 	}
 	n = &t->v[t->n];
 	n->msg = msg;
-	n->parent = n->first = n->last = n->next = NONE;
+	n->parent = n->first = n->last = n->next = n->prev = NONE;
 	return (uint32_t)t->n++;
 }
 
@@ -327,7 +195,9 @@ static uint64_t hash_str(const char *s)
 struct idtab {
 	uint32_t *slot;  /* node index or NONE */
 	size_t *key;     /* arena offset of the ID per slot */
+	uint32_t *hv;    /* its hash: most probes end without a strcmp */
 	size_t mask, used;
+	uint32_t last;   /* the hash of the ID idtab_find looked up */
 };
 
 static void idtab_init(struct idtab *h, size_t n)
@@ -338,21 +208,23 @@ static void idtab_init(struct idtab *h, size_t n)
 		cap *= 2;
 	h->slot = xmalloc(cap * sizeof *h->slot);
 	h->key = xmalloc(cap * sizeof *h->key);
+	h->hv = xmalloc(cap * sizeof *h->hv);
 	memset(h->slot, 0xff, cap * sizeof *h->slot);
 	h->mask = cap - 1;
 	h->used = 0;
 }
 
-static void idtab_grow(struct idtab *h, const struct thread_job *j);
-
-/* Finds the slot of id; *found_r says if it holds it. */
-static size_t idtab_find(const struct idtab *h, const struct thread_job *j, const char *id,
+/* Finds the slot of id; *found_r says if it holds it. An entry put in the
+ * slot returned gets h->key = the ID's offset and h->hv = h->last. */
+static size_t idtab_find(struct idtab *h, const struct thread_job *j, const char *id,
 			 bool *found_r)
 {
-	size_t i = (size_t)hash_str(id) & h->mask;
+	uint32_t hv = (uint32_t)hash_str(id);
+	size_t i = hv & h->mask;
 
+	h->last = hv;
 	while (h->slot[i] != NONE) {
-		if (strcmp(arena_str(j, h->key[i]), id) == 0) {
+		if (h->hv[i] == hv && strcmp(arena_str(j, h->key[i]), id) == 0) {
 			*found_r = true;
 			return i;
 		}
@@ -362,25 +234,27 @@ static size_t idtab_find(const struct idtab *h, const struct thread_job *j, cons
 	return i;
 }
 
-static void idtab_grow(struct idtab *h, const struct thread_job *j)
+static void idtab_grow(struct idtab *h)
 {
 	struct idtab n;
 	size_t i;
 
 	idtab_init(&n, (h->mask + 1));
 	for (i = 0; i <= h->mask; i++) {
-		bool f;
 		size_t k;
 
 		if (h->slot[i] == NONE)
 			continue;
-		k = idtab_find(&n, j, arena_str(j, h->key[i]), &f);
+		for (k = h->hv[i] & n.mask; n.slot[k] != NONE; k = (k + 1) & n.mask)
+			;
 		n.slot[k] = h->slot[i];
 		n.key[k] = h->key[i];
+		n.hv[k] = h->hv[i];
 		n.used++;
 	}
 	free(h->slot);
 	free(h->key);
+	free(h->hv);
 	*h = n;
 }
 
@@ -394,11 +268,12 @@ static uint32_t idtab_node(struct idtab *h, struct tree *t, size_t id_off, bool 
 	if (found)
 		return h->slot[i];
 	if ((h->used + 1) * 2 > h->mask + 1) {
-		idtab_grow(h, t->j);
+		idtab_grow(h);
 		i = idtab_find(h, t->j, id, &found);
 	}
 	h->slot[i] = node_new(t, NONE);
 	h->key[i] = id_off;
+	h->hv[i] = h->last;
 	h->used++;
 	return h->slot[i];
 }
@@ -407,6 +282,7 @@ static void idtab_free(struct idtab *h)
 {
 	free(h->slot);
 	free(h->key);
+	free(h->hv);
 }
 
 static void child_append(struct tree *t, uint32_t parent, uint32_t c)
@@ -415,6 +291,7 @@ static void child_append(struct tree *t, uint32_t parent, uint32_t c)
 
 	t->v[c].parent = parent;
 	t->v[c].next = NONE;
+	t->v[c].prev = p->last;
 	if (p->last == NONE)
 		p->first = c;
 	else
@@ -424,24 +301,33 @@ static void child_append(struct tree *t, uint32_t parent, uint32_t c)
 
 static void unlink_node(struct tree *t, uint32_t c)
 {
-	uint32_t par = t->v[c].parent, prev = NONE, i;
+	uint32_t par = t->v[c].parent, prev = t->v[c].prev, next = t->v[c].next;
 	struct node *p;
 
 	if (par == NONE)
 		return;
 	p = &t->v[par];
-	for (i = p->first; i != NONE && i != c; i = t->v[i].next)
-		prev = i;
-	if (i == c) {
-		if (prev == NONE)
-			p->first = t->v[c].next;
-		else
-			t->v[prev].next = t->v[c].next;
-		if (p->last == c)
-			p->last = prev;
-	}
+	if (prev == NONE)
+		p->first = next;
+	else
+		t->v[prev].next = next;
+	if (next == NONE)
+		p->last = prev;
+	else
+		t->v[next].prev = prev;
 	t->v[c].parent = NONE;
-	t->v[c].next = NONE;
+	t->v[c].next = t->v[c].prev = NONE;
+}
+
+/* The prev links of p's children, after their next links were rewritten. */
+static void relink_prev(struct tree *t, uint32_t p)
+{
+	uint32_t prev = NONE;
+
+	for (uint32_t i = t->v[p].first; i != NONE; i = t->v[i].next) {
+		t->v[i].prev = prev;
+		prev = i;
+	}
 }
 
 /* Linking c under p would make a loop: p is c or a descendant of c. */
@@ -507,6 +393,7 @@ static void sort_children(struct tree *t, uint32_t p, uint32_t **tmp, size_t *ca
 		t->v[(*tmp)[k]].next = (*tmp)[k + 1];
 	t->v[(*tmp)[n - 1]].next = NONE;
 	t->v[p].last = (*tmp)[n - 1];
+	relink_prev(t, p);
 }
 
 /* Sorts every set of siblings below root (a node whose children are the
@@ -595,6 +482,7 @@ static void prune(struct tree *t, uint32_t root)
 		}
 		t->v[x].first = first;
 		t->v[x].last = last;
+		relink_prev(t, x);
 	}
 	free(stack);
 	free(order);
@@ -636,11 +524,12 @@ static void merge_subjects(struct tree *t, uint32_t root)
 		if (m == NULL)
 			continue;
 		if ((h.used + 1) * 2 > h.mask + 1)
-			idtab_grow(&h, t->j);
+			idtab_grow(&h);
 		slot = idtab_find(&h, t->j, arena_str(t->j, m->subj), &found);
 		if (!found) {
 			h.slot[slot] = tops[k];
 			h.key[slot] = m->subj;
+			h.hv[slot] = h.last;
 			h.used++;
 			continue;
 		}
@@ -1015,7 +904,7 @@ void imap_cmd_thread(struct imap_session *s, const struct imap_arg *args)
 	j->s = s;
 	j->alg = a;
 	j->uid = s->uid;
-	j->hooks.needs_blob = true;
+	j->hooks.needs_cache = true;
 	j->hooks.match = thread_match;
 	j->hooks.done = search_done;
 	j->hooks.abort = search_abort;

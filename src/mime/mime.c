@@ -1,15 +1,17 @@
 /* MIME structure cache (see mime.h).
  *
- * Cache format, version 1 (all integers little-endian):
+ * Cache format, version 2 (all integers little-endian; version 1 had no
+ * thread section and a 36-octet header):
  *
  *   offset  size  field
- *   0       4     magic "PMC" + version byte (0x01)
+ *   0       4     magic "PMC" + version byte (0x02)
  *   4       4     total length of the cache in bytes
  *   8       4     n_parts (>= 1)
  *   12      8     ENVELOPE string: offset, length (u32 each)
  *   20      8     BODY string: offset, length
  *   28      8     BODYSTRUCTURE string: offset, length
- *   36      48*n  part table, in depth-first order (part 0 = the message):
+ *   36      8     thread section (threadinfo.h): offset, length
+ *   44      48*n  part table, in depth-first order (part 0 = the message):
  *                   u64 header offset, u64 header length (blank line included),
  *                   u64 body offset, u64 body length   (offsets into the message)
  *                   u32 body line count
@@ -18,7 +20,8 @@
  *                       cannot loop)
  *                   u8 kind (0 leaf, 1 multipart, 2 message/rfc822 or global),
  *                   u8 transfer encoding (enum mime_encoding), u16 zero
- *   then the three strings (ENVELOPE, BODY, BODYSTRUCTURE, each parenthesised).
+ *   then the three strings (ENVELOPE, BODY, BODYSTRUCTURE, each parenthesised),
+ *   then the thread section.
  *
  * A message/rfc822 part has exactly one child: the encapsulated message (its
  * header and body). A multipart has at least one child (an empty text/plain
@@ -37,9 +40,10 @@
 #include "core/log.h"
 #include "mime/mime.h"
 #include "mime/mime_int.h"
+#include "mime/threadinfo.h"
 
-#define MC_VERSION 1
-#define MC_HDR 36
+#define MC_VERSION 2
+#define MC_HDR 44
 #define MC_REC 48
 #define MC_NONE 0xffffffffu
 /* RFC 2231 parameters kept per header field (the rest are ignored) */
@@ -1513,7 +1517,7 @@ static uint64_t get64(const unsigned char *p)
 void mime_cache_build(const char *msg, size_t len, struct buf *out)
 {
 	struct mime_build b;
-	size_t start = out->len, i, s_env, s_body, s_bs;
+	size_t start = out->len, i, s_env, s_body, s_bs, s_th;
 	unsigned char *h;
 
 	memset(&b, 0, sizeof(b));
@@ -1549,6 +1553,8 @@ void mime_cache_build(const char *msg, size_t len, struct buf *out)
 	buf_appendc(out, '(');
 	write_part(&b, 0, 0, true, out);
 	buf_appendc(out, ')');
+	s_th = out->len;
+	mime_thread_build(msg, len, out);
 
 	h = (unsigned char *)out->data + start;
 	memcpy(h, "PMC", 3);
@@ -1560,7 +1566,9 @@ void mime_cache_build(const char *msg, size_t len, struct buf *out)
 	put32(h + 20, (uint32_t)(s_body - start));
 	put32(h + 24, (uint32_t)(s_bs - s_body));
 	put32(h + 28, (uint32_t)(s_bs - start));
-	put32(h + 32, (uint32_t)(out->len - s_bs));
+	put32(h + 32, (uint32_t)(s_th - s_bs));
+	put32(h + 36, (uint32_t)(s_th - start));
+	put32(h + 40, (uint32_t)(out->len - s_th));
 
 	free(b.parts);
 	for (i = 0; i < b.nb_used; i++)
@@ -1599,6 +1607,11 @@ bool mime_cache_open(struct mime_cache *mc, const void *p, size_t n)
 	mc->body_len = get32(c + 24);
 	mc->bs_off = get32(c + 28);
 	mc->bs_len = get32(c + 32);
+	mc->th_off = get32(c + 36);
+	mc->th_len = get32(c + 40);
+	if (!range_ok(mc->th_off, mc->th_len, n) ||
+	    !mime_thread_open(c + mc->th_off, mc->th_len, &mc->th))
+		goto bad;
 	if (!range_ok(mc->envelope_off, mc->envelope_len, n) ||
 	    !range_ok(mc->body_off, mc->body_len, n) || !range_ok(mc->bs_off, mc->bs_len, n) ||
 	    mc->envelope_off < MC_HDR + (size_t)np * MC_REC)
@@ -1628,6 +1641,11 @@ void mime_cache_envelope(const struct mime_cache *mc, const char **p, size_t *n)
 {
 	*p = (const char *)mc->p + mc->envelope_off;
 	*n = mc->envelope_len;
+}
+
+const struct mime_thread *mime_cache_thread(const struct mime_cache *mc)
+{
+	return &mc->th;
 }
 
 void mime_cache_body(const struct mime_cache *mc, const char **p, size_t *n)

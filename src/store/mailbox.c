@@ -779,8 +779,10 @@ void store_mailbox_subscribe(struct store *st, const char *user, const char *nam
 
 static int cache_body(struct store_op *op, struct store_db *d)
 {
+	/* a cache the reader rejected (an older version of the format) is
+	 * replaced; the same bytes are not written again */
 	sqlite3_stmt *s = store_sql(d, "UPDATE messages SET cache = ?2 WHERE id = ?1"
-				    " AND cache IS NULL", NULL);
+				    " AND (cache IS NULL OR cache <> ?2)", NULL);
 	if (s == NULL)
 		return STORE_ERROR;
 	sqlite3_bind_int64(s, 1, op->message_id);

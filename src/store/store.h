@@ -600,8 +600,9 @@ bool store_quota_fits(struct store *st, int64_t user_id, uint64_t size);
  * committed (store_commit, store_append) gets its cache in the same
  * transaction (built from the spool's bytes: on the committer, or for a
  * message above STORE_CACHE_INLINE_MAX on a builder thread before it).
- * Messages stored before have none (store_msg.cache NULL): the reader
- * builds it from the blob and may save it with store_cache_save. */
+ * Messages stored before have none (store_msg.cache NULL), or one the
+ * reader rejects (mime_cache_open: an older version): the reader builds it
+ * from the blob and may save it with store_cache_save. */
 /* Messages above this size get their cache built on the store's builder
  * thread before they reach the committer (still in the same transaction as
  * their row): parsing tens of MB must not hold other sessions' commits. */
@@ -609,7 +610,9 @@ bool store_quota_fits(struct store *st, int64_t user_id, uint64_t size);
 typedef void store_cache_build_fn(const char *msg, size_t len, struct buf *out);
 void store_set_cache_builder(struct store *st, store_cache_build_fn *fn);
 /* Any thread (requires store_start); copies cache; a job on the committer
- * that sets it unless the message has one already. */
+ * that sets it unless the message has these bytes already (an older
+ * cache is replaced: the message is immutable, so a rebuilt cache of the
+ * current version is the one to keep). */
 void store_cache_save(struct store *st, int64_t message_id, const void *cache, size_t len);
 
 /* ==== the outbound queue (queue.c) ======================================

@@ -250,3 +250,93 @@ def test_client_gone_mid_thread(srv):
     line = thread(c, "THREAD REFERENCES UTF-8 ALL")
     assert line.startswith("* THREAD (1 ") and len(re.findall(r"\d+", line)) == 400, line
     c.close()
+
+
+# ---- the thread fields come from the MIME cache (mime/threadinfo.h) ----------
+
+def corpus_server(make_server):
+    s = make_server("threadcache", imap_auth_plaintext_loopback="yes")
+    c = s.imap_login(USER)
+    assert c.cmd('CREATE "thr"').ok
+    assert imap_append(c, "thr", msg("gone")).ok
+    for data, date in CORPUS:
+        assert imap_append(c, "thr", data, flags='"%s"' % date).ok
+    assert c.cmd('SELECT "thr"').ok
+    assert c.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)").ok
+    assert c.cmd("EXPUNGE").ok
+    assert thread(c, "THREAD REFERENCES UTF-8 ALL") == REFERENCES_ALL
+    assert thread(c, "THREAD ORDEREDSUBJECT UTF-8 ALL") == ORDEREDSUBJECT_ALL
+    c.close()
+    return s
+
+
+def caches(s):
+    db = s.db()
+    try:
+        return db.execute("SELECT m.id, m.blob, m.cache FROM messages m JOIN mailbox_messages mm"
+                          " ON mm.message_id = m.id ORDER BY m.id").fetchall()
+    finally:
+        db.close()
+
+
+def test_old_or_missing_cache_threads_identically(make_server):
+    """Messages stored before the cache had its thread section (a cache of
+    version 1, or none at all) thread exactly as before: the cache is
+    rebuilt from the message file and saved in the current version."""
+    import sqlite3
+    import time
+    s = corpus_server(make_server)
+    s.stop()
+    db = sqlite3.connect(os.path.join(s.data_dir, "postern.db"), timeout=10)
+    rows = db.execute("SELECT id, cache FROM messages WHERE cache IS NOT NULL ORDER BY id").fetchall()
+    assert len(rows) >= len(CORPUS)
+    for k, (mid, cache) in enumerate(rows):
+        assert bytes(cache[:4]) == b"PMC\x02"
+        if k % 2:  # no cache (stored before caches existed)
+            db.execute("UPDATE messages SET cache = NULL WHERE id = ?", (mid,))
+        else:  # an older version of the format
+            db.execute("UPDATE messages SET cache = ? WHERE id = ?",
+                       (b"PMC\x01" + bytes(cache[4:]), mid))
+    db.commit()
+    db.close()
+    s.start()
+    c = s.imap_login(USER)
+    assert c.cmd('SELECT "thr"').ok
+    assert thread(c, "THREAD REFERENCES UTF-8 ALL") == REFERENCES_ALL
+    assert thread(c, "THREAD ORDEREDSUBJECT UTF-8 ALL") == ORDEREDSUBJECT_ALL
+    # rebuilt and saved (by the committer, soon after the command)
+    deadline = time.monotonic() + 10
+    while True:
+        rows = caches(s)
+        if all(r[2] is not None and bytes(r[2][:4]) == b"PMC\x02" for r in rows):
+            break
+        assert time.monotonic() < deadline, [bytes(r[2][:4]) if r[2] else None for r in rows]
+        time.sleep(0.1)
+    assert len(rows) == len(CORPUS)
+    assert thread(c, "THREAD REFERENCES UTF-8 ALL") == REFERENCES_ALL
+    c.close()
+
+
+def test_thread_reads_no_message_file(make_server):
+    """With their caches current, THREAD (REFERENCES and ORDEREDSUBJECT,
+    sequence numbers and UIDs) answers the same with every message file of
+    the mailbox gone: it reads none."""
+    s = corpus_server(make_server)
+    rows = caches(s)
+    assert len(rows) == len(CORPUS)
+    aside = os.path.join(s.dir, "aside")
+    os.makedirs(aside)
+    for _, blob, cache in rows:
+        assert bytes(cache[:4]) == b"PMC\x02"
+        path = os.path.join(s.data_dir, "blobs", blob[:2], blob)
+        os.rename(path, os.path.join(aside, blob))
+        assert not os.path.exists(path)
+    c = s.imap_login(USER)
+    assert c.cmd('SELECT "thr"').ok
+    assert thread(c, "THREAD REFERENCES UTF-8 ALL") == REFERENCES_ALL
+    assert thread(c, "THREAD ORDEREDSUBJECT UTF-8 ALL") == ORDEREDSUBJECT_ALL
+    assert thread(c, "UID THREAD REFERENCES UTF-8 ALL") == to_uids(REFERENCES_ALL)
+    # a key that needs the message itself does read the files: none left,
+    # so nothing matches (the files really are gone)
+    assert thread(c, "THREAD REFERENCES UTF-8 BODY x") == "* THREAD"
+    c.close()

@@ -797,6 +797,13 @@ static void test_corrupt_cache(void)
 					(void)mime_cache_section(&mc, path, (size_t)d, MIME_SECT_TEXT, &off,
 								 &len, &enc);
 				(void)mime_search_body(msg, mlen, &mc, "x", true);
+				/* the thread section's strings end inside it */
+				const struct mime_thread *th = mime_cache_thread(&mc);
+				const char *r = th->refs;
+				CHECK(strlen(th->subj) < cache.len);
+				for (uint32_t k = 0; k < th->n_refs; k++)
+					r = mime_thread_next(r);
+				CHECK(th->n_refs == 0 || r <= cache.data + cache.len);
 			}
 		}
 		c[i] = saved;
@@ -806,6 +813,87 @@ static void test_corrupt_cache(void)
 	CHECK(!mime_cache_open(&mc, cache.data, cache.len));
 	buf_free(&cache);
 	free(msg);
+}
+
+/* The thread section (threadinfo.h): the first of each field, References'
+ * last MIME_THREAD_MAX_REFS, In-Reply-To when References has no ID, IDs
+ * without white space, cut at a NUL; a broken section is rejected. */
+static void test_thread_section(void)
+{
+	struct buf m = BUF_INIT, c = BUF_INIT;
+	struct mime_cache mc;
+	const struct mime_thread *th;
+	const char *r;
+
+	buf_appends(&m, "Subject: Re: [list] Hello\r\n"
+			"Message-ID: (c) <a b@x>\r\nMessage-ID: <second@x>\r\n"
+			"In-Reply-To: <irt@x>\r\nReferences: junk (<no@x>) \r\n");
+	for (int i = 0; i < 300; i++)
+		buf_printf(&m, " <r%d@x>", i);
+	buf_appends(&m, "\r\nDate: Wed, 02 Dec 2026 10:00:00 +0100\r\n\r\nbody\r\n");
+	mime_cache_build(m.data, m.len, &c);
+	CHECK(mime_cache_open(&mc, c.data, c.len));
+	th = mime_cache_thread(&mc);
+	CHECK_INT(1, th->flags, THI_DATE | THI_MSGID | THI_REPLY);
+	CHECK_INT(2, (long long)th->date, 1796202000LL);
+	CHECK_STR(3, th->msgid, "ab@x");
+	CHECK_INT(4, th->n_refs, MIME_THREAD_MAX_REFS);
+	CHECK_STR(5, th->refs, "r44@x");
+	r = th->refs;
+	for (int i = 1; i < MIME_THREAD_MAX_REFS; i++)
+		r = mime_thread_next(r);
+	CHECK_STR(6, r, "r299@x");
+	CHECK(th->subj[0] != '\0');
+
+	/* no valid References ID: In-Reply-To's first; no Message-ID, no Date */
+	buf_reset(&m);
+	buf_reset(&c);
+	buf_appends(&m, "References: nothing\r\nIn-Reply-To: <p@x> <q@x>\r\n"
+			"Message-ID: not an id\r\n\r\n");
+	mime_cache_build(m.data, m.len, &c);
+	CHECK(mime_cache_open(&mc, c.data, c.len));
+	th = mime_cache_thread(&mc);
+	CHECK_INT(7, th->flags, 0);
+	CHECK(th->msgid == NULL);
+	CHECK_INT(8, th->n_refs, 1);
+	CHECK_STR(9, th->refs, "p@x");
+	CHECK_STR(10, th->subj, "");
+
+	/* a NUL inside an ID cuts it */
+	buf_reset(&m);
+	buf_reset(&c);
+	{
+		static const char nul_id[] = "Message-ID: <ab\0cd@x>\r\n\r\n";
+
+		buf_append(&m, nul_id, sizeof nul_id - 1);
+	}
+	mime_cache_build(m.data, m.len, &c);
+	CHECK(mime_cache_open(&mc, c.data, c.len));
+	CHECK_STR(11, mime_cache_thread(&mc)->msgid, "ab");
+
+	/* sections that do not open */
+	{
+		struct mime_thread t;
+		struct buf b = BUF_INIT;
+
+		static const char two[] = "References: <a@x> <b@x>\r\n\r\n";
+
+		mime_thread_build(two, sizeof two - 1, &b);
+		CHECK(mime_thread_open(b.data, b.len, &t));
+		CHECK_INT(12, t.n_refs, 2);
+		CHECK(!mime_thread_open(b.data, b.len - 1, &t)); /* a string cut */
+		b.data[9] = 3;                                 /* 3 refs, 2 there */
+		CHECK(!mime_thread_open(b.data, b.len, &t));
+		b.data[9] = 2;
+		b.data[0] = 8;                                 /* unknown flag */
+		CHECK(!mime_thread_open(b.data, b.len, &t));
+		b.data[0] = 0;
+		buf_appendc(&b, 'x');                          /* bytes after */
+		CHECK(!mime_thread_open(b.data, b.len, &t));
+		buf_free(&b);
+	}
+	buf_free(&m);
+	buf_free(&c);
 }
 
 /* Every prefix of every corpus message builds a cache that opens, whose
@@ -977,6 +1065,7 @@ int main(void)
 	test_run("search_address", test_search_address);
 	test_run("binary_to_base64", test_binary_to_base64);
 	test_run("corrupt_cache", test_corrupt_cache);
+	test_run("thread_section", test_thread_section);
 	test_run("prefixes", test_prefixes);
 	test_run("limits", test_limits);
 	test_run("binary_decode", test_binary_decode);
