@@ -639,7 +639,7 @@ static void slice_done(void *arg, int result, const char *err)
 	pump(j);
 }
 
-static void seen_done(void *arg, int result, const struct store_flag_result *v, size_t n)
+static void seen_done(void *arg, int result, struct store_flag_result *v, size_t n)
 {
 	struct slice *sl = arg;
 	struct fetch_job *j = sl->job;
@@ -660,6 +660,7 @@ static void seen_done(void *arg, int result, const struct store_flag_result *v, 
 				imap_sel_own_change(j->s, v[i].modseq);
 		}
 	}
+	store_flag_results_free(v, n);
 	if (!step_end(j))
 		return;
 	step_begin(j);
