@@ -12,7 +12,14 @@
  * fatal (exit 1). Loopback or any IPv4 address.
  * MESSAGE_FILE=path (environment): send that file's bytes as every message
  * instead (CRLF lines, dot-stuffed already; SIZE is then ignored) — e.g. a
- * DKIM-signed message for bench/auth-bench. */
+ * DKIM-signed message for bench/auth-bench.
+ * MESSAGE_GEN=bigbox (environment): a different message each time, for
+ * bench/bigbox (SIZE is then ignored): message i (0-based; MESSAGE_FIRST=K
+ * adds K) of about 1 KB has Date: 2020-01-01 + i minutes, a sender of 1,000,
+ * a thread of 4 (Message-ID <i@bigbox.test>; the 2nd..4th reply with
+ * In-Reply-To/References to the ones before and "Re: " subjects; the
+ * subject names one of 5,000 topics), and body words from a list of 64;
+ * one message of 1,000 (i % 1000 == 500) has the word "zanzibar". */
 #define _GNU_SOURCE
 #include <pthread.h>
 
@@ -26,6 +33,58 @@ static int accepted; /* atomic */
 static char *message;
 static size_t message_len;
 static char *auth_line;
+static int gen_bigbox, gen_first;
+
+static const char *const words[64] = {
+    "alpha",   "bravo",   "charlie", "delta",   "echo",    "foxtrot", "golf",    "hotel",
+    "india",   "juliet",  "kilo",    "lima",    "mike",    "november", "oscar",  "papa",
+    "quebec",  "romeo",   "sierra",  "tango",   "uniform", "victor",  "whiskey", "xray",
+    "yankee",  "zulu",    "meeting", "report",  "budget",  "project", "server",  "release",
+    "invoice", "schedule", "review", "draft",   "update",  "agenda",  "minutes", "contract",
+    "travel",  "lunch",   "weekend", "holiday", "backup",  "network", "printer", "coffee",
+    "garden",  "bicycle", "library", "museum",  "harbour", "bridge",  "river",   "mountain",
+    "orange",  "purple",  "silver",  "golden",  "winter",  "summer",  "autumn",  "spring"};
+
+/* Message i of MESSAGE_GEN=bigbox (see the header), dot-stuffing not needed
+ * (no line starts with '.'); returns its length. */
+static size_t gen_message(char *out, size_t cap, unsigned i)
+{
+	unsigned t = i / 4, p = i % 4, topic = (t * 2654435761u) % 5000;
+	time_t when = (time_t)1577836800 + (time_t)i * 60;
+	struct tm tm;
+	char date[64];
+	gmtime_r(&when, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	int n = snprintf(out, cap,
+	                 "Date: %s\r\nFrom: \"User %u\" <user%u@example.org>\r\nTo: <%s>\r\n"
+	                 "Subject: %s%s %s topic %u\r\nMessage-ID: <%u@bigbox.test>\r\n",
+	                 date, i % 1000, i % 1000, rcpt_to, p ? "Re: " : "", words[topic % 64],
+	                 words[(topic / 64) % 64], topic, i);
+	if (p > 0) {
+		n += snprintf(out + n, cap - (size_t)n, "In-Reply-To: <%u@bigbox.test>\r\nReferences:",
+		              i - 1);
+		for (unsigned k = t * 4; k < i; k++)
+			n += snprintf(out + n, cap - (size_t)n, " <%u@bigbox.test>", k);
+		n += snprintf(out + n, cap - (size_t)n, "\r\n");
+	}
+	n += snprintf(out + n, cap - (size_t)n, "MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n");
+	unsigned h = i * 2246822519u + 374761393u;
+	int col = 0;
+	for (int w = 0; w < 110; w++) {
+		h ^= h >> 15;
+		h *= 2654435761u;
+		h ^= h >> 13;
+		const char *word = (w == 50 && i % 1000 == 500) ? "zanzibar" : words[h % 64];
+		n += snprintf(out + n, cap - (size_t)n, "%s%s", col ? " " : "", word);
+		col += (int)strlen(word) + 1;
+		if (col > 66) {
+			n += snprintf(out + n, cap - (size_t)n, "\r\n");
+			col = 0;
+		}
+	}
+	n += snprintf(out + n, cap - (size_t)n, "%s.\r\n", col ? "" : "end");
+	return (size_t)n;
+}
 
 struct conn {
 	int fd;
@@ -104,6 +163,7 @@ static void *session(void *arg)
 	if (auth_line != NULL)
 		expect(c, auth_line, 235);
 	char cmd[1024];
+	char *gen = gen_bigbox ? malloc(8192) : NULL;
 	for (;;) {
 		int n = __atomic_fetch_add(&next_msg, 1, __ATOMIC_RELAXED);
 		if (n >= total)
@@ -113,12 +173,18 @@ static void *session(void *arg)
 		snprintf(cmd, sizeof cmd, "RCPT TO:<%s>\r\n", rcpt_to);
 		expect(c, cmd, 250);
 		expect(c, "DATA\r\n", 354);
-		conn_send_all(c, message, message_len);
+		if (gen != NULL) {
+			size_t gl = gen_message(gen, 8192, (unsigned)(gen_first + n));
+			conn_send_all(c, gen, gl);
+		} else {
+			conn_send_all(c, message, message_len);
+		}
 		expect(c, ".\r\n", 250);
 		__atomic_fetch_add(&accepted, 1, __ATOMIC_RELAXED);
 	}
 	expect(c, "QUIT\r\n", 221);
 	close(c->fd);
+	free(gen);
 	free(c);
 	return NULL;
 }
@@ -168,6 +234,12 @@ int main(int argc, char **argv)
 	if (sessions < 1 || total < 1 || size < 200)
 		die("TOTAL and SESSIONS >= 1, SIZE >= 200");
 
+	const char *mg = getenv("MESSAGE_GEN");
+	if (mg != NULL && strcmp(mg, "bigbox") == 0) {
+		gen_bigbox = 1;
+		gen_first = getenv("MESSAGE_FIRST") ? atoi(getenv("MESSAGE_FIRST")) : 0;
+		goto send;
+	}
 	const char *mf = getenv("MESSAGE_FILE");
 	if (mf != NULL && *mf != '\0') {
 		FILE *f = fopen(mf, "rb");

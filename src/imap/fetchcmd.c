@@ -630,7 +630,7 @@ static void slice_done(void *arg, int result, const char *err)
 	pump(j);
 }
 
-static void seen_done(void *arg, int result, const struct store_flag_result *v, size_t n)
+static void seen_done(void *arg, int result, struct store_flag_result *v, size_t n)
 {
 	struct slice *sl = arg;
 	struct fetch_job *j = sl->job;
@@ -651,6 +651,7 @@ static void seen_done(void *arg, int result, const struct store_flag_result *v, 
 				imap_sel_own_change(j->s, v[i].modseq);
 		}
 	}
+	store_flag_results_free(v, n);
 	if (!step_end(j))
 		return;
 	step_begin(j);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/loop.h"
 #include "core/xmalloc.h"
 #include "imap/fetch.h"
 #include "imap/selcmd.h"
@@ -32,6 +33,19 @@ struct op {
 	/* COPY to the selected mailbox: the reply waits for the EXISTS */
 	char *reply_code;
 	const char *reply_text;
+	/* STORE in chunks (store_emit): what to apply, the UIDs handed to the
+	 * store so far, the chunk's results, the next one to send, the
+	 * refused ones (all chunks) */
+	char fop;
+	char *flags;
+	uint64_t unchangedsince;
+	size_t n_sent;
+	struct store_flag_result *fr;
+	size_t n_fr, next;
+	uint32_t *modv;
+	size_t n_mod, cap_mod;
+	struct store_uid_range *recent;
+	size_t n_recent;
 };
 
 static void op_free(struct op *o)
@@ -43,6 +57,10 @@ static void op_free(struct op *o)
 	imap_idxset_free(&o->set);
 	free(o->del);
 	free(o->reply_code);
+	free(o->flags);
+	store_flag_results_free(o->fr, o->n_fr);
+	free(o->modv);
+	free(o->recent);
 	free(o);
 }
 
@@ -76,79 +94,192 @@ static const char *store_code(int result)
 
 /* ---- STORE ---- */
 
-static void store_done(void *arg, int result, const struct store_flag_result *v, size_t n)
-{
-	struct op *o = arg;
-	struct imap_session *s = o->s;
-	struct buf b = BUF_INIT;
-	struct buf mod = BUF_INIT;
-	uint32_t *modv = NULL;
-	size_t n_mod = 0;
+/* The reply of a STORE of many messages (STORE 1:* on a million: a million
+ * FETCH lines, ~40 MB) is made in slices: at most STORE_STEP octets per
+ * loop step, and none while the client leaves more than the output limit
+ * unread (design.md, "Bounded output"), so neither the loop step nor the
+ * session's output grows with the mailbox. The store's results (UID,
+ * MODSEQ, flags: ~50 octets a message) are kept until the last line is
+ * out. The change itself is one committer transaction (one MODSEQ for the
+ * command): split into chunks, other sessions would be told of each chunk
+ * as a change of its own (select.c's passes then send a message's FETCH
+ * more than once). */
+#define STORE_STEP (64 * 1024)  /* most reply octets made in one loop step */
 
-	if (!op_back(o))
-		return;
-	if (result < 0) {
-		op_free(o);
-		imap_tagged(s, "NO", store_code(result), "STORE failed");
-		imap_cmd_done(s);
-		return;
-	}
-	modv = xmalloc((n ? n : 1) * sizeof *modv);
-	size_t n_recent = 0;
-	struct store_uid_range *recent = imap_sel_recent(s, &n_recent);
-	for (size_t i = 0; i < n; i++)
-		if (!o->silent && imap_view_seq(s, v[i].uid) != 0)
-			imap_sel_keywords(s, v[i].flags);
-	for (size_t i = 0; i < n; i++) {
-		uint32_t seq = imap_view_seq(s, v[i].uid);
-		if (seq == 0)
-			continue;
-		if (v[i].changed) {
-			imap_sel_own_change(s, v[i].modseq);
-			imap_ctx_flags(s, v[i].uid, v[i].flags, v[i].modseq); /* sort.c */
-		}
-		if (!v[i].modified)
-			imap_sel_reported(s, v[i].uid, v[i].modseq);
-		if (v[i].modified) {
-			modv[n_mod++] = s->uid ? v[i].uid : seq;
-			continue;
-		}
-		if (o->silent && !(s->condstore && v[i].changed))
-			continue;
-		buf_reset(&b);
-		buf_printf(&b, "* %" PRIu32 " FETCH (", seq);
-		if (!o->silent) {
-			const char *kw;
-			unsigned sys = imap_flags_from_store(v[i].flags, &kw);
-			buf_appends(&b, "FLAGS ");
-			if (imap_recent_in(recent, n_recent, v[i].uid))
-				sys |= IMAP_F_RECENT;
-			imap_format_flags(&b, sys, kw);
-		}
-		if (s->uid) /* RFC 9051 6.4.9 */
-			buf_printf(&b, "%sUID %" PRIu32, o->silent ? "" : " ", v[i].uid);
-		/* RFC 7162 3.1.3: MODSEQ even with .SILENT for what changed */
-		if (s->condstore)
-			buf_printf(&b, "%sMODSEQ (%" PRIu64 ")",
-				   (o->silent && !s->uid) ? "" : " ", v[i].modseq);
-		buf_appends(&b, ")\r\n");
-		imap_send(s, b.data, b.len);
-	}
-	buf_free(&b);
-	free(recent);
+static void store_emit(struct imap_session *s);
+static void store_chunk(struct imap_session *s, struct op *o);
+
+static void store_abort(struct imap_session *s)
+{
+	struct op *o = s->job;
+
+	s->job = NULL;
 	op_free(o);
-	if (n_mod > 0) {
+}
+
+static void store_drained(struct imap_session *s)
+{
+	store_emit(s);
+}
+
+/* A STORE reply that used up its step goes on from here, after the loop
+ * has served everybody else. */
+static void store_continue(void *arg)
+{
+	struct imap_session *s = arg;
+
+	if (!imap_step_done(s) || s->job == NULL)
+		return;
+	store_emit(s);
+}
+
+/* Yields the loop for the rest of the reply (store_continue). */
+static void store_yield(struct imap_session *s)
+{
+	s->base.busy++;
+	loop_post(s->base.l, store_continue, s);
+}
+
+static void store_finish(struct imap_session *s, struct op *o)
+{
+	struct buf mod = BUF_INIT;
+
+	s->job = NULL;
+	s->job_abort = NULL;
+	s->job_drained = NULL;
+	if (o->n_mod > 0) {
 		/* RFC 7162 3.1.3: the messages refused by UNCHANGEDSINCE */
 		buf_appends(&mod, "MODIFIED ");
 		/* sequence numbers are sorted as UIDs are */
-		imap_seqset_format(&mod, modv, n_mod);
+		imap_seqset_format(&mod, o->modv, o->n_mod);
 		imap_tagged(s, "OK", mod.data, "Conditional STORE failed");
 	} else {
 		imap_tagged(s, "OK", NULL, "%s completed", s->uid ? "UID STORE" : "STORE");
 	}
 	buf_free(&mod);
-	free(modv);
+	op_free(o);
 	imap_cmd_done(s);
+}
+
+static void store_emit(struct imap_session *s)
+{
+	struct op *o = s->job;
+	const struct store_flag_result *v = o->fr;
+	struct buf b = BUF_INIT;
+	size_t slice = 0;
+
+	while (o->next < o->n_fr) {
+		if (!session_output_room(&s->base)) {
+			/* the client reads the output down first (store_drained) */
+			session_output_wait(&s->base);
+			buf_free(&b);
+			return;
+		}
+		if (slice >= STORE_STEP) {
+			/* conn_write hands output to the kernel at once, so a fast
+			 * reader never leaves the output limit: bound one loop
+			 * step's work by itself */
+			store_yield(s);
+			buf_free(&b);
+			return;
+		}
+		const struct store_flag_result *r = &v[o->next++];
+		uint32_t seq = imap_view_seq(s, r->uid);
+		if (seq == 0)
+			continue;
+		if (r->changed) {
+			imap_sel_own_change(s, r->modseq);
+			imap_ctx_flags(s, r->uid, r->flags, r->modseq); /* sort.c */
+		}
+		if (r->modified) {
+			if (o->n_mod == o->cap_mod) {
+				o->cap_mod = o->cap_mod ? 2 * o->cap_mod : 64;
+				o->modv = xrealloc(o->modv, o->cap_mod * sizeof *o->modv);
+			}
+			o->modv[o->n_mod++] = s->uid ? r->uid : seq;
+			continue;
+		}
+		imap_sel_reported(s, r->uid, r->modseq);
+		if (o->silent && !(s->condstore && r->changed))
+			continue;
+		buf_reset(&b);
+		buf_printf(&b, "* %" PRIu32 " FETCH (", seq);
+		if (!o->silent) {
+			const char *kw;
+			unsigned sys = imap_flags_from_store(r->flags, &kw);
+			buf_appends(&b, "FLAGS ");
+			if (imap_recent_in(o->recent, o->n_recent, r->uid))
+				sys |= IMAP_F_RECENT;
+			imap_format_flags(&b, sys, kw);
+		}
+		if (s->uid) /* RFC 9051 6.4.9 */
+			buf_printf(&b, "%sUID %" PRIu32, o->silent ? "" : " ", r->uid);
+		/* RFC 7162 3.1.3: MODSEQ even with .SILENT for what changed */
+		if (s->condstore)
+			buf_printf(&b, "%sMODSEQ (%" PRIu64 ")",
+				   (o->silent && !s->uid) ? "" : " ", r->modseq);
+		buf_appends(&b, ")\r\n");
+		imap_send(s, b.data, b.len);
+		slice += b.len;
+	}
+	buf_free(&b);
+	store_flag_results_free(o->fr, o->n_fr);
+	o->fr = NULL;
+	o->n_fr = o->next = 0;
+	if (o->n_sent < o->n) {
+		store_chunk(s, o);
+		return;
+	}
+	store_finish(s, o);
+}
+
+static void store_done(void *arg, int result, struct store_flag_result *v, size_t n)
+{
+	struct op *o = arg;
+	struct imap_session *s = o->s;
+
+	if (!op_back(o)) {
+		store_flag_results_free(v, n);
+		return;
+	}
+	if (result < 0) {
+		/* the chunks before stay done (as after a crash mid-way) */
+		s->job = NULL;
+		s->job_abort = NULL;
+		s->job_drained = NULL;
+		op_free(o);
+		imap_tagged(s, "NO", store_code(result), "STORE failed");
+		imap_cmd_done(s);
+		return;
+	}
+	o->fr = v;
+	o->n_fr = n;
+	o->next = 0;
+	free(o->recent);
+	o->recent = imap_sel_recent(s, &o->n_recent);
+	/* the keywords new to the session first: their FLAGS list goes before
+	 * the FETCH lines that carry them (one chunk's worth) */
+	for (size_t i = 0; !o->silent && i < n; i++)
+		if (imap_view_seq(s, v[i].uid) != 0)
+			imap_sel_keywords(s, v[i].flags);
+	s->job = o;
+	s->job_abort = store_abort;
+	s->job_drained = store_drained;
+	store_emit(s);
+}
+
+/* Hands the UIDs to the store (the session is parked). */
+static void store_chunk(struct imap_session *s, struct op *o)
+{
+	size_t n = o->n - o->n_sent; /* all of them: see STORE_STEP */
+
+	s->job = NULL; /* the op is the store's until store_done */
+	s->job_abort = NULL;
+	s->job_drained = NULL;
+	s->base.busy++;
+	store_flags(s->srv->st, s->user, s->sel->name, s->sel->uidvalidity, o->uids + o->n_sent,
+		    n, o->fop, o->flags, o->unchangedsince, store_done, o);
+	o->n_sent += n;
 }
 
 void imap_cmd_store(struct imap_session *s, const struct imap_arg *args)
@@ -270,12 +401,13 @@ void imap_cmd_store(struct imap_session *s, const struct imap_arg *args)
 	o->s = s;
 	o->silent = silent;
 	o->uids = imap_idxset_uids(s, &set, &o->n);
+	o->fop = op;
+	o->flags = xstrdup(flags.data != NULL ? flags.data : "");
+	buf_free(&flags);
+	o->unchangedsince = unchangedsince;
 	imap_idxset_free(&set);
 	session_park(&s->base);
-	s->base.busy++;
-	store_flags(s->srv->st, s->user, s->sel->name, s->sel->uidvalidity, o->uids, o->n, op,
-		    flags.data, unchangedsince, store_done, o);
-	buf_free(&flags);
+	store_chunk(s, o);
 }
 
 /* ---- COPY, MOVE ---- */

@@ -411,11 +411,26 @@ static int flags_body(struct store_op *op, struct store_db *d)
 	return r;
 }
 
+void store_flag_results_free(struct store_flag_result *v, size_t n)
+{
+	for (size_t i = 0; v != NULL && i < n; i++)
+		free((char *)v[i].flags);
+	free(v);
+}
+
 static void flags_done(struct store_op *op)
 {
-	if (op->flags_cb != NULL)
-		op->flags_cb(op->arg, op->result, op->result == STORE_OK ? op->fr : NULL,
-			     op->result == STORE_OK ? op->n_fr : 0);
+	if (op->flags_cb == NULL || op->result != STORE_OK) {
+		if (op->flags_cb != NULL)
+			op->flags_cb(op->arg, op->result, NULL, 0);
+		return;
+	}
+	/* the results are the callback's (store.h) */
+	struct store_flag_result *v = op->fr;
+	size_t n = op->n_fr;
+	op->fr = NULL;
+	op->n_fr = 0;
+	op->flags_cb(op->arg, op->result, v, n);
 }
 
 void store_flags(struct store *st, const char *user, const char *mailbox, uint32_t uidvalidity,

@@ -543,7 +543,10 @@ void store_append(struct store *st, const char *user, const char *mailbox,
  * ([MODIFIED]). A message whose flags end up the same is not given a new
  * modseq (changed = false, modified = false). Every changed message gets
  * the mailbox's next MODSEQ (one per call). cb gets each message still
- * present with its flags after the call. Subscribers get STORE_CHANGE_FLAGS. */
+ * present with its flags after the call. Subscribers get STORE_CHANGE_FLAGS.
+ * v (NULL when result < 0) is the callback's from then on: it may keep it
+ * past its return (an IMAP STORE's reply is sent in slices as the client
+ * reads) and frees it with store_flag_results_free. */
 struct store_flag_result {
 	uint32_t uid;
 	uint64_t modseq;
@@ -551,7 +554,8 @@ struct store_flag_result {
 	bool changed;   /* its flags were changed by this call */
 	bool modified;  /* refused by unchangedsince */
 };
-typedef void store_flags_cb(void *arg, int result, const struct store_flag_result *v, size_t n);
+typedef void store_flags_cb(void *arg, int result, struct store_flag_result *v, size_t n);
+void store_flag_results_free(struct store_flag_result *v, size_t n);
 void store_flags(struct store *st, const char *user, const char *mailbox, uint32_t uidvalidity,
 		 const uint32_t *uids, size_t n, char op, const char *flags,
 		 uint64_t unchangedsince, store_flags_cb *cb, void *arg);

@@ -185,3 +185,78 @@ def test_big_flag_change_elsewhere_reaches_noop_bounded(server):
             assert r.ok and r.untagged == ["* 7 FETCH (FLAGS ())"], r.untagged
         finally:
             a.close()
+
+
+def fill_fast(c, box, n):
+    """n small messages in box, 50 per MULTIAPPEND (one commit each)."""
+    m = b"Subject: x\r\n\r\nx\r\n"
+    assert c.cmd("CREATE %s" % box).ok
+    for start in range(0, n, 50):
+        tag = c.next_tag()
+        c.send(("%s APPEND %s" % (tag, box)).encode() +
+               b"".join(b" {%d+}\r\n" % len(m) + m for _ in range(min(50, n - start))) + b"\r\n")
+        assert c.read_response(tag).ok
+
+
+def test_big_store_reply_in_slices(server):
+    """STORE 1:* +FLAGS on 8,000 messages (issue 9, bench/bigbox): the
+    reply's 8,000 FETCH lines (~330 KB, above the output limit) are made in slices (storecmd.c STORE_STEP),
+    none while the client leaves more than the output limit unread. While
+    A does not read, another session is served and the daemon holds a
+    bounded amount for A (RSS growth under 8 MB; 64 MB under
+    AddressSanitizer); then A gets every line once, the tagged OK, and the
+    command pipelined behind it. UNCHANGEDSINCE on the same set names the
+    refused messages exactly ([MODIFIED], RFC 7162 3.1.3)."""
+    n = 8000
+    with server.imap_login(ALICE) as b:
+        fill_fast(b, "big5", n)
+        a = server.imap_login(ALICE)
+        try:
+            a.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            r = a.cmd("SELECT big5")
+            assert r.ok and "* %d EXISTS" % n in r.untagged, r
+            with open("/proc/%d/maps" % server.proc.pid) as f:
+                bound = (64 if "libasan" in f.read() else 8) * 1024
+            rss0 = rss_kb(server.proc.pid)
+            tag = a.next_tag()
+            a.send(tag + " STORE 1:* +FLAGS (\\Seen $Big)\r\n")
+            tag2 = a.next_tag()
+            a.send(tag2 + " NOOP\r\n")
+            # B is served while A's reply waits for A to read
+            for _ in range(3):
+                r = b.cmd("NOOP")
+                assert r.ok, r
+                time.sleep(0.5)
+            grown = rss_kb(server.proc.pid) - rss0
+            assert grown < bound, "RSS grew %d KB while A did not read" % grown
+            r = a.read_response(tag)
+            assert r.ok, r.tagged
+            fetch = [l for l in r.untagged if " FETCH " in l]
+            assert fetch == ["* %d FETCH (FLAGS (\\Seen \\Recent $Big))" % i
+                             for i in range(1, n + 1)], (len(fetch), fetch[:3])
+            # the keyword was announced before its first FETCH (RFC 9051 7.3.5)
+            first = r.untagged.index(fetch[0])
+            assert any(l.startswith("* FLAGS (") and "$Big" in l
+                       for l in r.untagged[:first]), r.untagged[:first + 1]
+            assert a.read_response(tag2).ok
+            # CONDSTORE: change 3 messages elsewhere, then a conditional
+            # STORE on every message refuses exactly those (RFC 7162 3.1.3)
+            r = a.cmd("FETCH 1 (MODSEQ)")
+            assert r.ok, r
+            line = [l for l in r.untagged if l.startswith("* 1 FETCH ") and "MODSEQ (" in l]
+            assert len(line) == 1, r.untagged
+            mod = int(line[0].split("MODSEQ (")[1].split(")")[0])
+            assert b.cmd("SELECT big5").ok
+            assert b.cmd("STORE 7,5555,7999 +FLAGS.SILENT ($Other)").ok
+            r = a.cmd("STORE 1:* (UNCHANGEDSINCE %d) +FLAGS.SILENT (\\Flagged)" % mod)
+            assert r.ok and r.text.startswith("[MODIFIED 7,5555,7999] "), r.tagged
+            # every other message changed, with the new MODSEQ (B's change may
+            # come along as a FETCH of its own: RFC 9051 7.5.1)
+            changed = sorted(int(l.split()[1]) for l in r.untagged
+                             if " FETCH " in l and "$Other" not in l)
+            assert changed == [i for i in range(1, n + 1) if i not in (7, 5555, 7999)], \
+                (len(changed), [l for l in r.untagged if "$Other" in l])
+            r = a.cmd("SEARCH NOT FLAGGED")
+            assert r.ok and r.untagged[-1] == "* SEARCH 7 5555 7999", r.untagged[-1:]
+        finally:
+            a.close()

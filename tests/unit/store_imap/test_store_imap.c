@@ -51,7 +51,7 @@ static void append_cb(void *arg, int result, uint32_t uidvalidity, uint32_t firs
 	w->first_uid = first_uid;
 }
 
-static void flags_cb(void *arg, int result, const struct store_flag_result *v, size_t n)
+static void flags_cb(void *arg, int result, struct store_flag_result *v, size_t n)
 {
 	struct wait *w = arg;
 	w->done = true;
@@ -63,6 +63,7 @@ static void flags_cb(void *arg, int result, const struct store_flag_result *v, s
 			 v[i].uid, (unsigned long long)v[i].modseq, v[i].flags,
 			 v[i].changed ? ":C" : "", v[i].modified ? ":M" : "");
 	}
+	store_flag_results_free(v, n); /* the callback's (store.h) */
 }
 
 static void copy_cb(void *arg, int result, uint32_t dst_uidvalidity, const uint32_t *src,
