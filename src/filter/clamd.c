@@ -702,6 +702,12 @@ static void on_io(void *arg, uint32_t events)
 	if (s->state != SCAN_OPEN)
 		return;
 	if (s->fildes && s->fildes_sent < 2) {
+		/* waiting to send: an answer (or a close) already decides */
+		if (events & (LOOP_READ | LOOP_ERROR)) {
+			scan_read(s);
+			if (s->state != SCAN_OPEN || !s->fildes)
+				return;
+		}
 		if (events & (LOOP_WRITE | LOOP_ERROR))
 			fildes_send(s);
 		return;
