@@ -393,8 +393,9 @@ static const struct option config_options[] = {
 	 "Send the postmaster a notice when a user or client first hits a rate or duplicate "
 	 "limit (at most one per sender and hour); it is always logged.", NULL},
 	{"clamd_socket", OPT_STRING, OFF(clamd_socket), "", NOLIMIT,
-	 "clamd (Debian clamav-daemon) to scan every message with, over INSTREAM: a socket "
-	 "path or host:port. Empty: no virus scan.", NULL},
+	 "clamd (Debian clamav-daemon) to scan every message with: a socket path (a message up "
+	 "to 256 KiB is passed as a file descriptor, FILDES: clamd writes no temporary copy; "
+	 "larger ones over INSTREAM) or host:port (INSTREAM). Empty: no virus scan.", NULL},
 	{"clamd_timeout", OPT_DURATION, OFF(clamd_timeout), "30s", 1, 600,
 	 "Time for clamd to answer a scan.", NULL},
 	{"clamd_failure", OPT_STRING, OFF(clamd_failure), "tempfail", NOLIMIT,

@@ -13,17 +13,38 @@
  * clamd_timeout of the message's end fails the scan (CLAMD_ERROR). Every
  * callback out of here (resume, the result) runs from its own zero-delay
  * timer, so never inside a clamd_* call, and the caller may free the scan
- * from inside it. */
+ * from inside it.
+ *
+ * FILDES, for a clamd on a unix socket (clamd(8), "FILDES"): the command
+ * "zFILDES\0" with a file descriptor in an SCM_RIGHTS control message
+ * (unix(7)); clamd scans that file in place and answers "fd[N]: OK" or
+ * "fd[N]: NAME FOUND". Over INSTREAM clamd first writes every message to a
+ * temporary file of its own (create, write, unlink on its TemporaryDirectory:
+ * most of its time per small message); over FILDES it does not. A message
+ * of up to CLAMD_FILDES_MAX octets (most mail) is kept here (stage) until
+ * its end, then written into a memfd (tmpfs: memory, never the disk),
+ * sealed and passed: the connection is made at the end only, so clamd's
+ * CommandReadTimeout never runs while the client sends. Not the spool's
+ * file: a small message is still in the spool's buffer at the end of data
+ * (store.h), and writing it out earlier for clamd would cost the file
+ * write the commit avoids. A larger message switches to INSTREAM when it
+ * passes CLAMD_FILDES_MAX (the memory bound stays that of INSTREAM's queue).
+ * A clamd that answers FILDES with anything but OK/FOUND (an old one,
+ * "UNKNOWN COMMAND"; a descriptor it cannot use) is asked again over
+ * INSTREAM, and FILDES is off for this clamd from then on (logged once).
+ * TCP clamd: INSTREAM only (a descriptor does not cross TCP). */
 #include "filter/clamd.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <netdb.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -40,6 +61,10 @@
 #define CLAMD_REPLY_MAX 1024             /* a longer answer is a protocol error */
 #define CLAMD_COMPLAIN_MS (60 * 1000)    /* one error line a minute at most */
 #define CLAMD_RETRY_MS 20                /* a full unix socket backlog: retry */
+/* FILDES: a message up to this size is kept (stage) until its end and
+ * passed as a file; a larger one switches to INSTREAM at this size. The
+ * same bound as the INSTREAM queue (CLAMD_HIGH_WATER). */
+#define CLAMD_FILDES_MAX CLAMD_HIGH_WATER
 
 struct clamd {
 	struct loop *l;
@@ -48,6 +73,7 @@ struct clamd {
 	char *desc; /* the clamd_socket value, for logs */
 	uint64_t timeout_ms;
 	size_t max_size;
+	bool fildes;             /* a unix socket, and clamd has not refused FILDES */
 	uint64_t last_complaint; /* loop time of the last error line, 0: none */
 	unsigned suppressed;     /* error lines not written since */
 	struct clamd_scan *scans; /* alive, for clamd_free */
@@ -73,6 +99,8 @@ struct clamd_scan {
 	bool ended;       /* clamd_scan_end ran */
 	bool zero_queued; /* the terminating zero-length chunk is in out */
 	bool write_closed; /* clamd stopped reading (EPIPE): only its answer is left */
+	bool fildes;       /* this scan goes over FILDES (stage holds the message) */
+	int fildes_sent;   /* 1: "zFILDES" went, 2: the descriptor too */
 	struct buf in;    /* clamd's answer so far */
 	/* the result, once state == SCAN_DONE */
 	enum clamd_status status;
@@ -107,6 +135,7 @@ static int clamd_parse(struct clamd *c, const char *spec, char **err_r)
 		un->sun_family = AF_UNIX;
 		strcpy(un->sun_path, path);
 		c->addrlen = sizeof(*un);
+		c->fildes = true;
 		return 0;
 	}
 
@@ -217,6 +246,7 @@ struct clamd_scan *clamd_scan_new(struct clamd *c)
 	s->c = c;
 	s->fd = -1;
 	s->state = SCAN_IDLE;
+	s->fildes = c->fildes;
 	s->next = c->scans;
 	if (c->scans != NULL)
 		c->scans->prev = s;
@@ -345,7 +375,12 @@ static void stall_timer(struct clamd_scan *s, bool progress)
 		s->timer = loop_timer_add(l, s->c->timeout_ms, on_timer, s);
 }
 
-/* "stream: OK", "stream: NAME FOUND", anything else an error. */
+static void fildes_fallback(struct clamd_scan *s, const char *why, bool refused);
+static void scan_connect(struct clamd_scan *s);
+static void scan_read(struct clamd_scan *s);
+
+/* "stream: OK", "stream: NAME FOUND" (INSTREAM), "fd[N]: OK", "fd[N]: NAME
+ * FOUND" (FILDES), anything else an error. */
 static void scan_answer(struct clamd_scan *s, const char *a, size_t n)
 {
 	char line[CLAMD_REPLY_MAX + 1];
@@ -361,12 +396,17 @@ static void scan_answer(struct clamd_scan *s, const char *a, size_t n)
 	const char *v = line;
 	if (strncmp(v, "stream:", 7) == 0)
 		v += 7;
+	else if (strncmp(v, "fd[", 3) == 0 && strstr(v, "]:") != NULL)
+		v = strstr(v, "]:") + 2;
 	while (*v == ' ')
 		v++;
 	size_t vl = strlen(v);
-	if (strcmp(v, "OK") == 0) {
+	bool found = vl > 6 && strcmp(v + vl - 6, " FOUND") == 0;
+	if (s->fildes && strcmp(v, "OK") != 0 && !found) {
+		fildes_fallback(s, line, true);
+	} else if (strcmp(v, "OK") == 0) {
 		scan_finish(s, CLAMD_CLEAN, NULL);
-	} else if (vl > 6 && strcmp(v + vl - 6, " FOUND") == 0) {
+	} else if (found) {
 		char name[256];
 		snprintf(name, sizeof name, "%.*s", (int)(vl - 6), v);
 		scan_finish(s, CLAMD_INFECTED, name);
@@ -470,6 +510,10 @@ static void scan_read(struct clamd_scan *s)
 				scan_answer(s, s->in.data, s->in.len);
 				return;
 			}
+			if (s->fildes) {
+				fildes_fallback(s, strerror(errno), false);
+				return;
+			}
 			scan_fail(s, "read: %s", strerror(errno));
 			return;
 		}
@@ -477,6 +521,8 @@ static void scan_read(struct clamd_scan *s)
 			/* an answer cut short by the close still counts */
 			if (s->in.len > 0)
 				scan_answer(s, s->in.data, s->in.len);
+			else if (s->fildes)
+				fildes_fallback(s, "connection closed without an answer", false);
 			else
 				scan_fail(s, "connection closed without an answer");
 			return;
@@ -496,9 +542,136 @@ static void scan_read(struct clamd_scan *s)
 	}
 }
 
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Sends what FILDES needs: the command, then (as clamdscan does: clamd
+ * refuses a descriptor that comes with the command's octets) one octet
+ * carrying the message as a sealed memfd (unix(7) SCM_RIGHTS; clamd holds
+ * its own reference from then on: ours is closed). 0: sent, or waiting
+ * for LOOP_WRITE (a fresh connection's buffer is empty: hardly ever). */
+static void fildes_send(struct clamd_scan *s)
+{
+	static const char cmd[] = "zFILDES"; /* with its NUL: 8 octets */
+	ssize_t w;
+
+	if (s->fildes_sent == 0) {
+		do
+			w = send(s->fd, cmd, sizeof cmd, MSG_NOSIGNAL);
+		while (w < 0 && errno == EINTR);
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			goto wait;
+		if (w != (ssize_t)sizeof cmd) {
+			fildes_fallback(s, w < 0 ? strerror(errno) : "short send", false);
+			return;
+		}
+		s->fildes_sent = 1;
+	}
+
+	int mfd = memfd_create("postern-clamd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (mfd < 0) {
+		fildes_fallback(s, strerror(errno), false);
+		return;
+	}
+	if (write_all(mfd, s->stage.data, s->stage.len) < 0 || lseek(mfd, 0, SEEK_SET) < 0) {
+		int err = errno;
+		close(mfd);
+		fildes_fallback(s, strerror(err), false);
+		return;
+	}
+	/* clamd reads a file that cannot change under it */
+	(void)fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+
+	char one = '\0';
+	struct iovec iov = {&one, 1};
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+			    .msg_controllen = sizeof ctl.b};
+
+	memset(&ctl, 0, sizeof ctl);
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &mfd, sizeof(int));
+	do
+		w = sendmsg(s->fd, &mh, MSG_NOSIGNAL);
+	while (w < 0 && errno == EINTR);
+	int err = errno;
+	close(mfd);
+	if (w < 0 && (err == EAGAIN || err == EWOULDBLOCK))
+		goto wait;
+	if (w < 0 && (err == EPIPE || err == ECONNRESET)) {
+		/* clamd answered the command and closed (an old clamd:
+		 * "UNKNOWN COMMAND"): its answer decides */
+		s->fildes_sent = 2;
+		scan_read(s);
+		return;
+	}
+	if (w != 1) {
+		fildes_fallback(s, w < 0 ? strerror(err) : "short send", false);
+		return;
+	}
+	s->fildes_sent = 2;
+	if (s->events != LOOP_READ) {
+		loop_mod(s->c->l, s->fd, LOOP_READ);
+		s->events = LOOP_READ;
+	}
+	return;
+wait:
+	if (s->events != (LOOP_READ | LOOP_WRITE)) {
+		loop_mod(s->c->l, s->fd, LOOP_READ | LOOP_WRITE);
+		s->events = LOOP_READ | LOOP_WRITE;
+	}
+}
+
+/* FILDES did not work for this scan: again over INSTREAM, on a new
+ * connection, from the message kept in stage (the deadline from the end
+ * keeps running). refused: clamd answered it (not OK/FOUND): FILDES is
+ * off for this clamd, said once. */
+static void fildes_fallback(struct clamd_scan *s, const char *why, bool refused)
+{
+	struct clamd *c = s->c;
+
+	if (refused && c->fildes) {
+		c->fildes = false;
+		log_warn("clamd socket=%s answered FILDES with \"%s\": INSTREAM from now on",
+			 c->desc, why);
+	}
+	if (s->fd >= 0) {
+		loop_del(c->l, s->fd);
+		close(s->fd);
+		s->fd = -1;
+	}
+	loop_timer_cancel(c->l, &s->retry);
+	buf_free(&s->in);
+	s->fildes = false;
+	s->fildes_sent = 0;
+	scan_connect(s);
+}
+
 static void scan_connected(struct clamd_scan *s)
 {
 	s->state = SCAN_OPEN;
+	if (s->fildes) {
+		fildes_send(s); /* only ever at the end: the deadline runs */
+		return;
+	}
 	/* the command goes before the first chunk */
 	buf_reset(&s->out);
 	buf_append(&s->out, "zINSTREAM", 10);
@@ -528,6 +701,17 @@ static void on_io(void *arg, uint32_t events)
 	}
 	if (s->state != SCAN_OPEN)
 		return;
+	if (s->fildes && s->fildes_sent < 2) {
+		/* waiting to send: an answer (or a close) already decides */
+		if (events & (LOOP_READ | LOOP_ERROR)) {
+			scan_read(s);
+			if (s->state != SCAN_OPEN || !s->fildes)
+				return;
+		}
+		if (events & (LOOP_WRITE | LOOP_ERROR))
+			fildes_send(s);
+		return;
+	}
 	if (events & (LOOP_READ | LOOP_ERROR)) {
 		scan_read(s);
 		if (s->state != SCAN_OPEN)
@@ -536,8 +720,6 @@ static void on_io(void *arg, uint32_t events)
 	if (events & LOOP_WRITE)
 		scan_flush(s);
 }
-
-static void scan_connect(struct clamd_scan *s);
 
 static void on_retry(void *arg)
 {
@@ -606,6 +788,10 @@ bool clamd_scan_feed(struct clamd_scan *s, const char *p, size_t n, void (*resum
 	}
 	s->fed += n;
 	buf_append(&s->stage, p, n);
+	if (s->fildes && s->stage.len > CLAMD_FILDES_MAX)
+		s->fildes = false; /* too large to keep: streamed over INSTREAM */
+	if (s->fildes)
+		return false; /* kept for the end */
 	if (s->state == SCAN_IDLE)
 		scan_connect(s);
 	else if (s->state == SCAN_OPEN && s->out_off >= s->out.len)
@@ -640,8 +826,10 @@ void clamd_scan_end(struct clamd_scan *s, clamd_cb *cb, void *arg)
 	/* clamd_timeout from the end, whatever was pending before */
 	loop_timer_cancel(c->l, &s->timer);
 	s->timer = loop_timer_add(c->l, c->timeout_ms, on_timer, s);
+	if (s->fildes && s->stage.len == 0)
+		s->fildes = false; /* an empty message: INSTREAM's zero length */
 	if (s->state == SCAN_IDLE)
-		scan_connect(s); /* an empty message */
+		scan_connect(s); /* FILDES, or an empty message */
 	else if (s->state == SCAN_OPEN)
 		scan_flush(s);
 }

@@ -1,0 +1,229 @@
+"""clamd over FILDES (src/filter/clamd.c): with clamd on a unix socket, a
+message of up to 256 KiB is passed to clamd as a file descriptor (a sealed
+memfd, SCM_RIGHTS), so clamd scans it without writing a temporary copy; a
+larger message goes over INSTREAM, and so does every message to a clamd on
+TCP. A clamd that refuses FILDES is asked again over INSTREAM, and FILDES is
+off from then on (logged once). A real clamd (tests/e2e/clamd.py): its log
+names the way each scan came ("/memfd:postern-clamd (deleted): NAME FOUND"
+for FILDES, "stream(...): NAME FOUND" for INSTREAM)."""
+import base64
+import os
+import re
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from clamd import Clamd, EICAR, EICAR_NAME, CUSTOM_PAYLOAD, CUSTOM_NAME
+from conftest import make_message, _free_ports
+
+RCPT = "alice@example.test"
+FROM = "sender@client.example.net"
+FILDES_MAX = 256 * 1024  # CLAMD_FILDES_MAX
+# clamd names a passed descriptor by its /proc/self/fd link: our memfd
+FD_FOUND = re.compile(r"/memfd:postern-clamd \(deleted\): (\S+) FOUND")
+STREAM_FOUND = re.compile(r"stream\([^)]*\): (\S+) FOUND")
+
+
+@pytest.fixture(scope="module")
+def clamd(tmp_path_factory):
+    c = Clamd(tmp_path_factory.mktemp("clamd")).start()
+    yield c
+    c.stop()
+
+
+def attachment_message(subject, payload, filler_lines=0):
+    b64 = base64.encodebytes(payload).replace(b"\n", b"\r\n").decode()
+    text = "".join("filler line %06d of plain words before the attachment\r\n" % i
+                   for i in range(filler_lines))
+    body = ("This is a MIME message.\r\n--B\r\nContent-Type: text/plain\r\n\r\n" + text +
+            "--B\r\nContent-Type: application/octet-stream; name=\"a.bin\"\r\n"
+            "Content-Transfer-Encoding: base64\r\n\r\n" + b64 + "--B--\r\n")
+    return make_message(FROM, RCPT, subject, body,
+                        extra_headers=["MIME-Version: 1.0",
+                                       'Content-Type: multipart/mixed; boundary="B"'])
+
+
+def send(srv, msg):
+    c = srv.client("mx")
+    try:
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<%s>" % FROM).code == 250
+        assert c.cmd("RCPT TO:<%s>" % RCPT).code == 250
+        return c.data(msg)
+    finally:
+        c.close()
+
+
+def stored(srv, subject):
+    msgs = srv.fetch_messages(RCPT, "INBOX")
+    return sum(1 for m in msgs.values()
+               if re.search(rb"(?m)^Subject: %s\r$" % re.escape(subject.encode()), m))
+
+
+def clamd_log_since(clamd, mark, pattern, n):
+    """clamd's log from mark once pattern matched n times there (it writes
+    the line around its answer: waited for, at most 10 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        log = clamd.log()[mark:]
+        if len(pattern.findall(log)) >= n or time.monotonic() > deadline:
+            return log
+        time.sleep(0.05)
+
+
+def test_eicar_and_custom_signature_through_fildes(make_server, clamd):
+    srv = make_server("postern-fildes", clamd_socket=clamd.socket, clamd_timeout=10,
+                      spam_filter="no")
+    mark = len(clamd.log())
+    r = send(srv, attachment_message("fildes-eicar", EICAR))
+    assert r.code == 554 and r.enh == "5.7.0" and EICAR_NAME in r.text, r
+    r = send(srv, attachment_message("fildes-custom", CUSTOM_PAYLOAD))
+    assert r.code == 554 and r.enh == "5.7.0" and CUSTOM_NAME in r.text, r
+    r = send(srv, make_message(FROM, RCPT, "fildes-clean", "Nothing to see.\r\n"))
+    assert r.code == 250, r
+    assert stored(srv, "fildes-clean") == 1
+    assert stored(srv, "fildes-eicar") == 0 and stored(srv, "fildes-custom") == 0
+    log = clamd_log_since(clamd, mark, FD_FOUND, 2)
+    # both found over FILDES, none over INSTREAM
+    assert FD_FOUND.findall(log) == [EICAR_NAME, CUSTOM_NAME], log
+    assert STREAM_FOUND.findall(log) == [], log
+    assert "INSTREAM from now on" not in srv.log()
+
+
+def test_message_at_the_fildes_bound(make_server, clamd):
+    """EICAR at the end of a message just under 256 KiB: FILDES; just over:
+    INSTREAM (streamed while received); found either way."""
+    srv = make_server("postern-fildes-bound", clamd_socket=clamd.socket, clamd_timeout=10,
+                      spam_filter="no")
+    base = len(attachment_message("fildes-under", EICAR, 0))
+    line = len("filler line 000000 of plain words before the attachment\r\n")
+    n = (FILDES_MAX - base - 200) // line
+    under = attachment_message("fildes-under", EICAR, n)
+    over = attachment_message("fildes-over", EICAR, n + 10)
+    # the size counted is the content after dot-unstuffing, without the final dot
+    assert len(under) <= FILDES_MAX < len(over)
+    mark = len(clamd.log())
+    r = send(srv, under)
+    assert r.code == 554 and EICAR_NAME in r.text, r
+    log = clamd_log_since(clamd, mark, FD_FOUND, 1)
+    assert FD_FOUND.findall(log) == [EICAR_NAME] and STREAM_FOUND.findall(log) == [], log
+    mark = len(clamd.log())
+    r = send(srv, over)
+    assert r.code == 554 and EICAR_NAME in r.text, r
+    log = clamd_log_since(clamd, mark, STREAM_FOUND, 1)
+    assert STREAM_FOUND.findall(log) == [EICAR_NAME] and FD_FOUND.findall(log) == [], log
+
+
+def test_large_message_over_instream(make_server, clamd):
+    """3 MB with EICAR at its end: INSTREAM in many chunks; a clean 3 MB one
+    is stored whole."""
+    srv = make_server("postern-fildes-large", clamd_socket=clamd.socket, clamd_timeout=20,
+                      spam_filter="no")
+    mark = len(clamd.log())
+    r = send(srv, attachment_message("large-eicar", EICAR, 52000))
+    assert r.code == 554 and EICAR_NAME in r.text, r
+    assert STREAM_FOUND.findall(clamd_log_since(clamd, mark, STREAM_FOUND, 1)) == [EICAR_NAME]
+    r = send(srv, make_message(FROM, RCPT, "large-clean", "a clean line of text\r\n" * 140000))
+    assert r.code == 250, r
+    assert stored(srv, "large-clean") == 1
+
+
+def test_tcp_clamd_uses_instream(make_server, tmp_path):
+    """clamd_socket = host:port: no descriptor can cross TCP: INSTREAM."""
+    host = "127.0.0.1"
+    port = _free_ports(host, 1)[0]
+    with Clamd(tmp_path, extra_conf=["TCPSocket %d" % port, "TCPAddr %s" % host]) as tcp:
+        srv = make_server("postern-tcp-clamd", clamd_socket="%s:%d" % (host, port),
+                          clamd_timeout=10, spam_filter="no")
+        r = send(srv, attachment_message("tcp-eicar", EICAR))
+        assert r.code == 554 and EICAR_NAME in r.text, r
+        log = clamd_log_since(tcp, 0, STREAM_FOUND, 1)
+        assert STREAM_FOUND.findall(log) == [EICAR_NAME] and FD_FOUND.findall(log) == [], log
+        r = send(srv, make_message(FROM, RCPT, "tcp-clean", "Nothing to see.\r\n"))
+        assert r.code == 250, r
+
+
+class OldClamd:
+    """Fault injection: a clamd without FILDES on a unix socket. It answers
+    "zFILDES" with "UNKNOWN COMMAND" and closes (as clamd does with a
+    command it does not know); an INSTREAM scan it reads whole and hands to
+    the real clamd, whose answer it returns. It counts the commands."""
+
+    def __init__(self, path, real):
+        self.path, self.real = path, real
+        self.commands = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _read(self, c, n):
+        out = b""
+        while len(out) < n:
+            d = c.recv(n - len(out))
+            if not d:
+                raise EOFError
+            out += d
+        return out
+
+    def _serve(self, c):
+        c.settimeout(10)
+        try:
+            cmd = b""
+            while not cmd.endswith(b"\0"):
+                cmd += self._read(c, 1)
+            self.commands.append(cmd.rstrip(b"\0").decode())
+            if cmd == b"zINSTREAM\0":
+                data = b""
+                while True:
+                    (n,) = struct.unpack(">I", self._read(c, 4))
+                    if n == 0:
+                        break
+                    data += self._read(c, n)
+                c.sendall(self.real.scan(data).encode() + b"\0")
+            else:
+                c.sendall(b"UNKNOWN COMMAND\0")
+        except (OSError, EOFError):
+            pass
+        finally:
+            c.close()
+
+    def _run(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            self._serve(c)
+
+    def close(self):
+        self.stopping = True
+        self.t.join(5)
+        self.sock.close()
+        os.unlink(self.path)
+
+
+def test_clamd_refusing_fildes_falls_back_to_instream(make_server, clamd, tmp_path):
+    old = OldClamd(str(tmp_path / "old.sock"), clamd)
+    try:
+        srv = make_server("postern-old-clamd", clamd_socket=old.path, clamd_timeout=10,
+                          spam_filter="no")
+        r = send(srv, attachment_message("old-eicar", EICAR))
+        assert r.code == 554 and EICAR_NAME in r.text, r
+        r = send(srv, attachment_message("old-custom", CUSTOM_PAYLOAD))
+        assert r.code == 554 and CUSTOM_NAME in r.text, r
+        r = send(srv, make_message(FROM, RCPT, "old-clean", "Nothing to see.\r\n"))
+        assert r.code == 250, r
+        # FILDES once, refused; every scan then over INSTREAM
+        assert old.commands == ["zFILDES", "zINSTREAM", "zINSTREAM", "zINSTREAM"], old.commands
+        assert srv.log().count("INSTREAM from now on") == 1
+        assert "UNKNOWN COMMAND" in srv.log()
+        assert "clamd scan failed" not in srv.log()
+    finally:
+        old.close()
