@@ -195,6 +195,11 @@ struct clamd *clamd_new(struct loop *l, const struct config *cfg, char **err_r)
 
 static void scan_close(struct clamd_scan *s);
 
+void clamd_instream_only(struct clamd *c)
+{
+	c->fildes = false;
+}
+
 void clamd_free(struct clamd **cp)
 {
 	struct clamd *c = *cp;

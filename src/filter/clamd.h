@@ -20,6 +20,9 @@ struct clamd;
  * cannot be parsed. */
 struct clamd *clamd_new(struct loop *l, const struct config *cfg, char **err_r);
 void clamd_free(struct clamd **cp);
+/* INSTREAM only from now on, as after a clamd refused FILDES (the unit
+ * tests use it to speak INSTREAM to their fake clamd on a unix socket). */
+void clamd_instream_only(struct clamd *c);
 
 enum clamd_status {
 	CLAMD_CLEAN,

@@ -63,8 +63,9 @@ void imap_capability(const struct imap_session *s, struct buf *out)
 	buf_appends(out, " OBJECTID SAVEDATE PREVIEW WITHIN");
 
 	/* append.c (cat): UTF8=ACCEPT REPLACE CATENATE; urlauth.c: URLAUTH
-	 * (RFC 4467) and URLAUTH=BINARY (RFC 5524) */
-	buf_appends(out, " CATENATE REPLACE UTF8=ACCEPT URLAUTH URLAUTH=BINARY");
+	 * (RFC 4467) and URLAUTH=BINARY (RFC 5524); URL-PARTIAL (RFC 5550 5):
+	 * ;PARTIAL= in the URLs of both (parse_url.c) */
+	buf_appends(out, " CATENATE REPLACE UTF8=ACCEPT URLAUTH URLAUTH=BINARY URL-PARTIAL");
 
 	/* RFC 7889: the largest APPEND accepted */
 	buf_printf(out, " APPENDLIMIT=%zu", s->srv->cfg->imap_max_literal);

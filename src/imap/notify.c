@@ -591,6 +591,8 @@ struct nfetch {
 	uint32_t *uids;           /* sorted */
 	uint32_t *seqs;           /* their sequence numbers when asked */
 	size_t n;
+	struct store_uid_range *recent; /* \Recent (select.c), as FETCH */
+	size_t n_recent;
 	struct store_snap *sn;    /* during the work */
 	struct imap_blob blob;
 	struct buf out;           /* the responses, flat */
@@ -607,6 +609,7 @@ static void nfetch_free(struct nfetch *j)
 	free(j->mailbox);
 	free(j->uids);
 	free(j->seqs);
+	free(j->recent);
 	free(j);
 }
 
@@ -651,6 +654,8 @@ static int nfetch_each(void *arg, const struct store_msg *sm)
 		return 0;
 	imap_search_msg(&m, sm); /* as FETCH: EMAILID and SAVEDATE too */
 	m.seq = j->seqs[k];
+	if (imap_recent_in(j->recent, j->n_recent, sm->uid))
+		m.sysflags |= IMAP_F_RECENT;
 	bool have_cache = j->items->f.need_cache && sm->cache != NULL &&
 			  mime_cache_open(&mc, sm->cache, sm->cache_len);
 	if (j->items->f.need_blob || (j->items->f.need_cache && !have_cache)) {
@@ -769,6 +774,7 @@ void imap_notify_new(struct imap_session *s, const uint32_t *uids, size_t n)
 	j->opts.binary_ok = true;
 	j->opts.utf8 = s->utf8;
 	j->opts.modseq = s->condstore;
+	j->recent = imap_sel_recent(s, &j->n_recent);
 	j->uids = xmalloc(n * sizeof *j->uids);
 	j->seqs = xmalloc(n * sizeof *j->seqs);
 	for (size_t i = 0; i < n; i++) {

@@ -306,6 +306,8 @@ static void scan(enum mode m, bool none, const char *msg, size_t len, size_t pie
 	else
 		unlink(sock_path);
 	struct clamd *c = clamd_new(l, &cfg, &err);
+	if (c != NULL)
+		clamd_instream_only(c); /* the fake clamd speaks INSTREAM */
 	CHECK(c != NULL && err == NULL);
 	memset(ru, 0, sizeof(*ru));
 	ru->l = l;
@@ -499,6 +501,8 @@ static void test_config(void)
 		free(cfg.clamd_socket);
 		cfg.clamd_socket = strdup(cases[i].v);
 		struct clamd *c = clamd_new(l, &cfg, &err);
+		if (c != NULL)
+			clamd_instream_only(c); /* the fake clamd speaks INSTREAM */
 		if (cases[i].v[0] == '\0')
 			CHECK(c == NULL && err == NULL);
 		else
@@ -546,6 +550,8 @@ static void test_free_states(void)
 		cfg.clamd_timeout = 1;
 		peer_start(&p, l, st == 4 ? M_EARLY : M_HANG);
 		struct clamd *c = clamd_new(l, &cfg, &err);
+		if (c != NULL)
+			clamd_instream_only(c); /* the fake clamd speaks INSTREAM */
 		struct clamd_scan *s = clamd_scan_new(c);
 		free_calls = 0;
 		if (st >= 1 && st <= 3) {

@@ -1101,12 +1101,15 @@ static void test_cache(void)
 	r = (struct snap_req){.user = u, .mailbox = "INBOX"};
 	snap_run(&e, read_msg_id, &r);
 	store_cache_save(e.st, first_message_id, "saved", 5);
-	store_cache_save(e.st, first_message_id, "again", 5); /* the first one stays */
+	/* a cache of other bytes replaces it (an older format's, rebuilt by a
+	 * reader: mime.c's version); the same bytes again change nothing */
+	store_cache_save(e.st, first_message_id, "again", 5);
+	store_cache_save(e.st, first_message_id, "again", 5);
 	store_wait_idle(e.st);
 	r = (struct snap_req){.user = u, .mailbox = "INBOX", .cache = true,
 			      .ranges = &(struct store_uid_range){1, 1}, .n = 1};
 	snap_run(&e, read_msgs, &r);
-	CHECK_STR(5, r.text, "1:saved");
+	CHECK_STR(5, r.text, "1:again");
 	/* a copy shares the body, so its cache */
 	uint32_t three = 3;
 	CHECK_INT(6, copy_op(&e, u, "INBOX", 0, &three, 1, "Sent", false).result, STORE_OK);
