@@ -345,3 +345,54 @@ def test_stalled_reader_bounded(srv):
         assert r.line() == "y OK URLFETCH completed"
     finally:
         s.close()
+
+
+def test_rump_and_owner_tricks(srv):
+    """Review probes: every part of the rump is signed as written; a token
+    never carries over to another owner, mailbox spelling, access or
+    section; the owner's case and "inbox" resolve to the same mailbox."""
+    a, b = login(srv, ALICE), login(srv, BOB)
+    uid = new_box(a, "ua7")
+    new_box(b, "ua7")  # bob has a mailbox of the same name
+    base = "imap://alice@example.test/ua7/;uid=%d;urlauth=" % uid
+    url = gen(a, base + "user+alice@example.test")
+    assert fetch(a, url) == MSG
+    tok = url[url.index(":internal:"):]
+    # the same token on another owner's mailbox of the same name
+    assert fetch(b, "imap://bob@example.test/ua7/;uid=%d;urlauth=anonymous" % uid + tok) is None
+    assert fetch(a, "imap://bob@example.test/ua7/;uid=%d;urlauth=user+alice@example.test"
+                 % uid + tok) is None
+    # access widened, section added, mailbox spelt otherwise, owner's case
+    assert fetch(b, base + "anonymous" + tok) is None
+    assert fetch(b, base + "user+bob@example.test" + tok) is None
+    assert fetch(a, url.replace(";urlauth=", "/;section=1;urlauth=")) is None
+    assert fetch(a, url.replace("/ua7/", "/UA7/")) is None
+    assert fetch(a, url.replace("/ua7/", "/ua%377/")) is None
+    assert fetch(a, url.replace("alice@", "ALICE@", 1)) is None
+    # two ;urlauth= parts, ;expire= after ;urlauth=: not URLs, NIL
+    for u in (base + "user+alice@example.test;urlauth=anonymous" + tok,
+              base + "anonymous;expire=2100-01-01T00:00:00Z" + tok):
+        assert fetch(a, u) is None, u
+    # the token in upper case is the same token (HEXDIG)
+    assert fetch(a, url[:-40] + url[-40:].upper()) == MSG
+    # the owner in another case, and "inbox": the same mailbox (and key)
+    r = a.cmd("SELECT INBOX")
+    assert r.ok
+    iuid = int(re.search(r"APPENDUID \d+ (\d+)", imap_append(a, "INBOX", MSG).text).group(1))
+    for rump in ("imap://ALICE@Example.Test/inbox/;uid=%d;urlauth=authuser" % iuid,
+                 "imap://alice@example.test/INBOX/;uid=%d;urlauth=authuser" % iuid):
+        assert fetch(b, gen(a, rump)) == MSG, rump
+    # bob cannot sign with an owner spelt in another case either
+    r = b.cmd("GENURLAUTH %s INTERNAL" % imap_quote(
+        "imap://Alice@example.test/ua7/;uid=%d;urlauth=anonymous" % uid))
+    assert r.tagged == r.tag + " NO GENURLAUTH: the URL is not one of your mailboxes", r
+
+
+def test_not_authenticated(srv):
+    c = srv.imap("imap")
+    for cmd in ("URLFETCH imap://alice@example.test/INBOX/;uid=1;urlauth=anonymous:internal:"
+                + "ab" * 20, "GENURLAUTH imap://alice@example.test/INBOX/;uid=1;urlauth=anonymous"
+                " INTERNAL", "RESETKEY"):
+        r = c.cmd(cmd)
+        assert r.tagged.startswith(r.tag + " BAD") or r.tagged.startswith(r.tag + " NO"), r
+        assert r.untagged == [], r
