@@ -367,7 +367,7 @@ def test_rump_and_owner_tricks(srv):
     assert fetch(b, base + "user+bob@example.test" + tok) is None
     assert fetch(a, url.replace(";urlauth=", "/;section=1;urlauth=")) is None
     assert fetch(a, url.replace("/ua7/", "/UA7/")) is None
-    assert fetch(a, url.replace("/ua7/", "/ua%377/")) is None
+    assert fetch(a, url.replace("/ua7/", "/ua%37/")) is None
     assert fetch(a, url.replace("alice@", "ALICE@", 1)) is None
     # two ;urlauth= parts, ;expire= after ;urlauth=: not URLs, NIL
     for u in (base + "user+alice@example.test;urlauth=anonymous" + tok,
@@ -396,3 +396,22 @@ def test_not_authenticated(srv):
         r = c.cmd(cmd)
         assert r.tagged.startswith(r.tag + " BAD") or r.tagged.startswith(r.tag + " NO"), r
         assert r.untagged == [], r
+
+
+def test_rename(srv):
+    """The key follows the mailbox id (schema step 9): after RENAME the
+    old URL names a mailbox that is gone (NIL), a mailbox created under the
+    old name has no key of its own (NIL), and the renamed mailbox's URLs,
+    signed with the key it kept, verify."""
+    a, b = login(srv, ALICE), login(srv, BOB)
+    a.cmd("DELETE ua8r")
+    uid = new_box(a, "ua8")
+    old = gen(a, "imap://alice@example.test/ua8/;uid=%d;urlauth=authuser" % uid)
+    assert fetch(b, old) == MSG
+    assert a.cmd("RENAME ua8 ua8r").ok
+    assert fetch(b, old) is None
+    assert new_box(a, "ua8") == uid  # the same UID in the new mailbox
+    assert fetch(b, old) is None
+    new = gen(a, "imap://alice@example.test/ua8r/;uid=%d;urlauth=authuser" % uid)
+    assert fetch(b, new) == MSG
+    assert fetch(b, old.replace("/ua8/", "/ua8r/")) is None  # the name is signed
