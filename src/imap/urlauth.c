@@ -9,7 +9,8 @@
  *
  * URLFETCH runs one URL at a time on a worker (store_read): it checks the
  * URL (syntax, EXPIRE, access identifier, key, token, UIDVALIDITY), reads
- * the message and formats the data; the loop writes it URLFETCH_STEP octets
+ * the message and formats the response (uf_format: the copy of the data is
+ * the worker's, not the loop's); the loop writes it URLFETCH_STEP octets
  * at a time while the session has output room (the rest at the drained
  * event), and the next URL is read once the response is written. Memory is
  * one URL's response at a time (at most about a message's size, bounded by
