@@ -415,3 +415,30 @@ def test_rename(srv):
     new = gen(a, "imap://alice@example.test/ua8r/;uid=%d;urlauth=authuser" % uid)
     assert fetch(b, new) == MSG
     assert fetch(b, old.replace("/ua8/", "/ua8r/")) is None  # the name is signed
+
+
+def test_url_count_limit(srv):
+    """URLAUTH_MAX_URLS (100) URLs per GENURLAUTH and per URLFETCH: 100 are
+    answered (one response each, in order), 101 is BAD before any work."""
+    a = login(srv, ALICE)
+    uid = new_box(a, "ua9")
+    rumps = ["imap://alice@example.test/ua9/;uid=%d/;section=%d;urlauth=authuser" % (uid, k % 2 + 1)
+             for k in range(101)]
+    r = a.cmd("GENURLAUTH " + " ".join("%s INTERNAL" % imap_quote(u) for u in rumps))
+    assert r.tagged == r.tag + " BAD Syntax: GENURLAUTH url mechanism [url mechanism ...]", r
+    assert r.untagged == [], r
+    r = a.cmd("GENURLAUTH " + " ".join("%s INTERNAL" % imap_quote(u) for u in rumps[:100]))
+    assert r.ok and len(r.untagged) == 1, r
+    urls = [u.strip('"') for u in r.untagged[0].split()[2:]]
+    assert len(urls) == 100 and all(u.startswith(rumps[k]) for k, u in enumerate(urls))
+    tag = a.next_tag()
+    a.send("%s URLFETCH %s\r\n" % (tag, " ".join(imap_quote(u) for u in urls)))
+    untagged, tagged = a.read_response_raw(tag)
+    assert tagged.startswith(tag + " OK"), tagged
+    assert len(untagged) == 100
+    for k, (text, lits) in enumerate(untagged):
+        assert text.startswith(("* URLFETCH %s {" % astr(urls[k])).encode()), text
+        assert lits[0] == (b"first part" if k % 2 == 0 else b"aGVsbG8Ad29ybGQ="), (k, lits)
+    r = a.cmd("URLFETCH " + " ".join(imap_quote(u) for u in urls + urls[:1]))
+    assert r.tagged == r.tag + " BAD Syntax: URLFETCH url [url ...]", r
+    assert r.untagged == [], r
