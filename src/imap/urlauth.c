@@ -476,15 +476,24 @@ static int uf_check(struct store_snap *sn, void *arg, char **err_r)
 	         0 ||
 	     hoff > len || hlen > len - hoff))
 		goto out;
-	bool part = it->what == MIME_SECT_BODY && !it->fields;
+	bool part = it->what == MIME_SECT_BODY && !it->fields, body_cut = false;
 	if ((w->what & (UF_BINARY | UF_BPS)) && !part)
 		goto out; /* RFC 5524: BINARY and BODYPARTSTRUCTURE of a part */
 	if (w->what == 0 || (w->what & UF_BODY)) {
 		if (it->fields)
 			mime_header_fields(msg + off, (size_t)blen, (const char *const *)it->names,
 			                   it->n_names, it->fields_not, &j->body);
-		else
+		else if (u.partial) {
+			/* ;PARTIAL= (RFC 5092 3) cut before the copy: the
+			 * worker holds the octets asked for, not the section */
+			uint64_t o = u.partial_off < blen ? u.partial_off : blen, l = blen - o;
+			if (u.partial_len != 0 && u.partial_len < l)
+				l = u.partial_len;
+			buf_append(&j->body, msg + off + o, (size_t)l);
+			body_cut = true;
+		} else {
 			buf_append(&j->body, msg + off, (size_t)blen);
+		}
 	}
 	if (w->what & UF_BINARY) {
 		if (it->depth == 0)
@@ -509,7 +518,7 @@ static int uf_check(struct store_snap *sn, void *arg, char **err_r)
 	if (u.partial) {
 		/* RFC 5092 3: ;PARTIAL=offset[.length] of the section */
 		struct buf *bufs[2] = {&j->body, &j->binary};
-		for (int k = 0; k < 2; k++) {
+		for (int k = body_cut ? 1 : 0; k < 2; k++) {
 			struct buf *b = bufs[k];
 			size_t o = u.partial_off < b->len ? (size_t)u.partial_off : b->len;
 			size_t l = b->len - o;

@@ -195,6 +195,13 @@ def test_sections_and_binary(srv):
     assert fetch(a, hdr) == b"Subject: parts\r\n\r\n"
     part = gen(a, base + "/;section=2/;partial=0.8;urlauth=authuser")
     assert fetch(a, part) == b"aGVsbG8A"
+    # ;PARTIAL= of the whole message, past the end, without a length, and
+    # of HEADER.FIELDS (cut after the fields are picked)
+    for rump, want in (("/;partial=6.4", MSG[6:10]), ("/;partial=%d" % (len(MSG) - 3), MSG[-3:]),
+                       ("/;partial=%d.5" % len(MSG), b""), ("/;partial=99999.5", b""),
+                       ("/;section=2/;partial=12", b"bGQ="),
+                       ("/;section=HEADER.FIELDS%20(SUBJECT)/;partial=9.5", b"parts")):
+        assert fetch(a, gen(a, base + rump + ";urlauth=authuser")) == want, rump
     s2 = gen(a, base + "/;section=2;urlauth=authuser")
     # RFC 5524: BODYPARTSTRUCTURE of the part, as stored
     tag = a.next_tag()
