@@ -88,6 +88,29 @@ static const char *find_ci(const char *s, size_t n, const char *needle)
 	return NULL;
 }
 
+/* RFC 5092 3: iauth's value, "*" / enc-auth-type = 1*achar, achar =
+ * unreserved / pct-encoded / sub-delims-sh / "&" / "=" / "~" (checked, not
+ * decoded: nothing here uses it, but it is echoed in the URLFETCH answer
+ * and signed by GENURLAUTH, so that no control character or space rides
+ * in it). */
+static bool auth_ok(const char *s, size_t n)
+{
+	if (n == 0)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    (c != '\0' && strchr("-._~!$'()*+,&=", c) != NULL))
+			continue;
+		if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+			i += 2;
+			continue;
+		}
+		return false;
+	}
+	return true;
+}
+
 static bool starts_ci(const char *s, size_t n, const char *prefix)
 {
 	size_t k = strlen(prefix);
@@ -110,13 +133,13 @@ static bool expire_parse(const char *p, size_t n, int64_t *t_r)
 			v[k] = v[k] * 10 + (p[i] - '0');
 		}
 		if (sepc[k] != 0) {
-			if (i >= n || (p[i] != sepc[k] && !(k == 2 && (p[i] == 't' || p[i] == ' '))))
+			if (i >= n ||
+			    (p[i] != sepc[k] && !(k == 2 && (p[i] == 't' || p[i] == ' '))))
 				return false;
 			i++;
 		}
 	}
-	if (v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 || v[4] > 59 ||
-	    v[5] > 60)
+	if (v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 || v[4] > 59 || v[5] > 60)
 		return false;
 	if (i < n && p[i] == '.') {
 		i++;
@@ -256,6 +279,8 @@ int imap_url_parse(const char *s, size_t n, struct imap_url *u)
 			const char *ue = find_ci(p, (size_t)(at - p), ";AUTH=");
 			if (ue == NULL)
 				ue = at;
+			else if (!auth_ok(ue + 6, (size_t)(at - ue - 6)))
+				goto bad;
 			if (ue > p && (u->user = pct_decode(p, (size_t)(ue - p))) == NULL)
 				goto bad;
 			host = at + 1;

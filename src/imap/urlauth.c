@@ -9,7 +9,8 @@
  *
  * URLFETCH runs one URL at a time on a worker (store_read): it checks the
  * URL (syntax, EXPIRE, access identifier, key, token, UIDVALIDITY), reads
- * the message and formats the data; the loop writes it URLFETCH_STEP octets
+ * the message and formats the response (uf_format: the copy of the data is
+ * the worker's, not the loop's); the loop writes it URLFETCH_STEP octets
  * at a time while the session has output room (the rest at the drained
  * event), and the next URL is read once the response is written. Memory is
  * one URL's response at a time (at most about a message's size, bounded by
@@ -373,7 +374,7 @@ static void bps_of(const char *hdr, size_t hl, const char *data, size_t dl, stru
 }
 
 /* Worker: v[next] checked and read into body/binary/bps; j->ok false: NIL. */
-static int uf_work(struct store_snap *sn, void *arg, char **err_r)
+static int uf_check(struct store_snap *sn, void *arg, char **err_r)
 {
 	struct uf_job *j = arg;
 	struct uf_url *w = &j->v[j->next];
@@ -475,15 +476,24 @@ static int uf_work(struct store_snap *sn, void *arg, char **err_r)
 	         0 ||
 	     hoff > len || hlen > len - hoff))
 		goto out;
-	bool part = it->what == MIME_SECT_BODY && !it->fields;
+	bool part = it->what == MIME_SECT_BODY && !it->fields, body_cut = false;
 	if ((w->what & (UF_BINARY | UF_BPS)) && !part)
 		goto out; /* RFC 5524: BINARY and BODYPARTSTRUCTURE of a part */
 	if (w->what == 0 || (w->what & UF_BODY)) {
 		if (it->fields)
 			mime_header_fields(msg + off, (size_t)blen, (const char *const *)it->names,
 			                   it->n_names, it->fields_not, &j->body);
-		else
+		else if (u.partial) {
+			/* ;PARTIAL= (RFC 5092 3) cut before the copy: the
+			 * worker holds the octets asked for, not the section */
+			uint64_t o = u.partial_off < blen ? u.partial_off : blen, l = blen - o;
+			if (u.partial_len != 0 && u.partial_len < l)
+				l = u.partial_len;
+			buf_append(&j->body, msg + off + o, (size_t)l);
+			body_cut = true;
+		} else {
 			buf_append(&j->body, msg + off, (size_t)blen);
+		}
 	}
 	if (w->what & UF_BINARY) {
 		if (it->depth == 0)
@@ -508,7 +518,7 @@ static int uf_work(struct store_snap *sn, void *arg, char **err_r)
 	if (u.partial) {
 		/* RFC 5092 3: ;PARTIAL=offset[.length] of the section */
 		struct buf *bufs[2] = {&j->body, &j->binary};
-		for (int k = 0; k < 2; k++) {
+		for (int k = body_cut ? 1 : 0; k < 2; k++) {
 			struct buf *b = bufs[k];
 			size_t o = u.partial_off < b->len ? (size_t)u.partial_off : b->len;
 			size_t l = b->len - o;
@@ -533,6 +543,65 @@ out:
 	return ret;
 }
 
+static void literal(struct buf *b, const struct buf *v, bool binary)
+{
+	bool nul = binary && v->len > 0 && memchr(v->data, '\0', v->len) != NULL;
+	buf_printf(b, "%s{%zu}\r\n", nul ? "~" : "", v->len);
+	if (v->len > 0)
+		buf_append(b, v->data, v->len);
+}
+
+/* Worker: the response of v[next] into resp, made here rather than on the
+ * loop (a copy of up to a message's size: nothing on the loop grows with
+ * the data, docs/design.md). */
+static void uf_format(struct uf_job *j)
+{
+	struct uf_url *w = &j->v[j->next];
+	struct buf *b = &j->resp;
+	buf_reset(b);
+	buf_appends(b, "* URLFETCH ");
+	imap_append_astring(b, w->url, strlen(w->url));
+	buf_appendc(b, ' ');
+	if (!j->ok) {
+		buf_appends(b, "NIL");
+	} else if (w->what == 0) {
+		literal(b, &j->body, false);
+	} else {
+		/* RFC 5524 4: the data items asked for */
+		const char *sp = "";
+		buf_appendc(b, '(');
+		if (w->what & UF_BPS) {
+			buf_appends(b, "BODYPARTSTRUCTURE ");
+			buf_append(b, j->bps.data ? j->bps.data : "NIL",
+			           j->bps.data ? j->bps.len : 3);
+			sp = " ";
+		}
+		if (w->what & UF_BODY) {
+			buf_printf(b, "%sBODY ", sp);
+			literal(b, &j->body, false);
+			sp = " ";
+		}
+		if (w->what & UF_BINARY) {
+			buf_printf(b, "%sBINARY ", sp);
+			literal(b, &j->binary, true);
+		}
+		buf_appendc(b, ')');
+	}
+	buf_appends(b, "\r\n");
+	buf_free(&j->body);
+	buf_free(&j->binary);
+	buf_free(&j->bps);
+}
+
+static int uf_work(struct store_snap *sn, void *arg, char **err_r)
+{
+	struct uf_job *j = arg;
+	int r = uf_check(sn, arg, err_r);
+	if (r == 0)
+		uf_format(j);
+	return r;
+}
+
 static void uf_next(struct uf_job *j);
 static void uf_pump(struct uf_job *j);
 
@@ -550,14 +619,6 @@ static void uf_drained(struct imap_session *s)
 	s->job_abort = NULL;
 	s->job_drained = NULL;
 	uf_pump(j);
-}
-
-static void literal(struct buf *b, const struct buf *v, bool binary)
-{
-	bool nul = binary && v->len > 0 && memchr(v->data, '\0', v->len) != NULL;
-	buf_printf(b, "%s{%zu}\r\n", nul ? "~" : "", v->len);
-	if (v->len > 0)
-		buf_append(b, v->data, v->len);
 }
 
 /* Writes the response of v[next] while the client reads (at most
@@ -611,41 +672,6 @@ static void uf_done(void *arg, int result, const char *err)
 		imap_cmd_done(s);
 		return;
 	}
-	struct uf_url *w = &j->v[j->next];
-	struct buf *b = &j->resp;
-	buf_reset(b);
-	buf_appends(b, "* URLFETCH ");
-	imap_append_astring(b, w->url, strlen(w->url));
-	buf_appendc(b, ' ');
-	if (!j->ok) {
-		buf_appends(b, "NIL");
-	} else if (w->what == 0) {
-		literal(b, &j->body, false);
-	} else {
-		/* RFC 5524 4: the data items asked for */
-		const char *sp = "";
-		buf_appendc(b, '(');
-		if (w->what & UF_BPS) {
-			buf_appends(b, "BODYPARTSTRUCTURE ");
-			buf_append(b, j->bps.data ? j->bps.data : "NIL",
-			           j->bps.data ? j->bps.len : 3);
-			sp = " ";
-		}
-		if (w->what & UF_BODY) {
-			buf_printf(b, "%sBODY ", sp);
-			literal(b, &j->body, false);
-			sp = " ";
-		}
-		if (w->what & UF_BINARY) {
-			buf_printf(b, "%sBINARY ", sp);
-			literal(b, &j->binary, true);
-		}
-		buf_appendc(b, ')');
-	}
-	buf_appends(b, "\r\n");
-	buf_free(&j->body);
-	buf_free(&j->binary);
-	buf_free(&j->bps);
 	j->resp_pos = 0;
 	uf_pump(j);
 }

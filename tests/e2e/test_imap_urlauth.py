@@ -195,6 +195,13 @@ def test_sections_and_binary(srv):
     assert fetch(a, hdr) == b"Subject: parts\r\n\r\n"
     part = gen(a, base + "/;section=2/;partial=0.8;urlauth=authuser")
     assert fetch(a, part) == b"aGVsbG8A"
+    # ;PARTIAL= of the whole message, past the end, without a length, and
+    # of HEADER.FIELDS (cut after the fields are picked)
+    for rump, want in (("/;partial=6.4", MSG[6:10]), ("/;partial=%d" % (len(MSG) - 3), MSG[-3:]),
+                       ("/;partial=%d.5" % len(MSG), b""), ("/;partial=99999.5", b""),
+                       ("/;section=2/;partial=12", b"bGQ="),
+                       ("/;section=HEADER.FIELDS%20(SUBJECT)/;partial=9.5", b"parts")):
+        assert fetch(a, gen(a, base + rump + ";urlauth=authuser")) == want, rump
     s2 = gen(a, base + "/;section=2;urlauth=authuser")
     # RFC 5524: BODYPARTSTRUCTURE of the part, as stored
     tag = a.next_tag()
@@ -345,3 +352,100 @@ def test_stalled_reader_bounded(srv):
         assert r.line() == "y OK URLFETCH completed"
     finally:
         s.close()
+
+
+def test_rump_and_owner_tricks(srv):
+    """Review probes: every part of the rump is signed as written; a token
+    never carries over to another owner, mailbox spelling, access or
+    section; the owner's case and "inbox" resolve to the same mailbox."""
+    a, b = login(srv, ALICE), login(srv, BOB)
+    uid = new_box(a, "ua7")
+    new_box(b, "ua7")  # bob has a mailbox of the same name
+    base = "imap://alice@example.test/ua7/;uid=%d;urlauth=" % uid
+    url = gen(a, base + "user+alice@example.test")
+    assert fetch(a, url) == MSG
+    tok = url[url.index(":internal:"):]
+    # the same token on another owner's mailbox of the same name
+    assert fetch(b, "imap://bob@example.test/ua7/;uid=%d;urlauth=anonymous" % uid + tok) is None
+    assert fetch(a, "imap://bob@example.test/ua7/;uid=%d;urlauth=user+alice@example.test"
+                 % uid + tok) is None
+    # access widened, section added, mailbox spelt otherwise, owner's case
+    assert fetch(b, base + "anonymous" + tok) is None
+    assert fetch(b, base + "user+bob@example.test" + tok) is None
+    assert fetch(a, url.replace(";urlauth=", "/;section=1;urlauth=")) is None
+    assert fetch(a, url.replace("/ua7/", "/UA7/")) is None
+    assert fetch(a, url.replace("/ua7/", "/ua%37/")) is None
+    assert fetch(a, url.replace("alice@", "ALICE@", 1)) is None
+    # two ;urlauth= parts, ;expire= after ;urlauth=: not URLs, NIL
+    for u in (base + "user+alice@example.test;urlauth=anonymous" + tok,
+              base + "anonymous;expire=2100-01-01T00:00:00Z" + tok):
+        assert fetch(a, u) is None, u
+    # the token in upper case is the same token (HEXDIG)
+    assert fetch(a, url[:-40] + url[-40:].upper()) == MSG
+    # the owner in another case, and "inbox": the same mailbox (and key)
+    r = a.cmd("SELECT INBOX")
+    assert r.ok
+    iuid = int(re.search(r"APPENDUID \d+ (\d+)", imap_append(a, "INBOX", MSG).text).group(1))
+    for rump in ("imap://ALICE@Example.Test/inbox/;uid=%d;urlauth=authuser" % iuid,
+                 "imap://alice@example.test/INBOX/;uid=%d;urlauth=authuser" % iuid):
+        assert fetch(b, gen(a, rump)) == MSG, rump
+    # bob cannot sign with an owner spelt in another case either
+    r = b.cmd("GENURLAUTH %s INTERNAL" % imap_quote(
+        "imap://Alice@example.test/ua7/;uid=%d;urlauth=anonymous" % uid))
+    assert r.tagged == r.tag + " NO GENURLAUTH: the URL is not one of your mailboxes", r
+
+
+def test_not_authenticated(srv):
+    c = srv.imap("imap")
+    for cmd in ("URLFETCH imap://alice@example.test/INBOX/;uid=1;urlauth=anonymous:internal:"
+                + "ab" * 20, "GENURLAUTH imap://alice@example.test/INBOX/;uid=1;urlauth=anonymous"
+                " INTERNAL", "RESETKEY"):
+        r = c.cmd(cmd)
+        assert r.tagged.startswith(r.tag + " BAD") or r.tagged.startswith(r.tag + " NO"), r
+        assert r.untagged == [], r
+
+
+def test_rename(srv):
+    """The key follows the mailbox id (schema step 9): after RENAME the
+    old URL names a mailbox that is gone (NIL), a mailbox created under the
+    old name has no key of its own (NIL), and the renamed mailbox's URLs,
+    signed with the key it kept, verify."""
+    a, b = login(srv, ALICE), login(srv, BOB)
+    a.cmd("DELETE ua8r")
+    uid = new_box(a, "ua8")
+    old = gen(a, "imap://alice@example.test/ua8/;uid=%d;urlauth=authuser" % uid)
+    assert fetch(b, old) == MSG
+    assert a.cmd("RENAME ua8 ua8r").ok
+    assert fetch(b, old) is None
+    assert new_box(a, "ua8") == uid  # the same UID in the new mailbox
+    assert fetch(b, old) is None
+    new = gen(a, "imap://alice@example.test/ua8r/;uid=%d;urlauth=authuser" % uid)
+    assert fetch(b, new) == MSG
+    assert fetch(b, old.replace("/ua8/", "/ua8r/")) is None  # the name is signed
+
+
+def test_url_count_limit(srv):
+    """URLAUTH_MAX_URLS (100) URLs per GENURLAUTH and per URLFETCH: 100 are
+    answered (one response each, in order), 101 is BAD before any work."""
+    a = login(srv, ALICE)
+    uid = new_box(a, "ua9")
+    rumps = ["imap://alice@example.test/ua9/;uid=%d/;section=%d;urlauth=authuser" % (uid, k % 2 + 1)
+             for k in range(101)]
+    r = a.cmd("GENURLAUTH " + " ".join("%s INTERNAL" % imap_quote(u) for u in rumps))
+    assert r.tagged == r.tag + " BAD Syntax: GENURLAUTH url mechanism [url mechanism ...]", r
+    assert r.untagged == [], r
+    r = a.cmd("GENURLAUTH " + " ".join("%s INTERNAL" % imap_quote(u) for u in rumps[:100]))
+    assert r.ok and len(r.untagged) == 1, r
+    urls = [u.strip('"') for u in r.untagged[0].split()[2:]]
+    assert len(urls) == 100 and all(u.startswith(rumps[k]) for k, u in enumerate(urls))
+    tag = a.next_tag()
+    a.send("%s URLFETCH %s\r\n" % (tag, " ".join(imap_quote(u) for u in urls)))
+    untagged, tagged = a.read_response_raw(tag)
+    assert tagged.startswith(tag + " OK"), tagged
+    assert len(untagged) == 100
+    for k, (text, lits) in enumerate(untagged):
+        assert text.startswith(("* URLFETCH %s {" % astr(urls[k])).encode()), text
+        assert lits[0] == (b"first part" if k % 2 == 0 else b"aGVsbG8Ad29ybGQ="), (k, lits)
+    r = a.cmd("URLFETCH " + " ".join(imap_quote(u) for u in urls + urls[:1]))
+    assert r.tagged == r.tag + " BAD Syntax: URLFETCH url [url ...]", r
+    assert r.untagged == [], r

@@ -9,7 +9,9 @@
  *     {N}\r\n followed by N bytes, atoms and numbers;
  *   - every section resolves inside the message;
  *   - a corrupted cache is rejected or stays inside its bytes;
- *   - the literal8 conversion (mime_binary_to_base64) runs on any input. */
+ *   - the literal8 conversion (mime_binary_to_base64) runs on any input;
+ *   - BINARY's decoding (mime_binary_decode, URLFETCH's BINARY) runs on any
+ *     input, with and without keep_cte. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,11 @@
 #include "mime/mime.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void fuzz_sink(void *arg, const char *p, size_t n)
+{
+	buf_append(arg, p, n);
+}
 
 /* RFC 9051 9: a body/envelope is a parenthesised list of nstrings, numbers
  * and lists */
@@ -88,10 +95,10 @@ static void check_imap(const char *p, size_t n)
 }
 
 static void exercise(const char *msg, size_t len, const struct mime_cache *mc, uint8_t opt,
-		     const char *needle, bool trusted)
+                     const char *needle, bool trusted)
 {
 	static const uint32_t paths[][3] = {{1, 1, 1}, {2, 1, 2}, {1, 2, 1}, {3, 2, 1},
-					    {2, 2, 2}, {1, 3, 1}, {4, 1, 1}, {2, 1, 1}};
+	                                    {2, 2, 2}, {1, 3, 1}, {4, 1, 1}, {2, 1, 1}};
 	const uint32_t *path = paths[opt & 7];
 	size_t depth;
 	int w;
@@ -101,17 +108,18 @@ static void exercise(const char *msg, size_t len, const struct mime_cache *mc, u
 			uint64_t off, l;
 			enum mime_encoding enc;
 
-			if (mime_cache_section(mc, path, depth, (enum mime_section)w, &off, &l, &enc) ==
-			    0) {
+			if (mime_cache_section(mc, path, depth, (enum mime_section)w, &off, &l,
+			                       &enc) == 0) {
 				if (!trusted)
 					continue;
 				x_assert(off <= len && l <= len - off);
 				if (w == MIME_SECT_HEADER || w == MIME_SECT_MIME) {
 					static const char *const names[] = {"Subject", "From",
-									    "Content-Type"};
+					                                    "Content-Type"};
 					struct buf out = BUF_INIT;
 
-					mime_header_fields(msg + off, (size_t)l, names, 3, opt & 1, &out);
+					mime_header_fields(msg + off, (size_t)l, names, 3, opt & 1,
+					                   &out);
 					buf_free(&out);
 				} else {
 					struct buf out = BUF_INIT;
@@ -173,6 +181,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!mime_binary_to_base64(msg, len, &conv))
 		x_assert(conv.len == 0);
 	buf_free(&conv);
+	/* BINARY's decoding (binary.c, urlauth.c) */
+	struct buf dec = BUF_INIT;
+	(void)mime_binary_decode(msg, len, (opt & 16) != 0, fuzz_sink, &dec);
+	buf_free(&dec);
 	buf_free(&cache);
 	buf_free(&words);
 	free(msg);

@@ -25,8 +25,8 @@ static void test_parse(void)
 	    {"/a%20b/c;UIDVALIDITY=1/;UID=2/;SECTION=1.2.MIME/;PARTIAL=10.20", 0, NULL, NULL,
 	     "a b/c", 1, 2, "1.2.MIME", true, 10, 20, NULL},
 	    {"/x/;uid=3/;partial=100000", 0, NULL, NULL, "x", 0, 3, NULL, true, 100000, 0, NULL},
-	    {"/%C3%A4/;UID=1/;SECTION=HEADER.FIELDS%20(FROM%20TO)", 0, NULL, NULL, "\xc3\xa4", 0,
-	     1, "HEADER.FIELDS (FROM TO)", false, 0, 0, NULL},
+	    {"/%C3%A4/;UID=1/;SECTION=HEADER.FIELDS%20(FROM%20TO)", 0, NULL, NULL, "\xc3\xa4", 0, 1,
+	     "HEADER.FIELDS (FROM TO)", false, 0, 0, NULL},
 	    {"imap://joe@example.com/INBOX/;UID=9", 0, "joe", "example.com", "INBOX", 0, 9, NULL,
 	     false, 0, 0, NULL},
 	    {"imap://fred;AUTH=*@h:143/Drafts;UIDVALIDITY=385759045/;UID=20;URLAUTH=submit+fred:"
@@ -53,6 +53,21 @@ static void test_parse(void)
 	    {"imap:///INBOX/;UID=1", -1, NULL, NULL, NULL, 0, 0, NULL, false, 0, 0, NULL},
 	    {"imap://h:99999/INBOX/;UID=1", -1, NULL, NULL, NULL, 0, 0, NULL, false, 0, 0, NULL},
 	    {"imap://h", -1, NULL, NULL, NULL, 0, 0, NULL, false, 0, 0, NULL},
+	    /* iauth (RFC 5092 3): "*" / 1*achar; no space, control or '@' */
+	    {"imap://fred;AUTH=@h/INBOX/;UID=1", -1, NULL, NULL, NULL, 0, 0, NULL, false, 0, 0,
+	     NULL},
+	    {"imap://fred;AUTH=a b@h/INBOX/;UID=1", -1, NULL, NULL, NULL, 0, 0, NULL, false, 0, 0,
+	     NULL},
+	    {"imap://fred;AUTH=a\r\n* OK@h/INBOX/;UID=1", -1, NULL, NULL, NULL, 0, 0, NULL, false,
+	     0, 0, NULL},
+	    {"imap://fred;AUTH=x@y@h/INBOX/;UID=1", -1, NULL, NULL, NULL, 0, 0, NULL, false, 0, 0,
+	     NULL},
+	    {"imap://fred;AUTH=%4@h/INBOX/;UID=1", -1, NULL, NULL, NULL, 0, 0, NULL, false, 0, 0,
+	     NULL},
+	    {"imap://fred;AUTH=GSSAPI@h/INBOX/;UID=1", 0, "fred", "h", "INBOX", 0, 1, NULL, false,
+	     0, 0, NULL},
+	    {"imap://fred;AUTH=x%2Fy@h/INBOX/;UID=1", 0, "fred", "h", "INBOX", 0, 1, NULL, false, 0,
+	     0, NULL},
 	};
 	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
 		struct imap_url u;
@@ -140,7 +155,8 @@ static void test_urlauth(void)
 	     -1, 0, NULL, NULL, NULL, 0},
 	    {"imap://h/INBOX/;UID=1;EXPIRE=2030-13-01T00:00:00Z;URLAUTH=anonymous", -1, 0, NULL,
 	     NULL, NULL, 0},
-	    {"imap://h/INBOX/;UID=1;EXPIRE=2030-01-01;URLAUTH=anonymous", -1, 0, NULL, NULL, NULL, 0},
+	    {"imap://h/INBOX/;UID=1;EXPIRE=2030-01-01;URLAUTH=anonymous", -1, 0, NULL, NULL, NULL,
+	     0},
 	    {"imap://h/INBOX/;UID=1;EXPIRE=2030-01-01T00:00:00Z", -1, 0, NULL, NULL, NULL, 0},
 	    {"imap://h/INBOX/;UID=1;FOO=1", -1, 0, NULL, NULL, NULL, 0},
 	};
