@@ -755,8 +755,9 @@ static void test_binary_decode(void)
 	CHECK_STR(2, out.data, want_keep);
 	/* nothing to decode: the message as it is */
 	buf_reset(&out);
-	CHECK(mime_binary_decode("a: b\r\n\r\nbody", 15, false, sink_append, &out));
-	CHECK(out.len == 15 && memcmp(out.data, "a: b\r\n\r\nbody", 15) == 0);
+	static const char plain[] = "a: b\r\n\r\nbody";
+	CHECK(mime_binary_decode(plain, strlen(plain), false, sink_append, &out));
+	CHECK(out.len == strlen(plain) && memcmp(out.data, plain, out.len) == 0);
 	buf_free(&out);
 }
 
