@@ -106,7 +106,7 @@ struct queue {
 	char *relay_host;
 	unsigned relay_port;
 	struct timer *timer;
-	time_t timer_at;
+	uint64_t timer_at; /* when it fires (loop_now's milliseconds) */
 	bool leasing, kicked, stopping;
 	bool starved; /* a tick found no room: more may be due in the store */
 	struct qdest *dests;
@@ -133,7 +133,12 @@ static void try_next_addr(struct qconn *cn);
 
 /* ---- timers ---- */
 
-/* Looks again at when (absolute, seconds), or sooner if already set so. */
+/* Looks again at when (absolute, seconds), or sooner if already set so.
+ * The comparison is in the loop's milliseconds: a timer set at 19.967 for
+ * "second 20" fires at 20.967, and a kick at 20.003 ("now", second 20)
+ * must not take it for as soon (it did: mail committed in that window
+ * waited for the poll and was leased after the open connection it could
+ * have gone on had quit). */
 static void schedule(struct queue *q, time_t when)
 {
 	if (q->stopping)
@@ -141,10 +146,11 @@ static void schedule(struct queue *q, time_t when)
 	time_t now = time(NULL);
 	if (when < now)
 		when = now;
-	if (q->timer != NULL && q->timer_at <= when)
+	uint64_t at = loop_now(q->l) + (uint64_t)(when - now) * 1000;
+	if (q->timer != NULL && q->timer_at <= at)
 		return;
 	loop_timer_cancel(q->l, &q->timer);
-	q->timer_at = when;
+	q->timer_at = at;
 	q->timer = loop_timer_add(q->l, (uint64_t)(when - now) * 1000, tick, q);
 }
 
