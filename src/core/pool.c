@@ -45,6 +45,7 @@ static struct pool_job *pool_take(struct pool *p)
 static void *pool_thread(void *arg)
 {
 	struct pool *p = arg;
+	pthread_setname_np(pthread_self(), "worker"); /* top -H, perf --sort comm */
 	struct pool_job *job;
 	while ((job = pool_take(p)) != NULL) {
 		job->work(job->arg);

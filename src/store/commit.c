@@ -168,6 +168,7 @@ static void stock_refill(struct store *st)
 static void *stocker_main(void *arg)
 {
 	struct store *st = arg;
+	pthread_setname_np(pthread_self(), "stocker"); /* top -H, perf --sort comm */
 	pthread_mutex_lock(&st->mu);
 	while (!st->stopping) {
 		if (st->stock_n >= STORE_SPOOL_STOCK / 2) {
@@ -714,6 +715,7 @@ static void sync_run_items(struct store *st, uint64_t gen)
 static void *syncer_main(void *arg)
 {
 	struct store *st = arg;
+	pthread_setname_np(pthread_self(), "syncer"); /* top -H, perf --sort comm */
 	uint64_t seen = 0;
 	pthread_mutex_lock(&st->sync_mu);
 	for (;;) {
@@ -1028,6 +1030,7 @@ static void prebuild_one(struct store *st, struct store_spool *sp, struct buf *o
 static void *builder_main(void *arg)
 {
 	struct store *st = arg;
+	pthread_setname_np(pthread_self(), "cache-builder"); /* top -H, perf --sort comm */
 	pthread_mutex_lock(&st->mu);
 	for (;;) {
 		while (st->build_head == NULL && !st->builder_stopping)
@@ -1565,6 +1568,7 @@ static void wait_work(struct store *st)
 static void *committer_main(void *arg)
 {
 	struct store *st = arg;
+	pthread_setname_np(pthread_self(), "committer"); /* top -H, perf --sort comm */
 	/* Durability is the round's (round_end), not each COMMIT's. */
 	if (store_exec(&st->cdb, "PRAGMA synchronous = NORMAL", NULL) < 0)
 		log_warn("store: cdb stays synchronous = FULL: %s", sqlite3_errmsg(st->cdb.db));

@@ -684,6 +684,7 @@ static int indexer_batch(struct store_fts *f, bool unindex, int64_t *after, bool
 static void *indexer_main(void *arg)
 {
 	struct store_fts *f = arg;
+	pthread_setname_np(pthread_self(), "fts-indexer"); /* top -H, perf --sort comm */
 	/* the passes' cursors: bodies skipped stay behind them */
 	int64_t after = 0, after_gone = 0;
 	for (;;) {
