@@ -156,10 +156,80 @@ static int row_cmp(const void *a, const void *b, void *arg)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* The sort runs on a compact array: per row its first criterion as one
+ * unsigned number whose order is the criterion's (a string key's 8-octet
+ * prefix; REVERSE: complemented), its index and sequence number. Only ties
+ * of that number look at the rows (row_cmp), so most comparisons touch 16
+ * octets, not two whole rows (100,000 rows: 1.6 MB instead of 11 MB). */
+struct sort_ent {
+	uint64_t k;
+	uint32_t idx, seq;
+};
+
+struct sort_ctx {
+	const struct imap_search *q;
+	const struct imap_sort_row *rows;
+	bool only; /* one numeric criterion: ties are by sequence number */
+};
+
+static int ent_cmp(const void *a, const void *b, void *arg)
+{
+	const struct sort_ent *x = a, *y = b;
+	const struct sort_ctx *c = arg;
+
+	if (x->k != y->k)
+		return x->k < y->k ? -1 : 1;
+	if (c->only)
+		return x->seq < y->seq ? -1 : x->seq > y->seq;
+	return row_cmp(&c->rows[x->idx], &c->rows[y->idx], (void *)c->q);
+}
+
+static uint64_t first_key(const struct imap_search *q, const struct imap_sort_row *r)
+{
+	uint64_t k;
+
+	switch ((enum imap_sort_kind)q->sort[0].kind) {
+	case IMAP_SORT_ARRIVAL:
+		k = (uint64_t)r->arrival ^ ((uint64_t)1 << 63); /* signed order */
+		break;
+	case IMAP_SORT_DATE:
+		k = (uint64_t)r->date ^ ((uint64_t)1 << 63);
+		break;
+	case IMAP_SORT_SIZE:
+		k = r->size;
+		break;
+	default:
+		k = r->pfx;
+		break;
+	}
+	return q->sort[0].reverse ? ~k : k;
+}
+
 void imap_sort_rows(const struct imap_search *q, struct imap_sort_row *rows, size_t n)
 {
-	if (n > 1)
-		qsort_r(rows, n, sizeof *rows, row_cmp, (void *)q);
+	struct sort_ctx c = {q, rows, false};
+	struct sort_ent *e;
+	struct imap_sort_row *tmp;
+
+	if (n < 2 || q->n_sort == 0) {
+		if (n > 1)
+			qsort_r(rows, n, sizeof *rows, row_cmp, (void *)q);
+		return;
+	}
+	c.only = q->n_sort == 1 && str_of[q->sort[0].kind] < 0;
+	e = xmalloc(n * sizeof *e);
+	for (size_t i = 0; i < n; i++) {
+		e[i].k = first_key(q, &rows[i]);
+		e[i].idx = (uint32_t)i;
+		e[i].seq = rows[i].seq;
+	}
+	qsort_r(e, n, sizeof *e, ent_cmp, &c);
+	tmp = xmalloc(n * sizeof *tmp);
+	for (size_t i = 0; i < n; i++)
+		tmp[i] = rows[e[i].idx];
+	memcpy(rows, tmp, n * sizeof *rows);
+	free(tmp);
+	free(e);
 }
 
 void imap_sort_format_set(struct buf *out, const uint32_t *v, size_t n)
