@@ -3,8 +3,9 @@
  *
  * The command runs through the search engine of searchcmd.c (the view read
  * in slices on workers, the search keys matched there); for each match the
- * sort keys are taken from the message's ENVELOPE in its MIME cache
- * (imap_sort_row_fill), the rows are sorted on a worker, and the response
+ * sort keys are copied from the sort section of its MIME cache, made with
+ * the cache (mime/sortinfo.h; imap_sort_row_fill), the rows are sorted on a
+ * worker, and the response
  * is written in pieces while the client reads. */
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,6 @@
 #include "imap/session.h"
 #include "imap/sort.h"
 #include "mime/mime.h"
-#include "mime/subject.h"
 
 void imap_cmd_sort(struct imap_session *s, const struct imap_arg *args)
 {
@@ -30,123 +30,6 @@ bool imap_sort_needs_cache(const struct imap_search *q)
 	return false;
 }
 
-/* ---- the ENVELOPE of the cache (RFC 9051 7.5.2), as mime.c writes it ---- */
-
-struct envp {
-	const char *p, *e;
-};
-
-static void env_sp(struct envp *c)
-{
-	while (c->p < c->e && (*c->p == ' ' || *c->p == '\r' || *c->p == '\n'))
-		c->p++;
-}
-
-/* One nstring into out (reset first): 1 a string, 0 NIL, -1 broken. */
-static int env_nstring(struct envp *c, struct buf *out)
-{
-	env_sp(c);
-	buf_reset(out);
-	if (c->p >= c->e)
-		return -1;
-	if (*c->p == '"') {
-		for (c->p++; c->p < c->e && *c->p != '"'; c->p++) {
-			if (*c->p == '\\' && c->p + 1 < c->e)
-				c->p++;
-			buf_appendc(out, *c->p);
-		}
-		if (c->p >= c->e)
-			return -1;
-		c->p++;
-		return 1;
-	}
-	if (*c->p == '{') {
-		size_t n = 0;
-		for (c->p++; c->p < c->e && *c->p >= '0' && *c->p <= '9'; c->p++)
-			n = n * 10 + (size_t)(*c->p - '0');
-		if (c->e - c->p < 3 || memcmp(c->p, "}\r\n", 3) != 0)
-			return -1;
-		c->p += 3;
-		if ((size_t)(c->e - c->p) < n)
-			return -1;
-		buf_append(out, c->p, n);
-		c->p += n;
-		return 1;
-	}
-	if (c->e - c->p >= 3 && strncasecmp(c->p, "NIL", 3) == 0) {
-		c->p += 3;
-		return 0;
-	}
-	return -1;
-}
-
-static int env_skip(struct envp *c, struct buf *tmp, unsigned depth)
-{
-	env_sp(c);
-	if (c->p < c->e && *c->p == '(') {
-		if (depth > 8)
-			return -1;
-		for (c->p++;;) {
-			env_sp(c);
-			if (c->p >= c->e)
-				return -1;
-			if (*c->p == ')') {
-				c->p++;
-				return 0;
-			}
-			if (env_skip(c, tmp, depth + 1) < 0)
-				return -1;
-		}
-	}
-	return env_nstring(c, tmp) < 0 ? -1 : 0;
-}
-
-/* The first address of an address list (RFC 5256 3: "the first ...
- * address"; a group's start, mailbox = the group's name and host NIL,
- * counts, as in Dovecot): name, mailbox, host (have_host false for NIL). */
-static int env_first_addr(struct envp *c, struct buf *name, struct buf *mailbox,
-			  struct buf *host, bool *have_host, struct buf *tmp)
-{
-	bool first = true;
-
-	buf_reset(name);
-	buf_reset(mailbox);
-	buf_reset(host);
-	*have_host = false;
-	env_sp(c);
-	if (c->p < c->e && *c->p != '(')
-		return env_nstring(c, tmp) < 0 ? -1 : 0; /* NIL */
-	for (c->p++;;) {
-		env_sp(c);
-		if (c->p >= c->e)
-			return -1;
-		if (*c->p == ')') {
-			c->p++;
-			return 0;
-		}
-		if (!first) {
-			if (env_skip(c, tmp, 1) < 0)
-				return -1;
-			continue;
-		}
-		first = false;
-		if (*c->p != '(')
-			return -1;
-		c->p++;
-		if (env_nstring(c, name) < 0 || env_nstring(c, tmp) < 0 ||
-		    env_nstring(c, mailbox) < 0)
-			return -1;
-		int h = env_nstring(c, host);
-		if (h < 0)
-			return -1;
-		*have_host = h > 0;
-		env_sp(c);
-		if (c->p >= c->e || *c->p != ')')
-			return -1;
-		c->p++;
-	}
-}
-
 /* the string key of each criterion (-1: a number) */
 static const int str_of[] = {
     [IMAP_SORT_ARRIVAL] = -1,		  [IMAP_SORT_CC] = SORTS_CC,
@@ -156,49 +39,30 @@ static const int str_of[] = {
     [IMAP_SORT_DISPLAYTO] = SORTS_DTO,
 };
 
-static char *casemap(const char *p, size_t n)
-{
-	return mime_casemap_key(p != NULL ? p : "", p != NULL ? n : 0);
-}
+_Static_assert((int)SORTS_SUBJECT == (int)MIME_SORT_SUBJECT &&
+		   (int)SORTS_FROM == (int)MIME_SORT_FROM && (int)SORTS_TO == (int)MIME_SORT_TO &&
+		   (int)SORTS_CC == (int)MIME_SORT_CC && (int)SORTS_DFROM == (int)MIME_SORT_DFROM &&
+		   (int)SORTS_DTO == (int)MIME_SORT_DTO && (int)SORTS_N == (int)MIME_SORT_N,
+	       "sort.h and sortinfo.h key order");
 
-/* RFC 5957 3: the display name (RFC 2047 decoded) of the first address, or
- * its addr-spec when it has none; a group's name for a group. */
-static char *display_key(const struct buf *name, const struct buf *mailbox,
-			 const struct buf *host, bool have_host)
+/* the first 8 octets of a key, big-endian, zero-padded: compared as
+ * numbers they order keys as strcmp does on those octets */
+static uint64_t key_prefix(const char *k, size_t n)
 {
-	struct buf b = BUF_INIT;
-	char *k;
-
-	if (name->len > 0)
-		mime_decode_words(name->data, name->len, &b);
-	/* whitespace only is no name */
-	size_t i = 0;
-	while (i < b.len && (b.data[i] == ' ' || b.data[i] == '\t'))
-		i++;
-	if (i == b.len) {
-		buf_reset(&b);
-		buf_append(&b, mailbox->data, mailbox->len);
-		if (have_host && host->len > 0) {
-			buf_appendc(&b, '@');
-			buf_append(&b, host->data, host->len);
-		}
-	}
-	k = casemap(b.data, b.len);
-	buf_free(&b);
-	return k;
+	uint64_t v = 0;
+	for (size_t i = 0; i < 8; i++)
+		v = v << 8 | (i < n ? (unsigned char)k[i] : 0);
+	return v;
 }
 
 void imap_sort_row_fill(const struct imap_search *q, const struct imap_msg *m,
 			struct imap_sort_row *r)
 {
+	static const char empty[1] = "";
 	bool want[SORTS_N] = {false};
 	bool want_date = false;
-	struct buf date = BUF_INIT, subj = BUF_INIT, name = BUF_INIT, mbox = BUF_INIT,
-		   host = BUF_INIT, tmp = BUF_INIT;
-	bool have_host, have_date = false, have_subj = false;
-	struct envp c;
-	const char *env = NULL;
-	size_t env_len = 0;
+	const struct mime_sortinfo *si = m->mc != NULL ? mime_cache_sort(m->mc) : NULL;
+	size_t total = 0;
 
 	memset(r, 0, sizeof *r);
 	r->uid = m->uid;
@@ -213,69 +77,36 @@ void imap_sort_row_fill(const struct imap_search *q, const struct imap_msg *m,
 			want[k] = true;
 		want_date |= q->sort[i].kind == IMAP_SORT_DATE;
 	}
-	if (m->mc != NULL)
-		mime_cache_envelope(m->mc, &env, &env_len);
-	c.p = env != NULL ? env : "";
-	c.e = c.p + (env != NULL ? env_len : 0);
-	env_sp(&c);
-	if (c.p < c.e && *c.p == '(') {
-		/* date subject from sender reply-to to cc ... (RFC 9051 7.5.2) */
-		c.p++;
-		have_date = env_nstring(&c, &date) > 0;
-		have_subj = env_nstring(&c, &subj) > 0;
-		if (env_first_addr(&c, &name, &mbox, &host, &have_host, &tmp) == 0) {
-			if (want[SORTS_FROM])
-				r->str[SORTS_FROM] = casemap(mbox.data, mbox.len);
-			if (want[SORTS_DFROM])
-				r->str[SORTS_DFROM] = display_key(&name, &mbox, &host, have_host);
-			if (env_skip(&c, &tmp, 1) == 0 && env_skip(&c, &tmp, 1) == 0 &&
-			    env_first_addr(&c, &name, &mbox, &host, &have_host, &tmp) == 0) {
-				if (want[SORTS_TO])
-					r->str[SORTS_TO] = casemap(mbox.data, mbox.len);
-				if (want[SORTS_DTO])
-					r->str[SORTS_DTO] =
-					    display_key(&name, &mbox, &host, have_host);
-				if (want[SORTS_CC] &&
-				    env_first_addr(&c, &name, &mbox, &host, &have_host, &tmp) == 0)
-					r->str[SORTS_CC] = casemap(mbox.data, mbox.len);
+	/* RFC 5256 2.2: the Date: field, else INTERNALDATE */
+	if (want_date && si != NULL && (si->flags & MSI_DATE))
+		r->date = si->date;
+	/* the keys were made with the cache (sortinfo.h); a key whose field is
+	 * missing is the empty string (RFC 5256 3). One block for the row. */
+	for (size_t i = 0; i < SORTS_N; i++)
+		if (want[i] && si != NULL && si->len[i] > 0)
+			total += si->len[i] + 1;
+	if (total > 0) {
+		char *p = r->keys = xmalloc(total);
+		for (size_t i = 0; i < SORTS_N; i++)
+			if (want[i] && si != NULL && si->len[i] > 0) {
+				memcpy(p, si->key[i], si->len[i] + 1);
+				r->str[i] = p;
+				p += si->len[i] + 1;
 			}
-		}
 	}
-	if (want_date && have_date) {
-		/* RFC 5256 2.2: the Date: field, else INTERNALDATE */
-		struct buf h = BUF_INIT;
-		time_t t;
-		int tz;
-		buf_appends(&h, "Date: ");
-		buf_append(&h, date.data, date.len);
-		buf_appends(&h, "\r\n\r\n");
-		if (mime_message_date(h.data, h.len, &t, &tz))
-			r->date = (int64_t)t;
-		buf_free(&h);
-	}
-	if (want[SORTS_SUBJECT]) {
-		/* RFC 5256 3: the base subject (2.1), compared as i;unicode-casemap */
-		char *base = mime_base_subject(have_subj ? subj.data : "", have_subj ? subj.len : 0,
-					       NULL);
-		r->str[SORTS_SUBJECT] = casemap(base, strlen(base));
-		free(base);
-	}
-	/* a key whose field is missing is the empty string (RFC 5256 3) */
 	for (size_t i = 0; i < SORTS_N; i++)
 		if (want[i] && r->str[i] == NULL)
-			r->str[i] = xstrdup("");
-	buf_free(&date);
-	buf_free(&subj);
-	buf_free(&name);
-	buf_free(&mbox);
-	buf_free(&host);
-	buf_free(&tmp);
+			r->str[i] = empty;
+	if (q->n_sort > 0 && str_of[q->sort[0].kind] >= 0) {
+		const char *k = r->str[str_of[q->sort[0].kind]];
+		r->pfx = key_prefix(k, strlen(k));
+	}
 }
 
 void imap_sort_row_free(struct imap_sort_row *r)
 {
-	for (size_t i = 0; i < SORTS_N; i++)
-		x_free(&r->str[i]);
+	x_free(&r->keys);
+	memset(r->str, 0, sizeof r->str);
 }
 
 static int cmp_u32_sort(const void *a, const void *b)
@@ -308,6 +139,10 @@ static int row_cmp(const void *a, const void *b, void *arg)
 			break;
 		default: {
 			int k = str_of[q->sort[i].kind];
+			if (i == 0 && x->pfx != y->pfx) {
+				c = x->pfx < y->pfx ? -1 : 1;
+				break;
+			}
 			c = strcmp(x->str[k] != NULL ? x->str[k] : "",
 				   y->str[k] != NULL ? y->str[k] : "");
 			break;
@@ -321,10 +156,80 @@ static int row_cmp(const void *a, const void *b, void *arg)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* The sort runs on a compact array: per row its first criterion as one
+ * unsigned number whose order is the criterion's (a string key's 8-octet
+ * prefix; REVERSE: complemented), its index and sequence number. Only ties
+ * of that number look at the rows (row_cmp), so most comparisons touch 16
+ * octets, not two whole rows (100,000 rows: 1.6 MB instead of 11 MB). */
+struct sort_ent {
+	uint64_t k;
+	uint32_t idx, seq;
+};
+
+struct sort_ctx {
+	const struct imap_search *q;
+	const struct imap_sort_row *rows;
+	bool only; /* one numeric criterion: ties are by sequence number */
+};
+
+static int ent_cmp(const void *a, const void *b, void *arg)
+{
+	const struct sort_ent *x = a, *y = b;
+	const struct sort_ctx *c = arg;
+
+	if (x->k != y->k)
+		return x->k < y->k ? -1 : 1;
+	if (c->only)
+		return x->seq < y->seq ? -1 : x->seq > y->seq;
+	return row_cmp(&c->rows[x->idx], &c->rows[y->idx], (void *)c->q);
+}
+
+static uint64_t first_key(const struct imap_search *q, const struct imap_sort_row *r)
+{
+	uint64_t k;
+
+	switch ((enum imap_sort_kind)q->sort[0].kind) {
+	case IMAP_SORT_ARRIVAL:
+		k = (uint64_t)r->arrival ^ ((uint64_t)1 << 63); /* signed order */
+		break;
+	case IMAP_SORT_DATE:
+		k = (uint64_t)r->date ^ ((uint64_t)1 << 63);
+		break;
+	case IMAP_SORT_SIZE:
+		k = r->size;
+		break;
+	default:
+		k = r->pfx;
+		break;
+	}
+	return q->sort[0].reverse ? ~k : k;
+}
+
 void imap_sort_rows(const struct imap_search *q, struct imap_sort_row *rows, size_t n)
 {
-	if (n > 1)
-		qsort_r(rows, n, sizeof *rows, row_cmp, (void *)q);
+	struct sort_ctx c = {q, rows, false};
+	struct sort_ent *e;
+	struct imap_sort_row *tmp;
+
+	if (n < 2 || q->n_sort == 0) {
+		if (n > 1)
+			qsort_r(rows, n, sizeof *rows, row_cmp, (void *)q);
+		return;
+	}
+	c.only = q->n_sort == 1 && str_of[q->sort[0].kind] < 0;
+	e = xmalloc(n * sizeof *e);
+	for (size_t i = 0; i < n; i++) {
+		e[i].k = first_key(q, &rows[i]);
+		e[i].idx = (uint32_t)i;
+		e[i].seq = rows[i].seq;
+	}
+	qsort_r(e, n, sizeof *e, ent_cmp, &c);
+	tmp = xmalloc(n * sizeof *tmp);
+	for (size_t i = 0; i < n; i++)
+		tmp[i] = rows[e[i].idx];
+	memcpy(rows, tmp, n * sizeof *rows);
+	free(tmp);
+	free(e);
 }
 
 void imap_sort_format_set(struct buf *out, const uint32_t *v, size_t n)

@@ -21,7 +21,11 @@ struct imap_sort_row {
 	uint32_t uid, seq;
 	uint64_t size, modseq;
 	int64_t arrival, date;
-	char *str[SORTS_N]; /* only those the criteria use, else NULL */
+	/* the first criterion's key's first 8 octets (big-endian) when it is
+	 * a string: most comparisons end there */
+	uint64_t pfx;
+	const char *str[SORTS_N]; /* only those the criteria use, else NULL */
+	char *keys;		  /* the block str[] point into (or NULL) */
 };
 
 /* true if the criteria need the message's MIME cache (header keys) */

@@ -1,17 +1,20 @@
 /* MIME structure cache (see mime.h).
  *
- * Cache format, version 2 (all integers little-endian; version 1 had no
- * thread section and a 36-octet header):
+ * Cache format, version 3 (all integers little-endian; version 2 had no
+ * sort section and a 44-octet header, version 1 no thread section and a
+ * 36-octet header; a cache of another version is not opened, so it is
+ * rebuilt from the message and replaced):
  *
  *   offset  size  field
- *   0       4     magic "PMC" + version byte (0x02)
+ *   0       4     magic "PMC" + version byte (0x03)
  *   4       4     total length of the cache in bytes
  *   8       4     n_parts (>= 1)
  *   12      8     ENVELOPE string: offset, length (u32 each)
  *   20      8     BODY string: offset, length
  *   28      8     BODYSTRUCTURE string: offset, length
  *   36      8     thread section (threadinfo.h): offset, length
- *   44      48*n  part table, in depth-first order (part 0 = the message):
+ *   44      8     sort section (sortinfo.h): offset, length
+ *   52      48*n  part table, in depth-first order (part 0 = the message):
  *                   u64 header offset, u64 header length (blank line included),
  *                   u64 body offset, u64 body length   (offsets into the message)
  *                   u32 body line count
@@ -21,7 +24,7 @@
  *                   u8 kind (0 leaf, 1 multipart, 2 message/rfc822 or global),
  *                   u8 transfer encoding (enum mime_encoding), u16 zero
  *   then the three strings (ENVELOPE, BODY, BODYSTRUCTURE, each parenthesised),
- *   then the thread section.
+ *   then the thread section, then the sort section.
  *
  * A message/rfc822 part has exactly one child: the encapsulated message (its
  * header and body). A multipart has at least one child (an empty text/plain
@@ -40,10 +43,11 @@
 #include "core/log.h"
 #include "mime/mime.h"
 #include "mime/mime_int.h"
+#include "mime/sortinfo.h"
 #include "mime/threadinfo.h"
 
-#define MC_VERSION 2
-#define MC_HDR 44
+#define MC_VERSION 3
+#define MC_HDR 52
 #define MC_REC 48
 #define MC_NONE 0xffffffffu
 /* RFC 2231 parameters kept per header field (the rest are ignored) */
@@ -1517,7 +1521,7 @@ static uint64_t get64(const unsigned char *p)
 void mime_cache_build(const char *msg, size_t len, struct buf *out)
 {
 	struct mime_build b;
-	size_t start = out->len, i, s_env, s_body, s_bs, s_th;
+	size_t start = out->len, i, s_env, s_body, s_bs, s_th, s_so;
 	unsigned char *h;
 
 	memset(&b, 0, sizeof(b));
@@ -1555,6 +1559,9 @@ void mime_cache_build(const char *msg, size_t len, struct buf *out)
 	buf_appendc(out, ')');
 	s_th = out->len;
 	mime_thread_build(msg, len, out);
+	s_so = out->len;
+	/* env points into out: mime_sort_build reads it all before appending */
+	mime_sort_build(out->data + s_env, s_body - s_env, out);
 
 	h = (unsigned char *)out->data + start;
 	memcpy(h, "PMC", 3);
@@ -1568,7 +1575,9 @@ void mime_cache_build(const char *msg, size_t len, struct buf *out)
 	put32(h + 28, (uint32_t)(s_bs - start));
 	put32(h + 32, (uint32_t)(s_th - s_bs));
 	put32(h + 36, (uint32_t)(s_th - start));
-	put32(h + 40, (uint32_t)(out->len - s_th));
+	put32(h + 40, (uint32_t)(s_so - s_th));
+	put32(h + 44, (uint32_t)(s_so - start));
+	put32(h + 48, (uint32_t)(out->len - s_so));
 
 	free(b.parts);
 	for (i = 0; i < b.nb_used; i++)
@@ -1609,6 +1618,11 @@ bool mime_cache_open(struct mime_cache *mc, const void *p, size_t n)
 	mc->bs_len = get32(c + 32);
 	mc->th_off = get32(c + 36);
 	mc->th_len = get32(c + 40);
+	mc->so_off = get32(c + 44);
+	mc->so_len = get32(c + 48);
+	if (!range_ok(mc->so_off, mc->so_len, n) ||
+	    !mime_sort_open(c + mc->so_off, mc->so_len, &mc->so))
+		goto bad;
 	if (!range_ok(mc->th_off, mc->th_len, n) ||
 	    !mime_thread_open(c + mc->th_off, mc->th_len, &mc->th))
 		goto bad;
@@ -1646,6 +1660,11 @@ void mime_cache_envelope(const struct mime_cache *mc, const char **p, size_t *n)
 const struct mime_thread *mime_cache_thread(const struct mime_cache *mc)
 {
 	return &mc->th;
+}
+
+const struct mime_sortinfo *mime_cache_sort(const struct mime_cache *mc)
+{
+	return &mc->so;
 }
 
 void mime_cache_body(const struct mime_cache *mc, const char **p, size_t *n)

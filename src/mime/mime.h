@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <time.h>
 #include "core/buf.h"
+#include "mime/sortinfo.h"
 #include "mime/threadinfo.h"
 
 /* Messages larger than this are parsed as one opaque text/plain part. */
@@ -50,8 +51,9 @@ struct mime_cache {
 	/* private to mime.c */
 	uint32_t n_parts;
 	uint32_t parts_off, envelope_off, envelope_len, body_off, body_len, bs_off, bs_len;
-	uint32_t th_off, th_len;
+	uint32_t th_off, th_len, so_off, so_len;
 	struct mime_thread th;
+	struct mime_sortinfo so;
 };
 /* true if p/n is a cache of the current version, well-formed (every offset
  * inside p/n). */
@@ -69,6 +71,9 @@ void mime_cache_body(const struct mime_cache *mc, const char **p, size_t *n);
 /* What THREAD needs of the message (threadinfo.h), checked by
  * mime_cache_open; points into the cache. */
 const struct mime_thread *mime_cache_thread(const struct mime_cache *mc);
+/* What SORT needs of the message (sortinfo.h), checked by mime_cache_open;
+ * points into the cache. */
+const struct mime_sortinfo *mime_cache_sort(const struct mime_cache *mc);
 
 /* Section addressing (RFC 9051 6.4.5). path/depth: the part numbers
  * ("1.2.3" = {1,2,3}, depth 3; depth 0 = the whole message). what: */

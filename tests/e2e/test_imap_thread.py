@@ -281,8 +281,9 @@ def caches(s):
 
 def test_old_or_missing_cache_threads_identically(make_server):
     """Messages stored before the cache had its thread section (a cache of
-    version 1, or none at all) thread exactly as before: the cache is
-    rebuilt from the message file and saved in the current version."""
+    version 1) or its sort section (version 2), or with none at all, thread
+    exactly as before: the cache is rebuilt from the message file and saved
+    in the current version."""
     import sqlite3
     import time
     s = corpus_server(make_server)
@@ -291,12 +292,12 @@ def test_old_or_missing_cache_threads_identically(make_server):
     rows = db.execute("SELECT id, cache FROM messages WHERE cache IS NOT NULL ORDER BY id").fetchall()
     assert len(rows) >= len(CORPUS)
     for k, (mid, cache) in enumerate(rows):
-        assert bytes(cache[:4]) == b"PMC\x02"
+        assert bytes(cache[:4]) == b"PMC\x03"
         if k % 2:  # no cache (stored before caches existed)
             db.execute("UPDATE messages SET cache = NULL WHERE id = ?", (mid,))
-        else:  # an older version of the format
+        else:  # an older version of the format (1: no thread section, 2: no sort section)
             db.execute("UPDATE messages SET cache = ? WHERE id = ?",
-                       (b"PMC\x01" + bytes(cache[4:]), mid))
+                       ((b"PMC\x01" if k % 4 else b"PMC\x02") + bytes(cache[4:]), mid))
     db.commit()
     db.close()
     s.start()
@@ -308,7 +309,7 @@ def test_old_or_missing_cache_threads_identically(make_server):
     deadline = time.monotonic() + 10
     while True:
         rows = caches(s)
-        if all(r[2] is not None and bytes(r[2][:4]) == b"PMC\x02" for r in rows):
+        if all(r[2] is not None and bytes(r[2][:4]) == b"PMC\x03" for r in rows):
             break
         assert time.monotonic() < deadline, [bytes(r[2][:4]) if r[2] else None for r in rows]
         time.sleep(0.1)
@@ -327,7 +328,7 @@ def test_thread_reads_no_message_file(make_server):
     aside = os.path.join(s.dir, "aside")
     os.makedirs(aside)
     for _, blob, cache in rows:
-        assert bytes(cache[:4]) == b"PMC\x02"
+        assert bytes(cache[:4]) == b"PMC\x03"
         path = os.path.join(s.data_dir, "blobs", blob[:2], blob)
         os.rename(path, os.path.join(aside, blob))
         assert not os.path.exists(path)

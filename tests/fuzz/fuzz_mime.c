@@ -21,6 +21,18 @@
 #include "core/xmalloc.h"
 #include "mime/mime.h"
 
+/* the sort section's keys (sortinfo.h) lie inside the cache, each its
+ * length long and NUL-terminated */
+static void check_sort(const struct mime_cache *mc, const struct buf *cache)
+{
+	const struct mime_sortinfo *so = mime_cache_sort(mc);
+
+	for (int k = 0; k < MIME_SORT_N; k++)
+		x_assert(so->key[k] >= cache->data &&
+			 so->key[k] + so->len[k] < cache->data + cache->len &&
+			 strlen(so->key[k]) == so->len[k]);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void fuzz_sink(void *arg, const char *p, size_t n)
@@ -162,6 +174,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_imap(p, n);
 	mime_cache_bodystructure(&mc, &p, &n);
 	check_imap(p, n);
+	check_sort(&mc, &cache);
 	exercise(msg, len, &mc, opt, needle, true);
 	(void)mime_message_date(msg, len, &t, &tz);
 	mime_decode_words(msg, len < 4096 ? len : 4096, &words);
@@ -173,6 +186,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (mime_cache_open(&mc, cache.data, cache.len)) {
 			mime_cache_bodystructure(&mc, &p, &n);
 			x_assert(p >= cache.data && p + n <= cache.data + cache.len);
+			check_sort(&mc, &cache);
 			exercise(msg, len, &mc, opt, needle, false);
 		}
 	}

@@ -13,6 +13,7 @@
 #include "core/xmalloc.h"
 #include "mime/mime.h"
 #include "mime/mime_int.h"
+#include "mime/subject.h"
 #include "../test.h"
 
 #define CORPUS "tests/data/mime"
@@ -805,6 +806,12 @@ static void test_corrupt_cache(void)
 				for (uint32_t k = 0; k < th->n_refs; k++)
 					r = mime_thread_next(r);
 				CHECK(th->n_refs == 0 || r <= cache.data + cache.len);
+				/* the sort section's keys end inside it */
+				const struct mime_sortinfo *so = mime_cache_sort(&mc);
+				for (int k = 0; k < MIME_SORT_N; k++)
+					CHECK(so->key[k] >= cache.data &&
+					      so->key[k] + so->len[k] < cache.data + cache.len &&
+					      so->key[k][so->len[k]] == '\0');
 			}
 		}
 		c[i] = saved;
@@ -891,6 +898,80 @@ static void test_thread_section(void)
 		b.data[0] = 0;
 		buf_appendc(&b, 'x');                          /* bytes after */
 		CHECK(!mime_thread_open(b.data, b.len, &t));
+		buf_free(&b);
+	}
+	buf_free(&m);
+	buf_free(&c);
+}
+
+/* The sort section (sortinfo.h): the keys SORT compares, made with the
+ * cache from its ENVELOPE; a broken section is rejected. */
+static void test_sort_section(void)
+{
+	struct buf m = BUF_INIT, c = BUF_INIT;
+	struct mime_cache mc;
+	const struct mime_sortinfo *si;
+	char *k;
+
+	buf_appends(&m, "Subject: Re: [list] Hello =?utf-8?q?W=C3=B6rld?= (fwd)\r\n"
+			"From: =?utf-8?q?J=C3=BCrgen?= <Juergen@Example.ORG>, b@x\r\n"
+			"To: \"  \" <To@Example.org>\r\nCc: group: c@x;\r\n"
+			"Date: Wed, 02 Dec 2026 10:00:00 +0100\r\n\r\nbody\r\n");
+	mime_cache_build(m.data, m.len, &c);
+	CHECK(mime_cache_open(&mc, c.data, c.len));
+	si = mime_cache_sort(&mc);
+	CHECK_INT(1, si->flags, MSI_DATE);
+	CHECK_INT(2, si->date, 1796202000LL);
+	k = mime_casemap_key("Hello Wörld", strlen("Hello Wörld"));
+	CHECK_STR(3, si->key[MIME_SORT_SUBJECT], k);
+	CHECK_INT(4, si->len[MIME_SORT_SUBJECT], strlen(k));
+	free(k);
+	k = mime_casemap_key("Juergen", 7);
+	CHECK_STR(5, si->key[MIME_SORT_FROM], k);
+	free(k);
+	k = mime_casemap_key("Jürgen", strlen("Jürgen"));
+	CHECK_STR(6, si->key[MIME_SORT_DFROM], k);
+	free(k);
+	/* a blank display name: the addr-spec (RFC 5957 3) */
+	k = mime_casemap_key("To@Example.org", 14);
+	CHECK_STR(7, si->key[MIME_SORT_DTO], k);
+	free(k);
+	/* a group's start counts as the first address (its name, as Dovecot) */
+	k = mime_casemap_key("group", 5);
+	CHECK_STR(8, si->key[MIME_SORT_CC], k);
+	free(k);
+
+	/* nothing: every key empty, no date */
+	buf_reset(&m);
+	buf_reset(&c);
+	buf_appends(&m, "X: y\r\n\r\n");
+	mime_cache_build(m.data, m.len, &c);
+	CHECK(mime_cache_open(&mc, c.data, c.len));
+	si = mime_cache_sort(&mc);
+	CHECK_INT(9, si->flags, 0);
+	for (int i = 0; i < MIME_SORT_N; i++) {
+		CHECK_STR(10 + i, si->key[i], "");
+		CHECK_INT(20 + i, si->len[i], 0);
+	}
+
+	/* sections that do not open */
+	{
+		struct mime_sortinfo t;
+		struct buf b = BUF_INIT;
+		static const char env[] = "(NIL \"abc\" NIL NIL NIL NIL NIL NIL NIL NIL)";
+
+		mime_sort_build(env, sizeof env - 1, &b);
+		CHECK(mime_sort_open(b.data, b.len, &t));
+		CHECK(t.len[MIME_SORT_SUBJECT] > 0);
+		CHECK(!mime_sort_open(b.data, b.len - 1, &t)); /* a key cut */
+		b.data[0] = 2;                                 /* unknown flag */
+		CHECK(!mime_sort_open(b.data, b.len, &t));
+		b.data[0] = 0;
+		b.data[9] += 1; /* the subject's length past its NUL */
+		CHECK(!mime_sort_open(b.data, b.len, &t));
+		b.data[9] -= 1;
+		buf_appendc(&b, 'x'); /* bytes after */
+		CHECK(!mime_sort_open(b.data, b.len, &t));
 		buf_free(&b);
 	}
 	buf_free(&m);
@@ -1067,6 +1148,7 @@ int main(void)
 	test_run("binary_to_base64", test_binary_to_base64);
 	test_run("corrupt_cache", test_corrupt_cache);
 	test_run("thread_section", test_thread_section);
+	test_run("sort_section", test_sort_section);
 	test_run("prefixes", test_prefixes);
 	test_run("limits", test_limits);
 	test_run("binary_decode", test_binary_decode);
