@@ -221,6 +221,12 @@ static inline int store_step_done(struct store_db *d, sqlite3_stmt *s, char **er
 		*err_r = store_db_err(d);
 	return -1;
 }
+/* A change mark: the file <data dir>/mark that the admin CLI touches after a
+ * change the daemon must notice (store_mark_touch: 0, or -1 with errno) and
+ * the daemon watches (store_mark_watch: an inotify descriptor for IN_ATTRIB
+ * and IN_CLOSE_WRITE on it, or -1, logged). */
+int store_mark_touch(struct store *st, const char *mark);
+int store_mark_watch(struct store *st, const char *mark);
 /* blobs/ subdirectory (0..255) of a blob name. */
 int store_blob_dir(const char *name);
 /* "xx/name" relative to blobs/, for messages. */
