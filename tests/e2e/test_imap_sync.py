@@ -62,15 +62,23 @@ def select(c, name):
     return r
 
 
-def test_exists_flags_expunge_between_sessions(server):
+def two_sessions(server, name, n, settled=False):
+    """Sessions A and B logged in, a fresh mailbox with n messages that A
+    selects first (claiming their \\Recent unless settled: none then), and
+    B's SELECT response."""
     a = server.imap_login()
     b = server.imap_login()
-    box = fresh_mailbox(a, "sync1")
-    for i in range(3):
+    box = fresh_mailbox(a, name)
+    for i in range(n):
         assert imap_append(a, box, msg(i)).ok
-    settle(a, box)
+    if settled:
+        settle(a, box)
     select(a, box)
-    r = select(b, box)
+    return a, b, box, select(b, box)
+
+
+def test_exists_flags_expunge_between_sessions(server):
+    a, b, box, r = two_sessions(server, "sync1", 3, settled=True)
     assert "* 3 EXISTS" in r.untagged
 
     # new mail: A's own APPEND shows its EXISTS before the tagged OK; the
@@ -138,14 +146,7 @@ def test_flag_change_comes_during_fetch(server):
     numbers stay as B knows them until its NOOP. B learns of the change
     after a read of its own (on a worker): B fetches until it comes
     (bounded), and every one of those responses is checked."""
-    a = server.imap_login()
-    b = server.imap_login()
-    box = fresh_mailbox(a, "sync1f")
-    for i in range(3):
-        assert imap_append(a, box, msg(i)).ok
-    settle(a, box)
-    select(a, box)
-    select(b, box)
+    a, b, box, _ = two_sessions(server, "sync1f", 3, settled=True)
     r = a.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)")
     assert r.ok and r.untagged == [], r
     r = b.cmd("NOOP")  # B knows of the \Deleted before the message goes
@@ -177,13 +178,7 @@ def test_flag_change_comes_during_fetch(server):
 def test_uid_commands_may_carry_expunges(server):
     """UID FETCH may carry EXPUNGE (RFC 9051 7.5.1 names FETCH, STORE and
     SEARCH without UID only)."""
-    a = server.imap_login()
-    b = server.imap_login()
-    box = fresh_mailbox(a, "sync2")
-    for i in range(2):
-        assert imap_append(a, box, msg(i)).ok
-    select(a, box)
-    select(b, box)
+    a, b, box, _ = two_sessions(server, "sync2", 2)
     assert a.cmd("UID STORE 1 +FLAGS (\\Deleted)").ok
     assert a.cmd("EXPUNGE").ok
     time.sleep(0.3)
@@ -231,13 +226,7 @@ def test_idle_sees_smtp_delivery_and_pop3_expunge(server):
 
 
 def test_idle_sees_other_imap_session(server):
-    a = server.imap_login()
-    b = server.imap_login()
-    box = fresh_mailbox(a, "sync3")
-    for i in range(3):
-        assert imap_append(a, box, msg(i)).ok
-    select(a, box)
-    select(b, box)
+    a, b, box, _ = two_sessions(server, "sync3", 3)
     tag = b.next_tag()
     b.send(tag + " IDLE\r\n")
     assert b.readline().startswith("+ ")
