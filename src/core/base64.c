@@ -43,22 +43,6 @@ char *base64_encode(const void *p, size_t n)
 	return out;
 }
 
-/* Value of one alphabet character, or -1 (this includes '='). */
-static int base64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /* Decodes one 4-character quantum. The last quantum may end in "=" or "==";
  * RFC 4648 3.5: the pad bits must be zero, or the encoding is not canonical. */
 static int base64_quantum(const char *q, bool last, unsigned char *o, size_t *n_r)

@@ -289,6 +289,23 @@ int session_list_count_ip(const struct session_list *list, const char *ip)
 	return same;
 }
 
+int session_list_shutdown(struct session_list *list, void (*shut)(struct session *s, void *arg),
+			  void *arg, int *busy_r)
+{
+	struct session *next;
+	int busy = 0;
+
+	for (struct session *s = list->head; s != NULL; s = next) {
+		next = s->next;
+		if (s->busy > 0)
+			busy++;
+		else if (s->c != NULL && s->phase != SESSION_CLOSING)
+			shut(s, arg);
+	}
+	*busy_r = busy;
+	return list->n;
+}
+
 /* ---- line framing ---- */
 
 int session_read_line(struct buf *rb, size_t max, bool *discarding, char **line_r,

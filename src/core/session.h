@@ -123,6 +123,13 @@ int session_open(struct session *s, const struct session_ops *ops, struct loop *
 void session_unlink(struct session *s);
 /* Sessions in list whose client address is ip. */
 int session_list_count_ip(const struct session_list *list, const char *ip);
+/* One pass of a server's shutdown: shut(s, arg) for every session of list
+ * that waits on nothing (no async step in flight, conn open, not closing);
+ * a busy one is left to finish its step and get its real answer (the
+ * protocol closes it then, or the next pass does). shut may close s, not
+ * free it. Returns the sessions still on the list; *busy_r the busy ones. */
+int session_list_shutdown(struct session_list *list, void (*shut)(struct session *s, void *arg),
+			  void *arg, int *busy_r);
 
 /* Closes: no more input is processed, output already queued is flushed.
  * Does nothing if the conn is gone or the session is already closing.

@@ -51,6 +51,7 @@
 
 #include "core/buf.h"
 #include "core/config.h"
+#include "core/fdio.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/xmalloc.h"
@@ -547,21 +548,6 @@ static void scan_read(struct clamd_scan *s)
 	}
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Sends what FILDES needs: the command, then (as clamdscan does: clamd
  * refuses a descriptor that comes with the command's octets) one octet
  * carrying the message as a sealed memfd (unix(7) SCM_RIGHTS; clamd holds
@@ -590,7 +576,7 @@ static void fildes_send(struct clamd_scan *s)
 		fildes_fallback(s, strerror(errno), false);
 		return;
 	}
-	if (write_all(mfd, s->stage.data, s->stage.len) < 0 || lseek(mfd, 0, SEEK_SET) < 0) {
+	if (fdio_write_all(mfd, s->stage.data, s->stage.len) < 0 || lseek(mfd, 0, SEEK_SET) < 0) {
 		int err = errno;
 		close(mfd);
 		fildes_fallback(s, strerror(err), false);

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/base64.h"
 #include "core/xmalloc.h"
 
 /* decoding pass over an encoded part: input chunk */
@@ -191,21 +192,6 @@ static void dec_emit(struct imap_decoder *d, const char *p, size_t n, struct buf
 	buf_append(out, p + (a - lo), (size_t)(b - a));
 }
 
-static int b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /* decoded output is gathered in a small local buffer, then cut */
 struct dec_tmp {
 	char v[1024];
@@ -249,7 +235,7 @@ void imap_decoder_feed(struct imap_decoder *d, const char *in, size_t n, struct 
 	t.n = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (d->enc == MIME_ENC_BASE64) {
-			int v = b64val((unsigned char)in[i]);
+			int v = base64_value((unsigned char)in[i]);
 			if (v < 0) {
 				if (in[i] == '=') { /* padding: the quantum ends */
 					d->acc = 0;

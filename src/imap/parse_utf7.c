@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/base64.h"
 #include "core/xmalloc.h"
 #include "imap/parse.h"
 #include "imap/parse_int.h"
@@ -13,17 +14,8 @@ static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 
 static int b64_val(unsigned char c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == ',')
-		return 63;
-	return -1;
+	/* the standard alphabet's but for "," in place of "/" */
+	return c == ',' ? 63 : c == '/' ? -1 : base64_value(c);
 }
 
 static void put_utf8(struct buf *out, uint32_t cp)

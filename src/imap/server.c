@@ -527,23 +527,17 @@ static void shutdown_session(struct imap_session *s)
 	session_close(&s->base, "shutdown");
 }
 
+static void shutdown_one(struct session *b, void *arg)
+{
+	shutdown_session(imap_session_of(b));
+}
+
 /* RFC 9051 7.1.5: BYE to sessions waiting on nothing. A session parked on
  * an async step (a commit of APPEND, STORE, EXPUNGE; a password check)
  * finishes it and gets its real answer first; the next call closes it. */
 int imap_server_shutdown(struct imap_server *srv, int *busy_r)
 {
-	struct session *next;
-	int busy = 0;
-
-	for (struct session *b = srv->sessions.head; b != NULL; b = next) {
-		next = b->next;
-		if (b->busy > 0)
-			busy++;
-		else if (b->c != NULL && b->phase != SESSION_CLOSING)
-			shutdown_session(imap_session_of(b));
-	}
-	*busy_r = busy;
-	return srv->sessions.n;
+	return session_list_shutdown(&srv->sessions, shutdown_one, NULL, busy_r);
 }
 
 void imap_server_free(struct imap_server **srvp)

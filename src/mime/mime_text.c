@@ -272,21 +272,6 @@ static void qp_decode_body(const char *in, size_t n, struct buf *out)
 	buf_append(out, tmp, mime_qp_finish(&q, tmp));
 }
 
-static int b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /* RFC 2045 6.8: characters outside the alphabet are ignored; "=" ends a
  * quantum (what follows is decoded too: concatenated base64). */
 static void b64_decode(const char *in, size_t n, struct buf *out)
@@ -298,7 +283,7 @@ static void b64_decode(const char *in, size_t n, struct buf *out)
 	buf_append(out, "", 0);
 	buf_reserve(out, n / 4 * 3 + 3);
 	for (i = 0; i < n; i++) {
-		int v = b64val((unsigned char)in[i]);
+		int v = base64_value((unsigned char)in[i]);
 
 		if (v < 0) {
 			if (in[i] == '=') {

@@ -399,24 +399,18 @@ static void shutdown_session(struct pop3_session *s)
 	session_close(&s->base, "shutdown");
 }
 
+static void shutdown_one(struct session *b, void *arg)
+{
+	shutdown_session(pop3_session_of(b));
+}
+
 /* A session parked on an async step keeps it: the expunge of a QUIT ends
  * with its real answer and the close (RFC 1939 6: the client must learn
  * whether its deletions were made); a login ends open, and the next call
  * closes it. */
 int pop3_server_shutdown(struct pop3_server *srv, int *busy_r)
 {
-	struct session *next;
-	int busy = 0;
-
-	for (struct session *b = srv->sessions.head; b != NULL; b = next) {
-		next = b->next;
-		if (b->busy > 0)
-			busy++;
-		else if (b->c != NULL && b->phase != SESSION_CLOSING)
-			shutdown_session(pop3_session_of(b));
-	}
-	*busy_r = busy;
-	return srv->sessions.n;
+	return session_list_shutdown(&srv->sessions, shutdown_one, NULL, busy_r);
 }
 
 void pop3_server_free(struct pop3_server **srvp)

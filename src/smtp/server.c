@@ -565,26 +565,20 @@ void smtp_session_resume(struct smtp_session *s)
 	session_unpark(&s->base);
 }
 
+static void shutdown_one(struct session *b, void *arg)
+{
+	struct smtp_server *srv = arg;
+	shutdown_session(smtp_session_of(b), srv->cfg->hostname);
+}
+
 /* A session parked on an async step would lose its answer if closed now:
  * for a commit, a 421 to a message that is in fact stored makes the sender
  * send it again. Those are left to finish (smtp_session_resume closes them);
  * every other session is told 421 now. */
 int smtp_server_shutdown(struct smtp_server *srv, int *busy_r)
 {
-	struct session *next;
-	int busy = 0;
-
 	srv->stopping = true;
-	for (struct session *b = srv->sessions.head; b != NULL; b = next) {
-		struct smtp_session *s = smtp_session_of(b);
-		next = b->next;
-		if (b->busy > 0)
-			busy++;
-		else if (b->c != NULL && b->phase != SESSION_CLOSING)
-			shutdown_session(s, srv->cfg->hostname);
-	}
-	*busy_r = busy;
-	return srv->sessions.n;
+	return session_list_shutdown(&srv->sessions, shutdown_one, srv, busy_r);
 }
 
 void smtp_server_cancel_policy(struct smtp_server *srv)

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fdio.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 
@@ -215,26 +216,11 @@ struct store_spool *store_spool_new(struct store *st, char **err_r)
 	return sp;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static int spool_flush(struct store_spool *sp)
 {
 	if (sp->blen == 0)
 		return 0;
-	if (write_all(sp->fd, sp->bbuf, sp->blen) < 0) {
+	if (fdio_write_all(sp->fd, sp->bbuf, sp->blen) < 0) {
 		sp->err = errno;
 		return -1;
 	}
@@ -252,7 +238,7 @@ static void spool_write_work(void *arg)
 	pthread_mutex_unlock(&sp->wmu);
 	if (!mine)
 		return; /* the committer took it */
-	int err = write_all(sp->fd, sp->wbuf, sp->wlen) < 0 ? errno : 0;
+	int err = fdio_write_all(sp->fd, sp->wbuf, sp->wlen) < 0 ? errno : 0;
 	pthread_mutex_lock(&sp->wmu);
 	sp->werr = err;
 	sp->wstate = W_IDLE;
@@ -299,7 +285,7 @@ static int spool_write_wait(struct store_spool *sp)
 		pthread_cond_wait(&sp->wcv, &sp->wmu);
 	int err = sp->werr;
 	pthread_mutex_unlock(&sp->wmu);
-	if (take && write_all(sp->fd, sp->wbuf, sp->wlen) < 0)
+	if (take && fdio_write_all(sp->fd, sp->wbuf, sp->wlen) < 0)
 		err = errno;
 	if (err && !sp->err)
 		sp->err = err;
@@ -367,7 +353,7 @@ int store_spool_write(struct store_spool *sp, const void *p, size_t n)
 			return -1;
 		if (n >= SPOOL_BUF_SIZE) {
 			/* large chunk: no point copying it through the buffer */
-			if (write_all(sp->fd, p, n) < 0) {
+			if (fdio_write_all(sp->fd, p, n) < 0) {
 				sp->err = errno;
 				return -1;
 			}
@@ -801,7 +787,7 @@ static int spool_prefix_apply(struct store *st, struct store_spool *sp)
 			break;
 	}
 	int err = 0;
-	if (in < 0 || out < 0 || write_all(out, sp->prefix, sp->prefix_len) < 0)
+	if (in < 0 || out < 0 || fdio_write_all(out, sp->prefix, sp->prefix_len) < 0)
 		err = errno;
 	loff_t off = 0;
 	while (!err && (size_t)off < sp->size) {
@@ -819,7 +805,7 @@ static int spool_prefix_apply(struct store *st, struct store_spool *sp)
 			ssize_t r = pread(in, buf, sizeof buf, off);
 			if (r <= 0)
 				err = r == 0 ? EIO : errno;
-			else if (write_all(out, buf, (size_t)r) < 0)
+			else if (fdio_write_all(out, buf, (size_t)r) < 0)
 				err = errno;
 			else
 				off += r;
@@ -1076,15 +1062,6 @@ void store_spool_release(struct store_spool *sp, bool renamed)
 
 /* ---- step 3: metadata ---- */
 
-static int step_stmt(sqlite3_stmt *s)
-{
-	if (s == NULL)
-		return -1;
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	return rc == SQLITE_DONE ? 0 : -1;
-}
-
 static void bind_text_null(sqlite3_stmt *s, int i, const char *v)
 {
 	if (v)
@@ -1136,7 +1113,7 @@ static int junk_mailbox(struct store *st, struct store_db *d, int64_t user_id, i
 		if (s == NULL)
 			return -1;
 		sqlite3_bind_int64(s, 1, user_id);
-		if (step_stmt(s) < 0)
+		if (store_step_done(d, s, NULL) < 0)
 			return -1;
 	}
 	return 0;
@@ -1180,9 +1157,7 @@ static int insert_entry(struct store *st, struct store_db *d, int64_t user_id, i
 	int64_t uid = sqlite3_column_int64(s, 1);
 	int64_t modseq = sqlite3_column_int64(s, 2);
 	/* RETURNING rows are only final once the statement has run to its end. */
-	rc = sqlite3_step(s);
-	store_stmt_done(s);
-	if (rc != SQLITE_DONE)
+	if (store_step_done(d, s, NULL) < 0)
 		return -1;
 	s = store_stmt(d, STMT_INS_MAILBOX_MSG);
 	if (s == NULL)
@@ -1193,7 +1168,7 @@ static int insert_entry(struct store *st, struct store_db *d, int64_t user_id, i
 	sqlite3_bind_int64(s, 4, modseq);
 	sqlite3_bind_int64(s, 5, (int64_t)received);
 	sqlite3_bind_int(s, 6, tz);
-	return step_stmt(s);
+	return store_step_done(d, s, NULL);
 }
 
 /* 1 if every local recipient still has its INBOX, 0 if one was deleted since
@@ -1245,9 +1220,7 @@ static int quota_force(struct store_db *d, int64_t user_id, int64_t bytes)
 		return -1;
 	sqlite3_bind_int64(s, 1, user_id);
 	sqlite3_bind_int64(s, 2, bytes);
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	return rc == SQLITE_DONE ? 0 : -1;
+	return store_step_done(d, s, NULL);
 }
 
 /* RFC 9208 5.1: counts the message against every local recipient's quota,
@@ -1323,7 +1296,7 @@ static int insert_one(struct store_db *d, struct store_commit_req *req, time_t n
 		sqlite3_bind_blob(s, 8, req->cache.data, (int)req->cache.len, SQLITE_STATIC);
 	sqlite3_bind_int(s, 9, req->body_8bit);
 	sqlite3_bind_int(s, 10, req->smtputf8);
-	if (step_stmt(s) < 0)
+	if (store_step_done(d, s, NULL) < 0)
 		return -1;
 	int64_t msg_id = sqlite3_last_insert_rowid(d->db);
 	for (size_t i = 0; i < req->n_users; i++)
@@ -1346,7 +1319,7 @@ static int insert_one(struct store_db *d, struct store_commit_req *req, time_t n
 		if (at != NULL)
 			sqlite3_bind_text(s, 7, at + 1, -1, SQLITE_STATIC);
 		bind_text_null(s, 8, req->queue_from);
-		if (step_stmt(s) < 0)
+		if (store_step_done(d, s, NULL) < 0)
 			return -1;
 	}
 	return 0;
@@ -1356,7 +1329,7 @@ static int batch_metadata(struct store *st, struct store_commit_req **v, size_t 
 {
 	struct store_db *d = &st->cdb;
 	time_t now = time(NULL);
-	if (step_stmt(store_stmt(d, STMT_BEGIN)) < 0)
+	if (store_step_done(d, store_stmt(d, STMT_BEGIN), NULL) < 0)
 		goto fail;
 	for (size_t i = 0; i < n; i++) {
 		if (v[i]->err || v[i]->empty)
@@ -1371,12 +1344,12 @@ static int batch_metadata(struct store *st, struct store_commit_req **v, size_t 
 		if (!v[i]->gone && !v[i]->overquota && insert_one(d, v[i], now) < 0)
 			goto rollback;
 	}
-	if (step_stmt(store_stmt(d, STMT_COMMIT)) < 0)
+	if (store_step_done(d, store_stmt(d, STMT_COMMIT), NULL) < 0)
 		goto rollback;
 	return 0;
 rollback:
 	log_err("store: commit of %zu messages failed: %s", n, sqlite3_errmsg(d->db));
-	step_stmt(store_stmt(d, STMT_ROLLBACK));
+	store_step_done(d, store_stmt(d, STMT_ROLLBACK), NULL);
 	return -1;
 fail:
 	log_err("store: begin failed: %s", sqlite3_errmsg(d->db));

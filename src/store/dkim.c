@@ -125,10 +125,7 @@ int store_dkim_keys_retire(struct store *st, const char *domain, time_t when,
 	for (size_t i = 0; u && i < n; i++) {
 		sqlite3_bind_int64(u, 1, ids[i]);
 		sqlite3_bind_int64(u, 2, (sqlite3_int64)when);
-		rc = sqlite3_step(u);
-		store_stmt_done(u);
-		if (rc != SQLITE_DONE) {
-			*err_r = store_db_err(&st->main);
+		if (store_step_done(&st->main, u, err_r) < 0) {
 			free(ids);
 			return -1;
 		}

@@ -115,9 +115,7 @@ static int row_insert(struct store_db *d, const struct dmarc_rowcopy *j)
 	sqlite3_bind_int(s, 20, j->pct);
 	sqlite3_bind_text(s, 21, j->adkim, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 22, j->aspf, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	return rc == SQLITE_DONE ? 0 : -1;
+	return store_step_done(d, s, NULL);
 }
 
 static int job_insert(struct store_db *d, struct dmarc_job *j)
@@ -134,9 +132,7 @@ static int job_prune(struct store_db *d, struct dmarc_job *j)
 	if (s == NULL)
 		return -1;
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)j->time);
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	return rc == SQLITE_DONE ? 0 : -1;
+	return store_step_done(d, s, NULL);
 }
 
 static void job_run(struct store *st, struct store_job *job)

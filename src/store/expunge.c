@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -346,32 +345,12 @@ void store_sub_rename(struct store_sub *sub, const char *mailbox)
 
 void store_mailboxes_changed(struct store *st)
 {
-	char *path = xasprintf("%s/%s", st->dir, STORE_MAILBOXES_MARK);
-	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (fd >= 0) {
-		futimens(fd, NULL); /* IN_ATTRIB for the watcher */
-		close(fd);
-	}
-	free(path);
+	store_mark_touch(st, STORE_MAILBOXES_MARK);
 }
 
 int store_mailboxes_watch(struct store *st)
 {
-	char *path = xasprintf("%s/%s", st->dir, STORE_MAILBOXES_MARK);
-	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	int ifd = -1;
-	if (fd >= 0) {
-		close(fd);
-		ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-		if (ifd >= 0 && inotify_add_watch(ifd, path, IN_ATTRIB | IN_CLOSE_WRITE) < 0) {
-			close(ifd);
-			ifd = -1;
-		}
-	}
-	if (ifd < 0)
-		log_warn("store: not watching %s: %s", path, strerror(errno));
-	free(path);
-	return ifd;
+	return store_mark_watch(st, STORE_MAILBOXES_MARK);
 }
 
 void store_mailboxes_recheck(struct store *st, int fd)

@@ -209,9 +209,7 @@ static int append_body(struct store_op *op, struct store_db *d)
 		else
 			sqlite3_bind_blob(ins_msg, 8, op->caches[i].data, (int)op->caches[i].len,
 					  SQLITE_STATIC);
-		rc = sqlite3_step(ins_msg);
-		store_stmt_done(ins_msg);
-		if (rc != SQLITE_DONE)
+		if (store_step_done(d, ins_msg, NULL) < 0)
 			return STORE_ERROR;
 		sqlite3_bind_int64(ins, 1, mailbox_id);
 		sqlite3_bind_int64(ins, 2, first + (int64_t)i);
@@ -221,9 +219,7 @@ static int append_body(struct store_op *op, struct store_db *d)
 		sqlite3_bind_int64(ins, 6, (int64_t)date);
 		sqlite3_bind_int(ins, 7, op->tzs[i]);
 		sqlite3_bind_int64(ins, 8, (int64_t)now);
-		rc = sqlite3_step(ins);
-		store_stmt_done(ins);
-		if (rc != SQLITE_DONE)
+		if (store_step_done(d, ins, NULL) < 0)
 			return STORE_ERROR;
 	}
 	store_op_note(op, STORE_CHANGE_NEW, mailbox_id, NULL, 0, (uint64_t)modseq);
@@ -553,9 +549,7 @@ int store_copy_entries(struct store_op *op, struct store_db *d, int64_t user_id,
 		sqlite3_bind_int64(ins, 6, e[i].date);
 		sqlite3_bind_int(ins, 7, e[i].tz);
 		sqlite3_bind_int64(ins, 8, (int64_t)now);
-		rc = sqlite3_step(ins);
-		store_stmt_done(ins);
-		if (rc != SQLITE_DONE) {
+		if (store_step_done(d, ins, NULL) < 0) {
 			r = STORE_ERROR;
 			goto out;
 		}

@@ -199,9 +199,7 @@ static int doc_write(struct store_db *d, const struct fts_doc *doc, bool del)
 			goto out;
 		sqlite3_bind_int64(s, 1, doc->id);
 		bind_col(s, 2, &doc->cols[STORE_FTS_BODY]);
-		int rc = sqlite3_step(s);
-		store_stmt_done(s);
-		if (rc != SQLITE_DONE)
+		if (store_step_done(d, s, NULL) < 0)
 			goto out;
 	}
 	if (hdr.len > 0) {
@@ -210,9 +208,7 @@ static int doc_write(struct store_db *d, const struct fts_doc *doc, bool del)
 			goto out;
 		sqlite3_bind_int64(s, 1, doc->id);
 		bind_col(s, 2, &hdr);
-		int rc = sqlite3_step(s);
-		store_stmt_done(s);
-		if (rc != SQLITE_DONE)
+		if (store_step_done(d, s, NULL) < 0)
 			goto out;
 	}
 	ret = 0;
@@ -234,9 +230,7 @@ static int docs_insert(struct store_db *d, const struct fts_doc *docs, size_t n,
 			return -1;
 		sqlite3_bind_int64(s, 1, docs[i].id);
 		sqlite3_bind_int64(s, 2, docs[i].sum);
-		int rc = sqlite3_step(s);
-		store_stmt_done(s);
-		if (rc != SQLITE_DONE)
+		if (store_step_done(d, s, NULL) < 0)
 			return -1;
 		if (sqlite3_changes(d->db) == 0)
 			continue;
@@ -289,16 +283,7 @@ static int docs_remove(struct store_db *d, const struct fts_doc *docs, size_t n,
 	if (s == NULL)
 		return -1;
 	sqlite3_bind_int64(s, 1, (int64_t)removed);
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	return rc == SQLITE_DONE ? 0 : -1;
-}
-
-static int step_done(sqlite3_stmt *s)
-{
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	return rc == SQLITE_DONE ? 0 : -1;
+	return store_step_done(d, s, NULL);
 }
 
 int store_message_gc(struct store *st, struct store_db *d, int64_t id, struct store_blobs *blobs)
@@ -316,7 +301,7 @@ int store_message_gc(struct store *st, struct store_db *d, int64_t id, struct st
 		if (s == NULL)
 			return -1;
 		sqlite3_bind_int64(s, 1, id);
-		if (step_done(s) < 0)
+		if (store_step_done(d, s, NULL) < 0)
 			return -1;
 		if (sqlite3_changes(d->db) > 0)
 			return 0; /* the indexer's now */
@@ -376,7 +361,7 @@ static int index_reset(struct store_db *d, int64_t xid, struct store_blobs *blob
 			return -1;
 		if (sqlite3_bind_parameter_count(s) > 0)
 			sqlite3_bind_int64(s, 1, xid);
-		if (step_done(s) < 0)
+		if (store_step_done(d, s, NULL) < 0)
 			return -1;
 	}
 	sqlite3_stmt *s = store_sql(d, "DELETE FROM messages WHERE fts = 2 RETURNING blob", NULL);

@@ -36,13 +36,6 @@ void store_grey_batch_free(struct store_grey_batch **bp)
 	*bp = NULL;
 }
 
-static int step_done(sqlite3_stmt *s)
-{
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	return rc == SQLITE_DONE ? 0 : -1;
-}
-
 static int prune(struct store_db *d, const char *sql, time_t before)
 {
 	if (before == 0)
@@ -51,7 +44,7 @@ static int prune(struct store_db *d, const char *sql, time_t before)
 	if (s == NULL)
 		return -1;
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)before);
-	return step_done(s);
+	return store_step_done(d, s, NULL);
 }
 
 static int batch_write(struct store_db *d, const struct store_grey_batch *b)
@@ -67,7 +60,7 @@ static int batch_write(struct store_db *d, const struct store_grey_batch *b)
 		sqlite3_bind_text(s, 2, b->t[i].sender, -1, SQLITE_STATIC);
 		sqlite3_bind_text(s, 3, b->t[i].rcpt, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 4, (sqlite3_int64)b->t[i].first_seen);
-		if (step_done(s) < 0)
+		if (store_step_done(d, s, NULL) < 0)
 			return -1;
 	}
 	for (size_t i = 0; i < b->n_nets; i++) {
@@ -79,7 +72,7 @@ static int batch_write(struct store_db *d, const struct store_grey_batch *b)
 			return -1;
 		sqlite3_bind_text(s, 1, b->nets[i].net, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 2, (sqlite3_int64)b->nets[i].allowed_until);
-		if (step_done(s) < 0)
+		if (store_step_done(d, s, NULL) < 0)
 			return -1;
 	}
 	for (size_t i = 0; i < b->n_reps; i++) {
@@ -93,7 +86,7 @@ static int batch_write(struct store_db *d, const struct store_grey_batch *b)
 		sqlite3_bind_int64(s, 2, b->reps[i].good);
 		sqlite3_bind_int64(s, 3, b->reps[i].bad);
 		sqlite3_bind_int64(s, 4, (sqlite3_int64)b->reps[i].last_seen);
-		if (step_done(s) < 0)
+		if (store_step_done(d, s, NULL) < 0)
 			return -1;
 	}
 	/* indexed range deletes (greylist_first_seen, ...) */

@@ -239,15 +239,6 @@ static const char *special_use_canon(const char *use)
 	return NULL;
 }
 
-static int step_done(sqlite3_stmt *s)
-{
-	if (s == NULL)
-		return -1;
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	return rc == SQLITE_DONE ? 0 : -1;
-}
-
 /* 1 and *id_r, 0 none, -1 error. */
 static int mailbox_find(struct store_db *d, int64_t user_id, const char *name, int64_t *id_r)
 {
@@ -337,7 +328,7 @@ int store_user_init(struct store_db *d, int64_t user_id, char **err_r)
 		sqlite3_bind_text(s, 2, defaults[i].name, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 3, uidvalidity);
 		sqlite3_bind_text(s, 4, defaults[i].use, -1, SQLITE_STATIC);
-		if (step_done(s) < 0)
+		if (store_step_done(d, s, NULL) < 0)
 			goto fail;
 	}
 	static const char *const steps[] = {
@@ -350,7 +341,7 @@ int store_user_init(struct store_db *d, int64_t user_id, char **err_r)
 		if (s == NULL)
 			return -1;
 		sqlite3_bind_int64(s, 1, user_id);
-		if (step_done(s) < 0)
+		if (store_step_done(d, s, NULL) < 0)
 			goto fail;
 	}
 	return 0;
@@ -577,14 +568,14 @@ static int delete_body(struct store_op *op, struct store_db *d)
 		return STORE_ERROR;
 	sqlite3_bind_int64(s, 1, user_id);
 	sqlite3_bind_int64(s, 2, id);
-	if (step_done(s) < 0)
+	if (store_step_done(d, s, NULL) < 0)
 		return STORE_ERROR;
 	/* The expunge log goes with the mailbox (ON DELETE CASCADE). */
 	s = store_sql(d, "DELETE FROM mailboxes WHERE id = ?1", NULL);
 	if (s == NULL)
 		return STORE_ERROR;
 	sqlite3_bind_int64(s, 1, id);
-	if (step_done(s) < 0)
+	if (store_step_done(d, s, NULL) < 0)
 		return STORE_ERROR;
 	store_op_note(op, STORE_CHANGE_DELETED, id, NULL, 0, 0);
 	return STORE_OK;
@@ -623,7 +614,7 @@ static int rename_inbox(struct store_op *op, struct store_db *d, int64_t user_id
 	sqlite3_bind_int64(s, 1, user_id);
 	sqlite3_bind_int64(s, 2, inbox);
 	sqlite3_bind_int64(s, 3, to_id);
-	if (step_done(s) < 0)
+	if (store_step_done(d, s, NULL) < 0)
 		return STORE_ERROR;
 	size_t n;
 	uint32_t *uids;
@@ -758,7 +749,7 @@ static int subscribe_body(struct store_op *op, struct store_db *d)
 		return STORE_ERROR;
 	sqlite3_bind_int64(s, 1, user_id);
 	sqlite3_bind_text(s, 2, op->name, -1, SQLITE_STATIC);
-	return step_done(s) < 0 ? STORE_ERROR : STORE_OK;
+	return store_step_done(d, s, NULL) < 0 ? STORE_ERROR : STORE_OK;
 }
 
 void store_mailbox_subscribe(struct store *st, const char *user, const char *name, bool on,
@@ -790,7 +781,7 @@ static int cache_body(struct store_op *op, struct store_db *d)
 		sqlite3_bind_blob(s, 2, op->cache, (int)op->cache_len, SQLITE_STATIC);
 	else
 		sqlite3_bind_zeroblob(s, 2, 0);
-	return step_done(s) < 0 ? STORE_ERROR : STORE_OK;
+	return store_step_done(d, s, NULL) < 0 ? STORE_ERROR : STORE_OK;
 }
 
 void store_cache_save(struct store *st, int64_t message_id, const void *cache, size_t len)

@@ -39,9 +39,7 @@ static int preview_body(struct store_op *op, struct store_db *d)
 		return STORE_ERROR;
 	sqlite3_bind_int64(s, 1, op->message_id);
 	sqlite3_bind_text(s, 2, op->cache, (int)op->cache_len, SQLITE_STATIC);
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	return rc == SQLITE_DONE ? STORE_OK : STORE_ERROR;
+	return store_step_done(d, s, NULL) < 0 ? STORE_ERROR : STORE_OK;
 }
 
 void store_preview_save(struct store *st, int64_t message_id, const char *text)

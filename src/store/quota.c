@@ -23,9 +23,7 @@ int store_quota_add(struct store_db *d, int64_t user_id, int64_t bytes, int64_t 
 	sqlite3_bind_int64(s, 1, user_id);
 	sqlite3_bind_int64(s, 2, bytes);
 	sqlite3_bind_int64(s, 3, msgs);
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	if (rc != SQLITE_DONE)
+	if (store_step_done(d, s, NULL) < 0)
 		return -1;
 	return sqlite3_changes(d->db) > 0 || (bytes <= 0 && msgs <= 0) ? 1 : 0;
 }

@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -101,36 +100,15 @@ int store_snap_ip_lists(struct store_snap *sn, const char *list, store_ip_entry_
 
 void store_ip_lists_changed(struct store *st)
 {
-	char *path = xasprintf("%s/%s", st->dir, STORE_IP_LISTS_MARK);
-	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (fd >= 0) {
-		futimens(fd, NULL); /* IN_ATTRIB for the watcher */
-		close(fd);
-	} else {
-		log_warn("store: cannot touch %s: %s (a running daemon sees the change "
+	if (store_mark_touch(st, STORE_IP_LISTS_MARK) < 0)
+		log_warn("store: cannot touch %s/%s: %s (a running daemon sees the change "
 			 "within a minute)",
-			 path, strerror(errno));
-	}
-	free(path);
+			 st->dir, STORE_IP_LISTS_MARK, strerror(errno));
 }
 
 int store_ip_lists_watch(struct store *st)
 {
-	char *path = xasprintf("%s/%s", st->dir, STORE_IP_LISTS_MARK);
-	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	int ifd = -1;
-	if (fd >= 0) {
-		close(fd);
-		ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-		if (ifd >= 0 && inotify_add_watch(ifd, path, IN_ATTRIB | IN_CLOSE_WRITE) < 0) {
-			close(ifd);
-			ifd = -1;
-		}
-	}
-	if (ifd < 0)
-		log_warn("store: not watching %s: %s", path, strerror(errno));
-	free(path);
-	return ifd;
+	return store_mark_watch(st, STORE_IP_LISTS_MARK);
 }
 
 void store_ip_lists_drain(int fd)

@@ -174,9 +174,7 @@ int store_spam_queue_add(struct store_db *d, int64_t user_id, int64_t message_id
 	sqlite3_bind_int64(s, 2, message_id);
 	sqlite3_bind_int(s, 3, spam);
 	sqlite3_bind_int64(s, 4, (int64_t)time(NULL));
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	return rc == SQLITE_DONE ? 0 : -1;
+	return store_step_done(d, s, NULL);
 }
 
 int store_spam_mailbox_kind(struct store_db *d, int64_t mailbox_id)
@@ -231,16 +229,12 @@ static int counts_add(struct store_db *d, int64_t user_id, const uint64_t *h, si
 		sqlite3_bind_int64(s, 2, (int64_t)h[i]);
 		sqlite3_bind_int(s, 3, delta);
 		sqlite3_bind_int64(s, 4, now);
-		int rc = sqlite3_step(s);
-		store_stmt_done(s);
-		if (rc != SQLITE_DONE)
+		if (store_step_done(d, s, NULL) < 0)
 			return -1;
 	}
 	sqlite3_bind_int64(t, 1, user_id);
 	sqlite3_bind_int(t, 2, delta);
-	int rc = sqlite3_step(t);
-	store_stmt_done(t);
-	if (rc != SQLITE_DONE)
+	if (store_step_done(d, t, NULL) < 0)
 		return -1;
 	if (delta < 0) {
 		/* tokens no message mentions any more */
@@ -251,9 +245,7 @@ static int counts_add(struct store_db *d, int64_t user_id, const uint64_t *h, si
 		for (size_t i = 0; i < n; i++) {
 			sqlite3_bind_int64(z, 1, user_id);
 			sqlite3_bind_int64(z, 2, (int64_t)h[i]);
-			rc = sqlite3_step(z);
-			store_stmt_done(z);
-			if (rc != SQLITE_DONE)
+			if (store_step_done(d, z, NULL) < 0)
 				return -1;
 		}
 	}
@@ -269,9 +261,7 @@ static int train_one(struct store_db *d, const struct store_spam_train *it)
 		if (q == NULL)
 			return -1;
 		sqlite3_bind_int64(q, 1, it->queue_id);
-		int rc = sqlite3_step(q);
-		store_stmt_done(q);
-		if (rc != SQLITE_DONE)
+		if (store_step_done(d, q, NULL) < 0)
 			return -1;
 	}
 	if (it->skip)
@@ -299,9 +289,7 @@ static int train_one(struct store_db *d, const struct store_spam_train *it)
 		sqlite3_bind_int64(u, 1, it->user_id);
 		sqlite3_bind_int64(u, 2, it->message_id);
 		sqlite3_bind_int(u, 3, it->spam);
-		rc = sqlite3_step(u);
-		store_stmt_done(u);
-		if (rc != SQLITE_DONE)
+		if (store_step_done(d, u, NULL) < 0)
 			return -1;
 	}
 	return counts_add(d, it->user_id, it->hashes, it->n, it->spam, 1);

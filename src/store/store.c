@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -478,6 +479,40 @@ void store_stmt_done(sqlite3_stmt *s)
 		return;
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
+}
+
+int store_mark_touch(struct store *st, const char *mark)
+{
+	char *path = xasprintf("%s/%s", st->dir, mark);
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	int err = errno;
+	free(path);
+	if (fd < 0) {
+		errno = err;
+		return -1;
+	}
+	futimens(fd, NULL); /* IN_ATTRIB for the watcher */
+	close(fd);
+	return 0;
+}
+
+int store_mark_watch(struct store *st, const char *mark)
+{
+	char *path = xasprintf("%s/%s", st->dir, mark);
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	int ifd = -1;
+	if (fd >= 0) {
+		close(fd);
+		ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+		if (ifd >= 0 && inotify_add_watch(ifd, path, IN_ATTRIB | IN_CLOSE_WRITE) < 0) {
+			close(ifd);
+			ifd = -1;
+		}
+	}
+	if (ifd < 0)
+		log_warn("store: not watching %s: %s", path, strerror(errno));
+	free(path);
+	return ifd;
 }
 
 char *store_db_err(struct store_db *d)

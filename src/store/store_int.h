@@ -205,9 +205,14 @@ char *store_db_err(struct store_db *d);
 int store_exec(struct store_db *d, const char *sql, char **err_r);
 /* Runs a cached statement that returns no row (INSERT, UPDATE, DELETE) on
  * connection d to its end and gives it back (store_stmt_done). 0, or -1 with
- * *err_r when err_r is not NULL. */
+ * *err_r when err_r is not NULL. s may be NULL (what store_stmt or store_sql
+ * returned on error): -1, *err_r left as store_sql set it (store_stmt has
+ * logged it), so `store_step_done(d, store_sql(d, SQL, err_r), err_r)` reads
+ * as one step. */
 static inline int store_step_done(struct store_db *d, sqlite3_stmt *s, char **err_r)
 {
+	if (s == NULL)
+		return -1;
 	int rc = sqlite3_step(s);
 	store_stmt_done(s);
 	if (rc == SQLITE_DONE)
@@ -216,6 +221,12 @@ static inline int store_step_done(struct store_db *d, sqlite3_stmt *s, char **er
 		*err_r = store_db_err(d);
 	return -1;
 }
+/* A change mark: the file <data dir>/mark that the admin CLI touches after a
+ * change the daemon must notice (store_mark_touch: 0, or -1 with errno) and
+ * the daemon watches (store_mark_watch: an inotify descriptor for IN_ATTRIB
+ * and IN_CLOSE_WRITE on it, or -1, logged). */
+int store_mark_touch(struct store *st, const char *mark);
+int store_mark_watch(struct store *st, const char *mark);
 /* blobs/ subdirectory (0..255) of a blob name. */
 int store_blob_dir(const char *name);
 /* "xx/name" relative to blobs/, for messages. */

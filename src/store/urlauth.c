@@ -89,9 +89,7 @@ static int key_body(struct key_job *j, struct store_db *d)
 		if (s == NULL)
 			return STORE_ERROR;
 		sqlite3_bind_int64(s, 1, j->mailbox != NULL ? mailbox_id : user_id);
-		int rc = sqlite3_step(s);
-		store_stmt_done(s);
-		return rc == SQLITE_DONE ? STORE_OK : STORE_ERROR;
+		return store_step_done(d, s, NULL) < 0 ? STORE_ERROR : STORE_OK;
 	}
 	r = key_get(d, mailbox_id, j->key, NULL);
 	if (r < 0)
@@ -110,9 +108,7 @@ static int key_body(struct key_job *j, struct store_db *d)
 	sqlite3_bind_int64(s, 1, mailbox_id);
 	sqlite3_bind_int64(s, 2, user_id);
 	sqlite3_bind_blob(s, 3, j->key, (int)sizeof j->key, SQLITE_STATIC);
-	int rc = sqlite3_step(s);
-	store_stmt_done(s);
-	return rc == SQLITE_DONE ? STORE_OK : STORE_ERROR;
+	return store_step_done(d, s, NULL) < 0 ? STORE_ERROR : STORE_OK;
 }
 
 static void key_finish(void *arg)

@@ -10,7 +10,8 @@ clamd reports signatures of a database that is not ClamAV's own with the
 suffix ".UNOFFICIAL": EICAR_NAME and CUSTOM_NAME are the names as clamd
 answers them ("stream: Eicar-Signature.UNOFFICIAL FOUND").
 
-    from clamd import Clamd
+    from clamd import Clamd, clamd_fixture  # noqa: F401 (the fixture "clamd")
+    def test_x(clamd): ...                  # one clamd for the module (clamd_fixture)
     with Clamd(tmp_path) as clamd:          # or clamd = Clamd(d).start(); clamd.stop()
         server = make_server(clamd_socket=clamd.socket)
         clamd.scan(b"...")                  # "stream: OK" (a direct INSTREAM scan)
@@ -26,6 +27,8 @@ import socket
 import struct
 import subprocess
 import time
+
+import pytest
 
 CLAMD = "/usr/sbin/clamd"
 READY_TIMEOUT = 60.0
@@ -144,3 +147,13 @@ class Clamd:
         chunks = b"".join(struct.pack(">I", len(data[i:i + 65536])) + data[i:i + 65536]
                           for i in range(0, len(data), 65536))
         return self._command(b"zINSTREAM\0" + chunks + struct.pack(">I", 0))
+
+
+@pytest.fixture(scope="module", name="clamd")
+def clamd_fixture(tmp_path_factory):
+    """A started Clamd for the whole test module (a test may stop and start
+    it again: it is stopped at the module's end). Imported by the modules that
+    use it, so only they start one."""
+    c = Clamd(tmp_path_factory.mktemp("clamd")).start()
+    yield c
+    c.stop()

@@ -4,7 +4,9 @@ state and log under a temporary directory; one mail user (uid nobody, a
 maildir), plain LOGIN on loopback, the extensions Dovecot 2.3 can offer
 switched on (METADATA, NOTIFY, COMPRESS, SPECIAL-USE, URLAUTH).
 Started with `dovecot -F -c`, stopped by its PID. Needs root (Dovecot drops
-privileges for its mail processes)."""
+privileges for its mail processes). Its directory is
+/tmp/postern-dovecot-<pid of the test process>-*, removed by stop(); one
+that a killed run left is removed by the next Dovecot() (sweep_stale)."""
 import os
 import pwd
 import grp
@@ -101,13 +103,61 @@ def available():
     return shutil.which("dovecot") is not None and os.path.exists("/usr/lib/dovecot/imap")
 
 
+TMP_PREFIX = "postern-dovecot-"
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def sweep_stale(tmp=None):
+    """Removes the directories that earlier runs left in tmp
+    (/tmp/postern-dovecot-<pid>-*: a run killed before its stop()) whose
+    test process and Dovecot master are both gone. Returns what it removed."""
+    tmp = tmp or tempfile.gettempdir()
+    gone = []
+    for name in os.listdir(tmp):
+        if not name.startswith(TMP_PREFIX):
+            continue
+        pid = name[len(TMP_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        path = os.path.join(tmp, name)
+        try:
+            with open(os.path.join(path, "run", "master.pid")) as f:
+                master = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            master = 0
+        if master > 0 and _alive(master):
+            continue  # its Dovecot still runs there
+        shutil.rmtree(path, ignore_errors=True)
+        gone.append(path)
+    return gone
+
+
 class Dovecot:
     def __init__(self, host, port, users):
         """users: {name: password}. Each gets an empty maildir."""
         self.host, self.port = host, port
         # its unprivileged processes traverse the directory: not under
-        # pytest's 0700 temporary root
-        self.b = tempfile.mkdtemp(prefix="postern-dovecot-")
+        # pytest's 0700 temporary root; named by our PID, so that a later
+        # run can tell a directory left by a killed run from a live one
+        sweep_stale()
+        self.proc = None
+        self.b = tempfile.mkdtemp(prefix="%s%d-" % (TMP_PREFIX, os.getpid()))
+        try:
+            self._setup(users)
+        except BaseException:
+            shutil.rmtree(self.b, ignore_errors=True)
+            raise
+
+    def _setup(self, users):
         os.chmod(self.b, 0o755)
         nobody = pwd.getpwnam("nobody")
         lines = []
@@ -124,13 +174,12 @@ class Dovecot:
         os.chown(passwd, 0, grp.getgrnam("dovecot").gr_gid)
         self.conf = os.path.join(self.b, "dovecot.conf")
         with open(self.conf, "w") as f:
-            f.write(CONF.format(b=self.b, host=host, port=port))
+            f.write(CONF.format(b=self.b, host=self.host, port=self.port))
+        self.log = os.path.join(self.b, "dovecot.log")
         chk = subprocess.run(["doveconf", "-c", self.conf, "-n"], capture_output=True, text=True,
                              timeout=30)
         if chk.returncode != 0:
             raise RuntimeError("doveconf: " + chk.stderr.strip())
-        self.log = os.path.join(self.b, "dovecot.log")
-        self.proc = None
 
     def start(self):
         out = open(os.path.join(self.b, "stdout"), "ab")
@@ -140,8 +189,10 @@ class Dovecot:
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("dovecot exited (%s): %s" % (self.proc.returncode,
+                err = RuntimeError("dovecot exited (%s): %s" % (self.proc.returncode,
                                                                 self.log_text()[-2000:]))
+                self.stop()
+                raise err
             try:
                 socket.create_connection((self.host, self.port), timeout=1).close()
                 return self

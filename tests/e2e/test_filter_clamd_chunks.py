@@ -8,20 +8,11 @@ import base64
 import re
 import time
 
-import pytest
-
-from clamd import Clamd, EICAR, EICAR_NAME
+from clamd import EICAR, EICAR_NAME, clamd_fixture  # noqa: F401 (the fixture "clamd")
 from conftest import make_message
 
 RCPT = "alice@example.test"
 FROM = "sender@client.example.net"
-
-
-@pytest.fixture(scope="module")
-def clamd(tmp_path_factory):
-    c = Clamd(tmp_path_factory.mktemp("clamd")).start()
-    yield c
-    c.stop()
 
 
 def eicar_message(subject, filler_lines):

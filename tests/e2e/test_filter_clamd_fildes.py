@@ -14,9 +14,7 @@ import struct
 import threading
 import time
 
-import pytest
-
-from clamd import Clamd, EICAR, EICAR_NAME, CUSTOM_PAYLOAD, CUSTOM_NAME
+from clamd import Clamd, EICAR, EICAR_NAME, CUSTOM_PAYLOAD, CUSTOM_NAME, clamd_fixture  # noqa: F401 (the fixture "clamd")
 from conftest import make_message, _free_ports
 
 RCPT = "alice@example.test"
@@ -25,13 +23,6 @@ FILDES_MAX = 256 * 1024  # CLAMD_FILDES_MAX
 # clamd names a passed descriptor by its /proc/self/fd link: our memfd
 FD_FOUND = re.compile(r"/memfd:postern-clamd \(deleted\): (\S+) FOUND")
 STREAM_FOUND = re.compile(r"stream\([^)]*\): (\S+) FOUND")
-
-
-@pytest.fixture(scope="module")
-def clamd(tmp_path_factory):
-    c = Clamd(tmp_path_factory.mktemp("clamd")).start()
-    yield c
-    c.stop()
 
 
 def attachment_message(subject, payload, filler_lines=0):

@@ -17,17 +17,10 @@ import zipfile
 
 import pytest
 
-from clamd import Clamd, EICAR, EICAR_NAME, CUSTOM_PAYLOAD, CUSTOM_NAME
+from clamd import EICAR, EICAR_NAME, CUSTOM_PAYLOAD, CUSTOM_NAME, clamd_fixture  # noqa: F401 (the fixture "clamd")
 from conftest import make_message, crlf, SOCK_TIMEOUT
 
 RCPT = "alice@example.test"
-
-
-@pytest.fixture(scope="module")
-def clamd(tmp_path_factory):
-    c = Clamd(tmp_path_factory.mktemp("clamd")).start()
-    yield c
-    c.stop()
 
 
 @pytest.fixture(scope="module")

@@ -63,12 +63,19 @@ def astr(url):
     return '"%s"' % url if re.search(r'[(){ %*"\\\]]', url) else url
 
 
+def urlfetch_raw(c, args):
+    """URLFETCH with its arguments as written: its untagged responses as
+    (text, literals) pairs, once it completed OK."""
+    tag = c.next_tag()
+    c.send("%s URLFETCH %s\r\n" % (tag, args))
+    untagged, tagged = c.read_response_raw(tag)
+    assert tagged == tag + " OK URLFETCH completed", tagged
+    return untagged
+
+
 def fetch(c, url):
     """URLFETCH of one URL: its data (bytes) or None (NIL)."""
-    tag = c.next_tag()
-    c.send("%s URLFETCH %s\r\n" % (tag, imap_quote(url)))
-    untagged, tagged = c.read_response_raw(tag)
-    assert tagged.startswith(tag + " OK"), tagged
+    untagged = urlfetch_raw(c, imap_quote(url))
     assert len(untagged) == 1, untagged
     text, lits = untagged[0]
     if text == ("* URLFETCH %s NIL" % astr(url)).encode():
@@ -204,44 +211,30 @@ def test_sections_and_binary(srv):
         assert fetch(a, gen(a, base + rump + ";urlauth=authuser")) == want, rump
     s2 = gen(a, base + "/;section=2;urlauth=authuser")
     # RFC 5524: BODYPARTSTRUCTURE of the part, as stored
-    tag = a.next_tag()
-    a.send("%s URLFETCH (%s BODYPARTSTRUCTURE)\r\n" % (tag, s2))
-    untagged, tagged = a.read_response_raw(tag)
-    assert tagged == tag + " OK URLFETCH completed", tagged
+    untagged = urlfetch_raw(a, "(%s BODYPARTSTRUCTURE)" % s2)
     assert untagged == [(
         ("* URLFETCH %s (BODYPARTSTRUCTURE (\"application\" \"octet-stream\" NIL NIL NIL "
          "\"base64\" 16 NIL NIL NIL NIL))" % s2).encode(), [])], untagged
     # BINARY (decoded, literal8 for the NUL), BODY (as stored), and with
     # BINARY the BODYPARTSTRUCTURE sizes of the decoded part (as Dovecot:
     # imaptest's urlauth-binary expects it)
-    tag = a.next_tag()
-    a.send("%s URLFETCH (%s BINARY BODY BODYPARTSTRUCTURE)\r\n" % (tag, s2))
-    untagged, tagged = a.read_response_raw(tag)
-    assert tagged == tag + " OK URLFETCH completed", tagged
+    untagged = urlfetch_raw(a, "(%s BINARY BODY BODYPARTSTRUCTURE)" % s2)
     assert untagged == [(
         ("* URLFETCH %s (BODYPARTSTRUCTURE (\"application\" \"octet-stream\" NIL NIL NIL "
          "\"base64\" 11 NIL NIL NIL NIL) BODY {16} BINARY ~{11})" % s2).encode(),
         [b"aGVsbG8Ad29ybGQ=", b"hello\x00world"])], untagged
     # BINARY of the whole message: the base64 part decoded, its field "binary"
-    tag = a.next_tag()
     whole = gen(a, base + ";urlauth=authuser")
-    a.send("%s URLFETCH (%s BINARY)\r\n" % (tag, whole))
-    untagged, tagged = a.read_response_raw(tag)
-    assert tagged == tag + " OK URLFETCH completed", tagged
+    untagged = urlfetch_raw(a, "(%s BINARY)" % whole)
     conv = MSG.replace(b"Content-Transfer-Encoding: base64\r\n\r\naGVsbG8Ad29ybGQ=",
                        b"Content-Transfer-Encoding: binary\r\n\r\nhello\x00world")
     assert untagged == [(("* URLFETCH %s (BINARY ~{%d})" % (whole, len(conv))).encode(),
                          [conv])], untagged
     # BINARY of a section that is not a part: NIL
-    tag = a.next_tag()
-    a.send("%s URLFETCH (%s BINARY)\r\n" % (tag, imap_quote(hdr)))
-    untagged, tagged = a.read_response_raw(tag)
-    assert tagged == tag + " OK URLFETCH completed", tagged
+    untagged = urlfetch_raw(a, "(%s BINARY)" % imap_quote(hdr))
     assert untagged == [(("* URLFETCH %s NIL" % astr(hdr)).encode(), [])], untagged
     # several URLs in one command, in order
-    tag = a.next_tag()
-    a.send("%s URLFETCH %s %s\r\n" % (tag, s1, s1[:-1] + ("0" if s1[-1] != "0" else "1")))
-    untagged, tagged = a.read_response_raw(tag)
+    untagged = urlfetch_raw(a, "%s %s" % (s1, s1[:-1] + ("0" if s1[-1] != "0" else "1")))
     assert [t for t, _ in untagged] == [("* URLFETCH %s {10}" % s1).encode(),
                                         ("* URLFETCH %s0 NIL" % s1[:-1]).encode()
                                         if s1[-1] != "0" else
@@ -438,10 +431,7 @@ def test_url_count_limit(srv):
     assert r.ok and len(r.untagged) == 1, r
     urls = [u.strip('"') for u in r.untagged[0].split()[2:]]
     assert len(urls) == 100 and all(u.startswith(rumps[k]) for k, u in enumerate(urls))
-    tag = a.next_tag()
-    a.send("%s URLFETCH %s\r\n" % (tag, " ".join(imap_quote(u) for u in urls)))
-    untagged, tagged = a.read_response_raw(tag)
-    assert tagged.startswith(tag + " OK"), tagged
+    untagged = urlfetch_raw(a, " ".join(imap_quote(u) for u in urls))
     assert len(untagged) == 100
     for k, (text, lits) in enumerate(untagged):
         assert text.startswith(("* URLFETCH %s {" % astr(urls[k])).encode()), text

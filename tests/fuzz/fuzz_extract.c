@@ -14,45 +14,9 @@
 #include "core/buf.h"
 #include "mime/extract.h"
 #include "mime/mime.h"
+#include "fuzz_utf8.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static bool utf8_ok(const unsigned char *p, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		unsigned char c = p[i];
-		size_t l;
-		uint32_t cp;
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if (c >= 0xc2 && c <= 0xdf) {
-			l = 2;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			l = 3;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			l = 4;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (n - i < l)
-			return false;
-		for (size_t k = 1; k < l; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (p[i + k] & 0x3f);
-		}
-		if ((l == 3 && cp < 0x800) || (l == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += l;
-	}
-	return true;
-}
 
 static bool has(const struct buf *col, const struct buf *n)
 {
@@ -81,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cols[c] = (struct buf)BUF_INIT;
 	mime_extract_text(msg, len, NULL, 0, cols);
 	for (int c = 0; c < MIME_X_N; c++)
-		if (!utf8_ok((const unsigned char *)cols[c].data, cols[c].len))
+		if (!fuzz_utf8_valid((const unsigned char *)cols[c].data, cols[c].len))
 			abort();
 	if (mime_extract_needle(needle, &folded)) {
 		struct mime_cache mc;

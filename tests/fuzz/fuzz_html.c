@@ -11,46 +11,9 @@
 
 #include "core/buf.h"
 #include "mime/html.h"
+#include "fuzz_utf8.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* RFC 3629 4: no overlong form, no surrogate, nothing above U+10FFFF */
-static bool utf8_ok(const unsigned char *p, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		unsigned char c = p[i];
-		size_t l;
-		uint32_t cp;
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if (c >= 0xc2 && c <= 0xdf) {
-			l = 2;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			l = 3;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			l = 4;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (n - i < l)
-			return false;
-		for (size_t k = 1; k < l; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (p[i + k] & 0x3f);
-		}
-		if ((l == 3 && cp < 0x800) || (l == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += l;
-	}
-	return true;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -84,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (sp && (j == 0 || j + 1 == n || p[j + 1] == ' ' || p[j + 1] == '\n'))
 			abort();
 	}
-	if (utf8_ok(data, size) && !utf8_ok((const unsigned char *)p, n))
+	if (fuzz_utf8_valid(data, size) && !fuzz_utf8_valid((const unsigned char *)p, n))
 		abort();
 	buf_free(&whole);
 	buf_free(&parts);

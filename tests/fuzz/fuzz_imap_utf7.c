@@ -17,43 +17,9 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "imap/parse.h"
+#include "fuzz_utf8.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-	/* independent of the parser's: decode and re-check the ranges */
-	size_t i = 0;
-	while (i < n) {
-		unsigned char c = s[i];
-		size_t len;
-		uint32_t cp;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if ((c & 0xe0) == 0xc0)
-			len = 2, cp = c & 0x1f;
-		else if ((c & 0xf0) == 0xe0)
-			len = 3, cp = c & 0x0f;
-		else if ((c & 0xf8) == 0xf0)
-			len = 4, cp = c & 0x07;
-		else
-			return false;
-		if (i + len > n)
-			return false;
-		for (size_t k = 1; k < len; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
-		if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += len;
-	}
-	return true;
-}
 
 /* Naive reference: backtracking over the pattern (inputs kept short). */
 static bool ref_match(const char *p, const char *n, char sep, bool inbox, size_t pos)
@@ -86,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* modified UTF-7 -> UTF-8 -> modified UTF-7 */
 	if (imap_utf7_decode(s, size, &dec)) {
-		x_assert(utf8_valid((const unsigned char *)dec.data, dec.len));
+		x_assert(fuzz_utf8_valid((const unsigned char *)dec.data, dec.len));
 		x_assert(imap_utf7_encode(dec.data ? dec.data : "", dec.len, &enc));
 		x_assert(enc.len == size && (size == 0 || memcmp(enc.data, s, size) == 0));
 	} else {
@@ -95,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	buf_reset(&enc);
 
 	/* UTF-8 -> modified UTF-7 -> UTF-8 */
-	bool valid = utf8_valid(data, size);
+	bool valid = fuzz_utf8_valid(data, size);
 	x_assert(imap_utf7_encode(s, size, &enc) == valid);
 	if (valid) {
 		for (size_t i = 0; i < enc.len; i++)
@@ -109,7 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t nlen = strlen(name);
 	char *orig = xstrdup(name);
 	if (imap_mailbox_check(name, 200, 10) == NULL) {
-		x_assert(nlen > 0 && nlen <= 200 && utf8_valid((unsigned char *)name, nlen));
+		x_assert(nlen > 0 && nlen <= 200 && fuzz_utf8_valid((unsigned char *)name, nlen));
 		x_assert(strpbrk(name, "%*") == NULL && strstr(name, "//") == NULL);
 		x_assert(name[0] != '/' && name[nlen - 1] != '/');
 		for (size_t i = 0; i < nlen; i++)

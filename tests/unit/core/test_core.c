@@ -24,6 +24,7 @@
 #include "../test.h"
 #include "core/buf.h"
 #include "core/conn.h"
+#include "core/fdio.h"
 #include "core/listener.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -1204,6 +1205,50 @@ static void test_siphash(void)
 			  1);
 }
 
+/* fdio_write_all: 1 MiB into a pipe (16 times its default capacity, read
+ * by a thread) arrives whole and in order; a bad descriptor is -1 with errno. */
+struct fdio_reader {
+	int fd;
+	size_t got;
+	bool same;
+};
+
+static void *fdio_read_all(void *arg)
+{
+	struct fdio_reader *r = arg;
+	unsigned char b[8192];
+	ssize_t k;
+	while ((k = read(r->fd, b, sizeof b)) > 0)
+		for (ssize_t i = 0; i < k; i++, r->got++)
+			if (b[i] != (unsigned char)(r->got * 7))
+				r->same = false;
+	return NULL;
+}
+
+static void test_fdio_write_all(void)
+{
+	enum { N = 1 << 20 };
+	unsigned char *p = malloc(N);
+	for (size_t i = 0; i < N; i++)
+		p[i] = (unsigned char)(i * 7);
+	int fds[2];
+	CHECK(pipe(fds) == 0);
+	struct fdio_reader r = {fds[0], 0, true};
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, fdio_read_all, &r) == 0);
+	CHECK_INT(1, fdio_write_all(fds[1], p, N), 0);
+	close(fds[1]);
+	pthread_join(t, NULL);
+	close(fds[0]);
+	CHECK_INT(2, r.got, N);
+	CHECK(r.same);
+	errno = 0;
+	CHECK_INT(3, fdio_write_all(-1, p, 1), -1);
+	CHECK_INT(4, errno, EBADF);
+	CHECK_INT(5, fdio_write_all(-1, p, 0), 0); /* nothing to write: no call */
+	free(p);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -1233,6 +1278,7 @@ int main(void)
 	test_run("session_list_count_ip", test_session_list_count_ip);
 	test_run("log_escape", test_log_escape);
 	test_run("siphash", test_siphash);
+	test_run("fdio_write_all", test_fdio_write_all);
 	tls_cleanup();
 	return test_done("test_core");
 }
