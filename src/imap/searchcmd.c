@@ -6,8 +6,16 @@
  * caches loaded only when a key needs the content
  * (imap_search_needs_blob), each matched with imap_search_match. The
  * matches (UIDs, 4 octets each) are kept; the response is written at the
- * end, in pieces while the client reads. */
+ * end, in pieces while the client reads. A text key the full-text index
+ * can narrow (store/fts.c) gives candidates first; they are confirmed in
+ * parallel (confirm_slice), reading only the header when the keys need no
+ * more (docs/design.md, "How SEARCH runs"). */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -31,6 +39,12 @@
  * per 1000, not per 200 (100,000 messages: 100 transactions) */
 #define SEARCH_SLICE_CACHE_MSGS 1000
 #define SEARCH_MAX_KEYS 1000
+/* confirming a slice (confirm_slice): message files announced to the
+ * kernel (posix_fadvise WILLNEED, their fds held) this far ahead of the
+ * one being matched: at most SEARCH_AHEAD + SEARCH_CONFIRM_THREADS fds per
+ * slice */
+#define SEARCH_AHEAD 32
+#define SEARCH_CONFIRM_THREADS 2
 #define SEARCH_OUT_STEP (64 * 1024)
 
 struct search_job {
@@ -40,6 +54,11 @@ struct search_job {
 	uint32_t uidvalidity;
 	struct imap_search q;
 	bool needs_blob;
+	/* the keys that read the message read only its top-level header
+	 * (HEADER and its shortcuts, SENT*): only that part is read */
+	bool hdr_only;
+	/* the slices are confirmed in parallel (confirm_slice) */
+	bool parallel;
 	bool has_modseq_key;
 	/* SORT (sort.c): the matches' keys, sorted on a worker at the end;
 	 * sort_cache: the MIME caches are loaded (SORT, THREAD) */
@@ -255,6 +274,267 @@ static int match_each(void *arg, const struct store_msg *sm)
 	return 0;
 }
 
+/* ---- confirming a slice in parallel, on a worker ----
+ *
+ * A slice that reads message files (BODY, TEXT, HEADER... on the index's
+ * candidates, or on every message without an index) is first read from the
+ * snapshot into rows (one query), then confirmed by this worker and a
+ * helper thread taking rows in turn: reading and decoding use both cores,
+ * and the files SEARCH_AHEAD rows ahead are announced to the kernel
+ * (posix_fadvise WILLNEED), so a cold cache reads them with many requests
+ * in flight instead of one at a time. The results are kept per row and
+ * taken in UID order afterwards; the loop is not involved. */
+
+enum { ROW_IDLE, ROW_OPENING, ROW_OPEN, ROW_TAKEN };
+
+struct confirm_row {
+	struct store_msg sm; /* flags, blob, cache: copies owned here */
+	uint32_t seq;
+	uint64_t read_len; /* octets to read: the header's, 0 = the whole file */
+	_Atomic int state;  /* ROW_* */
+	int fd;             /* ROW_OPEN: opened ahead, -1 if that failed */
+	bool matched, gone;
+	struct buf built; /* a MIME cache built here, to be saved */
+};
+
+struct confirm {
+	struct search_job *j;
+	struct store_snap *sn;
+	struct confirm_row *rows;
+	size_t n, cap;
+	_Atomic size_t next;  /* the next row to match */
+	_Atomic size_t ahead; /* the next row to announce */
+};
+
+static int collect_each(void *arg, const struct store_msg *sm)
+{
+	struct confirm *c = arg;
+	struct search_job *j = c->j;
+	size_t lo = 0, hi = j->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (j->uids[mid] < sm->uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo >= j->n || j->uids[lo] != sm->uid)
+		return 0;
+	if (c->n == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 64;
+		c->rows = xrealloc(c->rows, c->cap * sizeof *c->rows);
+	}
+	struct confirm_row *r = &c->rows[c->n++];
+	memset(r, 0, sizeof *r);
+	r->sm = *sm;
+	r->sm.flags = xstrdup(sm->flags != NULL ? sm->flags : "");
+	r->sm.blob = xstrdup(sm->blob);
+	r->sm.cache = NULL;
+	r->sm.cache_len = 0;
+	if (sm->cache != NULL && sm->cache_len > 0) {
+		void *p = xmalloc(sm->cache_len);
+		memcpy(p, sm->cache, sm->cache_len);
+		r->sm.cache = p;
+		r->sm.cache_len = sm->cache_len;
+	}
+	r->seq = j->seqs[lo];
+	r->fd = -1;
+	atomic_init(&r->state, ROW_IDLE);
+	if (j->hdr_only && r->sm.cache != NULL) {
+		struct mime_cache mc;
+		if (mime_cache_open(&mc, r->sm.cache, r->sm.cache_len))
+			r->read_len = mime_cache_header_end(&mc);
+	}
+	return 0;
+}
+
+static void rows_free(struct confirm *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		struct confirm_row *r = &c->rows[i];
+		if (r->fd >= 0)
+			close(r->fd);
+		free((char *)r->sm.flags);
+		free((char *)r->sm.blob);
+		free((void *)r->sm.cache);
+		buf_free(&r->built);
+	}
+	free(c->rows);
+	c->rows = NULL;
+	c->n = c->cap = 0;
+}
+
+static int row_open(struct confirm *c, struct confirm_row *r)
+{
+	char *err = NULL;
+	int fd;
+	if (store_snap_blob_open(c->sn, r->sm.blob, &fd, &err) < 0) {
+		free(err);
+		return -1;
+	}
+	return fd;
+}
+
+/* Announces the files of the rows up to lim (exclusive). */
+static void announce(struct confirm *c, size_t lim)
+{
+	if (lim > c->n)
+		lim = c->n;
+	for (;;) {
+		size_t k = atomic_load(&c->ahead);
+		if (k >= lim)
+			return;
+		if (!atomic_compare_exchange_weak(&c->ahead, &k, k + 1))
+			continue;
+		struct confirm_row *r = &c->rows[k];
+		int want = ROW_IDLE;
+		if (!atomic_compare_exchange_strong(&r->state, &want, ROW_OPENING))
+			continue; /* being matched already */
+		r->fd = row_open(c, r);
+		if (r->fd >= 0)
+			posix_fadvise(r->fd, 0, (off_t)r->read_len, POSIX_FADV_WILLNEED);
+		atomic_store(&r->state, ROW_OPEN);
+	}
+}
+
+/* Reads r's file (or its header) into bl and matches it. */
+static void confirm_row(struct confirm *c, struct confirm_row *r, struct imap_blob *bl)
+{
+	struct search_job *j = c->j;
+	int want = ROW_IDLE, fd;
+
+	if (atomic_compare_exchange_strong(&r->state, &want, ROW_TAKEN)) {
+		fd = row_open(c, r);
+	} else {
+		while (atomic_load(&r->state) == ROW_OPENING)
+			sched_yield(); /* an open and an fadvise: short */
+		fd = r->fd;
+		r->fd = -1;
+	}
+	if (fd < 0) {
+		r->gone = true; /* expunged meanwhile */
+		return;
+	}
+	struct imap_msg m;
+	struct mime_cache mc;
+	bool have_mc = r->sm.cache != NULL &&
+		       mime_cache_open(&mc, r->sm.cache, r->sm.cache_len);
+	const char *p = "";
+	size_t len = 0;
+	if (have_mc && r->read_len > 0) {
+		/* the header alone */
+		buf_reset(&bl->b);
+		buf_reserve(&bl->b, (size_t)r->read_len + 1);
+		while (len < r->read_len) {
+			ssize_t n = pread(fd, bl->b.data + len, (size_t)r->read_len - len,
+					  (off_t)len);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			len += (size_t)n;
+		}
+		p = bl->b.data;
+	} else if (imap_blob_load(bl, fd, &p, &len) < 0) {
+		p = "";
+		len = 0;
+	}
+	close(fd);
+	imap_search_msg(&m, &r->sm);
+	m.seq = r->seq;
+	if (imap_recent_in(j->recent, j->n_recent, r->sm.uid))
+		m.sysflags |= IMAP_F_RECENT;
+	m.msg = p;
+	m.len = len;
+	if (have_mc) {
+		m.mc = &mc;
+	} else {
+		mime_cache_build(p, len, &r->built);
+		if (mime_cache_open(&mc, r->built.data, r->built.len))
+			m.mc = &mc;
+	}
+	r->matched = imap_search_match(&j->q, &m, j->saved, j->n_saved);
+}
+
+static void confirm_run(struct confirm *c)
+{
+	struct imap_blob bl = {BUF_INIT, NULL, 0};
+	for (;;) {
+		size_t i = atomic_fetch_add(&c->next, 1);
+		if (i >= c->n)
+			break;
+		announce(c, i + SEARCH_AHEAD);
+		confirm_row(c, &c->rows[i], &bl);
+	}
+	imap_blob_free(&bl);
+}
+
+static void *confirm_helper(void *arg)
+{
+	confirm_run(arg);
+	return NULL;
+}
+
+/* The slice j->uids read and matched in parallel (a SEARCH whose keys read
+ * the message, without SORT, CONTEXT or hooks): the matches appended to
+ * j's results in UID order. */
+static int confirm_slice(struct search_job *j, struct store_snap *sn,
+			 const struct store_uid_range *r, size_t nr, char **err_r)
+{
+	struct confirm c = {.j = j, .sn = sn};
+	pthread_t helpers[SEARCH_CONFIRM_THREADS - 1];
+	size_t started = 0;
+
+	atomic_init(&c.next, 0);
+	atomic_init(&c.ahead, 0);
+	int res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr, 0, true,
+				      collect_each, &c, err_r);
+	if (res < 0) {
+		rows_free(&c);
+		return -1;
+	}
+	announce(&c, SEARCH_AHEAD);
+	/* a helper only when there is enough to share */
+	for (size_t t = 0; c.n > 4 && t < SEARCH_CONFIRM_THREADS - 1; t++)
+		if (pthread_create(&helpers[started], NULL, confirm_helper, &c) == 0)
+			started++;
+	confirm_run(&c);
+	for (size_t t = 0; t < started; t++)
+		pthread_join(helpers[t], NULL);
+	for (size_t i = 0; i < c.n; i++) {
+		struct confirm_row *row = &c.rows[i];
+		if (row->gone)
+			continue;
+		if (row->matched) {
+			if (j->n_res == j->cap_res) {
+				j->cap_res = j->cap_res ? j->cap_res * 2 : 64;
+				j->res_uid = xrealloc(j->res_uid, j->cap_res * sizeof *j->res_uid);
+				j->res_seq = xrealloc(j->res_seq, j->cap_res * sizeof *j->res_seq);
+				j->res_mod = xrealloc(j->res_mod, j->cap_res * sizeof *j->res_mod);
+			}
+			j->res_uid[j->n_res] = row->sm.uid;
+			j->res_seq[j->n_res] = row->seq;
+			j->res_mod[j->n_res] = row->sm.modseq;
+			j->n_res++;
+			if (row->sm.modseq > j->max_modseq)
+				j->max_modseq = row->sm.modseq;
+		}
+		if (row->built.len > 0) {
+			if (j->n_saves == j->cap_saves) {
+				j->cap_saves = j->cap_saves ? j->cap_saves * 2 : 8;
+				j->saves = xrealloc(j->saves, j->cap_saves * sizeof *j->saves);
+			}
+			j->saves[j->n_saves].id = row->sm.message_id;
+			j->saves[j->n_saves].cache = row->built;
+			j->n_saves++;
+			row->built = (struct buf)BUF_INIT;
+		}
+	}
+	rows_free(&c);
+	return 0;
+}
+
 static int search_work(struct store_snap *sn, void *arg, char **err_r)
 {
 	struct search_job *j = arg;
@@ -274,8 +554,11 @@ static int search_work(struct store_snap *sn, void *arg, char **err_r)
 			nr++;
 		}
 	}
-	res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr, 0,
-				  j->needs_blob || j->sort_cache, match_each, &cx, err_r);
+	if (j->parallel)
+		res = confirm_slice(j, sn, r, nr, err_r);
+	else
+		res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr, 0,
+					  j->needs_blob || j->sort_cache, match_each, &cx, err_r);
 	free(r);
 	imap_blob_free(&cx.blob);
 	return res < 0 ? -1 : 0;
@@ -629,12 +912,30 @@ static void slice_next(struct search_job *j)
 
 /* ---- the full-text index: candidates first (store/fts.c) ---- */
 
+/* true if every key of k that reads the message reads only its top-level
+ * header (imap/search.c: HEADER with SUBJECT, FROM, TO, CC, BCC; SENT*
+ * read the Date: field) */
+static bool keys_hdr_only(const struct imap_search_key *k)
+{
+	if (k->kind == IMAP_SK_BODY || k->kind == IMAP_SK_TEXT)
+		return false;
+	for (size_t i = 0; i < k->n_sub; i++)
+		if (!keys_hdr_only(&k->sub[i]))
+			return false;
+	return true;
+}
+
 static int cand_work(struct store_snap *sn, void *arg, char **err_r)
 {
 	struct search_job *j = arg;
 	int r = store_fts_candidates(sn, j->user, j->mailbox, j->uidvalidity, j->fq, &j->cand,
 				     &j->n_cand, err_r);
 	j->narrowed = r == 1;
+	/* the candidates are confirmed in parallel, reading only the header
+	 * where the keys need no more (a search the index cannot narrow reads
+	 * every message, one after the other, as without an index) */
+	j->parallel = j->narrowed && !j->sort && j->hooks == NULL;
+	j->hdr_only = j->parallel && keys_hdr_only(&j->q.root);
 	return r < 0 ? -1 : 0;
 }
 
@@ -644,6 +945,7 @@ static void cand_done(void *arg, int result, const char *err)
 	if (result < 0) { /* the scan still answers */
 		log_warn("imap %s: search index: %s", j->s->base.ip, err != NULL ? err : "error");
 		j->narrowed = false;
+		j->parallel = j->hdr_only = false;
 	}
 	search_done(arg, 0, NULL);
 }

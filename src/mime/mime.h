@@ -164,6 +164,11 @@ bool mime_search_body(const char *msg, size_t len, const struct mime_cache *mc,
  * the field exists. */
 bool mime_search_address(const char *msg, size_t len, const struct mime_cache *mc,
 			 const char *field, const char *needle);
+/* The octets at the start of the message that mime_search_header,
+ * mime_search_address and mime_message_date read (its top-level header):
+ * those two search functions may be given only them (len = this). 0 if mc
+ * has no part. */
+uint64_t mime_cache_header_end(const struct mime_cache *mc);
 
 /* APPEND of a literal8 (RFC 3516 4.4, as Dovecot): every leaf part whose
  * Content-Transfer-Encoding is binary and whose body holds a NUL (the one

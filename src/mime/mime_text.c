@@ -812,6 +812,23 @@ static bool part_ok(const struct mime_part_rec *r, size_t len)
 	       r->body_len <= len - r->body_off;
 }
 
+/* The header alone is within len: a search of the top-level header may be
+ * given only the header's octets (mime_cache_header_end). */
+static bool hdr_ok(const struct mime_part_rec *r, size_t len)
+{
+	return r->hdr_off <= len && r->hdr_len <= len - r->hdr_off;
+}
+
+uint64_t mime_cache_header_end(const struct mime_cache *mc)
+{
+	struct mime_part_rec r;
+
+	if (mc->n_parts == 0)
+		return 0;
+	mime_cache_part(mc, 0, &r);
+	return r.hdr_off + r.hdr_len;
+}
+
 bool mime_search_header(const char *msg, size_t len, const struct mime_cache *mc,
 			const char *field, const char *needle)
 {
@@ -822,7 +839,7 @@ bool mime_search_header(const char *msg, size_t len, const struct mime_cache *mc
 	if (mc->n_parts == 0)
 		return false;
 	mime_cache_part(mc, 0, &r);
-	if (!part_ok(&r, len))
+	if (!hdr_ok(&r, len))
 		return false;
 	s_init(&s, needle);
 	found = s_header(&s, msg + r.hdr_off, (size_t)r.hdr_len, field);
@@ -843,7 +860,7 @@ bool mime_search_address(const char *msg, size_t len, const struct mime_cache *m
 	if (mc->n_parts == 0)
 		return false;
 	mime_cache_part(mc, 0, &r);
-	if (!part_ok(&r, len))
+	if (!hdr_ok(&r, len))
 		return false;
 	s_init(&s, needle);
 	pos = msg + r.hdr_off;
