@@ -164,7 +164,9 @@ int imap_search_load(struct store_snap *sn, const struct store_msg *sm, bool nee
 	if (!need_blob && have_mc)
 		return 0;
 	if (store_snap_blob_open(sn, sm->blob, &fd, &err) < 0) {
+		int e = errno;
 		free(err);
+		errno = e; /* ENOENT: expunged meanwhile */
 		return -1;
 	}
 	if (imap_blob_load(bl, fd, &p, &len) < 0) {
@@ -202,6 +204,7 @@ struct match_ctx {
 	struct search_job *j;
 	struct store_snap *sn;
 	struct imap_blob blob; /* the buffer the slice's blobs are read into */
+	char *err;	       /* a message file that could not be read */
 };
 
 static int match_each(void *arg, const struct store_msg *sm)
@@ -227,8 +230,14 @@ static int match_each(void *arg, const struct store_msg *sm)
 	if (imap_recent_in(j->recent, j->n_recent, sm->uid))
 		m.sysflags |= IMAP_F_RECENT;
 	if ((j->needs_blob || j->sort_cache) &&
-	    imap_search_load(cx->sn, sm, j->needs_blob, &cx->blob, &m, &mc, &built) < 0)
-		return 0; /* gone meanwhile */
+	    imap_search_load(cx->sn, sm, j->needs_blob, &cx->blob, &m, &mc, &built) < 0) {
+		if (errno == ENOENT)
+			return 0; /* gone meanwhile */
+		/* no descriptor left (EMFILE...): the search fails rather than
+		 * answering without this message */
+		cx->err = xasprintf("blob %s: %s", sm->blob, strerror(errno));
+		return 1;
+	}
 	if (j->ctx_on) {
 		if (j->cx_n == j->cx_cap) {
 			j->cx_cap = j->cx_cap ? j->cx_cap * 2 : 64;
@@ -294,6 +303,7 @@ struct confirm_row {
 	_Atomic int state;  /* ROW_* */
 	int fd;             /* ROW_OPEN: opened ahead, -1 if that failed */
 	bool matched, gone;
+	int err; /* the file could not be opened, not for an expunge (errno) */
 	struct buf built; /* a MIME cache built here, to be saved */
 };
 
@@ -304,6 +314,10 @@ struct confirm {
 	size_t n, cap;
 	_Atomic size_t next;  /* the next row to match */
 	_Atomic size_t ahead; /* the next row to announce */
+	/* an open ahead failed for want of a descriptor (EMFILE...): the
+	 * files are no longer opened ahead in this slice, so that the ones
+	 * held drain and each row can still open its own */
+	atomic_bool ahead_off;
 };
 
 static int collect_each(void *arg, const struct store_msg *sm)
@@ -370,7 +384,9 @@ static int row_open(struct confirm *c, struct confirm_row *r)
 	char *err = NULL;
 	int fd;
 	if (store_snap_blob_open(c->sn, r->sm.blob, &fd, &err) < 0) {
+		int e = errno;
 		free(err);
+		errno = e; /* ENOENT: expunged meanwhile */
 		return -1;
 	}
 	return fd;
@@ -383,7 +399,7 @@ static void announce(struct confirm *c, size_t lim)
 		lim = c->n;
 	for (;;) {
 		size_t k = atomic_load(&c->ahead);
-		if (k >= lim)
+		if (k >= lim || atomic_load(&c->ahead_off))
 			return;
 		if (!atomic_compare_exchange_weak(&c->ahead, &k, k + 1))
 			continue;
@@ -394,6 +410,8 @@ static void announce(struct confirm *c, size_t lim)
 		r->fd = row_open(c, r);
 		if (r->fd >= 0)
 			posix_fadvise(r->fd, 0, (off_t)r->read_len, POSIX_FADV_WILLNEED);
+		else if (errno != ENOENT)
+			atomic_store(&c->ahead_off, true);
 		atomic_store(&r->state, ROW_OPEN);
 	}
 }
@@ -411,9 +429,16 @@ static void confirm_row(struct confirm *c, struct confirm_row *r, struct imap_bl
 			sched_yield(); /* an open and an fadvise: short */
 		fd = r->fd;
 		r->fd = -1;
+		if (fd < 0) /* not opened ahead: now, with a descriptor of its own */
+			fd = row_open(c, r);
 	}
 	if (fd < 0) {
-		r->gone = true; /* expunged meanwhile */
+		/* expunged meanwhile; any other failure (no descriptor left)
+		 * fails the search rather than leaving the message out of the
+		 * answer as if it did not match */
+		r->gone = true;
+		if (errno != ENOENT)
+			r->err = errno;
 		return;
 	}
 	struct imap_msg m;
@@ -488,6 +513,7 @@ static int confirm_slice(struct search_job *j, struct store_snap *sn,
 
 	atomic_init(&c.next, 0);
 	atomic_init(&c.ahead, 0);
+	atomic_init(&c.ahead_off, false);
 	int res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr, 0, true,
 				      collect_each, &c, err_r);
 	if (res < 0) {
@@ -502,6 +528,12 @@ static int confirm_slice(struct search_job *j, struct store_snap *sn,
 	confirm_run(&c);
 	for (size_t t = 0; t < started; t++)
 		pthread_join(helpers[t], NULL);
+	for (size_t i = 0; i < c.n; i++)
+		if (c.rows[i].err != 0) {
+			*err_r = xasprintf("blob %s: %s", c.rows[i].sm.blob, strerror(c.rows[i].err));
+			rows_free(&c);
+			return -1;
+		}
 	for (size_t i = 0; i < c.n; i++) {
 		struct confirm_row *row = &c.rows[i];
 		if (row->gone)
@@ -538,7 +570,7 @@ static int confirm_slice(struct search_job *j, struct store_snap *sn,
 static int search_work(struct store_snap *sn, void *arg, char **err_r)
 {
 	struct search_job *j = arg;
-	struct match_ctx cx = {j, sn, {BUF_INIT, NULL, 0}};
+	struct match_ctx cx = {j, sn, {BUF_INIT, NULL, 0}, NULL};
 	struct store_uid_range *r;
 	size_t nr = 0;
 	int res;
@@ -559,6 +591,12 @@ static int search_work(struct store_snap *sn, void *arg, char **err_r)
 	else
 		res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr, 0,
 					  j->needs_blob || j->sort_cache, match_each, &cx, err_r);
+	if (cx.err != NULL && res >= 0) {
+		*err_r = cx.err;
+		res = -1;
+	} else {
+		free(cx.err);
+	}
 	free(r);
 	imap_blob_free(&cx.blob);
 	return res < 0 ? -1 : 0;
