@@ -359,6 +359,11 @@ static int collect_each(void *arg, const struct store_msg *sm)
 		struct mime_cache mc;
 		if (mime_cache_open(&mc, r->sm.cache, r->sm.cache_len))
 			r->read_len = mime_cache_header_end(&mc);
+		/* the part table is checked against the cache only (up to 4 GiB):
+		 * a header end past the message is a cache of something else,
+		 * and the buffer is reserved before reading; the whole file then */
+		if (r->read_len > r->sm.size)
+			r->read_len = 0;
 	}
 	return 0;
 }
