@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <termios.h>
@@ -501,6 +502,43 @@ static struct dns *dns_from_config(struct loop *l, const struct config *cfg)
 struct dns *cli_dns(struct loop *l, const struct config *cfg)
 {
 	return dns_from_config(l, cfg);
+}
+
+/* Descriptors the daemon holds besides its connections: 256 blob directories,
+ * the pre-created spool files, SQLite's, the listeners, and the files a
+ * command holds open for a while (a SEARCH's look-ahead, CATENATE's URLs). */
+#define FD_RESERVE 1024
+
+/* The descriptor budget. Login shells and systemd give a soft RLIMIT_NOFILE
+ * of 1024 under a far higher hard limit, and an idle daemon holds some 350
+ * already: under the default connection limits that is EMFILE at a few
+ * hundred sessions (and a soft limit of 256 cannot even open the store). The
+ * soft limit is raised (up to the hard one) to what the configured limits
+ * need, for a command to what the store needs; a hard limit below the
+ * daemon's need is said at start rather than found under load. */
+static void raise_fd_limit(const struct config *cfg, bool serve)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		return;
+	rlim_t need = FD_RESERVE; /* a command: the store alone */
+	if (serve)
+		need += (rlim_t)cfg->smtp_max_connections + (rlim_t)cfg->pop3_max_connections +
+			(rlim_t)cfg->imap_max_connections + (rlim_t)cfg->queue_max_connections;
+	if (rl.rlim_cur < need) {
+		rlim_t old = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need ? rl.rlim_max : need;
+		if (rl.rlim_cur == old || setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			rl.rlim_cur = old; /* the hard limit is the soft one already */
+		else if (serve)
+			log_info("descriptor limit raised from %llu to %llu", (unsigned long long)old,
+				 (unsigned long long)rl.rlim_cur);
+	}
+	if (serve && rl.rlim_cur < need)
+		log_warn("descriptor limit %llu is below the %llu the connection limits need "
+			 "(smtp_, pop3_, imap_ and queue_max_connections, plus %d): raise the hard "
+			 "limit (systemd LimitNOFILE=, ulimit -Hn) or lower those limits",
+			 (unsigned long long)rl.rlim_cur, (unsigned long long)need, FD_RESERVE);
 }
 
 static int cmd_serve(const struct config *cfg)
@@ -1315,6 +1353,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	free(overrides);
+	raise_fd_limit(&cfg, strcmp(cmd, "serve") == 0);
 
 	if (strcmp(cmd, "check-config") == 0) {
 		printf("configuration ok\n");
