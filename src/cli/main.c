@@ -177,7 +177,7 @@ static struct store *open_store(const struct config *cfg)
 	store_set_limits(st, (unsigned)cfg->imap_max_mailboxes, (unsigned)cfg->imap_max_mailbox_name);
 	/* every message stored (SMTP, APPEND, the CLI) gets its MIME cache in the
 	 * same transaction, so a FETCH never parses it (docs/design.md) */
-	store_set_cache_builder(st, mime_cache_build);
+	store_set_cache_builder(st, mime_cache_build, mime_cache_sort_section);
 	/* an indexed body the CLI expunges (user del, mailbox delete) is left
 	 * to the daemon's indexer, which deletes its entries (store/fts.c) */
 	if (cfg->fts)

@@ -66,6 +66,17 @@ void buf_printf(struct buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
+void buf_append_u64(struct buf *b, unsigned long long v)
+{
+	char tmp[20]; /* 2^64 - 1 has 20 digits */
+	size_t i = sizeof tmp;
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	buf_append(b, tmp + i, sizeof tmp - i);
+}
+
 void buf_consume(struct buf *b, size_t n)
 {
 	if (n >= b->len) {

@@ -23,6 +23,9 @@ void buf_append(struct buf *b, const void *p, size_t n);
 void buf_appends(struct buf *b, const char *s);
 void buf_appendc(struct buf *b, char c);
 void buf_printf(struct buf *b, const char *fmt, ...) PRINTF_LIKE(2, 3);
+/* v in decimal, as "%llu" but without printf's parsing (long SEARCH, SORT
+ * and FETCH responses write numbers by the thousand). */
+void buf_append_u64(struct buf *b, unsigned long long v);
 /* Removes the first n bytes (n <= len). When the buffer becomes empty and is
  * large, its memory is released. */
 void buf_consume(struct buf *b, size_t n);

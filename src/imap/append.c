@@ -773,8 +773,8 @@ static int cat_url(struct store_snap *sn, struct cat_job *j, struct cat_part *pt
 	if (u.uidvalidity != 0 && u.uidvalidity != uidv)
 		goto out;
 	struct store_uid_range rg = {u.uid, u.uid};
-	r = store_snap_messages(sn, j->user, u.mailbox, uidv, &rg, 1, 0, true, url_msg_cb, &um,
-				err_r);
+	r = store_snap_messages(sn, j->user, u.mailbox, uidv, &rg, 1, 0, STORE_MSG_CACHE,
+				url_msg_cb, &um, err_r);
 	if (r == STORE_NONEXISTENT || r == STORE_CHANGED) {
 		drop_err(err_r);
 		goto out;

@@ -484,8 +484,9 @@ static int slice_work(struct store_snap *sn, void *arg, char **err_r)
 			nr++;
 		}
 	}
-	res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr,
-				  j->f.changedsince, j->f.need_cache, slice_each, &cx, err_r);
+	res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr, j->f.changedsince,
+				  j->f.need_cache ? STORE_MSG_CACHE : STORE_MSG_PLAIN, slice_each,
+				  &cx, err_r);
 	free(r);
 	imap_blob_free(&cx.blob);
 	if (res < 0)

@@ -540,7 +540,7 @@ static int deleted_storage_read(struct store_snap *sn, const char *user, const c
 	v->deleted_storage = 0;
 	if (v->deleted == 0)
 		return STORE_OK;
-	return store_snap_messages(sn, user, name, v->st.uidvalidity, NULL, 0, 0, false,
+	return store_snap_messages(sn, user, name, v->st.uidvalidity, NULL, 0, 0, STORE_MSG_PLAIN,
 				   deleted_add, &v->deleted_storage, err_r);
 }
 
@@ -587,8 +587,8 @@ static int recent_read(struct store_snap *sn, void *arg, char **err_r)
 	int res;
 
 	j->val.recent = 0;
-	res = store_snap_messages(sn, j->user, j->name, j->val.st.uidvalidity, &r, 1, 0, false,
-				  recent_count, j, err_r);
+	res = store_snap_messages(sn, j->user, j->name, j->val.st.uidvalidity, &r, 1, 0,
+				  STORE_MSG_PLAIN, recent_count, j, err_r);
 	if (res == STORE_NONEXISTENT || res == STORE_CHANGED) {
 		x_free(err_r);
 		j->nonexistent = true;

@@ -210,7 +210,9 @@ int imap_seqset_parse(const char *s, size_t len, size_t max_ranges, struct imap_
 void imap_seqset_resolve(struct imap_seqset *set, uint32_t max);
 bool imap_seqset_contains(const struct imap_seqset *set, uint32_t n);
 void imap_seqset_free(struct imap_seqset *set);
-/* Appends the compact form ("1:3,5") of sorted unique numbers. */
+/* Appends the compact form ("1:3,5") of numbers: each ascending run
+ * ("n, n+1, ...") as a:b, in the given order (sorted unique numbers give
+ * the shortest form; RFC 5267 3: a SORT result "5,3:4,2,1"). */
 void imap_seqset_format(struct buf *out, const uint32_t *v, size_t n);
 
 /* ---- flags ---- */

@@ -152,10 +152,11 @@ void imap_seqset_format(struct buf *out, const uint32_t *v, size_t n)
 			j++;
 		if (i > 0)
 			buf_appendc(out, ',');
-		if (j == i)
-			buf_printf(out, "%u", v[i]);
-		else
-			buf_printf(out, "%u:%u", v[i], v[j]);
+		buf_append_u64(out, v[i]);
+		if (j > i) {
+			buf_appendc(out, ':');
+			buf_append_u64(out, v[j]);
+		}
 		i = j + 1;
 	}
 }

@@ -63,6 +63,9 @@ struct search_job {
 	/* SORT (sort.c): the matches' keys, sorted on a worker at the end;
 	 * sort_cache: the MIME caches are loaded (SORT, THREAD) */
 	bool sort, sort_cache;
+	/* SORT whose search keys read nothing of the message: the store's
+	 * narrow rows (STORE_MSG_SORT), the size and sort keys of each body */
+	bool sort_keys;
 	struct imap_sort_row *rows;
 	size_t n_rows, cap_rows;
 	/* RETURN (UPDATE) (RFC 5267 4, sort.c): every message's static keys */
@@ -229,8 +232,17 @@ static int match_each(void *arg, const struct store_msg *sm)
 	m.seq = j->seqs[lo];
 	if (imap_recent_in(j->recent, j->n_recent, sm->uid))
 		m.sysflags |= IMAP_F_RECENT;
-	if ((j->needs_blob || j->sort_cache) &&
-	    imap_search_load(cx->sn, sm, j->needs_blob, &cx->blob, &m, &mc, &built) < 0) {
+	/* SORT's keys: the narrow row when the body has one (a bad one is
+	 * taken as no keys rather than failing the command), else the cache */
+	struct mime_sortinfo si_row;
+	const struct mime_sortinfo *si = NULL;
+	if (sm->sortkeys != NULL) {
+		if (mime_sort_open(sm->sortkeys, sm->sortkeys_len, &si_row))
+			si = &si_row;
+		else
+			log_warn("imap: search: bad sort keys for body %" PRId64, sm->message_id);
+	} else if ((j->needs_blob || j->sort_cache) &&
+		   imap_search_load(cx->sn, sm, j->needs_blob, &cx->blob, &m, &mc, &built) < 0) {
 		if (errno == ENOENT)
 			return 0; /* gone meanwhile */
 		/* no descriptor left (EMFILE...): the search fails rather than
@@ -252,7 +264,9 @@ static int match_each(void *arg, const struct store_msg *sm)
 			j->cap_rows = j->cap_rows ? j->cap_rows * 2 : 64;
 			j->rows = xrealloc(j->rows, j->cap_rows * sizeof *j->rows);
 		}
-		imap_sort_row_fill(&j->q, &m, &j->rows[j->n_rows++]);
+		if (si == NULL && m.mc != NULL)
+			si = mime_cache_sort(m.mc);
+		imap_sort_row_fill(&j->q, &m, si, &j->rows[j->n_rows++]);
 	} else if (!j->sort && imap_search_match(&j->q, &m, j->saved, j->n_saved)) {
 		if (j->n_res == j->cap_res) {
 			j->cap_res = j->cap_res ? j->cap_res * 2 : 64;
@@ -268,6 +282,11 @@ static int match_each(void *arg, const struct store_msg *sm)
 			j->max_modseq = m.modseq;
 		if (j->hooks != NULL)
 			j->hooks->match(j->hooks->arg, &m);
+	}
+	if (j->sort_keys && sm->sortkeys == NULL && built.len == 0 && m.mc != NULL) {
+		/* a body stored before sort_keys, with a current cache: saving
+		 * it again writes its keys (store_cache_save), once */
+		buf_append(&built, sm->cache, sm->cache_len);
 	}
 	if (built.len > 0) {
 		if (j->n_saves == j->cap_saves) {
@@ -519,8 +538,8 @@ static int confirm_slice(struct search_job *j, struct store_snap *sn,
 	atomic_init(&c.next, 0);
 	atomic_init(&c.ahead, 0);
 	atomic_init(&c.ahead_off, false);
-	int res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr, 0, true,
-				      collect_each, &c, err_r);
+	int res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr, 0,
+				      STORE_MSG_CACHE, collect_each, &c, err_r);
 	if (res < 0) {
 		rows_free(&c);
 		return -1;
@@ -595,7 +614,10 @@ static int search_work(struct store_snap *sn, void *arg, char **err_r)
 		res = confirm_slice(j, sn, r, nr, err_r);
 	else
 		res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr, 0,
-					  j->needs_blob || j->sort_cache, match_each, &cx, err_r);
+					  j->sort_keys                     ? STORE_MSG_SORT
+					  : j->needs_blob || j->sort_cache ? STORE_MSG_CACHE
+									   : STORE_MSG_PLAIN,
+					  match_each, &cx, err_r);
 	if (cx.err != NULL && res >= 0) {
 		*err_r = cx.err;
 		res = -1;
@@ -641,8 +663,11 @@ static void finish(struct search_job *j, const char *status, const char *code, c
 
 static void fmt_nums(struct buf *b, const uint32_t *v, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		buf_printf(b, " %" PRIu32, v[i]);
+	buf_reserve(b, n * 11);
+	for (size_t i = 0; i < n; i++) {
+		buf_appendc(b, ' ');
+		buf_append_u64(b, v[i]);
+	}
 }
 
 /* RFC 9394 3.1 / RFC 5267 4.4: the positions lo..hi (1-based; negative:
@@ -734,7 +759,7 @@ static void respond(struct search_job *j)
 	if (q->ret_all && j->n_res > 0) {
 		buf_appends(&j->out, " ALL ");
 		if (j->sort)
-			imap_sort_format_set(&j->out, nums, j->n_res);
+			imap_seqset_format(&j->out, nums, j->n_res);
 		else
 			imap_seqset_format(&j->out, nums, j->n_res);
 	}
@@ -749,7 +774,7 @@ static void respond(struct search_job *j)
 			buf_printf(&j->out, " PARTIAL (%" PRId64 ":%" PRId64 " ", q->partial_lo,
 				   q->partial_hi);
 		if (from < to)
-			imap_sort_format_set(&j->out, nums + from, to - from);
+			imap_seqset_format(&j->out, nums + from, to - from);
 		else
 			buf_appends(&j->out, "NIL");
 		buf_appends(&j->out, ")");
@@ -867,6 +892,8 @@ static size_t slice_max(const struct search_job *j)
 {
 	if (j->needs_blob)
 		return SEARCH_SLICE_BLOB_MSGS;
+	if (j->sort_keys)
+		return SEARCH_SLICE_MSGS;
 	return j->sort_cache ? SEARCH_SLICE_CACHE_MSGS : SEARCH_SLICE_MSGS;
 }
 
@@ -1042,6 +1069,7 @@ static void search_start(struct imap_session *s, struct search_job *j)
 			(j->hooks != NULL && j->hooks->needs_blob);
 	if (j->hooks != NULL && j->hooks->needs_cache)
 		j->sort_cache = true; /* the cache alone, as for SORT */
+	j->sort_keys = j->sort && !j->needs_blob;
 	j->recent = imap_sel_recent(s, &j->n_recent);
 	if (s->sel->n_saved > 0) {
 		j->saved = xmalloc(s->sel->n_saved * sizeof *j->saved);

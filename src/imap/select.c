@@ -662,9 +662,9 @@ static int sync_work(struct store_snap *sn, void *arg, char **err_r)
 	if (j->ctx != NULL && imap_ctx_sync_work(sn, j->ctx, err_r) < 0)
 		return -1;
 	return store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, &r, 1, j->since,
-				   false, sync_each, j, err_r) < 0
-		       ? -1
-		       : 0;
+				   STORE_MSG_PLAIN, sync_each, j, err_r) < 0
+		   ? -1
+		   : 0;
 }
 
 static void sync_job_free(struct sync_job *j)
@@ -1199,10 +1199,10 @@ static int deleted_each(void *arg, const struct store_msg *m)
 static int close_work(struct store_snap *sn, void *arg, char **err_r)
 {
 	struct close_job *j = arg;
-	return store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, NULL, 0, 0, false,
-				   deleted_each, j, err_r) < 0
-		       ? -1
-		       : 0;
+	return store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, NULL, 0, 0,
+				   STORE_MSG_PLAIN, deleted_each, j, err_r) < 0
+		   ? -1
+		   : 0;
 }
 
 static void close_job_free(struct close_job *j)
@@ -1683,10 +1683,10 @@ static int closecmd_each(void *arg, const struct store_msg *m)
 static int closecmd_work(struct store_snap *sn, void *arg, char **err_r)
 {
 	struct closecmd *c = arg;
-	return store_snap_messages(sn, c->user, c->mailbox, c->uidvalidity, NULL, 0, 0, false,
-				   closecmd_each, c, err_r) < 0
-		       ? -1
-		       : 0;
+	return store_snap_messages(sn, c->user, c->mailbox, c->uidvalidity, NULL, 0, 0,
+				   STORE_MSG_PLAIN, closecmd_each, c, err_r) < 0
+		   ? -1
+		   : 0;
 }
 
 static void closecmd_read(void *arg, int result, const char *err)

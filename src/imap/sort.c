@@ -56,12 +56,11 @@ static uint64_t key_prefix(const char *k, size_t n)
 }
 
 void imap_sort_row_fill(const struct imap_search *q, const struct imap_msg *m,
-			struct imap_sort_row *r)
+			const struct mime_sortinfo *si, struct imap_sort_row *r)
 {
 	static const char empty[1] = "";
 	bool want[SORTS_N] = {false};
 	bool want_date = false;
-	const struct mime_sortinfo *si = m->mc != NULL ? mime_cache_sort(m->mc) : NULL;
 	size_t total = 0;
 
 	memset(r, 0, sizeof *r);
@@ -230,22 +229,6 @@ void imap_sort_rows(const struct imap_search *q, struct imap_sort_row *rows, siz
 	memcpy(rows, tmp, n * sizeof *rows);
 	free(tmp);
 	free(e);
-}
-
-void imap_sort_format_set(struct buf *out, const uint32_t *v, size_t n)
-{
-	for (size_t i = 0; i < n;) {
-		size_t j = i;
-		while (j + 1 < n && v[j + 1] == v[j] + 1)
-			j++;
-		if (i > 0)
-			buf_appendc(out, ',');
-		if (j > i)
-			buf_printf(out, "%u:%u", v[i], v[j]);
-		else
-			buf_printf(out, "%u", v[i]);
-		i = j + 1;
-	}
 }
 
 /* ---- CONTEXT=SEARCH (RFC 5267 4) ---- */
@@ -728,8 +711,8 @@ int imap_ctx_sync_work(struct store_snap *sn, struct imap_ctx_sync *w, char **er
 	int res;
 
 	w->sn = sn;
-	res = store_snap_messages(sn, w->user, w->mailbox, w->uidvalidity, &r, 1, 0, true,
-				  sync_each_new, w, err_r);
+	res = store_snap_messages(sn, w->user, w->mailbox, w->uidvalidity, &r, 1, 0,
+				  STORE_MSG_CACHE, sync_each_new, w, err_r);
 	imap_blob_free(&w->blob);
 	return res < 0 ? -1 : 0;
 }

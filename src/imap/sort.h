@@ -12,6 +12,8 @@
 #include "imap/fetch.h"
 #include "imap/parse.h"
 
+struct mime_sortinfo;
+
 struct imap_session;
 
 /* string keys, each the i;unicode-casemap key (RFC 5051) of the value */
@@ -30,15 +32,14 @@ struct imap_sort_row {
 
 /* true if the criteria need the message's MIME cache (header keys) */
 bool imap_sort_needs_cache(const struct imap_search *q);
-/* The keys of m (on a worker; m->mc set when imap_sort_needs_cache). */
+/* The keys of m (on a worker) from si, its sort section (the store's
+ * sort_keys or m's MIME cache; NULL when imap_sort_needs_cache is false,
+ * or when the message has neither: its string keys are then ""). */
 void imap_sort_row_fill(const struct imap_search *q, const struct imap_msg *m,
-			struct imap_sort_row *r);
+			const struct mime_sortinfo *si, struct imap_sort_row *r);
 /* Sorts rows by the criteria, ties by sequence number (RFC 5256 3). */
 void imap_sort_rows(const struct imap_search *q, struct imap_sort_row *rows, size_t n);
 void imap_sort_row_free(struct imap_sort_row *r);
-/* A sequence-set of numbers in the given order (RFC 5267 3: the sorted
- * result), ascending runs written as a:b ("5,3:4,2,1"). */
-void imap_sort_format_set(struct buf *out, const uint32_t *v, size_t n);
 
 /* searchcmd.c: a message of a snapshot read as an imap_msg (no content),
  * then its content: the MIME cache (built into built when the store has

@@ -588,8 +588,8 @@ static int expunge_work(struct store_snap *sn, void *arg, char **err_r)
 			}
 		}
 	}
-	res = store_snap_messages(sn, o->user, o->mailbox, o->uidvalidity, r, nr, 0, false,
-				  expunge_each, o, err_r);
+	res = store_snap_messages(sn, o->user, o->mailbox, o->uidvalidity, r, nr, 0,
+				  STORE_MSG_PLAIN, expunge_each, o, err_r);
 	free(r);
 	return res < 0 ? -1 : 0;
 }

@@ -431,7 +431,8 @@ static int uf_check(struct store_snap *sn, void *arg, char **err_r)
 		goto out;
 	/* the message */
 	struct store_uid_range rg = {u.uid, u.uid};
-	r = store_snap_messages(sn, owner, u.mailbox, uidv, &rg, 1, 0, true, uf_msg_cb, &um, err_r);
+	r = store_snap_messages(sn, owner, u.mailbox, uidv, &rg, 1, 0, STORE_MSG_CACHE, uf_msg_cb,
+				&um, err_r);
 	if (r == STORE_NONEXISTENT || r == STORE_CHANGED) {
 		free(*err_r);
 		*err_r = NULL;

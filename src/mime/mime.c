@@ -1667,6 +1667,16 @@ const struct mime_sortinfo *mime_cache_sort(const struct mime_cache *mc)
 	return &mc->so;
 }
 
+bool mime_cache_sort_section(const void *p, size_t n, const void **sec_r, size_t *len_r)
+{
+	struct mime_cache mc;
+	if (!mime_cache_open(&mc, p, n))
+		return false;
+	*sec_r = mc.p + mc.so_off;
+	*len_r = mc.so_len;
+	return true;
+}
+
 void mime_cache_body(const struct mime_cache *mc, const char **p, size_t *n)
 {
 	*p = (const char *)mc->p + mc->body_off;

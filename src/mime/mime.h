@@ -74,6 +74,10 @@ const struct mime_thread *mime_cache_thread(const struct mime_cache *mc);
 /* What SORT needs of the message (sortinfo.h), checked by mime_cache_open;
  * points into the cache. */
 const struct mime_sortinfo *mime_cache_sort(const struct mime_cache *mc);
+/* The bytes of that sort section in the cache p/n (mime_sort_open reads
+ * them alone; the store keeps them apart for SORT: store_cache_sort_fn);
+ * false if p/n is not a cache mime_cache_open accepts. */
+bool mime_cache_sort_section(const void *p, size_t n, const void **sec_r, size_t *len_r);
 
 /* Section addressing (RFC 9051 6.4.5). path/depth: the part numbers
  * ("1.2.3" = {1,2,3}, depth 3; depth 0 = the whole message). what: */

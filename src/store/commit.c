@@ -1299,6 +1299,8 @@ static int insert_one(struct store_db *d, struct store_commit_req *req, time_t n
 	if (store_step_done(d, s, NULL) < 0)
 		return -1;
 	int64_t msg_id = sqlite3_last_insert_rowid(d->db);
+	if (store_db_sort_keys(d, req->st, msg_id, req->cache.data, req->cache.len) < 0)
+		return -1;
 	for (size_t i = 0; i < req->n_users; i++)
 		if (insert_entry(req->st, d, req->user_ids[i], msg_id, req->received, req->tz,
 				 req->junk || (req->junk_users != NULL && req->junk_users[i]),

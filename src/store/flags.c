@@ -211,9 +211,13 @@ static int append_body(struct store_op *op, struct store_db *d)
 					  SQLITE_STATIC);
 		if (store_step_done(d, ins_msg, NULL) < 0)
 			return STORE_ERROR;
+		int64_t msg_id = sqlite3_last_insert_rowid(d->db);
+		if (store_db_sort_keys(d, op->st, msg_id, op->caches[i].data, op->caches[i].len) <
+		    0)
+			return STORE_ERROR;
 		sqlite3_bind_int64(ins, 1, mailbox_id);
 		sqlite3_bind_int64(ins, 2, first + (int64_t)i);
-		sqlite3_bind_int64(ins, 3, sqlite3_last_insert_rowid(d->db));
+		sqlite3_bind_int64(ins, 3, msg_id);
 		sqlite3_bind_text(ins, 4, op->aflags[i], -1, SQLITE_STATIC);
 		sqlite3_bind_int64(ins, 5, modseq);
 		sqlite3_bind_int64(ins, 6, (int64_t)date);

@@ -54,9 +54,11 @@ void store_set_limits(struct store *st, unsigned max_mailboxes_per_user,
 	st->max_mailbox_name = max_mailbox_name;
 }
 
-void store_set_cache_builder(struct store *st, store_cache_build_fn *fn)
+void store_set_cache_builder(struct store *st, store_cache_build_fn *fn,
+			     store_cache_sort_fn *sort_fn)
 {
 	st->cache_fn = fn;
+	st->cache_sort_fn = sort_fn;
 }
 
 static unsigned max_mailboxes(const struct store *st)
@@ -768,10 +770,39 @@ void store_mailbox_subscribe(struct store *st, const char *user, const char *nam
 
 /* ---- the MIME cache of a stored message ---- */
 
+int store_db_sort_keys(struct store_db *d, const struct store *st, int64_t message_id,
+		       const void *cache, size_t len)
+{
+	const void *p;
+	size_t n;
+	if (st->cache_sort_fn == NULL)
+		return 0;
+	sqlite3_stmt *s;
+	if (len == 0 || !st->cache_sort_fn(cache, len, &p, &n)) {
+		/* none (an empty cache: not built), or keys that would no
+		 * longer be this cache's */
+		s = store_sql(d, "DELETE FROM sort_keys WHERE message_id = ?1", NULL);
+		if (s == NULL)
+			return -1;
+		sqlite3_bind_int64(s, 1, message_id);
+		return store_step_done(d, s, NULL);
+	}
+	s = store_sql(d,
+		      "INSERT OR REPLACE INTO sort_keys(message_id, size, keys)"
+		      " SELECT id, size, ?2 FROM messages WHERE id = ?1",
+		      NULL);
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_int64(s, 1, message_id);
+	sqlite3_bind_blob(s, 2, p, (int)n, SQLITE_STATIC);
+	return store_step_done(d, s, NULL);
+}
+
 static int cache_body(struct store_op *op, struct store_db *d)
 {
 	/* a cache the reader rejected (an older version of the format) is
-	 * replaced; the same bytes are not written again */
+	 * replaced; the same bytes are not written again (but its sort keys
+	 * are: a cache saved again may be one from before sort_keys) */
 	sqlite3_stmt *s = store_sql(d, "UPDATE messages SET cache = ?2 WHERE id = ?1"
 				    " AND (cache IS NULL OR cache <> ?2)", NULL);
 	if (s == NULL)
@@ -781,7 +812,10 @@ static int cache_body(struct store_op *op, struct store_db *d)
 		sqlite3_bind_blob(s, 2, op->cache, (int)op->cache_len, SQLITE_STATIC);
 	else
 		sqlite3_bind_zeroblob(s, 2, 0);
-	return store_step_done(d, s, NULL) < 0 ? STORE_ERROR : STORE_OK;
+	if (store_step_done(d, s, NULL) < 0 ||
+	    store_db_sort_keys(d, op->st, op->message_id, op->cache, op->cache_len) < 0)
+		return STORE_ERROR;
+	return STORE_OK;
 }
 
 void store_cache_save(struct store *st, int64_t message_id, const void *cache, size_t len)
@@ -935,26 +969,62 @@ static int snap_selected(struct store_snap *sn, const char *user, const char *ma
 	return STORE_OK;
 }
 
+/* STORE_MSG_SORT, a body without sort keys yet: what STORE_MSG_CACHE
+ * reads of it (the reader builds and saves its cache, which writes them) */
+static int snap_body(struct store_snap *sn, struct store_msg *m, sqlite3_stmt **q_r, char **err_r)
+{
+	sqlite3_stmt *q =
+	    store_sql(sn->d, "SELECT size, blob, cache FROM messages WHERE id = ?1", err_r);
+	if (q == NULL)
+		return STORE_ERROR;
+	sqlite3_bind_int64(q, 1, m->message_id);
+	if (sqlite3_step(q) != SQLITE_ROW) {
+		*err_r = store_db_err(sn->d);
+		store_stmt_done(q);
+		return STORE_ERROR;
+	}
+	m->size = (uint64_t)sqlite3_column_int64(q, 0);
+	m->blob = (const char *)sqlite3_column_text(q, 1);
+	if (sqlite3_column_type(q, 2) != SQLITE_NULL) {
+		m->cache = sqlite3_column_blob(q, 2);
+		m->cache_len = (size_t)sqlite3_column_bytes(q, 2);
+		if (m->cache == NULL)
+			m->cache = ""; /* an empty cache is still a cache */
+	}
+	*q_r = q; /* m points into its row until it is reset */
+	return STORE_OK;
+}
+
 int store_snap_messages(struct store_snap *sn, const char *user, const char *mailbox,
 			uint32_t uidvalidity, const struct store_uid_range *ranges, size_t n,
-			uint64_t changedsince, bool want_cache, store_msg_cb *cb, void *arg,
-			char **err_r)
+			uint64_t changedsince, enum store_msg_want want, store_msg_cb *cb,
+			void *arg, char **err_r)
 {
-	static const char sql[] =
-		"SELECT mm.uid, mm.modseq, mm.flags, mm.internaldate, mm.internaldate_tz, m.size,"
-		" m.id, m.blob, mm.savedate, NULL FROM mailbox_messages mm JOIN messages m"
-		" ON m.id = mm.message_id WHERE mm.mailbox_id = ?1 AND mm.uid BETWEEN ?2 AND ?3"
-		" AND mm.modseq > ?4 ORDER BY mm.uid";
-	static const char sql_cache[] =
-		"SELECT mm.uid, mm.modseq, mm.flags, mm.internaldate, mm.internaldate_tz, m.size,"
-		" m.id, m.blob, mm.savedate, m.cache FROM mailbox_messages mm JOIN messages m"
-		" ON m.id = mm.message_id WHERE mm.mailbox_id = ?1 AND mm.uid BETWEEN ?2 AND ?3"
-		" AND mm.modseq > ?4 ORDER BY mm.uid";
+#define SNAP_MSGS_COLS                                                                             \
+	"SELECT mm.uid, mm.modseq, mm.flags, mm.internaldate, mm.internaldate_tz, m.size,"         \
+	" m.id, m.blob, mm.savedate"
+#define SNAP_MSGS_WHERE                                                                            \
+	" WHERE mm.mailbox_id = ?1 AND mm.uid BETWEEN ?2 AND ?3 AND mm.modseq > ?4"                \
+	" ORDER BY mm.uid"
+	static const char *const sql[] = {
+	    [STORE_MSG_PLAIN] = SNAP_MSGS_COLS ", NULL FROM mailbox_messages mm JOIN messages m"
+					       " ON m.id = mm.message_id" SNAP_MSGS_WHERE,
+	    [STORE_MSG_CACHE] = SNAP_MSGS_COLS ", m.cache FROM mailbox_messages mm JOIN messages m"
+					       " ON m.id = mm.message_id" SNAP_MSGS_WHERE,
+	    /* the narrow rows alone: no messages row is read (its cache makes
+	     * it long) unless a body has no sort keys */
+	    [STORE_MSG_SORT] = "SELECT mm.uid, mm.modseq, mm.flags, mm.internaldate,"
+			       " mm.internaldate_tz, m.size, mm.message_id, NULL, mm.savedate,"
+			       " m.keys FROM mailbox_messages mm LEFT JOIN sort_keys m"
+			       " ON m.message_id = mm.message_id" SNAP_MSGS_WHERE,
+	};
+#undef SNAP_MSGS_COLS
+#undef SNAP_MSGS_WHERE
 	int64_t id;
 	int r = snap_selected(sn, user, mailbox, uidvalidity, &id, err_r);
 	if (r != STORE_OK)
 		return r;
-	sqlite3_stmt *s = store_sql(sn->d, want_cache ? sql_cache : sql, err_r);
+	sqlite3_stmt *s = store_sql(sn->d, sql[want], err_r);
 	if (s == NULL)
 		return STORE_ERROR;
 	const struct store_uid_range all = {1, UINT32_MAX};
@@ -979,18 +1049,29 @@ int store_snap_messages(struct store_snap *sn, const char *user, const char *mai
 				.blob = (const char *)sqlite3_column_text(s, 7),
 				.savedate = (time_t)sqlite3_column_int64(s, 8),
 			};
-			if (want_cache && sqlite3_column_type(s, 9) != SQLITE_NULL) {
+			sqlite3_stmt *q = NULL;
+			if (want == STORE_MSG_SORT && sqlite3_column_type(s, 9) != SQLITE_NULL) {
+				m.sortkeys = sqlite3_column_blob(s, 9);
+				m.sortkeys_len = (size_t)sqlite3_column_bytes(s, 9);
+			} else if (want == STORE_MSG_SORT) {
+				if ((r = snap_body(sn, &m, &q, err_r)) != STORE_OK)
+					break;
+			} else if (want == STORE_MSG_CACHE &&
+				   sqlite3_column_type(s, 9) != SQLITE_NULL) {
 				m.cache = sqlite3_column_blob(s, 9);
 				m.cache_len = (size_t)sqlite3_column_bytes(s, 9);
 				if (m.cache == NULL)
 					m.cache = ""; /* an empty cache is still a cache */
 			}
-			if (cb(arg, &m) != 0) {
+			int stop_here = cb(arg, &m);
+			if (q != NULL)
+				store_stmt_done(q);
+			if (stop_here != 0) {
 				stop = true;
 				break;
 			}
 		}
-		if (!stop && rc != SQLITE_DONE) {
+		if (r == STORE_OK && !stop && rc != SQLITE_DONE) {
 			*err_r = store_db_err(sn->d);
 			r = STORE_ERROR;
 		}

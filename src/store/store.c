@@ -438,9 +438,23 @@ static const char schema_v10[] =
 	"ALTER TABLE messages ADD COLUMN fts_sum INTEGER;"
 	"CREATE INDEX messages_fts_gone ON messages(id) WHERE fts = 2;";
 
-static const char *const schema_steps[] = {schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
-					   schema_v6, schema_v7, schema_v8, schema_v9,
-					   schema_v10};
+/* Step 11: SORT's keys apart from the MIME cache (store.h,
+ * store_cache_sort_fn): per stored body the cache's sort section (keys) and
+ * its size, a row of ~100-300 octets where the messages row with its cache
+ * is kilobytes, so that a SORT over a mailbox reads these and
+ * mailbox_messages only. Written with each cache (commit, APPEND,
+ * store_cache_save); bodies stored before this step get theirs when a SORT
+ * or FETCH first saves their cache again. A change of the section's format
+ * (mime/sortinfo.h) must empty the table in a step of its own. */
+static const char schema_v11[] =
+    "CREATE TABLE sort_keys ("
+    " message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,"
+    " size INTEGER NOT NULL,"
+    " keys BLOB NOT NULL);";
+
+static const char *const schema_steps[] = {schema_v1, schema_v2,  schema_v3, schema_v4,
+					   schema_v5, schema_v6,  schema_v7, schema_v8,
+					   schema_v9, schema_v10, schema_v11};
 
 sqlite3_stmt *store_stmt(struct store_db *d, enum store_stmt_id id)
 {

@@ -489,19 +489,28 @@ struct store_msg {
 	const void *cache;     /* the MIME cache, or NULL if none yet (mime.h) */
 	size_t cache_len;
 	time_t savedate;       /* when it arrived in this mailbox */
+	const void *sortkeys;  /* STORE_MSG_SORT: the sort section (sortinfo.h) */
+	size_t sortkeys_len;
 };
 typedef int store_msg_cb(void *arg, const struct store_msg *m); /* nonzero stops */
 struct store_uid_range {
 	uint32_t lo, hi;
 };
+/* What store_snap_messages reads of each message besides its entry. */
+enum store_msg_want {
+	STORE_MSG_PLAIN, /* no cache */
+	STORE_MSG_CACHE, /* cache/cache_len */
+	STORE_MSG_SORT,  /* sortkeys/sortkeys_len from sort_keys, blob NULL; a
+			  * body without them yet comes as STORE_MSG_CACHE */
+};
 /* The messages of a mailbox whose UID is in ranges (sorted; n 0 = all), in
- * UID order, with modseq > changedsince (0 = all); want_cache: fill
- * cache/cache_len. STORE_CHANGED if uidvalidity (non-zero) differs,
- * STORE_NONEXISTENT if the mailbox is gone. */
+ * UID order, with modseq > changedsince (0 = all), each with what want
+ * says. STORE_CHANGED if uidvalidity (non-zero) differs, STORE_NONEXISTENT
+ * if the mailbox is gone. */
 int store_snap_messages(struct store_snap *sn, const char *user, const char *mailbox,
 			uint32_t uidvalidity, const struct store_uid_range *ranges, size_t n,
-			uint64_t changedsince, bool want_cache, store_msg_cb *cb, void *arg,
-			char **err_r);
+			uint64_t changedsince, enum store_msg_want want, store_msg_cb *cb,
+			void *arg, char **err_r);
 /* SELECT / EXAMINE (RFC 9051 6.3.2): the mailbox's status (messages = the
  * entries seen) and each entry's UID, MODSEQ and flags in UID order, in one
  * pass over the mailbox's own entries (no join with the messages table, no
@@ -612,7 +621,14 @@ bool store_quota_fits(struct store *st, int64_t user_id, uint64_t size);
  * their row): parsing tens of MB must not hold other sessions' commits. */
 #define STORE_CACHE_INLINE_MAX (256 * 1024)
 typedef void store_cache_build_fn(const char *msg, size_t len, struct buf *out);
-void store_set_cache_builder(struct store *st, store_cache_build_fn *fn);
+/* SORT's keys are also kept apart from the cache (table sort_keys, one
+ * narrow row per body: the sort section of the cache, mime/sortinfo.h, and
+ * the size), written with the cache wherever it is written: a SORT reads
+ * them (store_snap_messages, STORE_MSG_SORT) instead of every cache. sort_fn
+ * finds the section in a cache (false: not a cache of the current format). */
+typedef bool store_cache_sort_fn(const void *cache, size_t len, const void **p_r, size_t *n_r);
+void store_set_cache_builder(struct store *st, store_cache_build_fn *fn,
+			     store_cache_sort_fn *sort_fn);
 /* Any thread (requires store_start); copies cache; a job on the committer
  * that sets it unless the message has these bytes already (an older
  * cache is replaced: the message is immutable, so a rebuilt cache of the

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -1249,6 +1250,22 @@ static void test_fdio_write_all(void)
 	free(p);
 }
 
+static void test_buf_append_u64(void)
+{
+	static const unsigned long long v[] = {
+	    0, 7, 10, 99, 4294967295ULL, 18446744073709551615ULL};
+	struct buf a = BUF_INIT, b = BUF_INIT;
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		buf_append_u64(&a, v[i]);
+		buf_appendc(&a, ' ');
+		buf_printf(&b, "%llu ", v[i]);
+	}
+	CHECK_INT(1, a.len, b.len);
+	CHECK(strcmp(a.data, b.data) == 0);
+	buf_free(&a);
+	buf_free(&b);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -1279,6 +1296,7 @@ int main(void)
 	test_run("log_escape", test_log_escape);
 	test_run("siphash", test_siphash);
 	test_run("fdio_write_all", test_fdio_write_all);
+	test_run("buf_append_u64", test_buf_append_u64);
 	tls_cleanup();
 	return test_done("test_core");
 }

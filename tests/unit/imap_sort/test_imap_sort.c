@@ -98,10 +98,10 @@ static void test_format_set(void)
 	static const uint32_t v1[] = {5, 3, 4, 2, 1};
 	static const uint32_t v2[] = {1, 2, 3, 7, 9, 10};
 	struct buf b = BUF_INIT;
-	imap_sort_format_set(&b, v1, 5);
+	imap_seqset_format(&b, v1, 5);
 	CHECK_STR(0, b.data, "5,3:4,2,1");
 	buf_reset(&b);
-	imap_sort_format_set(&b, v2, 6);
+	imap_seqset_format(&b, v2, 6);
 	CHECK_STR(1, b.data, "1:3,7,9:10");
 	buf_free(&b);
 }
@@ -139,7 +139,7 @@ static void test_keys(void)
 		memset(&all, 0, sizeof all);
 		for (uint8_t k = 0; k <= IMAP_SORT_DISPLAYTO; k++)
 			all.sort[all.n_sort++].kind = k;
-		imap_sort_row_fill(&all, &m, &rows[i]);
+		imap_sort_row_fill(&all, &m, mime_cache_sort(&mc), &rows[i]);
 		buf_free(&cache);
 	}
 	/* Date: 2 has none: INTERNALDATE (RFC 5256 2.2); 3 is 2019-01-01 23:00Z */

@@ -53,15 +53,19 @@ static void test_schema(void)
 	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0700);
 	snprintf(path, sizeof path, "%s/data/postern.db", tmpdir);
 	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
-	CHECK_INT(1, sql_int("PRAGMA user_version"), 10);
+	CHECK_INT(1, sql_int("PRAGMA user_version"), 11);
 	CHECK_INT(2, sql_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"),
 		  1);
 	/* 7 + counters + sqlite_sequence (AUTOINCREMENT) + subscriptions, expunged,
 	 * quotas (v3) + settings, dkim_keys, dmarc_rows (v5) + ip_lists, greylist,
 	 * grey_networks, grey_reputation, spam_tokens, spam_totals, spam_train,
 	 * spam_trained, spam_thresholds (v6) + metadata (v7) + fts_body, fts_head
-	 * and their _data, _idx, _config, fts_state (v8) + urlauth_keys (v9) */
-	CHECK_INT(3, sql_int("SELECT count(*) FROM sqlite_master WHERE type = 'table'"), 35);
+	 * and their _data, _idx, _config, fts_state (v8) + urlauth_keys (v9) +
+	 * sort_keys (v11) */
+	CHECK_INT(3, sql_int("SELECT count(*) FROM sqlite_master WHERE type = 'table'"), 36);
+	/* v11: a body's sort keys go with it */
+	CHECK_INT(6, sql_int("SELECT count(*) FROM pragma_foreign_key_list('sort_keys')"
+			     " WHERE on_delete = 'CASCADE'"), 1);
 	/* v9: the keys go with their mailbox and their user */
 	CHECK_INT(5, sql_int("SELECT count(*) FROM pragma_foreign_key_list('urlauth_keys')"
 			     " WHERE on_delete = 'CASCADE'"), 2);
@@ -986,7 +990,9 @@ static void test_migration(void)
 		const char *sql;
 		long long want;
 	} cases[] = {
-		{"PRAGMA user_version", 10},
+		{"PRAGMA user_version", 11},
+		/* v11: no body has sort keys until its cache is saved again */
+		{"SELECT count(*) FROM sort_keys", 0},
 		/* v8: every old body waits for the indexer */
 		{"SELECT count(*) FROM messages WHERE fts = 0", 2},
 		/* v4: the queue's lease and scheduling columns, filled for old rows */

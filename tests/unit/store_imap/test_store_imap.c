@@ -202,7 +202,7 @@ struct snap_req {
 	const struct store_uid_range *ranges;
 	size_t n;
 	uint64_t since;
-	bool counts, cache;
+	bool counts, cache, sortkeys;
 	int ret;
 	char text[2048];
 	bool done;
@@ -259,7 +259,16 @@ static int msg_cb(void *arg, const struct store_msg *m)
 {
 	struct snap_req *r = arg;
 	char line[256];
-	if (r->cache && m->cache != NULL)
+	if (r->sortkeys && m->sortkeys != NULL)
+		snprintf(line, sizeof line, "%u:%llu:keys=%.*s", m->uid,
+			 (unsigned long long)m->size, (int)m->sortkeys_len,
+			 (const char *)m->sortkeys);
+	else if (r->sortkeys) /* no keys: what STORE_MSG_CACHE gives */
+		snprintf(line, sizeof line, "%u:%llu:cache=%.*s:blob=%s", m->uid,
+			 (unsigned long long)m->size, m->cache ? (int)m->cache_len : 4,
+			 m->cache ? (const char *)m->cache : "NULL",
+			 m->blob != NULL && m->blob[0] ? "yes" : "no");
+	else if (r->cache && m->cache != NULL)
 		snprintf(line, sizeof line, "%u:%.*s", m->uid, (int)m->cache_len,
 			 (const char *)m->cache);
 	else if (r->cache)
@@ -275,8 +284,12 @@ static int msg_cb(void *arg, const struct store_msg *m)
 static int read_msgs(struct store_snap *sn, void *arg, char **err_r)
 {
 	struct snap_req *r = arg;
-	r->ret = store_snap_messages(sn, r->user, r->mailbox, r->uidvalidity, r->ranges, r->n,
-				     r->since, r->cache, msg_cb, r, err_r);
+	r->ret =
+	    store_snap_messages(sn, r->user, r->mailbox, r->uidvalidity, r->ranges, r->n, r->since,
+				r->sortkeys ? STORE_MSG_SORT
+				: r->cache  ? STORE_MSG_CACHE
+					    : STORE_MSG_PLAIN,
+				msg_cb, r, err_r);
 	return 0;
 }
 
@@ -733,8 +746,8 @@ static int msg_blob_cb(void *arg, const struct store_msg *m)
 static int read_first_blob(struct store_snap *sn, void *arg, char **err_r)
 {
 	struct snap_req *r = arg;
-	r->ret = store_snap_messages(sn, r->user, r->mailbox, 0, NULL, 0, 0, false, msg_blob_cb,
-				     r, err_r);
+	r->ret = store_snap_messages(sn, r->user, r->mailbox, 0, NULL, 0, 0, STORE_MSG_PLAIN,
+				     msg_blob_cb, r, err_r);
 	if (r->ret != STORE_OK)
 		return 0;
 	int fd;
@@ -1069,8 +1082,8 @@ static int msg_id_cb(void *arg, const struct store_msg *m)
 static int read_msg_id(struct store_snap *sn, void *arg, char **err_r)
 {
 	struct snap_req *r = arg;
-	r->ret = store_snap_messages(sn, r->user, r->mailbox, 0, NULL, 0, 0, false, msg_id_cb, r,
-				     err_r);
+	r->ret = store_snap_messages(sn, r->user, r->mailbox, 0, NULL, 0, 0, STORE_MSG_PLAIN,
+				     msg_id_cb, r, err_r);
 	return 0;
 }
 
@@ -1083,7 +1096,7 @@ static void test_cache(void)
 	}
 	const char *u = "alice@example.com";
 	CHECK_INT(0, deliver(&e, u, "before\r\n", 8), STORE_COMMIT_OK);
-	store_set_cache_builder(e.st, test_builder);
+	store_set_cache_builder(e.st, test_builder, NULL);
 	CHECK_INT(1, deliver(&e, u, "small\r\n", 7), STORE_COMMIT_OK);
 	size_t big = 200 * 1024;
 	char *text = xmalloc(big);
@@ -1119,6 +1132,69 @@ static void test_cache(void)
 	env_free(&e);
 }
 
+/* SORT's narrow rows (store.h, STORE_MSG_SORT): written with each cache
+ * the sort_fn reads (commit, APPEND, store_cache_save), removed when a
+ * cache it cannot read replaces one; a body without them comes with its
+ * cache and blob name instead. Here the "sort section" of a cache is the
+ * text after "len=". */
+static bool test_sort_section(const void *cache, size_t len, const void **p_r, size_t *n_r)
+{
+	if (len < 4 || memcmp(cache, "len=", 4) != 0)
+		return false;
+	*p_r = (const char *)cache + 4;
+	*n_r = len - 4;
+	return true;
+}
+
+static void test_sort_keys(void)
+{
+	struct env e;
+	if (!env_new(&e)) {
+		CHECK(0);
+		return;
+	}
+	const char *u = "alice@example.com";
+	CHECK_INT(0, deliver(&e, u, "before\r\n", 8), STORE_COMMIT_OK);
+	store_set_cache_builder(e.st, test_builder, test_sort_section);
+	CHECK_INT(1, deliver(&e, u, "small\r\n", 7), STORE_COMMIT_OK);
+	CHECK_INT(2, append_n(&e, u, "INBOX", 1, NULL).result, STORE_OK);
+	struct snap_req r = {.user = u, .mailbox = "INBOX", .sortkeys = true};
+	snap_run(&e, read_msgs, &r);
+	CHECK_INT(3, r.ret, STORE_OK);
+	CHECK_STR(4, r.text,
+		  "1:8:cache=NULL:blob=yes;2:7:keys=7 first=s last=\n;"
+		  "3:23:keys=23 first=S last=\n");
+	/* the reader saves the first body's cache: its keys come with it */
+	r = (struct snap_req){.user = u, .mailbox = "INBOX"};
+	snap_run(&e, read_msg_id, &r);
+	store_cache_save(e.st, first_message_id, "len=saved", 9);
+	store_wait_idle(e.st);
+	r = (struct snap_req){.user = u,
+			      .mailbox = "INBOX",
+			      .sortkeys = true,
+			      .ranges = &(struct store_uid_range){1, 1},
+			      .n = 1};
+	snap_run(&e, read_msgs, &r);
+	CHECK_STR(5, r.text, "1:8:keys=saved");
+	/* a cache the sort_fn cannot read takes the keys away */
+	store_cache_save(e.st, first_message_id, "other", 5);
+	store_wait_idle(e.st);
+	r = (struct snap_req){.user = u,
+			      .mailbox = "INBOX",
+			      .sortkeys = true,
+			      .ranges = &(struct store_uid_range){1, 1},
+			      .n = 1};
+	snap_run(&e, read_msgs, &r);
+	CHECK_STR(6, r.text, "1:8:cache=other:blob=yes");
+	/* a copy shares the body, so its keys */
+	uint32_t two = 2;
+	CHECK_INT(7, copy_op(&e, u, "INBOX", 0, &two, 1, "Sent", false).result, STORE_OK);
+	r = (struct snap_req){.user = u, .mailbox = "Sent", .sortkeys = true};
+	snap_run(&e, read_msgs, &r);
+	CHECK_STR(8, r.text, "1:7:keys=7 first=s last=\n");
+	env_free(&e);
+}
+
 /* Building the cache of a large message does not hold the committer: a
  * small delivery committed while a 300 KiB one's cache is being built (here
  * a builder that takes 1.5 s) completes first; the large one still gets its
@@ -1139,7 +1215,7 @@ static void test_cache_off_committer(void)
 	}
 	const char *u = "alice@example.com";
 	int64_t id = user_id_of(e.st, u);
-	store_set_cache_builder(e.st, slow_builder);
+	store_set_cache_builder(e.st, slow_builder, NULL);
 	size_t big = 300 * 1024;
 	char *text = xmalloc(big);
 	memset(text, 'b', big);
@@ -1259,7 +1335,7 @@ static void test_migration(void)
 		const char *sql;
 		long long want;
 	} cases[] = {
-		{"PRAGMA user_version", 10},
+		{"PRAGMA user_version", 11},
 		/* Drafts, Trash, Junk, Archive for alice (Sent existed), all five for bob */
 		{"SELECT count(*) FROM mailboxes", 13},
 		{"SELECT count(*) FROM mailboxes WHERE special_use IS NOT NULL", 10},
@@ -1343,6 +1419,7 @@ int main(void)
 	test_run("quota_multi_rcpt", test_quota_multi_rcpt);
 	test_run("cache_off_committer", test_cache_off_committer);
 	test_run("cache", test_cache);
+	test_run("sort_keys", test_sort_keys);
 	test_run("notifications", test_notifications);
 	test_run("migration", test_migration);
 	return test_done("test_store_imap");

@@ -1,0 +1,166 @@
+"""SORT's narrow rows (store table sort_keys, schema step 11): a SORT whose
+search keys read nothing of the message takes each body's size and sort keys
+from there instead of its MIME cache. These tests hold that path to the
+cache's: the same order for every criterion as a SORT whose search program
+reads the message (NOT BODY ..., answered from the caches); bodies stored
+before the table (no row) sort the same and get their row; rows follow
+copies and go with expunged bodies."""
+import os
+import random
+import sqlite3
+import time
+
+from test_imap_store import append
+
+CRITERIA = ["SUBJECT", "REVERSE SUBJECT", "FROM", "TO", "CC", "DATE", "REVERSE DATE",
+            "ARRIVAL", "SIZE", "REVERSE SIZE", "DISPLAYFROM", "DISPLAYTO",
+            "SUBJECT DATE", "FROM REVERSE SUBJECT", "DISPLAYTO SIZE", "CC REVERSE ARRIVAL"]
+SLOW = "NOT BODY qqqnotinanymessageqqq"  # reads every message: the caches' keys
+
+NAMES = ["Alice", "bob", "=?UTF-8?Q?=C3=89mile?=", "\"Zed, Alpha\"", "", "Ærøskøbing"]
+SUBJECTS = ["Hello", "Re: hello", "Fwd: Hello", "[list] hello", "Re: [list] Re: hello",
+            "=?UTF-8?B?w4RwZmVs?=", "apfel", "", "Zebra (fwd)", "RE: AW: zebra", "same",
+            "same", "Ünïcödé", "   spaced   out  "]
+
+
+def corpus(n, seed):
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        h = []
+        if rnd.random() < 0.9:
+            name = rnd.choice(NAMES)
+            addr = "%s%d@%s.test" % (rnd.choice("abcxyz"), rnd.randrange(5), rnd.choice("pq"))
+            h.append("From: %s <%s>" % (name, addr) if name else "From: %s" % addr)
+        if rnd.random() < 0.9:
+            h.append("To: %s <t%d@example.test>" % (rnd.choice(NAMES) or "x", rnd.randrange(7)))
+        if rnd.random() < 0.5:
+            h.append("Cc: c%d@example.test" % rnd.randrange(4))
+        if rnd.random() < 0.9:
+            h.append("Subject: %s" % rnd.choice(SUBJECTS))
+        if rnd.random() < 0.85:
+            day = rnd.randrange(1, 28)
+            h.append("Date: %s, %02d Jan 2020 %02d:%02d:00 %s" % (
+                "Wed", day, rnd.randrange(24), rnd.randrange(60), rnd.choice(["+0000", "-0500", "+0130"])))
+        body = "x" * rnd.randrange(0, 400)
+        msg = ("\r\n".join(h) + "\r\n\r\n" + body + "\r\n").encode("utf-8")
+        date = "%02d-Feb-2021 %02d:00:00 +0000" % (rnd.randrange(1, 28), rnd.randrange(24))
+        out.append((date, msg))
+    return out
+
+
+def sort(c, crit, prog="ALL", uid=False):
+    r = c.cmd("%sSORT (%s) UTF-8 %s" % ("UID " if uid else "", crit, prog))
+    assert r.ok, r
+    got = [l for l in r.untagged if l.startswith("* SORT")]
+    assert len(got) == 1, r
+    return got[0][len("* SORT"):].split()
+
+
+def all_orders(c):
+    return {crit: (sort(c, crit), sort(c, crit, uid=True)) for crit in CRITERIA}
+
+
+def rows(srv, sql, *args):
+    db = sqlite3.connect(os.path.join(srv.data_dir, "postern.db"), timeout=10)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def wait_for(cond, what, limit=15.0):
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError("not within %.0f s: %s" % (limit, what))
+
+
+def fill(c, box, msgs):
+    assert c.cmd("CREATE %s" % box).ok
+    for date, m in msgs:
+        r = append(c, box, m, "", date)
+        assert r.ok, r
+    assert c.cmd("SELECT %s" % box).ok
+
+
+def test_narrow_rows_sort_as_the_caches(make_server):
+    srv = make_server()
+    c = srv.imap_login()
+    msgs = corpus(120, 7)
+    fill(c, "keys", msgs)
+    # every body stored got its row, with its size
+    n, sizes = rows(srv, "SELECT count(*), sum(size) FROM sort_keys")[0]
+    assert n == len(msgs) and sizes == sum(len(m) for _, m in msgs)
+    for crit in CRITERIA:
+        assert sort(c, crit) == sort(c, crit, SLOW), crit
+        assert sort(c, crit, uid=True) == sort(c, crit, SLOW, uid=True), crit
+    # search keys that need no message still take the narrow rows
+    for prog in ("UNSEEN", "LARGER 200", "2:50", "UID 5:90 NOT SMALLER 100"):
+        assert sort(c, "SUBJECT", prog) == sort(c, "SUBJECT", prog + " " + SLOW), prog
+    c.close()
+
+
+def test_bodies_without_rows_sort_the_same_and_get_them(make_server):
+    srv = make_server()
+    c = srv.imap_login()
+    fill(c, "old", corpus(80, 11))
+    before = all_orders(c)
+    c.close()
+    # as a database upgraded to step 11 holds them: no row for any body
+    srv.stop()
+    db = sqlite3.connect(os.path.join(srv.data_dir, "postern.db"), timeout=10)
+    try:
+        with db:
+            db.execute("DELETE FROM sort_keys")
+    finally:
+        db.close()
+    srv.start()
+    c = srv.imap_login()
+    assert c.cmd("SELECT old").ok
+    assert sort(c, "SUBJECT") == before["SUBJECT"][0]
+    # the first SORT saved each cache again, which wrote the rows
+    wait_for(lambda: rows(srv, "SELECT count(*) FROM sort_keys")[0][0] == 80, "80 rows back")
+    assert all_orders(c) == before
+    # half of them gone again: a SORT mixes both kinds of rows
+    srv.stop()
+    db = sqlite3.connect(os.path.join(srv.data_dir, "postern.db"), timeout=10)
+    try:
+        with db:
+            db.execute("DELETE FROM sort_keys WHERE message_id % 2 = 0")
+    finally:
+        db.close()
+    srv.start()
+    c.close()
+    c = srv.imap_login()
+    assert c.cmd("SELECT old").ok
+    assert all_orders(c) == before
+    c.close()
+
+
+def test_rows_follow_copies_and_expunge(make_server):
+    srv = make_server()
+    c = srv.imap_login()
+    fill(c, "src", corpus(40, 3))
+    assert c.cmd("CREATE dst").ok
+    assert c.cmd("COPY 1:20 dst").ok
+    # a copy shares the body and so its row
+    assert rows(srv, "SELECT count(*) FROM sort_keys")[0][0] == 40
+    assert c.cmd("SELECT dst").ok
+    for crit in ("SUBJECT", "FROM", "SIZE", "DATE"):
+        assert sort(c, crit) == sort(c, crit, SLOW), crit
+    # the bodies left only in src keep their rows while src has them
+    assert c.cmd("SELECT src").ok
+    assert c.cmd("STORE 21:40 +FLAGS.SILENT (\\Deleted)").ok
+    assert c.cmd("EXPUNGE").ok
+    for crit in ("SUBJECT", "FROM", "SIZE", "DATE"):
+        assert sort(c, crit) == sort(c, crit, SLOW), crit
+    # the expunged bodies' rows go with them (the full-text indexer may
+    # hold a body a moment: it deletes its index entries first)
+    wait_for(lambda: rows(srv, "SELECT count(*) FROM sort_keys")[0][0] == 20, "rows of 20 bodies")
+    assert rows(srv, "SELECT count(*) FROM sort_keys k LEFT JOIN messages m"
+                     " ON m.id = k.message_id WHERE m.id IS NULL")[0][0] == 0
+    c.close()
