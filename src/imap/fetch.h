@@ -41,6 +41,10 @@ struct imap_msg {
 	int64_t emailid;
 	time_t savedate;       /* RFC 8514: when it arrived in this mailbox */
 	const char *preview;   /* RFC 8970 (UTF-8), NULL: not available */
+	/* SEARCH BODY from the full-text index's text of the body (folded
+	 * text leaves, "\n" between them; imap_search_text_ready), or NULL */
+	const char *body_text;
+	size_t body_text_len;
 };
 
 /* RFC 8474 objectids: 1*255 of ALPHA / DIGIT / "_" / "-". EMAILID: "E" and
@@ -118,6 +122,12 @@ void imap_blob_free(struct imap_blob *bl);
  * imap_search_needs_blob: true if a key reads the message (HEADER and its
  * shortcuts, BODY, TEXT, SENT*); m->msg may be NULL otherwise. */
 bool imap_search_needs_blob(const struct imap_search *s);
+/* true if every key that reads the message is a BODY key whose needle the
+ * full-text index's BODY text answers exactly as the matcher would (not
+ * empty, valid UTF-8, no line feed or NUL after folding: the text joins
+ * the message's text parts with "\n"); their folded needles are set
+ * (imap_search_key.fold). m->body_text may then stand for the message. */
+bool imap_search_text_ready(struct imap_search *s);
 bool imap_search_match(const struct imap_search *s, const struct imap_msg *m,
 		       const uint32_t *saved, size_t n_saved);
 

@@ -346,6 +346,10 @@ struct imap_search_key {
 	char *str, *str2;   /* UTF-8 (converted from the CHARSET) */
 	int32_t day;
 	uint64_t num;
+	/* BODY: the needle folded as the full-text index's text is, when that
+	 * text can answer it (imap_search_text_ready), else NULL */
+	char *fold;
+	size_t fold_len;
 };
 /* SORT criteria (RFC 5256 3 sort-key; RFC 5957 DISPLAYFROM, DISPLAYTO) */
 enum imap_sort_kind {

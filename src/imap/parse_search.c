@@ -469,6 +469,7 @@ static void key_free(struct imap_search_key *k)
 	imap_seqset_free(&k->set);
 	x_free(&k->str);
 	x_free(&k->str2);
+	x_free(&k->fold);
 }
 
 void imap_search_free(struct imap_search *s)

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "mime/extract.h"
+
 #define SECS_PER_DAY 86400
 
 /* The calendar day (days since 1970-01-01) of instant t in the zone tz
@@ -132,6 +134,8 @@ static bool key_match(const struct imap_search_key *k, const struct imap_msg *m,
 		return mime_search_header(m->msg, m->len, m->mc, k->str2, k->str ? k->str : "");
 	case IMAP_SK_BODY:
 	case IMAP_SK_TEXT:
+		if (m->body_text != NULL && k->fold != NULL) /* imap_search_text_ready */
+			return memmem(m->body_text, m->body_text_len, k->fold, k->fold_len) != NULL;
 		if (!m->msg)
 			return false;
 		return mime_search_body(m->msg, m->len, m->mc, k->str ? k->str : "",
@@ -202,4 +206,44 @@ static bool key_needs_blob(const struct imap_search_key *k)
 bool imap_search_needs_blob(const struct imap_search *s)
 {
 	return key_needs_blob(&s->root);
+}
+
+/* The matcher (mime_search_body) looks for the needle folded in each text
+ * leaf folded; the index's BODY text (mime/extract.h) is those same folded
+ * leaves joined by "\n" (a NUL as "\n"), so a needle without either is in
+ * the text if and only if it is in one leaf. An empty needle matches any
+ * message with a text leaf, which the text cannot tell. */
+static bool key_text_ready(struct imap_search_key *k)
+{
+	switch (k->kind) {
+	case IMAP_SK_BODY: {
+		struct buf f = BUF_INIT;
+		if (k->fold == NULL && k->str != NULL && k->str[0] != '\0' &&
+		    mime_extract_needle(k->str, &f) && f.len > 0 &&
+		    memchr(f.data, '\n', f.len) == NULL && memchr(f.data, '\0', f.len) == NULL) {
+			k->fold = f.data;
+			k->fold_len = f.len;
+			return true;
+		}
+		buf_free(&f);
+		return k->fold != NULL;
+	}
+	case IMAP_SK_SENTBEFORE:
+	case IMAP_SK_SENTON:
+	case IMAP_SK_SENTSINCE:
+	case IMAP_SK_HEADER:
+	case IMAP_SK_TEXT:
+		return false;
+	default:
+		break;
+	}
+	bool ready = true;
+	for (size_t i = 0; i < k->n_sub; i++)
+		ready &= key_text_ready(&k->sub[i]);
+	return ready;
+}
+
+bool imap_search_text_ready(struct imap_search *s)
+{
+	return key_text_ready(&s->root);
 }

@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "core/log.h"
 #include "core/pool.h"
@@ -46,6 +47,8 @@
 #define SEARCH_AHEAD 32
 #define SEARCH_CONFIRM_THREADS 2
 #define SEARCH_OUT_STEP (64 * 1024)
+/* a body's index text above this is not inflated (its file is read) */
+#define SEARCH_TEXT_MAX (256u * 1024 * 1024)
 
 struct search_job {
 	struct imap_session *s;
@@ -59,6 +62,9 @@ struct search_job {
 	bool hdr_only;
 	/* the slices are confirmed in parallel (confirm_slice) */
 	bool parallel;
+	/* ... from the full-text index's text of each body where it has one
+	 * (imap_search_text_ready: BODY keys alone), not its message file */
+	bool text_ok;
 	bool has_modseq_key;
 	/* SORT (sort.c): the matches' keys, sorted on a worker at the end;
 	 * sort_cache: the MIME caches are loaded (SORT, THREAD) */
@@ -371,6 +377,12 @@ static int collect_each(void *arg, const struct store_msg *sm)
 		r->sm.cache = p;
 		r->sm.cache_len = sm->cache_len;
 	}
+	r->sm.ftext = NULL;
+	if (sm->ftext != NULL && sm->ftext_raw <= SEARCH_TEXT_MAX) {
+		void *p = xmalloc(sm->ftext_len ? sm->ftext_len : 1);
+		memcpy(p, sm->ftext, sm->ftext_len);
+		r->sm.ftext = p;
+	}
 	r->seq = j->seqs[lo];
 	r->fd = -1;
 	atomic_init(&r->state, ROW_IDLE);
@@ -396,6 +408,7 @@ static void rows_free(struct confirm *c)
 		free((char *)r->sm.flags);
 		free((char *)r->sm.blob);
 		free((void *)r->sm.cache);
+		free((void *)r->sm.ftext);
 		buf_free(&r->built);
 	}
 	free(c->rows);
@@ -429,6 +442,8 @@ static void announce(struct confirm *c, size_t lim)
 			continue;
 		struct confirm_row *r = &c->rows[k];
 		int want = ROW_IDLE;
+		if (r->sm.ftext != NULL)
+			continue; /* its text, not its file (confirm_text) */
 		if (!atomic_compare_exchange_strong(&r->state, &want, ROW_OPENING))
 			continue; /* being matched already */
 		r->fd = row_open(c, r);
@@ -440,12 +455,41 @@ static void announce(struct confirm *c, size_t lim)
 	}
 }
 
+/* Matches r on the index's text of its body (j->text_ok): false if that
+ * text does not inflate to its length (then the file is read). */
+static bool confirm_text(struct confirm *c, struct confirm_row *r, struct buf *tb)
+{
+	struct search_job *j = c->j;
+	uLongf n = (uLongf)r->sm.ftext_raw;
+	buf_reset(tb);
+	buf_reserve(tb, (size_t)n + 1);
+	if (uncompress((Bytef *)tb->data, &n, r->sm.ftext, (uLong)r->sm.ftext_len) != Z_OK ||
+	    n != (uLongf)r->sm.ftext_raw) {
+		log_warn("imap: search: the index's text of body %" PRId64 " is damaged; reading"
+			 " its file",
+			 r->sm.message_id);
+		return false;
+	}
+	tb->len = (size_t)n;
+	struct imap_msg m;
+	imap_search_msg(&m, &r->sm);
+	m.seq = r->seq;
+	if (imap_recent_in(j->recent, j->n_recent, r->sm.uid))
+		m.sysflags |= IMAP_F_RECENT;
+	m.body_text = tb->data;
+	m.body_text_len = tb->len;
+	r->matched = imap_search_match(&j->q, &m, j->saved, j->n_saved);
+	return true;
+}
+
 /* Reads r's file (or its header) into bl and matches it. */
 static void confirm_row(struct confirm *c, struct confirm_row *r, struct imap_blob *bl)
 {
 	struct search_job *j = c->j;
 	int want = ROW_IDLE, fd;
 
+	if (r->sm.ftext != NULL && confirm_text(c, r, &bl->b))
+		return;
 	if (atomic_compare_exchange_strong(&r->state, &want, ROW_TAKEN)) {
 		fd = row_open(c, r);
 	} else {
@@ -539,7 +583,8 @@ static int confirm_slice(struct search_job *j, struct store_snap *sn,
 	atomic_init(&c.ahead, 0);
 	atomic_init(&c.ahead_off, false);
 	int res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr, 0,
-				      STORE_MSG_CACHE, collect_each, &c, err_r);
+				      j->text_ok ? STORE_MSG_CACHE_TEXT : STORE_MSG_CACHE,
+				      collect_each, &c, err_r);
 	if (res < 0) {
 		rows_free(&c);
 		return -1;
@@ -1006,6 +1051,7 @@ static int cand_work(struct store_snap *sn, void *arg, char **err_r)
 	 * every message, one after the other, as without an index) */
 	j->parallel = j->narrowed && !j->sort && j->hooks == NULL;
 	j->hdr_only = j->parallel && keys_hdr_only(&j->q.root);
+	j->text_ok = j->parallel && imap_search_text_ready(&j->q);
 	return r < 0 ? -1 : 0;
 }
 
@@ -1015,7 +1061,7 @@ static void cand_done(void *arg, int result, const char *err)
 	if (result < 0) { /* the scan still answers */
 		log_warn("imap %s: search index: %s", j->s->base.ip, err != NULL ? err : "error");
 		j->narrowed = false;
-		j->parallel = j->hdr_only = false;
+		j->parallel = j->hdr_only = j->text_ok = false;
 	}
 	search_done(arg, 0, NULL);
 }

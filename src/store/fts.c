@@ -56,11 +56,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "core/log.h"
 #include "core/xmalloc.h"
 
-/* How doc_write lays the columns out: part of the extractor's identity. */
-#define FTS_TEXT_FORMAT 1
+/* How doc_write lays the columns out: part of the extractor's identity.
+ * 2: the BODY text is also kept whole, deflated, in fts_text (schema 11),
+ * so a SEARCH BODY confirms a candidate without its message file; a
+ * daemon finding an index of format 1 re-makes it (store_fts_start). */
+#define FTS_TEXT_FORMAT 2
+#define FTS_TEXT_LEVEL 1 /* zlib: fast; inflating costs the same at any level */
 #define FTS_BATCH_MSGS 64
 #define FTS_BATCH_TEXT (1024 * 1024) /* extracted text per job: a short committer step */
 #define FTS_IDLE_MS 500              /* polling for new bodies when idle */
@@ -82,6 +88,8 @@ struct fts_doc {
 	int64_t id;
 	struct buf cols[STORE_FTS_NCOLS];
 	int64_t sum; /* text_sum(cols) */
+	struct buf ztext; /* cols[STORE_FTS_BODY] deflated (doc_pack), for fts_text */
+	bool packed;
 	/* to unindex, but its text could not be had again: the row and blob
 	 * go, the entries stay */
 	bool drop;
@@ -211,10 +219,45 @@ static int doc_write(struct store_db *d, const struct fts_doc *doc, bool del)
 		if (store_step_done(d, s, NULL) < 0)
 			goto out;
 	}
+	if (!del && doc->packed) {
+		/* the BODY text whole beside its entries (FTS_TEXT_FORMAT 2);
+		 * a delete leaves it to the messages row (ON DELETE CASCADE) */
+		sqlite3_stmt *s = store_sql(d,
+					    "INSERT OR REPLACE INTO fts_text(message_id, len, body)"
+					    " VALUES (?1, ?2, ?3)",
+					    NULL);
+		if (s == NULL)
+			goto out;
+		sqlite3_bind_int64(s, 1, doc->id);
+		sqlite3_bind_int64(s, 2, (int64_t)doc->cols[STORE_FTS_BODY].len);
+		sqlite3_bind_blob(s, 3, doc->ztext.data ? doc->ztext.data : "", (int)doc->ztext.len,
+				  SQLITE_STATIC);
+		if (store_step_done(d, s, NULL) < 0)
+			goto out;
+	}
 	ret = 0;
 out:
 	buf_free(&hdr);
 	return ret;
+}
+
+/* doc's BODY text deflated for fts_text (on the indexer thread or the CLI,
+ * not in the committer's job); a text zlib cannot take in one call is not
+ * kept: its candidates are confirmed from the message file. */
+static void doc_pack(struct fts_doc *doc)
+{
+	const struct buf *b = &doc->cols[STORE_FTS_BODY];
+	doc->packed = false;
+	if (b->len > (size_t)INT32_MAX / 2)
+		return;
+	uLongf n = compressBound((uLong)b->len);
+	buf_reset(&doc->ztext);
+	buf_reserve(&doc->ztext, (size_t)n);
+	if (compress2((Bytef *)doc->ztext.data, &n, (const Bytef *)(b->data ? b->data : ""),
+		      (uLong)b->len, FTS_TEXT_LEVEL) != Z_OK)
+		return;
+	doc->ztext.len = (size_t)n;
+	doc->packed = true;
 }
 
 /* Indexes the docs whose body is still there and not indexed (checked in
@@ -349,11 +392,12 @@ static int index_is(struct store_db *d, int64_t xid)
 static int index_reset(struct store_db *d, int64_t xid, struct store_blobs *blobs)
 {
 	static const char *const sqls[] = {
-		"INSERT INTO fts_body(fts_body) VALUES ('delete-all')",
-		"INSERT INTO fts_head(fts_head) VALUES ('delete-all')",
-		"UPDATE messages SET fts = 0, fts_sum = NULL WHERE fts = 1",
-		"UPDATE fts_state SET v = 0 WHERE k = 'docs'",
-		"INSERT OR REPLACE INTO fts_state(k, v) VALUES ('extractor', ?1)",
+	    "INSERT INTO fts_body(fts_body) VALUES ('delete-all')",
+	    "INSERT INTO fts_head(fts_head) VALUES ('delete-all')",
+	    "DELETE FROM fts_text",
+	    "UPDATE messages SET fts = 0, fts_sum = NULL WHERE fts = 1",
+	    "UPDATE fts_state SET v = 0 WHERE k = 'docs'",
+	    "INSERT OR REPLACE INTO fts_state(k, v) VALUES ('extractor', ?1)",
 	};
 	for (size_t i = 0; i < sizeof sqls / sizeof sqls[0]; i++) {
 		sqlite3_stmt *s = store_sql(d, sqls[i], NULL);
@@ -376,9 +420,11 @@ static int index_reset(struct store_db *d, int64_t xid, struct store_blobs *blob
 
 static void docs_free(struct fts_doc *docs, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		for (int c = 0; c < STORE_FTS_NCOLS; c++)
 			buf_free(&docs[i].cols[c]);
+		buf_free(&docs[i].ztext);
+	}
 	free(docs);
 }
 
@@ -468,6 +514,7 @@ static int batch_read(struct store *st, struct store_db *d, store_fts_extract_fn
 		for (int c = 0; c < STORE_FTS_NCOLS; c++)
 			text += doc->cols[c].len;
 		doc->sum = text_sum(doc->cols);
+		doc_pack(doc);
 		n++;
 	}
 	store_stmt_done(s);
@@ -1034,16 +1081,17 @@ int store_fts_stats(struct store *st, struct store_fts_stats *r, char **err_r)
 	struct store_db *d = &st->main;
 	int64_t v[7];
 	static const char *const sql[7] = {
-		"SELECT count(*) FROM messages WHERE fts <> 2",
-		"SELECT count(*) FROM messages WHERE fts = 1",
-		"SELECT v FROM fts_state WHERE k = 'docs'",
-		"SELECT coalesce(sum(size), 0) FROM messages WHERE fts <> 2",
-		"SELECT (SELECT coalesce(sum(length(block)), 0) FROM fts_body_data) +"
-		" (SELECT coalesce(sum(length(block)), 0) FROM fts_head_data) +"
-		" (SELECT count(*) * 16 + coalesce(sum(length(term)), 0) FROM fts_body_idx) +"
-		" (SELECT count(*) * 16 + coalesce(sum(length(term)), 0) FROM fts_head_idx)",
-		"SELECT count(*) FROM messages WHERE fts = 0",
-		"SELECT count(*) FROM messages WHERE fts = 2",
+	    "SELECT count(*) FROM messages WHERE fts <> 2",
+	    "SELECT count(*) FROM messages WHERE fts = 1",
+	    "SELECT v FROM fts_state WHERE k = 'docs'",
+	    "SELECT coalesce(sum(size), 0) FROM messages WHERE fts <> 2",
+	    "SELECT (SELECT coalesce(sum(length(block)), 0) FROM fts_body_data) +"
+	    " (SELECT coalesce(sum(length(block)), 0) FROM fts_head_data) +"
+	    " (SELECT count(*) * 16 + coalesce(sum(length(term)), 0) FROM fts_body_idx) +"
+	    " (SELECT count(*) * 16 + coalesce(sum(length(term)), 0) FROM fts_head_idx) +"
+	    " (SELECT count(*) * 16 + coalesce(sum(length(body)), 0) FROM fts_text)",
+	    "SELECT count(*) FROM messages WHERE fts = 0",
+	    "SELECT count(*) FROM messages WHERE fts = 2",
 	};
 	/* one snapshot: the indexer may commit between the counts */
 	if (store_exec(d, "BEGIN", err_r) < 0)
@@ -1112,6 +1160,7 @@ static int reindex_user(struct store *st, store_fts_extract_fn *fn, int64_t user
 				doc_extract(st, fn, blob, sqlite3_column_blob(s, 2),
 					    (size_t)sqlite3_column_bytes(s, 2), &docs[n]);
 			docs[n].sum = text_sum(docs[n].cols);
+			doc_pack(&docs[n]);
 			n++;
 		}
 		store_stmt_done(s);

@@ -1011,6 +1011,9 @@ int store_snap_messages(struct store_snap *sn, const char *user, const char *mai
 					       " ON m.id = mm.message_id" SNAP_MSGS_WHERE,
 	    [STORE_MSG_CACHE] = SNAP_MSGS_COLS ", m.cache FROM mailbox_messages mm JOIN messages m"
 					       " ON m.id = mm.message_id" SNAP_MSGS_WHERE,
+	    [STORE_MSG_CACHE_TEXT] = SNAP_MSGS_COLS
+	    ", m.cache, t.len, t.body FROM mailbox_messages mm JOIN messages m"
+	    " ON m.id = mm.message_id LEFT JOIN fts_text t ON t.message_id = m.id" SNAP_MSGS_WHERE,
 	    /* the narrow rows alone: no messages row is read (its cache makes
 	     * it long) unless a body has no sort keys */
 	    [STORE_MSG_SORT] = "SELECT mm.uid, mm.modseq, mm.flags, mm.internaldate,"
@@ -1056,12 +1059,18 @@ int store_snap_messages(struct store_snap *sn, const char *user, const char *mai
 			} else if (want == STORE_MSG_SORT) {
 				if ((r = snap_body(sn, &m, &q, err_r)) != STORE_OK)
 					break;
-			} else if (want == STORE_MSG_CACHE &&
+			} else if (want != STORE_MSG_PLAIN &&
 				   sqlite3_column_type(s, 9) != SQLITE_NULL) {
 				m.cache = sqlite3_column_blob(s, 9);
 				m.cache_len = (size_t)sqlite3_column_bytes(s, 9);
 				if (m.cache == NULL)
 					m.cache = ""; /* an empty cache is still a cache */
+			}
+			if (want == STORE_MSG_CACHE_TEXT &&
+			    sqlite3_column_type(s, 11) == SQLITE_BLOB) {
+				m.ftext_raw = (uint64_t)sqlite3_column_int64(s, 10);
+				m.ftext = sqlite3_column_blob(s, 11);
+				m.ftext_len = (size_t)sqlite3_column_bytes(s, 11);
 			}
 			int stop_here = cb(arg, &m);
 			if (q != NULL)

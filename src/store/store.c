@@ -447,14 +447,25 @@ static const char schema_v10[] =
  * or FETCH first saves their cache again. A change of the section's format
  * (mime/sortinfo.h) must empty the table in a step of its own. */
 static const char schema_v11[] =
-    "CREATE TABLE sort_keys ("
-    " message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,"
-    " size INTEGER NOT NULL,"
-    " keys BLOB NOT NULL);";
+	"CREATE TABLE sort_keys ("
+	" message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,"
+	" size INTEGER NOT NULL,"
+	" keys BLOB NOT NULL);";
 
-static const char *const schema_steps[] = {schema_v1, schema_v2,  schema_v3, schema_v4,
-					   schema_v5, schema_v6,  schema_v7, schema_v8,
-					   schema_v9, schema_v10, schema_v11};
+/* Step 12: the full-text index keeps each indexed body's BODY text (fts.c,
+ * fts_text): its length and the text deflated (zlib), so that SEARCH BODY
+ * confirms a candidate from it instead of reading and decoding its message
+ * file. Filled by the indexer: an index made before (FTS_TEXT_FORMAT 1) is
+ * re-made once in the background, its bodies candidates meanwhile. */
+static const char schema_v12[] =
+	"CREATE TABLE fts_text ("
+	" message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,"
+	" len INTEGER NOT NULL,"
+	" body BLOB NOT NULL);";
+
+static const char *const schema_steps[] = {schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
+					   schema_v6, schema_v7, schema_v8, schema_v9,
+					   schema_v10, schema_v11, schema_v12};
 
 sqlite3_stmt *store_stmt(struct store_db *d, enum store_stmt_id id)
 {

@@ -491,6 +491,13 @@ struct store_msg {
 	time_t savedate;       /* when it arrived in this mailbox */
 	const void *sortkeys;  /* STORE_MSG_SORT: the sort section (sortinfo.h) */
 	size_t sortkeys_len;
+	/* STORE_MSG_CACHE_TEXT: the full-text index's BODY text of the body
+	 * (STORE_FTS_BODY, as the extractor gave it), zlib-deflated, and its
+	 * length inflated; NULL when the index has none for it (not indexed
+	 * yet) */
+	const void *ftext;
+	size_t ftext_len;
+	uint64_t ftext_raw;
 };
 typedef int store_msg_cb(void *arg, const struct store_msg *m); /* nonzero stops */
 struct store_uid_range {
@@ -498,10 +505,11 @@ struct store_uid_range {
 };
 /* What store_snap_messages reads of each message besides its entry. */
 enum store_msg_want {
-	STORE_MSG_PLAIN, /* no cache */
-	STORE_MSG_CACHE, /* cache/cache_len */
-	STORE_MSG_SORT,  /* sortkeys/sortkeys_len from sort_keys, blob NULL; a
-			  * body without them yet comes as STORE_MSG_CACHE */
+	STORE_MSG_PLAIN,      /* no cache */
+	STORE_MSG_CACHE,      /* cache/cache_len */
+	STORE_MSG_SORT,       /* sortkeys/sortkeys_len from sort_keys, blob NULL; a
+			       * body without them yet comes as STORE_MSG_CACHE */
+	STORE_MSG_CACHE_TEXT, /* cache, and ftext (LEFT JOIN fts_text) */
 };
 /* The messages of a mailbox whose UID is in ranges (sorted; n 0 = all), in
  * UID order, with modseq > changedsince (0 = all), each with what want
