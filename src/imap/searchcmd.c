@@ -200,6 +200,25 @@ void imap_search_msg(struct imap_msg *m, const struct store_msg *sm)
 	m->keywords = kw != NULL ? kw : "";
 }
 
+/* Where uid stands in the slice being read (j->uids, ascending): true
+ * with its index in *at_r, false when the slice does not hold it. */
+static bool job_index(const struct search_job *j, uint32_t uid, size_t *at_r)
+{
+	size_t lo = 0, hi = j->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (j->uids[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo >= j->n || j->uids[lo] != uid)
+		return false;
+	*at_r = lo;
+	return true;
+}
+
 struct match_ctx {
 	struct search_job *j;
 	struct store_snap *sn;
@@ -213,20 +232,13 @@ static int match_each(void *arg, const struct store_msg *sm)
 	struct search_job *j = cx->j;
 	struct imap_msg m;
 	struct mime_cache mc;
-	size_t lo = 0, hi = j->n;
+	size_t at;
 	struct buf built = BUF_INIT;
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (j->uids[mid] < sm->uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo >= j->n || j->uids[lo] != sm->uid)
+	if (!job_index(j, sm->uid, &at))
 		return 0;
 	imap_search_msg(&m, sm);
-	m.seq = j->seqs[lo];
+	m.seq = j->seqs[at];
 	if (imap_recent_in(j->recent, j->n_recent, sm->uid))
 		m.sysflags |= IMAP_F_RECENT;
 	if ((j->needs_blob || j->sort_cache) &&
@@ -324,16 +336,9 @@ static int collect_each(void *arg, const struct store_msg *sm)
 {
 	struct confirm *c = arg;
 	struct search_job *j = c->j;
-	size_t lo = 0, hi = j->n;
+	size_t at;
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (j->uids[mid] < sm->uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo >= j->n || j->uids[lo] != sm->uid)
+	if (!job_index(j, sm->uid, &at))
 		return 0;
 	if (c->n == c->cap) {
 		c->cap = c->cap ? c->cap * 2 : 64;
@@ -352,7 +357,7 @@ static int collect_each(void *arg, const struct store_msg *sm)
 		r->sm.cache = p;
 		r->sm.cache_len = sm->cache_len;
 	}
-	r->seq = j->seqs[lo];
+	r->seq = j->seqs[at];
 	r->fd = -1;
 	atomic_init(&r->state, ROW_IDLE);
 	if (j->hdr_only && r->sm.cache != NULL) {
