@@ -200,25 +200,6 @@ void imap_search_msg(struct imap_msg *m, const struct store_msg *sm)
 	m->keywords = kw != NULL ? kw : "";
 }
 
-/* Where uid stands in the slice being read (j->uids, ascending): true
- * with its index in *at_r, false when the slice does not hold it. */
-static bool job_index(const struct search_job *j, uint32_t uid, size_t *at_r)
-{
-	size_t lo = 0, hi = j->n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (j->uids[mid] < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo >= j->n || j->uids[lo] != uid)
-		return false;
-	*at_r = lo;
-	return true;
-}
-
 struct match_ctx {
 	struct search_job *j;
 	struct store_snap *sn;
@@ -235,7 +216,7 @@ static int match_each(void *arg, const struct store_msg *sm)
 	size_t at;
 	struct buf built = BUF_INIT;
 
-	if (!job_index(j, sm->uid, &at))
+	if (!imap_uid_find(j->uids, j->n, sm->uid, &at))
 		return 0;
 	imap_search_msg(&m, sm);
 	m.seq = j->seqs[at];
@@ -338,7 +319,7 @@ static int collect_each(void *arg, const struct store_msg *sm)
 	struct search_job *j = c->j;
 	size_t at;
 
-	if (!job_index(j, sm->uid, &at))
+	if (!imap_uid_find(j->uids, j->n, sm->uid, &at))
 		return 0;
 	if (c->n == c->cap) {
 		c->cap = c->cap ? c->cap * 2 : 64;
