@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "core/buf.h"
+#include "core/hex.h"
 #include "core/xmalloc.h"
 #include "mime/mime.h"
 
@@ -315,24 +316,14 @@ static void rfc2231_free(struct rfc2231 *a)
 	buf_free(&a->svals);
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)tolower((unsigned char)c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* RFC 2231 4: %XX octets */
 static void pct_decode(const char *p, size_t n, struct buf *out)
 {
 	for (size_t i = 0; i < n; i++) {
 		int h, l;
 
-		if (p[i] == '%' && i + 2 < n && (h = hexval(p[i + 1])) >= 0 &&
-		    (l = hexval(p[i + 2])) >= 0) {
+		if (p[i] == '%' && i + 2 < n && (h = hex_value((unsigned char)p[i + 1])) >= 0 &&
+		    (l = hex_value((unsigned char)p[i + 2])) >= 0) {
 			buf_appendc(out, (char)(h * 16 + l));
 			i += 2;
 		} else {

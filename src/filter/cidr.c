@@ -193,16 +193,9 @@ int cidr_set_add(struct cidr_set *s, const char *entry)
 struct cidr_set *cidr_set_parse(const char *list, char **err_r)
 {
 	struct cidr_set *s = cidr_set_new();
-	const char *p = list;
+	const char *p = list, *start;
 
-	for (;;) {
-		while (*p == ',' || isspace((unsigned char)*p))
-			p++;
-		if (*p == '\0')
-			break;
-		const char *start = p;
-		while (*p != '\0' && *p != ',' && !isspace((unsigned char)*p))
-			p++;
+	while (screen_list_next(&p, &start)) {
 		struct cidr c;
 		if (cidr_parse1(start, (size_t)(p - start), &c) < 0) {
 			if (err_r)

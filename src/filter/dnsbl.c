@@ -153,16 +153,9 @@ struct dnsbl_site *dnsbl_sites_parse(const char *list, size_t *n_r, char **err_r
 {
 	struct dnsbl_site *v = NULL;
 	size_t n = 0, cap = 0;
-	const char *p = list;
+	const char *p = list, *start;
 
-	for (;;) {
-		while (*p == ',' || isspace((unsigned char)*p))
-			p++;
-		if (*p == '\0')
-			break;
-		const char *start = p;
-		while (*p != '\0' && *p != ',' && !isspace((unsigned char)*p))
-			p++;
+	while (screen_list_next(&p, &start)) {
 		if (n == cap) {
 			cap = cap ? cap * 2 : 4;
 			v = xrealloc(v, cap * sizeof *v);

@@ -2,10 +2,27 @@
  * sites. Not for other folders (screen.h is the interface). */
 #ifndef POSTERN_FILTER_SCREEN_INT_H
 #define POSTERN_FILTER_SCREEN_INT_H
+#include <ctype.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 struct cidr_set;
+
+/* The next entry of a list option (entries separated by commas and/or white
+ * space, OPT_LIST): true with the entry from *start_r to the new *p, false
+ * at the end of the list. */
+static inline bool screen_list_next(const char **p, const char **start_r)
+{
+	const char *q = *p;
+
+	while (*q == ',' || isspace((unsigned char)*q))
+		q++;
+	*start_r = q;
+	while (*q != '\0' && *q != ',' && !isspace((unsigned char)*q))
+		q++;
+	*p = q;
+	return q > *start_r;
+}
 
 /* A client address: fam 4 (a[0..4)) or 6; an IPv4-mapped IPv6 address is
  * fam 4. */

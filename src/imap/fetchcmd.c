@@ -256,16 +256,7 @@ struct slice_ctx {
 
 static uint32_t slice_seq(const struct slice *sl, uint32_t uid, size_t *idx_r)
 {
-	size_t lo = 0, hi = sl->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (sl->uids[mid] < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*idx_r = lo;
-	return lo < sl->n && sl->uids[lo] == uid ? sl->seqs[lo] : 0;
+	return imap_uid_find(sl->uids, sl->n, uid, idx_r) ? sl->seqs[*idx_r] : 0;
 }
 
 static const unsigned *slice_seen(const struct slice *sl, uint32_t uid)

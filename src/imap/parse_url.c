@@ -8,20 +8,10 @@
 #include <strings.h>
 
 #include "core/buf.h"
+#include "core/hex.h"
 #include "core/xmalloc.h"
 #include "imap/parse.h"
 #include "imap/parse_url.h"
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* RFC 3986 2.1 pct-encoded, decoded into a NUL-terminated copy; a NUL or a
  * broken escape is refused (NULL). */
@@ -33,7 +23,8 @@ static char *pct_decode(const char *s, size_t n)
 		char c = s[i];
 		if (c == '%') {
 			int h, l;
-			if (i + 2 >= n || (h = hexval(s[i + 1])) < 0 || (l = hexval(s[i + 2])) < 0)
+			if (i + 2 >= n || (h = hex_value((unsigned char)s[i + 1])) < 0 ||
+			    (l = hex_value((unsigned char)s[i + 2])) < 0)
 				goto bad;
 			c = (char)(h * 16 + l);
 			i += 2;
@@ -102,7 +93,8 @@ static bool auth_ok(const char *s, size_t n)
 		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 		    (c != '\0' && strchr("-._~!$'()*+,&=", c) != NULL))
 			continue;
-		if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+		if (c == '%' && i + 2 < n && hex_value((unsigned char)s[i + 1]) >= 0 &&
+		    hex_value((unsigned char)s[i + 2]) >= 0) {
 			i += 2;
 			continue;
 		}
@@ -239,7 +231,7 @@ static int urlauth_parse(struct imap_url *u, const char *s, const char *p, const
 	if (e - t < 32)
 		return -1;
 	for (const char *x = t; x < e; x++)
-		if (hexval(*x) < 0)
+		if (hex_value((unsigned char)*x) < 0)
 			return -1;
 	u->mech = xstrndup(m, (size_t)(me - m));
 	u->token = xstrndup(t, (size_t)(e - t));

@@ -222,20 +222,13 @@ static int match_each(void *arg, const struct store_msg *sm)
 	struct search_job *j = cx->j;
 	struct imap_msg m;
 	struct mime_cache mc;
-	size_t lo = 0, hi = j->n;
+	size_t at;
 	struct buf built = BUF_INIT;
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (j->uids[mid] < sm->uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo >= j->n || j->uids[lo] != sm->uid)
+	if (!imap_uid_find(j->uids, j->n, sm->uid, &at))
 		return 0;
 	imap_search_msg(&m, sm);
-	m.seq = j->seqs[lo];
+	m.seq = j->seqs[at];
 	if (imap_recent_in(j->recent, j->n_recent, sm->uid))
 		m.sysflags |= IMAP_F_RECENT;
 	/* SORT's keys: the narrow row when the body has one (a bad one is
@@ -349,16 +342,9 @@ static int collect_each(void *arg, const struct store_msg *sm)
 {
 	struct confirm *c = arg;
 	struct search_job *j = c->j;
-	size_t lo = 0, hi = j->n;
+	size_t at;
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (j->uids[mid] < sm->uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo >= j->n || j->uids[lo] != sm->uid)
+	if (!imap_uid_find(j->uids, j->n, sm->uid, &at))
 		return 0;
 	if (c->n == c->cap) {
 		c->cap = c->cap ? c->cap * 2 : 64;
@@ -383,7 +369,7 @@ static int collect_each(void *arg, const struct store_msg *sm)
 		memcpy(p, sm->ftext, sm->ftext_len);
 		r->sm.ftext = p;
 	}
-	r->seq = j->seqs[lo];
+	r->seq = j->seqs[at];
 	r->fd = -1;
 	atomic_init(&r->state, ROW_IDLE);
 	if (j->hdr_only && r->sm.cache != NULL) {

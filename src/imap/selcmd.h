@@ -130,6 +130,23 @@ void imap_reply_reading(struct imap_session *s, const char *status, const char *
  * such ranges. */
 struct store_uid_range *imap_sel_recent(const struct imap_session *s, size_t *n_r);
 bool imap_recent_in(const struct store_uid_range *r, size_t n, uint32_t uid);
+/* A binary search of sorted UIDs v[0..n): whether uid is among them, and in
+ * *at_r its index, or where it would go when it is not (the first index
+ * whose UID is higher; n past the end). Inline: called per message. */
+static inline bool imap_uid_find(const uint32_t *v, size_t n, uint32_t uid, size_t *at_r)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*at_r = lo;
+	return lo < n && v[lo] == uid;
+}
 /* Keywords (RFC 9051 7.3.5): before a FETCH response shows a keyword the
  * client was not told of, "* FLAGS" and "* OK [PERMANENTFLAGS]" announce it.
  * flags: a store flag string or space-separated keywords. */

@@ -283,16 +283,10 @@ const uint32_t *imap_view_uids(const struct imap_session *s)
 /* Index of the first UID >= uid. */
 static uint32_t view_lower(const struct imap_view *v, uint32_t uid)
 {
-	uint32_t lo = 0, hi = v->n;
+	size_t at;
 
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (v->v[mid] < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	imap_uid_find(v->v, v->n, uid, &at);
+	return (uint32_t)at;
 }
 
 uint32_t imap_view_seq(const struct imap_session *s, uint32_t uid)
@@ -503,15 +497,9 @@ static void windows_go_on(struct imap_session *s);
 
 static bool uid_in(const uint32_t *v, size_t n, uint32_t uid)
 {
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (v[mid] < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < n && v[lo] == uid;
+	size_t at;
+
+	return imap_uid_find(v, n, uid, &at);
 }
 
 static int cmp_u32(const void *a, const void *b)

@@ -364,20 +364,6 @@ static bool ev(const struct imap_ctx *c, const struct imap_search_key *k,
 	}
 }
 
-static bool u32_find(const uint32_t *v, size_t n, uint32_t x, size_t *at)
-{
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (v[mid] < x)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*at = lo;
-	return lo < n && v[lo] == x;
-}
-
 static void u32_insert(uint32_t **v, size_t *n, size_t *cap, size_t at, uint32_t x)
 {
 	if (*n == *cap) {
@@ -481,7 +467,7 @@ void imap_ctx_flags(struct imap_session *s, uint32_t uid, const char *flags, uin
 	bool have_recent = false;
 
 	for (struct imap_ctx *c = ctx_list; c != NULL; c = c->next) {
-		if (c->s != s || !u32_find(c->uids, c->n, uid, &at))
+		if (c->s != s || !imap_uid_find(c->uids, c->n, uid, &at))
 			continue;
 		if (!have_recent) {
 			recent = imap_sel_recent(s, &n_recent);
@@ -768,7 +754,7 @@ void imap_ctx_new(struct imap_session *s, const uint32_t *uids, size_t n)
 				f = c->fresh[lo];
 				c->fresh[lo].uid = 0; /* taken */
 			}
-			if (u32_find(c->uids, c->n, uids[i], &at))
+			if (imap_uid_find(c->uids, c->n, uids[i], &at))
 				continue;
 			size_t old_cap = c->cap;
 			u32_insert(&c->uids, &c->n, &c->cap, at, uids[i]);

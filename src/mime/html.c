@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hex.h"
+
 enum {
 	S_TEXT,    /* data */
 	S_LT,      /* after '<' */
@@ -155,15 +157,6 @@ static inline bool is_alpha(unsigned char c)
 static inline bool is_alnum(unsigned char c)
 {
 	return is_alpha(c) || (unsigned)(c - '0') < 10u;
-}
-
-static int hexval(unsigned char c)
-{
-	if ((unsigned)(c - '0') < 10u)
-		return c - '0';
-	if ((unsigned)((c | 0x20) - 'a') < 6u)
-		return (c | 0x20) - 'a' + 10;
-	return -1;
 }
 
 static void sep(struct mime_html *h, int kind)
@@ -544,7 +537,7 @@ void mime_html_feed(struct mime_html *h, const char *in, size_t n, struct buf *o
 				continue;
 			}
 			if (h->state == S_HEX)
-				v = hexval(c);
+				v = hex_value(c);
 			else if ((unsigned)(c - '0') < 10u)
 				v = c - '0';
 			if (v >= 0) {

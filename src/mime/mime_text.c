@@ -9,6 +9,7 @@
 #include "mime/html.h"
 
 #include "core/base64.h"
+#include "core/hex.h"
 #include "mime/mime.h"
 #include "mime/mime_int.h"
 
@@ -37,17 +38,6 @@ void mime_header_fields(const char *hdr, size_t n, const char *const *names, siz
 
 /* ---- Content-Transfer-Encoding (RFC 2045 6.7, 6.8) ---- */
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* RFC 2047 4.2 "Q" encoded words (underscore) and the like: =XX, soft line
  * breaks "=" CRLF, trailing whitespace of a line dropped (RFC 2045 6.7 rule
  * 3); a broken "=" is kept as is. Bodies go through mime_qp_step. */
@@ -64,8 +54,8 @@ static void qp_decode(const char *in, size_t n, struct buf *out, bool underscore
 			int h, l;
 			size_t j;
 
-			if (i + 2 < n && (h = hexval((unsigned char)in[i + 1])) >= 0 &&
-			    (l = hexval((unsigned char)in[i + 2])) >= 0) {
+			if (i + 2 < n && (h = hex_value((unsigned char)in[i + 1])) >= 0 &&
+			    (l = hex_value((unsigned char)in[i + 2])) >= 0) {
 				buf_appendc(out, (char)(h << 4 | l));
 				i += 3;
 				continue;
@@ -159,7 +149,7 @@ size_t mime_qp_step(struct mime_qp *q, char c, char *out)
 			out[o++] = '\r';
 			continue; /* c again */
 		case QP_EQ:
-			if (hexval((unsigned char)c) >= 0) {
+			if (hex_value((unsigned char)c) >= 0) {
 				q->hex1 = c;
 				q->state = QP_EQ1;
 			} else if (qp_wsp(c)) {
@@ -177,9 +167,9 @@ size_t mime_qp_step(struct mime_qp *q, char c, char *out)
 			return o;
 		case QP_EQ1:
 			q->state = QP_TEXT;
-			if (hexval((unsigned char)c) >= 0) {
-				out[o++] = (char)(hexval((unsigned char)q->hex1) << 4 |
-						  hexval((unsigned char)c));
+			if (hex_value((unsigned char)c) >= 0) {
+				out[o++] = (char)(hex_value((unsigned char)q->hex1) << 4 |
+						  hex_value((unsigned char)c));
 				return o;
 			}
 			out[o++] = '='; /* broken =XX: kept as is */

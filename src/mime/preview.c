@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/hex.h"
 #include "mime/mime_int.h"
 
 /* Encoded octets of a part read at most: 256 characters of text are at most
@@ -160,10 +161,11 @@ static size_t entity(struct pv *v, const char *p, size_t n)
 		size_t st = i;
 		for (; i < n && i < st + 8; i++) {
 			char c = p[i];
-			int d = c >= '0' && c <= '9'               ? c - '0'
-				: hex && c >= 'a' && c <= 'f' ? c - 'a' + 10
-				: hex && c >= 'A' && c <= 'F' ? c - 'A' + 10
-							      : -1;
+			int d = -1;
+			if (hex)
+				d = hex_value((unsigned char)c);
+			else if (c >= '0' && c <= '9')
+				d = c - '0';
 			if (d < 0)
 				break;
 			cp = cp * (hex ? 16 : 10) + (uint32_t)d;

@@ -61,23 +61,33 @@ static int env_nstring(struct envp *c, struct buf *out)
 	return -1;
 }
 
+/* Inside a parenthesized list, past its '(': 1 another element follows, 0
+ * the list ends here (its ')' is taken), -1 broken (the input ends first). */
+static int env_list_next(struct envp *c)
+{
+	env_sp(c);
+	if (c->p >= c->e)
+		return -1;
+	if (*c->p == ')') {
+		c->p++;
+		return 0;
+	}
+	return 1;
+}
+
 static int env_skip(struct envp *c, struct buf *tmp, unsigned depth)
 {
 	env_sp(c);
 	if (c->p < c->e && *c->p == '(') {
+		int more;
+
 		if (depth > 8)
 			return -1;
-		for (c->p++;;) {
-			env_sp(c);
-			if (c->p >= c->e)
-				return -1;
-			if (*c->p == ')') {
-				c->p++;
-				return 0;
-			}
+		c->p++;
+		while ((more = env_list_next(c)) > 0)
 			if (env_skip(c, tmp, depth + 1) < 0)
 				return -1;
-		}
+		return more;
 	}
 	return env_nstring(c, tmp) < 0 ? -1 : 0;
 }
@@ -88,44 +98,38 @@ static int env_skip(struct envp *c, struct buf *tmp, unsigned depth)
 static int env_first_addr(struct envp *c, struct buf *name, struct buf *mailbox,
 			  struct buf *host, bool *have_host, struct buf *tmp)
 {
-	bool first = true;
+	int more, h;
 
 	buf_reset(name);
 	buf_reset(mailbox);
 	buf_reset(host);
 	*have_host = false;
 	env_sp(c);
-	if (c->p < c->e && *c->p != '(')
+	if (c->p >= c->e)
+		return -1;
+	if (*c->p != '(')
 		return env_nstring(c, tmp) < 0 ? -1 : 0; /* NIL */
-	for (c->p++;;) {
-		env_sp(c);
-		if (c->p >= c->e)
+	c->p++;
+	more = env_list_next(c);
+	if (more <= 0)
+		return more;
+	/* the first: (name adl mailbox host) */
+	if (*c->p != '(')
+		return -1;
+	c->p++;
+	if (env_nstring(c, name) < 0 || env_nstring(c, tmp) < 0 || env_nstring(c, mailbox) < 0)
+		return -1;
+	h = env_nstring(c, host);
+	if (h < 0)
+		return -1;
+	*have_host = h > 0;
+	if (env_list_next(c) != 0)
+		return -1;
+	/* the others */
+	while ((more = env_list_next(c)) > 0)
+		if (env_skip(c, tmp, 1) < 0)
 			return -1;
-		if (*c->p == ')') {
-			c->p++;
-			return 0;
-		}
-		if (!first) {
-			if (env_skip(c, tmp, 1) < 0)
-				return -1;
-			continue;
-		}
-		first = false;
-		if (*c->p != '(')
-			return -1;
-		c->p++;
-		if (env_nstring(c, name) < 0 || env_nstring(c, tmp) < 0 ||
-		    env_nstring(c, mailbox) < 0)
-			return -1;
-		int h = env_nstring(c, host);
-		if (h < 0)
-			return -1;
-		*have_host = h > 0;
-		env_sp(c);
-		if (c->p >= c->e || *c->p != ')')
-			return -1;
-		c->p++;
-	}
+	return more;
 }
 
 static char *casemap(const char *p, size_t n)

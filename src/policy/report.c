@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "core/base64.h"
+#include "core/hex.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "mime/header.h"
@@ -474,11 +475,6 @@ int report_unzip(const void *in, size_t n, size_t max, struct buf *out, const ch
 
 /* ---- rua ---- */
 
-static int hexval(int c)
-{
-	return isdigit(c) ? c - '0' : isxdigit(c) ? (tolower(c) - 'a' + 10) : -1;
-}
-
 int report_rua_parse(const char *uri, char *addr, size_t addrsz, uint64_t *limit_r)
 {
 	*limit_r = 0;
@@ -489,8 +485,9 @@ int report_rua_parse(const char *uri, char *addr, size_t addrsz, uint64_t *limit
 	size_t o = 0;
 	for (; p < end; p++) {
 		int c = (unsigned char)*p;
-		if (c == '%' && end - p >= 3 && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
-			c = hexval(p[1]) * 16 + hexval(p[2]);
+		if (c == '%' && end - p >= 3 && hex_value((unsigned char)p[1]) >= 0 &&
+		    hex_value((unsigned char)p[2]) >= 0) {
+			c = hex_value((unsigned char)p[1]) * 16 + hex_value((unsigned char)p[2]);
 			p += 2;
 		}
 		if (c == '?')

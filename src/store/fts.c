@@ -1134,6 +1134,21 @@ static int same_text(struct store_db *d, const struct fts_doc *doc)
 	return same;
 }
 
+/* Ends a transaction begun with BEGIN IMMEDIATE: r 0 (the work in it went
+ * well) commits; otherwise, or when the commit fails, it is rolled back and
+ * *err_r says why (the database's error when nothing set it). 0 or -1. */
+static int tx_end(struct store_db *d, int r, char **err_r)
+{
+	if (r == 0 && store_exec(d, "COMMIT", err_r) < 0)
+		r = -1;
+	if (r < 0) {
+		if (*err_r == NULL)
+			*err_r = store_db_err(d);
+		store_exec(d, "ROLLBACK", NULL);
+	}
+	return r;
+}
+
 static int reindex_user(struct store *st, store_fts_extract_fn *fn, int64_t user_id,
 			uint64_t *n_r, char **err_r)
 {
@@ -1175,13 +1190,7 @@ static int reindex_user(struct store *st, store_fts_extract_fn *fn, int64_t user
 						  doc_write(d, &docs[i], false) < 0)))
 				r = -1;
 		}
-		if (r == 0 && store_exec(d, "COMMIT", err_r) < 0)
-			r = -1;
-		if (r < 0) {
-			if (*err_r == NULL)
-				*err_r = store_db_err(d);
-			store_exec(d, "ROLLBACK", NULL);
-		}
+		r = tx_end(d, r, err_r);
 		docs_free(docs, n);
 		if (r < 0)
 			return -1;
@@ -1217,13 +1226,7 @@ int store_fts_rebuild(struct store *st, const char *user, store_fts_extract_fn *
 		int r = store_exec(d, "BEGIN IMMEDIATE", err_r);
 		if (r == 0 && index_reset(d, xid, &blobs) < 0)
 			r = -1;
-		if (r == 0 && store_exec(d, "COMMIT", err_r) < 0)
-			r = -1;
-		if (r < 0) {
-			if (*err_r == NULL)
-				*err_r = store_db_err(d);
-			store_exec(d, "ROLLBACK", NULL);
-		}
+		r = tx_end(d, r, err_r);
 		store_blobs_done(st, &blobs, r == 0);
 		if (r < 0)
 			return -1;
@@ -1250,13 +1253,7 @@ int store_fts_rebuild(struct store *st, const char *user, store_fts_extract_fn *
 		int r = store_exec(d, "BEGIN IMMEDIATE", err_r);
 		if (r == 0 && docs_insert(d, docs, n, &added) < 0)
 			r = -1;
-		if (r == 0 && store_exec(d, "COMMIT", err_r) < 0)
-			r = -1;
-		if (r < 0) {
-			if (*err_r == NULL)
-				*err_r = store_db_err(d);
-			store_exec(d, "ROLLBACK", NULL);
-		}
+		r = tx_end(d, r, err_r);
 		docs_free(docs, n);
 		if (r < 0)
 			return -1;
