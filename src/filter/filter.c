@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <math.h>
 #include <time.h>
 
 #include "core/buf.h"
@@ -506,6 +507,20 @@ static void on_milter_end(void *arg, const struct milter_result *r)
 	end_after_parts(t);
 }
 
+/* A worker, in a read snapshot: each user's thresholds (end_score), so
+ * that the loop thread does not open a read of its own for them. */
+static int thresholds_read(struct store_snap *sn, void *arg, char **err_r)
+{
+	struct spool_job *j = arg;
+	for (size_t i = 0; i < j->n_users; i++)
+		if (store_snap_spam_threshold_user(sn, j->users[i], &j->thr_junk[i],
+						   &j->thr_reject[i]) < 0) {
+			*err_r = xstrdup("spam_thresholds read failed");
+			return -1;
+		}
+	return 0;
+}
+
 /* A worker: what needs the whole message (pure work on the mapped bytes). */
 static bool spool_work(void *arg, const char *msg, size_t len, struct store_spool *out)
 {
@@ -519,6 +534,15 @@ static bool spool_work(void *arg, const char *msg, size_t len, struct store_spoo
 			bayes_classify(j->bayes, &j->tokens, j->users, j->n_users,
 					    j->verdicts);
 		}
+		/* a failed read leaves them to the loop (filter_thresholds) */
+		char *err = NULL;
+		j->thr_junk = xcalloc(j->n_users, sizeof(*j->thr_junk));
+		j->thr_reject = xcalloc(j->n_users, sizeof(*j->thr_reject));
+		if (store_read_here(j->st, thresholds_read, j, &err) < 0) {
+			x_free(&j->thr_junk);
+			x_free(&j->thr_reject);
+		}
+		free(err);
 	}
 	if (j->n_edits == 0)
 		return false;
@@ -539,6 +563,8 @@ static bool spool_work(void *arg, const char *msg, size_t len, struct store_spoo
 
 static void spool_job_free(struct spool_job *j)
 {
+	free(j->thr_junk);
+	free(j->thr_reject);
 	bayes_tokens_free(&j->tokens);
 	if (j->verdicts != NULL)
 		for (size_t i = 0; i < j->n_users; i++)
@@ -581,6 +607,11 @@ static void on_spool_done(void *arg, int result)
 		t->job_result = -1;
 	if (j->verdicts != NULL)
 		bayes_take(t, j->verdicts, j->n_users);
+	if (j->thr_junk != NULL && j->n_users == t->n_users) {
+		t->thr_junk = j->thr_junk;
+		t->thr_reject = j->thr_reject;
+		j->thr_junk = j->thr_reject = NULL;
+	}
 	spool_job_free(j);
 	t->spool_done = true;
 	if (!t->early) {
@@ -670,6 +701,7 @@ static void spool_start(struct filter_tx *t)
 	if (j->tokenize) {
 		/* tokenized and classified in one hop (one worker's read) */
 		j->bayes = f->bayes;
+		j->st = f->st;
 		j->n_users = t->n_users;
 		j->users = xcalloc(t->n_users, sizeof(*j->users));
 		memcpy(j->users, t->users, t->n_users * sizeof(*j->users));
@@ -803,7 +835,15 @@ static void end_score(struct filter_tx *t)
 		if (t->bayes != NULL)
 			filter_reasons_merge(&r, &t->bayes[i]);
 		double junk = f->junk_score, reject = f->reject_score;
-		filter_thresholds(f, t->users[i], &junk, &reject);
+		if (t->thr_junk != NULL) {
+			/* read by the spool job (thresholds_read) */
+			if (!isnan(t->thr_junk[i]))
+				junk = t->thr_junk[i];
+			if (!isnan(t->thr_reject[i]))
+				reject = t->thr_reject[i];
+		} else {
+			filter_thresholds(f, t->users[i], &junk, &reject);
+		}
 		bool is_reject = r.score >= reject;
 		/* refused for this recipient, but taken for the others: Junk */
 		bool is_junk = r.score >= junk || is_reject || t->m_quarantine;
@@ -1008,6 +1048,8 @@ void filter_tx_free(struct filter_tx **tp)
 	for (size_t i = 0; t->bayes != NULL && i < t->n_users; i++)
 		filter_reasons_free(&t->bayes[i]);
 	free(t->bayes);
+	free(t->thr_junk);
+	free(t->thr_reject);
 	free(t->junk);
 	filter_reasons_free(&t->common);
 	buf_free(&t->prefix);

@@ -49,6 +49,7 @@ struct spool_job {
 	/* classify the tokens in the same hop (bayes_classify) for these
 	 * users (own copy) */
 	struct bayes *bayes;
+	struct store *st; /* for thresholds_read */
 	int64_t *users;
 	size_t n_users;
 	struct milter_edit *edits; /* own copies */
@@ -57,6 +58,9 @@ struct spool_job {
 	struct attach_result ar;
 	struct bayes_tokens tokens;
 	struct bayes_verdict *verdicts; /* n_users of them, when classified */
+	/* when classified: each user's thresholds (NAN: not set), read on
+	 * the worker, not by the loop's own lookup per message */
+	double *thr_junk, *thr_reject;
 	bool rewrote, write_failed;
 };
 
@@ -122,6 +126,7 @@ struct filter_tx {
 	bool end_started; /* filter_end ran */
 	struct filter_reasons common;
 	struct filter_reasons *bayes; /* per user, or NULL */
+	double *thr_junk, *thr_reject; /* per user from the spool job, or NULL */
 	bool *junk;                   /* per user */
 	bool rewritten;
 	int end_code;

@@ -1,7 +1,8 @@
 /* Spam thresholds per domain and user (table spam_thresholds, schema 6):
  * `postern spam threshold` writes them, the daemon reads a recipient's at
- * the end of data. The main connection, short indexed reads (as
- * settings.c). */
+ * the end of data: in the statistical filter's worker job when it runs
+ * (store_snap_spam_threshold_user, a reader's snapshot), else on the loop
+ * through the main connection; short indexed reads (as settings.c). */
 #include "store/store_int.h"
 
 #include <math.h>
@@ -87,12 +88,11 @@ int store_spam_threshold_list(struct store *st, store_threshold_cb *cb, void *ar
 	return -1;
 }
 
-int store_spam_threshold_user(struct store *st, int64_t user_id, double *junk_r,
-			      double *reject_r)
+static int threshold_read(struct store_db *d, int64_t user_id, double *junk_r, double *reject_r)
 {
 	*junk_r = *reject_r = NAN;
 	/* the account's row (is_user 1) wins over its domain's, score by score */
-	sqlite3_stmt *s = store_sql(&st->main,
+	sqlite3_stmt *s = store_sql(d,
 				    "SELECT t.name <> d.name, t.junk_score, t.reject_score"
 				    " FROM users u JOIN domains d ON d.id = u.domain_id"
 				    " JOIN spam_thresholds t ON t.name = d.name"
@@ -113,4 +113,16 @@ int store_spam_threshold_user(struct store *st, int64_t user_id, double *junk_r,
 	}
 	store_stmt_done(s);
 	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_spam_threshold_user(struct store *st, int64_t user_id, double *junk_r,
+			      double *reject_r)
+{
+	return threshold_read(&st->main, user_id, junk_r, reject_r);
+}
+
+int store_snap_spam_threshold_user(struct store_snap *sn, int64_t user_id, double *junk_r,
+				   double *reject_r)
+{
+	return threshold_read(sn->d, user_id, junk_r, reject_r);
 }

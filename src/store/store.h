@@ -1022,6 +1022,9 @@ int store_spam_threshold_list(struct store *st, store_threshold_cb *cb, void *ar
  * score on its own), NAN where neither sets one. 0, or -1. */
 int store_spam_threshold_user(struct store *st, int64_t user_id, double *junk_r,
 			      double *reject_r);
+/* The same in a read snapshot (a worker: store_read_here). */
+int store_snap_spam_threshold_user(struct store_snap *sn, int64_t user_id, double *junk_r,
+				   double *reject_r);
 
 
 /* ---- message previews (preview.c; issue 9, the ext part) ---- */
