@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -516,6 +517,21 @@ struct dns *cli_dns(struct loop *l, const struct config *cfg)
  * soft limit is raised (up to the hard one) to what the configured limits
  * need, for a command to what the store needs; a hard limit below the
  * daemon's need is said at start rather than found under load. */
+/* The daemon keeps memory it frees for the next command instead of giving
+ * it back to the kernel at once: glibc maps each block of 128 KiB or more on
+ * its own (munmap'd at free) and trims a heap's free top beyond 128 KiB
+ * (until its dynamic threshold has grown, which is reset by a restart), so a
+ * SORT or SEARCH of 10,000 messages (rows, results, ~2 MB) took fresh pages
+ * every time; a page fault costs ~10 us in a virtual machine, and one SORT
+ * (DATE) spent ~5 ms of its ~15 in them. Blocks up to 8 MiB now come from the
+ * heaps, and a heap keeps up to 32 MiB free on top. Like Dovecot's data
+ * stacks and pools, which keep what they have had. */
+static void keep_freed_memory(void)
+{
+	mallopt(M_MMAP_THRESHOLD, 8 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
+}
+
 static void raise_fd_limit(const struct config *cfg, bool serve)
 {
 	struct rlimit rl;
@@ -1359,6 +1375,7 @@ int main(int argc, char **argv)
 		printf("configuration ok\n");
 		ret = 0;
 	} else if (strcmp(cmd, "serve") == 0) {
+		keep_freed_memory();
 		ret = cmd_serve(&cfg);
 	} else if (strcmp(cmd, "dns") == 0) {
 		ret = cmd_dns(&cfg, argc - 1, argv + 1);
