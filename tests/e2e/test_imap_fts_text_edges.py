@@ -112,3 +112,73 @@ def test_stored_text_equals_scan_on_edges(make_server, tmp_path_factory, tls_pai
     diffs = [(p, a, b) for p, a, b in zip(progs(), idx, without) if a != b]
     assert not diffs, diffs[:8]
     assert sum(1 for r in without if r[1]) > len(progs()) // 3
+
+
+def random_corpus(n, seed):
+    import random
+    rng = random.Random(seed)
+    alphabet = ["a", "b", "Z", " ", "\r\n", "\r", "\n", "\x00", "é", "ß", "Σ", "ς", "K", "İ", "ı",
+                "&amp;", "<b>", "</b>", "&#xE9;", "\ufffd", "日", "=", "?", "\t"]
+    charsets = ["utf-8", "iso-8859-1", "windows-1252", "utf-16", "koi8-r", "x-bogus", None]
+    encs = [None, "quoted-printable", "base64", "8bit"]
+    msgs, texts = [], []
+    for i in range(n):
+        parts = []
+        for k in range(rng.randrange(1, 4)):
+            t = "".join(rng.choice(alphabet) for _ in range(rng.randrange(5, 60)))
+            texts.append(t)
+            cs = rng.choice(charsets)
+            raw = t.encode(cs or "utf-8", "replace") if cs not in (None, "x-bogus") else t.encode()
+            if rng.random() < 0.2:
+                raw += bytes([rng.randrange(128, 256)])  # a stray octet
+            enc = rng.choice(encs)
+            if cs == "utf-16":
+                enc = "base64"
+            if enc == "base64":
+                body = base64.b64encode(raw)
+            elif enc == "quoted-printable":
+                import quopri
+                body = quopri.encodestring(raw)
+            else:
+                body = raw.replace(b"--", b"-")
+            ct = rng.choice([b"text/plain", b"text/html"]) + (b"; charset=" + cs.encode() if cs else b"")
+            h = b"Content-Type: " + ct + (b"\r\nContent-Transfer-Encoding: " + enc.encode() if enc else b"")
+            parts.append(h + b"\r\n\r\n" + body)
+        if len(parts) == 1:
+            msgs.append(b"Subject: r%d\r\nMIME-Version: 1.0\r\n" % i + parts[0] + b"\r\n")
+        else:
+            msgs.append(b"Subject: r%d\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=QQ\r\n\r\n" % i
+                        + b"".join(b"--QQ\r\n" + p + b"\r\n" for p in parts) + b"--QQ--\r\n")
+    needles = set()
+    while len(needles) < 150:
+        t = rng.choice(texts)
+        a = rng.randrange(len(t))
+        s = t[a:a + rng.randrange(3, 8)].replace("\n", "").replace("\x00", "")
+        if len(s.encode()) >= 3:
+            needles.add(s.encode())
+    return msgs, sorted(needles)
+
+
+def test_stored_text_equals_scan_random(make_server, tmp_path_factory, tls_pair):
+    msgs, needles = random_corpus(300, 16)
+    srv = make_server()
+    with srv.imap_login(ALICE) as c:
+        assert c.cmd("CREATE edges").ok
+        multiappend(c, "edges", msgs)
+    wait_indexed(srv)
+
+    def go(s):
+        with s.imap_login(ALICE) as c:
+            assert c.cmd("EXAMINE edges").ok
+            return [search_raw(c, [b"BODY", n]) for n in needles]
+    idx = go(srv)
+    srv.stop()
+    scan = Postern(tmp_path_factory.mktemp("scan"), tls_pair, data_dir=srv.data_dir, fts="no")
+    try:
+        scan.start()
+        without = go(scan)
+    finally:
+        scan.stop()
+    diffs = [(n, a, b) for n, a, b in zip(needles, idx, without) if a != b]
+    assert not diffs, diffs[:8]
+    assert sum(1 for r in without if r[1]) > len(needles) // 2
