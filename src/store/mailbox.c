@@ -162,6 +162,14 @@ static void op_tail(struct store *st, struct store_job *job)
 		op->after(op);
 	if (failed)
 		op->result = STORE_ERROR;
+	/* An op nobody waits for and nobody is told about (store_cache_save,
+	 * store_preview_save) ends here: posted, it would be lost when it
+	 * ends after the loop's last turn (the committer runs what is still
+	 * queued at store_close, and loop_free drops what is posted then). */
+	if (op->done == NULL && op->n_notes == 0 && !op->user_change) {
+		op_free(op);
+		return;
+	}
 	loop_post(st->loop, op_finish, op);
 }
 
