@@ -1,5 +1,12 @@
-/* Worker pool: a mutex+condvar FIFO feeding N threads. Completions go back to
- * the loop through loop_post, so done() always runs on the loop thread. */
+/* Worker pool: a mutex-guarded FIFO of jobs feeding N threads. Completions go
+ * back to the loop through loop_post, so done() always runs on the loop
+ * thread.
+ *
+ * A job wakes the worker that went idle last (a stack of idle workers, each
+ * waiting on its own condition variable), not any of them: one condition
+ * variable shared by all wakes the one waiting longest in glibc, so a light
+ * load (one SORT's slices, one after the other) rotated over every worker,
+ * and each warmed its malloc arena and CPU caches in turn. */
 #include "core/pool.h"
 
 #include <errno.h>
@@ -17,21 +24,49 @@ struct pool_job {
 	struct pool_job *next;
 };
 
+struct pool_worker {
+	struct pool *p;
+	pthread_t thread;
+	pthread_cond_t cv;
+	bool idle; /* on p->idle (under p->mu) */
+};
+
 struct pool {
 	struct loop *l;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
 	struct pool_job *head, *tail;
 	bool stopping;
 	int nthreads;
-	pthread_t *threads;
+	struct pool_worker *workers;
+	struct pool_worker **idle; /* the stack of idle workers, last idle on top */
+	int n_idle;
 };
 
-static struct pool_job *pool_take(struct pool *p)
+static void idle_remove(struct pool *p, struct pool_worker *w)
 {
+	for (int i = 0; i < p->n_idle; i++)
+		if (p->idle[i] == w) {
+			memmove(&p->idle[i], &p->idle[i + 1], (size_t)(p->n_idle - i - 1) * sizeof *p->idle);
+			p->n_idle--;
+			break;
+		}
+	w->idle = false;
+}
+
+static struct pool_job *pool_take(struct pool_worker *w)
+{
+	struct pool *p = w->p;
 	pthread_mutex_lock(&p->mu);
-	while (p->head == NULL && !p->stopping)
-		pthread_cond_wait(&p->cv, &p->mu);
+	while (p->head == NULL && !p->stopping) {
+		/* a submit pops it (idle false) and signals it; a spurious or
+		 * a lost race (another worker took the job) waits again */
+		w->idle = true;
+		p->idle[p->n_idle++] = w;
+		while (w->idle && !p->stopping)
+			pthread_cond_wait(&w->cv, &p->mu);
+		if (w->idle)
+			idle_remove(p, w);
+	}
 	struct pool_job *job = p->head;
 	if (job) {
 		p->head = job->next;
@@ -44,10 +79,11 @@ static struct pool_job *pool_take(struct pool *p)
 
 static void *pool_thread(void *arg)
 {
-	struct pool *p = arg;
+	struct pool_worker *w = arg;
+	struct pool *p = w->p;
 	pthread_setname_np(pthread_self(), "worker"); /* top -H, perf --sort comm */
 	struct pool_job *job;
-	while ((job = pool_take(p)) != NULL) {
+	while ((job = pool_take(w)) != NULL) {
 		job->work(job->arg);
 		if (job->done)
 			loop_post(p->l, job->done, job->arg);
@@ -62,10 +98,13 @@ struct pool *pool_new(struct loop *l, int nthreads)
 	struct pool *p = xcalloc(1, sizeof *p);
 	p->l = l;
 	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->cv, NULL);
-	p->threads = xcalloc((size_t)nthreads, sizeof *p->threads);
+	p->workers = xcalloc((size_t)nthreads, sizeof *p->workers);
+	p->idle = xcalloc((size_t)nthreads, sizeof *p->idle);
 	for (int i = 0; i < nthreads; i++) {
-		int err = pthread_create(&p->threads[i], NULL, pool_thread, p);
+		struct pool_worker *w = &p->workers[i];
+		w->p = p;
+		pthread_cond_init(&w->cv, NULL);
+		int err = pthread_create(&w->thread, NULL, pool_thread, w);
 		if (err)
 			fatal("pool: pthread_create: %s", strerror(err));
 		p->nthreads++;
@@ -85,7 +124,8 @@ void pool_free(struct pool **pp)
 	 * shutdown for as long as the queue is (a password hash each). */
 	struct pool_job *left = p->head;
 	p->head = p->tail = NULL;
-	pthread_cond_broadcast(&p->cv);
+	for (int i = 0; i < p->nthreads; i++)
+		pthread_cond_signal(&p->workers[i].cv);
 	pthread_mutex_unlock(&p->mu);
 	while (left != NULL) {
 		struct pool_job *next = left->next;
@@ -93,9 +133,11 @@ void pool_free(struct pool **pp)
 		left = next;
 	}
 	for (int i = 0; i < p->nthreads; i++)
-		pthread_join(p->threads[i], NULL);
-	free(p->threads);
-	pthread_cond_destroy(&p->cv);
+		pthread_join(p->workers[i].thread, NULL);
+	for (int i = 0; i < p->nthreads; i++)
+		pthread_cond_destroy(&p->workers[i].cv);
+	free(p->workers);
+	free(p->idle);
 	pthread_mutex_destroy(&p->mu);
 	x_free(pp);
 }
@@ -114,6 +156,10 @@ void pool_submit(struct pool *p, loop_cb *work, loop_cb *done, void *arg)
 	else
 		p->head = job;
 	p->tail = job;
-	pthread_cond_signal(&p->cv);
+	if (p->n_idle > 0) {
+		struct pool_worker *w = p->idle[--p->n_idle];
+		w->idle = false;
+		pthread_cond_signal(&w->cv);
+	}
 	pthread_mutex_unlock(&p->mu);
 }

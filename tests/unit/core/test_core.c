@@ -268,6 +268,49 @@ static void test_pool(void)
 	loop_free(&l);
 }
 
+/* Jobs one after the other go to the worker that went idle last: the same
+ * thread every time (a warm malloc arena and caches), not each worker in
+ * turn. */
+struct seq_rec {
+	struct loop *l;
+	struct pool *p;
+	pthread_t seen[16];
+	int n;
+};
+
+static void seq_work(void *arg)
+{
+	struct seq_rec *r = arg;
+	r->seen[r->n] = pthread_self();
+}
+
+static void seq_done(void *arg)
+{
+	struct seq_rec *r = arg;
+	if (++r->n == 16)
+		loop_stop(r->l);
+	else
+		pool_submit(r->p, seq_work, seq_done, r);
+}
+
+static void test_pool_last_idle_first(void)
+{
+	struct loop *l = loop_new();
+	struct pool *p = pool_new(l, 4);
+	struct seq_rec r = {.l = l, .p = p};
+	usleep(20 * 1000); /* every worker waiting */
+	pool_submit(p, seq_work, seq_done, &r);
+	run_bounded(l, 5000);
+	CHECK(!watchdog_fired);
+	CHECK_INT(1, r.n, 16);
+	int same = 0;
+	for (int i = 1; i < r.n; i++)
+		same += pthread_equal(r.seen[i], r.seen[0]) != 0;
+	CHECK_INT(2, same, 15);
+	pool_free(&p);
+	loop_free(&l);
+}
+
 /* pool_free does not run the jobs still queued: shutdown is not held for as
  * long as the queue is. */
 static void pool_slow_work(void *arg)
@@ -1278,6 +1321,7 @@ int main(void)
 	test_run("loop_del_in_cb", test_loop_del_in_cb);
 	test_run("pool", test_pool);
 	test_run("pool_free_drops_queued", test_pool_free_drops_queued);
+	test_run("pool_last_idle_first", test_pool_last_idle_first);
 	test_run("listener_parse", test_listener_parse);
 	test_run("conn_echo", test_conn_echo);
 	test_run("conn_eof", test_conn_eof);
