@@ -163,3 +163,11 @@ void pool_submit(struct pool *p, loop_cb *work, loop_cb *done, void *arg)
 	}
 	pthread_mutex_unlock(&p->mu);
 }
+
+int pool_idle(struct pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	int n = p->n_idle;
+	pthread_mutex_unlock(&p->mu);
+	return n;
+}

@@ -14,5 +14,7 @@ struct pool *pool_new(struct loop *l, int nthreads);
 void pool_free(struct pool **pp);
 /* done may be NULL. */
 void pool_submit(struct pool *p, loop_cb *work, loop_cb *done, void *arg);
+/* How many workers wait for a job now (a moment's figure: tests, stats). */
+int pool_idle(struct pool *p);
 
 #endif

@@ -270,7 +270,9 @@ static void test_pool(void)
 
 /* Jobs one after the other go to the worker that went idle last: the same
  * thread every time (a warm malloc arena and caches), not each worker in
- * turn. */
+ * turn. Each job is submitted once every worker waits again (the one that
+ * ran the last job posts its completion before it is back among the idle:
+ * a job submitted in between may go to another). */
 struct seq_rec {
 	struct loop *l;
 	struct pool *p;
@@ -284,13 +286,24 @@ static void seq_work(void *arg)
 	r->seen[r->n] = pthread_self();
 }
 
+static void seq_done(void *arg);
+
+static void seq_next(void *arg)
+{
+	struct seq_rec *r = arg;
+	if (pool_idle(r->p) < 4)
+		loop_timer_add(r->l, 1, seq_next, r);
+	else
+		pool_submit(r->p, seq_work, seq_done, r);
+}
+
 static void seq_done(void *arg)
 {
 	struct seq_rec *r = arg;
 	if (++r->n == 16)
 		loop_stop(r->l);
 	else
-		pool_submit(r->p, seq_work, seq_done, r);
+		seq_next(r);
 }
 
 static void test_pool_last_idle_first(void)
@@ -298,8 +311,7 @@ static void test_pool_last_idle_first(void)
 	struct loop *l = loop_new();
 	struct pool *p = pool_new(l, 4);
 	struct seq_rec r = {.l = l, .p = p};
-	usleep(20 * 1000); /* every worker waiting */
-	pool_submit(p, seq_work, seq_done, &r);
+	seq_next(&r);
 	run_bounded(l, 5000);
 	CHECK(!watchdog_fired);
 	CHECK_INT(1, r.n, 16);
