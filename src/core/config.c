@@ -158,6 +158,12 @@ static const struct option config_options[] = {
 	{"imap_max_mailbox_name", OPT_INT, OFF(imap_max_mailbox_name), "255", 16, 4096,
 	 "Longest mailbox name in octets (UTF-8, the hierarchy included); longer names get "
 	 "NO [LIMIT].", NULL},
+	{"imap_sort_cache_size", OPT_SIZE, OFF(imap_sort_cache_size), "16m", 0,
+	 1024 * 1024 * 1024,
+	 "Memory for the SORT orders the IMAP server keeps: per mailbox and list of criteria, "
+	 "every message's UID in order (4 octets per message), so a SORT repeated while no "
+	 "message has arrived (webmail lists) reads and sorts nothing; the least recently used "
+	 "go first. 0: none kept.", NULL},
 	{"imap_metadata_max_size", OPT_SIZE, OFF(imap_metadata_max_size), "64k", 1024,
 	 64 * 1024 * 1024,
 	 "Largest value of one IMAP METADATA entry (RFC 5464; at least 1024 octets, 4.1). "

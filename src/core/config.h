@@ -62,6 +62,7 @@ struct config {
 	int imap_max_mailboxes;       /* mailboxes per account */
 	int imap_max_mailbox_name;    /* octets of a mailbox name (UTF-8) */
 	/* IMAP METADATA (RFC 5464) */
+	size_t imap_sort_cache_size;  /* SORT orders kept (imap/sortorder.c) */
 	size_t imap_metadata_max_size; /* octets of one entry's value */
 	int imap_metadata_max_entries; /* per mailbox, and on the server, per user */
 	int imap_metadata_max_user_entries; /* every entry of one account */

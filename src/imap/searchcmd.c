@@ -74,6 +74,22 @@ struct search_job {
 	bool sort_keys;
 	struct imap_sort_row *rows;
 	size_t n_rows, cap_rows;
+	/* the server's order of the criteria (sortorder.c), valid for the
+	 * view: the matches are taken in its order and nothing is sorted.
+	 * order_view: the search keys need only sequence numbers and UIDs: no
+	 * slice is read, the view is matched on a worker in that order. */
+	struct imap_sort_order *order;
+	bool order_view, order_short;
+	const uint32_t *view; /* the session's, unchanged while it is parked */
+	size_t view_n;
+	uint32_t *gone; /* ... less these (imap_sel_gone) */
+	size_t n_gone;
+	/* no order kept: a row of every message is sorted (row.match marks
+	 * the matches) and the order of all (filled) is kept at the end */
+	bool fill;
+	uint32_t view_max;
+	uint32_t *filled;
+	size_t n_filled;
 	/* RETURN (UPDATE) (RFC 5267 4, sort.c): every message's static keys */
 	bool ctx_on;
 	const struct imap_search_key *leaf[IMAP_CTX_MAX_LEAVES];
@@ -128,6 +144,9 @@ static void job_free(struct search_job *j)
 	for (size_t i = 0; i < j->n_rows; i++)
 		imap_sort_row_free(&j->rows[i]);
 	free(j->rows);
+	imap_sort_order_unref(&j->order);
+	free(j->filled);
+	free(j->gone);
 	free(j->cx_uid);
 	free(j->cx_bits);
 	for (size_t i = 0; i < j->n_saves; i++)
@@ -258,15 +277,18 @@ static int match_each(void *arg, const struct store_msg *sm)
 		j->cx_uid[j->cx_n] = m.uid;
 		j->cx_bits[j->cx_n++] = imap_ctx_leaf_bits(j->leaf, j->n_leaf, &m);
 	}
-	if (j->sort && imap_search_match(&j->q, &m, j->saved, j->n_saved)) {
+	bool rows = j->sort && j->order == NULL;
+	bool match = imap_search_match(&j->q, &m, j->saved, j->n_saved);
+	if (rows && (match || j->fill)) {
 		if (j->n_rows == j->cap_rows) {
 			j->cap_rows = j->cap_rows ? j->cap_rows * 2 : 64;
 			j->rows = xrealloc(j->rows, j->cap_rows * sizeof *j->rows);
 		}
 		if (si == NULL && m.mc != NULL)
 			si = mime_cache_sort(m.mc);
-		imap_sort_row_fill(&j->q, &m, si, &j->rows[j->n_rows++]);
-	} else if (!j->sort && imap_search_match(&j->q, &m, j->saved, j->n_saved)) {
+		imap_sort_row_fill(&j->q, &m, si, &j->rows[j->n_rows]);
+		j->rows[j->n_rows++].match = match;
+	} else if (!rows && match) {
 		if (j->n_res == j->cap_res) {
 			j->cap_res = j->cap_res ? j->cap_res * 2 : 64;
 			j->res_uid = xrealloc(j->res_uid, j->cap_res * sizeof *j->res_uid);
@@ -869,25 +891,107 @@ static void write_out(struct search_job *j)
 
 /* ---- SORT: the rows sorted on a worker ---- */
 
+static void res_alloc(struct search_job *j, size_t n)
+{
+	j->cap_res = n;
+	j->res_uid = xrealloc(j->res_uid, (n + 1) * sizeof *j->res_uid);
+	j->res_seq = xrealloc(j->res_seq, (n + 1) * sizeof *j->res_seq);
+	j->res_mod = xrealloc(j->res_mod, (n + 1) * sizeof *j->res_mod);
+}
+
 static void sort_work(void *arg)
 {
 	struct search_job *j = arg;
 
 	imap_sort_rows(&j->q, j->rows, j->n_rows);
-	j->cap_res = j->n_res = j->n_rows;
-	j->res_uid = xrealloc(j->res_uid, (j->n_res + 1) * sizeof *j->res_uid);
-	j->res_seq = xrealloc(j->res_seq, (j->n_res + 1) * sizeof *j->res_seq);
-	j->res_mod = xrealloc(j->res_mod, (j->n_res + 1) * sizeof *j->res_mod);
+	if (j->fill) {
+		j->filled = xmalloc((j->n_rows + 1) * sizeof *j->filled);
+		j->n_filled = j->n_rows;
+	}
+	res_alloc(j, j->n_rows);
+	j->n_res = 0;
 	for (size_t i = 0; i < j->n_rows; i++) {
-		j->res_uid[i] = j->rows[i].uid;
-		j->res_seq[i] = j->rows[i].seq;
-		j->res_mod[i] = j->rows[i].modseq;
-		if (j->rows[i].modseq > j->max_modseq)
-			j->max_modseq = j->rows[i].modseq;
-		imap_sort_row_free(&j->rows[i]);
+		struct imap_sort_row *r = &j->rows[i];
+		if (j->fill)
+			j->filled[i] = r->uid;
+		if (r->match) {
+			j->res_uid[j->n_res] = r->uid;
+			j->res_seq[j->n_res] = r->seq;
+			j->res_mod[j->n_res++] = r->modseq;
+			if (r->modseq > j->max_modseq)
+				j->max_modseq = r->modseq;
+		}
+		imap_sort_row_free(r);
 	}
 	x_free(&j->rows);
 	j->n_rows = j->cap_rows = 0;
+}
+
+/* SEARCH whose keys need only sequence numbers and UIDs: the view matched
+ * on a worker, no store read */
+static void view_work(void *arg)
+{
+	struct search_job *j = arg;
+
+	size_t at;
+
+	res_alloc(j, j->view_n);
+	j->n_res = 0;
+	for (size_t i = 0; i < j->view_n; i++) {
+		struct imap_msg m = {0};
+		m.uid = j->view[i];
+		m.seq = (uint32_t)i + 1;
+		if (imap_uid_find(j->gone, j->n_gone, m.uid, &at) ||
+		    !imap_search_match(&j->q, &m, j->saved, j->n_saved))
+			continue;
+		j->res_uid[j->n_res] = m.uid;
+		j->res_seq[j->n_res] = m.seq;
+		j->res_mod[j->n_res++] = 0;
+	}
+}
+
+/* The matches in the kept order: the view's messages matched here
+ * (order_view), or the slices' matches (in UID order) looked up. */
+static void order_work(void *arg)
+{
+	struct search_job *j = arg;
+	const struct imap_sort_order *o = j->order;
+	uint32_t *uid = xmalloc((o->n + 1) * sizeof *uid);
+	uint32_t *seq = xmalloc((o->n + 1) * sizeof *seq);
+	uint64_t *mod = xmalloc((o->n + 1) * sizeof *mod);
+	size_t n = 0, at, skip;
+
+	for (size_t i = 0; i < o->n; i++) {
+		if (j->order_view) {
+			struct imap_msg m = {0};
+			if (!imap_uid_find(j->view, j->view_n, o->uids[i], &at))
+				continue; /* expunged before this view */
+			if (imap_uid_find(j->gone, j->n_gone, o->uids[i], &skip))
+				continue; /* since */
+			m.uid = o->uids[i];
+			m.seq = (uint32_t)at + 1;
+			if (!imap_search_match(&j->q, &m, j->saved, j->n_saved))
+				continue;
+			uid[n] = m.uid;
+			seq[n] = m.seq;
+			mod[n++] = 0;
+		} else if (imap_uid_find(j->res_uid, j->n_res, o->uids[i], &at)) {
+			uid[n] = j->res_uid[at];
+			seq[n] = j->res_seq[at];
+			mod[n++] = j->res_mod[at];
+		}
+	}
+	/* every match of the slices is in the order (sortorder.c); if not, the
+	 * loop sorts again without it */
+	j->order_short = !j->order_view && n < j->n_res;
+	free(j->res_uid);
+	free(j->res_seq);
+	free(j->res_mod);
+	j->res_uid = uid;
+	j->res_seq = seq;
+	j->res_mod = mod;
+	j->n_res = n;
+	j->cap_res = o->n;
 }
 
 /* A worker step of j ended: false (j freed) if the command stopped. */
@@ -907,7 +1011,9 @@ static bool job_back(struct search_job *j)
 	return true;
 }
 
-static void sort_done(void *arg)
+static void slice_next(struct search_job *j);
+
+static void view_done(void *arg)
 {
 	struct search_job *j = arg;
 
@@ -915,9 +1021,42 @@ static void sort_done(void *arg)
 		respond(j);
 }
 
-/* ---- slices ---- */
+/* the kept order lacked a match (never expected): sorted again without it */
+static void sort_again(struct search_job *j)
+{
+	log_err("imap %s: sort: the kept order of %s lacks a message; sorting again",
+		j->s->base.ip, j->mailbox);
+	imap_sort_order_forget(j->s->srv->sort_orders, j->order);
+	imap_sort_order_unref(&j->order);
+	j->order_view = j->order_short = false;
+	j->n_res = 0;
+	j->max_modseq = 0;
+	j->next_idx = 0;
+	j->sort_keys = true;
+	j->sort_cache = imap_sort_needs_cache(&j->q);
+	slice_next(j);
+}
 
-static void slice_next(struct search_job *j);
+static void sort_done(void *arg)
+{
+	struct search_job *j = arg;
+
+	if (!job_back(j))
+		return;
+	if (j->order_short) {
+		sort_again(j);
+		return;
+	}
+	if (j->filled != NULL) {
+		log_debug("imap %s: sort: order of %zu messages kept", j->s->base.ip, j->n_filled);
+		imap_sort_order_put(j->s->srv->sort_orders, j->uidvalidity, &j->q, j->view_max,
+				    j->filled, j->n_filled);
+		j->filled = NULL;
+	}
+	respond(j);
+}
+
+/* ---- slices ---- */
 
 static size_t slice_max(const struct search_job *j)
 {
@@ -981,7 +1120,8 @@ static void slice_next(struct search_job *j)
 		if (j->sort) {
 			j->inflight = true;
 			s->base.busy++;
-			pool_submit(s->srv->workers, sort_work, sort_done, j);
+			pool_submit(s->srv->workers, j->order != NULL ? order_work : sort_work,
+				    sort_done, j);
 		} else if (j->hooks != NULL) {
 			hand_over(j, 0);
 		} else {
@@ -1085,6 +1225,18 @@ static void resolve_keys(struct imap_session *s, struct imap_search_key *k, bool
 		resolve_keys(s, &k->sub[i], modseq);
 }
 
+/* true if every key is answered from the sequence number and UID alone */
+static bool keys_seq_only(const struct imap_search_key *k)
+{
+	if (k->kind != IMAP_SK_ALL && k->kind != IMAP_SK_AND && k->kind != IMAP_SK_OR &&
+	    k->kind != IMAP_SK_NOT && k->kind != IMAP_SK_SEQSET && k->kind != IMAP_SK_UIDSET)
+		return false;
+	for (size_t i = 0; i < k->n_sub; i++)
+		if (!keys_seq_only(&k->sub[i]))
+			return false;
+	return true;
+}
+
 static void search_start(struct imap_session *s, struct search_job *j)
 {
 	size_t max;
@@ -1102,6 +1254,23 @@ static void search_start(struct imap_session *s, struct search_job *j)
 	if (j->hooks != NULL && j->hooks->needs_cache)
 		j->sort_cache = true; /* the cache alone, as for SORT */
 	j->sort_keys = j->sort && !j->needs_blob;
+	if (j->sort_keys && j->hooks == NULL && imap_view_count(s) > 0) {
+		uint32_t n = imap_view_count(s);
+		j->view_max = imap_view_uid(s, n);
+		j->order = imap_sort_order_get(s->srv->sort_orders, j->uidvalidity, &j->q,
+					       j->view_max);
+		if (j->order != NULL) { /* the slices only match, if anything */
+			j->sort_keys = j->sort_cache = false;
+			j->order_view = keys_seq_only(&j->q.root);
+			j->view = imap_view_uids(s);
+			j->view_n = n;
+			j->gone = imap_sel_gone(s, &j->n_gone);
+			log_debug("imap %s: sort: a kept order of %zu messages (%s)", s->base.ip,
+				  j->order->n, j->order_view ? "no read" : "matches read");
+		} else {
+			j->fill = imap_sort_orders_fit(s->srv->sort_orders, n);
+		}
+	}
 	j->recent = imap_sel_recent(s, &j->n_recent);
 	if (s->sel->n_saved > 0) {
 		j->saved = xmalloc(s->sel->n_saved * sizeof *j->saved);
@@ -1122,6 +1291,22 @@ static void search_start(struct imap_session *s, struct search_job *j)
 		j->inflight = true;
 		s->base.busy++;
 		store_read(j->st, s->srv->workers, cand_work, cand_done, j);
+		return;
+	}
+	if (j->order_view) {
+		j->inflight = true;
+		s->base.busy++;
+		pool_submit(s->srv->workers, order_work, sort_done, j);
+		return;
+	}
+	if (!j->sort && j->hooks == NULL && !j->ctx_on && imap_view_count(s) > 0 &&
+	    keys_seq_only(&j->q.root)) {
+		j->view = imap_view_uids(s);
+		j->view_n = imap_view_count(s);
+		j->gone = imap_sel_gone(s, &j->n_gone);
+		j->inflight = true;
+		s->base.busy++;
+		pool_submit(s->srv->workers, view_work, view_done, j);
 		return;
 	}
 	slice_next(j);

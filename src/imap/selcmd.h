@@ -130,6 +130,10 @@ void imap_reply_reading(struct imap_session *s, const char *status, const char *
  * such ranges. */
 struct store_uid_range *imap_sel_recent(const struct imap_session *s, size_t *n_r);
 bool imap_recent_in(const struct store_uid_range *r, size_t n, uint32_t uid);
+/* The view's UIDs expunged in the store that the client was not told of yet
+ * (sorted; a copy for a worker, xmalloc, NULL when *n_r is 0): a search that
+ * does not read the store leaves them out, as one that reads it does. */
+uint32_t *imap_sel_gone(const struct imap_session *s, size_t *n_r);
 /* A binary search of sorted UIDs v[0..n): whether uid is among them, and in
  * *at_r its index, or where it would go when it is not (the first index
  * whose UID is higher; n past the end). Inline: called per message. */

@@ -185,6 +185,19 @@ struct store_uid_range *imap_sel_recent(const struct imap_session *s, size_t *n_
 	return r;
 }
 
+uint32_t *imap_sel_gone(const struct imap_session *s, size_t *n_r)
+{
+	const struct imap_selsync *y = s->sel != NULL ? s->sel->sync : NULL;
+	size_t n = y != NULL ? y->n_gone : 0;
+	uint32_t *v = NULL;
+	if (n > 0) {
+		v = xmalloc(n * sizeof *v);
+		memcpy(v, y->gone, n * sizeof *v);
+	}
+	*n_r = n;
+	return v;
+}
+
 /* Messages of the view that are recent. */
 static uint32_t recent_count(const struct imap_session *s)
 {

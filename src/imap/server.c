@@ -14,6 +14,7 @@
 #include "core/xmalloc.h"
 #include "imap/selcmd.h"
 #include "imap/session.h"
+#include "imap/sort.h"
 
 /* Extra seconds on top of our own idle timer for the conn's backstop. */
 #define IMAP_BACKSTOP_S 60
@@ -512,6 +513,7 @@ struct imap_server *imap_server_new(struct loop *l, struct pool *workers, struct
 	srv->cfg = cfg;
 	srv->tls = tls;
 	srv->login = login;
+	srv->sort_orders = imap_sort_orders_new(cfg->imap_sort_cache_size);
 	return srv;
 }
 
@@ -558,6 +560,7 @@ void imap_server_free(struct imap_server **srvp)
 		if (s->base.c != NULL)
 			conn_abort(s->base.c);
 	}
+	imap_sort_orders_free(&srv->sort_orders);
 	free(srv);
 	*srvp = NULL;
 }

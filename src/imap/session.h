@@ -52,6 +52,8 @@ struct imap_server {
 	/* views shared between sessions that see the same state of a mailbox
 	 * (select.c decides; may stay unused) */
 	struct imap_view *views;
+	/* SORT orders (sortorder.c) */
+	struct imap_sort_orders *sort_orders;
 };
 
 enum imap_input {

@@ -1,0 +1,202 @@
+"""The server's kept SORT orders (imap/sortorder.c, imap_sort_cache_size) and
+SEARCH answered from the view alone: a SORT repeated while no message has
+arrived takes every message's order from the first one; a search whose keys
+need only sequence numbers and UIDs reads nothing.
+
+Each answer is held to the same command forced through the uncached path:
+a tautology that reads each message's flags (OR SEEN UNSEEN: the slices
+match, the kept order is used), or one that reads the message itself
+(SLOW: never cached, sorted from the caches). The debug log says when a kept
+order was made and used, so the tests know which path answered."""
+import re
+import time
+
+from test_imap_sort_keys import CRITERIA, SLOW, corpus, esort, fill, sort
+from test_imap_store import append
+
+FLAGS = "OR SEEN UNSEEN"  # true for every message, but reads its row
+
+
+def kept_used(srv, since):
+    log = srv.log()[since:]
+    return (len(re.findall(r"sort: order of \d+ messages kept", log)),
+            len(re.findall(r"sort: a kept order of \d+ messages \(no read\)", log)),
+            len(re.findall(r"sort: a kept order of \d+ messages \(matches read\)", log)))
+
+
+def search(c, prog, uid=False):
+    r = c.cmd("%sSEARCH %s" % ("UID " if uid else "", prog))
+    assert r.ok, r
+    got = [l for l in r.untagged if l.startswith("* SEARCH")]
+    assert len(got) == 1, r
+    return got[0][len("* SEARCH"):].split()
+
+
+def same_as_uncached(c, crit, prog="ALL"):
+    for uid in (False, True):
+        a = sort(c, crit, prog, uid=uid)
+        assert a == sort(c, crit, "%s %s" % (prog, SLOW), uid=uid), (crit, prog, uid)
+        assert a == sort(c, crit, "%s %s" % (prog, FLAGS), uid=uid), (crit, prog, uid)
+    return a
+
+
+def test_repeated_sorts_use_the_kept_order(make_server):
+    srv = make_server(log_level="debug")
+    c = srv.imap_login()
+    fill(c, "box", corpus(150, 31))
+    assert c.cmd("STORE 1:40 +FLAGS.SILENT (\\Seen)").ok
+    assert c.cmd("STORE 30:60 +FLAGS.SILENT (\\Deleted)").ok
+    at = len(srv.log())
+    for crit in CRITERIA:
+        same_as_uncached(c, crit)
+    kept, no_read, read = kept_used(srv, at)
+    # one order made per criteria list; the ALL and the FLAGS forms after
+    # it (plain and UID) use it
+    assert kept == len(CRITERIA), srv.log()[at:]
+    assert no_read == len(CRITERIA)
+    assert read == len(CRITERIA) * 2
+    # programs of sets, "$", negations, flags and sizes on the kept orders
+    assert c.cmd("SEARCH RETURN (SAVE) 10:20,77,140:*").ok
+    for prog in ("1:50", "UID 10:*", "NOT 5:100", "OR 1:3 UID 147", "$", "NOT $",
+                 "UNSEEN", "DELETED", "UNDELETED", "LARGER 200 2:*", "SEEN NOT 1:10"):
+        for crit in ("SUBJECT", "REVERSE DATE", "SIZE", "DISPLAYFROM"):
+            same_as_uncached(c, crit, prog)
+    # flags change, the order stays; the matches follow the flags
+    assert c.cmd("STORE 1:* -FLAGS.SILENT (\\Deleted)").ok
+    assert c.cmd("STORE 100:120 +FLAGS.SILENT (\\Deleted)").ok
+    at = len(srv.log())
+    same_as_uncached(c, "SUBJECT", "DELETED")
+    assert kept_used(srv, at)[0] == 0
+    # ESORT and PARTIAL on the kept order
+    for ret in ("MIN MAX COUNT", "ALL", "PARTIAL 1:10", "PARTIAL -1:-20", "COUNT"):
+        for prog in ("ALL", "UNDELETED", "20:90"):
+            assert esort(c, ret, "SUBJECT", prog) == esort(c, ret, "SUBJECT", prog + " " + SLOW), (ret, prog)
+    c.close()
+
+
+def test_new_and_expunged_messages(make_server):
+    srv = make_server(log_level="debug")
+    c = srv.imap_login()
+    msgs = corpus(120, 32)
+    fill(c, "box", msgs[:80])
+    d = srv.imap_login()
+    assert d.cmd("SELECT box").ok
+    first = same_as_uncached(c, "SUBJECT")
+    same_as_uncached(d, "SUBJECT")
+    # new messages: the next SORT of a view that has them sorts again
+    for date, m in msgs[80:]:
+        assert append(d, "box", m, "", date).ok
+    assert d.cmd("NOOP").ok
+    at = len(srv.log())
+    after = same_as_uncached(d, "SUBJECT")
+    assert len(after) == 120 and kept_used(srv, at)[0] == 1
+    # a view that has not seen them yet still uses the newer order
+    at = len(srv.log())
+    assert sort(c, "SUBJECT") == first
+    assert kept_used(srv, at) == (0, 1, 0)
+    assert c.cmd("NOOP").ok
+    assert sort(c, "SUBJECT") == after
+    # expunged by another session: once told, gone from the answers, and the
+    # order is still used
+    assert d.cmd("STORE 5:25,90 +FLAGS.SILENT (\\Deleted)").ok
+    assert d.cmd("EXPUNGE").ok
+    # before c is told (its view still has them, FETCH and SEARCH leave them
+    # out: test_imap_sync.py), the kept order leaves them out too
+    time.sleep(0.3)
+    for crit in ("SUBJECT", "DATE"):
+        for uid in (False, True):
+            a = sort(c, crit, uid=uid)
+            assert len(a) == 98 and a == sort(c, crit, FLAGS, uid=uid), (crit, uid)
+    assert search(c, "ALL") == search(c, "ALL " + FLAGS)
+    assert search(c, "UID 1:*", True) == search(c, "UID 1:* " + FLAGS, True)
+    assert len(search(c, "ALL")) == 98
+    assert c.cmd("NOOP").ok
+    at = len(srv.log())
+    for crit in ("SUBJECT", "REVERSE SIZE", "FROM DATE"):
+        assert len(same_as_uncached(c, crit)) == 98
+    assert same_as_uncached(c, "SUBJECT", "UID 1:60") == same_as_uncached(d, "SUBJECT", "UID 1:60")
+    # own expunge
+    assert c.cmd("STORE 1:3 +FLAGS.SILENT (\\Deleted)").ok
+    assert c.cmd("EXPUNGE").ok
+    assert len(same_as_uncached(c, "SUBJECT")) == 95
+    c.close()
+    d.close()
+
+
+def test_mailboxes_do_not_share_orders(make_server):
+    srv = make_server(log_level="debug")
+    c = srv.imap_login()
+    fill(c, "a", corpus(60, 1))
+    a = same_as_uncached(c, "SUBJECT", "ALL")
+    fill(c, "b", corpus(90, 2))
+    b = same_as_uncached(c, "SUBJECT", "ALL")
+    assert a != b
+    # renamed: the same mailbox (UIDVALIDITY), the same order
+    assert c.cmd("RENAME b b2").ok
+    assert c.cmd("SELECT b2").ok
+    assert same_as_uncached(c, "SUBJECT") == b
+    # deleted and made again under the old name with other messages
+    assert c.cmd("SELECT a").ok
+    assert c.cmd("CLOSE").ok
+    assert c.cmd("DELETE a").ok
+    fill(c, "a", corpus(60, 3))
+    again = same_as_uncached(c, "SUBJECT")
+    assert len(again) == 60
+    # another account
+    e = srv.imap_login("bob@example.test")
+    fill(e, "a", corpus(60, 4))
+    same_as_uncached(e, "SUBJECT")
+    e.close()
+    c.close()
+
+
+def test_small_and_no_cache(make_server):
+    # 2 KB: an order of more than ~500 messages is never kept; the small
+    # ones push each other out
+    for size, big_kept in (("2k", False), ("0", False)):
+        srv = make_server(log_level="debug", imap_sort_cache_size=size)
+        c = srv.imap_login()
+        fill(c, "big", corpus(700, 5))
+        at = len(srv.log())
+        for crit in CRITERIA:
+            same_as_uncached(c, crit)
+        assert kept_used(srv, at) == (0, 0, 0)
+        fill(c, "small", corpus(100, 6))
+        at = len(srv.log())
+        for crit in CRITERIA:
+            same_as_uncached(c, crit)
+        kept, no_read, read = kept_used(srv, at)
+        if size == "0":
+            assert (kept, no_read, read) == (0, 0, 0)
+        else:
+            # 100 messages: ~450 octets each order, four fit at once
+            assert kept >= len(CRITERIA)
+        c.close()
+
+
+def test_search_from_the_view(make_server):
+    srv = make_server()
+    c = srv.imap_login()
+    fill(c, "box", corpus(300, 7))
+    assert c.cmd("STORE 1:100 +FLAGS.SILENT (\\Seen)").ok
+    assert c.cmd("SEARCH RETURN (SAVE) 50:60").ok
+    for prog in ("ALL", "1:*", "UID 1:*", "2,4,8:16", "NOT 1:299", "UID 5:7 OR 1 300",
+                 "$", "NOT $", "OR $ 1:5", "*", "UID *"):
+        for uid in (False, True):
+            assert search(c, prog, uid) == search(c, prog + " " + FLAGS, uid), (prog, uid)
+        r = c.cmd("SEARCH RETURN (MIN MAX COUNT ALL) %s" % prog)
+        r2 = c.cmd("SEARCH RETURN (MIN MAX COUNT ALL) %s %s" % (prog, FLAGS))
+        assert r.ok and r2.ok
+        strip = lambda r: [l.split(")", 1)[1] for l in r.untagged if l.startswith("* ESEARCH")]
+        assert strip(r) == strip(r2), prog
+    # expunged ones go
+    assert c.cmd("STORE 10:20 +FLAGS.SILENT (\\Deleted)").ok
+    assert c.cmd("EXPUNGE").ok
+    assert search(c, "ALL") == [str(i) for i in range(1, 290)]
+    assert search(c, "UID 1:*", True) == search(c, "UID 1:* " + FLAGS, True)
+    # an empty mailbox
+    assert c.cmd("CREATE empty").ok
+    assert c.cmd("SELECT empty").ok
+    assert search(c, "ALL") == []
+    assert sort(c, "SUBJECT") == []
+    c.close()
