@@ -1049,7 +1049,7 @@ static void sort_done(void *arg)
 	}
 	if (j->filled != NULL) {
 		log_debug("imap %s: sort: order of %zu messages kept", j->s->base.ip, j->n_filled);
-		imap_sort_order_put(j->s->srv->sort_orders, j->uidvalidity, &j->q, j->view_max,
+		imap_sort_order_put(j->s->srv->sort_orders, j->user, j->uidvalidity, &j->q, j->view_max,
 				    j->filled, j->n_filled);
 		j->filled = NULL;
 	}
@@ -1257,8 +1257,8 @@ static void search_start(struct imap_session *s, struct search_job *j)
 	if (j->sort_keys && j->hooks == NULL && imap_view_count(s) > 0) {
 		uint32_t n = imap_view_count(s);
 		j->view_max = imap_view_uid(s, n);
-		j->order = imap_sort_order_get(s->srv->sort_orders, j->uidvalidity, &j->q,
-					       j->view_max);
+		j->order = imap_sort_order_get(s->srv->sort_orders, j->user, j->uidvalidity,
+					       &j->q, j->view_max);
 		if (j->order != NULL) { /* the slices only match, if anything */
 			j->sort_keys = j->sort_cache = false;
 			j->order_view = keys_seq_only(&j->q.root);

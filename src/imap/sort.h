@@ -42,14 +42,15 @@ void imap_sort_row_fill(const struct imap_search *q, const struct imap_msg *m,
 void imap_sort_rows(const struct imap_search *q, struct imap_sort_row *rows, size_t n);
 void imap_sort_row_free(struct imap_sort_row *r);
 
-/* The server's cache of SORT orders (sortorder.c): per mailbox and list of
- * criteria, every message's UID in the criteria's order, as made by a SORT
- * of a view whose highest UID was max_uid; valid for every view whose
+/* The server's cache of SORT orders (sortorder.c): per account, mailbox and
+ * list of criteria, every message's UID in the criteria's order, as made by
+ * a SORT of a view whose highest UID was max_uid; valid for every view whose
  * highest UID is at most that. On the loop; a job reading uids on a worker
  * holds a reference (get), dropped with imap_sort_order_unref. */
 struct imap_sort_order {
 	struct imap_sort_order *prev, *next;
 	int refs;
+	char *user;
 	uint32_t uidvalidity;
 	uint8_t crit[IMAP_SORT_MAX_CRIT]; /* kind << 1 | reverse */
 	size_t n_crit;
@@ -66,11 +67,12 @@ bool imap_sort_orders_fit(const struct imap_sort_orders *c, size_t n);
 /* The order of q's criteria for the mailbox, referenced, if one valid for a
  * view whose highest UID is view_max is kept; NULL otherwise (an older one
  * is dropped). */
-struct imap_sort_order *imap_sort_order_get(struct imap_sort_orders *c, uint32_t uidvalidity,
-					    const struct imap_search *q, uint32_t view_max);
+struct imap_sort_order *imap_sort_order_get(struct imap_sort_orders *c, const char *user,
+					    uint32_t uidvalidity, const struct imap_search *q,
+					    uint32_t view_max);
 /* Keeps uids (xmalloc'd, taken over; every message of a view whose highest
  * UID was max_uid, in q's order), replacing an older order of the same key. */
-void imap_sort_order_put(struct imap_sort_orders *c, uint32_t uidvalidity,
+void imap_sort_order_put(struct imap_sort_orders *c, const char *user, uint32_t uidvalidity,
 			 const struct imap_search *q, uint32_t max_uid, uint32_t *uids, size_t n);
 void imap_sort_order_unref(struct imap_sort_order **op);
 /* o out of the cache (if still in it), freed with its last reference */

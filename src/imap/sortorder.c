@@ -11,8 +11,12 @@
  * follows the UID). A view with a higher UID makes the SORT read and sort
  * again, and that SORT replaces the entry.
  *
- * Entries are keyed by the mailbox's UIDVALIDITY (store-wide unique, never
- * reused, kept by RENAME: fetch.h) and the criteria; the least recently used
+ * Entries are keyed by the account, the mailbox's UIDVALIDITY (store-wide
+ * unique since schema step 2, never reused, kept by RENAME: fetch.h) and the
+ * criteria. The account too: before step 2 an INBOX took its creation time
+ * as its UIDVALIDITY, so the INBOXes of accounts made in the same second
+ * share one in a database from then (the migration keeps them, as clients
+ * cache them), and one account's order would answer another's SORT; the least recently used
  * go when the entries' size passes imap_sort_cache_size. The loop owns the
  * cache; a job holds a reference on an entry it reads on a worker (its UIDs
  * do not change once made), so an entry evicted or replaced meanwhile is
@@ -20,6 +24,7 @@
  * the mailbox's data, processes sharing a database need no coordination. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/xmalloc.h"
 #include "imap/sort.h"
@@ -31,7 +36,7 @@ struct imap_sort_orders {
 
 static size_t order_bytes(const struct imap_sort_order *o)
 {
-	return sizeof *o + o->n * sizeof *o->uids;
+	return sizeof *o + strlen(o->user) + 1 + o->n * sizeof *o->uids;
 }
 
 static void order_crit(const struct imap_search *q, uint8_t *crit, size_t *n_r)
@@ -69,6 +74,7 @@ static void order_push(struct imap_sort_orders *c, struct imap_sort_order *o)
 
 static void order_free(struct imap_sort_order *o)
 {
+	free(o->user);
 	free(o->uids);
 	free(o);
 }
@@ -89,8 +95,8 @@ static void order_drop(struct imap_sort_orders *c, struct imap_sort_order *o)
 	imap_sort_order_unref(&o);
 }
 
-static struct imap_sort_order *order_find(struct imap_sort_orders *c, uint32_t uidvalidity,
-					  const struct imap_search *q)
+static struct imap_sort_order *order_find(struct imap_sort_orders *c, const char *user,
+					  uint32_t uidvalidity, const struct imap_search *q)
 {
 	uint8_t crit[IMAP_SORT_MAX_CRIT];
 	size_t n;
@@ -98,7 +104,7 @@ static struct imap_sort_order *order_find(struct imap_sort_orders *c, uint32_t u
 	order_crit(q, crit, &n);
 	for (struct imap_sort_order *o = c->head; o != NULL; o = o->next)
 		if (o->uidvalidity == uidvalidity && o->n_crit == n &&
-		    memcmp(o->crit, crit, n) == 0)
+		    memcmp(o->crit, crit, n) == 0 && strcasecmp(o->user, user) == 0)
 			return o;
 	return NULL;
 }
@@ -134,12 +140,13 @@ bool imap_sort_orders_fit(const struct imap_sort_orders *c, size_t n)
 	       sizeof(struct imap_sort_order) + n * sizeof(uint32_t) <= c->max_bytes;
 }
 
-struct imap_sort_order *imap_sort_order_get(struct imap_sort_orders *c, uint32_t uidvalidity,
-					    const struct imap_search *q, uint32_t view_max)
+struct imap_sort_order *imap_sort_order_get(struct imap_sort_orders *c, const char *user,
+					    uint32_t uidvalidity, const struct imap_search *q,
+					    uint32_t view_max)
 {
 	struct imap_sort_order *o;
 
-	if (c == NULL || c->max_bytes == 0 || (o = order_find(c, uidvalidity, q)) == NULL)
+	if (c == NULL || c->max_bytes == 0 || (o = order_find(c, user, uidvalidity, q)) == NULL)
 		return NULL;
 	if (o->max_uid < view_max) { /* newer messages: made again */
 		order_drop(c, o);
@@ -151,7 +158,7 @@ struct imap_sort_order *imap_sort_order_get(struct imap_sort_orders *c, uint32_t
 	return o;
 }
 
-void imap_sort_order_put(struct imap_sort_orders *c, uint32_t uidvalidity,
+void imap_sort_order_put(struct imap_sort_orders *c, const char *user, uint32_t uidvalidity,
 			 const struct imap_search *q, uint32_t max_uid, uint32_t *uids, size_t n)
 {
 	struct imap_sort_order *o;
@@ -160,7 +167,7 @@ void imap_sort_order_put(struct imap_sort_orders *c, uint32_t uidvalidity,
 		free(uids);
 		return;
 	}
-	if ((o = order_find(c, uidvalidity, q)) != NULL) {
+	if ((o = order_find(c, user, uidvalidity, q)) != NULL) {
 		if (o->max_uid > max_uid) { /* a newer one is there already */
 			free(uids);
 			return;
@@ -168,6 +175,7 @@ void imap_sort_order_put(struct imap_sort_orders *c, uint32_t uidvalidity,
 		order_drop(c, o);
 	}
 	o = xcalloc(1, sizeof *o);
+	o->user = xstrdup(user);
 	o->uidvalidity = uidvalidity;
 	order_crit(q, o->crit, &o->n_crit);
 	o->max_uid = max_uid;
