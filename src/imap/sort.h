@@ -48,7 +48,10 @@ void imap_sort_row_free(struct imap_sort_row *r);
  * highest UID is at most that. On the loop; a job reading uids on a worker
  * holds a reference (get), dropped with imap_sort_order_unref. */
 struct imap_sort_order {
-	struct imap_sort_order *prev, *next;
+	struct imap_sort_order *prev, *next; /* the cache's use order */
+	struct imap_sort_order *hnext;       /* the cache's bucket */
+	uint32_t hash;
+	bool cached; /* in the cache (not evicted, replaced or forgotten) */
 	int refs;
 	char *user;
 	uint32_t uidvalidity;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/xmalloc.h"
 #include "imap/parse.h"
 #include "imap/sort.h"
 #include "mime/mime.h"
@@ -172,10 +173,89 @@ static void test_keys(void)
 		imap_sort_row_free(&rows[i]);
 }
 
+static uint32_t *uids_of(size_t n, uint32_t first)
+{
+	uint32_t *v = xmalloc((n + 1) * sizeof *v);
+	for (size_t i = 0; i < n; i++)
+		v[i] = first + (uint32_t)i;
+	return v;
+}
+
+/* The kept orders (sortorder.c): keyed by account, UIDVALIDITY and
+ * criteria; valid up to their highest UID; the least recently used out;
+ * a reference outlives eviction; thousands of entries found by hash. */
+static void test_orders(void)
+{
+	struct imap_search q, r;
+	memset(&q, 0, sizeof q);
+	memset(&r, 0, sizeof r);
+	q.n_sort = 1;
+	q.sort[0].kind = IMAP_SORT_SUBJECT;
+	r.n_sort = 1;
+	r.sort[0].kind = IMAP_SORT_SUBJECT;
+	r.sort[0].reverse = true;
+	struct imap_sort_orders *c = imap_sort_orders_new(64 * 1024 * 1024);
+	struct imap_sort_order *o;
+
+	imap_sort_order_put(c, "alice@x", 7, &q, 10, uids_of(10, 1), 10);
+	CHECK(imap_sort_order_get(c, "bob@x", 7, &q, 10) == NULL); /* one UIDVALIDITY, two accounts */
+	CHECK(imap_sort_order_get(c, "alice@x", 8, &q, 10) == NULL);
+	CHECK(imap_sort_order_get(c, "alice@x", 7, &r, 10) == NULL);
+	o = imap_sort_order_get(c, "ALICE@x", 7, &q, 9);
+	CHECK(o != NULL && o->n == 10 && o->refs == 2);
+	/* a newer view: dropped from the cache, the reference still reads it */
+	CHECK(imap_sort_order_get(c, "alice@x", 7, &q, 11) == NULL);
+	CHECK(o->refs == 1 && !o->cached && o->uids[9] == 10);
+	imap_sort_order_forget(c, o); /* not in the cache: nothing */
+	imap_sort_order_unref(&o);
+	CHECK(o == NULL && imap_sort_order_get(c, "alice@x", 7, &q, 1) == NULL);
+
+	/* many entries, every one found; an older put does not replace */
+	char user[32];
+	for (uint32_t i = 0; i < 5000; i++) {
+		snprintf(user, sizeof user, "u%u@x", i % 50);
+		imap_sort_order_put(c, user, 100 + i / 50, i % 2 ? &q : &r, 20, uids_of(2, i), 2);
+	}
+	imap_sort_order_put(c, "u3@x", 100, &r, 19, uids_of(1, 0), 1);
+	for (uint32_t i = 0; i < 5000; i++) {
+		snprintf(user, sizeof user, "u%u@x", i % 50);
+		o = imap_sort_order_get(c, user, 100 + i / 50, i % 2 ? &q : &r, 20);
+		CHECK(o != NULL && o->uids[0] == i);
+		imap_sort_order_forget(c, o); /* out, freed with the reference */
+		imap_sort_order_unref(&o);
+	}
+	imap_sort_orders_free(&c);
+
+	/* room for two orders of 100: the least recently used goes */
+	c = imap_sort_orders_new(2 * (sizeof(struct imap_sort_order) + 16 + 400));
+	imap_sort_order_put(c, "a@x", 1, &q, 100, uids_of(100, 1), 100);
+	imap_sort_order_put(c, "a@x", 2, &q, 100, uids_of(100, 1), 100);
+	o = imap_sort_order_get(c, "a@x", 1, &q, 100); /* 1 used last */
+	CHECK(o != NULL);
+	imap_sort_order_put(c, "a@x", 3, &q, 100, uids_of(100, 1), 100);
+	CHECK(imap_sort_order_get(c, "a@x", 2, &q, 100) == NULL);
+	struct imap_sort_order *p = imap_sort_order_get(c, "a@x", 3, &q, 100);
+	CHECK(p != NULL);
+	imap_sort_order_unref(&p);
+	imap_sort_order_put(c, "a@x", 4, &q, 100, uids_of(100, 1), 100);
+	imap_sort_order_put(c, "a@x", 5, &q, 100, uids_of(100, 1), 100);
+	CHECK(!o->cached && o->refs == 1 && o->uids[99] == 100); /* evicted, still read */
+	imap_sort_order_unref(&o);
+	CHECK(!imap_sort_orders_fit(c, 1000));
+	imap_sort_order_put(c, "a@x", 6, &q, 1000, uids_of(1000, 1), 1000); /* never kept */
+	CHECK(imap_sort_order_get(c, "a@x", 6, &q, 1) == NULL);
+	imap_sort_orders_free(&c);
+	c = imap_sort_orders_new(0);
+	imap_sort_order_put(c, "a@x", 1, &q, 100, uids_of(100, 1), 100);
+	CHECK(imap_sort_order_get(c, "a@x", 1, &q, 1) == NULL);
+	imap_sort_orders_free(&c);
+}
+
 int main(void)
 {
 	test_run("parse", test_parse);
 	test_run("format_set", test_format_set);
 	test_run("keys", test_keys);
+	test_run("orders", test_orders);
 	return test_done("test_imap_sort");
 }
