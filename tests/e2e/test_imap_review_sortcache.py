@@ -308,3 +308,41 @@ def test_sorts_while_another_session_writes(make_server):
         assert [u for u in got if u in there] == [u for u in final[cr] if u in mine], cr
     for r in readers + [w]:
         r.close()
+
+
+def test_inbox_renamed_under_a_session(make_server):
+    # RENAME INBOX moves every message to a new mailbox (new UIDVALIDITY)
+    # and leaves INBOX empty with its UIDVALIDITY: the kept orders of both
+    # answer as the uncached path, before and after the session is told.
+    srv = make_server(log_level="debug")
+    a = srv.imap_login()
+    for date, m in corpus(80, 91):
+        assert append(a, "INBOX", m, "", date).ok
+    assert a.cmd("SELECT INBOX").ok
+    before = {cr: sort(a, cr, uid=True) for cr in ("SUBJECT", "DATE")}
+    b = srv.imap_login()
+    assert b.cmd("RENAME INBOX moved").ok
+    time.sleep(0.2)
+    for cr in before:
+        assert sort(a, cr, uid=True) == sort(a, cr, FLAGS, uid=True) == []
+    assert search(a, "ALL") == search(a, "ALL " + FLAGS) == []
+    assert a.cmd("NOOP").ok
+    for date, m in corpus(20, 92):
+        assert append(b, "INBOX", m, "", date).ok
+    assert a.cmd("NOOP").ok
+    for cr in before:
+        got = sort(a, cr, uid=True)
+        assert len(got) == 20 and got == sort(a, cr, SLOW, uid=True)
+        assert got == sort(a, cr, uid=True)
+    assert b.cmd("SELECT moved").ok
+    for cr in before:
+        got = sort(b, cr, uid=True)
+        assert len(got) == 80 and got == sort(b, cr, SLOW, uid=True) == sort(b, cr, uid=True)
+    # copied into INBOX: new UIDs, sorted again
+    assert b.cmd("COPY 1:30 INBOX").ok
+    assert a.cmd("NOOP").ok
+    for cr in before:
+        got = sort(a, cr, uid=True)
+        assert len(got) == 50 and got == sort(a, cr, SLOW, uid=True) == sort(a, cr, uid=True)
+    a.close()
+    b.close()
