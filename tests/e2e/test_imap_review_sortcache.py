@@ -384,3 +384,25 @@ def test_an_order_lacking_a_match_is_sorted_again(make_server):
         assert sort(c, crit, uid=True) == a
     assert srv.log()[at:].count("lacks a message; sorting again") == 2
     c.close()
+
+
+def test_sessions_gone_mid_sort_and_search(make_server):
+    # Sessions that send SORTs and view SEARCHes (orders made, used and
+    # pushed out of a small cache) and go at once, again and again: nothing
+    # leaks or is used after it was freed (ASan), and the server answers on.
+    srv = make_server(imap_sort_cache_size="16k")
+    c = _big(srv, "big", 2100, 97)
+    want = sort(c, "SUBJECT", SLOW, uid=True)
+    for rnd in range(12):
+        o = srv.imap_login()
+        assert o.cmd("SELECT big").ok
+        o.send(b"".join(b"x%d UID SORT (%s) UTF-8 ALL\r\nx%dS UID SEARCH 1:* NOT %d\r\n"
+                        % (i, cr.encode(), i, i)
+                        for i, cr in enumerate(["SUBJECT", "DATE", "SIZE", "REVERSE SUBJECT",
+                                                "SUBJECT"][rnd % 3:])))
+        if rnd % 2:
+            time.sleep(0.01 * (rnd % 4))
+        o.close()
+    assert sort(c, "SUBJECT", uid=True) == want
+    assert sort(c, "SUBJECT", FLAGS, uid=True) == want
+    c.close()
