@@ -62,9 +62,20 @@ def all_orders(c):
 
 
 def rows(srv, sql, *args):
-    db = sqlite3.connect(os.path.join(srv.data_dir, "postern.db"), timeout=10)
+    db = srv.db()
     try:
         return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def db_exec(srv, *sqls):
+    """Writes to the database (the daemon stopped, or not minding)."""
+    db = sqlite3.connect(os.path.join(srv.data_dir, "postern.db"), timeout=10)
+    try:
+        with db:
+            for sql in sqls:
+                db.execute(sql)
     finally:
         db.close()
 
@@ -112,12 +123,7 @@ def test_bodies_without_rows_sort_the_same_and_get_them(make_server):
     c.close()
     # as a database upgraded to step 11 holds them: no row for any body
     srv.stop()
-    db = sqlite3.connect(os.path.join(srv.data_dir, "postern.db"), timeout=10)
-    try:
-        with db:
-            db.execute("DELETE FROM sort_keys")
-    finally:
-        db.close()
+    db_exec(srv, "DELETE FROM sort_keys")
     srv.start()
     c = srv.imap_login()
     assert c.cmd("SELECT old").ok
@@ -127,12 +133,7 @@ def test_bodies_without_rows_sort_the_same_and_get_them(make_server):
     assert all_orders(c) == before
     # half of them gone again: a SORT mixes both kinds of rows
     srv.stop()
-    db = sqlite3.connect(os.path.join(srv.data_dir, "postern.db"), timeout=10)
-    try:
-        with db:
-            db.execute("DELETE FROM sort_keys WHERE message_id % 2 = 0")
-    finally:
-        db.close()
+    db_exec(srv, "DELETE FROM sort_keys WHERE message_id % 2 = 0")
     srv.start()
     c.close()
     c = srv.imap_login()
@@ -177,12 +178,7 @@ def test_saves_queued_at_shutdown_are_freed(make_server):
     fill(c, "late", corpus(300, 5))
     c.close()
     for round in range(4):
-        db = sqlite3.connect(os.path.join(srv.data_dir, "postern.db"), timeout=10)
-        try:
-            with db:
-                db.execute("DELETE FROM sort_keys")
-        finally:
-            db.close()
+        db_exec(srv, "DELETE FROM sort_keys")
         c = srv.imap_login()
         assert c.cmd("SELECT late").ok
         for crit in ("SUBJECT", "DATE", "FROM"):
@@ -216,13 +212,8 @@ def test_many_slices_mixed_rows_and_esort(make_server):
     for i in range(0, len(msgs), 300):
         multiappend(c, "big", msgs[i:i + 300])
     c.close()
-    db = sqlite3.connect(os.path.join(srv.data_dir, "postern.db"), timeout=10)
-    try:
-        with db:
-            db.execute("DELETE FROM sort_keys WHERE message_id % 3 = 0")
-            db.execute("UPDATE messages SET cache = NULL WHERE id % 3 = 0 AND id % 2 = 0")
-    finally:
-        db.close()
+    db_exec(srv, "DELETE FROM sort_keys WHERE message_id % 3 = 0",
+            "UPDATE messages SET cache = NULL WHERE id % 3 = 0 AND id % 2 = 0")
     c = srv.imap_login()
     assert c.cmd("SELECT big").ok
     # expunged under a concurrent SORT: the answers stay consistent
