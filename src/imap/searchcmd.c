@@ -90,6 +90,11 @@ struct search_job {
 	uint32_t view_max;
 	uint32_t *filled;
 	size_t n_filled;
+	/* a mailbox of IMAP_SORT_STORED_MIN messages or more: the order is
+	 * read from the store first (load), and kept there once made */
+	bool load;
+	uint32_t loaded_max, *loaded;
+	size_t n_loaded;
 	/* RETURN (UPDATE) (RFC 5267 4, sort.c): every message's static keys */
 	bool ctx_on;
 	const struct imap_search_key *leaf[IMAP_CTX_MAX_LEAVES];
@@ -146,6 +151,7 @@ static void job_free(struct search_job *j)
 	free(j->rows);
 	imap_sort_order_unref(&j->order);
 	free(j->filled);
+	free(j->loaded);
 	free(j->gone);
 	free(j->cx_uid);
 	free(j->cx_bits);
@@ -1049,6 +1055,13 @@ static void sort_done(void *arg)
 	}
 	if (j->filled != NULL) {
 		log_debug("imap %s: sort: order of %zu messages kept", j->s->base.ip, j->n_filled);
+		if (j->n_filled >= IMAP_SORT_STORED_MIN) {
+			uint8_t crit[IMAP_SORT_MAX_CRIT];
+			size_t n;
+			imap_sort_crit(&j->q, crit, &n);
+			store_sort_order_save(j->st, j->user, j->mailbox, j->uidvalidity, crit, n,
+					      j->view_max, j->filled, j->n_filled);
+		}
 		imap_sort_order_put(j->s->srv->sort_orders, j->user, j->uidvalidity, &j->q, j->view_max,
 				    j->filled, j->n_filled);
 		j->filled = NULL;
@@ -1237,6 +1250,93 @@ static bool keys_seq_only(const struct imap_search_key *k)
 	return true;
 }
 
+/* true if a set at the top of the program leaves out most of the view (UID
+ * SORT ... UID 99000:*): such a SORT sorts its matches only rather than
+ * every message for an order to keep */
+static bool narrow(const struct imap_session *s, const struct imap_search_key *root)
+{
+	uint32_t n = imap_view_count(s);
+	const uint32_t *v = imap_view_uids(s);
+
+	for (size_t i = 0; i < root->n_sub; i++) {
+		const struct imap_search_key *k = &root->sub[i];
+		uint64_t in = 0;
+		if ((k->kind != IMAP_SK_SEQSET && k->kind != IMAP_SK_UIDSET) || k->set.dollar)
+			continue;
+		for (size_t r = 0; r < k->set.n; r++) {
+			uint32_t lo = k->set.v[r].lo, hi = k->set.v[r].hi;
+			size_t a, b;
+			if (k->kind == IMAP_SK_SEQSET) {
+				if (lo <= n)
+					in += (hi < n ? hi : n) - lo + 1;
+				continue;
+			}
+			imap_uid_find(v, n, lo, &a);
+			if (hi == UINT32_MAX)
+				b = n;
+			else
+				imap_uid_find(v, n, hi + 1, &b);
+			in += b > a ? b - a : 0;
+		}
+		if (in * 2 < n)
+			return true;
+	}
+	return false;
+}
+
+/* j->order (held) is used: the slices only match, if anything */
+static void order_use(struct search_job *j, const char *how)
+{
+	struct imap_session *s = j->s;
+
+	j->sort_keys = j->sort_cache = false;
+	j->fill = false;
+	j->order_view = keys_seq_only(&j->q.root);
+	j->view = imap_view_uids(s);
+	j->view_n = imap_view_count(s);
+	j->gone = imap_sel_gone(s, &j->n_gone);
+	log_debug("imap %s: sort: a %s order of %zu messages (%s)", s->base.ip, how, j->order->n,
+		  j->order_view ? "no read" : "matches read");
+}
+
+/* a stored order (store/sort_orders.c), on a worker */
+static int load_work(struct store_snap *sn, void *arg, char **err_r)
+{
+	struct search_job *j = arg;
+	uint8_t crit[IMAP_SORT_MAX_CRIT];
+	size_t n;
+
+	imap_sort_crit(&j->q, crit, &n);
+	return store_snap_sort_order(sn, j->user, j->mailbox, j->uidvalidity, crit, n,
+				     &j->loaded_max, &j->loaded, &j->n_loaded, err_r) < 0
+		   ? -1
+		   : 0;
+}
+
+static void search_go(struct search_job *j);
+
+static void load_done(void *arg, int result, const char *err)
+{
+	struct search_job *j = arg;
+	struct imap_session *s = j->s;
+
+	if (!job_back(j))
+		return;
+	if (result < 0) /* sorted as without one */
+		log_warn("imap %s: sort: stored order: %s", s->base.ip, err != NULL ? err : "error");
+	else if (j->loaded != NULL && j->loaded_max >= j->view_max) {
+		imap_sort_order_put(s->srv->sort_orders, j->user, j->uidvalidity, &j->q,
+				    j->loaded_max, j->loaded, j->n_loaded);
+		j->loaded = NULL;
+		j->order = imap_sort_order_get(s->srv->sort_orders, j->user, j->uidvalidity, &j->q,
+					       j->view_max);
+		if (j->order != NULL)
+			order_use(j, "stored");
+	}
+	x_free(&j->loaded);
+	search_go(j);
+}
+
 static void search_start(struct imap_session *s, struct search_job *j)
 {
 	size_t max;
@@ -1259,16 +1359,11 @@ static void search_start(struct imap_session *s, struct search_job *j)
 		j->view_max = imap_view_uid(s, n);
 		j->order = imap_sort_order_get(s->srv->sort_orders, j->user, j->uidvalidity,
 					       &j->q, j->view_max);
-		if (j->order != NULL) { /* the slices only match, if anything */
-			j->sort_keys = j->sort_cache = false;
-			j->order_view = keys_seq_only(&j->q.root);
-			j->view = imap_view_uids(s);
-			j->view_n = n;
-			j->gone = imap_sel_gone(s, &j->n_gone);
-			log_debug("imap %s: sort: a kept order of %zu messages (%s)", s->base.ip,
-				  j->order->n, j->order_view ? "no read" : "matches read");
+		if (j->order != NULL) {
+			order_use(j, "kept");
 		} else {
-			j->fill = imap_sort_orders_fit(s->srv->sort_orders, n);
+			j->fill = imap_sort_orders_fit(s->srv->sort_orders, n) && !narrow(s, &j->q.root);
+			j->load = j->fill && n >= IMAP_SORT_STORED_MIN;
 		}
 	}
 	j->recent = imap_sel_recent(s, &j->n_recent);
@@ -1293,6 +1388,20 @@ static void search_start(struct imap_session *s, struct search_job *j)
 		store_read(j->st, s->srv->workers, cand_work, cand_done, j);
 		return;
 	}
+	if (j->load) { /* a stored order first */
+		j->inflight = true;
+		s->base.busy++;
+		store_read(j->st, s->srv->workers, load_work, load_done, j);
+		return;
+	}
+	search_go(j);
+}
+
+/* the first step after search_start's (and a stored order's read) */
+static void search_go(struct search_job *j)
+{
+	struct imap_session *s = j->s;
+
 	if (j->order_view) {
 		j->inflight = true;
 		s->base.busy++;

@@ -62,6 +62,11 @@ struct imap_sort_order {
 	size_t n;
 };
 struct imap_sort_orders;
+/* orders of this many messages or more are also kept in the store
+ * (store_sort_order_save), for the first SORT of another process */
+#define IMAP_SORT_STORED_MIN 1000
+/* q's criteria as the key's octets (IMAP_SORT_MAX_CRIT at most) */
+void imap_sort_crit(const struct imap_search *q, uint8_t *crit, size_t *n_r);
 /* max_bytes: the entries' memory (imap_sort_cache_size); 0: none kept */
 struct imap_sort_orders *imap_sort_orders_new(size_t max_bytes);
 void imap_sort_orders_free(struct imap_sort_orders **cp);

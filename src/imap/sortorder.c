@@ -48,7 +48,7 @@ static size_t order_bytes(const struct imap_sort_order *o)
 	return sizeof *o + strlen(o->user) + 1 + o->n * sizeof *o->uids;
 }
 
-static void order_crit(const struct imap_search *q, uint8_t *crit, size_t *n_r)
+void imap_sort_crit(const struct imap_search *q, uint8_t *crit, size_t *n_r)
 {
 	for (size_t i = 0; i < q->n_sort; i++)
 		crit[i] = (uint8_t)(q->sort[i].kind << 1 | (q->sort[i].reverse ? 1 : 0));
@@ -210,7 +210,7 @@ struct imap_sort_order *imap_sort_order_get(struct imap_sort_orders *c, const ch
 
 	if (c == NULL || c->max_bytes == 0)
 		return NULL;
-	order_crit(q, crit, &n);
+	imap_sort_crit(q, crit, &n);
 	o = order_find(c, user, uidvalidity, crit, n, key_hash(user, uidvalidity, crit, n));
 	if (o == NULL)
 		return NULL;
@@ -235,7 +235,7 @@ void imap_sort_order_put(struct imap_sort_orders *c, const char *user, uint32_t 
 		free(uids);
 		return;
 	}
-	order_crit(q, crit, &n_crit);
+	imap_sort_crit(q, crit, &n_crit);
 	uint32_t hash = key_hash(user, uidvalidity, crit, n_crit);
 	if ((o = order_find(c, user, uidvalidity, crit, n_crit, hash)) != NULL) {
 		if (o->max_uid > max_uid) { /* a newer one is there already */

@@ -463,9 +463,22 @@ static const char schema_v12[] =
 	" len INTEGER NOT NULL,"
 	" body BLOB NOT NULL);";
 
+/* Step 13: the IMAP server's kept SORT orders of big mailboxes
+ * (sort_orders.c): per mailbox and criteria, the UIDs in order as of
+ * max_uid, so that a new process's first SORT reads them instead of every
+ * message's keys; written: a counter, the most recent ones per mailbox stay. */
+static const char schema_v13[] =
+	"CREATE TABLE sort_orders ("
+	" mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,"
+	" crit BLOB NOT NULL,"
+	" max_uid INTEGER NOT NULL,"
+	" uids BLOB NOT NULL,"
+	" written INTEGER NOT NULL,"
+	" PRIMARY KEY (mailbox_id, crit));";
+
 static const char *const schema_steps[] = {schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
 					   schema_v6, schema_v7, schema_v8, schema_v9,
-					   schema_v10, schema_v11, schema_v12};
+					   schema_v10, schema_v11, schema_v12, schema_v13};
 
 sqlite3_stmt *store_stmt(struct store_db *d, enum store_stmt_id id)
 {

@@ -1039,6 +1039,18 @@ int store_snap_preview(struct store_snap *sn, int64_t message_id, char **preview
 /* Any thread (requires store_start): a job on the committer that sets the
  * preview unless the body has one already (copies text). */
 void store_preview_save(struct store *st, int64_t message_id, const char *text);
+/* Kept SORT orders (sort_orders.c, imap/sortorder.c): in a snapshot, the
+ * order of the mailbox's messages for crit (opaque octets): 0 with *uids_r
+ * (xmalloc, *n_r UIDs) and the highest UID of the view it was made for, 1
+ * when there is none (or the mailbox is another now), -1 with *err_r. */
+int store_snap_sort_order(struct store_snap *sn, const char *user, const char *mailbox,
+			  uint32_t uidvalidity, const void *crit, size_t crit_len,
+			  uint32_t *max_uid_r, uint32_t **uids_r, size_t *n_r, char **err_r);
+/* Any thread (requires store_start); copies: a job on the committer that
+ * keeps the order unless one for a higher UID is there. */
+void store_sort_order_save(struct store *st, const char *user, const char *mailbox,
+			   uint32_t uidvalidity, const void *crit, size_t crit_len,
+			   uint32_t max_uid, const uint32_t *uids, size_t n);
 
 /* ==== IMAP METADATA (metadata.c; RFC 5464; issue 9, the metadata part) ===
  * Table metadata: (user_id, mailbox_id, name) -> value. mailbox_id 0: server

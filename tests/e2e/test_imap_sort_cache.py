@@ -200,3 +200,144 @@ def test_search_from_the_view(make_server):
     assert search(c, "ALL") == []
     assert sort(c, "SUBJECT") == []
     c.close()
+
+
+def stored(srv):
+    db = srv.db()
+    try:
+        return db.execute("SELECT o.max_uid, length(o.uids) / 4 FROM sort_orders o"
+                          " ORDER BY o.written").fetchall()
+    finally:
+        db.close()
+
+
+def big_box(srv, c, box, n, seed):
+    from test_imap_fts import multiappend
+    msgs = [m for _, m in corpus(n, seed)]
+    assert c.cmd("CREATE %s" % box).ok
+    for i in range(0, n, 300):
+        multiappend(c, box, msgs[i:i + 300])
+    assert c.cmd("SELECT %s" % box).ok
+
+
+def wait_rows(srv, n, limit=15.0):
+    end = time.monotonic() + limit
+    while len(stored(srv)) != n:
+        assert time.monotonic() < end, (stored(srv), n)
+        time.sleep(0.05)
+    return stored(srv)
+
+
+def test_stored_orders_serve_a_new_process(make_server):
+    # 1,000 messages or more (IMAP_SORT_STORED_MIN): the order is also kept
+    # in the store (sort_orders), and the first SORT after a restart reads
+    # it instead of every message's keys
+    srv = make_server(log_level="debug")
+    c = srv.imap_login()
+    big_box(srv, c, "big", 1200, 41)
+    small = corpus(50, 42)
+    fill(c, "small", small)
+    assert c.cmd("SELECT big").ok
+    want = {crit: same_as_uncached(c, crit) for crit in ("SUBJECT", "REVERSE DATE", "FROM SIZE")}
+    assert c.cmd("SELECT small").ok
+    same_as_uncached(c, "SUBJECT")  # under the minimum: not stored
+    assert wait_rows(srv, 3) == [(1200, 1200)] * 3
+    c.close()
+    srv.restart()
+    at = len(srv.log())
+    c = srv.imap_login()
+    assert c.cmd("SELECT big").ok
+    for crit, order in want.items():
+        assert sort(c, crit) == order
+        assert same_as_uncached(c, crit) == order
+    log = srv.log()[at:]
+    assert log.count("sort: a stored order of 1200 messages (no read)") == 3, log
+    assert "sort: order of" not in log  # nothing sorted again
+    # new mail: the stored order is older than the view; sorted again, and
+    # the newer order replaces the row
+    for date, m in corpus(30, 43):
+        assert append(c, "big", m, "", date).ok
+    assert c.cmd("NOOP").ok
+    same_as_uncached(c, "SUBJECT")
+    end = time.monotonic() + 15
+    while (1230, 1230) not in stored(srv):
+        assert time.monotonic() < end, stored(srv)
+        time.sleep(0.05)
+    assert len(stored(srv)) == 3
+    # expunged, then a restart: the stored order has them, the answers not
+    assert c.cmd("STORE 1:100 +FLAGS.SILENT (\\Deleted)").ok
+    assert c.cmd("EXPUNGE").ok
+    c.close()
+    srv.restart()
+    c = srv.imap_login()
+    assert c.cmd("SELECT big").ok
+    at = len(srv.log())
+    assert len(same_as_uncached(c, "SUBJECT")) == 1130
+    assert "sort: a stored order of 1230 messages" in srv.log()[at:]
+    # the mailbox deleted: its orders go
+    assert c.cmd("SELECT small").ok
+    assert c.cmd("DELETE big").ok
+    assert stored(srv) == []
+    c.close()
+
+
+def test_stored_orders_bounded_and_checked(make_server):
+    srv = make_server(log_level="debug")
+    c = srv.imap_login()
+    big_box(srv, c, "big", 1000, 44)
+    lists = ["SUBJECT", "DATE", "FROM", "TO", "CC", "SIZE", "ARRIVAL", "DISPLAYFROM",
+             "DISPLAYTO", "REVERSE SUBJECT", "SUBJECT DATE"]
+    for crit in lists:
+        sort(c, crit)
+    # at most 8 per mailbox: the most recently made stay
+    rows = wait_rows(srv, 8)
+    assert len(rows) == 8
+    db = srv.db()
+    try:
+        crits = db.execute("SELECT crit FROM sort_orders").fetchall()
+    finally:
+        db.close()
+    assert len(crits) == 8
+    # a damaged row is left unused (logged); the answer is the uncached one
+    c.close()
+    srv.stop()
+    import sqlite3, os
+    db = sqlite3.connect(os.path.join(srv.data_dir, "postern.db"), timeout=10)
+    try:
+        with db:
+            db.execute("UPDATE sort_orders SET uids = x'0102030405'")
+    finally:
+        db.close()
+    srv.start()
+    c = srv.imap_login()
+    assert c.cmd("SELECT big").ok
+    at = len(srv.log())
+    same_as_uncached(c, "SUBJECT DATE")
+    log = srv.log()[at:]
+    assert "damaged sort order" in log and "sort: a stored order" not in log, log
+    c.close()
+    # none kept at all with imap_sort_cache_size = 0
+    srv2 = make_server(imap_sort_cache_size="0")
+    d = srv2.imap_login()
+    big_box(srv2, d, "big", 1000, 45)
+    same_as_uncached(d, "SUBJECT")
+    time.sleep(0.3)
+    assert stored(srv2) == []
+    d.close()
+
+
+def test_narrow_sorts_sort_their_matches_only(make_server):
+    # a set at the top that leaves out most of the view: no order is made
+    # (that would sort every message); the answers are the uncached ones
+    srv = make_server(log_level="debug")
+    c = srv.imap_login()
+    fill(c, "box", corpus(200, 51))
+    at = len(srv.log())
+    for prog in ("1:50", "UID 190:*", "150:*", "NOT DELETED 1:20,30:40"):
+        same_as_uncached(c, "SUBJECT", prog)
+    assert kept_used(srv, at) == (0, 0, 0), srv.log()[at:]
+    # half or more of the view: made and kept
+    same_as_uncached(c, "SUBJECT", "1:150")
+    assert kept_used(srv, at)[0] == 1
+    same_as_uncached(c, "SUBJECT", "UID 1:10")  # uses it
+    c.close()

@@ -53,7 +53,7 @@ static void test_schema(void)
 	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0700);
 	snprintf(path, sizeof path, "%s/data/postern.db", tmpdir);
 	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
-	CHECK_INT(1, sql_int("PRAGMA user_version"), 12);
+	CHECK_INT(1, sql_int("PRAGMA user_version"), 13);
 	CHECK_INT(2, sql_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"),
 		  1);
 	/* 7 + counters + sqlite_sequence (AUTOINCREMENT) + subscriptions, expunged,
@@ -61,8 +61,11 @@ static void test_schema(void)
 	 * grey_networks, grey_reputation, spam_tokens, spam_totals, spam_train,
 	 * spam_trained, spam_thresholds (v6) + metadata (v7) + fts_body, fts_head
 	 * and their _data, _idx, _config, fts_state (v8) + urlauth_keys (v9) +
-	 * sort_keys (v11) + fts_text (v12) */
-	CHECK_INT(3, sql_int("SELECT count(*) FROM sqlite_master WHERE type = 'table'"), 37);
+	 * sort_keys (v11) + fts_text (v12) + sort_orders (v13) */
+	CHECK_INT(3, sql_int("SELECT count(*) FROM sqlite_master WHERE type = 'table'"), 38);
+	/* v13: kept SORT orders go with their mailbox */
+	CHECK_INT(7, sql_int("SELECT count(*) FROM pragma_foreign_key_list('sort_orders')"
+			     " WHERE on_delete = 'CASCADE'"), 1);
 	/* v11: a body's sort keys go with it */
 	CHECK_INT(6, sql_int("SELECT count(*) FROM pragma_foreign_key_list('sort_keys')"
 			     " WHERE on_delete = 'CASCADE'"), 1);
@@ -990,7 +993,9 @@ static void test_migration(void)
 		const char *sql;
 		long long want;
 	} cases[] = {
-		{"PRAGMA user_version", 12},
+		{"PRAGMA user_version", 13},
+		/* v13: no SORT order is kept until a SORT makes one */
+		{"SELECT count(*) FROM sort_orders", 0},
 		/* v12: no body's text is kept until the index is re-made */
 		{"SELECT count(*) FROM fts_text", 0},
 		/* v11: no body has sort keys until its cache is saved again */

@@ -1335,7 +1335,7 @@ static void test_migration(void)
 		const char *sql;
 		long long want;
 	} cases[] = {
-		{"PRAGMA user_version", 12},
+		{"PRAGMA user_version", 13},
 		/* Drafts, Trash, Junk, Archive for alice (Sent existed), all five for bob */
 		{"SELECT count(*) FROM mailboxes", 13},
 		{"SELECT count(*) FROM mailboxes WHERE special_use IS NOT NULL", 10},
