@@ -930,7 +930,7 @@ static void add_param(struct qbuild *qb, struct buf *b)
 	buf_printf(&qb->sql, "?%zu", qb->n_params + 1); /* ?1 is the mailbox */
 }
 
-/* Appends a predicate on m.id implied by every match of q; false if q
+/* Appends a predicate on mm.message_id implied by every match of q; false if q
  * cannot narrow (the predicate would be TRUE). */
 static bool build(struct qbuild *qb, const struct store_fts_q *q)
 {
@@ -946,7 +946,8 @@ static bool build(struct qbuild *qb, const struct store_fts_q *q)
 		if (body) {
 			struct buf p = BUF_INIT;
 			buf_append(&p, fq.data, fq.len);
-			buf_appends(&qb->sql, "m.id IN (SELECT rowid FROM fts_body WHERE fts_body MATCH ");
+			buf_appends(&qb->sql,
+				    "mm.message_id IN (SELECT rowid FROM fts_body WHERE fts_body MATCH ");
 			add_param(qb, &p);
 			buf_appendc(&qb->sql, ')');
 			buf_free(&p);
@@ -956,7 +957,8 @@ static bool build(struct qbuild *qb, const struct store_fts_q *q)
 			buf_append(&p, fq.data, fq.len);
 			if (body)
 				buf_appends(&qb->sql, " OR ");
-			buf_appends(&qb->sql, "m.id IN (SELECT rowid FROM fts_head WHERE fts_head MATCH ");
+			buf_appends(&qb->sql,
+				    "mm.message_id IN (SELECT rowid FROM fts_head WHERE fts_head MATCH ");
 			add_param(qb, &p);
 			buf_appendc(&qb->sql, ')');
 			buf_free(&p);
@@ -1005,8 +1007,12 @@ int store_fts_candidates(struct store_snap *sn, const char *user, const char *ma
 
 	if (!store_fts_on(sn->st))
 		return 0;
-	buf_appends(&qb.sql, "SELECT mm.uid FROM mailbox_messages mm JOIN messages m"
-			     " ON m.id = mm.message_id WHERE mm.mailbox_id = ?1 AND (m.fts = 0 OR ");
+	/* no join with messages: its fts column comes after the MIME cache in
+	 * the record, on overflow pages (100,000 messages: ~40 ms of a rare
+	 * word's ~45); the bodies not indexed yet come from their partial
+	 * index (messages_fts_todo) */
+	buf_appends(&qb.sql, "SELECT mm.uid FROM mailbox_messages mm WHERE mm.mailbox_id = ?1"
+			     " AND (mm.message_id IN (SELECT id FROM messages WHERE fts = 0) OR ");
 	if (!build(&qb, q)) {
 		buf_free(&qb.sql);
 		free(qb.params);
