@@ -163,7 +163,8 @@ static const struct option config_options[] = {
 	 "Memory for the SORT orders the IMAP server keeps: per mailbox and list of criteria, "
 	 "every message's UID in order (4 octets per message), so a SORT repeated while no "
 	 "message has arrived (webmail lists) reads and sorts nothing; the least recently used "
-	 "go first. 0: none kept.", NULL},
+	 "go first. Orders of 1,000 messages or more are also kept in the database (at most 8 "
+	 "per mailbox) for the first SORT after a restart. 0: none kept.", NULL},
 	{"imap_metadata_max_size", OPT_SIZE, OFF(imap_metadata_max_size), "64k", 1024,
 	 64 * 1024 * 1024,
 	 "Largest value of one IMAP METADATA entry (RFC 5464; at least 1024 octets, 4.1). "
