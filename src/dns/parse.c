@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/endian.h"
 #include "core/xmalloc.h"
 #include "dns/dns_int.h"
 
@@ -143,16 +144,6 @@ static int read_name(const uint8_t *p, size_t len, size_t *off, char *out)
 	}
 }
 
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)((p[0] << 8) | p[1]);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
 /* RFC 2181 8: a TTL with the top bit set is 0. */
 static uint32_t ttl_of(uint32_t t)
 {
@@ -174,10 +165,10 @@ static int read_rr(const uint8_t *p, size_t len, size_t *off, struct rrref *rr, 
 	rr->owner = *off;
 	if (read_name(p, len, off, name) < 0 || *off + 10 > len)
 		return -1;
-	rr->type = get16(p + *off);
-	*class_r = get16(p + *off + 2);
-	rr->ttl = ttl_of(get32(p + *off + 4));
-	rr->rdlen = get16(p + *off + 8);
+	rr->type = be16_get(p + *off);
+	*class_r = be16_get(p + *off + 2);
+	rr->ttl = ttl_of(be32_get(p + *off + 4));
+	rr->rdlen = be16_get(p + *off + 8);
 	rr->rd = *off + 10;
 	if (rr->rd + rr->rdlen > len)
 		return -1;
@@ -219,7 +210,7 @@ static int read_rdata(const uint8_t *p, size_t len, const struct rrref *ref, str
 		off = ref->rd + 2;
 		if (read_name(p, len, &off, name) < 0 || off != ref->rd + ref->rdlen)
 			return -1;
-		rr->u.mx.pref = get16(d);
+		rr->u.mx.pref = be16_get(d);
 		rr->u.mx.host = xstrdup(name);
 		return 0;
 	case DNS_PTR:
@@ -269,9 +260,9 @@ static int read_rdata(const uint8_t *p, size_t len, const struct rrref *ref, str
 		off = ref->rd + 6;
 		if (read_name(p, len, &off, name) < 0 || off != ref->rd + ref->rdlen)
 			return -1;
-		rr->u.srv.prio = get16(d);
-		rr->u.srv.weight = get16(d + 2);
-		rr->u.srv.port = get16(d + 4);
+		rr->u.srv.prio = be16_get(d);
+		rr->u.srv.weight = be16_get(d + 2);
+		rr->u.srv.port = be16_get(d + 4);
 		rr->u.srv.target = xstrdup(name);
 		return 0;
 	}
@@ -349,7 +340,7 @@ int dns_parse_answer(const uint8_t *p, size_t len, const char *qname, uint16_t q
 	*ttl_r = 0;
 	if (len < 12)
 		return -1;
-	uint16_t flags = get16(p + 2), qd = get16(p + 4), anc = get16(p + 6), nsc = get16(p + 8);
+	uint16_t flags = be16_get(p + 2), qd = be16_get(p + 4), anc = be16_get(p + 6), nsc = be16_get(p + 8);
 	if (!(flags & 0x8000) || ((flags >> 11) & 0xF) != 0)
 		return -1; /* not a response, or not a standard query's */
 	unsigned rcode = flags & 0xF;
@@ -381,7 +372,7 @@ int dns_parse_answer(const uint8_t *p, size_t len, const char *qname, uint16_t q
 			if (read_name(p, len, &o, name) < 0 || read_name(p, len, &o, name) < 0 ||
 			    o + 20 != ns.rd + ns.rdlen)
 				goto bad;
-			uint32_t min = ttl_of(get32(p + o + 16));
+			uint32_t min = ttl_of(be32_get(p + o + 16));
 			neg_ttl = ns.ttl < min ? ns.ttl : min;
 		}
 	}

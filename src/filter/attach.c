@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/endian.h"
 #include "core/buf.h"
 #include "core/hex.h"
 #include "core/xmalloc.h"
@@ -591,16 +592,6 @@ static void part_header(const char *h, const char *he, bool digest, struct part_
 
 /* ---- content ---- */
 
-static uint32_t le32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint16_t le16(const unsigned char *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
 /* UTF-16LE of an ASCII name at p (as OLE2 directory entries hold names),
  * case-insensitive: [MS-CFB] 2.6.4 compares entry names in upper case, so
  * Office opens a storage "vba" as "VBA" */
@@ -626,7 +617,7 @@ static bool ole2_has_vba(const unsigned char *d, size_t n)
 	static const char *const names[] = {"VBA", "_VBA_PROJECT", "_VBA_PROJECT_CUR"};
 
 	for (size_t off = 512; off + 128 <= n; off += 128) {
-		uint16_t nl = le16(d + off + 64);
+		uint16_t nl = le16_get(d + off + 64);
 
 		for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
 			if (nl == 2 * (strlen(names[i]) + 1) && utf16_at(d + off, 64, names[i]))
@@ -688,8 +679,8 @@ static void zip_check(struct walk *w, const char *shown, const unsigned char *d,
 	size_t eocd = zip_eocd(d, n);
 
 	if (eocd != (size_t)-1) {
-		uint32_t count = le16(d + eocd + 10), size = le32(d + eocd + 12);
-		uint32_t off = le32(d + eocd + 16);
+		uint32_t count = le16_get(d + eocd + 10), size = le32_get(d + eocd + 12);
+		uint32_t off = le32_get(d + eocd + 16);
 		size_t p;
 
 		/* data prepended to the archive (a self-extractor's stub) shifts
@@ -700,7 +691,7 @@ static void zip_check(struct walk *w, const char *shown, const unsigned char *d,
 		for (uint32_t k = 0; k < count && k < ATTACH_MAX_ZIP_ENTRIES; k++) {
 			if (p + 46 > n || memcmp(d + p, "PK\1\2", 4) != 0)
 				break;
-			size_t nl = le16(d + p + 28), xl = le16(d + p + 30), cl = le16(d + p + 32);
+			size_t nl = le16_get(d + p + 28), xl = le16_get(d + p + 30), cl = le16_get(d + p + 32);
 			if (p + 46 + nl > n)
 				break;
 			zip_entry(w, shown, (const char *)d + p + 46, nl);
@@ -715,7 +706,7 @@ static void zip_check(struct walk *w, const char *shown, const unsigned char *d,
 		q = memmem(q, (size_t)(e - q), "PK\3\4", 4);
 		if (q == NULL || q + 30 > e)
 			break;
-		size_t nl = le16(q + 26);
+		size_t nl = le16_get(q + 26);
 		if (q + 30 + nl <= e)
 			zip_entry(w, shown, (const char *)q + 30, nl);
 		q += 4;
@@ -731,7 +722,7 @@ static void sniff(struct walk *w, const char *shown, const unsigned char *d, siz
 
 	if (n >= 64 && d[0] == 'M' && d[1] == 'Z') {
 		/* PE/COFF: e_lfanew at 0x3c points to "PE\0\0" */
-		uint32_t pe = le32(d + 0x3c);
+		uint32_t pe = le32_get(d + 0x3c);
 		if ((size_t)pe + 4 <= n && memcmp(d + pe, "PE\0\0", 4) == 0)
 			what = "an executable (Windows PE)";
 	} else if (n >= 4 && memcmp(d, "\177ELF", 4) == 0) {

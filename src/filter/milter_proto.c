@@ -7,19 +7,14 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/endian.h"
 #include "filter/milter.h"
 
 static void put32(struct buf *b, uint32_t v)
 {
-	unsigned char p[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
-			      (unsigned char)(v >> 8), (unsigned char)v};
+	unsigned char p[4];
+	be32_put(p, v);
 	buf_append(b, p, 4);
-}
-
-static uint32_t get32(const char *d)
-{
-	const unsigned char *p = (const unsigned char *)d;
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 void milter_pkt_put(struct buf *b, char cmd, const void *data, size_t n)
@@ -35,7 +30,7 @@ int milter_pkt_get(const char *p, size_t n, size_t max, char *cmd_r, const char 
 {
 	if (n < 4)
 		return 0;
-	uint32_t len = get32(p);
+	uint32_t len = be32_get(p);
 	if (len == 0 || len - 1 > max)
 		return -1;
 	if (n - 4 < len)
@@ -61,9 +56,9 @@ int milter_optneg_parse(const char *d, size_t n, uint32_t *version, uint32_t *ac
 {
 	if (n < 12)
 		return -1;
-	*version = get32(d);
-	*actions = get32(d + 4);
-	*proto = get32(d + 8);
+	*version = be32_get(d);
+	*actions = be32_get(d + 4);
+	*proto = be32_get(d + 8);
 	return 0;
 }
 
@@ -100,7 +95,7 @@ int milter_hdr_parse(const char *d, size_t n, bool with_index, uint32_t *index,
 	if (with_index) {
 		if (n < 4)
 			return -1;
-		*index = get32(d);
+		*index = be32_get(d);
 		d += 4;
 		n -= 4;
 	}

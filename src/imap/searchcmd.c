@@ -90,6 +90,7 @@ struct search_job {
 	uint32_t view_max;
 	uint32_t *filled;
 	size_t n_filled;
+	uint32_t *stored; /* a copy of filled for the store (made on the worker) */
 	/* a mailbox of IMAP_SORT_STORED_MIN messages or more: the order is
 	 * read from the store first (load), and kept there once made */
 	bool load;
@@ -151,6 +152,7 @@ static void job_free(struct search_job *j)
 	free(j->rows);
 	imap_sort_order_unref(&j->order);
 	free(j->filled);
+	free(j->stored);
 	free(j->loaded);
 	free(j->gone);
 	free(j->cx_uid);
@@ -931,6 +933,11 @@ static void sort_work(void *arg)
 	}
 	x_free(&j->rows);
 	j->n_rows = j->cap_rows = 0;
+	if (j->fill && j->n_filled >= IMAP_SORT_STORED_MIN) {
+		free(j->stored);
+		j->stored = xmalloc(j->n_filled * sizeof *j->stored);
+		memcpy(j->stored, j->filled, j->n_filled * sizeof *j->stored);
+	}
 }
 
 /* SEARCH whose keys need only sequence numbers and UIDs: the view matched
@@ -1055,12 +1062,13 @@ static void sort_done(void *arg)
 	}
 	if (j->filled != NULL) {
 		log_debug("imap %s: sort: order of %zu messages kept", j->s->base.ip, j->n_filled);
-		if (j->n_filled >= IMAP_SORT_STORED_MIN) {
+		if (j->stored != NULL) {
 			uint8_t crit[IMAP_SORT_MAX_CRIT];
 			size_t n;
 			imap_sort_crit(&j->q, crit, &n);
 			store_sort_order_save(j->st, j->user, j->mailbox, j->uidvalidity, crit, n,
-					      j->view_max, j->filled, j->n_filled);
+					      j->view_max, j->stored, j->n_filled);
+			j->stored = NULL;
 		}
 		imap_sort_order_put(j->s->srv->sort_orders, j->user, j->uidvalidity, &j->q, j->view_max,
 				    j->filled, j->n_filled);

@@ -40,6 +40,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/endian.h"
 #include "core/log.h"
 #include "mime/mime.h"
 #include "mime/mime_int.h"
@@ -1494,30 +1495,6 @@ static void write_part(struct mime_build *b, uint32_t idx, unsigned depth, bool 
 
 /* ---- the cache ---- */
 
-static void put32(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)v;
-	p[1] = (unsigned char)(v >> 8);
-	p[2] = (unsigned char)(v >> 16);
-	p[3] = (unsigned char)(v >> 24);
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 void mime_cache_build(const char *msg, size_t len, struct buf *out)
 {
 	struct mime_build b;
@@ -1536,13 +1513,13 @@ void mime_cache_build(const char *msg, size_t len, struct buf *out)
 		unsigned char *r = (unsigned char *)out->data + start + MC_HDR + i * MC_REC;
 		const struct mpart *p = &b.parts[i];
 
-		put64(r, p->hdr_off);
-		put64(r + 8, p->hdr_len);
-		put64(r + 16, p->body_off);
-		put64(r + 24, p->body_len);
-		put32(r + 32, p->lines);
-		put32(r + 36, p->opaque ? MC_NONE : p->first_child);
-		put32(r + 40, p->next);
+		le64_put(r, p->hdr_off);
+		le64_put(r + 8, p->hdr_len);
+		le64_put(r + 16, p->body_off);
+		le64_put(r + 24, p->body_len);
+		le32_put(r + 32, p->lines);
+		le32_put(r + 36, p->opaque ? MC_NONE : p->first_child);
+		le32_put(r + 40, p->next);
 		r[44] = p->opaque ? K_LEAF : p->kind;
 		r[45] = p->enc;
 		r[46] = r[47] = 0;
@@ -1566,18 +1543,18 @@ void mime_cache_build(const char *msg, size_t len, struct buf *out)
 	h = (unsigned char *)out->data + start;
 	memcpy(h, "PMC", 3);
 	h[3] = MC_VERSION;
-	put32(h + 4, (uint32_t)(out->len - start));
-	put32(h + 8, (uint32_t)b.n);
-	put32(h + 12, (uint32_t)(s_env - start));
-	put32(h + 16, (uint32_t)(s_body - s_env));
-	put32(h + 20, (uint32_t)(s_body - start));
-	put32(h + 24, (uint32_t)(s_bs - s_body));
-	put32(h + 28, (uint32_t)(s_bs - start));
-	put32(h + 32, (uint32_t)(s_th - s_bs));
-	put32(h + 36, (uint32_t)(s_th - start));
-	put32(h + 40, (uint32_t)(s_so - s_th));
-	put32(h + 44, (uint32_t)(s_so - start));
-	put32(h + 48, (uint32_t)(out->len - s_so));
+	le32_put(h + 4, (uint32_t)(out->len - start));
+	le32_put(h + 8, (uint32_t)b.n);
+	le32_put(h + 12, (uint32_t)(s_env - start));
+	le32_put(h + 16, (uint32_t)(s_body - s_env));
+	le32_put(h + 20, (uint32_t)(s_body - start));
+	le32_put(h + 24, (uint32_t)(s_bs - s_body));
+	le32_put(h + 28, (uint32_t)(s_bs - start));
+	le32_put(h + 32, (uint32_t)(s_th - s_bs));
+	le32_put(h + 36, (uint32_t)(s_th - start));
+	le32_put(h + 40, (uint32_t)(s_so - s_th));
+	le32_put(h + 44, (uint32_t)(s_so - start));
+	le32_put(h + 48, (uint32_t)(out->len - s_so));
 
 	free(b.parts);
 	for (i = 0; i < b.nb_used; i++)
@@ -1601,25 +1578,25 @@ bool mime_cache_open(struct mime_cache *mc, const void *p, size_t n)
 
 	memset(mc, 0, sizeof(*mc));
 	if (p == NULL || n < MC_HDR || memcmp(c, "PMC", 3) != 0 || c[3] != MC_VERSION ||
-	    get32(c + 4) != n)
+	    le32_get(c + 4) != n)
 		return false;
-	np = get32(c + 8);
+	np = le32_get(c + 8);
 	if (np == 0 || np > (n - MC_HDR) / MC_REC)
 		return false;
 	mc->p = c;
 	mc->n = n;
 	mc->n_parts = np;
 	mc->parts_off = MC_HDR;
-	mc->envelope_off = get32(c + 12);
-	mc->envelope_len = get32(c + 16);
-	mc->body_off = get32(c + 20);
-	mc->body_len = get32(c + 24);
-	mc->bs_off = get32(c + 28);
-	mc->bs_len = get32(c + 32);
-	mc->th_off = get32(c + 36);
-	mc->th_len = get32(c + 40);
-	mc->so_off = get32(c + 44);
-	mc->so_len = get32(c + 48);
+	mc->envelope_off = le32_get(c + 12);
+	mc->envelope_len = le32_get(c + 16);
+	mc->body_off = le32_get(c + 20);
+	mc->body_len = le32_get(c + 24);
+	mc->bs_off = le32_get(c + 28);
+	mc->bs_len = le32_get(c + 32);
+	mc->th_off = le32_get(c + 36);
+	mc->th_len = le32_get(c + 40);
+	mc->so_off = le32_get(c + 44);
+	mc->so_len = le32_get(c + 48);
 	if (!range_ok(mc->so_off, mc->so_len, n) ||
 	    !mime_sort_open(c + mc->so_off, mc->so_len, &mc->so))
 		goto bad;
@@ -1632,8 +1609,8 @@ bool mime_cache_open(struct mime_cache *mc, const void *p, size_t n)
 		goto bad;
 	for (i = 0; i < np; i++) {
 		const unsigned char *r = c + MC_HDR + (size_t)i * MC_REC;
-		uint64_t ho = get64(r), hl = get64(r + 8), bo = get64(r + 16), bl = get64(r + 24);
-		uint32_t fc = get32(r + 36), nx = get32(r + 40);
+		uint64_t ho = le64_get(r), hl = le64_get(r + 8), bo = le64_get(r + 16), bl = le64_get(r + 24);
+		uint32_t fc = le32_get(r + 36), nx = le32_get(r + 40);
 
 		if (ho > MIME_MAX_MESSAGE * 2 || hl > MIME_MAX_MESSAGE * 2 ||
 		    bo > MIME_MAX_MESSAGE * 2 || bl > MIME_MAX_MESSAGE * 2 || ho + hl > bo)
@@ -1693,13 +1670,13 @@ void mime_cache_part(const struct mime_cache *mc, uint32_t i, struct mime_part_r
 {
 	const unsigned char *c = mc->p + mc->parts_off + (size_t)i * MC_REC;
 
-	r->hdr_off = get64(c);
-	r->hdr_len = get64(c + 8);
-	r->body_off = get64(c + 16);
-	r->body_len = get64(c + 24);
-	r->lines = get32(c + 32);
-	r->first_child = get32(c + 36);
-	r->next = get32(c + 40);
+	r->hdr_off = le64_get(c);
+	r->hdr_len = le64_get(c + 8);
+	r->body_off = le64_get(c + 16);
+	r->body_len = le64_get(c + 24);
+	r->lines = le32_get(c + 32);
+	r->first_child = le32_get(c + 36);
+	r->next = le32_get(c + 40);
 	r->kind = c[44];
 	r->enc = c[45];
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/endian.h"
 #include "mime/mime.h"
 #include "mime/subject.h"
 #include "mime/threadinfo.h"
@@ -124,7 +125,7 @@ void mime_thread_build(const char *msg, size_t len, struct buf *out)
 	const char *pos = msg, *e = msg + len, *name, *val;
 	const char *mid = NULL, *refs = NULL, *irt = NULL, *subj = NULL;
 	size_t name_len, val_len, mid_len = 0, refs_len = 0, irt_len = 0, subj_len = 0;
-	size_t start = out->len, count_at;
+	size_t start = out->len;
 	struct buf tmp = BUF_INIT;
 	uint32_t n_refs = 0;
 	uint8_t flags = 0;
@@ -204,14 +205,10 @@ void mime_thread_build(const char *msg, size_t len, struct buf *out)
 	buf_free(&tmp);
 	{
 		unsigned char *h = (unsigned char *)out->data + start;
-		uint64_t d = (uint64_t)(int64_t)date;
 
 		h[0] = flags;
-		for (int i = 0; i < 8; i++)
-			h[1 + i] = (unsigned char)(d >> (8 * i));
-		count_at = 9;
-		for (int i = 0; i < 4; i++)
-			h[count_at + (size_t)i] = (unsigned char)(n_refs >> (8 * i));
+		le64_put(h + 1, (uint64_t)(int64_t)date);
+		le32_put(h + 9, n_refs);
 	}
 }
 
@@ -219,19 +216,15 @@ bool mime_thread_open(const void *p, size_t n, struct mime_thread *t)
 {
 	const unsigned char *c = p;
 	const char *s, *e;
-	uint64_t d = 0;
 	uint32_t k, need;
 
 	memset(t, 0, sizeof *t);
 	if (p == NULL || n < THI_FIXED + 1 || c[0] > (THI_DATE | THI_MSGID | THI_REPLY) ||
 	    c[n - 1] != '\0')
 		return false;
-	for (int i = 0; i < 8; i++)
-		d |= (uint64_t)c[1 + i] << (8 * i);
 	t->flags = c[0];
-	t->date = (time_t)(int64_t)d;
-	t->n_refs = (uint32_t)c[9] | (uint32_t)c[10] << 8 | (uint32_t)c[11] << 16 |
-		    (uint32_t)c[12] << 24;
+	t->date = (time_t)(int64_t)le64_get(c + 1);
+	t->n_refs = le32_get(c + 9);
 	if (t->n_refs > MIME_THREAD_MAX_REFS)
 		return false;
 	/* the strings: subject, msgid?, refs; the last ends the section */

@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "core/endian.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 
@@ -56,8 +57,7 @@ int store_snap_sort_order(struct store_snap *sn, const char *user, const char *m
 			size_t n = len / 4;
 			uint32_t *v = xmalloc((n ? n : 1) * sizeof *v);
 			for (size_t i = 0; i < n; i++)
-				v[i] = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 |
-				       (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24;
+				v[i] = le32_get(p + 4 * i);
 			*uids_r = v;
 			*n_r = n;
 			*max_uid_r = (uint32_t)max;
@@ -84,18 +84,13 @@ static int order_body(struct store_op *op, struct store_db *d)
 	if (status.uidvalidity != op->uidvalidity)
 		return STORE_CHANGED;
 	/* the UIDs little-endian, in place (op->uids is ours) */
-	unsigned char *p = (unsigned char *)op->uids;
-	for (size_t i = 0; i < op->n; i++) {
-		uint32_t u = op->uids[i];
-		p[4 * i] = (unsigned char)u;
-		p[4 * i + 1] = (unsigned char)(u >> 8);
-		p[4 * i + 2] = (unsigned char)(u >> 16);
-		p[4 * i + 3] = (unsigned char)(u >> 24);
-	}
+	for (size_t i = 0; i < op->n; i++)
+		le32_put(&op->uids[i], op->uids[i]);
 	sqlite3_stmt *s = store_sql(
 	    d,
 	    "INSERT INTO sort_orders(mailbox_id, crit, max_uid, uids, written)"
-	    " VALUES(?1, ?2, ?3, ?4, (SELECT coalesce(max(written), 0) + 1 FROM sort_orders))"
+	    " VALUES(?1, ?2, ?3, ?4, (SELECT coalesce(max(written), 0) + 1 FROM sort_orders"
+	    " WHERE mailbox_id = ?1))"
 	    " ON CONFLICT(mailbox_id, crit) DO UPDATE SET max_uid = excluded.max_uid,"
 	    " uids = excluded.uids, written = excluded.written"
 	    " WHERE excluded.max_uid >= sort_orders.max_uid",
@@ -122,10 +117,12 @@ static int order_body(struct store_op *op, struct store_db *d)
 
 void store_sort_order_save(struct store *st, const char *user, const char *mailbox,
 			   uint32_t uidvalidity, const void *crit, size_t crit_len,
-			   uint32_t max_uid, const uint32_t *uids, size_t n)
+			   uint32_t max_uid, uint32_t *uids, size_t n)
 {
-	if (n == 0 || n > (size_t)INT32_MAX / 4 || crit_len == 0)
+	if (n == 0 || n > (size_t)INT32_MAX / 4 || crit_len == 0) {
+		free(uids);
 		return;
+	}
 	struct store_op *op = store_op_new(st, user);
 	op->name = xstrdup(mailbox);
 	op->uidvalidity = uidvalidity;
@@ -133,8 +130,7 @@ void store_sort_order_save(struct store *st, const char *user, const char *mailb
 	memcpy(op->cache, crit, crit_len);
 	op->cache_len = crit_len;
 	op->first_uid = max_uid; /* the order's highest UID */
-	op->uids = xmalloc(n * sizeof *op->uids);
-	memcpy(op->uids, uids, n * sizeof *uids);
+	op->uids = uids;
 	op->n = n;
 	op->body = order_body;
 	store_op_queue(op);

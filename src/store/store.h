@@ -1046,11 +1046,13 @@ void store_preview_save(struct store *st, int64_t message_id, const char *text);
 int store_snap_sort_order(struct store_snap *sn, const char *user, const char *mailbox,
 			  uint32_t uidvalidity, const void *crit, size_t crit_len,
 			  uint32_t *max_uid_r, uint32_t **uids_r, size_t *n_r, char **err_r);
-/* Any thread (requires store_start); copies: a job on the committer that
- * keeps the order unless one for a higher UID is there. */
+/* Any thread (requires store_start); copies crit and takes uids (xmalloc,
+ * freed by the store; made by the caller off the loop, as it grows with the
+ * mailbox): a job on the committer that keeps the order unless one for a
+ * higher UID is there. */
 void store_sort_order_save(struct store *st, const char *user, const char *mailbox,
 			   uint32_t uidvalidity, const void *crit, size_t crit_len,
-			   uint32_t max_uid, const uint32_t *uids, size_t n);
+			   uint32_t max_uid, uint32_t *uids, size_t n);
 
 /* ==== IMAP METADATA (metadata.c; RFC 5464; issue 9, the metadata part) ===
  * Table metadata: (user_id, mailbox_id, name) -> value. mailbox_id 0: server

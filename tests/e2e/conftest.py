@@ -6,6 +6,7 @@ Override the binary with POSTERN_BIN=/path/to/postern.
 
 Every socket operation has a timeout and every wait loop is bounded.
 """
+import contextlib
 import os
 import pwd
 import random
@@ -648,6 +649,24 @@ class Postern:
         import sqlite3
         return sqlite3.connect("file:%s?mode=ro" % os.path.join(self.data_dir, "postern.db"), uri=True,
                                timeout=10)
+
+    @contextlib.contextmanager
+    def db_rw(self):
+        """A writable connection in one transaction, closed after (to damage
+        or age rows: the daemon stopped, or not minding)."""
+        import sqlite3
+        db = sqlite3.connect(os.path.join(self.data_dir, "postern.db"), timeout=10)
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def db_exec(self, *sqls):
+        """Runs sqls in one transaction (db_rw)."""
+        with self.db_rw() as db:
+            for sql in sqls:
+                db.execute(sql)
 
     # ---- process ----
     def log(self):

@@ -5,8 +5,6 @@ the scan), and these are the cases where the stored text alone could go
 wrong: a needle that would span two text parts (the text joins them with a
 line feed), a needle that is empty, a body whose stored text is damaged, a
 body indexed before the text was kept."""
-import os
-import sqlite3
 
 from test_imap_fts import multiappend, search, stats, wait_indexed
 
@@ -26,12 +24,8 @@ def plain(i):
 
 
 def db_exec(srv, sql, *args):
-    db = sqlite3.connect(os.path.join(srv.data_dir, "postern.db"), timeout=10)
-    try:
-        with db:
-            return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
+    with srv.db_rw() as db:
+        return db.execute(sql, args).fetchall()
 
 
 def test_text_parts_are_not_joined(make_server):

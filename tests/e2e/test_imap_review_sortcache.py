@@ -3,7 +3,6 @@ from the view: cases beyond test_imap_sort_cache.py, each answer held to
 the uncached path (SLOW: never cached; FLAGS: reads each row)."""
 import os
 import random
-import sqlite3
 import time
 
 from test_imap_sort_cache import FLAGS, kept_used, search
@@ -25,13 +24,8 @@ def test_mailboxes_of_one_uidvalidity_in_two_accounts(make_server):
     a.close()
     b.close()
     srv.stop()
-    db = sqlite3.connect(os.path.join(srv.data_dir, "postern.db"), timeout=10)
-    try:
-        with db:
-            db.execute("UPDATE mailboxes SET uidvalidity = (SELECT min(uidvalidity)"
-                       " FROM mailboxes WHERE name = 'INBOX') WHERE name = 'INBOX'")
-    finally:
-        db.close()
+    srv.db_exec("UPDATE mailboxes SET uidvalidity = (SELECT min(uidvalidity)"
+                " FROM mailboxes WHERE name = 'INBOX') WHERE name = 'INBOX'")
     srv.start()
     a = srv.imap_login()
     b = srv.imap_login("bob@example.test")
@@ -359,15 +353,11 @@ def test_an_order_lacking_a_match_is_sorted_again(make_server):
     fill(c, "box", corpus(50, 95))
     c.close()
     srv.stop()
-    db = sqlite3.connect(os.path.join(srv.data_dir, "postern.db"), timeout=10)
-    try:
-        with db:
-            mid, blob = db.execute("SELECT m.id, m.blob FROM messages m JOIN mailbox_messages mm"
-                                   " ON mm.message_id = m.id WHERE mm.uid = 7").fetchone()
-            db.execute("DELETE FROM sort_keys WHERE message_id = ?", (mid,))
-            db.execute("UPDATE messages SET cache = NULL WHERE id = ?", (mid,))
-    finally:
-        db.close()
+    with srv.db_rw() as db:
+        mid, blob = db.execute("SELECT m.id, m.blob FROM messages m JOIN mailbox_messages mm"
+                               " ON mm.message_id = m.id WHERE mm.uid = 7").fetchone()
+        db.execute("DELETE FROM sort_keys WHERE message_id = ?", (mid,))
+        db.execute("UPDATE messages SET cache = NULL WHERE id = ?", (mid,))
     gone = [os.path.join(d, blob) for d, _, fs in os.walk(srv.data_dir) if blob in fs]
     assert len(gone) == 1
     os.unlink(gone[0])

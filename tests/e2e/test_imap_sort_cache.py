@@ -301,13 +301,7 @@ def test_stored_orders_bounded_and_checked(make_server):
     # a damaged row is left unused (logged); the answer is the uncached one
     c.close()
     srv.stop()
-    import sqlite3, os
-    db = sqlite3.connect(os.path.join(srv.data_dir, "postern.db"), timeout=10)
-    try:
-        with db:
-            db.execute("UPDATE sort_orders SET uids = x'0102030405'")
-    finally:
-        db.close()
+    srv.db_exec("UPDATE sort_orders SET uids = x'0102030405'")
     srv.start()
     c = srv.imap_login()
     assert c.cmd("SELECT big").ok

@@ -5,9 +5,7 @@ cache's: the same order for every criterion as a SORT whose search program
 reads the message (NOT BODY ..., answered from the caches); bodies stored
 before the table (no row) sort the same and get their row; rows follow
 copies and go with expunged bodies."""
-import os
 import random
-import sqlite3
 import time
 
 from test_imap_store import append
@@ -69,17 +67,6 @@ def rows(srv, sql, *args):
         db.close()
 
 
-def db_exec(srv, *sqls):
-    """Writes to the database (the daemon stopped, or not minding)."""
-    db = sqlite3.connect(os.path.join(srv.data_dir, "postern.db"), timeout=10)
-    try:
-        with db:
-            for sql in sqls:
-                db.execute(sql)
-    finally:
-        db.close()
-
-
 def wait_for(cond, what, limit=15.0):
     end = time.monotonic() + limit
     while time.monotonic() < end:
@@ -123,7 +110,7 @@ def test_bodies_without_rows_sort_the_same_and_get_them(make_server):
     c.close()
     # as a database upgraded to step 11 holds them: no row for any body
     srv.stop()
-    db_exec(srv, "DELETE FROM sort_keys")
+    srv.db_exec("DELETE FROM sort_keys")
     srv.start()
     c = srv.imap_login()
     assert c.cmd("SELECT old").ok
@@ -133,7 +120,7 @@ def test_bodies_without_rows_sort_the_same_and_get_them(make_server):
     assert all_orders(c) == before
     # half of them gone again: a SORT mixes both kinds of rows
     srv.stop()
-    db_exec(srv, "DELETE FROM sort_keys WHERE message_id % 2 = 0")
+    srv.db_exec("DELETE FROM sort_keys WHERE message_id % 2 = 0")
     srv.start()
     c.close()
     c = srv.imap_login()
@@ -178,7 +165,7 @@ def test_saves_queued_at_shutdown_are_freed(make_server):
     fill(c, "late", corpus(300, 5))
     c.close()
     for round in range(4):
-        db_exec(srv, "DELETE FROM sort_keys")
+        srv.db_exec("DELETE FROM sort_keys")
         c = srv.imap_login()
         assert c.cmd("SELECT late").ok
         for crit in ("SUBJECT", "DATE", "FROM"):
@@ -212,7 +199,7 @@ def test_many_slices_mixed_rows_and_esort(make_server):
     for i in range(0, len(msgs), 300):
         multiappend(c, "big", msgs[i:i + 300])
     c.close()
-    db_exec(srv, "DELETE FROM sort_keys WHERE message_id % 3 = 0",
+    srv.db_exec("DELETE FROM sort_keys WHERE message_id % 3 = 0",
             "UPDATE messages SET cache = NULL WHERE id % 3 = 0 AND id % 2 = 0")
     c = srv.imap_login()
     assert c.cmd("SELECT big").ok
