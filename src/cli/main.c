@@ -162,6 +162,13 @@ static int mkdir_private(const char *dir)
 	return 0;
 }
 
+/* store_cache_keys_fn: the sort and thread sections of a MIME cache */
+static bool cache_keys(const void *cache, size_t len, struct store_cache_keys *k)
+{
+	return mime_cache_key_sections(cache, len, &k->sort, &k->sort_len, &k->thread,
+				       &k->thread_len);
+}
+
 static struct store *open_store(const struct config *cfg)
 {
 	char *err = NULL;
@@ -178,7 +185,7 @@ static struct store *open_store(const struct config *cfg)
 	store_set_limits(st, (unsigned)cfg->imap_max_mailboxes, (unsigned)cfg->imap_max_mailbox_name);
 	/* every message stored (SMTP, APPEND, the CLI) gets its MIME cache in the
 	 * same transaction, so a FETCH never parses it (docs/design.md) */
-	store_set_cache_builder(st, mime_cache_build, mime_cache_sort_section);
+	store_set_cache_builder(st, mime_cache_build, cache_keys);
 	/* an indexed body the CLI expunges (user del, mailbox delete) is left
 	 * to the daemon's indexer, which deletes its entries (store/fts.c) */
 	if (cfg->fts)

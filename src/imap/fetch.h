@@ -45,6 +45,10 @@ struct imap_msg {
 	 * text leaves, "\n" between them; imap_search_text_ready), or NULL */
 	const char *body_text;
 	size_t body_text_len;
+	/* THREAD's keys (mime/threadinfo.h) from the narrow row, or NULL: then
+	 * from mc (imap_search_hooks.thread_keys) */
+	const void *thread_keys;
+	size_t thread_keys_len;
 };
 
 /* RFC 8474 objectids: 1*255 of ALPHA / DIGIT / "_" / "-". EMAILID: "E" and

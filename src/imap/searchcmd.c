@@ -72,6 +72,8 @@ struct search_job {
 	/* SORT whose search keys read nothing of the message: the store's
 	 * narrow rows (STORE_MSG_SORT), the size and sort keys of each body */
 	bool sort_keys;
+	/* THREAD, likewise (STORE_MSG_THREAD): the thread keys of each body */
+	bool thread_keys;
 	struct imap_sort_row *rows;
 	size_t n_rows, cap_rows;
 	/* the server's order of the criteria (sortorder.c), valid for the
@@ -262,7 +264,10 @@ static int match_each(void *arg, const struct store_msg *sm)
 	 * taken as no keys rather than failing the command), else the cache */
 	struct mime_sortinfo si_row;
 	const struct mime_sortinfo *si = NULL;
-	if (sm->sortkeys != NULL) {
+	if (sm->sortkeys != NULL && j->thread_keys) {
+		m.thread_keys = sm->sortkeys;
+		m.thread_keys_len = sm->sortkeys_len;
+	} else if (sm->sortkeys != NULL) {
 		if (mime_sort_open(sm->sortkeys, sm->sortkeys_len, &si_row))
 			si = &si_row;
 		else
@@ -312,9 +317,11 @@ static int match_each(void *arg, const struct store_msg *sm)
 		if (j->hooks != NULL)
 			j->hooks->match(j->hooks->arg, &m);
 	}
-	if (j->sort_keys && sm->sortkeys == NULL && built.len == 0 && m.mc != NULL) {
-		/* a body stored before sort_keys, with a current cache: saving
-		 * it again writes its keys (store_cache_save), once */
+	if ((j->sort_keys || j->thread_keys) && sm->sortkeys == NULL && built.len == 0 &&
+	    m.mc != NULL) {
+		/* a body stored before sort_keys (or their thread column), with
+		 * a current cache: saving it again writes its keys
+		 * (store_cache_save), once */
 		buf_append(&built, sm->cache, sm->cache_len);
 	}
 	if (built.len > 0) {
@@ -676,6 +683,7 @@ static int search_work(struct store_snap *sn, void *arg, char **err_r)
 	else
 		res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr, 0,
 					  j->sort_keys                     ? STORE_MSG_SORT
+					  : j->thread_keys                 ? STORE_MSG_THREAD
 					  : j->needs_blob || j->sort_cache ? STORE_MSG_CACHE
 									   : STORE_MSG_PLAIN,
 					  match_each, &cx, err_r);
@@ -1083,7 +1091,7 @@ static size_t slice_max(const struct search_job *j)
 {
 	if (j->needs_blob)
 		return SEARCH_SLICE_BLOB_MSGS;
-	if (j->sort_keys)
+	if (j->sort_keys || j->thread_keys)
 		return SEARCH_SLICE_MSGS;
 	return j->sort_cache ? SEARCH_SLICE_CACHE_MSGS : SEARCH_SLICE_MSGS;
 }
@@ -1359,8 +1367,10 @@ static void search_start(struct imap_session *s, struct search_job *j)
 	j->uidvalidity = s->sel->uidvalidity;
 	j->needs_blob = imap_search_needs_blob(&j->q) ||
 			(j->hooks != NULL && j->hooks->needs_blob);
-	if (j->hooks != NULL && j->hooks->needs_cache)
+	if (j->hooks != NULL && j->hooks->thread_keys) {
 		j->sort_cache = true; /* the cache alone, as for SORT */
+		j->thread_keys = !j->needs_blob;
+	}
 	j->sort_keys = j->sort && !j->needs_blob;
 	if (j->sort_keys && j->hooks == NULL && imap_view_count(s) > 0) {
 		uint32_t n = imap_view_count(s);

@@ -53,7 +53,9 @@ void imap_cmd_urlfetch(struct imap_session *s, const struct imap_arg *args);
  * run. */
 struct imap_msg;
 struct imap_search_hooks {
-	bool needs_blob, needs_cache;
+	/* thread_keys: match reads the thread section (imap_msg.thread_keys
+	 * from the narrow row, else imap_msg.mc: the cache is loaded) */
+	bool needs_blob, thread_keys;
 	void (*match)(void *arg, const struct imap_msg *m);
 	void (*done)(void *arg, struct imap_session *s, int result);
 	void (*abort)(void *arg);

@@ -43,6 +43,7 @@ struct tmsg {
 	size_t refs;          /* first of n_refs consecutive offsets in refv */
 	uint32_t n_refs;
 	bool reply;           /* the base subject lost a re:/fwd: (2.1) */
+	bool has_subj;        /* the base subject is not empty */
 };
 
 struct thread_job {
@@ -58,6 +59,7 @@ struct thread_job {
 	bool uid;
 	/* the response, built on a worker */
 	struct buf out;
+	size_t out_off; /* sent so far */
 	bool aborted, inflight, writing;
 };
 
@@ -105,7 +107,18 @@ static void thread_match(void *arg, const struct imap_msg *m)
 	/* the fields come from the MIME cache (searchcmd.c loads or builds
 	 * it: no message file is read when it is there); without one, from
 	 * the header */
-	if (m->mc != NULL) {
+	if (m->thread_keys != NULL) {
+		tp = &th;
+		if (!mime_thread_open(m->thread_keys, m->thread_keys_len, &th)) {
+			/* a damaged row: the message threads as one without
+			 * those fields rather than failing the command */
+			log_warn("imap: thread: bad thread keys of UID %" PRIu32, m->uid);
+			buf_reset(&j->tmp);
+			mime_thread_build("", 0, &j->tmp);
+			if (!mime_thread_open(j->tmp.data, j->tmp.len, &th))
+				return;
+		}
+	} else if (m->mc != NULL) {
 		tp = mime_cache_thread(m->mc);
 	} else {
 		const char *hdr = m->msg != NULL ? m->msg : "";
@@ -129,6 +142,7 @@ static void thread_match(void *arg, const struct imap_msg *m)
 	t->reply = (tp->flags & THI_REPLY) != 0;
 	t->msgid = tp->msgid != NULL ? arena_add(j, tp->msgid, strlen(tp->msgid)) : NONE;
 	t->subj = arena_add(j, tp->subj, strlen(tp->subj));
+	t->has_subj = tp->subj[0] != '\0';
 	/* RFC 5256 4 (1): the References (their last MIME_THREAD_MAX_REFS), or the
 	 * first ID of In-Reply-To */
 	t->refs = j->n_refv;
@@ -364,35 +378,52 @@ static int cmp_date_seq(const struct tmsg *a, const struct tmsg *b)
 /* qsort has no argument: the tree being sorted, per worker thread */
 static __thread const struct tree *tls_tree;
 
-static int cmp_nodes(const void *x, const void *y)
-{
-	const struct tree *t = tls_tree;
+/* A sibling's sort key, taken once before the sort: comparing through
+ * node_msg would chase two pointers per comparison (n log n cache misses
+ * on the top level's tens of thousands of threads). */
+struct skey {
+	int64_t date;
+	uint32_t seq, node;
+	bool none; /* no message below it: last (cmp_date_seq) */
+};
 
-	return cmp_date_seq(node_msg(t, *(const uint32_t *)x), node_msg(t, *(const uint32_t *)y));
+static int cmp_skeys(const void *x, const void *y)
+{
+	const struct skey *a = x, *b = y;
+
+	if (a->none || b->none)
+		return (int)a->none - (int)b->none;
+	if (a->date != b->date)
+		return a->date < b->date ? -1 : 1;
+	return a->seq < b->seq ? -1 : a->seq > b->seq;
 }
 
 /* Sorts the children of p by sent date, ties by sequence number. */
-static void sort_children(struct tree *t, uint32_t p, uint32_t **tmp, size_t *cap)
+static void sort_children(struct tree *t, uint32_t p, struct skey **tmp, size_t *cap)
 {
 	size_t n = 0, k;
 	uint32_t i;
 
 	for (i = t->v[p].first; i != NONE; i = t->v[i].next) {
+		const struct tmsg *m = node_msg(t, i);
+
 		if (n == *cap) {
 			*cap = *cap ? *cap * 2 : 64;
 			*tmp = xrealloc(*tmp, *cap * sizeof **tmp);
 		}
-		(*tmp)[n++] = i;
+		(*tmp)[n++] = (struct skey){.date = m != NULL ? (int64_t)m->date : 0,
+					    .seq = m != NULL ? m->seq : 0,
+					    .node = i,
+					    .none = m == NULL};
 	}
 	if (n < 2)
 		return;
-	tls_tree = t;
-	qsort(*tmp, n, sizeof **tmp, cmp_nodes);
-	t->v[p].first = (*tmp)[0];
+	qsort(*tmp, n, sizeof **tmp, cmp_skeys);
+	t->v[p].first = (*tmp)[0].node;
 	for (k = 0; k + 1 < n; k++)
-		t->v[(*tmp)[k]].next = (*tmp)[k + 1];
-	t->v[(*tmp)[n - 1]].next = NONE;
-	t->v[p].last = (*tmp)[n - 1];
+		t->v[(*tmp)[k].node].next = (*tmp)[k + 1].node;
+	t->v[(*tmp)[n - 1].node].next = NONE;
+	t->v[p].last = (*tmp)[n - 1].node;
 	relink_prev(t, p);
 }
 
@@ -402,7 +433,8 @@ static void sort_all(struct tree *t, uint32_t root)
 {
 	uint32_t *stack = xmalloc(sizeof *stack * (t->n + 1));
 	uint32_t *order = xmalloc(sizeof *order * (t->n + 1));
-	uint32_t *tmp = NULL, i;
+	struct skey *tmp = NULL;
+	uint32_t i;
 	size_t n = 0, no = 0, tcap = 0;
 
 	/* a pre-order list, sorted from its end: children before parents */
@@ -494,7 +526,7 @@ static const struct tmsg *subject_msg(const struct tree *t, uint32_t i)
 {
 	const struct tmsg *m = node_msg(t, i);
 
-	if (m == NULL || arena_str(t->j, m->subj)[0] == '\0')
+	if (m == NULL || !m->has_subj)
 		return NULL;
 	return m;
 }
@@ -682,7 +714,7 @@ static uint32_t build_orderedsubject(struct tree *t)
 	}
 	free(ord);
 	{
-		uint32_t *tmp = NULL;
+		struct skey *tmp = NULL;
 		size_t cap = 0;
 
 		sort_children(t, root, &tmp, &cap);
@@ -716,7 +748,7 @@ static void format_threads(const struct tree *t, uint32_t root, bool uid, struct
 
 					if (!first)
 						buf_appendc(out, ' ');
-					buf_printf(out, "%" PRIu32, uid ? m->uid : m->seq);
+					buf_append_u64(out, uid ? m->uid : m->seq);
 					first = false;
 				}
 				if (x->first == NONE)
@@ -776,11 +808,15 @@ static void write_out(struct thread_job *j)
 			session_output_wait(&s->base);
 			return;
 		}
-		if (j->out.len > 0) {
-			size_t n = j->out.len > THREAD_OUT_STEP ? THREAD_OUT_STEP : j->out.len;
+		if (j->out_off < j->out.len) {
+			/* an offset, not buf_consume: moving the rest down
+			 * after each step would copy megabytes per step */
+			size_t n = j->out.len - j->out_off;
 
-			imap_send(s, j->out.data, n);
-			buf_consume(&j->out, n);
+			if (n > THREAD_OUT_STEP)
+				n = THREAD_OUT_STEP;
+			imap_send(s, j->out.data + j->out_off, n);
+			j->out_off += n;
 			continue;
 		}
 		detach(s);
@@ -904,7 +940,7 @@ void imap_cmd_thread(struct imap_session *s, const struct imap_arg *args)
 	j->s = s;
 	j->alg = a;
 	j->uid = s->uid;
-	j->hooks.needs_cache = true;
+	j->hooks.thread_keys = true;
 	j->hooks.match = thread_match;
 	j->hooks.done = search_done;
 	j->hooks.abort = search_abort;

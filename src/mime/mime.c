@@ -1644,13 +1644,16 @@ const struct mime_sortinfo *mime_cache_sort(const struct mime_cache *mc)
 	return &mc->so;
 }
 
-bool mime_cache_sort_section(const void *p, size_t n, const void **sec_r, size_t *len_r)
+bool mime_cache_key_sections(const void *p, size_t n, const void **so_r, size_t *so_len_r,
+			     const void **th_r, size_t *th_len_r)
 {
 	struct mime_cache mc;
 	if (!mime_cache_open(&mc, p, n))
 		return false;
-	*sec_r = mc.p + mc.so_off;
-	*len_r = mc.so_len;
+	*so_r = mc.p + mc.so_off;
+	*so_len_r = mc.so_len;
+	*th_r = mc.p + mc.th_off;
+	*th_len_r = mc.th_len;
 	return true;
 }
 

@@ -74,10 +74,12 @@ const struct mime_thread *mime_cache_thread(const struct mime_cache *mc);
 /* What SORT needs of the message (sortinfo.h), checked by mime_cache_open;
  * points into the cache. */
 const struct mime_sortinfo *mime_cache_sort(const struct mime_cache *mc);
-/* The bytes of that sort section in the cache p/n (mime_sort_open reads
- * them alone; the store keeps them apart for SORT: store_cache_sort_fn);
- * false if p/n is not a cache mime_cache_open accepts. */
-bool mime_cache_sort_section(const void *p, size_t n, const void **sec_r, size_t *len_r);
+/* The bytes of the sort and thread sections in the cache p/n
+ * (mime_sort_open and mime_thread_open read them alone; the store keeps
+ * them apart for SORT and THREAD: store_cache_keys_fn); false if p/n is not
+ * a cache mime_cache_open accepts. */
+bool mime_cache_key_sections(const void *p, size_t n, const void **so_r, size_t *so_len_r,
+			     const void **th_r, size_t *th_len_r);
 
 /* Section addressing (RFC 9051 6.4.5). path/depth: the part numbers
  * ("1.2.3" = {1,2,3}, depth 3; depth 0 = the whole message). what: */

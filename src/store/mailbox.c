@@ -55,10 +55,10 @@ void store_set_limits(struct store *st, unsigned max_mailboxes_per_user,
 }
 
 void store_set_cache_builder(struct store *st, store_cache_build_fn *fn,
-			     store_cache_sort_fn *sort_fn)
+			     store_cache_keys_fn *keys_fn)
 {
 	st->cache_fn = fn;
-	st->cache_sort_fn = sort_fn;
+	st->cache_keys_fn = keys_fn;
 }
 
 static unsigned max_mailboxes(const struct store *st)
@@ -781,12 +781,11 @@ void store_mailbox_subscribe(struct store *st, const char *user, const char *nam
 int store_db_sort_keys(struct store_db *d, const struct store *st, int64_t message_id,
 		       const void *cache, size_t len)
 {
-	const void *p;
-	size_t n;
-	if (st->cache_sort_fn == NULL)
+	struct store_cache_keys k = {0};
+	if (st->cache_keys_fn == NULL)
 		return 0;
 	sqlite3_stmt *s;
-	if (len == 0 || !st->cache_sort_fn(cache, len, &p, &n)) {
+	if (len == 0 || !st->cache_keys_fn(cache, len, &k)) {
 		/* none (an empty cache: not built), or keys that would no
 		 * longer be this cache's */
 		s = store_sql(d, "DELETE FROM sort_keys WHERE message_id = ?1", NULL);
@@ -796,13 +795,17 @@ int store_db_sort_keys(struct store_db *d, const struct store *st, int64_t messa
 		return store_step_done(d, s, NULL);
 	}
 	s = store_sql(d,
-		      "INSERT OR REPLACE INTO sort_keys(message_id, size, keys)"
-		      " SELECT id, size, ?2 FROM messages WHERE id = ?1",
+		      "INSERT OR REPLACE INTO sort_keys(message_id, size, keys, thread)"
+		      " SELECT id, size, ?2, ?3 FROM messages WHERE id = ?1",
 		      NULL);
 	if (s == NULL)
 		return -1;
 	sqlite3_bind_int64(s, 1, message_id);
-	sqlite3_bind_blob(s, 2, p, (int)n, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 2, k.sort, (int)k.sort_len, SQLITE_STATIC);
+	if (k.thread != NULL)
+		sqlite3_bind_blob(s, 3, k.thread, (int)k.thread_len, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 3);
 	return store_step_done(d, s, NULL);
 }
 
@@ -1028,6 +1031,10 @@ int store_snap_messages(struct store_snap *sn, const char *user, const char *mai
 			       " mm.internaldate_tz, m.size, mm.message_id, NULL, mm.savedate,"
 			       " m.keys FROM mailbox_messages mm LEFT JOIN sort_keys m"
 			       " ON m.message_id = mm.message_id" SNAP_MSGS_WHERE,
+	    [STORE_MSG_THREAD] = "SELECT mm.uid, mm.modseq, mm.flags, mm.internaldate,"
+				 " mm.internaldate_tz, m.size, mm.message_id, NULL, mm.savedate,"
+				 " m.thread FROM mailbox_messages mm LEFT JOIN sort_keys m"
+				 " ON m.message_id = mm.message_id" SNAP_MSGS_WHERE,
 	};
 #undef SNAP_MSGS_COLS
 #undef SNAP_MSGS_WHERE
@@ -1061,10 +1068,11 @@ int store_snap_messages(struct store_snap *sn, const char *user, const char *mai
 				.savedate = (time_t)sqlite3_column_int64(s, 8),
 			};
 			sqlite3_stmt *q = NULL;
-			if (want == STORE_MSG_SORT && sqlite3_column_type(s, 9) != SQLITE_NULL) {
+			bool keys = want == STORE_MSG_SORT || want == STORE_MSG_THREAD;
+			if (keys && sqlite3_column_type(s, 9) != SQLITE_NULL) {
 				m.sortkeys = sqlite3_column_blob(s, 9);
 				m.sortkeys_len = (size_t)sqlite3_column_bytes(s, 9);
-			} else if (want == STORE_MSG_SORT) {
+			} else if (keys) {
 				if ((r = snap_body(sn, &m, &q, err_r)) != STORE_OK)
 					break;
 			} else if (want != STORE_MSG_PLAIN &&

@@ -476,9 +476,15 @@ static const char schema_v13[] =
 	" written INTEGER NOT NULL,"
 	" PRIMARY KEY (mailbox_id, crit));";
 
-static const char *const schema_steps[] = {schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
-					   schema_v6, schema_v7, schema_v8, schema_v9,
-					   schema_v10, schema_v11, schema_v12, schema_v13};
+/* Step 14: THREAD's keys beside SORT's (store_cache_keys_fn): the cache's
+ * thread section, so that a THREAD reads these narrow rows instead of every
+ * message's cache (kilobytes). NULL for the rows written before; a THREAD
+ * reads such a body's cache and saves it again, which fills it. */
+static const char schema_v14[] = "ALTER TABLE sort_keys ADD COLUMN thread BLOB;";
+
+static const char *const schema_steps[] = {
+    schema_v1, schema_v2,  schema_v3,  schema_v4,  schema_v5,  schema_v6, schema_v7,
+    schema_v8, schema_v9, schema_v10, schema_v11, schema_v12, schema_v13, schema_v14};
 
 sqlite3_stmt *store_stmt(struct store_db *d, enum store_stmt_id id)
 {

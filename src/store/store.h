@@ -489,7 +489,9 @@ struct store_msg {
 	const void *cache;     /* the MIME cache, or NULL if none yet (mime.h) */
 	size_t cache_len;
 	time_t savedate;       /* when it arrived in this mailbox */
-	const void *sortkeys;  /* STORE_MSG_SORT: the sort section (sortinfo.h) */
+	/* STORE_MSG_SORT: the sort section (sortinfo.h); STORE_MSG_THREAD: the
+	 * thread section (threadinfo.h) */
+	const void *sortkeys;
 	size_t sortkeys_len;
 	/* STORE_MSG_CACHE_TEXT: the full-text index's BODY text of the body
 	 * (STORE_FTS_BODY, as the extractor gave it), zlib-deflated, and its
@@ -510,6 +512,7 @@ enum store_msg_want {
 	STORE_MSG_SORT,       /* sortkeys/sortkeys_len from sort_keys, blob NULL; a
 			       * body without them yet comes as STORE_MSG_CACHE */
 	STORE_MSG_CACHE_TEXT, /* cache, and ftext (LEFT JOIN fts_text) */
+	STORE_MSG_THREAD,     /* as STORE_MSG_SORT, with the thread section */
 };
 /* The messages of a mailbox whose UID is in ranges (sorted; n 0 = all), in
  * UID order, with modseq > changedsince (0 = all), each with what want
@@ -629,14 +632,20 @@ bool store_quota_fits(struct store *st, int64_t user_id, uint64_t size);
  * their row): parsing tens of MB must not hold other sessions' commits. */
 #define STORE_CACHE_INLINE_MAX (256 * 1024)
 typedef void store_cache_build_fn(const char *msg, size_t len, struct buf *out);
-/* SORT's keys are also kept apart from the cache (table sort_keys, one
- * narrow row per body: the sort section of the cache, mime/sortinfo.h, and
- * the size), written with the cache wherever it is written: a SORT reads
- * them (store_snap_messages, STORE_MSG_SORT) instead of every cache. sort_fn
- * finds the section in a cache (false: not a cache of the current format). */
-typedef bool store_cache_sort_fn(const void *cache, size_t len, const void **p_r, size_t *n_r);
+/* SORT's and THREAD's keys are also kept apart from the cache (table
+ * sort_keys, one narrow row per body: the sort section of the cache,
+ * mime/sortinfo.h, the thread section, mime/threadinfo.h, and the size),
+ * written with the cache wherever it is written: a SORT or THREAD reads them
+ * (store_snap_messages, STORE_MSG_SORT, STORE_MSG_THREAD) instead of every
+ * cache. keys_fn finds the sections in a cache (false: not a cache of the
+ * current format). */
+struct store_cache_keys {
+	const void *sort, *thread;
+	size_t sort_len, thread_len;
+};
+typedef bool store_cache_keys_fn(const void *cache, size_t len, struct store_cache_keys *k);
 void store_set_cache_builder(struct store *st, store_cache_build_fn *fn,
-			     store_cache_sort_fn *sort_fn);
+			     store_cache_keys_fn *keys_fn);
 /* Any thread (requires store_start); copies cache; a job on the committer
  * that sets it unless the message has these bytes already (an older
  * cache is replaced: the message is immutable, so a rebuilt cache of the

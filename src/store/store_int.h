@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include "store/store.h"
 
-#define STORE_SCHEMA_VERSION 13
+#define STORE_SCHEMA_VERSION 14
 #define STORE_BLOB_DIRS 256
 #define STORE_BLOB_NAME_LEN 32 /* 16 hex µs + 8 hex counter + 8 hex random */
 #define STORE_SPOOL_STOCK 64
@@ -161,7 +161,7 @@ struct store {
 
 	/* IMAP (mailbox.c, flags.c, quota.c) */
 	store_cache_build_fn *cache_fn;
-	store_cache_sort_fn *cache_sort_fn;
+	store_cache_keys_fn *cache_keys_fn;
 	unsigned max_mailboxes, max_mailbox_name;
 
 	/* the full-text indexer (fts.c), NULL when off */
@@ -306,8 +306,8 @@ int store_db_mailbox_status(struct store_db *d, const char *user, const char *ma
 int store_db_mail_list(struct store_db *d, const char *user, const char *mailbox,
 		       store_mail_cb *cb, void *arg, char **err_r);
 /* Writer: the sort_keys row of message_id from its cache (store.h,
- * store_cache_sort_fn), or no row for a cache the sort_fn does not read;
- * nothing without a sort_fn. 0, or -1 on a database error. */
+ * store_cache_keys_fn), or no row for a cache the keys_fn does not read;
+ * nothing without a keys_fn. 0, or -1 on a database error. */
 int store_db_sort_keys(struct store_db *d, const struct store *st, int64_t message_id,
 		       const void *cache, size_t len);
 

@@ -298,6 +298,9 @@ def test_old_or_missing_cache_threads_identically(make_server):
         else:  # an older version of the format (1: no thread section, 2: no sort section)
             db.execute("UPDATE messages SET cache = ? WHERE id = ?",
                        ((b"PMC\x01" if k % 4 else b"PMC\x02") + bytes(cache[4:]), mid))
+    # such bodies had no narrow keys row either (sort_keys rows are only
+    # written from a current cache)
+    db.execute("DELETE FROM sort_keys")
     db.commit()
     db.close()
     s.start()
@@ -340,4 +343,64 @@ def test_thread_reads_no_message_file(make_server):
     # a key that needs the message itself does read the files: none left,
     # so nothing matches (the files really are gone)
     assert thread(c, "THREAD REFERENCES UTF-8 BODY x") == "* THREAD"
+    c.close()
+
+
+# ---- the thread fields come from the narrow rows (sort_keys.thread) ---------
+
+def thread_rows(s):
+    db = s.db()
+    try:
+        return db.execute("SELECT k.message_id, k.thread FROM sort_keys k JOIN mailbox_messages mm"
+                          " ON mm.message_id = k.message_id ORDER BY k.message_id").fetchall()
+    finally:
+        db.close()
+
+
+def test_thread_reads_the_narrow_rows(make_server):
+    """THREAD takes each message's fields from its narrow keys row (schema
+    14): with every cache and every message file gone, it answers the same.
+    Rows written before that step (thread NULL) are read from the cache
+    instead, identically, and filled; a damaged row is logged and the
+    message threads as one without those fields."""
+    import time
+    s = corpus_server(make_server)
+    rows = thread_rows(s)
+    assert len(rows) == len(CORPUS) and all(t is not None for _, t in rows)
+    files = caches(s)
+    s.stop()
+    s.db_exec("UPDATE messages SET cache = NULL")
+    aside = os.path.join(s.dir, "aside")
+    os.makedirs(aside)
+    for _, blob, _ in files:
+        os.rename(os.path.join(s.data_dir, "blobs", blob[:2], blob), os.path.join(aside, blob))
+    s.start()
+    c = s.imap_login(USER)
+    assert c.cmd('SELECT "thr"').ok
+    assert thread(c, "THREAD REFERENCES UTF-8 ALL") == REFERENCES_ALL
+    assert thread(c, "THREAD ORDEREDSUBJECT UTF-8 ALL") == ORDEREDSUBJECT_ALL
+    assert thread(c, "UID THREAD REFERENCES UTF-8 SEEN") == "* THREAD"
+    c.close()
+    # rows of before step 14: the cache is read (files back, caches
+    # rebuilt) and the rows are filled again
+    s.stop()
+    for _, blob, _ in files:
+        os.rename(os.path.join(aside, blob), os.path.join(s.data_dir, "blobs", blob[:2], blob))
+    s.db_exec("UPDATE sort_keys SET thread = NULL")
+    s.start()
+    c = s.imap_login(USER)
+    assert c.cmd('SELECT "thr"').ok
+    assert thread(c, "THREAD REFERENCES UTF-8 ALL") == REFERENCES_ALL
+    deadline = time.monotonic() + 10
+    while not all(t is not None for _, t in thread_rows(s)):
+        assert time.monotonic() < deadline, thread_rows(s)
+        time.sleep(0.1)
+    assert thread(c, "THREAD REFERENCES UTF-8 ALL") == REFERENCES_ALL
+    assert thread(c, "THREAD ORDEREDSUBJECT UTF-8 ALL") == ORDEREDSUBJECT_ALL
+    # a damaged row: logged, the command completes
+    at = len(s.log())
+    s.db_exec("UPDATE sort_keys SET thread = x'ff00' WHERE message_id = %d" % rows[0][0])
+    r = c.cmd("THREAD REFERENCES UTF-8 ALL")
+    assert r.ok and len([u for u in r.untagged if u.startswith("* THREAD")]) == 1, r
+    assert "bad thread keys" in s.log()[at:]
     c.close()

@@ -53,7 +53,7 @@ static void test_schema(void)
 	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0700);
 	snprintf(path, sizeof path, "%s/data/postern.db", tmpdir);
 	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
-	CHECK_INT(1, sql_int("PRAGMA user_version"), 13);
+	CHECK_INT(1, sql_int("PRAGMA user_version"), 14);
 	CHECK_INT(2, sql_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"),
 		  1);
 	/* 7 + counters + sqlite_sequence (AUTOINCREMENT) + subscriptions, expunged,
@@ -993,7 +993,8 @@ static void test_migration(void)
 		const char *sql;
 		long long want;
 	} cases[] = {
-		{"PRAGMA user_version", 13},
+		{"PRAGMA user_version", 14},
+		{"SELECT count(*) FROM pragma_table_info('sort_keys') WHERE name = 'thread'", 1},
 		/* v13: no SORT order is kept until a SORT makes one */
 		{"SELECT count(*) FROM sort_orders", 0},
 		/* v12: no body's text is kept until the index is re-made */

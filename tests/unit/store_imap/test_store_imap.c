@@ -202,7 +202,7 @@ struct snap_req {
 	const struct store_uid_range *ranges;
 	size_t n;
 	uint64_t since;
-	bool counts, cache, sortkeys;
+	bool counts, cache, sortkeys, threadkeys;
 	int ret;
 	char text[2048];
 	bool done;
@@ -259,11 +259,12 @@ static int msg_cb(void *arg, const struct store_msg *m)
 {
 	struct snap_req *r = arg;
 	char line[256];
-	if (r->sortkeys && m->sortkeys != NULL)
+	bool keys = r->sortkeys || r->threadkeys;
+	if (keys && m->sortkeys != NULL)
 		snprintf(line, sizeof line, "%u:%llu:keys=%.*s", m->uid,
 			 (unsigned long long)m->size, (int)m->sortkeys_len,
 			 (const char *)m->sortkeys);
-	else if (r->sortkeys) /* no keys: what STORE_MSG_CACHE gives */
+	else if (keys) /* no keys: what STORE_MSG_CACHE gives */
 		snprintf(line, sizeof line, "%u:%llu:cache=%.*s:blob=%s", m->uid,
 			 (unsigned long long)m->size, m->cache ? (int)m->cache_len : 4,
 			 m->cache ? (const char *)m->cache : "NULL",
@@ -286,9 +287,10 @@ static int read_msgs(struct store_snap *sn, void *arg, char **err_r)
 	struct snap_req *r = arg;
 	r->ret =
 	    store_snap_messages(sn, r->user, r->mailbox, r->uidvalidity, r->ranges, r->n, r->since,
-				r->sortkeys ? STORE_MSG_SORT
-				: r->cache  ? STORE_MSG_CACHE
-					    : STORE_MSG_PLAIN,
+				r->sortkeys     ? STORE_MSG_SORT
+				: r->threadkeys ? STORE_MSG_THREAD
+				: r->cache      ? STORE_MSG_CACHE
+						: STORE_MSG_PLAIN,
 				msg_cb, r, err_r);
 	return 0;
 }
@@ -1137,12 +1139,16 @@ static void test_cache(void)
  * cache it cannot read replaces one; a body without them comes with its
  * cache and blob name instead. Here the "sort section" of a cache is the
  * text after "len=". */
-static bool test_sort_section(const void *cache, size_t len, const void **p_r, size_t *n_r)
+/* the sort keys: what follows "len="; the thread keys: the same less its
+ * first octet */
+static bool test_sort_section(const void *cache, size_t len, struct store_cache_keys *k)
 {
-	if (len < 4 || memcmp(cache, "len=", 4) != 0)
+	if (len < 5 || memcmp(cache, "len=", 4) != 0)
 		return false;
-	*p_r = (const char *)cache + 4;
-	*n_r = len - 4;
+	k->sort = (const char *)cache + 4;
+	k->sort_len = len - 4;
+	k->thread = (const char *)cache + 5;
+	k->thread_len = len - 5;
 	return true;
 }
 
@@ -1192,6 +1198,13 @@ static void test_sort_keys(void)
 	r = (struct snap_req){.user = u, .mailbox = "Sent", .sortkeys = true};
 	snap_run(&e, read_msgs, &r);
 	CHECK_STR(8, r.text, "1:7:keys=7 first=s last=\n");
+	/* the thread keys come from the same row */
+	r = (struct snap_req){.user = u, .mailbox = "INBOX", .threadkeys = true};
+	snap_run(&e, read_msgs, &r);
+	CHECK_INT(9, r.ret, STORE_OK);
+	CHECK_STR(10, r.text,
+		  "1:8:cache=other:blob=yes;2:7:keys= first=s last=\n;"
+		  "3:23:keys=3 first=S last=\n");
 	env_free(&e);
 }
 
@@ -1335,7 +1348,7 @@ static void test_migration(void)
 		const char *sql;
 		long long want;
 	} cases[] = {
-		{"PRAGMA user_version", 13},
+		{"PRAGMA user_version", 14},
 		/* Drafts, Trash, Junk, Archive for alice (Sent existed), all five for bob */
 		{"SELECT count(*) FROM mailboxes", 13},
 		{"SELECT count(*) FROM mailboxes WHERE special_use IS NOT NULL", 10},
