@@ -582,7 +582,7 @@ static int cmd_serve(const struct config *cfg)
 			       cfg->pop3_listen, cfg->pop3s_listen, cfg->imap_listen,
 			       cfg->imaps_listen};
 	struct store *st = NULL;
-	struct pool *workers = NULL;
+	struct pool *workers = NULL, *bulk = NULL;
 	struct auth_login *login = NULL;
 	struct report_timer *reports = NULL;
 	SSL_CTX *tls = NULL;
@@ -616,7 +616,9 @@ static int cmd_serve(const struct config *cfg)
 	if ((st = open_store(cfg)) == NULL)
 		goto out;
 	check_postmaster(st, cfg);
+	pool_set_background_nice(cfg->worker_nice);
 	workers = pool_new(d.loop, cfg->workers);
+	bulk = pool_new_background(d.loop, cfg->workers);
 	if (store_start(st, d.loop, (unsigned)cfg->commit_delay_us) < 0) {
 		log_err("store: cannot start the committer");
 		goto out;
@@ -685,7 +687,7 @@ static int cmd_serve(const struct config *cfg)
 		d.reports = reports =
 			report_timer_new(d.loop, workers, st, d.dns, cfg, kick_queue, d.queue);
 	d.pop3 = pop3_server_new(d.loop, workers, st, cfg, tls, login);
-	d.imap = imap_server_new(d.loop, workers, st, cfg, tls, login);
+	d.imap = imap_server_new(d.loop, workers, bulk, st, cfg, tls, login);
 	d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (d.sigfd < 0 || loop_add(d.loop, d.sigfd, LOOP_READ, on_signal, &d) < 0) {
 		log_err("signalfd: %s", strerror(errno));
@@ -738,6 +740,8 @@ out:
 	}
 	if (workers)
 		pool_free(&workers);
+	if (bulk)
+		pool_free(&bulk);
 	auth_login_free(&login); /* after the workers that use it */
 	if (st)
 		store_close(&st);

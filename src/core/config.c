@@ -67,6 +67,12 @@ static const struct option config_options[] = {
 	 "deliberately).", NULL},
 	{"workers", OPT_INT, OFF(workers), "4", 1, 256,
 	 "Worker threads for blocking work (password hashing and the like).", NULL},
+	{"worker_nice", OPT_INT, OFF(worker_nice), "10", 0, 19,
+	 "Nice value of the threads doing work that grows with a mailbox (IMAP SEARCH, SORT, "
+	 "THREAD and FETCH ranges: as many as `workers`) and of the full-text indexer. The event "
+	 "loop, the committer and the other workers (logins, SMTP's checks) stay at 0: when the "
+	 "CPUs are busy, a big SORT or index pass yields to the loop instead of delaying every "
+	 "other session. 0: all alike.", NULL},
 	{"tls_cert", OPT_STRING, OFF(tls_cert), NULL, NOLIMIT,
 	 "PEM certificate chain. Default: <data_dir>/tls/cert.pem; when neither it nor the key "
 	 "exists, a self-signed certificate is generated on first start.", NULL},

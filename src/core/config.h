@@ -20,6 +20,7 @@ struct config {
 	char *log_level;
 	char *user;              /* drop privileges to this user when started as root */
 	int workers;             /* worker threads for blocking work */
+	int worker_nice;         /* their nice value (core/pool.h) */
 	/* TLS */
 	char *tls_cert;          /* default: <data_dir>/tls/cert.pem (self-signed if absent) */
 	char *tls_key;

@@ -13,6 +13,8 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/xmalloc.h"
@@ -37,6 +39,7 @@ struct pool {
 	struct pool_job *head, *tail;
 	bool stopping;
 	int nthreads;
+	bool background; /* pool_new_background */
 	struct pool_worker *workers;
 	struct pool_worker **idle; /* the stack of idle workers, last idle on top */
 	int n_idle;
@@ -77,11 +80,30 @@ static struct pool_job *pool_take(struct pool_worker *w)
 	return job; /* NULL only when stopping and the queue is drained */
 }
 
+static int background_nice; /* set before any thread starts */
+
+void pool_set_background_nice(int nice)
+{
+	background_nice = nice;
+}
+
+void pool_background_thread(void)
+{
+	/* per thread on Linux (setpriority(2), NOTES); raising the value
+	 * needs no privilege. A failure only leaves the thread at 0. */
+	if (background_nice > 0 &&
+	    setpriority(PRIO_PROCESS, (id_t)gettid(), background_nice) < 0)
+		log_warn("pool: setpriority: %s", strerror(errno));
+}
+
 static void *pool_thread(void *arg)
 {
 	struct pool_worker *w = arg;
 	struct pool *p = w->p;
-	pthread_setname_np(pthread_self(), "worker"); /* top -H, perf --sort comm */
+	/* top -H, perf --sort comm */
+	pthread_setname_np(pthread_self(), p->background ? "bulk" : "worker");
+	if (p->background)
+		pool_background_thread();
 	struct pool_job *job;
 	while ((job = pool_take(w)) != NULL) {
 		job->work(job->arg);
@@ -92,11 +114,12 @@ static void *pool_thread(void *arg)
 	return NULL;
 }
 
-struct pool *pool_new(struct loop *l, int nthreads)
+static struct pool *pool_start(struct loop *l, int nthreads, bool background)
 {
 	x_assert(nthreads > 0);
 	struct pool *p = xcalloc(1, sizeof *p);
 	p->l = l;
+	p->background = background;
 	pthread_mutex_init(&p->mu, NULL);
 	p->workers = xcalloc((size_t)nthreads, sizeof *p->workers);
 	p->idle = xcalloc((size_t)nthreads, sizeof *p->idle);
@@ -110,6 +133,16 @@ struct pool *pool_new(struct loop *l, int nthreads)
 		p->nthreads++;
 	}
 	return p;
+}
+
+struct pool *pool_new(struct loop *l, int nthreads)
+{
+	return pool_start(l, nthreads, false);
+}
+
+struct pool *pool_new_background(struct loop *l, int nthreads)
+{
+	return pool_start(l, nthreads, true);
 }
 
 void pool_free(struct pool **pp)

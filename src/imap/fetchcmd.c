@@ -990,7 +990,9 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args)
 	}
 	j->s = s;
 	j->st = s->srv->st;
-	j->workers = s->srv->workers;
+	/* a range of more than a slice is bulk work (niced, core/pool.h); a
+	 * client opening a message stays beside the logins */
+	j->workers = j->set.count > FETCH_SLICE_MSGS ? s->srv->bulk : s->srv->workers;
 	j->user = xstrdup(s->user);
 	j->mailbox = xstrdup(s->sel->name);
 	j->uidvalidity = s->sel->uidvalidity;

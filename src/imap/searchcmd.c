@@ -588,6 +588,7 @@ static void confirm_run(struct confirm *c)
 
 static void *confirm_helper(void *arg)
 {
+	pool_background_thread();
 	confirm_run(arg);
 	return NULL;
 }
@@ -1149,7 +1150,7 @@ static void slice_next(struct search_job *j)
 		if (j->sort) {
 			j->inflight = true;
 			s->base.busy++;
-			pool_submit(s->srv->workers, j->order != NULL ? order_work : sort_work,
+			pool_submit(s->srv->bulk, j->order != NULL ? order_work : sort_work,
 				    sort_done, j);
 		} else if (j->hooks != NULL) {
 			hand_over(j, 0);
@@ -1177,7 +1178,7 @@ static void slice_next(struct search_job *j)
 	}
 	j->inflight = true;
 	s->base.busy++;
-	store_read(j->st, s->srv->workers, search_work, search_done, j);
+	store_read(j->st, s->srv->bulk, search_work, search_done, j);
 }
 
 /* ---- the full-text index: candidates first (store/fts.c) ---- */
@@ -1403,13 +1404,13 @@ static void search_start(struct imap_session *s, struct search_job *j)
 	    (j->fq = imap_search_fts_query(&j->q))) {
 		j->inflight = true;
 		s->base.busy++;
-		store_read(j->st, s->srv->workers, cand_work, cand_done, j);
+		store_read(j->st, s->srv->bulk, cand_work, cand_done, j);
 		return;
 	}
 	if (j->load) { /* a stored order first */
 		j->inflight = true;
 		s->base.busy++;
-		store_read(j->st, s->srv->workers, load_work, load_done, j);
+		store_read(j->st, s->srv->bulk, load_work, load_done, j);
 		return;
 	}
 	search_go(j);
@@ -1423,7 +1424,7 @@ static void search_go(struct search_job *j)
 	if (j->order_view) {
 		j->inflight = true;
 		s->base.busy++;
-		pool_submit(s->srv->workers, order_work, sort_done, j);
+		pool_submit(s->srv->bulk, order_work, sort_done, j);
 		return;
 	}
 	if (!j->sort && j->hooks == NULL && !j->ctx_on && imap_view_count(s) > 0 &&
@@ -1433,7 +1434,7 @@ static void search_go(struct search_job *j)
 		j->gone = imap_sel_gone(s, &j->n_gone);
 		j->inflight = true;
 		s->base.busy++;
-		pool_submit(s->srv->workers, view_work, view_done, j);
+		pool_submit(s->srv->bulk, view_work, view_done, j);
 		return;
 	}
 	slice_next(j);

@@ -502,13 +502,15 @@ void imap_server_accept(struct imap_server *srv, int fd, enum imap_role role)
 
 /* ---- the server ---- */
 
-struct imap_server *imap_server_new(struct loop *l, struct pool *workers, struct store *st,
-				    const struct config *cfg, SSL_CTX *tls, struct auth_login *login)
+struct imap_server *imap_server_new(struct loop *l, struct pool *workers, struct pool *bulk,
+				    struct store *st, const struct config *cfg, SSL_CTX *tls,
+				    struct auth_login *login)
 {
 	struct imap_server *srv = xcalloc(1, sizeof *srv);
 
 	srv->l = l;
 	srv->workers = workers;
+	srv->bulk = bulk;
 	srv->st = st;
 	srv->cfg = cfg;
 	srv->tls = tls;

@@ -17,9 +17,10 @@ enum imap_role {
 
 struct imap_server;
 
-/* As pop3_server_new: cfg, store, pool, tls and login outlive the server. */
-struct imap_server *imap_server_new(struct loop *l, struct pool *workers, struct store *st,
-				    const struct config *cfg, SSL_CTX *tls,
+/* As pop3_server_new: cfg, store, pools, tls and login outlive the server.
+ * bulk: a pool_new_background for work that grows with the mailbox. */
+struct imap_server *imap_server_new(struct loop *l, struct pool *workers, struct pool *bulk,
+				    struct store *st, const struct config *cfg, SSL_CTX *tls,
 				    struct auth_login *login);
 /* Shutdown, first step: idle sessions get "* BYE" and are closed; a session
  * parked on an async step (a commit: APPEND, STORE, EXPUNGE...) finishes

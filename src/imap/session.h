@@ -44,6 +44,9 @@ struct imap_view;
 struct imap_server {
 	struct loop *l;
 	struct pool *workers;
+	/* work that grows with the mailbox (SEARCH, SORT, THREAD, FETCH
+	 * ranges), niced below the loop (core/pool.h) */
+	struct pool *bulk;
 	struct store *st;
 	const struct config *cfg;
 	SSL_CTX *tls;

@@ -882,7 +882,7 @@ static void search_done(void *arg, struct imap_session *s, int result)
 	s->job_abort = thread_abort;
 	j->inflight = true;
 	s->base.busy++;
-	pool_submit(s->srv->workers, build_work, build_done, j);
+	pool_submit(s->srv->bulk, build_work, build_done, j);
 }
 
 static void search_abort(void *arg)

@@ -59,6 +59,7 @@
 #include <zlib.h>
 
 #include "core/log.h"
+#include "core/pool.h"
 #include "core/xmalloc.h"
 
 /* How doc_write lays the columns out: part of the extractor's identity.
@@ -717,6 +718,7 @@ static void *indexer_main(void *arg)
 {
 	struct store_fts *f = arg;
 	pthread_setname_np(pthread_self(), "fts-indexer"); /* top -H, perf --sort comm */
+	pool_background_thread();
 	/* the passes' cursors: bodies skipped stay behind them */
 	int64_t after = 0, after_gone = 0;
 	for (;;) {
