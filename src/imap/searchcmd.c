@@ -89,7 +89,7 @@ struct search_job {
 	/* no order kept: a row of every message is sorted (row.match marks
 	 * the matches) and the order of all (filled) is kept at the end */
 	bool fill;
-	uint32_t view_max;
+	uint32_t view_max, view_count;
 	uint32_t *filled;
 	size_t n_filled;
 	uint32_t *stored; /* a copy of filled for the store (made on the worker) */
@@ -294,7 +294,12 @@ static int match_each(void *arg, const struct store_msg *sm)
 	bool match = imap_search_match(&j->q, &m, j->saved, j->n_saved);
 	if (rows && (match || j->fill)) {
 		if (j->n_rows == j->cap_rows) {
-			j->cap_rows = j->cap_rows ? j->cap_rows * 2 : 64;
+			/* a row of every message (fill): as many as the view
+			 * has, at once (doubling would copy them all, 110 MB at
+			 * 1,000,000 messages, while both arrays are held) */
+			j->cap_rows = j->cap_rows  ? j->cap_rows * 2
+				      : j->fill    ? (j->view_count > 64 ? j->view_count : 64)
+						   : 64;
 			j->rows = xrealloc(j->rows, j->cap_rows * sizeof *j->rows);
 		}
 		if (si == NULL && m.mc != NULL)
@@ -1376,6 +1381,7 @@ static void search_start(struct imap_session *s, struct search_job *j)
 	if (j->sort_keys && j->hooks == NULL && imap_view_count(s) > 0) {
 		uint32_t n = imap_view_count(s);
 		j->view_max = imap_view_uid(s, n);
+		j->view_count = n;
 		j->order = imap_sort_order_get(s->srv->sort_orders, j->user, j->uidvalidity,
 					       &j->q, j->view_max);
 		if (j->order != NULL) {

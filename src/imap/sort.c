@@ -208,7 +208,8 @@ void imap_sort_rows(const struct imap_search *q, struct imap_sort_row *rows, siz
 {
 	struct sort_ctx c = {q, rows, false};
 	struct sort_ent *e;
-	struct imap_sort_row *tmp;
+	struct imap_sort_row tmp;
+	const uint32_t PLACED = UINT32_MAX; /* n < 2^32: imap_sort_row.seq */
 
 	if (n < 2 || q->n_sort == 0) {
 		if (n > 1)
@@ -223,11 +224,27 @@ void imap_sort_rows(const struct imap_search *q, struct imap_sort_row *rows, siz
 		e[i].seq = rows[i].seq;
 	}
 	qsort_r(e, n, sizeof *e, ent_cmp, &c);
-	tmp = xmalloc(n * sizeof *tmp);
-	for (size_t i = 0; i < n; i++)
-		tmp[i] = rows[e[i].idx];
-	memcpy(rows, tmp, n * sizeof *rows);
-	free(tmp);
+	/* rows[i] = the old rows[e[i].idx], in place along each cycle of the
+	 * permutation (a second array of rows would double the peak: 110 MB
+	 * more at 1,000,000 messages); a placed entry's idx becomes PLACED */
+	for (size_t i = 0; i < n; i++) {
+		if (e[i].idx == PLACED)
+			continue;
+		if (e[i].idx == i) {
+			e[i].idx = PLACED;
+			continue;
+		}
+		tmp = rows[i];
+		size_t at = i;
+		while (e[at].idx != i) {
+			size_t from = e[at].idx;
+			rows[at] = rows[from];
+			e[at].idx = PLACED;
+			at = from;
+		}
+		rows[at] = tmp;
+		e[at].idx = PLACED;
+	}
 	free(e);
 }
 

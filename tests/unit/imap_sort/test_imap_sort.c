@@ -173,6 +173,109 @@ static void test_keys(void)
 		imap_sort_row_free(&rows[i]);
 }
 
+/* imap_sort_rows on thousands of rows with many ties (a few distinct keys,
+ * sequence numbers shuffled): the result is a permutation of the rows, in
+ * the order a plain comparison of the criteria gives (REVERSE per
+ * criterion, ties by sequence number), each row whole (its strings with
+ * it). Covers the in-place permutation after the sort of the compact keys. */
+static const struct imap_search *ref_q;
+
+static int ref_cmp(const void *a, const void *b)
+{
+	const struct imap_sort_row *x = a, *y = b;
+	for (size_t i = 0; i < ref_q->n_sort; i++) {
+		int c;
+		if (ref_q->sort[i].kind == IMAP_SORT_DATE)
+			c = x->date < y->date ? -1 : x->date > y->date;
+		else if (ref_q->sort[i].kind == IMAP_SORT_SIZE)
+			c = x->size < y->size ? -1 : x->size > y->size;
+		else
+			c = strcmp(x->str[SORTS_SUBJECT], y->str[SORTS_SUBJECT]);
+		if (c != 0)
+			return ref_q->sort[i].reverse ? -c : c;
+	}
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void test_many_rows(void)
+{
+	enum { N = 5000 };
+	static const char *const subj[] = {"", "a", "ab", "abcdefgh", "abcdefghi", "abcdefghj", "b"};
+	static const struct {
+		uint8_t kind[3];
+		bool rev[3];
+		size_t n;
+	} lists[] = {
+	    {{IMAP_SORT_SUBJECT}, {false}, 1},
+	    {{IMAP_SORT_SUBJECT, IMAP_SORT_DATE}, {true, false}, 2},
+	    {{IMAP_SORT_DATE}, {false}, 1},
+	    {{IMAP_SORT_SIZE, IMAP_SORT_SUBJECT}, {true, true}, 2},
+	    {{IMAP_SORT_DATE, IMAP_SORT_SIZE, IMAP_SORT_SUBJECT}, {false, true, false}, 3},
+	};
+	struct imap_sort_row *rows = xcalloc(N, sizeof *rows);
+	struct imap_sort_row *want = xcalloc(N, sizeof *want);
+	uint32_t *seqs = xmalloc(N * sizeof *seqs);
+	unsigned seed = 12345;
+	for (size_t i = 0; i < N; i++)
+		seqs[i] = (uint32_t)i + 1;
+	for (size_t i = N - 1; i > 0; i--) {
+		seed = seed * 1103515245u + 12345u;
+		size_t k = (seed >> 8) % (i + 1);
+		uint32_t t = seqs[i];
+		seqs[i] = seqs[k];
+		seqs[k] = t;
+	}
+	for (size_t l = 0; l < sizeof lists / sizeof lists[0]; l++) {
+		struct imap_search q;
+		memset(&q, 0, sizeof q);
+		q.n_sort = lists[l].n;
+		for (size_t i = 0; i < q.n_sort; i++) {
+			q.sort[i].kind = lists[l].kind[i];
+			q.sort[i].reverse = lists[l].rev[i];
+		}
+		for (size_t i = 0; i < N; i++) {
+			struct imap_msg m;
+			struct mime_sortinfo si;
+			memset(&m, 0, sizeof m);
+			memset(&si, 0, sizeof si);
+			seed = seed * 1103515245u + 12345u;
+			m.seq = seqs[i];
+			m.uid = seqs[i] + 100;
+			m.size = (seed >> 4) % 5;
+			si.flags = MSI_DATE;
+			si.date = 1600000000 + (int64_t)((seed >> 12) % 7) * 86400;
+			const char *sj = subj[(seed >> 20) % 7];
+			for (int k = 0; k < MIME_SORT_N; k++)
+				si.key[k] = "";
+			si.key[MIME_SORT_SUBJECT] = sj;
+			si.len[MIME_SORT_SUBJECT] = (uint32_t)strlen(sj);
+			imap_sort_row_fill(&q, &m, &si, &rows[i]);
+			want[i] = rows[i];
+		}
+		size_t with_subject = 0;
+		for (size_t i = 0; i < N; i++)
+			with_subject += rows[i].str[SORTS_SUBJECT] != NULL &&
+					rows[i].str[SORTS_SUBJECT][0] != '\0';
+		if (lists[l].kind[0] == IMAP_SORT_SUBJECT || lists[l].kind[1] == IMAP_SORT_SUBJECT ||
+		    lists[l].kind[2] == IMAP_SORT_SUBJECT)
+			CHECK(with_subject > N / 2); /* the keys are there to sort by */
+		ref_q = &q;
+		qsort(want, N, sizeof *want, ref_cmp);
+		imap_sort_rows(&q, rows, N);
+		size_t bad = 0;
+		for (size_t i = 0; i < N; i++)
+			if (rows[i].seq != want[i].seq || rows[i].size != want[i].size ||
+			    rows[i].date != want[i].date || rows[i].keys != want[i].keys)
+				bad++;
+		CHECK_INT((int)l, (int)bad, 0);
+		for (size_t i = 0; i < N; i++)
+			imap_sort_row_free(&rows[i]);
+	}
+	free(rows);
+	free(want);
+	free(seqs);
+}
+
 static uint32_t *uids_of(size_t n, uint32_t first)
 {
 	uint32_t *v = xmalloc((n + 1) * sizeof *v);
@@ -257,5 +360,6 @@ int main(void)
 	test_run("format_set", test_format_set);
 	test_run("keys", test_keys);
 	test_run("orders", test_orders);
+	test_run("many rows", test_many_rows);
 	return test_done("test_imap_sort");
 }
