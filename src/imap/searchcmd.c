@@ -93,6 +93,9 @@ struct search_job {
 	uint32_t *filled;
 	size_t n_filled;
 	uint32_t *stored; /* a copy of filled for the store (made on the worker) */
+	/* a kept order older than the view, brought up to date (sortmerge.c) */
+	struct imap_sort_order *stale;
+	struct imap_sort_extend x;
 	/* a mailbox of IMAP_SORT_STORED_MIN messages or more: the order is
 	 * read from the store first (load), and kept there once made */
 	bool load;
@@ -153,6 +156,8 @@ static void job_free(struct search_job *j)
 		imap_sort_row_free(&j->rows[i]);
 	free(j->rows);
 	imap_sort_order_unref(&j->order);
+	imap_sort_order_unref(&j->stale);
+	free(j->x.uids);
 	free(j->filled);
 	free(j->stored);
 	free(j->loaded);
@@ -1359,6 +1364,88 @@ static void load_done(void *arg, int result, const char *err)
 	search_go(j);
 }
 
+/* At most this many new messages are merged into a kept order (about
+ * log2(n) single-row reads each); more are sorted with the rest. */
+static size_t extend_max(size_t n)
+{
+	return n / 32 > 64 ? n / 32 : 64;
+}
+
+/* A kept order made before the view's newest messages (referenced), if
+ * few enough are new to merge them in (sortmerge.c) */
+static struct imap_sort_order *extendable(struct imap_session *s, struct search_job *j, uint32_t n)
+{
+	size_t at;
+	struct imap_sort_order *o = imap_sort_order_get_any(s->srv->sort_orders, j->user,
+							    j->uidvalidity, &j->q);
+
+	if (o == NULL || o->max_uid >= j->view_max)
+		goto no; /* none, or current: imap_sort_order_get takes it */
+	imap_uid_find(imap_view_uids(s), n, o->max_uid + 1, &at);
+	if (n - at > extend_max(n) || narrow(s, &j->q.root))
+		goto no;
+	return o;
+no:
+	imap_sort_order_unref(&o);
+	return NULL;
+}
+
+static void extend_work_stored(struct search_job *j)
+{
+	if (j->x.n >= IMAP_SORT_STORED_MIN) {
+		j->stored = xmalloc(j->x.n * sizeof *j->stored);
+		memcpy(j->stored, j->x.uids, j->x.n * sizeof *j->stored);
+	}
+}
+
+static int extend_work(struct store_snap *sn, void *arg, char **err_r)
+{
+	struct search_job *j = arg;
+	int r = imap_sort_order_extend(sn, &j->x, err_r);
+
+	if (r == 0)
+		extend_work_stored(j);
+	j->x.order = NULL; /* (the job's reference stays in j->stale) */
+	return r < 0 ? -1 : (r == 0 ? 0 : 1);
+}
+
+static void extend_done(void *arg, int result, const char *err)
+{
+	struct search_job *j = arg;
+	struct imap_session *s = j->s;
+
+	if (!job_back(j))
+		return;
+	imap_sort_order_unref(&j->stale);
+	if (result == 0 && j->x.uids != NULL) {
+		log_debug("imap %s: sort: %zu new messages merged into a kept order (%zu reads)",
+			  s->base.ip, j->x.n_new, j->x.probes);
+		if (j->stored != NULL) {
+			uint8_t crit[IMAP_SORT_MAX_CRIT];
+			size_t n;
+			imap_sort_crit(&j->q, crit, &n);
+			store_sort_order_save(j->st, j->user, j->mailbox, j->uidvalidity, crit, n,
+					      j->view_max, j->stored, j->x.n);
+			j->stored = NULL;
+		}
+		imap_sort_order_put(s->srv->sort_orders, j->user, j->uidvalidity, &j->q,
+				    j->view_max, j->x.uids, j->x.n);
+		j->x.uids = NULL;
+		j->order = imap_sort_order_get(s->srv->sort_orders, j->user, j->uidvalidity, &j->q,
+					       j->view_max);
+		if (j->order != NULL) {
+			j->fill = false;
+			order_use(j, "merged");
+		}
+	} else if (result < 0) { /* sorted as without one */
+		log_warn("imap %s: sort: merging new mail: %s", s->base.ip,
+			 err != NULL ? err : "error");
+	}
+	x_free(&j->x.uids);
+	x_free(&j->stored);
+	search_go(j);
+}
+
 static void search_start(struct imap_session *s, struct search_job *j)
 {
 	size_t max;
@@ -1382,13 +1469,15 @@ static void search_start(struct imap_session *s, struct search_job *j)
 		uint32_t n = imap_view_count(s);
 		j->view_max = imap_view_uid(s, n);
 		j->view_count = n;
-		j->order = imap_sort_order_get(s->srv->sort_orders, j->user, j->uidvalidity,
-					       &j->q, j->view_max);
+		j->stale = extendable(s, j, n);
+		if (j->stale == NULL)
+			j->order = imap_sort_order_get(s->srv->sort_orders, j->user, j->uidvalidity,
+						       &j->q, j->view_max);
 		if (j->order != NULL) {
 			order_use(j, "kept");
 		} else {
 			j->fill = imap_sort_orders_fit(s->srv->sort_orders, n) && !narrow(s, &j->q.root);
-			j->load = j->fill && n >= IMAP_SORT_STORED_MIN;
+			j->load = j->fill && n >= IMAP_SORT_STORED_MIN && j->stale == NULL;
 		}
 	}
 	j->recent = imap_sel_recent(s, &j->n_recent);
@@ -1411,6 +1500,19 @@ static void search_start(struct imap_session *s, struct search_job *j)
 		j->inflight = true;
 		s->base.busy++;
 		store_read(j->st, s->srv->bulk, cand_work, cand_done, j);
+		return;
+	}
+	if (j->stale != NULL) { /* a kept order brought up to date first */
+		j->x = (struct imap_sort_extend){.q = &j->q,
+						 .order = j->stale,
+						 .user = j->user,
+						 .mailbox = j->mailbox,
+						 .uidvalidity = j->uidvalidity,
+						 .view_max = j->view_max,
+						 .max_new = extend_max(j->view_count)};
+		j->inflight = true;
+		s->base.busy++;
+		store_read(j->st, s->srv->bulk, extend_work, extend_done, j);
 		return;
 	}
 	if (j->load) { /* a stored order first */

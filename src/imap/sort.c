@@ -155,6 +155,12 @@ static int row_cmp(const void *a, const void *b, void *arg)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+int imap_sort_row_cmp(const struct imap_search *q, const struct imap_sort_row *a,
+		      const struct imap_sort_row *b)
+{
+	return row_cmp(a, b, (void *)q);
+}
+
 /* The sort runs on a compact array: per row its first criterion as one
  * unsigned number whose order is the criterion's (a string key's 8-octet
  * prefix; REVERSE: complemented), its index and sequence number. Only ties

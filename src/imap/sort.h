@@ -12,6 +12,8 @@
 #include "imap/fetch.h"
 #include "imap/parse.h"
 
+struct store_snap;
+
 struct mime_sortinfo;
 
 struct imap_session;
@@ -62,6 +64,32 @@ struct imap_sort_order {
 	size_t n;
 };
 struct imap_sort_orders;
+/* A kept order made for a view whose highest UID is below view_max, brought
+ * up to date (sortmerge.c) on a worker, in a read snapshot: the messages
+ * above its max_uid (at most max_new of them) are sorted and put into it by
+ * binary search, reading one message's keys per probe. 0 with uids (xmalloc,
+ * n: the order for view_max) and the figures; 1 when it cannot be done that
+ * way (more new messages, keys not kept apart: the caller sorts every
+ * message); -1 with *err_r. */
+struct imap_sort_extend {
+	/* in */
+	const struct imap_search *q;
+	const struct imap_sort_order *order; /* referenced by the caller */
+	const char *user, *mailbox;
+	uint32_t uidvalidity, view_max;
+	size_t max_new;
+	/* out */
+	uint32_t *uids;
+	size_t n, n_new, probes;
+};
+int imap_sort_order_extend(struct store_snap *sn, struct imap_sort_extend *x, char **err_r);
+/* The criteria's order of two rows, ties by their seq (imap_sort_rows's) */
+int imap_sort_row_cmp(const struct imap_search *q, const struct imap_sort_row *a,
+		      const struct imap_sort_row *b);
+/* The kept order for q even if made for fewer messages than view_max has
+ * (for imap_sort_order_extend), referenced; NULL if none. */
+struct imap_sort_order *imap_sort_order_get_any(struct imap_sort_orders *c, const char *user,
+						uint32_t uidvalidity, const struct imap_search *q);
 /* orders of this many messages or more are also kept in the store
  * (store_sort_order_save), for the first SORT of another process */
 #define IMAP_SORT_STORED_MIN 1000
@@ -90,7 +118,6 @@ void imap_sort_order_forget(struct imap_sort_orders *c, struct imap_sort_order *
  * then its content: the MIME cache (built into built when the store has
  * none) and, when need_blob or to build the cache, the blob loaded into bl;
  * -1 if the message is gone meanwhile. */
-struct store_snap;
 struct store_msg;
 void imap_search_msg(struct imap_msg *m, const struct store_msg *sm);
 int imap_search_load(struct store_snap *sn, const struct store_msg *sm, bool need_blob,

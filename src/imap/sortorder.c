@@ -224,6 +224,22 @@ struct imap_sort_order *imap_sort_order_get(struct imap_sort_orders *c, const ch
 	return o;
 }
 
+struct imap_sort_order *imap_sort_order_get_any(struct imap_sort_orders *c, const char *user,
+						uint32_t uidvalidity, const struct imap_search *q)
+{
+	uint8_t crit[IMAP_SORT_MAX_CRIT];
+	size_t n;
+	struct imap_sort_order *o;
+
+	if (c == NULL || c->max_bytes == 0)
+		return NULL;
+	imap_sort_crit(q, crit, &n);
+	o = order_find(c, user, uidvalidity, crit, n, key_hash(user, uidvalidity, crit, n));
+	if (o != NULL)
+		o->refs++;
+	return o;
+}
+
 void imap_sort_order_put(struct imap_sort_orders *c, const char *user, uint32_t uidvalidity,
 			 const struct imap_search *q, uint32_t max_uid, uint32_t *uids, size_t n)
 {

@@ -83,13 +83,15 @@ def test_new_and_expunged_messages(make_server):
     assert d.cmd("SELECT box").ok
     first = same_as_uncached(c, "SUBJECT")
     same_as_uncached(d, "SUBJECT")
-    # new messages: the next SORT of a view that has them sorts again
+    # new messages: the next SORT of a view that has them merges them into
+    # the kept order (imap/sortmerge.c)
     for date, m in msgs[80:]:
         assert append(d, "box", m, "", date).ok
     assert d.cmd("NOOP").ok
     at = len(srv.log())
     after = same_as_uncached(d, "SUBJECT")
-    assert len(after) == 120 and kept_used(srv, at)[0] == 1
+    assert len(after) == 120 and kept_used(srv, at)[0] == 0
+    assert "40 new messages merged into a kept order" in srv.log()[at:]
     # a view that has not seen them yet still uses the newer order
     at = len(srv.log())
     assert sort(c, "SUBJECT") == first
@@ -334,4 +336,86 @@ def test_narrow_sorts_sort_their_matches_only(make_server):
     same_as_uncached(c, "SUBJECT", "1:150")
     assert kept_used(srv, at)[0] == 1
     same_as_uncached(c, "SUBJECT", "UID 1:10")  # uses it
+    c.close()
+
+
+def merged(srv, since):
+    return re.findall(r"sort: (\d+) new messages merged into a kept order", srv.log()[since:])
+
+
+def test_new_mail_is_merged_into_kept_orders(make_server):
+    """A kept order older than the view gets the new messages by binary
+    search (imap/sortmerge.c) instead of a sort of every message: for every
+    list of criteria, with ties between old and new messages, probes that
+    land on expunged messages (runs of them), new messages expunged again,
+    the answer equals the uncached path's. Too many new messages are sorted
+    with the rest; the merged order is kept, and stored from 1,000 on."""
+    srv = make_server(log_level="debug")
+    c = srv.imap_login()
+    msgs = corpus(420, 77)
+    fill(c, "box", msgs[:300])
+    d = srv.imap_login()
+    assert d.cmd("SELECT box").ok
+    for crit in CRITERIA:
+        same_as_uncached(c, crit)
+    # runs of expunged messages across the order, some new mail (copies of
+    # old messages too: equal keys, so ties by sequence number)
+    assert d.cmd("STORE 20:90,150,200:260 +FLAGS.SILENT (\\Deleted)").ok
+    assert d.cmd("EXPUNGE").ok
+    batch = msgs[300:330] + msgs[:5]
+    for date, m in batch:
+        assert append(d, "box", m, "", date).ok
+    assert c.cmd("NOOP").ok
+    at = len(srv.log())
+    for crit in CRITERIA:
+        assert len(same_as_uncached(c, crit)) == 300 - 71 - 1 - 61 + len(batch), crit
+    assert merged(srv, at) == [str(len(batch))] * len(CRITERIA), srv.log()[at:][-3000:]
+    # again, with one of the new ones expunged before the next batch
+    assert d.cmd("UID STORE %d +FLAGS.SILENT (\\Deleted)" % (300 + 3)).ok
+    assert d.cmd("EXPUNGE").ok
+    for date, m in msgs[330:340]:
+        assert append(d, "box", m, "", date).ok
+    assert c.cmd("NOOP").ok
+    at = len(srv.log())
+    for crit in ("SUBJECT", "REVERSE DATE", "FROM REVERSE SUBJECT", "SIZE"):
+        same_as_uncached(c, crit)
+        assert sort(c, crit, "UID 1:*") == sort(c, crit, "UID 1:* " + SLOW)
+    assert merged(srv, at) == ["10"] * 4
+    # more new messages than a merge takes (64 here): every message sorted
+    for date, m in msgs[340:420]:
+        assert append(d, "box", m, "", date).ok
+    assert c.cmd("NOOP").ok
+    at = len(srv.log())
+    same_as_uncached(c, "SUBJECT")
+    assert merged(srv, at) == [] and kept_used(srv, at)[0] == 1
+    c.close()
+    d.close()
+
+
+def test_merged_orders_are_stored(make_server):
+    srv = make_server(log_level="debug")
+    c = srv.imap_login()
+    big_box(srv, c, "big", 1100, 78)
+    same_as_uncached(c, "SUBJECT")
+    rows = wait_rows(srv, 1)
+    assert rows[0][1] == 1100
+    for date, m in corpus(5, 79):
+        assert append(c, "big", m, "", date).ok
+    assert c.cmd("NOOP").ok
+    at = len(srv.log())
+    same_as_uncached(c, "SUBJECT")
+    assert merged(srv, at) == ["5"]
+    end = time.monotonic() + 15
+    while stored(srv)[0][1] != 1105:
+        assert time.monotonic() < end, stored(srv)
+        time.sleep(0.05)
+    c.close()
+    # a new process starts from the stored, merged order
+    srv.stop()
+    srv.start()
+    c = srv.imap_login()
+    assert c.cmd("SELECT big").ok
+    at = len(srv.log())
+    a = same_as_uncached(c, "SUBJECT")
+    assert len(a) == 1105 and "sort: a stored order" in srv.log()[at:]
     c.close()
