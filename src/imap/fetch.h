@@ -49,6 +49,11 @@ struct imap_msg {
 	 * from mc (imap_search_hooks.thread_keys) */
 	const void *thread_keys;
 	size_t thread_keys_len;
+	/* SENTBEFORE/SENTON/SENTSINCE from the body's sort keys
+	 * (sortinfo.h, MSI_SENT: mime_message_day kept when the cache was
+	 * built) when sent_known, else from msg */
+	bool sent_known;
+	int32_t sent_day;
 };
 
 /* RFC 8474 objectids: 1*255 of ALPHA / DIGIT / "_" / "-". EMAILID: "E" and
@@ -126,6 +131,10 @@ void imap_blob_free(struct imap_blob *bl);
  * imap_search_needs_blob: true if a key reads the message (HEADER and its
  * shortcuts, BODY, TEXT, SENT*); m->msg may be NULL otherwise. */
 bool imap_search_needs_blob(const struct imap_search *s);
+/* true if imap_search_needs_blob is and every key that reads the message
+ * is SENTBEFORE, SENTON or SENTSINCE: the body's sort keys can answer them
+ * (imap_msg.sent_known) without the message. */
+bool imap_search_sent_only(const struct imap_search *s);
 /* true if every key that reads the message is a BODY key whose needle the
  * full-text index's BODY text answers exactly as the matcher would (not
  * empty, valid UTF-8, no line feed or NUL after folding: the text joins

@@ -108,17 +108,13 @@ static bool key_match(const struct imap_search_key *k, const struct imap_msg *m,
 		return date_cmp(k->kind, day_in_zone(m->internaldate, m->internaldate_tz), k->day);
 	case IMAP_SK_SENTBEFORE:
 	case IMAP_SK_SENTON:
-	case IMAP_SK_SENTSINCE: {
-		time_t t;
-		int tz;
-		/* a message without a readable Date: is dated 1970-01-01
-		 * (as Dovecot: SENTBEFORE matches it) */
-		if (!m->msg || !mime_message_date(m->msg, m->len, &t, &tz)) {
-			t = 0;
-			tz = 0;
-		}
-		return date_cmp(k->kind, day_in_zone(t, tz), k->day);
-	}
+	case IMAP_SK_SENTSINCE:
+		/* the Date: field's day in its own zone; 1970-01-01 without a
+		 * readable one (mime_message_day); the sort keys keep the same
+		 * day, computed by the same function when the cache was built */
+		return date_cmp(k->kind,
+				m->sent_known ? m->sent_day : mime_message_day(m->msg, m->len),
+				k->day);
 	case IMAP_SK_LARGER:
 		return m->size > k->num;
 	case IMAP_SK_SMALLER:
@@ -206,6 +202,38 @@ static bool key_needs_blob(const struct imap_search_key *k)
 bool imap_search_needs_blob(const struct imap_search *s)
 {
 	return key_needs_blob(&s->root);
+}
+
+/* 1: k reads the message with SENT* keys only, 0: k does not read it, -1:
+ * another key of k reads it */
+static int key_sent_only(const struct imap_search_key *k)
+{
+	int r = 0;
+
+	switch (k->kind) {
+	case IMAP_SK_SENTBEFORE:
+	case IMAP_SK_SENTON:
+	case IMAP_SK_SENTSINCE:
+		return 1;
+	case IMAP_SK_HEADER:
+	case IMAP_SK_BODY:
+	case IMAP_SK_TEXT:
+		return -1;
+	default:
+		break;
+	}
+	for (size_t i = 0; i < k->n_sub; i++) {
+		int sub = key_sent_only(&k->sub[i]);
+		if (sub < 0)
+			return -1;
+		r |= sub;
+	}
+	return r;
+}
+
+bool imap_search_sent_only(const struct imap_search *s)
+{
+	return key_sent_only(&s->root) > 0;
 }
 
 /* The matcher (mime_search_body) looks for the needle folded in each text

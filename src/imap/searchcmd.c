@@ -74,6 +74,10 @@ struct search_job {
 	bool sort_keys;
 	/* THREAD, likewise (STORE_MSG_THREAD): the thread keys of each body */
 	bool thread_keys;
+	/* every key that reads the message is SENT* (imap_search_sent_only):
+	 * needs_blob is false and the slices read the sort keys, which keep
+	 * the sent day (MSI_SENT); a body whose keys lack it reads its file */
+	bool sent_rows;
 	struct imap_sort_row *rows;
 	size_t n_rows, cap_rows;
 	/* the server's order of the criteria (sortorder.c), valid for the
@@ -250,6 +254,39 @@ struct match_ctx {
 	char *err;	       /* a message file that could not be read */
 };
 
+/* j->sent_rows, a body whose sort keys lack the sent day (made before
+ * MSI_SENT): its file is read, as before the keys had it, and its cache
+ * built again into built, to be saved: that writes keys with the day
+ * (store_cache_save), so the next SEARCH reads no file for it. -1 as
+ * imap_search_load (errno). */
+static int sent_from_file(struct match_ctx *cx, const struct store_msg *sm, struct imap_msg *m,
+			  struct mime_cache *mc, struct buf *built)
+{
+	struct store_msg b = *sm;
+	char *name = NULL, *err = NULL;
+
+	b.cache = NULL; /* built again */
+	b.cache_len = 0;
+	if (b.blob == NULL) { /* a STORE_MSG_SORT row */
+		if (store_snap_blob_name(cx->sn, sm->message_id, &name, &err) < 0) {
+			log_err("imap: search: body %" PRId64 ": %s", sm->message_id,
+				err != NULL ? err : "error");
+			free(err);
+			errno = EIO;
+			return -1;
+		}
+		b.blob = name;
+	}
+	buf_reset(built);
+	int r = imap_search_load(cx->sn, &b, true, &cx->blob, m, mc, built);
+	int e = errno;
+	if (r == 0 && m->len != sm->size)
+		buf_reset(built); /* not all read: no cache of it is kept */
+	free(name);
+	errno = e;
+	return r;
+}
+
 static int match_each(void *arg, const struct store_msg *sm)
 {
 	struct match_ctx *cx = arg;
@@ -277,7 +314,7 @@ static int match_each(void *arg, const struct store_msg *sm)
 			si = &si_row;
 		else
 			log_warn("imap: search: bad sort keys for body %" PRId64, sm->message_id);
-	} else if ((j->needs_blob || j->sort_cache) &&
+	} else if ((j->needs_blob || j->sort_cache || j->sent_rows) &&
 		   imap_search_load(cx->sn, sm, j->needs_blob, &cx->blob, &m, &mc, &built) < 0) {
 		if (errno == ENOENT)
 			return 0; /* gone meanwhile */
@@ -285,6 +322,24 @@ static int match_each(void *arg, const struct store_msg *sm)
 		 * answering without this message */
 		cx->err = xasprintf("blob %s: %s", sm->blob, strerror(errno));
 		return 1;
+	}
+	if (j->sent_rows && m.msg == NULL) {
+		/* SENT*: the day the sort keys keep (the row's, else the
+		 * cache's), else the file's Date: field */
+		const struct mime_sortinfo *ss = si != NULL     ? si
+						 : m.mc != NULL ? mime_cache_sort(m.mc)
+								: NULL;
+		if (ss != NULL && (ss->flags & MSI_SENT)) {
+			m.sent_known = true;
+			m.sent_day = ss->sent_day;
+		} else if (sent_from_file(cx, sm, &m, &mc, &built) < 0) {
+			buf_free(&built);
+			if (errno == ENOENT)
+				return 0;
+			cx->err =
+			    xasprintf("body %" PRId64 ": %s", sm->message_id, strerror(errno));
+			return 1;
+		}
 	}
 	if (j->ctx_on) {
 		if (j->cx_n == j->cx_cap) {
@@ -327,8 +382,8 @@ static int match_each(void *arg, const struct store_msg *sm)
 		if (j->hooks != NULL)
 			j->hooks->match(j->hooks->arg, &m);
 	}
-	if ((j->sort_keys || j->thread_keys) && sm->sortkeys == NULL && built.len == 0 &&
-	    m.mc != NULL) {
+	if ((j->sort_keys || j->thread_keys || j->sent_rows) && sm->sortkeys == NULL &&
+	    built.len == 0 && m.mc != NULL && sm->cache != NULL) {
 		/* a body stored before sort_keys (or their thread column), with
 		 * a current cache: saving it again writes its keys
 		 * (store_cache_save), once */
@@ -695,6 +750,7 @@ static int search_work(struct store_snap *sn, void *arg, char **err_r)
 		res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr, 0,
 					  j->sort_keys                     ? STORE_MSG_SORT
 					  : j->thread_keys                 ? STORE_MSG_THREAD
+					  : j->sent_rows && !j->sort_cache ? STORE_MSG_SORT
 					  : j->needs_blob || j->sort_cache ? STORE_MSG_CACHE
 									   : STORE_MSG_PLAIN,
 					  match_each, &cx, err_r);
@@ -1460,9 +1516,17 @@ static void search_start(struct imap_session *s, struct search_job *j)
 	j->uidvalidity = s->sel->uidvalidity;
 	j->needs_blob = imap_search_needs_blob(&j->q) ||
 			(j->hooks != NULL && j->hooks->needs_blob);
+	if (j->needs_blob && (j->hooks == NULL || !j->hooks->needs_blob) &&
+	    imap_search_sent_only(&j->q)) {
+		/* SENT* alone: the sort keys keep the day (match_each) */
+		j->needs_blob = false;
+		j->sent_rows = true;
+	}
 	if (j->hooks != NULL && j->hooks->thread_keys) {
 		j->sort_cache = true; /* the cache alone, as for SORT */
-		j->thread_keys = !j->needs_blob;
+		/* THREAD with SENT* keys: the caches, which hold the thread
+		 * keys and the sent day (STORE_MSG_THREAD has no sort keys) */
+		j->thread_keys = !j->needs_blob && !j->sent_rows;
 	}
 	j->sort_keys = j->sort && !j->needs_blob;
 	if (j->sort_keys && j->hooks == NULL && imap_view_count(s) > 0) {

@@ -1538,7 +1538,7 @@ void mime_cache_build(const char *msg, size_t len, struct buf *out)
 	mime_thread_build(msg, len, out);
 	s_so = out->len;
 	/* env points into out: mime_sort_build reads it all before appending */
-	mime_sort_build(out->data + s_env, s_body - s_env, out);
+	mime_sort_build(out->data + s_env, s_body - s_env, msg, len, out);
 
 	h = (unsigned char *)out->data + start;
 	memcpy(h, "PMC", 3);

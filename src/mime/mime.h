@@ -205,5 +205,12 @@ bool mime_binary_decode(const char *msg, size_t len, bool keep_cte, mime_sink_fn
  * *t_r = the UTC instant and *tz_r = its offset in seconds; false if absent
  * or unparsable (RFC 5322 3.3, with the obsolete forms of 4.3). */
 bool mime_message_date(const char *msg, size_t len, time_t *t_r, int *tz_r);
+/* The day SENTBEFORE, SENTON and SENTSINCE compare (RFC 3501 6.4.4: the
+ * Date: field's date "disregarding time and timezone", i.e. as written in
+ * the field's own zone), in days since 1970-01-01: 0 (1970-01-01) for a
+ * message without a readable Date: field (as Dovecot: SENTBEFORE matches
+ * it). Kept in the sort section (sortinfo.h: MSI_SENT) so that SEARCH need
+ * not read the file; msg NULL counts as no field. */
+int32_t mime_message_day(const char *msg, size_t len);
 
 #endif

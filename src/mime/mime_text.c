@@ -1054,3 +1054,17 @@ bool mime_message_date(const char *msg, size_t len, time_t *t_r, int *tz_r)
 			return parse_date(f.value, f.value_len, t_r, tz_r);
 	return false;
 }
+
+int32_t mime_message_day(const char *msg, size_t len)
+{
+	time_t t;
+	int tz;
+
+	if (msg == NULL || !mime_message_date(msg, len, &t, &tz))
+		return 0;
+	int64_t local = (int64_t)t + tz;
+	int64_t d = local / 86400;
+	if (local % 86400 < 0)
+		d--; /* floor for instants before 1970 */
+	return (int32_t)d;
+}

@@ -170,7 +170,8 @@ static void put32(unsigned char *p, uint32_t v)
 		p[i] = (unsigned char)(v >> (8 * i));
 }
 
-void mime_sort_build(const char *env, size_t env_len, struct buf *out)
+void mime_sort_build(const char *env, size_t env_len, const char *msg, size_t msg_len,
+		     struct buf *out)
 {
 	char *key[MIME_SORT_N] = {NULL};
 	struct buf date = BUF_INIT, subj = BUF_INIT, name = BUF_INIT, mbox = BUF_INIT,
@@ -221,6 +222,8 @@ void mime_sort_build(const char *env, size_t env_len, struct buf *out)
 	key[MIME_SORT_SUBJECT] = casemap(base, strlen(base));
 	free(base);
 
+	if (msg != NULL)
+		flags |= MSI_SENT;
 	fixed[0] = flags;
 	put32(fixed + 1, (uint32_t)(uint64_t)when);
 	put32(fixed + 5, (uint32_t)((uint64_t)when >> 32));
@@ -232,6 +235,13 @@ void mime_sort_build(const char *env, size_t env_len, struct buf *out)
 			buf_appends(out, key[i]);
 		buf_appendc(out, '\0');
 		free(key[i]);
+	}
+	if (msg != NULL) {
+		/* the same function over the same octets as SEARCH's reading of
+		 * the file (imap/search.c), so both give the same day */
+		unsigned char day[4];
+		put32(day, (uint32_t)mime_message_day(msg, msg_len));
+		buf_append(out, (const char *)day, sizeof day);
 	}
 	buf_free(&date);
 	buf_free(&subj);
@@ -252,7 +262,7 @@ bool mime_sort_open(const void *p, size_t n, struct mime_sortinfo *si)
 	size_t at = MSI_FIXED;
 
 	memset(si, 0, sizeof *si);
-	if (p == NULL || n < MSI_FIXED || c[0] > MSI_DATE)
+	if (p == NULL || n < MSI_FIXED || (c[0] & ~(MSI_DATE | MSI_SENT)) != 0)
 		return false;
 	si->flags = c[0];
 	si->date = (int64_t)((uint64_t)get32(c + 1) | (uint64_t)get32(c + 5) << 32);
@@ -263,6 +273,12 @@ bool mime_sort_open(const void *p, size_t n, struct mime_sortinfo *si)
 		si->key[i] = (const char *)c + at;
 		si->len[i] = l;
 		at += (size_t)l + 1;
+	}
+	if (si->flags & MSI_SENT) {
+		if (n - at != 4)
+			return false;
+		si->sent_day = (int32_t)get32(c + at);
+		return true;
 	}
 	return at == n;
 }

@@ -1006,6 +1006,22 @@ static int snap_body(struct store_snap *sn, struct store_msg *m, sqlite3_stmt **
 	return STORE_OK;
 }
 
+int store_snap_blob_name(struct store_snap *sn, int64_t message_id, char **blob_r, char **err_r)
+{
+	sqlite3_stmt *q = store_sql(sn->d, "SELECT blob FROM messages WHERE id = ?1", err_r);
+	if (q == NULL)
+		return STORE_ERROR;
+	sqlite3_bind_int64(q, 1, message_id);
+	if (sqlite3_step(q) != SQLITE_ROW || sqlite3_column_type(q, 0) == SQLITE_NULL) {
+		*err_r = store_db_err(sn->d);
+		store_stmt_done(q);
+		return STORE_ERROR;
+	}
+	*blob_r = xstrdup((const char *)sqlite3_column_text(q, 0));
+	store_stmt_done(q);
+	return STORE_OK;
+}
+
 int store_snap_messages(struct store_snap *sn, const char *user, const char *mailbox,
 			uint32_t uidvalidity, const struct store_uid_range *ranges, size_t n,
 			uint64_t changedsince, enum store_msg_want want, store_msg_cb *cb,

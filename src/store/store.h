@@ -535,6 +535,9 @@ int store_snap_entries(struct store_snap *sn, const char *user, const char *mail
 /* Opens a message's blob read-only on the worker (0 with *fd_r, or -1 with
  * errno kept: ENOENT when the message was expunged after the snapshot began). */
 int store_snap_blob_open(struct store_snap *sn, const char *blob, int *fd_r, char **err_r);
+/* The blob's name of body message_id (a STORE_MSG_SORT row has none), a
+ * copy the caller frees. STORE_OK, or STORE_ERROR with *err_r. */
+int store_snap_blob_name(struct store_snap *sn, int64_t message_id, char **blob_r, char **err_r);
 /* QRESYNC (RFC 7162 3.2.5.1): the UIDs expunged from the mailbox with a
  * MODSEQ above since, in UID order, restricted to ranges (n 0 = all). The
  * expunge log keeps every expunge for the life of the mailbox (one row per

@@ -963,6 +963,19 @@ static void test_search_keys(void)
 	struct imap_search_key sent = dkey(IMAP_SK_SENTON, 0);
 	s.root.sub = &sent;
 	CHECK(imap_search_needs_blob(&s));
+	/* sent_only: SENT* the only keys that read the message (the sort
+	 * keys answer them) */
+	CHECK(imap_search_sent_only(&s));
+	struct imap_search_key both[] = {sent, notor}, sflag[] = {sent, subs[0]};
+	struct imap_search_key sor = key(IMAP_SK_OR);
+	sor.sub = sflag, sor.n_sub = 2;
+	s.root.sub = &sor;
+	CHECK(imap_search_sent_only(&s));
+	s.root.sub = both, s.root.n_sub = 2; /* and a HEADER key */
+	CHECK(imap_search_needs_blob(&s));
+	CHECK(!imap_search_sent_only(&s));
+	s.root.sub = &sq, s.root.n_sub = 1; /* nothing reads the message */
+	CHECK(!imap_search_sent_only(&s));
 	tmsg_free(&t1);
 	tmsg_free(&t2);
 }
@@ -1018,6 +1031,21 @@ static void test_search_dates(void)
 	CHECK_INT(26, match1(dkey(IMAP_SK_SENTBEFORE, day(2000, 1, 1)), &t2.m, NULL, 0), true);
 	CHECK_INT(27, match1(dkey(IMAP_SK_SENTSINCE, day(2000, 1, 1)), &t2.m, NULL, 0), false);
 	CHECK_INT(28, match1(dkey(IMAP_SK_SENTON, 0), &t2.m, NULL, 0), true);
+	/* the day the sort keys keep (sent_known) is taken, not the message's */
+	t1.m.sent_known = true;
+	t1.m.sent_day = d2;
+	CHECK_INT(40, match1(dkey(IMAP_SK_SENTON, d2), &t1.m, NULL, 0), true);
+	CHECK_INT(41, match1(dkey(IMAP_SK_SENTON, d1), &t1.m, NULL, 0), false);
+	t1.m.sent_known = false;
+	struct imap_msg bare = t1.m; /* no message loaded, a day kept */
+	bare.msg = NULL;
+	bare.len = 0;
+	bare.sent_known = true;
+	bare.sent_day = d1;
+	CHECK_INT(42, match1(dkey(IMAP_SK_SENTON, d1), &bare, NULL, 0), true);
+	CHECK_INT(43, match1(dkey(IMAP_SK_SENTBEFORE, d1), &bare, NULL, 0), false);
+	bare.sent_known = false; /* neither: 1970-01-01 */
+	CHECK_INT(44, match1(dkey(IMAP_SK_SENTON, 0), &bare, NULL, 0), true);
 	/* a Date: in +1400 just after midnight */
 	static const char m3[] = "Date: Wed, 2 Dec 2026 00:30:00 +1400\r\n\r\nx\r\n";
 	struct tmsg t3;

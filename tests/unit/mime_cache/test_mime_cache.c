@@ -503,6 +503,26 @@ static void test_dates(void)
 			CHECK_INT(i, tz, cases[i].tz);
 		}
 	}
+
+	/* the day SENT* compare (RFC 3501 6.4.4): in the field's own zone,
+	 * 1970-01-01 (0) without a readable field */
+	static const struct {
+		const char *hdr;
+		int32_t day;
+	} days[] = {
+	    /* 0: 2026-12-02 23:30 -1100 is 2026-12-03 10:30 UTC: still the 2nd */
+	    {"Date: Wed, 2 Dec 2026 23:30:00 -1100\r\n\r\n", 20789},
+	    /* 2026-12-03 00:30 +1400 is 2026-12-02 10:30 UTC: the 3rd */
+	    {"Date: Thu, 3 Dec 2026 00:30:00 +1400\r\n\r\n", 20790},
+	    {"Date: 2 Dec 26 23:59:59 EST\r\n\r\n", 20789},
+	    {"Date: 31 Dec 1969 23:00:00 +0000\r\n\r\n", -1},
+	    {"Subject: no date\r\n\r\n", 0},
+	    /* 5 */ {"Date: garbage\r\n\r\n", 0},
+	    {"Date: 1 Jan 2020 10:00 Z\r\n\r\n", 18262},
+	};
+	for (i = 0; i < sizeof(days) / sizeof(days[0]); i++)
+		CHECK_INT(100 + i, mime_message_day(days[i].hdr, strlen(days[i].hdr)), days[i].day);
+	CHECK_INT(199, mime_message_day(NULL, 0), 0);
 }
 
 static void test_search(void)
@@ -920,8 +940,9 @@ static void test_sort_section(void)
 	mime_cache_build(m.data, m.len, &c);
 	CHECK(mime_cache_open(&mc, c.data, c.len));
 	si = mime_cache_sort(&mc);
-	CHECK_INT(1, si->flags, MSI_DATE);
+	CHECK_INT(1, si->flags, MSI_DATE | MSI_SENT);
 	CHECK_INT(2, si->date, 1796202000LL);
+	CHECK_INT(2, si->sent_day, 20789); /* 2026-12-02 */
 	k = mime_casemap_key("Hello Wörld", strlen("Hello Wörld"));
 	CHECK_STR(3, si->key[MIME_SORT_SUBJECT], k);
 	CHECK_INT(4, si->len[MIME_SORT_SUBJECT], strlen(k));
@@ -948,7 +969,8 @@ static void test_sort_section(void)
 	mime_cache_build(m.data, m.len, &c);
 	CHECK(mime_cache_open(&mc, c.data, c.len));
 	si = mime_cache_sort(&mc);
-	CHECK_INT(9, si->flags, 0);
+	CHECK_INT(9, si->flags, MSI_SENT); /* no Date: the sent day is 1970-01-01 */
+	CHECK_INT(9, si->sent_day, 0);
 	for (int i = 0; i < MIME_SORT_N; i++) {
 		CHECK_STR(10 + i, si->key[i], "");
 		CHECK_INT(20 + i, si->len[i], 0);
@@ -960,17 +982,36 @@ static void test_sort_section(void)
 		struct buf b = BUF_INIT;
 		static const char env[] = "(NIL \"abc\" NIL NIL NIL NIL NIL NIL NIL NIL)";
 
-		mime_sort_build(env, sizeof env - 1, &b);
+		/* without a message: no sent day, as a section made before
+		 * MSI_SENT, which still opens */
+		mime_sort_build(env, sizeof env - 1, NULL, 0, &b);
 		CHECK(mime_sort_open(b.data, b.len, &t));
+		CHECK_INT(30, t.flags, 0);
 		CHECK(t.len[MIME_SORT_SUBJECT] > 0);
 		CHECK(!mime_sort_open(b.data, b.len - 1, &t)); /* a key cut */
-		b.data[0] = 2;                                 /* unknown flag */
+		b.data[0] = 4;                                 /* unknown flag */
+		CHECK(!mime_sort_open(b.data, b.len, &t));
+		b.data[0] = MSI_SENT; /* the day announced, not there */
 		CHECK(!mime_sort_open(b.data, b.len, &t));
 		b.data[0] = 0;
 		b.data[9] += 1; /* the subject's length past its NUL */
 		CHECK(!mime_sort_open(b.data, b.len, &t));
 		b.data[9] -= 1;
 		buf_appendc(&b, 'x'); /* bytes after */
+		CHECK(!mime_sort_open(b.data, b.len, &t));
+		buf_free(&b);
+
+		/* with a message: the day follows the keys */
+		static const char hdr[] = "Date: Wed, 2 Dec 2026 23:30:00 -1100\r\n\r\n";
+		mime_sort_build(env, sizeof env - 1, hdr, sizeof hdr - 1, &b);
+		CHECK(mime_sort_open(b.data, b.len, &t));
+		CHECK_INT(31, t.flags, MSI_SENT);
+		CHECK_INT(32, t.sent_day, 20789);
+		CHECK(!mime_sort_open(b.data, b.len - 1, &t)); /* the day cut */
+		b.data[0] = 0; /* the day there, not announced: bytes after */
+		CHECK(!mime_sort_open(b.data, b.len, &t));
+		b.data[0] = MSI_SENT;
+		buf_appendc(&b, 'x'); /* bytes after the day */
 		CHECK(!mime_sort_open(b.data, b.len, &t));
 		buf_free(&b);
 	}
