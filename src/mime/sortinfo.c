@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "mime/mime.h"
+#include "core/endian.h"
 #include "mime/sortinfo.h"
 #include "mime/subject.h"
 
@@ -164,12 +165,6 @@ static char *display_key(const struct buf *name, const struct buf *mailbox,
 	return k;
 }
 
-static void put32(unsigned char *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
 void mime_sort_build(const char *env, size_t env_len, const char *msg, size_t msg_len,
 		     struct buf *out)
 {
@@ -225,10 +220,9 @@ void mime_sort_build(const char *env, size_t env_len, const char *msg, size_t ms
 	if (msg != NULL)
 		flags |= MSI_SENT;
 	fixed[0] = flags;
-	put32(fixed + 1, (uint32_t)(uint64_t)when);
-	put32(fixed + 5, (uint32_t)((uint64_t)when >> 32));
+	le64_put(fixed + 1, (uint64_t)when);
 	for (int i = 0; i < MIME_SORT_N; i++)
-		put32(fixed + 9 + 4 * i, key[i] != NULL ? (uint32_t)strlen(key[i]) : 0);
+		le32_put(fixed + 9 + 4 * i, key[i] != NULL ? (uint32_t)strlen(key[i]) : 0);
 	buf_append(out, (const char *)fixed, sizeof fixed);
 	for (int i = 0; i < MIME_SORT_N; i++) {
 		if (key[i] != NULL)
@@ -240,7 +234,7 @@ void mime_sort_build(const char *env, size_t env_len, const char *msg, size_t ms
 		/* the same function over the same octets as SEARCH's reading of
 		 * the file (imap/search.c), so both give the same day */
 		unsigned char day[4];
-		put32(day, (uint32_t)mime_message_day(msg, msg_len));
+		le32_put(day, (uint32_t)mime_message_day(msg, msg_len));
 		buf_append(out, (const char *)day, sizeof day);
 	}
 	buf_free(&date);
@@ -249,11 +243,6 @@ void mime_sort_build(const char *env, size_t env_len, const char *msg, size_t ms
 	buf_free(&mbox);
 	buf_free(&host);
 	buf_free(&tmp);
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 bool mime_sort_open(const void *p, size_t n, struct mime_sortinfo *si)
@@ -265,9 +254,9 @@ bool mime_sort_open(const void *p, size_t n, struct mime_sortinfo *si)
 	if (p == NULL || n < MSI_FIXED || (c[0] & ~(MSI_DATE | MSI_SENT)) != 0)
 		return false;
 	si->flags = c[0];
-	si->date = (int64_t)((uint64_t)get32(c + 1) | (uint64_t)get32(c + 5) << 32);
+	si->date = (int64_t)le64_get(c + 1);
 	for (int i = 0; i < MIME_SORT_N; i++) {
-		uint32_t l = get32(c + 9 + 4 * i);
+		uint32_t l = le32_get(c + 9 + 4 * i);
 		if (l >= n - at || c[at + l] != '\0' || memchr(c + at, '\0', l) != NULL)
 			return false;
 		si->key[i] = (const char *)c + at;
@@ -277,7 +266,7 @@ bool mime_sort_open(const void *p, size_t n, struct mime_sortinfo *si)
 	if (si->flags & MSI_SENT) {
 		if (n - at != 4)
 			return false;
-		si->sent_day = (int32_t)get32(c + at);
+		si->sent_day = (int32_t)le32_get(c + at);
 		return true;
 	}
 	return at == n;
