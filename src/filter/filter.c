@@ -538,7 +538,7 @@ static bool spool_work(void *arg, const char *msg, size_t len, struct store_spoo
 		char *err = NULL;
 		j->thr_junk = xcalloc(j->n_users, sizeof(*j->thr_junk));
 		j->thr_reject = xcalloc(j->n_users, sizeof(*j->thr_reject));
-		if (store_read_here(j->st, thresholds_read, j, &err) < 0) {
+		if (store_read_lookup(j->st, thresholds_read, j, &err) < 0) {
 			x_free(&j->thr_junk);
 			x_free(&j->thr_reject);
 		}

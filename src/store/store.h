@@ -283,6 +283,12 @@ void store_read(struct store *st, struct pool *p, store_read_fn *fn, store_read_
  * transaction; 0, or -1 with *err_r (xmalloc'd). The read connections must
  * exist: store_readers_init, on the loop thread, before any such call. */
 int store_read_here(struct store *st, store_read_fn *fn, void *arg, char **err_r);
+/* store_read_here for a few indexed lookups (the statistical filter's
+ * counts, a threshold), on a read connection that does not map the file:
+ * SQLite drops a connection's mapping at its first read after any commit and
+ * maps the file again, and each munmap stops every CPU the daemon runs on
+ * (a TLB shootdown) — per message, for reads that gain nothing from it. */
+int store_read_lookup(struct store *st, store_read_fn *fn, void *arg, char **err_r);
 void store_readers_init(struct store *st);
 /* The snapshot's versions of store_mailbox_status and store_mail_list (for
  * store_read_fn; cb runs on the worker thread). */
