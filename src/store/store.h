@@ -158,7 +158,9 @@ void store_spool_discard(struct store_spool **spp);
  * if out holds the new content (its file then replaces sp's: sp holds the
  * new bytes), false to keep sp as it is. Then done(arg, result) runs on the
  * loop thread: 0, or -1 if a read or write failed (discard sp then). From
- * the call until done, sp must not be written, committed or discarded.
+ * the call until done, sp must not be written or committed; a discard
+ * meanwhile (the transaction refused while fn reads) takes effect after
+ * done, which still runs (its caller then drops the result).
  * Memory: the buffer or the mapping (page cache), not a copy, whatever the
  * size. */
 typedef bool store_spool_filter_fn(void *arg, const char *msg, size_t len,
