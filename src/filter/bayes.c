@@ -343,7 +343,7 @@ void bayes_classify(struct bayes *b, const struct bayes_tokens *t, const int64_t
 	char *err = NULL;
 	for (size_t i = 0; i < n; i++)
 		v[i] = (struct bayes_verdict){.prob = 0.5};
-	if (store_read_here(b->st, classify_here_fn, &c, &err) < 0) {
+	if (store_read_lookup(b->st, classify_here_fn, &c, &err) < 0) {
 		/* as classify_done: the filter goes on without this verdict */
 		log_warn("bayes: classification failed: %s", err ? err : "?");
 		for (size_t i = 0; i < n; i++) {

@@ -95,7 +95,7 @@ fail:
 
 int filter_stop(struct filter *f)
 {
-	return f != NULL ? bayes_stop(f->bayes) : 0;
+	return f != NULL ? bayes_stop(f->bayes) + f->jobs : 0;
 }
 
 void filter_free(struct filter **fp)
@@ -538,7 +538,7 @@ static bool spool_work(void *arg, const char *msg, size_t len, struct store_spoo
 		char *err = NULL;
 		j->thr_junk = xcalloc(j->n_users, sizeof(*j->thr_junk));
 		j->thr_reject = xcalloc(j->n_users, sizeof(*j->thr_reject));
-		if (store_read_here(j->st, thresholds_read, j, &err) < 0) {
+		if (store_read_lookup(j->st, thresholds_read, j, &err) < 0) {
 			x_free(&j->thr_junk);
 			x_free(&j->thr_reject);
 		}
@@ -593,6 +593,7 @@ static void on_spool_done(void *arg, int result)
 {
 	struct spool_job *j = arg;
 	struct filter_tx *t = j->t;
+	j->f->jobs--;
 	if (t == NULL) { /* orphaned: the transaction went meanwhile */
 		spool_job_free(j);
 		return;
@@ -726,6 +727,8 @@ static void spool_start(struct filter_tx *t)
 		return;
 	}
 	t->job = j;
+	j->f = f;
+	f->jobs++;
 	store_spool_filter(t->sp, f->pool, spool_work, on_spool_done, j);
 }
 
@@ -944,15 +947,8 @@ void filter_end(struct filter_tx *t, const struct filter_auth *a, struct store_s
 	if (!t->sub)
 		common_reasons(t);
 	t->resume = NULL; /* no resume wanted after the data's end */
-	/* No milter: nothing can edit the message or end it before the spool
-	 * job, which then runs on a worker while clamd scans (and the
-	 * statistical filter right after it), instead of one after another. */
-	if (t->mt == NULL) {
-		t->early = true;
-		spool_start(t);
-	}
 	t->end_started = true;
-	filter_data_end(t);
+	filter_data_end(t, sp); /* the spool job, if it did not start yet */
 	if (t->mt != NULL) {
 		t->milter_wait = true;
 		milter_end(t->mt, on_milter_end, t);
@@ -962,8 +958,18 @@ void filter_end(struct filter_tx *t, const struct filter_auth *a, struct store_s
 		t->end_timer = loop_timer_add(t->f->l, 0, on_end_start, t);
 }
 
-void filter_data_end(struct filter_tx *t)
+void filter_data_end(struct filter_tx *t, struct store_spool *sp)
 {
+	/* No milter: nothing can edit the message or end it before the spool
+	 * job, which then starts now on a worker, while policy verifies DKIM
+	 * and looks up DMARC and while clamd scans, instead of after them (a
+	 * refusal meanwhile orphans it: its result is dropped, the spool freed
+	 * after it, store_spool_discard). */
+	if (t->mt == NULL && sp != NULL && !t->spool_started) {
+		t->sp = sp;
+		t->early = true;
+		spool_start(t);
+	}
 	if (t->cs == NULL || t->clamd_ended)
 		return;
 	t->clamd_ended = true;

@@ -123,9 +123,11 @@ struct filter_end_verdict {
 };
 typedef void filter_end_cb(void *arg, const struct filter_end_verdict *v);
 /* The last byte is in (before policy's end, whose DKIM and DMARC work then
- * overlaps clamd's scan): ends clamd's stream now. Optional; filter_end
- * does it otherwise. No callback from it. */
-void filter_data_end(struct filter_tx *t);
+ * overlaps these): ends clamd's stream now and, when no milter can edit the
+ * message, starts the worker step over sp (the complete spool, as for
+ * filter_end; filter_tx_users first). Optional; filter_end does it
+ * otherwise. No callback from it. */
+void filter_data_end(struct filter_tx *t, struct store_spool *sp);
 /* After the last byte and policy's verdict. sp: the complete spool (read,
  * and rewritten for a milter's header changes, on a worker; not written,
  * committed or discarded by the caller until cb). cb once, never inside. */

@@ -29,6 +29,10 @@ struct filter {
 	struct bayes *bayes;   /* NULL: spam_filter off */
 	double junk_score, reject_score;
 	bool dnsbl_enforce, dnsbl_drop, clamd_accept;
+	/* spool jobs in flight, orphaned ones included (their transaction
+	 * went while the worker read): filter_stop counts them, so that the
+	 * drain lets them end before filter_free */
+	int jobs;
 };
 
 struct filter_conn {
@@ -43,6 +47,7 @@ struct filter_conn {
 /* The worker's share of the end of data (it may outlive its transaction:
  * t NULL then). */
 struct spool_job {
+	struct filter *f;
 	struct filter_tx *t;
 	const struct attach_rules *attach;
 	bool tokenize;

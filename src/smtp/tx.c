@@ -581,9 +581,12 @@ void smtp_data_done(struct smtp_session *s)
 			end_tx(s, 452);
 			return;
 		}
-		/* clamd's scan ends now, while policy verifies (filter.h) */
-		if (tx->flt != NULL)
-			filter_data_end(tx->flt);
+		/* clamd's scan ends and the filter's worker step starts now,
+		 * while policy verifies (filter.h) */
+		if (tx->flt != NULL) {
+			filter_tx_users(tx->flt, tx->user_ids, tx->n_users);
+			filter_data_end(tx->flt, tx->sp);
+		}
 		/* Durability contract: 250 only from the commit completion. */
 		s->base.busy++;
 		session_park(&s->base);

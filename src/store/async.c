@@ -16,11 +16,13 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 
+/* Two kinds of read connection: [1] maps the file (READER_MMAP), [0] does
+ * not (store_read_lookup). */
 struct store_readers {
 	pthread_mutex_t mu;
-	struct store_db **idle; /* connections not in use */
-	size_t n_idle, cap;
-	size_t n_open;
+	struct store_db **idle[2]; /* connections not in use */
+	size_t n_idle[2], cap[2];
+	size_t n_open[2];
 };
 
 struct read_job {
@@ -52,8 +54,9 @@ static void reader_close(struct store_db *d)
  * code (docs/design.md). The WAL is read as before. */
 #define READER_MMAP " PRAGMA mmap_size = 268435456;"
 
-/* On a worker: a new read connection, or NULL with *err_r. */
-static struct store_db *reader_open(struct store *st, char **err_r)
+/* On a worker: a new read connection (map: with READER_MMAP), or NULL
+ * with *err_r. */
+static struct store_db *reader_open(struct store *st, bool map, char **err_r)
 {
 	struct store_db *d = xcalloc(1, sizeof *d);
 	char *path = xasprintf("%s/postern.db", st->dir);
@@ -68,41 +71,42 @@ static struct store_db *reader_open(struct store *st, char **err_r)
 		return NULL;
 	}
 	sqlite3_busy_timeout(d->db, 10000);
-	if (store_exec(d, "PRAGMA query_only = ON; PRAGMA foreign_keys = ON;" READER_MMAP, err_r) < 0) {
+	if (store_exec(d, "PRAGMA query_only = ON; PRAGMA foreign_keys = ON;", err_r) < 0 ||
+	    (map && store_exec(d, READER_MMAP, err_r) < 0)) {
 		reader_close(d);
 		return NULL;
 	}
 	return d;
 }
 
-static struct store_db *reader_get(struct store *st, char **err_r)
+static struct store_db *reader_get(struct store *st, bool map, char **err_r)
 {
 	struct store_readers *r = st->readers;
 	struct store_db *d = NULL;
 	pthread_mutex_lock(&r->mu);
-	if (r->n_idle > 0)
-		d = r->idle[--r->n_idle];
+	if (r->n_idle[map] > 0)
+		d = r->idle[map][--r->n_idle[map]];
 	pthread_mutex_unlock(&r->mu);
 	if (d != NULL)
 		return d;
-	d = reader_open(st, err_r);
+	d = reader_open(st, map, err_r);
 	if (d != NULL) {
 		pthread_mutex_lock(&r->mu);
-		r->n_open++;
+		r->n_open[map]++;
 		pthread_mutex_unlock(&r->mu);
 	}
 	return d;
 }
 
-static void reader_put(struct store *st, struct store_db *d)
+static void reader_put(struct store *st, bool map, struct store_db *d)
 {
 	struct store_readers *r = st->readers;
 	pthread_mutex_lock(&r->mu);
-	if (r->n_idle == r->cap) {
-		r->cap = r->cap ? r->cap * 2 : 8;
-		r->idle = xrealloc(r->idle, r->cap * sizeof *r->idle);
+	if (r->n_idle[map] == r->cap[map]) {
+		r->cap[map] = r->cap[map] ? r->cap[map] * 2 : 8;
+		r->idle[map] = xrealloc(r->idle[map], r->cap[map] * sizeof *r->idle[map]);
 	}
-	r->idle[r->n_idle++] = d;
+	r->idle[map][r->n_idle[map]++] = d;
 	pthread_mutex_unlock(&r->mu);
 }
 
@@ -113,10 +117,12 @@ void store_readers_free(struct store *st)
 		return;
 	/* Every job has finished (the pools are freed before the store): all
 	 * connections are idle. */
-	x_assert(r->n_idle == r->n_open);
-	for (size_t i = 0; i < r->n_idle; i++)
-		reader_close(r->idle[i]);
-	free(r->idle);
+	for (int m = 0; m < 2; m++) {
+		x_assert(r->n_idle[m] == r->n_open[m]);
+		for (size_t i = 0; i < r->n_idle[m]; i++)
+			reader_close(r->idle[m][i]);
+		free(r->idle[m]);
+	}
 	pthread_mutex_destroy(&r->mu);
 	x_free(&st->readers);
 }
@@ -136,9 +142,9 @@ void store_readers_init(struct store *st)
 	readers_init(st);
 }
 
-int store_read_here(struct store *st, store_read_fn *fn, void *arg, char **err_r)
+static int read_here(struct store *st, bool map, store_read_fn *fn, void *arg, char **err_r)
 {
-	struct store_db *d = reader_get(st, err_r);
+	struct store_db *d = reader_get(st, map, err_r);
 	if (d == NULL)
 		return -1;
 	int result = -1;
@@ -151,8 +157,18 @@ int store_read_here(struct store *st, store_read_fn *fn, void *arg, char **err_r
 			*err_r = xstrdup("read failed");
 		store_exec(d, "COMMIT", NULL); /* read-only: nothing to lose */
 	}
-	reader_put(st, d);
+	reader_put(st, map, d);
 	return result;
+}
+
+int store_read_here(struct store *st, store_read_fn *fn, void *arg, char **err_r)
+{
+	return read_here(st, true, fn, arg, err_r);
+}
+
+int store_read_lookup(struct store *st, store_read_fn *fn, void *arg, char **err_r)
+{
+	return read_here(st, false, fn, arg, err_r);
 }
 
 static void read_work(void *arg)

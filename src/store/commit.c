@@ -298,6 +298,12 @@ static void spool_write_done(void *arg)
 	struct store_spool *sp = arg;
 	sp->writing = false;
 	if (sp->discarded) {
+		if (sp->filter != NULL) {
+			/* its done still runs (an orphan's: nothing kept), and
+			 * frees the spool after it */
+			spool_filter_start(sp);
+			return;
+		}
 		spool_free(sp, sp->unlink_at_free);
 		return;
 	}
@@ -398,8 +404,9 @@ static bool spool_restock(struct store_spool *sp)
 
 static void spool_free(struct store_spool *sp, bool unlink_spool)
 {
-	if (sp->writing) {
-		/* The worker's completion is still to run: it frees. */
+	if (sp->writing || sp->filter != NULL) {
+		/* The worker's completion (a write's, or store_spool_filter's)
+		 * is still to run: it frees. */
 		sp->discarded = true;
 		sp->unlink_at_free = unlink_spool;
 		return;
@@ -512,10 +519,16 @@ static void spool_filter_work(void *arg)
 static void spool_filter_done(void *arg)
 {
 	struct spool_filter *f = arg;
+	struct store_spool *sp = f->sp;
+	/* discarded during the job: nobody holds sp now (done may discard
+	 * it too, through its caller, which then frees it at once) */
+	bool discarded = sp->discarded;
 
-	f->sp->filter = NULL;
+	sp->filter = NULL;
 	f->done(f->arg, f->result);
 	free(f);
+	if (discarded)
+		spool_free(sp, sp->unlink_at_free);
 }
 
 static void spool_filter_start(struct store_spool *sp)

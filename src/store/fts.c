@@ -431,6 +431,9 @@ static void docs_free(struct fts_doc *docs, size_t n)
 
 /* ---- reading bodies (the indexer thread, the CLI) ---- */
 
+/* A body up to this size is read into memory; a larger one is mapped. */
+#define FTS_READ_MAX (1024 * 1024)
+
 /* The text of the body in blob (cache may be NULL): false if the blob is
  * gone (expunged meanwhile: errno ENOENT) or unreadable (errno). */
 static bool doc_extract(struct store *st, store_fts_extract_fn *fn, const char *blob,
@@ -451,15 +454,32 @@ static bool doc_extract(struct store *st, store_fts_extract_fn *fn, const char *
 		close(fd);
 		return true;
 	}
-	void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	size_t size = (size_t)sb.st_size;
+	if (size <= FTS_READ_MAX) {
+		/* read, not mapped: a munmap per message would stop every CPU
+		 * the daemon runs on (a TLB shootdown) */
+		char *b = xmalloc(size);
+		ssize_t got = pread(fd, b, size, 0);
+		int e = errno;
+		close(fd);
+		if (got < 0 || (size_t)got != size) {
+			free(b);
+			errno = got < 0 ? e : EIO;
+			return false;
+		}
+		fn(b, size, cache, cache_len, doc->cols);
+		free(b);
+		return true;
+	}
+	void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
 	int e = errno;
 	close(fd);
 	if (p == MAP_FAILED) {
 		errno = e;
 		return false;
 	}
-	fn(p, (size_t)sb.st_size, cache, cache_len, doc->cols);
-	munmap(p, (size_t)sb.st_size);
+	fn(p, size, cache, cache_len, doc->cols);
+	munmap(p, size);
 	return true;
 }
 

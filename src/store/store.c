@@ -848,8 +848,20 @@ static void blobs_clean(struct store *st)
 		log_info("store: removed %u orphan blobs", n);
 }
 
+/* Before SQLite's first use (sqlite3_config then; later it is refused,
+ * which is harmless). No memory statistics: with them every sqlite3_malloc
+ * and free in the process takes one global mutex, for which the committer,
+ * the workers' read connections and the loop thread contend (nothing here
+ * reads sqlite3_memory_used). */
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+static void sqlite_setup(void)
+{
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 struct store *store_open(const char *data_dir, char **err_r)
 {
+	pthread_once(&sqlite_once, sqlite_setup);
 	struct store *st = xcalloc(1, sizeof *st);
 	st->dir = xstrdup(data_dir);
 	st->spool_dfd = -1;

@@ -158,7 +158,9 @@ void store_spool_discard(struct store_spool **spp);
  * if out holds the new content (its file then replaces sp's: sp holds the
  * new bytes), false to keep sp as it is. Then done(arg, result) runs on the
  * loop thread: 0, or -1 if a read or write failed (discard sp then). From
- * the call until done, sp must not be written, committed or discarded.
+ * the call until done, sp must not be written or committed; a discard
+ * meanwhile (the transaction refused while fn reads) takes effect after
+ * done, which still runs (its caller then drops the result).
  * Memory: the buffer or the mapping (page cache), not a copy, whatever the
  * size. */
 typedef bool store_spool_filter_fn(void *arg, const char *msg, size_t len,
@@ -283,6 +285,12 @@ void store_read(struct store *st, struct pool *p, store_read_fn *fn, store_read_
  * transaction; 0, or -1 with *err_r (xmalloc'd). The read connections must
  * exist: store_readers_init, on the loop thread, before any such call. */
 int store_read_here(struct store *st, store_read_fn *fn, void *arg, char **err_r);
+/* store_read_here for a few indexed lookups (the statistical filter's
+ * counts, a threshold), on a read connection that does not map the file:
+ * SQLite drops a connection's mapping at its first read after any commit and
+ * maps the file again, and each munmap stops every CPU the daemon runs on
+ * (a TLB shootdown) — per message, for reads that gain nothing from it. */
+int store_read_lookup(struct store *st, store_read_fn *fn, void *arg, char **err_r);
 void store_readers_init(struct store *st);
 /* The snapshot's versions of store_mailbox_status and store_mail_list (for
  * store_read_fn; cb runs on the worker thread). */
