@@ -4,12 +4,13 @@ rows equal the cache path's (thread NULL, and no cache at all) on random
 corpora (missing and duplicate Message-IDs, References loops, empty
 subjects, identical dates: ties by sequence number, expunged messages,
 criteria, UID THREAD, 2,500 messages, a delivery meanwhile); a v13 database
-upgrades; FETCH of 500 / 501 messages; kept
-orders of several mailboxes; SIGTERM with bulk jobs in flight."""
+upgrades; damaged rows of every shape never crash (run it on the SAN build);
+FETCH of 500 / 501 messages; kept orders of several mailboxes; SIGTERM with
+bulk jobs in flight."""
 import random
 import time
 
-from conftest import imap_append
+from conftest import ClosedError, imap_append
 from test_imap_fts import multiappend
 from test_imap_thread import thread
 
@@ -129,6 +130,80 @@ def test_rows_vs_cache_random_corpora(make_server):
         s.db_exec("UPDATE sort_keys SET thread = NULL", "UPDATE messages SET cache = NULL")
         for q in QUERIES[:2]:
             assert thread(c, q) == want[q], (box, q, "no cache")
+    c.close()
+
+
+DAMAGED = [
+    b"",                                        # empty (not NULL)
+    b"\x00",                                    # truncated header
+    b"\x00" * 12,                               # no strings
+    b"\x08" + b"\x00" * 12 + b"s\x00",          # unknown flag
+    b"\x02" + b"\x00" * 8 + b"\x00\x00\x00\x00" + b"s\x00",   # THI_MSGID without the id
+    b"\x00" + b"\x00" * 8 + b"\xff\xff\xff\xff" + b"s\x00",   # huge n_refs
+    b"\x00" + b"\x00" * 8 + b"\x00\x01\x00\x00" + b"s\x00" + b"r\x00" * 3,  # 256 refs, 3 there
+    b"\x00" + b"\x00" * 8 + b"\x01\x00\x00\x00" + b"s\x00r",  # unterminated
+    b"\x00" + b"\x00" * 8 + b"\x00\x00\x00\x00" + b"s\x00extra\x00",  # trailing string
+    b"\x01" + b"\xff" * 8 + b"\x00\x00\x00\x00" + b"s\x00",   # date -1
+    b"\x01" + b"\x00" * 7 + b"\x80" + b"\x00\x00\x00\x00" + b"\x00",  # INT64_MIN date
+    b"\x07" + b"\xff" * 7 + b"\x7f" + b"\x01\x00\x00\x00" + b"\x00<a@x>\x00<a@x>\x00",  # max date
+]
+
+
+def test_damaged_rows_never_crash(make_server):
+    s = make_server("rev18dmg", imap_auth_plaintext_loopback="yes")
+    c = s.imap_login(USER)
+    load_corpus(c, "d", 30, 7)
+    db = s.db()
+    mids = [r[0] for r in db.execute(
+        "SELECT mm.message_id FROM mailbox_messages mm ORDER BY mm.uid").fetchall()]
+    db.close()
+    want = thread(c, "THREAD REFERENCES UTF-8 ALL")
+    for k, blob in enumerate(DAMAGED):
+        wait_filled(s)
+        s.db_exec("UPDATE sort_keys SET thread = x'%s' WHERE message_id IN (%d, %d)" % (
+            blob.hex(), mids[k % len(mids)], mids[(k * 7 + 3) % len(mids)]))
+        for q in ("THREAD REFERENCES UTF-8 ALL", "UID THREAD ORDEREDSUBJECT UTF-8 ALL"):
+            try:
+                r = c.cmd(q)
+            except ClosedError:
+                raise AssertionError("daemon gone on damaged row %d %r (status %r)" % (
+                    k, blob, s.proc.poll()))
+            assert r.ok, (k, blob, r)
+            assert len([u for u in r.untagged if u.startswith("* THREAD")]) == 1, (k, r)
+    # an empty row (x'', not NULL: no pointer from SQLite) reads as a
+    # missing one: the cache's fields, the same answer, and the row is
+    # written again
+    s.db_exec("UPDATE sort_keys SET thread = x''")
+    assert thread(c, "THREAD REFERENCES UTF-8 ALL") == want
+    deadline = time.monotonic() + 15
+    while True:
+        db = s.db()
+        empty = db.execute("SELECT count(*) FROM sort_keys k JOIN mailbox_messages mm"
+                           " ON mm.message_id = k.message_id WHERE length(k.thread) = 0").fetchone()[0]
+        db.close()
+        if empty == 0:
+            break
+        assert time.monotonic() < deadline, "%d empty rows not written again" % empty
+        time.sleep(0.05)
+    assert thread(c, "THREAD REFERENCES UTF-8 ALL") == want
+    c.close()
+
+
+def test_empty_sort_keys_row(make_server):
+    """SORT's keys row empty (x''): as a missing row, not a crash."""
+    s = make_server("rev18dmgs", imap_auth_plaintext_loopback="yes")
+    c = s.imap_login(USER)
+    load_corpus(c, "d", 30, 8)
+    r = c.cmd("SEARCH ALL")
+    assert r.ok, r
+    s.db_exec("UPDATE sort_keys SET keys = x''")
+    # a criterion not sorted before (no kept order answers it)
+    try:
+        r2 = c.cmd("SORT (REVERSE SUBJECT) UTF-8 ALL")
+    except ClosedError:
+        raise AssertionError("daemon gone on an empty sort keys row")
+    assert r2.ok, r2
+    assert sorted(r2.untagged[0].split()[2:], key=int) == r.untagged[0].split()[2:], (r, r2)
     c.close()
 
 
