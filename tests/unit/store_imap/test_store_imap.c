@@ -1205,6 +1205,24 @@ static void test_sort_keys(void)
 	CHECK_STR(10, r.text,
 		  "1:8:cache=other:blob=yes;2:7:keys= first=s last=\n;"
 		  "3:23:keys=3 first=S last=\n");
+	/* empty keys (x'': SQLite gives no pointer) are no keys either: the
+	 * body comes with its cache and blob name, as without a row */
+	store_cache_save(e.st, first_message_id, "len=X", 5);
+	store_wait_idle(e.st);
+	r = (struct snap_req){.user = u,
+			      .mailbox = "INBOX",
+			      .threadkeys = true,
+			      .ranges = &(struct store_uid_range){1, 1},
+			      .n = 1};
+	snap_run(&e, read_msgs, &r);
+	CHECK_STR(11, r.text, "1:8:cache=len=X:blob=yes");
+	r = (struct snap_req){.user = u,
+			      .mailbox = "INBOX",
+			      .sortkeys = true,
+			      .ranges = &(struct store_uid_range){1, 1},
+			      .n = 1};
+	snap_run(&e, read_msgs, &r);
+	CHECK_STR(12, r.text, "1:8:keys=X");
 	env_free(&e);
 }
 
