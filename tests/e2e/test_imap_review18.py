@@ -278,6 +278,18 @@ def test_fetch_500_and_501(make_server):
         assert got == list(range(lo, hi + 1)), (lo, hi, len(got))
         r = c.cmd("UID FETCH %d:%d (RFC822.SIZE)" % (lo, hi))
         assert r.ok and len([u for u in r.untagged if " FETCH " in u]) == hi - lo + 1
+    # bodies streamed in chunks (a 3 MB one among them) on the bulk pool
+    large = b"Subject: large\r\nFrom: a@example.test\r\n\r\n" + b"".join(
+        b"line %07d of the large message\r\n" % i for i in range(90000))
+    assert imap_append(c, "f", large).ok
+    assert c.cmd("NOOP").ok
+    tag = c.next_tag()
+    c.send(("%s FETCH 500:1002 (BODY.PEEK[])\r\n" % tag).encode())
+    untagged, done = c.read_response_raw(tag)
+    assert done.split()[1] == "OK", done
+    bodies = [lits[0] for text, lits in untagged if b" FETCH " in text]
+    assert len(bodies) == 503 and bodies[-1] == large, len(bodies)
+    assert all(b.startswith(b"Message-ID: <b%d@x>" % (k + 499)) for k, b in enumerate(bodies[:-1]))
 
 
 def test_sort_orders_of_several_mailboxes(make_server):
