@@ -419,3 +419,35 @@ def test_a_response_of_many_steps(make_server):
         assert got == [want], (rnd, [g[:100] for g in got])
         s.db_exec("UPDATE sort_keys SET thread = NULL")
     c.close()
+
+
+def test_ties_and_dummies_by_hand(make_server):
+    """RFC 5256 4 (4)-(6) by hand: siblings by sent date, equal dates by
+    sequence number; a dummy sorts as its first child once its children
+    are sorted; a dummy of one child at the top is replaced by it. The same
+    from the rows and from the cache path."""
+    s = make_server("rev18ties", imap_auth_plaintext_loopback="yes")
+    c = s.imap_login(USER)
+    D, LATER = "Wed, 02 Dec 2026 10:00:00 +0000", "Wed, 02 Dec 2026 11:00:00 +0000"
+
+    def m(k, refs=None, date=D, mid=True):
+        return (("Message-ID: <p%d@x>\r\n" % k if mid else "") +
+                ("References: %s\r\n" % refs if refs else "") +
+                "Subject: s%d\r\nFrom: a@example.test\r\nDate: %s\r\n\r\nx\r\n" % (k, date)).encode()
+
+    cases = {
+        "same": ([m(1, "<gone1@x>"), m(2), m(3, "<gone1@x>"), m(4, "<gone2@x>"), m(5, mid=False)],
+                 "* THREAD ((1)(3))(2)(4)(5)"),
+        "later": ([m(1, "<gone1@x>", LATER), m(2), m(3, "<gone1@x>"), m(4, "<gone2@x>"),
+                   m(5, mid=False)],
+                  "* THREAD (2)((3)(1))(4)(5)"),
+    }
+    for box, (msgs, want) in cases.items():
+        assert c.cmd('CREATE "%s"' % box).ok
+        for data in msgs:
+            assert imap_append(c, box, data).ok
+        assert c.cmd('SELECT "%s"' % box).ok
+        assert thread(c, "THREAD REFERENCES UTF-8 ALL") == want, box
+        s.db_exec("UPDATE sort_keys SET thread = NULL")
+        assert thread(c, "THREAD REFERENCES UTF-8 ALL") == want, (box, "cache path")
+    c.close()
