@@ -1085,8 +1085,11 @@ int store_snap_messages(struct store_snap *sn, const char *user, const char *mai
 			};
 			sqlite3_stmt *q = NULL;
 			bool keys = want == STORE_MSG_SORT || want == STORE_MSG_THREAD;
-			if (keys && sqlite3_column_type(s, 9) != SQLITE_NULL) {
-				m.sortkeys = sqlite3_column_blob(s, 9);
+			/* an empty value (x'': SQLite gives no pointer) is no
+			 * keys either: the body's cache is read (blob and cache
+			 * set, as the callers need them), and saving it again
+			 * writes the row anew */
+			if (keys && (m.sortkeys = sqlite3_column_blob(s, 9)) != NULL) {
 				m.sortkeys_len = (size_t)sqlite3_column_bytes(s, 9);
 			} else if (keys) {
 				if ((r = snap_body(sn, &m, &q, err_r)) != STORE_OK)

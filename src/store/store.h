@@ -518,7 +518,8 @@ enum store_msg_want {
 	STORE_MSG_PLAIN,      /* no cache */
 	STORE_MSG_CACHE,      /* cache/cache_len */
 	STORE_MSG_SORT,       /* sortkeys/sortkeys_len from sort_keys, blob NULL; a
-			       * body without them yet comes as STORE_MSG_CACHE */
+			       * body without them yet (no row, NULL or an empty
+			       * value) comes as STORE_MSG_CACHE */
 	STORE_MSG_CACHE_TEXT, /* cache, and ftext (LEFT JOIN fts_text) */
 	STORE_MSG_THREAD,     /* as STORE_MSG_SORT, with the thread section */
 };
