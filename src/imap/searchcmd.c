@@ -1420,11 +1420,18 @@ static void load_done(void *arg, int result, const char *err)
 	search_go(j);
 }
 
-/* At most this many new messages are merged into a kept order (about
- * log2(n) single-row reads each); more are sorted with the rest. */
+/* At most this many new messages are merged into a kept order: each costs
+ * about log2(n) random one-row reads, several times a row of the full
+ * sort's sequential read, so k log2(n) stays below n / 8 (1,000,000
+ * messages: ~6,000; 100,000: ~700); at least 64. More are sorted with the
+ * rest. */
 static size_t extend_max(size_t n)
 {
-	return n / 32 > 64 ? n / 32 : 64;
+	size_t lg = 1;
+	while (lg < 63 && ((size_t)1 << lg) < n)
+		lg++;
+	size_t k = n / (8 * lg);
+	return k > 64 ? k : 64;
 }
 
 /* A kept order made before the view's newest messages (referenced), if
