@@ -6,10 +6,13 @@
  * caller has to remember to re-arm anything. */
 #include "core/loop.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -63,7 +66,55 @@ struct loop {
 	pthread_mutex_t post_mu;
 	struct loop_post_item *post_head, *post_tail;
 	bool post_signalled; /* an eventfd write is outstanding: skip redundant ones */
+
+	uint64_t slow_us; /* log callbacks using more CPU than this (0: off) */
 };
+
+/* ---- slow steps ----
+ * A measuring aid (POSTERN_LOOP_SLOW_MS=N in the environment; off unless
+ * set): every callback on the loop thread is timed, and one that held the
+ * loop N ms or more is logged with its CPU time (the thread's own clock:
+ * far below the wall time, it waited on a lock or was not scheduled) and
+ * its offset in its binary, for `addr2line -f -e postern OFFSET`. Off,
+ * nothing is measured. */
+static uint64_t clock_us(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void slow_check(struct loop *l, const uint64_t t0[2], const char *kind, void (*fn)(void))
+{
+	uint64_t wall = clock_us(CLOCK_MONOTONIC) - t0[0];
+	uint64_t cpu = clock_us(CLOCK_THREAD_CPUTIME_ID) - t0[1];
+	Dl_info info;
+	uintptr_t off = (uintptr_t)fn;
+	const char *bin = "?";
+
+	if (wall < l->slow_us)
+		return;
+	if (dladdr((void *)fn, &info) != 0 && info.dli_fbase != NULL) {
+		off -= (uintptr_t)info.dli_fbase;
+		bin = info.dli_fname != NULL ? info.dli_fname : "?";
+	}
+	log_warn("loop: slow step: %" PRIu64 ".%03" PRIu64 " ms (CPU %" PRIu64 ".%03" PRIu64
+		 " ms) in a %s callback at %s+0x%" PRIxPTR,
+		 wall / 1000, wall % 1000, cpu / 1000, cpu % 1000, kind, bin, off);
+}
+
+/* Calls `call` (a callback fn), timed when slow steps are logged. */
+#define LOOP_CALL(l, kind, fn, call)                                                     \
+	do {                                                                             \
+		uint64_t t0_[2] = {0, 0};                                                \
+		if ((l)->slow_us != 0) {                                                 \
+			t0_[0] = clock_us(CLOCK_MONOTONIC);                              \
+			t0_[1] = clock_us(CLOCK_THREAD_CPUTIME_ID);                      \
+		}                                                                        \
+		call;                                                                    \
+		if ((l)->slow_us != 0)                                                   \
+			slow_check((l), t0_, (kind), (void (*)(void))(fn));              \
+	} while (0)
 
 static uint64_t loop_clock_ms(void)
 {
@@ -175,7 +226,7 @@ static void loop_run_timers(struct loop *l)
 		loop_cb *cb = t->cb;
 		void *arg = t->arg;
 		free(t); /* the handle is stale before cb runs, as loop.h says */
-		cb(arg);
+		LOOP_CALL(l, "timer", cb, cb(arg));
 		if (atomic_load(&l->stop))
 			break;
 	}
@@ -227,7 +278,7 @@ static void loop_run_posted(struct loop *l)
 
 	while (it) {
 		struct loop_post_item *next = it->next;
-		it->cb(it->arg);
+		LOOP_CALL(l, "posted", it->cb, it->cb(it->arg));
 		free(it);
 		it = next;
 	}
@@ -326,7 +377,7 @@ static void loop_dispatch(struct loop *l, struct epoll_event *evs, int n)
 			events |= LOOP_WRITE;
 		if (e & (EPOLLERR | EPOLLHUP))
 			events |= LOOP_ERROR;
-		r->cb(r->arg, events);
+		LOOP_CALL(l, "I/O", r->cb, r->cb(r->arg, events));
 		if (atomic_load(&l->stop))
 			break;
 	}
@@ -350,6 +401,9 @@ struct loop *loop_new(void)
 	pthread_mutex_init(&l->post_mu, NULL);
 	atomic_init(&l->stop, false);
 	l->now = loop_clock_ms();
+	const char *slow = getenv("POSTERN_LOOP_SLOW_MS");
+	if (slow != NULL && *slow != '\0')
+		l->slow_us = (uint64_t)strtoull(slow, NULL, 10) * 1000;
 	return l;
 }
 

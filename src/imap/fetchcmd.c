@@ -622,12 +622,14 @@ static void slice_done(void *arg, int result, const char *err)
 	pump(j);
 }
 
-static void seen_done(void *arg, int result, struct store_flag_result *v, size_t n)
+static void seen_done(void *arg, int result, struct store_flag_results *r)
 {
 	struct slice *sl = arg;
 	struct fetch_job *j = sl->job;
 
 	if (result == 0) {
+		const struct store_flag_result *v = r->v;
+		size_t n = r->n;
 		sl->seen = xmalloc((n + j->n_carry + 1) * sizeof *sl->seen);
 		for (size_t i = 0; i < j->n_carry; i++)
 			sl->seen[sl->n_seen++] = j->carry[i];
@@ -643,7 +645,7 @@ static void seen_done(void *arg, int result, struct store_flag_result *v, size_t
 				imap_sel_own_change(j->s, v[i].modseq);
 		}
 	}
-	store_flag_results_free(v, n);
+	store_flag_results_free(r);
 	if (!step_end(j))
 		return;
 	step_begin(j);

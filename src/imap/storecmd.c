@@ -40,8 +40,8 @@ struct op {
 	char *flags;
 	uint64_t unchangedsince;
 	size_t n_sent;
-	struct store_flag_result *fr;
-	size_t n_fr, next;
+	struct store_flag_results *fr;
+	size_t next;
 	uint32_t *modv;
 	size_t n_mod, cap_mod;
 	struct store_uid_range *recent;
@@ -58,7 +58,7 @@ static void op_free(struct op *o)
 	free(o->del);
 	free(o->reply_code);
 	free(o->flags);
-	store_flag_results_free(o->fr, o->n_fr);
+	store_flag_results_free(o->fr);
 	free(o->modv);
 	free(o->recent);
 	free(o);
@@ -105,6 +105,7 @@ static const char *store_code(int result)
  * as a change of its own (select.c's passes then send a message's FETCH
  * more than once). */
 #define STORE_STEP (64 * 1024)  /* most reply octets made in one loop step */
+#define STORE_STEP_MSGS 4096    /* most messages taken in one (.SILENT sends none) */
 
 static void store_emit(struct imap_session *s);
 static void store_chunk(struct imap_session *s, struct op *o);
@@ -164,18 +165,18 @@ static void store_finish(struct imap_session *s, struct op *o)
 static void store_emit(struct imap_session *s)
 {
 	struct op *o = s->job;
-	const struct store_flag_result *v = o->fr;
+	const struct store_flag_result *v = o->fr->v;
 	struct buf b = BUF_INIT;
-	size_t slice = 0;
+	size_t slice = 0, taken = 0;
 
-	while (o->next < o->n_fr) {
+	while (o->next < o->fr->n) {
 		if (!session_output_room(&s->base)) {
 			/* the client reads the output down first (store_drained) */
 			session_output_wait(&s->base);
 			buf_free(&b);
 			return;
 		}
-		if (slice >= STORE_STEP) {
+		if (slice >= STORE_STEP || taken >= STORE_STEP_MSGS) {
 			/* conn_write hands output to the kernel at once, so a fast
 			 * reader never leaves the output limit: bound one loop
 			 * step's work by itself */
@@ -184,6 +185,7 @@ static void store_emit(struct imap_session *s)
 			return;
 		}
 		const struct store_flag_result *r = &v[o->next++];
+		taken++;
 		uint32_t seq = imap_view_seq(s, r->uid);
 		if (seq == 0)
 			continue;
@@ -223,9 +225,9 @@ static void store_emit(struct imap_session *s)
 		slice += b.len;
 	}
 	buf_free(&b);
-	store_flag_results_free(o->fr, o->n_fr);
+	store_flag_results_free(o->fr);
 	o->fr = NULL;
-	o->n_fr = o->next = 0;
+	o->next = 0;
 	if (o->n_sent < o->n) {
 		store_chunk(s, o);
 		return;
@@ -233,13 +235,13 @@ static void store_emit(struct imap_session *s)
 	store_finish(s, o);
 }
 
-static void store_done(void *arg, int result, struct store_flag_result *v, size_t n)
+static void store_done(void *arg, int result, struct store_flag_results *r)
 {
 	struct op *o = arg;
 	struct imap_session *s = o->s;
 
 	if (!op_back(o)) {
-		store_flag_results_free(v, n);
+		store_flag_results_free(r);
 		return;
 	}
 	if (result < 0) {
@@ -252,16 +254,15 @@ static void store_done(void *arg, int result, struct store_flag_result *v, size_
 		imap_cmd_done(s);
 		return;
 	}
-	o->fr = v;
-	o->n_fr = n;
+	o->fr = r;
 	o->next = 0;
 	free(o->recent);
 	o->recent = imap_sel_recent(s, &o->n_recent);
 	/* the keywords new to the session first: their FLAGS list goes before
-	 * the FETCH lines that carry them (one chunk's worth) */
-	for (size_t i = 0; !o->silent && i < n; i++)
-		if (imap_view_seq(s, v[i].uid) != 0)
-			imap_sel_keywords(s, v[i].flags);
+	 * the FETCH lines that carry them (the results' distinct flag strings,
+	 * not one per message: a STORE 1:* has a handful) */
+	for (size_t i = 0; !o->silent && i < r->n_flags; i++)
+		imap_sel_keywords(s, r->flags[i]);
 	s->job = o;
 	s->job_abort = store_abort;
 	s->job_drained = store_drained;

@@ -77,22 +77,29 @@ static void set_apply(struct flag_set *f, const char *s, bool on)
 	}
 }
 
-static char *set_string(const struct flag_set *f)
+/* The normalised string of f into b (reset first). */
+static void set_format(const struct flag_set *f, struct buf *b)
 {
-	struct buf b = BUF_INIT;
-	buf_appends(&b, "");
+	buf_reset(b);
+	buf_appends(b, "");
 	for (int i = 0; i < N_SYSTEM; i++) {
 		if (!f->sys[i])
 			continue;
-		if (b.len)
-			buf_appendc(&b, ' ');
-		buf_appends(&b, system_flags[i]);
+		if (b->len)
+			buf_appendc(b, ' ');
+		buf_appends(b, system_flags[i]);
 	}
 	for (size_t i = 0; i < f->n; i++) {
-		if (b.len)
-			buf_appendc(&b, ' ');
-		buf_appends(&b, f->kw[i]);
+		if (b->len)
+			buf_appendc(b, ' ');
+		buf_appends(b, f->kw[i]);
 	}
+}
+
+static char *set_string(const struct flag_set *f)
+{
+	struct buf b = BUF_INIT;
+	set_format(f, &b);
 	return b.data;
 }
 
@@ -314,6 +321,47 @@ static int selected(struct store_op *op, struct store_db *d, const char *name,
 	return STORE_OK;
 }
 
+static uint32_t fr_hash(const char *s, size_t len)
+{
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)s[i]) * 16777619u;
+	return h;
+}
+
+/* The results' copy of the flag string s (store.h, struct
+ * store_flag_results): one per distinct string, found by hash (FNV-1a,
+ * open addressing, at most half full). */
+static const char *fr_intern(struct store_op *op, const char *s, size_t len)
+{
+	struct store_flag_results *r = op->fr;
+	uint32_t h = fr_hash(s, len);
+
+	if (2 * (r->n_flags + 1) > op->n_fr_slot) {
+		size_t n = op->n_fr_slot ? 2 * op->n_fr_slot : 16;
+		uint32_t *slot = xcalloc(n, sizeof *slot);
+		for (size_t i = 0; i < r->n_flags; i++) {
+			size_t k = fr_hash(r->flags[i], strlen(r->flags[i])) & (n - 1);
+			while (slot[k] != 0)
+				k = (k + 1) & (n - 1);
+			slot[k] = (uint32_t)i + 1;
+		}
+		free(op->fr_slot);
+		op->fr_slot = slot;
+		op->n_fr_slot = n;
+		r->flags = xrealloc(r->flags, (n / 2) * sizeof *r->flags);
+	}
+	size_t k = h & (op->n_fr_slot - 1);
+	for (; op->fr_slot[k] != 0; k = (k + 1) & (op->n_fr_slot - 1)) {
+		const char *t = r->flags[op->fr_slot[k] - 1];
+		if (strncmp(t, s, len) == 0 && t[len] == '\0')
+			return t;
+	}
+	r->flags[r->n_flags] = xstrndup(s, len);
+	op->fr_slot[k] = (uint32_t)++r->n_flags;
+	return r->flags[r->n_flags - 1];
+}
+
 static int flags_body(struct store_op *op, struct store_db *d)
 {
 	int64_t user_id, mailbox_id;
@@ -326,7 +374,9 @@ static int flags_body(struct store_op *op, struct store_db *d)
 				      " WHERE mailbox_id = ?1 AND uid = ?2", NULL);
 	if (get == NULL || set == NULL)
 		return STORE_ERROR;
-	op->fr = xcalloc(op->n ? op->n : 1, sizeof *op->fr);
+	op->fr = xcalloc(1, sizeof *op->fr);
+	op->fr->v = xcalloc(op->n ? op->n : 1, sizeof *op->fr->v);
+	struct buf fb = BUF_INIT;
 	uint32_t *changed = xcalloc(op->n ? op->n : 1, sizeof *changed);
 	size_t n_changed = 0;
 	uint64_t modseq = 0;
@@ -346,13 +396,14 @@ static int flags_body(struct store_op *op, struct store_db *d)
 		uint64_t cur_modseq = (uint64_t)sqlite3_column_int64(get, 1);
 		int64_t message_id = sqlite3_column_int64(get, 2);
 		store_stmt_done(get);
-		struct store_flag_result *fr = &op->fr[op->n_fr++];
+		struct store_flag_result *fr = &op->fr->v[op->fr->n++];
 		fr->uid = op->uids[i];
 		fr->modseq = cur_modseq;
 		if (op->unchangedsince != 0 && cur_modseq > op->unchangedsince) {
 			/* RFC 7162 3.1.3: changed since the client looked: refused */
 			fr->modified = true;
-			fr->flags = set_string(&cur);
+			set_format(&cur, &fb);
+			fr->flags = fr_intern(op, fb.data, fb.len);
 			set_free(&cur);
 			continue;
 		}
@@ -360,7 +411,8 @@ static int flags_body(struct store_op *op, struct store_db *d)
 			set_copy(&next, &cur);
 		set_apply(&next, op->flags, op->fop != '-');
 		if (set_equal(&cur, &next)) {
-			fr->flags = set_string(&cur);
+			set_format(&cur, &fb);
+			fr->flags = fr_intern(op, fb.data, fb.len);
 		} else {
 			if (modseq == 0) {
 				/* RFC 7162 3.1.3: one new MODSEQ for this call */
@@ -397,7 +449,8 @@ static int flags_body(struct store_op *op, struct store_db *d)
 			    store_spam_keywords(d, user_id, message_id, was, s) < 0)
 				r = STORE_ERROR;
 			free(was);
-			fr->flags = s;
+			fr->flags = fr_intern(op, s, strlen(s));
+			free(s);
 			fr->modseq = modseq;
 			fr->changed = true;
 			changed[n_changed++] = fr->uid;
@@ -408,29 +461,32 @@ static int flags_body(struct store_op *op, struct store_db *d)
 	if (r == STORE_OK && n_changed > 0)
 		store_op_note(op, STORE_CHANGE_FLAGS, mailbox_id, changed, n_changed, modseq);
 	free(changed);
+	buf_free(&fb);
 	return r;
 }
 
-void store_flag_results_free(struct store_flag_result *v, size_t n)
+void store_flag_results_free(struct store_flag_results *r)
 {
-	for (size_t i = 0; v != NULL && i < n; i++)
-		free((char *)v[i].flags);
-	free(v);
+	if (r == NULL)
+		return;
+	for (size_t i = 0; i < r->n_flags; i++)
+		free(r->flags[i]);
+	free(r->flags);
+	free(r->v);
+	free(r);
 }
 
 static void flags_done(struct store_op *op)
 {
 	if (op->flags_cb == NULL || op->result != STORE_OK) {
 		if (op->flags_cb != NULL)
-			op->flags_cb(op->arg, op->result, NULL, 0);
+			op->flags_cb(op->arg, op->result, NULL);
 		return;
 	}
 	/* the results are the callback's (store.h) */
-	struct store_flag_result *v = op->fr;
-	size_t n = op->n_fr;
+	struct store_flag_results *r = op->fr;
 	op->fr = NULL;
-	op->n_fr = 0;
-	op->flags_cb(op->arg, op->result, v, n);
+	op->flags_cb(op->arg, op->result, r);
 }
 
 void store_flags(struct store *st, const char *user, const char *mailbox, uint32_t uidvalidity,

@@ -105,9 +105,8 @@ static void op_free(struct store_op *op)
 	free(op->uids);
 	free(op->src);
 	free(op->dst);
-	for (size_t i = 0; i < op->n_fr; i++)
-		free((char *)op->fr[i].flags);
-	free(op->fr);
+	store_flag_results_free(op->fr);
+	free(op->fr_slot);
 	for (size_t i = 0; op->aflags != NULL && i < op->n; i++)
 		free(op->aflags[i]);
 	free(op->aflags);

@@ -576,18 +576,28 @@ void store_append(struct store *st, const char *user, const char *mailbox,
  * modseq (changed = false, modified = false). Every changed message gets
  * the mailbox's next MODSEQ (one per call). cb gets each message still
  * present with its flags after the call. Subscribers get STORE_CHANGE_FLAGS.
- * v (NULL when result < 0) is the callback's from then on: it may keep it
+ * r (NULL when result < 0) is the callback's from then on: it may keep it
  * past its return (an IMAP STORE's reply is sent in slices as the client
  * reads) and frees it with store_flag_results_free. */
 struct store_flag_result {
 	uint32_t uid;
 	uint64_t modseq;
-	const char *flags;
+	const char *flags; /* one of the results' distinct strings */
 	bool changed;   /* its flags were changed by this call */
 	bool modified;  /* refused by unchangedsince */
 };
-typedef void store_flags_cb(void *arg, int result, struct store_flag_result *v, size_t n);
-void store_flag_results_free(struct store_flag_result *v, size_t n);
+/* The entries point into one table of distinct flag strings: a STORE 1:* on
+ * a million messages has a handful, so whoever takes the results (on the
+ * event loop) frees, and looks for new keywords in, a handful of strings,
+ * not a million. */
+struct store_flag_results {
+	struct store_flag_result *v; /* one per message still present, in UID order */
+	size_t n;
+	char **flags; /* the distinct flag strings */
+	size_t n_flags;
+};
+typedef void store_flags_cb(void *arg, int result, struct store_flag_results *r);
+void store_flag_results_free(struct store_flag_results *r);
 void store_flags(struct store *st, const char *user, const char *mailbox, uint32_t uidvalidity,
 		 const uint32_t *uids, size_t n, char op, const char *flags,
 		 uint64_t unchangedsince, store_flags_cb *cb, void *arg);

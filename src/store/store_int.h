@@ -369,8 +369,9 @@ struct store_op {
 	uint32_t dst_uidvalidity, first_uid;
 	uint32_t *src, *dst;
 	size_t n_pairs;
-	struct store_flag_result *fr;
-	size_t n_fr;
+	struct store_flag_results *fr;
+	uint32_t *fr_slot; /* fr->flags by hash (flags.c): index + 1, 0 free */
+	size_t n_fr_slot;
 	/* append */
 	struct store_spool **sps;
 	char **aflags;

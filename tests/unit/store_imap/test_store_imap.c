@@ -33,6 +33,8 @@ struct wait {
 	uint32_t uidvalidity, first_uid;
 	char text[1024]; /* flags results or copy pairs */
 	size_t n;
+	size_t n_flags;     /* flags results: their distinct strings */
+	bool flags_pooled;  /* every entry's string is one of those */
 };
 
 static void res_cb(void *arg, int result)
@@ -51,19 +53,33 @@ static void append_cb(void *arg, int result, uint32_t uidvalidity, uint32_t firs
 	w->first_uid = first_uid;
 }
 
-static void flags_cb(void *arg, int result, struct store_flag_result *v, size_t n)
+static void flags_cb(void *arg, int result, struct store_flag_results *r)
 {
 	struct wait *w = arg;
+	const struct store_flag_result *v = r != NULL ? r->v : NULL;
+	size_t n = r != NULL ? r->n : 0;
 	w->done = true;
 	w->result = result;
 	w->n = n;
+	w->n_flags = r != NULL ? r->n_flags : 0;
+	w->flags_pooled = true;
+	for (size_t i = 0; i < n; i++) {
+		bool in = false;
+		for (size_t k = 0; k < r->n_flags; k++)
+			in |= v[i].flags == r->flags[k];
+		w->flags_pooled &= in;
+	}
+	for (size_t i = 0; i < w->n_flags; i++)
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(r->flags[i], r->flags[k]) == 0)
+				w->flags_pooled = false; /* not distinct */
 	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen(w->text);
 		snprintf(w->text + len, sizeof w->text - len, "%s%u:%llu:%s%s%s", len ? ";" : "",
 			 v[i].uid, (unsigned long long)v[i].modseq, v[i].flags,
 			 v[i].changed ? ":C" : "", v[i].modified ? ":M" : "");
 	}
-	store_flag_results_free(v, n); /* the callback's (store.h) */
+	store_flag_results_free(r); /* the callback's (store.h) */
 }
 
 static void copy_cb(void *arg, int result, uint32_t dst_uidvalidity, const uint32_t *src,
@@ -594,6 +610,8 @@ static void test_flags(void)
 		CHECK_INT((int)i, w.result, STORE_OK);
 		CHECK_STR((int)i, w.text, cases[i].want);
 		CHECK_STR((int)i, n.text, cases[i].note);
+		CHECK_INT((int)i, (int)w.n_flags, 1); /* one string for the three */
+		CHECK(w.flags_pooled);
 	}
 	/* UNCHANGEDSINCE: 2 changed after 5, so it is refused ([MODIFIED]) */
 	uint32_t two = 2;
@@ -601,6 +619,8 @@ static void test_flags(void)
 	n.text[0] = '\0';
 	struct wait w = flags_op(&e, u, "INBOX", 0, uids, 3, '+', "\\Flagged", 5);
 	CHECK_STR(11, w.text, "1:7:\\Flagged:C;2:6:\\Answered:M;3:7:\\Flagged:C");
+	CHECK_INT(11, (int)w.n_flags, 2);
+	CHECK(w.flags_pooled);
 	CHECK_STR(12, n.text, "FLAGS INBOX 1,3 hms=7");
 	CHECK_INT(13, status_of(&e, u, NULL).highestmodseq, 7);
 	/* CHANGEDSINCE for FETCH: only 1 and 3 changed after 6 */
@@ -613,6 +633,27 @@ static void test_flags(void)
 	w = flags_op(&e, u, "Nosuch", 0, uids, 3, '+', "\\Seen", 0);
 	CHECK_INT(16, w.result, STORE_NONEXISTENT);
 	CHECK_INT(17, status_of(&e, u, NULL).highestmodseq, 7);
+	/* 40 messages, each with a keyword of its own: 40 distinct strings
+	 * (the table grows past 8, 16 and 32), each entry on its own */
+	CHECK_INT(18, mb_create(&e, u, "Many", NULL), STORE_OK);
+	struct wait b = append_n(&e, u, "Many", 10, "");
+	for (int k = 0; k < 3; k++)
+		CHECK_INT(18, append_n(&e, u, "Many", 10, "").result, STORE_OK);
+	CHECK_INT(18, b.result, STORE_OK);
+	uint32_t many[40];
+	for (uint32_t i = 0; i < 40; i++) {
+		char kw[16];
+		many[i] = b.first_uid + i;
+		snprintf(kw, sizeof kw, "k%u", (unsigned)i);
+		CHECK_INT(19, flags_op(&e, u, "Many", 0, &many[i], 1, '+', kw, 0).result, 0);
+	}
+	w = flags_op(&e, u, "Many", 0, many, 40, '+', "\\Seen", 0);
+	CHECK_INT(20, w.result, STORE_OK);
+	CHECK_INT(21, (int)w.n, 40);
+	CHECK_INT(22, (int)w.n_flags, 40);
+	CHECK(w.flags_pooled);
+	CHECK(strncmp(w.text, "1:46:\\Seen k0:C;2:46:\\Seen k1:C;", 32) == 0);
+	CHECK(strstr(w.text, ";40:46:\\Seen k39:C") != NULL);
 	store_unsubscribe(e.st, &sub);
 	env_free(&e);
 }
