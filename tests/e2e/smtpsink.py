@@ -5,17 +5,7 @@ import socket
 import threading
 import time
 
-
-def wait_until(pred, timeout, what):
-    """Polls pred every 0.1 s until it returns something true (returned);
-    fails after timeout seconds (the outbound tests' bounded waits)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for %s" % what)
+from waits import wait_until  # noqa: F401 (imported from here by the outbound tests)
 
 
 class SmtpSink:

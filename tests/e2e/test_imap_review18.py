@@ -13,6 +13,7 @@ import time
 from conftest import ClosedError, imap_append
 from test_imap_fts import multiappend
 from test_imap_thread import thread
+from waits import wait_until
 
 USER = "alice@example.test"
 
@@ -95,10 +96,7 @@ def rows_filled(s, box=None):
 
 
 def wait_filled(s, box=None):
-    deadline = time.monotonic() + 15
-    while not rows_filled(s, box):
-        assert time.monotonic() < deadline, "thread rows not filled again"
-        time.sleep(0.05)
+    wait_until(lambda: rows_filled(s, box), 15, "thread rows filled again")
 
 
 def test_rows_vs_cache_random_corpora(make_server):

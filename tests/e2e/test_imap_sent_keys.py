@@ -19,6 +19,8 @@ import shutil
 import struct
 import time
 
+from waits import wait_until
+
 EPOCH = datetime.date(1970, 1, 1)
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 # written zones: numeric far from UTC, obsolete names (RFC 5322 4.3; the
@@ -256,16 +258,6 @@ def make_old(srv, without_rows=""):
             db.execute("DELETE FROM sort_keys WHERE " + without_rows)
 
 
-def wait_for(cond, what, limit=20.0):
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("not within %.0f s: %s" % (limit, what))
-
-
 class BlobsAway:
     """Every message file moved out of the data directory (and back): a
     search that reads a file misses its message."""
@@ -326,8 +318,8 @@ def test_old_keys_read_the_files_then_keep_the_day(make_server):
     assert uids(m, "SENTON", imap_day(d)) == expected(msgs, lambda i, x: x == d)
     # ... and each cache built again and saved: every body has keys with
     # the day now
-    wait_for(lambda: len(keys_rows(srv)) == len(msgs) and all(k[0] & 2 for k in keys_rows(srv)),
-             "keys with the day for every body")
+    wait_until(lambda: len(keys_rows(srv)) == len(msgs) and all(k[0] & 2 for k in keys_rows(srv)),
+               20, "keys with the day for every body")
     check_all_days(m, msgs)
     with BlobsAway(srv):  # no file read any more
         check_all_days(m, msgs, slow=False)

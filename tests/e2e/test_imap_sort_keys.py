@@ -9,6 +9,7 @@ import random
 import time
 
 from test_imap_store import append
+from waits import wait_until
 
 CRITERIA = ["SUBJECT", "REVERSE SUBJECT", "FROM", "TO", "CC", "DATE", "REVERSE DATE",
             "ARRIVAL", "SIZE", "REVERSE SIZE", "DISPLAYFROM", "DISPLAYTO",
@@ -67,16 +68,6 @@ def rows(srv, sql, *args):
         db.close()
 
 
-def wait_for(cond, what, limit=15.0):
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("not within %.0f s: %s" % (limit, what))
-
-
 def fill(c, box, msgs):
     assert c.cmd("CREATE %s" % box).ok
     for date, m in msgs:
@@ -116,7 +107,7 @@ def test_bodies_without_rows_sort_the_same_and_get_them(make_server):
     assert c.cmd("SELECT old").ok
     assert sort(c, "SUBJECT") == before["SUBJECT"][0]
     # the first SORT saved each cache again, which wrote the rows
-    wait_for(lambda: rows(srv, "SELECT count(*) FROM sort_keys")[0][0] == 80, "80 rows back")
+    wait_until(lambda: rows(srv, "SELECT count(*) FROM sort_keys")[0][0] == 80, 15, "80 rows back")
     assert all_orders(c) == before
     # half of them gone again: a SORT mixes both kinds of rows
     srv.stop()
@@ -148,7 +139,8 @@ def test_rows_follow_copies_and_expunge(make_server):
         assert sort(c, crit) == sort(c, crit, SLOW), crit
     # the expunged bodies' rows go with them (the full-text indexer may
     # hold a body a moment: it deletes its index entries first)
-    wait_for(lambda: rows(srv, "SELECT count(*) FROM sort_keys")[0][0] == 20, "rows of 20 bodies")
+    wait_until(lambda: rows(srv, "SELECT count(*) FROM sort_keys")[0][0] == 20, 15,
+               "rows of 20 bodies")
     assert rows(srv, "SELECT count(*) FROM sort_keys k LEFT JOIN messages m"
                      " ON m.id = k.message_id WHERE m.id IS NULL")[0][0] == 0
     c.close()
