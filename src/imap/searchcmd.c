@@ -1382,44 +1382,6 @@ static void order_use(struct search_job *j, const char *how)
 		  j->order_view ? "no read" : "matches read");
 }
 
-/* a stored order (store/sort_orders.c), on a worker */
-static int load_work(struct store_snap *sn, void *arg, char **err_r)
-{
-	struct search_job *j = arg;
-	uint8_t crit[IMAP_SORT_MAX_CRIT];
-	size_t n;
-
-	imap_sort_crit(&j->q, crit, &n);
-	return store_snap_sort_order(sn, j->user, j->mailbox, j->uidvalidity, crit, n,
-				     &j->loaded_max, &j->loaded, &j->n_loaded, err_r) < 0
-		   ? -1
-		   : 0;
-}
-
-static void search_go(struct search_job *j);
-
-static void load_done(void *arg, int result, const char *err)
-{
-	struct search_job *j = arg;
-	struct imap_session *s = j->s;
-
-	if (!job_back(j))
-		return;
-	if (result < 0) /* sorted as without one */
-		log_warn("imap %s: sort: stored order: %s", s->base.ip, err != NULL ? err : "error");
-	else if (j->loaded != NULL && j->loaded_max >= j->view_max) {
-		imap_sort_order_put(s->srv->sort_orders, j->user, j->uidvalidity, &j->q,
-				    j->loaded_max, j->loaded, j->n_loaded);
-		j->loaded = NULL;
-		j->order = imap_sort_order_get(s->srv->sort_orders, j->user, j->uidvalidity, &j->q,
-					       j->view_max);
-		if (j->order != NULL)
-			order_use(j, "stored");
-	}
-	x_free(&j->loaded);
-	search_go(j);
-}
-
 /* At most this many new messages are merged into a kept order: each costs
  * about log2(n) random one-row reads, several times a row of the full
  * sort's sequential read, so k log2(n) stays below n / 8 (1,000,000
@@ -1434,31 +1396,136 @@ static size_t extend_max(size_t n)
 	return k > 64 ? k : 64;
 }
 
-/* A kept order made before the view's newest messages (referenced), if
- * few enough are new to merge them in (sortmerge.c) */
-static struct imap_sort_order *extendable(struct imap_session *s, struct search_job *j, uint32_t n)
+/* true if few enough of the n messages of view (its UIDs, ascending) are
+ * above max_uid to merge them into an order made for max_uid (a binary
+ * search; on the loop, or on a worker while the session is parked) */
+static bool few_new(const uint32_t *view, uint32_t n, uint32_t max_uid)
 {
 	size_t at;
-	struct imap_sort_order *o = imap_sort_order_get_any(s->srv->sort_orders, j->user,
-							    j->uidvalidity, &j->q);
 
-	if (o == NULL || o->max_uid >= j->view_max)
-		goto no; /* none, or current: imap_sort_order_get takes it */
-	imap_uid_find(imap_view_uids(s), n, o->max_uid + 1, &at);
-	if (n - at > extend_max(n) || narrow(s, &j->q.root))
-		goto no;
-	return o;
-no:
-	imap_sort_order_unref(&o);
-	return NULL;
+	imap_uid_find(view, n, max_uid + 1, &at);
+	return n - at <= extend_max(n);
 }
 
+/* the merged order's copy for the store, made on the worker */
 static void extend_work_stored(struct search_job *j)
 {
 	if (j->x.n >= IMAP_SORT_STORED_MIN) {
 		j->stored = xmalloc(j->x.n * sizeof *j->stored);
 		memcpy(j->stored, j->x.uids, j->x.n * sizeof *j->stored);
 	}
+}
+
+/* A stored order (store/sort_orders.c), on a worker. One made before the
+ * view's newest messages gets them merged in here, in the same snapshot,
+ * as a kept one does (extend_work), when few enough are new (the view is
+ * the parked session's: few_new); else it is left unused and every
+ * message sorted. */
+static int load_work(struct store_snap *sn, void *arg, char **err_r)
+{
+	struct search_job *j = arg;
+	uint8_t crit[IMAP_SORT_MAX_CRIT];
+	size_t n;
+
+	imap_sort_crit(&j->q, crit, &n);
+	if (store_snap_sort_order(sn, j->user, j->mailbox, j->uidvalidity, crit, n, &j->loaded_max,
+				  &j->loaded, &j->n_loaded, err_r) < 0)
+		return -1;
+	if (j->loaded == NULL || j->loaded_max >= j->view_max)
+		return 0;
+	if (!few_new(j->view, (uint32_t)j->view_n, j->loaded_max)) {
+		x_free(&j->loaded);
+		return 0;
+	}
+	const struct imap_sort_order old = {
+	    .max_uid = j->loaded_max, .uids = j->loaded, .n = j->n_loaded};
+	j->x = (struct imap_sort_extend){.q = &j->q,
+					 .order = &old,
+					 .user = j->user,
+					 .mailbox = j->mailbox,
+					 .uidvalidity = j->uidvalidity,
+					 .view_max = j->view_max,
+					 .max_new = extend_max(j->view_count)};
+	int r = imap_sort_order_extend(sn, &j->x, err_r);
+	j->x.order = NULL;
+	x_free(&j->loaded);
+	if (r == 0)
+		extend_work_stored(j);
+	return r < 0 ? -1 : 0;
+}
+
+static void search_go(struct search_job *j);
+
+/* j->x.uids: a kept or stored (from) order with the new mail merged in;
+ * stored again from IMAP_SORT_STORED_MIN messages on (j->stored), kept, and
+ * used for this SORT */
+static void merged_use(struct search_job *j, const char *from)
+{
+	struct imap_session *s = j->s;
+
+	log_debug("imap %s: sort: %zu new messages merged into a %s order (%zu reads)", s->base.ip,
+		  j->x.n_new, from, j->x.probes);
+	if (j->stored != NULL) {
+		uint8_t crit[IMAP_SORT_MAX_CRIT];
+		size_t n;
+		imap_sort_crit(&j->q, crit, &n);
+		store_sort_order_save(j->st, j->user, j->mailbox, j->uidvalidity, crit, n,
+				      j->view_max, j->stored, j->x.n);
+		j->stored = NULL;
+	}
+	imap_sort_order_put(s->srv->sort_orders, j->user, j->uidvalidity, &j->q, j->view_max,
+			    j->x.uids, j->x.n);
+	j->x.uids = NULL;
+	j->order =
+	    imap_sort_order_get(s->srv->sort_orders, j->user, j->uidvalidity, &j->q, j->view_max);
+	if (j->order != NULL) {
+		j->fill = false;
+		order_use(j, "merged");
+	}
+}
+
+static void load_done(void *arg, int result, const char *err)
+{
+	struct search_job *j = arg;
+	struct imap_session *s = j->s;
+
+	if (!job_back(j))
+		return;
+	if (result < 0) { /* sorted as without one */
+		log_warn("imap %s: sort: stored order: %s", s->base.ip,
+			 err != NULL ? err : "error");
+	} else if (j->x.uids != NULL) {
+		merged_use(j, "stored");
+	} else if (j->loaded != NULL && j->loaded_max >= j->view_max) {
+		imap_sort_order_put(s->srv->sort_orders, j->user, j->uidvalidity, &j->q,
+				    j->loaded_max, j->loaded, j->n_loaded);
+		j->loaded = NULL;
+		j->order = imap_sort_order_get(s->srv->sort_orders, j->user, j->uidvalidity, &j->q,
+					       j->view_max);
+		if (j->order != NULL)
+			order_use(j, "stored");
+	}
+	x_free(&j->loaded);
+	x_free(&j->x.uids);
+	x_free(&j->stored);
+	search_go(j);
+}
+
+/* A kept order made before the view's newest messages (referenced), if
+ * few enough are new to merge them in (sortmerge.c) */
+static struct imap_sort_order *extendable(struct imap_session *s, struct search_job *j, uint32_t n)
+{
+	struct imap_sort_order *o = imap_sort_order_get_any(s->srv->sort_orders, j->user,
+							    j->uidvalidity, &j->q);
+
+	if (o == NULL || o->max_uid >= j->view_max)
+		goto no; /* none, or current: imap_sort_order_get takes it */
+	if (!few_new(imap_view_uids(s), n, o->max_uid) || narrow(s, &j->q.root))
+		goto no;
+	return o;
+no:
+	imap_sort_order_unref(&o);
+	return NULL;
 }
 
 static int extend_work(struct store_snap *sn, void *arg, char **err_r)
@@ -1481,25 +1548,7 @@ static void extend_done(void *arg, int result, const char *err)
 		return;
 	imap_sort_order_unref(&j->stale);
 	if (result == 0 && j->x.uids != NULL) {
-		log_debug("imap %s: sort: %zu new messages merged into a kept order (%zu reads)",
-			  s->base.ip, j->x.n_new, j->x.probes);
-		if (j->stored != NULL) {
-			uint8_t crit[IMAP_SORT_MAX_CRIT];
-			size_t n;
-			imap_sort_crit(&j->q, crit, &n);
-			store_sort_order_save(j->st, j->user, j->mailbox, j->uidvalidity, crit, n,
-					      j->view_max, j->stored, j->x.n);
-			j->stored = NULL;
-		}
-		imap_sort_order_put(s->srv->sort_orders, j->user, j->uidvalidity, &j->q,
-				    j->view_max, j->x.uids, j->x.n);
-		j->x.uids = NULL;
-		j->order = imap_sort_order_get(s->srv->sort_orders, j->user, j->uidvalidity, &j->q,
-					       j->view_max);
-		if (j->order != NULL) {
-			j->fill = false;
-			order_use(j, "merged");
-		}
+		merged_use(j, "kept");
 	} else if (result < 0) { /* sorted as without one */
 		log_warn("imap %s: sort: merging new mail: %s", s->base.ip,
 			 err != NULL ? err : "error");
@@ -1586,7 +1635,9 @@ static void search_start(struct imap_session *s, struct search_job *j)
 		store_read(j->st, s->srv->bulk, extend_work, extend_done, j);
 		return;
 	}
-	if (j->load) { /* a stored order first */
+	if (j->load) { /* a stored order first (new mail merged in: load_work) */
+		j->view = imap_view_uids(s);
+		j->view_n = imap_view_count(s);
 		j->inflight = true;
 		s->base.busy++;
 		store_read(j->st, s->srv->bulk, load_work, load_done, j);

@@ -64,10 +64,11 @@ struct imap_sort_order {
 	size_t n;
 };
 struct imap_sort_orders;
-/* A kept order made for a view whose highest UID is below view_max, brought
- * up to date (sortmerge.c) on a worker, in a read snapshot: the messages
- * above its max_uid (at most max_new of them) are sorted and put into it by
- * binary search, reading one message's keys per probe. 0 with uids (xmalloc,
+/* A kept order (or a stored one, read in the same snapshot: order then needs
+ * only max_uid, uids and n) made for a view whose highest UID is below
+ * view_max, brought up to date (sortmerge.c) on a worker, in a read snapshot:
+ * the messages above its max_uid (at most max_new of them) are sorted and put
+ * into it by binary search, reading one message's keys per probe. 0 with uids (xmalloc,
  * n: the order for view_max) and the figures; 1 when it cannot be done that
  * way (more new messages, keys not kept apart: the caller sorts every
  * message); -1 with *err_r. */

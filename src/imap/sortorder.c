@@ -200,18 +200,25 @@ bool imap_sort_orders_fit(const struct imap_sort_orders *c, size_t n)
 	       sizeof(struct imap_sort_order) + n * sizeof(uint32_t) <= c->max_bytes;
 }
 
-struct imap_sort_order *imap_sort_order_get(struct imap_sort_orders *c, const char *user,
-					    uint32_t uidvalidity, const struct imap_search *q,
-					    uint32_t view_max)
+/* q's entry for the account and mailbox, not referenced; NULL if none */
+static struct imap_sort_order *order_lookup(struct imap_sort_orders *c, const char *user,
+					    uint32_t uidvalidity, const struct imap_search *q)
 {
 	uint8_t crit[IMAP_SORT_MAX_CRIT];
 	size_t n;
-	struct imap_sort_order *o;
 
 	if (c == NULL || c->max_bytes == 0)
 		return NULL;
 	imap_sort_crit(q, crit, &n);
-	o = order_find(c, user, uidvalidity, crit, n, key_hash(user, uidvalidity, crit, n));
+	return order_find(c, user, uidvalidity, crit, n, key_hash(user, uidvalidity, crit, n));
+}
+
+struct imap_sort_order *imap_sort_order_get(struct imap_sort_orders *c, const char *user,
+					    uint32_t uidvalidity, const struct imap_search *q,
+					    uint32_t view_max)
+{
+	struct imap_sort_order *o = order_lookup(c, user, uidvalidity, q);
+
 	if (o == NULL)
 		return NULL;
 	if (o->max_uid < view_max) { /* newer messages: made again */
@@ -227,14 +234,8 @@ struct imap_sort_order *imap_sort_order_get(struct imap_sort_orders *c, const ch
 struct imap_sort_order *imap_sort_order_get_any(struct imap_sort_orders *c, const char *user,
 						uint32_t uidvalidity, const struct imap_search *q)
 {
-	uint8_t crit[IMAP_SORT_MAX_CRIT];
-	size_t n;
-	struct imap_sort_order *o;
+	struct imap_sort_order *o = order_lookup(c, user, uidvalidity, q);
 
-	if (c == NULL || c->max_bytes == 0)
-		return NULL;
-	imap_sort_crit(q, crit, &n);
-	o = order_find(c, user, uidvalidity, crit, n, key_hash(user, uidvalidity, crit, n));
 	if (o != NULL)
 		o->refs++;
 	return o;

@@ -419,3 +419,91 @@ def test_merged_orders_are_stored(make_server):
     a = same_as_uncached(c, "SUBJECT")
     assert len(a) == 1105 and "sort: a stored order" in srv.log()[at:]
     c.close()
+
+
+def merged_stored(srv, since):
+    return re.findall(r"sort: (\d+) new messages merged into a stored order", srv.log()[since:])
+
+
+def test_new_mail_is_merged_into_stored_orders(make_server):
+    """A stored order older than the view (a new process, or one evicted
+    from the memory a process keeps) gets the new messages merged in as a
+    kept one does, instead of a sort of every message; the merged order is
+    answered, kept and stored again. More new messages than a merge takes
+    are sorted with the rest. The memory here holds one order at a time."""
+    srv = make_server(log_level="debug", imap_sort_cache_size="6k")
+    c = srv.imap_login()
+    big_box(srv, c, "big", 1100, 81)
+    lists = ["SUBJECT DATE", "FROM REVERSE SUBJECT", "TO", "REVERSE DATE", "ARRIVAL",
+             "REVERSE SIZE", "DISPLAYFROM", "CC REVERSE ARRIVAL"]  # 8: all stored
+    for crit in lists:
+        sort(c, crit)
+    assert wait_rows(srv, 8) == [(1100, 1100)] * 8
+    c.close()
+    # a new process: runs of old messages expunged, new mail (copies of old
+    # messages too: equal keys, ties by sequence number)
+    srv.restart()
+    c = srv.imap_login()
+    assert c.cmd("SELECT big").ok
+    assert c.cmd("STORE 20:90,150,200:260 +FLAGS.SILENT (\\Deleted)").ok
+    assert c.cmd("EXPUNGE").ok
+    batch = corpus(30, 82) + corpus(1100, 81)[:5]
+    for date, m in batch:
+        assert append(c, "big", m, "", date).ok
+    assert c.cmd("NOOP").ok
+    at = len(srv.log())
+    for crit in lists:
+        assert len(same_as_uncached(c, crit)) == 1100 - 133 + len(batch), crit
+    log = srv.log()[at:]
+    assert merged_stored(srv, at) == [str(len(batch))] * len(lists), log[-3000:]
+    assert kept_used(srv, at)[0] == 0 and merged(srv, at) == [], log[-3000:]
+    # stored again (with the expunged UIDs, which the answers skip)
+    end = time.monotonic() + 15
+    while stored(srv) != [(1135, 1135)] * 8:
+        assert time.monotonic() < end, stored(srv)
+        time.sleep(0.05)
+    # evicted from memory (only the last list is kept): the stored order is
+    # merged; that one, kept now, takes the next new mail from memory
+    for date, m in corpus(3, 83):
+        assert append(c, "big", m, "", date).ok
+    assert c.cmd("NOOP").ok
+    at = len(srv.log())
+    same_as_uncached(c, lists[0])
+    assert merged_stored(srv, at) == ["3"] and merged(srv, at) == []
+    for date, m in corpus(2, 85):
+        assert append(c, "big", m, "", date).ok
+    assert c.cmd("NOOP").ok
+    at = len(srv.log())
+    want = same_as_uncached(c, lists[0])
+    assert merged_stored(srv, at) == [] and merged(srv, at) == ["2"]
+    end = time.monotonic() + 15
+    while stored(srv).count((1140, 1140)) != 1:
+        assert time.monotonic() < end, stored(srv)
+        time.sleep(0.05)
+    c.close()
+    # a new process takes the merged, stored order as it is
+    srv.restart()
+    c = srv.imap_login()
+    assert c.cmd("SELECT big").ok
+    at = len(srv.log())
+    assert same_as_uncached(c, lists[0]) == want
+    log = srv.log()[at:]
+    assert "sort: a stored order of 1140 messages (no read)" in log, log[-3000:]
+    assert kept_used(srv, at)[0] == 0 and merged_stored(srv, at) == []
+    # more new messages than a merge takes (64 for ~1,000): every message
+    # sorted, and that order (of the view's messages only) stored
+    for date, m in corpus(70, 84):
+        assert append(c, "big", m, "", date).ok
+    c.close()
+    srv.restart()
+    c = srv.imap_login()
+    assert c.cmd("SELECT big").ok
+    at = len(srv.log())
+    assert len(same_as_uncached(c, lists[1])) == 1140 - 133 + 70
+    assert merged_stored(srv, at) == [] and merged(srv, at) == []
+    assert kept_used(srv, at)[0] == 1
+    end = time.monotonic() + 15
+    while (1210, 1140 - 133 + 70) not in stored(srv):
+        assert time.monotonic() < end, stored(srv)
+        time.sleep(0.05)
+    c.close()
