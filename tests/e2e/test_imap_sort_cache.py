@@ -13,6 +13,7 @@ import time
 
 from test_imap_sort_keys import CRITERIA, SLOW, corpus, esort, fill, sort
 from test_imap_store import append
+from waits import wait_until
 
 FLAGS = "OR SEEN UNSEEN"  # true for every message, but reads its row
 
@@ -223,10 +224,7 @@ def big_box(srv, c, box, n, seed):
 
 
 def wait_rows(srv, n, limit=15.0):
-    end = time.monotonic() + limit
-    while len(stored(srv)) != n:
-        assert time.monotonic() < end, (stored(srv), n)
-        time.sleep(0.05)
+    wait_until(lambda: len(stored(srv)) == n, limit, "%d stored orders (%r)" % (n, stored(srv)))
     return stored(srv)
 
 
