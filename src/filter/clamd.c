@@ -32,7 +32,20 @@
  * A clamd that answers FILDES with anything but OK/FOUND (an old one,
  * "UNKNOWN COMMAND"; a descriptor it cannot use) is asked again over
  * INSTREAM, and FILDES is off for this clamd from then on (logged once).
- * TCP clamd: INSTREAM only (a descriptor does not cross TCP). */
+ * TCP clamd: INSTREAM only (a descriptor does not cross TCP).
+ *
+ * Kept connections (clamd(8), "IDSESSION"): a FILDES connection starts a
+ * session ("zIDSESSION\0zFILDES\0" in one send; answers then carry the
+ * command's number, "1: fd[N]: OK") and, once it answered OK or FOUND and
+ * nothing else, is kept idle (at most CLAMD_IDLE_MAX) for the next FILDES
+ * scan ("zFILDES\0" alone), one command at a time per connection. A new
+ * connection per message cost clamd about 30 % of its CPU per scan (its
+ * accept, poll set and thread hand-over; bench/filter-bench) and us a
+ * socket, connect and close. An idle connection that turns readable (clamd
+ * closed it: its IdleTimeout, 30 s by default) is closed; one idle for more
+ * than CLAMD_IDLE_MS is not used but closed. A kept connection that fails
+ * before any answer (clamd closed it as we sent) is not a FILDES refusal:
+ * the scan goes again over FILDES on a new connection. */
 #include "filter/clamd.h"
 
 #include <arpa/inet.h>
@@ -66,6 +79,15 @@
  * passed as a file; a larger one switches to INSTREAM at this size. The
  * same bound as the INSTREAM queue (CLAMD_HIGH_WATER). */
 #define CLAMD_FILDES_MAX CLAMD_HIGH_WATER
+#define CLAMD_IDLE_MAX 32   /* kept FILDES sessions, idle, at most */
+#define CLAMD_IDLE_MS 10000 /* an older idle session is closed, not used */
+
+/* An idle kept session (IDSESSION): watched for clamd's close. */
+struct clamd_idle {
+	struct clamd *c;
+	int fd;
+	uint64_t since; /* loop time it went idle */
+};
 
 struct clamd {
 	struct loop *l;
@@ -78,6 +100,8 @@ struct clamd {
 	uint64_t last_complaint; /* loop time of the last error line, 0: none */
 	unsigned suppressed;     /* error lines not written since */
 	struct clamd_scan *scans; /* alive, for clamd_free */
+	struct clamd_idle *idle[CLAMD_IDLE_MAX]; /* kept sessions, oldest first */
+	size_t n_idle;
 };
 
 enum scan_state {
@@ -102,6 +126,10 @@ struct clamd_scan {
 	bool write_closed; /* clamd stopped reading (EPIPE): only its answer is left */
 	bool fildes;       /* this scan goes over FILDES (stage holds the message) */
 	int fildes_sent;   /* 1: "zFILDES" went, 2: the descriptor too */
+	bool session;      /* fd is an IDSESSION: answers carry "N: " */
+	bool reused;       /* fd was a kept session (its first command here) */
+	bool retried;      /* a kept session failed: a new connection now */
+	bool keep;         /* the answer was the whole input: fd may be kept */
 	struct buf in;    /* clamd's answer so far */
 	/* the result, once state == SCAN_DONE */
 	enum clamd_status status;
@@ -195,6 +223,7 @@ struct clamd *clamd_new(struct loop *l, const struct config *cfg, char **err_r)
 }
 
 static void scan_close(struct clamd_scan *s);
+static void idle_drop(struct clamd *c, size_t i);
 
 void clamd_instream_only(struct clamd *c)
 {
@@ -207,6 +236,8 @@ void clamd_free(struct clamd **cp)
 
 	if (c == NULL)
 		return;
+	while (c->n_idle > 0)
+		idle_drop(c, c->n_idle - 1);
 	/* scans that outlive us are closed; their callbacks are dropped */
 	while (c->scans != NULL) {
 		struct clamd_scan *s = c->scans;
@@ -238,6 +269,73 @@ static void clamd_complain(struct clamd *c, const char *what)
 	log_err("clamd scan failed socket=%s more=%u: %s", c->desc, c->suppressed, what);
 	c->last_complaint = now;
 	c->suppressed = 0;
+}
+
+/* ---- kept sessions (IDSESSION) ---- */
+
+static void idle_drop(struct clamd *c, size_t i)
+{
+	struct clamd_idle *k = c->idle[i];
+
+	loop_del(c->l, k->fd);
+	close(k->fd);
+	free(k);
+	memmove(&c->idle[i], &c->idle[i + 1], (c->n_idle - i - 1) * sizeof c->idle[0]);
+	c->n_idle--;
+}
+
+/* An idle session turned readable: clamd closed it (or said something
+ * unasked for): it goes. */
+static void on_idle_io(void *arg, uint32_t events)
+{
+	struct clamd_idle *k = arg;
+	struct clamd *c = k->c;
+
+	(void)events;
+	for (size_t i = 0; i < c->n_idle; i++)
+		if (c->idle[i] == k) {
+			idle_drop(c, i);
+			return;
+		}
+}
+
+/* fd (a session that answered its last command whole) is kept, or closed
+ * when CLAMD_IDLE_MAX are idle already. */
+static void idle_put(struct clamd *c, int fd)
+{
+	struct clamd_idle *k;
+
+	if (c->n_idle >= CLAMD_IDLE_MAX) {
+		close(fd);
+		return;
+	}
+	k = xcalloc(1, sizeof *k);
+	k->c = c;
+	k->fd = fd;
+	k->since = loop_now(c->l);
+	if (loop_add(c->l, fd, LOOP_READ, on_idle_io, k) < 0) {
+		close(fd);
+		free(k);
+		return;
+	}
+	c->idle[c->n_idle++] = k;
+}
+
+/* The most recently kept session, or -1 (those idle for CLAMD_IDLE_MS or
+ * more are closed). The caller watches the returned fd. */
+static int idle_take(struct clamd *c)
+{
+	uint64_t now = loop_now(c->l);
+
+	while (c->n_idle > 0 && now - c->idle[0]->since >= CLAMD_IDLE_MS)
+		idle_drop(c, 0);
+	if (c->n_idle == 0)
+		return -1;
+	struct clamd_idle *k = c->idle[--c->n_idle];
+	int fd = k->fd;
+	loop_del(c->l, fd);
+	free(k);
+	return fd;
 }
 
 /* ---- the scan ---- */
@@ -400,6 +498,16 @@ static void scan_answer(struct clamd_scan *s, const char *a, size_t n)
 	line[l] = '\0';
 
 	const char *v = line;
+	if (s->session) {
+		/* "N: " before the answer of a command in a session */
+		const char *d = v;
+		while (*d >= '0' && *d <= '9')
+			d++;
+		if (d > v && d[0] == ':' && d[1] == ' ')
+			v = d + 2;
+		memmove(line, v, strlen(v) + 1);
+		v = line;
+	}
 	if (strncmp(v, "stream:", 7) == 0)
 		v += 7;
 	else if (strncmp(v, "fd[", 3) == 0 && strstr(v, "]:") != NULL)
@@ -410,7 +518,16 @@ static void scan_answer(struct clamd_scan *s, const char *a, size_t n)
 	bool found = vl > 6 && strcmp(v + vl - 6, " FOUND") == 0;
 	if (s->fildes && strcmp(v, "OK") != 0 && !found) {
 		fildes_fallback(s, line, true);
-	} else if (strcmp(v, "OK") == 0) {
+		return;
+	}
+	if (s->session && s->keep && s->fd >= 0) {
+		/* answered whole: the session serves the next scan */
+		int fd = s->fd;
+		loop_del(s->c->l, fd);
+		s->fd = -1;
+		idle_put(s->c, fd);
+	}
+	if (strcmp(v, "OK") == 0) {
 		scan_finish(s, CLAMD_CLEAN, NULL);
 	} else if (found) {
 		char name[256];
@@ -538,6 +655,9 @@ static void scan_read(struct clamd_scan *s)
 		const char *nl = memchr(s->in.data, '\n', s->in.len);
 		if (z != NULL || nl != NULL) {
 			const char *e = z != NULL ? z : nl;
+			/* a session's answer, NUL-terminated, and nothing after it */
+			s->keep = z != NULL && z == e &&
+				  (size_t)(z - s->in.data) + 1 == s->in.len;
 			scan_answer(s, s->in.data, (size_t)(e - s->in.data));
 			return;
 		}
@@ -555,16 +675,21 @@ static void scan_read(struct clamd_scan *s)
  * for LOOP_WRITE (a fresh connection's buffer is empty: hardly ever). */
 static void fildes_send(struct clamd_scan *s)
 {
-	static const char cmd[] = "zFILDES"; /* with its NUL: 8 octets */
+	/* a new connection starts a session; a kept one has it (with the NULs) */
+	static const char cmd_new[] = "zIDSESSION\0zFILDES";
+	static const char cmd[] = "zFILDES";
+	const char *c = s->reused ? cmd : cmd_new;
+	size_t cl = s->reused ? sizeof cmd : sizeof cmd_new;
 	ssize_t w;
 
 	if (s->fildes_sent == 0) {
 		do
-			w = send(s->fd, cmd, sizeof cmd, MSG_NOSIGNAL);
+			w = send(s->fd, c, cl, MSG_NOSIGNAL);
 		while (w < 0 && errno == EINTR);
 		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			goto wait;
-		if (w != (ssize_t)sizeof cmd) {
+		s->session = true;
+		if (w != (ssize_t)cl) {
 			fildes_fallback(s, w < 0 ? strerror(errno) : "short send", false);
 			return;
 		}
@@ -639,6 +764,22 @@ static void fildes_fallback(struct clamd_scan *s, const char *why, bool refused)
 {
 	struct clamd *c = s->c;
 
+	if (!refused && s->reused) {
+		/* a kept session clamd closed as we used it: FILDES again, on
+		 * a new connection */
+		if (s->fd >= 0) {
+			loop_del(c->l, s->fd);
+			close(s->fd);
+			s->fd = -1;
+		}
+		buf_free(&s->in);
+		s->reused = false;
+		s->session = false;
+		s->retried = true;
+		s->fildes_sent = 0;
+		scan_connect(s);
+		return;
+	}
 	if (refused && c->fildes) {
 		c->fildes = false;
 		log_warn("clamd socket=%s answered FILDES with \"%s\": INSTREAM from now on",
@@ -652,6 +793,8 @@ static void fildes_fallback(struct clamd_scan *s, const char *why, bool refused)
 	loop_timer_cancel(c->l, &s->retry);
 	buf_free(&s->in);
 	s->fildes = false;
+	s->session = false;
+	s->reused = false;
 	s->fildes_sent = 0;
 	scan_connect(s);
 }
@@ -726,6 +869,18 @@ static void scan_connect(struct clamd_scan *s)
 	int fd;
 
 	s->state = SCAN_CONNECTING;
+	if (s->fildes && !s->retried && c->fildes && (fd = idle_take(c)) >= 0) {
+		s->fd = fd;
+		s->reused = true;
+		s->session = true;
+		s->events = LOOP_READ;
+		if (loop_add(c->l, fd, LOOP_READ, on_io, s) < 0) {
+			scan_fail(s, "loop_add: %s", strerror(errno));
+			return;
+		}
+		scan_connected(s);
+		return;
+	}
 	fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		scan_fail(s, "socket: %s", strerror(errno));

@@ -14,6 +14,8 @@ import struct
 import threading
 import time
 
+import pytest
+
 from clamd import Clamd, EICAR, EICAR_NAME, CUSTOM_PAYLOAD, CUSTOM_NAME, clamd_fixture  # noqa: F401 (the fixture "clamd")
 from conftest import make_message, _free_ports
 
@@ -141,10 +143,13 @@ class OldClamd:
     """Fault injection: a clamd without FILDES on a unix socket. It answers
     "zFILDES" with "UNKNOWN COMMAND" and closes (as clamd does with a
     command it does not know); an INSTREAM scan it reads whole and hands to
-    the real clamd, whose answer it returns. It counts the commands."""
+    the real clamd, whose answer it returns. It counts the commands. With
+    session, it knows "zIDSESSION" (every clamd since 0.95: postern starts a
+    FILDES connection with it) and answers the command after it with "1: "
+    before the answer; without, "zIDSESSION" is unknown too."""
 
-    def __init__(self, path, real):
-        self.path, self.real = path, real
+    def __init__(self, path, real, session=True):
+        self.path, self.real, self.session = path, real, session
         self.commands = []
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
@@ -166,10 +171,15 @@ class OldClamd:
     def _serve(self, c):
         c.settimeout(10)
         try:
-            cmd = b""
-            while not cmd.endswith(b"\0"):
-                cmd += self._read(c, 1)
-            self.commands.append(cmd.rstrip(b"\0").decode())
+            prefix = b""
+            while True:
+                cmd = b""
+                while not cmd.endswith(b"\0"):
+                    cmd += self._read(c, 1)
+                self.commands.append(cmd.rstrip(b"\0").decode())
+                if cmd != b"zIDSESSION\0" or not self.session or prefix:
+                    break
+                prefix = b"1: "
             if cmd == b"zINSTREAM\0":
                 data = b""
                 while True:
@@ -177,9 +187,9 @@ class OldClamd:
                     if n == 0:
                         break
                     data += self._read(c, n)
-                c.sendall(self.real.scan(data).encode() + b"\0")
+                c.sendall(prefix + self.real.scan(data).encode() + b"\0")
             else:
-                c.sendall(b"UNKNOWN COMMAND\0")
+                c.sendall(prefix + b"UNKNOWN COMMAND\0")
         except (OSError, EOFError):
             pass
         finally:
@@ -200,8 +210,9 @@ class OldClamd:
         os.unlink(self.path)
 
 
-def test_clamd_refusing_fildes_falls_back_to_instream(make_server, clamd, tmp_path):
-    old = OldClamd(str(tmp_path / "old.sock"), clamd)
+@pytest.mark.parametrize("session", [True, False], ids=["idsession", "no-idsession"])
+def test_clamd_refusing_fildes_falls_back_to_instream(make_server, clamd, tmp_path, session):
+    old = OldClamd(str(tmp_path / "old.sock"), clamd, session)
     try:
         srv = make_server("postern-old-clamd", clamd_socket=old.path, clamd_timeout=10,
                           spam_filter="no")
@@ -211,8 +222,9 @@ def test_clamd_refusing_fildes_falls_back_to_instream(make_server, clamd, tmp_pa
         assert r.code == 554 and CUSTOM_NAME in r.text, r
         r = send(srv, make_message(FROM, RCPT, "old-clean", "Nothing to see.\r\n"))
         assert r.code == 250, r
-        # FILDES once, refused; every scan then over INSTREAM
-        assert old.commands == ["zFILDES", "zINSTREAM", "zINSTREAM", "zINSTREAM"], old.commands
+        # FILDES (in a session) once, refused; every scan then over INSTREAM
+        first = ["zIDSESSION", "zFILDES"] if session else ["zIDSESSION"]
+        assert old.commands == first + ["zINSTREAM"] * 3, old.commands
         assert srv.log().count("INSTREAM from now on") == 1
         assert "UNKNOWN COMMAND" in srv.log()
         assert "clamd scan failed" not in srv.log()
