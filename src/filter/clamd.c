@@ -44,8 +44,9 @@
  * socket, connect and close. An idle connection that turns readable (clamd
  * closed it: its IdleTimeout, 30 s by default) is closed; one idle for more
  * than CLAMD_IDLE_MS is not used but closed. A kept connection that fails
- * before any answer (clamd closed it as we sent) is not a FILDES refusal:
- * the scan goes again over FILDES on a new connection. */
+ * (clamd closed it as we sent) or answers anything but OK/FOUND is not a
+ * FILDES refusal yet: the scan goes again over FILDES on a new connection,
+ * whose answer decides. */
 #include "filter/clamd.h"
 
 #include <arpa/inet.h>
@@ -517,7 +518,9 @@ static void scan_answer(struct clamd_scan *s, const char *a, size_t n)
 	size_t vl = strlen(v);
 	bool found = vl > 6 && strcmp(v + vl - 6, " FOUND") == 0;
 	if (s->fildes && strcmp(v, "OK") != 0 && !found) {
-		fildes_fallback(s, line, true);
+		/* on a kept session, perhaps clamd's word on the session
+		 * itself: a new connection asks again before FILDES is off */
+		fildes_fallback(s, line, !s->reused);
 		return;
 	}
 	if (s->session && s->keep && s->fd >= 0) {
@@ -621,6 +624,7 @@ static void scan_read(struct clamd_scan *s)
 {
 	char tmp[512];
 
+	s->keep = false;
 	for (;;) {
 		ssize_t r = read(s->fd, tmp, sizeof tmp);
 

@@ -239,12 +239,13 @@ class SessionProxy:
     injection: close_idle() closes every connection (as clamd's IdleTimeout
     does); drop_next makes the next command that arrives on a connection
     that already answered close it unanswered (clamd closing a session as
-    postern reuses it)."""
+    postern reuses it); fake_answer, answered instead (and closed)."""
 
     def __init__(self, path, real):
         self.path, self.real = path, real
         self.conns = []  # [client socket, upstream socket, commands seen]
         self.drop_next = False
+        self.fake_answer = None
         self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
@@ -261,8 +262,11 @@ class SessionProxy:
                 if not data:
                     break
                 with self.lock:
-                    if self.drop_next and rec["answers"] > 0:
+                    if (self.drop_next or self.fake_answer) and rec["answers"] > 0:
+                        if self.fake_answer:
+                            c.sendall(self.fake_answer)
                         self.drop_next = False
+                        self.fake_answer = None
                         rec["dropped"] = True
                         break
                 rec["commands"] += data.count(b"\0") - (1 if fds else 0)
@@ -364,6 +368,14 @@ def test_fildes_scans_share_a_kept_session(make_server, clamd, tmp_path):
         r = send(srv, make_message(FROM, RCPT, "session-last", "Nothing.\r\n"))
         assert r.code == 250, r
         assert px.conns[2]["commands"] == 3 and len(px.conns) == 3, px.conns
+
+        # a kept session answering something else (clamd's word on the
+        # session, not on FILDES): asked again on a new connection
+        px.fake_answer = b"3: COMMAND READ TIMED OUT\0"
+        r = send(srv, attachment_message("session-odd-eicar", EICAR))
+        assert r.code == 554 and EICAR_NAME in r.text, r
+        assert [c["dropped"] for c in px.conns] == [False, True, True, False], px.conns
+        assert px.conns[3]["commands"] == 2, px.conns
         for s in ("session-clean-0", "session-clean-3", "session-clean-after", "session-new",
                   "session-last"):
             assert stored(srv, s) == 1, s
