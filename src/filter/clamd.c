@@ -22,8 +22,8 @@
  * temporary file of its own (create, write, unlink on its TemporaryDirectory:
  * most of its time per small message); over FILDES it does not. A message
  * of up to CLAMD_FILDES_MAX octets (most mail) is kept here (stage) until
- * its end, then written into a memfd (tmpfs: memory, never the disk),
- * sealed and passed: the connection is made at the end only, so clamd's
+ * its end, then written into a memfd (tmpfs: memory, never the disk) and
+ * passed: the connection is made at the end only, so clamd's
  * CommandReadTimeout never runs while the client sends. Not the spool's
  * file: a small message is still in the spool's buffer at the end of data
  * (store.h), and writing it out earlier for clamd would cost the file
@@ -82,11 +82,13 @@
 #define CLAMD_FILDES_MAX CLAMD_HIGH_WATER
 #define CLAMD_IDLE_MAX 32   /* kept FILDES sessions, idle, at most */
 #define CLAMD_IDLE_MS 10000 /* an older idle session is closed, not used */
+#define CLAMD_MEMFD_KEEP (64 * 1024) /* a session's memfd is kept up to this size */
 
 /* An idle kept session (IDSESSION): watched for clamd's close. */
 struct clamd_idle {
 	struct clamd *c;
 	int fd;
+	int mfd;        /* the session's memfd for the next message, or -1 */
 	uint64_t since; /* loop time it went idle */
 };
 
@@ -131,6 +133,8 @@ struct clamd_scan {
 	bool reused;       /* fd was a kept session (its first command here) */
 	bool retried;      /* a kept session failed: a new connection now */
 	bool keep;         /* the answer was the whole input: fd may be kept */
+	int mfd;           /* the memfd passed on the session (kept with it), or -1 */
+	size_t mfd_len;    /* its size */
 	struct buf in;    /* clamd's answer so far */
 	/* the result, once state == SCAN_DONE */
 	enum clamd_status status;
@@ -280,6 +284,8 @@ static void idle_drop(struct clamd *c, size_t i)
 
 	loop_del(c->l, k->fd);
 	close(k->fd);
+	if (k->mfd >= 0)
+		close(k->mfd);
 	free(k);
 	memmove(&c->idle[i], &c->idle[i + 1], (c->n_idle - i - 1) * sizeof c->idle[0]);
 	c->n_idle--;
@@ -300,22 +306,27 @@ static void on_idle_io(void *arg, uint32_t events)
 		}
 }
 
-/* fd (a session that answered its last command whole) is kept, or closed
- * when CLAMD_IDLE_MAX are idle already. */
-static void idle_put(struct clamd *c, int fd)
+/* fd (a session that answered its last command whole) is kept with mfd
+ * (-1: none), or both closed when CLAMD_IDLE_MAX are idle already. */
+static void idle_put(struct clamd *c, int fd, int mfd)
 {
 	struct clamd_idle *k;
 
 	if (c->n_idle >= CLAMD_IDLE_MAX) {
 		close(fd);
+		if (mfd >= 0)
+			close(mfd);
 		return;
 	}
 	k = xcalloc(1, sizeof *k);
 	k->c = c;
 	k->fd = fd;
+	k->mfd = mfd;
 	k->since = loop_now(c->l);
 	if (loop_add(c->l, fd, LOOP_READ, on_idle_io, k) < 0) {
 		close(fd);
+		if (mfd >= 0)
+			close(mfd);
 		free(k);
 		return;
 	}
@@ -323,8 +334,9 @@ static void idle_put(struct clamd *c, int fd)
 }
 
 /* The most recently kept session, or -1 (those idle for CLAMD_IDLE_MS or
- * more are closed). The caller watches the returned fd. */
-static int idle_take(struct clamd *c)
+ * more are closed), and its memfd in *mfd_r (or -1). The caller watches
+ * the returned fd. */
+static int idle_take(struct clamd *c, int *mfd_r)
 {
 	uint64_t now = loop_now(c->l);
 
@@ -334,6 +346,7 @@ static int idle_take(struct clamd *c)
 		return -1;
 	struct clamd_idle *k = c->idle[--c->n_idle];
 	int fd = k->fd;
+	*mfd_r = k->mfd;
 	loop_del(c->l, fd);
 	free(k);
 	return fd;
@@ -350,6 +363,7 @@ struct clamd_scan *clamd_scan_new(struct clamd *c)
 	s = xcalloc(1, sizeof(*s));
 	s->c = c;
 	s->fd = -1;
+	s->mfd = -1;
 	s->state = SCAN_IDLE;
 	s->fildes = c->fildes;
 	s->next = c->scans;
@@ -383,6 +397,10 @@ static void scan_close(struct clamd_scan *s)
 		loop_del(l, s->fd);
 		close(s->fd);
 		s->fd = -1;
+	}
+	if (s->mfd >= 0) {
+		close(s->mfd);
+		s->mfd = -1;
 	}
 	loop_timer_cancel(l, &s->timer);
 	loop_timer_cancel(l, &s->retry);
@@ -525,10 +543,15 @@ static void scan_answer(struct clamd_scan *s, const char *a, size_t n)
 	}
 	if (s->session && s->keep && s->fd >= 0) {
 		/* answered whole: the session serves the next scan */
-		int fd = s->fd;
+		int fd = s->fd, mfd = s->mfd;
 		loop_del(s->c->l, fd);
 		s->fd = -1;
-		idle_put(s->c, fd);
+		s->mfd = -1;
+		if (mfd >= 0 && s->mfd_len > CLAMD_MEMFD_KEEP) {
+			close(mfd); /* a large one's memory is not kept idle */
+			mfd = -1;
+		}
+		idle_put(s->c, fd, mfd);
 	}
 	if (strcmp(v, "OK") == 0) {
 		scan_finish(s, CLAMD_CLEAN, NULL);
@@ -674,9 +697,11 @@ static void scan_read(struct clamd_scan *s)
 
 /* Sends what FILDES needs: the command, then (as clamdscan does: clamd
  * refuses a descriptor that comes with the command's octets) one octet
- * carrying the message as a sealed memfd (unix(7) SCM_RIGHTS; clamd holds
- * its own reference from then on: ours is closed). 0: sent, or waiting
- * for LOOP_WRITE (a fresh connection's buffer is empty: hardly ever). */
+ * carrying the message as a memfd (unix(7) SCM_RIGHTS; clamd holds its
+ * own reference from then on: ours stays with the session, for its next
+ * message: a memfd made and dropped per message was a third of this
+ * function's CPU). 0: sent, or waiting for LOOP_WRITE (a fresh
+ * connection's buffer is empty: hardly ever). */
 static void fildes_send(struct clamd_scan *s)
 {
 	/* a new connection starts a session; a kept one has it (with the NULs) */
@@ -700,19 +725,23 @@ static void fildes_send(struct clamd_scan *s)
 		s->fildes_sent = 1;
 	}
 
-	int mfd = memfd_create("postern-clamd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (mfd < 0) {
+	/* The session's memfd (clamd answered its last scan: done with it;
+	 * the offset is shared with clamd's copy: from 0 again), else a new
+	 * one. Not sealed: a session's memfd is written again for the next
+	 * message, only ever after clamd's answer on this one. */
+	int mfd = s->mfd;
+	if (mfd < 0 && (mfd = memfd_create("postern-clamd", MFD_CLOEXEC)) < 0) {
 		fildes_fallback(s, strerror(errno), false);
 		return;
 	}
-	if (fdio_write_all(mfd, s->stage.data, s->stage.len) < 0 || lseek(mfd, 0, SEEK_SET) < 0) {
+	s->mfd = -1;
+	if (lseek(mfd, 0, SEEK_SET) < 0 || fdio_write_all(mfd, s->stage.data, s->stage.len) < 0 ||
+	    ftruncate(mfd, (off_t)s->stage.len) < 0 || lseek(mfd, 0, SEEK_SET) < 0) {
 		int err = errno;
 		close(mfd);
 		fildes_fallback(s, strerror(err), false);
 		return;
 	}
-	/* clamd reads a file that cannot change under it */
-	(void)fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
 
 	char one = '\0';
 	struct iovec iov = {&one, 1};
@@ -733,7 +762,12 @@ static void fildes_send(struct clamd_scan *s)
 		w = sendmsg(s->fd, &mh, MSG_NOSIGNAL);
 	while (w < 0 && errno == EINTR);
 	int err = errno;
-	close(mfd);
+	if (w == 1) {
+		s->mfd = mfd; /* kept with the session once it answered */
+		s->mfd_len = s->stage.len;
+	} else {
+		close(mfd);
+	}
 	if (w < 0 && (err == EAGAIN || err == EWOULDBLOCK))
 		goto wait;
 	if (w < 0 && (err == EPIPE || err == ECONNRESET)) {
@@ -776,6 +810,10 @@ static void fildes_fallback(struct clamd_scan *s, const char *why, bool refused)
 			close(s->fd);
 			s->fd = -1;
 		}
+		if (s->mfd >= 0) {
+			close(s->mfd);
+			s->mfd = -1;
+		}
 		buf_free(&s->in);
 		s->reused = false;
 		s->session = false;
@@ -793,6 +831,10 @@ static void fildes_fallback(struct clamd_scan *s, const char *why, bool refused)
 		loop_del(c->l, s->fd);
 		close(s->fd);
 		s->fd = -1;
+	}
+	if (s->mfd >= 0) {
+		close(s->mfd);
+		s->mfd = -1;
 	}
 	loop_timer_cancel(c->l, &s->retry);
 	buf_free(&s->in);
@@ -873,8 +915,10 @@ static void scan_connect(struct clamd_scan *s)
 	int fd;
 
 	s->state = SCAN_CONNECTING;
-	if (s->fildes && !s->retried && c->fildes && (fd = idle_take(c)) >= 0) {
+	int mfd = -1;
+	if (s->fildes && !s->retried && c->fildes && (fd = idle_take(c, &mfd)) >= 0) {
 		s->fd = fd;
+		s->mfd = mfd;
 		s->reused = true;
 		s->session = true;
 		s->events = LOOP_READ;

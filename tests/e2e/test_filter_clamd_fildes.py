@@ -332,6 +332,18 @@ class SessionProxy:
         os.unlink(self.path)
 
 
+def memfds(srv):
+    """postern's open memfds for clamd."""
+    d = "/proc/%d/fd" % srv.proc.pid
+    n = 0
+    for fd in os.listdir(d):
+        try:
+            n += os.readlink(os.path.join(d, fd)).startswith("/memfd:postern-clamd")
+        except OSError:
+            pass
+    return n
+
+
 def test_fildes_scans_share_a_kept_session(make_server, clamd, tmp_path):
     """Scans one after the other go over one kept IDSESSION connection,
     found or clean; after clamd closes it (IdleTimeout) a new one is made;
@@ -353,6 +365,8 @@ def test_fildes_scans_share_a_kept_session(make_server, clamd, tmp_path):
         assert FD_FOUND.findall(log) == [EICAR_NAME] and STREAM_FOUND.findall(log) == [], log
         # IDSESSION and six FILDES on one connection
         assert [c["commands"] for c in px.conns] == [7], px.conns
+        # and one memfd, written again for each message, kept with it
+        assert memfds(srv) == 1
 
         px.close_idle()
         time.sleep(0.3)  # postern sees the close of its idle session
@@ -382,5 +396,9 @@ def test_fildes_scans_share_a_kept_session(make_server, clamd, tmp_path):
         assert stored(srv, "session-eicar") == 0 and stored(srv, "session-dropped-eicar") == 0
         assert "INSTREAM from now on" not in srv.log()
         assert "clamd scan failed" not in srv.log()
+        assert memfds(srv) == 1
+        px.close_idle()
+        time.sleep(0.3)
+        assert memfds(srv) == 0  # gone with the session
     finally:
         px.close()
