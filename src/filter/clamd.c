@@ -22,8 +22,8 @@
  * temporary file of its own (create, write, unlink on its TemporaryDirectory:
  * most of its time per small message); over FILDES it does not. A message
  * of up to CLAMD_FILDES_MAX octets (most mail) is kept here (stage) until
- * its end, then written into a memfd (tmpfs: memory, never the disk),
- * sealed and passed: the connection is made at the end only, so clamd's
+ * its end, then written into a memfd (tmpfs: memory, never the disk) and
+ * passed: the connection is made at the end only, so clamd's
  * CommandReadTimeout never runs while the client sends. Not the spool's
  * file: a small message is still in the spool's buffer at the end of data
  * (store.h), and writing it out earlier for clamd would cost the file
@@ -32,7 +32,21 @@
  * A clamd that answers FILDES with anything but OK/FOUND (an old one,
  * "UNKNOWN COMMAND"; a descriptor it cannot use) is asked again over
  * INSTREAM, and FILDES is off for this clamd from then on (logged once).
- * TCP clamd: INSTREAM only (a descriptor does not cross TCP). */
+ * TCP clamd: INSTREAM only (a descriptor does not cross TCP).
+ *
+ * Kept connections (clamd(8), "IDSESSION"): a FILDES connection starts a
+ * session ("zIDSESSION\0zFILDES\0" in one send; answers then carry the
+ * command's number, "1: fd[N]: OK") and, once it answered OK or FOUND and
+ * nothing else, is kept idle (at most CLAMD_IDLE_MAX) for the next FILDES
+ * scan ("zFILDES\0" alone), one command at a time per connection. A new
+ * connection per message cost clamd about 30 % of its CPU per scan (its
+ * accept, poll set and thread hand-over; bench/filter-bench) and us a
+ * socket, connect and close. An idle connection that turns readable (clamd
+ * closed it: its IdleTimeout, 30 s by default) is closed; one idle for more
+ * than CLAMD_IDLE_MS is not used but closed. A kept connection that fails
+ * (clamd closed it as we sent) or answers anything but OK/FOUND is not a
+ * FILDES refusal yet: the scan goes again over FILDES on a new connection,
+ * whose answer decides. */
 #include "filter/clamd.h"
 
 #include <arpa/inet.h>
@@ -66,6 +80,17 @@
  * passed as a file; a larger one switches to INSTREAM at this size. The
  * same bound as the INSTREAM queue (CLAMD_HIGH_WATER). */
 #define CLAMD_FILDES_MAX CLAMD_HIGH_WATER
+#define CLAMD_IDLE_MAX 32   /* kept FILDES sessions, idle, at most */
+#define CLAMD_IDLE_MS 10000 /* an older idle session is closed, not used */
+#define CLAMD_MEMFD_KEEP (64 * 1024) /* a session's memfd is kept up to this size */
+
+/* An idle kept session (IDSESSION): watched for clamd's close. */
+struct clamd_idle {
+	struct clamd *c;
+	int fd;
+	int mfd;        /* the session's memfd for the next message, or -1 */
+	uint64_t since; /* loop time it went idle */
+};
 
 struct clamd {
 	struct loop *l;
@@ -78,6 +103,8 @@ struct clamd {
 	uint64_t last_complaint; /* loop time of the last error line, 0: none */
 	unsigned suppressed;     /* error lines not written since */
 	struct clamd_scan *scans; /* alive, for clamd_free */
+	struct clamd_idle *idle[CLAMD_IDLE_MAX]; /* kept sessions, oldest first */
+	size_t n_idle;
 };
 
 enum scan_state {
@@ -102,6 +129,12 @@ struct clamd_scan {
 	bool write_closed; /* clamd stopped reading (EPIPE): only its answer is left */
 	bool fildes;       /* this scan goes over FILDES (stage holds the message) */
 	int fildes_sent;   /* 1: "zFILDES" went, 2: the descriptor too */
+	bool session;      /* fd is an IDSESSION: answers carry "N: " */
+	bool reused;       /* fd was a kept session (its first command here) */
+	bool retried;      /* a kept session failed: a new connection now */
+	bool keep;         /* the answer was the whole input: fd may be kept */
+	int mfd;           /* the memfd passed on the session (kept with it), or -1 */
+	size_t mfd_len;    /* its size */
 	struct buf in;    /* clamd's answer so far */
 	/* the result, once state == SCAN_DONE */
 	enum clamd_status status;
@@ -195,6 +228,7 @@ struct clamd *clamd_new(struct loop *l, const struct config *cfg, char **err_r)
 }
 
 static void scan_close(struct clamd_scan *s);
+static void idle_drop(struct clamd *c, size_t i);
 
 void clamd_instream_only(struct clamd *c)
 {
@@ -207,6 +241,8 @@ void clamd_free(struct clamd **cp)
 
 	if (c == NULL)
 		return;
+	while (c->n_idle > 0)
+		idle_drop(c, c->n_idle - 1);
 	/* scans that outlive us are closed; their callbacks are dropped */
 	while (c->scans != NULL) {
 		struct clamd_scan *s = c->scans;
@@ -240,6 +276,82 @@ static void clamd_complain(struct clamd *c, const char *what)
 	c->suppressed = 0;
 }
 
+/* ---- kept sessions (IDSESSION) ---- */
+
+static void idle_drop(struct clamd *c, size_t i)
+{
+	struct clamd_idle *k = c->idle[i];
+
+	loop_del(c->l, k->fd);
+	close(k->fd);
+	if (k->mfd >= 0)
+		close(k->mfd);
+	free(k);
+	memmove(&c->idle[i], &c->idle[i + 1], (c->n_idle - i - 1) * sizeof c->idle[0]);
+	c->n_idle--;
+}
+
+/* An idle session turned readable: clamd closed it (or said something
+ * unasked for): it goes. */
+static void on_idle_io(void *arg, uint32_t events)
+{
+	struct clamd_idle *k = arg;
+	struct clamd *c = k->c;
+
+	(void)events;
+	for (size_t i = 0; i < c->n_idle; i++)
+		if (c->idle[i] == k) {
+			idle_drop(c, i);
+			return;
+		}
+}
+
+/* fd (a session that answered its last command whole) is kept with mfd
+ * (-1: none), or both closed when CLAMD_IDLE_MAX are idle already. */
+static void idle_put(struct clamd *c, int fd, int mfd)
+{
+	struct clamd_idle *k;
+
+	if (c->n_idle >= CLAMD_IDLE_MAX) {
+		close(fd);
+		if (mfd >= 0)
+			close(mfd);
+		return;
+	}
+	k = xcalloc(1, sizeof *k);
+	k->c = c;
+	k->fd = fd;
+	k->mfd = mfd;
+	k->since = loop_now(c->l);
+	if (loop_add(c->l, fd, LOOP_READ, on_idle_io, k) < 0) {
+		close(fd);
+		if (mfd >= 0)
+			close(mfd);
+		free(k);
+		return;
+	}
+	c->idle[c->n_idle++] = k;
+}
+
+/* The most recently kept session, or -1 (those idle for CLAMD_IDLE_MS or
+ * more are closed), and its memfd in *mfd_r (or -1). The caller watches
+ * the returned fd. */
+static int idle_take(struct clamd *c, int *mfd_r)
+{
+	uint64_t now = loop_now(c->l);
+
+	while (c->n_idle > 0 && now - c->idle[0]->since >= CLAMD_IDLE_MS)
+		idle_drop(c, 0);
+	if (c->n_idle == 0)
+		return -1;
+	struct clamd_idle *k = c->idle[--c->n_idle];
+	int fd = k->fd;
+	*mfd_r = k->mfd;
+	loop_del(c->l, fd);
+	free(k);
+	return fd;
+}
+
 /* ---- the scan ---- */
 
 struct clamd_scan *clamd_scan_new(struct clamd *c)
@@ -251,6 +363,7 @@ struct clamd_scan *clamd_scan_new(struct clamd *c)
 	s = xcalloc(1, sizeof(*s));
 	s->c = c;
 	s->fd = -1;
+	s->mfd = -1;
 	s->state = SCAN_IDLE;
 	s->fildes = c->fildes;
 	s->next = c->scans;
@@ -284,6 +397,10 @@ static void scan_close(struct clamd_scan *s)
 		loop_del(l, s->fd);
 		close(s->fd);
 		s->fd = -1;
+	}
+	if (s->mfd >= 0) {
+		close(s->mfd);
+		s->mfd = -1;
 	}
 	loop_timer_cancel(l, &s->timer);
 	loop_timer_cancel(l, &s->retry);
@@ -400,6 +517,16 @@ static void scan_answer(struct clamd_scan *s, const char *a, size_t n)
 	line[l] = '\0';
 
 	const char *v = line;
+	if (s->session) {
+		/* "N: " before the answer of a command in a session */
+		const char *d = v;
+		while (*d >= '0' && *d <= '9')
+			d++;
+		if (d > v && d[0] == ':' && d[1] == ' ')
+			v = d + 2;
+		memmove(line, v, strlen(v) + 1);
+		v = line;
+	}
 	if (strncmp(v, "stream:", 7) == 0)
 		v += 7;
 	else if (strncmp(v, "fd[", 3) == 0 && strstr(v, "]:") != NULL)
@@ -409,8 +536,24 @@ static void scan_answer(struct clamd_scan *s, const char *a, size_t n)
 	size_t vl = strlen(v);
 	bool found = vl > 6 && strcmp(v + vl - 6, " FOUND") == 0;
 	if (s->fildes && strcmp(v, "OK") != 0 && !found) {
-		fildes_fallback(s, line, true);
-	} else if (strcmp(v, "OK") == 0) {
+		/* on a kept session, perhaps clamd's word on the session
+		 * itself: a new connection asks again before FILDES is off */
+		fildes_fallback(s, line, !s->reused);
+		return;
+	}
+	if (s->session && s->keep && s->fd >= 0) {
+		/* answered whole: the session serves the next scan */
+		int fd = s->fd, mfd = s->mfd;
+		loop_del(s->c->l, fd);
+		s->fd = -1;
+		s->mfd = -1;
+		if (mfd >= 0 && s->mfd_len > CLAMD_MEMFD_KEEP) {
+			close(mfd); /* a large one's memory is not kept idle */
+			mfd = -1;
+		}
+		idle_put(s->c, fd, mfd);
+	}
+	if (strcmp(v, "OK") == 0) {
 		scan_finish(s, CLAMD_CLEAN, NULL);
 	} else if (found) {
 		char name[256];
@@ -504,6 +647,7 @@ static void scan_read(struct clamd_scan *s)
 {
 	char tmp[512];
 
+	s->keep = false;
 	for (;;) {
 		ssize_t r = read(s->fd, tmp, sizeof tmp);
 
@@ -538,6 +682,9 @@ static void scan_read(struct clamd_scan *s)
 		const char *nl = memchr(s->in.data, '\n', s->in.len);
 		if (z != NULL || nl != NULL) {
 			const char *e = z != NULL ? z : nl;
+			/* a session's answer, NUL-terminated, and nothing after it */
+			s->keep = z != NULL && z == e &&
+				  (size_t)(z - s->in.data) + 1 == s->in.len;
 			scan_answer(s, s->in.data, (size_t)(e - s->in.data));
 			return;
 		}
@@ -550,40 +697,51 @@ static void scan_read(struct clamd_scan *s)
 
 /* Sends what FILDES needs: the command, then (as clamdscan does: clamd
  * refuses a descriptor that comes with the command's octets) one octet
- * carrying the message as a sealed memfd (unix(7) SCM_RIGHTS; clamd holds
- * its own reference from then on: ours is closed). 0: sent, or waiting
- * for LOOP_WRITE (a fresh connection's buffer is empty: hardly ever). */
+ * carrying the message as a memfd (unix(7) SCM_RIGHTS; clamd holds its
+ * own reference from then on: ours stays with the session, for its next
+ * message: a memfd made and dropped per message was a third of this
+ * function's CPU). 0: sent, or waiting for LOOP_WRITE (a fresh
+ * connection's buffer is empty: hardly ever). */
 static void fildes_send(struct clamd_scan *s)
 {
-	static const char cmd[] = "zFILDES"; /* with its NUL: 8 octets */
+	/* a new connection starts a session; a kept one has it (with the NULs) */
+	static const char cmd_new[] = "zIDSESSION\0zFILDES";
+	static const char cmd[] = "zFILDES";
+	const char *c = s->reused ? cmd : cmd_new;
+	size_t cl = s->reused ? sizeof cmd : sizeof cmd_new;
 	ssize_t w;
 
 	if (s->fildes_sent == 0) {
 		do
-			w = send(s->fd, cmd, sizeof cmd, MSG_NOSIGNAL);
+			w = send(s->fd, c, cl, MSG_NOSIGNAL);
 		while (w < 0 && errno == EINTR);
 		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			goto wait;
-		if (w != (ssize_t)sizeof cmd) {
+		s->session = true;
+		if (w != (ssize_t)cl) {
 			fildes_fallback(s, w < 0 ? strerror(errno) : "short send", false);
 			return;
 		}
 		s->fildes_sent = 1;
 	}
 
-	int mfd = memfd_create("postern-clamd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (mfd < 0) {
+	/* The session's memfd (clamd answered its last scan: done with it;
+	 * the offset is shared with clamd's copy: from 0 again), else a new
+	 * one. Not sealed: a session's memfd is written again for the next
+	 * message, only ever after clamd's answer on this one. */
+	int mfd = s->mfd;
+	if (mfd < 0 && (mfd = memfd_create("postern-clamd", MFD_CLOEXEC)) < 0) {
 		fildes_fallback(s, strerror(errno), false);
 		return;
 	}
-	if (fdio_write_all(mfd, s->stage.data, s->stage.len) < 0 || lseek(mfd, 0, SEEK_SET) < 0) {
+	s->mfd = -1;
+	if (lseek(mfd, 0, SEEK_SET) < 0 || fdio_write_all(mfd, s->stage.data, s->stage.len) < 0 ||
+	    ftruncate(mfd, (off_t)s->stage.len) < 0 || lseek(mfd, 0, SEEK_SET) < 0) {
 		int err = errno;
 		close(mfd);
 		fildes_fallback(s, strerror(err), false);
 		return;
 	}
-	/* clamd reads a file that cannot change under it */
-	(void)fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
 
 	char one = '\0';
 	struct iovec iov = {&one, 1};
@@ -604,7 +762,12 @@ static void fildes_send(struct clamd_scan *s)
 		w = sendmsg(s->fd, &mh, MSG_NOSIGNAL);
 	while (w < 0 && errno == EINTR);
 	int err = errno;
-	close(mfd);
+	if (w == 1) {
+		s->mfd = mfd; /* kept with the session once it answered */
+		s->mfd_len = s->stage.len;
+	} else {
+		close(mfd);
+	}
 	if (w < 0 && (err == EAGAIN || err == EWOULDBLOCK))
 		goto wait;
 	if (w < 0 && (err == EPIPE || err == ECONNRESET)) {
@@ -639,6 +802,26 @@ static void fildes_fallback(struct clamd_scan *s, const char *why, bool refused)
 {
 	struct clamd *c = s->c;
 
+	if (!refused && s->reused) {
+		/* a kept session clamd closed as we used it: FILDES again, on
+		 * a new connection */
+		if (s->fd >= 0) {
+			loop_del(c->l, s->fd);
+			close(s->fd);
+			s->fd = -1;
+		}
+		if (s->mfd >= 0) {
+			close(s->mfd);
+			s->mfd = -1;
+		}
+		buf_free(&s->in);
+		s->reused = false;
+		s->session = false;
+		s->retried = true;
+		s->fildes_sent = 0;
+		scan_connect(s);
+		return;
+	}
 	if (refused && c->fildes) {
 		c->fildes = false;
 		log_warn("clamd socket=%s answered FILDES with \"%s\": INSTREAM from now on",
@@ -649,9 +832,15 @@ static void fildes_fallback(struct clamd_scan *s, const char *why, bool refused)
 		close(s->fd);
 		s->fd = -1;
 	}
+	if (s->mfd >= 0) {
+		close(s->mfd);
+		s->mfd = -1;
+	}
 	loop_timer_cancel(c->l, &s->retry);
 	buf_free(&s->in);
 	s->fildes = false;
+	s->session = false;
+	s->reused = false;
 	s->fildes_sent = 0;
 	scan_connect(s);
 }
@@ -726,6 +915,20 @@ static void scan_connect(struct clamd_scan *s)
 	int fd;
 
 	s->state = SCAN_CONNECTING;
+	int mfd = -1;
+	if (s->fildes && !s->retried && c->fildes && (fd = idle_take(c, &mfd)) >= 0) {
+		s->fd = fd;
+		s->mfd = mfd;
+		s->reused = true;
+		s->session = true;
+		s->events = LOOP_READ;
+		if (loop_add(c->l, fd, LOOP_READ, on_io, s) < 0) {
+			scan_fail(s, "loop_add: %s", strerror(errno));
+			return;
+		}
+		scan_connected(s);
+		return;
+	}
 	fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		scan_fail(s, "socket: %s", strerror(errno));

@@ -1,8 +1,9 @@
 /* Virus scanning with clamd (Debian clamav-daemon) over its INSTREAM
  * protocol ("zINSTREAM\0", then 4-byte big-endian length + chunk, ..., a
- * zero length; the answer "stream: OK" or "stream: NAME FOUND"). One
- * connection per message, opened at the first content byte, non-blocking on
- * the loop; the message streams to clamd as it is received (at most
+ * zero length; the answer "stream: OK" or "stream: NAME FOUND"); up to
+ * 256 KiB on a unix socket, FILDES at the end over a kept IDSESSION
+ * connection (clamd.c). INSTREAM: one connection per message, opened at the
+ * first content byte, non-blocking on the loop; the message streams to clamd as it is received (at most
  * clamd_max_size: beyond it the scan is abandoned, the result "unscanned").
  * Output is bounded: when clamd reads slower than the client sends and more
  * than a high-water mark is queued, clamd_scan_feed returns true and the

@@ -14,6 +14,8 @@ import struct
 import threading
 import time
 
+import pytest
+
 from clamd import Clamd, EICAR, EICAR_NAME, CUSTOM_PAYLOAD, CUSTOM_NAME, clamd_fixture  # noqa: F401 (the fixture "clamd")
 from conftest import make_message, _free_ports
 
@@ -141,10 +143,13 @@ class OldClamd:
     """Fault injection: a clamd without FILDES on a unix socket. It answers
     "zFILDES" with "UNKNOWN COMMAND" and closes (as clamd does with a
     command it does not know); an INSTREAM scan it reads whole and hands to
-    the real clamd, whose answer it returns. It counts the commands."""
+    the real clamd, whose answer it returns. It counts the commands. With
+    session, it knows "zIDSESSION" (every clamd since 0.95: postern starts a
+    FILDES connection with it) and answers the command after it with "1: "
+    before the answer; without, "zIDSESSION" is unknown too."""
 
-    def __init__(self, path, real):
-        self.path, self.real = path, real
+    def __init__(self, path, real, session=True):
+        self.path, self.real, self.session = path, real, session
         self.commands = []
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
@@ -166,10 +171,15 @@ class OldClamd:
     def _serve(self, c):
         c.settimeout(10)
         try:
-            cmd = b""
-            while not cmd.endswith(b"\0"):
-                cmd += self._read(c, 1)
-            self.commands.append(cmd.rstrip(b"\0").decode())
+            prefix = b""
+            while True:
+                cmd = b""
+                while not cmd.endswith(b"\0"):
+                    cmd += self._read(c, 1)
+                self.commands.append(cmd.rstrip(b"\0").decode())
+                if cmd != b"zIDSESSION\0" or not self.session or prefix:
+                    break
+                prefix = b"1: "
             if cmd == b"zINSTREAM\0":
                 data = b""
                 while True:
@@ -177,9 +187,9 @@ class OldClamd:
                     if n == 0:
                         break
                     data += self._read(c, n)
-                c.sendall(self.real.scan(data).encode() + b"\0")
+                c.sendall(prefix + self.real.scan(data).encode() + b"\0")
             else:
-                c.sendall(b"UNKNOWN COMMAND\0")
+                c.sendall(prefix + b"UNKNOWN COMMAND\0")
         except (OSError, EOFError):
             pass
         finally:
@@ -200,8 +210,9 @@ class OldClamd:
         os.unlink(self.path)
 
 
-def test_clamd_refusing_fildes_falls_back_to_instream(make_server, clamd, tmp_path):
-    old = OldClamd(str(tmp_path / "old.sock"), clamd)
+@pytest.mark.parametrize("session", [True, False], ids=["idsession", "no-idsession"])
+def test_clamd_refusing_fildes_falls_back_to_instream(make_server, clamd, tmp_path, session):
+    old = OldClamd(str(tmp_path / "old.sock"), clamd, session)
     try:
         srv = make_server("postern-old-clamd", clamd_socket=old.path, clamd_timeout=10,
                           spam_filter="no")
@@ -211,10 +222,183 @@ def test_clamd_refusing_fildes_falls_back_to_instream(make_server, clamd, tmp_pa
         assert r.code == 554 and CUSTOM_NAME in r.text, r
         r = send(srv, make_message(FROM, RCPT, "old-clean", "Nothing to see.\r\n"))
         assert r.code == 250, r
-        # FILDES once, refused; every scan then over INSTREAM
-        assert old.commands == ["zFILDES", "zINSTREAM", "zINSTREAM", "zINSTREAM"], old.commands
+        # FILDES (in a session) once, refused; every scan then over INSTREAM
+        first = ["zIDSESSION", "zFILDES"] if session else ["zIDSESSION"]
+        assert old.commands == first + ["zINSTREAM"] * 3, old.commands
         assert srv.log().count("INSTREAM from now on") == 1
         assert "UNKNOWN COMMAND" in srv.log()
         assert "clamd scan failed" not in srv.log()
     finally:
         old.close()
+
+
+class SessionProxy:
+    """Between postern and the real clamd on unix sockets: forwards both
+    ways, passed descriptors included (each with the one octet it came
+    with), and counts the connections and each one's commands. Fault
+    injection: close_idle() closes every connection (as clamd's IdleTimeout
+    does); drop_next makes the next command that arrives on a connection
+    that already answered close it unanswered (clamd closing a session as
+    postern reuses it); fake_answer, answered instead (and closed)."""
+
+    def __init__(self, path, real):
+        self.path, self.real = path, real
+        self.conns = []  # [client socket, upstream socket, commands seen]
+        self.drop_next = False
+        self.fake_answer = None
+        self.lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _up(self, c, u, rec):
+        try:
+            while True:
+                data, fds, _, _ = socket.recv_fds(c, 4096, 4)
+                if not data:
+                    break
+                with self.lock:
+                    if (self.drop_next or self.fake_answer) and rec["answers"] > 0:
+                        if self.fake_answer:
+                            c.sendall(self.fake_answer)
+                        self.drop_next = False
+                        self.fake_answer = None
+                        rec["dropped"] = True
+                        break
+                rec["commands"] += data.count(b"\0") - (1 if fds else 0)
+                if fds:
+                    if len(data) > 1:
+                        u.sendall(data[:-1])
+                    socket.send_fds(u, [data[-1:]], fds)
+                    for fd in fds:
+                        os.close(fd)
+                else:
+                    u.sendall(data)
+        except OSError:
+            pass
+        for s in (c, u):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _down(self, c, u, rec):
+        try:
+            while True:
+                data = u.recv(4096)
+                if not data:
+                    break
+                rec["answers"] += data.count(b"\0")
+                c.sendall(data)
+        except OSError:
+            pass
+        try:
+            c.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _run(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            u.connect(self.real.socket)
+            rec = {"commands": 0, "answers": 0, "dropped": False, "sockets": (c, u)}
+            with self.lock:
+                self.conns.append(rec)
+            for fn in (self._up, self._down):
+                threading.Thread(target=fn, args=(c, u, rec), daemon=True).start()
+
+    def close_idle(self):
+        with self.lock:
+            for rec in self.conns:
+                for s in rec["sockets"]:
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+    def close(self):
+        self.stopping = True
+        self.close_idle()
+        self.t.join(5)
+        self.sock.close()
+        os.unlink(self.path)
+
+
+def memfds(srv):
+    """postern's open memfds for clamd."""
+    d = "/proc/%d/fd" % srv.proc.pid
+    n = 0
+    for fd in os.listdir(d):
+        try:
+            n += os.readlink(os.path.join(d, fd)).startswith("/memfd:postern-clamd")
+        except OSError:
+            pass
+    return n
+
+
+def test_fildes_scans_share_a_kept_session(make_server, clamd, tmp_path):
+    """Scans one after the other go over one kept IDSESSION connection,
+    found or clean; after clamd closes it (IdleTimeout) a new one is made;
+    a kept session closed as it is reused costs a new connection, not a
+    failure nor the fallback to INSTREAM."""
+    px = SessionProxy(str(tmp_path / "px.sock"), clamd)
+    try:
+        srv = make_server("postern-clamd-session", clamd_socket=px.path, clamd_timeout=10,
+                          spam_filter="no")
+        mark = len(clamd.log())
+        for i in range(4):
+            r = send(srv, make_message(FROM, RCPT, "session-clean-%d" % i, "Nothing.\r\n"))
+            assert r.code == 250, r
+        r = send(srv, attachment_message("session-eicar", EICAR))
+        assert r.code == 554 and EICAR_NAME in r.text, r
+        r = send(srv, make_message(FROM, RCPT, "session-clean-after", "Nothing.\r\n"))
+        assert r.code == 250, r
+        log = clamd_log_since(clamd, mark, FD_FOUND, 1)
+        assert FD_FOUND.findall(log) == [EICAR_NAME] and STREAM_FOUND.findall(log) == [], log
+        # IDSESSION and six FILDES on one connection
+        assert [c["commands"] for c in px.conns] == [7], px.conns
+        # and one memfd, written again for each message, kept with it
+        assert memfds(srv) == 1
+
+        px.close_idle()
+        time.sleep(0.3)  # postern sees the close of its idle session
+        r = send(srv, make_message(FROM, RCPT, "session-new", "Nothing.\r\n"))
+        assert r.code == 250, r
+        assert [c["commands"] for c in px.conns] == [7, 2], px.conns
+
+        px.drop_next = True
+        r = send(srv, attachment_message("session-dropped-eicar", EICAR))
+        assert r.code == 554 and EICAR_NAME in r.text, r
+        assert [c["dropped"] for c in px.conns] == [False, True, False], px.conns
+        assert px.conns[2]["commands"] == 2, px.conns
+        r = send(srv, make_message(FROM, RCPT, "session-last", "Nothing.\r\n"))
+        assert r.code == 250, r
+        assert px.conns[2]["commands"] == 3 and len(px.conns) == 3, px.conns
+
+        # a kept session answering something else (clamd's word on the
+        # session, not on FILDES): asked again on a new connection
+        px.fake_answer = b"3: COMMAND READ TIMED OUT\0"
+        r = send(srv, attachment_message("session-odd-eicar", EICAR))
+        assert r.code == 554 and EICAR_NAME in r.text, r
+        assert [c["dropped"] for c in px.conns] == [False, True, True, False], px.conns
+        assert px.conns[3]["commands"] == 2, px.conns
+        for s in ("session-clean-0", "session-clean-3", "session-clean-after", "session-new",
+                  "session-last"):
+            assert stored(srv, s) == 1, s
+        assert stored(srv, "session-eicar") == 0 and stored(srv, "session-dropped-eicar") == 0
+        assert "INSTREAM from now on" not in srv.log()
+        assert "clamd scan failed" not in srv.log()
+        assert memfds(srv) == 1
+        px.close_idle()
+        time.sleep(0.3)
+        assert memfds(srv) == 0  # gone with the session
+    finally:
+        px.close()
