@@ -435,11 +435,15 @@ static void drain_tick(void *arg)
 	/* a report run in flight is cancelled; a worker step it waits for
 	 * comes back to the loop here */
 	int busy_reports = report_timer_stop(dr->d->reports) + filter_stop(dr->d->filter);
+	/* spool writes of sessions closed mid-literal: their completions free
+	 * the spools */
+	int busy_spools = dr->d->st != NULL ? store_spool_jobs(dr->d->st) : 0;
 	int left = smtp_server_shutdown(dr->d->smtp, &busy_smtp) +
 		   pop3_server_shutdown(dr->d->pop3, &busy_pop3) +
-		   imap_server_shutdown(dr->d->imap, &busy_imap) + busy_queue + busy_reports;
+		   imap_server_shutdown(dr->d->imap, &busy_imap) + busy_queue + busy_reports +
+		   busy_spools;
 	uint64_t now = loop_now(l);
-	int busy = busy_smtp + busy_pop3 + busy_imap + busy_queue + busy_reports;
+	int busy = busy_smtp + busy_pop3 + busy_imap + busy_queue + busy_reports + busy_spools;
 
 	dr->busy = busy;
 	if (left == 0) {

@@ -266,6 +266,7 @@ static void spool_write_start(struct store_spool *sp)
 	sp->blen = 0;
 	sp->writing = true;
 	sp->wstate = W_QUEUED; /* no other thread looks at it yet */
+	sp->st->spool_jobs++;
 	pool_submit(sp->pool, spool_write_work, spool_write_done, sp);
 }
 
@@ -297,6 +298,7 @@ static void spool_write_done(void *arg)
 {
 	struct store_spool *sp = arg;
 	sp->writing = false;
+	sp->st->spool_jobs--;
 	if (sp->discarded) {
 		if (sp->filter != NULL) {
 			/* its done still runs (an orphan's: nothing kept), and
@@ -320,6 +322,11 @@ static void spool_write_done(void *arg)
 	/* Last: the callback may discard the spool. */
 	if (sp->ready != NULL)
 		sp->ready(sp->ready_arg);
+}
+
+int store_spool_jobs(const struct store *st)
+{
+	return st->spool_jobs;
 }
 
 void store_spool_async(struct store_spool *sp, struct pool *p, store_spool_cb *ready, void *arg)
@@ -524,6 +531,7 @@ static void spool_filter_done(void *arg)
 	 * it too, through its caller, which then frees it at once) */
 	bool discarded = sp->discarded;
 
+	sp->st->spool_jobs--;
 	sp->filter = NULL;
 	f->done(f->arg, f->result);
 	free(f);
@@ -533,6 +541,7 @@ static void spool_filter_done(void *arg)
 
 static void spool_filter_start(struct store_spool *sp)
 {
+	sp->st->spool_jobs++;
 	pool_submit(sp->filter->pool, spool_filter_work, spool_filter_done, sp->filter);
 }
 

@@ -57,6 +57,11 @@ int store_start_admin(struct store *st, struct loop *l);
  * so far (their completions are then posted to the loop). For shutdown:
  * store_close would wait for them all the same. */
 void store_wait_idle(struct store *st);
+/* Spool writes and store_spool_filter steps on workers whose completion has
+ * not run yet (loop thread): the shutdown's drain waits for them, as a
+ * discarded spool is freed by that completion (a client gone in the middle
+ * of a literal). */
+int store_spool_jobs(const struct store *st);
 
 /* Commits accepted (each store_commit call that completed) and batches
  * (committer rounds, i.e. transactions) so far: commits/batches is the

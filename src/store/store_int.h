@@ -100,6 +100,7 @@ struct store {
 	struct store_db cdb;           /* the committer thread only */
 	struct store_readers *readers; /* workers' read connections (async.c) */
 	uint32_t spool_counter;
+	int spool_jobs; /* loop thread: spool writes and filters on workers (store_spool_jobs) */
 	/* the postmaster target (store_set_postmaster) */
 	char *postmaster;
 	char *hostname;
