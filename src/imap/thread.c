@@ -795,6 +795,15 @@ static void build_work(void *arg)
 	format_threads(&t, root, j->uid, &j->out);
 	buf_appends(&j->out, "\r\n");
 	free(t.v);
+	/* the messages' records are freed here, not on the loop with the
+	 * job (1,000,000 messages: ~250 MB, 13.6 ms of the loop's CPU in
+	 * bench/bigbox); only the response goes back */
+	x_free(&j->msgs);
+	j->n_msgs = j->cap_msgs = 0;
+	buf_free(&j->arena);
+	x_free(&j->refv);
+	j->n_refv = j->cap_refv = 0;
+	buf_free(&j->tmp);
 }
 
 /* ---- step 3: the response ---- */

@@ -489,18 +489,16 @@ static void flags_done(struct store_op *op)
 	op->flags_cb(op->arg, op->result, r);
 }
 
-void store_flags(struct store *st, const char *user, const char *mailbox, uint32_t uidvalidity,
-		 const uint32_t *uids, size_t n, char op_, const char *flags,
-		 uint64_t unchangedsince, store_flags_cb *cb, void *arg)
+void store_flags_take(struct store *st, const char *user, const char *mailbox,
+		      uint32_t uidvalidity, uint32_t *uids, size_t n, char op_, const char *flags,
+		      uint64_t unchangedsince, store_flags_cb *cb, void *arg)
 {
 	struct store_op *op = store_op_new(st, user);
 	char *copy;
 	op->name = xstrdup(store_mailbox_norm(mailbox, &copy));
 	free(copy);
 	op->uidvalidity = uidvalidity;
-	op->uids = xcalloc(n ? n : 1, sizeof *op->uids);
-	if (n > 0)
-		memcpy(op->uids, uids, n * sizeof *uids);
+	op->uids = uids;
 	op->n = n;
 	op->fop = op_;
 	op->flags = xstrdup(flags ? flags : "");
@@ -514,6 +512,18 @@ void store_flags(struct store *st, const char *user, const char *mailbox, uint32
 	 * mail; the next sync (at most STORE_LAZY_SYNC_MS later) keeps it. */
 	op->job.lazy = true;
 	store_op_queue(op);
+}
+
+void store_flags(struct store *st, const char *user, const char *mailbox, uint32_t uidvalidity,
+		 const uint32_t *uids, size_t n, char op_, const char *flags,
+		 uint64_t unchangedsince, store_flags_cb *cb, void *arg)
+{
+	uint32_t *copy = xcalloc(n ? n : 1, sizeof *copy);
+
+	if (n > 0)
+		memcpy(copy, uids, n * sizeof *uids);
+	store_flags_take(st, user, mailbox, uidvalidity, copy, n, op_, flags, unchangedsince, cb,
+			 arg);
 }
 
 /* ---- COPY, MOVE ---- */
