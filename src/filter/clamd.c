@@ -794,6 +794,25 @@ wait:
 	}
 }
 
+/* The scan's connection and memfd closed and its FILDES state reset, for a
+ * new connection. */
+static void fildes_drop(struct clamd_scan *s)
+{
+	if (s->fd >= 0) {
+		loop_del(s->c->l, s->fd);
+		close(s->fd);
+		s->fd = -1;
+	}
+	if (s->mfd >= 0) {
+		close(s->mfd);
+		s->mfd = -1;
+	}
+	buf_free(&s->in);
+	s->session = false;
+	s->reused = false;
+	s->fildes_sent = 0;
+}
+
 /* FILDES did not work for this scan: again over INSTREAM, on a new
  * connection, from the message kept in stage (the deadline from the end
  * keeps running). refused: clamd answered it (not OK/FOUND): FILDES is
@@ -805,20 +824,8 @@ static void fildes_fallback(struct clamd_scan *s, const char *why, bool refused)
 	if (!refused && s->reused) {
 		/* a kept session clamd closed as we used it: FILDES again, on
 		 * a new connection */
-		if (s->fd >= 0) {
-			loop_del(c->l, s->fd);
-			close(s->fd);
-			s->fd = -1;
-		}
-		if (s->mfd >= 0) {
-			close(s->mfd);
-			s->mfd = -1;
-		}
-		buf_free(&s->in);
-		s->reused = false;
-		s->session = false;
+		fildes_drop(s);
 		s->retried = true;
-		s->fildes_sent = 0;
 		scan_connect(s);
 		return;
 	}
@@ -827,21 +834,9 @@ static void fildes_fallback(struct clamd_scan *s, const char *why, bool refused)
 		log_warn("clamd socket=%s answered FILDES with \"%s\": INSTREAM from now on",
 			 c->desc, why);
 	}
-	if (s->fd >= 0) {
-		loop_del(c->l, s->fd);
-		close(s->fd);
-		s->fd = -1;
-	}
-	if (s->mfd >= 0) {
-		close(s->mfd);
-		s->mfd = -1;
-	}
+	fildes_drop(s);
 	loop_timer_cancel(c->l, &s->retry);
-	buf_free(&s->in);
 	s->fildes = false;
-	s->session = false;
-	s->reused = false;
-	s->fildes_sent = 0;
 	scan_connect(s);
 }
 
