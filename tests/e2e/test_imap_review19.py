@@ -1,0 +1,240 @@
+"""Review of the day's changes (review19): STORE results interned and
+replies yielded every 4,096 results (storecmd.c), the shutdown's wait for
+spool jobs (store_spool_jobs), and SORT's stored orders merged with new mail
+(searchcmd.c load_work). Real clients on loopback, bounded waits."""
+import re
+import socket
+import time
+
+from test_imap_bigbox import fill_fast
+from test_imap_sort_cache import big_box, merged_stored, same_as_uncached, stored
+from waits import wait_until
+
+ALICE = "alice@example.test"
+KW = re.compile(r"\$[A-Za-z0-9_]+")
+
+
+def announced_before_use(untagged, known):
+    """RFC 9051 7.3.5: every keyword a FETCH line carries was in a FLAGS
+    response before it (known: the SELECT's). Returns the first violation."""
+    known = set(known)
+    for line in untagged:
+        if line.startswith("* FLAGS ("):
+            known |= set(KW.findall(line))
+        elif " FETCH (" in line:
+            missing = set(KW.findall(line)) - known
+            if missing:
+                return line, sorted(missing)
+    return None
+
+
+def test_store_announces_many_new_keyword_sets(server):
+    """A STORE on 6,000 messages (two loop steps and more) whose results
+    carry 300 keyword sets A has not been told of (B set them after A's
+    SELECT): each keyword is in a FLAGS response before the first FETCH line
+    that carries it, every message gets one FETCH, with its own set."""
+    n = 6000
+    with server.imap_login(ALICE) as b:
+        fill_fast(b, "kwsets", n)
+        a = server.imap_login(ALICE)
+        try:
+            r = a.cmd("SELECT kwsets")
+            assert r.ok and "* %d EXISTS" % n in r.untagged, r
+            known = set()
+            for l in r.untagged:
+                if l.startswith("* FLAGS ("):
+                    known |= set(KW.findall(l))
+            assert b.cmd("SELECT kwsets").ok
+            # message i gets $k<i % 300>; the ones past 4,096 get a second
+            # keyword of their own run ($late<i % 7>): first seen late in
+            # the reply
+            # the same keyword for the others of its residue class, in one
+            # STORE per class (sets of 20 UIDs)
+            for k in range(300):
+                uids = ",".join(str(u) for u in range(k + 1, n + 1, 300))
+                assert b.cmd("UID STORE %s +FLAGS.SILENT ($k%d)" % (uids, k)).ok
+            for k in range(7):
+                uids = ",".join(str(u) for u in range(4097 + k, n + 1, 7))
+                assert b.cmd("UID STORE %s +FLAGS.SILENT ($late%d)" % (uids, k)).ok
+            r = a.cmd("STORE 1:* +FLAGS ($mine)")
+            assert r.ok, r.tagged
+            bad = announced_before_use(r.untagged, known)
+            assert bad is None, bad
+            mine = {}
+            for l in r.untagged:
+                m = re.match(r"\* (\d+) FETCH \(FLAGS \(([^)]*)\)\)$", l)
+                if m and "$mine" in m.group(2):
+                    assert int(m.group(1)) not in mine, l
+                    mine[int(m.group(1))] = set(m.group(2).split())
+            assert sorted(mine) == list(range(1, n + 1)), len(mine)
+            for i in (1, 300, 301, 4096, 4097, 5000, n):
+                want = {"\\Recent", "$mine", "$k%d" % ((i - 1) % 300)}
+                if i >= 4097:
+                    want.add("$late%d" % ((i - 4097) % 7))
+                assert mine[i] - {"\\Recent"} == want - {"\\Recent"}, (i, mine[i])
+        finally:
+            a.close()
+
+
+def test_uid_store_unchangedsince_silent_over_steps(server):
+    """UID STORE (UNCHANGEDSINCE) +FLAGS.SILENT on 9,000 messages, with
+    CONDSTORE on: the refused UIDs, spread over three loop steps, are named
+    exactly in [MODIFIED] (RFC 7162 3.1.3), every other message has exactly
+    one untagged FETCH (UID u MODSEQ (m)) with the command's one new MODSEQ,
+    and none carries FLAGS (.SILENT)."""
+    n = 9000
+    with server.imap_login(ALICE) as b:
+        fill_fast(b, "condbig", n)
+        a = server.imap_login(ALICE)
+        try:
+            assert a.cmd("ENABLE CONDSTORE").ok
+            r = a.cmd("SELECT condbig (CONDSTORE)")
+            assert r.ok, r
+            hm = [l for l in r.untagged if "HIGHESTMODSEQ" in l]
+            base = int(re.search(r"HIGHESTMODSEQ (\d+)", hm[0]).group(1))
+            assert b.cmd("SELECT condbig").ok
+            refused = [2, 4096, 4097, 8191, 8192, 8999]
+            assert b.cmd("UID STORE %s +FLAGS.SILENT ($x)" %
+                         ",".join(map(str, refused))).ok
+            r = a.cmd("UID STORE 1:* (UNCHANGEDSINCE %d) +FLAGS.SILENT (\\Answered)" % base)
+            assert r.ok, r.tagged
+            assert r.text.startswith("[MODIFIED 2,4096:4097,8191:8192,8999] "), r.tagged
+            mods, seen = set(), {}
+            for l in r.untagged:
+                m = re.match(r"\* (\d+) FETCH \(UID (\d+) MODSEQ \((\d+)\)\)$", l)
+                if m is None:
+                    continue  # B's change told to A (RFC 9051 7.5.1)
+                u = int(m.group(2))
+                assert u not in seen, l
+                seen[u] = int(m.group(3))
+                mods.add(int(m.group(3)))
+            assert sorted(seen) == [u for u in range(1, n + 1) if u not in refused], \
+                (len(seen), [l for l in r.untagged if "FLAGS" in l][:3])
+            assert len(mods) == 1 and mods.pop() > base
+            r = a.cmd("UID SEARCH UNANSWERED")
+            assert r.ok and r.untagged[-1] == "* SEARCH " + " ".join(map(str, refused)), \
+                r.untagged[-1:]
+        finally:
+            a.close()
+
+
+def test_session_gone_mid_store_reply(make_server):
+    """Sessions that go away while a STORE 1:* reply is made in steps (a
+    client that reads nothing, a .SILENT one between its yields, one gone
+    before the store answered): the daemon serves the others, the changes
+    are all made, and it stops cleanly (sanitizers: no use after free, no
+    leak)."""
+    srv = make_server()
+    n = 9000
+    with srv.imap_login(ALICE) as b:
+        fill_fast(b, "gone", n)
+    for cmd in ("STORE 1:* +FLAGS ($one)", "STORE 1:* +FLAGS.SILENT ($two)",
+                "STORE 1:* (UNCHANGEDSINCE 1) +FLAGS ($three)",
+                "STORE 1:* -FLAGS.SILENT ($one)"):
+        a = srv.imap_login(ALICE)
+        a.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        assert a.cmd("SELECT gone").ok
+        a.send(a.next_tag() + " " + cmd + "\r\n")
+        time.sleep(0.05)
+        a.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        a.close()
+    with srv.imap_login(ALICE) as b:
+        assert b.cmd("SELECT gone").ok
+        # the changes were made (one transaction each) whatever the client did
+        wait_until(lambda: b.cmd("SEARCH NOT KEYWORD $two").untagged[-1] == "* SEARCH",
+                   15, "$two on every message")
+        r = b.cmd("SEARCH KEYWORD $one")
+        assert r.ok and r.untagged[-1] == "* SEARCH", r.untagged[-1][:80]
+    assert srv.stop() == 0
+
+
+def test_sigterm_during_big_append_literal(make_server):
+    """SIGTERM while a 40 MB APPEND literal streams in (spool writes on
+    workers in flight): the daemon stops within its grace, exit 0, and the
+    sanitizers report nothing (the spool freed by the write's completion,
+    store_spool_jobs)."""
+    srv = make_server()
+    a = srv.imap_login(ALICE)
+    size = 40 * 1024 * 1024
+    tag = a.next_tag()
+    a.send("%s APPEND INBOX {%d}\r\n" % (tag, size))
+    line = a.readline()
+    assert line.startswith("+"), line
+    chunk = (b"x" * 998 + b"\r\n") * 1024
+    sent = 0
+    while sent < 8 * 1024 * 1024:
+        a.sock.sendall(chunk)
+        sent += len(chunk)
+    t0 = time.monotonic()
+    assert srv.stop(timeout=20) == 0
+    assert time.monotonic() - t0 < 20
+    a.close()
+
+
+def test_sigterm_during_smtp_data(make_server):
+    """SIGTERM while an SMTP DATA of 20 MB streams in: the daemon stops
+    (bounded), exit 0, sanitizers clean."""
+    srv = make_server()
+    c = srv.client("mx")
+    c.ehlo()
+    assert c.cmd("MAIL FROM:<s@remote.test>").code == 250
+    assert c.cmd("RCPT TO:<%s>" % ALICE).code == 250
+    assert c.cmd("DATA").code == 354
+    c.send(b"Subject: big\r\n\r\n")
+    line = (b"y" * 998 + b"\r\n") * 1024
+    for _ in range(8):
+        c.sock.sendall(line)
+    t0 = time.monotonic()
+    assert srv.stop(timeout=20) == 0
+    assert time.monotonic() - t0 < 20
+    c.close()
+
+
+def test_stored_merge_with_expunges_untold_and_examine(make_server):
+    """A stored order merged with new mail (load_work) for a session that
+    has not been told of B's expunges, in EXAMINE, with several sessions on
+    the mailbox: the answer is the uncached sort's (over the same view), and
+    a session that goes away during the load costs nothing (sanitizers)."""
+    srv = make_server(log_level="debug")
+    c = srv.imap_login()
+    big_box(srv, c, "big", 1100, 91)
+    assert c.cmd("SELECT big").ok
+    from test_imap_sort_keys import sort
+    sort(c, "SUBJECT")
+    wait_until(lambda: len(stored(srv)) == 1, 15, "a stored order")
+    c.close()
+    srv.restart()
+    from test_imap_sort_keys import corpus
+    from test_imap_store import append
+    b = srv.imap_login()
+    for date, m in corpus(20, 92):
+        assert append(b, "big", m, "", date).ok
+    a = srv.imap_login()
+    r = a.cmd("EXAMINE big")
+    assert r.ok and "* 1120 EXISTS" in r.untagged, r
+    # B expunges old and new messages; A is not told (no command of A's
+    # between)
+    assert b.cmd("SELECT big").ok
+    assert b.cmd("STORE 5:40,1105:1110 +FLAGS.SILENT (\\Deleted)").ok
+    assert b.cmd("EXPUNGE").ok
+    # a session that leaves during its load
+    for _ in range(3):
+        d = srv.imap_login()
+        assert d.cmd("EXAMINE big").ok
+        d.send(d.next_tag() + " SORT (SUBJECT) UTF-8 ALL\r\n")
+        d.close()
+    at = len(srv.log())
+    r = a.cmd("SORT (SUBJECT) UTF-8 ALL")
+    assert r.ok, r
+    got = [l for l in r.untagged if l.startswith("* SORT")]
+    assert len(got) == 1
+    seqs = [int(x) for x in got[0].split()[2:]]
+    # every sequence number in A's view at most once, in range
+    assert len(seqs) == len(set(seqs)) and all(1 <= x <= 1120 for x in seqs), seqs[:10]
+    # after A is told, the sort agrees with an uncached one
+    assert a.cmd("NOOP").ok
+    want = same_as_uncached(a, "SUBJECT")
+    assert len(want) == 1120 - 42
+    a.close()
+    b.close()
+    assert srv.stop() == 0
