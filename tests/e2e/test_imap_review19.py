@@ -313,3 +313,87 @@ def test_sigterm_after_smtp_data_end(make_server):
     srv.start()
     n = srv.count(ALICE)
     assert n in (0, 1) and (code != 250 or n == 1), (code, n)
+
+
+def thread_msg(i):
+    # chains of 5: each message replies to the one before in its chain
+    t = b"Subject: %s topic %d\r\nMessage-ID: <m%d@x.test>\r\n" % (
+        b"Re:" if i % 5 else b"", i // 5, i)
+    if i % 5:
+        t += b"In-Reply-To: <m%d@x.test>\r\nReferences: <m%d@x.test>\r\n" % (i - 1, i - 1)
+    return b"From: a@x.test\r\nDate: Mon, 1 Jan 2024 00:%02d:%02d +0000\r\n" % (
+        (i // 60) % 60, i % 60) + t + b"\r\nbody\r\n"
+
+
+def test_thread_records_freed_on_worker(make_server):
+    """THREAD frees its message records on the worker (thread.c
+    build_work): REFERENCES and ORDEREDSUBJECT, UID THREAD, with a search
+    key, answer as before; sessions gone while THREAD runs or while its
+    reply waits for the client cost nothing (sanitizers); the daemon stops
+    cleanly."""
+    from test_imap_fts import multiappend
+    srv = make_server()
+    n = 3000
+    c = srv.imap_login(ALICE)
+    assert c.cmd("CREATE thr").ok
+    for i in range(0, n, 300):
+        multiappend(c, "thr", [thread_msg(k) for k in range(i, i + 300)])
+    assert c.cmd("SELECT thr").ok
+    want = "* THREAD " + "".join("(%d %d %d %d %d)" % tuple(range(k + 1, k + 6))
+                                 for k in range(0, n, 5))
+    for cmd in ("THREAD REFERENCES UTF-8 ALL", "UID THREAD REFERENCES UTF-8 ALL",
+                "THREAD ORDEREDSUBJECT UTF-8 ALL"):
+        r = c.cmd(cmd)
+        assert r.ok and len(r.untagged) == 1, r.tagged
+        if "ORDEREDSUBJECT" in cmd:
+            # RFC 5256 3: by base subject, then date: the same five each
+            assert r.untagged[0] == "* THREAD " + "".join(
+                "(%d (%d)(%d)(%d)(%d))" % tuple(range(k + 1, k + 6)) for k in range(0, n, 5)), \
+                r.untagged[0][:200]
+        else:
+            assert r.untagged[0] == want, r.untagged[0][:200]
+    r = c.cmd("THREAD REFERENCES UTF-8 UID 1:10")
+    assert r.ok and r.untagged == ["* THREAD (1 2 3 4 5)(6 7 8 9 10)"], r.untagged
+    for cmd in ("THREAD REFERENCES UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL"):
+        for wait in (0, 0.3):
+            a = srv.imap_login(ALICE)
+            a.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            assert a.cmd("EXAMINE thr").ok
+            a.send(a.next_tag() + " " + cmd + "\r\n")
+            time.sleep(wait)
+            a.close()
+    r = c.cmd("THREAD REFERENCES UTF-8 ALL")
+    assert r.ok and r.untagged[0] == want
+    c.close()
+    assert srv.stop() == 0
+
+
+def test_loop_slow_steps_off_unless_set(make_server):
+    """POSTERN_LOOP_SLOW_MS (core/loop.c): unset, empty or not a number,
+    nothing is measured nor logged; set, slow callbacks are logged with
+    their CPU time and offset."""
+    import os
+    srv = make_server(start=False)
+    for value in (None, "", "x", "0"):
+        env = dict(os.environ)
+        env.pop("POSTERN_LOOP_SLOW_MS", None)
+        if value is not None:
+            env["POSTERN_LOOP_SLOW_MS"] = value
+        srv.env = env
+        srv.start()
+        with srv.imap_login(ALICE) as c:
+            fill_fast(c, "slow%d" % srv.starts, 2000)
+            assert c.cmd("SELECT slow%d" % srv.starts).ok
+            assert c.cmd("STORE 1:* +FLAGS (\\Seen)").ok
+        assert srv.stop() == 0
+        assert "slow step" not in srv.log(), value
+    srv.env = dict(os.environ, POSTERN_LOOP_SLOW_MS="1")
+    srv.start()
+    with srv.imap_login(ALICE) as c:
+        assert c.cmd("SELECT slow1").ok
+        assert c.cmd("STORE 1:* -FLAGS (\\Seen)").ok
+        assert c.cmd("SEARCH TEXT nothing-here").ok
+    assert srv.stop() == 0
+    assert re.search(r"loop: slow step: \d+\.\d{3} ms \(CPU \d+\.\d{3} ms\) in a "
+                     r"(timer|posted|I/O) callback at \S+\+0x[0-9a-f]+", srv.log()), \
+        srv.log()[-2000:]
