@@ -405,3 +405,42 @@ def test_loop_slow_steps_off_unless_set(make_server):
     assert re.search(r"loop: slow step: \d+\.\d{3} ms \(CPU \d+\.\d{3} ms\) in a "
                      r"(timer|posted|I/O) callback at \S+\+0x[0-9a-f]+", srv.log()), \
         srv.log()[-2000:]
+
+
+def test_store_racing_delete_hands_uids_over_once(make_server):
+    """STORE 1:* on 5,000 messages racing B's DELETE of the mailbox (the
+    session is then closed, "mailbox deleted", or the store refuses): the
+    UID list handed over by store_flags_take is freed once whichever comes
+    first (sanitizers); other sessions are served; a FETCH with implicit
+    \\Seen (seen_done) works; the daemon stops cleanly."""
+    from conftest import ClosedError
+    srv = make_server()
+    with srv.imap_login(ALICE) as b:
+        fill_fast(b, "other", 300)
+        for k in range(3):
+            fill_fast(b, "doomed%d" % k, 5000)
+            a = srv.imap_login(ALICE)
+            assert a.cmd("SELECT doomed%d" % k).ok
+            tb, ta = b.next_tag(), a.next_tag()
+            if k == 1:
+                a.send(ta + " STORE 1:* +FLAGS ($gone)\r\n")
+                b.send(tb + " DELETE doomed%d\r\n" % k)
+            else:
+                b.send(tb + " DELETE doomed%d\r\n" % k)
+                if k == 2:
+                    time.sleep(0.01)
+                a.send(ta + " STORE 1:* +FLAGS ($gone)\r\n")
+            assert b.read_response(tb).ok
+            try:
+                r = a.read_response(ta)
+                assert r.tagged.split()[1] in ("OK", "NO"), r.tagged
+            except ClosedError:
+                pass
+            a.close()
+        assert b.cmd("SELECT other").ok
+        r = b.cmd("FETCH 1:* (BODY[TEXT])")
+        assert r.ok, r.tagged
+        assert len([l for l in r.untagged if " FETCH " in l and "\\Seen" in l]) == 300
+        r = b.cmd("SEARCH UNSEEN")
+        assert r.ok and r.untagged[-1] == "* SEARCH", r.untagged[-1:]
+    assert srv.stop() == 0
