@@ -1,11 +1,14 @@
 """Review of the day's changes (review19): STORE results interned and
 replies yielded every 4,096 results (storecmd.c), the shutdown's wait for
 spool jobs (store_spool_jobs), and SORT's stored orders merged with new mail
-(searchcmd.c load_work). Real clients on loopback, bounded waits."""
+(searchcmd.c load_work), THREAD freeing its records on the worker,
+POSTERN_LOOP_SLOW_MS. Real clients on loopback, bounded waits."""
 import re
 import socket
 import threading
 import time
+
+import pytest
 
 from test_imap_bigbox import fill_fast
 from test_imap_sort_cache import big_box, merged_stored, same_as_uncached, stored
@@ -444,3 +447,34 @@ def test_store_racing_delete_hands_uids_over_once(make_server):
         r = b.cmd("SEARCH UNSEEN")
         assert r.ok and r.untagged[-1] == "* SEARCH", r.untagged[-1:]
     assert srv.stop() == 0
+
+
+@pytest.mark.parametrize("delay", [0, 0.02, 0.1])
+def test_sigterm_during_catenate_write(make_server, delay):
+    """SIGTERM just after a CATENATE of four URLs of an 8 MB message (the
+    spool written on a worker through store_spool_filter, cat_write): the
+    daemon stops within its grace, exit 0, sanitizers clean; after a
+    restart the new message is there whole or not at all."""
+    from conftest import imap_append
+    srv = make_server(imap_max_literal="32m")
+    c = srv.imap_login(ALICE, role="imap")
+    big = b"Subject: big\r\n\r\n" + (b"z" * 998 + b"\r\n") * 8192
+    assert c.cmd("CREATE src").ok and c.cmd("CREATE dst").ok
+    r = imap_append(c, "src", big)
+    assert r.ok, r
+    tag = c.next_tag()
+    url = '"/src/;UID=1"'
+    c.send(("%s APPEND dst CATENATE (URL %s TEXT {4+}\r\n\r\n\r\n URL %s URL %s URL %s)\r\n"
+            % (tag, url, url, url, url)).encode())
+    time.sleep(delay)
+    t0 = time.monotonic()
+    assert srv.stop(timeout=20) == 0
+    assert time.monotonic() - t0 < 20
+    c.close()
+    srv.start()
+    c = srv.imap_login(ALICE, role="imap")
+    r = c.cmd("STATUS dst (MESSAGES SIZE)")
+    assert r.ok, r
+    assert r.untagged[0] in ("* STATUS dst (MESSAGES 0 SIZE 0)",
+                             "* STATUS dst (MESSAGES 1 SIZE %d)" % (4 * len(big) + 4)), r.untagged
+    c.close()
