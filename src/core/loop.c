@@ -67,7 +67,7 @@ struct loop {
 	struct loop_post_item *post_head, *post_tail;
 	bool post_signalled; /* an eventfd write is outstanding: skip redundant ones */
 
-	uint64_t slow_us; /* log callbacks using more CPU than this (0: off) */
+	uint64_t slow_us; /* log callbacks holding the loop this long or longer, in us (0: off) */
 };
 
 /* ---- slow steps ----
@@ -103,17 +103,20 @@ static void slow_check(struct loop *l, const uint64_t t0[2], const char *kind, v
 		 wall / 1000, wall % 1000, cpu / 1000, cpu % 1000, kind, bin, off);
 }
 
-/* Calls `call` (a callback fn), timed when slow steps are logged. */
+/* Calls `call` (a callback fn), timed when slow steps are logged; fn is
+ * taken before the call, which may change it (an I/O callback that
+ * registers another). */
 #define LOOP_CALL(l, kind, fn, call)                                                     \
 	do {                                                                             \
 		uint64_t t0_[2] = {0, 0};                                                \
+		void (*fn_)(void) = (void (*)(void))(fn);                                \
 		if ((l)->slow_us != 0) {                                                 \
 			t0_[0] = clock_us(CLOCK_MONOTONIC);                              \
 			t0_[1] = clock_us(CLOCK_THREAD_CPUTIME_ID);                      \
 		}                                                                        \
 		call;                                                                    \
 		if ((l)->slow_us != 0)                                                   \
-			slow_check((l), t0_, (kind), (void (*)(void))(fn));              \
+			slow_check((l), t0_, (kind), fn_);                                \
 	} while (0)
 
 static uint64_t loop_clock_ms(void)
