@@ -405,8 +405,12 @@ struct loop *loop_new(void)
 	atomic_init(&l->stop, false);
 	l->now = loop_clock_ms();
 	const char *slow = getenv("POSTERN_LOOP_SLOW_MS");
-	if (slow != NULL && *slow != '\0')
-		l->slow_us = (uint64_t)strtoull(slow, NULL, 10) * 1000;
+	if (slow != NULL && *slow != '\0') {
+		/* milliseconds, fractions allowed ("0.001": every callback) */
+		double ms = strtod(slow, NULL);
+		if (ms > 0)
+			l->slow_us = ms * 1000 >= 1 ? (uint64_t)(ms * 1000) : 1;
+	}
 	return l;
 }
 
