@@ -94,6 +94,7 @@ struct fts_doc {
 	/* to unindex, but its text could not be had again: the row and blob
 	 * go, the entries stay */
 	bool drop;
+	bool todo; /* docs_insert, docs_remove, reindex_user: its entries are written */
 };
 
 /* ---- the text's identity ---- */
@@ -183,7 +184,17 @@ static void bind_col(sqlite3_stmt *s, int i, const struct buf *b)
 	sqlite3_bind_text(s, i, b->data ? b->data : "", (int)b->len, SQLITE_STATIC);
 }
 
-/* Inserts (or with del, deletes: the same text) doc's rows. 0 or -1. */
+/* Writing in passes. A statement that may abort midway with changes
+ * made opens a statement savepoint, and SQLite's FTS5 (3.40, Debian 12)
+ * writes its pending entries out as a new segment at every savepoint: the
+ * fts_text insert (a foreign key to messages) and the DELETE of messages
+ * (its cascades) are such statements. Interleaved with the entries, one doc
+ * at a time, every doc made a segment of its own in each FTS table, and
+ * FTS5 merged them again: perf put that at 28 % of the daemon's CPU under
+ * load. So a batch writes every row of one kind, then every FTS entry
+ * (held in memory by FTS5 and written out once), then every fts_text row. */
+
+/* Inserts (or with del, deletes: the same text) doc's FTS entries. 0 or -1. */
 static int doc_write(struct store_db *d, const struct fts_doc *doc, bool del)
 {
 	static const char ins_body[] = "INSERT INTO fts_body(rowid, body) VALUES (?1, ?2)";
@@ -220,26 +231,34 @@ static int doc_write(struct store_db *d, const struct fts_doc *doc, bool del)
 		if (store_step_done(d, s, NULL) < 0)
 			goto out;
 	}
-	if (!del && doc->packed) {
-		/* the BODY text whole beside its entries (FTS_TEXT_FORMAT 2);
-		 * a delete leaves it to the messages row (ON DELETE CASCADE) */
+	ret = 0;
+out:
+	buf_free(&hdr);
+	return ret;
+}
+
+/* The BODY text whole beside its entries (FTS_TEXT_FORMAT 2), for the docs
+ * marked todo and packed; a delete leaves it to the messages row (ON DELETE
+ * CASCADE). After the entries (see above). 0 or -1. */
+static int docs_write_text(struct store_db *d, const struct fts_doc *docs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!docs[i].todo || !docs[i].packed)
+			continue;
 		sqlite3_stmt *s = store_sql(d,
 					    "INSERT OR REPLACE INTO fts_text(message_id, len, body)"
 					    " VALUES (?1, ?2, ?3)",
 					    NULL);
 		if (s == NULL)
-			goto out;
-		sqlite3_bind_int64(s, 1, doc->id);
-		sqlite3_bind_int64(s, 2, (int64_t)doc->cols[STORE_FTS_BODY].len);
-		sqlite3_bind_blob(s, 3, doc->ztext.data ? doc->ztext.data : "", (int)doc->ztext.len,
-				  SQLITE_STATIC);
+			return -1;
+		sqlite3_bind_int64(s, 1, docs[i].id);
+		sqlite3_bind_int64(s, 2, (int64_t)docs[i].cols[STORE_FTS_BODY].len);
+		sqlite3_bind_blob(s, 3, docs[i].ztext.data ? docs[i].ztext.data : "",
+				  (int)docs[i].ztext.len, SQLITE_STATIC);
 		if (store_step_done(d, s, NULL) < 0)
-			goto out;
+			return -1;
 	}
-	ret = 0;
-out:
-	buf_free(&hdr);
-	return ret;
+	return 0;
 }
 
 /* doc's BODY text deflated for fts_text (on the indexer thread or the CLI,
@@ -264,7 +283,7 @@ static void doc_pack(struct fts_doc *doc)
 /* Indexes the docs whose body is still there and not indexed (checked in
  * this transaction: the daemon's indexer and `postern index rebuild` may
  * race, and a body must enter the index once). *n_r: indexed. 0 or -1. */
-static int docs_insert(struct store_db *d, const struct fts_doc *docs, size_t n, uint64_t *n_r)
+static int docs_insert(struct store_db *d, struct fts_doc *docs, size_t n, uint64_t *n_r)
 {
 	uint64_t added = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -276,12 +295,14 @@ static int docs_insert(struct store_db *d, const struct fts_doc *docs, size_t n,
 		sqlite3_bind_int64(s, 2, docs[i].sum);
 		if (store_step_done(d, s, NULL) < 0)
 			return -1;
-		if (sqlite3_changes(d->db) == 0)
-			continue;
-		if (doc_write(d, &docs[i], false) < 0)
-			return -1;
-		added++;
+		docs[i].todo = sqlite3_changes(d->db) > 0;
+		added += docs[i].todo;
 	}
+	for (size_t i = 0; i < n; i++)
+		if (docs[i].todo && doc_write(d, &docs[i], false) < 0)
+			return -1;
+	if (docs_write_text(d, docs, n) < 0)
+		return -1;
 	sqlite3_stmt *s = store_sql(d, "UPDATE fts_state SET v = v + ?1 WHERE k = 'docs'", NULL);
 	if (s == NULL)
 		return -1;
@@ -296,7 +317,7 @@ static int docs_insert(struct store_db *d, const struct fts_doc *docs, size_t n,
  * `postern index rebuild --all` may have dropped them meanwhile): the
  * entries deleted given the same text (unless drop), the row deleted, the
  * blob added to blobs (unlinked once the COMMIT is durable). 0 or -1. */
-static int docs_remove(struct store_db *d, const struct fts_doc *docs, size_t n,
+static int docs_remove(struct store_db *d, struct fts_doc *docs, size_t n,
 		       struct store_blobs *blobs)
 {
 	uint64_t removed = 0;
@@ -316,12 +337,13 @@ static int docs_remove(struct store_db *d, const struct fts_doc *docs, size_t n,
 		store_stmt_done(s);
 		if (rc != SQLITE_DONE)
 			return -1;
-		if (!gone || docs[i].drop)
-			continue;
-		if (doc_write(d, &docs[i], true) < 0)
-			return -1;
-		removed++;
+		docs[i].todo = gone && !docs[i].drop;
+		removed += docs[i].todo;
 	}
+	/* the entries after every row (see "Writing in passes") */
+	for (size_t i = 0; i < n; i++)
+		if (docs[i].todo && doc_write(d, &docs[i], true) < 0)
+			return -1;
 	sqlite3_stmt *s = store_sql(d, "UPDATE fts_state SET v = max(v - ?1, 0) WHERE k = 'docs'",
 				    NULL);
 	if (s == NULL)
@@ -1214,10 +1236,17 @@ static int reindex_user(struct store *st, store_fts_extract_fn *fn, int64_t user
 		int r = store_exec(d, "BEGIN IMMEDIATE", err_r);
 		for (size_t i = 0; r == 0 && i < n; i++) {
 			int same = same_text(d, &docs[i]);
-			if (same < 0 || (same && (doc_write(d, &docs[i], true) < 0 ||
-						  doc_write(d, &docs[i], false) < 0)))
+			if (same < 0)
 				r = -1;
+			docs[i].todo = same > 0;
 		}
+		/* passes: see "Writing in passes" */
+		for (size_t i = 0; r == 0 && i < n; i++)
+			if (docs[i].todo && (doc_write(d, &docs[i], true) < 0 ||
+					     doc_write(d, &docs[i], false) < 0))
+				r = -1;
+		if (r == 0 && docs_write_text(d, docs, n) < 0)
+			r = -1;
 		r = tx_end(d, r, err_r);
 		docs_free(docs, n);
 		if (r < 0)
