@@ -904,6 +904,21 @@ static void on_retry(void *arg)
 	scan_connect(s);
 }
 
+/* The scan's connection fd joins the loop, watched for events; connected:
+ * the scan starts on it now. false: it failed (the scan is failed). */
+static bool scan_attach(struct clamd_scan *s, int fd, uint32_t events, bool connected)
+{
+	s->fd = fd;
+	s->events = events;
+	if (loop_add(s->c->l, fd, events, on_io, s) < 0) {
+		scan_fail(s, "loop_add: %s", strerror(errno));
+		return false;
+	}
+	if (connected)
+		scan_connected(s);
+	return true;
+}
+
 static void scan_connect(struct clamd_scan *s)
 {
 	struct clamd *c = s->c;
@@ -912,16 +927,10 @@ static void scan_connect(struct clamd_scan *s)
 	s->state = SCAN_CONNECTING;
 	int mfd = -1;
 	if (s->fildes && !s->retried && c->fildes && (fd = idle_take(c, &mfd)) >= 0) {
-		s->fd = fd;
 		s->mfd = mfd;
 		s->reused = true;
 		s->session = true;
-		s->events = LOOP_READ;
-		if (loop_add(c->l, fd, LOOP_READ, on_io, s) < 0) {
-			scan_fail(s, "loop_add: %s", strerror(errno));
-			return;
-		}
-		scan_connected(s);
+		scan_attach(s, fd, LOOP_READ, true);
 		return;
 	}
 	fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -930,23 +939,12 @@ static void scan_connect(struct clamd_scan *s)
 		return;
 	}
 	if (connect(fd, (struct sockaddr *)&c->addr, c->addrlen) == 0) {
-		s->fd = fd;
-		s->events = LOOP_READ;
-		if (loop_add(c->l, fd, LOOP_READ, on_io, s) < 0) {
-			scan_fail(s, "loop_add: %s", strerror(errno));
-			return;
-		}
-		scan_connected(s);
+		scan_attach(s, fd, LOOP_READ, true);
 		return;
 	}
 	if (errno == EINPROGRESS) {
-		s->fd = fd;
-		s->events = LOOP_WRITE;
-		if (loop_add(c->l, fd, LOOP_WRITE, on_io, s) < 0) {
-			scan_fail(s, "loop_add: %s", strerror(errno));
-			return;
-		}
-		stall_timer(s, false);
+		if (scan_attach(s, fd, LOOP_WRITE, false))
+			stall_timer(s, false);
 		return;
 	}
 	int err = errno;

@@ -33,13 +33,11 @@ struct op {
 	/* COPY to the selected mailbox: the reply waits for the EXISTS */
 	char *reply_code;
 	const char *reply_text;
-	/* STORE in chunks (store_emit): what to apply, the UIDs handed to the
-	 * store so far, the chunk's results, the next one to send, the
-	 * refused ones (all chunks) */
+	/* STORE (store_emit): what to apply, the store's results, the next
+	 * one to send, the refused ones */
 	char fop;
 	char *flags;
 	uint64_t unchangedsince;
-	size_t n_sent;
 	struct store_flag_results *fr;
 	size_t next;
 	uint32_t *modv;
@@ -108,7 +106,6 @@ static const char *store_code(int result)
 #define STORE_STEP_MSGS 4096    /* most messages taken in one (.SILENT sends none) */
 
 static void store_emit(struct imap_session *s);
-static void store_chunk(struct imap_session *s, struct op *o);
 
 static void store_abort(struct imap_session *s)
 {
@@ -228,10 +225,6 @@ static void store_emit(struct imap_session *s)
 	store_flag_results_free(o->fr);
 	o->fr = NULL;
 	o->next = 0;
-	if (o->n_sent < o->n) {
-		store_chunk(s, o);
-		return;
-	}
 	store_finish(s, o);
 }
 
@@ -245,7 +238,7 @@ static void store_done(void *arg, int result, struct store_flag_results *r)
 		return;
 	}
 	if (result < 0) {
-		/* the chunks before stay done (as after a crash mid-way) */
+		/* what the store applied before the failure stays (as after a crash) */
 		s->job = NULL;
 		s->job_abort = NULL;
 		s->job_drained = NULL;
@@ -270,20 +263,17 @@ static void store_done(void *arg, int result, struct store_flag_results *r)
 }
 
 /* Hands the UIDs to the store (the session is parked). */
-static void store_chunk(struct imap_session *s, struct op *o)
+static void store_hand(struct imap_session *s, struct op *o)
 {
-	size_t n = o->n - o->n_sent; /* all of them: see STORE_STEP */
-
 	s->job = NULL; /* the op is the store's until store_done */
 	s->job_abort = NULL;
 	s->job_drained = NULL;
 	s->base.busy++;
 	/* the store takes the list (all of it: no copy of 4 MB per million
 	 * messages on the loop) */
-	store_flags_take(s->srv->st, s->user, s->sel->name, s->sel->uidvalidity, o->uids, n, o->fop,
+	store_flags_take(s->srv->st, s->user, s->sel->name, s->sel->uidvalidity, o->uids, o->n, o->fop,
 			 o->flags, o->unchangedsince, store_done, o);
 	o->uids = NULL;
-	o->n_sent += n;
 }
 
 void imap_cmd_store(struct imap_session *s, const struct imap_arg *args)
@@ -411,7 +401,7 @@ void imap_cmd_store(struct imap_session *s, const struct imap_arg *args)
 	o->unchangedsince = unchangedsince;
 	imap_idxset_free(&set);
 	session_park(&s->base);
-	store_chunk(s, o);
+	store_hand(s, o);
 }
 
 /* ---- COPY, MOVE ---- */
