@@ -322,30 +322,16 @@ struct bayes {
 	struct bayes_pin *pin;
 };
 
-struct classify_here {
-	const struct bayes_tokens *t;
-	const int64_t *uids;
-	size_t n;
-	struct bayes_verdict *v;
-};
-
-static int classify_here_fn(struct store_snap *sn, void *arg, char **err_r)
+void bayes_classify(struct store_snap *sn, const struct bayes_tokens *t, const int64_t *user_ids,
+		    size_t n, struct bayes_verdict *v)
 {
-	struct classify_here *c = arg;
 	struct model_src m = {sn, NULL};
-	return model_classify(&m, c->t, c->uids, c->n, c->v, err_r);
-}
-
-void bayes_classify(struct bayes *b, const struct bayes_tokens *t, const int64_t *user_ids,
-			 size_t n, struct bayes_verdict *v)
-{
-	struct classify_here c = {t, user_ids, n, v};
 	char *err = NULL;
 	for (size_t i = 0; i < n; i++)
 		v[i] = (struct bayes_verdict){.prob = 0.5};
-	if (store_read_lookup(b->st, classify_here_fn, &c, &err) < 0) {
-		/* as classify_done: the filter goes on without this verdict */
-		log_warn("bayes: classification failed: %s", err ? err : "?");
+	if (sn == NULL || model_classify(&m, t, user_ids, n, v, &err) < 0) {
+		/* the filter goes on without this verdict */
+		log_warn("bayes: classification failed: %s", err ? err : "no read snapshot");
 		for (size_t i = 0; i < n; i++) {
 			bayes_verdict_free(&v[i]);
 			v[i] = (struct bayes_verdict){.prob = 0.5, .untrained = true};

@@ -18,6 +18,7 @@
 #include "filter/reasons.h"
 
 struct store;
+struct store_snap;
 struct pool;
 struct loop;
 struct config;
@@ -55,13 +56,13 @@ struct bayes_verdict {
 	struct filter_reasons reasons; /* the rule, and the strongest tokens */
 	bool untrained; /* neither the user's nor the global model has enough data */
 };
-/* Classifies on the calling thread, a worker (the filter's spool job, which
- * tokenized the message, classifies it in the same hop: one read snapshot).
- * v[i] for user_ids[i] (0 = the global model alone), filled
- * (bayes_verdict_free each); a failed read is logged and gives untrained
- * verdicts. */
-void bayes_classify(struct bayes *b, const struct bayes_tokens *t, const int64_t *user_ids,
-			 size_t n, struct bayes_verdict *v);
+/* Classifies in the caller's read snapshot sn, on a worker (the filter's
+ * spool job, which tokenized the message, classifies it and reads the
+ * thresholds in one snapshot). v[i] for user_ids[i] (0 = the global model
+ * alone), filled (bayes_verdict_free each); a failed read, or sn NULL (the
+ * snapshot could not start), is logged and gives untrained verdicts. */
+void bayes_classify(struct store_snap *sn, const struct bayes_tokens *t, const int64_t *user_ids,
+		    size_t n, struct bayes_verdict *v);
 
 /* ---- the classifier itself (pure) and a synchronous use for the CLI ---- */
 struct bayes_counts {

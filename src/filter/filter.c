@@ -507,11 +507,16 @@ static void on_milter_end(void *arg, const struct milter_result *r)
 	end_after_parts(t);
 }
 
-/* A worker, in a read snapshot: each user's thresholds (end_score), so
- * that the loop thread does not open a read of its own for them. */
-static int thresholds_read(struct store_snap *sn, void *arg, char **err_r)
+/* A worker, in one read snapshot: the Bayes verdicts (when asked) and each
+ * user's thresholds (end_score), so that the loop thread does not open a
+ * read of its own for them. */
+static int spool_read(struct store_snap *sn, void *arg, char **err_r)
 {
 	struct spool_job *j = arg;
+	if (j->verdicts != NULL) {
+		bayes_classify(sn, &j->tokens, j->users, j->n_users, j->verdicts);
+		j->classified = true;
+	}
 	for (size_t i = 0; i < j->n_users; i++)
 		if (store_snap_spam_threshold_user(sn, j->users[i], &j->thr_junk[i],
 						   &j->thr_reject[i]) < 0) {
@@ -529,20 +534,19 @@ static bool spool_work(void *arg, const char *msg, size_t len, struct store_spoo
 		attach_check(j->attach, msg, len, &j->ar);
 	if (j->tokenize) {
 		bayes_tokenize(msg, len, &j->tokens);
-		if (j->bayes != NULL && j->tokens.n > 0) {
+		if (j->bayes != NULL && j->tokens.n > 0)
 			j->verdicts = xcalloc(j->n_users, sizeof(*j->verdicts));
-			bayes_classify(j->bayes, &j->tokens, j->users, j->n_users,
-					    j->verdicts);
-		}
-		/* a failed read leaves them to the loop (filter_thresholds) */
+		/* a failed read leaves the thresholds to the loop (filter_thresholds) */
 		char *err = NULL;
 		j->thr_junk = xcalloc(j->n_users, sizeof(*j->thr_junk));
 		j->thr_reject = xcalloc(j->n_users, sizeof(*j->thr_reject));
-		if (store_read_lookup(j->st, thresholds_read, j, &err) < 0) {
+		if (store_read_lookup(j->st, spool_read, j, &err) < 0) {
 			x_free(&j->thr_junk);
 			x_free(&j->thr_reject);
 		}
 		free(err);
+		if (j->verdicts != NULL && !j->classified) /* the snapshot did not start */
+			bayes_classify(NULL, &j->tokens, j->users, j->n_users, j->verdicts);
 	}
 	if (j->n_edits == 0)
 		return false;
@@ -839,7 +843,7 @@ static void end_score(struct filter_tx *t)
 			filter_reasons_merge(&r, &t->bayes[i]);
 		double junk = f->junk_score, reject = f->reject_score;
 		if (t->thr_junk != NULL) {
-			/* read by the spool job (thresholds_read) */
+			/* read by the spool job (spool_read) */
 			if (!isnan(t->thr_junk[i]))
 				junk = t->thr_junk[i];
 			if (!isnan(t->thr_reject[i]))

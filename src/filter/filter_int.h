@@ -52,9 +52,9 @@ struct spool_job {
 	const struct attach_rules *attach;
 	bool tokenize;
 	/* classify the tokens in the same hop (bayes_classify) for these
-	 * users (own copy) */
+	 * users (own copy): bayes non-NULL (the filter's, as a flag) */
 	struct bayes *bayes;
-	struct store *st; /* for thresholds_read */
+	struct store *st; /* for spool_read */
 	int64_t *users;
 	size_t n_users;
 	struct milter_edit *edits; /* own copies */
@@ -63,6 +63,7 @@ struct spool_job {
 	struct attach_result ar;
 	struct bayes_tokens tokens;
 	struct bayes_verdict *verdicts; /* n_users of them, when classified */
+	bool classified;                /* spool_read ran bayes_classify */
 	/* when classified: each user's thresholds (NAN: not set), read on
 	 * the worker, not by the loop's own lookup per message */
 	double *thr_junk, *thr_reject;
