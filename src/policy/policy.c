@@ -458,7 +458,10 @@ struct policy_tx *policy_tx_new(struct policy *p, const struct policy_conn *c,
 		}
 	}
 	/* RFC 7208 2.3: the HELO identity, when it is not what was checked */
-	if (p->cfg->spf_helo && t->helo != NULL && t->mail_domain != NULL) {
+	if (p->cfg->spf_helo && t->helo != NULL && t->mail_domain != NULL && c->helo_spf_known) {
+		t->spfh_checked = true;
+		t->spfh = (enum spf_result)c->helo_spf;
+	} else if (p->cfg->spf_helo && t->helo != NULL && t->mail_domain != NULL) {
 		free(pm);
 		pm = xasprintf("postmaster@%s", t->helo);
 		r.domain = t->helo;
@@ -553,6 +556,14 @@ static void on_spfh(void *arg, const struct spf_outcome *o)
 	t->spfh = o->result;
 	if (t->ending)
 		end_step(t);
+}
+
+bool policy_tx_helo_spf(const struct policy_tx *t, int *result_r)
+{
+	if (t->p == NULL || !t->spfh_checked || t->spfh == SPF_TEMPERROR)
+		return false;
+	*result_r = (int)t->spfh;
+	return true;
 }
 
 void policy_rcpt(struct policy_tx *t, const char *rcpt_domain)

@@ -50,6 +50,12 @@ struct policy_conn {
 	const char *auth_user; /* NULL: not authenticated */
 	bool mx;               /* the MX listener (inbound checks apply) */
 	bool rdns_temp;        /* rdns NULL: the reverse lookup failed temporarily */
+	/* helo's SPF result (enum spf_result) from an earlier transaction of
+	 * this connection (policy_tx_helo_spf): RFC 7208 2.3's check depends on
+	 * the client's address and the HELO name only, so it is not asked again
+	 * for each message a connection sends */
+	bool helo_spf_known;
+	int helo_spf;
 };
 
 /* A reply decided by policy. code 0: go on. */
@@ -71,6 +77,10 @@ struct policy_tx;
 /* At MAIL FROM (mail_from "" for <>). Strings copied. */
 struct policy_tx *policy_tx_new(struct policy *p, const struct policy_conn *c,
 				const char *mail_from);
+/* The HELO identity's SPF result for the connection to remember (into
+ * policy_conn.helo_spf of its next transactions): false while there is none
+ * worth keeping (not checked, not finished, or a temporary error). */
+bool policy_tx_helo_spf(const struct policy_tx *t, int *result_r);
 /* Whether MAIL must wait: true = cb will run once (never inside this call)
  * with the reply to give (code 0: 250); false = answer MAIL now. */
 bool policy_mail(struct policy_tx *t, policy_cb *cb, void *arg);

@@ -62,6 +62,7 @@ static void cmd_helo_common(struct smtp_session *s, const char *args, bool esmtp
 	/* RFC 5321 4.1.4: HELO/EHLO implies RSET. */
 	smtp_tx_free(s);
 	x_free(&s->helo);
+	s->helo_spf_known = false;
 	s->helo = clean_helo(args);
 	s->esmtp = esmtp;
 }
@@ -232,6 +233,8 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 			.rdns_temp = s->rdns == NULL && (s->rdns_temp || s->rdns_q != NULL),
 			.auth_user = s->auth_user,
 			.mx = s->role == SMTP_ROLE_MX,
+			.helo_spf_known = s->helo_spf_known,
+			.helo_spf = s->helo_spf,
 		};
 		tx->pol = policy_tx_new(s->srv->policy, &c, tx->from);
 		/* SPF decides MAIL's answer (spf_action = reject): wait for it */

@@ -422,6 +422,7 @@ void smtp_reset_session(struct smtp_session *s)
 {
 	smtp_tx_free(s);
 	x_free(&s->helo);
+	s->helo_spf_known = false;
 	x_free(&s->auth_user);
 	sasl_server_reset(&s->sasl);
 	s->esmtp = false;

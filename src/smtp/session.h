@@ -148,6 +148,10 @@ struct smtp_session {
 	 * base.delay: the delayed reply to a failed AUTH */
 	char *helo;
 	bool esmtp;
+	/* policy's SPF result for this HELO name (policy_tx_helo_spf), for the
+	 * next transactions; forgotten with the name */
+	bool helo_spf_known;
+	int helo_spf;
 	char *auth_user;
 	int errors;
 	struct sasl_server sasl; /* the AUTH exchange (state AUTHLINE) */

@@ -109,6 +109,8 @@ void smtp_tx_free(struct smtp_session *s)
 	/* no policy or filter callback comes after this (policy.h, filter.h) */
 	filter_tx_free(&tx->flt);
 	smtp_pending_rcpt_free(tx);
+	if (tx->pol != NULL && policy_tx_helo_spf(tx->pol, &s->helo_spf))
+		s->helo_spf_known = true;
 	policy_tx_free(&tx->pol);
 	if (tx->result == 0 && tx->from != NULL)
 		smtp_tx_log(s, -1);
