@@ -544,9 +544,11 @@ static bool spool_work(void *arg, const char *msg, size_t len, struct store_spoo
 			x_free(&j->thr_junk);
 			x_free(&j->thr_reject);
 		}
-		free(err);
-		if (j->verdicts != NULL && !j->classified) /* the snapshot did not start */
+		if (j->verdicts != NULL && !j->classified) { /* the snapshot did not start */
+			log_warn("filter: read for the spam verdict failed: %s", err ? err : "?");
 			bayes_classify(NULL, &j->tokens, j->users, j->n_users, j->verdicts);
+		}
+		free(err);
 	}
 	if (j->n_edits == 0)
 		return false;
