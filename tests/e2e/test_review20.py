@@ -11,8 +11,11 @@ indexer, a user's rebuild and an unindex, the rows are where they must be:
 one fts_text row per indexed body with the same bytes after the rebuild,
 the FTS5 entries match each body's own words (body and head), none of the
 expunged ones, and the FTS5 index passes its integrity check."""
-from conftest import auth_results, make_message, resinfo
+from conftest import make_message
 from test_imap_fts import multiappend, stats, wait_indexed
+from test_spf_helo import helo_mx
+from test_spf_helo import helo_queries as nq
+from test_spf_helo import helo_results
 from test_imap_fts_expunge import head_hits, hits, q, wait_unindexed
 from zonedns import zonedns  # noqa: F401 (fixture)
 
@@ -21,36 +24,19 @@ ALICE = "alice@example.test"
 SENDER = "ann@sender.test"
 
 
-def helo_results(srv, subjects):
-    out = {}
-    for m in srv.fetch_messages(RCPT).values():
-        subj = [ln for ln in m.split(b"\r\n") if ln.startswith(b"Subject: ")]
-        if not subj or subj[0][9:].decode() not in subjects:
-            continue
-        (ar,) = auth_results(m)
-        out[subj[0][9:].decode()] = [s for s in resinfo(ar, b"spf") if "smtp.helo=" in s]
-    return out
-
-
 def send(c, subject, sender=SENDER):
     r = c.mail(sender, [RCPT], make_message(sender or "x@y.test", RCPT, subject, "helo memo\r\n"))
     assert r.code == 250, r
 
 
-def nq(dns, name):
-    return sum(1 for q_ in dns.queries if q_ == (name, "TXT"))
-
-
 def test_helo_memory_starttls_rset_and_results(make_server, zonedns):  # noqa: F811
     zonedns.ttl = 0  # answers not cached by the resolver: every check is seen
-    zonedns.zone = {
+    srv = helo_mx(make_server, zonedns, "rev20-helo", {
         "sender.test": [("TXT", "v=spf1 ip4:127.0.0.0/8 -all")],
         "bad.test": [("TXT", "v=spf1 -all")],
         "pass.helo.test": [("TXT", "v=spf1 ip4:127.0.0.0/8 -all")],
         "fail.helo.test": [("TXT", "v=spf1 -all")],
-    }
-    srv = make_server("rev20-helo", dns_resolver=zonedns.server, trusted_networks="",
-                      greylist="no", spf_action="reject")
+    }, spf_action="reject")
     with srv.client("mx") as c:
         c.ehlo("pass.helo.test")
         send(c, "r1")
@@ -86,12 +72,10 @@ def test_helo_memory_starttls_rset_and_results(make_server, zonedns):  # noqa: F
 def test_helo_memory_null_sender_between(make_server, zonedns):  # noqa: F811
     """MAIL FROM:<> checks the HELO as the MAIL identity; the messages
     around it still carry the HELO result, and it comes from one check."""
-    zonedns.zone = {
+    srv = helo_mx(make_server, zonedns, "rev20-null", {
         "sender.test": [("TXT", "v=spf1 ip4:127.0.0.0/8 -all")],
         "n.helo.test": [("TXT", "v=spf1 ip4:127.0.0.0/8 ~all")],
-    }
-    srv = make_server("rev20-null", dns_resolver=zonedns.server, trusted_networks="",
-                      greylist="no")
+    })
     with srv.client("mx") as c:
         c.ehlo("n.helo.test")
         send(c, "n1")

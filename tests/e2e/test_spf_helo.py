@@ -15,6 +15,14 @@ RCPT = "alice@example.test"
 SENDER = "ann@sender.test"
 
 
+def helo_mx(make_server, zonedns, name, zone, **opts):  # noqa: F811
+    """An MX daemon resolving through zonedns (serving zone), nothing trusted,
+    no greylisting: every message gets the checks and is stored."""
+    zonedns.zone = zone
+    return make_server(name, dns_resolver=zonedns.server, trusted_networks="", greylist="no",
+                       **opts)
+
+
 def helo_results(srv, subjects):
     """The spf=... smtp.helo=... resinfo of each stored message by subject."""
     out = {}
@@ -38,13 +46,11 @@ def helo_queries(dns, name):
 
 
 def test_helo_checked_once_per_connection_and_name(make_server, zonedns):  # noqa: F811
-    zonedns.zone = {
+    srv = helo_mx(make_server, zonedns, "spf-helo", {
         "sender.test": [("TXT", "v=spf1 ip4:127.0.0.0/8 -all")],
         # a name with other records but no TXT: NODATA, "none"
         "host.helo.test": [("A", "127.0.0.1")],
-    }
-    srv = make_server("spf-helo", dns_resolver=zonedns.server, trusted_networks="",
-                      greylist="no")
+    })
     with srv.client("mx") as c:
         c.ehlo("nothing.helo.test")  # NXDOMAIN
         send_many(c, ["memo 1", "memo 2", "memo 3"])
@@ -71,12 +77,10 @@ def test_helo_checked_once_per_connection_and_name(make_server, zonedns):  # noq
 
 
 def test_helo_temperror_not_remembered(make_server, zonedns):  # noqa: F811
-    zonedns.zone = {
+    srv = helo_mx(make_server, zonedns, "spf-helo-temp", {
         "sender.test": [("TXT", "v=spf1 ip4:127.0.0.0/8 -all")],
         "slow.helo.test": [("TXT", "TIMEOUT")],
-    }
-    srv = make_server("spf-helo-temp", dns_resolver=zonedns.server, trusted_networks="",
-                      greylist="no", dns_timeout_ms=300, dns_tries=1)
+    }, dns_timeout_ms=300, dns_tries=1)
     with srv.client("mx") as c:
         c.ehlo("slow.helo.test")
         send_many(c, ["temp 1"])
