@@ -457,11 +457,13 @@ struct policy_tx *policy_tx_new(struct policy *p, const struct policy_conn *c,
 			t->spf_problem = xstrdup("the check could not start");
 		}
 	}
-	/* RFC 7208 2.3: the HELO identity, when it is not what was checked */
-	if (p->cfg->spf_helo && t->helo != NULL && t->mail_domain != NULL && c->helo_spf_known) {
+	/* RFC 7208 2.3: the HELO identity, when it is not what was checked;
+	 * known already when an earlier transaction of the connection had it */
+	bool helo_check = p->cfg->spf_helo && t->helo != NULL && t->mail_domain != NULL;
+	if (helo_check && c->helo_spf_known) {
 		t->spfh_checked = true;
 		t->spfh = (enum spf_result)c->helo_spf;
-	} else if (p->cfg->spf_helo && t->helo != NULL && t->mail_domain != NULL) {
+	} else if (helo_check) {
 		free(pm);
 		pm = xasprintf("postmaster@%s", t->helo);
 		r.domain = t->helo;

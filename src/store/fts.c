@@ -187,8 +187,8 @@ static void bind_col(sqlite3_stmt *s, int i, const struct buf *b)
 /* Writing in passes. A statement that may abort midway with changes
  * made opens a statement savepoint, and SQLite's FTS5 (3.40, Debian 12)
  * writes its pending entries out as a new segment at every savepoint: the
- * fts_text insert (a foreign key to messages) and the DELETE of messages
- * (its cascades) are such statements. Interleaved with the entries, one doc
+ * fts_text insert (a foreign key to messages) is such a statement (seen),
+ * the DELETE of messages with its cascades likely another. Interleaved with the entries, one doc
  * at a time, every doc made a segment of its own in each FTS table, and
  * FTS5 merged them again: perf put that at 28 % of the daemon's CPU under
  * load. So a batch writes every row of one kind, then every FTS entry
