@@ -495,6 +495,37 @@ SAN_LEAKS = os.environ.get("POSTERN_SAN_LEAKS", "1") != "0"
 SAN_REPORT_MAX = 12000
 
 
+# AddressSanitizer keeps freed blocks in a quarantine before it reuses them
+# (256 MB by default), so a sanitized daemon's resident memory grows with what
+# it freed, not only with what it holds: a test that bounds RSS failed when a
+# busy module had freed 74 MB since its baseline. Test daemons run with a
+# quarantine of ASAN_QUARANTINE_MB (still thousands of freed blocks between a
+# free and their reuse), and rss_bound_kb allows for it.
+ASAN_QUARANTINE_MB = 16
+
+
+def rss_kb(pid, field="VmRSS"):
+    """A field of /proc/PID/status in KB (VmRSS, RssAnon)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s for %d" % (field, pid))
+
+
+def sanitized(pid):
+    """Whether the daemon PID runs under AddressSanitizer."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
+def rss_bound_kb(pid, kb=8 * 1024):
+    """What a bounded session may add to RSS: kb; under AddressSanitizer twice
+    that (its redzones) plus its quarantine. Unbounded output was hundreds of
+    MB either way."""
+    return 2 * kb + ASAN_QUARANTINE_MB * 1024 if sanitized(pid) else kb
+
+
 class SanitizerReport(Exception):
     """A sanitizer report in a daemon's output. Not an AssertionError, so that
     code which tolerates a failed stop (make_server's teardown) passes it on."""
@@ -685,6 +716,10 @@ class Postern:
         env = dict(self.env if self.env is not None else os.environ)
         # UBSan prints one line per error by default; the stack says who called.
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        asan = env.get("ASAN_OPTIONS", "")
+        if "quarantine_size_mb" not in asan:
+            env["ASAN_OPTIONS"] = (asan + ":" if asan else "") + \
+                "quarantine_size_mb=%d" % ASAN_QUARANTINE_MB
         self.proc = subprocess.Popen([POSTERN, "-c", self.conf, "serve"], stdin=subprocess.DEVNULL,
                                      stdout=logf, stderr=logf, cwd=self.dir, env=env)
         self.pids.append(self.proc.pid)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import POSTERN, ClosedError
+from conftest import ClosedError, rss_kb, sanitized
 
 ALICE = "alice@example.test"
 
@@ -33,22 +33,6 @@ def raw_response(c, tag, timeout=60):
         chunks.append(c.buf)
         tail, c.buf = tail[-300:] + c.buf, b""
 
-
-def sanitized():
-    """ASan keeps freed memory in quarantine: resident memory then grows with
-    everything ever allocated, and says nothing of what is held."""
-    with open(POSTERN, "rb") as f:
-        return b"__asan_init" in f.read()
-
-
-def rss_anon_kb(pid):
-    """Anonymous resident memory (heap, stacks): file pages the daemon maps
-    (blobs, the spool it converts) are not counted."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1])
-    raise AssertionError("no RssAnon in /proc/%d/status" % pid)
 
 
 def uidvalidity(c, mailbox):
@@ -83,7 +67,7 @@ def test_literal8_large_streams_and_converts(make_server):
     msg, body = binary_message(8 * 1024 * 1024)
     c = srv.imap_login(ALICE, role="imap")
     assert c.cmd("SELECT INBOX").ok
-    before = rss_anon_kb(pid)
+    before = rss_kb(pid, "RssAnon")
     tag = c.next_tag()
     c.send(("%s APPEND INBOX ~{%d}\r\n" % (tag, len(msg))).encode())
     assert c.readline().startswith("+")
@@ -92,18 +76,18 @@ def test_literal8_large_streams_and_converts(make_server):
         c.send(msg[i:min(i + 256 * 1024, cut)])
     # 90% sent: the daemon has read it (bounded wait) and holds none of it
     deadline = time.monotonic() + 10
-    peak = rss_anon_kb(pid)
+    peak = rss_kb(pid, "RssAnon")
     while time.monotonic() < deadline:
         time.sleep(0.2)
-        peak = max(peak, rss_anon_kb(pid))
+        peak = max(peak, rss_kb(pid, "RssAnon"))
     grow_mid = peak - before
     c.send(msg[cut:] + b"\r\n")
     r = c.read_response(tag)
     assert r.ok, r
     assert re.search(r"OK \[APPENDUID \d+ 1\] APPEND completed", r.tagged), r
-    after = rss_anon_kb(pid)
+    after = rss_kb(pid, "RssAnon")
     limit_kb = len(msg) // 1024 // 4   # a quarter of the message
-    if sanitized():
+    if sanitized(pid):  # its quarantine: RSS grows with all it freed
         limit_kb = 1 << 30
     assert grow_mid < limit_kb, "RssAnon grew %d KB while the literal arrived" % grow_mid
     assert after - before < limit_kb, "RssAnon grew %d KB after the APPEND" % (after - before)

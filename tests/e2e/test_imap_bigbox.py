@@ -10,7 +10,7 @@ import os
 import socket
 import time
 
-from conftest import imap_append, imap_quote
+from conftest import imap_append, imap_quote, rss_bound_kb, rss_kb
 
 ALICE = "alice@example.test"
 
@@ -130,13 +130,6 @@ def test_fetch_blob_gone_after_snapshot(server):
         assert "open blob" not in server.log()[log0:], server.log()[log0:]
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
 
 def test_big_flag_change_elsewhere_reaches_noop_bounded(server):
     """Session B sets \\Flagged on 20,000 messages (one STORE); A, selected,
@@ -144,7 +137,7 @@ def test_big_flag_change_elsewhere_reaches_noop_bounded(server):
     sequence number once, before the tagged OK. The changes are read and
     sent in UID windows as A reads (select.c SYNC_WINDOW): while A does not
     read, the daemon holds a bounded amount for it (RSS growth under 8 MB;
-    64 MB under AddressSanitizer, whose quarantine keeps freed blocks)."""
+    conftest.rss_bound_kb under AddressSanitizer)."""
     n = 20000
     m = b"Subject: x\r\n\r\nx\r\n"
     with server.imap_login(ALICE) as b:
@@ -159,8 +152,7 @@ def test_big_flag_change_elsewhere_reaches_noop_bounded(server):
         try:
             r = a.cmd("SELECT big4")
             assert r.ok and "* %d EXISTS" % n in r.untagged, r
-            with open("/proc/%d/maps" % server.proc.pid) as f:
-                bound = (64 if "libasan" in f.read() else 8) * 1024
+            bound = rss_bound_kb(server.proc.pid)
             rss0 = rss_kb(server.proc.pid)
             # A polls with a small receive window and does not read yet
             a.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -203,8 +195,8 @@ def test_big_store_reply_in_slices(server):
     reply's 8,000 FETCH lines (~330 KB, above the output limit) are made in slices (storecmd.c STORE_STEP),
     none while the client leaves more than the output limit unread. While
     A does not read, another session is served and the daemon holds a
-    bounded amount for A (RSS growth under 8 MB; 64 MB under
-    AddressSanitizer); then A gets every line once, the tagged OK, and the
+    bounded amount for A (RSS growth under 8 MB; conftest.rss_bound_kb
+    under AddressSanitizer); then A gets every line once, the tagged OK, and the
     command pipelined behind it. UNCHANGEDSINCE on the same set names the
     refused messages exactly ([MODIFIED], RFC 7162 3.1.3)."""
     n = 8000
@@ -215,8 +207,7 @@ def test_big_store_reply_in_slices(server):
             a.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             r = a.cmd("SELECT big5")
             assert r.ok and "* %d EXISTS" % n in r.untagged, r
-            with open("/proc/%d/maps" % server.proc.pid) as f:
-                bound = (64 if "libasan" in f.read() else 8) * 1024
+            bound = rss_bound_kb(server.proc.pid)
             rss0 = rss_kb(server.proc.pid)
             tag = a.next_tag()
             a.send(tag + " STORE 1:* +FLAGS (\\Seen $Big)\r\n")

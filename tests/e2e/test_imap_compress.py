@@ -15,7 +15,7 @@ import zlib
 
 import pytest
 
-from conftest import SOCK_TIMEOUT, USERS, client_tls_context, imap_append
+from conftest import SOCK_TIMEOUT, USERS, client_tls_context, imap_append, rss_kb, sanitized
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -286,17 +286,6 @@ def test_corrupt_stream_closes(srv):
     c.close()
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def sanitized(pid):
-    with open("/proc/%d/maps" % pid) as f:
-        return "libasan" in f.read()
 
 
 def test_decompression_bomb_bounded(srv):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ImapResponse, imap_quote
+from conftest import ImapResponse, imap_quote, rss_kb, sanitized
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(os.path.dirname(HERE), "data", "mime")
@@ -279,17 +279,6 @@ def test_implicit_seen(items_box, server):
     assert raw == b"* 1 FETCH (RFC822.TEXT " + lit(TEXT) + b")\r\n", raw
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def sanitized(pid):
-    with open("/proc/%d/maps" % pid) as f:
-        return "libasan" in f.read()
 
 
 def test_big_fetch_streamed_to_slow_reader(make_server):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import USERS, ClosedError, ImapClient, _new_server, imap_quote
+from conftest import USERS, ClosedError, ImapClient, _new_server, imap_quote, rss_kb, sanitized
 
 ALICE = "alice@example.test"
 
@@ -33,13 +33,6 @@ def login(srv, user=ALICE):
     assert r.ok, r
     return c
 
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def alive(srv):
@@ -144,9 +137,8 @@ def test_preauth_memory_bounded(srv):
     a 200 KiB command: the daemon held them all (12 MB, 256 MB at the
     connection limit); now each is refused at 32 KiB (RSS of the daemon)."""
     pid = srv.proc.pid
-    with open("/proc/%d/maps" % pid) as f:
-        if "libasan" in f.read():
-            pytest.skip("RSS under AddressSanitizer measures its allocator")
+    if sanitized(pid):
+        pytest.skip("RSS under AddressSanitizer measures its allocator")
     before = rss_kb(pid)
     socks = []
     try:

@@ -311,7 +311,8 @@ def test_stalled_reader_bounded(srv):
     read: the daemon holds one response at a time (its RSS grows by far less
     than the 20 MB asked for), then gives every one of them once the client
     reads."""
-    from test_output_bounds import Reader, connect, rss_bound_kb, rss_kb
+    from conftest import rss_bound_kb, rss_kb
+    from test_output_bounds import Reader, connect
     a = login(srv, ALICE)
     line = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ab\r\n"
     big = b"From: a@example.test\r\nSubject: big\r\n\r\n" + line * (512 * 1024 // len(line))

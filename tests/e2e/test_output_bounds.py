@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import SOCK_TIMEOUT, USERS, crlf, make_message
+from conftest import SOCK_TIMEOUT, USERS, crlf, make_message, rss_bound_kb, rss_kb
 
 ALICE = "alice@example.test"
 SMALL_RCVBUF = 4096
@@ -28,21 +28,6 @@ POP3_OPTS = dict(pop3_auth_plaintext_loopback="yes", pop3_max_connections_per_ip
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
-
-
-def rss_bound_kb(pid):
-    """What a bounded session may add to RSS: 8 MB; under AddressSanitizer
-    64 MB, as freed blocks sit in its quarantine (unbounded output was
-    hundreds of MB either way)."""
-    with open("/proc/%d/maps" % pid) as f:
-        asan = "libasan" in f.read()
-    return (64 if asan else 8) * 1024
 
 
 def cpu_seconds(pid):
