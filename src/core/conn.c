@@ -214,6 +214,12 @@ static bool conn_can_write(const struct conn_priv *p)
 	case CONN_ST_OPEN:
 		if (p->rd_want_write || p->op_want_write)
 			return true;
+		/* Output written outside on_data leaves at the kick, this
+		 * round (conn_write): not watched for until a send would
+		 * block, which saves an epoll_ctl pair per reply that a
+		 * completion writes (a commit's 250). */
+		if (p->kick_timer != NULL && !(p->events & LOOP_WRITE))
+			return false;
 		return conn_wpending(p) > 0 && !p->wr_want_read;
 	case CONN_ST_STARTTLS_FLUSH:
 		return conn_wpending(p) > 0;

@@ -30,6 +30,7 @@
 struct loop_reg {
 	int fd;
 	bool dead;
+	uint32_t events; /* LOOP_* watched, as given */
 	loop_io_cb *cb;
 	void *arg;
 	struct loop_reg *next_dead;
@@ -321,6 +322,7 @@ int loop_add(struct loop *l, int fd, uint32_t events, loop_io_cb *cb, void *arg)
 	r->fd = fd;
 	r->cb = cb;
 	r->arg = arg;
+	r->events = events;
 	struct epoll_event ev = {.events = loop_to_epoll(events), .data.ptr = r};
 	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		int e = errno;
@@ -338,8 +340,23 @@ int loop_mod(struct loop *l, int fd, uint32_t events)
 		errno = ENOENT;
 		return -1;
 	}
-	struct epoll_event ev = {.events = loop_to_epoll(events), .data.ptr = l->regs[fd]};
-	return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev);
+	struct loop_reg *r = l->regs[fd];
+	if (r->events == events)
+		return 0;
+	struct epoll_event ev = {.events = loop_to_epoll(events), .data.ptr = r};
+	if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+		return -1;
+	r->events = events;
+	return 0;
+}
+
+int loop_rebind(struct loop *l, int fd, uint32_t events, loop_io_cb *cb, void *arg)
+{
+	if (loop_mod(l, fd, events) < 0)
+		return -1;
+	l->regs[fd]->cb = cb;
+	l->regs[fd]->arg = arg;
+	return 0;
 }
 
 void loop_del(struct loop *l, int fd)

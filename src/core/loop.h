@@ -21,8 +21,14 @@ void loop_free(struct loop **lp);
 /* Registers fd (which must be non-blocking) for events (LOOP_READ|LOOP_WRITE).
  * Returns 0 or -1 with errno. */
 int loop_add(struct loop *l, int fd, uint32_t events, loop_io_cb *cb, void *arg);
-/* Changes the events watched for fd. */
+/* Changes the events watched for fd (no system call if they are the same). */
 int loop_mod(struct loop *l, int fd, uint32_t events);
+/* Hands a watched fd to another callback, watched for events, without
+ * leaving epoll (an fd kept between users, as a clamd session idle and then
+ * scanning, costs no epoll_ctl pair per hand-over). An event of this round
+ * not yet delivered for fd goes to the new callback. 0, or -1 with errno
+ * (ENOENT: fd is not watched). */
+int loop_rebind(struct loop *l, int fd, uint32_t events, loop_io_cb *cb, void *arg);
 /* Stops watching fd (does not close it). Safe to call from inside fd's callback:
  * no further callback for fd is made, even if events are pending in this round. */
 void loop_del(struct loop *l, int fd);

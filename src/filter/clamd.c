@@ -306,36 +306,36 @@ static void on_idle_io(void *arg, uint32_t events)
 		}
 }
 
-/* fd (a session that answered its last command whole) is kept with mfd
- * (-1: none), or both closed when CLAMD_IDLE_MAX are idle already. */
+/* fd (a session that answered its last command whole, still watched by the
+ * loop) is kept with mfd (-1: none), or both closed when CLAMD_IDLE_MAX are
+ * idle already. It stays in epoll, handed from scan to idle and back
+ * (loop_rebind): no epoll_ctl pair per scan. */
 static void idle_put(struct clamd *c, int fd, int mfd)
 {
-	struct clamd_idle *k;
+	struct clamd_idle *k = NULL;
 
-	if (c->n_idle >= CLAMD_IDLE_MAX) {
-		close(fd);
-		if (mfd >= 0)
-			close(mfd);
-		return;
+	if (c->n_idle < CLAMD_IDLE_MAX) {
+		k = xcalloc(1, sizeof *k);
+		k->c = c;
+		k->fd = fd;
+		k->mfd = mfd;
+		k->since = loop_now(c->l);
+		if (loop_rebind(c->l, fd, LOOP_READ, on_idle_io, k) == 0) {
+			c->idle[c->n_idle++] = k;
+			return;
+		}
 	}
-	k = xcalloc(1, sizeof *k);
-	k->c = c;
-	k->fd = fd;
-	k->mfd = mfd;
-	k->since = loop_now(c->l);
-	if (loop_add(c->l, fd, LOOP_READ, on_idle_io, k) < 0) {
-		close(fd);
-		if (mfd >= 0)
-			close(mfd);
-		free(k);
-		return;
-	}
-	c->idle[c->n_idle++] = k;
+	free(k);
+	loop_del(c->l, fd);
+	close(fd);
+	if (mfd >= 0)
+		close(mfd);
 }
 
 /* The most recently kept session, or -1 (those idle for CLAMD_IDLE_MS or
- * more are closed), and its memfd in *mfd_r (or -1). The caller watches
- * the returned fd. */
+ * more are closed), and its memfd in *mfd_r (or -1). The returned fd is
+ * still watched, its callback an idle session's that is freed here: the
+ * caller hands it over at once (scan_attach). */
 static int idle_take(struct clamd *c, int *mfd_r)
 {
 	uint64_t now = loop_now(c->l);
@@ -347,7 +347,6 @@ static int idle_take(struct clamd *c, int *mfd_r)
 	struct clamd_idle *k = c->idle[--c->n_idle];
 	int fd = k->fd;
 	*mfd_r = k->mfd;
-	loop_del(c->l, fd);
 	free(k);
 	return fd;
 }
@@ -544,7 +543,6 @@ static void scan_answer(struct clamd_scan *s, const char *a, size_t n)
 	if (s->session && s->keep && s->fd >= 0) {
 		/* answered whole: the session serves the next scan */
 		int fd = s->fd, mfd = s->mfd;
-		loop_del(s->c->l, fd);
 		s->fd = -1;
 		s->mfd = -1;
 		if (mfd >= 0 && s->mfd_len > CLAMD_MEMFD_KEEP) {
@@ -904,13 +902,15 @@ static void on_retry(void *arg)
 	scan_connect(s);
 }
 
-/* The scan's connection fd joins the loop, watched for events; connected:
- * the scan starts on it now. false: it failed (the scan is failed). */
-static bool scan_attach(struct clamd_scan *s, int fd, uint32_t events, bool connected)
+/* The scan's connection fd joins the loop (or, kept: is handed over to the
+ * scan), watched for events; connected: the scan starts on it now. false:
+ * it failed (the scan is failed). */
+static bool scan_attach(struct clamd_scan *s, int fd, uint32_t events, bool connected, bool kept)
 {
 	s->fd = fd;
 	s->events = events;
-	if (loop_add(s->c->l, fd, events, on_io, s) < 0) {
+	if ((kept ? loop_rebind(s->c->l, fd, events, on_io, s)
+		  : loop_add(s->c->l, fd, events, on_io, s)) < 0) {
 		scan_fail(s, "loop_add: %s", strerror(errno));
 		return false;
 	}
@@ -930,7 +930,7 @@ static void scan_connect(struct clamd_scan *s)
 		s->mfd = mfd;
 		s->reused = true;
 		s->session = true;
-		scan_attach(s, fd, LOOP_READ, true);
+		scan_attach(s, fd, LOOP_READ, true, true);
 		return;
 	}
 	fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -939,11 +939,11 @@ static void scan_connect(struct clamd_scan *s)
 		return;
 	}
 	if (connect(fd, (struct sockaddr *)&c->addr, c->addrlen) == 0) {
-		scan_attach(s, fd, LOOP_READ, true);
+		scan_attach(s, fd, LOOP_READ, true, false);
 		return;
 	}
 	if (errno == EINPROGRESS) {
-		if (scan_attach(s, fd, LOOP_WRITE, false))
+		if (scan_attach(s, fd, LOOP_WRITE, false, false))
 			stall_timer(s, false);
 		return;
 	}
