@@ -189,12 +189,19 @@ void pool_submit(struct pool *p, loop_cb *work, loop_cb *done, void *arg)
 	else
 		p->head = job;
 	p->tail = job;
+	struct pool_worker *w = NULL;
 	if (p->n_idle > 0) {
-		struct pool_worker *w = p->idle[--p->n_idle];
+		w = p->idle[--p->n_idle];
 		w->idle = false;
-		pthread_cond_signal(&w->cv);
 	}
 	pthread_mutex_unlock(&p->mu);
+	/* Signalled after the unlock: woken under it, the worker at once
+	 * blocked on the mutex the loop still held (a futex wait and wake
+	 * more per job). Its idle flag, cleared above, is what it waits
+	 * on; a signal that comes after it woke by itself finds no waiter,
+	 * or wakes it once in vain (it waits again while idle). */
+	if (w != NULL)
+		pthread_cond_signal(&w->cv);
 }
 
 int pool_idle(struct pool *p)
