@@ -352,7 +352,9 @@ static void rcpt_filter(struct smtp_session *s, struct smtp_pending_rcpt *p)
 	rcpt_answer(s, &v);
 }
 
-static void cmd_rcpt(struct smtp_session *s, const char *args)
+/* RCPT's checks and lookups: the pending recipient to hand to the filter,
+ * or NULL when it was answered here. */
+static struct smtp_pending_rcpt *rcpt_resolve(struct smtp_session *s, const char *args)
 {
 	struct smtp_tx *tx = s->tx;
 	struct smtp_rcpt_args r;
@@ -361,13 +363,13 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 
 	if (smtp_parse_rcpt(args, tx->smtputf8, &r, &e) < 0) {
 		smtp_reply(s, e.code, e.ecode, "%s", e.text);
-		return;
+		return NULL;
 	}
 	/* RFC 5321 4.5.3.1.8 */
 	if (tx->n_rcpts >= (size_t)s->srv->cfg->smtp_max_recipients) {
 		smtp_reply(s, 452, "4.5.3", "Error: too many recipients");
 		smtp_rcpt_args_free(&r);
-		return;
+		return NULL;
 	}
 	struct smtp_pending_rcpt *p = xcalloc(1, sizeof(*p));
 	/* RFC 5321 4.5.1: <Postmaster> (no domain, any case; the parser gives
@@ -390,7 +392,7 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 			smtp_reply(s, 550, "5.7.1", "<%s>: invalid SRS address", r.addr);
 			smtp_rcpt_args_free(&r);
 			free(p);
-			return;
+			return NULL;
 		}
 		const char *od = k > 0 ? addr_domain(orig) : NULL;
 		if (k > 0 && (od == NULL || !store_domain_is_local(st, od))) {
@@ -399,8 +401,7 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 			p->relay = orig;
 			p->domain = xstrdup(domain);
 			p->r = r;
-			rcpt_filter(s, p);
-			return;
+			return p;
 		}
 		if (k > 0) {
 			/* A sender of another of our domains: resolved below
@@ -424,7 +425,7 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 			p->r = r;
 			tx->prcpt = p;
 			smtp_pending_rcpt_free(tx);
-			return;
+			return NULL;
 		}
 		/* RFC 3463 X.2.2, temporary as Postfix and Dovecot's LMTP do by
 		 * default (quota_full_tempfail): the account may be emptied. The
@@ -440,7 +441,7 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 				p->r = r;
 				tx->prcpt = p;
 				smtp_pending_rcpt_free(tx);
-				return;
+				return NULL;
 			}
 		}
 	} else if (s->auth_user != NULL) {
@@ -451,10 +452,22 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 		smtp_rcpt_args_free(&r);
 		free(p->domain);
 		free(p);
-		return;
+		return NULL;
 	}
 	p->r = r;
-	rcpt_filter(s, p);
+	return p;
+}
+
+static void cmd_rcpt(struct smtp_session *s, const char *args)
+{
+	struct store *st = s->srv->st;
+	/* every lookup of this RCPT in one read transaction */
+	bool lookups = store_lookups_begin(st);
+	struct smtp_pending_rcpt *p = rcpt_resolve(s, args);
+	if (lookups)
+		store_lookups_end(st);
+	if (p != NULL)
+		rcpt_filter(s, p);
 }
 
 /* ---- DATA / BDAT ---- */

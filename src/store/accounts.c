@@ -236,6 +236,17 @@ bool store_domain_is_local(struct store *st, const char *domain)
 	return local;
 }
 
+bool store_lookups_begin(struct store *st)
+{
+	return store_exec(&st->main, "BEGIN", NULL) == 0;
+}
+
+void store_lookups_end(struct store *st)
+{
+	/* read only: nothing to lose whatever it returns */
+	(void)store_exec(&st->main, "COMMIT", NULL);
+}
+
 /* ---- users ---- */
 
 static int user_add_locked(struct store *st, const char *local, const char *domain,

@@ -79,6 +79,14 @@ int store_domain_add(struct store *st, const char *domain, char **err_r);
 int store_domain_del(struct store *st, const char *domain, char **err_r);
 int store_domain_list(struct store *st, store_list_cb *cb, void *arg);
 bool store_domain_is_local(struct store *st, const char *domain);
+/* One read transaction on the loop's connection around a command's several
+ * lookups (RCPT: the domain, the address and its aliases, the quota): one
+ * WAL read lock and one check of SQLite's page cache, not one per
+ * statement, and one snapshot for them all. Nothing in between may write on
+ * that connection. false: not begun (each lookup is then its own, as
+ * without it); store_lookups_end only after a true. */
+bool store_lookups_begin(struct store *st);
+void store_lookups_end(struct store *st);
 
 /* Creates the user (its domain must exist) with INBOX and the special-use
  * mailboxes of STORE_SPECIAL_USE_DEFAULTS, all subscribed, and a quota row
