@@ -530,6 +530,13 @@ static size_t conn_read_batch(struct conn *c)
 			zstream_feed(p->z, buf, (size_t)r); /* decoded by conn_inflate */
 		else
 			buf_append(&c->rbuf, buf, (size_t)r);
+		/* A short read took all the socket had: another would only
+		 * say EAGAIN (a read per command more); epoll is
+		 * level-triggered, so what comes next wakes us. Not under
+		 * TLS, where a short SSL_read is one record and the next may
+		 * be waiting inside OpenSSL, unseen by epoll. */
+		if (p->ssl == NULL && (size_t)r < sizeof buf)
+			break;
 	}
 	if (total > 0)
 		p->last_rx = loop_now(p->l);

@@ -5,12 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/rand.h"
 #include "core/xmalloc.h"
 #include "filter/filter_int.h"
 #include "mime/header.h"
@@ -47,9 +47,7 @@ void filter_notice(void *arg, const char *subject, const char *body)
 		return;
 	}
 	struct notice *n = xcalloc(1, sizeof(*n));
-	uint32_t r = 0;
-	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
-		r = (uint32_t)clock();
+	uint32_t r = rand_u32();
 	snprintf(n->txid, sizeof(n->txid), "%08XN%07X", (unsigned)time(NULL), r & 0xFFFFFFFu);
 	char date[64];
 	header_date(time(NULL), date, sizeof(date));

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/rand.h"
 #include "core/xmalloc.h"
 #include "dns/dns.h"
 #include "policy/dmarc.h"
@@ -158,7 +159,7 @@ void dmarc_lookup_evaluate(const struct dmarc_lookup *q, const struct dmarc_inpu
 		return;
 	}
 	if (rnd < 0)
-		rnd = (int)arc4random_uniform(100);
+		rnd = (int)(rand_u32() % 100); /* RFC 7489 6.6.4 sampling */
 	dmarc_evaluate(q->psl, &i2, &q->rec, q->where, rnd % 100, o);
 	if (q->rec.p_fallback)
 		o->problem = "no valid p= (read as p=none, RFC 7489 6.6.3)";

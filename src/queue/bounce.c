@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/rand.h"
 #include "core/xmalloc.h"
 #include "mime/dsn.h"
 #include "policy/srs.h"
@@ -230,14 +230,6 @@ static void build_done(void *arg)
 	store_commit(j->st, sp, &d, commit_done, j);
 }
 
-static uint32_t rand32(void)
-{
-	uint32_t r = 0;
-	if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
-		r = (uint32_t)time(NULL) * 2654435761u ^ (uint32_t)getpid();
-	return r;
-}
-
 static void add_remote(struct bounce_job *j, const char *addr)
 {
 	for (size_t i = 0; i < j->n_remote; i++)
@@ -406,11 +398,11 @@ void bounce_send(struct store *st, struct pool *p, const char *hostname, const s
 		finish_later(j, -1);
 		return;
 	}
-	uint32_t r = rand32();
+	uint32_t r = rand_u32();
 	j->txid = xasprintf("%s-dsn", j->queue_id);
 	j->msgid = xasprintf("%s.dsn.%08X@%s", j->queue_id, r, hostname);
 	/* RFC 2046 5.1.1: hard to guess; dsn_write checks it against the content */
 	j->boundary =
-	    xasprintf("%s.%08X.%lld/%s", j->queue_id, rand32(), (long long)time(NULL), hostname);
+	    xasprintf("%s.%08X.%lld/%s", j->queue_id, rand_u32(), (long long)time(NULL), hostname);
 	pool_submit(p, build_work, build_done, j);
 }

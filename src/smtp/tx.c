@@ -4,23 +4,15 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "core/log.h"
+#include "core/rand.h"
 #include "core/xmalloc.h"
 #include "filter/filter.h"
 #include "mime/header.h"
 #include "policy/policy.h"
 #include "smtp/session.h"
-
-static uint32_t rand32(void)
-{
-	uint32_t r = 0;
-	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
-		r = (uint32_t)clock();
-	return r;
-}
 
 void smtp_tx_new(struct smtp_session *s)
 {
@@ -30,7 +22,7 @@ void smtp_tx_new(struct smtp_session *s)
 	/* Unique per process: seconds, a sequence within them, and noise so
 	 * ids from a restarted daemon do not repeat. */
 	snprintf(tx->txid, sizeof(tx->txid), "%08X%05X%03X", (unsigned)time(NULL),
-		 (unsigned)(srv->txseq++ & 0xFFFFFu), (unsigned)(rand32() & 0xFFFu));
+		 (unsigned)(srv->txseq++ & 0xFFFFFu), (unsigned)(rand_u32() & 0xFFFu));
 	tx->start_ms = loop_now(s->base.l);
 	s->tx = tx;
 }
@@ -382,7 +374,7 @@ int smtp_content_start(struct smtp_session *s, enum smtp_data_mode mode)
 	smtp_data_init(&tx->dec, mode, cfg->smtp_max_data_line, on_content, s);
 	/* RFC 6409 8.2, 8.3: a submission server may add Message-ID and Date. */
 	if (s->role != SMTP_ROLE_MX) {
-		tx->ins_msgid = xasprintf("Message-ID: <%s.%08X@%s>\r\n", tx->txid, rand32(),
+		tx->ins_msgid = xasprintf("Message-ID: <%s.%08X@%s>\r\n", tx->txid, rand_u32(),
 					  cfg->hostname);
 		tx->ins_date = xasprintf("Date: %s\r\n", date);
 		smtp_data_set_insert(&tx->dec, tx->ins_msgid, tx->ins_date);

@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
@@ -27,6 +26,7 @@
 
 #include "core/fdio.h"
 #include "core/log.h"
+#include "core/rand.h"
 #include "core/xmalloc.h"
 
 #define SPOOL_BUF_SIZE (64 * 1024)
@@ -108,11 +108,9 @@ struct store_commit_req {
 static void spool_name(struct store *st, char *name)
 {
 	struct timeval tv;
-	uint32_t rnd = 0;
 	gettimeofday(&tv, NULL);
 	uint64_t us = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
-	if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
-		rnd = (uint32_t)(us * 2654435761u) ^ (uint32_t)getpid();
+	uint32_t rnd = rand_u32();
 	snprintf(name, STORE_BLOB_NAME_LEN + 1, "%016llx%08x%08x", (unsigned long long)us,
 		 __atomic_add_fetch(&st->spool_counter, 1, __ATOMIC_RELAXED), rnd);
 }
