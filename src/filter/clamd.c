@@ -733,7 +733,7 @@ static void fildes_send(struct clamd_scan *s)
 		return;
 	}
 	s->mfd = -1;
-	if (lseek(mfd, 0, SEEK_SET) < 0 || fdio_write_all(mfd, s->stage.data, s->stage.len) < 0 ||
+	if (fdio_pwrite_all(mfd, s->stage.data, s->stage.len, 0) < 0 ||
 	    ftruncate(mfd, (off_t)s->stage.len) < 0 || lseek(mfd, 0, SEEK_SET) < 0) {
 		int err = errno;
 		close(mfd);
