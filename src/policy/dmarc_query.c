@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "core/rand.h"
 #include "core/xmalloc.h"
 #include "dns/dns.h"
 #include "policy/dmarc.h"
@@ -158,8 +157,11 @@ void dmarc_lookup_evaluate(const struct dmarc_lookup *q, const struct dmarc_inpu
 		o->problem = q->done ? q->problem : "DNS lookup did not finish in time";
 		return;
 	}
+	/* RFC 7489 6.6.4 sampling, drawn only when pct= asks for it (at
+	 * pct=100 every draw applies the policy): unpredictable, and no
+	 * getrandom call per message for the usual record */
 	if (rnd < 0)
-		rnd = (int)(rand_u32() % 100); /* RFC 7489 6.6.4 sampling */
+		rnd = q->rec.pct < 100 ? (int)arc4random_uniform(100) : 0;
 	dmarc_evaluate(q->psl, &i2, &q->rec, q->where, rnd % 100, o);
 	if (q->rec.p_fallback)
 		o->problem = "no valid p= (read as p=none, RFC 7489 6.6.3)";

@@ -401,8 +401,10 @@ void bounce_send(struct store *st, struct pool *p, const char *hostname, const s
 	uint32_t r = rand_u32();
 	j->txid = xasprintf("%s-dsn", j->queue_id);
 	j->msgid = xasprintf("%s.dsn.%08X@%s", j->queue_id, r, hostname);
-	/* RFC 2046 5.1.1: hard to guess; dsn_write checks it against the content */
-	j->boundary =
-	    xasprintf("%s.%08X.%lld/%s", j->queue_id, rand_u32(), (long long)time(NULL), hostname);
+	/* RFC 2046 5.1.1: hard to guess (arc4random, not rand_u32's
+	 * predictable stream; a bounce is rare); dsn_write checks it
+	 * against the content */
+	j->boundary = xasprintf("%s.%08X.%lld/%s", j->queue_id, arc4random(),
+				(long long)time(NULL), hostname);
 	pool_submit(p, build_work, build_done, j);
 }

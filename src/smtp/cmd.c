@@ -353,7 +353,9 @@ static void rcpt_filter(struct smtp_session *s, struct smtp_pending_rcpt *p)
 }
 
 /* RCPT's checks and lookups: the pending recipient to hand to the filter,
- * or NULL when it was answered here. */
+ * or NULL when it was answered here. It runs inside cmd_rcpt's read
+ * transaction on the loop's connection: reads only (a write would join
+ * that transaction); the filter's steps come after it. */
 static struct smtp_pending_rcpt *rcpt_resolve(struct smtp_session *s, const char *args)
 {
 	struct smtp_tx *tx = s->tx;

@@ -243,8 +243,11 @@ bool store_lookups_begin(struct store *st)
 
 void store_lookups_end(struct store *st)
 {
-	/* read only: nothing to lose whatever it returns */
-	(void)store_exec(&st->main, "COMMIT", NULL);
+	/* Read only: nothing to lose. But a transaction left open would hold
+	 * every later lookup on an old snapshot and the WAL's checkpoints
+	 * back: rolled back if the COMMIT did not end it. */
+	if (store_exec(&st->main, "COMMIT", NULL) < 0 || !sqlite3_get_autocommit(st->main.db))
+		(void)store_exec(&st->main, "ROLLBACK", NULL);
 }
 
 /* ---- users ---- */
