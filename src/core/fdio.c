@@ -3,12 +3,13 @@
 #include <errno.h>
 #include <unistd.h>
 
-int fdio_write_all(int fd, const void *p, size_t n)
+/* off < 0: write(2) at the file offset; else pwrite(2) at off. */
+static int write_all_at(int fd, const void *p, size_t n, off_t off)
 {
 	const char *c = p;
 
 	while (n > 0) {
-		ssize_t w = write(fd, c, n);
+		ssize_t w = off < 0 ? write(fd, c, n) : pwrite(fd, c, n, off);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
@@ -16,24 +17,18 @@ int fdio_write_all(int fd, const void *p, size_t n)
 		}
 		c += w;
 		n -= (size_t)w;
+		if (off >= 0)
+			off += w;
 	}
 	return 0;
 }
 
+int fdio_write_all(int fd, const void *p, size_t n)
+{
+	return write_all_at(fd, p, n, -1);
+}
+
 int fdio_pwrite_all(int fd, const void *p, size_t n, off_t off)
 {
-	const char *c = p;
-
-	while (n > 0) {
-		ssize_t w = pwrite(fd, c, n, off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		c += w;
-		n -= (size_t)w;
-		off += w;
-	}
-	return 0;
+	return off < 0 ? (errno = EINVAL, -1) : write_all_at(fd, p, n, off);
 }
