@@ -33,8 +33,14 @@
  * way with their counts ("spam-like: viagra 12/0, ..."), so that a user sees
  * which words decided.
  *
- * Trainer: every BAYES_TRAIN_POLL_MS the loop asks a worker for the oldest
- * BAYES_TRAIN_BATCH rows of the queue (one indexed read when it is empty);
+ * Trainer: the queue is filled by this process's IMAP changes, which move
+ * a counter once committed (store_spam_queue_gen). Every BAYES_TRAIN_POLL_MS
+ * the loop looks at the counter (no system call); when it moved, at start,
+ * after a failure, and every BAYES_TRAIN_IDLE_MS anyway (rows another
+ * process queued), it asks a worker for the oldest BAYES_TRAIN_BATCH rows
+ * of the queue. (It read the queue every 500 ms before: a read transaction
+ * twice a second on an idle server, and a second read connection opened
+ * when one met a command's.)
  * the worker reads each message's blob (at most BAYES_TRAIN_READ octets),
  * tokenizes it, and the committer applies the batch in one transaction
  * (store_spam_train_async: untraining first what the message was trained
@@ -60,6 +66,7 @@
 #define BAYES_OWN_MIN 20
 #define BAYES_MIN_TRAINED 5
 #define BAYES_TRAIN_POLL_MS 500
+#define BAYES_TRAIN_IDLE_MS (5 * 60 * 1000)
 #define BAYES_TRAIN_BATCH 64
 #define BAYES_TRAIN_READ (4 * 1024 * 1024)
 #define BAYES_REASON_TOKENS 5
@@ -319,6 +326,9 @@ struct bayes {
 	struct timer *timer;
 	struct trainer *busy; /* a batch in flight */
 	bool stopping;        /* bayes_stop: no new batch */
+	bool read_now;        /* at start, a full batch, a failure: read at the next tick */
+	uint64_t gen_seen;    /* store_spam_queue_gen at the last read */
+	uint64_t read_at;     /* loop_now of the last read */
 	struct bayes_pin *pin;
 };
 
@@ -410,7 +420,7 @@ static int train_fetch_fn(struct store_snap *sn, void *arg, char **err_r)
 	return 0;
 }
 
-static void train_poll(void *arg);
+static void train_tick(void *arg);
 
 static void train_applied(void *arg, int result)
 {
@@ -421,8 +431,9 @@ static void train_applied(void *arg, int result)
 	if (b == NULL)
 		return;
 	b->busy = NULL;
+	b->read_now = again || result < 0;
 	if (!b->stopping)
-		b->timer = loop_timer_add(b->loop, again ? 0 : BAYES_TRAIN_POLL_MS, train_poll,
+		b->timer = loop_timer_add(b->loop, again ? 0 : BAYES_TRAIN_POLL_MS, train_tick,
 					  b);
 }
 
@@ -443,10 +454,19 @@ static void train_fetched(void *arg, int result, const char *err)
 	tr->v = NULL;
 }
 
-static void train_poll(void *arg)
+static void train_tick(void *arg)
 {
 	struct bayes *b = arg;
 	b->timer = NULL;
+	uint64_t gen = store_spam_queue_gen(b->st), now = loop_now(b->loop);
+	if (!b->read_now && gen == b->gen_seen && now - b->read_at < BAYES_TRAIN_IDLE_MS) {
+		b->timer = loop_timer_add(b->loop, BAYES_TRAIN_POLL_MS, train_tick, b);
+		return;
+	}
+	/* the counter moves once a commit is durable: this read sees its rows */
+	b->gen_seen = gen;
+	b->read_at = now;
+	b->read_now = false;
 	struct trainer *tr = xcalloc(1, sizeof *tr);
 	tr->b = b;
 	b->busy = tr;
@@ -462,7 +482,8 @@ struct bayes *bayes_new(struct loop *l, struct store *st, struct pool *pool,
 	store_readers_init(st); /* bayes_classify runs on workers */
 	b->pool = pool;
 	b->pin = bayes_pin_charsets();
-	b->timer = loop_timer_add(l, BAYES_TRAIN_POLL_MS, train_poll, b);
+	b->read_now = true; /* rows left by the last run */
+	b->timer = loop_timer_add(l, BAYES_TRAIN_POLL_MS, train_tick, b);
 	return b;
 }
 

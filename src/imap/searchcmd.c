@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -438,6 +439,12 @@ struct confirm {
 	 * files are no longer opened ahead in this slice, so that the ones
 	 * held drain and each row can still open its own */
 	atomic_bool ahead_off;
+	/* the descriptors this slice closed after reading (row_open_own waits
+	 * for one while the other thread holds the last) */
+	_Atomic unsigned released;
+	/* a row could not have a descriptor at all: the slice fails, the
+	 * rows left are not read */
+	atomic_bool failed;
 };
 
 static int collect_each(void *arg, const struct store_msg *sm)
@@ -517,6 +524,65 @@ static int row_open(struct confirm *c, struct confirm_row *r)
 	return fd;
 }
 
+/* Closes one file held ahead (a row announced but not taken yet), whose
+ * row then opens its own when matched: true if there was one. */
+static bool ahead_steal(struct confirm *c)
+{
+	size_t lim = atomic_load(&c->ahead);
+	if (lim > c->n)
+		lim = c->n;
+	for (size_t k = atomic_load(&c->next); k < lim; k++) {
+		struct confirm_row *r = &c->rows[k];
+		int want = ROW_OPEN;
+		if (!atomic_compare_exchange_strong(&r->state, &want, ROW_OPENING))
+			continue;
+		bool had = r->fd >= 0;
+		if (had)
+			close(r->fd);
+		r->fd = -1;
+		atomic_store(&r->state, ROW_OPEN);
+		if (had)
+			return true;
+	}
+	return false;
+}
+
+/* r's file on a descriptor of its own. Without one (EMFILE, ENFILE) it is
+ * not a failure while one can be had: a file held ahead is closed for it,
+ * or it waits for the other thread to close the one it reads (the two
+ * threads race for the last descriptors, and the announcements of either
+ * may take one just before the other opens); or for one the rest of the
+ * process held a moment. It fails when none was freed for
+ * ROW_OPEN_WAIT_US, and then the slice fails. -1 with errno set. */
+#define ROW_OPEN_WAIT_US 50000
+#define ROW_OPEN_POLL_US 200
+static int row_open_own(struct confirm *c, struct confirm_row *r)
+{
+	unsigned seen = atomic_load(&c->released), waited = 0;
+	for (;;) {
+		int fd = row_open(c, r);
+		if (fd >= 0 || (errno != EMFILE && errno != ENFILE))
+			return fd;
+		int e = errno;
+		atomic_store(&c->ahead_off, true);
+		if (atomic_load(&c->failed))
+			return errno = e, -1;
+		if (ahead_steal(c))
+			continue;
+		unsigned now = atomic_load(&c->released);
+		if (now != seen) {
+			seen = now;
+			waited = 0;
+		} else if (waited >= ROW_OPEN_WAIT_US / ROW_OPEN_POLL_US) {
+			atomic_store(&c->failed, true);
+				return errno = e, -1;
+		}
+		waited++;
+		struct timespec ts = {0, ROW_OPEN_POLL_US * 1000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
 /* Announces the files of the rows up to lim (exclusive). */
 static void announce(struct confirm *c, size_t lim)
 {
@@ -578,16 +644,22 @@ static void confirm_row(struct confirm *c, struct confirm_row *r, struct imap_bl
 
 	if (r->sm.ftext != NULL && confirm_text(c, r, &bl->b))
 		return;
-	if (atomic_compare_exchange_strong(&r->state, &want, ROW_TAKEN)) {
-		fd = row_open(c, r);
-	} else {
-		while (atomic_load(&r->state) == ROW_OPENING)
-			sched_yield(); /* an open and an fadvise: short */
-		fd = r->fd;
-		r->fd = -1;
-		if (fd < 0) /* not opened ahead: now, with a descriptor of its own */
-			fd = row_open(c, r);
+	/* taken from ROW_IDLE (not announced) or ROW_OPEN (announced: its
+	 * file, if it could be opened and was not closed for another row);
+	 * ROW_OPENING is short (an open and an fadvise, or a close) */
+	for (;;) {
+		if (atomic_compare_exchange_strong(&r->state, &want, ROW_TAKEN)) {
+			fd = want == ROW_OPEN ? r->fd : -1;
+			r->fd = -1;
+			break;
+		}
+		if (want == ROW_OPENING) {
+			sched_yield();
+			want = ROW_IDLE;
+		}
 	}
+	if (fd < 0) /* not opened ahead: now, with a descriptor of its own */
+		fd = row_open_own(c, r);
 	if (fd < 0) {
 		/* expunged meanwhile; any other failure (no descriptor left)
 		 * fails the search rather than leaving the message out of the
@@ -622,6 +694,7 @@ static void confirm_row(struct confirm *c, struct confirm_row *r, struct imap_bl
 		len = 0;
 	}
 	close(fd);
+	atomic_fetch_add(&c->released, 1);
 	imap_search_msg(&m, &r->sm);
 	m.seq = r->seq;
 	if (imap_recent_in(j->recent, j->n_recent, r->sm.uid))
@@ -643,7 +716,7 @@ static void confirm_run(struct confirm *c)
 	struct imap_blob bl = {BUF_INIT, NULL, 0};
 	for (;;) {
 		size_t i = atomic_fetch_add(&c->next, 1);
-		if (i >= c->n)
+		if (i >= c->n || atomic_load(&c->failed))
 			break;
 		announce(c, i + SEARCH_AHEAD);
 		confirm_row(c, &c->rows[i], &bl);
@@ -671,6 +744,8 @@ static int confirm_slice(struct search_job *j, struct store_snap *sn,
 	atomic_init(&c.next, 0);
 	atomic_init(&c.ahead, 0);
 	atomic_init(&c.ahead_off, false);
+	atomic_init(&c.released, 0);
+	atomic_init(&c.failed, false);
 	int res = store_snap_messages(sn, j->user, j->mailbox, j->uidvalidity, r, nr, 0,
 				      j->text_ok ? STORE_MSG_CACHE_TEXT : STORE_MSG_CACHE,
 				      collect_each, &c, err_r);

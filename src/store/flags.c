@@ -445,9 +445,13 @@ static int flags_body(struct store_op *op, struct store_db *d)
 			}
 			/* $Junk / $NotJunk set: the spam filter learns (spam.c) */
 			char *was = set_string(&cur);
-			if (r == STORE_OK &&
-			    store_spam_keywords(d, user_id, message_id, was, s) < 0)
+			int queued = r == STORE_OK ? store_spam_keywords(d, user_id, message_id,
+									 was, s)
+						   : 0;
+			if (queued < 0)
 				r = STORE_ERROR;
+			else if (queued > 0)
+				op->spam_queued = true;
 			free(was);
 			fr->flags = fr_intern(op, s, strlen(s));
 			free(s);
@@ -626,11 +630,15 @@ int store_copy_entries(struct store_op *op, struct store_db *d, int64_t user_id,
 	}
 	store_op_note(op, STORE_CHANGE_NEW, dst_id, NULL, 0, (uint64_t)modseq);
 	/* into or out of Junk: the spam filter learns (spam.c) */
-	for (size_t i = 0; i < k; i++)
-		if (store_spam_copied(d, user_id, src_id, dst_id, e[i].msg) < 0) {
+	for (size_t i = 0; i < k; i++) {
+		int queued = store_spam_copied(d, user_id, src_id, dst_id, e[i].msg);
+		if (queued < 0) {
 			r = STORE_ERROR;
 			goto out;
 		}
+		if (queued > 0)
+			op->spam_queued = true;
+	}
 	if (move) {
 		/* RFC 6851 3.3: the same transaction: both or neither. */
 		uint32_t *gone = xmalloc(k * sizeof *gone);

@@ -164,6 +164,11 @@ void store_spam_queued_free(struct store_spam_queued *v, size_t n)
 
 /* ---- the queue, from IMAP (flags.c), inside the caller's transaction ---- */
 
+uint64_t store_spam_queue_gen(struct store *st)
+{
+	return __atomic_load_n(&st->spam_queue_gen, __ATOMIC_ACQUIRE);
+}
+
 int store_spam_queue_add(struct store_db *d, int64_t user_id, int64_t message_id, bool spam)
 {
 	sqlite3_stmt *s = store_sql(d, "INSERT INTO spam_train(user_id, message_id, spam, queued)"
@@ -421,9 +426,9 @@ int store_spam_copied(struct store_db *d, int64_t user_id, int64_t src_id, int64
 	if (from < 0 || to < 0)
 		return -1;
 	if (to == STORE_SPAM_MB_JUNK && from != STORE_SPAM_MB_JUNK)
-		return store_spam_queue_add(d, user_id, message_id, true);
+		return store_spam_queue_add(d, user_id, message_id, true) < 0 ? -1 : 1;
 	if (from == STORE_SPAM_MB_JUNK && to == STORE_SPAM_MB_OTHER)
-		return store_spam_queue_add(d, user_id, message_id, false);
+		return store_spam_queue_add(d, user_id, message_id, false) < 0 ? -1 : 1;
 	return 0;
 }
 
@@ -444,8 +449,8 @@ int store_spam_keywords(struct store_db *d, int64_t user_id, int64_t message_id,
 			const char *before, const char *after)
 {
 	if (has_kw(after, "$Junk") && !has_kw(before, "$Junk"))
-		return store_spam_queue_add(d, user_id, message_id, true);
+		return store_spam_queue_add(d, user_id, message_id, true) < 0 ? -1 : 1;
 	if (has_kw(after, "$NotJunk") && !has_kw(before, "$NotJunk"))
-		return store_spam_queue_add(d, user_id, message_id, false);
+		return store_spam_queue_add(d, user_id, message_id, false) < 0 ? -1 : 1;
 	return 0;
 }

@@ -1024,6 +1024,10 @@ struct store_spam_queued {
 	bool spam;
 	char *blob; /* NULL: the message is gone */
 };
+/* How many of this process's operations queued training so far (a
+ * counter: the trainer reads the queue when it moved; other processes
+ * do not move it). Any thread. */
+uint64_t store_spam_queue_gen(struct store *st);
 /* The oldest max rows (heap array, store_spam_queued_free). */
 int store_snap_spam_queue(struct store_snap *sn, size_t max, struct store_spam_queued **v_r,
 			  size_t *n_r, char **err_r);

@@ -100,6 +100,9 @@ struct store {
 	struct store_db cdb;           /* the committer thread only */
 	struct store_readers *readers; /* workers' read connections (async.c) */
 	uint32_t spool_counter;
+	/* operations committed (durably) that queued spam training: the
+	 * trainer reads the queue when it moved (store_spam_queue_gen) */
+	uint64_t spam_queue_gen;
 	int spool_jobs; /* loop thread: spool writes and filters on workers (store_spool_jobs) */
 	/* the postmaster target (store_set_postmaster) */
 	char *postmaster;
@@ -362,6 +365,7 @@ struct store_op {
 	char *user, *name, *to, *special_use, *flags;
 	uint32_t uidvalidity;
 	bool on, move;
+	bool spam_queued; /* the transaction queued spam training (flags.c) */
 	char fop;
 	uint64_t unchangedsince;
 	uint32_t *uids;
@@ -423,11 +427,13 @@ enum { STORE_SPAM_MB_OTHER, STORE_SPAM_MB_JUNK, STORE_SPAM_MB_TRASH };
 int store_spam_mailbox_kind(struct store_db *d, int64_t mailbox_id);
 int store_spam_queue_add(struct store_db *d, int64_t user_id, int64_t message_id, bool spam);
 /* COPY/MOVE of message_id from src to dst: queues spam (into a Junk
- * mailbox from elsewhere) or ham (out of Junk, not into Trash). 0 or -1. */
+ * mailbox from elsewhere) or ham (out of Junk, not into Trash). 1 if it
+ * queued (the caller sets op->spam_queued), 0 if not, -1 on error. */
 int store_spam_copied(struct store_db *d, int64_t user_id, int64_t src_id, int64_t dst_id,
 		      int64_t message_id);
 /* STORE: flags before and after (space-separated): $Junk gained queues
- * spam, $NotJunk gained ham (RFC 5788 keywords, as Thunderbird sets them). */
+ * spam, $NotJunk gained ham (RFC 5788 keywords, as Thunderbird sets them).
+ * As store_spam_copied. */
 int store_spam_keywords(struct store_db *d, int64_t user_id, int64_t message_id,
 			const char *before, const char *after);
 
