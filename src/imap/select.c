@@ -1752,11 +1752,13 @@ static void check_cont(struct imap_session *s)
 	imap_cmd_done(s);
 }
 
-/* True if a change was announced and is not read yet. */
+/* True if a change was announced and is not read yet, or a pass in
+ * windows is not over (its first window read between commands, the rest
+ * waiting for the client: scan_from). */
 static bool sync_needed(const struct imap_session *s)
 {
 	const struct imap_selsync *y = s->sel != NULL ? s->sel->sync : NULL;
-	return y != NULL && (y->dirty || y->reading);
+	return y != NULL && (y->dirty || y->reading || y->scan_from != 0);
 }
 
 void imap_cmd_check(struct imap_session *s, const struct imap_arg *args)
