@@ -360,12 +360,16 @@ struct trainer {
 };
 
 /* The first BAYES_TRAIN_READ octets of a blob into out. */
+/* The first BAYES_TRAIN_READ octets of blob into out: 0, or -1 with errno
+ * (ENOENT: expunged meanwhile). */
 static int blob_read(struct store_snap *sn, const char *blob, struct buf *out)
 {
-	int fd;
+	int fd, r = 0;
 	char *err = NULL;
 	if (store_snap_blob_open(sn, blob, &fd, &err) < 0) {
+		int e = errno;
 		free(err);
+		errno = e;
 		return -1;
 	}
 	buf_reserve(out, 64 * 1024);
@@ -377,12 +381,16 @@ static int blob_read(struct store_snap *sn, const char *blob, struct buf *out)
 		ssize_t k = read(fd, out->data + out->len, want);
 		if (k < 0 && errno == EINTR)
 			continue;
+		if (k < 0)
+			r = -1;
 		if (k <= 0)
 			break;
 		out->len += (size_t)k;
 	}
+	int e = errno;
 	close(fd);
-	return 0;
+	errno = e;
+	return r;
 }
 
 static int train_fetch_fn(struct store_snap *sn, void *arg, char **err_r)
@@ -403,7 +411,17 @@ static int train_fetch_fn(struct store_snap *sn, void *arg, char **err_r)
 		it->message_id = q[i].message_id;
 		it->spam = q[i].spam;
 		buf_reset(&msg);
-		if (q[i].blob == NULL || blob_read(sn, q[i].blob, &msg) < 0) {
+		int rd = q[i].blob != NULL ? blob_read(sn, q[i].blob, &msg) : -1;
+		bool gone = q[i].blob == NULL || (rd < 0 && errno == ENOENT);
+		if (rd < 0 && !gone) {
+			/* no descriptor, an I/O error: the batch is read again
+			 * later, rather than its rows deleted untrained */
+			*err_r = xasprintf("blob %s: %s", q[i].blob, strerror(errno));
+			buf_free(&msg);
+			store_spam_queued_free(q, n);
+			return -1;
+		}
+		if (gone) {
 			it->skip = true; /* expunged meanwhile: nothing to learn */
 			continue;
 		}

@@ -575,7 +575,7 @@ static int row_open_own(struct confirm *c, struct confirm_row *r)
 			waited = 0;
 		} else if (waited >= ROW_OPEN_WAIT_US / ROW_OPEN_POLL_US) {
 			atomic_store(&c->failed, true);
-				return errno = e, -1;
+			return errno = e, -1;
 		}
 		waited++;
 		struct timespec ts = {0, ROW_OPEN_POLL_US * 1000L};

@@ -614,8 +614,12 @@ static void on_change(void *arg, const struct store_change *ch)
  * at most SYNC_WINDOW changed messages, from UID `from` on; the rest is
  * read once those were sent (more, next_uid), so that a STORE 1:* on a
  * big mailbox elsewhere costs a bounded amount of memory and output per
- * step here (DESIGN: the loop never waits, and output is bounded). */
+ * step here (DESIGN: the loop never waits, and output is bounded). A
+ * window also ends past SYNC_WINDOW_BYTES of flags: a message's flags may
+ * hold many long keywords, and a window is held about three times (the
+ * read's results, the pending updates, the FETCH lines written). */
 #define SYNC_WINDOW 1000
+#define SYNC_WINDOW_BYTES (256 * 1024)
 struct sync_job {
 	struct imap_session *s;
 	uint64_t sel_id;
@@ -628,13 +632,14 @@ struct sync_job {
 	struct store_mailbox_status status;
 	struct flag_upd *v;
 	size_t n, cap;
+	size_t bytes; /* of the flags in v */
 	struct imap_ctx_sync *ctx; /* new messages for CONTEXT=SEARCH (sort.c) */
 };
 
 static int sync_each(void *arg, const struct store_msg *m)
 {
 	struct sync_job *j = arg;
-	if (j->n == SYNC_WINDOW) {
+	if (j->n == SYNC_WINDOW || j->bytes >= SYNC_WINDOW_BYTES) {
 		j->more = true;
 		j->next_uid = m->uid;
 		return 1;
@@ -646,6 +651,7 @@ static int sync_each(void *arg, const struct store_msg *m)
 	j->v[j->n].uid = m->uid;
 	j->v[j->n].modseq = m->modseq;
 	j->v[j->n].flags = xstrdup(m->flags != NULL ? m->flags : "");
+	j->bytes += strlen(j->v[j->n].flags);
 	j->n++;
 	return 0;
 }
@@ -892,15 +898,17 @@ static void sel_drained(struct imap_session *s)
 		sync_start(s);
 }
 
-/* Sends the window read and reads the next one, now or after the client
- * has read the output (the session is parked in NOOP/CHECK, or in IDLE). */
-static void windows_go_on(struct imap_session *s)
+/* During a pass in windows, once a window was sent: the next one is read
+ * now if the output has room, else once the client has read it down
+ * (sel_drained), so that a client that does not read holds a window and
+ * the output limit, never the whole change. */
+static void windows_next(struct imap_session *s)
 {
-	imap_send_updates(s, true);
-	if (s->sel == NULL || !imap_alive(s))
+	struct imap_selsync *y = s->sel->sync;
+	if (y->scan_from == 0 || y->reading || s->srv == NULL)
 		return;
 	if (session_output_room(&s->base)) {
-		sel_drained(s);
+		sync_start(s);
 		return;
 	}
 	if (s->job_drained == NULL || s->job_drained == sel_drained) {
@@ -908,7 +916,15 @@ static void windows_go_on(struct imap_session *s)
 		session_output_wait(&s->base);
 	}
 	/* else a command's long response owns the drained event: the next
-	 * window starts when these updates were sent (imap_send_updates) */
+	 * window starts when the updates are sent at its end
+	 * (imap_send_updates) */
+}
+
+/* Sends the window read and reads the next one, now or after the client
+ * has read the output (the session is parked in NOOP/CHECK, or in IDLE). */
+static void windows_go_on(struct imap_session *s)
+{
+	imap_send_updates(s, true); /* windows_next */
 }
 
 static void sync_start(struct imap_session *s)
@@ -1136,8 +1152,7 @@ void imap_send_updates(struct imap_session *s, bool expunges_allowed)
 	imap_ctx_flush(s); /* RFC 5267 4.3: ADDTO/REMOVEFROM (sort.c) */
 	update_pending(s);
 	/* a pass in windows: the next one once these are out (bounded) */
-	if (y->scan_from != 0 && !y->reading && s->srv != NULL)
-		sync_start(s);
+	windows_next(s);
 }
 
 /* ---- selecting ---- */

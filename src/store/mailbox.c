@@ -157,8 +157,9 @@ static void op_tail(struct store *st, struct store_job *job)
 	bool failed = st->round_failed && !job->lazy && op->result == STORE_OK;
 	/* Only after COMMIT (see the top of expunge.c). */
 	store_blobs_done(st, &op->blobs, op->result == STORE_OK && !failed);
-	/* the trainer reads the queue now that the rows can be seen */
-	if (op->spam_queued && op->result == STORE_OK && !failed)
+	/* the trainer reads the queue now that the rows can be seen (even
+	 * when the round's sync failed: committed, they are there to read) */
+	if (op->spam_queued && op->result == STORE_OK)
 		__atomic_add_fetch(&st->spam_queue_gen, 1, __ATOMIC_RELEASE);
 	if (op->after != NULL)
 		op->after(op);

@@ -143,26 +143,14 @@ def test_big_flag_change_elsewhere_reaches_noop_bounded(server):
     conftest.rss_bound_kb under AddressSanitizer)."""
     n = 20000
     with server.imap_login(ALICE) as b:
-        fill_fast(b, "big4", n)
-        wait_indexed(server)
-        assert b.cmd("SELECT big4").ok
-        a = server.imap_login(ALICE)
+        a = selected_twice(server, b, "big4", n)
         try:
-            r = a.cmd("SELECT big4")
-            assert r.ok and "* %d EXISTS" % n in r.untagged, r
-            bound = rss_bound_kb(server.proc.pid)
             rss0 = rss_kb(server.proc.pid, "RssAnon")
             # A polls with a small receive window and does not read yet
             a.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             r = b.cmd("STORE 1:* +FLAGS.SILENT (\\Flagged)")
             assert r.ok and r.untagged == [], r
-            tag = a.next_tag()
-            a.send(tag + " NOOP\r\n")
-            time.sleep(1.5)
-            grown = rss_kb(server.proc.pid, "RssAnon") - rss0
-            assert grown < bound, "RssAnon grew %d KB while A did not read" % grown
-            r = a.read_response(tag)
-            assert r.ok, r.tagged
+            r = noop_not_read(server, a, rss0, 1.5)
             want = ["* %d FETCH (FLAGS (\\Flagged))" % i for i in range(1, n + 1)]
             assert sorted(r.untagged) == sorted(want), (len(r.untagged), r.untagged[:3])
             # nothing is sent twice, nothing left for the next NOOP
@@ -185,13 +173,8 @@ def test_big_flag_change_read_between_commands_reaches_one_noop(server):
     then OK, the rest a window per later command). Bounded as above."""
     n = 20000
     with server.imap_login(ALICE) as b:
-        fill_fast(b, "big4b", n)
-        wait_indexed(server)
-        assert b.cmd("SELECT big4b").ok
-        a = server.imap_login(ALICE)
+        a = selected_twice(server, b, "big4b", n)
         try:
-            r = a.cmd("SELECT big4b")
-            assert r.ok and "* %d EXISTS" % n in r.untagged, r
             bound = rss_bound_kb(server.proc.pid)
             rss0 = rss_kb(server.proc.pid, "RssAnon")
             r = b.cmd("STORE 1:* +FLAGS.SILENT (\\Flagged)")
@@ -216,6 +199,64 @@ def test_big_flag_change_read_between_commands_reaches_one_noop(server):
             assert set(r.untagged) == {"* %d FETCH (FLAGS ())" % i for i in range(1, n + 1)}
         finally:
             a.close()
+
+
+def test_big_flag_change_held_a_window_at_a_time(server):
+    """A client that does not read its NOOP's answer to a big change
+    elsewhere (B: 32 long keywords on 20,000 messages, FETCH lines of about
+    2.3 KB: 46 MB in all) holds the daemon to about a window (1,000 lines)
+    and the output limit, not the whole change: each window is read once
+    the one before it was written to the socket (select.c windows_next;
+    before: at once, whatever the client read). Then every line arrives.
+    The socket buffers are the kernel's defaults (a few MB each way, not in
+    the daemon's RssAnon): a tiny receive window would make the reading
+    afterwards crawl (zero-window probes)."""
+    n = 20000
+    kws = ["$kw%02d_%s" % (i, "x" * 64) for i in range(32)]
+    with server.imap_login(ALICE) as b:
+        a = selected_twice(server, b, "big4c", n)
+        try:
+            r = b.cmd("STORE 1:* +FLAGS.SILENT (%s)" % " ".join(kws))
+            assert r.ok and r.untagged == [], r
+            time.sleep(1.5)  # A's session reads the first window meanwhile
+            rss0 = rss_kb(server.proc.pid, "RssAnon")
+            r = noop_not_read(server, a, rss0, 3)
+            # the new keywords first (RFC 9051 7.3.5: FLAGS, PERMANENTFLAGS)
+            fetches = [l for l in r.untagged if " FETCH " in l]
+            assert len(fetches) == n, (len(fetches), r.untagged[:2], fetches[-1:])
+            seqs = sorted(int(l.split()[1]) for l in fetches)
+            assert seqs == list(range(1, n + 1))
+            assert all(l.endswith("FLAGS (%s))" % " ".join(kws)) for l in fetches), fetches[:1]
+            r = a.cmd("NOOP")
+            assert r.ok and r.untagged == [], r.untagged[:5]
+        finally:
+            a.close()
+
+
+def noop_not_read(server, a, rss0, secs):
+    """A's NOOP, its answer not read for secs: meanwhile the daemon's
+    anonymous memory grows by less than conftest.rss_bound_kb from rss0;
+    then the answer, read."""
+    tag = a.next_tag()
+    a.send(tag + " NOOP\r\n")
+    time.sleep(secs)
+    grown = rss_kb(server.proc.pid, "RssAnon") - rss0
+    assert grown < rss_bound_kb(server.proc.pid), "RssAnon grew %d KB while A did not read" % grown
+    r = a.read_response(tag)
+    assert r.ok, r.tagged
+    return r
+
+
+def selected_twice(server, b, box, n):
+    """box made with n messages, indexed, selected by b; returned: a second
+    session of ALICE with box selected (the caller closes it)."""
+    fill_fast(b, box, n)
+    wait_indexed(server)
+    assert b.cmd("SELECT %s" % box).ok
+    a = server.imap_login(ALICE)
+    r = a.cmd("SELECT %s" % box)
+    assert r.ok and "* %d EXISTS" % n in r.untagged, r
+    return a
 
 
 def fill_fast(c, box, n):
