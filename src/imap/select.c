@@ -776,6 +776,11 @@ static void sync_done(void *arg, int result, const char *err)
 	y->reading = false;
 	if (result < 0) {
 		log_warn("imap %s: mailbox sync: %s", s->base.ip, err != NULL ? err : "error");
+		/* read again at the client's next NOOP (or the next change),
+		 * from the last complete pass: never at once (a read that keeps
+		 * failing would loop), never forgotten (the change is unread) */
+		y->scan_from = 0;
+		y->dirty = true;
 	} else {
 		/* the pending updates are written over the read's results
 		 * (n_nw <= i): no second array of them */
