@@ -359,7 +359,6 @@ struct trainer {
 	bool full;
 };
 
-/* The first BAYES_TRAIN_READ octets of a blob into out. */
 /* The first BAYES_TRAIN_READ octets of blob into out: 0, or -1 with errno
  * (ENOENT: expunged meanwhile). */
 static int blob_read(struct store_snap *sn, const char *blob, struct buf *out)
@@ -481,7 +480,7 @@ static void train_tick(void *arg)
 		b->timer = loop_timer_add(b->loop, BAYES_TRAIN_POLL_MS, train_tick, b);
 		return;
 	}
-	/* the counter moves once a commit is durable: this read sees its rows */
+	/* the counter moves once a change is committed: this read sees its rows */
 	b->gen_seen = gen;
 	b->read_at = now;
 	b->read_now = false;

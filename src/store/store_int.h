@@ -100,7 +100,7 @@ struct store {
 	struct store_db cdb;           /* the committer thread only */
 	struct store_readers *readers; /* workers' read connections (async.c) */
 	uint32_t spool_counter;
-	/* operations committed (durably) that queued spam training: the
+	/* operations committed (op_tail) that queued spam training: the
 	 * trainer reads the queue when it moved (store_spam_queue_gen) */
 	uint64_t spam_queue_gen;
 	int spool_jobs; /* loop thread: spool writes and filters on workers (store_spool_jobs) */
