@@ -506,7 +506,6 @@ static void append_flags(struct buf *b, const char *flags, bool recent)
 /* ---- change notification ---- */
 
 static void sync_start(struct imap_session *s);
-static void windows_go_on(struct imap_session *s);
 
 static bool uid_in(const uint32_t *v, size_t n, uint32_t uid)
 {
@@ -871,7 +870,7 @@ static void sync_done(void *arg, int result, const char *err)
 		if (session_release(&s->base) || !imap_alive(s))
 			return;
 		if (y->cont != NULL || s->input == IMAP_IN_IDLE)
-			windows_go_on(s);
+			imap_send_updates(s, true); /* then windows_next */
 		return;
 	}
 	if (y->dirty && result == 0) {
@@ -923,13 +922,6 @@ static void windows_next(struct imap_session *s)
 	/* else a command's long response owns the drained event: the next
 	 * window starts when the updates are sent at its end
 	 * (imap_send_updates) */
-}
-
-/* Sends the window read and reads the next one, now or after the client
- * has read the output (the session is parked in NOOP/CHECK, or in IDLE). */
-static void windows_go_on(struct imap_session *s)
-{
-	imap_send_updates(s, true); /* windows_next */
 }
 
 static void sync_start(struct imap_session *s)

@@ -230,6 +230,26 @@ static void bh_eol(struct dkim_bodyhash *b)
 	}
 }
 
+/* The digests, fetched from OpenSSL's default provider once: a legacy
+ * EVP_sha256() is looked up again in its method store (a locked table walk)
+ * at every EVP_DigestInit, once per message and signature. */
+static EVP_MD *md_sha256, *md_sha1;
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+
+static void md_fetch(void)
+{
+	md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	md_sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+}
+
+static const EVP_MD *alg_md(enum dkim_alg a)
+{
+	pthread_once(&md_once, md_fetch);
+	if (a == DKIM_ALG_RSA_SHA1)
+		return md_sha1 != NULL ? md_sha1 : EVP_sha1();
+	return md_sha256 != NULL ? md_sha256 : EVP_sha256();
+}
+
 struct dkim_bodyhash *dkim_bodyhash_new(enum dkim_canon c, enum dkim_alg a, int64_t limit)
 {
 	struct dkim_bodyhash *b = xcalloc(1, sizeof(*b));
@@ -238,7 +258,7 @@ struct dkim_bodyhash *dkim_bodyhash_new(enum dkim_canon c, enum dkim_alg a, int6
 	b->md = EVP_MD_CTX_new();
 	if (b->md == NULL)
 		fatal("dkim: EVP_MD_CTX_new");
-	EVP_DigestInit_ex(b->md, a == DKIM_ALG_RSA_SHA1 ? EVP_sha1() : EVP_sha256(), NULL);
+	EVP_DigestInit_ex(b->md, alg_md(a), NULL);
 	return b;
 }
 
@@ -601,7 +621,7 @@ void dkim_pubkey_free(struct dkim_pubkey **kp)
 static void sha256(const void *data, size_t len, unsigned char out[32])
 {
 	unsigned int n = 32;
-	EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+	EVP_Digest(data, len, out, &n, alg_md(DKIM_ALG_RSA_SHA256), NULL);
 }
 
 int dkim_pubkey_verify(const struct dkim_pubkey *k, enum dkim_alg a, const void *data,
@@ -620,7 +640,7 @@ int dkim_pubkey_verify(const struct dkim_pubkey *k, enum dkim_alg a, const void 
 		if (EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, k->pkey) == 1)
 			r = EVP_DigestVerify(ctx, sig, sig_len, h, sizeof(h)) == 1;
 	} else {
-		const EVP_MD *md = a == DKIM_ALG_RSA_SHA1 ? EVP_sha1() : EVP_sha256();
+		const EVP_MD *md = alg_md(a);
 		if (EVP_DigestVerifyInit(ctx, NULL, md, NULL, k->pkey) == 1)
 			r = EVP_DigestVerify(ctx, sig, sig_len, data, len) == 1;
 	}
@@ -681,7 +701,7 @@ int dkim_key_sign(const struct dkim_key *k, const void *data, size_t len, struct
 	unsigned char h[32];
 	const void *in = data;
 	size_t inlen = len;
-	const EVP_MD *md = EVP_sha256();
+	const EVP_MD *md = alg_md(DKIM_ALG_RSA_SHA256);
 	if (k->ed25519) {
 		sha256(data, len, h);
 		in = h;

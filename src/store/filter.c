@@ -90,29 +90,32 @@ int store_spam_threshold_list(struct store *st, store_threshold_cb *cb, void *ar
 
 static int threshold_read(struct store_db *d, int64_t user_id, double *junk_r, double *reject_r)
 {
-	*junk_r = *reject_r = NAN;
-	/* the account's row (is_user 1) wins over its domain's, score by score */
+	/* [0] the domain's row, [1] the account's (is_user 1), which wins score
+	 * by score; no ORDER BY: a sorter per message cost more than the rows */
+	double junk[2] = {NAN, NAN}, reject[2] = {NAN, NAN};
 	sqlite3_stmt *s = store_sql(d,
 				    "SELECT t.name <> d.name, t.junk_score, t.reject_score"
 				    " FROM users u JOIN domains d ON d.id = u.domain_id"
 				    " JOIN spam_thresholds t ON t.name = d.name"
 				    "  OR t.name = u.localpart || '@' || d.name"
-				    " WHERE u.id = ?1 ORDER BY 1",
+				    " WHERE u.id = ?1",
 				    NULL);
+	*junk_r = *reject_r = NAN;
 	if (s == NULL)
 		return -1;
 	sqlite3_bind_int64(s, 1, user_id);
 	int rc;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		/* ordered domain first: the account's row overwrites */
-		double j = col_score(s, 1), r = col_score(s, 2);
-		if (!isnan(j))
-			*junk_r = j;
-		if (!isnan(r))
-			*reject_r = r;
+		int k = sqlite3_column_int(s, 0) != 0;
+		junk[k] = col_score(s, 1);
+		reject[k] = col_score(s, 2);
 	}
 	store_stmt_done(s);
-	return rc == SQLITE_DONE ? 0 : -1;
+	if (rc != SQLITE_DONE)
+		return -1;
+	*junk_r = isnan(junk[1]) ? junk[0] : junk[1];
+	*reject_r = isnan(reject[1]) ? reject[0] : reject[1];
+	return 0;
 }
 
 int store_spam_threshold_user(struct store *st, int64_t user_id, double *junk_r,

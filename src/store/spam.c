@@ -179,7 +179,7 @@ int store_spam_queue_add(struct store_db *d, int64_t user_id, int64_t message_id
 	sqlite3_bind_int64(s, 2, message_id);
 	sqlite3_bind_int(s, 3, spam);
 	sqlite3_bind_int64(s, 4, (int64_t)time(NULL));
-	return store_step_done(d, s, NULL);
+	return store_step_done(d, s, NULL) < 0 ? -1 : 1;
 }
 
 int store_spam_mailbox_kind(struct store_db *d, int64_t mailbox_id)
@@ -426,9 +426,9 @@ int store_spam_copied(struct store_db *d, int64_t user_id, int64_t src_id, int64
 	if (from < 0 || to < 0)
 		return -1;
 	if (to == STORE_SPAM_MB_JUNK && from != STORE_SPAM_MB_JUNK)
-		return store_spam_queue_add(d, user_id, message_id, true) < 0 ? -1 : 1;
+		return store_spam_queue_add(d, user_id, message_id, true);
 	if (from == STORE_SPAM_MB_JUNK && to == STORE_SPAM_MB_OTHER)
-		return store_spam_queue_add(d, user_id, message_id, false) < 0 ? -1 : 1;
+		return store_spam_queue_add(d, user_id, message_id, false);
 	return 0;
 }
 
@@ -449,8 +449,8 @@ int store_spam_keywords(struct store_db *d, int64_t user_id, int64_t message_id,
 			const char *before, const char *after)
 {
 	if (has_kw(after, "$Junk") && !has_kw(before, "$Junk"))
-		return store_spam_queue_add(d, user_id, message_id, true) < 0 ? -1 : 1;
+		return store_spam_queue_add(d, user_id, message_id, true);
 	if (has_kw(after, "$NotJunk") && !has_kw(before, "$NotJunk"))
-		return store_spam_queue_add(d, user_id, message_id, false) < 0 ? -1 : 1;
+		return store_spam_queue_add(d, user_id, message_id, false);
 	return 0;
 }

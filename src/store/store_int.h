@@ -26,6 +26,7 @@ enum store_stmt_id {
 	STMT_ALIAS_TARGETS,
 	STMT_BLOB_EXISTS,
 	STMT_BEGIN,
+	STMT_BEGIN_READ,
 	STMT_COMMIT,
 	STMT_ROLLBACK,
 	STMT_INS_MESSAGE,
@@ -207,6 +208,9 @@ sqlite3_stmt *store_sql(struct store_db *d, const char *sql, char **err_r);
 /* Resets (and clears bindings of) a cached statement after use. */
 void store_stmt_done(sqlite3_stmt *s);
 char *store_db_err(struct store_db *d);
+/* Runs sql (no rows) on connection d: 0, or -1 with *err_r when err_r is not
+ * NULL. BEGIN, BEGIN IMMEDIATE, COMMIT and ROLLBACK, which frame every read
+ * and write, run as statements prepared once per connection. */
 int store_exec(struct store_db *d, const char *sql, char **err_r);
 /* Runs a cached statement that returns no row (INSERT, UPDATE, DELETE) on
  * connection d to its end and gives it back (store_stmt_done). 0, or -1 with
@@ -425,6 +429,7 @@ void store_committer_stop(struct store *st);
 enum { STORE_SPAM_MB_OTHER, STORE_SPAM_MB_JUNK, STORE_SPAM_MB_TRASH };
 /* STORE_SPAM_MB_* of a mailbox, -1 on error. */
 int store_spam_mailbox_kind(struct store_db *d, int64_t mailbox_id);
+/* Queues a training row (in the caller's transaction): 1 (queued), -1 on error. */
 int store_spam_queue_add(struct store_db *d, int64_t user_id, int64_t message_id, bool spam);
 /* COPY/MOVE of message_id from src to dst: queues spam (into a Junk
  * mailbox from elsewhere) or ham (out of Junk, not into Trash). 1 if it

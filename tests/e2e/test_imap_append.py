@@ -237,13 +237,14 @@ def test_rename_selected_keeps_it_selected(make_server):
 
 # ---- the admin CLI under a selected mailbox ----
 
-@pytest.mark.parametrize("how", ["delete", "rename"])
+@pytest.mark.parametrize("how", ["delete", "rename", "replace"])
 def test_cli_change_of_selected_mailbox_says_bye(make_server, how):
     """`postern mailbox delete|rename` (another process) of a mailbox IMAP
     sessions have selected: they were told NO at their next command; now
     each gets "* BYE Selected mailbox was deleted, have to disconnect"
     (Dovecot's words) by itself, idle or in IDLE, and the connection
-    closes; a session on another mailbox goes on."""
+    closes; a session on another mailbox goes on. "replace": deleted and
+    created again under the same name (a new UIDVALIDITY): the same."""
     srv = make_server("cli" + how)
     c = srv.imap_login(ALICE, role="imap")
     idle = srv.imap_login(ALICE, role="imap")
@@ -258,6 +259,9 @@ def test_cli_change_of_selected_mailbox_says_bye(make_server, how):
     assert idle.readline().startswith("+")
     if how == "delete":
         srv.cli("mailbox", "delete", ALICE, "gone")
+    elif how == "replace":
+        srv.cli("mailbox", "delete", ALICE, "gone")
+        srv.cli("mailbox", "create", ALICE, "gone")
     else:
         srv.cli("mailbox", "rename", ALICE, "gone", "elsewhere")
     for sess in (c, idle):
