@@ -31,6 +31,7 @@ struct bayes_token {
 struct bayes_tokens {
 	struct bayes_token *v; /* distinct, sorted by hash */
 	size_t n;
+	char *texts; /* one block holding every v[i].text (bayes_tokens_free) */
 };
 /* Tokenizes a whole message (header and body; MIME decoded: transfer
  * encodings, RFC 2047 words, charsets to UTF-8, HTML reduced to text;

@@ -42,12 +42,36 @@
 #define BAYES_FIELD_MAX (64 * 1024) /* octets of a header field's value */
 
 struct tk {
-	struct bayes_token *v;
+	struct bayes_token *v; /* .text is set at the end (tk_finish) */
+	size_t *off;           /* v[i]'s text: at texts.data + off[i] */
 	size_t n, cap;
-	uint64_t *set; /* open addressing on hash; 0 = empty */
+	struct buf texts; /* every token's text, NUL-terminated, one block */
+	uint64_t *set;    /* open addressing on hash; 0 = empty */
 	size_t set_cap;
 	size_t text; /* decoded text octets taken so far */
 };
+
+/* The set starts small and doubles past 60 % full: a 1 KB message has a
+ * hundred tokens; a 64 KiB table per message cost a memset and, freed, a
+ * malloc_consolidate (glibc consolidates on every free of 64 KiB or more). */
+#define TK_SET_MIN 512
+
+static void tk_set_put(uint64_t *set, size_t cap, uint64_t h)
+{
+	size_t mask = cap - 1, i = (size_t)h & mask;
+	while (set[i] != 0)
+		i = (i + 1) & mask;
+	set[i] = h;
+}
+
+static void tk_set_grow(struct tk *t)
+{
+	free(t->set);
+	t->set_cap *= 2;
+	t->set = xcalloc(t->set_cap, sizeof *t->set);
+	for (size_t i = 0; i < t->n; i++) /* the set holds exactly v's hashes */
+		tk_set_put(t->set, t->set_cap, t->v[i].hash);
+}
 
 /* FNV-1a 64; 0 is kept for "empty" in the set. */
 static uint64_t tk_hash(const char *p, size_t n)
@@ -75,10 +99,16 @@ static void tk_add(struct tk *t, const char *p, size_t n)
 	if (t->n == t->cap) {
 		t->cap = t->cap ? t->cap * 2 : 256;
 		t->v = xrealloc(t->v, t->cap * sizeof *t->v);
+		t->off = xrealloc(t->off, t->cap * sizeof *t->off);
 	}
 	t->v[t->n].hash = h;
-	t->v[t->n].text = xstrndup(p, n);
+	t->v[t->n].text = NULL;
+	t->off[t->n] = t->texts.len;
+	buf_append(&t->texts, p, n);
+	buf_appendc(&t->texts, '\0');
 	t->n++;
+	if ((t->n + 1) * 10 > t->set_cap * 6)
+		tk_set_grow(t);
 }
 
 static void tk_add2(struct tk *t, const char *prefix, const char *p, size_t n)
@@ -557,7 +587,7 @@ void bayes_tokenize(const char *msg, size_t len, struct bayes_tokens *out)
 	struct tk t = {0};
 	/* a power of 2 above BAYES_MAX_TOKENS (at most 61 % full), 64 KiB:
 	 * under malloc's mmap threshold, so no mmap/munmap per message */
-	t.set_cap = 8192;
+	t.set_cap = TK_SET_MIN;
 	t.set = xcalloc(t.set_cap, sizeof *t.set);
 	struct buf cache = {0}, dec = {0}, utf = {0}, txt = {0}, cs = {0};
 	mime_cache_build(msg, len, &cache);
@@ -607,6 +637,11 @@ void bayes_tokenize(const char *msg, size_t len, struct bayes_tokens *out)
 	buf_free(&txt);
 	buf_free(&cs);
 	free(t.set);
+	/* the texts' block moves no more: the pointers into it, then the sort */
+	out->texts = t.texts.data;
+	for (size_t i = 0; i < t.n; i++)
+		t.v[i].text = out->texts + t.off[i];
+	free(t.off);
 	if (t.n > 1)
 		qsort(t.v, t.n, sizeof *t.v, tok_cmp);
 	out->v = t.v;
@@ -615,9 +650,9 @@ void bayes_tokenize(const char *msg, size_t len, struct bayes_tokens *out)
 
 void bayes_tokens_free(struct bayes_tokens *t)
 {
-	for (size_t i = 0; i < t->n; i++)
-		free(t->v[i].text);
 	free(t->v);
+	free(t->texts);
 	t->v = NULL;
+	t->texts = NULL;
 	t->n = 0;
 }
