@@ -607,8 +607,6 @@ static void on_spool_done(void *arg, int result)
 	t->job = NULL;
 	t->job_result = result;
 	t->job_ar = j->ar;
-	t->tokens = j->tokens;
-	j->tokens = (struct bayes_tokens){0};
 	t->rewritten = j->rewrote;
 	if (j->write_failed)
 		t->job_result = -1;
@@ -1056,7 +1054,6 @@ void filter_tx_free(struct filter_tx **tp)
 		free(t->edits[i].value);
 	}
 	free(t->edits);
-	bayes_tokens_free(&t->tokens);
 	for (size_t i = 0; t->bayes != NULL && i < t->n_users; i++)
 		filter_reasons_free(&t->bayes[i]);
 	free(t->bayes);

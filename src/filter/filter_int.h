@@ -122,7 +122,6 @@ struct filter_tx {
 	struct spool_job *job;
 	int job_result;
 	struct attach_result job_ar;
-	struct bayes_tokens tokens;
 	/* the end's steps that overlap (filter.c, end_after_parts): the spool
 	 * job started with clamd when no milter can edit, the statistical
 	 * filter as soon as its tokens are in */

@@ -51,10 +51,12 @@ struct tk {
 	size_t text; /* decoded text octets taken so far */
 };
 
-/* The set starts small and doubles past 60 % full: a 1 KB message has a
- * hundred tokens; a 64 KiB table per message cost a memset and, freed, a
+/* The set starts small and doubles past 60 % full, up to 8,192 entries
+ * (BAYES_MAX_TOKENS fill it to 61 %): a 1 KB message has a hundred tokens,
+ * and a 64 KiB table per message cost a memset and, freed, a
  * malloc_consolidate (glibc consolidates on every free of 64 KiB or more). */
 #define TK_SET_MIN 512
+#define TK_SET_MAX 8192
 
 static void tk_set_put(uint64_t *set, size_t cap, uint64_t h)
 {
@@ -107,7 +109,7 @@ static void tk_add(struct tk *t, const char *p, size_t n)
 	buf_append(&t->texts, p, n);
 	buf_appendc(&t->texts, '\0');
 	t->n++;
-	if ((t->n + 1) * 10 > t->set_cap * 6)
+	if ((t->n + 1) * 10 > t->set_cap * 6 && t->set_cap < TK_SET_MAX)
 		tk_set_grow(t);
 }
 
@@ -585,9 +587,7 @@ static int tok_cmp(const void *a, const void *b)
 void bayes_tokenize(const char *msg, size_t len, struct bayes_tokens *out)
 {
 	struct tk t = {0};
-	/* a power of 2 above BAYES_MAX_TOKENS (at most 61 % full), 64 KiB:
-	 * under malloc's mmap threshold, so no mmap/munmap per message */
-	t.set_cap = TK_SET_MIN;
+	t.set_cap = TK_SET_MIN; /* grows in tk_add, at most TK_SET_MAX */
 	t.set = xcalloc(t.set_cap, sizeof *t.set);
 	struct buf cache = {0}, dec = {0}, utf = {0}, txt = {0}, cs = {0};
 	mime_cache_build(msg, len, &cache);
