@@ -339,15 +339,19 @@ void bayes_classify(struct store_snap *sn, const struct bayes_tokens *t, const i
 	char *err = NULL;
 	for (size_t i = 0; i < n; i++)
 		v[i] = (struct bayes_verdict){.prob = 0.5};
-	if (sn == NULL || model_classify(&m, t, user_ids, n, v, &err) < 0) {
-		/* the filter goes on without this verdict */
-		log_warn("bayes: classification failed: %s", err ? err : "no read snapshot");
-		for (size_t i = 0; i < n; i++) {
+	if (model_classify(&m, t, user_ids, n, v, &err) < 0) {
+		log_warn("bayes: classification failed: %s", err ? err : "?");
+		for (size_t i = 0; i < n; i++)
 			bayes_verdict_free(&v[i]);
-			v[i] = (struct bayes_verdict){.prob = 0.5, .untrained = true};
-		}
+		bayes_unclassified(v, n);
 	}
 	free(err);
+}
+
+void bayes_unclassified(struct bayes_verdict *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		v[i] = (struct bayes_verdict){.prob = 0.5, .untrained = true};
 }
 
 /* ---- the trainer ---- */

@@ -60,8 +60,8 @@ struct bayes_verdict {
 /* Classifies in the caller's read snapshot sn, on a worker (the filter's
  * spool job, which tokenized the message, classifies it and reads the
  * thresholds in one snapshot). v[i] for user_ids[i] (0 = the global model
- * alone), filled (bayes_verdict_free each); a failed read, or sn NULL (the
- * snapshot could not start), is logged and gives untrained verdicts. */
+ * alone), filled (bayes_verdict_free each); a failed read is logged and
+ * gives untrained verdicts (bayes_unclassified). */
 void bayes_classify(struct store_snap *sn, const struct bayes_tokens *t, const int64_t *user_ids,
 		    size_t n, struct bayes_verdict *v);
 
@@ -73,6 +73,9 @@ struct bayes_counts {
  * totals; model names it in the reason ("the global model"). v->reasons is
  * filled (bayes_verdict_free). Robinson f(w), s = 1, x = 0.5, the 150
  * strongest tokens with |f - 0.5| > 0.1, Fisher chi-square (bayes.c). */
+/* v[0..n) untrained, no reasons (the filter goes on without the verdict):
+ * for a message whose read snapshot could not start. */
+void bayes_unclassified(struct bayes_verdict *v, size_t n);
 void bayes_combine(const struct bayes_tokens *t, const struct bayes_counts *c,
 		   struct bayes_counts total, const char *model, struct bayes_verdict *v);
 /* Classifies t for user_id (0: global) with st's own connection (the CLI's

@@ -546,7 +546,7 @@ static bool spool_work(void *arg, const char *msg, size_t len, struct store_spoo
 		}
 		if (j->verdicts != NULL && !j->classified) { /* the snapshot did not start */
 			log_warn("filter: read for the spam verdict failed: %s", err ? err : "?");
-			bayes_classify(NULL, &j->tokens, j->users, j->n_users, j->verdicts);
+			bayes_unclassified(j->verdicts, j->n_users);
 		}
 		free(err);
 	}
