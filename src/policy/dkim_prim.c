@@ -632,7 +632,8 @@ static void sha256(const void *data, size_t len, unsigned char out[32])
  * OpenSSL 3.0: a third of an RSA-2048 verification's CPU, perf under
  * bench/filter-bench). A context is used by its own thread only and holds a
  * reference on its key, so a key in the set is never another one at the
- * same address. Freed at the thread's exit (the key's destructor). */
+ * same address. Freed at the thread's exit (vctx_set_free, the destructor
+ * of the thread-specific key). */
 #define VCTX_PER_THREAD 8
 struct vctx_set {
 	struct {
@@ -663,7 +664,7 @@ static void vctx_init(void)
 	vctx_ok = pthread_key_create(&vctx_key, vctx_set_free) == 0;
 }
 
-/* The calling thread's context verifying (k, a) signatures of a digest, or
+/* The calling thread's context verifying (pk, a) signatures of a digest, or
  * NULL (then the caller verifies the slower way). */
 static EVP_PKEY_CTX *vctx_get(EVP_PKEY *pk, enum dkim_alg a)
 {
