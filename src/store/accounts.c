@@ -236,12 +236,9 @@ bool store_domain_is_local(struct store *st, const char *domain)
 	return local;
 }
 
-/* Cached statements (store_sql): an RCPT does not parse them each time. */
-static const char lookups_begin[] = "BEGIN", lookups_commit[] = "COMMIT";
-
 bool store_lookups_begin(struct store *st)
 {
-	return store_step_done(&st->main, store_sql(&st->main, lookups_begin, NULL), NULL) == 0;
+	return store_exec(&st->main, "BEGIN", NULL) == 0; /* prepared once (store_exec) */
 }
 
 void store_lookups_end(struct store *st)
@@ -249,8 +246,7 @@ void store_lookups_end(struct store *st)
 	/* Read only: nothing to lose. But a transaction left open would hold
 	 * every later lookup on an old snapshot and the WAL's checkpoints
 	 * back: rolled back if the COMMIT did not end it. */
-	if (store_step_done(&st->main, store_sql(&st->main, lookups_commit, NULL), NULL) < 0 ||
-	    !sqlite3_get_autocommit(st->main.db))
+	if (store_exec(&st->main, "COMMIT", NULL) < 0 || !sqlite3_get_autocommit(st->main.db))
 		(void)store_exec(&st->main, "ROLLBACK", NULL);
 }
 
