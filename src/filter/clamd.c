@@ -35,10 +35,11 @@
  * TCP clamd: INSTREAM only (a descriptor does not cross TCP).
  *
  * Kept connections (clamd(8), "IDSESSION"): a FILDES connection starts a
- * session ("zIDSESSION\0zFILDES\0" in one send; answers then carry the
- * command's number, "1: fd[N]: OK") and, once it answered OK or FOUND and
- * nothing else, is kept idle (at most CLAMD_IDLE_MAX) for the next FILDES
- * scan ("zFILDES\0" alone), one command at a time per connection. A new
+ * session ("zIDSESSION\0" before the first "zFILDES\0", in the same
+ * message; answers then carry the command's number, "1: fd[N]: OK") and,
+ * once it answered OK or FOUND and nothing else, is kept idle (at most
+ * CLAMD_IDLE_MAX) for the next FILDES scan, one command at a time per
+ * connection. A new
  * connection per message cost clamd about 30 % of its CPU per scan (its
  * accept, poll set and thread hand-over; bench/filter-bench) and us a
  * socket, connect and close. An idle connection that turns readable (clamd
@@ -89,6 +90,7 @@ struct clamd_idle {
 	struct clamd *c;
 	int fd;
 	int mfd;        /* the session's memfd for the next message, or -1 */
+	size_t mfd_len; /* its size */
 	uint64_t since; /* loop time it went idle */
 };
 
@@ -128,7 +130,7 @@ struct clamd_scan {
 	bool zero_queued; /* the terminating zero-length chunk is in out */
 	bool write_closed; /* clamd stopped reading (EPIPE): only its answer is left */
 	bool fildes;       /* this scan goes over FILDES (stage holds the message) */
-	int fildes_sent;   /* 1: "zFILDES" went, 2: the descriptor too */
+	bool fildes_sent;  /* "zFILDES" and the descriptor went */
 	bool session;      /* fd is an IDSESSION: answers carry "N: " */
 	bool reused;       /* fd was a kept session (its first command here) */
 	bool retried;      /* a kept session failed: a new connection now */
@@ -310,7 +312,7 @@ static void on_idle_io(void *arg, uint32_t events)
  * loop) is kept with mfd (-1: none), or both closed when CLAMD_IDLE_MAX are
  * idle already. It stays in epoll, handed from scan to idle and back
  * (loop_rebind): no epoll_ctl pair per scan. */
-static void idle_put(struct clamd *c, int fd, int mfd)
+static void idle_put(struct clamd *c, int fd, int mfd, size_t mfd_len)
 {
 	struct clamd_idle *k = NULL;
 
@@ -319,6 +321,7 @@ static void idle_put(struct clamd *c, int fd, int mfd)
 		k->c = c;
 		k->fd = fd;
 		k->mfd = mfd;
+		k->mfd_len = mfd_len;
 		k->since = loop_now(c->l);
 		if (loop_rebind(c->l, fd, LOOP_READ, on_idle_io, k) == 0) {
 			c->idle[c->n_idle++] = k;
@@ -333,10 +336,11 @@ static void idle_put(struct clamd *c, int fd, int mfd)
 }
 
 /* The most recently kept session, or -1 (those idle for CLAMD_IDLE_MS or
- * more are closed), and its memfd in *mfd_r (or -1). The returned fd is
+ * more are closed), and its memfd in *mfd_r (or -1) with its size in
+ * *mfd_len_r. The returned fd is
  * still watched, its callback an idle session's that is freed here: the
  * caller hands it over at once (scan_attach). */
-static int idle_take(struct clamd *c, int *mfd_r)
+static int idle_take(struct clamd *c, int *mfd_r, size_t *mfd_len_r)
 {
 	uint64_t now = loop_now(c->l);
 
@@ -347,6 +351,7 @@ static int idle_take(struct clamd *c, int *mfd_r)
 	struct clamd_idle *k = c->idle[--c->n_idle];
 	int fd = k->fd;
 	*mfd_r = k->mfd;
+	*mfd_len_r = k->mfd_len;
 	free(k);
 	return fd;
 }
@@ -549,7 +554,7 @@ static void scan_answer(struct clamd_scan *s, const char *a, size_t n)
 			close(mfd); /* a large one's memory is not kept idle */
 			mfd = -1;
 		}
-		idle_put(s->c, fd, mfd);
+		idle_put(s->c, fd, mfd, s->mfd_len);
 	}
 	if (strcmp(v, "OK") == 0) {
 		scan_finish(s, CLAMD_CLEAN, NULL);
@@ -693,56 +698,49 @@ static void scan_read(struct clamd_scan *s)
 	}
 }
 
-/* Sends what FILDES needs: the command, then (as clamdscan does: clamd
- * refuses a descriptor that comes with the command's octets) one octet
- * carrying the message as a memfd (unix(7) SCM_RIGHTS; clamd holds its
- * own reference from then on: ours stays with the session, for its next
- * message: a memfd made and dropped per message was a third of this
- * function's CPU). 0: sent, or waiting for LOOP_WRITE (a fresh
- * connection's buffer is empty: hardly ever). */
+/* Sends FILDES in one message: the command with its NUL, one more octet,
+ * and with them the message as a memfd (unix(7) SCM_RIGHTS; clamd holds
+ * its own reference from then on). clamd claims a descriptor for FILDES
+ * when the octet after the command came with it: without that octet it
+ * answers "ancillary data sent without FILDES" (clamdscan sends the
+ * command and the octet apart; clamd's own tests, check_clamd.c
+ * sendmsg_fd, send them in one message as here). One system call and one
+ * wake-up of clamd per scan instead of two. Our memfd stays with the
+ * session for its next message (a memfd made and dropped per message was
+ * a third of this function's CPU). Sent, or waiting for LOOP_WRITE (a
+ * fresh connection's buffer is empty: hardly ever). */
 static void fildes_send(struct clamd_scan *s)
 {
-	/* a new connection starts a session; a kept one has it (with the NULs) */
-	static const char cmd_new[] = "zIDSESSION\0zFILDES";
-	static const char cmd[] = "zFILDES";
+	/* a new connection starts a session; a kept one has it. sizeof
+	 * counts the literal's own NUL: the octet after the command's */
+	static const char cmd_new[] = "zIDSESSION\0zFILDES\0";
+	static const char cmd[] = "zFILDES\0";
 	const char *c = s->reused ? cmd : cmd_new;
 	size_t cl = s->reused ? sizeof cmd : sizeof cmd_new;
 	ssize_t w;
 
-	if (s->fildes_sent == 0) {
-		do
-			w = send(s->fd, c, cl, MSG_NOSIGNAL);
-		while (w < 0 && errno == EINTR);
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			goto wait;
-		s->session = true;
-		if (w != (ssize_t)cl) {
-			fildes_fallback(s, w < 0 ? strerror(errno) : "short send", false);
-			return;
-		}
-		s->fildes_sent = 1;
-	}
-
 	/* The session's memfd (clamd answered its last scan: done with it;
 	 * the offset is shared with clamd's copy: from 0 again), else a new
 	 * one. Not sealed: a session's memfd is written again for the next
-	 * message, only ever after clamd's answer on this one. */
+	 * message, only ever after clamd's answer on this one. Cut only
+	 * when the last message was longer. */
 	int mfd = s->mfd;
+	size_t had = mfd >= 0 ? s->mfd_len : 0;
 	if (mfd < 0 && (mfd = memfd_create("postern-clamd", MFD_CLOEXEC)) < 0) {
 		fildes_fallback(s, strerror(errno), false);
 		return;
 	}
 	s->mfd = -1;
 	if (fdio_pwrite_all(mfd, s->stage.data, s->stage.len, 0) < 0 ||
-	    ftruncate(mfd, (off_t)s->stage.len) < 0 || lseek(mfd, 0, SEEK_SET) < 0) {
+	    (had > s->stage.len && ftruncate(mfd, (off_t)s->stage.len) < 0) ||
+	    lseek(mfd, 0, SEEK_SET) < 0) {
 		int err = errno;
 		close(mfd);
 		fildes_fallback(s, strerror(err), false);
 		return;
 	}
 
-	char one = '\0';
-	struct iovec iov = {&one, 1};
+	struct iovec iov = {(void *)c, cl};
 	union {
 		char b[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
@@ -760,35 +758,27 @@ static void fildes_send(struct clamd_scan *s)
 		w = sendmsg(s->fd, &mh, MSG_NOSIGNAL);
 	while (w < 0 && errno == EINTR);
 	int err = errno;
-	if (w == 1) {
-		s->mfd = mfd; /* kept with the session once it answered */
-		s->mfd_len = s->stage.len;
-	} else {
-		close(mfd);
-	}
-	if (w < 0 && (err == EAGAIN || err == EWOULDBLOCK))
-		goto wait;
-	if (w < 0 && (err == EPIPE || err == ECONNRESET)) {
-		/* clamd answered the command and closed (an old clamd:
-		 * "UNKNOWN COMMAND"): its answer decides */
-		s->fildes_sent = 2;
-		scan_read(s);
+	/* kept with the session once it answers; written again if we wait */
+	s->mfd = mfd;
+	s->mfd_len = s->stage.len;
+	if (w < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
+		if (s->events != (LOOP_READ | LOOP_WRITE)) {
+			loop_mod(s->c->l, s->fd, LOOP_READ | LOOP_WRITE);
+			s->events = LOOP_READ | LOOP_WRITE;
+		}
 		return;
 	}
-	if (w != 1) {
+	if (w != (ssize_t)cl) {
+		/* nothing or part went (clamd closed a kept session as we
+		 * used it: a new connection); part: clamd has a broken command */
 		fildes_fallback(s, w < 0 ? strerror(err) : "short send", false);
 		return;
 	}
-	s->fildes_sent = 2;
+	s->session = true;
+	s->fildes_sent = true;
 	if (s->events != LOOP_READ) {
 		loop_mod(s->c->l, s->fd, LOOP_READ);
 		s->events = LOOP_READ;
-	}
-	return;
-wait:
-	if (s->events != (LOOP_READ | LOOP_WRITE)) {
-		loop_mod(s->c->l, s->fd, LOOP_READ | LOOP_WRITE);
-		s->events = LOOP_READ | LOOP_WRITE;
 	}
 }
 
@@ -808,7 +798,7 @@ static void fildes_drop(struct clamd_scan *s)
 	buf_free(&s->in);
 	s->session = false;
 	s->reused = false;
-	s->fildes_sent = 0;
+	s->fildes_sent = false;
 }
 
 /* FILDES did not work for this scan: again over INSTREAM, on a new
@@ -874,7 +864,7 @@ static void on_io(void *arg, uint32_t events)
 	}
 	if (s->state != SCAN_OPEN)
 		return;
-	if (s->fildes && s->fildes_sent < 2) {
+	if (s->fildes && !s->fildes_sent) {
 		/* waiting to send: an answer (or a close) already decides */
 		if (events & (LOOP_READ | LOOP_ERROR)) {
 			scan_read(s);
@@ -926,7 +916,7 @@ static void scan_connect(struct clamd_scan *s)
 
 	s->state = SCAN_CONNECTING;
 	int mfd = -1;
-	if (s->fildes && !s->retried && c->fildes && (fd = idle_take(c, &mfd)) >= 0) {
+	if (s->fildes && !s->retried && c->fildes && (fd = idle_take(c, &mfd, &s->mfd_len)) >= 0) {
 		s->mfd = mfd;
 		s->reused = true;
 		s->session = true;

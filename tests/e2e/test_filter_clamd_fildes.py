@@ -1,5 +1,5 @@
 """clamd over FILDES (src/filter/clamd.c): with clamd on a unix socket, a
-message of up to 256 KiB is passed to clamd as a file descriptor (a sealed
+message of up to 256 KiB is passed to clamd as a file descriptor (a
 memfd, SCM_RIGHTS), so clamd scans it without writing a temporary copy; a
 larger message goes over INSTREAM, and so does every message to a clamd on
 TCP. A clamd that refuses FILDES is asked again over INSTREAM, and FILDES is
@@ -361,10 +361,18 @@ def test_fildes_scans_share_a_kept_session(make_server, clamd, tmp_path):
         assert r.code == 554 and EICAR_NAME in r.text, r
         r = send(srv, make_message(FROM, RCPT, "session-clean-after", "Nothing.\r\n"))
         assert r.code == 250, r
-        log = clamd_log_since(clamd, mark, FD_FOUND, 1)
-        assert FD_FOUND.findall(log) == [EICAR_NAME] and STREAM_FOUND.findall(log) == [], log
-        # IDSESSION and six FILDES on one connection
-        assert [c["commands"] for c in px.conns] == [7], px.conns
+        # the kept memfd is cut to the next, shorter message: a virus at
+        # the end of a long one is not scanned again with the short one
+        tail = "".join("line %03d of words before the test string\r\n" % i for i in range(60))
+        r = send(srv, make_message(FROM, RCPT, "session-long-eicar",
+                                   tail + EICAR.decode() + "\r\n"))
+        assert r.code == 554 and EICAR_NAME in r.text, r
+        r = send(srv, make_message(FROM, RCPT, "session-short-after", "Nothing.\r\n"))
+        assert r.code == 250, r
+        log = clamd_log_since(clamd, mark, FD_FOUND, 2)
+        assert FD_FOUND.findall(log) == [EICAR_NAME] * 2 and STREAM_FOUND.findall(log) == [], log
+        # IDSESSION and eight FILDES on one connection
+        assert [c["commands"] for c in px.conns] == [9], px.conns
         # and one memfd, written again for each message, kept with it
         assert memfds(srv) == 1
 
@@ -372,7 +380,7 @@ def test_fildes_scans_share_a_kept_session(make_server, clamd, tmp_path):
         time.sleep(0.3)  # postern sees the close of its idle session
         r = send(srv, make_message(FROM, RCPT, "session-new", "Nothing.\r\n"))
         assert r.code == 250, r
-        assert [c["commands"] for c in px.conns] == [7, 2], px.conns
+        assert [c["commands"] for c in px.conns] == [9, 2], px.conns
 
         px.drop_next = True
         r = send(srv, attachment_message("session-dropped-eicar", EICAR))
@@ -390,10 +398,11 @@ def test_fildes_scans_share_a_kept_session(make_server, clamd, tmp_path):
         assert r.code == 554 and EICAR_NAME in r.text, r
         assert [c["dropped"] for c in px.conns] == [False, True, True, False], px.conns
         assert px.conns[3]["commands"] == 2, px.conns
-        for s in ("session-clean-0", "session-clean-3", "session-clean-after", "session-new",
-                  "session-last"):
+        for s in ("session-clean-0", "session-clean-3", "session-clean-after",
+                  "session-short-after", "session-new", "session-last"):
             assert stored(srv, s) == 1, s
         assert stored(srv, "session-eicar") == 0 and stored(srv, "session-dropped-eicar") == 0
+        assert stored(srv, "session-long-eicar") == 0
         assert "INSTREAM from now on" not in srv.log()
         assert "clamd scan failed" not in srv.log()
         assert memfds(srv) == 1
