@@ -330,6 +330,7 @@ struct bayes {
 	uint64_t gen_seen;    /* store_spam_queue_gen at the last read */
 	uint64_t read_at;     /* loop_now of the last read */
 	struct bayes_pin *pin;
+	int watchfd;          /* store_spam_watch: the CLI trained */
 };
 
 void bayes_classify(struct store_snap *sn, const struct bayes_tokens *t, const int64_t *user_ids,
@@ -494,6 +495,15 @@ static void train_tick(void *arg)
 	store_read(b->st, b->pool, train_fetch_fn, train_fetched, tr);
 }
 
+/* The CLI trained (its mark changed): the counts kept in memory go. */
+static void on_model_mark(void *arg, uint32_t events)
+{
+	struct bayes *b = arg;
+	(void)events;
+	store_ip_lists_drain(b->watchfd);
+	store_spam_model_changed(b->st);
+}
+
 struct bayes *bayes_new(struct loop *l, struct store *st, struct pool *pool,
 			const struct config *cfg, char **err_r)
 {
@@ -505,6 +515,15 @@ struct bayes *bayes_new(struct loop *l, struct store *st, struct pool *pool,
 	b->pin = bayes_pin_charsets();
 	b->read_now = true; /* rows left by the last run */
 	b->timer = loop_timer_add(l, BAYES_TRAIN_POLL_MS, train_tick, b);
+	/* the counts read are kept in memory until they change: here (the
+	 * trainer, through the committer) or by the CLI (its mark) */
+	store_spam_cache_on(st);
+	b->watchfd = store_spam_watch(st);
+	if (b->watchfd >= 0 && loop_add(l, b->watchfd, LOOP_READ, on_model_mark, b) < 0) {
+		log_warn("bayes: not watching the CLI's training: %s", strerror(errno));
+		close(b->watchfd);
+		b->watchfd = -1;
+	}
 	return b;
 }
 
@@ -523,6 +542,10 @@ void bayes_free(struct bayes **bp)
 	if (b == NULL)
 		return;
 	loop_timer_cancel(b->loop, &b->timer);
+	if (b->watchfd >= 0) {
+		loop_del(b->loop, b->watchfd);
+		close(b->watchfd);
+	}
 	if (b->busy != NULL)
 		b->busy->b = NULL; /* its completion frees it */
 	bayes_unpin_charsets(&b->pin);

@@ -151,7 +151,8 @@ static int read_here(struct store *st, bool map, store_read_fn *fn, void *arg, c
 	/* A deferred BEGIN: the snapshot starts at the first read and holds
 	 * until COMMIT; in WAL mode it waits for nobody and nobody waits for it. */
 	if (store_exec(d, "BEGIN", err_r) == 0) {
-		struct store_snap sn = {.st = st, .d = d};
+		struct store_snap sn = {.st = st, .d = d,
+					.spam_gen = __atomic_load_n(&st->spam_gen, __ATOMIC_ACQUIRE)};
 		result = fn(&sn, arg, err_r);
 		if (result < 0 && *err_r == NULL)
 			*err_r = xstrdup("read failed");

@@ -8,6 +8,7 @@
  * lookup per token. */
 #include "store/store_int.h"
 
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 
@@ -63,16 +64,191 @@ static int tokens_read(struct store_db *d, int64_t user_id, const uint64_t *hash
 	return 0;
 }
 
+/* ---- the model cache ----
+ *
+ * The daemon classifies every message against the same models, and most of
+ * a message's tokens are common words the last messages had too. Reading
+ * each one's counts on a snapshot was a third of the spool job's CPU: one
+ * B-tree lookup per token and model, and in WAL mode a read connection
+ * drops its page cache at its first read after another connection's
+ * commit (every delivery commits), so those lookups read their pages again
+ * (pread) for every message. So the counts read (tokens and totals, any
+ * model, unknown tokens as zeros) are kept here, in one open-addressing
+ * table of SPAM_CACHE_SLOTS shared by the workers (one mutex, taken twice
+ * per message: the lookups, then the inserts); it is emptied when it is
+ * half full.
+ *
+ * Validity: st->spam_gen moves after every committed change of the counts
+ * (train_all, here or, for the CLI's training, on the daemon's loop when
+ * the mark file it touches changes: store_spam_watch). A snapshot notes
+ * the generation before its first read (async.c read_here); its counts
+ * enter the cache only if the generation has not moved since, and the
+ * cache is emptied when it finds the generation moved. A snapshot older
+ * than the cache's generation neither uses nor fills it. Counts committed
+ * by another process are seen once the loop has read the mark's event: a
+ * few milliseconds after the CLI's COMMIT. */
+#define SPAM_CACHE_SLOTS 32768 /* a power of two: 1 MiB */
+#define SPAM_CACHE_MAX (SPAM_CACHE_SLOTS / 2)
+#define STORE_SPAM_MARK "spam.changed"
+
+enum { MC_EMPTY, MC_TOKEN, MC_TOTALS };
+
+struct spam_cache_slot {
+	int64_t user_id;
+	uint64_t hash; /* MC_TOKEN: the token's; MC_TOTALS: 0 */
+	int64_t ham, spam;
+	int kind;
+};
+
+void store_spam_cache_on(struct store *st)
+{
+	pthread_mutex_lock(&st->mc_mu);
+	st->mc_on = true;
+	pthread_mutex_unlock(&st->mc_mu);
+}
+
+void store_spam_cache_free(struct store *st)
+{
+	pthread_mutex_lock(&st->mc_mu);
+	x_free(&st->mc_slots);
+	st->mc_n = 0;
+	st->mc_on = false;
+	pthread_mutex_unlock(&st->mc_mu);
+	pthread_mutex_destroy(&st->mc_mu);
+}
+
+void store_spam_model_changed(struct store *st)
+{
+	__atomic_add_fetch(&st->spam_gen, 1, __ATOMIC_ACQ_REL);
+}
+
+static size_t mc_index(int64_t user_id, uint64_t hash, int kind)
+{
+	uint64_t x = hash ^ ((uint64_t)user_id * 0x9e3779b97f4a7c15ULL) ^ (uint64_t)kind;
+	x ^= x >> 31;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 29;
+	return (size_t)x & (SPAM_CACHE_SLOTS - 1);
+}
+
+/* Under mc_mu, slots made: the key's slot, or the empty one it would take
+ * (the table is at most half full: there is one). */
+static struct spam_cache_slot *mc_find(struct store *st, int64_t user_id, uint64_t hash,
+				       int kind)
+{
+	for (size_t i = mc_index(user_id, hash, kind);; i = (i + 1) & (SPAM_CACHE_SLOTS - 1)) {
+		struct spam_cache_slot *sl = &st->mc_slots[i];
+		if (sl->kind == MC_EMPTY ||
+		    (sl->kind == kind && sl->user_id == user_id && sl->hash == hash))
+			return sl;
+	}
+}
+
+/* Under mc_mu: may sn use and fill the cache? It is emptied first if the
+ * counts changed since it was filled. */
+static bool mc_usable(struct store_snap *sn)
+{
+	struct store *st = sn->st;
+	if (!st->mc_on)
+		return false;
+	uint64_t gen = __atomic_load_n(&st->spam_gen, __ATOMIC_ACQUIRE);
+	if (st->mc_gen != gen && st->mc_slots != NULL) {
+		memset(st->mc_slots, 0, SPAM_CACHE_SLOTS * sizeof *st->mc_slots);
+		st->mc_n = 0;
+	}
+	st->mc_gen = gen;
+	return sn->spam_gen == gen;
+}
+
+/* Looks up n keys (hashes[i], or 0 for the totals) of user_id: found ones
+ * into c_r, the positions of the others into miss (*n_miss). */
+static void mc_get(struct store_snap *sn, int64_t user_id, const uint64_t *hashes, size_t n,
+		   int kind, struct store_spam_counts *c_r, size_t *miss, size_t *n_miss)
+{
+	struct store *st = sn->st;
+	*n_miss = 0;
+	pthread_mutex_lock(&st->mc_mu);
+	bool use = mc_usable(sn) && st->mc_slots != NULL;
+	for (size_t i = 0; i < n; i++) {
+		struct spam_cache_slot *sl = use ? mc_find(st, user_id, hashes[i], kind) : NULL;
+		if (sl != NULL && sl->kind != MC_EMPTY) {
+			c_r[i].ham = sl->ham;
+			c_r[i].spam = sl->spam;
+		} else {
+			miss[(*n_miss)++] = i;
+		}
+	}
+	pthread_mutex_unlock(&st->mc_mu);
+}
+
+/* Keeps the counts read for the positions in miss. */
+static void mc_put(struct store_snap *sn, int64_t user_id, const uint64_t *hashes, int kind,
+		   const struct store_spam_counts *c, const size_t *miss, size_t n_miss)
+{
+	struct store *st = sn->st;
+	pthread_mutex_lock(&st->mc_mu);
+	if (mc_usable(sn)) {
+		if (st->mc_slots == NULL)
+			st->mc_slots = xcalloc(SPAM_CACHE_SLOTS, sizeof *st->mc_slots);
+		for (size_t k = 0; k < n_miss; k++) {
+			if (st->mc_n >= SPAM_CACHE_MAX) {
+				memset(st->mc_slots, 0, SPAM_CACHE_SLOTS * sizeof *st->mc_slots);
+				st->mc_n = 0;
+			}
+			size_t i = miss[k];
+			struct spam_cache_slot *sl = mc_find(st, user_id, hashes[i], kind);
+			if (sl->kind == MC_EMPTY)
+				st->mc_n++;
+			*sl = (struct spam_cache_slot){user_id, hashes[i], c[i].ham, c[i].spam, kind};
+		}
+	}
+	pthread_mutex_unlock(&st->mc_mu);
+}
+
 int store_snap_spam_totals(struct store_snap *sn, int64_t user_id, struct store_spam_counts *c_r,
 			   char **err_r)
 {
-	return totals_read(sn->d, user_id, c_r, err_r);
+	static const uint64_t none = 0;
+	size_t miss, n_miss;
+	mc_get(sn, user_id, &none, 1, MC_TOTALS, c_r, &miss, &n_miss);
+	if (n_miss == 0)
+		return 0;
+	if (totals_read(sn->d, user_id, c_r, err_r) < 0)
+		return -1;
+	mc_put(sn, user_id, &none, MC_TOTALS, c_r, &miss, 1);
+	return 0;
 }
 
 int store_snap_spam_tokens(struct store_snap *sn, int64_t user_id, const uint64_t *hashes,
 			   size_t n, struct store_spam_counts *c_r, char **err_r)
 {
-	return tokens_read(sn->d, user_id, hashes, n, c_r, err_r);
+	if (n == 0)
+		return 0;
+	size_t *miss = xcalloc(n, sizeof *miss), n_miss;
+	mc_get(sn, user_id, hashes, n, MC_TOKEN, c_r, miss, &n_miss);
+	int r = 0;
+	if (n_miss > 0) {
+		/* the missing ones, read together, then put in place */
+		uint64_t *mh = xcalloc(n_miss, sizeof *mh);
+		struct store_spam_counts *mc = xcalloc(n_miss, sizeof *mc);
+		for (size_t k = 0; k < n_miss; k++)
+			mh[k] = hashes[miss[k]];
+		r = tokens_read(sn->d, user_id, mh, n_miss, mc, err_r);
+		if (r == 0) {
+			for (size_t k = 0; k < n_miss; k++)
+				c_r[miss[k]] = mc[k];
+			mc_put(sn, user_id, hashes, MC_TOKEN, c_r, miss, n_miss);
+		}
+		free(mh);
+		free(mc);
+	}
+	free(miss);
+	return r;
+}
+
+int store_spam_watch(struct store *st)
+{
+	return store_mark_watch(st, STORE_SPAM_MARK);
 }
 
 int store_spam_totals(struct store *st, int64_t user_id, struct store_spam_counts *c_r,
@@ -322,6 +498,12 @@ int store_spam_train(struct store *st, const struct store_spam_train *v, size_t 
 		*err_r = store_db_err(&st->main);
 		return -1;
 	}
+	store_spam_model_changed(st);
+	/* a running daemon's model cache (store_spam_watch) */
+	if (store_mark_touch(st, STORE_SPAM_MARK) < 0)
+		log_warn("store: cannot touch %s/%s: %s (a running daemon keeps the counts it "
+			 "read until its next training or restart)",
+			 st->dir, STORE_SPAM_MARK, strerror(errno));
 	return 0;
 }
 
@@ -358,6 +540,8 @@ static void train_run(struct store *st, struct store_job *job)
 	j->result = train_all(&st->cdb, j->v, j->n);
 	if (j->result < 0)
 		log_err("store: spam training failed: %s", sqlite3_errmsg(st->cdb.db));
+	else
+		store_spam_model_changed(st); /* committed: visible to snapshots from now */
 	store_job_done(st, job, train_tail);
 }
 
@@ -411,7 +595,7 @@ int store_spam_message_open(struct store *st, const char *user, const char *mail
 					   : store_db_err(&st->main);
 		return -1;
 	}
-	struct store_snap sn = {st, &st->main};
+	struct store_snap sn = {.st = st, .d = &st->main};
 	r = store_snap_blob_open(&sn, blob, fd_r, err_r);
 	free(blob);
 	return r == STORE_OK ? 0 : -1;

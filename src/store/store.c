@@ -894,6 +894,7 @@ struct store *store_open(const char *data_dir, char **err_r)
 	pthread_cond_init(&st->stock_cond, NULL);
 	pthread_cond_init(&st->build_cond, NULL);
 	pthread_mutex_init(&st->sync_mu, NULL);
+	pthread_mutex_init(&st->mc_mu, NULL);
 	pthread_cond_init(&st->sync_go, NULL);
 	pthread_cond_init(&st->sync_done, NULL);
 	st->n_syncers = 4;
@@ -966,6 +967,7 @@ void store_close(struct store **stp)
 	if (st->started)
 		store_committer_stop(st);
 	store_readers_free(st);
+	store_spam_cache_free(st);
 	db_close(&st->cdb);
 	db_close(&st->main);
 	if (st->spool_dfd >= 0)

@@ -1003,6 +1003,17 @@ int store_snap_spam_totals(struct store_snap *sn, int64_t user_id, struct store_
  * indexed lookup per token (PRIMARY KEY (user_id, hash)). */
 int store_snap_spam_tokens(struct store_snap *sn, int64_t user_id, const uint64_t *hashes,
 			   size_t n, struct store_spam_counts *c_r, char **err_r);
+/* The model cache (spam.c): the daemon's snapshots keep the counts they
+ * read in memory, valid until the counts change (st->spam_gen). On from the
+ * call (the daemon's bayes_new); the CLI reads without it. */
+void store_spam_cache_on(struct store *st);
+/* The counts changed (a committed training of this process; the daemon's
+ * loop when store_spam_watch's descriptor turns readable). Any thread. */
+void store_spam_model_changed(struct store *st);
+/* An inotify descriptor (or -1, logged) readable when another process
+ * (the CLI's store_spam_train) changed the counts; drain it with
+ * store_ip_lists_drain, then call store_spam_model_changed. */
+int store_spam_watch(struct store *st);
 /* The same on st->main (CLI). */
 int store_spam_totals(struct store *st, int64_t user_id, struct store_spam_counts *c_r,
 		      char **err_r);

@@ -104,6 +104,14 @@ struct store {
 	/* operations committed (op_tail) that queued spam training: the
 	 * trainer reads the queue when it moved (store_spam_queue_gen) */
 	uint64_t spam_queue_gen;
+	/* the statistical filter's counts kept in memory (spam.c, "the model
+	 * cache"): on once the daemon's bayes asks (store_spam_cache_on) */
+	uint64_t spam_gen;            /* moves at every change of the counts */
+	pthread_mutex_t mc_mu;        /* the fields below */
+	bool mc_on;
+	uint64_t mc_gen;              /* spam_gen the slots were read at */
+	size_t mc_n;                  /* slots in use */
+	struct spam_cache_slot *mc_slots; /* SPAM_CACHE_SLOTS, made at first use */
 	int spool_jobs; /* loop thread: spool writes and filters on workers (store_spool_jobs) */
 	/* the postmaster target (store_set_postmaster) */
 	char *postmaster;
@@ -181,7 +189,11 @@ struct store {
 struct store_snap {
 	struct store *st;
 	struct store_db *d;
+	uint64_t spam_gen; /* st->spam_gen before the snapshot's first read */
 };
+
+/* The model cache's end (store_close). */
+void store_spam_cache_free(struct store *st);
 
 /* Blob names collected inside a transaction, unlinked after its COMMIT (a
  * crash in between leaves orphan blobs, which store_start removes). */

@@ -223,6 +223,45 @@ def test_cli_train_global_and_classify(srv, tmp_path):
     assert p.returncode == 1 and b"no message with UID 999999" in p.stderr
 
 
+def test_cli_training_reaches_the_running_daemon(make_server, tmp_path):
+    """The daemon keeps the counts it read in memory (src/store/spam.c, the
+    model cache) until they change. The CLI trains in another process: the
+    mark file it touches tells the running daemon, so the same message,
+    delivered before and after `postern spam train`, is judged anew."""
+    s = make_server("bayes-cache")
+    spam = tmp_path / "spam.mbox"
+    with open(spam, "wb") as f:
+        for i in range(8):
+            f.write(b"From promo@deals.example.biz Mon Jan  1 00:00:00 2024\n")
+            f.write(spam_msg("x@example.test", 1700 + i).replace(b"\r\n", b"\n") + b"\n")
+    hamdir = tmp_path / "ham"
+    hamdir.mkdir()
+    for i in range(8):
+        (hamdir / ("%02d.eml" % i)).write_bytes(ham_msg("x@example.test", 1800 + i))
+    s.cli_out("spam", "train", "--spam", "--global", spam)
+    s.cli_out("spam", "train", "--ham", "--global", hamdir)
+    msg = ham_msg(ALICE, 1900)
+    for _ in range(2):  # the second from the counts kept in memory
+        deliver(s, ALICE, msg)
+    assert len(uids(s, ALICE)) == 2 and uids(s, ALICE, "Junk") == [], s.log()[-2000:]
+    # the daemon runs on; the CLI trains this very message as spam, often
+    again = tmp_path / "again.mbox"
+    with open(again, "wb") as f:
+        for i in range(40):
+            f.write(b"From colleague@corp.example.org Mon Jan  1 00:00:00 2024\n")
+            f.write(msg.replace(b"\r\n", b"\n") + b"\n")
+    out = s.cli_out("spam", "train", "--spam", "--global", again)
+    assert out.strip() == "trained 40 messages as spam for the global model", out
+    deliver(s, ALICE, msg)
+    # the three verdicts, in order: ham twice, then spam-like
+    raw = s.fetch_messages(ALICE)
+    reports = [header(raw[u], "X-Spam-Report") for u in sorted(raw)]
+    scores = [float(re.search(r"score=(-?[\d.]+)", r).group(1)) for r in reports]
+    assert len(scores) == 3 and scores[0] == scores[1] < 0, reports
+    assert "BAYES_00" in reports[0] and "BAYES_00" not in reports[2], reports
+    assert scores[2] > 0 and "BAYES_SPAM_WORDS" in reports[2], reports
+
+
 def test_explain_ignores_the_senders_spam_fields(srv):
     """A sender's own X-Spam-Status/X-Spam-Report/Authentication-Results
     fields (forged: "No, score=-20", dmarc=pass) are not postern's verdict:
