@@ -65,7 +65,10 @@ int store_spam_threshold_set(struct store *st, const char *name, double junk, do
 		bind_score(s, 2, junk);
 		bind_score(s, 3, reject);
 	}
-	return store_step_done(&st->main, s, err_r);
+	if (store_step_done(&st->main, s, err_r) < 0)
+		return -1;
+	store_spam_mark_changed(st); /* a running daemon's cache knows the table empty */
+	return 0;
 }
 
 int store_spam_threshold_list(struct store *st, store_threshold_cb *cb, void *arg,
@@ -127,5 +130,12 @@ int store_spam_threshold_user(struct store *st, int64_t user_id, double *junk_r,
 int store_snap_spam_threshold_user(struct store_snap *sn, int64_t user_id, double *junk_r,
 				   double *reject_r)
 {
+	int none = store_snap_thresholds_none(sn);
+	if (none < 0)
+		return -1;
+	if (none) {
+		*junk_r = *reject_r = NAN; /* the configured defaults */
+		return 0;
+	}
 	return threshold_read(sn->d, user_id, junk_r, reject_r);
 }

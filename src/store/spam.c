@@ -73,14 +73,16 @@ static int tokens_read(struct store_db *d, int64_t user_id, const uint64_t *hash
  * drops its page cache at its first read after another connection's
  * commit (every delivery commits), so those lookups read their pages again
  * (pread) for every message. So the counts read (tokens and totals, any
- * model, unknown tokens as zeros) are kept here, in one open-addressing
+ * model, unknown tokens as zeros; and whether spam_thresholds has any row
+ * at all: most servers have none, and then no account's thresholds need a
+ * query) are kept here, in one open-addressing
  * table of SPAM_CACHE_SLOTS shared by the workers (one mutex, taken twice
  * per message: the lookups, then the inserts); it is emptied when it is
  * half full.
  *
  * Validity: st->spam_gen moves after every committed change of the counts
- * (train_all, here or, for the CLI's training, on the daemon's loop when
- * the mark file it touches changes: store_spam_watch). A snapshot notes
+ * (train_all, here or, for the CLI's training and thresholds, on the
+ * daemon's loop when the mark file they touch changes: store_spam_watch). A snapshot notes
  * the generation before its first read (async.c read_here); its counts
  * enter the cache only if the generation has not moved since, and the
  * cache is emptied when it finds the generation moved. A snapshot older
@@ -91,11 +93,11 @@ static int tokens_read(struct store_db *d, int64_t user_id, const uint64_t *hash
 #define SPAM_CACHE_MAX (SPAM_CACHE_SLOTS / 2)
 #define STORE_SPAM_MARK "spam.changed"
 
-enum { MC_EMPTY, MC_TOKEN, MC_TOTALS };
+enum { MC_EMPTY, MC_TOKEN, MC_TOTALS, MC_THRESHOLDS };
 
 struct spam_cache_slot {
 	int64_t user_id;
-	uint64_t hash; /* MC_TOKEN: the token's; MC_TOTALS: 0 */
+	uint64_t hash; /* MC_TOKEN: the token's; else 0 */
 	int64_t ham, spam;
 	int kind;
 };
@@ -244,6 +246,39 @@ int store_snap_spam_tokens(struct store_snap *sn, int64_t user_id, const uint64_
 	}
 	free(miss);
 	return r;
+}
+
+int store_snap_thresholds_none(struct store_snap *sn)
+{
+	static const uint64_t none = 0;
+	if (!sn->st->mc_on) /* set before the workers start */
+		return 0;
+	struct store_spam_counts c;
+	size_t miss, n_miss;
+	mc_get(sn, 0, &none, 1, MC_THRESHOLDS, &c, &miss, &n_miss);
+	if (n_miss == 0)
+		return c.ham == 0;
+	sqlite3_stmt *s = store_sql(sn->d, "SELECT EXISTS (SELECT 1 FROM spam_thresholds)", NULL);
+	if (s == NULL)
+		return -1;
+	int rc = sqlite3_step(s);
+	int any = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+	store_stmt_done(s);
+	if (any < 0)
+		return -1;
+	c = (struct store_spam_counts){any, 0};
+	mc_put(sn, 0, &none, MC_THRESHOLDS, &c, &miss, 1);
+	return any == 0;
+}
+
+void store_spam_mark_changed(struct store *st)
+{
+	store_spam_model_changed(st);
+	/* a running daemon's model cache (store_spam_watch) */
+	if (store_mark_touch(st, STORE_SPAM_MARK) < 0)
+		log_warn("store: cannot touch %s/%s: %s (a running daemon keeps the counts and "
+			 "thresholds it read until its next training or restart)",
+			 st->dir, STORE_SPAM_MARK, strerror(errno));
 }
 
 int store_spam_watch(struct store *st)
@@ -498,12 +533,7 @@ int store_spam_train(struct store *st, const struct store_spam_train *v, size_t 
 		*err_r = store_db_err(&st->main);
 		return -1;
 	}
-	store_spam_model_changed(st);
-	/* a running daemon's model cache (store_spam_watch) */
-	if (store_mark_touch(st, STORE_SPAM_MARK) < 0)
-		log_warn("store: cannot touch %s/%s: %s (a running daemon keeps the counts it "
-			 "read until its next training or restart)",
-			 st->dir, STORE_SPAM_MARK, strerror(errno));
+	store_spam_mark_changed(st);
 	return 0;
 }
 

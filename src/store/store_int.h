@@ -194,6 +194,13 @@ struct store_snap {
 
 /* The model cache's end (store_close). */
 void store_spam_cache_free(struct store *st);
+/* Through the model cache (spam.c): 1 when spam_thresholds has no row, 0
+ * when it has (or the cache is off), -1 when the read failed. */
+int store_snap_thresholds_none(struct store_snap *sn);
+/* The counts or thresholds changed on this connection (committed): this
+ * process's generation moves and the mark a running daemon watches is
+ * touched. */
+void store_spam_mark_changed(struct store *st);
 
 /* Blob names collected inside a transaction, unlinked after its COMMIT (a
  * crash in between leaves orphan blobs, which store_start removes). */
