@@ -66,6 +66,7 @@
 #define BAYES_OWN_MIN 20
 #define BAYES_MIN_TRAINED 5
 #define BAYES_TRAIN_POLL_MS 500
+#define BAYES_MARK_POLL_MS 1000 /* the CLI's mark, should its watch miss a change */
 #define BAYES_TRAIN_IDLE_MS (5 * 60 * 1000)
 #define BAYES_TRAIN_BATCH 64
 #define BAYES_TRAIN_READ (4 * 1024 * 1024)
@@ -331,6 +332,8 @@ struct bayes {
 	uint64_t read_at;     /* loop_now of the last read */
 	struct bayes_pin *pin;
 	int watchfd;          /* store_spam_watch: the CLI trained */
+	struct timer *mark_timer;   /* a look at the mark every BAYES_MARK_POLL_MS */
+	struct store_stamp mark;    /* as last seen */
 };
 
 void bayes_classify(struct store_snap *sn, const struct bayes_tokens *t, const int64_t *user_ids,
@@ -495,13 +498,33 @@ static void train_tick(void *arg)
 	store_read(b->st, b->pool, train_fetch_fn, train_fetched, tr);
 }
 
-/* The CLI trained (its mark changed): the counts kept in memory go. */
+/* The CLI trained or set thresholds (its mark changed): what the model
+ * cache keeps goes. */
+static void mark_changed(struct bayes *b)
+{
+	store_spam_stamp(b->st, &b->mark);
+	store_spam_model_changed(b->st);
+}
+
 static void on_model_mark(void *arg, uint32_t events)
 {
 	struct bayes *b = arg;
 	(void)events;
 	store_ip_lists_drain(b->watchfd);
-	store_spam_model_changed(b->st);
+	mark_changed(b);
+}
+
+/* The watch's fallback: a failed inotify, or a mark file removed or
+ * replaced (its watch then ends), would leave the cache stale. */
+static void mark_tick(void *arg)
+{
+	struct bayes *b = arg;
+	struct store_stamp now;
+	store_spam_stamp(b->st, &now);
+	if (now.ino != b->mark.ino || now.mtime.tv_sec != b->mark.mtime.tv_sec ||
+	    now.mtime.tv_nsec != b->mark.mtime.tv_nsec)
+		mark_changed(b);
+	b->mark_timer = loop_timer_add(b->loop, BAYES_MARK_POLL_MS, mark_tick, b);
 }
 
 struct bayes *bayes_new(struct loop *l, struct store *st, struct pool *pool,
@@ -518,7 +541,9 @@ struct bayes *bayes_new(struct loop *l, struct store *st, struct pool *pool,
 	/* the counts read are kept in memory until they change: here (the
 	 * trainer, through the committer) or by the CLI (its mark) */
 	store_spam_cache_on(st);
-	b->watchfd = store_spam_watch(st);
+	b->watchfd = store_spam_watch(st); /* creates the mark: stamped after */
+	store_spam_stamp(st, &b->mark);
+	b->mark_timer = loop_timer_add(l, BAYES_MARK_POLL_MS, mark_tick, b);
 	if (b->watchfd >= 0 && loop_add(l, b->watchfd, LOOP_READ, on_model_mark, b) < 0) {
 		log_warn("bayes: not watching the CLI's training: %s", strerror(errno));
 		close(b->watchfd);
@@ -533,6 +558,7 @@ int bayes_stop(struct bayes *b)
 		return 0;
 	b->stopping = true;
 	loop_timer_cancel(b->loop, &b->timer);
+	loop_timer_cancel(b->loop, &b->mark_timer);
 	return b->busy != NULL;
 }
 
@@ -542,6 +568,7 @@ void bayes_free(struct bayes **bp)
 	if (b == NULL)
 		return;
 	loop_timer_cancel(b->loop, &b->timer);
+	loop_timer_cancel(b->loop, &b->mark_timer);
 	if (b->watchfd >= 0) {
 		loop_del(b->loop, b->watchfd);
 		close(b->watchfd);

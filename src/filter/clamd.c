@@ -868,7 +868,9 @@ static void on_io(void *arg, uint32_t events)
 		/* waiting to send: an answer (or a close) already decides */
 		if (events & (LOOP_READ | LOOP_ERROR)) {
 			scan_read(s);
-			if (s->state != SCAN_OPEN || !s->fildes)
+			/* a failed kept session went to a new connection, which
+			 * may have sent already (events are the old one's) */
+			if (s->state != SCAN_OPEN || !s->fildes || s->fildes_sent)
 				return;
 		}
 		if (events & (LOOP_WRITE | LOOP_ERROR))

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "core/log.h"
@@ -82,13 +83,16 @@ static int tokens_read(struct store_db *d, int64_t user_id, const uint64_t *hash
  *
  * Validity: st->spam_gen moves after every committed change of the counts
  * (train_all, here or, for the CLI's training and thresholds, on the
- * daemon's loop when the mark file they touch changes: store_spam_watch). A snapshot notes
+ * daemon's loop when the mark file they touch changes: store_spam_watch,
+ * and, should that watch fail or the file be replaced, the loop's look at
+ * the file every second: store_spam_stamp). A snapshot notes
  * the generation before its first read (async.c read_here); its counts
  * enter the cache only if the generation has not moved since, and the
  * cache is emptied when it finds the generation moved. A snapshot older
  * than the cache's generation neither uses nor fills it. Counts committed
  * by another process are seen once the loop has read the mark's event: a
- * few milliseconds after the CLI's COMMIT. */
+ * few milliseconds after the CLI's COMMIT (at most a second without the
+ * watch). */
 #define SPAM_CACHE_SLOTS 32768 /* a power of two: 1 MiB */
 #define SPAM_CACHE_MAX (SPAM_CACHE_SLOTS / 2)
 #define STORE_SPAM_MARK "spam.changed"
@@ -279,6 +283,16 @@ void store_spam_mark_changed(struct store *st)
 		log_warn("store: cannot touch %s/%s: %s (a running daemon keeps the counts and "
 			 "thresholds it read until its next training or restart)",
 			 st->dir, STORE_SPAM_MARK, strerror(errno));
+}
+
+void store_spam_stamp(struct store *st, struct store_stamp *r)
+{
+	struct stat sb;
+	char *path = xasprintf("%s/%s", st->dir, STORE_SPAM_MARK);
+	*r = (struct store_stamp){0, {0, 0}};
+	if (stat(path, &sb) == 0)
+		*r = (struct store_stamp){(uint64_t)sb.st_ino, sb.st_mtim};
+	free(path);
 }
 
 int store_spam_watch(struct store *st)

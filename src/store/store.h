@@ -1014,6 +1014,14 @@ void store_spam_model_changed(struct store *st);
  * (the CLI's store_spam_train) changed the counts; drain it with
  * store_ip_lists_drain, then call store_spam_model_changed. */
 int store_spam_watch(struct store *st);
+/* The mark file's identity and time ({0} when it is missing): a change
+ * the watch may miss (the watch failed; the file removed or replaced)
+ * shows here. */
+struct store_stamp {
+	uint64_t ino;
+	struct timespec mtime;
+};
+void store_spam_stamp(struct store *st, struct store_stamp *r);
 /* The same on st->main (CLI). */
 int store_spam_totals(struct store *st, int64_t user_id, struct store_spam_counts *c_r,
 		      char **err_r);

@@ -3,6 +3,7 @@ training through IMAP (MOVE into and out of Junk, STORE $Junk/$NotJunk)
 changes later verdicts of the real daemon; `postern mail explain` names the
 reasons; one user's training does not change another's verdicts; `postern
 spam train|stats|classify` on the CLI."""
+import os
 import random
 import re
 import time
@@ -260,6 +261,25 @@ def test_cli_training_reaches_the_running_daemon(make_server, tmp_path):
     assert len(scores) == 3 and scores[0] == scores[1] < 0, reports
     assert "BAYES_00" in reports[0] and "BAYES_00" not in reports[2], reports
     assert scores[2] > 0 and "BAYES_SPAM_WORDS" in reports[2], reports
+
+
+def test_cli_change_seen_without_the_watch(make_server):
+    """The mark's watch ends when its file goes (removed, or replaced by a
+    restore); the daemon also looks at the file every second, so a change
+    of the CLI still reaches the cache: here a threshold set after the
+    cache learnt that there are none."""
+    s = make_server("bayes-nowatch")
+    os.unlink(os.path.join(s.data_dir, "spam.changed"))
+    deliver(s, ALICE, ham_msg(ALICE, 2000))  # no thresholds: kept so
+    assert uids(s, ALICE, "Junk") == []
+    s.cli_out("spam", "threshold", "example.test", "junk=-100")
+    deadline = time.monotonic() + 10
+    n = 1
+    while not uids(s, ALICE, "Junk") and time.monotonic() < deadline:
+        time.sleep(0.3)
+        deliver(s, ALICE, ham_msg(ALICE, 2000 + n))
+        n += 1
+    assert len(uids(s, ALICE, "Junk")) == 1, s.log()[-2000:]
 
 
 def test_explain_ignores_the_senders_spam_fields(srv):

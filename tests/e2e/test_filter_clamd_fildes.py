@@ -86,6 +86,27 @@ def test_eicar_and_custom_signature_through_fildes(make_server, clamd):
     assert "INSTREAM from now on" not in srv.log()
 
 
+def test_kept_memfd_cut_with_the_real_clamd(make_server, clamd):
+    """Straight to the real clamd (no proxy between): the command, its
+    extra octet and the descriptor in one message, on a new connection and
+    on the kept one; a long message with EICAR at its end, then a short
+    clean one in the same (cut) memfd."""
+    srv = make_server("postern-fildes-cut", clamd_socket=clamd.socket, clamd_timeout=10,
+                      spam_filter="no")
+    mark = len(clamd.log())
+    tail = "".join("line %03d of words before the test string\r\n" % i for i in range(60))
+    for i in range(2):
+        r = send(srv, make_message(FROM, RCPT, "cut-long-%d" % i, tail + EICAR.decode() + "\r\n"))
+        assert r.code == 554 and EICAR_NAME in r.text, r
+        r = send(srv, make_message(FROM, RCPT, "cut-short-%d" % i, "Nothing.\r\n"))
+        assert r.code == 250, r
+        assert stored(srv, "cut-short-%d" % i) == 1
+    log = clamd_log_since(clamd, mark, FD_FOUND, 2)
+    assert FD_FOUND.findall(log) == [EICAR_NAME] * 2 and STREAM_FOUND.findall(log) == [], log
+    assert memfds(srv) == 1  # one session, kept
+    assert "INSTREAM from now on" not in srv.log() and "clamd scan failed" not in srv.log()
+
+
 def test_message_at_the_fildes_bound(make_server, clamd):
     """EICAR at the end of a message just under 256 KiB: FILDES; just over:
     INSTREAM (streamed while received); found either way."""
