@@ -186,19 +186,26 @@ def test_user_training_stays_with_the_user(srv):
     assert stats(srv, ALICE) == (6, 6)
 
 
-def test_cli_train_global_and_classify(srv, tmp_path):
-    """`postern spam train --global` from an mbox and a directory; the
-    global model serves a user without training of their own (dave has
-    none), and `spam classify` prints the verdict and its reasons."""
+def corpus_files(tmp_path, spam_seed, ham_seed):
+    """8 spam messages in an mbox and 8 ham in a directory of files, for
+    `postern spam train`: (mbox path, directory path)."""
     mbox = tmp_path / "spam.mbox"
     with open(mbox, "wb") as f:
         for i in range(8):
             f.write(b"From promo@deals.example.biz Mon Jan  1 00:00:00 2024\n")
-            f.write(spam_msg("x@example.test", 700 + i).replace(b"\r\n", b"\n") + b"\n")
+            f.write(spam_msg("x@example.test", spam_seed + i).replace(b"\r\n", b"\n") + b"\n")
     hamdir = tmp_path / "ham"
     hamdir.mkdir()
     for i in range(8):
-        (hamdir / ("%02d.eml" % i)).write_bytes(ham_msg("x@example.test", 800 + i))
+        (hamdir / ("%02d.eml" % i)).write_bytes(ham_msg("x@example.test", ham_seed + i))
+    return mbox, hamdir
+
+
+def test_cli_train_global_and_classify(srv, tmp_path):
+    """`postern spam train --global` from an mbox and a directory; the
+    global model serves a user without training of their own (dave has
+    none), and `spam classify` prints the verdict and its reasons."""
+    mbox, hamdir = corpus_files(tmp_path, 700, 800)
     out = srv.cli_out("spam", "train", "--spam", "--global", mbox)
     assert out.strip() == "trained 8 messages as spam for the global model", out
     out = srv.cli_out("spam", "train", "--ham", hamdir)
@@ -230,15 +237,7 @@ def test_cli_training_reaches_the_running_daemon(make_server, tmp_path):
     mark file it touches tells the running daemon, so the same message,
     delivered before and after `postern spam train`, is judged anew."""
     s = make_server("bayes-cache")
-    spam = tmp_path / "spam.mbox"
-    with open(spam, "wb") as f:
-        for i in range(8):
-            f.write(b"From promo@deals.example.biz Mon Jan  1 00:00:00 2024\n")
-            f.write(spam_msg("x@example.test", 1700 + i).replace(b"\r\n", b"\n") + b"\n")
-    hamdir = tmp_path / "ham"
-    hamdir.mkdir()
-    for i in range(8):
-        (hamdir / ("%02d.eml" % i)).write_bytes(ham_msg("x@example.test", 1800 + i))
+    spam, hamdir = corpus_files(tmp_path, 1700, 1800)
     s.cli_out("spam", "train", "--spam", "--global", spam)
     s.cli_out("spam", "train", "--ham", "--global", hamdir)
     msg = ham_msg(ALICE, 1900)
