@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -120,10 +119,7 @@ void store_ip_lists_drain(int fd)
 
 void store_ip_lists_stamp(struct store *st, struct timespec *ts_r)
 {
-	struct stat sb;
-	char *path = xasprintf("%s/%s", st->dir, STORE_IP_LISTS_MARK);
-	*ts_r = (struct timespec){0, 0};
-	if (stat(path, &sb) == 0)
-		*ts_r = sb.st_mtim;
-	free(path);
+	struct store_stamp r;
+	store_mark_stamp(st, STORE_IP_LISTS_MARK, &r);
+	*ts_r = r.mtime;
 }

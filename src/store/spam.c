@@ -10,7 +10,6 @@
 
 #include <errno.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "core/log.h"
@@ -287,12 +286,7 @@ void store_spam_mark_changed(struct store *st)
 
 void store_spam_stamp(struct store *st, struct store_stamp *r)
 {
-	struct stat sb;
-	char *path = xasprintf("%s/%s", st->dir, STORE_SPAM_MARK);
-	*r = (struct store_stamp){0, {0, 0}};
-	if (stat(path, &sb) == 0)
-		*r = (struct store_stamp){(uint64_t)sb.st_ino, sb.st_mtim};
-	free(path);
+	store_mark_stamp(st, STORE_SPAM_MARK, r);
 }
 
 int store_spam_watch(struct store *st)

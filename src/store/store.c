@@ -541,6 +541,16 @@ int store_mark_touch(struct store *st, const char *mark)
 	return 0;
 }
 
+void store_mark_stamp(struct store *st, const char *mark, struct store_stamp *r)
+{
+	struct stat sb;
+	char *path = xasprintf("%s/%s", st->dir, mark);
+	*r = (struct store_stamp){0, {0, 0}};
+	if (stat(path, &sb) == 0)
+		*r = (struct store_stamp){(uint64_t)sb.st_ino, sb.st_mtim};
+	free(path);
+}
+
 int store_mark_watch(struct store *st, const char *mark)
 {
 	char *path = xasprintf("%s/%s", st->dir, mark);

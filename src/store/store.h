@@ -1014,9 +1014,7 @@ void store_spam_model_changed(struct store *st);
  * (the CLI's store_spam_train) changed the counts; drain it with
  * store_ip_lists_drain, then call store_spam_model_changed. */
 int store_spam_watch(struct store *st);
-/* The mark file's identity and time ({0} when it is missing): a change
- * the watch may miss (the watch failed; the file removed or replaced)
- * shows here. */
+/* A mark file's identity and time (store_mark_stamp). */
 struct store_stamp {
 	uint64_t ino;
 	struct timespec mtime;

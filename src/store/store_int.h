@@ -255,6 +255,10 @@ static inline int store_step_done(struct store_db *d, sqlite3_stmt *s, char **er
  * and IN_CLOSE_WRITE on it, or -1, logged). */
 int store_mark_touch(struct store *st, const char *mark);
 int store_mark_watch(struct store *st, const char *mark);
+/* The mark file's identity and time ({0} when it is missing): what a
+ * watch misses (it failed to start; the file was removed or replaced)
+ * shows as a change here. */
+void store_mark_stamp(struct store *st, const char *mark, struct store_stamp *r);
 /* blobs/ subdirectory (0..255) of a blob name. */
 int store_blob_dir(const char *name);
 /* "xx/name" relative to blobs/, for messages. */
