@@ -510,7 +510,7 @@ static void on_model_mark(void *arg, uint32_t events)
 {
 	struct bayes *b = arg;
 	(void)events;
-	store_ip_lists_drain(b->watchfd);
+	store_mark_drain(b->watchfd);
 	mark_changed(b);
 }
 

@@ -153,7 +153,7 @@ void screen_reload(struct screen *s)
 static void on_notice(void *arg, uint32_t events)
 {
 	struct screen *s = arg;
-	store_ip_lists_drain(s->watchfd);
+	store_mark_drain(s->watchfd);
 	screen_reload(s);
 }
 

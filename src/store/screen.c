@@ -110,13 +110,6 @@ int store_ip_lists_watch(struct store *st)
 	return store_mark_watch(st, STORE_IP_LISTS_MARK);
 }
 
-void store_ip_lists_drain(int fd)
-{
-	char ev[4096];
-	while (read(fd, ev, sizeof ev) > 0)
-		;
-}
-
 void store_ip_lists_stamp(struct store *st, struct timespec *ts_r)
 {
 	struct store_stamp r;

@@ -570,6 +570,13 @@ int store_mark_watch(struct store *st, const char *mark)
 	return ifd;
 }
 
+void store_mark_drain(int fd)
+{
+	char ev[4096];
+	while (read(fd, ev, sizeof ev) > 0)
+		;
+}
+
 char *store_db_err(struct store_db *d)
 {
 	return xasprintf("database error: %s", sqlite3_errmsg(d->db));

@@ -931,11 +931,13 @@ int store_snap_ip_lists(struct store_snap *sn, const char *list, store_ip_entry_
 			void *arg, char **err_r);
 /* The change notice: touches <data_dir>/ip_lists.changed. The daemon
  * watches it (store_ip_lists_watch: an inotify descriptor for the loop,
- * readable after a change; drain it with store_ip_lists_drain), -1 when it
+ * readable after a change; drain it with store_mark_drain), -1 when it
  * cannot (logged; the screen also checks the notice's time once a minute). */
 void store_ip_lists_changed(struct store *st);
 int store_ip_lists_watch(struct store *st);
-void store_ip_lists_drain(int fd);
+/* Reads a change notice's inotify descriptor (store_ip_lists_watch,
+ * store_spam_watch) dry: non-blocking, the events themselves unused. */
+void store_mark_drain(int fd);
 /* The notice's modification time (one stat): {0, 0} when there is none. */
 void store_ip_lists_stamp(struct store *st, struct timespec *ts_r);
 
@@ -1012,7 +1014,7 @@ void store_spam_cache_on(struct store *st);
 void store_spam_model_changed(struct store *st);
 /* An inotify descriptor (or -1, logged) readable when another process
  * (the CLI's store_spam_train) changed the counts; drain it with
- * store_ip_lists_drain, then call store_spam_model_changed. */
+ * store_mark_drain, then call store_spam_model_changed. */
 int store_spam_watch(struct store *st);
 /* A mark file's identity and time (store_mark_stamp). */
 struct store_stamp {
