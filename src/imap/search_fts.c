@@ -3,7 +3,8 @@
  * 9051 6.4.4 BODY, TEXT, SUBJECT, FROM, TO, CC, BCC, HEADER) with a needle
  * of at least three characters (trigrams); AND narrows if any of its keys
  * does, OR only if all do; NOT and the other keys never narrow (the index
- * can say "may contain", never "does not"). */
+ * can say "may contain", never "does not"), nor does HEADER naming a
+ * signature field (mime_extract_unindexed: its values are not indexed). */
 #include "imap/search_fts.h"
 
 #include <string.h>
@@ -45,6 +46,8 @@ static unsigned key_cols(const struct imap_search_key *k)
 		}
 		if (strcasecmp(k->str2, "Subject") == 0)
 			return 1u << STORE_FTS_SUBJECT;
+		if (mime_extract_unindexed(k->str2))
+			return 0; /* not whole in the index: the scan answers */
 		return 1u << STORE_FTS_HDR; /* "Name: value" of every field */
 	default:
 		return 0;

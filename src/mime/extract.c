@@ -67,17 +67,74 @@ static void top_header(struct xctx *x, const char *h, size_t n)
 	}
 }
 
-/* s_header(..., NULL) of mime_text.c: "Name: " and the decoded value */
+/* The fields whose signature values are left out of the index (see
+ * mime_extract_unindexed). */
+static bool signature_field(const char *name, size_t len)
+{
+	static const char *const names[] = {"DKIM-Signature", "ARC-Seal",
+					    "ARC-Message-Signature"};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (mime_eq(name, len, names[i]))
+			return true;
+	return false;
+}
+
+bool mime_extract_unindexed(const char *field)
+{
+	return signature_field(field, strlen(field));
+}
+
+static bool is_fws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* A signature field's tag-list (RFC 6376 3.2, RFC 8617 4.1) into out, the
+ * values of its tags "b" (the signature) and "bh" (the body hash) left out:
+ * "b=" stays, what follows up to the next ";" goes. Tag names are
+ * case-sensitive (RFC 6376 3.2). */
+static void strip_signature(const char *v, size_t n, struct buf *out)
+{
+	size_t i = 0;
+	while (i < n) {
+		size_t end = i;
+		while (end < n && v[end] != ';')
+			end++;
+		const char *eq = memchr(v + i, '=', end - i);
+		size_t a = i, b = eq != NULL ? (size_t)(eq - v) : i;
+		while (a < b && is_fws(v[a]))
+			a++;
+		while (b > a && is_fws(v[b - 1]))
+			b--;
+		bool drop = eq != NULL && ((b - a == 1 && v[a] == 'b') ||
+					   (b - a == 2 && v[a] == 'b' && v[a + 1] == 'h'));
+		buf_append(out, v + i, drop ? (size_t)(eq + 1 - (v + i)) : end - i);
+		if (end < n)
+			buf_appendc(out, ';');
+		i = end + 1;
+	}
+}
+
+/* s_header(..., NULL) of mime_text.c: "Name: " and the decoded value; a
+ * signature field without its base64 values (mime_extract_unindexed) */
 static void all_fields(struct xctx *x, const char *h, size_t n)
 {
 	const char *pos = h;
 	struct mime_field f;
 
 	while (mime_field_next(&pos, h + n, &f)) {
+		const char *v = f.value;
+		size_t vlen = f.value_len;
+		if (signature_field(f.name, f.name_len)) {
+			buf_reset(&x->raw);
+			strip_signature(f.value, f.value_len, &x->raw);
+			v = x->raw.data ? x->raw.data : "";
+			vlen = x->raw.len;
+		}
 		buf_reset(&x->dec);
 		buf_append(&x->dec, f.name, f.name_len);
 		buf_append(&x->dec, ": ", 2);
-		mime_decode_words(f.value, f.value_len, &x->dec);
+		mime_decode_words(v, vlen, &x->dec);
 		put(x, MIME_X_HDR, x->dec.data, x->dec.len);
 	}
 }

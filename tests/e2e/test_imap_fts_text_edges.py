@@ -6,8 +6,7 @@ message/rfc822, an unknown charset, a text part inside an attachment; and
 needles with CR, U+FFFD, case folding beyond ASCII, in OR/NOT programs."""
 import base64
 
-from conftest import Postern
-from test_imap_fts import multiappend, wait_indexed
+from test_imap_fts import index_and_scan, multiappend, scan_answers, wait_indexed
 
 ALICE = "alice@example.test"
 
@@ -102,13 +101,7 @@ def test_stored_text_equals_scan_on_edges(make_server, tmp_path_factory, tls_pai
     srv.cli_out("index", "rebuild", "--all")
     wait_indexed(srv)
     assert run(srv) == idx
-    srv.stop()
-    scan = Postern(tmp_path_factory.mktemp("scan"), tls_pair, data_dir=srv.data_dir, fts="no")
-    try:
-        scan.start()
-        without = run(scan)
-    finally:
-        scan.stop()
+    without = scan_answers(srv, tmp_path_factory, tls_pair, run)
     diffs = [(p, a, b) for p, a, b in zip(progs(), idx, without) if a != b]
     assert not diffs, diffs[:8]
     assert sum(1 for r in without if r[1]) > len(progs()) // 3
@@ -171,14 +164,7 @@ def test_stored_text_equals_scan_random(make_server, tmp_path_factory, tls_pair)
         with s.imap_login(ALICE) as c:
             assert c.cmd("EXAMINE edges").ok
             return [search_raw(c, [b"BODY", n]) for n in needles]
-    idx = go(srv)
-    srv.stop()
-    scan = Postern(tmp_path_factory.mktemp("scan"), tls_pair, data_dir=srv.data_dir, fts="no")
-    try:
-        scan.start()
-        without = go(scan)
-    finally:
-        scan.stop()
+    idx, without = index_and_scan(srv, tmp_path_factory, tls_pair, go)
     diffs = [(n, a, b) for n, a, b in zip(needles, idx, without) if a != b]
     assert not diffs, diffs[:8]
     assert sum(1 for r in without if r[1]) > len(needles) // 2

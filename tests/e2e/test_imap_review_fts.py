@@ -5,8 +5,7 @@ for messages delivered after the index caught up (not indexed yet: a
 candidate of every query)."""
 import re
 
-from conftest import Postern
-from test_imap_fts import ALICE, corpus, multiappend, wait_indexed
+from test_imap_fts import ALICE, corpus, multiappend, scan_answers, wait_indexed
 
 L = lambda s: ("lit", s)  # noqa: E731
 
@@ -73,13 +72,7 @@ def test_sort_thread_index_equals_scan(make_server, tmp_path_factory, tls_pair):
         pending = run_all(srv, "fts")
     indexed_at = wait_indexed(srv)
     indexed = run_all(srv, "fts")
-    srv.stop()
-    scan = Postern(tmp_path_factory.mktemp("scan"), tls_pair, data_dir=srv.data_dir, fts="no")
-    try:
-        scan.start()
-        without = run_all(scan, "fts")
-    finally:
-        scan.stop()
+    without = scan_answers(srv, tmp_path_factory, tls_pair, lambda s: run_all(s, "fts"))
     labels = [(cmd, k) for cmd in COMMANDS for k in KEYS]
     diffs = [(l, a, b) for l, a, b in zip(labels, indexed, without) if a != b]
     assert not diffs, diffs[:3]

@@ -50,6 +50,31 @@ static const struct {
 	{"Content-Type: text/html; charset=iso-8859-1\r\nContent-Transfer-Encoding: "
 	 "quoted-printable\r\n\r\n<i>Stra=DF</i>e &Uuml;ber=\r\nall\r\n",
 	 MIME_X_BODY, "straße überall", true},
+	/* signature fields (mime_extract_unindexed): the base64 values of b= and
+	 * bh= are left out, the other tags and the tag names stay; a folded
+	 * value goes whole; other fields keep their b= */
+	{"DKIM-Signature: v=1; a=rsa-sha256; d=Example.COM; s=s1;\r\n bh=GqvznXXA+8=;\r\n"
+	 " b=K02ggHwo\r\n i6jg/Vjx\r\nSubject: x\r\n\r\nx\r\n",
+	 MIME_X_HDR, "dkim-signature: v=1; a=rsa-sha256; d=example.com; s=s1;", true},
+	{"DKIM-Signature: v=1; d=example.com; bh=GqvznXXA+8=; b=K02ggHwo\r\n\r\nx\r\n",
+	 MIME_X_HDR, "gqvz", false},
+	{"DKIM-Signature: v=1; d=example.com; bh=GqvznXXA+8=; b=K02ggHwo\r\n\r\nx\r\n",
+	 MIME_X_HDR, "k02gg", false},
+	{"DKIM-Signature: v=1; d=example.com; bh=GqvznXXA+8=; b=K02ggHwo\r\n\r\nx\r\n",
+	 MIME_X_HDR, "bh=; b=", true},
+	{"DKIM-Signature: v=1; d=example.com; bh=GqvznXXA+8=; b=K02ggHwo;\r\n\r\nx\r\n",
+	 MIME_X_HDR, "bh=; b=;", true},
+	{"ARC-Seal: i=1; a=rsa-sha256; cv=none; d=example.org; s=arc; b=SealSeal9\r\n\r\nx\r\n",
+	 MIME_X_HDR, "arc-seal: i=1; a=rsa-sha256; cv=none; d=example.org; s=arc; b=", true},
+	{"ARC-Seal: i=1; a=rsa-sha256; cv=none; d=example.org; s=arc; b=SealSeal9\r\n\r\nx\r\n",
+	 MIME_X_HDR, "sealseal", false},
+	{"arc-message-signature: i=1; bh=BodyHash7=; h=from:to; b = SigSig7\r\n\r\nx\r\n",
+	 MIME_X_HDR, "; h=from:to; b =", true},
+	{"arc-message-signature: i=1; bh=BodyHash7=; h=from:to; b = SigSig7\r\n\r\nx\r\n",
+	 MIME_X_HDR, "sigsig7", false},
+	/* "B=" is another tag (names are case-sensitive), and other fields keep b= */
+	{"DKIM-Signature: v=1; B=Upper77; b=lower77\r\n\r\nx\r\n", MIME_X_HDR, "b=upper77", true},
+	{"X-Other: a=1; b=KeptKept\r\n\r\nx\r\n", MIME_X_HDR, "b=keptkept", true},
 	/* text/plain is not HTML */
 	{"Content-Type: text/plain\r\n\r\n<b>x</b> &amp;\r\n", MIME_X_BODY, "<b>x</b> &amp;", true},
 	/* a NUL in a body does not end the text */
@@ -167,8 +192,21 @@ static void t_matcher(void)
 	buf_free(&cache);
 }
 
+static void t_unindexed(void)
+{
+	CHECK(mime_extract_unindexed("DKIM-Signature"));
+	CHECK(mime_extract_unindexed("dkim-signature"));
+	CHECK(mime_extract_unindexed("ARC-Seal"));
+	CHECK(mime_extract_unindexed("Arc-Message-Signature"));
+	CHECK(!mime_extract_unindexed("ARC-Authentication-Results"));
+	CHECK(!mime_extract_unindexed("Authentication-Results"));
+	CHECK(!mime_extract_unindexed("DKIM"));
+	CHECK(!mime_extract_unindexed(""));
+}
+
 int main(void)
 {
+	test_run("unindexed", t_unindexed);
 	test_run("matcher", t_matcher);
 	test_run("columns", t_columns);
 	test_run("needle", t_needle);
