@@ -589,49 +589,46 @@ void bayes_tokenize(const char *msg, size_t len, struct bayes_tokens *out)
 	struct tk t = {0};
 	t.set_cap = TK_SET_MIN; /* grows in tk_add, at most TK_SET_MAX */
 	t.set = xcalloc(t.set_cap, sizeof *t.set);
-	struct buf cache = {0}, dec = {0}, utf = {0}, txt = {0}, cs = {0};
-	mime_cache_build(msg, len, &cache);
-	struct mime_cache mc;
-	if (mime_cache_open(&mc, cache.data, cache.len)) {
-		for (uint32_t i = 0; i < mc.n_parts && t.n < BAYES_MAX_TOKENS; i++) {
-			struct mime_part_rec r;
-			mime_cache_part(&mc, i, &r);
-			if (r.hdr_off > len || r.hdr_len > len - r.hdr_off || r.body_off > len ||
-			    r.body_len > len - r.body_off)
-				continue;
-			bool html, attach;
-			part_header(&t, msg + r.hdr_off, (size_t)r.hdr_len, i == 0, &html, &attach);
-			if (r.kind != MIME_KIND_LEAF || attach || t.text >= BAYES_MAX_TEXT)
-				continue;
-			buf_reset(&cs);
-			if (!mime_text_charset(msg + r.hdr_off, (size_t)r.hdr_len, &cs))
-				continue; /* not text: only its name counts */
-			size_t blen = (size_t)r.body_len;
-			/* encoded text is at most 4/3 of the text: bound what is decoded */
-			if (blen > (BAYES_MAX_TEXT - t.text) * 2)
-				blen = (BAYES_MAX_TEXT - t.text) * 2;
-			buf_reset(&dec);
-			if (!mime_decode((enum mime_encoding)r.enc, msg + r.body_off, blen, &dec))
-				buf_append(&dec, msg + r.body_off, blen);
-			buf_reset(&utf);
-			if (cs.len == 0 || !mime_to_utf8(cs.data, dec.data ? dec.data : "", dec.len, &utf))
-				mime_to_utf8("utf-8", dec.data ? dec.data : "", dec.len, &utf);
-			const char *s = utf.data ? utf.data : "";
-			size_t n = utf.len;
-			if (html) {
-				buf_reset(&txt);
-				html_text(&t, s, n, &txt);
-				s = txt.data ? txt.data : "";
-				n = txt.len;
-			}
-			if (n > BAYES_MAX_TEXT - t.text)
-				n = BAYES_MAX_TEXT - t.text;
-			t.text += n;
-			text_urls(&t, s, n);
-			text_words(&t, NULL, s, n);
+	struct buf dec = {0}, utf = {0}, txt = {0}, cs = {0};
+	struct mime_part_rec *parts;
+	size_t n_parts = mime_parts_list(msg, len, &parts);
+	for (size_t i = 0; i < n_parts && t.n < BAYES_MAX_TOKENS; i++) {
+		struct mime_part_rec r = parts[i];
+		if (r.hdr_off > len || r.hdr_len > len - r.hdr_off || r.body_off > len ||
+		    r.body_len > len - r.body_off)
+			continue;
+		bool html, attach;
+		part_header(&t, msg + r.hdr_off, (size_t)r.hdr_len, i == 0, &html, &attach);
+		if (r.kind != MIME_KIND_LEAF || attach || t.text >= BAYES_MAX_TEXT)
+			continue;
+		buf_reset(&cs);
+		if (!mime_text_charset(msg + r.hdr_off, (size_t)r.hdr_len, &cs))
+			continue; /* not text: only its name counts */
+		size_t blen = (size_t)r.body_len;
+		/* encoded text is at most 4/3 of the text: bound what is decoded */
+		if (blen > (BAYES_MAX_TEXT - t.text) * 2)
+			blen = (BAYES_MAX_TEXT - t.text) * 2;
+		buf_reset(&dec);
+		if (!mime_decode((enum mime_encoding)r.enc, msg + r.body_off, blen, &dec))
+			buf_append(&dec, msg + r.body_off, blen);
+		buf_reset(&utf);
+		if (cs.len == 0 || !mime_to_utf8(cs.data, dec.data ? dec.data : "", dec.len, &utf))
+			mime_to_utf8("utf-8", dec.data ? dec.data : "", dec.len, &utf);
+		const char *s = utf.data ? utf.data : "";
+		size_t n = utf.len;
+		if (html) {
+			buf_reset(&txt);
+			html_text(&t, s, n, &txt);
+			s = txt.data ? txt.data : "";
+			n = txt.len;
 		}
+		if (n > BAYES_MAX_TEXT - t.text)
+			n = BAYES_MAX_TEXT - t.text;
+		t.text += n;
+		text_urls(&t, s, n);
+		text_words(&t, NULL, s, n);
 	}
-	buf_free(&cache);
+	free(parts);
 	buf_free(&dec);
 	buf_free(&utf);
 	buf_free(&txt);

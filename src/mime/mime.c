@@ -653,6 +653,8 @@ static struct stop parse_multipart(struct mime_build *b, uint32_t idx, size_t po
 	if (bnd == NULL || b->nb >= MIME_MAX_DEPTH + 2)
 		return scan_body(b, pos);
 	level = (int)b->nb;
+	if (b->nb >= b->nb_used)
+		b->stack[level].b = (struct buf)BUF_INIT; /* first touched */
 	buf_reset(&b->stack[level].b);
 	buf_append(&b->stack[level].b, bnd, bnd_len);
 	b->nb++;
@@ -704,8 +706,9 @@ static struct cinfo *ci_at(struct mime_build *b, unsigned depth)
 {
 	size_t i = depth < MIME_MAX_DEPTH + 2 ? depth : MIME_MAX_DEPTH + 2;
 
-	if (i + 1 > b->ci_used)
-		b->ci_used = i + 1;
+	/* zeroed when first touched (build_init does not clear the array) */
+	while (b->ci_used <= i)
+		memset(&b->ci[b->ci_used++], 0, sizeof b->ci[0]);
 	return &b->ci[i];
 }
 
@@ -1495,33 +1498,83 @@ static void write_part(struct mime_build *b, uint32_t idx, unsigned depth, bool 
 
 /* ---- the cache ---- */
 
+/* Parses msg's part structure into b. Only the scalars are cleared: the
+ * arrays ci[] and stack[] (some 18 KB, most never used) are cleared entry
+ * by entry when first touched (ci_at, parse_multipart). */
+static void build_parse(struct mime_build *b, const char *msg, size_t len)
+{
+	b->m = msg;
+	b->len = len;
+	b->parts = NULL;
+	b->n = b->cap = b->n_real = 0;
+	b->nb = b->ci_used = b->nb_used = 0;
+	b->ab = b->tmp = b->comment = (struct buf)BUF_INIT;
+	(void)part_new(b, MC_NONE, true);
+	(void)parse_part(b, 0, 0, 0, false);
+}
+
+static void build_free(struct mime_build *b)
+{
+	free(b->parts);
+	for (size_t i = 0; i < b->nb_used; i++)
+		buf_free(&b->stack[i].b);
+	for (size_t i = 0; i < b->ci_used; i++)
+		ci_free(&b->ci[i]);
+	buf_free(&b->ab);
+	buf_free(&b->tmp);
+	buf_free(&b->comment);
+}
+
+static void part_rec(const struct mpart *p, struct mime_part_rec *r)
+{
+	r->hdr_off = p->hdr_off;
+	r->hdr_len = p->hdr_len;
+	r->body_off = p->body_off;
+	r->body_len = p->body_len;
+	r->lines = p->lines;
+	r->first_child = p->opaque ? MC_NONE : p->first_child;
+	r->next = p->next;
+	r->kind = p->opaque ? K_LEAF : p->kind;
+	r->enc = p->enc;
+}
+
+size_t mime_parts_list(const char *msg, size_t len, struct mime_part_rec **out)
+{
+	struct mime_build b;
+
+	build_parse(&b, msg, len);
+	*out = xmalloc((b.n ? b.n : 1) * sizeof **out);
+	for (size_t i = 0; i < b.n; i++)
+		part_rec(&b.parts[i], &(*out)[i]);
+	size_t n = b.n;
+	build_free(&b);
+	return n;
+}
+
 void mime_cache_build(const char *msg, size_t len, struct buf *out)
 {
 	struct mime_build b;
 	size_t start = out->len, i, s_env, s_body, s_bs, s_th, s_so;
 	unsigned char *h;
 
-	memset(&b, 0, sizeof(b));
-	b.m = msg;
-	b.len = len;
-	(void)part_new(&b, MC_NONE, true);
-	(void)parse_part(&b, 0, 0, 0, false);
+	build_parse(&b, msg, len);
 
 	buf_reserve(out, MC_HDR + b.n * MC_REC + 512);
 	out->len += MC_HDR + b.n * MC_REC;
 	for (i = 0; i < b.n; i++) {
 		unsigned char *r = (unsigned char *)out->data + start + MC_HDR + i * MC_REC;
-		const struct mpart *p = &b.parts[i];
+		struct mime_part_rec pr;
 
-		le64_put(r, p->hdr_off);
-		le64_put(r + 8, p->hdr_len);
-		le64_put(r + 16, p->body_off);
-		le64_put(r + 24, p->body_len);
-		le32_put(r + 32, p->lines);
-		le32_put(r + 36, p->opaque ? MC_NONE : p->first_child);
-		le32_put(r + 40, p->next);
-		r[44] = p->opaque ? K_LEAF : p->kind;
-		r[45] = p->enc;
+		part_rec(&b.parts[i], &pr);
+		le64_put(r, pr.hdr_off);
+		le64_put(r + 8, pr.hdr_len);
+		le64_put(r + 16, pr.body_off);
+		le64_put(r + 24, pr.body_len);
+		le32_put(r + 32, pr.lines);
+		le32_put(r + 36, pr.first_child);
+		le32_put(r + 40, pr.next);
+		r[44] = pr.kind;
+		r[45] = pr.enc;
 		r[46] = r[47] = 0;
 	}
 	s_env = out->len;
@@ -1555,15 +1608,7 @@ void mime_cache_build(const char *msg, size_t len, struct buf *out)
 	le32_put(h + 40, (uint32_t)(s_so - s_th));
 	le32_put(h + 44, (uint32_t)(s_so - start));
 	le32_put(h + 48, (uint32_t)(out->len - s_so));
-
-	free(b.parts);
-	for (i = 0; i < b.nb_used; i++)
-		buf_free(&b.stack[i].b);
-	for (i = 0; i < b.ci_used; i++)
-		ci_free(&b.ci[i]);
-	buf_free(&b.ab);
-	buf_free(&b.tmp);
-	buf_free(&b.comment);
+	build_free(&b);
 }
 
 static bool range_ok(uint32_t off, uint32_t len, size_t n)

@@ -263,21 +263,35 @@ static int docs_write_text(struct store_db *d, const struct fts_doc *docs, size_
 
 /* doc's BODY text deflated for fts_text (on the indexer thread or the CLI,
  * not in the committer's job); a text zlib cannot take in one call is not
- * kept: its candidates are confirmed from the message file. */
+ * kept: its candidates are confirmed from the message file. The window and
+ * the hash table are sized to the text (compress2's are 32 KB and 64 KB,
+ * allocated and cleared per call: for most bodies, of a few hundred
+ * octets, that was most of the work); inflate reads any window up to its
+ * own 32 KB (uncompress in searchcmd.c). */
 static void doc_pack(struct fts_doc *doc)
 {
 	const struct buf *b = &doc->cols[STORE_FTS_BODY];
 	doc->packed = false;
 	if (b->len > (size_t)INT32_MAX / 2)
 		return;
-	uLongf n = compressBound((uLong)b->len);
+	int wbits = 9; /* zlib's least; 262: its look-ahead (MIN_LOOKAHEAD) */
+	while (wbits < 15 && ((size_t)1 << wbits) < b->len + 262)
+		wbits++;
+	z_stream z = {0};
+	if (deflateInit2(&z, FTS_TEXT_LEVEL, Z_DEFLATED, wbits, wbits - 7, Z_DEFAULT_STRATEGY) !=
+	    Z_OK)
+		return;
+	uLong n = deflateBound(&z, (uLong)b->len);
 	buf_reset(&doc->ztext);
 	buf_reserve(&doc->ztext, (size_t)n);
-	if (compress2((Bytef *)doc->ztext.data, &n, (const Bytef *)(b->data ? b->data : ""),
-		      (uLong)b->len, FTS_TEXT_LEVEL) != Z_OK)
-		return;
-	doc->ztext.len = (size_t)n;
-	doc->packed = true;
+	z.next_in = (Bytef *)(b->data ? b->data : "");
+	z.avail_in = (uInt)b->len;
+	z.next_out = (Bytef *)doc->ztext.data;
+	z.avail_out = (uInt)n;
+	int rc = deflate(&z, Z_FINISH);
+	doc->ztext.len = (size_t)z.total_out;
+	deflateEnd(&z);
+	doc->packed = rc == Z_STREAM_END;
 }
 
 /* Indexes the docs whose body is still there and not indexed (checked in

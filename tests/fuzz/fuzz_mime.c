@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "mime/mime.h"
+#include "mime/mime_int.h"
 
 /* the sort section's keys (sortinfo.h) lie inside the cache, each its
  * length long and NUL-terminated */
@@ -168,6 +169,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	mime_cache_build(msg, len, &cache);
 	x_assert(mime_cache_open(&mc, cache.data, cache.len));
+	/* mime_parts_list: the cache's parts, record for record */
+	struct mime_part_rec *pl;
+	x_assert(mime_parts_list(msg, len, &pl) == mc.n_parts);
+	for (uint32_t i = 0; i < mc.n_parts; i++) {
+		struct mime_part_rec r;
+		mime_cache_part(&mc, i, &r);
+		x_assert(r.hdr_off == pl[i].hdr_off && r.hdr_len == pl[i].hdr_len &&
+			 r.body_off == pl[i].body_off && r.body_len == pl[i].body_len &&
+			 r.lines == pl[i].lines && r.first_child == pl[i].first_child &&
+			 r.next == pl[i].next && r.kind == pl[i].kind && r.enc == pl[i].enc);
+	}
+	free(pl);
 	mime_cache_envelope(&mc, &p, &n);
 	check_imap(p, n);
 	mime_cache_body(&mc, &p, &n);

@@ -129,6 +129,30 @@ static const char *item_key(const char *l)
 	return k;
 }
 
+/* mime_parts_list gives the parts of the cache, record for record. */
+static void check_parts_list(const char *name, const char *msg, size_t len,
+			     const struct mime_cache *mc)
+{
+	struct mime_part_rec *v;
+	size_t n = mime_parts_list(msg, len, &v);
+	if (n != mc->n_parts) {
+		printf("  %s: mime_parts_list: %zu parts, the cache %u\n", name, n, mc->n_parts);
+		test_cur_failed = 1;
+	}
+	for (uint32_t i = 0; i < mc->n_parts && i < n; i++) {
+		struct mime_part_rec r;
+		mime_cache_part(mc, i, &r);
+		if (r.hdr_off != v[i].hdr_off || r.hdr_len != v[i].hdr_len ||
+		    r.body_off != v[i].body_off || r.body_len != v[i].body_len ||
+		    r.lines != v[i].lines || r.first_child != v[i].first_child ||
+		    r.next != v[i].next || r.kind != v[i].kind || r.enc != v[i].enc) {
+			printf("  %s: mime_parts_list: part %u differs\n", name, i);
+			test_cur_failed = 1;
+		}
+	}
+	free(v);
+}
+
 static void check_corpus_file(const char *name)
 {
 	char path[512];
@@ -158,6 +182,7 @@ static void check_corpus_file(const char *name)
 		test_cur_failed = 1;
 		goto out;
 	}
+	check_parts_list(name, msg, mlen, &mc);
 	/* OURS lines (a deliberate difference, see NAME.diff) replace Dovecot's
 	 * line for the same item */
 	for (line = strtok_r(exp, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
