@@ -43,8 +43,9 @@ enum {
  * a term of its own, and one signature (about 350 characters) cost FTS5
  * more than the rest of a message's text (docs/design.md). So a
  * SEARCH HEADER naming such a field is not narrowed by the index (it is
- * answered by the scan, exactly), and a SEARCH TEXT needle that occurs in a
- * message only inside such a value is not found with the index (as with
+ * answered by the scan, exactly), and a SEARCH TEXT needle whose every
+ * occurrence in a message touches such a value (inside it, or across its
+ * edge: "bh=Gqvz") is not found with the index (as with
  * Dovecot's fts_header_excludes; nobody searches for a signature). */
 bool mime_extract_unindexed(const char *field);
 

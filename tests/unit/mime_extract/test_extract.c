@@ -56,6 +56,15 @@ static const struct {
 	{"DKIM-Signature: v=1; a=rsa-sha256; d=Example.COM; s=s1;\r\n bh=GqvznXXA+8=;\r\n"
 	 " b=K02ggHwo\r\n i6jg/Vjx\r\nSubject: x\r\n\r\nx\r\n",
 	 MIME_X_HDR, "dkim-signature: v=1; a=rsa-sha256; d=example.com; s=s1;", true},
+	{"DKIM-Signature: v=1; a=rsa-sha256; d=Example.COM; s=s1;\r\n bh=GqvznXXA+8=;\r\n"
+	 " b=K02ggHwo\r\n i6jg/Vjx\r\nSubject: x\r\n\r\nx\r\n",
+	 MIME_X_HDR, "i6jg", false},
+	{"DKIM-Signature: v=1; a=rsa-sha256; d=Example.COM; s=s1;\r\n bh=GqvznXXA+8=;\r\n"
+	 " b=K02ggHwo\r\n i6jg/Vjx\r\nSubject: x\r\n\r\nx\r\n",
+	 MIME_X_HDR, "s=s1; bh=; b=\nsubject: x", true},
+	/* a needle across a value's edge is not in the index either */
+	{"DKIM-Signature: v=1; d=example.com; bh=GqvznXXA+8=; b=K02ggHwo\r\n\r\nx\r\n",
+	 MIME_X_HDR, "bh=gqvz", false},
 	{"DKIM-Signature: v=1; d=example.com; bh=GqvznXXA+8=; b=K02ggHwo\r\n\r\nx\r\n",
 	 MIME_X_HDR, "gqvz", false},
 	{"DKIM-Signature: v=1; d=example.com; bh=GqvznXXA+8=; b=K02ggHwo\r\n\r\nx\r\n",
