@@ -450,8 +450,12 @@ static const struct option config_options[] = {
 	{"fts", OPT_BOOL, OFF(fts), "yes", NOLIMIT,
 	 "The built-in full-text index for IMAP SEARCH (TEXT, BODY, SUBJECT, FROM, TO, CC, BCC, "
 	 "HEADER): bodies are indexed in the background after delivery; a search asks the "
-	 "index for candidates and checks each, so results are those of a full scan. Off: "
-	 "every search scans (`postern index rebuild` after turning it back on).", NULL},
+	 "index for candidates and checks each, so results are those of a full scan, with one "
+	 "exception: the base64 values of `b=` and `bh=` in DKIM-Signature, ARC-Seal and "
+	 "ARC-Message-Signature are not indexed, so a TEXT needle whose every occurrence in a "
+	 "message touches one of those values (inside it, or across its edge) is not found "
+	 "(HEADER naming those fields still is: it scans). Off: every search scans (`postern "
+	 "index rebuild` after turning it back on).", NULL},
 };
 
 #define N_OPTIONS (sizeof config_options / sizeof config_options[0])
