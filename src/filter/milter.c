@@ -734,9 +734,13 @@ static void mc_timeout(void *arg)
 	struct mconn *mc = arg;
 	struct milter_tx *t = mc->t;
 	mc->timer = NULL;
+	/* the overall bound only if it is what ran out: a milter whose
+	 * SMFIR_PROGRESS stops for milter_timeout has simply timed out */
+	bool bound = mc->kept && loop_now(t->m->l) >= mc->wait_start +
+							  MILTER_PROGRESS_FACTOR * t->m->timeout_ms;
 	mc_fail(mc, mc->st == MC_CONNECTING ? "connect timed out"
-		    : mc->kept	       ? "no answer within the overall bound (SMFIR_PROGRESS)"
-				       : "timed out");
+		    : bound		       ? "no answer within the overall bound (SMFIR_PROGRESS)"
+					       : "timed out");
 	tx_after_io(t);
 }
 
