@@ -706,7 +706,7 @@ static struct cinfo *ci_at(struct mime_build *b, unsigned depth)
 {
 	size_t i = depth < MIME_MAX_DEPTH + 2 ? depth : MIME_MAX_DEPTH + 2;
 
-	/* zeroed when first touched (build_init does not clear the array) */
+	/* zeroed when first touched (build_parse does not clear the array) */
 	while (b->ci_used <= i)
 		memset(&b->ci[b->ci_used++], 0, sizeof b->ci[0]);
 	return &b->ci[i];
