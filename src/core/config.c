@@ -384,6 +384,12 @@ static const struct option config_options[] = {
 	 "IPv4 prefix length of the client network in a triplet.", NULL},
 	{"greylist_net6", OPT_INT, OFF(greylist_net6), "64", 16, 128,
 	 "IPv6 prefix length of the client network in a triplet.", NULL},
+	{"greylist_net_new", OPT_INT, OFF(greylist_net_new), "200", 0, 1000000,
+	 "New triplets recorded per hour for one client network (IPv4: greylist_net4; IPv6: "
+	 "a /48, or greylist_net6 if shorter); past it the network's new triplets are still "
+	 "deferred but not recorded, so that one client cannot fill the table and push out "
+	 "the triplets of senders waiting for their retry. A network that passes once is "
+	 "allowed, so a real sender needs one recorded triplet. 0: no cap.", NULL},
 	{"rate_user_messages", OPT_INT, OFF(rate_user_messages), "500", 0, 10000000,
 	 "Messages one authenticated user may send per hour; more get 451 4.7.1. 0: no limit.",
 	 NULL},

@@ -141,6 +141,7 @@ struct config {
 	unsigned greylist_expire;     /* seconds a deferred triplet waits for its retry */
 	unsigned greylist_allow_time; /* seconds a network that passed skips greylisting */
 	int greylist_net4, greylist_net6; /* prefix lengths of the triplet's network */
+	int greylist_net_new;         /* new triplets recorded per network per hour (0: no cap) */
 	int rate_user_messages;       /* per authenticated user per hour (0: none) */
 	int rate_user_recipients;
 	int rate_ip_messages;         /* per MX client IP per hour (0: none) */

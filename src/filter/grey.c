@@ -12,7 +12,16 @@
  * is left at grey_free.
  *
  * The network of a client is its address with greylist_net4/6 prefix bits
- * kept (cidr_network, src/filter/cidr.c). */
+ * kept (cidr_network, src/filter/cidr.c).
+ *
+ * A fourth table, in memory only, counts the new triplets each network
+ * recorded in the current hour (greylist_net_new; IPv6 counted per /48, or
+ * greylist_net6 if shorter, so that a client holding a /48 does not get
+ * 65,536 budgets): past it, a network's new triplets are deferred but not
+ * recorded. Without it one client could send thousands of transactions a
+ * second with made-up senders and recipients and, once the table is full,
+ * push out the triplets of real senders waiting for their retry (each would
+ * be "new" again at every retry), and grow the stored table as fast. */
 #include "filter/grey.h"
 
 #include <ctype.h>
@@ -34,6 +43,8 @@
 #define GREY_DB_PRUNE_S 3600    /* expired rows deleted from the store this often */
 #define GREY_PART_MAX 320       /* bytes of a sender, recipient or domain kept */
 #define GREY_NET_MAX 64         /* "ffff:...:ffff/128" */
+#define GREY_NEW_WINDOW 3600    /* greylist_net_new counts per this many seconds */
+#define GREY_NEW_NET6 48        /* IPv6 prefix of a budget's network, at most */
 
 struct gent {
 	struct gent *hnext;         /* bucket chain */
@@ -41,7 +52,7 @@ struct gent {
 	struct gent *dprev, *dnext; /* not saved yet */
 	bool dirty;
 	time_t t;                   /* first_seen / allowed_until / last_seen */
-	int64_t good, bad;          /* reputations */
+	int64_t good, bad;          /* reputations; a budget's count, and logged */
 	uint64_t hash;
 	size_t klen;
 	char key[]; /* "net\0sender\0rcpt" / "net" / "domain", NUL-terminated */
@@ -63,8 +74,10 @@ struct grey {
 	bool on;
 	time_t delay, expire, allow;
 	int net4, net6;
+	int net_new; /* greylist_net_new */
 	uint64_t k0, k1; /* SipHash key */
 	struct gtab trip, nets, reps;
+	struct gtab news; /* network -> new triplets this window (t: its start) */
 	struct timer *flush_timer;
 	time_t last_now, last_db_prune;
 };
@@ -373,6 +386,7 @@ struct grey *grey_new(struct loop *l, struct store *st, const struct config *cfg
 	g->allow = cfg->greylist_allow_time;
 	g->net4 = cfg->greylist_net4;
 	g->net6 = cfg->greylist_net6;
+	g->net_new = cfg->greylist_net_new;
 	if (!g->on)
 		return g;
 	if (g->expire <= g->delay) {
@@ -388,6 +402,7 @@ struct grey *grey_new(struct loop *l, struct store *st, const struct config *cfg
 	gtab_init(&g->trip, GREY_MAX_ENTRIES, g->expire);
 	gtab_init(&g->nets, GREY_MAX_ENTRIES, 0);
 	gtab_init(&g->reps, GREY_MAX_ENTRIES, g->allow);
+	gtab_init(&g->news, GREY_MAX_ENTRIES, GREY_NEW_WINDOW);
 	if (st != NULL) {
 		time_t now = time(NULL);
 		struct store_grey_load_cb cb = {load_triplet, load_net, load_rep, g};
@@ -419,6 +434,7 @@ void grey_free(struct grey **gp)
 	gtab_clear(&g->trip);
 	gtab_clear(&g->nets);
 	gtab_clear(&g->reps);
+	gtab_clear(&g->news);
 	free(g);
 	*gp = NULL;
 }
@@ -429,6 +445,39 @@ static void prune_step(struct grey *g, time_t now)
 	gtab_prune(&g->trip, now, GREY_PRUNE_STEP);
 	gtab_prune(&g->nets, now, GREY_PRUNE_STEP);
 	gtab_prune(&g->reps, now, GREY_PRUNE_STEP);
+	gtab_prune(&g->news, now, GREY_PRUNE_STEP);
+}
+
+/* May the client's network record one more new triplet this hour
+ * (greylist_net_new)? Counts it if so; logs the first refusal of a window. */
+static bool budget_take(struct grey *g, const char *ip, time_t now)
+{
+	if (g->net_new <= 0)
+		return true;
+	char net[GREY_NET_MAX];
+	grey_network(ip, g->net4, g->net6 < GREY_NEW_NET6 ? g->net6 : GREY_NEW_NET6, net,
+		     sizeof net);
+	size_t nlen = strlen(net);
+	uint64_t h = grey_hash(g, net, nlen);
+	struct gent *e = gtab_find(&g->news, net, nlen, h);
+	if (e != NULL && (e->t + GREY_NEW_WINDOW <= now || e->t > now)) {
+		/* a new window (or the clock went back) */
+		gtab_touch(&g->news, e, now);
+		e->good = e->bad = 0;
+	}
+	if (e == NULL)
+		e = gtab_add(&g->news, "network budget", net, nlen, h, now);
+	if (e->good < g->net_new) {
+		e->good++;
+		return true;
+	}
+	if (!e->bad) {
+		e->bad = 1;
+		log_warn("grey: network %s recorded %d new triplets within %ds (greylist_net_new):"
+			 " its further new ones are deferred, not recorded", net, g->net_new,
+			 GREY_NEW_WINDOW);
+	}
+	return false;
 }
 
 static struct gent *rep_find(struct grey *g, const char *domain, bool add, time_t now)
@@ -476,7 +525,7 @@ enum grey_result grey_check(struct grey *g, const char *ip, const char *mail_fro
 	char key[GREY_NET_MAX + 2 * (GREY_PART_MAX + 1)];
 	memcpy(key, net, nlen + 1);
 	size_t slen = put_lower(key + nlen + 1, mail_from != NULL ? mail_from : "");
-	bool defer = false, any_new = false;
+	bool defer = false, any_new = false, capped = false;
 	time_t wait = 0;
 	for (size_t i = 0; i < n; i++) {
 		size_t klen = nlen + 1 + slen + put_lower(key + nlen + 1 + slen, rcpts[i]) - 1;
@@ -488,6 +537,16 @@ enum grey_result grey_check(struct grey *g, const char *ip, const char *mail_fro
 			mark_dirty(g, &g->trip, t);
 			any_new = true;
 		} else if (t == NULL) {
+			if (!budget_take(g, ip, now)) {
+				/* deferred as if new, but not remembered */
+				capped = true;
+				if (g->delay > 0) {
+					defer = true;
+					if (g->delay > wait)
+						wait = g->delay;
+				}
+				continue;
+			}
 			t = gtab_add(&g->trip, "triplet", key, klen, h, now);
 			mark_dirty(g, &g->trip, t);
 			any_new = true;
@@ -506,7 +565,7 @@ enum grey_result grey_check(struct grey *g, const char *ip, const char *mail_fro
 		return GREY_PASS;
 	}
 	*wait_r = (unsigned)wait;
-	*why_r = any_new ? "new" : "too early";
+	*why_r = capped ? "network budget" : any_new ? "new" : "too early";
 	return GREY_DEFER;
 }
 
@@ -545,7 +604,7 @@ void grey_set_max(struct grey *g, size_t max)
 {
 	if (!g->on || max == 0)
 		return;
-	g->trip.max = g->nets.max = g->reps.max = max;
+	g->trip.max = g->nets.max = g->reps.max = g->news.max = max;
 }
 
 void grey_counts(const struct grey *g, size_t *triplets_r, size_t *networks_r,

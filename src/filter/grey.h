@@ -29,7 +29,8 @@ enum grey_result { GREY_PASS, GREY_DEFER };
  * aligned_domain: the From: domain when DMARC passed, else NULL. DEFER if
  * any triplet is still too young; *wait_r the seconds until the last of
  * them may pass. *why_r a static reason for the log ("new", "too early",
- * "allowed network", "reputation"). */
+ * "network budget": new, not recorded, greylist_net_new reached; "allowed
+ * network", "reputation"). */
 enum grey_result grey_check(struct grey *g, const char *ip, const char *mail_from,
 			    const char *const *rcpts, size_t n, const char *aligned_domain,
 			    time_t now, unsigned *wait_r, const char **why_r);

@@ -164,6 +164,40 @@ def test_restart_keeps_triplets_and_networks(make_server):
     assert ("127.20.0.0/24", "fay@remote.example", "alice@example.test") in rows, rows
 
 
+def test_network_budget(make_server):
+    """greylist_net_new: one client network records at most that many new
+    triplets an hour. A flood of made-up senders and recipients past it is
+    deferred like any new triplet but not recorded (not kept, not stored), and
+    a real sender of another network still passes at its retry."""
+    srv = make_server("grey-budget", greylist_net_new=3, **GREY_OPTS)
+    assert_deferred(send(srv, "127.22.0.1", "ivy@remote.example"), wait=DELAY)
+    # 40 transactions of 5 new triplets each from 127.23.0.0/24
+    with srv.client("mx", source="127.23.0.9") as c:
+        c.ehlo()
+        for i in range(40):
+            rcpts = ["alice+%d@example.test" % (5 * i + k) for k in range(5)]
+            frm = "x%d@spam.example" % i
+            assert_deferred(c.mail(frm, rcpts, make_message(frm, rcpts[0], "flood", "x\r\n")),
+                            wait=DELAY)
+    log = srv.log()
+    assert log.count("greylist=network budget") == 40, log[-3000:]
+    assert log.count("grey: network 127.23.0.0/24 recorded 3 new triplets within 3600s") == 1, \
+        log[-3000:]
+    # what was recorded: the real sender's triplet and the flood's first three
+    srv.restart()
+    log = srv.log()
+    assert "grey: loaded triplets=4 networks=0 domains=0" in log[log.rfind("---- start 2"):], log
+    db = srv.db()
+    try:
+        n = db.execute("SELECT count(*) FROM greylist WHERE net = '127.23.0.0/24'").fetchone()[0]
+    finally:
+        db.close()
+    assert n == 3, n
+    wait_retry(DELAY)
+    r = send(srv, "127.22.0.1", "ivy@remote.example")
+    assert r.code == 250, r
+
+
 def test_reputation_skips_greylisting(make_server, zonedns):  # noqa: F811
     """A domain whose DMARC-aligned mail (SPF pass, aligned) was accepted
     skips greylisting from another network."""

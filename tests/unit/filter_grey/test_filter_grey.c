@@ -323,6 +323,96 @@ static void test_cap(void)
 	grey_free(&g);
 }
 
+/* One check of one new recipient; the result, with *why_r. */
+static enum grey_result new1(struct grey *g, const char *ip, const char *rcpt, time_t at,
+			       unsigned *wait_r, const char **why_r)
+{
+	const char *r[1] = {rcpt};
+	return grey_check(g, ip, "a@example.org", r, 1, NULL, at, wait_r, why_r);
+}
+
+/* greylist_net_new: a network records at most that many new triplets an
+ * hour; past it, its new ones are deferred but not recorded, so that a
+ * flood from one network cannot push out another's waiting triplet. */
+static void test_net_budget(void)
+{
+	cfg_reset();
+	cfg.greylist_net_new = 3;
+	struct grey *g = grey_mem();
+	grey_set_max(g, 5);
+	unsigned wait;
+	const char *why;
+	char addr[64];
+	size_t t, nn, d;
+	/* a sender waiting for its retry, from 198.51.100.0/24 */
+	CHECK_INT(1, new1(g, "198.51.100.7", "real@local.test", T0, &wait, &why), GREY_DEFER);
+	CHECK_STR(1, why, "new");
+	/* a flood of made-up recipients from 192.0.2.0/24: three recorded */
+	for (int i = 0; i < 1000; i++) {
+		snprintf(addr, sizeof addr, "u%d@local.test", i);
+		CHECK_INT(2, new1(g, i % 2 ? "192.0.2.1" : "192.0.2.200", addr, T0 + 1, &wait,
+				    &why),
+			  GREY_DEFER);
+		CHECK_STR(2, why, i < 3 ? "new" : "network budget");
+		CHECK_INT(2, wait, DELAY);
+	}
+	grey_counts(g, &t, &nn, &d);
+	CHECK_INT(3, t, 4);
+	/* the real sender's retry passes: its triplet was not pushed out */
+	CHECK_INT(4, new1(g, "198.51.100.7", "real@local.test", T0 + DELAY, &wait, &why),
+		  GREY_PASS);
+	CHECK_STR(4, why, "retry");
+	/* a recorded triplet of the flooding network passes too, and its
+	 * network is then allowed (auto-allowlisting): the budget costs a
+	 * real sender in that network one recorded triplet, no more */
+	CHECK_INT(5, new1(g, "192.0.2.1", "u0@local.test", T0 + 1 + DELAY, &wait, &why),
+		  GREY_PASS);
+	grey_delivered(g, "192.0.2.1", NULL, false, T0 + 1 + DELAY);
+	CHECK_INT(5, new1(g, "192.0.2.9", "u999@local.test", T0 + 2 + DELAY, &wait, &why),
+		  GREY_PASS);
+	CHECK_STR(5, why, "allowed network");
+	/* the budget is per hour: 203.0.113.0/24 spends it, then records again */
+	for (int i = 0; i < 4; i++) {
+		snprintf(addr, sizeof addr, "w%d@local.test", i);
+		CHECK_INT(6, new1(g, "203.0.113.5", addr, T0 + 10, &wait, &why), GREY_DEFER);
+		CHECK_STR(6, why, i < 3 ? "new" : "network budget");
+	}
+	CHECK_INT(7, new1(g, "203.0.113.5", "w3@local.test", T0 + 10 + 3599, &wait, &why),
+		  GREY_DEFER);
+	CHECK_STR(7, why, "network budget");
+	CHECK_INT(8, new1(g, "203.0.113.5", "w3@local.test", T0 + 10 + 3600, &wait, &why),
+		  GREY_DEFER);
+	CHECK_STR(8, why, "new");
+	CHECK_INT(9, new1(g, "203.0.113.5", "w3@local.test", T0 + 10 + 3600 + DELAY, &wait, &why),
+		  GREY_PASS);
+	grey_free(&g);
+
+	/* IPv6: one budget per /48 (two /64s of it share it), another /48 has its own */
+	g = grey_mem();
+	for (int i = 0; i < 4; i++) {
+		snprintf(addr, sizeof addr, "v%d@local.test", i);
+		CHECK_INT(10, new1(g, i % 2 ? "2001:db8:1:1::1" : "2001:db8:1:2::1", addr, T0,
+				     &wait, &why),
+			  GREY_DEFER);
+		CHECK_STR(10, why, i < 3 ? "new" : "network budget");
+	}
+	CHECK_INT(11, new1(g, "2001:db8:2::1", "v9@local.test", T0, &wait, &why), GREY_DEFER);
+	CHECK_STR(11, why, "new");
+	grey_free(&g);
+
+	/* 0: no cap */
+	cfg.greylist_net_new = 0;
+	g = grey_mem();
+	for (int i = 0; i < 50; i++) {
+		snprintf(addr, sizeof addr, "n%d@local.test", i);
+		CHECK_INT(12, new1(g, "192.0.2.1", addr, T0, &wait, &why), GREY_DEFER);
+		CHECK_STR(12, why, "new");
+	}
+	grey_counts(g, &t, &nn, &d);
+	CHECK_INT(13, t, 50);
+	grey_free(&g);
+}
+
 /* Expired entries go a few per call (GREY_PRUNE_STEP = 16), never all at
  * once: the cost of one call does not grow with the table. */
 static void test_prune_incremental(void)
@@ -493,6 +583,7 @@ int main(void)
 	test_run("networks", test_networks);
 	test_run("reputation", test_reputation);
 	test_run("cap", test_cap);
+	test_run("net_budget", test_net_budget);
 	test_run("prune_incremental", test_prune_incremental);
 	test_run("restart", test_restart);
 	test_run("lazy_save", test_lazy_save);
