@@ -378,6 +378,37 @@ def test_scripted_end_of_message_faults(make_server, eob, code, at_least):
         m.close()
 
 
+def test_header_fields_bounded(make_server):
+    # each header field is a round trip on the loop (this milter answers
+    # every one, as libmilter's do without SMFIP_NR_HDR): a message of more
+    # than 1000 fails the milters, and milter_failure (tempfail) decides
+    m = Scripted(lambda c: c.sendall(pkt(b"a")))
+    try:
+        s = make_server(milters=m.addr, milter_timeout=10)
+
+        def fields_seen():
+            return sum(1 for cmd, _ in list(m.cmds) if cmd == b"L")
+        assert send(s, "base").code == 250
+        base = fields_seen()  # the message's own and postern's Received
+        extra = ["X-F%d: v" % i for i in range(1000 - base)]
+        n0 = fields_seen()
+        assert send(s, "at the cap", extra).code == 250
+        assert fields_seen() - n0 == 1000
+        for more in (1, 20000):
+            n0 = fields_seen()
+            r = send(s, "past the cap", extra + ["X-G: v"] * more)
+            assert r.code == 451, r
+            assert "4.7.0" in r.lines[-1], r
+            # queued fields wait for the answer to the one before: the
+            # milters fail when the 1001st arrives, before most were sent
+            assert fields_seen() - n0 <= 1000
+        assert s.log().count("the message has more than 1000 header fields"
+                             " (milter_failure=tempfail)") == 2, s.log()[-2000:]
+        assert s.count(RCPT) == 2
+    finally:
+        m.close()
+
+
 def progress_flood(c):
     # SMFIR_PROGRESS every 0.2 s, never an answer: the clock restarts each
     # time, but the wait for one reply is bounded (10 x milter_timeout).
