@@ -120,6 +120,7 @@ struct mconn {
 	struct milter_edit *edits;
 	size_t n_edits, edit_bytes;
 	bool quarantine;
+	unsigned unsupported; /* modifications not supported, ignored (logged once) */
 	char *qwhy;
 };
 
@@ -563,9 +564,14 @@ static int mc_packet(struct mconn *mc, char cmd, const char *d, size_t n)
 			mc_fail(mc, "modification outside the end of message");
 			return -1;
 		}
-		/* not offered in SMFIC_OPTNEG: the message goes on unchanged */
-		log_warn("milter %s id=%s: modification '%c' not supported, ignored",
-			 mc->ep->name, t->txid != NULL ? t->txid : "-", cmd);
+		/* not offered in SMFIC_OPTNEG: the message goes on unchanged;
+		 * logged once per milter and message (a milter sending them by
+		 * the thousand would fill the log) */
+		mc->unsupported++;
+		if (mc->unsupported == 1)
+			log_warn("milter %s id=%s: modification '%c' not supported, ignored (and"
+				 " any more of them from this milter for this message)",
+				 mc->ep->name, t->txid != NULL ? t->txid : "-", cmd);
 		return 0;
 	case SMFIR_CONTINUE:
 		mc->bar_head++;

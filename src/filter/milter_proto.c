@@ -250,8 +250,13 @@ int milter_field_split(const char *f, size_t n, bool leadspc, struct buf *name,
 	const char *ne = colon;
 	while (ne > f && (ne[-1] == ' ' || ne[-1] == '\t'))
 		ne--;
+	/* A NUL (SMTP carries it; RFC 5322 does not allow it) would end the
+	 * name or the value in the NUL-separated packet: "From\0<x@y>\0: z"
+	 * would reach the milter as a From field that no reader of the stored
+	 * message sees. It goes as a space. */
 	buf_reset(name);
-	buf_append(name, f, (size_t)(ne - f));
+	for (const char *p = f; p < ne; p++)
+		buf_appendc(name, *p == '\0' ? ' ' : *p);
 	buf_reset(value);
 	buf_reserve(value, n);
 	const char *v = colon + 1, *end = f + n;
@@ -265,7 +270,7 @@ int milter_field_split(const char *f, size_t n, bool leadspc, struct buf *name,
 	for (; v < end; v++) {
 		if (*v == '\r' && v + 1 < end && v[1] == '\n')
 			continue; /* CRLF inside: LF */
-		buf_appendc(value, *v);
+		buf_appendc(value, *v == '\0' ? ' ' : *v);
 	}
 	return 0;
 }

@@ -135,7 +135,7 @@ int milter_replycode_parse(const char *d, size_t n, int *code, char *ecode, size
  * final line break included) as SMFIC_HEADER sends it: name, and the value
  * after the colon with one leading space dropped unless leadspc, line
  * breaks inside as LF (as Sendmail and Postfix send folded fields), the
- * final one dropped. -1 when it has no colon. */
+ * final one dropped, a NUL as a space. -1 when it has no colon. */
 int milter_field_split(const char *f, size_t n, bool leadspc, struct buf *name,
 		       struct buf *value);
 

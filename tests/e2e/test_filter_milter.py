@@ -409,6 +409,38 @@ def test_header_fields_bounded(make_server):
         m.close()
 
 
+def test_unsupported_changes_logged_once(make_server):
+    # SMFIR_REPLBODY (not offered) by the thousand: ignored, one log line
+    m = Scripted(lambda c: c.sendall(pkt(b"b", b"new body\r\n") * 2000 + pkt(b"c")))
+    try:
+        s = make_server(milters=m.addr, milter_timeout=10)
+        assert send(s, "replbody", body="original body\r\n").code == 250
+        assert s.log().count("not supported, ignored") == 1, s.log()[-2000:]
+        assert b"original body" in s.messages(RCPT)[-1]
+    finally:
+        m.close()
+
+
+def test_nul_in_header_field_sent_as_space(make_server):
+    # the packet separates name and value with NULs: a NUL inside a field
+    # must not make the milter see another field than the stored one
+    m = Scripted(lambda c: c.sendall(pkt(b"c")))
+    try:
+        s = make_server(milters=m.addr, milter_timeout=10)
+        msg = make_message(SENDER, RCPT, "nul", "x\r\n",
+                           extra_headers=["X-Hide: hidden\0VIAGRA",
+                                          "From\0<ceo@bank.example>\0: x"])
+        with s.client("mx") as c:
+            c.ehlo()
+            assert c.mail(SENDER, [RCPT], msg).code == 250
+        fields = [d for cmd, d in list(m.cmds) if cmd == b"L"]
+        assert b"X-Hide\0hidden VIAGRA\0" in fields, fields
+        assert b"From <ceo@bank.example> \0x\0" in fields, fields
+        assert not any(f.startswith(b"From\0<ceo") for f in fields), fields
+    finally:
+        m.close()
+
+
 def progress_flood(c):
     # SMFIR_PROGRESS every 0.2 s, never an answer: the clock restarts each
     # time, but the wait for one reply is bounded (10 x milter_timeout).

@@ -144,7 +144,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		edits(p, n);
 		break;
 	case 2:
-		milter_field_split(p, n, data[0] & 4, &name, &value);
+		if (milter_field_split(p, n, data[0] & 4, &name, &value) == 0 &&
+		    ((name.len > 0 && memchr(name.data, '\0', name.len) != NULL) ||
+		     (value.len > 0 && memchr(value.data, '\0', value.len) != NULL)))
+			abort(); /* a NUL would split the packet's name or value */
 		break;
 	}
 	buf_free(&name);

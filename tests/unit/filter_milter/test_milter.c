@@ -221,6 +221,25 @@ static void test_field_split(void)
 			CHECK_STR((int)i, value.data, cases[i].value);
 		}
 	}
+	/* a NUL goes as a space: the packet's NULs separate name and value */
+	static const struct {
+		const char *field;
+		size_t len;
+		const char *name, *value;
+	} nul[] = {
+		{"From\0<ceo@bank.example>\0: x\r\n", 29, "From <ceo@bank.example> ", "x"},
+		{"Subject: hidden\0VIAGRA\r\n", 24, "Subject", "hidden VIAGRA"},
+	};
+	for (size_t i = 0; i < sizeof(nul) / sizeof(nul[0]); i++) {
+		CHECK_INT(100 + (int)i, milter_field_split(nul[i].field, nul[i].len, false, &name, &value),
+			  0);
+		CHECK_INT(100 + (int)i, (int)name.len, (int)strlen(nul[i].name));
+		CHECK_INT(100 + (int)i, (int)value.len, (int)strlen(nul[i].value));
+		buf_appendc(&name, '\0');
+		buf_appendc(&value, '\0');
+		CHECK_STR(100 + (int)i, name.data, nul[i].name);
+		CHECK_STR(100 + (int)i, value.data, nul[i].value);
+	}
 	buf_free(&name);
 	buf_free(&value);
 }
