@@ -113,6 +113,13 @@ int milter_hdr_parse(const char *d, size_t n, bool with_index, uint32_t *index,
 	return 0;
 }
 
+/* What the cleaning leaves out of a line: white space and control bytes
+ * (a line of only these is no line: RFC 5322 3.2.2). */
+static bool blank_or_dropped(unsigned char c)
+{
+	return c == ' ' || c == '\t' || (c < 32 && c != '\r' && c != '\n') || c == 127;
+}
+
 void milter_value_clean(const char *v, struct buf *out)
 {
 	buf_reset(out);
@@ -122,10 +129,22 @@ void milter_value_clean(const char *v, struct buf *out)
 	while (*v != '\0') {
 		unsigned char c = (unsigned char)*v;
 		if (c == '\r' || c == '\n') {
-			v += (c == '\r' && v[1] == '\n') ? 2 : 1;
-			/* a line break inside the value: a fold, never a new field */
-			while (*v == '\r' || *v == '\n')
-				v++;
+			/* a line break inside the value: a fold, never a new field;
+			 * a line with nothing but white space goes (RFC 5322 3.2.2:
+			 * a folded line never consists of white space alone; some
+			 * readers take one for the end of the header section) */
+			for (;;) {
+				while (*v == '\r' || *v == '\n')
+					v++;
+				const char *w = v;
+				while (*w != '\0' && blank_or_dropped((unsigned char)*w))
+					w++;
+				if (*w != '\r' && *w != '\n' && *w != '\0')
+					break;
+				v = w;
+				if (*v == '\0')
+					break;
+			}
 			if (*v == '\0')
 				break;
 			buf_append(out, "\r\n", 2);

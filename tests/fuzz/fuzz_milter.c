@@ -30,6 +30,12 @@ static void check_clean(const char *v)
 			if (i + 2 >= b.len || b.data[i + 1] != '\n' ||
 			    (b.data[i + 2] != ' ' && b.data[i + 2] != '\t'))
 				abort();
+			/* a folded line holds more than white space (RFC 5322 3.2.2) */
+			size_t j = i + 2;
+			while (j < b.len && (b.data[j] == ' ' || b.data[j] == '\t'))
+				j++;
+			if (j == b.len || b.data[j] == '\r')
+				abort();
 			i++;
 			continue;
 		}

@@ -128,6 +128,10 @@ static void test_hdr_reply(void)
 		{"a\r\n\r\nbody", "a\r\n body"},           /* never the header's end */
 		{"a\x01\x7f" "b\tc", "ab\tc"},
 		{"trailing\n", "trailing"},
+		{"a\n \nb", "a\r\n b"},                  /* no line of white space only */
+		{"x\n\t", "x"},
+		{"x\n \x01\t\r\n\ty", "x\r\n\ty"},
+		{"x\n  y", "x\r\n  y"},
 	};
 	struct buf b = BUF_INIT;
 	for (size_t i = 0; i < sizeof(clean) / sizeof(clean[0]); i++) {
