@@ -407,7 +407,10 @@ static const struct option config_options[] = {
 	 "The window of the duplicate check.", NULL},
 	{"dup_exempt", OPT_LIST, OFF(dup_exempt), "", NOLIMIT,
 	 "Senders exempt from the duplicate check and the recipient rates: authenticated user "
-	 "names or envelope sender addresses (mailing lists), or @domain.", NULL},
+	 "names or envelope sender addresses (mailing lists), or @domain. From an MX client an "
+	 "envelope sender is exempt only when SPF passes for it (anybody can write a list's "
+	 "address in MAIL FROM); at RCPT, before SPF's result, it is let through and the end "
+	 "of data decides.", NULL},
 	{"limit_notify", OPT_BOOL, OFF(limit_notify), "yes", NOLIMIT,
 	 "Send the postmaster a notice when a user or client first hits a rate or duplicate "
 	 "limit (at most one per sender and hour); it is always logged.", NULL},

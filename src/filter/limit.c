@@ -400,10 +400,12 @@ static bool exempt_item(const char *p, size_t n, const char *v)
 	return v != NULL && strlen(v) == n && strncasecmp(p, v, n) == 0;
 }
 
-/* dup_exempt: user names, envelope senders, @domain (of either). */
+/* dup_exempt: user names, envelope senders, @domain (of either); an
+ * envelope sender only when it is not known to be unverified. */
 static bool limit_exempt(const struct limit *l, const struct limit_sender *s)
 {
 	const char *list = l->cfg->dup_exempt;
+	const char *from = s->unverified ? NULL : s->mail_from;
 
 	if (list == NULL)
 		return false;
@@ -414,12 +416,11 @@ static bool limit_exempt(const struct limit *l, const struct limit_sender *s)
 		if (n == 0)
 			break;
 		if (p[0] == '@') {
-			if (exempt_item(p + 1, n - 1, addr_domain(s->mail_from)) ||
+			if (exempt_item(p + 1, n - 1, addr_domain(from)) ||
 			    exempt_item(p + 1, n - 1, addr_domain(s->user)))
 				return true;
 		} else if (exempt_item(p, n, s->user) ||
-			   (s->mail_from != NULL && s->mail_from[0] != '\0' &&
-			    exempt_item(p, n, s->mail_from))) {
+			   (from != NULL && from[0] != '\0' && exempt_item(p, n, from))) {
 			return true;
 		}
 		p += n;

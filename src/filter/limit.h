@@ -31,6 +31,12 @@ struct limit_sender {
 	const char *user;      /* or NULL */
 	const char *ip;
 	const char *mail_from; /* for dup_exempt */
+	/* The envelope sender is known not to be authenticated (the end of
+	 * data of an MX client whose SPF result is not pass): an address or
+	 * @domain in dup_exempt does not exempt it, so that anybody writing a
+	 * list's address in MAIL FROM does not skip the duplicate check.
+	 * False before the SPF result is known (RCPT): limit_end decides. */
+	bool unverified;
 };
 struct limit_reply {
 	int code; /* 0: go on */

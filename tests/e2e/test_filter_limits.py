@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import make_message
+from zonedns import zonedns  # noqa: F401 (fixture)
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -147,11 +148,15 @@ def test_mailing_list_exempt(make_server):
     assert len(notices(srv)) == 1
 
 
-def test_mailing_list_exempt_on_mx(make_server):
-    # an untrusted MX client: the envelope sender of a list is exempt, another
-    # sender from the same IP is not (plus-addresses: distinct recipients)
+def test_mailing_list_exempt_on_mx(make_server, zonedns):  # noqa: F811
+    # an untrusted MX client: the envelope sender of a list is exempt when
+    # SPF authenticates it (127.77.0.1 is the list's server); another sender
+    # from the same IP is not, nor is the list's address written in MAIL FROM
+    # by a client SPF does not allow (plus-addresses: distinct recipients)
+    zonedns.zone = {"lists.remote.test": [("TXT", "v=spf1 ip4:127.77.0.1 -all")]}
     srv = make_server("mxlist", trusted_networks="", greylist="no", postmaster=CAROL,
-                      dup_recipients=3, dup_exempt="@lists.remote.test")
+                      dup_recipients=3, dup_exempt="@lists.remote.test",
+                      dns_resolver=zonedns.server)
     rcpts = ["alice+%d@example.test" % i for i in range(8)]
     with srv.client("mx", source="127.77.0.1") as c:
         c.ehlo()
@@ -163,9 +168,15 @@ def test_mailing_list_exempt_on_mx(make_server):
         codes = [transaction(c, "spam@remote.test", [r], flood_message(1, r))[2].code
                  for r in rcpts]
     assert codes == [250] * 3 + [451] * 5, codes
-    assert srv.count(ALICE) == 8 + 3
+    with srv.client("mx", source="127.77.0.3") as c:
+        c.ehlo()
+        codes = [transaction(c, "news@lists.remote.test", [r], flood_message(2, r))[2].code
+                 for r in rcpts]
+    assert codes == [250] * 3 + [451] * 5, codes
+    assert srv.count(ALICE) == 8 + 3 + 3
     lines = refused_lines(srv, "duplicate")
     assert lines and "client=127.77.0.2 sender=127.77.0.2 " in lines[0], lines
+    assert any("client=127.77.0.3 sender=127.77.0.3 " in x for x in lines), lines
 
 
 def test_rate_user_messages(make_server):
