@@ -54,8 +54,8 @@ static uint64_t fp_of(const char *msg, size_t piece)
 	return limit_fp_final(&f);
 }
 
-static const struct limit_sender alice = {"alice@example.org", "192.0.2.1", "alice@example.org"};
-static const struct limit_sender bob_sender = {"bob@example.org", "192.0.2.1", "bob@example.org"};
+static const struct limit_sender alice = {"alice@example.org", "192.0.2.1", "alice@example.org", false};
+static const struct limit_sender bob_sender = {"bob@example.org", "192.0.2.1", "bob@example.org", false};
 
 static void test_user_messages(void)
 {
@@ -77,7 +77,7 @@ static void test_user_messages(void)
 	CHECK(strstr(last_subject, "user_messages") != NULL);
 	CHECK(strstr(last_body, "4 messages within 1h, the limit is 3") != NULL);
 	/* another user is not affected; the IP key is not used for a user */
-	struct limit_sender bob = {"bob@example.org", "192.0.2.1", "bob@example.org"};
+	struct limit_sender bob = {"bob@example.org", "192.0.2.1", "bob@example.org", false};
 	limit_mail(l, &bob, T0 + 10, &r);
 	CHECK_INT(4, r.code, 0);
 	/* refused again: no second notice within the hour */
@@ -101,7 +101,7 @@ static void test_sliding(void)
 	 * has left the window, the second has not */
 	static const char *const o[] = {"rate_ip_messages", "2", NULL};
 	struct limit *l = setup(o);
-	struct limit_sender mx = {NULL, "198.51.100.7", "x@remote.test"};
+	struct limit_sender mx = {NULL, "198.51.100.7", "x@remote.test", false};
 	struct limit_reply r;
 
 	limit_delivered(l, &mx, 0, NULL, 0, T0);
@@ -145,12 +145,31 @@ static void test_recipients(void)
 	CHECK_INT(3, r.code, 451);
 	CHECK_STR(3, r.text, "too many recipients within 1h (6, limit 5); try again later");
 	/* exempt by envelope sender, and by @domain: no recipient rate */
-	struct limit_sender lst = {"alice@example.org", "192.0.2.1", "List@Lists.Example.org"};
+	struct limit_sender lst = {"alice@example.org", "192.0.2.1", "List@Lists.Example.org", false};
 	limit_rcpt(l, &lst, 100, T0 + 1, &r);
 	CHECK_INT(4, r.code, 0);
-	struct limit_sender news = {"carol@news.example.org", "192.0.2.1", "x@y.test"};
+	struct limit_sender news = {"carol@news.example.org", "192.0.2.1", "x@y.test", false};
 	limit_rcpt(l, &news, 100, T0 + 1, &r);
 	CHECK_INT(5, r.code, 0);
+	limit_free(&l);
+
+	/* an MX client's envelope sender: exempt while it is not known to be
+	 * unverified (RCPT), not once SPF did not pass it (the end of data) */
+	static const char *const o2[] = {"rate_ip_recipients", "5", "dup_exempt",
+					  "list@lists.example.org, @news.example.org", NULL};
+	l = setup(o2);
+	struct limit_sender mx_list = {NULL, "198.51.100.7", "list@lists.example.org", false};
+	limit_rcpt(l, &mx_list, 100, T0 + 1, &r);
+	CHECK_INT(6, r.code, 0);
+	mx_list.unverified = true;
+	limit_rcpt(l, &mx_list, 100, T0 + 1, &r);
+	CHECK_INT(7, r.code, 451);
+	struct limit_sender mx_dom = {NULL, "198.51.100.7", "x@news.example.org", true};
+	limit_rcpt(l, &mx_dom, 100, T0 + 1, &r);
+	CHECK_INT(8, r.code, 451);
+	mx_dom.unverified = false;
+	limit_rcpt(l, &mx_dom, 100, T0 + 1, &r);
+	CHECK_INT(9, r.code, 0);
 	limit_free(&l);
 }
 
@@ -277,14 +296,14 @@ static void test_lru(void)
 
 	for (int i = 0; i < 10000; i++) {
 		snprintf(ip, sizeof ip, "10.%d.%d.1", i / 256, i % 256);
-		struct limit_sender s = {NULL, ip, ""};
+		struct limit_sender s = {NULL, ip, "", false};
 		limit_delivered(l, &s, 0, NULL, 0, T0);
 	}
-	struct limit_sender first = {NULL, "10.0.0.1", ""};
+	struct limit_sender first = {NULL, "10.0.0.1", "", false};
 	limit_mail(l, &first, T0, &r);
 	CHECK_INT(1, r.code, 0); /* forgotten */
 	snprintf(ip, sizeof ip, "10.%d.%d.1", 9999 / 256, 9999 % 256);
-	struct limit_sender last = {NULL, ip, ""};
+	struct limit_sender last = {NULL, ip, "", false};
 	limit_mail(l, &last, T0, &r);
 	CHECK_INT(2, r.code, 451);
 	limit_free(&l);
@@ -408,7 +427,7 @@ static void test_tables(void)
 	limit_delivered(l, &alice, 0, NULL, 0, T0);
 	for (int i = 0; i < 5000; i++) {
 		snprintf(ip, sizeof ip, "2001:db8:%x::1", i);
-		struct limit_sender s = {NULL, ip, ""};
+		struct limit_sender s = {NULL, ip, "", false};
 		limit_delivered(l, &s, 0, NULL, 0, T0 + 1);
 	}
 	limit_mail(l, &alice, T0 + 2, &r);
@@ -424,11 +443,11 @@ static void test_ipv6(void)
 	static const char *const o[] = {"rate_ip_messages", "2", NULL};
 	struct limit *l = setup(o);
 	struct limit_reply r;
-	struct limit_sender a = {NULL, "2001:db8:1:2::1", "x@r.test"};
-	struct limit_sender b = {NULL, "2001:DB8:1:2:aaaa:bbbb:cccc:dddd", "x@r.test"};
-	struct limit_sender c = {NULL, "2001:db8:1:3::1", "x@r.test"};
-	struct limit_sender m = {NULL, "::ffff:192.0.2.9", "x@r.test"};
-	struct limit_sender v4 = {NULL, "192.0.2.9", "x@r.test"};
+	struct limit_sender a = {NULL, "2001:db8:1:2::1", "x@r.test", false};
+	struct limit_sender b = {NULL, "2001:DB8:1:2:aaaa:bbbb:cccc:dddd", "x@r.test", false};
+	struct limit_sender c = {NULL, "2001:db8:1:3::1", "x@r.test", false};
+	struct limit_sender m = {NULL, "::ffff:192.0.2.9", "x@r.test", false};
+	struct limit_sender v4 = {NULL, "192.0.2.9", "x@r.test", false};
 
 	limit_delivered(l, &a, 0, NULL, 0, T0);
 	limit_delivered(l, &b, 0, NULL, 0, T0);
