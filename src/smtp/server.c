@@ -405,9 +405,6 @@ static void on_pregreet(void *arg)
 	if (s->srv == NULL || s->base.c == NULL || s->base.phase == SESSION_CLOSING ||
 	    s->state != SMTP_S_PREGREET)
 		return;
-	struct smtp_pregreet_pass *p = pregreet_slot(s->srv, s->base.ip);
-	snprintf(p->ip, sizeof(p->ip), "%s", s->base.ip);
-	p->until_ms = loop_now(s->base.l) + SMTP_PREGREET_TTL_MS;
 	if (s->fc != NULL) {
 		/* what the DNS lists answered during the wait */
 		struct filter_verdict v;
@@ -415,6 +412,12 @@ static void on_pregreet(void *arg)
 		if (!filter_greeting_ok(s, &v))
 			return;
 	}
+	/* Only a client greeted remembers its pass: one dropped (dnsbl_action
+	 * = drop) would skip the wait next time, and with it the lists'
+	 * answers that the greeting waits for. */
+	struct smtp_pregreet_pass *p = pregreet_slot(s->srv, s->base.ip);
+	snprintf(p->ip, sizeof(p->ip), "%s", s->base.ip);
+	p->until_ms = loop_now(s->base.l) + SMTP_PREGREET_TTL_MS;
 	greet_or_wait(s);
 }
 

@@ -150,6 +150,12 @@ def test_dnsbl_drop(make_server, zonedns):
     with srv.client(source="127.0.0.4") as c:
         assert c.greeting.code == 220, c.greeting
         c.cmd("QUIT")
+    # the dropped client earned no pregreet pass: it is dropped again, not
+    # greeted 220 without the wait that gives the lists time to answer
+    with srv.client(source="127.0.0.2") as c:
+        g = c.greeting
+        assert g.code == 554 and "bl.test" in g.lines[0], g
+        c.cmd("QUIT")
     assert srv.count(ALICE) == 0
 
 
