@@ -388,8 +388,10 @@ static const struct option config_options[] = {
 	 "New triplets recorded per hour for one client network (IPv4: greylist_net4; IPv6: "
 	 "a /48, or greylist_net6 if shorter); past it the network's new triplets are still "
 	 "deferred but not recorded, so that one client cannot fill the table and push out "
-	 "the triplets of senders waiting for their retry. A network that passes once is "
-	 "allowed, so a real sender needs one recorded triplet. 0: no cap.", NULL},
+	 "the triplets of senders waiting for their retry. A message's new triplets are "
+	 "recorded all or none. A network that passes once is allowed, so a real sender needs "
+	 "one recorded message; one sharing its network with a flooding client waits for the "
+	 "next hour. 0: no cap.", NULL},
 	{"rate_user_messages", OPT_INT, OFF(rate_user_messages), "500", 0, 10000000,
 	 "Messages one authenticated user may send per hour; more get 451 4.7.1. 0: no limit.",
 	 NULL},
@@ -409,8 +411,9 @@ static const struct option config_options[] = {
 	 "Senders exempt from the duplicate check and the recipient rates: authenticated user "
 	 "names or envelope sender addresses (mailing lists), or @domain. From an MX client an "
 	 "envelope sender is exempt only when SPF passes for it (anybody can write a list's "
-	 "address in MAIL FROM); at RCPT, before SPF's result, it is let through and the end "
-	 "of data decides.", NULL},
+	 "address in MAIL FROM; with spf_action = off SPF is not checked and the exemption "
+	 "stands); at RCPT, before SPF's result, it is let through and the end of data "
+	 "decides.", NULL},
 	{"limit_notify", OPT_BOOL, OFF(limit_notify), "yes", NOLIMIT,
 	 "Send the postmaster a notice when a user or client first hits a rate or duplicate "
 	 "limit (at most one per sender and hour); it is always logged.", NULL},

@@ -211,9 +211,11 @@ static void sender_of(const struct filter_tx *t, struct limit_sender *s)
 	s->user = t->auth_user;
 	s->ip = t->c->ip;
 	s->mail_from = t->mail_from;
-	/* from the end of data on (filter_end), when SPF's result is known */
-	s->unverified = t->end_started && t->auth_user == NULL &&
-			(t->a_spf == NULL || strcasecmp(t->a_spf, "pass") != 0);
+	/* from the end of data on (filter_end), when SPF's result is known;
+	 * SPF not checked at all (spf_action = off): the exemption stands, as
+	 * the administrator chose */
+	s->unverified = t->end_started && t->auth_user == NULL && t->a_spf != NULL &&
+			strcasecmp(t->a_spf, "pass") != 0;
 }
 
 static void set_verdict(struct filter_tx *t, struct filter_verdict *v, int code, const char *ecode,

@@ -448,12 +448,12 @@ static void prune_step(struct grey *g, time_t now)
 	gtab_prune(&g->news, now, GREY_PRUNE_STEP);
 }
 
-/* May the client's network record one more new triplet this hour
- * (greylist_net_new)? Counts it if so; logs the first refusal of a window. */
-static bool budget_take(struct grey *g, const char *ip, time_t now)
+/* The client network's budget entry (greylist_net_new), its window
+ * started again when over. NULL: no cap. */
+static struct gent *budget_get(struct grey *g, const char *ip, time_t now)
 {
 	if (g->net_new <= 0)
-		return true;
+		return NULL;
 	char net[GREY_NET_MAX];
 	grey_network(ip, g->net4, g->net6 < GREY_NEW_NET6 ? g->net6 : GREY_NEW_NET6, net,
 		     sizeof net);
@@ -467,14 +467,21 @@ static bool budget_take(struct grey *g, const char *ip, time_t now)
 	}
 	if (e == NULL)
 		e = gtab_add(&g->news, "network budget", net, nlen, h, now);
-	if (e->good < g->net_new) {
-		e->good++;
+	return e;
+}
+
+/* A message's new triplets are recorded together or not at all: a message
+ * whose triplets pass together must not have some of them "new" again at
+ * each retry. So the budget is checked once, at the message's first new
+ * triplet, and may be overrun by one message's recipients. */
+static bool budget_open(struct grey *g, struct gent *b)
+{
+	if (b == NULL || b->good < g->net_new)
 		return true;
-	}
-	if (!e->bad) {
-		e->bad = 1;
+	if (!b->bad) {
+		b->bad = 1;
 		log_warn("grey: network %s recorded %d new triplets within %ds (greylist_net_new):"
-			 " its further new ones are deferred, not recorded", net, g->net_new,
+			 " its further new ones are deferred, not recorded", b->key, g->net_new,
 			 GREY_NEW_WINDOW);
 	}
 	return false;
@@ -526,6 +533,8 @@ enum grey_result grey_check(struct grey *g, const char *ip, const char *mail_fro
 	memcpy(key, net, nlen + 1);
 	size_t slen = put_lower(key + nlen + 1, mail_from != NULL ? mail_from : "");
 	bool defer = false, any_new = false, capped = false;
+	int budget = -1; /* unknown yet, 0 closed, 1 open */
+	struct gent *b = NULL;
 	time_t wait = 0;
 	for (size_t i = 0; i < n; i++) {
 		size_t klen = nlen + 1 + slen + put_lower(key + nlen + 1 + slen, rcpts[i]) - 1;
@@ -537,7 +546,11 @@ enum grey_result grey_check(struct grey *g, const char *ip, const char *mail_fro
 			mark_dirty(g, &g->trip, t);
 			any_new = true;
 		} else if (t == NULL) {
-			if (!budget_take(g, ip, now)) {
+			if (budget < 0) {
+				b = budget_get(g, ip, now);
+				budget = budget_open(g, b);
+			}
+			if (!budget) {
 				/* deferred as if new, but not remembered */
 				capped = true;
 				if (g->delay > 0) {
@@ -547,6 +560,8 @@ enum grey_result grey_check(struct grey *g, const char *ip, const char *mail_fro
 				}
 				continue;
 			}
+			if (b != NULL)
+				b->good++;
 			t = gtab_add(&g->trip, "triplet", key, klen, h, now);
 			mark_dirty(g, &g->trip, t);
 			any_new = true;

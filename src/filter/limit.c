@@ -453,6 +453,10 @@ static void limit_hit(struct limit *l, const struct limit_sender *s, time_t now,
 {
 	char window[32];
 	struct limit_entry *e = limit_find(l, s, true);
+	/* in dup_exempt, but SPF did not vouch for it: say so */
+	struct limit_sender v = *s;
+	v.unverified = false;
+	bool spf_note = s->unverified && limit_exempt(l, &v);
 	bool notify = e->notified == 0 || now - e->notified >= LIMIT_NOTICE_EVERY ||
 		      now < e->notified;
 
@@ -470,11 +474,12 @@ static void limit_hit(struct limit *l, const struct limit_sender *s, time_t now,
 			 "too many %s within %s (%llu, limit %llu); try again later", what, window,
 			 (unsigned long long)count, (unsigned long long)max);
 	log_warn("limit refused client=%s sender=%s limit=%s count=%llu max=%llu window=%s "
-		 "notice=%s from=<%s>",
+		 "notice=%s from=<%s>%s",
 		 s->ip != NULL ? s->ip : "", sender_name(s), limit, (unsigned long long)count,
 		 (unsigned long long)max, window,
 		 notify ? (l->cfg->limit_notify && l->notice != NULL ? "sent" : "off") : "already",
-		 s->mail_from != NULL ? s->mail_from : "");
+		 s->mail_from != NULL ? s->mail_from : "",
+		 spf_note ? " dup_exempt=unverified (SPF did not pass)" : "");
 	if (!notify)
 		return;
 	e->notified = now;
@@ -492,11 +497,15 @@ static void limit_hit(struct limit *l, const struct limit_sender *s, time_t now,
 		"\n"
 		"If the account is compromised: change its password. If this is a mailing\n"
 		"list or another legitimate bulk sender: add it to dup_exempt (user name,\n"
-		"envelope sender or @domain) or raise the limit (%s).\n",
+		"envelope sender or @domain) or raise the limit (%s).\n%s",
 		s->user != NULL ? "(authenticated user)" : "(client IP)", sender_name(s),
 		s->ip != NULL ? s->ip : "?", s->mail_from != NULL ? s->mail_from : "", limit,
 		(unsigned long long)count, what, window, (unsigned long long)max,
-		strcmp(limit, "duplicate") == 0 ? "dup_recipients, dup_window" : "rate_*");
+		strcmp(limit, "duplicate") == 0 ? "dup_recipients, dup_window" : "rate_*",
+		spf_note ? "\nIts envelope sender is in dup_exempt, but SPF did not pass for it from\n"
+			   "this client, so it is not exempt: anybody can write a list's address in\n"
+			   "MAIL FROM. If the list sends from here, its SPF record should say so.\n"
+			 : "");
 	l->notice(l->notice_arg, subject, body);
 	free(subject);
 	free(body);

@@ -35,7 +35,8 @@ struct limit_sender {
 	 * data of an MX client whose SPF result is not pass): an address or
 	 * @domain in dup_exempt does not exempt it, so that anybody writing a
 	 * list's address in MAIL FROM does not skip the duplicate check.
-	 * False before the SPF result is known (RCPT): limit_end decides. */
+	 * False before the SPF result is known (RCPT: limit_end decides) and
+	 * when SPF is not checked at all (spf_action = off). */
 	bool unverified;
 };
 struct limit_reply {

@@ -48,9 +48,10 @@
 /* Header fields of one message sent at most: each is a round trip on the
  * loop (a milter that did not negotiate SMFIP_NR_HDR answers every one, and
  * libmilter's rarely do), about 30 us of the loop's CPU, so a message of
- * 100,000 tiny fields cost 3 s of it. Past the cap every milter still in
- * the transaction fails, and milter_failure decides (tempfail by default):
- * a message the milters did not see whole is not passed as if they had. */
+ * 100,000 tiny fields cost 3 s of it. Past the cap the message is refused
+ * (552 5.6.0, as Sendmail refuses a header section over MaxHeadersLength),
+ * whatever milter_failure says: under "accept" a sender could otherwise
+ * switch the milters off for its message by adding fields. */
 #define MILTER_FIELDS_MAX 1000
 #define MILTER_TEXT_MAX 512
 /* One awaited reply may be kept alive by SMFIR_PROGRESS (or a trickle of
@@ -144,6 +145,7 @@ struct milter_tx {
 	struct buf line;  /* the header line being received */
 	struct buf field; /* the header field being received */
 	size_t n_fields;  /* header fields sent (MILTER_FIELDS_MAX) */
+	bool fields_over; /* past it: refused */
 	struct buf chunk; /* body bytes not yet sent */
 	struct buf name, value, tmp;
 	bool paused;
@@ -831,12 +833,18 @@ static bool tx_settled(const struct milter_tx *t)
 
 static const struct milter_reply failed_reply = {MILTER_TEMPFAIL, 451, "4.7.0",
 						 "Content filter unavailable, try again later"};
+static const struct milter_reply fields_reply = {MILTER_REJECT, 552, "5.6.0",
+						 "Too many header fields"};
 
 /* The step's answer: the first milter in order that refused (or failed
  * under milter_failure = tempfail) decides. */
 static void tx_verdict(const struct milter_tx *t, bool with_rcpt, struct milter_reply *r)
 {
 	*r = (struct milter_reply){MILTER_CONTINUE, 0, NULL, NULL};
+	if (t->fields_over) {
+		*r = fields_reply;
+		return;
+	}
 	for (size_t k = 0; k < t->n; k++) {
 		const struct mconn *mc = &t->mc[k];
 		if (mc->st == MC_FAILED && !t->m->fail_accept) {
@@ -1025,13 +1033,18 @@ static void tx_field(struct milter_tx *t)
 {
 	if (t->field.len == 0)
 		return;
-	if (++t->n_fields > MILTER_FIELDS_MAX) {
-		char why[64];
-		snprintf(why, sizeof why, "the message has more than %d header fields",
-			 MILTER_FIELDS_MAX);
-		for (size_t k = 0; k < t->n; k++)
-			if (mc_live(&t->mc[k]) && !(t->mc[k].proto & SMFIP_NOHDRS))
-				mc_fail(&t->mc[k], why);
+	if (t->fields_over || ++t->n_fields > MILTER_FIELDS_MAX) {
+		if (!t->fields_over) {
+			t->fields_over = true;
+			log_warn("milter id=%s: the message has more than %d header fields: refused",
+				 t->txid != NULL ? t->txid : "-", MILTER_FIELDS_MAX);
+			/* nothing more to send them: the verdict is made */
+			for (size_t k = 0; k < t->n; k++)
+				if (t->mc[k].fd >= 0) {
+					mc_close(&t->mc[k]);
+					t->mc[k].st = MC_FAILED;
+				}
+		}
 		buf_reset(&t->field);
 		return;
 	}

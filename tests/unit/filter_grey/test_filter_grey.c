@@ -387,6 +387,28 @@ static void test_net_budget(void)
 		  GREY_PASS);
 	grey_free(&g);
 
+	/* a message's new triplets are recorded together: 198.51.100.0/24 has
+	 * one left of three; a message to five records all five (a retry must
+	 * not find some of them new again), the next message none */
+	g = grey_mem();
+	for (int i = 0; i < 2; i++) {
+		snprintf(addr, sizeof addr, "m%d@local.test", i);
+		CHECK_INT(20, new1(g, "198.51.100.1", addr, T0, &wait, &why), GREY_DEFER);
+	}
+	const char *five[] = {"f0@local.test", "f1@local.test", "f2@local.test", "f3@local.test",
+			      "f4@local.test"};
+	CHECK_INT(21, grey_check(g, "198.51.100.1", "a@example.org", five, 5, NULL, T0, &wait, &why),
+		  GREY_DEFER);
+	CHECK_STR(21, why, "new");
+	grey_counts(g, &t, &nn, &d);
+	CHECK_INT(22, t, 7);
+	CHECK_INT(23, grey_check(g, "198.51.100.1", "a@example.org", five, 5, NULL, T0 + DELAY, &wait,
+				 &why),
+		  GREY_PASS);
+	CHECK_INT(24, new1(g, "198.51.100.1", "late@local.test", T0, &wait, &why), GREY_DEFER);
+	CHECK_STR(24, why, "network budget");
+	grey_free(&g);
+
 	/* IPv6: one budget per /48 (two /64s of it share it), another /48 has its own */
 	g = grey_mem();
 	for (int i = 0; i < 4; i++) {
