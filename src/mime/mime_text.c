@@ -425,19 +425,25 @@ bool mime_to_utf8(const char *charset, const char *in, size_t n, struct buf *out
 	cd = iconv_open("UTF-8", charset);
 	if (cd == (iconv_t)-1)
 		return false;
+	/* iconv's output is checked as UTF-8 input is: glibc's own UTF-8 (a
+	 * charset name it reads as "UTF-8" once it drops the bytes it ignores,
+	 * such as "u\xbatf-8") and UCS-4 pass code points past U+10FFFF on as
+	 * 5- and 6-octet sequences, which no reader of ours may get (the
+	 * preview's fuzzer found one) */
+	struct buf raw = BUF_INIT;
 	while (il > 0) {
 		char *op = tmp;
 		size_t ol = sizeof(tmp);
 		size_t r = iconv(cd, &ip, &il, &op, &ol);
 		int e = errno;
 
-		buf_append(out, tmp, (size_t)(op - tmp));
+		buf_append(&raw, tmp, (size_t)(op - tmp));
 		if (r != (size_t)-1)
 			break;
 		if (e == E2BIG)
 			continue;
 		/* EILSEQ, EINVAL: one byte replaced, go on */
-		put_utf8(out, 0xfffd);
+		put_utf8(&raw, 0xfffd);
 		ip++;
 		il--;
 		iconv(cd, NULL, NULL, NULL, NULL);
@@ -448,9 +454,11 @@ bool mime_to_utf8(const char *charset, const char *in, size_t n, struct buf *out
 		size_t ol = sizeof(tmp);
 
 		if (iconv(cd, NULL, NULL, &op, &ol) != (size_t)-1)
-			buf_append(out, tmp, (size_t)(op - tmp));
+			buf_append(&raw, tmp, (size_t)(op - tmp));
 	}
 	iconv_close(cd);
+	utf8_copy(raw.data != NULL ? raw.data : "", raw.len, out);
+	buf_free(&raw);
 	return true;
 }
 

@@ -478,6 +478,10 @@ static void test_to_utf8(void)
 	    {"koi8-r", "\xf0\xd2\xc9\xd7\xc5\xd4", "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82", true},
 	    {"no-such-charset", "x", "", false},
 	    {"utf-8", "\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", true},
+	    /* a name glibc's iconv reads as UTF-8 (it drops the octets it
+	     * ignores): its decoder passes a 5-octet form on; checked after */
+	    {"u\xbatf-8", "a\xfa\xba\xba\xba\xba" "b",
+	     "a\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" "b", true},
 	};
 	size_t i;
 
@@ -489,6 +493,16 @@ static void test_to_utf8(void)
 		CHECK_STR(i, out.data ? out.data : "", cases[i].want);
 		buf_free(&out);
 	}
+	/* UCS-4 past U+10FFFF: glibc writes 5- and 6-octet forms; U+FFFD here */
+	static const char ucs4[] = {0x00, 0x00, 0x00, 0x41, 0x7f, 0xff, 0xff, 0xff,
+				    0x00, 0x00, 0x00, 0x42};
+	struct buf out = BUF_INIT;
+	CHECK_INT(100, mime_to_utf8("UCS-4BE", ucs4, sizeof ucs4, &out), true);
+	buf_appendc(&out, '\0');
+	for (size_t k = 0; k + 1 < out.len; k++)
+		CHECK((unsigned char)out.data[k] < 0xf5);
+	CHECK(out.data[0] == 'A' && out.data[out.len - 2] == 'B');
+	buf_free(&out);
 }
 
 static void test_dates(void)
