@@ -642,10 +642,16 @@ static int mc_packet(struct mconn *mc, char cmd, const char *d, size_t n)
 	}
 }
 
+/* Reads what the milter sent, then takes its packets. An end of the
+ * connection (or an error) is looked at only after the packets read before
+ * it: a milter may send its last answer and close at once, and that answer
+ * may fill a read exactly, so that the close comes with the next one. */
 static void mc_read(struct mconn *mc)
 {
 	char tmp[16384];
 	size_t got = 0;
+	bool ended = false;
+	int err = 0;
 	while (got < MILTER_READ_MAX) {
 		ssize_t r = read(mc->fd, tmp, sizeof(tmp));
 		if (r > 0) {
@@ -657,12 +663,9 @@ static void mc_read(struct mconn *mc)
 		}
 		if (r < 0 && (errno == EAGAIN || errno == EINTR))
 			break;
-		if (mc->st == MC_DONE) { /* answered everything: a quiet close */
-			mc_close(mc);
-			return;
-		}
-		mc_fail(mc, r == 0 ? "closed the connection" : strerror(errno));
-		return;
+		ended = true;
+		err = r < 0 ? errno : 0;
+		break;
 	}
 	size_t off = 0;
 	while (mc->fd >= 0 && off < mc->in.len) {
@@ -683,8 +686,16 @@ static void mc_read(struct mconn *mc)
 		if (mc_packet(mc, cmd, d, n) < 0)
 			return;
 	}
-	if (mc->fd >= 0)
-		buf_consume(&mc->in, off);
+	if (mc->fd < 0)
+		return;
+	buf_consume(&mc->in, off);
+	if (!ended)
+		return;
+	if (mc->st == MC_DONE) { /* answered everything: a quiet close */
+		mc_close(mc);
+		return;
+	}
+	mc_fail(mc, err == 0 ? "closed the connection" : strerror(err));
 }
 
 static void mc_write(struct mconn *mc)

@@ -564,3 +564,30 @@ def test_milter_closes_mid_body(make_server, policy, code):
             or "Broken pipe" in s.log()
     finally:
         m.close()
+
+
+def answer_16k_and_close(c):
+    # The end-of-message answer fills postern's 16 KiB read exactly, and the
+    # connection closes right behind it: the close comes with the next read.
+    # The answer read before the close still counts.
+    pad = [pkt(b"h", b"X-Pad\0" + b"p" * 1000 + b"\0") for _ in range(16)]
+    pad.append(pkt(b"h", b"X-Pad\0" + b"q" * 175 + b"\0"))
+    out = b"".join(pad) + pkt(b"c")
+    assert len(out) == 16384
+    c.sendall(out)
+    c.shutdown(socket.SHUT_RDWR)
+
+
+def test_answer_then_close_at_read_size(make_server):
+    m = Scripted(answer_16k_and_close)
+    try:
+        s = make_server(milters=m.addr, milter_timeout=5, milter_failure="tempfail")
+        for i in range(3):
+            r = send(s, "exact read %d" % i)
+            assert r.code == 250, r
+            head = header_block(s.messages(RCPT)[-1])
+            assert head.count(b"\r\nX-Pad: ") == 17, head[:300]
+            assert b"\r\nX-Pad: " + b"q" * 175 + b"\r\n" in head
+        assert "closed the connection" not in s.log()
+    finally:
+        m.close()
