@@ -535,18 +535,34 @@ static int mc_packet(struct mconn *mc, char cmd, const char *d, size_t n)
 			mc_fail(mc, "header change outside the end of message");
 			return -1;
 		}
+		/* only what the milter asked for in SMFIC_OPTNEG (libmilter's
+		 * smfi_addheader and smfi_insheader need SMFIF_ADDHDRS,
+		 * smfi_chgheader SMFIF_CHGHDRS); Postfix's milter8 takes any
+		 * other as a protocol error too */
+		if (!(mc->actions & (cmd == SMFIR_CHGHEADER ? SMFIF_CHGHDRS : SMFIF_ADDHDRS))) {
+			mc_fail(mc, "header change it did not negotiate");
+			return -1;
+		}
 		if (milter_hdr_parse(d, n, cmd != SMFIR_ADDHEADER, &index, &name, &value) < 0) {
 			mc_fail(mc, "bad header change");
 			return -1;
 		}
+		/* Deletion is a change to no value at all, as Sendmail reads it:
+		 * under SMFIP_HDR_LEADSPC a value of one space is an empty
+		 * value, not a deletion (the cleaning drops that space) */
 		return mc_edit(mc,
 			       cmd == SMFIR_ADDHEADER	? MILTER_ADD
 			       : cmd == SMFIR_INSHEADER ? MILTER_INSERT
+			       : value[0] == '\0'	? MILTER_DELETE
 							: MILTER_CHANGE,
 			       index, name, value);
 	case SMFIR_QUARANTINE:
 		if (asked != SMFIC_BODYEOB) {
 			mc_fail(mc, "quarantine outside the end of message");
+			return -1;
+		}
+		if (!(mc->actions & SMFIF_QUARANTINE)) {
+			mc_fail(mc, "quarantine it did not negotiate");
 			return -1;
 		}
 		mc->quarantine = true;

@@ -42,8 +42,10 @@ typedef void milter_cb(void *arg, const struct milter_reply *r);
 enum milter_edit_kind {
 	MILTER_ADD,    /* SMFIR_ADDHEADER: append to the header section */
 	MILTER_INSERT, /* SMFIR_INSHEADER: at index (0 = first) */
-	MILTER_CHANGE, /* SMFIR_CHGHEADER: the index-th (1-based) field of that name;
-			* an empty value deletes it */
+	MILTER_CHANGE, /* SMFIR_CHGHEADER: the index-th (1-based) field of that name
+			* gets value (which may be empty); added if there is none */
+	MILTER_DELETE, /* SMFIR_CHGHEADER with no value at all (libmilter's
+			* smfi_chgheader with NULL): that field goes */
 };
 struct milter_edit {
 	enum milter_edit_kind kind;

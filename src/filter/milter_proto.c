@@ -373,7 +373,7 @@ int milter_apply_edits(const char *msg, size_t len, const struct milter_edit *e,
 		if (!field_name_ok(name))
 			continue;
 		size_t at = nf; /* where a new field goes: appended by default */
-		if (ed->kind == MILTER_CHANGE) {
+		if (ed->kind == MILTER_CHANGE || ed->kind == MILTER_DELETE) {
 			/* the index-th field of that name (1-based), as counted now */
 			unsigned seen = 0;
 			size_t found = nf;
@@ -387,15 +387,15 @@ int milter_apply_edits(const char *msg, size_t len, const struct milter_edit *e,
 				}
 			}
 			if (found < nf) {
-				if (value[0] == '\0')
+				if (ed->kind == MILTER_DELETE)
 					hf[found].deleted = true;
 				else
 					field_set(&hf[found], name, value);
 				continue;
 			}
 			/* none to change: added, as Sendmail and Postfix do;
-			 * an empty value deletes nothing */
-			if (value[0] == '\0')
+			 * none to delete: nothing */
+			if (ed->kind == MILTER_DELETE)
 				continue;
 		} else if (ed->kind == MILTER_INSERT) {
 			/* index 0 = first, counting the fields present now */

@@ -183,9 +183,10 @@ def pkt(cmd, data=b""):
 
 
 class Scripted:
-    def __init__(self, eob, proto=0, reject_rcpt=None):
+    def __init__(self, eob, proto=0, reject_rcpt=None, actions=0x31):
         self.eob = eob
         self.proto = proto
+        self.actions = actions  # SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE
         self.reject_rcpt = reject_rcpt
         self.cmds = []  # (cmd, data) received, every connection
         self.sock = socket.socket()
@@ -233,7 +234,7 @@ class Scripted:
                     return
                 self.cmds.append(p)
                 if p[0] == b"O":
-                    c.sendall(pkt(b"O", struct.pack(">III", 6, 0x31, self.proto)))
+                    c.sendall(pkt(b"O", struct.pack(">III", 6, self.actions, self.proto)))
                 elif not self.answer(c, *p):
                     return
         except OSError:
@@ -589,5 +590,73 @@ def test_answer_then_close_at_read_size(make_server):
             assert head.count(b"\r\nX-Pad: ") == 17, head[:300]
             assert b"\r\nX-Pad: " + b"q" * 175 + b"\r\n" in head
         assert "closed the connection" not in s.log()
+    finally:
+        m.close()
+
+
+def change_header(c):
+    c.sendall(pkt(b"m", struct.pack(">I", 1) + b"Subject\0changed\0") + pkt(b"c"))
+
+
+def add_header(c):
+    c.sendall(pkt(b"h", b"X-Added\0yes\0") + pkt(b"c"))
+
+
+def quarantine(c):
+    c.sendall(pkt(b"q", b"held\0") + pkt(b"c"))
+
+
+@pytest.mark.parametrize("eob,actions,allowed", [
+    (change_header, 0x01, False),  # SMFIF_ADDHDRS only: no SMFIR_CHGHEADER
+    (add_header, 0x10, False),     # SMFIF_CHGHDRS only: no SMFIR_ADDHEADER
+    (quarantine, 0x11, False),     # no SMFIF_QUARANTINE
+    (change_header, 0x10, True),
+    (add_header, 0x01, True),
+    (quarantine, 0x20, True),
+])
+def test_changes_only_as_negotiated(make_server, eob, actions, allowed):
+    # A change the milter did not ask for in SMFIC_OPTNEG is a protocol
+    # error (as in Postfix): milter_failure answers, nothing of it is stored.
+    m = Scripted(eob, actions=actions)
+    try:
+        s = make_server(milters=m.addr, milter_timeout=5, milter_failure="tempfail")
+        r = send(s, "negotiated")
+        if not allowed:
+            assert r.code == 451 and "4.7.0" in r.lines[-1], r
+            assert "did not negotiate" in s.log()
+            assert s.count(RCPT) == 0
+            return
+        assert r.code == 250, r
+        if eob is quarantine:
+            head = header_block(s.messages(RCPT, "Junk")[-1])
+        else:
+            head = header_block(s.messages(RCPT)[-1])
+        if eob is change_header:
+            assert b"\r\nSubject: changed\r\n" in head, head
+        if eob is add_header:
+            assert b"\r\nX-Added: yes\r\n" in head, head
+    finally:
+        m.close()
+
+
+def change_to_empty_and_delete(c):
+    # under SMFIP_HDR_LEADSPC values carry their leading space: " " is an
+    # empty value; no value at all deletes (Sendmail reads it so)
+    c.sendall(pkt(b"m", struct.pack(">I", 1) + b"Subject\0 \0") +
+              pkt(b"m", struct.pack(">I", 1) + b"X-Drop\0\0") + pkt(b"c"))
+
+
+def test_change_to_empty_value_is_not_deletion(make_server):
+    m = Scripted(change_to_empty_and_delete, proto=0x100000)  # SMFIP_HDR_LEADSPC
+    try:
+        s = make_server(milters=m.addr, milter_timeout=5)
+        msg = make_message(SENDER, RCPT, "to be emptied", "body\r\n",
+                           extra_headers=["X-Drop: me"])
+        with s.client("mx") as c:
+            c.ehlo()
+            assert c.mail(SENDER, [RCPT], msg).code == 250
+        head = header_block(s.messages(RCPT)[-1])
+        assert b"\r\nSubject: \r\n" in head, head
+        assert b"to be emptied" not in head and b"X-Drop" not in head, head
     finally:
         m.close()

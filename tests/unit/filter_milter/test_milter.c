@@ -281,14 +281,14 @@ static void test_apply_edits(void)
 		 "Received: from a\r\n\tby b\r\nX-Spam: old1\r\nSubject: hi\r\nX-Spam: Yes\r\n"
 		 "\r\nX-Spam: in the body\r\n"},
 		/* 5: delete both X-Spam fields (the body's stays), as rspamd does */
-		{{{MILTER_CHANGE, 2, "X-Spam", ""}, {MILTER_CHANGE, 1, "X-Spam", ""}}, 2,
+		{{{MILTER_DELETE, 2, "X-Spam", ""}, {MILTER_DELETE, 1, "X-Spam", ""}}, 2,
 		 "Received: from a\r\n\tby b\r\nSubject: hi\r\n\r\nX-Spam: in the body\r\n"},
 		/* 6: delete the 1st, then the "1st" is the old 2nd */
-		{{{MILTER_CHANGE, 1, "X-Spam", ""}, {MILTER_CHANGE, 1, "X-Spam", "new"}}, 2,
+		{{{MILTER_DELETE, 1, "X-Spam", ""}, {MILTER_CHANGE, 1, "X-Spam", "new"}}, 2,
 		 "Received: from a\r\n\tby b\r\nSubject: hi\r\nX-Spam: new\r\n\r\n"
 		 "X-Spam: in the body\r\n"},
-		/* 7: change of a field that is not there: added; empty: nothing */
-		{{{MILTER_CHANGE, 1, "X-New", "v"}, {MILTER_CHANGE, 3, "X-Spam", ""}}, 2,
+		/* 7: change of a field that is not there: added; deletion: nothing */
+		{{{MILTER_CHANGE, 1, "X-New", "v"}, {MILTER_DELETE, 3, "X-Spam", ""}}, 2,
 		 "Received: from a\r\n\tby b\r\nX-Spam: old1\r\nSubject: hi\r\nx-spam: old2\r\n"
 		 "X-New: v\r\n\r\nX-Spam: in the body\r\n"},
 		/* 8: change the folded field: replaced whole */
@@ -302,6 +302,11 @@ static void test_apply_edits(void)
 		/* 10: a value that tries to start a field of its own is folded */
 		{{{MILTER_CHANGE, 1, "Subject", "a\nBcc: x@example"}}, 1,
 		 "Received: from a\r\n\tby b\r\nX-Spam: old1\r\nSubject: a\r\n Bcc: x@example\r\n"
+		 "x-spam: old2\r\n\r\nX-Spam: in the body\r\n"},
+		/* 11: a change to an empty value keeps the field, empty (a
+		 * deletion is MILTER_DELETE) */
+		{{{MILTER_CHANGE, 1, "Subject", ""}}, 1,
+		 "Received: from a\r\n\tby b\r\nX-Spam: old1\r\nSubject: \r\n"
 		 "x-spam: old2\r\n\r\nX-Spam: in the body\r\n"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
