@@ -576,7 +576,10 @@ enum grey_result grey_check(struct grey *g, const char *ip, const char *mail_fro
 		}
 	}
 	if (!defer) {
-		*why_r = "retry";
+		/* with greylist_delay = 0 a new triplet passes at once */
+		*why_r = capped ? "no delay, not recorded (network budget)"
+			 : any_new ? "no delay"
+				   : "retry";
 		return GREY_PASS;
 	}
 	*wait_r = (unsigned)wait;

@@ -433,6 +433,21 @@ static void test_net_budget(void)
 	grey_counts(g, &t, &nn, &d);
 	CHECK_INT(13, t, 50);
 	grey_free(&g);
+
+	/* greylist_delay = 0: new triplets pass, and the reason says why (not
+	 * "retry"), past the budget too */
+	cfg.greylist_net_new = 1;
+	cfg.greylist_delay = 0;
+	g = grey_mem();
+	CHECK_INT(14, new1(g, "192.0.2.1", "d0@local.test", T0, &wait, &why), GREY_PASS);
+	CHECK_STR(14, why, "no delay");
+	CHECK_INT(15, new1(g, "192.0.2.1", "d1@local.test", T0, &wait, &why), GREY_PASS);
+	CHECK_STR(15, why, "no delay, not recorded (network budget)");
+	CHECK_INT(16, new1(g, "192.0.2.1", "d0@local.test", T0 + 1, &wait, &why), GREY_PASS);
+	CHECK_STR(16, why, "retry");
+	grey_counts(g, &t, &nn, &d);
+	CHECK_INT(17, t, 1);
+	grey_free(&g);
 }
 
 /* Expired entries go a few per call (GREY_PRUNE_STEP = 16), never all at
