@@ -764,13 +764,18 @@ static void end_after_spool(struct filter_tx *t)
 	if (f->grey != NULL && !t->sub && !t->trusted && !allowed && t->n_rcpts > 0) {
 		unsigned wait = 0;
 		const char *why = "";
-		if (grey_check(f->grey, t->c->ip, t->mail_from, (const char *const *)t->rcpts,
-			       t->n_rcpts, t->aligned_domain, time(NULL), &wait, &why) == GREY_DEFER) {
+		enum grey_result gr =
+			grey_check(f->grey, t->c->ip, t->mail_from, (const char *const *)t->rcpts,
+				   t->n_rcpts, t->aligned_domain, time(NULL), &wait, &why);
+		/* the log line says why it passed, too (a retry, an allowed
+		 * network, reputation) */
+		if (strcmp(why, "off") != 0)
+			t->grey_why = why;
+		if (gr == GREY_DEFER) {
 			/* RFC 6647 2.1: a temporary failure the sender retries */
 			end_reply(t, 451, "4.7.1", "Greylisted, please try again in %u seconds",
 				  wait);
 			t->action = "greylist";
-			t->grey_why = why;
 			end_finish(t);
 			return;
 		}

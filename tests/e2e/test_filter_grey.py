@@ -75,6 +75,9 @@ def test_first_attempt_retry_and_auto_allowlist(grey):
     assert_deferred(send(grey, "127.11.0.1", "ann@remote.example"), wait=DELAY)
     log = grey.log()
     assert "greylist=new" in log, log[-3000:]
+    # passes are logged with their reason too
+    assert "action=accept reasons=" in log and "greylist=retry" in log, log[-3000:]
+    assert "greylist=allowed network" in log, log[-3000:]
 
 
 def test_different_sender_or_recipient_deferred(grey):
