@@ -1056,10 +1056,28 @@ static void tx_data(struct milter_tx *t)
 	tx_send_all(t, SMFIC_DATA, SMFIP_NODATA, SMFIP_NR_DATA, NULL, 0);
 }
 
+/* Some milter takes the header fields, or may once it has negotiated. */
+static bool tx_wants_fields(const struct milter_tx *t)
+{
+	for (size_t k = 0; k < t->n; k++) {
+		const struct mconn *mc = &t->mc[k];
+		if (mc_live(mc) ? !(mc->proto & SMFIP_NOHDRS)
+				: mc->st == MC_CONNECTING || mc->st == MC_NEGOTIATING)
+			return true;
+	}
+	return false;
+}
+
 static void tx_field(struct milter_tx *t)
 {
 	if (t->field.len == 0)
 		return;
+	/* the cap bounds the loop's round trips: none when no milter takes
+	 * fields (every one declined them with SMFIP_NOHDRS, or failed) */
+	if (!t->fields_over && !tx_wants_fields(t)) {
+		buf_reset(&t->field);
+		return;
+	}
 	if (t->fields_over || ++t->n_fields > MILTER_FIELDS_MAX) {
 		if (!t->fields_over) {
 			t->fields_over = true;

@@ -412,6 +412,22 @@ def test_header_fields_bounded(make_server, failure):
         m.close()
 
 
+def test_header_fields_not_bounded_when_declined(make_server):
+    # a milter that declined header fields (SMFIP_NOHDRS) is sent none, so
+    # the cap, which bounds those round trips, does not apply
+    m = Scripted(lambda c: c.sendall(pkt(b"a")), proto=0x20)  # SMFIP_NOHDRS
+    try:
+        s = make_server(milters=m.addr, milter_timeout=10)
+        extra = ["X-F%d: v" % i for i in range(3000)]
+        assert send(s, "many fields, none wanted", extra).code == 250
+        assert not any(cmd == b"L" for cmd, _ in list(m.cmds))
+        assert any(cmd == b"E" for cmd, _ in list(m.cmds))
+        assert "header fields: refused" not in s.log()
+        assert s.count(RCPT) == 1
+    finally:
+        m.close()
+
+
 def test_unsupported_changes_logged_once(make_server):
     # SMFIR_REPLBODY (not offered) by the thousand: ignored, one log line
     m = Scripted(lambda c: c.sendall(pkt(b"b", b"new body\r\n") * 2000 + pkt(b"c")))
