@@ -31,8 +31,9 @@
  * passes CLAMD_FILDES_MAX (the memory bound stays that of INSTREAM's queue).
  * A clamd that answers FILDES with anything but OK/FOUND (an old one,
  * "UNKNOWN COMMAND"; a descriptor it cannot use) is asked again over
- * INSTREAM, and FILDES is off for this clamd from then on (logged once).
- * TCP clamd: INSTREAM only (a descriptor does not cross TCP).
+ * INSTREAM, and if that scan works, FILDES is off for this clamd from then
+ * on (logged once); if it fails too, the content was the trouble and FILDES
+ * stays. TCP clamd: INSTREAM only (a descriptor does not cross TCP).
  *
  * Kept connections (clamd(8), "IDSESSION"): a FILDES connection starts a
  * session ("zIDSESSION\0" before the first "zFILDES\0", in the same
@@ -134,6 +135,8 @@ struct clamd_scan {
 	bool session;      /* fd is an IDSESSION: answers carry "N: " */
 	bool reused;       /* fd was a kept session (its first command here) */
 	bool retried;      /* a kept session failed: a new connection now */
+	char *refusal;     /* clamd's answer to FILDES, asked again over
+			    * INSTREAM: which decides whether FILDES goes off */
 	bool keep;         /* the answer was the whole input: fd may be kept */
 	int mfd;           /* the memfd passed on the session (kept with it), or -1 */
 	size_t mfd_len;    /* its size */
@@ -556,6 +559,13 @@ static void scan_answer(struct clamd_scan *s, const char *a, size_t n)
 		}
 		idle_put(s->c, fd, mfd, s->mfd_len);
 	}
+	if (s->refusal != NULL && (strcmp(v, "OK") == 0 || found) && s->c->fildes) {
+		/* the same message scanned over INSTREAM: FILDES itself was
+		 * refused (an old clamd, a descriptor it cannot use) */
+		s->c->fildes = false;
+		log_warn("clamd socket=%s answered FILDES with \"%s\": INSTREAM from now on",
+			 s->c->desc, s->refusal);
+	}
 	if (strcmp(v, "OK") == 0) {
 		scan_finish(s, CLAMD_CLEAN, NULL);
 	} else if (found) {
@@ -803,8 +813,10 @@ static void fildes_drop(struct clamd_scan *s)
 
 /* FILDES did not work for this scan: again over INSTREAM, on a new
  * connection, from the message kept in stage (the deadline from the end
- * keeps running). refused: clamd answered it (not OK/FOUND): FILDES is
- * off for this clamd, said once. */
+ * keeps running). refused: clamd answered it (not OK/FOUND): if INSTREAM
+ * then scans the message, FILDES is off for this clamd, said once; if
+ * INSTREAM fails too, the message was what clamd could not scan (an error
+ * it gives on some content), and FILDES stays. */
 static void fildes_fallback(struct clamd_scan *s, const char *why, bool refused)
 {
 	struct clamd *c = s->c;
@@ -817,11 +829,8 @@ static void fildes_fallback(struct clamd_scan *s, const char *why, bool refused)
 		scan_connect(s);
 		return;
 	}
-	if (refused && c->fildes) {
-		c->fildes = false;
-		log_warn("clamd socket=%s answered FILDES with \"%s\": INSTREAM from now on",
-			 c->desc, why);
-	}
+	if (refused && c->fildes && s->refusal == NULL)
+		s->refusal = xstrdup(why);
 	fildes_drop(s);
 	loop_timer_cancel(c->l, &s->retry);
 	s->fildes = false;
@@ -1033,6 +1042,7 @@ void clamd_scan_free(struct clamd_scan **sp)
 	buf_free(&s->stage);
 	buf_free(&s->out);
 	buf_free(&s->in);
+	free(s->refusal);
 	free(s);
 	*sp = NULL;
 }

@@ -3,7 +3,8 @@ message of up to 256 KiB is passed to clamd as a file descriptor (a
 memfd, SCM_RIGHTS), so clamd scans it without writing a temporary copy; a
 larger message goes over INSTREAM, and so does every message to a clamd on
 TCP. A clamd that refuses FILDES is asked again over INSTREAM, and FILDES is
-off from then on (logged once). A real clamd (tests/e2e/clamd.py): its log
+off from then on (logged once) if that scan works; a message clamd cannot
+scan either way leaves FILDES on. A real clamd (tests/e2e/clamd.py): its log
 names the way each scan came ("/memfd:postern-clamd (deleted): NAME FOUND"
 for FILDES, "stream(...): NAME FOUND" for INSTREAM)."""
 import base64
@@ -251,6 +252,94 @@ def test_clamd_refusing_fildes_falls_back_to_instream(make_server, clamd, tmp_pa
         assert "clamd scan failed" not in srv.log()
     finally:
         old.close()
+
+
+class ContentErrorClamd(OldClamd):
+    """Fault injection: a clamd that knows FILDES (in a session) and scans
+    with the real clamd, but answers ERROR, over FILDES and over INSTREAM
+    alike, for a message holding MARKER (as clamd does for some content it
+    cannot parse). It counts the commands."""
+    MARKER = b"CLAMD-CANNOT-PARSE-THIS"
+
+    def __init__(self, path, real):
+        self.fds = []
+        super().__init__(path, real, True)
+
+    def _read(self, c, n):
+        out = b""
+        while len(out) < n:
+            d, fds, _, _ = socket.recv_fds(c, n - len(out), 4)
+            self.fds.extend(fds)
+            if not d:
+                raise EOFError
+            out += d
+        return out
+
+    def _answer(self, data):
+        if self.MARKER in data:
+            return "Can't parse data ERROR"
+        return self.real.scan(data).split(": ", 1)[1]
+
+    def _serve(self, c):
+        c.settimeout(10)
+        try:
+            n = 0
+            while True:
+                cmd = b""
+                while not cmd.endswith(b"\0"):
+                    cmd += self._read(c, 1)
+                self.commands.append(cmd.rstrip(b"\0").decode())
+                if cmd == b"zIDSESSION\0":
+                    continue
+                n += 1
+                if cmd == b"zFILDES\0":
+                    self._read(c, 1)  # the octet the descriptor came with
+                    fd = self.fds.pop()
+                    try:
+                        data = os.pread(fd, 1 << 20, 0)
+                    finally:
+                        os.close(fd)
+                    c.sendall(b"%d: fd[%d]: %s\0" % (n, fd, self._answer(data).encode()))
+                elif cmd == b"zINSTREAM\0":
+                    data = b""
+                    while True:
+                        (k,) = struct.unpack(">I", self._read(c, 4))
+                        if k == 0:
+                            break
+                        data += self._read(c, k)
+                    c.sendall(b"stream: %s\0" % self._answer(data).encode())
+                    return  # not in a session: clamd closes after it
+                else:
+                    c.sendall(b"UNKNOWN COMMAND\0")
+                    return
+        except (OSError, EOFError):
+            pass
+        finally:
+            c.close()
+
+
+def test_content_error_keeps_fildes(make_server, clamd, tmp_path):
+    # clamd's ERROR over FILDES is asked again over INSTREAM; when that
+    # fails too, the message was the trouble, not FILDES: FILDES stays on
+    fake = ContentErrorClamd(str(tmp_path / "err.sock"), clamd)
+    try:
+        srv = make_server("postern-content-error", clamd_socket=fake.path, clamd_timeout=10,
+                          spam_filter="no")
+        bad = make_message(FROM, RCPT, "unparsable", "x %s y\r\n" % fake.MARKER.decode())
+        r = send(srv, bad)
+        assert r.code == 451 and "4.7.0" in r.text, r
+        r = send(srv, attachment_message("after-error-eicar", EICAR))
+        assert r.code == 554 and EICAR_NAME in r.text, r
+        r = send(srv, make_message(FROM, RCPT, "after-error-clean", "Nothing to see.\r\n"))
+        assert r.code == 250, r
+        # FILDES, then INSTREAM for the unparsable one; FILDES again after
+        assert fake.commands.count("zINSTREAM") == 1, fake.commands
+        assert fake.commands.count("zFILDES") == 3, fake.commands
+        assert fake.commands[-1] == "zFILDES", fake.commands
+        assert "INSTREAM from now on" not in srv.log()
+        assert "Can't parse data ERROR" in srv.log()
+    finally:
+        fake.close()
 
 
 class SessionProxy:
