@@ -588,12 +588,12 @@ enum grey_result grey_check(struct grey *g, const char *ip, const char *mail_fro
 }
 
 void grey_delivered(struct grey *g, const char *ip, const char *aligned_domain, bool spam,
-		    time_t now)
+		    bool allow_net, time_t now)
 {
 	if (!g->on)
 		return;
 	prune_step(g, now);
-	if (!spam) {
+	if (!spam && allow_net) {
 		/* auto-allowlisting (RFC 6647): the network passed (or was
 		 * allowed already: renewed) */
 		char net[GREY_NET_MAX];

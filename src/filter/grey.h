@@ -34,10 +34,14 @@ enum grey_result { GREY_PASS, GREY_DEFER };
 enum grey_result grey_check(struct grey *g, const char *ip, const char *mail_from,
 			    const char *const *rcpts, size_t n, const char *aligned_domain,
 			    time_t now, unsigned *wait_r, const char **why_r);
-/* The message was accepted: its network is allowed, the aligned domain's
- * reputation grows (spam: it shrinks). */
+/* The message was accepted: the aligned domain's reputation grows (spam: it
+ * shrinks), and, when allow_net and not spam, its network is allowed
+ * (auto-allowlisting after a retry, RFC 6647 2.2). allow_net is false for a
+ * message that skipped greylisting on its domain's reputation: the domain's
+ * good name says nothing of the network it came from (a botnet sending for
+ * a reputable domain it owns would get each of its networks allowed). */
 void grey_delivered(struct grey *g, const char *ip, const char *aligned_domain, bool spam,
-		    time_t now);
+		    bool allow_net, time_t now);
 
 /* Saves what changed now (a fire-and-forget job on the committer; the
  * loop's timer does it within a second of a change anyway). */

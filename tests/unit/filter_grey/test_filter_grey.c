@@ -63,7 +63,7 @@ static void run_steps(struct grey *g, const struct step *v, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		const struct step *s = &v[i];
 		if (s->deliver) {
-			grey_delivered(g, s->ip, s->aligned, s->spam, s->at);
+			grey_delivered(g, s->ip, s->aligned, s->spam, true, s->at);
 			continue;
 		}
 		char buf[512];
@@ -94,7 +94,7 @@ static void test_off(void)
 		 0, "off"},
 	};
 	STEPS(g, v);
-	grey_delivered(g, "192.0.2.1", "example.org", false, T0);
+	grey_delivered(g, "192.0.2.1", "example.org", false, true, T0);
 	size_t t, nn, d;
 	grey_counts(g, &t, &nn, &d);
 	CHECK(t == 0 && nn == 0 && d == 0);
@@ -247,6 +247,9 @@ static void test_networks(void)
 
 /* A DMARC-aligned domain whose mail was accepted skips greylisting from any
  * network; mail judged spam lowers it; a spam message allows no network. */
+static unsigned check1(struct grey *g, const char *ip, const char *from, const char *rcpt,
+		       const char *aligned, time_t now, enum grey_result want, const char *want_why);
+
 static void test_reputation(void)
 {
 	cfg_reset();
@@ -282,6 +285,19 @@ static void test_reputation(void)
 	CHECK_INT(1, nn, 1); /* 198.51.100.0/24 only: spam allows no network */
 	CHECK_INT(2, d, 1);
 	grey_free(&g);
+
+	/* a pass on the domain's reputation allows no network (allow_net
+	 * false): another sender from that network is greylisted */
+	g = grey_mem();
+	grey_delivered(g, "198.51.100.1", "example.org", false, true, T0);
+	CHECK_INT(3, check1(g, "203.0.113.1", "b@example.org", "u@local.test", "example.org", T0 + 1,
+			    GREY_PASS, "reputation"), 0);
+	grey_delivered(g, "203.0.113.1", "example.org", false, false, T0 + 1);
+	grey_counts(g, &t, &nn, &d);
+	CHECK_INT(4, nn, 1);
+	check1(g, "203.0.113.7", "x@elsewhere.example", "u@local.test", NULL, T0 + 2, GREY_DEFER,
+	       "new");
+	grey_free(&g);
 }
 
 /* A full table forgets its oldest entry. */
@@ -316,7 +332,7 @@ static void test_cap(void)
 	CHECK_STR(3, why, "new");
 	for (int i = 0; i < 5; i++) {
 		snprintf(addr, sizeof addr, "192.0.%d.1", i);
-		grey_delivered(g, addr, NULL, false, T0 + 1000);
+		grey_delivered(g, addr, NULL, false, true, T0 + 1000);
 	}
 	grey_counts(g, &t, &nn, &d);
 	CHECK_INT(4, nn, 3);
@@ -367,7 +383,7 @@ static void test_net_budget(void)
 	 * real sender in that network one recorded triplet, no more */
 	CHECK_INT(5, new1(g, "192.0.2.1", "u0@local.test", T0 + 1 + DELAY, &wait, &why),
 		  GREY_PASS);
-	grey_delivered(g, "192.0.2.1", NULL, false, T0 + 1 + DELAY);
+	grey_delivered(g, "192.0.2.1", NULL, false, true, T0 + 1 + DELAY);
 	CHECK_INT(5, new1(g, "192.0.2.9", "u999@local.test", T0 + 2 + DELAY, &wait, &why),
 		  GREY_PASS);
 	CHECK_STR(5, why, "allowed network");
@@ -518,7 +534,7 @@ static void test_restart(void)
 	struct grey *g = grey_store(NULL, st);
 	check1(g, "192.0.2.7", "A@Example.org", "U@Local.Test", NULL, now, GREY_DEFER, "new");
 	check1(g, "2001:db8:aa:bb:1:2:3:4", "", "u@local.test", NULL, now, GREY_DEFER, "new");
-	grey_delivered(g, "198.51.100.9", "good.example", false, now);
+	grey_delivered(g, "198.51.100.9", "good.example", false, true, now);
 	grey_free(&g);
 	CHECK_INT(1, sql_int("SELECT count(*) FROM greylist"), 2);
 	CHECK_INT(2, sql_int("SELECT count(*) FROM greylist WHERE net = '192.0.2.0/24' AND"
@@ -591,7 +607,7 @@ static void test_lazy_save(void)
 	time_t now = time(NULL);
 	struct grey *g = grey_store(e.l, e.st);
 	check1(g, "192.0.2.7", "a@example.org", "u@local.test", NULL, now, GREY_DEFER, "new");
-	grey_delivered(g, "192.0.2.7", NULL, false, now);
+	grey_delivered(g, "192.0.2.7", NULL, false, true, now);
 	CHECK_INT(1, sql_int("SELECT count(*) FROM greylist"), 0);
 	timer_done = false;
 	loop_timer_add(e.l, 1500, on_timer, NULL);
