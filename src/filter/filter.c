@@ -771,7 +771,10 @@ static void end_after_spool(struct filter_tx *t)
 		 * network, reputation) */
 		if (strcmp(why, "off") != 0)
 			t->grey_why = why;
-		t->grey_rep = strcmp(why, "reputation") == 0;
+		/* auto-allowlisting follows a real retry (RFC 6647 2.2), or
+		 * renews an allowed network: not a pass on the domain's
+		 * reputation, nor one with greylist_delay = 0 */
+		t->grey_allow = strcmp(why, "retry") == 0 || strcmp(why, "allowed network") == 0;
 		if (gr == GREY_DEFER) {
 			/* RFC 6647 2.1: a temporary failure the sender retries */
 			end_reply(t, 451, "4.7.1", "Greylisted, please try again in %u seconds",
@@ -1016,7 +1019,7 @@ void filter_delivered(struct filter_tx *t)
 		bool spam = false;
 		for (size_t i = 0; t->junk != NULL && i < t->n_users; i++)
 			spam = spam || t->junk[i];
-		grey_delivered(f->grey, t->c->ip, t->aligned_domain, spam, !t->grey_rep, now);
+		grey_delivered(f->grey, t->c->ip, t->aligned_domain, spam, t->grey_allow, now);
 	}
 }
 

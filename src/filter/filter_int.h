@@ -127,7 +127,7 @@ struct filter_tx {
 	 * filter as soon as its tokens are in */
 	bool early, spool_started, spool_done, bayes_done;
 	bool limit_held; /* limit_end reserved it: delivered or released later */
-	bool grey_rep;   /* greylisting passed it on its domain's reputation */
+	bool grey_allow; /* greylisting passed it on a retry or an allowed network */
 	bool clamd_ended; /* clamd_scan_end ran (filter_data_end or filter_end) */
 	bool end_started; /* filter_end ran */
 	struct filter_reasons common;

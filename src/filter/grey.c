@@ -577,7 +577,7 @@ enum grey_result grey_check(struct grey *g, const char *ip, const char *mail_fro
 	}
 	if (!defer) {
 		/* with greylist_delay = 0 a new triplet passes at once */
-		*why_r = capped ? "no delay, not recorded (network budget)"
+		*why_r = capped ? "no delay (network budget: not recorded)"
 			 : any_new ? "no delay"
 				   : "retry";
 		return GREY_PASS;

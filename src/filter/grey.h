@@ -36,10 +36,12 @@ enum grey_result grey_check(struct grey *g, const char *ip, const char *mail_fro
 			    time_t now, unsigned *wait_r, const char **why_r);
 /* The message was accepted: the aligned domain's reputation grows (spam: it
  * shrinks), and, when allow_net and not spam, its network is allowed
- * (auto-allowlisting after a retry, RFC 6647 2.2). allow_net is false for a
- * message that skipped greylisting on its domain's reputation: the domain's
- * good name says nothing of the network it came from (a botnet sending for
- * a reputable domain it owns would get each of its networks allowed). */
+ * (auto-allowlisting after a retry, RFC 6647 2.2). The caller passes
+ * allow_net only for a pass on a retry or an allowed network (renewed): not
+ * for a message that skipped greylisting on its domain's reputation (the
+ * domain's good name says nothing of the network it came from: a botnet
+ * sending for a reputable domain it owns would get each of its networks
+ * allowed), nor for one let through by greylist_delay = 0. */
 void grey_delivered(struct grey *g, const char *ip, const char *aligned_domain, bool spam,
 		    bool allow_net, time_t now);
 

@@ -122,6 +122,7 @@ struct mconn {
 	size_t n_edits, edit_bytes;
 	bool quarantine;
 	unsigned unsupported; /* modifications not supported, ignored (logged once) */
+	bool undeclared;      /* a modification not asked for in SMFIC_OPTNEG was logged */
 	char *qwhy;
 };
 
@@ -491,6 +492,18 @@ static int mc_edit(struct mconn *mc, enum milter_edit_kind kind, uint32_t index,
 	return 0;
 }
 
+/* A modification whose SMFIF_* flag the milter did not ask for: logged once
+ * per milter and message, then taken. */
+static void mc_undeclared(struct mconn *mc, uint32_t flag, char cmd)
+{
+	if ((mc->actions & flag) || mc->undeclared)
+		return;
+	mc->undeclared = true;
+	log_warn("milter %s id=%s: modification '%c' without having asked for it (action flag"
+		 " 0x%x) in the option negotiation; taken all the same",
+		 mc->ep->name, mc->t->txid != NULL ? mc->t->txid : "-", cmd, (unsigned)flag);
+}
+
 /* One packet from the milter. -1: the connection failed (mc_fail done). */
 static int mc_packet(struct mconn *mc, char cmd, const char *d, size_t n)
 {
@@ -535,14 +548,13 @@ static int mc_packet(struct mconn *mc, char cmd, const char *d, size_t n)
 			mc_fail(mc, "header change outside the end of message");
 			return -1;
 		}
-		/* only what the milter asked for in SMFIC_OPTNEG (libmilter's
+		/* a change it did not ask for in SMFIC_OPTNEG (libmilter's
 		 * smfi_addheader and smfi_insheader need SMFIF_ADDHDRS,
-		 * smfi_chgheader SMFIF_CHGHDRS); Postfix's milter8 takes any
-		 * other as a protocol error too */
-		if (!(mc->actions & (cmd == SMFIR_CHGHEADER ? SMFIF_CHGHDRS : SMFIF_ADDHDRS))) {
-			mc_fail(mc, "header change it did not negotiate");
-			return -1;
-		}
+		 * smfi_chgheader SMFIF_CHGHDRS): taken all the same, as
+		 * Sendmail ("lied about ..., honoring request anyway") and
+		 * Postfix do, and said once per milter and message; failing
+		 * the milter would drop its verdict with it */
+		mc_undeclared(mc, cmd == SMFIR_CHGHEADER ? SMFIF_CHGHDRS : SMFIF_ADDHDRS, cmd);
 		if (milter_hdr_parse(d, n, cmd != SMFIR_ADDHEADER, &index, &name, &value) < 0) {
 			mc_fail(mc, "bad header change");
 			return -1;
@@ -561,10 +573,7 @@ static int mc_packet(struct mconn *mc, char cmd, const char *d, size_t n)
 			mc_fail(mc, "quarantine outside the end of message");
 			return -1;
 		}
-		if (!(mc->actions & SMFIF_QUARANTINE)) {
-			mc_fail(mc, "quarantine it did not negotiate");
-			return -1;
-		}
+		mc_undeclared(mc, SMFIF_QUARANTINE, cmd);
 		mc->quarantine = true;
 		free(mc->qwhy);
 		mc->qwhy = xstrndup(d, strnlen(d, n));

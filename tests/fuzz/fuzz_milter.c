@@ -113,7 +113,7 @@ static void edits(const char *p, size_t n)
 		char *tab = strchr(line + 2, '\t');
 		if (tab != NULL)
 			*tab = '\0';
-		e[ne].kind = (enum milter_edit_kind)((unsigned char)line[0] % 3);
+		e[ne].kind = (enum milter_edit_kind)((unsigned char)line[0] % 4); /* ADD..DELETE */
 		e[ne].index = (unsigned char)line[1] % 8;
 		e[ne].name = line + 2;
 		e[ne].value = tab != NULL ? tab + 1 : (char *)"";

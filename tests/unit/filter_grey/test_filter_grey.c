@@ -458,7 +458,7 @@ static void test_net_budget(void)
 	CHECK_INT(14, new1(g, "192.0.2.1", "d0@local.test", T0, &wait, &why), GREY_PASS);
 	CHECK_STR(14, why, "no delay");
 	CHECK_INT(15, new1(g, "192.0.2.1", "d1@local.test", T0, &wait, &why), GREY_PASS);
-	CHECK_STR(15, why, "no delay, not recorded (network budget)");
+	CHECK_STR(15, why, "no delay (network budget: not recorded)");
 	CHECK_INT(16, new1(g, "192.0.2.1", "d0@local.test", T0 + 1, &wait, &why), GREY_PASS);
 	CHECK_STR(16, why, "retry");
 	grey_counts(g, &t, &nn, &d);
