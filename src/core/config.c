@@ -398,7 +398,8 @@ static const struct option config_options[] = {
 	{"rate_user_recipients", OPT_INT, OFF(rate_user_recipients), "1000", 0, 10000000,
 	 "Recipients one authenticated user may send to per hour. 0: no limit.", NULL},
 	{"rate_ip_messages", OPT_INT, OFF(rate_ip_messages), "2000", 0, 10000000,
-	 "Messages one client IP may send to the MX listener per hour. 0: no limit.", NULL},
+	 "Messages one client IP may send to the MX listener per hour (a message deferred by "
+	 "greylisting counts too). 0: no limit.", NULL},
 	{"rate_ip_recipients", OPT_INT, OFF(rate_ip_recipients), "5000", 0, 10000000,
 	 "Recipients one client IP may send to per hour. 0: no limit.", NULL},
 	{"dup_recipients", OPT_INT, OFF(dup_recipients), "25", 0, 1000000,

@@ -776,6 +776,12 @@ static void end_after_spool(struct filter_tx *t)
 		 * reputation, nor one with greylist_delay = 0 */
 		t->grey_allow = strcmp(why, "retry") == 0 || strcmp(why, "allowed network") == 0;
 		if (gr == GREY_DEFER) {
+			/* the attempt counts against the client's message rate */
+			if (t->limited && f->limit != NULL) {
+				struct limit_sender s;
+				sender_of(t, &s);
+				limit_deferred(f->limit, &s, time(NULL));
+			}
 			/* RFC 6647 2.1: a temporary failure the sender retries */
 			end_reply(t, 451, "4.7.1", "Greylisted, please try again in %u seconds",
 				  wait);

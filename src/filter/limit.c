@@ -768,6 +768,12 @@ void limit_delivered(struct limit *l, const struct limit_sender *s, uint64_t fp,
 	slot_each(l, slot_get(l, e, fp, now), rcpts, n, now, SEEN_CONFIRM, held);
 }
 
+void limit_deferred(struct limit *l, const struct limit_sender *s, time_t now)
+{
+	struct limit_entry *e = entry_get(l, s, true, now);
+	window_add(&e->msgs, now, 1);
+}
+
 void limit_release(struct limit *l, const struct limit_sender *s, uint64_t fp,
 		   const char *const *rcpts, size_t n, time_t now)
 {

@@ -96,6 +96,13 @@ uint64_t limit_fp_final(struct limit_fp *f);
  * sender, fp and recipients. Refused: nothing reserved. */
 void limit_end(struct limit *l, const struct limit_sender *s, uint64_t fp,
 	       const char *const *rcpts, size_t n, time_t now, struct limit_reply *r);
+/* A message deferred by greylisting (MX): it counts against the client's
+ * message rate (rate_ip_messages) as a delivered one does, as Postfix's
+ * smtpd_client_message_rate_limit counts every delivery request, so that a
+ * client sending made-up triplets is stopped at MAIL FROM once past the
+ * rate, instead of sending each message whole for another 451. Recipient
+ * rates and duplicates do not count it: nothing was delivered. */
+void limit_deferred(struct limit *l, const struct limit_sender *s, time_t now);
 /* Accepted (250): counts the message, its recipients and its fingerprint
  * (confirming limit_end's reservation). */
 void limit_delivered(struct limit *l, const struct limit_sender *s, uint64_t fp,

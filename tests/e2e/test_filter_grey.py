@@ -227,3 +227,23 @@ def test_reputation_skips_greylisting(make_server, zonedns):  # noqa: F811
     # the network of the real retry is allowed
     assert send(srv, "127.30.1.9", "kim@unknown.example").code == 250
     assert "greylist=reputation" in srv.log()
+
+
+def test_deferred_attempts_count_against_ip_rate(make_server):
+    """A greylisted message counts against the client's message rate
+    (rate_ip_messages), as Postfix counts every delivery request: a client
+    sending made-up triplets is stopped at MAIL FROM past the rate, not
+    deferred again after sending each message whole."""
+    srv = make_server("grey-rate", rate_ip_messages=3, **GREY_OPTS)
+    with srv.client("mx", source="127.40.0.1") as c:
+        c.ehlo()
+        for i in range(3):
+            frm = "made-up-%d@remote.example" % i
+            assert_deferred(c.mail(frm, [RCPT], make_message(frm, RCPT, "g%d" % i, "x\r\n")),
+                            wait=DELAY)
+        r = c.cmd("MAIL FROM:<made-up-9@remote.example>")
+        assert r.code == 451, r
+        assert r.lines == ["4.7.1 too many messages within 1h (4, limit 3); try again later"], r
+    # another client is not touched; recipient rates do not count deferrals
+    assert_deferred(send(srv, "127.40.1.1", "other@remote.example"), wait=DELAY)
+    assert "limit=ip_messages count=4 max=3" in srv.log()
