@@ -254,6 +254,19 @@ static void lease_finish(void *arg)
 	free(j);
 }
 
+/* The lease's answer goes at the end of the committer's round, after the
+ * answers of the jobs before it (their tails run in order), never ahead of
+ * them: a queue record earlier in the same round answers only then (after
+ * the round's sync), and a lease answered first would find that record's
+ * entries due again while their job still looked live on the loop
+ * (queue.c lease_filter), drop them, and leave them leased in the database
+ * for queue_lease (15 minutes) with no attempt. Lazy: the lease itself
+ * needs no sync. */
+static void lease_tail(struct store *st, struct store_job *job)
+{
+	loop_post(st->loop, lease_finish, job);
+}
+
 static void lease_run(struct store *st, struct store_job *job)
 {
 	struct lease_job *j = (struct lease_job *)job;
@@ -271,7 +284,7 @@ static void lease_run(struct store *st, struct store_job *job)
 	} else {
 		log_err("store: queue lease: begin: %s", sqlite3_errmsg(d->db));
 	}
-	loop_post(st->loop, lease_finish, j);
+	store_job_done(st, job, lease_tail);
 }
 
 void store_queue_lease(struct store *st, const char *owner, time_t now, unsigned lease_s,
@@ -286,6 +299,7 @@ void store_queue_lease(struct store *st, const char *owner, time_t now, unsigned
 	j->cb = cb;
 	j->arg = arg;
 	j->job.run = lease_run;
+	j->job.lazy = true;
 	store_job_queue(st, &j->job);
 }
 

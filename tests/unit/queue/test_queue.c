@@ -237,6 +237,98 @@ static void test_lease_work(void)
 	CHECK(due <= 2 * small + 20);
 }
 
+/* A lease in the same committer round as a record of the same entries:
+ * the record's answer (after the round's sync) comes first on the loop,
+ * then the lease's. Answered the other way round, the lease found the
+ * recorded entry due again while its job still looked live on the loop,
+ * which dropped it and left it leased for queue_lease with no attempt (an
+ * e2e test saw its retries stop under load). The first lease holds the
+ * committer (a progress handler that sleeps once) while the record and the
+ * second lease are queued, so that both land in the next round. */
+static int hold_state; /* 0: not yet, 1: holding, 2: released */
+
+static int hold_once(void *arg)
+{
+	(void)arg;
+	int zero = 0;
+	if (__atomic_compare_exchange_n(&hold_state, &zero, 1, false, __ATOMIC_SEQ_CST,
+					__ATOMIC_SEQ_CST)) {
+		struct timespec ts = {0, 300 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+		__atomic_store_n(&hold_state, 2, __ATOMIC_SEQ_CST);
+	}
+	return 0;
+}
+
+static int answer_seq;
+
+struct rec_res {
+	bool done;
+	int result, seq;
+};
+
+static void on_record(void *arg, int result)
+{
+	struct rec_res *r = arg;
+	r->result = result;
+	r->seq = ++answer_seq;
+	r->done = true;
+}
+
+struct seq_lease {
+	struct lease_res r;
+	int seq;
+};
+
+static void on_seq_lease(void *arg, int result, struct store_queue_lease *l)
+{
+	struct seq_lease *s = arg;
+	s->seq = ++answer_seq;
+	on_lease(&s->r, result, l);
+}
+
+static void test_lease_after_record(void)
+{
+	struct env e = {0};
+	CHECK(env_new(&e));
+	if (e.st == NULL)
+		return;
+	long long now = (long long)time(NULL);
+	char *sql = xasprintf("INSERT INTO queue(id, message_id, rcpt, domain, attempts, next_try,"
+			      " created, lease_owner, lease_until)"
+			      " VALUES (7, 3000000, 'r@due.example', 'due.example', 0, %lld, %lld,"
+			      " 'test', %lld)",
+			      now - 10, now - 10, now + 600);
+	CHECK_INT(1, sql_exec(sql), 0);
+	free(sql);
+	hold_state = 0;
+	answer_seq = 0;
+	sqlite3_progress_handler(e.st->cdb.db, 10, hold_once, NULL);
+	struct seq_lease first = {0}, second = {0};
+	store_queue_lease(e.st, "test", (time_t)now, 600, 10, on_seq_lease, &first);
+	for (int i = 0; i < 2000 && __atomic_load_n(&hold_state, __ATOMIC_SEQ_CST) == 0; i++) {
+		struct timespec ts = {0, 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	CHECK_INT(2, __atomic_load_n(&hold_state, __ATOMIC_SEQ_CST), 1);
+	/* the attempt failed for now: due again at once */
+	struct store_queue_result qr = {.id = 7, .outcome = STORE_QUEUE_RETRY,
+					.next_try = (time_t)now - 1};
+	struct rec_res rec = {0};
+	store_queue_record(e.st, "test", (time_t)now, &qr, 1, on_record, &rec);
+	store_queue_lease(e.st, "test", (time_t)now, 600, 10, on_seq_lease, &second);
+	run_until(e.l, &second.r.done);
+	run_until(e.l, &rec.done);
+	run_until(e.l, &first.r.done);
+	sqlite3_progress_handler(e.st->cdb.db, 0, NULL, NULL);
+	CHECK_INT(3, first.r.n_msg, 0); /* leased already when it ran */
+	CHECK_INT(4, rec.result, 0);
+	CHECK_INT(5, second.r.result, 0);
+	CHECK_INT(6, second.r.n_msg, 1); /* the record made it due again */
+	CHECK(rec.seq < second.seq);
+	env_free(&e);
+}
+
 int main(void)
 {
 	test_run("backoff", test_backoff);
@@ -246,5 +338,6 @@ int main(void)
 	test_run("delay_due", test_delay_due);
 	test_run("notify", test_notify);
 	test_run("lease_work", test_lease_work);
+	test_run("lease_after_record", test_lease_after_record);
 	return test_done("test_queue");
 }
