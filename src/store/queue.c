@@ -254,7 +254,7 @@ static void lease_finish(void *arg)
 	free(j);
 }
 
-/* The lease's answer goes at the end of the committer's round, after the
+/* A lease that took entries is answered at the end of the committer's round, after the
  * answers of the jobs before it (their tails run in order), never ahead of
  * them: a queue record earlier in the same round answers only then (after
  * the round's sync), and a lease answered first would find that record's
@@ -283,6 +283,12 @@ static void lease_run(struct store *st, struct store_job *job)
 		}
 	} else {
 		log_err("store: queue lease: begin: %s", sqlite3_errmsg(d->db));
+	}
+	/* nothing leased (the usual poll of an idle queue, or a failure):
+	 * nothing its answer could overtake, nothing to sync later */
+	if (j->result != 0 || j->l->n_msg == 0) {
+		loop_post(st->loop, lease_finish, j);
+		return;
 	}
 	store_job_done(st, job, lease_tail);
 }

@@ -243,19 +243,21 @@ static void test_lease_work(void)
  * recorded entry due again while its job still looked live on the loop,
  * which dropped it and left it leased for queue_lease with no attempt (an
  * e2e test saw its retries stop under load). The first lease holds the
- * committer (a progress handler that sleeps once) while the record and the
- * second lease are queued, so that both land in the next round. */
-static int hold_state; /* 0: not yet, 1: holding, 2: released */
+ * committer (a progress handler that waits for the test) while the record
+ * and the second lease are queued, so that both land in the next round. */
+static int hold_state; /* 0: not yet, 1: holding, 2: let go (by the test) */
 
+/* Holds the committer, once, until the test lets it go (at most 5 s). */
 static int hold_once(void *arg)
 {
 	(void)arg;
 	int zero = 0;
-	if (__atomic_compare_exchange_n(&hold_state, &zero, 1, false, __ATOMIC_SEQ_CST,
-					__ATOMIC_SEQ_CST)) {
-		struct timespec ts = {0, 300 * 1000 * 1000};
+	if (!__atomic_compare_exchange_n(&hold_state, &zero, 1, false, __ATOMIC_SEQ_CST,
+					 __ATOMIC_SEQ_CST))
+		return 0;
+	for (int i = 0; i < 5000 && __atomic_load_n(&hold_state, __ATOMIC_SEQ_CST) == 1; i++) {
+		struct timespec ts = {0, 1000 * 1000};
 		nanosleep(&ts, NULL);
-		__atomic_store_n(&hold_state, 2, __ATOMIC_SEQ_CST);
 	}
 	return 0;
 }
@@ -317,6 +319,7 @@ static void test_lease_after_record(void)
 	struct rec_res rec = {0};
 	store_queue_record(e.st, "test", (time_t)now, &qr, 1, on_record, &rec);
 	store_queue_lease(e.st, "test", (time_t)now, 600, 10, on_seq_lease, &second);
+	__atomic_store_n(&hold_state, 2, __ATOMIC_SEQ_CST); /* both wait for the next round */
 	run_until(e.l, &second.r.done);
 	run_until(e.l, &rec.done);
 	run_until(e.l, &first.r.done);
