@@ -763,18 +763,18 @@ static void end_after_spool(struct filter_tx *t)
 	bool allowed = sr != NULL && sr->allowed;
 	if (f->grey != NULL && !t->sub && !t->trusted && !allowed && t->n_rcpts > 0) {
 		unsigned wait = 0;
-		const char *why = "";
+		enum grey_why why = GREY_WHY_OFF;
 		enum grey_result gr =
 			grey_check(f->grey, t->c->ip, t->mail_from, (const char *const *)t->rcpts,
 				   t->n_rcpts, t->aligned_domain, time(NULL), &wait, &why);
 		/* the log line says why it passed, too (a retry, an allowed
 		 * network, reputation) */
-		if (strcmp(why, "off") != 0)
-			t->grey_why = why;
+		if (why != GREY_WHY_OFF)
+			t->grey_why = grey_why_text(why);
 		/* auto-allowlisting follows a real retry (RFC 6647 2.2), or
 		 * renews an allowed network: not a pass on the domain's
 		 * reputation, nor one with greylist_delay = 0 */
-		t->grey_allow = strcmp(why, "retry") == 0 || strcmp(why, "allowed network") == 0;
+		t->grey_allow = grey_why_allows_net(why);
 		if (gr == GREY_DEFER) {
 			/* the attempt counts against the client's message rate */
 			if (t->limited && f->limit != NULL) {

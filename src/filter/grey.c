@@ -508,11 +508,11 @@ static bool rep_good(const struct gent *e)
 
 enum grey_result grey_check(struct grey *g, const char *ip, const char *mail_from,
 			    const char *const *rcpts, size_t n, const char *aligned_domain,
-			    time_t now, unsigned *wait_r, const char **why_r)
+			    time_t now, unsigned *wait_r, enum grey_why *why_r)
 {
 	*wait_r = 0;
 	if (!g->on) {
-		*why_r = "off";
+		*why_r = GREY_WHY_OFF;
 		return GREY_PASS;
 	}
 	prune_step(g, now);
@@ -521,12 +521,12 @@ enum grey_result grey_check(struct grey *g, const char *ip, const char *mail_fro
 	size_t nlen = strlen(net);
 	struct gent *e = gtab_find(&g->nets, net, nlen, grey_hash(g, net, nlen));
 	if (e != NULL && e->t >= now) {
-		*why_r = "allowed network";
+		*why_r = GREY_WHY_ALLOWED_NET;
 		return GREY_PASS;
 	}
 	if (aligned_domain != NULL && *aligned_domain != '\0' &&
 	    rep_good(rep_find(g, aligned_domain, false, now))) {
-		*why_r = "reputation";
+		*why_r = GREY_WHY_REPUTATION;
 		return GREY_PASS;
 	}
 	char key[GREY_NET_MAX + 2 * (GREY_PART_MAX + 1)];
@@ -577,14 +577,42 @@ enum grey_result grey_check(struct grey *g, const char *ip, const char *mail_fro
 	}
 	if (!defer) {
 		/* with greylist_delay = 0 a new triplet passes at once */
-		*why_r = capped ? "no delay (network budget: not recorded)"
-			 : any_new ? "no delay"
-				   : "retry";
+		*why_r = capped ? GREY_WHY_NO_DELAY_CAPPED : any_new ? GREY_WHY_NO_DELAY : GREY_WHY_RETRY;
 		return GREY_PASS;
 	}
 	*wait_r = (unsigned)wait;
-	*why_r = capped ? "network budget" : any_new ? "new" : "too early";
+	*why_r = capped ? GREY_WHY_BUDGET : any_new ? GREY_WHY_NEW : GREY_WHY_TOO_EARLY;
 	return GREY_DEFER;
+}
+
+const char *grey_why_text(enum grey_why why)
+{
+	switch (why) {
+	case GREY_WHY_OFF:
+		return "off";
+	case GREY_WHY_ALLOWED_NET:
+		return "allowed network";
+	case GREY_WHY_REPUTATION:
+		return "reputation";
+	case GREY_WHY_RETRY:
+		return "retry";
+	case GREY_WHY_NO_DELAY:
+		return "no delay";
+	case GREY_WHY_NO_DELAY_CAPPED:
+		return "no delay (network budget: not recorded)";
+	case GREY_WHY_NEW:
+		return "new";
+	case GREY_WHY_TOO_EARLY:
+		return "too early";
+	case GREY_WHY_BUDGET:
+		return "network budget";
+	}
+	return "?";
+}
+
+bool grey_why_allows_net(enum grey_why why)
+{
+	return why == GREY_WHY_RETRY || why == GREY_WHY_ALLOWED_NET;
 }
 
 void grey_delivered(struct grey *g, const char *ip, const char *aligned_domain, bool spam,

@@ -25,15 +25,34 @@ struct grey *grey_new(struct loop *l, struct store *st, const struct config *cfg
 void grey_free(struct grey **gp);
 
 enum grey_result { GREY_PASS, GREY_DEFER };
+/* Why grey_check passed or deferred a message: the decision, of which the
+ * log's text is made (grey_why_text), not the other way round. */
+enum grey_why {
+	GREY_WHY_OFF,         /* pass: greylisting is off */
+	GREY_WHY_ALLOWED_NET, /* pass: the client's network is allowed */
+	GREY_WHY_REPUTATION,  /* pass: a DMARC-aligned domain of good reputation */
+	GREY_WHY_RETRY,       /* pass: every triplet waited greylist_delay */
+	GREY_WHY_NO_DELAY,    /* pass: greylist_delay = 0 (new triplets pass) */
+	GREY_WHY_NO_DELAY_CAPPED, /* pass: the same, past the network budget */
+	GREY_WHY_NEW,         /* defer: a new triplet (recorded) */
+	GREY_WHY_TOO_EARLY,   /* defer: a triplet still inside its delay */
+	GREY_WHY_BUDGET,      /* defer: new, not recorded (greylist_net_new reached) */
+};
 /* One message: every recipient's triplet is checked (and recorded when new).
  * aligned_domain: the From: domain when DMARC passed, else NULL. DEFER if
  * any triplet is still too young; *wait_r the seconds until the last of
- * them may pass. *why_r a static reason for the log ("new", "too early",
- * "network budget": new, not recorded, greylist_net_new reached; "allowed
- * network", "reputation"). */
+ * them may pass; *why_r the reason. */
 enum grey_result grey_check(struct grey *g, const char *ip, const char *mail_from,
 			    const char *const *rcpts, size_t n, const char *aligned_domain,
-			    time_t now, unsigned *wait_r, const char **why_r);
+			    time_t now, unsigned *wait_r, enum grey_why *why_r);
+/* The reason for the log: "off", "allowed network", "reputation", "retry",
+ * "no delay", "no delay (network budget: not recorded)", "new", "too early",
+ * "network budget". A static string. */
+const char *grey_why_text(enum grey_why why);
+/* Whether a delivery that passed for this reason allows its network
+ * (grey_delivered's allow_net): a real retry (RFC 6647 2.2), or an allowed
+ * network, which is renewed. */
+bool grey_why_allows_net(enum grey_why why);
 /* The message was accepted: the aligned domain's reputation grows (spam: it
  * shrinks), and, when allow_net and not spam, its network is allowed
  * (auto-allowlisting after a retry, RFC 6647 2.2). The caller passes

@@ -73,12 +73,12 @@ static void run_steps(struct grey *g, const struct step *v, size_t n)
 		for (char *p = strtok(buf, "|"); p != NULL && nr < 8; p = strtok(NULL, "|"))
 			r[nr++] = p;
 		unsigned wait = 12345;
-		const char *why = NULL;
+		enum grey_why why = GREY_WHY_OFF;
 		enum grey_result got =
 			grey_check(g, s->ip, s->from, r, nr, s->aligned, s->at, &wait, &why);
 		CHECK_INT((int)i, got, s->want);
 		CHECK_INT((int)i, wait, s->wait);
-		CHECK_STR((int)i, why, s->why);
+		CHECK_STR((int)i, grey_why_text(why), s->why);
 	}
 }
 
@@ -308,7 +308,7 @@ static void test_cap(void)
 	grey_set_max(g, 3);
 	const char *r[1];
 	unsigned wait;
-	const char *why;
+	enum grey_why why;
 	char addr[32];
 	for (int i = 0; i < 5; i++) {
 		snprintf(addr, sizeof addr, "u%d@local.test", i);
@@ -329,7 +329,7 @@ static void test_cap(void)
 	CHECK_INT(3, grey_check(g, "192.0.2.1", "a@example.org", r, 1, NULL, T0 + 4 + DELAY, &wait,
 				&why),
 		  GREY_DEFER);
-	CHECK_STR(3, why, "new");
+	CHECK_STR(3, grey_why_text(why), "new");
 	for (int i = 0; i < 5; i++) {
 		snprintf(addr, sizeof addr, "192.0.%d.1", i);
 		grey_delivered(g, addr, NULL, false, true, T0 + 1000);
@@ -341,7 +341,7 @@ static void test_cap(void)
 
 /* One check of one new recipient; the result, with *why_r. */
 static enum grey_result new1(struct grey *g, const char *ip, const char *rcpt, time_t at,
-			       unsigned *wait_r, const char **why_r)
+			       unsigned *wait_r, enum grey_why *why_r)
 {
 	const char *r[1] = {rcpt};
 	return grey_check(g, ip, "a@example.org", r, 1, NULL, at, wait_r, why_r);
@@ -357,19 +357,19 @@ static void test_net_budget(void)
 	struct grey *g = grey_mem();
 	grey_set_max(g, 5);
 	unsigned wait;
-	const char *why;
+	enum grey_why why;
 	char addr[64];
 	size_t t, nn, d;
 	/* a sender waiting for its retry, from 198.51.100.0/24 */
 	CHECK_INT(1, new1(g, "198.51.100.7", "real@local.test", T0, &wait, &why), GREY_DEFER);
-	CHECK_STR(1, why, "new");
+	CHECK_STR(1, grey_why_text(why), "new");
 	/* a flood of made-up recipients from 192.0.2.0/24: three recorded */
 	for (int i = 0; i < 1000; i++) {
 		snprintf(addr, sizeof addr, "u%d@local.test", i);
 		CHECK_INT(2, new1(g, i % 2 ? "192.0.2.1" : "192.0.2.200", addr, T0 + 1, &wait,
 				    &why),
 			  GREY_DEFER);
-		CHECK_STR(2, why, i < 3 ? "new" : "network budget");
+		CHECK_STR(2, grey_why_text(why), i < 3 ? "new" : "network budget");
 		CHECK_INT(2, wait, DELAY);
 	}
 	grey_counts(g, &t, &nn, &d);
@@ -377,7 +377,7 @@ static void test_net_budget(void)
 	/* the real sender's retry passes: its triplet was not pushed out */
 	CHECK_INT(4, new1(g, "198.51.100.7", "real@local.test", T0 + DELAY, &wait, &why),
 		  GREY_PASS);
-	CHECK_STR(4, why, "retry");
+	CHECK_STR(4, grey_why_text(why), "retry");
 	/* a recorded triplet of the flooding network passes too, and its
 	 * network is then allowed (auto-allowlisting): the budget costs a
 	 * real sender in that network one recorded triplet, no more */
@@ -386,19 +386,19 @@ static void test_net_budget(void)
 	grey_delivered(g, "192.0.2.1", NULL, false, true, T0 + 1 + DELAY);
 	CHECK_INT(5, new1(g, "192.0.2.9", "u999@local.test", T0 + 2 + DELAY, &wait, &why),
 		  GREY_PASS);
-	CHECK_STR(5, why, "allowed network");
+	CHECK_STR(5, grey_why_text(why), "allowed network");
 	/* the budget is per hour: 203.0.113.0/24 spends it, then records again */
 	for (int i = 0; i < 4; i++) {
 		snprintf(addr, sizeof addr, "w%d@local.test", i);
 		CHECK_INT(6, new1(g, "203.0.113.5", addr, T0 + 10, &wait, &why), GREY_DEFER);
-		CHECK_STR(6, why, i < 3 ? "new" : "network budget");
+		CHECK_STR(6, grey_why_text(why), i < 3 ? "new" : "network budget");
 	}
 	CHECK_INT(7, new1(g, "203.0.113.5", "w3@local.test", T0 + 10 + 3599, &wait, &why),
 		  GREY_DEFER);
-	CHECK_STR(7, why, "network budget");
+	CHECK_STR(7, grey_why_text(why), "network budget");
 	CHECK_INT(8, new1(g, "203.0.113.5", "w3@local.test", T0 + 10 + 3600, &wait, &why),
 		  GREY_DEFER);
-	CHECK_STR(8, why, "new");
+	CHECK_STR(8, grey_why_text(why), "new");
 	CHECK_INT(9, new1(g, "203.0.113.5", "w3@local.test", T0 + 10 + 3600 + DELAY, &wait, &why),
 		  GREY_PASS);
 	grey_free(&g);
@@ -415,14 +415,14 @@ static void test_net_budget(void)
 			      "f4@local.test"};
 	CHECK_INT(21, grey_check(g, "198.51.100.1", "a@example.org", five, 5, NULL, T0, &wait, &why),
 		  GREY_DEFER);
-	CHECK_STR(21, why, "new");
+	CHECK_STR(21, grey_why_text(why), "new");
 	grey_counts(g, &t, &nn, &d);
 	CHECK_INT(22, t, 7);
 	CHECK_INT(23, grey_check(g, "198.51.100.1", "a@example.org", five, 5, NULL, T0 + DELAY, &wait,
 				 &why),
 		  GREY_PASS);
 	CHECK_INT(24, new1(g, "198.51.100.1", "late@local.test", T0, &wait, &why), GREY_DEFER);
-	CHECK_STR(24, why, "network budget");
+	CHECK_STR(24, grey_why_text(why), "network budget");
 	grey_free(&g);
 
 	/* IPv6: one budget per /48 (two /64s of it share it), another /48 has its own */
@@ -432,10 +432,10 @@ static void test_net_budget(void)
 		CHECK_INT(10, new1(g, i % 2 ? "2001:db8:1:1::1" : "2001:db8:1:2::1", addr, T0,
 				     &wait, &why),
 			  GREY_DEFER);
-		CHECK_STR(10, why, i < 3 ? "new" : "network budget");
+		CHECK_STR(10, grey_why_text(why), i < 3 ? "new" : "network budget");
 	}
 	CHECK_INT(11, new1(g, "2001:db8:2::1", "v9@local.test", T0, &wait, &why), GREY_DEFER);
-	CHECK_STR(11, why, "new");
+	CHECK_STR(11, grey_why_text(why), "new");
 	grey_free(&g);
 
 	/* 0: no cap */
@@ -444,7 +444,7 @@ static void test_net_budget(void)
 	for (int i = 0; i < 50; i++) {
 		snprintf(addr, sizeof addr, "n%d@local.test", i);
 		CHECK_INT(12, new1(g, "192.0.2.1", addr, T0, &wait, &why), GREY_DEFER);
-		CHECK_STR(12, why, "new");
+		CHECK_STR(12, grey_why_text(why), "new");
 	}
 	grey_counts(g, &t, &nn, &d);
 	CHECK_INT(13, t, 50);
@@ -456,11 +456,11 @@ static void test_net_budget(void)
 	cfg.greylist_delay = 0;
 	g = grey_mem();
 	CHECK_INT(14, new1(g, "192.0.2.1", "d0@local.test", T0, &wait, &why), GREY_PASS);
-	CHECK_STR(14, why, "no delay");
+	CHECK_STR(14, grey_why_text(why), "no delay");
 	CHECK_INT(15, new1(g, "192.0.2.1", "d1@local.test", T0, &wait, &why), GREY_PASS);
-	CHECK_STR(15, why, "no delay (network budget: not recorded)");
+	CHECK_STR(15, grey_why_text(why), "no delay (network budget: not recorded)");
 	CHECK_INT(16, new1(g, "192.0.2.1", "d0@local.test", T0 + 1, &wait, &why), GREY_PASS);
-	CHECK_STR(16, why, "retry");
+	CHECK_STR(16, grey_why_text(why), "retry");
 	grey_counts(g, &t, &nn, &d);
 	CHECK_INT(17, t, 1);
 	grey_free(&g);
@@ -474,7 +474,7 @@ static void test_prune_incremental(void)
 	struct grey *g = grey_mem();
 	const char *r[1];
 	unsigned wait;
-	const char *why;
+	enum grey_why why;
 	char addr[32];
 	for (int i = 0; i < 100; i++) {
 		snprintf(addr, sizeof addr, "u%d@local.test", i);
@@ -514,9 +514,9 @@ static unsigned check1(struct grey *g, const char *ip, const char *from, const c
 {
 	const char *r[1] = {rcpt};
 	unsigned wait = 0;
-	const char *why = NULL;
+	enum grey_why why = GREY_WHY_OFF;
 	CHECK_INT(0, grey_check(g, ip, from, r, 1, aligned, now, &wait, &why), want);
-	CHECK_STR(0, why, want_why);
+	CHECK_STR(0, grey_why_text(why), want_why);
 	return wait;
 }
 
@@ -625,6 +625,31 @@ static void test_lazy_save(void)
 	dir_remove();
 }
 
+/* The reasons: a text each for the log, and only a real retry or an
+ * allowed network allows the network at delivery (RFC 6647 2.2). */
+static void test_why(void)
+{
+	static const struct {
+		enum grey_why why;
+		const char *text;
+		bool allows;
+	} v[] = {
+		{GREY_WHY_OFF, "off", false},
+		{GREY_WHY_ALLOWED_NET, "allowed network", true},
+		{GREY_WHY_REPUTATION, "reputation", false},
+		{GREY_WHY_RETRY, "retry", true},
+		{GREY_WHY_NO_DELAY, "no delay", false},
+		{GREY_WHY_NO_DELAY_CAPPED, "no delay (network budget: not recorded)", false},
+		{GREY_WHY_NEW, "new", false},
+		{GREY_WHY_TOO_EARLY, "too early", false},
+		{GREY_WHY_BUDGET, "network budget", false},
+	};
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		CHECK_STR((int)i, grey_why_text(v[i].why), v[i].text);
+		CHECK_INT((int)i, grey_why_allows_net(v[i].why), v[i].allows);
+	}
+}
+
 int main(void)
 {
 	log_set_level(LOG_ERR);
@@ -640,6 +665,7 @@ int main(void)
 	test_run("prune_incremental", test_prune_incremental);
 	test_run("restart", test_restart);
 	test_run("lazy_save", test_lazy_save);
+	test_run("why", test_why);
 	config_free(&cfg);
 	return test_done("test_filter_grey");
 }
