@@ -313,10 +313,13 @@ static bool rcpt_rest(struct filter_tx *t, struct filter_verdict *v)
 	struct filter *f = t->f;
 	*v = (struct filter_verdict){0};
 	/* drop: the greeting refused what was known by then; what answered
-	 * later is enforced here */
-	if (t->c->sc != NULL && (f->dnsbl_enforce || f->dnsbl_drop)) {
+	 * later is enforced here. The local block list is the administrator's
+	 * own decision: enforced under dnsbl_action = ignore too (which is for
+	 * trying DNS lists out) */
+	if (t->c->sc != NULL) {
 		const struct screen_result *r = screen_conn_result(t->c->sc);
-		if (r->blocked && !r->allowed && !r->trusted) {
+		if (r->blocked && !r->allowed && !r->trusted &&
+		    (f->dnsbl_enforce || f->dnsbl_drop || r->local_block)) {
 			/* filter.h: every recipient refused, naming the list */
 			set_verdict(t, v, 550, "5.7.1",
 				    r->why != NULL ? r->why : "client blocked");
@@ -830,6 +833,15 @@ static void common_reasons(struct filter_tx *t)
 	for (size_t m = 0; m < 3; m++) {
 		if (res[m] == NULL)
 			continue;
+		if (m == 2 && t->a_dmarc_enforced) {
+			/* the domain's own policy decided (p=quarantine: Junk
+			 * for everyone): named, not counted twice, so that it
+			 * cannot tip the message over the reject score */
+			filter_reasons_add(&t->common, "DMARC_FAIL", 0.0, "%s",
+					   "the From: domain's DMARC check failed: its policy "
+					   "(quarantine) sent the message to Junk");
+			continue;
+		}
 		for (size_t i = 0; i < sizeof(auth_rules) / sizeof(auth_rules[0]); i++) {
 			const struct auth_rule *r = &auth_rules[i];
 			if (strcmp(r->method, methods[m]) == 0 && strcasecmp(r->result, res[m]) == 0) {
@@ -843,9 +855,16 @@ static void common_reasons(struct filter_tx *t)
 static void end_score(struct filter_tx *t)
 {
 	struct filter *f = t->f;
-	/* Scores count on the MX listener (submission is the users' own mail). */
+	/* Scores count on the MX listener (submission is the users' own mail);
+	 * a milter's quarantine counts on both */
 	if (t->sub) {
 		t->action = "accept";
+		if (t->m_quarantine) {
+			t->junk = xcalloc(t->n_users ? t->n_users : 1, sizeof(*t->junk));
+			for (size_t i = 0; i < t->n_users; i++)
+				t->junk[i] = true;
+			t->action = "quarantine";
+		}
 		end_finish(t);
 		return;
 	}
@@ -940,6 +959,7 @@ static void end_finish(struct filter_tx *t)
 		v.junk = t->junk;
 		v.rewritten = t->rewritten;
 		v.discard = t->discard;
+		v.quarantine = t->m_quarantine;
 	}
 	log_end(t);
 	filter_end_cb *cb = t->end_cb;
@@ -967,6 +987,7 @@ void filter_end(struct filter_tx *t, const struct filter_auth *a, struct store_s
 		t->a_dmarc = dup_or_null(a->dmarc);
 		if (a->dmarc_aligned && a->from_domain != NULL)
 			t->aligned_domain = xstrdup(a->from_domain);
+		t->a_dmarc_enforced = a->dmarc_enforced;
 	}
 	if (!t->sub)
 		common_reasons(t);

@@ -107,6 +107,8 @@ struct filter_auth {
 	const char *dmarc;    /* "pass", "fail", "none", ... or NULL */
 	const char *from_domain; /* RFC5322.From domain, or NULL */
 	bool dmarc_aligned;   /* DMARC passed: from_domain is authenticated */
+	bool dmarc_enforced;  /* DMARC failed and the domain's policy was applied
+			       * (p=quarantine: everyone's Junk already) */
 };
 /* The end-of-data verdict. code 0: store, with: */
 struct filter_end_verdict {
@@ -120,6 +122,9 @@ struct filter_end_verdict {
 	bool rewritten;      /* the spool was rewritten (a milter changed or
 			      * deleted header fields): commit it as it is now */
 	bool discard;        /* a milter said DISCARD: answer 250, store nothing */
+	bool quarantine;     /* a milter said QUARANTINE: local recipients get it
+			      * in Junk (junk), remote ones are queued held
+			      * (store_delivery.hold) */
 };
 typedef void filter_end_cb(void *arg, const struct filter_end_verdict *v);
 /* The last byte is in (before policy's end, whose DKIM and DMARC work then

@@ -108,6 +108,7 @@ struct filter_tx {
 	struct timer *end_timer;
 	struct store_spool *sp;
 	char *a_spf, *a_dkim, *a_dmarc, *aligned_domain;
+	bool a_dmarc_enforced; /* filter_auth.dmarc_enforced */
 	enum clamd_status clamd_status;
 	char *clamd_name;
 	bool milter_done;

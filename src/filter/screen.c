@@ -443,6 +443,7 @@ struct screen_conn *screen_conn_new(struct screen *s, const char *ip, time_t now
 	}
 	if (cidr_set_match_addr(s->block, &a)) {
 		c->res.blocked = true;
+		c->res.local_block = true;
 		snprintf(c->why, sizeof c->why, "client [%s] blocked by local policy", c->ip);
 		log_info("screen: client=%s blocked by the local block list", c->ip);
 		return c;

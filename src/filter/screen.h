@@ -78,6 +78,8 @@ struct screen_result {
 	bool trusted;      /* in trusted_networks: nothing else applies */
 	bool allowed;      /* local allow list, or DNSBL score at/below the allowlist threshold */
 	bool blocked;      /* local block list, or DNSBL score at/above dnsbl_threshold */
+	bool local_block;  /* blocked by the local block list (refused even under
+			    * dnsbl_action = ignore) */
 	bool rate_exceeded; /* more than conn_rate_limit connections this minute */
 	bool done;         /* every DNSBL lookup answered (or failed/timed out) */
 	int score;         /* summed weights of the sites that listed the IP */

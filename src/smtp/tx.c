@@ -422,6 +422,8 @@ static void commit_tx(struct smtp_session *s, const struct filter_end_verdict *f
 		/* DMARC quarantine: everyone's Junk; else the filter's per user */
 		.junk = tx->pol_done && tx->pol_junk,
 		.junk_users = fv != NULL ? fv->junk : NULL,
+		/* a milter's quarantine: remote recipients held in the queue */
+		.hold = fv != NULL && fv->quarantine,
 		.queue_from = tx->pol_done ? tx->pol_queue_from : NULL,
 	};
 	struct store_spool *sp = tx->sp;
@@ -477,6 +479,7 @@ static void filter_end_start(struct smtp_session *s)
 		a.dmarc = pr.dmarc;
 		a.from_domain = pr.from_domain;
 		a.dmarc_aligned = pr.dmarc_pass;
+		a.dmarc_enforced = tx->pol_junk; /* policy's quarantine */
 	}
 	filter_tx_users(tx->flt, tx->user_ids, tx->n_users);
 	tx->flt_wait = true;

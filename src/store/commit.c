@@ -84,6 +84,7 @@ struct store_commit_req {
 	char *queue_from; /* queue.mail_from (SRS), or NULL */
 	bool junk;        /* local recipients: their \Junk mailbox, not INBOX */
 	bool *junk_users; /* per user_ids entry (store_delivery.junk_users), or NULL */
+	bool hold;        /* the queue entries start held (store_delivery.hold) */
 	time_t received;
 	int tz; /* the server's zone at received, seconds east (INTERNALDATE) */
 	int64_t *user_ids;
@@ -614,6 +615,7 @@ void store_commit(struct store *st, struct store_spool *sp, const struct store_d
 	req->auth_user = xstrdup_null(d->auth_user);
 	req->queue_from = xstrdup_null(d->queue_from);
 	req->junk = d->junk;
+	req->hold = d->hold;
 	if (d->prefix_len > 0) {
 		sp->prefix = xmalloc(d->prefix_len);
 		memcpy(sp->prefix, d->prefix, d->prefix_len);
@@ -1341,6 +1343,7 @@ static int insert_one(struct store_db *d, struct store_commit_req *req, time_t n
 		if (at != NULL)
 			sqlite3_bind_text(s, 7, at + 1, -1, SQLITE_STATIC);
 		bind_text_null(s, 8, req->queue_from);
+		sqlite3_bind_int(s, 9, req->hold);
 		if (store_step_done(d, s, NULL) < 0)
 			return -1;
 	}

@@ -48,10 +48,11 @@ static const char *const stmt_sql[STMT_N] = {
 			   " message_used = message_used + ?3 WHERE user_id = ?1"
 			   " AND (storage_limit = 0 OR storage_used + ?2 <= storage_limit)"
 			   " AND (message_limit = 0 OR message_used + ?3 <= message_limit)",
-	/* ?8: queue.mail_from (store_delivery.queue_from: SRS), NULL = the message's */
+	/* ?8: queue.mail_from (store_delivery.queue_from: SRS), NULL = the message's;
+	 * ?9: held (store_delivery.hold) */
 	[STMT_INS_QUEUE] = "INSERT INTO queue(message_id, rcpt, orcpt, notify, attempts, next_try,"
-			   " last_error, created, domain, mail_from)"
-			   " VALUES(?1, ?2, ?3, ?4, 0, ?5, NULL, ?6, coalesce(lower(?7), ''), ?8)",
+			   " last_error, created, domain, mail_from, held)"
+			   " VALUES(?1, ?2, ?3, ?4, 0, ?5, NULL, ?6, coalesce(lower(?7), ''), ?8, ?9)",
 };
 
 /* The schema is versioned by PRAGMA user_version: version N means that the

@@ -220,6 +220,9 @@ struct store_delivery {
 	/* Spam filtering (src/filter): per user_ids entry, Junk (as junk) for
 	 * that recipient alone; NULL: junk decides for all. Copied. */
 	const bool *junk_users;
+	/* The remote recipients' queue entries start held (a milter's
+	 * quarantine): not tried until `postern queue release`. */
+	bool hold;
 	/* The envelope sender of the queue entries when it is not mail_from
 	 * (SRS for forwarded mail: srs.h), or NULL. Kept in queue.mail_from;
 	 * store_queue_msg.mail_from and the queue listing show it. */

@@ -213,6 +213,22 @@ def test_check_config_errors_have_file_line_option(tmp_path):
         assert want in out, "case %d: want %r in %r" % (i, want, out)
 
 
+def test_check_config_warns_of_a_trailing_comment(tmp_path):
+    # A comment is a line of its own (as in Postfix's main.cf): a '#' after
+    # the value is part of it, so "clamd_socket = /path  # note" would name
+    # a socket that does not exist. The value is kept, with a warning naming
+    # the line; a '#' inside a value (a password) is not warned of.
+    path = write(tmp_path, "c.conf", "data_dir = %s\n" % (tmp_path / "d") +
+                 "# a comment line\n"
+                 "relayhost_password = pa#ss\n"
+                 "clamd_socket = /var/run/clamav/clamd.ctl   # Debian's socket\n")
+    p = run("-c", path, "check-config")
+    err = p.stderr.decode("utf-8", "replace")
+    assert p.returncode == 0, err
+    assert err.count(" warn ") == 1, err
+    assert "%s:4: clamd_socket: the value has a '#' after white space" % path in err, err
+
+
 def test_check_config_missing_file(tmp_path):
     p = run("-c", str(tmp_path / "nope.conf"), "check-config")
     assert p.returncode == 1

@@ -25,6 +25,8 @@ RECORDS = [
     ("TXT", "spffail.test", "v=spf1 -all"),
     # the From: domain: p=none, so policy does not enforce the DMARC fail
     ("TXT", "_dmarc.none.test", "v=DMARC1; p=none"),
+    # a From: domain whose policy quarantines: policy sends the message to Junk
+    ("TXT", "_dmarc.quar.test", "v=DMARC1; p=quarantine"),
     # a DNS blocklist listing the client 127.0.0.2
     ("A", "2.0.0.127.bl.test", "127.0.0.2"),
 ]
@@ -230,6 +232,29 @@ def test_reject_score(mx):
     assert find(mx, ALICE, "half rejected")[0] == "Junk"
     assert find(mx, BOB, "half rejected")[0] == "INBOX"
     clear_thresholds(mx)
+
+
+def test_dmarc_quarantine_not_counted_twice(mx):
+    # The From: domain's p=quarantine already sent the message to Junk: its
+    # DMARC fail is named in the report but not scored again, so it cannot
+    # tip the message over the reject score (SPF_FAIL 1.5 alone stays under
+    # 3; with DMARC_FAIL's 2.0 it would be 3.5 and refused).
+    clear_thresholds(mx)
+    cli_threshold(mx, "example.test", "reject=3")
+    try:
+        r = send(mx, [ALICE], "quarantined by policy", frm="news@quar.test")
+        assert r.code == 250, r
+        box, stored = find(mx, ALICE, "quarantined by policy")
+        assert box == "Junk"
+        items = report_items(spam_fields(stored)["X-Spam-Report"])
+        assert (0.0, b"DMARC_FAIL") in items and (1.5, b"SPF_FAIL") in items, items
+        assert b"score=1.5 " in spam_fields(stored)["X-Spam-Status"]
+        assert b"dmarc=fail" in stored.split(b"\r\n\r\n", 1)[0]
+        # p=none: the policy did not decide, the fail counts (3.5: refused)
+        r = send(mx, [ALICE], "not quarantined", frm="news@none.test")
+        assert r.code == 550, r
+    finally:
+        clear_thresholds(mx)
 
 
 def test_submission_not_scored(mx):

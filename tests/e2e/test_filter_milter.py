@@ -691,3 +691,38 @@ def test_change_to_empty_value_is_not_deletion(make_server):
         assert b"to be emptied" not in head and b"X-Drop" not in head, head
     finally:
         m.close()
+
+
+def test_quarantine_on_submission_junk_and_held(make_server):
+    # A milter's quarantine on a user's own mail (milter_submission = yes):
+    # the local recipient gets it in Junk, the remote one's queue entry
+    # starts held (Postfix puts a quarantined message on hold): it is not
+    # sent until the administrator releases it.
+    m = Scripted(quarantine, actions=0x20)
+    try:
+        s = make_server(milters=m.addr, milter_timeout=5, milter_submission="yes")
+        c = s.authed(RCPT)
+        try:
+            msg = make_message(RCPT, "bob@example.test", "held for review",
+                               "Quarterly figures attached.\r\n")
+            r = c.mail(RCPT, ["bob@example.test", "carol@remote.example"], msg)
+            assert r.code == 250, r
+        finally:
+            c.close()
+        assert s.count("bob@example.test") == 0
+        assert len(s.messages("bob@example.test", "Junk")) == 1
+        q = s.queue()
+        assert len(q) == 1 and "carol@remote.example" in q[0] and " held" in q[0], q
+        assert "action=quarantine" in s.log()
+        # a message the milter lets through is queued as usual, not held
+        m.eob = lambda c: c.sendall(pkt(b"c"))
+        c = s.authed(RCPT)
+        try:
+            msg = make_message(RCPT, "dave@remote.example", "not held", "Hi.\r\n")
+            assert c.mail(RCPT, ["dave@remote.example"], msg).code == 250
+        finally:
+            c.close()
+        q = [l for l in s.queue() if "dave@remote.example" in l]
+        assert len(q) == 1 and " held" not in q[0], s.queue()
+    finally:
+        m.close()

@@ -265,6 +265,23 @@ def test_block_drop_at_connect(make_server, zonedns):
         c.cmd("QUIT")
 
 
+def test_ignore_still_enforces_the_local_block_list(make_server, zonedns):
+    """dnsbl_action=ignore is for trying DNS lists out: a DNSBL-listed
+    client's mail flows (the listing logged and scored), but a client in the
+    administrator's own block list is still refused at RCPT."""
+    zonedns.zone = {qname("127.0.0.31", "bl.test"): [("A", "127.0.0.2")]}
+    srv = make_server(start=False, **screen_opts(zonedns, dnsbl_sites=BL_SITES,
+                                                 dnsbl_threshold=3, dnsbl_action="ignore"))
+    srv.cli("block", "add", "127.0.0.30")
+    srv.start()
+    rr, d = deliver(srv, "127.0.0.31")
+    assert rr.code == 250 and d.code == 250, (rr, d)
+    assert "screen: client=127.0.0.31 dnsbl score=3 blocked" in srv.log()
+    rr, d = deliver(srv, "127.0.0.30")
+    assert rr.code == 550 and rr.lines[0].startswith("5.7.1") and d is None, (rr, d)
+    assert "blocked by local policy" in rr.lines[0], rr
+
+
 def test_block_cli_errors(make_server):
     srv = make_server(start=False)
     p = srv.cli("block", "add", "not-a-network", check=False)
