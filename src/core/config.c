@@ -760,9 +760,9 @@ int config_load(struct config *c, const char *path, char **err_r)
 		 * after the value is part of it (a password may hold one). One
 		 * after white space is most likely a comment by mistake, which
 		 * would make, say, clamd_socket a path that does not exist. */
-		if (strstr(value, " #") != NULL || strstr(value, "\t#") != NULL)
-			log_warn("%s:%d: %s: the value has a '#' after white space, and it is part "
-				 "of the value: a comment must be on a line of its own",
+		if (value[0] == '#' || strstr(value, " #") != NULL || strstr(value, "\t#") != NULL)
+			log_warn("%s:%d: %s: the value has a '#' at its start or after white space, "
+				 "and it is part of the value: a comment must be on a line of its own",
 				 path, lineno, key);
 		if (config_set(c, key, value, &err) < 0) {
 			*err_r = xasprintf("%s:%d: %s", path, lineno, err);

@@ -891,8 +891,12 @@ static void end_score(struct filter_tx *t)
 			filter_thresholds(f, t->users[i], &junk, &reject);
 		}
 		bool is_reject = r.score >= reject;
-		/* refused for this recipient, but taken for the others: Junk */
-		bool is_junk = r.score >= junk || is_reject || t->m_quarantine;
+		/* refused for this recipient, but taken for the others: Junk;
+		 * and Junk whatever the score when a milter quarantined it or
+		 * policy applied the domain's p=quarantine (the store files it
+		 * there anyway: the fields, the log and greylisting say so) */
+		bool is_junk = r.score >= junk || is_reject || t->m_quarantine ||
+			       t->a_dmarc_enforced;
 		if (!is_reject)
 			all_reject = false;
 		t->junk[i] = is_junk;
@@ -921,7 +925,7 @@ static void end_score(struct filter_tx *t)
 		end_finish(t);
 		return;
 	}
-	t->action = any_junk ? "junk" : "accept";
+	t->action = t->m_quarantine ? "quarantine" : any_junk ? "junk" : "accept";
 	/* X-Spam-*: one set per message, the first local recipient's verdict */
 	if (f->cfg->spam_header)
 		filter_reasons_header(&first, first_spam, first_required, &t->spam_fields);
@@ -1043,7 +1047,9 @@ void filter_delivered(struct filter_tx *t)
 		t->limit_held = false;
 	}
 	if (f->grey != NULL && !t->sub && !t->trusted) {
-		bool spam = false;
+		/* Junk for anyone (a milter's quarantine and policy's
+		 * p=quarantine count even with no local recipient) */
+		bool spam = t->m_quarantine || t->a_dmarc_enforced;
 		for (size_t i = 0; t->junk != NULL && i < t->n_users; i++)
 			spam = spam || t->junk[i];
 		grey_delivered(f->grey, t->c->ip, t->aligned_domain, spam, t->grey_allow, now);

@@ -221,12 +221,15 @@ def test_check_config_warns_of_a_trailing_comment(tmp_path):
     path = write(tmp_path, "c.conf", "data_dir = %s\n" % (tmp_path / "d") +
                  "# a comment line\n"
                  "relayhost_password = pa#ss\n"
-                 "clamd_socket = /var/run/clamav/clamd.ctl   # Debian's socket\n")
+                 "clamd_socket = /var/run/clamav/clamd.ctl   # Debian's socket\n"
+                 "relayhost_user = # fill in later\n")
     p = run("-c", path, "check-config")
     err = p.stderr.decode("utf-8", "replace")
     assert p.returncode == 0, err
-    assert err.count(" warn ") == 1, err
-    assert "%s:4: clamd_socket: the value has a '#' after white space" % path in err, err
+    assert err.count(" warn ") == 2, err
+    want = "the value has a '#' at its start or after white space"
+    assert "%s:4: clamd_socket: %s" % (path, want) in err, err
+    assert "%s:5: relayhost_user: %s" % (path, want) in err, err
 
 
 def test_check_config_missing_file(tmp_path):
