@@ -858,13 +858,8 @@ static void end_score(struct filter_tx *t)
 	/* Scores count on the MX listener (submission is the users' own mail);
 	 * a milter's quarantine counts on both */
 	if (t->sub) {
-		t->action = "accept";
-		if (t->m_quarantine) {
-			t->junk = xcalloc(t->n_users ? t->n_users : 1, sizeof(*t->junk));
-			for (size_t i = 0; i < t->n_users; i++)
-				t->junk[i] = true;
-			t->action = "quarantine";
-		}
+		/* quarantined: everyone's Junk through the verdict's quarantine */
+		t->action = t->m_quarantine ? "quarantine" : "accept";
 		end_finish(t);
 		return;
 	}

@@ -122,9 +122,9 @@ struct filter_end_verdict {
 	bool rewritten;      /* the spool was rewritten (a milter changed or
 			      * deleted header fields): commit it as it is now */
 	bool discard;        /* a milter said DISCARD: answer 250, store nothing */
-	bool quarantine;     /* a milter said QUARANTINE: local recipients get it
-			      * in Junk (junk), remote ones are queued held
-			      * (store_delivery.hold) */
+	bool quarantine;     /* a milter said QUARANTINE: every local recipient
+			      * gets it in Junk (store_delivery.junk), remote ones
+			      * are queued held (store_delivery.hold) */
 };
 typedef void filter_end_cb(void *arg, const struct filter_end_verdict *v);
 /* The last byte is in (before policy's end, whose DKIM and DMARC work then

@@ -419,8 +419,9 @@ static void commit_tx(struct smtp_session *s, const struct filter_end_verdict *f
 		.smtputf8 = tx->smtputf8,
 		.prefix = pre.data,
 		.prefix_len = pre.len,
-		/* DMARC quarantine: everyone's Junk; else the filter's per user */
-		.junk = tx->pol_done && tx->pol_junk,
+		/* DMARC's or a milter's quarantine: everyone's Junk; else the
+		 * filter's per user */
+		.junk = (tx->pol_done && tx->pol_junk) || (fv != NULL && fv->quarantine),
 		.junk_users = fv != NULL ? fv->junk : NULL,
 		/* a milter's quarantine: remote recipients held in the queue */
 		.hold = fv != NULL && fv->quarantine,
